@@ -1,0 +1,119 @@
+package dev.dmaplane.device;
+
+import dev.dmaplane.dma.DmaApi;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+
+import java.util.List;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.concurrent.CopyOnWriteArrayList;
+
+/**
+ * A device on a bus ({@code struct device}): a name, a parent, a bound driver, device-managed resources and the
+ * DMA API it reaches memory through.
+ */
+public abstract class Device {
+    private final String name;
+    private final Device parent;
+    private final Devres devres;
+    private final List<Device> children = new CopyOnWriteArrayList<>();
+    private volatile Driver driver;
+    private volatile BoundDevice binding;
+    private volatile DmaApi dma;
+    private volatile boolean present;
+
+    protected Device(String name, Device parent) {
+        if (name == null || name.isBlank()) {
+            throw new ErrnoException(Errno.EINVAL, "device name must not be blank: '" + name + "'");
+        }
+        this.name = name;
+        this.parent = parent;
+        this.devres = new Devres(name);
+    }
+
+    /** The device's name on its bus ({@code dev_name}): a BDF for PCI, {@code module.dev.id} for auxiliary. */
+    public final String name() {
+        return name;
+    }
+
+    /** The parent device, if any ({@code dev->parent}). */
+    public final Optional<Device> parent() {
+        return Optional.ofNullable(parent);
+    }
+
+    /** The bus this device is on. */
+    public abstract BusType bus();
+
+    /** Whether this device matches one row of a driver's ID table. */
+    public abstract boolean matches(MatchEntry entry);
+
+    /** Resources released after the current binding ends. */
+    public final Devres devres() {
+        return devres;
+    }
+
+    /** The driver bound to this device, if any. */
+    public final Optional<Driver> driver() {
+        return Optional.ofNullable(driver);
+    }
+
+    /** Whether the device is on its bus (added and not yet removed). */
+    public final boolean isPresent() {
+        return present;
+    }
+
+    /** Devices created below this one, e.g. auxiliary devices its driver added. */
+    public final List<Device> children() {
+        return List.copyOf(children);
+    }
+
+    /**
+     * The DMA API for this device ({@code dma_map_*(dev, ...)}). Auxiliary devices use their parent's, as
+     * functions of one physical device share its requester ID.
+     *
+     * @throws ErrnoException {@code ENODEV} if the device has no DMA capability or left its bus
+     */
+    public DmaApi dma() {
+        DmaApi d = dma;
+        if (d == null) {
+            if (parent != null) {
+                return parent.dma();
+            }
+            throw new ErrnoException(Errno.ENODEV, name + " has no DMA API (not DMA capable or not on a bus)");
+        }
+        return d;
+    }
+
+    @Override
+    public String toString() {
+        return bus().name().toLowerCase() + ":" + name;
+    }
+
+    // ---- state kept by DeviceCore ----
+
+    final BoundDevice binding() {
+        return binding;
+    }
+
+    final void bindState(Driver d, BoundDevice b) {
+        this.driver = d;
+        this.binding = b;
+    }
+
+    final void setPresent(boolean p) {
+        this.present = p;
+    }
+
+    final void setDma(DmaApi api) {
+        this.dma = api;
+    }
+
+    final void addChild(Device child) {
+        children.add(Objects.requireNonNull(child));
+    }
+
+    final void removeChild(Device child) {
+        children.remove(child);
+    }
+}

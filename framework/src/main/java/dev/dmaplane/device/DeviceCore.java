@@ -1,0 +1,280 @@
+package dev.dmaplane.device;
+
+import dev.dmaplane.dma.DmaApi;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.trace.TraceKind;
+import dev.dmaplane.trace.Tracer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Consumer;
+
+/**
+ * The driver core ({@code drivers/base/}): devices and drivers meet here. A device that appears is probed by
+ * the first registered driver whose table matches; a driver that registers probes every unbound device it
+ * matches. A probe that throws leaves that device unbound and touches no other. Unbinding runs the driver's
+ * {@code remove}, then releases device-managed resources, then tells unbind listeners (dma-debug's leak check).
+ */
+public final class DeviceCore {
+    private static final Logger LOG = LoggerFactory.getLogger(DeviceCore.class);
+
+    private final Tracer tracer;
+    private final ReentrantLock lock = new ReentrantLock();
+    private final List<Device> devices = new ArrayList<>();
+    private final List<Driver> drivers = new ArrayList<>();
+    private final List<Consumer<Device>> unbindListeners = new CopyOnWriteArrayList<>();
+
+    public DeviceCore(Tracer tracer) {
+        this.tracer = Objects.requireNonNull(tracer, "tracer");
+    }
+
+    /** Puts {@code device} on its bus ({@code device_add}) and probes it against the registered drivers. */
+    public void addDevice(Device device, DmaApi dma) {
+        lock.lock();
+        try {
+            if (device.isPresent() || findDevice(device.name()).isPresent()) {
+                throw new ErrnoException(Errno.EEXIST, "device " + device.name() + " is already on its bus");
+            }
+            device.setDma(dma);
+            device.setPresent(true);
+            devices.add(device);
+            device.parent().ifPresent(p -> p.addChild(device));
+            tracer.emit(TraceKind.DEVICE_ADD, device.name(), -1, 0, device.bus().name());
+            for (Driver d : drivers) {
+                if (tryProbe(device, d)) {
+                    break;
+                }
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Takes {@code device} off its bus ({@code device_del}, hot unplug): its children go first, then its driver
+     * is unbound. Later DMA API calls for it fail with {@code ENODEV}.
+     */
+    public void removeDevice(Device device) {
+        lock.lock();
+        try {
+            if (!devices.contains(device)) {
+                throw new ErrnoException(Errno.ENODEV, "device " + device.name() + " is not on its bus");
+            }
+            List<Device> kids = device.children();
+            for (int i = kids.size() - 1; i >= 0; i--) {
+                if (kids.get(i).isPresent()) {
+                    removeDevice(kids.get(i));
+                }
+            }
+            unbindLocked(device);
+            devices.remove(device);
+            device.parent().ifPresent(p -> p.removeChild(device));
+            device.setPresent(false);
+            device.setDma(null);
+            tracer.emit(TraceKind.DEVICE_REMOVE, device.name(), -1, 0, device.bus().name());
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Adds an auxiliary device below {@code parent} ({@code auxiliary_device_add}); it is deleted again when the
+     * parent's current binding ends, as with the devm variant, or earlier by {@link #removeDevice}.
+     */
+    public AuxDevice addAuxDevice(Device parent, String modName, String devName, int id, Object platformData) {
+        Objects.requireNonNull(parent, "parent");
+        lock.lock();
+        try {
+            if (!parent.isPresent()) {
+                throw new ErrnoException(Errno.ENODEV, "parent " + parent.name() + " is not on its bus");
+            }
+            AuxDevice aux = new AuxDevice(parent, modName, devName, id, platformData);
+            addDevice(aux, null);
+            parent.devres().add("auxiliary " + aux.name(), () -> {
+                if (aux.isPresent()) {
+                    removeDevice(aux);
+                }
+            });
+            return aux;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Registers a driver ({@code driver_register}) and probes every unbound device it matches. */
+    public void registerDriver(Driver driver) {
+        Objects.requireNonNull(driver, "driver");
+        Objects.requireNonNull(driver.matchTable(), "driver match table");
+        lock.lock();
+        try {
+            for (Driver d : drivers) {
+                if (d == driver || d.name().equals(driver.name())) {
+                    throw new ErrnoException(Errno.EEXIST, "a driver named '" + driver.name() + "' is already registered");
+                }
+            }
+            drivers.add(driver);
+            tracer.emit(TraceKind.DRIVER, driver.name(), -1, 0, "registered");
+            for (Device dev : List.copyOf(devices)) {
+                if (dev.isPresent() && dev.driver().isEmpty()) {
+                    tryProbe(dev, driver);
+                }
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Unbinds the driver from every device it drives and forgets it ({@code driver_unregister}). */
+    public void unregisterDriver(Driver driver) {
+        lock.lock();
+        try {
+            if (!drivers.contains(driver)) {
+                throw new ErrnoException(Errno.ENODEV, "driver '" + (driver == null ? null : driver.name()) + "' is not registered");
+            }
+            List<Device> bound = devices.stream().filter(d -> d.driver().orElse(null) == driver).toList();
+            for (int i = bound.size() - 1; i >= 0; i--) {
+                unbindLocked(bound.get(i));
+            }
+            drivers.remove(driver);
+            tracer.emit(TraceKind.DRIVER, driver.name(), -1, 0, "unregistered");
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Binds {@code device} to {@code driver} by hand ({@code echo BDF > .../bind}).
+     *
+     * @throws ErrnoException {@code EBUSY} if already bound, {@code ENODEV} if the driver does not match or its
+     *                        probe failed, {@code ENODEV} for an unknown device or driver
+     */
+    public void bind(Device device, Driver driver) {
+        lock.lock();
+        try {
+            if (!devices.contains(device)) {
+                throw new ErrnoException(Errno.ENODEV, "device " + device.name() + " is not on its bus");
+            }
+            if (!drivers.contains(driver)) {
+                throw new ErrnoException(Errno.ENODEV, "driver '" + driver.name() + "' is not registered");
+            }
+            if (device.driver().isPresent()) {
+                throw new ErrnoException(Errno.EBUSY, device.name() + " is already bound to " + device.driver().get().name());
+            }
+            if (driver.matchTable().match(device).isEmpty()) {
+                throw new ErrnoException(Errno.ENODEV, "driver '" + driver.name() + "' does not match " + device.name());
+            }
+            if (!tryProbe(device, driver)) {
+                throw new ErrnoException(Errno.ENODEV, "probe of " + device.name() + " by '" + driver.name() + "' failed");
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Unbinds {@code device} from its driver by hand ({@code echo BDF > .../unbind}); no-op if unbound. */
+    public void unbind(Device device) {
+        lock.lock();
+        try {
+            unbindLocked(device);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Calls {@code listener} after each unbind, once the driver's remove and devres release have run. */
+    public AutoCloseable onUnbind(Consumer<Device> listener) {
+        unbindListeners.add(Objects.requireNonNull(listener));
+        return () -> unbindListeners.remove(listener);
+    }
+
+    /** The devices on all buses, in the order they were added. */
+    public List<Device> devices() {
+        lock.lock();
+        try {
+            return List.copyOf(devices);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** The registered drivers, in registration order. */
+    public List<Driver> drivers() {
+        lock.lock();
+        try {
+            return List.copyOf(drivers);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** The device named {@code name}, if on a bus. */
+    public Optional<Device> findDevice(String name) {
+        lock.lock();
+        try {
+            return devices.stream().filter(d -> d.name().equals(name)).findFirst();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** The devices {@code driver} is bound to. */
+    public List<Device> boundTo(Driver driver) {
+        return devices().stream().filter(d -> d.driver().orElse(null) == driver).toList();
+    }
+
+    private boolean tryProbe(Device device, Driver driver) {
+        Optional<MatchEntry> match = driver.matchTable().match(device);
+        if (match.isEmpty()) {
+            return false;
+        }
+        BoundDevice bound;
+        try {
+            bound = driver.probe(device, match.get());
+            if (bound == null) {
+                throw new ErrnoException(Errno.EINVAL, "probe returned no binding");
+            }
+        } catch (Exception | LinkageError e) {
+            LOG.warn("{}: probe by driver '{}' failed: {}", device.name(), driver.name(), e.toString(), e);
+            device.devres().releaseAll();
+            tracer.emit(TraceKind.PROBE_FAILED, device.name(), -1, 0, driver.name() + ": " + e);
+            notifyUnbound(device);
+            return false;
+        }
+        device.bindState(driver, bound);
+        tracer.emit(TraceKind.BIND, device.name(), -1, 0, driver.name());
+        return true;
+    }
+
+    private void unbindLocked(Device device) {
+        Driver driver = device.driver().orElse(null);
+        if (driver == null) {
+            return;
+        }
+        try {
+            device.binding().remove();
+        } catch (RuntimeException | LinkageError e) {
+            LOG.error("{}: remove of driver '{}' threw", device.name(), driver.name(), e);
+        }
+        device.devres().releaseAll();
+        device.bindState(null, null);
+        tracer.emit(TraceKind.UNBIND, device.name(), -1, 0, driver.name());
+        notifyUnbound(device);
+    }
+
+    private void notifyUnbound(Device device) {
+        for (Consumer<Device> l : unbindListeners) {
+            try {
+                l.accept(device);
+            } catch (RuntimeException e) {
+                LOG.error("{}: unbind listener failed", device.name(), e);
+            }
+        }
+    }
+}

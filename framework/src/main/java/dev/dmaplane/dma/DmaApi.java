@@ -1,0 +1,61 @@
+package dev.dmaplane.dma;
+
+/**
+ * The DMA API of one device ({@code Documentation/core-api/dma-api.rst}): streaming mappings of host memory for
+ * the device, sync points, coherent allocations, and the device's own view of memory ({@link #busMaster()}).
+ * Bus addresses are IOVAs when the device sits in a translating IOMMU domain, physical addresses otherwise.
+ */
+public interface DmaApi {
+    /** The device's name. */
+    String deviceName();
+
+    /** The device's DMA addressing mask ({@code dma_get_mask}); all bus addresses handed out fit in it. */
+    long dmaMask();
+
+    /**
+     * Sets the addressing mask ({@code dma_set_mask_and_coherent}).
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EIO} if the mask is narrower than 32 bits (the kernel's
+     *                                           {@code dma_supported} refusal), {@code EINVAL} if it is not of the
+     *                                           form {@code 2^n - 1}
+     */
+    void setDmaMask(long mask);
+
+    /**
+     * Maps {@code size} bytes of physically contiguous host memory at {@code physAddr} for the device
+     * ({@code dma_map_single}/{@code dma_map_page}).
+     *
+     * @return the bus address of the first byte
+     */
+    long mapSingle(long physAddr, long size, DmaDirection direction);
+
+    /** Unmaps what {@link #mapSingle} returned; size and direction must match the mapping ({@code dma_unmap_single}). */
+    void unmapSingle(long dmaAddress, long size, DmaDirection direction);
+
+    /** Maps a scatter-gather table; contiguous IOVA is merged into fewer segments ({@code dma_map_sgtable}). */
+    MappedSg mapSg(SgTable table, DmaDirection direction);
+
+    /** Unmaps a table {@link #mapSg} returned, with the direction it was mapped for ({@code dma_unmap_sgtable}). */
+    void unmapSg(MappedSg mapped, DmaDirection direction);
+
+    /** Gives the buffer back to the CPU after device writes ({@code dma_sync_single_for_cpu}). */
+    void syncSingleForCpu(long dmaAddress, long size, DmaDirection direction);
+
+    /** Gives the buffer to the device after CPU writes ({@code dma_sync_single_for_device}). */
+    void syncSingleForDevice(long dmaAddress, long size, DmaDirection direction);
+
+    /** {@code dma_sync_sgtable_for_cpu}. */
+    void syncSgForCpu(MappedSg mapped, DmaDirection direction);
+
+    /** {@code dma_sync_sgtable_for_device}. */
+    void syncSgForDevice(MappedSg mapped, DmaDirection direction);
+
+    /** Allocates zeroed memory both CPU and device see coherently ({@code dma_alloc_coherent}), at most 2 MiB. */
+    CoherentBuffer allocCoherent(long size);
+
+    /** Frees a coherent allocation ({@code dma_free_coherent}); its CPU view is unusable afterwards. */
+    void freeCoherent(CoherentBuffer buffer);
+
+    /** The device's memory accesses, translated through its IOMMU domain. */
+    BusMaster busMaster();
+}

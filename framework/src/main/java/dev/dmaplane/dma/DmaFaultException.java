@@ -1,0 +1,36 @@
+package dev.dmaplane.dma;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+
+/**
+ * A device memory access that was refused (IOMMU fault or bus error). Carries what the IOMMU fault record holds:
+ * the device, the bus address and whether it was a write.
+ */
+public final class DmaFaultException extends ErrnoException {
+    private static final long serialVersionUID = 1L;
+
+    private final String device;
+    private final long busAddr;
+    private final boolean write;
+
+    public DmaFaultException(String device, long busAddr, boolean write, String reason) {
+        super(Errno.EFAULT, device + ": DMA " + (write ? "write" : "read") + " at 0x" + Long.toHexString(busAddr)
+                + " refused: " + reason);
+        this.device = device;
+        this.busAddr = busAddr;
+        this.write = write;
+    }
+
+    public String device() {
+        return device;
+    }
+
+    public long busAddr() {
+        return busAddr;
+    }
+
+    public boolean isWrite() {
+        return write;
+    }
+}

@@ -1,0 +1,39 @@
+package dev.dmaplane.trace;
+
+/** What a {@link TraceEvent} records; the closed set of event kinds the core and its modules emit. */
+public enum TraceKind {
+    /** Pages pinned ({@code pin_user_pages}). */
+    PIN,
+    /** Pages unpinned ({@code unpin_user_pages}). */
+    UNPIN,
+    /** A range mapped into an IOMMU domain or through the DMA API. */
+    MAP,
+    /** A range unmapped from an IOMMU domain or through the DMA API. */
+    UNMAP,
+    /** A device access that the IOMMU or the bus refused ({@code report_iommu_fault}). */
+    FAULT,
+    /** An interval notifier told of an invalidated range ({@code mmu_interval_notifier}). */
+    INVALIDATE,
+    /** A page moved to another frame (migration). */
+    MIGRATE,
+    /** A device appeared on a bus. */
+    DEVICE_ADD,
+    /** A device left its bus (hot unplug). */
+    DEVICE_REMOVE,
+    /** A driver bound to a device (probe succeeded). */
+    BIND,
+    /** A driver was unbound from a device (remove ran). */
+    UNBIND,
+    /** A probe failed; the device stays unbound. */
+    PROBE_FAILED,
+    /** A driver registered with or left the driver core. */
+    DRIVER,
+    /** dma-debug found a misuse of the DMA API. */
+    DMA_DEBUG,
+    /** A user context was cut off from a departing device. */
+    DISASSOCIATE,
+    /** dma-buf attach, map, move or revoke. */
+    DMA_BUF,
+    /** A fence was signalled. */
+    FENCE
+}

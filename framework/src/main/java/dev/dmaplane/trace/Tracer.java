@@ -1,0 +1,108 @@
+package dev.dmaplane.trace;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
+import java.util.function.Predicate;
+
+/**
+ * The machine's trace: every event goes to a bounded in-memory ring (like the ftrace ring buffer), to JFR when a
+ * recording is on, and to subscribers. Thread-safe; emitting never blocks on a slow subscriber for long, as
+ * subscribers run in the emitting thread and must be quick.
+ */
+public final class Tracer {
+    /** Ring size used when none is given. */
+    public static final int DEFAULT_CAPACITY = 1 << 16;
+
+    private final TraceEvent[] ring;
+    private final AtomicLong seq = new AtomicLong();
+    private final List<Consumer<TraceEvent>> subscribers = new CopyOnWriteArrayList<>();
+    private volatile boolean enabled = true;
+
+    public Tracer() {
+        this(DEFAULT_CAPACITY);
+    }
+
+    public Tracer(int capacity) {
+        if (capacity <= 0 || Integer.bitCount(capacity) != 1) {
+            throw new IllegalArgumentException("trace capacity must be a power of two, not " + capacity);
+        }
+        this.ring = new TraceEvent[capacity];
+    }
+
+    /** Turns recording into the ring and to subscribers on or off (benchmarks turn it off). */
+    public void setEnabled(boolean enabled) {
+        this.enabled = enabled;
+    }
+
+    public boolean isEnabled() {
+        return enabled;
+    }
+
+    /** Records one event; returns it, or {@code null} when tracing is off. */
+    public TraceEvent emit(TraceKind kind, String device, long address, long length, String detail) {
+        if (!enabled) {
+            return null;
+        }
+        long n = seq.incrementAndGet();
+        TraceEvent e = new TraceEvent(n, System.nanoTime(), Objects.requireNonNull(kind, "kind"),
+                device == null ? "-" : device, address, length, detail == null ? "" : detail);
+        synchronized (ring) {
+            ring[(int) (n - 1) & (ring.length - 1)] = e;
+        }
+        DmaplaneJfrEvent jfr = new DmaplaneJfrEvent();
+        if (jfr.shouldCommit()) {
+            jfr.kind = kind.name();
+            jfr.device = e.device();
+            jfr.address = address;
+            jfr.length = length;
+            jfr.detail = e.detail();
+            jfr.commit();
+        }
+        for (Consumer<TraceEvent> s : subscribers) {
+            s.accept(e);
+        }
+        return e;
+    }
+
+    /** Sequence number of the newest event (0 when none was emitted). */
+    public long lastSeq() {
+        return seq.get();
+    }
+
+    /** The events still in the ring, oldest first. */
+    public List<TraceEvent> snapshot() {
+        return since(0);
+    }
+
+    /** The events still in the ring whose sequence number is above {@code afterSeq}, oldest first. */
+    public List<TraceEvent> since(long afterSeq) {
+        List<TraceEvent> out = new ArrayList<>();
+        synchronized (ring) {
+            long last = seq.get();
+            long first = Math.max(afterSeq + 1, last - ring.length + 1);
+            for (long s = Math.max(first, 1); s <= last; s++) {
+                TraceEvent e = ring[(int) (s - 1) & (ring.length - 1)];
+                if (e != null && e.seq() == s) {
+                    out.add(e);
+                }
+            }
+        }
+        return out;
+    }
+
+    /** The events in the ring that match {@code filter}, oldest first. */
+    public List<TraceEvent> select(Predicate<TraceEvent> filter) {
+        return since(0).stream().filter(filter).toList();
+    }
+
+    /** Calls {@code subscriber} for every later event until the returned handle is closed. */
+    public AutoCloseable subscribe(Consumer<TraceEvent> subscriber) {
+        Objects.requireNonNull(subscriber, "subscriber");
+        subscribers.add(subscriber);
+        return () -> subscribers.remove(subscriber);
+    }
+}
