@@ -48,6 +48,14 @@ public abstract class Device {
     /** Whether this device matches one row of a driver's ID table. */
     public abstract boolean matches(MatchEntry entry);
 
+    /**
+     * Whether the device may issue memory transactions: for PCI the Bus Master Enable bit of the command register
+     * ({@code pci_set_master}); devices of other buses always may.
+     */
+    public boolean busMasterEnabled() {
+        return true;
+    }
+
     /** Resources released after the current binding ends. */
     public final Devres devres() {
         return devres;

@@ -21,6 +21,12 @@ public interface DmaApi {
      */
     void setDmaMask(long mask);
 
+    /** Largest segment {@link #mapSg} merges into ({@code dma_get_max_seg_size}); 64 KiB until the driver sets it. */
+    long maxSegmentSize();
+
+    /** Sets the largest merged segment ({@code dma_set_max_seg_size}); 4 KiB to 2 GiB - 1. */
+    void setMaxSegmentSize(long size);
+
     /**
      * Maps {@code size} bytes of physically contiguous host memory at {@code physAddr} for the device
      * ({@code dma_map_single}/{@code dma_map_page}).

@@ -1,0 +1,149 @@
+package dev.dmaplane.dma.impl;
+
+import dev.dmaplane.dma.BusMaster;
+import dev.dmaplane.dma.DmaDebugReport.Kind;
+import dev.dmaplane.dma.DmaDirection;
+import dev.dmaplane.dma.DmaFaultException;
+import dev.dmaplane.iommu.IommuDomain;
+import dev.dmaplane.iommu.IommuDomainType;
+import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.mem.PhysicalAddressMap;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.VarHandle;
+import java.util.Map;
+
+/**
+ * A device's memory transactions: each is split at page (or page-table leaf) boundaries, translated by the
+ * domain its IOMMU group is attached to now, and carried out on RAM or a peer's BAR. The device must be present
+ * and have bus mastering enabled; in pass-through mode with dma-debug on, the target must lie in a live mapping.
+ */
+final class DeviceBusMaster implements BusMaster {
+    private static final VarHandle LONG = ValueLayout.JAVA_LONG.varHandle();
+
+    private final DeviceDma dma;
+    private final PhysicalAddressMap physical;
+
+    DeviceBusMaster(DeviceDma dma) {
+        this.dma = dma;
+        this.physical = dma.sys.physical;
+    }
+
+    @Override
+    public void read(long busAddr, MemorySegment dst) {
+        long len = dst.byteSize();
+        long done = 0;
+        while (done < len) {
+            long addr = busAddr + done;
+            IommuDomain domain = domain();
+            long n = Math.min(len - done, chunk(domain, addr));
+            long phys = translate(domain, addr, n, false);
+            physical.read(phys, dst.asSlice(done, n));
+            done += n;
+        }
+    }
+
+    @Override
+    public void write(long busAddr, MemorySegment src) {
+        long len = src.byteSize();
+        long done = 0;
+        while (done < len) {
+            long addr = busAddr + done;
+            IommuDomain domain = domain();
+            long n = Math.min(len - done, chunk(domain, addr));
+            long phys = translate(domain, addr, n, true);
+            physical.write(phys, src.asSlice(done, n));
+            done += n;
+        }
+    }
+
+    @Override
+    public long readLong(long busAddr) {
+        MemorySegment buf = MemorySegment.ofArray(new long[1]);
+        read(busAddr, buf);
+        return buf.get(ValueLayout.JAVA_LONG, 0);
+    }
+
+    @Override
+    public void writeLong(long busAddr, long value) {
+        write(busAddr, MemorySegment.ofArray(new long[]{value}));
+    }
+
+    @Override
+    public long compareAndSwap(long busAddr, long compare, long swap) {
+        MemorySegment v = atomicTarget(busAddr);
+        return (long) LONG.compareAndExchange(v, 0L, compare, swap);
+    }
+
+    @Override
+    public long fetchAndAdd(long busAddr, long add) {
+        MemorySegment v = atomicTarget(busAddr);
+        return (long) LONG.getAndAdd(v, 0L, add);
+    }
+
+    private MemorySegment atomicTarget(long busAddr) {
+        if ((busAddr & 7) != 0) {
+            throw new DmaFaultException(dma.deviceName(), busAddr, true, "AtomicOp address is not 8-byte aligned");
+        }
+        IommuDomain domain = domain();
+        translate(domain, busAddr, 8, false);
+        return physical.atomicView(translate(domain, busAddr, 8, true));
+    }
+
+    private IommuDomain domain() {
+        return dma.group == null ? null : dma.group.domain();
+    }
+
+    private static long chunk(IommuDomain domain, long addr) {
+        if (domain != null && domain.type().paging()) {
+            return domain.contiguousFrom(addr);
+        }
+        return HostMemory.PAGE_SIZE - (addr & (HostMemory.PAGE_SIZE - 1));
+    }
+
+    private long translate(IommuDomain domain, long addr, long len, boolean write) {
+        String dev = dma.deviceName();
+        if (!dma.device.isPresent()) {
+            throw new DmaFaultException(dev, addr, write, "device has left its bus");
+        }
+        if (!dma.device.busMasterEnabled()) {
+            throw new DmaFaultException(dev, addr, write, "bus mastering is disabled (command register BME clear)");
+        }
+        long mask = dma.dmaMask();
+        if (addr < 0 || (mask != -1L && addr + len - 1 > mask)) {
+            throw new DmaFaultException(dev, addr, write, "address beyond the device's DMA mask 0x" + Long.toHexString(mask));
+        }
+        if (domain == null || domain.type() == IommuDomainType.IDENTITY) {
+            if (dma.sys.debug.enabled()) {
+                checkPassThrough(addr, len, write);
+            }
+            return addr;
+        }
+        try {
+            return domain.translate(dev, addr, len, write);
+        } catch (DmaFaultException e) {
+            if (dma.sys.debug.enabled() && domain.type() == IommuDomainType.DMA) {
+                dma.sys.debug.report(e.getMessage().contains("read-only") ? Kind.ACCESS_READ_ONLY : Kind.ACCESS_UNMAPPED,
+                        dev, addr, len, "device " + (write ? "write" : "read") + " at iova 0x" + Long.toHexString(addr)
+                                + " refused by the IOMMU", null);
+            }
+            throw e;
+        }
+    }
+
+    private void checkPassThrough(long addr, long len, boolean write) {
+        Map.Entry<Long, DeviceDma.Range> e = dma.debugRanges.floorEntry(addr);
+        DeviceDma.Range r = e == null ? null : e.getValue();
+        if (r == null || addr + len > r.start() + r.length()) {
+            dma.sys.debug.report(Kind.ACCESS_UNMAPPED, dma.deviceName(), addr, len, "device " + (write ? "write" : "read")
+                    + " at 0x" + Long.toHexString(addr) + "+" + len + " outside every live DMA mapping", null);
+            throw new DmaFaultException(dma.deviceName(), addr, write, "dma-debug: no live mapping covers it");
+        }
+        if (write && r.direction() == DmaDirection.TO_DEVICE) {
+            dma.sys.debug.report(Kind.ACCESS_READ_ONLY, dma.deviceName(), addr, len, "device write at 0x" + Long.toHexString(addr)
+                    + " into memory mapped TO_DEVICE", r.mapping().site());
+            throw new DmaFaultException(dma.deviceName(), addr, write, "dma-debug: mapping is TO_DEVICE");
+        }
+    }
+}

@@ -1,0 +1,152 @@
+package dev.dmaplane.hw.impl;
+
+import dev.dmaplane.device.Device;
+import dev.dmaplane.dma.BusMaster;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.pci.MmioHandler;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+import static dev.dmaplane.hw.copyengine.CopyEngineRegs.*;
+
+/**
+ * The emulated copy engine behind a function's BAR0 (see {@link dev.dmaplane.hw.copyengine.CopyEngineRegs}).
+ * Every descriptor fetch, source read, destination write and status write-back is a DMA through the function's
+ * {@link BusMaster}, so the IOMMU and dma-debug see each one. Processing runs when the doorbell is written.
+ */
+public final class CopyEngine implements MmioHandler {
+    private static final int CHUNK = 64 * 1024;
+    private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG_UNALIGNED;
+    private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED;
+
+    private final Device function;
+    private long ctrl;
+    private boolean halted;
+    private long ringBase;
+    private long ringSize;
+    private long head;
+    private long completed;
+    private long faultAddr;
+
+    public CopyEngine(Device function) {
+        this.function = function;
+    }
+
+    @Override
+    public synchronized long read(long offset, int size) {
+        return switch ((int) offset) {
+            case REG_ID -> ID_VALUE;
+            case REG_STATUS -> ((ctrl & CTRL_ENABLE) != 0 ? STATUS_ENABLED : 0) | (halted ? STATUS_HALTED : 0);
+            case REG_CTRL -> ctrl;
+            case REG_RING_BASE -> ringBase;
+            case REG_RING_SIZE -> ringSize;
+            case REG_RING_HEAD -> head;
+            case REG_COMPLETED -> completed;
+            case REG_FAULT_ADDR -> faultAddr;
+            default -> 0xFFFF_FFFF_FFFF_FFFFL >>> (64 - 8 * size); // unimplemented registers read as all-ones
+        };
+    }
+
+    @Override
+    public synchronized void write(long offset, int size, long value) {
+        switch ((int) offset) {
+            case REG_CTRL -> {
+                if ((value & CTRL_RESET) != 0) {
+                    ctrl = 0;
+                    halted = false;
+                    head = 0;
+                    completed = 0;
+                    faultAddr = 0;
+                } else {
+                    ctrl = value & CTRL_ENABLE;
+                }
+            }
+            case REG_RING_BASE -> {
+                if ((ctrl & CTRL_ENABLE) == 0) {
+                    ringBase = value;
+                }
+            }
+            case REG_RING_SIZE -> {
+                if ((ctrl & CTRL_ENABLE) == 0 && value >= 2 && value <= 4096 && Long.bitCount(value) == 1) {
+                    ringSize = value;
+                }
+            }
+            case REG_RING_TAIL -> process(value);
+            default -> {
+                // writes to read-only or unimplemented registers are dropped, as hardware does
+            }
+        }
+    }
+
+    private void process(long tail) {
+        if ((ctrl & CTRL_ENABLE) == 0 || halted || ringSize == 0) {
+            return;
+        }
+        BusMaster bm;
+        try {
+            bm = function.dma().busMaster();
+        } catch (ErrnoException gone) {
+            halted = true;
+            return;
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment desc = arena.allocate(DESC_SIZE, 8);
+            MemorySegment buf = arena.allocate(CHUNK, 64);
+            while (head != tail && !halted) {
+                long descAddr = ringBase + (head & (ringSize - 1)) * DESC_SIZE;
+                if (!dma(() -> bm.read(descAddr, desc), descAddr)) {
+                    return;
+                }
+                int status = execute(bm, desc, buf);
+                desc.set(U32, DESC_STATUS, status);
+                if (!dma(() -> bm.write(descAddr + DESC_STATUS, desc.asSlice(DESC_STATUS, 4)), descAddr + DESC_STATUS)) {
+                    return;
+                }
+                head++;
+                completed++;
+                if (status != ST_OK) {
+                    halted = true;
+                }
+            }
+        }
+    }
+
+    private int execute(BusMaster bm, MemorySegment desc, MemorySegment buf) {
+        long src = desc.get(U64, DESC_SRC);
+        long dst = desc.get(U64, DESC_DST);
+        long len = Integer.toUnsignedLong(desc.get(U32, DESC_LEN));
+        int flags = desc.get(U32, DESC_FLAGS);
+        if (len == 0 || len > MAX_LENGTH || (flags & ~FLAG_FILL) != 0) {
+            return ST_BAD_DESC;
+        }
+        if ((flags & FLAG_FILL) != 0) {
+            buf.fill((byte) src);
+        }
+        for (long done = 0; done < len; done += CHUNK) {
+            int n = (int) Math.min(CHUNK, len - done);
+            MemorySegment part = buf.asSlice(0, n);
+            long at = done;
+            if ((flags & FLAG_FILL) == 0 && !dma(() -> bm.read(src + at, part), src + at)) {
+                return ST_READ_FAULT;
+            }
+            if (!dma(() -> bm.write(dst + at, part), dst + at)) {
+                return ST_WRITE_FAULT;
+            }
+        }
+        return ST_OK;
+    }
+
+    /** Runs one DMA; a refused one records the fault address and halts the engine. */
+    private boolean dma(Runnable access, long addr) {
+        try {
+            access.run();
+            return true;
+        } catch (ErrnoException e) {
+            faultAddr = addr;
+            halted = true;
+            return false;
+        }
+    }
+}

@@ -1,0 +1,201 @@
+package dev.dmaplane.iommu;
+
+import dev.dmaplane.dma.DmaFaultException;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.trace.TraceKind;
+import dev.dmaplane.trace.Tracer;
+
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.function.Consumer;
+
+/**
+ * An IOMMU domain ({@code struct iommu_domain}): one I/O address space that groups attach to. Paging domains own
+ * a page table; DMA domains also own an IOVA allocator for the DMA API.
+ */
+public final class IommuDomain {
+    /** The IOVA space a domain covers: 48 bits, as a 4-level page table. */
+    public static final long APERTURE_END = 1L << 48;
+    /** IOVA 0 is never handed out; the DMA API's IOVAs start at one granule. */
+    public static final long APERTURE_START = 1L << 12;
+
+    private final int id;
+    private final IommuDomainType type;
+    private final Iommu iommu;
+    private final Tracer tracer;
+    private final IoPageTable pageTable;
+    private final IovaAllocator iovad;
+    private final List<IommuGroup> groups = new CopyOnWriteArrayList<>();
+    private volatile Consumer<IommuFault> faultHandler;
+    private volatile boolean freed;
+
+    IommuDomain(int id, IommuDomainType type, Iommu iommu, Tracer tracer) {
+        this.id = id;
+        this.type = Objects.requireNonNull(type, "type");
+        this.iommu = iommu;
+        this.tracer = tracer;
+        this.pageTable = type.paging() ? new IoPageTable() : null;
+        this.iovad = type == IommuDomainType.DMA ? new IovaAllocator(IoPageTable.PAGE_SIZE, APERTURE_START, APERTURE_END) : null;
+    }
+
+    public int id() {
+        return id;
+    }
+
+    public IommuDomainType type() {
+        return type;
+    }
+
+    /** Name for listings, e.g. {@code dma-3}. */
+    public String name() {
+        return type.name().toLowerCase() + "-" + id;
+    }
+
+    /** Groups attached to this domain now. */
+    public List<IommuGroup> groups() {
+        return List.copyOf(groups);
+    }
+
+    /**
+     * Maps {@code [iova, iova+size)} to physical {@code [phys, phys+size)} with {@code prot}
+     * ({@code iommu_map}). {@code EINVAL} on a non-paging domain or misaligned input; {@code EEXIST} if any part
+     * is mapped already, leaving the domain unchanged.
+     */
+    public void map(long iova, long phys, long size, int prot, String who) {
+        requirePaging("map");
+        pageTable.map(iova, phys, size, prot);
+        tracer.emit(TraceKind.MAP, who, iova, size, name() + " -> phys 0x" + Long.toHexString(phys) + protText(prot));
+    }
+
+    /** Unmaps a range ({@code iommu_unmap}); returns the bytes that were mapped in it. */
+    public long unmap(long iova, long size, String who) {
+        requirePaging("unmap");
+        long n = pageTable.unmap(iova, size);
+        tracer.emit(TraceKind.UNMAP, who, iova, size, name() + " unmapped " + n);
+        return n;
+    }
+
+    /** The physical address {@code iova} translates to, or -1 ({@code iommu_iova_to_phys}). */
+    public long iovaToPhys(long iova) {
+        return switch (type) {
+            case IDENTITY -> iova;
+            case BLOCKED -> -1;
+            case DMA, UNMANAGED -> {
+                long leaf = pageTable.walk(iova);
+                yield leaf == 0 ? -1 : IoPageTable.physOf(leaf, iova);
+            }
+        };
+    }
+
+    /**
+     * Translates a device access of {@code length} bytes at {@code iova} that stays within one page, checking
+     * permission: what the IOMMU hardware does on every transaction.
+     *
+     * @return the physical address
+     * @throws DmaFaultException when the access is refused; a fault is recorded first
+     */
+    public long translate(String device, long iova, long length, boolean write) {
+        switch (type) {
+            case IDENTITY:
+                return iova;
+            case BLOCKED:
+                throw fault(device, iova, write, "domain " + name() + " blocks all DMA");
+            default:
+                break;
+        }
+        if (iova < 0 || iova >= APERTURE_END) {
+            throw fault(device, iova, write, "outside the 48-bit aperture");
+        }
+        long leaf = pageTable.walk(iova);
+        if (leaf == 0) {
+            throw fault(device, iova, write, "not mapped");
+        }
+        int prot = IoPageTable.protOf(leaf);
+        if (write ? (prot & IoPageTable.PROT_WRITE) == 0 : (prot & IoPageTable.PROT_READ) == 0) {
+            throw fault(device, iova, write, write ? "write to a read-only mapping" : "read of a write-only mapping");
+        }
+        return IoPageTable.physOf(leaf, iova);
+    }
+
+    /** Bytes from {@code iova} to the end of the page-table leaf that maps it (or to the next 4 KiB boundary). */
+    public long contiguousFrom(long iova) {
+        if (type.paging()) {
+            long leaf = pageTable.walk(iova);
+            if (leaf != 0) {
+                long sz = IoPageTable.leafSize(leaf);
+                return sz - (iova & (sz - 1));
+            }
+        }
+        return IoPageTable.PAGE_SIZE - (iova & (IoPageTable.PAGE_SIZE - 1));
+    }
+
+    /** Installs a fault handler ({@code iommu_set_fault_handler}); faults are recorded either way. */
+    public void setFaultHandler(Consumer<IommuFault> handler) {
+        this.faultHandler = handler;
+    }
+
+    /** Bytes mapped in the page table (0 for non-paging domains). */
+    public long mappedBytes() {
+        return type.paging() ? pageTable.mappedBytes() : 0;
+    }
+
+    /** The page table of a paging domain, for listings. */
+    public IoPageTable pageTable() {
+        requirePaging("page table of");
+        return pageTable;
+    }
+
+    /** The IOVA allocator of a DMA domain ({@code iommu_dma_cookie}'s iovad). */
+    public IovaAllocator iovaAllocator() {
+        if (iovad == null) {
+            throw new ErrnoException(Errno.EINVAL, "domain " + name() + " has no IOVA allocator");
+        }
+        return iovad;
+    }
+
+    public boolean isFreed() {
+        return freed;
+    }
+
+    void addGroup(IommuGroup g) {
+        groups.add(g);
+    }
+
+    void removeGroup(IommuGroup g) {
+        groups.remove(g);
+    }
+
+    void markFreed() {
+        freed = true;
+    }
+
+    private DmaFaultException fault(String device, long iova, boolean write, String reason) {
+        IommuFault f = new IommuFault(device, id, iova, write, reason, System.nanoTime());
+        iommu.recordFault(f);
+        Consumer<IommuFault> h = faultHandler;
+        if (h != null) {
+            h.accept(f);
+        }
+        return new DmaFaultException(device, iova, write, "IOMMU fault in " + name() + ": " + reason);
+    }
+
+    private void requirePaging(String op) {
+        if (!type.paging()) {
+            throw new ErrnoException(Errno.EINVAL, "cannot " + op + " domain " + name() + ": it has no page table");
+        }
+        if (freed) {
+            throw new ErrnoException(Errno.ENODEV, "domain " + name() + " was freed");
+        }
+    }
+
+    private static String protText(int prot) {
+        return " " + ((prot & IoPageTable.PROT_READ) != 0 ? "r" : "-") + ((prot & IoPageTable.PROT_WRITE) != 0 ? "w" : "-");
+    }
+
+    @Override
+    public String toString() {
+        return name();
+    }
+}

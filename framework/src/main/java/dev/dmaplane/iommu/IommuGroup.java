@@ -1,0 +1,123 @@
+package dev.dmaplane.iommu;
+
+import dev.dmaplane.device.Device;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * An IOMMU group ({@code struct iommu_group}): the smallest set of devices the IOMMU can isolate from each other.
+ * Devices of a group share one domain at a time. A user-space driver (VFIO) must own the whole group, which it
+ * cannot while any device of the group is bound to a kernel driver.
+ */
+public final class IommuGroup {
+    private final int id;
+    private final List<Device> devices;
+    private final IommuDomain defaultDomain;
+    private final Iommu iommu;
+    private volatile IommuDomain domain;
+    private Object owner;
+
+    IommuGroup(int id, List<? extends Device> devices, IommuDomain defaultDomain, Iommu iommu) {
+        this.id = id;
+        this.devices = List.copyOf(devices);
+        this.defaultDomain = defaultDomain;
+        this.iommu = iommu;
+        this.domain = defaultDomain;
+        defaultDomain.addGroup(this);
+    }
+
+    /** The group number, as {@code /sys/kernel/iommu_groups/N}. */
+    public int id() {
+        return id;
+    }
+
+    public List<Device> devices() {
+        return devices;
+    }
+
+    /** The domain the DMA API uses for these devices ({@code group->default_domain}). */
+    public IommuDomain defaultDomain() {
+        return defaultDomain;
+    }
+
+    /** The domain attached now. */
+    public IommuDomain domain() {
+        return domain;
+    }
+
+    /** The current DMA owner claimed by {@link #claimDmaOwner}, or null. */
+    public synchronized Object owner() {
+        return owner;
+    }
+
+    /**
+     * Claims the group for user-space DMA ({@code iommu_group_claim_dma_owner}): the group moves to a blocking
+     * domain until its owner attaches one.
+     *
+     * @throws ErrnoException {@code EBUSY} if another owner holds it or a device in it is bound to a driver
+     */
+    public synchronized void claimDmaOwner(Object newOwner) {
+        Objects.requireNonNull(newOwner, "owner");
+        if (owner != null) {
+            throw new ErrnoException(Errno.EBUSY, "IOMMU group " + id + " is already owned by " + owner);
+        }
+        for (Device d : devices) {
+            if (d.driver().isPresent()) {
+                throw new ErrnoException(Errno.EBUSY, "IOMMU group " + id + ": " + d.name()
+                        + " is bound to driver " + d.driver().get().name());
+            }
+        }
+        owner = newOwner;
+        switchTo(iommu.blockingDomain());
+    }
+
+    /** Ends user-space ownership ({@code iommu_group_release_dma_owner}): back to the default domain. */
+    public synchronized void releaseDmaOwner(Object currentOwner) {
+        if (owner == null || owner != currentOwner) {
+            throw new ErrnoException(Errno.EPERM, "IOMMU group " + id + " is not owned by " + currentOwner);
+        }
+        owner = null;
+        switchTo(defaultDomain);
+    }
+
+    /**
+     * Attaches an owner's domain ({@code iommu_attach_group}).
+     *
+     * @throws ErrnoException {@code EPERM} unless {@code currentOwner} owns the group, {@code EINVAL} for a DMA
+     *                        domain (those belong to the DMA API), {@code ENODEV} for a freed domain
+     */
+    public synchronized void attach(Object currentOwner, IommuDomain newDomain) {
+        if (owner == null || owner != currentOwner) {
+            throw new ErrnoException(Errno.EPERM, "IOMMU group " + id + " is not owned by " + currentOwner);
+        }
+        if (newDomain.type() == IommuDomainType.DMA) {
+            throw new ErrnoException(Errno.EINVAL, "cannot attach DMA-API domain " + newDomain.name() + " to owned group " + id);
+        }
+        if (newDomain.isFreed()) {
+            throw new ErrnoException(Errno.ENODEV, "domain " + newDomain.name() + " was freed");
+        }
+        switchTo(newDomain);
+    }
+
+    /** Detaches an owner's domain: the group blocks DMA again ({@code iommu_detach_group}). */
+    public synchronized void detach(Object currentOwner) {
+        if (owner == null || owner != currentOwner) {
+            throw new ErrnoException(Errno.EPERM, "IOMMU group " + id + " is not owned by " + currentOwner);
+        }
+        switchTo(iommu.blockingDomain());
+    }
+
+    private void switchTo(IommuDomain d) {
+        domain.removeGroup(this);
+        d.addGroup(this);
+        domain = d;
+    }
+
+    @Override
+    public String toString() {
+        return "group " + id + " " + devices.stream().map(Device::name).toList() + " -> " + domain.name();
+    }
+}

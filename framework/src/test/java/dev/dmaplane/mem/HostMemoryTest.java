@@ -1,0 +1,134 @@
+package dev.dmaplane.mem;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** Page frame allocation, reference and pin counts, modelled on mm/page_alloc.c and struct folio. */
+class HostMemoryTest {
+
+    @Test
+    void sixtyFourGiBCostsOnlyWhatIsTouched() {
+        try (HostMemory mem = new HostMemory(64L << 30)) {
+            assertEquals(0, mem.residentBytes());
+            long pfn = mem.allocPages(0);
+            mem.frame(pfn).set(ValueLayout.JAVA_LONG, 0, 42L);
+            assertEquals(HostMemory.HUGE_PAGE_SIZE, mem.residentBytes());
+            assertEquals(42L, mem.frame(pfn).get(ValueLayout.JAVA_LONG, 0));
+        }
+    }
+
+    @Test
+    void blocksAreNaturallyAlignedAndZeroed() {
+        try (HostMemory mem = new HostMemory(8L << 20)) {
+            for (int order = 0; order <= HostMemory.MAX_ORDER; order++) {
+                long pfn = mem.allocPages(order);
+                assertEquals(0, pfn & ((1L << order) - 1), "order " + order + " block at 0x" + Long.toHexString(pfn));
+                assertEquals(order, mem.orderOf(pfn + (1L << order) - 1));
+                assertEquals(pfn, mem.headOf(pfn + (1L << order) - 1));
+                MemorySegment seg = mem.slice(pfn << HostMemory.PAGE_SHIFT, HostMemory.PAGE_SIZE << order);
+                for (long off = 0; off < seg.byteSize(); off += 512) {
+                    assertEquals(0, seg.get(ValueLayout.JAVA_BYTE, off));
+                }
+                seg.fill((byte) 0x5a);
+                mem.putPage(pfn);
+            }
+            // a freed, dirtied block comes back zeroed
+            long again = mem.allocPages(HostMemory.MAX_ORDER);
+            assertEquals(0, mem.slice(again << HostMemory.PAGE_SHIFT, 4096).get(ValueLayout.JAVA_BYTE, 100));
+        }
+    }
+
+    @Test
+    void freeingEverythingMergesBuddiesBackToHugePages() {
+        try (HostMemory mem = new HostMemory(4L << 20)) {
+            List<Long> pages = new ArrayList<>();
+            for (int i = 0; i < 1024; i++) {
+                pages.add(mem.allocPages(0));
+            }
+            assertThrows(ErrnoException.class, () -> mem.allocPages(0));
+            assertEquals(1024, mem.allocatedFrames());
+            for (int i = 0; i < pages.size(); i += 2) {
+                mem.putPage(pages.get(i));
+            }
+            ErrnoException e = assertThrows(ErrnoException.class, () -> mem.allocPages(1));
+            assertEquals(Errno.ENOMEM, e.errno());
+            for (int i = 1; i < pages.size(); i += 2) {
+                mem.putPage(pages.get(i));
+            }
+            assertEquals(0, mem.allocatedFrames());
+            mem.allocPages(HostMemory.MAX_ORDER);
+            mem.allocPages(HostMemory.MAX_ORDER);
+        }
+    }
+
+    @Test
+    void pinnedFrameOutlivesItsLastReferenceUntilUnpinned() {
+        try (HostMemory mem = new HostMemory(2L << 20)) {
+            long pfn = mem.allocPages(0);
+            mem.pinPage(pfn);
+            assertEquals(1, mem.pinCount(pfn));
+            assertEquals(2, mem.refCount(pfn));
+            assertFalse(mem.putPage(pfn), "the pin keeps the frame");
+            assertTrue(mem.isAllocated(pfn));
+            assertTrue(mem.unpinPage(pfn), "last unpin frees the frame");
+            assertFalse(mem.isAllocated(pfn));
+            assertEquals(0, mem.refCount(pfn));
+        }
+    }
+
+    @Test
+    void badInputNamesTheValue() {
+        try (HostMemory mem = new HostMemory(2L << 20)) {
+            ErrnoException e = assertThrows(ErrnoException.class, () -> mem.allocPages(10));
+            assertEquals(Errno.EINVAL, e.errno());
+            assertTrue(e.getMessage().contains("10"));
+            e = assertThrows(ErrnoException.class, () -> mem.frame(512));
+            assertEquals(Errno.EFAULT, e.errno());
+            assertTrue(e.getMessage().contains("0x200"));
+            e = assertThrows(ErrnoException.class, () -> mem.putPage(3));
+            assertEquals(Errno.EFAULT, e.errno());
+            long pfn = mem.allocPages(0);
+            e = assertThrows(ErrnoException.class, () -> mem.unpinPage(pfn));
+            assertEquals(Errno.EINVAL, e.errno());
+            assertEquals(1, mem.refCount(pfn), "a refused unpin changes nothing");
+            e = assertThrows(ErrnoException.class, () -> new HostMemory(3L << 20));
+            assertEquals(Errno.EINVAL, e.errno());
+        }
+    }
+
+    @Test
+    void readAndWriteCrossSections() {
+        try (HostMemory mem = new HostMemory(4L << 20)) {
+            mem.allocPages(HostMemory.MAX_ORDER);
+            mem.allocPages(HostMemory.MAX_ORDER);
+            byte[] data = new byte[8192];
+            for (int i = 0; i < data.length; i++) {
+                data[i] = (byte) (i * 7);
+            }
+            long pa = HostMemory.HUGE_PAGE_SIZE - 4096;
+            mem.write(pa, MemorySegment.ofArray(data));
+            byte[] back = new byte[8192];
+            mem.read(pa, MemorySegment.ofArray(back));
+            assertArrayEquals(data, back);
+            assertThrows(ErrnoException.class, () -> mem.read(4L << 20, MemorySegment.ofArray(new byte[1])));
+        }
+    }
+
+    @Test
+    void closingRevokesEveryView() {
+        HostMemory mem = new HostMemory(2L << 20);
+        long pfn = mem.allocPages(0);
+        MemorySegment view = mem.frame(pfn);
+        mem.close();
+        assertThrows(IllegalStateException.class, () -> view.get(ValueLayout.JAVA_BYTE, 0));
+        assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, () -> mem.allocPages(0)).errno());
+    }
+}
