@@ -147,16 +147,23 @@ public final class IoPageTable {
             throw new ErrnoException(Errno.EINVAL, "protection 0x" + Integer.toHexString(prot)
                     + " must be PROT_READ, PROT_WRITE or both");
         }
+        boolean block = ((iova | phys) & (BLOCK_SIZE - 1)) == 0 && size == BLOCK_SIZE;
+        if (size == PAGE_SIZE || block) {
+            synchronized (writer) {
+                installOne(iova, block ? BLOCK_LEVEL : LEAF_LEVEL, leaf(phys, prot, block));
+                mappedBytes += size;
+            }
+            return;
+        }
         synchronized (writer) {
             long busy = firstMapped(root, 0, iova, iova + size);
             if (busy >= 0) {
-                throw new ErrnoException(Errno.EEXIST, "IOVA 0x" + Long.toHexString(busy) + " is already mapped (mapping 0x"
-                        + Long.toHexString(iova) + "+0x" + Long.toHexString(size) + ")");
+                throw busy(busy, iova, size);
             }
             long end = iova + size;
             while (iova < end) {
-                boolean block = ((iova | phys) & (BLOCK_SIZE - 1)) == 0 && end - iova >= BLOCK_SIZE;
-                install(iova, block ? BLOCK_LEVEL : LEAF_LEVEL, leaf(phys, prot, block));
+                block = ((iova | phys) & (BLOCK_SIZE - 1)) == 0 && end - iova >= BLOCK_SIZE;
+                installOne(iova, block ? BLOCK_LEVEL : LEAF_LEVEL, leaf(phys, prot, block));
                 long step = block ? BLOCK_SIZE : PAGE_SIZE;
                 iova += step;
                 phys += step;
@@ -178,6 +185,40 @@ public final class IoPageTable {
         }
     }
 
+    /**
+     * Maps the single leaf {@code iova} at {@code target} level in one walk, checking on the way down: below an empty
+     * entry nothing can be mapped, so {@code EEXIST} can only be found before the first table is hooked in.
+     */
+    private void installOne(long iova, int target, long leaf) {
+        PtNode t = root;
+        for (int level = 0; level < target; level++) {
+            int i = index(iova, level);
+            long e = t.entry(i);
+            if (e == 0) {
+                PtNode child = takeTable(level + 1, iova);
+                t.hook(i, child, TABLE);
+                tables++;
+                t = child;
+            } else if ((e & TABLE) != 0) {
+                t = t.child(i);
+            } else {
+                throw busy(iova, iova, 1L << shift(target)); // inside a block
+            }
+        }
+        int i = index(iova, target);
+        long e = t.entry(i);
+        if (e != 0) {
+            throw busy((e & TABLE) != 0 ? firstMapped(t.child(i), target + 1, iova, iova + BLOCK_SIZE) : iova,
+                    iova, 1L << shift(target));
+        }
+        t.setEntry(i, leaf);
+    }
+
+    private static ErrnoException busy(long mapped, long iova, long size) {
+        return new ErrnoException(Errno.EEXIST, "IOVA 0x" + Long.toHexString(mapped) + " is already mapped (mapping 0x"
+                + Long.toHexString(iova) + "+0x" + Long.toHexString(size) + ")");
+    }
+
     /** The first mapped IOVA in {@code [from, to)} below table {@code t}, or -1. */
     private static long firstMapped(PtNode t, int level, long from, long to) {
         long span = 1L << shift(level);
@@ -193,23 +234,6 @@ public final class IoPageTable {
             }
         }
         return -1;
-    }
-
-    /** Stores {@code leaf} for {@code iova} at {@code target} level, hooking in tables on the way down. */
-    private void install(long iova, int target, long leaf) {
-        PtNode t = root;
-        for (int level = 0; level < target; level++) {
-            int i = index(iova, level);
-            if (t.entry(i) == 0) {
-                PtNode child = takeTable(level + 1, iova);
-                t.hook(i, child, TABLE);
-                tables++;
-                t = child;
-            } else {
-                t = t.child(i);
-            }
-        }
-        t.setEntry(index(iova, target), leaf);
     }
 
     // ---- unmap -----------------------------------------------------------------------------------------------
