@@ -1,0 +1,383 @@
+package dev.dmaplane.iommu;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.iommu.impl.PtNode;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * A four-level I/O page table translating a 48-bit IOVA space ({@code io-pgtable-arm} LPAE stage 1 with a 4 KiB
+ * granule, or the VT-d second-level table): 512-entry tables, 4 KiB page leaves at the last level and 2 MiB block
+ * leaves one level up.
+ *
+ * <p>Concurrency: {@link #map}, {@link #unmap}, {@link #mappedBytes} and {@link #forEachMapping} serialise on one
+ * writer monitor. {@link #walk}, the device's lookup, takes no lock: entries are published with release stores and
+ * read with acquire loads ({@link PtNode}), a 2 MiB block is split by building the whole 4 KiB table before one store
+ * replaces the block entry, and a table that empties is unhooked and kept only for being hung back at the same
+ * place. A walk of an address whose mapping is not changing at that moment therefore always gets the right answer,
+ * whatever happens to other ranges; a walk racing with a change of its own address sees the old or the new state.
+ *
+ * <p>Table reclaim: when {@link #unmap} empties a table it is unhooked from its parent at once (so emptied parents
+ * go too). Unhooked tables go to a small direct-mapped parking area keyed by their place, from which a later
+ * {@link #map} of the same region takes them back instead of allocating; a parked table pushed out by another one is
+ * left to the garbage collector, which, like RCU, frees it only once no walker can still hold it.
+ *
+ * <p>Errors: misaligned addresses or sizes, a non-positive size and bad permissions are {@code EINVAL}; an IOVA range
+ * reaching past 2^48 or a physical range past 2^52 (the LPAE output size) is {@code ERANGE}; mapping over any mapped
+ * page is {@code EEXIST}. Every failure leaves the table exactly as it was.
+ */
+public final class IoPageTable {
+    /** Device may read. */
+    public static final int PROT_READ = 1;
+    /** Device may write. */
+    public static final int PROT_WRITE = 2;
+    /** Bits of IOVA translated. */
+    public static final int IOVA_BITS = 48;
+    /** Bits of physical address a leaf can hold. */
+    public static final int PHYS_BITS = 52;
+    /** Size of a page leaf. */
+    public static final long PAGE_SIZE = 1L << 12;
+    /** Size of a block leaf. */
+    public static final long BLOCK_SIZE = 1L << 21;
+
+    private static final int LEVELS = 4;
+    private static final int LEAF_LEVEL = 3;
+    private static final int BLOCK_LEVEL = 2;
+    private static final long VALID = 1;
+    private static final int PROT_SHIFT = 1;
+    private static final long BLOCK = 1 << 3;
+    private static final long TABLE = 1 << 4;
+    private static final long PHYS_MASK = ((1L << PHYS_BITS) - 1) & -PAGE_SIZE;
+    private static final int PARKING_SLOTS = 128;
+
+    private final Object writer = new Object();
+    private final PtNode root = new PtNode(0, true);
+    private final PtNode[] parked = new PtNode[PARKING_SLOTS];
+    private long mappedBytes;
+    private long tables = 1;
+
+    /** Bits of IOVA below the index of {@code level}: 39, 30, 21, 12. */
+    private static int shift(int level) {
+        return 39 - 9 * level;
+    }
+
+    private static int index(long iova, int level) {
+        return (int) (iova >>> shift(level)) & (PtNode.ENTRIES - 1);
+    }
+
+    // ---- leaf encoding ---------------------------------------------------------------------------------------
+
+    /**
+     * The physical address of byte {@code iova} under {@code leaf}, a value {@link #walk} returned for an address in
+     * the same page or block.
+     */
+    public static long physOf(long leaf, long iova) {
+        return (checkLeaf(leaf) & PHYS_MASK) | (iova & (leafSize(leaf) - 1));
+    }
+
+    /** The permissions of {@code leaf}: {@link #PROT_READ} and/or {@link #PROT_WRITE}. */
+    public static int protOf(long leaf) {
+        return (int) (checkLeaf(leaf) >>> PROT_SHIFT) & (PROT_READ | PROT_WRITE);
+    }
+
+    /** The bytes {@code leaf} translates: {@link #PAGE_SIZE} or {@link #BLOCK_SIZE}. */
+    public static long leafSize(long leaf) {
+        return (checkLeaf(leaf) & BLOCK) != 0 ? BLOCK_SIZE : PAGE_SIZE;
+    }
+
+    private static long checkLeaf(long leaf) {
+        if ((leaf & VALID) == 0 || (leaf & TABLE) != 0) {
+            throw new ErrnoException(Errno.EINVAL, "0x" + Long.toHexString(leaf) + " is not a leaf entry");
+        }
+        return leaf;
+    }
+
+    private static long leaf(long phys, int prot, boolean block) {
+        return phys | ((long) prot << PROT_SHIFT) | (block ? BLOCK : 0) | VALID;
+    }
+
+    // ---- lookup ----------------------------------------------------------------------------------------------
+
+    /**
+     * Translates {@code iova} as the IOMMU's table walker does; lock-free.
+     *
+     * @return the leaf entry (decode with {@link #physOf}, {@link #protOf}, {@link #leafSize}), or 0 if unmapped
+     * @throws ErrnoException {@code ERANGE} if {@code iova} is negative or not below 2^48
+     */
+    public long walk(long iova) {
+        if ((iova >>> IOVA_BITS) != 0) {
+            throw new ErrnoException(Errno.ERANGE, "IOVA 0x" + Long.toHexString(iova) + " is outside the 48-bit space");
+        }
+        PtNode t = root;
+        for (int level = 0; level < LEVELS; level++) {
+            int i = index(iova, level);
+            long e = t.entryAcquire(i);
+            if ((e & TABLE) == 0) {
+                return e;
+            }
+            t = t.childAcquire(i);
+            if (t == null) {
+                return 0; // unhooked under us: it was empty then
+            }
+        }
+        throw new IllegalStateException("table marker at the leaf level for IOVA 0x" + Long.toHexString(iova));
+    }
+
+    // ---- map -------------------------------------------------------------------------------------------------
+
+    /**
+     * Maps {@code [iova, iova + size)} to {@code [phys, phys + size)}, using 2 MiB blocks wherever the IOVA and the
+     * physical address are both 2 MiB-aligned and at least 2 MiB remain, 4 KiB pages elsewhere.
+     *
+     * @param prot {@link #PROT_READ}, {@link #PROT_WRITE} or both
+     * @throws ErrnoException {@code EINVAL}, {@code ERANGE} or {@code EEXIST} (see the class comment); nothing
+     *                        is mapped then
+     */
+    public void map(long iova, long phys, long size, int prot) {
+        checkRange(iova, size);
+        if ((phys & (PAGE_SIZE - 1)) != 0) {
+            throw new ErrnoException(Errno.EINVAL, "physical address 0x" + Long.toHexString(phys) + " is not 4 KiB-aligned");
+        }
+        if (phys < 0 || phys > (1L << PHYS_BITS) - size) {
+            throw new ErrnoException(Errno.ERANGE, "physical range 0x" + Long.toHexString(phys) + "+0x"
+                    + Long.toHexString(size) + " does not fit in " + PHYS_BITS + " bits");
+        }
+        if (prot == 0 || (prot & ~(PROT_READ | PROT_WRITE)) != 0) {
+            throw new ErrnoException(Errno.EINVAL, "protection 0x" + Integer.toHexString(prot)
+                    + " must be PROT_READ, PROT_WRITE or both");
+        }
+        boolean block = ((iova | phys) & (BLOCK_SIZE - 1)) == 0 && size == BLOCK_SIZE;
+        if (size == PAGE_SIZE || block) {
+            synchronized (writer) {
+                installOne(iova, block ? BLOCK_LEVEL : LEAF_LEVEL, leaf(phys, prot, block));
+                mappedBytes += size;
+            }
+            return;
+        }
+        synchronized (writer) {
+            long busy = firstMapped(root, 0, iova, iova + size);
+            if (busy >= 0) {
+                throw busy(busy, iova, size);
+            }
+            long end = iova + size;
+            while (iova < end) {
+                block = ((iova | phys) & (BLOCK_SIZE - 1)) == 0 && end - iova >= BLOCK_SIZE;
+                installOne(iova, block ? BLOCK_LEVEL : LEAF_LEVEL, leaf(phys, prot, block));
+                long step = block ? BLOCK_SIZE : PAGE_SIZE;
+                iova += step;
+                phys += step;
+            }
+            mappedBytes += size;
+        }
+    }
+
+    private static void checkRange(long iova, long size) {
+        if ((iova & (PAGE_SIZE - 1)) != 0) {
+            throw new ErrnoException(Errno.EINVAL, "IOVA 0x" + Long.toHexString(iova) + " is not 4 KiB-aligned");
+        }
+        if (size <= 0 || (size & (PAGE_SIZE - 1)) != 0) {
+            throw new ErrnoException(Errno.EINVAL, "size 0x" + Long.toHexString(size) + " is not a positive multiple of 4 KiB");
+        }
+        if (iova < 0 || iova > (1L << IOVA_BITS) - size) {
+            throw new ErrnoException(Errno.ERANGE, "IOVA range 0x" + Long.toHexString(iova) + "+0x"
+                    + Long.toHexString(size) + " does not fit in " + IOVA_BITS + " bits");
+        }
+    }
+
+    /**
+     * Maps the single leaf {@code iova} at {@code target} level in one walk, checking on the way down: below an empty
+     * entry nothing can be mapped, so {@code EEXIST} can only be found before the first table is hooked in.
+     */
+    private void installOne(long iova, int target, long leaf) {
+        PtNode t = root;
+        for (int level = 0; level < target; level++) {
+            int i = index(iova, level);
+            long e = t.entry(i);
+            if (e == 0) {
+                PtNode child = takeTable(level + 1, iova);
+                t.hook(i, child, TABLE);
+                tables++;
+                t = child;
+            } else if ((e & TABLE) != 0) {
+                t = t.child(i);
+            } else {
+                throw busy(iova, iova, 1L << shift(target)); // inside a block
+            }
+        }
+        int i = index(iova, target);
+        long e = t.entry(i);
+        if (e != 0) {
+            throw busy((e & TABLE) != 0 ? firstMapped(t.child(i), target + 1, iova, iova + BLOCK_SIZE) : iova,
+                    iova, 1L << shift(target));
+        }
+        t.setEntry(i, leaf);
+    }
+
+    private static ErrnoException busy(long mapped, long iova, long size) {
+        return new ErrnoException(Errno.EEXIST, "IOVA 0x" + Long.toHexString(mapped) + " is already mapped (mapping 0x"
+                + Long.toHexString(iova) + "+0x" + Long.toHexString(size) + ")");
+    }
+
+    /** The first mapped IOVA in {@code [from, to)} below table {@code t}, or -1. */
+    private static long firstMapped(PtNode t, int level, long from, long to) {
+        long span = 1L << shift(level);
+        for (long addr = from; addr < to; addr = (addr | (span - 1)) + 1) {
+            long e = t.entry(index(addr, level));
+            if ((e & TABLE) != 0) {
+                long found = firstMapped(t.child(index(addr, level)), level + 1, addr, Math.min(to, (addr | (span - 1)) + 1));
+                if (found >= 0) {
+                    return found;
+                }
+            } else if (e != 0) {
+                return addr;
+            }
+        }
+        return -1;
+    }
+
+    // ---- unmap -----------------------------------------------------------------------------------------------
+
+    /**
+     * Unmaps every page of {@code [iova, iova + size)} that is mapped; holes are skipped. A 2 MiB block only partly
+     * inside the range is first split into 4 KiB pages, so the rest of it stays mapped.
+     *
+     * @return the bytes that were mapped in the range and are not any more
+     * @throws ErrnoException {@code EINVAL} or {@code ERANGE} for a bad range (nothing is unmapped)
+     */
+    public long unmap(long iova, long size) {
+        checkRange(iova, size);
+        synchronized (writer) {
+            long bytes = unmapRange(root, 0, iova, iova + size);
+            mappedBytes -= bytes;
+            return bytes;
+        }
+    }
+
+    private long unmapRange(PtNode t, int level, long from, long to) {
+        long span = 1L << shift(level);
+        long bytes = 0;
+        long addr = from;
+        while (addr < to) {
+            long regionStart = addr & -span;
+            long regionEnd = regionStart + span;
+            long end = Math.min(to, regionEnd);
+            int i = index(addr, level);
+            long e = t.entry(i);
+            if ((e & TABLE) != 0) {
+                PtNode child = t.child(i);
+                bytes += unmapRange(child, level + 1, addr, end);
+                if (child.used() == 0) {
+                    t.unhook(i);
+                    park(child);
+                    tables--;
+                }
+            } else if (e != 0) {
+                if (addr == regionStart && end == regionEnd) {
+                    t.setEntry(i, 0);
+                    bytes += span;
+                } else {
+                    bytes += unmapRange(split(t, i, e, level, regionStart), level + 1, addr, end);
+                }
+            }
+            addr = end;
+        }
+        return bytes;
+    }
+
+    /** Replaces block {@code e} under {@code t[i]} by a full table of pages with the same translation. */
+    private PtNode split(PtNode t, int i, long e, int level, long regionStart) {
+        PtNode pages = takeTable(level + 1, regionStart);
+        long phys = e & PHYS_MASK;
+        int prot = protOf(e);
+        for (int j = 0; j < PtNode.ENTRIES; j++) {
+            pages.fill(j, leaf(phys + j * PAGE_SIZE, prot, false));
+        }
+        t.hook(i, pages, TABLE);
+        tables++;
+        return pages;
+    }
+
+    // ---- table reuse -----------------------------------------------------------------------------------------
+
+    private static int parkingSlot(long key) {
+        long h = key * 0x9E3779B97F4A7C15L;
+        return (int) (h >>> 57);
+    }
+
+    /** A table for {@code level} translating {@code iova}: the one parked for that place if any, else a new one. */
+    private PtNode takeTable(int level, long iova) {
+        long key = PtNode.keyOf(level, iova, shift(level));
+        int slot = parkingSlot(key);
+        PtNode t = parked[slot];
+        if (t != null && t.key() == key) {
+            parked[slot] = null;
+            return t;
+        }
+        return new PtNode(key, level < LEAF_LEVEL);
+    }
+
+    private void park(PtNode t) {
+        parked[parkingSlot(t.key())] = t;
+    }
+
+    // ---- inspection ------------------------------------------------------------------------------------------
+
+    /** Bytes currently mapped. */
+    public long mappedBytes() {
+        synchronized (writer) {
+            return mappedBytes;
+        }
+    }
+
+    /**
+     * Tables currently in use, the root included (the IOMMU's share of {@code SecPageTables}); emptied tables are
+     * not counted, parked or not.
+     */
+    public long tableCount() {
+        synchronized (writer) {
+            return tables;
+        }
+    }
+
+    /**
+     * Visits the mapped ranges in IOVA order, merging neighbours whose physical addresses continue and whose
+     * permissions are equal. The listing is taken under the writer lock and delivered after it is released, so the
+     * visitor may call back into this table.
+     */
+    public void forEachMapping(MappingVisitor visitor) {
+        List<long[]> runs = new ArrayList<>();
+        synchronized (writer) {
+            collect(root, 0, 0, runs);
+        }
+        for (long[] r : runs) {
+            visitor.mapping(r[0], r[1], r[2], (int) r[3]);
+        }
+    }
+
+    private static void collect(PtNode t, int level, long base, List<long[]> runs) {
+        int sh = shift(level);
+        for (int i = 0; i < PtNode.ENTRIES; i++) {
+            long e = t.entry(i);
+            long iova = base | ((long) i << sh);
+            if ((e & TABLE) != 0) {
+                collect(t.child(i), level + 1, iova, runs);
+            } else if (e != 0) {
+                long size = 1L << sh;
+                long phys = e & PHYS_MASK;
+                long prot = protOf(e);
+                long[] last = runs.isEmpty() ? null : runs.get(runs.size() - 1);
+                if (last != null && last[0] + last[2] == iova && last[1] + last[2] == phys && last[3] == prot) {
+                    last[2] += size;
+                } else {
+                    runs.add(new long[] {iova, phys, size, prot});
+                }
+            }
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "IoPageTable[" + mappedBytes() + " bytes mapped]";
+    }
+}
