@@ -1,0 +1,344 @@
+package dev.dmaplane.pci;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.atomic.AtomicReferenceArray;
+
+/**
+ * A memory Base Address Register of a function ({@code pci_resource_start/len(pdev, bar)}): its index, size,
+ * 32/64-bit and prefetchable flags, the bus address it is programmed with, and what answers accesses to it:
+ * an {@link Mmio} register block or {@link Memory} device memory.
+ */
+public final class Bar {
+    /** The smallest BAR this model allows: one page. */
+    public static final long MIN_SIZE = 4096;
+
+    private final int index;
+    private final long size;
+    private final boolean is64Bit;
+    private final boolean prefetchable;
+    private final ConfigSpace config;
+    private final Backing backing;
+
+    Bar(int index, long size, boolean is64Bit, boolean prefetchable, ConfigSpace config, Backing backing) {
+        checkSize(index, size, is64Bit);
+        this.index = index;
+        this.size = size;
+        this.is64Bit = is64Bit;
+        this.prefetchable = prefetchable;
+        this.config = Objects.requireNonNull(config, "config");
+        this.backing = Objects.requireNonNull(backing, "backing");
+        if (backing.size() != size) {
+            throw new ErrnoException(Errno.EINVAL, "BAR " + index + " backing size " + backing.size() + " differs from BAR size " + size);
+        }
+    }
+
+    static void checkSize(int index, long size, boolean is64Bit) {
+        if (size < MIN_SIZE || Long.bitCount(size) != 1) {
+            throw new ErrnoException(Errno.EINVAL, "BAR " + index + " size " + size + " must be a power of two of at least 4 KiB");
+        }
+        if (!is64Bit && size > (1L << 31)) {
+            throw new ErrnoException(Errno.EINVAL, "BAR " + index + " size " + size + " does not fit a 32-bit BAR (max 2 GiB)");
+        }
+    }
+
+    /** The BAR register index, 0..5 (0..1 on a bridge); a 64-bit BAR also uses {@code index + 1}. */
+    public int index() {
+        return index;
+    }
+
+    /** Size in bytes, a power of two. */
+    public long size() {
+        return size;
+    }
+
+    public boolean is64Bit() {
+        return is64Bit;
+    }
+
+    public boolean prefetchable() {
+        return prefetchable;
+    }
+
+    /** The bus address currently programmed in the BAR register(s) ({@code pci_bus_address}). */
+    public long address() {
+        return config.barAddress(index);
+    }
+
+    /** What answers accesses through this BAR. */
+    public Backing backing() {
+        return backing;
+    }
+
+    /**
+     * The MMIO register block behind this BAR.
+     *
+     * @throws ErrnoException {@code EINVAL} if this BAR is device memory
+     */
+    public Mmio mmio() {
+        if (backing instanceof Mmio m) {
+            return m;
+        }
+        throw new ErrnoException(Errno.EINVAL, "BAR " + index + " is device memory, not an MMIO register block");
+    }
+
+    /**
+     * The device memory behind this BAR.
+     *
+     * @throws ErrnoException {@code EINVAL} if this BAR is an MMIO register block
+     */
+    public Memory memory() {
+        if (backing instanceof Memory m) {
+            return m;
+        }
+        throw new ErrnoException(Errno.EINVAL, "BAR " + index + " is an MMIO register block, not device memory");
+    }
+
+    @Override
+    public String toString() {
+        return String.format("BAR%d[%s %s%s size=%#x @ %#x]", index, backing instanceof Mmio ? "mmio" : "memory",
+                is64Bit ? "64-bit" : "32-bit", prefetchable ? " pref" : "", size, address());
+    }
+
+    static void checkRange(String what, long offset, long length, long size) {
+        if (length < 0) {
+            throw new ErrnoException(Errno.EINVAL, what + ": negative length " + length);
+        }
+        if (offset < 0 || offset > size) {
+            throw new ErrnoException(Errno.EFAULT, String.format("%s: offset %#x is outside the %#x-byte BAR", what, offset, size));
+        }
+        long end;
+        try {
+            end = Math.addExact(offset, length);
+        } catch (ArithmeticException e) {
+            throw new ErrnoException(Errno.ERANGE, String.format("%s: offset %#x + length %#x overflows", what, offset, length));
+        }
+        if (end > size) {
+            throw new ErrnoException(Errno.EFAULT, String.format("%s: offset %#x + length %#x runs past the %#x-byte BAR",
+                    what, offset, length, size));
+        }
+    }
+
+    /** What answers CPU accesses through a BAR. */
+    public sealed interface Backing permits Mmio, Memory {
+        /** Bytes this backing covers, the BAR size. */
+        long size();
+    }
+
+    /**
+     * A register BAR: loads and stores go to the attached {@link MmioHandler}. Until a device model attaches
+     * one, reads return all-ones and writes are dropped, as accesses nobody claims on a real bus do.
+     */
+    public static final class Mmio implements Backing {
+        private final long size;
+        private final String owner;
+        private final AtomicReference<MmioHandler> handler = new AtomicReference<>();
+
+        Mmio(long size, String owner) {
+            this.size = size;
+            this.owner = owner;
+        }
+
+        @Override
+        public long size() {
+            return size;
+        }
+
+        /** The attached device model, if any. */
+        public Optional<MmioHandler> handler() {
+            return Optional.ofNullable(handler.get());
+        }
+
+        /**
+         * Attaches the device model that answers this BAR.
+         *
+         * @throws ErrnoException {@code EBUSY} if another handler is attached
+         */
+        public void attach(MmioHandler h) {
+            Objects.requireNonNull(h, "handler");
+            if (!handler.compareAndSet(null, h)) {
+                throw new ErrnoException(Errno.EBUSY, owner + ": an MMIO handler is already attached");
+            }
+        }
+
+        /**
+         * Detaches {@code h}.
+         *
+         * @throws ErrnoException {@code EINVAL} if {@code h} is not the attached handler
+         */
+        public void detach(MmioHandler h) {
+            if (h == null || !handler.compareAndSet(h, null)) {
+                throw new ErrnoException(Errno.EINVAL, owner + ": that MMIO handler is not the one attached");
+            }
+        }
+
+        /**
+         * Loads {@code size} (1, 2, 4 or 8) bytes at {@code offset}.
+         *
+         * @throws ErrnoException {@code EINVAL} for a bad size or misaligned offset, {@code EFAULT} outside the BAR
+         */
+        public long read(long offset, int size) {
+            check(offset, size);
+            MmioHandler h = handler.get();
+            if (h == null) {
+                return size == 8 ? -1L : (1L << (8 * size)) - 1;
+            }
+            return h.read(offset, size);
+        }
+
+        /**
+         * Stores the low {@code size} (1, 2, 4 or 8) bytes of {@code value} at {@code offset}.
+         *
+         * @throws ErrnoException {@code EINVAL} for a bad size or misaligned offset, {@code EFAULT} outside the BAR
+         */
+        public void write(long offset, int size, long value) {
+            check(offset, size);
+            MmioHandler h = handler.get();
+            if (h != null) {
+                h.write(offset, size, size == 8 ? value : value & ((1L << (8 * size)) - 1));
+            }
+        }
+
+        private void check(long offset, int accessSize) {
+            if (accessSize != 1 && accessSize != 2 && accessSize != 4 && accessSize != 8) {
+                throw new ErrnoException(Errno.EINVAL, owner + ": MMIO access size must be 1, 2, 4 or 8, not " + accessSize);
+            }
+            checkRange(owner, offset, accessSize, size);
+            if (offset % accessSize != 0) {
+                throw new ErrnoException(Errno.EINVAL, String.format("%s: MMIO offset %#x is not aligned to size %d",
+                        owner, offset, accessSize));
+            }
+        }
+    }
+
+    /**
+     * Device memory behind a BAR, such as a GPU's VRAM. It is backed by {@link #CHUNK_SIZE} chunks taken from
+     * the topology's arena the first time each is written; never-written memory reads as zeros and costs
+     * nothing, so a 16 GiB BAR is free until touched.
+     */
+    public static final class Memory implements Backing {
+        /** Granule of lazy allocation: one 2 MiB huge page. */
+        public static final long CHUNK_SIZE = 2L << 20;
+
+        private final long size;
+        private final long chunkSize;
+        private final String owner;
+        private final DeviceMemoryPool pool;
+        private final AtomicReferenceArray<MemorySegment> chunks;
+
+        Memory(long size, String owner, DeviceMemoryPool pool) {
+            this.size = size;
+            this.chunkSize = Math.min(size, CHUNK_SIZE);
+            this.owner = owner;
+            this.pool = Objects.requireNonNull(pool, "pool");
+            long n = size / chunkSize;
+            if (n > Integer.MAX_VALUE) {
+                throw new ErrnoException(Errno.EINVAL, owner + ": device memory of " + size + " bytes is too large");
+            }
+            this.chunks = new AtomicReferenceArray<>((int) n);
+        }
+
+        @Override
+        public long size() {
+            return size;
+        }
+
+        /** Bytes actually allocated so far (touched chunks times chunk size). */
+        public long committedBytes() {
+            long n = 0;
+            for (int i = 0; i < chunks.length(); i++) {
+                if (chunks.get(i) != null) {
+                    n++;
+                }
+            }
+            return n * chunkSize;
+        }
+
+        /**
+         * Copies {@code dst.byteSize()} bytes at {@code offset} into {@code dst}; may span chunks.
+         *
+         * @throws ErrnoException {@code EFAULT} outside the BAR, {@code ERANGE} on offset overflow,
+         *                        {@code ENODEV} once the topology is closed
+         */
+        public void read(long offset, MemorySegment dst) {
+            long len = dst.byteSize();
+            checkRange(owner, offset, len, size);
+            pool.checkOpen(owner);
+            if (dst.isReadOnly()) {
+                throw new ErrnoException(Errno.EINVAL, owner + ": destination segment is read-only");
+            }
+            long done = 0;
+            while (done < len) {
+                long at = offset + done;
+                int ci = (int) (at / chunkSize);
+                long within = at % chunkSize;
+                long n = Math.min(chunkSize - within, len - done);
+                MemorySegment c = chunks.get(ci);
+                if (c == null) {
+                    dst.asSlice(done, n).fill((byte) 0);
+                } else {
+                    MemorySegment.copy(c, within, dst, done, n);
+                }
+                done += n;
+            }
+        }
+
+        /**
+         * Copies all of {@code src} to {@code offset}; may span chunks, allocating those first written.
+         *
+         * @throws ErrnoException {@code EFAULT} outside the BAR, {@code ERANGE} on offset overflow,
+         *                        {@code ENOMEM} if backing cannot be allocated, {@code ENODEV} once closed
+         */
+        public void write(long offset, MemorySegment src) {
+            long len = src.byteSize();
+            checkRange(owner, offset, len, size);
+            pool.checkOpen(owner);
+            long done = 0;
+            while (done < len) {
+                long at = offset + done;
+                int ci = (int) (at / chunkSize);
+                long within = at % chunkSize;
+                long n = Math.min(chunkSize - within, len - done);
+                MemorySegment.copy(src, done, chunk(ci), within, n);
+                done += n;
+            }
+        }
+
+        /**
+         * A live view of {@code length} bytes at {@code offset} for a device model that computes on its memory
+         * in place; the range must lie within one chunk ({@link #CHUNK_SIZE}), which is allocated if needed.
+         *
+         * @throws ErrnoException {@code EINVAL} if the range crosses a chunk boundary, {@code EFAULT} outside the BAR
+         */
+        public MemorySegment segment(long offset, long length) {
+            checkRange(owner, offset, length, size);
+            pool.checkOpen(owner);
+            long within = offset % chunkSize;
+            if (length == 0 || within + length > chunkSize) {
+                throw new ErrnoException(Errno.EINVAL, String.format("%s: range %#x+%#x is empty or crosses a %#x-byte chunk",
+                        owner, offset, length, chunkSize));
+            }
+            return chunk((int) (offset / chunkSize)).asSlice(within, length);
+        }
+
+        private MemorySegment chunk(int ci) {
+            MemorySegment c = chunks.get(ci);
+            if (c != null) {
+                return c;
+            }
+            synchronized (this) {
+                c = chunks.get(ci);
+                if (c == null) {
+                    c = pool.allocate(chunkSize, owner);
+                    chunks.set(ci, c);
+                }
+                return c;
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+package dev.dmaplane.pci;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+
+/**
+ * A machine description as read from a machine file: host memory size, IOMMU settings and the PCI hierarchy.
+ * Values only; {@link TopologyLoader#build(MachineSpec)} checks the hierarchy's consistency and turns it into a
+ * {@link PciTopology}.
+ *
+ * @param memoryBytes host memory, a positive multiple of 2 MiB
+ * @param iommu       whether the IOMMU translates and what default domains groups get
+ * @param hostBridges the PCI domains, each with its hierarchy
+ */
+public record MachineSpec(long memoryBytes, IommuSpec iommu, List<HostBridgeSpec> hostBridges) {
+    /** Host memory comes in whole 2 MiB huge pages. */
+    public static final long MEMORY_GRANULE = 2L << 20;
+
+    public MachineSpec {
+        if (memoryBytes <= 0 || memoryBytes % MEMORY_GRANULE != 0) {
+            throw new ErrnoException(Errno.EINVAL, "memory size " + memoryBytes + " bytes must be a positive multiple of 2 MiB");
+        }
+        Objects.requireNonNull(iommu, "iommu");
+        hostBridges = List.copyOf(hostBridges);
+    }
+
+    /** The default domain type groups get at boot ({@code iommu.passthrough=}, {@code IOMMU_DOMAIN_DMA/IDENTITY}). */
+    public enum DefaultDomain {
+        /** Translated DMA-API domains: every DMA address is an IOVA the IOMMU maps. */
+        DMA,
+        /** Identity (passthrough) domains: bus addresses equal physical addresses. */
+        IDENTITY
+    }
+
+    /** The IOMMU section. */
+    public record IommuSpec(boolean enabled, DefaultDomain defaultDomain) {
+        /** IOMMU on, DMA-API default domains: what the file gets when it has no {@code iommu} section. */
+        public static final IommuSpec DEFAULT = new IommuSpec(true, DefaultDomain.DMA);
+
+        public IommuSpec {
+            Objects.requireNonNull(defaultDomain, "defaultDomain");
+        }
+    }
+
+    /**
+     * A host bridge and the functions on its root bus.
+     *
+     * @param domain     PCI domain (segment), 0..0xFFFF
+     * @param rootBus    number of its root bus, usually 0
+     * @param name       device name; {@code pciDDDD:BB} if empty
+     * @param p2pAllowed the p2pdma host-bridge whitelist answer for this bridge
+     * @param children   functions on the root bus
+     */
+    public record HostBridgeSpec(int domain, int rootBus, Optional<String> name, boolean p2pAllowed,
+                                 List<FunctionSpec> children) {
+        public HostBridgeSpec {
+            if (domain < 0 || domain > 0xFFFF) {
+                throw new ErrnoException(Errno.EINVAL, "PCI domain " + domain + " is outside 0..0xffff");
+            }
+            if (rootBus < 0 || rootBus > 0xFF) {
+                throw new ErrnoException(Errno.EINVAL, "root bus " + rootBus + " is outside 0..0xff");
+            }
+            Objects.requireNonNull(name, "name");
+            children = List.copyOf(children);
+        }
+    }
+
+    /**
+     * One function of the hierarchy.
+     *
+     * @param bdf          its address; must lie on the bus of its parent
+     * @param type         PCI Express device/port type; bridge types may have children
+     * @param classCode    24-bit class code
+     * @param multifunction the header's multi-function bit (implied for functions other than 0)
+     * @param bars         memory BARs
+     * @param acs          the ACS capability, if the function has one
+     * @param msix         the MSI-X capability, if the function has one
+     * @param model        name of the device model to bind (e.g. {@code nvme}), if any
+     * @param properties   settings for that model
+     * @param children     functions on this bridge's secondary bus
+     */
+    public record FunctionSpec(Bdf bdf, PciPortType type, int vendorId, int deviceId, int classCode, int revision,
+                               int subsystemVendorId, int subsystemId, boolean multifunction, List<BarSpec> bars,
+                               Optional<AcsSpec> acs, Optional<MsixSpec> msix, Optional<String> model,
+                               Map<String, String> properties, List<FunctionSpec> children) {
+        public FunctionSpec {
+            Objects.requireNonNull(bdf, "bdf");
+            Objects.requireNonNull(type, "type");
+            bars = List.copyOf(bars);
+            Objects.requireNonNull(acs, "acs");
+            Objects.requireNonNull(msix, "msix");
+            Objects.requireNonNull(model, "model");
+            properties = Collections.unmodifiableMap(new LinkedHashMap<>(properties));
+            children = List.copyOf(children);
+        }
+    }
+
+    /** What answers a BAR. */
+    public enum BarKind {
+        /** A register block served by an {@link MmioHandler}. */
+        MMIO,
+        /** Device memory (VRAM), lazily backed. */
+        MEMORY
+    }
+
+    /**
+     * A memory BAR.
+     *
+     * @param index        BAR register index, 0..5 (0..1 on a bridge)
+     * @param size         bytes, a power of two of at least 4 KiB
+     * @param is64Bit      a 64-bit BAR, using registers {@code index} and {@code index + 1}
+     * @param prefetchable the prefetchable flag; 64-bit prefetchable BARs are placed above 4 GiB
+     */
+    public record BarSpec(int index, long size, BarKind kind, boolean is64Bit, boolean prefetchable) {
+        public BarSpec {
+            Objects.requireNonNull(kind, "kind");
+        }
+    }
+
+    /** The ACS extended capability: what the port implements and what is enabled at boot. */
+    public record AcsSpec(Acs capability, Acs control) {
+        public AcsSpec {
+            Objects.requireNonNull(capability, "capability");
+            Objects.requireNonNull(control, "control");
+        }
+    }
+
+    /** The MSI-X capability: vector count, and where in which BAR the table and PBA live. */
+    public record MsixSpec(int vectors, int bar, long tableOffset, long pbaOffset) {
+    }
+}

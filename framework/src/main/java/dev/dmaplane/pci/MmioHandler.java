@@ -1,0 +1,14 @@
+package dev.dmaplane.pci;
+
+/**
+ * The registers behind an MMIO BAR: what a device model does when the CPU loads or stores through the BAR
+ * ({@code readl}/{@code writel} on an {@code ioremap}ped BAR). Offsets are relative to the BAR and already
+ * checked: {@code offset + size} lies inside the BAR and {@code offset} is a multiple of {@code size}.
+ */
+public interface MmioHandler {
+    /** Returns the {@code size}-byte (1, 2, 4 or 8) register value at {@code offset}, zero-extended. */
+    long read(long offset, int size);
+
+    /** Stores the low {@code size} bytes of {@code value} at {@code offset}. */
+    void write(long offset, int size, long value);
+}

@@ -1,0 +1,211 @@
+package dev.dmaplane.pci;
+
+import dev.dmaplane.device.BusType;
+import dev.dmaplane.device.Device;
+import dev.dmaplane.device.MatchEntry;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+
+/**
+ * One PCI function ({@code struct pci_dev}): its BDF, IDs and config space, BARs, the bus it sits on and, for
+ * a bridge, the bus below it. Its device name is the BDF and its parent device the bridge above it.
+ */
+public final class PciFunction extends Device {
+    private final Bdf bdf;
+    private final PciBus bus;
+    private final ConfigSpace config;
+    private final List<Bar> bars;
+    private final String model;
+    private final Map<String, String> properties;
+    private volatile PciBus subordinate;
+
+    PciFunction(Bdf bdf, PciBus bus, ConfigSpace config, List<Bar> bars, String model, Map<String, String> properties) {
+        super(bdf.toString(), bus.self().orElse(null));
+        this.bdf = bdf;
+        this.bus = bus;
+        this.config = Objects.requireNonNull(config, "config");
+        this.bars = bars.stream().sorted(Comparator.comparingInt(Bar::index)).toList();
+        this.model = model;
+        this.properties = Map.copyOf(properties);
+    }
+
+    void setSubordinate(PciBus child) {
+        if (!isBridge()) {
+            throw new ErrnoException(Errno.EINVAL, bdf + " has a type 0 header and cannot have a secondary bus");
+        }
+        this.subordinate = child;
+    }
+
+    public Bdf bdf() {
+        return bdf;
+    }
+
+    /** Always {@link BusType#PCI}. */
+    @Override
+    public BusType bus() {
+        return BusType.PCI;
+    }
+
+    /** The bus this function sits on ({@code pdev->bus}). */
+    public PciBus pciBus() {
+        return bus;
+    }
+
+    /** The bus below this bridge ({@code pdev->subordinate}); empty for a non-bridge. */
+    public Optional<PciBus> subordinate() {
+        return Optional.ofNullable(subordinate);
+    }
+
+    /** The bridge this function sits below ({@code pci_upstream_bridge}); empty on a root bus. */
+    public Optional<PciFunction> upstreamBridge() {
+        return bus.self();
+    }
+
+    /** The function's config space; reads and writes go to the live registers. */
+    public ConfigSpace configSpace() {
+        return config;
+    }
+
+    public int vendorId() {
+        return config.vendorId();
+    }
+
+    public int deviceId() {
+        return config.deviceId();
+    }
+
+    public int subsystemVendorId() {
+        return config.subsystemVendorId();
+    }
+
+    public int subsystemId() {
+        return config.subsystemId();
+    }
+
+    /** The 24-bit class code ({@code pdev->class}). */
+    public int classCode() {
+        return config.classCode();
+    }
+
+    public int revision() {
+        return config.revision();
+    }
+
+    /** The PCI Express device/port type; empty for a conventional PCI function ({@code pci_pcie_type}). */
+    public Optional<PciPortType> portType() {
+        return config.portType();
+    }
+
+    /** Whether the function has a PCI Express capability ({@code pci_is_pcie}). */
+    public boolean isPcie() {
+        return portType().isPresent();
+    }
+
+    /** Whether this function is a PCI-to-PCI bridge (type 1 header). */
+    public boolean isBridge() {
+        return config.isBridgeHeader();
+    }
+
+    /** Whether this function is part of a multi-function device ({@code pdev->multifunction}). */
+    public boolean isMultifunction() {
+        return config.isMultifunction();
+    }
+
+    /** The implemented BARs, by index. */
+    public List<Bar> bars() {
+        return bars;
+    }
+
+    /** BAR {@code index}, if implemented. */
+    public Optional<Bar> bar(int index) {
+        return bars.stream().filter(b -> b.index() == index).findFirst();
+    }
+
+    /** The ACS Control register; empty if the function has no ACS capability. */
+    public Optional<Acs> acs() {
+        return config.acsControl();
+    }
+
+    /** The ACS Capability register; empty if the function has no ACS capability. */
+    public Optional<Acs> acsCapability() {
+        return config.acsCapability();
+    }
+
+    /**
+     * Whether this function enforces {@code flags}, judged as {@code pci_acs_enabled} in
+     * {@code drivers/pci/pci.c} does (without device-specific quirks): conventional PCI functions and
+     * PCIe-to-PCI bridges never isolate; root and downstream ports must enable every flag their ACS
+     * capability implements; endpoints and upstream ports only matter when multi-function, and a
+     * single-function one counts as enforcing everything.
+     */
+    public boolean acsEnabled(Acs flags) {
+        Optional<PciPortType> type = portType();
+        if (type.isEmpty()) {
+            return false;
+        }
+        return switch (type.get()) {
+            case PCI_BRIDGE, PCIE_BRIDGE, RC_EC -> false;
+            case ROOT_PORT, DOWNSTREAM -> acsFlagsEnabled(flags);
+            case ENDPOINT, UPSTREAM, LEGACY_ENDPOINT, RC_END -> !isMultifunction() || acsFlagsEnabled(flags);
+        };
+    }
+
+    /**
+     * {@code pci_acs_flags_enabled}: the ACS capability must exist; a flag the capability does not implement
+     * counts as hard-wired on, except Egress Control.
+     */
+    private boolean acsFlagsEnabled(Acs flags) {
+        Optional<Acs> cap = config.acsCapability();
+        Optional<Acs> ctrl = config.acsControl();
+        if (cap.isEmpty() || ctrl.isEmpty()) {
+            return false;
+        }
+        int want = flags.bits() & (cap.get().bits() | Acs.EC);
+        return (ctrl.get().bits() & want) == want;
+    }
+
+    /** The device model the machine file names for this function (e.g. {@code nvme}), if any. */
+    public Optional<String> model() {
+        return Optional.ofNullable(model);
+    }
+
+    /** The model's settings from the machine file. */
+    public Map<String, String> properties() {
+        return properties;
+    }
+
+    /** Whether the function may master the bus (issue DMA). */
+    public boolean busMasterEnabled() {
+        return config.busMasterEnabled();
+    }
+
+    /** Sets or clears Bus Master Enable ({@code pci_set_master} / {@code pci_clear_master}). */
+    public void setMaster(boolean enable) {
+        updateCommand(PciRegs.COMMAND_MASTER, enable);
+    }
+
+    /** Sets or clears Memory Space Enable, as {@code pci_enable_device_mem} / {@code pci_disable_device} do. */
+    public void setMemorySpace(boolean enable) {
+        updateCommand(PciRegs.COMMAND_MEMORY, enable);
+    }
+
+    private void updateCommand(int bit, boolean on) {
+        synchronized (config) {
+            int cmd = config.command();
+            config.write(PciRegs.COMMAND, 2, on ? cmd | bit : cmd & ~bit);
+        }
+    }
+
+    /** Matches a {@link MatchEntry.Pci} row against this function's IDs and class ({@code pci_match_one_device}). */
+    @Override
+    public boolean matches(MatchEntry entry) {
+        return entry instanceof MatchEntry.Pci p
+                && p.matches(vendorId(), deviceId(), subsystemVendorId(), subsystemId(), classCode());
+    }
+}

@@ -1,0 +1,114 @@
+package dev.dmaplane.pci;
+
+/**
+ * Config-space register offsets and bits dmaplane models, named as in {@code include/uapi/linux/pci_regs.h}
+ * (without the {@code PCI_} prefix) so driver code reads like its kernel counterpart.
+ */
+public final class PciRegs {
+    private PciRegs() {
+    }
+
+    // ---- header common to both types
+    public static final int VENDOR_ID = 0x00;
+    public static final int DEVICE_ID = 0x02;
+    public static final int COMMAND = 0x04;
+    public static final int COMMAND_IO = 0x0001;
+    public static final int COMMAND_MEMORY = 0x0002;
+    public static final int COMMAND_MASTER = 0x0004;
+    public static final int COMMAND_PARITY = 0x0040;
+    public static final int COMMAND_SERR = 0x0100;
+    public static final int COMMAND_INTX_DISABLE = 0x0400;
+    public static final int STATUS = 0x06;
+    public static final int STATUS_CAP_LIST = 0x0010;
+    /** The write-one-to-clear error bits of the Status register. */
+    public static final int STATUS_ERROR_BITS = 0xF900;
+    public static final int CLASS_REVISION = 0x08;
+    public static final int REVISION_ID = 0x08;
+    public static final int CLASS_PROG = 0x09;
+    public static final int CACHE_LINE_SIZE = 0x0c;
+    public static final int LATENCY_TIMER = 0x0d;
+    public static final int HEADER_TYPE = 0x0e;
+    public static final int HEADER_TYPE_MASK = 0x7f;
+    public static final int HEADER_TYPE_MFD = 0x80;
+    public static final int HEADER_TYPE_NORMAL = 0;
+    public static final int HEADER_TYPE_BRIDGE = 1;
+    public static final int BASE_ADDRESS_0 = 0x10;
+    public static final int BASE_ADDRESS_SPACE_IO = 0x01;
+    public static final int BASE_ADDRESS_MEM_TYPE_MASK = 0x06;
+    public static final int BASE_ADDRESS_MEM_TYPE_32 = 0x00;
+    public static final int BASE_ADDRESS_MEM_TYPE_64 = 0x04;
+    public static final int BASE_ADDRESS_MEM_PREFETCH = 0x08;
+    public static final int BASE_ADDRESS_MEM_MASK = ~0x0f;
+    public static final int CAPABILITY_LIST = 0x34;
+    public static final int INTERRUPT_LINE = 0x3c;
+    public static final int INTERRUPT_PIN = 0x3d;
+
+    // ---- type 0 (normal) header
+    public static final int SUBSYSTEM_VENDOR_ID = 0x2c;
+    public static final int SUBSYSTEM_ID = 0x2e;
+    public static final int ROM_ADDRESS = 0x30;
+
+    // ---- type 1 (bridge) header
+    public static final int PRIMARY_BUS = 0x18;
+    public static final int SECONDARY_BUS = 0x19;
+    public static final int SUBORDINATE_BUS = 0x1a;
+    public static final int SEC_STATUS = 0x1e;
+    public static final int MEMORY_BASE = 0x20;
+    public static final int MEMORY_LIMIT = 0x22;
+    public static final int PREF_MEMORY_BASE = 0x24;
+    public static final int PREF_MEMORY_LIMIT = 0x26;
+    public static final int PREF_RANGE_TYPE_64 = 0x01;
+    public static final int PREF_BASE_UPPER32 = 0x28;
+    public static final int PREF_LIMIT_UPPER32 = 0x2c;
+    public static final int ROM_ADDRESS1 = 0x38;
+    public static final int BRIDGE_CONTROL = 0x3e;
+
+    // ---- capability list
+    public static final int CAP_LIST_ID = 0;
+    public static final int CAP_LIST_NEXT = 1;
+    public static final int CAP_ID_PM = 0x01;
+    public static final int CAP_ID_MSI = 0x05;
+    public static final int CAP_ID_EXP = 0x10;
+    public static final int CAP_ID_MSIX = 0x11;
+
+    // ---- Power Management capability
+    public static final int PM_PMC = 2;
+    public static final int PM_CTRL = 4;
+    public static final int PM_CTRL_STATE_MASK = 0x0003;
+    public static final int PM_CTRL_NO_SOFT_RESET = 0x0008;
+    public static final int PM_SIZEOF = 8;
+
+    // ---- PCI Express capability
+    public static final int EXP_FLAGS = 2;
+    public static final int EXP_FLAGS_VERS = 0x000f;
+    public static final int EXP_FLAGS_TYPE = 0x00f0;
+    public static final int EXP_FLAGS_SLOT = 0x0100;
+    public static final int EXP_DEVCAP = 4;
+    public static final int EXP_DEVCTL = 8;
+    public static final int EXP_DEVSTA = 10;
+    public static final int EXP_LNKCAP = 12;
+    public static final int EXP_LNKCTL = 16;
+    public static final int EXP_LNKSTA = 18;
+    /** Size of a version 2 PCI Express capability with slot and root registers ({@code PCI_CAP_EXP_SIZEOF}). */
+    public static final int EXP_SIZEOF = 0x3c;
+
+    // ---- MSI-X capability
+    public static final int MSIX_FLAGS = 2;
+    public static final int MSIX_FLAGS_QSIZE = 0x07ff;
+    public static final int MSIX_FLAGS_MASKALL = 0x4000;
+    public static final int MSIX_FLAGS_ENABLE = 0x8000;
+    public static final int MSIX_TABLE = 4;
+    public static final int MSIX_PBA = 8;
+    public static final int MSIX_BIR_MASK = 0x7;
+    public static final int MSIX_SIZEOF = 12;
+    /** Bytes per MSI-X table entry ({@code PCI_MSIX_ENTRY_SIZE}). */
+    public static final int MSIX_ENTRY_SIZE = 16;
+
+    // ---- extended capabilities
+    public static final int CFG_SPACE_SIZE = 256;
+    public static final int CFG_SPACE_EXP_SIZE = 4096;
+    public static final int EXT_CAP_ID_ACS = 0x0d;
+    public static final int ACS_CAP = 4;
+    public static final int ACS_CTRL = 6;
+    public static final int ACS_SIZEOF = 8;
+}

@@ -1,0 +1,184 @@
+package dev.dmaplane.pci;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+
+import java.util.ArrayList;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+
+/**
+ * A machine's PCI hierarchy as the kernel holds it after enumeration: host bridges, buses, functions, and the
+ * IOMMU isolation groups they fall into. Built by {@link TopologyLoader}; owns the arena that backs BAR device
+ * memory, released by {@link #close()}.
+ * <p>
+ * Groups are computed once, when the topology is built, as the kernel forms {@code iommu_group}s once at device
+ * discovery: later writes to ACS Control registers do not regroup.
+ */
+public final class PciTopology implements AutoCloseable {
+    private final MachineSpec machine;
+    private final List<HostBridge> hostBridges;
+    private final List<PciFunction> functions;
+    private final Map<Bdf, PciFunction> byBdf = new LinkedHashMap<>();
+    private final DeviceMemoryPool pool;
+    private final List<List<PciFunction>> groups;
+    private final Map<PciFunction, Integer> groupIds = new IdentityHashMap<>();
+
+    PciTopology(MachineSpec machine, List<HostBridge> hostBridges, DeviceMemoryPool pool) {
+        this.machine = Objects.requireNonNull(machine, "machine");
+        this.hostBridges = List.copyOf(hostBridges);
+        this.pool = pool;
+        List<PciFunction> order = new ArrayList<>();
+        for (HostBridge hb : this.hostBridges) {
+            addDevices(hb.rootBus(), order);
+        }
+        this.functions = List.copyOf(order);
+        for (PciFunction f : functions) {
+            byBdf.put(f.bdf(), f);
+        }
+        this.groups = IommuGrouping.compute(functions);
+        for (int i = 0; i < groups.size(); i++) {
+            for (PciFunction f : groups.get(i)) {
+                groupIds.put(f, i);
+            }
+        }
+    }
+
+    /** The order {@code pci_bus_add_devices} adds devices: a bus's functions, then each bridge's bus below. */
+    private static void addDevices(PciBus bus, List<PciFunction> out) {
+        List<PciFunction> devs = bus.devices();
+        out.addAll(devs);
+        for (PciFunction f : devs) {
+            f.subordinate().ifPresent(b -> addDevices(b, out));
+        }
+    }
+
+    /** The machine description this topology was built from (memory size, IOMMU settings, hierarchy). */
+    public MachineSpec machine() {
+        return machine;
+    }
+
+    public List<HostBridge> hostBridges() {
+        return hostBridges;
+    }
+
+    /** Every function, in the order the kernel adds them to the driver core. */
+    public List<PciFunction> functions() {
+        return functions;
+    }
+
+    /** The function at {@code bdf}, if present. */
+    public Optional<PciFunction> find(Bdf bdf) {
+        return Optional.ofNullable(byBdf.get(bdf));
+    }
+
+    /**
+     * The function at {@code bdf}.
+     *
+     * @throws ErrnoException {@code ENODEV} naming the BDF if no function is there
+     */
+    public PciFunction function(Bdf bdf) {
+        PciFunction f = byBdf.get(Objects.requireNonNull(bdf, "bdf"));
+        if (f == null) {
+            throw new ErrnoException(Errno.ENODEV, "no PCI function at " + bdf);
+        }
+        return f;
+    }
+
+    /** {@link #function(Bdf)} of a parsed BDF. */
+    public PciFunction function(String bdf) {
+        return function(Bdf.parse(bdf));
+    }
+
+    /**
+     * The bridges above {@code fn}, nearest first, ending with the root port (or other function) on the root bus;
+     * empty for a function on a root bus.
+     */
+    public List<PciFunction> upstreamPath(PciFunction fn) {
+        requireOwn(fn);
+        List<PciFunction> path = new ArrayList<>();
+        for (Optional<PciFunction> up = fn.upstreamBridge(); up.isPresent(); up = up.get().upstreamBridge()) {
+            path.add(up.get());
+        }
+        return List.copyOf(path);
+    }
+
+    /**
+     * Whether every function from {@code start} up to the root bus enforces {@code flags}
+     * ({@code pci_acs_path_enabled(start, NULL, flags)}).
+     */
+    public boolean acsPathEnabled(PciFunction start, Acs flags) {
+        requireOwn(start);
+        return IommuGrouping.acsPathEnabled(start, null, flags);
+    }
+
+    /**
+     * Whether every function from {@code start} up to and including {@code end} enforces {@code flags}; false
+     * if {@code end} is not above {@code start} ({@code pci_acs_path_enabled(start, end, flags)}).
+     */
+    public boolean acsPathEnabled(PciFunction start, PciFunction end, Acs flags) {
+        requireOwn(start);
+        requireOwn(end);
+        return IommuGrouping.acsPathEnabled(start, end, flags);
+    }
+
+    /**
+     * The IOMMU isolation groups, numbered by position: functions that cannot be isolated from each other
+     * for DMA share a group; bridges are members like any function. Groups are in the order their first
+     * member was probed, members in probe order.
+     */
+    public List<List<PciFunction>> isolationGroups() {
+        return groups;
+    }
+
+    /** The number of {@code fn}'s group in {@link #isolationGroups()}. */
+    public int isolationGroupId(PciFunction fn) {
+        requireOwn(fn);
+        return groupIds.get(fn);
+    }
+
+    /** The members of {@code fn}'s isolation group, {@code fn} included. */
+    public List<PciFunction> isolationGroup(PciFunction fn) {
+        return groups.get(isolationGroupId(fn));
+    }
+
+    /**
+     * The hierarchy as {@code lspci -tv} draws it; each non-bridge line shows class, {@code [vendor:device]},
+     * BDF, the device model and the bound driver, if any.
+     */
+    public String lspciTree() {
+        return Lspci.tree(hostBridges);
+    }
+
+    /** One function as {@code lspci -vv -s BDF} describes it: IDs, class, command/status, BARs, capabilities, ACS. */
+    public String lspciVerbose(PciFunction fn) {
+        return Lspci.verbose(fn, isolationGroupId(fn));
+    }
+
+    /** Whether {@link #close()} ran. */
+    public boolean isClosed() {
+        return pool.isClosed();
+    }
+
+    /** Releases all BAR device memory; later accesses to it fail with {@code ENODEV}. Idempotent. */
+    @Override
+    public void close() {
+        pool.close();
+    }
+
+    private void requireOwn(PciFunction fn) {
+        Objects.requireNonNull(fn, "function");
+        if (byBdf.get(fn.bdf()) != fn) {
+            throw new ErrnoException(Errno.ENODEV, fn.bdf() + " is not a function of this topology");
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "PciTopology[" + functions.size() + " functions, " + groups.size() + " IOMMU groups]";
+    }
+}

@@ -1,0 +1,111 @@
+package dev.dmaplane.pci;
+
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.pci.MachineSpec.BarKind;
+import dev.dmaplane.pci.MachineSpec.BarSpec;
+import dev.dmaplane.pci.MachineSpec.FunctionSpec;
+import dev.dmaplane.pci.MachineSpec.HostBridgeSpec;
+import dev.dmaplane.pci.impl.BusPlan;
+import dev.dmaplane.pci.impl.MmioPlan;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+import static dev.dmaplane.pci.PciRegs.*;
+
+/**
+ * Turns a checked, numbered hierarchy into live objects: one config space per function with firmware's bus
+ * numbers, BAR addresses and bridge windows written to its registers, and BARs backed by MMIO blocks or lazily
+ * allocated device memory. Nothing is left half-built: on error the device-memory arena is closed.
+ */
+final class TopologyBuilder {
+    private TopologyBuilder() {
+    }
+
+    static PciTopology build(MachineSpec spec) {
+        List<BusPlan.Host> plan = BusPlan.plan(spec);
+        Map<BusPlan.Node, MmioPlan.Layout> layout = MmioPlan.assign(plan, TopologyLoader.MMIO64_BASE,
+                TopologyLoader.MMIO64_LIMIT, TopologyLoader.MMIO32_BASE, TopologyLoader.MMIO32_LIMIT);
+        DeviceMemoryPool pool = new DeviceMemoryPool();
+        try {
+            List<HostBridge> hosts = new ArrayList<>();
+            for (BusPlan.Host h : plan) {
+                HostBridgeSpec hs = h.spec();
+                HostBridge hb = new HostBridge(hs.domain(),
+                        hs.name().orElse(String.format("pci%04x:%02x", hs.domain(), hs.rootBus())), hs.p2pAllowed());
+                PciBus root = new PciBus(hb, hs.rootBus(), null, null);
+                hb.setRootBus(root);
+                for (BusPlan.Node n : h.children()) {
+                    add(n, root, hb, layout, pool);
+                }
+                hosts.add(hb);
+            }
+            return new PciTopology(spec, hosts, pool);
+        } catch (RuntimeException e) {
+            pool.close();
+            throw e;
+        }
+    }
+
+    private static void add(BusPlan.Node n, PciBus bus, HostBridge hb, Map<BusPlan.Node, MmioPlan.Layout> layout,
+                            DeviceMemoryPool pool) {
+        FunctionSpec s = n.spec();
+        ConfigSpace cs;
+        List<Bar> bars = new ArrayList<>();
+        try {
+            ConfigSpace.Builder b = ConfigSpace.builder(s.vendorId(), s.deviceId(), s.classCode())
+                    .revision(s.revision())
+                    .multifunction(s.multifunction() || s.bdf().function() > 0)
+                    .express(s.type());
+            if (s.type().isBridge()) {
+                b.busNumbers(n.primary(), n.secondary(), n.subordinate());
+            } else {
+                b.subsystem(s.subsystemVendorId(), s.subsystemId());
+            }
+            for (BarSpec bs : s.bars()) {
+                b.bar(bs.index(), bs.size(), bs.is64Bit(), bs.prefetchable());
+            }
+            s.msix().ifPresent(m -> b.msix(m.vectors(), m.bar(), m.tableOffset(), m.pbaOffset()));
+            s.acs().ifPresent(a -> b.acs(a.capability(), a.control()));
+            cs = b.build();
+            MmioPlan.Layout l = layout.get(n);
+            for (BarSpec bs : s.bars()) {
+                String owner = s.bdf() + " BAR" + bs.index();
+                Bar.Backing backing = bs.kind() == BarKind.MMIO ? new Bar.Mmio(bs.size(), owner)
+                        : new Bar.Memory(bs.size(), owner, pool);
+                bars.add(new Bar(bs.index(), bs.size(), bs.is64Bit(), bs.prefetchable(), cs, backing));
+                long addr = l.bars().get(bs.index());
+                cs.write(BASE_ADDRESS_0 + 4 * bs.index(), 4, (int) addr);
+                if (bs.is64Bit()) {
+                    cs.write(BASE_ADDRESS_0 + 4 * (bs.index() + 1), 4, (int) (addr >>> 32));
+                }
+            }
+            l.memoryWindow().ifPresent(w -> {
+                cs.write(MEMORY_BASE, 2, (int) (w.base() >>> 16) & 0xFFF0);
+                cs.write(MEMORY_LIMIT, 2, (int) (w.limit() >>> 16) & 0xFFF0);
+            });
+            l.prefetchableWindow().ifPresent(w -> {
+                cs.write(PREF_MEMORY_BASE, 2, (int) (w.base() >>> 16) & 0xFFF0);
+                cs.write(PREF_MEMORY_LIMIT, 2, (int) (w.limit() >>> 16) & 0xFFF0);
+                cs.write(PREF_BASE_UPPER32, 4, (int) (w.base() >>> 32));
+                cs.write(PREF_LIMIT_UPPER32, 4, (int) (w.limit() >>> 32));
+            });
+        } catch (ErrnoException e) {
+            String msg = e.getMessage();
+            String prefix = e.errno().name() + ": ";
+            throw new ErrnoException(e.errno(), n.path() + " (" + s.bdf() + "): "
+                    + (msg.startsWith(prefix) ? msg.substring(prefix.length()) : msg), e);
+        }
+        PciFunction fn = new PciFunction(s.bdf(), bus, cs, bars, s.model().orElse(null), s.properties());
+        bus.addDevice(fn);
+        if (n.isBridge()) {
+            PciBus child = new PciBus(hb, n.secondary(), fn, bus);
+            bus.addChild(child);
+            fn.setSubordinate(child);
+            for (BusPlan.Node c : n.children()) {
+                add(c, child, hb, layout, pool);
+            }
+        }
+    }
+}

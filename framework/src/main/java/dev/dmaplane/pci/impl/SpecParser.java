@@ -1,0 +1,278 @@
+package dev.dmaplane.pci.impl;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.pci.Acs;
+import dev.dmaplane.pci.Bdf;
+import dev.dmaplane.pci.MachineSpec;
+import dev.dmaplane.pci.MachineSpec.AcsSpec;
+import dev.dmaplane.pci.MachineSpec.BarKind;
+import dev.dmaplane.pci.MachineSpec.BarSpec;
+import dev.dmaplane.pci.MachineSpec.DefaultDomain;
+import dev.dmaplane.pci.MachineSpec.FunctionSpec;
+import dev.dmaplane.pci.MachineSpec.HostBridgeSpec;
+import dev.dmaplane.pci.MachineSpec.IommuSpec;
+import dev.dmaplane.pci.MachineSpec.MsixSpec;
+import dev.dmaplane.pci.PciPortType;
+import dev.dmaplane.pci.PciRegs;
+
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.TreeSet;
+
+/**
+ * Turns the tree of a machine file into a {@link MachineSpec}, checking every key and scalar by hand so that
+ * each error names the path of the bad entry. Structure across entries (buses, duplicates) is checked later,
+ * when the topology is built.
+ */
+public final class SpecParser {
+    private static final Set<String> MACHINE_KEYS = Set.of("memory", "iommu", "pci");
+    private static final Set<String> IOMMU_KEYS = Set.of("enabled", "defaultDomain");
+    private static final Set<String> PCI_KEYS = Set.of("hostBridges");
+    private static final Set<String> HOST_KEYS = Set.of("domain", "bus", "name", "p2pAllowed", "children");
+    private static final Set<String> FUNCTION_KEYS = Set.of("bdf", "type", "vendor", "device", "class", "revision",
+            "subsystemVendor", "subsystemDevice", "multifunction", "bars", "acs", "msix", "model", "properties", "children");
+    private static final Set<String> BAR_KEYS = Set.of("index", "size", "kind", "bits", "prefetchable");
+    private static final Set<String> ACS_KEYS = Set.of("capability", "control");
+    private static final Set<String> MSIX_KEYS = Set.of("vectors", "bar", "table", "pba");
+    private static final Map<String, PciPortType> TYPES = Map.of(
+            "rootPort", PciPortType.ROOT_PORT, "upstreamPort", PciPortType.UPSTREAM,
+            "downstreamPort", PciPortType.DOWNSTREAM, "endpoint", PciPortType.ENDPOINT,
+            "legacyEndpoint", PciPortType.LEGACY_ENDPOINT, "rcEndpoint", PciPortType.RC_END);
+
+    private SpecParser() {
+    }
+
+    /** A mapping at {@code path} whose keys were checked against the known set. */
+    private record Obj(JsonNode node, String path) {
+        static Obj of(JsonNode n, String path, Set<String> known) {
+            if (n == null || !n.isObject()) {
+                throw new ErrnoException(Errno.EINVAL, (path.isEmpty() ? "machine file" : path)
+                        + ": expected a mapping, got " + describe(n));
+            }
+            for (Iterator<String> it = n.fieldNames(); it.hasNext(); ) {
+                String k = it.next();
+                if (!known.contains(k)) {
+                    throw new ErrnoException(Errno.EINVAL, join(path, k) + ": unknown key '" + k + "' (known: "
+                            + String.join(", ", new TreeSet<>(known)) + ")");
+                }
+            }
+            return new Obj(n, path);
+        }
+
+        boolean has(String key) {
+            JsonNode v = node.get(key);
+            return v != null && !v.isNull();
+        }
+
+        JsonNode get(String key) {
+            return node.get(key);
+        }
+
+        JsonNode required(String key) {
+            if (!has(key)) {
+                throw new ErrnoException(Errno.EINVAL, at(key) + ": required key is missing");
+            }
+            return node.get(key);
+        }
+
+        String at(String key) {
+            return join(path, key);
+        }
+    }
+
+    private static String join(String path, String key) {
+        return path.isEmpty() ? key : path + "." + key;
+    }
+
+    private static String describe(JsonNode n) {
+        return n == null || n.isMissingNode() ? "nothing" : n.getNodeType().name().toLowerCase() + " " + n;
+    }
+
+    private static List<JsonNode> list(JsonNode n, String path) {
+        if (!n.isArray()) {
+            throw new ErrnoException(Errno.EINVAL, path + ": expected a list, got " + describe(n));
+        }
+        List<JsonNode> out = new ArrayList<>();
+        n.forEach(out::add);
+        return out;
+    }
+
+    /** Parses a whole machine file tree. */
+    public static MachineSpec parse(JsonNode root) {
+        Obj m = Obj.of(root, "", MACHINE_KEYS);
+        long memory = Units.size(m.required("memory"), "memory");
+        if (memory <= 0 || memory % MachineSpec.MEMORY_GRANULE != 0) {
+            throw Units.bad("memory", m.get("memory").asText(), "must be a positive multiple of 2MiB");
+        }
+        IommuSpec iommu = m.has("iommu") ? iommu(Obj.of(m.get("iommu"), "iommu", IOMMU_KEYS)) : IommuSpec.DEFAULT;
+        Obj pci = Obj.of(m.required("pci"), "pci", PCI_KEYS);
+        List<HostBridgeSpec> hosts = new ArrayList<>();
+        if (pci.has("hostBridges")) {
+            List<JsonNode> items = list(pci.get("hostBridges"), "pci.hostBridges");
+            for (int i = 0; i < items.size(); i++) {
+                hosts.add(hostBridge(Obj.of(items.get(i), "pci.hostBridges[" + i + "]", HOST_KEYS)));
+            }
+        }
+        return new MachineSpec(memory, iommu, hosts);
+    }
+
+    private static IommuSpec iommu(Obj o) {
+        boolean enabled = !o.has("enabled") || Units.bool(o.get("enabled"), o.at("enabled"));
+        DefaultDomain dd = DefaultDomain.DMA;
+        if (o.has("defaultDomain")) {
+            String t = Units.text(o.get("defaultDomain"), o.at("defaultDomain"));
+            dd = switch (t) {
+                case "dma" -> DefaultDomain.DMA;
+                case "identity" -> DefaultDomain.IDENTITY;
+                default -> throw Units.bad(o.at("defaultDomain"), t, "is not one of: dma, identity");
+            };
+        }
+        return new IommuSpec(enabled, dd);
+    }
+
+    private static HostBridgeSpec hostBridge(Obj o) {
+        int domain = o.has("domain") ? (int) Units.number(o.get("domain"), o.at("domain"), 0xFFFF) : 0;
+        int bus = o.has("bus") ? (int) Units.number(o.get("bus"), o.at("bus"), 0xFF) : 0;
+        Optional<String> name = o.has("name") ? Optional.of(Units.text(o.get("name"), o.at("name"))) : Optional.empty();
+        boolean p2p = o.has("p2pAllowed") && Units.bool(o.get("p2pAllowed"), o.at("p2pAllowed"));
+        return new HostBridgeSpec(domain, bus, name, p2p, children(o));
+    }
+
+    private static List<FunctionSpec> children(Obj o) {
+        List<FunctionSpec> out = new ArrayList<>();
+        if (o.has("children")) {
+            List<JsonNode> items = list(o.get("children"), o.at("children"));
+            for (int i = 0; i < items.size(); i++) {
+                out.add(function(Obj.of(items.get(i), o.at("children") + "[" + i + "]", FUNCTION_KEYS)));
+            }
+        }
+        return out;
+    }
+
+    private static FunctionSpec function(Obj o) {
+        JsonNode bdfNode = o.required("bdf");
+        if (!bdfNode.isTextual()) {
+            throw Units.bad(o.at("bdf"), bdfNode.asText(), "is not a BDF string; quote it, e.g. \"0000:03:00.0\"");
+        }
+        Bdf bdf;
+        try {
+            bdf = Bdf.parse(bdfNode.textValue());
+        } catch (ErrnoException e) {
+            throw Units.bad(o.at("bdf"), bdfNode.textValue(), "is not a BDF (want DDDD:BB:DD.F or BB:DD.F in hex)");
+        }
+        PciPortType type = PciPortType.ENDPOINT;
+        if (o.has("type")) {
+            String t = Units.text(o.get("type"), o.at("type"));
+            type = TYPES.get(t);
+            if (type == null) {
+                throw Units.bad(o.at("type"), t, "is not one of: " + String.join(", ", new TreeSet<>(TYPES.keySet())));
+            }
+        }
+        int vendor = (int) Units.number(o.required("vendor"), o.at("vendor"), 0xFFFF);
+        int device = (int) Units.number(o.required("device"), o.at("device"), 0xFFFF);
+        int cls = (int) Units.number(o.required("class"), o.at("class"), 0xFFFFFF);
+        int rev = o.has("revision") ? (int) Units.number(o.get("revision"), o.at("revision"), 0xFF) : 0;
+        int ssv = o.has("subsystemVendor") ? (int) Units.number(o.get("subsystemVendor"), o.at("subsystemVendor"), 0xFFFF) : 0;
+        int ssd = o.has("subsystemDevice") ? (int) Units.number(o.get("subsystemDevice"), o.at("subsystemDevice"), 0xFFFF) : 0;
+        boolean mf = o.has("multifunction") && Units.bool(o.get("multifunction"), o.at("multifunction"));
+        List<BarSpec> bars = new ArrayList<>();
+        if (o.has("bars")) {
+            List<JsonNode> items = list(o.get("bars"), o.at("bars"));
+            for (int i = 0; i < items.size(); i++) {
+                bars.add(bar(Obj.of(items.get(i), o.at("bars") + "[" + i + "]", BAR_KEYS)));
+            }
+        }
+        Optional<AcsSpec> acs = o.has("acs") ? Optional.of(acs(o.get("acs"), o.at("acs"))) : Optional.empty();
+        Optional<MsixSpec> msix = o.has("msix")
+                ? Optional.of(msix(Obj.of(o.get("msix"), o.at("msix"), MSIX_KEYS), bars)) : Optional.empty();
+        Optional<String> model = o.has("model") ? Optional.of(Units.text(o.get("model"), o.at("model"))) : Optional.empty();
+        Map<String, String> props = new LinkedHashMap<>();
+        if (o.has("properties")) {
+            JsonNode p = o.get("properties");
+            if (!p.isObject()) {
+                throw new ErrnoException(Errno.EINVAL, o.at("properties") + ": expected a mapping, got " + describe(p));
+            }
+            for (Iterator<Map.Entry<String, JsonNode>> it = p.fields(); it.hasNext(); ) {
+                Map.Entry<String, JsonNode> e = it.next();
+                if (!e.getValue().isValueNode() || e.getValue().isNull()) {
+                    throw Units.bad(o.at("properties") + "." + e.getKey(), e.getValue().toString(), "is not a scalar value");
+                }
+                props.put(e.getKey(), e.getValue().asText());
+            }
+        }
+        return new FunctionSpec(bdf, type, vendor, device, cls, rev, ssv, ssd, mf, bars, acs, msix, model, props,
+                children(o));
+    }
+
+    private static BarSpec bar(Obj o) {
+        int index = (int) Units.number(o.required("index"), o.at("index"), 5);
+        long size = Units.size(o.required("size"), o.at("size"));
+        BarKind kind = BarKind.MMIO;
+        if (o.has("kind")) {
+            String k = Units.text(o.get("kind"), o.at("kind"));
+            kind = switch (k) {
+                case "mmio" -> BarKind.MMIO;
+                case "memory" -> BarKind.MEMORY;
+                default -> throw Units.bad(o.at("kind"), k, "is not one of: mmio, memory");
+            };
+        }
+        boolean is64 = true;
+        if (o.has("bits")) {
+            long bits = Units.number(o.get("bits"), o.at("bits"), 64);
+            if (bits != 32 && bits != 64) {
+                throw Units.bad(o.at("bits"), o.get("bits").asText(), "is not 32 or 64");
+            }
+            is64 = bits == 64;
+        }
+        boolean pref = !o.has("prefetchable") || Units.bool(o.get("prefetchable"), o.at("prefetchable"));
+        return new BarSpec(index, size, kind, is64, pref);
+    }
+
+    private static AcsSpec acs(JsonNode n, String path) {
+        if (n.isArray()) {
+            Acs control = flags(n, path);
+            return new AcsSpec(Acs.PORT_DEFAULT_CAPABILITY.union(control), control);
+        }
+        Obj o = Obj.of(n, path, ACS_KEYS);
+        Acs control = o.has("control") ? flags(o.get("control"), o.at("control")) : Acs.NONE;
+        Acs cap = o.has("capability") ? flags(o.get("capability"), o.at("capability"))
+                : Acs.PORT_DEFAULT_CAPABILITY.union(control);
+        return new AcsSpec(cap, control);
+    }
+
+    private static Acs flags(JsonNode n, String path) {
+        List<JsonNode> items = list(n, path);
+        int bits = 0;
+        for (int i = 0; i < items.size(); i++) {
+            String at = path + "[" + i + "]";
+            String name = Units.text(items.get(i), at);
+            try {
+                bits |= Acs.bitOf(name);
+            } catch (ErrnoException e) {
+                throw Units.bad(at, name, "is not an ACS flag (SV, TB, RR, CR, UF, EC, DT)");
+            }
+        }
+        return Acs.of(bits);
+    }
+
+    private static MsixSpec msix(Obj o, List<BarSpec> bars) {
+        int vectors = (int) Units.number(o.required("vectors"), o.at("vectors"), 2048);
+        if (vectors < 1) {
+            throw Units.bad(o.at("vectors"), String.valueOf(vectors), "is not a vector count from 1 to 2048");
+        }
+        int bir = o.has("bar") ? (int) Units.number(o.get("bar"), o.at("bar"), 5) : 0;
+        BarSpec bar = bars.stream().filter(b -> b.index() == bir).findFirst().orElseThrow(() ->
+                Units.bad(o.at("bar"), String.valueOf(bir), "names no BAR of this function"));
+        long table = o.has("table") ? Units.size(o.get("table"), o.at("table")) : bar.size() / 2;
+        long pba = o.has("pba") ? Units.size(o.get("pba"), o.at("pba"))
+                : table + (long) vectors * PciRegs.MSIX_ENTRY_SIZE;
+        return new MsixSpec(vectors, bir, table, pba);
+    }
+}

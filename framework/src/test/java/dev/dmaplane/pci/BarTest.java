@@ -1,0 +1,162 @@
+package dev.dmaplane.pci;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * BARs as {@code pci_resource_start/len} describe them and their two backings: MMIO register blocks answered by a
+ * device model (unclaimed reads return all-ones, as a master abort does on PCI) and device memory (VRAM) that
+ * costs nothing until written, allocated lazily in 2 MiB chunks.
+ */
+class BarTest {
+    private static final long GIB = 1L << 30;
+    private final DeviceMemoryPool pool = new DeviceMemoryPool();
+
+    @AfterEach
+    void close() {
+        pool.close();
+    }
+
+    private Bar memoryBar(long size) {
+        ConfigSpace cs = ConfigSpace.builder(0x1da0, 1, 0x030200).bar(2, size, true, true).build();
+        return new Bar(2, size, true, true, cs, new Bar.Memory(size, "test BAR2", pool));
+    }
+
+    @Test
+    void sixteenGibBarCostsNothingUntilTouched() {
+        Bar bar = memoryBar(16 * GIB);
+        Bar.Memory mem = bar.memory();
+        assertEquals(16 * GIB, mem.size());
+        assertEquals(0, mem.committedBytes());
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(4096);
+            buf.fill((byte) 0x5a);
+            mem.read(15 * GIB, buf);
+            assertEquals(0, buf.get(ValueLayout.JAVA_BYTE, 0), "never-written memory reads as zeros");
+            assertEquals(0, buf.get(ValueLayout.JAVA_BYTE, 4095));
+        }
+        assertEquals(0, mem.committedBytes(), "reading untouched memory allocates nothing");
+    }
+
+    @Test
+    void writesSpanningChunksReadBackAndCommitOnlyTouchedChunks() {
+        Bar.Memory mem = memoryBar(16 * GIB).memory();
+        long off = 8 * GIB + Bar.Memory.CHUNK_SIZE - 6;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment src = a.allocate(12);
+            for (int i = 0; i < 12; i++) {
+                src.set(ValueLayout.JAVA_BYTE, i, (byte) (i + 1));
+            }
+            mem.write(off, src);
+            assertEquals(2 * Bar.Memory.CHUNK_SIZE, mem.committedBytes(), "the write straddles two chunks");
+            MemorySegment dst = a.allocate(16);
+            mem.read(off - 2, dst);
+            byte[] got = dst.toArray(ValueLayout.JAVA_BYTE);
+            assertArrayEquals(new byte[]{0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0, 0}, got);
+        }
+    }
+
+    @Test
+    void segmentViewSharesTheBackingWithinOneChunk() {
+        Bar.Memory mem = memoryBar(64L << 20).memory();
+        MemorySegment view = mem.segment(4096, 8);
+        view.set(ValueLayout.JAVA_LONG_UNALIGNED, 0, 0x1122334455667788L);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment dst = a.allocate(8);
+            mem.read(4096, dst);
+            assertEquals(0x1122334455667788L, dst.get(ValueLayout.JAVA_LONG_UNALIGNED, 0));
+        }
+        ErrnoException e = assertThrows(ErrnoException.class, () -> mem.segment(Bar.Memory.CHUNK_SIZE - 4, 8));
+        assertEquals(Errno.EINVAL, e.errno());
+    }
+
+    @Test
+    void outOfRangeAccessesAreEfaultNamingTheOffset() {
+        Bar.Memory mem = memoryBar(1L << 20).memory();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(16);
+            ErrnoException past = assertThrows(ErrnoException.class, () -> mem.read((1L << 20) - 8, buf));
+            assertEquals(Errno.EFAULT, past.errno());
+            assertTrue(past.getMessage().contains("0xffff8"), past.getMessage());
+            assertEquals(Errno.EFAULT, assertThrows(ErrnoException.class, () -> mem.write(-16, buf)).errno());
+            assertEquals(Errno.EFAULT, assertThrows(ErrnoException.class, () -> mem.write(2L << 20, buf)).errno());
+        }
+        assertEquals(0, mem.committedBytes(), "a refused write allocates nothing");
+    }
+
+    @Test
+    void closedPoolRefusesAccessWithEnodev() {
+        Bar.Memory mem = memoryBar(1L << 20).memory();
+        pool.close();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(8);
+            assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, () -> mem.write(0, buf)).errno());
+            assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, () -> mem.read(0, buf)).errno());
+        }
+    }
+
+    @Test
+    void mmioWithoutHandlerReadsAllOnesAndDropsWrites() {
+        ConfigSpace cs = ConfigSpace.builder(0x1da0, 3, 0x010802).bar(0, 16384, true, false).build();
+        Bar bar = new Bar(0, 16384, true, false, cs, new Bar.Mmio(16384, "test BAR0"));
+        Bar.Mmio mmio = bar.mmio();
+        assertEquals(0xFFFF_FFFFL, mmio.read(0, 4));
+        assertEquals(0xFFL, mmio.read(3, 1));
+        assertEquals(-1L, mmio.read(8, 8));
+        mmio.write(0, 4, 1);
+        assertTrue(mmio.handler().isEmpty());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, bar::memory).errno());
+    }
+
+    @Test
+    void mmioRoutesToTheAttachedHandlerWithChecks() {
+        Bar.Mmio mmio = new Bar.Mmio(4096, "test BAR0");
+        List<String> log = new ArrayList<>();
+        MmioHandler regs = new MmioHandler() {
+            @Override
+            public long read(long offset, int size) {
+                log.add("r" + offset + "/" + size);
+                return 0x1234;
+            }
+
+            @Override
+            public void write(long offset, int size, long value) {
+                log.add("w" + offset + "/" + size + "=" + Long.toHexString(value));
+            }
+        };
+        mmio.attach(regs);
+        assertEquals(0x1234, mmio.read(0x10, 4));
+        mmio.write(0x14, 2, 0xABCDEF);
+        assertEquals(List.of("r16/4", "w20/2=cdef"), log, "a 2-byte store passes only its low 2 bytes");
+        assertEquals(Errno.EBUSY, assertThrows(ErrnoException.class, () -> mmio.attach(regs)).errno());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> mmio.read(2, 4)).errno(), "misaligned");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> mmio.read(0, 3)).errno());
+        assertEquals(Errno.EFAULT, assertThrows(ErrnoException.class, () -> mmio.read(4096, 4)).errno());
+        mmio.detach(regs);
+        assertEquals(0xFFFF_FFFFL, mmio.read(0x10, 4));
+        assertEquals(2, log.size(), "refused accesses never reach the handler");
+    }
+
+    @Test
+    void barAddressFollowsTheConfigRegister() {
+        Bar bar = memoryBar(16 * GIB);
+        assertEquals(0, bar.address());
+        ConfigSpace cs = ConfigSpace.builder(0x1da0, 1, 0x030200).bar(2, 16 * GIB, true, true).build();
+        Bar b2 = new Bar(2, 16 * GIB, true, true, cs, new Bar.Memory(16 * GIB, "x", pool));
+        cs.write(PciRegs.BASE_ADDRESS_0 + 8, 4, 0);
+        cs.write(PciRegs.BASE_ADDRESS_0 + 12, 4, 0x100);
+        assertEquals(1L << 40, b2.address());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> new Bar(0, 3L << 20, true, true, cs, new Bar.Mmio(3L << 20, "x"))).errno());
+    }
+}

@@ -1,0 +1,272 @@
+package dev.dmaplane.pci;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.json.JsonMapper;
+import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.pci.TopologyLoader.Format;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static dev.dmaplane.pci.Machines.*;
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * Machine-file rules. Enumeration rules follow {@code drivers/pci/probe.c}: bus numbers are handed out depth-first
+ * ({@code pci_scan_bridge}), the link below a root or downstream port carries only device 0 ({@code only_one_child}),
+ * functions past 0 are scanned only in a multi-function device ({@code pci_scan_slot}). BAR placement follows
+ * {@code drivers/pci/setup-bus.c}: natural alignment, bridge windows in 1 MiB units. Every error names the path of
+ * the bad entry.
+ */
+class TopologyLoaderTest {
+    private static ErrnoException fails(String yaml) {
+        return assertThrows(ErrnoException.class, () -> TopologyLoader.load(yaml, Format.YAML).close());
+    }
+
+    private static void assertMentions(ErrnoException e, String... parts) {
+        for (String p : parts) {
+            assertTrue(e.getMessage().contains(p), "message lacks '" + p + "': " + e.getMessage());
+        }
+    }
+
+    @Test
+    void badBdfIsEinvalNamingPathAndText() {
+        ErrnoException e = fails(rootPortWith("", endpoint("01:00.9")));
+        assertEquals(Errno.EINVAL, e.errno());
+        assertMentions(e, "pci.hostBridges[0].children[0].children[0].bdf", "'01:00.9'");
+    }
+
+    @Test
+    void unquotedYamlBdfIsRefusedWithItsLocation() {
+        String yaml = rootPortWith("", endpoint("01:00.0")).replace("\"01:00.0\"", "01:00.0");
+        ErrnoException e = fails(yaml);
+        assertEquals(Errno.EINVAL, e.errno());
+        assertMentions(e, "line 12", "01:00.0");
+    }
+
+    @Test
+    void functionOffItsParentsBusIsEinvalNamingPathAndBdf() {
+        ErrnoException root = fails(rootPortWith("", endpoint("01:00.0")).replace("\"00:01.0\"", "\"01:01.0\""));
+        assertEquals(Errno.EINVAL, root.errno());
+        assertMentions(root, "pci.hostBridges[0].children[0].bdf", "0000:01:01.0", "root bus 0000:00");
+
+        ErrnoException sw = fails(rootPortWith("", switchWith(
+                downstreamPort("02:00.0", "", endpoint("03:00.0")) + "\n" + downstreamPort("05:01.0", "", endpoint("04:00.0")))));
+        assertEquals(Errno.EINVAL, sw.errno());
+        assertMentions(sw, "pci.hostBridges[0].children[0].children[0].children[1].bdf", "0000:05:01.0",
+                "bus 02, the secondary bus of its parent 0000:01:00.0");
+    }
+
+    @Test
+    void duplicateBdfIsEexist() {
+        String twoPorts = rootPortWith("", endpoint("01:00.0")) + """
+                        - bdf: "00:01.0"
+                          type: rootPort
+                          vendor: "0x1da0"
+                          device: "0x1000"
+                          class: "0x060400"
+                """;
+        ErrnoException e = fails(twoPorts);
+        assertEquals(Errno.EEXIST, e.errno());
+        assertMentions(e, "pci.hostBridges[0].children[1].bdf", "0000:00:01.0", "pci.hostBridges[0].children[0]");
+    }
+
+    @Test
+    void badSizesAreEinvalNamingTheValue() {
+        for (String bad : new String[]{"1.5MiB", "16MB", "lots", "-4096"}) {
+            ErrnoException e = fails(rootPortWith("", endpoint("01:00.0")).replace("size: 1MiB", "size: \"" + bad + "\""));
+            assertEquals(Errno.EINVAL, e.errno(), bad);
+            assertMentions(e, "pci.hostBridges[0].children[0].children[0].bars[0].size", "'" + bad + "'");
+        }
+        ErrnoException pow2 = fails(rootPortWith("", endpoint("01:00.0")).replace("size: 1MiB", "size: 3MiB"));
+        assertEquals(Errno.EINVAL, pow2.errno());
+        assertMentions(pow2, "pci.hostBridges[0].children[0].children[0]", "0000:01:00.0", "power of two");
+    }
+
+    @Test
+    void unknownKeysAreEinvalNamingTheirPath() {
+        ErrnoException fn = fails(rootPortWith("", endpoint("01:00.0", "colour: red")));
+        assertEquals(Errno.EINVAL, fn.errno());
+        assertMentions(fn, "pci.hostBridges[0].children[0].children[0].colour", "unknown key");
+        ErrnoException top = fails("memroy: 1GiB\npci: {}\n");
+        assertMentions(top, "memroy", "unknown key");
+        ErrnoException bar = fails(rootPortWith("", endpoint("01:00.0")).replace("size: 1MiB", "size: 1MiB, cached: true"));
+        assertMentions(bar, "bars[0].cached");
+    }
+
+    @Test
+    void memoryMustBeAPositiveMultipleOfTwoMib() {
+        assertMentions(fails("memory: 3MiB\npci: {}\n"), "memory", "'3MiB'");
+        assertMentions(fails("memory: 0\npci: {}\n"), "memory");
+        assertEquals(Errno.EINVAL, fails("pci: {}\n").errno(), "memory is required");
+        assertEquals(512L << 20, TopologyLoader.parse("memory: 512MiB\npci: {}\n", Format.YAML).memoryBytes());
+    }
+
+    @Test
+    void badHexAndOutOfRangeIdsAreEinval() {
+        ErrnoException hex = fails(rootPortWith("", endpoint("01:00.0")).replace("device: \"0x0002\"", "device: \"0xZZ\""));
+        assertMentions(hex, "children[0].children[0].device", "'0xZZ'");
+        ErrnoException wide = fails(rootPortWith("", endpoint("01:00.0")).replace("class: \"0x020000\"", "class: \"0x1020000\""));
+        assertMentions(wide, "children[0].children[0].class", "0x1020000");
+    }
+
+    @Test
+    void pcieLinkCarriesOnlyDeviceZero() {
+        ErrnoException e = fails(rootPortWith("", endpoint("01:03.0")));
+        assertEquals(Errno.EINVAL, e.errno());
+        assertMentions(e, "children[0].children[0].bdf", "0000:01:03.0", "device 00 only");
+    }
+
+    @Test
+    void laterFunctionsNeedAMultifunctionFunctionZero() {
+        ErrnoException e = fails(rootPortWith("", endpoint("01:00.0") + "\n" + endpoint("01:00.1")));
+        assertEquals(Errno.EINVAL, e.errno());
+        assertMentions(e, "children[0].children[1].bdf", "0000:01:00.1", "multifunction");
+        try (PciTopology t = TopologyLoader.load(rootPortWith("",
+                endpoint("01:00.0", "multifunction: true") + "\n" + endpoint("01:00.1")), Format.YAML)) {
+            assertTrue(t.function("01:00.0").isMultifunction());
+            assertTrue(t.function("01:00.1").isMultifunction(), "functions past 0 are multi-function (pci_scan_slot)");
+        }
+    }
+
+    @Test
+    void busesMustBeNumberedDepthFirst() {
+        String yaml = """
+                memory: 1GiB
+                pci:
+                  hostBridges:
+                    - children:
+                        - { bdf: "00:01.0", type: rootPort, vendor: "0x1da0", device: "0x1000", class: "0x060400",
+                            children: [ { bdf: "05:00.0", vendor: "0x1da0", device: "0x2", class: "0x020000" } ] }
+                        - { bdf: "00:02.0", type: rootPort, vendor: "0x1da0", device: "0x1000", class: "0x060400",
+                            children: [ { bdf: "03:00.0", vendor: "0x1da0", device: "0x2", class: "0x020000" } ] }
+                """;
+        ErrnoException e = fails(yaml);
+        assertEquals(Errno.EINVAL, e.errno());
+        assertMentions(e, "pci.hostBridges[0].children[1].children[0].bdf", "0000:03:00.0", "depth-first");
+    }
+
+    @Test
+    void emptyBridgesGetTheNextBusAndGapsAreKept() {
+        String yaml = """
+                memory: 1GiB
+                pci:
+                  hostBridges:
+                    - children:
+                        - { bdf: "00:01.0", type: rootPort, vendor: "0x1da0", device: "0x1000", class: "0x060400" }
+                        - { bdf: "00:02.0", type: rootPort, vendor: "0x1da0", device: "0x1000", class: "0x060400",
+                            children: [ { bdf: "10:00.0", vendor: "0x1da0", device: "0x2", class: "0x020000" } ] }
+                """;
+        try (PciTopology t = TopologyLoader.load(yaml, Format.YAML)) {
+            assertEquals(1, t.function("00:01.0").configSpace().secondaryBus());
+            assertEquals(0x10, t.function("00:02.0").configSpace().secondaryBus());
+            assertEquals(0x10, t.function("00:02.0").configSpace().subordinateBus());
+        }
+    }
+
+    @Test
+    void placementRulesAreEnforced() {
+        ErrnoException usOnRoot = fails("""
+                memory: 1GiB
+                pci:
+                  hostBridges:
+                    - children:
+                        - { bdf: "00:01.0", type: upstreamPort, vendor: "0x1da0", device: "0x1001", class: "0x060400" }
+                """);
+        assertMentions(usOnRoot, "children[0].type", "Upstream Port", "root bus");
+        ErrnoException kids = fails(rootPortWith("", endpoint("01:00.0",
+                "children: [ { bdf: \"02:00.0\", vendor: \"0x1da0\", device: \"0x2\", class: \"0x020000\" } ]")));
+        assertMentions(kids, "children[0].children[0].children", "not a bridge");
+        ErrnoException cls = fails(rootPortWith("", endpoint("01:00.0")).replace("class: \"0x060400\"", "class: \"0x020000\""));
+        assertMentions(cls, "pci.hostBridges[0].children[0]", "0000:00:01.0", "0x0604");
+    }
+
+    @Test
+    void mmioWindowExhaustionIsEnospc() {
+        String ep = """
+                - bdf: "01:00.0"
+                  vendor: "0x1da0"
+                  device: "0x0002"
+                  class: "0x020000"
+                  bars:
+                    - { index: 0, size: 1GiB, bits: 32 }
+                    - { index: 1, size: 1GiB, bits: 32 }
+                """;
+        ErrnoException e = fails(rootPortWith("", ep));
+        assertEquals(Errno.ENOSPC, e.errno());
+        assertMentions(e, "pci.hostBridges[0]", "32-bit");
+    }
+
+    @Test
+    void iommuSectionDefaultsAndValues() {
+        MachineSpec none = TopologyLoader.parse("memory: 2MiB\npci: {}\n", Format.YAML);
+        assertEquals(MachineSpec.IommuSpec.DEFAULT, none.iommu());
+        MachineSpec id = TopologyLoader.parse("memory: 2MiB\niommu: {enabled: false, defaultDomain: identity}\npci: {}\n",
+                Format.YAML);
+        assertEquals(new MachineSpec.IommuSpec(false, MachineSpec.DefaultDomain.IDENTITY), id.iommu());
+        assertMentions(fails("memory: 2MiB\niommu: {defaultDomain: paging}\npci: {}\n"), "iommu.defaultDomain", "'paging'");
+        assertMentions(fails("memory: 2MiB\niommu: {enabled: \"yes\"}\npci: {}\n"), "iommu.enabled");
+    }
+
+    @Test
+    void syntaxErrorsAreEinvalWithALocation() {
+        ErrnoException e = assertThrows(ErrnoException.class, () -> TopologyLoader.parse("{\"memory\": ", Format.JSON));
+        assertEquals(Errno.EINVAL, e.errno());
+        assertMentions(e, "line 1");
+        ErrnoException dup = assertThrows(ErrnoException.class,
+                () -> TopologyLoader.parse("memory: 2MiB\nmemory: 4MiB\npci: {}\n", Format.YAML));
+        assertMentions(dup, "memory");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> TopologyLoader.parse(" ", Format.YAML)).errno());
+    }
+
+    @Test
+    void jsonAndYamlFormsLoadEqual() throws Exception {
+        String yaml = TopologyLoader.defaultMachineText();
+        JsonNode tree = new YAMLMapper().readTree(yaml);
+        String json = JsonMapper.builder().build().writerWithDefaultPrettyPrinter().writeValueAsString(tree);
+        assertTrue(json.trim().startsWith("{"), json);
+        MachineSpec fromYaml = TopologyLoader.parse(yaml, Format.YAML);
+        MachineSpec fromJson = TopologyLoader.parse(json, Format.JSON);
+        assertEquals(fromYaml, fromJson);
+
+        String handJson = """
+                {"memory": "1GiB", "pci": {"hostBridges": [{"children": [
+                  {"bdf": "00:01.0", "type": "rootPort", "vendor": "0x1da0", "device": "0x1000", "class": "0x060400",
+                   "children": [{"bdf": "01:00.0", "vendor": "0x1da0", "device": "0x0002", "class": "0x020000",
+                                 "bars": [{"index": 0, "size": "1MiB"}]}]}]}]}}
+                """;
+        assertEquals(TopologyLoader.parse(rootPortWith("", endpoint("01:00.0")), Format.YAML),
+                TopologyLoader.parse(handJson, Format.JSON));
+        try (PciTopology a = TopologyLoader.load(yaml, Format.YAML); PciTopology b = TopologyLoader.load(json, Format.JSON)) {
+            assertEquals(a.lspciTree(), b.lspciTree());
+        }
+    }
+
+    @Test
+    void loadsFilesByExtension(@TempDir Path dir) throws Exception {
+        Path y = dir.resolve("m.yml");
+        Files.writeString(y, rootPortWith("", endpoint("01:00.0")));
+        try (PciTopology t = TopologyLoader.load(y)) {
+            assertEquals(2, t.functions().size());
+        }
+        assertEquals(Errno.ENOENT, assertThrows(ErrnoException.class, () -> TopologyLoader.load(dir.resolve("none.json"))).errno());
+        ErrnoException ext = assertThrows(ErrnoException.class, () -> TopologyLoader.load(dir.resolve("m.txt")));
+        assertEquals(Errno.EINVAL, ext.errno());
+        assertMentions(ext, "m.txt");
+    }
+
+    @Test
+    void msixOffsetsDefaultToTheBarsSecondHalf() {
+        try (PciTopology t = TopologyLoader.load(rootPortWith("", endpoint("01:00.0", "msix: { vectors: 8 }")), Format.YAML)) {
+            ConfigSpace cs = t.function("01:00.0").configSpace();
+            int pos = cs.findCapability(PciRegs.CAP_ID_MSIX).orElseThrow();
+            assertEquals(0x80000, cs.read(pos + PciRegs.MSIX_TABLE, 4));
+            assertEquals(0x80000 + 8 * 16, cs.read(pos + PciRegs.MSIX_PBA, 4));
+        }
+        assertMentions(fails(rootPortWith("", endpoint("01:00.0", "msix: { vectors: 8, bar: 3 }"))), "msix.bar", "no BAR");
+    }
+}
