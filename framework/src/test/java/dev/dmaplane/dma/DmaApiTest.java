@@ -109,8 +109,10 @@ class DmaApiTest {
         long[] pages = new long[40];
         for (int i = 0; i < pages.length; i++) {
             pages[i] = page((byte) i);
+            page((byte) -1); // a gap, so no two pages are physically adjacent
         }
         SgTable table = SgTable.fromPages(pages, HostMemory.PAGE_SIZE, 0, pages.length * HostMemory.PAGE_SIZE);
+        assertEquals(40, table.entries().size());
         MappedSg m = api.mapSg(table, DmaDirection.BIDIRECTIONAL);
         assertEquals(List.of(160L * 1024), List.of(m.length()));
         assertEquals(3, m.segments().size(), "64 KiB default max segment: 64+64+32");

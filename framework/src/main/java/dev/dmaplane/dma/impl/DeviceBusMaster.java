@@ -111,7 +111,7 @@ final class DeviceBusMaster implements BusMaster {
             throw new DmaFaultException(dev, addr, write, "bus mastering is disabled (command register BME clear)");
         }
         long mask = dma.dmaMask();
-        if (addr < 0 || (mask != -1L && addr + len - 1 > mask)) {
+        if (addr < 0 || !DeviceDma.fitsMask(addr, len, mask)) {
             throw new DmaFaultException(dev, addr, write, "address beyond the device's DMA mask 0x" + Long.toHexString(mask));
         }
         if (domain == null || domain.type() == IommuDomainType.IDENTITY) {

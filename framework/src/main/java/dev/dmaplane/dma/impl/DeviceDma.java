@@ -125,7 +125,7 @@ final class DeviceDma implements DmaApi {
                 throw e;
             }
             m = new Mapping(Mapping.Type.SINGLE, iova + off, size, direction, domain, iova, len, null, List.of(), null, null, -1, site);
-        } else if (physAddr + size - 1 <= mask) {
+        } else if (fitsMask(physAddr, size, mask)) {
             m = new Mapping(Mapping.Type.SINGLE, physAddr, size, direction, null, -1, 0, null, List.of(), null, null, -1, site);
         } else {
             Swiotlb.Bounce b = bounce(physAddr, size);
@@ -215,7 +215,7 @@ final class DeviceDma implements DmaApi {
             long segLen = 0;
             for (SgEntry e : table.entries()) {
                 long dma;
-                if (e.physAddr() + e.length() - 1 <= mask) {
+                if (fitsMask(e.physAddr(), e.length(), mask)) {
                     dma = e.physAddr();
                 } else {
                     Swiotlb.Bounce b = bounce(e.physAddr(), e.length());
@@ -363,7 +363,7 @@ final class DeviceDma implements DmaApi {
                 }
                 dma = iova;
             } else {
-                if (phys + len - 1 > mask) {
+                if (!fitsMask(phys, len, mask)) {
                     throw new ErrnoException(Errno.ENOMEM, device.name() + ": no memory below DMA mask 0x" + Long.toHexString(mask) + " for a coherent buffer");
                 }
                 dma = phys;
@@ -635,6 +635,11 @@ final class DeviceDma implements DmaApi {
 
     private static int prot(DmaDirection d) {
         return (d.deviceReads() ? IoPageTable.PROT_READ : 0) | (d.deviceWrites() ? IoPageTable.PROT_WRITE : 0);
+    }
+
+    /** Whether {@code [addr, addr+size)} lies under {@code mask} (masks are unsigned; all-ones covers everything). */
+    static boolean fitsMask(long addr, long size, long mask) {
+        return Long.compareUnsigned(addr + size - 1, mask) <= 0;
     }
 
     private static long align(long n) {
