@@ -1,27 +1,133 @@
 package dev.dmaplane.machine;
 
+import dev.dmaplane.device.Device;
 import dev.dmaplane.device.DeviceCore;
+import dev.dmaplane.dma.DmaDebug;
+import dev.dmaplane.dma.impl.DmaSubsystem;
+import dev.dmaplane.dma.impl.Swiotlb;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.hw.impl.DeviceModels;
+import dev.dmaplane.iommu.Iommu;
+import dev.dmaplane.iommu.IommuDomainType;
 import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.mem.PhysicalAddressMap;
+import dev.dmaplane.mem.PhysicalRegion;
+import dev.dmaplane.pci.Bar;
+import dev.dmaplane.pci.MachineSpec;
+import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.pci.PciTopology;
+import dev.dmaplane.pci.TopologyLoader;
 import dev.dmaplane.trace.Tracer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
 
 /**
- * One simulated host: RAM, the PCI hierarchy with its devices, the IOMMU, the driver core and the trace. Works on
- * a plain classpath; the OSGi runtime wraps one instance in a service.
+ * One simulated host, booted from a machine file: RAM, the PCI hierarchy with its emulated devices, the IOMMU
+ * with groups derived from ACS, the DMA API of every function, the driver core and the trace. Works on a plain
+ * classpath; the OSGi runtime wraps one instance in a service.
  */
 public final class Machine implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(Machine.class);
+
     private final Tracer tracer;
     private final HostMemory memory;
+    private final PhysicalAddressMap physical;
+    private final PciTopology pci;
+    private final Iommu iommu;
+    private final DmaDebug dmaDebug;
+    private final DmaSubsystem dma;
     private final DeviceCore devices;
+    private final List<AutoCloseable> models = new ArrayList<>();
+    private volatile boolean closed;
 
-    private Machine(long memoryBytes) {
-        this.tracer = new Tracer();
-        this.memory = new HostMemory(memoryBytes);
-        this.devices = new DeviceCore(tracer);
+    /** Boot-time choices that are not part of the machine file. */
+    public record Options(boolean dmaDebug, int swiotlbMiB) {
+        /** dma-debug on, 4 MiB of swiotlb. */
+        public static final Options DEFAULT = new Options(true, 4);
+
+        public Options {
+            if (swiotlbMiB < 0 || swiotlbMiB % 2 != 0) {
+                throw new ErrnoException(Errno.EINVAL, "swiotlb size must be a non-negative multiple of 2 MiB, not " + swiotlbMiB);
+            }
+        }
     }
 
-    /** Boots the embedded default machine. */
+    private Machine(PciTopology pci, Options options) {
+        this.pci = Objects.requireNonNull(pci, "topology");
+        MachineSpec spec = pci.machine();
+        this.tracer = new Tracer();
+        this.memory = new HostMemory(spec.memoryBytes());
+        this.physical = new PhysicalAddressMap(memory);
+        Swiotlb swiotlb = options.swiotlbMiB() == 0 ? null : new Swiotlb(memory, options.swiotlbMiB() / 2);
+        this.iommu = new Iommu(spec.iommu().enabled(),
+                spec.iommu().defaultDomain() == MachineSpec.DefaultDomain.IDENTITY ? IommuDomainType.IDENTITY : IommuDomainType.DMA,
+                tracer);
+        this.dmaDebug = new DmaDebug(tracer, options.dmaDebug());
+        this.dma = new DmaSubsystem(physical, iommu, dmaDebug, tracer, swiotlb);
+        this.devices = new DeviceCore(tracer);
+        devices.onUnbind(dma::unbound);
+    }
+
+    /** Boots the machine a YAML or JSON machine file describes. */
+    public static Machine boot(Path machineFile) {
+        return boot(TopologyLoader.load(machineFile), Options.DEFAULT);
+    }
+
+    /** Boots the embedded default machine: a GPU and an RDMA HCA under one switch, a second HCA, an NVMe. */
     public static Machine bootDefault() {
-        return new Machine(64L << 30);
+        return boot(TopologyLoader.defaultMachine(), Options.DEFAULT);
+    }
+
+    /**
+     * Boots a machine on a built topology; on failure everything taken so far is released.
+     *
+     * @throws ErrnoException as the topology, the device models or the IOMMU refuse
+     */
+    public static Machine boot(PciTopology topology, Options options) {
+        Machine m;
+        try {
+            m = new Machine(topology, options);
+        } catch (RuntimeException e) {
+            topology.close();
+            throw e;
+        }
+        try {
+            m.start();
+            return m;
+        } catch (RuntimeException e) {
+            m.close();
+            throw e;
+        }
+    }
+
+    private void start() {
+        if (iommu.enabled()) {
+            for (List<PciFunction> group : pci.isolationGroups()) {
+                iommu.addGroup(group);
+            }
+        }
+        for (PciFunction fn : pci.functions()) {
+            for (Bar bar : fn.bars()) {
+                if (bar.backing() instanceof Bar.Memory mem) {
+                    physical.add(new BarRegion(fn.name() + " BAR" + bar.index(), bar, mem));
+                }
+            }
+            if (fn.model().isPresent()) {
+                models.add(DeviceModels.attach(fn));
+            }
+        }
+        for (PciFunction fn : pci.functions()) {
+            devices.addDevice(fn, dma.attach(fn));
+        }
+        LOG.info("machine up: {} MiB RAM, {} PCI functions, IOMMU {}", memory.size() >> 20, pci.functions().size(),
+                iommu.enabled() ? "on (" + iommu.groups().size() + " groups)" : "off");
     }
 
     public Tracer tracer() {
@@ -32,20 +138,116 @@ public final class Machine implements AutoCloseable {
         return memory;
     }
 
+    /** The physical address map: RAM and device memory BARs. */
+    public PhysicalAddressMap physical() {
+        return physical;
+    }
+
+    public PciTopology pci() {
+        return pci;
+    }
+
+    public Iommu iommu() {
+        return iommu;
+    }
+
+    public DmaDebug dmaDebug() {
+        return dmaDebug;
+    }
+
     /** The driver core: devices, drivers, binding. */
     public DeviceCore devices() {
         return devices;
     }
 
-    /** Unbinds every driver, removes every device and releases all memory. */
-    @Override
-    public void close() {
-        var all = devices.devices();
-        for (int i = all.size() - 1; i >= 0; i--) {
-            if (all.get(i).isPresent() && all.get(i).parent().isEmpty()) {
-                devices.removeDevice(all.get(i));
+    /** Live DMA mappings (streaming and coherent) of all devices. */
+    public int activeDmaMappings() {
+        return dma.activeMappings();
+    }
+
+    /** Live DMA mappings of one device. */
+    public int activeDmaMappings(Device device) {
+        return dma.activeMappings(device);
+    }
+
+    /**
+     * Surprise-removes a PCI function and everything below it ({@code pci_stop_and_remove_bus_device}): drivers
+     * are unbound bottom-up, their leaked mappings reclaimed, and the DMA API of each function is gone.
+     */
+    public void hotUnplug(PciFunction fn) {
+        if (!fn.isPresent()) {
+            throw new ErrnoException(Errno.ENODEV, fn.name() + " is not present");
+        }
+        List<PciFunction> below = new ArrayList<>();
+        for (PciFunction f : pci.functions()) {
+            if (f.isPresent() && (f == fn || pci.upstreamPath(f).contains(fn))) {
+                below.add(f);
             }
         }
+        for (int i = below.size() - 1; i >= 0; i--) {
+            devices.removeDevice(below.get(i));
+            dma.detach(below.get(i));
+        }
+    }
+
+    /** Unbinds every driver, removes every device, detaches the device models and releases all memory. */
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        List<Device> all = devices.devices();
+        for (int i = all.size() - 1; i >= 0; i--) {
+            Device d = all.get(i);
+            if (d.isPresent() && d.parent().map(p -> !p.isPresent()).orElse(true)) {
+                devices.removeDevice(d);
+                dma.detach(d);
+            } else if (d.isPresent()) {
+                devices.removeDevice(d);
+                dma.detach(d);
+            }
+        }
+        for (int i = models.size() - 1; i >= 0; i--) {
+            try {
+                models.get(i).close();
+            } catch (Exception e) {
+                LOG.warn("detaching a device model failed", e);
+            }
+        }
+        pci.close();
         memory.close();
+    }
+
+    public boolean isClosed() {
+        return closed;
+    }
+
+    /** A memory BAR as the root complex decodes it, so peers can DMA to it. */
+    private record BarRegion(String name, Bar bar, Bar.Memory mem) implements PhysicalRegion {
+        @Override
+        public long base() {
+            return bar.address();
+        }
+
+        @Override
+        public long size() {
+            return bar.size();
+        }
+
+        @Override
+        public void read(long offset, MemorySegment dst) {
+            mem.read(offset, dst);
+        }
+
+        @Override
+        public void write(long offset, MemorySegment src) {
+            mem.write(offset, src);
+        }
+
+        @Override
+        public MemorySegment atomicView(long offset, long length) {
+            return mem.segment(offset, length);
+        }
     }
 }
