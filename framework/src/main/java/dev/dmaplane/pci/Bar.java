@@ -6,8 +6,9 @@ import dev.dmaplane.errno.ErrnoException;
 import java.lang.foreign.MemorySegment;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentMap;
 import java.util.concurrent.atomic.AtomicReference;
-import java.util.concurrent.atomic.AtomicReferenceArray;
 
 /**
  * A memory Base Address Register of a function ({@code pci_resource_start/len(pdev, bar)}): its index, size,
@@ -229,18 +230,14 @@ public final class Bar {
         private final long chunkSize;
         private final String owner;
         private final DeviceMemoryPool pool;
-        private final AtomicReferenceArray<MemorySegment> chunks;
+        /** Chunk index to backing; only written chunks are present, so even a huge BAR costs nothing up front. */
+        private final ConcurrentMap<Long, MemorySegment> chunks = new ConcurrentHashMap<>();
 
         Memory(long size, String owner, DeviceMemoryPool pool) {
             this.size = size;
             this.chunkSize = Math.min(size, CHUNK_SIZE);
             this.owner = owner;
             this.pool = Objects.requireNonNull(pool, "pool");
-            long n = size / chunkSize;
-            if (n > Integer.MAX_VALUE) {
-                throw new ErrnoException(Errno.EINVAL, owner + ": device memory of " + size + " bytes is too large");
-            }
-            this.chunks = new AtomicReferenceArray<>((int) n);
         }
 
         @Override
@@ -250,13 +247,7 @@ public final class Bar {
 
         /** Bytes actually allocated so far (touched chunks times chunk size). */
         public long committedBytes() {
-            long n = 0;
-            for (int i = 0; i < chunks.length(); i++) {
-                if (chunks.get(i) != null) {
-                    n++;
-                }
-            }
-            return n * chunkSize;
+            return chunks.size() * chunkSize;
         }
 
         /**
@@ -275,10 +266,9 @@ public final class Bar {
             long done = 0;
             while (done < len) {
                 long at = offset + done;
-                int ci = (int) (at / chunkSize);
                 long within = at % chunkSize;
                 long n = Math.min(chunkSize - within, len - done);
-                MemorySegment c = chunks.get(ci);
+                MemorySegment c = chunks.get(at / chunkSize);
                 if (c == null) {
                     dst.asSlice(done, n).fill((byte) 0);
                 } else {
@@ -301,10 +291,9 @@ public final class Bar {
             long done = 0;
             while (done < len) {
                 long at = offset + done;
-                int ci = (int) (at / chunkSize);
                 long within = at % chunkSize;
                 long n = Math.min(chunkSize - within, len - done);
-                MemorySegment.copy(src, done, chunk(ci), within, n);
+                MemorySegment.copy(src, done, chunk(at / chunkSize), within, n);
                 done += n;
             }
         }
@@ -323,22 +312,12 @@ public final class Bar {
                 throw new ErrnoException(Errno.EINVAL, String.format("%s: range %#x+%#x is empty or crosses a %#x-byte chunk",
                         owner, offset, length, chunkSize));
             }
-            return chunk((int) (offset / chunkSize)).asSlice(within, length);
+            return chunk(offset / chunkSize).asSlice(within, length);
         }
 
-        private MemorySegment chunk(int ci) {
-            MemorySegment c = chunks.get(ci);
-            if (c != null) {
-                return c;
-            }
-            synchronized (this) {
-                c = chunks.get(ci);
-                if (c == null) {
-                    c = pool.allocate(chunkSize, owner);
-                    chunks.set(ci, c);
-                }
-                return c;
-            }
+        private MemorySegment chunk(long index) {
+            MemorySegment c = chunks.get(index);
+            return c != null ? c : chunks.computeIfAbsent(index, k -> pool.allocate(chunkSize, owner));
         }
     }
 }

@@ -49,6 +49,20 @@ class BarTest {
     }
 
     @Test
+    void evenAHugeBarIsFreeUntilWritten() {
+        Bar.Memory mem = memoryBar(64L << 40).memory();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment one = a.allocate(1);
+            one.set(ValueLayout.JAVA_BYTE, 0, (byte) 7);
+            mem.write((64L << 40) - 1, one);
+            MemorySegment back = a.allocate(1);
+            mem.read((64L << 40) - 1, back);
+            assertEquals(7, back.get(ValueLayout.JAVA_BYTE, 0));
+        }
+        assertEquals(Bar.Memory.CHUNK_SIZE, mem.committedBytes());
+    }
+
+    @Test
     void writesSpanningChunksReadBackAndCommitOnlyTouchedChunks() {
         Bar.Memory mem = memoryBar(16 * GIB).memory();
         long off = 8 * GIB + Bar.Memory.CHUNK_SIZE - 6;
