@@ -90,6 +90,7 @@ class MemFsTest {
         try (AddressSpace as = new AddressSpace(mem, tracer, "p")) {
             long va = as.mmapFile(f, 0, 4096, Prot.PROT_READ, true);
             fs.unlink("/f");
+            assertFalse(f.isLinked());
             assertFalse(f.isEvicted());
             MemorySegment out = Arena.ofAuto().allocate(5);
             as.read(va, out);

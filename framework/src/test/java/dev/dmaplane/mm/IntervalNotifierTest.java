@@ -162,6 +162,40 @@ class IntervalNotifierTest {
     }
 
     @Test
+    @Timeout(value = 20, unit = TimeUnit.SECONDS)
+    void removeWaitsForARunningCallbackAndNoCallFollows() throws Exception {
+        long va = as.mmapAnonymous(2 * PAGE, PROT_READ);
+        CountDownLatch inCallback = new CountDownLatch(1);
+        CountDownLatch release = new CountDownLatch(1);
+        List<Call> calls = new CopyOnWriteArrayList<>();
+        IntervalSubscription sub = as.registerNotifier(va, 2 * PAGE, (range, reason, seq) -> {
+            calls.add(new Call(range, reason, seq));
+            inCallback.countDown();
+            try {
+                release.await(10, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        });
+        ExecutorService pool = Executors.newFixedThreadPool(2);
+        try {
+            Future<?> unmapper = pool.submit(() -> as.munmap(va, PAGE));
+            assertTrue(inCallback.await(10, TimeUnit.SECONDS));
+            Future<?> remover = pool.submit(sub::close);
+            Thread.sleep(100);
+            assertFalse(remover.isDone(), "mmu_interval_notifier_remove waits for the invalidation");
+            release.countDown();
+            remover.get(10, TimeUnit.SECONDS);
+            unmapper.get(10, TimeUnit.SECONDS);
+        } finally {
+            pool.shutdownNow();
+            assertTrue(pool.awaitTermination(10, TimeUnit.SECONDS));
+        }
+        as.munmap(va + PAGE, PAGE);
+        assertEquals(1, calls.size(), "nothing after remove returned");
+    }
+
+    @Test
     void readBeginFromItsOwnCallbackIsEdeadlkInsteadOfHanging() {
         long va = as.mmapAnonymous(PAGE, PROT_READ);
         AtomicReference<IntervalSubscription> self = new AtomicReference<>();

@@ -192,15 +192,6 @@ final class NotifierTree {
         }
     }
 
-    int size() {
-        lock.lock();
-        try {
-            return subs.size();
-        } finally {
-            lock.unlock();
-        }
-    }
-
     private void refuseSelfWait(Sub s, String what) {
         if (depth.get()[0] > 0) {
             throw new ErrnoException(Errno.EDEADLK, what + " on " + s

@@ -83,8 +83,4 @@ final class VmaTree {
     void clear() {
         byStart.clear();
     }
-
-    int size() {
-        return byStart.size();
-    }
 }
