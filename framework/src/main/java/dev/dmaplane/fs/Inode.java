@@ -1,0 +1,491 @@
+package dev.dmaplane.fs;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.fs.impl.FileStore;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Collection;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.OptionalLong;
+import java.util.Set;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+import java.util.function.LongConsumer;
+
+import static dev.dmaplane.mem.HostMemory.PAGE_SHIFT;
+import static dev.dmaplane.mem.HostMemory.PAGE_SIZE;
+
+/**
+ * A file of a {@link MemFs} ({@code struct inode} with its {@code struct address_space}): a size, data in a page
+ * cache over a disk or, on a DAX mount, in host frames directly, and the set of mappings ({@code i_mmap}) that
+ * truncate must invalidate. Thread-safe, with the kernel's lock order: {@code i_rwsem} (size changes and writes),
+ * then the {@code invalidate_lock} (held shared by faults, exclusively while pages are removed), then
+ * {@code i_mmap_rwsem}, then the address spaces' page-table locks.
+ * <p>
+ * dmaplane has no file descriptors: an unlinked inode lives on while some VMA maps it, and is evicted (its pages
+ * and blocks freed) when it is neither linked nor mapped; calls on an evicted inode fail with {@code ENOENT}.
+ */
+public final class Inode {
+    /** The largest file size ({@code s_maxbytes}); larger sizes fail with {@code EFBIG}. */
+    public static final long MAX_FILE_SIZE = 1L << 52;
+    private static final long PAGE_MASK = PAGE_SIZE - 1;
+    private static final long ALL = Long.MAX_VALUE;
+
+    private final MemFs fs;
+    private final long ino;
+    private final String path;
+    private final FileStore store;
+    private final ReentrantReadWriteLock iRwsem = new ReentrantReadWriteLock();
+    private final ReentrantReadWriteLock invalidateLock = new ReentrantReadWriteLock();
+    private final ReentrantReadWriteLock immapLock = new ReentrantReadWriteLock();
+    /** {@code i_mmap}: the VMAs mapping this file (identity set); guarded by {@link #immapLock}. */
+    private final Set<FileMapper> mappers = Collections.newSetFromMap(new IdentityHashMap<>());
+    private volatile long size;
+    /** Guarded by {@link #immapLock}. */
+    private boolean linked = true;
+    /** Guarded by {@link #immapLock}: set once eviction is decided; no mapping may be added after. */
+    private boolean evicting;
+    private volatile boolean evicted;
+
+    Inode(MemFs fs, long ino, String path, FileStore store) {
+        this.fs = fs;
+        this.ino = ino;
+        this.path = path;
+        this.store = store;
+    }
+
+    /** The inode number. */
+    public long ino() {
+        return ino;
+    }
+
+    /** The path the file was created under. */
+    public String path() {
+        return path;
+    }
+
+    /** The file system holding this inode. */
+    public MemFs fs() {
+        return fs;
+    }
+
+    /** Whether file data is host memory mapped directly ({@code IS_DAX}). */
+    public boolean isDax() {
+        return fs.isDax();
+    }
+
+    /** {@code i_size}. */
+    public long size() {
+        return size;
+    }
+
+    /** Whether the inode still has a name in its file system. */
+    public boolean isLinked() {
+        immapLock.readLock().lock();
+        try {
+            return linked;
+        } finally {
+            immapLock.readLock().unlock();
+        }
+    }
+
+    /** Whether the inode was evicted (unlinked and unmapped); every further call fails with {@code ENOENT}. */
+    public boolean isEvicted() {
+        return evicted;
+    }
+
+    // ---- file I/O ----
+
+    /**
+     * Reads up to {@code dst.byteSize()} bytes at {@code offset}, as {@code read(2)} does: never past the end of
+     * the file.
+     *
+     * @return the bytes read, 0 at or past the end
+     * @throws ErrnoException {@code EINVAL} for a negative offset, {@code ENOENT} for an evicted inode
+     */
+    public long read(long offset, MemorySegment dst) {
+        ErrnoException.check(offset >= 0, Errno.EINVAL, "read offset must be >= 0, not " + offset);
+        iRwsem.readLock().lock();
+        try {
+            checkAlive();
+            long n = Math.min(dst.byteSize(), size - offset);
+            if (n <= 0) {
+                return 0;
+            }
+            store.read(offset, dst.asSlice(0, n));
+            return n;
+        } finally {
+            iRwsem.readLock().unlock();
+        }
+    }
+
+    /**
+     * Writes {@code src} at {@code offset}, extending the file as needed ({@code generic_perform_write}).
+     *
+     * @return bytes written: all of them, or fewer when host memory ran out part way (a short write)
+     * @throws ErrnoException {@code EINVAL} for a negative offset, {@code EFBIG} past {@link #MAX_FILE_SIZE},
+     *                        {@code ENOMEM} when not one byte could be stored, {@code ENOENT} for an evicted inode
+     */
+    public long write(long offset, MemorySegment src) {
+        long len = src.byteSize();
+        ErrnoException.check(offset >= 0, Errno.EINVAL, "write offset must be >= 0, not " + offset);
+        ErrnoException.check(offset <= MAX_FILE_SIZE - len, Errno.EFBIG,
+                "write of " + len + " bytes at " + offset + " passes the maximum file size " + MAX_FILE_SIZE);
+        iRwsem.writeLock().lock();
+        try {
+            checkAlive();
+            if (len == 0) {
+                return 0;
+            }
+            if (offset + len > size) {
+                zeroPastEof();
+            }
+            long done = store.write(offset, src);
+            if (offset + done > size) {
+                size = offset + done;
+            }
+            return done;
+        } finally {
+            iRwsem.writeLock().unlock();
+        }
+    }
+
+    /**
+     * Sets the size ({@code truncate(2)}). Growing leaves a hole that reads as zeroes. Shrinking follows
+     * {@code truncate_pagecache}: every mapping of the pages past the new end is invalidated first (interval
+     * notifiers with reason CLEAR, page-table entries zapped, private COW copies included), then the pages leave
+     * the cache and their disk blocks are freed; the tail of a partial last page is zeroed. A page that is still
+     * pinned is only dropped by the cache: its frame and its bytes live until the last unpin.
+     * <p>
+     * On a DAX file the blocks are the memory, so they cannot outlive the file: as the file system waits in
+     * {@code dax_layout_busy_page} until DMA to the blocks ends, dmaplane refuses with {@code EBUSY} when a block
+     * to free is still referenced (pinned). The size is then unchanged; if the pin was found only after the
+     * mappings were invalidated, those mappings are simply faulted in again on next use.
+     *
+     * @throws ErrnoException {@code EINVAL} for a negative size, {@code EFBIG} past {@link #MAX_FILE_SIZE},
+     *                        {@code EBUSY} on DAX as described, {@code ENOENT} for an evicted inode
+     */
+    public void truncate(long newSize) {
+        ErrnoException.check(newSize >= 0, Errno.EINVAL, "file size must be >= 0, not " + newSize);
+        ErrnoException.check(newSize <= MAX_FILE_SIZE, Errno.EFBIG,
+                "file size " + newSize + " passes the maximum " + MAX_FILE_SIZE);
+        iRwsem.writeLock().lock();
+        try {
+            checkAlive();
+            long oldSize = size;
+            if (newSize >= oldSize) {
+                zeroPastEof();
+                size = newSize;
+                return;
+            }
+            long firstGone = pagesFor(newSize);
+            invalidateLock.writeLock().lock();
+            try {
+                refuseBusyDax(firstGone, ALL, "truncate to " + newSize);
+                unmapMappings(firstGone, ALL, true);
+                refuseBusyDax(firstGone, ALL, "truncate to " + newSize);
+                size = newSize;
+                store.removePages(firstGone, ALL);
+                if ((newSize & PAGE_MASK) != 0) {
+                    store.zeroRange(newSize, pageEnd(newSize));
+                }
+            } finally {
+                invalidateLock.writeLock().unlock();
+            }
+            fs.traceInvalidate(newSize, oldSize - newSize, "truncate " + path + " to " + newSize);
+        } finally {
+            iRwsem.writeLock().unlock();
+        }
+    }
+
+    /**
+     * Deallocates {@code [offset, offset + length)} keeping the size ({@code fallocate(PUNCH_HOLE|KEEP_SIZE)}):
+     * whole pages inside the hole are unmapped (reason CLEAR) and removed as {@code truncate_pagecache_range}
+     * does, but private COW copies stay; partial pages at either edge are zeroed in place. Beyond the end of the
+     * file nothing happens. DAX refuses with {@code EBUSY} as {@link #truncate} does.
+     *
+     * @throws ErrnoException {@code EINVAL} for a negative offset or a length below 1, {@code ENOENT} for an
+     *                        evicted inode
+     */
+    public void punchHole(long offset, long length) {
+        ErrnoException.check(offset >= 0, Errno.EINVAL, "hole offset must be >= 0, not " + offset);
+        ErrnoException.check(length > 0, Errno.EINVAL, "hole length must be > 0, not " + length);
+        iRwsem.writeLock().lock();
+        try {
+            checkAlive();
+            long end = Math.min(size, offset > MAX_FILE_SIZE - length ? MAX_FILE_SIZE : offset + length);
+            if (offset >= end) {
+                return;
+            }
+            long firstWhole = pagesFor(offset);
+            long endWhole = end == size ? pagesFor(end) : end >>> PAGE_SHIFT;
+            invalidateLock.writeLock().lock();
+            try {
+                if (firstWhole < endWhole) {
+                    String what = "hole punch at " + offset + "+" + length;
+                    refuseBusyDax(firstWhole, endWhole, what);
+                    unmapMappings(firstWhole, endWhole, false);
+                    refuseBusyDax(firstWhole, endWhole, what);
+                    store.removePages(firstWhole, endWhole);
+                }
+                long headEnd = offset;
+                if ((offset & PAGE_MASK) != 0) {
+                    headEnd = Math.min(end, pageEnd(offset));
+                    store.zeroRange(offset, headEnd);
+                }
+                long tailStart = Math.max(headEnd, endWhole << PAGE_SHIFT);
+                if (tailStart < end) {
+                    store.zeroRange(tailStart, end);
+                }
+            } finally {
+                invalidateLock.writeLock().unlock();
+            }
+            fs.traceInvalidate(offset, end - offset, "punch hole " + path);
+        } finally {
+            iRwsem.writeLock().unlock();
+        }
+    }
+
+    /**
+     * Writes dirty cached pages back to the disk ({@code filemap_write_and_wait}); a no-op on DAX, whose stores
+     * reach the medium directly.
+     *
+     * @return pages written
+     */
+    public long writeback() {
+        iRwsem.readLock().lock();
+        try {
+            checkAlive();
+            return store.writeback();
+        } finally {
+            iRwsem.readLock().unlock();
+        }
+    }
+
+    /** {@code fsync(2)}: {@link #writeback()}; the simulated disk has no volatile cache to flush. */
+    public void fsync() {
+        writeback();
+    }
+
+    /**
+     * Evicts this file's clean cached pages that are neither mapped nor pinned, as {@code echo 1 >
+     * /proc/sys/vm/drop_caches} does; they are read back from the disk on next use.
+     *
+     * @return pages dropped
+     */
+    public long dropCache() {
+        iRwsem.readLock().lock();
+        try {
+            checkAlive();
+            return store.dropClean();
+        } finally {
+            iRwsem.readLock().unlock();
+        }
+    }
+
+    /** Pages in the page cache (always 0 on DAX). */
+    public long cachedPages() {
+        return store.cachedPages();
+    }
+
+    /** Cached pages not yet written back. */
+    public long dirtyPages() {
+        return store.dirtyPages();
+    }
+
+    /** Pages the backing storage holds: disk blocks, or DAX blocks (host frames). */
+    public long storedPages() {
+        return store.storedPages();
+    }
+
+    /** The host frame now holding page {@code index} (cached page or DAX block), if any; allocates nothing. */
+    public OptionalLong frameOf(long index) {
+        long pfn = store.frameOf(index);
+        return pfn < 0 ? OptionalLong.empty() : OptionalLong.of(pfn);
+    }
+
+    // ---- address_space operations for the mm layer ----
+
+    /**
+     * Resolves a page fault on page {@code index} ({@code filemap_fault} / {@code dax_iomap_fault}): finds or
+     * reads in the page (allocates the block on DAX), takes one reference on its frame and hands it to
+     * {@code install}, which must either keep the reference in a page-table entry or drop it. {@code install} runs
+     * with the invalidate lock held shared, so truncate cannot remove the page before it is mapped.
+     *
+     * @param write a write fault through a shared mapping: the page becomes dirty
+     * @throws ErrnoException {@code EFAULT} for a page at or past the end of the file (the kernel's
+     *                        {@code SIGBUS}, which GUP reports as {@code EFAULT}), {@code ENOMEM}, {@code ENOENT}
+     *                        for an evicted inode
+     */
+    public void fault(long index, boolean write, LongConsumer install) {
+        invalidateLock.readLock().lock();
+        try {
+            checkAlive();
+            checkInside(index);
+            long pfn = store.fault(index, write);
+            install.accept(pfn);
+        } finally {
+            invalidateLock.readLock().unlock();
+        }
+    }
+
+    /**
+     * Throws {@code EFAULT} (SIGBUS) unless every page in {@code [firstIndex, endIndex)} lies before the end of
+     * the file; lets the mm layer refuse an access before it changes anything.
+     */
+    public void checkPagesInside(long firstIndex, long endIndex) {
+        checkAlive();
+        if (endIndex > firstIndex) {
+            checkInside(endIndex - 1);
+        }
+    }
+
+    /** Marks page {@code index} dirty if frame {@code pfn} still caches it ({@code set_page_dirty_lock}). */
+    public void setPageDirty(long index, long pfn) {
+        store.setDirty(index, pfn);
+    }
+
+    /** Adds a mapping to {@code i_mmap} ({@code vma_link_file}); {@code ENOENT} for an evicted inode. */
+    public void addMapper(FileMapper mapper) {
+        replaceMappers(List.of(), List.of(mapper));
+    }
+
+    /** Removes a mapping from {@code i_mmap}; may evict an unlinked inode. */
+    public void removeMapper(FileMapper mapper) {
+        replaceMappers(List.of(mapper), List.of());
+    }
+
+    /**
+     * Atomically replaces mappings in {@code i_mmap}, as splitting or trimming a VMA does under
+     * {@code i_mmap_rwsem}; truncate never sees the file half unmapped. An unlinked inode left with no mapping is
+     * evicted.
+     */
+    public void replaceMappers(Collection<? extends FileMapper> remove, Collection<? extends FileMapper> add) {
+        boolean evictNow = false;
+        immapLock.writeLock().lock();
+        try {
+            if (!add.isEmpty() && evicting) {
+                throw new ErrnoException(Errno.ENOENT, "inode " + ino + " (" + path + ") was unlinked and evicted");
+            }
+            mappers.removeAll(remove);
+            mappers.addAll(add);
+            if (!linked && mappers.isEmpty() && !evicting) {
+                evicting = true;
+                evictNow = true;
+            }
+        } finally {
+            immapLock.writeLock().unlock();
+        }
+        if (evictNow) {
+            evict();
+        }
+    }
+
+    /** How many VMAs map this file. */
+    public int mapperCount() {
+        immapLock.readLock().lock();
+        try {
+            return mappers.size();
+        } finally {
+            immapLock.readLock().unlock();
+        }
+    }
+
+    // ---- life cycle (MemFs) ----
+
+    /** The name went away ({@code drop_nlink}); evicts at once when nothing maps the inode. */
+    void unlinked() {
+        boolean evictNow = false;
+        immapLock.writeLock().lock();
+        try {
+            linked = false;
+            if (mappers.isEmpty() && !evicting) {
+                evicting = true;
+                evictNow = true;
+            }
+        } finally {
+            immapLock.writeLock().unlock();
+        }
+        if (evictNow) {
+            evict();
+        }
+    }
+
+    /** {@code evict} + {@code truncate_inode_pages_final}: frees every page and block (pinned frames live on). */
+    private void evict() {
+        iRwsem.writeLock().lock();
+        try {
+            invalidateLock.writeLock().lock();
+            try {
+                store.removePages(0, ALL);
+                evicted = true;
+            } finally {
+                invalidateLock.writeLock().unlock();
+            }
+        } finally {
+            iRwsem.writeLock().unlock();
+        }
+        fs.forget(this);
+    }
+
+    // ---- helpers ----
+
+    /** {@code unmap_mapping_range}: every VMA in {@code i_mmap} drops its view of the pages. */
+    private void unmapMappings(long firstIndex, long endIndex, boolean evenCows) {
+        immapLock.readLock().lock();
+        try {
+            for (FileMapper m : mappers) {
+                m.unmapFilePages(firstIndex, endIndex, evenCows);
+            }
+        } finally {
+            immapLock.readLock().unlock();
+        }
+    }
+
+    private void refuseBusyDax(long firstIndex, long endIndex, String what) {
+        if (!isDax()) {
+            return;
+        }
+        long busy = store.firstBusyPage(firstIndex, endIndex);
+        if (busy >= 0) {
+            throw new ErrnoException(Errno.EBUSY, what + " of DAX file " + path + ": block at page " + busy
+                    + " is still in use (DMA-pinned); fsdax cannot free it until it is unpinned");
+        }
+    }
+
+    /** Zeroes the bytes between the end of the file and the end of its last page before the size grows. */
+    private void zeroPastEof() {
+        long s = size;
+        if ((s & PAGE_MASK) != 0) {
+            store.zeroRange(s, pageEnd(s));
+        }
+    }
+
+    private void checkInside(long index) {
+        if (index >= pagesFor(size)) {
+            throw new ErrnoException(Errno.EFAULT, "SIGBUS: page " + index + " of " + path
+                    + " lies past the end of the file (size " + size + ")");
+        }
+    }
+
+    private void checkAlive() {
+        if (evicted) {
+            throw new ErrnoException(Errno.ENOENT, "inode " + ino + " (" + path + ") was unlinked and evicted");
+        }
+    }
+
+    private static long pagesFor(long bytes) {
+        return (bytes + PAGE_MASK) >>> PAGE_SHIFT;
+    }
+
+    private static long pageEnd(long pos) {
+        return (pos | PAGE_MASK) + 1;
+    }
+
+    @Override
+    public String toString() {
+        return "inode " + ino + " " + path + " size=" + size + (isDax() ? " dax" : "");
+    }
+}

@@ -1,0 +1,61 @@
+package dev.dmaplane.fs.impl;
+
+import dev.dmaplane.mem.HostMemory;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.TreeMap;
+
+/**
+ * The block device under a non-DAX file: one page-sized block per page index, kept as a {@code byte[]} that is
+ * not host memory, so a page that is not cached is really gone from RAM. Not thread-safe: its
+ * {@link PageCacheStore} guards it.
+ */
+final class Disk {
+    private static final int BLOCK = (int) HostMemory.PAGE_SIZE;
+
+    private final TreeMap<Long, byte[]> blocks = new TreeMap<>();
+
+    /** Fills {@code frame} with block {@code index}, zeroes for a hole ({@code read_folio}). */
+    void readInto(long index, MemorySegment frame) {
+        byte[] b = blocks.get(index);
+        if (b == null) {
+            frame.fill((byte) 0);
+        } else {
+            MemorySegment.copy(b, 0, frame, ValueLayout.JAVA_BYTE, 0, BLOCK);
+        }
+    }
+
+    /** Copies {@code n} bytes at {@code off} of block {@code index} into {@code dst} at {@code dstOff}. */
+    void read(long index, long off, MemorySegment dst, long dstOff, long n) {
+        byte[] b = blocks.get(index);
+        if (b == null) {
+            dst.asSlice(dstOff, n).fill((byte) 0);
+        } else {
+            MemorySegment.copy(b, (int) off, dst, ValueLayout.JAVA_BYTE, dstOff, (int) n);
+        }
+    }
+
+    /** Stores the page in {@code frame} as block {@code index} ({@code writepage}). */
+    void write(long index, MemorySegment frame) {
+        byte[] b = blocks.computeIfAbsent(index, i -> new byte[BLOCK]);
+        MemorySegment.copy(frame, ValueLayout.JAVA_BYTE, 0, b, 0, BLOCK);
+    }
+
+    /** Zeroes bytes {@code [from, to)} of block {@code index} if it exists. */
+    void zero(long index, int from, int to) {
+        byte[] b = blocks.get(index);
+        if (b != null) {
+            java.util.Arrays.fill(b, from, to, (byte) 0);
+        }
+    }
+
+    /** Frees blocks {@code [firstIndex, endIndex)}. */
+    void remove(long firstIndex, long endIndex) {
+        blocks.subMap(firstIndex, endIndex).clear();
+    }
+
+    long blocks() {
+        return blocks.size();
+    }
+}

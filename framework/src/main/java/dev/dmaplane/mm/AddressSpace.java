@@ -1,0 +1,229 @@
+package dev.dmaplane.mm;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.fs.Inode;
+import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.mm.impl.Gup;
+import dev.dmaplane.mm.impl.MappingOps;
+import dev.dmaplane.mm.impl.Migration;
+import dev.dmaplane.mm.impl.Mm;
+import dev.dmaplane.mm.impl.UserAccess;
+import dev.dmaplane.trace.Tracer;
+
+import java.lang.foreign.MemorySegment;
+import java.util.List;
+import java.util.Optional;
+import java.util.OptionalLong;
+import java.util.Set;
+
+/**
+ * A process address space ({@code struct mm_struct}): VMAs of anonymous memory, files through their page cache,
+ * or DAX files, populated on demand by page faults, each present page holding a reference on its frame. Device
+ * drivers pin pages for DMA ({@link #pin}) and mirror ranges with interval notifiers
+ * ({@link #registerNotifier}). Closing it is {@code exit_mmap}: every frame goes back to host memory except those
+ * still pinned, which live until their last unpin. Thread-safe, with the kernel's locking: layout changes
+ * exclude each other and faults, faults and pins run concurrently.
+ * <p>
+ * Errors follow the system calls: a CPU access or a pin of an unmapped address, past the end of a mapped file,
+ * or against the VMA's protection fails with {@code EFAULT} (what {@code copy_to_user} and GUP return where a
+ * user-space instruction would take {@code SIGSEGV} or {@code SIGBUS}). After {@link #close()} every call fails
+ * with {@code EFAULT}.
+ */
+public final class AddressSpace implements AutoCloseable {
+    /** The end of user space. */
+    public static final long TASK_SIZE = Mm.TASK_SIZE;
+    /** The lowest address a mapping may start at ({@code vm.mmap_min_addr}). */
+    public static final long MMAP_MIN_ADDR = Mm.MMAP_MIN_ADDR;
+
+    private final Mm mm;
+
+    /**
+     * @param name the name events are traced under (a process name or pid)
+     */
+    public AddressSpace(HostMemory mem, Tracer tracer, String name) {
+        this.mm = new Mm(mem, tracer, name);
+    }
+
+    public String name() {
+        return mm.name();
+    }
+
+    public HostMemory memory() {
+        return mm.memory();
+    }
+
+    // ---- layout ----
+
+    /**
+     * {@code mmap(NULL, length, prot, MAP_PRIVATE|MAP_ANONYMOUS)}: zero-filled memory, one frame per page on first
+     * touch.
+     *
+     * @return the start address, chosen top-down
+     * @throws ErrnoException {@code EINVAL} for a length below 1 or unknown prot bits, {@code ENOMEM} if no range
+     *                        fits
+     */
+    public long mmapAnonymous(long length, int prot) {
+        return MappingOps.mmap(mm, -1, length, prot, new VmaBacking.Anonymous());
+    }
+
+    /**
+     * {@code mmap(addr, length, prot, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED)}: whatever is mapped in the range is
+     * unmapped first (notifiers see UNMAP).
+     *
+     * @throws ErrnoException {@code EINVAL} for an unaligned address, {@code EPERM} below
+     *                        {@link #MMAP_MIN_ADDR}, {@code ENOMEM} past {@link #TASK_SIZE}
+     */
+    public long mmapAnonymousFixed(long addr, long length, int prot) {
+        return MappingOps.mmap(mm, addr, length, prot, new VmaBacking.Anonymous());
+    }
+
+    /**
+     * {@code mmap(NULL, length, prot, shared ? MAP_SHARED : MAP_PRIVATE, fd, fileOffset)}. On a DAX file system
+     * the VMA maps the file's blocks directly ({@link VmaBacking.Dax}), else its page cache. A private mapping
+     * reads the file until a store copies the page ({@code COW}). Pages past the end of the file cannot be
+     * touched ({@code EFAULT}), but may become valid when the file grows.
+     *
+     * @throws ErrnoException {@code EINVAL} for a negative or unaligned offset, a length below 1 or unknown prot
+     *                        bits, {@code ENOENT} for an evicted inode, {@code ENOMEM} if no range fits
+     */
+    public long mmapFile(Inode inode, long fileOffset, long length, int prot, boolean shared) {
+        if (inode == null) {
+            throw new ErrnoException(Errno.EBADF, "mmap of a null inode");
+        }
+        if (fileOffset < 0 || (fileOffset & (HostMemory.PAGE_SIZE - 1)) != 0) {
+            throw new ErrnoException(Errno.EINVAL, "mmap file offset " + fileOffset
+                    + " must be a non-negative multiple of the page size");
+        }
+        long pgoff = fileOffset >>> HostMemory.PAGE_SHIFT;
+        VmaBacking backing = inode.isDax() ? new VmaBacking.Dax(inode, pgoff, shared)
+                : new VmaBacking.File(inode, pgoff, shared);
+        return MappingOps.mmap(mm, -1, length, prot, backing);
+    }
+
+    /**
+     * {@code munmap(addr, length)}: may split VMAs. Notifiers see UNMAP first; pinned frames stay allocated until
+     * unpinned. Unmapping nothing is not an error.
+     *
+     * @throws ErrnoException {@code EINVAL} for an unaligned address, a length below 1, or a range outside user
+     *                        space
+     */
+    public void munmap(long addr, long length) {
+        MappingOps.munmap(mm, addr, length);
+    }
+
+    /**
+     * {@code mprotect(addr, length, prot)}: may split VMAs; notifiers see PROTECTION. Pins taken before stay.
+     *
+     * @throws ErrnoException {@code EINVAL} for an unaligned address or unknown bits, {@code ENOMEM} when part of
+     *                        the range is not mapped (nothing changes then)
+     */
+    public void mprotect(long addr, long length, int prot) {
+        MappingOps.mprotect(mm, addr, length, prot);
+    }
+
+    /** The VMAs in address order ({@code /proc/pid/maps}; {@link Vma#toString()} prints a maps line). */
+    public List<Vma> vmas() {
+        return mm.vmas();
+    }
+
+    /** The VMA containing {@code addr}, if any ({@code vma_lookup}). */
+    public Optional<Vma> findVma(long addr) {
+        return vmas().stream().filter(v -> v.contains(addr)).findFirst();
+    }
+
+    // ---- CPU access ----
+
+    /**
+     * Loads {@code dst.byteSize()} bytes at {@code addr}, faulting pages in.
+     *
+     * @throws ErrnoException {@code EFAULT} for an unmapped or unreadable part, or a file page past the end of
+     *                        the file; nothing is read then
+     */
+    public void read(long addr, MemorySegment dst) {
+        UserAccess.read(mm, addr, dst);
+    }
+
+    /**
+     * Stores {@code src} at {@code addr}, faulting pages in: anonymous pages are allocated zeroed, private file
+     * pages copied, shared file pages marked dirty.
+     *
+     * @throws ErrnoException {@code EFAULT} for an unmapped part, a VMA without {@code PROT_WRITE}, or a file
+     *                        page past the end of the file; nothing is written then
+     */
+    public void write(long addr, MemorySegment src) {
+        UserAccess.write(mm, addr, src);
+    }
+
+    // ---- pinning, migration, notifiers ----
+
+    /**
+     * {@code pin_user_pages(addr, length, FOLL_PIN | flags)}: faults every page of the range in and pins its
+     * frame. All or nothing: when any part fails, nothing stays pinned.
+     *
+     * @throws ErrnoException {@code EINVAL} for a length below 1; {@code EFAULT} for an unmapped part, a file
+     *                        page past the end of the file, {@link PinFlags#WRITE} on a VMA without
+     *                        {@code PROT_WRITE}, a pin of a VMA without {@code PROT_READ}, or
+     *                        {@code WRITE|LONGTERM} on a shared writable file mapping that needs dirty tracking
+     *                        ({@code writable_file_mapping_allowed}); {@code EOPNOTSUPP} for
+     *                        {@link PinFlags#LONGTERM} on fsdax; {@code ENOMEM}
+     */
+    public PinnedPages pin(long addr, long length, Set<PinFlags> flags) {
+        return Gup.pin(mm, addr, length, flags);
+    }
+
+    /**
+     * Moves the anonymous page at {@code addr} to a new frame, copying its bytes; notifiers see MIGRATE and the
+     * trace records it.
+     *
+     * @return the new physical address of {@code addr}
+     * @throws ErrnoException {@code EBUSY} for a pinned page (nothing changes), {@code EFAULT} unmapped,
+     *                        {@code ENOENT} not yet faulted in, {@code EINVAL} a file page
+     */
+    public long migrate(long addr) {
+        return Migration.migrate(mm, addr);
+    }
+
+    /**
+     * {@code mmu_interval_notifier_insert}: watches {@code [start, start + length)}; the callback runs for every
+     * invalidation that overlaps it, until the subscription is closed.
+     *
+     * @throws ErrnoException {@code EOVERFLOW} for an empty or wrapping range
+     */
+    public IntervalSubscription registerNotifier(long start, long length, IntervalNotifier callback) {
+        return mm.registerNotifier(start, length, callback);
+    }
+
+    // ---- accounting ----
+
+    /** Present pages (the resident set). */
+    public long residentPages() {
+        return mm.residentPages();
+    }
+
+    /** Pages pinned through this address space and not yet unpinned (counted per pin). */
+    public long pinnedPages() {
+        return mm.pinnedPages();
+    }
+
+    /** The physical address {@code addr} maps to if its page is present ({@code /proc/pid/pagemap}). */
+    public OptionalLong physAddr(long addr) {
+        return mm.physAddr(addr);
+    }
+
+    /** Whether {@link #close()} ran. */
+    public boolean isClosed() {
+        return mm.exited();
+    }
+
+    /** {@code exit_mmap}: notifiers see RELEASE, all pages and VMAs go; pinned frames stay until unpinned. */
+    @Override
+    public void close() {
+        MappingOps.exit(mm);
+    }
+
+    @Override
+    public String toString() {
+        return "address space " + mm.name();
+    }
+}

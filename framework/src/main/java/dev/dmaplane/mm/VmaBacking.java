@@ -1,0 +1,31 @@
+package dev.dmaplane.mm;
+
+import dev.dmaplane.fs.Inode;
+
+/** What a VMA maps: anonymous memory, a file through its page cache, or a DAX file's storage directly. */
+public sealed interface VmaBacking permits VmaBacking.Anonymous, VmaBacking.File, VmaBacking.Dax {
+
+    /** Anonymous memory ({@code vma_is_anonymous}): zero-filled on first touch. */
+    record Anonymous() implements VmaBacking {
+    }
+
+    /**
+     * A file mapped through the page cache.
+     *
+     * @param inode  the file
+     * @param pgoff  the file page the VMA starts at ({@code vm_pgoff})
+     * @param shared {@code MAP_SHARED}; else {@code MAP_PRIVATE}, whose writes go to copy-on-write copies
+     */
+    record File(Inode inode, long pgoff, boolean shared) implements VmaBacking {
+    }
+
+    /**
+     * A file of a DAX file system: its storage is mapped with no page cache ({@code vma_is_fsdax}).
+     *
+     * @param inode  the file
+     * @param pgoff  the file page the VMA starts at
+     * @param shared {@code MAP_SHARED}; else private copy-on-write
+     */
+    record Dax(Inode inode, long pgoff, boolean shared) implements VmaBacking {
+    }
+}
