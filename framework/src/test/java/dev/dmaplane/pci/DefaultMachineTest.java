@@ -204,9 +204,9 @@ class DefaultMachineTest {
         PciFunction gpu = t.function("03:00.0");
         assertEquals("gpu", gpu.model().orElseThrow());
         assertEquals("2", gpu.properties().get("vramBar"));
-        assertEquals("nvme", t.function("06:00.0").model().orElseThrow());
+        assertTrue(t.function("06:00.0").model().isEmpty(), "no NVMe model yet");
         assertEquals("1GiB", t.function("06:00.0").properties().get("namespaceSize"));
-        assertEquals("rdma-hca", t.function("05:00.0").model().orElseThrow());
+        assertTrue(t.function("05:00.0").model().isEmpty(), "no HCA model yet");
         assertTrue(t.function("01:00.0").model().isEmpty());
         assertEquals(0x030200, gpu.classCode());
         assertTrue(gpu.matches(MatchEntry.Pci.of(0x1da0, 0x0001)));
@@ -231,7 +231,7 @@ class DefaultMachineTest {
     void lspciTreeShowsEveryFunction() {
         String tree = t.lspciTree();
         assertTrue(tree.startsWith("-[0000:00]-+-01.0-[01-04]----00.0-[02-04]--+-00.0-[03]----00.0  3D controller [1da0:0001] 0000:03:00.0 model=gpu\n"), tree);
-        assertTrue(tree.contains("\\-03.0-[06]----00.0  Non-Volatile memory controller [1da0:0003] 0000:06:00.0 model=nvme"), tree);
+        assertTrue(tree.contains("\\-03.0-[06]----00.0  Non-Volatile memory controller [1da0:0003] 0000:06:00.0"), tree);
         for (PciFunction f : t.functions()) {
             if (f.isBridge()) {
                 ConfigSpace cs = f.configSpace();
@@ -269,9 +269,9 @@ class DefaultMachineTest {
             core.addDevice(f, null);
         }
         assertSame(nvme, t.function("06:00.0").driver().orElseThrow());
-        assertTrue(t.lspciTree().contains("0000:06:00.0 model=nvme driver=nvme"), t.lspciTree());
+        assertTrue(t.lspciTree().contains("0000:06:00.0 driver=nvme"), t.lspciTree());
         assertTrue(t.lspciVerbose(t.function("06:00.0")).contains("Kernel driver in use: nvme"));
-        assertFalse(t.lspciTree().contains("0000:05:00.0 model=rdma-hca driver="));
+        assertFalse(t.lspciTree().contains("0000:05:00.0 driver="));
     }
 
     @Test
