@@ -48,40 +48,38 @@ public final class DriverBinder {
     @Reference(cardinality = ReferenceCardinality.MULTIPLE, policy = ReferencePolicy.DYNAMIC,
             policyOption = ReferencePolicyOption.GREEDY)
     void bindDriver(Driver driver, ServiceReference<Driver> ref) {
-        String bundle = bundleName(ref);
+        Registered r = new Registered(driver, bundleName(ref));
         synchronized (this) {
             if (!active) {
                 return;
             }
+            registered.add(r); // before the core sees it, so whoever sees it bound also sees its bundle
         }
         // The core is called without holding this monitor: a probe may register services whose listeners come
-        // back here on the same thread, or take the core's lock while another thread holds ours.
+        // back here on the same thread, or take the core's lock while another thread holds ours. Logged before
+        // the call, so the line comes before the probe's own and before anyone can see the device bound.
+        LOG.info("driver '{}' from {}: registering", safeName(driver), r.bundle());
         try {
             machine.devices().registerDriver(driver);
         } catch (RuntimeException e) {
-            LOG.error("driver '{}' from {} refused by the driver core: {}", safeName(driver), bundle, e.getMessage());
-            return;
-        }
-        Registered r = new Registered(driver, bundle);
-        boolean keep;
-        synchronized (this) {
-            keep = active;
-            if (keep) {
-                registered.add(r);
+            synchronized (this) {
+                registered.remove(r);
             }
-        }
-        if (!keep) {
-            unregister(r);
+            LOG.error("driver '{}' from {} refused by the driver core: {}", safeName(driver), r.bundle(), e.getMessage());
             return;
         }
-        LOG.info("driver '{}' from {} registered, bound to {}", driver.name(), bundle,
-                machine.devices().boundTo(driver).stream().map(d -> d.name()).toList());
+        boolean orphaned;
+        synchronized (this) {
+            orphaned = !active; // deactivated while the core probed
+        }
+        if (orphaned && machine.devices().drivers().contains(driver)) {
+            unregister(r);
+        }
     }
 
     void unbindDriver(Driver driver) {
-        Registered r;
+        Registered r = null;
         synchronized (this) {
-            r = null;
             for (int i = 0; i < registered.size(); i++) {
                 if (registered.get(i).driver() == driver) {
                     r = registered.remove(i);
@@ -91,7 +89,6 @@ public final class DriverBinder {
         }
         if (r != null) {
             unregister(r);
-            LOG.info("driver '{}' from {} unregistered", safeName(driver), r.bundle());
         }
     }
 
@@ -114,6 +111,7 @@ public final class DriverBinder {
     }
 
     private void unregister(Registered r) {
+        LOG.info("driver '{}' from {}: unregistering", safeName(r.driver()), r.bundle());
         try {
             machine.devices().unregisterDriver(r.driver());
         } catch (RuntimeException e) {
