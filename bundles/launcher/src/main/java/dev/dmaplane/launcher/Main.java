@@ -1,0 +1,196 @@
+package dev.dmaplane.launcher;
+
+import java.io.PrintStream;
+import java.net.URISyntaxException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The {@code dmaplane} command: embeds Apache Felix with the dmaplane runtime.
+ *
+ * <pre>
+ * dmaplane run   [--topology FILE] [--work DIR]     interactive Gogo shell; deploy/ is watched
+ * dmaplane demo  [--work DIR]                       the headline demo, exits 0 when every check passed
+ * dmaplane shell [--topology FILE] [--work DIR] CMD...   runs one Gogo command line and exits
+ * dmaplane help
+ * </pre>
+ *
+ * The work directory defaults to the system property {@code dmaplane.work}, else {@code target/dmaplane-run}; it
+ * is wiped at every start. The distribution (with {@code bundle/} and {@code drivers/}) is found next to the
+ * launcher jar, or named by {@code --dist} or the system property {@code dmaplane.dist}.
+ */
+public final class Main {
+    static final String USAGE = """
+            usage: dmaplane <command> [options]
+
+              run   [--topology FILE] [--work DIR]        boot the runtime with an interactive Gogo shell
+                                                          (dmaplane:help lists the dmaplane commands;
+                                                          Ctrl-D or 'stop 0' quits)
+              demo  [--work DIR]                          boot, hot-load the dmatest driver bundle through
+                                                          deploy/, unload it, check nothing is left
+              shell [--topology FILE] [--work DIR] CMD... boot, run one Gogo command line, exit
+              help                                        this text
+
+            options:
+              --topology FILE  machine file to boot (framework property dmaplane.machine); default machine otherwise
+              --work DIR       work directory (framework storage, deploy/), wiped at start;
+                               default target/dmaplane-run
+              --dist DIR       distribution directory holding bundle/ and drivers/ (found next to the jar)
+            Driver bundles copied into WORK/deploy/ are installed, started and bound within a second;
+            deleting them unbinds the driver (its remove runs) and uninstalls them.""";
+
+    /** Parsed command line. */
+    record Options(String mode, Path topology, Path work, Path dist, List<String> rest) {
+    }
+
+    private Main() {
+    }
+
+    public static void main(String[] args) {
+        int code;
+        try {
+            code = run(args, System.out, System.err);
+        } catch (IllegalStateException e) {
+            System.err.println("dmaplane: " + e.getMessage()); // a failure we explain; the log above has details
+            code = 1;
+        } catch (Throwable t) {
+            System.err.println("dmaplane: " + t);
+            t.printStackTrace();
+            code = 1;
+        }
+        System.exit(code);
+    }
+
+    /** Runs the command line; returns the exit code. */
+    static int run(String[] args, PrintStream out, PrintStream err) throws Exception {
+        Options o;
+        try {
+            o = parse(args);
+        } catch (IllegalArgumentException e) {
+            err.println("dmaplane: " + e.getMessage());
+            err.println(USAGE);
+            return 2;
+        }
+        if (Runtime.version().feature() < 25) {
+            err.println("dmaplane: needs Java 25 or newer, this is " + Runtime.version());
+            return 1;
+        }
+        DmaplaneRuntime.Config config = new DmaplaneRuntime.Config(o.dist(), o.work()).withMachineFile(o.topology());
+        return switch (o.mode()) {
+            case "help" -> {
+                out.println(USAGE);
+                yield 0;
+            }
+            case "demo" -> new Demo(config, out).run();
+            case "shell" -> shell(config, String.join(" ", o.rest()), out, err);
+            case "run" -> interactive(config, out);
+            default -> throw new AssertionError(o.mode());
+        };
+    }
+
+    static Options parse(String[] args) {
+        if (args.length == 0) {
+            return new Options("help", null, null, null, List.of());
+        }
+        String mode = args[0];
+        if (mode.equals("--help") || mode.equals("-h")) {
+            mode = "help";
+        }
+        if (!List.of("run", "demo", "shell", "help").contains(mode)) {
+            throw new IllegalArgumentException("unknown command '" + mode + "'");
+        }
+        Path topology = null;
+        Path work = null;
+        Path dist = null;
+        List<String> rest = new ArrayList<>();
+        for (int i = 1; i < args.length; i++) {
+            String a = args[i];
+            if (!rest.isEmpty()) {
+                rest.add(a); // everything after the command's first word belongs to it
+                continue;
+            }
+            switch (a) {
+                case "--topology" -> topology = Path.of(value(args, ++i, a));
+                case "--work" -> work = Path.of(value(args, ++i, a));
+                case "--dist" -> dist = Path.of(value(args, ++i, a));
+                default -> {
+                    if (a.startsWith("--") || !mode.equals("shell")) {
+                        throw new IllegalArgumentException("unknown option '" + a + "' for " + mode);
+                    }
+                    rest.add(a);
+                }
+            }
+        }
+        if (mode.equals("shell") && rest.isEmpty()) {
+            throw new IllegalArgumentException("shell needs a Gogo command line, e.g. dmaplane shell dmaplane:devices");
+        }
+        if (topology != null && mode.equals("demo")) {
+            throw new IllegalArgumentException("demo runs on the default machine; --topology is for run and shell");
+        }
+        if (topology != null && !Files.isRegularFile(topology)) {
+            throw new IllegalArgumentException("machine file " + topology + " does not exist");
+        }
+        if (work == null) {
+            work = Path.of(System.getProperty("dmaplane.work", "target/dmaplane-run"));
+        }
+        if (dist == null) {
+            dist = defaultDist();
+        }
+        return new Options(mode, topology, work.toAbsolutePath(), dist.toAbsolutePath(), List.copyOf(rest));
+    }
+
+    private static String value(String[] args, int i, String option) {
+        if (i >= args.length || args[i].startsWith("--")) {
+            throw new IllegalArgumentException(option + " needs a value");
+        }
+        return args[i];
+    }
+
+    /** {@code dmaplane.dist}, else the directory above the launcher jar's {@code lib/}. */
+    static Path defaultDist() {
+        String prop = System.getProperty("dmaplane.dist");
+        if (prop != null) {
+            return Path.of(prop);
+        }
+        try {
+            Path jar = Path.of(Main.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+            return jar.getParent().getParent();
+        } catch (URISyntaxException | RuntimeException e) {
+            return Path.of("bundles/launcher/target/dist");
+        }
+    }
+
+    private static int shell(DmaplaneRuntime.Config config, String line, PrintStream out, PrintStream err) throws Exception {
+        try (DmaplaneRuntime rt = DmaplaneRuntime.start(config, DmaplaneRuntime.DEFAULT_START_TIMEOUT)) {
+            try {
+                out.println(rt.gogo(line, Duration.ofSeconds(10)));
+                return 0;
+            } catch (Gogo.CommandException e) {
+                err.println("dmaplane: " + line + ": " + e.getMessage());
+                return 1;
+            }
+        }
+    }
+
+    private static int interactive(DmaplaneRuntime.Config config, PrintStream out) throws Exception {
+        out.println("dmaplane runtime " + DmaplaneRuntime.versions().getProperty("project.version")
+                + " on Apache Felix " + DmaplaneRuntime.versions().getProperty("felix.version"));
+        out.println("  deploy directory: " + config.workDir().resolve("deploy")
+                + "  (copy driver bundles here, e.g. " + config.distDir().resolve("drivers") + "/*.jar)");
+        out.println("  'dmaplane:help' lists the dmaplane commands, 'lb' the bundles; Ctrl-D or 'stop 0' quits");
+        DmaplaneRuntime rt = DmaplaneRuntime.start(config.withInteractive(true), DmaplaneRuntime.DEFAULT_START_TIMEOUT);
+        Thread hook = new Thread(() -> {
+            try {
+                rt.stop(Duration.ofSeconds(10));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }, "dmaplane-shutdown");
+        Runtime.getRuntime().addShutdownHook(hook);
+        rt.framework().waitForStop(0);
+        return 0;
+    }
+}

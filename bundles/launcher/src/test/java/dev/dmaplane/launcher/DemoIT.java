@@ -1,0 +1,76 @@
+package dev.dmaplane.launcher;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The launcher's modes end to end, through {@link Main#run}, as the {@code dmaplane} script calls them. */
+@Timeout(value = 60, unit = TimeUnit.SECONDS)
+class DemoIT {
+    @TempDir
+    Path tmp;
+
+    private record Run(int code, String out, String err) {
+    }
+
+    private Run main(String... args) throws Exception {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int code = Main.run(args, new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true, StandardCharsets.UTF_8));
+        return new Run(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+    }
+
+    @Test
+    void demoPassesAndLeavesNoThreadBehind() throws Exception {
+        Threads.Snapshot threads = Threads.snapshot();
+        Run r = main("demo", "--work", tmp.resolve("work").toString(), "--dist", RuntimeIT.DIST.toString());
+        assertEquals(0, r.code(), r.out());
+        assertTrue(r.out().contains("dmatest drives [0000:01:00.0]"), r.out());
+        assertTrue(r.out().contains("ok     UNBIND of 0000:01:00.0 by dmatest traced"), r.out());
+        assertTrue(r.out().strip().endsWith("demo passed"), r.out());
+        assertTrue(!r.out().contains("FAILED"), r.out());
+        threads.assertAllNewThreadsEnd(Duration.ofSeconds(5));
+    }
+
+    @Test
+    void shellRunsOneCommand() throws Exception {
+        Run r = main("shell", "--work", tmp.resolve("work").toString(), "--dist", RuntimeIT.DIST.toString(), "dmaplane:trace", "2", "DEVICE_ADD");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("DEVICE_ADD 0000:01:00.0 PCI"), r.out());
+        Run bad = main("shell", "--work", tmp.resolve("work").toString(), "--dist", RuntimeIT.DIST.toString(), "dmaplane:nope");
+        assertEquals(1, bad.code());
+        assertTrue(bad.err().contains("Command not found: dmaplane:nope"), bad.err());
+    }
+
+    @Test
+    void aMachineFileTheFrameworkCannotBootFailsFastWithTheReason() throws Exception {
+        Path machine = Files.writeString(tmp.resolve("machine.yaml"), "machine: {}\n");
+        long t0 = System.nanoTime();
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> main("shell", "--topology", machine.toString(),
+                "--work", tmp.resolve("work").toString(), "--dist", RuntimeIT.DIST.toString(), "lb"));
+        assertTrue(e.getMessage().startsWith("the machine did not boot: "), e.getMessage());
+        assertTrue(e.getMessage().contains(machine.toString()), e.getMessage());
+        assertTrue(System.nanoTime() - t0 < Duration.ofSeconds(10).toNanos(), "no wait for the start timeout");
+    }
+
+    @Test
+    void aWorkDirectoryThatIsNotOursIsNotWiped() throws Exception {
+        Path precious = Files.writeString(Files.createDirectories(tmp.resolve("home")).resolve("thesis.tex"), "x");
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> main("shell", "--work",
+                tmp.resolve("home").toString(), "--dist", RuntimeIT.DIST.toString(), "lb"));
+        assertTrue(e.getMessage().startsWith("refusing to wipe"), e.getMessage());
+        assertTrue(Files.exists(precious));
+    }
+}
