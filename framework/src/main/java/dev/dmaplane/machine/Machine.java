@@ -7,10 +7,12 @@ import dev.dmaplane.dma.impl.DmaSubsystem;
 import dev.dmaplane.dma.impl.Swiotlb;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.fs.MemFs;
 import dev.dmaplane.hw.impl.DeviceModels;
 import dev.dmaplane.iommu.Iommu;
 import dev.dmaplane.iommu.IommuDomainType;
 import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.mem.PhysicalAddressMap;
 import dev.dmaplane.mem.PhysicalRegion;
 import dev.dmaplane.pci.Bar;
@@ -160,6 +162,16 @@ public final class Machine implements AutoCloseable {
         return devices;
     }
 
+    /** A new process address space on this machine's RAM ({@code mm_alloc}). */
+    public AddressSpace newAddressSpace(String name) {
+        return new AddressSpace(memory, tracer, name);
+    }
+
+    /** Mounts a new in-memory file system; with {@code dax} its files are host frames mapped directly (fsdax). */
+    public MemFs mount(String name, boolean dax) {
+        return new MemFs(memory, tracer, name, dax);
+    }
+
     /** Live DMA mappings (streaming and coherent) of all devices. */
     public int activeDmaMappings() {
         return dma.activeMappings();
@@ -200,13 +212,10 @@ public final class Machine implements AutoCloseable {
         List<Device> all = devices.devices();
         for (int i = all.size() - 1; i >= 0; i--) {
             Device d = all.get(i);
-            if (d.isPresent() && d.parent().map(p -> !p.isPresent()).orElse(true)) {
+            if (d.isPresent()) {
                 devices.removeDevice(d);
-                dma.detach(d);
-            } else if (d.isPresent()) {
-                devices.removeDevice(d);
-                dma.detach(d);
             }
+            dma.detach(d);
         }
         for (int i = models.size() - 1; i >= 0; i--) {
             try {

@@ -8,6 +8,7 @@ import dev.dmaplane.iommu.IommuDomain;
 import dev.dmaplane.iommu.IommuDomainType;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.mem.PhysicalAddressMap;
+import dev.dmaplane.trace.TraceKind;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -105,14 +106,14 @@ final class DeviceBusMaster implements BusMaster {
     private long translate(IommuDomain domain, long addr, long len, boolean write) {
         String dev = dma.deviceName();
         if (!dma.device.isPresent()) {
-            throw new DmaFaultException(dev, addr, write, "device has left its bus");
+            throw refuse(addr, write, "device has left its bus");
         }
         if (!dma.device.busMasterEnabled()) {
-            throw new DmaFaultException(dev, addr, write, "bus mastering is disabled (command register BME clear)");
+            throw refuse(addr, write, "bus mastering is disabled (command register BME clear)");
         }
         long mask = dma.dmaMask();
         if (addr < 0 || !DeviceDma.fitsMask(addr, len, mask)) {
-            throw new DmaFaultException(dev, addr, write, "address beyond the device's DMA mask 0x" + Long.toHexString(mask));
+            throw refuse(addr, write, "address beyond the device's DMA mask 0x" + Long.toHexString(mask));
         }
         if (domain == null || domain.type() == IommuDomainType.IDENTITY) {
             if (dma.sys.debug.enabled()) {
@@ -130,6 +131,12 @@ final class DeviceBusMaster implements BusMaster {
             }
             throw e;
         }
+    }
+
+    /** A transaction the bus never carries (no IOMMU involved): traced as a fault, then refused. */
+    private DmaFaultException refuse(long addr, boolean write, String reason) {
+        dma.sys.tracer.emit(TraceKind.FAULT, dma.deviceName(), addr, 0, (write ? "write" : "read") + ": " + reason);
+        return new DmaFaultException(dma.deviceName(), addr, write, reason);
     }
 
     private void checkPassThrough(long addr, long len, boolean write) {
