@@ -13,13 +13,20 @@ public final class DmaFaultException extends ErrnoException {
     private final String device;
     private final long busAddr;
     private final boolean write;
+    private final FaultReason reason;
 
-    public DmaFaultException(String device, long busAddr, boolean write, String reason) {
+    public DmaFaultException(String device, long busAddr, boolean write, FaultReason reason, String detail) {
         super(Errno.EFAULT, device + ": DMA " + (write ? "write" : "read") + " at 0x" + Long.toHexString(busAddr)
-                + " refused: " + reason);
+                + " refused: " + detail);
         this.device = device;
         this.busAddr = busAddr;
         this.write = write;
+        this.reason = reason;
+    }
+
+    /** Why the transaction was refused. */
+    public FaultReason reason() {
+        return reason;
     }
 
     public String device() {

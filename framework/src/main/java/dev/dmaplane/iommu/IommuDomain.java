@@ -1,6 +1,7 @@
 package dev.dmaplane.iommu;
 
 import dev.dmaplane.dma.DmaFaultException;
+import dev.dmaplane.dma.FaultReason;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.trace.TraceKind;
@@ -101,20 +102,20 @@ public final class IommuDomain {
             case IDENTITY:
                 return iova;
             case BLOCKED:
-                throw fault(device, iova, write, "domain " + name() + " blocks all DMA");
+                throw fault(device, iova, write, FaultReason.BLOCKED, "domain " + name() + " blocks all DMA");
             default:
                 break;
         }
         if (iova < 0 || iova >= APERTURE_END) {
-            throw fault(device, iova, write, "outside the 48-bit aperture");
+            throw fault(device, iova, write, FaultReason.OUT_OF_RANGE, "outside the 48-bit aperture");
         }
         long leaf = pageTable.walk(iova);
         if (leaf == 0) {
-            throw fault(device, iova, write, "not mapped");
+            throw fault(device, iova, write, FaultReason.NOT_MAPPED, "not mapped");
         }
         int prot = IoPageTable.protOf(leaf);
         if (write ? (prot & IoPageTable.PROT_WRITE) == 0 : (prot & IoPageTable.PROT_READ) == 0) {
-            throw fault(device, iova, write, write ? "write to a read-only mapping" : "read of a write-only mapping");
+            throw fault(device, iova, write, FaultReason.PERMISSION, write ? "write to a read-only mapping" : "read of a write-only mapping");
         }
         return IoPageTable.physOf(leaf, iova);
     }
@@ -171,14 +172,14 @@ public final class IommuDomain {
         freed = true;
     }
 
-    private DmaFaultException fault(String device, long iova, boolean write, String reason) {
+    private DmaFaultException fault(String device, long iova, boolean write, FaultReason why, String reason) {
         IommuFault f = new IommuFault(device, id, iova, write, reason, System.nanoTime());
         iommu.recordFault(f);
         Consumer<IommuFault> h = faultHandler;
         if (h != null) {
             h.accept(f);
         }
-        return new DmaFaultException(device, iova, write, "IOMMU fault in " + name() + ": " + reason);
+        return new DmaFaultException(device, iova, write, why, "IOMMU fault in " + name() + ": " + reason);
     }
 
     private void requirePaging(String op) {

@@ -4,6 +4,7 @@ import dev.dmaplane.dma.BusMaster;
 import dev.dmaplane.dma.DmaDebugReport.Kind;
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaFaultException;
+import dev.dmaplane.dma.FaultReason;
 import dev.dmaplane.iommu.IommuDomain;
 import dev.dmaplane.iommu.IommuDomainType;
 import dev.dmaplane.mem.HostMemory;
@@ -85,7 +86,7 @@ final class DeviceBusMaster implements BusMaster {
 
     private MemorySegment atomicTarget(long busAddr) {
         if ((busAddr & 7) != 0) {
-            throw new DmaFaultException(dma.deviceName(), busAddr, true, "AtomicOp address is not 8-byte aligned");
+            throw refuse(busAddr, true, FaultReason.MISALIGNED, "AtomicOp address is not 8-byte aligned");
         }
         IommuDomain domain = domain();
         translate(domain, busAddr, 8, false);
@@ -106,14 +107,14 @@ final class DeviceBusMaster implements BusMaster {
     private long translate(IommuDomain domain, long addr, long len, boolean write) {
         String dev = dma.deviceName();
         if (!dma.device.isPresent()) {
-            throw refuse(addr, write, "device has left its bus");
+            throw refuse(addr, write, FaultReason.DEVICE_GONE, "device has left its bus");
         }
         if (!dma.device.busMasterEnabled()) {
-            throw refuse(addr, write, "bus mastering is disabled (command register BME clear)");
+            throw refuse(addr, write, FaultReason.BUS_MASTER_DISABLED, "bus mastering is disabled (command register BME clear)");
         }
         long mask = dma.dmaMask();
         if (addr < 0 || !DeviceDma.fitsMask(addr, len, mask)) {
-            throw refuse(addr, write, "address beyond the device's DMA mask 0x" + Long.toHexString(mask));
+            throw refuse(addr, write, FaultReason.OUT_OF_RANGE, "address beyond the device's DMA mask 0x" + Long.toHexString(mask));
         }
         if (domain == null || domain.type() == IommuDomainType.IDENTITY) {
             if (dma.sys.debug.enabled()) {
@@ -125,7 +126,7 @@ final class DeviceBusMaster implements BusMaster {
             return domain.translate(dev, addr, len, write);
         } catch (DmaFaultException e) {
             if (dma.sys.debug.enabled() && domain.type() == IommuDomainType.DMA) {
-                dma.sys.debug.report(e.getMessage().contains("read-only") ? Kind.ACCESS_READ_ONLY : Kind.ACCESS_UNMAPPED,
+                dma.sys.debug.report(e.reason() == FaultReason.PERMISSION ? Kind.ACCESS_READ_ONLY : Kind.ACCESS_UNMAPPED,
                         dev, addr, len, "device " + (write ? "write" : "read") + " at iova 0x" + Long.toHexString(addr)
                                 + " refused by the IOMMU", null);
             }
@@ -134,9 +135,9 @@ final class DeviceBusMaster implements BusMaster {
     }
 
     /** A transaction the bus never carries (no IOMMU involved): traced as a fault, then refused. */
-    private DmaFaultException refuse(long addr, boolean write, String reason) {
+    private DmaFaultException refuse(long addr, boolean write, FaultReason why, String reason) {
         dma.sys.tracer.emit(TraceKind.FAULT, dma.deviceName(), addr, 0, (write ? "write" : "read") + ": " + reason);
-        return new DmaFaultException(dma.deviceName(), addr, write, reason);
+        return new DmaFaultException(dma.deviceName(), addr, write, why, reason);
     }
 
     private void checkPassThrough(long addr, long len, boolean write) {
@@ -145,12 +146,12 @@ final class DeviceBusMaster implements BusMaster {
         if (r == null || addr + len > r.start() + r.length()) {
             dma.sys.debug.report(Kind.ACCESS_UNMAPPED, dma.deviceName(), addr, len, "device " + (write ? "write" : "read")
                     + " at 0x" + Long.toHexString(addr) + "+" + len + " outside every live DMA mapping", null);
-            throw new DmaFaultException(dma.deviceName(), addr, write, "dma-debug: no live mapping covers it");
+            throw refuse(addr, write, FaultReason.DEBUG_UNMAPPED, "dma-debug: no live mapping covers it");
         }
         if (write && r.direction() == DmaDirection.TO_DEVICE) {
             dma.sys.debug.report(Kind.ACCESS_READ_ONLY, dma.deviceName(), addr, len, "device write at 0x" + Long.toHexString(addr)
                     + " into memory mapped TO_DEVICE", r.mapping().site());
-            throw new DmaFaultException(dma.deviceName(), addr, write, "dma-debug: mapping is TO_DEVICE");
+            throw refuse(addr, write, FaultReason.DEBUG_READ_ONLY, "dma-debug: mapping is TO_DEVICE");
         }
     }
 }

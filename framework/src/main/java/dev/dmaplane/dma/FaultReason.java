@@ -1,0 +1,23 @@
+package dev.dmaplane.dma;
+
+/** Why a device memory transaction was refused. */
+public enum FaultReason {
+    /** The IOMMU domain has no translation for the address (DMAR "PTE not present"). */
+    NOT_MAPPED,
+    /** The translation exists but forbids the access, e.g. a write to a read-only mapping. */
+    PERMISSION,
+    /** The group is attached to a blocking domain. */
+    BLOCKED,
+    /** The address is outside the domain's aperture or beyond the device's DMA mask. */
+    OUT_OF_RANGE,
+    /** The device's Bus Master Enable bit is clear. */
+    BUS_MASTER_DISABLED,
+    /** The device has left its bus. */
+    DEVICE_GONE,
+    /** An AtomicOp at an address that is not 8-byte aligned. */
+    MISALIGNED,
+    /** Pass-through access outside every live DMA API mapping, caught by dma-debug. */
+    DEBUG_UNMAPPED,
+    /** Pass-through write into a {@code DMA_TO_DEVICE} mapping, caught by dma-debug. */
+    DEBUG_READ_ONLY
+}
