@@ -50,6 +50,8 @@ public final class HostMemory implements AutoCloseable {
     private int freshSections;
     private final AtomicLong allocatedFrames = new AtomicLong();
     private final AtomicLong backedSections = new AtomicLong();
+    private final AtomicLong pinsAcquired = new AtomicLong();
+    private final AtomicLong pinsReleased = new AtomicLong();
     private volatile boolean closed;
 
     /**
@@ -167,6 +169,7 @@ public final class HostMemory implements AutoCloseable {
         int h = s.head[local(pfn)];
         s.refs.incrementAndGet(h);
         s.pins.incrementAndGet(h);
+        pinsAcquired.incrementAndGet();
     }
 
     /** Drops a pin taken by {@link #pinPage} ({@code unpin_user_page}); may free the block. */
@@ -178,7 +181,23 @@ public final class HostMemory implements AutoCloseable {
             s.pins.incrementAndGet(h);
             throw new ErrnoException(Errno.EINVAL, "unpin of frame 0x" + Long.toHexString(pfn) + " that is not pinned");
         }
+        pinsReleased.incrementAndGet();
         return putPage(pfn);
+    }
+
+    /** Pins taken since boot ({@code /proc/vmstat nr_foll_pin_acquired}). */
+    public long pinsAcquired() {
+        return pinsAcquired.get();
+    }
+
+    /** Pins dropped since boot ({@code nr_foll_pin_released}). */
+    public long pinsReleased() {
+        return pinsReleased.get();
+    }
+
+    /** Pins held now: acquired minus released. */
+    public long pinsOutstanding() {
+        return pinsAcquired.get() - pinsReleased.get();
     }
 
     /** References held on the block containing {@code pfn} (0 when free). */

@@ -75,10 +75,13 @@ class HostMemoryTest {
             long pfn = mem.allocPages(0);
             mem.pinPage(pfn);
             assertEquals(1, mem.pinCount(pfn));
+            assertEquals(1, mem.pinsOutstanding());
             assertEquals(2, mem.refCount(pfn));
             assertFalse(mem.putPage(pfn), "the pin keeps the frame");
             assertTrue(mem.isAllocated(pfn));
             assertTrue(mem.unpinPage(pfn), "last unpin frees the frame");
+            assertEquals(0, mem.pinsOutstanding());
+            assertEquals(1, mem.pinsReleased());
             assertFalse(mem.isAllocated(pfn));
             assertEquals(0, mem.refCount(pfn));
         }
