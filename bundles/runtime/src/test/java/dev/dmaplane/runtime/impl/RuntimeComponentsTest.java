@@ -5,15 +5,21 @@ import dev.dmaplane.device.Device;
 import dev.dmaplane.device.Driver;
 import dev.dmaplane.device.MatchEntry;
 import dev.dmaplane.device.MatchTable;
+import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
+import dev.dmaplane.pci.PciFunction;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -53,13 +59,48 @@ class RuntimeComponentsTest {
         }
     }
 
+    /** Every function of the embedded default machine, in probe order. */
+    static final List<String> DEFAULT_BDFS = List.of("0000:00:01.0", "0000:00:02.0", "0000:00:03.0", "0000:01:00.0",
+            "0000:02:00.0", "0000:02:01.0", "0000:03:00.0", "0000:04:00.0", "0000:05:00.0", "0000:06:00.0");
+    static final String GPU = "0000:03:00.0";
+
+    /** A small machine file: 1 GiB, one root port with a GPU (the copy-engine model) below it. */
+    static final String SMALL_MACHINE = """
+            memory: 1GiB
+            iommu: { enabled: true, defaultDomain: dma }
+            pci:
+              hostBridges:
+                - domain: 0
+                  bus: 0
+                  children:
+                    - bdf: "0000:00:01.0"
+                      type: rootPort
+                      vendor: "0x1da0"
+                      device: "0x1000"
+                      class: "0x060400"
+                      acs: [SV, RR, CR, UF]
+                      children:
+                        - bdf: "0000:01:00.0"
+                          type: endpoint
+                          vendor: "0x1da0"
+                          device: "0x0001"
+                          class: "0x030200"
+                          bars:
+                            - { index: 0, size: 16MiB, kind: mmio }
+                          model: gpu
+            """;
+
+    @TempDir
+    Path tmp;
     Machine machine;
     DriverBinder binder;
+    long baseFrames;
 
     @BeforeEach
     void boot() {
         machine = MachineComponent.boot(null);
         binder = new DriverBinder(machine);
+        baseFrames = machine.memory().allocatedFrames();
     }
 
     @AfterEach
@@ -69,29 +110,55 @@ class RuntimeComponentsTest {
     }
 
     @Test
-    void defaultMachineHasTheStandInFunctionsUntilPciLands() {
-        List<String> names = machine.devices().devices().stream().map(Device::name).toList();
-        assertEquals(List.of("0000:01:00.0", "0000:02:00.0"), names);
+    void withoutAMachineFileTheDefaultMachineBoots() {
+        assertEquals(DEFAULT_BDFS, machine.devices().devices().stream().map(Device::name).toList());
+        PciFunction gpu = machine.pci().function(GPU);
+        assertEquals(0x030200, gpu.classCode());
+        assertEquals(64L << 30, machine.memory().size());
+        try (Machine blank = MachineComponent.boot("  ")) {
+            assertEquals(DEFAULT_BDFS, blank.pci().functions().stream().map(Device::name).toList(), "blank means default");
+        }
+    }
+
+    @Test
+    void aMachineFileBootsThatMachine() throws Exception {
+        Path file = Files.writeString(tmp.resolve("small.yaml"), SMALL_MACHINE);
+        try (Machine small = MachineComponent.boot(file.toString())) {
+            assertEquals(1L << 30, small.memory().size());
+            assertEquals(List.of("0000:00:01.0", "0000:01:00.0"), small.pci().functions().stream().map(Device::name).toList());
+            assertEquals(2, small.iommu().groups().size(), "the root port enforces ACS: port and GPU apart");
+            assertEquals(Optional.of("gpu"), small.pci().function("0000:01:00.0").model());
+        }
     }
 
     @Test
     void machineFileThatDoesNotExistIsRefused() {
         ErrnoException e = assertThrows(ErrnoException.class, () -> MachineComponent.boot("/nonexistent/machine.yaml"));
+        assertEquals(Errno.ENOENT, e.errno());
         assertTrue(e.getMessage().contains("does not exist"), e.getMessage());
+    }
+
+    @Test
+    void aBadMachineFileIsRefusedNamingTheFileAndTheFault() throws Exception {
+        Path file = Files.writeString(tmp.resolve("bad.yaml"), SMALL_MACHINE.replace("memory: 1GiB", "memory: 3MiB"));
+        ErrnoException e = assertThrows(ErrnoException.class, () -> MachineComponent.boot(file.toString()));
+        assertEquals(Errno.EINVAL, e.errno());
+        assertTrue(e.getMessage().startsWith("EINVAL: machine file " + file.toAbsolutePath() + ": "), e.getMessage());
+        assertTrue(e.getMessage().contains("3MiB") || e.getMessage().contains("memory"), e.getMessage());
     }
 
     @Test
     void bindingADriverServiceProbesAndUnbindingRemoves() {
         GpuDriver d = new GpuDriver("gpu", machine);
         binder.bindDriver(d, null);
-        Device gpu = machine.devices().findDevice("0000:01:00.0").orElseThrow();
+        Device gpu = machine.devices().findDevice(GPU).orElseThrow();
         assertEquals(d, gpu.driver().orElseThrow());
-        assertEquals(1, machine.memory().allocatedFrames());
+        assertEquals(baseFrames + 1, machine.memory().allocatedFrames());
 
         binder.unbindDriver(d);
         assertFalse(gpu.driver().isPresent());
-        assertEquals(List.of("0000:01:00.0"), d.removed);
-        assertEquals(0, machine.memory().allocatedFrames());
+        assertEquals(List.of(GPU), d.removed);
+        assertEquals(baseFrames, machine.memory().allocatedFrames());
         assertTrue(machine.devices().drivers().isEmpty());
     }
 
@@ -111,7 +178,7 @@ class RuntimeComponentsTest {
         GpuDriver d = new GpuDriver("gpu", machine);
         binder.bindDriver(d, null);
         binder.deactivate();
-        assertEquals(List.of("0000:01:00.0"), d.removed);
+        assertEquals(List.of(GPU), d.removed);
         assertTrue(machine.devices().drivers().isEmpty());
         binder.unbindDriver(d); // SCR still calls unbind after deactivate: a no-op
         binder.bindDriver(new GpuDriver("late", machine), null);
@@ -125,16 +192,17 @@ class RuntimeComponentsTest {
         binder.bindDriver(new GpuDriver("gpu", machine), null);
 
         String devices = cmds.devices();
-        assertTrue(devices.lines().anyMatch(l -> l.startsWith("0000:01:00.0") && l.contains(" gpu ")
-                && l.contains("class 030200")), devices);
-        assertTrue(devices.lines().anyMatch(l -> l.startsWith("0000:02:00.0") && l.contains(" - ")), devices);
+        assertTrue(devices.lines().anyMatch(l -> l.contains("`- " + GPU) && l.contains(" gpu ")
+                && l.contains("[1da0:0001] class 030200 model=gpu")), devices);
+        assertTrue(devices.lines().anyMatch(l -> l.contains("`- 0000:06:00.0") && l.contains(" - ")
+                && l.contains("class 010802")), devices);
 
         String drivers = cmds.drivers();
         assertTrue(drivers.contains("gpu  [?]"), drivers);
         assertTrue(drivers.contains("matches: pci class 030200/ffff00"), drivers);
-        assertTrue(drivers.contains("bound:   0000:01:00.0"), drivers);
+        assertTrue(drivers.contains("bound:   " + GPU), drivers);
 
-        assertTrue(cmds.trace().lines().anyMatch(l -> l.contains("BIND 0000:01:00.0 gpu")), cmds.trace());
+        assertTrue(cmds.trace().lines().anyMatch(l -> l.contains("BIND " + GPU + " gpu")), cmds.trace());
         assertEquals(1, cmds.trace("bind").lines().count());
         assertEquals(1, cmds.trace("1").lines().count());
         assertEquals(1, cmds.trace("5", "BIND").lines().count());
@@ -142,7 +210,7 @@ class RuntimeComponentsTest {
 
         String memory = cmds.memory();
         assertTrue(memory.contains("RAM        64 GiB (16777216 frames of 4 KiB)"), memory);
-        assertTrue(memory.contains("allocated  1 frames (4 KiB)"), memory);
+        assertTrue(memory.contains("allocated  " + (baseFrames + 1) + " frames"), memory);
         assertTrue(memory.contains("pinned     0 frames"), memory);
     }
 
@@ -152,8 +220,8 @@ class RuntimeComponentsTest {
         binder.bindDriver(new GpuDriver("gpu", machine), null);
         @SuppressWarnings("unchecked")
         Map<String, Object> s = (Map<String, Object>) q.apply("status");
-        assertEquals(1L, s.get("allocatedFrames"));
-        assertEquals(List.of(Map.of("name", "gpu", "bound", List.of("0000:01:00.0"))), s.get("drivers"));
+        assertEquals(baseFrames + 1, s.get("allocatedFrames"));
+        assertEquals(List.of(Map.of("name", "gpu", "bound", List.of(GPU))), s.get("drivers"));
         assertEquals(0L, q.apply("pinnedFrames"));
 
         long pfn = machine.memory().allocPages(1);
@@ -164,7 +232,7 @@ class RuntimeComponentsTest {
 
         @SuppressWarnings("unchecked")
         List<Map<String, Object>> trace = (List<Map<String, Object>>) q.apply("trace");
-        assertTrue(trace.stream().anyMatch(e -> e.get("kind").equals("BIND") && e.get("device").equals("0000:01:00.0")));
+        assertTrue(trace.stream().anyMatch(e -> e.get("kind").equals("BIND") && e.get("device").equals(GPU)));
         assertThrows(IllegalArgumentException.class, () -> q.apply("what"));
     }
 }
