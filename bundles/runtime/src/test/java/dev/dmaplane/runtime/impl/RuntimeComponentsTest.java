@@ -7,7 +7,11 @@ import dev.dmaplane.device.MatchEntry;
 import dev.dmaplane.device.MatchTable;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.dma.DmaDirection;
+import dev.dmaplane.dma.DmaFaultException;
+import dev.dmaplane.iommu.IommuGroup;
 import dev.dmaplane.machine.Machine;
+import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.PciFunction;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -234,5 +238,104 @@ class RuntimeComponentsTest {
         List<Map<String, Object>> trace = (List<Map<String, Object>>) q.apply("trace");
         assertTrue(trace.stream().anyMatch(e -> e.get("kind").equals("BIND") && e.get("device").equals(GPU)));
         assertThrows(IllegalArgumentException.class, () -> q.apply("what"));
+    }
+
+    @Test
+    void lspciDrawsTheTreeWithDriversAndListsEveryFunction() {
+        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder);
+        binder.bindDriver(new GpuDriver("gpu", machine), null);
+        String out = cmds.lspci();
+        for (String bdf : DEFAULT_BDFS) {
+            assertTrue(out.contains(bdf), bdf + " listed:\n" + out);
+        }
+        assertTrue(out.startsWith("-[0000:00]-+-01.0-[01-04]----00.0-[02-04]--+-00.0-[03]----00.0  3D controller"), out);
+        assertTrue(out.lines().anyMatch(l -> l.contains("[1da0:0001] 0000:03:00.0 model=gpu driver=gpu")), out);
+        int gpuGroup = machine.iommu().groupOf(machine.pci().function(GPU)).orElseThrow().id();
+        assertTrue(out.lines().anyMatch(l -> l.matches("0000:03:00\\.0 +030200 +1da0:0001 +" + gpuGroup + " +gpu")), out);
+        assertTrue(out.lines().anyMatch(l -> l.matches("0000:06:00\\.0 +010802 +1da0:0003 +\\d+ +-")), out);
+        assertEquals(machine.pci().lspciTree().stripTrailing(), cmds.lspci("-t"));
+
+        String v = cmds.lspci("-v", "03:00.0");
+        assertTrue(v.startsWith("0000:03:00.0 3D controller"), v);
+        assertTrue(v.contains("IOMMU group: " + gpuGroup) && v.contains("Kernel driver in use: gpu"), v);
+        assertEquals(DEFAULT_BDFS.size(), cmds.lspci("-v").lines().filter(l -> l.startsWith("0000:")).count());
+        assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, () -> cmds.lspci("-v", "0000:42:00.0")).errno());
+        assertThrows(IllegalArgumentException.class, () -> cmds.lspci("-x"));
+    }
+
+    @Test
+    void iommuShowsGroupsDomainsMappingsAndFaults() {
+        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder);
+        IommuGroup shared = machine.iommu().groupOf(machine.pci().function(GPU)).orElseThrow();
+        assertEquals(List.of("0000:02:00.0", "0000:02:01.0", GPU, "0000:04:00.0"),
+                shared.devices().stream().map(Device::name).sorted().toList(),
+                "no ACS on the switch's downstream ports: GPU, first HCA and both ports share one group");
+        String out = cmds.iommu();
+        assertTrue(out.startsWith("IOMMU on, default domain type dma"), out);
+        assertTrue(out.contains("group " + shared.id() + ": domain " + shared.domain().name() + " (default)\n"), out);
+        assertTrue(out.contains("  " + GPU + "  -"), out);
+        assertTrue(out.lines().anyMatch(l -> l.matches(shared.domain().name() + " +dma +0 B +" + shared.id())), out);
+        assertTrue(out.endsWith("faults: 0"), out);
+        assertEquals("no IOMMU faults", cmds.iommu("faults"));
+        assertEquals("no IOVA mapped in any domain", cmds.iommu("mappings"));
+
+        PciFunction gpu = machine.pci().function(GPU);
+        gpu.setMaster(true);
+        long pa = machine.memory().allocPages(0) << HostMemory.PAGE_SHIFT;
+        long iova = gpu.dma().mapSingle(pa, 4096, DmaDirection.BIDIRECTIONAL);
+        assertTrue(cmds.iommu("mappings").contains(String.format("iova 0x%09x-0x%09x -> phys 0x%09x  4 KiB    rw",
+                iova, iova + 4095, pa)), cmds.iommu("mappings"));
+        assertTrue(cmds.iommu().lines().anyMatch(l -> l.matches(shared.domain().name() + " +dma +4 KiB +" + shared.id())));
+        assertTrue(cmds.dmadebug().startsWith("dma-debug on: 1 active DMA mappings, 0 reports\n  " + GPU + "  1 active mappings"),
+                cmds.dmadebug());
+
+        long stale = iova - (1L << 20); // IOVAs come top-down below the 32-bit mask: this one is free
+        assertThrows(DmaFaultException.class, () -> gpu.dma().busMaster().writeLong(stale, 1));
+        assertEquals(String.format("%s write at iova 0x%x in domain %d: not mapped", GPU, stale, shared.domain().id()),
+                cmds.iommu("faults"));
+        assertTrue(cmds.iommu().endsWith("faults: 1 (dmaplane:iommu faults lists them)"));
+        String debug = cmds.dmadebug();
+        assertTrue(debug.contains("by kind: ACCESS_UNMAPPED=1"), debug);
+        assertTrue(debug.contains("ACCESS_UNMAPPED: DMA-API: " + GPU + ": device write at iova 0x" + Long.toHexString(stale)), debug);
+
+        gpu.dma().unmapSingle(iova, 4096, DmaDirection.BIDIRECTIONAL);
+        assertTrue(cmds.dmadebug("-v").startsWith("dma-debug on: 0 active DMA mappings, 1 reports"), cmds.dmadebug("-v"));
+        gpu.setMaster(false);
+        machine.memory().putPage(pa >>> HostMemory.PAGE_SHIFT);
+        assertThrows(IllegalArgumentException.class, () -> cmds.iommu("bogus"));
+        assertThrows(IllegalArgumentException.class, () -> cmds.dmadebug("-x"));
+    }
+
+    @Test
+    void queryServiceReportsIommuAndDmaDebugInJdkTypes() {
+        MachineQuery q = new MachineQuery(machine);
+        PciFunction gpu = machine.pci().function(GPU);
+        gpu.setMaster(true);
+        assertThrows(DmaFaultException.class, () -> gpu.dma().busMaster().readLong(1L << 30));
+        @SuppressWarnings("unchecked")
+        Map<String, Object> iommu = (Map<String, Object>) q.apply("iommu");
+        assertEquals(true, iommu.get("enabled"));
+        @SuppressWarnings("unchecked")
+        List<Map<String, Object>> faults = (List<Map<String, Object>>) iommu.get("faults");
+        assertEquals(1, faults.size());
+        assertEquals(GPU, faults.getFirst().get("device"));
+        assertEquals(1L << 30, faults.getFirst().get("iova"));
+        assertEquals(false, faults.getFirst().get("write"));
+        @SuppressWarnings("unchecked")
+        List<Map<String, Object>> groups = (List<Map<String, Object>>) iommu.get("groups");
+        assertTrue(groups.stream().anyMatch(g -> ((List<?>) g.get("devices")).contains(GPU)
+                && ((List<?>) g.get("devices")).size() == 4));
+        @SuppressWarnings("unchecked")
+        Map<String, Object> debug = (Map<String, Object>) q.apply("dmaDebug");
+        assertEquals(0, debug.get("activeMappings"));
+        @SuppressWarnings("unchecked")
+        List<Map<String, Object>> reports = (List<Map<String, Object>>) debug.get("reports");
+        assertEquals("ACCESS_UNMAPPED", reports.getFirst().get("kind"));
+        @SuppressWarnings("unchecked")
+        Map<String, Object> status = (Map<String, Object>) q.apply("status");
+        assertEquals(1, status.get("iommuFaults"));
+        assertEquals(1, status.get("dmaDebugReports"));
+        assertEquals(0, status.get("activeDmaMappings"));
+        gpu.setMaster(false);
     }
 }
