@@ -7,6 +7,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -14,14 +15,22 @@ import java.util.concurrent.TimeoutException;
 import java.util.function.Supplier;
 
 /**
- * The headline demo, for now (until the GPU interop demo lands): boot the runtime, hot-load the dmatest driver
- * bundle through {@code deploy/}, show what it did, delete it, and check that its remove ran and nothing is left.
- * Every wait is bounded and watches the machine's state; nothing sleeps for a fixed time to let things happen.
+ * The headline demo on the default machine: boot, show the PCI tree and the IOMMU groups ACS makes, hot-load the
+ * dmatest driver through {@code deploy/}, show what the GPU's copy engine did through its IOMMU domain, show the
+ * bad DMA (dmatest's use-after-unmap) the IOMMU stopped, delete the driver and check that nothing is left. Every
+ * wait is bounded and watches the machine's state; nothing sleeps for a fixed time to let things happen. Exit 0
+ * only if every check held.
  */
 final class Demo {
     static final String DRIVER_JAR = "driver-dmatest.jar";
     static final String DRIVER_BSN = "dev.dmaplane.driver.dmatest";
     static final String DRIVER_NAME = "dmatest";
+    /** The service dmatest publishes per device, matched by class name (the launcher cannot load the class). */
+    static final String RESULT_FILTER = "(objectClass=dev.dmaplane.driver.dmatest.DmaTestResult)";
+    /** The default machine's GPU, whose BAR0 is the copy engine. */
+    static final String GPU = "0000:03:00.0";
+    /** What shares the GPU's IOMMU group: the switch's downstream ports lack ACS. */
+    static final List<String> GPU_GROUP = List.of("0000:02:00.0", "0000:02:01.0", GPU, "0000:04:00.0");
     static final Duration WAIT = Duration.ofSeconds(10);
 
     private final DmaplaneRuntime.Config config;
@@ -40,7 +49,8 @@ final class Demo {
             out.println("dmaplane demo: the driver bundle " + driverJar + " is missing (build with mvn install)");
             return 1;
         }
-        out.println("dmaplane demo: hot-load a driver bundle into a running machine, then take it out again");
+        out.println("dmaplane demo: hot-load a DMA driver into a running machine, check its copy engine byte by byte,");
+        out.println("watch the IOMMU stop a bad DMA, then take the driver out and check that nothing is left");
         long t0 = System.nanoTime();
         section(1, "boot: Apache Felix " + DmaplaneRuntime.versions().getProperty("felix.version")
                 + " with the runtime bundles of " + config.distDir().resolve("bundle"));
@@ -49,55 +59,21 @@ final class Demo {
         try {
             note("machine up after %s; %d bundles installed; work directory %s", since(t0),
                     rt.framework().getBundleContext().getBundles().length, config.workDir());
-            shell(rt, "dmaplane:devices");
-            shell(rt, "dmaplane:memory");
+            boot(rt);
             long baseFrames = frames(rt);
             long basePinned = rt.pinnedFrames();
             long baseSeq = (Long) rt.status().get("traceLastSeq");
 
-            section(2, "hot-load: copy " + DRIVER_JAR + " into " + rt.deployDir() + " (File Install polls every "
-                    + config.pollMillis() + " ms)");
-            long t1 = System.nanoTime();
-            Path deployed = deploy(driverJar, rt.deployDir());
-            List<String> bound = await("dmatest bound to a device", () -> {
-                List<String> b = boundTo(rt.status(), DRIVER_NAME);
-                return b.isEmpty() ? Optional.empty() : Optional.of(b);
-            });
-            note("dmatest drives %s, %s after the copy", bound, since(t1));
-            shell(rt, "dmaplane:drivers");
-            shell(rt, "dmaplane:devices");
-            shell(rt, "dmaplane:memory");
-            shell(rt, "dmaplane:trace 4");
+            Path deployed = hotLoad(rt, driverJar);
+            Map<String, Object> result = result(rt);
             long boundFrames = frames(rt);
-
-            section(3, "hot-unload: delete " + deployed);
-            long t2 = System.nanoTime();
-            Files.delete(deployed);
-            await("dmatest unbound and its bundle uninstalled", () ->
-                    !driverNames(rt.status()).contains(DRIVER_NAME) && rt.bundle(DRIVER_BSN).isEmpty()
-                            ? Optional.of(true) : Optional.empty());
-            note("dmatest gone %s after the delete", since(t2));
-            shell(rt, "dmaplane:trace 4");
-            shell(rt, "dmaplane:memory");
-
-            section(4, "checks");
-            Map<String, Object> end = rt.status();
-            List<Map<String, Object>> trace = rt.trace();
-            check(boundFrames > baseFrames, "probe allocated host pages: %d frames held while bound (%d before)",
-                    boundFrames - baseFrames, baseFrames);
-            check(frames(rt) == baseFrames, "allocated frames back to %d after unload (now %d)", baseFrames, frames(rt));
-            check(rt.pinnedFrames() == basePinned, "pinned frames back to %d (now %d)", basePinned, rt.pinnedFrames());
-            for (String dev : bound) {
-                check(traced(trace, baseSeq, "BIND", dev), "BIND of %s by dmatest traced", dev);
-                check(traced(trace, baseSeq, "UNBIND", dev), "UNBIND of %s by dmatest traced: remove and devres ran", dev);
-                check(devres(end, dev) == 0, "no device-managed resource left on %s", dev);
-            }
-            check(!driverNames(end).contains(DRIVER_NAME), "dmatest is no longer registered with the driver core");
-            check(rt.bundle(DRIVER_BSN).isEmpty(), "bundle %s is uninstalled", DRIVER_BSN);
+            copyEngine(rt, result, baseSeq);
+            badDma(rt, result);
+            hotUnload(rt, deployed, baseSeq, baseFrames, basePinned, boundFrames);
 
             long t3 = System.nanoTime();
             stopped = rt.stop(Duration.ofSeconds(10));
-            section(5, "shutdown: " + (stopped ? "framework stopped in " + since(t3) : "framework did not stop in 10 s"));
+            section(7, "shutdown: " + (stopped ? "framework stopped in " + since(t3) : "framework did not stop in 10 s"));
             check(stopped, "framework stopped");
         } catch (TimeoutException e) {
             failures.add(e.getMessage());
@@ -114,6 +90,136 @@ final class Demo {
         }
         out.println("demo FAILED: " + failures.size() + " check(s): " + String.join("; ", failures));
         return 1;
+    }
+
+    /** [1] The machine as lspci and the IOMMU see it. */
+    private void boot(DmaplaneRuntime rt) throws Exception {
+        shell(rt, "dmaplane:lspci -t");
+        shell(rt, "dmaplane:iommu");
+        Map<String, Object> iommu = rt.iommu();
+        check(MachineState.groupMembers(iommu, GPU).equals(GPU_GROUP),
+                "the GPU shares IOMMU group %s with %s: the switch's downstream ports have no ACS, so peer-to-peer "
+                        + "traffic between them would never reach the IOMMU", groupId(iommu, GPU),
+                GPU_GROUP.stream().filter(d -> !d.equals(GPU)).toList());
+        check(MachineState.groupMembers(iommu, "0000:05:00.0").equals(List.of("0000:05:00.0"))
+                        && MachineState.groupMembers(iommu, "0000:06:00.0").equals(List.of("0000:06:00.0")),
+                "the second HCA and the NVMe sit in groups of their own: their root ports enforce ACS");
+        shell(rt, "dmaplane:memory");
+    }
+
+    /** [2] Copy the driver into deploy/ and wait for it to bind. */
+    private Path hotLoad(DmaplaneRuntime rt, Path driverJar) throws Exception {
+        section(2, "hot-load: copy " + DRIVER_JAR + " into " + rt.deployDir() + " (File Install polls every "
+                + config.pollMillis() + " ms)");
+        long t1 = System.nanoTime();
+        Path deployed = deploy(driverJar, rt.deployDir());
+        List<String> bound = await("dmatest bound to a device", () -> {
+            List<String> b = MachineState.boundTo(rt.status(), DRIVER_NAME);
+            return b.isEmpty() ? Optional.empty() : Optional.of(b);
+        });
+        note("dmatest drives %s, %s after the copy; its probe set up the copy engine and ran the self test", bound, since(t1));
+        check(bound.equals(List.of(GPU)), "dmatest bound to the GPU %s only", GPU);
+        shell(rt, "dmaplane:drivers");
+        return deployed;
+    }
+
+    /** The dmatest result service's properties (waited for, bounded). */
+    private static Map<String, Object> result(DmaplaneRuntime rt) throws Exception {
+        return await("dmatest result service", () -> {
+            try {
+                return rt.serviceProperties(RESULT_FILTER).stream().filter(p -> GPU.equals(p.get("dmatest.device"))).findFirst();
+            } catch (org.osgi.framework.InvalidSyntaxException e) {
+                throw new IllegalStateException(e);
+            }
+        });
+    }
+
+    /** [3] The good transfers: descriptors, IOVAs, what the CPU verified, the trace. */
+    private void copyEngine(DmaplaneRuntime rt, Map<String, Object> result, long baseSeq) throws Exception {
+        Map<String, Object> iommu = rt.iommu();
+        String domain = (String) MachineState.group(iommu, GPU).map(g -> g.get("domain")).orElse("?");
+        section(3, "what the copy engine did, through IOMMU domain " + domain + " (from dmatest's DmaTestResult service)");
+        note("descriptor ring at iova 0x%x (coherent memory, mapped while the driver is bound); the transfers:",
+                (Long) result.get("dmatest.ringIova"));
+        for (String t : (String[]) result.get("dmatest.transfers")) {
+            out.println("    " + t);
+        }
+        note("dmatest: %s", result.get("dmatest.summary"));
+        List<Map<String, Object>> dma = MachineState.events(rt.trace(), baseSeq, GPU, List.of("MAP", "UNMAP"));
+        note("the trace holds %d MAP/UNMAP events of %s since the load; the ring and the first copy:", dma.size(), GPU);
+        dma.stream().limit(5).forEach(e -> out.println(String.format("    #%d %s addr=0x%x len=%d %s", (Long) e.get("seq"),
+                e.get("kind"), (Long) e.get("address"), (Long) e.get("length"), e.get("detail"))));
+        shell(rt, "dmaplane:iommu mappings");
+        int tests = (Integer) result.get("dmatest.tests");
+        check(tests == 6 && (Integer) result.get("dmatest.failures") == 0,
+                "%d transfers (4 copies, a fill, a copy after the reset), 0 failures", tests);
+        check((Long) result.get("dmatest.bytesCopied") > 0 && (Long) result.get("dmatest.bytesVerified") > 0,
+                "%d bytes copied and %d filled by the engine, %d bytes checked by the CPU against dmatest's patterns",
+                (Long) result.get("dmatest.bytesCopied"), (Long) result.get("dmatest.bytesFilled"),
+                (Long) result.get("dmatest.bytesVerified"));
+        long maps = dma.stream().filter(e -> "MAP".equals(e.get("kind"))).count();
+        long unmaps = dma.size() - maps;
+        check(maps == unmaps + 1, "every streaming mapping was unmapped: %d MAP, %d UNMAP, the ring's mapping stays", maps, unmaps);
+        int active = (Integer) rt.status().get("activeDmaMappings");
+        check(active == 1 && MachineState.mappedBytes(iommu, domain) == 4096,
+                "while bound only the ring is mapped: %d active DMA mapping, %s maps %d bytes", active, domain,
+                MachineState.mappedBytes(iommu, domain));
+    }
+
+    /** [4] The use-after-unmap: the engine's status, the IOMMU's fault, the untouched page. */
+    private void badDma(DmaplaneRuntime rt, Map<String, Object> result) throws Exception {
+        long iova = (Long) result.get("dmatest.faultIova");
+        section(4, "a bad DMA: dmatest mapped a destination buffer, unmapped it, and still gave the engine a descriptor "
+                + "naming its IOVA");
+        Arrays.stream((String[]) result.get("dmatest.transfers")).filter(t -> t.contains("stale"))
+                .forEach(t -> out.println("    " + t));
+        note("dmatest: %s", result.get("dmatest.faultDetail"));
+        shell(rt, "dmaplane:iommu faults");
+        shell(rt, "dmaplane:dmadebug");
+        List<Map<String, Object>> faults = MachineState.faults(rt.iommu()).stream()
+                .filter(f -> GPU.equals(f.get("device")) && iova == (Long) f.get("iova")).toList();
+        check("PASSED".equals(result.get("dmatest.faultCheck")), "dmatest's fault check passed");
+        check("ST_WRITE_FAULT".equals(result.get("dmatest.faultStatus")),
+                "the engine halted the descriptor with %s", result.get("dmatest.faultStatus"));
+        check(faults.size() == 1 && Boolean.TRUE.equals(faults.getFirst().get("write"))
+                        && "not mapped".equals(faults.getFirst().get("reason")),
+                "the IOMMU recorded one write fault of %s at iova 0x%x: not mapped", GPU, iova);
+        check((Long) result.get("dmatest.faultBytesChanged") == 0,
+                "no byte of the page that used to be mapped there changed (every byte compared)");
+        check(MachineState.reports(rt.dmaDebug(), "ACCESS_UNMAPPED").size() == 1,
+                "dma-debug reported the refused access once (ACCESS_UNMAPPED)");
+    }
+
+    /** [5] Delete the jar, wait for the unbind, check that nothing is left. */
+    private void hotUnload(DmaplaneRuntime rt, Path deployed, long baseSeq, long baseFrames, long basePinned,
+                           long boundFrames) throws Exception {
+        section(5, "hot-unload: delete " + deployed);
+        long t2 = System.nanoTime();
+        Files.delete(deployed);
+        await("dmatest unbound and its bundle uninstalled", () ->
+                !MachineState.driverNames(rt.status()).contains(DRIVER_NAME) && rt.bundle(DRIVER_BSN).isEmpty()
+                        ? Optional.of(true) : Optional.empty());
+        note("dmatest gone %s after the delete", since(t2));
+        shell(rt, "dmaplane:dmadebug");
+        shell(rt, "dmaplane:memory");
+
+        section(6, "checks after the unload");
+        Map<String, Object> end = rt.status();
+        Map<String, Object> iommu = rt.iommu();
+        String domain = (String) MachineState.group(iommu, GPU).map(g -> g.get("domain")).orElse("?");
+        List<Map<String, Object>> trace = rt.trace();
+        check(MachineState.traced(trace, baseSeq, "BIND", GPU, DRIVER_NAME), "BIND of %s by dmatest traced", GPU);
+        check(MachineState.traced(trace, baseSeq, "UNBIND", GPU, DRIVER_NAME), "UNBIND of %s traced: remove ran", GPU);
+        check(MachineState.reports(rt.dmaDebug(), "LEAK_AT_UNBIND").isEmpty(),
+                "dma-debug found no mapping leaked at unbind");
+        check((Integer) end.get("activeDmaMappings") == 0 && MachineState.mappedBytes(iommu, domain) == 0,
+                "0 active DMA mappings; %s maps 0 bytes", domain);
+        check(boundFrames > baseFrames, "probe held %d frames while bound (ring and buffers)", boundFrames - baseFrames);
+        check(frames(rt) == baseFrames, "allocated frames back to %d (now %d)", baseFrames, frames(rt));
+        check(rt.pinnedFrames() == basePinned, "pinned frames back to %d (now %d)", basePinned, rt.pinnedFrames());
+        check(MachineState.devres(end, GPU) == 0, "no device-managed resource left on %s", GPU);
+        check(rt.serviceProperties(RESULT_FILTER).isEmpty(), "the DmaTestResult service is withdrawn");
+        check(rt.bundle(DRIVER_BSN).isEmpty(), "bundle %s is uninstalled", DRIVER_BSN);
     }
 
     /** Copies the jar into deploy/ atomically, so File Install never sees half a file. */
@@ -142,34 +248,8 @@ final class Demo {
         }
     }
 
-    @SuppressWarnings("unchecked")
-    static List<String> boundTo(Map<String, Object> status, String driver) {
-        for (Map<String, Object> d : (List<Map<String, Object>>) status.get("drivers")) {
-            if (driver.equals(d.get("name"))) {
-                return (List<String>) d.get("bound");
-            }
-        }
-        return List.of();
-    }
-
-    @SuppressWarnings("unchecked")
-    static List<String> driverNames(Map<String, Object> status) {
-        return ((List<Map<String, Object>>) status.get("drivers")).stream().map(d -> (String) d.get("name")).toList();
-    }
-
-    @SuppressWarnings("unchecked")
-    static int devres(Map<String, Object> status, String device) {
-        for (Map<String, Object> d : (List<Map<String, Object>>) status.get("devices")) {
-            if (device.equals(d.get("name"))) {
-                return (Integer) d.get("devres");
-            }
-        }
-        return 0;
-    }
-
-    static boolean traced(List<Map<String, Object>> trace, long afterSeq, String kind, String device) {
-        return trace.stream().anyMatch(e -> (Long) e.get("seq") > afterSeq && kind.equals(e.get("kind"))
-                && device.equals(e.get("device")) && DRIVER_NAME.equals(e.get("detail")));
+    private static Object groupId(Map<String, Object> iommu, String device) {
+        return MachineState.group(iommu, device).map(g -> g.get("id")).orElse("?");
     }
 
     private static long frames(DmaplaneRuntime rt) {

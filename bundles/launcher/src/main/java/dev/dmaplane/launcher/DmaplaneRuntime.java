@@ -288,7 +288,7 @@ public final class DmaplaneRuntime implements AutoCloseable {
         return deployDir;
     }
 
-    /** Asks the runtime's query service ({@code status}, {@code pinnedFrames}, {@code trace}). */
+    /** Asks the runtime's query service ({@code status}, {@code pinnedFrames}, {@code trace}, {@code iommu}, {@code dmaDebug}). */
     @SuppressWarnings("unchecked")
     public Object query(String what) {
         Object svc = query.getService();
@@ -313,6 +313,37 @@ public final class DmaplaneRuntime implements AutoCloseable {
     @SuppressWarnings("unchecked")
     public List<Map<String, Object>> trace() {
         return (List<Map<String, Object>>) query("trace");
+    }
+
+    /** The IOMMU: groups, domains, faults; see the runtime's {@code MachineQuery}. */
+    @SuppressWarnings("unchecked")
+    public Map<String, Object> iommu() {
+        return (Map<String, Object>) query("iommu");
+    }
+
+    /** dma-debug: active mappings and reports; see the runtime's {@code MachineQuery}. */
+    @SuppressWarnings("unchecked")
+    public Map<String, Object> dmaDebug() {
+        return (Map<String, Object>) query("dmaDebug");
+    }
+
+    /**
+     * The properties of every service matching {@code filter}, whatever its class: the launcher cannot load the
+     * classes of services bundles register, but it can read their properties (JDK types).
+     */
+    public List<Map<String, Object>> serviceProperties(String filter) throws InvalidSyntaxException {
+        ServiceReference<?>[] refs = framework.getBundleContext().getAllServiceReferences(null, filter);
+        List<Map<String, Object>> all = new ArrayList<>();
+        if (refs != null) {
+            for (ServiceReference<?> ref : refs) {
+                Map<String, Object> props = new HashMap<>();
+                for (String key : ref.getPropertyKeys()) {
+                    props.put(key, ref.getProperty(key));
+                }
+                all.add(props);
+            }
+        }
+        return all;
     }
 
     /** The installed bundle with symbolic name {@code bsn}, if any. */

@@ -37,8 +37,13 @@ class DemoIT {
         Threads.Snapshot threads = Threads.snapshot();
         Run r = main("demo", "--work", tmp.resolve("work").toString(), "--dist", RuntimeIT.DIST.toString());
         assertEquals(0, r.code(), r.out());
-        assertTrue(r.out().contains("dmatest drives [0000:01:00.0]"), r.out());
-        assertTrue(r.out().contains("ok     UNBIND of 0000:01:00.0 by dmatest traced"), r.out());
+        assertTrue(r.out().contains("dmatest drives [0000:03:00.0]"), r.out());
+        assertTrue(r.out().contains("ok     the GPU shares IOMMU group"), r.out());
+        assertTrue(r.out().contains("ok     6 transfers (4 copies, a fill, a copy after the reset), 0 failures"), r.out());
+        assertTrue(r.out().contains("ok     the IOMMU recorded one write fault of 0000:03:00.0 at iova 0x"), r.out());
+        assertTrue(r.out().contains("ok     no byte of the page that used to be mapped there changed"), r.out());
+        assertTrue(r.out().contains("ok     UNBIND of 0000:03:00.0 traced: remove ran"), r.out());
+        assertTrue(r.out().contains("ok     0 active DMA mappings"), r.out());
         assertTrue(r.out().strip().endsWith("demo passed"), r.out());
         assertTrue(!r.out().contains("FAILED"), r.out());
         threads.assertAllNewThreadsEnd(Duration.ofSeconds(5));
@@ -48,7 +53,7 @@ class DemoIT {
     void shellRunsOneCommand() throws Exception {
         Run r = main("shell", "--work", tmp.resolve("work").toString(), "--dist", RuntimeIT.DIST.toString(), "dmaplane:trace", "2", "DEVICE_ADD");
         assertEquals(0, r.code(), r.err());
-        assertTrue(r.out().contains("DEVICE_ADD 0000:01:00.0 PCI"), r.out());
+        assertTrue(r.out().contains("DEVICE_ADD 0000:06:00.0 PCI"), r.out());
         Run bad = main("shell", "--work", tmp.resolve("work").toString(), "--dist", RuntimeIT.DIST.toString(), "dmaplane:nope");
         assertEquals(1, bad.code());
         assertTrue(bad.err().contains("Command not found: dmaplane:nope"), bad.err());
@@ -63,6 +68,16 @@ class DemoIT {
         assertTrue(e.getMessage().startsWith("the machine did not boot: "), e.getMessage());
         assertTrue(e.getMessage().contains(machine.toString()), e.getMessage());
         assertTrue(System.nanoTime() - t0 < Duration.ofSeconds(10).toNanos(), "no wait for the start timeout");
+    }
+
+    @Test
+    void topologyBootsTheMachineItNames() throws Exception {
+        Path machine = Files.writeString(tmp.resolve("small.yaml"), MachineFileIT.SMALL_MACHINE);
+        Run r = main("shell", "--topology", machine.toString(), "--work", tmp.resolve("work").toString(), "--dist",
+                RuntimeIT.DIST.toString(), "dmaplane:lspci");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().startsWith("-[0000:00]---01.0-[01]----00.0  3D controller [1da0:0001] 0000:01:00.0 model=gpu"), r.out());
+        assertTrue(r.out().contains("0000:00:01.0") && !r.out().contains("0000:03:00.0"), r.out());
     }
 
     @Test

@@ -10,6 +10,7 @@ import org.osgi.framework.Bundle;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -21,8 +22,9 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * The runtime in a real embedded Felix, booted from the distribution exactly as {@code dmaplane} boots it: File
- * Install on a temporary deploy directory, the dmatest driver bundle hot-loaded and removed, Gogo commands. The
+ * The runtime in a real embedded Felix on the default machine, booted from the distribution exactly as
+ * {@code dmaplane} boots it: File Install on a temporary deploy directory, the dmatest driver bundle hot-loaded
+ * onto the GPU's copy engine and removed, Gogo commands. The
  * bundles are not on this test's class path; the test sees the machine only through the JDK-typed query service.
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
@@ -30,6 +32,9 @@ class RuntimeIT {
     static final Path DIST = Path.of(System.getProperty("dmaplane.dist", "target/dist"));
     static final Path DRIVER = DIST.resolve("drivers").resolve(Demo.DRIVER_JAR);
     static final Duration WAIT = Duration.ofSeconds(10);
+    /** Every function of the default machine, sorted. */
+    static final List<String> DEFAULT_BDFS = List.of("0000:00:01.0", "0000:00:02.0", "0000:00:03.0", "0000:01:00.0",
+            "0000:02:00.0", "0000:02:01.0", "0000:03:00.0", "0000:04:00.0", "0000:05:00.0", "0000:06:00.0");
 
     @TempDir
     Path tmp;
@@ -61,67 +66,119 @@ class RuntimeIT {
             assertEquals(Bundle.ACTIVE, b.getState(), b.getSymbolicName() + " is active");
         }
         assertTrue(rt.bundle(DmaplaneRuntime.GOGO_SHELL_BSN).isEmpty(), "no shell reading the terminal in a test");
-        assertEquals(0L, rt.status().get("allocatedFrames"));
+        Map<String, Object> s = rt.status();
+        assertEquals(DEFAULT_BDFS, MachineState.deviceNames(s).stream().sorted().toList(), "the default machine booted");
+        assertEquals(64L << 30, s.get("ramBytes"));
+        assertEquals(0, s.get("activeDmaMappings"));
+        assertEquals(0, s.get("iommuFaults"));
     }
 
     @Test
-    void hotLoadedDriverBindsAndDeletingItRunsRemove() throws Exception {
+    void dmatestBindsToTheGpuCopiesThroughTheIommuAndUnbindLeavesNothing() throws Exception {
         long baseFrames = frames();
         long baseSeq = (Long) rt.status().get("traceLastSeq");
 
         Path deployed = Demo.deploy(DRIVER, rt.deployDir());
-        List<String> bound = Demo.await("dmatest bound", WAIT, () -> {
-            List<String> b = Demo.boundTo(rt.status(), Demo.DRIVER_NAME);
-            return b.isEmpty() ? Optional.empty() : Optional.of(b);
-        });
-        assertEquals(List.of("0000:01:00.0"), bound, "dmatest claims the 3D controller only");
-        assertTrue(frames() > baseFrames, "probe allocated its buffers");
-        assertEquals(1, Demo.devres(rt.status(), "0000:01:00.0"), "the destination buffer is device-managed");
-        assertTrue(Demo.traced(rt.trace(), baseSeq, "BIND", "0000:01:00.0"));
+        assertEquals(List.of(Demo.GPU), awaitBound(), "dmatest claims the copy-engine GPU only");
+        Map<String, Object> r = result();
+        assertEquals(6, r.get("dmatest.tests"));
+        assertEquals(0, r.get("dmatest.failures"), Arrays.toString((String[]) r.get("dmatest.transfers")));
+        assertTrue((Long) r.get("dmatest.bytesCopied") > 0 && (Long) r.get("dmatest.bytesFilled") > 0);
+        assertEquals(12L * 16384, r.get("dmatest.bytesVerified"));
+        assertTrue(MachineState.traced(rt.trace(), baseSeq, "BIND", Demo.GPU, Demo.DRIVER_NAME));
+        assertEquals(1, rt.status().get("activeDmaMappings"), "while bound only the descriptor ring is mapped");
+        assertTrue(frames() > baseFrames, "probe allocated its ring and buffers");
+
+        assertEquals("PASSED", r.get("dmatest.faultCheck"), (String) r.get("dmatest.faultDetail"));
+        assertEquals("ST_WRITE_FAULT", r.get("dmatest.faultStatus"));
+        assertEquals(0L, r.get("dmatest.faultBytesChanged"));
+        long iova = (Long) r.get("dmatest.faultIova");
+        List<Map<String, Object>> faults = MachineState.faults(rt.iommu());
+        assertEquals(1, faults.size());
+        assertEquals(Demo.GPU, faults.getFirst().get("device"));
+        assertEquals(iova, faults.getFirst().get("iova"));
+        assertEquals(true, faults.getFirst().get("write"));
 
         Files.delete(deployed);
-        Demo.await("dmatest gone", WAIT, () -> !Demo.driverNames(rt.status()).contains(Demo.DRIVER_NAME)
+        Demo.await("dmatest gone", WAIT, () -> !MachineState.driverNames(rt.status()).contains(Demo.DRIVER_NAME)
                 && rt.bundle(Demo.DRIVER_BSN).isEmpty() ? Optional.of(true) : Optional.empty());
-        assertTrue(Demo.traced(rt.trace(), baseSeq, "UNBIND", "0000:01:00.0"), "remove ran: UNBIND traced");
-        assertEquals(baseFrames, frames(), "everything the driver allocated is freed");
+        assertTrue(MachineState.traced(rt.trace(), baseSeq, "UNBIND", Demo.GPU, Demo.DRIVER_NAME), "remove ran");
+        Map<String, Object> s = rt.status();
+        assertEquals(0, s.get("activeDmaMappings"));
+        assertEquals(baseFrames, frames(), "ring and buffers freed");
         assertEquals(0L, rt.pinnedFrames(), "nothing pinned");
-        assertEquals(0, Demo.devres(rt.status(), "0000:01:00.0"));
+        assertEquals(0, MachineState.devres(s, Demo.GPU));
+        assertTrue(MachineState.reports(rt.dmaDebug(), "LEAK_AT_UNBIND").isEmpty(), "dma-debug found no leak");
+        assertTrue(rt.serviceProperties(Demo.RESULT_FILTER).isEmpty(), "the result service went with the binding");
     }
 
     @Test
-    void gogoDriversCommandPrintsTheBoundDriver() throws Exception {
+    void gogoCommandsShowTheMachineAndTheBoundDriver() throws Exception {
         assertEquals("no drivers registered", rt.gogo("dmaplane:drivers", WAIT));
+        String lspci = rt.gogo("dmaplane:lspci", WAIT);
+        for (String bdf : DEFAULT_BDFS) {
+            assertTrue(lspci.contains(bdf), bdf + " in dmaplane:lspci:\n" + lspci);
+        }
         Demo.deploy(DRIVER, rt.deployDir());
-        Demo.await("dmatest bound", WAIT, () -> Demo.boundTo(rt.status(), Demo.DRIVER_NAME).isEmpty()
-                ? Optional.empty() : Optional.of(true));
+        awaitBound();
 
         String drivers = rt.gogo("dmaplane:drivers", WAIT);
         assertTrue(drivers.startsWith("dmatest  [dev.dmaplane.driver.dmatest "), drivers);
-        assertTrue(drivers.contains("matches: pci class 030200/ffff00"), drivers);
-        assertTrue(drivers.contains("bound:   0000:01:00.0"), drivers);
+        assertTrue(drivers.contains("matches: pci class 030200/ffffff; pci vendor 1da0 device 0001"), drivers);
+        assertTrue(drivers.contains("bound:   " + Demo.GPU), drivers);
+        assertTrue(rt.gogo("dmaplane:lspci -t", WAIT).contains("[1da0:0001] 0000:03:00.0 model=gpu driver=dmatest"));
+        String verbose = rt.gogo("dmaplane:lspci -v 03:00.0", WAIT);
+        assertTrue(verbose.contains("Mem+ BusMaster+") && verbose.contains("Kernel driver in use: dmatest"), verbose);
+        String iommu = rt.gogo("dmaplane:iommu", WAIT);
+        assertTrue(iommu.contains("  " + Demo.GPU + "  dmatest"), iommu);
+        assertTrue(rt.gogo("dmaplane:iommu faults", WAIT).startsWith(Demo.GPU + " write at iova 0x"));
+        assertTrue(rt.gogo("dmaplane:iommu mappings", WAIT).contains(" rw"), "the ring stays mapped");
+        String debug = rt.gogo("dmaplane:dmadebug", WAIT);
+        assertTrue(debug.startsWith("dma-debug on: 1 active DMA mappings, 1 reports"), debug);
+        assertTrue(debug.contains("by kind: ACCESS_UNMAPPED=1"), debug);
 
         String devices = rt.gogo("dmaplane:devices", WAIT);
-        assertTrue(devices.lines().anyMatch(l -> l.startsWith("0000:01:00.0") && l.contains("dmatest")), devices);
-        assertTrue(rt.gogo("dmaplane:trace 1 BIND", WAIT).matches("#\\d+ BIND 0000:01:00.0 dmatest"));
-        assertTrue(rt.gogo("dmaplane:memory", WAIT).contains("allocated  8 frames (32 KiB)"));
+        assertTrue(devices.lines().anyMatch(l -> l.contains("`- " + Demo.GPU) && l.contains("dmatest")), devices);
+        assertTrue(rt.gogo("dmaplane:trace 1 BIND", WAIT).matches("#\\d+ BIND 0000:03:00.0 dmatest"));
+        assertTrue(rt.gogo("dmaplane:memory", WAIT).contains("DMA        1 active mappings"));
         assertTrue(rt.gogo("lb", WAIT).contains("dmaplane dmatest driver"), "Gogo's own commands work too");
         Gogo.CommandException e = assertThrows(Gogo.CommandException.class, () -> rt.gogo("dmaplane:trace NOPE", WAIT));
         assertTrue(e.getMessage().contains("unknown trace kind 'NOPE'"), e.getMessage());
+        Gogo.CommandException nodev = assertThrows(Gogo.CommandException.class, () -> rt.gogo("dmaplane:lspci -v 42:00.0", WAIT));
+        assertTrue(nodev.getMessage().contains("ENODEV: no PCI function 0000:42:00.0"), nodev.getMessage());
     }
 
     @Test
-    void stoppingTheFrameworkWithTheDriverLoadedRunsItsRemove() throws Exception {
+    void stoppingTheDriverBundleRunsRemoveAndStartingItBindsAgain() throws Exception {
+        long baseFrames = frames();
         Demo.deploy(DRIVER, rt.deployDir());
-        Demo.await("dmatest bound", WAIT, () -> Demo.boundTo(rt.status(), Demo.DRIVER_NAME).isEmpty()
-                ? Optional.empty() : Optional.of(true));
+        awaitBound();
         Bundle driver = rt.bundle(Demo.DRIVER_BSN).orElseThrow();
         driver.stop();
         Map<String, Object> s = rt.status();
-        assertFalse(Demo.driverNames(s).contains(Demo.DRIVER_NAME), "stopping the bundle unregisters the driver");
-        assertEquals(0L, s.get("allocatedFrames"));
+        assertFalse(MachineState.driverNames(s).contains(Demo.DRIVER_NAME), "stopping the bundle unregisters the driver");
+        assertEquals(baseFrames, s.get("allocatedFrames"));
+        assertEquals(0, s.get("activeDmaMappings"));
+        assertTrue(rt.serviceProperties(Demo.RESULT_FILTER).isEmpty());
         driver.start();
-        assertEquals(List.of("0000:01:00.0"), Demo.boundTo(rt.status(), Demo.DRIVER_NAME), "restart binds again");
+        assertEquals(List.of(Demo.GPU), MachineState.boundTo(rt.status(), Demo.DRIVER_NAME), "restart binds again");
+        assertEquals(0, result().get("dmatest.failures"), "the engine works again after the first run's halt and reset");
+        assertEquals(2, MachineState.faults(rt.iommu()).size(), "each run's fault check faults once");
         // the framework stop in @AfterEach unbinds it a last time while the machine is still up
+    }
+
+    private List<String> awaitBound() throws Exception {
+        return Demo.await("dmatest bound", WAIT, () -> {
+            List<String> b = MachineState.boundTo(rt.status(), Demo.DRIVER_NAME);
+            return b.isEmpty() ? Optional.empty() : Optional.of(b);
+        });
+    }
+
+    private Map<String, Object> result() throws Exception {
+        List<Map<String, Object>> all = rt.serviceProperties(Demo.RESULT_FILTER);
+        assertEquals(1, all.size(), "one DmaTestResult service per bound device");
+        assertEquals(Demo.GPU, all.getFirst().get("dmatest.device"));
+        return all.getFirst();
     }
 
     private long frames() {

@@ -22,6 +22,9 @@ import java.util.stream.Collectors;
  */
 @Component(service = DmaplaneCommands.class, property = {
         "osgi.command.scope=dmaplane",
+        "osgi.command.function=lspci",
+        "osgi.command.function=iommu",
+        "osgi.command.function=dmadebug",
         "osgi.command.function=devices",
         "osgi.command.function=drivers",
         "osgi.command.function=trace",
@@ -43,17 +46,78 @@ public final class DmaplaneCommands {
     /** {@code dmaplane:help}: what the commands do. */
     public String help() {
         return """
+                dmaplane:lspci              PCI hierarchy as lspci -tv draws it, then every function with its
+                                            IDs, IOMMU group and bound driver (lspci -nnk)
+                dmaplane:lspci -t           the tree only
+                dmaplane:lspci -v [BDF]     lspci -vv of one function (of all without BDF): command register,
+                                            BARs, capabilities, ACS, IOMMU group, driver
+                dmaplane:iommu              IOMMU groups (devices, drivers, current/default domain), domains
+                                            (type, mapped bytes), fault count
+                dmaplane:iommu faults       the faults the IOMMU recorded (device, IOVA, read/write, reason)
+                dmaplane:iommu mappings     every IOVA range mapped in every paging domain
+                dmaplane:dmadebug [-v]      dma-debug: active DMA mappings per device, findings (-v: with the
+                                            stack that made each mapping)
                 dmaplane:devices            devices on all buses, as a tree, with the driver bound to each
                 dmaplane:drivers            registered drivers, their bundle, ID table and the devices they drive
                 dmaplane:trace [N] [KIND]   the last N trace events (default %d), only of KIND if given
-                dmaplane:memory             RAM size, allocated, resident and pinned page frames
+                dmaplane:memory             RAM size, allocated, resident and pinned page frames, DMA mappings
                 Driver bundles copied into the deploy directory are installed, started and bound within a second;
                 deleting them unbinds (the driver's remove runs) and uninstalls them.""".formatted(DEFAULT_TRACE_EVENTS);
     }
 
+    /** {@code dmaplane:lspci}: {@code lspci -tv} with bound drivers, then one line per function. */
+    public String lspci() {
+        return PciView.treeAndList(machine);
+    }
+
+    /** {@code dmaplane:lspci -t} (tree only) or {@code dmaplane:lspci -v} (every function verbosely). */
+    public String lspci(String option) {
+        return switch (option) {
+            case "-t" -> machine.pci().lspciTree().stripTrailing();
+            case "-v", "-vv" -> machine.pci().functions().stream().map(f -> PciView.verbose(machine, f.name()))
+                    .collect(Collectors.joining("\n\n"));
+            default -> throw new IllegalArgumentException("usage: dmaplane:lspci [-t | -v [BDF]], not '" + option + "'");
+        };
+    }
+
+    /** {@code dmaplane:lspci -v BDF}: {@code lspci -vv -s BDF}. */
+    public String lspci(String option, String bdf) {
+        if (!option.equals("-v") && !option.equals("-vv") && !option.equals("-s")) {
+            throw new IllegalArgumentException("usage: dmaplane:lspci -v BDF, not '" + option + " " + bdf + "'");
+        }
+        return PciView.verbose(machine, bdf);
+    }
+
+    /** {@code dmaplane:iommu}: groups, domains and the fault count. */
+    public String iommu() {
+        return IommuView.overview(machine.iommu());
+    }
+
+    /** {@code dmaplane:iommu faults} or {@code dmaplane:iommu mappings}. */
+    public String iommu(String what) {
+        return switch (what) {
+            case "faults" -> IommuView.faults(machine.iommu());
+            case "mappings" -> IommuView.mappings(machine.iommu());
+            case "groups", "domains" -> IommuView.overview(machine.iommu());
+            default -> throw new IllegalArgumentException("usage: dmaplane:iommu [faults | mappings], not '" + what + "'");
+        };
+    }
+
+    /** {@code dmaplane:dmadebug}: active mappings and findings, one line each. */
+    public String dmadebug() {
+        return DmaDebugView.describe(machine, false);
+    }
+
+    /** {@code dmaplane:dmadebug -v}: the findings with the stack of the call that made each mapping. */
+    public String dmadebug(String option) {
+        if (!option.equals("-v")) {
+            throw new IllegalArgumentException("usage: dmaplane:dmadebug [-v], not '" + option + "'");
+        }
+        return DmaDebugView.describe(machine, true);
+    }
+
     /** {@code dmaplane:devices}: the device tree with bound drivers. */
     public String devices() {
-        // When the PCI topology lands: the PCI part of this tree comes from machine.pci().lspciTree().
         List<Device> all = machine.devices().devices();
         if (all.isEmpty()) {
             return "no devices";
@@ -144,9 +208,10 @@ public final class DmaplaneCommands {
                 RAM        %s (%d frames of %s)
                 allocated  %d frames (%s)
                 resident   %s (host memory backing the touched 2 MiB sections)
-                pinned     %d frames""",
+                pinned     %d frames
+                DMA        %d active mappings""",
                 MachineReport.bytes(m.size()), m.totalFrames(), MachineReport.bytes(HostMemory.PAGE_SIZE),
                 allocated, MachineReport.bytes(allocated * HostMemory.PAGE_SIZE),
-                MachineReport.bytes(m.residentBytes()), MachineReport.pinnedFrames(m));
+                MachineReport.bytes(m.residentBytes()), MachineReport.pinnedFrames(m), machine.activeDmaMappings());
     }
 }

@@ -40,8 +40,9 @@ public final class MachineComponent {
         Dictionary<String, Object> props = new Hashtable<>();
         props.put(SOURCE_PROPERTY, file == null || file.isBlank() ? "default" : file);
         registration = context.registerService(Machine.class, machine, props);
-        LOG.info("machine booted ({}): {} devices, {} MiB RAM", props.get(SOURCE_PROPERTY),
-                machine.devices().devices().size(), machine.memory().size() >> 20);
+        LOG.info("machine booted ({}): {} PCI functions, {} MiB RAM, IOMMU {}", props.get(SOURCE_PROPERTY),
+                machine.pci().functions().size(), machine.memory().size() >> 20,
+                machine.iommu().enabled() ? machine.iommu().groups().size() + " groups" : "off");
     }
 
     @Deactivate
@@ -59,21 +60,27 @@ public final class MachineComponent {
         }
     }
 
-    /** Boots the machine described by {@code machineFile}, or the default machine when it is null or blank. */
+    /**
+     * Boots the machine described by {@code machineFile} ({@link Machine#boot(Path)}), or the embedded default
+     * machine ({@link Machine#bootDefault()}) when it is null or blank.
+     *
+     * @throws ErrnoException {@code ENOENT} if the file does not exist; otherwise the loader's or the machine's
+     *                        own errno, with the file named in the message
+     */
     static Machine boot(String machineFile) {
         if (machineFile == null || machineFile.isBlank()) {
-            Machine m = Machine.bootDefault();
-            if (m.devices().devices().isEmpty()) {
-                StandInDevices.populate(m.devices()); // until the PCI topology lands, see StandInDevices
-            }
-            return m;
+            return Machine.bootDefault();
         }
-        Path path = Path.of(machineFile);
+        Path path = Path.of(machineFile).toAbsolutePath();
         if (!Files.isRegularFile(path)) {
-            throw new ErrnoException(Errno.ENOENT, "machine file " + path.toAbsolutePath() + " does not exist");
+            throw new ErrnoException(Errno.ENOENT, "machine file " + path + " does not exist");
         }
-        // Machine.boot(Path) comes with the PCI topology loader; call it here once it is in the framework.
-        throw new ErrnoException(Errno.EOPNOTSUPP, "cannot boot machine file " + path
-                + ": this framework has no topology loader yet (Machine.boot(Path))");
+        try {
+            return Machine.boot(path);
+        } catch (ErrnoException e) {
+            String why = e.getMessage().startsWith(e.errno().name() + ": ")
+                    ? e.getMessage().substring(e.errno().name().length() + 2) : e.getMessage();
+            throw new ErrnoException(e.errno(), "machine file " + path + ": " + why, e);
+        }
     }
 }

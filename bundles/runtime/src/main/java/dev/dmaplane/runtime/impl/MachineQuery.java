@@ -20,11 +20,18 @@ import java.util.function.Function;
  * class path and cannot see {@link Machine}. Registered as a {@code java.util.function.Function<String, Object>}
  * with {@value #PROPERTY}{@code =machine}; the queries are:
  * <ul>
- *   <li>{@code status}: {@code Map} with {@code ramBytes}, {@code allocatedFrames}, {@code residentBytes},
- *       {@code traceLastSeq}, {@code devices} (list of maps: {@code name}, {@code bus}, {@code driver} or "",
- *       {@code devres}) and {@code drivers} (list of maps: {@code name}, {@code bound} names). Cheap enough to
- *       poll.</li>
+ *   <li>{@code status}: {@code Map} with {@code ramBytes},
+ *       {@code allocatedFrames}, {@code residentBytes}, {@code activeDmaMappings}, {@code iommuFaults},
+ *       {@code dmaDebugReports} (counts), {@code traceLastSeq}, {@code devices} (list of maps: {@code name},
+ *       {@code bus}, {@code driver} or "", {@code devres}, {@code parent}, {@code activeDmaMappings}) and
+ *       {@code drivers} (list of maps: {@code name}, {@code bound} names). Cheap enough to poll.</li>
  *   <li>{@code pinnedFrames}: {@code Long}, walks all frames (tens of ms).</li>
+ *   <li>{@code iommu}: {@code Map} with {@code enabled}, {@code groups} (maps: {@code id}, {@code devices},
+ *       {@code domain}, {@code defaultDomain}), {@code domains} (maps: {@code name}, {@code type},
+ *       {@code mappedBytes}, {@code groups}) and {@code faults} (maps: {@code device}, {@code domainId},
+ *       {@code iova}, {@code write}, {@code reason}).</li>
+ *   <li>{@code dmaDebug}: {@code Map} with {@code enabled}, {@code activeMappings} and {@code reports} (maps:
+ *       {@code kind}, {@code device}, {@code address}, {@code size}, {@code message}).</li>
  *   <li>{@code trace}: the last {@value #TRACE_EVENTS} events as maps: {@code seq}, {@code kind},
  *       {@code device}, {@code address}, {@code length}, {@code detail}.</li>
  * </ul>
@@ -48,7 +55,10 @@ public final class MachineQuery implements Function<String, Object> {
             case "status" -> status();
             case "pinnedFrames" -> MachineReport.pinnedFrames(machine.memory());
             case "trace" -> trace();
-            default -> throw new IllegalArgumentException("unknown query '" + query + "'; one of status pinnedFrames trace");
+            case "iommu" -> QueryMaps.iommu(machine.iommu());
+            case "dmaDebug" -> QueryMaps.dmaDebug(machine);
+            default -> throw new IllegalArgumentException("unknown query '" + query
+                    + "'; one of status pinnedFrames trace iommu dmaDebug");
         };
     }
 
@@ -58,19 +68,23 @@ public final class MachineQuery implements Function<String, Object> {
         s.put("ramBytes", m.size());
         s.put("allocatedFrames", m.allocatedFrames());
         s.put("residentBytes", m.residentBytes());
+        s.put("activeDmaMappings", machine.activeDmaMappings());
+        s.put("iommuFaults", machine.iommu().faults().size());
+        s.put("dmaDebugReports", machine.dmaDebug().reports().size());
         s.put("traceLastSeq", machine.tracer().lastSeq());
-        s.put("devices", machine.devices().devices().stream().map(MachineQuery::device).toList());
+        s.put("devices", machine.devices().devices().stream().map(this::device).toList());
         s.put("drivers", machine.devices().drivers().stream().map(this::driver).toList());
         return s;
     }
 
-    private static Map<String, Object> device(Device d) {
+    private Map<String, Object> device(Device d) {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("name", d.name());
         m.put("bus", d.bus().name());
         m.put("driver", d.driver().map(Driver::name).orElse(""));
         m.put("devres", d.devres().size());
         m.put("parent", d.parent().map(Device::name).orElse(""));
+        m.put("activeDmaMappings", machine.activeDmaMappings(d));
         return m;
     }
 

@@ -3,6 +3,7 @@ package dev.dmaplane.runtime.impl;
 import dev.dmaplane.device.Device;
 import dev.dmaplane.device.MatchEntry;
 import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.pci.PciFunction;
 
 import java.util.stream.Collectors;
 
@@ -33,10 +34,14 @@ final class MachineReport {
         return pinned;
     }
 
-    /** One line about a device beyond its name: IDs and class where known. */
+    /**
+     * One line about a device beyond its name: for a PCI function its {@code [vendor:device]}, class code and
+     * device model, as {@code lspci -nn} identifies it; for other devices their type.
+     */
     static String describe(Device d) {
-        if (d instanceof StandInDevices.Function f) {
-            return f.describe();
+        if (d instanceof PciFunction f) {
+            return String.format("[%04x:%04x] class %06x", f.vendorId(), f.deviceId(), f.classCode())
+                    + f.model().map(m -> " model=" + m).orElse("");
         }
         return d.getClass().getSimpleName();
     }

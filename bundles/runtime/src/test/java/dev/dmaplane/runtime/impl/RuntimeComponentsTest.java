@@ -5,15 +5,25 @@ import dev.dmaplane.device.Device;
 import dev.dmaplane.device.Driver;
 import dev.dmaplane.device.MatchEntry;
 import dev.dmaplane.device.MatchTable;
+import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.dma.DmaDirection;
+import dev.dmaplane.dma.DmaFaultException;
+import dev.dmaplane.iommu.IommuGroup;
 import dev.dmaplane.machine.Machine;
+import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.pci.PciFunction;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -53,13 +63,48 @@ class RuntimeComponentsTest {
         }
     }
 
+    /** Every function of the embedded default machine, in probe order. */
+    static final List<String> DEFAULT_BDFS = List.of("0000:00:01.0", "0000:00:02.0", "0000:00:03.0", "0000:01:00.0",
+            "0000:02:00.0", "0000:02:01.0", "0000:03:00.0", "0000:04:00.0", "0000:05:00.0", "0000:06:00.0");
+    static final String GPU = "0000:03:00.0";
+
+    /** A small machine file: 1 GiB, one root port with a GPU (the copy-engine model) below it. */
+    static final String SMALL_MACHINE = """
+            memory: 1GiB
+            iommu: { enabled: true, defaultDomain: dma }
+            pci:
+              hostBridges:
+                - domain: 0
+                  bus: 0
+                  children:
+                    - bdf: "0000:00:01.0"
+                      type: rootPort
+                      vendor: "0x1da0"
+                      device: "0x1000"
+                      class: "0x060400"
+                      acs: [SV, RR, CR, UF]
+                      children:
+                        - bdf: "0000:01:00.0"
+                          type: endpoint
+                          vendor: "0x1da0"
+                          device: "0x0001"
+                          class: "0x030200"
+                          bars:
+                            - { index: 0, size: 16MiB, kind: mmio }
+                          model: gpu
+            """;
+
+    @TempDir
+    Path tmp;
     Machine machine;
     DriverBinder binder;
+    long baseFrames;
 
     @BeforeEach
     void boot() {
         machine = MachineComponent.boot(null);
         binder = new DriverBinder(machine);
+        baseFrames = machine.memory().allocatedFrames();
     }
 
     @AfterEach
@@ -69,29 +114,55 @@ class RuntimeComponentsTest {
     }
 
     @Test
-    void defaultMachineHasTheStandInFunctionsUntilPciLands() {
-        List<String> names = machine.devices().devices().stream().map(Device::name).toList();
-        assertEquals(List.of("0000:01:00.0", "0000:02:00.0"), names);
+    void withoutAMachineFileTheDefaultMachineBoots() {
+        assertEquals(DEFAULT_BDFS, machine.devices().devices().stream().map(Device::name).toList());
+        PciFunction gpu = machine.pci().function(GPU);
+        assertEquals(0x030200, gpu.classCode());
+        assertEquals(64L << 30, machine.memory().size());
+        try (Machine blank = MachineComponent.boot("  ")) {
+            assertEquals(DEFAULT_BDFS, blank.pci().functions().stream().map(Device::name).toList(), "blank means default");
+        }
+    }
+
+    @Test
+    void aMachineFileBootsThatMachine() throws Exception {
+        Path file = Files.writeString(tmp.resolve("small.yaml"), SMALL_MACHINE);
+        try (Machine small = MachineComponent.boot(file.toString())) {
+            assertEquals(1L << 30, small.memory().size());
+            assertEquals(List.of("0000:00:01.0", "0000:01:00.0"), small.pci().functions().stream().map(Device::name).toList());
+            assertEquals(2, small.iommu().groups().size(), "the root port enforces ACS: port and GPU apart");
+            assertEquals(Optional.of("gpu"), small.pci().function("0000:01:00.0").model());
+        }
     }
 
     @Test
     void machineFileThatDoesNotExistIsRefused() {
         ErrnoException e = assertThrows(ErrnoException.class, () -> MachineComponent.boot("/nonexistent/machine.yaml"));
+        assertEquals(Errno.ENOENT, e.errno());
         assertTrue(e.getMessage().contains("does not exist"), e.getMessage());
+    }
+
+    @Test
+    void aBadMachineFileIsRefusedNamingTheFileAndTheFault() throws Exception {
+        Path file = Files.writeString(tmp.resolve("bad.yaml"), SMALL_MACHINE.replace("memory: 1GiB", "memory: 3MiB"));
+        ErrnoException e = assertThrows(ErrnoException.class, () -> MachineComponent.boot(file.toString()));
+        assertEquals(Errno.EINVAL, e.errno());
+        assertTrue(e.getMessage().startsWith("EINVAL: machine file " + file.toAbsolutePath() + ": "), e.getMessage());
+        assertTrue(e.getMessage().contains("3MiB") || e.getMessage().contains("memory"), e.getMessage());
     }
 
     @Test
     void bindingADriverServiceProbesAndUnbindingRemoves() {
         GpuDriver d = new GpuDriver("gpu", machine);
         binder.bindDriver(d, null);
-        Device gpu = machine.devices().findDevice("0000:01:00.0").orElseThrow();
+        Device gpu = machine.devices().findDevice(GPU).orElseThrow();
         assertEquals(d, gpu.driver().orElseThrow());
-        assertEquals(1, machine.memory().allocatedFrames());
+        assertEquals(baseFrames + 1, machine.memory().allocatedFrames());
 
         binder.unbindDriver(d);
         assertFalse(gpu.driver().isPresent());
-        assertEquals(List.of("0000:01:00.0"), d.removed);
-        assertEquals(0, machine.memory().allocatedFrames());
+        assertEquals(List.of(GPU), d.removed);
+        assertEquals(baseFrames, machine.memory().allocatedFrames());
         assertTrue(machine.devices().drivers().isEmpty());
     }
 
@@ -111,7 +182,7 @@ class RuntimeComponentsTest {
         GpuDriver d = new GpuDriver("gpu", machine);
         binder.bindDriver(d, null);
         binder.deactivate();
-        assertEquals(List.of("0000:01:00.0"), d.removed);
+        assertEquals(List.of(GPU), d.removed);
         assertTrue(machine.devices().drivers().isEmpty());
         binder.unbindDriver(d); // SCR still calls unbind after deactivate: a no-op
         binder.bindDriver(new GpuDriver("late", machine), null);
@@ -125,16 +196,17 @@ class RuntimeComponentsTest {
         binder.bindDriver(new GpuDriver("gpu", machine), null);
 
         String devices = cmds.devices();
-        assertTrue(devices.lines().anyMatch(l -> l.startsWith("0000:01:00.0") && l.contains(" gpu ")
-                && l.contains("class 030200")), devices);
-        assertTrue(devices.lines().anyMatch(l -> l.startsWith("0000:02:00.0") && l.contains(" - ")), devices);
+        assertTrue(devices.lines().anyMatch(l -> l.contains("`- " + GPU) && l.contains(" gpu ")
+                && l.contains("[1da0:0001] class 030200 model=gpu")), devices);
+        assertTrue(devices.lines().anyMatch(l -> l.contains("`- 0000:06:00.0") && l.contains(" - ")
+                && l.contains("class 010802")), devices);
 
         String drivers = cmds.drivers();
         assertTrue(drivers.contains("gpu  [?]"), drivers);
         assertTrue(drivers.contains("matches: pci class 030200/ffff00"), drivers);
-        assertTrue(drivers.contains("bound:   0000:01:00.0"), drivers);
+        assertTrue(drivers.contains("bound:   " + GPU), drivers);
 
-        assertTrue(cmds.trace().lines().anyMatch(l -> l.contains("BIND 0000:01:00.0 gpu")), cmds.trace());
+        assertTrue(cmds.trace().lines().anyMatch(l -> l.contains("BIND " + GPU + " gpu")), cmds.trace());
         assertEquals(1, cmds.trace("bind").lines().count());
         assertEquals(1, cmds.trace("1").lines().count());
         assertEquals(1, cmds.trace("5", "BIND").lines().count());
@@ -142,7 +214,7 @@ class RuntimeComponentsTest {
 
         String memory = cmds.memory();
         assertTrue(memory.contains("RAM        64 GiB (16777216 frames of 4 KiB)"), memory);
-        assertTrue(memory.contains("allocated  1 frames (4 KiB)"), memory);
+        assertTrue(memory.contains("allocated  " + (baseFrames + 1) + " frames"), memory);
         assertTrue(memory.contains("pinned     0 frames"), memory);
     }
 
@@ -152,8 +224,8 @@ class RuntimeComponentsTest {
         binder.bindDriver(new GpuDriver("gpu", machine), null);
         @SuppressWarnings("unchecked")
         Map<String, Object> s = (Map<String, Object>) q.apply("status");
-        assertEquals(1L, s.get("allocatedFrames"));
-        assertEquals(List.of(Map.of("name", "gpu", "bound", List.of("0000:01:00.0"))), s.get("drivers"));
+        assertEquals(baseFrames + 1, s.get("allocatedFrames"));
+        assertEquals(List.of(Map.of("name", "gpu", "bound", List.of(GPU))), s.get("drivers"));
         assertEquals(0L, q.apply("pinnedFrames"));
 
         long pfn = machine.memory().allocPages(1);
@@ -164,7 +236,106 @@ class RuntimeComponentsTest {
 
         @SuppressWarnings("unchecked")
         List<Map<String, Object>> trace = (List<Map<String, Object>>) q.apply("trace");
-        assertTrue(trace.stream().anyMatch(e -> e.get("kind").equals("BIND") && e.get("device").equals("0000:01:00.0")));
+        assertTrue(trace.stream().anyMatch(e -> e.get("kind").equals("BIND") && e.get("device").equals(GPU)));
         assertThrows(IllegalArgumentException.class, () -> q.apply("what"));
+    }
+
+    @Test
+    void lspciDrawsTheTreeWithDriversAndListsEveryFunction() {
+        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder);
+        binder.bindDriver(new GpuDriver("gpu", machine), null);
+        String out = cmds.lspci();
+        for (String bdf : DEFAULT_BDFS) {
+            assertTrue(out.contains(bdf), bdf + " listed:\n" + out);
+        }
+        assertTrue(out.startsWith("-[0000:00]-+-01.0-[01-04]----00.0-[02-04]--+-00.0-[03]----00.0  3D controller"), out);
+        assertTrue(out.lines().anyMatch(l -> l.contains("[1da0:0001] 0000:03:00.0 model=gpu driver=gpu")), out);
+        int gpuGroup = machine.iommu().groupOf(machine.pci().function(GPU)).orElseThrow().id();
+        assertTrue(out.lines().anyMatch(l -> l.matches("0000:03:00\\.0 +030200 +1da0:0001 +" + gpuGroup + " +gpu")), out);
+        assertTrue(out.lines().anyMatch(l -> l.matches("0000:06:00\\.0 +010802 +1da0:0003 +\\d+ +-")), out);
+        assertEquals(machine.pci().lspciTree().stripTrailing(), cmds.lspci("-t"));
+
+        String v = cmds.lspci("-v", "03:00.0");
+        assertTrue(v.startsWith("0000:03:00.0 3D controller"), v);
+        assertTrue(v.contains("IOMMU group: " + gpuGroup) && v.contains("Kernel driver in use: gpu"), v);
+        assertEquals(DEFAULT_BDFS.size(), cmds.lspci("-v").lines().filter(l -> l.startsWith("0000:")).count());
+        assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, () -> cmds.lspci("-v", "0000:42:00.0")).errno());
+        assertThrows(IllegalArgumentException.class, () -> cmds.lspci("-x"));
+    }
+
+    @Test
+    void iommuShowsGroupsDomainsMappingsAndFaults() {
+        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder);
+        IommuGroup shared = machine.iommu().groupOf(machine.pci().function(GPU)).orElseThrow();
+        assertEquals(List.of("0000:02:00.0", "0000:02:01.0", GPU, "0000:04:00.0"),
+                shared.devices().stream().map(Device::name).sorted().toList(),
+                "no ACS on the switch's downstream ports: GPU, first HCA and both ports share one group");
+        String out = cmds.iommu();
+        assertTrue(out.startsWith("IOMMU on, default domain type dma"), out);
+        assertTrue(out.contains("group " + shared.id() + ": domain " + shared.domain().name() + " (default)\n"), out);
+        assertTrue(out.contains("  " + GPU + "  -"), out);
+        assertTrue(out.lines().anyMatch(l -> l.matches(shared.domain().name() + " +dma +0 B +" + shared.id())), out);
+        assertTrue(out.endsWith("faults: 0"), out);
+        assertEquals("no IOMMU faults", cmds.iommu("faults"));
+        assertEquals("no IOVA mapped in any domain", cmds.iommu("mappings"));
+
+        PciFunction gpu = machine.pci().function(GPU);
+        gpu.setMaster(true);
+        long pa = machine.memory().allocPages(0) << HostMemory.PAGE_SHIFT;
+        long iova = gpu.dma().mapSingle(pa, 4096, DmaDirection.BIDIRECTIONAL);
+        assertTrue(cmds.iommu("mappings").contains(String.format("iova 0x%09x-0x%09x -> phys 0x%09x  4 KiB    rw",
+                iova, iova + 4095, pa)), cmds.iommu("mappings"));
+        assertTrue(cmds.iommu().lines().anyMatch(l -> l.matches(shared.domain().name() + " +dma +4 KiB +" + shared.id())));
+        assertTrue(cmds.dmadebug().startsWith("dma-debug on: 1 active DMA mappings, 0 reports\n  " + GPU + "  1 active mappings"),
+                cmds.dmadebug());
+
+        long stale = iova - (1L << 20); // IOVAs come top-down below the 32-bit mask: this one is free
+        assertThrows(DmaFaultException.class, () -> gpu.dma().busMaster().writeLong(stale, 1));
+        assertEquals(String.format("%s write at iova 0x%x in domain %d: not mapped", GPU, stale, shared.domain().id()),
+                cmds.iommu("faults"));
+        assertTrue(cmds.iommu().endsWith("faults: 1 (dmaplane:iommu faults lists them)"));
+        String debug = cmds.dmadebug();
+        assertTrue(debug.contains("by kind: ACCESS_UNMAPPED=1"), debug);
+        assertTrue(debug.contains("ACCESS_UNMAPPED: DMA-API: " + GPU + ": device write at iova 0x" + Long.toHexString(stale)), debug);
+
+        gpu.dma().unmapSingle(iova, 4096, DmaDirection.BIDIRECTIONAL);
+        assertTrue(cmds.dmadebug("-v").startsWith("dma-debug on: 0 active DMA mappings, 1 reports"), cmds.dmadebug("-v"));
+        gpu.setMaster(false);
+        machine.memory().putPage(pa >>> HostMemory.PAGE_SHIFT);
+        assertThrows(IllegalArgumentException.class, () -> cmds.iommu("bogus"));
+        assertThrows(IllegalArgumentException.class, () -> cmds.dmadebug("-x"));
+    }
+
+    @Test
+    void queryServiceReportsIommuAndDmaDebugInJdkTypes() {
+        MachineQuery q = new MachineQuery(machine);
+        PciFunction gpu = machine.pci().function(GPU);
+        gpu.setMaster(true);
+        assertThrows(DmaFaultException.class, () -> gpu.dma().busMaster().readLong(1L << 30));
+        @SuppressWarnings("unchecked")
+        Map<String, Object> iommu = (Map<String, Object>) q.apply("iommu");
+        assertEquals(true, iommu.get("enabled"));
+        @SuppressWarnings("unchecked")
+        List<Map<String, Object>> faults = (List<Map<String, Object>>) iommu.get("faults");
+        assertEquals(1, faults.size());
+        assertEquals(GPU, faults.getFirst().get("device"));
+        assertEquals(1L << 30, faults.getFirst().get("iova"));
+        assertEquals(false, faults.getFirst().get("write"));
+        @SuppressWarnings("unchecked")
+        List<Map<String, Object>> groups = (List<Map<String, Object>>) iommu.get("groups");
+        assertTrue(groups.stream().anyMatch(g -> ((List<?>) g.get("devices")).contains(GPU)
+                && ((List<?>) g.get("devices")).size() == 4));
+        @SuppressWarnings("unchecked")
+        Map<String, Object> debug = (Map<String, Object>) q.apply("dmaDebug");
+        assertEquals(0, debug.get("activeMappings"));
+        @SuppressWarnings("unchecked")
+        List<Map<String, Object>> reports = (List<Map<String, Object>>) debug.get("reports");
+        assertEquals("ACCESS_UNMAPPED", reports.getFirst().get("kind"));
+        @SuppressWarnings("unchecked")
+        Map<String, Object> status = (Map<String, Object>) q.apply("status");
+        assertEquals(1, status.get("iommuFaults"));
+        assertEquals(1, status.get("dmaDebugReports"));
+        assertEquals(0, status.get("activeDmaMappings"));
+        gpu.setMaster(false);
     }
 }

@@ -5,43 +5,58 @@ import dev.dmaplane.device.Device;
 import dev.dmaplane.device.Driver;
 import dev.dmaplane.device.MatchEntry;
 import dev.dmaplane.device.MatchTable;
+import dev.dmaplane.driver.dmatest.DmaTestResult;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.iommu.IommuGroup;
 import dev.dmaplane.machine.Machine;
+import dev.dmaplane.pci.PciFunction;
+import org.osgi.framework.BundleContext;
+import org.osgi.framework.ServiceRegistration;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Reference;
 
+import java.util.Hashtable;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
- * {@code dmatest}: a self test of a device's DMA path, after the kernel's {@code drivers/dma/dmatest.c}. It
- * claims every 3D controller (PCI class 0x0302xx, the GPUs of the default machine); probing one allocates a
- * source and a destination buffer of host pages, fills them with dmatest's patterns, has the device copy random
- * areas from one to the other through its DMA API and checks every byte. The results go to the log as dmatest's
- * summary lines go to dmesg. Remove frees the buffers.
+ * {@code dmatest}: the DMA engine self test of the kernel's {@code drivers/dma/dmatest.c}, run on the copy engine
+ * of the machine's GPU (see {@link dev.dmaplane.hw.copyengine.CopyEngineRegs}). It claims PCI class 0x030200
+ * exactly (3D controller) and, by ID, vendor 0x1da0 device 0x0001; probe rejects a function whose BAR0 does not
+ * identify as the copy engine. Probing sets the engine up, runs the self test ({@link SelfTest}) and publishes a
+ * {@link DmaTestResult} service for the device; remove withdraws it and releases everything
+ * ({@link DmaTestDevice}).
+ *
+ * <p>Memory: the descriptor ring is coherent DMA memory ({@code dma_alloc_coherent}), the kernel's choice for
+ * memory the CPU and the device both keep writing. The test buffers are ordinary host pages taken from the
+ * machine's RAM ({@code alloc_pages}, what dmatest's {@code kmalloc} gives) and streaming-mapped per transfer
+ * ({@code dma_map_single}), so each transfer exercises IOVA allocation, directions, sync and unmap, and so a
+ * buffer can be unmapped while its page stays, which the fault check needs.
  */
 @Component(service = Driver.class, immediate = true)
 public final class DmaTestDriver implements Driver {
     /** The driver's name. */
     public static final String NAME = "dmatest";
-    /** PCI base class 0x03 (display), subclass 0x02 (3D controller), any programming interface. */
-    static final MatchTable TABLE = MatchTable.of(MatchEntry.Pci.ofClass(0x030200, 0xFFFF00));
-    /** dmatest's defaults: a 16 KiB test buffer ({@code test_buf_size}), a few iterations. */
-    static final DmaTestRun.Parameters DEFAULTS = new DmaTestRun.Parameters(2, 8, 0x646d61L);
+    /** 3D controllers (class 0x030200 exactly), then the copy-engine GPU by vendor and device ID. */
+    static final MatchTable TABLE = MatchTable.of(MatchEntry.Pci.ofClass(0x030200, 0xFFFFFF), MatchEntry.Pci.of(0x1da0, 0x0001));
 
     private final Machine machine;
-    private final DmaTestRun.Parameters params;
-    private final Map<Device, DmaTestRun> runs = new ConcurrentHashMap<>();
+    private final Parameters params;
+    private final ResultPublisher publisher;
+    private final Map<Device, DmaTestDevice> bound = new ConcurrentHashMap<>();
 
     @Activate
-    public DmaTestDriver(@Reference Machine machine) {
-        this(machine, DEFAULTS);
+    public DmaTestDriver(BundleContext context, @Reference Machine machine) {
+        this(machine, Parameters.DEFAULTS, services(context));
     }
 
-    DmaTestDriver(Machine machine, DmaTestRun.Parameters params) {
+    DmaTestDriver(Machine machine, Parameters params, ResultPublisher publisher) {
         this.machine = machine;
         this.params = params;
+        this.publisher = publisher;
     }
 
     @Override
@@ -56,16 +71,51 @@ public final class DmaTestDriver implements Driver {
 
     @Override
     public BoundDevice probe(Device device, MatchEntry match) {
-        DmaTestRun run = DmaTestRun.probe(device, machine.memory(), params);
-        runs.put(device, run);
+        if (!(device instanceof PciFunction fn)) {
+            throw new ErrnoException(Errno.ENODEV, device.name() + " is not a PCI function");
+        }
+        DmaTestDevice d = DmaTestDevice.probe(fn, machine.memory(), params, iommuOf(fn), publisher);
+        bound.put(device, d);
         return () -> {
-            runs.remove(device);
-            run.remove();
+            bound.remove(device);
+            d.remove();
         };
     }
 
-    /** The runs of the devices this driver is bound to. */
-    List<DmaTestRun> runs() {
-        return List.copyOf(runs.values());
+    /** The results of the devices this driver is bound to. */
+    List<DmaTestResult> results() {
+        return bound.values().stream().map(DmaTestDevice::result).toList();
+    }
+
+    /** What the fault check asks of the IOMMU, answered from the machine's IOMMU and its fault log. */
+    private SelfTest.IommuWatch iommuOf(PciFunction fn) {
+        return new SelfTest.IommuWatch() {
+            @Override
+            public boolean translated() {
+                return machine.iommu().enabled() && machine.iommu().groupOf(fn).map(IommuGroup::domain)
+                        .map(d -> d.type().paging()).orElse(false);
+            }
+
+            @Override
+            public boolean recordedWriteFault(long iova, long sinceNanos) {
+                return machine.iommu().faults().stream().anyMatch(f -> f.device().equals(fn.name()) && f.write()
+                        && f.iova() == iova && f.timeNanos() - sinceNanos >= 0);
+            }
+        };
+    }
+
+    /** Publishes each result as a {@link DmaTestResult} service with its numbers as service properties. */
+    private static ResultPublisher services(BundleContext context) {
+        return result -> {
+            ServiceRegistration<DmaTestResult> reg = context.registerService(DmaTestResult.class, result,
+                    new Hashtable<>(result.properties()));
+            return () -> {
+                try {
+                    reg.unregister();
+                } catch (IllegalStateException alreadyGone) {
+                    // the bundle stopped first: the framework withdrew the service with it
+                }
+            };
+        };
     }
 }

@@ -68,4 +68,32 @@ final class Patterns {
         }
         return errors;
     }
+
+    /**
+     * Checks the destination after a fill of {@code [off, off + len)} with {@code value}: the area holds the
+     * value, the rest still holds the destination pattern.
+     *
+     * @return the number of wrong bytes
+     */
+    static long verifyFill(MemorySegment dst, long off, long len, byte value) {
+        long errors = 0;
+        for (long i = 0; i < dst.byteSize(); i++) {
+            boolean in = i >= off && i < off + len;
+            if (dst.get(ValueLayout.JAVA_BYTE, i) != (in ? value : destinationBefore(i, false))) {
+                errors++;
+            }
+        }
+        return errors;
+    }
+
+    /** Bytes at which {@code now} differs from {@code before} (same length). */
+    static long changed(byte[] before, MemorySegment now) {
+        long n = 0;
+        for (int i = 0; i < before.length; i++) {
+            if (now.get(ValueLayout.JAVA_BYTE, i) != before[i]) {
+                n++;
+            }
+        }
+        return n;
+    }
 }

@@ -1,0 +1,87 @@
+package dev.dmaplane.launcher;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * {@code dmaplane.machine} (what {@code --topology} sets) boots the machine a file describes, in a real embedded
+ * Felix: its functions, its memory, its IOMMU groups, and the same dmatest bundle driving its copy engine.
+ */
+@Timeout(value = 60, unit = TimeUnit.SECONDS)
+class MachineFileIT {
+    /** 1 GiB, one root port enforcing ACS with the copy-engine GPU below it, at a BDF the default machine lacks. */
+    static final String SMALL_MACHINE = """
+            memory: 1GiB
+            iommu: { enabled: true, defaultDomain: dma }
+            pci:
+              hostBridges:
+                - domain: 0
+                  bus: 0
+                  children:
+                    - bdf: "0000:00:01.0"
+                      type: rootPort
+                      vendor: "0x1da0"
+                      device: "0x1000"
+                      class: "0x060400"
+                      acs: [SV, RR, CR, UF]
+                      children:
+                        - bdf: "0000:01:00.0"
+                          type: endpoint
+                          vendor: "0x1da0"
+                          device: "0x0001"
+                          class: "0x030200"
+                          bars:
+                            - { index: 0, size: 16MiB, kind: mmio }
+                            - { index: 2, size: 1GiB, kind: memory }
+                          model: gpu
+            """;
+    static final String GPU = "0000:01:00.0";
+
+    @TempDir
+    Path tmp;
+
+    @Test
+    void theMachineFileIsTheMachineAndDmatestDrivesItsCopyEngine() throws Exception {
+        Threads.Snapshot threads = Threads.snapshot();
+        Path file = Files.writeString(tmp.resolve("small.yaml"), SMALL_MACHINE);
+        DmaplaneRuntime.Config config = new DmaplaneRuntime.Config(RuntimeIT.DIST, tmp.resolve("work"), null, false, 100)
+                .withMachineFile(file);
+        try (DmaplaneRuntime rt = DmaplaneRuntime.start(config, RuntimeIT.WAIT)) {
+            Map<String, Object> s = rt.status();
+            assertEquals(1L << 30, s.get("ramBytes"));
+            assertEquals(List.of("0000:00:01.0", GPU), MachineState.deviceNames(s));
+            assertEquals(List.of(GPU), MachineState.groupMembers(rt.iommu(), GPU), "ACS at the root port: a group of its own");
+
+            long frames = (Long) s.get("allocatedFrames");
+            Path deployed = Demo.deploy(RuntimeIT.DRIVER, rt.deployDir());
+            assertEquals(List.of(GPU), Demo.await("dmatest bound", RuntimeIT.WAIT, () -> {
+                List<String> b = MachineState.boundTo(rt.status(), Demo.DRIVER_NAME);
+                return b.isEmpty() ? Optional.empty() : Optional.of(b);
+            }));
+            Map<String, Object> r = rt.serviceProperties(Demo.RESULT_FILTER).getFirst();
+            assertEquals(GPU, r.get("dmatest.device"));
+            assertEquals(0, r.get("dmatest.failures"));
+            assertEquals("PASSED", r.get("dmatest.faultCheck"));
+
+            Files.delete(deployed);
+            Demo.await("dmatest gone", RuntimeIT.WAIT, () -> rt.bundle(Demo.DRIVER_BSN).isEmpty()
+                    && MachineState.boundTo(rt.status(), Demo.DRIVER_NAME).isEmpty() ? Optional.of(true) : Optional.empty());
+            assertEquals(0, rt.status().get("activeDmaMappings"));
+            assertEquals(frames, rt.status().get("allocatedFrames"));
+            assertTrue(rt.gogo("dmaplane:memory", RuntimeIT.WAIT).startsWith("RAM        1 GiB"));
+        }
+        threads.assertAllNewThreadsEnd(Duration.ofSeconds(5));
+    }
+}
