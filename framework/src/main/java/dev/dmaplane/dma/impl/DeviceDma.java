@@ -37,6 +37,7 @@ final class DeviceDma implements DmaApi {
     private static final long PAGE = HostMemory.PAGE_SIZE;
     private static final long PAGE_MASK = PAGE - 1;
     private static final int RECENT_UNMAPS = 256;
+    private static final long DAC_BOUNDARY = 1L << 32;
 
     final Device device;
     final DmaSubsystem sys;
@@ -584,8 +585,21 @@ final class DeviceDma implements DmaApi {
         return d.type() == IommuDomainType.DMA ? d : null;
     }
 
+    /**
+     * Allocates IOVA under the device's mask. As {@code iommu_dma_alloc_iova} does for PCI devices, a device that
+     * can address more than 32 bits still gets a 32-bit IOVA while those last (SAC before DAC).
+     */
     private long allocIova(IommuDomain domain, long len) {
         long limit = mask == -1L ? IommuDomain.APERTURE_END : Math.min(mask + 1, IommuDomain.APERTURE_END);
+        if (limit > DAC_BOUNDARY) {
+            try {
+                return domain.iovaAllocator().alloc(len, DAC_BOUNDARY);
+            } catch (ErrnoException full) {
+                if (full.errno() != Errno.ENOMEM) {
+                    throw full;
+                }
+            }
+        }
         return domain.iovaAllocator().alloc(len, limit);
     }
 
