@@ -82,7 +82,7 @@ public final class IovaAllocator {
      * @param size      bytes, above 0; rounded up to whole granules (and to a power of two below
      *                  {@link #CACHED_MAX_GRANULES} granules)
      * @param limitAddr exclusive upper bound for the end of the range, e.g. {@code 1L << 32} for a 32-bit DMA mask;
-     *                  values above the domain's end are clamped to it
+     *                  rounded down to a granule, and clamped to the domain's end
      * @return the IOVA of the first byte
      * @throws ErrnoException {@code EINVAL} for a size or limit that is not positive; {@code ENOMEM} when no suitably
      *                        aligned range is free below the limit (nothing is changed)

@@ -122,10 +122,16 @@ public final class IovaRcache {
         void release(long pfn, long frames);
     }
 
-    /** One "CPU" of the cache; its magazines are created on first use so idle slots cost nothing. */
+    /**
+     * One "CPU" of the cache; its magazines are created on first use so idle slots cost nothing. The slots are
+     * allocated together, so unused fields push each slot's monitor onto its own 128-byte span: two threads locking
+     * neighbouring slots must not bounce one cache line between cores.
+     */
+    @SuppressWarnings("unused")
     private static final class CpuSlot {
         final IovaMagazine[] loaded = new IovaMagazine[ORDERS];
         final IovaMagazine[] prev = new IovaMagazine[ORDERS];
+        long pad0, pad1, pad2, pad3, pad4, pad5, pad6, pad7, pad8, pad9, pad10, pad11, pad12, pad13;
     }
 
     private static final class Depot {

@@ -91,12 +91,15 @@ public final class LiveIovaTable {
         return n;
     }
 
+    /** One lock domain; padded like the cache slots so neighbouring stripes' monitors do not share a cache line. */
+    @SuppressWarnings("unused")
     private static final class Stripe {
         long[] keys = new long[16];
         long[] values = new long[16];
         int used;
         long count;
         long bytes;
+        long pad0, pad1, pad2, pad3, pad4, pad5, pad6, pad7, pad8, pad9, pad10, pad11;
 
         void put(long key, long value, long hash) {
             if ((used + 1) * 2 > keys.length) {
