@@ -24,9 +24,10 @@ import dev.dmaplane.iommu.impl.LiveIovaTable;
  *       size, double free) fails with {@code EINVAL} and changes nothing.</li>
  * </ul>
  *
- * <p>Thread-safe. The cached path takes the calling thread's cache-slot monitor and one stripe of the live table;
- * the tree is guarded by one monitor, like {@code iova_rbtree_lock}. Lock order: tree, then cache slot, then depot;
- * the live table's stripes are never held together with another lock.
+ * <p>Thread-safe. The cached path takes two short spinlocks, the calling thread's cache slot and one stripe of the
+ * live table, each in its own padded array so that threads on different slots share no cache line; the tree is
+ * guarded by one monitor, like {@code iova_rbtree_lock}. Lock order: tree, then cache slot, then depot; a live-table
+ * stripe is never held together with another lock.
  */
 public final class IovaAllocator {
     /** Sizes below this many granules are rounded up to a power of two; sizes up to it are cached. */
