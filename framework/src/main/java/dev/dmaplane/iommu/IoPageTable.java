@@ -346,16 +346,23 @@ public final class IoPageTable {
      * visitor may call back into this table.
      */
     public void forEachMapping(MappingVisitor visitor) {
-        List<long[]> runs = new ArrayList<>();
+        List<Run> runs = new ArrayList<>();
         synchronized (writer) {
             collect(root, 0, 0, runs);
         }
-        for (long[] r : runs) {
-            visitor.mapping(r[0], r[1], r[2], (int) r[3]);
+        for (Run r : runs) {
+            visitor.mapping(r.iova(), r.phys(), r.size(), r.prot());
         }
     }
 
-    private static void collect(PtNode t, int level, long base, List<long[]> runs) {
+    /** One merged range of the debug listing. */
+    private record Run(long iova, long phys, long size, int prot) {
+        boolean continuedBy(long nextIova, long nextPhys, int nextProt) {
+            return iova + size == nextIova && phys + size == nextPhys && prot == nextProt;
+        }
+    }
+
+    private static void collect(PtNode t, int level, long base, List<Run> runs) {
         int sh = shift(level);
         for (int i = 0; i < PtNode.ENTRIES; i++) {
             long e = t.entry(i);
@@ -363,14 +370,14 @@ public final class IoPageTable {
             if ((e & TABLE) != 0) {
                 collect(t.child(i), level + 1, iova, runs);
             } else if (e != 0) {
-                long size = 1L << sh;
                 long phys = e & PHYS_MASK;
-                long prot = protOf(e);
-                long[] last = runs.isEmpty() ? null : runs.get(runs.size() - 1);
-                if (last != null && last[0] + last[2] == iova && last[1] + last[2] == phys && last[3] == prot) {
-                    last[2] += size;
+                int prot = protOf(e);
+                int last = runs.size() - 1;
+                if (last >= 0 && runs.get(last).continuedBy(iova, phys, prot)) {
+                    Run r = runs.get(last);
+                    runs.set(last, new Run(r.iova(), r.phys(), r.size() + (1L << sh), prot));
                 } else {
-                    runs.add(new long[] {iova, phys, size, prot});
+                    runs.add(new Run(iova, phys, 1L << sh, prot));
                 }
             }
         }
