@@ -13,10 +13,11 @@ import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.Threads;
 
 /**
- * Two threads mapping and unmapping through one domain at once, as two CPUs running {@code dma_map_single} on the
- * same device: the per-CPU caches and the striped live table should keep them out of each other's way.
+ * Two threads mapping and unmapping at once, as two CPUs running {@code dma_map_single}. {@code sharedDomain} has
+ * both use one allocator, which the per-CPU caches and the striped live table should keep out of each other's way;
+ * {@code privateDomains} gives each thread its own allocator and so shares nothing: it is the control that shows
+ * what two threads on this machine get when there is no contention at all.
  */
-@State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.NANOSECONDS)
 @Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
@@ -25,17 +26,39 @@ public class IovaSharedBenchmark {
     private static final long K4 = 4096;
     private static final long LIMIT = 1L << 40;
 
-    private IovaAllocator allocator;
+    /** One domain for all benchmark threads. */
+    @State(Scope.Benchmark)
+    public static class Shared {
+        IovaAllocator allocator;
 
-    @Setup
-    public void setUp() {
-        allocator = new IovaAllocator(K4, 1L << 20, LIMIT);
+        @Setup
+        public void setUp() {
+            allocator = new IovaAllocator(K4, 1L << 20, LIMIT);
+        }
+    }
+
+    /** One domain per benchmark thread. */
+    @State(Scope.Thread)
+    public static class Private {
+        IovaAllocator allocator;
+
+        @Setup
+        public void setUp() {
+            allocator = new IovaAllocator(K4, 1L << 20, LIMIT);
+        }
     }
 
     @Benchmark
-    public long allocFree4kTwoThreads() {
-        long iova = allocator.alloc(K4, LIMIT);
-        allocator.free(iova, K4);
+    public long sharedDomain(Shared s) {
+        long iova = s.allocator.alloc(K4, LIMIT);
+        s.allocator.free(iova, K4);
+        return iova;
+    }
+
+    @Benchmark
+    public long privateDomains(Private p) {
+        long iova = p.allocator.alloc(K4, LIMIT);
+        p.allocator.free(iova, K4);
         return iova;
     }
 }

@@ -19,9 +19,9 @@ import java.util.List;
  * whatever happens to other ranges; a walk racing with a change of its own address sees the old or the new state.
  *
  * <p>Table reclaim: when {@link #unmap} empties a table it is unhooked from its parent at once (so emptied parents
- * go too). Unhooked tables go to a small direct-mapped parking area keyed by their place, from which a later
- * {@link #map} of the same region takes them back instead of allocating; a parked table pushed out by another one is
- * left to the garbage collector, which, like RCU, frees it only once no walker can still hold it.
+ * go too). Unhooked tables go to a small direct-mapped parking area (64 tables at most) keyed by their place, from
+ * which a later {@link #map} of the same region takes them back instead of allocating; a parked table pushed out by
+ * another one is left to the garbage collector, which, like RCU, frees it only once no walker can still hold it.
  *
  * <p>Errors: misaligned addresses or sizes, a non-positive size and bad permissions are {@code EINVAL}; an IOVA range
  * reaching past 2^48 or a physical range past 2^52 (the LPAE output size) is {@code ERANGE}; mapping over any mapped
@@ -49,7 +49,7 @@ public final class IoPageTable {
     private static final long BLOCK = 1 << 3;
     private static final long TABLE = 1 << 4;
     private static final long PHYS_MASK = ((1L << PHYS_BITS) - 1) & -PAGE_SIZE;
-    private static final int PARKING_SLOTS = 128;
+    private static final int PARKING_SLOTS = 64;
 
     private final Object writer = new Object();
     private final PtNode root = new PtNode(0, true);
@@ -302,7 +302,7 @@ public final class IoPageTable {
 
     private static int parkingSlot(long key) {
         long h = key * 0x9E3779B97F4A7C15L;
-        return (int) (h >>> 57);
+        return (int) (h >>> 58);
     }
 
     /** A table for {@code level} translating {@code iova}: the one parked for that place if any, else a new one. */
@@ -346,16 +346,23 @@ public final class IoPageTable {
      * visitor may call back into this table.
      */
     public void forEachMapping(MappingVisitor visitor) {
-        List<long[]> runs = new ArrayList<>();
+        List<Run> runs = new ArrayList<>();
         synchronized (writer) {
             collect(root, 0, 0, runs);
         }
-        for (long[] r : runs) {
-            visitor.mapping(r[0], r[1], r[2], (int) r[3]);
+        for (Run r : runs) {
+            visitor.mapping(r.iova(), r.phys(), r.size(), r.prot());
         }
     }
 
-    private static void collect(PtNode t, int level, long base, List<long[]> runs) {
+    /** One merged range of the debug listing. */
+    private record Run(long iova, long phys, long size, int prot) {
+        boolean continuedBy(long nextIova, long nextPhys, int nextProt) {
+            return iova + size == nextIova && phys + size == nextPhys && prot == nextProt;
+        }
+    }
+
+    private static void collect(PtNode t, int level, long base, List<Run> runs) {
         int sh = shift(level);
         for (int i = 0; i < PtNode.ENTRIES; i++) {
             long e = t.entry(i);
@@ -363,14 +370,14 @@ public final class IoPageTable {
             if ((e & TABLE) != 0) {
                 collect(t.child(i), level + 1, iova, runs);
             } else if (e != 0) {
-                long size = 1L << sh;
                 long phys = e & PHYS_MASK;
-                long prot = protOf(e);
-                long[] last = runs.isEmpty() ? null : runs.get(runs.size() - 1);
-                if (last != null && last[0] + last[2] == iova && last[1] + last[2] == phys && last[3] == prot) {
-                    last[2] += size;
+                int prot = protOf(e);
+                int last = runs.size() - 1;
+                if (last >= 0 && runs.get(last).continuedBy(iova, phys, prot)) {
+                    Run r = runs.get(last);
+                    runs.set(last, new Run(r.iova(), r.phys(), r.size() + (1L << sh), prot));
                 } else {
-                    runs.add(new long[] {iova, phys, size, prot});
+                    runs.add(new Run(iova, phys, 1L << sh, prot));
                 }
             }
         }

@@ -24,9 +24,10 @@ import dev.dmaplane.iommu.impl.LiveIovaTable;
  *       size, double free) fails with {@code EINVAL} and changes nothing.</li>
  * </ul>
  *
- * <p>Thread-safe. The cached path takes the calling thread's cache-slot monitor and one stripe of the live table;
- * the tree is guarded by one monitor, like {@code iova_rbtree_lock}. Lock order: tree, then cache slot, then depot;
- * the live table's stripes are never held together with another lock.
+ * <p>Thread-safe. The cached path takes two short spinlocks, the calling thread's cache slot and one stripe of the
+ * live table, each in its own padded array so that threads on different slots share no cache line; the tree is
+ * guarded by one monitor, like {@code iova_rbtree_lock}. Lock order: tree, then cache slot, then depot; a live-table
+ * stripe is never held together with another lock.
  */
 public final class IovaAllocator {
     /** Sizes below this many granules are rounded up to a power of two; sizes up to it are cached. */
@@ -82,7 +83,7 @@ public final class IovaAllocator {
      * @param size      bytes, above 0; rounded up to whole granules (and to a power of two below
      *                  {@link #CACHED_MAX_GRANULES} granules)
      * @param limitAddr exclusive upper bound for the end of the range, e.g. {@code 1L << 32} for a 32-bit DMA mask;
-     *                  values above the domain's end are clamped to it
+     *                  rounded down to a granule, and clamped to the domain's end
      * @return the IOVA of the first byte
      * @throws ErrnoException {@code EINVAL} for a size or limit that is not positive; {@code ENOMEM} when no suitably
      *                        aligned range is free below the limit (nothing is changed)

@@ -114,6 +114,28 @@ class IovaAllocatorTest {
     }
 
     @Test
+    void cacheSpillsToDepotAndTreeWithoutLosingOrDuplicatingIovas() {
+        long start = 1L << 26;
+        long pages = 20_000;
+        IovaAllocator a = new IovaAllocator(K4, start, start + pages * K4);
+        java.util.Set<Long> seen = new java.util.HashSet<>();
+        long[] got = new long[(int) pages];
+        for (int round = 0; round < 3; round++) {
+            seen.clear();
+            for (int i = 0; i < pages; i++) {
+                got[i] = a.alloc(K4, Long.MAX_VALUE);
+                assertTrue(seen.add(got[i]), "IOVA 0x" + Long.toHexString(got[i]) + " handed out twice");
+            }
+            assertErrno(Errno.ENOMEM, "4096", () -> a.alloc(K4, Long.MAX_VALUE));
+            for (long iova : got) {
+                a.free(iova, K4); // far more than the magazines and the depot hold
+            }
+            assertEquals(0, a.liveAllocations());
+        }
+        assertEquals(start, a.alloc(16384 * K4, Long.MAX_VALUE), "all cached pages come back for one big block");
+    }
+
+    @Test
     void exhaustionIsEnomemAndChangesNothing() {
         IovaAllocator a = new IovaAllocator(K4, 16 * K4, 32 * K4);
         List<Long> pages = new ArrayList<>();

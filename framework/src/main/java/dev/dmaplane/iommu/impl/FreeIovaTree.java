@@ -25,9 +25,16 @@ public final class FreeIovaTree {
         Node right;
 
         Node(long start, long end) {
+            reset(start, end);
+        }
+
+        Node reset(long start, long end) {
             set(start, end);
             this.height = 1;
             this.maxCapacity = capacity;
+            this.left = null;
+            this.right = null;
+            return this;
         }
 
         void set(long start, long end) {
@@ -38,6 +45,8 @@ public final class FreeIovaTree {
     }
 
     private Node root;
+    /** The last node unlinked, reused by the next insert so that a split-then-merge cycle allocates nothing. */
+    private Node spare;
     private int ranges;
     private long freeFrames;
 
@@ -119,7 +128,7 @@ public final class FreeIovaTree {
         long tail = pfn + frames;
         if (pfn > a && tail < b) {
             resize(root, a, a, pfn);
-            root = insert(root, new Node(tail, b));
+            root = insert(root, node(tail, b));
             ranges++;
         } else if (pfn > a) {
             resize(root, a, a, pfn);
@@ -163,7 +172,7 @@ public final class FreeIovaTree {
         } else if (mergeAbove) {
             resize(root, above.start, pfn, above.end);
         } else {
-            root = insert(root, new Node(pfn, end));
+            root = insert(root, node(pfn, end));
             ranges++;
         }
         freeFrames += frames;
@@ -192,6 +201,15 @@ public final class FreeIovaTree {
             v.range(n.start, n.end);
             visit(n.right, v);
         }
+    }
+
+    private Node node(long start, long end) {
+        Node n = spare;
+        if (n == null) {
+            return new Node(start, end);
+        }
+        spare = null;
+        return n.reset(start, end);
     }
 
     // ---- ordered queries -------------------------------------------------------------------------------------
@@ -310,7 +328,7 @@ public final class FreeIovaTree {
         return balance(n);
     }
 
-    private static Node delete(Node n, long start) {
+    private Node delete(Node n, long start) {
         if (n == null) {
             throw new IllegalStateException("no free range starts at pfn 0x" + Long.toHexString(start));
         }
@@ -319,11 +337,9 @@ public final class FreeIovaTree {
         } else if (start > n.start) {
             n.right = delete(n.right, start);
         } else {
-            if (n.left == null) {
-                return n.right;
-            }
-            if (n.right == null) {
-                return n.left;
+            if (n.left == null || n.right == null) {
+                spare = n;
+                return n.left == null ? n.right : n.left;
             }
             Node successor = n.right;
             while (successor.left != null) {
