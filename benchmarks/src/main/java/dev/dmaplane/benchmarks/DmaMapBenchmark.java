@@ -26,7 +26,7 @@ import java.util.concurrent.TimeUnit;
  * production; {@code trace} switches the machine's trace ring on or off.
  */
 @State(Scope.Thread)
-@BenchmarkMode(Mode.AverageTime)
+@BenchmarkMode({Mode.AverageTime, Mode.SampleTime})
 @OutputTimeUnit(TimeUnit.NANOSECONDS)
 @Fork(value = 1, jvmArgsAppend = {"--enable-native-access=ALL-UNNAMED"})
 public class DmaMapBenchmark {

@@ -5,19 +5,23 @@ import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReferenceArray;
 import java.util.function.Consumer;
 import java.util.function.Predicate;
 
 /**
  * The machine's trace: every event goes to a bounded in-memory ring (like the ftrace ring buffer), to JFR when a
- * recording is on, and to subscribers. Thread-safe; emitting never blocks on a slow subscriber for long, as
- * subscribers run in the emitting thread and must be quick.
+ * recording is on, and to subscribers. Thread-safe and lock-free: each event takes the next sequence number and
+ * overwrites the oldest slot; a reader keeps only slots whose sequence number matches the one it expects, so an
+ * event overwritten while being read is skipped, never shown out of place. Subscribers run in the emitting thread
+ * and must be quick.
  */
 public final class Tracer {
     /** Ring size used when none is given. */
     public static final int DEFAULT_CAPACITY = 1 << 16;
 
-    private final TraceEvent[] ring;
+    private final AtomicReferenceArray<TraceEvent> ring;
+    private final int mask;
     private final AtomicLong seq = new AtomicLong();
     private final List<Consumer<TraceEvent>> subscribers = new CopyOnWriteArrayList<>();
     private volatile boolean enabled = true;
@@ -30,7 +34,8 @@ public final class Tracer {
         if (capacity <= 0 || Integer.bitCount(capacity) != 1) {
             throw new IllegalArgumentException("trace capacity must be a power of two, not " + capacity);
         }
-        this.ring = new TraceEvent[capacity];
+        this.ring = new AtomicReferenceArray<>(capacity);
+        this.mask = capacity - 1;
     }
 
     /** Turns recording into the ring and to subscribers on or off (benchmarks turn it off). */
@@ -50,9 +55,7 @@ public final class Tracer {
         long n = seq.incrementAndGet();
         TraceEvent e = new TraceEvent(n, System.nanoTime(), Objects.requireNonNull(kind, "kind"),
                 device == null ? "-" : device, address, length, detail == null ? "" : detail);
-        synchronized (ring) {
-            ring[(int) (n - 1) & (ring.length - 1)] = e;
-        }
+        ring.set((int) (n - 1) & mask, e);
         DmaplaneJfrEvent jfr = new DmaplaneJfrEvent();
         if (jfr.shouldCommit()) {
             jfr.kind = kind.name();
@@ -81,14 +84,12 @@ public final class Tracer {
     /** The events still in the ring whose sequence number is above {@code afterSeq}, oldest first. */
     public List<TraceEvent> since(long afterSeq) {
         List<TraceEvent> out = new ArrayList<>();
-        synchronized (ring) {
-            long last = seq.get();
-            long first = Math.max(afterSeq + 1, last - ring.length + 1);
-            for (long s = Math.max(first, 1); s <= last; s++) {
-                TraceEvent e = ring[(int) (s - 1) & (ring.length - 1)];
-                if (e != null && e.seq() == s) {
-                    out.add(e);
-                }
+        long last = seq.get();
+        long first = Math.max(afterSeq + 1, last - ring.length() + 1);
+        for (long s = Math.max(first, 1); s <= last; s++) {
+            TraceEvent e = ring.get((int) (s - 1) & mask);
+            if (e != null && e.seq() == s) {
+                out.add(e);
             }
         }
         return out;
