@@ -202,22 +202,21 @@ public final class HostMemory implements AutoCloseable {
 
     /** References held on the block containing {@code pfn} (0 when free). */
     public int refCount(long pfn) {
-        Section s = section(checkPfn(pfn));
-        if (s == null) {
-            return 0;
-        }
-        int h = s.head[local(pfn)];
-        return h < 0 ? 0 : s.refs.get(h);
+        return headCounter(pfn, false);
     }
 
     /** Pins held on the block containing {@code pfn} ({@code folio_maybe_dma_pinned} when > 0). */
     public int pinCount(long pfn) {
+        return headCounter(pfn, true);
+    }
+
+    private int headCounter(long pfn, boolean pins) {
         Section s = section(checkPfn(pfn));
-        if (s == null) {
+        int h = s == null ? -1 : s.head[local(pfn)];
+        if (h < 0) {
             return 0;
         }
-        int h = s.head[local(pfn)];
-        return h < 0 ? 0 : s.pins.get(h);
+        return pins ? s.pins.get(h) : s.refs.get(h);
     }
 
     /** Whether {@code pfn} belongs to an allocated block. */

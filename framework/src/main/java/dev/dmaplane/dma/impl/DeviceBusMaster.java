@@ -34,28 +34,28 @@ final class DeviceBusMaster implements BusMaster {
 
     @Override
     public void read(long busAddr, MemorySegment dst) {
-        long len = dst.byteSize();
-        long done = 0;
-        while (done < len) {
-            long addr = busAddr + done;
-            IommuDomain domain = domain();
-            long n = Math.min(len - done, chunk(domain, addr));
-            long phys = translate(domain, addr, n, false);
-            physical.read(phys, dst.asSlice(done, n));
-            done += n;
-        }
+        transfer(busAddr, dst, false);
     }
 
     @Override
     public void write(long busAddr, MemorySegment src) {
-        long len = src.byteSize();
+        transfer(busAddr, src, true);
+    }
+
+    /** One transaction per page-table leaf (or 4 KiB page), each translated before any byte moves. */
+    private void transfer(long busAddr, MemorySegment data, boolean write) {
+        long len = data.byteSize();
         long done = 0;
         while (done < len) {
             long addr = busAddr + done;
             IommuDomain domain = domain();
             long n = Math.min(len - done, chunk(domain, addr));
-            long phys = translate(domain, addr, n, true);
-            physical.write(phys, src.asSlice(done, n));
+            long phys = translate(domain, addr, n, write);
+            if (write) {
+                physical.write(phys, data.asSlice(done, n));
+            } else {
+                physical.read(phys, data.asSlice(done, n));
+            }
             done += n;
         }
     }
