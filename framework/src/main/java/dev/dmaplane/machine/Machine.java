@@ -3,6 +3,7 @@ package dev.dmaplane.machine;
 import dev.dmaplane.device.Device;
 import dev.dmaplane.device.DeviceCore;
 import dev.dmaplane.dma.DmaDebug;
+import dev.dmaplane.dma.PeerRouter;
 import dev.dmaplane.dma.impl.DmaSubsystem;
 import dev.dmaplane.dma.impl.Swiotlb;
 import dev.dmaplane.errno.Errno;
@@ -18,6 +19,7 @@ import dev.dmaplane.mem.PhysicalRegion;
 import dev.dmaplane.pci.Bar;
 import dev.dmaplane.pci.MachineSpec;
 import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.pci.PciRoute;
 import dev.dmaplane.pci.PciTopology;
 import dev.dmaplane.pci.TopologyLoader;
 import dev.dmaplane.trace.Tracer;
@@ -27,7 +29,9 @@ import org.slf4j.LoggerFactory;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.IdentityHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 
 /**
@@ -47,6 +51,8 @@ public final class Machine implements AutoCloseable {
     private final DmaSubsystem dma;
     private final DeviceCore devices;
     private final List<AutoCloseable> models = new ArrayList<>();
+    /** The physical-map region of each memory BAR; filled at start, read-only afterwards. */
+    private final Map<Bar, BarRegion> barRegions = new IdentityHashMap<>();
     private volatile boolean closed;
 
     /** Boot-time choices that are not part of the machine file. */
@@ -118,13 +124,16 @@ public final class Machine implements AutoCloseable {
         for (PciFunction fn : pci.functions()) {
             for (Bar bar : fn.bars()) {
                 if (bar.backing() instanceof Bar.Memory mem) {
-                    physical.add(new BarRegion(fn.name() + " BAR" + bar.index(), bar, mem));
+                    BarRegion region = new BarRegion(fn.name() + " BAR" + bar.index(), bar, mem);
+                    physical.add(region);
+                    barRegions.put(bar, region);
                 }
             }
             if (fn.model().isPresent()) {
                 models.add(DeviceModels.attach(fn));
             }
         }
+        dma.setPeerRouter(this::routeBelowRootComplex);
         for (PciFunction fn : pci.functions()) {
             devices.addDevice(fn, dma.attach(fn));
         }
@@ -230,6 +239,26 @@ public final class Machine implements AutoCloseable {
 
     public boolean isClosed() {
         return closed;
+    }
+
+    /**
+     * PCIe routing of a device request below the root complex, for the DMA layer: a memory BAR a switch delivers it
+     * to, an Unsupported Request, or the way up to the IOMMU. Register BARs take no device DMA in this model.
+     */
+    private PeerRouter.Route routeBelowRootComplex(Device requester, long busAddr) {
+        if (!(requester instanceof PciFunction fn)) {
+            return PeerRouter.Upstream.INSTANCE;
+        }
+        return switch (pci.route(fn, busAddr)) {
+            case PciRoute.RootComplex rc -> PeerRouter.Upstream.INSTANCE;
+            case PciRoute.Unsupported u -> new PeerRouter.Refused(u.reason());
+            case PciRoute.Peer p -> {
+                BarRegion region = barRegions.get(p.bar());
+                yield region != null ? new PeerRouter.ToPeer(region, p.offset())
+                        : new PeerRouter.Refused(p.target().name() + " BAR" + p.bar().index()
+                        + " is a register block; this model delivers device DMA only to device memory");
+            }
+        };
     }
 
     /** A memory BAR as the root complex decodes it, so peers can DMA to it. */
