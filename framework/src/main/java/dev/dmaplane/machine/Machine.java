@@ -11,12 +11,16 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fs.MemFs;
 import dev.dmaplane.hw.impl.DeviceModels;
 import dev.dmaplane.iommu.Iommu;
+import dev.dmaplane.iommu.IommuDomain;
 import dev.dmaplane.iommu.IommuDomainType;
+import dev.dmaplane.iommu.IommuGroup;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.mem.PhysicalAddressMap;
 import dev.dmaplane.mem.PhysicalRegion;
 import dev.dmaplane.pci.Bar;
+import dev.dmaplane.pci.ConfigSpace;
+import dev.dmaplane.pci.HostBridge;
 import dev.dmaplane.pci.MachineSpec;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.pci.PciRoute;
@@ -29,9 +33,11 @@ import org.slf4j.LoggerFactory;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.Objects;
 
 /**
@@ -120,6 +126,7 @@ public final class Machine implements AutoCloseable {
             for (List<PciFunction> group : pci.isolationGroups()) {
                 iommu.addGroup(group);
             }
+            reservePciWindows();
         }
         for (PciFunction fn : pci.functions()) {
             for (Bar bar : fn.bars()) {
@@ -139,6 +146,32 @@ public final class Machine implements AutoCloseable {
         }
         LOG.info("machine up: {} MiB RAM, {} PCI functions, IOMMU {}", memory.size() >> 20, pci.functions().size(),
                 iommu.enabled() ? "on (" + iommu.groups().size() + " groups)" : "off");
+    }
+
+    /**
+     * Keeps every DMA domain's IOVAs out of the root ports' memory windows ({@code iova_reserve_pci_windows} in
+     * {@code drivers/iommu/dma-iommu.c}): an IOVA there would be claimed by a switch below the root port and routed
+     * to a peer's BAR instead of reaching the IOMMU.
+     */
+    private void reservePciWindows() {
+        List<ConfigSpace.Window> windows = new ArrayList<>();
+        for (HostBridge hb : pci.hostBridges()) {
+            for (PciFunction port : hb.rootBus().devices()) {
+                if (port.isBridge()) {
+                    port.configSpace().memoryWindow().ifPresent(windows::add);
+                    port.configSpace().prefetchableWindow().ifPresent(windows::add);
+                }
+            }
+        }
+        Set<IommuDomain> done = Collections.newSetFromMap(new IdentityHashMap<>());
+        for (IommuGroup g : iommu.groups()) {
+            IommuDomain d = g.defaultDomain();
+            if (d.type() == IommuDomainType.DMA && done.add(d)) {
+                for (ConfigSpace.Window w : windows) {
+                    d.iovaAllocator().reserve(w.base(), w.limit() + 1);
+                }
+            }
+        }
     }
 
     public Tracer tracer() {

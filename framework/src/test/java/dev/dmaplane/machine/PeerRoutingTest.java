@@ -145,6 +145,31 @@ class PeerRoutingTest {
     }
 
     @Test
+    void noIovaAliasesAnAddressASwitchWouldClaim() {
+        String bar32 = TopologyLoader.defaultMachineText().replace("                        - { index: 0, size: 16MiB, kind: mmio }\n",
+                "                        - { index: 0, size: 16MiB, kind: mmio, bits: 32, prefetchable: false }\n");
+        Machine m = boot(bar32);
+        PciFunction hca = m.pci().function("04:00.0");
+        Bar regs = m.pci().function("03:00.0").bar(0).orElseThrow();
+        assertTrue(regs.address() >= 0xC000_0000L && regs.address() < 1L << 32, "GPU registers now sit below 4 GiB");
+        hca.dma().setDmaMask(-1L);
+        long big = 256L << 20;
+        List<Long> iovas = new ArrayList<>();
+        for (int i = 0; i < 8; i++) {
+            iovas.add(hca.dma().mapSingle(i * big, big, DmaDirection.TO_DEVICE));
+        }
+        for (long iova : iovas) {
+            assertFalse(iova < regs.address() + regs.size() && regs.address() < iova + big,
+                    "IOVA 0x" + Long.toHexString(iova) + " would alias the GPU's registers");
+            assertInstanceOf(dev.dmaplane.pci.PciRoute.RootComplex.class, m.pci().route(hca, iova), "it reaches the IOMMU");
+        }
+        assertTrue(iovas.stream().anyMatch(v -> v < 0xC000_0000L), "32-bit IOVA continues below the reserved window");
+        for (long iova : iovas) {
+            hca.dma().unmapSingle(iova, big, DmaDirection.TO_DEVICE);
+        }
+    }
+
+    @Test
     void mapResourceGivesAPeerAcrossTheRootComplexAnIova() {
         Machine m = bootDefault();
         PciFunction hca2 = m.pci().function("05:00.0");
