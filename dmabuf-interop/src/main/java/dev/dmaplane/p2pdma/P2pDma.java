@@ -69,7 +69,8 @@ public interface P2pDma {
     P2pMapping mapSg(Device client, P2pAllocation allocation, DmaDirection direction);
 
     /**
-     * Undoes {@link #mapSg} ({@code dma_unmap_sg}).
+     * Undoes {@link #mapSg} ({@code dma_unmap_sg}); for a client that left its bus, whose IOVA the DMA layer already
+     * reclaimed, only the bookkeeping is dropped.
      *
      * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} if {@code mapping} is not live (never made here, or
      *                                           already unmapped)

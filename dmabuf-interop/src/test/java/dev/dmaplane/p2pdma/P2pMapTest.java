@@ -130,6 +130,20 @@ class P2pMapTest {
     }
 
     @Test
+    void aClientThatLeftItsBusLeavesNothingMappedBehind() {
+        Machine m = files.hostBridgeAllowsP2p().boot();
+        P2pDma p2p = P2pDma.create(m);
+        PciFunction hca2 = m.pci().function("05:00.0");
+        P2pAllocation a = vramAllocation(p2p, m, 4096);
+        P2pMapping map = p2p.mapSg(hca2, a, DmaDirection.TO_DEVICE);
+        m.hotUnplug(hca2);
+        assertEquals(0, m.activeDmaMappings(), "the DMA layer reclaimed the IOVA when the HCA went");
+        p2p.unmapSg(map);
+        p2p.memory(a.provider()).orElseThrow().free(a);
+        assertEquals(16 * MIB, p2p.memory(a.provider()).orElseThrow().available());
+    }
+
+    @Test
     void acsRedirectOnTheSwitchSendsTheSamePairThroughTheHostBridge() {
         Machine m = files.downstreamPortsAcs("[SV, RR, CR, UF]").boot();
         P2pDma p2p = P2pDma.create(m);

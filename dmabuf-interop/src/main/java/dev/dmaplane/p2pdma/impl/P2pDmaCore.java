@@ -1,6 +1,7 @@
 package dev.dmaplane.p2pdma.impl;
 
 import dev.dmaplane.device.Device;
+import dev.dmaplane.dma.DmaApi;
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
@@ -18,13 +19,11 @@ import dev.dmaplane.pci.PciTopology;
 import dev.dmaplane.trace.TraceKind;
 import dev.dmaplane.trace.Tracer;
 
-import java.util.Collections;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
-import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
@@ -35,7 +34,8 @@ public final class P2pDmaCore implements P2pDma {
     private final PciTopology pci;
     private final Tracer tracer;
     private final Map<PciFunction, ProviderMemory> providers = new ConcurrentHashMap<>();
-    private final Set<P2pMapping> mappings = Collections.newSetFromMap(new IdentityHashMap<>());
+    /** Live mappings, each with the DMA API that made its IOVA (null for bus addresses). */
+    private final Map<P2pMapping, DmaApi> mappings = new IdentityHashMap<>();
 
     public P2pDmaCore(Machine machine) {
         Objects.requireNonNull(machine, "machine");
@@ -134,21 +134,26 @@ public final class P2pDmaCore implements P2pDma {
         }
         P2pPath path = PathJudge.judge(allocation.provider(), client);
         trace(path);
+        if (path.mapType() == MapType.NOT_SUPPORTED) {
+            throw new ErrnoException(Errno.EREMOTEIO, path.reason());
+        }
         synchronized (this) {
             mem.retain(allocation);
             long addr;
+            DmaApi dma = null;
             try {
-                addr = switch (path.mapType()) {
-                    case NOT_SUPPORTED -> throw new ErrnoException(Errno.EREMOTEIO, path.reason());
-                    case BUS_ADDR -> allocation.busAddress();
-                    case THRU_HOST_BRIDGE -> client.dma().mapResource(allocation.busAddress(), allocation.size(), direction);
-                };
+                if (path.mapType() == MapType.BUS_ADDR) {
+                    addr = allocation.busAddress();
+                } else {
+                    dma = client.dma();
+                    addr = dma.mapResource(allocation.busAddress(), allocation.size(), direction);
+                }
             } catch (RuntimeException e) {
                 mem.release(allocation);
                 throw e;
             }
             P2pMapping m = new P2pMapping(client, allocation, direction, path.mapType(), addr);
-            mappings.add(m);
+            mappings.put(m, dma);
             tracer.emit(TraceKind.P2PDMA, client.name(), addr, allocation.size(), "map " + path.mapType() + " " + direction
                     + " of " + allocation.provider().bdf() + String.format(" bus %#x", allocation.busAddress()));
             return m;
@@ -157,12 +162,15 @@ public final class P2pDmaCore implements P2pDma {
 
     @Override
     public synchronized void unmapSg(P2pMapping mapping) {
-        if (mapping == null || !mappings.contains(mapping)) {
+        if (mapping == null || !mappings.containsKey(mapping)) {
             throw new ErrnoException(Errno.EINVAL, "unmap of " + mapping + ", which is not a live p2pdma mapping (never made here, or already unmapped)");
         }
         Device client = mapping.client();
-        if (mapping.mapType() == MapType.THRU_HOST_BRIDGE && client.isPresent()) {
-            client.dma().unmapResource(mapping.dmaAddress(), mapping.allocation().size(), mapping.direction());
+        DmaApi dma = mappings.get(mapping);
+        // A requester that left its bus had its DMA mappings reclaimed when it went; only the bookkeeping is left.
+        boolean requesterPresent = PathJudge.pciAncestor(client).map(Device::isPresent).orElse(false);
+        if (dma != null && requesterPresent) {
+            dma.unmapResource(mapping.dmaAddress(), mapping.allocation().size(), mapping.direction());
         }
         mappings.remove(mapping);
         providers.get(mapping.allocation().provider()).release(mapping.allocation());
