@@ -39,6 +39,7 @@ public enum Errno {
     ENETDOWN(100, "Network is down"),
     ECONNRESET(104, "Connection reset by peer"),
     ETIMEDOUT(110, "Connection timed out"),
+    EALREADY(114, "Operation already in progress"),
     ECANCELED(125, "Operation Canceled"),
     EHWPOISON(133, "Memory page has hardware error");
 
