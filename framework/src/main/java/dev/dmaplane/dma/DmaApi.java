@@ -74,6 +74,23 @@ public interface DmaApi {
     /** {@code dma_sync_sgtable_for_device}. */
     void syncSgForDevice(MappedSg mapped, DmaDirection direction);
 
+    /**
+     * Maps {@code size} bytes of another device's memory — a BAR region at physical address {@code physAddr} — for
+     * this device ({@code dma_map_resource}): an IOVA in the device's DMA domain, or the physical address itself in
+     * pass-through, where it must fit the DMA mask since resources are never bounced. Tracked by dma-debug like any
+     * mapping; the device then reaches the peer through the root complex.
+     *
+     * @return the bus address of the first byte
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} if the range is host RAM (map that with
+     *                                           {@link #mapSingle}) or the size or direction is bad, {@code EFAULT}
+     *                                           if no device memory decodes the whole range, {@code EIO} if it is
+     *                                           beyond the DMA mask in pass-through
+     */
+    long mapResource(long physAddr, long size, DmaDirection direction);
+
+    /** Unmaps what {@link #mapResource} returned; size and direction must match ({@code dma_unmap_resource}). */
+    void unmapResource(long dmaAddress, long size, DmaDirection direction);
+
     /** Allocates zeroed memory both CPU and device see coherently ({@code dma_alloc_coherent}), at most 2 MiB. */
     CoherentBuffer allocCoherent(long size);
 

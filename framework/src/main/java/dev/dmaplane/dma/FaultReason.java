@@ -19,5 +19,7 @@ public enum FaultReason {
     /** Pass-through access outside every live DMA API mapping, caught by dma-debug. */
     DEBUG_UNMAPPED,
     /** Pass-through write into a {@code DMA_TO_DEVICE} mapping, caught by dma-debug. */
-    DEBUG_READ_ONLY
+    DEBUG_READ_ONLY,
+    /** A switch routed the request where no function decodes it (PCIe Unsupported Request); see {@link PeerRouter}. */
+    UNSUPPORTED_REQUEST
 }

@@ -40,6 +40,7 @@ public enum Errno {
     ECONNRESET(104, "Connection reset by peer"),
     ETIMEDOUT(110, "Connection timed out"),
     EALREADY(114, "Operation already in progress"),
+    EREMOTEIO(121, "Remote I/O error"),
     ECANCELED(125, "Operation Canceled"),
     EHWPOISON(133, "Memory page has hardware error");
 

@@ -152,6 +152,31 @@ public final class IovaAllocator {
         }
     }
 
+    /**
+     * Takes {@code [start, endExclusive)}, widened to whole granules, out of the free space for good
+     * ({@code reserve_iova}), as the DMA layer does at domain set-up for addresses the PCI fabric would route
+     * elsewhere ({@code iova_reserve_pci_windows}). Cached free IOVAs are returned to the tree first so none of
+     * them is handed out inside the range later; live allocations there are left alone.
+     *
+     * @return the bytes that were free and are now reserved
+     * @throws ErrnoException {@code EINVAL} for an empty or negative range
+     */
+    public long reserve(long start, long endExclusive) {
+        if (start < 0 || endExclusive <= start) {
+            throw new ErrnoException(Errno.EINVAL, "IOVA reservation 0x" + Long.toHexString(start) + "-0x"
+                    + Long.toHexString(endExclusive) + " is empty or negative");
+        }
+        long lo = Math.max(start >>> shift, startPfn);
+        long hi = Math.min((endExclusive + granule - 1) >>> shift, endPfn);
+        if (lo >= hi) {
+            return 0;
+        }
+        synchronized (tree) {
+            rcache.drainAll(toTreeLocked);
+            return tree.reserve(lo, hi) << shift;
+        }
+    }
+
     private void releaseToTree(long pfn, long frames) {
         synchronized (tree) {
             releaseLocked(pfn, frames);

@@ -3,6 +3,7 @@ package dev.dmaplane.machine;
 import dev.dmaplane.device.Device;
 import dev.dmaplane.device.DeviceCore;
 import dev.dmaplane.dma.DmaDebug;
+import dev.dmaplane.dma.PeerRouter;
 import dev.dmaplane.dma.impl.DmaSubsystem;
 import dev.dmaplane.dma.impl.Swiotlb;
 import dev.dmaplane.errno.Errno;
@@ -10,14 +11,19 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fs.MemFs;
 import dev.dmaplane.hw.impl.DeviceModels;
 import dev.dmaplane.iommu.Iommu;
+import dev.dmaplane.iommu.IommuDomain;
 import dev.dmaplane.iommu.IommuDomainType;
+import dev.dmaplane.iommu.IommuGroup;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.mem.PhysicalAddressMap;
 import dev.dmaplane.mem.PhysicalRegion;
 import dev.dmaplane.pci.Bar;
+import dev.dmaplane.pci.ConfigSpace;
+import dev.dmaplane.pci.HostBridge;
 import dev.dmaplane.pci.MachineSpec;
 import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.pci.PciRoute;
 import dev.dmaplane.pci.PciTopology;
 import dev.dmaplane.pci.TopologyLoader;
 import dev.dmaplane.trace.Tracer;
@@ -27,7 +33,11 @@ import org.slf4j.LoggerFactory;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
+import java.util.IdentityHashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.Set;
 import java.util.Objects;
 
 /**
@@ -47,6 +57,8 @@ public final class Machine implements AutoCloseable {
     private final DmaSubsystem dma;
     private final DeviceCore devices;
     private final List<AutoCloseable> models = new ArrayList<>();
+    /** The physical-map region of each memory BAR; filled at start, read-only afterwards. */
+    private final Map<Bar, BarRegion> barRegions = new IdentityHashMap<>();
     private volatile boolean closed;
 
     /** Boot-time choices that are not part of the machine file. */
@@ -114,22 +126,52 @@ public final class Machine implements AutoCloseable {
             for (List<PciFunction> group : pci.isolationGroups()) {
                 iommu.addGroup(group);
             }
+            reservePciWindows();
         }
         for (PciFunction fn : pci.functions()) {
             for (Bar bar : fn.bars()) {
                 if (bar.backing() instanceof Bar.Memory mem) {
-                    physical.add(new BarRegion(fn.name() + " BAR" + bar.index(), bar, mem));
+                    BarRegion region = new BarRegion(fn.name() + " BAR" + bar.index(), bar, mem);
+                    physical.add(region);
+                    barRegions.put(bar, region);
                 }
             }
             if (fn.model().isPresent()) {
                 models.add(DeviceModels.attach(fn));
             }
         }
+        dma.setPeerRouter(this::routeBelowRootComplex);
         for (PciFunction fn : pci.functions()) {
             devices.addDevice(fn, dma.attach(fn));
         }
         LOG.info("machine up: {} MiB RAM, {} PCI functions, IOMMU {}", memory.size() >> 20, pci.functions().size(),
                 iommu.enabled() ? "on (" + iommu.groups().size() + " groups)" : "off");
+    }
+
+    /**
+     * Keeps every DMA domain's IOVAs out of the root ports' memory windows ({@code iova_reserve_pci_windows} in
+     * {@code drivers/iommu/dma-iommu.c}): an IOVA there would be claimed by a switch below the root port and routed
+     * to a peer's BAR instead of reaching the IOMMU.
+     */
+    private void reservePciWindows() {
+        List<ConfigSpace.Window> windows = new ArrayList<>();
+        for (HostBridge hb : pci.hostBridges()) {
+            for (PciFunction port : hb.rootBus().devices()) {
+                if (port.isBridge()) {
+                    port.configSpace().memoryWindow().ifPresent(windows::add);
+                    port.configSpace().prefetchableWindow().ifPresent(windows::add);
+                }
+            }
+        }
+        Set<IommuDomain> done = Collections.newSetFromMap(new IdentityHashMap<>());
+        for (IommuGroup g : iommu.groups()) {
+            IommuDomain d = g.defaultDomain();
+            if (d.type() == IommuDomainType.DMA && done.add(d)) {
+                for (ConfigSpace.Window w : windows) {
+                    d.iovaAllocator().reserve(w.base(), w.limit() + 1);
+                }
+            }
+        }
     }
 
     public Tracer tracer() {
@@ -230,6 +272,26 @@ public final class Machine implements AutoCloseable {
 
     public boolean isClosed() {
         return closed;
+    }
+
+    /**
+     * PCIe routing of a device request below the root complex, for the DMA layer: a memory BAR a switch delivers it
+     * to, an Unsupported Request, or the way up to the IOMMU. Register BARs take no device DMA in this model.
+     */
+    private PeerRouter.Route routeBelowRootComplex(Device requester, long busAddr) {
+        if (!(requester instanceof PciFunction fn)) {
+            return PeerRouter.Upstream.INSTANCE;
+        }
+        return switch (pci.route(fn, busAddr)) {
+            case PciRoute.RootComplex rc -> PeerRouter.Upstream.INSTANCE;
+            case PciRoute.Unsupported u -> new PeerRouter.Refused(u.reason());
+            case PciRoute.Peer p -> {
+                BarRegion region = barRegions.get(p.bar());
+                yield region != null ? new PeerRouter.ToPeer(region, p.offset())
+                        : new PeerRouter.Refused(p.target().name() + " BAR" + p.bar().index()
+                        + " is a register block; this model delivers device DMA only to device memory");
+            }
+        };
     }
 
     /** A memory BAR as the root complex decodes it, so peers can DMA to it. */

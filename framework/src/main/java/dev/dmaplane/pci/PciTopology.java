@@ -127,6 +127,16 @@ public final class PciTopology implements AutoCloseable {
     }
 
     /**
+     * Where the fabric takes a memory request {@code requester} issues at bus address {@code busAddr}: to a peer's
+     * BAR when a switch below the root complex routes it there, else up to the root complex (and its IOMMU), or
+     * nowhere (an Unsupported Request). See {@link PciRouting} for the rules.
+     */
+    public PciRoute route(PciFunction requester, long busAddr) {
+        requireOwn(requester);
+        return PciRouting.route(requester, busAddr);
+    }
+
+    /**
      * The IOMMU isolation groups, numbered by position: functions that cannot be isolated from each other
      * for DMA share a group; bridges are members like any function. Groups are in the order their first
      * member was probed, members in probe order.

@@ -34,6 +34,8 @@ public enum TraceKind {
     DISASSOCIATE,
     /** dma-buf attach, map, move or revoke. */
     DMA_BUF,
+    /** A peer-to-peer DMA decision ({@code drivers/pci/p2pdma.c}): map type and distance, p2pmem added, published, allocated, mapped. */
+    P2PDMA,
     /** A fence was signalled. */
     FENCE
 }

@@ -5,6 +5,9 @@ import dev.dmaplane.dma.DmaDebugReport.Kind;
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaFaultException;
 import dev.dmaplane.dma.FaultReason;
+import dev.dmaplane.dma.PeerRouter;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.iommu.IommuDomain;
 import dev.dmaplane.iommu.IommuDomainType;
 import dev.dmaplane.mem.HostMemory;
@@ -20,6 +23,8 @@ import java.util.Map;
  * A device's memory transactions: each is split at page (or page-table leaf) boundaries, translated by the
  * domain its IOMMU group is attached to now, and carried out on RAM or a peer's BAR. The device must be present
  * and have bus mastering enabled; in pass-through mode with dma-debug on, the target must lie in a live mapping.
+ * A request the fabric below the root complex routes to a peer's memory ({@link PeerRouter}) goes there directly,
+ * untranslated, as a PCIe switch forwards it.
  */
 final class DeviceBusMaster implements BusMaster {
     private static final VarHandle LONG = ValueLayout.JAVA_LONG.varHandle();
@@ -38,6 +43,13 @@ final class DeviceBusMaster implements BusMaster {
         long done = 0;
         while (done < len) {
             long addr = busAddr + done;
+            PeerRouter.ToPeer peer = peer(addr, len - done, false);
+            if (peer != null) {
+                long n = peerChunk(peer, len - done);
+                peer.region().read(peer.offset(), dst.asSlice(done, n));
+                done += n;
+                continue;
+            }
             IommuDomain domain = domain();
             long n = Math.min(len - done, chunk(domain, addr));
             long phys = translate(domain, addr, n, false);
@@ -52,6 +64,13 @@ final class DeviceBusMaster implements BusMaster {
         long done = 0;
         while (done < len) {
             long addr = busAddr + done;
+            PeerRouter.ToPeer peer = peer(addr, len - done, true);
+            if (peer != null) {
+                long n = peerChunk(peer, len - done);
+                peer.region().write(peer.offset(), src.asSlice(done, n));
+                done += n;
+                continue;
+            }
             IommuDomain domain = domain();
             long n = Math.min(len - done, chunk(domain, addr));
             long phys = translate(domain, addr, n, true);
@@ -88,6 +107,15 @@ final class DeviceBusMaster implements BusMaster {
         if ((busAddr & 7) != 0) {
             throw refuse(busAddr, true, FaultReason.MISALIGNED, "AtomicOp address is not 8-byte aligned");
         }
+        PeerRouter.ToPeer peer = peer(busAddr, 8, true);
+        if (peer != null) {
+            MemorySegment v = peerChunk(peer, 8) == 8 ? peer.region().atomicView(peer.offset(), 8) : null;
+            if (v == null) {
+                throw new ErrnoException(Errno.EOPNOTSUPP, peer.region().name() + " does not support atomic operations at 0x"
+                        + Long.toHexString(busAddr));
+            }
+            return v;
+        }
         IommuDomain domain = domain();
         translate(domain, busAddr, 8, false);
         return physical.atomicView(translate(domain, busAddr, 8, true));
@@ -104,18 +132,33 @@ final class DeviceBusMaster implements BusMaster {
         return HostMemory.PAGE_SIZE - (addr & (HostMemory.PAGE_SIZE - 1));
     }
 
+    /**
+     * Where the fabric below the root complex delivers a request at {@code addr}: the peer memory a switch routes it
+     * to (after the requester checks, for the part of {@code remaining} bytes inside it), or null when it goes
+     * upstream to the IOMMU. A request the fabric cannot complete is refused as an Unsupported Request.
+     */
+    private PeerRouter.ToPeer peer(long addr, long remaining, boolean write) {
+        PeerRouter.Route route = dma.sys.peerRouter.route(dma.device, addr);
+        return switch (route) {
+            case PeerRouter.Upstream u -> null;
+            case PeerRouter.ToPeer p -> {
+                checkRequester(addr, peerChunk(p, remaining), write);
+                yield p;
+            }
+            case PeerRouter.Refused r -> {
+                checkRequester(addr, 1, write);
+                throw refuse(addr, write, FaultReason.UNSUPPORTED_REQUEST, r.reason());
+            }
+        };
+    }
+
+    private static long peerChunk(PeerRouter.ToPeer peer, long remaining) {
+        return Math.min(remaining, peer.region().size() - peer.offset());
+    }
+
     private long translate(IommuDomain domain, long addr, long len, boolean write) {
+        checkRequester(addr, len, write);
         String dev = dma.deviceName();
-        if (!dma.device.isPresent()) {
-            throw refuse(addr, write, FaultReason.DEVICE_GONE, "device has left its bus");
-        }
-        if (!dma.device.busMasterEnabled()) {
-            throw refuse(addr, write, FaultReason.BUS_MASTER_DISABLED, "bus mastering is disabled (command register BME clear)");
-        }
-        long mask = dma.dmaMask();
-        if (addr < 0 || !DeviceDma.fitsMask(addr, len, mask)) {
-            throw refuse(addr, write, FaultReason.OUT_OF_RANGE, "address beyond the device's DMA mask 0x" + Long.toHexString(mask));
-        }
         if (domain == null || domain.type() == IommuDomainType.IDENTITY) {
             if (dma.sys.debug.enabled()) {
                 checkPassThrough(addr, len, write);
@@ -136,6 +179,20 @@ final class DeviceBusMaster implements BusMaster {
                                 + " refused by the IOMMU", null);
             }
             throw e;
+        }
+    }
+
+    /** What the requester itself must satisfy to put a request on the bus at all: presence, Bus Master Enable, its DMA mask. */
+    private void checkRequester(long addr, long len, boolean write) {
+        if (!dma.device.isPresent()) {
+            throw refuse(addr, write, FaultReason.DEVICE_GONE, "device has left its bus");
+        }
+        if (!dma.device.busMasterEnabled()) {
+            throw refuse(addr, write, FaultReason.BUS_MASTER_DISABLED, "bus mastering is disabled (command register BME clear)");
+        }
+        long mask = dma.dmaMask();
+        if (addr < 0 || !DeviceDma.fitsMask(addr, len, mask)) {
+            throw refuse(addr, write, FaultReason.OUT_OF_RANGE, "address beyond the device's DMA mask 0x" + Long.toHexString(mask));
         }
     }
 

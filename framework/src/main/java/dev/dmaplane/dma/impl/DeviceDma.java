@@ -17,6 +17,7 @@ import dev.dmaplane.iommu.IommuDomain;
 import dev.dmaplane.iommu.IommuDomainType;
 import dev.dmaplane.iommu.IommuGroup;
 import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.mem.PhysicalRegion;
 import dev.dmaplane.trace.TraceKind;
 
 import java.lang.foreign.Arena;
@@ -293,6 +294,59 @@ final class DeviceDma implements DmaApi {
             }
         }
         return null;
+    }
+
+    // ---------------------------------------------------------------- resources (device memory of a peer)
+
+    @Override
+    public long mapResource(long physAddr, long size, DmaDirection direction) {
+        checkMap(direction, size);
+        checkResource(physAddr, size);
+        Throwable site = sys.debug.captureSite();
+        IommuDomain domain = mappingDomain();
+        Mapping m;
+        if (domain != null) {
+            long off = physAddr & PAGE_MASK;
+            long len = align(off + size);
+            long iova = allocIova(domain, len);
+            try {
+                domain.pageTable().map(iova, physAddr - off, len, prot(direction));
+            } catch (RuntimeException e) {
+                domain.iovaAllocator().free(iova, len);
+                throw e;
+            }
+            m = new Mapping(Mapping.Type.RESOURCE, iova + off, size, direction, domain, iova, len, null, List.of(), null, null, -1, site);
+        } else if (fitsMask(physAddr, size, mask)) {
+            m = new Mapping(Mapping.Type.RESOURCE, physAddr, size, direction, null, -1, 0, null, List.of(), null, null, -1, site);
+        } else {
+            throw new ErrnoException(Errno.EIO, device.name() + ": resource 0x" + Long.toHexString(physAddr) + "+" + size
+                    + " is beyond DMA mask 0x" + Long.toHexString(mask) + ", and resources are never bounced");
+        }
+        register(m);
+        trace(TraceKind.MAP, m, "resource " + direction + " phys 0x" + Long.toHexString(physAddr));
+        return m.dmaAddr();
+    }
+
+    @Override
+    public void unmapResource(long dmaAddress, long size, DmaDirection direction) {
+        Mapping m = find(dmaAddress, Mapping.Type.RESOURCE, "dma_unmap_resource", size, direction, null);
+        unregister(m);
+        teardown(m, false);
+        trace(TraceKind.UNMAP, m, "resource " + direction);
+    }
+
+    /** {@code dma_map_resource} takes device memory only: no RAM, and a device region must decode all of it. */
+    private void checkResource(long physAddr, long size) {
+        HostMemory ram = sys.physical.ram();
+        if (Long.compareUnsigned(physAddr, ram.size()) < 0) {
+            throw new ErrnoException(Errno.EINVAL, device.name() + ": dma_map_resource of 0x" + Long.toHexString(physAddr)
+                    + ", which is host RAM; map RAM with dma_map_single/dma_map_sg");
+        }
+        PhysicalRegion r = sys.physical.regionAt(physAddr);
+        if (r == null || Long.compareUnsigned(size, r.base() + r.size() - physAddr) > 0) {
+            throw new ErrnoException(Errno.EFAULT, device.name() + ": no device memory decodes 0x" + Long.toHexString(physAddr)
+                    + "+" + size);
+        }
     }
 
     // ---------------------------------------------------------------- sync

@@ -3,6 +3,7 @@ package dev.dmaplane.dma.impl;
 import dev.dmaplane.device.Device;
 import dev.dmaplane.dma.DmaApi;
 import dev.dmaplane.dma.DmaDebug;
+import dev.dmaplane.dma.PeerRouter;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.iommu.Iommu;
@@ -23,6 +24,8 @@ public final class DmaSubsystem {
     final DmaDebug debug;
     final Tracer tracer;
     final Swiotlb swiotlb;
+    /** How the fabric below the root complex routes device requests; every request goes upstream until set. */
+    volatile PeerRouter peerRouter = PeerRouter.NONE;
     private final Map<Device, DeviceDma> byDevice = new ConcurrentHashMap<>();
 
     /**
@@ -78,6 +81,14 @@ public final class DmaSubsystem {
             n += d.liveCount();
         }
         return n;
+    }
+
+    /**
+     * Installs the fabric's routing below the root complex: requests it delivers to a peer skip the IOMMU (PCIe
+     * switch routing), the rest are translated as before.
+     */
+    public void setPeerRouter(PeerRouter router) {
+        this.peerRouter = Objects.requireNonNull(router, "router");
     }
 
     /** The bounce pool, or null. */

@@ -18,13 +18,14 @@ record Mapping(Type type, long dmaAddr, long size, DmaDirection direction, Iommu
 
     /** How the mapping was made ({@code dma_debug_type}). */
     enum Type {
-        SINGLE, SG, COHERENT;
+        SINGLE, SG, COHERENT, RESOURCE;
 
         String apiName() {
             return switch (this) {
                 case SINGLE -> "dma_map_single";
                 case SG -> "dma_map_sg";
                 case COHERENT -> "dma_alloc_coherent";
+                case RESOURCE -> "dma_map_resource";
             };
         }
     }

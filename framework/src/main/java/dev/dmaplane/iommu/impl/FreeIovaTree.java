@@ -178,6 +178,37 @@ public final class FreeIovaTree {
         freeFrames += frames;
     }
 
+    /**
+     * Takes whatever part of {@code [start, end)} is free out of the tree for good ({@code reserve_iova}); frames
+     * already handed out stay with their owners.
+     *
+     * @return the number of free frames taken
+     */
+    public long reserve(long start, long end) {
+        long taken = 0;
+        for (Node n = floor(root, end - 1); n != null && n.end > start; n = floor(root, end - 1)) {
+            long a = n.start;
+            long b = n.end;
+            long lo = Math.max(a, start);
+            long hi = Math.min(b, end);
+            if (a < lo && hi < b) {
+                resize(root, a, a, lo);
+                root = insert(root, new Node(hi, b));
+                ranges++;
+            } else if (a < lo) {
+                resize(root, a, a, lo);
+            } else if (hi < b) {
+                resize(root, a, hi, b);
+            } else {
+                root = delete(root, a);
+                ranges--;
+            }
+            freeFrames -= hi - lo;
+            taken += hi - lo;
+        }
+        return taken;
+    }
+
     /** Whether {@code [pfn, pfn + frames)} lies entirely inside one free range. */
     public boolean isFree(long pfn, long frames) {
         Node n = floor(root, pfn);

@@ -1,0 +1,43 @@
+package dev.dmaplane.dma;
+
+import dev.dmaplane.device.Device;
+import dev.dmaplane.mem.PhysicalRegion;
+
+import java.util.Objects;
+
+/**
+ * The fabric between a device and the root complex as the DMA layer sees it: whether a switch on the way up
+ * delivers a device's memory request straight to a peer's device memory (PCIe address routing below the root
+ * port), so that the IOMMU never sees it. The machine installs one; without it every request goes upstream.
+ */
+@FunctionalInterface
+public interface PeerRouter {
+    /** Every request goes to the root complex: no fabric below it routes peer-to-peer. */
+    PeerRouter NONE = (requester, busAddr) -> Upstream.INSTANCE;
+
+    /** The route of a memory request {@code requester} issues at {@code busAddr}; called on the data path. */
+    Route route(Device requester, long busAddr);
+
+    /** What the fabric does with one request. */
+    sealed interface Route permits Upstream, ToPeer, Refused {
+    }
+
+    /** The request reaches the root complex, where the device's IOMMU domain translates it. */
+    enum Upstream implements Route {
+        INSTANCE
+    }
+
+    /** A switch delivers the request to {@code region} at {@code offset}; no translation happens. */
+    record ToPeer(PhysicalRegion region, long offset) implements Route {
+        public ToPeer {
+            Objects.requireNonNull(region, "region");
+        }
+    }
+
+    /** The fabric completes the request as an Unsupported Request; {@code reason} says where and why. */
+    record Refused(String reason) implements Route {
+        public Refused {
+            Objects.requireNonNull(reason, "reason");
+        }
+    }
+}

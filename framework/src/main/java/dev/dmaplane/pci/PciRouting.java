@@ -1,0 +1,124 @@
+package dev.dmaplane.pci;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * Address routing of a memory request below the root complex (PCIe Base Spec: a bridge forwards downstream what its
+ * memory windows claim and upstream what they do not; ACS P2P Request Redirect and Upstream Forwarding, the
+ * {@code PCI_ACS_RR} and {@code PCI_ACS_UF} control bits of {@code include/uapi/linux/pci_regs.h}).
+ * <p>
+ * The request climbs from the requester one bus at a time. On each bus, a peer whose BAR decodes the address, or a
+ * bridge whose window claims it, takes it — unless the port that put it on that bus has P2P Request Redirect
+ * enabled, which sends it upstream instead. A bridge never forwards back down a request that arrived from below
+ * inside its own windows; only a request already redirected by ACS passes such a port, and then only if the port
+ * has Upstream Forwarding enabled (a switch upstream port carries redirected requests up unconditionally). Once on
+ * the root bus the request belongs to the root complex and its IOMMU.
+ * <p>
+ * Not modelled: ACS P2P Egress Control (there is no Egress Control Vector, so it never blocks), Completion
+ * Redirect (it reroutes completions, not where the data goes), and the Memory Space / Bus Master Enable bits of
+ * bridges and targets, which the root complex's own decoding in this model ignores as well.
+ */
+final class PciRouting {
+    private PciRouting() {
+    }
+
+    static PciRoute route(PciFunction requester, long addr) {
+        Optional<Bar> own = barAt(requester, addr);
+        if (own.isPresent()) {
+            return new PciRoute.Peer(requester, own.get(), addr - own.get().address(), List.of());
+        }
+        List<PciFunction> climbed = new ArrayList<>(4);
+        PciFunction redirectedBy = null;
+        PciFunction cur = requester;
+        while (true) {
+            PciBus bus = cur.pciBus();
+            if (bus.isRoot()) {
+                return new PciRoute.RootComplex(cur, Optional.ofNullable(redirectedBy));
+            }
+            if (redirectedBy == null) {
+                PciFunction claimant = claimant(bus, cur, addr);
+                if (claimant != null) {
+                    if (!requestRedirect(cur)) {
+                        return descend(claimant, addr, climbed);
+                    }
+                    redirectedBy = cur;
+                }
+            }
+            PciFunction up = bus.self().orElseThrow();
+            if (windowClaims(up, addr)) {
+                if (redirectedBy == null) {
+                    return new PciRoute.Unsupported(up, String.format(
+                            "%s decodes %#x as below it, where the request came from, but no function there claims it", up.bdf(), addr));
+                }
+                if (up.portType().orElse(null) != PciPortType.UPSTREAM && !upstreamForwarding(up)) {
+                    return new PciRoute.Unsupported(up, String.format("request for %#x redirected by ACS at %s meets %s, which decodes it"
+                            + " as its own secondary side and has no ACS Upstream Forwarding", addr, redirectedBy.bdf(), up.bdf()));
+                }
+            }
+            climbed.add(up);
+            cur = up;
+        }
+    }
+
+    /** Down from {@code first}, which claims {@code addr}, to the function whose BAR decodes it. */
+    private static PciRoute descend(PciFunction first, long addr, List<PciFunction> climbed) {
+        List<PciFunction> path = new ArrayList<>(climbed);
+        PciFunction node = first;
+        while (true) {
+            Optional<Bar> bar = barAt(node, addr);
+            if (bar.isPresent()) {
+                return new PciRoute.Peer(node, bar.get(), addr - bar.get().address(), path);
+            }
+            path.add(node);
+            Optional<PciBus> below = node.subordinate();
+            PciFunction next = below.isEmpty() ? null : claimant(below.get(), null, addr);
+            if (next == null) {
+                return new PciRoute.Unsupported(node, String.format(
+                        "a window of %s claims %#x but no function below it decodes the address", node.bdf(), addr));
+            }
+            node = next;
+        }
+    }
+
+    /** The function on {@code bus}, other than {@code except}, whose BAR or bridge window claims {@code addr}. */
+    private static PciFunction claimant(PciBus bus, PciFunction except, long addr) {
+        for (PciFunction f : bus.devices()) {
+            if (f != except && (barAt(f, addr).isPresent() || f.isBridge() && windowClaims(f, addr))) {
+                return f;
+            }
+        }
+        return null;
+    }
+
+    /** The assigned BAR of {@code fn} that decodes {@code addr}. */
+    static Optional<Bar> barAt(PciFunction fn, long addr) {
+        for (Bar b : fn.bars()) {
+            long base = b.address();
+            if (base != 0 && Long.compareUnsigned(addr - base, b.size()) < 0) {
+                return Optional.of(b);
+            }
+        }
+        return Optional.empty();
+    }
+
+    /** Whether a bridge's memory or prefetchable memory window holds {@code addr}. */
+    static boolean windowClaims(PciFunction bridge, long addr) {
+        ConfigSpace cs = bridge.configSpace();
+        return contains(cs.memoryWindow(), addr) || contains(cs.prefetchableWindow(), addr);
+    }
+
+    private static boolean contains(Optional<ConfigSpace.Window> w, long addr) {
+        return w.isPresent() && Long.compareUnsigned(addr, w.get().base()) >= 0
+                && Long.compareUnsigned(addr, w.get().limit()) <= 0;
+    }
+
+    private static boolean requestRedirect(PciFunction fn) {
+        return fn.acs().map(Acs::rr).orElse(false);
+    }
+
+    private static boolean upstreamForwarding(PciFunction fn) {
+        return fn.acs().map(Acs::uf).orElse(false);
+    }
+}

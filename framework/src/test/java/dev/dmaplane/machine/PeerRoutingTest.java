@@ -1,0 +1,251 @@
+package dev.dmaplane.machine;
+
+import dev.dmaplane.dma.BusMaster;
+import dev.dmaplane.dma.DmaDebugReport;
+import dev.dmaplane.dma.DmaDirection;
+import dev.dmaplane.dma.DmaFaultException;
+import dev.dmaplane.dma.FaultReason;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.pci.Bar;
+import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.pci.TopologyLoader;
+import dev.dmaplane.trace.TraceKind;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * Device requests on the machine's fabric. A request a PCIe switch routes to a peer's BAR never reaches the root
+ * complex, so the IOMMU neither translates nor checks it (PCIe Base Spec address routing;
+ * Documentation/driver-api/pci/p2pdma.rst); everything else is translated by the requester's domain. Device memory
+ * is mapped for a device with dma_map_resource (Documentation/core-api/dma-api.rst; kernel/dma/mapping.c,
+ * iommu_dma_map_resource in drivers/iommu/dma-iommu.c, dma_direct_map_resource in kernel/dma/direct.c), tracked by
+ * dma-debug as kernel/dma/debug.c tracks dma_debug_resource entries. Real bytes are checked through the BAR.
+ */
+class PeerRoutingTest {
+    private final List<Machine> machines = new ArrayList<>();
+
+    @AfterEach
+    void close() {
+        machines.forEach(Machine::close);
+    }
+
+    private Machine boot(String text) {
+        Machine m = Machine.boot(TopologyLoader.load(text, TopologyLoader.Format.YAML), Machine.Options.DEFAULT);
+        machines.add(m);
+        return m;
+    }
+
+    private Machine bootDefault() {
+        return boot(TopologyLoader.defaultMachineText());
+    }
+
+    /** {@code fn} may master the bus with 64-bit addresses, as a driver's probe sets it up. */
+    private static BusMaster master(PciFunction fn) {
+        fn.setMaster(true);
+        fn.dma().setDmaMask(-1L);
+        return fn.dma().busMaster();
+    }
+
+    private static byte[] pattern(int n, int seed) {
+        byte[] b = new byte[n];
+        for (int i = 0; i < n; i++) {
+            b[i] = (byte) (i * 131 + seed);
+        }
+        return b;
+    }
+
+    private static byte[] readBar(Bar bar, long offset, int n) {
+        byte[] out = new byte[n];
+        bar.memory().read(offset, MemorySegment.ofArray(out));
+        return out;
+    }
+
+    @Test
+    void theSwitchCarriesAnHcaWriteIntoGpuVramWithoutTheIommu() {
+        Machine m = bootDefault();
+        PciFunction hca = m.pci().function("04:00.0");
+        Bar vram = m.pci().function("03:00.0").bar(2).orElseThrow();
+        long offset = (3L << 20) - 1000; // crosses a 2 MiB chunk of device memory
+        byte[] data = pattern(64 * 1024, 7);
+
+        BusMaster dev = master(hca);
+        dev.write(vram.address() + offset, MemorySegment.ofArray(data));
+
+        assertArrayEquals(data, readBar(vram, offset, data.length), "the bytes landed in VRAM");
+        byte[] back = new byte[data.length];
+        dev.read(vram.address() + offset, MemorySegment.ofArray(back));
+        assertArrayEquals(data, back, "and a peer read brings them back");
+        assertEquals(0, dev.fetchAndAdd(vram.address() + (8L << 20), 5), "AtomicOps route peer-to-peer too");
+        assertEquals(5, dev.readLong(vram.address() + (8L << 20)));
+
+        assertEquals(0, m.iommu().groupOf(hca).orElseThrow().domain().mappedBytes(), "nothing is mapped for the HCA");
+        assertEquals(0, m.activeDmaMappings());
+        assertEquals(List.of(), m.iommu().faults(), "the IOMMU never saw the requests");
+        assertTrue(m.tracer().select(e -> e.kind() == TraceKind.FAULT).isEmpty());
+    }
+
+    @Test
+    void theSameBusAddressFromAnotherRootPortIsTranslatedAndFaults() {
+        Machine m = bootDefault();
+        PciFunction hca2 = m.pci().function("05:00.0");
+        Bar vram = m.pci().function("03:00.0").bar(2).orElseThrow();
+        long addr = vram.address() + 4096;
+
+        DmaFaultException e = assertThrows(DmaFaultException.class,
+                () -> master(hca2).write(addr, MemorySegment.ofArray(pattern(256, 1))));
+        assertEquals(FaultReason.NOT_MAPPED, e.reason());
+        assertEquals(addr, m.iommu().faults().getLast().iova());
+        assertEquals("0000:05:00.0", m.iommu().faults().getLast().device());
+        assertArrayEquals(new byte[256], readBar(vram, 4096, 256), "no byte moved");
+    }
+
+    @Test
+    void peerRequestsStillNeedBusMasteringAndAnAddressUnderTheMask() {
+        Machine m = bootDefault();
+        PciFunction hca = m.pci().function("04:00.0");
+        long vram = m.pci().function("03:00.0").bar(2).orElseThrow().address();
+        MemorySegment one = MemorySegment.ofArray(new byte[8]);
+
+        assertEquals(FaultReason.BUS_MASTER_DISABLED,
+                assertThrows(DmaFaultException.class, () -> hca.dma().busMaster().write(vram, one)).reason());
+        hca.setMaster(true);
+        assertEquals(FaultReason.OUT_OF_RANGE,
+                assertThrows(DmaFaultException.class, () -> hca.dma().busMaster().write(vram, one)).reason(),
+                "VRAM sits at 1 TiB, beyond the default 32-bit mask");
+    }
+
+    @Test
+    void requestsTheFabricCannotCompleteAreUnsupportedRequests() {
+        String text = TopologyLoader.defaultMachineText()
+                .replace("                  device: \"0x1002\"\n                  class: \"0x060400\"\n",
+                        "                  device: \"0x1002\"\n                  class: \"0x060400\"\n                  acs: [SV, RR, CR, UF]\n")
+                .replaceFirst("          acs: \\[SV, RR, CR, UF]\n", "          acs: [SV, RR, CR]\n");
+        Machine m = boot(text);
+        PciFunction hca = m.pci().function("04:00.0");
+        long vram = m.pci().function("03:00.0").bar(2).orElseThrow().address();
+        DmaFaultException e = assertThrows(DmaFaultException.class,
+                () -> master(hca).write(vram, MemorySegment.ofArray(new byte[8])));
+        assertEquals(FaultReason.UNSUPPORTED_REQUEST, e.reason());
+        assertTrue(e.getMessage().contains("no ACS Upstream Forwarding"), e.getMessage());
+        assertFalse(m.tracer().select(ev -> ev.kind() == TraceKind.FAULT && ev.device().equals("0000:04:00.0")).isEmpty());
+
+        Machine d = bootDefault();
+        PciFunction hcaD = d.pci().function("04:00.0");
+        long regs = d.pci().function("03:00.0").bar(0).orElseThrow().address();
+        DmaFaultException r = assertThrows(DmaFaultException.class, () -> master(hcaD).write(regs, MemorySegment.ofArray(new byte[8])));
+        assertEquals(FaultReason.UNSUPPORTED_REQUEST, r.reason());
+        assertTrue(r.getMessage().contains("register block"), r.getMessage());
+    }
+
+    @Test
+    void noIovaAliasesAnAddressASwitchWouldClaim() {
+        String bar32 = TopologyLoader.defaultMachineText().replace("                        - { index: 0, size: 16MiB, kind: mmio }\n",
+                "                        - { index: 0, size: 16MiB, kind: mmio, bits: 32, prefetchable: false }\n");
+        Machine m = boot(bar32);
+        PciFunction hca = m.pci().function("04:00.0");
+        Bar regs = m.pci().function("03:00.0").bar(0).orElseThrow();
+        assertTrue(regs.address() >= 0xC000_0000L && regs.address() < 1L << 32, "GPU registers now sit below 4 GiB");
+        hca.dma().setDmaMask(-1L);
+        long big = 256L << 20;
+        List<Long> iovas = new ArrayList<>();
+        for (int i = 0; i < 8; i++) {
+            iovas.add(hca.dma().mapSingle(i * big, big, DmaDirection.TO_DEVICE));
+        }
+        for (long iova : iovas) {
+            assertFalse(iova < regs.address() + regs.size() && regs.address() < iova + big,
+                    "IOVA 0x" + Long.toHexString(iova) + " would alias the GPU's registers");
+            assertInstanceOf(dev.dmaplane.pci.PciRoute.RootComplex.class, m.pci().route(hca, iova), "it reaches the IOMMU");
+        }
+        assertTrue(iovas.stream().anyMatch(v -> v < 0xC000_0000L), "32-bit IOVA continues below the reserved window");
+        for (long iova : iovas) {
+            hca.dma().unmapSingle(iova, big, DmaDirection.TO_DEVICE);
+        }
+    }
+
+    @Test
+    void mapResourceGivesAPeerAcrossTheRootComplexAnIova() {
+        Machine m = bootDefault();
+        PciFunction hca2 = m.pci().function("05:00.0");
+        Bar vram = m.pci().function("03:00.0").bar(2).orElseThrow();
+        long phys = vram.address() + (1L << 20) + 256;
+        BusMaster dev = master(hca2);
+
+        long iova = hca2.dma().mapResource(phys, 64 * 1024, DmaDirection.BIDIRECTIONAL);
+        assertNotEquals(phys, iova);
+        assertEquals(phys & 0xFFF, iova & 0xFFF, "the offset in the page survives");
+        assertEquals(1, m.activeDmaMappings(hca2));
+        byte[] data = pattern(64 * 1024, 3);
+        dev.write(iova, MemorySegment.ofArray(data));
+        assertArrayEquals(data, readBar(vram, (1L << 20) + 256, data.length), "through the IOMMU and the root complex into VRAM");
+        assertEquals(FaultReason.NOT_MAPPED,
+                assertThrows(DmaFaultException.class, () -> dev.write(phys, MemorySegment.ofArray(new byte[8]))).reason(),
+                "the raw bus address means nothing to this device's domain");
+
+        hca2.dma().unmapResource(iova, 64 * 1024, DmaDirection.BIDIRECTIONAL);
+        assertEquals(0, m.activeDmaMappings(hca2));
+        assertEquals(FaultReason.NOT_MAPPED,
+                assertThrows(DmaFaultException.class, () -> dev.read(iova, MemorySegment.ofArray(new byte[8]))).reason());
+        assertTrue(m.tracer().select(e -> e.kind() == TraceKind.MAP && e.detail().startsWith("resource")).size() == 1);
+    }
+
+    @Test
+    void mapResourceIsCheckedAndTrackedByDmaDebug() {
+        Machine m = bootDefault();
+        PciFunction hca2 = m.pci().function("05:00.0");
+        hca2.dma().setDmaMask(-1L);
+        PciFunction gpu = m.pci().function("03:00.0");
+        long vram = gpu.bar(2).orElseThrow().address();
+        DmaDirection rw = DmaDirection.BIDIRECTIONAL;
+
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> hca2.dma().mapResource(1L << 20, 4096, rw)).errno(),
+                "RAM is mapped with mapSingle");
+        assertEquals(Errno.EFAULT, assertThrows(ErrnoException.class,
+                () -> hca2.dma().mapResource(gpu.bar(0).orElseThrow().address(), 4096, rw)).errno(), "a register BAR is not device memory");
+        assertEquals(Errno.EFAULT, assertThrows(ErrnoException.class,
+                () -> hca2.dma().mapResource(vram + (16L << 30) - 4096, 8192, rw)).errno(), "runs past the BAR");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> hca2.dma().mapResource(vram, 0, rw)).errno());
+        assertEquals(0, m.activeDmaMappings());
+
+        long iova = hca2.dma().mapResource(vram, 8192, DmaDirection.TO_DEVICE);
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> hca2.dma().unmapResource(iova, 4096, DmaDirection.TO_DEVICE)).errno());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> hca2.dma().unmapSingle(iova, 8192, DmaDirection.TO_DEVICE)).errno());
+        assertEquals(1, m.dmaDebug().reports(DmaDebugReport.Kind.SIZE_MISMATCH).size());
+        assertTrue(m.dmaDebug().reports(DmaDebugReport.Kind.TYPE_MISMATCH).getFirst().message().contains("dma_map_resource"));
+        hca2.dma().unmapResource(iova, 8192, DmaDirection.TO_DEVICE);
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> hca2.dma().unmapResource(iova, 8192, DmaDirection.TO_DEVICE)).errno());
+        assertEquals(1, m.dmaDebug().reports(DmaDebugReport.Kind.DOUBLE_UNMAP).size());
+
+        hca2.dma().mapResource(vram, 4096, rw);
+        m.hotUnplug(hca2);
+        DmaDebugReport leak = m.dmaDebug().reports(DmaDebugReport.Kind.LEAK_AT_UNBIND).getLast();
+        assertTrue(leak.message().contains("dma_map_resource"), leak.message());
+        assertEquals(0, m.activeDmaMappings());
+    }
+
+    @Test
+    void inPassThroughMapResourceHandsOutThePhysicalAddress() {
+        Machine m = boot(TopologyLoader.defaultMachineText().replace("defaultDomain: dma", "defaultDomain: identity"));
+        PciFunction hca2 = m.pci().function("05:00.0");
+        Bar vram = m.pci().function("03:00.0").bar(2).orElseThrow();
+        assertEquals(Errno.EIO, assertThrows(ErrnoException.class,
+                () -> hca2.dma().mapResource(vram.address(), 4096, DmaDirection.FROM_DEVICE)).errno(), "1 TiB is beyond 32 bits: never bounced");
+
+        BusMaster dev = master(hca2);
+        assertEquals(FaultReason.DEBUG_UNMAPPED,
+                assertThrows(DmaFaultException.class, () -> dev.write(vram.address(), MemorySegment.ofArray(new byte[8]))).reason(),
+                "dma-debug catches an unmapped pass-through access");
+        long bus = hca2.dma().mapResource(vram.address(), 4096, DmaDirection.FROM_DEVICE);
+        assertEquals(vram.address(), bus);
+        byte[] data = pattern(4096, 9);
+        dev.write(bus, MemorySegment.ofArray(data));
+        assertArrayEquals(data, readBar(vram, 0, 4096));
+        hca2.dma().unmapResource(bus, 4096, DmaDirection.FROM_DEVICE);
+    }
+}
