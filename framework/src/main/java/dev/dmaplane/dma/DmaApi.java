@@ -44,6 +44,24 @@ public interface DmaApi {
     /** Unmaps a table {@link #mapSg} returned, with the direction it was mapped for ({@code dma_unmap_sgtable}). */
     void unmapSg(MappedSg mapped, DmaDirection direction);
 
+    /**
+     * Takes the device's access to a live scatter-gather mapping away without ending the mapping: its IOMMU
+     * translations are removed at once (in pass-through mode its dma-debug access window is closed), but its bus
+     * addresses stay reserved and its bookkeeping stays until the owner calls {@link #unmapSg}, which then frees
+     * them and is not a double unmap. A device access into a revoked mapping faults, and dma-debug reports it as
+     * {@link DmaDebugReport.Kind#ACCESS_REVOKED} with {@code reason} and the site that made the mapping.
+     * <p>
+     * The kernel has no single call for this: it is what a dma-buf exporter relies on when the backing of a
+     * buffer moves or is revoked while an importer still holds a mapping of the old location (the IOVA cannot be
+     * handed out again before the importer unmaps, so a late access can never land in someone else's memory).
+     * Without an IOMMU and without dma-debug nothing can stop the device, as on real hardware.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a table the device has not mapped (reported as
+     *                                           {@code dma_unmap_sg} misuse would be), a direction other than the
+     *                                           mapping's, or a mapping already revoked; nothing changes then
+     */
+    void revokeSg(MappedSg mapped, DmaDirection direction, String reason);
+
     /** Gives the buffer back to the CPU after device writes ({@code dma_sync_single_for_cpu}). */
     void syncSingleForCpu(long dmaAddress, long size, DmaDirection direction);
 

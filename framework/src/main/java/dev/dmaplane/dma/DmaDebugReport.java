@@ -36,7 +36,9 @@ public record DmaDebugReport(Kind kind, String device, long address, long size, 
         /** The device accessed a bus address no live mapping covers. */
         ACCESS_UNMAPPED,
         /** The device wrote to memory mapped only for reading ({@code DMA_TO_DEVICE}). */
-        ACCESS_READ_ONLY
+        ACCESS_READ_ONLY,
+        /** The device accessed a mapping its owner still holds but whose access was revoked ({@link DmaApi#revokeSg}). */
+        ACCESS_REVOKED
     }
 
     public DmaDebugReport {

@@ -31,6 +31,7 @@ public enum Errno {
     ENODATA(61, "No data available"),
     ETIME(62, "Timer expired"),
     EPROTO(71, "Protocol error"),
+    EBADFD(77, "File descriptor in bad state"),
     EOVERFLOW(75, "Value too large for defined data type"),
     EOPNOTSUPP(95, "Operation not supported"),
     EADDRINUSE(98, "Address already in use"),

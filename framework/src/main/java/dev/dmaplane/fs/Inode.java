@@ -33,6 +33,18 @@ public final class Inode {
     private static final long PAGE_MASK = PAGE_SIZE - 1;
     private static final long ALL = Long.MAX_VALUE;
 
+    /** {@code F_SEAL_SEAL}: no further seal may be added. */
+    public static final int F_SEAL_SEAL = 0x0001;
+    /** {@code F_SEAL_SHRINK}: the file may not shrink. */
+    public static final int F_SEAL_SHRINK = 0x0002;
+    /** {@code F_SEAL_GROW}: the file may not grow. */
+    public static final int F_SEAL_GROW = 0x0004;
+    /** {@code F_SEAL_WRITE}: the contents may not be written (nor holes punched). */
+    public static final int F_SEAL_WRITE = 0x0008;
+    /** {@code F_SEAL_FUTURE_WRITE}: no new write may start; kept as the flag only (dmaplane has no mmap-time check). */
+    public static final int F_SEAL_FUTURE_WRITE = 0x0010;
+    private static final int ALL_SEALS = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE;
+
     private final MemFs fs;
     private final long ino;
     private final String path;
@@ -48,6 +60,8 @@ public final class Inode {
     /** Guarded by {@link #immapLock}: set once eviction is decided; no mapping may be added after. */
     private boolean evicting;
     private volatile boolean evicted;
+    /** {@code info->seals}; written under {@link #iRwsem} held exclusively. */
+    private volatile int seals;
 
     Inode(MemFs fs, long ino, String path, FileStore store) {
         this.fs = fs;
@@ -79,6 +93,46 @@ public final class Inode {
     /** {@code i_size}. */
     public long size() {
         return size;
+    }
+
+    /**
+     * The seals set on the file ({@code fcntl(F_GET_SEALS)}); files of a page-cache mount are memfd-like
+     * (created with {@code MFD_ALLOW_SEALING}) and start with none.
+     *
+     * @throws ErrnoException {@code EINVAL} on a DAX file: only shmem-like files support seals, as
+     *                        {@code memfd_fcntl} refuses other files
+     */
+    public int seals() {
+        checkSealable();
+        return seals;
+    }
+
+    /**
+     * Adds seals ({@code fcntl(F_ADD_SEALS)}, {@code memfd_add_seals}): from then on {@link #truncate} refuses to
+     * shrink ({@code F_SEAL_SHRINK}) or grow ({@code F_SEAL_GROW}) the file, {@link #write} refuses to write
+     * ({@code F_SEAL_WRITE}, {@code F_SEAL_FUTURE_WRITE}) or to grow it, {@link #punchHole} refuses under a write
+     * seal, all with {@code EPERM}. Seals are never removed. dmaplane does not model shared writable mmaps here,
+     * so adding {@code F_SEAL_WRITE} never fails with {@code EBUSY} as it would while one exists.
+     *
+     * @throws ErrnoException {@code EINVAL} for unknown seal bits or a DAX file, {@code EPERM} once
+     *                        {@code F_SEAL_SEAL} is set, {@code ENOENT} for an evicted inode; nothing changes then
+     */
+    public void addSeals(int newSeals) {
+        checkSealable();
+        ErrnoException.check((newSeals & ~ALL_SEALS) == 0, Errno.EINVAL,
+                "unknown seal bits 0x" + Integer.toHexString(newSeals & ~ALL_SEALS) + " for " + path);
+        iRwsem.writeLock().lock();
+        try {
+            checkAlive();
+            ErrnoException.check((seals & F_SEAL_SEAL) == 0, Errno.EPERM, path + " is sealed against new seals (F_SEAL_SEAL)");
+            seals |= newSeals;
+        } finally {
+            iRwsem.writeLock().unlock();
+        }
+    }
+
+    private void checkSealable() {
+        ErrnoException.check(!isDax(), Errno.EINVAL, path + " is on a DAX mount: only shmem-like files take seals");
     }
 
     /** Whether the inode still has a name in its file system. */
@@ -136,6 +190,11 @@ public final class Inode {
         iRwsem.writeLock().lock();
         try {
             checkAlive();
+            int sealed = seals;
+            ErrnoException.check((sealed & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) == 0, Errno.EPERM,
+                    "write to " + path + ", which is sealed against writes");
+            ErrnoException.check((sealed & F_SEAL_GROW) == 0 || offset + len <= size, Errno.EPERM,
+                    "write of " + len + " bytes at " + offset + " would grow " + path + ", which is sealed (F_SEAL_GROW)");
             if (len == 0) {
                 return 0;
             }
@@ -175,6 +234,10 @@ public final class Inode {
         try {
             checkAlive();
             long oldSize = size;
+            ErrnoException.check(newSize >= oldSize || (seals & F_SEAL_SHRINK) == 0, Errno.EPERM,
+                    "truncate of " + path + " from " + oldSize + " to " + newSize + ": the file is sealed against shrinking");
+            ErrnoException.check(newSize <= oldSize || (seals & F_SEAL_GROW) == 0, Errno.EPERM,
+                    "truncate of " + path + " from " + oldSize + " to " + newSize + ": the file is sealed against growing");
             if (newSize >= oldSize) {
                 zeroPastEof();
                 size = newSize;
@@ -215,6 +278,8 @@ public final class Inode {
         iRwsem.writeLock().lock();
         try {
             checkAlive();
+            ErrnoException.check((seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) == 0, Errno.EPERM,
+                    "hole punch in " + path + ", which is sealed against writes");
             long end = Math.min(size, offset > MAX_FILE_SIZE - length ? MAX_FILE_SIZE : offset + length);
             if (offset >= end) {
                 return;

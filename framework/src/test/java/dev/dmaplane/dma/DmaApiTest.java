@@ -298,4 +298,58 @@ class DmaApiTest {
         g.releaseDmaOwner(vfio);
         dev.dma().unmapSingle(dev.dma().mapSingle(page((byte) 1), 64, DmaDirection.TO_DEVICE), 64, DmaDirection.TO_DEVICE);
     }
+
+    /**
+     * A revoked sg mapping (the support a dma-buf exporter needs when the backing moves under an importer): the
+     * device faults and dma-debug names the revocation, the IOVA is not reused before the owner unmaps, and that
+     * unmap is no double unmap.
+     */
+    @Test
+    void revokedSgMappingFaultsKeepsItsIovaAndUnmapsOnce() {
+        TestDevice dev = device(IommuDomainType.DMA);
+        DmaApi api = dev.dma();
+        long[] pages = {page((byte) 5), page((byte) 6)};
+        SgTable table = SgTable.fromPages(pages, HostMemory.PAGE_SIZE, 0, 2 * HostMemory.PAGE_SIZE);
+        MappedSg m = api.mapSg(table, DmaDirection.BIDIRECTIONAL);
+        long iova = m.segments().getFirst().dmaAddress();
+        assertEquals(5, api.busMaster().readLong(iova) & 0xff);
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> api.revokeSg(m, DmaDirection.TO_DEVICE, "x")).errno(), "direction must match");
+        assertEquals(5, api.busMaster().readLong(iova) & 0xff, "a refused revoke changes nothing");
+
+        api.revokeSg(m, DmaDirection.BIDIRECTIONAL, "dma-buf moved");
+        DmaFaultException f = assertThrows(DmaFaultException.class, () -> api.busMaster().readLong(iova + 4096));
+        assertEquals(FaultReason.NOT_MAPPED, f.reason());
+        List<DmaDebugReport> r = debug.reports(Kind.ACCESS_REVOKED);
+        assertEquals(1, r.size());
+        assertTrue(r.getFirst().message().contains("dma-buf moved"), r.getFirst().message());
+        assertFalse(r.getFirst().mapSite().isEmpty(), "the report names where the mapping was made");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> api.revokeSg(m, DmaDirection.BIDIRECTIONAL, "again")).errno());
+
+        MappedSg other = api.mapSg(table, DmaDirection.BIDIRECTIONAL);
+        assertNotEquals(iova, other.segments().getFirst().dmaAddress(), "the revoked IOVA is still reserved");
+        assertEquals(2, dma.activeMappings());
+        api.unmapSg(m, DmaDirection.BIDIRECTIONAL);
+        api.unmapSg(other, DmaDirection.BIDIRECTIONAL);
+        assertEquals(0, dma.activeMappings());
+        assertEquals(0, iommu.groupOf(dev).orElseThrow().defaultDomain().mappedBytes());
+        assertThrows(ErrnoException.class, () -> api.unmapSg(m, DmaDirection.BIDIRECTIONAL));
+        assertEquals(Kind.DOUBLE_UNMAP, debug.reports().getLast().kind());
+    }
+
+    @Test
+    void revokedPassThroughMappingIsCaughtByDmaDebug() {
+        TestDevice dev = device(IommuDomainType.IDENTITY);
+        DmaApi api = dev.dma();
+        long pa = page((byte) 3);
+        MappedSg m = api.mapSg(SgTable.fromPages(new long[]{pa}, HostMemory.PAGE_SIZE, 0, 4096), DmaDirection.TO_DEVICE);
+        assertEquals(3, api.busMaster().readLong(pa) & 0xff);
+        api.revokeSg(m, DmaDirection.TO_DEVICE, "revoked by exporter");
+        DmaFaultException f = assertThrows(DmaFaultException.class, () -> api.busMaster().readLong(pa));
+        assertEquals(FaultReason.DEBUG_UNMAPPED, f.reason());
+        assertEquals(1, debug.reports(Kind.ACCESS_REVOKED).size());
+        api.unmapSg(m, DmaDirection.TO_DEVICE);
+        assertEquals(0, dma.activeMappings());
+    }
 }

@@ -141,6 +141,7 @@ class RuntimeIT {
         assertTrue(devices.lines().anyMatch(l -> l.contains("`- " + Demo.GPU) && l.contains("dmatest")), devices);
         assertTrue(rt.gogo("dmaplane:trace 1 BIND", WAIT).matches("#\\d+ BIND 0000:03:00.0 dmatest"));
         assertTrue(rt.gogo("dmaplane:memory", WAIT).contains("DMA        1 active mappings"));
+        assertTrue(rt.gogo("dmaplane:dmabuf", WAIT).endsWith("Total 0 objects, 0 bytes"), "the dma-buf bundle is in the runtime set");
         assertTrue(rt.gogo("lb", WAIT).contains("dmaplane dmatest driver"), "Gogo's own commands work too");
         Gogo.CommandException e = assertThrows(Gogo.CommandException.class, () -> rt.gogo("dmaplane:trace NOPE", WAIT));
         assertTrue(e.getMessage().contains("unknown trace kind 'NOPE'"), e.getMessage());

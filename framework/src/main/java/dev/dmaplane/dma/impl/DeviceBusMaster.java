@@ -166,6 +166,11 @@ final class DeviceBusMaster implements BusMaster {
             return domain.translate(dev, addr, len, write);
         } catch (DmaFaultException e) {
             if (dma.sys.debug.enabled() && domain.type() == IommuDomainType.DMA) {
+                Map.Entry<Mapping, String> rv = dma.revokedAt(addr, len);
+                if (rv != null) {
+                    reportRevoked(rv, addr, len, write);
+                    throw e;
+                }
                 dma.sys.debug.report(e.reason() == FaultReason.PERMISSION ? Kind.ACCESS_READ_ONLY : Kind.ACCESS_UNMAPPED,
                         dev, addr, len, "device " + (write ? "write" : "read") + " at iova 0x" + Long.toHexString(addr)
                                 + " refused by the IOMMU", null);
@@ -194,10 +199,21 @@ final class DeviceBusMaster implements BusMaster {
         return new DmaFaultException(dma.deviceName(), addr, write, why, reason);
     }
 
+    private void reportRevoked(Map.Entry<Mapping, String> rv, long addr, long len, boolean write) {
+        dma.sys.debug.report(Kind.ACCESS_REVOKED, dma.deviceName(), addr, len, "device " + (write ? "write" : "read")
+                + " at 0x" + Long.toHexString(addr) + "+" + len + " into a mapping whose access was revoked: "
+                + rv.getValue(), rv.getKey().site());
+    }
+
     private void checkPassThrough(long addr, long len, boolean write) {
         Map.Entry<Long, DeviceDma.Range> e = dma.debugRanges.floorEntry(addr);
         DeviceDma.Range r = e == null ? null : e.getValue();
         if (r == null || addr + len > r.start() + r.length()) {
+            Map.Entry<Mapping, String> rv = dma.revokedAt(addr, len);
+            if (rv != null) {
+                reportRevoked(rv, addr, len, write);
+                throw refuse(addr, write, FaultReason.DEBUG_UNMAPPED, "dma-debug: mapping was revoked: " + rv.getValue());
+            }
             dma.sys.debug.report(Kind.ACCESS_UNMAPPED, dma.deviceName(), addr, len, "device " + (write ? "write" : "read")
                     + " at 0x" + Long.toHexString(addr) + "+" + len + " outside every live DMA mapping", null);
             throw refuse(addr, write, FaultReason.DEBUG_UNMAPPED, "dma-debug: no live mapping covers it");

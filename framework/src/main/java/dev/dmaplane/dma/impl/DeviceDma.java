@@ -23,6 +23,8 @@ import dev.dmaplane.trace.TraceKind;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
+import java.util.Collections;
+import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -56,6 +58,9 @@ final class DeviceDma implements DmaApi {
             return size() > RECENT_UNMAPS;
         }
     };
+
+    /** Live mappings whose device access was revoked ({@link #revokeSg}), with the reason; guarded by itself. */
+    private final Map<Mapping, String> revoked = Collections.synchronizedMap(new IdentityHashMap<>());
 
     /** One device-visible range of a pass-through mapping, for dma-debug's access check. */
     record Range(long start, long length, DmaDirection direction, Mapping mapping) {
@@ -255,6 +260,40 @@ final class DeviceDma implements DmaApi {
         unregister(m);
         teardown(m, true);
         trace(TraceKind.UNMAP, m, "sg " + direction);
+    }
+
+    @Override
+    public void revokeSg(MappedSg mapped, DmaDirection direction, String reason) {
+        if (mapped == null) {
+            throw new ErrnoException(Errno.EINVAL, device.name() + ": revoke of a null table");
+        }
+        Mapping m = find(mapped.segments().getFirst().dmaAddress(), Mapping.Type.SG, "revoke of dma_map_sg mapping",
+                mapped.length(), direction, mapped);
+        String why = reason == null || reason.isBlank() ? "access revoked" : reason;
+        if (revoked.putIfAbsent(m, why) != null) {
+            throw new ErrnoException(Errno.EINVAL, device.name() + ": sg mapping at 0x" + Long.toHexString(m.dmaAddr())
+                    + " was already revoked (" + revoked.get(m) + ")");
+        }
+        if (m.translated()) {
+            m.domain().pageTable().unmap(m.iova(), m.iovaLength());
+        } else {
+            for (DmaSegment s : m.sg().segments()) {
+                dropRange(s.dmaAddress(), m);
+            }
+        }
+        trace(TraceKind.UNMAP, m, "sg revoked, bus addresses kept until unmap: " + why);
+    }
+
+    /** The revoked mapping covering {@code [addr, addr+len)} and why it was revoked, or null. */
+    Map.Entry<Mapping, String> revokedAt(long addr, long len) {
+        synchronized (revoked) {
+            for (Map.Entry<Mapping, String> e : revoked.entrySet()) {
+                if (covers(e.getKey(), addr, len) || covers(e.getKey(), addr, 1)) {
+                    return Map.entry(e.getKey(), e.getValue());
+                }
+            }
+        }
+        return null;
     }
 
     // ---------------------------------------------------------------- resources (device memory of a peer)
@@ -607,7 +646,13 @@ final class DeviceDma implements DmaApi {
     }
 
     private void teardown(Mapping m, boolean copyBack) {
-        if (m.translated()) {
+        boolean wasRevoked = revoked.remove(m) != null;
+        if (wasRevoked) {
+            copyBack = false;
+            if (m.translated()) {
+                m.domain().iovaAllocator().free(m.iova(), m.iovaLength());
+            }
+        } else if (m.translated()) {
             m.domain().pageTable().unmap(m.iova(), m.iovaLength());
             m.domain().iovaAllocator().free(m.iova(), m.iovaLength());
         }

@@ -2,6 +2,7 @@ package dev.dmaplane.runtime.impl;
 
 import dev.dmaplane.device.Device;
 import dev.dmaplane.device.Driver;
+import dev.dmaplane.dmabuf.DmaBufs;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.trace.TraceEvent;
@@ -29,6 +30,7 @@ import java.util.stream.Collectors;
         "osgi.command.function=drivers",
         "osgi.command.function=trace",
         "osgi.command.function=memory",
+        "osgi.command.function=dmabuf",
         "osgi.command.function=help"})
 public final class DmaplaneCommands {
     /** Events {@code trace} shows without a count. */
@@ -61,8 +63,16 @@ public final class DmaplaneCommands {
                 dmaplane:drivers            registered drivers, their bundle, ID table and the devices they drive
                 dmaplane:trace [N] [KIND]   the last N trace events (default %d), only of KIND if given
                 dmaplane:memory             RAM size, allocated, resident and pinned page frames, DMA mappings
+                dmaplane:dmabuf             dma-bufs as /sys/kernel/debug/dma_buf/bufinfo lists them: size, flags,
+                                            mode, count, exporter, inode, name, fences, attached devices, and
+                                            whether each is dynamic, pinned or revoked
                 Driver bundles copied into the deploy directory are installed, started and bound within a second;
                 deleting them unbinds (the driver's remove runs) and uninstalls them.""".formatted(DEFAULT_TRACE_EVENTS);
+    }
+
+    /** {@code dmaplane:dmabuf}: the machine's dma-bufs as {@code /sys/kernel/debug/dma_buf/bufinfo} shows them. */
+    public String dmabuf() {
+        return DmaBufs.of(machine).bufinfo().strip();
     }
 
     /** {@code dmaplane:lspci}: {@code lspci -tv} with bound drivers, then one line per function. */

@@ -338,4 +338,19 @@ class RuntimeComponentsTest {
         assertEquals(0, status.get("activeDmaMappings"));
         gpu.setMaster(false);
     }
+
+    /** dmaplane:dmabuf is the debugfs bufinfo of the machine's dma-buf registry (drivers/dma-buf/dma-buf.c). */
+    @Test
+    void dmabufListsTheMachinesBuffersAsBufinfo() {
+        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder);
+        assertTrue(cmds.dmabuf().endsWith("Total 0 objects, 0 bytes"), cmds.dmabuf());
+        dev.dmaplane.dmabuf.DmaBuf buf = new dev.dmaplane.dmabuf.heap.SystemHeap(dev.dmaplane.dmabuf.DmaBufs.of(machine)).allocate(8192);
+        buf.setName("frame");
+        buf.attach(machine.pci().function(GPU), null);
+        String out = cmds.dmabuf();
+        assertTrue(out.contains("\tsystem\t") && out.contains("frame"), out);
+        assertTrue(out.contains("\t" + GPU + " (static, pins 0, mappings 0)"), out);
+        assertTrue(out.endsWith("Total 1 objects, 8192 bytes"), out);
+        assertTrue(cmds.help().contains("dmaplane:dmabuf"));
+    }
 }
