@@ -44,6 +44,9 @@ public final class LoopbackProvider implements RdmaProvider {
     private volatile boolean paused;
     /** Hook calls, for tests to look at. */
     public final List<String> calls = new CopyOnWriteArrayList<>();
+    /** Runs at the start of every send doorbell (tests block in it to hold a call in flight). */
+    public volatile Runnable beforePost = () -> {
+    };
     /** Ranges the ODP notifier told the provider to forget. */
     public final List<long[]> invalidations = new CopyOnWriteArrayList<>();
 
@@ -146,6 +149,7 @@ public final class LoopbackProvider implements RdmaProvider {
 
     @Override
     public void postSend(HwQp qp) {
+        beforePost.run();
         if (!paused) {
             process(qp);
         }
