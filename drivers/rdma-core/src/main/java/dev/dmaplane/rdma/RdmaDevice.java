@@ -2,6 +2,8 @@ package dev.dmaplane.rdma;
 
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
+import dev.dmaplane.rdma.verbs.GidEntry;
+import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.ResourceEntry;
 import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.resource.ResourceLimits;
@@ -21,6 +23,21 @@ public interface RdmaDevice {
 
     /** The device attributes ({@code ibv_query_device} without a context). */
     DeviceAttr attr();
+
+    /** Ports, numbered from 1 ({@code phys_port_cnt}). */
+    default int portCount() {
+        return attr().physPortCnt();
+    }
+
+    /**
+     * The port's attributes as sysfs shows them ({@code /sys/class/infiniband/DEV/ports/N/}), without a context.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a bad port, {@code ENODEV} once unregistered
+     */
+    PortAttr portAttr(int port);
+
+    /** The valid GID table entries of every port ({@code ports/N/gids}, {@code gid_attrs}). */
+    List<GidEntry> gidTable();
 
     /** Whether the device is still registered. */
     boolean isRegistered();

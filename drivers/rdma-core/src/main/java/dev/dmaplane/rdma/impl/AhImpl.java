@@ -41,7 +41,7 @@ final class AhImpl extends ObjectImpl implements AddressHandle, HwAh {
                 || a.dlid() < 0 || a.dlid() > 0xFFFF) {
             throw new ErrnoException(Errno.EINVAL, "address vector field out of range: " + a);
         }
-        boolean roce = dev.portAttr(a.portNum()).linkLayer() == LinkLayer.ETHERNET;
+        boolean roce = dev.portAttrOf(a.portNum()).linkLayer() == LinkLayer.ETHERNET;
         if (roce && !a.isGlobal()) {
             throw new ErrnoException(Errno.EINVAL, "a RoCE address vector needs a GRH (is_global)");
         }

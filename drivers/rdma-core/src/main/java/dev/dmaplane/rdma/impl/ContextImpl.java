@@ -106,7 +106,7 @@ final class ContextImpl implements VerbsContext {
     @Override
     public PortAttr queryPort(int port) {
         try (UContext.Call c = enter()) {
-            return dev.portAttr(port);
+            return dev.portAttrOf(port);
         }
     }
 

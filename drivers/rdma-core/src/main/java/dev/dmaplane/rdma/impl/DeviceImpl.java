@@ -140,6 +140,24 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
     }
 
     @Override
+    public PortAttr portAttr(int port) {
+        if (!registered) {
+            throw new ErrnoException(Errno.ENODEV, name + " has been unregistered");
+        }
+        checkPort(port);
+        return provider.portAttr(port);
+    }
+
+    @Override
+    public List<GidEntry> gidTable() {
+        List<GidEntry> out = new ArrayList<>();
+        for (PortImpl p : ports) {
+            out.addAll(p.entries());
+        }
+        return out;
+    }
+
+    @Override
     public VerbsContext open(AddressSpace mm) {
         if (mm == null || mm.isClosed()) {
             throw new ErrnoException(Errno.EINVAL, name + ": open needs a live address space");
@@ -254,11 +272,13 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
         return ports[port - 1];
     }
 
-    int portCount() {
+    @Override
+    public int portCount() {
         return ports.length;
     }
 
-    PortAttr portAttr(int port) {
+    /** The provider's port attributes, for calls already inside a context. */
+    PortAttr portAttrOf(int port) {
         checkPort(port);
         return provider.portAttr(port);
     }

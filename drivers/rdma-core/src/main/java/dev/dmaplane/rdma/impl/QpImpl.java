@@ -216,7 +216,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, dev.dmaplane.rdma.sp
         if ((mask & QpAttrMask.PORT) != 0) {
             dev.checkPort(a.portNum());
         }
-        PortAttr pa = port >= 1 && port <= dev.portCount() ? dev.portAttr(port) : dev.portAttr(1);
+        PortAttr pa = port >= 1 && port <= dev.portCount() ? dev.portAttrOf(port) : dev.portAttrOf(1);
         if ((mask & QpAttrMask.PKEY_INDEX) != 0 && (a.pkeyIndex() < 0 || a.pkeyIndex() >= pa.pkeyTblLen())) {
             throw new ErrnoException(Errno.EINVAL, "pkey index " + a.pkeyIndex() + " outside the table of " + pa.pkeyTblLen());
         }

@@ -9,8 +9,10 @@ import java.util.List;
  * A checked, translated range of a memory region or window, valid until closed: the bus addresses the HCA may
  * use, and accessors that move real bytes through the device's {@link dev.dmaplane.dma.BusMaster} (so the IOMMU
  * checks every access). While a lease is open the region cannot be deregistered and, for an on-demand region,
- * its pages cannot be invalidated: keep leases short and never call into the address space while holding one.
- * Offsets count from the start of the leased range.
+ * its pages cannot be invalidated: keep leases short, never call into the address space while holding one, never
+ * hold two leases of one on-demand region at once (the second could wait for an invalidation that waits for the
+ * first), and close a lease on the thread that took it. Offsets count from the start of the leased range. The
+ * accessors throw {@link dev.dmaplane.dma.DmaFaultException} when the IOMMU refuses an access.
  */
 public interface DmaLease extends AutoCloseable {
     /** Bytes leased. */

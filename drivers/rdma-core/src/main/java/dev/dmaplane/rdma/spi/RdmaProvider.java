@@ -18,7 +18,8 @@ import dev.dmaplane.rdma.verbs.SrqAttr;
  * before it commits; a create or modify hook may refuse by throwing an {@link dev.dmaplane.errno.ErrnoException}
  * (nothing changes then). Destroy hooks must not throw: they run on user destroy, context close and device
  * removal, and must stop every use of the object (worker threads included) before returning. Hooks run without
- * core locks held, so they may wait for the provider's own threads.
+ * core locks held, so they may wait for the provider's own threads; they must not call
+ * {@link RdmaDeviceHandle#unregister()}, which waits for the calls in flight they are part of.
  *
  * <p><b>Data-path hooks</b>: {@link #postSend} and {@link #postRecv} are doorbells rung after work requests were
  * queued; {@link #pollCq} runs when the consumer polls (a provider that progresses lazily does its work there);
@@ -91,7 +92,8 @@ public interface RdmaProvider {
 
     /**
      * An on-demand region's pages in {@code [iova, iova+length)} are about to be unmapped (the interval notifier
-     * fired): forget any translation cached for them. Runs while no lease on the region is open.
+     * fired): forget any translation cached for them. Runs while no lease on the region is open, in the
+     * invalidating thread with the address space's locks held: it must not call into the address space.
      */
     default void invalidateRange(HwMr mr, long iova, long length) {
     }
