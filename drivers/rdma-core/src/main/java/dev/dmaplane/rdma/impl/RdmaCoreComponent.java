@@ -2,6 +2,7 @@ package dev.dmaplane.rdma.impl;
 
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.rdma.RdmaCore;
+import org.osgi.annotation.bundle.Capability;
 import org.osgi.framework.BundleContext;
 import org.osgi.framework.ServiceRegistration;
 import org.osgi.service.component.annotations.Activate;
@@ -12,8 +13,11 @@ import org.osgi.service.component.annotations.Reference;
 /**
  * Offers one {@link RdmaCore} for the runtime's {@link Machine} as an OSGi service, for HCA driver bundles to
  * register devices with and applications to open them. Deactivation withdraws the service, then unregisters
- * every device (each context is disassociated).
+ * every device (each context is disassociated). The service is registered by hand (its type is a final API class),
+ * so the capability is declared for resolvers.
  */
+@Capability(namespace = "osgi.service", attribute = "objectClass:List<String>=dev.dmaplane.rdma.RdmaCore",
+        uses = RdmaCore.class)
 @Component(immediate = true, service = {})
 public final class RdmaCoreComponent {
     private final RdmaCore core;
