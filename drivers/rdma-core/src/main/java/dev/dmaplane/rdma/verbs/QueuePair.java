@@ -29,8 +29,11 @@ public interface QueuePair extends VerbsObject {
     /**
      * {@code ibv_modify_qp}: applies {@code attr} as {@code attr.mask()} says, following {@code ib_modify_qp_is_ok}:
      * the transition from the current state must be allowed, every attribute required by the transition and QP
-     * type must be present and none outside the required and optional ones. Values are checked against the device
-     * and port. On failure nothing changes.
+     * type must be present and none outside the required and optional ones. {@code IB_QP_CUR_STATE} is accepted
+     * from RTR, RTS, SQD and SQE only, and must name the state the QP is in (drivers take it on trust; dmaplane
+     * checks it). Values are checked against the device and port; alternate paths are refused on RoCE, as
+     * {@code _ib_modify_qp} does. Entering RESET empties the queues without completions, ERR flushes them with
+     * WR_FLUSH_ERR, SQD lets started sends finish and raises SQ_DRAINED when asked. On failure nothing changes.
      *
      * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL}
      */
