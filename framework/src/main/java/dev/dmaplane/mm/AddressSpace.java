@@ -173,6 +173,21 @@ public final class AddressSpace implements AutoCloseable {
     }
 
     /**
+     * {@code hmm_range_fault(range)} with {@code HMM_PFN_REQ_FAULT} (plus {@code HMM_PFN_REQ_WRITE} for
+     * {@code write}): faults every page of the range in as a CPU access would and returns the physical address of
+     * each page, in order, without pinning or referencing anything. A device mirror (ODP) uses the addresses only
+     * between {@link IntervalSubscription#readBegin()} and a {@link IntervalSubscription#readRetry} that answers
+     * false, under the lock its notifier callback takes: an invalidation of the range ends their validity.
+     *
+     * @throws ErrnoException {@code EINVAL} for a length below 1; {@code EFAULT} for an unmapped or unreadable
+     *                        part or a file page past the end of the file; {@code EPERM} for {@code write} on a
+     *                        VMA without {@code PROT_WRITE}; these are checked before any page is faulted in
+     */
+    public long[] faultRange(long addr, long length, boolean write) {
+        return Gup.fault(mm, addr, length, write);
+    }
+
+    /**
      * Moves the anonymous page at {@code addr} to a new frame, copying its bytes; notifiers see MIGRATE and the
      * trace records it.
      *

@@ -4,7 +4,7 @@
  * ({@code mmu_interval_notifier}) that tell device drivers when a range they mirror is invalidated.
  */
 @Export
-@Version("1.0.0")
+@Version("1.1.0")
 package dev.dmaplane.mm;
 
 import org.osgi.annotation.bundle.Export;

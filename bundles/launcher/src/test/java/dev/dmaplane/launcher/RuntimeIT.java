@@ -62,6 +62,7 @@ class RuntimeIT {
     @Test
     void machineServiceIsRegisteredAndEveryBundleIsActive() throws Exception {
         assertTrue(rt.hasService("(objectClass=dev.dmaplane.machine.Machine)"));
+        assertTrue(rt.hasService("(objectClass=dev.dmaplane.rdma.RdmaCore)"), "the RDMA core waits for HCA drivers");
         for (Bundle b : rt.framework().getBundleContext().getBundles()) {
             assertEquals(Bundle.ACTIVE, b.getState(), b.getSymbolicName() + " is active");
         }
@@ -115,6 +116,7 @@ class RuntimeIT {
     @Test
     void gogoCommandsShowTheMachineAndTheBoundDriver() throws Exception {
         assertEquals("no drivers registered", rt.gogo("dmaplane:drivers", WAIT));
+        assertEquals("no RDMA devices", rt.gogo("rdma:dev", WAIT), "no HCA driver is deployed");
         String lspci = rt.gogo("dmaplane:lspci", WAIT);
         for (String bdf : DEFAULT_BDFS) {
             assertTrue(lspci.contains(bdf), bdf + " in dmaplane:lspci:\n" + lspci);

@@ -100,6 +100,64 @@ public final class Gup {
         }
     }
 
+    /**
+     * {@code hmm_range_fault} with {@code HMM_PFN_REQ_FAULT} (and {@code HMM_PFN_REQ_WRITE} for {@code write}), as
+     * {@code Documentation/mm/hmm.rst} describes it: faults every page of the range in and returns the physical
+     * address of each, taking neither a pin nor a reference. The addresses stay valid only until the next
+     * invalidation of the range, which a mirror detects with its interval subscription's {@code readRetry}.
+     */
+    public static long[] fault(Mm mm, long addr, long length, boolean write) {
+        if (length <= 0) {
+            throw new ErrnoException(Errno.EINVAL, "fault length must be > 0, not " + length);
+        }
+        if (addr < 0 || addr > Mm.TASK_SIZE - length) {
+            throw new ErrnoException(Errno.EFAULT, "fault of 0x" + Long.toHexString(addr) + "+" + length
+                    + " lies outside user space");
+        }
+        long firstVpn = addr >>> PAGE_SHIFT;
+        long endVpn = (addr + length + Mm.PAGE_MASK) >>> PAGE_SHIFT;
+        if (endVpn - firstVpn > Integer.MAX_VALUE - 8) {
+            throw new ErrnoException(Errno.ENOMEM, "fault of " + (endVpn - firstVpn) + " pages is more than one call can hold");
+        }
+        mm.mmapLock.readLock().lock();
+        try {
+            mm.checkAlive();
+            List<Region> regions = mm.covering(addr, addr + length, "hmm_range_fault");
+            for (Region r : regions) {
+                String vma = "VMA 0x" + Long.toHexString(r.start) + "-0x" + Long.toHexString(r.end) + " ("
+                        + Prot.letters(r.prot) + (r.shared() ? "s" : "p") + ")";
+                if (!r.readable()) {
+                    throw new ErrnoException(Errno.EFAULT, "hmm_range_fault of unreadable " + vma);
+                }
+                if (write && !r.writable()) {
+                    throw new ErrnoException(Errno.EPERM, "hmm_range_fault for write of read-only " + vma);
+                }
+                Mm.checkFilePages(r, addr, addr + length);
+            }
+            long[] phys = new long[(int) (endVpn - firstVpn)];
+            int ri = 0;
+            for (long vpn = firstVpn; vpn < endVpn; vpn++) {
+                long va = vpn << PAGE_SHIFT;
+                while (va >= regions.get(ri).end) {
+                    ri++;
+                }
+                Region r = regions.get(ri);
+                long pte = Faults.followLocked(mm, r, vpn, write, false);
+                try {
+                    phys[(int) (vpn - firstVpn)] = Pte.pfn(pte) << PAGE_SHIFT;
+                    if (write && !Pte.anon(pte)) {
+                        r.inode().setPageDirty(r.fileIndex(va), Pte.pfn(pte));
+                    }
+                } finally {
+                    mm.ptl.unlock();
+                }
+            }
+            return phys;
+        } finally {
+            mm.mmapLock.readLock().unlock();
+        }
+    }
+
     /** {@code check_vma_flags} in {@code mm/gup.c}, in its order. */
     static void checkVmaFlags(Region r, boolean write, boolean longterm) {
         String vma = "VMA 0x" + Long.toHexString(r.start) + "-0x" + Long.toHexString(r.end) + " ("

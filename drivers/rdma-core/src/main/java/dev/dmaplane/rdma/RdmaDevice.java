@@ -1,0 +1,67 @@
+package dev.dmaplane.rdma;
+
+import dev.dmaplane.mm.AddressSpace;
+import dev.dmaplane.rdma.verbs.DeviceAttr;
+import dev.dmaplane.rdma.verbs.GidEntry;
+import dev.dmaplane.rdma.verbs.PortAttr;
+import dev.dmaplane.rdma.verbs.ResourceEntry;
+import dev.dmaplane.rdma.verbs.VerbsContext;
+import dev.dmaplane.resource.ResourceLimits;
+
+import java.util.List;
+
+/** An RDMA device as applications see it ({@code struct ibv_device} from {@code ibv_get_device_list}). */
+public interface RdmaDevice {
+    /** {@code ibv_get_device_name}, e.g. {@code rxe0}. */
+    String name();
+
+    /** The driver behind it. */
+    String driverName();
+
+    /** {@code ibv_get_device_guid}. */
+    long nodeGuid();
+
+    /** The device attributes ({@code ibv_query_device} without a context). */
+    DeviceAttr attr();
+
+    /** Ports, numbered from 1 ({@code phys_port_cnt}). */
+    default int portCount() {
+        return attr().physPortCnt();
+    }
+
+    /**
+     * The port's attributes as sysfs shows them ({@code /sys/class/infiniband/DEV/ports/N/}), without a context.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a bad port, {@code ENODEV} once unregistered
+     */
+    PortAttr portAttr(int port);
+
+    /** The valid GID table entries of every port ({@code ports/N/gids}, {@code gid_attrs}). */
+    List<GidEntry> gidTable();
+
+    /** Whether the device is still registered. */
+    boolean isRegistered();
+
+    /**
+     * {@code ibv_open_device} for the process whose memory is {@code mm}.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code ENODEV} after the device went away, {@code EAGAIN} over the
+     *                                           cgroup's hca_handle limit
+     */
+    VerbsContext open(AddressSpace mm);
+
+    /** The rdma cgroup limits of this device ({@code rdma.max}). */
+    ResourceLimits limits();
+
+    /** Sets the rdma cgroup limits; charges above them stay until released. */
+    void setLimits(ResourceLimits limits);
+
+    /** Contexts open ({@code rdma.current hca_handle}). */
+    int contextCount();
+
+    /** Objects held by all contexts ({@code rdma.current hca_object}). */
+    int objectCount();
+
+    /** Every object of every context, as {@code rdma resource show dev NAME} lists them. */
+    List<ResourceEntry> resources();
+}

@@ -1,0 +1,84 @@
+package dev.dmaplane.rdma.impl;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.RdmaDevice;
+import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
+import dev.dmaplane.rdma.spi.RdmaProvider;
+import dev.dmaplane.trace.Tracer;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+
+/** The device registry behind {@link dev.dmaplane.rdma.RdmaCore}. */
+public final class CoreImpl {
+    /** {@code IB_DEVICE_NAME_MAX}. */
+    static final int NAME_MAX = 64;
+
+    final Tracer tracer;
+    private final Map<String, DeviceImpl> devices = new LinkedHashMap<>();
+
+    public CoreImpl(Tracer tracer) {
+        this.tracer = Objects.requireNonNull(tracer, "tracer");
+    }
+
+    public RdmaDeviceHandle register(String name, RdmaProvider provider) {
+        if (provider == null) {
+            throw new ErrnoException(Errno.EINVAL, "no provider");
+        }
+        checkName(name);
+        synchronized (this) {
+            String n = name;
+            if (name.contains("%d")) {
+                for (int i = 0; ; i++) {
+                    n = name.replace("%d", Integer.toString(i));
+                    if (!devices.containsKey(n)) {
+                        break;
+                    }
+                }
+            } else if (devices.containsKey(name)) {
+                throw new ErrnoException(Errno.EEXIST, "an RDMA device named " + name + " is registered");
+            }
+            DeviceImpl d = new DeviceImpl(this, n, provider);
+            devices.put(n, d);
+            return d;
+        }
+    }
+
+    private static void checkName(String name) {
+        if (name == null || name.isBlank() || name.length() >= NAME_MAX || name.indexOf('/') >= 0
+                || name.chars().anyMatch(Character::isWhitespace)) {
+            throw new ErrnoException(Errno.EINVAL, "bad RDMA device name '" + name + "'");
+        }
+        int pct = name.indexOf('%');
+        if (pct >= 0 && (!name.startsWith("%d", pct) || name.indexOf('%', pct + 1) >= 0)) {
+            throw new ErrnoException(Errno.EINVAL, "an RDMA device name may hold one %d and no other %: '" + name + "'");
+        }
+    }
+
+    synchronized void remove(DeviceImpl d) {
+        devices.remove(d.name(), d);
+    }
+
+    public synchronized List<RdmaDevice> devices() {
+        return List.copyOf(devices.values());
+    }
+
+    public synchronized Optional<RdmaDevice> device(String name) {
+        return Optional.ofNullable(devices.get(name));
+    }
+
+    public void close() {
+        List<DeviceImpl> all;
+        synchronized (this) {
+            all = new ArrayList<>(devices.values());
+        }
+        for (int i = all.size() - 1; i >= 0; i--) {
+            all.get(i).unregister();
+        }
+    }
+}

@@ -1,0 +1,120 @@
+package dev.dmaplane.rdma.impl;
+
+import dev.dmaplane.dma.BusMaster;
+import dev.dmaplane.dma.DmaSegment;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.spi.DmaLease;
+
+import java.lang.foreign.MemorySegment;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+/** A lease over bus ranges; every byte moves through the device's bus master, so the IOMMU checks it. */
+final class LeaseImpl implements DmaLease {
+    static final LeaseImpl EMPTY = new LeaseImpl(List.of(), null, () -> {
+    });
+
+    private final List<DmaSegment> segments;
+    private final BusMaster bus;
+    private final long length;
+    private final Runnable onClose;
+    private final AtomicBoolean closed = new AtomicBoolean();
+
+    LeaseImpl(List<DmaSegment> segments, BusMaster bus, Runnable onClose) {
+        this.segments = List.copyOf(segments);
+        this.bus = bus;
+        this.onClose = onClose;
+        long n = 0;
+        for (DmaSegment s : segments) {
+            n += s.length();
+        }
+        this.length = n;
+    }
+
+    @Override
+    public long length() {
+        return length;
+    }
+
+    @Override
+    public List<DmaSegment> segments() {
+        return segments;
+    }
+
+    private void check(long offset, long len) {
+        if (closed.get()) {
+            throw new ErrnoException(Errno.EINVAL, "lease is closed");
+        }
+        if (offset < 0 || len < 0 || offset > length - len) {
+            throw new ErrnoException(Errno.EINVAL, "range " + offset + "+" + len + " is outside the lease of " + length + " bytes");
+        }
+    }
+
+    @Override
+    public void read(long offset, MemorySegment dst) {
+        check(offset, dst.byteSize());
+        walk(offset, dst.byteSize(), (bus1, busAddr, pos, n) -> bus1.read(busAddr, dst.asSlice(pos, n)));
+    }
+
+    @Override
+    public void write(long offset, MemorySegment src) {
+        check(offset, src.byteSize());
+        walk(offset, src.byteSize(), (bus1, busAddr, pos, n) -> bus1.write(busAddr, src.asSlice(pos, n)));
+    }
+
+    @Override
+    public long compareAndSwap(long offset, long compare, long swap) {
+        return bus.compareAndSwap(busAddress(offset), compare, swap);
+    }
+
+    @Override
+    public long fetchAndAdd(long offset, long add) {
+        return bus.fetchAndAdd(busAddress(offset), add);
+    }
+
+    /** The bus address of an 8-byte quantity at {@code offset}, which must lie in one segment. */
+    private long busAddress(long offset) {
+        check(offset, 8);
+        long pos = 0;
+        for (DmaSegment s : segments) {
+            if (offset < pos + s.length()) {
+                if (offset + 8 > pos + s.length()) {
+                    throw new ErrnoException(Errno.EINVAL, "8 bytes at " + offset + " cross a DMA segment");
+                }
+                return s.dmaAddress() + (offset - pos);
+            }
+            pos += s.length();
+        }
+        throw new ErrnoException(Errno.EINVAL, "offset " + offset + " is outside the lease");
+    }
+
+    private interface Chunk {
+        void move(BusMaster bus, long busAddr, long pos, long n);
+    }
+
+    private void walk(long offset, long len, Chunk chunk) {
+        long pos = 0;
+        long done = 0;
+        for (DmaSegment s : segments) {
+            if (done == len) {
+                return;
+            }
+            long segEnd = pos + s.length();
+            if (offset + done < segEnd) {
+                long inSeg = offset + done - pos;
+                long n = Math.min(len - done, s.length() - inSeg);
+                chunk.move(bus, s.dmaAddress() + inSeg, done, n);
+                done += n;
+            }
+            pos = segEnd;
+        }
+    }
+
+    @Override
+    public void close() {
+        if (closed.compareAndSet(false, true)) {
+            onClose.run();
+        }
+    }
+}

@@ -1,0 +1,146 @@
+package dev.dmaplane.rdma.impl;
+
+import dev.dmaplane.dma.DmaApi;
+import dev.dmaplane.dma.DmaDirection;
+import dev.dmaplane.dma.DmaSegment;
+import dev.dmaplane.dma.MappedSg;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.mm.AddressSpace;
+import dev.dmaplane.mm.PinFlags;
+import dev.dmaplane.mm.PinnedPages;
+import dev.dmaplane.rdma.verbs.Access;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.List;
+
+/**
+ * {@code ib_umem_get}: the range is pinned with {@code FOLL_LONGTERM} (plus {@code FOLL_WRITE} when the access
+ * is writable, {@code ib_access_writable}), the pages become one scatter-gather table mapped
+ * {@code DMA_BIDIRECTIONAL} through the HCA's DMA API, and the HCA's page size is chosen with
+ * {@code ib_umem_find_best_pgsz}. Release unmaps, then unpins (marking the pages dirty when the HCA could write
+ * them, as {@code __ib_umem_release} does).
+ */
+final class PinnedUserMemory extends UserMemory {
+    private static final Logger LOG = LoggerFactory.getLogger(PinnedUserMemory.class);
+
+    private final DmaApi dma;
+    private final PinnedPages pinned;
+    private final MappedSg mapped;
+    private final boolean writable;
+    private final long pageSize;
+    private final long[] blocks;
+    private final int shift;
+
+    private PinnedUserMemory(long addr, long length, long iova, DmaApi dma, PinnedPages pinned, MappedSg mapped,
+                             boolean writable, long pageSize, long[] blocks) {
+        super(addr, length, iova);
+        this.dma = dma;
+        this.pinned = pinned;
+        this.mapped = mapped;
+        this.writable = writable;
+        this.pageSize = pageSize;
+        this.blocks = blocks;
+        this.shift = Long.numberOfTrailingZeros(pageSize);
+    }
+
+    /** Pins, maps and chooses the page size; on any failure nothing stays pinned or mapped. */
+    static PinnedUserMemory get(AddressSpace mm, DmaApi dma, long addr, long length, long iova, int access,
+                                long pgszBitmap) {
+        boolean writable = Access.writable(access);
+        PinnedPages p = mm.pin(addr, length, writable ? EnumSet.of(PinFlags.WRITE, PinFlags.LONGTERM)
+                : EnumSet.of(PinFlags.LONGTERM));
+        MappedSg m = null;
+        try {
+            m = dma.mapSg(p.toSgTable(), DmaDirection.BIDIRECTIONAL);
+            long pgsz = PageSizes.best(m.segments(), length, pgszBitmap, iova);
+            if (pgsz == 0) {
+                throw new ErrnoException(Errno.EINVAL, "no page size of 0x" + Long.toHexString(pgszBitmap)
+                        + " can translate IOVA 0x" + Long.toHexString(iova));
+            }
+            long[] blocks = PageSizes.blocks(m.segments(), length, pgsz, iova);
+            return new PinnedUserMemory(addr, length, iova, dma, p, m, writable, pgsz, blocks);
+        } catch (RuntimeException e) {
+            if (m != null) {
+                dma.unmapSg(m, DmaDirection.BIDIRECTIONAL);
+            }
+            p.unpin();
+            throw e;
+        }
+    }
+
+    @Override
+    boolean onDemand() {
+        return false;
+    }
+
+    @Override
+    long pageSize() {
+        return pageSize;
+    }
+
+    @Override
+    long[] dmaBlocks() {
+        return blocks.clone();
+    }
+
+    @Override
+    long pinnedPages() {
+        return pinned.isPinned() ? pinned.pageCount() : 0;
+    }
+
+    @Override
+    int dmaMappings() {
+        return pinned.isPinned() ? 1 : 0;
+    }
+
+    /** The HCA's view: through the block table, as its MTT would translate. */
+    @Override
+    List<DmaSegment> translate(long offset, long len) {
+        List<DmaSegment> out = new ArrayList<>();
+        long va = iova + offset;
+        long end = va + len;
+        long base = iova >>> shift;
+        long segStart = -1;
+        long segLen = 0;
+        while (va < end) {
+            long k = (va >>> shift) - base;
+            long inBlock = va & (pageSize - 1);
+            long n = Math.min(pageSize - inBlock, end - va);
+            long bus = blocks[(int) k] + inBlock;
+            if (segStart >= 0 && segStart + segLen == bus) {
+                segLen += n;
+            } else {
+                if (segStart >= 0) {
+                    out.add(new DmaSegment(segStart, segLen));
+                }
+                segStart = bus;
+                segLen = n;
+            }
+            va += n;
+        }
+        if (segStart >= 0) {
+            out.add(new DmaSegment(segStart, segLen));
+        }
+        return out;
+    }
+
+    @Override
+    void release() {
+        try {
+            dma.unmapSg(mapped, DmaDirection.BIDIRECTIONAL);
+        } catch (RuntimeException e) {
+            LOG.error("{}: unmap of a memory region failed (device gone?); its mapping may leak", dma.deviceName(), e);
+        }
+        if (pinned.isPinned()) {
+            if (writable) {
+                pinned.unpinDirty();
+            } else {
+                pinned.unpin();
+            }
+        }
+    }
+}

@@ -1,0 +1,2 @@
+/** Implementation of the RDMA core; not exported. */
+package dev.dmaplane.rdma.impl;

@@ -1,0 +1,39 @@
+package dev.dmaplane.rdma.spi;
+
+import dev.dmaplane.dma.DmaSegment;
+
+import java.lang.foreign.MemorySegment;
+import java.util.List;
+
+/**
+ * A checked, translated range of a memory region or window, valid until closed: the bus addresses the HCA may
+ * use, and accessors that move real bytes through the device's {@link dev.dmaplane.dma.BusMaster} (so the IOMMU
+ * checks every access). While a lease is open the region cannot be deregistered and, for an on-demand region,
+ * its pages cannot be invalidated: keep leases short, never call into the address space while holding one, never
+ * hold two leases of one on-demand region at once (the second could wait for an invalidation that waits for the
+ * first), and close a lease on the thread that took it. Offsets count from the start of the leased range. The
+ * accessors throw {@link dev.dmaplane.dma.DmaFaultException} when the IOMMU refuses an access.
+ */
+public interface DmaLease extends AutoCloseable {
+    /** Bytes leased. */
+    long length();
+
+    /** Bus ranges covering the lease, in order. */
+    List<DmaSegment> segments();
+
+    /** Device reads {@code dst.byteSize()} bytes at {@code offset}. */
+    void read(long offset, MemorySegment dst);
+
+    /** Device writes {@code src} at {@code offset}. */
+    void write(long offset, MemorySegment src);
+
+    /** Device 8-byte compare-and-swap at {@code offset} (8-byte aligned address); returns the old value. */
+    long compareAndSwap(long offset, long compare, long swap);
+
+    /** Device 8-byte fetch-and-add at {@code offset}; returns the old value. */
+    long fetchAndAdd(long offset, long add);
+
+    /** Ends the lease. Idempotent. */
+    @Override
+    void close();
+}

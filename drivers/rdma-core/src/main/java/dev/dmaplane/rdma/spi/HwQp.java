@@ -1,0 +1,84 @@
+package dev.dmaplane.rdma.spi;
+
+import dev.dmaplane.rdma.verbs.EventType;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpCap;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.WcStatus;
+
+import java.util.Optional;
+
+/**
+ * A queue pair as the provider sees it. The core owns the work queues: it validates and queues work requests
+ * at post time, then rings {@link RdmaProvider#postSend}; the provider takes entries in order, does the work,
+ * and completes them in order. The core turns completions into CQEs (unsignaled successes produce none), moves
+ * the QP to ERR (RC) or SQE (UC, UD) on a failed send and to ERR on a failed receive, and flushes every
+ * outstanding entry with {@link WcStatus#WR_FLUSH_ERR} when the QP enters ERR, by modify or by error. All methods
+ * are thread-safe; none calls back into the provider.
+ */
+public interface HwQp extends HwObject {
+    int qpNum();
+
+    QpType type();
+
+    QpState state();
+
+    QpCap cap();
+
+    /** Whether every send completes with a CQE. */
+    boolean sqSigAll();
+
+    HwPd pd();
+
+    HwCq sendCq();
+
+    HwCq recvCq();
+
+    /** The shared receive queue, if the QP uses one. */
+    Optional<HwSrq> hwSrq();
+
+    /** The current attributes (port, path MTU, PSNs, destination QPN, Q_Key, access flags, address vector, ...). */
+    QpAttr attr();
+
+    // ---- send queue ----
+
+    /**
+     * The next work request to start, or null when none is waiting or the state lets none start (only RTS starts
+     * new ones; SQD lets started ones finish).
+     */
+    SendWqe nextSend();
+
+    /**
+     * Completes the oldest outstanding send work request, which must be {@code wqe}.
+     *
+     * @return false when it was already completed (flushed while the provider worked on it)
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} when {@code wqe} is not the oldest outstanding one
+     */
+    boolean completeSend(SendWqe wqe, WcStatus status);
+
+    /** Send work requests started and not completed. */
+    int sendInFlight();
+
+    /** Send work requests queued and not completed (started or not). */
+    int sendOutstanding();
+
+    // ---- receive side ----
+
+    /**
+     * Takes the next receive work request, from the receive queue or the SRQ (raising SRQ_LIMIT_REACHED when the
+     * SRQ falls below its armed limit); null when none is there or the state receives nothing (RESET, INIT, ERR).
+     */
+    RecvWqe takeRecv();
+
+    /** Completes a receive taken with {@link #takeRecv()}; a failed one moves the QP to ERR. */
+    void completeRecv(RecvWqe wqe, RecvResult result);
+
+    // ---- errors and events ----
+
+    /** Moves the QP to ERR, flushing what is outstanding (a fatal error found by the provider). */
+    void enterError();
+
+    /** Raises an affiliated asynchronous event on this QP (COMM_EST, QP_FATAL, QP_REQ_ERR, QP_ACCESS_ERR, ...). */
+    void raiseEvent(EventType type);
+}

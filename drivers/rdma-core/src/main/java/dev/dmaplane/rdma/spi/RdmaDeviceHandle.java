@@ -1,0 +1,46 @@
+package dev.dmaplane.rdma.spi;
+
+import dev.dmaplane.rdma.verbs.EventType;
+import dev.dmaplane.rdma.verbs.GidEntry;
+
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * A device registered with the core ({@code ib_register_device}), as its driver holds it: the way to report port
+ * changes, to find QPs by number (incoming packets), to check and translate memory, and to leave.
+ */
+public interface RdmaDeviceHandle {
+    /** The name the core gave the device, e.g. {@code rxe0}. */
+    String name();
+
+    boolean isRegistered();
+
+    /** The QP with this number, if it exists. */
+    Optional<HwQp> qp(int qpn);
+
+    /** Key lookup, access checks and translation for the data path. */
+    MemoryAccess memory();
+
+    /**
+     * {@code ib_dispatch_event} of a port event (PORT_ACTIVE, PORT_ERR, LID_CHANGE, PKEY_CHANGE, ...) to every
+     * context open on the device.
+     */
+    void portEvent(int port, EventType type);
+
+    /**
+     * The port's netdev changed (addresses added or removed, MAC, MTU): the core rebuilds the GID table as
+     * {@code roce_gid_mgmt} does and raises GID_CHANGE when it changed.
+     */
+    void netdevChanged(int port);
+
+    /** The port's GID table, valid entries only. */
+    List<GidEntry> gidTable(int port);
+
+    /**
+     * {@code ib_unregister_device}: every context is disassociated (DEVICE_FATAL queued, outstanding work flushed
+     * with WR_FLUSH_ERR, every object destroyed: nothing stays pinned or mapped) and the device disappears from
+     * the core. Idempotent; call it from the driver's remove.
+     */
+    void unregister();
+}

@@ -1,0 +1,131 @@
+package dev.dmaplane.rdma.spi;
+
+import dev.dmaplane.device.Device;
+import dev.dmaplane.rdma.verbs.DeviceAttr;
+import dev.dmaplane.rdma.verbs.PortAttr;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.SrqAttr;
+
+/**
+ * What an HCA driver implements to put an RDMA device under the core ({@code struct ib_device_ops}). The core
+ * does what {@code ib_core} and {@code ib_uverbs} do: handles, limits, validation of every verb, user memory
+ * (pinning, DMA mapping through {@link #dmaDevice()}, page size choice, on-demand faulting), keys, the modify_qp
+ * state machine, work queue bookkeeping, CQ rings and notification, async events, disassociation. The provider
+ * does what the hardware does: move bytes and complete work.
+ *
+ * <p><b>Control hooks</b> ({@code allocPd} ... {@code destroyAh}) run after the core validated the call and
+ * before it commits; a create or modify hook may refuse by throwing an {@link dev.dmaplane.errno.ErrnoException}
+ * (nothing changes then). Destroy hooks must not throw: they run on user destroy, context close and device
+ * removal, and must stop every use of the object (worker threads included) before returning. Hooks run without
+ * core locks held, so they may wait for the provider's own threads; they must not call
+ * {@link RdmaDeviceHandle#unregister()}, which waits for the calls in flight they are part of.
+ *
+ * <p><b>Data-path hooks</b>: {@link #postSend} and {@link #postRecv} are doorbells rung after work requests were
+ * queued; {@link #pollCq} runs when the consumer polls (a provider that progresses lazily does its work there);
+ * {@link #reqNotifyCq} tells a provider that a CQ was armed. The provider reaches work and memory through
+ * {@link HwQp} and {@link MemoryAccess} ({@link RdmaDeviceHandle#memory()}).
+ */
+public interface RdmaProvider {
+    /** The driver's name ({@code ibv_devinfo}'s transport/driver, e.g. {@code rdma_rxe}). */
+    String driverName();
+
+    /** The device whose DMA API maps registered memory and whose bus master moves the bytes. */
+    Device dmaDevice();
+
+    /** {@code query_device}: the device's limits. Read once at registration. */
+    DeviceAttr deviceAttr();
+
+    /** {@code query_port}, 1-based; called on every query. */
+    PortAttr portAttr(int port);
+
+    /** The network device under a RoCE port; read at registration and on {@link RdmaDeviceHandle#netdevChanged}. */
+    NetdevInfo netdev(int port);
+
+    default void allocPd(HwPd pd) {
+    }
+
+    default void deallocPd(HwPd pd) {
+    }
+
+    default void createCq(HwCq cq) {
+    }
+
+    default void resizeCq(HwCq cq, int cqe) {
+    }
+
+    default void destroyCq(HwCq cq) {
+    }
+
+    default void createQp(HwQp qp) {
+    }
+
+    /**
+     * {@code modify_qp}: called with attributes that passed {@code ib_modify_qp_is_ok} and the core's value checks,
+     * before the QP takes them.
+     */
+    default void modifyQp(HwQp qp, QpAttr attr, QpState from, QpState to) {
+    }
+
+    default void destroyQp(HwQp qp) {
+    }
+
+    default void createSrq(HwSrq srq) {
+    }
+
+    default void modifySrq(HwSrq srq, SrqAttr attr, int mask) {
+    }
+
+    default void destroySrq(HwSrq srq) {
+    }
+
+    /** {@code reg_user_mr}: the region is pinned and mapped (or set up on demand) and has its keys. */
+    default void regMr(HwMr mr) {
+    }
+
+    /** {@code rereg_user_mr}: the region has its new translation, PD, access and keys. */
+    default void reregMr(HwMr mr) {
+    }
+
+    default void deregMr(HwMr mr) {
+    }
+
+    /**
+     * An on-demand region's pages in {@code [iova, iova+length)} are about to be unmapped (the interval notifier
+     * fired): forget any translation cached for them. Runs while no lease on the region is open, in the
+     * invalidating thread with the address space's locks held: it must not call into the address space.
+     */
+    default void invalidateRange(HwMr mr, long iova, long length) {
+    }
+
+    default void allocMw(HwMw mw) {
+    }
+
+    default void deallocMw(HwMw mw) {
+    }
+
+    default void createAh(HwAh ah) {
+    }
+
+    default void destroyAh(HwAh ah) {
+    }
+
+    /** Doorbell: send work requests were queued on {@code qp} (or it re-entered RTS with some waiting). */
+    void postSend(HwQp qp);
+
+    /** Doorbell: receive work requests were queued on {@code qp}. */
+    default void postRecv(HwQp qp) {
+    }
+
+    /** Doorbell: receive work requests were queued on {@code srq}. */
+    default void postSrqRecv(HwSrq srq) {
+    }
+
+    /** The consumer polls {@code cq}: do pending work now if the provider progresses lazily. */
+    default void pollCq(HwCq cq) {
+    }
+
+    /** {@code cq} was armed. */
+    default void reqNotifyCq(HwCq cq, boolean solicitedOnly) {
+    }
+}
