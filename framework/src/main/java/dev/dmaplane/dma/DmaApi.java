@@ -121,8 +121,10 @@ public interface DmaApi {
      * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a bad size or direction, for host RAM, or when the
      *                                           fabric does not route the whole range from this device to one peer
      *                                           (it goes to the root complex: use {@link #mapResource}),
-     *                                           {@code EFAULT} if no device memory decodes the range, {@code EIO}
-     *                                           if it is beyond the DMA mask, {@code ENODEV} once the device left
+     *                                           {@code EFAULT} if no device memory decodes the range,
+     *                                           {@code ENODEV} once the device left. The DMA mask is not checked
+     *                                           here (the bus-address branch of {@code dma_map_sg} does not either);
+     *                                           a request beyond it is refused when the device makes it.
      */
     long mapPeer(long busAddr, long size, DmaDirection direction);
 

@@ -330,6 +330,11 @@ public final class DmaBufImpl implements DmaBuf {
     public void unmap(DmaBufMapping mapping) {
         MappingImpl m = ownMapping(mapping, "dma_buf_unmap_attachment");
         assertHeld("dma_buf_unmap_attachment");
+        if (m.reclaimed) {
+            registry.tracer().emit(TraceKind.DMA_BUF, m.attachment.device().name(), m.sg.segments().getFirst().dmaAddress(),
+                    m.sg.length(), "unmap dma-buf " + ino + ": the exporter already tore this mapping down at its stop");
+            return;
+        }
         unmapLocked(m);
         registry.tracer().emit(TraceKind.DMA_BUF, m.attachment.device().name(), m.sg.segments().getFirst().dmaAddress(),
                 m.sg.length(), "unmap dma-buf " + ino + " " + m.direction);
@@ -469,6 +474,32 @@ public final class DmaBufImpl implements DmaBuf {
         registry.tracer().emit(TraceKind.DMA_BUF, exporterName, -1, size, "revoke dma-buf " + ino + ": " + reason);
         notifyImporters("revoke");
         retireMappings(gen, "revoked: " + reason);
+    }
+
+    @Override
+    public int reclaimMappings(String reason) {
+        assertHeld("reclaim of mappings");
+        ErrnoException.check(revoked, Errno.EINVAL, "dma-buf " + ino + ": mappings are reclaimed only after revoke,"
+                + " which tells the importers first");
+        String why = reason == null || reason.isBlank() ? "exporter " + exporterName + " stopped" : reason;
+        List<MappingImpl> held = new ArrayList<>();
+        synchronized (mappingLock) {
+            for (AttachmentImpl a : attachments) {
+                held.addAll(a.mappings);
+            }
+        }
+        for (MappingImpl m : held) {
+            AttachmentImpl a = m.attachment;
+            long addr = m.sg.segments().getFirst().dmaAddress();
+            String msg = "exporter " + exporterName + " of dma-buf " + ino + " went away (" + why + ") while "
+                    + (a.isDynamic() ? "dynamic" : "static") + " importer " + a.device().name() + " still held a mapping ("
+                    + m.direction + ", " + m.state + ") at 0x" + Long.toHexString(addr);
+            registry.dmaDebug().report(DmaDebugReport.Kind.LEAK_AT_UNBIND, a.device().name(), addr, m.sg.length(), msg, null);
+            registry.tracer().emit(TraceKind.DMA_BUF, a.device().name(), addr, m.sg.length(), msg + ": tearing it down");
+            unmapLocked(m);
+            m.reclaimed = true;
+        }
+        return held.size();
     }
 
     // ---------------------------------------------------------------- CPU access

@@ -371,10 +371,6 @@ final class DeviceDma implements DmaApi {
         checkMap(direction, size);
         requirePresent();
         checkResource(busAddr, size);
-        if (!fitsMask(busAddr, size, mask)) {
-            throw new ErrnoException(Errno.EIO, device.name() + ": peer bus address 0x" + Long.toHexString(busAddr) + "+" + size
-                    + " is beyond DMA mask 0x" + Long.toHexString(mask));
-        }
         PeerRouter.Route first = sys.peerRouter.route(device, busAddr);
         PeerRouter.Route last = sys.peerRouter.route(device, busAddr + size - 1);
         if (!(first instanceof PeerRouter.ToPeer a) || !(last instanceof PeerRouter.ToPeer b) || a.region() != b.region()) {
