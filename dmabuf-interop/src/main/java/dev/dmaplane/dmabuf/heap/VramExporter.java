@@ -413,10 +413,12 @@ public final class VramExporter {
         long addr = type == MapType.BUS_ADDR ? dma.mapPeer(bus, r.size, dir) : dma.mapResource(bus, r.size, dir);
         MappedSg sg = new MappedSg(new SgTable(List.of(new SgEntry(bus, r.size))), dir, List.of(new DmaSegment(addr, r.size)));
         b.vramMappings.put(sg, type);
-        tracer.emit(TraceKind.DMA_BUF, a.device().name(), addr, r.size, name + ": dma-buf " + b.dmabuf.ino() + " stays in "
-                + r.describe() + ", mapped " + type + (type == MapType.BUS_ADDR
-                ? String.format(" at bus address %#x: the switch routes it, no IOMMU", bus)
-                : String.format(" at IOVA %#x through the host bridge and the importer's IOMMU", addr)));
+        if (tracer.isEnabled()) {
+            tracer.emit(TraceKind.DMA_BUF, a.device().name(), addr, r.size, name + ": dma-buf " + b.dmabuf.ino() + " stays in "
+                    + r.describe() + ", mapped " + type + (type == MapType.BUS_ADDR
+                    ? String.format(" at bus address %#x: the switch routes it, no IOMMU", bus)
+                    : String.format(" at IOVA %#x through the host bridge and the importer's IOMMU", addr)));
+        }
         return sg;
     }
 
