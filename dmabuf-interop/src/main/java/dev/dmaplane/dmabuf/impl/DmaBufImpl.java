@@ -19,6 +19,7 @@ import dev.dmaplane.fence.Reservation;
 import dev.dmaplane.fence.ResvUsage;
 import dev.dmaplane.resource.UContext;
 import dev.dmaplane.trace.TraceKind;
+import dev.dmaplane.trace.Tracer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -419,9 +420,13 @@ public final class DmaBufImpl implements DmaBuf {
                 }
             }
         }
+        Tracer tracer = registry.tracer();
+        String event = tracer.isEnabled() ? "move_notify dma-buf " + ino + " (" + why + ")" : null;
         for (AttachmentImpl a : all) {
             if (a.isDynamic()) {
-                registry.tracer().emit(TraceKind.DMA_BUF, a.device().name(), -1, size, "move_notify dma-buf " + ino + " (" + why + ")");
+                if (event != null) {
+                    tracer.emit(TraceKind.DMA_BUF, a.device().name(), -1, size, event);
+                }
                 a.importer().orElseThrow().moveNotify(a);
             }
         }
