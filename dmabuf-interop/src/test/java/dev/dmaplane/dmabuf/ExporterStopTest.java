@@ -232,4 +232,30 @@ class ExporterStopTest {
         assertTrue(bufs.list().isEmpty());
         assertEquals(2, leaks().size());
     }
+
+    /** An importer that was unplugged first, keeping its mapping: the stop still reports it and finishes. */
+    @Test
+    void anImporterThatLeftItsBusDoesNotStopTheStop() {
+        GpuDriver driver = bind();
+        DmaBuf buf = driver.exporter.allocate(SIZE);
+        Attachment far = buf.attach(hca2, null);
+        DmaBufMapping kept = buf.mapUnlocked(far, DmaDirection.FROM_DEVICE);
+        DmaBuf other = driver.exporter.allocate(SIZE);
+        Attachment near = other.attach(hca, new Importer(true, x -> { }));
+        mapLocked(other, near);
+        machine.hotUnplug(hca2);
+        assertEquals(1, leaks().size(), "the DMA layer reported the HCA's mapping when it went");
+
+        machine.devices().unregisterDriver(driver);
+
+        assertEquals(2, driver.leaked, "both buffers were stopped");
+        assertEquals(DmaBufMapping.State.UNMAPPED, kept.state());
+        assertEquals(0, far.pinCount());
+        assertEquals(3, leaks().size());
+        assertEquals(0, machine.activeDmaMappings());
+        buf.detach(far);
+        other.detach(near);
+        buf.put();
+        other.put();
+    }
 }

@@ -184,11 +184,13 @@ public final class VramExporter {
             DmaBuf buf = b.dmabuf;
             buf.resv().lock();
             try {
-                if (buf.isReleased()) {
-                    continue;
+                if (!buf.isReleased()) {
+                    revoke(buf, why);
+                    leaked += buf.reclaimMappings(why);
                 }
-                revoke(buf, why);
-                leaked += buf.reclaimMappings(why);
+            } catch (ErrnoException e) {
+                // released meanwhile (EBADF): nothing is left to stop
+                tracer.emit(TraceKind.DMA_BUF, name, -1, buf.size(), why + ": dma-buf " + buf.ino() + " skipped: " + e.getMessage());
             } finally {
                 buf.resv().unlock();
             }

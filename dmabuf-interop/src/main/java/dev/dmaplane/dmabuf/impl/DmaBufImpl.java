@@ -501,7 +501,20 @@ public final class DmaBufImpl implements DmaBuf {
                     + m.direction + ", " + m.state + ") at 0x" + Long.toHexString(addr);
             registry.dmaDebug().report(DmaDebugReport.Kind.LEAK_AT_UNBIND, a.device().name(), addr, m.sg.length(), msg, null);
             registry.tracer().emit(TraceKind.DMA_BUF, a.device().name(), addr, m.sg.length(), msg + ": tearing it down");
-            unmapLocked(m);
+            try {
+                unmapLocked(m);
+            } catch (ErrnoException e) {
+                // an importer whose device left its bus: the DMA layer reclaimed its mappings then; drop the bookkeeping
+                LOG.warn("dma-buf {}: unmapping {}'s mapping failed ({}); dropping it", ino, a.device().name(), e.getMessage());
+                synchronized (mappingLock) {
+                    m.state = State.UNMAPPED;
+                    a.mappings.remove(m);
+                }
+                if (m.corePinned) {
+                    a.corePins--;
+                    ops.unpin().apply(a);
+                }
+            }
             m.reclaimed = true;
         }
         return held.size();
