@@ -118,7 +118,8 @@ public interface DmaBuf {
     DmaBufMapping mapUnlocked(Attachment attachment, DmaDirection direction);
 
     /**
-     * {@code dma_buf_unmap_attachment} (reservation lock held); works on stale mappings too.
+     * {@code dma_buf_unmap_attachment} (reservation lock held); works on stale mappings too, and does nothing for one
+     * the exporter already tore down at its stop ({@link #reclaimMappings}).
      *
      * @throws dev.dmaplane.errno.ErrnoException {@code EPERM} without the lock, {@code EINVAL} for a mapping of
      *                                           another buffer or one already unmapped
@@ -165,6 +166,21 @@ public interface DmaBuf {
      * {@code ENODEV}. The exporter frees the backing afterwards. Idempotent.
      */
     void revoke(String reason);
+
+    /**
+     * For an exporter whose device is going away (driver unbind, hot unplug, bundle stop), after {@link #revoke}
+     * with the reservation lock held: every mapping an importer still holds — one it did not unmap when it was
+     * told — is a leak. Each is reported (a dma-debug {@code LEAK_AT_UNBIND} report on the importer's device naming
+     * the importer, the buffer and {@code reason}, and a {@code DMA_BUF} trace event) and torn down as an unmap
+     * would, pins the core took for it dropped. The importer's own later {@link #unmap} of such a mapping does
+     * nothing; its attachment stays until it detaches.
+     *
+     * @return the mappings torn down
+     * @throws dev.dmaplane.errno.ErrnoException {@code EPERM} without the lock, {@code EINVAL} before
+     *                                           {@link #revoke} (the mappings would be pulled from under importers
+     *                                           that were never told)
+     */
+    int reclaimMappings(String reason);
 
     /**
      * {@code dma_buf_begin_cpu_access} (without the lock): the exporter's op, then a wait for the fences of

@@ -58,8 +58,9 @@ public interface P2pDma {
 
     /**
      * Maps {@code allocation} for {@code client} (the P2P branch of {@code dma_map_sg}): its bus address when a
-     * switch routes between them, an IOVA from {@link dev.dmaplane.dma.DmaApi#mapResource} when the traffic
-     * crosses a host bridge that allows it.
+     * switch routes between them, tracked as a peer window ({@link dev.dmaplane.dma.DmaApi#mapPeer}: nothing is
+     * mapped, but dma-debug catches a use after {@link #unmapSg}); an IOVA from
+     * {@link dev.dmaplane.dma.DmaApi#mapResource} when the traffic crosses a host bridge that allows it.
      *
      * @throws dev.dmaplane.errno.ErrnoException {@code EREMOTEIO} with the reason when the pair is
      *                                           {@link MapType#NOT_SUPPORTED} (as {@code dma_map_sgtable} returns),

@@ -11,6 +11,7 @@ import dev.dmaplane.fence.Fence;
 import dev.dmaplane.fence.FenceContext;
 import dev.dmaplane.fence.ResvUsage;
 import dev.dmaplane.machine.Machine;
+import dev.dmaplane.p2pdma.P2pDma;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.trace.TraceKind;
 import org.junit.jupiter.api.AfterEach;
@@ -42,6 +43,7 @@ class MoveRevokeTest {
     private final DmaBufs bufs = DmaBufs.of(machine);
     private final PciFunction gpu = machine.pci().function("03:00.0");
     private final PciFunction hca = machine.pci().function("05:00.0");
+    private final P2pDma p2p = P2pDma.create(machine);
 
     @AfterEach
     void close() {
@@ -76,7 +78,7 @@ class MoveRevokeTest {
 
     @Test
     void importerSeesMigratedDataAndItsStaleMappingIsBlockedAndReported() throws Exception {
-        VramExporter vram = new VramExporter(bufs, gpu, 2, VramExporter.Policy.MIGRATE_TO_HOST);
+        VramExporter vram = new VramExporter(bufs, p2p, gpu, 2, VramExporter.Policy.MIGRATE_TO_HOST);
         DmaBuf buf = vram.allocate(SIZE);
         assertTrue(buf.isDynamic());
         assertEquals(Target.VRAM, vram.placement(buf).orElseThrow());
@@ -93,20 +95,23 @@ class MoveRevokeTest {
         List<Attachment> notified = new ArrayList<>();
         long seq = machine.tracer().lastSeq();
         Attachment a = buf.attach(hca, new Importer(true, notified::add));
-        assertFalse(a.peer2peer());
+        assertFalse(a.peer2peer(), "across the root complex, without the host bridge on the whitelist");
         assertTrue(machine.tracer().since(seq).stream().anyMatch(e -> e.kind() == TraceKind.DMA_BUF
                 && e.detail().contains("MIGRATE_TO_HOST")), "the exporter's choice is traced");
-        assertEquals(Target.HOST, vram.placement(buf).orElseThrow());
+        assertEquals(Target.VRAM, vram.placement(buf).orElseThrow(), "as amdgpu, the attach only decides; the map moves");
         hca.setMaster(true);
 
         DmaBufMapping m;
         buf.resv().lock();
         try {
             m = buf.map(a, DmaDirection.BIDIRECTIONAL);
+            assertEquals(List.of(a), notified, "the map's move told the importer too");
         } finally {
             buf.resv().unlock();
         }
+        assertEquals(Target.HOST, vram.placement(buf).orElseThrow());
         awaitKernel(buf);
+        notified.clear();
         assertArrayEquals(pattern(1), deviceRead(m), "VRAM -> host copy");
 
         Fence back;
@@ -173,10 +178,12 @@ class MoveRevokeTest {
 
     @Test
     void refusePolicyRefusesAttachWithEbusyAndPinnedBuffersDoNotMove() {
-        VramExporter strict = new VramExporter(bufs, gpu, 2, VramExporter.Policy.REFUSE);
+        VramExporter strict = new VramExporter(bufs, p2p, gpu, 2, VramExporter.Policy.REFUSE);
         DmaBuf buf = strict.allocate(SIZE);
         long seq = machine.tracer().lastSeq();
-        assertEquals(Errno.EBUSY, errno(() -> buf.attach(hca, null)));
+        assertEquals(Errno.EOPNOTSUPP, errno(() -> buf.attach(hca, null)), "a static importer takes no peer-to-peer addresses");
+        assertEquals(Errno.EBUSY, errno(() -> buf.attach(hca, new Importer(true, x -> { }))),
+                "an importer that would, but the fabric keeps out");
         assertTrue(buf.attachments().isEmpty());
         assertTrue(machine.tracer().since(seq).stream().anyMatch(e -> e.detail().contains("policy REFUSE")));
 
@@ -210,7 +217,7 @@ class MoveRevokeTest {
      */
     @Test
     void revokeUnderConcurrentAccessCutsEveryDeviceOff() throws Exception {
-        VramExporter vram = new VramExporter(bufs, gpu, 2, VramExporter.Policy.MIGRATE_TO_HOST);
+        VramExporter vram = new VramExporter(bufs, p2p, gpu, 2, VramExporter.Policy.MIGRATE_TO_HOST);
         DmaBuf buf = vram.allocate(SIZE);
         buf.resv().lock();
         try {
@@ -229,6 +236,8 @@ class MoveRevokeTest {
             buf.resv().unlock();
         }
         awaitKernel(buf);
+        assertEquals(List.of(a), notified, "the map moved the buffer to system memory and said so");
+        notified.clear();
         long frames = machine.memory().allocatedFrames();
 
         CountDownLatch reading = new CountDownLatch(1);

@@ -7,7 +7,7 @@ import java.util.ArrayList;
 import java.util.List;
 
 /** Variants of the embedded default machine file, made by replacing exact lines, and machines booted from them. */
-final class MachineFiles implements AutoCloseable {
+public final class MachineFiles implements AutoCloseable {
     private static final String DSP_KEYS = "                  device: \"0x1002\"\n                  class: \"0x060400\"\n";
 
     private final List<Machine> booted = new ArrayList<>();
@@ -24,7 +24,7 @@ final class MachineFiles implements AutoCloseable {
     }
 
     /** The host bridge is on the P2PDMA whitelist. */
-    MachineFiles hostBridgeAllowsP2p() {
+    public MachineFiles hostBridgeAllowsP2p() {
         return replace("      p2pAllowed: false\n", "      p2pAllowed: true\n", 1);
     }
 
@@ -45,15 +45,20 @@ final class MachineFiles implements AutoCloseable {
                 "                        - { index: 0, size: 1MiB, kind: mmio }\n                        - { index: 2, size: 16MiB, kind: memory }\n", 1);
     }
 
-    String text() {
+    public String text() {
         return text;
     }
 
-    /** Boots the machine this file describes; closed with this object. */
-    Machine boot() {
-        Machine m = Machine.boot(TopologyLoader.load(text, TopologyLoader.Format.YAML), Machine.Options.DEFAULT);
+    /** Boots the machine this file describes with {@code options}; closed with this object. */
+    public Machine boot(Machine.Options options) {
+        Machine m = Machine.boot(TopologyLoader.load(text, TopologyLoader.Format.YAML), options);
         booted.add(m);
         return m;
+    }
+
+    /** Boots the machine this file describes; closed with this object. */
+    public Machine boot() {
+        return boot(Machine.Options.DEFAULT);
     }
 
     @Override

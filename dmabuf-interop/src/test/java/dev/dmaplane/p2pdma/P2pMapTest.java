@@ -73,8 +73,8 @@ class P2pMapTest {
         assertEquals(MapType.BUS_ADDR, map.mapType());
         assertEquals(a.busAddress(), map.dmaAddress(), "the PCI bus address itself");
         assertEquals(List.of(new DmaSegment(a.busAddress(), 64 * 1024)), map.segments());
-        assertEquals(0, m.activeDmaMappings(), "no DMA API mapping was made");
-        assertEquals(0, m.iommu().groupOf(hca).orElseThrow().domain().mappedBytes(), "and nothing is in the IOMMU");
+        assertEquals(1, m.activeDmaMappings(hca), "a peer window the DMA API tracks for dma-debug");
+        assertEquals(0, m.iommu().groupOf(hca).orElseThrow().domain().mappedBytes(), "but nothing is in the IOMMU");
 
         byte[] data = pattern(64 * 1024, 5);
         master(hca).write(map.dmaAddress(), MemorySegment.ofArray(data));
@@ -84,7 +84,10 @@ class P2pMapTest {
         assertEquals(Errno.EBUSY, assertThrows(ErrnoException.class, () -> p2p.memory(a.provider()).orElseThrow().free(a)).errno(),
                 "mapped memory cannot be freed");
         p2p.unmapSg(map);
+        assertEquals(0, m.activeDmaMappings());
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> p2p.unmapSg(map)).errno(), "unmapped twice");
+        assertThrows(DmaFaultException.class, () -> hca.dma().busMaster().readLong(map.dmaAddress()),
+                "dma-debug refuses a device access through the unmapped bus address");
         p2p.memory(a.provider()).orElseThrow().free(a);
         assertTrue(m.tracer().select(e -> e.kind() == TraceKind.P2PDMA && e.detail().startsWith("map BUS_ADDR")).size() == 1);
     }

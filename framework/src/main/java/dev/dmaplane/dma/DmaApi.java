@@ -91,6 +91,55 @@ public interface DmaApi {
     /** Unmaps what {@link #mapResource} returned; size and direction must match ({@code dma_unmap_resource}). */
     void unmapResource(long dmaAddress, long size, DmaDirection direction);
 
+    /**
+     * {@link #revokeSg} for a {@link #mapResource} mapping: the IOMMU translation goes at once (in pass-through the
+     * dma-debug window closes), the IOVA stays reserved until {@link #unmapResource}, and an access in between
+     * faults and is reported as {@link DmaDebugReport.Kind#ACCESS_REVOKED} with {@code reason} and the mapping site.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} as {@link #unmapResource} would refuse the same
+     *                                           arguments, or for a mapping already revoked; nothing changes then
+     */
+    void revokeResource(long dmaAddress, long size, DmaDirection direction, String reason);
+
+    /**
+     * Hands the device {@code size} bytes of a peer's memory at PCI bus address {@code busAddr} that the fabric below
+     * the root complex routes to that peer, so the device uses the bus address itself: the
+     * {@code PCI_P2PDMA_MAP_BUS_ADDR} branch of {@code dma_map_sg} ({@code pci_p2pdma_bus_addr_map}). Nothing is
+     * mapped and no IOMMU is involved; the range is tracked like any mapping (site, direction, the leak check at
+     * unbind) until {@link #unmapPeer}.
+     * <p>
+     * Since the IOMMU never sees such accesses, only dma-debug can catch a device that keeps using the address: while
+     * it is on, every request the fabric routes to a peer is checked against the windows this device was handed.
+     * An access into a window revoked with {@link #revokePeer} is refused and reported as
+     * {@link DmaDebugReport.Kind#ACCESS_REVOKED}, one into a window already unmapped (or running past a live one) as
+     * {@link DmaDebugReport.Kind#ACCESS_UNMAPPED}, a write into a {@code TO_DEVICE} window as
+     * {@link DmaDebugReport.Kind#ACCESS_READ_ONLY}, each with the site that made the window; no byte moves. Peer
+     * addresses the device was never handed this way are not checked. With dma-debug off nothing stops the device, as
+     * on real hardware: a stale bus address reaches whatever the peer's memory holds now.
+     *
+     * @return {@code busAddr}
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a bad size or direction, for host RAM, or when the
+     *                                           fabric does not route the whole range from this device to one peer
+     *                                           (it goes to the root complex: use {@link #mapResource}),
+     *                                           {@code EFAULT} if no device memory decodes the range,
+     *                                           {@code ENODEV} once the device left. The DMA mask is not checked
+     *                                           here (the bus-address branch of {@code dma_map_sg} does not either);
+     *                                           a request beyond it is refused when the device makes it.
+     */
+    long mapPeer(long busAddr, long size, DmaDirection direction);
+
+    /** Ends a window {@link #mapPeer} handed out; size and direction must match (the {@code dma_unmap_sg} of P2P pages). */
+    void unmapPeer(long busAddr, long size, DmaDirection direction);
+
+    /**
+     * {@link #revokeSg} for a {@link #mapPeer} window: the window stays the device's until {@link #unmapPeer}, but with
+     * dma-debug on every access through it is refused and reported as {@link DmaDebugReport.Kind#ACCESS_REVOKED}.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} as {@link #unmapPeer} would refuse the same arguments, or
+     *                                           for a window already revoked; nothing changes then
+     */
+    void revokePeer(long busAddr, long size, DmaDirection direction, String reason);
+
     /** Allocates zeroed memory both CPU and device see coherently ({@code dma_alloc_coherent}), at most 2 MiB. */
     CoherentBuffer allocCoherent(long size);
 

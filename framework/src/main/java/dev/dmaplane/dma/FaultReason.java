@@ -16,9 +16,12 @@ public enum FaultReason {
     DEVICE_GONE,
     /** An AtomicOp at an address that is not 8-byte aligned. */
     MISALIGNED,
-    /** Pass-through access outside every live DMA API mapping, caught by dma-debug. */
+    /**
+     * Caught by dma-debug: a pass-through access outside every live DMA API mapping, or a request the fabric routes to
+     * a peer through a bus-address window ({@link DmaApi#mapPeer}) that was revoked or unmapped.
+     */
     DEBUG_UNMAPPED,
-    /** Pass-through write into a {@code DMA_TO_DEVICE} mapping, caught by dma-debug. */
+    /** Caught by dma-debug: a pass-through or peer bus-address write into a {@code DMA_TO_DEVICE} mapping. */
     DEBUG_READ_ONLY,
     /** A switch routed the request where no function decodes it (PCIe Unsupported Request); see {@link PeerRouter}. */
     UNSUPPORTED_REQUEST

@@ -248,4 +248,134 @@ class PeerRoutingTest {
         assertArrayEquals(data, readBar(vram, 0, 4096));
         hca2.dma().unmapResource(bus, 4096, DmaDirection.FROM_DEVICE);
     }
+
+    /**
+     * A peer bus-address window (the BUS_ADDR branch of dma_map_sg, pci_p2pdma_bus_addr_map): nothing is mapped, the
+     * switch carries the bytes, and dma-debug, which the IOMMU cannot stand in for on this path, refuses and reports
+     * every access through the window once it was revoked or unmapped, naming the site that made it.
+     */
+    @Test
+    void aPeerWindowIsTrackedAndDmaDebugCatchesItsStaleUse() {
+        Machine m = bootDefault();
+        PciFunction hca = m.pci().function("04:00.0");
+        Bar vram = m.pci().function("03:00.0").bar(2).orElseThrow();
+        BusMaster dev = master(hca);
+        long bus = vram.address() + (2L << 20);
+
+        assertEquals(bus, hca.dma().mapPeer(bus, 64 * 1024, DmaDirection.BIDIRECTIONAL));
+        assertEquals(1, m.activeDmaMappings(hca), "tracked like any mapping");
+        assertEquals(0, m.iommu().groupOf(hca).orElseThrow().domain().mappedBytes(), "but nothing is in the IOMMU");
+        byte[] data = pattern(64 * 1024, 4);
+        dev.write(bus, MemorySegment.ofArray(data));
+        assertArrayEquals(data, readBar(vram, 2L << 20, data.length));
+        dev.write(vram.address(), MemorySegment.ofArray(new byte[8]));
+        assertTrue(m.dmaDebug().reports().isEmpty(), "peer addresses never handed out are not checked, as before");
+
+        assertEquals(FaultReason.DEBUG_UNMAPPED, assertThrows(DmaFaultException.class,
+                () -> dev.read(bus + 60 * 1024, MemorySegment.ofArray(new byte[8 * 1024]))).reason(), "runs past the window");
+        assertEquals(DmaDebugReport.Kind.ACCESS_UNMAPPED, m.dmaDebug().reports().getLast().kind());
+
+        hca.dma().revokePeer(bus, 64 * 1024, DmaDirection.BIDIRECTIONAL, "dma-buf 7 moved to system memory");
+        DmaFaultException f = assertThrows(DmaFaultException.class, () -> dev.write(bus + 4096, MemorySegment.ofArray(pattern(256, 9))));
+        assertEquals(FaultReason.DEBUG_UNMAPPED, f.reason());
+        DmaDebugReport r = m.dmaDebug().reports().getLast();
+        assertEquals(DmaDebugReport.Kind.ACCESS_REVOKED, r.kind());
+        assertTrue(r.message().contains("dma-buf 7 moved"), r.message());
+        assertFalse(r.mapSite().isEmpty(), "the report names where the window was made");
+        assertArrayEquals(java.util.Arrays.copyOfRange(data, 4096, 4096 + 256), readBar(vram, (2L << 20) + 4096, 256), "no byte moved");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> hca.dma().revokePeer(bus, 64 * 1024, DmaDirection.BIDIRECTIONAL, "again")).errno());
+        assertEquals(List.of(), m.iommu().faults(), "the IOMMU never saw any of it");
+
+        hca.dma().unmapPeer(bus, 64 * 1024, DmaDirection.BIDIRECTIONAL);
+        assertEquals(0, m.activeDmaMappings(hca));
+        assertThrows(DmaFaultException.class, () -> dev.readLong(bus));
+        DmaDebugReport u = m.dmaDebug().reports().getLast();
+        assertEquals(DmaDebugReport.Kind.ACCESS_UNMAPPED, u.kind());
+        assertTrue(u.message().contains("unmapped"), u.message());
+        assertFalse(u.mapSite().isEmpty());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> hca.dma().unmapPeer(bus, 64 * 1024, DmaDirection.BIDIRECTIONAL)).errno());
+        assertEquals(DmaDebugReport.Kind.DOUBLE_UNMAP, m.dmaDebug().reports().getLast().kind());
+
+        long again = hca.dma().mapPeer(bus, 4096, DmaDirection.TO_DEVICE);
+        assertEquals(data[0], (byte) dev.readLong(again), "a new window over the same bytes is usable");
+        assertEquals(FaultReason.DEBUG_READ_ONLY, assertThrows(DmaFaultException.class, () -> dev.writeLong(again, 1)).reason());
+        assertEquals(DmaDebugReport.Kind.ACCESS_READ_ONLY, m.dmaDebug().reports().getLast().kind());
+        m.hotUnplug(hca);
+        DmaDebugReport leak = m.dmaDebug().reports(DmaDebugReport.Kind.LEAK_AT_UNBIND).getLast();
+        assertTrue(leak.message().contains("pci_p2pdma_bus_addr_map"), leak.message());
+    }
+
+    @Test
+    void aPeerWindowNeedsARouteThroughTheSwitch() {
+        Machine m = bootDefault();
+        PciFunction hca = m.pci().function("04:00.0");
+        PciFunction hca2 = m.pci().function("05:00.0");
+        hca.dma().setDmaMask(-1L);
+        hca2.dma().setDmaMask(-1L);
+        PciFunction gpu = m.pci().function("03:00.0");
+        long vram = gpu.bar(2).orElseThrow().address();
+        DmaDirection rw = DmaDirection.BIDIRECTIONAL;
+
+        ErrnoException up = assertThrows(ErrnoException.class, () -> hca2.dma().mapPeer(vram, 4096, rw));
+        assertEquals(Errno.EINVAL, up.errno());
+        assertTrue(up.getMessage().contains("dma_map_resource"), up.getMessage());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> hca.dma().mapPeer(1L << 20, 4096, rw)).errno(), "host RAM");
+        assertEquals(Errno.EFAULT, assertThrows(ErrnoException.class,
+                () -> hca.dma().mapPeer(vram + (16L << 30) - 4096, 8192, rw)).errno(), "runs past the BAR");
+        assertEquals(Errno.EFAULT, assertThrows(ErrnoException.class,
+                () -> hca.dma().mapPeer(gpu.bar(0).orElseThrow().address(), 4096, rw)).errno(), "registers are not device memory");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> hca.dma().mapPeer(vram, 4096, DmaDirection.NONE)).errno());
+        assertEquals(0, m.activeDmaMappings());
+        hca.dma().setDmaMask(0xFFFF_FFFFL);
+        long bus = hca.dma().mapPeer(vram, 4096, rw);
+        hca.setMaster(true);
+        assertEquals(FaultReason.OUT_OF_RANGE, assertThrows(DmaFaultException.class, () -> hca.dma().busMaster().readLong(bus)).reason(),
+                "as dma_map_sg, the mask is not checked for a bus address, but the device cannot reach 1 TiB with 32 bits");
+        hca.dma().unmapPeer(bus, 4096, rw);
+    }
+
+    /** With dma-debug off nothing stands between a device and a stale peer address, as on real hardware. */
+    @Test
+    void withoutDmaDebugAStalePeerWindowStillReachesThePeer() {
+        Machine m = Machine.boot(TopologyLoader.load(TopologyLoader.defaultMachineText(), TopologyLoader.Format.YAML),
+                new Machine.Options(false, 4));
+        machines.add(m);
+        PciFunction hca = m.pci().function("04:00.0");
+        Bar vram = m.pci().function("03:00.0").bar(2).orElseThrow();
+        BusMaster dev = master(hca);
+        long bus = hca.dma().mapPeer(vram.address(), 4096, DmaDirection.BIDIRECTIONAL);
+        hca.dma().revokePeer(bus, 4096, DmaDirection.BIDIRECTIONAL, "moved");
+        dev.writeLong(bus, 0x1234);
+        hca.dma().unmapPeer(bus, 4096, DmaDirection.BIDIRECTIONAL);
+        dev.writeLong(bus + 8, 0x5678);
+        assertEquals(0x1234, vram.memory().segment(0, 16).get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, 0));
+        assertEquals(0x5678, vram.memory().segment(0, 16).get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, 8));
+        assertTrue(m.dmaDebug().reports().isEmpty());
+    }
+
+    /** revokeSg for dma_map_resource: the IOVA stays reserved, the access faults and is reported as revoked. */
+    @Test
+    void aRevokedResourceMappingFaultsAndKeepsItsIova() {
+        Machine m = bootDefault();
+        PciFunction hca2 = m.pci().function("05:00.0");
+        Bar vram = m.pci().function("03:00.0").bar(2).orElseThrow();
+        BusMaster dev = master(hca2);
+        long iova = hca2.dma().mapResource(vram.address(), 8192, DmaDirection.BIDIRECTIONAL);
+        dev.writeLong(iova, 42);
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> hca2.dma().revokeResource(iova, 4096, DmaDirection.BIDIRECTIONAL, "x")).errno(), "size must match");
+        hca2.dma().revokeResource(iova, 8192, DmaDirection.BIDIRECTIONAL, "dma-buf 3 revoked");
+        assertEquals(FaultReason.NOT_MAPPED, assertThrows(DmaFaultException.class, () -> dev.readLong(iova)).reason());
+        DmaDebugReport r = m.dmaDebug().reports().getLast();
+        assertEquals(DmaDebugReport.Kind.ACCESS_REVOKED, r.kind());
+        assertTrue(r.message().contains("dma-buf 3 revoked"), r.message());
+        long other = hca2.dma().mapResource(vram.address(), 8192, DmaDirection.BIDIRECTIONAL);
+        assertNotEquals(iova, other, "the revoked IOVA is still reserved");
+        hca2.dma().unmapResource(iova, 8192, DmaDirection.BIDIRECTIONAL);
+        hca2.dma().unmapResource(other, 8192, DmaDirection.BIDIRECTIONAL);
+        assertEquals(0, m.activeDmaMappings(hca2));
+        assertEquals(0, m.iommu().groupOf(hca2).orElseThrow().domain().mappedBytes());
+    }
 }

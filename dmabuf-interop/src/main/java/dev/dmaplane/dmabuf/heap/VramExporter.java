@@ -1,11 +1,18 @@
 package dev.dmaplane.dmabuf.heap;
 
 import dev.dmaplane.device.Device;
+import dev.dmaplane.dma.DmaApi;
+import dev.dmaplane.dma.DmaDirection;
+import dev.dmaplane.dma.DmaSegment;
+import dev.dmaplane.dma.MappedSg;
+import dev.dmaplane.dma.SgEntry;
+import dev.dmaplane.dma.SgTable;
 import dev.dmaplane.dmabuf.Attachment;
 import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.dmabuf.DmaBufs;
 import dev.dmaplane.dmabuf.ExportInfo;
 import dev.dmaplane.dmabuf.Exporter;
+import dev.dmaplane.dmabuf.Importer;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fence.Fence;
@@ -14,14 +21,22 @@ import dev.dmaplane.fence.Fences;
 import dev.dmaplane.fence.Reservation;
 import dev.dmaplane.fence.ResvUsage;
 import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.p2pdma.MapType;
+import dev.dmaplane.p2pdma.P2pDma;
+import dev.dmaplane.p2pdma.P2pPath;
 import dev.dmaplane.pci.Bar;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.trace.TraceKind;
 import dev.dmaplane.trace.Tracer;
 
 import java.lang.foreign.MemorySegment;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
 import java.util.TreeMap;
 import java.util.zip.CRC32;
 
@@ -29,29 +44,46 @@ import java.util.zip.CRC32;
  * A dynamic exporter for tests and demos, shaped like a GPU driver's (amdgpu/xe with TTM): buffers live in the
  * GPU's memory BAR (VRAM) and can migrate to host memory and back, with real copies whose integrity is checked.
  * <p>
+ * <b>Peer-to-peer</b>, as {@code amdgpu_dma_buf.c} decides it: the attach op asks p2pdma how far the GPU is from the
+ * importer's device ({@code pci_p2pdma_distance}) and clears {@code attach->peer2peer} when the pair cannot do
+ * peer-to-peer; the core has already cleared it for an importer that does not allow it (every static importer).
+ * The map op, for a buffer in VRAM and an attachment that kept {@code peer2peer}, asks for the map type
+ * ({@code pci_p2pdma_map_type}, as {@code dma_buf_phys_vec_to_sgt} does): {@code BUS_ADDR} hands out the BAR's bus
+ * addresses, which the importer reaches through the switch without its IOMMU (tracked with
+ * {@link dev.dmaplane.dma.DmaApi#mapPeer} so dma-debug can catch a stale use); {@code THRU_HOST_BRIDGE} maps the
+ * VRAM through the importer's IOMMU with {@link dev.dmaplane.dma.DmaApi#mapResource}. Every decision is traced
+ * ({@code DMA_BUF}, with the p2pdma reasons as {@code P2PDMA}).
+ * <p>
+ * <b>Importers that cannot reach VRAM</b> get the {@link Policy}. {@code MIGRATE_TO_HOST} is what amdgpu does: the
+ * attach succeeds, and a map (or a pin, which must place the buffer where every attachment reaches it) moves the
+ * buffer to system memory first, mapped through the importer's DMA API; a buffer that is pinned in VRAM cannot
+ * move and the map fails with {@code EBUSY}. {@code REFUSE} models memory that cannot leave VRAM: attach, map and
+ * pin fail while the buffer is in VRAM, with {@code EOPNOTSUPP} for an importer that does not allow peer-to-peer
+ * at all (vfio-pci's answer for its MMIO-only dma-bufs) and {@code EBUSY} for one the fabric keeps out (what
+ * {@code dma_buf_dynamic_attach} documents for storage the device cannot reach and that cannot be moved).
+ * <p>
  * <b>Moves</b> ({@link #migrate}, reservation lock held): the new backing is allocated, a move fence is added with
  * {@code KERNEL} usage, {@code dma_buf_move_notify} tells dynamic importers (their mappings become
  * {@code MOVING}), and maps from then on point at the new backing. The copy runs on its own thread once the
  * fences that were pending before the move signal (the importers' in-flight work), compares CRC32s of what it
- * read and what it wrote, then retires the old mappings (device access cut, IOVAs kept until the importers unmap)
- * and frees the old backing before signalling the fence; a failed copy sets {@code EIO} on the fence. The copy
- * never takes the reservation lock, so a thread waiting for the fence under that lock cannot deadlock it (the
- * "Indefinite DMA Fences" rule). A move refuses with {@code EBUSY} while the buffer is pinned.
- * <p>
- * <b>Peer-to-peer</b>: an importer reaches VRAM only with peer-to-peer DMA; this exporter does not map VRAM for
- * other devices yet (no p2pdma provider is wired in), so every importer attaches with {@code peer2peer} cleared
- * and the {@link Policy} decides: migrate the buffer to host memory, or refuse the attach with {@code EBUSY}
- * (the errno {@code dma_buf_dynamic_attach} documents for storage a device cannot reach). The choice is traced.
+ * read and what it wrote, then retires the old mappings (device access cut: IOMMU translations removed, peer
+ * windows revoked; bus addresses kept until the importers unmap) and frees the old backing before signalling the
+ * fence; a failed copy sets {@code EIO} on the fence. The copy never takes the reservation lock, so a thread
+ * waiting for the fence under that lock cannot deadlock it (the "Indefinite DMA Fences" rule). A move refuses with
+ * {@code EBUSY} while the buffer is pinned. Freed VRAM is handed out again at once, as TTM does: only dma-debug
+ * stands between an importer that keeps using a stale bus address and the next buffer's bytes.
  * <p>
  * <b>Revoke</b> ({@link #revoke}): importers get {@code moveNotify}, every mapping is retired at once, maps fail
- * with {@code ENODEV} and the backing is freed, so no device reaches it.
+ * with {@code ENODEV} and the backing is freed, so no device reaches it. <b>Stop</b> ({@link #stop}, from the
+ * driver's remove when the GPU unbinds or is unplugged, or the bundle stops): every buffer is revoked, and every
+ * mapping an importer still holds afterwards is reported as a leak and torn down.
  */
 public final class VramExporter {
     /** What to do when an importer cannot reach VRAM. */
     public enum Policy {
-        /** Move the buffer to host memory, which every device reaches through its IOMMU. */
+        /** Move the buffer to host memory, which every device reaches through its IOMMU (amdgpu's behaviour). */
         MIGRATE_TO_HOST,
-        /** Refuse the attach (or map) with {@code EBUSY}. */
+        /** Refuse the attach, map or pin while the buffer is in VRAM: {@code EOPNOTSUPP} or {@code EBUSY}. */
         REFUSE
     }
 
@@ -61,6 +93,7 @@ public final class VramExporter {
     private static final long CHUNK = 256 * 1024;
 
     private final DmaBufs registry;
+    private final P2pDma p2p;
     private final Tracer tracer;
     private final HostMemory mem;
     private final PciFunction gpu;
@@ -71,17 +104,24 @@ public final class VramExporter {
     private final String name;
     /** Free VRAM ranges: offset -> size; guarded by itself. */
     private final TreeMap<Long, Long> free = new TreeMap<>();
+    /** Buffers not yet released; guarded by itself, as is {@link #stopped}. */
+    private final Set<Buffer> live = new LinkedHashSet<>();
+    private boolean stopped;
 
     /**
-     * @param gpu   the exporting device; its memory BAR {@code barIndex} is the VRAM
+     * @param p2p    the machine's p2pdma core, which judges the GPU against each importer
+     * @param gpu    the exporting device; its memory BAR {@code barIndex} is the VRAM
      * @param policy what to do for importers that cannot reach VRAM
      */
-    public VramExporter(DmaBufs registry, PciFunction gpu, int barIndex, Policy policy) {
+    public VramExporter(DmaBufs registry, P2pDma p2p, PciFunction gpu, int barIndex, Policy policy) {
         this.registry = Objects.requireNonNull(registry, "registry");
+        this.p2p = Objects.requireNonNull(p2p, "p2p");
         this.tracer = registry.tracer();
         this.mem = registry.memory();
         this.gpu = Objects.requireNonNull(gpu, "gpu");
         this.bar = gpu.bar(barIndex).orElseThrow(() -> new ErrnoException(Errno.EINVAL, gpu.name() + " has no BAR " + barIndex));
+        ErrnoException.check(bar.backing() instanceof Bar.Memory, Errno.EINVAL, gpu.name() + " BAR" + barIndex
+                + " is a register block, not VRAM");
         this.vram = bar.memory();
         this.policy = Objects.requireNonNull(policy, "policy");
         this.name = "vram:" + gpu.name();
@@ -101,20 +141,70 @@ public final class VramExporter {
     /**
      * Allocates {@code size} bytes (rounded up to pages) of VRAM and exports them as a dynamic dma-buf.
      *
-     * @throws ErrnoException {@code EINVAL} for a size below 1, {@code ENOMEM} when VRAM is full
+     * @throws ErrnoException {@code EINVAL} for a size below 1, {@code ENOMEM} when VRAM is full, {@code ENODEV}
+     *                        once the exporter stopped
      */
     public DmaBuf allocate(long size) {
         ErrnoException.check(size > 0 && size <= bar.size(), Errno.EINVAL, name + ": size " + size + " is not 1.." + bar.size());
         long len = (size + HostMemory.PAGE_SIZE - 1) & ~(HostMemory.PAGE_SIZE - 1);
-        VramRange r = allocVram(len);
-        Buffer b = new Buffer(r);
-        try {
-            b.dmabuf = registry.export(ExportInfo.of(name, len, ops(b)).withPriv(b));
-        } catch (RuntimeException e) {
-            r.free();
-            throw e;
+        synchronized (live) {
+            ErrnoException.check(!stopped, Errno.ENODEV, name + " has stopped");
+            VramRange r = allocVram(len);
+            Buffer b = new Buffer(r);
+            try {
+                b.dmabuf = registry.export(ExportInfo.of(name, len, ops(b)).withPriv(b));
+            } catch (RuntimeException e) {
+                r.free();
+                throw e;
+            }
+            live.add(b);
+            return b.dmabuf;
         }
-        return b.dmabuf;
+    }
+
+    /**
+     * Stops the exporter, as the GPU driver's remove does when its device unbinds or is unplugged (or its bundle
+     * stops), without the reservation locks held: every buffer not yet released is revoked (dynamic importers get
+     * {@code moveNotify} and may unmap from it; every mapping is retired), then each mapping an importer still holds
+     * is reported as a leak naming the importer and the buffer and torn down ({@link DmaBuf#reclaimMappings}), and
+     * the backing is freed. Attachments stay until their importers detach; the buffers until their last reference
+     * goes. Later allocations fail with {@code ENODEV}. Idempotent.
+     *
+     * @return the mappings that were still held and had to be torn down
+     */
+    public int stop(String reason) {
+        List<Buffer> all;
+        synchronized (live) {
+            stopped = true;
+            all = List.copyOf(live);
+        }
+        String why = name + " stopped: " + reason;
+        int leaked = 0;
+        for (Buffer b : all) {
+            DmaBuf buf = b.dmabuf;
+            buf.resv().lock();
+            try {
+                if (!buf.isReleased()) {
+                    revoke(buf, why);
+                    leaked += buf.reclaimMappings(why);
+                }
+            } catch (ErrnoException e) {
+                // released meanwhile (EBADF): nothing is left to stop
+                tracer.emit(TraceKind.DMA_BUF, name, -1, buf.size(), why + ": dma-buf " + buf.ino() + " skipped: " + e.getMessage());
+            } finally {
+                buf.resv().unlock();
+            }
+        }
+        tracer.emit(TraceKind.DMA_BUF, name, -1, 0, why + "; " + all.size() + " dma-buf(s) revoked, " + leaked
+                + " mapping(s) still held were torn down");
+        return leaked;
+    }
+
+    /** Whether {@link #stop} ran. */
+    public boolean isStopped() {
+        synchronized (live) {
+            return stopped;
+        }
     }
 
     /** Where the buffer lives now ({@code VRAM}, {@code HOST}), or empty once revoked or released. */
@@ -243,16 +333,10 @@ public final class VramExporter {
     private Exporter ops(Buffer b) {
         return Exporter.builder()
                 .attach((buf, a) -> attach(b, a))
-                .map((a, dir) -> {
-                    Placement p = reachable(b, a, "map");
-                    return a.device().dma().mapSg(((HostBacking) p).sgTable(), dir);
-                })
-                .unmap((a, sg, dir) -> a.device().dma().unmapSg(sg, dir))
-                .pin(a -> {
-                    synchronized (b) {
-                        b.pins++;
-                    }
-                })
+                .map((a, dir) -> map(b, a, dir))
+                .unmap((a, sg, dir) -> unmap(b, a, sg, dir))
+                .revokeMapping((a, sg, dir, why) -> cutAccess(b, a, sg, dir, why))
+                .pin(a -> pin(b, a))
                 .unpin(a -> {
                     synchronized (b) {
                         ErrnoException.check(b.pins > 0, Errno.EINVAL, name + ": unpin without a pin");
@@ -266,58 +350,161 @@ public final class VramExporter {
                             b.placement = null;
                         }
                     }
+                    synchronized (live) {
+                        live.remove(b);
+                    }
                 })
                 .cpuRead((buf, off, dst) -> cpu(b, off, dst, false))
                 .cpuWrite((buf, off, src) -> cpu(b, off, src, true))
                 .build();
     }
 
+    /**
+     * {@code amdgpu_dma_buf_attach}: judges the pair and clears {@code peer2peer} when p2pdma says no; the REFUSE
+     * policy turns away an importer that cannot reach the buffer where it is now.
+     */
     private void attach(Buffer b, Attachment a) {
-        String why = p2pRefusal(a.device());
-        a.setPeer2Peer(false);
-        if (!(b.placement instanceof VramRange)) {
+        ErrnoException.check(!isStopped(), Errno.ENODEV, name + " has stopped");
+        DmaBuf buf = b.dmabuf;
+        Device dev = a.device();
+        boolean wanted = a.peer2peer();
+        P2pPath path = p2p.distance(gpu, List.of(dev)).paths().getFirst();
+        if (path.mapType() == MapType.NOT_SUPPORTED) {
+            a.setPeer2Peer(false);
+        }
+        if (a.peer2peer()) {
+            a.setExporterPriv(null);
+            tracer.emit(TraceKind.DMA_BUF, dev.name(), -1, buf.size(), name + ": attach to dma-buf " + buf.ino()
+                    + " with peer-to-peer " + path.mapType() + " (" + path.reason() + ")");
             return;
         }
-        DmaBuf buf = b.dmabuf;
-        if (policy == Policy.REFUSE) {
-            tracer.emit(TraceKind.DMA_BUF, a.device().name(), -1, buf.size(), name + " refuses attach of dma-buf "
-                    + buf.ino() + ": " + why + "; policy REFUSE");
-            throw new ErrnoException(Errno.EBUSY, name + ": " + a.device().name() + " cannot reach dma-buf " + buf.ino()
-                    + " in VRAM (" + why + ") and the policy is to refuse");
+        String why = !wanted
+                ? (a.isDynamic() ? "the importer does not allow peer-to-peer" : "a static importer takes no peer-to-peer addresses")
+                : path.reason();
+        a.setExporterPriv(why);
+        if (policy == Policy.REFUSE && b.placement instanceof VramRange) {
+            throw refusal(buf, a, "attach", why);
         }
-        tracer.emit(TraceKind.DMA_BUF, a.device().name(), -1, buf.size(), name + ": " + why
-                + "; policy MIGRATE_TO_HOST moves dma-buf " + buf.ino() + " to system memory");
-        buf.resv().lock();
-        try {
-            migrate(buf, Target.HOST, "attach of " + a.device().name() + " without peer-to-peer");
-        } finally {
-            buf.resv().unlock();
+        tracer.emit(TraceKind.DMA_BUF, dev.name(), -1, buf.size(), name + ": attach to dma-buf " + buf.ino()
+                + " without peer-to-peer (" + why + "); policy " + policy + (policy == Policy.MIGRATE_TO_HOST
+                ? ": a map moves the buffer to system memory while it is in VRAM" : ": maps are refused while it is in VRAM"));
+    }
+
+    /** {@code amdgpu_dma_buf_map}: VRAM peer-to-peer when the attachment may, else host memory (per the policy). */
+    private MappedSg map(Buffer b, Attachment a, DmaDirection dir) {
+        DmaBuf buf = b.dmabuf;
+        Placement p = b.placement;
+        ErrnoException.check(p != null, Errno.ENODEV, name + ": dma-buf " + buf.ino() + " has no backing");
+        if (p instanceof VramRange r) {
+            String why = noP2p(a);
+            if (a.peer2peer()) {
+                MapType type = p2p.mapType(gpu, a.device());
+                if (type != MapType.NOT_SUPPORTED) {
+                    return mapVram(b, a, r, type, dir);
+                }
+                why = "p2pdma no longer allows peer-to-peer between " + gpu.name() + " and " + a.device().name();
+            }
+            p = leaveVram(b, a, "map", why);
+        }
+        return a.device().dma().mapSg(((HostBacking) p).sgTable(), dir);
+    }
+
+    private MappedSg mapVram(Buffer b, Attachment a, VramRange r, MapType type, DmaDirection dir) {
+        DmaApi dma = a.device().dma();
+        long bus = bar.address() + r.offset;
+        long addr = type == MapType.BUS_ADDR ? dma.mapPeer(bus, r.size, dir) : dma.mapResource(bus, r.size, dir);
+        MappedSg sg = new MappedSg(new SgTable(List.of(new SgEntry(bus, r.size))), dir, List.of(new DmaSegment(addr, r.size)));
+        b.vramMappings.put(sg, type);
+        if (tracer.isEnabled()) {
+            tracer.emit(TraceKind.DMA_BUF, a.device().name(), addr, r.size, name + ": dma-buf " + b.dmabuf.ino() + " stays in "
+                    + r.describe() + ", mapped " + type + (type == MapType.BUS_ADDR
+                    ? String.format(" at bus address %#x: the switch routes it, no IOMMU", bus)
+                    : String.format(" at IOVA %#x through the host bridge and the importer's IOMMU", addr)));
+        }
+        return sg;
+    }
+
+    private void unmap(Buffer b, Attachment a, MappedSg sg, DmaDirection dir) {
+        MapType type = b.vramMappings.remove(sg);
+        DmaApi dma = a.device().dma();
+        if (type == null) {
+            dma.unmapSg(sg, dir);
+            return;
+        }
+        DmaSegment s = sg.segments().getFirst();
+        if (type == MapType.BUS_ADDR) {
+            dma.unmapPeer(s.dmaAddress(), s.length(), dir);
+        } else {
+            dma.unmapResource(s.dmaAddress(), s.length(), dir);
         }
     }
 
-    /** The host placement an attachment can map, migrating (or refusing) per the policy when the buffer is in VRAM. */
-    private Placement reachable(Buffer b, Attachment a, String what) {
-        DmaBuf buf = b.dmabuf;
-        if (b.placement instanceof VramRange) {
-            String why = p2pRefusal(a.device());
-            if (policy == Policy.REFUSE) {
-                tracer.emit(TraceKind.DMA_BUF, a.device().name(), -1, buf.size(), name + " refuses " + what + " of dma-buf "
-                        + buf.ino() + ": " + why + "; policy REFUSE");
-                throw new ErrnoException(Errno.EBUSY, name + ": " + a.device().name() + " cannot reach dma-buf "
-                        + buf.ino() + " in VRAM (" + why + ")");
-            }
-            tracer.emit(TraceKind.DMA_BUF, a.device().name(), -1, buf.size(), name + ": " + why
-                    + "; policy MIGRATE_TO_HOST moves dma-buf " + buf.ino() + " to system memory for " + what);
-            migrate(buf, Target.HOST, what + " by " + a.device().name() + " without peer-to-peer");
+    /** Retiring a mapping: the importer's device loses access, its bus addresses stay its own until it unmaps. */
+    private void cutAccess(Buffer b, Attachment a, MappedSg sg, DmaDirection dir, String why) {
+        MapType type = b.vramMappings.get(sg);
+        DmaApi dma = a.device().dma();
+        if (type == null) {
+            dma.revokeSg(sg, dir, why);
+            return;
         }
-        ErrnoException.check(b.placement != null, Errno.ENODEV, name + ": dma-buf " + buf.ino() + " has no backing");
+        DmaSegment s = sg.segments().getFirst();
+        if (type == MapType.BUS_ADDR) {
+            dma.revokePeer(s.dmaAddress(), s.length(), dir, why);
+        } else {
+            dma.revokeResource(s.dmaAddress(), s.length(), dir, why);
+        }
+    }
+
+    /**
+     * {@code amdgpu_dma_buf_pin}: a pinned buffer cannot move, so it is pinned in VRAM only while every attachment
+     * reaches VRAM; otherwise it goes to system memory first (per the policy).
+     */
+    private void pin(Buffer b, Attachment a) {
+        if (b.placement instanceof VramRange) {
+            for (Attachment other : b.dmabuf.attachments()) {
+                if (!other.peer2peer()) {
+                    leaveVram(b, other, "pin by " + a.device().name(), noP2p(other));
+                    break;
+                }
+            }
+        }
+        synchronized (b) {
+            b.pins++;
+        }
+    }
+
+    /**
+     * The policy for an attachment that cannot reach the buffer in VRAM: refuse, or migrate to system memory and
+     * return the new placement. Reservation lock held.
+     */
+    private Placement leaveVram(Buffer b, Attachment a, String what, String why) {
+        DmaBuf buf = b.dmabuf;
+        if (policy == Policy.REFUSE) {
+            throw refusal(buf, a, what, why);
+        }
+        tracer.emit(TraceKind.DMA_BUF, a.device().name(), -1, buf.size(), name + ": " + a.device().name()
+                + " cannot reach dma-buf " + buf.ino() + " in VRAM (" + why + "); policy MIGRATE_TO_HOST moves it to"
+                + " system memory for " + what);
+        migrate(buf, Target.HOST, what + ": " + a.device().name() + " without peer-to-peer");
         return b.placement;
     }
 
-    /** Why {@code importer} cannot reach the GPU's BAR directly; this exporter has no peer-to-peer provider yet. */
-    private String p2pRefusal(Device importer) {
-        return "peer-to-peer from " + gpu.name() + " BAR" + bar.index() + " to " + importer.name()
-                + " is not available to this exporter";
+    /**
+     * The REFUSE policy's errno: {@code EOPNOTSUPP} when the importer does not take peer-to-peer addresses at all,
+     * {@code EBUSY} when it would but p2pdma keeps it out. Traced.
+     */
+    private ErrnoException refusal(DmaBuf buf, Attachment a, String what, String why) {
+        boolean importerWants = a.importer().map(Importer::allowPeer2Peer).orElse(false);
+        Errno errno = importerWants ? Errno.EBUSY : Errno.EOPNOTSUPP;
+        tracer.emit(TraceKind.DMA_BUF, a.device().name(), -1, buf.size(), name + " refuses " + what + " of dma-buf "
+                + buf.ino() + " in VRAM: " + why + "; policy REFUSE (" + errno + ")");
+        return new ErrnoException(errno, name + ": " + a.device().name() + " cannot reach dma-buf " + buf.ino()
+                + " in VRAM (" + why + ") and the policy is to refuse the " + what);
+    }
+
+    /** Why an attachment has no peer-to-peer, as its attach found. */
+    private static String noP2p(Attachment a) {
+        return a.exporterPriv() instanceof String why ? why : "no peer-to-peer";
     }
 
     private void cpu(Buffer b, long off, MemorySegment data, boolean write) {
@@ -362,6 +549,11 @@ public final class VramExporter {
         volatile Placement placement;
         DmaBuf dmabuf;
         int pins;
+        /**
+         * The VRAM mappings handed out (a host mapping is not in here), by identity; a leaf lock of its own, since
+         * unmap runs under the core's mapping lock and retiring under this buffer's monitor.
+         */
+        final Map<MappedSg, MapType> vramMappings = Collections.synchronizedMap(new IdentityHashMap<>());
 
         Buffer(Placement p) {
             this.placement = p;

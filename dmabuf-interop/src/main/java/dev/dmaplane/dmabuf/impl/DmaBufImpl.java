@@ -19,6 +19,7 @@ import dev.dmaplane.fence.Reservation;
 import dev.dmaplane.fence.ResvUsage;
 import dev.dmaplane.resource.UContext;
 import dev.dmaplane.trace.TraceKind;
+import dev.dmaplane.trace.Tracer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -330,6 +331,11 @@ public final class DmaBufImpl implements DmaBuf {
     public void unmap(DmaBufMapping mapping) {
         MappingImpl m = ownMapping(mapping, "dma_buf_unmap_attachment");
         assertHeld("dma_buf_unmap_attachment");
+        if (m.reclaimed) {
+            registry.tracer().emit(TraceKind.DMA_BUF, m.attachment.device().name(), m.sg.segments().getFirst().dmaAddress(),
+                    m.sg.length(), "unmap dma-buf " + ino + ": the exporter already tore this mapping down at its stop");
+            return;
+        }
         unmapLocked(m);
         registry.tracer().emit(TraceKind.DMA_BUF, m.attachment.device().name(), m.sg.segments().getFirst().dmaAddress(),
                 m.sg.length(), "unmap dma-buf " + ino + " " + m.direction);
@@ -414,9 +420,13 @@ public final class DmaBufImpl implements DmaBuf {
                 }
             }
         }
+        Tracer tracer = registry.tracer();
+        String event = tracer.isEnabled() ? "move_notify dma-buf " + ino + " (" + why + ")" : null;
         for (AttachmentImpl a : all) {
             if (a.isDynamic()) {
-                registry.tracer().emit(TraceKind.DMA_BUF, a.device().name(), -1, size, "move_notify dma-buf " + ino + " (" + why + ")");
+                if (event != null) {
+                    tracer.emit(TraceKind.DMA_BUF, a.device().name(), -1, size, event);
+                }
                 a.importer().orElseThrow().moveNotify(a);
             }
         }
@@ -469,6 +479,45 @@ public final class DmaBufImpl implements DmaBuf {
         registry.tracer().emit(TraceKind.DMA_BUF, exporterName, -1, size, "revoke dma-buf " + ino + ": " + reason);
         notifyImporters("revoke");
         retireMappings(gen, "revoked: " + reason);
+    }
+
+    @Override
+    public int reclaimMappings(String reason) {
+        assertHeld("reclaim of mappings");
+        ErrnoException.check(revoked, Errno.EINVAL, "dma-buf " + ino + ": mappings are reclaimed only after revoke,"
+                + " which tells the importers first");
+        String why = reason == null || reason.isBlank() ? "exporter " + exporterName + " stopped" : reason;
+        List<MappingImpl> held = new ArrayList<>();
+        synchronized (mappingLock) {
+            for (AttachmentImpl a : attachments) {
+                held.addAll(a.mappings);
+            }
+        }
+        for (MappingImpl m : held) {
+            AttachmentImpl a = m.attachment;
+            long addr = m.sg.segments().getFirst().dmaAddress();
+            String msg = "exporter " + exporterName + " of dma-buf " + ino + " went away (" + why + ") while "
+                    + (a.isDynamic() ? "dynamic" : "static") + " importer " + a.device().name() + " still held a mapping ("
+                    + m.direction + ", " + m.state + ") at 0x" + Long.toHexString(addr);
+            registry.dmaDebug().report(DmaDebugReport.Kind.LEAK_AT_UNBIND, a.device().name(), addr, m.sg.length(), msg, null);
+            registry.tracer().emit(TraceKind.DMA_BUF, a.device().name(), addr, m.sg.length(), msg + ": tearing it down");
+            try {
+                unmapLocked(m);
+            } catch (ErrnoException e) {
+                // an importer whose device left its bus: the DMA layer reclaimed its mappings then; drop the bookkeeping
+                LOG.warn("dma-buf {}: unmapping {}'s mapping failed ({}); dropping it", ino, a.device().name(), e.getMessage());
+                synchronized (mappingLock) {
+                    m.state = State.UNMAPPED;
+                    a.mappings.remove(m);
+                }
+                if (m.corePinned) {
+                    a.corePins--;
+                    ops.unpin().apply(a);
+                }
+            }
+            m.reclaimed = true;
+        }
+        return held.size();
     }
 
     // ---------------------------------------------------------------- CPU access

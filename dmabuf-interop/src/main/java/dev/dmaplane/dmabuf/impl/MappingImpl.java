@@ -20,6 +20,8 @@ final class MappingImpl implements DmaBufMapping {
     /** Whether the core pinned the exporter for this mapping (static importer, dynamic exporter). */
     final boolean corePinned;
     volatile State state = State.LIVE;
+    /** Torn down by the exporter at its stop ({@link DmaBufImpl#reclaimMappings}); the importer's unmap is then a no-op. */
+    volatile boolean reclaimed;
 
     MappingImpl(AttachmentImpl attachment, DmaDirection direction, MappedSg sg, long generation, boolean corePinned) {
         this.attachment = attachment;

@@ -34,7 +34,7 @@ public final class P2pDmaCore implements P2pDma {
     private final PciTopology pci;
     private final Tracer tracer;
     private final Map<PciFunction, ProviderMemory> providers = new ConcurrentHashMap<>();
-    /** Live mappings, each with the DMA API that made its IOVA (null for bus addresses). */
+    /** Live mappings, each with the DMA API that made it: an IOVA ({@code mapResource}) or a peer window ({@code mapPeer}). */
     private final Map<P2pMapping, DmaApi> mappings = new IdentityHashMap<>();
 
     public P2pDmaCore(Machine machine) {
@@ -140,10 +140,12 @@ public final class P2pDmaCore implements P2pDma {
         synchronized (this) {
             mem.retain(allocation);
             long addr;
-            DmaApi dma = null;
+            DmaApi dma;
             try {
                 if (path.mapType() == MapType.BUS_ADDR) {
-                    addr = allocation.busAddress();
+                    // the requester the switch sees: the client itself, or the PCI function an auxiliary device sits on
+                    dma = PathJudge.pciAncestor(client).orElseThrow().dma();
+                    addr = dma.mapPeer(allocation.busAddress(), allocation.size(), direction);
                 } else {
                     dma = client.dma();
                     addr = dma.mapResource(allocation.busAddress(), allocation.size(), direction);
@@ -169,8 +171,12 @@ public final class P2pDmaCore implements P2pDma {
         DmaApi dma = mappings.get(mapping);
         // A requester that left its bus had its DMA mappings reclaimed when it went; only the bookkeeping is left.
         boolean requesterPresent = PathJudge.pciAncestor(client).map(Device::isPresent).orElse(false);
-        if (dma != null && requesterPresent) {
-            dma.unmapResource(mapping.dmaAddress(), mapping.allocation().size(), mapping.direction());
+        if (requesterPresent) {
+            if (mapping.mapType() == MapType.BUS_ADDR) {
+                dma.unmapPeer(mapping.dmaAddress(), mapping.allocation().size(), mapping.direction());
+            } else {
+                dma.unmapResource(mapping.dmaAddress(), mapping.allocation().size(), mapping.direction());
+            }
         }
         mappings.remove(mapping);
         providers.get(mapping.allocation().provider()).release(mapping.allocation());

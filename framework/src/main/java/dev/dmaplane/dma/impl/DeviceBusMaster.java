@@ -24,7 +24,8 @@ import java.util.Map;
  * domain its IOMMU group is attached to now, and carried out on RAM or a peer's BAR. The device must be present
  * and have bus mastering enabled; in pass-through mode with dma-debug on, the target must lie in a live mapping.
  * A request the fabric below the root complex routes to a peer's memory ({@link PeerRouter}) goes there directly,
- * untranslated, as a PCIe switch forwards it.
+ * untranslated, as a PCIe switch forwards it; with dma-debug on it is first checked against the peer bus-address
+ * windows the device was handed, so a stale one is caught although no IOMMU is on the way.
  */
 final class DeviceBusMaster implements BusMaster {
     private static final VarHandle LONG = ValueLayout.JAVA_LONG.varHandle();
@@ -139,7 +140,11 @@ final class DeviceBusMaster implements BusMaster {
         return switch (route) {
             case PeerRouter.Upstream u -> null;
             case PeerRouter.ToPeer p -> {
-                checkRequester(addr, peerChunk(p, remaining), write);
+                long n = peerChunk(p, remaining);
+                checkRequester(addr, n, write);
+                if (dma.sys.debug.enabled()) {
+                    checkPeerWindow(addr, n, write);
+                }
                 yield p;
             }
             case PeerRouter.Refused r -> {
@@ -203,6 +208,22 @@ final class DeviceBusMaster implements BusMaster {
         dma.sys.debug.report(Kind.ACCESS_REVOKED, dma.deviceName(), addr, len, "device " + (write ? "write" : "read")
                 + " at 0x" + Long.toHexString(addr) + "+" + len + " into a mapping whose access was revoked: "
                 + rv.getValue(), rv.getKey().site());
+    }
+
+    /**
+     * dma-debug on the peer path, which the IOMMU never sees: a request into a bus-address window the device was
+     * handed ({@link dev.dmaplane.dma.DmaApi#mapPeer}) and that was revoked or unmapped since is reported with the
+     * window's mapping site and refused before any byte moves.
+     */
+    private void checkPeerWindow(long addr, long len, boolean write) {
+        DeviceDma.PeerFinding f = dma.checkPeerAccess(addr, len, write);
+        if (f == null) {
+            return;
+        }
+        dma.sys.debug.report(f.kind(), dma.deviceName(), addr, len, "device " + (write ? "write" : "read") + " at peer bus address 0x"
+                + Long.toHexString(addr) + "+" + len + " into " + f.what(), f.window().site());
+        throw refuse(addr, write, f.kind() == Kind.ACCESS_READ_ONLY ? FaultReason.DEBUG_READ_ONLY : FaultReason.DEBUG_UNMAPPED,
+                "dma-debug: " + f.what());
     }
 
     private void checkPassThrough(long addr, long len, boolean write) {

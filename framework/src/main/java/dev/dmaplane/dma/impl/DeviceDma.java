@@ -8,6 +8,7 @@ import dev.dmaplane.dma.DmaDebugReport.Kind;
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaSegment;
 import dev.dmaplane.dma.MappedSg;
+import dev.dmaplane.dma.PeerRouter;
 import dev.dmaplane.dma.SgEntry;
 import dev.dmaplane.dma.SgTable;
 import dev.dmaplane.errno.Errno;
@@ -22,14 +23,17 @@ import dev.dmaplane.trace.TraceKind;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.IdentityHashMap;
+import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentSkipListMap;
+import java.util.concurrent.CopyOnWriteArrayList;
 
 /**
  * The DMA API of one device: {@code dma-iommu} when its group's default domain translates, {@code dma-direct}
@@ -61,6 +65,11 @@ final class DeviceDma implements DmaApi {
 
     /** Live mappings whose device access was revoked ({@link #revokeSg}), with the reason; guarded by itself. */
     private final Map<Mapping, String> revoked = Collections.synchronizedMap(new IdentityHashMap<>());
+
+    /** Live peer bus-address windows ({@link #mapPeer}), revoked ones included until unmapped; few per device. */
+    private final List<Mapping> peerWindows = new CopyOnWriteArrayList<>();
+    /** Peer windows unmapped while dma-debug was on, newest last, for the report of a late access; guarded by itself. */
+    private final ArrayDeque<Mapping> endedPeerWindows = new ArrayDeque<>();
 
     /** One device-visible range of a pass-through mapping, for dma-debug's access check. */
     record Range(long start, long length, DmaDirection direction, Mapping mapping) {
@@ -267,21 +276,41 @@ final class DeviceDma implements DmaApi {
         if (mapped == null) {
             throw new ErrnoException(Errno.EINVAL, device.name() + ": revoke of a null table");
         }
-        Mapping m = find(mapped.segments().getFirst().dmaAddress(), Mapping.Type.SG, "revoke of dma_map_sg mapping",
-                mapped.length(), direction, mapped);
+        revoke(find(mapped.segments().getFirst().dmaAddress(), Mapping.Type.SG, "revoke of dma_map_sg mapping",
+                mapped.length(), direction, mapped), reason);
+    }
+
+    @Override
+    public void revokeResource(long dmaAddress, long size, DmaDirection direction, String reason) {
+        revoke(find(dmaAddress, Mapping.Type.RESOURCE, "revoke of dma_map_resource mapping", size, direction, null), reason);
+    }
+
+    @Override
+    public void revokePeer(long busAddr, long size, DmaDirection direction, String reason) {
+        revoke(find(busAddr, Mapping.Type.PEER, "revoke of peer bus-address window", size, direction, null), reason);
+    }
+
+    /**
+     * Cuts the device off a live mapping but keeps its bus addresses and bookkeeping until the owner unmaps: the
+     * IOMMU translations go, in pass-through the dma-debug window closes, a peer window is marked for dma-debug's
+     * peer check.
+     */
+    private void revoke(Mapping m, String reason) {
         String why = reason == null || reason.isBlank() ? "access revoked" : reason;
         if (revoked.putIfAbsent(m, why) != null) {
-            throw new ErrnoException(Errno.EINVAL, device.name() + ": sg mapping at 0x" + Long.toHexString(m.dmaAddr())
-                    + " was already revoked (" + revoked.get(m) + ")");
+            throw new ErrnoException(Errno.EINVAL, device.name() + ": " + m.type().apiName() + " mapping at 0x"
+                    + Long.toHexString(m.dmaAddr()) + " was already revoked (" + revoked.get(m) + ")");
         }
         if (m.translated()) {
             m.domain().pageTable().unmap(m.iova(), m.iovaLength());
-        } else {
+        } else if (m.sg() != null) {
             for (DmaSegment s : m.sg().segments()) {
                 dropRange(s.dmaAddress(), m);
             }
+        } else {
+            dropRange(m.dmaAddr(), m);
         }
-        trace(TraceKind.UNMAP, m, "sg revoked, bus addresses kept until unmap: " + why);
+        trace(TraceKind.UNMAP, m, m.type().apiName() + " revoked, bus addresses kept until unmap: " + why);
     }
 
     /** The revoked mapping covering {@code [addr, addr+len)} and why it was revoked, or null. */
@@ -333,6 +362,98 @@ final class DeviceDma implements DmaApi {
         unregister(m);
         teardown(m, false);
         trace(TraceKind.UNMAP, m, "resource " + direction);
+    }
+
+    // ---------------------------------------------------------------- peer bus addresses (no IOMMU)
+
+    @Override
+    public long mapPeer(long busAddr, long size, DmaDirection direction) {
+        checkMap(direction, size);
+        requirePresent();
+        checkResource(busAddr, size);
+        PeerRouter.Route first = sys.peerRouter.route(device, busAddr);
+        PeerRouter.Route last = sys.peerRouter.route(device, busAddr + size - 1);
+        if (!(first instanceof PeerRouter.ToPeer a) || !(last instanceof PeerRouter.ToPeer b) || a.region() != b.region()) {
+            throw new ErrnoException(Errno.EINVAL, device.name() + ": the fabric does not route 0x" + Long.toHexString(busAddr)
+                    + "+" + size + " from this device to one peer (" + describe(first) + "); a peer across the root"
+                    + " complex is reached through the IOMMU with dma_map_resource");
+        }
+        Throwable site = sys.debug.captureSite();
+        Mapping m = new Mapping(Mapping.Type.PEER, busAddr, size, direction, null, -1, 0, null, List.of(), null, null, -1, site);
+        register(m);
+        trace(TraceKind.MAP, m, "peer bus address " + direction + " in " + a.region().name() + ", no IOMMU");
+        return busAddr;
+    }
+
+    @Override
+    public void unmapPeer(long busAddr, long size, DmaDirection direction) {
+        Mapping m = find(busAddr, Mapping.Type.PEER, "unmap of peer bus-address window", size, direction, null);
+        unregister(m);
+        teardown(m, false);
+        trace(TraceKind.UNMAP, m, "peer bus address " + direction);
+    }
+
+    private static String describe(PeerRouter.Route r) {
+        return switch (r) {
+            case PeerRouter.Upstream u -> "it goes up to the root complex";
+            case PeerRouter.Refused f -> f.reason();
+            case PeerRouter.ToPeer p -> "it spans more than " + p.region().name();
+        };
+    }
+
+    /**
+     * dma-debug's verdict on a request the fabric routes to a peer at {@code [addr, addr+len)}: null when the device
+     * may make it (a live window it was handed covers it and permits it, or no window it was ever handed touches it),
+     * else the finding and the window concerned.
+     */
+    PeerFinding checkPeerAccess(long addr, long len, boolean write) {
+        if (peerWindows.isEmpty() && endedPeerWindows.isEmpty()) {
+            return null;
+        }
+        Mapping readOnly = null;
+        Mapping partial = null;
+        for (Mapping m : peerWindows) {
+            if (!overlaps(m, addr, len) || revoked.containsKey(m)) {
+                continue;
+            }
+            if (!covers(m, addr, len)) {
+                partial = m;
+            } else if (write && m.direction() == DmaDirection.TO_DEVICE) {
+                readOnly = m;
+            } else {
+                return null;
+            }
+        }
+        for (Mapping m : peerWindows) {
+            String why = revoked.get(m);
+            if (why != null && overlaps(m, addr, len)) {
+                return new PeerFinding(Kind.ACCESS_REVOKED, m, "a peer bus-address window whose access was revoked: " + why);
+            }
+        }
+        if (readOnly != null) {
+            return new PeerFinding(Kind.ACCESS_READ_ONLY, readOnly, "a peer bus-address window mapped TO_DEVICE");
+        }
+        if (partial != null) {
+            return new PeerFinding(Kind.ACCESS_UNMAPPED, partial, "beyond the end of the peer bus-address window at 0x"
+                    + Long.toHexString(partial.dmaAddr()) + "+" + partial.size());
+        }
+        synchronized (endedPeerWindows) {
+            for (Iterator<Mapping> it = endedPeerWindows.descendingIterator(); it.hasNext(); ) {
+                Mapping m = it.next();
+                if (overlaps(m, addr, len)) {
+                    return new PeerFinding(Kind.ACCESS_UNMAPPED, m, "a peer bus-address window that was unmapped");
+                }
+            }
+        }
+        return null;
+    }
+
+    /** What dma-debug found about a peer access, and the window concerned (whose site the report names). */
+    record PeerFinding(Kind kind, Mapping window, String what) {
+    }
+
+    private static boolean overlaps(Mapping m, long addr, long len) {
+        return addr < m.dmaAddr() + m.size() && m.dmaAddr() < addr + len;
     }
 
     /** {@code dma_map_resource} takes device memory only: no RAM, and a device region must decode all of it. */
@@ -605,7 +726,9 @@ final class DeviceDma implements DmaApi {
             n.add(m);
             return List.copyOf(n);
         });
-        if (sys.debug.enabled() && !m.translated()) {
+        if (m.type() == Mapping.Type.PEER) {
+            peerWindows.add(m);
+        } else if (sys.debug.enabled() && !m.translated()) {
             if (m.sg() != null) {
                 for (DmaSegment s : m.sg().segments()) {
                     debugRanges.put(s.dmaAddress(), new Range(s.dmaAddress(), s.length(), m.direction(), m));
@@ -634,6 +757,17 @@ final class DeviceDma implements DmaApi {
         if (sys.debug.enabled()) {
             synchronized (recentlyUnmapped) {
                 recentlyUnmapped.put(m.dmaAddr(), m.size());
+            }
+        }
+        if (m.type() == Mapping.Type.PEER) {
+            peerWindows.remove(m);
+            if (sys.debug.enabled()) {
+                synchronized (endedPeerWindows) {
+                    if (endedPeerWindows.size() == RECENT_UNMAPS) {
+                        endedPeerWindows.removeFirst();
+                    }
+                    endedPeerWindows.addLast(m);
+                }
             }
         }
     }

@@ -18,7 +18,9 @@ record Mapping(Type type, long dmaAddr, long size, DmaDirection direction, Iommu
 
     /** How the mapping was made ({@code dma_debug_type}). */
     enum Type {
-        SINGLE, SG, COHERENT, RESOURCE;
+        SINGLE, SG, COHERENT, RESOURCE,
+        /** A peer's bus addresses handed out untranslated ({@link dev.dmaplane.dma.DmaApi#mapPeer}). */
+        PEER;
 
         String apiName() {
             return switch (this) {
@@ -26,6 +28,7 @@ record Mapping(Type type, long dmaAddr, long size, DmaDirection direction, Iommu
                 case SG -> "dma_map_sg";
                 case COHERENT -> "dma_alloc_coherent";
                 case RESOURCE -> "dma_map_resource";
+                case PEER -> "pci_p2pdma_bus_addr_map";
             };
         }
     }
