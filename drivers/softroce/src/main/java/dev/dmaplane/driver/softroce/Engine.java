@@ -289,7 +289,7 @@ final class Engine implements Runnable {
         int qkey = ud.remoteQkey() < 0 ? qp.attr().qkey() : ud.remoteQkey();
         Gid dgid = w.ah().attr().grh().dgid();
         send(new Packet(gid, dgid, qp.qpNum(), ud.remoteQpn(), op, true, true, c.npsn, false, 0, 0, 0, imm, 0, 0, 0, 0,
-                0, qkey, data));
+                0, qkey, data, w.solicited()));
         c.npsn = Packet.psnAdd(c.npsn, 1);
         return WcStatus.SUCCESS;
     }
@@ -372,7 +372,7 @@ final class Engine implements Runnable {
                     boolean last = i == n - 1;
                     boolean ackReq = last || (i % ACK_EVERY) == ACK_EVERY - 1;
                     send(new Packet(gid, dgid, me, dqpn, op, i == 0, last, Packet.psnAdd(psn, i), ackReq, va, rkey,
-                            d.length, imm, 0, 0, 0, 0, 0, 0, chunk));
+                            d.length, imm, 0, 0, 0, 0, 0, 0, chunk, last && w.solicited()));
                 }
             }
         }
@@ -648,7 +648,7 @@ final class Engine implements Runnable {
         c.msn++;
         ack(c, p, Packet.AETH_ACK, p.psn());
         int src = p.srcQpn();
-        boolean sol = false;
+        boolean sol = p.se();
         qp.completeRecv(r, switch (p.op()) {
             case SEND_IMM -> RecvResult.sendWithImm(len, src, p.imm(), sol);
             case SEND_INV -> RecvResult.sendWithInv(len, src, p.imm(), sol);
@@ -712,7 +712,7 @@ final class Engine implements Runnable {
         if (p.op() == Op.WRITE_IMM && c.recv != null) {
             RecvWqe r = c.recv;
             c.recv = null;
-            qp.completeRecv(r, RecvResult.writeWithImm(c.woff, p.srcQpn(), p.imm(), false));
+            qp.completeRecv(r, RecvResult.writeWithImm(c.woff, p.srcQpn(), p.imm(), p.se()));
         }
     }
 
@@ -802,8 +802,8 @@ final class Engine implements Runnable {
             qp.completeRecv(r, RecvResult.error(f.status()));
             return;
         }
-        RecvResult res = p.op() == Op.UD_SEND_IMM ? RecvResult.sendWithImm(pl.length + 40L, p.srcQpn(), p.imm(), false)
-                : RecvResult.send(pl.length + 40L, p.srcQpn(), false);
+        RecvResult res = p.op() == Op.UD_SEND_IMM ? RecvResult.sendWithImm(pl.length + 40L, p.srcQpn(), p.imm(), p.se())
+                : RecvResult.send(pl.length + 40L, p.srcQpn(), p.se());
         qp.completeRecv(r, res.withGrh());
     }
 

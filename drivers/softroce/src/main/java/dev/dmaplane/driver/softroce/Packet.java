@@ -7,11 +7,19 @@ import dev.dmaplane.rdma.verbs.Gid;
  * QP, PSN, AckReq), the extension headers the opcode carries (RETH: {@code va}/{@code rkey}/{@code dmaLen};
  * AtomicETH: {@code va}/{@code rkey}/{@code swapAdd}/{@code compare}; ImmDt/IETH: {@code imm}; AETH:
  * {@code syndrome}/{@code msn}; AtomicAckETH: {@code orig}; DETH: {@code qkey}/{@code srcQpn}) and the payload
- * bytes. The ICRC is not modelled: the fabric does not corrupt packets.
+ * bytes, and the BTH's solicited event bit {@code se}. The ICRC is not modelled: the fabric does not corrupt packets.
  */
 record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first, boolean last, int psn,
               boolean ackReq, long va, int rkey, long dmaLen, int imm, long swapAdd, long compare, int syndrome,
-              int msn, long orig, int qkey, byte[] payload) {
+              int msn, long orig, int qkey, byte[] payload, boolean se) {
+
+    /** A packet without the solicited event bit. */
+    Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first, boolean last, int psn, boolean ackReq,
+           long va, int rkey, long dmaLen, int imm, long swapAdd, long compare, int syndrome, int msn, long orig,
+           int qkey, byte[] payload) {
+        this(sgid, dgid, srcQpn, destQpn, op, first, last, psn, ackReq, va, rkey, dmaLen, imm, swapAdd, compare,
+                syndrome, msn, orig, qkey, payload, false);
+    }
 
     /** Opcode families of {@code rxe_opcode.c}; {@code first}/{@code last} give FIRST/MIDDLE/LAST/ONLY. */
     enum Op {

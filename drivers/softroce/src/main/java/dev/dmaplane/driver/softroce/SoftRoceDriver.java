@@ -14,6 +14,7 @@ import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.DeviceCap;
 import dev.dmaplane.rdma.verbs.Gid;
+import dev.dmaplane.rdma.verbs.OdpOp;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Reference;
@@ -60,7 +61,8 @@ public final class SoftRoceDriver implements Driver {
         return DeviceAttr.builder().fwVer("0.2.0").nodeGuid(0x021da0fffe000000L).vendorId(0x1da0).vendorPartId(2)
                 .caps(EnumSet.of(DeviceCap.MEM_WINDOW, DeviceCap.MEM_WINDOW_TYPE_2B, DeviceCap.MEM_MGT_EXTENSIONS,
                         DeviceCap.PORT_ACTIVE_EVENT, DeviceCap.RC_RNR_NAK_GEN, DeviceCap.N_NOTIFY_CQ,
-                        DeviceCap.SRQ_RESIZE))
+                        DeviceCap.SRQ_RESIZE, DeviceCap.ON_DEMAND_PAGING))
+                .rcOdpCaps(EnumSet.allOf(OdpOp.class))
                 .build();
     }
 

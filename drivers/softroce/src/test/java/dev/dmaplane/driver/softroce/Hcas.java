@@ -91,10 +91,14 @@ final class Hcas implements AutoCloseable {
 
     /** The usual RC path: INIT with {@code access}, RTR to the peer, RTS. */
     static void connect(QueuePair qp, QueuePair peer, Gid peerGid, int access, int rnrRetry, int retryCnt) {
+        connect(qp, peer, peerGid, access, rnrRetry, retryCnt, 0x100);
+    }
+
+    static void connect(QueuePair qp, QueuePair peer, Gid peerGid, int access, int rnrRetry, int retryCnt, int psn) {
         qp.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).accessFlags(access).build());
         qp.modify(QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peerGid, 1, 1)).pathMtu(Mtu.MTU_1024)
-                .destQpn(peer.qpNum()).rqPsn(0x100).maxDestRdAtomic(4).minRnrTimer(1).build());
-        qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(0x100).timeout(10).retryCnt(retryCnt).rnrRetry(rnrRetry)
+                .destQpn(peer.qpNum()).rqPsn(psn).maxDestRdAtomic(4).minRnrTimer(1).build());
+        qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(psn).timeout(10).retryCnt(retryCnt).rnrRetry(rnrRetry)
                 .maxRdAtomic(4).build());
     }
 
