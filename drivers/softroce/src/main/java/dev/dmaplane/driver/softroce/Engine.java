@@ -42,6 +42,8 @@ final class Engine implements Runnable {
     static final long MIN_TIMEOUT_NS = TimeUnit.MILLISECONDS.toNanos(10);
     /** The requester asks for an acknowledgement every this many packets of a long message (progress restarts the timer). */
     static final int ACK_EVERY = 64;
+    /** RC messages in flight per QP. */
+    static final int MAX_INFLIGHT = 64;
 
     private final String name;
     private final Fabric fabric;
@@ -199,58 +201,99 @@ final class Engine implements Runnable {
         long now = System.nanoTime();
         long next = 0;
         for (QpCtx c : qps.values()) {
-            if (c.cur == null) {
-                continue;
-            }
-            if (c.cur.isCompleted()) { // flushed under us
-                c.cur = null;
+            dropFlushed(c);
+            if (c.inflight.isEmpty()) {
                 continue;
             }
             if (c.deadline - now <= 0) {
                 if (c.rnrWait) {
                     c.rnrWait = false;
-                    transmit(c);
+                    retransmit(c);
                 } else if (c.retryLeft-- > 0) {
                     retries++;
-                    transmit(c);
+                    retransmit(c);
                 } else {
                     finish(c, WcStatus.RETRY_EXC_ERR);
                     requester(c);
                     continue;
                 }
             }
-            if (c.cur != null && (next == 0 || c.deadline - next < 0)) {
+            if (!c.inflight.isEmpty() && (next == 0 || c.deadline - next < 0)) {
                 next = c.deadline;
             }
         }
         return next;
     }
 
+    /** Forgets messages the core flushed (the QP went to ERR or RESET by modify). */
+    private static void dropFlushed(QpCtx c) {
+        if (!c.inflight.isEmpty() && c.inflight.peekFirst().w.isCompleted()) {
+            c.inflight.clear();
+            c.readsInFlight = 0;
+            c.rnrWait = false;
+        }
+        if (c.held != null && c.held.isCompleted()) {
+            c.held = null;
+            c.heldStatus = null;
+        }
+    }
+
     // ---- requester ----
 
+    /**
+     * Starts every work request the window allows: RC messages are pipelined up to {@link #MAX_INFLIGHT} messages and
+     * {@code max_rd_atomic} reads and atomics; a FENCE waits for the reads and atomics before it, a local operation
+     * or a request that failed locally waits until everything before it completed (completions are in order).
+     */
     private void requester(QpCtx c) {
         HwQp qp = c.qp;
         MemoryAccess mem = handle.memory();
-        while (c.cur == null) {
-            SendWqe w = qp.nextSend();
+        dropFlushed(c);
+        while (true) {
+            SendWqe w = c.held != null ? c.held : qp.nextSend();
             if (w == null) {
                 return;
             }
-            if (w.opcode().isLocal()) {
-                qp.completeSend(w, mem.executeLocal(qp, w));
+            c.held = null;
+            if (c.heldStatus != null || w.opcode().isLocal()) {
+                if (!c.inflight.isEmpty()) {
+                    c.held = w;
+                    return;
+                }
+                WcStatus st = c.heldStatus != null ? c.heldStatus : mem.executeLocal(qp, w);
+                c.heldStatus = null;
+                qp.completeSend(w, st);
                 continue;
             }
-            try {
-                if (qp.type() == QpType.UD) {
-                    qp.completeSend(w, udSend(c, w));
-                    continue;
+            if (qp.type() == QpType.UD) {
+                WcStatus st;
+                try {
+                    st = udSend(c, w);
+                } catch (AccessFault f) {
+                    st = f.status();
                 }
-                begin(c, w);
+                qp.completeSend(w, st);
+                continue;
+            }
+            boolean rdAtomic = isReadOrAtomic(w);
+            int maxRd = Math.max(1, qp.attr().maxRdAtomic());
+            if (c.inflight.size() >= MAX_INFLIGHT || (rdAtomic && c.readsInFlight >= maxRd)
+                    || (w.fenced() && c.readsInFlight > 0)) {
+                c.held = w;
+                return;
+            }
+            try {
+                start(c, w);
             } catch (AccessFault f) {
-                qp.completeSend(w, f.status());
-                c.cur = null;
+                c.held = w;
+                c.heldStatus = f.status();
             }
         }
+    }
+
+    private static boolean isReadOrAtomic(SendWqe w) {
+        return w.wr() instanceof SendWr.RdmaRead || w.wr() instanceof SendWr.AtomicCmpAndSwp
+                || w.wr() instanceof SendWr.AtomicFetchAndAdd;
     }
 
     private byte[] payload(HwQp qp, SendWqe w) {
@@ -294,41 +337,51 @@ final class Engine implements Runnable {
         return WcStatus.SUCCESS;
     }
 
-    private void begin(QpCtx c, SendWqe w) {
+    /** Builds the message of {@code w} (gathering its payload), gives it its PSNs and sends it. */
+    private void start(QpCtx c, SendWqe w) {
         HwQp qp = c.qp;
         var a = qp.attr();
-        c.cur = w;
-        c.firstPsn = c.npsn;
-        c.mtu = a.pathMtu().bytes();
-        c.retryLeft = a.retryCnt();
-        c.rnrLeft = a.rnrRetry();
-        c.data = null;
-        c.readBuf = null;
+        Msg m = new Msg(w);
+        m.mtu = a.pathMtu().bytes();
         long len = w.length();
-        int pkts = (int) Math.max(1, (len + c.mtu - 1) / c.mtu);
+        int pkts = (int) Math.max(1, (len + m.mtu - 1) / m.mtu);
         switch (w.wr()) {
-            case SendWr.RdmaRead r -> {
-                c.readBuf = new byte[(int) len];
-                c.npsn = Packet.psnAdd(c.firstPsn, pkts);
-            }
-            case SendWr.AtomicCmpAndSwp s -> c.npsn = Packet.psnAdd(c.firstPsn, 1);
-            case SendWr.AtomicFetchAndAdd s -> c.npsn = Packet.psnAdd(c.firstPsn, 1);
-            default -> {
-                c.data = payload(qp, w);
-                c.npsn = Packet.psnAdd(c.firstPsn, pkts);
-            }
+            case SendWr.RdmaRead r -> m.readBuf = new byte[(int) len];
+            case SendWr.AtomicCmpAndSwp s -> pkts = 1;
+            case SendWr.AtomicFetchAndAdd s -> pkts = 1;
+            default -> m.data = payload(qp, w);
         }
-        transmit(c);
+        m.firstPsn = c.npsn;
+        m.lastPsn = Packet.psnAdd(c.npsn, pkts - 1);
+        c.npsn = Packet.psnAdd(c.npsn, pkts);
+        if (c.inflight.isEmpty()) {
+            c.retryLeft = a.retryCnt();
+            c.rnrLeft = a.rnrRetry();
+            c.deadline = System.nanoTime() + timeoutNs(a.timeout());
+        }
+        if (isReadOrAtomic(w)) {
+            c.readsInFlight++;
+        }
+        c.inflight.addLast(m);
+        transmit(c, m);
     }
 
-    /** Sends (or resends) the current message from its first PSN and arms the retransmit timer. */
-    private void transmit(QpCtx c) {
+    /** Go-back-N: resends every message in flight from the oldest one's first PSN. */
+    private void retransmit(QpCtx c) {
+        for (Msg m : c.inflight) {
+            transmit(c, m);
+        }
+        c.deadline = System.nanoTime() + timeoutNs(c.qp.attr().timeout());
+    }
+
+    /** Sends every packet of {@code m}. */
+    private void transmit(QpCtx c, Msg m) {
         HwQp qp = c.qp;
-        SendWqe w = c.cur;
+        SendWqe w = m.w;
         Gid dgid = qp.attr().ahAttr().grh().dgid();
         int dqpn = qp.attr().destQpNum();
         int me = qp.qpNum();
-        int psn = c.firstPsn;
+        int psn = m.firstPsn;
         switch (w.wr()) {
             case SendWr.RdmaRead r -> send(new Packet(gid, dgid, me, dqpn, Op.READ_REQ, true, true, psn, true,
                     r.remoteAddr(), r.rkey(), w.length(), 0, 0, 0, 0, 0, 0, 0, Packet.EMPTY));
@@ -363,11 +416,11 @@ final class Engine implements Runnable {
                     }
                     default -> op = Op.SEND;
                 }
-                byte[] d = c.data;
-                int n = Math.max(1, (d.length + c.mtu - 1) / c.mtu);
+                byte[] d = m.data;
+                int n = Math.max(1, (d.length + m.mtu - 1) / m.mtu);
                 for (int i = 0; i < n; i++) {
-                    int from = i * c.mtu;
-                    int to = Math.min(d.length, from + c.mtu);
+                    int from = i * m.mtu;
+                    int to = Math.min(d.length, from + m.mtu);
                     byte[] chunk = (n == 1) ? d : java.util.Arrays.copyOfRange(d, from, to);
                     boolean last = i == n - 1;
                     boolean ackReq = last || (i % ACK_EVERY) == ACK_EVERY - 1;
@@ -376,7 +429,6 @@ final class Engine implements Runnable {
                 }
             }
         }
-        c.deadline = System.nanoTime() + timeoutNs(qp.attr().timeout());
     }
 
     static long timeoutNs(int timeout) {
@@ -396,42 +448,67 @@ final class Engine implements Runnable {
     /** The responder made progress: restart the transport timer and the retry count (IBTA 9.7.6.1.2). */
     private void progress(QpCtx c) {
         c.retryLeft = c.qp.attr().retryCnt();
+        c.rnrLeft = c.qp.attr().rnrRetry();
         if (!c.rnrWait) {
             c.deadline = System.nanoTime() + timeoutNs(c.qp.attr().timeout());
         }
     }
 
+    /** Completes the oldest message in flight. */
     private void finish(QpCtx c, WcStatus status) {
-        SendWqe w = c.cur;
-        c.cur = null;
-        c.data = null;
-        c.readBuf = null;
+        Msg m = c.inflight.pollFirst();
+        if (m == null) {
+            return;
+        }
+        if (isReadOrAtomic(m.w)) {
+            c.readsInFlight--;
+        }
         c.rnrWait = false;
-        if (!w.isCompleted()) {
-            c.qp.completeSend(w, status);
+        if (!m.w.isCompleted()) {
+            c.qp.completeSend(m.w, status);
+        }
+        if (status != WcStatus.SUCCESS) {
+            c.inflight.clear(); // flushed by the core with the QP's move to ERR
+            c.readsInFlight = 0;
+            c.held = null;
+            c.heldStatus = null;
+        } else if (!c.inflight.isEmpty()) {
+            progress(c);
         }
     }
 
-    /** The completer: ACK/NAK, read responses and atomic acknowledgements for the message in flight. */
+    /** Completes the sends and writes before {@code psn} (a later response acknowledges them implicitly). */
+    private void implicitAck(QpCtx c, int psn) {
+        Msg m;
+        while ((m = c.inflight.peekFirst()) != null && !isReadOrAtomic(m.w)
+                && Packet.psnDiff(m.lastPsn, psn) < 0) {
+            finish(c, WcStatus.SUCCESS);
+        }
+    }
+
+    /** The completer: ACK/NAK, read responses and atomic acknowledgements for the messages in flight. */
     private void completer(QpCtx c, Packet p) {
-        SendWqe w = c.cur;
-        if (w == null || w.isCompleted()) {
-            c.cur = null;
+        dropFlushed(c);
+        if (c.inflight.isEmpty()) {
             return;
         }
-        int off = Packet.psnDiff(p.psn(), c.firstPsn);
-        int lastPsn = Packet.psnAdd(c.npsn, -1);
         switch (p.op()) {
             case READ_RESP -> {
-                if (c.readBuf == null || off < 0 || Packet.psnDiff(p.psn(), lastPsn) > 0) {
+                implicitAck(c, p.psn());
+                Msg m = c.inflight.peekFirst();
+                if (m == null || m.readBuf == null) {
                     return;
                 }
-                System.arraycopy(p.payload(), 0, c.readBuf, off * c.mtu, p.payload().length);
+                int off = Packet.psnDiff(p.psn(), m.firstPsn);
+                if (off < 0 || Packet.psnDiff(p.psn(), m.lastPsn) > 0) {
+                    return;
+                }
+                System.arraycopy(p.payload(), 0, m.readBuf, off * m.mtu, p.payload().length);
                 progress(c);
-                if (p.psn() == lastPsn) {
+                if (p.psn() == m.lastPsn) {
                     WcStatus st = WcStatus.SUCCESS;
                     try {
-                        handle.memory().scatter(c.qp, w.wr().sgList(), MemorySegment.ofArray(c.readBuf));
+                        handle.memory().scatter(c.qp, m.w.wr().sgList(), MemorySegment.ofArray(m.readBuf));
                     } catch (AccessFault f) {
                         st = f.status();
                     }
@@ -439,14 +516,16 @@ final class Engine implements Runnable {
                 }
             }
             case ATOMIC_ACK -> {
-                if (p.psn() != c.firstPsn) {
+                implicitAck(c, p.psn());
+                Msg m = c.inflight.peekFirst();
+                if (m == null || p.psn() != m.firstPsn || m.readBuf != null || m.data != null) {
                     return;
                 }
                 byte[] out = new byte[8];
                 MemorySegment.ofArray(out).set(ValueLayout.JAVA_LONG_UNALIGNED, 0, p.orig());
                 WcStatus st = WcStatus.SUCCESS;
                 try {
-                    handle.memory().scatter(c.qp, w.wr().sgList(), MemorySegment.ofArray(out));
+                    handle.memory().scatter(c.qp, m.w.wr().sgList(), MemorySegment.ofArray(out));
                 } catch (AccessFault f) {
                     st = f.status();
                 }
@@ -455,15 +534,20 @@ final class Engine implements Runnable {
             case ACK -> {
                 int syn = p.syndrome();
                 if (syn == Packet.AETH_ACK) {
-                    if (off >= 0 && Packet.psnDiff(p.psn(), lastPsn) < 0) {
+                    implicitAck(c, Packet.psnAdd(p.psn(), 1));
+                    Msg m = c.inflight.peekFirst();
+                    if (m != null && Packet.psnDiff(p.psn(), m.firstPsn) >= 0) {
                         progress(c); // a coalesced ACK inside a long message
                     }
-                    if (c.readBuf == null && p.psn() == lastPsn && !(w.wr() instanceof SendWr.AtomicCmpAndSwp)
-                            && !(w.wr() instanceof SendWr.AtomicFetchAndAdd)) {
-                        finish(c, WcStatus.SUCCESS);
-                    }
-                } else if ((syn & 0x60) == Packet.AETH_RNR) {
-                    if (c.rnrWait || off < 0) {
+                    return;
+                }
+                implicitAck(c, p.psn()); // a NAK acknowledges everything before its PSN
+                Msg m = c.inflight.peekFirst();
+                if (m == null) {
+                    return;
+                }
+                if ((syn & 0x60) == Packet.AETH_RNR) {
+                    if (c.rnrWait) {
                         return;
                     }
                     if (c.rnrLeft != 7 && c.rnrLeft-- <= 0) {
@@ -477,7 +561,7 @@ final class Engine implements Runnable {
                         case Packet.AETH_NAK_PSN_SEQ -> {
                             if (!c.rnrWait) {
                                 retries++;
-                                transmit(c);
+                                retransmit(c);
                             }
                         }
                         case Packet.AETH_NAK_INV_REQ -> finish(c, WcStatus.REM_INV_REQ_ERR);
@@ -488,9 +572,6 @@ final class Engine implements Runnable {
             }
             default -> {
             }
-        }
-        if (c.cur == null) {
-            requester(c);
         }
     }
 
@@ -511,6 +592,7 @@ final class Engine implements Runnable {
             if (qp.type() == QpType.RC && (s == QpState.RTS || s == QpState.SQD)
                     && p.srcQpn() == qp.attr().destQpNum()) {
                 completer(c, p);
+                requester(c);
             }
             return;
         }
@@ -571,9 +653,10 @@ final class Engine implements Runnable {
         switch (p.op()) {
             case READ_REQ -> recvReadAt(c, p, false);
             case CMP_SWAP, FETCH_ADD -> {
-                if (c.lastAtomicPsn == p.psn()) {
+                Long orig = c.atomicResults.get(p.psn());
+                if (orig != null) {
                     send(new Packet(gid, p.sgid(), c.qp.qpNum(), p.srcQpn(), Op.ATOMIC_ACK, true, true, p.psn(), false,
-                            0, 0, 0, 0, 0, 0, Packet.AETH_ACK, c.msn, c.lastAtomicOrig, 0, Packet.EMPTY));
+                            0, 0, 0, 0, 0, 0, Packet.AETH_ACK, c.msn, orig, 0, Packet.EMPTY));
                 }
             }
             default -> {
@@ -769,8 +852,7 @@ final class Engine implements Runnable {
             nakFatal(c, p, Packet.AETH_NAK_REM_OP);
             return;
         }
-        c.lastAtomicPsn = p.psn();
-        c.lastAtomicOrig = old;
+        c.atomicResults.put(p.psn(), old);
         c.epsn = Packet.psnAdd(c.epsn, 1);
         c.msn++;
         send(new Packet(gid, p.sgid(), qp.qpNum(), p.srcQpn(), Op.ATOMIC_ACK, true, true, p.psn(), false, 0, 0, 0, 0,
@@ -807,17 +889,30 @@ final class Engine implements Runnable {
         qp.completeRecv(r, res.withGrh());
     }
 
+    /** An RC message in flight: its work request, PSN range, payload or read buffer. */
+    static final class Msg {
+        final SendWqe w;
+        int firstPsn;
+        int lastPsn;
+        int mtu;
+        byte[] data;
+        byte[] readBuf;
+
+        Msg(SendWqe w) {
+            this.w = w;
+        }
+    }
+
     /** Driver-private state of one QP (what {@code struct rxe_qp} keeps in its req, resp and comp parts). */
     static final class QpCtx {
         final HwQp qp;
         final java.util.concurrent.atomic.AtomicBoolean queued = new java.util.concurrent.atomic.AtomicBoolean();
         // requester
         int npsn;
-        SendWqe cur;
-        int firstPsn;
-        int mtu = 1024;
-        byte[] data;
-        byte[] readBuf;
+        final java.util.ArrayDeque<Msg> inflight = new java.util.ArrayDeque<>();
+        int readsInFlight;
+        SendWqe held;
+        WcStatus heldStatus;
         int retryLeft;
         int rnrLeft;
         boolean rnrWait;
@@ -832,17 +927,23 @@ final class Engine implements Runnable {
         long wva;
         int wrkey;
         long woff;
-        int lastAtomicPsn = -1;
-        long lastAtomicOrig;
+        /** Results of the last atomics, by PSN, to answer duplicates (rxe's responder resources). */
+        final Map<Integer, Long> atomicResults = new java.util.LinkedHashMap<>() {
+            @Override
+            protected boolean removeEldestEntry(Map.Entry<Integer, Long> e) {
+                return size() > 16;
+            }
+        };
 
         QpCtx(HwQp qp) {
             this.qp = qp;
         }
 
         void reset() {
-            cur = null;
-            data = null;
-            readBuf = null;
+            inflight.clear();
+            readsInFlight = 0;
+            held = null;
+            heldStatus = null;
             rnrWait = false;
             resetResponder();
         }

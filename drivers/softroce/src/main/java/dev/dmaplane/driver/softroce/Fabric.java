@@ -14,6 +14,8 @@ import java.util.concurrent.atomic.AtomicLong;
 final class Fabric {
     private final Map<Gid, Engine> ports = new ConcurrentHashMap<>();
     final AtomicLong dropped = new AtomicLong();
+    /** Loss injection for tests: a packet this accepts is dropped (null: none is). */
+    volatile java.util.function.Predicate<Packet> loss;
 
     void attach(Gid gid, Engine engine) {
         ports.put(gid, engine);
@@ -24,6 +26,11 @@ final class Fabric {
     }
 
     void send(Packet p) {
+        var l = loss;
+        if (l != null && l.test(p)) {
+            dropped.incrementAndGet();
+            return;
+        }
         Engine dst = ports.get(p.dgid());
         if (dst == null || !dst.receive(p)) {
             dropped.incrementAndGet();

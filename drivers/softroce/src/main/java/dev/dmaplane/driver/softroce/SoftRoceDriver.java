@@ -39,7 +39,7 @@ public final class SoftRoceDriver implements Driver {
     static final MatchTable TABLE = MatchTable.of(MatchEntry.Pci.of(0x1da0, 0x0002));
 
     private final RdmaCore core;
-    private final Fabric fabric = new Fabric();
+    final Fabric fabric = new Fabric();
     final Map<String, SoftRoceProvider> providers = new ConcurrentHashMap<>();
 
     @Activate
