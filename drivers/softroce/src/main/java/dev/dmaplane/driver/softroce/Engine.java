@@ -332,7 +332,7 @@ final class Engine implements Runnable {
         int qkey = ud.remoteQkey() < 0 ? qp.attr().qkey() : ud.remoteQkey();
         Gid dgid = w.ah().attr().grh().dgid();
         send(new Packet(gid, dgid, qp.qpNum(), ud.remoteQpn(), op, true, true, c.npsn, false, 0, 0, 0, imm, 0, 0, 0, 0,
-                0, qkey, data, w.solicited()));
+                0, qkey, MemorySegment.ofArray(data), w.solicited()));
         c.npsn = Packet.psnAdd(c.npsn, 1);
         return WcStatus.SUCCESS;
     }
@@ -417,11 +417,12 @@ final class Engine implements Runnable {
                     default -> op = Op.SEND;
                 }
                 byte[] d = m.data;
+                MemorySegment all = m.segment();
                 int n = Math.max(1, (d.length + m.mtu - 1) / m.mtu);
                 for (int i = 0; i < n; i++) {
                     int from = i * m.mtu;
                     int to = Math.min(d.length, from + m.mtu);
-                    byte[] chunk = (n == 1) ? d : java.util.Arrays.copyOfRange(d, from, to);
+                    MemorySegment chunk = (n == 1) ? all : all.asSlice(from, to - from);
                     boolean last = i == n - 1;
                     boolean ackReq = last || (i % ACK_EVERY) == ACK_EVERY - 1;
                     send(new Packet(gid, dgid, me, dqpn, op, i == 0, last, Packet.psnAdd(psn, i), ackReq, va, rkey,
@@ -503,7 +504,7 @@ final class Engine implements Runnable {
                 if (off < 0 || Packet.psnDiff(p.psn(), m.lastPsn) > 0) {
                     return;
                 }
-                System.arraycopy(p.payload(), 0, m.readBuf, off * m.mtu, p.payload().length);
+                MemorySegment.copy(p.payload(), 0, MemorySegment.ofArray(m.readBuf), (long) off * m.mtu, p.payload().byteSize());
                 progress(c);
                 if (p.psn() == m.lastPsn) {
                     WcStatus st = WcStatus.SUCCESS;
@@ -691,16 +692,16 @@ final class Engine implements Runnable {
         if (c.recv == null) {
             return;
         }
-        byte[] pl = p.payload();
-        if (c.recvOff + pl.length > c.recv.length()) {
+        MemorySegment pl = p.payload();
+        if (c.recvOff + pl.byteSize() > c.recv.length()) {
             RecvWqe r = c.recv;
             c.recv = null;
             ack(c, p, Packet.AETH_NAK_INV_REQ, p.psn());
             qp.completeRecv(r, RecvResult.error(WcStatus.LOC_LEN_ERR));
             return;
         }
-        System.arraycopy(pl, 0, c.recvBuf, (int) c.recvOff, pl.length);
-        c.recvOff += pl.length;
+        MemorySegment.copy(pl, 0, MemorySegment.ofArray(c.recvBuf), c.recvOff, pl.byteSize());
+        c.recvOff += pl.byteSize();
         c.epsn = Packet.psnAdd(c.epsn, 1);
         if (!p.last()) {
             if (p.ackReq()) {
@@ -742,7 +743,7 @@ final class Engine implements Runnable {
     private void recvWrite(QpCtx c, Packet p) {
         HwQp qp = c.qp;
         MemoryAccess mem = handle.memory();
-        byte[] pl = p.payload();
+        MemorySegment pl = p.payload();
         if (p.first()) {
             if (p.op() == Op.WRITE_IMM) {
                 RecvWqe r = qp.takeRecv();
@@ -757,8 +758,8 @@ final class Engine implements Runnable {
             c.wrkey = p.rkey();
             c.woff = 0;
             try (DmaLease l = mem.remote(qp, p.rkey(), p.va(), p.dmaLen(), Access.REMOTE_WRITE)) {
-                if (pl.length > 0) {
-                    l.write(0, MemorySegment.ofArray(pl));
+                if (pl.byteSize() > 0) {
+                    l.write(0, pl);
                 }
             } catch (AccessFault f) {
                 c.recv = null;
@@ -770,8 +771,8 @@ final class Engine implements Runnable {
                 return;
             }
         } else {
-            try (DmaLease l = mem.remote(qp, c.wrkey, c.wva + c.woff, pl.length, Access.REMOTE_WRITE)) {
-                l.write(0, MemorySegment.ofArray(pl));
+            try (DmaLease l = mem.remote(qp, c.wrkey, c.wva + c.woff, pl.byteSize(), Access.REMOTE_WRITE)) {
+                l.write(0, pl);
             } catch (AccessFault f) {
                 c.recv = null;
                 nakFatal(c, p, nakFor(f));
@@ -782,7 +783,7 @@ final class Engine implements Runnable {
                 return;
             }
         }
-        c.woff += pl.length;
+        c.woff += pl.byteSize();
         c.epsn = Packet.psnAdd(c.epsn, 1);
         if (!p.last()) {
             if (p.ackReq()) {
@@ -809,12 +810,13 @@ final class Engine implements Runnable {
         long len = p.dmaLen();
         int pkts = (int) Math.max(1, (len + mtu - 1) / mtu);
         try (DmaLease l = handle.memory().remote(qp, p.rkey(), p.va(), len, Access.REMOTE_READ)) {
+            MemorySegment all = MemorySegment.ofArray(new byte[(int) len]); // one buffer, one slice per packet
             for (int i = 0; i < pkts; i++) {
                 long from = (long) i * mtu;
                 int n = (int) Math.min(mtu, len - from);
-                byte[] b = new byte[Math.max(0, n)];
+                MemorySegment b = n > 0 ? all.asSlice(from, n) : Packet.EMPTY;
                 if (n > 0) {
-                    l.read(from, MemorySegment.ofArray(b));
+                    l.read(from, b);
                 }
                 send(new Packet(gid, p.sgid(), qp.qpNum(), p.srcQpn(), Op.READ_RESP, i == 0, i == pkts - 1,
                         Packet.psnAdd(p.psn(), i), false, 0, 0, 0, 0, 0, 0, Packet.AETH_ACK, c.msn, 0, 0, b));
@@ -867,25 +869,26 @@ final class Engine implements Runnable {
         if (r == null) {
             return; // UD has no RNR: the datagram is dropped
         }
-        byte[] pl = p.payload();
-        byte[] buf = new byte[40 + pl.length];
+        MemorySegment pl = p.payload();
+        int plen = (int) pl.byteSize();
+        byte[] buf = new byte[40 + plen];
         // GRH: IP version 6, payload length, next header 0x1B (IBA), hop limit, SGID, DGID
         buf[0] = 0x60;
-        buf[4] = (byte) (pl.length >> 8);
-        buf[5] = (byte) pl.length;
+        buf[4] = (byte) (plen >> 8);
+        buf[5] = (byte) plen;
         buf[6] = 0x1B;
         buf[7] = 64;
         System.arraycopy(p.sgid().raw(), 0, buf, 8, 16);
         System.arraycopy(p.dgid().raw(), 0, buf, 24, 16);
-        System.arraycopy(pl, 0, buf, 40, pl.length);
+        MemorySegment.copy(pl, 0, MemorySegment.ofArray(buf), 40, plen);
         try {
             handle.memory().scatter(qp, r.wr().sgList(), MemorySegment.ofArray(buf));
         } catch (AccessFault f) {
             qp.completeRecv(r, RecvResult.error(f.status()));
             return;
         }
-        RecvResult res = p.op() == Op.UD_SEND_IMM ? RecvResult.sendWithImm(pl.length + 40L, p.srcQpn(), p.imm(), p.se())
-                : RecvResult.send(pl.length + 40L, p.srcQpn(), p.se());
+        RecvResult res = p.op() == Op.UD_SEND_IMM ? RecvResult.sendWithImm(plen + 40L, p.srcQpn(), p.imm(), p.se())
+                : RecvResult.send(plen + 40L, p.srcQpn(), p.se());
         qp.completeRecv(r, res.withGrh());
     }
 
@@ -898,8 +901,18 @@ final class Engine implements Runnable {
         byte[] data;
         byte[] readBuf;
 
+        private MemorySegment segment;
+
         Msg(SendWqe w) {
             this.w = w;
+        }
+
+        /** The payload as a read-only segment, made once and sliced into packets on every (re)transmission. */
+        MemorySegment segment() {
+            if (segment == null) {
+                segment = MemorySegment.ofArray(data).asReadOnly();
+            }
+            return segment;
         }
     }
 

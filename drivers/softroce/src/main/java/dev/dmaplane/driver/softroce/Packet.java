@@ -2,21 +2,23 @@ package dev.dmaplane.driver.softroce;
 
 import dev.dmaplane.rdma.verbs.Gid;
 
+import java.lang.foreign.MemorySegment;
+
 /**
  * One RoCEv2 packet on the fabric (IP/UDP 4791 addressed by GID): the base transport header (opcode, destination
  * QP, PSN, AckReq), the extension headers the opcode carries (RETH: {@code va}/{@code rkey}/{@code dmaLen};
  * AtomicETH: {@code va}/{@code rkey}/{@code swapAdd}/{@code compare}; ImmDt/IETH: {@code imm}; AETH:
  * {@code syndrome}/{@code msn}; AtomicAckETH: {@code orig}; DETH: {@code qkey}/{@code srcQpn}) and the payload
- * bytes, and the BTH's solicited event bit {@code se}. The ICRC is not modelled: the fabric does not corrupt packets.
+ * bytes (a read-only view: messages are sliced, not copied, into packets), and the BTH's solicited event bit {@code se}. The ICRC is not modelled: the fabric does not corrupt packets.
  */
 record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first, boolean last, int psn,
               boolean ackReq, long va, int rkey, long dmaLen, int imm, long swapAdd, long compare, int syndrome,
-              int msn, long orig, int qkey, byte[] payload, boolean se) {
+              int msn, long orig, int qkey, MemorySegment payload, boolean se) {
 
     /** A packet without the solicited event bit. */
     Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first, boolean last, int psn, boolean ackReq,
            long va, int rkey, long dmaLen, int imm, long swapAdd, long compare, int syndrome, int msn, long orig,
-           int qkey, byte[] payload) {
+           int qkey, MemorySegment payload) {
         this(sgid, dgid, srcQpn, destQpn, op, first, last, psn, ackReq, va, rkey, dmaLen, imm, swapAdd, compare,
                 syndrome, msn, orig, qkey, payload, false);
     }
@@ -50,5 +52,5 @@ record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first,
         return ((a - b) << 8) >> 8;
     }
 
-    static final byte[] EMPTY = new byte[0];
+    static final MemorySegment EMPTY = MemorySegment.ofArray(new byte[0]);
 }

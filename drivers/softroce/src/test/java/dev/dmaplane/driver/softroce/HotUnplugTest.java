@@ -88,7 +88,7 @@ class HotUnplugTest {
 
     @Test
     void surpriseRemovalUnderTrafficFlushesStopsTheEngineAndLeaksNothing() throws Exception {
-        QueuePair[] p = h.pair(Hcas.ALL, Hcas.ALL, 7, 2);
+        QueuePair[] p = h.pair(Hcas.ALL, Hcas.ALL, 7, 7);
         Poster poster = new Poster(p[0], h.a, h.b);
         poster.start();
         long deadline = System.nanoTime() + 10_000_000_000L;
