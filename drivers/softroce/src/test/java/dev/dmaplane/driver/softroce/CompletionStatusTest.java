@@ -126,6 +126,30 @@ class CompletionStatusTest {
     }
 
     @Test
+    void aDeregisteredRegionsRkeyIsRemAccessErr() {
+        MemoryRegion gone = h.b.pd.regMr(h.b.buf, 65536, Hcas.ALL);
+        int rkey = gone.rkey();
+        gone.destroy();
+        assertRemoteAccessRefused(h.b.buf + 4096, 64, rkey);
+    }
+
+    @Test
+    void aMisalignedAtomicIsRefusedAtPostTime() {
+        QueuePair[] p = h.pair();
+        dev.dmaplane.errno.ErrnoException e = org.junit.jupiter.api.Assertions.assertThrows(
+                dev.dmaplane.errno.ErrnoException.class, () -> p[0].postSend(new SendWr.AtomicFetchAndAdd(1,
+                        List.of(h.a.sge(0, 8)), SIGNALED, h.b.buf + 4, h.b.mr.rkey(), 1)));
+        assertEquals(dev.dmaplane.errno.Errno.EINVAL, e.errno());
+        assertTrue(h.a.cq.poll(4).isEmpty());
+    }
+
+    @Test
+    void noRefusedAccessEverReachesTheIommu() {
+        wrongRkeyIsRemAccessErrAndLeavesTheTargetAlone();
+        assertTrue(h.machine.iommu().faults().isEmpty(), "the key checks stop bad accesses before any DMA");
+    }
+
+    @Test
     void regionOfAnotherPdIsRemAccessErr() {
         ProtectionDomain other = h.b.ctx.allocPd();
         MemoryRegion foreign = other.regMr(h.b.buf, 65536, Hcas.ALL);

@@ -123,6 +123,26 @@ class DataPathTest {
     }
 
     @Test
+    void zeroLengthSendAndWriteComplete() {
+        QueuePair[] p = h.pair();
+        p[1].postRecv(RecvWr.of(1));
+        p[0].postSend(new SendWr.Send(1, List.of(), SIGNALED, null));
+        p[0].postSend(new SendWr.RdmaWrite(2, List.of(), SIGNALED, 0, 0));
+        List<WorkCompletion> wc = Hcas.poll(h.a.cq, 2);
+        assertTrue(wc.stream().allMatch(WorkCompletion::isSuccess), wc.toString());
+        assertEquals(0, Hcas.one(h.b.cq).byteLen());
+    }
+
+    @Test
+    void everyByteMovesThroughTheHcasIommuDomains() {
+        for (String bdf : List.of("04:00.0", "05:00.0")) {
+            assertTrue(h.machine.activeDmaMappings(h.machine.pci().function(bdf)) >= 1, bdf + " maps its region");
+        }
+        rdmaWriteAndReadOfOneMebibyteMoveRealBytesBothWays();
+        assertTrue(h.machine.iommu().faults().isEmpty());
+    }
+
+    @Test
     void writeWithImmediateConsumesAReceiveAtTheTarget() {
         QueuePair[] p = h.pair();
         h.a.write(0, "written with immediate data".getBytes());
