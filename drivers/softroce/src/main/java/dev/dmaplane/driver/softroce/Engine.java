@@ -62,6 +62,9 @@ final class Engine implements Runnable {
     volatile long pktsRecv;
     volatile long retries;
     volatile long rnrNaksSent;
+    /** Work the engine could not do (a QP destroyed or moved under it): counted, and the HCA goes on. */
+    volatile long errors;
+    volatile RuntimeException lastError;
 
     Engine(String name, Fabric fabric, Gid gid) {
         this.name = name;
@@ -175,17 +178,26 @@ final class Engine implements Runnable {
                     try {
                         dispatch(p);
                     } catch (RuntimeException e) {
-                        // a malformed or racing packet must not kill the HCA
+                        failed(e); // a malformed or racing packet must not kill the HCA
                     }
                 }
                 QpCtx c;
                 while ((c = ready.poll()) != null) {
                     c.queued.set(false);
                     if (qps.get(c.qp.qpNum()) == c) {
-                        requester(c);
+                        try {
+                            requester(c);
+                        } catch (RuntimeException e) {
+                            failed(e);
+                        }
                     }
                 }
-                next = timers();
+                try {
+                    next = timers();
+                } catch (RuntimeException e) {
+                    failed(e);
+                    next = System.nanoTime() + MIN_TIMEOUT_NS;
+                }
             } finally {
                 lock.unlock();
             }
@@ -194,6 +206,11 @@ final class Engine implements Runnable {
                 LockSupport.parkNanos(this, next == 0 ? TimeUnit.MILLISECONDS.toNanos(50) : Math.max(1, next - now));
             }
         }
+    }
+
+    private void failed(RuntimeException e) {
+        errors++;
+        lastError = e;
     }
 
     /** Fires due timers; returns the earliest pending deadline or 0. */

@@ -138,8 +138,15 @@ final class Hcas implements AutoCloseable {
                 .filter(t -> t.getName().startsWith("softroce-") && t.isAlive()).count();
     }
 
+    /** Errors the engines swallowed (none expected in a healthy test). */
+    long engineErrors() {
+        return driver.providers.values().stream().mapToLong(p -> p.engine.errors).sum();
+    }
+
     @Override
     public void close() {
+        long errors = engineErrors();
+        List<String> last = driver.providers.values().stream().map(p -> String.valueOf(p.engine.lastError)).toList();
         for (Host h : new Host[]{a, b}) {
             h.ctx.close();
         }
@@ -153,5 +160,8 @@ final class Hcas implements AutoCloseable {
             }
         }
         machine.close();
+        if (errors != 0) {
+            throw new AssertionError(errors + " engine errors, last: " + last);
+        }
     }
 }
