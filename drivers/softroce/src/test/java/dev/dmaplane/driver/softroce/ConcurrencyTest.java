@@ -127,4 +127,31 @@ class ConcurrencyTest {
             }
         }
     }
+
+    @Test
+    void destroyingQpsWithWorkInFlightStopsTheirUseCleanly() {
+        for (int round = 0; round < 20; round++) {
+            QueuePair[] p = h.pair();
+            List<SendWr> wrs = new ArrayList<>();
+            for (int i = 0; i < 32; i++) {
+                wrs.add(new SendWr.RdmaWrite(i, List.of(h.a.sge(0, 65536)), SIGNALED, h.b.buf + 65536L * i, h.b.mr.rkey()));
+                wrs.add(new SendWr.RdmaRead(100 + i, List.of(h.a.sge(1 << 21, 4096)), SIGNALED, h.b.buf, h.b.mr.rkey()));
+            }
+            p[0].postSend(wrs);
+            if (round % 2 == 0) {
+                p[0].destroy(); // the requester goes
+                p[1].destroy();
+            } else {
+                p[1].destroy(); // the responder goes first: the requester retries, then is destroyed
+                p[0].destroy();
+            }
+            h.a.cq.poll(4096);
+        }
+        assertEquals(0, h.engineErrors());
+        QueuePair[] p = h.pair();
+        h.a.write(0, "still fine".getBytes());
+        p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 10)), SIGNALED, h.b.buf + 500, h.b.mr.rkey()));
+        assertTrue(Hcas.one(h.a.cq).isSuccess());
+        assertArrayEquals("still fine".getBytes(), h.b.read(500, 10));
+    }
 }
