@@ -1,0 +1,105 @@
+package dev.dmaplane.driver.softroce;
+
+import dev.dmaplane.device.BoundDevice;
+import dev.dmaplane.device.Device;
+import dev.dmaplane.device.Driver;
+import dev.dmaplane.device.MatchEntry;
+import dev.dmaplane.device.MatchTable;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.rdma.RdmaCore;
+import dev.dmaplane.rdma.spi.NetdevInfo;
+import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
+import dev.dmaplane.rdma.verbs.DeviceAttr;
+import dev.dmaplane.rdma.verbs.DeviceCap;
+import dev.dmaplane.rdma.verbs.Gid;
+import dev.dmaplane.rdma.verbs.OdpOp;
+import org.osgi.service.component.annotations.Activate;
+import org.osgi.service.component.annotations.Component;
+import org.osgi.service.component.annotations.Reference;
+
+import java.net.InetAddress;
+import java.net.UnknownHostException;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * {@code rdma_rxe} for dmaplane's HCA functions (vendor 0x1da0, device 0x0002): probe enables bus mastering, gives
+ * the function a netdev ({@code eth<bus>}, MAC {@code 02:1d:a0:00:00:<bus>}, IPv4 {@code 10.0.0.<bus>}, MTU 1500)
+ * attached to the driver's in-process fabric, registers an RDMA device {@code rxe%d} and starts its engine; remove
+ * detaches from the fabric, stops the engine (no thread stays) and unregisters the device (the core disassociates
+ * every context: outstanding work flushed, DEVICE_FATAL, regions unpinned and unmapped).
+ */
+@Component(service = Driver.class, immediate = true)
+public final class SoftRoceDriver implements Driver {
+    public static final String NAME = "rdma_rxe";
+    static final MatchTable TABLE = MatchTable.of(MatchEntry.Pci.of(0x1da0, 0x0002));
+
+    private final RdmaCore core;
+    final Fabric fabric = new Fabric();
+    final Map<String, SoftRoceProvider> providers = new ConcurrentHashMap<>();
+
+    @Activate
+    public SoftRoceDriver(@Reference RdmaCore core) {
+        this.core = core;
+    }
+
+    @Override
+    public String name() {
+        return NAME;
+    }
+
+    @Override
+    public MatchTable matchTable() {
+        return TABLE;
+    }
+
+    static DeviceAttr attributes() {
+        return DeviceAttr.builder().fwVer("0.2.0").nodeGuid(0x021da0fffe000000L).vendorId(0x1da0).vendorPartId(2)
+                .caps(EnumSet.of(DeviceCap.MEM_WINDOW, DeviceCap.MEM_WINDOW_TYPE_2B, DeviceCap.MEM_MGT_EXTENSIONS,
+                        DeviceCap.PORT_ACTIVE_EVENT, DeviceCap.RC_RNR_NAK_GEN, DeviceCap.N_NOTIFY_CQ,
+                        DeviceCap.SRQ_RESIZE, DeviceCap.ON_DEMAND_PAGING))
+                .rcOdpCaps(EnumSet.allOf(OdpOp.class))
+                .build();
+    }
+
+    @Override
+    public BoundDevice probe(Device device, MatchEntry match) {
+        if (!(device instanceof PciFunction fn)) {
+            throw new ErrnoException(Errno.ENODEV, device.name() + " is not a PCI function");
+        }
+        int bus = fn.bdf().bus();
+        InetAddress ip;
+        try {
+            ip = InetAddress.getByName("10.0.0." + bus);
+        } catch (UnknownHostException e) {
+            throw new ErrnoException(Errno.EINVAL, e.getMessage());
+        }
+        fn.setMaster(true);
+        fn.dma().setDmaMask(-1L);
+        NetdevInfo nd = new NetdevInfo("eth" + bus, new byte[]{0x02, 0x1d, (byte) 0xa0, 0, 0, (byte) bus}, 1500,
+                List.of(ip));
+        Engine engine = new Engine(device.name(), fabric, Gid.of(ip));
+        SoftRoceProvider p = new SoftRoceProvider(fn, attributes(), nd, engine);
+        RdmaDeviceHandle h;
+        try {
+            h = core.registerDevice("rxe%d", p);
+        } catch (RuntimeException e) {
+            fn.setMaster(false);
+            throw e;
+        }
+        engine.start(h);
+        fabric.attach(engine.gid(), engine);
+        providers.put(h.name(), p);
+        return () -> {
+            fabric.detach(engine);
+            engine.stop();
+            h.unregister();
+            providers.remove(h.name());
+            fn.setMaster(false);
+        };
+    }
+}

@@ -1,0 +1,77 @@
+package dev.dmaplane.driver.softroce;
+
+import dev.dmaplane.device.Device;
+import dev.dmaplane.rdma.spi.HwQp;
+import dev.dmaplane.rdma.spi.NetdevInfo;
+import dev.dmaplane.rdma.spi.RdmaProvider;
+import dev.dmaplane.rdma.verbs.DeviceAttr;
+import dev.dmaplane.rdma.verbs.Mtu;
+import dev.dmaplane.rdma.verbs.PortAttr;
+import dev.dmaplane.rdma.verbs.PortState;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpState;
+
+/**
+ * The {@code ib_device_ops} of one Soft-RoCE HCA: limits and port of an rxe device (active MTU from the netdev's,
+ * 1500 → 1024), the netdev, and doorbells that hand QPs to the device's {@link Engine}.
+ */
+final class SoftRoceProvider implements RdmaProvider {
+    private final Device device;
+    private final DeviceAttr attr;
+    private final NetdevInfo netdev;
+    private final PortAttr port;
+    final Engine engine;
+
+    SoftRoceProvider(Device device, DeviceAttr attr, NetdevInfo netdev, Engine engine) {
+        this.device = device;
+        this.attr = attr;
+        this.netdev = netdev;
+        this.engine = engine;
+        this.port = PortAttr.roce(PortState.ACTIVE, Mtu.MTU_4096, Mtu.fromNetdevMtu(netdev.mtu()), 16);
+    }
+
+    @Override
+    public String driverName() {
+        return "rdma_rxe";
+    }
+
+    @Override
+    public Device dmaDevice() {
+        return device;
+    }
+
+    @Override
+    public DeviceAttr deviceAttr() {
+        return attr;
+    }
+
+    @Override
+    public PortAttr portAttr(int p) {
+        return port;
+    }
+
+    @Override
+    public NetdevInfo netdev(int p) {
+        return netdev;
+    }
+
+    @Override
+    public void createQp(HwQp qp) {
+        engine.ctx(qp);
+    }
+
+    @Override
+    public void modifyQp(HwQp qp, QpAttr attr, QpState from, QpState to) {
+        engine.modify(qp, attr, from, to);
+    }
+
+    @Override
+    public void destroyQp(HwQp qp) {
+        engine.destroy(qp);
+    }
+
+    @Override
+    public void postSend(HwQp qp) {
+        engine.doorbell(qp);
+    }
+}

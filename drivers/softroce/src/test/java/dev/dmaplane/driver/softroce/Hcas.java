@@ -1,0 +1,167 @@
+package dev.dmaplane.driver.softroce;
+
+import dev.dmaplane.machine.Machine;
+import dev.dmaplane.mm.AddressSpace;
+import dev.dmaplane.mm.Prot;
+import dev.dmaplane.rdma.RdmaCore;
+import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.AhAttr;
+import dev.dmaplane.rdma.verbs.CompletionQueue;
+import dev.dmaplane.rdma.verbs.Gid;
+import dev.dmaplane.rdma.verbs.MemoryRegion;
+import dev.dmaplane.rdma.verbs.Mtu;
+import dev.dmaplane.rdma.verbs.ProtectionDomain;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpCap;
+import dev.dmaplane.rdma.verbs.QpInitAttr;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.Sge;
+import dev.dmaplane.rdma.verbs.VerbsContext;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
+
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The default machine with the Soft-RoCE driver bound to both HCA functions, and one "host" per HCA: a process
+ * address space, a context, a PD, a CQ and a registered buffer.
+ */
+final class Hcas implements AutoCloseable {
+    static final long BUF = 4L << 20;
+    static final int ALL = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ | Access.REMOTE_ATOMIC;
+
+    final Machine machine = Machine.bootDefault();
+    final RdmaCore core = new RdmaCore(machine.tracer());
+    final SoftRoceDriver driver = new SoftRoceDriver(core);
+    final Host a;
+    final Host b;
+
+    Hcas() {
+        machine.devices().registerDriver(driver);
+        a = new Host("rxe0");
+        b = new Host("rxe1");
+    }
+
+    final class Host {
+        final String dev;
+        final AddressSpace mm;
+        final VerbsContext ctx;
+        final ProtectionDomain pd;
+        final CompletionQueue cq;
+        final long buf;
+        final MemoryRegion mr;
+        final Gid gid;
+
+        Host(String dev) {
+            this.dev = dev;
+            mm = machine.newAddressSpace("app-" + dev);
+            ctx = core.device(dev).orElseThrow().open(mm);
+            pd = ctx.allocPd();
+            cq = ctx.createCq(4096, null, 0);
+            buf = mm.mmapAnonymous(BUF, Prot.PROT_READ | Prot.PROT_WRITE);
+            mr = pd.regMr(buf, BUF, ALL);
+            gid = ctx.queryGid(1, 1);
+        }
+
+        Sge sge(long off, long len) {
+            return new Sge(buf + off, len, mr.lkey());
+        }
+
+        void write(long off, byte[] bytes) {
+            mm.write(buf + off, MemorySegment.ofArray(bytes));
+        }
+
+        byte[] read(long off, int len) {
+            byte[] r = new byte[len];
+            mm.read(buf + off, MemorySegment.ofArray(r));
+            return r;
+        }
+
+        QueuePair rc() {
+            return pd.createQp(new QpInitAttr(cq, cq, null, new QpCap(256, 256, 4, 4, 64), QpType.RC, false));
+        }
+
+        QueuePair ud() {
+            return pd.createQp(new QpInitAttr(cq, cq, null, new QpCap(64, 64, 4, 4, 64), QpType.UD, false));
+        }
+    }
+
+    /** The usual RC path: INIT with {@code access}, RTR to the peer, RTS. */
+    static void connect(QueuePair qp, QueuePair peer, Gid peerGid, int access, int rnrRetry, int retryCnt) {
+        connect(qp, peer, peerGid, access, rnrRetry, retryCnt, 0x100);
+    }
+
+    static void connect(QueuePair qp, QueuePair peer, Gid peerGid, int access, int rnrRetry, int retryCnt, int psn) {
+        qp.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).accessFlags(access).build());
+        qp.modify(QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peerGid, 1, 1)).pathMtu(Mtu.MTU_1024)
+                .destQpn(peer.qpNum()).rqPsn(psn).maxDestRdAtomic(4).minRnrTimer(1).build());
+        qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(psn).timeout(10).retryCnt(retryCnt).rnrRetry(rnrRetry)
+                .maxRdAtomic(4).build());
+    }
+
+    /** An RC pair a (on rxe0) ↔ b (on rxe1). */
+    QueuePair[] pair() {
+        return pair(ALL, ALL, 7, 7);
+    }
+
+    QueuePair[] pair(int accessA, int accessB, int rnrRetry, int retryCnt) {
+        QueuePair qa = a.rc();
+        QueuePair qb = b.rc();
+        connect(qa, qb, b.gid, accessA, rnrRetry, retryCnt);
+        connect(qb, qa, a.gid, accessB, rnrRetry, retryCnt);
+        return new QueuePair[]{qa, qb};
+    }
+
+    /** Polls until {@code n} completions came, or fails after 10 s. */
+    static List<WorkCompletion> poll(CompletionQueue cq, int n) {
+        List<WorkCompletion> out = new ArrayList<>();
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (out.size() < n) {
+            out.addAll(cq.poll(n - out.size()));
+            if (System.nanoTime() - deadline > 0) {
+                throw new AssertionError("expected " + n + " completions, got " + out);
+            }
+            Thread.onSpinWait();
+        }
+        return out;
+    }
+
+    static WorkCompletion one(CompletionQueue cq) {
+        return poll(cq, 1).getFirst();
+    }
+
+    static long softroceThreads() {
+        return Thread.getAllStackTraces().keySet().stream()
+                .filter(t -> t.getName().startsWith("softroce-") && t.isAlive()).count();
+    }
+
+    /** Errors the engines swallowed (none expected in a healthy test). */
+    long engineErrors() {
+        return driver.providers.values().stream().mapToLong(p -> p.engine.errors).sum();
+    }
+
+    @Override
+    public void close() {
+        long errors = engineErrors();
+        List<String> last = driver.providers.values().stream().map(p -> String.valueOf(p.engine.lastError)).toList();
+        for (Host h : new Host[]{a, b}) {
+            h.ctx.close();
+        }
+        if (machine.devices().drivers().contains(driver)) {
+            machine.devices().unregisterDriver(driver);
+        }
+        core.close();
+        for (Host h : new Host[]{a, b}) {
+            if (!h.mm.isClosed()) {
+                h.mm.close();
+            }
+        }
+        machine.close();
+        if (errors != 0) {
+            throw new AssertionError(errors + " engine errors, last: " + last);
+        }
+    }
+}

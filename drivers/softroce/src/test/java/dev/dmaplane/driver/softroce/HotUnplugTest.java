@@ -1,0 +1,162 @@
+package dev.dmaplane.driver.softroce;
+
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.rdma.verbs.AsyncEvent;
+import dev.dmaplane.rdma.verbs.EventType;
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.RecvWr;
+import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.WcStatus;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+
+import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Surprise removal and driver unbinding under traffic: the engine stops, the RDMA device unregisters (the core
+ * disassociates: outstanding work flushed with WR_FLUSH_ERR, DEVICE_FATAL, regions unpinned and unmapped), no
+ * thread stays, and the peer's requests to the vanished HCA end in RETRY_EXC_ERR.
+ */
+@Timeout(60)
+class HotUnplugTest {
+    private final Hcas h = new Hcas();
+
+    @AfterEach
+    void close() {
+        h.close();
+        assertEquals(0, Hcas.softroceThreads());
+    }
+
+    /** A thread posting signaled 64 KiB writes and sends on {@code qp} until the device refuses (EIO). */
+    private static final class Poster extends Thread {
+        final QueuePair qp;
+        final Hcas.Host from;
+        final Hcas.Host to;
+        final AtomicLong posted = new AtomicLong();
+        final AtomicReference<Throwable> failure = new AtomicReference<>();
+
+        Poster(QueuePair qp, Hcas.Host from, Hcas.Host to) {
+            super("poster");
+            this.qp = qp;
+            this.from = from;
+            this.to = to;
+        }
+
+        @Override
+        public void run() {
+            long deadline = System.nanoTime() + 20_000_000_000L;
+            long id = 0;
+            try {
+                while (System.nanoTime() < deadline) {
+                    try {
+                        qp.postSend(new SendWr.RdmaWrite(id, List.of(from.sge(0, 65536)), SIGNALED,
+                                to.buf + (id % 32) * 65536, to.mr.rkey()));
+                        posted.incrementAndGet();
+                        id++;
+                    } catch (ErrnoException e) {
+                        if (e.errno() == dev.dmaplane.errno.Errno.EIO) {
+                            return; // the device went away
+                        }
+                        Thread.onSpinWait(); // ENOMEM: queue full, the HCA is busy
+                    }
+                }
+            } catch (Throwable t) {
+                failure.set(t);
+            }
+        }
+    }
+
+    private static List<WorkCompletion> drain(Hcas.Host host, long n) {
+        List<WorkCompletion> all = new ArrayList<>();
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (all.size() < n && System.nanoTime() < deadline) {
+            all.addAll(host.cq.poll(256));
+        }
+        return all;
+    }
+
+    @Test
+    void surpriseRemovalUnderTrafficFlushesStopsTheEngineAndLeaksNothing() throws Exception {
+        QueuePair[] p = h.pair(Hcas.ALL, Hcas.ALL, 7, 7);
+        Poster poster = new Poster(p[0], h.a, h.b);
+        poster.start();
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        int done = 0;
+        List<WorkCompletion> before = new ArrayList<>();
+        while (done < 20) { // traffic is flowing
+            assertTrue(System.nanoTime() < deadline);
+            List<WorkCompletion> wc = h.a.cq.poll(64);
+            before.addAll(wc);
+            done += wc.size();
+        }
+        PciFunction fn = h.machine.pci().function("04:00.0");
+        h.machine.hotUnplug(fn);
+        poster.join(30_000);
+        assertFalse(poster.isAlive());
+        assertEquals(null, poster.failure.get());
+
+        assertTrue(h.a.ctx.isDisassociated());
+        AsyncEvent fatal = h.a.ctx.pollAsyncEvent().orElseThrow();
+        assertEquals(EventType.DEVICE_FATAL, fatal.type());
+        fatal.ack();
+        List<WorkCompletion> rest = drain(h.a, poster.posted.get() - before.size());
+        before.addAll(rest);
+        assertEquals(poster.posted.get(), before.size(), "every posted request came back");
+        assertTrue(rest.stream().anyMatch(w -> w.status() == WcStatus.WR_FLUSH_ERR), "outstanding work was flushed");
+        assertTrue(before.stream().allMatch(w -> w.status() == WcStatus.SUCCESS || w.status() == WcStatus.WR_FLUSH_ERR),
+                before.stream().map(WorkCompletion::status).distinct().toList().toString());
+        assertEquals(1, Hcas.softroceThreads(), "rxe0's engine is gone, rxe1's runs");
+        assertEquals(0, h.machine.activeDmaMappings(fn));
+        assertFalse(h.core.device("rxe0").isPresent());
+
+        // the peer's requests towards the vanished HCA time out
+        p[1].postRecv(RecvWr.of(1, h.b.sge(0, 64)));
+        p[1].postSend(new SendWr.Send(2, List.of(h.b.sge(0, 8)), SIGNALED, null));
+        assertEquals(WcStatus.RETRY_EXC_ERR, Hcas.one(h.b.cq).status());
+    }
+
+    @Test
+    void unbindingTheDriverUnderTrafficInBothDirectionsLeavesNoThreadNoPinNoMapping() throws Exception {
+        QueuePair[] p = h.pair();
+        Poster ab = new Poster(p[0], h.a, h.b);
+        Poster ba = new Poster(p[1], h.b, h.a);
+        ab.start();
+        ba.start();
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        List<WorkCompletion> a = new ArrayList<>();
+        List<WorkCompletion> b = new ArrayList<>();
+        while (a.size() < 10 || b.size() < 10) {
+            assertTrue(System.nanoTime() < deadline);
+            a.addAll(h.a.cq.poll(64));
+            b.addAll(h.b.cq.poll(64));
+        }
+        h.machine.devices().unregisterDriver(h.driver);
+        ab.join(30_000);
+        ba.join(30_000);
+        assertFalse(ab.isAlive() || ba.isAlive());
+        assertEquals(0, Hcas.softroceThreads());
+        assertTrue(h.core.devices().isEmpty());
+        a.addAll(drain(h.a, ab.posted.get() - a.size()));
+        b.addAll(drain(h.b, ba.posted.get() - b.size()));
+        assertEquals(ab.posted.get(), a.size());
+        assertEquals(ba.posted.get(), b.size());
+        for (String bdf : List.of("04:00.0", "05:00.0")) {
+            assertFalse(h.machine.pci().function(bdf).busMasterEnabled());
+        }
+        h.a.ctx.close();
+        h.b.ctx.close();
+        assertEquals(0, h.machine.activeDmaMappings());
+        assertEquals(0, h.machine.memory().pinsOutstanding());
+    }
+}

@@ -1,0 +1,215 @@
+package dev.dmaplane.driver.softroce;
+
+import dev.dmaplane.mm.Prot;
+import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.CompletionChannel;
+import dev.dmaplane.rdma.verbs.CompletionQueue;
+import dev.dmaplane.rdma.verbs.MemoryRegion;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpCap;
+import dev.dmaplane.rdma.verbs.QpInitAttr;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.RecvWr;
+import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.SharedReceiveQueue;
+import dev.dmaplane.rdma.verbs.SrqAttr;
+import dev.dmaplane.rdma.verbs.WcStatus;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.lang.foreign.MemorySegment;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Random;
+
+import static dev.dmaplane.rdma.verbs.SendFlags.INLINE;
+import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static dev.dmaplane.rdma.verbs.SendFlags.SOLICITED;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * More of the data path: solicited events, SRQs, on-demand regions as targets, inline and unsignaled work, PSN
+ * wrap-around at 2^24, and a QP reset and connected again.
+ */
+@Timeout(60)
+class MoreDataPathTest {
+    private final Hcas h = new Hcas();
+
+    @AfterEach
+    void close() {
+        h.close();
+        assertEquals(0, Hcas.softroceThreads());
+    }
+
+    private static byte[] pattern(int n, long seed) {
+        byte[] b = new byte[n];
+        new Random(seed).nextBytes(b);
+        return b;
+    }
+
+    @Test
+    void theSolicitedEventBitReachesTheReceiversCq() {
+        CompletionChannel ch = h.b.ctx.createCompChannel();
+        CompletionQueue rcq = h.b.ctx.createCq(64, ch, 0);
+        QueuePair qa = h.a.rc();
+        QueuePair qb = h.b.pd.createQp(new QpInitAttr(h.b.cq, rcq, null, new QpCap(16, 16, 4, 4, 64), QpType.RC, false));
+        Hcas.connect(qa, qb, h.b.gid, Hcas.ALL, 7, 7);
+        Hcas.connect(qb, qa, h.a.gid, Hcas.ALL, 7, 7);
+        qb.postRecv(List.of(RecvWr.of(1, h.b.sge(0, 64)), RecvWr.of(2, h.b.sge(64, 64))));
+        rcq.reqNotify(true);
+        qa.postSend(new SendWr.Send(1, List.of(h.a.sge(0, 8)), SIGNALED, null));
+        assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
+        assertEquals(1, Hcas.one(rcq).wrId());
+        assertTrue(ch.pollCqEvent().isEmpty(), "an unsolicited receive raises no solicited-only event");
+        qa.postSend(new SendWr.Send(2, List.of(h.a.sge(0, 8)), SIGNALED | SOLICITED, null));
+        assertTrue(ch.getCqEvent(Duration.ofSeconds(10)).isPresent(), "the solicited receive does");
+        rcq.ackEvents(1);
+        assertEquals(2, Hcas.one(rcq).wrId());
+    }
+
+    @Test
+    void sendsLandInAnSrqAttachedQp() {
+        SharedReceiveQueue srq = h.b.pd.createSrq(new SrqAttr(64, 2, 0));
+        QueuePair qa = h.a.rc();
+        QueuePair qb = h.b.pd.createQp(new QpInitAttr(h.b.cq, h.b.cq, srq, new QpCap(16, 0, 4, 0, 0), QpType.RC, false));
+        Hcas.connect(qa, qb, h.b.gid, Hcas.ALL, 7, 7);
+        Hcas.connect(qb, qa, h.a.gid, Hcas.ALL, 7, 7);
+        for (int i = 0; i < 4; i++) {
+            srq.postRecv(RecvWr.of(100 + i, h.b.sge(i * 4096L, 4096)));
+        }
+        byte[] msg = pattern(3000, 5);
+        h.a.write(0, msg);
+        for (int i = 0; i < 4; i++) {
+            qa.postSend(new SendWr.Send(i, List.of(h.a.sge(0, 3000)), SIGNALED, null));
+        }
+        assertTrue(Hcas.poll(h.a.cq, 4).stream().allMatch(WorkCompletion::isSuccess));
+        List<WorkCompletion> r = Hcas.poll(h.b.cq, 4);
+        assertEquals(List.of(100L, 101L, 102L, 103L), r.stream().map(WorkCompletion::wrId).toList());
+        for (int i = 0; i < 4; i++) {
+            assertArrayEquals(msg, h.b.read(i * 4096L, 3000));
+        }
+    }
+
+    @Test
+    void onDemandRegionsAreFaultedInByTheResponder() {
+        long odpBuf = h.b.mm.mmapAnonymous(1 << 20, Prot.PROT_READ | Prot.PROT_WRITE);
+        MemoryRegion odp = h.b.pd.regMr(odpBuf, 1 << 20, Hcas.ALL | Access.ON_DEMAND);
+        QueuePair[] p = h.pair();
+        byte[] data = pattern(200_000, 6);
+        h.a.write(0, data);
+        p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, data.length)), SIGNALED, odpBuf + 777, odp.rkey()));
+        p[0].postSend(new SendWr.RdmaRead(2, List.of(h.a.sge(1 << 20, data.length)), SIGNALED, odpBuf + 777, odp.rkey()));
+        assertTrue(Hcas.poll(h.a.cq, 2).stream().allMatch(WorkCompletion::isSuccess));
+        byte[] there = new byte[data.length];
+        h.b.mm.read(odpBuf + 777, MemorySegment.ofArray(there));
+        assertArrayEquals(data, there);
+        assertArrayEquals(data, h.a.read(1 << 20, data.length));
+    }
+
+    @Test
+    void inlineSendsAndUnsignaledWritesComplete() {
+        QueuePair[] p = h.pair();
+        h.a.write(0, "inline payload".getBytes());
+        p[1].postRecv(RecvWr.of(1, h.b.sge(0, 64)));
+        p[0].postSend(new SendWr.Send(1, List.of(h.a.sge(0, 14)), SIGNALED | INLINE, null));
+        assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
+        assertEquals(14, Hcas.one(h.b.cq).byteLen());
+        assertArrayEquals("inline payload".getBytes(), h.b.read(0, 14));
+
+        List<SendWr> wrs = new ArrayList<>();
+        for (int i = 0; i < 16; i++) {
+            h.a.write(4096 + i * 64L, pattern(64, i));
+            wrs.add(new SendWr.RdmaWrite(10 + i, List.of(h.a.sge(4096 + i * 64L, 64)), i == 15 ? SIGNALED : 0,
+                    h.b.buf + 8192 + i * 64L, h.b.mr.rkey()));
+        }
+        p[0].postSend(wrs);
+        WorkCompletion last = Hcas.one(h.a.cq);
+        assertEquals(25, last.wrId(), "only the signaled one completes");
+        assertArrayEquals(h.a.read(4096, 1024), h.b.read(8192, 1024));
+        assertTrue(h.a.cq.poll(4).isEmpty());
+    }
+
+    @Test
+    void psnsWrapAroundAt2To24() {
+        QueuePair qa = h.a.rc();
+        QueuePair qb = h.b.rc();
+        Hcas.connect(qa, qb, h.b.gid, Hcas.ALL, 7, 7, 0xFFFFFE);
+        Hcas.connect(qb, qa, h.a.gid, Hcas.ALL, 7, 7, 0xFFFFFE);
+        byte[] msg = pattern(5000, 7);
+        h.a.write(0, msg);
+        qb.postRecv(RecvWr.of(1, h.b.sge(0, 8192)));
+        qa.postSend(new SendWr.Send(1, List.of(h.a.sge(0, 5000)), SIGNALED, null)); // PSNs 0xFFFFFE..0x000002
+        qa.postSend(new SendWr.RdmaRead(2, List.of(h.a.sge(65536, 5000)), SIGNALED, h.b.buf, h.b.mr.rkey()));
+        List<WorkCompletion> wc = Hcas.poll(h.a.cq, 2);
+        assertTrue(wc.stream().allMatch(WorkCompletion::isSuccess), wc.toString());
+        assertArrayEquals(msg, h.b.read(0, 5000));
+        assertArrayEquals(msg, h.a.read(65536, 5000));
+        assertEquals(5000, Hcas.one(h.b.cq).byteLen());
+    }
+
+    @Test
+    void aQpResetAndConnectedAgainWorks() {
+        QueuePair[] p = h.pair(Hcas.ALL, Hcas.ALL, 0, 7);
+        p[0].postSend(new SendWr.Send(1, List.of(h.a.sge(0, 8)), SIGNALED, null));
+        assertEquals(WcStatus.RNR_RETRY_EXC_ERR, Hcas.one(h.a.cq).status());
+        for (QueuePair q : p) {
+            q.modify(QpAttr.builder().state(QpState.RESET).build());
+        }
+        Hcas.connect(p[0], p[1], h.b.gid, Hcas.ALL, 7, 7, 0x4242);
+        Hcas.connect(p[1], p[0], h.a.gid, Hcas.ALL, 7, 7, 0x4242);
+        h.a.write(0, "again".getBytes());
+        p[1].postRecv(RecvWr.of(3, h.b.sge(0, 64)));
+        p[0].postSend(new SendWr.Send(2, List.of(h.a.sge(0, 5)), SIGNALED, null));
+        assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
+        assertEquals(3, Hcas.one(h.b.cq).wrId());
+        assertArrayEquals("again".getBytes(), h.b.read(0, 5));
+    }
+
+    @Test
+    void ucSendsAndWritesAreUnacknowledgedAndALostMessageIsSkipped() {
+        QueuePair qa = h.a.pd.createQp(new QpInitAttr(h.a.cq, h.a.cq, null, new QpCap(16, 16, 4, 4, 0), QpType.UC, false));
+        QueuePair qb = h.b.pd.createQp(new QpInitAttr(h.b.cq, h.b.cq, null, new QpCap(16, 16, 4, 4, 0), QpType.UC, false));
+        for (QueuePair[] q : new QueuePair[][]{{qa, qb}, {qb, qa}}) {
+            dev.dmaplane.rdma.verbs.Gid peer = q[0] == qa ? h.b.gid : h.a.gid;
+            q[0].modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1)
+                    .accessFlags(Access.LOCAL_WRITE | Access.REMOTE_WRITE).build());
+            q[0].modify(QpAttr.builder().state(QpState.RTR).av(dev.dmaplane.rdma.verbs.AhAttr.roce(peer, 1, 1))
+                    .pathMtu(dev.dmaplane.rdma.verbs.Mtu.MTU_1024).destQpn(q[1].qpNum()).rqPsn(7).build());
+            q[0].modify(QpAttr.builder().state(QpState.RTS).sqPsn(7).build());
+        }
+        byte[] msg = pattern(3000, 8);
+        h.a.write(0, msg);
+        // no receive posted: the first send is dropped at the responder, the sender still completes
+        Engine responder = h.driver.providers.get("rxe1").engine;
+        long seen = responder.pktsRecv;
+        h.a.write(65536, pattern(3000, 99));
+        qa.postSend(new SendWr.Send(1, List.of(h.a.sge(65536, 3000)), SIGNALED, null));
+        assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
+        long until = System.nanoTime() + 5_000_000_000L;
+        while (responder.pktsRecv < seen + 3) { // its three packets reached the responder and were dropped
+            assertTrue(System.nanoTime() < until);
+            Thread.onSpinWait();
+        }
+        qb.postRecv(RecvWr.of(5, h.b.sge(0, 4096)));
+        qa.postSend(new SendWr.Send(2, List.of(h.a.sge(0, 3000)), SIGNALED, null));
+        qa.postSend(new SendWr.RdmaWrite(3, List.of(h.a.sge(0, 3000)), SIGNALED, h.b.buf + 8192, h.b.mr.rkey()));
+        assertTrue(Hcas.poll(h.a.cq, 2).stream().allMatch(WorkCompletion::isSuccess));
+        WorkCompletion r = Hcas.one(h.b.cq);
+        assertEquals(5, r.wrId());
+        assertEquals(3000, r.byteLen());
+        assertArrayEquals(msg, h.b.read(0, 3000));
+        long deadline = System.nanoTime() + 5_000_000_000L;
+        while (!Arrays.equals(msg, h.b.read(8192, 3000))) {
+            assertTrue(System.nanoTime() < deadline, "the UC write lands");
+            Thread.onSpinWait();
+        }
+    }
+}

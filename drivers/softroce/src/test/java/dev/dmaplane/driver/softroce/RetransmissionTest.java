@@ -1,0 +1,115 @@
+package dev.dmaplane.driver.softroce;
+
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.RecvWr;
+import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.WcStatus;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Loss on the fabric and RNR in the middle of pipelined work: PSN sequence NAKs, go-back-N retransmission,
+ * duplicate detection at the responder (atomics answered from their saved result, not executed twice), and RC
+ * ordering across an RNR wait.
+ */
+@Timeout(60)
+class RetransmissionTest {
+    private final Hcas h = new Hcas();
+
+    @AfterEach
+    void close() {
+        h.driver.fabric.loss = null;
+        h.close();
+        assertEquals(0, Hcas.softroceThreads());
+    }
+
+    private static long longOf(byte[] b) {
+        return MemorySegment.ofArray(b).get(ValueLayout.JAVA_LONG_UNALIGNED, 0);
+    }
+
+    /** Drops the first {@code n} packets {@code which} accepts. */
+    private void lose(int n, java.util.function.Predicate<Packet> which) {
+        AtomicInteger left = new AtomicInteger(n);
+        h.driver.fabric.loss = p -> which.test(p) && left.getAndDecrement() > 0;
+    }
+
+    @Test
+    void aLostMiddlePacketIsNakedAndResentAndTheDataArrivesWhole() {
+        QueuePair[] p = h.pair();
+        byte[] data = new byte[5000];
+        new Random(9).nextBytes(data);
+        h.a.write(0, data);
+        lose(1, pk -> pk.op() == Packet.Op.WRITE && !pk.first() && !pk.last());
+        p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 5000)), SIGNALED, h.b.buf + 100, h.b.mr.rkey()));
+        p[0].postSend(new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 5000)), SIGNALED, h.b.buf + 10_000, h.b.mr.rkey()));
+        List<WorkCompletion> wc = Hcas.poll(h.a.cq, 2);
+        assertTrue(wc.stream().allMatch(WorkCompletion::isSuccess), wc.toString());
+        assertArrayEquals(data, h.b.read(100, 5000));
+        assertArrayEquals(data, h.b.read(10_000, 5000));
+        assertEquals(1, h.driver.fabric.dropped.get());
+    }
+
+    @Test
+    void aLostAtomicAcknowledgementIsAnsweredFromTheSavedResultNotExecutedTwice() {
+        QueuePair[] p = h.pair();
+        h.b.write(0, new byte[8]);
+        lose(1, pk -> pk.op() == Packet.Op.ATOMIC_ACK);
+        for (int i = 0; i < 3; i++) {
+            p[0].postSend(new SendWr.AtomicFetchAndAdd(i, List.of(h.a.sge(i * 8L, 8)), SIGNALED, h.b.buf, h.b.mr.rkey(), 10));
+        }
+        List<WorkCompletion> wc = Hcas.poll(h.a.cq, 3);
+        assertTrue(wc.stream().allMatch(WorkCompletion::isSuccess), wc.toString());
+        assertEquals(30, longOf(h.b.read(0, 8)), "each add ran once");
+        assertEquals(0, longOf(h.a.read(0, 8)));
+        assertEquals(10, longOf(h.a.read(8, 8)));
+        assertEquals(20, longOf(h.a.read(16, 8)));
+        assertTrue(h.driver.providers.get("rxe0").engine.retries >= 1, "the requester timed out and resent");
+    }
+
+    @Test
+    void aLostReadResponseIsReadAgain() {
+        QueuePair[] p = h.pair();
+        byte[] data = new byte[3000];
+        new Random(10).nextBytes(data);
+        h.b.write(0, data);
+        lose(1, pk -> pk.op() == Packet.Op.READ_RESP && pk.last());
+        p[0].postSend(new SendWr.RdmaRead(1, List.of(h.a.sge(0, 3000)), SIGNALED, h.b.buf, h.b.mr.rkey()));
+        assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
+        assertArrayEquals(data, h.a.read(0, 3000));
+    }
+
+    @Test
+    void workAfterAnRnrNakedSendWaitsForItInOrder() {
+        QueuePair[] p = h.pair();
+        h.b.write(4096, "before".getBytes());
+        h.a.write(0, "after!".getBytes());
+        p[0].postSend(List.of(new SendWr.Send(1, List.of(h.a.sge(0, 6)), SIGNALED, null),
+                new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 6)), SIGNALED, h.b.buf + 4096, h.b.mr.rkey())));
+        Engine responder = h.driver.providers.get("rxe1").engine;
+        long deadline = System.nanoTime() + 5_000_000_000L;
+        while (responder.rnrNaksSent < 2) {
+            assertTrue(System.nanoTime() < deadline);
+            Thread.onSpinWait();
+        }
+        assertArrayEquals("before".getBytes(), h.b.read(4096, 6), "the write behind the RNR-NAKed send did not pass it");
+        assertTrue(h.a.cq.poll(4).isEmpty());
+        p[1].postRecv(RecvWr.of(7, h.b.sge(0, 64)));
+        List<WorkCompletion> wc = Hcas.poll(h.a.cq, 2);
+        assertEquals(List.of(1L, 2L), wc.stream().map(WorkCompletion::wrId).toList());
+        assertTrue(wc.stream().allMatch(WorkCompletion::isSuccess));
+        assertArrayEquals("after!".getBytes(), h.b.read(4096, 6));
+    }
+}
