@@ -34,8 +34,11 @@ import java.util.concurrent.locks.ReentrantLock;
  * for free; retries (transport timeout and RNR) resend the message from its first PSN.
  */
 final class Engine implements Runnable {
-    /** Longest transport timeout used, whatever the QP's {@code timeout} says (keeps peer-gone tests short). */
-    static final long MAX_TIMEOUT_NS = TimeUnit.MILLISECONDS.toNanos(20);
+    /**
+     * Longest transport timeout used: the QP's {@code timeout} (4.096 us * 2^timeout, IBTA 9.7.6.1.3) is honoured up
+     * to this, and 0 ("infinite") means this too, so that a peer that vanished is noticed within seconds.
+     */
+    static final long MAX_TIMEOUT_NS = TimeUnit.SECONDS.toNanos(1);
     /** Longest RNR delay used. */
     static final long MAX_RNR_NS = TimeUnit.MILLISECONDS.toNanos(2);
     /** Shortest transport timeout used: a soft HCA shares its CPU. */

@@ -89,7 +89,11 @@ final class Hcas implements AutoCloseable {
         }
     }
 
-    /** The usual RC path: INIT with {@code access}, RTR to the peer, RTS. */
+    /**
+     * The usual RC path: INIT with {@code access}, RTR to the peer, RTS with timeout 14 (4.096 us * 2^14 = 67 ms):
+     * long enough that a loaded 2-core machine never fires a transport retry by accident (8 tries tolerate half a
+     * second of scheduling delay), short enough that peer-gone tests end quickly.
+     */
     static void connect(QueuePair qp, QueuePair peer, Gid peerGid, int access, int rnrRetry, int retryCnt) {
         connect(qp, peer, peerGid, access, rnrRetry, retryCnt, 0x100);
     }
@@ -98,7 +102,7 @@ final class Hcas implements AutoCloseable {
         qp.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).accessFlags(access).build());
         qp.modify(QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peerGid, 1, 1)).pathMtu(Mtu.MTU_1024)
                 .destQpn(peer.qpNum()).rqPsn(psn).maxDestRdAtomic(4).minRnrTimer(1).build());
-        qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(psn).timeout(10).retryCnt(retryCnt).rnrRetry(rnrRetry)
+        qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(psn).timeout(14).retryCnt(retryCnt).rnrRetry(rnrRetry)
                 .maxRdAtomic(4).build());
     }
 
