@@ -127,26 +127,7 @@ final class DeviceDma implements DmaApi {
     public long mapSingle(long physAddr, long size, DmaDirection direction) {
         checkMap(direction, size);
         checkRam(physAddr, size);
-        Throwable site = sys.debug.captureSite();
-        IommuDomain domain = mappingDomain();
-        Mapping m;
-        if (domain != null) {
-            long off = physAddr & PAGE_MASK;
-            long len = align(off + size);
-            long iova = allocIova(domain, len);
-            try {
-                domain.pageTable().map(iova, physAddr - off, len, prot(direction));
-            } catch (RuntimeException e) {
-                domain.iovaAllocator().free(iova, len);
-                throw e;
-            }
-            m = new Mapping(Mapping.Type.SINGLE, iova + off, size, direction, domain, iova, len, null, List.of(), null, null, -1, site);
-        } else if (fitsMask(physAddr, size, mask)) {
-            m = new Mapping(Mapping.Type.SINGLE, physAddr, size, direction, null, -1, 0, null, List.of(), null, null, -1, site);
-        } else {
-            Swiotlb.Bounce b = bounce(physAddr, size);
-            m = new Mapping(Mapping.Type.SINGLE, b.tlbAddr(), size, direction, null, -1, 0, null, List.of(b), null, null, -1, site);
-        }
+        Mapping m = mapContiguous(Mapping.Type.SINGLE, physAddr, size, direction);
         register(m);
         trace(TraceKind.MAP, m, "single " + direction + " phys 0x" + Long.toHexString(physAddr));
         return m.dmaAddr();
@@ -158,6 +139,37 @@ final class DeviceDma implements DmaApi {
         unregister(m);
         teardown(m, true);
         trace(TraceKind.UNMAP, m, "single " + direction);
+    }
+
+    /**
+     * Maps one physically contiguous range: an IOVA range in a translating domain, else the physical address when
+     * the mask reaches it, else a swiotlb bounce for RAM ({@code SINGLE}); device memory ({@code RESOURCE}) is never
+     * bounced.
+     */
+    private Mapping mapContiguous(Mapping.Type type, long physAddr, long size, DmaDirection direction) {
+        Throwable site = sys.debug.captureSite();
+        IommuDomain domain = mappingDomain();
+        if (domain != null) {
+            long off = physAddr & PAGE_MASK;
+            long len = align(off + size);
+            long iova = allocIova(domain, len);
+            try {
+                domain.pageTable().map(iova, physAddr - off, len, prot(direction));
+            } catch (RuntimeException e) {
+                domain.iovaAllocator().free(iova, len);
+                throw e;
+            }
+            return new Mapping(type, iova + off, size, direction, domain, iova, len, null, List.of(), null, null, -1, site);
+        }
+        if (fitsMask(physAddr, size, mask)) {
+            return new Mapping(type, physAddr, size, direction, null, -1, 0, null, List.of(), null, null, -1, site);
+        }
+        if (type == Mapping.Type.RESOURCE) {
+            throw new ErrnoException(Errno.EIO, device.name() + ": resource 0x" + Long.toHexString(physAddr) + "+" + size
+                    + " is beyond DMA mask 0x" + Long.toHexString(mask) + ", and resources are never bounced");
+        }
+        Swiotlb.Bounce b = bounce(physAddr, size);
+        return new Mapping(type, b.tlbAddr(), size, direction, null, -1, 0, null, List.of(b), null, null, -1, site);
     }
 
     // ---------------------------------------------------------------- streaming, scatter-gather
@@ -331,26 +343,7 @@ final class DeviceDma implements DmaApi {
     public long mapResource(long physAddr, long size, DmaDirection direction) {
         checkMap(direction, size);
         checkResource(physAddr, size);
-        Throwable site = sys.debug.captureSite();
-        IommuDomain domain = mappingDomain();
-        Mapping m;
-        if (domain != null) {
-            long off = physAddr & PAGE_MASK;
-            long len = align(off + size);
-            long iova = allocIova(domain, len);
-            try {
-                domain.pageTable().map(iova, physAddr - off, len, prot(direction));
-            } catch (RuntimeException e) {
-                domain.iovaAllocator().free(iova, len);
-                throw e;
-            }
-            m = new Mapping(Mapping.Type.RESOURCE, iova + off, size, direction, domain, iova, len, null, List.of(), null, null, -1, site);
-        } else if (fitsMask(physAddr, size, mask)) {
-            m = new Mapping(Mapping.Type.RESOURCE, physAddr, size, direction, null, -1, 0, null, List.of(), null, null, -1, site);
-        } else {
-            throw new ErrnoException(Errno.EIO, device.name() + ": resource 0x" + Long.toHexString(physAddr) + "+" + size
-                    + " is beyond DMA mask 0x" + Long.toHexString(mask) + ", and resources are never bounced");
-        }
+        Mapping m = mapContiguous(Mapping.Type.RESOURCE, physAddr, size, direction);
         register(m);
         trace(TraceKind.MAP, m, "resource " + direction + " phys 0x" + Long.toHexString(physAddr));
         return m.dmaAddr();
