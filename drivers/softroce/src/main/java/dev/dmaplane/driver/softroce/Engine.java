@@ -299,6 +299,17 @@ final class Engine implements Runnable {
                 c.held = w;
                 return;
             }
+            if (qp.type() == QpType.UC) {
+                WcStatus st = WcStatus.SUCCESS;
+                try {
+                    start(c, w);
+                    finish(c, WcStatus.SUCCESS); // unacknowledged: done once on the wire
+                } catch (AccessFault f) {
+                    st = f.status();
+                    qp.completeSend(w, st);
+                }
+                continue;
+            }
             try {
                 start(c, w);
             } catch (AccessFault f) {
@@ -621,10 +632,25 @@ final class Engine implements Runnable {
             udReceive(qp, p);
             return;
         }
-        if (qp.type() != QpType.RC || p.srcQpn() != qp.attr().destQpNum()) {
+        if ((qp.type() != QpType.RC && qp.type() != QpType.UC) || p.srcQpn() != qp.attr().destQpNum()) {
             return;
         }
         int d = Packet.psnDiff(p.psn(), c.epsn);
+        if (qp.type() == QpType.UC) {
+            // UC: nothing is acknowledged or retransmitted; a gap drops the message in progress and the next
+            // message's first packet resynchronises (IBTA 9.7.7.1)
+            if (d != 0) {
+                if (!p.first()) {
+                    return;
+                }
+                c.resetResponder();
+                c.epsn = p.psn();
+            }
+            if (p.op() == Op.READ_REQ || p.op() == Op.CMP_SWAP || p.op() == Op.FETCH_ADD) {
+                return;
+            }
+            d = 0;
+        }
         if (d > 0) {
             if (!c.nakSent) {
                 c.nakSent = true;
@@ -653,6 +679,9 @@ final class Engine implements Runnable {
     }
 
     private void ack(QpCtx c, Packet req, int syndrome, int psn) {
+        if (c.qp.type() == QpType.UC) {
+            return; // UC has no acknowledgements
+        }
         if ((syndrome & 0x60) == Packet.AETH_RNR) {
             rnrNaksSent++;
         }
@@ -663,6 +692,9 @@ final class Engine implements Runnable {
     /** A class B/C responder error: NAK and the responder's QP goes to ERR. */
     private void nakFatal(QpCtx c, Packet req, int syndrome) {
         c.resetResponder();
+        if (c.qp.type() == QpType.UC) {
+            return; // UC: the message is dropped, the QP stays up
+        }
         c.qp.enterError();
         ack(c, req, syndrome, req.psn());
     }

@@ -24,6 +24,7 @@ import org.junit.jupiter.api.Timeout;
 import java.lang.foreign.MemorySegment;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 
@@ -170,5 +171,45 @@ class MoreDataPathTest {
         assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
         assertEquals(3, Hcas.one(h.b.cq).wrId());
         assertArrayEquals("again".getBytes(), h.b.read(0, 5));
+    }
+
+    @Test
+    void ucSendsAndWritesAreUnacknowledgedAndALostMessageIsSkipped() {
+        QueuePair qa = h.a.pd.createQp(new QpInitAttr(h.a.cq, h.a.cq, null, new QpCap(16, 16, 4, 4, 0), QpType.UC, false));
+        QueuePair qb = h.b.pd.createQp(new QpInitAttr(h.b.cq, h.b.cq, null, new QpCap(16, 16, 4, 4, 0), QpType.UC, false));
+        for (QueuePair[] q : new QueuePair[][]{{qa, qb}, {qb, qa}}) {
+            dev.dmaplane.rdma.verbs.Gid peer = q[0] == qa ? h.b.gid : h.a.gid;
+            q[0].modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1)
+                    .accessFlags(Access.LOCAL_WRITE | Access.REMOTE_WRITE).build());
+            q[0].modify(QpAttr.builder().state(QpState.RTR).av(dev.dmaplane.rdma.verbs.AhAttr.roce(peer, 1, 1))
+                    .pathMtu(dev.dmaplane.rdma.verbs.Mtu.MTU_1024).destQpn(q[1].qpNum()).rqPsn(7).build());
+            q[0].modify(QpAttr.builder().state(QpState.RTS).sqPsn(7).build());
+        }
+        byte[] msg = pattern(3000, 8);
+        h.a.write(0, msg);
+        // no receive posted: the first send is dropped at the responder, the sender still completes
+        Engine responder = h.driver.providers.get("rxe1").engine;
+        long seen = responder.pktsRecv;
+        h.a.write(65536, pattern(3000, 99));
+        qa.postSend(new SendWr.Send(1, List.of(h.a.sge(65536, 3000)), SIGNALED, null));
+        assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
+        long until = System.nanoTime() + 5_000_000_000L;
+        while (responder.pktsRecv < seen + 3) { // its three packets reached the responder and were dropped
+            assertTrue(System.nanoTime() < until);
+            Thread.onSpinWait();
+        }
+        qb.postRecv(RecvWr.of(5, h.b.sge(0, 4096)));
+        qa.postSend(new SendWr.Send(2, List.of(h.a.sge(0, 3000)), SIGNALED, null));
+        qa.postSend(new SendWr.RdmaWrite(3, List.of(h.a.sge(0, 3000)), SIGNALED, h.b.buf + 8192, h.b.mr.rkey()));
+        assertTrue(Hcas.poll(h.a.cq, 2).stream().allMatch(WorkCompletion::isSuccess));
+        WorkCompletion r = Hcas.one(h.b.cq);
+        assertEquals(5, r.wrId());
+        assertEquals(3000, r.byteLen());
+        assertArrayEquals(msg, h.b.read(0, 3000));
+        long deadline = System.nanoTime() + 5_000_000_000L;
+        while (!Arrays.equals(msg, h.b.read(8192, 3000))) {
+            assertTrue(System.nanoTime() < deadline, "the UC write lands");
+            Thread.onSpinWait();
+        }
     }
 }

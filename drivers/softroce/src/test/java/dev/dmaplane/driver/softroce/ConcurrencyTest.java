@@ -1,0 +1,157 @@
+package dev.dmaplane.driver.softroce;
+
+import dev.dmaplane.rdma.verbs.CompletionQueue;
+import dev.dmaplane.rdma.verbs.QpCap;
+import dev.dmaplane.rdma.verbs.QpInitAttr;
+import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.RecvWr;
+import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.WcOpcode;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.ConcurrentLinkedQueue;
+
+import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Several connections driven by their own threads at once, in both directions, through the two engines: sends
+ * with receive slots of their own and RDMA writes, every byte checked, receives in posting order per QP.
+ */
+@Timeout(60)
+class ConcurrencyTest {
+    private static final int PAIRS = 4;
+    private static final int MSGS = 300;
+    private static final int LEN = 256;
+    private final Hcas h = new Hcas();
+
+    @AfterEach
+    void close() {
+        h.close();
+        assertEquals(0, Hcas.softroceThreads());
+    }
+
+    private static byte[] msg(int pair, int i) {
+        byte[] b = new byte[LEN];
+        Arrays.fill(b, (byte) (pair * 31 + i));
+        b[0] = (byte) pair;
+        b[1] = (byte) i;
+        b[2] = (byte) (i >> 8);
+        return b;
+    }
+
+    @Test
+    void fourConnectionsWithTheirOwnThreadsMoveEveryByte() throws Exception {
+        ConcurrentLinkedQueue<Throwable> failures = new ConcurrentLinkedQueue<>();
+        List<Thread> threads = new ArrayList<>();
+        long srcBase = 0;
+        long recvBase = 1L << 20;
+        long writeBase = 2L << 20;
+        for (int k = 0; k < PAIRS; k++) {
+            for (int i = 0; i < MSGS; i++) {
+                h.a.write(srcBase + ((long) k * MSGS + i) * LEN, msg(k, i));
+            }
+        }
+        for (int k = 0; k < PAIRS; k++) {
+            int pair = k;
+            CompletionQueue scq = h.a.ctx.createCq(1024, null, 0);
+            CompletionQueue rcq = h.b.ctx.createCq(1024, null, 0);
+            QueuePair qa = h.a.pd.createQp(new QpInitAttr(scq, scq, null, new QpCap(64, 4, 2, 2, 0), QpType.RC, false));
+            QueuePair qb = h.b.pd.createQp(new QpInitAttr(rcq, rcq, null, new QpCap(4, MSGS, 2, 2, 0), QpType.RC, false));
+            Hcas.connect(qa, qb, h.b.gid, Hcas.ALL, 7, 7);
+            Hcas.connect(qb, qa, h.a.gid, Hcas.ALL, 7, 7);
+            Thread t = new Thread(() -> {
+                try {
+                    List<RecvWr> recvs = new ArrayList<>();
+                    for (int i = 0; i < MSGS; i++) {
+                        recvs.add(RecvWr.of(i, h.b.sge(recvBase + ((long) pair * MSGS + i) * LEN, LEN)));
+                    }
+                    qb.postRecv(recvs);
+                    int posted = 0;
+                    int done = 0;
+                    long deadline = System.nanoTime() + 30_000_000_000L;
+                    while (done < 2 * MSGS) {
+                        assertTrue(System.nanoTime() < deadline, "pair " + pair + " stalled at " + done);
+                        while (posted < 2 * MSGS && posted - done < 60) {
+                            int i = posted / 2;
+                            long src = srcBase + ((long) pair * MSGS + i) * LEN;
+                            SendWr wr = posted % 2 == 0
+                                    ? new SendWr.Send(posted, List.of(h.a.sge(src, LEN)), SIGNALED, null)
+                                    : new SendWr.RdmaWrite(posted, List.of(h.a.sge(src, LEN)), SIGNALED,
+                                    h.b.buf + writeBase + ((long) pair * MSGS + i) * LEN, h.b.mr.rkey());
+                            qa.postSend(wr);
+                            posted++;
+                        }
+                        for (WorkCompletion wc : scq.poll(64)) {
+                            assertTrue(wc.isSuccess(), wc.toString());
+                            assertEquals(done, wc.wrId(), "send completions in order");
+                            done++;
+                        }
+                    }
+                    List<WorkCompletion> r = new ArrayList<>();
+                    while (r.size() < MSGS) {
+                        assertTrue(System.nanoTime() < deadline, "receives of pair " + pair);
+                        r.addAll(rcq.poll(64));
+                    }
+                    for (int i = 0; i < MSGS; i++) {
+                        assertEquals(i, r.get(i).wrId());
+                        assertEquals(WcOpcode.RECV, r.get(i).opcode());
+                        assertEquals(LEN, r.get(i).byteLen());
+                    }
+                } catch (Throwable e) {
+                    failures.add(e);
+                }
+            }, "pair-" + k);
+            threads.add(t);
+        }
+        threads.forEach(Thread::start);
+        for (Thread t : threads) {
+            t.join(40_000);
+            assertTrue(!t.isAlive(), t.getName() + " finished");
+        }
+        assertTrue(failures.isEmpty(), failures.toString());
+        for (int k = 0; k < PAIRS; k++) {
+            for (int i = 0; i < MSGS; i++) {
+                long slot = ((long) k * MSGS + i) * LEN;
+                assertArrayEquals(msg(k, i), h.b.read(recvBase + slot, LEN), "send " + k + "/" + i);
+                assertArrayEquals(msg(k, i), h.b.read(writeBase + slot, LEN), "write " + k + "/" + i);
+            }
+        }
+    }
+
+    @Test
+    void destroyingQpsWithWorkInFlightStopsTheirUseCleanly() {
+        for (int round = 0; round < 20; round++) {
+            QueuePair[] p = h.pair();
+            List<SendWr> wrs = new ArrayList<>();
+            for (int i = 0; i < 32; i++) {
+                wrs.add(new SendWr.RdmaWrite(i, List.of(h.a.sge(0, 65536)), SIGNALED, h.b.buf + 65536L * i, h.b.mr.rkey()));
+                wrs.add(new SendWr.RdmaRead(100 + i, List.of(h.a.sge(1 << 21, 4096)), SIGNALED, h.b.buf, h.b.mr.rkey()));
+            }
+            p[0].postSend(wrs);
+            if (round % 2 == 0) {
+                p[0].destroy(); // the requester goes
+                p[1].destroy();
+            } else {
+                p[1].destroy(); // the responder goes first: the requester retries, then is destroyed
+                p[0].destroy();
+            }
+            h.a.cq.poll(4096);
+        }
+        assertEquals(0, h.engineErrors());
+        QueuePair[] p = h.pair();
+        h.a.write(0, "still fine".getBytes());
+        p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 10)), SIGNALED, h.b.buf + 500, h.b.mr.rkey()));
+        assertTrue(Hcas.one(h.a.cq).isSuccess());
+        assertArrayEquals("still fine".getBytes(), h.b.read(500, 10));
+    }
+}
