@@ -1,6 +1,5 @@
 package dev.dmaplane.perftest;
 
-import dev.dmaplane.driver.softroce.SoftRoceDriver;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
@@ -51,21 +50,12 @@ public final class Perftest {
     private Perftest() {
     }
 
-    /** Boots the default machine, binds the Soft-RoCE driver to both HCAs, runs, shuts everything down. */
+    /**
+     * Boots the default machine, binds the Soft-RoCE driver to both HCAs, runs, shuts everything down (plain
+     * classpath only: inside the runtime use {@link #run(Machine, RdmaCore, PerfConfig)}).
+     */
     public static PerfResult run(PerfConfig cfg) {
-        Machine machine = Machine.bootDefault();
-        RdmaCore core = new RdmaCore(machine.tracer());
-        SoftRoceDriver driver = new SoftRoceDriver(core);
-        try {
-            machine.devices().registerDriver(driver);
-            return run(machine, core, cfg);
-        } finally {
-            if (machine.devices().drivers().contains(driver)) {
-                machine.devices().unregisterDriver(driver);
-            }
-            core.close();
-            machine.close();
-        }
+        return Standalone.run(cfg);
     }
 
     /** Runs on a machine whose RDMA core already has rxe0 and rxe1 (the runtime, or a test's own setup). */

@@ -115,6 +115,16 @@ class PerftestTest {
     }
 
     @Test
+    void gogoCommandRunsOnTheRuntimesMachineAndCore() {
+        var cmd = new dev.dmaplane.perftest.impl.PerfCommands(machine, core);
+        String out = cmd.perf("write_bw", "-s", "65536", "-n", "50");
+        assertTrue(out.contains("RDMA_Write BW Test") && out.contains(BW_COLUMNS + "\n"), out);
+        assertTrue(out.matches("(?s).*\\n 65536 +50 +.*"), out);
+        ErrnoException e = assertThrows(ErrnoException.class, () -> cmd.perf("write_bw", "-q", "999"));
+        assertTrue(e.getMessage().contains("-q 999"), e.getMessage());
+    }
+
+    @Test
     void badOptionsAreEinvalNamingTheValue() {
         assertBad("invalid size -s 0", "write_bw", "-s", "0");
         assertBad("invalid size -s 16777216", "write_bw", "-s", "16777216");
