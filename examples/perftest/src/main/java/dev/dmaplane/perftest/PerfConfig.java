@@ -1,0 +1,154 @@
+package dev.dmaplane.perftest;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * What to run, as perftest's command line says it ({@code ib_write_bw -s 65536 -n 1000 -q 2 -t 128 ...}).
+ *
+ * @param test        which tool
+ * @param size        message size in bytes ({@code -s}); atomics always 8
+ * @param iterations  iterations per size ({@code -n}); with a duration, ignored
+ * @param all         every size 2 .. 8 MiB, powers of two ({@code -a})
+ * @param qps         queue pairs ({@code -q}, bandwidth tests)
+ * @param duration    seconds to run per size instead of a count ({@code -D}), 0 = use iterations
+ * @param reportGbits bandwidth in Gb/sec instead of MB/sec ({@code --report_gbits})
+ * @param txDepth     work requests outstanding per QP ({@code -t})
+ * @param cqMod       signal one work request of every {@code cqMod} ({@code -Q}, bandwidth tests)
+ */
+public record PerfConfig(Test test, int size, int iterations, boolean all, int qps, int duration, boolean reportGbits,
+                         int txDepth, int cqMod) {
+    /** Largest message ({@code -a} goes up to it, as perftest's 2^23). */
+    public static final int MAX_SIZE = 8 << 20;
+    /** Largest {@code -t}/{@code -q}: the soft HCA's queues are sized for it. */
+    public static final int MAX_TX_DEPTH = 4096;
+    public static final int MAX_QPS = 64;
+
+    /** The tools. */
+    public enum Test {
+        WRITE_BW("write_bw", "RDMA_Write BW Test", false), READ_BW("read_bw", "RDMA_Read BW Test", false),
+        SEND_BW("send_bw", "Send BW Test", false), ATOMIC_BW("atomic_bw", "Atomic FETCH_AND_ADD BW Test", false),
+        WRITE_LAT("write_lat", "RDMA_Write Latency Test", true), READ_LAT("read_lat", "RDMA_Read Latency Test", true),
+        SEND_LAT("send_lat", "Send Latency Test", true);
+
+        public final String tool;
+        public final String title;
+        public final boolean latency;
+
+        Test(String tool, String title, boolean latency) {
+            this.tool = tool;
+            this.title = title;
+            this.latency = latency;
+        }
+
+        public static Test of(String name) {
+            String n = name.startsWith("ib_") ? name.substring(3) : name;
+            for (Test t : values()) {
+                if (t.tool.equals(n)) {
+                    return t;
+                }
+            }
+            throw new ErrnoException(Errno.EINVAL, "perftest: unknown test '" + name + "' (one of write_bw, read_bw,"
+                    + " send_bw, atomic_bw, write_lat, read_lat, send_lat)");
+        }
+    }
+
+    public PerfConfig {
+        if (test == null) {
+            throw bad("no test given");
+        }
+        if (size < 1 || size > MAX_SIZE) {
+            throw bad("invalid size -s " + size + ": must be 1.." + MAX_SIZE);
+        }
+        if (test == Test.ATOMIC_BW && size != 8) {
+            throw bad("invalid size -s " + size + " for atomic_bw: atomics are 8 bytes");
+        }
+        if (iterations < 1) {
+            throw bad("invalid iterations -n " + iterations + ": must be >= 1");
+        }
+        if (qps < 1 || qps > MAX_QPS) {
+            throw bad("invalid number of QPs -q " + qps + ": must be 1.." + MAX_QPS);
+        }
+        if (test.latency && qps != 1) {
+            throw bad("invalid number of QPs -q " + qps + ": latency tests use one QP");
+        }
+        if (duration < 0) {
+            throw bad("invalid duration -D " + duration + ": must be >= 0 seconds");
+        }
+        if (txDepth < 1 || txDepth > MAX_TX_DEPTH) {
+            throw bad("invalid tx depth -t " + txDepth + ": must be 1.." + MAX_TX_DEPTH);
+        }
+        if (cqMod < 1 || cqMod > txDepth) {
+            throw bad("invalid CQ moderation -Q " + cqMod + ": must be 1..tx depth (" + txDepth + ")");
+        }
+    }
+
+    /** perftest's defaults for a tool: 65536 bytes for bandwidth, 2 for latency, 5000 / 1000 iterations. */
+    public static PerfConfig defaults(Test test) {
+        return new PerfConfig(test, test == Test.ATOMIC_BW ? 8 : test.latency ? 2 : 65536, test.latency ? 1000 : 5000,
+                false, 1, 0, false, test.latency ? 1 : 128, test.latency ? 1 : 100);
+    }
+
+    /** Parses {@code write_bw -s 65536 -n 1000 ...}; bad options are {@code EINVAL} naming the value. */
+    public static PerfConfig parse(String... args) {
+        if (args.length == 0) {
+            throw bad("no test given");
+        }
+        Test test = Test.of(args[0]);
+        PerfConfig d = defaults(test);
+        int size = d.size, iters = d.iterations, qps = d.qps, duration = d.duration, tx = d.txDepth;
+        Integer cqMod = null;
+        boolean all = false, gbits = false;
+        for (int i = 1; i < args.length; i++) {
+            String a = args[i];
+            switch (a) {
+                case "-a", "--all" -> all = true;
+                case "--report_gbits" -> gbits = true;
+                case "-s", "--size" -> size = intArg(args, ++i, a);
+                case "-n", "--iters" -> iters = intArg(args, ++i, a);
+                case "-q", "--qp" -> qps = intArg(args, ++i, a);
+                case "-D", "--duration" -> duration = intArg(args, ++i, a);
+                case "-t", "--tx-depth" -> tx = intArg(args, ++i, a);
+                case "-Q", "--cq-mod" -> cqMod = intArg(args, ++i, a);
+                default -> throw bad("unknown option '" + a + "'");
+            }
+        }
+        int mod = cqMod != null ? cqMod : Math.min(d.cqMod, tx);
+        return new PerfConfig(test, size, iters, all, qps, duration, gbits, tx, mod);
+    }
+
+    private static int intArg(String[] args, int i, String opt) {
+        if (i >= args.length) {
+            throw bad("option " + opt + " needs a value");
+        }
+        try {
+            return Integer.parseInt(args[i]);
+        } catch (NumberFormatException e) {
+            throw bad("invalid value '" + args[i] + "' for " + opt + ": not a number");
+        }
+    }
+
+    private static ErrnoException bad(String msg) {
+        return new ErrnoException(Errno.EINVAL, "perftest: " + msg);
+    }
+
+    /** The sizes to run: {@code size}, or every power of two 2 .. 8 MiB with {@code -a} (atomics: 8). */
+    public List<Integer> sizes() {
+        List<Integer> out = new ArrayList<>();
+        if (!all || test == Test.ATOMIC_BW) {
+            out.add(size);
+        } else {
+            for (int s = 2; s <= MAX_SIZE; s <<= 1) {
+                out.add(s);
+            }
+        }
+        return out;
+    }
+
+    public PerfConfig withSize(int s) {
+        return new PerfConfig(test, s, iterations, all, qps, duration, reportGbits, txDepth, cqMod);
+    }
+}

@@ -1,0 +1,656 @@
+package dev.dmaplane.perftest;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.machine.Machine;
+import dev.dmaplane.mm.AddressSpace;
+import dev.dmaplane.mm.Prot;
+import dev.dmaplane.rdma.RdmaCore;
+import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.AhAttr;
+import dev.dmaplane.rdma.verbs.CompletionQueue;
+import dev.dmaplane.rdma.verbs.Gid;
+import dev.dmaplane.rdma.verbs.MemoryRegion;
+import dev.dmaplane.rdma.verbs.ProtectionDomain;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpCap;
+import dev.dmaplane.rdma.verbs.QpInitAttr;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.RecvWr;
+import dev.dmaplane.rdma.verbs.SendFlags;
+import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.Sge;
+import dev.dmaplane.rdma.verbs.VerbsContext;
+import dev.dmaplane.rdma.verbs.WcOpcode;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.atomic.AtomicReference;
+
+/**
+ * perftest's tools ({@code ib_write_bw}, {@code ib_read_bw}, {@code ib_send_bw}, {@code ib_atomic_bw},
+ * {@code ib_write_lat}, {@code ib_read_lat}, {@code ib_send_lat}) between rxe0 (client) and rxe1 (server), in one
+ * process through the public verbs. Every run checks the bytes at the end (the target's buffer against the source's,
+ * the atomic counter against the number of atomics) and fails with {@code EIO} if they differ.
+ */
+public final class Perftest {
+    static final String CLIENT = "rxe0";
+    static final String SERVER = "rxe1";
+    private static final int ALL = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ | Access.REMOTE_ATOMIC;
+    private static final long STALL_NS = 10_000_000_000L;
+    private static final double MB = 1 << 20;
+
+    private Perftest() {
+    }
+
+    /**
+     * Boots the default machine, binds the Soft-RoCE driver to both HCAs, runs, shuts everything down (plain
+     * classpath only: inside the runtime use {@link #run(Machine, RdmaCore, PerfConfig)}).
+     */
+    public static PerfResult run(PerfConfig cfg) {
+        return Standalone.run(cfg);
+    }
+
+    /** Runs on a machine whose RDMA core already has rxe0 and rxe1 (the runtime, or a test's own setup). */
+    public static PerfResult run(Machine machine, RdmaCore core, PerfConfig cfg) {
+        int maxSize = cfg.sizes().stream().mapToInt(Integer::intValue).max().orElseThrow();
+        long region = roundUp(Math.max(maxSize, 64), 4096);
+        try (Side c = new Side(machine, core, CLIENT, cfg, region); Side s = new Side(machine, core, SERVER, cfg, region)) {
+            for (int q = 0; q < cfg.qps(); q++) {
+                connect(c.qps[q], s.qps[q], s.gid, c.ctx);
+                connect(s.qps[q], c.qps[q], c.gid, s.ctx);
+            }
+            StringBuilder out = new StringBuilder(header(cfg, c, s));
+            List<PerfResult.Row> rows = new ArrayList<>();
+            for (int size : cfg.sizes()) {
+                PerfConfig one = cfg.withSize(size);
+                PerfResult.Row row = switch (cfg.test()) {
+                    case WRITE_BW, READ_BW, SEND_BW, ATOMIC_BW -> bw(one, c, s);
+                    case WRITE_LAT -> writeLat(one, c, s);
+                    case READ_LAT -> readLat(one, c, s);
+                    case SEND_LAT -> sendLat(one, c, s);
+                };
+                rows.add(row);
+                out.append(format(cfg, row)).append('\n');
+            }
+            out.append(LINE).append('\n');
+            return new PerfResult(cfg, List.copyOf(rows), out.toString());
+        }
+    }
+
+    // ---------------------------------------------------------------- setup
+
+    /** One end: address space, context, PD, CQ, per QP a send region and a receive region. */
+    static final class Side implements AutoCloseable {
+        final AddressSpace mm;
+        final VerbsContext ctx;
+        final ProtectionDomain pd;
+        final CompletionQueue cq;
+        final long buf;
+        final long region;
+        final long length;
+        final MemoryRegion mr;
+        final Gid gid;
+        final QueuePair[] qps;
+        final int sqDepth;
+        final int rqDepth;
+
+        Side(Machine machine, RdmaCore core, String dev, PerfConfig cfg, long region) {
+            mm = machine.newAddressSpace("perftest-" + dev);
+            ctx = core.device(dev).orElseThrow(() -> new ErrnoException(Errno.ENODEV,
+                    "perftest: no RDMA device " + dev + " (is the Soft-RoCE driver bound?)")).open(mm);
+            this.region = region;
+            sqDepth = Math.max(cfg.txDepth(), 16);
+            rqDepth = Math.max(cfg.txDepth(), 16);
+            pd = ctx.allocPd();
+            cq = ctx.createCq(Math.max(cfg.qps() * (sqDepth + rqDepth) + 16, 64), null, 0);
+            length = 2 * region * cfg.qps();
+            buf = mm.mmapAnonymous(length, Prot.PROT_READ | Prot.PROT_WRITE);
+            mr = pd.regMr(buf, length, ALL);
+            gid = ctx.queryGid(1, 1);
+            qps = new QueuePair[cfg.qps()];
+            for (int q = 0; q < qps.length; q++) {
+                qps[q] = pd.createQp(new QpInitAttr(cq, cq, null, new QpCap(sqDepth, rqDepth, 1, 1, 64), QpType.RC,
+                        false));
+            }
+        }
+
+        long src(int q) {
+            return buf + 2L * q * region;
+        }
+
+        long dst(int q) {
+            return src(q) + region;
+        }
+
+        Sge sge(long addr, int len) {
+            return new Sge(addr, len, mr.lkey());
+        }
+
+        void write(long addr, byte[] b) {
+            mm.write(addr, MemorySegment.ofArray(b));
+        }
+
+        byte[] read(long addr, int len) {
+            byte[] r = new byte[len];
+            mm.read(addr, MemorySegment.ofArray(r));
+            return r;
+        }
+
+        byte lastByte(long addr, int len) {
+            byte[] one = new byte[1];
+            mm.read(addr + len - 1, MemorySegment.ofArray(one));
+            return one[0];
+        }
+
+        @Override
+        public void close() {
+            ctx.close();
+            mm.close();
+        }
+    }
+
+    private static void connect(QueuePair qp, QueuePair peer, Gid peerGid, VerbsContext ctx) {
+        int rdAtomic = Math.max(1, Math.min(16, ctx.queryDevice().maxQpRdAtom()));
+        qp.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).accessFlags(ALL).build());
+        qp.modify(QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peerGid, 1, 1))
+                .pathMtu(ctx.queryPort(1).activeMtu()).destQpn(peer.qpNum()).rqPsn(0)
+                .maxDestRdAtomic(rdAtomic).minRnrTimer(1).build());
+        qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(0).timeout(14).retryCnt(7).rnrRetry(7)
+                .maxRdAtomic(rdAtomic).build());
+    }
+
+    // ---------------------------------------------------------------- bandwidth
+
+    private static PerfResult.Bw bw(PerfConfig cfg, Side c, Side s) {
+        int size = cfg.size();
+        int nq = cfg.qps();
+        byte[][] pattern = new byte[nq][];
+        for (int q = 0; q < nq; q++) {
+            pattern[q] = random(size, 31L * size + q);
+            switch (cfg.test()) {
+                case WRITE_BW, SEND_BW -> {
+                    c.write(c.src(q), pattern[q]);
+                    s.write(s.dst(q), new byte[size]);
+                }
+                case READ_BW -> {
+                    s.write(s.src(q), pattern[q]);
+                    c.write(c.dst(q), new byte[size]);
+                }
+                default -> s.write(s.dst(q), new byte[8]);
+            }
+        }
+        long[] posted = new long[nq];
+        long[] completed = new long[nq];
+        long[] target = new long[nq];
+        long[] recvPosted = new long[nq];
+        long[] received = new long[nq];
+        boolean timed = cfg.duration() > 0;
+        Arrays.fill(target, timed ? Long.MAX_VALUE : cfg.iterations());
+        if (cfg.test() == PerfConfig.Test.SEND_BW) {
+            for (int q = 0; q < nq; q++) {
+                int n = s.rqDepth;
+                s.qps[q].postRecv(recvs(s, q, size, n));
+                recvPosted[q] = n;
+            }
+        }
+        int mod = cfg.cqMod();
+        long start = System.nanoTime();
+        long deadline = start + cfg.duration() * 1_000_000_000L;
+        long lastProgress = start;
+        long lastTime = start;
+        long lastDone = 0;
+        double peak = 0;
+        List<SendWr> batch = new ArrayList<>(cfg.txDepth());
+        while (true) {
+            long now = System.nanoTime();
+            if (timed && now - deadline >= 0) {
+                for (int q = 0; q < nq; q++) {
+                    if (target[q] == Long.MAX_VALUE) {
+                        target[q] = Math.max(mod, roundUp(posted[q], mod)); // the last posted one is signaled
+                    }
+                }
+            }
+            boolean done = true;
+            for (int q = 0; q < nq; q++) {
+                if (completed[q] < target[q]) {
+                    done = false;
+                }
+                long room = Math.min(cfg.txDepth() - (posted[q] - completed[q]), target[q] - posted[q]);
+                if (room <= 0) {
+                    continue;
+                }
+                batch.clear();
+                for (long i = posted[q]; i < posted[q] + room; i++) {
+                    boolean signaled = (i + 1) % mod == 0 || i + 1 == target[q];
+                    batch.add(wr(cfg, c, s, q, i, signaled ? SendFlags.SIGNALED : 0));
+                }
+                c.qps[q].postSend(batch); // one doorbell for the whole batch
+                posted[q] += room;
+            }
+            if (done) {
+                break;
+            }
+            List<WorkCompletion> wcs = c.cq.poll(64);
+            for (WorkCompletion wc : wcs) {
+                check(wc);
+                int q = (int) (wc.wrId() >>> 40);
+                completed[q] = (wc.wrId() & ((1L << 40) - 1)) + 1;
+            }
+            if (cfg.test() == PerfConfig.Test.SEND_BW) {
+                for (WorkCompletion wc : s.cq.poll(64)) {
+                    check(wc);
+                    int q = (int) (wc.wrId() >>> 40);
+                    received[q]++;
+                    s.qps[q].postRecv(recvs(s, q, size, 1));
+                    recvPosted[q]++;
+                }
+            }
+            now = System.nanoTime();
+            if (!wcs.isEmpty()) {
+                long total = sum(completed);
+                if (now - lastTime > 200_000) { // peak over windows of at least 0.2 ms
+                    peak = Math.max(peak, (double) (total - lastDone) * size / ((now - lastTime) / 1e9));
+                    lastTime = now;
+                    lastDone = total;
+                }
+                lastProgress = now;
+            } else if (now - lastProgress > STALL_NS) {
+                throw new ErrnoException(Errno.ETIMEDOUT, "perftest: " + cfg.test().tool + " stalled at "
+                        + Arrays.toString(completed) + " of " + Arrays.toString(target) + " completions");
+            } else {
+                Thread.yield(); // the HCAs are threads of this machine too: give them the CPU while nothing completes
+            }
+        }
+        long end = System.nanoTime();
+        long iters = sum(completed);
+        if (cfg.test() == PerfConfig.Test.SEND_BW) {
+            long want = sum(posted);
+            while (sum(received) < want) {
+                for (WorkCompletion wc : s.cq.poll(64)) {
+                    check(wc);
+                    received[(int) (wc.wrId() >>> 40)]++;
+                }
+                if (System.nanoTime() - end > STALL_NS) {
+                    throw new ErrnoException(Errno.ETIMEDOUT, "perftest: send_bw received " + sum(received) + " of " + want);
+                }
+            }
+        }
+        verify(cfg, c, s, pattern, completed);
+        double secs = (end - start) / 1e9;
+        double avg = iters * (double) size / secs;
+        peak = Math.max(peak, avg);
+        return new PerfResult.Bw(size, iters, unit(cfg, peak), unit(cfg, avg), iters / secs / 1e6);
+    }
+
+    private static SendWr wr(PerfConfig cfg, Side c, Side s, int q, long i, int flags) {
+        long id = ((long) q << 40) | i;
+        int size = cfg.size();
+        int rkey = s.mr.rkey();
+        return switch (cfg.test()) {
+            case WRITE_BW -> new SendWr.RdmaWrite(id, List.of(c.sge(c.src(q), size)), flags, s.dst(q), rkey);
+            case READ_BW -> new SendWr.RdmaRead(id, List.of(c.sge(c.dst(q), size)), flags, s.src(q), rkey);
+            case SEND_BW -> new SendWr.Send(id, List.of(c.sge(c.src(q), size)), flags, null);
+            case ATOMIC_BW -> new SendWr.AtomicFetchAndAdd(id, List.of(c.sge(c.dst(q), 8)), flags, s.dst(q), rkey, 1);
+            default -> throw new IllegalStateException();
+        };
+    }
+
+    private static List<RecvWr> recvs(Side s, int q, int size, int n) {
+        List<RecvWr> l = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            l.add(RecvWr.of(((long) q << 40) | i, s.sge(s.dst(q), size)));
+        }
+        return l;
+    }
+
+    private static void verify(PerfConfig cfg, Side c, Side s, byte[][] pattern, long[] completed) {
+        for (int q = 0; q < cfg.qps(); q++) {
+            switch (cfg.test()) {
+                case WRITE_BW, SEND_BW -> same(cfg, q, pattern[q], s.read(s.dst(q), cfg.size()), "target buffer on " + SERVER);
+                case READ_BW -> same(cfg, q, pattern[q], c.read(c.dst(q), cfg.size()), "read buffer on " + CLIENT);
+                case ATOMIC_BW -> {
+                    long v = MemorySegment.ofArray(s.read(s.dst(q), 8)).get(ValueLayout.JAVA_LONG_UNALIGNED, 0);
+                    if (v != completed[q]) {
+                        throw new ErrnoException(Errno.EIO, "perftest: atomic_bw QP " + q + ": counter on " + SERVER
+                                + " is " + v + " after " + completed[q] + " fetch-and-adds of 1");
+                    }
+                }
+                default -> throw new IllegalStateException();
+            }
+        }
+    }
+
+    private static void same(PerfConfig cfg, int q, byte[] want, byte[] got, String what) {
+        int i = Arrays.mismatch(want, got);
+        if (i >= 0) {
+            throw new ErrnoException(Errno.EIO, "perftest: " + cfg.test().tool + " size " + cfg.size() + " QP " + q
+                    + ": " + what + " differs from the source at byte " + i);
+        }
+    }
+
+    // ---------------------------------------------------------------- latency
+
+    private static byte tag(long i) {
+        return (byte) (i % 255 + 1);
+    }
+
+    private static PerfResult.Lat writeLat(PerfConfig cfg, Side c, Side s) {
+        int size = cfg.size();
+        byte[] pc = random(size, 7L * size), ps = random(size, 11L * size);
+        c.write(c.src(0), pc);
+        s.write(s.src(0), ps);
+        c.write(c.dst(0), new byte[size]);
+        s.write(s.dst(0), new byte[size]);
+        QueuePair qc = c.qps[0], qs = s.qps[0];
+        int rkeyC = c.mr.rkey(), rkeyS = s.mr.rkey();
+        Ping ping = new Ping(cfg);
+        AtomicReference<Throwable> failure = new AtomicReference<>();
+        Thread server = Thread.ofPlatform().name("perftest-server").start(() -> {
+            try {
+                for (long i = 0; ; i++) {
+                    byte t = tag(i);
+                    if (!waitByte(s, s.dst(0), size, t, ping)) {
+                        return;
+                    }
+                    s.write(s.src(0) + size - 1, new byte[]{t});
+                    qs.postSend(List.of(new SendWr.RdmaWrite(i, List.of(s.sge(s.src(0), size)), SendFlags.SIGNALED,
+                            c.dst(0), rkeyC)));
+                    waitCq(s.cq, 1, ping);
+                }
+            } catch (Throwable e) {
+                failure.set(e);
+                ping.stop = true;
+            }
+        });
+        long i = 0;
+        try {
+            for (; ping.more(i); i++) {
+                byte t = tag(i);
+                c.write(c.src(0) + size - 1, new byte[]{t});
+                long t0 = System.nanoTime();
+                qc.postSend(List.of(new SendWr.RdmaWrite(i, List.of(c.sge(c.src(0), size)), SendFlags.SIGNALED,
+                        s.dst(0), rkeyS)));
+                if (!waitByte(c, c.dst(0), size, t, ping)) {
+                    break;
+                }
+                ping.add((System.nanoTime() - t0) / 2);
+                waitCq(c.cq, 1, ping);
+            }
+        } finally {
+            ping.stop = true;
+            join(server);
+        }
+        rethrow(failure);
+        pc[size - 1] = tag(i - 1);
+        ps[size - 1] = tag(i - 1);
+        same(cfg, 0, pc, s.read(s.dst(0), size), "target buffer on " + SERVER);
+        same(cfg, 0, ps, c.read(c.dst(0), size), "target buffer on " + CLIENT);
+        return ping.stats(size);
+    }
+
+    private static PerfResult.Lat readLat(PerfConfig cfg, Side c, Side s) {
+        int size = cfg.size();
+        byte[] ps = random(size, 13L * size);
+        s.write(s.src(0), ps);
+        c.write(c.dst(0), new byte[size]);
+        Ping ping = new Ping(cfg);
+        for (long i = 0; ping.more(i); i++) {
+            long t0 = System.nanoTime();
+            c.qps[0].postSend(List.of(new SendWr.RdmaRead(i, List.of(c.sge(c.dst(0), size)), SendFlags.SIGNALED,
+                    s.src(0), s.mr.rkey())));
+            waitCq(c.cq, 1, ping);
+            ping.add(System.nanoTime() - t0);
+        }
+        same(cfg, 0, ps, c.read(c.dst(0), size), "read buffer on " + CLIENT);
+        return ping.stats(size);
+    }
+
+    private static PerfResult.Lat sendLat(PerfConfig cfg, Side c, Side s) {
+        int size = cfg.size();
+        byte[] pc = random(size, 17L * size), ps = random(size, 19L * size);
+        c.write(c.src(0), pc);
+        s.write(s.src(0), ps);
+        QueuePair qc = c.qps[0], qs = s.qps[0];
+        qc.postRecv(recvs(c, 0, size, 4));
+        qs.postRecv(recvs(s, 0, size, 4));
+        Ping ping = new Ping(cfg);
+        AtomicReference<Throwable> failure = new AtomicReference<>();
+        Thread server = Thread.ofPlatform().name("perftest-server").start(() -> {
+            try {
+                int sends = 0;
+                for (long i = 0; ; i++) {
+                    if (!waitRecv(s, ping)) {
+                        return;
+                    }
+                    qs.postRecv(recvs(s, 0, size, 1));
+                    qs.postSend(List.of(new SendWr.Send(i, List.of(s.sge(s.src(0), size)), SendFlags.SIGNALED, null)));
+                }
+            } catch (Throwable e) {
+                failure.set(e);
+                ping.stop = true;
+            }
+        });
+        try {
+            for (long i = 0; ping.more(i); i++) {
+                long t0 = System.nanoTime();
+                qc.postSend(List.of(new SendWr.Send(i, List.of(c.sge(c.src(0), size)), SendFlags.SIGNALED, null)));
+                if (!waitRecv(c, ping)) {
+                    break;
+                }
+                ping.add((System.nanoTime() - t0) / 2);
+                qc.postRecv(recvs(c, 0, size, 1));
+            }
+        } finally {
+            ping.stop = true;
+            join(server);
+        }
+        rethrow(failure);
+        same(cfg, 0, pc, s.read(s.dst(0), size), "receive buffer on " + SERVER);
+        same(cfg, 0, ps, c.read(c.dst(0), size), "receive buffer on " + CLIENT);
+        return ping.stats(size);
+    }
+
+    /** Latency samples and when to stop (iterations or duration; either side failing). */
+    private static final class Ping {
+        final PerfConfig cfg;
+        final long deadline;
+        volatile boolean stop;
+        long[] ns = new long[1024];
+        int n;
+        int pendingSends;
+
+        Ping(PerfConfig cfg) {
+            this.cfg = cfg;
+            deadline = System.nanoTime() + cfg.duration() * 1_000_000_000L;
+        }
+
+        boolean more(long i) {
+            if (stop) {
+                return false;
+            }
+            return cfg.duration() > 0 ? System.nanoTime() - deadline < 0 : i < cfg.iterations();
+        }
+
+        void add(long v) {
+            if (n == ns.length) {
+                ns = Arrays.copyOf(ns, n * 2);
+            }
+            ns[n++] = v;
+        }
+
+        PerfResult.Lat stats(int size) {
+            if (n == 0) {
+                throw new ErrnoException(Errno.EIO, "perftest: " + cfg.test().tool + " measured nothing");
+            }
+            long[] v = Arrays.copyOf(ns, n);
+            Arrays.sort(v);
+            double sum = 0;
+            for (long x : v) {
+                sum += x;
+            }
+            double avg = sum / n;
+            double var = 0;
+            for (long x : v) {
+                var += (x - avg) * (x - avg);
+            }
+            return new PerfResult.Lat(size, n, v[0] / 1e3, v[n - 1] / 1e3, v[n / 2] / 1e3, avg / 1e3,
+                    Math.sqrt(var / n) / 1e3, pct(v, 0.99) / 1e3, pct(v, 0.999) / 1e3);
+        }
+
+        private static long pct(long[] sorted, double p) {
+            int i = (int) Math.ceil(p * sorted.length) - 1;
+            return sorted[Math.max(0, Math.min(sorted.length - 1, i))];
+        }
+    }
+
+    private static boolean waitByte(Side side, long addr, int size, byte t, Ping ping) {
+        long start = System.nanoTime();
+        while (side.lastByte(addr, size) != t) {
+            if (ping.stop) {
+                return false;
+            }
+            if (System.nanoTime() - start > STALL_NS) {
+                throw new ErrnoException(Errno.ETIMEDOUT, "perftest: " + ping.cfg.test().tool + " no data arrived");
+            }
+            Thread.yield(); // busy polling, but the soft HCAs need the CPU (2 engine threads + 2 pollers)
+        }
+        return true;
+    }
+
+    /** Polls until {@code n} send completions came (receive completions are not expected here). */
+    private static void waitCq(CompletionQueue cq, int n, Ping ping) {
+        long start = System.nanoTime();
+        int got = 0;
+        while (got < n) {
+            for (WorkCompletion wc : cq.poll(n - got)) {
+                check(wc);
+                got++;
+            }
+            if (got < n && System.nanoTime() - start > STALL_NS) {
+                throw new ErrnoException(Errno.ETIMEDOUT, "perftest: " + ping.cfg.test().tool + " no completion");
+            }
+            if (got < n) {
+                Thread.yield();
+            }
+        }
+    }
+
+    /** Polls until one receive completes; send completions on the way are checked and dropped. */
+    private static boolean waitRecv(Side side, Ping ping) {
+        long start = System.nanoTime();
+        while (true) {
+            for (WorkCompletion wc : side.cq.poll(1)) {
+                check(wc);
+                if (wc.opcode() == WcOpcode.RECV) {
+                    return true;
+                }
+            }
+            if (ping.stop) {
+                return false;
+            }
+            if (System.nanoTime() - start > STALL_NS) {
+                throw new ErrnoException(Errno.ETIMEDOUT, "perftest: " + ping.cfg.test().tool + " no message arrived");
+            }
+            Thread.yield();
+        }
+    }
+
+    private static void check(WorkCompletion wc) {
+        if (!wc.isSuccess()) {
+            throw new ErrnoException(Errno.EIO, "perftest: work completion failed: " + wc);
+        }
+    }
+
+    private static void join(Thread t) {
+        try {
+            t.join(STALL_NS / 1_000_000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    private static void rethrow(AtomicReference<Throwable> failure) {
+        Throwable t = failure.get();
+        if (t instanceof RuntimeException r) {
+            throw r;
+        }
+        if (t != null) {
+            throw new ErrnoException(Errno.EIO, "perftest: server side failed: " + t, t);
+        }
+    }
+
+    // ---------------------------------------------------------------- report
+
+    static final String LINE = "-".repeat(87);
+
+    static String columns(PerfConfig cfg) {
+        if (cfg.test().latency) {
+            return " #bytes #iterations    t_min[usec]    t_max[usec]  t_typical[usec]    t_avg[usec]    t_stdev[usec]"
+                    + "   99% percentile[usec]   99.9% percentile[usec] ";
+        }
+        String u = cfg.reportGbits() ? "Gb/sec" : "MB/sec";
+        return " #bytes     #iterations    BW peak[" + u + "]    BW average[" + u + "]   MsgRate[Mpps]";
+    }
+
+    private static String header(PerfConfig cfg, Side c, Side s) {
+        StringBuilder b = new StringBuilder();
+        b.append(LINE).append('\n');
+        b.append(" ".repeat(Math.max(0, (87 - cfg.test().title.length()) / 2))).append(cfg.test().title).append('\n');
+        b.append(String.format(" Device         : %s -> %s%n", CLIENT, SERVER));
+        b.append(String.format(" Number of qps  : %d\t\tTransport type : IB%n", cfg.qps()));
+        b.append(String.format(" Connection type: RC\t\tUsing SRQ      : OFF%n"));
+        b.append(String.format(" TX depth       : %d%n", cfg.txDepth()));
+        if (!cfg.test().latency) {
+            b.append(String.format(" CQ Moderation  : %d%n", cfg.cqMod()));
+        }
+        b.append(String.format(" Mtu            : %d[B]%n", c.ctx.queryPort(1).activeMtu().bytes()));
+        b.append(" Link type      : Ethernet\n");
+        b.append(String.format(" GID index      : 1%n"));
+        for (int q = 0; q < cfg.qps(); q++) {
+            b.append(String.format(" local address: QPN 0x%04x PSN 0x000000 GID: %s%n", c.qps[q].qpNum(), c.gid));
+            b.append(String.format(" remote address: QPN 0x%04x PSN 0x000000 GID: %s%n", s.qps[q].qpNum(), s.gid));
+        }
+        b.append(LINE).append('\n');
+        b.append(columns(cfg)).append('\n');
+        return b.toString();
+    }
+
+    static String format(PerfConfig cfg, PerfResult.Row row) {
+        return switch (row) {
+            case PerfResult.Bw bw -> String.format(" %-10d %-10d     %-18.2f %-18.2f   %.6f", bw.bytes(), bw.iterations(),
+                    bw.bwPeak(), bw.bwAverage(), bw.msgRateMpps());
+            case PerfResult.Lat l -> String.format(" %-7d %-10d %-14.2f %-14.2f %-16.2f %-14.2f %-16.2f %-22.2f %.2f",
+                    l.bytes(), l.iterations(), l.tMin(), l.tMax(), l.tTypical(), l.tAvg(), l.tStdev(), l.p99(), l.p999());
+        };
+    }
+
+    private static double unit(PerfConfig cfg, double bytesPerSec) {
+        return cfg.reportGbits() ? bytesPerSec * 8 / 1e9 : bytesPerSec / MB;
+    }
+
+    private static byte[] random(int n, long seed) {
+        byte[] b = new byte[n];
+        new Random(seed).nextBytes(b);
+        return b;
+    }
+
+    private static long sum(long[] a) {
+        long s = 0;
+        for (long x : a) {
+            s += x;
+        }
+        return s;
+    }
+
+    private static long roundUp(long v, long m) {
+        return (v + m - 1) / m * m;
+    }
+}

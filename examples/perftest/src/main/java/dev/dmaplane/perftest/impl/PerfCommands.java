@@ -1,0 +1,33 @@
+package dev.dmaplane.perftest.impl;
+
+import dev.dmaplane.machine.Machine;
+import dev.dmaplane.perftest.PerfConfig;
+import dev.dmaplane.perftest.Perftest;
+import dev.dmaplane.rdma.RdmaCore;
+import org.osgi.service.component.annotations.Activate;
+import org.osgi.service.component.annotations.Component;
+import org.osgi.service.component.annotations.Reference;
+
+/**
+ * {@code dmaplane:perf write_bw -s 65536 -n 1000} in the Gogo shell: runs a perftest tool between rxe0 and rxe1 of
+ * the runtime's machine (the Soft-RoCE driver must be bound) and returns perftest's report. Plain
+ * {@code osgi.command.*} properties, so the bundle needs no Gogo runtime.
+ */
+@Component(service = PerfCommands.class, property = {
+        "osgi.command.scope=dmaplane",
+        "osgi.command.function=perf"})
+public final class PerfCommands {
+    private final Machine machine;
+    private final RdmaCore core;
+
+    @Activate
+    public PerfCommands(@Reference Machine machine, @Reference RdmaCore core) {
+        this.machine = machine;
+        this.core = core;
+    }
+
+    /** {@code perf TEST [-s N] [-n N] [-a] [-q N] [-D S] [-t N] [-Q N] [--report_gbits]}; bad options: EINVAL. */
+    public String perf(String... args) {
+        return Perftest.run(machine, core, PerfConfig.parse(args)).report();
+    }
+}

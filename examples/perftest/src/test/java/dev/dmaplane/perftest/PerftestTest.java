@@ -1,0 +1,148 @@
+package dev.dmaplane.perftest;
+
+import dev.dmaplane.driver.softroce.SoftRoceDriver;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.machine.Machine;
+import dev.dmaplane.rdma.RdmaCore;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** Each tool between rxe0 and rxe1 with few iterations: the table, the counts, the checked bytes; bad options. */
+@Timeout(120)
+class PerftestTest {
+    static Machine machine;
+    static RdmaCore core;
+    static SoftRoceDriver driver;
+
+    @BeforeAll
+    static void boot() {
+        machine = Machine.bootDefault();
+        core = new RdmaCore(machine.tracer());
+        driver = new SoftRoceDriver(core);
+        machine.devices().registerDriver(driver);
+    }
+
+    @AfterAll
+    static void shutdown() {
+        machine.devices().unregisterDriver(driver);
+        core.close();
+        machine.close();
+    }
+
+    private static PerfResult run(String... args) {
+        PerfResult r = Perftest.run(machine, core, PerfConfig.parse(args));
+        System.out.print(r.report());
+        return r;
+    }
+
+    private static final String BW_COLUMNS = " #bytes     #iterations    BW peak[MB/sec]    BW average[MB/sec]   MsgRate[Mpps]";
+    private static final String LAT_COLUMNS = " #bytes #iterations    t_min[usec]    t_max[usec]  t_typical[usec]    t_avg[usec]"
+            + "    t_stdev[usec]   99% percentile[usec]   99.9% percentile[usec] ";
+
+    @ParameterizedTest
+    @ValueSource(strings = {"write_bw", "read_bw", "send_bw"})
+    void bandwidthToolsMoveAndCheckTheBytes(String tool) {
+        PerfResult r = run(tool, "-s", "4096", "-n", "300", "-t", "32");
+        assertTrue(r.report().contains(BW_COLUMNS + "\n"), r.report());
+        PerfResult.Bw row = assertInstanceOf(PerfResult.Bw.class, r.rows().getFirst());
+        assertEquals(4096, row.bytes());
+        assertEquals(300, row.iterations());
+        assertTrue(row.bwAverage() > 0 && row.bwPeak() >= row.bwAverage() && row.msgRateMpps() > 0, row.toString());
+        assertTrue(r.report().matches("(?s).*\\n 4096 +300 +[0-9.]+ +[0-9.]+ +[0-9.]+\\n.*"), r.report());
+    }
+
+    @Test
+    void atomicBwCountsEveryFetchAndAddOnTheServer() {
+        PerfResult r = run("atomic_bw", "-n", "200", "-q", "2", "-t", "16");
+        PerfResult.Bw row = (PerfResult.Bw) r.rows().getFirst();
+        assertEquals(8, row.bytes());
+        assertEquals(400, row.iterations(), "200 per QP on 2 QPs");
+        assertTrue(r.report().contains("Atomic FETCH_AND_ADD BW Test"));
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"write_lat", "read_lat", "send_lat"})
+    void latencyToolsReportPercentiles(String tool) {
+        PerfResult r = run(tool, "-s", "100", "-n", "200");
+        assertTrue(r.report().contains(LAT_COLUMNS + "\n"), r.report());
+        PerfResult.Lat l = assertInstanceOf(PerfResult.Lat.class, r.rows().getFirst());
+        assertEquals(100, l.bytes());
+        assertEquals(200, l.iterations());
+        assertTrue(l.tMin() > 0 && l.tMin() <= l.tTypical() && l.tTypical() <= l.p99() && l.p99() <= l.p999()
+                && l.p999() <= l.tMax() && l.tStdev() >= 0, l.toString());
+    }
+
+    @Test
+    void multipleQpsGbitsAndBigMessagesWithSmallTxDepth() {
+        PerfResult r = run("write_bw", "-s", "262144", "-n", "20", "-q", "3", "-t", "4", "--report_gbits");
+        assertTrue(r.report().contains(" #bytes     #iterations    BW peak[Gb/sec]    BW average[Gb/sec]   MsgRate[Mpps]"));
+        assertEquals(60, r.rows().getFirst().iterations(), "20 per QP on 3 QPs");
+        assertEquals(3, r.report().lines().filter(l -> l.startsWith(" local address")).count());
+    }
+
+    @Test
+    void allSizesRunEveryPowerOfTwoUpToEightMebibytes() {
+        PerfResult r = run("write_bw", "-a", "-n", "2", "-t", "2", "-Q", "1");
+        List<Integer> sizes = r.rows().stream().map(PerfResult.Row::bytes).toList();
+        assertEquals(23, sizes.size());
+        assertEquals(2, sizes.getFirst());
+        assertEquals(8 << 20, sizes.getLast());
+        assertTrue(r.rows().stream().allMatch(x -> x.iterations() == 2));
+    }
+
+    @Test
+    void durationRunsForTheGivenSecondsAndCountsWhatItDid() {
+        long t0 = System.nanoTime();
+        PerfResult r = run("send_bw", "-s", "64", "-D", "1", "-t", "16", "-Q", "8");
+        double secs = (System.nanoTime() - t0) / 1e9;
+        assertTrue(secs >= 1 && secs < 10, "took " + secs);
+        long n = r.rows().getFirst().iterations();
+        assertTrue(n > 0 && n % 8 == 0, "stops on a signaled completion: " + n);
+        PerfResult l = run("read_lat", "-s", "8", "-D", "1");
+        assertTrue(l.rows().getFirst().iterations() > 10);
+    }
+
+    @Test
+    void gogoCommandRunsOnTheRuntimesMachineAndCore() {
+        var cmd = new dev.dmaplane.perftest.impl.PerfCommands(machine, core);
+        String out = cmd.perf("write_bw", "-s", "65536", "-n", "50");
+        assertTrue(out.contains("RDMA_Write BW Test") && out.contains(BW_COLUMNS + "\n"), out);
+        assertTrue(out.matches("(?s).*\\n 65536 +50 +.*"), out);
+        ErrnoException e = assertThrows(ErrnoException.class, () -> cmd.perf("write_bw", "-q", "999"));
+        assertTrue(e.getMessage().contains("-q 999"), e.getMessage());
+    }
+
+    @Test
+    void badOptionsAreEinvalNamingTheValue() {
+        assertBad("invalid size -s 0", "write_bw", "-s", "0");
+        assertBad("invalid size -s 16777216", "write_bw", "-s", "16777216");
+        assertBad("invalid value 'abc' for -n", "write_bw", "-n", "abc");
+        assertBad("invalid iterations -n -5", "read_bw", "-n", "-5");
+        assertBad("invalid number of QPs -q 0", "send_bw", "-q", "0");
+        assertBad("invalid tx depth -t 0", "write_bw", "-t", "0");
+        assertBad("invalid duration -D -1", "write_lat", "-D", "-1");
+        assertBad("invalid size -s 64 for atomic_bw", "atomic_bw", "-s", "64");
+        assertBad("unknown option '--bogus'", "write_bw", "--bogus");
+        assertBad("unknown test 'write_bandwidth'", "write_bandwidth");
+        assertBad("option -s needs a value", "write_bw", "-s");
+        assertBad("latency tests use one QP", "write_lat", "-q", "2");
+    }
+
+    private static void assertBad(String text, String... args) {
+        ErrnoException e = assertThrows(ErrnoException.class, () -> PerfConfig.parse(args));
+        assertEquals(Errno.EINVAL, e.errno());
+        assertTrue(e.getMessage().contains(text), e.getMessage());
+    }
+}
