@@ -33,6 +33,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentSkipListMap;
+import java.util.function.Supplier;
 import java.util.concurrent.CopyOnWriteArrayList;
 
 /**
@@ -129,7 +130,7 @@ final class DeviceDma implements DmaApi {
         checkRam(physAddr, size);
         Mapping m = mapContiguous(Mapping.Type.SINGLE, physAddr, size, direction);
         register(m);
-        trace(TraceKind.MAP, m, "single " + direction + " phys 0x" + Long.toHexString(physAddr));
+        trace(TraceKind.MAP, m, () -> "single " + direction + " phys 0x" + Long.toHexString(physAddr));
         return m.dmaAddr();
     }
 
@@ -138,7 +139,7 @@ final class DeviceDma implements DmaApi {
         Mapping m = find(dmaAddress, Mapping.Type.SINGLE, "dma_unmap_single", size, direction, null);
         unregister(m);
         teardown(m, true);
-        trace(TraceKind.UNMAP, m, "single " + direction);
+        trace(TraceKind.UNMAP, m, () -> "single " + direction);
     }
 
     /**
@@ -187,7 +188,7 @@ final class DeviceDma implements DmaApi {
         IommuDomain domain = mappingDomain();
         Mapping m = domain != null ? mapSgTranslated(domain, table, direction, site) : mapSgDirect(table, direction, site);
         register(m);
-        trace(TraceKind.MAP, m, "sg " + table.entries().size() + " entries -> " + m.sg().segments().size() + " segments " + direction);
+        trace(TraceKind.MAP, m, () -> "sg " + table.entries().size() + " entries -> " + m.sg().segments().size() + " segments " + direction);
         return m.sg();
     }
 
@@ -280,7 +281,7 @@ final class DeviceDma implements DmaApi {
         Mapping m = find(mapped.segments().getFirst().dmaAddress(), Mapping.Type.SG, "dma_unmap_sg", mapped.length(), direction, mapped);
         unregister(m);
         teardown(m, true);
-        trace(TraceKind.UNMAP, m, "sg " + direction);
+        trace(TraceKind.UNMAP, m, () -> "sg " + direction);
     }
 
     @Override
@@ -322,7 +323,7 @@ final class DeviceDma implements DmaApi {
         } else {
             dropRange(m.dmaAddr(), m);
         }
-        trace(TraceKind.UNMAP, m, m.type().apiName() + " revoked, bus addresses kept until unmap: " + why);
+        trace(TraceKind.UNMAP, m, () -> m.type().apiName() + " revoked, bus addresses kept until unmap: " + why);
     }
 
     /** The revoked mapping covering {@code [addr, addr+len)} and why it was revoked, or null. */
@@ -345,7 +346,7 @@ final class DeviceDma implements DmaApi {
         checkResource(physAddr, size);
         Mapping m = mapContiguous(Mapping.Type.RESOURCE, physAddr, size, direction);
         register(m);
-        trace(TraceKind.MAP, m, "resource " + direction + " phys 0x" + Long.toHexString(physAddr));
+        trace(TraceKind.MAP, m, () -> "resource " + direction + " phys 0x" + Long.toHexString(physAddr));
         return m.dmaAddr();
     }
 
@@ -354,7 +355,7 @@ final class DeviceDma implements DmaApi {
         Mapping m = find(dmaAddress, Mapping.Type.RESOURCE, "dma_unmap_resource", size, direction, null);
         unregister(m);
         teardown(m, false);
-        trace(TraceKind.UNMAP, m, "resource " + direction);
+        trace(TraceKind.UNMAP, m, () -> "resource " + direction);
     }
 
     // ---------------------------------------------------------------- peer bus addresses (no IOMMU)
@@ -374,7 +375,7 @@ final class DeviceDma implements DmaApi {
         Throwable site = sys.debug.captureSite();
         Mapping m = new Mapping(Mapping.Type.PEER, busAddr, size, direction, null, -1, 0, null, List.of(), null, null, -1, site);
         register(m);
-        trace(TraceKind.MAP, m, "peer bus address " + direction + " in " + a.region().name() + ", no IOMMU");
+        trace(TraceKind.MAP, m, () -> "peer bus address " + direction + " in " + a.region().name() + ", no IOMMU");
         return busAddr;
     }
 
@@ -383,7 +384,7 @@ final class DeviceDma implements DmaApi {
         Mapping m = find(busAddr, Mapping.Type.PEER, "unmap of peer bus-address window", size, direction, null);
         unregister(m);
         teardown(m, false);
-        trace(TraceKind.UNMAP, m, "peer bus address " + direction);
+        trace(TraceKind.UNMAP, m, () -> "peer bus address " + direction);
     }
 
     private static String describe(PeerRouter.Route r) {
@@ -582,7 +583,7 @@ final class DeviceDma implements DmaApi {
             Mapping m = new Mapping(Mapping.Type.COHERENT, dma, size, DmaDirection.BIDIRECTIONAL, domain, iova, len, null,
                     List.of(), cb, arena, pfn, site);
             register(m);
-            trace(TraceKind.MAP, m, "coherent phys 0x" + Long.toHexString(phys));
+            trace(TraceKind.MAP, m, () -> "coherent phys 0x" + Long.toHexString(phys));
             return cb;
         } catch (RuntimeException e) {
             if (iova >= 0) {
@@ -609,7 +610,7 @@ final class DeviceDma implements DmaApi {
         }
         unregister(m);
         teardown(m, true);
-        trace(TraceKind.UNMAP, m, "coherent");
+        trace(TraceKind.UNMAP, m, () -> "coherent");
     }
 
     // ---------------------------------------------------------------- bookkeeping
@@ -633,7 +634,7 @@ final class DeviceDma implements DmaApi {
                     + m.type().apiName() + " of " + m.size() + " bytes at 0x" + Long.toHexString(m.dmaAddr()) + " (" + m.direction() + ")", m.site());
             unregister(m);
             teardown(m, false);
-            trace(TraceKind.UNMAP, m, "reclaimed leak");
+            trace(TraceKind.UNMAP, m, () -> "reclaimed leak");
         }
         return all.size();
     }
@@ -869,8 +870,11 @@ final class DeviceDma implements DmaApi {
         return new ErrnoException(Errno.EINVAL, device.name() + ": " + message);
     }
 
-    private void trace(TraceKind kind, Mapping m, String detail) {
-        sys.tracer.emit(kind, device.name(), m.dmaAddr(), m.size(), detail);
+    /** Emits a trace event; the detail text is built only while tracing is on (map/unmap is a hot path). */
+    private void trace(TraceKind kind, Mapping m, Supplier<String> detail) {
+        if (sys.tracer.isEnabled()) {
+            sys.tracer.emit(kind, device.name(), m.dmaAddr(), m.size(), detail.get());
+        }
     }
 
     private static int prot(DmaDirection d) {
