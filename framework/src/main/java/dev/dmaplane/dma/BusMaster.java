@@ -15,6 +15,28 @@ public interface BusMaster {
     /** Device writes all of {@code src} to bus address {@code busAddr}. */
     void write(long busAddr, MemorySegment src);
 
+    /**
+     * A cut-through transfer between two bus masters of one machine: this device reads {@code length} bytes at
+     * {@code busAddr} and {@code target} writes them at {@code targetBusAddr}, each side translated and checked as
+     * its own {@link #read}/{@link #write} transactions would be, with no staging buffer between them where both
+     * ends are RAM (what a loopback or in-process fabric does with a packet whose payload the sending device
+     * fetches while the receiving one stores it). Refusals are those of {@link #read} and {@link #write}: bytes of
+     * earlier transactions may have moved, none of the refused one.
+     */
+    default void copyTo(long busAddr, BusMaster target, long targetBusAddr, long length) {
+        if (length < 0) {
+            throw new IllegalArgumentException("negative length " + length);
+        }
+        MemorySegment buf = MemorySegment.ofArray(new byte[(int) Math.min(length, 64 * 1024)]);
+        for (long done = 0; done < length; ) {
+            long n = Math.min(buf.byteSize(), length - done);
+            MemorySegment chunk = buf.asSlice(0, n);
+            read(busAddr + done, chunk);
+            target.write(targetBusAddr + done, chunk);
+            done += n;
+        }
+    }
+
     /** Device reads the 8-byte little-endian value at {@code busAddr}. */
     long readLong(long busAddr);
 

@@ -77,6 +77,54 @@ final class DeviceBusMaster implements BusMaster {
         }
     }
 
+    /**
+     * Direct RAM-to-RAM copy where both ends translate to RAM, one {@code MemorySegment.copy} per pair of
+     * translated chunks; a peer or device-memory end goes through a staging buffer chunk by chunk.
+     */
+    @Override
+    public void copyTo(long busAddr, BusMaster target, long targetBusAddr, long length) {
+        if (!(target instanceof DeviceBusMaster t) || t.physical != physical) {
+            BusMaster.super.copyTo(busAddr, target, targetBusAddr, length);
+            return;
+        }
+        long done = 0;
+        while (done < length) {
+            MemorySegment src = ramView(busAddr + done, length - done, false);
+            MemorySegment dst = src == null ? null : t.ramView(targetBusAddr + done, src.byteSize(), true);
+            if (dst == null) {
+                long n = Math.min(length - done, 64 * 1024);
+                MemorySegment buf = MemorySegment.ofArray(new byte[(int) n]);
+                read(busAddr + done, buf);
+                t.write(targetBusAddr + done, buf);
+                done += n;
+                continue;
+            }
+            long n = dst.byteSize();
+            MemorySegment.copy(src, 0, dst, 0, n);
+            done += n;
+        }
+    }
+
+    /**
+     * The RAM behind {@code [addr, addr + n)} for the longest {@code n <= remaining} one transaction covers (one
+     * page-table leaf, one RAM section), after every check of {@link #transfer}; null when the address goes to a
+     * peer or to device memory.
+     */
+    private MemorySegment ramView(long addr, long remaining, boolean write) {
+        if (peer(addr, remaining, write) != null) {
+            return null;
+        }
+        IommuDomain domain = domain();
+        long n = Math.min(remaining, chunk(domain, addr));
+        long phys = translate(domain, addr, n, write);
+        HostMemory ram = physical.ram();
+        if (!ram.contains(phys, n)) {
+            return null;
+        }
+        n = Math.min(n, HostMemory.HUGE_PAGE_SIZE - (phys & (HostMemory.HUGE_PAGE_SIZE - 1)));
+        return ram.slice(phys, n);
+    }
+
     @Override
     public long readLong(long busAddr) {
         MemorySegment buf = MemorySegment.ofArray(new long[1]);

@@ -64,6 +64,18 @@ final class LeaseImpl implements DmaLease {
     }
 
     @Override
+    public void copyTo(long offset, DmaLease target, long targetOffset, long len) {
+        check(offset, len);
+        if (!(target instanceof LeaseImpl t)) {
+            throw new ErrnoException(Errno.EINVAL, "not a lease of this core: " + target);
+        }
+        t.check(targetOffset, len);
+        // pair up the bus ranges of both sides
+        walk(offset, len, (srcBus, srcAddr, pos, n) -> t.walk(targetOffset + pos, n,
+                (dstBus, dstAddr, pos2, m) -> srcBus.copyTo(srcAddr + pos2, dstBus, dstAddr, m)));
+    }
+
+    @Override
     public long compareAndSwap(long offset, long compare, long swap) {
         return bus.compareAndSwap(busAddress(offset), compare, swap);
     }

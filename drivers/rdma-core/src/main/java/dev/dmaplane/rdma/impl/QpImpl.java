@@ -60,9 +60,11 @@ final class QpImpl extends ObjectImpl implements QueuePair, dev.dmaplane.rdma.sp
     private final boolean sqSigAll;
     private final ReentrantLock modifyLock = new ReentrantLock();
     private final ReentrantLock lock = new ReentrantLock();
-    // guarded by lock
-    private QpState state = QpState.RESET;
-    private QpAttr attrs = RESET_ATTRS;
+    // written under lock; volatile so that the data path reads them without it
+    private volatile QpState state = QpState.RESET;
+    private volatile QpAttr attrs = RESET_ATTRS;
+    /** {@link #attr()} as last built; cleared by every change of {@code state} or {@code attrs}. */
+    private volatile QpAttr snapshot;
     private final SendWqeImpl[] sq;
     private int sqHead;
     private int sqCount;
@@ -262,23 +264,29 @@ final class QpImpl extends ObjectImpl implements QueuePair, dev.dmaplane.rdma.sp
     /** Applies a checked modify under {@link #lock}; whether the provider must be rung (RTS with work waiting). */
     private boolean commit(QpAttr a, QpState cur, QpState next) {
         attrs = merge(attrs, a);
+        snapshot = null;
         switch (next) {
             case RESET -> {
                 // the work queues are emptied without completions; the QP forgets its attributes
                 discardLocked();
                 attrs = RESET_ATTRS;
                 state = QpState.RESET;
+                snapshot = null;
             }
             case ERR -> enterErrorLocked();
             case SQD -> {
                 state = QpState.SQD;
+                snapshot = null;
                 if (cur == QpState.RTS) {
                     sqdNotify = a.has(QpAttrMask.EN_SQD_ASYNC_NOTIFY) && a.enSqdAsyncNotify();
                     sqDrainedReported = false;
                 }
                 checkDrainedLocked();
             }
-            default -> state = next;
+            default -> {
+                state = next;
+                snapshot = null;
+            }
         }
         return state == QpState.RTS && sqCount > sqStarted;
     }
@@ -316,10 +324,18 @@ final class QpImpl extends ObjectImpl implements QueuePair, dev.dmaplane.rdma.sp
 
     @Override
     public QpAttr attr() {
+        QpAttr s = snapshot;
+        if (s != null) {
+            return s;
+        }
         lock.lock();
         try {
-            return attrs.toBuilder().state(state).curState(state).cap(cap)
+            QpAttr a = attrs.toBuilder().state(state).curState(state).cap(cap)
                     .sqDraining(state == QpState.SQD && sqStarted > 0).build();
+            if (state != QpState.SQD) { // sq_draining changes with the send queue: never cached
+                snapshot = a;
+            }
+            return a;
         } finally {
             lock.unlock();
         }
@@ -327,12 +343,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, dev.dmaplane.rdma.sp
 
     @Override
     public QpState state() {
-        lock.lock();
-        try {
-            return state;
-        } finally {
-            lock.unlock();
-        }
+        return state;
     }
 
     // ================================================================ posting
@@ -600,6 +611,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, dev.dmaplane.rdma.sp
                     enterErrorLocked();
                 } else if (state != QpState.ERR) {
                     state = QpState.SQE;
+                    snapshot = null;
                     flushSendLocked();
                 }
             } else {
@@ -725,6 +737,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, dev.dmaplane.rdma.sp
             return;
         }
         state = QpState.ERR;
+        snapshot = null;
         flushSendLocked();
         flushRecvLocked();
         if (srq != null && !gone) {
@@ -794,6 +807,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, dev.dmaplane.rdma.sp
                     discardLocked();
                 }
                 state = QpState.RESET;
+                snapshot = null;
             } finally {
                 lock.unlock();
             }

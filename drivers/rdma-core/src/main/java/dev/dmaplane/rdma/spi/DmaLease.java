@@ -27,6 +27,13 @@ public interface DmaLease extends AutoCloseable {
     /** Device writes {@code src} at {@code offset}. */
     void write(long offset, MemorySegment src);
 
+    /**
+     * Cut-through: this lease's device reads {@code length} bytes at {@code offset} and {@code target}'s device
+     * writes them at {@code targetOffset}, without a staging buffer ({@link dev.dmaplane.dma.BusMaster#copyTo}).
+     * Both leases must be open.
+     */
+    void copyTo(long offset, DmaLease target, long targetOffset, long length);
+
     /** Device 8-byte compare-and-swap at {@code offset} (8-byte aligned address); returns the old value. */
     long compareAndSwap(long offset, long compare, long swap);
 

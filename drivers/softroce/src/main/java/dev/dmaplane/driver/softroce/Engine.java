@@ -19,6 +19,8 @@ import dev.dmaplane.rdma.verbs.WcStatus;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
@@ -27,11 +29,14 @@ import java.util.concurrent.locks.LockSupport;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
- * The per-HCA engine: one worker thread running the requester ({@code rxe_req.c}), the responder
- * ({@code rxe_resp.c}) and the completer ({@code rxe_comp.c}) of every QP of the device. Doorbells and packets
- * are queued lock-free and the worker drains them in batches. The requester keeps one RC message in flight per QP
- * (stop-and-wait per work request, every packet of the message sent at once), which gives RC ordering and fences
- * for free; retries (transport timeout and RNR) resend the message from its first PSN.
+ * The per-HCA engine: the requester ({@code rxe_req.c}), the responder ({@code rxe_resp.c}) and the completer
+ * ({@code rxe_comp.c}) of every QP of the device, run as rxe runs its tasks ({@code rxe_run_task}): by whichever
+ * thread has work for the engine and finds it idle, in that thread (a doorbell, a packet from the fabric), and by
+ * the engine's own worker thread otherwise and for the timers. One thread at a time runs the engine ({@link #lock}).
+ * Packets it sends are collected and handed to the fabric as one burst per pass; the responder acknowledges each
+ * burst with one coalesced ACK per QP (IBTA 9.7.5.1.1: an ACK acknowledges every PSN before it). RC messages are
+ * pipelined up to {@link #MAX_INFLIGHT} per QP; retries (transport timeout and RNR) resend every message in flight
+ * from the oldest one's first PSN (go-back-N).
  */
 final class Engine implements Runnable {
     /**
@@ -43,10 +48,18 @@ final class Engine implements Runnable {
     static final long MAX_RNR_NS = TimeUnit.MILLISECONDS.toNanos(2);
     /** Shortest transport timeout used: a soft HCA shares its CPU. */
     static final long MIN_TIMEOUT_NS = TimeUnit.MILLISECONDS.toNanos(10);
-    /** The requester asks for an acknowledgement every this many packets of a long message (progress restarts the timer). */
+    /** With single packets, the requester asks for an acknowledgement every this many packets of a long message. */
     static final int ACK_EVERY = 64;
     /** RC messages in flight per QP. */
-    static final int MAX_INFLIGHT = 64;
+    static final int MAX_INFLIGHT = 256;
+    /**
+     * Messages at least this long whose payload is one SGE are sent cut-through: the packets carry the range of the
+     * requester's lease and the responder's HCA stores it straight from there ({@link Packet.Payload.Span}); shorter
+     * ones are gathered into the packets first.
+     */
+    static final long CUT_THROUGH_MIN = 16 * 1024;
+    /** Packets collected before a pass hands them to the fabric. */
+    static final int BURST = 64;
 
     private final String name;
     private final Fabric fabric;
@@ -55,16 +68,29 @@ final class Engine implements Runnable {
     private final ConcurrentLinkedQueue<Packet> inbox = new ConcurrentLinkedQueue<>();
     private final ConcurrentLinkedQueue<QpCtx> ready = new ConcurrentLinkedQueue<>();
     private final Map<Integer, QpCtx> qps = new ConcurrentHashMap<>();
-    /** Held by the worker while it works, and by control hooks that change QP state. */
+    /** Held by whoever runs the engine, and by control hooks that change QP state. */
     final ReentrantLock lock = new ReentrantLock();
     private volatile boolean running;
     private Thread thread;
+    /** When the worker will wake for the timers (0: only when unparked). */
+    private volatile long workerWake;
+
+    // guarded by lock
+    private ArrayList<Packet> tx = new ArrayList<>();
+    private ArrayList<Packet> txSpare = new ArrayList<>();
+    private final ArrayList<QpCtx> acks = new ArrayList<>();
 
     // counters
     volatile long pktsSent;
     volatile long pktsRecv;
     volatile long retries;
     volatile long rnrNaksSent;
+    /** Passes run by the worker thread, and by other threads (doorbells and deliveries that found the engine idle). */
+    volatile long workerPasses;
+    volatile long inlinePasses;
+    /** Bursts received and stored because the engine was busy (store-and-forward), and delivered cut-through. */
+    volatile long burstsStored;
+    volatile long burstsCutThrough;
     /** Work the engine could not do (a QP destroyed or moved under it): counted, and the HCA goes on. */
     volatile long errors;
     volatile RuntimeException lastError;
@@ -85,7 +111,7 @@ final class Engine implements Runnable {
         thread = Thread.ofPlatform().name("softroce-" + name).daemon(true).start(this);
     }
 
-    /** Stops the worker and waits for it; nothing runs afterwards. */
+    /** Stops the worker and waits for it and for any other thread running the engine; nothing runs afterwards. */
     void stop() {
         running = false;
         Thread t = thread;
@@ -103,8 +129,15 @@ final class Engine implements Runnable {
                 Thread.currentThread().interrupt();
             }
         }
-        inbox.clear();
-        ready.clear();
+        lock.lock(); // a pass another thread began before running fell ends before this returns
+        try {
+            inbox.clear();
+            ready.clear();
+            tx.clear();
+            acks.clear();
+        } finally {
+            lock.unlock();
+        }
     }
 
     boolean isRunning() {
@@ -112,13 +145,48 @@ final class Engine implements Runnable {
         return t != null && t.isAlive();
     }
 
-    boolean receive(Packet p) {
+    /**
+     * A burst from the fabric. If the engine is idle the calling (sending) thread runs it now, while the sender's
+     * payload ranges are still leased (cut-through); otherwise the packets are stored, their payload copied off
+     * the sender, for the thread running the engine.
+     */
+    boolean receive(List<Packet> burst) {
         if (!running) {
             return false;
         }
-        inbox.add(p);
-        LockSupport.unpark(thread);
+        if (!lock.isHeldByCurrentThread() && lock.tryLock()) {
+            try {
+                if (!running) {
+                    return false;
+                }
+                inlinePasses++;
+                burstsCutThrough++;
+                drainInbox(); // what was stored before comes first
+                for (Packet p : burst) {
+                    receiveOne(p);
+                }
+                flushAcks();
+                pass();
+            } finally {
+                lock.unlock();
+            }
+            return true;
+        }
+        burstsStored++;
+        for (Packet p : burst) {
+            inbox.add(p.materialized());
+        }
+        wakeWorker();
         return true;
+    }
+
+    private void wakeWorker() {
+        if (!lock.isHeldByCurrentThread()) {
+            Thread t = thread;
+            if (t != null) {
+                LockSupport.unpark(t);
+            }
+        }
     }
 
     // ---- control (called from provider hooks) ----
@@ -155,14 +223,29 @@ final class Engine implements Runnable {
         doorbell(qp);
     }
 
+    /**
+     * The send queue has work: the QP is queued for the requester and, if the engine is idle, the ringing thread
+     * runs it now ({@code rxe_run_task}); otherwise the thread running it, or the worker, picks it up.
+     */
     void doorbell(HwQp qp) {
         QpCtx c = ctx(qp);
         if (c.queued.compareAndSet(false, true)) {
             ready.add(c);
-            Thread t = thread;
-            if (t != null) {
-                LockSupport.unpark(t);
+        }
+        if (lock.isHeldByCurrentThread()) {
+            return; // the pass this thread is in will see it
+        }
+        if (lock.tryLock()) {
+            try {
+                if (running) {
+                    inlinePasses++;
+                    pass();
+                }
+            } finally {
+                lock.unlock();
             }
+        } else {
+            wakeWorker();
         }
     }
 
@@ -171,49 +254,112 @@ final class Engine implements Runnable {
     @Override
     public void run() {
         while (running) {
-            long next;
             lock.lock();
             try {
-                Packet p;
-                int budget = 4096;
-                while (budget-- > 0 && (p = inbox.poll()) != null) {
-                    pktsRecv++;
+                workerPasses++;
+                pass();
+            } finally {
+                lock.unlock();
+            }
+            if (inbox.isEmpty() && ready.isEmpty() && running) {
+                long w = workerWake;
+                long now = System.nanoTime();
+                LockSupport.parkNanos(this, w == 0 ? TimeUnit.MILLISECONDS.toNanos(50) : Math.max(1, w - now));
+            }
+        }
+    }
+
+    /**
+     * Runs everything pending (packets, doorbells, due timers) until nothing is, handing what it sends to the
+     * fabric; the caller holds the lock. Wakes the worker if a timer is due before it planned to wake.
+     */
+    private void pass() {
+        boolean more = true;
+        while (more && running) {
+            more = drainInbox();
+            QpCtx c;
+            while ((c = ready.poll()) != null) {
+                more = true;
+                c.queued.set(false);
+                if (qps.get(c.qp.qpNum()) == c) {
                     try {
-                        dispatch(p);
+                        requester(c);
                     } catch (RuntimeException e) {
-                        failed(e); // a malformed or racing packet must not kill the HCA
+                        failed(e);
                     }
                 }
-                QpCtx c;
-                while ((c = ready.poll()) != null) {
-                    c.queued.set(false);
-                    if (qps.get(c.qp.qpNum()) == c) {
-                        try {
-                            requester(c);
-                        } catch (RuntimeException e) {
-                            failed(e);
-                        }
-                    }
-                }
+            }
+            flushTx();
+            if (!more) {
+                long next;
                 try {
                     next = timers();
                 } catch (RuntimeException e) {
                     failed(e);
                     next = System.nanoTime() + MIN_TIMEOUT_NS;
                 }
-            } finally {
-                lock.unlock();
+                more = flushTx() || !inbox.isEmpty() || !ready.isEmpty();
+                long w = workerWake;
+                if (Thread.currentThread() == thread) {
+                    workerWake = next;
+                } else if (next != 0 && (w == 0 || next - w < 0)) {
+                    workerWake = next;
+                    wakeWorkerThread();
+                }
             }
-            if (inbox.isEmpty() && ready.isEmpty() && running) {
-                long now = System.nanoTime();
-                LockSupport.parkNanos(this, next == 0 ? TimeUnit.MILLISECONDS.toNanos(50) : Math.max(1, next - now));
-            }
+        }
+    }
+
+    private void wakeWorkerThread() {
+        Thread t = thread;
+        if (t != null) {
+            LockSupport.unpark(t);
+        }
+    }
+
+    /** Handles the stored packets; whether there were any. */
+    private boolean drainInbox() {
+        boolean any = false;
+        Packet p;
+        int budget = 4096;
+        while (budget-- > 0 && (p = inbox.poll()) != null) {
+            any = true;
+            receiveOne(p);
+        }
+        if (any) {
+            flushAcks();
+        }
+        return any;
+    }
+
+    private void receiveOne(Packet p) {
+        pktsRecv += p.count();
+        try {
+            dispatch(p);
+        } catch (RuntimeException e) {
+            failed(e); // a malformed or racing packet must not kill the HCA
         }
     }
 
     private void failed(RuntimeException e) {
         errors++;
         lastError = e;
+    }
+
+    /** Hands the packets sent so far to the fabric; whether there were any. */
+    private boolean flushTx() {
+        if (tx.isEmpty()) {
+            return false;
+        }
+        ArrayList<Packet> out = tx;
+        tx = txSpare;
+        txSpare = out;
+        try {
+            fabric.send(out);
+        } finally {
+            out.clear();
+        }
+        return true;
     }
 
     /** Fires due timers; returns the earliest pending deadline or 0. */
@@ -339,6 +485,11 @@ final class Engine implements Runnable {
         return b;
     }
 
+    /** Whether {@code w}'s payload goes cut-through (see {@link #CUT_THROUGH_MIN}). */
+    private static boolean cutThrough(SendWqe w) {
+        return w.inlineData() == null && w.length() >= CUT_THROUGH_MIN && w.wr().sgList().size() == 1;
+    }
+
     private WcStatus udSend(QpCtx c, SendWqe w) {
         HwQp qp = c.qp;
         SendWr wr = w.wr();
@@ -355,20 +506,21 @@ final class Engine implements Runnable {
         } else {
             return WcStatus.LOC_QP_OP_ERR;
         }
-        int mtu = qp.attr().pathMtu() != null ? qp.attr().pathMtu().bytes() : 1024;
+        var a = qp.attr();
+        int mtu = a.pathMtu() != null ? a.pathMtu().bytes() : 1024;
         if (w.length() > Math.min(mtu, 1024)) {
             return WcStatus.LOC_LEN_ERR; // a UD message is one packet
         }
         byte[] data = payload(qp, w);
-        int qkey = ud.remoteQkey() < 0 ? qp.attr().qkey() : ud.remoteQkey();
+        int qkey = ud.remoteQkey() < 0 ? a.qkey() : ud.remoteQkey();
         Gid dgid = w.ah().attr().grh().dgid();
-        send(new Packet(gid, dgid, qp.qpNum(), ud.remoteQpn(), op, true, true, c.npsn, false, 0, 0, 0, imm, 0, 0, 0, 0,
-                0, qkey, MemorySegment.ofArray(data), w.solicited()));
+        send(new Packet(gid, dgid, qp.qpNum(), ud.remoteQpn(), op, true, true, c.npsn, 1, false, 0, 0, 0, imm, 0, 0,
+                0, 0, 0, qkey, Packet.Payload.Bytes.of(data), w.solicited()));
         c.npsn = Packet.psnAdd(c.npsn, 1);
         return WcStatus.SUCCESS;
     }
 
-    /** Builds the message of {@code w} (gathering its payload), gives it its PSNs and sends it. */
+    /** Builds the message of {@code w} (gathering a short payload), gives it its PSNs and sends it. */
     private void start(QpCtx c, SendWqe w) {
         HwQp qp = c.qp;
         var a = qp.attr();
@@ -376,14 +528,28 @@ final class Engine implements Runnable {
         m.mtu = a.pathMtu().bytes();
         long len = w.length();
         int pkts = (int) Math.max(1, (len + m.mtu - 1) / m.mtu);
+        boolean cut = false;
         switch (w.wr()) {
             case SendWr.RdmaRead r -> m.readBuf = new byte[(int) len];
             case SendWr.AtomicCmpAndSwp s -> pkts = 1;
             case SendWr.AtomicFetchAndAdd s -> pkts = 1;
-            default -> m.data = payload(qp, w);
+            default -> {
+                cut = cutThrough(w);
+                if (!cut) {
+                    m.data = payload(qp, w);
+                }
+            }
         }
         m.firstPsn = c.npsn;
         m.lastPsn = Packet.psnAdd(c.npsn, pkts - 1);
+        if (cut) { // sent before it is in flight: a refused lease fails the request before it takes PSNs
+            try {
+                transmit(c, m);
+            } catch (DmaFaultException e) {
+                throw new AccessFault(WcStatus.LOC_PROT_ERR, dev.dmaplane.errno.Errno.EFAULT,
+                        "IOMMU refused the read of the payload of " + w, e);
+            }
+        }
         c.npsn = Packet.psnAdd(c.npsn, pkts);
         if (c.inflight.isEmpty()) {
             c.retryLeft = a.retryCnt();
@@ -394,32 +560,39 @@ final class Engine implements Runnable {
             c.readsInFlight++;
         }
         c.inflight.addLast(m);
-        transmit(c, m);
+        if (!cut) {
+            transmit(c, m);
+        }
     }
 
     /** Go-back-N: resends every message in flight from the oldest one's first PSN. */
     private void retransmit(QpCtx c) {
         for (Msg m : c.inflight) {
-            transmit(c, m);
+            try {
+                transmit(c, m);
+            } catch (AccessFault | DmaFaultException e) {
+                break; // the region went away under a message in flight: nothing more is sent; the timer ends it
+            }
         }
         c.deadline = System.nanoTime() + timeoutNs(c.qp.attr().timeout());
     }
 
-    /** Sends every packet of {@code m}. */
+    /** Sends every packet of {@code m}: trains of packets, or single packets while the fabric loses some. */
     private void transmit(QpCtx c, Msg m) {
         HwQp qp = c.qp;
         SendWqe w = m.w;
-        Gid dgid = qp.attr().ahAttr().grh().dgid();
-        int dqpn = qp.attr().destQpNum();
+        var a = qp.attr();
+        Gid dgid = a.ahAttr().grh().dgid();
+        int dqpn = a.destQpNum();
         int me = qp.qpNum();
         int psn = m.firstPsn;
         switch (w.wr()) {
-            case SendWr.RdmaRead r -> send(new Packet(gid, dgid, me, dqpn, Op.READ_REQ, true, true, psn, true,
-                    r.remoteAddr(), r.rkey(), w.length(), 0, 0, 0, 0, 0, 0, 0, Packet.EMPTY));
-            case SendWr.AtomicCmpAndSwp s -> send(new Packet(gid, dgid, me, dqpn, Op.CMP_SWAP, true, true, psn, true,
-                    s.remoteAddr(), s.rkey(), 8, 0, s.swap(), s.compare(), 0, 0, 0, 0, Packet.EMPTY));
-            case SendWr.AtomicFetchAndAdd s -> send(new Packet(gid, dgid, me, dqpn, Op.FETCH_ADD, true, true, psn,
-                    true, s.remoteAddr(), s.rkey(), 8, 0, s.add(), 0, 0, 0, 0, 0, Packet.EMPTY));
+            case SendWr.RdmaRead r -> send(Packet.control(gid, dgid, me, dqpn, Op.READ_REQ, psn, true,
+                    r.remoteAddr(), r.rkey(), w.length(), 0, 0, 0, 0, 0));
+            case SendWr.AtomicCmpAndSwp s -> send(Packet.control(gid, dgid, me, dqpn, Op.CMP_SWAP, psn, true,
+                    s.remoteAddr(), s.rkey(), 8, s.swap(), s.compare(), 0, 0, 0));
+            case SendWr.AtomicFetchAndAdd s -> send(Packet.control(gid, dgid, me, dqpn, Op.FETCH_ADD, psn, true,
+                    s.remoteAddr(), s.rkey(), 8, s.add(), 0, 0, 0, 0));
             default -> {
                 Op op;
                 long va = 0;
@@ -447,19 +620,36 @@ final class Engine implements Runnable {
                     }
                     default -> op = Op.SEND;
                 }
-                byte[] d = m.data;
-                MemorySegment all = m.segment();
-                int n = Math.max(1, (d.length + m.mtu - 1) / m.mtu);
-                for (int i = 0; i < n; i++) {
-                    int from = i * m.mtu;
-                    int to = Math.min(d.length, from + m.mtu);
-                    MemorySegment chunk = (n == 1) ? all : all.asSlice(from, to - from);
-                    boolean last = i == n - 1;
-                    boolean ackReq = last || (i % ACK_EVERY) == ACK_EVERY - 1;
-                    send(new Packet(gid, dgid, me, dqpn, op, i == 0, last, Packet.psnAdd(psn, i), ackReq, va, rkey,
-                            d.length, imm, 0, 0, 0, 0, 0, 0, chunk, last && w.solicited()));
+                if (m.data != null) {
+                    packets(c, m, op, va, rkey, imm, dgid, dqpn, m.segment());
+                    return;
+                }
+                // cut-through: the packets carry a range of the lease, which stays open until the fabric took them
+                flushTx();
+                dev.dmaplane.rdma.verbs.Sge sge = w.wr().sgList().getFirst();
+                try (DmaLease l = handle.memory().local(qp.pd(), sge.lkey(), sge.addr(), sge.length(), 0)) {
+                    packets(c, m, op, va, rkey, imm, dgid, dqpn, new Packet.Payload.Span(l, 0, sge.length()));
+                    flushTx();
                 }
             }
+        }
+    }
+
+    /** The packets of a SEND or WRITE message with {@code payload}: one train, or single packets. */
+    private void packets(QpCtx c, Msg m, Op op, long va, int rkey, int imm, Gid dgid, int dqpn, Packet.Payload payload) {
+        long len = payload.length();
+        int n = (int) Math.max(1, (len + m.mtu - 1) / m.mtu);
+        int per = fabric.perPacket() ? 1 : n;
+        int me = c.qp.qpNum();
+        for (int i = 0; i < n; i += per) {
+            int k = Math.min(per, n - i);
+            long from = (long) i * m.mtu;
+            long to = Math.min(len, from + (long) k * m.mtu);
+            boolean last = i + k == n;
+            boolean ackReq = last || (per == 1 && (i % ACK_EVERY) == ACK_EVERY - 1);
+            Packet.Payload part = (k == n) ? payload : payload.slice(from, to - from);
+            send(new Packet(gid, dgid, me, dqpn, op, i == 0, last, Packet.psnAdd(m.firstPsn, i), k, ackReq, va,
+                    rkey, len, imm, 0, 0, 0, 0, 0, 0, part, last && m.w.solicited()));
         }
     }
 
@@ -532,12 +722,16 @@ final class Engine implements Runnable {
                     return;
                 }
                 int off = Packet.psnDiff(p.psn(), m.firstPsn);
-                if (off < 0 || Packet.psnDiff(p.psn(), m.lastPsn) > 0) {
+                if (off < 0 || Packet.psnDiff(p.lastPsn(), m.lastPsn) > 0) {
                     return;
                 }
-                MemorySegment.copy(p.payload(), 0, MemorySegment.ofArray(m.readBuf), (long) off * m.mtu, p.payload().byteSize());
+                long at = (long) off * m.mtu;
+                long n = Math.min(p.payload().length(), m.readBuf.length - at);
+                if (n > 0) {
+                    p.payload().copyTo(0, MemorySegment.ofArray(m.readBuf).asSlice(at, n));
+                }
                 progress(c);
-                if (p.psn() == m.lastPsn) {
+                if (p.lastPsn() == m.lastPsn) {
                     WcStatus st = WcStatus.SUCCESS;
                     try {
                         handle.memory().scatter(c.qp, m.w.wr().sgList(), MemorySegment.ofArray(m.readBuf));
@@ -639,6 +833,10 @@ final class Engine implements Runnable {
             return;
         }
         int d = Packet.psnDiff(p.psn(), c.epsn);
+        if (d < 0 && d + p.count() > 0) { // a train whose first packets were taken already
+            p = p.dropFront(-d, qp.attr().pathMtu().bytes());
+            d = 0;
+        }
         if (qp.type() == QpType.UC) {
             // UC: nothing is acknowledged or retransmitted; a gap drops the message in progress and the next
             // message's first packet resynchronises (IBTA 9.7.7.1)
@@ -677,19 +875,55 @@ final class Engine implements Runnable {
     }
 
     private void send(Packet p) {
-        pktsSent++;
-        fabric.send(p);
+        pktsSent += p.count();
+        tx.add(p);
+        if (tx.size() >= BURST) {
+            flushTx();
+        }
     }
 
+    /**
+     * Acknowledges {@code psn}: a plain ACK waits until the end of the burst being received and then covers every
+     * message of the QP the burst completed (coalescing); a NAK, and any other response, first sends the ACK
+     * waiting, so that responses leave in PSN order.
+     */
     private void ack(QpCtx c, Packet req, int syndrome, int psn) {
         if (c.qp.type() == QpType.UC) {
             return; // UC has no acknowledgements
         }
+        if (syndrome == Packet.AETH_ACK) {
+            c.ackPsn = psn;
+            c.ackDgid = req.sgid();
+            c.ackDqpn = req.srcQpn();
+            if (!c.ackWaiting) {
+                c.ackWaiting = true;
+                acks.add(c);
+            }
+            return;
+        }
+        flushAck(c);
         if ((syndrome & 0x60) == Packet.AETH_RNR) {
             rnrNaksSent++;
         }
-        send(new Packet(gid, req.sgid(), c.qp.qpNum(), req.srcQpn(), Op.ACK, true, true, psn, false, 0, 0, 0, 0, 0, 0,
-                syndrome, c.msn, 0, 0, Packet.EMPTY));
+        send(Packet.control(gid, req.sgid(), c.qp.qpNum(), req.srcQpn(), Op.ACK, psn, false, 0, 0, 0, 0, 0, syndrome,
+                c.msn, 0));
+    }
+
+    /** Sends the coalesced ACK of {@code c}, if one waits. */
+    private void flushAck(QpCtx c) {
+        if (c.ackWaiting) {
+            c.ackWaiting = false;
+            send(Packet.control(gid, c.ackDgid, c.qp.qpNum(), c.ackDqpn, Op.ACK, c.ackPsn, false, 0, 0, 0, 0, 0,
+                    Packet.AETH_ACK, c.msn, 0));
+        }
+    }
+
+    /** End of a received burst: every waiting ACK goes out. */
+    private void flushAcks() {
+        for (int i = 0; i < acks.size(); i++) {
+            flushAck(acks.get(i));
+        }
+        acks.clear();
     }
 
     /** A class B/C responder error: NAK and the responder's QP goes to ERR. */
@@ -708,13 +942,15 @@ final class Engine implements Runnable {
             case CMP_SWAP, FETCH_ADD -> {
                 Long orig = c.atomicResults.get(p.psn());
                 if (orig != null) {
-                    send(new Packet(gid, p.sgid(), c.qp.qpNum(), p.srcQpn(), Op.ATOMIC_ACK, true, true, p.psn(), false,
-                            0, 0, 0, 0, 0, 0, Packet.AETH_ACK, c.msn, orig, 0, Packet.EMPTY));
+                    flushAck(c);
+                    send(Packet.control(gid, p.sgid(), c.qp.qpNum(), p.srcQpn(), Op.ATOMIC_ACK, p.psn(), false, 0, 0,
+                            0, 0, 0, Packet.AETH_ACK, c.msn, orig));
                 }
             }
             default -> {
                 if (p.last()) {
                     ack(c, p, Packet.AETH_ACK, Packet.psnAdd(c.epsn, -1));
+                    flushAck(c); // a duplicate is answered at once: the requester is retrying
                 }
             }
         }
@@ -744,20 +980,23 @@ final class Engine implements Runnable {
         if (c.recv == null) {
             return;
         }
-        MemorySegment pl = p.payload();
-        if (c.recvOff + pl.byteSize() > c.recv.length()) {
+        Packet.Payload pl = p.payload();
+        long n = pl.length();
+        if (c.recvOff + n > c.recv.length() || c.recvOff + n > c.recvBuf.length) {
             RecvWqe r = c.recv;
             c.recv = null;
             ack(c, p, Packet.AETH_NAK_INV_REQ, p.psn());
             qp.completeRecv(r, RecvResult.error(WcStatus.LOC_LEN_ERR));
             return;
         }
-        MemorySegment.copy(pl, 0, MemorySegment.ofArray(c.recvBuf), c.recvOff, pl.byteSize());
-        c.recvOff += pl.byteSize();
-        c.epsn = Packet.psnAdd(c.epsn, 1);
+        if (n > 0) {
+            pl.copyTo(0, MemorySegment.ofArray(c.recvBuf).asSlice(c.recvOff, n));
+        }
+        c.recvOff += n;
+        c.epsn = Packet.psnAdd(c.epsn, p.count());
         if (!p.last()) {
             if (p.ackReq()) {
-                ack(c, p, Packet.AETH_ACK, p.psn());
+                ack(c, p, Packet.AETH_ACK, p.lastPsn());
             }
             return;
         }
@@ -782,7 +1021,7 @@ final class Engine implements Runnable {
         }
         c.recvBuf = null;
         c.msn++;
-        ack(c, p, Packet.AETH_ACK, p.psn());
+        ack(c, p, Packet.AETH_ACK, p.lastPsn());
         int src = p.srcQpn();
         boolean sol = p.se();
         qp.completeRecv(r, switch (p.op()) {
@@ -795,7 +1034,8 @@ final class Engine implements Runnable {
     private void recvWrite(QpCtx c, Packet p) {
         HwQp qp = c.qp;
         MemoryAccess mem = handle.memory();
-        MemorySegment pl = p.payload();
+        Packet.Payload pl = p.payload();
+        long n = pl.length();
         if (p.first()) {
             if (p.op() == Op.WRITE_IMM) {
                 RecvWqe r = qp.takeRecv();
@@ -810,8 +1050,8 @@ final class Engine implements Runnable {
             c.wrkey = p.rkey();
             c.woff = 0;
             try (DmaLease l = mem.remote(qp, p.rkey(), p.va(), p.dmaLen(), Access.REMOTE_WRITE)) {
-                if (pl.byteSize() > 0) {
-                    l.write(0, pl);
+                if (n > 0) {
+                    pl.writeTo(0, l, 0, n);
                 }
             } catch (AccessFault f) {
                 c.recv = null;
@@ -823,8 +1063,8 @@ final class Engine implements Runnable {
                 return;
             }
         } else {
-            try (DmaLease l = mem.remote(qp, c.wrkey, c.wva + c.woff, pl.byteSize(), Access.REMOTE_WRITE)) {
-                l.write(0, pl);
+            try (DmaLease l = mem.remote(qp, c.wrkey, c.wva + c.woff, n, Access.REMOTE_WRITE)) {
+                pl.writeTo(0, l, 0, n);
             } catch (AccessFault f) {
                 c.recv = null;
                 nakFatal(c, p, nakFor(f));
@@ -835,16 +1075,16 @@ final class Engine implements Runnable {
                 return;
             }
         }
-        c.woff += pl.byteSize();
-        c.epsn = Packet.psnAdd(c.epsn, 1);
+        c.woff += n;
+        c.epsn = Packet.psnAdd(c.epsn, p.count());
         if (!p.last()) {
             if (p.ackReq()) {
-                ack(c, p, Packet.AETH_ACK, p.psn());
+                ack(c, p, Packet.AETH_ACK, p.lastPsn());
             }
             return;
         }
         c.msn++;
-        ack(c, p, Packet.AETH_ACK, p.psn());
+        ack(c, p, Packet.AETH_ACK, p.lastPsn());
         if (p.op() == Op.WRITE_IMM && c.recv != null) {
             RecvWqe r = c.recv;
             c.recv = null;
@@ -861,18 +1101,20 @@ final class Engine implements Runnable {
         int mtu = qp.attr().pathMtu().bytes();
         long len = p.dmaLen();
         int pkts = (int) Math.max(1, (len + mtu - 1) / mtu);
+        flushAck(c);
+        flushTx(); // the response carries a range of the lease: it leaves before the lease closes
         try (DmaLease l = handle.memory().remote(qp, p.rkey(), p.va(), len, Access.REMOTE_READ)) {
-            MemorySegment all = MemorySegment.ofArray(new byte[(int) len]); // one buffer, one slice per packet
-            for (int i = 0; i < pkts; i++) {
+            Packet.Payload all = new Packet.Payload.Span(l, 0, len);
+            int per = fabric.perPacket() ? 1 : pkts;
+            for (int i = 0; i < pkts; i += per) {
+                int k = Math.min(per, pkts - i);
                 long from = (long) i * mtu;
-                int n = (int) Math.min(mtu, len - from);
-                MemorySegment b = n > 0 ? all.asSlice(from, n) : Packet.EMPTY;
-                if (n > 0) {
-                    l.read(from, b);
-                }
-                send(new Packet(gid, p.sgid(), qp.qpNum(), p.srcQpn(), Op.READ_RESP, i == 0, i == pkts - 1,
-                        Packet.psnAdd(p.psn(), i), false, 0, 0, 0, 0, 0, 0, Packet.AETH_ACK, c.msn, 0, 0, b));
+                long to = Math.min(len, from + (long) k * mtu);
+                send(new Packet(gid, p.sgid(), qp.qpNum(), p.srcQpn(), Op.READ_RESP, i == 0, i + k == pkts,
+                        Packet.psnAdd(p.psn(), i), k, false, 0, 0, 0, 0, 0, 0, Packet.AETH_ACK, c.msn, 0, 0,
+                        k == pkts ? all : all.slice(from, to - from), false));
             }
+            flushTx();
         } catch (AccessFault f) {
             if (fresh) {
                 nakFatal(c, p, nakFor(f));
@@ -909,8 +1151,9 @@ final class Engine implements Runnable {
         c.atomicResults.put(p.psn(), old);
         c.epsn = Packet.psnAdd(c.epsn, 1);
         c.msn++;
-        send(new Packet(gid, p.sgid(), qp.qpNum(), p.srcQpn(), Op.ATOMIC_ACK, true, true, p.psn(), false, 0, 0, 0, 0,
-                0, 0, Packet.AETH_ACK, c.msn, old, 0, Packet.EMPTY));
+        flushAck(c);
+        send(Packet.control(gid, p.sgid(), qp.qpNum(), p.srcQpn(), Op.ATOMIC_ACK, p.psn(), false, 0, 0, 0, 0, 0,
+                Packet.AETH_ACK, c.msn, old));
     }
 
     private void udReceive(HwQp qp, Packet p) {
@@ -921,8 +1164,8 @@ final class Engine implements Runnable {
         if (r == null) {
             return; // UD has no RNR: the datagram is dropped
         }
-        MemorySegment pl = p.payload();
-        int plen = (int) pl.byteSize();
+        Packet.Payload pl = p.payload();
+        int plen = (int) pl.length();
         byte[] buf = new byte[40 + plen];
         // GRH: IP version 6, payload length, next header 0x1B (IBA), hop limit, SGID, DGID
         buf[0] = 0x60;
@@ -932,7 +1175,7 @@ final class Engine implements Runnable {
         buf[7] = 64;
         System.arraycopy(p.sgid().raw(), 0, buf, 8, 16);
         System.arraycopy(p.dgid().raw(), 0, buf, 24, 16);
-        MemorySegment.copy(pl, 0, MemorySegment.ofArray(buf), 40, plen);
+        pl.copyTo(0, MemorySegment.ofArray(buf).asSlice(40, plen));
         try {
             handle.memory().scatter(qp, r.wr().sgList(), MemorySegment.ofArray(buf));
         } catch (AccessFault f) {
@@ -953,16 +1196,16 @@ final class Engine implements Runnable {
         byte[] data;
         byte[] readBuf;
 
-        private MemorySegment segment;
+        private Packet.Payload segment;
 
         Msg(SendWqe w) {
             this.w = w;
         }
 
-        /** The payload as a read-only segment, made once and sliced into packets on every (re)transmission. */
-        MemorySegment segment() {
+        /** The gathered payload, made once and sliced into packets on every (re)transmission. */
+        Packet.Payload segment() {
             if (segment == null) {
-                segment = MemorySegment.ofArray(data).asReadOnly();
+                segment = Packet.Payload.Bytes.of(data);
             }
             return segment;
         }
@@ -986,6 +1229,11 @@ final class Engine implements Runnable {
         int epsn;
         int msn;
         boolean nakSent;
+        /** A coalesced ACK waiting for the end of the burst: its PSN and where it goes. */
+        boolean ackWaiting;
+        int ackPsn;
+        Gid ackDgid;
+        int ackDqpn;
         RecvWqe recv;
         byte[] recvBuf;
         long recvOff;
@@ -1014,6 +1262,7 @@ final class Engine implements Runnable {
         }
 
         void resetResponder() {
+            ackWaiting = false;
             recv = null;
             recvBuf = null;
             recvOff = 0;

@@ -2,6 +2,7 @@ package dev.dmaplane.driver.softroce;
 
 import dev.dmaplane.rdma.verbs.Gid;
 
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
@@ -9,12 +10,16 @@ import java.util.concurrent.atomic.AtomicLong;
 /**
  * The in-process Ethernet/UDP network joining the HCAs of one driver instance: each port attaches with the GIDs of
  * its netdev (IPv4-mapped and IPv6 addresses). Lossless and in order per sender; a packet to an address nobody
- * owns is dropped, as a switch would after the neighbour went away.
+ * owns is dropped, as a switch would after the neighbour went away. A burst goes to its receiver in one delivery
+ * ({@link Engine#receive}), which handles it at once (cut-through) when it can, else stores it.
  */
 final class Fabric {
     private final Map<Gid, Engine> ports = new ConcurrentHashMap<>();
     final AtomicLong dropped = new AtomicLong();
-    /** Loss injection for tests: a packet this accepts is dropped (null: none is). */
+    /**
+     * Loss injection for tests: a packet this accepts is dropped (null: none is). While it is set, senders hand
+     * out single packets instead of trains, so that any one packet can be lost.
+     */
     volatile java.util.function.Predicate<Packet> loss;
 
     void attach(Gid gid, Engine engine) {
@@ -25,15 +30,38 @@ final class Fabric {
         ports.values().removeIf(e -> e == engine);
     }
 
-    void send(Packet p) {
+    /** Whether senders must send single packets (loss injection is on). */
+    boolean perPacket() {
+        return loss != null;
+    }
+
+    /** Sends a burst, in order: consecutive packets to one receiver are delivered together. */
+    void send(List<Packet> burst) {
+        int n = burst.size();
+        int from = 0;
         var l = loss;
-        if (l != null && l.test(p)) {
-            dropped.incrementAndGet();
-            return;
+        if (l != null) {
+            burst = burst.stream().filter(p -> {
+                if (l.test(p)) {
+                    dropped.incrementAndGet();
+                    return false;
+                }
+                return true;
+            }).toList();
+            n = burst.size();
         }
-        Engine dst = ports.get(p.dgid());
-        if (dst == null || !dst.receive(p)) {
-            dropped.incrementAndGet();
+        while (from < n) {
+            Gid dgid = burst.get(from).dgid();
+            int to = from + 1;
+            while (to < n && burst.get(to).dgid().equals(dgid)) {
+                to++;
+            }
+            List<Packet> part = (from == 0 && to == n) ? burst : burst.subList(from, to);
+            Engine dst = ports.get(dgid);
+            if (dst == null || !dst.receive(part)) {
+                dropped.addAndGet(part.size());
+            }
+            from = to;
         }
     }
 }

@@ -1,26 +1,54 @@
 package dev.dmaplane.driver.softroce;
 
+import dev.dmaplane.rdma.spi.DmaLease;
 import dev.dmaplane.rdma.verbs.Gid;
 
 import java.lang.foreign.MemorySegment;
 
 /**
- * One RoCEv2 packet on the fabric (IP/UDP 4791 addressed by GID): the base transport header (opcode, destination
- * QP, PSN, AckReq), the extension headers the opcode carries (RETH: {@code va}/{@code rkey}/{@code dmaLen};
- * AtomicETH: {@code va}/{@code rkey}/{@code swapAdd}/{@code compare}; ImmDt/IETH: {@code imm}; AETH:
- * {@code syndrome}/{@code msn}; AtomicAckETH: {@code orig}; DETH: {@code qkey}/{@code srcQpn}) and the payload
- * bytes (a read-only view: messages are sliced, not copied, into packets), and the BTH's solicited event bit {@code se}. The ICRC is not modelled: the fabric does not corrupt packets.
+ * One RoCEv2 packet on the fabric (IP/UDP 4791 addressed by GID), or a train of {@code count} consecutive packets
+ * of one message handed to the fabric at once (as a NIC's segmentation offload hands a burst to the wire): PSNs
+ * {@code psn .. psn + count - 1}, {@code first} when the train starts the message, {@code last} when it ends it.
+ * It carries the base transport header (opcode, destination QP, PSN, AckReq), the extension headers the opcode
+ * carries (RETH: {@code va}/{@code rkey}/{@code dmaLen}; AtomicETH: {@code va}/{@code rkey}/{@code swapAdd}/
+ * {@code compare}; ImmDt/IETH: {@code imm}; AETH: {@code syndrome}/{@code msn}; AtomicAckETH: {@code orig};
+ * DETH: {@code qkey}/{@code srcQpn}), the BTH's solicited event bit {@code se} and the payload. The ICRC is not
+ * modelled: the fabric does not corrupt packets.
  */
-record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first, boolean last, int psn,
+record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first, boolean last, int psn, int count,
               boolean ackReq, long va, int rkey, long dmaLen, int imm, long swapAdd, long compare, int syndrome,
-              int msn, long orig, int qkey, MemorySegment payload, boolean se) {
+              int msn, long orig, int qkey, Payload payload, boolean se) {
 
-    /** A packet without the solicited event bit. */
-    Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first, boolean last, int psn, boolean ackReq,
-           long va, int rkey, long dmaLen, int imm, long swapAdd, long compare, int syndrome, int msn, long orig,
-           int qkey, MemorySegment payload) {
-        this(sgid, dgid, srcQpn, destQpn, op, first, last, psn, ackReq, va, rkey, dmaLen, imm, swapAdd, compare,
-                syndrome, msn, orig, qkey, payload, false);
+    /** A single packet without payload (acknowledgements, read requests, atomics). */
+    static Packet control(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, int psn, boolean ackReq, long va,
+                          int rkey, long dmaLen, long swapAdd, long compare, int syndrome, int msn, long orig) {
+        return new Packet(sgid, dgid, srcQpn, destQpn, op, true, true, psn, 1, ackReq, va, rkey, dmaLen, 0, swapAdd,
+                compare, syndrome, msn, orig, 0, Payload.NONE, false);
+    }
+
+    /** PSN of the train's last packet. */
+    int lastPsn() {
+        return psnAdd(psn, count - 1);
+    }
+
+    /**
+     * This train without its first {@code k} packets of {@code mtu} bytes (a duplicate prefix the responder has
+     * already taken).
+     */
+    Packet dropFront(int k, int mtu) {
+        long from = Math.min(payload.length(), (long) k * mtu);
+        return new Packet(sgid, dgid, srcQpn, destQpn, op, false, last, psnAdd(psn, k), count - k, ackReq, va, rkey,
+                dmaLen, imm, swapAdd, compare, syndrome, msn, orig, qkey,
+                payload.slice(from, payload.length() - from), se);
+    }
+
+    /** This packet with its payload copied off the sender (store-and-forward). */
+    Packet materialized() {
+        if (!(payload instanceof Payload.Span)) {
+            return this;
+        }
+        return new Packet(sgid, dgid, srcQpn, destQpn, op, first, last, psn, count, ackReq, va, rkey, dmaLen, imm,
+                swapAdd, compare, syndrome, msn, orig, qkey, payload.materialize(), se);
     }
 
     /** Opcode families of {@code rxe_opcode.c}; {@code first}/{@code last} give FIRST/MIDDLE/LAST/ONLY. */
@@ -30,6 +58,84 @@ record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first,
 
         boolean isResponse() {
             return this == READ_RESP || this == ACK || this == ATOMIC_ACK;
+        }
+    }
+
+    /**
+     * A packet's payload: bytes already on the wire ({@link Bytes}), or a range the sending HCA fetches from its
+     * memory while the receiving one stores it ({@link Span}: cut-through, valid only during the fabric's delivery
+     * call; the fabric {@link #materialize materializes} it before queueing the packet).
+     */
+    sealed interface Payload {
+        Payload NONE = new Bytes(MemorySegment.ofArray(new byte[0]));
+
+        long length();
+
+        /** The receiving HCA writes {@code [from, from + len)} of the payload at {@code offset} of {@code dst}. */
+        void writeTo(long from, DmaLease dst, long offset, long len);
+
+        /** Copies {@code [from, from + dst.byteSize())} of the payload into {@code dst} (the HCA's own buffer). */
+        void copyTo(long from, MemorySegment dst);
+
+        Payload slice(long from, long len);
+
+        Bytes materialize();
+
+        /** Payload bytes (a read-only view). */
+        record Bytes(MemorySegment data) implements Payload {
+            static Bytes of(byte[] b) {
+                return new Bytes(MemorySegment.ofArray(b).asReadOnly());
+            }
+
+            @Override
+            public long length() {
+                return data.byteSize();
+            }
+
+            @Override
+            public void writeTo(long from, DmaLease dst, long offset, long len) {
+                dst.write(offset, data.asSlice(from, len));
+            }
+
+            @Override
+            public void copyTo(long from, MemorySegment dst) {
+                MemorySegment.copy(data, from, dst, 0, dst.byteSize());
+            }
+
+            @Override
+            public Payload slice(long from, long len) {
+                return new Bytes(data.asSlice(from, len));
+            }
+
+            @Override
+            public Bytes materialize() {
+                return this;
+            }
+        }
+
+        /** {@code length} bytes at {@code offset} of the sender's open lease. */
+        record Span(DmaLease lease, long offset, long length) implements Payload {
+            @Override
+            public void writeTo(long from, DmaLease dst, long off, long len) {
+                lease.copyTo(offset + from, dst, off, len);
+            }
+
+            @Override
+            public void copyTo(long from, MemorySegment dst) {
+                lease.read(offset + from, dst);
+            }
+
+            @Override
+            public Payload slice(long from, long len) {
+                return new Span(lease, offset + from, len);
+            }
+
+            @Override
+            public Bytes materialize() {
+                byte[] b = new byte[(int) length];
+                lease.read(offset, MemorySegment.ofArray(b));
+                return Bytes.of(b);
+            }
         }
     }
 
@@ -51,6 +157,4 @@ record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first,
     static int psnDiff(int a, int b) {
         return ((a - b) << 8) >> 8;
     }
-
-    static final MemorySegment EMPTY = MemorySegment.ofArray(new byte[0]);
 }
