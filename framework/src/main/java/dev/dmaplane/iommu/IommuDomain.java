@@ -120,6 +120,35 @@ public final class IommuDomain {
         return IoPageTable.physOf(leaf, iova);
     }
 
+    /**
+     * {@link #translate} of the first byte, and how many of {@code maxLength} bytes from {@code iova} the same
+     * page-table leaf maps ({@link #contiguousFrom}), in one walk: a transaction of a device that does not cross a
+     * leaf.
+     */
+    public Run translateRun(String device, long iova, long maxLength, boolean write) {
+        if (!type.paging()) {
+            long n = Math.min(maxLength, IoPageTable.PAGE_SIZE - (iova & (IoPageTable.PAGE_SIZE - 1)));
+            return new Run(translate(device, iova, n, write), n);
+        }
+        if (iova < 0 || iova >= APERTURE_END) {
+            throw fault(device, iova, write, FaultReason.OUT_OF_RANGE, "outside the 48-bit aperture");
+        }
+        long leaf = pageTable.walk(iova);
+        if (leaf == 0) {
+            throw fault(device, iova, write, FaultReason.NOT_MAPPED, "not mapped");
+        }
+        int prot = IoPageTable.protOf(leaf);
+        if (write ? (prot & IoPageTable.PROT_WRITE) == 0 : (prot & IoPageTable.PROT_READ) == 0) {
+            throw fault(device, iova, write, FaultReason.PERMISSION, write ? "write to a read-only mapping" : "read of a write-only mapping");
+        }
+        long sz = IoPageTable.leafSize(leaf);
+        return new Run(IoPageTable.physOf(leaf, iova), Math.min(maxLength, sz - (iova & (sz - 1))));
+    }
+
+    /** A translated run: {@code length} bytes at physical address {@code phys}. */
+    public record Run(long phys, long length) {
+    }
+
     /** Bytes from {@code iova} to the end of the page-table leaf that maps it (or to the next 4 KiB boundary). */
     public long contiguousFrom(long iova) {
         if (type.paging()) {

@@ -29,8 +29,18 @@ public final class ConfigSpace {
     private final byte[] data = new byte[SIZE];
     private final byte[] wmask = new byte[SIZE];
     private final byte[] w1cmask = new byte[SIZE];
+    /**
+     * Counts {@link #write}s to any config space of the JVM, so that what is derived from the registers (address
+     * decoding) can be cached and checked with one read.
+     */
+    private static final java.util.concurrent.atomic.AtomicInteger WRITES = new java.util.concurrent.atomic.AtomicInteger();
 
     private ConfigSpace() {
+    }
+
+    /** Config writes so far, to any config space: a value that changes whenever some registers may have. */
+    static int writeCount() {
+        return WRITES.get();
     }
 
     /** A capability found in the list ({@code lspci -v} "Capabilities: [offset] name"). */
@@ -96,6 +106,7 @@ public final class ConfigSpace {
             cur &= ~(b & w1cmask[at] & 0xFF);
             data[at] = (byte) cur;
         }
+        WRITES.incrementAndGet();
     }
 
     private static void checkAccess(int offset, int size) {

@@ -137,6 +137,57 @@ public final class PciTopology implements AutoCloseable {
     }
 
     /**
+     * Whether any BAR or bridge memory window of the topology decodes {@code busAddr}. When none does, every
+     * request for it goes up to the root complex ({@link #route} gives {@link PciRoute.RootComplex}), whoever
+     * issues it: the fast path of a device's DMA to RAM. The decoders are cached until a config write.
+     */
+    public boolean claimedBelowRootComplex(long busAddr) {
+        Decoders d = decoders;
+        if (d == null || d.writes != ConfigSpace.writeCount()) {
+            d = Decoders.of(functions);
+            decoders = d;
+        }
+        return d.claims(busAddr);
+    }
+
+    private volatile Decoders decoders;
+
+    /** Every BAR and bridge window as inclusive {@code [first, last]} ranges, with the config writes they reflect. */
+    private record Decoders(int writes, long[] first, long[] last) {
+        static Decoders of(List<PciFunction> fns) {
+            int w = ConfigSpace.writeCount(); // before the registers are read
+            List<long[]> ranges = new ArrayList<>();
+            for (PciFunction f : fns) {
+                for (Bar b : f.bars()) {
+                    if (b.address() != 0) {
+                        ranges.add(new long[]{b.address(), b.address() + b.size() - 1});
+                    }
+                }
+                if (f.isBridge()) {
+                    f.configSpace().memoryWindow().ifPresent(x -> ranges.add(new long[]{x.base(), x.limit()}));
+                    f.configSpace().prefetchableWindow().ifPresent(x -> ranges.add(new long[]{x.base(), x.limit()}));
+                }
+            }
+            long[] first = new long[ranges.size()];
+            long[] last = new long[ranges.size()];
+            for (int i = 0; i < first.length; i++) {
+                first[i] = ranges.get(i)[0];
+                last[i] = ranges.get(i)[1];
+            }
+            return new Decoders(w, first, last);
+        }
+
+        boolean claims(long addr) {
+            for (int i = 0; i < first.length; i++) {
+                if (Long.compareUnsigned(addr, first[i]) >= 0 && Long.compareUnsigned(addr, last[i]) <= 0) {
+                    return true;
+                }
+            }
+            return false;
+        }
+    }
+
+    /**
      * The IOMMU isolation groups, numbered by position: functions that cannot be isolated from each other
      * for DMA share a group; bridges are members like any function. Groups are in the order their first
      * member was probed, members in probe order.

@@ -65,9 +65,9 @@ final class DeviceBusMaster implements BusMaster {
                 done += n;
                 continue;
             }
-            IommuDomain domain = domain();
-            long n = Math.min(len - done, chunk(domain, addr));
-            long phys = translate(domain, addr, n, write);
+            IommuDomain.Run run = run(domain(), addr, len - done, write);
+            long n = run.length();
+            long phys = run.phys();
             if (write) {
                 physical.write(phys, data.asSlice(done, n));
             } else {
@@ -114,9 +114,9 @@ final class DeviceBusMaster implements BusMaster {
         if (peer(addr, remaining, write) != null) {
             return null;
         }
-        IommuDomain domain = domain();
-        long n = Math.min(remaining, chunk(domain, addr));
-        long phys = translate(domain, addr, n, write);
+        IommuDomain.Run run = run(domain(), addr, remaining, write);
+        long n = run.length();
+        long phys = run.phys();
         HostMemory ram = physical.ram();
         if (!ram.contains(phys, n)) {
             return null;
@@ -206,6 +206,26 @@ final class DeviceBusMaster implements BusMaster {
         return Math.min(remaining, peer.region().size() - peer.offset());
     }
 
+    /**
+     * One transaction from {@code addr}: its physical address and length (at most {@code remaining}, not crossing a
+     * page-table leaf or, without paging, a 4 KiB page), after every check of {@link #translate}.
+     */
+    private IommuDomain.Run run(IommuDomain domain, long addr, long remaining, boolean write) {
+        if (domain == null || !domain.type().paging()) {
+            long n = Math.min(remaining, chunk(domain, addr));
+            return new IommuDomain.Run(translate(domain, addr, n, write), n);
+        }
+        checkRequester(addr, 1, write);
+        IommuDomain.Run r;
+        try {
+            r = domain.translateRun(dma.deviceName(), addr, remaining, write);
+        } catch (DmaFaultException e) {
+            throw debugFault(domain, e, addr, 1, write);
+        }
+        checkRequester(addr, r.length(), write);
+        return r;
+    }
+
     private long translate(IommuDomain domain, long addr, long len, boolean write) {
         checkRequester(addr, len, write);
         String dev = dma.deviceName();
@@ -218,18 +238,23 @@ final class DeviceBusMaster implements BusMaster {
         try {
             return domain.translate(dev, addr, len, write);
         } catch (DmaFaultException e) {
-            if (dma.sys.debug.enabled() && domain.type() == IommuDomainType.DMA) {
-                Map.Entry<Mapping, String> rv = dma.revokedAt(addr, len);
-                if (rv != null) {
-                    reportRevoked(rv, addr, len, write);
-                    throw e;
-                }
-                dma.sys.debug.report(e.reason() == FaultReason.PERMISSION ? Kind.ACCESS_READ_ONLY : Kind.ACCESS_UNMAPPED,
-                        dev, addr, len, "device " + (write ? "write" : "read") + " at iova 0x" + Long.toHexString(addr)
-                                + " refused by the IOMMU", null);
-            }
-            throw e;
+            throw debugFault(domain, e, addr, len, write);
         }
+    }
+
+    /** An IOMMU refusal, reported to dma-debug first (with the revoked mapping it hit, if any). */
+    private DmaFaultException debugFault(IommuDomain domain, DmaFaultException e, long addr, long len, boolean write) {
+        if (dma.sys.debug.enabled() && domain.type() == IommuDomainType.DMA) {
+            Map.Entry<Mapping, String> rv = dma.revokedAt(addr, len);
+            if (rv != null) {
+                reportRevoked(rv, addr, len, write);
+                return e;
+            }
+            dma.sys.debug.report(e.reason() == FaultReason.PERMISSION ? Kind.ACCESS_READ_ONLY : Kind.ACCESS_UNMAPPED,
+                    dma.deviceName(), addr, len, "device " + (write ? "write" : "read") + " at iova 0x"
+                            + Long.toHexString(addr) + " refused by the IOMMU", null);
+        }
+        return e;
     }
 
     /** What the requester itself must satisfy to put a request on the bus at all: presence, Bus Master Enable, its DMA mask. */

@@ -8,7 +8,6 @@ import dev.dmaplane.rdma.spi.DmaLease;
 
 import java.lang.foreign.MemorySegment;
 import java.util.List;
-import java.util.concurrent.atomic.AtomicBoolean;
 
 /** A lease over bus ranges; every byte moves through the device's bus master, so the IOMMU checks it. */
 final class LeaseImpl implements DmaLease {
@@ -19,10 +18,11 @@ final class LeaseImpl implements DmaLease {
     private final BusMaster bus;
     private final long length;
     private final Runnable onClose;
-    private final AtomicBoolean closed = new AtomicBoolean();
+    /** Leases are closed on the thread that took them (see {@link DmaLease}). */
+    private boolean closed;
 
     LeaseImpl(List<DmaSegment> segments, BusMaster bus, Runnable onClose) {
-        this.segments = List.copyOf(segments);
+        this.segments = List.copyOf(segments); // no copy for an immutable list
         this.bus = bus;
         this.onClose = onClose;
         long n = 0;
@@ -43,7 +43,7 @@ final class LeaseImpl implements DmaLease {
     }
 
     private void check(long offset, long len) {
-        if (closed.get()) {
+        if (closed) {
             throw new ErrnoException(Errno.EINVAL, "lease is closed");
         }
         if (offset < 0 || len < 0 || offset > length - len) {
@@ -125,7 +125,8 @@ final class LeaseImpl implements DmaLease {
 
     @Override
     public void close() {
-        if (closed.compareAndSet(false, true)) {
+        if (!closed) {
+            closed = true;
             onClose.run();
         }
     }

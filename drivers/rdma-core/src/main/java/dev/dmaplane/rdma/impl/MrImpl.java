@@ -30,6 +30,8 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  */
 final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
     final ReentrantReadWriteLock rw = new ReentrantReadWriteLock();
+    /** What closing a lease does: the read lock it held. */
+    private final Runnable unlockRead = () -> rw.readLock().unlock();
     final AtomicInteger boundWindows = new AtomicInteger();
     private final int index;
     private volatile PdImpl pd;
@@ -290,7 +292,7 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
     /** Called with the read lock held; the lease releases it. */
     private DmaLease newLease(UserMemory u, long a, long len) {
         List<DmaSegment> segs = u.translate(a - u.iova, len);
-        return new LeaseImpl(segs, dev.bus, rw.readLock()::unlock);
+        return new LeaseImpl(segs, dev.bus, unlockRead);
     }
 
     // ---- views ----

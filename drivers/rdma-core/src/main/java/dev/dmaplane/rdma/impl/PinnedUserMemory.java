@@ -100,10 +100,14 @@ final class PinnedUserMemory extends UserMemory {
     /** The HCA's view: through the block table, as its MTT would translate. */
     @Override
     List<DmaSegment> translate(long offset, long len) {
-        List<DmaSegment> out = new ArrayList<>();
         long va = iova + offset;
         long end = va + len;
         long base = iova >>> shift;
+        long first = va & (pageSize - 1);
+        if (first + len <= pageSize) { // inside one block: the common case of a packet
+            return List.of(new DmaSegment(blocks[(int) ((va >>> shift) - base)] + first, len));
+        }
+        List<DmaSegment> out = new ArrayList<>();
         long segStart = -1;
         long segLen = 0;
         while (va < end) {
@@ -125,7 +129,7 @@ final class PinnedUserMemory extends UserMemory {
         if (segStart >= 0) {
             out.add(new DmaSegment(segStart, segLen));
         }
-        return out;
+        return List.copyOf(out);
     }
 
     @Override
