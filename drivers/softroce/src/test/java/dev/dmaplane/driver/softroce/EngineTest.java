@@ -1,0 +1,137 @@
+package dev.dmaplane.driver.softroce;
+
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * How the engine moves packets: run in the thread that rang the doorbell when it is idle ({@code rxe_run_task}),
+ * cut-through delivery of a long message from the requester's lease, store-and-forward when the receiving engine
+ * is busy, one coalesced ACK per QP and burst (IBTA 9.7.5.1.1: an ACK acknowledges every earlier PSN), and a
+ * retransmitted train whose first packets the responder already has (IBTA 9.7.5.1.2 duplicates).
+ */
+@Timeout(60)
+class EngineTest {
+    private final Hcas h = new Hcas();
+
+    @AfterEach
+    void close() {
+        h.driver.fabric.loss = null;
+        h.close();
+        assertEquals(0, Hcas.softroceThreads());
+    }
+
+    private Engine engine(String dev) {
+        return h.driver.providers.get(dev).engine;
+    }
+
+    private static byte[] random(int n, long seed) {
+        byte[] b = new byte[n];
+        new Random(seed).nextBytes(b);
+        return b;
+    }
+
+    @Test
+    void aLongWriteGoesCutThroughAndCompletesInThePostingThread() {
+        QueuePair[] p = h.pair();
+        byte[] data = random(300_000, 1);
+        h.a.write(0, data);
+        Engine rxe1 = engine("rxe1");
+        long cut = rxe1.burstsCutThrough;
+        long stored = rxe1.burstsStored;
+        p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf + 4096, h.b.mr.rkey()));
+        // the requester, the responder and the completer all ran inside postSend: the completion is already there
+        List<WorkCompletion> wc = h.a.cq.poll(4);
+        assertEquals(1, wc.size(), "completed before postSend returned");
+        assertTrue(wc.getFirst().isSuccess());
+        assertArrayEquals(data, h.b.read(4096, data.length));
+        assertTrue(rxe1.burstsCutThrough > cut);
+        assertEquals(stored, rxe1.burstsStored);
+        assertTrue(rxe1.pktsRecv >= (data.length + 1023) / 1024, "a train counts as its packets");
+    }
+
+    @Test
+    void aBusyReceiverStoresTheBurstWithItsBytesTakenAtSendTime() throws Exception {
+        QueuePair[] p = h.pair();
+        byte[] data = random(100_000, 2);
+        h.a.write(0, data);
+        Engine rxe1 = engine("rxe1");
+        long stored = rxe1.burstsStored;
+        CompletableFuture<Void> posted;
+        rxe1.lock.lock(); // rxe1 is busy: what reaches it now is stored
+        try {
+            posted = CompletableFuture.runAsync(() -> p[0].postSend(new SendWr.RdmaWrite(1,
+                    List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf, h.b.mr.rkey())));
+            posted.get(10, TimeUnit.SECONDS); // the sender is not held up by the busy receiver
+            assertTrue(rxe1.burstsStored > stored);
+            // the requester's lease is closed; the stored packets carry their own copy of the payload
+            h.a.write(0, new byte[data.length]);
+            assertArrayEquals(new byte[data.length], h.b.read(0, data.length), "nothing written yet");
+        } finally {
+            rxe1.lock.unlock();
+        }
+        WorkCompletion wc = Hcas.one(h.a.cq); // rxe1's worker takes the stored burst
+        assertTrue(wc.isSuccess());
+        assertArrayEquals(data, h.b.read(0, data.length));
+    }
+
+    @Test
+    void aBurstOfSmallWritesIsAcknowledgedByAFewCoalescedAcks() {
+        QueuePair[] p = h.pair();
+        int n = 200;
+        List<SendWr> wrs = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            h.a.write(i * 64L, random(64, 100 + i));
+            wrs.add(new SendWr.RdmaWrite(i, List.of(h.a.sge(i * 64L, 64)), SIGNALED, h.b.buf + 65536 + i * 64L,
+                    h.b.mr.rkey()));
+        }
+        Engine rxe1 = engine("rxe1");
+        long sent = rxe1.pktsSent;
+        p[0].postSend(wrs); // one doorbell
+        List<WorkCompletion> wc = Hcas.poll(h.a.cq, n);
+        assertTrue(wc.stream().allMatch(WorkCompletion::isSuccess));
+        assertEquals(0, wc.getLast().wrId() - (n - 1), "in order");
+        for (int i = 0; i < n; i++) {
+            assertArrayEquals(random(64, 100 + i), h.b.read(65536 + i * 64L, 64));
+        }
+        long acks = rxe1.pktsSent - sent;
+        assertTrue(acks >= 1 && acks <= n / Engine.BURST + 2, acks + " ACKs for " + n + " messages");
+    }
+
+    @Test
+    void aResentTrainWhoseFirstPacketsArrivedBeforeIsTrimmedAtTheResponder() {
+        QueuePair[] p = h.pair();
+        byte[] data = random(5000, 3); // five packets at MTU 1024
+        h.a.write(0, data);
+        Fabric f = h.driver.fabric;
+        // single packets while the loss is armed; the last packet is lost, and with it the loss injection
+        f.loss = pk -> {
+            if (pk.op() == Packet.Op.WRITE && pk.last()) {
+                f.loss = null;
+                return true;
+            }
+            return false;
+        };
+        Engine rxe0 = engine("rxe0");
+        long retries = rxe0.retries;
+        p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf + 100, h.b.mr.rkey()));
+        // the transport timer resends the message as one train of five; the responder has four of them
+        assertTrue(Hcas.one(h.a.cq).isSuccess());
+        assertTrue(rxe0.retries > retries, "resent after the timeout");
+        assertEquals(1, f.dropped.get());
+        assertArrayEquals(data, h.b.read(100, data.length));
+        assertEquals(0, rxe0.errors + engine("rxe1").errors, String.valueOf(engine("rxe1").lastError));
+    }
+}
