@@ -84,6 +84,8 @@ final class Engine implements Runnable {
     volatile long pktsSent;
     volatile long pktsRecv;
     volatile long retries;
+    /** Retransmissions that resumed inside a message (at the PSN a NAK or a partial ACK gave). */
+    volatile long resentFromMiddle;
     volatile long rnrNaksSent;
     /** Passes run by the worker thread, and by other threads (doorbells and deliveries that found the engine idle). */
     volatile long workerPasses;
@@ -374,10 +376,10 @@ final class Engine implements Runnable {
             if (c.deadline - now <= 0) {
                 if (c.rnrWait) {
                     c.rnrWait = false;
-                    retransmit(c);
+                    retransmit(c, -1);
                 } else if (c.retryLeft-- > 0) {
                     retries++;
-                    retransmit(c);
+                    retransmit(c, -1);
                 } else {
                     finish(c, WcStatus.RETRY_EXC_ERR);
                     requester(c);
@@ -542,6 +544,7 @@ final class Engine implements Runnable {
         }
         m.firstPsn = c.npsn;
         m.lastPsn = Packet.psnAdd(c.npsn, pkts - 1);
+        m.ackedThrough = Packet.psnAdd(c.npsn, -1);
         if (cut) { // sent before it is in flight: a refused lease fails the request before it takes PSNs
             try {
                 transmit(c, m);
@@ -565,11 +568,25 @@ final class Engine implements Runnable {
         }
     }
 
-    /** Go-back-N: resends every message in flight from the oldest one's first PSN. */
-    private void retransmit(QpCtx c) {
+    /**
+     * Go-back-N (IBTA 9.7.4.1.4 and o9-27): resends every message in flight from {@code fromPsn}, or from the first
+     * PSN not acknowledged yet when {@code fromPsn} is -1 (a timeout). A SEND or WRITE resumes at that packet of its
+     * message; a READ or atomic request is sent again whole.
+     */
+    private void retransmit(QpCtx c, int fromPsn) {
+        boolean firstMsg = true;
         for (Msg m : c.inflight) {
+            int k = 0;
+            if (firstMsg && !isReadOrAtomic(m.w)) {
+                int from = fromPsn >= 0 ? fromPsn : Packet.psnAdd(m.ackedThrough, 1);
+                int d = Packet.psnDiff(from, m.firstPsn);
+                if (d > 0 && Packet.psnDiff(from, m.lastPsn) <= 0) {
+                    k = d;
+                }
+            }
+            firstMsg = false;
             try {
-                transmit(c, m);
+                transmit(c, m, k);
             } catch (AccessFault | DmaFaultException e) {
                 break; // the region went away under a message in flight: nothing more is sent; the timer ends it
             }
@@ -577,8 +594,15 @@ final class Engine implements Runnable {
         c.deadline = System.nanoTime() + timeoutNs(c.qp.attr().timeout());
     }
 
-    /** Sends every packet of {@code m}: trains of packets, or single packets while the fabric loses some. */
     private void transmit(QpCtx c, Msg m) {
+        transmit(c, m, 0);
+    }
+
+    /**
+     * Sends the packets of {@code m} from its {@code fromPkt}-th (SEND and WRITE; requests without payload are
+     * one packet): trains, or single packets while the fabric loses some.
+     */
+    private void transmit(QpCtx c, Msg m, int fromPkt) {
         HwQp qp = c.qp;
         SendWqe w = m.w;
         var a = qp.attr();
@@ -621,14 +645,14 @@ final class Engine implements Runnable {
                     default -> op = Op.SEND;
                 }
                 if (m.data != null) {
-                    packets(c, m, op, va, rkey, imm, dgid, dqpn, m.segment());
+                    packets(c, m, op, va, rkey, imm, dgid, dqpn, m.segment(), fromPkt);
                     return;
                 }
                 // cut-through: the packets carry a range of the lease, which stays open until the fabric took them
                 flushTx();
                 dev.dmaplane.rdma.verbs.Sge sge = w.wr().sgList().getFirst();
                 try (DmaLease l = handle.memory().local(qp.pd(), sge.lkey(), sge.addr(), sge.length(), 0)) {
-                    packets(c, m, op, va, rkey, imm, dgid, dqpn, new Packet.Payload.Span(l, 0, sge.length()));
+                    packets(c, m, op, va, rkey, imm, dgid, dqpn, new Packet.Payload.Span(l, 0, sge.length()), fromPkt);
                     flushTx();
                 }
             }
@@ -636,18 +660,22 @@ final class Engine implements Runnable {
     }
 
     /** The packets of a SEND or WRITE message with {@code payload}: one train, or single packets. */
-    private void packets(QpCtx c, Msg m, Op op, long va, int rkey, int imm, Gid dgid, int dqpn, Packet.Payload payload) {
+    private void packets(QpCtx c, Msg m, Op op, long va, int rkey, int imm, Gid dgid, int dqpn, Packet.Payload payload,
+                         int fromPkt) {
         long len = payload.length();
         int n = (int) Math.max(1, (len + m.mtu - 1) / m.mtu);
         int per = fabric.perPacket() ? 1 : n;
         int me = c.qp.qpNum();
-        for (int i = 0; i < n; i += per) {
+        for (int i = fromPkt; i < n; i += per) {
             int k = Math.min(per, n - i);
             long from = (long) i * m.mtu;
             long to = Math.min(len, from + (long) k * m.mtu);
             boolean last = i + k == n;
             boolean ackReq = last || (per == 1 && (i % ACK_EVERY) == ACK_EVERY - 1);
             Packet.Payload part = (k == n) ? payload : payload.slice(from, to - from);
+            if (i == fromPkt && fromPkt > 0) {
+                resentFromMiddle++;
+            }
             send(new Packet(gid, dgid, me, dqpn, op, i == 0, last, Packet.psnAdd(m.firstPsn, i), k, ackReq, va,
                     rkey, len, imm, 0, 0, 0, 0, 0, 0, part, last && m.w.solicited()));
         }
@@ -763,7 +791,8 @@ final class Engine implements Runnable {
                     implicitAck(c, Packet.psnAdd(p.psn(), 1));
                     Msg m = c.inflight.peekFirst();
                     if (m != null && Packet.psnDiff(p.psn(), m.firstPsn) >= 0) {
-                        progress(c); // a coalesced ACK inside a long message
+                        m.ackedThrough = p.psn(); // a coalesced ACK inside a long message
+                        progress(c);
                     }
                     return;
                 }
@@ -787,7 +816,7 @@ final class Engine implements Runnable {
                         case Packet.AETH_NAK_PSN_SEQ -> {
                             if (!c.rnrWait) {
                                 retries++;
-                                retransmit(c);
+                                retransmit(c, p.psn()); // from the PSN the responder expects
                             }
                         }
                         case Packet.AETH_NAK_INV_REQ -> finish(c, WcStatus.REM_INV_REQ_ERR);
@@ -1192,6 +1221,8 @@ final class Engine implements Runnable {
         final SendWqe w;
         int firstPsn;
         int lastPsn;
+        /** The last PSN of this message a coalesced ACK covered (firstPsn - 1 while none did). */
+        int ackedThrough;
         int mtu;
         byte[] data;
         byte[] readBuf;

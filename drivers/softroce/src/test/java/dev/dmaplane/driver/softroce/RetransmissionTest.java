@@ -60,6 +60,23 @@ class RetransmissionTest {
         assertArrayEquals(data, h.b.read(100, 5000));
         assertArrayEquals(data, h.b.read(10_000, 5000));
         assertEquals(1, h.driver.fabric.dropped.get());
+        // the NAK carried the PSN of the lost packet: the requester resumed there, not at the message's start
+        assertEquals(1, h.driver.providers.get("rxe0").engine.resentFromMiddle);
+    }
+
+    @Test
+    void aTimeoutResendsFromTheFirstPacketNoAckCoveredNotFromTheMessagesStart() {
+        QueuePair[] p = h.pair();
+        byte[] data = new byte[100 * 1024]; // 100 packets: the requester asks for an ACK at packet 64
+        new Random(11).nextBytes(data);
+        h.a.write(0, data);
+        lose(1, pk -> pk.op() == Packet.Op.WRITE && pk.last()); // no NAK follows: only the timer notices
+        p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf, h.b.mr.rkey()));
+        assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
+        assertArrayEquals(data, h.b.read(0, data.length));
+        Engine rxe0 = h.driver.providers.get("rxe0").engine;
+        assertTrue(rxe0.retries >= 1);
+        assertEquals(1, rxe0.resentFromMiddle, "resumed after the PSN the coalesced ACK covered");
     }
 
     @Test
