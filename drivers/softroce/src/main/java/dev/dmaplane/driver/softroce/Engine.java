@@ -893,6 +893,13 @@ final class Engine implements Runnable {
             return;
         }
         c.nakSent = false;
+        if ((p.op() == Op.READ_REQ || p.op() == Op.CMP_SWAP || p.op() == Op.FETCH_ADD)
+                && qp.attr().maxDestRdAtomic() == 0) {
+            // no responder resources for reads and atomics (max_dest_rd_atomic 0): rxe's check_resource
+            // RESPST_ERR_TOO_MANY_RDMA_ATM_REQ, an Invalid Request NAK
+            nakFatal(c, p, Packet.AETH_NAK_INV_REQ);
+            return;
+        }
         switch (p.op()) {
             case SEND, SEND_IMM, SEND_INV -> recvSend(c, p);
             case WRITE, WRITE_IMM -> recvWrite(c, p);
@@ -1271,11 +1278,14 @@ final class Engine implements Runnable {
         long wva;
         int wrkey;
         long woff;
-        /** Results of the last atomics, by PSN, to answer duplicates (rxe's responder resources). */
+        /**
+         * Results of the last atomics, by PSN, to answer duplicates: rxe's responder resources, a ring of
+         * {@code max_dest_rd_atomic} entries recycled oldest first.
+         */
         final Map<Integer, Long> atomicResults = new java.util.LinkedHashMap<>() {
             @Override
             protected boolean removeEldestEntry(Map.Entry<Integer, Long> e) {
-                return size() > 16;
+                return size() > Math.max(1, qp.attr().maxDestRdAtomic());
             }
         };
 

@@ -183,6 +183,29 @@ class CompletionStatusTest {
     }
 
     @Test
+    void aResponderWithoutReadAndAtomicResourcesRefusesThemWithRemInvReqErr() {
+        // max_dest_rd_atomic 0 on the responder (ibv_modify_qp(3): responder resources for RDMA reads and atomics;
+        // rxe's check_resource answers RESPST_ERR_TOO_MANY_RDMA_ATM_REQ, an Invalid Request NAK)
+        for (boolean atomic : new boolean[]{false, true}) {
+            QueuePair qa = h.a.rc();
+            QueuePair qb = h.b.rc();
+            Hcas.connect(qa, qb, h.b.gid, Hcas.ALL, 7, 7);
+            qb.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).accessFlags(Hcas.ALL).build());
+            qb.modify(QpAttr.builder().state(QpState.RTR).av(dev.dmaplane.rdma.verbs.AhAttr.roce(h.a.gid, 1, 1))
+                    .pathMtu(dev.dmaplane.rdma.verbs.Mtu.MTU_1024).destQpn(qa.qpNum()).rqPsn(0x100)
+                    .maxDestRdAtomic(0).minRnrTimer(1).build());
+            h.b.write(0, new byte[8]);
+            SendWr op = atomic
+                    ? new SendWr.AtomicFetchAndAdd(1, List.of(h.a.sge(0, 8)), SIGNALED, h.b.buf, h.b.mr.rkey(), 5)
+                    : new SendWr.RdmaRead(1, List.of(h.a.sge(0, 64)), SIGNALED, h.b.buf, h.b.mr.rkey());
+            qa.postSend(List.of(op, follower()));
+            assertFailedThenFlushed(qa, WcStatus.REM_INV_REQ_ERR);
+            assertEquals(QpState.ERR, qb.query().qpState(), "the responder's QP went to ERR too");
+            assertArrayEquals(new byte[8], h.b.read(0, 8), "the add did not run");
+        }
+    }
+
+    @Test
     void sendLongerThanTheReceiveIsRemInvReqErrAndLocLenErrAtTheReceiver() {
         QueuePair[] p = h.pair();
         p[1].postRecv(RecvWr.of(5, h.b.sge(0, 16)));
