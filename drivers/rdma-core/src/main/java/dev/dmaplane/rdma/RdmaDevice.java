@@ -36,6 +36,14 @@ public interface RdmaDevice {
      */
     PortAttr portAttr(int port);
 
+    /**
+     * The port's hardware counters ({@code /sys/class/infiniband/DEV/ports/N/hw_counters}, {@code rdma statistic}),
+     * a snapshot in the driver's order.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a bad port, {@code ENODEV} once unregistered
+     */
+    java.util.SequencedMap<String, Long> hwCounters(int port);
+
     /** The valid GID table entries of every port ({@code ports/N/gids}, {@code gid_attrs}). */
     List<GidEntry> gidTable();
 

@@ -140,6 +140,15 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
     }
 
     @Override
+    public java.util.SequencedMap<String, Long> hwCounters(int port) {
+        if (!registered) {
+            throw new ErrnoException(Errno.ENODEV, name + " has been unregistered");
+        }
+        checkPort(port);
+        return java.util.Collections.unmodifiableSequencedMap(new java.util.LinkedHashMap<>(provider.hwCounters(port)));
+    }
+
+    @Override
     public PortAttr portAttr(int port) {
         if (!registered) {
             throw new ErrnoException(Errno.ENODEV, name + " has been unregistered");

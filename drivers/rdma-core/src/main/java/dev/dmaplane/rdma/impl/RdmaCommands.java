@@ -17,7 +17,8 @@ import org.osgi.service.component.annotations.Reference;
         "osgi.command.scope=rdma",
         "osgi.command.function=dev",
         "osgi.command.function=link",
-        "osgi.command.function=res"})
+        "osgi.command.function=res",
+        "osgi.command.function=statistic"})
 public final class RdmaCommands {
     private final RdmaCore core;
 
@@ -39,6 +40,19 @@ public final class RdmaCommands {
             sb.append(i++).append(": ").append(d.name()).append(": node_type ca fw ").append(a.fwVer())
                     .append(" node_guid ").append(guid(a.nodeGuid())).append(" sys_image_guid ")
                     .append(guid(a.sysImageGuid())).append(" driver ").append(d.driverName()).append('\n');
+        }
+        return sb.isEmpty() ? "no RDMA devices" : sb.toString().stripTrailing();
+    }
+
+    /** {@code rdma statistic show}: each port's hardware counters on one line. */
+    public String statistic() {
+        StringBuilder sb = new StringBuilder();
+        for (RdmaDevice d : core.devices()) {
+            for (int p = 1; p <= d.portCount(); p++) {
+                sb.append("link ").append(d.name()).append('/').append(p);
+                d.hwCounters(p).forEach((k, v) -> sb.append(' ').append(k).append(' ').append(v));
+                sb.append('\n');
+            }
         }
         return sb.isEmpty() ? "no RDMA devices" : sb.toString().stripTrailing();
     }

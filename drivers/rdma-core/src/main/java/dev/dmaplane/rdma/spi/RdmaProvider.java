@@ -125,6 +125,14 @@ public interface RdmaProvider {
     default void pollCq(HwCq cq) {
     }
 
+    /**
+     * {@code get_hw_stats}: the port's hardware counters by name, in the order the driver lists them (what
+     * {@code rdma statistic show link DEV/PORT} prints); none by default.
+     */
+    default java.util.SequencedMap<String, Long> hwCounters(int port) {
+        return new java.util.LinkedHashMap<>();
+    }
+
     /** {@code cq} was armed. */
     default void reqNotifyCq(HwCq cq, boolean solicitedOnly) {
     }

@@ -87,6 +87,15 @@ final class Engine implements Runnable {
     /** Retransmissions that resumed inside a message (at the PSN a NAK or a partial ACK gave). */
     volatile long resentFromMiddle;
     volatile long rnrNaksSent;
+    /** Requests the responder saw again ({@code duplicate_request}), and sequence NAKs it sent ({@code out_of_seq_request}). */
+    volatile long duplicates;
+    volatile long outOfSeqNaksSent;
+    /** NAKs the requester received: PSN sequence error and RNR ({@code rcvd_seq_err}, {@code rcvd_rnr_err}). */
+    volatile long seqNaksRcvd;
+    volatile long rnrNaksRcvd;
+    /** Requests that ran out of transport and RNR retries. */
+    volatile long retryExceeded;
+    volatile long rnrRetryExceeded;
     /** Passes run by the worker thread, and by other threads (doorbells and deliveries that found the engine idle). */
     volatile long workerPasses;
     volatile long inlinePasses;
@@ -189,6 +198,31 @@ final class Engine implements Runnable {
                 LockSupport.unpark(t);
             }
         }
+    }
+
+    /**
+     * The port's hardware counters as rxe names them ({@code rxe_hw_counters.c}, shown by {@code rdma statistic}),
+     * then this engine's own, prefixed {@code dmaplane_}.
+     */
+    java.util.SequencedMap<String, Long> counters() {
+        var m = new java.util.LinkedHashMap<String, Long>();
+        m.put("sent_pkts", pktsSent);
+        m.put("rcvd_pkts", pktsRecv);
+        m.put("duplicate_request", duplicates);
+        m.put("out_of_seq_request", outOfSeqNaksSent);
+        m.put("rcvd_rnr_err", rnrNaksRcvd);
+        m.put("send_rnr_err", rnrNaksSent);
+        m.put("rcvd_seq_err", seqNaksRcvd);
+        m.put("retry_exceeded_err", retryExceeded);
+        m.put("retry_rnr_exceeded_err", rnrRetryExceeded);
+        m.put("completer_retry_err", retries);
+        m.put("dmaplane_resent_from_middle", resentFromMiddle);
+        m.put("dmaplane_bursts_cut_through", burstsCutThrough);
+        m.put("dmaplane_bursts_stored", burstsStored);
+        m.put("dmaplane_passes_inline", inlinePasses);
+        m.put("dmaplane_passes_worker", workerPasses);
+        m.put("dmaplane_errors", errors);
+        return m;
     }
 
     // ---- control (called from provider hooks) ----
@@ -381,6 +415,7 @@ final class Engine implements Runnable {
                     retries++;
                     retransmit(c, -1);
                 } else {
+                    retryExceeded++;
                     finish(c, WcStatus.RETRY_EXC_ERR);
                     requester(c);
                     continue;
@@ -802,10 +837,12 @@ final class Engine implements Runnable {
                     return;
                 }
                 if ((syn & 0x60) == Packet.AETH_RNR) {
+                    rnrNaksRcvd++;
                     if (c.rnrWait) {
                         return;
                     }
                     if (c.rnrLeft != 7 && c.rnrLeft-- <= 0) {
+                        rnrRetryExceeded++;
                         finish(c, WcStatus.RNR_RETRY_EXC_ERR);
                     } else {
                         c.rnrWait = true;
@@ -814,6 +851,7 @@ final class Engine implements Runnable {
                 } else {
                     switch (syn) {
                         case Packet.AETH_NAK_PSN_SEQ -> {
+                            seqNaksRcvd++;
                             if (!c.rnrWait) {
                                 retries++;
                                 retransmit(c, p.psn()); // from the PSN the responder expects
@@ -884,6 +922,7 @@ final class Engine implements Runnable {
         if (d > 0) {
             if (!c.nakSent) {
                 c.nakSent = true;
+                outOfSeqNaksSent++;
                 ack(c, p, Packet.AETH_NAK_PSN_SEQ, c.epsn);
             }
             return;
@@ -973,6 +1012,7 @@ final class Engine implements Runnable {
     }
 
     private void duplicate(QpCtx c, Packet p) {
+        duplicates++;
         switch (p.op()) {
             case READ_REQ -> recvReadAt(c, p, false);
             case CMP_SWAP, FETCH_ADD -> {

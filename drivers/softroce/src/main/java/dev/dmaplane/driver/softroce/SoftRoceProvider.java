@@ -56,6 +56,11 @@ final class SoftRoceProvider implements RdmaProvider {
     }
 
     @Override
+    public java.util.SequencedMap<String, Long> hwCounters(int p) {
+        return engine.counters();
+    }
+
+    @Override
     public void createQp(HwQp qp) {
         engine.ctx(qp);
     }

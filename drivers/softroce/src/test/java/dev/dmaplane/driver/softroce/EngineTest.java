@@ -134,4 +134,34 @@ class EngineTest {
         assertArrayEquals(data, h.b.read(100, data.length));
         assertEquals(0, rxe0.errors + engine("rxe1").errors, String.valueOf(engine("rxe1").lastError));
     }
+
+    @Test
+    void theHardwareCountersCountWhatHappenedAsRxeNamesThem() {
+        QueuePair[] p = h.pair();
+        p[0].postSend(new SendWr.Send(1, List.of(h.a.sge(0, 8)), SIGNALED, null)); // no receive yet: RNR NAK
+        Engine rxe1 = engine("rxe1");
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (rxe1.rnrNaksSent == 0) {
+            assertTrue(System.nanoTime() < deadline);
+            Thread.onSpinWait();
+        }
+        p[1].postRecv(dev.dmaplane.rdma.verbs.RecvWr.of(2, h.b.sge(0, 64)));
+        assertTrue(Hcas.one(h.a.cq).isSuccess());
+
+        var a = h.core.device("rxe0").orElseThrow().hwCounters(1);
+        var b = h.core.device("rxe1").orElseThrow().hwCounters(1);
+        assertEquals(List.of("sent_pkts", "rcvd_pkts", "duplicate_request", "out_of_seq_request", "rcvd_rnr_err",
+                "send_rnr_err", "rcvd_seq_err", "retry_exceeded_err", "retry_rnr_exceeded_err", "completer_retry_err"),
+                List.copyOf(a.sequencedKeySet()).subList(0, 10), "rxe_hw_counters.c names, in its order");
+        assertTrue(b.get("send_rnr_err") >= 1);
+        assertTrue(a.get("rcvd_rnr_err") >= 1);
+        assertTrue(a.get("sent_pkts") >= 2, "the send, and again after the RNR wait");
+        assertEquals(a.get("sent_pkts"), b.get("rcvd_pkts"), "a lossless fabric");
+        assertThrows(dev.dmaplane.errno.ErrnoException.class, () -> h.core.device("rxe0").orElseThrow().hwCounters(2));
+
+        String stat = new dev.dmaplane.rdma.impl.RdmaCommands(h.core).statistic();
+        assertTrue(stat.startsWith("link rxe0/1 sent_pkts " + h.core.device("rxe0").orElseThrow().hwCounters(1).get("sent_pkts")),
+                stat);
+        assertTrue(stat.contains("\nlink rxe1/1 sent_pkts "), stat);
+    }
 }
