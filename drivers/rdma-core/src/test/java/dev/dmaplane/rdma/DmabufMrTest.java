@@ -62,6 +62,7 @@ class DmabufMrTest {
     private final CompletionQueue cq;
     private final long host;
     private final MemoryRegion hostMr;
+    private final long hostPins;
     private final PciFunction hca;
     private final DmaBufs bufs;
 
@@ -72,6 +73,7 @@ class DmabufMrTest {
         cq = ctx.createCq(64, null, 0);
         host = f.alloc(4 * SIZE);
         hostMr = pd.regMr(host, 4 * SIZE, Fixture.ALL_REMOTE);
+        hostPins = f.machine.memory().pinsOutstanding();
         hca = f.machine.pci().function("04:00.0");
         bufs = DmaBufs.of(f.machine);
     }
@@ -151,7 +153,8 @@ class DmabufMrTest {
     }
 
     private void assertNothingLeft(DmaBuf buf, int mappingsBefore) {
-        assertTrue(buf.attachments().isEmpty(), "nothing attached: " + buf.attachments());
+        assertTrue(buf.attachments().isEmpty(), "nothing attached (so no attachment pin either): " + buf.attachments());
+        assertEquals(hostPins, f.machine.memory().pinsOutstanding(), "no page pinned beyond the host region's");
         assertEquals(mappingsBefore, f.machine.activeDmaMappings(hca), "nothing mapped");
         assertEquals(1, buf.refCount(), "only the test's reference");
         assertTrue(f.machine.dmaDebug().reports().isEmpty(), f.machine.dmaDebug().reports().toString());
