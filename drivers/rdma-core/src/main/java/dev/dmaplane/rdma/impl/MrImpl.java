@@ -1,6 +1,9 @@
 package dev.dmaplane.rdma.impl;
 
 import dev.dmaplane.dma.DmaSegment;
+import dev.dmaplane.dmabuf.DmaBuf;
+import dev.dmaplane.dmabuf.DmaBufHandle;
+import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.spi.AccessFault;
@@ -18,15 +21,17 @@ import dev.dmaplane.resource.UContext;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
+import java.util.function.Function;
 
 /**
  * A memory region ({@code ib_uverbs_reg_mr} with rxe's {@code rxe_mr.c}): access checked as
- * {@code ib_check_mr_access}, range as {@code ib_umem_get}, memory from {@link PinnedUserMemory} or
- * {@link OdpUserMemory}, keys {@code index << 8 | key} from the device's {@link KeyTable} (lkey and rkey equal, as
+ * {@code ib_check_mr_access}, range as {@code ib_umem_get}, memory from {@link PinnedUserMemory},
+ * {@link OdpUserMemory} or {@link DmabufUserMemory} ({@code ibv_reg_dmabuf_mr}), keys {@code index << 8 | key} from the device's {@link KeyTable} (lkey and rkey equal, as
  * rxe makes them). Accesses of the data path hold the read lock of {@link #rw}; deregistration, re-registration
- * and ODP invalidation take the write lock, so they wait for accesses in progress.
+ * and ODP or dma-buf invalidation take the write lock, so they wait for accesses in progress.
  */
 final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
     final ReentrantReadWriteLock rw = new ReentrantReadWriteLock();
@@ -93,37 +98,98 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
     }
 
     static MrImpl register(ContextImpl ctx, PdImpl pd, long addr, long length, long iova, int access) {
+        try (UContext.Call c = ctx.enter()) {
+            pd.checkUsable(ctx, "pd");
+            checkAccess(ctx.dev, access);
+            checkRange(ctx.dev, addr, length, iova);
+            return register(ctx, pd, access, mr -> memory(ctx, mr, addr, length, iova, access));
+        }
+    }
+
+    /** What {@code ibv_reg_dmabuf_mr} accepts ({@code UVERBS_ATTR_REG_DMABUF_MR_ACCESS_FLAGS}); others are EINVAL. */
+    static final int DMABUF_ACCESS = Access.LOCAL_WRITE | Access.REMOTE_READ | Access.REMOTE_WRITE
+            | Access.REMOTE_ATOMIC | Access.RELAXED_ORDERING;
+
+    /** The access check of {@code UVERBS_METHOD_REG_DMABUF_MR}: its flag set, then {@code ib_check_mr_access}. */
+    static void checkDmabufAccess(DeviceImpl dev, int access) {
+        if ((access & ~DMABUF_ACCESS) != 0) {
+            throw new ErrnoException(Errno.EINVAL, "access " + Access.toString(access) + ": a dma-buf region takes only "
+                    + Access.toString(DMABUF_ACCESS) + ", not " + Access.toString(access & ~DMABUF_ACCESS));
+        }
+        checkAccess(dev, access);
+    }
+
+    /**
+     * {@code ibv_reg_dmabuf_mr}: the checks of {@code UVERBS_METHOD_REG_DMABUF_MR} and {@code ib_umem_dmabuf_get}
+     * in their order, then a dynamic attachment on a device that can invalidate translations, a pinned one
+     * otherwise.
+     */
+    static MrImpl registerDmabuf(ContextImpl ctx, PdImpl pd, long offset, long length, long iova, DmaBufHandle fd,
+                                 DmaBuf buf, int access) {
         DeviceImpl dev = ctx.dev;
         try (UContext.Call c = ctx.enter()) {
             pd.checkUsable(ctx, "pd");
-            checkAccess(dev, access);
-            checkRange(dev, addr, length, iova);
-            dev.mrs.acquire();
-            int index = dev.keys.allocMrIndex();
-            if (index < 0) {
-                dev.mrs.release();
-                throw new ErrnoException(Errno.ENOMEM, dev.name() + ": no memory key index left");
+            if ((offset & (HostMemory.PAGE_SIZE - 1)) != (iova & (HostMemory.PAGE_SIZE - 1))) {
+                throw new ErrnoException(Errno.EINVAL, "dma-buf offset 0x" + Long.toHexString(offset) + " and IOVA 0x"
+                        + Long.toHexString(iova) + " differ in their page offset");
             }
-            MrImpl mr;
-            try {
-                mr = new MrImpl(ctx, pd, index, access);
-                mr.umem = memory(ctx, mr, addr, length, iova, access);
-            } catch (RuntimeException e) {
-                dev.keys.free(index);
-                dev.mrs.release();
-                throw e;
+            checkDmabufAccess(dev, access);
+            if (length <= 0) {
+                throw new ErrnoException(Errno.EINVAL, "dma-buf region length " + length + " must be > 0");
             }
-            pd.regions.incrementAndGet();
-            try {
-                dev.provider.regMr(mr);
-            } catch (RuntimeException e) {
-                mr.teardown();
-                throw e;
+            if (offset < 0 || offset + length < 0 || Long.compareUnsigned(iova + length, iova) < 0) {
+                throw new ErrnoException(Errno.EINVAL, "dma-buf region at offset 0x" + Long.toHexString(offset) + "+"
+                        + length + " (iova 0x" + Long.toHexString(iova) + ") overflows");
             }
-            ctx.register(mr);
-            dev.keys.publish(index, mr);
-            return mr;
+            if (Long.compareUnsigned(length, dev.attr.maxMrSize()) > 0) {
+                throw new ErrnoException(Errno.EINVAL, "dma-buf region length " + length + " exceeds max_mr_size "
+                        + dev.attr.maxMrSize());
+            }
+            if (fd != null && fd.isDestroyed()) {
+                throw new ErrnoException(Errno.EBADF, "dma-buf fd " + fd.handle() + " is closed");
+            }
+            if (buf == null || buf.isReleased()) {
+                throw new ErrnoException(Errno.EBADF, "dma-buf " + (buf == null ? "null" : buf.ino() + " was released"));
+            }
+            if (offset + length > buf.size()) {
+                throw new ErrnoException(Errno.EINVAL, "dma-buf region [0x" + Long.toHexString(offset) + ", 0x"
+                        + Long.toHexString(offset + length) + ") ends beyond the " + buf.size() + " bytes of dma-buf "
+                        + buf.ino());
+            }
+            boolean dynamic = dev.attr.has(DeviceCap.ON_DEMAND_PAGING);
+            return register(ctx, pd, access, mr -> DmabufUserMemory.get(buf, dev.provider.dmaDevice(), offset, length,
+                    iova, mr, !dynamic));
         }
+    }
+
+    /** Keys, limits and the provider's hook around the memory {@code memory} makes; the caller checked the rest. */
+    private static MrImpl register(ContextImpl ctx, PdImpl pd, int access, Function<MrImpl, UserMemory> memory) {
+        DeviceImpl dev = ctx.dev;
+        dev.mrs.acquire();
+        int index = dev.keys.allocMrIndex();
+        if (index < 0) {
+            dev.mrs.release();
+            throw new ErrnoException(Errno.ENOMEM, dev.name() + ": no memory key index left");
+        }
+        MrImpl mr;
+        try {
+            mr = new MrImpl(ctx, pd, index, access);
+            mr.umem = memory.apply(mr);
+        } catch (RuntimeException e) {
+            dev.keys.free(index);
+            dev.mrs.release();
+            throw e;
+        }
+        pd.regions.incrementAndGet();
+        try {
+            dev.provider.regMr(mr);
+        } catch (RuntimeException e) {
+            mr.teardown();
+            throw e;
+        }
+        ctx.register(mr);
+        dev.keys.publish(index, mr);
+        return mr;
     }
 
     /** Everything registration took, given back. */
@@ -176,9 +242,18 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
                 p.checkUsable(ctx, "pd");
                 targetPd = p;
             }
+            boolean dmabuf = umem instanceof DmabufUserMemory;
+            if (dmabuf && (flags & ReregFlags.CHANGE_TRANSLATION) != 0) {
+                throw new ErrnoException(Errno.EOPNOTSUPP, "mr " + handle() + " is over a dma-buf: its translation is"
+                        + " the buffer's and cannot change to address 0x" + Long.toHexString(newAddr));
+            }
             int targetAccess = access;
             if ((flags & ReregFlags.CHANGE_ACCESS) != 0) {
-                checkAccess(dev, newAccess);
+                if (dmabuf) {
+                    checkDmabufAccess(dev, newAccess);
+                } else {
+                    checkAccess(dev, newAccess);
+                }
                 if (((newAccess ^ access) & Access.ON_DEMAND) != 0) {
                     throw new ErrnoException(Errno.EINVAL, "rereg cannot turn on-demand paging on or off");
                 }
@@ -192,7 +267,7 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
                 }
                 checkRange(dev, newAddr, newLength, newAddr);
                 fresh = memory(ctx, this, newAddr, newLength, newAddr, targetAccess);
-            } else if (!old.onDemand() && Access.writable(targetAccess) != Access.writable(access)) {
+            } else if (!old.onDemand() && !dmabuf && Access.writable(targetAccess) != Access.writable(access)) {
                 // the pin must change between FOLL_WRITE and read-only
                 fresh = memory(ctx, this, old.addr, old.length, old.iova, targetAccess);
             }
@@ -279,6 +354,17 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
             }
             return newLease(umem, a, len);
         }
+        if (u instanceof DmabufUserMemory d) {
+            try {
+                d.makePresent(rw, check);
+            } catch (AccessFault f) {
+                throw f;
+            } catch (ErrnoException e) {
+                throw new AccessFault(fail, e.errno(), "mapping dma-buf " + d.dmabuf().ino() + " for 0x"
+                        + Long.toHexString(a) + "+" + len + " failed: " + e.getMessage(), e);
+            }
+            return newLease(umem, a, len);
+        }
         rw.readLock().lock();
         try {
             check.run();
@@ -355,6 +441,16 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
     }
 
     @Override
+    public Optional<DmaBuf> dmabuf() {
+        return umem instanceof DmabufUserMemory d ? Optional.of(d.dmabuf()) : Optional.empty();
+    }
+
+    /** The dma-buf memory of a region of {@code regDmabufMr}, or null. */
+    DmabufUserMemory dmabufMemory() {
+        return umem instanceof DmabufUserMemory d ? d : null;
+    }
+
+    @Override
     public long[] dmaBlocks() {
         return umem.dmaBlocks();
     }
@@ -376,7 +472,16 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
         m.put("pdn", Integer.toString(pd.pdn()));
         m.put("access", Access.toString(access));
         m.put("pgsz", Long.toString(u.pageSize()));
-        m.put(u.onDemand() ? "odp-mapped" : "pinned", Long.toString(u.onDemand() ? u.dmaMappings() : u.pinnedPages()));
+        if (u instanceof DmabufUserMemory d) {
+            m.put("dmabuf", Long.toString(d.dmabuf().ino()));
+            m.put("dmabuf-offset", "0x" + Long.toHexString(d.addr));
+            m.put("importer", d.pinned() ? "pinned" : "dynamic");
+            m.put("dmabuf-mapped", Integer.toString(d.dmaMappings()));
+            m.put("dmabuf-maps", Long.toString(d.maps()));
+            m.put("dmabuf-moves", Long.toString(d.invalidations()));
+        } else {
+            m.put(u.onDemand() ? "odp-mapped" : "pinned", Long.toString(u.onDemand() ? u.dmaMappings() : u.pinnedPages()));
+        }
         return m;
     }
 }

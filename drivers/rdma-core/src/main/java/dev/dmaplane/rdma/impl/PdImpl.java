@@ -1,5 +1,7 @@
 package dev.dmaplane.rdma.impl;
 
+import dev.dmaplane.dmabuf.DmaBuf;
+import dev.dmaplane.dmabuf.DmaBufHandle;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.spi.HwPd;
@@ -84,6 +86,19 @@ final class PdImpl extends ObjectImpl implements ProtectionDomain, HwPd {
     @Override
     public MemoryRegion regMr(long addr, long length, long iova, int access) {
         return MrImpl.register(ctx, this, addr, length, iova, access);
+    }
+
+    @Override
+    public MemoryRegion regDmabufMr(long offset, long length, long iova, DmaBufHandle fd, int access) {
+        if (fd == null) {
+            throw new ErrnoException(Errno.EBADF, "dma-buf fd null");
+        }
+        return MrImpl.registerDmabuf(ctx, this, offset, length, iova, fd, fd.dmabuf(), access);
+    }
+
+    @Override
+    public MemoryRegion regDmabufMr(long offset, long length, long iova, DmaBuf dmabuf, int access) {
+        return MrImpl.registerDmabuf(ctx, this, offset, length, iova, null, dmabuf, access);
     }
 
     @Override

@@ -5,15 +5,15 @@ import dev.dmaplane.dma.DmaSegment;
 import java.util.List;
 
 /**
- * User memory behind a memory region ({@code struct ib_umem}): how its bytes are reached by the HCA. Two kinds
- * exist: {@link PinnedUserMemory} ({@code ib_umem_get}: pinned long-term, one DMA mapping) and
+ * User memory behind a memory region ({@code struct ib_umem}): how its bytes are reached by the HCA. Three kinds
+ * exist: {@link PinnedUserMemory} ({@code ib_umem_get}: pinned long-term, one DMA mapping),
  * {@link OdpUserMemory} ({@code ib_umem_odp}: nothing pinned, pages faulted in and mapped on access, unmapped by
- * the interval notifier). A dma-buf region ({@code ib_umem_dmabuf}) is a third kind: attach to the exporter as a
- * dynamic importer, map the attachment under the reservation lock, and treat {@code move_notify} like an ODP
- * invalidation; it fits here without touching regions, keys or the data path.
+ * the interval notifier) and {@link DmabufUserMemory} ({@code ib_umem_dmabuf}: an attachment to a dma-buf, mapped
+ * under the reservation lock, unmapped by {@code move_notify} like an ODP invalidation and mapped again on the next
+ * access).
  *
  * <p>{@link #translate} runs under the region's read lock; {@link #release()} under its write lock, except what
- * must happen without it (see each kind).
+ * must happen without it (see each kind: {@link #detach()}).
  */
 abstract class UserMemory {
     final long addr;
@@ -46,7 +46,10 @@ abstract class UserMemory {
      */
     abstract List<DmaSegment> translate(long offset, long len);
 
-    /** What must happen before {@link #release()} without the region's lock held (stopping a notifier). */
+    /**
+     * What must happen before {@link #release()} without the region's lock held (stopping a notifier; for a dma-buf,
+     * everything, since the reservation lock comes before the region's).
+     */
     void detach() {
     }
 

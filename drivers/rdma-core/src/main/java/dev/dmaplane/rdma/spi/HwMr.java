@@ -30,7 +30,8 @@ public interface HwMr extends HwObject {
     /**
      * Bus address of each {@link #pageSize()} block from {@code iova} rounded down to the page size, in order; the
      * HCA reaches {@code iova + off} at {@code dmaBlocks()[k] + (that address mod pageSize)} with
-     * {@code k = ((iova + off) >> log2(pageSize)) - (iova >> log2(pageSize))}. Empty for on-demand regions.
+     * {@code k = ((iova + off) >> log2(pageSize)) - (iova >> log2(pageSize))}. Empty for on-demand and dma-buf
+     * regions (a dma-buf's mapping changes when its exporter moves it).
      */
     long[] dmaBlocks();
 }

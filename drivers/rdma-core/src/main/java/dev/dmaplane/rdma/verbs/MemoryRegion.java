@@ -1,5 +1,9 @@
 package dev.dmaplane.rdma.verbs;
 
+import dev.dmaplane.dmabuf.DmaBuf;
+
+import java.util.Optional;
+
 /**
  * A registered memory region ({@code struct ibv_mr}). Its keys are {@code index << 8 | key}: the index names the
  * region in the device's table, the 8-bit key changes whenever the region is registered again, so a stale key
@@ -31,12 +35,19 @@ public interface MemoryRegion extends VerbsObject {
     boolean isOnDemand();
 
     /**
+     * The dma-buf behind a region of {@link ProtectionDomain#regDmabufMr} ({@code ib_umem_dmabuf}), empty for
+     * regions of process memory. {@link #addr()} is then the offset into it.
+     */
+    Optional<DmaBuf> dmabuf();
+
+    /**
      * {@code ibv_rereg_mr}: changes the translation ({@code addr}, {@code length}, IOVA = {@code addr}), the PD
      * and/or the access, as {@code flags} ({@link ReregFlags}) say; the keys keep their index and get a new 8-bit
      * key. On failure the region is unchanged.
      *
      * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for no or unknown flags, bad new values, or windows
-     *                                           bound to the region
+     *                                           bound to the region; {@code EOPNOTSUPP} for a new translation of
+     *                                           a dma-buf region (its translation is the buffer's)
      */
     void rereg(int flags, ProtectionDomain pd, long addr, long length, int access);
 }

@@ -1,5 +1,8 @@
 package dev.dmaplane.rdma.verbs;
 
+import dev.dmaplane.dmabuf.DmaBuf;
+import dev.dmaplane.dmabuf.DmaBufHandle;
+
 /** A protection domain ({@code ibv_alloc_pd}): MRs, MWs, QPs, SRQs and AHs belong to one. */
 public interface ProtectionDomain extends VerbsObject {
     /** The device-wide PD number ({@code pdn} in {@code rdma res}). */
@@ -24,6 +27,41 @@ public interface ProtectionDomain extends VerbsObject {
      *                                           {@code EAGAIN} beyond the cgroup's hca_object
      */
     MemoryRegion regMr(long addr, long length, long iova, int access);
+
+    /**
+     * {@code ibv_reg_dmabuf_mr(pd, offset, length, iova, fd, access)} ({@code ibv_reg_mr(3)}; the kernel's
+     * {@code UVERBS_METHOD_REG_DMABUF_MR} and {@code drivers/infiniband/core/umem_dmabuf.c}): registers bytes
+     * {@code [offset, offset+length)} of the dma-buf behind {@code fd}, addressed as {@code [iova, iova+length)} by
+     * work requests. The region holds its own reference to the buffer, so closing {@code fd} afterwards changes
+     * nothing. {@link MemoryRegion#addr()} is {@code offset}, as libibverbs sets {@code ibv_mr.addr}.
+     * <p>
+     * A device that can invalidate translations ({@link DeviceCap#ON_DEMAND_PAGING}) attaches as a dynamic
+     * importer ({@code ib_umem_dmabuf_get}): the buffer may move, {@code move_notify} drops the mapping and the
+     * next access maps it again under the reservation lock, after the exporter's {@code KERNEL} fences. Other
+     * devices pin the buffer where it is ({@code ib_umem_dmabuf_get_pinned}).
+     *
+     * @param fd an open dma-buf handle ({@code dma_buf_get(fd)})
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} when {@code offset} and {@code iova} differ in
+     *                                           their page offset, for access bits other than LOCAL_WRITE,
+     *                                           REMOTE_READ, REMOTE_WRITE, REMOTE_ATOMIC, RELAXED_ORDERING (so
+     *                                           ON_DEMAND and MW_BIND too), remote write or atomic without local
+     *                                           write, a zero length, a length above max_mr_size, or
+     *                                           {@code offset+length} overflowing or beyond the buffer's size;
+     *                                           {@code EBADF} for a closed handle or a released buffer; the
+     *                                           exporter's errno when it refuses the attach, pin or map
+     *                                           ({@code EOPNOTSUPP}, {@code EBUSY}, {@code ENODEV} after revoke);
+     *                                           {@code ETIMEDOUT} when its KERNEL fences do not signal;
+     *                                           {@code ENOMEM} beyond max_mr; {@code EAGAIN} beyond the cgroup's
+     *                                           hca_object. A refused registration leaves nothing attached,
+     *                                           mapped or pinned.
+     */
+    MemoryRegion regDmabufMr(long offset, long length, long iova, DmaBufHandle fd, int access);
+
+    /**
+     * {@link #regDmabufMr(long, long, long, DmaBufHandle, int)} with the buffer itself instead of a handle (what
+     * an in-kernel user holding a {@code struct dma_buf} passes); {@code EBADF} when it was released.
+     */
+    MemoryRegion regDmabufMr(long offset, long length, long iova, DmaBuf dmabuf, int access);
 
     /**
      * {@code ibv_alloc_mw}.
