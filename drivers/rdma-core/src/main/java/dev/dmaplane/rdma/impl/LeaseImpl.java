@@ -12,16 +12,18 @@ import java.util.List;
 /** A lease over bus ranges; every byte moves through the device's bus master, so the IOMMU checks it. */
 final class LeaseImpl implements DmaLease {
     static final LeaseImpl EMPTY = new LeaseImpl(List.of(), null, () -> {
-    });
+    }, true);
 
     private final List<DmaSegment> segments;
     private final BusMaster bus;
     private final long length;
     private final Runnable onClose;
+    private final boolean pinned;
     /** Leases are closed on the thread that took them (see {@link DmaLease}). */
     private boolean closed;
 
-    LeaseImpl(List<DmaSegment> segments, BusMaster bus, Runnable onClose) {
+    LeaseImpl(List<DmaSegment> segments, BusMaster bus, Runnable onClose, boolean pinned) {
+        this.pinned = pinned;
         this.segments = List.copyOf(segments); // no copy for an immutable list
         this.bus = bus;
         this.onClose = onClose;
@@ -35,6 +37,11 @@ final class LeaseImpl implements DmaLease {
     @Override
     public long length() {
         return length;
+    }
+
+    @Override
+    public boolean pinned() {
+        return pinned;
     }
 
     @Override

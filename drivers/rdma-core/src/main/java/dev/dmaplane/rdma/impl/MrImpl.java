@@ -378,7 +378,7 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
     /** Called with the read lock held; the lease releases it. */
     private DmaLease newLease(UserMemory u, long a, long len) {
         List<DmaSegment> segs = u.translate(a - u.iova, len);
-        return new LeaseImpl(segs, dev.bus, unlockRead);
+        return new LeaseImpl(segs, dev.bus, unlockRead, u instanceof PinnedUserMemory);
     }
 
     // ---- views ----

@@ -18,6 +18,13 @@ public interface DmaLease extends AutoCloseable {
     /** Bytes leased. */
     long length();
 
+    /**
+     * Whether the leased memory is pinned host memory ({@code ib_umem_get}), whose translation nothing invalidates
+     * while the region lives: such a lease may stay open while the same thread takes others (a cut-through
+     * transfer into another region). On-demand and dma-buf leases may not (see above).
+     */
+    boolean pinned();
+
     /** Bus ranges covering the lease, in order. */
     List<DmaSegment> segments();
 

@@ -687,7 +687,9 @@ final class Engine implements Runnable {
                 flushTx();
                 dev.dmaplane.rdma.verbs.Sge sge = w.wr().sgList().getFirst();
                 try (DmaLease l = handle.memory().local(qp.pd(), sge.lkey(), sge.addr(), sge.length(), 0)) {
-                    packets(c, m, op, va, rkey, imm, dgid, dqpn, new Packet.Payload.Span(l, 0, sge.length()), fromPkt);
+                    Packet.Payload.Span span = new Packet.Payload.Span(l, 0, sge.length());
+                    // an on-demand or dma-buf lease is not held while the responder takes its own: gathered first
+                    packets(c, m, op, va, rkey, imm, dgid, dqpn, l.pinned() ? span : span.materialize(), fromPkt);
                     flushTx();
                 }
             }
@@ -1181,6 +1183,9 @@ final class Engine implements Runnable {
         flushTx(); // the response carries a range of the lease: it leaves before the lease closes
         try (DmaLease l = handle.memory().remote(qp, p.rkey(), p.va(), len, Access.REMOTE_READ)) {
             Packet.Payload all = new Packet.Payload.Span(l, 0, len);
+            if (!l.pinned()) {
+                all = all.materialize(); // see transmit: only pinned leases stay open across the delivery
+            }
             int per = fabric.perPacket() ? 1 : pkts;
             for (int i = 0; i < pkts; i += per) {
                 int k = Math.min(per, pkts - i);

@@ -164,4 +164,18 @@ class EngineTest {
                 stat);
         assertTrue(stat.contains("\nlink rxe1/1 sent_pkts "), stat);
     }
+
+    @Test
+    void aLongWriteFromAnOnDemandRegionIsGatheredFirstNotHeldAcrossTheDelivery() {
+        QueuePair[] p = h.pair();
+        int access = dev.dmaplane.rdma.verbs.Access.LOCAL_WRITE | dev.dmaplane.rdma.verbs.Access.ON_DEMAND;
+        var odp = h.a.pd.regMr(h.a.buf + (1 << 20), 1 << 20, access);
+        byte[] data = random(200_000, 4);
+        h.a.write(1 << 20, data);
+        p[0].postSend(new SendWr.RdmaWrite(1, List.of(new dev.dmaplane.rdma.verbs.Sge(h.a.buf + (1 << 20), data.length,
+                odp.lkey())), SIGNALED, h.b.buf, h.b.mr.rkey()));
+        assertTrue(Hcas.one(h.a.cq).isSuccess());
+        assertArrayEquals(data, h.b.read(0, data.length));
+        odp.destroy();
+    }
 }
