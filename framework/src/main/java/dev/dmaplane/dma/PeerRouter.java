@@ -18,6 +18,14 @@ public interface PeerRouter {
     /** The route of a memory request {@code requester} issues at {@code busAddr}; called on the data path. */
     Route route(Device requester, long busAddr);
 
+    /**
+     * A value that changes whenever a route may have changed (a config write to a BAR or a bridge window): an
+     * {@link Upstream} route remembered under an older value must be asked again. Constant by default.
+     */
+    default long epoch() {
+        return 0;
+    }
+
     /** What the fabric does with one request. */
     sealed interface Route permits Upstream, ToPeer, Refused {
     }

@@ -250,8 +250,16 @@ public final class IoPageTable {
         synchronized (writer) {
             long bytes = unmapRange(root, 0, iova, iova + size);
             mappedBytes -= bytes;
+            unmaps++; // after the entries are gone: a walker that sees the new count cannot see them
             return bytes;
         }
+    }
+
+    private volatile long unmaps;
+
+    /** Unmaps so far: translations cached from walks made before a change of this value may be stale. */
+    public long unmapCount() {
+        return unmaps;
     }
 
     private long unmapRange(PtNode t, int level, long from, long to) {

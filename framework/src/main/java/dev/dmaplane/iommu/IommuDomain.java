@@ -78,6 +78,14 @@ public final class IommuDomain {
         return n;
     }
 
+    /**
+     * A value that changes after every unmap ({@code iommu_iotlb_sync} with the ATS invalidations it sends): an entry
+     * a device's address translation cache (PCIe ATS) made under an older value must not be used any more.
+     */
+    public long iotlbGeneration() {
+        return type.paging() ? pageTable.unmapCount() : 0;
+    }
+
     /** The physical address {@code iova} translates to, or -1 ({@code iommu_iova_to_phys}). */
     public long iovaToPhys(long iova) {
         return switch (type) {

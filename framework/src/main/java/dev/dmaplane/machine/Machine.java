@@ -140,7 +140,17 @@ public final class Machine implements AutoCloseable {
                 models.add(DeviceModels.attach(fn));
             }
         }
-        dma.setPeerRouter(this::routeBelowRootComplex);
+        dma.setPeerRouter(new PeerRouter() {
+            @Override
+            public Route route(Device requester, long busAddr) {
+                return routeBelowRootComplex(requester, busAddr);
+            }
+
+            @Override
+            public long epoch() {
+                return pci.decodeEpoch();
+            }
+        });
         for (PciFunction fn : pci.functions()) {
             devices.addDevice(fn, dma.attach(fn));
         }

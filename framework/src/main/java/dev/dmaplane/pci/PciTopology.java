@@ -150,6 +150,11 @@ public final class PciTopology implements AutoCloseable {
         return d.claims(busAddr);
     }
 
+    /** A value that changes with every config write, hence whenever address decoding (and so routing) may have. */
+    public long decodeEpoch() {
+        return ConfigSpace.writeCount();
+    }
+
     private volatile Decoders decoders;
 
     /** Every BAR and bridge window as inclusive {@code [first, last]} ranges, with the config writes they reflect. */

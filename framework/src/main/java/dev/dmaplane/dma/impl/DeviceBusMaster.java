@@ -48,12 +48,63 @@ final class DeviceBusMaster implements BusMaster {
         transfer(busAddr, src, true);
     }
 
+    /**
+     * The device's address translation cache (PCIe ATS, one entry): RAM a translated request reached, from its
+     * address to the end of its page-table leaf, valid while the domain, its IOTLB generation (every unmap changes
+     * it) and the fabric's routes (every config write changes them) stay as they were when it was filled.
+     */
+    private record AtcEntry(IommuDomain domain, long iotlbGeneration, long routeEpoch, long iova, long end,
+                            boolean write, MemorySegment ram) {
+    }
+
+    private volatile AtcEntry atc;
+
+    /**
+     * RAM for the first bytes of {@code [addr, addr + len)} (up to the end of the cached run) from the translation
+     * cache, after the requester checks; null on a miss. An entry serves the direction whose permission was
+     * checked when it was filled.
+     */
+    private MemorySegment cached(long addr, long len, boolean write) {
+        AtcEntry e = atc;
+        if (e == null || addr < e.iova || addr >= e.end || write != e.write) {
+            return null;
+        }
+        IommuDomain d = domain();
+        if (d != e.domain || d.iotlbGeneration() != e.iotlbGeneration || dma.sys.peerRouter.epoch() != e.routeEpoch) {
+            return null;
+        }
+        long n = Math.min(len, e.end - addr);
+        checkRequester(addr, n, write);
+        return e.ram.asSlice(addr - e.iova, n);
+    }
+
+    /** Fills the translation cache with the RAM {@code run} reached from {@code addr} (paging domains only). */
+    private void remember(IommuDomain domain, long generation, long epoch, long addr, IommuDomain.Run run, boolean write) {
+        HostMemory ram = physical.ram();
+        long n = Math.min(run.length(), HostMemory.HUGE_PAGE_SIZE - (run.phys() & (HostMemory.HUGE_PAGE_SIZE - 1)));
+        if (domain != null && domain.type().paging() && ram.contains(run.phys(), n)) {
+            atc = new AtcEntry(domain, generation, epoch, addr, addr + n, write, ram.slice(run.phys(), n));
+        }
+    }
+
     /** One transaction per page-table leaf (or 4 KiB page), each translated before any byte moves. */
     private void transfer(long busAddr, MemorySegment data, boolean write) {
         long len = data.byteSize();
         long done = 0;
         while (done < len) {
             long addr = busAddr + done;
+            MemorySegment hit = cached(addr, len - done, write);
+            if (hit != null) {
+                long n = hit.byteSize();
+                if (write) {
+                    MemorySegment.copy(data, done, hit, 0, n);
+                } else {
+                    MemorySegment.copy(hit, 0, data, done, n);
+                }
+                done += n;
+                continue;
+            }
+            long epoch = dma.sys.peerRouter.epoch();
             PeerRouter.ToPeer peer = peer(addr, len - done, write);
             if (peer != null) {
                 long n = peerChunk(peer, len - done);
@@ -65,9 +116,12 @@ final class DeviceBusMaster implements BusMaster {
                 done += n;
                 continue;
             }
-            IommuDomain.Run run = run(domain(), addr, len - done, write);
+            IommuDomain domain = domain();
+            long generation = domain == null ? 0 : domain.iotlbGeneration();
+            IommuDomain.Run run = run(domain, addr, len - done, write);
             long n = run.length();
             long phys = run.phys();
+            remember(domain, generation, epoch, addr, run, write);
             if (write) {
                 physical.write(phys, data.asSlice(done, n));
             } else {
@@ -111,10 +165,18 @@ final class DeviceBusMaster implements BusMaster {
      * peer or to device memory.
      */
     private MemorySegment ramView(long addr, long remaining, boolean write) {
+        MemorySegment hit = cached(addr, remaining, write);
+        if (hit != null) {
+            return hit;
+        }
+        long epoch = dma.sys.peerRouter.epoch();
         if (peer(addr, remaining, write) != null) {
             return null;
         }
-        IommuDomain.Run run = run(domain(), addr, remaining, write);
+        IommuDomain domain = domain();
+        long generation = domain == null ? 0 : domain.iotlbGeneration();
+        IommuDomain.Run run = run(domain, addr, remaining, write);
+        remember(domain, generation, epoch, addr, run, write);
         long n = run.length();
         long phys = run.phys();
         HostMemory ram = physical.ram();
