@@ -20,6 +20,7 @@ import dev.dmaplane.resource.UContext;
 import dev.dmaplane.resource.UObject;
 import dev.dmaplane.resource.RemoveReason;
 import dev.dmaplane.testing.Blocked;
+import dev.dmaplane.testing.CopyEngineClient;
 import dev.dmaplane.trace.TraceKind;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -156,7 +157,7 @@ class DmaBufCoreTest {
             pattern.set(ValueLayout.JAVA_BYTE, i, (byte) (i * 13 + 5));
         }
         long srcIova = gpu.dma().mapSingle(src, 64 * 1024, DmaDirection.TO_DEVICE);
-        try (CopyEngine ce = new CopyEngine(gpu)) {
+        try (CopyEngineClient ce = new CopyEngineClient(gpu)) {
             long off = 0;
             for (DmaSegment s : w.segments()) {
                 assertEquals(ST_OK, ce.copy(srcIova + off, s.dmaAddress(), (int) s.length()));
