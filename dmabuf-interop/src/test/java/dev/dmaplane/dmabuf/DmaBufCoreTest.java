@@ -19,6 +19,8 @@ import dev.dmaplane.resource.ResourceLimits;
 import dev.dmaplane.resource.UContext;
 import dev.dmaplane.resource.UObject;
 import dev.dmaplane.resource.RemoveReason;
+import dev.dmaplane.testing.Blocked;
+import dev.dmaplane.testing.CopyEngineClient;
 import dev.dmaplane.trace.TraceKind;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -28,8 +30,6 @@ import java.lang.foreign.ValueLayout;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import static dev.dmaplane.hw.copyengine.CopyEngineRegs.ST_OK;
@@ -157,7 +157,7 @@ class DmaBufCoreTest {
             pattern.set(ValueLayout.JAVA_BYTE, i, (byte) (i * 13 + 5));
         }
         long srcIova = gpu.dma().mapSingle(src, 64 * 1024, DmaDirection.TO_DEVICE);
-        try (CopyEngine ce = new CopyEngine(gpu)) {
+        try (CopyEngineClient ce = new CopyEngineClient(gpu)) {
             long off = 0;
             for (DmaSegment s : w.segments()) {
                 assertEquals(ST_OK, ce.copy(srcIova + off, s.dmaAddress(), (int) s.length()));
@@ -326,11 +326,12 @@ class DmaBufCoreTest {
         } finally {
             buf.resv().unlock();
         }
-        CompletableFuture<DmaBufMapping> f = CompletableFuture.supplyAsync(() -> buf.mapUnlocked(stat, DmaDirection.TO_DEVICE));
-        Thread.sleep(100);
+        Blocked.Call<DmaBufMapping> f = Blocked.start("map", () -> buf.mapUnlocked(stat, DmaDirection.TO_DEVICE))
+                .awaitBlockedIn(Blocked.CONDITION_AWAIT_NANOS, "dev.dmaplane.fence.impl.FenceCore.await",
+                        "dev.dmaplane.fence.Reservation.await", "dev.dmaplane.dmabuf.impl.DmaBufImpl.map");
         assertFalse(f.isDone(), "the map waits for the move fence");
         move.signal();
-        DmaBufMapping m = f.get(5, TimeUnit.SECONDS);
+        DmaBufMapping m = f.get();
         assertEquals(1, h.pins.get());
         assertEquals(1, stat.pinCount());
         buf.unmapUnlocked(m);

@@ -9,10 +9,12 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fence.Fence;
 import dev.dmaplane.fence.FenceContext;
+import dev.dmaplane.fence.FenceOps;
 import dev.dmaplane.fence.ResvUsage;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.p2pdma.P2pDma;
 import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.testing.Blocked;
 import dev.dmaplane.trace.TraceKind;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -21,6 +23,7 @@ import java.lang.foreign.MemorySegment;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
@@ -115,7 +118,15 @@ class MoveRevokeTest {
         assertArrayEquals(pattern(1), deviceRead(m), "VRAM -> host copy");
 
         Fence back;
-        Fence hcaWork = FenceContext.allocate("hca", "rdma reads", machine.tracer()).createFence();
+        // the first waiter on the HCA's fence is the move thread (Fences.awaitAll enables signalling): remember it
+        CompletableFuture<Thread> firstWaiter = new CompletableFuture<>();
+        Fence hcaWork = FenceContext.allocate("hca", "rdma reads", machine.tracer(), new FenceOps() {
+            @Override
+            public boolean enableSignaling(Fence fence) {
+                firstWaiter.complete(Thread.currentThread());
+                return true;
+            }
+        }).createFence();
         buf.resv().lock();
         try {
             buf.resv().reserveFences(1);
@@ -125,7 +136,8 @@ class MoveRevokeTest {
         } finally {
             buf.resv().unlock();
         }
-        Thread.sleep(50);
+        Blocked.awaitBlockedIn(Blocked.get(firstWaiter), Blocked.CONDITION_AWAIT_NANOS, "dev.dmaplane.fence.impl.FenceCore.await",
+                "dev.dmaplane.fence.Fences.awaitAll", "dev.dmaplane.dmabuf.heap.VramExporter.runMove");
         assertEquals(DmaBufMapping.State.MOVING, m.state(), "the move waits for the importer's work");
         assertFalse(back.isSignaled());
         assertArrayEquals(pattern(1), deviceRead(m), "the old mapping stays valid until the move fence signals");

@@ -19,6 +19,7 @@ import dev.dmaplane.mm.PinnedPages;
 import dev.dmaplane.mm.Prot;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.pci.TopologyLoader;
+import dev.dmaplane.testing.CopyEngineClient;
 import dev.dmaplane.trace.TraceKind;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;

@@ -5,6 +5,7 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fs.Inode;
 import dev.dmaplane.fs.MemFs;
 import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.testing.Blocked;
 import dev.dmaplane.trace.TraceKind;
 import dev.dmaplane.trace.Tracer;
 import org.junit.jupiter.api.AfterEach;
@@ -148,12 +149,12 @@ class IntervalNotifierTest {
         try {
             Future<?> unmapper = pool.submit(() -> as.munmap(va, PAGE));
             assertTrue(inCallback.await(10, TimeUnit.SECONDS));
-            Future<Long> reader = pool.submit(sub::readBegin);
-            Thread.sleep(100);
+            Blocked.Call<Long> reader = Blocked.start("read_begin", sub::readBegin)
+                    .awaitBlockedIn(Blocked.CONDITION_AWAIT_UNINTERRUPTIBLY, "dev.dmaplane.mm.impl.NotifierTree.readBegin");
             assertFalse(reader.isDone(), "read_begin sleeps while the invalidation runs");
             assertTrue(sub.readRetry(seen.get() - 2), "older sequences are stale already");
             release.countDown();
-            assertEquals(seen.get(), reader.get(10, TimeUnit.SECONDS));
+            assertEquals(seen.get(), reader.get());
             unmapper.get(10, TimeUnit.SECONDS);
         } finally {
             pool.shutdownNow();
@@ -181,11 +182,11 @@ class IntervalNotifierTest {
         try {
             Future<?> unmapper = pool.submit(() -> as.munmap(va, PAGE));
             assertTrue(inCallback.await(10, TimeUnit.SECONDS));
-            Future<?> remover = pool.submit(sub::close);
-            Thread.sleep(100);
+            Blocked.Call<Void> remover = Blocked.run("notifier_remove", sub::close)
+                    .awaitBlockedIn(Blocked.CONDITION_AWAIT_UNINTERRUPTIBLY, "dev.dmaplane.mm.impl.NotifierTree.remove");
             assertFalse(remover.isDone(), "mmu_interval_notifier_remove waits for the invalidation");
             release.countDown();
-            remover.get(10, TimeUnit.SECONDS);
+            remover.get();
             unmapper.get(10, TimeUnit.SECONDS);
         } finally {
             pool.shutdownNow();

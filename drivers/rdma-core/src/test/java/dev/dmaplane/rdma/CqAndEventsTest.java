@@ -25,14 +25,13 @@ import dev.dmaplane.rdma.verbs.SrqAttr;
 import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
+import dev.dmaplane.testing.Blocked;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 import java.time.Duration;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.TimeUnit;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
 import static dev.dmaplane.rdma.verbs.SendFlags.SOLICITED;
@@ -122,11 +121,11 @@ class CqAndEventsTest {
         for (QueuePair q : p) {
             q.destroy();
         }
-        CompletableFuture<Void> destroy = CompletableFuture.runAsync(cq::destroy);
-        Thread.sleep(100);
+        Blocked.Call<Void> destroy = Blocked.run("destroy_cq", cq::destroy)
+                .awaitBlockedIn(Blocked.CONDITION_AWAIT, "dev.dmaplane.rdma.impl.CqImpl.awaitEventAcks");
         assertFalse(destroy.isDone(), "ibv_destroy_cq waits for ibv_ack_cq_events");
         cq.ackEvents(1);
-        destroy.get(5, TimeUnit.SECONDS);
+        destroy.get();
         assertTrue(cq.isDestroyed());
     }
 
@@ -205,11 +204,11 @@ class CqAndEventsTest {
         assertEquals(EventType.QP_LAST_WQE_REACHED, last.type());
         assertSame(a, last.qp().orElseThrow());
         assertEquals(1, ((dev.dmaplane.rdma.spi.HwSrq) srq).queued(), "the SRQ keeps what it holds: 5 posted, 4 consumed");
-        CompletableFuture<Void> destroy = CompletableFuture.runAsync(a::destroy);
-        assertThrows(java.util.concurrent.TimeoutException.class, () -> destroy.get(100, TimeUnit.MILLISECONDS),
-                "ibv_destroy_qp waits for its async events to be acknowledged");
+        Blocked.Call<Void> destroy = Blocked.run("destroy_qp", a::destroy)
+                .awaitBlockedIn("java.lang.Object.wait", "dev.dmaplane.rdma.impl.ObjectImpl.awaitEventAcks");
+        assertFalse(destroy.isDone(), "ibv_destroy_qp waits for its async events to be acknowledged");
         last.ack();
-        assertDoesNotThrow(() -> destroy.get(5, TimeUnit.SECONDS));
+        assertDoesNotThrow(destroy::get);
     }
 
     @Test

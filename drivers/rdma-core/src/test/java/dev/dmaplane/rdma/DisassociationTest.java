@@ -29,6 +29,7 @@ import dev.dmaplane.rdma.verbs.SrqAttr;
 import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
+import dev.dmaplane.testing.Blocked;
 import dev.dmaplane.trace.TraceKind;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -170,12 +171,17 @@ class DisassociationTest {
         CompletableFuture<Void> post = CompletableFuture.runAsync(
                 () -> p[0].postSend(new SendWr.Send(1, List.of(), SIGNALED, null)));
         assertTrue(inside.await(5, TimeUnit.SECONDS));
-        CompletableFuture<Void> unregister = CompletableFuture.runAsync(() -> f.provider().handle().unregister());
-        Thread.sleep(100);
-        assertFalse(unregister.isDone(), "disassociation waits for the post in flight");
-        release.countDown();
+        Blocked.Call<Void> unregister = Blocked.run("unregister", () -> f.provider().handle().unregister());
+        try {
+            unregister.awaitBlockedIn("java.util.concurrent.locks.ReentrantReadWriteLock$WriteLock.lock",
+                    "dev.dmaplane.resource.UContext.disassociate", "dev.dmaplane.resource.DeviceResources.disassociateAll",
+                    "dev.dmaplane.rdma.impl.DeviceImpl.unregister");
+            assertFalse(unregister.isDone(), "disassociation waits for the post in flight");
+        } finally {
+            release.countDown(); // also when the check fails: the post holds the context, and close() would wait for it
+        }
         post.get(5, TimeUnit.SECONDS);
-        unregister.get(5, TimeUnit.SECONDS);
+        unregister.get();
         assertEquals(Errno.EIO, assertThrows(ErrnoException.class, ctx::allocPd).errno());
         assertEquals(1, cq.poll(4).size(), "the request posted before removal was flushed or completed");
     }

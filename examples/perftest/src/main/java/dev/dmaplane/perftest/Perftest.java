@@ -60,6 +60,24 @@ public final class Perftest {
 
     /** Runs on a machine whose RDMA core already has rxe0 and rxe1 (the runtime, or a test's own setup). */
     public static PerfResult run(Machine machine, RdmaCore core, PerfConfig cfg) {
+        return run(machine, core, cfg, BeforeCheck.NONE);
+    }
+
+    /**
+     * What runs between a tool's transfers and its byte check, on the thread that checks: nothing in every public
+     * entry point; the package's tests change bytes here to prove that the check catches them.
+     */
+    @FunctionalInterface
+    interface BeforeCheck {
+        BeforeCheck NONE = (cfg, client, server) -> {
+        };
+
+        /** Called once per size, after the last transfer of {@code cfg} and before its bytes are compared. */
+        void run(PerfConfig cfg, Side client, Side server);
+    }
+
+    /** {@link #run(Machine, RdmaCore, PerfConfig)} with {@code beforeCheck} called before every byte check. */
+    static PerfResult run(Machine machine, RdmaCore core, PerfConfig cfg, BeforeCheck beforeCheck) {
         int maxSize = cfg.sizes().stream().mapToInt(Integer::intValue).max().orElseThrow();
         long region = roundUp(Math.max(maxSize, 64), 4096);
         try (Side c = new Side(machine, core, CLIENT, cfg, region); Side s = new Side(machine, core, SERVER, cfg, region)) {
@@ -72,10 +90,10 @@ public final class Perftest {
             for (int size : cfg.sizes()) {
                 PerfConfig one = cfg.withSize(size);
                 PerfResult.Row row = switch (cfg.test()) {
-                    case WRITE_BW, READ_BW, SEND_BW, ATOMIC_BW -> bw(one, c, s);
-                    case WRITE_LAT -> writeLat(one, c, s);
-                    case READ_LAT -> readLat(one, c, s);
-                    case SEND_LAT -> sendLat(one, c, s);
+                    case WRITE_BW, READ_BW, SEND_BW, ATOMIC_BW -> bw(one, c, s, beforeCheck);
+                    case WRITE_LAT -> writeLat(one, c, s, beforeCheck);
+                    case READ_LAT -> readLat(one, c, s, beforeCheck);
+                    case SEND_LAT -> sendLat(one, c, s, beforeCheck);
                 };
                 rows.add(row);
                 out.append(format(cfg, row)).append('\n');
@@ -169,7 +187,7 @@ public final class Perftest {
 
     // ---------------------------------------------------------------- bandwidth
 
-    private static PerfResult.Bw bw(PerfConfig cfg, Side c, Side s) {
+    private static PerfResult.Bw bw(PerfConfig cfg, Side c, Side s, BeforeCheck beforeCheck) {
         int size = cfg.size();
         int nq = cfg.qps();
         byte[][] pattern = new byte[nq][];
@@ -283,6 +301,7 @@ public final class Perftest {
                 }
             }
         }
+        beforeCheck.run(cfg, c, s);
         verify(cfg, c, s, pattern, completed);
         double secs = (end - start) / 1e9;
         double avg = iters * (double) size / secs;
@@ -342,7 +361,7 @@ public final class Perftest {
         return (byte) (i % 255 + 1);
     }
 
-    private static PerfResult.Lat writeLat(PerfConfig cfg, Side c, Side s) {
+    private static PerfResult.Lat writeLat(PerfConfig cfg, Side c, Side s, BeforeCheck beforeCheck) {
         int size = cfg.size();
         byte[] pc = random(size, 7L * size), ps = random(size, 11L * size);
         c.write(c.src(0), pc);
@@ -391,12 +410,13 @@ public final class Perftest {
         rethrow(failure);
         pc[size - 1] = tag(i - 1);
         ps[size - 1] = tag(i - 1);
+        beforeCheck.run(cfg, c, s);
         same(cfg, 0, pc, s.read(s.dst(0), size), "target buffer on " + SERVER);
         same(cfg, 0, ps, c.read(c.dst(0), size), "target buffer on " + CLIENT);
         return ping.stats(size);
     }
 
-    private static PerfResult.Lat readLat(PerfConfig cfg, Side c, Side s) {
+    private static PerfResult.Lat readLat(PerfConfig cfg, Side c, Side s, BeforeCheck beforeCheck) {
         int size = cfg.size();
         byte[] ps = random(size, 13L * size);
         s.write(s.src(0), ps);
@@ -409,11 +429,12 @@ public final class Perftest {
             waitCq(c.cq, 1, ping);
             ping.add(System.nanoTime() - t0);
         }
+        beforeCheck.run(cfg, c, s);
         same(cfg, 0, ps, c.read(c.dst(0), size), "read buffer on " + CLIENT);
         return ping.stats(size);
     }
 
-    private static PerfResult.Lat sendLat(PerfConfig cfg, Side c, Side s) {
+    private static PerfResult.Lat sendLat(PerfConfig cfg, Side c, Side s, BeforeCheck beforeCheck) {
         int size = cfg.size();
         byte[] pc = random(size, 17L * size), ps = random(size, 19L * size);
         c.write(c.src(0), pc);
@@ -453,6 +474,7 @@ public final class Perftest {
             join(server);
         }
         rethrow(failure);
+        beforeCheck.run(cfg, c, s);
         same(cfg, 0, pc, s.read(s.dst(0), size), "receive buffer on " + SERVER);
         same(cfg, 0, ps, c.read(c.dst(0), size), "receive buffer on " + CLIENT);
         return ping.stats(size);

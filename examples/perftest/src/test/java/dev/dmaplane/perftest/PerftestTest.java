@@ -12,6 +12,9 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
 import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -122,6 +125,60 @@ class PerftestTest {
         assertTrue(out.matches("(?s).*\\n 65536 +50 +.*"), out);
         ErrnoException e = assertThrows(ErrnoException.class, () -> cmd.perf("write_bw", "-q", "999"));
         assertTrue(e.getMessage().contains("-q 999"), e.getMessage());
+    }
+
+    /**
+     * Flips byte 7 of the first QP's destination buffer on both ends: every tool checks at least one of them (the
+     * server's for write and send, the client's for read), and atomic_bw's counter is the server's first 8 bytes.
+     */
+    private static final Perftest.BeforeCheck CORRUPT = (cfg, client, server) -> {
+        for (Perftest.Side side : List.of(client, server)) {
+            long at = side.dst(0) + 7;
+            byte[] b = side.read(at, 1);
+            b[0] ^= (byte) 0xff;
+            side.write(at, b);
+        }
+    };
+
+    @ParameterizedTest
+    @ValueSource(strings = {"write_bw", "read_bw", "send_bw", "write_lat", "read_lat", "send_lat"})
+    void aCorruptedTargetBufferFailsTheByteCheckWithEio(String tool) {
+        ErrnoException e = assertThrows(ErrnoException.class,
+                () -> Perftest.run(machine, core, PerfConfig.parse(tool, "-s", "100", "-n", "20"), CORRUPT));
+        assertEquals(Errno.EIO, e.errno());
+        assertTrue(e.getMessage().startsWith("EIO: perftest: " + tool + " size 100 QP 0: ")
+                && e.getMessage().endsWith(" differs from the source at byte 7"), e.getMessage());
+        assertEquals(20, run(tool, "-s", "100", "-n", "20").rows().getFirst().iterations(),
+                "the machine is fine afterwards: the next run checks out");
+    }
+
+    @Test
+    void aCorruptedAtomicCounterFailsTheCheckWithEio() {
+        ErrnoException e = assertThrows(ErrnoException.class,
+                () -> Perftest.run(machine, core, PerfConfig.parse("atomic_bw", "-n", "50"), CORRUPT));
+        assertEquals(Errno.EIO, e.errno());
+        assertTrue(e.getMessage().startsWith("EIO: perftest: atomic_bw QP 0: counter on rxe1 is ")
+                && e.getMessage().endsWith(" after 50 fetch-and-adds of 1"), e.getMessage());
+    }
+
+    @Test
+    void theCommandLineExitsNonZeroWithoutAReportWhenTheCheckFails() {
+        String[] args = {"write_bw", "-s", "4096", "-n", "20"};
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int status = Main.run(args, cfg -> Perftest.run(machine, core, cfg, CORRUPT),
+                new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true, StandardCharsets.UTF_8));
+        assertEquals(1, status);
+        assertEquals("", out.toString(StandardCharsets.UTF_8), "no report for a run whose bytes are wrong");
+        assertEquals("EIO: perftest: write_bw size 4096 QP 0: target buffer on rxe1 differs from the source at byte 7\n",
+                err.toString(StandardCharsets.UTF_8).replace(System.lineSeparator(), "\n"));
+
+        out.reset();
+        err.reset();
+        status = Main.run(args, cfg -> Perftest.run(machine, core, cfg),
+                new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true, StandardCharsets.UTF_8));
+        assertEquals(0, status, err.toString(StandardCharsets.UTF_8));
+        assertTrue(out.toString(StandardCharsets.UTF_8).contains(BW_COLUMNS + "\n"));
     }
 
     @Test
