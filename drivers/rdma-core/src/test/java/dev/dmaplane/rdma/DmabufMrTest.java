@@ -156,6 +156,12 @@ class DmabufMrTest {
         assertTrue(buf.attachments().isEmpty(), "nothing attached (so no attachment pin either): " + buf.attachments());
         assertEquals(hostPins, f.machine.memory().pinsOutstanding(), "no page pinned beyond the host region's");
         assertEquals(mappingsBefore, f.machine.activeDmaMappings(hca), "nothing mapped");
+        // a move's worker drops its reference just after signalling the move's fence (as a kernel job is freed
+        // after its fence signals): wait for that, bounded
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (buf.refCount() > 1 && System.nanoTime() < deadline) {
+            Thread.onSpinWait();
+        }
         assertEquals(1, buf.refCount(), "only the test's reference");
         assertTrue(f.machine.dmaDebug().reports().isEmpty(), f.machine.dmaDebug().reports().toString());
     }
