@@ -341,9 +341,9 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
     }
 
     private DmaLease lease(long a, long len, boolean write, WcStatus fail, Runnable check) {
-        check.run();
         UserMemory u = umem;
         if (u instanceof OdpUserMemory odp) {
+            check.run(); // before any page is faulted in
             try {
                 odp.makePresent(a - u.iova, len, write, rw, check);
             } catch (AccessFault f) {
@@ -355,6 +355,7 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
             return newLease(umem, a, len);
         }
         if (u instanceof DmabufUserMemory d) {
+            check.run(); // before the buffer is mapped
             try {
                 d.makePresent(rw, check);
             } catch (AccessFault f) {
@@ -365,7 +366,7 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
             }
             return newLease(umem, a, len);
         }
-        rw.readLock().lock();
+        rw.readLock().lock(); // pinned: the checks under the lock are the ones that count
         try {
             check.run();
             return newLease(umem, a, len);
