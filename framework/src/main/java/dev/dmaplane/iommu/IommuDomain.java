@@ -129,9 +129,9 @@ public final class IommuDomain {
     }
 
     /**
-     * {@link #translate} of the first byte, and how many of {@code maxLength} bytes from {@code iova} the same
-     * page-table leaf maps ({@link #contiguousFrom}), in one walk: a transaction of a device that does not cross a
-     * leaf.
+     * {@link #translate} of the first byte, and how many of {@code maxLength} bytes from {@code iova} map to
+     * physically contiguous memory with the needed permission: the rest of the first page-table leaf, and the
+     * following leaves as long as they continue it (what a device's translation cache may hold as one range).
      */
     public Run translateRun(String device, long iova, long maxLength, boolean write) {
         if (!type.paging()) {
@@ -150,7 +150,20 @@ public final class IommuDomain {
             throw fault(device, iova, write, FaultReason.PERMISSION, write ? "write to a read-only mapping" : "read of a write-only mapping");
         }
         long sz = IoPageTable.leafSize(leaf);
-        return new Run(IoPageTable.physOf(leaf, iova), Math.min(maxLength, sz - (iova & (sz - 1))));
+        long phys = IoPageTable.physOf(leaf, iova);
+        long n = sz - (iova & (sz - 1));
+        while (n < maxLength && iova + n < APERTURE_END) {
+            long next = pageTable.walk(iova + n);
+            if (next == 0 || IoPageTable.physOf(next, iova + n) != phys + n) {
+                break;
+            }
+            int p = IoPageTable.protOf(next);
+            if (write ? (p & IoPageTable.PROT_WRITE) == 0 : (p & IoPageTable.PROT_READ) == 0) {
+                break;
+            }
+            n += IoPageTable.leafSize(next);
+        }
+        return new Run(phys, Math.min(maxLength, n));
     }
 
     /** A translated run: {@code length} bytes at physical address {@code phys}. */

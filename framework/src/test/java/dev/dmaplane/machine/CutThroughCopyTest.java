@@ -163,8 +163,16 @@ class CutThroughCopyTest {
 
         IommuDomain.Run r = d.translateRun(a.name(), iova + 100, 10L << 20, false);
         assertEquals(d.translate(a.name(), iova + 100, 1, false), r.phys());
-        assertEquals(d.contiguousFrom(iova + 100), r.length(), "up to the end of the leaf that maps it");
+        assertEquals(d.contiguousFrom(iova + 100), r.length(), "up to the end of the leaf (nothing maps what follows)");
         assertEquals(7, d.translateRun(a.name(), iova + 100, 7, true).length());
+        // 4 KiB leaves of physically contiguous memory make one run
+        long block = frames(ram, 8);
+        long small = a.dma().mapSingle(block, 1 << 20, DmaDirection.TO_DEVICE);
+        assertEquals(4096, d.contiguousFrom(small));
+        assertEquals((1 << 20) - 100, d.translateRun(a.name(), small + 100, 8L << 20, false).length());
+        assertEquals(FaultReason.PERMISSION,
+                assertThrows(DmaFaultException.class, () -> d.translateRun(a.name(), small, 8, true)).reason());
+        a.dma().unmapSingle(small, 1 << 20, DmaDirection.TO_DEVICE);
         a.dma().unmapSingle(iova, 2L << 20, DmaDirection.BIDIRECTIONAL);
         assertEquals(FaultReason.NOT_MAPPED,
                 assertThrows(DmaFaultException.class, () -> d.translateRun(a.name(), iova + 100, 8, false)).reason());
