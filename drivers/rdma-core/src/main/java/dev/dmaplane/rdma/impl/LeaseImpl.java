@@ -12,18 +12,18 @@ import java.util.List;
 /** A lease over bus ranges; every byte moves through the device's bus master, so the IOMMU checks it. */
 final class LeaseImpl implements DmaLease {
     static final LeaseImpl EMPTY = new LeaseImpl(List.of(), null, () -> {
-    }, true);
+    }, false);
 
     private final List<DmaSegment> segments;
     private final BusMaster bus;
     private final long length;
     private final Runnable onClose;
-    private final boolean pinned;
+    private final boolean stable;
     /** Leases are closed on the thread that took them (see {@link DmaLease}). */
     private boolean closed;
 
-    LeaseImpl(List<DmaSegment> segments, BusMaster bus, Runnable onClose, boolean pinned) {
-        this.pinned = pinned;
+    LeaseImpl(List<DmaSegment> segments, BusMaster bus, Runnable onClose, boolean stable) {
+        this.stable = stable;
         this.segments = List.copyOf(segments); // no copy for an immutable list
         this.bus = bus;
         this.onClose = onClose;
@@ -40,8 +40,8 @@ final class LeaseImpl implements DmaLease {
     }
 
     @Override
-    public boolean pinned() {
-        return pinned;
+    public boolean stable() {
+        return stable;
     }
 
     @Override

@@ -327,12 +327,12 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
     /** A keyed access (lkey or rkey): every check of {@code lookup_mr} and {@code mr_check_range}. */
     DmaLease lease(int k, PdImpl qpPd, long a, long len, int acc, WcStatus fail) {
         boolean write = (acc & (Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_ATOMIC)) != 0;
-        return lease(a, len, write, fail, () -> checkKeyed(k, qpPd, a, len, acc, fail));
+        return lease(a, len, write, fail, true, () -> checkKeyed(k, qpPd, a, len, acc, fail));
     }
 
     /** An access through a bound window: the window checked everything but the region's range and validity. */
     DmaLease leaseForWindow(long a, long len, boolean write, WcStatus fail) {
-        return lease(a, len, write, fail, () -> {
+        return lease(a, len, write, fail, false, () -> {
             if (!valid) {
                 throw new AccessFault(fail, Errno.EINVAL, "the window's region was deregistered");
             }
@@ -340,7 +340,8 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
         });
     }
 
-    private DmaLease lease(long a, long len, boolean write, WcStatus fail, Runnable check) {
+    /** @param keyed through the region's own key (a window's lease is not stable: an invalidation may end it) */
+    private DmaLease lease(long a, long len, boolean write, WcStatus fail, boolean keyed, Runnable check) {
         UserMemory u = umem;
         if (u instanceof OdpUserMemory odp) {
             check.run(); // before any page is faulted in
@@ -352,7 +353,7 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
                 throw new AccessFault(fail, e.errno(), "on-demand page fault at 0x" + Long.toHexString(a) + "+" + len
                         + " failed: " + e.getMessage(), e);
             }
-            return newLease(umem, a, len);
+            return newLease(umem, a, len, keyed);
         }
         if (u instanceof DmabufUserMemory d) {
             check.run(); // before the buffer is mapped
@@ -364,12 +365,12 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
                 throw new AccessFault(fail, e.errno(), "mapping dma-buf " + d.dmabuf().ino() + " for 0x"
                         + Long.toHexString(a) + "+" + len + " failed: " + e.getMessage(), e);
             }
-            return newLease(umem, a, len);
+            return newLease(umem, a, len, keyed);
         }
         rw.readLock().lock(); // pinned: the checks under the lock are the ones that count
         try {
             check.run();
-            return newLease(umem, a, len);
+            return newLease(umem, a, len, keyed);
         } catch (RuntimeException e) {
             rw.readLock().unlock();
             throw e;
@@ -377,9 +378,9 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
     }
 
     /** Called with the read lock held; the lease releases it. */
-    private DmaLease newLease(UserMemory u, long a, long len) {
+    private DmaLease newLease(UserMemory u, long a, long len, boolean keyed) {
         List<DmaSegment> segs = u.translate(a - u.iova, len);
-        return new LeaseImpl(segs, dev.bus, unlockRead, u instanceof PinnedUserMemory);
+        return new LeaseImpl(segs, dev.bus, unlockRead, keyed && u instanceof PinnedUserMemory);
     }
 
     // ---- views ----

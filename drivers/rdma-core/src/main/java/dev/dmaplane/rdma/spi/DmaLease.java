@@ -19,11 +19,14 @@ public interface DmaLease extends AutoCloseable {
     long length();
 
     /**
-     * Whether the leased memory is pinned host memory ({@code ib_umem_get}), whose translation nothing invalidates
-     * while the region lives: such a lease may stay open while the same thread takes others (a cut-through
-     * transfer into another region). On-demand and dma-buf leases may not (see above).
+     * Whether what granted this lease holds for as long as it is open: pinned host memory ({@code ib_umem_get})
+     * reached through a region's own key, whose translation and checks only a deregistration or re-registration
+     * can end, and those wait for the lease. Such a lease may stay open while the same thread takes others (a
+     * cut-through transfer into another region) and may serve later accesses of the same key, QP and range within
+     * one pass of the HCA's engine. On-demand and dma-buf leases are not stable (see above), nor is one through a
+     * memory window, which an invalidation may end while it is open.
      */
-    boolean pinned();
+    boolean stable();
 
     /** Bus ranges covering the lease, in order. */
     List<DmaSegment> segments();

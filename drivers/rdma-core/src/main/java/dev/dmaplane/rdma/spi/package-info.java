@@ -31,7 +31,7 @@
  * Every core method a provider calls is thread-safe and never calls back into the provider. Hooks are called
  * without core locks held. A lease must be closed before the provider touches the address space or waits for
  * anything that may deregister a region. Hold one lease at a time, except that a {@link
- * dev.dmaplane.rdma.spi.DmaLease#pinned() pinned} lease may stay open while others are taken (a cut-through
+ * dev.dmaplane.rdma.spi.DmaLease#stable() stable} lease may stay open while others are taken (a cut-through
  * transfer): a lease of an on-demand region may fault pages in, and one of a dma-buf region may take the buffer's
  * reservation lock to map it again after a move, while the exporter's {@code move_notify} (holding that lock)
  * waits for the leases of the buffer's regions to close.

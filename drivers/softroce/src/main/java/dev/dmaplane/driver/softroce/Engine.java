@@ -79,6 +79,9 @@ final class Engine implements Runnable {
     private ArrayList<Packet> tx = new ArrayList<>();
     private ArrayList<Packet> txSpare = new ArrayList<>();
     private final ArrayList<QpCtx> acks = new ArrayList<>();
+    /** The responder's remote lease and the requester's local one, kept for a round of a pass. */
+    private final LeaseCache remoteLeases = new LeaseCache();
+    private final LeaseCache localLeases = new LeaseCache();
 
     // counters
     volatile long pktsSent;
@@ -326,6 +329,7 @@ final class Engine implements Runnable {
                 }
             }
             flushTx();
+            clearLeases();
             if (!more) {
                 long next;
                 try {
@@ -344,6 +348,26 @@ final class Engine implements Runnable {
                 }
             }
         }
+    }
+
+    /** Closes the leases kept for this round: a deregistration waits for them, so they are never kept long. */
+    private void clearLeases() {
+        remoteLeases.clear();
+        localLeases.clear();
+    }
+
+    /** A remote access's lease, kept from an earlier access of this round or taken now (and kept if stable). */
+    private LeaseCache.Held remote(HwQp qp, int rkey, long va, long len, int access) {
+        LeaseCache.Held h = remoteLeases.find(qp, rkey, access, va, len);
+        return h != null ? h : remoteLeases.keep(handle.memory().remote(qp, rkey, va, len, access), qp, rkey, access, va,
+                len);
+    }
+
+    /** A local read's lease, kept from an earlier access of this round or taken now (and kept if stable). */
+    private LeaseCache.Held local(HwQp qp, dev.dmaplane.rdma.verbs.Sge sge) {
+        LeaseCache.Held h = localLeases.find(qp.pd(), sge.lkey(), 0, sge.addr(), sge.length());
+        return h != null ? h : localLeases.keep(handle.memory().local(qp.pd(), sge.lkey(), sge.addr(), sge.length(), 0),
+                qp.pd(), sge.lkey(), 0, sge.addr(), sge.length());
     }
 
     private void wakeWorkerThread() {
@@ -463,6 +487,9 @@ final class Engine implements Runnable {
                     c.held = w;
                     return;
                 }
+                if (c.heldStatus == null) {
+                    clearLeases(); // a bind or an invalidation may need what the kept leases hold
+                }
                 WcStatus st = c.heldStatus != null ? c.heldStatus : mem.executeLocal(qp, w);
                 c.heldStatus = null;
                 qp.completeSend(w, st);
@@ -518,7 +545,17 @@ final class Engine implements Runnable {
             throw new AccessFault(WcStatus.LOC_LEN_ERR, dev.dmaplane.errno.Errno.EINVAL, "message too long");
         }
         byte[] b = new byte[(int) w.length()];
-        handle.memory().gather(qp, w.wr().sgList(), MemorySegment.ofArray(b));
+        List<dev.dmaplane.rdma.verbs.Sge> sges = w.wr().sgList();
+        if (sges.size() == 1 && b.length > 0) {
+            try (LeaseCache.Held h = local(qp, sges.getFirst())) {
+                h.lease().read(h.offset(), MemorySegment.ofArray(b));
+            } catch (DmaFaultException e) {
+                throw new AccessFault(WcStatus.LOC_PROT_ERR, dev.dmaplane.errno.Errno.EFAULT,
+                        "IOMMU refused the read of " + sges.getFirst(), e);
+            }
+            return b;
+        }
+        handle.memory().gather(qp, sges, MemorySegment.ofArray(b));
         return b;
     }
 
@@ -689,7 +726,7 @@ final class Engine implements Runnable {
                 try (DmaLease l = handle.memory().local(qp.pd(), sge.lkey(), sge.addr(), sge.length(), 0)) {
                     Packet.Payload.Span span = new Packet.Payload.Span(l, 0, sge.length());
                     // an on-demand or dma-buf lease is not held while the responder takes its own: gathered first
-                    packets(c, m, op, va, rkey, imm, dgid, dqpn, l.pinned() ? span : span.materialize(), fromPkt);
+                    packets(c, m, op, va, rkey, imm, dgid, dqpn, l.stable() ? span : span.materialize(), fromPkt);
                     flushTx();
                 }
             }
@@ -1081,6 +1118,9 @@ final class Engine implements Runnable {
         RecvWqe r = c.recv;
         c.recv = null;
         long len = c.recvOff;
+        if (p.op() == Op.SEND_INV) {
+            clearLeases(); // the invalidation may need what the kept leases hold
+        }
         if (p.op() == Op.SEND_INV && !handle.memory().invalidateRemote(qp, p.imm())) {
             ack(c, p, Packet.AETH_NAK_INV_REQ, p.psn());
             qp.completeRecv(r, RecvResult.error(WcStatus.REM_INV_REQ_ERR));
@@ -1127,9 +1167,9 @@ final class Engine implements Runnable {
             c.wva = p.va();
             c.wrkey = p.rkey();
             c.woff = 0;
-            try (DmaLease l = mem.remote(qp, p.rkey(), p.va(), p.dmaLen(), Access.REMOTE_WRITE)) {
+            try (LeaseCache.Held l = remote(qp, p.rkey(), p.va(), p.dmaLen(), Access.REMOTE_WRITE)) {
                 if (n > 0) {
-                    pl.writeTo(0, l, 0, n);
+                    pl.writeTo(0, l.lease(), l.offset(), n);
                 }
             } catch (AccessFault f) {
                 c.recv = null;
@@ -1141,8 +1181,8 @@ final class Engine implements Runnable {
                 return;
             }
         } else {
-            try (DmaLease l = mem.remote(qp, c.wrkey, c.wva + c.woff, n, Access.REMOTE_WRITE)) {
-                pl.writeTo(0, l, 0, n);
+            try (LeaseCache.Held l = remote(qp, c.wrkey, c.wva + c.woff, n, Access.REMOTE_WRITE)) {
+                pl.writeTo(0, l.lease(), l.offset(), n);
             } catch (AccessFault f) {
                 c.recv = null;
                 nakFatal(c, p, nakFor(f));
@@ -1181,10 +1221,11 @@ final class Engine implements Runnable {
         int pkts = (int) Math.max(1, (len + mtu - 1) / mtu);
         flushAck(c);
         flushTx(); // the response carries a range of the lease: it leaves before the lease closes
-        try (DmaLease l = handle.memory().remote(qp, p.rkey(), p.va(), len, Access.REMOTE_READ)) {
-            Packet.Payload all = new Packet.Payload.Span(l, 0, len);
-            if (!l.pinned()) {
-                all = all.materialize(); // see transmit: only pinned leases stay open across the delivery
+        try (LeaseCache.Held h = remote(qp, p.rkey(), p.va(), len, Access.REMOTE_READ)) {
+            DmaLease l = h.lease();
+            Packet.Payload all = new Packet.Payload.Span(l, h.offset(), len);
+            if (!l.stable()) {
+                all = all.materialize(); // see transmit: only stable leases stay open across the delivery
             }
             int per = fabric.perPacket() ? 1 : pkts;
             for (int i = 0; i < pkts; i += per) {
@@ -1220,8 +1261,9 @@ final class Engine implements Runnable {
             return;
         }
         long old;
-        try (DmaLease l = handle.memory().remote(qp, p.rkey(), p.va(), 8, Access.REMOTE_ATOMIC)) {
-            old = p.op() == Op.CMP_SWAP ? l.compareAndSwap(0, p.compare(), p.swapAdd()) : l.fetchAndAdd(0, p.swapAdd());
+        try (LeaseCache.Held h = remote(qp, p.rkey(), p.va(), 8, Access.REMOTE_ATOMIC)) {
+            old = p.op() == Op.CMP_SWAP ? h.lease().compareAndSwap(h.offset(), p.compare(), p.swapAdd())
+                    : h.lease().fetchAndAdd(h.offset(), p.swapAdd());
         } catch (AccessFault f) {
             nakFatal(c, p, nakFor(f));
             return;

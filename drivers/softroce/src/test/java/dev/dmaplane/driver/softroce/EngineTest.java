@@ -178,4 +178,76 @@ class EngineTest {
         assertArrayEquals(data, h.b.read(0, data.length));
         odp.destroy();
     }
+
+    @Test
+    void aWindowInvalidatedInTheMiddleOfABurstRefusesTheWritesAfterIt() {
+        // one doorbell: write, send-with-invalidate, write — all in one burst at the responder; the kept leases
+        // must not let the third through (IBTA 10.6.7: an invalidated window's rkey is no longer valid)
+        QueuePair[] p = h.pair();
+        var bindable = h.b.pd.regMr(h.b.buf, 65536, Hcas.ALL | dev.dmaplane.rdma.verbs.Access.MW_BIND);
+        var mw = h.b.pd.allocMw(dev.dmaplane.rdma.verbs.MwType.TYPE_2);
+        int key = SendWr.incRkey(mw.rkey());
+        p[1].postSend(new SendWr.BindMw(50, SIGNALED, mw, key, new dev.dmaplane.rdma.verbs.MwBindInfo(bindable, h.b.buf,
+                4096, dev.dmaplane.rdma.verbs.Access.REMOTE_WRITE)));
+        assertTrue(Hcas.one(h.b.cq).isSuccess());
+        p[1].postRecv(dev.dmaplane.rdma.verbs.RecvWr.of(5, h.b.sge(8192, 64)));
+        byte[] one = random(32, 7);
+        byte[] two = random(32, 8);
+        h.a.write(0, one);
+        h.a.write(64, two);
+        h.b.write(200, new byte[32]);
+        p[0].postSend(List.of(
+                new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 32)), SIGNALED, h.b.buf + 100, key),
+                new SendWr.SendWithInv(2, List.of(h.a.sge(0, 8)), SIGNALED, key),
+                new SendWr.RdmaWrite(3, List.of(h.a.sge(64, 32)), SIGNALED, h.b.buf + 200, key)));
+        List<WorkCompletion> wc = Hcas.poll(h.a.cq, 3);
+        assertEquals(List.of(dev.dmaplane.rdma.verbs.WcStatus.SUCCESS, dev.dmaplane.rdma.verbs.WcStatus.SUCCESS,
+                dev.dmaplane.rdma.verbs.WcStatus.REM_ACCESS_ERR), wc.stream().map(WorkCompletion::status).toList());
+        assertArrayEquals(one, h.b.read(100, 32));
+        assertArrayEquals(new byte[32], h.b.read(200, 32), "the write after the invalidation touched nothing");
+    }
+
+    @Test
+    void deregisteringATargetRegionUnderAStreamOfWritesIsNotHeldUpAndLaterWritesAreRefused() throws Exception {
+        QueuePair[] p = h.pair();
+        var target = h.b.pd.regMr(h.b.buf, 65536, Hcas.ALL);
+        h.a.write(0, random(64, 9));
+        java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
+        java.util.concurrent.atomic.AtomicReference<List<WorkCompletion>> last =
+                new java.util.concurrent.atomic.AtomicReference<>();
+        CompletableFuture<Void> writer = CompletableFuture.runAsync(() -> {
+            long id = 0;
+            while (!stop.get()) {
+                List<SendWr> burst = new ArrayList<>();
+                for (int i = 0; i < 64; i++) {
+                    burst.add(new SendWr.RdmaWrite(id++, List.of(h.a.sge(0, 64)), SIGNALED, h.b.buf + 4096, target.rkey()));
+                }
+                p[0].postSend(burst);
+                List<WorkCompletion> wc = Hcas.poll(h.a.cq, 64);
+                last.set(wc);
+                if (!wc.stream().allMatch(WorkCompletion::isSuccess)) {
+                    return; // the QP went to ERR and flushed the rest
+                }
+            }
+        });
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (last.get() == null) {
+            assertTrue(System.nanoTime() < deadline);
+            Thread.onSpinWait();
+        }
+        target.destroy(); // waits only for the leases of the round in flight
+        writer.get(10, TimeUnit.SECONDS);
+        stop.set(true);
+        List<dev.dmaplane.rdma.verbs.WcStatus> st = last.get().stream().map(WorkCompletion::status).toList();
+        int bad = st.indexOf(dev.dmaplane.rdma.verbs.WcStatus.REM_ACCESS_ERR);
+        assertTrue(bad >= 0, "a write after the deregistration was refused: " + st);
+        assertTrue(st.subList(0, bad).stream().allMatch(x -> x == dev.dmaplane.rdma.verbs.WcStatus.SUCCESS), st.toString());
+        assertTrue(st.subList(bad + 1, st.size()).stream().allMatch(x -> x == dev.dmaplane.rdma.verbs.WcStatus.WR_FLUSH_ERR),
+                st.toString());
+        assertEquals(0, h.machine.memory().pinsOutstanding() - pinsOfTheHosts());
+    }
+
+    private long pinsOfTheHosts() {
+        return 2 * (Hcas.BUF / 4096);
+    }
 }
