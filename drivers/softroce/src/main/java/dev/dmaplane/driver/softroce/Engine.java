@@ -103,7 +103,7 @@ final class Engine implements Runnable {
     volatile long workerPasses;
     volatile long inlinePasses;
     /** Bursts received and stored because the engine was busy (store-and-forward), and delivered cut-through. */
-    volatile long burstsStored;
+    final java.util.concurrent.atomic.AtomicLong burstsStored = new java.util.concurrent.atomic.AtomicLong(); // by senders
     volatile long burstsCutThrough;
     /** Work the engine could not do (a QP destroyed or moved under it): counted, and the HCA goes on. */
     volatile long errors;
@@ -186,7 +186,7 @@ final class Engine implements Runnable {
             }
             return true;
         }
-        burstsStored++;
+        burstsStored.incrementAndGet();
         for (Packet p : burst) {
             inbox.add(p.materialized());
         }
@@ -221,7 +221,7 @@ final class Engine implements Runnable {
         m.put("completer_retry_err", retries);
         m.put("dmaplane_resent_from_middle", resentFromMiddle);
         m.put("dmaplane_bursts_cut_through", burstsCutThrough);
-        m.put("dmaplane_bursts_stored", burstsStored);
+        m.put("dmaplane_bursts_stored", burstsStored.get());
         m.put("dmaplane_passes_inline", inlinePasses);
         m.put("dmaplane_passes_worker", workerPasses);
         m.put("dmaplane_errors", errors);

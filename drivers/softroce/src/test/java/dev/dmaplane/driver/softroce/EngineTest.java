@@ -50,7 +50,7 @@ class EngineTest {
         h.a.write(0, data);
         Engine rxe1 = engine("rxe1");
         long cut = rxe1.burstsCutThrough;
-        long stored = rxe1.burstsStored;
+        long stored = rxe1.burstsStored.get();
         p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf + 4096, h.b.mr.rkey()));
         // the requester, the responder and the completer all ran inside postSend: the completion is already there
         List<WorkCompletion> wc = h.a.cq.poll(4);
@@ -58,7 +58,7 @@ class EngineTest {
         assertTrue(wc.getFirst().isSuccess());
         assertArrayEquals(data, h.b.read(4096, data.length));
         assertTrue(rxe1.burstsCutThrough > cut);
-        assertEquals(stored, rxe1.burstsStored);
+        assertEquals(stored, rxe1.burstsStored.get());
         assertTrue(rxe1.pktsRecv >= (data.length + 1023) / 1024, "a train counts as its packets");
     }
 
@@ -68,14 +68,14 @@ class EngineTest {
         byte[] data = random(100_000, 2);
         h.a.write(0, data);
         Engine rxe1 = engine("rxe1");
-        long stored = rxe1.burstsStored;
+        long stored = rxe1.burstsStored.get();
         CompletableFuture<Void> posted;
         rxe1.lock.lock(); // rxe1 is busy: what reaches it now is stored
         try {
             posted = CompletableFuture.runAsync(() -> p[0].postSend(new SendWr.RdmaWrite(1,
                     List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf, h.b.mr.rkey())));
             posted.get(10, TimeUnit.SECONDS); // the sender is not held up by the busy receiver
-            assertTrue(rxe1.burstsStored > stored);
+            assertTrue(rxe1.burstsStored.get() > stored);
             // the requester's lease is closed; the stored packets carry their own copy of the payload
             h.a.write(0, new byte[data.length]);
             assertArrayEquals(new byte[data.length], h.b.read(0, data.length), "nothing written yet");
