@@ -29,6 +29,9 @@ public final class ConfigSpace {
     private final byte[] data = new byte[SIZE];
     private final byte[] wmask = new byte[SIZE];
     private final byte[] w1cmask = new byte[SIZE];
+    /** The command register, kept apart so that a device's every transaction reads Bus Master Enable without the monitor. */
+    private volatile int command;
+
     /**
      * Counts {@link #write}s to any config space of the JVM, so that what is derived from the registers (address
      * decoding) can be cached and checked with one read.
@@ -106,6 +109,9 @@ public final class ConfigSpace {
             cur &= ~(b & w1cmask[at] & 0xFF);
             data[at] = (byte) cur;
         }
+        if (offset < COMMAND + 2 && offset + size > COMMAND) {
+            command = (data[COMMAND] & 0xFF) | (data[COMMAND + 1] & 0xFF) << 8;
+        }
         WRITES.incrementAndGet();
     }
 
@@ -167,7 +173,7 @@ public final class ConfigSpace {
     }
 
     public int command() {
-        return read(COMMAND, 2);
+        return command;
     }
 
     public int status() {
@@ -317,6 +323,7 @@ public final class ConfigSpace {
             data[offset + i] = (byte) (value >>> (8 * i));
             wmask[offset + i] = (byte) (writable >>> (8 * i));
         }
+        command = (data[COMMAND] & 0xFF) | (data[COMMAND + 1] & 0xFF) << 8;
     }
 
     private void initW1c(int offset, int size, int bits) {
