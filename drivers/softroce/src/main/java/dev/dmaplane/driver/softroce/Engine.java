@@ -72,8 +72,9 @@ final class Engine implements Runnable {
     final ReentrantLock lock = new ReentrantLock();
     private volatile boolean running;
     private Thread thread;
-    /** When the worker will wake for the timers (0: only when unparked). */
-    private volatile long workerWake;
+    /** When the worker will wake for the timers next (it looks at least every {@link #IDLE_WAKE_NS}). */
+    private volatile long workerWake = System.nanoTime();
+    static final long IDLE_WAKE_NS = TimeUnit.MILLISECONDS.toNanos(50);
 
     // guarded by lock
     private ArrayList<Packet> tx = new ArrayList<>();
@@ -301,9 +302,7 @@ final class Engine implements Runnable {
                 lock.unlock();
             }
             if (inbox.isEmpty() && ready.isEmpty() && running) {
-                long w = workerWake;
-                long now = System.nanoTime();
-                LockSupport.parkNanos(this, w == 0 ? TimeUnit.MILLISECONDS.toNanos(50) : Math.max(1, w - now));
+                LockSupport.parkNanos(this, Math.max(1, workerWake - System.nanoTime()));
             }
         }
     }
@@ -339,11 +338,10 @@ final class Engine implements Runnable {
                     next = System.nanoTime() + MIN_TIMEOUT_NS;
                 }
                 more = flushTx() || !inbox.isEmpty() || !ready.isEmpty();
-                long w = workerWake;
                 if (Thread.currentThread() == thread) {
-                    workerWake = next;
-                } else if (next != 0 && (w == 0 || next - w < 0)) {
-                    workerWake = next;
+                    workerWake = next != 0 ? next : System.nanoTime() + IDLE_WAKE_NS;
+                } else if (next != 0 && next - workerWake < 0) {
+                    workerWake = next; // a timer earlier than the worker planned to wake
                     wakeWorkerThread();
                 }
             }
