@@ -176,11 +176,15 @@ final class Engine implements Runnable {
                 }
                 inlinePasses++;
                 burstsCutThrough++;
-                drainInbox(); // what was stored before comes first
-                for (Packet p : burst) {
-                    receiveOne(p);
+                try {
+                    drainInbox(); // what was stored before comes first
+                    for (Packet p : burst) {
+                        receiveOne(p);
+                    }
+                    flushAcks();
+                } finally {
+                    clearLeases();
                 }
-                flushAcks();
                 pass();
             } finally {
                 lock.unlock();
@@ -312,6 +316,14 @@ final class Engine implements Runnable {
      * fabric; the caller holds the lock. Wakes the worker if a timer is due before it planned to wake.
      */
     private void pass() {
+        try {
+            passRounds();
+        } finally {
+            clearLeases(); // kept leases never outlive the pass: the next may run on another thread
+        }
+    }
+
+    private void passRounds() {
         boolean more = true;
         while (more && running) {
             more = drainInbox();
