@@ -22,10 +22,12 @@ public interface BusMaster {
      * ends are RAM (what a loopback or in-process fabric does with a packet whose payload the sending device
      * fetches while the receiving one stores it). Refusals are those of {@link #read} and {@link #write}: bytes of
      * earlier transactions may have moved, none of the refused one.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a negative length
      */
     default void copyTo(long busAddr, BusMaster target, long targetBusAddr, long length) {
         if (length < 0) {
-            throw new IllegalArgumentException("negative length " + length);
+            throw new dev.dmaplane.errno.ErrnoException(dev.dmaplane.errno.Errno.EINVAL, "negative length " + length);
         }
         MemorySegment buf = MemorySegment.ofArray(new byte[(int) Math.min(length, 64 * 1024)]);
         for (long done = 0; done < length; ) {

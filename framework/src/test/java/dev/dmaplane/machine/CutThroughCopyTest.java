@@ -70,8 +70,34 @@ class CutThroughCopyTest {
         byte[] out = new byte[(int) len];
         ram.read(dst + 3000, MemorySegment.ofArray(out));
         assertArrayEquals(data, out);
+        assertEquals(dev.dmaplane.errno.Errno.EINVAL, assertThrows(dev.dmaplane.errno.ErrnoException.class,
+                () -> ma.copyTo(srcIova, mb, dstIova, -1)).errno(), "a negative length");
         a.dma().unmapSingle(srcIova, 2L << 20, DmaDirection.TO_DEVICE);
         b.dma().unmapSingle(dstIova, 2L << 20, DmaDirection.FROM_DEVICE);
+    }
+
+    @Test
+    void theTranslationCacheForgetsAnUnmappedRange() {
+        PciFunction a = m.pci().function("04:00.0");
+        BusMaster ma = master(a);
+        HostMemory ram = m.memory();
+        long page = frames(ram, 0);
+        ram.write(page, MemorySegment.ofArray(pattern(64, 3)));
+        long iova = a.dma().mapSingle(page, 4096, DmaDirection.TO_DEVICE);
+        MemorySegment out = MemorySegment.ofArray(new byte[64]);
+        ma.read(iova, out); // fills the cache
+        ma.read(iova, out); // served by it
+        assertArrayEquals(pattern(64, 3), out.toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+        a.setMaster(false);
+        assertEquals(FaultReason.BUS_MASTER_DISABLED, assertThrows(DmaFaultException.class, () -> ma.read(iova, out)).reason(),
+                "a cached translation does not skip the requester's own checks");
+        a.setMaster(true);
+        ma.read(iova, out);
+        assertEquals(FaultReason.PERMISSION, assertThrows(DmaFaultException.class, () -> ma.write(iova, out)).reason(),
+                "an entry filled by a read serves no write");
+        a.dma().unmapSingle(iova, 4096, DmaDirection.TO_DEVICE);
+        assertEquals(FaultReason.NOT_MAPPED, assertThrows(DmaFaultException.class, () -> ma.read(iova, out)).reason(),
+                "the unmap invalidated the cached translation");
     }
 
     @Test

@@ -49,9 +49,10 @@ final class DeviceBusMaster implements BusMaster {
     }
 
     /**
-     * The device's address translation cache (PCIe ATS, one entry): RAM a translated request reached, from its
-     * address to the end of its page-table leaf, valid while the domain, its IOTLB generation (every unmap changes
-     * it) and the fabric's routes (every config write changes them) stay as they were when it was filled.
+     * The device's address translation cache (PCIe ATS, one entry): the RAM a translated request reached, from its
+     * address to the end of the physically contiguous run of leaves that maps it (within one RAM section), valid
+     * while the domain, its IOTLB generation (every unmap changes it) and the fabric's routes (every config write
+     * changes them) stay as they were when it was filled.
      */
     private record AtcEntry(IommuDomain domain, long iotlbGeneration, long routeEpoch, long iova, long end,
                             boolean write, MemorySegment ram) {
@@ -137,6 +138,9 @@ final class DeviceBusMaster implements BusMaster {
      */
     @Override
     public void copyTo(long busAddr, BusMaster target, long targetBusAddr, long length) {
+        if (length < 0) {
+            throw new ErrnoException(Errno.EINVAL, "negative length " + length);
+        }
         if (!(target instanceof DeviceBusMaster t) || t.physical != physical) {
             BusMaster.super.copyTo(busAddr, target, targetBusAddr, length);
             return;
