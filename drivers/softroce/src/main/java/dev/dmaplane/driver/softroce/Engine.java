@@ -542,6 +542,10 @@ final class Engine implements Runnable {
         }
     }
 
+    private static boolean isAtomic(SendWqe w) {
+        return w.wr() instanceof SendWr.AtomicCmpAndSwp || w.wr() instanceof SendWr.AtomicFetchAndAdd;
+    }
+
     private static boolean isReadOrAtomic(SendWqe w) {
         return w.wr() instanceof SendWr.RdmaRead || w.wr() instanceof SendWr.AtomicCmpAndSwp
                 || w.wr() instanceof SendWr.AtomicFetchAndAdd;
@@ -651,15 +655,15 @@ final class Engine implements Runnable {
     }
 
     /**
-     * Go-back-N (IBTA 9.7.4.1.4 and o9-27): resends every message in flight from {@code fromPsn}, or from the first
+     * Go-back-N, as an RC requester retransmits: every message in flight from {@code fromPsn}, or from the first
      * PSN not acknowledged yet when {@code fromPsn} is -1 (a timeout). A SEND or WRITE resumes at that packet of its
-     * message; a READ or atomic request is sent again whole.
+     * message, a READ asks for the rest of its data from that response on, an atomic is sent again whole.
      */
     private void retransmit(QpCtx c, int fromPsn) {
         boolean firstMsg = true;
         for (Msg m : c.inflight) {
             int k = 0;
-            if (firstMsg && !isReadOrAtomic(m.w)) {
+            if (firstMsg && !isAtomic(m.w)) {
                 int from = fromPsn >= 0 ? fromPsn : Packet.psnAdd(m.ackedThrough, 1);
                 int d = Packet.psnDiff(from, m.firstPsn);
                 if (d > 0 && Packet.psnDiff(from, m.lastPsn) <= 0) {
@@ -693,8 +697,14 @@ final class Engine implements Runnable {
         int me = qp.qpNum();
         int psn = m.firstPsn;
         switch (w.wr()) {
-            case SendWr.RdmaRead r -> send(Packet.control(gid, dgid, me, dqpn, Op.READ_REQ, psn, true,
-                    r.remoteAddr(), r.rkey(), w.length(), 0, 0, 0, 0, 0));
+            case SendWr.RdmaRead r -> { // from its fromPkt-th response on: the rest of the read
+                long skip = Math.min(w.length(), (long) fromPkt * m.mtu);
+                if (fromPkt > 0) {
+                    resentFromMiddle++;
+                }
+                send(Packet.control(gid, dgid, me, dqpn, Op.READ_REQ, Packet.psnAdd(psn, fromPkt), true,
+                        r.remoteAddr() + skip, r.rkey(), w.length() - skip, 0, 0, 0, 0, 0));
+            }
             case SendWr.AtomicCmpAndSwp s -> send(Packet.control(gid, dgid, me, dqpn, Op.CMP_SWAP, psn, true,
                     s.remoteAddr(), s.rkey(), 8, s.swap(), s.compare(), 0, 0, 0));
             case SendWr.AtomicFetchAndAdd s -> send(Packet.control(gid, dgid, me, dqpn, Op.FETCH_ADD, psn, true,
@@ -833,15 +843,28 @@ final class Engine implements Runnable {
                 if (m == null || m.readBuf == null) {
                     return;
                 }
-                int off = Packet.psnDiff(p.psn(), m.firstPsn);
-                if (off < 0 || Packet.psnDiff(p.lastPsn(), m.lastPsn) > 0) {
+                int expect = Packet.psnAdd(m.ackedThrough, 1); // the next response this read waits for
+                if (Packet.psnDiff(p.lastPsn(), m.lastPsn) > 0 || Packet.psnDiff(p.lastPsn(), expect) < 0) {
+                    return; // another request's, or seen already
+                }
+                int gap = Packet.psnDiff(p.psn(), expect);
+                if (gap > 0) {
+                    // a response went missing: reissue the RDMA READ for the remaining data, from the PSN missing
+                    // (IBTA RC requester behaviour), once per gap
+                    if (m.rerequested != expect) {
+                        m.rerequested = expect;
+                        retries++;
+                        retransmit(c, expect);
+                    }
                     return;
                 }
-                long at = (long) off * m.mtu;
-                long n = Math.min(p.payload().length(), m.readBuf.length - at);
+                long at = (long) Packet.psnDiff(expect, m.firstPsn) * m.mtu;
+                long from = (long) -gap * m.mtu; // the part of a train seen already
+                long n = Math.min(p.payload().length() - from, m.readBuf.length - at);
                 if (n > 0) {
-                    p.payload().copyTo(0, MemorySegment.ofArray(m.readBuf).asSlice(at, n));
+                    p.payload().copyTo(from, MemorySegment.ofArray(m.readBuf).asSlice(at, n));
                 }
+                m.ackedThrough = p.lastPsn();
                 progress(c);
                 if (p.lastPsn() == m.lastPsn) {
                     WcStatus st = WcStatus.SUCCESS;
@@ -1325,8 +1348,13 @@ final class Engine implements Runnable {
         final SendWqe w;
         int firstPsn;
         int lastPsn;
-        /** The last PSN of this message a coalesced ACK covered (firstPsn - 1 while none did). */
+        /**
+         * The last PSN of this message a coalesced ACK covered, or of a read the last response taken in order
+         * (firstPsn - 1 while none).
+         */
         int ackedThrough;
+        /** The response PSN a read was last asked again from (-1: never). */
+        int rerequested = -1;
         int mtu;
         byte[] data;
         byte[] readBuf;

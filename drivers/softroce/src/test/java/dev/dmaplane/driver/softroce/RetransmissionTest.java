@@ -109,6 +109,22 @@ class RetransmissionTest {
     }
 
     @Test
+    void aLostMiddleReadResponseIsAskedForAgainWithTheRestOfTheReadOnly() {
+        QueuePair[] p = h.pair();
+        byte[] data = new byte[10 * 1024]; // ten responses
+        new Random(12).nextBytes(data);
+        h.b.write(0, data);
+        int[] seen = new int[1];
+        lose(1, pk -> pk.op() == Packet.Op.READ_RESP && seen[0]++ == 3); // the fourth response
+        p[0].postSend(new SendWr.RdmaRead(1, List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf, h.b.mr.rkey()));
+        assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
+        assertArrayEquals(data, h.a.read(0, data.length), "no hole where the lost response was");
+        Engine rxe0 = h.driver.providers.get("rxe0").engine;
+        assertEquals(1, rxe0.resentFromMiddle, "the read was reissued from the missing response on");
+        assertEquals(1, h.driver.fabric.dropped.get());
+    }
+
+    @Test
     void workAfterAnRnrNakedSendWaitsForItInOrder() {
         QueuePair[] p = h.pair();
         h.b.write(4096, "before".getBytes());
