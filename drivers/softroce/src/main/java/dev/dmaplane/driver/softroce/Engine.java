@@ -84,9 +84,9 @@ final class Engine implements Runnable {
     private final LeaseCache remoteLeases = new LeaseCache();
     private final LeaseCache localLeases = new LeaseCache();
 
-    // counters
-    volatile long pktsSent;
-    volatile long pktsRecv;
+    // counters: written by the thread running the engine (release stores, no fence), read by anyone
+    final java.util.concurrent.atomic.AtomicLong pktsSent = new java.util.concurrent.atomic.AtomicLong();
+    final java.util.concurrent.atomic.AtomicLong pktsRecv = new java.util.concurrent.atomic.AtomicLong();
     volatile long retries;
     /** Retransmissions that resumed inside a message (at the PSN a NAK or a partial ACK gave). */
     volatile long resentFromMiddle;
@@ -214,8 +214,8 @@ final class Engine implements Runnable {
      */
     java.util.SequencedMap<String, Long> counters() {
         var m = new java.util.LinkedHashMap<String, Long>();
-        m.put("sent_pkts", pktsSent);
-        m.put("rcvd_pkts", pktsRecv);
+        m.put("sent_pkts", pktsSent.get());
+        m.put("rcvd_pkts", pktsRecv.get());
         m.put("duplicate_request", duplicates);
         m.put("out_of_seq_request", outOfSeqNaksSent);
         m.put("rcvd_rnr_err", rnrNaksRcvd);
@@ -403,7 +403,7 @@ final class Engine implements Runnable {
     }
 
     private void receiveOne(Packet p) {
-        pktsRecv += p.count();
+        pktsRecv.setRelease(pktsRecv.getPlain() + p.count());
         try {
             dispatch(p);
         } catch (RuntimeException e) {
@@ -791,18 +791,26 @@ final class Engine implements Runnable {
 
     /** The responder made progress: restart the transport timer and the retry count (IBTA 9.7.6.1.2). */
     private void progress(QpCtx c) {
-        c.retryLeft = c.qp.attr().retryCnt();
-        c.rnrLeft = c.qp.attr().rnrRetry();
+        var a = c.qp.attr();
+        c.retryLeft = a.retryCnt();
+        c.rnrLeft = a.rnrRetry();
         if (!c.rnrWait) {
-            c.deadline = System.nanoTime() + timeoutNs(c.qp.attr().timeout());
+            c.deadline = System.nanoTime() + timeoutNs(a.timeout());
         }
     }
 
-    /** Completes the oldest message in flight. */
+    /** Completes the oldest message in flight; on success, what is left in flight made progress. */
     private void finish(QpCtx c, WcStatus status) {
+        if (finishOne(c, status) && !c.inflight.isEmpty()) {
+            progress(c);
+        }
+    }
+
+    /** Completes the oldest message in flight; whether it succeeded (and anything was in flight). */
+    private boolean finishOne(QpCtx c, WcStatus status) {
         Msg m = c.inflight.pollFirst();
         if (m == null) {
-            return;
+            return false;
         }
         if (isReadOrAtomic(m.w)) {
             c.readsInFlight--;
@@ -816,17 +824,21 @@ final class Engine implements Runnable {
             c.readsInFlight = 0;
             c.held = null;
             c.heldStatus = null;
-        } else if (!c.inflight.isEmpty()) {
-            progress(c);
+            return false;
         }
+        return true;
     }
 
     /** Completes the sends and writes before {@code psn} (a later response acknowledges them implicitly). */
     private void implicitAck(QpCtx c, int psn) {
         Msg m;
-        while ((m = c.inflight.peekFirst()) != null && !isReadOrAtomic(m.w)
+        boolean any = false;
+        while ((m = c.inflight.peekFirst()) != null && m.readBuf == null && !isAtomic(m.w)
                 && Packet.psnDiff(m.lastPsn, psn) < 0) {
-            finish(c, WcStatus.SUCCESS);
+            any |= finishOne(c, WcStatus.SUCCESS);
+        }
+        if (any && !c.inflight.isEmpty()) {
+            progress(c); // once for the lot
         }
     }
 
@@ -1022,7 +1034,7 @@ final class Engine implements Runnable {
     }
 
     private void send(Packet p) {
-        pktsSent += p.count();
+        pktsSent.setRelease(pktsSent.getPlain() + p.count()); // only the thread running the engine writes it
         tx.add(p);
         if (tx.size() >= BURST) {
             flushTx();

@@ -189,12 +189,12 @@ class MoreDataPathTest {
         h.a.write(0, msg);
         // no receive posted: the first send is dropped at the responder, the sender still completes
         Engine responder = h.driver.providers.get("rxe1").engine;
-        long seen = responder.pktsRecv;
+        long seen = responder.pktsRecv.get();
         h.a.write(65536, pattern(3000, 99));
         qa.postSend(new SendWr.Send(1, List.of(h.a.sge(65536, 3000)), SIGNALED, null));
         assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
         long until = System.nanoTime() + 5_000_000_000L;
-        while (responder.pktsRecv < seen + 3) { // its three packets reached the responder and were dropped
+        while (responder.pktsRecv.get() < seen + 3) { // its three packets reached the responder and were dropped
             assertTrue(System.nanoTime() < until);
             Thread.onSpinWait();
         }
