@@ -1,0 +1,185 @@
+package dev.dmaplane.driver.softroce;
+
+import dev.dmaplane.driver.softroce.Engine.Msg;
+import dev.dmaplane.driver.softroce.Engine.QpCtx;
+import dev.dmaplane.rdma.spi.AccessFault;
+import dev.dmaplane.rdma.verbs.WcStatus;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/**
+ * The completer of one HCA ({@code rxe_comp.c}): ACKs, NAKs, read responses and atomic acknowledgements for the
+ * messages in flight, completions in order, the retry and RNR counts. Runs on the thread running its
+ * {@link Engine}.
+ */
+final class Completer {
+    private final Engine e;
+
+    Completer(Engine e) {
+        this.e = e;
+    }
+
+    /** The responder made progress: restart the transport timer and the retry count (IBTA 9.7.6.1.2). */
+    void progress(QpCtx c) {
+        var a = c.qp.attr();
+        c.retryLeft = a.retryCnt();
+        c.rnrLeft = a.rnrRetry();
+        if (!c.rnrWait) {
+            c.deadline = System.nanoTime() + Engine.timeoutNs(a.timeout());
+        }
+    }
+
+    /** Completes the oldest message in flight; on success, what is left in flight made progress. */
+    void finish(QpCtx c, WcStatus status) {
+        if (finishOne(c, status) && !c.inflight.isEmpty()) {
+            progress(c);
+        }
+    }
+
+    /** Completes the oldest message in flight; whether it succeeded (and anything was in flight). */
+    boolean finishOne(QpCtx c, WcStatus status) {
+        Msg m = c.inflight.pollFirst();
+        if (m == null) {
+            return false;
+        }
+        if (Requester.isReadOrAtomic(m.w)) {
+            c.readsInFlight--;
+        }
+        c.rnrWait = false;
+        if (!m.w.isCompleted()) {
+            c.qp.completeSend(m.w, status);
+        }
+        if (status != WcStatus.SUCCESS) {
+            c.inflight.clear(); // flushed by the core with the QP's move to ERR
+            c.readsInFlight = 0;
+            c.held = null;
+            c.heldStatus = null;
+            return false;
+        }
+        return true;
+    }
+
+    /** Completes the sends and writes before {@code psn} (a later response acknowledges them implicitly). */
+    void implicitAck(QpCtx c, int psn) {
+        Msg m;
+        boolean any = false;
+        while ((m = c.inflight.peekFirst()) != null && m.readBuf == null && !Requester.isAtomic(m.w)
+                && Packet.psnDiff(m.lastPsn, psn) < 0) {
+            any |= finishOne(c, WcStatus.SUCCESS);
+        }
+        if (any && !c.inflight.isEmpty()) {
+            progress(c); // once for the lot
+        }
+    }
+
+    /** The completer: ACK/NAK, read responses and atomic acknowledgements for the messages in flight. */
+    void onResponse(QpCtx c, Packet p) {
+        Engine.dropFlushed(c);
+        if (c.inflight.isEmpty()) {
+            return;
+        }
+        switch (p.op()) {
+            case READ_RESP -> {
+                implicitAck(c, p.psn());
+                Msg m = c.inflight.peekFirst();
+                if (m == null || m.readBuf == null) {
+                    return;
+                }
+                int expect = Packet.psnAdd(m.ackedThrough, 1); // the next response this read waits for
+                if (Packet.psnDiff(p.lastPsn(), m.lastPsn) > 0 || Packet.psnDiff(p.lastPsn(), expect) < 0) {
+                    return; // another request's, or seen already
+                }
+                int gap = Packet.psnDiff(p.psn(), expect);
+                if (gap > 0) {
+                    // a response went missing: reissue the RDMA READ for the remaining data, from the PSN missing
+                    // (IBTA RC requester behaviour), once per gap
+                    if (m.rerequested != expect) {
+                        m.rerequested = expect;
+                        e.retries++;
+                        e.requester.retransmit(c, expect);
+                    }
+                    return;
+                }
+                long at = (long) Packet.psnDiff(expect, m.firstPsn) * m.mtu;
+                long from = (long) -gap * m.mtu; // the part of a train seen already
+                long n = Math.min(p.payload().length() - from, m.readBuf.length - at);
+                if (n > 0) {
+                    p.payload().copyTo(from, MemorySegment.ofArray(m.readBuf).asSlice(at, n));
+                }
+                m.ackedThrough = p.lastPsn();
+                progress(c);
+                if (p.lastPsn() == m.lastPsn) {
+                    WcStatus st = WcStatus.SUCCESS;
+                    try {
+                        e.handle.memory().scatter(c.qp, m.w.wr().sgList(), MemorySegment.ofArray(m.readBuf));
+                    } catch (AccessFault f) {
+                        st = f.status();
+                    }
+                    finish(c, st);
+                }
+            }
+            case ATOMIC_ACK -> {
+                implicitAck(c, p.psn());
+                Msg m = c.inflight.peekFirst();
+                if (m == null || p.psn() != m.firstPsn || m.readBuf != null || m.data != null) {
+                    return;
+                }
+                byte[] out = new byte[8];
+                MemorySegment.ofArray(out).set(ValueLayout.JAVA_LONG_UNALIGNED, 0, p.orig());
+                WcStatus st = WcStatus.SUCCESS;
+                try {
+                    e.handle.memory().scatter(c.qp, m.w.wr().sgList(), MemorySegment.ofArray(out));
+                } catch (AccessFault f) {
+                    st = f.status();
+                }
+                finish(c, st);
+            }
+            case ACK -> {
+                int syn = p.syndrome();
+                if (syn == Packet.AETH_ACK) {
+                    implicitAck(c, Packet.psnAdd(p.psn(), 1));
+                    Msg m = c.inflight.peekFirst();
+                    if (m != null && Packet.psnDiff(p.psn(), m.firstPsn) >= 0) {
+                        m.ackedThrough = p.psn(); // a coalesced ACK inside a long message
+                        progress(c);
+                    }
+                    return;
+                }
+                implicitAck(c, p.psn()); // a NAK acknowledges everything before its PSN
+                Msg m = c.inflight.peekFirst();
+                if (m == null) {
+                    return;
+                }
+                if ((syn & 0x60) == Packet.AETH_RNR) {
+                    e.rnrNaksRcvd++;
+                    if (c.rnrWait) {
+                        return;
+                    }
+                    if (c.rnrLeft != 7 && c.rnrLeft-- <= 0) {
+                        e.rnrRetryExceeded++;
+                        finish(c, WcStatus.RNR_RETRY_EXC_ERR);
+                    } else {
+                        c.rnrWait = true;
+                        c.deadline = System.nanoTime() + Engine.rnrNs(syn & 31);
+                    }
+                } else {
+                    switch (syn) {
+                        case Packet.AETH_NAK_PSN_SEQ -> {
+                            e.seqNaksRcvd++;
+                            if (!c.rnrWait) {
+                                e.retries++;
+                                e.requester.retransmit(c, p.psn()); // from the PSN the responder expects
+                            }
+                        }
+                        case Packet.AETH_NAK_INV_REQ -> finish(c, WcStatus.REM_INV_REQ_ERR);
+                        case Packet.AETH_NAK_REM_ACCESS -> finish(c, WcStatus.REM_ACCESS_ERR);
+                        default -> finish(c, WcStatus.REM_OP_ERR);
+                    }
+                }
+            }
+            default -> {
+            }
+        }
+    }
+}

@@ -1,0 +1,330 @@
+package dev.dmaplane.driver.softroce;
+
+import dev.dmaplane.dma.DmaFaultException;
+import dev.dmaplane.driver.softroce.Engine.Msg;
+import dev.dmaplane.driver.softroce.Engine.QpCtx;
+import dev.dmaplane.driver.softroce.Packet.Op;
+import dev.dmaplane.rdma.spi.AccessFault;
+import dev.dmaplane.rdma.spi.DmaLease;
+import dev.dmaplane.rdma.spi.HwQp;
+import dev.dmaplane.rdma.spi.MemoryAccess;
+import dev.dmaplane.rdma.spi.SendWqe;
+import dev.dmaplane.rdma.verbs.Gid;
+import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.WcStatus;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.List;
+
+/**
+ * The requester of one HCA ({@code rxe_req.c}): takes send work requests in order, runs local operations, builds
+ * and sends the packets of each message (gathered, or cut through from the requester's lease), and retransmits
+ * go-back-N. Runs on the thread running its {@link Engine}.
+ */
+final class Requester {
+    private final Engine e;
+
+    Requester(Engine e) {
+        this.e = e;
+    }
+
+    /**
+     * Starts every work request the window allows: RC messages are pipelined up to {@link Engine#MAX_INFLIGHT} messages and
+     * {@code max_rd_atomic} reads and atomics; a FENCE waits for the reads and atomics before it, a local operation
+     * or a request that failed locally waits until everything before it completed (completions are in order).
+     */
+    void run(QpCtx c) {
+        HwQp qp = c.qp;
+        MemoryAccess mem = e.handle.memory();
+        Engine.dropFlushed(c);
+        while (true) {
+            SendWqe w = c.held != null ? c.held : qp.nextSend();
+            if (w == null) {
+                return;
+            }
+            c.held = null;
+            if (c.heldStatus != null || w.opcode().isLocal()) {
+                if (!c.inflight.isEmpty()) {
+                    c.held = w;
+                    return;
+                }
+                if (c.heldStatus == null) {
+                    e.clearLeases(); // a bind or an invalidation may need what the kept leases hold
+                }
+                WcStatus st = c.heldStatus != null ? c.heldStatus : mem.executeLocal(qp, w);
+                c.heldStatus = null;
+                qp.completeSend(w, st);
+                continue;
+            }
+            if (qp.type() == QpType.UD) {
+                WcStatus st;
+                try {
+                    st = udSend(c, w);
+                } catch (AccessFault f) {
+                    st = f.status();
+                }
+                qp.completeSend(w, st);
+                continue;
+            }
+            boolean rdAtomic = isReadOrAtomic(w);
+            int maxRd = Math.max(1, qp.attr().maxRdAtomic());
+            if (c.inflight.size() >= Engine.MAX_INFLIGHT || (rdAtomic && c.readsInFlight >= maxRd)
+                    || (w.fenced() && c.readsInFlight > 0)) {
+                c.held = w;
+                return;
+            }
+            if (qp.type() == QpType.UC) {
+                WcStatus st = WcStatus.SUCCESS;
+                try {
+                    start(c, w);
+                    e.completer.finish(c, WcStatus.SUCCESS); // unacknowledged: done once on the wire
+                } catch (AccessFault f) {
+                    st = f.status();
+                    qp.completeSend(w, st);
+                }
+                continue;
+            }
+            try {
+                start(c, w);
+            } catch (AccessFault f) {
+                c.held = w;
+                c.heldStatus = f.status();
+            }
+        }
+    }
+
+    static boolean isAtomic(SendWqe w) {
+        return w.wr() instanceof SendWr.AtomicCmpAndSwp || w.wr() instanceof SendWr.AtomicFetchAndAdd;
+    }
+
+    static boolean isReadOrAtomic(SendWqe w) {
+        return w.wr() instanceof SendWr.RdmaRead || w.wr() instanceof SendWr.AtomicCmpAndSwp
+                || w.wr() instanceof SendWr.AtomicFetchAndAdd;
+    }
+
+    private byte[] payload(HwQp qp, SendWqe w) {
+        if (w.inlineData() != null) {
+            return w.inlineData().toArray(ValueLayout.JAVA_BYTE);
+        }
+        if (w.length() > Integer.MAX_VALUE - 8) {
+            throw new AccessFault(WcStatus.LOC_LEN_ERR, dev.dmaplane.errno.Errno.EINVAL, "message too long");
+        }
+        byte[] b = new byte[(int) w.length()];
+        List<dev.dmaplane.rdma.verbs.Sge> sges = w.wr().sgList();
+        if (sges.size() == 1 && b.length > 0) {
+            try (LeaseCache.Held h = e.local(qp, sges.getFirst())) {
+                h.lease().read(h.offset(), MemorySegment.ofArray(b));
+            } catch (DmaFaultException e) {
+                throw new AccessFault(WcStatus.LOC_PROT_ERR, dev.dmaplane.errno.Errno.EFAULT,
+                        "IOMMU refused the read of " + sges.getFirst(), e);
+            }
+            return b;
+        }
+        e.handle.memory().gather(qp, sges, MemorySegment.ofArray(b));
+        return b;
+    }
+
+    /** Whether {@code w}'s payload goes cut-through (see {@link Engine#CUT_THROUGH_MIN}). */
+    private static boolean cutThrough(SendWqe w) {
+        return w.inlineData() == null && w.length() >= Engine.CUT_THROUGH_MIN && w.wr().sgList().size() == 1;
+    }
+
+    private WcStatus udSend(QpCtx c, SendWqe w) {
+        HwQp qp = c.qp;
+        SendWr wr = w.wr();
+        dev.dmaplane.rdma.verbs.UdDestination ud;
+        int imm = 0;
+        Op op;
+        if (wr instanceof SendWr.Send s) {
+            ud = s.ud();
+            op = Op.UD_SEND;
+        } else if (wr instanceof SendWr.SendWithImm s) {
+            ud = s.ud();
+            imm = s.immData();
+            op = Op.UD_SEND_IMM;
+        } else {
+            return WcStatus.LOC_QP_OP_ERR;
+        }
+        var a = qp.attr();
+        int mtu = a.pathMtu() != null ? a.pathMtu().bytes() : 1024;
+        if (w.length() > Math.min(mtu, 1024)) {
+            return WcStatus.LOC_LEN_ERR; // a UD message is one packet
+        }
+        byte[] data = payload(qp, w);
+        int qkey = ud.remoteQkey() < 0 ? a.qkey() : ud.remoteQkey();
+        Gid dgid = w.ah().attr().grh().dgid();
+        e.send(new Packet(e.gid, dgid, qp.qpNum(), ud.remoteQpn(), op, true, true, c.npsn, 1, false, 0, 0, 0, imm, 0, 0,
+                0, 0, 0, qkey, Packet.Payload.Bytes.of(data), w.solicited()));
+        c.npsn = Packet.psnAdd(c.npsn, 1);
+        return WcStatus.SUCCESS;
+    }
+
+    /** Builds the message of {@code w} (gathering a short payload), gives it its PSNs and sends it. */
+    private void start(QpCtx c, SendWqe w) {
+        HwQp qp = c.qp;
+        var a = qp.attr();
+        Msg m = new Msg(w);
+        m.mtu = a.pathMtu().bytes();
+        long len = w.length();
+        int pkts = (int) Math.max(1, (len + m.mtu - 1) / m.mtu);
+        boolean cut = false;
+        switch (w.wr()) {
+            case SendWr.RdmaRead r -> m.readBuf = new byte[(int) len];
+            case SendWr.AtomicCmpAndSwp s -> pkts = 1;
+            case SendWr.AtomicFetchAndAdd s -> pkts = 1;
+            default -> {
+                cut = cutThrough(w);
+                if (!cut) {
+                    m.data = payload(qp, w);
+                }
+            }
+        }
+        m.firstPsn = c.npsn;
+        m.lastPsn = Packet.psnAdd(c.npsn, pkts - 1);
+        m.ackedThrough = Packet.psnAdd(c.npsn, -1);
+        if (cut) { // sent before it is in flight: a refused lease fails the request before it takes PSNs
+            try {
+                transmit(c, m);
+            } catch (DmaFaultException e) {
+                throw new AccessFault(WcStatus.LOC_PROT_ERR, dev.dmaplane.errno.Errno.EFAULT,
+                        "IOMMU refused the read of the payload of " + w, e);
+            }
+        }
+        c.npsn = Packet.psnAdd(c.npsn, pkts);
+        if (c.inflight.isEmpty()) {
+            c.retryLeft = a.retryCnt();
+            c.rnrLeft = a.rnrRetry();
+            c.deadline = System.nanoTime() + Engine.timeoutNs(a.timeout());
+        }
+        if (isReadOrAtomic(w)) {
+            c.readsInFlight++;
+        }
+        c.inflight.addLast(m);
+        if (!cut) {
+            transmit(c, m);
+        }
+    }
+
+    /**
+     * Go-back-N, as an RC requester retransmits: every message in flight from {@code fromPsn}, or from the first
+     * PSN not acknowledged yet when {@code fromPsn} is -1 (a timeout). A SEND or WRITE resumes at that packet of its
+     * message, a READ asks for the rest of its data from that response on, an atomic is sent again whole.
+     */
+    void retransmit(QpCtx c, int fromPsn) {
+        boolean firstMsg = true;
+        for (Msg m : c.inflight) {
+            int k = 0;
+            if (firstMsg && !isAtomic(m.w)) {
+                int from = fromPsn >= 0 ? fromPsn : Packet.psnAdd(m.ackedThrough, 1);
+                int d = Packet.psnDiff(from, m.firstPsn);
+                if (d > 0 && Packet.psnDiff(from, m.lastPsn) <= 0) {
+                    k = d;
+                }
+            }
+            firstMsg = false;
+            try {
+                transmit(c, m, k);
+            } catch (AccessFault | DmaFaultException e) {
+                break; // the region went away under a message in flight: nothing more is sent; the timer ends it
+            }
+        }
+        c.deadline = System.nanoTime() + Engine.timeoutNs(c.qp.attr().timeout());
+    }
+
+    void transmit(QpCtx c, Msg m) {
+        transmit(c, m, 0);
+    }
+
+    /**
+     * Sends the packets of {@code m} from its {@code fromPkt}-th (SEND and WRITE; requests without payload are
+     * one packet): trains, or single packets while the e.fabric loses some.
+     */
+    void transmit(QpCtx c, Msg m, int fromPkt) {
+        HwQp qp = c.qp;
+        SendWqe w = m.w;
+        var a = qp.attr();
+        Gid dgid = a.ahAttr().grh().dgid();
+        int dqpn = a.destQpNum();
+        int me = qp.qpNum();
+        int psn = m.firstPsn;
+        switch (w.wr()) {
+            case SendWr.RdmaRead r -> { // from its fromPkt-th response on: the rest of the read
+                long skip = Math.min(w.length(), (long) fromPkt * m.mtu);
+                if (fromPkt > 0) {
+                    e.resentFromMiddle++;
+                }
+                e.send(Packet.control(e.gid, dgid, me, dqpn, Op.READ_REQ, Packet.psnAdd(psn, fromPkt), true,
+                        r.remoteAddr() + skip, r.rkey(), w.length() - skip, 0, 0, 0, 0, 0));
+            }
+            case SendWr.AtomicCmpAndSwp s -> e.send(Packet.control(e.gid, dgid, me, dqpn, Op.CMP_SWAP, psn, true,
+                    s.remoteAddr(), s.rkey(), 8, s.swap(), s.compare(), 0, 0, 0));
+            case SendWr.AtomicFetchAndAdd s -> e.send(Packet.control(e.gid, dgid, me, dqpn, Op.FETCH_ADD, psn, true,
+                    s.remoteAddr(), s.rkey(), 8, s.add(), 0, 0, 0, 0));
+            default -> {
+                Op op;
+                long va = 0;
+                int rkey = 0;
+                int imm = 0;
+                switch (w.wr()) {
+                    case SendWr.SendWithImm s -> {
+                        op = Op.SEND_IMM;
+                        imm = s.immData();
+                    }
+                    case SendWr.SendWithInv s -> {
+                        op = Op.SEND_INV;
+                        imm = s.invalidateRkey();
+                    }
+                    case SendWr.RdmaWrite s -> {
+                        op = Op.WRITE;
+                        va = s.remoteAddr();
+                        rkey = s.rkey();
+                    }
+                    case SendWr.RdmaWriteWithImm s -> {
+                        op = Op.WRITE_IMM;
+                        va = s.remoteAddr();
+                        rkey = s.rkey();
+                        imm = s.immData();
+                    }
+                    default -> op = Op.SEND;
+                }
+                if (m.data != null) {
+                    packets(c, m, op, va, rkey, imm, dgid, dqpn, m.segment(), fromPkt);
+                    return;
+                }
+                // cut-through: the packets carry a range of the lease, which stays open until the e.fabric took them
+                e.flushTx();
+                dev.dmaplane.rdma.verbs.Sge sge = w.wr().sgList().getFirst();
+                try (DmaLease l = e.handle.memory().local(qp.pd(), sge.lkey(), sge.addr(), sge.length(), 0)) {
+                    Packet.Payload.Span span = new Packet.Payload.Span(l, 0, sge.length());
+                    // an on-demand or dma-buf lease is not held while the responder takes its own: gathered first
+                    packets(c, m, op, va, rkey, imm, dgid, dqpn, l.stable() ? span : span.materialize(), fromPkt);
+                    e.flushTx();
+                }
+            }
+        }
+    }
+
+    /** The packets of a SEND or WRITE message with {@code payload}: one train, or single packets. */
+    private void packets(QpCtx c, Msg m, Op op, long va, int rkey, int imm, Gid dgid, int dqpn, Packet.Payload payload,
+                         int fromPkt) {
+        long len = payload.length();
+        int n = (int) Math.max(1, (len + m.mtu - 1) / m.mtu);
+        int per = e.fabric.perPacket() ? 1 : n;
+        int me = c.qp.qpNum();
+        for (int i = fromPkt; i < n; i += per) {
+            int k = Math.min(per, n - i);
+            long from = (long) i * m.mtu;
+            long to = Math.min(len, from + (long) k * m.mtu);
+            boolean last = i + k == n;
+            boolean ackReq = last || (per == 1 && (i % Engine.ACK_EVERY) == Engine.ACK_EVERY - 1);
+            Packet.Payload part = (k == n) ? payload : payload.slice(from, to - from);
+            if (i == fromPkt && fromPkt > 0) {
+                e.resentFromMiddle++;
+            }
+            e.send(new Packet(e.gid, dgid, me, dqpn, op, i == 0, last, Packet.psnAdd(m.firstPsn, i), k, ackReq, va,
+                    rkey, len, imm, 0, 0, 0, 0, 0, 0, part, last && m.w.solicited()));
+        }
+    }
+}

@@ -1,0 +1,409 @@
+package dev.dmaplane.driver.softroce;
+
+import dev.dmaplane.dma.DmaFaultException;
+import dev.dmaplane.driver.softroce.Engine.QpCtx;
+import dev.dmaplane.driver.softroce.Packet.Op;
+import dev.dmaplane.rdma.spi.AccessFault;
+import dev.dmaplane.rdma.spi.DmaLease;
+import dev.dmaplane.rdma.spi.HwQp;
+import dev.dmaplane.rdma.spi.MemoryAccess;
+import dev.dmaplane.rdma.spi.RecvResult;
+import dev.dmaplane.rdma.spi.RecvWqe;
+import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.WcStatus;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * The responder of one HCA ({@code rxe_resp.c}): PSN checks, duplicates, RNR, the operations (SEND into a
+ * receive, WRITE, READ responses, atomics) checked through the core's memory access, coalesced ACKs and NAKs.
+ * Runs on the thread running its {@link Engine}.
+ */
+final class Responder {
+    private final Engine e;
+
+    Responder(Engine e) {
+        this.e = e;
+    }
+
+    /** A request packet for {@code qp}: PSN checks, then the operation ({@code rxe_resp.c}'s state machine). */
+    void onRequest(QpCtx c, HwQp qp, Packet p) {
+        QpState s = qp.state();
+        if (s != QpState.RTR && s != QpState.RTS && s != QpState.SQD && s != QpState.SQE) {
+            return;
+        }
+        if (p.op() == Op.UD_SEND || p.op() == Op.UD_SEND_IMM) {
+            udReceive(qp, p);
+            return;
+        }
+        if ((qp.type() != QpType.RC && qp.type() != QpType.UC) || p.srcQpn() != qp.attr().destQpNum()) {
+            return;
+        }
+        int d = Packet.psnDiff(p.psn(), c.epsn);
+        if (d < 0 && d + p.count() > 0) { // a train whose first packets were taken already
+            p = p.dropFront(-d, qp.attr().pathMtu().bytes());
+            d = 0;
+        }
+        if (qp.type() == QpType.UC) {
+            // UC: nothing is acknowledged or retransmitted; a gap drops the message in progress and the next
+            // message's first packet resynchronises (IBTA 9.7.7.1)
+            if (d != 0) {
+                if (!p.first()) {
+                    return;
+                }
+                c.resetResponder();
+                c.epsn = p.psn();
+            }
+            if (p.op() == Op.READ_REQ || p.op() == Op.CMP_SWAP || p.op() == Op.FETCH_ADD) {
+                return;
+            }
+            d = 0;
+        }
+        if (d > 0) {
+            if (!c.nakSent) {
+                c.nakSent = true;
+                e.outOfSeqNaksSent++;
+                ack(c, p, Packet.AETH_NAK_PSN_SEQ, c.epsn);
+            }
+            return;
+        }
+        if (d < 0) {
+            duplicate(c, p);
+            return;
+        }
+        c.nakSent = false;
+        if ((p.op() == Op.READ_REQ || p.op() == Op.CMP_SWAP || p.op() == Op.FETCH_ADD)
+                && qp.attr().maxDestRdAtomic() == 0) {
+            // no responder resources for reads and atomics (max_dest_rd_atomic 0): rxe's check_resource
+            // RESPST_ERR_TOO_MANY_RDMA_ATM_REQ, an Invalid Request NAK
+            nakFatal(c, p, Packet.AETH_NAK_INV_REQ);
+            return;
+        }
+        switch (p.op()) {
+            case SEND, SEND_IMM, SEND_INV -> recvSend(c, p);
+            case WRITE, WRITE_IMM -> recvWrite(c, p);
+            case READ_REQ -> recvRead(c, p);
+            case CMP_SWAP, FETCH_ADD -> recvAtomic(c, p);
+            default -> {
+            }
+        }
+    }
+
+
+
+    /**
+     * Acknowledges {@code psn}: a plain ACK waits until the end of the burst being received and then covers every
+     * message of the QP the burst completed (coalescing); a NAK, and any other response, first sends the ACK
+     * waiting, so that responses leave in PSN order.
+     */
+    private void ack(QpCtx c, Packet req, int syndrome, int psn) {
+        if (c.qp.type() == QpType.UC) {
+            return; // UC has no acknowledgements
+        }
+        if (syndrome == Packet.AETH_ACK) {
+            c.ackPsn = psn;
+            c.ackDgid = req.sgid();
+            c.ackDqpn = req.srcQpn();
+            if (!c.ackWaiting) {
+                c.ackWaiting = true;
+                e.acks.add(c);
+            }
+            return;
+        }
+        flushAck(c);
+        if ((syndrome & 0x60) == Packet.AETH_RNR) {
+            e.rnrNaksSent++;
+        }
+        e.send(Packet.control(e.gid, req.sgid(), c.qp.qpNum(), req.srcQpn(), Op.ACK, psn, false, 0, 0, 0, 0, 0, syndrome,
+                c.msn, 0));
+    }
+
+    /** Sends the coalesced ACK of {@code c}, if one waits. */
+    void flushAck(QpCtx c) {
+        if (c.ackWaiting) {
+            c.ackWaiting = false;
+            e.send(Packet.control(e.gid, c.ackDgid, c.qp.qpNum(), c.ackDqpn, Op.ACK, c.ackPsn, false, 0, 0, 0, 0, 0,
+                    Packet.AETH_ACK, c.msn, 0));
+        }
+    }
+
+    /** End of a received burst: every waiting ACK goes out. */
+    void flushAcks() {
+        for (int i = 0; i < e.acks.size(); i++) {
+            flushAck(e.acks.get(i));
+        }
+        e.acks.clear();
+    }
+
+    /** A class B/C responder error: NAK and the responder's QP goes to ERR. */
+    private void nakFatal(QpCtx c, Packet req, int syndrome) {
+        c.resetResponder();
+        if (c.qp.type() == QpType.UC) {
+            return; // UC: the message is dropped, the QP stays up
+        }
+        c.qp.enterError();
+        ack(c, req, syndrome, req.psn());
+    }
+
+    private void duplicate(QpCtx c, Packet p) {
+        e.duplicates++;
+        switch (p.op()) {
+            case READ_REQ -> recvReadAt(c, p, false);
+            case CMP_SWAP, FETCH_ADD -> {
+                Long orig = c.atomicResults.get(p.psn());
+                if (orig != null) {
+                    flushAck(c);
+                    e.send(Packet.control(e.gid, p.sgid(), c.qp.qpNum(), p.srcQpn(), Op.ATOMIC_ACK, p.psn(), false, 0, 0,
+                            0, 0, 0, Packet.AETH_ACK, c.msn, orig));
+                }
+            }
+            default -> {
+                if (p.last()) {
+                    ack(c, p, Packet.AETH_ACK, Packet.psnAdd(c.epsn, -1));
+                    flushAck(c); // a duplicate is answered at once: the requester is retrying
+                }
+            }
+        }
+    }
+
+    private static int nakFor(AccessFault f) {
+        return switch (f.status()) {
+            case REM_INV_REQ_ERR -> Packet.AETH_NAK_INV_REQ;
+            case REM_ACCESS_ERR -> Packet.AETH_NAK_REM_ACCESS;
+            default -> Packet.AETH_NAK_REM_OP;
+        };
+    }
+
+    private void recvSend(QpCtx c, Packet p) {
+        HwQp qp = c.qp;
+        if (p.first()) {
+            RecvWqe r = qp.takeRecv();
+            if (r == null) {
+                c.nakSent = true;
+                ack(c, p, Packet.AETH_RNR | (qp.attr().minRnrTimer() & 31), p.psn());
+                return;
+            }
+            c.recv = r;
+            c.recvBuf = new byte[(int) Math.min(Integer.MAX_VALUE - 8, Math.max(p.dmaLen(), 0))];
+            c.recvOff = 0;
+        }
+        if (c.recv == null) {
+            return;
+        }
+        Packet.Payload pl = p.payload();
+        long n = pl.length();
+        if (c.recvOff + n > c.recv.length() || c.recvOff + n > c.recvBuf.length) {
+            RecvWqe r = c.recv;
+            c.recv = null;
+            ack(c, p, Packet.AETH_NAK_INV_REQ, p.psn());
+            qp.completeRecv(r, RecvResult.error(WcStatus.LOC_LEN_ERR));
+            return;
+        }
+        if (n > 0) {
+            pl.copyTo(0, MemorySegment.ofArray(c.recvBuf).asSlice(c.recvOff, n));
+        }
+        c.recvOff += n;
+        c.epsn = Packet.psnAdd(c.epsn, p.count());
+        if (!p.last()) {
+            if (p.ackReq()) {
+                ack(c, p, Packet.AETH_ACK, p.lastPsn());
+            }
+            return;
+        }
+        RecvWqe r = c.recv;
+        c.recv = null;
+        long len = c.recvOff;
+        if (p.op() == Op.SEND_INV) {
+            e.clearLeases(); // the invalidation may need what the kept leases hold
+        }
+        if (p.op() == Op.SEND_INV && !e.handle.memory().invalidateRemote(qp, p.imm())) {
+            ack(c, p, Packet.AETH_NAK_INV_REQ, p.psn());
+            qp.completeRecv(r, RecvResult.error(WcStatus.REM_INV_REQ_ERR));
+            return;
+        }
+        try {
+            e.handle.memory().scatter(qp, r.wr().sgList(), MemorySegment.ofArray(c.recvBuf).asSlice(0, len));
+        } catch (AccessFault f) {
+            ack(c, p, f.status() == WcStatus.LOC_LEN_ERR ? Packet.AETH_NAK_INV_REQ : Packet.AETH_NAK_REM_OP, p.psn());
+            qp.completeRecv(r, RecvResult.error(f.status()));
+            return;
+        } catch (DmaFaultException e) {
+            ack(c, p, Packet.AETH_NAK_REM_OP, p.psn());
+            qp.completeRecv(r, RecvResult.error(WcStatus.LOC_PROT_ERR));
+            return;
+        }
+        c.recvBuf = null;
+        c.msn++;
+        ack(c, p, Packet.AETH_ACK, p.lastPsn());
+        int src = p.srcQpn();
+        boolean sol = p.se();
+        qp.completeRecv(r, switch (p.op()) {
+            case SEND_IMM -> RecvResult.sendWithImm(len, src, p.imm(), sol);
+            case SEND_INV -> RecvResult.sendWithInv(len, src, p.imm(), sol);
+            default -> RecvResult.send(len, src, sol);
+        });
+    }
+
+    private void recvWrite(QpCtx c, Packet p) {
+        HwQp qp = c.qp;
+        MemoryAccess mem = e.handle.memory();
+        Packet.Payload pl = p.payload();
+        long n = pl.length();
+        if (p.first()) {
+            if (p.op() == Op.WRITE_IMM) {
+                RecvWqe r = qp.takeRecv();
+                if (r == null) {
+                    c.nakSent = true;
+                    ack(c, p, Packet.AETH_RNR | (qp.attr().minRnrTimer() & 31), p.psn());
+                    return;
+                }
+                c.recv = r;
+            }
+            c.wva = p.va();
+            c.wrkey = p.rkey();
+            c.woff = 0;
+            try (LeaseCache.Held l = e.remote(qp, p.rkey(), p.va(), p.dmaLen(), Access.REMOTE_WRITE)) {
+                if (n > 0) {
+                    pl.writeTo(0, l.lease(), l.offset(), n);
+                }
+            } catch (AccessFault f) {
+                c.recv = null;
+                nakFatal(c, p, nakFor(f));
+                return;
+            } catch (DmaFaultException e) {
+                c.recv = null;
+                nakFatal(c, p, Packet.AETH_NAK_REM_OP);
+                return;
+            }
+        } else {
+            try (LeaseCache.Held l = e.remote(qp, c.wrkey, c.wva + c.woff, n, Access.REMOTE_WRITE)) {
+                pl.writeTo(0, l.lease(), l.offset(), n);
+            } catch (AccessFault f) {
+                c.recv = null;
+                nakFatal(c, p, nakFor(f));
+                return;
+            } catch (DmaFaultException e) {
+                c.recv = null;
+                nakFatal(c, p, Packet.AETH_NAK_REM_OP);
+                return;
+            }
+        }
+        c.woff += n;
+        c.epsn = Packet.psnAdd(c.epsn, p.count());
+        if (!p.last()) {
+            if (p.ackReq()) {
+                ack(c, p, Packet.AETH_ACK, p.lastPsn());
+            }
+            return;
+        }
+        c.msn++;
+        ack(c, p, Packet.AETH_ACK, p.lastPsn());
+        if (p.op() == Op.WRITE_IMM && c.recv != null) {
+            RecvWqe r = c.recv;
+            c.recv = null;
+            qp.completeRecv(r, RecvResult.writeWithImm(c.woff, p.srcQpn(), p.imm(), p.se()));
+        }
+    }
+
+    private void recvRead(QpCtx c, Packet p) {
+        recvReadAt(c, p, true);
+    }
+
+    private void recvReadAt(QpCtx c, Packet p, boolean fresh) {
+        HwQp qp = c.qp;
+        int mtu = qp.attr().pathMtu().bytes();
+        long len = p.dmaLen();
+        int pkts = (int) Math.max(1, (len + mtu - 1) / mtu);
+        flushAck(c);
+        e.flushTx(); // the response carries a range of the lease: it leaves before the lease closes
+        try (LeaseCache.Held h = e.remote(qp, p.rkey(), p.va(), len, Access.REMOTE_READ)) {
+            DmaLease l = h.lease();
+            Packet.Payload all = new Packet.Payload.Span(l, h.offset(), len);
+            if (!l.stable()) {
+                all = all.materialize(); // see transmit: only stable leases stay open across the delivery
+            }
+            int per = e.fabric.perPacket() ? 1 : pkts;
+            for (int i = 0; i < pkts; i += per) {
+                int k = Math.min(per, pkts - i);
+                long from = (long) i * mtu;
+                long to = Math.min(len, from + (long) k * mtu);
+                e.send(new Packet(e.gid, p.sgid(), qp.qpNum(), p.srcQpn(), Op.READ_RESP, i == 0, i + k == pkts,
+                        Packet.psnAdd(p.psn(), i), k, false, 0, 0, 0, 0, 0, 0, Packet.AETH_ACK, c.msn, 0, 0,
+                        k == pkts ? all : all.slice(from, to - from), false));
+            }
+            e.flushTx();
+        } catch (AccessFault f) {
+            if (fresh) {
+                nakFatal(c, p, nakFor(f));
+            }
+            return;
+        } catch (DmaFaultException e) {
+            if (fresh) {
+                nakFatal(c, p, Packet.AETH_NAK_REM_OP);
+            }
+            return;
+        }
+        if (fresh) {
+            c.epsn = Packet.psnAdd(c.epsn, pkts);
+            c.msn++;
+        }
+    }
+
+    private void recvAtomic(QpCtx c, Packet p) {
+        HwQp qp = c.qp;
+        if ((p.va() & 7) != 0) {
+            nakFatal(c, p, Packet.AETH_NAK_INV_REQ);
+            return;
+        }
+        long old;
+        try (LeaseCache.Held h = e.remote(qp, p.rkey(), p.va(), 8, Access.REMOTE_ATOMIC)) {
+            old = p.op() == Op.CMP_SWAP ? h.lease().compareAndSwap(h.offset(), p.compare(), p.swapAdd())
+                    : h.lease().fetchAndAdd(h.offset(), p.swapAdd());
+        } catch (AccessFault f) {
+            nakFatal(c, p, nakFor(f));
+            return;
+        } catch (DmaFaultException e) {
+            nakFatal(c, p, Packet.AETH_NAK_REM_OP);
+            return;
+        }
+        c.atomicResults.put(p.psn(), old);
+        c.epsn = Packet.psnAdd(c.epsn, 1);
+        c.msn++;
+        flushAck(c);
+        e.send(Packet.control(e.gid, p.sgid(), qp.qpNum(), p.srcQpn(), Op.ATOMIC_ACK, p.psn(), false, 0, 0, 0, 0, 0,
+                Packet.AETH_ACK, c.msn, old));
+    }
+
+    private void udReceive(HwQp qp, Packet p) {
+        if (qp.type() != QpType.UD || p.qkey() != qp.attr().qkey()) {
+            return; // wrong Q_Key: silently dropped (IBTA 10.2.4)
+        }
+        RecvWqe r = qp.takeRecv();
+        if (r == null) {
+            return; // UD has no RNR: the datagram is dropped
+        }
+        Packet.Payload pl = p.payload();
+        int plen = (int) pl.length();
+        byte[] buf = new byte[40 + plen];
+        // GRH: IP version 6, payload length, next header 0x1B (IBA), hop limit, SGID, DGID
+        buf[0] = 0x60;
+        buf[4] = (byte) (plen >> 8);
+        buf[5] = (byte) plen;
+        buf[6] = 0x1B;
+        buf[7] = 64;
+        System.arraycopy(p.sgid().raw(), 0, buf, 8, 16);
+        System.arraycopy(p.dgid().raw(), 0, buf, 24, 16);
+        pl.copyTo(0, MemorySegment.ofArray(buf).asSlice(40, plen));
+        try {
+            e.handle.memory().scatter(qp, r.wr().sgList(), MemorySegment.ofArray(buf));
+        } catch (AccessFault f) {
+            qp.completeRecv(r, RecvResult.error(f.status()));
+            return;
+        }
+        RecvResult res = p.op() == Op.UD_SEND_IMM ? RecvResult.sendWithImm(plen + 40L, p.srcQpn(), p.imm(), p.se())
+                : RecvResult.send(plen + 40L, p.srcQpn(), p.se());
+        qp.completeRecv(r, res.withGrh());
+    }
+}
