@@ -114,6 +114,11 @@ public final class IommuDomain {
             default:
                 break;
         }
+        return IoPageTable.physOf(leafFor(device, iova, write), iova);
+    }
+
+    /** The page-table leaf of a paging domain that lets {@code device} access {@code iova}; faults otherwise. */
+    private long leafFor(String device, long iova, boolean write) {
         if (iova < 0 || iova >= APERTURE_END) {
             throw fault(device, iova, write, FaultReason.OUT_OF_RANGE, "outside the 48-bit aperture");
         }
@@ -125,7 +130,7 @@ public final class IommuDomain {
         if (write ? (prot & IoPageTable.PROT_WRITE) == 0 : (prot & IoPageTable.PROT_READ) == 0) {
             throw fault(device, iova, write, FaultReason.PERMISSION, write ? "write to a read-only mapping" : "read of a write-only mapping");
         }
-        return IoPageTable.physOf(leaf, iova);
+        return leaf;
     }
 
     /**
@@ -138,17 +143,7 @@ public final class IommuDomain {
             long n = Math.min(maxLength, IoPageTable.PAGE_SIZE - (iova & (IoPageTable.PAGE_SIZE - 1)));
             return new Run(translate(device, iova, n, write), n);
         }
-        if (iova < 0 || iova >= APERTURE_END) {
-            throw fault(device, iova, write, FaultReason.OUT_OF_RANGE, "outside the 48-bit aperture");
-        }
-        long leaf = pageTable.walk(iova);
-        if (leaf == 0) {
-            throw fault(device, iova, write, FaultReason.NOT_MAPPED, "not mapped");
-        }
-        int prot = IoPageTable.protOf(leaf);
-        if (write ? (prot & IoPageTable.PROT_WRITE) == 0 : (prot & IoPageTable.PROT_READ) == 0) {
-            throw fault(device, iova, write, FaultReason.PERMISSION, write ? "write to a read-only mapping" : "read of a write-only mapping");
-        }
+        long leaf = leafFor(device, iova, write);
         long sz = IoPageTable.leafSize(leaf);
         long phys = IoPageTable.physOf(leaf, iova);
         long n = sz - (iova & (sz - 1));

@@ -116,9 +116,9 @@ final class Requester {
         if (sges.size() == 1 && b.length > 0) {
             try (LeaseCache.Held h = e.local(qp, sges.getFirst())) {
                 h.lease().read(h.offset(), MemorySegment.ofArray(b));
-            } catch (DmaFaultException e) {
+            } catch (DmaFaultException x) {
                 throw new AccessFault(WcStatus.LOC_PROT_ERR, dev.dmaplane.errno.Errno.EFAULT,
-                        "IOMMU refused the read of " + sges.getFirst(), e);
+                        "IOMMU refused the read of " + sges.getFirst(), x);
             }
             return b;
         }
@@ -187,9 +187,9 @@ final class Requester {
         if (cut) { // sent before it is in flight: a refused lease fails the request before it takes PSNs
             try {
                 transmit(c, m);
-            } catch (DmaFaultException e) {
+            } catch (DmaFaultException x) {
                 throw new AccessFault(WcStatus.LOC_PROT_ERR, dev.dmaplane.errno.Errno.EFAULT,
-                        "IOMMU refused the read of the payload of " + w, e);
+                        "IOMMU refused the read of the payload of " + w, x);
             }
         }
         c.npsn = Packet.psnAdd(c.npsn, pkts);
@@ -226,7 +226,7 @@ final class Requester {
             firstMsg = false;
             try {
                 transmit(c, m, k);
-            } catch (AccessFault | DmaFaultException e) {
+            } catch (AccessFault | DmaFaultException x) {
                 break; // the region went away under a message in flight: nothing more is sent; the timer ends it
             }
         }

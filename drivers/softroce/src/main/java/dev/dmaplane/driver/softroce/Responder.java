@@ -229,7 +229,7 @@ final class Responder {
             ack(c, p, f.status() == WcStatus.LOC_LEN_ERR ? Packet.AETH_NAK_INV_REQ : Packet.AETH_NAK_REM_OP, p.psn());
             qp.completeRecv(r, RecvResult.error(f.status()));
             return;
-        } catch (DmaFaultException e) {
+        } catch (DmaFaultException x) {
             ack(c, p, Packet.AETH_NAK_REM_OP, p.psn());
             qp.completeRecv(r, RecvResult.error(WcStatus.LOC_PROT_ERR));
             return;
@@ -248,7 +248,6 @@ final class Responder {
 
     private void recvWrite(QpCtx c, Packet p) {
         HwQp qp = c.qp;
-        MemoryAccess mem = e.handle.memory();
         Packet.Payload pl = p.payload();
         long n = pl.length();
         if (p.first()) {
@@ -264,31 +263,22 @@ final class Responder {
             c.wva = p.va();
             c.wrkey = p.rkey();
             c.woff = 0;
-            try (LeaseCache.Held l = e.remote(qp, p.rkey(), p.va(), p.dmaLen(), Access.REMOTE_WRITE)) {
-                if (n > 0) {
-                    pl.writeTo(0, l.lease(), l.offset(), n);
-                }
-            } catch (AccessFault f) {
-                c.recv = null;
-                nakFatal(c, p, nakFor(f));
-                return;
-            } catch (DmaFaultException e) {
-                c.recv = null;
-                nakFatal(c, p, Packet.AETH_NAK_REM_OP);
-                return;
-            }
-        } else {
-            try (LeaseCache.Held l = e.remote(qp, c.wrkey, c.wva + c.woff, n, Access.REMOTE_WRITE)) {
+        }
+        // the first packet leases the whole message (RETH: va, rkey, DMA length), the others their own bytes
+        long leaseVa = p.first() ? p.va() : c.wva + c.woff;
+        long leaseLen = p.first() ? p.dmaLen() : n;
+        try (LeaseCache.Held l = e.remote(qp, c.wrkey, leaseVa, leaseLen, Access.REMOTE_WRITE)) {
+            if (n > 0) {
                 pl.writeTo(0, l.lease(), l.offset(), n);
-            } catch (AccessFault f) {
-                c.recv = null;
-                nakFatal(c, p, nakFor(f));
-                return;
-            } catch (DmaFaultException e) {
-                c.recv = null;
-                nakFatal(c, p, Packet.AETH_NAK_REM_OP);
-                return;
             }
+        } catch (AccessFault f) {
+            c.recv = null;
+            nakFatal(c, p, nakFor(f));
+            return;
+        } catch (DmaFaultException x) {
+            c.recv = null;
+            nakFatal(c, p, Packet.AETH_NAK_REM_OP);
+            return;
         }
         c.woff += n;
         c.epsn = Packet.psnAdd(c.epsn, p.count());
@@ -339,7 +329,7 @@ final class Responder {
                 nakFatal(c, p, nakFor(f));
             }
             return;
-        } catch (DmaFaultException e) {
+        } catch (DmaFaultException x) {
             if (fresh) {
                 nakFatal(c, p, Packet.AETH_NAK_REM_OP);
             }
@@ -364,7 +354,7 @@ final class Responder {
         } catch (AccessFault f) {
             nakFatal(c, p, nakFor(f));
             return;
-        } catch (DmaFaultException e) {
+        } catch (DmaFaultException x) {
             nakFatal(c, p, Packet.AETH_NAK_REM_OP);
             return;
         }
