@@ -176,13 +176,21 @@ final class Responder {
         };
     }
 
+    /** The receive a SEND or WRITE_WITH_IMM consumes, or null after an RNR NAK with the QP's min_rnr_timer. */
+    private RecvWqe takeRecvOrRnr(QpCtx c, Packet p) {
+        RecvWqe r = c.qp.takeRecv();
+        if (r == null) {
+            c.nakSent = true;
+            ack(c, p, Packet.AETH_RNR | (c.qp.attr().minRnrTimer() & 31), p.psn());
+        }
+        return r;
+    }
+
     private void recvSend(QpCtx c, Packet p) {
         HwQp qp = c.qp;
         if (p.first()) {
-            RecvWqe r = qp.takeRecv();
+            RecvWqe r = takeRecvOrRnr(c, p);
             if (r == null) {
-                c.nakSent = true;
-                ack(c, p, Packet.AETH_RNR | (qp.attr().minRnrTimer() & 31), p.psn());
                 return;
             }
             c.recv = r;
@@ -252,10 +260,8 @@ final class Responder {
         long n = pl.length();
         if (p.first()) {
             if (p.op() == Op.WRITE_IMM) {
-                RecvWqe r = qp.takeRecv();
+                RecvWqe r = takeRecvOrRnr(c, p);
                 if (r == null) {
-                    c.nakSent = true;
-                    ack(c, p, Packet.AETH_RNR | (qp.attr().minRnrTimer() & 31), p.psn());
                     return;
                 }
                 c.recv = r;
