@@ -400,4 +400,24 @@ class PostTest {
         assertTrue(hw.completeSend(b, WcStatus.SUCCESS));
         assertFalse(hw.completeSend(b, WcStatus.SUCCESS), "a second completion is ignored");
     }
+
+    @Test
+    void aRunOfCompletionsIsTakenInOrderAndStopsAtTheFirstOutOfOrder() {
+        QueuePair[] p = Fixture.pair(pd, cq, QpType.RC, 8);
+        HwQp hw = (HwQp) p[0];
+        f.provider().pause();
+        p[0].postSend(List.of(send(1, SIGNALED), send(2, 0), send(3, SIGNALED), send(4, SIGNALED)));
+        SendWqe a = hw.nextSend();
+        SendWqe b = hw.nextSend();
+        SendWqe c = hw.nextSend();
+        SendWqe d = hw.nextSend();
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> hw.completeSends(List.of(a, c))).errno(),
+                "c is not the oldest once a is done");
+        assertEquals(3, hw.sendInFlight(), "a was completed before the bad one");
+        assertEquals(2, hw.completeSends(List.of(b, c)));
+        assertEquals(0, hw.completeSends(List.of(a, b)), "completed already: passed over");
+        assertEquals(1, hw.completeSends(List.of(d)));
+        assertEquals(List.of(1L, 3L, 4L), Fixture.poll(cq, 3).stream().map(WorkCompletion::wrId).toList(),
+                "signaled ones only, in order");
+    }
 }

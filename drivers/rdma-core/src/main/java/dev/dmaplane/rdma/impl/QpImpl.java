@@ -588,39 +588,59 @@ final class QpImpl extends ObjectImpl implements QueuePair, dev.dmaplane.rdma.sp
         }
         lock.lock();
         try {
-            if (!(wqe instanceof SendWqeImpl w)) {
-                throw new ErrnoException(Errno.EINVAL, "not a send WQE of this core");
-            }
-            if (w.completed) {
-                return false;
-            }
-            if (sqCount == 0 || sq[sqHead] != w) {
-                throw new ErrnoException(Errno.EINVAL, w + " is not the oldest outstanding send of qp " + qpn);
-            }
-            if (!w.started) {
-                throw new ErrnoException(Errno.EINVAL, w + " was never started (nextSend)");
-            }
-            popSendLocked();
-            sqStarted--;
-            if (status != WcStatus.SUCCESS || w.signaled()) {
-                pushSendLocked(w, status);
-            }
-            if (status != WcStatus.SUCCESS && status != WcStatus.WR_FLUSH_ERR) {
-                // IBTA: a failed send puts an RC QP into error, a UC or UD QP into SQ error
-                if (type == QpType.RC) {
-                    enterErrorLocked();
-                } else if (state != QpState.ERR) {
-                    state = QpState.SQE;
-                    snapshot = null;
-                    flushSendLocked();
-                }
-            } else {
-                checkDrainedLocked();
-            }
-            return true;
+            return completeSendLocked(wqe, status);
         } finally {
             lock.unlock();
         }
+    }
+
+    @Override
+    public int completeSends(List<? extends SendWqe> wqes) {
+        lock.lock();
+        try {
+            int n = 0;
+            for (SendWqe w : wqes) {
+                if (completeSendLocked(w, WcStatus.SUCCESS)) {
+                    n++;
+                }
+            }
+            return n;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private boolean completeSendLocked(SendWqe wqe, WcStatus status) {
+        if (!(wqe instanceof SendWqeImpl w)) {
+            throw new ErrnoException(Errno.EINVAL, "not a send WQE of this core");
+        }
+        if (w.completed) {
+            return false;
+        }
+        if (sqCount == 0 || sq[sqHead] != w) {
+            throw new ErrnoException(Errno.EINVAL, w + " is not the oldest outstanding send of qp " + qpn);
+        }
+        if (!w.started) {
+            throw new ErrnoException(Errno.EINVAL, w + " was never started (nextSend)");
+        }
+        popSendLocked();
+        sqStarted--;
+        if (status != WcStatus.SUCCESS || w.signaled()) {
+            pushSendLocked(w, status);
+        }
+        if (status != WcStatus.SUCCESS && status != WcStatus.WR_FLUSH_ERR) {
+            // IBTA: a failed send puts an RC QP into error, a UC or UD QP into SQ error
+            if (type == QpType.RC) {
+                enterErrorLocked();
+            } else if (state != QpState.ERR) {
+                state = QpState.SQE;
+                snapshot = null;
+                flushSendLocked();
+            }
+        } else {
+            checkDrainedLocked();
+        }
+        return true;
     }
 
     private SendWqeImpl popSendLocked() {

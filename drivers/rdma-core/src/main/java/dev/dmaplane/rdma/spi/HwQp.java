@@ -57,6 +57,25 @@ public interface HwQp extends HwObject {
      */
     boolean completeSend(SendWqe wqe, WcStatus status);
 
+    /**
+     * Completes {@code wqes}, the oldest outstanding send work requests in order, with SUCCESS: what
+     * {@link #completeSend} does for each, in one step (a completer acknowledging a run of messages at once).
+     * Those already completed (flushed) are passed over.
+     *
+     * @return how many were completed now
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} when they are not the oldest outstanding ones, in
+     *                                           order; those before the bad one are completed
+     */
+    default int completeSends(java.util.List<? extends SendWqe> wqes) {
+        int n = 0;
+        for (SendWqe w : wqes) {
+            if (completeSend(w, WcStatus.SUCCESS)) {
+                n++;
+            }
+        }
+        return n;
+    }
+
     /** Send work requests started and not completed. */
     int sendInFlight();
 

@@ -3,6 +3,7 @@ package dev.dmaplane.driver.softroce;
 import dev.dmaplane.driver.softroce.Engine.Msg;
 import dev.dmaplane.driver.softroce.Engine.QpCtx;
 import dev.dmaplane.rdma.spi.AccessFault;
+import dev.dmaplane.rdma.spi.SendWqe;
 import dev.dmaplane.rdma.verbs.WcStatus;
 
 import java.lang.foreign.MemorySegment;
@@ -15,6 +16,8 @@ import java.lang.foreign.ValueLayout;
  */
 final class Completer {
     private final Engine e;
+    /** The sends and writes one acknowledgement completes, handed to the core at once. */
+    private final java.util.ArrayList<SendWqe> acked = new java.util.ArrayList<>();
 
     Completer(Engine e) {
         this.e = e;
@@ -38,7 +41,7 @@ final class Completer {
     }
 
     /** Completes the oldest message in flight; whether it succeeded (and anything was in flight). */
-    boolean finishOne(QpCtx c, WcStatus status) {
+    private boolean finishOne(QpCtx c, WcStatus status) {
         Msg m = c.inflight.pollFirst();
         if (m == null) {
             return false;
@@ -63,12 +66,23 @@ final class Completer {
     /** Completes the sends and writes before {@code psn} (a later response acknowledges them implicitly). */
     void implicitAck(QpCtx c, int psn) {
         Msg m;
-        boolean any = false;
         while ((m = c.inflight.peekFirst()) != null && m.readBuf == null && !Requester.isAtomic(m.w)
                 && Packet.psnDiff(m.lastPsn, psn) < 0) {
-            any |= finishOne(c, WcStatus.SUCCESS);
+            c.inflight.pollFirst();
+            c.rnrWait = false;
+            if (!m.w.isCompleted()) {
+                acked.add(m.w);
+            }
         }
-        if (any && !c.inflight.isEmpty()) {
+        if (acked.isEmpty()) {
+            return;
+        }
+        try {
+            c.qp.completeSends(acked); // in order, under one lock of the QP
+        } finally {
+            acked.clear();
+        }
+        if (!c.inflight.isEmpty()) {
             progress(c); // once for the lot
         }
     }

@@ -486,15 +486,11 @@ final class Engine implements Runnable {
     // ---- dispatch ----
 
     private void dispatch(Packet p) {
-        RdmaDeviceHandle h = handle;
-        HwQp qp = h.qp(p.destQpn()).orElse(null);
-        if (qp == null) {
+        QpCtx c = qps.get(p.destQpn()); // the QPs created on this HCA and not destroyed
+        if (c == null) {
             return; // unknown QPN: dropped as rxe does
         }
-        QpCtx c = qps.get(qp.qpNum());
-        if (c == null) {
-            return;
-        }
+        HwQp qp = c.qp;
         QpState s = qp.state();
         if (p.op().isResponse()) {
             if (qp.type() == QpType.RC && (s == QpState.RTS || s == QpState.SQD)
