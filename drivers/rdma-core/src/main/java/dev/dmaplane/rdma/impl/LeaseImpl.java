@@ -61,13 +61,32 @@ final class LeaseImpl implements DmaLease {
     @Override
     public void read(long offset, MemorySegment dst) {
         check(offset, dst.byteSize());
+        long at = singleSegment(offset, dst.byteSize());
+        if (at >= 0) {
+            bus.read(at, dst); // one bus range: no slicing
+            return;
+        }
         walk(offset, dst.byteSize(), (bus1, busAddr, pos, n) -> bus1.read(busAddr, dst.asSlice(pos, n)));
     }
 
     @Override
     public void write(long offset, MemorySegment src) {
         check(offset, src.byteSize());
+        long at = singleSegment(offset, src.byteSize());
+        if (at >= 0) {
+            bus.write(at, src);
+            return;
+        }
         walk(offset, src.byteSize(), (bus1, busAddr, pos, n) -> bus1.write(busAddr, src.asSlice(pos, n)));
+    }
+
+    /** The bus address of {@code [offset, offset + len)} when the lease's first range holds all of it, else -1. */
+    private long singleSegment(long offset, long len) {
+        if (segments.isEmpty()) {
+            return -1;
+        }
+        DmaSegment s = segments.getFirst();
+        return offset + len <= s.length() ? s.dmaAddress() + offset : -1;
     }
 
     @Override

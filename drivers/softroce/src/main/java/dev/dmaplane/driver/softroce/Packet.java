@@ -81,10 +81,10 @@ record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first,
 
         Bytes materialize();
 
-        /** Payload bytes (a read-only view). */
+        /** Payload bytes: the sender's copy, which nobody writes once the packet left. */
         record Bytes(MemorySegment data) implements Payload {
             static Bytes of(byte[] b) {
-                return new Bytes(MemorySegment.ofArray(b).asReadOnly());
+                return new Bytes(MemorySegment.ofArray(b));
             }
 
             @Override
@@ -94,7 +94,7 @@ record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first,
 
             @Override
             public void writeTo(long from, DmaLease dst, long offset, long len) {
-                dst.write(offset, data.asSlice(from, len));
+                dst.write(offset, from == 0 && len == data.byteSize() ? data : data.asSlice(from, len));
             }
 
             @Override
