@@ -18,9 +18,10 @@ import java.util.List;
  * @param reportGbits bandwidth in Gb/sec instead of MB/sec ({@code --report_gbits})
  * @param txDepth     work requests outstanding per QP ({@code -t})
  * @param cqMod       signal one work request of every {@code cqMod} ({@code -Q}, bandwidth tests)
+ * @param inlineSize  messages up to this size are posted with inline data ({@code -I}, SEND and RDMA WRITE; 0: none)
  */
 public record PerfConfig(Test test, int size, int iterations, boolean all, int qps, int duration, boolean reportGbits,
-                         int txDepth, int cqMod) {
+                         int txDepth, int cqMod, int inlineSize) {
     /** Largest message ({@code -a} goes up to it, as perftest's 2^23). */
     public static final int MAX_SIZE = 8 << 20;
     /** Largest {@code -t}/{@code -q}: the soft HCA's queues are sized for it. */
@@ -84,12 +85,19 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         if (cqMod < 1 || cqMod > txDepth) {
             throw bad("invalid CQ moderation -Q " + cqMod + ": must be 1..tx depth (" + txDepth + ")");
         }
+        if (inlineSize < 0) {
+            throw bad("invalid inline size -I " + inlineSize + ": must be >= 0");
+        }
+        if (inlineSize > 0 && (test == Test.READ_BW || test == Test.READ_LAT || test == Test.ATOMIC_BW)) {
+            throw bad("invalid inline size -I " + inlineSize + " for " + test.tool + ": inline data is for SEND and"
+                    + " RDMA WRITE");
+        }
     }
 
     /** perftest's defaults for a tool: 65536 bytes for bandwidth, 2 for latency, 5000 / 1000 iterations. */
     public static PerfConfig defaults(Test test) {
         return new PerfConfig(test, test == Test.ATOMIC_BW ? 8 : test.latency ? 2 : 65536, test.latency ? 1000 : 5000,
-                false, 1, 0, false, test.latency ? 1 : 128, test.latency ? 1 : 100);
+                false, 1, 0, false, test.latency ? 1 : 128, test.latency ? 1 : 100, 0);
     }
 
     /** Parses {@code write_bw -s 65536 -n 1000 ...}; bad options are {@code EINVAL} naming the value. */
@@ -99,7 +107,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         }
         Test test = Test.of(args[0]);
         PerfConfig d = defaults(test);
-        int size = d.size, iters = d.iterations, qps = d.qps, duration = d.duration, tx = d.txDepth;
+        int size = d.size, iters = d.iterations, qps = d.qps, duration = d.duration, tx = d.txDepth, inline = 0;
         Integer cqMod = null;
         boolean all = false, gbits = false;
         for (int i = 1; i < args.length; i++) {
@@ -113,11 +121,12 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
                 case "-D", "--duration" -> duration = intArg(args, ++i, a);
                 case "-t", "--tx-depth" -> tx = intArg(args, ++i, a);
                 case "-Q", "--cq-mod" -> cqMod = intArg(args, ++i, a);
+                case "-I", "--inline_size" -> inline = intArg(args, ++i, a);
                 default -> throw bad("unknown option '" + a + "'");
             }
         }
         int mod = cqMod != null ? cqMod : Math.min(d.cqMod, tx);
-        return new PerfConfig(test, size, iters, all, qps, duration, gbits, tx, mod);
+        return new PerfConfig(test, size, iters, all, qps, duration, gbits, tx, mod, inline);
     }
 
     private static int intArg(String[] args, int i, String opt) {
@@ -149,6 +158,6 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
     }
 
     public PerfConfig withSize(int s) {
-        return new PerfConfig(test, s, iterations, all, qps, duration, reportGbits, txDepth, cqMod);
+        return new PerfConfig(test, s, iterations, all, qps, duration, reportGbits, txDepth, cqMod, inlineSize);
     }
 }

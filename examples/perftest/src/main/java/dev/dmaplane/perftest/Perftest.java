@@ -121,9 +121,15 @@ public final class Perftest {
         final int rqDepth;
 
         Side(Machine machine, RdmaCore core, String dev, PerfConfig cfg, long region) {
+            var device = core.device(dev).orElseThrow(() -> new ErrnoException(Errno.ENODEV,
+                    "perftest: no RDMA device " + dev + " (is the Soft-RoCE driver bound?)"));
+            int maxInline = device.attr().maxInlineData();
+            if (cfg.inlineSize() > maxInline) { // checked before anything is set up for this side
+                throw new ErrnoException(Errno.EINVAL, "perftest: invalid inline size -I " + cfg.inlineSize() + ": "
+                        + dev + " takes at most " + maxInline + " bytes inline");
+            }
             mm = machine.newAddressSpace("perftest-" + dev);
-            ctx = core.device(dev).orElseThrow(() -> new ErrnoException(Errno.ENODEV,
-                    "perftest: no RDMA device " + dev + " (is the Soft-RoCE driver bound?)")).open(mm);
+            ctx = device.open(mm);
             this.region = region;
             sqDepth = Math.max(cfg.txDepth(), 16);
             rqDepth = Math.max(cfg.txDepth(), 16);
@@ -135,7 +141,7 @@ public final class Perftest {
             gid = ctx.queryGid(1, 1);
             qps = new QueuePair[cfg.qps()];
             for (int q = 0; q < qps.length; q++) {
-                qps[q] = pd.createQp(new QpInitAttr(cq, cq, null, new QpCap(sqDepth, rqDepth, 1, 1, 64), QpType.RC,
+                qps[q] = pd.createQp(new QpInitAttr(cq, cq, null, new QpCap(sqDepth, rqDepth, 1, 1, Math.max(64, cfg.inlineSize())), QpType.RC,
                         false));
             }
         }
@@ -248,7 +254,7 @@ public final class Perftest {
                 batch.clear();
                 for (long i = posted[q]; i < posted[q] + room; i++) {
                     boolean signaled = (i + 1) % mod == 0 || i + 1 == target[q];
-                    batch.add(wr(cfg, c, s, q, i, signaled ? SendFlags.SIGNALED : 0));
+                    batch.add(wr(cfg, c, s, q, i, (signaled ? SendFlags.SIGNALED : 0) | inline(cfg)));
                 }
                 c.qps[q].postSend(batch); // one doorbell for the whole batch
                 posted[q] += room;
@@ -307,6 +313,11 @@ public final class Perftest {
         double avg = iters * (double) size / secs;
         peak = Math.max(peak, avg);
         return new PerfResult.Bw(size, iters, unit(cfg, peak), unit(cfg, avg), iters / secs / 1e6);
+    }
+
+    /** {@code IBV_SEND_INLINE} when the message fits {@code -I}. */
+    private static int inline(PerfConfig cfg) {
+        return cfg.size() <= cfg.inlineSize() ? SendFlags.INLINE : 0;
     }
 
     private static SendWr wr(PerfConfig cfg, Side c, Side s, int q, long i, int flags) {
@@ -380,7 +391,7 @@ public final class Perftest {
                         return;
                     }
                     s.write(s.src(0) + size - 1, new byte[]{t});
-                    qs.postSend(List.of(new SendWr.RdmaWrite(i, List.of(s.sge(s.src(0), size)), SendFlags.SIGNALED,
+                    qs.postSend(List.of(new SendWr.RdmaWrite(i, List.of(s.sge(s.src(0), size)), SendFlags.SIGNALED | inline(cfg),
                             c.dst(0), rkeyC)));
                     waitCq(s.cq, 1, ping);
                 }
@@ -395,7 +406,7 @@ public final class Perftest {
                 byte t = tag(i);
                 c.write(c.src(0) + size - 1, new byte[]{t});
                 long t0 = System.nanoTime();
-                qc.postSend(List.of(new SendWr.RdmaWrite(i, List.of(c.sge(c.src(0), size)), SendFlags.SIGNALED,
+                qc.postSend(List.of(new SendWr.RdmaWrite(i, List.of(c.sge(c.src(0), size)), SendFlags.SIGNALED | inline(cfg),
                         s.dst(0), rkeyS)));
                 if (!waitByte(c, c.dst(0), size, t, ping)) {
                     break;
@@ -452,7 +463,7 @@ public final class Perftest {
                         return;
                     }
                     qs.postRecv(recvs(s, 0, size, 1));
-                    qs.postSend(List.of(new SendWr.Send(i, List.of(s.sge(s.src(0), size)), SendFlags.SIGNALED, null)));
+                    qs.postSend(List.of(new SendWr.Send(i, List.of(s.sge(s.src(0), size)), SendFlags.SIGNALED | inline(cfg), null)));
                 }
             } catch (Throwable e) {
                 failure.set(e);
@@ -462,7 +473,7 @@ public final class Perftest {
         try {
             for (long i = 0; ping.more(i); i++) {
                 long t0 = System.nanoTime();
-                qc.postSend(List.of(new SendWr.Send(i, List.of(c.sge(c.src(0), size)), SendFlags.SIGNALED, null)));
+                qc.postSend(List.of(new SendWr.Send(i, List.of(c.sge(c.src(0), size)), SendFlags.SIGNALED | inline(cfg), null)));
                 if (!waitRecv(c, ping)) {
                     break;
                 }
@@ -634,6 +645,9 @@ public final class Perftest {
             b.append(String.format(" CQ Moderation  : %d%n", cfg.cqMod()));
         }
         b.append(String.format(" Mtu            : %d[B]%n", c.ctx.queryPort(1).activeMtu().bytes()));
+        if (cfg.inlineSize() > 0) {
+            b.append(String.format(" Max inline data : %d[B]%n", cfg.inlineSize()));
+        }
         b.append(" Link type      : Ethernet\n");
         b.append(String.format(" GID index      : 1%n"));
         for (int q = 0; q < cfg.qps(); q++) {

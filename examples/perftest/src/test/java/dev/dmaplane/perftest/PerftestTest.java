@@ -195,6 +195,32 @@ class PerftestTest {
         assertBad("unknown test 'write_bandwidth'", "write_bandwidth");
         assertBad("option -s needs a value", "write_bw", "-s");
         assertBad("latency tests use one QP", "write_lat", "-q", "2");
+        assertBad("invalid inline size -I -1", "write_bw", "-I", "-1");
+        assertBad("invalid inline size -I 8 for read_bw: inline data is for SEND and RDMA WRITE", "read_bw", "-I", "8");
+        assertBad("invalid inline size -I 8 for atomic_bw", "atomic_bw", "-I", "8");
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"write_bw", "send_bw", "write_lat", "send_lat"})
+    void inlineSendsAndWritesCarryTheirBytesInTheWorkRequest(String tool) {
+        // ibv_post_send(3): IBV_SEND_INLINE copies the data at post time, the lkey is not looked at
+        PerfResult r = run(tool, "-s", "64", "-n", "200", "-I", "128");
+        assertTrue(r.report().contains(" Max inline data : 128[B]"), r.report());
+        assertEquals(200, r.rows().getFirst().iterations(), "and the byte check passed");
+    }
+
+    @Test
+    void anInlineSizeBeyondTheDevicesLimitIsRefusedBeforeAnythingIsSetUp() {
+        int maxInline = core.device("rxe0").orElseThrow().attr().maxInlineData();
+        int contexts = core.device("rxe0").orElseThrow().contextCount();
+        long frames = machine.memory().allocatedFrames();
+        ErrnoException e = assertThrows(ErrnoException.class, () -> Perftest.run(machine, core,
+                PerfConfig.parse("write_bw", "-s", "64", "-I", String.valueOf(maxInline + 1))));
+        assertEquals(Errno.EINVAL, e.errno());
+        assertTrue(e.getMessage().contains("invalid inline size -I " + (maxInline + 1) + ": rxe0 takes at most "
+                + maxInline), e.getMessage());
+        assertEquals(contexts, core.device("rxe0").orElseThrow().contextCount(), "no context left open");
+        assertEquals(frames, machine.memory().allocatedFrames(), "no memory left allocated");
     }
 
     private static void assertBad(String text, String... args) {
