@@ -239,7 +239,7 @@ final class Requester {
 
     /**
      * Sends the packets of {@code m} from its {@code fromPkt}-th (SEND and WRITE; requests without payload are
-     * one packet): trains, or single packets while the e.fabric loses some.
+     * one packet): trains, or single packets while the fabric loses some.
      */
     void transmit(QpCtx c, Msg m, int fromPkt) {
         HwQp qp = c.qp;
@@ -293,7 +293,7 @@ final class Requester {
                     packets(c, m, op, va, rkey, imm, dgid, dqpn, m.segment(), fromPkt);
                     return;
                 }
-                // cut-through: the packets carry a range of the lease, which stays open until the e.fabric took them
+                // cut-through: the packets carry a range of the lease, which stays open until the fabric took them
                 e.flushTx();
                 dev.dmaplane.rdma.verbs.Sge sge = w.wr().sgList().getFirst();
                 try (DmaLease l = e.handle.memory().local(qp.pd(), sge.lkey(), sge.addr(), sge.length(), 0)) {
