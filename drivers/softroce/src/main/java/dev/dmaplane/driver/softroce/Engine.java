@@ -1,5 +1,6 @@
 package dev.dmaplane.driver.softroce;
 
+import dev.dmaplane.rdma.spi.DmaLease;
 import dev.dmaplane.rdma.spi.HwQp;
 import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.spi.RecvWqe;
@@ -72,8 +73,9 @@ final class Engine implements Runnable {
     private ArrayList<Packet> txSpare = new ArrayList<>();
     final ArrayList<QpCtx> acks = new ArrayList<>();
     /** The responder's remote lease and the requester's local one, kept for a round of a pass. */
-    private final LeaseCache remoteLeases = new LeaseCache();
-    private final LeaseCache localLeases = new LeaseCache();
+    private final LeaseCache remoteLeases = new LeaseCache(1);
+    /** As many as a burst has packets: short payloads are ranges of these until the burst leaves. */
+    private final LeaseCache localLeases = new LeaseCache(BURST);
     final Requester requester = new Requester(this);
     final Completer completer = new Completer(this);
     final Responder responder = new Responder(this);
@@ -354,10 +356,17 @@ final class Engine implements Runnable {
         }
     }
 
-    /** Closes the leases kept for this round: a deregistration waits for them, so they are never kept long. */
+    /**
+     * Closes the leases kept for this round (a deregistration waits for them, so they are never kept long), after
+     * handing the fabric the packets whose payload is a range of one.
+     */
     void clearLeases() {
-        remoteLeases.clear();
-        localLeases.clear();
+        try {
+            flushTx();
+        } finally {
+            remoteLeases.clear();
+            localLeases.clear();
+        }
     }
 
     /** A remote access's lease, kept from an earlier access of this round or taken now (and kept if stable). */
@@ -370,8 +379,14 @@ final class Engine implements Runnable {
     /** A local read's lease, kept from an earlier access of this round or taken now (and kept if stable). */
     LeaseCache.Held local(HwQp qp, dev.dmaplane.rdma.verbs.Sge sge) {
         LeaseCache.Held h = localLeases.find(qp.pd(), sge.lkey(), 0, sge.addr(), sge.length());
-        return h != null ? h : localLeases.keep(handle.memory().local(qp.pd(), sge.lkey(), sge.addr(), sge.length(), 0),
-                qp.pd(), sge.lkey(), 0, sge.addr(), sge.length());
+        if (h != null) {
+            return h;
+        }
+        DmaLease l = handle.memory().local(qp.pd(), sge.lkey(), sge.addr(), sge.length(), 0);
+        if (l.stable() && localLeases.full()) {
+            flushTx(); // packets waiting may carry ranges of the leases about to be closed
+        }
+        return localLeases.keep(l, qp.pd(), sge.lkey(), 0, sge.addr(), sge.length());
     }
 
     private void wakeWorkerThread() {
@@ -525,6 +540,8 @@ final class Engine implements Runnable {
         int rerequested = -1;
         int mtu;
         byte[] data;
+        /** A short payload leased for its first transmission only ({@link Requester}); null once sent. */
+        Packet.Payload firstPayload;
         byte[] readBuf;
 
         private Packet.Payload segment;

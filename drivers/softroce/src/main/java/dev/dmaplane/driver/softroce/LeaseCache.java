@@ -3,19 +3,30 @@ package dev.dmaplane.driver.softroce;
 import dev.dmaplane.rdma.spi.DmaLease;
 
 /**
- * One stable lease ({@link DmaLease#stable()}) kept open for the rest of an engine pass's round, so that the next
- * access with the same owner (QP or PD), key and access kind inside its range uses it again instead of taking the
- * region's lock and translating once more: what an HCA's memory translation table cache does for repeated
- * accesses. The engine clears it at the end of every round of its pass and before anything that may change what
- * granted it (binding or invalidating a window). Used by the thread running the engine only.
+ * Stable leases ({@link DmaLease#stable()}) kept open for the rest of an engine pass's round, so that the next
+ * access with the same owner (QP or PD), key and access kind inside a kept range uses it again instead of taking
+ * the region's lock and translating once more: what an HCA's memory translation table cache does for repeated
+ * accesses. Up to {@code capacity} leases; the engine clears them at the end of every round of its pass and before
+ * anything that may change what granted them (binding or invalidating a window). Used by the thread running the
+ * engine only.
  */
 final class LeaseCache {
-    private DmaLease lease;
-    private Object owner;
-    private int key;
-    private int access;
-    private long start;
-    private long end;
+    private final DmaLease[] leases;
+    private final Object[] owners;
+    private final int[] keys;
+    private final int[] accesses;
+    private final long[] starts;
+    private final long[] ends;
+    private int size;
+
+    LeaseCache(int capacity) {
+        leases = new DmaLease[capacity];
+        owners = new Object[capacity];
+        keys = new int[capacity];
+        accesses = new int[capacity];
+        starts = new long[capacity];
+        ends = new long[capacity];
+    }
 
     /** A lease for {@code [addr, addr + len)}, and where {@code addr} is in it; closing it closes only what was not kept. */
     record Held(DmaLease lease, long offset, boolean owned) implements AutoCloseable {
@@ -27,38 +38,50 @@ final class LeaseCache {
         }
     }
 
-    /** The kept lease if it covers the access, else null. */
+    /** A kept lease covering the access, else null; the latest kept is looked at first. */
     Held find(Object owner, int key, int access, long addr, long len) {
-        DmaLease l = lease;
-        if (l == null || this.owner != owner || this.key != key || this.access != access || len <= 0
-                || Long.compareUnsigned(addr, start) < 0 || Long.compareUnsigned(addr + len, end) > 0
-                || Long.compareUnsigned(addr + len, addr) < 0) {
+        if (len <= 0 || Long.compareUnsigned(addr + len, addr) < 0) {
             return null;
         }
-        return new Held(l, addr - start, false);
+        for (int i = size - 1; i >= 0; i--) {
+            if (owners[i] == owner && keys[i] == key && accesses[i] == access
+                    && Long.compareUnsigned(addr, starts[i]) >= 0 && Long.compareUnsigned(addr + len, ends[i]) <= 0) {
+                return new Held(leases[i], addr - starts[i], false);
+            }
+        }
+        return null;
     }
 
-    /** Keeps {@code l}, taken for {@code [addr, addr + len)}, if it is stable (closing the one kept before). */
+    /** Whether keeping one more lease would close the kept ones first. */
+    boolean full() {
+        return size == leases.length;
+    }
+
+    /** Keeps {@code l}, taken for {@code [addr, addr + len)}, if it is stable (closing all kept when full). */
     Held keep(DmaLease l, Object owner, int key, int access, long addr, long len) {
         if (!l.stable() || len <= 0) {
             return new Held(l, 0, true);
         }
-        clear();
-        this.lease = l;
-        this.owner = owner;
-        this.key = key;
-        this.access = access;
-        this.start = addr;
-        this.end = addr + len;
+        if (full()) {
+            clear();
+        }
+        leases[size] = l;
+        owners[size] = owner;
+        keys[size] = key;
+        accesses[size] = access;
+        starts[size] = addr;
+        ends[size] = addr + len;
+        size++;
         return new Held(l, 0, false);
     }
 
-    /** Closes the kept lease. */
+    /** Closes the kept leases, latest first. */
     void clear() {
-        DmaLease l = lease;
-        if (l != null) {
-            lease = null;
-            owner = null;
+        while (size > 0) {
+            size--;
+            DmaLease l = leases[size];
+            leases[size] = null;
+            owners[size] = null;
             l.close();
         }
     }

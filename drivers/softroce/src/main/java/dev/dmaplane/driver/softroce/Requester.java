@@ -126,6 +126,25 @@ final class Requester {
         return b;
     }
 
+    /**
+     * A short payload of one SGE as a range of the stable lease the engine keeps for this round: the HCA reads it as
+     * the packet leaves (the receiving HCA copies it straight from there, or the fabric stores a copy), with no
+     * gather into a buffer of the requester. Null when the payload must be gathered (inline data, several SGEs,
+     * a lease that is not stable); a retransmission reads the memory again through a lease of its own.
+     */
+    private Packet.Payload leased(HwQp qp, SendWqe w) {
+        if (qp.type() != QpType.RC || w.inlineData() != null || w.length() == 0 || w.wr().sgList().size() != 1) {
+            return null; // UC completes as it sends: its bytes must be read by then
+        }
+        dev.dmaplane.rdma.verbs.Sge sge = w.wr().sgList().getFirst();
+        LeaseCache.Held h = e.local(qp, sge);
+        if (h.owned()) {
+            h.close();
+            return null;
+        }
+        return new Packet.Payload.Span(h.lease(), h.offset(), sge.length());
+    }
+
     /** Whether {@code w}'s payload goes cut-through (see {@link Engine#CUT_THROUGH_MIN}). */
     private static boolean cutThrough(SendWqe w) {
         return w.inlineData() == null && w.length() >= Engine.CUT_THROUGH_MIN && w.wr().sgList().size() == 1;
@@ -177,7 +196,10 @@ final class Requester {
             default -> {
                 cut = cutThrough(w);
                 if (!cut) {
-                    m.data = payload(qp, w);
+                    m.firstPayload = leased(qp, w);
+                    if (m.firstPayload == null) {
+                        m.data = payload(qp, w);
+                    }
                 }
             }
         }
@@ -288,6 +310,12 @@ final class Requester {
                         imm = s.immData();
                     }
                     default -> op = Op.SEND;
+                }
+                Packet.Payload first = m.firstPayload;
+                if (first != null) { // the first transmission of a short payload leased for this round
+                    m.firstPayload = null;
+                    packets(c, m, op, va, rkey, imm, dgid, dqpn, first, fromPkt);
+                    return;
                 }
                 if (m.data != null) {
                     packets(c, m, op, va, rkey, imm, dgid, dqpn, m.segment(), fromPkt);
