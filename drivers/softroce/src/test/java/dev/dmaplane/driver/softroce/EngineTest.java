@@ -49,17 +49,29 @@ class EngineTest {
         byte[] data = random(300_000, 1);
         h.a.write(0, data);
         Engine rxe1 = engine("rxe1");
-        long cut = rxe1.burstsCutThrough;
-        long stored = rxe1.burstsStored.get();
-        p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf + 4096, h.b.mr.rkey()));
-        // the requester, the responder and the completer all ran inside postSend: the completion is already there
-        List<WorkCompletion> wc = h.a.cq.poll(4);
-        assertEquals(1, wc.size(), "completed before postSend returned");
-        assertTrue(wc.getFirst().isSuccess());
-        assertArrayEquals(data, h.b.read(4096, data.length));
-        assertTrue(rxe1.burstsCutThrough > cut);
-        assertEquals(stored, rxe1.burstsStored.get());
-        assertTrue(rxe1.pktsRecv.get() >= (data.length + 1023) / 1024, "a train counts as its packets");
+        // an engine's worker may be running its timer pass at the moment of a post (every 50 ms when idle): then the
+        // work waits for it instead. A few tries make that chance negligible without hiding a regression.
+        boolean inline = false;
+        for (int attempt = 1; attempt <= 5 && !inline; attempt++) {
+            long cut = rxe1.burstsCutThrough;
+            long stored = rxe1.burstsStored.get();
+            long recv = rxe1.pktsRecv.get();
+            h.b.write(4096, new byte[data.length]);
+            p[0].postSend(new SendWr.RdmaWrite(attempt, List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf + 4096,
+                    h.b.mr.rkey()));
+            // the requester, the responder and the completer all ran inside postSend: the completion is there
+            List<WorkCompletion> wc = h.a.cq.poll(4);
+            inline = wc.size() == 1;
+            WorkCompletion done = inline ? wc.getFirst() : Hcas.one(h.a.cq);
+            assertTrue(done.isSuccess());
+            assertArrayEquals(data, h.b.read(4096, data.length));
+            if (inline) {
+                assertTrue(rxe1.burstsCutThrough > cut, "delivered cut-through");
+                assertEquals(stored, rxe1.burstsStored.get(), "nothing stored");
+                assertTrue(rxe1.pktsRecv.get() - recv >= (data.length + 1023) / 1024, "a train counts as its packets");
+            }
+        }
+        assertTrue(inline, "completed before postSend returned");
     }
 
     /** Long payloads are cut through from their own lease, short ones from the leases kept for the round. */
