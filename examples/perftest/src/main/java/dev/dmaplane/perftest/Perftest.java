@@ -233,6 +233,10 @@ public final class Perftest {
         long lastDone = 0;
         double peak = 0;
         List<SendWr> batch = new ArrayList<>(cfg.txDepth());
+        List<List<Sge>> sgls = new ArrayList<>();
+        for (int q = 0; q < nq; q++) {
+            sgls.add(sgl(cfg, c, q));
+        }
         while (true) {
             long now = System.nanoTime();
             if (timed && now - deadline >= 0) {
@@ -254,7 +258,7 @@ public final class Perftest {
                 batch.clear();
                 for (long i = posted[q]; i < posted[q] + room; i++) {
                     boolean signaled = (i + 1) % mod == 0 || i + 1 == target[q];
-                    batch.add(wr(cfg, c, s, q, i, (signaled ? SendFlags.SIGNALED : 0) | inline(cfg)));
+                    batch.add(wr(cfg, sgls.get(q), s, q, i, (signaled ? SendFlags.SIGNALED : 0) | inline(cfg)));
                 }
                 c.qps[q].postSend(batch); // one doorbell for the whole batch
                 posted[q] += room;
@@ -320,15 +324,24 @@ public final class Perftest {
         return cfg.size() <= cfg.inlineSize() ? SendFlags.INLINE : 0;
     }
 
-    private static SendWr wr(PerfConfig cfg, Side c, Side s, int q, long i, int flags) {
+    /** The one scatter/gather list every work request of QP {@code q} uses, built once as perftest builds its SGE. */
+    private static List<Sge> sgl(PerfConfig cfg, Side c, int q) {
+        return switch (cfg.test()) {
+            case WRITE_BW, SEND_BW -> List.of(c.sge(c.src(q), cfg.size()));
+            case READ_BW -> List.of(c.sge(c.dst(q), cfg.size()));
+            case ATOMIC_BW -> List.of(c.sge(c.dst(q), 8));
+            default -> throw new IllegalStateException();
+        };
+    }
+
+    private static SendWr wr(PerfConfig cfg, List<Sge> sgl, Side s, int q, long i, int flags) {
         long id = ((long) q << 40) | i;
-        int size = cfg.size();
         int rkey = s.mr.rkey();
         return switch (cfg.test()) {
-            case WRITE_BW -> new SendWr.RdmaWrite(id, List.of(c.sge(c.src(q), size)), flags, s.dst(q), rkey);
-            case READ_BW -> new SendWr.RdmaRead(id, List.of(c.sge(c.dst(q), size)), flags, s.src(q), rkey);
-            case SEND_BW -> new SendWr.Send(id, List.of(c.sge(c.src(q), size)), flags, null);
-            case ATOMIC_BW -> new SendWr.AtomicFetchAndAdd(id, List.of(c.sge(c.dst(q), 8)), flags, s.dst(q), rkey, 1);
+            case WRITE_BW -> new SendWr.RdmaWrite(id, sgl, flags, s.dst(q), rkey);
+            case READ_BW -> new SendWr.RdmaRead(id, sgl, flags, s.src(q), rkey);
+            case SEND_BW -> new SendWr.Send(id, sgl, flags, null);
+            case ATOMIC_BW -> new SendWr.AtomicFetchAndAdd(id, sgl, flags, s.dst(q), rkey, 1);
             default -> throw new IllegalStateException();
         };
     }
