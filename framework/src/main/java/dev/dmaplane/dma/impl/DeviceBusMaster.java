@@ -79,13 +79,29 @@ final class DeviceBusMaster implements BusMaster {
         return e.ram.asSlice(addr - e.iova, n);
     }
 
-    /** Fills the translation cache with the RAM {@code run} reached from {@code addr} (paging domains only). */
-    private void remember(IommuDomain domain, long generation, long epoch, long addr, IommuDomain.Run run, boolean write) {
+    /**
+     * One transaction the fabric sent upstream, from {@code addr}: translated by the domain (every check of
+     * {@link #run}), and remembered by the translation cache when it reached RAM through a paging domain.
+     * {@code epoch} is the fabric's route epoch read before the route was asked.
+     */
+    private IommuDomain.Run upstream(long epoch, long addr, long remaining, boolean write) {
+        IommuDomain domain = domain();
+        long generation = domain == null ? 0 : domain.iotlbGeneration();
+        IommuDomain.Run run = run(domain, addr, remaining, write);
+        if (domain != null && domain.type().paging()) {
+            MemorySegment ram = ramOf(run);
+            if (ram != null) {
+                atc = new AtcEntry(domain, generation, epoch, addr, addr + ram.byteSize(), write, ram);
+            }
+        }
+        return run;
+    }
+
+    /** The RAM {@code run} reaches, up to the end of its 2 MiB section; null when it is not RAM. */
+    private MemorySegment ramOf(IommuDomain.Run run) {
         HostMemory ram = physical.ram();
         long n = Math.min(run.length(), HostMemory.HUGE_PAGE_SIZE - (run.phys() & (HostMemory.HUGE_PAGE_SIZE - 1)));
-        if (domain != null && domain.type().paging() && ram.contains(run.phys(), n)) {
-            atc = new AtcEntry(domain, generation, epoch, addr, addr + n, write, ram.slice(run.phys(), n));
-        }
+        return ram.contains(run.phys(), n) ? ram.slice(run.phys(), n) : null;
     }
 
     /** One transaction per page-table leaf (or 4 KiB page), each translated before any byte moves. */
@@ -117,12 +133,9 @@ final class DeviceBusMaster implements BusMaster {
                 done += n;
                 continue;
             }
-            IommuDomain domain = domain();
-            long generation = domain == null ? 0 : domain.iotlbGeneration();
-            IommuDomain.Run run = run(domain, addr, len - done, write);
+            IommuDomain.Run run = upstream(epoch, addr, len - done, write);
             long n = run.length();
             long phys = run.phys();
-            remember(domain, generation, epoch, addr, run, write);
             if (write) {
                 physical.write(phys, data.asSlice(done, n));
             } else {
@@ -177,18 +190,7 @@ final class DeviceBusMaster implements BusMaster {
         if (peer(addr, remaining, write) != null) {
             return null;
         }
-        IommuDomain domain = domain();
-        long generation = domain == null ? 0 : domain.iotlbGeneration();
-        IommuDomain.Run run = run(domain, addr, remaining, write);
-        remember(domain, generation, epoch, addr, run, write);
-        long n = run.length();
-        long phys = run.phys();
-        HostMemory ram = physical.ram();
-        if (!ram.contains(phys, n)) {
-            return null;
-        }
-        n = Math.min(n, HostMemory.HUGE_PAGE_SIZE - (phys & (HostMemory.HUGE_PAGE_SIZE - 1)));
-        return ram.slice(phys, n);
+        return ramOf(upstream(epoch, addr, remaining, write));
     }
 
     @Override

@@ -335,8 +335,7 @@ final class Engine implements Runnable {
                     }
                 }
             }
-            flushTx();
-            clearLeases();
+            clearLeases(); // the round's packets go to the fabric, then its leases close
             if (!more) {
                 long next;
                 try {
