@@ -228,14 +228,31 @@ public final class Perftest {
         int mod = cfg.cqMod();
         long start = System.nanoTime();
         long deadline = start + cfg.duration() * 1_000_000_000L;
+        long margin = marginNanos(cfg.duration());
+        long sampleFrom = start + margin;
+        long sampleTo = deadline - margin;
+        long fromTime = margin > 0 ? -1 : start;
+        long fromDone = 0;
+        long toTime = -1;
+        long toDone = 0;
         long lastProgress = start;
         long lastTime = start;
         long lastDone = 0;
         double peak = 0;
         List<SendWr> batch = new ArrayList<>(cfg.txDepth());
-        List<List<Sge>> sgls = new ArrayList<>();
+        // as perftest, the work requests are built once and posted again and again: per QP, one per send queue
+        // slot, unsignaled and signaled; a signaled one's completion tells how many were done (they complete in order)
+        int depth = cfg.txDepth();
+        SendWr[][][] wrs = new SendWr[nq][2][depth];
+        long[][] signaledAt = new long[nq][depth];
+        long[] sigHead = new long[nq];
+        long[] sigTail = new long[nq];
         for (int q = 0; q < nq; q++) {
-            sgls.add(sgl(cfg, c, q));
+            List<Sge> sgl = sgl(cfg, c, q);
+            for (int slot = 0; slot < depth; slot++) {
+                wrs[q][0][slot] = wr(cfg, sgl, s, q, slot, inline(cfg));
+                wrs[q][1][slot] = wr(cfg, sgl, s, q, slot, SendFlags.SIGNALED | inline(cfg));
+            }
         }
         while (true) {
             long now = System.nanoTime();
@@ -258,7 +275,11 @@ public final class Perftest {
                 batch.clear();
                 for (long i = posted[q]; i < posted[q] + room; i++) {
                     boolean signaled = (i + 1) % mod == 0 || i + 1 == target[q];
-                    batch.add(wr(cfg, sgls.get(q), s, q, i, (signaled ? SendFlags.SIGNALED : 0) | inline(cfg)));
+                    int slot = (int) (i % depth);
+                    batch.add(wrs[q][signaled ? 1 : 0][slot]);
+                    if (signaled) {
+                        signaledAt[q][(int) (sigTail[q]++ % depth)] = i;
+                    }
                 }
                 c.qps[q].postSend(batch); // one doorbell for the whole batch
                 posted[q] += room;
@@ -270,7 +291,12 @@ public final class Perftest {
             for (WorkCompletion wc : wcs) {
                 check(wc);
                 int q = (int) (wc.wrId() >>> 40);
-                completed[q] = (wc.wrId() & ((1L << 40) - 1)) + 1;
+                long at = signaledAt[q][(int) (sigHead[q]++ % depth)];
+                if ((wc.wrId() & ((1L << 40) - 1)) != at % depth) {
+                    throw new ErrnoException(Errno.EIO, "perftest: QP " + q + " completed work request " + wc.wrId()
+                            + " where the next signaled one is slot " + at % depth);
+                }
+                completed[q] = at + 1;
             }
             if (cfg.test() == PerfConfig.Test.SEND_BW) {
                 for (WorkCompletion wc : s.cq.poll(64)) {
@@ -282,9 +308,18 @@ public final class Perftest {
                 }
             }
             now = System.nanoTime();
+            if (timed && fromTime < 0 && now - sampleFrom >= 0) {
+                fromTime = lastTime = now;
+                fromDone = lastDone = sum(completed);
+            }
+            if (timed && fromTime >= 0 && toTime < 0 && now - sampleTo >= 0) {
+                toTime = now;
+                toDone = sum(completed);
+            }
+            boolean sampling = fromTime >= 0 && toTime < 0;
             if (!wcs.isEmpty()) {
                 long total = sum(completed);
-                if (now - lastTime > 200_000) { // peak over windows of at least 0.2 ms
+                if (sampling && now - lastTime > 200_000) { // peak over windows of at least 0.2 ms
                     peak = Math.max(peak, (double) (total - lastDone) * size / ((now - lastTime) / 1e9));
                     lastTime = now;
                     lastDone = total;
@@ -298,7 +333,15 @@ public final class Perftest {
             }
         }
         long end = System.nanoTime();
-        long iters = sum(completed);
+        if (fromTime < 0) { // the run ended before a poll saw the window open
+            fromTime = start;
+            fromDone = 0;
+        }
+        if (toTime < 0) { // counted runs, and timed ones that ended before a poll saw the window close
+            toTime = end;
+            toDone = sum(completed);
+        }
+        long iters = toDone - fromDone;
         if (cfg.test() == PerfConfig.Test.SEND_BW) {
             long want = sum(posted);
             while (sum(received) < want) {
@@ -313,10 +356,18 @@ public final class Perftest {
         }
         beforeCheck.run(cfg, c, s);
         verify(cfg, c, s, pattern, completed);
-        double secs = (end - start) / 1e9;
+        double secs = (toTime - fromTime) / 1e9;
         double avg = iters * (double) size / secs;
         peak = Math.max(peak, avg);
         return new PerfResult.Bw(size, iters, unit(cfg, peak), unit(cfg, avg), iters / secs / 1e6);
+    }
+
+    /**
+     * perftest's duration mode measures the middle of the run only: a margin of a quarter of the duration, in
+     * whole seconds, is left out at either end (its START, SAMPLE and STOP_SAMPLE states); none without one.
+     */
+    static long marginNanos(int durationSecs) {
+        return durationSecs / 4 * 1_000_000_000L;
     }
 
     /** {@code IBV_SEND_INLINE} when the message fits {@code -I}. */

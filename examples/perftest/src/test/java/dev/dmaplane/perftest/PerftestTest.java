@@ -117,6 +117,16 @@ class PerftestTest {
         assertTrue(l.rows().getFirst().iterations() > 10);
     }
 
+    /** perftest_parameters.c: {@code margin = duration / 4} when -D is given, left out at both ends. */
+    @Test
+    void durationLeavesOutPerftestsMarginAtBothEnds() {
+        assertEquals(0, Perftest.marginNanos(0));
+        assertEquals(0, Perftest.marginNanos(3));
+        assertEquals(1_000_000_000L, Perftest.marginNanos(4));
+        assertEquals(1_000_000_000L, Perftest.marginNanos(7));
+        assertEquals(2_000_000_000L, Perftest.marginNanos(8));
+    }
+
     @Test
     void gogoCommandRunsOnTheRuntimesMachineAndCore() {
         var cmd = new dev.dmaplane.perftest.impl.PerfCommands(machine, core);
