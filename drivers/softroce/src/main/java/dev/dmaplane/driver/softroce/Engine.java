@@ -63,6 +63,10 @@ final class Engine implements Runnable {
     /** Held by whoever runs the engine, and by control hooks that change QP state. */
     final ReentrantLock lock = new ReentrantLock();
     private volatile boolean running;
+    /** The worker holds the engine: a thread with work waits for its pass to end instead of storing. */
+    private volatile boolean workerActive;
+    /** Whether the current thread is the worker of an engine (those never wait for another engine). */
+    private static final ThreadLocal<Boolean> IS_WORKER = ThreadLocal.withInitial(() -> false);
     private Thread thread;
     /** When the worker will wake for the timers next (it looks at least every {@link #IDLE_WAKE_NS}). */
     private volatile long workerWake = System.nanoTime();
@@ -165,7 +169,7 @@ final class Engine implements Runnable {
         if (!running) {
             return false;
         }
-        if (!lock.isHeldByCurrentThread() && lock.tryLock()) {
+        if (!lock.isHeldByCurrentThread() && enterInline()) {
             try {
                 if (!running) {
                     return false;
@@ -193,6 +197,35 @@ final class Engine implements Runnable {
         }
         wakeWorker();
         return true;
+    }
+
+    /**
+     * Takes the engine for a pass in the calling thread if it is idle, or as soon as the worker's pass ends if the
+     * worker runs it: the worker runs timers and what found the engine busy, and a thread with traffic hands it
+     * none, or the worker would end up carrying the data path with every payload copied to reach it. A pass
+     * another thread runs is not waited for (two threads that deliver to each other's engines would deadlock);
+     * the caller then stores its work for whoever runs the engine.
+     */
+    private boolean enterInline() {
+        if (lock.tryLock()) {
+            return true;
+        }
+        if (IS_WORKER.get()) {
+            return false; // a worker never waits while it runs its own engine: no cycle of waits can form
+        }
+        // the worker holds the engine and waits for nobody: its pass ends; the CPU is given to it after a short
+        // spin, in case it is the one waiting for a CPU
+        for (int spins = 0; workerActive; spins++) {
+            if (spins < 100) {
+                Thread.onSpinWait();
+            } else {
+                Thread.yield();
+            }
+            if (lock.tryLock()) {
+                return true;
+            }
+        }
+        return lock.tryLock();
     }
 
     private void wakeWorker() {
@@ -275,7 +308,7 @@ final class Engine implements Runnable {
         if (lock.isHeldByCurrentThread()) {
             return; // the pass this thread is in will see it
         }
-        if (lock.tryLock()) {
+        if (enterInline()) {
             try {
                 if (running) {
                     inlinePasses++;
@@ -293,12 +326,15 @@ final class Engine implements Runnable {
 
     @Override
     public void run() {
+        IS_WORKER.set(true);
         while (running) {
             lock.lock();
+            workerActive = true;
             try {
                 workerPasses++;
                 pass();
             } finally {
+                workerActive = false;
                 lock.unlock();
             }
             if (inbox.isEmpty() && ready.isEmpty() && running) {
