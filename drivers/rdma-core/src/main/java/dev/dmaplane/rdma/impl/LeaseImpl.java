@@ -96,6 +96,12 @@ final class LeaseImpl implements DmaLease {
             throw new ErrnoException(Errno.EINVAL, "not a lease of this core: " + target);
         }
         t.check(targetOffset, len);
+        long from = singleSegment(offset, len);
+        long to = t.singleSegment(targetOffset, len);
+        if (from >= 0 && to >= 0) {
+            bus.copyTo(from, t.bus, to, len); // one bus range on each side
+            return;
+        }
         // pair up the bus ranges of both sides
         walk(offset, len, (srcBus, srcAddr, pos, n) -> t.walk(targetOffset + pos, n,
                 (dstBus, dstAddr, pos2, m) -> srcBus.copyTo(srcAddr + pos2, dstBus, dstAddr, m)));
