@@ -244,9 +244,14 @@ public final class Perftest {
         // slot, unsignaled and signaled; a signaled one's completion tells how many were done (they complete in order)
         int depth = cfg.txDepth();
         SendWr[][][] wrs = new SendWr[nq][2][depth];
+        // the next slot, and how many more until the next signaled one, per QP (counters: no division per request)
+        int[] nextSlot = new int[nq];
+        int[] toSignal = new int[nq];
+        Arrays.fill(toSignal, mod);
+        // the signaled requests in flight, oldest first: a ring of (request number) per QP
         long[][] signaledAt = new long[nq][depth];
-        long[] sigHead = new long[nq];
-        long[] sigTail = new long[nq];
+        int[] sigHead = new int[nq];
+        int[] sigTail = new int[nq];
         for (int q = 0; q < nq; q++) {
             List<Sge> sgl = sgl(cfg, c, q);
             for (int slot = 0; slot < depth; slot++) {
@@ -274,11 +279,19 @@ public final class Perftest {
                 }
                 batch.clear();
                 for (long i = posted[q]; i < posted[q] + room; i++) {
-                    boolean signaled = (i + 1) % mod == 0 || i + 1 == target[q];
-                    int slot = (int) (i % depth);
-                    batch.add(wrs[q][signaled ? 1 : 0][slot]);
+                    boolean signaled = --toSignal[q] == 0 || i + 1 == target[q];
+                    if (toSignal[q] == 0) {
+                        toSignal[q] = mod;
+                    }
+                    batch.add(wrs[q][signaled ? 1 : 0][nextSlot[q]]);
+                    if (++nextSlot[q] == depth) {
+                        nextSlot[q] = 0;
+                    }
                     if (signaled) {
-                        signaledAt[q][(int) (sigTail[q]++ % depth)] = i;
+                        signaledAt[q][sigTail[q]] = i;
+                        if (++sigTail[q] == depth) {
+                            sigTail[q] = 0;
+                        }
                     }
                 }
                 c.qps[q].postSend(batch); // one doorbell for the whole batch
@@ -291,8 +304,11 @@ public final class Perftest {
             for (WorkCompletion wc : wcs) {
                 check(wc);
                 int q = (int) (wc.wrId() >>> 40);
-                long at = signaledAt[q][(int) (sigHead[q]++ % depth)];
-                if ((wc.wrId() & ((1L << 40) - 1)) != at % depth) {
+                long at = signaledAt[q][sigHead[q]];
+                if (++sigHead[q] == depth) {
+                    sigHead[q] = 0;
+                }
+                if ((wc.wrId() & ((1L << 40) - 1)) != at % depth) { // once per signaled completion
                     throw new ErrnoException(Errno.EIO, "perftest: QP " + q + " completed work request " + wc.wrId()
                             + " where the next signaled one is slot " + at % depth);
                 }

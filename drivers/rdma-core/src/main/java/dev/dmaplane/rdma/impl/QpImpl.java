@@ -490,7 +490,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, dev.dmaplane.rdma.sp
         MemorySegment data = inline ? copyInline(sges, length) : null;
         boolean signaled = sqSigAll || (wr.sendFlags() & SendFlags.SIGNALED) != 0;
         SendWqeImpl w = new SendWqeImpl(sendSeq++, wr, signaled, data, ah, mwRkey, mrLkey);
-        sq[(sqHead + sqCount) % sq.length] = w;
+        sq[sqSlot(sqCount)] = w;
         sqCount++;
     }
 
@@ -572,7 +572,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, dev.dmaplane.rdma.sp
             if (state != QpState.RTS || sqStarted >= sqCount) {
                 return null;
             }
-            SendWqeImpl w = sq[(sqHead + sqStarted) % sq.length];
+            SendWqeImpl w = sq[sqSlot(sqStarted)];
             sqStarted++;
             w.started = true;
             return w;
@@ -643,10 +643,16 @@ final class QpImpl extends ObjectImpl implements QueuePair, dev.dmaplane.rdma.sp
         return true;
     }
 
+    /** The send-queue ring's slot {@code i} entries after the head ({@code i <= sq.length}), without a division. */
+    private int sqSlot(int i) {
+        int j = sqHead + i;
+        return j >= sq.length ? j - sq.length : j;
+    }
+
     private SendWqeImpl popSendLocked() {
         SendWqeImpl w = sq[sqHead];
         sq[sqHead] = null;
-        sqHead = (sqHead + 1) % sq.length;
+        sqHead = sqSlot(1);
         sqCount--;
         w.completed = true;
         return w;

@@ -149,6 +149,14 @@ record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first,
 
     static final int PSN_MASK = 0xFFFFFF;
 
+    /**
+     * Packets of a message of {@code len} bytes at path MTU {@code mtu} (a power of two, 256..4096): at least one.
+     * A shift, not a division: this runs once per message.
+     */
+    static int packetsFor(long len, int mtu) {
+        return (int) Math.max(1, (len + mtu - 1) >>> Integer.numberOfTrailingZeros(mtu));
+    }
+
     static int psnAdd(int psn, int n) {
         return (psn + n) & PSN_MASK;
     }

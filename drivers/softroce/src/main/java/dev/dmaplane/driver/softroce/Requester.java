@@ -187,7 +187,7 @@ final class Requester {
         Msg m = new Msg(w);
         m.mtu = a.pathMtu().bytes();
         long len = w.length();
-        int pkts = (int) Math.max(1, (len + m.mtu - 1) / m.mtu);
+        int pkts = Packet.packetsFor(len, m.mtu);
         boolean cut = false;
         switch (w.wr()) {
             case SendWr.RdmaRead r -> m.readBuf = new byte[(int) len];
@@ -338,7 +338,7 @@ final class Requester {
     private void packets(QpCtx c, Msg m, Op op, long va, int rkey, int imm, Gid dgid, int dqpn, Packet.Payload payload,
                          int fromPkt) {
         long len = payload.length();
-        int n = (int) Math.max(1, (len + m.mtu - 1) / m.mtu);
+        int n = Packet.packetsFor(len, m.mtu);
         int per = e.fabric.perPacket() ? 1 : n;
         int me = c.qp.qpNum();
         for (int i = fromPkt; i < n; i += per) {

@@ -311,7 +311,7 @@ final class Responder {
         HwQp qp = c.qp;
         int mtu = qp.attr().pathMtu().bytes();
         long len = p.dmaLen();
-        int pkts = (int) Math.max(1, (len + mtu - 1) / mtu);
+        int pkts = Packet.packetsFor(len, mtu);
         flushAck(c);
         e.flushTx(); // the response carries a range of the lease: it leaves before the lease closes
         try (LeaseCache.Held h = e.remote(qp, p.rkey(), p.va(), len, Access.REMOTE_READ)) {

@@ -43,6 +43,17 @@ class EngineTest {
         return b;
     }
 
+    /** A message takes ceil(len / MTU) packets, and a zero-length one still one (IBTA 9.7.1: an ONLY packet). */
+    @Test
+    void packetCountIsTheLengthOverThePathMtuRoundedUp() {
+        assertEquals(1, Packet.packetsFor(0, 1024));
+        assertEquals(1, Packet.packetsFor(1, 256));
+        assertEquals(1, Packet.packetsFor(1024, 1024));
+        assertEquals(2, Packet.packetsFor(1025, 1024));
+        assertEquals(256, Packet.packetsFor(1 << 20, 4096));
+        assertEquals(8193, Packet.packetsFor((1L << 21) + 1, 256));
+    }
+
     @Test
     void aLongWriteGoesCutThroughAndCompletesInThePostingThread() {
         QueuePair[] p = h.pair();
