@@ -1,61 +1,121 @@
 package dev.dmaplane.perftest;
 
 import dev.dmaplane.driver.softroce.SoftRoceDriver;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.rdma.RdmaCore;
 
+import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
- * The figures of docs/BENCHMARKS.md "perftest over Soft-RoCE", in one JVM: 1 MiB RDMA_WRITE bandwidth against a
- * single-thread {@code MemorySegment.copy} of 1 MiB, the 64-byte RDMA_WRITE message rate on one QP with batched
- * doorbells, and the write_lat median for 8 bytes. {@code Main bench [seconds]}.
+ * The figures of docs/BENCHMARKS.md "perftest over Soft-RoCE", in one command: 1 MiB RDMA_WRITE bandwidth against a
+ * single-thread {@code MemorySegment.copy} of 1 MiB (measured in the same JVM, right after), the 64-byte RDMA_WRITE
+ * message rate on one QP with batched doorbells, and the write_lat median for 8 bytes. {@code Main bench [seconds]}.
+ *
+ * <p>Each of the three parts runs in a JVM of its own, forked with this one's options and class path, as JMH forks
+ * per benchmark: otherwise the JIT's profile of the first part (1 MiB messages, cut-through) is what the next ones
+ * run with. {@code Main bench-part PART [seconds]} runs one part in the current JVM.
  */
 final class Bench {
+    /** The parts, in the order they run. */
+    static final List<String> PARTS = List.of("bw", "rate", "lat");
+
     private Bench() {
     }
 
     static void main(String[] args) {
         int secs = args.length > 1 ? Integer.parseInt(args[1]) : 5;
+        System.out.printf("JVM %s, %d CPUs, %d s per figure (after a 1 s warm-up), each part in a JVM of its own%n",
+                Runtime.version(), Runtime.getRuntime().availableProcessors(), secs);
+        System.out.flush();
+        for (String part : PARTS) {
+            fork(part, secs);
+        }
+    }
+
+    /** Runs {@code Main bench-part part secs} in a new JVM with this one's options and class path; waits for it. */
+    private static void fork(String part, int secs) {
+        List<String> cmd = new ArrayList<>();
+        cmd.add(ProcessHandle.current().info().command()
+                .orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString()));
+        cmd.addAll(ManagementFactory.getRuntimeMXBean().getInputArguments());
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), "bench-part", part,
+                String.valueOf(secs)));
+        try {
+            Process p = new ProcessBuilder(cmd).inheritIO().start();
+            int status = p.waitFor();
+            if (status != 0) {
+                throw new ErrnoException(Errno.EIO, "bench part " + part + " exited with status " + status);
+            }
+        } catch (IOException e) {
+            throw new ErrnoException(Errno.EIO, "cannot start a JVM for bench part " + part + ": " + e.getMessage());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new ErrnoException(Errno.EINTR, "interrupted while bench part " + part + " ran");
+        }
+    }
+
+    /** {@code bench-part PART [seconds]}: one part, with its warm-up, on a machine of its own. */
+    static void part(String[] args) {
+        String part = args.length > 1 ? args[1] : "";
+        if (!PARTS.contains(part)) {
+            throw new ErrnoException(Errno.EINVAL, "unknown bench part '" + part + "': one of " + PARTS);
+        }
+        int secs = args.length > 2 ? Integer.parseInt(args[2]) : 5;
         Machine machine = Machine.bootDefault();
         RdmaCore core = new RdmaCore(machine.tracer());
         SoftRoceDriver driver = new SoftRoceDriver(core);
         machine.devices().registerDriver(driver);
         try {
-            System.out.printf("JVM %s, %d CPUs, %d s per figure (after a 1 s warm-up)%n",
-                    Runtime.version(), Runtime.getRuntime().availableProcessors(), secs);
-
-            PerfConfig bw = PerfConfig.parse("write_bw", "-s", "1048576", "-D", String.valueOf(secs));
-            Perftest.run(machine, core, PerfConfig.parse("write_bw", "-s", "1048576", "-D", "1"));
-            PerfResult rBw = Perftest.run(machine, core, bw);
-            System.out.print(rBw.report());
-
-            double copy = copyBandwidth(1 << 20, secs);
-            double rdma = ((PerfResult.Bw) rBw.rows().getFirst()).bwAverage();
-            System.out.printf("MemorySegment.copy 1 MiB, one thread: %.2f MB/sec%n", copy);
-            System.out.printf("RDMA_WRITE 1 MiB / copy = %.1f%% (target >= 80%%)%n%n", 100 * rdma / copy);
-
-            String[] rate = {"write_bw", "-s", "64", "-t", "1024", "-Q", "512", "-D", String.valueOf(secs)};
-            String[] warm = rate.clone();
-            warm[warm.length - 1] = "1";
-            Perftest.run(machine, core, PerfConfig.parse(warm));
-            PerfResult rRate = Perftest.run(machine, core, PerfConfig.parse(rate));
-            System.out.print(rRate.report());
-            double mpps = ((PerfResult.Bw) rRate.rows().getFirst()).msgRateMpps();
-            System.out.printf("64 B RDMA_WRITE, 1 QP, 1024-WR doorbells: %.3f M msg/s = %.1f%% of the 10 M/s target%n%n",
-                    mpps, 100 * mpps / 10);
-
-            Perftest.run(machine, core, PerfConfig.parse("write_lat", "-s", "8", "-D", "1"));
-            PerfResult rLat = Perftest.run(machine, core, PerfConfig.parse("write_lat", "-s", "8", "-D", String.valueOf(secs)));
-            System.out.print(rLat.report());
-            System.out.printf("write_lat 8 B median (t_typical): %.2f usec%n",
-                    ((PerfResult.Lat) rLat.rows().getFirst()).tTypical());
+            switch (part) {
+                case "bw" -> bandwidth(machine, core, secs);
+                case "rate" -> rate(machine, core, secs);
+                default -> latency(machine, core, secs);
+            }
         } finally {
             machine.devices().unregisterDriver(driver);
             core.close();
             machine.close();
         }
+    }
+
+    private static void bandwidth(Machine machine, RdmaCore core, int secs) {
+        Perftest.run(machine, core, PerfConfig.parse("write_bw", "-s", "1048576", "-D", "1"));
+        PerfResult rBw = Perftest.run(machine, core, PerfConfig.parse("write_bw", "-s", "1048576", "-D",
+                String.valueOf(secs)));
+        System.out.print(rBw.report());
+        double copy = copyBandwidth(1 << 20, secs);
+        double rdma = ((PerfResult.Bw) rBw.rows().getFirst()).bwAverage();
+        System.out.printf("MemorySegment.copy 1 MiB, one thread: %.2f MB/sec%n", copy);
+        System.out.printf("RDMA_WRITE 1 MiB / copy = %.1f%% (target >= 80%%)%n%n", 100 * rdma / copy);
+    }
+
+    private static void rate(Machine machine, RdmaCore core, int secs) {
+        String[] rate = {"write_bw", "-s", "64", "-t", "1024", "-Q", "512", "-D", String.valueOf(secs)};
+        String[] warm = rate.clone();
+        warm[warm.length - 1] = "1";
+        Perftest.run(machine, core, PerfConfig.parse(warm));
+        PerfResult rRate = Perftest.run(machine, core, PerfConfig.parse(rate));
+        System.out.print(rRate.report());
+        double mpps = ((PerfResult.Bw) rRate.rows().getFirst()).msgRateMpps();
+        System.out.printf("64 B RDMA_WRITE, 1 QP, 1024-WR doorbells: %.3f M msg/s = %.1f%% of the 10 M/s target%n%n",
+                mpps, 100 * mpps / 10);
+    }
+
+    private static void latency(Machine machine, RdmaCore core, int secs) {
+        Perftest.run(machine, core, PerfConfig.parse("write_lat", "-s", "8", "-D", "1"));
+        PerfResult rLat = Perftest.run(machine, core, PerfConfig.parse("write_lat", "-s", "8", "-D",
+                String.valueOf(secs)));
+        System.out.print(rLat.report());
+        System.out.printf("write_lat 8 B median (t_typical): %.2f usec%n",
+                ((PerfResult.Lat) rLat.rows().getFirst()).tTypical());
     }
 
     /** Bytes per second as MB/sec (2^20) of copying {@code size} bytes between two native segments. */

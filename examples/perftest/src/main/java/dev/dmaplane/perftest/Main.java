@@ -34,6 +34,10 @@ public final class Main {
                 Bench.main(args);
                 return 0;
             }
+            if (args.length > 0 && args[0].equals("bench-part")) {
+                Bench.part(args);
+                return 0;
+            }
             out.print(tool.apply(PerfConfig.parse(args)).report());
             return 0;
         } catch (ErrnoException e) {

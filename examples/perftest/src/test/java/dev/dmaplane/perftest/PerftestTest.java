@@ -6,6 +6,7 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.rdma.RdmaCore;
 import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Assertions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -189,6 +190,18 @@ class PerftestTest {
                 new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true, StandardCharsets.UTF_8));
         assertEquals(0, status, err.toString(StandardCharsets.UTF_8));
         assertTrue(out.toString(StandardCharsets.UTF_8).contains(BW_COLUMNS + "\n"));
+    }
+
+    @Test
+    void anUnknownBenchPartIsEinvalAndRunsNothing() {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int status = Main.run(new String[]{"bench-part", "nope"}, cfg -> Assertions.fail("no tool runs"),
+                new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true, StandardCharsets.UTF_8));
+        assertEquals(1, status);
+        assertEquals("", out.toString(StandardCharsets.UTF_8));
+        assertEquals("EINVAL: unknown bench part 'nope': one of [bw, rate, lat]\n",
+                err.toString(StandardCharsets.UTF_8).replace(System.lineSeparator(), "\n"));
     }
 
     @Test
