@@ -3,6 +3,7 @@ package dev.dmaplane.rdma;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.rdma.loopback.LoopbackProvider;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.AsyncEvent;
 import dev.dmaplane.rdma.verbs.CompletionChannel;
@@ -70,6 +71,31 @@ class CqAndEventsTest {
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> ctx.createCq(4, null, 1)).errno(),
                 "one completion vector");
         assertEquals(max, ctx.createCq(max, null, 0).cqe());
+    }
+
+    /**
+     * Polling an empty CQ reads CQ memory only (a CQE's owner bit in rdma-core's providers): the core neither takes
+     * a lock nor enters the provider, unless the provider progresses lazily in its poll hook.
+     */
+    @Test
+    void anEmptyCqIsPolledWithoutEnteringTheProviderUnlessItProgressesOnPoll() {
+        CompletionQueue cq = ctx.createCq(16, null, 0);
+        QueuePair[] p = Fixture.pair(pd, cq, QpType.RC, 8);
+        LoopbackProvider hca = f.provider();
+        hca.calls.clear();
+        assertTrue(cq.poll(4).isEmpty());
+        assertFalse(hca.calls.contains("pollCq"), hca.calls.toString());
+
+        p[0].postSend(List.of(new SendWr.RdmaWrite(7, List.of(sge(0, 64)), SIGNALED, buf + PAGE, mr.rkey())));
+        List<WorkCompletion> wcs = cq.poll(4);
+        assertEquals(1, wcs.size());
+        assertEquals(7, wcs.getFirst().wrId());
+        assertEquals(List.of("pollCq"), hca.calls.stream().filter("pollCq"::equals).toList(), "a CQ with completions");
+
+        hca.calls.clear();
+        hca.lazyProgress = true;
+        assertTrue(cq.poll(4).isEmpty());
+        assertEquals(List.of("pollCq"), hca.calls.stream().filter("pollCq"::equals).toList(), "lazy progress");
     }
 
     @Test

@@ -626,6 +626,7 @@ public final class Perftest {
 
     private static boolean waitByte(Side side, long addr, int size, byte t, Ping ping) {
         long start = System.nanoTime();
+        int spins = 0;
         while (side.lastByte(addr, size) != t) {
             if (ping.stop) {
                 return false;
@@ -633,7 +634,7 @@ public final class Perftest {
             if (System.nanoTime() - start > STALL_NS) {
                 throw new ErrnoException(Errno.ETIMEDOUT, "perftest: " + ping.cfg.test().tool + " no data arrived");
             }
-            Thread.yield(); // busy polling, but the soft HCAs need the CPU (2 engine threads + 2 pollers)
+            idle(spins++);
         }
         return true;
     }
@@ -642,6 +643,7 @@ public final class Perftest {
     private static void waitCq(CompletionQueue cq, int n, Ping ping) {
         long start = System.nanoTime();
         int got = 0;
+        int spins = 0;
         while (got < n) {
             for (WorkCompletion wc : cq.poll(n - got)) {
                 check(wc);
@@ -651,7 +653,7 @@ public final class Perftest {
                 throw new ErrnoException(Errno.ETIMEDOUT, "perftest: " + ping.cfg.test().tool + " no completion");
             }
             if (got < n) {
-                Thread.yield();
+                idle(spins++);
             }
         }
     }
@@ -659,6 +661,7 @@ public final class Perftest {
     /** Polls until one receive completes; send completions on the way are checked and dropped. */
     private static boolean waitRecv(Side side, Ping ping) {
         long start = System.nanoTime();
+        int spins = 0;
         while (true) {
             for (WorkCompletion wc : side.cq.poll(1)) {
                 check(wc);
@@ -672,6 +675,22 @@ public final class Perftest {
             if (System.nanoTime() - start > STALL_NS) {
                 throw new ErrnoException(Errno.ETIMEDOUT, "perftest: " + ping.cfg.test().tool + " no message arrived");
             }
+            idle(spins++);
+        }
+    }
+
+    /** Polls that find nothing spin before the poller starts giving its CPU away. */
+    static final int SPINS_BEFORE_YIELD = 4096;
+
+    /**
+     * Between two polls that found nothing: busy-polls as perftest does (the soft HCAs run in the threads that post
+     * to them), and only after {@link #SPINS_BEFORE_YIELD} polls yields the CPU each time, for an engine's timer
+     * thread or the other side when they share a CPU.
+     */
+    private static void idle(int spins) {
+        if (spins < SPINS_BEFORE_YIELD) {
+            Thread.onSpinWait();
+        } else {
             Thread.yield();
         }
     }

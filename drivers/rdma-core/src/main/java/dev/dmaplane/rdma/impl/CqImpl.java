@@ -36,6 +36,12 @@ final class CqImpl extends ObjectImpl implements CompletionQueue, HwCq {
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition acked = lock.newCondition();
     private final ArrayDeque<WorkCompletion> ring = new ArrayDeque<>();
+    /**
+     * How many completions the ring holds, written under the lock whenever it changes and read without it: an empty
+     * CQ is polled by reading this alone, as a consumer reads the next CQE's owner bit in CQ memory, so that pollers
+     * spinning on empty CQs write nothing another CPU must see.
+     */
+    private volatile int held;
     private int capacity;
     private boolean errored;
     private int notify = NOTIFY_NONE;
@@ -110,6 +116,7 @@ final class CqImpl extends ObjectImpl implements CompletionQueue, HwCq {
                 overrun = true;
             } else {
                 ring.add(wc);
+                held = ring.size();
                 if (notify == NOTIFY_NEXT || (notify == NOTIFY_SOLICITED && (solicited || !wc.isSuccess()))) {
                     notify = NOTIFY_NONE;
                     fire = true;
@@ -202,6 +209,9 @@ final class CqImpl extends ObjectImpl implements CompletionQueue, HwCq {
         if (r != null && r != RemoveReason.DRIVER_REMOVE) {
             throw new ErrnoException(Errno.EINVAL, "cq " + handle() + " was destroyed");
         }
+        if (held == 0 && !dev.provider.progressesOnPoll()) {
+            return List.of(); // nothing to take, and nothing the provider would do now
+        }
         if (r == null && dev.isRegistered()) {
             try (UContext.Call c = ctx.enter()) {
                 dev.provider.pollCq(this);
@@ -218,6 +228,7 @@ final class CqImpl extends ObjectImpl implements CompletionQueue, HwCq {
             for (int i = 0; i < n; i++) {
                 out.add(ring.poll());
             }
+            held = ring.size();
             return out;
         } finally {
             lock.unlock();
@@ -301,6 +312,7 @@ final class CqImpl extends ObjectImpl implements CompletionQueue, HwCq {
             lock.lock();
             try {
                 ring.clear();
+                held = 0;
             } finally {
                 lock.unlock();
             }

@@ -147,6 +147,19 @@ public final class LoopbackProvider implements RdmaProvider {
         invalidations.add(new long[]{iova, length});
     }
 
+    /** Whether this HCA says it progresses lazily in {@link #pollCq} (the core then calls it on every poll). */
+    public volatile boolean lazyProgress;
+
+    @Override
+    public boolean progressesOnPoll() {
+        return lazyProgress;
+    }
+
+    @Override
+    public void pollCq(dev.dmaplane.rdma.spi.HwCq cq) {
+        calls.add("pollCq");
+    }
+
     @Override
     public void postSend(HwQp qp) {
         beforePost.run();

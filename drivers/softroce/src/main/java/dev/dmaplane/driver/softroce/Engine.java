@@ -163,7 +163,7 @@ final class Engine implements Runnable {
     /**
      * A burst from the fabric. If the engine is idle the calling (sending) thread runs it now, while the sender's
      * payload ranges are still leased (cut-through); otherwise the packets are stored, their payload copied off
-     * the sender, for the thread running the engine.
+     * the sender, for the thread running the engine (which runs them before it lets the engine go).
      */
     boolean receive(List<Packet> burst) {
         if (!running) {
@@ -187,7 +187,7 @@ final class Engine implements Runnable {
                 }
                 pass();
             } finally {
-                lock.unlock();
+                release();
             }
             return true;
         }
@@ -195,8 +195,32 @@ final class Engine implements Runnable {
         for (Packet p : burst) {
             inbox.add(p.materialized());
         }
-        wakeWorker();
+        if (!lock.isHeldByCurrentThread() && lock.tryLock()) { // the holder left meanwhile: nobody may have seen them
+            try {
+                inlinePasses++;
+                pass();
+            } finally {
+                release();
+            }
+        }
         return true;
+    }
+
+    /**
+     * Releases the engine, then runs what was queued while it was held if nobody else took it meanwhile. With a
+     * thread that queues work first and then tries to take the engine, this hands every piece of work to a thread
+     * that runs it, without waking the worker: one of the two sees the other's step.
+     */
+    void release() {
+        lock.unlock();
+        while (running && (!inbox.isEmpty() || !ready.isEmpty()) && !lock.isHeldByCurrentThread() && lock.tryLock()) {
+            try {
+                inlinePasses++;
+                pass();
+            } finally {
+                lock.unlock();
+            }
+        }
     }
 
     /**
@@ -226,15 +250,6 @@ final class Engine implements Runnable {
             }
         }
         return lock.tryLock();
-    }
-
-    private void wakeWorker() {
-        if (!lock.isHeldByCurrentThread()) {
-            Thread t = thread;
-            if (t != null) {
-                LockSupport.unpark(t);
-            }
-        }
     }
 
     /**
@@ -273,7 +288,7 @@ final class Engine implements Runnable {
         try {
             qps.remove(qp.qpNum());
         } finally {
-            lock.unlock();
+            release();
         }
     }
 
@@ -291,14 +306,14 @@ final class Engine implements Runnable {
                 c.npsn = attr.sqPsn() & Packet.PSN_MASK;
             }
         } finally {
-            lock.unlock();
+            release();
         }
         doorbell(qp);
     }
 
     /**
      * The send queue has work: the QP is queued for the requester and, if the engine is idle, the ringing thread
-     * runs it now ({@code rxe_run_task}); otherwise the thread running it, or the worker, picks it up.
+     * runs it now ({@code rxe_run_task}); otherwise the thread running it picks it up as it releases it.
      */
     void doorbell(HwQp qp) {
         QpCtx c = ctx(qp);
@@ -315,11 +330,10 @@ final class Engine implements Runnable {
                     pass();
                 }
             } finally {
-                lock.unlock();
+                release();
             }
-        } else {
-            wakeWorker();
         }
+        // else: whoever holds the engine runs it when it releases it (release())
     }
 
     // ---- the worker ----
@@ -335,7 +349,7 @@ final class Engine implements Runnable {
                 pass();
             } finally {
                 workerActive = false;
-                lock.unlock();
+                release();
             }
             if (inbox.isEmpty() && ready.isEmpty() && running) {
                 LockSupport.parkNanos(this, Math.max(1, workerWake - System.nanoTime()));
