@@ -17,7 +17,8 @@ import java.util.List;
 /**
  * The figures of docs/BENCHMARKS.md "perftest over Soft-RoCE", in one command: 1 MiB RDMA_WRITE bandwidth against a
  * single-thread {@code MemorySegment.copy} of 1 MiB (measured in the same JVM, right after), the 64-byte RDMA_WRITE
- * message rate on one QP with batched doorbells, and the write_lat median for 8 bytes. {@code Main bench [seconds]}.
+ * message rate on one QP with batched doorbells, and the write_lat median for 8 bytes against two threads
+ * ping-ponging a volatile (the machine's core-to-core round trip, measured right after). {@code Main bench [seconds]}.
  *
  * <p>Each of the three parts runs in a JVM of its own, forked with this one's options and class path, as JMH forks
  * per benchmark: otherwise the JIT's profile of the first part (1 MiB messages, cut-through) is what the next ones
@@ -114,8 +115,61 @@ final class Bench {
         PerfResult rLat = Perftest.run(machine, core, PerfConfig.parse("write_lat", "-s", "8", "-D",
                 String.valueOf(secs)));
         System.out.print(rLat.report());
-        System.out.printf("write_lat 8 B median (t_typical): %.2f usec%n",
-                ((PerfResult.Lat) rLat.rows().getFirst()).tTypical());
+        double lat = ((PerfResult.Lat) rLat.rows().getFirst()).tTypical();
+        System.out.printf("write_lat 8 B median (t_typical): %.2f usec%n", lat);
+        double rtt = pingPongNanos(Math.min(secs, 2));
+        System.out.printf("two threads ping-ponging a volatile, round trip median: %.0f ns (core-to-core baseline)%n"
+                + "write_lat median / half that round trip = %.1f%n", rtt, lat * 1000 / (rtt / 2));
+    }
+
+    /** Round trips two threads take to bounce a value through two volatile fields, as write_lat's pollers do. */
+    private static volatile long ping;
+    private static volatile long pong;
+
+    /**
+     * The median round trip, in nanoseconds, of two threads that bounce a counter through two volatile fields for
+     * {@code secs} seconds: what one cache line going to the other CPU and back costs on this machine. A VM's two
+     * vCPUs can sit on cores far from or near to each other; this moves with it (120 or 410 ns here between runs).
+     */
+    static double pingPongNanos(int secs) {
+        ping = 0;
+        pong = 0;
+        Thread echo = Thread.ofPlatform().name("bench-echo").start(() -> {
+            long last = 0;
+            while (true) {
+                long v;
+                while ((v = ping) == last) {
+                    Thread.onSpinWait();
+                }
+                last = v;
+                if (v < 0) {
+                    return;
+                }
+                pong = v;
+            }
+        });
+        long[] rtt = new long[1 << 22];
+        int k = 0;
+        try {
+            long end = System.nanoTime() + secs * 1_000_000_000L;
+            for (long n = 1; k < rtt.length && System.nanoTime() - end < 0; n++) {
+                long t0 = System.nanoTime();
+                ping = n;
+                while (pong != n) {
+                    Thread.onSpinWait();
+                }
+                rtt[k++] = System.nanoTime() - t0;
+            }
+        } finally {
+            ping = -1;
+            try {
+                echo.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        java.util.Arrays.sort(rtt, 0, k);
+        return rtt[k / 2];
     }
 
     /** Bytes per second as MB/sec (2^20) of copying {@code size} bytes between two native segments. */
