@@ -17,8 +17,8 @@ import java.util.List;
 /**
  * The figures of docs/BENCHMARKS.md "perftest over Soft-RoCE", in one command: 1 MiB RDMA_WRITE bandwidth against a
  * single-thread {@code MemorySegment.copy} of 1 MiB (measured in the same JVM, right after), the 64-byte RDMA_WRITE
- * message rate on one QP with batched doorbells, and the write_lat median for 8 bytes against two threads
- * ping-ponging a volatile (the machine's core-to-core round trip, measured right after). {@code Main bench [seconds]}.
+ * message rate on one QP with batched doorbells, and the write_lat median for 8 bytes between two measures of the
+ * machine's core-to-core round trip (two threads ping-ponging a volatile). {@code Main bench [seconds]}.
  *
  * <p>Each of the three parts runs in a JVM of its own, forked with this one's options and class path, as JMH forks
  * per benchmark: otherwise the JIT's profile of the first part (1 MiB messages, cut-through) is what the next ones
@@ -112,14 +112,15 @@ final class Bench {
 
     private static void latency(Machine machine, RdmaCore core, int secs) {
         Perftest.run(machine, core, PerfConfig.parse("write_lat", "-s", "8", "-D", "1"));
+        double before = pingPongNanos(1);
         PerfResult rLat = Perftest.run(machine, core, PerfConfig.parse("write_lat", "-s", "8", "-D",
                 String.valueOf(secs)));
+        double after = pingPongNanos(1);
         System.out.print(rLat.report());
-        double lat = ((PerfResult.Lat) rLat.rows().getFirst()).tTypical();
-        System.out.printf("write_lat 8 B median (t_typical): %.2f usec%n", lat);
-        double rtt = pingPongNanos(Math.min(secs, 2));
-        System.out.printf("two threads ping-ponging a volatile, round trip median: %.0f ns (core-to-core baseline)%n"
-                + "write_lat median / half that round trip = %.1f%n", rtt, lat * 1000 / (rtt / 2));
+        System.out.printf("write_lat 8 B median (t_typical): %.2f usec%n",
+                ((PerfResult.Lat) rLat.rows().getFirst()).tTypical());
+        System.out.printf("two threads ping-ponging a volatile, round trip median (core-to-core baseline): %.0f ns "
+                + "before, %.0f ns after%n", before, after);
     }
 
     /** Round trips two threads take to bounce a value through two volatile fields, as write_lat's pollers do. */
@@ -129,7 +130,8 @@ final class Bench {
     /**
      * The median round trip, in nanoseconds, of two threads that bounce a counter through two volatile fields for
      * {@code secs} seconds: what one cache line going to the other CPU and back costs on this machine. A VM's two
-     * vCPUs can sit on cores far from or near to each other; this moves with it (120 or 410 ns here between runs).
+     * vCPUs can sit on cores near to or far from each other, and the hypervisor moves them: on the 2-vCPU VM of
+     * docs/BENCHMARKS.md this was 100-120 ns or 410-460 ns, changing between runs and within one.
      */
     static double pingPongNanos(int secs) {
         ping = 0;
