@@ -65,6 +65,8 @@ final class Engine implements Runnable {
     private volatile boolean running;
     /** The worker holds the engine: a thread with work waits for its pass to end instead of storing. */
     private volatile boolean workerActive;
+    /** Longest a thread with work waits for the worker's pass before it stores the work instead. */
+    static final long WORKER_WAIT_NS = TimeUnit.MICROSECONDS.toNanos(200);
     /** Whether the current thread is the worker of an engine (those never wait for another engine). */
     private static final ThreadLocal<Boolean> IS_WORKER = ThreadLocal.withInitial(() -> false);
     private Thread thread;
@@ -224,11 +226,11 @@ final class Engine implements Runnable {
     }
 
     /**
-     * Takes the engine for a pass in the calling thread if it is idle, or as soon as the worker's pass ends if the
-     * worker runs it: the worker runs timers and what found the engine busy, and a thread with traffic hands it
-     * none, or the worker would end up carrying the data path with every payload copied to reach it. A pass
-     * another thread runs is not waited for (two threads that deliver to each other's engines would deadlock);
-     * the caller then stores its work for whoever runs the engine.
+     * Takes the engine for a pass in the calling thread if it is idle, or as soon as the worker's timer pass ends
+     * if the worker runs it (waiting at most {@link #WORKER_WAIT_NS}): a thread with traffic hands the worker none,
+     * or the worker would end up carrying the data path with every payload copied to reach it. A pass another
+     * thread runs is not waited for (two threads that deliver to each other's engines would deadlock), nor does a
+     * worker wait; the caller then stores its work, and the holder runs it as it releases the engine.
      */
     private boolean enterInline() {
         if (lock.tryLock()) {
@@ -237,11 +239,17 @@ final class Engine implements Runnable {
         if (IS_WORKER.get()) {
             return false; // a worker never waits while it runs its own engine: no cycle of waits can form
         }
-        // the worker holds the engine and waits for nobody: its pass ends; the CPU is given to it after a short
-        // spin, in case it is the one waiting for a CPU
+        // the worker holds the engine for its timer pass, which is short: wait for it, giving it the CPU after a
+        // short spin in case it is the one waiting for a CPU. Not for longer than WORKER_WAIT_NS: the worker may
+        // itself wait, for a region's lock that a deregistration holds until this thread's kept leases close.
+        long deadline = 0;
         for (int spins = 0; workerActive; spins++) {
             if (spins < 100) {
                 Thread.onSpinWait();
+            } else if (deadline == 0) {
+                deadline = System.nanoTime() + WORKER_WAIT_NS;
+            } else if (System.nanoTime() - deadline > 0) {
+                return false;
             } else {
                 Thread.yield();
             }
