@@ -24,7 +24,9 @@ import java.util.concurrent.locks.ReentrantLock;
  * {@link Completer} ({@code rxe_comp.c}) of every QP of the device, with the per-QP state they share
  * ({@link QpCtx}), run as rxe runs its tasks ({@code rxe_run_task}): by whichever
  * thread has work for the engine and finds it idle, in that thread (a doorbell, a packet from the fabric), and by
- * the engine's own worker thread otherwise and for the timers. One thread at a time runs the engine ({@link #lock}).
+ * the engine's own worker thread for the timers. Work that arrives while another thread runs the engine is queued,
+ * and that thread runs it before it lets the engine go ({@link #release}). One thread at a time runs the engine
+ * ({@link #lock}).
  * Packets it sends are collected and handed to the fabric as one burst per pass; the responder acknowledges each
  * burst with one coalesced ACK per QP (IBTA 9.7.5.1.1: an ACK acknowledges every PSN before it). RC messages are
  * pipelined up to {@link #MAX_INFLIGHT} per QP; retries (transport timeout and RNR) resend every message in flight
