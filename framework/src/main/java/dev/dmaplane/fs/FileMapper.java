@@ -15,4 +15,13 @@ public interface FileMapper {
      *                 {@code truncate_pagecache} versus {@code truncate_pagecache_range} in {@code mm/truncate.c})
      */
     void unmapFilePages(long firstIndex, long endIndex, boolean evenCows);
+
+    /**
+     * Whether this is a shared mapping that is or may become writable ({@code VM_SHARED} with {@code VM_MAYWRITE},
+     * {@code is_shared_maywrite}): what {@code i_mmap_writable} counts, and what makes adding {@code F_SEAL_WRITE}
+     * fail with {@code EBUSY}.
+     */
+    default boolean sharedMayWrite() {
+        return false;
+    }
 }

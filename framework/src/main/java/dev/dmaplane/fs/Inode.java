@@ -41,7 +41,10 @@ public final class Inode {
     public static final int F_SEAL_GROW = 0x0004;
     /** {@code F_SEAL_WRITE}: the contents may not be written (nor holes punched). */
     public static final int F_SEAL_WRITE = 0x0008;
-    /** {@code F_SEAL_FUTURE_WRITE}: no new write may start; kept as the flag only (dmaplane has no mmap-time check). */
+    /**
+     * {@code F_SEAL_FUTURE_WRITE}: no new write may start ({@code write}, a new writable shared mapping); shared
+     * mappings that were writable before keep writing.
+     */
     public static final int F_SEAL_FUTURE_WRITE = 0x0010;
     private static final int ALL_SEALS = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE;
 
@@ -111,11 +114,15 @@ public final class Inode {
      * Adds seals ({@code fcntl(F_ADD_SEALS)}, {@code memfd_add_seals}): from then on {@link #truncate} refuses to
      * shrink ({@code F_SEAL_SHRINK}) or grow ({@code F_SEAL_GROW}) the file, {@link #write} refuses to write
      * ({@code F_SEAL_WRITE}, {@code F_SEAL_FUTURE_WRITE}) or to grow it, {@link #punchHole} refuses under a write
-     * seal, all with {@code EPERM}. Seals are never removed. dmaplane does not model shared writable mmaps here,
-     * so adding {@code F_SEAL_WRITE} never fails with {@code EBUSY} as it would while one exists.
+     * seal, all with {@code EPERM}; a new shared mapping that is writable is refused with {@code EPERM} under
+     * either write seal, and one that is not can never be made writable. Seals are never removed.
+     * {@code F_SEAL_WRITE} cannot be added while a shared mapping that is or may become writable exists
+     * ({@code mapping_deny_writable}: {@code EBUSY}); {@code F_SEAL_FUTURE_WRITE} can, and such mappings keep
+     * writing.
      *
      * @throws ErrnoException {@code EINVAL} for unknown seal bits or a DAX file, {@code EPERM} once
-     *                        {@code F_SEAL_SEAL} is set, {@code ENOENT} for an evicted inode; nothing changes then
+     *                        {@code F_SEAL_SEAL} is set, {@code EBUSY} for {@code F_SEAL_WRITE} while a writable
+     *                        shared mapping exists, {@code ENOENT} for an evicted inode; nothing changes then
      */
     public void addSeals(int newSeals) {
         checkSealable();
@@ -125,7 +132,17 @@ public final class Inode {
         try {
             checkAlive();
             ErrnoException.check((seals & F_SEAL_SEAL) == 0, Errno.EPERM, path + " is sealed against new seals (F_SEAL_SEAL)");
-            seals |= newSeals;
+            immapLock.readLock().lock(); // no mapping comes or goes while the seals change (addMapper checks them)
+            try {
+                if ((newSeals & F_SEAL_WRITE) != 0 && (seals & F_SEAL_WRITE) == 0) {
+                    long writable = mappers.stream().filter(FileMapper::sharedMayWrite).count();
+                    ErrnoException.check(writable == 0, Errno.EBUSY, "F_SEAL_WRITE on " + path + ": " + writable
+                            + " shared mapping(s) that may write it exist");
+                }
+                seals |= newSeals;
+            } finally {
+                immapLock.readLock().unlock();
+            }
         } finally {
             iRwsem.writeLock().unlock();
         }
@@ -412,9 +429,13 @@ public final class Inode {
         store.setDirty(index, pfn);
     }
 
-    /** Adds a mapping to {@code i_mmap} ({@code vma_link_file}); {@code ENOENT} for an evicted inode. */
+    /**
+     * Adds a new mapping to {@code i_mmap} ({@code vma_link_file}); {@code ENOENT} for an evicted inode, and
+     * {@code EPERM} for one that may write while a write seal is set ({@code mapping_map_writable}: the seal came
+     * after the mapping's own check).
+     */
     public void addMapper(FileMapper mapper) {
-        replaceMappers(List.of(), List.of(mapper));
+        replaceMappers(List.of(), List.of(mapper), true);
     }
 
     /** Removes a mapping from {@code i_mmap}; may evict an unlinked inode. */
@@ -428,11 +449,21 @@ public final class Inode {
      * evicted.
      */
     public void replaceMappers(Collection<? extends FileMapper> remove, Collection<? extends FileMapper> add) {
+        replaceMappers(remove, add, false);
+    }
+
+    private void replaceMappers(Collection<? extends FileMapper> remove, Collection<? extends FileMapper> add,
+                                boolean fresh) {
         boolean evictNow = false;
         immapLock.writeLock().lock();
         try {
             if (!add.isEmpty() && evicting) {
                 throw new ErrnoException(Errno.ENOENT, "inode " + ino + " (" + path + ") was unlinked and evicted");
+            }
+            if (fresh && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) != 0
+                    && add.stream().anyMatch(FileMapper::sharedMayWrite)) {
+                throw new ErrnoException(Errno.EPERM, "shared mapping of " + path + " that may write it, while it is "
+                        + "sealed against writes (seals 0x" + Integer.toHexString(seals) + ")");
             }
             mappers.removeAll(remove);
             mappers.addAll(add);

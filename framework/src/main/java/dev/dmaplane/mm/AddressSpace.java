@@ -84,8 +84,12 @@ public final class AddressSpace implements AutoCloseable {
      * reads the file until a store copies the page ({@code COW}). Pages past the end of the file cannot be
      * touched ({@code EFAULT}), but may become valid when the file grows.
      *
+     * A shared mapping of a file sealed with {@code F_SEAL_WRITE} or {@code F_SEAL_FUTURE_WRITE} must be read-only
+     * and stays so ({@code mprotect} then refuses {@code PROT_WRITE}).
+     *
      * @throws ErrnoException {@code EINVAL} for a negative or unaligned offset, a length below 1 or unknown prot
-     *                        bits, {@code ENOENT} for an evicted inode, {@code ENOMEM} if no range fits
+     *                        bits, {@code ENOENT} for an evicted inode, {@code ENOMEM} if no range fits,
+     *                        {@code EPERM} for a writable shared mapping of a file sealed against writes
      */
     public long mmapFile(Inode inode, long fileOffset, long length, int prot, boolean shared) {
         if (inode == null) {
@@ -116,7 +120,8 @@ public final class AddressSpace implements AutoCloseable {
      * {@code mprotect(addr, length, prot)}: may split VMAs; notifiers see PROTECTION. Pins taken before stay.
      *
      * @throws ErrnoException {@code EINVAL} for an unaligned address or unknown bits, {@code ENOMEM} when part of
-     *                        the range is not mapped (nothing changes then)
+     *                        the range is not mapped, {@code EACCES} for {@code PROT_WRITE} on a shared mapping
+     *                        made while its file was sealed against writes (nothing changes then)
      */
     public void mprotect(long addr, long length, int prot) {
         MappingOps.mprotect(mm, addr, length, prot);

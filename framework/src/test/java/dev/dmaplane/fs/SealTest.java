@@ -3,6 +3,8 @@ package dev.dmaplane.fs;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.mm.AddressSpace;
+import dev.dmaplane.mm.Prot;
 import dev.dmaplane.trace.Tracer;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -54,6 +56,66 @@ class SealTest {
         byte[] one = new byte[1];
         f.read(0, MemorySegment.ofArray(one));
         assertEquals(7, one[0]);
+    }
+
+    /**
+     * fcntl(2): adding F_SEAL_WRITE fails with EBUSY while a writable shared mapping exists, and once it is set a
+     * new shared writable mmap fails with EPERM; a read-only shared mapping made then cannot be mprotect'ed
+     * writable (VM_MAYWRITE cleared by shmem's mmap: EACCES). Private mappings do not count.
+     */
+    @Test
+    void writeSealNeedsNoSharedWritableMappingAndKeepsNewOnesReadOnly() {
+        Inode f = fs.create("/memfd:w");
+        f.write(0, MemorySegment.ofArray(new byte[2 * 4096]));
+        try (AddressSpace as = new AddressSpace(mem, tracer, "p")) {
+            long shared = as.mmapFile(f, 0, 2 * 4096, Prot.PROT_READ | Prot.PROT_WRITE, true);
+            long priv = as.mmapFile(f, 0, 4096, Prot.PROT_READ | Prot.PROT_WRITE, false);
+            long readOnly = as.mmapFile(f, 0, 4096, Prot.PROT_READ, true);
+            assertEquals(Errno.EBUSY, errno(() -> f.addSeals(Inode.F_SEAL_WRITE | Inode.F_SEAL_SHRINK)));
+            assertEquals(0, f.seals(), "a refused F_ADD_SEALS adds none of its seals");
+            as.munmap(shared, 2 * 4096);
+            assertEquals(Errno.EBUSY, errno(() -> f.addSeals(Inode.F_SEAL_WRITE)),
+                    "a read-only shared mapping made before the seal may still become writable");
+            as.munmap(readOnly, 4096);
+            f.addSeals(Inode.F_SEAL_WRITE); // only the private copy-on-write mapping is left
+            as.write(priv, MemorySegment.ofArray(new byte[]{9}));
+            byte[] b = new byte[1];
+            f.read(0, MemorySegment.ofArray(b));
+            assertEquals(0, b[0], "a private mapping writes its own copy");
+
+            int before = as.vmas().size();
+            assertEquals(Errno.EPERM, errno(() -> as.mmapFile(f, 0, 4096, Prot.PROT_READ | Prot.PROT_WRITE, true)));
+            assertEquals(before, as.vmas().size(), "nothing mapped");
+            long ro = as.mmapFile(f, 0, 4096, Prot.PROT_READ, true);
+            assertEquals(Errno.EACCES, errno(() -> as.mprotect(ro, 4096, Prot.PROT_READ | Prot.PROT_WRITE)));
+            assertEquals(Prot.PROT_READ, as.findVma(ro).orElseThrow().prot(), "still read-only");
+            as.read(ro, MemorySegment.ofArray(b));
+            assertEquals(0, b[0]);
+        }
+    }
+
+    /**
+     * fcntl(2) F_SEAL_FUTURE_WRITE: write(2) and new writable shared mmaps fail with EPERM, while a writable shared
+     * mapping made before the seal keeps writing the file (even after it is split by a partial munmap).
+     */
+    @Test
+    void futureWriteSealKeepsExistingWritableMappings() {
+        Inode f = fs.create("/memfd:fw");
+        f.write(0, MemorySegment.ofArray(new byte[2 * 4096]));
+        try (AddressSpace as = new AddressSpace(mem, tracer, "p")) {
+            long w = as.mmapFile(f, 0, 2 * 4096, Prot.PROT_READ | Prot.PROT_WRITE, true);
+            f.addSeals(Inode.F_SEAL_FUTURE_WRITE);
+            assertEquals(Errno.EPERM, errno(() -> f.write(0, MemorySegment.ofArray(new byte[]{1}))));
+            assertEquals(Errno.EPERM, errno(() -> as.mmapFile(f, 0, 4096, Prot.PROT_READ | Prot.PROT_WRITE, true)));
+            as.munmap(w + 4096, 4096); // the mapping is replaced by its left part: not a new mapping
+            as.write(w, MemorySegment.ofArray(new byte[]{5}));
+            byte[] b = new byte[1];
+            f.read(0, MemorySegment.ofArray(b));
+            assertEquals(5, b[0], "the mapping made before the seal still writes the file");
+            long ro = as.mmapFile(f, 0, 4096, Prot.PROT_READ, true);
+            assertEquals(Errno.EACCES, errno(() -> as.mprotect(ro, 4096, Prot.PROT_READ | Prot.PROT_WRITE)));
+            assertEquals(Errno.EBUSY, errno(() -> f.addSeals(Inode.F_SEAL_WRITE)), "the old mapping still writes");
+        }
     }
 
     @Test

@@ -66,7 +66,7 @@ public final class MappingOps {
                     throw new ErrnoException(Errno.ENOMEM, "no free range of " + len + " bytes in " + mm.name);
                 }
             }
-            Region region = new Region(mm, addr, addr + len, prot, backing);
+            Region region = new Region(mm, addr, addr + len, prot, backing, mayWrite(backing, prot));
             Inode inode = region.inode();
             if (inode != null) {
                 inode.addMapper(region);
@@ -86,6 +86,26 @@ public final class MappingOps {
         } finally {
             mm.mmapLock.writeLock().unlock();
         }
+    }
+
+    /**
+     * {@code VM_MAYWRITE} of a new mapping, after shmem's seal check ({@code shmem_mmap}, {@code seal_check_write}):
+     * a shared mapping of a file sealed with {@code F_SEAL_WRITE} or {@code F_SEAL_FUTURE_WRITE} is refused with
+     * {@code EPERM} if writable, and never becomes writable otherwise.
+     */
+    private static boolean mayWrite(VmaBacking backing, int prot) {
+        if (!(backing instanceof VmaBacking.File f) || !f.shared() || f.inode() == null || f.inode().isDax()) {
+            return true;
+        }
+        Inode inode = f.inode();
+        if ((inode.seals() & (Inode.F_SEAL_WRITE | Inode.F_SEAL_FUTURE_WRITE)) == 0) {
+            return true;
+        }
+        if ((prot & Prot.PROT_WRITE) != 0) {
+            throw new ErrnoException(Errno.EPERM, "writable shared mapping of " + inode.path()
+                    + ", which is sealed against writes (seals 0x" + Integer.toHexString(inode.seals()) + ")");
+        }
+        return false;
     }
 
     /**
@@ -123,7 +143,8 @@ public final class MappingOps {
      * may have changed the VMAs before the hole).
      *
      * @throws ErrnoException {@code EINVAL} for an unaligned address or unknown bits, {@code ENOMEM} when part of
-     *                        the range is not mapped or it wraps, {@code EFAULT} after exit
+     *                        the range is not mapped or it wraps, {@code EACCES} for {@code PROT_WRITE} on a shared
+     *                        mapping without {@code VM_MAYWRITE}, {@code EFAULT} after exit
      */
     public static void mprotect(Mm mm, long addr, long length, int prot) {
         if ((addr & Mm.PAGE_MASK) != 0 || addr < 0) {
@@ -151,6 +172,15 @@ public final class MappingOps {
                 throw new ErrnoException(Errno.ENOMEM, "mprotect of 0x" + Long.toHexString(start) + "-0x"
                         + Long.toHexString(end) + " in " + mm.name + ": 0x" + Long.toHexString(hole)
                         + " is not mapped");
+            }
+            if ((prot & Prot.PROT_WRITE) != 0) {
+                for (Region r : hit) {
+                    if (r.shared() && !r.mayWrite) { // do_mprotect_pkey: VM_WRITE without VM_MAYWRITE
+                        throw new ErrnoException(Errno.EACCES, "mprotect(PROT_WRITE) of 0x" + Long.toHexString(r.start)
+                                + "-0x" + Long.toHexString(r.end) + ", a shared mapping of " + r.inode().path()
+                                + " made while it was sealed against writes");
+                    }
+                }
             }
             if (hit.stream().allMatch(r -> r.prot == prot)) {
                 return;

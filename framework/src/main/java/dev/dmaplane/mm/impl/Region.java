@@ -23,13 +23,19 @@ final class Region implements FileMapper {
     final long end;
     final int prot;
     final VmaBacking backing;
+    /**
+     * {@code VM_MAYWRITE}: {@code mprotect} may add {@code PROT_WRITE}. Cleared for a read-only shared mapping of a
+     * file sealed against writes when it was mapped, as shmem's mmap does; set otherwise.
+     */
+    final boolean mayWrite;
 
-    Region(Mm mm, long start, long end, int prot, VmaBacking backing) {
+    Region(Mm mm, long start, long end, int prot, VmaBacking backing, boolean mayWrite) {
         this.mm = mm;
         this.start = start;
         this.end = end;
         this.prot = prot;
         this.backing = backing;
+        this.mayWrite = mayWrite;
     }
 
     boolean anonymous() {
@@ -89,11 +95,16 @@ final class Region implements FileMapper {
             case VmaBacking.File f -> new VmaBacking.File(f.inode(), f.pgoff() + shift, f.shared());
             case VmaBacking.Dax d -> new VmaBacking.Dax(d.inode(), d.pgoff() + shift, d.shared());
         };
-        return new Region(mm, s, e, prot, b);
+        return new Region(mm, s, e, prot, b, mayWrite);
     }
 
     Region withProt(int newProt) {
-        return new Region(mm, start, end, newProt, backing);
+        return new Region(mm, start, end, newProt, backing, mayWrite);
+    }
+
+    @Override
+    public boolean sharedMayWrite() {
+        return shared() && mayWrite && inode() != null;
     }
 
     Vma toVma() {
