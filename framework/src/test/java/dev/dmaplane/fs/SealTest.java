@@ -28,6 +28,13 @@ class SealTest {
         mem.close();
     }
 
+    /** A new file of two zeroed pages. */
+    private Inode twoPages(String path) {
+        Inode f = fs.create(path);
+        f.write(0, MemorySegment.ofArray(new byte[2 * 4096]));
+        return f;
+    }
+
     private static Errno errno(Runnable r) {
         return assertThrows(ErrnoException.class, r::run).errno();
     }
@@ -65,8 +72,7 @@ class SealTest {
      */
     @Test
     void writeSealNeedsNoSharedWritableMappingAndKeepsNewOnesReadOnly() {
-        Inode f = fs.create("/memfd:w");
-        f.write(0, MemorySegment.ofArray(new byte[2 * 4096]));
+        Inode f = twoPages("/memfd:w");
         try (AddressSpace as = new AddressSpace(mem, tracer, "p")) {
             long shared = as.mmapFile(f, 0, 2 * 4096, Prot.PROT_READ | Prot.PROT_WRITE, true);
             long priv = as.mmapFile(f, 0, 4096, Prot.PROT_READ | Prot.PROT_WRITE, false);
@@ -100,8 +106,7 @@ class SealTest {
      */
     @Test
     void futureWriteSealKeepsExistingWritableMappings() {
-        Inode f = fs.create("/memfd:fw");
-        f.write(0, MemorySegment.ofArray(new byte[2 * 4096]));
+        Inode f = twoPages("/memfd:fw");
         try (AddressSpace as = new AddressSpace(mem, tracer, "p")) {
             long w = as.mmapFile(f, 0, 2 * 4096, Prot.PROT_READ | Prot.PROT_WRITE, true);
             f.addSeals(Inode.F_SEAL_FUTURE_WRITE);
