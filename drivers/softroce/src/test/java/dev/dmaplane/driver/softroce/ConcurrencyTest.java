@@ -25,7 +25,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Several connections driven by their own threads at once, in both directions, through the two engines: sends
- * with receive slots of their own and RDMA writes, every byte checked, receives in posting order per QP.
+ * with receive slots of their own and RDMA writes, every byte checked, receives in posting order per QP. Half the
+ * connections send from rxe0 to rxe1, half the other way, so that threads running one engine deliver to the other
+ * while another thread runs it (work queued for the holder, which runs it as it lets the engine go).
  */
 @Timeout(60)
 class ConcurrencyTest {
@@ -49,6 +51,15 @@ class ConcurrencyTest {
         return b;
     }
 
+    /** Even connections go from rxe0 to rxe1, odd ones back. */
+    private Hcas.Host from(int pair) {
+        return pair % 2 == 0 ? h.a : h.b;
+    }
+
+    private Hcas.Host to(int pair) {
+        return pair % 2 == 0 ? h.b : h.a;
+    }
+
     @Test
     void fourConnectionsWithTheirOwnThreadsMoveEveryByte() throws Exception {
         ConcurrentLinkedQueue<Throwable> failures = new ConcurrentLinkedQueue<>();
@@ -58,22 +69,24 @@ class ConcurrencyTest {
         long writeBase = 2L << 20;
         for (int k = 0; k < PAIRS; k++) {
             for (int i = 0; i < MSGS; i++) {
-                h.a.write(srcBase + ((long) k * MSGS + i) * LEN, msg(k, i));
+                from(k).write(srcBase + ((long) k * MSGS + i) * LEN, msg(k, i));
             }
         }
         for (int k = 0; k < PAIRS; k++) {
             int pair = k;
-            CompletionQueue scq = h.a.ctx.createCq(1024, null, 0);
-            CompletionQueue rcq = h.b.ctx.createCq(1024, null, 0);
-            QueuePair qa = h.a.pd.createQp(new QpInitAttr(scq, scq, null, new QpCap(64, 4, 2, 2, 0), QpType.RC, false));
-            QueuePair qb = h.b.pd.createQp(new QpInitAttr(rcq, rcq, null, new QpCap(4, MSGS, 2, 2, 0), QpType.RC, false));
-            Hcas.connect(qa, qb, h.b.gid, Hcas.ALL, 7, 7);
-            Hcas.connect(qb, qa, h.a.gid, Hcas.ALL, 7, 7);
+            Hcas.Host src = from(k);
+            Hcas.Host dst = to(k);
+            CompletionQueue scq = src.ctx.createCq(1024, null, 0);
+            CompletionQueue rcq = dst.ctx.createCq(1024, null, 0);
+            QueuePair qa = src.pd.createQp(new QpInitAttr(scq, scq, null, new QpCap(64, 4, 2, 2, 0), QpType.RC, false));
+            QueuePair qb = dst.pd.createQp(new QpInitAttr(rcq, rcq, null, new QpCap(4, MSGS, 2, 2, 0), QpType.RC, false));
+            Hcas.connect(qa, qb, dst.gid, Hcas.ALL, 7, 7);
+            Hcas.connect(qb, qa, src.gid, Hcas.ALL, 7, 7);
             Thread t = new Thread(() -> {
                 try {
                     List<RecvWr> recvs = new ArrayList<>();
                     for (int i = 0; i < MSGS; i++) {
-                        recvs.add(RecvWr.of(i, h.b.sge(recvBase + ((long) pair * MSGS + i) * LEN, LEN)));
+                        recvs.add(RecvWr.of(i, dst.sge(recvBase + ((long) pair * MSGS + i) * LEN, LEN)));
                     }
                     qb.postRecv(recvs);
                     int posted = 0;
@@ -83,11 +96,11 @@ class ConcurrencyTest {
                         assertTrue(System.nanoTime() < deadline, "pair " + pair + " stalled at " + done);
                         while (posted < 2 * MSGS && posted - done < 60) {
                             int i = posted / 2;
-                            long src = srcBase + ((long) pair * MSGS + i) * LEN;
+                            long at = srcBase + ((long) pair * MSGS + i) * LEN;
                             SendWr wr = posted % 2 == 0
-                                    ? new SendWr.Send(posted, List.of(h.a.sge(src, LEN)), SIGNALED, null)
-                                    : new SendWr.RdmaWrite(posted, List.of(h.a.sge(src, LEN)), SIGNALED,
-                                    h.b.buf + writeBase + ((long) pair * MSGS + i) * LEN, h.b.mr.rkey());
+                                    ? new SendWr.Send(posted, List.of(src.sge(at, LEN)), SIGNALED, null)
+                                    : new SendWr.RdmaWrite(posted, List.of(src.sge(at, LEN)), SIGNALED,
+                                    dst.buf + writeBase + ((long) pair * MSGS + i) * LEN, dst.mr.rkey());
                             qa.postSend(wr);
                             posted++;
                         }
@@ -122,8 +135,8 @@ class ConcurrencyTest {
         for (int k = 0; k < PAIRS; k++) {
             for (int i = 0; i < MSGS; i++) {
                 long slot = ((long) k * MSGS + i) * LEN;
-                assertArrayEquals(msg(k, i), h.b.read(recvBase + slot, LEN), "send " + k + "/" + i);
-                assertArrayEquals(msg(k, i), h.b.read(writeBase + slot, LEN), "write " + k + "/" + i);
+                assertArrayEquals(msg(k, i), to(k).read(recvBase + slot, LEN), "send " + k + "/" + i);
+                assertArrayEquals(msg(k, i), to(k).read(writeBase + slot, LEN), "write " + k + "/" + i);
             }
         }
     }
