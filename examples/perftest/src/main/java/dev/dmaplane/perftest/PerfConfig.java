@@ -19,9 +19,11 @@ import java.util.List;
  * @param txDepth     work requests outstanding per QP ({@code -t})
  * @param cqMod       signal one work request of every {@code cqMod} ({@code -Q}, bandwidth tests)
  * @param inlineSize  messages up to this size are posted with inline data ({@code -I}, SEND and RDMA WRITE; 0: none)
+ * @param postList    work requests per {@code postSend}, one doorbell each ({@code -l}, bandwidth tests; perftest's
+ *                    default 1); a multiple of {@code cqMod}, which it sets when {@code -Q} is not given
  */
 public record PerfConfig(Test test, int size, int iterations, boolean all, int qps, int duration, boolean reportGbits,
-                         int txDepth, int cqMod, int inlineSize) {
+                         int txDepth, int cqMod, int inlineSize, int postList) {
     /** Largest message ({@code -a} goes up to it, as perftest's 2^23). */
     public static final int MAX_SIZE = 8 << 20;
     /** Largest {@code -t}/{@code -q}: the soft HCA's queues are sized for it. */
@@ -82,8 +84,14 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         if (txDepth < 1 || txDepth > MAX_TX_DEPTH) {
             throw bad("invalid tx depth -t " + txDepth + ": must be 1.." + MAX_TX_DEPTH);
         }
+        if (postList < 1 || postList > txDepth) {
+            throw bad("invalid post list -l " + postList + ": must be 1..tx depth (" + txDepth + ")");
+        }
         if (cqMod < 1 || cqMod > txDepth) {
             throw bad("invalid CQ moderation -Q " + cqMod + ": must be 1..tx depth (" + txDepth + ")");
+        }
+        if (postList > 1 && postList % cqMod != 0) {
+            throw bad("invalid post list -l " + postList + ": must be a multiple of CQ moderation -Q " + cqMod);
         }
         if (inlineSize < 0) {
             throw bad("invalid inline size -I " + inlineSize + ": must be >= 0");
@@ -97,7 +105,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
     /** perftest's defaults for a tool: 65536 bytes for bandwidth, 2 for latency, 5000 / 1000 iterations. */
     public static PerfConfig defaults(Test test) {
         return new PerfConfig(test, test == Test.ATOMIC_BW ? 8 : test.latency ? 2 : 65536, test.latency ? 1000 : 5000,
-                false, 1, 0, false, test.latency ? 1 : 128, test.latency ? 1 : 100, 0);
+                false, 1, 0, false, test.latency ? 1 : 128, test.latency ? 1 : 100, 0, 1);
     }
 
     /** Parses {@code write_bw -s 65536 -n 1000 ...}; bad options are {@code EINVAL} naming the value. */
@@ -108,6 +116,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         Test test = Test.of(args[0]);
         PerfConfig d = defaults(test);
         int size = d.size, iters = d.iterations, qps = d.qps, duration = d.duration, tx = d.txDepth, inline = 0;
+        int postList = 1;
         Integer cqMod = null;
         boolean all = false, gbits = false;
         for (int i = 1; i < args.length; i++) {
@@ -122,11 +131,13 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
                 case "-t", "--tx-depth" -> tx = intArg(args, ++i, a);
                 case "-Q", "--cq-mod" -> cqMod = intArg(args, ++i, a);
                 case "-I", "--inline_size" -> inline = intArg(args, ++i, a);
+                case "-l", "--post_list" -> postList = intArg(args, ++i, a);
                 default -> throw bad("unknown option '" + a + "'");
             }
         }
-        int mod = cqMod != null ? cqMod : Math.min(d.cqMod, tx);
-        return new PerfConfig(test, size, iters, all, qps, duration, gbits, tx, mod, inline);
+        // perftest: a post list sets the CQ moderation to its size unless -Q was given
+        int mod = cqMod != null ? cqMod : postList > 1 ? postList : Math.min(d.cqMod, tx);
+        return new PerfConfig(test, size, iters, all, qps, duration, gbits, tx, mod, inline, postList);
     }
 
     private static int intArg(String[] args, int i, String opt) {
@@ -158,6 +169,6 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
     }
 
     public PerfConfig withSize(int s) {
-        return new PerfConfig(test, s, iterations, all, qps, duration, reportGbits, txDepth, cqMod, inlineSize);
+        return new PerfConfig(test, s, iterations, all, qps, duration, reportGbits, txDepth, cqMod, inlineSize, postList);
     }
 }

@@ -273,29 +273,34 @@ public final class Perftest {
                 if (completed[q] < target[q]) {
                     done = false;
                 }
-                long room = Math.min(cfg.txDepth() - (posted[q] - completed[q]), target[q] - posted[q]);
-                if (room <= 0) {
-                    continue;
-                }
-                batch.clear();
-                for (long i = posted[q]; i < posted[q] + room; i++) {
-                    boolean signaled = --toSignal[q] == 0 || i + 1 == target[q];
-                    if (toSignal[q] == 0) {
-                        toSignal[q] = mod;
+                // as perftest's run_iter_bw: whole post lists (-l) while they fit the send queue, each one postSend
+                // and one doorbell; the last list of a counted run may be short
+                while (true) {
+                    long room = cfg.txDepth() - (posted[q] - completed[q]);
+                    long list = Math.min(cfg.postList(), target[q] - posted[q]);
+                    if (list <= 0 || room < list) {
+                        break;
                     }
-                    batch.add(wrs[q][signaled ? 1 : 0][nextSlot[q]]);
-                    if (++nextSlot[q] == depth) {
-                        nextSlot[q] = 0;
-                    }
-                    if (signaled) {
-                        signaledAt[q][sigTail[q]] = i;
-                        if (++sigTail[q] == depth) {
-                            sigTail[q] = 0;
+                    batch.clear();
+                    for (long i = posted[q]; i < posted[q] + list; i++) {
+                        boolean signaled = --toSignal[q] == 0 || i + 1 == target[q];
+                        if (toSignal[q] == 0) {
+                            toSignal[q] = mod;
+                        }
+                        batch.add(wrs[q][signaled ? 1 : 0][nextSlot[q]]);
+                        if (++nextSlot[q] == depth) {
+                            nextSlot[q] = 0;
+                        }
+                        if (signaled) {
+                            signaledAt[q][sigTail[q]] = i;
+                            if (++sigTail[q] == depth) {
+                                sigTail[q] = 0;
+                            }
                         }
                     }
+                    c.qps[q].postSend(batch);
+                    posted[q] += list;
                 }
-                c.qps[q].postSend(batch); // one doorbell for the whole batch
-                posted[q] += room;
             }
             if (done) {
                 break;
@@ -742,6 +747,9 @@ public final class Perftest {
         b.append(String.format(" TX depth       : %d%n", cfg.txDepth()));
         if (!cfg.test().latency) {
             b.append(String.format(" CQ Moderation  : %d%n", cfg.cqMod()));
+            if (cfg.postList() > 1) {
+                b.append(String.format(" Post List      : %d%n", cfg.postList()));
+            }
         }
         b.append(String.format(" Mtu            : %d[B]%n", c.ctx.queryPort(1).activeMtu().bytes()));
         if (cfg.inlineSize() > 0) {

@@ -221,6 +221,26 @@ class PerftestTest {
         assertBad("invalid inline size -I -1", "write_bw", "-I", "-1");
         assertBad("invalid inline size -I 8 for read_bw: inline data is for SEND and RDMA WRITE", "read_bw", "-I", "8");
         assertBad("invalid inline size -I 8 for atomic_bw", "atomic_bw", "-I", "8");
+        assertBad("invalid post list -l 0: must be 1..tx depth (128)", "write_bw", "-l", "0");
+        assertBad("invalid post list -l 64: must be 1..tx depth (32)", "write_bw", "-t", "32", "-l", "64");
+        assertBad("invalid post list -l 12: must be a multiple of CQ moderation -Q 8", "write_bw", "-l", "12", "-Q", "8");
+    }
+
+    /**
+     * perftest's post list ({@code -l}, perftest_parameters.c): the CQ moderation becomes its size unless -Q is
+     * given, and a run posts whole lists while they fit the send queue, the last one of a counted run short.
+     */
+    @Test
+    void postListsSetTheCqModerationAndMoveEveryIteration() {
+        PerfConfig c = PerfConfig.parse("write_bw", "-t", "32", "-l", "16");
+        assertEquals(16, c.postList());
+        assertEquals(16, c.cqMod(), "CQ moderation = post list size when -Q is not given");
+        assertEquals(8, PerfConfig.parse("write_bw", "-t", "32", "-l", "16", "-Q", "8").cqMod());
+        assertEquals(1, PerfConfig.parse("write_bw").postList(), "perftest's default: one work request per post");
+
+        PerfResult r = run("write_bw", "-s", "64", "-n", "100", "-t", "32", "-l", "16");
+        assertEquals(100, r.rows().getFirst().iterations(), "six lists of 16 and one of 4");
+        assertTrue(r.report().contains(" Post List      : 16\n"), r.report());
     }
 
     @ParameterizedTest

@@ -26,7 +26,10 @@ public final class PerfCommands {
         this.core = core;
     }
 
-    /** {@code perf TEST [-s N] [-n N] [-a] [-q N] [-D S] [-t N] [-Q N] [--report_gbits]}; bad options: EINVAL. */
+    /**
+     * {@code perf TEST [-s N] [-n N] [-a] [-q N] [-D S] [-t N] [-Q N] [-l N] [-I N] [--report_gbits]}; bad options:
+     * EINVAL.
+     */
     public String perf(String... args) {
         return Perftest.run(machine, core, PerfConfig.parse(args)).report();
     }
