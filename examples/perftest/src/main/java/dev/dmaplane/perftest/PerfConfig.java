@@ -35,7 +35,13 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         WRITE_BW("write_bw", "RDMA_Write BW Test", false), READ_BW("read_bw", "RDMA_Read BW Test", false),
         SEND_BW("send_bw", "Send BW Test", false), ATOMIC_BW("atomic_bw", "Atomic FETCH_AND_ADD BW Test", false),
         WRITE_LAT("write_lat", "RDMA_Write Latency Test", true), READ_LAT("read_lat", "RDMA_Read Latency Test", true),
-        SEND_LAT("send_lat", "Send Latency Test", true);
+        SEND_LAT("send_lat", "Send Latency Test", true),
+        ATOMIC_LAT("atomic_lat", "Atomic FETCH_AND_ADD Latency Test", true);
+
+        /** Whether its messages are 8-byte atomics. */
+        public boolean atomic() {
+            return this == ATOMIC_BW || this == ATOMIC_LAT;
+        }
 
         public final String tool;
         public final String title;
@@ -55,7 +61,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
                 }
             }
             throw new ErrnoException(Errno.EINVAL, "perftest: unknown test '" + name + "' (one of write_bw, read_bw,"
-                    + " send_bw, atomic_bw, write_lat, read_lat, send_lat)");
+                    + " send_bw, atomic_bw, write_lat, read_lat, send_lat, atomic_lat)");
         }
     }
 
@@ -66,8 +72,8 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         if (size < 1 || size > MAX_SIZE) {
             throw bad("invalid size -s " + size + ": must be 1.." + MAX_SIZE);
         }
-        if (test == Test.ATOMIC_BW && size != 8) {
-            throw bad("invalid size -s " + size + " for atomic_bw: atomics are 8 bytes");
+        if (test.atomic() && size != 8) {
+            throw bad("invalid size -s " + size + " for " + test.tool + ": atomics are 8 bytes");
         }
         if (iterations < 1) {
             throw bad("invalid iterations -n " + iterations + ": must be >= 1");
@@ -96,7 +102,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         if (inlineSize < 0) {
             throw bad("invalid inline size -I " + inlineSize + ": must be >= 0");
         }
-        if (inlineSize > 0 && (test == Test.READ_BW || test == Test.READ_LAT || test == Test.ATOMIC_BW)) {
+        if (inlineSize > 0 && (test == Test.READ_BW || test == Test.READ_LAT || test.atomic())) {
             throw bad("invalid inline size -I " + inlineSize + " for " + test.tool + ": inline data is for SEND and"
                     + " RDMA WRITE");
         }
@@ -104,7 +110,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
 
     /** perftest's defaults for a tool: 65536 bytes for bandwidth, 2 for latency, 5000 / 1000 iterations. */
     public static PerfConfig defaults(Test test) {
-        return new PerfConfig(test, test == Test.ATOMIC_BW ? 8 : test.latency ? 2 : 65536, test.latency ? 1000 : 5000,
+        return new PerfConfig(test, test.atomic() ? 8 : test.latency ? 2 : 65536, test.latency ? 1000 : 5000,
                 false, 1, 0, false, test.latency ? 1 : 128, test.latency ? 1 : 100, 0, 1);
     }
 
@@ -158,7 +164,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
     /** The sizes to run: {@code size}, or every power of two 2 .. 8 MiB with {@code -a} (atomics: 8). */
     public List<Integer> sizes() {
         List<Integer> out = new ArrayList<>();
-        if (!all || test == Test.ATOMIC_BW) {
+        if (!all || test.atomic()) {
             out.add(size);
         } else {
             for (int s = 2; s <= MAX_SIZE; s <<= 1) {

@@ -94,6 +94,7 @@ public final class Perftest {
                     case WRITE_LAT -> writeLat(one, c, s, beforeCheck);
                     case READ_LAT -> readLat(one, c, s, beforeCheck);
                     case SEND_LAT -> sendLat(one, c, s, beforeCheck);
+                    case ATOMIC_LAT -> atomicLat(one, c, s, beforeCheck);
                 };
                 rows.add(row);
                 out.append(format(cfg, row)).append('\n');
@@ -510,6 +511,36 @@ public final class Perftest {
         same(cfg, 0, pc, s.read(s.dst(0), size), "target buffer on " + SERVER);
         same(cfg, 0, ps, c.read(c.dst(0), size), "target buffer on " + CLIENT);
         return ping.stats(size);
+    }
+
+    /**
+     * ib_atomic_lat: one FETCH_AND_ADD of 1 at a time on the server's counter, the whole round trip timed. Each
+     * returns the counter before its add, checked once the sample is taken; the counter ends at the number done.
+     */
+    private static PerfResult.Lat atomicLat(PerfConfig cfg, Side c, Side s, BeforeCheck beforeCheck) {
+        s.write(s.dst(0), new byte[8]);
+        Ping ping = new Ping(cfg);
+        long done = 0;
+        for (long i = 0; ping.more(i); i++) {
+            long t0 = System.nanoTime();
+            c.qps[0].postSend(List.of(new SendWr.AtomicFetchAndAdd(i, List.of(c.sge(c.dst(0), 8)), SendFlags.SIGNALED,
+                    s.dst(0), s.mr.rkey(), 1)));
+            waitCq(c.cq, 1, ping);
+            ping.add(System.nanoTime() - t0);
+            long before = MemorySegment.ofArray(c.read(c.dst(0), 8)).get(ValueLayout.JAVA_LONG_UNALIGNED, 0);
+            if (before != i) {
+                throw new ErrnoException(Errno.EIO, "perftest: atomic_lat fetch-and-add " + i + " returned " + before
+                        + ", not the " + i + " adds before it");
+            }
+            done = i + 1;
+        }
+        beforeCheck.run(cfg, c, s);
+        long v = MemorySegment.ofArray(s.read(s.dst(0), 8)).get(ValueLayout.JAVA_LONG_UNALIGNED, 0);
+        if (v != done) {
+            throw new ErrnoException(Errno.EIO, "perftest: atomic_lat: counter on " + SERVER + " is " + v + " after "
+                    + done + " fetch-and-adds of 1");
+        }
+        return ping.stats(8);
     }
 
     private static PerfResult.Lat readLat(PerfConfig cfg, Side c, Side s, BeforeCheck beforeCheck) {

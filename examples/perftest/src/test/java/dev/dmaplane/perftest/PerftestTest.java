@@ -163,6 +163,29 @@ class PerftestTest {
                 "the machine is fine afterwards: the next run checks out");
     }
 
+    /**
+     * ib_atomic_lat: one 8-byte FETCH_AND_ADD at a time, the round trip timed; each returns the counter as the adds
+     * before it left it, and the server's counter ends at the number of adds.
+     */
+    @Test
+    void atomicLatencyTimesOneFetchAndAddAtATimeAndChecksTheCounter() {
+        PerfResult r = run("atomic_lat", "-n", "200");
+        assertTrue(r.report().contains("Atomic FETCH_AND_ADD Latency Test") && r.report().contains(LAT_COLUMNS + "\n"),
+                r.report());
+        PerfResult.Lat l = assertInstanceOf(PerfResult.Lat.class, r.rows().getFirst());
+        assertEquals(8, l.bytes());
+        assertEquals(200, l.iterations());
+        assertTrue(l.tMin() > 0 && l.tMin() <= l.tTypical() && l.tTypical() <= l.tMax(), l.toString());
+
+        ErrnoException e = assertThrows(ErrnoException.class,
+                () -> Perftest.run(machine, core, PerfConfig.parse("atomic_lat", "-n", "50"), CORRUPT));
+        assertEquals(Errno.EIO, e.errno());
+        assertTrue(e.getMessage().startsWith("EIO: perftest: atomic_lat: counter on rxe1 is ")
+                && e.getMessage().endsWith(" after 50 fetch-and-adds of 1"), e.getMessage());
+        assertBad("invalid size -s 16 for atomic_lat: atomics are 8 bytes", "atomic_lat", "-s", "16");
+        assertBad("invalid inline size -I 8 for atomic_lat", "atomic_lat", "-I", "8");
+    }
+
     @Test
     void aCorruptedAtomicCounterFailsTheCheckWithEio() {
         ErrnoException e = assertThrows(ErrnoException.class,
