@@ -21,9 +21,11 @@ import java.util.List;
  * @param inlineSize  messages up to this size are posted with inline data ({@code -I}, SEND and RDMA WRITE; 0: none)
  * @param postList    work requests per {@code postSend}, one doorbell each ({@code -l}, bandwidth tests; perftest's
  *                    default 1); a multiple of {@code cqMod}, which it sets when {@code -Q} is not given
+ * @param bidirectional both ends send at once and the row sums both directions ({@code -b}; RDMA WRITE, READ and
+ *                    atomic bandwidth tests)
  */
 public record PerfConfig(Test test, int size, int iterations, boolean all, int qps, int duration, boolean reportGbits,
-                         int txDepth, int cqMod, int inlineSize, int postList) {
+                         int txDepth, int cqMod, int inlineSize, int postList, boolean bidirectional) {
     /** Largest message ({@code -a} goes up to it, as perftest's 2^23). */
     public static final int MAX_SIZE = 8 << 20;
     /** Largest {@code -t}/{@code -q}: the soft HCA's queues are sized for it. */
@@ -99,6 +101,13 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         if (postList > 1 && postList % cqMod != 0) {
             throw bad("invalid post list -l " + postList + ": must be a multiple of CQ moderation -Q " + cqMod);
         }
+        if (bidirectional && test.latency) {
+            throw bad("invalid option -b for " + test.tool + ": bidirectional runs are for bandwidth tests");
+        }
+        if (bidirectional && test == Test.SEND_BW) {
+            throw bad("invalid option -b for send_bw: not supported here (each end would take the receives of one"
+                    + " direction and the send completions of the other from its one CQ)");
+        }
         if (inlineSize < 0) {
             throw bad("invalid inline size -I " + inlineSize + ": must be >= 0");
         }
@@ -111,7 +120,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
     /** perftest's defaults for a tool: 65536 bytes for bandwidth, 2 for latency, 5000 / 1000 iterations. */
     public static PerfConfig defaults(Test test) {
         return new PerfConfig(test, test.atomic() ? 8 : test.latency ? 2 : 65536, test.latency ? 1000 : 5000,
-                false, 1, 0, false, test.latency ? 1 : 128, test.latency ? 1 : 100, 0, 1);
+                false, 1, 0, false, test.latency ? 1 : 128, test.latency ? 1 : 100, 0, 1, false);
     }
 
     /** Parses {@code write_bw -s 65536 -n 1000 ...}; bad options are {@code EINVAL} naming the value. */
@@ -124,12 +133,13 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         int size = d.size, iters = d.iterations, qps = d.qps, duration = d.duration, tx = d.txDepth, inline = 0;
         int postList = 1;
         Integer cqMod = null;
-        boolean all = false, gbits = false;
+        boolean all = false, gbits = false, duplex = false;
         for (int i = 1; i < args.length; i++) {
             String a = args[i];
             switch (a) {
                 case "-a", "--all" -> all = true;
                 case "--report_gbits" -> gbits = true;
+                case "-b", "--bidirectional" -> duplex = true;
                 case "-s", "--size" -> size = intArg(args, ++i, a);
                 case "-n", "--iters" -> iters = intArg(args, ++i, a);
                 case "-q", "--qp" -> qps = intArg(args, ++i, a);
@@ -143,7 +153,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         }
         // perftest: a post list sets the CQ moderation to its size unless -Q was given
         int mod = cqMod != null ? cqMod : postList > 1 ? postList : Math.min(d.cqMod, tx);
-        return new PerfConfig(test, size, iters, all, qps, duration, gbits, tx, mod, inline, postList);
+        return new PerfConfig(test, size, iters, all, qps, duration, gbits, tx, mod, inline, postList, duplex);
     }
 
     private static int intArg(String[] args, int i, String opt) {
@@ -175,6 +185,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
     }
 
     public PerfConfig withSize(int s) {
-        return new PerfConfig(test, s, iterations, all, qps, duration, reportGbits, txDepth, cqMod, inlineSize, postList);
+        return new PerfConfig(test, s, iterations, all, qps, duration, reportGbits, txDepth, cqMod, inlineSize, postList,
+                bidirectional);
     }
 }

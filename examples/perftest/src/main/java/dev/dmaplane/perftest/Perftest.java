@@ -90,7 +90,8 @@ public final class Perftest {
             for (int size : cfg.sizes()) {
                 PerfConfig one = cfg.withSize(size);
                 PerfResult.Row row = switch (cfg.test()) {
-                    case WRITE_BW, READ_BW, SEND_BW, ATOMIC_BW -> bw(one, c, s, beforeCheck);
+                    case WRITE_BW, READ_BW, SEND_BW, ATOMIC_BW -> cfg.bidirectional()
+                            ? bidirectional(one, c, s, beforeCheck) : bw(one, c, s, beforeCheck);
                     case WRITE_LAT -> writeLat(one, c, s, beforeCheck);
                     case READ_LAT -> readLat(one, c, s, beforeCheck);
                     case SEND_LAT -> sendLat(one, c, s, beforeCheck);
@@ -108,6 +109,8 @@ public final class Perftest {
 
     /** One end: address space, context, PD, CQ, per QP a send region and a receive region. */
     static final class Side implements AutoCloseable {
+        /** The RDMA device this end runs on. */
+        final String name;
         final AddressSpace mm;
         final VerbsContext ctx;
         final ProtectionDomain pd;
@@ -129,6 +132,7 @@ public final class Perftest {
                 throw new ErrnoException(Errno.EINVAL, "perftest: invalid inline size -I " + cfg.inlineSize() + ": "
                         + dev + " takes at most " + maxInline + " bytes inline");
             }
+            name = dev;
             mm = machine.newAddressSpace("perftest-" + dev);
             ctx = device.open(mm);
             this.region = region;
@@ -195,6 +199,56 @@ public final class Perftest {
     // ---------------------------------------------------------------- bandwidth
 
     private static PerfResult.Bw bw(PerfConfig cfg, Side c, Side s, BeforeCheck beforeCheck) {
+        Flow f = flow(cfg, c, s);
+        beforeCheck.run(cfg, c, s);
+        verify(cfg, c, s, f);
+        return f.row(cfg);
+    }
+
+    /**
+     * {@code -b}: both ends send at once, each from a thread of its own over the same QPs (RC QPs carry both
+     * directions), and the row sums both directions, as perftest's duplex report does. The bytes of both are checked
+     * once both ended.
+     */
+    private static PerfResult.Bw bidirectional(PerfConfig cfg, Side c, Side s, BeforeCheck beforeCheck) {
+        AtomicReference<Flow> back = new AtomicReference<>();
+        AtomicReference<Throwable> failure = new AtomicReference<>();
+        Thread server = Thread.ofPlatform().name("perftest-" + s.name).start(() -> {
+            try {
+                back.set(flow(cfg, s, c));
+            } catch (Throwable e) {
+                failure.set(e);
+            }
+        });
+        Flow there;
+        try {
+            there = flow(cfg, c, s);
+        } finally {
+            join(server);
+        }
+        rethrow(failure);
+        Flow home = back.get();
+        beforeCheck.run(cfg, c, s);
+        verify(cfg, c, s, there);
+        verify(cfg, s, c, home);
+        long iters = there.iters + home.iters;
+        double rate = there.iters / there.secs + home.iters / home.secs;
+        double peak = Math.max(there.peak + home.peak, rate * cfg.size());
+        return new PerfResult.Bw(cfg.size(), iters, unit(cfg, peak), unit(cfg, rate * cfg.size()), rate / 1e6);
+    }
+
+    /**
+     * One direction's bandwidth run, {@code c} posting to {@code s}: what it did in the measured part and what the
+     * byte check needs.
+     */
+    private record Flow(long iters, double secs, double peak, byte[][] pattern, long[] completed) {
+        PerfResult.Bw row(PerfConfig cfg) {
+            double avg = iters * (double) cfg.size() / secs;
+            return new PerfResult.Bw(cfg.size(), iters, unit(cfg, Math.max(peak, avg)), unit(cfg, avg), iters / secs / 1e6);
+        }
+    }
+
+    private static Flow flow(PerfConfig cfg, Side c, Side s) {
         int size = cfg.size();
         int nq = cfg.qps();
         byte[][] pattern = new byte[nq][];
@@ -376,12 +430,8 @@ public final class Perftest {
                 }
             }
         }
-        beforeCheck.run(cfg, c, s);
-        verify(cfg, c, s, pattern, completed);
         double secs = (toTime - fromTime) / 1e9;
-        double avg = iters * (double) size / secs;
-        peak = Math.max(peak, avg);
-        return new PerfResult.Bw(size, iters, unit(cfg, peak), unit(cfg, avg), iters / secs / 1e6);
+        return new Flow(iters, secs, peak, pattern, completed);
     }
 
     /**
@@ -402,7 +452,7 @@ public final class Perftest {
         return switch (cfg.test()) {
             case WRITE_BW, SEND_BW -> List.of(c.sge(c.src(q), cfg.size()));
             case READ_BW -> List.of(c.sge(c.dst(q), cfg.size()));
-            case ATOMIC_BW -> List.of(c.sge(c.dst(q), 8));
+            case ATOMIC_BW -> List.of(c.sge(c.src(q), 8)); // the fetched values; dst(q) is this end's counter
             default -> throw new IllegalStateException();
         };
     }
@@ -427,15 +477,18 @@ public final class Perftest {
         return l;
     }
 
-    private static void verify(PerfConfig cfg, Side c, Side s, byte[][] pattern, long[] completed) {
+    /** The byte check of the flow {@code c} posted to {@code s}. */
+    private static void verify(PerfConfig cfg, Side c, Side s, Flow f) {
+        byte[][] pattern = f.pattern();
+        long[] completed = f.completed();
         for (int q = 0; q < cfg.qps(); q++) {
             switch (cfg.test()) {
-                case WRITE_BW, SEND_BW -> same(cfg, q, pattern[q], s.read(s.dst(q), cfg.size()), "target buffer on " + SERVER);
-                case READ_BW -> same(cfg, q, pattern[q], c.read(c.dst(q), cfg.size()), "read buffer on " + CLIENT);
+                case WRITE_BW, SEND_BW -> same(cfg, q, pattern[q], s.read(s.dst(q), cfg.size()), "target buffer on " + s.name);
+                case READ_BW -> same(cfg, q, pattern[q], c.read(c.dst(q), cfg.size()), "read buffer on " + c.name);
                 case ATOMIC_BW -> {
                     long v = MemorySegment.ofArray(s.read(s.dst(q), 8)).get(ValueLayout.JAVA_LONG_UNALIGNED, 0);
                     if (v != completed[q]) {
-                        throw new ErrnoException(Errno.EIO, "perftest: atomic_bw QP " + q + ": counter on " + SERVER
+                        throw new ErrnoException(Errno.EIO, "perftest: atomic_bw QP " + q + ": counter on " + s.name
                                 + " is " + v + " after " + completed[q] + " fetch-and-adds of 1");
                     }
                 }
@@ -771,7 +824,8 @@ public final class Perftest {
     private static String header(PerfConfig cfg, Side c, Side s) {
         StringBuilder b = new StringBuilder();
         b.append(LINE).append('\n');
-        b.append(" ".repeat(Math.max(0, (87 - cfg.test().title.length()) / 2))).append(cfg.test().title).append('\n');
+        String title = cfg.bidirectional() ? cfg.test().title.replace(" BW Test", " Bidirectional BW Test") : cfg.test().title;
+        b.append(" ".repeat(Math.max(0, (87 - title.length()) / 2))).append(title).append('\n');
         b.append(String.format(" Device         : %s -> %s%n", CLIENT, SERVER));
         b.append(String.format(" Number of qps  : %d\t\tTransport type : IB%n", cfg.qps()));
         b.append(String.format(" Connection type: RC\t\tUsing SRQ      : OFF%n"));

@@ -186,6 +186,28 @@ class PerftestTest {
         assertBad("invalid inline size -I 8 for atomic_lat", "atomic_lat", "-I", "8");
     }
 
+    /**
+     * perftest's {@code -b}: both ends send at once over the same RC QPs, the row sums both directions, and the bytes
+     * (or counters) of both directions are checked.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"write_bw", "read_bw", "atomic_bw"})
+    void bidirectionalRunsBothWaysAndSumsThem(String tool) {
+        PerfResult r = run(tool, "-b", "-n", "100", "-t", "16", "-Q", "4");
+        assertTrue(r.report().contains(" Bidirectional BW Test\n"), r.report());
+        assertEquals(200, r.rows().getFirst().iterations(), "100 each way");
+    }
+
+    @Test
+    void bidirectionalChecksBothDirectionsAndRefusesWhatItCannotRun() {
+        ErrnoException e = assertThrows(ErrnoException.class,
+                () -> Perftest.run(machine, core, PerfConfig.parse("write_bw", "-b", "-s", "100", "-n", "20"), CORRUPT));
+        assertEquals(Errno.EIO, e.errno());
+        assertTrue(e.getMessage().endsWith(" differs from the source at byte 7"), e.getMessage());
+        assertBad("invalid option -b for write_lat: bidirectional runs are for bandwidth tests", "write_lat", "-b");
+        assertBad("invalid option -b for send_bw: not supported here", "send_bw", "-b");
+    }
+
     @Test
     void aCorruptedAtomicCounterFailsTheCheckWithEio() {
         ErrnoException e = assertThrows(ErrnoException.class,

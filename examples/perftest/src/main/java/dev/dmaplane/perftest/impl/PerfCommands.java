@@ -27,7 +27,7 @@ public final class PerfCommands {
     }
 
     /**
-     * {@code perf TEST [-s N] [-n N] [-a] [-q N] [-D S] [-t N] [-Q N] [-l N] [-I N] [--report_gbits]}; bad options:
+     * {@code perf TEST [-s N] [-n N] [-a] [-q N] [-D S] [-t N] [-Q N] [-l N] [-I N] [-b] [--report_gbits]}; bad options:
      * EINVAL.
      */
     public String perf(String... args) {
