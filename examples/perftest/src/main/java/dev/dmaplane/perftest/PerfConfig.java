@@ -21,8 +21,7 @@ import java.util.List;
  * @param inlineSize  messages up to this size are posted with inline data ({@code -I}, SEND and RDMA WRITE; 0: none)
  * @param postList    work requests per {@code postSend}, one doorbell each ({@code -l}, bandwidth tests; perftest's
  *                    default 1); a multiple of {@code cqMod}, which it sets when {@code -Q} is not given
- * @param bidirectional both ends send at once and the row sums both directions ({@code -b}; RDMA WRITE, READ and
- *                    atomic bandwidth tests)
+ * @param bidirectional both ends send at once and the row sums both directions ({@code -b}, bandwidth tests)
  */
 public record PerfConfig(Test test, int size, int iterations, boolean all, int qps, int duration, boolean reportGbits,
                          int txDepth, int cqMod, int inlineSize, int postList, boolean bidirectional) {
@@ -103,10 +102,6 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         }
         if (bidirectional && test.latency) {
             throw bad("invalid option -b for " + test.tool + ": bidirectional runs are for bandwidth tests");
-        }
-        if (bidirectional && test == Test.SEND_BW) {
-            throw bad("invalid option -b for send_bw: not supported here (each end would take the receives of one"
-                    + " direction and the send completions of the other from its one CQ)");
         }
         if (inlineSize < 0) {
             throw bad("invalid inline size -I " + inlineSize + ": must be >= 0");

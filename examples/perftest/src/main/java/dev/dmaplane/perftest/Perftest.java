@@ -114,7 +114,13 @@ public final class Perftest {
         final AddressSpace mm;
         final VerbsContext ctx;
         final ProtectionDomain pd;
+        /** Send completions, and receive completions too but for send_bw. */
         final CompletionQueue cq;
+        /**
+         * send_bw's receive completions: a CQ of their own, as perftest gives SEND tests a {@code recv_cq}, so that
+         * with {@code -b} the end that sends one way and the one that receives it never poll the same CQ.
+         */
+        final CompletionQueue rcq;
         final long buf;
         final long region;
         final long length;
@@ -140,13 +146,14 @@ public final class Perftest {
             rqDepth = Math.max(cfg.txDepth(), 16);
             pd = ctx.allocPd();
             cq = ctx.createCq(Math.max(cfg.qps() * (sqDepth + rqDepth) + 16, 64), null, 0);
+            rcq = cfg.test() == PerfConfig.Test.SEND_BW ? ctx.createCq(Math.max(cfg.qps() * rqDepth + 16, 64), null, 0) : cq;
             length = 2 * region * cfg.qps();
             buf = mm.mmapAnonymous(length, Prot.PROT_READ | Prot.PROT_WRITE);
             mr = pd.regMr(buf, length, ALL);
             gid = ctx.queryGid(1, 1);
             qps = new QueuePair[cfg.qps()];
             for (int q = 0; q < qps.length; q++) {
-                qps[q] = pd.createQp(new QpInitAttr(cq, cq, null, new QpCap(sqDepth, rqDepth, 1, 1, Math.max(64, cfg.inlineSize())), QpType.RC,
+                qps[q] = pd.createQp(new QpInitAttr(cq, rcq, null, new QpCap(sqDepth, rqDepth, 1, 1, Math.max(64, cfg.inlineSize())), QpType.RC,
                         false));
             }
         }
@@ -375,7 +382,7 @@ public final class Perftest {
                 completed[q] = at + 1;
             }
             if (cfg.test() == PerfConfig.Test.SEND_BW) {
-                for (WorkCompletion wc : s.cq.poll(64)) {
+                for (WorkCompletion wc : s.rcq.poll(64)) {
                     check(wc);
                     int q = (int) (wc.wrId() >>> 40);
                     received[q]++;
@@ -421,7 +428,7 @@ public final class Perftest {
         if (cfg.test() == PerfConfig.Test.SEND_BW) {
             long want = sum(posted);
             while (sum(received) < want) {
-                for (WorkCompletion wc : s.cq.poll(64)) {
+                for (WorkCompletion wc : s.rcq.poll(64)) {
                     check(wc);
                     received[(int) (wc.wrId() >>> 40)]++;
                 }
