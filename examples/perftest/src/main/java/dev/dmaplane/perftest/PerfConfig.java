@@ -2,6 +2,7 @@ package dev.dmaplane.perftest;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.verbs.QpType;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -22,9 +23,11 @@ import java.util.List;
  * @param postList    work requests per {@code postSend}, one doorbell each ({@code -l}, bandwidth tests; perftest's
  *                    default 1); a multiple of {@code cqMod}, which it sets when {@code -Q} is not given
  * @param bidirectional both ends send at once and the row sums both directions ({@code -b}, bandwidth tests)
+ * @param connection  the QPs' transport ({@code -c RC|UC|UD}): UC takes SEND and RDMA WRITE, UD only SEND
  */
 public record PerfConfig(Test test, int size, int iterations, boolean all, int qps, int duration, boolean reportGbits,
-                         int txDepth, int cqMod, int inlineSize, int postList, boolean bidirectional) {
+                         int txDepth, int cqMod, int inlineSize, int postList, boolean bidirectional,
+                         QpType connection) {
     /** Largest message ({@code -a} goes up to it, as perftest's 2^23). */
     public static final int MAX_SIZE = 8 << 20;
     /** Largest {@code -t}/{@code -q}: the soft HCA's queues are sized for it. */
@@ -100,6 +103,16 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         if (postList > 1 && postList % cqMod != 0) {
             throw bad("invalid post list -l " + postList + ": must be a multiple of CQ moderation -Q " + cqMod);
         }
+        if (connection == null || (connection != QpType.RC && connection != QpType.UC && connection != QpType.UD)) {
+            throw bad("invalid connection type -c " + connection + ": RC, UC or UD");
+        }
+        if (connection == QpType.UC && !(test == Test.WRITE_BW || test == Test.SEND_BW || test == Test.WRITE_LAT
+                || test == Test.SEND_LAT)) {
+            throw bad("invalid connection type -c UC for " + test.tool + ": UC carries SEND and RDMA WRITE only");
+        }
+        if (connection == QpType.UD && !(test == Test.SEND_BW || test == Test.SEND_LAT)) {
+            throw bad("invalid connection type -c UD for " + test.tool + ": UD carries SEND only");
+        }
         if (bidirectional && test.latency) {
             throw bad("invalid option -b for " + test.tool + ": bidirectional runs are for bandwidth tests");
         }
@@ -115,7 +128,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
     /** perftest's defaults for a tool: 65536 bytes for bandwidth, 2 for latency, 5000 / 1000 iterations. */
     public static PerfConfig defaults(Test test) {
         return new PerfConfig(test, test.atomic() ? 8 : test.latency ? 2 : 65536, test.latency ? 1000 : 5000,
-                false, 1, 0, false, test.latency ? 1 : 128, test.latency ? 1 : 100, 0, 1, false);
+                false, 1, 0, false, test.latency ? 1 : 128, test.latency ? 1 : 100, 0, 1, false, QpType.RC);
     }
 
     /** Parses {@code write_bw -s 65536 -n 1000 ...}; bad options are {@code EINVAL} naming the value. */
@@ -127,6 +140,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         PerfConfig d = defaults(test);
         int size = d.size, iters = d.iterations, qps = d.qps, duration = d.duration, tx = d.txDepth, inline = 0;
         int postList = 1;
+        QpType connection = QpType.RC;
         Integer cqMod = null;
         boolean all = false, gbits = false, duplex = false;
         for (int i = 1; i < args.length; i++) {
@@ -135,6 +149,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
                 case "-a", "--all" -> all = true;
                 case "--report_gbits" -> gbits = true;
                 case "-b", "--bidirectional" -> duplex = true;
+                case "-c", "--connection" -> connection = connectionArg(args, ++i, a);
                 case "-s", "--size" -> size = intArg(args, ++i, a);
                 case "-n", "--iters" -> iters = intArg(args, ++i, a);
                 case "-q", "--qp" -> qps = intArg(args, ++i, a);
@@ -148,7 +163,20 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         }
         // perftest: a post list sets the CQ moderation to its size unless -Q was given
         int mod = cqMod != null ? cqMod : postList > 1 ? postList : Math.min(d.cqMod, tx);
-        return new PerfConfig(test, size, iters, all, qps, duration, gbits, tx, mod, inline, postList, duplex);
+        return new PerfConfig(test, size, iters, all, qps, duration, gbits, tx, mod, inline, postList, duplex,
+                connection);
+    }
+
+    private static QpType connectionArg(String[] args, int i, String opt) {
+        if (i >= args.length) {
+            throw bad("option " + opt + " needs a value");
+        }
+        return switch (args[i]) {
+            case "RC" -> QpType.RC;
+            case "UC" -> QpType.UC;
+            case "UD" -> QpType.UD;
+            default -> throw bad("invalid connection type -c " + args[i] + ": RC, UC or UD");
+        };
     }
 
     private static int intArg(String[] args, int i, String opt) {
@@ -181,6 +209,6 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
 
     public PerfConfig withSize(int s) {
         return new PerfConfig(test, s, iterations, all, qps, duration, reportGbits, txDepth, cqMod, inlineSize, postList,
-                bidirectional);
+                bidirectional, connection);
     }
 }

@@ -7,6 +7,7 @@ import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.mm.Prot;
 import dev.dmaplane.rdma.RdmaCore;
 import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.AddressHandle;
 import dev.dmaplane.rdma.verbs.AhAttr;
 import dev.dmaplane.rdma.verbs.CompletionQueue;
 import dev.dmaplane.rdma.verbs.Gid;
@@ -22,6 +23,7 @@ import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendFlags;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.Sge;
+import dev.dmaplane.rdma.verbs.UdDestination;
 import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.rdma.verbs.WcOpcode;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
@@ -79,15 +81,26 @@ public final class Perftest {
     /** {@link #run(Machine, RdmaCore, PerfConfig)} with {@code beforeCheck} called before every byte check. */
     static PerfResult run(Machine machine, RdmaCore core, PerfConfig cfg, BeforeCheck beforeCheck) {
         int maxSize = cfg.sizes().stream().mapToInt(Integer::intValue).max().orElseThrow();
-        long region = roundUp(Math.max(maxSize, 64), 4096);
+        long region = roundUp(Math.max(maxSize + GRH, 64), 4096);
         try (Side c = new Side(machine, core, CLIENT, cfg, region); Side s = new Side(machine, core, SERVER, cfg, region)) {
+            List<Integer> sizes = cfg.sizes();
+            if (cfg.connection() == QpType.UD) { // a datagram is one packet: perftest's "Max msg size in UD is MTU"
+                int mtu = c.ctx.queryPort(1).activeMtu().bytes();
+                if (!cfg.all() && cfg.size() > mtu) {
+                    throw new ErrnoException(Errno.EINVAL, "perftest: invalid size -s " + cfg.size() + " for UD: a"
+                            + " datagram is one packet of at most the path MTU (" + mtu + ")");
+                }
+                sizes = sizes.stream().filter(z -> z <= mtu).toList();
+                c.ah = c.pd.createAh(AhAttr.roce(s.gid, 1, 1));
+                s.ah = s.pd.createAh(AhAttr.roce(c.gid, 1, 1));
+            }
             for (int q = 0; q < cfg.qps(); q++) {
-                connect(c.qps[q], s.qps[q], s.gid, c.ctx);
-                connect(s.qps[q], c.qps[q], c.gid, s.ctx);
+                connect(c.qps[q], s.qps[q], s.gid, c.ctx, cfg.connection());
+                connect(s.qps[q], c.qps[q], c.gid, s.ctx, cfg.connection());
             }
             StringBuilder out = new StringBuilder(header(cfg, c, s));
             List<PerfResult.Row> rows = new ArrayList<>();
-            for (int size : cfg.sizes()) {
+            for (int size : sizes) {
                 PerfConfig one = cfg.withSize(size);
                 PerfResult.Row row = switch (cfg.test()) {
                     case WRITE_BW, READ_BW, SEND_BW, ATOMIC_BW -> cfg.bidirectional()
@@ -127,6 +140,14 @@ public final class Perftest {
         final MemoryRegion mr;
         final Gid gid;
         final QueuePair[] qps;
+        /** UD: the address of the other end (perftest's {@code ah}), made once both ends exist. */
+        AddressHandle ah;
+        /**
+         * Receives posted on each QP and not consumed yet, carried from one message size of {@code -a} to the next
+         * (each covers the QP's whole receive region, so one posted for a small size serves a larger one); updated
+         * by the thread that polls this end's receive completions.
+         */
+        final int[] recvsWaiting;
         final int sqDepth;
         final int rqDepth;
 
@@ -152,8 +173,9 @@ public final class Perftest {
             mr = pd.regMr(buf, length, ALL);
             gid = ctx.queryGid(1, 1);
             qps = new QueuePair[cfg.qps()];
+            recvsWaiting = new int[cfg.qps()];
             for (int q = 0; q < qps.length; q++) {
-                qps[q] = pd.createQp(new QpInitAttr(cq, rcq, null, new QpCap(sqDepth, rqDepth, 1, 1, Math.max(64, cfg.inlineSize())), QpType.RC,
+                qps[q] = pd.createQp(new QpInitAttr(cq, rcq, null, new QpCap(sqDepth, rqDepth, 1, 1, Math.max(64, cfg.inlineSize())), cfg.connection(),
                         false));
             }
         }
@@ -193,7 +215,37 @@ public final class Perftest {
         }
     }
 
-    private static void connect(QueuePair qp, QueuePair peer, Gid peerGid, VerbsContext ctx) {
+    /** perftest's Q_Key for UD ({@code DEF_QKEY}). */
+    static final int QKEY = 0x11111111;
+    /** Bytes of Global Route Header a UD receive buffer starts with (IBTA 11.4.1.1: the GRH lands first). */
+    static final int GRH = 40;
+
+    /** Where a UD receive's payload starts in its buffer: after the GRH; 0 for connected QPs. */
+    private static int grh(PerfConfig cfg) {
+        return cfg.connection() == QpType.UD ? GRH : 0;
+    }
+
+    /** The destination of a UD send from {@code from} to {@code to}'s QP {@code q}; null for connected QPs. */
+    private static UdDestination ud(PerfConfig cfg, Side from, Side to, int q) {
+        return cfg.connection() == QpType.UD ? new UdDestination(from.ah, to.qps[q].qpNum(), QKEY) : null;
+    }
+
+    /** The transitions to RTS with the attributes each transport requires (ibv_modify_qp's table). */
+    private static void connect(QueuePair qp, QueuePair peer, Gid peerGid, VerbsContext ctx, QpType type) {
+        if (type == QpType.UD) {
+            qp.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).qkey(QKEY).build());
+            qp.modify(QpAttr.builder().state(QpState.RTR).build());
+            qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(0).build());
+            return;
+        }
+        if (type == QpType.UC) {
+            qp.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1)
+                    .accessFlags(Access.LOCAL_WRITE | Access.REMOTE_WRITE).build());
+            qp.modify(QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peerGid, 1, 1))
+                    .pathMtu(ctx.queryPort(1).activeMtu()).destQpn(peer.qpNum()).rqPsn(0).build());
+            qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(0).build());
+            return;
+        }
         int rdAtomic = Math.max(1, Math.min(16, ctx.queryDevice().maxQpRdAtom()));
         qp.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).accessFlags(ALL).build());
         qp.modify(QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peerGid, 1, 1))
@@ -282,12 +334,12 @@ public final class Perftest {
         Arrays.fill(target, timed ? Long.MAX_VALUE : cfg.iterations());
         if (cfg.test() == PerfConfig.Test.SEND_BW) {
             for (int q = 0; q < nq; q++) {
-                int n = s.rqDepth;
-                s.qps[q].postRecv(recvs(s, q, size, n));
-                recvPosted[q] = n;
+                postRecvs(s, q, s.rqDepth - s.recvsWaiting[q]); // what an earlier size left is still there
+                recvPosted[q] = s.recvsWaiting[q];
             }
         }
         int mod = cfg.cqMod();
+        boolean credits = cfg.test() == PerfConfig.Test.SEND_BW && cfg.connection() != QpType.RC;
         long start = System.nanoTime();
         long deadline = start + cfg.duration() * 1_000_000_000L;
         long margin = marginNanos(cfg.duration());
@@ -317,8 +369,8 @@ public final class Perftest {
         for (int q = 0; q < nq; q++) {
             List<Sge> sgl = sgl(cfg, c, q);
             for (int slot = 0; slot < depth; slot++) {
-                wrs[q][0][slot] = wr(cfg, sgl, s, q, slot, inline(cfg));
-                wrs[q][1][slot] = wr(cfg, sgl, s, q, slot, SendFlags.SIGNALED | inline(cfg));
+                wrs[q][0][slot] = wr(cfg, sgl, c, s, q, slot, inline(cfg));
+                wrs[q][1][slot] = wr(cfg, sgl, c, s, q, slot, SendFlags.SIGNALED | inline(cfg));
             }
         }
         while (true) {
@@ -339,6 +391,9 @@ public final class Perftest {
                 // and one doorbell; the last list of a counted run may be short
                 while (true) {
                     long room = cfg.txDepth() - (posted[q] - completed[q]);
+                    if (credits) { // UC and UD drop a send no receive waits for: never more sends than receives
+                        room = Math.min(room, recvPosted[q] - posted[q]);
+                    }
                     long list = Math.min(cfg.postList(), target[q] - posted[q]);
                     if (list <= 0 || room < list) {
                         break;
@@ -386,7 +441,8 @@ public final class Perftest {
                     check(wc);
                     int q = (int) (wc.wrId() >>> 40);
                     received[q]++;
-                    s.qps[q].postRecv(recvs(s, q, size, 1));
+                    s.recvsWaiting[q]--;
+                    postRecvs(s, q, 1);
                     recvPosted[q]++;
                 }
             }
@@ -430,7 +486,9 @@ public final class Perftest {
             while (sum(received) < want) {
                 for (WorkCompletion wc : s.rcq.poll(64)) {
                     check(wc);
-                    received[(int) (wc.wrId() >>> 40)]++;
+                    int q = (int) (wc.wrId() >>> 40);
+                    received[q]++;
+                    s.recvsWaiting[q]--;
                 }
                 if (System.nanoTime() - end > STALL_NS) {
                     throw new ErrnoException(Errno.ETIMEDOUT, "perftest: send_bw received " + sum(received) + " of " + want);
@@ -464,24 +522,29 @@ public final class Perftest {
         };
     }
 
-    private static SendWr wr(PerfConfig cfg, List<Sge> sgl, Side s, int q, long i, int flags) {
+    private static SendWr wr(PerfConfig cfg, List<Sge> sgl, Side c, Side s, int q, long i, int flags) {
         long id = ((long) q << 40) | i;
         int rkey = s.mr.rkey();
         return switch (cfg.test()) {
             case WRITE_BW -> new SendWr.RdmaWrite(id, sgl, flags, s.dst(q), rkey);
             case READ_BW -> new SendWr.RdmaRead(id, sgl, flags, s.src(q), rkey);
-            case SEND_BW -> new SendWr.Send(id, sgl, flags, null);
+            case SEND_BW -> new SendWr.Send(id, sgl, flags, ud(cfg, c, s, q));
             case ATOMIC_BW -> new SendWr.AtomicFetchAndAdd(id, sgl, flags, s.dst(q), rkey, 1);
             default -> throw new IllegalStateException();
         };
     }
 
-    private static List<RecvWr> recvs(Side s, int q, int size, int n) {
+    /** Posts {@code n} receives on {@code s}'s QP {@code q}, each over its whole receive region. */
+    private static void postRecvs(Side s, int q, int n) {
+        if (n <= 0) {
+            return;
+        }
         List<RecvWr> l = new ArrayList<>(n);
         for (int i = 0; i < n; i++) {
-            l.add(RecvWr.of(((long) q << 40) | i, s.sge(s.dst(q), size)));
+            l.add(RecvWr.of(((long) q << 40) | i, s.sge(s.dst(q), (int) s.region)));
         }
-        return l;
+        s.qps[q].postRecv(l);
+        s.recvsWaiting[q] += n;
     }
 
     /** The byte check of the flow {@code c} posted to {@code s}. */
@@ -490,7 +553,8 @@ public final class Perftest {
         long[] completed = f.completed();
         for (int q = 0; q < cfg.qps(); q++) {
             switch (cfg.test()) {
-                case WRITE_BW, SEND_BW -> same(cfg, q, pattern[q], s.read(s.dst(q), cfg.size()), "target buffer on " + s.name);
+                case WRITE_BW -> same(cfg, q, pattern[q], s.read(s.dst(q), cfg.size()), "target buffer on " + s.name);
+                case SEND_BW -> same(cfg, q, pattern[q], s.read(s.dst(q) + grh(cfg), cfg.size()), "target buffer on " + s.name);
                 case READ_BW -> same(cfg, q, pattern[q], c.read(c.dst(q), cfg.size()), "read buffer on " + c.name);
                 case ATOMIC_BW -> {
                     long v = MemorySegment.ofArray(s.read(s.dst(q), 8)).get(ValueLayout.JAVA_LONG_UNALIGNED, 0);
@@ -627,8 +691,8 @@ public final class Perftest {
         c.write(c.src(0), pc);
         s.write(s.src(0), ps);
         QueuePair qc = c.qps[0], qs = s.qps[0];
-        qc.postRecv(recvs(c, 0, size, 4));
-        qs.postRecv(recvs(s, 0, size, 4));
+        postRecvs(c, 0, 4 - c.recvsWaiting[0]); // what an earlier size left is still there
+        postRecvs(s, 0, 4 - s.recvsWaiting[0]);
         Ping ping = new Ping(cfg);
         AtomicReference<Throwable> failure = new AtomicReference<>();
         Thread server = Thread.ofPlatform().name("perftest-server").start(() -> {
@@ -638,8 +702,10 @@ public final class Perftest {
                     if (!waitRecv(s, ping)) {
                         return;
                     }
-                    qs.postRecv(recvs(s, 0, size, 1));
-                    qs.postSend(List.of(new SendWr.Send(i, List.of(s.sge(s.src(0), size)), SendFlags.SIGNALED | inline(cfg), null)));
+                    s.recvsWaiting[0]--;
+                    postRecvs(s, 0, 1);
+                    qs.postSend(List.of(new SendWr.Send(i, List.of(s.sge(s.src(0), size)), SendFlags.SIGNALED | inline(cfg),
+                            ud(cfg, s, c, 0))));
                 }
             } catch (Throwable e) {
                 failure.set(e);
@@ -649,12 +715,14 @@ public final class Perftest {
         try {
             for (long i = 0; ping.more(i); i++) {
                 long t0 = System.nanoTime();
-                qc.postSend(List.of(new SendWr.Send(i, List.of(c.sge(c.src(0), size)), SendFlags.SIGNALED | inline(cfg), null)));
+                qc.postSend(List.of(new SendWr.Send(i, List.of(c.sge(c.src(0), size)), SendFlags.SIGNALED | inline(cfg),
+                        ud(cfg, c, s, 0))));
                 if (!waitRecv(c, ping)) {
                     break;
                 }
                 ping.add((System.nanoTime() - t0) / 2);
-                qc.postRecv(recvs(c, 0, size, 1));
+                c.recvsWaiting[0]--;
+                postRecvs(c, 0, 1);
             }
         } finally {
             ping.stop = true;
@@ -662,8 +730,8 @@ public final class Perftest {
         }
         rethrow(failure);
         beforeCheck.run(cfg, c, s);
-        same(cfg, 0, pc, s.read(s.dst(0), size), "receive buffer on " + SERVER);
-        same(cfg, 0, ps, c.read(c.dst(0), size), "receive buffer on " + CLIENT);
+        same(cfg, 0, pc, s.read(s.dst(0) + grh(cfg), size), "receive buffer on " + SERVER);
+        same(cfg, 0, ps, c.read(c.dst(0) + grh(cfg), size), "receive buffer on " + CLIENT);
         return ping.stats(size);
     }
 
@@ -835,7 +903,7 @@ public final class Perftest {
         b.append(" ".repeat(Math.max(0, (87 - title.length()) / 2))).append(title).append('\n');
         b.append(String.format(" Device         : %s -> %s%n", CLIENT, SERVER));
         b.append(String.format(" Number of qps  : %d\t\tTransport type : IB%n", cfg.qps()));
-        b.append(String.format(" Connection type: RC\t\tUsing SRQ      : OFF%n"));
+        b.append(String.format(" Connection type: %s\t\tUsing SRQ      : OFF%n", cfg.connection()));
         b.append(String.format(" TX depth       : %d%n", cfg.txDepth()));
         if (!cfg.test().latency) {
             b.append(String.format(" CQ Moderation  : %d%n", cfg.cqMod()));

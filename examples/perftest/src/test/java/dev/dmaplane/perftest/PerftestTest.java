@@ -207,6 +207,43 @@ class PerftestTest {
         assertBad("invalid option -b for write_lat: bidirectional runs are for bandwidth tests", "write_lat", "-b");
     }
 
+    /**
+     * perftest's {@code -c}: UC carries SEND and RDMA WRITE, UD only SEND, with the 40-byte GRH at the head of each
+     * receive buffer and messages of at most the path MTU ({@code -a} stops there); every byte still checked.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"UC:write_bw", "UC:send_bw", "UC:write_lat", "UC:send_lat", "UD:send_bw", "UD:send_lat"})
+    void unreliableTransportsMoveEveryByte(String spec) {
+        String type = spec.substring(0, 2);
+        String tool = spec.substring(3);
+        PerfResult r = run(tool, "-c", type, "-s", "512", "-n", "200", "-t", "16");
+        assertTrue(r.report().contains(" Connection type: " + type + "\t"), r.report());
+        assertEquals(200, r.rows().getFirst().iterations());
+    }
+
+    @Test
+    void udRunsSizesUpToThePathMtuAndRefusesLargerOnes() {
+        PerfResult r = run("send_bw", "-c", "UD", "-a", "-n", "2", "-t", "4");
+        assertEquals(List.of(2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+                r.rows().stream().map(PerfResult.Row::bytes).toList());
+        ErrnoException e = assertThrows(ErrnoException.class,
+                () -> Perftest.run(machine, core, PerfConfig.parse("send_bw", "-c", "UD", "-s", "2048")));
+        assertEquals(Errno.EINVAL, e.errno());
+        assertTrue(e.getMessage().contains("invalid size -s 2048 for UD"), e.getMessage());
+        assertBad("invalid connection type -c XRC: RC, UC or UD", "send_bw", "-c", "XRC");
+        assertBad("invalid connection type -c UC for read_bw: UC carries SEND and RDMA WRITE only", "read_bw", "-c", "UC");
+        assertBad("invalid connection type -c UD for write_bw: UD carries SEND only", "write_bw", "-c", "UD");
+    }
+
+    /** Receives left over from one size of {@code -a} serve the next, larger one (each covers its whole region). */
+    @ParameterizedTest
+    @ValueSource(strings = {"send_bw", "send_lat"})
+    void sendToolsRunEverySize(String tool) {
+        PerfResult r = run(tool, "-a", "-n", "2", "-t", "2");
+        assertEquals(23, r.rows().size());
+        assertTrue(r.rows().stream().allMatch(x -> x.iterations() == 2), r.report());
+    }
+
     @Test
     void aCorruptedAtomicCounterFailsTheCheckWithEio() {
         ErrnoException e = assertThrows(ErrnoException.class,

@@ -27,8 +27,8 @@ public final class PerfCommands {
     }
 
     /**
-     * {@code perf TEST [-s N] [-n N] [-a] [-q N] [-D S] [-t N] [-Q N] [-l N] [-I N] [-b] [--report_gbits]}; bad options:
-     * EINVAL.
+     * {@code perf TEST [-s N] [-n N] [-a] [-q N] [-D S] [-t N] [-Q N] [-l N] [-I N] [-b] [-c RC|UC|UD]
+     * [--report_gbits]}; bad options: EINVAL.
      */
     public String perf(String... args) {
         return Perftest.run(machine, core, PerfConfig.parse(args)).report();
