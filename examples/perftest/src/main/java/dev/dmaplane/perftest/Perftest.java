@@ -9,6 +9,7 @@ import dev.dmaplane.rdma.RdmaCore;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.AddressHandle;
 import dev.dmaplane.rdma.verbs.AhAttr;
+import dev.dmaplane.rdma.verbs.CompletionChannel;
 import dev.dmaplane.rdma.verbs.CompletionQueue;
 import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.MemoryRegion;
@@ -30,9 +31,11 @@ import dev.dmaplane.rdma.verbs.WorkCompletion;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Optional;
 import java.util.Random;
 import java.util.concurrent.atomic.AtomicReference;
 
@@ -129,6 +132,8 @@ public final class Perftest {
         final ProtectionDomain pd;
         /** Send completions, and receive completions too but for send_bw. */
         final CompletionQueue cq;
+        /** {@code -e}: where {@link #cq} reports once armed; null when polling. */
+        final CompletionChannel channel;
         /**
          * send_bw's receive completions: a CQ of their own, as perftest gives SEND tests a {@code recv_cq}, so that
          * with {@code -b} the end that sends one way and the one that receives it never poll the same CQ.
@@ -166,7 +171,11 @@ public final class Perftest {
             sqDepth = Math.max(cfg.txDepth(), 16);
             rqDepth = Math.max(cfg.txDepth(), 16);
             pd = ctx.allocPd();
-            cq = ctx.createCq(Math.max(cfg.qps() * (sqDepth + rqDepth) + 16, 64), null, 0);
+            channel = cfg.events() ? ctx.createCompChannel() : null;
+            cq = ctx.createCq(Math.max(cfg.qps() * (sqDepth + rqDepth) + 16, 64), channel, 0);
+            if (channel != null) {
+                cq.reqNotify(false);
+            }
             rcq = cfg.test() == PerfConfig.Test.SEND_BW ? ctx.createCq(Math.max(cfg.qps() * rqDepth + 16, 64), null, 0) : cq;
             length = 2 * region * cfg.qps();
             buf = mm.mmapAnonymous(length, Prot.PROT_READ | Prot.PROT_WRITE);
@@ -366,6 +375,7 @@ public final class Perftest {
         long[][] signaledAt = new long[nq][depth];
         int[] sigHead = new int[nq];
         int[] sigTail = new int[nq];
+        int pendingSignaled = 0; // signaled requests posted and not completed yet, over all QPs
         for (int q = 0; q < nq; q++) {
             List<Sge> sgl = sgl(cfg, c, q);
             for (int slot = 0; slot < depth; slot++) {
@@ -409,6 +419,7 @@ public final class Perftest {
                             nextSlot[q] = 0;
                         }
                         if (signaled) {
+                            pendingSignaled++;
                             signaledAt[q][sigTail[q]] = i;
                             if (++sigTail[q] == depth) {
                                 sigTail[q] = 0;
@@ -426,6 +437,7 @@ public final class Perftest {
             for (WorkCompletion wc : wcs) {
                 check(wc);
                 int q = (int) (wc.wrId() >>> 40);
+                pendingSignaled--;
                 long at = signaledAt[q][sigHead[q]];
                 if (++sigHead[q] == depth) {
                     sigHead[q] = 0;
@@ -467,6 +479,8 @@ public final class Perftest {
             } else if (now - lastProgress > STALL_NS) {
                 throw new ErrnoException(Errno.ETIMEDOUT, "perftest: " + cfg.test().tool + " stalled at "
                         + Arrays.toString(completed) + " of " + Arrays.toString(target) + " completions");
+            } else if (c.channel != null && pendingSignaled > 0) {
+                awaitEvent(c, cfg, null); // -e: sleep until the CQ reports (a signaled request is on its way)
             } else {
                 Thread.yield(); // the HCAs are threads of this machine too: give them the CPU while nothing completes
             }
@@ -603,7 +617,7 @@ public final class Perftest {
                     s.write(s.src(0) + size - 1, new byte[]{t});
                     qs.postSend(List.of(new SendWr.RdmaWrite(i, List.of(s.sge(s.src(0), size)), SendFlags.SIGNALED | inline(cfg),
                             c.dst(0), rkeyC)));
-                    waitCq(s.cq, 1, ping);
+                    waitCq(s, 1, ping);
                 }
             } catch (Throwable e) {
                 failure.set(e);
@@ -622,7 +636,7 @@ public final class Perftest {
                     break;
                 }
                 ping.add((System.nanoTime() - t0) / 2);
-                waitCq(c.cq, 1, ping);
+                waitCq(c, 1, ping);
             }
         } finally {
             ping.stop = true;
@@ -649,7 +663,7 @@ public final class Perftest {
             long t0 = System.nanoTime();
             c.qps[0].postSend(List.of(new SendWr.AtomicFetchAndAdd(i, List.of(c.sge(c.dst(0), 8)), SendFlags.SIGNALED,
                     s.dst(0), s.mr.rkey(), 1)));
-            waitCq(c.cq, 1, ping);
+            waitCq(c, 1, ping);
             ping.add(System.nanoTime() - t0);
             long before = MemorySegment.ofArray(c.read(c.dst(0), 8)).get(ValueLayout.JAVA_LONG_UNALIGNED, 0);
             if (before != i) {
@@ -677,7 +691,7 @@ public final class Perftest {
             long t0 = System.nanoTime();
             c.qps[0].postSend(List.of(new SendWr.RdmaRead(i, List.of(c.sge(c.dst(0), size)), SendFlags.SIGNALED,
                     s.src(0), s.mr.rkey())));
-            waitCq(c.cq, 1, ping);
+            waitCq(c, 1, ping);
             ping.add(System.nanoTime() - t0);
         }
         beforeCheck.run(cfg, c, s);
@@ -804,7 +818,8 @@ public final class Perftest {
     }
 
     /** Polls until {@code n} send completions came (receive completions are not expected here). */
-    private static void waitCq(CompletionQueue cq, int n, Ping ping) {
+    private static void waitCq(Side side, int n, Ping ping) {
+        CompletionQueue cq = side.cq;
         long start = System.nanoTime();
         int got = 0;
         int spins = 0;
@@ -816,18 +831,49 @@ public final class Perftest {
             if (got < n && System.nanoTime() - start > STALL_NS) {
                 throw new ErrnoException(Errno.ETIMEDOUT, "perftest: " + ping.cfg.test().tool + " no completion");
             }
-            if (got < n) {
-                idle(spins++);
+            if (got < n) { // the poll took all there was
+                if (side.channel != null) {
+                    awaitEvent(side, ping.cfg, ping);
+                } else {
+                    idle(spins++);
+                }
             }
         }
     }
+
+    /**
+     * {@code -e}: sleeps until {@code side}'s CQ reports a completion ({@code ibv_get_cq_event}), acknowledges the
+     * event and arms the CQ again (perftest's {@code ctx_notify_events}). Call it only after a poll found the CQ
+     * empty: a completion that came after the last arming raised an event, and one that came before it is found
+     * by the poll that follows.
+     */
+    private static void awaitEvent(Side side, PerfConfig cfg, Ping ping) {
+        long deadline = System.nanoTime() + STALL_NS;
+        Optional<CompletionQueue> ev;
+        // in slices, so that a ping-pong's other end, told to stop, does not sleep out the whole stall time
+        while ((ev = side.channel.getCqEvent(EVENT_SLICE)).isEmpty()) {
+            if (ping != null && ping.stop) {
+                return;
+            }
+            if (System.nanoTime() - deadline > 0) {
+                throw new ErrnoException(Errno.ETIMEDOUT, "perftest: " + cfg.test().tool + ": no completion event on "
+                        + side.name + " within " + STALL_NS / 1_000_000_000L + " s");
+            }
+        }
+        ev.get().ackEvents(1);
+        ev.get().reqNotify(false);
+    }
+
+    /** How long one wait for a completion event lasts before the waiter looks whether it should stop. */
+    private static final Duration EVENT_SLICE = Duration.ofMillis(5);
 
     /** Polls until one receive completes; send completions on the way are checked and dropped. */
     private static boolean waitRecv(Side side, Ping ping) {
         long start = System.nanoTime();
         int spins = 0;
         while (true) {
-            for (WorkCompletion wc : side.cq.poll(1)) {
+            List<WorkCompletion> wcs = side.cq.poll(1);
+            for (WorkCompletion wc : wcs) {
                 check(wc);
                 if (wc.opcode() == WcOpcode.RECV) {
                     return true;
@@ -839,7 +885,14 @@ public final class Perftest {
             if (System.nanoTime() - start > STALL_NS) {
                 throw new ErrnoException(Errno.ETIMEDOUT, "perftest: " + ping.cfg.test().tool + " no message arrived");
             }
-            idle(spins++);
+            if (!wcs.isEmpty()) {
+                continue; // a send completion: more may be waiting, and their events may have gone with it
+            }
+            if (side.channel != null) {
+                awaitEvent(side, ping.cfg, ping);
+            } else {
+                idle(spins++);
+            }
         }
     }
 

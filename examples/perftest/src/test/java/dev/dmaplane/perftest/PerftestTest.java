@@ -244,6 +244,19 @@ class PerftestTest {
         assertTrue(r.rows().stream().allMatch(x -> x.iterations() == 2), r.report());
     }
 
+    /**
+     * perftest's {@code -e}: the poller sleeps on its completion channel (ibv_get_cq_event, ack, re-arm) instead of
+     * busy polling; not with -D, and not for write_lat, which polls its buffer.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"write_bw", "read_bw", "send_bw", "atomic_bw", "read_lat", "send_lat", "atomic_lat"})
+    void eventsInsteadOfBusyPolling(String tool) {
+        PerfResult r = run(tool, "-e", "-n", "300", "-t", "16", "-Q", "4");
+        assertEquals(300, r.rows().getFirst().iterations());
+        assertBad("invalid option -e with -D 2: duration mode doesn't work with events", tool, "-e", "-D", "2");
+        assertBad("invalid option -e for write_lat: it polls its buffer, not a CQ", "write_lat", "-e");
+    }
+
     @Test
     void aCorruptedAtomicCounterFailsTheCheckWithEio() {
         ErrnoException e = assertThrows(ErrnoException.class,
