@@ -26,10 +26,12 @@ import java.util.List;
  * @param connection  the QPs' transport ({@code -c RC|UC|UD}): UC takes SEND and RDMA WRITE, UD only SEND
  * @param events      sleep on completion events instead of busy polling ({@code -e}; not with {@code -D}, nor for
  *                    write_lat, which polls its buffer)
+ * @param srq         the receiving end's QPs take their receives from one shared receive queue ({@code --use_srq},
+ *                    SEND tests)
  */
 public record PerfConfig(Test test, int size, int iterations, boolean all, int qps, int duration, boolean reportGbits,
                          int txDepth, int cqMod, int inlineSize, int postList, boolean bidirectional,
-                         QpType connection, boolean events) {
+                         QpType connection, boolean events, boolean srq) {
     /** Largest message ({@code -a} goes up to it, as perftest's 2^23). */
     public static final int MAX_SIZE = 8 << 20;
     /** Largest {@code -t}/{@code -q}: the soft HCA's queues are sized for it. */
@@ -115,6 +117,9 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         if (connection == QpType.UD && !(test == Test.SEND_BW || test == Test.SEND_LAT)) {
             throw bad("invalid connection type -c UD for " + test.tool + ": UD carries SEND only");
         }
+        if (srq && test != Test.SEND_BW && test != Test.SEND_LAT) {
+            throw bad("invalid option --use_srq for " + test.tool + ": a shared receive queue is for SEND tests");
+        }
         if (events && duration > 0) {
             throw bad("invalid option -e with -D " + duration + ": duration mode doesn't work with events");
         }
@@ -136,7 +141,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
     /** perftest's defaults for a tool: 65536 bytes for bandwidth, 2 for latency, 5000 / 1000 iterations. */
     public static PerfConfig defaults(Test test) {
         return new PerfConfig(test, test.atomic() ? 8 : test.latency ? 2 : 65536, test.latency ? 1000 : 5000,
-                false, 1, 0, false, test.latency ? 1 : 128, test.latency ? 1 : 100, 0, 1, false, QpType.RC, false);
+                false, 1, 0, false, test.latency ? 1 : 128, test.latency ? 1 : 100, 0, 1, false, QpType.RC, false, false);
     }
 
     /** Parses {@code write_bw -s 65536 -n 1000 ...}; bad options are {@code EINVAL} naming the value. */
@@ -150,7 +155,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         int postList = 1;
         QpType connection = QpType.RC;
         Integer cqMod = null;
-        boolean all = false, gbits = false, duplex = false, events = false;
+        boolean all = false, gbits = false, duplex = false, events = false, srq = false;
         for (int i = 1; i < args.length; i++) {
             String a = args[i];
             switch (a) {
@@ -158,6 +163,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
                 case "--report_gbits" -> gbits = true;
                 case "-b", "--bidirectional" -> duplex = true;
                 case "-e", "--events" -> events = true;
+                case "--use_srq" -> srq = true;
                 case "-c", "--connection" -> connection = connectionArg(args, ++i, a);
                 case "-s", "--size" -> size = intArg(args, ++i, a);
                 case "-n", "--iters" -> iters = intArg(args, ++i, a);
@@ -173,7 +179,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         // perftest: a post list sets the CQ moderation to its size unless -Q was given
         int mod = cqMod != null ? cqMod : postList > 1 ? postList : Math.min(d.cqMod, tx);
         return new PerfConfig(test, size, iters, all, qps, duration, gbits, tx, mod, inline, postList, duplex,
-                connection, events);
+                connection, events, srq);
     }
 
     private static QpType connectionArg(String[] args, int i, String opt) {
@@ -218,6 +224,6 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
 
     public PerfConfig withSize(int s) {
         return new PerfConfig(test, s, iterations, all, qps, duration, reportGbits, txDepth, cqMod, inlineSize, postList,
-                bidirectional, connection, events);
+                bidirectional, connection, events, srq);
     }
 }

@@ -23,6 +23,8 @@ import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendFlags;
 import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.SharedReceiveQueue;
+import dev.dmaplane.rdma.verbs.SrqAttr;
 import dev.dmaplane.rdma.verbs.Sge;
 import dev.dmaplane.rdma.verbs.UdDestination;
 import dev.dmaplane.rdma.verbs.VerbsContext;
@@ -134,6 +136,10 @@ public final class Perftest {
         final CompletionQueue cq;
         /** {@code -e}: where {@link #cq} reports once armed; null when polling. */
         final CompletionChannel channel;
+        /** {@code --use_srq}: the shared receive queue of this end's QPs; null when each QP has its own. */
+        final SharedReceiveQueue srq;
+        /** Receives a bandwidth run keeps posted per receive queue (per QP, or on the SRQ). */
+        final int recvTarget;
         /**
          * send_bw's receive completions: a CQ of their own, as perftest gives SEND tests a {@code recv_cq}, so that
          * with {@code -b} the end that sends one way and the one that receives it never poll the same CQ.
@@ -181,10 +187,13 @@ public final class Perftest {
             buf = mm.mmapAnonymous(length, Prot.PROT_READ | Prot.PROT_WRITE);
             mr = pd.regMr(buf, length, ALL);
             gid = ctx.queryGid(1, 1);
+            // an SRQ holds as many receives as all the QPs would have had: none of them meets RNR for want of one
+            recvTarget = cfg.srq() ? Math.min(cfg.qps() * rqDepth, device.attr().maxSrqWr()) : rqDepth;
+            srq = cfg.srq() ? pd.createSrq(new SrqAttr(recvTarget, 1, 0)) : null;
             qps = new QueuePair[cfg.qps()];
             recvsWaiting = new int[cfg.qps()];
             for (int q = 0; q < qps.length; q++) {
-                qps[q] = pd.createQp(new QpInitAttr(cq, rcq, null, new QpCap(sqDepth, rqDepth, 1, 1, Math.max(64, cfg.inlineSize())), cfg.connection(),
+                qps[q] = pd.createQp(new QpInitAttr(cq, rcq, srq, new QpCap(sqDepth, rqDepth, 1, 1, Math.max(64, cfg.inlineSize())), cfg.connection(),
                         false));
             }
         }
@@ -321,7 +330,7 @@ public final class Perftest {
         int nq = cfg.qps();
         byte[][] pattern = new byte[nq][];
         for (int q = 0; q < nq; q++) {
-            pattern[q] = random(size, 31L * size + q);
+            pattern[q] = random(size, 31L * size + (s.srq != null ? 0 : q)); // with an SRQ, any buffer may get any QP's
             switch (cfg.test()) {
                 case WRITE_BW, SEND_BW -> {
                     c.write(c.src(q), pattern[q]);
@@ -343,12 +352,14 @@ public final class Perftest {
         Arrays.fill(target, timed ? Long.MAX_VALUE : cfg.iterations());
         if (cfg.test() == PerfConfig.Test.SEND_BW) {
             for (int q = 0; q < nq; q++) {
-                postRecvs(s, q, s.rqDepth - s.recvsWaiting[q]); // what an earlier size left is still there
+                postRecvs(s, q, s.recvTarget - s.recvsWaiting[rq(s, q)]); // what an earlier size left is still there
                 recvPosted[q] = s.recvsWaiting[q];
             }
         }
         int mod = cfg.cqMod();
-        boolean credits = cfg.test() == PerfConfig.Test.SEND_BW && cfg.connection() != QpType.RC;
+        // send_bw never has more sends outstanding than the receiver has receives posted: UC and UD would drop the
+        // rest, and RC would meet RNR NAKs and wait for the RNR timer (with several QPs, that was most of the run)
+        boolean credits = cfg.test() == PerfConfig.Test.SEND_BW;
         long start = System.nanoTime();
         long deadline = start + cfg.duration() * 1_000_000_000L;
         long margin = marginNanos(cfg.duration());
@@ -401,8 +412,8 @@ public final class Perftest {
                 // and one doorbell; the last list of a counted run may be short
                 while (true) {
                     long room = cfg.txDepth() - (posted[q] - completed[q]);
-                    if (credits) { // UC and UD drop a send no receive waits for: never more sends than receives
-                        room = Math.min(room, recvPosted[q] - posted[q]);
+                    if (credits) {
+                        room = Math.min(room, s.srq != null ? sum(recvPosted) - sum(posted) : recvPosted[q] - posted[q]);
                     }
                     long list = Math.min(cfg.postList(), target[q] - posted[q]);
                     if (list <= 0 || room < list) {
@@ -448,14 +459,17 @@ public final class Perftest {
                 }
                 completed[q] = at + 1;
             }
-            if (cfg.test() == PerfConfig.Test.SEND_BW) {
-                for (WorkCompletion wc : s.rcq.poll(64)) {
-                    check(wc);
-                    int q = (int) (wc.wrId() >>> 40);
-                    received[q]++;
-                    s.recvsWaiting[q]--;
-                    postRecvs(s, q, 1);
-                    recvPosted[q]++;
+            if (cfg.test() == PerfConfig.Test.SEND_BW) { // every receive that completed is posted again
+                List<WorkCompletion> rw;
+                while (!(rw = s.rcq.poll(64)).isEmpty()) {
+                    for (WorkCompletion wc : rw) {
+                        check(wc);
+                        int q = (int) (wc.wrId() >>> 40);
+                        received[q]++;
+                        s.recvsWaiting[q]--;
+                        postRecvs(s, q, 1);
+                        recvPosted[q]++;
+                    }
                 }
             }
             now = System.nanoTime();
@@ -548,17 +562,30 @@ public final class Perftest {
         };
     }
 
-    /** Posts {@code n} receives on {@code s}'s QP {@code q}, each over its whole receive region. */
+    /**
+     * The receive queue QP {@code q} of {@code s} takes its receives from, as an index: its own, or 0 for all with
+     * an SRQ (whose receives all use QP 0's region: any QP's message may land in any of them).
+     */
+    private static int rq(Side s, int q) {
+        return s.srq != null ? 0 : q;
+    }
+
+    /** Posts {@code n} receives for {@code s}'s QP {@code q} (on its SRQ, if any), each over a whole receive region. */
     private static void postRecvs(Side s, int q, int n) {
         if (n <= 0) {
             return;
         }
+        int r = rq(s, q);
         List<RecvWr> l = new ArrayList<>(n);
         for (int i = 0; i < n; i++) {
-            l.add(RecvWr.of(((long) q << 40) | i, s.sge(s.dst(q), (int) s.region)));
+            l.add(RecvWr.of(((long) r << 40) | i, s.sge(s.dst(r), (int) s.region)));
         }
-        s.qps[q].postRecv(l);
-        s.recvsWaiting[q] += n;
+        if (s.srq != null) {
+            s.srq.postRecv(l);
+        } else {
+            s.qps[q].postRecv(l);
+        }
+        s.recvsWaiting[r] += n;
     }
 
     /** The byte check of the flow {@code c} posted to {@code s}. */
@@ -568,7 +595,7 @@ public final class Perftest {
         for (int q = 0; q < cfg.qps(); q++) {
             switch (cfg.test()) {
                 case WRITE_BW -> same(cfg, q, pattern[q], s.read(s.dst(q), cfg.size()), "target buffer on " + s.name);
-                case SEND_BW -> same(cfg, q, pattern[q], s.read(s.dst(q) + grh(cfg), cfg.size()), "target buffer on " + s.name);
+                case SEND_BW -> same(cfg, q, pattern[q], s.read(s.dst(rq(s, q)) + grh(cfg), cfg.size()), "target buffer on " + s.name);
                 case READ_BW -> same(cfg, q, pattern[q], c.read(c.dst(q), cfg.size()), "read buffer on " + c.name);
                 case ATOMIC_BW -> {
                     long v = MemorySegment.ofArray(s.read(s.dst(q), 8)).get(ValueLayout.JAVA_LONG_UNALIGNED, 0);
@@ -956,7 +983,7 @@ public final class Perftest {
         b.append(" ".repeat(Math.max(0, (87 - title.length()) / 2))).append(title).append('\n');
         b.append(String.format(" Device         : %s -> %s%n", CLIENT, SERVER));
         b.append(String.format(" Number of qps  : %d\t\tTransport type : IB%n", cfg.qps()));
-        b.append(String.format(" Connection type: %s\t\tUsing SRQ      : OFF%n", cfg.connection()));
+        b.append(String.format(" Connection type: %s\t\tUsing SRQ      : %s%n", cfg.connection(), cfg.srq() ? "ON" : "OFF"));
         b.append(String.format(" TX depth       : %d%n", cfg.txDepth()));
         if (!cfg.test().latency) {
             b.append(String.format(" CQ Moderation  : %d%n", cfg.cqMod()));

@@ -257,6 +257,29 @@ class PerftestTest {
         assertBad("invalid option -e for write_lat: it polls its buffer, not a CQ", "write_lat", "-e");
     }
 
+    /**
+     * perftest's {@code --use_srq}: the receiving end's QPs share one receive queue (any QP's message may land in any
+     * of its buffers, so every QP sends the same bytes); SEND tests only.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"send_bw", "send_lat"})
+    void aSharedReceiveQueueServesEveryQp(String tool) {
+        PerfResult r = tool.equals("send_bw") ? run(tool, "--use_srq", "-q", "3", "-n", "200", "-t", "16")
+                : run(tool, "--use_srq", "-n", "200");
+        assertTrue(r.report().contains("Using SRQ      : ON"), r.report());
+        assertEquals(tool.equals("send_bw") ? 600 : 200, r.rows().getFirst().iterations());
+        assertBad("invalid option --use_srq for write_bw: a shared receive queue is for SEND tests", "write_bw",
+                "--use_srq");
+    }
+
+    /** send_bw never outruns the receives posted: with several QPs it met RNR NAKs and waited on their timer. */
+    @Test
+    void sendBandwidthMeetsNoReceiverNotReady() {
+        long before = core.device("rxe0").orElseThrow().hwCounters(1).get("rcvd_rnr_err");
+        run("send_bw", "-q", "4", "-n", "300", "-s", "4096");
+        assertEquals(before, core.device("rxe0").orElseThrow().hwCounters(1).get("rcvd_rnr_err"));
+    }
+
     @Test
     void aCorruptedAtomicCounterFailsTheCheckWithEio() {
         ErrnoException e = assertThrows(ErrnoException.class,
