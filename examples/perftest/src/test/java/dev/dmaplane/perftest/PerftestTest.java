@@ -121,11 +121,11 @@ class PerftestTest {
     /** perftest_parameters.c: {@code margin = duration / 4} when -D is given, left out at both ends. */
     @Test
     void durationLeavesOutPerftestsMarginAtBothEnds() {
-        assertEquals(0, Perftest.marginNanos(0));
-        assertEquals(0, Perftest.marginNanos(3));
-        assertEquals(1_000_000_000L, Perftest.marginNanos(4));
-        assertEquals(1_000_000_000L, Perftest.marginNanos(7));
-        assertEquals(2_000_000_000L, Perftest.marginNanos(8));
+        assertEquals(0, Bandwidth.marginNanos(0));
+        assertEquals(0, Bandwidth.marginNanos(3));
+        assertEquals(1_000_000_000L, Bandwidth.marginNanos(4));
+        assertEquals(1_000_000_000L, Bandwidth.marginNanos(7));
+        assertEquals(2_000_000_000L, Bandwidth.marginNanos(8));
     }
 
     @Test

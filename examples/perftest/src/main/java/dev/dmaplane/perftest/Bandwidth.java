@@ -1,0 +1,330 @@
+package dev.dmaplane.perftest;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.verbs.SendFlags;
+import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.Sge;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicReference;
+
+import static dev.dmaplane.perftest.Perftest.*;
+
+/**
+ * The bandwidth tools ({@code ib_write_bw}, {@code ib_read_bw}, {@code ib_send_bw}, {@code ib_atomic_bw}): one flow
+ * of work requests from one end to the other, or two at once with {@code -b}, measured as perftest measures them and
+ * byte-checked at the end.
+ */
+final class Bandwidth {
+    private Bandwidth() {
+    }
+
+    static PerfResult.Bw bw(PerfConfig cfg, Side c, Side s, BeforeCheck beforeCheck) {
+        Flow f = flow(cfg, c, s);
+        beforeCheck.run(cfg, c, s);
+        verify(cfg, c, s, f);
+        return f.row(cfg);
+    }
+
+    /**
+     * {@code -b}: both ends send at once, each from a thread of its own over the same QPs (RC QPs carry both
+     * directions), and the row sums both directions, as perftest's duplex report does. The bytes of both are checked
+     * once both ended.
+     */
+    static PerfResult.Bw bidirectional(PerfConfig cfg, Side c, Side s, BeforeCheck beforeCheck) {
+        AtomicReference<Flow> back = new AtomicReference<>();
+        AtomicReference<Throwable> failure = new AtomicReference<>();
+        Thread server = Thread.ofPlatform().name("perftest-" + s.name).start(() -> {
+            try {
+                back.set(flow(cfg, s, c));
+            } catch (Throwable e) {
+                failure.set(e);
+            }
+        });
+        Flow there;
+        try {
+            there = flow(cfg, c, s);
+        } finally {
+            join(server);
+        }
+        rethrow(failure);
+        Flow home = back.get();
+        beforeCheck.run(cfg, c, s);
+        verify(cfg, c, s, there);
+        verify(cfg, s, c, home);
+        long iters = there.iters + home.iters;
+        double rate = there.iters / there.secs + home.iters / home.secs;
+        double peak = Math.max(there.peak + home.peak, rate * cfg.size());
+        return new PerfResult.Bw(cfg.size(), iters, unit(cfg, peak), unit(cfg, rate * cfg.size()), rate / 1e6);
+    }
+
+    /**
+     * One direction's bandwidth run, {@code c} posting to {@code s}: what it did in the measured part and what the
+     * byte check needs.
+     */
+    record Flow(long iters, double secs, double peak, byte[][] pattern, long[] completed) {
+        PerfResult.Bw row(PerfConfig cfg) {
+            double avg = iters * (double) cfg.size() / secs;
+            return new PerfResult.Bw(cfg.size(), iters, unit(cfg, Math.max(peak, avg)), unit(cfg, avg), iters / secs / 1e6);
+        }
+    }
+
+    static Flow flow(PerfConfig cfg, Side c, Side s) {
+        int size = cfg.size();
+        int nq = cfg.qps();
+        byte[][] pattern = new byte[nq][];
+        for (int q = 0; q < nq; q++) {
+            pattern[q] = random(size, 31L * size + (s.srq != null ? 0 : q)); // with an SRQ, any buffer may get any QP's
+            switch (cfg.test()) {
+                case WRITE_BW, SEND_BW -> {
+                    c.write(c.src(q), pattern[q]);
+                    s.write(s.dst(q), new byte[size]);
+                }
+                case READ_BW -> {
+                    s.write(s.src(q), pattern[q]);
+                    c.write(c.dst(q), new byte[size]);
+                }
+                default -> s.write(s.dst(q), new byte[8]);
+            }
+        }
+        long[] posted = new long[nq];
+        long[] completed = new long[nq];
+        long[] target = new long[nq];
+        long[] recvPosted = new long[nq];
+        long[] received = new long[nq];
+        boolean timed = cfg.duration() > 0;
+        Arrays.fill(target, timed ? Long.MAX_VALUE : cfg.iterations());
+        if (cfg.test() == PerfConfig.Test.SEND_BW) {
+            for (int q = 0; q < nq; q++) {
+                postRecvs(s, q, s.recvTarget - s.recvsWaiting[rq(s, q)]); // what an earlier size left is still there
+                recvPosted[q] = s.recvsWaiting[q];
+            }
+        }
+        int mod = cfg.cqMod();
+        // send_bw never has more sends outstanding than the receiver has receives posted: UC and UD would drop the
+        // rest, and RC would meet RNR NAKs and wait for the RNR timer (with several QPs, that was most of the run)
+        boolean credits = cfg.test() == PerfConfig.Test.SEND_BW;
+        long start = System.nanoTime();
+        long deadline = start + cfg.duration() * 1_000_000_000L;
+        long margin = marginNanos(cfg.duration());
+        long sampleFrom = start + margin;
+        long sampleTo = deadline - margin;
+        long fromTime = margin > 0 ? -1 : start;
+        long fromDone = 0;
+        long toTime = -1;
+        long toDone = 0;
+        long lastProgress = start;
+        long lastTime = start;
+        long lastDone = 0;
+        double peak = 0;
+        List<SendWr> batch = new ArrayList<>(cfg.txDepth());
+        // as perftest, the work requests are built once and posted again and again: per QP, one per send queue
+        // slot, unsignaled and signaled; a signaled one's completion tells how many were done (they complete in order)
+        int depth = cfg.txDepth();
+        SendWr[][][] wrs = new SendWr[nq][2][depth];
+        // the next slot, and how many more until the next signaled one, per QP (counters: no division per request)
+        int[] nextSlot = new int[nq];
+        int[] toSignal = new int[nq];
+        Arrays.fill(toSignal, mod);
+        // the signaled requests in flight, oldest first: a ring of (request number) per QP
+        long[][] signaledAt = new long[nq][depth];
+        int[] sigHead = new int[nq];
+        int[] sigTail = new int[nq];
+        int pendingSignaled = 0; // signaled requests posted and not completed yet, over all QPs
+        for (int q = 0; q < nq; q++) {
+            List<Sge> sgl = sgl(cfg, c, q);
+            for (int slot = 0; slot < depth; slot++) {
+                wrs[q][0][slot] = wr(cfg, sgl, c, s, q, slot, inline(cfg));
+                wrs[q][1][slot] = wr(cfg, sgl, c, s, q, slot, SendFlags.SIGNALED | inline(cfg));
+            }
+        }
+        while (true) {
+            long now = System.nanoTime();
+            if (timed && now - deadline >= 0) {
+                for (int q = 0; q < nq; q++) {
+                    if (target[q] == Long.MAX_VALUE) {
+                        target[q] = Math.max(mod, roundUp(posted[q], mod)); // the last posted one is signaled
+                    }
+                }
+            }
+            boolean done = true;
+            for (int q = 0; q < nq; q++) {
+                if (completed[q] < target[q]) {
+                    done = false;
+                }
+                // as perftest's run_iter_bw: whole post lists (-l) while they fit the send queue, each one postSend
+                // and one doorbell; the last list of a counted run may be short
+                while (true) {
+                    long room = cfg.txDepth() - (posted[q] - completed[q]);
+                    if (credits) {
+                        room = Math.min(room, s.srq != null ? sum(recvPosted) - sum(posted) : recvPosted[q] - posted[q]);
+                    }
+                    long list = Math.min(cfg.postList(), target[q] - posted[q]);
+                    if (list <= 0 || room < list) {
+                        break;
+                    }
+                    batch.clear();
+                    for (long i = posted[q]; i < posted[q] + list; i++) {
+                        boolean signaled = --toSignal[q] == 0 || i + 1 == target[q];
+                        if (toSignal[q] == 0) {
+                            toSignal[q] = mod;
+                        }
+                        batch.add(wrs[q][signaled ? 1 : 0][nextSlot[q]]);
+                        if (++nextSlot[q] == depth) {
+                            nextSlot[q] = 0;
+                        }
+                        if (signaled) {
+                            pendingSignaled++;
+                            signaledAt[q][sigTail[q]] = i;
+                            if (++sigTail[q] == depth) {
+                                sigTail[q] = 0;
+                            }
+                        }
+                    }
+                    c.qps[q].postSend(batch);
+                    posted[q] += list;
+                }
+            }
+            if (done) {
+                break;
+            }
+            List<WorkCompletion> wcs = c.cq.poll(64);
+            for (WorkCompletion wc : wcs) {
+                check(wc);
+                int q = (int) (wc.wrId() >>> 40);
+                pendingSignaled--;
+                long at = signaledAt[q][sigHead[q]];
+                if (++sigHead[q] == depth) {
+                    sigHead[q] = 0;
+                }
+                if ((wc.wrId() & ((1L << 40) - 1)) != at % depth) { // once per signaled completion
+                    throw new ErrnoException(Errno.EIO, "perftest: QP " + q + " completed work request " + wc.wrId()
+                            + " where the next signaled one is slot " + at % depth);
+                }
+                completed[q] = at + 1;
+            }
+            if (cfg.test() == PerfConfig.Test.SEND_BW) { // every receive that completed is posted again
+                List<WorkCompletion> rw;
+                while (!(rw = s.rcq.poll(64)).isEmpty()) {
+                    for (WorkCompletion wc : rw) {
+                        check(wc);
+                        int q = (int) (wc.wrId() >>> 40);
+                        received[q]++;
+                        s.recvsWaiting[q]--;
+                        postRecvs(s, q, 1);
+                        recvPosted[q]++;
+                    }
+                }
+            }
+            now = System.nanoTime();
+            if (timed && fromTime < 0 && now - sampleFrom >= 0) {
+                fromTime = lastTime = now;
+                fromDone = lastDone = sum(completed);
+            }
+            if (timed && fromTime >= 0 && toTime < 0 && now - sampleTo >= 0) {
+                toTime = now;
+                toDone = sum(completed);
+            }
+            boolean sampling = fromTime >= 0 && toTime < 0;
+            if (!wcs.isEmpty()) {
+                long total = sum(completed);
+                if (sampling && now - lastTime > 200_000) { // peak over windows of at least 0.2 ms
+                    peak = Math.max(peak, (double) (total - lastDone) * size / ((now - lastTime) / 1e9));
+                    lastTime = now;
+                    lastDone = total;
+                }
+                lastProgress = now;
+            } else if (now - lastProgress > STALL_NS) {
+                throw new ErrnoException(Errno.ETIMEDOUT, "perftest: " + cfg.test().tool + " stalled at "
+                        + Arrays.toString(completed) + " of " + Arrays.toString(target) + " completions");
+            } else if (c.channel != null && pendingSignaled > 0) {
+                awaitEvent(c, cfg, null); // -e: sleep until the CQ reports (a signaled request is on its way)
+            } else {
+                Thread.yield(); // the HCAs are threads of this machine too: give them the CPU while nothing completes
+            }
+        }
+        long end = System.nanoTime();
+        if (fromTime < 0) { // the run ended before a poll saw the window open
+            fromTime = start;
+            fromDone = 0;
+        }
+        if (toTime < 0) { // counted runs, and timed ones that ended before a poll saw the window close
+            toTime = end;
+            toDone = sum(completed);
+        }
+        long iters = toDone - fromDone;
+        if (cfg.test() == PerfConfig.Test.SEND_BW) {
+            long want = sum(posted);
+            while (sum(received) < want) {
+                for (WorkCompletion wc : s.rcq.poll(64)) {
+                    check(wc);
+                    int q = (int) (wc.wrId() >>> 40);
+                    received[q]++;
+                    s.recvsWaiting[q]--;
+                }
+                if (System.nanoTime() - end > STALL_NS) {
+                    throw new ErrnoException(Errno.ETIMEDOUT, "perftest: send_bw received " + sum(received) + " of " + want);
+                }
+            }
+        }
+        double secs = (toTime - fromTime) / 1e9;
+        return new Flow(iters, secs, peak, pattern, completed);
+    }
+
+    /**
+     * perftest's duration mode measures the middle of the run only: a margin of a quarter of the duration, in
+     * whole seconds, is left out at either end (its START, SAMPLE and STOP_SAMPLE states); none without one.
+     */
+    static long marginNanos(int durationSecs) {
+        return durationSecs / 4 * 1_000_000_000L;
+    }
+
+    /** The one scatter/gather list every work request of QP {@code q} uses, built once as perftest builds its SGE. */
+    static List<Sge> sgl(PerfConfig cfg, Side c, int q) {
+        return switch (cfg.test()) {
+            case WRITE_BW, SEND_BW -> List.of(c.sge(c.src(q), cfg.size()));
+            case READ_BW -> List.of(c.sge(c.dst(q), cfg.size()));
+            case ATOMIC_BW -> List.of(c.sge(c.src(q), 8)); // the fetched values; dst(q) is this end's counter
+            default -> throw new IllegalStateException();
+        };
+    }
+
+    static SendWr wr(PerfConfig cfg, List<Sge> sgl, Side c, Side s, int q, long i, int flags) {
+        long id = ((long) q << 40) | i;
+        int rkey = s.mr.rkey();
+        return switch (cfg.test()) {
+            case WRITE_BW -> new SendWr.RdmaWrite(id, sgl, flags, s.dst(q), rkey);
+            case READ_BW -> new SendWr.RdmaRead(id, sgl, flags, s.src(q), rkey);
+            case SEND_BW -> new SendWr.Send(id, sgl, flags, ud(cfg, c, s, q));
+            case ATOMIC_BW -> new SendWr.AtomicFetchAndAdd(id, sgl, flags, s.dst(q), rkey, 1);
+            default -> throw new IllegalStateException();
+        };
+    }
+
+    /** The byte check of the flow {@code c} posted to {@code s}. */
+    static void verify(PerfConfig cfg, Side c, Side s, Flow f) {
+        byte[][] pattern = f.pattern();
+        long[] completed = f.completed();
+        for (int q = 0; q < cfg.qps(); q++) {
+            switch (cfg.test()) {
+                case WRITE_BW -> same(cfg, q, pattern[q], s.read(s.dst(q), cfg.size()), "target buffer on " + s.name);
+                case SEND_BW -> same(cfg, q, pattern[q], s.read(s.dst(rq(s, q)) + grh(cfg), cfg.size()), "target buffer on " + s.name);
+                case READ_BW -> same(cfg, q, pattern[q], c.read(c.dst(q), cfg.size()), "read buffer on " + c.name);
+                case ATOMIC_BW -> {
+                    long v = MemorySegment.ofArray(s.read(s.dst(q), 8)).get(ValueLayout.JAVA_LONG_UNALIGNED, 0);
+                    if (v != completed[q]) {
+                        throw new ErrnoException(Errno.EIO, "perftest: atomic_bw QP " + q + ": counter on " + s.name
+                                + " is " + v + " after " + completed[q] + " fetch-and-adds of 1");
+                    }
+                }
+                default -> throw new IllegalStateException();
+            }
+        }
+    }
+}
