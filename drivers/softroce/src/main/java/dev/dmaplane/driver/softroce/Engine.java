@@ -199,14 +199,7 @@ final class Engine implements Runnable {
         for (Packet p : burst) {
             inbox.add(p.materialized());
         }
-        if (!lock.isHeldByCurrentThread() && lock.tryLock()) { // the holder left meanwhile: nobody may have seen them
-            try {
-                inlinePasses++;
-                pass();
-            } finally {
-                release();
-            }
-        }
+        runQueuedIfIdle(); // the holder may have let the engine go before they were queued
         return true;
     }
 
@@ -217,6 +210,11 @@ final class Engine implements Runnable {
      */
     void release() {
         lock.unlock();
+        runQueuedIfIdle();
+    }
+
+    /** Runs queued work in the calling thread for as long as there is some and nobody else runs the engine. */
+    private void runQueuedIfIdle() {
         while (running && (!inbox.isEmpty() || !ready.isEmpty()) && !lock.isHeldByCurrentThread() && lock.tryLock()) {
             try {
                 inlinePasses++;
