@@ -39,6 +39,33 @@ public interface BusMaster {
         }
     }
 
+    /**
+     * A chain of cut-through transfers between the same two bus masters, as a DMA engine runs a scatter-gather
+     * descriptor list: descriptor {@code i} copies {@code lengths[i]} bytes from {@code busAddr + offsets[i]} to
+     * {@code targetBusAddr + targetOffsets[i]} of {@code target}, checked as {@link #copyTo(long, BusMaster, long, long)}
+     * checks one transfer. Runs descriptors {@code from} up to (not including) {@code to} in order and returns how
+     * many it ran, at least one; it may stop early, and the caller calls again from where it stopped. Only the first
+     * descriptor of a call is ever refused: a caller that catches a refusal knows that every descriptor before
+     * {@code from} moved and none after it did.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} when {@code [from, to)} is empty or outside an array
+     */
+    default int copyTo(long busAddr, BusMaster target, long targetBusAddr, long[] offsets, long[] targetOffsets,
+                       int[] lengths, int from, int to) {
+        checkChain(offsets, targetOffsets, lengths, from, to);
+        copyTo(busAddr + offsets[from], target, targetBusAddr + targetOffsets[from], lengths[from]);
+        return 1;
+    }
+
+    /** The argument checks of the chain {@link #copyTo(long, BusMaster, long, long[], long[], int[], int, int)}. */
+    static void checkChain(long[] offsets, long[] targetOffsets, int[] lengths, int from, int to) {
+        int n = Math.min(lengths.length, Math.min(offsets.length, targetOffsets.length));
+        if (from < 0 || from >= to || to > n) {
+            throw new dev.dmaplane.errno.ErrnoException(dev.dmaplane.errno.Errno.EINVAL, "descriptors [" + from + ", "
+                    + to + ") of a chain of " + n);
+        }
+    }
+
     /** Device reads the 8-byte little-endian value at {@code busAddr}. */
     long readLong(long busAddr);
 

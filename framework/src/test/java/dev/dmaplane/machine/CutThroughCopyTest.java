@@ -76,6 +76,72 @@ class CutThroughCopyTest {
         b.dma().unmapSingle(dstIova, 2L << 20, DmaDirection.FROM_DEVICE);
     }
 
+    /**
+     * A descriptor chain: every descriptor's bytes land where it says, a call stops at a descriptor the translation
+     * caches do not serve and the next call goes on from there, and a refusal comes only as the first descriptor
+     * of a call, with the descriptors before it done and none after it.
+     */
+    @Test
+    void aDescriptorChainCopiesInOrderAndIsRefusedOnlyAtItsFirstDescriptor() {
+        PciFunction a = m.pci().function("04:00.0");
+        PciFunction b = m.pci().function("05:00.0");
+        BusMaster ma = master(a);
+        BusMaster mb = master(b);
+        HostMemory ram = m.memory();
+        long src = frames(ram, 0);
+        long dst = frames(ram, 0);
+        long far = frames(ram, 0);
+        ram.write(src, MemorySegment.ofArray(pattern(4096, 7)));
+        long srcIova = a.dma().mapSingle(src, 4096, DmaDirection.TO_DEVICE);
+        long dstIova = b.dma().mapSingle(dst, 4096, DmaDirection.FROM_DEVICE);
+        long farIova = b.dma().mapSingle(far, 4096, DmaDirection.FROM_DEVICE);
+        int n = 8;
+        long[] from = new long[n];
+        long[] to = new long[n];
+        int[] len = new int[n];
+        for (int i = 0; i < n; i++) { // 64-byte pieces of the source, reversed in the target
+            from[i] = 64L * i;
+            to[i] = 64L * (n - 1 - i);
+            len[i] = 64;
+        }
+        to[5] = farIova - dstIova + 128; // one descriptor lands in another mapping
+
+        assertEquals(5, ma.copyTo(srcIova, mb, dstIova, from, to, len, 0, n), "stops where the target's cache misses");
+        assertEquals(1, ma.copyTo(srcIova, mb, dstIova, from, to, len, 5, n), "goes on from there, and stops again");
+        assertEquals(2, ma.copyTo(srcIova, mb, dstIova, from, to, len, 6, n));
+        byte[] whole = pattern(4096, 7);
+        for (int i = 0; i < n; i++) {
+            byte[] out = new byte[64];
+            ram.read(i == 5 ? far + 128 : dst + to[i], MemorySegment.ofArray(out));
+            assertArrayEquals(java.util.Arrays.copyOfRange(whole, 64 * i, 64 * i + 64), out, "descriptor " + i);
+        }
+
+        // a descriptor into nothing mapped: the call before it stops short, the one starting at it is refused
+        ram.write(dst, MemorySegment.ofArray(new byte[4096]));
+        to[5] = dstIova + (64L << 20) - dstIova;
+        assertEquals(5, ma.copyTo(srcIova, mb, dstIova, from, to, len, 0, n));
+        assertEquals(FaultReason.NOT_MAPPED, assertThrows(DmaFaultException.class,
+                () -> ma.copyTo(srcIova, mb, dstIova, from, to, len, 5, n)).reason());
+        byte[] out = new byte[64];
+        ram.read(dst + to[6], MemorySegment.ofArray(out));
+        assertArrayEquals(new byte[64], out, "nothing after the refused descriptor moved");
+        ram.read(dst + to[4], MemorySegment.ofArray(out));
+        assertArrayEquals(java.util.Arrays.copyOfRange(whole, 256, 320), out, "everything before it did");
+
+        // with bus mastering off, the chain's first descriptor is refused: no run from a cached translation
+        b.setMaster(false);
+        assertEquals(FaultReason.BUS_MASTER_DISABLED, assertThrows(DmaFaultException.class,
+                () -> ma.copyTo(srcIova, mb, dstIova, from, to, len, 0, 4)).reason());
+        b.setMaster(true);
+        assertEquals(dev.dmaplane.errno.Errno.EINVAL, assertThrows(dev.dmaplane.errno.ErrnoException.class,
+                () -> ma.copyTo(srcIova, mb, dstIova, from, to, len, 3, 3)).errno(), "an empty chain");
+        assertEquals(dev.dmaplane.errno.Errno.EINVAL, assertThrows(dev.dmaplane.errno.ErrnoException.class,
+                () -> ma.copyTo(srcIova, mb, dstIova, from, to, len, 0, n + 1)).errno(), "past the arrays");
+        a.dma().unmapSingle(srcIova, 4096, DmaDirection.TO_DEVICE);
+        b.dma().unmapSingle(dstIova, 4096, DmaDirection.FROM_DEVICE);
+        b.dma().unmapSingle(farIova, 4096, DmaDirection.FROM_DEVICE);
+    }
+
     @Test
     void theTranslationCacheForgetsAnUnmappedRange() {
         PciFunction a = m.pci().function("04:00.0");

@@ -67,16 +67,18 @@ final class DeviceBusMaster implements BusMaster {
      */
     private MemorySegment cached(long addr, long len, boolean write) {
         AtcEntry e = atc;
-        if (e == null || addr < e.iova || addr >= e.end || write != e.write) {
-            return null;
-        }
-        IommuDomain d = domain();
-        if (d != e.domain || d.iotlbGeneration() != e.iotlbGeneration || dma.sys.peerRouter.epoch() != e.routeEpoch) {
+        if (e == null || addr < e.iova || addr >= e.end || write != e.write || !current(e)) {
             return null;
         }
         long n = Math.min(len, e.end - addr);
         checkRequester(addr, n, write);
         return e.ram.asSlice(addr - e.iova, n);
+    }
+
+    /** Whether {@code e} still holds: same domain, no unmap since (IOTLB generation), no route change (config write). */
+    private boolean current(AtcEntry e) {
+        IommuDomain d = domain();
+        return d == e.domain && d.iotlbGeneration() == e.iotlbGeneration && dma.sys.peerRouter.epoch() == e.routeEpoch;
     }
 
     /**
@@ -89,9 +91,13 @@ final class DeviceBusMaster implements BusMaster {
         long generation = domain == null ? 0 : domain.iotlbGeneration();
         IommuDomain.Run run = run(domain, addr, remaining, write);
         if (domain != null && domain.type().paging()) {
-            MemorySegment ram = ramOf(run);
+            // the whole leaf that maps addr, from the start of its 4 KiB page on: the leaf maps all of it alike, and
+            // an ATC holds translations of whole pages
+            long back = addr & (HostMemory.PAGE_SIZE - 1);
+            long ahead = Math.max(run.length(), domain.contiguousFrom(addr));
+            MemorySegment ram = ramOf(run.phys() - back, ahead + back);
             if (ram != null) {
-                atc = new AtcEntry(domain, generation, epoch, addr, addr + ram.byteSize(), write, ram);
+                atc = new AtcEntry(domain, generation, epoch, addr - back, addr - back + ram.byteSize(), write, ram);
             }
         }
         return run;
@@ -99,9 +105,14 @@ final class DeviceBusMaster implements BusMaster {
 
     /** The RAM {@code run} reaches, up to the end of its 2 MiB section; null when it is not RAM. */
     private MemorySegment ramOf(IommuDomain.Run run) {
+        return ramOf(run.phys(), run.length());
+    }
+
+    /** The RAM at {@code [phys, phys + length)}, up to the end of its 2 MiB section; null when it is not RAM. */
+    private MemorySegment ramOf(long phys, long length) {
         HostMemory ram = physical.ram();
-        long n = Math.min(run.length(), HostMemory.HUGE_PAGE_SIZE - (run.phys() & (HostMemory.HUGE_PAGE_SIZE - 1)));
-        return ram.contains(run.phys(), n) ? ram.slice(run.phys(), n) : null;
+        long n = Math.min(length, HostMemory.HUGE_PAGE_SIZE - (phys & (HostMemory.HUGE_PAGE_SIZE - 1)));
+        return ram.contains(phys, n) ? ram.slice(phys, n) : null;
     }
 
     /** One transaction per page-table leaf (or 4 KiB page), each translated before any byte moves. */
@@ -174,6 +185,55 @@ final class DeviceBusMaster implements BusMaster {
             MemorySegment.copy(src, 0, dst, 0, n);
             done += n;
         }
+    }
+
+    /**
+     * The first descriptor as {@link #copyTo(long, BusMaster, long, long)} does it, which leaves the source's and the
+     * target's translation caches holding the runs it reached; then, in one go, every following descriptor both
+     * entries serve, with the checks that do not depend on the address (entries still current, device present, bus
+     * mastering enabled) made once for the run and the DMA masks per descriptor. It stops at the first descriptor
+     * either entry misses, for the caller's next call to translate. A change that lands while the run is under way
+     * takes effect after it, as an IOTLB invalidation completes only once the DMA in flight has drained.
+     */
+    @Override
+    public int copyTo(long busAddr, BusMaster target, long targetBusAddr, long[] offsets, long[] targetOffsets,
+                      int[] lengths, int from, int to) {
+        BusMaster.checkChain(offsets, targetOffsets, lengths, from, to);
+        copyTo(busAddr + offsets[from], target, targetBusAddr + targetOffsets[from], lengths[from]);
+        if (!(target instanceof DeviceBusMaster t) || t.physical != physical) {
+            return 1;
+        }
+        AtcEntry src = runEntry(false);
+        AtcEntry dst = t.runEntry(true);
+        if (src == null || dst == null) {
+            return 1;
+        }
+        long srcMask = dma.dmaMask();
+        long dstMask = t.dma.dmaMask();
+        int i = from + 1;
+        for (; i < to; i++) {
+            long n = lengths[i];
+            long s = busAddr + offsets[i];
+            long d = targetBusAddr + targetOffsets[i];
+            if (n <= 0 || s < src.iova || s > src.end - n || d < dst.iova || d > dst.end - n
+                    || !DeviceDma.fitsMask(s, n, srcMask) || !DeviceDma.fitsMask(d, n, dstMask)) {
+                break;
+            }
+            MemorySegment.copy(src.ram, s - src.iova, dst.ram, d - dst.iova, n);
+        }
+        return i - from;
+    }
+
+    /**
+     * The translation cache's entry when it serves {@code write}, is current, and the device may put requests on
+     * the bus at all (present, bus mastering enabled); else null.
+     */
+    private AtcEntry runEntry(boolean write) {
+        AtcEntry e = atc;
+        if (e == null || e.write != write || !current(e) || !dma.device.isPresent() || !dma.device.busMasterEnabled()) {
+            return null;
+        }
+        return e;
     }
 
     /**
