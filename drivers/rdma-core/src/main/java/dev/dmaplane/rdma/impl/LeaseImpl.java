@@ -107,6 +107,28 @@ final class LeaseImpl implements DmaLease {
                 (dstBus, dstAddr, pos2, m) -> srcBus.copyTo(srcAddr + pos2, dstBus, dstAddr, m)));
     }
 
+    /**
+     * Every copy is checked against both leases before any byte moves; with a single bus range on each side the
+     * bus masters run the chain, else the first copy goes alone.
+     */
+    @Override
+    public int copyTo(long[] offsets, DmaLease target, long[] targetOffsets, int[] lengths, int from, int to) {
+        BusMaster.checkChain(offsets, targetOffsets, lengths, from, to);
+        if (!(target instanceof LeaseImpl t)) {
+            throw new ErrnoException(Errno.EINVAL, "not a lease of this core: " + target);
+        }
+        for (int i = from; i < to; i++) {
+            check(offsets[i], lengths[i]);
+            t.check(targetOffsets[i], lengths[i]);
+        }
+        if (segments.size() == 1 && t.segments.size() == 1) {
+            return bus.copyTo(segments.getFirst().dmaAddress(), t.bus, t.segments.getFirst().dmaAddress(), offsets,
+                    targetOffsets, lengths, from, to);
+        }
+        copyTo(offsets[from], target, targetOffsets[from], lengths[from]);
+        return 1;
+    }
+
     @Override
     public long compareAndSwap(long offset, long compare, long swap) {
         return bus.compareAndSwap(busAddress(offset), compare, swap);

@@ -44,6 +44,19 @@ public interface DmaLease extends AutoCloseable {
      */
     void copyTo(long offset, DmaLease target, long targetOffset, long length);
 
+    /**
+     * A chain of cut-through copies from this lease into {@code target} ({@link
+     * dev.dmaplane.dma.BusMaster#copyTo(long, dev.dmaplane.dma.BusMaster, long, long[], long[], int[], int, int)}):
+     * copy {@code i} moves {@code lengths[i]} bytes at {@code offsets[i]} of this lease to {@code targetOffsets[i]}
+     * of {@code target}. Runs copies {@code from} up to {@code to} in order and returns how many it ran, at least
+     * one; the caller calls again from where it stopped. Only the first copy of a call is ever refused, so a caller
+     * that catches a refusal knows that the copies before it were done and none after it.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for an empty {@code [from, to)}, or a copy outside
+     *                                           either lease (none of the chain's bytes moved)
+     */
+    int copyTo(long[] offsets, DmaLease target, long[] targetOffsets, int[] lengths, int from, int to);
+
     /** Device 8-byte compare-and-swap at {@code offset} (8-byte aligned address); returns the old value. */
     long compareAndSwap(long offset, long compare, long swap);
 

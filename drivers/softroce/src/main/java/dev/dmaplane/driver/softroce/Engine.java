@@ -110,6 +110,8 @@ final class Engine implements Runnable {
     /** Bursts received and stored because the engine was busy (store-and-forward), and delivered cut-through. */
     final java.util.concurrent.atomic.AtomicLong burstsStored = new java.util.concurrent.atomic.AtomicLong(); // by senders
     volatile long burstsCutThrough;
+    /** Trains of single-packet WRITE messages the requester sent ({@link Packet.Payload.Messages}). */
+    volatile long trainsSent;
     /** Work the engine could not do (a QP destroyed or moved under it): counted, and the HCA goes on. */
     volatile long errors;
     volatile RuntimeException lastError;
@@ -279,6 +281,7 @@ final class Engine implements Runnable {
         m.put("dmaplane_resent_from_middle", resentFromMiddle);
         m.put("dmaplane_bursts_cut_through", burstsCutThrough);
         m.put("dmaplane_bursts_stored", burstsStored.get());
+        m.put("dmaplane_write_trains", trainsSent);
         m.put("dmaplane_passes_inline", inlinePasses);
         m.put("dmaplane_passes_worker", workerPasses);
         m.put("dmaplane_errors", errors);
@@ -444,6 +447,11 @@ final class Engine implements Runnable {
             flushTx(); // packets waiting may carry ranges of the leases about to be closed
         }
         return localLeases.keep(l, qp.pd(), sge.lkey(), 0, sge.addr(), sge.length());
+    }
+
+    /** Whether keeping one more local lease would first close those kept (see {@link #local}). */
+    boolean localLeasesFull() {
+        return localLeases.full();
     }
 
     private void wakeWorkerThread() {

@@ -7,8 +7,10 @@ import java.lang.foreign.MemorySegment;
 
 /**
  * One RoCEv2 packet on the fabric (IP/UDP 4791 addressed by GID), or a train of {@code count} consecutive packets
- * of one message handed to the fabric at once (as a NIC's segmentation offload hands a burst to the wire): PSNs
- * {@code psn .. psn + count - 1}, {@code first} when the train starts the message, {@code last} when it ends it.
+ * handed to the fabric at once (as a NIC's segmentation offload hands a burst to the wire): PSNs
+ * {@code psn .. psn + count - 1}. A train is the packets of one message, {@code first} when it starts the message,
+ * {@code last} when it ends it; or, with a {@link Payload.Messages} payload, {@code count} whole single-packet
+ * RDMA WRITE messages (WRITE_ONLY), each with its own RETH in the payload.
  * It carries the base transport header (opcode, destination QP, PSN, AckReq), the extension headers the opcode
  * carries (RETH: {@code va}/{@code rkey}/{@code dmaLen}; AtomicETH: {@code va}/{@code rkey}/{@code swapAdd}/
  * {@code compare}; ImmDt/IETH: {@code imm}; AETH: {@code syndrome}/{@code msn}; AtomicAckETH: {@code orig};
@@ -36,6 +38,11 @@ record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first,
      * already taken).
      */
     Packet dropFront(int k, int mtu) {
+        if (payload instanceof Payload.Messages m) {
+            Payload.Messages rest = m.dropFirst(k);
+            return new Packet(sgid, dgid, srcQpn, destQpn, op, true, true, psnAdd(psn, k), count - k, ackReq,
+                    rest.vas()[0], rkey, rest.lengths()[0], imm, swapAdd, compare, syndrome, msn, orig, qkey, rest, se);
+        }
         long from = Math.min(payload.length(), (long) k * mtu);
         return new Packet(sgid, dgid, srcQpn, destQpn, op, false, last, psnAdd(psn, k), count - k, ackReq, va, rkey,
                 dmaLen, imm, swapAdd, compare, syndrome, msn, orig, qkey,
@@ -44,7 +51,7 @@ record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first,
 
     /** This packet with its payload copied off the sender (store-and-forward). */
     Packet materialized() {
-        if (!(payload instanceof Payload.Span)) {
+        if (!payload.leased()) {
             return this;
         }
         return new Packet(sgid, dgid, srcQpn, destQpn, op, first, last, psn, count, ackReq, va, rkey, dmaLen, imm,
@@ -79,7 +86,13 @@ record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first,
 
         Payload slice(long from, long len);
 
-        Bytes materialize();
+        /** This payload with its bytes copied off the sender's lease (itself when it holds none). */
+        Payload materialize();
+
+        /** Whether the bytes are still in the sender's lease (valid only during the delivery call). */
+        default boolean leased() {
+            return false;
+        }
 
         /** Payload bytes: the sender's copy, which nobody writes once the packet left. */
         record Bytes(MemorySegment data) implements Payload {
@@ -108,7 +121,7 @@ record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first,
             }
 
             @Override
-            public Bytes materialize() {
+            public Payload materialize() {
                 return this;
             }
         }
@@ -131,10 +144,114 @@ record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first,
             }
 
             @Override
-            public Bytes materialize() {
+            public Payload materialize() {
                 byte[] b = new byte[(int) length];
                 lease.read(offset, MemorySegment.ofArray(b));
                 return Bytes.of(b);
+            }
+
+            @Override
+            public boolean leased() {
+                return true;
+            }
+        }
+
+        /**
+         * The payloads of a train of {@code count} single-packet WRITE messages, message {@code i} writing
+         * {@code lengths[i]} bytes at remote address {@code vas[i]} (its RETH; the rkey is the packet's), which all
+         * lie in {@code [lo, hi)}. The bytes of message {@code i} are at {@code offsets[i]} of the sender's open
+         * lease {@code leases[i]} (cut-through; consecutive messages often share one) or, once stored, of
+         * {@code bytes} (and {@code leases} is null); as a whole, the payload is the messages' payloads back to
+         * back, as their packets follow each other on the wire.
+         */
+        record Messages(int count, long[] vas, int[] lengths, long[] offsets, DmaLease[] leases, MemorySegment bytes,
+                        long lo, long hi, long length) implements Payload {
+            /** A train of the first {@code count} entries of the arrays, from {@code leases}. */
+            static Messages of(int count, long[] vas, int[] lengths, long[] offsets, DmaLease[] leases) {
+                long lo = Long.MAX_VALUE;
+                long hi = Long.MIN_VALUE;
+                long total = 0;
+                for (int i = 0; i < count; i++) {
+                    lo = Math.min(lo, vas[i]);
+                    hi = Math.max(hi, vas[i] + lengths[i]);
+                    total += lengths[i];
+                }
+                return new Messages(count, vas, lengths, offsets, leases, null, lo, hi, total);
+            }
+
+            /** The train without its first {@code k} messages. */
+            Messages dropFirst(int k) {
+                if (k <= 0 || k >= count) {
+                    throw new IllegalArgumentException("dropping " + k + " of " + count + " messages");
+                }
+                int n = count - k;
+                long[] v = java.util.Arrays.copyOfRange(vas, k, count);
+                int[] l = java.util.Arrays.copyOfRange(lengths, k, count);
+                long[] o = java.util.Arrays.copyOfRange(offsets, k, count);
+                Messages m = of(n, v, l, o, leases == null ? null : java.util.Arrays.copyOfRange(leases, k, count));
+                return bytes == null ? m : new Messages(n, v, l, o, null, bytes, m.lo, m.hi, m.length);
+            }
+
+            /** Message {@code i}'s payload alone. */
+            Payload message(int i) {
+                return leases != null ? new Span(leases[i], offsets[i], lengths[i])
+                        : new Bytes(bytes.asSlice(offsets[i], lengths[i]));
+            }
+
+            /** Applies {@code part} to the pieces of messages covering {@code [from, from + len)} of the whole. */
+            private void walk(long from, long len, Piece part) {
+                long pos = 0;
+                long done = 0;
+                for (int i = 0; i < count && done < len; i++) {
+                    long end = pos + lengths[i];
+                    if (from + done < end) {
+                        long inner = from + done - pos;
+                        long n = Math.min(len - done, lengths[i] - inner);
+                        part.move(i, inner, done, n);
+                        done += n;
+                    }
+                    pos = end;
+                }
+            }
+
+            private interface Piece {
+                void move(int message, long inner, long done, long n);
+            }
+
+            @Override
+            public void writeTo(long from, DmaLease dst, long offset, long len) {
+                walk(from, len, (i, inner, done, n) -> message(i).writeTo(inner, dst, offset + done, n));
+            }
+
+            @Override
+            public void copyTo(long from, MemorySegment dst) {
+                walk(from, dst.byteSize(), (i, inner, done, n) -> message(i).copyTo(inner, dst.asSlice(done, n)));
+            }
+
+            @Override
+            public Payload slice(long from, long len) {
+                byte[] b = new byte[(int) len];
+                copyTo(from, MemorySegment.ofArray(b));
+                return Bytes.of(b);
+            }
+
+            @Override
+            public Payload materialize() {
+                if (leases == null) {
+                    return this;
+                }
+                byte[] b = new byte[(int) length];
+                long[] at = new long[count];
+                for (int i = 0, pos = 0; i < count; pos += lengths[i], i++) {
+                    at[i] = pos;
+                }
+                copyTo(0, MemorySegment.ofArray(b));
+                return new Messages(count, vas, lengths, at, null, MemorySegment.ofArray(b), lo, hi, length);
+            }
+
+            @Override
+            public boolean leased() {
+                return leases != null;
             }
         }
     }

@@ -16,6 +16,7 @@ import dev.dmaplane.rdma.verbs.WcStatus;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -87,12 +88,146 @@ final class Requester {
                 continue;
             }
             try {
-                start(c, w);
+                if (!train(c, w)) {
+                    start(c, w);
+                }
             } catch (AccessFault f) {
                 c.held = w;
                 c.heldStatus = f.status();
             }
         }
+    }
+
+    /** Most single-packet WRITE messages one train carries. */
+    static final int TRAIN_MAX = 64;
+
+    /**
+     * Whether {@code w} may travel in a train: an RDMA WRITE without immediate, not inline, of one SGE and of one
+     * packet, to a remote range that does not wrap, while the fabric takes trains (no loss injection).
+     */
+    private boolean trainable(SendWqe w, int mtu) {
+        return w.wr() instanceof SendWr.RdmaWrite r && w.inlineData() == null && w.length() > 0 && w.length() <= mtu
+                && r.sgList().size() == 1 && r.remoteAddr() >= 0 && r.remoteAddr() + w.length() > 0
+                && !e.fabric.perPacket();
+    }
+
+    /**
+     * Starts {@code w} and the RC WRITE requests queued right behind it as one train of single-packet messages
+     * ({@link Packet.Payload.Messages}), each a message of its own with its PSN and RETH, for as long as they may
+     * travel in a train, go through {@code w}'s rkey, write a remote range that overlaps or abuts what the train
+     * writes already (so the responder's one lease for the train covers no byte that no message writes: an
+     * on-demand target faults in no page it would not have), read through stable local leases, and the window has
+     * room. The first request that does not fit is held for the next turn of {@link #run}, with the status of its
+     * local fault if its own lease was refused (as {@link #start} would have failed it). False, with nothing
+     * started, when {@code w} cannot open a train.
+     */
+    private boolean train(QpCtx c, SendWqe w) {
+        HwQp qp = c.qp;
+        var a = qp.attr();
+        int mtu = a.pathMtu().bytes();
+        if (!trainable(w, mtu)) {
+            return false;
+        }
+        dev.dmaplane.rdma.verbs.Sge sge = w.wr().sgList().getFirst();
+        LeaseCache.Held h = e.local(qp, sge);
+        if (h.owned()) { // not a stable lease: the message gathers its payload, alone
+            h.close();
+            return false;
+        }
+        // the local lease the latest message reads through: its lkey and the address its offset 0 stands for
+        DmaLease lease = h.lease();
+        int lkey = sge.lkey();
+        long base = sge.addr() - h.offset();
+        int rkey = ((SendWr.RdmaWrite) w.wr()).rkey();
+        int room = Math.min(TRAIN_MAX, Engine.MAX_INFLIGHT - c.inflight.size());
+        long[] vas = new long[room];
+        int[] lengths = new int[room];
+        long[] offsets = new long[room];
+        DmaLease[] leases = new DmaLease[room];
+        int firstPsn = c.npsn;
+        int n = 0;
+        long lo = ((SendWr.RdmaWrite) w.wr()).remoteAddr();
+        long hi = lo;
+        SendWqe x = w;
+        while (true) {
+            SendWr.RdmaWrite wr = (SendWr.RdmaWrite) x.wr();
+            lo = Math.min(lo, wr.remoteAddr());
+            hi = Math.max(hi, wr.remoteAddr() + x.length());
+            vas[n] = wr.remoteAddr();
+            lengths[n] = (int) x.length();
+            offsets[n] = wr.sgList().getFirst().addr() - base;
+            leases[n] = lease;
+            Msg m = new Msg(x);
+            m.mtu = mtu;
+            inFlight(c, m, 1);
+            if (++n == room || (x = qp.nextSend()) == null) {
+                break;
+            }
+            if (!joins(x, mtu, rkey, lo, hi) || (x.fenced() && c.readsInFlight > 0)) {
+                c.held = x;
+                break;
+            }
+            dev.dmaplane.rdma.verbs.Sge next = x.wr().sgList().getFirst();
+            if (next.lkey() == lkey && next.addr() >= base && next.addr() + next.length() <= base + lease.length()) {
+                continue; // inside the latest lease
+            }
+            if (e.localLeasesFull()) { // keeping one more would close those the train's bytes are in
+                c.held = x;
+                break;
+            }
+            try {
+                h = e.local(qp, next);
+            } catch (AccessFault f) { // fails as start would have failed it
+                c.held = x;
+                c.heldStatus = f.status();
+                break;
+            }
+            if (h.owned()) {
+                h.close();
+                c.held = x;
+                break;
+            }
+            lease = h.lease();
+            lkey = next.lkey();
+            base = next.addr() - h.offset();
+        }
+        e.trainsSent++;
+        Packet.Payload.Messages train = n == room ? Packet.Payload.Messages.of(n, vas, lengths, offsets, leases)
+                : Packet.Payload.Messages.of(n, Arrays.copyOf(vas, n), Arrays.copyOf(lengths, n),
+                Arrays.copyOf(offsets, n), Arrays.copyOf(leases, n));
+        e.send(new Packet(e.gid, a.ahAttr().grh().dgid(), qp.qpNum(), a.destQpNum(), Op.WRITE, true, true, firstPsn, n,
+                true, vas[0], rkey, lengths[0], 0, 0, 0, 0, 0, 0, 0, train, false));
+        return true;
+    }
+
+    /** Whether {@code x} may join a train through {@code rkey} that writes {@code [lo, hi)}. */
+    private boolean joins(SendWqe x, int mtu, int rkey, long lo, long hi) {
+        if (!trainable(x, mtu) || ((SendWr.RdmaWrite) x.wr()).rkey() != rkey) {
+            return false;
+        }
+        long va = ((SendWr.RdmaWrite) x.wr()).remoteAddr();
+        return va <= hi && va + x.length() >= lo;
+    }
+
+    /**
+     * Gives {@code m} its {@code pkts} PSNs and puts it in flight: the transport timer and the retry counts start
+     * with the first message in flight.
+     */
+    private void inFlight(QpCtx c, Msg m, int pkts) {
+        m.firstPsn = c.npsn;
+        m.lastPsn = Packet.psnAdd(c.npsn, pkts - 1);
+        m.ackedThrough = Packet.psnAdd(c.npsn, -1);
+        c.npsn = Packet.psnAdd(c.npsn, pkts);
+        if (c.inflight.isEmpty()) {
+            var a = c.qp.attr();
+            c.retryLeft = a.retryCnt();
+            c.rnrLeft = a.rnrRetry();
+            c.deadline = System.nanoTime() + Engine.timeoutNs(a.timeout());
+        }
+        if (isReadOrAtomic(m.w)) {
+            c.readsInFlight++;
+        }
+        c.inflight.addLast(m);
     }
 
     static boolean isAtomic(SendWqe w) {
@@ -205,7 +340,6 @@ final class Requester {
         }
         m.firstPsn = c.npsn;
         m.lastPsn = Packet.psnAdd(c.npsn, pkts - 1);
-        m.ackedThrough = Packet.psnAdd(c.npsn, -1);
         if (cut) { // sent before it is in flight: a refused lease fails the request before it takes PSNs
             try {
                 transmit(c, m);
@@ -214,16 +348,7 @@ final class Requester {
                         "IOMMU refused the read of the payload of " + w, x);
             }
         }
-        c.npsn = Packet.psnAdd(c.npsn, pkts);
-        if (c.inflight.isEmpty()) {
-            c.retryLeft = a.retryCnt();
-            c.rnrLeft = a.rnrRetry();
-            c.deadline = System.nanoTime() + Engine.timeoutNs(a.timeout());
-        }
-        if (isReadOrAtomic(w)) {
-            c.readsInFlight++;
-        }
-        c.inflight.addLast(m);
+        inFlight(c, m, pkts);
         if (!cut) {
             transmit(c, m);
         }

@@ -254,8 +254,57 @@ final class Responder {
         });
     }
 
+    /** Where each message of a train lands in the train's remote lease (used by the thread running the engine). */
+    private long[] trainTargets = new long[Requester.TRAIN_MAX];
+
+    /**
+     * A train of single-packet WRITE messages ({@link Packet.Payload.Messages}): one lease of the range they all
+     * write, through the packet's rkey, so that every message, inside it, passes the checks of its own lease; then
+     * the copies as one descriptor chain, and one coalesced ACK. When that lease is refused or the IOMMU refuses a
+     * copy, the messages not written yet go one by one, each as the packet it stands for, so that the failing one
+     * is NAKed exactly as it would be alone; a stored train goes one by one too.
+     */
+    private void recvWrites(QpCtx c, Packet p, Packet.Payload.Messages m) {
+        int n = m.count();
+        int done = 0;
+        if (m.leases() != null) {
+            long[] to = trainTargets.length >= n ? trainTargets : (trainTargets = new long[n]);
+            DmaLease[] from = m.leases();
+            try (LeaseCache.Held l = e.remote(c.qp, p.rkey(), m.lo(), m.hi() - m.lo(), Access.REMOTE_WRITE)) {
+                for (int i = 0; i < n; i++) {
+                    to[i] = l.offset() + (m.vas()[i] - m.lo());
+                }
+                while (done < n) { // one chain per run of messages read through the same lease
+                    int end = done + 1;
+                    while (end < n && from[end] == from[done]) {
+                        end++;
+                    }
+                    while (done < end) {
+                        done += from[done].copyTo(m.offsets(), l.lease(), to, m.lengths(), done, end);
+                    }
+                }
+            } catch (AccessFault | DmaFaultException x) {
+                // the messages from `done` on go one by one below
+            }
+        }
+        if (done > 0) {
+            c.epsn = Packet.psnAdd(c.epsn, done);
+            c.msn += done;
+            ack(c, p, Packet.AETH_ACK, Packet.psnAdd(p.psn(), done - 1));
+        }
+        for (int i = done; i < n; i++) {
+            onRequest(c, c.qp, new Packet(p.sgid(), p.dgid(), p.srcQpn(), p.destQpn(), Op.WRITE, true, true,
+                    Packet.psnAdd(p.psn(), i), 1, true, m.vas()[i], p.rkey(), m.lengths()[i], 0, 0, 0, 0, 0, 0, 0,
+                    m.message(i), false));
+        }
+    }
+
     private void recvWrite(QpCtx c, Packet p) {
         HwQp qp = c.qp;
+        if (p.payload() instanceof Packet.Payload.Messages m) {
+            recvWrites(c, p, m);
+            return;
+        }
         Packet.Payload pl = p.payload();
         long n = pl.length();
         if (p.first()) {
