@@ -49,30 +49,71 @@ final class DeviceBusMaster implements BusMaster {
     }
 
     /**
-     * The device's address translation cache (PCIe ATS, one entry): the RAM a translated request reached, from its
-     * address to the end of the physically contiguous run of leaves that maps it (within one RAM section), valid
-     * while the domain, its IOTLB generation (every unmap changes it) and the fabric's routes (every config write
-     * changes them) stay as they were when it was filled.
+     * One entry of the device's address translation cache (PCIe ATS): the RAM a translated request reached, from
+     * the start of its 4 KiB page to the end of the physically contiguous run of leaves that maps it (within one RAM
+     * section), valid while the domain, its IOTLB generation (every unmap changes it) and the fabric's routes
+     * (every config write changes them) stay as they were when it was filled. It serves the direction whose
+     * permission was checked when it was filled.
      */
     private record AtcEntry(IommuDomain domain, long iotlbGeneration, long routeEpoch, long iova, long end,
                             boolean write, MemorySegment ram) {
+        boolean serves(long addr, boolean write) {
+            return addr >= iova && addr < end && write == this.write;
+        }
     }
 
+    /** Requests that went upstream to the IOMMU for a translation (cache misses; a statistic, racy by design). */
+    private long translationRequests;
+
+    long translationRequests() {
+        return translationRequests;
+    }
+
+    /** Entries the translation cache holds; the oldest is evicted to make room. */
+    static final int ATC_ENTRIES = 16;
+    /** The entry that served or was filled last, looked at first. */
     private volatile AtcEntry atc;
+    /** Every entry, newest first (replaced whole on a fill, so a reader never sees it half written). */
+    private volatile AtcEntry[] atcEntries = new AtcEntry[0];
 
     /**
      * RAM for the first bytes of {@code [addr, addr + len)} (up to the end of the cached run) from the translation
-     * cache, after the requester checks; null on a miss. An entry serves the direction whose permission was
-     * checked when it was filled.
+     * cache, after the requester checks; null on a miss.
      */
     private MemorySegment cached(long addr, long len, boolean write) {
         AtcEntry e = atc;
-        if (e == null || addr < e.iova || addr >= e.end || write != e.write || !current(e)) {
+        if (e == null || !e.serves(addr, write)) {
+            e = null;
+            for (AtcEntry x : atcEntries) {
+                if (x.serves(addr, write)) {
+                    e = x;
+                    atc = x;
+                    break;
+                }
+            }
+        }
+        if (e == null || !current(e)) {
             return null;
         }
         long n = Math.min(len, e.end - addr);
         checkRequester(addr, n, write);
         return e.ram.asSlice(addr - e.iova, n);
+    }
+
+    /** Puts {@code e} in the translation cache, in place of the entries it overlaps and of the oldest if full. */
+    private void fill(AtcEntry e) {
+        AtcEntry[] old = atcEntries;
+        AtcEntry[] next = new AtcEntry[Math.min(ATC_ENTRIES, old.length + 1)];
+        next[0] = e;
+        int n = 1;
+        for (int i = 0; i < old.length && n < next.length; i++) {
+            AtcEntry x = old[i];
+            if (current(x) && (x.write != e.write || x.end <= e.iova || x.iova >= e.end)) {
+                next[n++] = x;
+            }
+        }
+        atcEntries = n == next.length ? next : java.util.Arrays.copyOf(next, n);
+        atc = e;
     }
 
     /** Whether {@code e} still holds: same domain, no unmap since (IOTLB generation), no route change (config write). */
@@ -87,6 +128,7 @@ final class DeviceBusMaster implements BusMaster {
      * {@code epoch} is the fabric's route epoch read before the route was asked.
      */
     private IommuDomain.Run upstream(long epoch, long addr, long remaining, boolean write) {
+        translationRequests++;
         IommuDomain domain = domain();
         long generation = domain == null ? 0 : domain.iotlbGeneration();
         IommuDomain.Run run = run(domain, addr, remaining, write);
@@ -97,7 +139,7 @@ final class DeviceBusMaster implements BusMaster {
             long ahead = Math.max(run.length(), domain.contiguousFrom(addr));
             MemorySegment ram = ramOf(run.phys() - back, ahead + back);
             if (ram != null) {
-                atc = new AtcEntry(domain, generation, epoch, addr - back, addr - back + ram.byteSize(), write, ram);
+                fill(new AtcEntry(domain, generation, epoch, addr - back, addr - back + ram.byteSize(), write, ram));
             }
         }
         return run;
