@@ -29,6 +29,7 @@ final class Requester {
 
     Requester(Engine e) {
         this.e = e;
+        newTrainArrays();
     }
 
     /**
@@ -101,6 +102,19 @@ final class Requester {
     /** Most single-packet WRITE messages one train carries. */
     static final int TRAIN_MAX = 64;
 
+    /** Where {@link #train} gathers a train's RETHs and payload ranges before the packet takes a copy of them. */
+    private long[] trainVas;
+    private int[] trainLengths;
+    private long[] trainOffsets;
+    private DmaLease[] trainLeases;
+
+    private void newTrainArrays() {
+        trainVas = new long[TRAIN_MAX];
+        trainLengths = new int[TRAIN_MAX];
+        trainOffsets = new long[TRAIN_MAX];
+        trainLeases = new DmaLease[TRAIN_MAX];
+    }
+
     /**
      * Whether {@code w} may travel in a train: an RDMA WRITE without immediate, not inline, of one SGE and of one
      * packet, to a remote range that does not wrap, while the fabric takes trains (no loss injection).
@@ -140,10 +154,10 @@ final class Requester {
         long base = sge.addr() - h.offset();
         int rkey = ((SendWr.RdmaWrite) w.wr()).rkey();
         int room = Math.min(TRAIN_MAX, Engine.MAX_INFLIGHT - c.inflight.size());
-        long[] vas = new long[room];
-        int[] lengths = new int[room];
-        long[] offsets = new long[room];
-        DmaLease[] leases = new DmaLease[room];
+        long[] vas = trainVas;
+        int[] lengths = trainLengths;
+        long[] offsets = trainOffsets;
+        DmaLease[] leases = trainLeases;
         int firstPsn = c.npsn;
         int n = 0;
         long lo = ((SendWr.RdmaWrite) w.wr()).remoteAddr();
@@ -192,9 +206,15 @@ final class Requester {
             base = next.addr() - h.offset();
         }
         e.trainsSent++;
-        Packet.Payload.Messages train = n == room ? Packet.Payload.Messages.of(n, vas, lengths, offsets, leases)
-                : Packet.Payload.Messages.of(n, Arrays.copyOf(vas, n), Arrays.copyOf(lengths, n),
-                Arrays.copyOf(offsets, n), Arrays.copyOf(leases, n));
+        Packet.Payload.Messages train;
+        if (n == TRAIN_MAX) { // the packet takes the arrays; the next train fills new ones
+            train = Packet.Payload.Messages.of(n, vas, lengths, offsets, leases);
+            newTrainArrays();
+        } else {
+            train = Packet.Payload.Messages.of(n, Arrays.copyOf(vas, n), Arrays.copyOf(lengths, n),
+                    Arrays.copyOf(offsets, n), Arrays.copyOf(leases, n));
+            Arrays.fill(leases, 0, n, null);
+        }
         e.send(new Packet(e.gid, a.ahAttr().grh().dgid(), qp.qpNum(), a.destQpNum(), Op.WRITE, true, true, firstPsn, n,
                 true, vas[0], rkey, lengths[0], 0, 0, 0, 0, 0, 0, 0, train, false));
         return true;
