@@ -60,7 +60,7 @@ final class Bandwidth {
         verify(cfg, s, c, home);
         long iters = there.iters + home.iters;
         double rate = there.iters / there.secs + home.iters / home.secs;
-        double peak = Math.max(there.peak + home.peak, rate * cfg.size());
+        double peak = cfg.measuresPeak() ? Math.max(there.peak + home.peak, rate * cfg.size()) : 0;
         return new PerfResult.Bw(cfg.size(), iters, unit(cfg, peak), unit(cfg, rate * cfg.size()), rate / 1e6);
     }
 
@@ -71,7 +71,8 @@ final class Bandwidth {
     record Flow(long iters, double secs, double peak, byte[][] pattern, long[] completed) {
         PerfResult.Bw row(PerfConfig cfg) {
             double avg = iters * (double) cfg.size() / secs;
-            return new PerfResult.Bw(cfg.size(), iters, unit(cfg, Math.max(peak, avg)), unit(cfg, avg), iters / secs / 1e6);
+            double top = cfg.measuresPeak() ? Math.max(peak, avg) : 0; // perftest prints 0 when it measures none
+            return new PerfResult.Bw(cfg.size(), iters, unit(cfg, top), unit(cfg, avg), iters / secs / 1e6);
         }
     }
 

@@ -28,10 +28,12 @@ import java.util.List;
  *                    write_lat, which polls its buffer)
  * @param srq         the receiving end's QPs take their receives from one shared receive queue ({@code --use_srq},
  *                    SEND tests)
+ * @param noPeak      no peak bandwidth is measured and the peak column shows 0 ({@code -N}, bandwidth tests);
+ *                    perftest's duration mode never measures it either ({@link #measuresPeak})
  */
 public record PerfConfig(Test test, int size, int iterations, boolean all, int qps, int duration, boolean reportGbits,
                          int txDepth, int cqMod, int inlineSize, int postList, boolean bidirectional,
-                         QpType connection, boolean events, boolean srq) {
+                         QpType connection, boolean events, boolean srq, boolean noPeak) {
     /** Largest message ({@code -a} goes up to it, as perftest's 2^23). */
     public static final int MAX_SIZE = 8 << 20;
     /** Largest {@code -t}/{@code -q}: the soft HCA's queues are sized for it. */
@@ -120,6 +122,12 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         if (srq && test != Test.SEND_BW && test != Test.SEND_LAT) {
             throw bad("invalid option --use_srq for " + test.tool + ": a shared receive queue is for SEND tests");
         }
+        if (all && duration > 0) {
+            throw bad("invalid option -a with -D " + duration + ": duration mode doesn't run all sizes");
+        }
+        if (noPeak && test.latency) {
+            throw bad("invalid option -N for " + test.tool + ": no peak is only valid for bandwidth tests");
+        }
         if (events && duration > 0) {
             throw bad("invalid option -e with -D " + duration + ": duration mode doesn't work with events");
         }
@@ -141,7 +149,8 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
     /** perftest's defaults for a tool: 65536 bytes for bandwidth, 2 for latency, 5000 / 1000 iterations. */
     public static PerfConfig defaults(Test test) {
         return new PerfConfig(test, test.atomic() ? 8 : test.latency ? 2 : 65536, test.latency ? 1000 : 5000,
-                false, 1, 0, false, test.latency ? 1 : 128, test.latency ? 1 : 100, 0, 1, false, QpType.RC, false, false);
+                false, 1, 0, false, test.latency ? 1 : 128, test.latency ? 1 : 100, 0, 1, false, QpType.RC, false, false,
+                false);
     }
 
     /** Parses {@code write_bw -s 65536 -n 1000 ...}; bad options are {@code EINVAL} naming the value. */
@@ -155,7 +164,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         int postList = 1;
         QpType connection = QpType.RC;
         Integer cqMod = null;
-        boolean all = false, gbits = false, duplex = false, events = false, srq = false;
+        boolean all = false, gbits = false, duplex = false, events = false, srq = false, noPeak = false;
         for (int i = 1; i < args.length; i++) {
             String a = args[i];
             switch (a) {
@@ -164,6 +173,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
                 case "-b", "--bidirectional" -> duplex = true;
                 case "-e", "--events" -> events = true;
                 case "--use_srq" -> srq = true;
+                case "-N", "--noPeak" -> noPeak = true;
                 case "-c", "--connection" -> connection = connectionArg(args, ++i, a);
                 case "-s", "--size" -> size = intArg(args, ++i, a);
                 case "-n", "--iters" -> iters = intArg(args, ++i, a);
@@ -179,7 +189,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         // perftest: a post list sets the CQ moderation to its size unless -Q was given
         int mod = cqMod != null ? cqMod : postList > 1 ? postList : Math.min(d.cqMod, tx);
         return new PerfConfig(test, size, iters, all, qps, duration, gbits, tx, mod, inline, postList, duplex,
-                connection, events, srq);
+                connection, events, srq, noPeak);
     }
 
     private static QpType connectionArg(String[] args, int i, String opt) {
@@ -224,6 +234,11 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
 
     public PerfConfig withSize(int s) {
         return new PerfConfig(test, s, iterations, all, qps, duration, reportGbits, txDepth, cqMod, inlineSize, postList,
-                bidirectional, connection, events, srq);
+                bidirectional, connection, events, srq, noPeak);
+    }
+
+    /** Whether the peak bandwidth is measured: a bandwidth test without {@code -N} and not in duration mode. */
+    public boolean measuresPeak() {
+        return !test.latency && !noPeak && duration == 0;
     }
 }

@@ -393,6 +393,9 @@ public final class Perftest {
 
     static String header(PerfConfig cfg, Side c, Side s) {
         StringBuilder b = new StringBuilder();
+        if (!cfg.test().latency && cfg.duration() > 0 && !cfg.noPeak()) {
+            b.append(" WARNING: BW peak won't be measured in this run.\n"); // as perftest says in duration mode
+        }
         b.append(LINE).append('\n');
         String title = cfg.bidirectional() ? cfg.test().title.replace(" BW Test", " Bidirectional BW Test") : cfg.test().title;
         b.append(" ".repeat(Math.max(0, (87 - title.length()) / 2))).append(title).append('\n');

@@ -19,6 +19,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -116,6 +117,27 @@ class PerftestTest {
         assertTrue(n > 0 && n % 8 == 0, "stops on a signaled completion: " + n);
         PerfResult l = run("read_lat", "-s", "8", "-D", "1");
         assertTrue(l.rows().getFirst().iterations() > 10);
+    }
+
+    /**
+     * perftest_parameters.c: duration mode sets noPeak ("WARNING: BW peak won't be measured in this run.") and
+     * refuses all sizes; {@code -N} asks for no peak in a counted run; print_report_bw prints a peak of 0 then.
+     */
+    @Test
+    void durationAndMinusNMeasureNoPeakAndDurationRunsOneSize() {
+        PerfResult d = run("write_bw", "-s", "64", "-D", "1", "-t", "16", "-Q", "8");
+        assertTrue(d.report().startsWith(" WARNING: BW peak won't be measured in this run.\n"), d.report());
+        PerfResult.Bw row = (PerfResult.Bw) d.rows().getFirst();
+        assertEquals(0, row.bwPeak());
+        assertTrue(row.bwAverage() > 0);
+        PerfResult n = run("write_bw", "-s", "64", "-n", "200", "-t", "16", "-Q", "8", "-N");
+        assertEquals(0, ((PerfResult.Bw) n.rows().getFirst()).bwPeak());
+        assertFalse(n.report().contains("WARNING"), "asked for: no warning");
+        PerfResult counted = run("write_bw", "-s", "64", "-n", "200", "-t", "16", "-Q", "8");
+        PerfResult.Bw c = (PerfResult.Bw) counted.rows().getFirst();
+        assertTrue(c.bwPeak() >= c.bwAverage() && c.bwAverage() > 0, c.toString());
+        assertBad("invalid option -a with -D 2: duration mode doesn't run all sizes", "write_bw", "-a", "-D", "2");
+        assertBad("invalid option -N for write_lat: no peak is only valid for bandwidth tests", "write_lat", "-N");
     }
 
     /** perftest_parameters.c: {@code margin = duration / 4} when -D is given, left out at both ends. */
