@@ -12,7 +12,6 @@ import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.concurrent.atomic.AtomicReference;
 
 import static dev.dmaplane.perftest.Perftest.*;
 
@@ -38,23 +37,15 @@ final class Bandwidth {
      * once both ended.
      */
     static PerfResult.Bw bidirectional(PerfConfig cfg, Side c, Side s, BeforeCheck beforeCheck) {
-        AtomicReference<Flow> back = new AtomicReference<>();
-        AtomicReference<Throwable> failure = new AtomicReference<>();
-        Thread server = Thread.ofPlatform().name("perftest-" + s.name).start(() -> {
-            try {
-                back.set(flow(cfg, s, c));
-            } catch (Throwable e) {
-                failure.set(e);
-            }
+        OtherEnd<Flow> server = OtherEnd.start("perftest-" + s.name, () -> flow(cfg, s, c), () -> {
         });
         Flow there;
         try {
             there = flow(cfg, c, s);
         } finally {
-            join(server);
+            server.join();
         }
-        rethrow(failure);
-        Flow home = back.get();
+        Flow home = server.result();
         beforeCheck.run(cfg, c, s);
         verify(cfg, c, s, there);
         verify(cfg, s, c, home);

@@ -13,7 +13,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import java.util.List;
-import java.util.concurrent.atomic.AtomicReference;
 
 import static dev.dmaplane.perftest.Perftest.*;
 
@@ -39,24 +38,18 @@ final class Latency {
         QueuePair qc = c.qps[0], qs = s.qps[0];
         int rkeyC = c.mr.rkey(), rkeyS = s.mr.rkey();
         Ping ping = new Ping(cfg);
-        AtomicReference<Throwable> failure = new AtomicReference<>();
-        Thread server = Thread.ofPlatform().name("perftest-server").start(() -> {
-            try {
-                for (long i = 0; ; i++) {
-                    byte t = tag(i);
-                    if (!waitByte(s, s.dst(0), size, t, ping)) {
-                        return;
-                    }
-                    s.write(s.src(0) + size - 1, new byte[]{t});
-                    qs.postSend(List.of(new SendWr.RdmaWrite(i, List.of(s.sge(s.src(0), size)), SendFlags.SIGNALED | inline(cfg),
-                            c.dst(0), rkeyC)));
-                    waitCq(s, 1, ping);
+        OtherEnd<Void> server = OtherEnd.start("perftest-server", () -> {
+            for (long i = 0; ; i++) {
+                byte t = tag(i);
+                if (!waitByte(s, s.dst(0), size, t, ping)) {
+                    return null;
                 }
-            } catch (Throwable e) {
-                failure.set(e);
-                ping.stop = true;
+                s.write(s.src(0) + size - 1, new byte[]{t});
+                qs.postSend(List.of(new SendWr.RdmaWrite(i, List.of(s.sge(s.src(0), size)), SendFlags.SIGNALED | inline(cfg),
+                        c.dst(0), rkeyC)));
+                waitCq(s, 1, ping);
             }
-        });
+        }, () -> ping.stop = true);
         long i = 0;
         try {
             for (; ping.more(i); i++) {
@@ -73,9 +66,9 @@ final class Latency {
             }
         } finally {
             ping.stop = true;
-            join(server);
+            server.join();
         }
-        rethrow(failure);
+        server.result();
         pc[size - 1] = tag(i - 1);
         ps[size - 1] = tag(i - 1);
         beforeCheck.run(cfg, c, s);
@@ -141,24 +134,17 @@ final class Latency {
         postRecvs(c, 0, 4 - c.recvsWaiting[0]); // what an earlier size left is still there
         postRecvs(s, 0, 4 - s.recvsWaiting[0]);
         Ping ping = new Ping(cfg);
-        AtomicReference<Throwable> failure = new AtomicReference<>();
-        Thread server = Thread.ofPlatform().name("perftest-server").start(() -> {
-            try {
-                int sends = 0;
-                for (long i = 0; ; i++) {
-                    if (!waitRecv(s, ping)) {
-                        return;
-                    }
-                    s.recvsWaiting[0]--;
-                    postRecvs(s, 0, 1);
-                    qs.postSend(List.of(new SendWr.Send(i, List.of(s.sge(s.src(0), size)), SendFlags.SIGNALED | inline(cfg),
-                            ud(cfg, s, c, 0))));
+        OtherEnd<Void> server = OtherEnd.start("perftest-server", () -> {
+            for (long i = 0; ; i++) {
+                if (!waitRecv(s, ping)) {
+                    return null;
                 }
-            } catch (Throwable e) {
-                failure.set(e);
-                ping.stop = true;
+                s.recvsWaiting[0]--;
+                postRecvs(s, 0, 1);
+                qs.postSend(List.of(new SendWr.Send(i, List.of(s.sge(s.src(0), size)), SendFlags.SIGNALED | inline(cfg),
+                        ud(cfg, s, c, 0))));
             }
-        });
+        }, () -> ping.stop = true);
         try {
             for (long i = 0; ping.more(i); i++) {
                 long t0 = System.nanoTime();
@@ -173,9 +159,9 @@ final class Latency {
             }
         } finally {
             ping.stop = true;
-            join(server);
+            server.join();
         }
-        rethrow(failure);
+        server.result();
         beforeCheck.run(cfg, c, s);
         same(cfg, 0, pc, s.read(s.dst(0) + grh(cfg), size), "receive buffer on " + SERVER);
         same(cfg, 0, ps, c.read(c.dst(0) + grh(cfg), size), "receive buffer on " + CLIENT);

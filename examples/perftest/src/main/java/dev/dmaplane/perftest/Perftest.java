@@ -36,7 +36,6 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
 import java.util.Random;
-import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * perftest's tools ({@code ib_write_bw}, {@code ib_read_bw}, {@code ib_send_bw}, {@code ib_atomic_bw},
@@ -357,24 +356,6 @@ public final class Perftest {
     static void check(WorkCompletion wc) {
         if (!wc.isSuccess()) {
             throw new ErrnoException(Errno.EIO, "perftest: work completion failed: " + wc);
-        }
-    }
-
-    static void join(Thread t) {
-        try {
-            t.join(STALL_NS / 1_000_000);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
-    }
-
-    static void rethrow(AtomicReference<Throwable> failure) {
-        Throwable t = failure.get();
-        if (t instanceof RuntimeException r) {
-            throw r;
-        }
-        if (t != null) {
-            throw new ErrnoException(Errno.EIO, "perftest: server side failed: " + t, t);
         }
     }
 
