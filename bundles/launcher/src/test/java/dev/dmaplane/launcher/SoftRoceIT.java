@@ -69,4 +69,58 @@ class SoftRoceIT {
                 && t.isAlive()), "no engine thread stays");
         assertEquals(0, rt.status().get("activeDmaMappings"));
     }
+
+    /**
+     * Hot unplug the way an operator does it: the driver bundle leaves the deploy folder while perftest moves data
+     * between rxe0 and rxe1. The run fails (its contexts were disassociated: work flushed, DEVICE_FATAL), and
+     * nothing stays behind: no device, no engine thread, no DMA mapping, no pinned page.
+     */
+    @Test
+    void removingTheBundleUnderTrafficEndsTheRunAndLeavesNothingBehind() throws Exception {
+        long pinnedBefore = rt.pinnedFrames();
+        Path deployed = Demo.deploy(JAR, rt.deployDir());
+        Path perf = Demo.deploy(PerftestIT.JAR, rt.deployDir());
+        Demo.await("dmaplane:perf", WAIT, () -> {
+            try {
+                return rt.hasService("(osgi.command.function=perf)") && rt.gogo("rdma:dev", WAIT).contains("rxe1")
+                        ? Optional.of(true) : Optional.empty();
+            } catch (Exception e) {
+                return Optional.empty();
+            }
+        });
+        java.util.concurrent.CompletableFuture<String> run = java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+            try {
+                return rt.gogo("dmaplane:perf write_bw -s 65536 -D 30", Duration.ofSeconds(60));
+            } catch (Exception e) {
+                return "failed: " + e.getMessage();
+            }
+        });
+        Demo.await("traffic", WAIT, () -> {
+            try {
+                String stat = rt.gogo("rdma:statistic", WAIT);
+                java.util.regex.Matcher m = java.util.regex.Pattern.compile("link rxe0/1 sent_pkts (\\d+)").matcher(stat);
+                return m.find() && Long.parseLong(m.group(1)) > 1000 ? Optional.of(true) : Optional.empty();
+            } catch (Exception e) {
+                return Optional.empty();
+            }
+        });
+        assertTrue(rt.pinnedFrames() > pinnedBefore, "perftest's regions are pinned while it runs");
+
+        Files.delete(deployed); // the driver bundle goes away under traffic
+
+        String out = run.get(WAIT.toSeconds(), TimeUnit.SECONDS);
+        assertTrue(out.startsWith("failed: ") && out.contains("EIO"), out);
+        Demo.await("rxe devices gone", WAIT, () -> {
+            try {
+                return "no RDMA devices".equals(rt.gogo("rdma:dev", WAIT)) ? Optional.of(true) : Optional.empty();
+            } catch (Exception e) {
+                return Optional.empty();
+            }
+        });
+        assertTrue(Thread.getAllStackTraces().keySet().stream().noneMatch(t -> t.getName().startsWith("softroce-")
+                && t.isAlive()), "no engine thread stays");
+        assertEquals(0, rt.status().get("activeDmaMappings"));
+        assertEquals(pinnedBefore, rt.pinnedFrames(), "every page the regions pinned is unpinned");
+        Files.delete(perf);
+    }
 }

@@ -218,6 +218,8 @@ class PostTest {
                 {ud[0], send(1, 0, sge(0, 8)), "UD send without destination"},
                 {rc, send(1, 0, sge(0, 1), sge(1, 1), sge(2, 1), sge(3, 1), sge(4, 1)), "5 SGEs, max_send_sge 4"},
                 {rc, new SendWr.AtomicFetchAndAdd(1, List.of(sge(0, 4)), 0, buf, mr.rkey(), 1), "atomic of 4 bytes"},
+                {rc, new SendWr.AtomicCmpAndSwp(1, List.of(), 0, buf, mr.rkey(), 0, 1), "atomic of 0 bytes (no SGE)"},
+                {rc, new SendWr.AtomicFetchAndAdd(1, List.of(sge(0, 0)), 0, buf, mr.rkey(), 1), "atomic of a 0-byte SGE"},
                 {rc, new SendWr.AtomicCmpAndSwp(1, List.of(sge(0, 8)), 0, buf + 4, mr.rkey(), 0, 1), "misaligned atomic"},
                 {rc, send(1, INLINE, sge(0, 65)), "inline beyond max_inline_data 64"},
                 {rc, new SendWr.RdmaRead(1, List.of(sge(0, 8)), INLINE, buf, mr.rkey()), "inline RDMA read"},
@@ -235,6 +237,33 @@ class PostTest {
         }
         assertTrue(cq.poll(64).isEmpty(), "nothing refused was posted");
         ud[0].postSend(new SendWr.Send(1, List.of(sge(0, 8)), 0, new UdDestination(ah, ud[1].qpNum(), 0x11111111)));
+    }
+
+    /** Objects destroyed while the application still holds them: every use is EINVAL naming what is gone. */
+    @Test
+    void destroyedQueuePairsAndAddressHandlesStillReferencedAreRefused() {
+        QueuePair[] ud = Fixture.pair(pd, cq, QpType.UD, 4);
+        AddressHandle ah = pd.createAh(AhAttr.roce(Gid.parse("fd00::1"), 2, 1));
+        ah.destroy();
+        SendWr viaGoneAh = new SendWr.Send(1, List.of(sge(0, 8)), SIGNALED, new UdDestination(ah, ud[1].qpNum(), 0x11111111));
+        PostException e = assertThrows(PostException.class, () -> ud[0].postSend(viaGoneAh));
+        assertEquals(Errno.EINVAL, e.errno());
+        assertTrue(e.getMessage().contains("address handle") && e.getMessage().contains("destroyed"), e.getMessage());
+        assertEquals(0, ((HwQp) ud[0]).sendOutstanding(), "nothing posted");
+
+        QueuePair[] rc = Fixture.pair(pd, cq, QpType.RC, 4);
+        rc[0].destroy();
+        ErrnoException post = assertThrows(ErrnoException.class, () -> rc[0].postSend(send(2, SIGNALED, sge(0, 8))));
+        assertEquals(Errno.EINVAL, post.errno());
+        assertTrue(post.getMessage().contains("destroyed"), post.getMessage());
+        ErrnoException recv = assertThrows(ErrnoException.class, () -> rc[0].postRecv(RecvWr.of(3, sge(0, 8))));
+        assertEquals(Errno.EINVAL, recv.errno());
+        ErrnoException modify = assertThrows(ErrnoException.class,
+                () -> rc[0].modify(QpAttr.builder().state(QpState.ERR).build()));
+        assertEquals(Errno.EINVAL, modify.errno());
+        assertTrue(modify.getMessage().contains("destroyed"), modify.getMessage());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, rc[0]::destroy).errno(), "destroyed twice");
+        assertTrue(cq.poll(64).isEmpty(), "no completion from anything refused");
     }
 
     @Test

@@ -112,6 +112,10 @@ final class Engine implements Runnable {
     volatile long burstsCutThrough;
     /** Trains of single-packet WRITE messages the requester sent ({@link Packet.Payload.Messages}). */
     volatile long trainsSent;
+    /** Whether the port's netdev has carrier: without it no packet leaves or arrives. */
+    private volatile boolean carrier = true;
+    /** Times the carrier went away ({@code link_downed}). */
+    volatile long linkDowned;
     /** Work the engine could not do (a QP destroyed or moved under it): counted, and the HCA goes on. */
     volatile long errors;
     volatile RuntimeException lastError;
@@ -172,8 +176,8 @@ final class Engine implements Runnable {
      * the sender, for the thread running the engine (which runs them before it lets the engine go).
      */
     boolean receive(List<Packet> burst) {
-        if (!running) {
-            return false;
+        if (!running || !carrier) {
+            return false; // dropped, as on a link without carrier
         }
         if (!lock.isHeldByCurrentThread() && enterInline()) {
             try {
@@ -278,6 +282,7 @@ final class Engine implements Runnable {
         m.put("retry_exceeded_err", retryExceeded);
         m.put("retry_rnr_exceeded_err", rnrRetryExceeded);
         m.put("completer_retry_err", retries);
+        m.put("link_downed", linkDowned);
         m.put("dmaplane_resent_from_middle", resentFromMiddle);
         m.put("dmaplane_bursts_cut_through", burstsCutThrough);
         m.put("dmaplane_bursts_stored", burstsStored.get());
@@ -490,7 +495,7 @@ final class Engine implements Runnable {
         lastError = e;
     }
 
-    /** Hands the packets sent so far to the fabric; whether there were any. */
+    /** Hands the packets sent so far to the fabric (or drops them without carrier); whether there were any. */
     boolean flushTx() {
         if (tx.isEmpty()) {
             return false;
@@ -499,11 +504,23 @@ final class Engine implements Runnable {
         tx = txSpare;
         txSpare = out;
         try {
-            fabric.send(out);
+            if (carrier) {
+                fabric.send(out);
+            } else {
+                fabric.dropped.addAndGet(out.size());
+            }
         } finally {
             out.clear();
         }
         return true;
+    }
+
+    /** The netdev's carrier came or went; going away counts in {@code link_downed}. */
+    void carrier(boolean up) {
+        if (!up && carrier) {
+            linkDowned++;
+        }
+        carrier = up;
     }
 
     /** Fires due timers; returns the earliest pending deadline or 0. */

@@ -33,7 +33,9 @@ import java.util.concurrent.ConcurrentHashMap;
  * detaches from the fabric, stops the engine (no thread stays) and unregisters the device (the core disassociates
  * every context: outstanding work flushed, DEVICE_FATAL, regions unpinned and unmapped).
  */
-@Component(service = Driver.class, immediate = true)
+@Component(service = {Driver.class, SoftRoceDriver.class}, immediate = true, property = {
+        "osgi.command.scope=rxe",
+        "osgi.command.function=carrier"})
 public final class SoftRoceDriver implements Driver {
     public static final String NAME = "rdma_rxe";
     static final MatchTable TABLE = MatchTable.of(MatchEntry.Pci.of(0x1da0, 0x0002));
@@ -50,6 +52,32 @@ public final class SoftRoceDriver implements Driver {
     @Override
     public String name() {
         return NAME;
+    }
+
+    /**
+     * {@code rxe:carrier rxe0 down|up}: the carrier of the device's netdev goes away or comes back (a cable pulled or
+     * plugged; rxe's netdev notifier, {@code NETDEV_CHANGE}). Down: the port goes DOWN, every context gets
+     * PORT_ERR, {@code link_downed} counts it, and no packet leaves or reaches the port, so RC requests in flight
+     * are retried and end in RETRY_EXC_ERR if the carrier stays away. Up: ACTIVE and PORT_ACTIVE, and the
+     * retransmissions get through. Setting the state the port is in already changes nothing.
+     *
+     * @return the port's {@code rdma link} state afterwards
+     * @throws ErrnoException {@code ENODEV} for a device this driver did not register, {@code EINVAL} for a state
+     *                        other than {@code up} or {@code down}
+     */
+    public String carrier(String device, String state) {
+        SoftRoceProvider p = providers.get(String.valueOf(device));
+        if (p == null) {
+            throw new ErrnoException(Errno.ENODEV, "rxe: no device " + device + " (devices: "
+                    + providers.keySet().stream().sorted().toList() + ")");
+        }
+        boolean up = switch (String.valueOf(state)) {
+            case "up" -> true;
+            case "down" -> false;
+            default -> throw new ErrnoException(Errno.EINVAL, "rxe: carrier state '" + state + "': up or down");
+        };
+        p.carrier(up);
+        return device + "/1 state " + p.portAttr(1).state() + " netdev " + p.netdev(1).name();
     }
 
     @Override

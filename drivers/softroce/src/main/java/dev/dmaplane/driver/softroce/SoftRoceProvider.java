@@ -19,7 +19,7 @@ final class SoftRoceProvider implements RdmaProvider {
     private final Device device;
     private final DeviceAttr attr;
     private final NetdevInfo netdev;
-    private final PortAttr port;
+    private volatile PortAttr port;
     final Engine engine;
 
     SoftRoceProvider(Device device, DeviceAttr attr, NetdevInfo netdev, Engine engine) {
@@ -27,7 +27,26 @@ final class SoftRoceProvider implements RdmaProvider {
         this.attr = attr;
         this.netdev = netdev;
         this.engine = engine;
-        this.port = PortAttr.roce(PortState.ACTIVE, Mtu.MTU_4096, Mtu.fromNetdevMtu(netdev.mtu()), 16);
+        this.port = portAttr(PortState.ACTIVE);
+    }
+
+    private PortAttr portAttr(PortState state) {
+        return PortAttr.roce(state, Mtu.MTU_4096, Mtu.fromNetdevMtu(netdev.mtu()), 16);
+    }
+
+    /**
+     * The netdev's carrier came or went ({@code rxe_port_up} / {@code rxe_port_down}): the port's state, the
+     * engine's link, the {@code link_downed} count and the port event to every context.
+     */
+    synchronized void carrier(boolean up) {
+        PortState to = up ? PortState.ACTIVE : PortState.DOWN;
+        if (port.state() == to) {
+            return;
+        }
+        port = portAttr(to);
+        engine.carrier(up);
+        engine.handle.portEvent(1, up ? dev.dmaplane.rdma.verbs.EventType.PORT_ACTIVE
+                : dev.dmaplane.rdma.verbs.EventType.PORT_ERR);
     }
 
     @Override

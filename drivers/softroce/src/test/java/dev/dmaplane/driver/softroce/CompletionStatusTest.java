@@ -72,6 +72,31 @@ class CompletionStatusTest {
         assertFailedThenFlushed(p[0], WcStatus.LOC_PROT_ERR);
     }
 
+    /** A valid lkey, but the SGE runs past the region's end (rxe's copy_data: mr_check_range fails). */
+    @Test
+    void aLocalSgeBeyondItsRegionIsLocProtErrAndSendsNothing() {
+        var small = h.a.pd.regMr(h.a.buf, 65536, Hcas.ALL);
+        h.b.write(4096, MARK);
+        QueuePair[] p = h.pair();
+        p[0].postSend(List.of(new SendWr.RdmaWrite(1, List.of(new Sge(h.a.buf + 65536 - 32, 64, small.lkey())), SIGNALED,
+                h.b.buf + 4096, h.b.mr.rkey()), follower()));
+        assertFailedThenFlushed(p[0], WcStatus.LOC_PROT_ERR);
+        assertArrayEquals(MARK, h.b.read(4096, MARK.length), "nothing was sent");
+    }
+
+    /** The lkey of a region of another PD is no key for this QP (IBTA 10.6.3.2: the PDs must match). */
+    @Test
+    void aLocalKeyOfAnotherPdIsLocProtErr() {
+        var otherPd = h.a.ctx.allocPd();
+        var foreign = otherPd.regMr(h.a.buf, 65536, Hcas.ALL);
+        QueuePair[] p = h.pair();
+        p[0].postSend(List.of(new SendWr.Send(1, List.of(new Sge(h.a.buf, 8, foreign.lkey())), SIGNALED, null),
+                follower()));
+        assertFailedThenFlushed(p[0], WcStatus.LOC_PROT_ERR);
+        foreign.destroy();
+        otherPd.destroy();
+    }
+
     @Test
     void noReceivePostedExhaustsTheRnrRetries() {
         QueuePair[] p = h.pair(Hcas.ALL, Hcas.ALL, 2, 7);

@@ -173,6 +173,38 @@ class WriteTrainTest {
         assertArrayEquals(new byte[4 * 64], h.b.read(65536, 4 * 64), "no byte past the region");
     }
 
+    /**
+     * A write whose local SGE the region does not cover ends the train before it: the ones before it complete, it
+     * fails with LOC_PROT_ERR as it would alone, and the QP flushes the rest without sending them.
+     */
+    @Test
+    void aMessageWhoseLocalSgeIsRefusedEndsTheTrainAndFailsAlone() {
+        QueuePair[] p = h.pair();
+        MemoryRegion small = h.a.pd.regMr(h.a.buf, 65536, Hcas.ALL);
+        int n = 8;
+        List<SendWr> wrs = new ArrayList<>();
+        for (int i = 0; i < n; i++) { // the fifth reads from past the small region's end
+            long src = i == 4 ? 65536 - 16 : 64L * i;
+            h.a.write(64L * i, random(64, 500 + i));
+            wrs.add(new SendWr.RdmaWrite(i, List.of(new dev.dmaplane.rdma.verbs.Sge(h.a.buf + src, 64, small.lkey())),
+                    SIGNALED, h.b.buf + 64L * i, h.b.mr.rkey()));
+        }
+        h.b.write(0, new byte[n * 64]);
+        long trains = engine("rxe0").trainsSent;
+        p[0].postSend(wrs);
+        List<WorkCompletion> wc = Hcas.poll(h.a.cq, n);
+        List<WcStatus> expected = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            expected.add(i < 4 ? WcStatus.SUCCESS : i == 4 ? WcStatus.LOC_PROT_ERR : WcStatus.WR_FLUSH_ERR);
+        }
+        assertEquals(expected, statuses(wc));
+        for (int i = 0; i < 4; i++) {
+            assertArrayEquals(random(64, 500 + i), h.b.read(64L * i, 64), "message " + i);
+        }
+        assertArrayEquals(new byte[4 * 64], h.b.read(4 * 64, 4 * 64), "nothing from the refused one on");
+        assertEquals(1, engine("rxe0").trainsSent - trains);
+    }
+
     @Test
     void aTrainTheResponderCannotDmaIsNakedAtItsFirstMessage() {
         QueuePair[] p = h.pair();
