@@ -74,11 +74,12 @@ class CqAndEventsTest {
     }
 
     /**
-     * Polling an empty CQ reads CQ memory only (a CQE's owner bit in rdma-core's providers): the core neither takes
-     * a lock nor enters the provider, unless the provider progresses lazily in its poll hook.
+     * Polling reads CQ memory only, as {@code ibv_poll_cq} reads a queue mapped into user space: an empty CQ costs
+     * two index reads and no lock, a CQ with completions the poll lock; neither enters the core or the provider,
+     * unless the provider progresses lazily in its poll hook.
      */
     @Test
-    void anEmptyCqIsPolledWithoutEnteringTheProviderUnlessItProgressesOnPoll() {
+    void cqsArePolledFromCqMemoryWithoutEnteringTheProviderUnlessItProgressesOnPoll() {
         CompletionQueue cq = ctx.createCq(16, null, 0);
         QueuePair[] p = Fixture.pair(pd, cq, QpType.RC, 8);
         LoopbackProvider hca = f.provider();
@@ -90,7 +91,7 @@ class CqAndEventsTest {
         List<WorkCompletion> wcs = cq.poll(4);
         assertEquals(1, wcs.size());
         assertEquals(7, wcs.getFirst().wrId());
-        assertEquals(List.of("pollCq"), hca.calls.stream().filter("pollCq"::equals).toList(), "a CQ with completions");
+        assertFalse(hca.calls.contains("pollCq"), "a CQ with completions is read from CQ memory too");
 
         hca.calls.clear();
         hca.lazyProgress = true;

@@ -10,7 +10,6 @@ import dev.dmaplane.rdma.verbs.WorkCompletion;
 import dev.dmaplane.resource.RemoveReason;
 import dev.dmaplane.resource.UContext;
 
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -20,10 +19,12 @@ import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
- * A completion queue: the ring the HCA writes and the consumer polls, with the notification state of
- * {@code rxe_cq.c} ({@code rxe_cq_post}): an armed CQ raises one completion event for the next completion, or the
- * next solicited (or failed) one when armed solicited-only, then disarms. A completion that finds the ring full is
- * lost, the CQ goes into error and CQ_ERR is raised; later completions are dropped.
+ * A completion queue: CQ memory the HCA writes and the consumer polls ({@link CqRing}), with the notification state
+ * of {@code rxe_cq.c} ({@code rxe_cq_post}): an armed CQ raises one completion event for the next completion, or
+ * the next solicited (or failed) one when armed solicited-only, then disarms. A completion that finds the CQ full is
+ * lost, the CQ goes into error and CQ_ERR is raised; later completions are dropped. A poll reads CQ memory under the
+ * CQ's poll lock only, as {@code ibv_poll_cq} reads a user-mapped queue: no call into the core or the driver,
+ * unless the provider asks for one ({@link dev.dmaplane.rdma.spi.RdmaProvider#progressesOnPoll}).
  */
 final class CqImpl extends ObjectImpl implements CompletionQueue, HwCq {
     private static final int NOTIFY_NONE = 0;
@@ -33,15 +34,16 @@ final class CqImpl extends ObjectImpl implements CompletionQueue, HwCq {
     private final int cqn;
     private final ChannelImpl channel;
     private final int compVector;
+    /** The producers' lock (rxe's {@code cq_lock}): completions, notification and error state. */
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition acked = lock.newCondition();
-    private final ArrayDeque<WorkCompletion> ring = new ArrayDeque<>();
+    /** The pollers' lock (the provider library's, in {@code ibv_poll_cq}); taken after {@link #lock} when both are. */
+    private final ReentrantLock pollLock = new ReentrantLock();
     /**
-     * How many completions the ring holds, written under the lock whenever it changes and read without it: an empty
-     * CQ is polled by reading this alone, as a consumer reads the next CQE's owner bit in CQ memory, so that pollers
+     * The CQ's memory; replaced by a resize. An empty CQ is polled by reading its two indices alone, so that pollers
      * spinning on empty CQs write nothing another CPU must see.
      */
-    private volatile int held;
+    private volatile CqRing ring;
     private int capacity;
     private boolean errored;
     private int notify = NOTIFY_NONE;
@@ -52,6 +54,7 @@ final class CqImpl extends ObjectImpl implements CompletionQueue, HwCq {
         super(ctx, "cq", channel == null ? new ObjectImpl[0] : new ObjectImpl[]{channel});
         this.cqn = cqn;
         this.capacity = cqe;
+        this.ring = new CqRing(cqe);
         this.channel = channel;
         this.compVector = compVector;
     }
@@ -111,12 +114,10 @@ final class CqImpl extends ObjectImpl implements CompletionQueue, HwCq {
             if (errored) {
                 return false;
             }
-            if (ring.size() >= capacity) {
+            if (ring.size() >= capacity || !ring.push(wc)) {
                 errored = true;
                 overrun = true;
             } else {
-                ring.add(wc);
-                held = ring.size();
                 if (notify == NOTIFY_NEXT || (notify == NOTIFY_SOLICITED && (solicited || !wc.isSuccess()))) {
                     notify = NOTIFY_NONE;
                     fire = true;
@@ -209,10 +210,7 @@ final class CqImpl extends ObjectImpl implements CompletionQueue, HwCq {
         if (r != null && r != RemoveReason.DRIVER_REMOVE) {
             throw new ErrnoException(Errno.EINVAL, "cq " + handle() + " was destroyed");
         }
-        if (held == 0 && !dev.provider.progressesOnPoll()) {
-            return List.of(); // nothing to take, and nothing the provider would do now
-        }
-        if (r == null && dev.isRegistered()) {
+        if (dev.provider.progressesOnPoll() && r == null && dev.isRegistered()) {
             try (UContext.Call c = ctx.enter()) {
                 dev.provider.pollCq(this);
             } catch (ErrnoException e) {
@@ -221,17 +219,17 @@ final class CqImpl extends ObjectImpl implements CompletionQueue, HwCq {
                 }
             }
         }
-        lock.lock();
+        if (max == 0 || ring.size() == 0) {
+            return List.of();
+        }
+        pollLock.lock();
         try {
-            int n = Math.min(max, ring.size());
-            List<WorkCompletion> out = new ArrayList<>(n);
-            for (int i = 0; i < n; i++) {
-                out.add(ring.poll());
-            }
-            held = ring.size();
+            CqRing q = ring;
+            List<WorkCompletion> out = new ArrayList<>(Math.min(max, q.slots()));
+            q.poll(max, out);
             return out;
         } finally {
-            lock.unlock();
+            pollLock.unlock();
         }
     }
 
@@ -283,9 +281,14 @@ final class CqImpl extends ObjectImpl implements CompletionQueue, HwCq {
             }
             dev.provider.resizeCq(this, cqe);
             lock.lock();
-            try {
+            pollLock.lock();
+            try { // new CQ memory, the completions not polled yet moved over in order (rxe_cq_resize_queue)
                 capacity = Math.max(cqe, ring.size());
+                CqRing bigger = new CqRing(capacity);
+                ring.moveTo(bigger);
+                ring = bigger;
             } finally {
+                pollLock.unlock();
                 lock.unlock();
             }
         }
@@ -293,12 +296,7 @@ final class CqImpl extends ObjectImpl implements CompletionQueue, HwCq {
 
     @Override
     public int pending() {
-        lock.lock();
-        try {
-            return ring.size();
-        } finally {
-            lock.unlock();
-        }
+        return ring.size();
     }
 
     @Override
@@ -310,10 +308,11 @@ final class CqImpl extends ObjectImpl implements CompletionQueue, HwCq {
         ctx.purgeEvents(this);
         if (reason != RemoveReason.DRIVER_REMOVE) {
             lock.lock();
+            pollLock.lock();
             try {
                 ring.clear();
-                held = 0;
             } finally {
+                pollLock.unlock();
                 lock.unlock();
             }
         }

@@ -22,8 +22,8 @@ import dev.dmaplane.rdma.verbs.SrqAttr;
  * {@link RdmaDeviceHandle#unregister()}, which waits for the calls in flight they are part of.
  *
  * <p><b>Data-path hooks</b>: {@link #postSend} and {@link #postRecv} are doorbells rung after work requests were
- * queued; {@link #pollCq} runs when the consumer polls a CQ with completions, or every time for a provider that
- * progresses lazily ({@link #progressesOnPoll}) and does its work there;
+ * queued; a poll reads CQ memory without entering the provider, except that {@link #pollCq} runs on every poll for
+ * a provider that progresses lazily ({@link #progressesOnPoll}) and does its work there;
  * {@link #reqNotifyCq} tells a provider that a CQ was armed. The provider reaches work and memory through
  * {@link HwQp} and {@link MemoryAccess} ({@link RdmaDeviceHandle#memory()}).
  */
@@ -128,7 +128,8 @@ public interface RdmaProvider {
 
     /**
      * Whether {@link #pollCq} does work (lazy progress): the core then calls it on every poll. Otherwise (the
-     * default) a poll that finds the CQ empty returns at once, without entering the provider or taking a lock.
+     * default) a poll only reads CQ memory, as {@code ibv_poll_cq} does: never a call into the provider, and no
+     * lock at all when the CQ is empty.
      */
     default boolean progressesOnPoll() {
         return false;
