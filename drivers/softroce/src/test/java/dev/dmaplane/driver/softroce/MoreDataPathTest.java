@@ -33,6 +33,7 @@ import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
 import static dev.dmaplane.rdma.verbs.SendFlags.SOLICITED;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -53,6 +54,102 @@ class MoreDataPathTest {
         byte[] b = new byte[n];
         new Random(seed).nextBytes(b);
         return b;
+    }
+
+    /** rxe_cq_post on a full CQ: the completion is lost, CQ_ERR, and the QP that lost it goes to ERR with QP_FATAL. */
+    @Test
+    void aCqOverrunOnTheHcaRaisesCqErrAndQpFatal() {
+        var small = h.a.ctx.createCq(2, null, 0);
+        var qa = h.a.pd.createQp(new dev.dmaplane.rdma.verbs.QpInitAttr(small, small, null,
+                new dev.dmaplane.rdma.verbs.QpCap(8, 8, 1, 1, 0), dev.dmaplane.rdma.verbs.QpType.RC, false));
+        var qb = h.b.rc();
+        Hcas.connect(qa, qb, h.b.gid, Hcas.ALL, 7, 7);
+        Hcas.connect(qb, qa, h.a.gid, Hcas.ALL, 7, 7);
+        qa.postSend(List.of(new SendWr.RdmaWrite(0, List.of(h.a.sge(0, 8)), SIGNALED, h.b.buf, h.b.mr.rkey()),
+                new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 8)), SIGNALED, h.b.buf, h.b.mr.rkey()),
+                new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 8)), SIGNALED, h.b.buf, h.b.mr.rkey())));
+        var err = event(h.a.ctx);
+        assertEquals(dev.dmaplane.rdma.verbs.EventType.CQ_ERR, err.type());
+        assertSame(small, err.cq().orElseThrow());
+        var fatal = event(h.a.ctx);
+        assertEquals(dev.dmaplane.rdma.verbs.EventType.QP_FATAL, fatal.type());
+        assertSame(qa, fatal.qp().orElseThrow());
+        assertEquals(dev.dmaplane.rdma.verbs.QpState.ERR, qa.query().qpState());
+        assertEquals(List.of(0L, 1L), small.poll(8).stream().map(WorkCompletion::wrId).toList(), "the third was lost");
+        err.ack();
+        fatal.ack();
+    }
+
+    /** SQD (ibv_modify_qp to IBV_QPS_SQD with en_sqd_async_notify): work started finishes, then SQ_DRAINED; RTS resumes. */
+    @Test
+    void sqdDrainsWhatTheHcaStartedAndRtsResumesTheRest() {
+        QueuePair[] p = h.pair();
+        h.a.write(0, pattern(64, 3));
+        h.driver.carrier("rxe1", "down"); // the write stays in flight, retried, until the carrier returns
+        assertEquals(dev.dmaplane.rdma.verbs.EventType.PORT_ERR, event(h.b.ctx).type());
+        p[0].postSend(List.of(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 64)), SIGNALED, h.b.buf + 64, h.b.mr.rkey())));
+        p[0].modify(dev.dmaplane.rdma.verbs.QpAttr.builder().state(dev.dmaplane.rdma.verbs.QpState.SQD)
+                .enSqdAsyncNotify(true).build());
+        assertTrue(p[0].query().sqDraining(), "the started write is not done");
+        assertTrue(h.a.ctx.pollAsyncEvent().isEmpty(), "not drained yet");
+        h.driver.carrier("rxe1", "up");
+        var drained = event(h.a.ctx);
+        assertEquals(dev.dmaplane.rdma.verbs.EventType.SQ_DRAINED, drained.type());
+        assertSame(p[0], drained.qp().orElseThrow());
+        drained.ack();
+        assertEquals(1, Hcas.one(h.a.cq).wrId());
+        assertArrayEquals(pattern(64, 3), h.b.read(64, 64));
+        p[0].postSend(List.of(new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 64)), SIGNALED, h.b.buf + 128, h.b.mr.rkey())));
+        assertTrue(h.a.cq.poll(1).isEmpty(), "SQD starts nothing new");
+        p[0].modify(dev.dmaplane.rdma.verbs.QpAttr.builder().state(dev.dmaplane.rdma.verbs.QpState.RTS).build());
+        assertEquals(2, Hcas.one(h.a.cq).wrId(), "back in RTS the waiting request runs");
+        assertArrayEquals(pattern(64, 3), h.b.read(128, 64));
+    }
+
+    /**
+     * Windows on the HCA: a type 1 window bound with ibv_bind_mw opens exactly its range to remote writes; a type 2
+     * window bound through the QP is closed again by a LOCAL_INV, after which its rkey is refused (IBTA 10.6.7).
+     */
+    @Test
+    void windowsOpenExactlyTheirRangeAndLocalInvalidateClosesAType2Window() {
+        QueuePair[] p = h.pair();
+        var bindable = h.b.pd.regMr(h.b.buf, 65536, Hcas.ALL | dev.dmaplane.rdma.verbs.Access.MW_BIND);
+        var type1 = h.b.pd.allocMw(dev.dmaplane.rdma.verbs.MwType.TYPE_1);
+        int key1 = type1.bind(p[1], new dev.dmaplane.rdma.verbs.MwBindInfo(bindable, h.b.buf + 4096, 4096,
+                dev.dmaplane.rdma.verbs.Access.REMOTE_WRITE), 10, SIGNALED);
+        assertTrue(Hcas.one(h.b.cq).isSuccess());
+        h.a.write(0, pattern(32, 4));
+        p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 32)), SIGNALED, h.b.buf + 4096 + 100, key1));
+        assertTrue(Hcas.one(h.a.cq).isSuccess());
+        assertArrayEquals(pattern(32, 4), h.b.read(4096 + 100, 32));
+
+        var type2 = h.b.pd.allocMw(dev.dmaplane.rdma.verbs.MwType.TYPE_2);
+        int key2 = SendWr.incRkey(type2.rkey());
+        p[1].postSend(new SendWr.BindMw(11, SIGNALED, type2, key2, new dev.dmaplane.rdma.verbs.MwBindInfo(bindable,
+                h.b.buf + 8192, 4096, dev.dmaplane.rdma.verbs.Access.REMOTE_WRITE)));
+        assertTrue(Hcas.one(h.b.cq).isSuccess());
+        p[0].postSend(new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 32)), SIGNALED, h.b.buf + 8192, key2));
+        assertTrue(Hcas.one(h.a.cq).isSuccess());
+        p[1].postSend(new SendWr.LocalInv(12, SIGNALED, key2));
+        WorkCompletion inv = Hcas.one(h.b.cq);
+        assertTrue(inv.isSuccess());
+        assertEquals(dev.dmaplane.rdma.verbs.WcOpcode.LOCAL_INV, inv.opcode());
+        h.b.write(8192 + 64, new byte[32]);
+        p[0].postSend(new SendWr.RdmaWrite(3, List.of(h.a.sge(0, 32)), SIGNALED, h.b.buf + 8192 + 64, key2));
+        assertEquals(dev.dmaplane.rdma.verbs.WcStatus.REM_ACCESS_ERR, Hcas.one(h.a.cq).status());
+        assertArrayEquals(new byte[32], h.b.read(8192 + 64, 32), "the invalidated window let nothing through");
+    }
+
+    private static dev.dmaplane.rdma.verbs.AsyncEvent event(dev.dmaplane.rdma.verbs.VerbsContext ctx) {
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (true) {
+            var e = ctx.pollAsyncEvent();
+            if (e.isPresent()) {
+                return e.get();
+            }
+            assertTrue(System.nanoTime() < deadline, "no async event");
+            Thread.onSpinWait();
+        }
     }
 
     @Test
