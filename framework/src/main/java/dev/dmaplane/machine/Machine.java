@@ -289,7 +289,8 @@ public final class Machine implements AutoCloseable {
      * to, an Unsupported Request, or the way up to the IOMMU. Register BARs take no device DMA in this model.
      */
     private PeerRouter.Route routeBelowRootComplex(Device requester, long busAddr) {
-        if (!(requester instanceof PciFunction fn) || !pci.claimedBelowRootComplex(busAddr)) {
+        if (!(requester instanceof PciFunction fn)
+                || !pci.claimedBelowRootComplex(busAddr) && pci.forwardsUpstream(fn)) {
             return PeerRouter.Upstream.INSTANCE;
         }
         return switch (pci.route(fn, busAddr)) {

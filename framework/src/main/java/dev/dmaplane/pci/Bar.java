@@ -133,16 +133,24 @@ public final class Bar {
 
     /**
      * A register BAR: loads and stores go to the attached {@link MmioHandler}. Until a device model attaches
-     * one, reads return all-ones and writes are dropped, as accesses nobody claims on a real bus do.
+     * one, and while the function's Memory Space Enable is clear, reads return all-ones and writes are dropped, as
+     * accesses nobody claims on a real bus do (a master abort).
      */
     public static final class Mmio implements Backing {
         private final long size;
         private final String owner;
+        private final java.util.function.BooleanSupplier decoding;
         private final AtomicReference<MmioHandler> handler = new AtomicReference<>();
 
         Mmio(long size, String owner) {
+            this(size, owner, () -> true);
+        }
+
+        /** A register block that answers only while {@code decoding} says the function decodes its BARs. */
+        Mmio(long size, String owner, java.util.function.BooleanSupplier decoding) {
             this.size = size;
             this.owner = owner;
+            this.decoding = decoding;
         }
 
         @Override
@@ -186,7 +194,7 @@ public final class Bar {
         public long read(long offset, int size) {
             check(offset, size);
             MmioHandler h = handler.get();
-            if (h == null) {
+            if (h == null || !decoding.getAsBoolean()) {
                 return size == 8 ? -1L : (1L << (8 * size)) - 1;
             }
             return h.read(offset, size);
@@ -200,7 +208,7 @@ public final class Bar {
         public void write(long offset, int size, long value) {
             check(offset, size);
             MmioHandler h = handler.get();
-            if (h != null) {
+            if (h != null && decoding.getAsBoolean()) {
                 h.write(offset, size, size == 8 ? value : value & ((1L << (8 * size)) - 1));
             }
         }

@@ -16,9 +16,13 @@ import java.util.Optional;
  * has Upstream Forwarding enabled (a switch upstream port carries redirected requests up unconditionally). Once on
  * the root bus the request belongs to the root complex and its IOMMU.
  * <p>
- * Not modelled: ACS P2P Egress Control (there is no Egress Control Vector, so it never blocks), Completion
- * Redirect (it reroutes completions, not where the data goes), and the Memory Space / Bus Master Enable bits of
- * bridges and targets, which the root complex's own decoding in this model ignores as well.
+ * A function decodes its BARs only while its Memory Space Enable bit is set, and a bridge forwards down to its
+ * windows only while its own is; a bridge forwards requests from below up only while its Bus Master Enable bit is
+ * set (PCI-to-PCI Bridge Architecture: the command register of a bridge controls its primary side and forwarding).
+ * A request nothing decodes on the way is an Unsupported Request.
+ * <p>
+ * Not modelled: ACS P2P Egress Control (there is no Egress Control Vector, so it never blocks) and Completion
+ * Redirect (it reroutes completions, not where the data goes).
  */
 final class PciRouting {
     private PciRouting() {
@@ -47,6 +51,10 @@ final class PciRouting {
                 }
             }
             PciFunction up = bus.self().orElseThrow();
+            if (!up.busMasterEnabled()) {
+                return new PciRoute.Unsupported(up, String.format("%s does not forward the request for %#x upstream:"
+                        + " its Bus Master Enable is clear", up.bdf(), addr));
+            }
             if (windowClaims(up, addr)) {
                 if (redirectedBy == null) {
                     return new PciRoute.Unsupported(up, String.format(
@@ -92,8 +100,11 @@ final class PciRouting {
         return null;
     }
 
-    /** The assigned BAR of {@code fn} that decodes {@code addr}. */
+    /** The assigned BAR of {@code fn} that decodes {@code addr}: none while its Memory Space Enable is clear. */
     static Optional<Bar> barAt(PciFunction fn, long addr) {
+        if (!fn.configSpace().memorySpaceEnabled()) {
+            return Optional.empty();
+        }
         for (Bar b : fn.bars()) {
             long base = b.address();
             if (base != 0 && Long.compareUnsigned(addr - base, b.size()) < 0) {
@@ -103,10 +114,13 @@ final class PciRouting {
         return Optional.empty();
     }
 
-    /** Whether a bridge's memory or prefetchable memory window holds {@code addr}. */
+    /**
+     * Whether a bridge's memory or prefetchable memory window holds {@code addr} and the bridge forwards it (its
+     * Memory Space Enable is set).
+     */
     static boolean windowClaims(PciFunction bridge, long addr) {
         ConfigSpace cs = bridge.configSpace();
-        return contains(cs.memoryWindow(), addr) || contains(cs.prefetchableWindow(), addr);
+        return cs.memorySpaceEnabled() && (contains(cs.memoryWindow(), addr) || contains(cs.prefetchableWindow(), addr));
     }
 
     private static boolean contains(Optional<ConfigSpace.Window> w, long addr) {

@@ -150,6 +150,20 @@ public final class PciTopology implements AutoCloseable {
         return d.claims(busAddr);
     }
 
+    /**
+     * Whether every bridge above {@code fn} forwards requests from below upstream (its Bus Master Enable is set):
+     * with {@link #claimedBelowRootComplex}, the fast path that sends a request straight to the root complex.
+     */
+    public boolean forwardsUpstream(PciFunction fn) {
+        requireOwn(fn);
+        for (Optional<PciFunction> up = fn.upstreamBridge(); up.isPresent(); up = up.get().upstreamBridge()) {
+            if (!up.get().busMasterEnabled()) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     /** A value that changes with every config write, hence whenever address decoding (and so routing) may have. */
     public long decodeEpoch() {
         return ConfigSpace.writeCount();

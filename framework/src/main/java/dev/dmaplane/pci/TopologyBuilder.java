@@ -72,7 +72,7 @@ final class TopologyBuilder {
             MmioPlan.Layout l = layout.get(n);
             for (BarSpec bs : s.bars()) {
                 String owner = s.bdf() + " BAR" + bs.index();
-                Bar.Backing backing = bs.kind() == BarKind.MMIO ? new Bar.Mmio(bs.size(), owner)
+                Bar.Backing backing = bs.kind() == BarKind.MMIO ? new Bar.Mmio(bs.size(), owner, cs::memorySpaceEnabled)
                         : new Bar.Memory(bs.size(), owner, pool);
                 bars.add(new Bar(bs.index(), bs.size(), bs.is64Bit(), bs.prefetchable(), cs, backing));
                 long addr = l.bars().get(bs.index());
@@ -91,6 +91,13 @@ final class TopologyBuilder {
                 cs.write(PREF_BASE_UPPER32, 4, (int) (w.base() >>> 32));
                 cs.write(PREF_LIMIT_UPPER32, 4, (int) (w.limit() >>> 32));
             });
+            // as firmware leaves a machine: memory decoding on where it assigned BARs, and bridges forwarding both
+            // ways (Memory Space Enable for their windows, Bus Master Enable for requests from below)
+            if (s.type().isBridge()) {
+                cs.write(COMMAND, 2, cs.command() | COMMAND_MEMORY | COMMAND_MASTER);
+            } else if (!s.bars().isEmpty()) {
+                cs.write(COMMAND, 2, cs.command() | COMMAND_MEMORY);
+            }
         } catch (ErrnoException e) {
             String msg = e.getMessage();
             String prefix = e.errno().name() + ": ";

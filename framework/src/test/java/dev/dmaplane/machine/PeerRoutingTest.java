@@ -7,6 +7,7 @@ import dev.dmaplane.dma.DmaFaultException;
 import dev.dmaplane.dma.FaultReason;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.Bar;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.pci.TopologyLoader;
@@ -119,6 +120,62 @@ class PeerRoutingTest {
         assertEquals(FaultReason.OUT_OF_RANGE,
                 assertThrows(DmaFaultException.class, () -> hca.dma().busMaster().write(vram, one)).reason(),
                 "VRAM sits at 1 TiB, beyond the default 32-bit mask");
+    }
+
+    /**
+     * The command register governs decoding and forwarding (PCI Local Bus Spec: Memory Space Enable, Bus Master
+     * Enable; PCI-to-PCI Bridge Architecture for a bridge's): firmware leaves them on where it assigned BARs and on
+     * bridges; a target with Memory Space Enable clear decodes nothing, a bridge with it clear forwards nothing down
+     * into its windows, a bridge with Bus Master Enable clear forwards nothing up from below, and a register BAR of
+     * a function that does not decode reads all-ones and drops writes.
+     */
+    @Test
+    void theCommandRegisterGovernsDecodingAndForwarding() {
+        Machine m = bootDefault();
+        PciFunction gpu = m.pci().function("03:00.0");
+        PciFunction hca = m.pci().function("04:00.0");
+        PciFunction above = hca.upstreamBridge().orElseThrow();
+        Bar vram = gpu.bar(2).orElseThrow();
+        assertTrue(gpu.configSpace().memorySpaceEnabled(), "firmware enabled decoding of the assigned BARs");
+        assertTrue(above.configSpace().memorySpaceEnabled() && above.busMasterEnabled(), "and forwarding on bridges");
+        BusMaster dev = master(hca);
+        MemorySegment data = MemorySegment.ofArray(pattern(64, 3));
+
+        gpu.setMemorySpace(false);
+        DmaFaultException off = assertThrows(DmaFaultException.class, () -> dev.write(vram.address() + 4096, data));
+        assertEquals(FaultReason.UNSUPPORTED_REQUEST, off.reason(), off.getMessage());
+        assertArrayEquals(new byte[64], readBar(vram, 4096, 64), "no byte moved");
+        gpu.setMemorySpace(true);
+        dev.write(vram.address() + 4096, data);
+        assertArrayEquals(pattern(64, 3), readBar(vram, 4096, 64));
+
+        PciFunction gpuPort = gpu.upstreamBridge().orElseThrow();
+        gpuPort.setMemorySpace(false); // the switch port above the GPU stops forwarding down into its windows
+        DmaFaultException down = assertThrows(DmaFaultException.class, () -> dev.write(vram.address() + 8192, data),
+                "not forwarded down");
+        assertEquals(FaultReason.UNSUPPORTED_REQUEST, down.reason(), down.getMessage());
+        above.setMemorySpace(false); // the HCA's own port: its Memory Space Enable gates only what goes down
+        gpuPort.setMemorySpace(true);
+        dev.write(vram.address() + 8192, data);
+        above.setMemorySpace(true);
+
+        long page = m.memory().allocPages(0) * HostMemory.PAGE_SIZE;
+        long iova = hca.dma().mapSingle(page, 4096, DmaDirection.FROM_DEVICE);
+        dev.write(iova, data);
+        above.setMaster(false); // nor up from below: not even to RAM through the IOMMU
+        DmaFaultException up = assertThrows(DmaFaultException.class, () -> dev.write(iova, data));
+        assertEquals(FaultReason.UNSUPPORTED_REQUEST, up.reason());
+        assertTrue(up.getMessage().contains("Bus Master Enable is clear"), up.getMessage());
+        above.setMaster(true);
+        dev.write(iova, data);
+        hca.dma().unmapSingle(iova, 4096, DmaDirection.FROM_DEVICE);
+
+        Bar.Mmio regs = gpu.bar(0).orElseThrow().mmio();
+        long before = regs.read(0, 4);
+        gpu.setMemorySpace(false);
+        assertEquals(0xFFFF_FFFFL, regs.read(0, 4), "a master abort reads all-ones");
+        gpu.setMemorySpace(true);
+        assertEquals(before, regs.read(0, 4));
     }
 
     @Test

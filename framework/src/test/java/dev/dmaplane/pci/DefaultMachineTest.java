@@ -278,8 +278,13 @@ class DefaultMachineTest {
     void lspciVerboseDescribesRegionsCapabilitiesAndAcs() {
         String gpu = t.lspciVerbose(t.function("03:00.0"));
         assertTrue(gpu.startsWith("0000:03:00.0 3D controller [0302]: Device 1da0:0001\n"), gpu);
-        assertTrue(gpu.contains("\tRegion 2: Memory at 10000000000 (64-bit, prefetchable) [disabled] [size=16G]\n"), gpu);
-        assertTrue(gpu.contains("\tRegion 0: Memory at 10400000000 (64-bit, prefetchable) [disabled] [size=16M]\n"), gpu);
+        // firmware left memory decoding on where it assigned BARs (Control: Mem+), so no region is [disabled]
+        assertTrue(gpu.contains("\tRegion 2: Memory at 10000000000 (64-bit, prefetchable) [size=16G]\n"), gpu);
+        assertTrue(gpu.contains("\tRegion 0: Memory at 10400000000 (64-bit, prefetchable) [size=16M]\n"), gpu);
+        assertTrue(gpu.contains("Control: I/O- Mem+ BusMaster-"), gpu);
+        t.function("03:00.0").setMemorySpace(false);
+        assertTrue(t.lspciVerbose(t.function("03:00.0")).contains("(64-bit, prefetchable) [disabled] [size=16G]"));
+        t.function("03:00.0").setMemorySpace(true);
         assertTrue(gpu.contains("\tIOMMU group: " + t.isolationGroupId(t.function("03:00.0")) + "\n"), gpu);
         assertTrue(gpu.contains("Capabilities: [50] Express (v2) Endpoint, MSI 00"), gpu);
         assertTrue(gpu.contains("Capabilities: [90] MSI-X: Enable- Count=64 Masked-"), gpu);

@@ -139,6 +139,9 @@ class DmaTestDriverTest {
         assertEquals(0, machine.activeDmaMappings());
         assertEquals(frames, machine.memory().allocatedFrames());
         assertFalse(gpu.busMasterEnabled());
+        assertFalse(gpu.configSpace().memorySpaceEnabled(), "the driver turned memory decoding off");
+        assertEquals(-1L, gpu.bar(0).orElseThrow().mmio().read(REG_STATUS, 8), "so its registers read all-ones");
+        gpu.setMemorySpace(true); // as setpci would, to look at them
         assertEquals(0, gpu.bar(0).orElseThrow().mmio().read(REG_STATUS, 8), "engine disabled");
         assertEquals(0, gpu.bar(0).orElseThrow().mmio().read(REG_RING_BASE, 8));
         assertTrue(published.live.isEmpty());
