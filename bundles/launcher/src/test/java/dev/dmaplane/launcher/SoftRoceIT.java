@@ -58,6 +58,12 @@ class SoftRoceIT {
                 "one engine per HCA runs");
 
         Files.delete(deployed);
+        assertDevicesAndEnginesGone();
+        assertEquals(0, rt.status().get("activeDmaMappings"));
+    }
+
+    /** Waits for {@code rdma:dev} to list nothing, then checks that no engine thread stays. */
+    private void assertDevicesAndEnginesGone() throws Exception {
         Demo.await("rxe devices gone", WAIT, () -> {
             try {
                 return "no RDMA devices".equals(rt.gogo("rdma:dev", WAIT)) ? Optional.of(true) : Optional.empty();
@@ -67,7 +73,6 @@ class SoftRoceIT {
         });
         assertTrue(Thread.getAllStackTraces().keySet().stream().noneMatch(t -> t.getName().startsWith("softroce-")
                 && t.isAlive()), "no engine thread stays");
-        assertEquals(0, rt.status().get("activeDmaMappings"));
     }
 
     /**
@@ -110,15 +115,7 @@ class SoftRoceIT {
 
         String out = run.get(WAIT.toSeconds(), TimeUnit.SECONDS);
         assertTrue(out.startsWith("failed: ") && out.contains("EIO"), out);
-        Demo.await("rxe devices gone", WAIT, () -> {
-            try {
-                return "no RDMA devices".equals(rt.gogo("rdma:dev", WAIT)) ? Optional.of(true) : Optional.empty();
-            } catch (Exception e) {
-                return Optional.empty();
-            }
-        });
-        assertTrue(Thread.getAllStackTraces().keySet().stream().noneMatch(t -> t.getName().startsWith("softroce-")
-                && t.isAlive()), "no engine thread stays");
+        assertDevicesAndEnginesGone();
         assertEquals(0, rt.status().get("activeDmaMappings"));
         assertEquals(pinnedBefore, rt.pinnedFrames(), "every page the regions pinned is unpinned");
         Files.delete(perf);

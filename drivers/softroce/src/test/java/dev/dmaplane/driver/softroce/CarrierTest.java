@@ -15,7 +15,6 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 import java.util.List;
-import java.util.Optional;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
 import static org.junit.jupiter.api.Assertions.*;
@@ -36,18 +35,6 @@ class CarrierTest {
         assertEquals(0, Hcas.softroceThreads());
     }
 
-    private static AsyncEvent event(VerbsContext ctx) {
-        long deadline = System.nanoTime() + 10_000_000_000L;
-        while (true) {
-            Optional<AsyncEvent> e = ctx.pollAsyncEvent();
-            if (e.isPresent()) {
-                return e.get();
-            }
-            assertTrue(System.nanoTime() < deadline, "no async event");
-            Thread.onSpinWait();
-        }
-    }
-
     @Test
     void aWriteWaitsOutALostCarrierAndCompletesWhenItReturns() {
         QueuePair[] p = h.pair(); // retry_cnt 7, timeout 67 ms
@@ -57,7 +44,7 @@ class CarrierTest {
 
         assertEquals("rxe1/1 state DOWN netdev eth5", h.driver.carrier("rxe1", "down"));
         for (VerbsContext c : List.of(h.b.ctx, second)) {
-            AsyncEvent e = event(c);
+            AsyncEvent e = Hcas.event(c);
             assertEquals(EventType.PORT_ERR, e.type());
             assertEquals(1, e.portNum());
             assertEquals(PortState.DOWN, c.queryPort(1).state());
@@ -81,7 +68,7 @@ class CarrierTest {
 
         assertEquals("rxe1/1 state ACTIVE netdev eth5", h.driver.carrier("rxe1", "up"));
         for (VerbsContext c : List.of(h.b.ctx, second)) {
-            assertEquals(EventType.PORT_ACTIVE, event(c).type());
+            assertEquals(EventType.PORT_ACTIVE, Hcas.event(c).type());
         }
         WorkCompletion wc = Hcas.one(h.a.cq);
         assertEquals(WcStatus.SUCCESS, wc.status(), "the retransmission after the carrier came back got through");
@@ -94,14 +81,14 @@ class CarrierTest {
     void aCarrierThatStaysAwayExhaustsTheTransportRetries() {
         QueuePair[] p = h.pair(Hcas.ALL, Hcas.ALL, 7, 2);
         h.driver.carrier("rxe0", "down"); // the requester's own port this time: nothing leaves it
-        assertEquals(EventType.PORT_ERR, event(h.a.ctx).type());
+        assertEquals(EventType.PORT_ERR, Hcas.event(h.a.ctx).type());
         p[0].postSend(List.of(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 8)), SIGNALED, h.b.buf, h.b.mr.rkey()),
                 new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 8)), SIGNALED, h.b.buf, h.b.mr.rkey())));
         List<WorkCompletion> wc = Hcas.poll(h.a.cq, 2);
         assertEquals(List.of(WcStatus.RETRY_EXC_ERR, WcStatus.WR_FLUSH_ERR), wc.stream().map(WorkCompletion::status).toList());
         assertEquals(1, h.core.device("rxe0").orElseThrow().hwCounters(1).get("retry_exceeded_err"));
         h.driver.carrier("rxe0", "up");
-        assertEquals(EventType.PORT_ACTIVE, event(h.a.ctx).type());
+        assertEquals(EventType.PORT_ACTIVE, Hcas.event(h.a.ctx).type());
     }
 
     @Test

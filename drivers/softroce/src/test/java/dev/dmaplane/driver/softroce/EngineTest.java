@@ -9,7 +9,6 @@ import org.junit.jupiter.api.Timeout;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 
@@ -33,16 +32,6 @@ class EngineTest {
         assertEquals(0, Hcas.softroceThreads());
     }
 
-    private Engine engine(String dev) {
-        return h.driver.providers.get(dev).engine;
-    }
-
-    private static byte[] random(int n, long seed) {
-        byte[] b = new byte[n];
-        new Random(seed).nextBytes(b);
-        return b;
-    }
-
     /** A message takes ceil(len / MTU) packets, and a zero-length one still one (IBTA 9.7.1: an ONLY packet). */
     @Test
     void packetCountIsTheLengthOverThePathMtuRoundedUp() {
@@ -57,9 +46,9 @@ class EngineTest {
     @Test
     void aLongWriteGoesCutThroughAndCompletesInThePostingThread() {
         QueuePair[] p = h.pair();
-        byte[] data = random(300_000, 1);
+        byte[] data = Hcas.random(300_000, 1);
         h.a.write(0, data);
-        Engine rxe1 = engine("rxe1");
+        Engine rxe1 = h.engine("rxe1");
         // an engine's worker may be running its timer pass at the moment of a post (every 50 ms when idle): then the
         // work waits for it instead. A few tries make that chance negligible without hiding a regression.
         boolean inline = false;
@@ -90,9 +79,9 @@ class EngineTest {
     @org.junit.jupiter.params.provider.ValueSource(ints = {100_000, 64})
     void aBusyReceiverStoresTheBurstWithItsBytesTakenAtSendTime(int size) throws Exception {
         QueuePair[] p = h.pair();
-        byte[] data = random(size, 2);
+        byte[] data = Hcas.random(size, 2);
         h.a.write(0, data);
-        Engine rxe1 = engine("rxe1");
+        Engine rxe1 = h.engine("rxe1");
         long stored = rxe1.burstsStored.get();
         CompletableFuture<Void> posted;
         rxe1.lock.lock(); // rxe1 is busy: what reaches it now is stored
@@ -121,18 +110,18 @@ class EngineTest {
         int n = 200;
         List<SendWr> wrs = new ArrayList<>();
         for (int i = 0; i < n; i++) {
-            h.a.write(i * 64L, random(64, 100 + i));
+            h.a.write(i * 64L, Hcas.random(64, 100 + i));
             wrs.add(new SendWr.RdmaWrite(i, List.of(h.a.sge(i * 64L, 64)), SIGNALED, h.b.buf + 65536 + i * 64L,
                     h.b.mr.rkey()));
         }
-        Engine rxe1 = engine("rxe1");
+        Engine rxe1 = h.engine("rxe1");
         long sent = rxe1.pktsSent.get();
         p[0].postSend(wrs); // one doorbell
         List<WorkCompletion> wc = Hcas.poll(h.a.cq, n);
         assertTrue(wc.stream().allMatch(WorkCompletion::isSuccess));
         assertEquals(0, wc.getLast().wrId() - (n - 1), "in order");
         for (int i = 0; i < n; i++) {
-            assertArrayEquals(random(64, 100 + i), h.b.read(65536 + i * 64L, 64));
+            assertArrayEquals(Hcas.random(64, 100 + i), h.b.read(65536 + i * 64L, 64));
         }
         long acks = rxe1.pktsSent.get() - sent;
         assertTrue(acks >= 1 && acks <= n / Engine.BURST + 2, acks + " ACKs for " + n + " messages");
@@ -141,7 +130,7 @@ class EngineTest {
     @Test
     void aResentTrainWhoseFirstPacketsArrivedBeforeIsTrimmedAtTheResponder() {
         QueuePair[] p = h.pair();
-        byte[] data = random(5000, 3); // five packets at MTU 1024
+        byte[] data = Hcas.random(5000, 3); // five packets at MTU 1024
         h.a.write(0, data);
         Fabric f = h.driver.fabric;
         // single packets while the loss is armed; the last packet is lost, and with it the loss injection
@@ -152,7 +141,7 @@ class EngineTest {
             }
             return false;
         };
-        Engine rxe0 = engine("rxe0");
+        Engine rxe0 = h.engine("rxe0");
         long retries = rxe0.retries;
         p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf + 100, h.b.mr.rkey()));
         // the transport timer resends the message as one train of five; the responder has four of them
@@ -160,14 +149,14 @@ class EngineTest {
         assertTrue(rxe0.retries > retries, "resent after the timeout");
         assertEquals(1, f.dropped.get());
         assertArrayEquals(data, h.b.read(100, data.length));
-        assertEquals(0, rxe0.errors + engine("rxe1").errors, String.valueOf(engine("rxe1").lastError));
+        assertEquals(0, rxe0.errors + h.engine("rxe1").errors, String.valueOf(h.engine("rxe1").lastError));
     }
 
     @Test
     void theHardwareCountersCountWhatHappenedAsRxeNamesThem() {
         QueuePair[] p = h.pair();
         p[0].postSend(new SendWr.Send(1, List.of(h.a.sge(0, 8)), SIGNALED, null)); // no receive yet: RNR NAK
-        Engine rxe1 = engine("rxe1");
+        Engine rxe1 = h.engine("rxe1");
         long deadline = System.nanoTime() + 10_000_000_000L;
         while (rxe1.rnrNaksSent == 0) {
             assertTrue(System.nanoTime() < deadline);
@@ -198,7 +187,7 @@ class EngineTest {
         QueuePair[] p = h.pair();
         int access = dev.dmaplane.rdma.verbs.Access.LOCAL_WRITE | dev.dmaplane.rdma.verbs.Access.ON_DEMAND;
         var odp = h.a.pd.regMr(h.a.buf + (1 << 20), 1 << 20, access);
-        byte[] data = random(200_000, 4);
+        byte[] data = Hcas.random(200_000, 4);
         h.a.write(1 << 20, data);
         p[0].postSend(new SendWr.RdmaWrite(1, List.of(new dev.dmaplane.rdma.verbs.Sge(h.a.buf + (1 << 20), data.length,
                 odp.lkey())), SIGNALED, h.b.buf, h.b.mr.rkey()));
@@ -219,8 +208,8 @@ class EngineTest {
                 4096, dev.dmaplane.rdma.verbs.Access.REMOTE_WRITE)));
         assertTrue(Hcas.one(h.b.cq).isSuccess());
         p[1].postRecv(dev.dmaplane.rdma.verbs.RecvWr.of(5, h.b.sge(8192, 64)));
-        byte[] one = random(32, 7);
-        byte[] two = random(32, 8);
+        byte[] one = Hcas.random(32, 7);
+        byte[] two = Hcas.random(32, 8);
         h.a.write(0, one);
         h.a.write(64, two);
         h.b.write(200, new byte[32]);
@@ -239,7 +228,7 @@ class EngineTest {
     void deregisteringATargetRegionUnderAStreamOfWritesIsNotHeldUpAndLaterWritesAreRefused() throws Exception {
         QueuePair[] p = h.pair();
         var target = h.b.pd.regMr(h.b.buf, 65536, Hcas.ALL);
-        h.a.write(0, random(64, 9));
+        h.a.write(0, Hcas.random(64, 9));
         java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
         java.util.concurrent.atomic.AtomicReference<List<WorkCompletion>> last =
                 new java.util.concurrent.atomic.AtomicReference<>();

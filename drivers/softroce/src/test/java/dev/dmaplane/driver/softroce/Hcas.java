@@ -137,6 +137,33 @@ final class Hcas implements AutoCloseable {
         return poll(cq, 1).getFirst();
     }
 
+    /** The engine of the HCA the driver registered as {@code dev}. */
+    Engine engine(String dev) {
+        return driver.providers.get(dev).engine;
+    }
+
+    /** {@code n} bytes of a seeded random pattern. */
+    static byte[] random(int n, long seed) {
+        byte[] b = new byte[n];
+        new java.util.Random(seed).nextBytes(b);
+        return b;
+    }
+
+    /** The next async event of {@code ctx}, waited for at most 10 s. */
+    static dev.dmaplane.rdma.verbs.AsyncEvent event(VerbsContext ctx) {
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (true) {
+            var e = ctx.pollAsyncEvent();
+            if (e.isPresent()) {
+                return e.get();
+            }
+            if (System.nanoTime() - deadline > 0) {
+                throw new AssertionError("no async event on " + ctx);
+            }
+            Thread.onSpinWait();
+        }
+    }
+
     static long softroceThreads() {
         return Thread.getAllStackTraces().keySet().stream()
                 .filter(t -> t.getName().startsWith("softroce-") && t.isAlive()).count();

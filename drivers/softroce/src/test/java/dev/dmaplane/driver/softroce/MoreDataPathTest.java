@@ -68,10 +68,10 @@ class MoreDataPathTest {
         qa.postSend(List.of(new SendWr.RdmaWrite(0, List.of(h.a.sge(0, 8)), SIGNALED, h.b.buf, h.b.mr.rkey()),
                 new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 8)), SIGNALED, h.b.buf, h.b.mr.rkey()),
                 new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 8)), SIGNALED, h.b.buf, h.b.mr.rkey())));
-        var err = event(h.a.ctx);
+        var err = Hcas.event(h.a.ctx);
         assertEquals(dev.dmaplane.rdma.verbs.EventType.CQ_ERR, err.type());
         assertSame(small, err.cq().orElseThrow());
-        var fatal = event(h.a.ctx);
+        var fatal = Hcas.event(h.a.ctx);
         assertEquals(dev.dmaplane.rdma.verbs.EventType.QP_FATAL, fatal.type());
         assertSame(qa, fatal.qp().orElseThrow());
         assertEquals(dev.dmaplane.rdma.verbs.QpState.ERR, qa.query().qpState());
@@ -86,14 +86,14 @@ class MoreDataPathTest {
         QueuePair[] p = h.pair();
         h.a.write(0, pattern(64, 3));
         h.driver.carrier("rxe1", "down"); // the write stays in flight, retried, until the carrier returns
-        assertEquals(dev.dmaplane.rdma.verbs.EventType.PORT_ERR, event(h.b.ctx).type());
+        assertEquals(dev.dmaplane.rdma.verbs.EventType.PORT_ERR, Hcas.event(h.b.ctx).type());
         p[0].postSend(List.of(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 64)), SIGNALED, h.b.buf + 64, h.b.mr.rkey())));
         p[0].modify(dev.dmaplane.rdma.verbs.QpAttr.builder().state(dev.dmaplane.rdma.verbs.QpState.SQD)
                 .enSqdAsyncNotify(true).build());
         assertTrue(p[0].query().sqDraining(), "the started write is not done");
         assertTrue(h.a.ctx.pollAsyncEvent().isEmpty(), "not drained yet");
         h.driver.carrier("rxe1", "up");
-        var drained = event(h.a.ctx);
+        var drained = Hcas.event(h.a.ctx);
         assertEquals(dev.dmaplane.rdma.verbs.EventType.SQ_DRAINED, drained.type());
         assertSame(p[0], drained.qp().orElseThrow());
         drained.ack();
@@ -138,18 +138,6 @@ class MoreDataPathTest {
         p[0].postSend(new SendWr.RdmaWrite(3, List.of(h.a.sge(0, 32)), SIGNALED, h.b.buf + 8192 + 64, key2));
         assertEquals(dev.dmaplane.rdma.verbs.WcStatus.REM_ACCESS_ERR, Hcas.one(h.a.cq).status());
         assertArrayEquals(new byte[32], h.b.read(8192 + 64, 32), "the invalidated window let nothing through");
-    }
-
-    private static dev.dmaplane.rdma.verbs.AsyncEvent event(dev.dmaplane.rdma.verbs.VerbsContext ctx) {
-        long deadline = System.nanoTime() + 10_000_000_000L;
-        while (true) {
-            var e = ctx.pollAsyncEvent();
-            if (e.isPresent()) {
-                return e.get();
-            }
-            assertTrue(System.nanoTime() < deadline, "no async event");
-            Thread.onSpinWait();
-        }
     }
 
     @Test

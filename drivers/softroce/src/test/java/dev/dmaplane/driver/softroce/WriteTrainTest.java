@@ -36,18 +36,17 @@ class WriteTrainTest {
         assertEquals(0, Hcas.softroceThreads());
     }
 
-    private Engine engine(String dev) {
-        return h.driver.providers.get(dev).engine;
-    }
-
-    private static byte[] random(int n, long seed) {
-        byte[] b = new byte[n];
-        new Random(seed).nextBytes(b);
-        return b;
-    }
-
     private static List<WcStatus> statuses(List<WorkCompletion> wc) {
         return wc.stream().map(WorkCompletion::status).toList();
+    }
+
+    /** The statuses of {@code n} requests of which the {@code k}-th failed with {@code status}: success before, flushed after. */
+    private static List<WcStatus> failedAt(int n, int k, WcStatus status) {
+        List<WcStatus> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            out.add(i < k ? WcStatus.SUCCESS : i == k ? status : WcStatus.WR_FLUSH_ERR);
+        }
+        return out;
     }
 
     @Test
@@ -61,14 +60,14 @@ class WriteTrainTest {
         long remote = 100_000;
         for (int i = 0; i < n; i++) { // back to back, of 1 to 1024 bytes (one packet at MTU 1024), from scattered sources
             int len = 1 + r.nextInt(1024);
-            data.add(random(len, i));
+            data.add(Hcas.random(len, i));
             long src = 8192L * i + r.nextInt(4096);
             h.a.write(src, data.get(i));
             at[i] = remote;
             wrs.add(new SendWr.RdmaWrite(i, List.of(h.a.sge(src, len)), SIGNALED, h.b.buf + remote, h.b.mr.rkey()));
             remote += len;
         }
-        Engine rxe0 = engine("rxe0");
+        Engine rxe0 = h.engine("rxe0");
         long trains = rxe0.trainsSent;
         long sent = rxe0.pktsSent.get();
 
@@ -91,15 +90,15 @@ class WriteTrainTest {
         int n = 150;
         List<SendWr> wrs = new ArrayList<>();
         for (int i = 0; i < n; i++) {
-            h.a.write(64L * i, random(64, 1000 + i));
+            h.a.write(64L * i, Hcas.random(64, 1000 + i));
             wrs.add(new SendWr.RdmaWrite(i, List.of(h.a.sge(64L * i, 64)), i == n - 1 ? SIGNALED : 0, h.b.buf + 512,
                     h.b.mr.rkey()));
         }
-        long trains = engine("rxe0").trainsSent;
+        long trains = h.engine("rxe0").trainsSent;
         p[0].postSend(wrs);
         assertTrue(Hcas.one(h.a.cq).isSuccess());
-        assertArrayEquals(random(64, 1000 + n - 1), h.b.read(512, 64), "the last message written wins");
-        assertEquals(3, engine("rxe0").trainsSent - trains);
+        assertArrayEquals(Hcas.random(64, 1000 + n - 1), h.b.read(512, 64), "the last message written wins");
+        assertEquals(3, h.engine("rxe0").trainsSent - trains);
     }
 
     @Test
@@ -107,7 +106,7 @@ class WriteTrainTest {
         QueuePair[] p = h.pair();
         MemoryRegion other = h.b.pd.regMr(h.b.buf + (2 << 20), 1 << 20, Hcas.ALL);
         for (int i = 0; i < 16; i++) {
-            h.a.write(2048L * i, random(2000, 50 + i));
+            h.a.write(2048L * i, Hcas.random(2000, 50 + i));
         }
         p[1].postRecv(RecvWr.of(90, h.b.sge(8192, 4096)));
         p[1].postRecv(RecvWr.of(91, h.b.sge(16384, 4096)));
@@ -124,7 +123,7 @@ class WriteTrainTest {
                 write(8, 8, 100, h.b.buf + 50_000, rkey), // a train of one: the next leaves a gap
                 write(9, 9, 100, h.b.buf + 50_200, rkey), // a train of two
                 write(10, 10, 100, h.b.buf + 50_150, rkey)); // overlapping the one before
-        long trains = engine("rxe0").trainsSent;
+        long trains = h.engine("rxe0").trainsSent;
         p[0].postSend(wrs);
         List<WorkCompletion> wc = Hcas.poll(h.a.cq, wrs.size());
         assertTrue(wc.stream().allMatch(WorkCompletion::isSuccess), wc.toString());
@@ -132,15 +131,15 @@ class WriteTrainTest {
         int[] len = {100, 100, 100, 100, 100, 100, 2000, 100, 100, 100, 100};
         for (int i = 0; i < remote.length; i++) {
             if (remote[i] >= 0 && i != 9) { // the tenth was overwritten in part by the eleventh
-                assertArrayEquals(java.util.Arrays.copyOf(random(2000, 50 + i), len[i]), h.b.read(remote[i], len[i]),
+                assertArrayEquals(java.util.Arrays.copyOf(Hcas.random(2000, 50 + i), len[i]), h.b.read(remote[i], len[i]),
                         "message " + i);
             }
         }
-        assertArrayEquals(java.util.Arrays.copyOfRange(random(2000, 50 + 9), 50, 100), h.b.read(50_200 + 50, 50),
+        assertArrayEquals(java.util.Arrays.copyOfRange(Hcas.random(2000, 50 + 9), 50, 100), h.b.read(50_200 + 50, 50),
                 "the tenth's bytes that the eleventh did not cover");
-        assertArrayEquals(java.util.Arrays.copyOf(random(2000, 57), 100), h.b.read(16384, 100), "the send");
+        assertArrayEquals(java.util.Arrays.copyOf(Hcas.random(2000, 57), 100), h.b.read(16384, 100), "the send");
         assertEquals(List.of(90L, 91L), Hcas.poll(h.b.cq, 2).stream().map(WorkCompletion::wrId).toList());
-        assertEquals(4, engine("rxe0").trainsSent - trains);
+        assertEquals(4, h.engine("rxe0").trainsSent - trains);
     }
 
     private SendWr write(long id, int slot, int len, long remote, int rkey) {
@@ -154,21 +153,17 @@ class WriteTrainTest {
         int n = 10;
         List<SendWr> wrs = new ArrayList<>();
         for (int i = 0; i < n; i++) { // back to back, the seventh starts right past the region
-            h.a.write(64L * i, random(64, 200 + i));
+            h.a.write(64L * i, Hcas.random(64, 200 + i));
             wrs.add(new SendWr.RdmaWrite(i, List.of(h.a.sge(64L * i, 64)), SIGNALED, h.b.buf + 65536 - 6 * 64 + 64L * i,
                     small.rkey()));
         }
-        long trains = engine("rxe0").trainsSent;
+        long trains = h.engine("rxe0").trainsSent;
         p[0].postSend(wrs);
         List<WorkCompletion> wc = Hcas.poll(h.a.cq, n);
-        List<WcStatus> expected = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            expected.add(i < 6 ? WcStatus.SUCCESS : i == 6 ? WcStatus.REM_ACCESS_ERR : WcStatus.WR_FLUSH_ERR);
-        }
-        assertEquals(expected, statuses(wc));
-        assertEquals(1, engine("rxe0").trainsSent - trains, "they went as one train");
+        assertEquals(failedAt(n, 6, WcStatus.REM_ACCESS_ERR), statuses(wc));
+        assertEquals(1, h.engine("rxe0").trainsSent - trains, "they went as one train");
         for (int i = 0; i < 6; i++) {
-            assertArrayEquals(random(64, 200 + i), h.b.read(65536 - 6 * 64 + 64L * i, 64), "message " + i);
+            assertArrayEquals(Hcas.random(64, 200 + i), h.b.read(65536 - 6 * 64 + 64L * i, 64), "message " + i);
         }
         assertArrayEquals(new byte[4 * 64], h.b.read(65536, 4 * 64), "no byte past the region");
     }
@@ -185,24 +180,20 @@ class WriteTrainTest {
         List<SendWr> wrs = new ArrayList<>();
         for (int i = 0; i < n; i++) { // the fifth reads from past the small region's end
             long src = i == 4 ? 65536 - 16 : 64L * i;
-            h.a.write(64L * i, random(64, 500 + i));
+            h.a.write(64L * i, Hcas.random(64, 500 + i));
             wrs.add(new SendWr.RdmaWrite(i, List.of(new dev.dmaplane.rdma.verbs.Sge(h.a.buf + src, 64, small.lkey())),
                     SIGNALED, h.b.buf + 64L * i, h.b.mr.rkey()));
         }
         h.b.write(0, new byte[n * 64]);
-        long trains = engine("rxe0").trainsSent;
+        long trains = h.engine("rxe0").trainsSent;
         p[0].postSend(wrs);
         List<WorkCompletion> wc = Hcas.poll(h.a.cq, n);
-        List<WcStatus> expected = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            expected.add(i < 4 ? WcStatus.SUCCESS : i == 4 ? WcStatus.LOC_PROT_ERR : WcStatus.WR_FLUSH_ERR);
-        }
-        assertEquals(expected, statuses(wc));
+        assertEquals(failedAt(n, 4, WcStatus.LOC_PROT_ERR), statuses(wc));
         for (int i = 0; i < 4; i++) {
-            assertArrayEquals(random(64, 500 + i), h.b.read(64L * i, 64), "message " + i);
+            assertArrayEquals(Hcas.random(64, 500 + i), h.b.read(64L * i, 64), "message " + i);
         }
         assertArrayEquals(new byte[4 * 64], h.b.read(4 * 64, 4 * 64), "nothing from the refused one on");
-        assertEquals(1, engine("rxe0").trainsSent - trains);
+        assertEquals(1, h.engine("rxe0").trainsSent - trains);
     }
 
     @Test
@@ -211,7 +202,7 @@ class WriteTrainTest {
         int n = 20;
         List<SendWr> wrs = new ArrayList<>();
         for (int i = 0; i < n; i++) {
-            h.a.write(64L * i, random(64, 300 + i));
+            h.a.write(64L * i, Hcas.random(64, 300 + i));
             wrs.add(new SendWr.RdmaWrite(i, List.of(h.a.sge(64L * i, 64)), SIGNALED, h.b.buf + 64L * i, h.b.mr.rkey()));
         }
         var rxe1 = h.machine.pci().function("05:00.0"); // the second HCA function, bound as rxe1
@@ -219,11 +210,7 @@ class WriteTrainTest {
         try {
             p[0].postSend(wrs);
             List<WorkCompletion> wc = Hcas.poll(h.a.cq, n);
-            List<WcStatus> expected = new ArrayList<>();
-            for (int i = 0; i < n; i++) {
-                expected.add(i == 0 ? WcStatus.REM_OP_ERR : WcStatus.WR_FLUSH_ERR);
-            }
-            assertEquals(expected, statuses(wc));
+            assertEquals(failedAt(n, 0, WcStatus.REM_OP_ERR), statuses(wc));
             assertArrayEquals(new byte[n * 64], h.b.read(0, n * 64), "nothing written");
         } finally {
             rxe1.setMaster(true);
@@ -236,12 +223,12 @@ class WriteTrainTest {
         int n = 100;
         List<SendWr> wrs = new ArrayList<>();
         for (int i = 0; i < n; i++) {
-            h.a.write(64L * i, random(64, 400 + i));
+            h.a.write(64L * i, Hcas.random(64, 400 + i));
             wrs.add(new SendWr.RdmaWrite(i, List.of(h.a.sge(64L * i, 64)), SIGNALED, h.b.buf + 64L * i, h.b.mr.rkey()));
         }
-        Engine rxe1 = engine("rxe1");
+        Engine rxe1 = h.engine("rxe1");
         long stored = rxe1.burstsStored.get();
-        long trains = engine("rxe0").trainsSent;
+        long trains = h.engine("rxe0").trainsSent;
         rxe1.lock.lock(); // rxe1 is busy: what reaches it now is stored
         try {
             CompletableFuture.runAsync(() -> p[0].postSend(wrs)).get(10, TimeUnit.SECONDS);
@@ -254,9 +241,9 @@ class WriteTrainTest {
         List<WorkCompletion> wc = Hcas.poll(h.a.cq, n);
         assertTrue(wc.stream().allMatch(WorkCompletion::isSuccess), wc.toString());
         for (int i = 0; i < n; i++) {
-            assertArrayEquals(random(64, 400 + i), h.b.read(64L * i, 64), "message " + i);
+            assertArrayEquals(Hcas.random(64, 400 + i), h.b.read(64L * i, 64), "message " + i);
         }
-        assertEquals(2, engine("rxe0").trainsSent - trains);
+        assertEquals(2, h.engine("rxe0").trainsSent - trains);
     }
 
     /** A train that arrives in part again (a duplicate prefix) is trimmed to the messages the responder lacks. */
@@ -269,7 +256,7 @@ class WriteTrainTest {
         assertEquals(210, m.length());
         Packet train = new Packet(null, null, 1, 2, Packet.Op.WRITE, true, true, 0xFFFFFF, 3, true, 1000, 9, 100, 0, 0,
                 0, 0, 0, 0, 0, new Packet.Payload.Messages(3, m.vas(), m.lengths(), m.offsets(), null,
-                java.lang.foreign.MemorySegment.ofArray(random(210, 5)), m.lo(), m.hi(), m.length()), false);
+                java.lang.foreign.MemorySegment.ofArray(Hcas.random(210, 5)), m.lo(), m.hi(), m.length()), false);
         Packet rest = train.dropFront(1, 1024);
         assertEquals(0, rest.psn(), "the PSN wraps at 2^24");
         assertEquals(2, rest.count());
@@ -280,7 +267,7 @@ class WriteTrainTest {
         assertEquals(1150, r.hi());
         byte[] bytes = new byte[110];
         r.copyTo(0, java.lang.foreign.MemorySegment.ofArray(bytes));
-        assertArrayEquals(java.util.Arrays.copyOfRange(random(210, 5), 100, 210), bytes);
+        assertArrayEquals(java.util.Arrays.copyOfRange(Hcas.random(210, 5), 100, 210), bytes);
         assertThrows(IllegalArgumentException.class, () -> r.dropFirst(2));
     }
 }
