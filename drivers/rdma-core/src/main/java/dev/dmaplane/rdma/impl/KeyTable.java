@@ -18,6 +18,10 @@ final class KeyTable {
 
     private final IndexPool mrIndices = new IndexPool(MR_MIN, MR_MAX);
     private final IndexPool mwIndices = new IndexPool(MW_MIN, MW_MAX);
+    /** The published object of every index, for key lookups on the data path (an array read, no hashing or boxing). */
+    private final java.util.concurrent.atomic.AtomicReferenceArray<Object> published =
+            new java.util.concurrent.atomic.AtomicReferenceArray<>(MW_MAX + 1);
+    /** The same, as a map, for listing the windows. */
     private final ConcurrentHashMap<Integer, Object> byIndex = new ConcurrentHashMap<>();
     private final int[] lastKey = new int[MW_MAX + 1];
 
@@ -43,10 +47,12 @@ final class KeyTable {
     /** Makes the object behind {@code index} visible to key lookups. */
     void publish(int index, Object owner) {
         byIndex.put(index, owner);
+        published.set(index, owner);
     }
 
     /** Hides the object behind {@code index} from lookups; the index stays taken until {@link #free}. */
     void unpublish(int index) {
+        published.set(index, null);
         byIndex.remove(index);
     }
 
@@ -61,6 +67,7 @@ final class KeyTable {
     }
 
     void free(int index) {
+        published.set(index, null);
         byIndex.remove(index);
         if (index >= MW_MIN) {
             mwIndices.free(index);
@@ -71,11 +78,16 @@ final class KeyTable {
 
     /** The region whose index is in {@code key}, whatever its 8-bit part. */
     MrImpl mr(int key) {
-        return byIndex.get(key >>> 8) instanceof MrImpl m ? m : null;
+        return owner(key) instanceof MrImpl m ? m : null;
     }
 
     MwImpl mw(int key) {
-        return byIndex.get(key >>> 8) instanceof MwImpl w ? w : null;
+        return owner(key) instanceof MwImpl w ? w : null;
+    }
+
+    private Object owner(int key) {
+        int index = key >>> 8;
+        return index <= MW_MAX ? published.get(index) : null;
     }
 
     /** Windows in use (for unbinding on QP or region destruction). */

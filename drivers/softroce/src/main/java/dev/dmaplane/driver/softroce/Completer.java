@@ -29,7 +29,7 @@ final class Completer {
         c.retryLeft = a.retryCnt();
         c.rnrLeft = a.rnrRetry();
         if (!c.rnrWait) {
-            c.deadline = System.nanoTime() + Engine.timeoutNs(a.timeout());
+            e.armTimer(c, System.nanoTime() + Engine.timeoutNs(a.timeout()));
         }
     }
 
@@ -175,7 +175,7 @@ final class Completer {
                         finish(c, WcStatus.RNR_RETRY_EXC_ERR);
                     } else {
                         c.rnrWait = true;
-                        c.deadline = System.nanoTime() + Engine.rnrNs(syn & 31);
+                        e.armTimer(c, System.nanoTime() + Engine.rnrNs(syn & 31));
                     }
                 } else {
                     switch (syn) {

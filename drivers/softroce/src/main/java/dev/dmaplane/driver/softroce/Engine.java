@@ -403,21 +403,47 @@ final class Engine implements Runnable {
             }
             clearLeases(); // the round's packets go to the fabric, then its leases close
             if (!more) {
-                long next;
-                try {
-                    next = timers();
-                } catch (RuntimeException e) {
-                    failed(e);
-                    next = System.nanoTime() + MIN_TIMEOUT_NS;
+                boolean worker = Thread.currentThread() == thread;
+                long next = 0;
+                // the worker looks at every timer; a thread that runs the engine inline only every
+                // INLINE_TIMER_PASSES passes (so busy traffic that keeps the worker out still sees its timers fire),
+                // and otherwise wakes the worker for a timer it armed earlier than the worker planned to look
+                if (worker || ++inlinePassesSinceTimers >= INLINE_TIMER_PASSES) {
+                    inlinePassesSinceTimers = 0;
+                    try {
+                        next = timers();
+                    } catch (RuntimeException e) {
+                        failed(e);
+                        next = System.nanoTime() + MIN_TIMEOUT_NS;
+                    }
                 }
                 more = flushTx() || !inbox.isEmpty() || !ready.isEmpty();
-                if (Thread.currentThread() == thread) {
+                if (worker) {
                     workerWake = next != 0 ? next : System.nanoTime() + IDLE_WAKE_NS;
-                } else if (next != 0 && next - workerWake < 0) {
-                    workerWake = next; // a timer earlier than the worker planned to wake
-                    wakeWorkerThread();
+                } else {
+                    long due = next == 0 || (earliestArmed != 0 && earliestArmed - next < 0) ? earliestArmed : next;
+                    if (due != 0 && due - workerWake < 0) {
+                        workerWake = due; // a timer earlier than the worker planned to wake
+                        wakeWorkerThread();
+                    }
                 }
+                earliestArmed = 0;
             }
+        }
+    }
+
+    /** A thread running the engine inline looks at the timers itself once in this many passes. */
+    static final int INLINE_TIMER_PASSES = 64;
+    // guarded by lock
+    private int inlinePassesSinceTimers;
+    /** The earliest deadline armed since the last round ended (0: none). */
+    private long earliestArmed;
+
+    /** Arms {@code c}'s transport or RNR timer for {@code deadline} (a {@link System#nanoTime} value). */
+    void armTimer(QpCtx c, long deadline) {
+        c.deadline = deadline;
+        if (earliestArmed == 0 || deadline - earliestArmed < 0) {
+            earliestArmed = deadline;
         }
     }
 

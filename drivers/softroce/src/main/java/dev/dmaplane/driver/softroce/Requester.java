@@ -242,7 +242,7 @@ final class Requester {
             var a = c.qp.attr();
             c.retryLeft = a.retryCnt();
             c.rnrLeft = a.rnrRetry();
-            c.deadline = System.nanoTime() + Engine.timeoutNs(a.timeout());
+            e.armTimer(c, System.nanoTime() + Engine.timeoutNs(a.timeout()));
         }
         if (isReadOrAtomic(m.w)) {
             c.readsInFlight++;
@@ -397,7 +397,7 @@ final class Requester {
                 break; // the region went away under a message in flight: nothing more is sent; the timer ends it
             }
         }
-        c.deadline = System.nanoTime() + Engine.timeoutNs(c.qp.attr().timeout());
+        e.armTimer(c, System.nanoTime() + Engine.timeoutNs(c.qp.attr().timeout()));
     }
 
     void transmit(QpCtx c, Msg m) {
