@@ -33,17 +33,13 @@ public final class ConfigSpace {
     private volatile int command;
 
     /**
-     * Counts {@link #write}s to any config space of the JVM, so that what is derived from the registers (address
-     * decoding) can be cached and checked with one read.
+     * Counts {@link #write}s to every config space of one topology (this one's alone when it belongs to none), so
+     * that what is derived from the registers (address decoding) can be cached and checked with one read.
      */
-    private static final java.util.concurrent.atomic.AtomicInteger WRITES = new java.util.concurrent.atomic.AtomicInteger();
+    private final java.util.concurrent.atomic.AtomicInteger writes;
 
-    private ConfigSpace() {
-    }
-
-    /** Config writes so far, to any config space: a value that changes whenever some registers may have. */
-    static int writeCount() {
-        return WRITES.get();
+    private ConfigSpace(java.util.concurrent.atomic.AtomicInteger writes) {
+        this.writes = writes;
     }
 
     /** A capability found in the list ({@code lspci -v} "Capabilities: [offset] name"). */
@@ -112,7 +108,7 @@ public final class ConfigSpace {
         if (offset < COMMAND + 2 && offset + size > COMMAND) {
             command = (data[COMMAND] & 0xFF) | (data[COMMAND + 1] & 0xFF) << 8;
         }
-        WRITES.incrementAndGet();
+        writes.incrementAndGet();
     }
 
     private static void checkAccess(int offset, int size) {
@@ -364,6 +360,14 @@ public final class ConfigSpace {
         private int secondary;
         private int subordinate;
 
+        private java.util.concurrent.atomic.AtomicInteger writes;
+
+        /** Counts this config space's writes in {@code counter}, shared by every config space of a topology. */
+        Builder writeCounter(java.util.concurrent.atomic.AtomicInteger counter) {
+            this.writes = counter;
+            return this;
+        }
+
         private Builder(int vendorId, int deviceId, int classCode) {
             this.vendorId = vendorId;
             this.deviceId = deviceId;
@@ -441,7 +445,7 @@ public final class ConfigSpace {
                 throw new ErrnoException(Errno.EINVAL, String.format(
                         "a %s needs class 0x0604xx (PCI bridge), not %#08x", express.label(), classCode));
             }
-            ConfigSpace cs = new ConfigSpace();
+            ConfigSpace cs = new ConfigSpace(writes != null ? writes : new java.util.concurrent.atomic.AtomicInteger());
             cs.init(VENDOR_ID, 2, vendorId, 0);
             cs.init(DEVICE_ID, 2, deviceId, 0);
             cs.init(COMMAND, 2, 0, COMMAND_MEMORY | COMMAND_MASTER | COMMAND_PARITY | COMMAND_SERR | COMMAND_INTX_DISABLE);

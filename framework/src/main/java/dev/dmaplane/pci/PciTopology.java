@@ -28,7 +28,12 @@ public final class PciTopology implements AutoCloseable {
     private final List<List<PciFunction>> groups;
     private final Map<PciFunction, Integer> groupIds = new IdentityHashMap<>();
 
-    PciTopology(MachineSpec machine, List<HostBridge> hostBridges, DeviceMemoryPool pool) {
+    /** Config writes to this topology's functions (address decoding may have changed with each). */
+    private final java.util.concurrent.atomic.AtomicInteger configWrites;
+
+    PciTopology(MachineSpec machine, List<HostBridge> hostBridges, DeviceMemoryPool pool,
+                java.util.concurrent.atomic.AtomicInteger configWrites) {
+        this.configWrites = configWrites;
         this.machine = Objects.requireNonNull(machine, "machine");
         this.hostBridges = List.copyOf(hostBridges);
         this.pool = pool;
@@ -143,8 +148,8 @@ public final class PciTopology implements AutoCloseable {
      */
     public boolean claimedBelowRootComplex(long busAddr) {
         Decoders d = decoders;
-        if (d == null || d.writes != ConfigSpace.writeCount()) {
-            d = Decoders.of(functions);
+        if (d == null || d.writes != configWrites.get()) {
+            d = Decoders.of(functions, configWrites);
             decoders = d;
         }
         return d.claims(busAddr);
@@ -164,17 +169,20 @@ public final class PciTopology implements AutoCloseable {
         return true;
     }
 
-    /** A value that changes with every config write, hence whenever address decoding (and so routing) may have. */
+    /**
+     * A value that changes with every config write to this topology, hence whenever its address decoding (and so
+     * routing) may have; writes to another topology's functions leave it alone.
+     */
     public long decodeEpoch() {
-        return ConfigSpace.writeCount();
+        return configWrites.get();
     }
 
     private volatile Decoders decoders;
 
     /** Every BAR and bridge window as inclusive {@code [first, last]} ranges, with the config writes they reflect. */
     private record Decoders(int writes, long[] first, long[] last) {
-        static Decoders of(List<PciFunction> fns) {
-            int w = ConfigSpace.writeCount(); // before the registers are read
+        static Decoders of(List<PciFunction> fns, java.util.concurrent.atomic.AtomicInteger configWrites) {
+            int w = configWrites.get(); // before the registers are read
             List<long[]> ranges = new ArrayList<>();
             for (PciFunction f : fns) {
                 for (Bar b : f.bars()) {

@@ -28,6 +28,7 @@ final class TopologyBuilder {
         Map<BusPlan.Node, MmioPlan.Layout> layout = MmioPlan.assign(plan, TopologyLoader.MMIO64_BASE,
                 TopologyLoader.MMIO64_LIMIT, TopologyLoader.MMIO32_BASE, TopologyLoader.MMIO32_LIMIT);
         DeviceMemoryPool pool = new DeviceMemoryPool();
+        java.util.concurrent.atomic.AtomicInteger configWrites = new java.util.concurrent.atomic.AtomicInteger();
         try {
             List<HostBridge> hosts = new ArrayList<>();
             for (BusPlan.Host h : plan) {
@@ -37,11 +38,11 @@ final class TopologyBuilder {
                 PciBus root = new PciBus(hb, hs.rootBus(), null, null);
                 hb.setRootBus(root);
                 for (BusPlan.Node n : h.children()) {
-                    add(n, root, hb, layout, pool);
+                    add(n, root, hb, layout, pool, configWrites);
                 }
                 hosts.add(hb);
             }
-            return new PciTopology(spec, hosts, pool);
+            return new PciTopology(spec, hosts, pool, configWrites);
         } catch (RuntimeException e) {
             pool.close();
             throw e;
@@ -49,7 +50,7 @@ final class TopologyBuilder {
     }
 
     private static void add(BusPlan.Node n, PciBus bus, HostBridge hb, Map<BusPlan.Node, MmioPlan.Layout> layout,
-                            DeviceMemoryPool pool) {
+                            DeviceMemoryPool pool, java.util.concurrent.atomic.AtomicInteger configWrites) {
         FunctionSpec s = n.spec();
         ConfigSpace cs;
         List<Bar> bars = new ArrayList<>();
@@ -57,7 +58,8 @@ final class TopologyBuilder {
             ConfigSpace.Builder b = ConfigSpace.builder(s.vendorId(), s.deviceId(), s.classCode())
                     .revision(s.revision())
                     .multifunction(s.multifunction() || s.bdf().function() > 0)
-                    .express(s.type());
+                    .express(s.type())
+                    .writeCounter(configWrites);
             if (s.type().isBridge()) {
                 b.busNumbers(n.primary(), n.secondary(), n.subordinate());
             } else {
@@ -111,7 +113,7 @@ final class TopologyBuilder {
             bus.addChild(child);
             fn.setSubordinate(child);
             for (BusPlan.Node c : n.children()) {
-                add(c, child, hb, layout, pool);
+                add(c, child, hb, layout, pool, configWrites);
             }
         }
     }

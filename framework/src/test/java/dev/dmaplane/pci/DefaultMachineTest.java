@@ -274,6 +274,23 @@ class DefaultMachineTest {
         assertFalse(t.lspciTree().contains("0000:05:00.0 driver="));
     }
 
+    /** The decode epoch counts this topology's config writes only: another machine's do not invalidate its caches. */
+    @Test
+    void configWritesMoveOnlyTheirOwnTopologysDecodeEpoch() {
+        PciTopology other = TopologyLoader.defaultMachine();
+        try {
+            long mine = t.decodeEpoch();
+            long theirs = other.decodeEpoch();
+            other.function("03:00.0").setMemorySpace(false);
+            assertEquals(mine, t.decodeEpoch());
+            assertTrue(other.decodeEpoch() != theirs);
+            t.function("03:00.0").setMaster(true);
+            assertTrue(t.decodeEpoch() != mine);
+        } finally {
+            other.close();
+        }
+    }
+
     @Test
     void lspciVerboseDescribesRegionsCapabilitiesAndAcs() {
         String gpu = t.lspciVerbose(t.function("03:00.0"));
