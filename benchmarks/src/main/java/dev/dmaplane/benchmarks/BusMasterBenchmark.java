@@ -26,7 +26,9 @@ import java.util.concurrent.TimeUnit;
  * device read and write ({@link BusMaster#read}/{@link BusMaster#write}: requester checks, the fabric's route,
  * the translation cache or a page-table walk, the copy), and the cut-through copy of 1 MiB from one HCA's mapping
  * to the other's ({@link BusMaster#copyTo}, 4 KiB IOMMU pages on both sides), each next to the plain
- * {@code MemorySegment.copy} of the same size between native segments, measured in the same run.
+ * {@code MemorySegment.copy} of the same size between native segments, measured in the same run. Also 64 copies of
+ * 64 bytes (a train of short RDMA WRITEs) as 64 single transfers and as one descriptor chain, next to 64 plain
+ * copies.
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)
@@ -98,6 +100,44 @@ public class BusMasterBenchmark {
     public long copyTo1m() {
         a.copyTo(srcIova, b, dstIova, MIB);
         return dstIova;
+    }
+
+    private static final int DESCRIPTORS = 64;
+    private final long[] offsets = new long[DESCRIPTORS];
+    private final long[] targetOffsets = new long[DESCRIPTORS];
+    private final int[] lengths = new int[DESCRIPTORS];
+
+    @Setup(Level.Trial)
+    public void descriptors() {
+        for (int i = 0; i < DESCRIPTORS; i++) { // scattered 64-byte pieces within one 4 KiB page on each side
+            offsets[i] = 64L * ((i * 7) % DESCRIPTORS);
+            targetOffsets[i] = 64L * i;
+            lengths[i] = 64;
+        }
+    }
+
+    @Benchmark
+    public long copyTo64x64Singles() {
+        for (int i = 0; i < DESCRIPTORS; i++) {
+            a.copyTo(srcIova + offsets[i], b, dstIova + targetOffsets[i], 64);
+        }
+        return dstIova;
+    }
+
+    @Benchmark
+    public long copyTo64x64Chain() {
+        for (int done = 0; done < DESCRIPTORS; ) {
+            done += a.copyTo(srcIova, b, dstIova, offsets, targetOffsets, lengths, done, DESCRIPTORS);
+        }
+        return dstIova;
+    }
+
+    @Benchmark
+    public MemorySegment baselineCopy64x64() {
+        for (int i = 0; i < DESCRIPTORS; i++) {
+            MemorySegment.copy(plainSrc, offsets[i], plainDst, targetOffsets[i], 64);
+        }
+        return plainDst;
     }
 
     @Benchmark
