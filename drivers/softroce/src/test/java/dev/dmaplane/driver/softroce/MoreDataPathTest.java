@@ -138,6 +138,15 @@ class MoreDataPathTest {
         p[0].postSend(new SendWr.RdmaWrite(3, List.of(h.a.sge(0, 32)), SIGNALED, h.b.buf + 8192 + 64, key2));
         assertEquals(dev.dmaplane.rdma.verbs.WcStatus.REM_ACCESS_ERR, Hcas.one(h.a.cq).status());
         assertArrayEquals(new byte[32], h.b.read(8192 + 64, 32), "the invalidated window let nothing through");
+
+        // on the HCA's send queue, refused local operations end in their own statuses and the QP in ERR
+        QueuePair[] q = h.pair();
+        q[1].postSend(new SendWr.LocalInv(13, SIGNALED, key2)); // already invalid
+        assertEquals(dev.dmaplane.rdma.verbs.WcStatus.LOC_QP_OP_ERR, Hcas.one(h.b.cq).status());
+        QueuePair[] r = h.pair();
+        r[1].postSend(new SendWr.BindMw(14, SIGNALED, type2, SendWr.incRkey(type2.rkey()),
+                new dev.dmaplane.rdma.verbs.MwBindInfo(bindable, h.b.buf + 8192, 0, dev.dmaplane.rdma.verbs.Access.REMOTE_WRITE)));
+        assertEquals(dev.dmaplane.rdma.verbs.WcStatus.MW_BIND_ERR, Hcas.one(h.b.cq).status(), "o10-37.2.40: zero length");
     }
 
     @Test
@@ -197,6 +206,41 @@ class MoreDataPathTest {
         h.b.mm.read(odpBuf + 777, MemorySegment.ofArray(there));
         assertArrayEquals(data, there);
         assertArrayEquals(data, h.a.read(1 << 20, data.length));
+    }
+
+    /**
+     * An on-demand target under the HCA: munmap invalidates what the HCA mapped (the interval notifier), a later
+     * write into the hole is refused (REM_ACCESS_ERR, the QP in ERR), and on a new QP the pages still mapped take
+     * writes, trains of short writes included.
+     */
+    @Test
+    void anOnDemandTargetLosesWhatIsUnmappedAndKeepsTheRest() {
+        long odpBuf = h.b.mm.mmapAnonymous(4 * 4096, Prot.PROT_READ | Prot.PROT_WRITE);
+        MemoryRegion odp = h.b.pd.regMr(odpBuf, 4 * 4096, Hcas.ALL | Access.ON_DEMAND);
+        QueuePair[] p = h.pair();
+        h.a.write(0, pattern(4 * 4096, 8));
+        p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 4 * 4096)), SIGNALED, odpBuf, odp.rkey()));
+        assertTrue(Hcas.one(h.a.cq).isSuccess());
+        var hca = h.machine.pci().function("05:00.0");
+        int mapped = h.machine.activeDmaMappings(hca);
+
+        h.b.mm.munmap(odpBuf + 2 * 4096, 4096);
+        assertEquals(mapped - 1, h.machine.activeDmaMappings(hca), "the HCA's mapping of the page went with it");
+        p[0].postSend(new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 64)), SIGNALED, odpBuf + 2 * 4096 + 64, odp.rkey()));
+        assertEquals(dev.dmaplane.rdma.verbs.WcStatus.REM_ACCESS_ERR, Hcas.one(h.a.cq).status(), "nothing there any more");
+
+        QueuePair[] q = h.pair();
+        List<SendWr> train = new java.util.ArrayList<>();
+        for (int i = 0; i < 16; i++) {
+            train.add(new SendWr.RdmaWrite(10 + i, List.of(h.a.sge(64L * i, 64)), SIGNALED, odpBuf + 4096 + 64L * i,
+                    odp.rkey()));
+        }
+        q[0].postSend(train);
+        assertTrue(Hcas.poll(h.a.cq, 16).stream().allMatch(WorkCompletion::isSuccess));
+        byte[] there = new byte[16 * 64];
+        h.b.mm.read(odpBuf + 4096, MemorySegment.ofArray(there));
+        assertArrayEquals(java.util.Arrays.copyOf(pattern(4 * 4096, 8), 16 * 64), there);
+        odp.destroy();
     }
 
     @Test
