@@ -213,11 +213,7 @@ final class Responder {
             pl.copyTo(0, MemorySegment.ofArray(c.recvBuf).asSlice(c.recvOff, n));
         }
         c.recvOff += n;
-        c.epsn = Packet.psnAdd(c.epsn, p.count());
-        if (!p.last()) {
-            if (p.ackReq()) {
-                ack(c, p, Packet.AETH_ACK, p.lastPsn());
-            }
+        if (!advance(c, p)) {
             return;
         }
         RecvWqe r = c.recv;
@@ -252,6 +248,21 @@ final class Responder {
             case SEND_INV -> RecvResult.sendWithInv(len, src, p.imm(), sol);
             default -> RecvResult.send(len, src, sol);
         });
+    }
+
+    /**
+     * Takes {@code p}'s PSNs; a packet before its message's last is acknowledged when it asks for it (AckReq).
+     * Whether {@code p} ends its message.
+     */
+    private boolean advance(QpCtx c, Packet p) {
+        c.epsn = Packet.psnAdd(c.epsn, p.count());
+        if (p.last()) {
+            return true;
+        }
+        if (p.ackReq()) {
+            ack(c, p, Packet.AETH_ACK, p.lastPsn());
+        }
+        return false;
     }
 
     /** Where each message of a train lands in the train's remote lease (used by the thread running the engine). */
@@ -336,11 +347,7 @@ final class Responder {
             return;
         }
         c.woff += n;
-        c.epsn = Packet.psnAdd(c.epsn, p.count());
-        if (!p.last()) {
-            if (p.ackReq()) {
-                ack(c, p, Packet.AETH_ACK, p.lastPsn());
-            }
+        if (!advance(c, p)) {
             return;
         }
         c.msn++;
