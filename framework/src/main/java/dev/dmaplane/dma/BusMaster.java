@@ -59,6 +59,11 @@ public interface BusMaster {
 
     /** The argument checks of the chain {@link #copyTo(long, BusMaster, long, long[], long[], int[], int, int)}. */
     static void checkChain(long[] offsets, long[] targetOffsets, int[] lengths, int from, int to) {
+        if (offsets == null || targetOffsets == null || lengths == null) {
+            throw new dev.dmaplane.errno.ErrnoException(dev.dmaplane.errno.Errno.EINVAL, "a chain needs offsets,"
+                    + " target offsets and lengths (got " + (offsets == null ? "no offsets" : targetOffsets == null
+                    ? "no target offsets" : "no lengths") + ")");
+        }
         int n = Math.min(lengths.length, Math.min(offsets.length, targetOffsets.length));
         if (from < 0 || from >= to || to > n) {
             throw new dev.dmaplane.errno.ErrnoException(dev.dmaplane.errno.Errno.EINVAL, "descriptors [" + from + ", "

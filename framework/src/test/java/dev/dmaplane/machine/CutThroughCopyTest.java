@@ -137,6 +137,8 @@ class CutThroughCopyTest {
                 () -> ma.copyTo(srcIova, mb, dstIova, from, to, len, 3, 3)).errno(), "an empty chain");
         assertEquals(dev.dmaplane.errno.Errno.EINVAL, assertThrows(dev.dmaplane.errno.ErrnoException.class,
                 () -> ma.copyTo(srcIova, mb, dstIova, from, to, len, 0, n + 1)).errno(), "past the arrays");
+        assertEquals(dev.dmaplane.errno.Errno.EINVAL, assertThrows(dev.dmaplane.errno.ErrnoException.class,
+                () -> ma.copyTo(srcIova, mb, dstIova, from, null, len, 0, 1)).errno(), "no target offsets");
         a.dma().unmapSingle(srcIova, 4096, DmaDirection.TO_DEVICE);
         b.dma().unmapSingle(dstIova, 4096, DmaDirection.FROM_DEVICE);
         b.dma().unmapSingle(farIova, 4096, DmaDirection.FROM_DEVICE);
