@@ -54,6 +54,10 @@ class SoftRoceIT {
             }
         });
         assertTrue(devs.contains("rxe0") && devs.contains("rxe1"), devs);
+        // the driver component is also the shell's rxe:carrier command
+        assertEquals("rxe1/1 state DOWN netdev eth5", rt.gogo("rxe:carrier rxe1 down", WAIT));
+        assertTrue(rt.gogo("rdma:link", WAIT).contains("link rxe1/1 state DOWN"));
+        assertEquals("rxe1/1 state ACTIVE netdev eth5", rt.gogo("rxe:carrier rxe1 up", WAIT));
         assertTrue(Thread.getAllStackTraces().keySet().stream().anyMatch(t -> t.getName().startsWith("softroce-")),
                 "one engine per HCA runs");
 
