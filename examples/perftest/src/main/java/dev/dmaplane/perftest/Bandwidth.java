@@ -112,9 +112,14 @@ final class Bandwidth {
         long toTime = -1;
         long toDone = 0;
         long lastProgress = start;
-        long lastTime = start;
-        long lastDone = 0;
-        double peak = 0;
+        // perftest's tposted/tcompleted: when each work request was posted, and when the completion that covered
+        // it up to there was seen (one entry per signaled completion), over all QPs; for the peak of a counted run
+        boolean peakOn = cfg.measuresPeak();
+        int all = peakOn ? cfg.iterations() * nq : 0;
+        long[] tposted = peakOn ? new long[all] : null;
+        long[] tcompleted = peakOn ? new long[all] : null;
+        int totPosted = 0;
+        int totCompleted = 0;
         List<SendWr> batch = new ArrayList<>(cfg.txDepth());
         // as perftest, the work requests are built once and posted again and again: per QP, one per send queue
         // slot, unsignaled and signaled; a signaled one's completion tells how many were done (they complete in order)
@@ -179,6 +184,10 @@ final class Bandwidth {
                             }
                         }
                     }
+                    if (peakOn) {
+                        Arrays.fill(tposted, totPosted, totPosted + (int) list, System.nanoTime());
+                        totPosted += (int) list;
+                    }
                     c.qps[q].postSend(batch);
                     posted[q] += list;
                 }
@@ -187,6 +196,7 @@ final class Bandwidth {
                 break;
             }
             List<WorkCompletion> wcs = c.cq.poll(64);
+            long seen = peakOn && !wcs.isEmpty() ? System.nanoTime() : 0;
             for (WorkCompletion wc : wcs) {
                 check(wc);
                 int q = (int) (wc.wrId() >>> 40);
@@ -198,6 +208,10 @@ final class Bandwidth {
                 if ((wc.wrId() & ((1L << 40) - 1)) != at % depth) { // once per signaled completion
                     throw new ErrnoException(Errno.EIO, "perftest: QP " + q + " completed work request " + wc.wrId()
                             + " where the next signaled one is slot " + at % depth);
+                }
+                if (peakOn) {
+                    totCompleted += (int) (at + 1 - completed[q]);
+                    tcompleted[totCompleted - 1] = seen;
                 }
                 completed[q] = at + 1;
             }
@@ -216,21 +230,14 @@ final class Bandwidth {
             }
             now = System.nanoTime();
             if (timed && fromTime < 0 && now - sampleFrom >= 0) {
-                fromTime = lastTime = now;
-                fromDone = lastDone = sum(completed);
+                fromTime = now;
+                fromDone = sum(completed);
             }
             if (timed && fromTime >= 0 && toTime < 0 && now - sampleTo >= 0) {
                 toTime = now;
                 toDone = sum(completed);
             }
-            boolean sampling = fromTime >= 0 && toTime < 0;
             if (!wcs.isEmpty()) {
-                long total = sum(completed);
-                if (sampling && now - lastTime > 200_000) { // peak over windows of at least 0.2 ms
-                    peak = Math.max(peak, (double) (total - lastDone) * size / ((now - lastTime) / 1e9));
-                    lastTime = now;
-                    lastDone = total;
-                }
                 lastProgress = now;
             } else if (now - lastProgress > STALL_NS) {
                 throw new ErrnoException(Errno.ETIMEDOUT, "perftest: " + cfg.test().tool + " stalled at "
@@ -266,7 +273,28 @@ final class Bandwidth {
             }
         }
         double secs = (toTime - fromTime) / 1e9;
+        double peak = peakOn ? size / peakNanosPerMessage(tposted, tcompleted, cfg.postList(), mod) * 1e9 : 0;
         return new Flow(iters, secs, peak, pattern, completed);
+    }
+
+    /**
+     * perftest's peak ({@code print_report_bw}): the shortest time per message over any stretch from a posted work
+     * request {@code i} (the first of a post list) to a completion {@code j} at or after it (the ones a signaled
+     * completion covers, every {@code cqMod}-th, and the last), {@code (tcompleted[j] - tposted[i]) / (j - i + 1)}.
+     * Quadratic, hence perftest's limit of 20000 iterations for it.
+     */
+    static double peakNanosPerMessage(long[] tposted, long[] tcompleted, int postList, int cqMod) {
+        int n = tposted.length;
+        double best = Double.MAX_VALUE;
+        for (int i = 0; i < n; i += postList) {
+            for (int j = (int) roundUp(i + 1, cqMod) - 1; j < n; j += cqMod) {
+                best = Math.min(best, (double) (tcompleted[j] - tposted[i]) / (j - i + 1));
+            }
+            if (n % cqMod != 0) { // the last work request was signaled out of turn
+                best = Math.min(best, (double) (tcompleted[n - 1] - tposted[i]) / (n - i));
+            }
+        }
+        return Math.max(best, 1e-3); // two stamps of one nanosecond clock tick: no faster than that
     }
 
     /**

@@ -29,7 +29,8 @@ import java.util.List;
  * @param srq         the receiving end's QPs take their receives from one shared receive queue ({@code --use_srq},
  *                    SEND tests)
  * @param noPeak      no peak bandwidth is measured and the peak column shows 0 ({@code -N}, bandwidth tests);
- *                    perftest's duration mode never measures it either ({@link #measuresPeak})
+ *                    perftest's duration mode and runs of more than 20000 iterations never measure it either
+ *                    ({@link #measuresPeak})
  */
 public record PerfConfig(Test test, int size, int iterations, boolean all, int qps, int duration, boolean reportGbits,
                          int txDepth, int cqMod, int inlineSize, int postList, boolean bidirectional,
@@ -237,8 +238,14 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
                 bidirectional, connection, events, srq, noPeak);
     }
 
-    /** Whether the peak bandwidth is measured: a bandwidth test without {@code -N} and not in duration mode. */
+    /** perftest measures no peak over more iterations than this (its peak search is quadratic). */
+    public static final int MAX_PEAK_ITERATIONS = 20000;
+
+    /**
+     * Whether the peak bandwidth is measured: a bandwidth test without {@code -N}, not in duration mode, of at most
+     * {@link #MAX_PEAK_ITERATIONS} iterations (perftest_parameters.c).
+     */
     public boolean measuresPeak() {
-        return !test.latency && !noPeak && duration == 0;
+        return !test.latency && !noPeak && duration == 0 && iterations <= MAX_PEAK_ITERATIONS;
     }
 }

@@ -374,8 +374,8 @@ public final class Perftest {
 
     static String header(PerfConfig cfg, Side c, Side s) {
         StringBuilder b = new StringBuilder();
-        if (!cfg.test().latency && cfg.duration() > 0 && !cfg.noPeak()) {
-            b.append(" WARNING: BW peak won't be measured in this run.\n"); // as perftest says in duration mode
+        if (!cfg.test().latency && !cfg.noPeak() && !cfg.measuresPeak()) { // duration mode, or over 20000 iterations
+            b.append(" WARNING: BW peak won't be measured in this run.\n"); // as perftest says
         }
         b.append(LINE).append('\n');
         String title = cfg.bidirectional() ? cfg.test().title.replace(" BW Test", " Bidirectional BW Test") : cfg.test().title;

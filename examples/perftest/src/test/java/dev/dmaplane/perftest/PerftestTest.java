@@ -136,8 +136,26 @@ class PerftestTest {
         PerfResult counted = run("write_bw", "-s", "64", "-n", "200", "-t", "16", "-Q", "8");
         PerfResult.Bw c = (PerfResult.Bw) counted.rows().getFirst();
         assertTrue(c.bwPeak() >= c.bwAverage() && c.bwAverage() > 0, c.toString());
+        PerfResult many = run("write_bw", "-s", "64", "-n", "20001", "-t", "128", "-Q", "100");
+        assertTrue(many.report().startsWith(" WARNING: BW peak won't be measured in this run.\n"),
+                "perftest measures no peak over 20000 iterations");
+        assertEquals(0, ((PerfResult.Bw) many.rows().getFirst()).bwPeak());
         assertBad("invalid option -a with -D 2: duration mode doesn't run all sizes", "write_bw", "-a", "-D", "2");
         assertBad("invalid option -N for write_lat: no peak is only valid for bandwidth tests", "write_lat", "-N");
+    }
+
+    /**
+     * print_report_bw's peak: the shortest time per message from the first request of a post list to a completion
+     * a signaled CQE covers (every Q-th request, and the last one), over every such pair.
+     */
+    @Test
+    void thePeakIsPerftestsBestStretchFromAPostToACompletion() {
+        long[] posted = {0, 10, 20, 30, 40};
+        long[] completed = {0, 50, 0, 70, 200}; // CQEs for requests 2 and 4 (Q = 2), and the last one, 5th
+        // i = 0: 50/2 = 25, 70/4 = 17.5, 200/5 = 40; i = 1: 40, 20, 47.5; i = 2: 25, 60; ... best 17.5
+        assertEquals(17.5, Bandwidth.peakNanosPerMessage(posted, completed, 1, 2), 1e-9);
+        assertEquals(17.5, Bandwidth.peakNanosPerMessage(posted, completed, 2, 2), 1e-9, "lists of two: i = 0, 2, 4");
+        assertEquals(25.0, Bandwidth.peakNanosPerMessage(new long[]{0, 10}, new long[]{0, 50}, 2, 2), 1e-9);
     }
 
     /** perftest_parameters.c: {@code margin = duration / 4} when -D is given, left out at both ends. */
