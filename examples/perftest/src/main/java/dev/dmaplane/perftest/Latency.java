@@ -211,8 +211,14 @@ final class Latency {
             for (long x : v) {
                 var += (x - avg) * (x - avg);
             }
+            List<Double> samples = new java.util.ArrayList<>(cfg.histogram() || cfg.unsorted() ? n : 0);
+            if (cfg.histogram() || cfg.unsorted()) {
+                for (int i = 0; i < n; i++) {
+                    samples.add(ns[i] / 1e3);
+                }
+            }
             return new PerfResult.Lat(size, n, v[0] / 1e3, v[n - 1] / 1e3, v[n / 2] / 1e3, avg / 1e3,
-                    Math.sqrt(var / n) / 1e3, pct(v, 0.99) / 1e3, pct(v, 0.999) / 1e3);
+                    Math.sqrt(var / n) / 1e3, pct(v, 0.99) / 1e3, pct(v, 0.999) / 1e3, samples);
         }
 
         private static long pct(long[] sorted, double p) {

@@ -28,13 +28,17 @@ import java.util.List;
  *                    write_lat, which polls its buffer)
  * @param srq         the receiving end's QPs take their receives from one shared receive queue ({@code --use_srq},
  *                    SEND tests)
+ * @param histogram   latency tools print every sample, sorted, before their row ({@code -H}, perftest's
+ *                    {@code --report-histogram})
+ * @param unsorted    latency tools print every sample in the order measured ({@code -U}, {@code --report-unsorted})
  * @param noPeak      no peak bandwidth is measured and the peak column shows 0 ({@code -N}, bandwidth tests);
  *                    perftest's duration mode and runs of more than 20000 iterations never measure it either
  *                    ({@link #measuresPeak})
  */
 public record PerfConfig(Test test, int size, int iterations, boolean all, int qps, int duration, boolean reportGbits,
                          int txDepth, int cqMod, int inlineSize, int postList, boolean bidirectional,
-                         QpType connection, boolean events, boolean srq, boolean noPeak) {
+                         QpType connection, boolean events, boolean srq, boolean noPeak, boolean histogram,
+                         boolean unsorted) {
     /** Largest message ({@code -a} goes up to it, as perftest's 2^23). */
     public static final int MAX_SIZE = 8 << 20;
     /** Largest {@code -t}/{@code -q}: the soft HCA's queues are sized for it. */
@@ -126,6 +130,10 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         if (all && duration > 0) {
             throw bad("invalid option -a with -D " + duration + ": duration mode doesn't run all sizes");
         }
+        if ((histogram || unsorted) && !test.latency) {
+            throw bad("invalid option " + (histogram ? "-H" : "-U") + " for " + test.tool + ": sample reports are for"
+                    + " latency tests");
+        }
         if (noPeak && test.latency) {
             throw bad("invalid option -N for " + test.tool + ": no peak is only valid for bandwidth tests");
         }
@@ -151,7 +159,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
     public static PerfConfig defaults(Test test) {
         return new PerfConfig(test, test.atomic() ? 8 : test.latency ? 2 : 65536, test.latency ? 1000 : 5000,
                 false, 1, 0, false, test.latency ? 1 : 128, test.latency ? 1 : 100, 0, 1, false, QpType.RC, false, false,
-                false);
+                false, false, false);
     }
 
     /** Parses {@code write_bw -s 65536 -n 1000 ...}; bad options are {@code EINVAL} naming the value. */
@@ -166,6 +174,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         QpType connection = QpType.RC;
         Integer cqMod = null;
         boolean all = false, gbits = false, duplex = false, events = false, srq = false, noPeak = false;
+        boolean histogram = false, unsorted = false;
         for (int i = 1; i < args.length; i++) {
             String a = args[i];
             switch (a) {
@@ -175,6 +184,8 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
                 case "-e", "--events" -> events = true;
                 case "--use_srq" -> srq = true;
                 case "-N", "--noPeak" -> noPeak = true;
+                case "-H", "--report-histogram" -> histogram = true;
+                case "-U", "--report-unsorted" -> unsorted = true;
                 case "-c", "--connection" -> connection = connectionArg(args, ++i, a);
                 case "-s", "--size" -> size = intArg(args, ++i, a);
                 case "-n", "--iters" -> iters = intArg(args, ++i, a);
@@ -190,7 +201,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         // perftest: a post list sets the CQ moderation to its size unless -Q was given
         int mod = cqMod != null ? cqMod : postList > 1 ? postList : Math.min(d.cqMod, tx);
         return new PerfConfig(test, size, iters, all, qps, duration, gbits, tx, mod, inline, postList, duplex,
-                connection, events, srq, noPeak);
+                connection, events, srq, noPeak, histogram, unsorted);
     }
 
     private static QpType connectionArg(String[] args, int i, String opt) {
@@ -235,7 +246,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
 
     public PerfConfig withSize(int s) {
         return new PerfConfig(test, s, iterations, all, qps, duration, reportGbits, txDepth, cqMod, inlineSize, postList,
-                bidirectional, connection, events, srq, noPeak);
+                bidirectional, connection, events, srq, noPeak, histogram, unsorted);
     }
 
     /** perftest measures no peak over more iterations than this (its peak search is quadratic). */

@@ -21,8 +21,14 @@ public record PerfResult(PerfConfig config, List<Row> rows, String report) {
     public record Bw(int bytes, long iterations, double bwPeak, double bwAverage, double msgRateMpps) implements Row {
     }
 
-    /** Latency percentiles in microseconds (one way: round trip / 2 for write_lat and send_lat). */
+    /**
+     * Latency percentiles in microseconds (one way: round trip / 2 for write_lat and send_lat), and every sample in
+     * the order measured when {@code -H} or {@code -U} asked for them (empty otherwise).
+     */
     public record Lat(int bytes, long iterations, double tMin, double tMax, double tTypical, double tAvg,
-                      double tStdev, double p99, double p999) implements Row {
+                      double tStdev, double p99, double p999, List<Double> samples) implements Row {
+        public Lat {
+            samples = List.copyOf(samples);
+        }
     }
 }

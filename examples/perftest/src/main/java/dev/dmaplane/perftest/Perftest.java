@@ -113,6 +113,9 @@ public final class Perftest {
                     case ATOMIC_LAT -> Latency.atomicLat(one, c, s, beforeCheck);
                 };
                 rows.add(row);
+                if (row instanceof PerfResult.Lat lat) {
+                    samples(cfg, lat, out);
+                }
                 out.append(format(cfg, row)).append('\n');
             }
             out.append(LINE).append('\n');
@@ -360,6 +363,40 @@ public final class Perftest {
     }
 
     // ---------------------------------------------------------------- report
+
+    /**
+     * perftest's {@code -U} and {@code -H} reports before a latency row: {@code #, usec}, then one {@code i, value}
+     * line per sample, in the order measured ({@code -U}) and then sorted ({@code -H}), values as C's {@code %g}.
+     */
+    static void samples(PerfConfig cfg, PerfResult.Lat lat, StringBuilder out) {
+        if (cfg.unsorted()) {
+            sampleLines(lat.samples(), out);
+        }
+        if (cfg.histogram()) {
+            sampleLines(lat.samples().stream().sorted().toList(), out);
+        }
+    }
+
+    private static void sampleLines(List<Double> values, StringBuilder out) {
+        out.append("#, usec\n");
+        for (int i = 0; i < values.size(); i++) {
+            out.append(i + 1).append(", ").append(cFormatG(values.get(i))).append('\n');
+        }
+    }
+
+    /** C's {@code printf("%g")}: six significant digits, trailing zeros dropped, an exponent outside 1e-4 .. 1e6. */
+    static String cFormatG(double v) {
+        if (v == 0) {
+            return "0";
+        }
+        java.math.BigDecimal d = new java.math.BigDecimal(v).round(new java.math.MathContext(6));
+        int exp = d.precision() - d.scale() - 1;
+        if (exp < -4 || exp >= 6) {
+            String m = d.movePointLeft(exp).stripTrailingZeros().toPlainString();
+            return m + (exp < 0 ? "e-" : "e+") + (Math.abs(exp) < 10 ? "0" : "") + Math.abs(exp);
+        }
+        return d.stripTrailingZeros().toPlainString();
+    }
 
     static final String LINE = "-".repeat(87);
 

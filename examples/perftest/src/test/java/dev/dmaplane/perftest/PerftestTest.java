@@ -158,6 +158,42 @@ class PerftestTest {
         assertEquals(25.0, Bandwidth.peakNanosPerMessage(new long[]{0, 10}, new long[]{0, 50}, 2, 2), 1e-9);
     }
 
+    /**
+     * perftest's {@code -U} and {@code -H} (print_report_lat): "#, usec" and one "i, value" line per sample before
+     * the row, as measured and then sorted; latency tests only.
+     */
+    @Test
+    void latencyToolsPrintTheirSamplesUnsortedAndSorted() {
+        PerfResult r = run("read_lat", "-s", "8", "-n", "50", "-U", "-H");
+        PerfResult.Lat row = (PerfResult.Lat) r.rows().getFirst();
+        assertEquals(50, row.samples().size());
+        String[] parts = r.report().split("#, usec\n");
+        assertEquals(3, parts.length, r.report());
+        List<String> unsorted = parts[1].lines().limit(50).toList();
+        List<String> sorted = parts[2].lines().limit(50).toList();
+        assertEquals("1, " + Perftest.cFormatG(row.samples().getFirst()), unsorted.getFirst());
+        assertEquals("50, " + Perftest.cFormatG(row.samples().getLast()), unsorted.getLast());
+        List<Double> values = sorted.stream().map(l -> Double.parseDouble(l.substring(l.indexOf(", ") + 2))).toList();
+        assertEquals(values.stream().sorted().toList(), values, "sorted");
+        assertEquals(Perftest.cFormatG(row.tMin()), sorted.getFirst().substring(3));
+        assertTrue(run("read_lat", "-s", "8", "-n", "20").rows().getFirst() instanceof PerfResult.Lat l && l.samples().isEmpty(),
+                "kept only when asked for");
+        assertBad("invalid option -H for write_bw: sample reports are for latency tests", "write_bw", "-H");
+    }
+
+    /** C's %g, as perftest prints samples. */
+    @Test
+    void samplesAreFormattedAsCsPercentG() {
+        assertEquals("1.234", Perftest.cFormatG(1.234));
+        assertEquals("2", Perftest.cFormatG(2.0));
+        assertEquals("0.5", Perftest.cFormatG(0.5));
+        assertEquals("123457", Perftest.cFormatG(123456.7));
+        assertEquals("1.23457e+06", Perftest.cFormatG(1234567));
+        assertEquals("1.234e-05", Perftest.cFormatG(0.00001234));
+        assertEquals("0.0001", Perftest.cFormatG(0.0001));
+        assertEquals("0", Perftest.cFormatG(0));
+    }
+
     /** perftest_parameters.c: {@code margin = duration / 4} when -D is given, left out at both ends. */
     @Test
     void durationLeavesOutPerftestsMarginAtBothEnds() {

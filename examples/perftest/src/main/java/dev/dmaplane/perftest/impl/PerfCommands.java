@@ -28,7 +28,7 @@ public final class PerfCommands {
 
     /**
      * {@code perf TEST [-s N] [-n N] [-a] [-q N] [-D S] [-t N] [-Q N] [-l N] [-I N] [-b] [-e] [-c RC|UC|UD]
-     * [--use_srq] [-N] [--report_gbits]}; bad options: EINVAL.
+     * [--use_srq] [-N] [-H] [-U] [--report_gbits]}; bad options: EINVAL.
      */
     public String perf(String... args) {
         return Perftest.run(machine, core, PerfConfig.parse(args)).report();
