@@ -19,7 +19,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Random;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.FENCE;
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
@@ -39,12 +38,6 @@ class DataPathTest {
     void close() {
         h.close();
         assertEquals(0, Hcas.softroceThreads(), "no engine thread left");
-    }
-
-    private static byte[] pattern(int n, long seed) {
-        byte[] b = new byte[n];
-        new Random(seed).nextBytes(b);
-        return b;
     }
 
     private static long longOf(byte[] b) {
@@ -76,7 +69,7 @@ class DataPathTest {
     @Test
     void sendSegmentedByPathMtuAndSendWithImmediateArriveOnTheOtherHca() {
         QueuePair[] p = h.pair();
-        byte[] msg = pattern(5000, 1); // five packets at MTU 1024
+        byte[] msg = Hcas.random(5000, 1); // five packets at MTU 1024
         h.a.write(0, msg);
         h.b.write(0, new byte[8192]);
         p[1].postRecv(List.of(RecvWr.of(1, h.b.sge(0, 2000), h.b.sge(100_000, 4000)), RecvWr.of(2, h.b.sge(8192, 64))));
@@ -105,13 +98,13 @@ class DataPathTest {
     void rdmaWriteAndReadOfOneMebibyteMoveRealBytesBothWays() {
         QueuePair[] p = h.pair();
         int n = 1 << 20;
-        byte[] data = pattern(n, 2);
+        byte[] data = Hcas.random(n, 2);
         h.a.write(0, data);
         p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, n)), SIGNALED, h.b.buf + 4096 + 3, h.b.mr.rkey()));
         assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
         assertArrayEquals(data, h.b.read(4096 + 3, n));
 
-        byte[] other = pattern(n, 3);
+        byte[] other = Hcas.random(n, 3);
         h.b.write(2 << 20, other);
         p[0].postSend(new SendWr.RdmaRead(2, List.of(h.a.sge(2 << 20, n)), SIGNALED, h.b.buf + (2 << 20), h.b.mr.rkey()));
         WorkCompletion rd = Hcas.one(h.a.cq);

@@ -26,7 +26,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -56,12 +55,6 @@ class DmabufDataPathTest {
     void close() {
         h.close();
         assertEquals(0, Hcas.softroceThreads(), "no engine thread left");
-    }
-
-    private static byte[] pattern(int n, long seed) {
-        byte[] b = new byte[n];
-        new Random(seed).nextBytes(b);
-        return b;
     }
 
     private VramExporter vram(Policy policy) {
@@ -124,14 +117,14 @@ class DmabufDataPathTest {
         long vramOff = ex.vramOffset(buf);
         QueuePair[] p = h.pair();
 
-        byte[] data = pattern(SIZE - 4096, 1);
+        byte[] data = Hcas.random(SIZE - 4096, 1);
         h.b.write(0, data);
         p[1].postSend(new SendWr.RdmaWrite(1, List.of(h.b.sge(0, data.length)), SIGNALED, IOVA + 4096, mr.rkey()));
         assertEquals(WcStatus.SUCCESS, Hcas.one(h.b.cq).status());
         assertArrayEquals(data, cpuRead(buf, 4096, data.length), "through the exporter's CPU view");
         assertArrayEquals(data, bar(vramOff + 4096, data.length), "in VRAM itself");
 
-        byte[] head = pattern(4096, 2);
+        byte[] head = Hcas.random(4096, 2);
         cpuWrite(buf, 0, head);
         p[1].postSend(new SendWr.RdmaRead(2, List.of(h.b.sge(2 << 20, SIZE)), SIGNALED, IOVA, mr.rkey()));
         WorkCompletion rd = Hcas.one(h.b.cq);
@@ -155,7 +148,7 @@ class DmabufDataPathTest {
         DmaBuf buf = new SystemHeap(bufs).allocate(SIZE);
         MemoryRegion mr = h.b.pd.regDmabufMr(8192, SIZE - 8192, 0x2000, buf, Hcas.ALL);
         QueuePair[] p = h.pair();
-        byte[] data = pattern(300_000, 3);
+        byte[] data = Hcas.random(300_000, 3);
         h.a.write(0, data);
         p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, data.length)), SIGNALED, 0x2000 + 5, mr.rkey()));
         assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
@@ -185,7 +178,7 @@ class DmabufDataPathTest {
         QueuePair[] p = h.pair();
         Target[] targets = {Target.HOST, Target.VRAM};
         for (int round = 0; round < 6; round++) {
-            byte[] data = pattern(SIZE, 100 + round);
+            byte[] data = Hcas.random(SIZE, 100 + round);
             h.b.write(0, data);
             List<SendWr> wrs = new ArrayList<>();
             for (int c = 0; c < SIZE / CHUNK; c++) {
@@ -229,8 +222,8 @@ class DmabufDataPathTest {
         assertTrue(buf.resv().await(dev.dmaplane.fence.ResvUsage.KERNEL, Duration.ofSeconds(10)));
 
         QueuePair[] p = h.pair();
-        byte[] toNear = pattern(SIZE / 2, 7);
-        byte[] toFar = pattern(SIZE / 2, 8);
+        byte[] toNear = Hcas.random(SIZE / 2, 7);
+        byte[] toFar = Hcas.random(SIZE / 2, 8);
         h.b.write(0, toNear);
         h.a.write(0, toFar);
         p[1].postSend(new SendWr.RdmaWrite(1, List.of(h.b.sge(0, SIZE / 2)), SIGNALED, IOVA, near.rkey()));
@@ -253,7 +246,7 @@ class DmabufDataPathTest {
         DmaBuf buf = ex.allocate(SIZE);
         MemoryRegion mr = h.a.pd.regDmabufMr(0, SIZE, IOVA, buf, Hcas.ALL);
         QueuePair[] p = h.pair();
-        h.b.write(0, pattern(CHUNK, 9));
+        h.b.write(0, Hcas.random(CHUNK, 9));
         p[1].postSend(new SendWr.RdmaWrite(1, List.of(h.b.sge(0, CHUNK)), SIGNALED, IOVA, mr.rkey()));
         assertEquals(WcStatus.SUCCESS, Hcas.one(h.b.cq).status());
         assertEquals(1, buf.attachments().size());
@@ -265,7 +258,7 @@ class DmabufDataPathTest {
         assertEquals(0, h.machine.activeDmaMappings(hca0));
         assertEquals(1, buf.refCount(), "only the exporter's reference is left");
         assertTrue(h.machine.dmaDebug().reports().isEmpty(), h.machine.dmaDebug().reports().toString());
-        assertArrayEquals(pattern(CHUNK, 9), cpuRead(buf, 0, CHUNK));
+        assertArrayEquals(Hcas.random(CHUNK, 9), cpuRead(buf, 0, CHUNK));
         await(startMove(ex, buf, Target.HOST));
         assertFalse(buf.isRevoked());
         buf.put();

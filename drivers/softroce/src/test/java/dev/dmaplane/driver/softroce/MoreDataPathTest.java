@@ -26,7 +26,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.Random;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.INLINE;
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
@@ -48,12 +47,6 @@ class MoreDataPathTest {
     void close() {
         h.close();
         assertEquals(0, Hcas.softroceThreads());
-    }
-
-    private static byte[] pattern(int n, long seed) {
-        byte[] b = new byte[n];
-        new Random(seed).nextBytes(b);
-        return b;
     }
 
     /** rxe_cq_post on a full CQ: the completion is lost, CQ_ERR, and the QP that lost it goes to ERR with QP_FATAL. */
@@ -84,7 +77,7 @@ class MoreDataPathTest {
     @Test
     void sqdDrainsWhatTheHcaStartedAndRtsResumesTheRest() {
         QueuePair[] p = h.pair();
-        h.a.write(0, pattern(64, 3));
+        h.a.write(0, Hcas.random(64, 3));
         h.driver.carrier("rxe1", "down"); // the write stays in flight, retried, until the carrier returns
         assertEquals(dev.dmaplane.rdma.verbs.EventType.PORT_ERR, Hcas.event(h.b.ctx).type());
         p[0].postSend(List.of(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 64)), SIGNALED, h.b.buf + 64, h.b.mr.rkey())));
@@ -98,12 +91,12 @@ class MoreDataPathTest {
         assertSame(p[0], drained.qp().orElseThrow());
         drained.ack();
         assertEquals(1, Hcas.one(h.a.cq).wrId());
-        assertArrayEquals(pattern(64, 3), h.b.read(64, 64));
+        assertArrayEquals(Hcas.random(64, 3), h.b.read(64, 64));
         p[0].postSend(List.of(new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 64)), SIGNALED, h.b.buf + 128, h.b.mr.rkey())));
         assertTrue(h.a.cq.poll(1).isEmpty(), "SQD starts nothing new");
         p[0].modify(dev.dmaplane.rdma.verbs.QpAttr.builder().state(dev.dmaplane.rdma.verbs.QpState.RTS).build());
         assertEquals(2, Hcas.one(h.a.cq).wrId(), "back in RTS the waiting request runs");
-        assertArrayEquals(pattern(64, 3), h.b.read(128, 64));
+        assertArrayEquals(Hcas.random(64, 3), h.b.read(128, 64));
     }
 
     /**
@@ -118,10 +111,10 @@ class MoreDataPathTest {
         int key1 = type1.bind(p[1], new dev.dmaplane.rdma.verbs.MwBindInfo(bindable, h.b.buf + 4096, 4096,
                 dev.dmaplane.rdma.verbs.Access.REMOTE_WRITE), 10, SIGNALED);
         assertTrue(Hcas.one(h.b.cq).isSuccess());
-        h.a.write(0, pattern(32, 4));
+        h.a.write(0, Hcas.random(32, 4));
         p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 32)), SIGNALED, h.b.buf + 4096 + 100, key1));
         assertTrue(Hcas.one(h.a.cq).isSuccess());
-        assertArrayEquals(pattern(32, 4), h.b.read(4096 + 100, 32));
+        assertArrayEquals(Hcas.random(32, 4), h.b.read(4096 + 100, 32));
 
         var type2 = h.b.pd.allocMw(dev.dmaplane.rdma.verbs.MwType.TYPE_2);
         int key2 = SendWr.incRkey(type2.rkey());
@@ -179,7 +172,7 @@ class MoreDataPathTest {
         for (int i = 0; i < 4; i++) {
             srq.postRecv(RecvWr.of(100 + i, h.b.sge(i * 4096L, 4096)));
         }
-        byte[] msg = pattern(3000, 5);
+        byte[] msg = Hcas.random(3000, 5);
         h.a.write(0, msg);
         for (int i = 0; i < 4; i++) {
             qa.postSend(new SendWr.Send(i, List.of(h.a.sge(0, 3000)), SIGNALED, null));
@@ -197,7 +190,7 @@ class MoreDataPathTest {
         long odpBuf = h.b.mm.mmapAnonymous(1 << 20, Prot.PROT_READ | Prot.PROT_WRITE);
         MemoryRegion odp = h.b.pd.regMr(odpBuf, 1 << 20, Hcas.ALL | Access.ON_DEMAND);
         QueuePair[] p = h.pair();
-        byte[] data = pattern(200_000, 6);
+        byte[] data = Hcas.random(200_000, 6);
         h.a.write(0, data);
         p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, data.length)), SIGNALED, odpBuf + 777, odp.rkey()));
         p[0].postSend(new SendWr.RdmaRead(2, List.of(h.a.sge(1 << 20, data.length)), SIGNALED, odpBuf + 777, odp.rkey()));
@@ -218,7 +211,7 @@ class MoreDataPathTest {
         long odpBuf = h.b.mm.mmapAnonymous(4 * 4096, Prot.PROT_READ | Prot.PROT_WRITE);
         MemoryRegion odp = h.b.pd.regMr(odpBuf, 4 * 4096, Hcas.ALL | Access.ON_DEMAND);
         QueuePair[] p = h.pair();
-        h.a.write(0, pattern(4 * 4096, 8));
+        h.a.write(0, Hcas.random(4 * 4096, 8));
         p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 4 * 4096)), SIGNALED, odpBuf, odp.rkey()));
         assertTrue(Hcas.one(h.a.cq).isSuccess());
         var hca = h.machine.pci().function("05:00.0");
@@ -239,7 +232,7 @@ class MoreDataPathTest {
         assertTrue(Hcas.poll(h.a.cq, 16).stream().allMatch(WorkCompletion::isSuccess));
         byte[] there = new byte[16 * 64];
         h.b.mm.read(odpBuf + 4096, MemorySegment.ofArray(there));
-        assertArrayEquals(java.util.Arrays.copyOf(pattern(4 * 4096, 8), 16 * 64), there);
+        assertArrayEquals(java.util.Arrays.copyOf(Hcas.random(4 * 4096, 8), 16 * 64), there);
         odp.destroy();
     }
 
@@ -255,7 +248,7 @@ class MoreDataPathTest {
 
         List<SendWr> wrs = new ArrayList<>();
         for (int i = 0; i < 16; i++) {
-            h.a.write(4096 + i * 64L, pattern(64, i));
+            h.a.write(4096 + i * 64L, Hcas.random(64, i));
             wrs.add(new SendWr.RdmaWrite(10 + i, List.of(h.a.sge(4096 + i * 64L, 64)), i == 15 ? SIGNALED : 0,
                     h.b.buf + 8192 + i * 64L, h.b.mr.rkey()));
         }
@@ -272,7 +265,7 @@ class MoreDataPathTest {
         QueuePair qb = h.b.rc();
         Hcas.connect(qa, qb, h.b.gid, Hcas.ALL, 7, 7, 0xFFFFFE);
         Hcas.connect(qb, qa, h.a.gid, Hcas.ALL, 7, 7, 0xFFFFFE);
-        byte[] msg = pattern(5000, 7);
+        byte[] msg = Hcas.random(5000, 7);
         h.a.write(0, msg);
         qb.postRecv(RecvWr.of(1, h.b.sge(0, 8192)));
         qa.postSend(new SendWr.Send(1, List.of(h.a.sge(0, 5000)), SIGNALED, null)); // PSNs 0xFFFFFE..0x000002
@@ -314,12 +307,12 @@ class MoreDataPathTest {
                     .pathMtu(dev.dmaplane.rdma.verbs.Mtu.MTU_1024).destQpn(q[1].qpNum()).rqPsn(7).build());
             q[0].modify(QpAttr.builder().state(QpState.RTS).sqPsn(7).build());
         }
-        byte[] msg = pattern(3000, 8);
+        byte[] msg = Hcas.random(3000, 8);
         h.a.write(0, msg);
         // no receive posted: the first send is dropped at the responder, the sender still completes
         Engine responder = h.driver.providers.get("rxe1").engine;
         long seen = responder.pktsRecv.get();
-        h.a.write(65536, pattern(3000, 99));
+        h.a.write(65536, Hcas.random(3000, 99));
         qa.postSend(new SendWr.Send(1, List.of(h.a.sge(65536, 3000)), SIGNALED, null));
         assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
         long until = System.nanoTime() + 5_000_000_000L;

@@ -40,6 +40,19 @@ class WriteTrainTest {
         return wc.stream().map(WorkCompletion::status).toList();
     }
 
+    /**
+     * {@code n} signaled 64-byte writes, the {@code i}-th of pattern {@code seed + i} (written at {@code 64 i} of
+     * host a's buffer now) to {@code remote + 64 i} through {@code rkey}.
+     */
+    private List<SendWr> writes64(int n, long seed, long remote, int rkey) {
+        List<SendWr> wrs = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            h.a.write(64L * i, Hcas.random(64, seed + i));
+            wrs.add(new SendWr.RdmaWrite(i, List.of(h.a.sge(64L * i, 64)), SIGNALED, remote + 64L * i, rkey));
+        }
+        return wrs;
+    }
+
     /** The statuses of {@code n} requests of which the {@code k}-th failed with {@code status}: success before, flushed after. */
     private static List<WcStatus> failedAt(int n, int k, WcStatus status) {
         List<WcStatus> out = new ArrayList<>();
@@ -151,12 +164,8 @@ class WriteTrainTest {
         QueuePair[] p = h.pair();
         MemoryRegion small = h.b.pd.regMr(h.b.buf, 65536, Hcas.ALL);
         int n = 10;
-        List<SendWr> wrs = new ArrayList<>();
-        for (int i = 0; i < n; i++) { // back to back, the seventh starts right past the region
-            h.a.write(64L * i, Hcas.random(64, 200 + i));
-            wrs.add(new SendWr.RdmaWrite(i, List.of(h.a.sge(64L * i, 64)), SIGNALED, h.b.buf + 65536 - 6 * 64 + 64L * i,
-                    small.rkey()));
-        }
+        // back to back, the seventh starts right past the region
+        List<SendWr> wrs = writes64(n, 200, h.b.buf + 65536 - 6 * 64, small.rkey());
         long trains = h.engine("rxe0").trainsSent;
         p[0].postSend(wrs);
         List<WorkCompletion> wc = Hcas.poll(h.a.cq, n);
@@ -200,11 +209,7 @@ class WriteTrainTest {
     void aTrainTheResponderCannotDmaIsNakedAtItsFirstMessage() {
         QueuePair[] p = h.pair();
         int n = 20;
-        List<SendWr> wrs = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            h.a.write(64L * i, Hcas.random(64, 300 + i));
-            wrs.add(new SendWr.RdmaWrite(i, List.of(h.a.sge(64L * i, 64)), SIGNALED, h.b.buf + 64L * i, h.b.mr.rkey()));
-        }
+        List<SendWr> wrs = writes64(n, 300, h.b.buf, h.b.mr.rkey());
         var rxe1 = h.machine.pci().function("05:00.0"); // the second HCA function, bound as rxe1
         rxe1.setMaster(false); // the responder's HCA may not write memory: the IOMMU path refuses the first copy
         try {
@@ -221,11 +226,7 @@ class WriteTrainTest {
     void aTrainStoredByABusyReceiverIsWrittenWithTheBytesOfSendTime() throws Exception {
         QueuePair[] p = h.pair();
         int n = 100;
-        List<SendWr> wrs = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            h.a.write(64L * i, Hcas.random(64, 400 + i));
-            wrs.add(new SendWr.RdmaWrite(i, List.of(h.a.sge(64L * i, 64)), SIGNALED, h.b.buf + 64L * i, h.b.mr.rkey()));
-        }
+        List<SendWr> wrs = writes64(n, 400, h.b.buf, h.b.mr.rkey());
         Engine rxe1 = h.engine("rxe1");
         long stored = rxe1.burstsStored.get();
         long trains = h.engine("rxe0").trainsSent;
