@@ -532,11 +532,13 @@ public final class VramExporter {
     private VramRange allocVram(long len) {
         synchronized (free) {
             for (Map.Entry<Long, Long> e : free.entrySet()) {
-                if (e.getValue() >= len) {
-                    long off = e.getKey();
+                // Read the entry before removing it: TreeMap may reuse a removed entry for its successor.
+                long off = e.getKey();
+                long avail = e.getValue();
+                if (avail >= len) {
                     free.remove(off);
-                    if (e.getValue() > len) {
-                        free.put(off + len, e.getValue() - len);
+                    if (avail > len) {
+                        free.put(off + len, avail - len);
                     }
                     return new VramRange(off, len);
                 }
