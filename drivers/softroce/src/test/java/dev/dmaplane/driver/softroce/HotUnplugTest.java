@@ -1,6 +1,5 @@
 package dev.dmaplane.driver.softroce;
 
-import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.rdma.verbs.AsyncEvent;
 import dev.dmaplane.rdma.verbs.EventType;
@@ -15,8 +14,6 @@ import org.junit.jupiter.api.Timeout;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.atomic.AtomicReference;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -38,58 +35,10 @@ class HotUnplugTest {
         assertEquals(0, Hcas.softroceThreads());
     }
 
-    /** A thread posting signaled 64 KiB writes and sends on {@code qp} until the device refuses (EIO). */
-    private static final class Poster extends Thread {
-        final QueuePair qp;
-        final Hcas.Host from;
-        final Hcas.Host to;
-        final AtomicLong posted = new AtomicLong();
-        final AtomicReference<Throwable> failure = new AtomicReference<>();
-
-        Poster(QueuePair qp, Hcas.Host from, Hcas.Host to) {
-            super("poster");
-            this.qp = qp;
-            this.from = from;
-            this.to = to;
-        }
-
-        @Override
-        public void run() {
-            long deadline = System.nanoTime() + 20_000_000_000L;
-            long id = 0;
-            try {
-                while (System.nanoTime() < deadline) {
-                    try {
-                        qp.postSend(new SendWr.RdmaWrite(id, List.of(from.sge(0, 65536)), SIGNALED,
-                                to.buf + (id % 32) * 65536, to.mr.rkey()));
-                        posted.incrementAndGet();
-                        id++;
-                    } catch (ErrnoException e) {
-                        if (e.errno() == dev.dmaplane.errno.Errno.EIO) {
-                            return; // the device went away
-                        }
-                        Thread.onSpinWait(); // ENOMEM: queue full, the HCA is busy
-                    }
-                }
-            } catch (Throwable t) {
-                failure.set(t);
-            }
-        }
-    }
-
-    private static List<WorkCompletion> drain(Hcas.Host host, long n) {
-        List<WorkCompletion> all = new ArrayList<>();
-        long deadline = System.nanoTime() + 10_000_000_000L;
-        while (all.size() < n && System.nanoTime() < deadline) {
-            all.addAll(host.cq.poll(256));
-        }
-        return all;
-    }
-
     @Test
     void surpriseRemovalUnderTrafficFlushesStopsTheEngineAndLeaksNothing() throws Exception {
         QueuePair[] p = h.pair(Hcas.ALL, Hcas.ALL, 7, 7);
-        Poster poster = new Poster(p[0], h.a, h.b);
+        Traffic.Poster poster = new Traffic.Poster(p[0], h.a, h.b);
         poster.start();
         long deadline = System.nanoTime() + 10_000_000_000L;
         int done = 0;
@@ -118,7 +67,7 @@ class HotUnplugTest {
         AsyncEvent fatal = h.a.ctx.pollAsyncEvent().orElseThrow();
         assertEquals(EventType.DEVICE_FATAL, fatal.type());
         fatal.ack();
-        List<WorkCompletion> rest = drain(h.a, poster.posted.get() + 1 - before.size());
+        List<WorkCompletion> rest = Traffic.drain(h.a, poster.posted.get() + 1 - before.size());
         before.addAll(rest);
         assertEquals(poster.posted.get() + 1, before.size(), "every posted request came back");
         assertEquals(WcStatus.WR_FLUSH_ERR, before.stream().filter(w -> w.wrId() == -1).findFirst().orElseThrow().status());
@@ -138,8 +87,8 @@ class HotUnplugTest {
     @Test
     void unbindingTheDriverUnderTrafficInBothDirectionsLeavesNoThreadNoPinNoMapping() throws Exception {
         QueuePair[] p = h.pair();
-        Poster ab = new Poster(p[0], h.a, h.b);
-        Poster ba = new Poster(p[1], h.b, h.a);
+        Traffic.Poster ab = new Traffic.Poster(p[0], h.a, h.b);
+        Traffic.Poster ba = new Traffic.Poster(p[1], h.b, h.a);
         ab.start();
         ba.start();
         long deadline = System.nanoTime() + 10_000_000_000L;
@@ -156,8 +105,8 @@ class HotUnplugTest {
         assertFalse(ab.isAlive() || ba.isAlive());
         assertEquals(0, Hcas.softroceThreads());
         assertTrue(h.core.devices().isEmpty());
-        a.addAll(drain(h.a, ab.posted.get() - a.size()));
-        b.addAll(drain(h.b, ba.posted.get() - b.size()));
+        a.addAll(Traffic.drain(h.a, ab.posted.get() - a.size()));
+        b.addAll(Traffic.drain(h.b, ba.posted.get() - b.size()));
         assertEquals(ab.posted.get(), a.size());
         assertEquals(ba.posted.get(), b.size());
         for (String bdf : List.of("04:00.0", "05:00.0")) {
