@@ -8,6 +8,8 @@ import dev.dmaplane.mm.InvalidateReason;
 import dev.dmaplane.mm.MmuRange;
 import dev.dmaplane.trace.TraceKind;
 import dev.dmaplane.trace.Tracer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -22,6 +24,7 @@ import java.util.concurrent.locks.ReentrantLock;
  * value. Thread-safe.
  */
 final class NotifierTree {
+    private static final Logger LOG = LoggerFactory.getLogger(NotifierTree.class);
     private final Tracer tracer;
     private final String name;
     private final ReentrantLock lock = new ReentrantLock();
@@ -131,6 +134,10 @@ final class NotifierTree {
                 try {
                     s.callback.invalidate(range, reason, cur);
                 } catch (RuntimeException e) {
+                    // a notifier that throws is a bug in its driver; the invalidation goes on for the others, as
+                    // the core mm cannot undo a change of the page tables (mmu_notifier_invalidate_range_start)
+                    LOG.error("{}: {} notifier {} threw during the invalidation of [{}, +{})", name, reason, s,
+                            Long.toHexString(range.start()), range.length(), e);
                     tracer.emit(TraceKind.INVALIDATE, name, range.start(), range.length(),
                             reason + " seq=" + cur + " notifier " + s + " threw " + e);
                 }
