@@ -191,23 +191,31 @@ final class QpImpl extends ObjectImpl implements QueuePair, dev.dmaplane.rdma.sp
                     throw new ErrnoException(Errno.EINVAL, "qp " + qpn + ": " + why);
                 }
                 checkValues(attr, next);
-                dev.provider.modifyQp(this, attr, cur, next);
-                lock.lock();
-                try {
-                    if (state != cur) {
-                        throw new ErrnoException(Errno.EINVAL, "qp " + qpn + " moved from " + cur + " to " + state
-                                + " during the modify");
-                    }
-                    doorbell = commit(attr, cur, next);
-                } finally {
-                    lock.unlock();
-                }
+                // the provider's hook and the commit as one step for the HCA: a provider that dropped its view of
+                // the send queue in the hook would otherwise run the QP, still in its old state, behind work it
+                // forgot (completing a later request before an earlier one)
+                doorbell = dev.provider.quiesce(this, () -> apply(attr, cur, next));
             } finally {
                 modifyLock.unlock();
             }
             if (doorbell) {
                 dev.provider.postSend(this);
             }
+        }
+    }
+
+    /** The provider's modify hook, then the commit; whether the provider must be rung. */
+    private boolean apply(QpAttr attr, QpState cur, QpState next) {
+        dev.provider.modifyQp(this, attr, cur, next);
+        lock.lock();
+        try {
+            if (state != cur) {
+                throw new ErrnoException(Errno.EINVAL, "qp " + qpn + " moved from " + cur + " to " + state
+                        + " during the modify");
+            }
+            return commit(attr, cur, next);
+        } finally {
+            lock.unlock();
         }
     }
 

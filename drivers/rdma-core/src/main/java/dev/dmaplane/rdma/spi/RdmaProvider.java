@@ -7,6 +7,8 @@ import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.SrqAttr;
 
+import java.util.function.Supplier;
+
 /**
  * What an HCA driver implements to put an RDMA device under the core ({@code struct ib_device_ops}). The core
  * does what {@code ib_core} and {@code ib_uverbs} do: handles, limits, validation of every verb, user memory
@@ -63,9 +65,20 @@ public interface RdmaProvider {
 
     /**
      * {@code modify_qp}: called with attributes that passed {@code ib_modify_qp_is_ok} and the core's value checks,
-     * before the QP takes them.
+     * before the QP takes them, inside {@link #quiesce}.
      */
     default void modifyQp(HwQp qp, QpAttr attr, QpState from, QpState to) {
+    }
+
+    /**
+     * Runs {@code change} with the provider's work on {@code qp} held off and returns its result: the core's half of
+     * a {@code modify_qp} ({@link #modifyQp}, then the QP's new state and attributes with the flush or discard of
+     * its queues), so that the HCA never works on the QP between the two, as rxe stops a QP's tasks around a reset
+     * ({@code rxe_disable_task}) and changes {@code qp_state} under the lock its tasks read it under. The default
+     * runs it as it is, for a provider that does no work on threads of its own.
+     */
+    default <T> T quiesce(HwQp qp, Supplier<T> change) {
+        return change.get();
     }
 
     default void destroyQp(HwQp qp) {

@@ -18,6 +18,8 @@ import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.LockSupport;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Consumer;
+import java.util.function.Supplier;
 
 /**
  * The per-HCA engine: the {@link Requester} ({@code rxe_req.c}), the {@link Responder} ({@code rxe_resp.c}) and the
@@ -308,6 +310,22 @@ final class Engine implements Runnable {
         }
     }
 
+    /**
+     * Runs {@code change} (the core's hook and commit of a modify_qp) with the engine held, so that no pass sees the
+     * QP between them ({@code rxe_disable_task} around {@code rxe_qp_reset}); what was rung meanwhile runs after.
+     */
+    <T> T quiesce(Supplier<T> change) {
+        lock.lock();
+        try {
+            return change.get();
+        } finally {
+            release();
+        }
+    }
+
+    /** Test hook: runs at the end of {@link #modify}, after the engine took a transition, before the core commits it. */
+    volatile Consumer<HwQp> modified;
+
     void modify(HwQp qp, dev.dmaplane.rdma.verbs.QpAttr attr, QpState from, QpState to) {
         lock.lock();
         try {
@@ -325,6 +343,10 @@ final class Engine implements Runnable {
             release();
         }
         doorbell(qp);
+        Consumer<HwQp> hook = modified;
+        if (hook != null) {
+            hook.accept(qp);
+        }
     }
 
     /**

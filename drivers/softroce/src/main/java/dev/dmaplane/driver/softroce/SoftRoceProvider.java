@@ -11,6 +11,8 @@ import dev.dmaplane.rdma.verbs.PortState;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
 
+import java.util.function.Supplier;
+
 /**
  * The {@code ib_device_ops} of one Soft-RoCE HCA: limits and port of an rxe device (active MTU from the netdev's,
  * 1500 → 1024), the netdev, and doorbells that hand QPs to the device's {@link Engine}.
@@ -87,6 +89,11 @@ final class SoftRoceProvider implements RdmaProvider {
     @Override
     public void modifyQp(HwQp qp, QpAttr attr, QpState from, QpState to) {
         engine.modify(qp, attr, from, to);
+    }
+
+    @Override
+    public <T> T quiesce(HwQp qp, Supplier<T> change) {
+        return engine.quiesce(change);
     }
 
     @Override
