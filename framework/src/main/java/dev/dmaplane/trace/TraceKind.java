@@ -32,6 +32,8 @@ public enum TraceKind {
     DMA_DEBUG,
     /** A user context was cut off from a departing device. */
     DISASSOCIATE,
+    /** A device met a fatal internal error (a firmware crash, {@code IB_EVENT_DEVICE_FATAL}) and was cut off. */
+    DEVICE_FATAL,
     /** dma-buf attach, map, move or revoke. */
     DMA_BUF,
     /** A peer-to-peer DMA decision ({@code drivers/pci/p2pdma.c}): map type and distance, p2pmem added, published, allocated, mapped. */

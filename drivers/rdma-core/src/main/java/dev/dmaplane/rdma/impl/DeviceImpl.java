@@ -21,6 +21,7 @@ import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.resource.DeviceResources;
 import dev.dmaplane.resource.ResourceLimits;
 import dev.dmaplane.resource.UContext;
+import dev.dmaplane.trace.TraceKind;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -250,6 +251,15 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
     public List<GidEntry> gidTable(int port) {
         checkPort(port);
         return ports[port - 1].entries();
+    }
+
+    @Override
+    public void fatal(String reason) {
+        if (!registered) {
+            return;
+        }
+        core.tracer.emit(TraceKind.DEVICE_FATAL, name, -1, 0, String.valueOf(reason));
+        unregister();
     }
 
     @Override

@@ -38,6 +38,15 @@ public interface RdmaDeviceHandle {
     List<GidEntry> gidTable(int port);
 
     /**
+     * The provider found a fatal error in its device (a firmware crash: what mlx5's health poller reports as
+     * {@code IB_EVENT_DEVICE_FATAL}): traced as {@link dev.dmaplane.trace.TraceKind#DEVICE_FATAL} with
+     * {@code reason}, then the device leaves as on hot unplug ({@link #unregister()}). Disassociation waits for the
+     * verbs in flight on the device's contexts: call it from a thread of the provider's own that is in none of
+     * them and holds nothing its hooks take. Idempotent.
+     */
+    void fatal(String reason);
+
+    /**
      * {@code ib_unregister_device}: every context is disassociated (DEVICE_FATAL queued, outstanding work flushed
      * with WR_FLUSH_ERR, every object destroyed: nothing stays pinned or mapped) and the device disappears from
      * the core. Idempotent; call it from the driver's remove.

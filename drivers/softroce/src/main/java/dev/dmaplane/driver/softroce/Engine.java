@@ -9,6 +9,8 @@ import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.WcStatus;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -35,6 +37,7 @@ import java.util.function.Supplier;
  * from the oldest one's first PSN (go-back-N).
  */
 final class Engine implements Runnable {
+    private static final Logger LOG = LoggerFactory.getLogger(Engine.class);
     /**
      * Longest transport timeout used: the QP's {@code timeout} (4.096 us * 2^timeout, IBTA 9.7.6.1.3) is honoured up
      * to this, and 0 ("infinite") means this too, so that a peer that vanished is noticed within seconds.
@@ -118,9 +121,11 @@ final class Engine implements Runnable {
     private volatile boolean carrier = true;
     /** Times the carrier went away ({@code link_downed}). */
     volatile long linkDowned;
-    /** Work the engine could not do (a QP destroyed or moved under it): counted, and the HCA goes on. */
-    volatile long errors;
-    volatile RuntimeException lastError;
+    /**
+     * The unexpected exception that killed the HCA (a firmware crash), or null: once set, no pass runs, packets to the
+     * port are dropped, and the worker reports it to the core ({@link RdmaDeviceHandle#fatal}) and ends.
+     */
+    private volatile Throwable crash;
 
     Engine(String name, Fabric fabric, Gid gid) {
         this.name = name;
@@ -172,31 +177,39 @@ final class Engine implements Runnable {
         return t != null && t.isAlive();
     }
 
+    /** Whether the engine runs work: started, not stopped, not crashed. */
+    private boolean live() {
+        return running && crash == null;
+    }
+
+    /** The exception that killed the HCA, or null. */
+    Throwable crash() {
+        return crash;
+    }
+
     /**
      * A burst from the fabric. If the engine is idle the calling (sending) thread runs it now, while the sender's
      * payload ranges are still leased (cut-through); otherwise the packets are stored, their payload copied off
      * the sender, for the thread running the engine (which runs them before it lets the engine go).
      */
     boolean receive(List<Packet> burst) {
-        if (!running || !carrier) {
-            return false; // dropped, as on a link without carrier
+        if (!live() || !carrier) {
+            return false; // dropped, as on a link without carrier or by a dead HCA
         }
         if (!lock.isHeldByCurrentThread() && enterInline()) {
             try {
-                if (!running) {
+                if (!live()) {
                     return false;
                 }
                 inlinePasses++;
                 burstsCutThrough++;
-                try {
+                guarded(() -> {
                     drainInbox(); // what was stored before comes first
                     for (Packet p : burst) {
                         receiveOne(p);
                     }
                     responder.flushAcks();
-                } finally {
-                    clearLeases();
-                }
+                });
                 pass();
             } finally {
                 release();
@@ -223,7 +236,7 @@ final class Engine implements Runnable {
 
     /** Runs queued work in the calling thread for as long as there is some and nobody else runs the engine. */
     private void runQueuedIfIdle() {
-        while (running && (!inbox.isEmpty() || !ready.isEmpty()) && !lock.isHeldByCurrentThread() && lock.tryLock()) {
+        while (live() && (!inbox.isEmpty() || !ready.isEmpty()) && !lock.isHeldByCurrentThread() && lock.tryLock()) {
             try {
                 inlinePasses++;
                 pass();
@@ -291,7 +304,6 @@ final class Engine implements Runnable {
         m.put("dmaplane_write_trains", trainsSent);
         m.put("dmaplane_passes_inline", inlinePasses);
         m.put("dmaplane_passes_worker", workerPasses);
-        m.put("dmaplane_errors", errors);
         return m;
     }
 
@@ -354,6 +366,9 @@ final class Engine implements Runnable {
      * runs it now ({@code rxe_run_task}); otherwise the thread running it picks it up as it releases it.
      */
     void doorbell(HwQp qp) {
+        if (!live()) {
+            return; // a stopped or dead HCA rings nothing: the core flushes the queues as the device leaves
+        }
         QpCtx c = ctx(qp);
         if (c.queued.compareAndSet(false, true)) {
             ready.add(c);
@@ -363,7 +378,7 @@ final class Engine implements Runnable {
         }
         if (enterInline()) {
             try {
-                if (running) {
+                if (live()) {
                     inlinePasses++;
                     pass();
                 }
@@ -379,7 +394,7 @@ final class Engine implements Runnable {
     @Override
     public void run() {
         IS_WORKER.set(true);
-        while (running) {
+        while (live()) {
             lock.lock();
             workerActive = true;
             try {
@@ -389,10 +404,64 @@ final class Engine implements Runnable {
                 workerActive = false;
                 release();
             }
-            if (inbox.isEmpty() && ready.isEmpty() && running) {
+            if (inbox.isEmpty() && ready.isEmpty() && live()) {
                 LockSupport.parkNanos(this, Math.max(1, workerWake - System.nanoTime()));
             }
         }
+        Throwable t = crash;
+        if (t != null && running) {
+            reportCrash(t);
+        }
+    }
+
+    /**
+     * The worker, holding no lock and in no verb, hands a crash to the core: DEVICE_FATAL to every context, the
+     * device disassociated as on hot unplug (every QP flushed, every region unpinned and unmapped). The worker then
+     * ends: a dead HCA runs nothing.
+     */
+    private void reportCrash(Throwable t) {
+        try {
+            handle.fatal("softroce engine of " + name + ": " + t);
+        } catch (RuntimeException e) {
+            LOG.error("{}: disassociating the device after its fatal error failed", name, e);
+        }
+    }
+
+    /**
+     * Runs {@code work} on the engine (the caller holds it); an exception other than the defined errno and status
+     * paths (which the requester, responder and completer turn into NAKs and completion statuses where they occur)
+     * is a fatal device error ({@link #crash}). The leases kept for the round close either way.
+     */
+    private void guarded(Runnable work) {
+        try {
+            try {
+                work.run();
+            } finally {
+                clearLeases();
+            }
+        } catch (RuntimeException | Error e) {
+            crash(e);
+        }
+    }
+
+    /**
+     * A fatal device error, as a firmware crash: logged once with its stack, the engine's work dropped (nothing more
+     * is sent or completed by it), and the worker woken to report it to the core. Called by the thread holding the
+     * engine.
+     */
+    void crash(Throwable e) {
+        Throwable first = crash;
+        if (first != null) {
+            first.addSuppressed(e);
+            return;
+        }
+        crash = e;
+        LOG.error("{}: unexpected exception in the HCA: fatal device error, the device is disassociated", name, e);
+        inbox.clear();
+        ready.clear();
+        tx.clear();
+        acks.clear();
+        wakeWorkerThread();
     }
 
     /**
@@ -400,27 +469,19 @@ final class Engine implements Runnable {
      * fabric; the caller holds the lock. Wakes the worker if a timer is due before it planned to wake.
      */
     private void pass() {
-        try {
-            passRounds();
-        } finally {
-            clearLeases(); // kept leases never outlive the pass: the next may run on another thread
-        }
+        guarded(this::passRounds); // kept leases never outlive the pass: the next may run on another thread
     }
 
     private void passRounds() {
         boolean more = true;
-        while (more && running) {
+        while (more && live()) {
             more = drainInbox();
             QpCtx c;
             while ((c = ready.poll()) != null) {
                 more = true;
                 c.queued.set(false);
                 if (qps.get(c.qp.qpNum()) == c) {
-                    try {
-                        requester.run(c);
-                    } catch (RuntimeException e) {
-                        failed(e);
-                    }
+                    requester.run(c);
                 }
             }
             clearLeases(); // the round's packets go to the fabric, then its leases close
@@ -432,12 +493,7 @@ final class Engine implements Runnable {
                 // and otherwise wakes the worker for a timer it armed earlier than the worker planned to look
                 if (worker || ++inlinePassesSinceTimers >= INLINE_TIMER_PASSES) {
                     inlinePassesSinceTimers = 0;
-                    try {
-                        next = timers();
-                    } catch (RuntimeException e) {
-                        failed(e);
-                        next = System.nanoTime() + MIN_TIMEOUT_NS;
-                    }
+                    next = timers();
                 }
                 more = flushTx() || !inbox.isEmpty() || !ready.isEmpty();
                 if (worker) {
@@ -531,21 +587,16 @@ final class Engine implements Runnable {
 
     private void receiveOne(Packet p) {
         pktsRecv.setRelease(pktsRecv.getPlain() + p.count());
-        try {
-            dispatch(p);
-        } catch (RuntimeException e) {
-            failed(e); // a malformed or racing packet must not kill the HCA
-        }
-    }
-
-    void failed(RuntimeException e) {
-        errors++;
-        lastError = e;
+        dispatch(p);
     }
 
     /** Hands the packets sent so far to the fabric (or drops them without carrier); whether there were any. */
     boolean flushTx() {
         if (tx.isEmpty()) {
+            return false;
+        }
+        if (crash != null) {
+            tx.clear(); // a dead HCA sends nothing
             return false;
         }
         ArrayList<Packet> out = tx;
