@@ -451,7 +451,8 @@ final class Engine implements Runnable {
      */
     void crash(Throwable e) {
         Throwable first = crash;
-        if (first != null) {
+        if (first != null) { // the HCA is dead already: what its unwinding met is kept with the first
+            LOG.error("{}: unexpected exception in the HCA after its fatal error", name, e);
             first.addSuppressed(e);
             return;
         }
