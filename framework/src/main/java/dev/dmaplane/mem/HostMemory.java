@@ -5,6 +5,7 @@ import dev.dmaplane.errno.ErrnoException;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 import java.util.TreeSet;
 import java.util.concurrent.atomic.AtomicIntegerArray;
 import java.util.concurrent.atomic.AtomicLong;
@@ -14,8 +15,11 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  * The host's physical RAM: page frames numbered from 0, handed out by a buddy allocator of orders 0 (4 KiB) to
  * {@link #MAX_ORDER} (2 MiB, a huge page), each with a reference count and a pin count as {@code struct page}
  * (folio) keeps them. Memory is backed by {@link MemorySegment}s allocated lazily, 2 MiB at a time, on first use:
- * a machine of 64 GiB costs only what it touches. Closing the memory closes the arena, so every view handed out
- * before becomes unusable: a closed arena is a revoked mapping.
+ * a machine of 64 GiB costs only what it touches. The per-frame bookkeeping is sparse too, as the kernel's
+ * {@code CONFIG_SPARSEMEM_EXTREME} keeps {@code mem_section}: a small directory of roots, each root an array of
+ * {@link #SECTIONS_PER_ROOT} 2 MiB sections, and roots and sections are allocated on first use, so RAM that is never
+ * touched costs no heap either, up to {@link #MAX_SIZE}. Closing the memory closes the arena, so every view handed
+ * out before becomes unusable: a closed arena is a revoked mapping.
  */
 public final class HostMemory implements AutoCloseable {
     public static final int PAGE_SHIFT = 12;
@@ -24,6 +28,14 @@ public final class HostMemory implements AutoCloseable {
     public static final int MAX_ORDER = 9;
     public static final long HUGE_PAGE_SIZE = PAGE_SIZE << MAX_ORDER;
     private static final int FRAMES_PER_SECTION = 1 << MAX_ORDER;
+    /** Sections under one root of the section directory ({@code SECTIONS_PER_ROOT}): 512, one GiB. */
+    public static final int SECTIONS_PER_ROOT = 512;
+    private static final int ROOT_SHIFT = MAX_ORDER + Integer.numberOfTrailingZeros(SECTIONS_PER_ROOT);
+    /**
+     * The largest RAM: the physical address map gives RAM {@code [0, MAX_SIZE)} and decodes device memory above it
+     * (the 64-bit MMIO window of the PCI host bridges starts here).
+     */
+    public static final long MAX_SIZE = 1L << 40;
 
     /** Per 2 MiB section: its backing and the per-frame state of its 512 frames. */
     private static final class Section {
@@ -37,14 +49,16 @@ public final class HostMemory implements AutoCloseable {
         final byte[] freeOrder = new byte[FRAMES_PER_SECTION];
 
         Section() {
-            java.util.Arrays.fill(head, (short) -1);
-            java.util.Arrays.fill(freeOrder, (byte) -1);
+            Arrays.fill(head, (short) -1);
+            Arrays.fill(freeOrder, (byte) -1);
         }
     }
 
     private final long size;
     private final Arena arena = Arena.ofShared();
-    private final AtomicReferenceArray<Section> sections;
+    private final long sectionCount;
+    /** The section directory: root {@code i} holds sections {@code i * SECTIONS_PER_ROOT} on; null until used. */
+    private final AtomicReferenceArray<AtomicReferenceArray<Section>> roots;
     @SuppressWarnings("unchecked")
     private final TreeSet<Long>[] freeLists = new TreeSet[MAX_ORDER + 1];
     private int freshSections;
@@ -55,17 +69,20 @@ public final class HostMemory implements AutoCloseable {
     private volatile boolean closed;
 
     /**
-     * @param bytes RAM size, a positive multiple of 2 MiB
+     * @param bytes RAM size, a positive multiple of 2 MiB of at most {@link #MAX_SIZE}
+     * @throws ErrnoException {@code EINVAL} naming the size and the rule it breaks
      */
     public HostMemory(long bytes) {
         if (bytes <= 0 || bytes % HUGE_PAGE_SIZE != 0) {
             throw new ErrnoException(Errno.EINVAL, "host memory size must be a positive multiple of 2 MiB, not " + bytes);
         }
-        if (bytes / HUGE_PAGE_SIZE > Integer.MAX_VALUE) {
-            throw new ErrnoException(Errno.EINVAL, "host memory size " + bytes + " is too large");
+        if (bytes > MAX_SIZE) {
+            throw new ErrnoException(Errno.EINVAL, "host memory size " + bytes + " bytes exceeds the limit of " + MAX_SIZE
+                    + " bytes (1 TiB): the physical address map decodes device memory from 0x" + Long.toHexString(MAX_SIZE));
         }
         this.size = bytes;
-        this.sections = new AtomicReferenceArray<>((int) (bytes / HUGE_PAGE_SIZE));
+        this.sectionCount = bytes / HUGE_PAGE_SIZE;
+        this.roots = new AtomicReferenceArray<>((int) ((sectionCount + SECTIONS_PER_ROOT - 1) / SECTIONS_PER_ROOT));
         for (int i = 0; i <= MAX_ORDER; i++) {
             freeLists[i] = new TreeSet<>();
         }
@@ -311,7 +328,7 @@ public final class HostMemory implements AutoCloseable {
     private long takeBlock(int order) {
         for (int o = order; o <= MAX_ORDER; o++) {
             Long found = freeLists[o].pollFirst();
-            if (found == null && o == MAX_ORDER && freshSections < sections.length()) {
+            if (found == null && o == MAX_ORDER && freshSections < sectionCount) {
                 found = (long) freshSections++ * FRAMES_PER_SECTION;
                 sectionFor(found);
             } else if (found != null) {
@@ -372,21 +389,37 @@ public final class HostMemory implements AutoCloseable {
         }
     }
 
+    /** The section of {@code pfn} ({@code __pfn_to_section}), or null if it was never used. */
     private Section section(long pfn) {
-        return sections.get((int) (pfn >>> MAX_ORDER));
+        AtomicReferenceArray<Section> root = roots.get((int) (pfn >>> ROOT_SHIFT));
+        return root == null ? null : root.get(sectionInRoot(pfn));
     }
 
+    /** The section of {@code pfn}, allocated with its root on first use ({@code sparse_index_alloc}). */
     private Section sectionFor(long pfn) {
-        int i = (int) (pfn >>> MAX_ORDER);
-        Section s = sections.get(i);
+        int r = (int) (pfn >>> ROOT_SHIFT);
+        AtomicReferenceArray<Section> root = roots.get(r);
+        if (root == null) {
+            AtomicReferenceArray<Section> freshRoot = new AtomicReferenceArray<>(SECTIONS_PER_ROOT);
+            root = roots.compareAndExchange(r, null, freshRoot);
+            if (root == null) {
+                root = freshRoot;
+            }
+        }
+        int i = sectionInRoot(pfn);
+        Section s = root.get(i);
         if (s == null) {
             Section fresh = new Section();
-            s = sections.compareAndExchange(i, null, fresh);
+            s = root.compareAndExchange(i, null, fresh);
             if (s == null) {
                 s = fresh;
             }
         }
         return s;
+    }
+
+    private static int sectionInRoot(long pfn) {
+        return (int) (pfn >>> MAX_ORDER) & (SECTIONS_PER_ROOT - 1);
     }
 
     private Section allocatedSection(long pfn) {

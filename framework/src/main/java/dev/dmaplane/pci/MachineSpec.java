@@ -2,6 +2,7 @@ package dev.dmaplane.pci;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.mem.HostMemory;
 
 import java.util.Collections;
 import java.util.LinkedHashMap;
@@ -15,17 +16,23 @@ import java.util.Optional;
  * Values only; {@link TopologyLoader#build(MachineSpec)} checks the hierarchy's consistency and turns it into a
  * {@link PciTopology}.
  *
- * @param memoryBytes host memory, a positive multiple of 2 MiB
+ * @param memoryBytes host memory, a positive multiple of 2 MiB of at most {@link #MAX_MEMORY}
  * @param iommu       whether the IOMMU translates and what default domains groups get
  * @param hostBridges the PCI domains, each with its hierarchy
  */
 public record MachineSpec(long memoryBytes, IommuSpec iommu, List<HostBridgeSpec> hostBridges) {
     /** Host memory comes in whole 2 MiB huge pages. */
     public static final long MEMORY_GRANULE = 2L << 20;
+    /** The most RAM a machine can have: what the physical address map gives RAM below device memory (1 TiB). */
+    public static final long MAX_MEMORY = HostMemory.MAX_SIZE;
 
     public MachineSpec {
         if (memoryBytes <= 0 || memoryBytes % MEMORY_GRANULE != 0) {
             throw new ErrnoException(Errno.EINVAL, "memory size " + memoryBytes + " bytes must be a positive multiple of 2 MiB");
+        }
+        if (memoryBytes > MAX_MEMORY) {
+            throw new ErrnoException(Errno.EINVAL, "memory size " + memoryBytes + " bytes exceeds the limit of "
+                    + MAX_MEMORY + " bytes (1 TiB)");
         }
         Objects.requireNonNull(iommu, "iommu");
         hostBridges = List.copyOf(hostBridges);

@@ -8,6 +8,7 @@ import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.impl.SpecParser;
 
 import java.io.IOException;
@@ -27,7 +28,7 @@ import java.util.Locale;
  */
 public final class TopologyLoader {
     /** Start of the window 64-bit prefetchable BARs are placed in: 1 TiB, above any host memory. */
-    public static final long MMIO64_BASE = 1L << 40;
+    public static final long MMIO64_BASE = HostMemory.MAX_SIZE;
     /** End (exclusive) of the 64-bit window. */
     public static final long MMIO64_LIMIT = 1L << 48;
     /** Start of the window below 4 GiB for 32-bit and non-prefetchable BARs (the x86 "PCI hole"). */

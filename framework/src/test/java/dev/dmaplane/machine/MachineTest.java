@@ -173,4 +173,22 @@ class MachineTest {
             assertTrue(m.iommu().groups().isEmpty());
         }
     }
+
+    /**
+     * A machine with the most RAM a machine file may give (1 TiB, where the physical address map starts the 64-bit
+     * MMIO window) boots, and its RAM costs what it touches: sparse sections as {@code mm/sparse.c} keeps them.
+     */
+    @Test
+    void aTerabyteMachineBootsAndCostsWhatItTouches() {
+        String big = TopologyLoader.defaultMachineText().replace("memory: 64GiB", "memory: 1TiB");
+        try (Machine m = Machine.boot(TopologyLoader.load(big, TopologyLoader.Format.YAML), Machine.Options.DEFAULT)) {
+            assertEquals(1L << 40, m.memory().size());
+            assertTrue(m.memory().residentBytes() <= 4L << 20, "only the swiotlb pool is backed at boot");
+            long top = m.memory().size() - HostMemory.PAGE_SIZE;
+            m.physical().write(top, MemorySegment.ofArray(new byte[]{9}));
+            byte[] back = new byte[1];
+            m.physical().read(top, MemorySegment.ofArray(back));
+            assertEquals(9, back[0]);
+        }
+    }
 }

@@ -1,10 +1,12 @@
 package dev.dmaplane.mem;
 
+import com.sun.management.ThreadMXBean;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.MemorySegment;
+import java.lang.management.ManagementFactory;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.List;
@@ -13,6 +15,8 @@ import static org.junit.jupiter.api.Assertions.*;
 
 /** Page frame allocation, reference and pin counts, modelled on mm/page_alloc.c and struct folio. */
 class HostMemoryTest {
+    /** The RAM limit the physical address map sets: the 64-bit MMIO window starts at 1 TiB. */
+    private static final long ONE_TIB = 1L << 40;
 
     @Test
     void sixtyFourGiBCostsOnlyWhatIsTouched() {
@@ -133,5 +137,44 @@ class HostMemoryTest {
         mem.close();
         assertThrows(IllegalStateException.class, () -> view.get(ValueLayout.JAVA_BYTE, 0));
         assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, () -> mem.allocPages(0)).errno());
+    }
+
+    /**
+     * The section bookkeeping is sparse, as {@code mem_section} is with {@code CONFIG_SPARSEMEM_EXTREME}
+     * ({@code mm/sparse.c}): a terabyte of RAM costs a directory of roots, not a slot per 2 MiB section, and frames
+     * at both ends of it still work. The heap the constructor takes is counted exactly by the JVM for this thread.
+     */
+    @Test
+    void aTerabyteOfRamCostsOnlyItsSectionDirectory() {
+        ThreadMXBean threads = (ThreadMXBean) ManagementFactory.getThreadMXBean();
+        long tid = Thread.currentThread().threadId();
+        long before = threads.getThreadAllocatedBytes(tid);
+        HostMemory mem = new HostMemory(ONE_TIB);
+        long cost = threads.getThreadAllocatedBytes(tid) - before;
+        try (mem) {
+            assertTrue(cost < 64 << 10, "building 1 TiB of RAM took " + cost + " bytes of heap");
+            long pfn = mem.allocPages(0);
+            mem.frame(pfn).set(ValueLayout.JAVA_LONG, 0, 7L);
+            long top = ONE_TIB - HostMemory.PAGE_SIZE;
+            mem.write(top, MemorySegment.ofArray(new byte[]{42}));
+            byte[] back = new byte[1];
+            mem.read(top, MemorySegment.ofArray(back));
+            assertEquals(42, back[0]);
+            assertFalse(mem.isAllocated(top >>> HostMemory.PAGE_SHIFT));
+            assertEquals(0, mem.refCount((top >>> HostMemory.PAGE_SHIFT) - 1), "an untouched section in a used root");
+            assertEquals(2 * HostMemory.HUGE_PAGE_SIZE, mem.residentBytes());
+            assertEquals(7L, mem.frame(pfn).get(ValueLayout.JAVA_LONG, 0));
+        }
+    }
+
+    /** RAM beyond what the physical address map gives it (device memory is decoded from 1 TiB) is refused. */
+    @Test
+    void sizeBeyondThePhysicalAddressMapIsEinvalNamingTheLimit() {
+        for (long bytes : new long[]{ONE_TIB + HostMemory.HUGE_PAGE_SIZE, 1L << 51, Long.MAX_VALUE & -HostMemory.HUGE_PAGE_SIZE}) {
+            ErrnoException e = assertThrows(ErrnoException.class, () -> new HostMemory(bytes).close());
+            assertEquals(Errno.EINVAL, e.errno());
+            assertTrue(e.getMessage().contains(Long.toString(bytes)) && e.getMessage().contains("1099511627776"),
+                    e.getMessage());
+        }
     }
 }

@@ -106,6 +106,21 @@ class TopologyLoaderTest {
         assertEquals(512L << 20, TopologyLoader.parse("memory: 512MiB\npci: {}\n", Format.YAML).memoryBytes());
     }
 
+    /**
+     * RAM is at most 1 TiB: the physical address map puts the 64-bit MMIO window there. A larger {@code memory:} is
+     * refused before anything is built, naming the limit.
+     */
+    @Test
+    void memoryBeyondThePhysicalAddressMapIsEinvalNamingTheLimit() {
+        for (String big : new String[]{"1026GiB", "64TiB", "4096TiB", "0x7fffffffffe00000"}) {
+            ErrnoException e = assertThrows(ErrnoException.class,
+                    () -> TopologyLoader.parse("memory: \"" + big + "\"\npci: {}\n", Format.YAML));
+            assertEquals(Errno.EINVAL, e.errno(), big);
+            assertMentions(e, "memory", "'" + big + "'", "1TiB");
+        }
+        assertEquals(1L << 40, TopologyLoader.parse("memory: 1TiB\npci: {}\n", Format.YAML).memoryBytes());
+    }
+
     @Test
     void badHexAndOutOfRangeIdsAreEinval() {
         ErrnoException hex = fails(rootPortWith("", endpoint("01:00.0")).replace("device: \"0x0002\"", "device: \"0xZZ\""));

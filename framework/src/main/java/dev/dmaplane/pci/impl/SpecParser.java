@@ -111,6 +111,11 @@ public final class SpecParser {
         if (memory <= 0 || memory % MachineSpec.MEMORY_GRANULE != 0) {
             throw Units.bad("memory", m.get("memory").asText(), "must be a positive multiple of 2MiB");
         }
+        if (memory > MachineSpec.MAX_MEMORY) {
+            throw Units.bad("memory", m.get("memory").asText(), "exceeds the limit of 1TiB (0x"
+                    + Long.toHexString(MachineSpec.MAX_MEMORY) + " bytes): the physical address map decodes device memory"
+                    + " from there");
+        }
         IommuSpec iommu = m.has("iommu") ? iommu(Obj.of(m.get("iommu"), "iommu", IOMMU_KEYS)) : IommuSpec.DEFAULT;
         Obj pci = Obj.of(m.required("pci"), "pci", PCI_KEYS);
         List<HostBridgeSpec> hosts = new ArrayList<>();
