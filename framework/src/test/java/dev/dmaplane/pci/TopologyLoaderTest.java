@@ -11,6 +11,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 
 import static dev.dmaplane.pci.Machines.*;
 import static org.junit.jupiter.api.Assertions.*;
@@ -85,6 +86,110 @@ class TopologyLoaderTest {
         ErrnoException pow2 = fails(rootPortWith("", endpoint("01:00.0")).replace("size: 1MiB", "size: 3MiB"));
         assertEquals(Errno.EINVAL, pow2.errno());
         assertMentions(pow2, "pci.hostBridges[0].children[0].children[0]", "0000:01:00.0", "power of two");
+    }
+
+    /** The endpoint 01:00.0 below a root port with {@code bars} (YAML flow entries) instead of its 1 MiB BAR. */
+    private static String endpointBars(String bars) {
+        return rootPortWith("", endpoint("01:00.0").replace("- { index: 0, size: 1MiB }", bars.replace("\n", "\n    ")));
+    }
+
+    private static void assertBad(String yaml, String path, String value, String... more) {
+        ErrnoException e = fails(yaml);
+        assertEquals(Errno.EINVAL, e.errno(), e.getMessage());
+        assertMentions(e, path + ": '" + value + "'");
+        assertMentions(e, more);
+    }
+
+    private static final String EP = "pci.hostBridges[0].children[0].children[0]";
+
+    /**
+     * A BAR's size is the alignment of its address (PCI Local Bus Spec 3.0 6.2.5.1: a power of two), so it is checked
+     * before the MMIO plan aligns anything with it: a size that is no power of two, below 4 KiB, too large for a
+     * 32-bit BAR, or too large for the window the BAR is placed in is EINVAL naming the field and the value.
+     */
+    @Test
+    void barSizesAreCheckedBeforeTheyAreUsedAsAlignments() {
+        assertBad(endpointBars("- { index: 0, size: 0x7fffffffffe00000 }"), EP + ".bars[0].size", "0x7fffffffffe00000",
+                "0000:01:00.0 BAR 0", "power of two");
+        assertBad(endpointBars("- { index: 0, size: \"0x7fffffffffe00000\", bits: 32, prefetchable: false }"),
+                EP + ".bars[0].size", "0x7fffffffffe00000", "power of two");
+        assertBad(endpointBars("- { index: 0, size: 1MiB }\n- { index: 2, size: 2048 }"), EP + ".bars[1].size", "0x800",
+                "4KiB");
+        assertBad(endpointBars("- { index: 0, size: 0 }"), EP + ".bars[0].size", "0x0", "power of two");
+        assertBad(endpointBars("- { index: 0, size: 4GiB, bits: 32, prefetchable: false }"), EP + ".bars[0].size",
+                "0x100000000", "32-bit BAR");
+        assertBad(endpointBars("- { index: 0, size: 0x4000000000000000 }"), EP + ".bars[0].size", "0x4000000000000000",
+                "64-bit prefetchable MMIO window", "0x800000000000");
+        assertBad(endpointBars("- { index: 0, size: 1GiB, prefetchable: false }"), EP + ".bars[0].size", "0x40000000",
+                "32-bit MMIO window", "0x20000000");
+    }
+
+    /**
+     * BAR registers: six in a type 0 header, two in a bridge's, a 64-bit BAR takes two and no two BARs share one; a
+     * PCI Express Endpoint's prefetchable BARs are 64-bit (PCIe Base Spec 7.5.1.2.1), so a 32-bit BAR defaults to
+     * non-prefetchable and a prefetchable one is refused.
+     */
+    @Test
+    void barRegistersAndThePrefetchableRuleAreCheckedWithTheirPath() {
+        assertBad(endpointBars("- { index: 5, size: 1MiB }"), EP + ".bars[0].index", "5", "0..5");
+        assertBad(endpointBars("- { index: 0, size: 1MiB }\n- { index: 1, size: 1MiB }"), EP + ".bars[1].index", "1",
+                "bars[0]");
+        assertBad(rootPortWith("", endpoint("01:00.0")).replace("class: \"0x060400\"",
+                        "class: \"0x060400\"\n          bars: [ { index: 1, size: 1MiB } ]"),
+                "pci.hostBridges[0].children[0].bars[0].index", "1", "Root Port", "0..1");
+        assertBad(endpointBars("- { index: 0, size: 1MiB, bits: 32, prefetchable: true }"), EP + ".bars[0].bits", "32",
+                "Endpoint", "64-bit");
+        try (PciTopology t = TopologyLoader.load(endpointBars("- { index: 0, size: 1MiB, bits: 32 }"), Format.YAML)) {
+            Bar b = t.function("01:00.0").bar(0).orElseThrow();
+            assertFalse(b.prefetchable(), "a 32-bit BAR is non-prefetchable unless asked");
+            assertTrue(b.address() >= TopologyLoader.MMIO32_BASE && b.address() < TopologyLoader.MMIO32_LIMIT);
+        }
+        String legacy = rootPortWith("", endpoint("01:00.0", "type: legacyEndpoint")
+                .replace("- { index: 0, size: 1MiB }", "- { index: 0, size: 1MiB, bits: 32, prefetchable: true }"));
+        try (PciTopology t = TopologyLoader.load(legacy, Format.YAML)) {
+            assertTrue(t.function("01:00.0").bar(0).orElseThrow().prefetchable(), "legacy endpoints may have them");
+        }
+    }
+
+    /** MSI-X: 1..2048 vectors, table and PBA 8-byte aligned inside their BAR, apart (PCIe Base Spec 7.7.2). */
+    @Test
+    void msixFieldsAreCheckedWithTheirPath() {
+        assertBad(rootPortWith("", endpoint("01:00.0", "msix: { vectors: 0 }")), EP + ".msix.vectors", "0", "1 to 2048");
+        assertBad(rootPortWith("", endpoint("01:00.0", "msix: { vectors: 8, table: 4 }")), EP + ".msix.table", "0x4",
+                "8-byte aligned");
+        assertBad(rootPortWith("", endpoint("01:00.0", "msix: { vectors: 8, table: 1MiB }")), EP + ".msix.table",
+                "0x100000", "BAR 0");
+        assertBad(rootPortWith("", endpoint("01:00.0", "msix: { vectors: 8, table: 0, pba: 64 }")), EP + ".msix.pba",
+                "0x40", "overlaps");
+    }
+
+    /** Vendor ID 0xffff is what config space reads with no function present, so no function has it. */
+    @Test
+    void vendorIdAllOnesIsRefusedWithItsPath() {
+        ErrnoException e = fails(rootPortWith("", endpoint("01:00.0").replace("vendor: \"0x1da0\"", "vendor: \"0xffff\"")));
+        assertEquals(Errno.EINVAL, e.errno());
+        assertMentions(e, EP + ".vendor", "'0xffff'", "0xfffe");
+    }
+
+    /** A spec built in code is held to the same rules before its MMIO is planned, naming the function's path. */
+    @Test
+    void specsBuiltInCodeAreCheckedBeforePlanning() {
+        MachineSpec parsed = TopologyLoader.parse(endpointBars("- { index: 0, size: 1MiB }"), Format.YAML);
+        MachineSpec.FunctionSpec port = parsed.hostBridges().getFirst().children().getFirst();
+        MachineSpec.FunctionSpec ep = port.children().getFirst();
+        MachineSpec.FunctionSpec badEp = new MachineSpec.FunctionSpec(ep.bdf(), ep.type(), ep.vendorId(), ep.deviceId(),
+                ep.classCode(), ep.revision(), ep.subsystemVendorId(), ep.subsystemId(), ep.multifunction(),
+                List.of(new MachineSpec.BarSpec(0, 0x7fff_ffff_ffe0_0000L, MachineSpec.BarKind.MMIO, true, true)),
+                ep.acs(), ep.msix(), ep.model(), ep.properties(), ep.children());
+        MachineSpec.FunctionSpec badPort = new MachineSpec.FunctionSpec(port.bdf(), port.type(), port.vendorId(),
+                port.deviceId(), port.classCode(), port.revision(), port.subsystemVendorId(), port.subsystemId(),
+                port.multifunction(), port.bars(), port.acs(), port.msix(), port.model(), port.properties(), List.of(badEp));
+        MachineSpec.HostBridgeSpec hb = parsed.hostBridges().getFirst();
+        MachineSpec spec = new MachineSpec(parsed.memoryBytes(), parsed.iommu(), List.of(new MachineSpec.HostBridgeSpec(
+                hb.domain(), hb.rootBus(), hb.name(), hb.p2pAllowed(), List.of(badPort))));
+        ErrnoException e = assertThrows(ErrnoException.class, () -> TopologyLoader.build(spec).close());
+        assertEquals(Errno.EINVAL, e.errno());
+        assertMentions(e, EP + ".bars[0].size: '0x7fffffffffe00000'", "power of two");
     }
 
     @Test
@@ -208,8 +313,8 @@ class TopologyLoaderTest {
                   device: "0x0002"
                   class: "0x020000"
                   bars:
-                    - { index: 0, size: 1GiB, bits: 32 }
-                    - { index: 1, size: 1GiB, bits: 32 }
+                    - { index: 0, size: 512MiB, bits: 32 }
+                    - { index: 1, size: 512MiB, bits: 32 }
                 """;
         ErrnoException e = fails(rootPortWith("", ep));
         assertEquals(Errno.ENOSPC, e.errno());

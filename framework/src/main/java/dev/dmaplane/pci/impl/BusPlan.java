@@ -26,7 +26,7 @@ import java.util.Set;
  * bus, switch downstream ports below upstream ports, upstream ports below root or downstream ports; the link
  * below a root or downstream port carries device 0 only (the kernel's {@code only_one_child}); a function
  * other than 0 needs function 0 of its slot present and multi-function ({@code pci_scan_slot}); only bridges
- * have children; bus numbers stay within 0..255 ({@code ENOSPC}).
+ * have children; bus numbers stay within 0..255 ({@code ENOSPC}); BARs and MSI-X follow {@link BarRules}.
  */
 public final class BusPlan {
     private BusPlan() {
@@ -111,6 +111,7 @@ public final class BusPlan {
                 throw new ErrnoException(Errno.EEXIST, p + ".bdf: " + bdf + " is already used by " + other);
             }
             checkPlacement(s, p, parent);
+            BarRules.check(s, p);
             if (!s.type().isBridge() && !s.children().isEmpty()) {
                 throw new ErrnoException(Errno.EINVAL, p + ".children: " + bdf + " is a " + s.type().label()
                         + ", not a bridge, so it has no secondary bus for children");

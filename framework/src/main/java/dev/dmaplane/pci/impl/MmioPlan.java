@@ -20,6 +20,9 @@ import java.util.Optional;
  * <p>
  * 64-bit prefetchable BARs go to the 64-bit window and through bridges' prefetchable windows; every other BAR
  * goes to the window below 4 GiB and through bridges' non-prefetchable windows, whose registers are 32-bit.
+ * <p>
+ * A BAR's size is its alignment, so sizes must have passed {@link BarRules} (powers of two that fit their window),
+ * as {@link BusPlan} ensures before a topology is planned.
  */
 public final class MmioPlan {
     /** Bridge memory windows are programmed in 1 MiB units. */
@@ -91,16 +94,17 @@ public final class MmioPlan {
 
     private long place(BusPlan.Host h, boolean high, long cursor, long limit) {
         Region r;
+        long base;
         try {
             r = size(h.children(), high);
+            base = alignUp(cursor, r.align);
         } catch (ArithmeticException e) {
             throw new ErrnoException(Errno.ENOSPC, h.path() + ": the BARs below this host bridge overflow the address space");
         }
         if (r.size == 0) {
             return cursor;
         }
-        long base = alignUp(cursor, r.align);
-        if (base < cursor || base > limit || r.size > limit - base) {
+        if (base > limit || r.size > limit - base) {
             throw new ErrnoException(Errno.ENOSPC, String.format(
                     "%s: the %s MMIO window, next free %#x, limit %#x, cannot hold %#x bytes aligned to %#x",
                     h.path(), high ? "64-bit prefetchable" : "32-bit", cursor, limit, r.size, r.align));
@@ -156,7 +160,8 @@ public final class MmioPlan {
         }
     }
 
+    /** {@code v} rounded up to {@code align}, a power of two; {@link ArithmeticException} past the address space. */
     private static long alignUp(long v, long align) {
-        return (v + align - 1) & -align;
+        return Math.addExact(v, align - 1) & -align;
     }
 }

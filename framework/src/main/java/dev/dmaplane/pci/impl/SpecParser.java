@@ -180,7 +180,7 @@ public final class SpecParser {
                 throw Units.bad(o.at("type"), t, "is not one of: " + String.join(", ", new TreeSet<>(TYPES.keySet())));
             }
         }
-        int vendor = (int) Units.number(o.required("vendor"), o.at("vendor"), 0xFFFF);
+        int vendor = (int) Units.number(o.required("vendor"), o.at("vendor"), 0xFFFE);
         int device = (int) Units.number(o.required("device"), o.at("device"), 0xFFFF);
         int cls = (int) Units.number(o.required("class"), o.at("class"), 0xFFFFFF);
         int rev = o.has("revision") ? (int) Units.number(o.get("revision"), o.at("revision"), 0xFF) : 0;
@@ -212,8 +212,10 @@ public final class SpecParser {
                 props.put(e.getKey(), e.getValue().asText());
             }
         }
-        return new FunctionSpec(bdf, type, vendor, device, cls, rev, ssv, ssd, mf, bars, acs, msix, model, props,
-                children(o));
+        FunctionSpec fn = new FunctionSpec(bdf, type, vendor, device, cls, rev, ssv, ssd, mf, bars, acs, msix, model,
+                props, children(o));
+        BarRules.check(fn, o.path());
+        return fn;
     }
 
     private static BarSpec bar(Obj o) {
@@ -236,7 +238,7 @@ public final class SpecParser {
             }
             is64 = bits == 64;
         }
-        boolean pref = !o.has("prefetchable") || Units.bool(o.get("prefetchable"), o.at("prefetchable"));
+        boolean pref = o.has("prefetchable") ? Units.bool(o.get("prefetchable"), o.at("prefetchable")) : is64;
         return new BarSpec(index, size, kind, is64, pref);
     }
 
@@ -269,9 +271,6 @@ public final class SpecParser {
 
     private static MsixSpec msix(Obj o, List<BarSpec> bars) {
         int vectors = (int) Units.number(o.required("vectors"), o.at("vectors"), 2048);
-        if (vectors < 1) {
-            throw Units.bad(o.at("vectors"), String.valueOf(vectors), "is not a vector count from 1 to 2048");
-        }
         int bir = o.has("bar") ? (int) Units.number(o.get("bar"), o.at("bar"), 5) : 0;
         BarSpec bar = bars.stream().filter(b -> b.index() == bir).findFirst().orElseThrow(() ->
                 Units.bad(o.at("bar"), String.valueOf(bir), "names no BAR of this function"));
