@@ -9,7 +9,9 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -27,7 +29,10 @@ public final class DeviceCore {
 
     private final Tracer tracer;
     private final ReentrantLock lock = new ReentrantLock();
-    private final List<Device> devices = new ArrayList<>();
+    /** The devices by name, in the order they were added. */
+    private final Map<String, Device> devices = new LinkedHashMap<>();
+    /** Devices examined by name lookups, for tests: one per lookup. */
+    private long lookupSteps;
     private final List<Driver> drivers = new ArrayList<>();
     private final List<Consumer<Device>> unbindListeners = new CopyOnWriteArrayList<>();
 
@@ -39,12 +44,12 @@ public final class DeviceCore {
     public void addDevice(Device device, DmaApi dma) {
         lock.lock();
         try {
-            if (device.isPresent() || findDevice(device.name()).isPresent()) {
+            if (device.isPresent() || lookup(device.name()) != null) {
                 throw new ErrnoException(Errno.EEXIST, "device " + device.name() + " is already on its bus");
             }
             device.setDma(dma);
             device.setPresent(true);
-            devices.add(device);
+            devices.put(device.name(), device);
             device.parent().ifPresent(p -> p.addChild(device));
             tracer.emit(TraceKind.DEVICE_ADD, device.name(), -1, 0, device.bus().name());
             for (Driver d : drivers) {
@@ -64,7 +69,7 @@ public final class DeviceCore {
     public void removeDevice(Device device) {
         lock.lock();
         try {
-            if (!devices.contains(device)) {
+            if (lookup(device.name()) != device) {
                 throw new ErrnoException(Errno.ENODEV, "device " + device.name() + " is not on its bus");
             }
             List<Device> kids = device.children();
@@ -74,7 +79,7 @@ public final class DeviceCore {
                 }
             }
             unbindLocked(device);
-            devices.remove(device);
+            devices.remove(device.name());
             device.parent().ifPresent(p -> p.removeChild(device));
             device.setPresent(false);
             device.setDma(null);
@@ -121,7 +126,7 @@ public final class DeviceCore {
             }
             drivers.add(driver);
             tracer.emit(TraceKind.DRIVER, driver.name(), -1, 0, "registered");
-            for (Device dev : List.copyOf(devices)) {
+            for (Device dev : List.copyOf(devices.values())) {
                 if (dev.isPresent() && dev.driver().isEmpty()) {
                     tryProbe(dev, driver);
                 }
@@ -138,7 +143,7 @@ public final class DeviceCore {
             if (!drivers.contains(driver)) {
                 throw new ErrnoException(Errno.ENODEV, "driver '" + (driver == null ? null : driver.name()) + "' is not registered");
             }
-            List<Device> bound = devices.stream().filter(d -> d.driver().orElse(null) == driver).toList();
+            List<Device> bound = devices.values().stream().filter(d -> d.driver().orElse(null) == driver).toList();
             for (int i = bound.size() - 1; i >= 0; i--) {
                 unbindLocked(bound.get(i));
             }
@@ -158,7 +163,7 @@ public final class DeviceCore {
     public void bind(Device device, Driver driver) {
         lock.lock();
         try {
-            if (!devices.contains(device)) {
+            if (lookup(device.name()) != device) {
                 throw new ErrnoException(Errno.ENODEV, "device " + device.name() + " is not on its bus");
             }
             if (!drivers.contains(driver)) {
@@ -198,7 +203,7 @@ public final class DeviceCore {
     public List<Device> devices() {
         lock.lock();
         try {
-            return List.copyOf(devices);
+            return List.copyOf(devices.values());
         } finally {
             lock.unlock();
         }
@@ -218,7 +223,23 @@ public final class DeviceCore {
     public Optional<Device> findDevice(String name) {
         lock.lock();
         try {
-            return devices.stream().filter(d -> d.name().equals(name)).findFirst();
+            return Optional.ofNullable(lookup(name));
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** The device named {@code name} or null ({@code bus_find_device_by_name}); the caller holds the lock. */
+    private Device lookup(String name) {
+        lookupSteps++;
+        return devices.get(name);
+    }
+
+    /** Devices examined by name lookups so far (each add, remove, bind and find looks one name up). */
+    long lookupSteps() {
+        lock.lock();
+        try {
+            return lookupSteps;
         } finally {
             lock.unlock();
         }

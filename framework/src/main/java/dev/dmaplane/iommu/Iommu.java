@@ -12,7 +12,6 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
@@ -28,8 +27,10 @@ public final class Iommu {
     private final IommuDomainType defaultType;
     private final Tracer tracer;
     private final AtomicInteger nextDomainId = new AtomicInteger();
-    private final List<IommuGroup> groups = new CopyOnWriteArrayList<>();
-    private final List<IommuDomain> domains = new CopyOnWriteArrayList<>();
+    /** Guarded by this; copied out by {@link #groups()}: an add per group, not a copy of the list per group. */
+    private final List<IommuGroup> groups = new ArrayList<>();
+    /** Guarded by this. */
+    private final List<IommuDomain> domains = new ArrayList<>();
     private final Map<Device, IommuGroup> byDevice = new ConcurrentHashMap<>();
     private final List<IommuFault> faults = new ArrayList<>();
     private final IommuDomain identity;
@@ -107,7 +108,7 @@ public final class Iommu {
     }
 
     /** Frees a domain ({@code iommu_domain_free}); {@code EBUSY} while groups are attached to it. */
-    public void freeDomain(IommuDomain d) {
+    public synchronized void freeDomain(IommuDomain d) {
         if (d == identity || d == blocking) {
             throw new ErrnoException(Errno.EINVAL, "domain " + d.name() + " is static and cannot be freed");
         }
@@ -121,12 +122,12 @@ public final class Iommu {
         d.markFreed();
     }
 
-    public List<IommuGroup> groups() {
+    public synchronized List<IommuGroup> groups() {
         return List.copyOf(groups);
     }
 
     /** Every live domain, including the static identity and blocking ones. */
-    public List<IommuDomain> domains() {
+    public synchronized List<IommuDomain> domains() {
         return List.copyOf(domains);
     }
 
@@ -147,7 +148,7 @@ public final class Iommu {
         tracer.emit(TraceKind.FAULT, f.device(), f.iova(), 0, (f.write() ? "write" : "read") + " domain " + f.domainId() + ": " + f.reason());
     }
 
-    private IommuDomain newDomain(IommuDomainType type) {
+    private synchronized IommuDomain newDomain(IommuDomainType type) {
         IommuDomain d = new IommuDomain(nextDomainId.getAndIncrement(), type, this, tracer);
         domains.add(d);
         return d;

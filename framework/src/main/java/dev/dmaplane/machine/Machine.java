@@ -13,7 +13,6 @@ import dev.dmaplane.hw.impl.DeviceModels;
 import dev.dmaplane.iommu.Iommu;
 import dev.dmaplane.iommu.IommuDomain;
 import dev.dmaplane.iommu.IommuDomainType;
-import dev.dmaplane.iommu.IommuGroup;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.mem.PhysicalAddressMap;
@@ -59,6 +58,7 @@ public final class Machine implements AutoCloseable {
     private final List<AutoCloseable> models = new ArrayList<>();
     /** The physical-map region of each memory BAR; filled at start, read-only afterwards. */
     private final Map<Bar, BarRegion> barRegions = new IdentityHashMap<>();
+    private long pciWindowReservations;
     private volatile boolean closed;
 
     /** Boot-time choices that are not part of the machine file. */
@@ -124,9 +124,8 @@ public final class Machine implements AutoCloseable {
     private void start() {
         if (iommu.enabled()) {
             for (List<PciFunction> group : pci.isolationGroups()) {
-                iommu.addGroup(group);
+                reservePciWindows(iommu.addGroup(group).defaultDomain(), group);
             }
-            reservePciWindows();
         }
         for (PciFunction fn : pci.functions()) {
             for (Bar bar : fn.bars()) {
@@ -159,29 +158,30 @@ public final class Machine implements AutoCloseable {
     }
 
     /**
-     * Keeps every DMA domain's IOVAs out of the root ports' memory windows ({@code iova_reserve_pci_windows} in
-     * {@code drivers/iommu/dma-iommu.c}): an IOVA there would be claimed by a switch below the root port and routed
-     * to a peer's BAR instead of reaching the IOMMU.
+     * Keeps a group's DMA domain's IOVAs out of the windows of its devices' host bridge, as {@code iommu_dma_init_domain}
+     * does with {@code iova_reserve_pci_windows} ({@code drivers/iommu/dma-iommu.c}): an IOVA there would be claimed
+     * by a bridge or switch below the host bridge and routed to a peer's BAR instead of reaching the IOMMU. Each
+     * domain reserves only its own host bridge's few windows, so boot does work linear in the number of groups.
      */
-    private void reservePciWindows() {
-        List<ConfigSpace.Window> windows = new ArrayList<>();
-        for (HostBridge hb : pci.hostBridges()) {
-            for (PciFunction port : hb.rootBus().devices()) {
-                if (port.isBridge()) {
-                    port.configSpace().memoryWindow().ifPresent(windows::add);
-                    port.configSpace().prefetchableWindow().ifPresent(windows::add);
+    private void reservePciWindows(IommuDomain domain, List<PciFunction> group) {
+        if (domain.type() != IommuDomainType.DMA) {
+            return;
+        }
+        Set<HostBridge> hosts = Collections.newSetFromMap(new IdentityHashMap<>());
+        for (PciFunction fn : group) {
+            HostBridge hb = fn.pciBus().hostBridge();
+            if (hosts.add(hb)) {
+                for (ConfigSpace.Window w : hb.windows()) {
+                    domain.iovaAllocator().reserve(w.base(), w.limit() + 1);
+                    pciWindowReservations++;
                 }
             }
         }
-        Set<IommuDomain> done = Collections.newSetFromMap(new IdentityHashMap<>());
-        for (IommuGroup g : iommu.groups()) {
-            IommuDomain d = g.defaultDomain();
-            if (d.type() == IommuDomainType.DMA && done.add(d)) {
-                for (ConfigSpace.Window w : windows) {
-                    d.iovaAllocator().reserve(w.base(), w.limit() + 1);
-                }
-            }
-        }
+    }
+
+    /** IOVA reservations made for PCI windows at boot, summed over the DMA domains: linear in the groups. */
+    long pciWindowReservations() {
+        return pciWindowReservations;
     }
 
     public Tracer tracer() {

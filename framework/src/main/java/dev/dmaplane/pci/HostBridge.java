@@ -1,5 +1,6 @@
 package dev.dmaplane.pci;
 
+import java.util.List;
 import java.util.Objects;
 
 /**
@@ -11,12 +12,14 @@ public final class HostBridge {
     private final int domain;
     private final String name;
     private final boolean p2pAllowed;
+    private final List<ConfigSpace.Window> windows;
     private PciBus rootBus;
 
-    HostBridge(int domain, String name, boolean p2pAllowed) {
+    HostBridge(int domain, String name, boolean p2pAllowed, List<ConfigSpace.Window> windows) {
         this.domain = domain;
         this.name = Objects.requireNonNull(name, "name");
         this.p2pAllowed = p2pAllowed;
+        this.windows = List.copyOf(windows);
     }
 
     void setRootBus(PciBus bus) {
@@ -35,6 +38,15 @@ public final class HostBridge {
     /** Whether peer-to-peer DMA between root ports of this host bridge is allowed. */
     public boolean p2pAllowed() {
         return p2pAllowed;
+    }
+
+    /**
+     * The memory apertures this host bridge decodes for its hierarchy ({@code bridge->windows}, from firmware's
+     * {@code _CRS}): the parts of the 32-bit and the 64-bit MMIO windows its BARs and bridge windows were placed in,
+     * inclusive, 32-bit first; empty when nothing below it has a BAR.
+     */
+    public List<ConfigSpace.Window> windows() {
+        return windows;
     }
 
     public PciBus rootBus() {

@@ -25,16 +25,20 @@ final class TopologyBuilder {
 
     static PciTopology build(MachineSpec spec) {
         List<BusPlan.Host> plan = BusPlan.plan(spec);
-        Map<BusPlan.Node, MmioPlan.Layout> layout = MmioPlan.assign(plan, TopologyLoader.MMIO64_BASE,
+        MmioPlan.Assignment mmio = MmioPlan.assign(plan, TopologyLoader.MMIO64_BASE,
                 TopologyLoader.MMIO64_LIMIT, TopologyLoader.MMIO32_BASE, TopologyLoader.MMIO32_LIMIT);
+        Map<BusPlan.Node, MmioPlan.Layout> layout = mmio.functions();
         DeviceMemoryPool pool = new DeviceMemoryPool();
         java.util.concurrent.atomic.AtomicInteger configWrites = new java.util.concurrent.atomic.AtomicInteger();
         try {
             List<HostBridge> hosts = new ArrayList<>();
             for (BusPlan.Host h : plan) {
                 HostBridgeSpec hs = h.spec();
+                List<ConfigSpace.Window> windows = mmio.hostWindows().get(h).stream()
+                        .map(r -> new ConfigSpace.Window(r.base(), r.limit())).toList();
                 HostBridge hb = new HostBridge(hs.domain(),
-                        hs.name().orElse(String.format("pci%04x:%02x", hs.domain(), hs.rootBus())), hs.p2pAllowed());
+                        hs.name().orElse(String.format("pci%04x:%02x", hs.domain(), hs.rootBus())), hs.p2pAllowed(),
+                        windows);
                 PciBus root = new PciBus(hb, hs.rootBus(), null, null);
                 hb.setRootBus(root);
                 for (BusPlan.Node n : h.children()) {

@@ -164,4 +164,31 @@ class DeviceCoreTest {
         assertTrue(e.getMessage().contains("0x10000"));
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> MatchEntry.Auxiliary.of("nodot")).errno());
     }
+
+    /**
+     * Adding and removing devices looks each name up once ({@code bus_find_device_by_name} over the bus's klist is
+     * linear in the kernel; a machine of thousands of PCI functions needs a keyed lookup): the steps grow linearly.
+     */
+    @Test
+    void deviceLookupStepsGrowLinearlyWithTheDevices() {
+        long small = addAndRemove(500);
+        long large = addAndRemove(1000);
+        assertTrue(large <= 2 * small, "500 devices: " + small + " lookup steps, 1000 devices: " + large);
+    }
+
+    private static long addAndRemove(int n) {
+        DeviceCore c = new DeviceCore(new Tracer());
+        List<TestDevice> devs = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            TestDevice d = new TestDevice(String.format("0000:%02x:%02x.0", i / 32, i % 32), 0x1da0, 2, 0x020000);
+            c.addDevice(d, null);
+            devs.add(d);
+        }
+        assertTrue(c.findDevice(devs.get(n - 1).name()).isPresent());
+        for (int i = n - 1; i >= 0; i--) {
+            c.removeDevice(devs.get(i));
+        }
+        assertTrue(c.devices().isEmpty());
+        return c.lookupSteps();
+    }
 }

@@ -42,6 +42,13 @@ public final class MmioPlan {
     public record Layout(Map<Integer, Long> bars, Optional<Range> memoryWindow, Optional<Range> prefetchableWindow) {
     }
 
+    /**
+     * The whole plan: each function's layout, and each host bridge's apertures, the ranges of the MMIO windows
+     * given to its hierarchy (what firmware reports as the host bridge's windows, {@code bridge->windows}).
+     */
+    public record Assignment(Map<BusPlan.Node, Layout> functions, Map<BusPlan.Host, List<Range>> hostWindows) {
+    }
+
     private static final class Item {
         final long size;
         final long align;
@@ -65,6 +72,7 @@ public final class MmioPlan {
     private final Map<BusPlan.Node, Map<Integer, Long>> bars = new IdentityHashMap<>();
     private final Map<BusPlan.Node, Range> memWindows = new IdentityHashMap<>();
     private final Map<BusPlan.Node, Range> prefWindows = new IdentityHashMap<>();
+    private final Map<BusPlan.Host, List<Range>> hostWindows = new IdentityHashMap<>();
 
     /** Whether {@code bar} belongs in the 64-bit prefetchable window. */
     public static boolean isHigh(BarSpec bar) {
@@ -76,20 +84,22 @@ public final class MmioPlan {
      *
      * @throws ErrnoException {@code ENOSPC} naming the host bridge whose BARs do not fit a window
      */
-    public static Map<BusPlan.Node, Layout> assign(List<BusPlan.Host> hosts, long base64, long limit64, long base32,
-                                                   long limit32) {
+    public static Assignment assign(List<BusPlan.Host> hosts, long base64, long limit64, long base32, long limit32) {
         MmioPlan p = new MmioPlan();
         long cursor64 = base64;
         long cursor32 = base32;
         for (BusPlan.Host h : hosts) {
-            cursor64 = p.place(h, true, cursor64, limit64);
+            p.hostWindows.put(h, new ArrayList<>(2));
             cursor32 = p.place(h, false, cursor32, limit32);
+            cursor64 = p.place(h, true, cursor64, limit64);
         }
         Map<BusPlan.Node, Layout> out = new IdentityHashMap<>();
+        Map<BusPlan.Host, List<Range>> windows = new IdentityHashMap<>();
         for (BusPlan.Host h : hosts) {
             p.collect(h.children(), out);
+            windows.put(h, List.copyOf(p.hostWindows.get(h)));
         }
-        return out;
+        return new Assignment(out, windows);
     }
 
     private long place(BusPlan.Host h, boolean high, long cursor, long limit) {
@@ -110,6 +120,7 @@ public final class MmioPlan {
                     h.path(), high ? "64-bit prefetchable" : "32-bit", cursor, limit, r.size, r.align));
         }
         assign(r, base, high);
+        hostWindows.get(h).add(new Range(base, base + r.size - 1));
         return base + r.size;
     }
 
