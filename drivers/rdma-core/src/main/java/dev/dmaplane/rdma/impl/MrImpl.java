@@ -316,11 +316,13 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
         checkRange(a, len, fail);
     }
 
+    /** {@code mr_check_range}: unsigned, so no address from {@code iova + 2^63} on passes and wraps back inside. */
     private void checkRange(long a, long len, WcStatus fail) {
         UserMemory u = umem;
-        if (Long.compareUnsigned(a, u.iova) < 0 || len > u.length || a - u.iova > u.length - len) {
-            throw new AccessFault(fail, Errno.EFAULT, "range 0x" + Long.toHexString(a) + "+" + len
-                    + " is outside mr [0x" + Long.toHexString(u.iova) + ", +" + u.length + ")");
+        IovaRange r = new IovaRange(u.iova, u.length);
+        if (!r.covers(a, len)) {
+            throw new AccessFault(fail, Errno.EFAULT, "range 0x" + Long.toHexString(a) + "+0x" + Long.toHexString(len)
+                    + " is outside mr " + r);
         }
     }
 

@@ -154,11 +154,9 @@ final class MwImpl extends ObjectImpl implements MemoryWindow, HwMw {
             if ((acc & (Access.REMOTE_WRITE | Access.REMOTE_ATOMIC)) != 0 && (mrAccess & Access.LOCAL_WRITE) == 0) {
                 return WcStatus.MW_BIND_ERR;                                           // C10-74
             }
-            if ((acc & Access.ZERO_BASED) != 0) {                                     // C10-75
-                if (info.length() > target.length()) {
-                    return WcStatus.MW_BIND_ERR;
-                }
-            } else if (info.addr() < target.iova() || info.addr() + info.length() > target.iova() + target.length()) {
+            // C10-75, compared unsigned as mr_check_range compares (a zero-based window counts from the region's start)
+            IovaRange region = new IovaRange((acc & Access.ZERO_BASED) != 0 ? 0 : target.iova(), target.length());
+            if (!region.covers((acc & Access.ZERO_BASED) != 0 ? 0 : info.addr(), info.length())) {
                 return WcStatus.MW_BIND_ERR;
             }
         }
@@ -236,10 +234,10 @@ final class MwImpl extends ObjectImpl implements MemoryWindow, HwMw {
                         + Access.toString(access) + " over " + length + " bytes");
             }
             boolean zb = (access & Access.ZERO_BASED) != 0;
-            long lo = zb ? 0 : addr;
-            if (a < lo || len > length || a - lo > length - len) {
-                throw new AccessFault(f, Errno.EFAULT, "range 0x" + Long.toHexString(a) + "+" + len + " is outside window 0x"
-                        + Integer.toHexString(key));
+            IovaRange window = new IovaRange(zb ? 0 : addr, length);
+            if (!window.covers(a, len)) {
+                throw new AccessFault(f, Errno.EFAULT, "range 0x" + Long.toHexString(a) + "+0x" + Long.toHexString(len)
+                        + " is outside window 0x" + Integer.toHexString(key) + " " + window);
             }
             target = mr;
             mrAddr = zb ? addr + a : a;
