@@ -11,8 +11,9 @@ import java.util.List;
 
 /** A lease over bus ranges; every byte moves through the device's bus master, so the IOMMU checks it. */
 final class LeaseImpl implements DmaLease {
-    static final LeaseImpl EMPTY = new LeaseImpl(List.of(), null, () -> {
-    }, false);
+    /** What closing an empty lease does: nothing, it holds no lock. */
+    private static final Runnable NOTHING_HELD = () -> {
+    };
 
     private final List<DmaSegment> segments;
     private final BusMaster bus;
@@ -32,6 +33,14 @@ final class LeaseImpl implements DmaLease {
             n += s.length();
         }
         this.length = n;
+    }
+
+    /**
+     * A lease of no bytes, for a zero-length access (IBA C9-88: no key or address needed). A new one each time: a
+     * lease has a state (open, closed) that its user changes, so none is shared.
+     */
+    static LeaseImpl empty() {
+        return new LeaseImpl(List.of(), null, NOTHING_HELD, false);
     }
 
     @Override

@@ -49,7 +49,7 @@ final class MemoryAccessImpl implements MemoryAccess {
             throw new ErrnoException(Errno.EINVAL, "negative length " + length);
         }
         if (length == 0) {
-            return LeaseImpl.EMPTY;
+            return LeaseImpl.empty();
         }
         MrImpl mr = KeyTable.isMwKey(lkey) ? null : dev.keys.mr(lkey);
         if (mr == null) {
@@ -74,7 +74,7 @@ final class MemoryAccessImpl implements MemoryAccess {
             throw new ErrnoException(Errno.EINVAL, "negative length " + length);
         }
         if (length == 0) {
-            return LeaseImpl.EMPTY;
+            return LeaseImpl.empty();
         }
         if (KeyTable.isMwKey(rkey)) {
             MwImpl mw = dev.keys.mw(rkey);
