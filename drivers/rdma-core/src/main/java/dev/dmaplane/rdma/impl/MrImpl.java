@@ -23,6 +23,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import java.util.function.Function;
 
@@ -31,13 +32,25 @@ import java.util.function.Function;
  * {@code ib_check_mr_access}, range as {@code ib_umem_get}, memory from {@link PinnedUserMemory},
  * {@link OdpUserMemory} or {@link DmabufUserMemory} ({@code ibv_reg_dmabuf_mr}), keys {@code index << 8 | key} from the device's {@link KeyTable} (lkey and rkey equal, as
  * rxe makes them). Accesses of the data path hold the read lock of {@link #rw}; deregistration, re-registration
- * and ODP or dma-buf invalidation take the write lock, so they wait for accesses in progress.
+ * and ODP or dma-buf invalidation take the write lock, so they wait for accesses in progress. Deregistration and
+ * re-registration also hold {@link #lifecycle} throughout, so they never overlap.
  */
 final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
     final ReentrantReadWriteLock rw = new ReentrantReadWriteLock();
     /** What closing a lease does: the read lock it held. */
     private final Runnable unlockRead = () -> rw.readLock().unlock();
     final AtomicInteger boundWindows = new AtomicInteger();
+    /**
+     * The region's lifecycle lock ({@code ib_uverbs_rereg_mr} and {@code ib_uverbs_dereg_mr} both hold the uobject's
+     * write lock): deregistration and re-registration run one at a time, each from its check of {@link #released}
+     * to its last change, so neither works on memory the other gave back. Taken before {@link #rw}.
+     */
+    private final ReentrantLock lifecycle = new ReentrantLock();
+    /** Set, under {@link #lifecycle}, once {@link #release} has begun to give everything back. */
+    private boolean released;
+    /** Test hook: runs in {@link #rereg} right after its state check, under {@link #lifecycle}. */
+    volatile Runnable reregChecked = () -> {
+    };
     private final int index;
     private volatile PdImpl pd;
     private volatile int key;
@@ -209,25 +222,43 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
         pd.regions.decrementAndGet();
     }
 
+    /** A hold of {@link #lifecycle}, released by closing it. */
+    private interface LifecycleHold extends AutoCloseable {
+        @Override
+        void close();
+    }
+
+    private LifecycleHold holdLifecycle() {
+        lifecycle.lock();
+        return lifecycle::unlock;
+    }
+
     @Override
     void release(RemoveReason reason) {
-        if (reason == RemoveReason.DESTROY && boundWindows.get() > 0) {
-            // IBA 10.6.7.2.6 (rxe_dereg_mr): a region with bound windows cannot be deregistered
-            throw new ErrnoException(Errno.EINVAL, "mr " + handle() + " has " + boundWindows.get() + " memory window(s) bound");
+        try (LifecycleHold h = holdLifecycle()) {
+            if (released) {
+                throw new ErrnoException(Errno.EINVAL, "mr " + handle() + " was deregistered");
+            }
+            if (reason == RemoveReason.DESTROY && boundWindows.get() > 0) {
+                // IBA 10.6.7.2.6 (rxe_dereg_mr): a region with bound windows cannot be deregistered
+                throw new ErrnoException(Errno.EINVAL, "mr " + handle() + " has " + boundWindows.get() + " memory window(s) bound");
+            }
+            released = true;
+            for (MwImpl w : dev.keys.windows()) {
+                w.unbindFrom(this);
+            }
+            dev.provider.deregMr(this);
+            teardown();
         }
-        for (MwImpl w : dev.keys.windows()) {
-            w.unbindFrom(this);
-        }
-        dev.provider.deregMr(this);
-        teardown();
     }
 
     @Override
     public void rereg(int flags, ProtectionDomain newPd, long newAddr, long newLength, int newAccess) {
-        try (UContext.Call c = ctx.enter()) {
-            if (isDestroyed()) {
+        try (UContext.Call c = ctx.enter(); LifecycleHold h = holdLifecycle()) {
+            if (released) {
                 throw new ErrnoException(Errno.EINVAL, "mr " + handle() + " was deregistered");
             }
+            reregChecked.run();
             if (flags == 0 || (flags & ~ReregFlags.ALL) != 0) {
                 throw new ErrnoException(Errno.EINVAL, "rereg flags 0x" + Integer.toHexString(flags));
             }
