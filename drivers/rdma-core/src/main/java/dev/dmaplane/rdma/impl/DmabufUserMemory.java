@@ -237,6 +237,7 @@ final class DmabufUserMemory extends UserMemory {
         if (m == null) {
             throw new IllegalStateException("dma-buf region of " + buf + " is not mapped under the read lock");
         }
+        checkSpan(offset, len);
         List<DmaSegment> out = new ArrayList<>();
         long pos = addr + offset;
         long end = pos + len;

@@ -373,7 +373,12 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
         });
     }
 
-    /** @param keyed through the region's own key (a window's lease is not stable: an invalidation may end it) */
+    /**
+     * Checks, makes present (on demand: faults in; dma-buf: maps) and translates; returns with the read lock held,
+     * which the lease releases. A translation that refuses the range fails the access like the range check would.
+     *
+     * @param keyed through the region's own key (a window's lease is not stable: an invalidation may end it)
+     */
     private DmaLease lease(long a, long len, boolean write, WcStatus fail, boolean keyed, Runnable check) {
         UserMemory u = umem;
         if (u instanceof OdpUserMemory odp) {
@@ -386,9 +391,7 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
                 throw new AccessFault(fail, e.errno(), "on-demand page fault at 0x" + Long.toHexString(a) + "+" + len
                         + " failed: " + e.getMessage(), e);
             }
-            return newLease(umem, a, len, keyed);
-        }
-        if (u instanceof DmabufUserMemory d) {
+        } else if (u instanceof DmabufUserMemory d) {
             check.run(); // before the buffer is mapped
             try {
                 d.makePresent(rw, check);
@@ -398,21 +401,39 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
                 throw new AccessFault(fail, e.errno(), "mapping dma-buf " + d.dmabuf().ino() + " for 0x"
                         + Long.toHexString(a) + "+" + len + " failed: " + e.getMessage(), e);
             }
-            return newLease(umem, a, len, keyed);
+        } else {
+            rw.readLock().lock(); // pinned: the checks under the lock are the ones that count
+            try {
+                check.run();
+                u = umem;
+            } catch (RuntimeException e) {
+                rw.readLock().unlock();
+                throw e;
+            }
         }
-        rw.readLock().lock(); // pinned: the checks under the lock are the ones that count
         try {
-            check.run();
-            return newLease(umem, a, len, keyed);
+            return newLease(u, a, len, keyed, fail);
         } catch (RuntimeException e) {
             rw.readLock().unlock();
             throw e;
         }
     }
 
-    /** Called with the read lock held; the lease releases it. */
-    private DmaLease newLease(UserMemory u, long a, long len, boolean keyed) {
-        List<DmaSegment> segs = u.translate(a - u.iova, len);
+    /** Called with the read lock held and the checks passed under it; the lease releases the lock. */
+    private DmaLease newLease(UserMemory u, long a, long len, boolean keyed, WcStatus fail) {
+        if (umem != u) {
+            throw new AccessFault(fail, Errno.EINVAL, "mr " + handle() + " was re-registered during the access to 0x"
+                    + Long.toHexString(a));
+        }
+        List<DmaSegment> segs;
+        try {
+            segs = u.translate(a - u.iova, len);
+        } catch (AccessFault f) {
+            throw f;
+        } catch (ErrnoException e) {
+            throw new AccessFault(fail, e.errno(), "translation of 0x" + Long.toHexString(a) + "+0x" + Long.toHexString(len)
+                    + " refused: " + e.getMessage(), e);
+        }
         return new LeaseImpl(segs, dev.bus, unlockRead, keyed && u instanceof PinnedUserMemory);
     }
 
@@ -478,6 +499,11 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
     @Override
     public Optional<DmaBuf> dmabuf() {
         return umem instanceof DmabufUserMemory d ? Optional.of(d.dmabuf()) : Optional.empty();
+    }
+
+    /** The memory behind the region now. */
+    UserMemory userMemory() {
+        return umem;
     }
 
     /** The dma-buf memory of a region of {@code regDmabufMr}, or null. */

@@ -3,6 +3,8 @@ package dev.dmaplane.rdma.impl;
 import dev.dmaplane.dma.DmaApi;
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaSegment;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.mm.IntervalNotifier;
@@ -94,9 +96,16 @@ final class OdpUserMemory extends UserMemory implements IntervalNotifier {
      * and returns with {@code rw}'s read lock held, the pages guaranteed until it is released.
      *
      * @param check run under the read lock before the pages are used; throws to refuse
-     * @throws dev.dmaplane.errno.ErrnoException as {@link AddressSpace#faultRange} refuses (no lock held then)
+     * @throws ErrnoException {@code EFAULT} for a span not inside the region, {@code EINVAL} for an empty one
+     *                        (nothing is faulted in then), else as {@link AddressSpace#faultRange} refuses (no lock
+     *                        held then)
      */
     void makePresent(long offset, long len, boolean write, ReentrantReadWriteLock rw, Runnable check) {
+        checkSpan(offset, len);
+        if (len == 0) {
+            throw new ErrnoException(Errno.EINVAL, "on-demand fault of 0 bytes at offset 0x" + Long.toHexString(offset)
+                    + ": nothing to make present");
+        }
         int first = (int) ((addr + offset - start) >>> HostMemory.PAGE_SHIFT);
         int last = (int) ((addr + offset + len - 1 - start) >>> HostMemory.PAGE_SHIFT);
         long va = start + ((long) first << HostMemory.PAGE_SHIFT);
@@ -141,6 +150,7 @@ final class OdpUserMemory extends UserMemory implements IntervalNotifier {
 
     @Override
     synchronized List<DmaSegment> translate(long offset, long len) {
+        checkSpan(offset, len);
         List<DmaSegment> out = new ArrayList<>();
         long va = addr + offset;
         long end = va + len;

@@ -100,6 +100,7 @@ final class PinnedUserMemory extends UserMemory {
     /** The HCA's view: through the block table, as its MTT would translate. */
     @Override
     List<DmaSegment> translate(long offset, long len) {
+        checkSpan(offset, len);
         long va = iova + offset;
         long end = va + len;
         long base = iova >>> shift;

@@ -1,6 +1,8 @@
 package dev.dmaplane.rdma.impl;
 
 import dev.dmaplane.dma.DmaSegment;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 
 import java.util.List;
 
@@ -43,8 +45,24 @@ abstract class UserMemory {
     /**
      * Bus ranges of {@code [offset, offset + len)} from the region's first byte. The caller holds the region's
      * read lock (pinned) or has made the pages present (on demand).
+     *
+     * @throws ErrnoException {@code EFAULT} for a span not inside the region ({@link #checkSpan}), before any look-up
      */
     abstract List<DmaSegment> translate(long offset, long len);
+
+    /**
+     * Refuses {@code [offset, offset + len)} unless it lies inside {@code [0, length)}, compared unsigned: the
+     * translation's own bound, below the key's range check ({@code mr_check_range}), so that no offset ever
+     * indexes a table out of range or reaches memory outside the region.
+     *
+     * @throws ErrnoException {@code EFAULT} naming the span
+     */
+    final void checkSpan(long offset, long len) {
+        if (!new IovaRange(0, length).covers(offset, len)) {
+            throw new ErrnoException(Errno.EFAULT, "offset 0x" + Long.toHexString(offset) + "+0x" + Long.toHexString(len)
+                    + " is outside the " + length + " bytes of the region at iova 0x" + Long.toHexString(iova));
+        }
+    }
 
     /**
      * What must happen before {@link #release()} without the region's lock held (stopping a notifier; for a dma-buf,
