@@ -19,9 +19,11 @@ import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
 import dev.dmaplane.trace.TraceKind;
+import com.sun.management.ThreadMXBean;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
+import java.lang.management.ManagementFactory;
 import java.util.List;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
@@ -165,5 +167,39 @@ class OdpTest {
         assertEquals(maps, f.machine.activeDmaMappings(hca), "exit_mmap's RELEASE unmapped the ODP page");
         assertEquals(srcBefore, f.machine.memory().pinsOutstanding(), "the pinned region keeps its pins after exit");
         mr2.destroy();
+    }
+
+    /**
+     * {@code ib_umem_odp_get} sizes nothing by the region: the kernel's {@code pfn_list}/{@code dma_list} hold what
+     * {@code hmm_range_fault} filled. A region of exactly {@code max_mr_size} (1 TiB, 2^28 pages) costs no per-page
+     * state until touched, then works at its far end.
+     */
+    @Test
+    void aRegionOfMaxMrSizeTakesNoPerPageStateAndWorksAtItsFarEnd() {
+        long size = f.device().attr().maxMrSize();
+        assertEquals(1L << 40, size);
+        long va = 0x7000_0000_0000L;
+        long far = va + size - 2 * PAGE;
+        f.mm.mmapAnonymousFixed(far, 2 * PAGE, Prot.PROT_READ | Prot.PROT_WRITE); // only the last two pages exist
+        int maps = f.machine.activeDmaMappings(hca);
+        ThreadMXBean threads = (ThreadMXBean) ManagementFactory.getThreadMXBean();
+        long tid = Thread.currentThread().threadId();
+        long allocated = threads.getThreadAllocatedBytes(tid);
+        MemoryRegion mr = pd.regMr(va, size, Fixture.ALL_REMOTE | Access.ON_DEMAND);
+        long took = threads.getThreadAllocatedBytes(tid) - allocated;
+        assertTrue(took < 1 << 20, "registering 2^28 pages on demand allocated " + took + " bytes");
+        assertEquals(size, mr.length());
+        assertEquals(maps, f.machine.activeDmaMappings(hca), "nothing mapped");
+
+        f.write(src, "at the far end of a terabyte".getBytes());
+        assertEquals(WcStatus.SUCCESS, write(va + size - PAGE - 14, mr.rkey(), 28), "across the last two pages");
+        assertArrayEquals("at the far end of a terabyte".getBytes(), f.read(va + size - PAGE - 14, 28));
+        assertEquals(maps + 2, f.machine.activeDmaMappings(hca), "the two touched pages, and only they, are mapped");
+        assertEquals(WcStatus.REM_ACCESS_ERR, write(va + size - 4, mr.rkey(), 8), "past the end");
+        assertEquals(WcStatus.REM_ACCESS_ERR, write(va, mr.rkey(), 8), "its first page has no memory");
+
+        f.mm.munmap(far, 2 * PAGE);
+        assertEquals(maps, f.machine.activeDmaMappings(hca), "the invalidation unmapped them");
+        mr.destroy();
     }
 }

@@ -15,7 +15,11 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.util.ArrayList;
+import java.util.Iterator;
 import java.util.List;
+import java.util.Map;
+import java.util.NavigableMap;
+import java.util.TreeMap;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
@@ -25,21 +29,27 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * protocol under the region's lock (the kernel's {@code umem_mutex}). An invalidation (munmap, migration,
  * mprotect, exit) takes the region's write lock, so it waits for accesses in progress, then unmaps the pages of
  * the range; the next access faults them in again, or fails when they are gone.
+ *
+ * <p>Like {@code ib_umem_odp}'s {@code pfn_list} and {@code dma_list} filled by {@code hmm_range_fault}, what it
+ * keeps per page exists only for pages faulted in and mapped: a map from page index to {@link OdpPage}, so a region
+ * of {@code max_mr_size} costs nothing until the HCA touches it, and only what it touched.
  */
 final class OdpUserMemory extends UserMemory implements IntervalNotifier {
     private static final Logger LOG = LoggerFactory.getLogger(OdpUserMemory.class);
     private static final long PAGE = HostMemory.PAGE_SIZE;
 
+    /** A page faulted in and mapped: its frame, its DMA address, and whether it was faulted for writing. */
+    private record OdpPage(long phys, long dma, boolean forWrite) {
+    }
+
     private final AddressSpace mm;
     private final DmaApi dma;
     private final MrImpl mr;
+    /** The first page's address and the end of the last page. */
     private final long start;
-    private final int npages;
-    private final long[] phys;
-    private final long[] dmaAddr;
-    private final boolean[] present;
-    private final boolean[] forWrite;
-    private int mapped;
+    private final long end;
+    /** Present pages by index from {@link #start}; guarded by this. */
+    private final NavigableMap<Long, OdpPage> present = new TreeMap<>();
     private IntervalSubscription sub;
 
     private OdpUserMemory(long addr, long length, long iova, AddressSpace mm, DmaApi dma, MrImpl mr) {
@@ -48,21 +58,13 @@ final class OdpUserMemory extends UserMemory implements IntervalNotifier {
         this.dma = dma;
         this.mr = mr;
         this.start = addr & -PAGE;
-        long pages = ((addr + length + PAGE - 1) & -PAGE) - start >>> HostMemory.PAGE_SHIFT;
-        if (pages > Integer.MAX_VALUE - 8) {
-            throw new dev.dmaplane.errno.ErrnoException(dev.dmaplane.errno.Errno.ENOMEM, "ODP region of " + pages + " pages");
-        }
-        this.npages = (int) pages;
-        this.phys = new long[npages];
-        this.dmaAddr = new long[npages];
-        this.present = new boolean[npages];
-        this.forWrite = new boolean[npages];
+        this.end = (addr + length + PAGE - 1) & -PAGE;
     }
 
     /** {@code ib_umem_odp_get}: sets up the mirror and inserts its interval notifier. */
     static OdpUserMemory get(AddressSpace mm, DmaApi dma, long addr, long length, long iova, MrImpl mr) {
         OdpUserMemory o = new OdpUserMemory(addr, length, iova, mm, dma, mr);
-        o.sub = mm.registerNotifier(o.start, (long) o.npages * PAGE, o);
+        o.sub = mm.registerNotifier(o.start, o.end - o.start, o);
         return o;
     }
 
@@ -88,7 +90,12 @@ final class OdpUserMemory extends UserMemory implements IntervalNotifier {
 
     @Override
     synchronized int dmaMappings() {
-        return mapped;
+        return present.size();
+    }
+
+    /** The index from {@link #start} of the page holding byte {@code offset} of the region. */
+    private long pageOf(long offset) {
+        return (addr + offset - start) >>> HostMemory.PAGE_SHIFT;
     }
 
     /**
@@ -106,10 +113,10 @@ final class OdpUserMemory extends UserMemory implements IntervalNotifier {
             throw new ErrnoException(Errno.EINVAL, "on-demand fault of 0 bytes at offset 0x" + Long.toHexString(offset)
                     + ": nothing to make present");
         }
-        int first = (int) ((addr + offset - start) >>> HostMemory.PAGE_SHIFT);
-        int last = (int) ((addr + offset + len - 1 - start) >>> HostMemory.PAGE_SHIFT);
-        long va = start + ((long) first << HostMemory.PAGE_SHIFT);
-        long span = (long) (last - first + 1) << HostMemory.PAGE_SHIFT;
+        long first = pageOf(offset);
+        long last = pageOf(offset + len - 1);
+        long va = start + (first << HostMemory.PAGE_SHIFT);
+        long span = (last - first + 1) << HostMemory.PAGE_SHIFT;
         while (true) {
             long seq = sub.readBegin();
             long[] p = mm.faultRange(va, span, write);
@@ -121,21 +128,17 @@ final class OdpUserMemory extends UserMemory implements IntervalNotifier {
                     continue;
                 }
                 synchronized (this) {
-                    for (int i = first; i <= last; i++) {
-                        long pa = p[i - first];
-                        if (present[i] && phys[i] == pa && (!write || forWrite[i])) {
+                    for (long i = first; i <= last; i++) {
+                        long pa = p[(int) (i - first)];
+                        OdpPage had = present.get(i);
+                        if (had != null && had.phys() == pa && (!write || had.forWrite())) {
                             continue;
                         }
-                        if (present[i]) {
-                            dma.unmapSingle(dmaAddr[i], PAGE, DmaDirection.BIDIRECTIONAL);
-                            present[i] = false;
-                            mapped--;
+                        if (had != null) {
+                            present.remove(i);
+                            dma.unmapSingle(had.dma(), PAGE, DmaDirection.BIDIRECTIONAL);
                         }
-                        dmaAddr[i] = dma.mapSingle(pa, PAGE, DmaDirection.BIDIRECTIONAL);
-                        phys[i] = pa;
-                        forWrite[i] = write;
-                        present[i] = true;
-                        mapped++;
+                        present.put(i, new OdpPage(pa, dma.mapSingle(pa, PAGE, DmaDirection.BIDIRECTIONAL), write));
                     }
                 }
                 keep = true;
@@ -153,17 +156,18 @@ final class OdpUserMemory extends UserMemory implements IntervalNotifier {
         checkSpan(offset, len);
         List<DmaSegment> out = new ArrayList<>();
         long va = addr + offset;
-        long end = va + len;
+        long stop = va + len;
         long segStart = -1;
         long segLen = 0;
-        while (va < end) {
-            int i = (int) ((va - start) >>> HostMemory.PAGE_SHIFT);
+        while (va < stop) {
+            long i = (va - start) >>> HostMemory.PAGE_SHIFT;
             long in = va & (PAGE - 1);
-            long n = Math.min(PAGE - in, end - va);
-            if (!present[i]) {
+            long n = Math.min(PAGE - in, stop - va);
+            OdpPage page = present.get(i);
+            if (page == null) {
                 throw new IllegalStateException("ODP page " + i + " is not present under the read lock");
             }
-            long bus = dmaAddr[i] + in;
+            long bus = page.dma() + in;
             if (segStart >= 0 && segStart + segLen == bus) {
                 segLen += n;
             } else {
@@ -185,7 +189,7 @@ final class OdpUserMemory extends UserMemory implements IntervalNotifier {
     @Override
     public void invalidate(MmuRange range, InvalidateReason reason, long seq) {
         long s = Math.max(range.start(), start);
-        long e = Math.min(range.end(), start + (long) npages * PAGE);
+        long e = Math.min(range.end(), end);
         if (s >= e) {
             return;
         }
@@ -196,22 +200,22 @@ final class OdpUserMemory extends UserMemory implements IntervalNotifier {
             if (iovaEnd > iovaStart) {
                 mr.dev.provider.invalidateRange(mr, iovaStart, iovaEnd - iovaStart);
             }
-            unmap((int) ((s - start) >>> HostMemory.PAGE_SHIFT), (int) ((e - 1 - start) >>> HostMemory.PAGE_SHIFT));
+            unmap((s - start) >>> HostMemory.PAGE_SHIFT, (e - 1 - start) >>> HostMemory.PAGE_SHIFT);
         } finally {
             mr.rw.writeLock().unlock();
         }
     }
 
-    private synchronized void unmap(int first, int last) {
-        for (int i = first; i <= last; i++) {
-            if (present[i]) {
-                try {
-                    dma.unmapSingle(dmaAddr[i], PAGE, DmaDirection.BIDIRECTIONAL);
-                } catch (RuntimeException ex) {
-                    LOG.error("{}: unmap of an ODP page failed", dma.deviceName(), ex);
-                }
-                present[i] = false;
-                mapped--;
+    /** Unmaps the present pages with indices {@code first..last}: only those, however wide the range. */
+    private synchronized void unmap(long first, long last) {
+        Iterator<Map.Entry<Long, OdpPage>> it = present.subMap(first, true, last, true).entrySet().iterator();
+        while (it.hasNext()) {
+            OdpPage page = it.next().getValue();
+            it.remove();
+            try {
+                dma.unmapSingle(page.dma(), PAGE, DmaDirection.BIDIRECTIONAL);
+            } catch (RuntimeException ex) {
+                LOG.error("{}: unmap of an ODP page failed", dma.deviceName(), ex);
             }
         }
     }
@@ -224,6 +228,6 @@ final class OdpUserMemory extends UserMemory implements IntervalNotifier {
 
     @Override
     void release() {
-        unmap(0, npages - 1);
+        unmap(0, (end - start - 1) >>> HostMemory.PAGE_SHIFT);
     }
 }
