@@ -38,14 +38,19 @@ final class LeaseCache {
         }
     }
 
+    /**
+     * Whether {@code [addr, addr + len)} lies in {@code [start, end)}: a non-empty access, compared unsigned as
+     * rxe's {@code mr_check_range} compares, its end not wrapping past 2^64.
+     */
+    static boolean covers(long start, long end, long addr, long len) {
+        return len > 0 && Long.compareUnsigned(addr + len, addr) > 0
+                && Long.compareUnsigned(addr, start) >= 0 && Long.compareUnsigned(addr + len, end) <= 0;
+    }
+
     /** A kept lease covering the access, else null; the latest kept is looked at first. */
     Held find(Object owner, int key, int access, long addr, long len) {
-        if (len <= 0 || Long.compareUnsigned(addr + len, addr) < 0) {
-            return null;
-        }
         for (int i = size - 1; i >= 0; i--) {
-            if (owners[i] == owner && keys[i] == key && accesses[i] == access
-                    && Long.compareUnsigned(addr, starts[i]) >= 0 && Long.compareUnsigned(addr + len, ends[i]) <= 0) {
+            if (owners[i] == owner && keys[i] == key && accesses[i] == access && covers(starts[i], ends[i], addr, len)) {
                 return new Held(leases[i], addr - starts[i], false);
             }
         }

@@ -182,7 +182,7 @@ final class Requester {
                 break;
             }
             dev.dmaplane.rdma.verbs.Sge next = x.wr().sgList().getFirst();
-            if (next.lkey() == lkey && next.addr() >= base && next.addr() + next.length() <= base + lease.length()) {
+            if (next.lkey() == lkey && LeaseCache.covers(base, base + lease.length(), next.addr(), next.length())) {
                 continue; // inside the latest lease
             }
             if (e.localLeasesFull()) { // keeping one more would close those the train's bytes are in

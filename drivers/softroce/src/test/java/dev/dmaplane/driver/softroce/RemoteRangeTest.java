@@ -4,6 +4,7 @@ import dev.dmaplane.rdma.verbs.MemoryRegion;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.Sge;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
 import org.junit.jupiter.api.AfterEach;
@@ -22,8 +23,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
  * {@code mr_check_range} ({@code rxe_mr.c}, {@code u64} compares) with {@code RESPST_ERR_RKEY_VIOLATION}, which for
  * RC is a class C error: {@code do_class_ac_error} NAKs with Remote Access Error, so the requester completes with
  * REM_ACCESS_ERR at once (no retries, not RETRY_EXC_ERR), and {@code goto_error} moves the responder's QP to ERR
- * ({@code rxe_qp_error}). No byte of the region or of the memory around it changes. Also zero-length READs,
- * which {@code check_rkey} executes without a key (IBA C9-88), every time.
+ * ({@code rxe_qp_error}). No byte of the region or of the memory around it changes. Also a local SGE whose end
+ * wraps, and zero-length READs, which {@code check_rkey} executes without a key (IBA C9-88), every time.
  */
 @Timeout(60)
 class RemoteRangeTest {
@@ -105,6 +106,27 @@ class RemoteRangeTest {
     @Test
     void aReadWhoseEndWrapsPast2To64IsNaked() {
         assertNakedAndNothingChanged(read(-4096, 8192));
+    }
+
+    /**
+     * A short write joins the train of the one before it when its SGE lies in the local lease already taken; an SGE
+     * whose end wraps past 2^64 does not (rxe's {@code copy_data} checks every SGE with {@code mr_check_range}): it
+     * fails alone with LOC_PROT_ERR, nothing is sent for it.
+     */
+    @Test
+    void aWriteWhoseLocalSgeWrapsDoesNotJoinATrain() {
+        byte[] around = Hcas.random(GUARD + REGION + GUARD, 29);
+        h.b.write(AT - GUARD, around);
+        h.a.write(0, Hcas.random(64, 31));
+        QueuePair[] p = h.pair();
+        p[0].postSend(List.of(write(iova, 64),
+                new SendWr.RdmaWrite(2, List.of(new Sge(Long.MAX_VALUE - 8, 64, h.a.mr.lkey())), SIGNALED, iova + 64,
+                        target.rkey())));
+        List<WorkCompletion> wc = Hcas.poll(h.a.cq, 2);
+        assertEquals(WcStatus.SUCCESS, wc.get(0).status(), wc.toString());
+        assertEquals(WcStatus.LOC_PROT_ERR, wc.get(1).status(), wc.toString());
+        System.arraycopy(h.a.read(0, 64), 0, around, GUARD, 64);
+        assertArrayEquals(around, h.b.read(AT - GUARD, around.length), "the first write landed, nothing else");
     }
 
     @Test
