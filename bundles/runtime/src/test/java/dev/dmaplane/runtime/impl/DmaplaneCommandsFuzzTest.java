@@ -1,0 +1,62 @@
+package dev.dmaplane.runtime.impl;
+
+import com.code_intelligence.jazzer.api.FuzzedDataProvider;
+import com.code_intelligence.jazzer.junit.FuzzTest;
+import dev.dmaplane.machine.Machine;
+import dev.dmaplane.testing.FuzzRuns;
+import dev.dmaplane.testing.GogoCommands;
+import dev.dmaplane.trace.TraceKind;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * Fuzz target of the {@code dmaplane:} Gogo commands (bundles/README.md, {@code dmaplane:help}): every function the
+ * component registers, called as the shell calls it with fuzzed string arguments, on the runtime's default machine.
+ * The rule is the issue's: a command answers with its text or an {@code ErrnoException} (a usage error is
+ * {@code EINVAL} naming the bad argument), within 2 s; anything else is a finding. Regression inputs are in
+ * {@code DmaplaneCommandsFuzzTestInputs/arguments/}.
+ */
+class DmaplaneCommandsFuzzTest {
+    private static final FuzzRuns RUNS = new FuzzRuns("dmaplane-commands", Duration.ofSeconds(2));
+    /** Options, BDFs (of the default machine, absent, malformed), subcommands, trace kinds and counts. */
+    private static final List<String> WORDS = new ArrayList<>(List.of("-t", "-v", "-vv", "-s", "-x", "-", "--", "",
+            " ", "0000:03:00.0", "03:00.0", "00:01.0", "0000:06:00.0", "0000:42:00.0", "ffff:ff:1f.7", "03:00.8",
+            "zz:00.0", "faults", "mappings", "groups", "domains", "0", "1", "20", "2147483647", "2147483648",
+            "99999999999999999999", "-1", "+5", "\u0663", "\uff15", "bind"));
+    private static Machine machine;
+    private static DriverBinder binder;
+    private static GogoCommands commands;
+
+    static {
+        Arrays.stream(TraceKind.values()).map(k -> k.name().toLowerCase(Locale.ROOT)).forEach(WORDS::add);
+    }
+
+    @BeforeAll
+    static void boot() {
+        machine = MachineComponent.boot(null);
+        binder = new DriverBinder(machine);
+        commands = GogoCommands.of(new DmaplaneCommands(machine, binder));
+    }
+
+    @AfterAll
+    static void shutdown() {
+        RUNS.report();
+        binder.deactivate();
+        machine.close();
+    }
+
+    /** One command line: a function of the scope and up to 3 arguments. */
+    @FuzzTest
+    void arguments(FuzzedDataProvider data) {
+        String function = data.pickValue(commands.functions());
+        List<String> args = GogoCommands.arguments(data, WORDS, 3);
+        RUNS.run(() -> "dmaplane:" + function + " " + args,
+                () -> commands.call(function, args).isPresent() ? FuzzRuns.ACCEPTED : "no such overload");
+    }
+}
