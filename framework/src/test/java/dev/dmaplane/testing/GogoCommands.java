@@ -135,6 +135,13 @@ public final class GogoCommands {
         return args;
     }
 
+    /** {@code scope:function 'arg' ...}, each argument quoted so that empty and blank ones show. */
+    public String commandLine(String function, List<String> args) {
+        StringBuilder sb = new StringBuilder(scope).append(':').append(function);
+        args.forEach(a -> sb.append(" '").append(a).append('\''));
+        return sb.toString();
+    }
+
     private static boolean takesStrings(Method m) {
         Class<?>[] types = m.getParameterTypes();
         for (int i = 0; i < types.length; i++) {

@@ -86,7 +86,7 @@ class PerfCommandsFuzzTest {
                 args.add(data.consumeBoolean() ? data.pickValue(VALUES) : String.valueOf(data.consumeInt()));
             }
         }
-        RUNS.run(() -> "dmaplane:perf " + String.join(" ", args), () -> {
+        RUNS.run(() -> commands.commandLine("perf", args), () -> {
             PerfConfig cfg = PerfConfig.parse(args.toArray(String[]::new));
             if (!bounded(cfg)) {
                 return "left out: more work than the harness allows";

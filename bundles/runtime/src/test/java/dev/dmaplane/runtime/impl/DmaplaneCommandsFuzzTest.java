@@ -56,7 +56,7 @@ class DmaplaneCommandsFuzzTest {
     void arguments(FuzzedDataProvider data) {
         String function = data.pickValue(commands.functions());
         List<String> args = GogoCommands.arguments(data, WORDS, 3);
-        RUNS.run(() -> "dmaplane:" + function + " " + args,
+        RUNS.run(() -> commands.commandLine(function, args),
                 () -> commands.call(function, args).isPresent() ? FuzzRuns.ACCEPTED : "no such overload");
     }
 }

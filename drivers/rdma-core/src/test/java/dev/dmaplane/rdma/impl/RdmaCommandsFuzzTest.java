@@ -149,7 +149,7 @@ class RdmaCommandsFuzzTest {
             default -> {
                 String function = data.pickValue(commands.functions());
                 List<String> args = GogoCommands.arguments(data, WORDS, 2);
-                input.append("rdma:").append(function).append(' ').append(args).append('\n');
+                input.append(commands.commandLine(function, args)).append('\n');
                 commands.call(function, args);
             }
         }

@@ -56,7 +56,7 @@ class SoftRoceCommandsFuzzTest {
                 for (int i = 0; i < lines; i++) {
                     String function = data.pickValue(commands.functions());
                     List<String> args = GogoCommands.arguments(data, WORDS, 3);
-                    input.append("rxe:").append(function).append(' ').append(args).append('\n');
+                    input.append(commands.commandLine(function, args)).append('\n');
                     answer = commands.call(function, args).orElse(null);
                 }
                 return answer != null ? FuzzRuns.ACCEPTED : "no such overload";
