@@ -3,6 +3,8 @@ package dev.dmaplane.runtime.impl;
 import dev.dmaplane.device.Device;
 import dev.dmaplane.device.Driver;
 import dev.dmaplane.dmabuf.DmaBufs;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.trace.TraceEvent;
@@ -86,14 +88,14 @@ public final class DmaplaneCommands {
             case "-t" -> machine.pci().lspciTree().stripTrailing();
             case "-v", "-vv" -> machine.pci().functions().stream().map(f -> PciView.verbose(machine, f.name()))
                     .collect(Collectors.joining("\n\n"));
-            default -> throw new IllegalArgumentException("usage: dmaplane:lspci [-t | -v [BDF]], not '" + option + "'");
+            default -> throw usage("lspci", "option '" + option + "'", "dmaplane:lspci [-t | -v [BDF]]");
         };
     }
 
     /** {@code dmaplane:lspci -v BDF}: {@code lspci -vv -s BDF}. */
     public String lspci(String option, String bdf) {
         if (!option.equals("-v") && !option.equals("-vv") && !option.equals("-s")) {
-            throw new IllegalArgumentException("usage: dmaplane:lspci -v BDF, not '" + option + " " + bdf + "'");
+            throw usage("lspci", "option '" + option + "' before '" + bdf + "'", "dmaplane:lspci -v BDF");
         }
         return PciView.verbose(machine, bdf);
     }
@@ -109,7 +111,7 @@ public final class DmaplaneCommands {
             case "faults" -> IommuView.faults(machine.iommu());
             case "mappings" -> IommuView.mappings(machine.iommu());
             case "groups", "domains" -> IommuView.overview(machine.iommu());
-            default -> throw new IllegalArgumentException("usage: dmaplane:iommu [faults | mappings], not '" + what + "'");
+            default -> throw usage("iommu", "argument '" + what + "'", "dmaplane:iommu [faults | mappings]");
         };
     }
 
@@ -121,7 +123,7 @@ public final class DmaplaneCommands {
     /** {@code dmaplane:dmadebug -v}: the findings with the stack of the call that made each mapping. */
     public String dmadebug(String option) {
         if (!option.equals("-v")) {
-            throw new IllegalArgumentException("usage: dmaplane:dmadebug [-v], not '" + option + "'");
+            throw usage("dmadebug", "option '" + option + "'", "dmaplane:dmadebug [-v]");
         }
         return DmaDebugView.describe(machine, true);
     }
@@ -190,15 +192,10 @@ public final class DmaplaneCommands {
         int count = DEFAULT_TRACE_EVENTS;
         TraceKind kind = null;
         for (String a : args) {
-            if (a.chars().allMatch(Character::isDigit) && !a.isEmpty()) {
-                count = Integer.parseInt(a);
+            if (!a.isEmpty() && a.chars().allMatch(Character::isDigit)) {
+                count = traceCount(a);
             } else {
-                try {
-                    kind = TraceKind.valueOf(a.toUpperCase(Locale.ROOT));
-                } catch (IllegalArgumentException e) {
-                    throw new IllegalArgumentException("unknown trace kind '" + a + "'; one of "
-                            + Arrays.stream(TraceKind.values()).map(Enum::name).collect(Collectors.joining(" ")));
-                }
+                kind = traceKind(a);
             }
         }
         TraceKind k = kind;
@@ -208,6 +205,27 @@ public final class DmaplaneCommands {
             return "no trace events" + (k == null ? "" : " of kind " + k);
         }
         return last.stream().map(TraceEvent::toString).collect(Collectors.joining("\n"));
+    }
+
+    /** A number of events: decimal digits up to {@link Integer#MAX_VALUE}. */
+    private static int traceCount(String a) {
+        try {
+            return Integer.parseInt(a);
+        } catch (NumberFormatException e) {
+            throw usage("trace", "count '" + a + "' (more than " + Integer.MAX_VALUE + ")", "dmaplane:trace [N] [KIND]");
+        }
+    }
+
+    /** A trace kind by name, in any case. */
+    private static TraceKind traceKind(String a) {
+        return Arrays.stream(TraceKind.values()).filter(k -> k.name().equalsIgnoreCase(a)).findFirst()
+                .orElseThrow(() -> new ErrnoException(Errno.EINVAL, "dmaplane:trace: unknown trace kind '" + a
+                        + "'; one of " + Arrays.stream(TraceKind.values()).map(Enum::name).collect(Collectors.joining(" "))));
+    }
+
+    /** A usage error: {@code EINVAL} naming the command, the bad argument and the usage. */
+    private static ErrnoException usage(String command, String bad, String usage) {
+        return new ErrnoException(Errno.EINVAL, "dmaplane:" + command + ": bad " + bad + "; usage: " + usage);
     }
 
     /** {@code dmaplane:memory}: RAM size, allocated frames, resident bytes, pinned frames. */

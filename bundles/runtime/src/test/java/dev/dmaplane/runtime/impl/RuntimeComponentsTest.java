@@ -16,6 +16,7 @@ import dev.dmaplane.pci.PciFunction;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.function.Executable;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Files;
@@ -210,12 +211,37 @@ class RuntimeComponentsTest {
         assertEquals(1, cmds.trace("bind").lines().count());
         assertEquals(1, cmds.trace("1").lines().count());
         assertEquals(1, cmds.trace("5", "BIND").lines().count());
-        assertThrows(IllegalArgumentException.class, () -> cmds.trace("nonsense"));
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> cmds.trace("nonsense")).errno());
 
         String memory = cmds.memory();
         assertTrue(memory.contains("RAM        64 GiB (16777216 frames of 4 KiB)"), memory);
         assertTrue(memory.contains("allocated  " + (baseFrames + 1) + " frames"), memory);
         assertTrue(memory.contains("pinned     0 frames"), memory);
+    }
+
+    /**
+     * A bad argument to a {@code dmaplane:} command is {@code EINVAL} naming the command and the argument, as the
+     * issue 17 rule for every command says (a kernel command's {@code -EINVAL}); found by DmaplaneCommandsFuzzTest,
+     * whose inputs {@code lspci ''}, {@code iommu ''}, {@code dmadebug ''} threw IllegalArgumentException and
+     * {@code trace 99999999999} NumberFormatException.
+     */
+    @Test
+    void usageErrorsAreEinvalNamingTheArgument() {
+        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder);
+        Map<String, Executable> bad = Map.of(
+                "dmaplane:lspci: bad option ''", () -> cmds.lspci(""),
+                "dmaplane:lspci: bad option '-t' before '03:00.0'", () -> cmds.lspci("-t", "03:00.0"),
+                "dmaplane:iommu: bad argument ''", () -> cmds.iommu(""),
+                "dmaplane:dmadebug: bad option '-x'", () -> cmds.dmadebug("-x"),
+                "dmaplane:trace: bad count '99999999999'", () -> cmds.trace("99999999999"),
+                "dmaplane:trace: bad count '2147483648'", () -> cmds.trace("5", "2147483648"),
+                "dmaplane:trace: unknown trace kind ''", () -> cmds.trace(""));
+        bad.forEach((message, call) -> {
+            ErrnoException e = assertThrows(ErrnoException.class, call, message);
+            assertEquals(Errno.EINVAL, e.errno(), message);
+            assertTrue(e.getMessage().contains(message), e.getMessage());
+        });
+        assertFalse(cmds.trace("2147483647").isEmpty(), "the largest count asks for every event");
     }
 
     @Test
@@ -260,7 +286,7 @@ class RuntimeComponentsTest {
         assertTrue(v.contains("IOMMU group: " + gpuGroup) && v.contains("Kernel driver in use: gpu"), v);
         assertEquals(DEFAULT_BDFS.size(), cmds.lspci("-v").lines().filter(l -> l.startsWith("0000:")).count());
         assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, () -> cmds.lspci("-v", "0000:42:00.0")).errno());
-        assertThrows(IllegalArgumentException.class, () -> cmds.lspci("-x"));
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> cmds.lspci("-x")).errno());
     }
 
     @Test
@@ -302,8 +328,8 @@ class RuntimeComponentsTest {
         assertTrue(cmds.dmadebug("-v").startsWith("dma-debug on: 0 active DMA mappings, 1 reports"), cmds.dmadebug("-v"));
         gpu.setMaster(false);
         machine.memory().putPage(pa >>> HostMemory.PAGE_SHIFT);
-        assertThrows(IllegalArgumentException.class, () -> cmds.iommu("bogus"));
-        assertThrows(IllegalArgumentException.class, () -> cmds.dmadebug("-x"));
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> cmds.iommu("bogus")).errno());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> cmds.dmadebug("-x")).errno());
     }
 
     @Test
