@@ -17,6 +17,7 @@ import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WcOpcode;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
+import dev.dmaplane.testing.Eventually;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -202,6 +203,8 @@ class DmabufDataPathTest {
         assertTrue(buf.attachments().isEmpty());
         assertEquals(mappings, h.machine.activeDmaMappings(hca0), "nothing stays mapped");
         buf.put();
+        // the last move's worker drops its own reference just after it signals the move fence
+        Eventually.eventually(buf::isReleased, Duration.ofSeconds(10), "dma-buf " + buf.ino() + " released");
         assertEquals(16L << 30, ex.freeVram());
     }
 
