@@ -11,12 +11,12 @@ import dev.dmaplane.fence.ResvUsage;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.p2pdma.P2pDma;
 import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.testing.Eventually;
+import dev.dmaplane.testing.Figures;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 import java.lang.foreign.MemorySegment;
 import java.time.Duration;
@@ -45,7 +45,6 @@ import static org.junit.jupiter.api.Assertions.fail;
 @Tag("adversarial")
 @Timeout(1800)
 class MoveStormTest {
-    private static final Logger LOG = LoggerFactory.getLogger(MoveStormTest.class);
 
     private final Machine machine = Machine.bootDefault();
     private final DmaBufs bufs = DmaBufs.of(machine);
@@ -105,8 +104,9 @@ class MoveStormTest {
         live.forEach(this::check);
         live.forEach(l -> release(l.buf()));
         assertEquals(bar, vram.freeVram(), "all VRAM is free once every buffer is released");
-        LOG.info("{} storm steps (seed {}): {} moves, {} device read+write rounds, {} revocations, {} bytes checked, "
-                + "0 corrupt", steps, seed, moves, deviceAccesses, revoked, bytesChecked);
+        Figures.report("MoveStormTest", String.format("%d storm steps (seed %d): %d moves, %d device read+write "
+                + "rounds, %d revocations, %d bytes checked, 0 corrupt", steps, seed, moves, deviceAccesses, revoked,
+                bytesChecked));
     }
 
     private static Live pick(SplittableRandom rnd, List<Live> live) {
@@ -215,11 +215,7 @@ class MoveStormTest {
      */
     private static void release(DmaBuf buf) {
         buf.put();
-        long deadline = System.nanoTime() + 10_000_000_000L;
-        while (!buf.isReleased()) {
-            assertTrue(System.nanoTime() - deadline < 0, "dma-buf " + buf.ino() + " was never released");
-            Thread.onSpinWait();
-        }
+        Eventually.eventually(buf::isReleased, Duration.ofSeconds(10), "dma-buf " + buf.ino() + " released");
     }
 
     private static void awaitKernel(DmaBuf buf) {

@@ -6,11 +6,10 @@ import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
+import dev.dmaplane.testing.Figures;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 import java.util.ArrayList;
 import java.util.HashSet;
@@ -36,7 +35,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @Tag("adversarial")
 @Timeout(1800)
 class UnplugCycleTest {
-    private static final Logger LOG = LoggerFactory.getLogger(UnplugCycleTest.class);
 
     @Test
     void unplugAndUnbindCyclesUnderTrafficLeakNothing() throws Exception {
@@ -62,8 +60,9 @@ class UnplugCycleTest {
         Set<String> left = threadNames();
         left.removeAll(threadsBefore);
         assertTrue(left.isEmpty(), "threads left behind: " + left);
-        LOG.info("{} unplug/unbind cycles: {} work requests posted, each completed once ({} flushed); no mapping, pin, "
-                + "thread or dma-debug report left", cycles, posted, flushed);
+        Figures.report("UnplugCycleTest", String.format("%d unplug/unbind cycles: %d work requests posted, each "
+                + "completed once (%d flushed); 0 mappings, pins, threads or dma-debug reports left", cycles, posted,
+                flushed));
     }
 
     /** rxe0 writes to rxe1 and its PCI function is removed under it. */

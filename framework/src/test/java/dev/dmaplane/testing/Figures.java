@@ -1,0 +1,28 @@
+package dev.dmaplane.testing;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * The figure line of an adversarial test (attempts, cycles, bytes checked), for docs/RELIABILITY.md: printed to
+ * standard error and written to {@code target/adversarial/<test>.txt} of the module under test, where
+ * {@code ./dmaplane reliability} reads it whatever the module's log level.
+ */
+public final class Figures {
+    private Figures() {
+    }
+
+    public static void report(String test, String line) {
+        System.err.println(test + ": " + line);
+        Path dir = Path.of(System.getProperty("basedir", "."), "target", "adversarial");
+        try {
+            Files.createDirectories(dir);
+            Files.writeString(dir.resolve(test + ".txt"), test + ": " + line + "\n", StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write the figures of " + test + " to " + dir, e);
+        }
+    }
+}
