@@ -87,7 +87,7 @@ class MachineFileFuzzTest {
         }
     }
 
-    /** Raw text, YAML or JSON as the first byte says, dma-debug on or off as the second says. */
+    /** Raw text, YAML or JSON as the last byte says, dma-debug on or off as the one before (FuzzedDataProvider). */
     @FuzzTest
     void text(FuzzedDataProvider data) {
         Format format = data.consumeBoolean() ? Format.JSON : Format.YAML;
