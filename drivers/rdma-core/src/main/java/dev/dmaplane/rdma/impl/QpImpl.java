@@ -177,24 +177,11 @@ final class QpImpl extends ObjectImpl implements QueuePair, dev.dmaplane.rdma.sp
                 if (isDestroyed()) {
                     throw new ErrnoException(Errno.EINVAL, "qp " + qpn + " was destroyed");
                 }
-                QpState cur = state();
-                if (attr.has(QpAttrMask.CUR_STATE) && attr.curQpState() != cur) {
-                    throw new ErrnoException(Errno.EINVAL, "qp " + qpn + " is in " + cur + ", not in the given current state "
-                            + attr.curQpState());
-                }
-                if ((attr.has(QpAttrMask.STATE) && attr.qpState() == null)) {
-                    throw new ErrnoException(Errno.EINVAL, "target state is null");
-                }
-                QpState next = attr.has(QpAttrMask.STATE) ? attr.qpState() : cur;
-                String why = QpStateTable.check(cur, next, type, attr.mask());
-                if (why != null) {
-                    throw new ErrnoException(Errno.EINVAL, "qp " + qpn + ": " + why);
-                }
-                checkValues(attr, next);
-                // the provider's hook and the commit as one step for the HCA: a provider that dropped its view of
-                // the send queue in the hook would otherwise run the QP, still in its old state, behind work it
-                // forgot (completing a later request before an earlier one)
-                doorbell = dev.provider.quiesce(this, () -> apply(attr, cur, next));
+                // the checks, the provider's hook and the commit as one step for the HCA: a provider that dropped
+                // its view of the send queue in the hook would otherwise run the QP, still in its old state, behind
+                // work it forgot (completing a later request before an earlier one); and the HCA cannot move the QP
+                // to ERR between the state the checks read and the commit
+                doorbell = dev.provider.quiesce(this, () -> checkAndApply(attr));
             } finally {
                 modifyLock.unlock();
             }
@@ -202,6 +189,25 @@ final class QpImpl extends ObjectImpl implements QueuePair, dev.dmaplane.rdma.sp
                 dev.provider.postSend(this);
             }
         }
+    }
+
+    /** ib_modify_qp_is_ok and rxe_qp_chk_attr against the current state, then {@link #apply}. */
+    private boolean checkAndApply(QpAttr attr) {
+        QpState cur = state();
+        if (attr.has(QpAttrMask.CUR_STATE) && attr.curQpState() != cur) {
+            throw new ErrnoException(Errno.EINVAL, "qp " + qpn + " is in " + cur + ", not in the given current state "
+                    + attr.curQpState());
+        }
+        if ((attr.has(QpAttrMask.STATE) && attr.qpState() == null)) {
+            throw new ErrnoException(Errno.EINVAL, "target state is null");
+        }
+        QpState next = attr.has(QpAttrMask.STATE) ? attr.qpState() : cur;
+        String why = QpStateTable.check(cur, next, type, attr.mask());
+        if (why != null) {
+            throw new ErrnoException(Errno.EINVAL, "qp " + qpn + ": " + why);
+        }
+        checkValues(attr, next);
+        return apply(attr, cur, next);
     }
 
     /** The provider's modify hook, then the commit; whether the provider must be rung. */

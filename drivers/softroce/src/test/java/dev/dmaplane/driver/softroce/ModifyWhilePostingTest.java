@@ -13,6 +13,7 @@ import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
+import dev.dmaplane.testing.Blocked;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -133,5 +134,32 @@ class ModifyWhilePostingTest {
         assertEquals(3, wc.wrId());
         assertEquals(WcStatus.SUCCESS, wc.status());
         assertArrayEquals(Hcas.random(64, 10), h.b.read(128, 64));
+    }
+
+    /**
+     * The HCA moves the QP to ERR (an error completion, rxe_qp_error) while a thread's modify_qp to ERR waits for
+     * the engine: the modify reads the state it checks with the engine held, so it moves ERR to ERR, which
+     * ib_modify_qp_is_ok allows from every state. Before, it read RTS before it waited and then refused its own
+     * commit with EINVAL ("moved from RTS to ERR during the modify"), which VerbsSequenceTest met as a QP that could
+     * not be retired.
+     */
+    @Test
+    void aModifyToErrorWaitingForTheEngineWhileTheHcaErrorsTheQpSucceeds() throws Exception {
+        QueuePair[] p = h.pair();
+        Engine engine = h.engine("rxe0");
+        Blocked.Call<Void> modify;
+        engine.lock.lock();
+        try {
+            modify = Blocked.<Void>start("modify-to-err", () -> {
+                p[0].modify(QpAttr.builder().state(QpState.ERR).build());
+                return null;
+            }).awaitBlockedIn("java.util.concurrent.locks.ReentrantLock.lock",
+                    "dev.dmaplane.driver.softroce.Engine.quiesce");
+            ((HwQp) p[0]).enterError(); // what the engine does on an error completion, under its lock
+        } finally {
+            engine.release();
+        }
+        modify.get();
+        assertEquals(QpState.ERR, p[0].query().qpState());
     }
 }
