@@ -187,7 +187,9 @@ class MachineFileFuzzTest {
             case 4 -> { // nesting: a copy of another subtree below this mapping, as children or in place
                 Slot other = all.get(data.consumeInt(0, all.size() - 1));
                 JsonNode copy = other.value().deepCopy();
-                if (s.value().isObject() && data.consumeBoolean()) {
+                JsonNode children = s.value().get("children");
+                if (s.value().isObject() && (children == null || children.isArray()) && data.consumeBoolean()) {
+                    // only below a mapping whose children (if any) an earlier mutation left a list
                     ((ObjectNode) s.value()).withArray("children").add(copy);
                 } else {
                     s.set(copy);
