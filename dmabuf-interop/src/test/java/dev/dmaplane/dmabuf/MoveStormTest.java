@@ -25,8 +25,9 @@ import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
 import java.util.SplittableRandom;
-import java.util.function.Supplier;
 
+import static dev.dmaplane.dmabuf.ResvLocked.locked;
+import static dev.dmaplane.dmabuf.ResvLocked.lockedGet;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -222,21 +223,4 @@ class MoveStormTest {
         assertTrue(buf.resv().await(ResvUsage.KERNEL, Duration.ofSeconds(10)), "the move finished");
     }
 
-    private static void locked(DmaBuf buf, Runnable r) {
-        buf.resv().lock();
-        try {
-            r.run();
-        } finally {
-            buf.resv().unlock();
-        }
-    }
-
-    private static <T> T lockedGet(DmaBuf buf, Supplier<T> s) {
-        buf.resv().lock();
-        try {
-            return s.get();
-        } finally {
-            buf.resv().unlock();
-        }
-    }
 }

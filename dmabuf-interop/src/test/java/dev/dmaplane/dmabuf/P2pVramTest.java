@@ -24,8 +24,9 @@ import java.lang.foreign.MemorySegment;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.function.Supplier;
 
+import static dev.dmaplane.dmabuf.ResvLocked.locked;
+import static dev.dmaplane.dmabuf.ResvLocked.lockedGet;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
@@ -112,24 +113,6 @@ class P2pVramTest {
 
     private static Errno errno(Runnable r) {
         return assertThrows(ErrnoException.class, r::run).errno();
-    }
-
-    private static void locked(DmaBuf buf, Runnable r) {
-        buf.resv().lock();
-        try {
-            r.run();
-        } finally {
-            buf.resv().unlock();
-        }
-    }
-
-    private static <T> T lockedGet(DmaBuf buf, Supplier<T> s) {
-        buf.resv().lock();
-        try {
-            return s.get();
-        } finally {
-            buf.resv().unlock();
-        }
     }
 
     private static DmaBufMapping map(DmaBuf buf, Attachment a) {

@@ -14,6 +14,7 @@ import java.util.Comparator;
 import java.util.List;
 import java.util.SplittableRandom;
 
+import static dev.dmaplane.dmabuf.ResvLocked.locked;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -62,22 +63,12 @@ class VramAllocationTest {
     }
 
     private static void fill(DmaBuf buf, int seed) {
-        buf.resv().lock();
-        try {
-            buf.cpuWrite(0, MemorySegment.ofArray(pattern(buf.size(), seed)));
-        } finally {
-            buf.resv().unlock();
-        }
+        locked(buf, () -> buf.cpuWrite(0, MemorySegment.ofArray(pattern(buf.size(), seed))));
     }
 
     private static void assertIntact(Live l) {
         byte[] got = new byte[(int) l.size()];
-        l.buf().resv().lock();
-        try {
-            l.buf().cpuRead(0, MemorySegment.ofArray(got));
-        } finally {
-            l.buf().resv().unlock();
-        }
+        locked(l.buf(), () -> l.buf().cpuRead(0, MemorySegment.ofArray(got)));
         assertArrayEquals(pattern(l.size(), l.seed()), got, "dma-buf " + l.buf().ino() + " at VRAM +0x"
                 + Long.toHexString(l.offset()) + " was overwritten through another buffer");
     }
