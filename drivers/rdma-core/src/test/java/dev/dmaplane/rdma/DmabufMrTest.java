@@ -29,6 +29,7 @@ import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.resource.DeviceResources;
 import dev.dmaplane.resource.ResourceLimits;
 import dev.dmaplane.resource.UContext;
+import dev.dmaplane.testing.Eventually;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -342,6 +343,8 @@ class DmabufMrTest {
         mr.destroy();
         assertNothingLeft(buf, maps);
         buf.put();
+        // the last move's worker drops its own reference just after it signals the move fence
+        Eventually.eventually(buf::isReleased, Duration.ofSeconds(10), "dma-buf " + buf.ino() + " released");
         assertEquals(16L << 30, ex.freeVram());
     }
 
