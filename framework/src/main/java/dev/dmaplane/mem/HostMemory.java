@@ -103,6 +103,28 @@ public final class HostMemory implements AutoCloseable {
         return allocatedFrames.get();
     }
 
+    /**
+     * Frames of blocks with a pin count above zero ({@code folio_maybe_dma_pinned}, a whole block counted when its
+     * head is pinned). Walks only the sections ever used, so its cost follows the memory touched, not the RAM size;
+     * a snapshot, for reports and end-of-test checks.
+     */
+    public long pinnedFrames() {
+        long pinned = 0;
+        for (int r = 0; r < roots.length(); r++) {
+            AtomicReferenceArray<Section> root = roots.get(r);
+            for (int i = 0; root != null && i < SECTIONS_PER_ROOT; i++) {
+                Section s = root.get(i);
+                for (int f = 0; s != null && f < FRAMES_PER_SECTION; f++) {
+                    int h = s.head[f];
+                    if (h >= 0 && s.pins.get(h) > 0) {
+                        pinned++;
+                    }
+                }
+            }
+        }
+        return pinned;
+    }
+
     /** Bytes of host (JVM off-heap) memory actually backing the simulated RAM. */
     public long residentBytes() {
         return backedSections.get() * HUGE_PAGE_SIZE;

@@ -73,6 +73,25 @@ class HostMemoryTest {
         }
     }
 
+    /** A pinned block counts all its frames; unpinned and free frames count none; far, untouched RAM costs nothing. */
+    @Test
+    void pinnedFramesCountsTheFramesOfPinnedBlocks() {
+        try (HostMemory mem = new HostMemory(HostMemory.MAX_SIZE)) {
+            long single = mem.allocPages(0);
+            long pair = mem.allocPages(1);
+            long plain = mem.allocPages(2);
+            assertEquals(0, mem.pinnedFrames());
+            mem.pinPage(single);
+            mem.pinPage(pair + 1); // a pin on a tail frame pins the block
+            assertEquals(3, mem.pinnedFrames());
+            mem.unpinPage(single);
+            assertEquals(2, mem.pinnedFrames());
+            mem.unpinPage(pair + 1);
+            assertEquals(0, mem.pinnedFrames());
+            assertTrue(mem.isAllocated(plain));
+        }
+    }
+
     @Test
     void pinnedFrameOutlivesItsLastReferenceUntilUnpinned() {
         try (HostMemory mem = new HostMemory(2L << 20)) {

@@ -240,6 +240,6 @@ public final class DmaplaneCommands {
                 DMA        %d active mappings""",
                 MachineReport.bytes(m.size()), m.totalFrames(), MachineReport.bytes(HostMemory.PAGE_SIZE),
                 allocated, MachineReport.bytes(allocated * HostMemory.PAGE_SIZE),
-                MachineReport.bytes(m.residentBytes()), MachineReport.pinnedFrames(m), machine.activeDmaMappings());
+                MachineReport.bytes(m.residentBytes()), m.pinnedFrames(), machine.activeDmaMappings());
     }
 }

@@ -25,7 +25,7 @@ import java.util.function.Function;
  *       {@code dmaDebugReports} (counts), {@code traceLastSeq}, {@code devices} (list of maps: {@code name},
  *       {@code bus}, {@code driver} or "", {@code devres}, {@code parent}, {@code activeDmaMappings}) and
  *       {@code drivers} (list of maps: {@code name}, {@code bound} names). Cheap enough to poll.</li>
- *   <li>{@code pinnedFrames}: {@code Long}, walks all frames (tens of ms).</li>
+ *   <li>{@code pinnedFrames}: {@code Long}, walks the memory sections ever used.</li>
  *   <li>{@code iommu}: {@code Map} with {@code enabled}, {@code groups} (maps: {@code id}, {@code devices},
  *       {@code domain}, {@code defaultDomain}), {@code domains} (maps: {@code name}, {@code type},
  *       {@code mappedBytes}, {@code groups}) and {@code faults} (maps: {@code device}, {@code domainId},
@@ -53,7 +53,7 @@ public final class MachineQuery implements Function<String, Object> {
     public Object apply(String query) {
         return switch (query) {
             case "status" -> status();
-            case "pinnedFrames" -> MachineReport.pinnedFrames(machine.memory());
+            case "pinnedFrames" -> machine.memory().pinnedFrames();
             case "trace" -> trace();
             case "iommu" -> QueryMaps.iommu(machine.iommu());
             case "dmaDebug" -> QueryMaps.dmaDebug(machine);

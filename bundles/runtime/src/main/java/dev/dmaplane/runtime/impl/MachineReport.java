@@ -2,7 +2,6 @@ package dev.dmaplane.runtime.impl;
 
 import dev.dmaplane.device.Device;
 import dev.dmaplane.device.MatchEntry;
-import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.PciFunction;
 
 import java.util.stream.Collectors;
@@ -10,28 +9,6 @@ import java.util.stream.Collectors;
 /** Views of a machine's state shared by the shell commands and the query service. */
 final class MachineReport {
     private MachineReport() {
-    }
-
-    /**
-     * Frames with a pin count above zero, found by walking every frame: O(RAM frames), about 16 M checks on the
-     * default 64 GiB machine (tens of milliseconds). For shell output and end-of-test checks, not hot paths.
-     */
-    static long pinnedFrames(HostMemory memory) {
-        long pinned = 0;
-        long total = memory.totalFrames();
-        for (long pfn = 0; pfn < total; ) {
-            if (!memory.isAllocated(pfn)) {
-                pfn++;
-                continue;
-            }
-            long head = memory.headOf(pfn);
-            long next = head + (1L << memory.orderOf(pfn));
-            if (memory.pinCount(pfn) > 0) {
-                pinned += next - pfn;
-            }
-            pfn = next;
-        }
-        return pinned;
     }
 
     /**
