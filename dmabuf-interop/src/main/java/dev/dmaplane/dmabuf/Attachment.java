@@ -1,6 +1,7 @@
 package dev.dmaplane.dmabuf;
 
 import dev.dmaplane.device.Device;
+import org.osgi.annotation.versioning.ProviderType;
 
 import java.util.List;
 import java.util.Optional;
@@ -9,6 +10,7 @@ import java.util.Optional;
  * A device attached to a dma-buf ({@code struct dma_buf_attachment}): the importer's device, its importer ops
  * (dynamic) or none (static), whether peer-to-peer addresses may be handed to it, and its mappings.
  */
+@ProviderType
 public interface Attachment {
     DmaBuf dmabuf();
 

@@ -4,6 +4,7 @@ import dev.dmaplane.device.Device;
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.fence.Reservation;
 import dev.dmaplane.resource.UContext;
+import org.osgi.annotation.versioning.ProviderType;
 
 import java.lang.foreign.MemorySegment;
 import java.util.List;
@@ -23,6 +24,7 @@ import java.util.List;
  * <p>
  * Every failure leaves no partial state. Calls on a buffer whose last reference went fail with {@code EBADF}.
  */
+@ProviderType
 public interface DmaBuf {
     /** Bytes, a positive multiple of the page size. */
     long size();

@@ -2,6 +2,7 @@ package dev.dmaplane.dmabuf;
 
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaSegment;
+import org.osgi.annotation.versioning.ProviderType;
 
 import java.util.List;
 
@@ -10,6 +11,7 @@ import java.util.List;
  * device-side segments ({@code sg_dma_address}/{@code sg_dma_len}) valid for that device only: IOVAs in its
  * IOMMU domain for host memory, peer-to-peer bus addresses for device memory.
  */
+@ProviderType
 public interface DmaBufMapping {
     /** Where a mapping is in its life. */
     enum State {

@@ -2,6 +2,7 @@ package dev.dmaplane.dmabuf;
 
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.MappedSg;
+import org.osgi.annotation.versioning.ConsumerType;
 
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
@@ -21,42 +22,49 @@ import java.util.List;
  */
 public final class Exporter {
     /** {@code map_dma_buf}: maps the backing for {@code attachment.device()}; may throw an errno. */
+    @ConsumerType
     @FunctionalInterface
     public interface MapOp {
         MappedSg map(Attachment attachment, DmaDirection direction);
     }
 
     /** {@code unmap_dma_buf}: undoes one {@link MapOp} result, also one whose device access was revoked. */
+    @ConsumerType
     @FunctionalInterface
     public interface UnmapOp {
         void unmap(Attachment attachment, MappedSg mapped, DmaDirection direction);
     }
 
     /** {@code release}: the last reference went; free the backing. Runs once. */
+    @ConsumerType
     @FunctionalInterface
     public interface ReleaseOp {
         void release(DmaBuf dmabuf);
     }
 
     /** {@code attach} / {@code detach}; {@code attach} refuses a device by throwing its errno. */
+    @ConsumerType
     @FunctionalInterface
     public interface AttachmentOp {
         void apply(DmaBuf dmabuf, Attachment attachment);
     }
 
     /** {@code pin} / {@code unpin}: keep the backing in place for an attachment. */
+    @ConsumerType
     @FunctionalInterface
     public interface PinOp {
         void apply(Attachment attachment);
     }
 
     /** {@code begin_cpu_access} / {@code end_cpu_access}. */
+    @ConsumerType
     @FunctionalInterface
     public interface CpuAccessOp {
         void apply(DmaBuf dmabuf, DmaDirection direction);
     }
 
     /** The vmap-like CPU view: copies between the backing at {@code offset} and {@code data}. */
+    @ConsumerType
     @FunctionalInterface
     public interface CpuCopyOp {
         void copy(DmaBuf dmabuf, long offset, MemorySegment data);
@@ -67,6 +75,7 @@ public final class Exporter {
      * (the importer unmaps it later). Unset, the core uses {@link dev.dmaplane.dma.DmaApi#revokeSg} of the
      * attachment's device, which covers every mapping made with that device's {@code mapSg}.
      */
+    @ConsumerType
     @FunctionalInterface
     public interface RevokeMappingOp {
         void revoke(Attachment attachment, MappedSg mapped, DmaDirection direction, String reason);

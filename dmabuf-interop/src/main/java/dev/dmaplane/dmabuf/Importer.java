@@ -1,5 +1,7 @@
 package dev.dmaplane.dmabuf;
 
+import org.osgi.annotation.versioning.ConsumerType;
+
 /**
  * What a dynamic importer hands to {@link DmaBuf#attach} ({@code struct dma_buf_attach_ops}): whether it can use
  * peer-to-peer addresses (device memory behind another device's BAR) and the callback the exporter calls, with the
@@ -19,6 +21,7 @@ package dev.dmaplane.dmabuf;
 public record Importer(boolean allowPeer2Peer, MoveNotify onMove) {
 
     /** {@code move_notify}: called with the buffer's reservation lock held; must not take it. */
+    @ConsumerType
     @FunctionalInterface
     public interface MoveNotify {
         void moveNotify(Attachment attachment);

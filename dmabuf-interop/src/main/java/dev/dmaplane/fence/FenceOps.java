@@ -1,10 +1,13 @@
 package dev.dmaplane.fence;
 
+import org.osgi.annotation.versioning.ConsumerType;
+
 /**
  * The driver's hooks into its fences, the part of {@code struct dma_fence_ops} that decides when a fence signals
  * ({@code include/linux/dma-fence.h}); the names live on the {@link FenceContext}. Both hooks run without any
  * fence lock held and may call {@link Fence#signal()}.
  */
+@ConsumerType
 public interface FenceOps {
     /** Hooks that do nothing: the driver signals its fences itself. */
     FenceOps NONE = new FenceOps() {

@@ -5,6 +5,7 @@ import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.p2pdma.impl.P2pDmaCore;
 import dev.dmaplane.pci.PciFunction;
+import org.osgi.annotation.versioning.ProviderType;
 
 import java.util.List;
 import java.util.Optional;
@@ -16,6 +17,7 @@ import java.util.Optional;
  * <p>
  * One instance per machine holds the providers: drivers that share p2pmem must share the instance.
  */
+@ProviderType
 public interface P2pDma {
     /** The p2pdma core for {@code machine}. */
     static P2pDma create(Machine machine) {

@@ -1,6 +1,7 @@
 package dev.dmaplane.p2pdma;
 
 import dev.dmaplane.pci.PciFunction;
+import org.osgi.annotation.versioning.ProviderType;
 
 import java.util.List;
 
@@ -8,6 +9,7 @@ import java.util.List;
  * The peer-to-peer memory of one provider ({@code struct pci_p2pdma} with its {@code gen_pool}): the BAR ranges
  * added with {@link P2pDma#addResource}, handed out page by page, and whether other drivers may find it.
  */
+@ProviderType
 public interface P2pMemory {
     /** One BAR range added to the pool ({@code pci_p2pdma_add_resource}). */
     record Resource(int bar, long barOffset, long size, long busAddress) {

@@ -1,9 +1,12 @@
 package dev.dmaplane.device;
 
+import org.osgi.annotation.versioning.ConsumerType;
+
 /**
  * A device driver ({@code struct device_driver} with its {@code probe}/{@code remove}). Driver bundles register
  * it as an OSGi service; on a plain classpath it is handed to {@link DeviceCore#registerDriver}.
  */
+@ConsumerType
 public interface Driver {
     /** The driver's name as {@code /sys/bus/.../drivers/NAME} shows it. */
     String name();

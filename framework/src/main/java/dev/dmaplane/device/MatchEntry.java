@@ -2,8 +2,10 @@ package dev.dmaplane.device;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import org.osgi.annotation.versioning.ProviderType;
 
 /** One row of a driver's ID table: the devices the driver claims ({@code struct pci_device_id}, {@code auxiliary_device_id}). */
+@ProviderType
 public sealed interface MatchEntry permits MatchEntry.Pci, MatchEntry.Auxiliary {
 
     /** {@code PCI_ANY_ID}: this field matches any value. */

@@ -1,5 +1,7 @@
 package dev.dmaplane.dma;
 
+import org.osgi.annotation.versioning.ProviderType;
+
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -8,6 +10,7 @@ import java.lang.foreign.MemorySegment;
  * map, or a write to a read-only mapping, is refused as the IOMMU would: the access fails with
  * {@link DmaFaultException} and a fault is recorded; no byte is transferred.
  */
+@ProviderType
 public interface BusMaster {
     /** Device reads {@code dst.byteSize()} bytes at bus address {@code busAddr} into {@code dst}. */
     void read(long busAddr, MemorySegment dst);

@@ -1,10 +1,13 @@
 package dev.dmaplane.dma;
 
+import org.osgi.annotation.versioning.ProviderType;
+
 /**
  * The DMA API of one device ({@code Documentation/core-api/dma-api.rst}): streaming mappings of host memory for
  * the device, sync points, coherent allocations, and the device's own view of memory ({@link #busMaster()}).
  * Bus addresses are IOVAs when the device sits in a translating IOMMU domain, physical addresses otherwise.
  */
+@ProviderType
 public interface DmaApi {
     /** The device's name. */
     String deviceName();

@@ -2,6 +2,8 @@ package dev.dmaplane.dma;
 
 import dev.dmaplane.device.Device;
 import dev.dmaplane.mem.PhysicalRegion;
+import org.osgi.annotation.versioning.ConsumerType;
+import org.osgi.annotation.versioning.ProviderType;
 
 import java.util.Objects;
 
@@ -10,6 +12,7 @@ import java.util.Objects;
  * delivers a device's memory request straight to a peer's device memory (PCIe address routing below the root
  * port), so that the IOMMU never sees it. The machine installs one; without it every request goes upstream.
  */
+@ConsumerType
 @FunctionalInterface
 public interface PeerRouter {
     /** Every request goes to the root complex: no fabric below it routes peer-to-peer. */
@@ -27,6 +30,7 @@ public interface PeerRouter {
     }
 
     /** What the fabric does with one request. */
+    @ProviderType
     sealed interface Route permits Upstream, ToPeer, Refused {
     }
 

@@ -1,11 +1,14 @@
 package dev.dmaplane.fs;
 
+import org.osgi.annotation.versioning.ProviderType;
+
 /**
  * One mapping of an inode's pages into an address space: an entry of the inode's {@code i_mmap} tree, which
  * {@code unmap_mapping_range} walks when pages of the file go away. The mm layer implements it for each VMA that
  * maps a file; the file system calls it with its invalidate lock held for writing, so no fault can map the pages
  * again while they are being removed.
  */
+@ProviderType
 public interface FileMapper {
     /**
      * Invalidates this mapping's view of file pages {@code [firstIndex, endIndex)}: tells interval notifiers

@@ -1,9 +1,12 @@
 package dev.dmaplane.iommu;
 
+import org.osgi.annotation.versioning.ConsumerType;
+
 /**
  * Receives one mapped range of an {@link IoPageTable} in a debug listing, like a line of the kernel's IOMMU debugfs
  * page-table dump: neighbouring leaves with contiguous physical addresses and equal permissions arrive merged.
  */
+@ConsumerType
 @FunctionalInterface
 public interface MappingVisitor {
     /**

@@ -1,11 +1,14 @@
 package dev.dmaplane.mem;
 
+import org.osgi.annotation.versioning.ProviderType;
+
 import java.lang.foreign.MemorySegment;
 
 /**
  * A range of the physical address space that is not RAM but answers memory transactions: a device's memory BAR
  * (the target of peer-to-peer DMA), {@code struct resource} of type IORESOURCE_MEM.
  */
+@ProviderType
 public interface PhysicalRegion {
     /** Name for listings, e.g. {@code 0000:03:00.0 BAR2}. */
     String name();

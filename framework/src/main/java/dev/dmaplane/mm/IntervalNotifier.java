@@ -1,5 +1,7 @@
 package dev.dmaplane.mm;
 
+import org.osgi.annotation.versioning.ConsumerType;
+
 /**
  * The callback of an interval notifier ({@code struct mmu_interval_notifier_ops}, see
  * {@code Documentation/mm/hmm.rst}): called before pages of the watched range lose their mapping, so a device
@@ -8,6 +10,7 @@ package dev.dmaplane.mm;
  * {@link IntervalSubscription#readRetry} or unpin pages, but must not call into the {@link AddressSpace} or the
  * file system. It cannot veto the invalidation; an exception it throws is traced and otherwise ignored.
  */
+@ConsumerType
 @FunctionalInterface
 public interface IntervalNotifier {
     /**

@@ -1,10 +1,13 @@
 package dev.dmaplane.mm;
 
+import org.osgi.annotation.versioning.ProviderType;
+
 /**
  * A registered interval notifier ({@code struct mmu_interval_notifier}) with the collision-retry protocol of
  * {@code mm/mmu_notifier.c}: a driver calls {@link #readBegin()}, looks pages up (pins or faults them), then, under
  * the same lock its callback takes, calls {@link #readRetry} and starts over if an invalidation came in between.
  */
+@ProviderType
 public interface IntervalSubscription extends AutoCloseable {
     /** First watched address. */
     long start();

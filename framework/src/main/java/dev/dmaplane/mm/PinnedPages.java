@@ -1,6 +1,7 @@
 package dev.dmaplane.mm;
 
 import dev.dmaplane.dma.SgTable;
+import org.osgi.annotation.versioning.ProviderType;
 
 import java.util.Set;
 
@@ -11,6 +12,7 @@ import java.util.Set;
  * unbalanced {@code unpin_user_pages} is a bug worth reporting); {@link #close()} releases them if still pinned and
  * is otherwise a no-op, so try-with-resources is always safe. Thread-safe.
  */
+@ProviderType
 public interface PinnedPages extends AutoCloseable {
     /** The user virtual address the pin started at. */
     long address();

@@ -1,8 +1,10 @@
 package dev.dmaplane.mm;
 
 import dev.dmaplane.fs.Inode;
+import org.osgi.annotation.versioning.ProviderType;
 
 /** What a VMA maps: anonymous memory, a file through its page cache, or a DAX file's storage directly. */
+@ProviderType
 public sealed interface VmaBacking permits VmaBacking.Anonymous, VmaBacking.File, VmaBacking.Dax {
 
     /** Anonymous memory ({@code vma_is_anonymous}): zero-filled on first touch. */

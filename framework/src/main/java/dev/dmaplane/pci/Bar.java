@@ -2,6 +2,7 @@ package dev.dmaplane.pci;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import org.osgi.annotation.versioning.ProviderType;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Objects;
@@ -126,6 +127,7 @@ public final class Bar {
     }
 
     /** What answers CPU accesses through a BAR. */
+    @ProviderType
     public sealed interface Backing permits Mmio, Memory {
         /** Bytes this backing covers, the BAR size. */
         long size();

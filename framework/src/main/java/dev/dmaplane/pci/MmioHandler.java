@@ -1,10 +1,13 @@
 package dev.dmaplane.pci;
 
+import org.osgi.annotation.versioning.ConsumerType;
+
 /**
  * The registers behind an MMIO BAR: what a device model does when the CPU loads or stores through the BAR
  * ({@code readl}/{@code writel} on an {@code ioremap}ped BAR). Offsets are relative to the BAR and already
  * checked: {@code offset + size} lies inside the BAR and {@code offset} is a multiple of {@code size}.
  */
+@ConsumerType
 public interface MmioHandler {
     /** Returns the {@code size}-byte (1, 2, 4 or 8) register value at {@code offset}, zero-extended. */
     long read(long offset, int size);

@@ -1,5 +1,7 @@
 package dev.dmaplane.pci;
 
+import org.osgi.annotation.versioning.ProviderType;
+
 import java.util.List;
 import java.util.Objects;
 import java.util.Optional;
@@ -9,6 +11,7 @@ import java.util.Optional;
  * address routing through the memory windows of switch ports, ACS P2P Request Redirect and Upstream Forwarding).
  * Computed by {@link PciTopology#route(PciFunction, long)}.
  */
+@ProviderType
 public sealed interface PciRoute {
 
     /**

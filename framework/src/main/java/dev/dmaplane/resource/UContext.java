@@ -2,6 +2,7 @@ package dev.dmaplane.resource;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import org.osgi.annotation.versioning.ProviderType;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -32,6 +33,7 @@ public final class UContext implements AutoCloseable {
     public enum State { LIVE, DISASSOCIATED, CLOSED }
 
     /** A call in flight: holds off disassociation until closed. */
+    @ProviderType
     public interface Call extends AutoCloseable {
         @Override
         void close();

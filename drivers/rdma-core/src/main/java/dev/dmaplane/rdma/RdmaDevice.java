@@ -7,10 +7,12 @@ import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.ResourceEntry;
 import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.resource.ResourceLimits;
+import org.osgi.annotation.versioning.ProviderType;
 
 import java.util.List;
 
 /** An RDMA device as applications see it ({@code struct ibv_device} from {@code ibv_get_device_list}). */
+@ProviderType
 public interface RdmaDevice {
     /** {@code ibv_get_device_name}, e.g. {@code rxe0}. */
     String name();

@@ -1,6 +1,7 @@
 package dev.dmaplane.rdma.spi;
 
 import dev.dmaplane.dma.DmaSegment;
+import org.osgi.annotation.versioning.ProviderType;
 
 import java.lang.foreign.MemorySegment;
 import java.util.List;
@@ -14,6 +15,7 @@ import java.util.List;
  * first), and close a lease on the thread that took it. Offsets count from the start of the leased range. The
  * accessors throw {@link dev.dmaplane.dma.DmaFaultException} when the IOMMU refuses an access.
  */
+@ProviderType
 public interface DmaLease extends AutoCloseable {
     /** Bytes leased. */
     long length();

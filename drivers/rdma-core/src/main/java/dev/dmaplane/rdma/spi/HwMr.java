@@ -1,11 +1,14 @@
 package dev.dmaplane.rdma.spi;
 
+import org.osgi.annotation.versioning.ProviderType;
+
 /**
  * A memory region as the provider sees it: keys, range, access, and its translation. A pinned region is
  * described by DMA blocks of {@link #pageSize()} bytes ({@code rdma_umem_for_each_dma_block}: what a hardware
  * HCA writes into its translation table); an on-demand region has no fixed blocks and is reached through
  * {@link MemoryAccess}, which faults its pages in.
  */
+@ProviderType
 public interface HwMr extends HwObject {
     HwPd pd();
 

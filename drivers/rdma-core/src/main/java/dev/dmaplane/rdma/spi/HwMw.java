@@ -1,8 +1,10 @@
 package dev.dmaplane.rdma.spi;
 
 import dev.dmaplane.rdma.verbs.MwType;
+import org.osgi.annotation.versioning.ProviderType;
 
 /** A memory window as the provider sees it. Binding and invalidation are done by {@link MemoryAccess#executeLocal}. */
+@ProviderType
 public interface HwMw extends HwObject {
     MwType type();
 

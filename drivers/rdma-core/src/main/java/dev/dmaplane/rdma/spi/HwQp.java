@@ -6,6 +6,7 @@ import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.WcStatus;
+import org.osgi.annotation.versioning.ProviderType;
 
 import java.util.Optional;
 
@@ -17,6 +18,7 @@ import java.util.Optional;
  * outstanding entry with {@link WcStatus#WR_FLUSH_ERR} when the QP enters ERR, by modify or by error. All methods
  * are thread-safe; none calls back into the provider.
  */
+@ProviderType
 public interface HwQp extends HwObject {
     int qpNum();
 

@@ -1,11 +1,13 @@
 package dev.dmaplane.rdma.spi;
 
 import dev.dmaplane.rdma.verbs.SrqAttr;
+import org.osgi.annotation.versioning.ProviderType;
 
 /**
  * A shared receive queue as the provider sees it. Receive work requests are taken from it through
  * {@link HwQp#takeRecv()} of a QP attached to it, which also raises the limit event.
  */
+@ProviderType
 public interface HwSrq extends HwObject {
     int srqn();
 

@@ -1,6 +1,7 @@
 package dev.dmaplane.rdma.spi;
 
 import dev.dmaplane.rdma.verbs.Sge;
+import org.osgi.annotation.versioning.ProviderType;
 
 import java.lang.foreign.MemorySegment;
 import java.util.List;
@@ -11,6 +12,7 @@ import java.util.List;
  * checks, window binding and invalidation, on-demand faulting. Every refusal is an {@link AccessFault} carrying
  * the completion status.
  */
+@ProviderType
 public interface MemoryAccess {
     /**
      * A local access through an lkey ({@code lookup_mr(pd, access, lkey, RXE_LOOKUP_LOCAL)} and

@@ -2,6 +2,7 @@ package dev.dmaplane.rdma.spi;
 
 import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.GidEntry;
+import org.osgi.annotation.versioning.ProviderType;
 
 import java.util.List;
 import java.util.Optional;
@@ -10,6 +11,7 @@ import java.util.Optional;
  * A device registered with the core ({@code ib_register_device}), as its driver holds it: the way to report port
  * changes, to find QPs by number (incoming packets), to check and translate memory, and to leave.
  */
+@ProviderType
 public interface RdmaDeviceHandle {
     /** The name the core gave the device, e.g. {@code rxe0}. */
     String name();

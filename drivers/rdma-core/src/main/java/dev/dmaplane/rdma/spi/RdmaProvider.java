@@ -6,6 +6,7 @@ import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.SrqAttr;
+import org.osgi.annotation.versioning.ConsumerType;
 
 import java.util.function.Supplier;
 
@@ -29,6 +30,7 @@ import java.util.function.Supplier;
  * {@link #reqNotifyCq} tells a provider that a CQ was armed. The provider reaches work and memory through
  * {@link HwQp} and {@link MemoryAccess} ({@link RdmaDeviceHandle#memory()}).
  */
+@ConsumerType
 public interface RdmaProvider {
     /** The driver's name ({@code ibv_devinfo}'s transport/driver, e.g. {@code rdma_rxe}). */
     String driverName();

@@ -3,6 +3,7 @@ package dev.dmaplane.rdma.spi;
 import dev.dmaplane.rdma.verbs.SendFlags;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WrOpcode;
+import org.osgi.annotation.versioning.ProviderType;
 
 import java.lang.foreign.MemorySegment;
 
@@ -10,6 +11,7 @@ import java.lang.foreign.MemorySegment;
  * A send work queue entry: a validated work request as the core queued it. The provider starts entries in order
  * ({@link HwQp#nextSend()}) and completes them in order ({@link HwQp#completeSend}).
  */
+@ProviderType
 public interface SendWqe {
     /** Position in the send queue since the QP was created. */
     long seq();

@@ -1,5 +1,7 @@
 package dev.dmaplane.rdma.verbs;
 
+import org.osgi.annotation.versioning.ProviderType;
+
 import java.util.List;
 import java.util.Optional;
 
@@ -7,6 +9,7 @@ import java.util.Optional;
  * A completion queue ({@code ibv_create_cq}). More completions than {@link #cqe()} unpolled is an overrun: the
  * completion is lost, the CQ goes into error and a CQ_ERR async event is raised.
  */
+@ProviderType
 public interface CompletionQueue extends VerbsObject {
     /** Capacity. */
     int cqe();

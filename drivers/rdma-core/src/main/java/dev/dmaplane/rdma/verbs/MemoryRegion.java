@@ -1,6 +1,7 @@
 package dev.dmaplane.rdma.verbs;
 
 import dev.dmaplane.dmabuf.DmaBuf;
+import org.osgi.annotation.versioning.ProviderType;
 
 import java.util.Optional;
 
@@ -9,6 +10,7 @@ import java.util.Optional;
  * region in the device's table, the 8-bit key changes whenever the region is registered again, so a stale key
  * never reaches new memory.
  */
+@ProviderType
 public interface MemoryRegion extends VerbsObject {
     ProtectionDomain pd();
 

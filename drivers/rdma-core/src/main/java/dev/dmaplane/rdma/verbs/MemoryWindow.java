@@ -1,9 +1,12 @@
 package dev.dmaplane.rdma.verbs;
 
+import org.osgi.annotation.versioning.ProviderType;
+
 /**
  * A memory window ({@code ibv_alloc_mw}): remote access to part of a memory region under its own rkey, granted and
  * revoked without re-registering.
  */
+@ProviderType
 public interface MemoryWindow extends VerbsObject {
     MwType type();
 

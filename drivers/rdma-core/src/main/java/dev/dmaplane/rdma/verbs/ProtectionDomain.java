@@ -2,8 +2,10 @@ package dev.dmaplane.rdma.verbs;
 
 import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.dmabuf.DmaBufHandle;
+import org.osgi.annotation.versioning.ProviderType;
 
 /** A protection domain ({@code ibv_alloc_pd}): MRs, MWs, QPs, SRQs and AHs belong to one. */
+@ProviderType
 public interface ProtectionDomain extends VerbsObject {
     /** The device-wide PD number ({@code pdn} in {@code rdma res}). */
     int pdn();

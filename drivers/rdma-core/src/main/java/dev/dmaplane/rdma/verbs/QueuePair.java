@@ -1,9 +1,12 @@
 package dev.dmaplane.rdma.verbs;
 
+import org.osgi.annotation.versioning.ProviderType;
+
 import java.util.List;
 import java.util.Optional;
 
 /** A queue pair ({@code ibv_create_qp}). */
+@ProviderType
 public interface QueuePair extends VerbsObject {
     /** The QP number (24 bits). */
     int qpNum();

@@ -1,5 +1,7 @@
 package dev.dmaplane.rdma.verbs;
 
+import org.osgi.annotation.versioning.ProviderType;
+
 import java.util.List;
 
 /**
@@ -7,6 +9,7 @@ import java.util.List;
  * {@link SendFlags} mask. Records copy their lists; validation against the QP (type, state, SGE count, inline
  * size, alignment) happens when they are posted, as the providers' {@code post_send} does it.
  */
+@ProviderType
 public sealed interface SendWr extends WorkRequest permits SendWr.Send, SendWr.SendWithImm, SendWr.SendWithInv,
         SendWr.RdmaWrite, SendWr.RdmaWriteWithImm, SendWr.RdmaRead, SendWr.AtomicCmpAndSwp, SendWr.AtomicFetchAndAdd,
         SendWr.LocalInv, SendWr.BindMw {

@@ -1,8 +1,11 @@
 package dev.dmaplane.rdma.verbs;
 
+import org.osgi.annotation.versioning.ProviderType;
+
 import java.util.List;
 
 /** A shared receive queue ({@code ibv_create_srq}). */
+@ProviderType
 public interface SharedReceiveQueue extends VerbsObject {
     ProtectionDomain pd();
 

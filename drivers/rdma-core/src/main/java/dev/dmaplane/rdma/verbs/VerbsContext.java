@@ -1,6 +1,7 @@
 package dev.dmaplane.rdma.verbs;
 
 import dev.dmaplane.mm.AddressSpace;
+import org.osgi.annotation.versioning.ProviderType;
 
 import java.time.Duration;
 import java.util.List;
@@ -14,6 +15,7 @@ import java.util.Optional;
  * {@link WcStatus#WR_FLUSH_ERR} on their CQs (which can still be polled), every object is destroyed, and every
  * other call fails with {@code EIO}; the async event queue stays readable until {@link #close()}.
  */
+@ProviderType
 public interface VerbsContext extends AutoCloseable {
     /** The device's name ({@code ibv_get_device_name}). */
     String deviceName();
