@@ -1,12 +1,14 @@
 package dev.dmaplane.fence;
 
+import dev.dmaplane.testing.Eventually;
+
+import java.time.Duration;
 import java.util.concurrent.Callable;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.locks.LockSupport;
 
@@ -64,21 +66,13 @@ final class Actor implements AutoCloseable {
      * Waits (bounded, without sleeping) until this actor's thread is parked on the ww_mutex named {@code name},
      * that is, queued on its wait list.
      */
-    void awaitBlockedOn(String name) throws TimeoutException {
+    void awaitBlockedOn(String name) {
         String blocker = "ww_mutex '" + name + "'";
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(TIMEOUT_SECONDS);
-        while (System.nanoTime() - deadline < 0) {
+        Eventually.eventually(() -> {
             Thread t = thread.get();
-            if (t != null) {
-                Object b = LockSupport.getBlocker(t);
-                if (b != null && blocker.equals(b.toString())) {
-                    return;
-                }
-            }
-            Thread.onSpinWait();
-            Thread.yield();
-        }
-        throw new TimeoutException(thread.get() + " never blocked on " + blocker);
+            Object b = t == null ? null : LockSupport.getBlocker(t);
+            return b != null && blocker.equals(b.toString());
+        }, Duration.ofSeconds(TIMEOUT_SECONDS), "actor thread never blocked on " + blocker);
     }
 
     @Override

@@ -159,10 +159,7 @@ class DmabufMrTest {
         assertEquals(mappingsBefore, f.machine.activeDmaMappings(hca), "nothing mapped");
         // a move's worker drops its reference just after signalling the move's fence (as a kernel job is freed
         // after its fence signals): wait for that, bounded
-        long deadline = System.nanoTime() + 10_000_000_000L;
-        while (buf.refCount() > 1 && System.nanoTime() < deadline) {
-            Thread.onSpinWait();
-        }
+        Eventually.eventually(() -> buf.refCount() <= 1, Duration.ofSeconds(10), "the move's worker drops its reference");
         assertEquals(1, buf.refCount(), "only the test's reference");
         assertTrue(f.machine.dmaDebug().reports().isEmpty(), f.machine.dmaDebug().reports().toString());
     }

@@ -10,6 +10,7 @@ import dev.dmaplane.rdma.verbs.ProtectionDomain;
 import dev.dmaplane.rdma.verbs.ReregFlags;
 import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.testing.Blocked;
+import dev.dmaplane.testing.Eventually;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -117,20 +118,15 @@ class ReregDeregRaceTest {
      * {@code frame} on its stack (with the fix it blocks there; without it, it finishes at once).
      */
     private static void awaitDoneOrBlockedIn(Blocked.Call<?> call, String frame) {
-        long deadline = System.nanoTime() + Blocked.TIMEOUT.toNanos();
-        while (!call.isDone()) {
-            Thread t = call.thread();
+        Thread t = call.thread();
+        Eventually.eventually(() -> {
+            if (call.isDone()) {
+                return true;
+            }
             Thread.State s = t.getState();
             boolean waiting = s == Thread.State.BLOCKED || s == Thread.State.WAITING;
-            if (waiting && Arrays.stream(t.getStackTrace()).anyMatch(e -> frame.equals(e.getClassName() + "." + e.getMethodName()))
-                    && t.getState() == s) {
-                return;
-            }
-            if (System.nanoTime() - deadline > 0) {
-                throw new AssertionError(t.getName() + " neither finished nor blocked in " + frame + " within "
-                        + Blocked.TIMEOUT + "; it is " + s);
-            }
-            Thread.yield();
-        }
+            return waiting && Arrays.stream(t.getStackTrace()).anyMatch(e -> frame.equals(e.getClassName() + "." + e.getMethodName()))
+                    && t.getState() == s;
+        }, Blocked.TIMEOUT, t.getName() + " neither finished nor blocked in " + frame);
     }
 }

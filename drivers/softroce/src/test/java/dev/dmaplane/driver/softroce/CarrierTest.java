@@ -14,9 +14,11 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
+import java.time.Duration;
 import java.util.List;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static dev.dmaplane.testing.Eventually.eventually;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
@@ -57,11 +59,9 @@ class CarrierTest {
         long dropped = h.driver.fabric.dropped.get();
         long retries = h.driver.providers.get("rxe0").engine.retries;
         p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf + 512, h.b.mr.rkey()));
-        long deadline = System.nanoTime() + 10_000_000_000L;
-        while (h.driver.providers.get("rxe0").engine.retries == retries) { // the first try was lost; a retry is due
-            assertTrue(System.nanoTime() < deadline, "no retransmission");
-            Thread.onSpinWait();
-        }
+        // the first try was lost; a retry is due
+        eventually(() -> h.driver.providers.get("rxe0").engine.retries != retries, Duration.ofSeconds(10),
+                "no retransmission");
         assertTrue(h.driver.fabric.dropped.get() > dropped, "the requests went nowhere");
         assertTrue(h.a.cq.poll(1).isEmpty(), "not completed while the carrier is away");
         assertArrayEquals(new byte[data.length], h.b.read(512, data.length));

@@ -23,10 +23,12 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
+import java.time.Duration;
 import java.util.Arrays;
 import java.util.List;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static dev.dmaplane.testing.Eventually.eventually;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -111,11 +113,7 @@ class CompletionStatusTest {
         h.a.write(0, "late receive".getBytes());
         p[0].postSend(new SendWr.Send(1, List.of(h.a.sge(0, 12)), SIGNALED, null));
         Engine responder = h.driver.providers.get("rxe1").engine;
-        long deadline = System.nanoTime() + 5_000_000_000L;
-        while (responder.rnrNaksSent < 3) {
-            assertTrue(System.nanoTime() < deadline, "RNR NAKs");
-            Thread.onSpinWait();
-        }
+        eventually(() -> responder.rnrNaksSent >= 3, Duration.ofSeconds(5), "RNR NAKs");
         p[1].postRecv(RecvWr.of(9, h.b.sge(4096, 64)));
         assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
         assertEquals(9, Hcas.one(h.b.cq).wrId());

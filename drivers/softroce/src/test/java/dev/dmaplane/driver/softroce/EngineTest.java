@@ -7,12 +7,14 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static dev.dmaplane.testing.Eventually.eventually;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
@@ -157,11 +159,7 @@ class EngineTest {
         QueuePair[] p = h.pair();
         p[0].postSend(new SendWr.Send(1, List.of(h.a.sge(0, 8)), SIGNALED, null)); // no receive yet: RNR NAK
         Engine rxe1 = h.engine("rxe1");
-        long deadline = System.nanoTime() + 10_000_000_000L;
-        while (rxe1.rnrNaksSent == 0) {
-            assertTrue(System.nanoTime() < deadline);
-            Thread.onSpinWait();
-        }
+        eventually(() -> rxe1.rnrNaksSent != 0, Duration.ofSeconds(10), "rxe1 RNR-NAKs the send");
         p[1].postRecv(dev.dmaplane.rdma.verbs.RecvWr.of(2, h.b.sge(0, 64)));
         assertTrue(Hcas.one(h.a.cq).isSuccess());
 
@@ -247,11 +245,7 @@ class EngineTest {
                 }
             }
         });
-        long deadline = System.nanoTime() + 10_000_000_000L;
-        while (last.get() == null) {
-            assertTrue(System.nanoTime() < deadline);
-            Thread.onSpinWait();
-        }
+        eventually(() -> last.get() != null, Duration.ofSeconds(10), "the writer completes a first round");
         target.destroy(); // waits only for the leases of the round in flight
         writer.get(10, TimeUnit.SECONDS);
         stop.set(true);

@@ -30,6 +30,7 @@ import java.util.List;
 import static dev.dmaplane.rdma.verbs.SendFlags.INLINE;
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
 import static dev.dmaplane.rdma.verbs.SendFlags.SOLICITED;
+import static dev.dmaplane.testing.Eventually.eventually;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertSame;
@@ -315,11 +316,9 @@ class MoreDataPathTest {
         h.a.write(65536, Hcas.random(3000, 99));
         qa.postSend(new SendWr.Send(1, List.of(h.a.sge(65536, 3000)), SIGNALED, null));
         assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
-        long until = System.nanoTime() + 5_000_000_000L;
-        while (responder.pktsRecv.get() < seen + 3) { // its three packets reached the responder and were dropped
-            assertTrue(System.nanoTime() < until);
-            Thread.onSpinWait();
-        }
+        // its three packets reached the responder and were dropped
+        eventually(() -> responder.pktsRecv.get() >= seen + 3, Duration.ofSeconds(5),
+                "the dropped send's three packets reach the responder");
         qb.postRecv(RecvWr.of(5, h.b.sge(0, 4096)));
         qa.postSend(new SendWr.Send(2, List.of(h.a.sge(0, 3000)), SIGNALED, null));
         qa.postSend(new SendWr.RdmaWrite(3, List.of(h.a.sge(0, 3000)), SIGNALED, h.b.buf + 8192, h.b.mr.rkey()));
@@ -328,10 +327,6 @@ class MoreDataPathTest {
         assertEquals(5, r.wrId());
         assertEquals(3000, r.byteLen());
         assertArrayEquals(msg, h.b.read(0, 3000));
-        long deadline = System.nanoTime() + 5_000_000_000L;
-        while (!Arrays.equals(msg, h.b.read(8192, 3000))) {
-            assertTrue(System.nanoTime() < deadline, "the UC write lands");
-            Thread.onSpinWait();
-        }
+        eventually(() -> Arrays.equals(msg, h.b.read(8192, 3000)), Duration.ofSeconds(5), "the UC write lands");
     }
 }

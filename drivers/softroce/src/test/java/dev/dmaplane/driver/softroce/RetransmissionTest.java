@@ -11,11 +11,13 @@ import org.junit.jupiter.api.Timeout;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.time.Duration;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static dev.dmaplane.testing.Eventually.eventually;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -132,11 +134,7 @@ class RetransmissionTest {
         p[0].postSend(List.of(new SendWr.Send(1, List.of(h.a.sge(0, 6)), SIGNALED, null),
                 new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 6)), SIGNALED, h.b.buf + 4096, h.b.mr.rkey())));
         Engine responder = h.driver.providers.get("rxe1").engine;
-        long deadline = System.nanoTime() + 5_000_000_000L;
-        while (responder.rnrNaksSent < 2) {
-            assertTrue(System.nanoTime() < deadline);
-            Thread.onSpinWait();
-        }
+        eventually(() -> responder.rnrNaksSent >= 2, Duration.ofSeconds(5), "the responder RNR-NAKs the send twice");
         assertArrayEquals("before".getBytes(), h.b.read(4096, 6), "the write behind the RNR-NAKed send did not pass it");
         assertTrue(h.a.cq.poll(4).isEmpty());
         p[1].postRecv(RecvWr.of(7, h.b.sge(0, 64)));

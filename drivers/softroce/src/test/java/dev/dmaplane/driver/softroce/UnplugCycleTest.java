@@ -11,11 +11,13 @@ import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 
+import static dev.dmaplane.testing.Eventually.eventually;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
@@ -93,13 +95,8 @@ class UnplugCycleTest {
 
     /** Waits until each poster has seen 10 completions, for at most 10 s. */
     private static void untilFlowing(List<Traffic.Poster> posters) {
-        long deadline = System.nanoTime() + 10_000_000_000L;
-        for (Traffic.Poster t : posters) {
-            while (t.completions.size() < 10) {
-                assertTrue(System.nanoTime() < deadline, "traffic did not start on " + t.from.dev);
-                Thread.onSpinWait();
-            }
-        }
+        eventually(() -> posters.stream().allMatch(t -> t.completions.size() >= 10), Duration.ofSeconds(10),
+                "traffic did not start on " + posters.stream().map(t -> t.from.dev).toList());
     }
 
     /** Joins the posters (each ends with EIO), drains their CQs and checks exactly-once; returns the flushed count. */
