@@ -2,9 +2,7 @@ package dev.dmaplane.mm;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
-import dev.dmaplane.mem.HostMemory;
-import dev.dmaplane.trace.Tracer;
-import org.junit.jupiter.api.AfterEach;
+import dev.dmaplane.testing.ProcessMm;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.MemorySegment;
@@ -28,18 +26,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * protection is refused as {@code access_process_vm} / GUP refuse it, with {@code EFAULT} ({@code check_vma_flags}
  * in {@code mm/gup.c}).
  */
-class AnonymousMemoryTest {
-    private static final int PAGE = (int) HostMemory.PAGE_SIZE;
-    private final HostMemory mem = new HostMemory(64L << 20);
-    private final Tracer tracer = new Tracer();
-    private final AddressSpace as = new AddressSpace(mem, tracer, "proc1");
-
-    @AfterEach
-    void tearDown() {
-        as.close();
-        mem.close();
-    }
-
+class AnonymousMemoryTest extends ProcessMm {
     @Test
     void firstTouchIsZeroFilledOneFramePerPageAndReadsBack() {
         long frames = mem.allocatedFrames();

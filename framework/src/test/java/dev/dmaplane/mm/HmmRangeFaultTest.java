@@ -3,8 +3,7 @@ package dev.dmaplane.mm;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mem.HostMemory;
-import dev.dmaplane.trace.Tracer;
-import org.junit.jupiter.api.AfterEach;
+import dev.dmaplane.testing.ProcessMm;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.MemorySegment;
@@ -21,15 +20,11 @@ import static org.junit.jupiter.api.Assertions.*;
  * faulted in like CPU accesses, no pin and no reference is taken, and the returned addresses are only as good as
  * the interval subscription's sequence number ({@code mmu_interval_read_begin}/{@code read_retry}).
  */
-class HmmRangeFaultTest {
+class HmmRangeFaultTest extends ProcessMm {
     private static final long PAGE = HostMemory.PAGE_SIZE;
-    private final HostMemory mem = new HostMemory(64L << 20);
-    private final AddressSpace as = new AddressSpace(mem, new Tracer(), "odp");
 
-    @AfterEach
-    void tearDown() {
-        as.close();
-        mem.close();
+    HmmRangeFaultTest() {
+        super("odp");
     }
 
     @Test

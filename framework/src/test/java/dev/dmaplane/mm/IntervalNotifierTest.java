@@ -4,11 +4,9 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fs.Inode;
 import dev.dmaplane.fs.MemFs;
-import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.testing.Blocked;
+import dev.dmaplane.testing.ProcessMm;
 import dev.dmaplane.trace.TraceKind;
-import dev.dmaplane.trace.Tracer;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -39,18 +37,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * {@code include/linux/mmu_notifier.h}): UNMAP for {@code munmap}, CLEAR for truncate, MIGRATE, PROTECTION for
  * {@code mprotect}, RELEASE from {@code exit_mmap} ({@code mn_itree_release}).
  */
-class IntervalNotifierTest {
-    private static final int PAGE = (int) HostMemory.PAGE_SIZE;
-    private final HostMemory mem = new HostMemory(64L << 20);
-    private final Tracer tracer = new Tracer();
-    private final AddressSpace as = new AddressSpace(mem, tracer, "proc1");
-
-    @AfterEach
-    void tearDown() {
-        as.close();
-        mem.close();
-    }
-
+class IntervalNotifierTest extends ProcessMm {
     record Call(MmuRange range, InvalidateReason reason, long seq) {
     }
 

@@ -5,10 +5,9 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fs.Inode;
 import dev.dmaplane.fs.MemFs;
 import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.testing.ProcessMm;
 import dev.dmaplane.trace.TraceEvent;
 import dev.dmaplane.trace.TraceKind;
-import dev.dmaplane.trace.Tracer;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.MemorySegment;
@@ -30,18 +29,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * a maybe-DMA-pinned one ({@code folio_maybe_dma_pinned}, {@code Documentation/core-api/pin_user_pages.rst}),
  * cannot migrate; interval notifiers see the move ({@code MMU_NOTIFY_MIGRATE}).
  */
-class MigrationTest {
-    private static final int PAGE = (int) HostMemory.PAGE_SIZE;
-    private final HostMemory mem = new HostMemory(64L << 20);
-    private final Tracer tracer = new Tracer();
-    private final AddressSpace as = new AddressSpace(mem, tracer, "proc1");
-
-    @AfterEach
-    void tearDown() {
-        as.close();
-        mem.close();
-    }
-
+class MigrationTest extends ProcessMm {
     @Test
     void migrateMovesTheBytesAndFreesTheOldFrame() {
         long va = as.mmapAnonymous(2 * PAGE, PROT_READ | PROT_WRITE);

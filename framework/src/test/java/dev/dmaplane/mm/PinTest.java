@@ -6,10 +6,9 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fs.Inode;
 import dev.dmaplane.fs.MemFs;
 import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.testing.ProcessMm;
 import dev.dmaplane.trace.TraceEvent;
 import dev.dmaplane.trace.TraceKind;
-import dev.dmaplane.trace.Tracer;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.MemorySegment;
@@ -36,18 +35,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * {@code mm/mmap.c}); a read-only long-term pin of a private file mapping breaks COW first
  * ({@code gup_must_unshare} in {@code mm/internal.h}).
  */
-class PinTest {
-    private static final int PAGE = (int) HostMemory.PAGE_SIZE;
-    private final HostMemory mem = new HostMemory(64L << 20);
-    private final Tracer tracer = new Tracer();
-    private final AddressSpace as = new AddressSpace(mem, tracer, "proc1");
-
-    @AfterEach
-    void tearDown() {
-        as.close();
-        mem.close();
-    }
-
+class PinTest extends ProcessMm {
     private static long pfn(long phys) {
         return phys >>> HostMemory.PAGE_SHIFT;
     }
