@@ -1,5 +1,6 @@
 package dev.dmaplane.launcher;
 
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -72,7 +73,7 @@ class DemoIT {
 
     @Test
     void topologyBootsTheMachineItNames() throws Exception {
-        Path machine = Files.writeString(tmp.resolve("small.yaml"), MachineFileIT.SMALL_MACHINE);
+        Path machine = TestMachines.copy(TestMachines.SMALL_GPU, tmp);
         Run r = main("shell", "--topology", machine.toString(), "--work", tmp.resolve("work").toString(), "--dist",
                 RuntimeIT.DIST.toString(), "dmaplane:lspci");
         assertEquals(0, r.code(), r.err());

@@ -1,5 +1,6 @@
 package dev.dmaplane.launcher;
 
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -21,32 +22,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class MachineFileIT {
-    /** 1 GiB, one root port enforcing ACS with the copy-engine GPU below it, at a BDF the default machine lacks. */
-    static final String SMALL_MACHINE = """
-            memory: 1GiB
-            iommu: { enabled: true, defaultDomain: dma }
-            pci:
-              hostBridges:
-                - domain: 0
-                  bus: 0
-                  children:
-                    - bdf: "0000:00:01.0"
-                      type: rootPort
-                      vendor: "0x1da0"
-                      device: "0x1000"
-                      class: "0x060400"
-                      acs: [SV, RR, CR, UF]
-                      children:
-                        - bdf: "0000:01:00.0"
-                          type: endpoint
-                          vendor: "0x1da0"
-                          device: "0x0001"
-                          class: "0x030200"
-                          bars:
-                            - { index: 0, size: 16MiB, kind: mmio }
-                            - { index: 2, size: 1GiB, kind: memory }
-                          model: gpu
-            """;
     static final String GPU = "0000:01:00.0";
 
     @TempDir
@@ -55,7 +30,7 @@ class MachineFileIT {
     @Test
     void theMachineFileIsTheMachineAndDmatestDrivesItsCopyEngine() throws Exception {
         Threads.Snapshot threads = Threads.snapshot();
-        Path file = Files.writeString(tmp.resolve("small.yaml"), SMALL_MACHINE);
+        Path file = TestMachines.copy(TestMachines.SMALL_GPU, tmp);
         DmaplaneRuntime.Config config = new DmaplaneRuntime.Config(RuntimeIT.DIST, tmp.resolve("work"), null, false, 100)
                 .withMachineFile(file);
         try (DmaplaneRuntime rt = DmaplaneRuntime.start(config, RuntimeIT.WAIT)) {

@@ -13,6 +13,7 @@ import dev.dmaplane.iommu.IommuGroup;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -69,32 +70,6 @@ class RuntimeComponentsTest {
             "0000:02:00.0", "0000:02:01.0", "0000:03:00.0", "0000:04:00.0", "0000:05:00.0", "0000:06:00.0");
     static final String GPU = "0000:03:00.0";
 
-    /** A small machine file: 1 GiB, one root port with a GPU (the copy-engine model) below it. */
-    static final String SMALL_MACHINE = """
-            memory: 1GiB
-            iommu: { enabled: true, defaultDomain: dma }
-            pci:
-              hostBridges:
-                - domain: 0
-                  bus: 0
-                  children:
-                    - bdf: "0000:00:01.0"
-                      type: rootPort
-                      vendor: "0x1da0"
-                      device: "0x1000"
-                      class: "0x060400"
-                      acs: [SV, RR, CR, UF]
-                      children:
-                        - bdf: "0000:01:00.0"
-                          type: endpoint
-                          vendor: "0x1da0"
-                          device: "0x0001"
-                          class: "0x030200"
-                          bars:
-                            - { index: 0, size: 16MiB, kind: mmio }
-                          model: gpu
-            """;
-
     @TempDir
     Path tmp;
     Machine machine;
@@ -127,7 +102,7 @@ class RuntimeComponentsTest {
 
     @Test
     void aMachineFileBootsThatMachine() throws Exception {
-        Path file = Files.writeString(tmp.resolve("small.yaml"), SMALL_MACHINE);
+        Path file = TestMachines.copy(TestMachines.SMALL_GPU, tmp);
         try (Machine small = MachineComponent.boot(file.toString())) {
             assertEquals(1L << 30, small.memory().size());
             assertEquals(List.of("0000:00:01.0", "0000:01:00.0"), small.pci().functions().stream().map(Device::name).toList());
@@ -145,7 +120,7 @@ class RuntimeComponentsTest {
 
     @Test
     void aBadMachineFileIsRefusedNamingTheFileAndTheFault() throws Exception {
-        Path file = Files.writeString(tmp.resolve("bad.yaml"), SMALL_MACHINE.replace("memory: 1GiB", "memory: 3MiB"));
+        Path file = Files.writeString(tmp.resolve("bad.yaml"), TestMachines.text(TestMachines.SMALL_GPU).replace("memory: 1GiB", "memory: 3MiB"));
         ErrnoException e = assertThrows(ErrnoException.class, () -> MachineComponent.boot(file.toString()));
         assertEquals(Errno.EINVAL, e.errno());
         assertTrue(e.getMessage().startsWith("EINVAL: machine file " + file.toAbsolutePath() + ": "), e.getMessage());

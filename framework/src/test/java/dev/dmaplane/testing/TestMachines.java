@@ -1,0 +1,42 @@
+package dev.dmaplane.testing;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * Machine files (the YAML a {@code --topology} or {@code dmaplane.machine} names) kept as test resources under
+ * {@code dev/dmaplane/testing/machines/} of the framework's tests jar, so that every module's tests boot the same
+ * file instead of a copy of it inline.
+ */
+public final class TestMachines {
+    /**
+     * 1 GiB of RAM, the IOMMU on, one root port enforcing ACS at 0000:00:01.0 and the copy-engine GPU
+     * (1da0:0001, class 0x030200, 16 MiB of registers in BAR 0, 1 GiB of VRAM in BAR 2) at 0000:01:00.0.
+     */
+    public static final String SMALL_GPU = "small-gpu.yaml";
+
+    private TestMachines() {
+    }
+
+    /** The text of the machine file {@code name}. */
+    public static String text(String name) {
+        String resource = "machines/" + name;
+        try (InputStream in = TestMachines.class.getResourceAsStream(resource)) {
+            if (in == null) {
+                throw new IllegalArgumentException("no machine file " + name + " among the test resources");
+            }
+            return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read the machine file " + name, e);
+        }
+    }
+
+    /** The machine file {@code name} written into {@code dir}, for what reads a machine from a path. */
+    public static Path copy(String name, Path dir) throws IOException {
+        return Files.writeString(dir.resolve(name), text(name));
+    }
+}
