@@ -5,6 +5,7 @@ import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.mm.Prot;
 import dev.dmaplane.rdma.loopback.LoopbackDriver;
 import dev.dmaplane.rdma.loopback.LoopbackProvider;
+import dev.dmaplane.rdma.testing.Verbs;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.AhAttr;
 import dev.dmaplane.rdma.verbs.CompletionQueue;
@@ -24,6 +25,7 @@ import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
 
 import java.lang.foreign.MemorySegment;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.List;
@@ -137,18 +139,12 @@ public final class Fixture implements AutoCloseable {
     }
 
     public static void connect(QueuePair qp, int dest) {
-        qp.modify(toInit(qp.type()));
-        qp.modify(toRtr(qp.type(), dest));
-        qp.modify(toRts(qp.type()));
+        Verbs.connect(qp, toInit(qp.type()), toRtr(qp.type(), dest), toRts(qp.type()));
     }
 
     /** Polls until {@code n} completions came (the loopback works synchronously, so they are there). */
     public static List<WorkCompletion> poll(CompletionQueue cq, int n) {
-        List<WorkCompletion> out = new ArrayList<>(cq.poll(n));
-        if (out.size() != n) {
-            throw new AssertionError("expected " + n + " completions, got " + out);
-        }
-        return out;
+        return Verbs.poll(cq, n, Duration.ZERO);
     }
 
     @Override

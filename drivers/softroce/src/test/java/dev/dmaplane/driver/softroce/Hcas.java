@@ -4,8 +4,10 @@ import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.mm.Prot;
 import dev.dmaplane.rdma.RdmaCore;
+import dev.dmaplane.rdma.testing.Verbs;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.AhAttr;
+import dev.dmaplane.rdma.verbs.AsyncEvent;
 import dev.dmaplane.rdma.verbs.CompletionQueue;
 import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.MemoryRegion;
@@ -22,7 +24,7 @@ import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
 
 import java.lang.foreign.MemorySegment;
-import java.util.ArrayList;
+import java.time.Duration;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
@@ -33,6 +35,8 @@ import java.util.Set;
  */
 final class Hcas implements AutoCloseable {
     static final long BUF = 4L << 20;
+    /** How long {@link #poll} and {@link #event} wait for what the HCAs' engines deliver. */
+    static final Duration WAIT = Duration.ofSeconds(10);
     static final int ALL = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ | Access.REMOTE_ATOMIC;
 
     final Machine machine = Machine.bootDefault();
@@ -101,11 +105,11 @@ final class Hcas implements AutoCloseable {
     }
 
     static void connect(QueuePair qp, QueuePair peer, Gid peerGid, int access, int rnrRetry, int retryCnt, int psn) {
-        qp.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).accessFlags(access).build());
-        qp.modify(QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peerGid, 1, 1)).pathMtu(Mtu.MTU_1024)
-                .destQpn(peer.qpNum()).rqPsn(psn).maxDestRdAtomic(4).minRnrTimer(1).build());
-        qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(psn).timeout(14).retryCnt(retryCnt).rnrRetry(rnrRetry)
-                .maxRdAtomic(4).build());
+        Verbs.connect(qp, QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).accessFlags(access).build(),
+                QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peerGid, 1, 1)).pathMtu(Mtu.MTU_1024)
+                        .destQpn(peer.qpNum()).rqPsn(psn).maxDestRdAtomic(4).minRnrTimer(1).build(),
+                QpAttr.builder().state(QpState.RTS).sqPsn(psn).timeout(14).retryCnt(retryCnt).rnrRetry(rnrRetry)
+                        .maxRdAtomic(4).build());
     }
 
     /** An RC pair a (on rxe0) ↔ b (on rxe1). */
@@ -123,16 +127,7 @@ final class Hcas implements AutoCloseable {
 
     /** Polls until {@code n} completions came, or fails after 10 s. */
     static List<WorkCompletion> poll(CompletionQueue cq, int n) {
-        List<WorkCompletion> out = new ArrayList<>();
-        long deadline = System.nanoTime() + 10_000_000_000L;
-        while (out.size() < n) {
-            out.addAll(cq.poll(n - out.size()));
-            if (System.nanoTime() - deadline > 0) {
-                throw new AssertionError("expected " + n + " completions, got " + out);
-            }
-            Thread.onSpinWait();
-        }
-        return out;
+        return Verbs.poll(cq, n, WAIT);
     }
 
     static WorkCompletion one(CompletionQueue cq) {
@@ -152,18 +147,8 @@ final class Hcas implements AutoCloseable {
     }
 
     /** The next async event of {@code ctx}, waited for at most 10 s. */
-    static dev.dmaplane.rdma.verbs.AsyncEvent event(VerbsContext ctx) {
-        long deadline = System.nanoTime() + 10_000_000_000L;
-        while (true) {
-            var e = ctx.pollAsyncEvent();
-            if (e.isPresent()) {
-                return e.get();
-            }
-            if (System.nanoTime() - deadline > 0) {
-                throw new AssertionError("no async event on " + ctx);
-            }
-            Thread.onSpinWait();
-        }
+    static AsyncEvent event(VerbsContext ctx) {
+        return Verbs.event(ctx, WAIT);
     }
 
     static long softroceThreads() {
