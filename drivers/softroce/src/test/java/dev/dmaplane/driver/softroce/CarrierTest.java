@@ -10,7 +10,6 @@ import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -28,15 +27,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * end in RETRY_EXC_ERR.
  */
 @Timeout(60)
-class CarrierTest {
-    private final Hcas h = new Hcas();
-
-    @AfterEach
-    void close() {
-        h.close();
-        assertEquals(0, Hcas.softroceThreads());
-    }
-
+class CarrierTest extends HcaTestBase {
     @Test
     void aWriteWaitsOutALostCarrierAndCompletesWhenItReturns() {
         QueuePair[] p = h.pair(); // retry_cnt 7, timeout 67 ms

@@ -9,7 +9,6 @@ import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WcOpcode;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -30,17 +29,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * while another thread runs it (work queued for the holder, which runs it as it lets the engine go).
  */
 @Timeout(60)
-class ConcurrencyTest {
+class ConcurrencyTest extends HcaTestBase {
     private static final int PAIRS = 4;
     private static final int MSGS = 300;
     private static final int LEN = 256;
-    private final Hcas h = new Hcas();
-
-    @AfterEach
-    void close() {
-        h.close();
-        assertEquals(0, Hcas.softroceThreads());
-    }
 
     private static byte[] msg(int pair, int i) {
         byte[] b = new byte[LEN];

@@ -10,7 +10,6 @@ import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -30,15 +29,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * receive whose send carried the solicited event bit only.
  */
 @Timeout(60)
-class CqEventTest {
-    private final Hcas h = new Hcas();
-
-    @AfterEach
-    void close() {
-        h.close();
-        assertEquals(0, Hcas.softroceThreads());
-    }
-
+class CqEventTest extends HcaTestBase {
     /** rxe_cq_post on a full CQ: the completion is lost, CQ_ERR, and the QP that lost it goes to ERR with QP_FATAL. */
     @Test
     void aCqOverrunOnTheHcaRaisesCqErrAndQpFatal() {

@@ -8,7 +8,6 @@ import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -26,15 +25,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * thread stays, and the peer's requests to the vanished HCA end in RETRY_EXC_ERR.
  */
 @Timeout(60)
-class HotUnplugTest {
-    private final Hcas h = new Hcas();
-
-    @AfterEach
-    void close() {
-        h.close();
-        assertEquals(0, Hcas.softroceThreads());
-    }
-
+class HotUnplugTest extends HcaTestBase {
     @Test
     void surpriseRemovalUnderTrafficFlushesStopsTheEngineAndLeaksNothing() throws Exception {
         QueuePair[] p = h.pair(Hcas.ALL, Hcas.ALL, 7, 7);

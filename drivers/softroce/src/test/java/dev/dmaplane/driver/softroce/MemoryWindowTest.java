@@ -3,7 +3,6 @@ package dev.dmaplane.driver.softroce;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -19,15 +18,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * window bound through the QP is closed again by a LOCAL_INV, after which its rkey is refused (IBTA 10.6.7).
  */
 @Timeout(60)
-class MemoryWindowTest {
-    private final Hcas h = new Hcas();
-
-    @AfterEach
-    void close() {
-        h.close();
-        assertEquals(0, Hcas.softroceThreads());
-    }
-
+class MemoryWindowTest extends HcaTestBase {
     @Test
     void windowsOpenExactlyTheirRangeAndLocalInvalidateClosesAType2Window() {
         QueuePair[] p = h.pair();

@@ -6,7 +6,6 @@ import dev.dmaplane.rdma.verbs.MemoryRegion;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -24,15 +23,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * invalidated through the interval notifier and refused afterwards.
  */
 @Timeout(60)
-class OdpTest {
-    private final Hcas h = new Hcas();
-
-    @AfterEach
-    void close() {
-        h.close();
-        assertEquals(0, Hcas.softroceThreads());
-    }
-
+class OdpTest extends HcaTestBase {
     @Test
     void onDemandRegionsAreFaultedInByTheResponder() {
         long odpBuf = h.b.mm.mmapAnonymous(1 << 20, Prot.PROT_READ | Prot.PROT_WRITE);

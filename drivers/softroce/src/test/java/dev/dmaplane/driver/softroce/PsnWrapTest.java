@@ -4,7 +4,6 @@ import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -20,15 +19,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * a message whose packets cross 2^24 arrives whole, and a read after it too.
  */
 @Timeout(60)
-class PsnWrapTest {
-    private final Hcas h = new Hcas();
-
-    @AfterEach
-    void close() {
-        h.close();
-        assertEquals(0, Hcas.softroceThreads());
-    }
-
+class PsnWrapTest extends HcaTestBase {
     @Test
     void psnsWrapAroundAt2To24() {
         QueuePair qa = h.a.rc();

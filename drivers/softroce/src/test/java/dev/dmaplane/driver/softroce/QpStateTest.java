@@ -6,7 +6,6 @@ import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WcStatus;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -24,15 +23,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * {@code SQ_DRAINED}, back in RTS the rest runs; a QP reset and connected again works like a new one.
  */
 @Timeout(60)
-class QpStateTest {
-    private final Hcas h = new Hcas();
-
-    @AfterEach
-    void close() {
-        h.close();
-        assertEquals(0, Hcas.softroceThreads());
-    }
-
+class QpStateTest extends HcaTestBase {
     /** SQD (ibv_modify_qp to IBV_QPS_SQD with en_sqd_async_notify): work started finishes, then SQ_DRAINED; RTS resumes. */
     @Test
     void sqdDrainsWhatTheHcaStartedAndRtsResumesTheRest() {

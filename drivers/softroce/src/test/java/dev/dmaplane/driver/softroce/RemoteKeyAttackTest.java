@@ -12,7 +12,6 @@ import dev.dmaplane.rdma.verbs.Sge;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
 import dev.dmaplane.testing.Figures;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -46,18 +45,11 @@ import static org.junit.jupiter.api.Assertions.fail;
  */
 @Tag("adversarial")
 @Timeout(1800)
-class RemoteKeyAttackTest {
+class RemoteKeyAttackTest extends HcaTestBase {
     private static final long KIB = 1024;
     private static final long VICTIM = 2L << 20;
     private static final int MAX_LEN = 64 * 1024;
 
-    private final Hcas h = new Hcas();
-
-    @AfterEach
-    void close() {
-        h.close();
-        assertEquals(0, Hcas.softroceThreads());
-    }
 
     private enum Op { WRITE, READ, CMP_SWAP, FETCH_ADD }
 

@@ -5,7 +5,6 @@ import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -23,15 +22,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * only a work request with {@code IBV_SEND_SIGNALED} completes on a QP created with {@code sq_sig_all} off.
  */
 @Timeout(60)
-class SendFlagsTest {
-    private final Hcas h = new Hcas();
-
-    @AfterEach
-    void close() {
-        h.close();
-        assertEquals(0, Hcas.softroceThreads());
-    }
-
+class SendFlagsTest extends HcaTestBase {
     @Test
     void inlineSendsAndUnsignaledWritesComplete() {
         QueuePair[] p = h.pair();

@@ -9,7 +9,6 @@ import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.SharedReceiveQueue;
 import dev.dmaplane.rdma.verbs.SrqAttr;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -25,15 +24,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * sends to a QP attached to it consume its receives in the order they were posted.
  */
 @Timeout(60)
-class SrqTest {
-    private final Hcas h = new Hcas();
-
-    @AfterEach
-    void close() {
-        h.close();
-        assertEquals(0, Hcas.softroceThreads());
-    }
-
+class SrqTest extends HcaTestBase {
     @Test
     void sendsLandInAnSrqAttachedQp() {
         SharedReceiveQueue srq = h.b.pd.createSrq(new SrqAttr(64, 2, 0));

@@ -11,7 +11,6 @@ import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -31,15 +30,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * anyway, and a message the responder cannot take is skipped.
  */
 @Timeout(60)
-class UcTest {
-    private final Hcas h = new Hcas();
-
-    @AfterEach
-    void close() {
-        h.close();
-        assertEquals(0, Hcas.softroceThreads());
-    }
-
+class UcTest extends HcaTestBase {
     @Test
     void ucSendsAndWritesAreUnacknowledgedAndALostMessageIsSkipped() {
         QueuePair qa = h.a.pd.createQp(new QpInitAttr(h.a.cq, h.a.cq, null, new QpCap(16, 16, 4, 4, 0), QpType.UC, false));

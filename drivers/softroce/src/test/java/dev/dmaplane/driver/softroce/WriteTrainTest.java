@@ -6,7 +6,6 @@ import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -27,15 +26,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * then IBV_WC_WR_FLUSH_ERR).
  */
 @Timeout(60)
-class WriteTrainTest {
-    private final Hcas h = new Hcas();
-
-    @AfterEach
-    void close() {
-        h.close();
-        assertEquals(0, Hcas.softroceThreads());
-    }
-
+class WriteTrainTest extends HcaTestBase {
     private static List<WcStatus> statuses(List<WorkCompletion> wc) {
         return wc.stream().map(WorkCompletion::status).toList();
     }
