@@ -34,7 +34,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The check {@code bnd-baseline-maven-plugin} runs in {@code verify}, done here with the same bnd {@link Baseline}
- * API on the recorded baseline bundle ({@code baseline/repository}, CONTRIBUTING.md): follows the OSGi Semantic
+ * API on the recorded baseline bundle ({@code bundles/baseline/repository}, CONTRIBUTING.md): follows the OSGi Semantic
  * Versioning whitepaper and bnd's baselining ({@code -baseline} in the bnd manual). An exported interface that
  * gains a method without a package version bump fails; {@code @ProviderType} makes it a minor change,
  * {@code @ConsumerType} a major one.
