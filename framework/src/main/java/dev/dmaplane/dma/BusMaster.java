@@ -1,5 +1,7 @@
 package dev.dmaplane.dma;
 
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import org.osgi.annotation.versioning.ProviderType;
 
 import java.lang.foreign.MemorySegment;
@@ -30,7 +32,7 @@ public interface BusMaster {
      */
     default void copyTo(long busAddr, BusMaster target, long targetBusAddr, long length) {
         if (length < 0) {
-            throw new dev.dmaplane.errno.ErrnoException(dev.dmaplane.errno.Errno.EINVAL, "negative length " + length);
+            throw new ErrnoException(Errno.EINVAL, "negative length " + length);
         }
         MemorySegment buf = MemorySegment.ofArray(new byte[(int) Math.min(length, 64 * 1024)]);
         for (long done = 0; done < length; ) {
@@ -63,13 +65,13 @@ public interface BusMaster {
     /** The argument checks of the chain {@link #copyTo(long, BusMaster, long, long[], long[], int[], int, int)}. */
     static void checkChain(long[] offsets, long[] targetOffsets, int[] lengths, int from, int to) {
         if (offsets == null || targetOffsets == null || lengths == null) {
-            throw new dev.dmaplane.errno.ErrnoException(dev.dmaplane.errno.Errno.EINVAL, "a chain needs offsets,"
+            throw new ErrnoException(Errno.EINVAL, "a chain needs offsets,"
                     + " target offsets and lengths (got " + (offsets == null ? "no offsets" : targetOffsets == null
                     ? "no target offsets" : "no lengths") + ")");
         }
         int n = Math.min(lengths.length, Math.min(offsets.length, targetOffsets.length));
         if (from < 0 || from >= to || to > n) {
-            throw new dev.dmaplane.errno.ErrnoException(dev.dmaplane.errno.Errno.EINVAL, "descriptors [" + from + ", "
+            throw new ErrnoException(Errno.EINVAL, "descriptors [" + from + ", "
                     + to + ") of a chain of " + n);
         }
     }

@@ -10,6 +10,7 @@ import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentMap;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.BooleanSupplier;
 
 /**
  * A memory Base Address Register of a function ({@code pci_resource_start/len(pdev, bar)}): its index, size,
@@ -141,7 +142,7 @@ public final class Bar {
     public static final class Mmio implements Backing {
         private final long size;
         private final String owner;
-        private final java.util.function.BooleanSupplier decoding;
+        private final BooleanSupplier decoding;
         private final AtomicReference<MmioHandler> handler = new AtomicReference<>();
 
         Mmio(long size, String owner) {
@@ -149,7 +150,7 @@ public final class Bar {
         }
 
         /** A register block that answers only while {@code decoding} says the function decodes its BARs. */
-        Mmio(long size, String owner, java.util.function.BooleanSupplier decoding) {
+        Mmio(long size, String owner, BooleanSupplier decoding) {
             this.size = size;
             this.owner = owner;
             this.decoding = decoding;

@@ -8,6 +8,7 @@ import java.util.BitSet;
 import java.util.List;
 import java.util.Optional;
 import java.util.OptionalInt;
+import java.util.concurrent.atomic.AtomicInteger;
 
 import static dev.dmaplane.pci.PciRegs.*;
 
@@ -36,9 +37,9 @@ public final class ConfigSpace {
      * Counts {@link #write}s to every config space of one topology (this one's alone when it belongs to none), so
      * that what is derived from the registers (address decoding) can be cached and checked with one read.
      */
-    private final java.util.concurrent.atomic.AtomicInteger writes;
+    private final AtomicInteger writes;
 
-    private ConfigSpace(java.util.concurrent.atomic.AtomicInteger writes) {
+    private ConfigSpace(AtomicInteger writes) {
         this.writes = writes;
     }
 
@@ -360,10 +361,10 @@ public final class ConfigSpace {
         private int secondary;
         private int subordinate;
 
-        private java.util.concurrent.atomic.AtomicInteger writes;
+        private AtomicInteger writes;
 
         /** Counts this config space's writes in {@code counter}, shared by every config space of a topology. */
-        Builder writeCounter(java.util.concurrent.atomic.AtomicInteger counter) {
+        Builder writeCounter(AtomicInteger counter) {
             this.writes = counter;
             return this;
         }
@@ -445,7 +446,7 @@ public final class ConfigSpace {
                 throw new ErrnoException(Errno.EINVAL, String.format(
                         "a %s needs class 0x0604xx (PCI bridge), not %#08x", express.label(), classCode));
             }
-            ConfigSpace cs = new ConfigSpace(writes != null ? writes : new java.util.concurrent.atomic.AtomicInteger());
+            ConfigSpace cs = new ConfigSpace(writes != null ? writes : new AtomicInteger());
             cs.init(VENDOR_ID, 2, vendorId, 0);
             cs.init(DEVICE_ID, 2, deviceId, 0);
             cs.init(COMMAND, 2, 0, COMMAND_MEMORY | COMMAND_MASTER | COMMAND_PARITY | COMMAND_SERR | COMMAND_INTX_DISABLE);

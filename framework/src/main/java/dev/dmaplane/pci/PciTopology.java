@@ -10,6 +10,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * A machine's PCI hierarchy as the kernel holds it after enumeration: host bridges, buses, functions, and the
@@ -29,10 +30,10 @@ public final class PciTopology implements AutoCloseable {
     private final Map<PciFunction, Integer> groupIds = new IdentityHashMap<>();
 
     /** Config writes to this topology's functions (address decoding may have changed with each). */
-    private final java.util.concurrent.atomic.AtomicInteger configWrites;
+    private final AtomicInteger configWrites;
 
     PciTopology(MachineSpec machine, List<HostBridge> hostBridges, DeviceMemoryPool pool,
-                java.util.concurrent.atomic.AtomicInteger configWrites) {
+                AtomicInteger configWrites) {
         this.configWrites = configWrites;
         this.machine = Objects.requireNonNull(machine, "machine");
         this.hostBridges = List.copyOf(hostBridges);
@@ -181,7 +182,7 @@ public final class PciTopology implements AutoCloseable {
 
     /** Every BAR and bridge window as inclusive {@code [first, last]} ranges, with the config writes they reflect. */
     private record Decoders(int writes, long[] first, long[] last) {
-        static Decoders of(List<PciFunction> fns, java.util.concurrent.atomic.AtomicInteger configWrites) {
+        static Decoders of(List<PciFunction> fns, AtomicInteger configWrites) {
             int w = configWrites.get(); // before the registers are read
             List<long[]> ranges = new ArrayList<>();
             for (PciFunction f : fns) {

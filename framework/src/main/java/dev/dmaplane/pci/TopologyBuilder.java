@@ -11,6 +11,7 @@ import dev.dmaplane.pci.impl.MmioPlan;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.atomic.AtomicInteger;
 
 import static dev.dmaplane.pci.PciRegs.*;
 
@@ -29,7 +30,7 @@ final class TopologyBuilder {
                 TopologyLoader.MMIO64_LIMIT, TopologyLoader.MMIO32_BASE, TopologyLoader.MMIO32_LIMIT);
         Map<BusPlan.Node, MmioPlan.Layout> layout = mmio.functions();
         DeviceMemoryPool pool = new DeviceMemoryPool();
-        java.util.concurrent.atomic.AtomicInteger configWrites = new java.util.concurrent.atomic.AtomicInteger();
+        AtomicInteger configWrites = new AtomicInteger();
         try {
             List<HostBridge> hosts = new ArrayList<>();
             for (BusPlan.Host h : plan) {
@@ -54,7 +55,7 @@ final class TopologyBuilder {
     }
 
     private static void add(BusPlan.Node n, PciBus bus, HostBridge hb, Map<BusPlan.Node, MmioPlan.Layout> layout,
-                            DeviceMemoryPool pool, java.util.concurrent.atomic.AtomicInteger configWrites) {
+                            DeviceMemoryPool pool, AtomicInteger configWrites) {
         FunctionSpec s = n.spec();
         ConfigSpace cs;
         List<Bar> bars = new ArrayList<>();

@@ -15,6 +15,7 @@ import org.junit.jupiter.api.Test;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.EnumSet;
+import java.util.List;
 import java.util.Set;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -66,7 +67,7 @@ class DaxTest {
         f.truncate(4 * PAGE);
         try (AddressSpace as = new AddressSpace(mem, tracer, "p")) {
             long va = as.mmapFile(f, 0, 4 * PAGE, Prot.PROT_READ | Prot.PROT_WRITE, true);
-            for (Set<PinFlags> flags : java.util.List.of(EnumSet.of(PinFlags.LONGTERM),
+            for (Set<PinFlags> flags : List.of(EnumSet.of(PinFlags.LONGTERM),
                     EnumSet.of(PinFlags.LONGTERM, PinFlags.WRITE))) {
                 ErrnoException e = assertThrows(ErrnoException.class, () -> as.pin(va, 4 * PAGE, flags));
                 assertEquals(Errno.EOPNOTSUPP, e.errno());

@@ -11,6 +11,7 @@ import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -94,7 +95,7 @@ class MemFsTest {
             assertFalse(f.isEvicted());
             MemorySegment out = Arena.ofAuto().allocate(5);
             as.read(va, out);
-            assertEquals("hello", new String(out.toArray(java.lang.foreign.ValueLayout.JAVA_BYTE)));
+            assertEquals("hello", new String(out.toArray(ValueLayout.JAVA_BYTE)));
             as.munmap(va, 4096);
             assertTrue(f.isEvicted());
         }

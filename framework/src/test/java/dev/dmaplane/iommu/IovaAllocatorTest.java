@@ -8,9 +8,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.Set;
 import java.util.TreeMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -118,7 +120,7 @@ class IovaAllocatorTest {
         long start = 1L << 26;
         long pages = 20_000;
         IovaAllocator a = new IovaAllocator(K4, start, start + pages * K4);
-        java.util.Set<Long> seen = new java.util.HashSet<>();
+        Set<Long> seen = new HashSet<>();
         long[] got = new long[(int) pages];
         for (int round = 0; round < 3; round++) {
             seen.clear();

@@ -4,6 +4,8 @@ import dev.dmaplane.dma.BusMaster;
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaFaultException;
 import dev.dmaplane.dma.FaultReason;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.iommu.IommuDomain;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.Bar;
@@ -13,6 +15,8 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -70,7 +74,7 @@ class CutThroughCopyTest {
         byte[] out = new byte[(int) len];
         ram.read(dst + 3000, MemorySegment.ofArray(out));
         assertArrayEquals(data, out);
-        assertEquals(dev.dmaplane.errno.Errno.EINVAL, assertThrows(dev.dmaplane.errno.ErrnoException.class,
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
                 () -> ma.copyTo(srcIova, mb, dstIova, -1)).errno(), "a negative length");
         a.dma().unmapSingle(srcIova, 2L << 20, DmaDirection.TO_DEVICE);
         b.dma().unmapSingle(dstIova, 2L << 20, DmaDirection.FROM_DEVICE);
@@ -113,7 +117,7 @@ class CutThroughCopyTest {
         for (int i = 0; i < n; i++) {
             byte[] out = new byte[64];
             ram.read(i == 5 ? far + 128 : dst + to[i], MemorySegment.ofArray(out));
-            assertArrayEquals(java.util.Arrays.copyOfRange(whole, 64 * i, 64 * i + 64), out, "descriptor " + i);
+            assertArrayEquals(Arrays.copyOfRange(whole, 64 * i, 64 * i + 64), out, "descriptor " + i);
         }
 
         // a descriptor into nothing mapped: the call before it stops short, the one starting at it is refused
@@ -126,18 +130,18 @@ class CutThroughCopyTest {
         ram.read(dst + to[6], MemorySegment.ofArray(out));
         assertArrayEquals(new byte[64], out, "nothing after the refused descriptor moved");
         ram.read(dst + to[4], MemorySegment.ofArray(out));
-        assertArrayEquals(java.util.Arrays.copyOfRange(whole, 256, 320), out, "everything before it did");
+        assertArrayEquals(Arrays.copyOfRange(whole, 256, 320), out, "everything before it did");
 
         // with bus mastering off, the chain's first descriptor is refused: no run from a cached translation
         b.setMaster(false);
         assertEquals(FaultReason.BUS_MASTER_DISABLED, assertThrows(DmaFaultException.class,
                 () -> ma.copyTo(srcIova, mb, dstIova, from, to, len, 0, 4)).reason());
         b.setMaster(true);
-        assertEquals(dev.dmaplane.errno.Errno.EINVAL, assertThrows(dev.dmaplane.errno.ErrnoException.class,
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
                 () -> ma.copyTo(srcIova, mb, dstIova, from, to, len, 3, 3)).errno(), "an empty chain");
-        assertEquals(dev.dmaplane.errno.Errno.EINVAL, assertThrows(dev.dmaplane.errno.ErrnoException.class,
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
                 () -> ma.copyTo(srcIova, mb, dstIova, from, to, len, 0, n + 1)).errno(), "past the arrays");
-        assertEquals(dev.dmaplane.errno.Errno.EINVAL, assertThrows(dev.dmaplane.errno.ErrnoException.class,
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
                 () -> ma.copyTo(srcIova, mb, dstIova, from, null, len, 0, 1)).errno(), "no target offsets");
         a.dma().unmapSingle(srcIova, 4096, DmaDirection.TO_DEVICE);
         b.dma().unmapSingle(dstIova, 4096, DmaDirection.FROM_DEVICE);
@@ -155,7 +159,7 @@ class CutThroughCopyTest {
         MemorySegment out = MemorySegment.ofArray(new byte[64]);
         ma.read(iova, out); // fills the cache
         ma.read(iova, out); // served by it
-        assertArrayEquals(pattern(64, 3), out.toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+        assertArrayEquals(pattern(64, 3), out.toArray(ValueLayout.JAVA_BYTE));
         a.setMaster(false);
         assertEquals(FaultReason.BUS_MASTER_DISABLED, assertThrows(DmaFaultException.class, () -> ma.read(iova, out)).reason(),
                 "a cached translation does not skip the requester's own checks");

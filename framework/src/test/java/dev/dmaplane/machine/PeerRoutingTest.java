@@ -10,13 +10,16 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.Bar;
 import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.pci.PciRoute;
 import dev.dmaplane.pci.TopologyLoader;
 import dev.dmaplane.trace.TraceKind;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.*;
@@ -218,7 +221,7 @@ class PeerRoutingTest {
         for (long iova : iovas) {
             assertFalse(iova < regs.address() + regs.size() && regs.address() < iova + big,
                     "IOVA 0x" + Long.toHexString(iova) + " would alias the GPU's registers");
-            assertInstanceOf(dev.dmaplane.pci.PciRoute.RootComplex.class, m.pci().route(hca, iova), "it reaches the IOMMU");
+            assertInstanceOf(PciRoute.RootComplex.class, m.pci().route(hca, iova), "it reaches the IOMMU");
         }
         assertTrue(iovas.stream().anyMatch(v -> v < 0xC000_0000L), "32-bit IOVA continues below the reserved window");
         for (long iova : iovas) {
@@ -339,7 +342,7 @@ class PeerRoutingTest {
         assertEquals(DmaDebugReport.Kind.ACCESS_REVOKED, r.kind());
         assertTrue(r.message().contains("dma-buf 7 moved"), r.message());
         assertFalse(r.mapSite().isEmpty(), "the report names where the window was made");
-        assertArrayEquals(java.util.Arrays.copyOfRange(data, 4096, 4096 + 256), readBar(vram, (2L << 20) + 4096, 256), "no byte moved");
+        assertArrayEquals(Arrays.copyOfRange(data, 4096, 4096 + 256), readBar(vram, (2L << 20) + 4096, 256), "no byte moved");
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
                 () -> hca.dma().revokePeer(bus, 64 * 1024, DmaDirection.BIDIRECTIONAL, "again")).errno());
         assertEquals(List.of(), m.iommu().faults(), "the IOMMU never saw any of it");
@@ -407,8 +410,8 @@ class PeerRoutingTest {
         dev.writeLong(bus, 0x1234);
         hca.dma().unmapPeer(bus, 4096, DmaDirection.BIDIRECTIONAL);
         dev.writeLong(bus + 8, 0x5678);
-        assertEquals(0x1234, vram.memory().segment(0, 16).get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, 0));
-        assertEquals(0x5678, vram.memory().segment(0, 16).get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, 8));
+        assertEquals(0x1234, vram.memory().segment(0, 16).get(ValueLayout.JAVA_LONG_UNALIGNED, 0));
+        assertEquals(0x5678, vram.memory().segment(0, 16).get(ValueLayout.JAVA_LONG_UNALIGNED, 8));
         assertTrue(m.dmaDebug().reports().isEmpty());
     }
 

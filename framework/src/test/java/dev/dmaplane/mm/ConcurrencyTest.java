@@ -1,5 +1,7 @@
 package dev.dmaplane.mm;
 
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fs.Inode;
 import dev.dmaplane.fs.MemFs;
 import dev.dmaplane.mem.HostMemory;
@@ -9,6 +11,7 @@ import org.junit.jupiter.api.Timeout;
 
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.EnumSet;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -53,7 +56,7 @@ class ConcurrencyTest {
                         for (int round = 0; round < ROUNDS; round++) {
                             long va = as.mmapAnonymous(8 * PAGE, PROT_READ | PROT_WRITE);
                             byte[] data = new byte[8 * PAGE];
-                            java.util.Arrays.fill(data, tag);
+                            Arrays.fill(data, tag);
                             as.write(va, MemorySegment.ofArray(data));
                             PinnedPages pin = as.pin(va + PAGE, 6 * PAGE, EnumSet.of(PinFlags.WRITE));
                             long[] phys = pin.physAddrs();
@@ -124,8 +127,8 @@ class ConcurrencyTest {
                         for (int round = 0; round < ROUNDS; round++) {
                             try (PinnedPages p = as.pin(base, PAGE, EnumSet.of(PinFlags.WRITE))) {
                                 mem.write(p.physAddrs()[0], MemorySegment.ofArray(new byte[]{1}));
-                            } catch (dev.dmaplane.errno.ErrnoException e) {
-                                if (e.errno() != dev.dmaplane.errno.Errno.EFAULT) {
+                            } catch (ErrnoException e) {
+                                if (e.errno() != Errno.EFAULT) {
                                     throw e;     // only "past the end of the file" may happen
                                 }
                             }

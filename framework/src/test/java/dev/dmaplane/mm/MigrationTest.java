@@ -13,6 +13,7 @@ import org.junit.jupiter.api.Test;
 import java.lang.foreign.MemorySegment;
 import java.util.List;
 import java.util.Set;
+import java.util.concurrent.CopyOnWriteArrayList;
 
 import static dev.dmaplane.mm.Prot.PROT_READ;
 import static dev.dmaplane.mm.Prot.PROT_WRITE;
@@ -58,7 +59,7 @@ class MigrationTest extends ProcessMm {
     @Test
     void pinnedPageIsEbusyAndStaysPut() {
         long va = as.mmapAnonymous(PAGE, PROT_READ | PROT_WRITE);
-        List<InvalidateReason> reasons = new java.util.concurrent.CopyOnWriteArrayList<>();
+        List<InvalidateReason> reasons = new CopyOnWriteArrayList<>();
         as.registerNotifier(va, PAGE, (range, reason, seq) -> reasons.add(reason));
         try (PinnedPages pin = as.pin(va, PAGE, Set.of(PinFlags.WRITE))) {
             long phys = pin.physAddrs()[0];

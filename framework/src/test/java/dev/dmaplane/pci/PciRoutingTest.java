@@ -1,5 +1,6 @@
 package dev.dmaplane.pci;
 
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.pci.PciRoute.Peer;
 import dev.dmaplane.pci.PciRoute.RootComplex;
 import dev.dmaplane.pci.PciRoute.Unsupported;
@@ -147,7 +148,7 @@ class PciRoutingTest {
     @Test
     void routingAFunctionOfAnotherTopologyFails() {
         try (PciTopology a = TopologyLoader.defaultMachine(); PciTopology b = TopologyLoader.defaultMachine()) {
-            assertThrows(dev.dmaplane.errno.ErrnoException.class, () -> a.route(b.function("04:00.0"), 0));
+            assertThrows(ErrnoException.class, () -> a.route(b.function("04:00.0"), 0));
         }
     }
 }

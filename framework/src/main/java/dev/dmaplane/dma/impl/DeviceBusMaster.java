@@ -17,6 +17,7 @@ import dev.dmaplane.trace.TraceKind;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
+import java.util.Arrays;
 import java.util.Map;
 
 /**
@@ -112,7 +113,7 @@ final class DeviceBusMaster implements BusMaster {
                 next[n++] = x;
             }
         }
-        atcEntries = n == next.length ? next : java.util.Arrays.copyOf(next, n);
+        atcEntries = n == next.length ? next : Arrays.copyOf(next, n);
         atc = e;
     }
 

@@ -1,5 +1,6 @@
 package dev.dmaplane.fs.impl;
 
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mem.HostMemory;
 
 import java.lang.foreign.MemorySegment;
@@ -64,7 +65,7 @@ public final class DaxStore implements FileStore {
             long pfn;
             try {
                 pfn = block(at >>> PAGE_SHIFT);
-            } catch (dev.dmaplane.errno.ErrnoException e) {
+            } catch (ErrnoException e) {
                 if (done > 0) {
                     return done;
                 }

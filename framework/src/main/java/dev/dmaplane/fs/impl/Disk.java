@@ -4,6 +4,7 @@ import dev.dmaplane.mem.HostMemory;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
 import java.util.TreeMap;
 
 /**
@@ -46,7 +47,7 @@ final class Disk {
     void zero(long index, int from, int to) {
         byte[] b = blocks.get(index);
         if (b != null) {
-            java.util.Arrays.fill(b, from, to, (byte) 0);
+            Arrays.fill(b, from, to, (byte) 0);
         }
     }
 

@@ -3,6 +3,7 @@ package dev.dmaplane.mm.impl;
 import dev.dmaplane.fs.FileMapper;
 import dev.dmaplane.fs.Inode;
 import dev.dmaplane.mm.InvalidateReason;
+import dev.dmaplane.mm.Prot;
 import dev.dmaplane.mm.Vma;
 import dev.dmaplane.mm.VmaBacking;
 import dev.dmaplane.mm.VmaFlag;
@@ -80,11 +81,11 @@ final class Region implements FileMapper {
     }
 
     boolean writable() {
-        return (prot & dev.dmaplane.mm.Prot.PROT_WRITE) != 0;
+        return (prot & Prot.PROT_WRITE) != 0;
     }
 
     boolean readable() {
-        return (prot & dev.dmaplane.mm.Prot.PROT_READ) != 0;
+        return (prot & Prot.PROT_READ) != 0;
     }
 
     /** The part {@code [s, e)} of this region, with the file offset moved along. */

@@ -10,6 +10,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -54,7 +55,7 @@ class TranslationCacheTest {
         for (int round = 0; round < 3; round++) {
             for (int i = 0; i < 4; i++) {
                 bm.read(iovas.get(i), one);
-                assertEquals((byte) i, one.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 0));
+                assertEquals((byte) i, one.get(ValueLayout.JAVA_BYTE, 0));
                 bm.read(iovas.get(i) + 4095, one);
             }
         }

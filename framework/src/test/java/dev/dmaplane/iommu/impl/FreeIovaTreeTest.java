@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
@@ -72,7 +73,7 @@ class FreeIovaTreeTest {
         long base = 1000;
         int span = 3000;
         boolean[] free = new boolean[span];
-        java.util.Arrays.fill(free, true);
+        Arrays.fill(free, true);
         FreeIovaTree tree = new FreeIovaTree();
         tree.addRange(base, base + span);
         Random rnd = new Random(42);
