@@ -24,6 +24,7 @@ import org.junit.jupiter.api.Test;
 import java.lang.foreign.MemorySegment;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.*;
@@ -96,7 +97,7 @@ class ExporterStopTest {
 
     private static void fill(DmaBuf buf, int seed) {
         byte[] b = new byte[SIZE];
-        java.util.Arrays.fill(b, (byte) seed);
+        Arrays.fill(b, (byte) seed);
         buf.resv().lock();
         try {
             buf.cpuWrite(0, MemorySegment.ofArray(b));

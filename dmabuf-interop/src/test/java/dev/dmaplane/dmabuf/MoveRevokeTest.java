@@ -22,6 +22,7 @@ import org.junit.jupiter.api.Test;
 import java.lang.foreign.MemorySegment;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
@@ -260,7 +261,7 @@ class MoveRevokeTest {
             try {
                 for (int i = 0; i < 1_000_000; i++) {
                     byte[] got = deviceRead(m);
-                    if (!java.util.Arrays.equals(want, got)) {
+                    if (!Arrays.equals(want, got)) {
                         // a read that raced with the revoke may see pages already given back; it is not a crash
                         continue;
                     }

@@ -21,6 +21,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -306,7 +307,7 @@ class P2pVramTest {
         assertArrayEquals(pattern(9), deviceRead(r.hca2, m), "through the IOMMU and the root complex into VRAM");
         r.hca2.dma().busMaster().writeLong(m.busAddress(16), 0x1122334455667788L);
         assertEquals(0x1122334455667788L, MemorySegment.ofArray(r.inVram(ex.vramOffset(buf), 24))
-                .get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, 16));
+                .get(ValueLayout.JAVA_LONG_UNALIGNED, 16));
         assertEquals(FaultReason.NOT_MAPPED, assertThrows(DmaFaultException.class,
                 () -> r.hca2.dma().busMaster().readLong(bus)).reason(), "the raw bus address means nothing to its domain");
 
@@ -427,7 +428,7 @@ class P2pVramTest {
         assertEquals(offset, ex.vramOffset(next), "the freed VRAM was handed out again at once");
         assertArrayEquals(pattern(14), deviceRead(r.hca, m), "the stale mapping reads the next buffer's bytes");
         r.hca.dma().busMaster().writeLong(m.busAddress(0), 0xdeadL);
-        assertEquals(0xdeadL, MemorySegment.ofArray(cpuRead(next)).get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, 0),
+        assertEquals(0xdeadL, MemorySegment.ofArray(cpuRead(next)).get(ValueLayout.JAVA_LONG_UNALIGNED, 0),
                 "and overwrites them");
         assertArrayEquals(pattern(13), cpuRead(first), "the moved buffer itself is intact in system memory");
         assertEquals(List.of(), r.m.dmaDebug().reports());

@@ -5,6 +5,7 @@ import dev.dmaplane.pci.TopologyLoader;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.regex.Pattern;
 
 /** Variants of the embedded default machine file, made by replacing exact lines, and machines booted from them. */
 public final class MachineFiles implements AutoCloseable {
@@ -15,7 +16,7 @@ public final class MachineFiles implements AutoCloseable {
 
     /** {@code old} must occur exactly {@code times} times. */
     private MachineFiles replace(String old, String with, int times) {
-        int n = text.split(java.util.regex.Pattern.quote(old), -1).length - 1;
+        int n = text.split(Pattern.quote(old), -1).length - 1;
         if (n != times) {
             throw new IllegalStateException("expected " + times + " occurrence(s) of <" + old + "> in the default machine, found " + n);
         }

@@ -36,6 +36,7 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Optional;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.zip.CRC32;
@@ -208,9 +209,9 @@ public final class VramExporter {
     }
 
     /** Where the buffer lives now ({@code VRAM}, {@code HOST}), or empty once revoked or released. */
-    public java.util.Optional<Target> placement(DmaBuf buf) {
+    public Optional<Target> placement(DmaBuf buf) {
         Placement p = buffer(buf).placement;
-        return p == null ? java.util.Optional.empty() : java.util.Optional.of(p instanceof VramRange ? Target.VRAM : Target.HOST);
+        return p == null ? Optional.empty() : Optional.of(p instanceof VramRange ? Target.VRAM : Target.HOST);
     }
 
     /** The VRAM offset of a buffer in VRAM, for tests that look at the BAR directly. */
@@ -266,7 +267,7 @@ public final class VramExporter {
         return fence;
     }
 
-    private void runMove(Buffer b, Placement from, Placement to, java.util.List<Fence> before, long generation, Fence fence) {
+    private void runMove(Buffer b, Placement from, Placement to, List<Fence> before, long generation, Fence fence) {
         DmaBuf buf = b.dmabuf;
         try {
             if (!Fences.awaitAll(before, registry.fenceTimeout())) {
