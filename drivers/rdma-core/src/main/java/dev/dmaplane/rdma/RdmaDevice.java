@@ -10,6 +10,7 @@ import dev.dmaplane.resource.ResourceLimits;
 import org.osgi.annotation.versioning.ProviderType;
 
 import java.util.List;
+import java.util.SequencedMap;
 
 /** An RDMA device as applications see it ({@code struct ibv_device} from {@code ibv_get_device_list}). */
 @ProviderType
@@ -44,7 +45,7 @@ public interface RdmaDevice {
      *
      * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a bad port, {@code ENODEV} once unregistered
      */
-    java.util.SequencedMap<String, Long> hwCounters(int port);
+    SequencedMap<String, Long> hwCounters(int port);
 
     /** The valid GID table entries of every port ({@code ports/N/gids}, {@code gid_attrs}). */
     List<GidEntry> gidTable();

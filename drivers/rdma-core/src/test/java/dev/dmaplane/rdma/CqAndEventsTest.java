@@ -4,6 +4,7 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.rdma.loopback.LoopbackProvider;
+import dev.dmaplane.rdma.spi.HwSrq;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.AsyncEvent;
 import dev.dmaplane.rdma.verbs.CompletionChannel;
@@ -230,7 +231,7 @@ class CqAndEventsTest {
         AsyncEvent last = ctx.pollAsyncEvent().orElseThrow();
         assertEquals(EventType.QP_LAST_WQE_REACHED, last.type());
         assertSame(a, last.qp().orElseThrow());
-        assertEquals(1, ((dev.dmaplane.rdma.spi.HwSrq) srq).queued(), "the SRQ keeps what it holds: 5 posted, 4 consumed");
+        assertEquals(1, ((HwSrq) srq).queued(), "the SRQ keeps what it holds: 5 posted, 4 consumed");
         Blocked.Call<Void> destroy = Blocked.run("destroy_qp", a::destroy)
                 .awaitBlockedIn("java.lang.Object.wait", "dev.dmaplane.rdma.impl.ObjectImpl.awaitEventAcks");
         assertFalse(destroy.isDone(), "ibv_destroy_qp waits for its async events to be acknowledged");

@@ -36,6 +36,7 @@ import org.junit.jupiter.api.Timeout;
 
 import java.lang.foreign.MemorySegment;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.EnumSet;
 import java.util.List;
 import java.util.Map;
@@ -331,8 +332,8 @@ class DmabufMrTest {
         migrate(ex, buf, Target.VRAM);
         assertEquals(WcStatus.SUCCESS, read(2 * SIZE, SIZE, 0x40000, mr.rkey()));
         byte[] all = f.read(host + 2 * SIZE, SIZE);
-        assertArrayEquals(one, java.util.Arrays.copyOfRange(all, 4096, 4096 + one.length));
-        assertArrayEquals(two, java.util.Arrays.copyOfRange(all, 20_000, 20_000 + two.length));
+        assertArrayEquals(one, Arrays.copyOfRange(all, 4096, 4096 + one.length));
+        assertArrayEquals(two, Arrays.copyOfRange(all, 20_000, 20_000 + two.length));
         assertEquals("3", res(mr).get("dmabuf-maps"));
         assertTrue(f.machine.dmaDebug().reports().isEmpty(), "no stale address was used: " + f.machine.dmaDebug().reports());
         assertTrue(f.machine.iommu().faults().isEmpty());

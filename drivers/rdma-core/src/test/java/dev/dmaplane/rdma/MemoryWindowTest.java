@@ -5,6 +5,7 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.CompletionQueue;
+import dev.dmaplane.rdma.verbs.DeviceCap;
 import dev.dmaplane.rdma.verbs.MemoryRegion;
 import dev.dmaplane.rdma.verbs.MemoryWindow;
 import dev.dmaplane.rdma.verbs.MwBindInfo;
@@ -14,6 +15,7 @@ import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.RecvWr;
+import dev.dmaplane.rdma.verbs.ReregFlags;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.Sge;
 import dev.dmaplane.rdma.verbs.VerbsContext;
@@ -139,7 +141,7 @@ class MemoryWindowTest {
         assertEquals(Errno.EINVAL, e.errno(), "IBA 10.6.7.2.6 / rxe_dereg_mr");
         assertFalse(mr.isDestroyed());
         assertEquals(Errno.EBUSY, assertThrows(ErrnoException.class,
-                () -> mr.rereg(dev.dmaplane.rdma.verbs.ReregFlags.CHANGE_ACCESS, null, 0, 0, Access.LOCAL_WRITE)).errno());
+                () -> mr.rereg(ReregFlags.CHANGE_ACCESS, null, 0, 0, Access.LOCAL_WRITE)).errno());
         mw.destroy();
         mr.destroy();
     }
@@ -211,7 +213,7 @@ class MemoryWindowTest {
     @Test
     void windowsNeedTheDeviceCapability() {
         f.close();
-        Fixture g = new Fixture(b -> b.caps(EnumSet.noneOf(dev.dmaplane.rdma.verbs.DeviceCap.class)));
+        Fixture g = new Fixture(b -> b.caps(EnumSet.noneOf(DeviceCap.class)));
         try {
             ProtectionDomain pd2 = g.open().allocPd();
             assertEquals(Errno.EOPNOTSUPP, assertThrows(ErrnoException.class, () -> pd2.allocMw(MwType.TYPE_1)).errno());

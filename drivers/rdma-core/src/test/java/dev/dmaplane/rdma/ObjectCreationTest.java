@@ -2,6 +2,7 @@ package dev.dmaplane.rdma;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.spi.HwAh;
 import dev.dmaplane.rdma.verbs.AhAttr;
 import dev.dmaplane.rdma.verbs.CompletionQueue;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
@@ -94,6 +95,6 @@ class ObjectCreationTest {
         refused(Errno.EINVAL, () -> pd.createAh(new AhAttr(new GlobalRoute(dgid, 1 << 20, 1, 64, 0), 0, 0, 0, 0, 1)), "flow label");
         refused(Errno.EINVAL, () -> pd.createAh(new AhAttr(GlobalRoute.to(dgid, 1), 0, 16, 0, 0, 1)), "SL 16");
         var ah = pd.createAh(AhAttr.roce(dgid, 2, 1));
-        assertEquals(Gid.parse("fd00::1"), ((dev.dmaplane.rdma.spi.HwAh) ah).sgid().gid(), "the source GID the index names");
+        assertEquals(Gid.parse("fd00::1"), ((HwAh) ah).sgid().gid(), "the source GID the index names");
     }
 }

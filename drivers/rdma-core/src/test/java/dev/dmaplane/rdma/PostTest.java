@@ -29,6 +29,7 @@ import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendFlags;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.Sge;
+import dev.dmaplane.rdma.verbs.SrqAttr;
 import dev.dmaplane.rdma.verbs.UdDestination;
 import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.rdma.verbs.WcFlags;
@@ -296,7 +297,7 @@ class PostTest {
         PostException full = assertThrows(PostException.class, () -> qp.postRecv(List.of(RecvWr.of(3), RecvWr.of(4))));
         assertEquals(Errno.ENOMEM, full.errno());
         assertEquals(1, full.badIndex(), "RECV in INIT is allowed: one fitted");
-        var srq = pd.createSrq(new dev.dmaplane.rdma.verbs.SrqAttr(8, 1, 0));
+        var srq = pd.createSrq(new SrqAttr(8, 1, 0));
         QueuePair onSrq = pd.createQp(new QpInitAttr(cq, cq, srq, new QpCap(1, 0, 1, 0, 0), QpType.RC, false));
         onSrq.modify(Fixture.toInit(QpType.RC));
         assertEquals(Errno.EINVAL, assertThrows(PostException.class, () -> onSrq.postRecv(RecvWr.of(5))).errno(),

@@ -9,6 +9,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
+import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -128,7 +129,7 @@ final class CqRing {
 
     /** Moves the CQEs not consumed yet into {@code to} (a resize). The caller holds both locks. */
     void moveTo(CqRing to) {
-        java.util.ArrayList<WorkCompletion> pending = new java.util.ArrayList<>(size());
+        ArrayList<WorkCompletion> pending = new ArrayList<>(size());
         poll(Integer.MAX_VALUE, pending);
         for (WorkCompletion wc : pending) {
             if (!to.push(wc)) {

@@ -24,8 +24,11 @@ import dev.dmaplane.resource.UContext;
 import dev.dmaplane.trace.TraceKind;
 
 import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Optional;
+import java.util.SequencedMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 
@@ -141,12 +144,12 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
     }
 
     @Override
-    public java.util.SequencedMap<String, Long> hwCounters(int port) {
+    public SequencedMap<String, Long> hwCounters(int port) {
         if (!registered) {
             throw new ErrnoException(Errno.ENODEV, name + " has been unregistered");
         }
         checkPort(port);
-        return java.util.Collections.unmodifiableSequencedMap(new java.util.LinkedHashMap<>(provider.hwCounters(port)));
+        return Collections.unmodifiableSequencedMap(new LinkedHashMap<>(provider.hwCounters(port)));
     }
 
     @Override

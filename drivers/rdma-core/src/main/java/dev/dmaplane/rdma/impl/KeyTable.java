@@ -1,7 +1,10 @@
 package dev.dmaplane.rdma.impl;
 
+import java.util.Arrays;
+import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.atomic.AtomicReferenceArray;
 
 /**
  * The device's memory keys, as rdma_rxe makes them: {@code key = index << 8 | 8-bit key}. Regions take indices
@@ -19,14 +22,14 @@ final class KeyTable {
     private final IndexPool mrIndices = new IndexPool(MR_MIN, MR_MAX);
     private final IndexPool mwIndices = new IndexPool(MW_MIN, MW_MAX);
     /** The published object of every index, for key lookups on the data path (an array read, no hashing or boxing). */
-    private final java.util.concurrent.atomic.AtomicReferenceArray<Object> published =
-            new java.util.concurrent.atomic.AtomicReferenceArray<>(MW_MAX + 1);
+    private final AtomicReferenceArray<Object> published =
+            new AtomicReferenceArray<>(MW_MAX + 1);
     /** The same, as a map, for listing the windows. */
     private final ConcurrentHashMap<Integer, Object> byIndex = new ConcurrentHashMap<>();
     private final int[] lastKey = new int[MW_MAX + 1];
 
     KeyTable() {
-        java.util.Arrays.fill(lastKey, -1);
+        Arrays.fill(lastKey, -1);
     }
 
     static boolean isMwKey(int key) {
@@ -91,7 +94,7 @@ final class KeyTable {
     }
 
     /** Windows in use (for unbinding on QP or region destruction). */
-    java.util.List<MwImpl> windows() {
+    List<MwImpl> windows() {
         return byIndex.values().stream().filter(o -> o instanceof MwImpl).map(o -> (MwImpl) o).toList();
     }
 }

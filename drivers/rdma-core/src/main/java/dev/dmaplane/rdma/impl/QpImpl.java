@@ -2,6 +2,7 @@ package dev.dmaplane.rdma.impl;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.spi.HwQp;
 import dev.dmaplane.rdma.spi.HwSrq;
 import dev.dmaplane.rdma.spi.RecvResult;
 import dev.dmaplane.rdma.spi.RecvWqe;
@@ -24,6 +25,7 @@ import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendFlags;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.Sge;
+import dev.dmaplane.rdma.verbs.SharedReceiveQueue;
 import dev.dmaplane.rdma.verbs.WcOpcode;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
@@ -47,7 +49,7 @@ import java.util.concurrent.locks.ReentrantLock;
  * provider drains. {@link #modifyLock} serializes modify and destroy; {@link #lock} guards state and queues and is
  * held while completions are written to the CQs, so each CQ sees a QP's completions in order.
  */
-final class QpImpl extends ObjectImpl implements QueuePair, dev.dmaplane.rdma.spi.HwQp {
+final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
     private static final QpAttr RESET_ATTRS = QpAttr.builder().build();
 
     private final int qpn;
@@ -889,7 +891,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, dev.dmaplane.rdma.sp
     }
 
     @Override
-    public Optional<dev.dmaplane.rdma.verbs.SharedReceiveQueue> srq() {
+    public Optional<SharedReceiveQueue> srq() {
         return Optional.ofNullable(srq);
     }
 

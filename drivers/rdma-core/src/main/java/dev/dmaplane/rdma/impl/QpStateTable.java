@@ -1,5 +1,6 @@
 package dev.dmaplane.rdma.impl;
 
+import dev.dmaplane.rdma.verbs.QpAttrMask;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QpType;
 
@@ -137,11 +138,11 @@ public final class QpStateTable {
         Rule r = rule(cur, next, type);
         int missing = r.required & ~mask;
         if (missing != 0) {
-            return type + " " + cur + " -> " + next + " requires " + dev.dmaplane.rdma.verbs.QpAttrMask.toString(missing);
+            return type + " " + cur + " -> " + next + " requires " + QpAttrMask.toString(missing);
         }
         int extra = mask & ~(r.required | r.optional | STATE);
         if (extra != 0) {
-            return type + " " + cur + " -> " + next + " does not accept " + dev.dmaplane.rdma.verbs.QpAttrMask.toString(extra);
+            return type + " " + cur + " -> " + next + " does not accept " + QpAttrMask.toString(extra);
         }
         return null;
     }

@@ -8,6 +8,7 @@ import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import org.osgi.annotation.versioning.ProviderType;
 
+import java.util.List;
 import java.util.Optional;
 
 /**
@@ -68,7 +69,7 @@ public interface HwQp extends HwObject {
      * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} when they are not the oldest outstanding ones, in
      *                                           order; those before the bad one are completed
      */
-    default int completeSends(java.util.List<? extends SendWqe> wqes) {
+    default int completeSends(List<? extends SendWqe> wqes) {
         int n = 0;
         for (SendWqe w : wqes) {
             if (completeSend(w, WcStatus.SUCCESS)) {

@@ -1,6 +1,7 @@
 package dev.dmaplane.rdma.spi;
 
 import dev.dmaplane.rdma.verbs.Sge;
+import dev.dmaplane.rdma.verbs.WcStatus;
 import org.osgi.annotation.versioning.ProviderType;
 
 import java.lang.foreign.MemorySegment;
@@ -54,7 +55,7 @@ public interface MemoryAccess {
      *
      * @return SUCCESS, {@code MW_BIND_ERR} for a refused bind, {@code LOC_QP_OP_ERR} for a refused invalidation
      */
-    dev.dmaplane.rdma.verbs.WcStatus executeLocal(HwQp qp, SendWqe wqe);
+    WcStatus executeLocal(HwQp qp, SendWqe wqe);
 
     /**
      * The invalidation a SEND_WITH_INV asks of the responder ({@code rxe_invalidate_rkey}): only a bound type 2

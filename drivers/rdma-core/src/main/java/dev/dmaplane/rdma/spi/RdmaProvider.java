@@ -8,6 +8,8 @@ import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.SrqAttr;
 import org.osgi.annotation.versioning.ConsumerType;
 
+import java.util.LinkedHashMap;
+import java.util.SequencedMap;
 import java.util.function.Supplier;
 
 /**
@@ -154,8 +156,8 @@ public interface RdmaProvider {
      * {@code get_hw_stats}: the port's hardware counters by name, in the order the driver lists them (what
      * {@code rdma statistic show link DEV/PORT} prints); none by default.
      */
-    default java.util.SequencedMap<String, Long> hwCounters(int port) {
-        return new java.util.LinkedHashMap<>();
+    default SequencedMap<String, Long> hwCounters(int port) {
+        return new LinkedHashMap<>();
     }
 
     /** {@code cq} was armed. */

@@ -1,5 +1,6 @@
 package dev.dmaplane.rdma.verbs;
 
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -10,7 +11,7 @@ import java.util.Map;
  */
 public record ResourceEntry(String device, int context, String type, int handle, Map<String, String> attrs) {
     public ResourceEntry {
-        attrs = java.util.Collections.unmodifiableMap(new LinkedHashMap<>(attrs));
+        attrs = Collections.unmodifiableMap(new LinkedHashMap<>(attrs));
     }
 
     /** One line: {@code dev rxe0 ctx 0 qp 3 lqpn 17 type RC state RTS ...}. */

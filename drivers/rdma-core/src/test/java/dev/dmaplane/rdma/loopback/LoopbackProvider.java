@@ -4,6 +4,7 @@ import dev.dmaplane.device.Device;
 import dev.dmaplane.dma.DmaFaultException;
 import dev.dmaplane.rdma.spi.AccessFault;
 import dev.dmaplane.rdma.spi.DmaLease;
+import dev.dmaplane.rdma.spi.HwCq;
 import dev.dmaplane.rdma.spi.HwMr;
 import dev.dmaplane.rdma.spi.HwQp;
 import dev.dmaplane.rdma.spi.NetdevInfo;
@@ -25,6 +26,7 @@ import dev.dmaplane.rdma.verbs.WcStatus;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.net.InetAddress;
+import java.net.UnknownHostException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -63,7 +65,7 @@ public final class LoopbackProvider implements RdmaProvider {
             for (String ip : ips) {
                 a.add(InetAddress.getByName(ip));
             }
-        } catch (java.net.UnknownHostException e) {
+        } catch (UnknownHostException e) {
             throw new IllegalArgumentException(e);
         }
         return new NetdevInfo(name, new byte[]{0x02, 0x1d, (byte) 0xa0, 0, 0, (byte) last}, 1500, a);
@@ -156,7 +158,7 @@ public final class LoopbackProvider implements RdmaProvider {
     }
 
     @Override
-    public void pollCq(dev.dmaplane.rdma.spi.HwCq cq) {
+    public void pollCq(HwCq cq) {
         calls.add("pollCq");
     }
 
