@@ -8,6 +8,7 @@ import dev.dmaplane.rdma.verbs.WcStatus;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
 
 /**
  * The completer of one HCA ({@code rxe_comp.c}): ACKs, NAKs, read responses and atomic acknowledgements for the
@@ -17,7 +18,7 @@ import java.lang.foreign.ValueLayout;
 final class Completer {
     private final Engine e;
     /** The sends and writes one acknowledgement completes, handed to the core at once. */
-    private final java.util.ArrayList<SendWqe> acked = new java.util.ArrayList<>();
+    private final ArrayList<SendWqe> acked = new ArrayList<>();
 
     Completer(Engine e) {
         this.e = e;

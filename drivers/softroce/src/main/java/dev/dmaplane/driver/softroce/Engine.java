@@ -6,18 +6,26 @@ import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.spi.RecvWqe;
 import dev.dmaplane.rdma.spi.SendWqe;
 import dev.dmaplane.rdma.verbs.Gid;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpAttrMask;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.Sge;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.SequencedMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Consumer;
@@ -94,8 +102,8 @@ final class Engine implements Runnable {
     final Responder responder = new Responder(this);
 
     // counters: written by the thread running the engine (release stores, no fence), read by anyone
-    final java.util.concurrent.atomic.AtomicLong pktsSent = new java.util.concurrent.atomic.AtomicLong();
-    final java.util.concurrent.atomic.AtomicLong pktsRecv = new java.util.concurrent.atomic.AtomicLong();
+    final AtomicLong pktsSent = new AtomicLong();
+    final AtomicLong pktsRecv = new AtomicLong();
     volatile long retries;
     /** Retransmissions that resumed inside a message (at the PSN a NAK or a partial ACK gave). */
     volatile long resentFromMiddle;
@@ -113,7 +121,7 @@ final class Engine implements Runnable {
     volatile long workerPasses;
     volatile long inlinePasses;
     /** Bursts received and stored because the engine was busy (store-and-forward), and delivered cut-through. */
-    final java.util.concurrent.atomic.AtomicLong burstsStored = new java.util.concurrent.atomic.AtomicLong(); // by senders
+    final AtomicLong burstsStored = new AtomicLong(); // by senders
     volatile long burstsCutThrough;
     /** Trains of single-packet WRITE messages the requester sent ({@link Packet.Payload.Messages}). */
     volatile long trainsSent;
@@ -285,8 +293,8 @@ final class Engine implements Runnable {
      * The port's hardware counters as rxe names them ({@code rxe_hw_counters.c}, shown by {@code rdma statistic}),
      * then this engine's own, prefixed {@code dmaplane_}.
      */
-    java.util.SequencedMap<String, Long> counters() {
-        var m = new java.util.LinkedHashMap<String, Long>();
+    SequencedMap<String, Long> counters() {
+        var m = new LinkedHashMap<String, Long>();
         m.put("sent_pkts", pktsSent.get());
         m.put("rcvd_pkts", pktsRecv.get());
         m.put("duplicate_request", duplicates);
@@ -338,17 +346,17 @@ final class Engine implements Runnable {
     /** Test hook: runs at the end of {@link #modify}, after the engine took a transition, before the core commits it. */
     volatile Consumer<HwQp> modified;
 
-    void modify(HwQp qp, dev.dmaplane.rdma.verbs.QpAttr attr, QpState from, QpState to) {
+    void modify(HwQp qp, QpAttr attr, QpState from, QpState to) {
         lock.lock();
         try {
             QpCtx c = ctx(qp);
             if (to == QpState.RESET || to == QpState.ERR) {
                 c.reset();
             }
-            if (attr.has(dev.dmaplane.rdma.verbs.QpAttrMask.RQ_PSN)) {
+            if (attr.has(QpAttrMask.RQ_PSN)) {
                 c.epsn = attr.rqPsn() & Packet.PSN_MASK;
             }
-            if (attr.has(dev.dmaplane.rdma.verbs.QpAttrMask.SQ_PSN)) {
+            if (attr.has(QpAttrMask.SQ_PSN)) {
                 c.npsn = attr.sqPsn() & Packet.PSN_MASK;
             }
         } finally {
@@ -547,7 +555,7 @@ final class Engine implements Runnable {
     }
 
     /** A local read's lease, kept from an earlier access of this round or taken now (and kept if stable). */
-    LeaseCache.Held local(HwQp qp, dev.dmaplane.rdma.verbs.Sge sge) {
+    LeaseCache.Held local(HwQp qp, Sge sge) {
         LeaseCache.Held h = localLeases.find(qp.pd(), sge.lkey(), 0, sge.addr(), sge.length());
         if (h != null) {
             return h;
@@ -744,10 +752,10 @@ final class Engine implements Runnable {
     /** Driver-private state of one QP (what {@code struct rxe_qp} keeps in its req, resp and comp parts). */
     static final class QpCtx {
         final HwQp qp;
-        final java.util.concurrent.atomic.AtomicBoolean queued = new java.util.concurrent.atomic.AtomicBoolean();
+        final AtomicBoolean queued = new AtomicBoolean();
         // requester
         int npsn;
-        final java.util.ArrayDeque<Msg> inflight = new java.util.ArrayDeque<>();
+        final ArrayDeque<Msg> inflight = new ArrayDeque<>();
         int readsInFlight;
         SendWqe held;
         WcStatus heldStatus;
@@ -774,7 +782,7 @@ final class Engine implements Runnable {
          * Results of the last atomics, by PSN, to answer duplicates: rxe's responder resources, a ring of
          * {@code max_dest_rd_atomic} entries recycled oldest first.
          */
-        final Map<Integer, Long> atomicResults = new java.util.LinkedHashMap<>() {
+        final Map<Integer, Long> atomicResults = new LinkedHashMap<>() {
             @Override
             protected boolean removeEldestEntry(Map.Entry<Integer, Long> e) {
                 return size() > Math.max(1, qp.attr().maxDestRdAtomic());

@@ -6,6 +6,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Predicate;
 
 /**
  * The in-process Ethernet/UDP network joining the HCAs of one driver instance: each port attaches with the GIDs of
@@ -20,7 +21,7 @@ final class Fabric {
      * Loss injection for tests: a packet this accepts is dropped (null: none is). While it is set, senders hand
      * out single packets instead of trains, so that any one packet can be lost.
      */
-    volatile java.util.function.Predicate<Packet> loss;
+    volatile Predicate<Packet> loss;
 
     void attach(Gid gid, Engine engine) {
         ports.put(gid, engine);

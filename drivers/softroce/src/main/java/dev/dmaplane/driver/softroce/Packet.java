@@ -4,6 +4,7 @@ import dev.dmaplane.rdma.spi.DmaLease;
 import dev.dmaplane.rdma.verbs.Gid;
 
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 
 /**
  * One RoCEv2 packet on the fabric (IP/UDP 4791 addressed by GID), or a train of {@code count} consecutive packets
@@ -185,10 +186,10 @@ record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first,
                     throw new IllegalArgumentException("dropping " + k + " of " + count + " messages");
                 }
                 int n = count - k;
-                long[] v = java.util.Arrays.copyOfRange(vas, k, count);
-                int[] l = java.util.Arrays.copyOfRange(lengths, k, count);
-                long[] o = java.util.Arrays.copyOfRange(offsets, k, count);
-                Messages m = of(n, v, l, o, leases == null ? null : java.util.Arrays.copyOfRange(leases, k, count));
+                long[] v = Arrays.copyOfRange(vas, k, count);
+                int[] l = Arrays.copyOfRange(lengths, k, count);
+                long[] o = Arrays.copyOfRange(offsets, k, count);
+                Messages m = of(n, v, l, o, leases == null ? null : Arrays.copyOfRange(leases, k, count));
                 return bytes == null ? m : new Messages(n, v, l, o, null, bytes, m.lo, m.hi, m.length);
             }
 

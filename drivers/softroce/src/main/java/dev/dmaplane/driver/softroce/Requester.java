@@ -4,6 +4,7 @@ import dev.dmaplane.dma.DmaFaultException;
 import dev.dmaplane.driver.softroce.Engine.Msg;
 import dev.dmaplane.driver.softroce.Engine.QpCtx;
 import dev.dmaplane.driver.softroce.Packet.Op;
+import dev.dmaplane.errno.Errno;
 import dev.dmaplane.rdma.spi.AccessFault;
 import dev.dmaplane.rdma.spi.DmaLease;
 import dev.dmaplane.rdma.spi.HwQp;
@@ -12,6 +13,8 @@ import dev.dmaplane.rdma.spi.SendWqe;
 import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.Sge;
+import dev.dmaplane.rdma.verbs.UdDestination;
 import dev.dmaplane.rdma.verbs.WcStatus;
 
 import java.lang.foreign.MemorySegment;
@@ -142,7 +145,7 @@ final class Requester {
         if (!trainable(w, mtu)) {
             return false;
         }
-        dev.dmaplane.rdma.verbs.Sge sge = w.wr().sgList().getFirst();
+        Sge sge = w.wr().sgList().getFirst();
         LeaseCache.Held h = e.local(qp, sge);
         if (h.owned()) { // not a stable lease: the message gathers its payload, alone
             h.close();
@@ -181,7 +184,7 @@ final class Requester {
                 c.held = x;
                 break;
             }
-            dev.dmaplane.rdma.verbs.Sge next = x.wr().sgList().getFirst();
+            Sge next = x.wr().sgList().getFirst();
             if (next.lkey() == lkey && LeaseCache.covers(base, base + lease.length(), next.addr(), next.length())) {
                 continue; // inside the latest lease
             }
@@ -264,15 +267,15 @@ final class Requester {
             return w.inlineData().toArray(ValueLayout.JAVA_BYTE);
         }
         if (w.length() > Integer.MAX_VALUE - 8) {
-            throw new AccessFault(WcStatus.LOC_LEN_ERR, dev.dmaplane.errno.Errno.EINVAL, "message too long");
+            throw new AccessFault(WcStatus.LOC_LEN_ERR, Errno.EINVAL, "message too long");
         }
         byte[] b = new byte[(int) w.length()];
-        List<dev.dmaplane.rdma.verbs.Sge> sges = w.wr().sgList();
+        List<Sge> sges = w.wr().sgList();
         if (sges.size() == 1 && b.length > 0) {
             try (LeaseCache.Held h = e.local(qp, sges.getFirst())) {
                 h.lease().read(h.offset(), MemorySegment.ofArray(b));
             } catch (DmaFaultException x) {
-                throw new AccessFault(WcStatus.LOC_PROT_ERR, dev.dmaplane.errno.Errno.EFAULT,
+                throw new AccessFault(WcStatus.LOC_PROT_ERR, Errno.EFAULT,
                         "IOMMU refused the read of " + sges.getFirst(), x);
             }
             return b;
@@ -291,7 +294,7 @@ final class Requester {
         if (qp.type() != QpType.RC || w.inlineData() != null || w.length() == 0 || w.wr().sgList().size() != 1) {
             return null; // UC completes as it sends: its bytes must be read by then
         }
-        dev.dmaplane.rdma.verbs.Sge sge = w.wr().sgList().getFirst();
+        Sge sge = w.wr().sgList().getFirst();
         LeaseCache.Held h = e.local(qp, sge);
         if (h.owned()) {
             h.close();
@@ -308,7 +311,7 @@ final class Requester {
     private WcStatus udSend(QpCtx c, SendWqe w) {
         HwQp qp = c.qp;
         SendWr wr = w.wr();
-        dev.dmaplane.rdma.verbs.UdDestination ud;
+        UdDestination ud;
         int imm = 0;
         Op op;
         if (wr instanceof SendWr.Send s) {
@@ -364,7 +367,7 @@ final class Requester {
             try {
                 transmit(c, m);
             } catch (DmaFaultException x) {
-                throw new AccessFault(WcStatus.LOC_PROT_ERR, dev.dmaplane.errno.Errno.EFAULT,
+                throw new AccessFault(WcStatus.LOC_PROT_ERR, Errno.EFAULT,
                         "IOMMU refused the read of the payload of " + w, x);
             }
         }
@@ -468,7 +471,7 @@ final class Requester {
                 }
                 // cut-through: the packets carry a range of the lease, which stays open until the fabric took them
                 e.flushTx();
-                dev.dmaplane.rdma.verbs.Sge sge = w.wr().sgList().getFirst();
+                Sge sge = w.wr().sgList().getFirst();
                 try (DmaLease l = e.handle.memory().local(qp.pd(), sge.lkey(), sge.addr(), sge.length(), 0)) {
                     Packet.Payload.Span span = new Packet.Payload.Span(l, 0, sge.length());
                     // an on-demand or dma-buf lease is not held while the responder takes its own: gathered first

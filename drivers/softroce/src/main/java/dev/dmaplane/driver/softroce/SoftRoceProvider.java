@@ -5,12 +5,14 @@ import dev.dmaplane.rdma.spi.HwQp;
 import dev.dmaplane.rdma.spi.NetdevInfo;
 import dev.dmaplane.rdma.spi.RdmaProvider;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
+import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.Mtu;
 import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.PortState;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
 
+import java.util.SequencedMap;
 import java.util.function.Supplier;
 
 /**
@@ -47,8 +49,8 @@ final class SoftRoceProvider implements RdmaProvider {
         }
         port = portAttr(to);
         engine.carrier(up);
-        engine.handle.portEvent(1, up ? dev.dmaplane.rdma.verbs.EventType.PORT_ACTIVE
-                : dev.dmaplane.rdma.verbs.EventType.PORT_ERR);
+        engine.handle.portEvent(1, up ? EventType.PORT_ACTIVE
+                : EventType.PORT_ERR);
     }
 
     @Override
@@ -77,7 +79,7 @@ final class SoftRoceProvider implements RdmaProvider {
     }
 
     @Override
-    public java.util.SequencedMap<String, Long> hwCounters(int p) {
+    public SequencedMap<String, Long> hwCounters(int p) {
         return engine.counters();
     }
 

@@ -2,6 +2,7 @@ package dev.dmaplane.driver.softroce;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.impl.RdmaCommands;
 import dev.dmaplane.rdma.verbs.AsyncEvent;
 import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.PortState;
@@ -43,7 +44,7 @@ class CarrierTest extends HcaTestBase {
             assertEquals(PortState.DOWN, c.queryPort(1).state());
         }
         assertTrue(h.a.ctx.pollAsyncEvent().isEmpty(), "rxe0's port is up");
-        assertTrue(new dev.dmaplane.rdma.impl.RdmaCommands(h.core).link().contains("link rxe1/1 state DOWN"));
+        assertTrue(new RdmaCommands(h.core).link().contains("link rxe1/1 state DOWN"));
         assertEquals(1, h.core.device("rxe1").orElseThrow().hwCounters(1).get("link_downed"));
         assertEquals("rxe1/1 state DOWN netdev eth5", h.driver.carrier("rxe1", "down"), "no change, no event");
 

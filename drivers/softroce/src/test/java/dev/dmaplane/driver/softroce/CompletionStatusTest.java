@@ -1,10 +1,13 @@
 package dev.dmaplane.driver.softroce;
 
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.AddressHandle;
 import dev.dmaplane.rdma.verbs.AhAttr;
 import dev.dmaplane.rdma.verbs.MemoryRegion;
 import dev.dmaplane.rdma.verbs.MemoryWindow;
+import dev.dmaplane.rdma.verbs.Mtu;
 import dev.dmaplane.rdma.verbs.MwBindInfo;
 import dev.dmaplane.rdma.verbs.MwType;
 import dev.dmaplane.rdma.verbs.ProtectionDomain;
@@ -31,6 +34,7 @@ import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
 import static dev.dmaplane.testing.Eventually.eventually;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -159,10 +163,10 @@ class CompletionStatusTest {
     @Test
     void aMisalignedAtomicIsRefusedAtPostTime() {
         QueuePair[] p = h.pair();
-        dev.dmaplane.errno.ErrnoException e = org.junit.jupiter.api.Assertions.assertThrows(
-                dev.dmaplane.errno.ErrnoException.class, () -> p[0].postSend(new SendWr.AtomicFetchAndAdd(1,
+        ErrnoException e = assertThrows(
+                ErrnoException.class, () -> p[0].postSend(new SendWr.AtomicFetchAndAdd(1,
                         List.of(h.a.sge(0, 8)), SIGNALED, h.b.buf + 4, h.b.mr.rkey(), 1)));
-        assertEquals(dev.dmaplane.errno.Errno.EINVAL, e.errno());
+        assertEquals(Errno.EINVAL, e.errno());
         assertTrue(h.a.cq.poll(4).isEmpty());
     }
 
@@ -214,8 +218,8 @@ class CompletionStatusTest {
             QueuePair qb = h.b.rc();
             Hcas.connect(qa, qb, h.b.gid, Hcas.ALL, 7, 7);
             qb.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).accessFlags(Hcas.ALL).build());
-            qb.modify(QpAttr.builder().state(QpState.RTR).av(dev.dmaplane.rdma.verbs.AhAttr.roce(h.a.gid, 1, 1))
-                    .pathMtu(dev.dmaplane.rdma.verbs.Mtu.MTU_1024).destQpn(qa.qpNum()).rqPsn(0x100)
+            qb.modify(QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(h.a.gid, 1, 1))
+                    .pathMtu(Mtu.MTU_1024).destQpn(qa.qpNum()).rqPsn(0x100)
                     .maxDestRdAtomic(0).minRnrTimer(1).build());
             h.b.write(0, new byte[8]);
             SendWr op = atomic

@@ -2,8 +2,10 @@ package dev.dmaplane.driver.softroce;
 
 import dev.dmaplane.rdma.verbs.CompletionChannel;
 import dev.dmaplane.rdma.verbs.CompletionQueue;
+import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpInitAttr;
+import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.RecvWr;
@@ -34,8 +36,8 @@ class CqEventTest extends HcaTestBase {
     @Test
     void aCqOverrunOnTheHcaRaisesCqErrAndQpFatal() {
         var small = h.a.ctx.createCq(2, null, 0);
-        var qa = h.a.pd.createQp(new dev.dmaplane.rdma.verbs.QpInitAttr(small, small, null,
-                new dev.dmaplane.rdma.verbs.QpCap(8, 8, 1, 1, 0), dev.dmaplane.rdma.verbs.QpType.RC, false));
+        var qa = h.a.pd.createQp(new QpInitAttr(small, small, null,
+                new QpCap(8, 8, 1, 1, 0), QpType.RC, false));
         var qb = h.b.rc();
         Hcas.connect(qa, qb, h.b.gid, Hcas.ALL, 7, 7);
         Hcas.connect(qb, qa, h.a.gid, Hcas.ALL, 7, 7);
@@ -43,12 +45,12 @@ class CqEventTest extends HcaTestBase {
                 new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 8)), SIGNALED, h.b.buf, h.b.mr.rkey()),
                 new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 8)), SIGNALED, h.b.buf, h.b.mr.rkey())));
         var err = Hcas.event(h.a.ctx);
-        assertEquals(dev.dmaplane.rdma.verbs.EventType.CQ_ERR, err.type());
+        assertEquals(EventType.CQ_ERR, err.type());
         assertSame(small, err.cq().orElseThrow());
         var fatal = Hcas.event(h.a.ctx);
-        assertEquals(dev.dmaplane.rdma.verbs.EventType.QP_FATAL, fatal.type());
+        assertEquals(EventType.QP_FATAL, fatal.type());
         assertSame(qa, fatal.qp().orElseThrow());
-        assertEquals(dev.dmaplane.rdma.verbs.QpState.ERR, qa.query().qpState());
+        assertEquals(QpState.ERR, qa.query().qpState());
         assertEquals(List.of(0L, 1L), small.poll(8).stream().map(WorkCompletion::wrId).toList(), "the third was lost");
         err.ack();
         fatal.ack();

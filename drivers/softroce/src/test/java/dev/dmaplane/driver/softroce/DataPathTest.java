@@ -2,6 +2,7 @@ package dev.dmaplane.driver.softroce;
 
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.rdma.RdmaDevice;
+import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.Mtu;
 import dev.dmaplane.rdma.verbs.PortState;
 import dev.dmaplane.rdma.verbs.QueuePair;
@@ -18,7 +19,9 @@ import org.junit.jupiter.api.Timeout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.stream.LongStream;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.FENCE;
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
@@ -57,8 +60,8 @@ class DataPathTest {
         assertEquals("rdma_rxe", d.driverName());
         assertEquals(PortState.ACTIVE, d.portAttr(1).state());
         assertEquals(Mtu.MTU_1024, d.portAttr(1).activeMtu(), "netdev MTU 1500 gives RoCE MTU 1024");
-        assertEquals(dev.dmaplane.rdma.verbs.Gid.parse("::ffff:10.0.0.4"), h.a.gid);
-        assertEquals(dev.dmaplane.rdma.verbs.Gid.parse("::ffff:10.0.0.5"), h.b.gid);
+        assertEquals(Gid.parse("::ffff:10.0.0.4"), h.a.gid);
+        assertEquals(Gid.parse("::ffff:10.0.0.5"), h.b.gid);
         for (String bdf : List.of("04:00.0", "05:00.0")) {
             PciFunction fn = h.machine.pci().function(bdf);
             assertTrue(fn.busMasterEnabled(), bdf + " bus mastering");
@@ -91,7 +94,7 @@ class DataPathTest {
         System.arraycopy(h.b.read(0, 2000), 0, got, 0, 2000);
         System.arraycopy(h.b.read(100_000, 3000), 0, got, 2000, 3000);
         assertArrayEquals(msg, got);
-        assertArrayEquals(java.util.Arrays.copyOf(msg, 16), h.b.read(8192, 16));
+        assertArrayEquals(Arrays.copyOf(msg, 16), h.b.read(8192, 16));
     }
 
     @Test
@@ -212,7 +215,7 @@ class DataPathTest {
         List<WorkCompletion> wb = Hcas.poll(h.b.cq, 2 * n);
         for (List<WorkCompletion> w : List.of(wa, wb)) {
             assertTrue(w.stream().allMatch(WorkCompletion::isSuccess));
-            assertEquals(java.util.stream.LongStream.range(0, n).boxed().toList(),
+            assertEquals(LongStream.range(0, n).boxed().toList(),
                     w.stream().filter(c -> c.opcode() == WcOpcode.RECV).map(WorkCompletion::wrId).toList());
         }
         for (int i = 0; i < n; i++) {

@@ -7,6 +7,7 @@ import dev.dmaplane.dmabuf.heap.VramExporter;
 import dev.dmaplane.dmabuf.heap.VramExporter.Policy;
 import dev.dmaplane.dmabuf.heap.VramExporter.Target;
 import dev.dmaplane.fence.Fence;
+import dev.dmaplane.fence.ResvUsage;
 import dev.dmaplane.p2pdma.P2pDma;
 import dev.dmaplane.pci.Bar;
 import dev.dmaplane.pci.PciFunction;
@@ -25,6 +26,7 @@ import org.junit.jupiter.api.Timeout;
 import java.lang.foreign.MemorySegment;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 
@@ -132,8 +134,8 @@ class DmabufDataPathTest {
         assertEquals(WcStatus.SUCCESS, rd.status());
         assertEquals(WcOpcode.RDMA_READ, rd.opcode());
         byte[] back = h.b.read(2 << 20, SIZE);
-        assertArrayEquals(head, java.util.Arrays.copyOf(back, 4096));
-        assertArrayEquals(data, java.util.Arrays.copyOfRange(back, 4096, SIZE), "RDMA READ out of VRAM");
+        assertArrayEquals(head, Arrays.copyOf(back, 4096));
+        assertArrayEquals(data, Arrays.copyOfRange(back, 4096, SIZE), "RDMA READ out of VRAM");
         assertEquals(Target.VRAM, ex.placement(buf).orElseThrow(), "it never left VRAM");
         assertTrue(h.machine.iommu().faults().isEmpty(), "bus addresses, no IOMMU involved");
 
@@ -222,7 +224,7 @@ class DmabufDataPathTest {
         MemoryRegion far = h.b.pd.regDmabufMr(SIZE / 2, SIZE / 2, IOVA, buf, Hcas.ALL);
         assertEquals(Target.HOST, ex.placement(buf).orElseThrow(), "the far HCA's map moved it out of VRAM");
         assertEquals("0", res(h.a, near).get("dmabuf-mapped"), "rxe0 was told and unmapped");
-        assertTrue(buf.resv().await(dev.dmaplane.fence.ResvUsage.KERNEL, Duration.ofSeconds(10)));
+        assertTrue(buf.resv().await(ResvUsage.KERNEL, Duration.ofSeconds(10)));
 
         QueuePair[] p = h.pair();
         byte[] toNear = Hcas.random(SIZE / 2, 7);

@@ -1,17 +1,29 @@
 package dev.dmaplane.driver.softroce;
 
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.impl.RdmaCommands;
+import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.MwBindInfo;
+import dev.dmaplane.rdma.verbs.MwType;
 import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.Sge;
+import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
 import static dev.dmaplane.testing.Eventually.eventually;
@@ -77,8 +89,8 @@ class EngineTest {
     }
 
     /** Long payloads are cut through from their own lease, short ones from the leases kept for the round. */
-    @org.junit.jupiter.params.ParameterizedTest
-    @org.junit.jupiter.params.provider.ValueSource(ints = {100_000, 64})
+    @ParameterizedTest
+    @ValueSource(ints = {100_000, 64})
     void aBusyReceiverStoresTheBurstWithItsBytesTakenAtSendTime(int size) throws Exception {
         QueuePair[] p = h.pair();
         byte[] data = Hcas.random(size, 2);
@@ -160,7 +172,7 @@ class EngineTest {
         p[0].postSend(new SendWr.Send(1, List.of(h.a.sge(0, 8)), SIGNALED, null)); // no receive yet: RNR NAK
         Engine rxe1 = h.engine("rxe1");
         eventually(() -> rxe1.rnrNaksSent != 0, Duration.ofSeconds(10), "rxe1 RNR-NAKs the send");
-        p[1].postRecv(dev.dmaplane.rdma.verbs.RecvWr.of(2, h.b.sge(0, 64)));
+        p[1].postRecv(RecvWr.of(2, h.b.sge(0, 64)));
         assertTrue(Hcas.one(h.a.cq).isSuccess());
 
         var a = h.core.device("rxe0").orElseThrow().hwCounters(1);
@@ -172,9 +184,9 @@ class EngineTest {
         assertTrue(a.get("rcvd_rnr_err") >= 1);
         assertTrue(a.get("sent_pkts") >= 2, "the send, and again after the RNR wait");
         assertEquals(a.get("sent_pkts"), b.get("rcvd_pkts"), "a lossless fabric");
-        assertThrows(dev.dmaplane.errno.ErrnoException.class, () -> h.core.device("rxe0").orElseThrow().hwCounters(2));
+        assertThrows(ErrnoException.class, () -> h.core.device("rxe0").orElseThrow().hwCounters(2));
 
-        String stat = new dev.dmaplane.rdma.impl.RdmaCommands(h.core).statistic();
+        String stat = new RdmaCommands(h.core).statistic();
         assertTrue(stat.startsWith("link rxe0/1 sent_pkts " + h.core.device("rxe0").orElseThrow().hwCounters(1).get("sent_pkts")),
                 stat);
         assertTrue(stat.contains("\nlink rxe1/1 sent_pkts "), stat);
@@ -183,11 +195,11 @@ class EngineTest {
     @Test
     void aLongWriteFromAnOnDemandRegionIsGatheredFirstNotHeldAcrossTheDelivery() {
         QueuePair[] p = h.pair();
-        int access = dev.dmaplane.rdma.verbs.Access.LOCAL_WRITE | dev.dmaplane.rdma.verbs.Access.ON_DEMAND;
+        int access = Access.LOCAL_WRITE | Access.ON_DEMAND;
         var odp = h.a.pd.regMr(h.a.buf + (1 << 20), 1 << 20, access);
         byte[] data = Hcas.random(200_000, 4);
         h.a.write(1 << 20, data);
-        p[0].postSend(new SendWr.RdmaWrite(1, List.of(new dev.dmaplane.rdma.verbs.Sge(h.a.buf + (1 << 20), data.length,
+        p[0].postSend(new SendWr.RdmaWrite(1, List.of(new Sge(h.a.buf + (1 << 20), data.length,
                 odp.lkey())), SIGNALED, h.b.buf, h.b.mr.rkey()));
         assertTrue(Hcas.one(h.a.cq).isSuccess());
         assertArrayEquals(data, h.b.read(0, data.length));
@@ -199,13 +211,13 @@ class EngineTest {
         // one doorbell: write, send-with-invalidate, write — all in one burst at the responder; the kept leases
         // must not let the third through (IBTA 10.6.7: an invalidated window's rkey is no longer valid)
         QueuePair[] p = h.pair();
-        var bindable = h.b.pd.regMr(h.b.buf, 65536, Hcas.ALL | dev.dmaplane.rdma.verbs.Access.MW_BIND);
-        var mw = h.b.pd.allocMw(dev.dmaplane.rdma.verbs.MwType.TYPE_2);
+        var bindable = h.b.pd.regMr(h.b.buf, 65536, Hcas.ALL | Access.MW_BIND);
+        var mw = h.b.pd.allocMw(MwType.TYPE_2);
         int key = SendWr.incRkey(mw.rkey());
-        p[1].postSend(new SendWr.BindMw(50, SIGNALED, mw, key, new dev.dmaplane.rdma.verbs.MwBindInfo(bindable, h.b.buf,
-                4096, dev.dmaplane.rdma.verbs.Access.REMOTE_WRITE)));
+        p[1].postSend(new SendWr.BindMw(50, SIGNALED, mw, key, new MwBindInfo(bindable, h.b.buf,
+                4096, Access.REMOTE_WRITE)));
         assertTrue(Hcas.one(h.b.cq).isSuccess());
-        p[1].postRecv(dev.dmaplane.rdma.verbs.RecvWr.of(5, h.b.sge(8192, 64)));
+        p[1].postRecv(RecvWr.of(5, h.b.sge(8192, 64)));
         byte[] one = Hcas.random(32, 7);
         byte[] two = Hcas.random(32, 8);
         h.a.write(0, one);
@@ -216,8 +228,8 @@ class EngineTest {
                 new SendWr.SendWithInv(2, List.of(h.a.sge(0, 8)), SIGNALED, key),
                 new SendWr.RdmaWrite(3, List.of(h.a.sge(64, 32)), SIGNALED, h.b.buf + 200, key)));
         List<WorkCompletion> wc = Hcas.poll(h.a.cq, 3);
-        assertEquals(List.of(dev.dmaplane.rdma.verbs.WcStatus.SUCCESS, dev.dmaplane.rdma.verbs.WcStatus.SUCCESS,
-                dev.dmaplane.rdma.verbs.WcStatus.REM_ACCESS_ERR), wc.stream().map(WorkCompletion::status).toList());
+        assertEquals(List.of(WcStatus.SUCCESS, WcStatus.SUCCESS,
+                WcStatus.REM_ACCESS_ERR), wc.stream().map(WorkCompletion::status).toList());
         assertArrayEquals(one, h.b.read(100, 32));
         assertArrayEquals(new byte[32], h.b.read(200, 32), "the write after the invalidation touched nothing");
     }
@@ -227,9 +239,9 @@ class EngineTest {
         QueuePair[] p = h.pair();
         var target = h.b.pd.regMr(h.b.buf, 65536, Hcas.ALL);
         h.a.write(0, Hcas.random(64, 9));
-        java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
-        java.util.concurrent.atomic.AtomicReference<List<WorkCompletion>> last =
-                new java.util.concurrent.atomic.AtomicReference<>();
+        AtomicBoolean stop = new AtomicBoolean();
+        AtomicReference<List<WorkCompletion>> last =
+                new AtomicReference<>();
         CompletableFuture<Void> writer = CompletableFuture.runAsync(() -> {
             long id = 0;
             while (!stop.get()) {
@@ -249,11 +261,11 @@ class EngineTest {
         target.destroy(); // waits only for the leases of the round in flight
         writer.get(10, TimeUnit.SECONDS);
         stop.set(true);
-        List<dev.dmaplane.rdma.verbs.WcStatus> st = last.get().stream().map(WorkCompletion::status).toList();
-        int bad = st.indexOf(dev.dmaplane.rdma.verbs.WcStatus.REM_ACCESS_ERR);
+        List<WcStatus> st = last.get().stream().map(WorkCompletion::status).toList();
+        int bad = st.indexOf(WcStatus.REM_ACCESS_ERR);
         assertTrue(bad >= 0, "a write after the deregistration was refused: " + st);
-        assertTrue(st.subList(0, bad).stream().allMatch(x -> x == dev.dmaplane.rdma.verbs.WcStatus.SUCCESS), st.toString());
-        assertTrue(st.subList(bad + 1, st.size()).stream().allMatch(x -> x == dev.dmaplane.rdma.verbs.WcStatus.WR_FLUSH_ERR),
+        assertTrue(st.subList(0, bad).stream().allMatch(x -> x == WcStatus.SUCCESS), st.toString());
+        assertTrue(st.subList(bad + 1, st.size()).stream().allMatch(x -> x == WcStatus.WR_FLUSH_ERR),
                 st.toString());
         assertEquals(0, h.machine.memory().pinsOutstanding() - pinsOfTheHosts());
     }

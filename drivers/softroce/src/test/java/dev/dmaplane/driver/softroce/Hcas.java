@@ -27,6 +27,7 @@ import java.lang.foreign.MemorySegment;
 import java.time.Duration;
 import java.util.HashSet;
 import java.util.List;
+import java.util.Random;
 import java.util.Set;
 
 /**
@@ -142,7 +143,7 @@ final class Hcas implements AutoCloseable {
     /** {@code n} bytes of a seeded random pattern. */
     static byte[] random(int n, long seed) {
         byte[] b = new byte[n];
-        new java.util.Random(seed).nextBytes(b);
+        new Random(seed).nextBytes(b);
         return b;
     }
 

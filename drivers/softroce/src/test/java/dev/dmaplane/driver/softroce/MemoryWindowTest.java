@@ -1,7 +1,12 @@
 package dev.dmaplane.driver.softroce;
 
+import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.MwBindInfo;
+import dev.dmaplane.rdma.verbs.MwType;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.WcOpcode;
+import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -22,39 +27,39 @@ class MemoryWindowTest extends HcaTestBase {
     @Test
     void windowsOpenExactlyTheirRangeAndLocalInvalidateClosesAType2Window() {
         QueuePair[] p = h.pair();
-        var bindable = h.b.pd.regMr(h.b.buf, 65536, Hcas.ALL | dev.dmaplane.rdma.verbs.Access.MW_BIND);
-        var type1 = h.b.pd.allocMw(dev.dmaplane.rdma.verbs.MwType.TYPE_1);
-        int key1 = type1.bind(p[1], new dev.dmaplane.rdma.verbs.MwBindInfo(bindable, h.b.buf + 4096, 4096,
-                dev.dmaplane.rdma.verbs.Access.REMOTE_WRITE), 10, SIGNALED);
+        var bindable = h.b.pd.regMr(h.b.buf, 65536, Hcas.ALL | Access.MW_BIND);
+        var type1 = h.b.pd.allocMw(MwType.TYPE_1);
+        int key1 = type1.bind(p[1], new MwBindInfo(bindable, h.b.buf + 4096, 4096,
+                Access.REMOTE_WRITE), 10, SIGNALED);
         assertTrue(Hcas.one(h.b.cq).isSuccess());
         h.a.write(0, Hcas.random(32, 4));
         p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 32)), SIGNALED, h.b.buf + 4096 + 100, key1));
         assertTrue(Hcas.one(h.a.cq).isSuccess());
         assertArrayEquals(Hcas.random(32, 4), h.b.read(4096 + 100, 32));
 
-        var type2 = h.b.pd.allocMw(dev.dmaplane.rdma.verbs.MwType.TYPE_2);
+        var type2 = h.b.pd.allocMw(MwType.TYPE_2);
         int key2 = SendWr.incRkey(type2.rkey());
-        p[1].postSend(new SendWr.BindMw(11, SIGNALED, type2, key2, new dev.dmaplane.rdma.verbs.MwBindInfo(bindable,
-                h.b.buf + 8192, 4096, dev.dmaplane.rdma.verbs.Access.REMOTE_WRITE)));
+        p[1].postSend(new SendWr.BindMw(11, SIGNALED, type2, key2, new MwBindInfo(bindable,
+                h.b.buf + 8192, 4096, Access.REMOTE_WRITE)));
         assertTrue(Hcas.one(h.b.cq).isSuccess());
         p[0].postSend(new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 32)), SIGNALED, h.b.buf + 8192, key2));
         assertTrue(Hcas.one(h.a.cq).isSuccess());
         p[1].postSend(new SendWr.LocalInv(12, SIGNALED, key2));
         WorkCompletion inv = Hcas.one(h.b.cq);
         assertTrue(inv.isSuccess());
-        assertEquals(dev.dmaplane.rdma.verbs.WcOpcode.LOCAL_INV, inv.opcode());
+        assertEquals(WcOpcode.LOCAL_INV, inv.opcode());
         h.b.write(8192 + 64, new byte[32]);
         p[0].postSend(new SendWr.RdmaWrite(3, List.of(h.a.sge(0, 32)), SIGNALED, h.b.buf + 8192 + 64, key2));
-        assertEquals(dev.dmaplane.rdma.verbs.WcStatus.REM_ACCESS_ERR, Hcas.one(h.a.cq).status());
+        assertEquals(WcStatus.REM_ACCESS_ERR, Hcas.one(h.a.cq).status());
         assertArrayEquals(new byte[32], h.b.read(8192 + 64, 32), "the invalidated window let nothing through");
 
         // on the HCA's send queue, refused local operations end in their own statuses and the QP in ERR
         QueuePair[] q = h.pair();
         q[1].postSend(new SendWr.LocalInv(13, SIGNALED, key2)); // already invalid
-        assertEquals(dev.dmaplane.rdma.verbs.WcStatus.LOC_QP_OP_ERR, Hcas.one(h.b.cq).status());
+        assertEquals(WcStatus.LOC_QP_OP_ERR, Hcas.one(h.b.cq).status());
         QueuePair[] r = h.pair();
         r[1].postSend(new SendWr.BindMw(14, SIGNALED, type2, SendWr.incRkey(type2.rkey()),
-                new dev.dmaplane.rdma.verbs.MwBindInfo(bindable, h.b.buf + 8192, 0, dev.dmaplane.rdma.verbs.Access.REMOTE_WRITE)));
-        assertEquals(dev.dmaplane.rdma.verbs.WcStatus.MW_BIND_ERR, Hcas.one(h.b.cq).status(), "o10-37.2.40: zero length");
+                new MwBindInfo(bindable, h.b.buf + 8192, 0, Access.REMOTE_WRITE)));
+        assertEquals(WcStatus.MW_BIND_ERR, Hcas.one(h.b.cq).status(), "o10-37.2.40: zero length");
     }
 }

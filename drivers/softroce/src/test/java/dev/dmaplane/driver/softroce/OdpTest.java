@@ -5,11 +5,14 @@ import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.MemoryRegion;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
@@ -59,10 +62,10 @@ class OdpTest extends HcaTestBase {
         h.b.mm.munmap(odpBuf + 2 * 4096, 4096);
         assertEquals(mapped - 1, h.machine.activeDmaMappings(hca), "the HCA's mapping of the page went with it");
         p[0].postSend(new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 64)), SIGNALED, odpBuf + 2 * 4096 + 64, odp.rkey()));
-        assertEquals(dev.dmaplane.rdma.verbs.WcStatus.REM_ACCESS_ERR, Hcas.one(h.a.cq).status(), "nothing there any more");
+        assertEquals(WcStatus.REM_ACCESS_ERR, Hcas.one(h.a.cq).status(), "nothing there any more");
 
         QueuePair[] q = h.pair();
-        List<SendWr> train = new java.util.ArrayList<>();
+        List<SendWr> train = new ArrayList<>();
         for (int i = 0; i < 16; i++) {
             train.add(new SendWr.RdmaWrite(10 + i, List.of(h.a.sge(64L * i, 64)), SIGNALED, odpBuf + 4096 + 64L * i,
                     odp.rkey()));
@@ -71,7 +74,7 @@ class OdpTest extends HcaTestBase {
         assertTrue(Hcas.poll(h.a.cq, 16).stream().allMatch(WorkCompletion::isSuccess));
         byte[] there = new byte[16 * 64];
         h.b.mm.read(odpBuf + 4096, MemorySegment.ofArray(there));
-        assertArrayEquals(java.util.Arrays.copyOf(Hcas.random(4 * 4096, 8), 16 * 64), there);
+        assertArrayEquals(Arrays.copyOf(Hcas.random(4 * 4096, 8), 16 * 64), there);
         odp.destroy();
     }
 }

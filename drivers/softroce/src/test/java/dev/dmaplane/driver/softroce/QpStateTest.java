@@ -1,5 +1,6 @@
 package dev.dmaplane.driver.softroce;
 
+import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QueuePair;
@@ -30,22 +31,22 @@ class QpStateTest extends HcaTestBase {
         QueuePair[] p = h.pair();
         h.a.write(0, Hcas.random(64, 3));
         h.driver.carrier("rxe1", "down"); // the write stays in flight, retried, until the carrier returns
-        assertEquals(dev.dmaplane.rdma.verbs.EventType.PORT_ERR, Hcas.event(h.b.ctx).type());
+        assertEquals(EventType.PORT_ERR, Hcas.event(h.b.ctx).type());
         p[0].postSend(List.of(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 64)), SIGNALED, h.b.buf + 64, h.b.mr.rkey())));
-        p[0].modify(dev.dmaplane.rdma.verbs.QpAttr.builder().state(dev.dmaplane.rdma.verbs.QpState.SQD)
+        p[0].modify(QpAttr.builder().state(QpState.SQD)
                 .enSqdAsyncNotify(true).build());
         assertTrue(p[0].query().sqDraining(), "the started write is not done");
         assertTrue(h.a.ctx.pollAsyncEvent().isEmpty(), "not drained yet");
         h.driver.carrier("rxe1", "up");
         var drained = Hcas.event(h.a.ctx);
-        assertEquals(dev.dmaplane.rdma.verbs.EventType.SQ_DRAINED, drained.type());
+        assertEquals(EventType.SQ_DRAINED, drained.type());
         assertSame(p[0], drained.qp().orElseThrow());
         drained.ack();
         assertEquals(1, Hcas.one(h.a.cq).wrId());
         assertArrayEquals(Hcas.random(64, 3), h.b.read(64, 64));
         p[0].postSend(List.of(new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 64)), SIGNALED, h.b.buf + 128, h.b.mr.rkey())));
         assertTrue(h.a.cq.poll(1).isEmpty(), "SQD starts nothing new");
-        p[0].modify(dev.dmaplane.rdma.verbs.QpAttr.builder().state(dev.dmaplane.rdma.verbs.QpState.RTS).build());
+        p[0].modify(QpAttr.builder().state(QpState.RTS).build());
         assertEquals(2, Hcas.one(h.a.cq).wrId(), "back in RTS the waiting request runs");
         assertArrayEquals(Hcas.random(64, 3), h.b.read(128, 64));
     }

@@ -15,6 +15,7 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Predicate;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
 import static dev.dmaplane.testing.Eventually.eventually;
@@ -43,7 +44,7 @@ class RetransmissionTest {
     }
 
     /** Drops the first {@code n} packets {@code which} accepts. */
-    private void lose(int n, java.util.function.Predicate<Packet> which) {
+    private void lose(int n, Predicate<Packet> which) {
         AtomicInteger left = new AtomicInteger(n);
         h.driver.fabric.loss = p -> which.test(p) && left.getAndDecrement() > 0;
     }

@@ -1,6 +1,9 @@
 package dev.dmaplane.driver.softroce;
 
 import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.AhAttr;
+import dev.dmaplane.rdma.verbs.Gid;
+import dev.dmaplane.rdma.verbs.Mtu;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpInitAttr;
@@ -36,11 +39,11 @@ class UcTest extends HcaTestBase {
         QueuePair qa = h.a.pd.createQp(new QpInitAttr(h.a.cq, h.a.cq, null, new QpCap(16, 16, 4, 4, 0), QpType.UC, false));
         QueuePair qb = h.b.pd.createQp(new QpInitAttr(h.b.cq, h.b.cq, null, new QpCap(16, 16, 4, 4, 0), QpType.UC, false));
         for (QueuePair[] q : new QueuePair[][]{{qa, qb}, {qb, qa}}) {
-            dev.dmaplane.rdma.verbs.Gid peer = q[0] == qa ? h.b.gid : h.a.gid;
+            Gid peer = q[0] == qa ? h.b.gid : h.a.gid;
             q[0].modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1)
                     .accessFlags(Access.LOCAL_WRITE | Access.REMOTE_WRITE).build());
-            q[0].modify(QpAttr.builder().state(QpState.RTR).av(dev.dmaplane.rdma.verbs.AhAttr.roce(peer, 1, 1))
-                    .pathMtu(dev.dmaplane.rdma.verbs.Mtu.MTU_1024).destQpn(q[1].qpNum()).rqPsn(7).build());
+            q[0].modify(QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peer, 1, 1))
+                    .pathMtu(Mtu.MTU_1024).destQpn(q[1].qpNum()).rqPsn(7).build());
             q[0].modify(QpAttr.builder().state(QpState.RTS).sqPsn(7).build());
         }
         byte[] msg = Hcas.random(3000, 8);

@@ -4,12 +4,15 @@ import dev.dmaplane.rdma.verbs.MemoryRegion;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.Sge;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
@@ -135,13 +138,13 @@ class WriteTrainTest extends HcaTestBase {
         int[] len = {100, 100, 100, 100, 100, 100, 2000, 100, 100, 100, 100};
         for (int i = 0; i < remote.length; i++) {
             if (remote[i] >= 0 && i != 9) { // the tenth was overwritten in part by the eleventh
-                assertArrayEquals(java.util.Arrays.copyOf(Hcas.random(2000, 50 + i), len[i]), h.b.read(remote[i], len[i]),
+                assertArrayEquals(Arrays.copyOf(Hcas.random(2000, 50 + i), len[i]), h.b.read(remote[i], len[i]),
                         "message " + i);
             }
         }
-        assertArrayEquals(java.util.Arrays.copyOfRange(Hcas.random(2000, 50 + 9), 50, 100), h.b.read(50_200 + 50, 50),
+        assertArrayEquals(Arrays.copyOfRange(Hcas.random(2000, 50 + 9), 50, 100), h.b.read(50_200 + 50, 50),
                 "the tenth's bytes that the eleventh did not cover");
-        assertArrayEquals(java.util.Arrays.copyOf(Hcas.random(2000, 57), 100), h.b.read(16384, 100), "the send");
+        assertArrayEquals(Arrays.copyOf(Hcas.random(2000, 57), 100), h.b.read(16384, 100), "the send");
         assertEquals(List.of(90L, 91L), Hcas.poll(h.b.cq, 2).stream().map(WorkCompletion::wrId).toList());
         assertEquals(4, h.engine("rxe0").trainsSent - trains);
     }
@@ -181,7 +184,7 @@ class WriteTrainTest extends HcaTestBase {
         for (int i = 0; i < n; i++) { // the fifth reads from past the small region's end
             long src = i == 4 ? 65536 - 16 : 64L * i;
             h.a.write(64L * i, Hcas.random(64, 500 + i));
-            wrs.add(new SendWr.RdmaWrite(i, List.of(new dev.dmaplane.rdma.verbs.Sge(h.a.buf + src, 64, small.lkey())),
+            wrs.add(new SendWr.RdmaWrite(i, List.of(new Sge(h.a.buf + src, 64, small.lkey())),
                     SIGNALED, h.b.buf + 64L * i, h.b.mr.rkey()));
         }
         h.b.write(0, new byte[n * 64]);
@@ -248,7 +251,7 @@ class WriteTrainTest extends HcaTestBase {
         assertEquals(210, m.length());
         Packet train = new Packet(null, null, 1, 2, Packet.Op.WRITE, true, true, 0xFFFFFF, 3, true, 1000, 9, 100, 0, 0,
                 0, 0, 0, 0, 0, new Packet.Payload.Messages(3, m.vas(), m.lengths(), m.offsets(), null,
-                java.lang.foreign.MemorySegment.ofArray(Hcas.random(210, 5)), m.lo(), m.hi(), m.length()), false);
+                MemorySegment.ofArray(Hcas.random(210, 5)), m.lo(), m.hi(), m.length()), false);
         Packet rest = train.dropFront(1, 1024);
         assertEquals(0, rest.psn(), "the PSN wraps at 2^24");
         assertEquals(2, rest.count());
@@ -258,8 +261,8 @@ class WriteTrainTest extends HcaTestBase {
         assertEquals(1050, r.lo());
         assertEquals(1150, r.hi());
         byte[] bytes = new byte[110];
-        r.copyTo(0, java.lang.foreign.MemorySegment.ofArray(bytes));
-        assertArrayEquals(java.util.Arrays.copyOfRange(Hcas.random(210, 5), 100, 210), bytes);
+        r.copyTo(0, MemorySegment.ofArray(bytes));
+        assertArrayEquals(Arrays.copyOfRange(Hcas.random(210, 5), 100, 210), bytes);
         assertThrows(IllegalArgumentException.class, () -> r.dropFirst(2));
     }
 }

@@ -10,6 +10,7 @@ import dev.dmaplane.pci.TopologyLoader;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
+import java.lang.foreign.ValueLayout;
 import java.time.Duration;
 
 import static dev.dmaplane.hw.copyengine.CopyEngineRegs.*;
@@ -46,7 +47,7 @@ class CopyEngineChannelTest {
             CoherentBuffer buf = fn.dma().allocCoherent(4096);
             for (int i = 0; i < 6; i++) { // more than the ring holds: the indices wrap
                 assertEquals(ST_OK, ch.submit(0x40 + i, buf.dmaAddress(), 4096, FLAG_FILL, i));
-                assertEquals(0x40 + i, buf.cpu().get(java.lang.foreign.ValueLayout.JAVA_BYTE, 4095));
+                assertEquals(0x40 + i, buf.cpu().get(ValueLayout.JAVA_BYTE, 4095));
             }
             assertEquals(6, ch.completed());
 

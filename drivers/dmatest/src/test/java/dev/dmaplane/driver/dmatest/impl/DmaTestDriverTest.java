@@ -15,6 +15,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -218,16 +220,16 @@ class DmaTestDriverTest {
 
     @Test
     void patternChecksCatchAFlippedByteAndAShiftedCopy() {
-        var src = java.lang.foreign.MemorySegment.ofArray(new byte[256]);
-        var dst = java.lang.foreign.MemorySegment.ofArray(new byte[256]);
+        var src = MemorySegment.ofArray(new byte[256]);
+        var dst = MemorySegment.ofArray(new byte[256]);
         Patterns.fill(src, 16, 64, true);
         Patterns.fill(dst, 32, 64, false);
         assertEquals(64, Patterns.verifyDestination(dst, 16, 32, 64), "nothing copied: the whole area is wrong");
-        java.lang.foreign.MemorySegment.copy(src, 16, dst, 32, 64);
+        MemorySegment.copy(src, 16, dst, 32, 64);
         assertEquals(0, Patterns.verifyDestination(dst, 16, 32, 64));
-        dst.set(java.lang.foreign.ValueLayout.JAVA_BYTE, 100, (byte) 0x7f);
+        dst.set(ValueLayout.JAVA_BYTE, 100, (byte) 0x7f);
         assertEquals(1, Patterns.verifyDestination(dst, 16, 32, 64), "a byte written past the area");
-        java.lang.foreign.MemorySegment.copy(src, 17, dst, 32, 64);
+        MemorySegment.copy(src, 17, dst, 32, 64);
         assertTrue(Patterns.verifyDestination(dst, 16, 32, 64) > 60, "copied from the wrong offset");
         Patterns.fill(dst, 8, 8, false);
         dst.asSlice(8, 8).fill(SelfTest.FILL_BYTE);
