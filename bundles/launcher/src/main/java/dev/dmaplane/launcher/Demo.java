@@ -1,5 +1,7 @@
 package dev.dmaplane.launcher;
 
+import org.osgi.framework.InvalidSyntaxException;
+
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
@@ -128,7 +130,7 @@ final class Demo {
         return await("dmatest result service", () -> {
             try {
                 return rt.serviceProperties(RESULT_FILTER).stream().filter(p -> GPU.equals(p.get("dmatest.device"))).findFirst();
-            } catch (org.osgi.framework.InvalidSyntaxException e) {
+            } catch (InvalidSyntaxException e) {
                 throw new IllegalStateException(e);
             }
         });

@@ -2,6 +2,8 @@ package dev.dmaplane.launcher;
 
 import org.junit.jupiter.api.Test;
 
+import java.io.OutputStream;
+import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.List;
 
@@ -43,6 +45,6 @@ class MainTest {
 
     @Test
     void usageErrorsExitWithTwo() throws Exception {
-        assertEquals(2, Main.run(new String[]{"fly"}, System.out, new java.io.PrintStream(java.io.OutputStream.nullOutputStream())));
+        assertEquals(2, Main.run(new String[]{"fly"}, System.out, new PrintStream(OutputStream.nullOutputStream())));
     }
 }

@@ -10,7 +10,10 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -97,7 +100,7 @@ class SoftRoceIT {
                 return Optional.empty();
             }
         });
-        java.util.concurrent.CompletableFuture<String> run = java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+        CompletableFuture<String> run = CompletableFuture.supplyAsync(() -> {
             try {
                 return rt.gogo("dmaplane:perf write_bw -s 65536 -D 30", Duration.ofSeconds(60));
             } catch (Exception e) {
@@ -107,7 +110,7 @@ class SoftRoceIT {
         Demo.await("traffic", WAIT, () -> {
             try {
                 String stat = rt.gogo("rdma:statistic", WAIT);
-                java.util.regex.Matcher m = java.util.regex.Pattern.compile("link rxe0/1 sent_pkts (\\d+)").matcher(stat);
+                Matcher m = Pattern.compile("link rxe0/1 sent_pkts (\\d+)").matcher(stat);
                 return m.find() && Long.parseLong(m.group(1)) > 1000 ? Optional.of(true) : Optional.empty();
             } catch (Exception e) {
                 return Optional.empty();

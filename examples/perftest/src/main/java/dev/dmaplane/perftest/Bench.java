@@ -12,6 +12,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -170,7 +171,7 @@ final class Bench {
                 Thread.currentThread().interrupt();
             }
         }
-        java.util.Arrays.sort(rtt, 0, k);
+        Arrays.sort(rtt, 0, k);
         return rtt[k / 2];
     }
 

@@ -11,6 +11,7 @@ import dev.dmaplane.rdma.verbs.WorkCompletion;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 
@@ -211,7 +212,7 @@ final class Latency {
             for (long x : v) {
                 var += (x - avg) * (x - avg);
             }
-            List<Double> samples = new java.util.ArrayList<>(cfg.histogram() || cfg.unsorted() ? n : 0);
+            List<Double> samples = new ArrayList<>(cfg.histogram() || cfg.unsorted() ? n : 0);
             if (cfg.histogram() || cfg.unsorted()) {
                 for (int i = 0; i < n; i++) {
                     samples.add(ns[i] / 1e3);

@@ -30,6 +30,8 @@ import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
 
 import java.lang.foreign.MemorySegment;
+import java.math.BigDecimal;
+import java.math.MathContext;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -389,7 +391,7 @@ public final class Perftest {
         if (v == 0) {
             return "0";
         }
-        java.math.BigDecimal d = new java.math.BigDecimal(v).round(new java.math.MathContext(6));
+        BigDecimal d = new BigDecimal(v).round(new MathContext(6));
         int exp = d.precision() - d.scale() - 1;
         if (exp < -4 || exp >= 6) {
             String m = d.movePointLeft(exp).stripTrailingZeros().toPlainString();

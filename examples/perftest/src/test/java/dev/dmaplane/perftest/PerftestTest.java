@@ -4,6 +4,7 @@ import dev.dmaplane.driver.softroce.SoftRoceDriver;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
+import dev.dmaplane.perftest.impl.PerfCommands;
 import dev.dmaplane.rdma.RdmaCore;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assertions;
@@ -206,7 +207,7 @@ class PerftestTest {
 
     @Test
     void gogoCommandRunsOnTheRuntimesMachineAndCore() {
-        var cmd = new dev.dmaplane.perftest.impl.PerfCommands(machine, core);
+        var cmd = new PerfCommands(machine, core);
         String out = cmd.perf("write_bw", "-s", "65536", "-n", "50");
         assertTrue(out.contains("RDMA_Write BW Test") && out.contains(BW_COLUMNS + "\n"), out);
         assertTrue(out.matches("(?s).*\\n 65536 +50 +.*"), out);

@@ -1,6 +1,7 @@
 package dev.dmaplane.runtime.impl;
 
 import dev.dmaplane.device.Device;
+import dev.dmaplane.device.Driver;
 import dev.dmaplane.device.MatchEntry;
 import dev.dmaplane.pci.PciFunction;
 
@@ -38,7 +39,7 @@ final class MachineReport {
     }
 
     /** Driver's table rows joined. */
-    static String describeTable(dev.dmaplane.device.Driver d) {
+    static String describeTable(Driver d) {
         return d.matchTable().entries().stream().map(MachineReport::describe).collect(Collectors.joining("; "));
     }
 

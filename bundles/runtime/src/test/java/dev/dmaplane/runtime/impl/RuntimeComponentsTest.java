@@ -5,6 +5,9 @@ import dev.dmaplane.device.Device;
 import dev.dmaplane.device.Driver;
 import dev.dmaplane.device.MatchEntry;
 import dev.dmaplane.device.MatchTable;
+import dev.dmaplane.dmabuf.DmaBuf;
+import dev.dmaplane.dmabuf.DmaBufs;
+import dev.dmaplane.dmabuf.heap.SystemHeap;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.dma.DmaDirection;
@@ -345,7 +348,7 @@ class RuntimeComponentsTest {
     void dmabufListsTheMachinesBuffersAsBufinfo() {
         DmaplaneCommands cmds = new DmaplaneCommands(machine, binder);
         assertTrue(cmds.dmabuf().endsWith("Total 0 objects, 0 bytes"), cmds.dmabuf());
-        dev.dmaplane.dmabuf.DmaBuf buf = new dev.dmaplane.dmabuf.heap.SystemHeap(dev.dmaplane.dmabuf.DmaBufs.of(machine)).allocate(8192);
+        DmaBuf buf = new SystemHeap(DmaBufs.of(machine)).allocate(8192);
         buf.setName("frame");
         buf.attach(machine.pci().function(GPU), null);
         String out = cmds.dmabuf();
