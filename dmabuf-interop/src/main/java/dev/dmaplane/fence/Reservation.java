@@ -60,8 +60,6 @@ public final class Reservation {
         return lock.wwClass();
     }
 
-    // ---- locking ----
-
     /** {@code dma_resv_lock}: see {@link WwMutex#lock(WwAcquireContext)} (EDEADLK, EALREADY). */
     public void lock(WwAcquireContext ctx) {
         lock.lock(ctx);
@@ -109,8 +107,6 @@ public final class Reservation {
     public boolean isHeldByCurrentThread() {
         return lock.isHeldByCurrentThread();
     }
-
-    // ---- fences ----
 
     /**
      * {@code dma_resv_reserve_fences}: makes room so that {@code n} more fences can be added before unlock.

@@ -142,8 +142,6 @@ class P2pVramTest {
         return addr >= bar.address() && addr < bar.address() + bar.size();
     }
 
-    // ---------------------------------------------------------------- p2p allowed or not on the default machine
-
     @Test
     void theHcaUnderTheSwitchReadsAndWritesVramByBusAddressAndTheBufferStaysThere() {
         Rig r = boot();
@@ -323,8 +321,6 @@ class P2pVramTest {
         buf.detach(a);
         buf.put();
     }
-
-    // ---------------------------------------------------------------- stale bus addresses
 
     private static DmaDebugReport lastReport(Rig r) {
         return r.m.dmaDebug().reports().getLast();

@@ -98,7 +98,7 @@ public abstract class Device {
         return bus().name().toLowerCase() + ":" + name;
     }
 
-    // ---- state kept by DeviceCore ----
+    // state kept by DeviceCore
 
     final BoundDevice binding() {
         return binding;

@@ -167,8 +167,6 @@ public final class Inode {
         return evicted;
     }
 
-    // ---- file I/O ----
-
     /**
      * Reads up to {@code dst.byteSize()} bytes at {@code offset}, as {@code read(2)} does: never past the end of
      * the file.
@@ -388,7 +386,7 @@ public final class Inode {
         return pfn < 0 ? OptionalLong.empty() : OptionalLong.of(pfn);
     }
 
-    // ---- address_space operations for the mm layer ----
+    // address_space operations for the mm layer
 
     /**
      * Resolves a page fault on page {@code index} ({@code filemap_fault} / {@code dax_iomap_fault}): finds or
@@ -489,7 +487,7 @@ public final class Inode {
         }
     }
 
-    // ---- life cycle (MemFs) ----
+    // life cycle, driven by MemFs
 
     /** The name went away ({@code drop_nlink}); evicts at once when nothing maps the inode. */
     void unlinked() {
@@ -525,8 +523,6 @@ public final class Inode {
         }
         fs.forget(this);
     }
-
-    // ---- helpers ----
 
     /** {@code unmap_mapping_range}: every VMA in {@code i_mmap} drops its view of the pages. */
     private void unmapMappings(long firstIndex, long endIndex, boolean evenCows) {

@@ -198,7 +198,7 @@ public final class MemFs implements AutoCloseable {
         }
     }
 
-    // ---- for Inode ----
+    // used by Inode
 
     synchronized void forget(Inode inode) {
         live.remove(inode);

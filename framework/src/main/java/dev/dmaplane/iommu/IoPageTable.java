@@ -66,8 +66,6 @@ public final class IoPageTable {
         return (int) (iova >>> shift(level)) & (PtNode.ENTRIES - 1);
     }
 
-    // ---- leaf encoding ---------------------------------------------------------------------------------------
-
     /**
      * The physical address of byte {@code iova} under {@code leaf}, a value {@link #walk} returned for an address in
      * the same page or block.
@@ -97,8 +95,6 @@ public final class IoPageTable {
         return phys | ((long) prot << PROT_SHIFT) | (block ? BLOCK : 0) | VALID;
     }
 
-    // ---- lookup ----------------------------------------------------------------------------------------------
-
     /**
      * Translates {@code iova} as the IOMMU's table walker does; lock-free.
      *
@@ -123,8 +119,6 @@ public final class IoPageTable {
         }
         throw new IllegalStateException("table marker at the leaf level for IOVA 0x" + Long.toHexString(iova));
     }
-
-    // ---- map -------------------------------------------------------------------------------------------------
 
     /**
      * Maps {@code [iova, iova + size)} to {@code [phys, phys + size)}, using 2 MiB blocks wherever the IOVA and the
@@ -236,8 +230,6 @@ public final class IoPageTable {
         return -1;
     }
 
-    // ---- unmap -----------------------------------------------------------------------------------------------
-
     /**
      * Unmaps every page of {@code [iova, iova + size)} that is mapped; holes are skipped. A 2 MiB block only partly
      * inside the range is first split into 4 KiB pages, so the rest of it stays mapped.
@@ -306,8 +298,6 @@ public final class IoPageTable {
         return pages;
     }
 
-    // ---- table reuse -----------------------------------------------------------------------------------------
-
     private static int parkingSlot(long key) {
         long h = key * 0x9E3779B97F4A7C15L;
         return (int) (h >>> 58);
@@ -328,8 +318,6 @@ public final class IoPageTable {
     private void park(PtNode t) {
         parked[parkingSlot(t.key())] = t;
     }
-
-    // ---- inspection ------------------------------------------------------------------------------------------
 
     /** Bytes currently mapped. */
     public long mappedBytes() {

@@ -345,7 +345,7 @@ public final class HostMemory implements AutoCloseable {
         return closed;
     }
 
-    // ---- buddy allocator (callers hold the monitor) ----
+    // buddy allocator; callers hold the monitor
 
     private long takeBlock(int order) {
         for (int o = order; o <= MAX_ORDER; o++) {
@@ -388,8 +388,6 @@ public final class HostMemory implements AutoCloseable {
         freeLists[order].add(pfn);
         section(pfn).freeOrder[local(pfn)] = (byte) order;
     }
-
-    // ---- helpers ----
 
     private void ensureOpen() {
         if (closed) {

@@ -53,8 +53,6 @@ public final class AddressSpace implements AutoCloseable {
         return mm.memory();
     }
 
-    // ---- layout ----
-
     /**
      * {@code mmap(NULL, length, prot, MAP_PRIVATE|MAP_ANONYMOUS)}: zero-filled memory, one frame per page on first
      * touch.
@@ -137,8 +135,6 @@ public final class AddressSpace implements AutoCloseable {
         return vmas().stream().filter(v -> v.contains(addr)).findFirst();
     }
 
-    // ---- CPU access ----
-
     /**
      * Loads {@code dst.byteSize()} bytes at {@code addr}, faulting pages in.
      *
@@ -159,8 +155,6 @@ public final class AddressSpace implements AutoCloseable {
     public void write(long addr, MemorySegment src) {
         UserAccess.write(mm, addr, src);
     }
-
-    // ---- pinning, migration, notifiers ----
 
     /**
      * {@code pin_user_pages(addr, length, FOLL_PIN | flags)}: faults every page of the range in and pins its
@@ -213,8 +207,6 @@ public final class AddressSpace implements AutoCloseable {
     public IntervalSubscription registerNotifier(long start, long length, IntervalNotifier callback) {
         return mm.registerNotifier(start, length, callback);
     }
-
-    // ---- accounting ----
 
     /** Present pages (the resident set). */
     public long residentPages() {

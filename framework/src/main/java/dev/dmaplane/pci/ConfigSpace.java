@@ -73,8 +73,6 @@ public final class ConfigSpace {
         return new Builder(vendorId, deviceId, classCode);
     }
 
-    // ---------------------------------------------------------------- raw access
-
     /**
      * Reads {@code size} (1, 2 or 4) bytes at {@code offset}, zero-extended (a dword comes back as its 32 bits).
      *
@@ -124,8 +122,6 @@ public final class ConfigSpace {
             throw new ErrnoException(Errno.EINVAL, String.format("config offset %#x is not aligned to its size %d", offset, size));
         }
     }
-
-    // ---------------------------------------------------------------- header fields
 
     public int vendorId() {
         return read(VENDOR_ID, 2);
@@ -250,8 +246,6 @@ public final class ConfigSpace {
         return Long.compareUnsigned(base, limit) > 0 ? Optional.empty() : Optional.of(new Window(base, limit));
     }
 
-    // ---------------------------------------------------------------- capabilities
-
     /** The capabilities in list order: the standard list from {@code 0x34}, then the extended list from {@code 0x100}. */
     public List<Capability> capabilities() {
         List<Capability> out = new ArrayList<>();
@@ -312,8 +306,6 @@ public final class ConfigSpace {
         return pos.isEmpty() ? Optional.empty()
                 : Optional.of(Acs.of(read(pos.getAsInt() + ACS_CTRL, 2) & Acs.ALL_BITS));
     }
-
-    // ---------------------------------------------------------------- construction
 
     private void init(int offset, int size, int value, int writable) {
         for (int i = 0; i < size; i++) {

@@ -30,7 +30,7 @@ final class Lspci {
         return CLASS_NAMES.getOrDefault(sub, String.format("Class %04x", sub));
     }
 
-    // ---------------------------------------------------------------- lspci -tv
+    // lspci -tv
 
     static String tree(List<HostBridge> hosts) {
         List<String> out = new ArrayList<>();
@@ -104,7 +104,7 @@ final class Lspci {
         return sb.toString();
     }
 
-    // ---------------------------------------------------------------- lspci -vv -s
+    // lspci -vv -s
 
     static String verbose(PciFunction fn, int iommuGroup) {
         ConfigSpace cs = fn.configSpace();

@@ -8,7 +8,7 @@ public final class PciRegs {
     private PciRegs() {
     }
 
-    // ---- header common to both types
+    // header common to both types
     public static final int VENDOR_ID = 0x00;
     public static final int DEVICE_ID = 0x02;
     public static final int COMMAND = 0x04;
@@ -43,12 +43,12 @@ public final class PciRegs {
     public static final int INTERRUPT_LINE = 0x3c;
     public static final int INTERRUPT_PIN = 0x3d;
 
-    // ---- type 0 (normal) header
+    // type 0 (normal) header
     public static final int SUBSYSTEM_VENDOR_ID = 0x2c;
     public static final int SUBSYSTEM_ID = 0x2e;
     public static final int ROM_ADDRESS = 0x30;
 
-    // ---- type 1 (bridge) header
+    // type 1 (bridge) header
     public static final int PRIMARY_BUS = 0x18;
     public static final int SECONDARY_BUS = 0x19;
     public static final int SUBORDINATE_BUS = 0x1a;
@@ -63,7 +63,7 @@ public final class PciRegs {
     public static final int ROM_ADDRESS1 = 0x38;
     public static final int BRIDGE_CONTROL = 0x3e;
 
-    // ---- capability list
+    // capability list
     public static final int CAP_LIST_ID = 0;
     public static final int CAP_LIST_NEXT = 1;
     public static final int CAP_ID_PM = 0x01;
@@ -71,14 +71,14 @@ public final class PciRegs {
     public static final int CAP_ID_EXP = 0x10;
     public static final int CAP_ID_MSIX = 0x11;
 
-    // ---- Power Management capability
+    // Power Management capability
     public static final int PM_PMC = 2;
     public static final int PM_CTRL = 4;
     public static final int PM_CTRL_STATE_MASK = 0x0003;
     public static final int PM_CTRL_NO_SOFT_RESET = 0x0008;
     public static final int PM_SIZEOF = 8;
 
-    // ---- PCI Express capability
+    // PCI Express capability
     public static final int EXP_FLAGS = 2;
     public static final int EXP_FLAGS_VERS = 0x000f;
     public static final int EXP_FLAGS_TYPE = 0x00f0;
@@ -92,7 +92,7 @@ public final class PciRegs {
     /** Size of a version 2 PCI Express capability with slot and root registers ({@code PCI_CAP_EXP_SIZEOF}). */
     public static final int EXP_SIZEOF = 0x3c;
 
-    // ---- MSI-X capability
+    // MSI-X capability
     public static final int MSIX_FLAGS = 2;
     public static final int MSIX_FLAGS_QSIZE = 0x07ff;
     public static final int MSIX_FLAGS_MASKALL = 0x4000;
@@ -104,7 +104,7 @@ public final class PciRegs {
     /** Bytes per MSI-X table entry ({@code PCI_MSIX_ENTRY_SIZE}). */
     public static final int MSIX_ENTRY_SIZE = 16;
 
-    // ---- extended capabilities
+    // extended capabilities
     public static final int CFG_SPACE_SIZE = 256;
     public static final int CFG_SPACE_EXP_SIZE = 4096;
     public static final int EXT_CAP_ID_ACS = 0x0d;

@@ -329,8 +329,6 @@ public final class VramExporter {
         }
     }
 
-    // ---------------------------------------------------------------- ops
-
     private Exporter ops(Buffer b) {
         return Exporter.builder()
                 .attach((buf, a) -> attach(b, a))
@@ -527,8 +525,6 @@ public final class VramExporter {
                 name + ": " + buf + " is not one of this exporter's buffers");
         return (Buffer) buf.priv();
     }
-
-    // ---------------------------------------------------------------- VRAM ranges
 
     private VramRange allocVram(long len) {
         synchronized (free) {

@@ -63,8 +63,6 @@ public final class DmaBufImpl implements DmaBuf {
         this.priv = info.priv();
     }
 
-    // ---------------------------------------------------------------- identity
-
     @Override
     public long size() {
         return size;
@@ -118,8 +116,6 @@ public final class DmaBufImpl implements DmaBuf {
     public boolean isRevoked() {
         return revoked;
     }
-
-    // ---------------------------------------------------------------- references
 
     @Override
     public long refCount() {
@@ -181,8 +177,6 @@ public final class DmaBufImpl implements DmaBuf {
         checkAlive("dma_buf_fd");
         return DmaBufHandle.install(this, ctx);
     }
-
-    // ---------------------------------------------------------------- attach / detach
 
     @Override
     public List<Attachment> attachments() {
@@ -255,8 +249,6 @@ public final class DmaBufImpl implements DmaBuf {
             registry.tracer().emit(TraceKind.DMA_BUF, a.device().name(), -1, size, "detach from dma-buf " + ino);
         }
     }
-
-    // ---------------------------------------------------------------- map / unmap
 
     @Override
     public DmaBufMapping map(Attachment attachment, DmaDirection direction) {
@@ -369,8 +361,6 @@ public final class DmaBufImpl implements DmaBuf {
         }
     }
 
-    // ---------------------------------------------------------------- pin
-
     @Override
     public void pin(Attachment attachment) {
         AttachmentImpl a = own(attachment, "dma_buf_pin");
@@ -397,8 +387,6 @@ public final class DmaBufImpl implements DmaBuf {
         a.importerPins--;
         registry.tracer().emit(TraceKind.DMA_BUF, a.device().name(), -1, size, "unpin dma-buf " + ino);
     }
-
-    // ---------------------------------------------------------------- move / revoke
 
     @Override
     public long moveNotify() {
@@ -520,8 +508,6 @@ public final class DmaBufImpl implements DmaBuf {
         return held.size();
     }
 
-    // ---------------------------------------------------------------- CPU access
-
     @Override
     public void beginCpuAccess(DmaDirection direction) {
         checkAlive("dma_buf_begin_cpu_access");
@@ -569,8 +555,6 @@ public final class DmaBufImpl implements DmaBuf {
         ErrnoException.check(!revoked, Errno.ENODEV, "dma-buf " + ino + " was revoked by " + exporterName);
         op.copy(this, offset, data);
     }
-
-    // ---------------------------------------------------------------- checks
 
     private void checkAlive(String what) {
         ErrnoException.check(!released && refs.get() > 0, Errno.EBADF, what + " of dma-buf " + ino + ", which was released");

@@ -125,8 +125,6 @@ public final class Perftest {
         }
     }
 
-    // ---------------------------------------------------------------- setup
-
     /** One end: address space, context, PD, CQ, per QP a send region and a receive region. */
     static final class Side implements AutoCloseable {
         /** The RDMA device this end runs on. */
@@ -275,8 +273,6 @@ public final class Perftest {
                 .maxRdAtomic(rdAtomic).build());
     }
 
-    // ---------------------------------------------------------------- shared by the tools
-
     /** {@code IBV_SEND_INLINE} when the message fits {@code -I}. */
     static int inline(PerfConfig cfg) {
         return cfg.size() <= cfg.inlineSize() ? SendFlags.INLINE : 0;
@@ -363,8 +359,6 @@ public final class Perftest {
             throw new ErrnoException(Errno.EIO, "perftest: work completion failed: " + wc);
         }
     }
-
-    // ---------------------------------------------------------------- report
 
     /**
      * perftest's {@code -U} and {@code -H} reports before a latency row: {@code #, usec}, then one {@code i, value}

@@ -122,8 +122,6 @@ final class DeviceDma implements DmaApi {
         return busMaster;
     }
 
-    // ---------------------------------------------------------------- streaming, single
-
     @Override
     public long mapSingle(long physAddr, long size, DmaDirection direction) {
         checkMap(direction, size);
@@ -172,8 +170,6 @@ final class DeviceDma implements DmaApi {
         Swiotlb.Bounce b = bounce(physAddr, size);
         return new Mapping(type, b.tlbAddr(), size, direction, null, -1, 0, null, List.of(b), null, null, -1, site);
     }
-
-    // ---------------------------------------------------------------- streaming, scatter-gather
 
     @Override
     public MappedSg mapSg(SgTable table, DmaDirection direction) {
@@ -338,7 +334,7 @@ final class DeviceDma implements DmaApi {
         return null;
     }
 
-    // ---------------------------------------------------------------- resources (device memory of a peer)
+    // resources: device memory of a peer
 
     @Override
     public long mapResource(long physAddr, long size, DmaDirection direction) {
@@ -358,7 +354,7 @@ final class DeviceDma implements DmaApi {
         trace(TraceKind.UNMAP, m, () -> "resource " + direction);
     }
 
-    // ---------------------------------------------------------------- peer bus addresses (no IOMMU)
+    // peer bus addresses, no IOMMU
 
     @Override
     public long mapPeer(long busAddr, long size, DmaDirection direction) {
@@ -464,8 +460,6 @@ final class DeviceDma implements DmaApi {
         }
     }
 
-    // ---------------------------------------------------------------- sync
-
     @Override
     public void syncSingleForCpu(long dmaAddress, long size, DmaDirection direction) {
         sync(dmaAddress, size, direction, true, "dma_sync_single_for_cpu");
@@ -542,8 +536,6 @@ final class DeviceDma implements DmaApi {
         }
     }
 
-    // ---------------------------------------------------------------- coherent
-
     @Override
     public CoherentBuffer allocCoherent(long size) {
         if (size <= 0 || size > HostMemory.HUGE_PAGE_SIZE) {
@@ -612,8 +604,6 @@ final class DeviceDma implements DmaApi {
         teardown(m, true);
         trace(TraceKind.UNMAP, m, () -> "coherent");
     }
-
-    // ---------------------------------------------------------------- bookkeeping
 
     int liveCount() {
         int n = 0;
@@ -795,8 +785,6 @@ final class DeviceDma implements DmaApi {
             sys.physical.ram().putPage(m.pfn());
         }
     }
-
-    // ---------------------------------------------------------------- helpers
 
     /** The translating domain the DMA API maps into, or null for pass-through. */
     private IommuDomain mappingDomain() {

@@ -243,8 +243,6 @@ public final class FreeIovaTree {
         return n.reset(start, end);
     }
 
-    // ---- ordered queries -------------------------------------------------------------------------------------
-
     private static Node floor(Node n, long key) {
         Node best = null;
         while (n != null) {
@@ -292,8 +290,6 @@ public final class FreeIovaTree {
         }
         return rightmostFitting(n.left, bound, frames);
     }
-
-    // ---- AVL maintenance -------------------------------------------------------------------------------------
 
     private static int height(Node n) {
         return n == null ? 0 : n.height;

@@ -133,7 +133,7 @@ public final class Mm {
         }
     }
 
-    // ---- shared by the mm operations ----
+    // shared by the mm operations
 
     void checkAlive() {
         if (exited) {

@@ -116,7 +116,7 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
         this.ahs = new Limit(name, "max_ah", attr.maxAh());
     }
 
-    // ---- RdmaDevice ----
+    // RdmaDevice methods
 
     @Override
     public String name() {
@@ -215,7 +215,7 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
         return out;
     }
 
-    // ---- RdmaDeviceHandle ----
+    // RdmaDeviceHandle methods
 
     @Override
     public Optional<HwQp> qp(int qpn) {
@@ -280,8 +280,6 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
         resources.disassociateAll();
         core.remove(this);
     }
-
-    // ---- internal ----
 
     void checkPort(int port) {
         if (port < 1 || port > ports.length) {

@@ -325,8 +325,6 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
         }
     }
 
-    // ---- data path ----
-
     /** Check of a keyed access, run before faulting and again under the lock. */
     private void checkKeyed(int k, PdImpl qpPd, long a, long len, int acc, WcStatus fail) {
         if (!valid) {
@@ -436,8 +434,6 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
         }
         return new LeaseImpl(segs, dev.bus, unlockRead, keyed && u instanceof PinnedUserMemory);
     }
-
-    // ---- views ----
 
     int index() {
         return index;

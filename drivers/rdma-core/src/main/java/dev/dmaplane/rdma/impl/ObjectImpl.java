@@ -113,8 +113,6 @@ abstract class ObjectImpl implements VerbsObject, HwObject {
         }
     }
 
-    // ---- affiliated async events ----
-
     final synchronized void asyncEventReported() {
         asyncReported++;
     }

@@ -165,8 +165,6 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
         }
     }
 
-    // ================================================================ modify / query
-
     @Override
     public void modify(QpAttr attr) {
         if (attr == null) {
@@ -361,8 +359,6 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
     public QpState state() {
         return state;
     }
-
-    // ================================================================ posting
 
     @Override
     public void postSend(List<? extends SendWr> wrs) {
@@ -579,7 +575,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
         }
     }
 
-    // ================================================================ the provider's side
+    // the provider's side
 
     @Override
     public SendWqe nextSend() {
@@ -772,8 +768,6 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
         ctx.queueEvent(t, this, 0);
     }
 
-    // ================================================================ error, flush, drain
-
     private void enterErrorLocked() {
         if (state == QpState.ERR) {
             return;
@@ -830,8 +824,6 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
         }
     }
 
-    // ================================================================ destroy
-
     @Override
     void release(RemoveReason reason) {
         modifyLock.lock();
@@ -862,8 +854,6 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
             modifyLock.unlock();
         }
     }
-
-    // ================================================================ views
 
     @Override
     public int qpNum() {

@@ -44,8 +44,6 @@ public interface HwQp extends HwObject {
     /** The current attributes (port, path MTU, PSNs, destination QPN, Q_Key, access flags, address vector, ...). */
     QpAttr attr();
 
-    // ---- send queue ----
-
     /**
      * The next work request to start, or null when none is waiting or the state lets none start (only RTS starts
      * new ones; SQD lets started ones finish).
@@ -85,8 +83,6 @@ public interface HwQp extends HwObject {
     /** Send work requests queued and not completed (started or not). */
     int sendOutstanding();
 
-    // ---- receive side ----
-
     /**
      * Takes the next receive work request, from the receive queue or the SRQ (raising SRQ_LIMIT_REACHED when the
      * SRQ falls below its armed limit); null when none is there or the state receives nothing (RESET, INIT, ERR).
@@ -95,8 +91,6 @@ public interface HwQp extends HwObject {
 
     /** Completes a receive taken with {@link #takeRecv()}; a failed one moves the QP to ERR. */
     void completeRecv(RecvWqe wqe, RecvResult result);
-
-    // ---- errors and events ----
 
     /** Moves the QP to ERR, flushing what is outstanding (a fatal error found by the provider). */
     void enterError();

@@ -315,7 +315,7 @@ final class Engine implements Runnable {
         return m;
     }
 
-    // ---- control (called from provider hooks) ----
+    // control, called from provider hooks
 
     QpCtx ctx(HwQp qp) {
         return qps.computeIfAbsent(qp.qpNum(), n -> new QpCtx(qp));
@@ -396,8 +396,6 @@ final class Engine implements Runnable {
         }
         // else: whoever holds the engine runs it when it releases it (release())
     }
-
-    // ---- the worker ----
 
     @Override
     public void run() {
@@ -687,8 +685,6 @@ final class Engine implements Runnable {
                 5120, 7680, 10240, 15360, 20480, 30720, 40960, 61440, 81920, 122880, 163840, 245760, 327680, 491520};
         return Math.min(MAX_RNR_NS, us[code & 31] * 1000L);
     }
-
-    // ---- dispatch ----
 
     private void dispatch(Packet p) {
         QpCtx c = qps.get(p.destQpn()); // the QPs created on this HCA and not destroyed
