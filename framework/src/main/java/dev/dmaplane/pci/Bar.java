@@ -135,7 +135,8 @@ public final class Bar {
     }
 
     /**
-     * A register BAR: loads and stores go to the attached {@link MmioHandler}. Until a device model attaches
+     * A register BAR: loads and stores go to the attached {@link MmioHandler}, except those to the function's MSI-X
+     * table and PBA when the capability places them here, which the {@link Msix} structures answer. Until a device model attaches
      * one, and while the function's Memory Space Enable is clear, reads return all-ones and writes are dropped, as
      * accesses nobody claims on a real bus do (a master abort).
      */
@@ -144,6 +145,8 @@ public final class Bar {
         private final String owner;
         private final BooleanSupplier decoding;
         private final AtomicReference<MmioHandler> handler = new AtomicReference<>();
+        /** The function's MSI-X table and PBA when they live in this BAR; they answer before the handler. */
+        private volatile Msix msix;
 
         Mmio(long size, String owner) {
             this(size, owner, () -> true);
@@ -159,6 +162,11 @@ public final class Bar {
         @Override
         public long size() {
             return size;
+        }
+
+        /** Places the function's MSI-X table and PBA in this BAR. */
+        void claim(Msix m) {
+            this.msix = m;
         }
 
         /** The attached device model, if any. */
@@ -197,10 +205,12 @@ public final class Bar {
         public long read(long offset, int size) {
             check(offset, size);
             MmioHandler h = handler.get();
-            if (h == null || !decoding.getAsBoolean()) {
+            Msix m = msix;
+            boolean structure = m != null && m.claims(offset);
+            if (!decoding.getAsBoolean() || (h == null && !structure)) {
                 return size == 8 ? -1L : (1L << (8 * size)) - 1;
             }
-            return h.read(offset, size);
+            return structure ? m.read(offset, size) : h.read(offset, size);
         }
 
         /**
@@ -210,9 +220,16 @@ public final class Bar {
          */
         public void write(long offset, int size, long value) {
             check(offset, size);
+            if (!decoding.getAsBoolean()) {
+                return;
+            }
+            long v = size == 8 ? value : value & ((1L << (8 * size)) - 1);
+            Msix m = msix;
             MmioHandler h = handler.get();
-            if (h != null && decoding.getAsBoolean()) {
-                h.write(offset, size, size == 8 ? value : value & ((1L << (8 * size)) - 1));
+            if (m != null && m.claims(offset)) {
+                m.write(offset, size, v);
+            } else if (h != null) {
+                h.write(offset, size, v);
             }
         }
 

@@ -8,6 +8,7 @@ import java.util.BitSet;
 import java.util.List;
 import java.util.Optional;
 import java.util.OptionalInt;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import static dev.dmaplane.pci.PciRegs.*;
@@ -32,6 +33,7 @@ public final class ConfigSpace {
     private final byte[] w1cmask = new byte[SIZE];
     /** The command register, kept apart so that a device's every transaction reads Bus Master Enable without the monitor. */
     private volatile int command;
+    private final List<WriteListener> listeners = new CopyOnWriteArrayList<>();
 
     /**
      * Counts {@link #write}s to every config space of one topology (this one's alone when it belongs to none), so
@@ -93,8 +95,17 @@ public final class ConfigSpace {
      *
      * @throws ErrnoException {@code EINVAL} for another size, an offset outside the space or a misaligned access
      */
-    public synchronized void write(int offset, int size, int value) {
+    public void write(int offset, int size, int value) {
         checkAccess(offset, size);
+        synchronized (this) {
+            store(offset, size, value);
+        }
+        for (WriteListener l : listeners) {
+            l.written(offset, size);
+        }
+    }
+
+    private void store(int offset, int size, int value) {
         for (int i = 0; i < size; i++) {
             int b = (value >>> (8 * i)) & 0xFF;
             int at = offset + i;
@@ -108,6 +119,16 @@ public final class ConfigSpace {
             command = (data[COMMAND] & 0xFF) | (data[COMMAND + 1] & 0xFF) << 8;
         }
         writes.incrementAndGet();
+    }
+
+    /** Told of every completed {@link #write} after the registers changed, once {@code write} released this space's lock. */
+    interface WriteListener {
+        void written(int offset, int size);
+    }
+
+    /** Adds {@code l}, which a register block the function implements (MSI-X) uses to follow its control bits. */
+    void addWriteListener(WriteListener l) {
+        listeners.add(l);
     }
 
     private static void checkAccess(int offset, int size) {

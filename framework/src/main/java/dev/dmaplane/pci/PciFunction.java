@@ -23,6 +23,7 @@ public final class PciFunction extends Device {
     private final List<Bar> bars;
     private final String model;
     private final Map<String, String> properties;
+    private final Msix msix;
     private volatile PciBus subordinate;
 
     PciFunction(Bdf bdf, PciBus bus, ConfigSpace config, List<Bar> bars, String model, Map<String, String> properties) {
@@ -33,6 +34,11 @@ public final class PciFunction extends Device {
         this.bars = bars.stream().sorted(Comparator.comparingInt(Bar::index)).toList();
         this.model = model;
         this.properties = Map.copyOf(properties);
+        this.msix = Msix.of(bdf + " MSI-X", config).orElse(null);
+        if (msix != null) {
+            bar(msix.bar()).orElseThrow(() -> new ErrnoException(Errno.EINVAL,
+                    bdf + ": MSI-X BAR " + msix.bar() + " is not a BAR of this function")).mmio().claim(msix);
+        }
     }
 
     void setSubordinate(PciBus child) {
@@ -125,6 +131,11 @@ public final class PciFunction extends Device {
     /** BAR {@code index}, if implemented. */
     public Optional<Bar> bar(int index) {
         return bars.stream().filter(b -> b.index() == index).findFirst();
+    }
+
+    /** The MSI-X table, PBA and interrupt source ({@code pdev->msix_cap}); empty without an MSI-X capability. */
+    public Optional<Msix> msix() {
+        return Optional.ofNullable(msix);
     }
 
     /** The ACS Control register; empty if the function has no ACS capability. */

@@ -103,6 +103,12 @@ public final class PciRegs {
     public static final int MSIX_SIZEOF = 12;
     /** Bytes per MSI-X table entry ({@code PCI_MSIX_ENTRY_SIZE}). */
     public static final int MSIX_ENTRY_SIZE = 16;
+    public static final int MSIX_ENTRY_LOWER_ADDR = 0;
+    public static final int MSIX_ENTRY_UPPER_ADDR = 4;
+    public static final int MSIX_ENTRY_DATA = 8;
+    public static final int MSIX_ENTRY_VECTOR_CTRL = 12;
+    /** The Mask bit of an entry's Vector Control ({@code PCI_MSIX_ENTRY_CTRL_MASKBIT}). */
+    public static final int MSIX_ENTRY_CTRL_MASKBIT = 0x1;
 
     // extended capabilities
     public static final int CFG_SPACE_SIZE = 256;

@@ -163,6 +163,14 @@ class TopologyLoaderTest {
                 "0x40", "overlaps");
     }
 
+    /** The MSI-X table and PBA are registers (PCIe Base Spec 7.7.2), so they cannot sit in a BAR of device memory. */
+    @Test
+    void msixInAMemoryBarIsRefusedWithItsPath() {
+        assertBad(rootPortWith("", endpoint("01:00.0", "msix: { vectors: 8, bar: 0 }")
+                        .replace("size: 1MiB }", "size: 1MiB, kind: memory }")),
+                EP + ".msix.bar", "0", "memory BAR", "kind mmio");
+    }
+
     /** Vendor ID 0xffff is what config space reads with no function present, so no function has it. */
     @Test
     void vendorIdAllOnesIsRefusedWithItsPath() {

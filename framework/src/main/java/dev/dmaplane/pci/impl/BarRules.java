@@ -2,6 +2,7 @@ package dev.dmaplane.pci.impl;
 
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.pci.Bar;
+import dev.dmaplane.pci.MachineSpec.BarKind;
 import dev.dmaplane.pci.MachineSpec.BarSpec;
 import dev.dmaplane.pci.MachineSpec.FunctionSpec;
 import dev.dmaplane.pci.MachineSpec.MsixSpec;
@@ -88,6 +89,10 @@ public final class BarRules {
         }
         BarSpec bar = bars.stream().filter(b -> b.index() == m.bar()).findFirst().orElseThrow(() ->
                 Units.bad(path + ".bar", String.valueOf(m.bar()), "names no BAR of " + bdf));
+        if (bar.kind() != BarKind.MMIO) {
+            throw Units.bad(path + ".bar", String.valueOf(m.bar()), "(" + bdf + ") names a memory BAR; the MSI-X table and"
+                    + " PBA are registers and need a BAR of kind mmio");
+        }
         long tableBytes = (long) m.vectors() * PciRegs.MSIX_ENTRY_SIZE;
         long pbaBytes = ((m.vectors() + 63L) / 64) * 8;
         checkMsixRegion(path + ".table", m.tableOffset(), tableBytes, bar, bdf);
