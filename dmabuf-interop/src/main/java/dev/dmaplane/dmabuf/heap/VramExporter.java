@@ -78,6 +78,8 @@ import java.util.zip.CRC32;
  * with {@code ENODEV} and the backing is freed, so no device reaches it. <b>Stop</b> ({@link #stop}, from the
  * driver's remove when the GPU unbinds or is unplugged, or the bundle stops): every buffer is revoked, and every
  * mapping an importer still holds afterwards is reported as a leak and torn down.
+ * <p>Size: about 600 lines, a GPU driver's exporter and its own VRAM allocator in one class; issue 11 moves the
+ * reusable peer-to-peer exporter logic out and the VRAM onto p2pdma's page pool.
  */
 public final class VramExporter {
     /** What to do when an importer cannot reach VRAM. */

@@ -40,6 +40,9 @@ import java.util.concurrent.CopyOnWriteArrayList;
  * The DMA API of one device: {@code dma-iommu} when its group's default domain translates, {@code dma-direct}
  * (with swiotlb bouncing beyond the mask) otherwise. Every live mapping is tracked, so misuse is refused with
  * {@code EINVAL} and reported, and what a driver leaks is found at unbind.
+ * <p>Size: close to 900 lines, the front end, the IOMMU and direct/swiotlb back ends and dma-debug's bookkeeping in
+ * one class; issue 11 splits it as {@code kernel/dma} is cut ({@code mapping.c}, {@code dma-iommu.c},
+ * {@code direct.c}, {@code swiotlb.c}, {@code debug.c}).
  */
 final class DeviceDma implements DmaApi {
     private static final long PAGE = HostMemory.PAGE_SIZE;

@@ -48,6 +48,8 @@ import java.util.concurrent.locks.ReentrantLock;
  * validation ({@code validate_send_wr} and the opcode table of {@code rxe_opcode.c}), and the work queues the
  * provider drains. {@link #modifyLock} serializes modify and destroy; {@link #lock} guards state and queues and is
  * held while completions are written to the CQs, so each CQ sees a QP's completions in order.
+ * <p>Size: over 900 lines, create/modify/destroy, the attribute checks, the work-request checks and the work queues
+ * in one class; issue 11 splits it along those seams ({@code rxe_qp.c}, {@code rxe_qp_chk_attr}, {@code rxe_opcode.c}).
  */
 final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
     private static final QpAttr RESET_ATTRS = QpAttr.builder().build();

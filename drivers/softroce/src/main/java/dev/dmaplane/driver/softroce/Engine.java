@@ -43,6 +43,8 @@ import java.util.function.Supplier;
  * burst with one coalesced ACK per QP (IBTA 9.7.5.1.1: an ACK acknowledges every PSN before it). RC messages are
  * pipelined up to {@link #MAX_INFLIGHT} per QP; retries (transport timeout and RNR) resend every message in flight
  * from the oldest one's first PSN (go-back-N).
+ * <p>Size: about 800 lines, scheduling, counters, timers and per-QP context in one class; issue 11 splits it as rxe
+ * does ({@code rxe_task.c}, {@code rxe_hw_counters.c}).
  */
 final class Engine implements Runnable {
     private static final Logger LOG = LoggerFactory.getLogger(Engine.class);
