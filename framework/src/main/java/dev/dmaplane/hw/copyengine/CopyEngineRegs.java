@@ -5,6 +5,12 @@ package dev.dmaplane.hw.copyengine;
  * codes. A descriptor ring lives in host memory the driver maps for the device; the driver fills descriptors and
  * writes the ring tail (doorbell); the engine fetches each descriptor by DMA, copies, writes the status back into
  * the descriptor, and advances the head — the shape of a DMA engine such as IOAT or a GPU copy engine.
+ * <p>
+ * Interrupts: a descriptor with {@link #FLAG_INTERRUPT} makes the engine raise MSI-X vector {@link #IRQ_VECTOR} of
+ * its function once it is done with that descriptor, after its status write-back (whether the descriptor completed
+ * or faulted), as IOAT's per-descriptor interrupt-enable bit does. The message follows the function's MSI-X rules: it
+ * waits as a pending bit while the vector is masked and is dropped while MSI-X is disabled. A descriptor whose
+ * fetch itself faults has no flags the engine could read and raises nothing.
  */
 public final class CopyEngineRegs {
     private CopyEngineRegs() {
@@ -43,7 +49,7 @@ public final class CopyEngineRegs {
     public static final int DESC_DST = 8;
     /** Descriptor field: u32 length in bytes, 1..16 MiB. */
     public static final int DESC_LEN = 16;
-    /** Descriptor field: u32 flags, {@link #FLAG_FILL}. */
+    /** Descriptor field: u32 flags, {@link #FLAG_FILL} and {@link #FLAG_INTERRUPT}. */
     public static final int DESC_FLAGS = 20;
     /** Descriptor field: u32 status the engine writes back. */
     public static final int DESC_STATUS = 24;
@@ -52,6 +58,11 @@ public final class CopyEngineRegs {
 
     /** Flag: fill the destination with the low byte of the source field instead of copying. */
     public static final int FLAG_FILL = 1;
+    /** Flag: raise MSI-X vector {@link #IRQ_VECTOR} once this descriptor is done (completed or faulted). */
+    public static final int FLAG_INTERRUPT = 2;
+
+    /** The MSI-X vector of the engine's function that {@link #FLAG_INTERRUPT} raises. */
+    public static final int IRQ_VECTOR = 0;
 
     /** Largest length of one descriptor. */
     public static final int MAX_LENGTH = 16 << 20;
@@ -64,6 +75,6 @@ public final class CopyEngineRegs {
     public static final int ST_READ_FAULT = 2;
     /** Status: writing the destination faulted. */
     public static final int ST_WRITE_FAULT = 3;
-    /** Status: malformed descriptor (length 0 or too large, unknown flags). */
+    /** Status: malformed descriptor (length 0 or too large, unknown flags); it still raises its interrupt if it asked for one. */
     public static final int ST_BAD_DESC = 4;
 }

@@ -1,9 +1,9 @@
 package dev.dmaplane.hw.impl;
 
-import dev.dmaplane.device.Device;
 import dev.dmaplane.dma.BusMaster;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.pci.MmioHandler;
+import dev.dmaplane.pci.PciFunction;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -14,14 +14,15 @@ import static dev.dmaplane.hw.copyengine.CopyEngineRegs.*;
 /**
  * The emulated copy engine behind a function's BAR0 (see {@link dev.dmaplane.hw.copyengine.CopyEngineRegs}).
  * Every descriptor fetch, source read, destination write and status write-back is a DMA through the function's
- * {@link BusMaster}, so the IOMMU and dma-debug see each one. Processing runs when the doorbell is written.
+ * {@link BusMaster}, so the IOMMU and dma-debug see each one. Processing runs when the doorbell is written; a
+ * descriptor asking for an interrupt raises the function's MSI-X vector on the writing thread once it is done.
  */
 public final class CopyEngine implements MmioHandler {
     private static final int CHUNK = 64 * 1024;
     private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG_UNALIGNED;
     private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED;
 
-    private final Device function;
+    private final PciFunction function;
     private long ctrl;
     private boolean halted;
     private long ringBase;
@@ -30,7 +31,7 @@ public final class CopyEngine implements MmioHandler {
     private long completed;
     private long faultAddr;
 
-    public CopyEngine(Device function) {
+    public CopyEngine(PciFunction function) {
         this.function = function;
     }
 
@@ -101,7 +102,12 @@ public final class CopyEngine implements MmioHandler {
                 }
                 int status = execute(bm, desc, buf);
                 desc.set(U32, DESC_STATUS, status);
-                if (!dma(() -> bm.write(descAddr + DESC_STATUS, desc.asSlice(DESC_STATUS, 4)), descAddr + DESC_STATUS)) {
+                boolean written = dma(() -> bm.write(descAddr + DESC_STATUS, desc.asSlice(DESC_STATUS, 4)),
+                        descAddr + DESC_STATUS);
+                if ((desc.get(U32, DESC_FLAGS) & FLAG_INTERRUPT) != 0) {
+                    function.msix().ifPresent(m -> m.raise(IRQ_VECTOR));
+                }
+                if (!written) {
                     return;
                 }
                 head++;
@@ -118,7 +124,7 @@ public final class CopyEngine implements MmioHandler {
         long dst = desc.get(U64, DESC_DST);
         long len = Integer.toUnsignedLong(desc.get(U32, DESC_LEN));
         int flags = desc.get(U32, DESC_FLAGS);
-        if (len == 0 || len > MAX_LENGTH || (flags & ~FLAG_FILL) != 0) {
+        if (len == 0 || len > MAX_LENGTH || (flags & ~(FLAG_FILL | FLAG_INTERRUPT)) != 0) {
             return ST_BAD_DESC;
         }
         if ((flags & FLAG_FILL) != 0) {
