@@ -5,23 +5,30 @@ import dev.dmaplane.dma.DmaApi;
 import dev.dmaplane.driver.dmatest.DmaTestResult;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.irq.IrqReturn;
+import dev.dmaplane.irq.IrqTrigger;
+import dev.dmaplane.irq.IrqVectors;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.Bar;
 import dev.dmaplane.pci.PciFunction;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.util.Optional;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 import static dev.dmaplane.hw.copyengine.CopyEngineRegs.ID_VALUE;
+import static dev.dmaplane.hw.copyengine.CopyEngineRegs.IRQ_VECTOR;
 import static dev.dmaplane.hw.copyengine.CopyEngineRegs.REG_ID;
 
 /**
  * dmatest bound to one copy engine: what probe set up and what remove tears down, in the order of a PCI
  * dmaengine driver ({@code pci_enable_device_mem}, identify, {@code dma_set_mask_and_coherent},
- * {@code pci_set_master}, ring, enable; then the self test). {@link #remove()} undoes it in reverse: result
- * withdrawn, engine disabled before its ring is freed, buffers freed, bus mastering and memory decoding off. A
- * probe that fails part way releases what it took the same way.
+ * {@code pci_set_master}, one MSI-X vector with a threaded completion handler, ring, enable; then the self test).
+ * {@link #remove()} undoes it in reverse: result withdrawn, engine disabled before its ring is freed, the vector and
+ * its handler thread freed ({@code pci_free_irq_vectors}, which devres would also do), buffers freed, bus mastering
+ * and memory decoding off. A probe that fails part way releases what it took the same way. With {@code polled}
+ * set, or on a function without MSI-X, no vector is taken and completion is polled.
  */
 final class DmaTestDevice implements BoundDevice {
     private static final Logger LOG = LoggerFactory.getLogger(DmaTestDevice.class);
@@ -31,6 +38,7 @@ final class DmaTestDevice implements BoundDevice {
     private final PciFunction fn;
     private final HostMemory memory;
     private final AtomicBoolean removed = new AtomicBoolean();
+    private IrqVectors irqs;
     private CopyEngineChannel channel;
     private HostBuffer src;
     private HostBuffer dst;
@@ -74,14 +82,35 @@ final class DmaTestDevice implements BoundDevice {
         DmaApi dma = fn.dma();
         dma.setDmaMask(DMA_MASK);
         fn.setMaster(true);
-        channel = CopyEngineChannel.open(regs, dma, params.ringEntries(), params.timeout());
-        LOG.info("dmatest {}: copy engine 0x{}, ring of {} descriptors at iova 0x{}", fn.name(), Long.toHexString(id),
-                params.ringEntries(), Long.toHexString(channel.ringIova()));
+        IrqTrigger completion = params.polled() || fn.msix().isEmpty() ? null : requestCompletionIrq();
+        channel = CopyEngineChannel.open(regs, dma, params.ringEntries(), params.timeout(), completion);
+        LOG.info("dmatest {}: copy engine 0x{}, ring of {} descriptors at iova 0x{}, completion {}", fn.name(),
+                Long.toHexString(id), params.ringEntries(), Long.toHexString(channel.ringIova()),
+                channel.polled() ? "polled" : "by MSI-X vector " + IRQ_VECTOR);
         src = HostBuffer.allocate(memory, params.bufferOrder());
         dst = HostBuffer.allocate(memory, params.bufferOrder());
         result = new SelfTest(fn.name(), dma, channel, src, dst, params, iommu).run();
         LOG.info("dmatest {}: {}", fn.name(), result.summary());
         publication = publisher.publish(result);
+    }
+
+    /**
+     * Allocates one MSI-X vector and requests the engine's completion vector with a threaded handler that signals
+     * the returned trigger ({@code pci_alloc_irq_vectors}, {@code request_threaded_irq}).
+     */
+    private IrqTrigger requestCompletionIrq() {
+        irqs = IrqVectors.alloc(fn, 1, 1, IrqVectors.PCI_IRQ_MSIX);
+        IrqTrigger completion = new IrqTrigger();
+        irqs.request(IRQ_VECTOR, null, vector -> {
+            completion.signal();
+            return IrqReturn.HANDLED;
+        }, DmaTestDriver.NAME);
+        return completion;
+    }
+
+    /** The MSI-X vectors probe allocated; empty when completion is polled. */
+    Optional<IrqVectors> irqVectors() {
+        return Optional.ofNullable(irqs);
     }
 
     /** What the self test found. */
@@ -93,7 +122,8 @@ final class DmaTestDevice implements BoundDevice {
     public void remove() {
         if (removed.compareAndSet(false, true)) {
             release();
-            LOG.info("dmatest {}: remove: engine disabled, ring and buffers freed, bus mastering off", fn.name());
+            LOG.info("dmatest {}: remove: engine disabled, ring, vectors and buffers freed, bus mastering off",
+                    fn.name());
         }
     }
 
@@ -107,6 +137,11 @@ final class DmaTestDevice implements BoundDevice {
         step("disable the engine and free its ring", () -> {
             if (channel != null) {
                 channel.close();
+            }
+        });
+        step("free the interrupt vectors", () -> {
+            if (irqs != null) {
+                irqs.close();
             }
         });
         step("free the buffers", () -> {

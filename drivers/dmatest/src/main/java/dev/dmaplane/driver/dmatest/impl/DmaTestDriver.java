@@ -20,13 +20,15 @@ import org.osgi.service.component.annotations.Reference;
 import java.util.Hashtable;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * {@code dmatest}: the DMA engine self test of the kernel's {@code drivers/dma/dmatest.c}, run on the copy engine
  * of the machine's GPU (see {@link dev.dmaplane.hw.copyengine.CopyEngineRegs}). It claims PCI class 0x030200
  * exactly (3D controller) and, by ID, vendor 0x1da0 device 0x0001; probe rejects a function whose BAR0 does not
- * identify as the copy engine. Probing sets the engine up, runs the self test ({@link SelfTest}) and publishes a
+ * identify as the copy engine. Probing sets the engine up (completion by its MSI-X interrupt unless
+ * {@code polled}), runs the self test ({@link SelfTest}) and publishes a
  * {@link DmaTestResult} service for the device; remove withdraws it and releases everything
  * ({@link DmaTestDevice}).
  *
@@ -80,6 +82,11 @@ public final class DmaTestDriver implements Driver {
             bound.remove(device);
             d.remove();
         };
+    }
+
+    /** The bound state of {@code device}, if this driver is bound to it. */
+    Optional<DmaTestDevice> bound(Device device) {
+        return Optional.ofNullable(bound.get(device));
     }
 
     /** The results of the devices this driver is bound to. */
