@@ -10,8 +10,10 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.List;
 import java.util.Objects;
+import java.util.Optional;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
@@ -45,6 +47,14 @@ public final class IrqVectors implements AutoCloseable {
     private record Action(String name, IrqHandler hard, IrqThread thread) {
     }
 
+    /** The interrupt controller attached to the function's MSI-X, which also finds the allocation again. */
+    private record VectorSink(IrqVectors owner) implements Msix.Sink {
+        @Override
+        public void message(int vector, long address, int data) {
+            owner.message(vector, address, data);
+        }
+    }
+
     /** One vector's state ({@code struct irq_desc}); the write lock waits for hard handlers in flight. */
     private static final class Desc {
         final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
@@ -59,7 +69,7 @@ public final class IrqVectors implements AutoCloseable {
     private final int control;
     private final Desc[] descs;
     private final AtomicLong spurious = new AtomicLong();
-    private final Msix.Sink sink = this::message;
+    private final Msix.Sink sink = new VectorSink(this);
     private Runnable devres;
     private boolean closed;
 
@@ -121,6 +131,28 @@ public final class IrqVectors implements AutoCloseable {
         iv.program();
         iv.devres = fn.devres().add("pci_free_irq_vectors", iv::release);
         return iv;
+    }
+
+    /** The live allocation on {@code fn}, found through the interrupt controller attached to its MSI-X. */
+    public static Optional<IrqVectors> of(PciFunction fn) {
+        return fn.msix().flatMap(Msix::sink).filter(VectorSink.class::isInstance).map(s -> ((VectorSink) s).owner());
+    }
+
+    /**
+     * {@code /proc/interrupts} for the live allocations of {@code functions}: a header, the requested vectors of each
+     * allocation in the order given, then {@code ERR} summing their spurious messages.
+     */
+    public static String procInterrupts(Collection<PciFunction> functions) {
+        StringBuilder sb = new StringBuilder(String.format("%6s%10s%n", "", "CPU0"));
+        long err = 0;
+        for (PciFunction fn : functions) {
+            Optional<IrqVectors> iv = of(fn);
+            if (iv.isPresent()) {
+                iv.get().vectorLines(sb);
+                err += iv.get().spurious();
+            }
+        }
+        return sb.append(String.format(" ERR: %10d%n", err)).toString();
     }
 
     /** The function the vectors belong to. */
@@ -222,6 +254,12 @@ public final class IrqVectors implements AutoCloseable {
     /** The requested vectors as {@code /proc/interrupts} lists them: vector, count, chip, hwirq, name. */
     public String procInterrupts() {
         StringBuilder sb = new StringBuilder();
+        vectorLines(sb);
+        sb.append(String.format(" ERR: %10d%n", spurious.get()));
+        return sb.toString();
+    }
+
+    private void vectorLines(StringBuilder sb) {
         for (int v = 0; v < descs.length; v++) {
             Desc d = descs[v];
             String name;
@@ -235,8 +273,6 @@ public final class IrqVectors implements AutoCloseable {
                 sb.append(String.format("%4d: %10d  PCI-MSIX-%s %4d-edge      %s%n", v, d.count.get(), fn.bdf(), v, name));
             }
         }
-        sb.append(String.format(" ERR: %10d%n", spurious.get()));
-        return sb.toString();
     }
 
     /**

@@ -168,6 +168,11 @@ public final class Msix {
         }
     }
 
+    /** The attached interrupt controller, if any. */
+    public Optional<Sink> sink() {
+        return Optional.ofNullable(sink.get());
+    }
+
     /**
      * Detaches {@code s}.
      *

@@ -19,6 +19,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.function.Executable;
 
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 
@@ -281,5 +282,31 @@ class IrqVectorsTest {
         assertErrno(Errno.EINVAL, "freed", () -> vectors.get().request(1, v -> IrqReturn.HANDLED, null, "late"));
         assertEquals(Msix.Outcome.DROPPED, msix.raise(0), "MSI-X Enable was cleared");
         assertNothingHeld();
+    }
+
+    /** {@code /proc/interrupts} over several functions lists only live allocations, found from the functions alone. */
+    @Test
+    void liveAllocationsAreFoundThroughTheirFunctionAndListedTogether() {
+        PciFunction gpu = t.function("0000:03:00.0");
+        gpu.setMaster(true);
+        assertTrue(IrqVectors.of(nvme).isEmpty());
+        try (IrqVectors n = IrqVectors.alloc(nvme, 2, 2, PCI_IRQ_MSIX);
+             IrqVectors g = IrqVectors.alloc(gpu, 1, 1, PCI_IRQ_MSIX)) {
+            assertSame(n, IrqVectors.of(nvme).orElseThrow());
+            assertSame(g, IrqVectors.of(gpu).orElseThrow());
+            n.requestTrigger(1, new IrqTrigger(), "nvme0q1");
+            g.requestTrigger(0, new IrqTrigger(), "ce");
+            msix.raise(1);
+            msix.raise(1);
+            gpu.msix().orElseThrow().raise(0);
+            assertEquals("""
+                                CPU0
+                       1:          2  PCI-MSIX-0000:06:00.0    1-edge      nvme0q1
+                       0:          1  PCI-MSIX-0000:03:00.0    0-edge      ce
+                     ERR:          0
+                    """, IrqVectors.procInterrupts(List.of(nvme, t.function("0000:00:01.0"), gpu)));
+        }
+        assertTrue(IrqVectors.of(nvme).isEmpty(), "closed allocations are gone");
+        assertEquals("            CPU0%n ERR:          0%n".formatted(), IrqVectors.procInterrupts(List.of(nvme, gpu)));
     }
 }

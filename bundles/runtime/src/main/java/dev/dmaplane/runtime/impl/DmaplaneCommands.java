@@ -5,6 +5,7 @@ import dev.dmaplane.device.Driver;
 import dev.dmaplane.dmabuf.DmaBufs;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.irq.IrqVectors;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.trace.TraceEvent;
@@ -33,6 +34,7 @@ import java.util.stream.Collectors;
         "osgi.command.function=trace",
         "osgi.command.function=memory",
         "osgi.command.function=dmabuf",
+        "osgi.command.function=interrupts",
         "osgi.command.function=help"})
 public final class DmaplaneCommands {
     /** Events {@code trace} shows without a count. */
@@ -68,6 +70,8 @@ public final class DmaplaneCommands {
                 dmaplane:dmabuf             dma-bufs as /sys/kernel/debug/dma_buf/bufinfo lists them: size, flags,
                                             mode, count, exporter, inode, name, fences, attached devices, and
                                             whether each is dynamic, pinned or revoked
+                dmaplane:interrupts         /proc/interrupts: every requested MSI-X vector of every function
+                                            with its count, chip, hwirq and handler name; ERR for spurious ones
                 Driver bundles copied into the deploy directory are installed, started and bound within a second;
                 deleting them unbinds (the driver's remove runs) and uninstalls them.""".formatted(DEFAULT_TRACE_EVENTS);
     }
@@ -75,6 +79,11 @@ public final class DmaplaneCommands {
     /** {@code dmaplane:dmabuf}: the machine's dma-bufs as {@code /sys/kernel/debug/dma_buf/bufinfo} shows them. */
     public String dmabuf() {
         return DmaBufs.of(machine).bufinfo().strip();
+    }
+
+    /** {@code dmaplane:interrupts}: the machine's requested MSI-X vectors as {@code /proc/interrupts} shows them. */
+    public String interrupts() {
+        return IrqVectors.procInterrupts(machine.pci().functions()).stripTrailing();
     }
 
     /** {@code dmaplane:lspci}: {@code lspci -tv} with bound drivers, then one line per function. */

@@ -13,6 +13,8 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaFaultException;
 import dev.dmaplane.iommu.IommuGroup;
+import dev.dmaplane.irq.IrqTrigger;
+import dev.dmaplane.irq.IrqVectors;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.PciFunction;
@@ -356,5 +358,25 @@ class RuntimeComponentsTest {
         assertTrue(out.contains("\t" + GPU + " (static, pins 0, mappings 0)"), out);
         assertTrue(out.endsWith("Total 1 objects, 8192 bytes"), out);
         assertTrue(cmds.help().contains("dmaplane:dmabuf"));
+    }
+
+    /** {@code dmaplane:interrupts} follows {@code /proc/interrupts} ({@code kernel/irq/proc.c show_interrupts}). */
+    @Test
+    void interruptsListsEveryRequestedVectorWithItsCount() {
+        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder);
+        assertEquals("CPU0\n ERR:          0", cmds.interrupts().strip());
+        PciFunction gpu = machine.pci().function(GPU);
+        gpu.setMemorySpace(true);
+        gpu.setMaster(true);
+        try (IrqVectors iv = IrqVectors.alloc(gpu, 1, 4, IrqVectors.PCI_IRQ_MSIX)) {
+            iv.requestTrigger(2, new IrqTrigger(), "copyengine");
+            gpu.msix().orElseThrow().raise(2);
+            gpu.msix().orElseThrow().raise(2);
+            String out = cmds.interrupts();
+            assertTrue(out.contains("   2:          2  PCI-MSIX-" + GPU + "    2-edge      copyengine"), out);
+            assertFalse(out.contains("   0:"), "unrequested vectors are not listed: " + out);
+        }
+        assertFalse(cmds.interrupts().contains("copyengine"), "freed with the allocation");
+        assertTrue(cmds.help().contains("dmaplane:interrupts"));
     }
 }
