@@ -17,12 +17,20 @@ public final class Figures {
 
     public static void report(String test, String line) {
         System.err.println(test + ": " + line);
-        Path dir = Path.of(System.getProperty("basedir", "."), "target", "adversarial");
+        write("adversarial", test, test + ": " + line);
+    }
+
+    /**
+     * Writes {@code line} to {@code target/<dir>/<name>.txt} of the module under test (Maven's {@code basedir}), where
+     * the long-run commands of {@code ./dmaplane} read the figures of a run.
+     */
+    static void write(String dir, String name, String line) {
+        Path folder = Path.of(System.getProperty("basedir", "."), "target", dir);
         try {
-            Files.createDirectories(dir);
-            Files.writeString(dir.resolve(test + ".txt"), test + ": " + line + "\n", StandardCharsets.UTF_8);
+            Files.createDirectories(folder);
+            Files.writeString(folder.resolve(name + ".txt"), line + "\n", StandardCharsets.UTF_8);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write the figures of " + test + " to " + dir, e);
+            throw new UncheckedIOException("cannot write the figures of " + name + " to " + folder, e);
         }
     }
 }

@@ -2,11 +2,6 @@ package dev.dmaplane.testing;
 
 import dev.dmaplane.errno.ErrnoException;
 
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
 import java.util.TreeMap;
@@ -117,12 +112,6 @@ public final class FuzzRuns {
     public void report() {
         String line = summary();
         System.out.println("fuzz " + line);
-        Path dir = Path.of(System.getProperty("basedir", "."), "target", "fuzz-runs");
-        try {
-            Files.createDirectories(dir);
-            Files.writeString(dir.resolve(target + ".txt"), line + "\n", StandardCharsets.UTF_8);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot write the fuzz summary of " + target + " to " + dir, e);
-        }
+        Figures.write("fuzz-runs", target, line);
     }
 }
