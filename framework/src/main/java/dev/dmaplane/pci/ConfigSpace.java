@@ -34,6 +34,11 @@ public final class ConfigSpace {
     private final byte[] w1cmask = new byte[SIZE];
     /** The command register, kept apart so that a device's every transaction reads Bus Master Enable without the monitor. */
     private volatile int command;
+    /**
+     * Whether the hardware answers at all: while false (its device model is not loaded, or left) every read returns
+     * all-ones and writes are dropped, as config requests to an empty slot end in a master abort.
+     */
+    private volatile boolean present = true;
     private final List<WriteListener> listeners = new CopyOnWriteArrayList<>();
 
     /**
@@ -83,6 +88,9 @@ public final class ConfigSpace {
      */
     public synchronized int read(int offset, int size) {
         checkAccess(offset, size);
+        if (!present) {
+            return size == 4 ? -1 : (1 << (8 * size)) - 1;
+        }
         int v = 0;
         for (int i = size - 1; i >= 0; i--) {
             v = (v << 8) | (data[offset + i] & 0xFF);
@@ -99,6 +107,9 @@ public final class ConfigSpace {
     public void write(int offset, int size, int value) {
         checkAccess(offset, size);
         synchronized (this) {
+            if (!present) {
+                return;
+            }
             store(offset, size, value);
         }
         for (WriteListener l : listeners) {
@@ -187,8 +198,9 @@ public final class ConfigSpace {
         return isBridgeHeader() ? 0 : read(SUBSYSTEM_ID, 2);
     }
 
+    /** The Command register; all-ones while the hardware is absent. */
     public int command() {
-        return command;
+        return present ? command : 0xFFFF;
     }
 
     public int status() {
@@ -197,12 +209,28 @@ public final class ConfigSpace {
 
     /** Whether the Bus Master Enable bit is set: the function may issue DMA ({@code pci_set_master}). */
     public boolean busMasterEnabled() {
-        return (command() & COMMAND_MASTER) != 0;
+        return present && (command & COMMAND_MASTER) != 0;
     }
 
     /** Whether Memory Space Enable is set: the function decodes its memory BARs. */
     public boolean memorySpaceEnabled() {
-        return (command() & COMMAND_MEMORY) != 0;
+        return present && (command & COMMAND_MEMORY) != 0;
+    }
+
+    /** Whether the hardware answers config requests (see {@link PciFunction#absence()}). */
+    public boolean present() {
+        return present;
+    }
+
+    /**
+     * The hardware arrives or leaves. Counted as a config write, so that what was derived from the registers
+     * (address decoding, routes) is derived again.
+     */
+    void setPresent(boolean p) {
+        synchronized (this) {
+            present = p;
+            writes.incrementAndGet();
+        }
     }
 
     public int primaryBus() {

@@ -95,6 +95,9 @@ final class Lspci {
     }
 
     private static String describe(PciFunction fn) {
+        if (fn.absence().isPresent()) {
+            return "<absent> " + fn.bdf() + " (" + fn.absence().get() + ")";
+        }
         StringBuilder sb = new StringBuilder();
         sb.append(className(fn.classCode()))
                 .append(String.format(" [%04x:%04x] ", fn.vendorId(), fn.deviceId()))
@@ -107,6 +110,10 @@ final class Lspci {
     // lspci -vv -s
 
     static String verbose(PciFunction fn, int iommuGroup) {
+        if (fn.absence().isPresent()) {
+            // config reads of an empty slot return all-ones, so there is nothing to decode
+            return fn.bdf() + " <absent>: " + fn.absence().get() + "\n";
+        }
         ConfigSpace cs = fn.configSpace();
         StringBuilder sb = new StringBuilder();
         sb.append(String.format("%s %s [%04x]: Device %04x:%04x", fn.bdf(), className(fn.classCode()),

@@ -5,6 +5,7 @@ import dev.dmaplane.errno.ErrnoException;
 import org.osgi.annotation.versioning.ConsumerType;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Objects;
 import java.util.Optional;
@@ -319,6 +320,23 @@ public final class Msix {
 
     private boolean inPba(long offset) {
         return offset >= pbaOffset && offset < pbaOffset + 8L * pba.length;
+    }
+
+    /**
+     * Returns the structures to their reset state (PCIe Base Spec 7.7.2: after a reset every entry is masked, the
+     * PBA is clear and MSI-X Enable and Function Mask are clear); the attached sink stays.
+     */
+    void reset() {
+        synchronized (this) {
+            for (int v = 0; v < vectors; v++) {
+                table[4 * v] = 0;
+                table[4 * v + 1] = 0;
+                table[4 * v + 2] = 0;
+                table[4 * v + 3] = MSIX_ENTRY_CTRL_MASKBIT;
+            }
+            Arrays.fill(pba, 0);
+            config.write(cap + MSIX_FLAGS, 2, 0);
+        }
     }
 
     private void checkVector(int vector) {

@@ -25,6 +25,8 @@ public final class PciFunction extends Device {
     private final Map<String, String> properties;
     private final Msix msix;
     private volatile PciBus subordinate;
+    /** Why the hardware does not answer, or null while it does. */
+    private volatile String absence;
 
     PciFunction(Bdf bdf, PciBus bus, ConfigSpace config, List<Bar> bars, String model, Map<String, String> properties) {
         super(bdf.toString(), bus.self().orElse(null));
@@ -189,6 +191,36 @@ public final class PciFunction extends Device {
     /** The model's settings from the machine file. */
     public Map<String, String> properties() {
         return properties;
+    }
+
+    /**
+     * Why this function's hardware does not answer (its device model is not loaded, or left), or empty while it
+     * does. An absent function reads all-ones in config space, decodes no BAR and masters no DMA, as an empty slot.
+     */
+    public Optional<String> absence() {
+        return Optional.ofNullable(absence);
+    }
+
+    /** The hardware leaves the slot: config space and BARs stop answering ({@code pci_dev_is_disconnected}). */
+    void powerOff(String why) {
+        absence = Objects.requireNonNull(why, "why");
+        config.setPresent(false);
+    }
+
+    /**
+     * New hardware in the slot, in the state firmware leaves a card it configured: BARs at their addresses, memory
+     * decoding on, bus mastering off, MSI-X disabled with every vector masked.
+     */
+    void powerOn() {
+        config.setPresent(true);
+        absence = null;
+        synchronized (config) {
+            int cmd = config.command() & ~PciRegs.COMMAND_MASTER;
+            config.write(PciRegs.COMMAND, 2, bars.isEmpty() ? cmd : cmd | PciRegs.COMMAND_MEMORY);
+        }
+        if (msix != null) {
+            msix.reset();
+        }
     }
 
     /** Whether the function may master the bus (issue DMA). */

@@ -63,6 +63,32 @@ public final class PciTopology implements AutoCloseable {
         }
     }
 
+    /**
+     * The hardware of {@code fn} leaves its slot (the presence detect of a hot-plug slot going low): from now on it
+     * reads all-ones and decodes nothing. This is the hardware side only; the machine takes the device off the
+     * driver core first ({@code Machine}).
+     *
+     * @throws ErrnoException {@code EINVAL} for a bridge, {@code ENODEV} for a function of another topology
+     */
+    public void removeHardware(PciFunction fn, String why) {
+        requireOwn(fn);
+        if (fn.isBridge()) {
+            throw new ErrnoException(Errno.EINVAL, fn.bdf() + " is a bridge; only endpoints come and go with their models");
+        }
+        fn.powerOff(why);
+    }
+
+    /**
+     * New hardware arrives in the slot of {@code fn}, configured as firmware leaves it ({@link PciFunction#absence()}
+     * becomes empty).
+     *
+     * @throws ErrnoException {@code ENODEV} for a function of another topology
+     */
+    public void insertHardware(PciFunction fn) {
+        requireOwn(fn);
+        fn.powerOn();
+    }
+
     /** The machine description this topology was built from (memory size, IOMMU settings, hierarchy). */
     public MachineSpec machine() {
         return machine;
