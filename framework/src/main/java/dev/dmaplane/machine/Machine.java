@@ -9,7 +9,8 @@ import dev.dmaplane.dma.impl.Swiotlb;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fs.MemFs;
-import dev.dmaplane.hw.impl.DeviceModels;
+import dev.dmaplane.hw.DeviceModel;
+import dev.dmaplane.hw.impl.ModelBus;
 import dev.dmaplane.iommu.Iommu;
 import dev.dmaplane.iommu.IommuDomain;
 import dev.dmaplane.iommu.IommuDomainType;
@@ -38,6 +39,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.Objects;
+import java.util.ServiceConfigurationError;
+import java.util.ServiceLoader;
 
 /**
  * One simulated host, booted from a machine file: RAM, the PCI hierarchy with its emulated devices, the IOMMU
@@ -55,21 +58,38 @@ public final class Machine implements AutoCloseable {
     private final DmaDebug dmaDebug;
     private final DmaSubsystem dma;
     private final DeviceCore devices;
-    private final List<AutoCloseable> models = new ArrayList<>();
+    private final ModelBus models;
     /** The physical-map region of each memory BAR; filled at start, read-only afterwards. */
     private final Map<Bar, BarRegion> barRegions = new IdentityHashMap<>();
     private long pciWindowReservations;
     private volatile boolean closed;
 
-    /** Boot-time choices that are not part of the machine file. */
-    public record Options(boolean dmaDebug, int swiotlbMiB) {
-        /** dma-debug on, 4 MiB of swiotlb. */
-        public static final Options DEFAULT = new Options(true, 4);
+    /**
+     * Boot-time choices that are not part of the machine file.
+     *
+     * @param dmaDebug         whether dma-debug checks and records every mapping
+     * @param swiotlbMiB       bounce buffer size, a non-negative multiple of 2 MiB
+     * @param classPathModels  whether the {@link DeviceModel}s {@link ServiceLoader} finds on the class path are
+     *                         loaded at boot; the OSGi runtime boots without them and adds model services as they come
+     */
+    public record Options(boolean dmaDebug, int swiotlbMiB, boolean classPathModels) {
+        /** dma-debug on, 4 MiB of swiotlb, the class path's device models. */
+        public static final Options DEFAULT = new Options(true, 4, true);
 
         public Options {
             if (swiotlbMiB < 0 || swiotlbMiB % 2 != 0) {
                 throw new ErrnoException(Errno.EINVAL, "swiotlb size must be a non-negative multiple of 2 MiB, not " + swiotlbMiB);
             }
+        }
+
+        /** With the class path's device models. */
+        public Options(boolean dmaDebug, int swiotlbMiB) {
+            this(dmaDebug, swiotlbMiB, true);
+        }
+
+        /** These options with or without the class path's device models. */
+        public Options withClassPathModels(boolean load) {
+            return new Options(dmaDebug, swiotlbMiB, load);
         }
     }
 
@@ -87,6 +107,20 @@ public final class Machine implements AutoCloseable {
         this.dma = new DmaSubsystem(physical, iommu, dmaDebug, tracer, swiotlb);
         this.devices = new DeviceCore(tracer);
         devices.onUnbind(dma::unbound);
+        this.models = new ModelBus(pci, new ModelBus.Slots() {
+            @Override
+            public void arrived(PciFunction fn) {
+                devices.addDevice(fn, dma.attach(fn));
+            }
+
+            @Override
+            public void left(PciFunction fn) {
+                if (fn.isPresent()) {
+                    devices.removeDevice(fn);
+                }
+                dma.detach(fn);
+            }
+        });
     }
 
     /** Boots the machine a YAML or JSON machine file describes. */
@@ -113,7 +147,7 @@ public final class Machine implements AutoCloseable {
             throw e;
         }
         try {
-            m.start();
+            m.start(options);
             return m;
         } catch (RuntimeException e) {
             m.close();
@@ -121,7 +155,7 @@ public final class Machine implements AutoCloseable {
         }
     }
 
-    private void start() {
+    private void start(Options options) {
         if (iommu.enabled()) {
             for (List<PciFunction> group : pci.isolationGroups()) {
                 reservePciWindows(iommu.addGroup(group).defaultDomain(), group);
@@ -135,10 +169,8 @@ public final class Machine implements AutoCloseable {
                     barRegions.put(bar, region);
                 }
             }
-            if (fn.model().isPresent()) {
-                models.add(DeviceModels.attach(fn));
-            }
         }
+        models.boot(options.classPathModels() ? classPathModels() : List.of());
         dma.setPeerRouter(new PeerRouter() {
             @Override
             public Route route(Device requester, long busAddr) {
@@ -151,7 +183,11 @@ public final class Machine implements AutoCloseable {
             }
         });
         for (PciFunction fn : pci.functions()) {
-            devices.addDevice(fn, dma.attach(fn));
+            if (fn.absence().isEmpty()) {
+                devices.addDevice(fn, dma.attach(fn));
+            } else {
+                LOG.info("{} is absent: {}", fn.bdf(), fn.absence().get());
+            }
         }
         LOG.info("machine up: {} MiB RAM, {} PCI functions, IOMMU {}", memory.size() >> 20, pci.functions().size(),
                 iommu.enabled() ? "on (" + iommu.groups().size() + " groups)" : "off");
@@ -177,6 +213,42 @@ public final class Machine implements AutoCloseable {
                 }
             }
         }
+    }
+
+    private static List<DeviceModel> classPathModels() {
+        List<DeviceModel> found = new ArrayList<>();
+        try {
+            ServiceLoader.load(DeviceModel.class, Machine.class.getClassLoader()).forEach(found::add);
+        } catch (ServiceConfigurationError e) {
+            throw new ErrnoException(Errno.EINVAL, "loading the device models on the class path failed: " + e.getMessage(), e);
+        }
+        return found;
+    }
+
+    /**
+     * A device model arrives: every function whose machine-file entry names it gets its hardware, and the driver
+     * core probes it (hot-add).
+     *
+     * @throws ErrnoException {@code EINVAL} for a null model or a bad name, {@code EEXIST} if a model of that name
+     *                        is loaded, {@code ENODEV} after {@link #close}
+     */
+    public void addModel(DeviceModel model) {
+        models.add(model);
+    }
+
+    /**
+     * A device model leaves: each of its devices is quiesced and surprise-removed, as {@link #hotUnplug} does
+     * (drivers removed, leaked mappings reclaimed), and its functions read as absent hardware.
+     *
+     * @return whether {@code model} was loaded
+     */
+    public boolean removeModel(DeviceModel model) {
+        return models.remove(model);
+    }
+
+    /** The names of the loaded device models. */
+    public List<String> modelNames() {
+        return models.names();
     }
 
     /** IOVA reservations made for PCI windows at boot, summed over the DMA domains: linear in the groups. */
@@ -261,6 +333,7 @@ public final class Machine implements AutoCloseable {
             return;
         }
         closed = true;
+        models.quiesceAll();
         List<Device> all = devices.devices();
         for (int i = all.size() - 1; i >= 0; i--) {
             Device d = all.get(i);
@@ -269,13 +342,7 @@ public final class Machine implements AutoCloseable {
             }
             dma.detach(d);
         }
-        for (int i = models.size() - 1; i >= 0; i--) {
-            try {
-                models.get(i).close();
-            } catch (Exception e) {
-                LOG.warn("detaching a device model failed", e);
-            }
-        }
+        models.close();
         pci.close();
         memory.close();
     }

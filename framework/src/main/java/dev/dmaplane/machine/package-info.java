@@ -1,6 +1,6 @@
 /** A whole simulated host: memory, PCI, IOMMU, driver core and trace, booted from a machine file. */
 @Export
-@Version("1.0.0")
+@Version("1.1.0")
 package dev.dmaplane.machine;
 
 import org.osgi.annotation.bundle.Export;

@@ -1,9 +1,11 @@
 package dev.dmaplane.hw.impl;
 
-import dev.dmaplane.dma.BusMaster;
-import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.hw.DmaStatus;
+import dev.dmaplane.hw.ModelContext;
+import dev.dmaplane.hw.ModelDevice;
+import dev.dmaplane.hw.ModelDma;
 import dev.dmaplane.pci.MmioHandler;
-import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.pci.PciReset;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -14,15 +16,17 @@ import static dev.dmaplane.hw.copyengine.CopyEngineRegs.*;
 /**
  * The emulated copy engine behind a function's BAR0 (see {@link dev.dmaplane.hw.copyengine.CopyEngineRegs}).
  * Every descriptor fetch, source read, destination write and status write-back is a DMA through the function's
- * {@link BusMaster}, so the IOMMU and dma-debug see each one. Processing runs when the doorbell is written; a
- * descriptor asking for an interrupt raises the function's MSI-X vector on the writing thread once it is done.
+ * bus master ({@link ModelDma}), so the IOMMU and dma-debug see each one. Processing runs when the doorbell is
+ * written; a descriptor asking for an interrupt raises the function's MSI-X vector on the writing thread once it
+ * is done. Work happens only inside MMIO writes, under this object's lock, so reset waits for it.
  */
-public final class CopyEngine implements MmioHandler {
+final class CopyEngine implements MmioHandler, ModelDevice {
     private static final int CHUNK = 64 * 1024;
     private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG_UNALIGNED;
     private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED;
 
-    private final PciFunction function;
+    private final ModelContext ctx;
+    private final ModelDma dma;
     private long ctrl;
     private boolean halted;
     private long ringBase;
@@ -31,8 +35,21 @@ public final class CopyEngine implements MmioHandler {
     private long completed;
     private long faultAddr;
 
-    public CopyEngine(PciFunction function) {
-        this.function = function;
+    CopyEngine(ModelContext ctx) {
+        this.ctx = ctx;
+        this.dma = ctx.dma();
+    }
+
+    /** Every register back to its power-on value: disabled, no ring, nothing completed. */
+    @Override
+    public synchronized void reset(PciReset kind) {
+        ctrl = 0;
+        halted = false;
+        ringBase = 0;
+        ringSize = 0;
+        head = 0;
+        completed = 0;
+        faultAddr = 0;
     }
 
     @Override
@@ -85,27 +102,19 @@ public final class CopyEngine implements MmioHandler {
         if ((ctrl & CTRL_ENABLE) == 0 || halted || ringSize == 0) {
             return;
         }
-        BusMaster bm;
-        try {
-            bm = function.dma().busMaster();
-        } catch (ErrnoException gone) {
-            halted = true;
-            return;
-        }
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment desc = arena.allocate(DESC_SIZE, 8);
             MemorySegment buf = arena.allocate(CHUNK, 64);
             while (head != tail && !halted) {
                 long descAddr = ringBase + (head & (ringSize - 1)) * DESC_SIZE;
-                if (!dma(() -> bm.read(descAddr, desc), descAddr)) {
+                if (!ok(dma.read(descAddr, desc))) {
                     return;
                 }
-                int status = execute(bm, desc, buf);
+                int status = execute(desc, buf);
                 desc.set(U32, DESC_STATUS, status);
-                boolean written = dma(() -> bm.write(descAddr + DESC_STATUS, desc.asSlice(DESC_STATUS, 4)),
-                        descAddr + DESC_STATUS);
-                if ((desc.get(U32, DESC_FLAGS) & FLAG_INTERRUPT) != 0) {
-                    function.msix().ifPresent(m -> m.raise(IRQ_VECTOR));
+                boolean written = ok(dma.write(descAddr + DESC_STATUS, desc.asSlice(DESC_STATUS, 4)));
+                if ((desc.get(U32, DESC_FLAGS) & FLAG_INTERRUPT) != 0 && ctx.function().msix().isPresent()) {
+                    ctx.raise(IRQ_VECTOR);
                 }
                 if (!written) {
                     return;
@@ -119,7 +128,7 @@ public final class CopyEngine implements MmioHandler {
         }
     }
 
-    private int execute(BusMaster bm, MemorySegment desc, MemorySegment buf) {
+    private int execute(MemorySegment desc, MemorySegment buf) {
         long src = desc.get(U64, DESC_SRC);
         long dst = desc.get(U64, DESC_DST);
         long len = Integer.toUnsignedLong(desc.get(U32, DESC_LEN));
@@ -133,26 +142,23 @@ public final class CopyEngine implements MmioHandler {
         for (long done = 0; done < len; done += CHUNK) {
             int n = (int) Math.min(CHUNK, len - done);
             MemorySegment part = buf.asSlice(0, n);
-            long at = done;
-            if ((flags & FLAG_FILL) == 0 && !dma(() -> bm.read(src + at, part), src + at)) {
+            if ((flags & FLAG_FILL) == 0 && !ok(dma.read(src + done, part))) {
                 return ST_READ_FAULT;
             }
-            if (!dma(() -> bm.write(dst + at, part), dst + at)) {
+            if (!ok(dma.write(dst + done, part))) {
                 return ST_WRITE_FAULT;
             }
         }
         return ST_OK;
     }
 
-    /** Runs one DMA; a refused one records the fault address and halts the engine. */
-    private boolean dma(Runnable access, long addr) {
-        try {
-            access.run();
-            return true;
-        } catch (ErrnoException e) {
-            faultAddr = addr;
+    /** Whether a DMA went through; a refused one records the fault address and halts the engine. */
+    private boolean ok(DmaStatus st) {
+        if (st instanceof DmaStatus.Fault f) {
+            faultAddr = f.busAddr();
             halted = true;
             return false;
         }
+        return true;
     }
 }

@@ -3,6 +3,7 @@ package dev.dmaplane.runtime.impl;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
+import dev.dmaplane.pci.TopologyLoader;
 import org.osgi.framework.BundleContext;
 import org.osgi.framework.ServiceRegistration;
 import org.osgi.service.component.annotations.Activate;
@@ -61,22 +62,24 @@ public final class MachineComponent {
     }
 
     /**
-     * Boots the machine described by {@code machineFile} ({@link Machine#boot(Path)}), or the embedded default
-     * machine ({@link Machine#bootDefault()}) when it is null or blank.
+     * Boots the machine described by {@code machineFile}, or the embedded default machine when it is null or blank,
+     * without device models: those arrive as services.
      *
      * @throws ErrnoException {@code ENOENT} if the file does not exist; otherwise the loader's or the machine's
      *                        own errno, with the file named in the message
      */
     static Machine boot(String machineFile) {
+        // device models arrive as OSGi services (DeviceModelBinder), not from the class path
+        Machine.Options options = Machine.Options.DEFAULT.withClassPathModels(false);
         if (machineFile == null || machineFile.isBlank()) {
-            return Machine.bootDefault();
+            return Machine.boot(TopologyLoader.defaultMachine(), options);
         }
         Path path = Path.of(machineFile).toAbsolutePath();
         if (!Files.isRegularFile(path)) {
             throw new ErrnoException(Errno.ENOENT, "machine file " + path + " does not exist");
         }
         try {
-            return Machine.boot(path);
+            return Machine.boot(TopologyLoader.load(path), options);
         } catch (ErrnoException e) {
             String why = e.getMessage().startsWith(e.errno().name() + ": ")
                     ? e.getMessage().substring(e.errno().name().length() + 2) : e.getMessage();

@@ -39,7 +39,7 @@ class DmaplaneCommandsFuzzTest {
 
     @BeforeAll
     static void boot() {
-        machine = MachineComponent.boot(null);
+        machine = RuntimeComponentsTest.bootWithModels();
         binder = new DriverBinder(machine);
         commands = GogoCommands.of(new DmaplaneCommands(machine, binder));
     }

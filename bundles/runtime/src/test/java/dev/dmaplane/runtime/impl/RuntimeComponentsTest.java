@@ -13,6 +13,7 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaFaultException;
 import dev.dmaplane.iommu.IommuGroup;
+import dev.dmaplane.hw.DeviceModel;
 import dev.dmaplane.irq.IrqTrigger;
 import dev.dmaplane.irq.IrqVectors;
 import dev.dmaplane.machine.Machine;
@@ -31,6 +32,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.ServiceLoader;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -81,9 +83,17 @@ class RuntimeComponentsTest {
     DriverBinder binder;
     long baseFrames;
 
+    /** The runtime boots without device models; the models on the class path arrive as services would. */
+    static Machine bootWithModels() {
+        Machine m = MachineComponent.boot(null);
+        DeviceModelBinder models = new DeviceModelBinder(m);
+        ServiceLoader.load(DeviceModel.class).forEach(model -> models.bindModel(model, null));
+        return m;
+    }
+
     @BeforeEach
     void boot() {
-        machine = MachineComponent.boot(null);
+        machine = bootWithModels();
         binder = new DriverBinder(machine);
         baseFrames = machine.memory().allocatedFrames();
     }
@@ -96,12 +106,34 @@ class RuntimeComponentsTest {
 
     @Test
     void withoutAMachineFileTheDefaultMachineBoots() {
-        assertEquals(DEFAULT_BDFS, machine.devices().devices().stream().map(Device::name).toList());
+        List<String> added = machine.devices().devices().stream().map(Device::name).toList();
+        assertEquals(GPU, added.getLast(), "the GPU came with its model's service, after enumeration");
+        assertEquals(DEFAULT_BDFS, added.stream().sorted().toList());
         PciFunction gpu = machine.pci().function(GPU);
         assertEquals(0x030200, gpu.classCode());
         assertEquals(64L << 30, machine.memory().size());
         try (Machine blank = MachineComponent.boot("  ")) {
             assertEquals(DEFAULT_BDFS, blank.pci().functions().stream().map(Device::name).toList(), "blank means default");
+        }
+    }
+
+    @Test
+    void theMachineBootsWithoutModelsAndAModelServiceArrivingIsAHotAdd() {
+        try (Machine bare = MachineComponent.boot(null)) {
+            PciFunction gpu = bare.pci().function(GPU);
+            assertEquals(Optional.of("device model 'gpu' is not loaded"), gpu.absence());
+            assertFalse(bare.devices().devices().contains(gpu));
+            DriverBinder drivers = new DriverBinder(bare);
+            GpuDriver driver = new GpuDriver("gpu-driver", bare);
+            drivers.bindDriver(driver, null);
+            DeviceModelBinder models = new DeviceModelBinder(bare);
+            DeviceModel model = ServiceLoader.load(DeviceModel.class).findFirst().orElseThrow();
+            models.bindModel(model, null);
+            assertEquals(Optional.of(driver), gpu.driver(), "the driver bound on arrival");
+            models.unbindModel(model, null);
+            assertEquals(List.of(GPU), driver.removed, "the model leaving removed the device");
+            assertTrue(gpu.absence().isPresent());
+            drivers.deactivate();
         }
     }
 

@@ -1,0 +1,51 @@
+package dev.dmaplane.hw;
+
+import dev.dmaplane.pci.Bar;
+import dev.dmaplane.pci.Msix;
+import dev.dmaplane.pci.MmioHandler;
+import dev.dmaplane.pci.PciFunction;
+import org.osgi.annotation.versioning.ProviderType;
+
+import java.util.Map;
+
+/**
+ * What the machine gives a model realizing one function, after libvfio-user's device context: the function, its
+ * settings from the machine file, its BARs ({@code vfu_setup_region}), DMA ({@code vfu_setup_device_dma}) and
+ * interrupts ({@code vfu_irq_trigger}). Everything registered here is undone when the device leaves.
+ */
+@ProviderType
+public interface ModelContext {
+    /** The function this device sits in. */
+    PciFunction function();
+
+    /** The model's settings from the machine file ({@code properties:}). */
+    Map<String, String> properties();
+
+    /**
+     * Serves register BAR {@code bar} with {@code registers} (a {@link RegisterBlock} or any handler).
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} if the function has no register BAR {@code bar} or a
+     *                                           register block is larger than it; {@code EEXIST} if this device
+     *                                           already registered that BAR
+     */
+    void registers(int bar, MmioHandler registers);
+
+    /**
+     * Claims device-memory BAR {@code bar} (VRAM, a controller memory buffer) for this device.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} if the function has no device-memory BAR {@code bar};
+     *                                           {@code EEXIST} if this device already claimed it
+     */
+    Bar.Memory deviceMemory(int bar);
+
+    /** The device's DMA engine side: reads and writes through the function's IOMMU domain, faults as statuses. */
+    ModelDma dma();
+
+    /**
+     * Raises MSI-X vector {@code vector} ({@code msix_notify}): delivered, left pending while masked, or dropped
+     * while MSI-X or bus mastering is off, as {@link Msix#raise} says.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} if the function has no MSI-X or no such vector
+     */
+    Msix.Outcome raise(int vector);
+}
