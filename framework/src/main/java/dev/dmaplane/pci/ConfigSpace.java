@@ -133,6 +133,20 @@ public final class ConfigSpace {
         writes.incrementAndGet();
     }
 
+    /**
+     * Sets or clears {@code bits} at {@code offset} whatever the write mask says: the function itself changing a
+     * register software cannot write (an MSI Pending bit, Status Interrupt Status). No write listener is told.
+     */
+    void hardwareUpdate(int offset, int size, int bits, boolean set) {
+        checkAccess(offset, size);
+        synchronized (this) {
+            for (int i = 0; i < size; i++) {
+                int b = (bits >>> (8 * i)) & 0xFF;
+                data[offset + i] = (byte) (set ? data[offset + i] | b : data[offset + i] & ~b);
+            }
+        }
+    }
+
     /** Told of every completed {@link #write} after the registers changed, once {@code write} released this space's lock. */
     interface WriteListener {
         void written(int offset, int size);
@@ -380,6 +394,9 @@ public final class ConfigSpace {
         private static final int PM_POS = 0x40;
         private static final int EXP_POS = 0x50;
         private static final int MSIX_POS = 0x90;
+        private static final int MSI_POS = 0xA0;
+        /** Multiple Message Capable is a 3-bit log2 field whose values above 5 are reserved: at most 32 vectors. */
+        private static final int MSI_MAX_VECTORS = 32;
 
         private record BarDef(int index, long size, boolean is64, boolean prefetchable) {
         }
@@ -397,6 +414,10 @@ public final class ConfigSpace {
         private int msixBir;
         private long msixTable;
         private long msixPba;
+        private boolean hasMsi;
+        private int msiVectors;
+        private boolean msi64;
+        private boolean msiMask;
         private Acs acsCap;
         private Acs acsCtrl;
         private int primary = -1;
@@ -451,6 +472,18 @@ public final class ConfigSpace {
             this.msixBir = bir;
             this.msixTable = tableOffset;
             this.msixPba = pbaOffset;
+            return this;
+        }
+
+        /**
+         * Adds the MSI capability (PCI Local Bus Spec 6.8.1): {@code vectors} (a power of two, 1..32) as Multiple
+         * Message Capable, a 64-bit Message Address if {@code is64}, Mask and Pending Bits if {@code perVectorMask}.
+         */
+        public Builder msi(int vectors, boolean is64, boolean perVectorMask) {
+            this.hasMsi = true;
+            this.msiVectors = vectors;
+            this.msi64 = is64;
+            this.msiMask = perVectorMask;
             return this;
         }
 
@@ -580,6 +613,10 @@ public final class ConfigSpace {
                 layoutMsix(cs);
                 chain.add(MSIX_POS);
             }
+            if (hasMsi) {
+                layoutMsi(cs);
+                chain.add(MSI_POS);
+            }
             cs.init(CAPABILITY_LIST, 1, chain.getFirst(), 0);
             for (int i = 0; i < chain.size(); i++) {
                 cs.init(chain.get(i) + CAP_LIST_NEXT, 1, i + 1 < chain.size() ? chain.get(i + 1) : 0, 0);
@@ -612,6 +649,27 @@ public final class ConfigSpace {
             cs.init(MSIX_POS + MSIX_FLAGS, 2, msixVectors - 1, MSIX_FLAGS_ENABLE | MSIX_FLAGS_MASKALL);
             cs.init(MSIX_POS + MSIX_TABLE, 4, (int) msixTable | msixBir, 0);
             cs.init(MSIX_POS + MSIX_PBA, 4, (int) msixPba | msixBir, 0);
+        }
+
+        private void layoutMsi(ConfigSpace cs) {
+            if (msiVectors < 1 || msiVectors > MSI_MAX_VECTORS || Integer.bitCount(msiVectors) != 1) {
+                throw new ErrnoException(Errno.EINVAL, "MSI vector count " + msiVectors
+                        + " is not a power of two in 1.." + MSI_MAX_VECTORS);
+            }
+            int mmc = Integer.numberOfTrailingZeros(msiVectors) << 1;
+            cs.init(MSI_POS, 1, CAP_ID_MSI, 0);
+            cs.init(MSI_POS + MSI_FLAGS, 2, mmc | (msi64 ? MSI_FLAGS_64BIT : 0) | (msiMask ? MSI_FLAGS_MASKBIT : 0),
+                    MSI_FLAGS_ENABLE | MSI_FLAGS_QSIZE);
+            cs.init(MSI_POS + MSI_ADDRESS_LO, 4, 0, MSI_ADDRESS_LO_MASK);
+            if (msi64) {
+                cs.init(MSI_POS + MSI_ADDRESS_HI, 4, 0, -1);
+            }
+            cs.init(MSI_POS + (msi64 ? MSI_DATA_64 : MSI_DATA_32), 2, 0, 0xFFFF);
+            if (msiMask) {
+                int implemented = msiVectors == 32 ? -1 : (1 << msiVectors) - 1;
+                cs.init(MSI_POS + (msi64 ? MSI_MASK_64 : MSI_MASK_32), 4, 0, implemented);
+                cs.init(MSI_POS + (msi64 ? MSI_PENDING_64 : MSI_PENDING_32), 4, 0, 0);
+            }
         }
 
         private static void checkMsixRegion(String what, long offset, long bytes, BarDef bar) {

@@ -193,6 +193,12 @@ final class Lspci {
                 sb.append(String.format("Express (v%d) %s%s, MSI 00%n", flags & EXP_FLAGS_VERS, t.label(),
                         slotType ? " (Slot" + pm(flags, EXP_FLAGS_SLOT) + ")" : ""));
             }
+            case CAP_ID_MSI -> {
+                int ctl = cs.read(o + MSI_FLAGS, 2);
+                sb.append(String.format("MSI: Enable%s Count=%d/%d Maskable%s 64bit%s%n", pm(ctl, MSI_FLAGS_ENABLE),
+                        1 << ((ctl & MSI_FLAGS_QSIZE) >>> 4), 1 << ((ctl & MSI_FLAGS_QMASK) >>> 1),
+                        pm(ctl, MSI_FLAGS_MASKBIT), pm(ctl, MSI_FLAGS_64BIT)));
+            }
             case CAP_ID_MSIX -> {
                 int ctl = cs.read(o + MSIX_FLAGS, 2);
                 int table = cs.read(o + MSIX_TABLE, 4);

@@ -89,20 +89,31 @@ public record MachineSpec(long memoryBytes, IommuSpec iommu, List<HostBridgeSpec
      * @param bars         memory BARs
      * @param acs          the ACS capability, if the function has one
      * @param msix         the MSI-X capability, if the function has one
+     * @param msi          the MSI capability, if the function has one
      * @param model        name of the device model to bind (e.g. {@code nvme}), if any
      * @param properties   settings for that model
      * @param children     functions on this bridge's secondary bus
      */
     public record FunctionSpec(Bdf bdf, PciPortType type, int vendorId, int deviceId, int classCode, int revision,
                                int subsystemVendorId, int subsystemId, boolean multifunction, List<BarSpec> bars,
-                               Optional<AcsSpec> acs, Optional<MsixSpec> msix, Optional<String> model,
-                               Map<String, String> properties, List<FunctionSpec> children) {
+                               Optional<AcsSpec> acs, Optional<MsixSpec> msix, Optional<MsiSpec> msi,
+                               Optional<String> model, Map<String, String> properties, List<FunctionSpec> children) {
+        /** A function without an MSI capability. */
+        public FunctionSpec(Bdf bdf, PciPortType type, int vendorId, int deviceId, int classCode, int revision,
+                            int subsystemVendorId, int subsystemId, boolean multifunction, List<BarSpec> bars,
+                            Optional<AcsSpec> acs, Optional<MsixSpec> msix, Optional<String> model,
+                            Map<String, String> properties, List<FunctionSpec> children) {
+            this(bdf, type, vendorId, deviceId, classCode, revision, subsystemVendorId, subsystemId, multifunction, bars,
+                    acs, msix, Optional.empty(), model, properties, children);
+        }
+
         public FunctionSpec {
             Objects.requireNonNull(bdf, "bdf");
             Objects.requireNonNull(type, "type");
             bars = List.copyOf(bars);
             Objects.requireNonNull(acs, "acs");
             Objects.requireNonNull(msix, "msix");
+            Objects.requireNonNull(msi, "msi");
             Objects.requireNonNull(model, "model");
             properties = Collections.unmodifiableMap(new LinkedHashMap<>(properties));
             children = List.copyOf(children);
@@ -141,5 +152,9 @@ public record MachineSpec(long memoryBytes, IommuSpec iommu, List<HostBridgeSpec
 
     /** The MSI-X capability: vector count, and where in which BAR the table and PBA live. */
     public record MsixSpec(int vectors, int bar, long tableOffset, long pbaOffset) {
+    }
+
+    /** The MSI capability (PCI Local Bus Spec 6.8.1): vectors capable, 64-bit address, per-vector masking. */
+    public record MsiSpec(int vectors, boolean is64Bit, boolean perVectorMask) {
     }
 }

@@ -24,6 +24,7 @@ public final class PciFunction extends Device {
     private final String model;
     private final Map<String, String> properties;
     private final Msix msix;
+    private final Msi msi;
     private volatile PciBus subordinate;
     /** Why the hardware does not answer, or null while it does. */
     private volatile String absence;
@@ -41,6 +42,7 @@ public final class PciFunction extends Device {
             bar(msix.bar()).orElseThrow(() -> new ErrnoException(Errno.EINVAL,
                     bdf + ": MSI-X BAR " + msix.bar() + " is not a BAR of this function")).mmio().claim(msix);
         }
+        this.msi = Msi.of(bdf + " MSI", config).orElse(null);
     }
 
     void setSubordinate(PciBus child) {
@@ -138,6 +140,11 @@ public final class PciFunction extends Device {
     /** The MSI-X table, PBA and interrupt source ({@code pdev->msix_cap}); empty without an MSI-X capability. */
     public Optional<Msix> msix() {
         return Optional.ofNullable(msix);
+    }
+
+    /** The MSI capability and interrupt source ({@code pdev->msi_cap}); empty without an MSI capability. */
+    public Optional<Msi> msi() {
+        return Optional.ofNullable(msi);
     }
 
     /** The ACS Control register; empty if the function has no ACS capability. */

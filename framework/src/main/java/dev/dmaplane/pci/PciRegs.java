@@ -19,6 +19,8 @@ public final class PciRegs {
     public static final int COMMAND_SERR = 0x0100;
     public static final int COMMAND_INTX_DISABLE = 0x0400;
     public static final int STATUS = 0x06;
+    /** Status Interrupt Status: the function's INTx line is asserted ({@code PCI_STATUS_INTERRUPT}). */
+    public static final int STATUS_INTERRUPT = 0x0008;
     public static final int STATUS_CAP_LIST = 0x0010;
     /** The write-one-to-clear error bits of the Status register. */
     public static final int STATUS_ERROR_BITS = 0xF900;
@@ -91,6 +93,26 @@ public final class PciRegs {
     public static final int EXP_LNKSTA = 18;
     /** Size of a version 2 PCI Express capability with slot and root registers ({@code PCI_CAP_EXP_SIZEOF}). */
     public static final int EXP_SIZEOF = 0x3c;
+
+    // MSI capability
+    public static final int MSI_FLAGS = 2;
+    public static final int MSI_FLAGS_ENABLE = 0x0001;
+    /** Multiple Message Capable: log2 of the vectors the function implements ({@code PCI_MSI_FLAGS_QMASK}). */
+    public static final int MSI_FLAGS_QMASK = 0x000e;
+    /** Multiple Message Enable: log2 of the vectors software allotted ({@code PCI_MSI_FLAGS_QSIZE}). */
+    public static final int MSI_FLAGS_QSIZE = 0x0070;
+    public static final int MSI_FLAGS_64BIT = 0x0080;
+    /** Per-vector masking capable ({@code PCI_MSI_FLAGS_MASKBIT}). */
+    public static final int MSI_FLAGS_MASKBIT = 0x0100;
+    public static final int MSI_ADDRESS_LO = 4;
+    public static final int MSI_ADDRESS_LO_MASK = 0xfffffffc;
+    public static final int MSI_ADDRESS_HI = 8;
+    public static final int MSI_DATA_32 = 8;
+    public static final int MSI_MASK_32 = 12;
+    public static final int MSI_PENDING_32 = 16;
+    public static final int MSI_DATA_64 = 12;
+    public static final int MSI_MASK_64 = 16;
+    public static final int MSI_PENDING_64 = 20;
 
     // MSI-X capability
     public static final int MSIX_FLAGS = 2;

@@ -74,6 +74,7 @@ final class TopologyBuilder {
                 b.bar(bs.index(), bs.size(), bs.is64Bit(), bs.prefetchable());
             }
             s.msix().ifPresent(m -> b.msix(m.vectors(), m.bar(), m.tableOffset(), m.pbaOffset()));
+            s.msi().ifPresent(m -> b.msi(m.vectors(), m.is64Bit(), m.perVectorMask()));
             s.acs().ifPresent(a -> b.acs(a.capability(), a.control()));
             cs = b.build();
             MmioPlan.Layout l = layout.get(n);

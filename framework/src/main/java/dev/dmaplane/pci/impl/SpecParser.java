@@ -13,6 +13,7 @@ import dev.dmaplane.pci.MachineSpec.DefaultDomain;
 import dev.dmaplane.pci.MachineSpec.FunctionSpec;
 import dev.dmaplane.pci.MachineSpec.HostBridgeSpec;
 import dev.dmaplane.pci.MachineSpec.IommuSpec;
+import dev.dmaplane.pci.MachineSpec.MsiSpec;
 import dev.dmaplane.pci.MachineSpec.MsixSpec;
 import dev.dmaplane.pci.PciPortType;
 import dev.dmaplane.pci.PciRegs;
@@ -37,10 +38,11 @@ public final class SpecParser {
     private static final Set<String> PCI_KEYS = Set.of("hostBridges");
     private static final Set<String> HOST_KEYS = Set.of("domain", "bus", "name", "p2pAllowed", "children");
     private static final Set<String> FUNCTION_KEYS = Set.of("bdf", "type", "vendor", "device", "class", "revision",
-            "subsystemVendor", "subsystemDevice", "multifunction", "bars", "acs", "msix", "model", "properties", "children");
+            "subsystemVendor", "subsystemDevice", "multifunction", "bars", "acs", "msix", "msi", "model", "properties", "children");
     private static final Set<String> BAR_KEYS = Set.of("index", "size", "kind", "bits", "prefetchable");
     private static final Set<String> ACS_KEYS = Set.of("capability", "control");
     private static final Set<String> MSIX_KEYS = Set.of("vectors", "bar", "table", "pba");
+    private static final Set<String> MSI_KEYS = Set.of("vectors", "64bit", "per-vector-mask");
     private static final Map<String, PciPortType> TYPES = Map.of(
             "rootPort", PciPortType.ROOT_PORT, "upstreamPort", PciPortType.UPSTREAM,
             "downstreamPort", PciPortType.DOWNSTREAM, "endpoint", PciPortType.ENDPOINT,
@@ -197,6 +199,8 @@ public final class SpecParser {
         Optional<AcsSpec> acs = o.has("acs") ? Optional.of(acs(o.get("acs"), o.at("acs"))) : Optional.empty();
         Optional<MsixSpec> msix = o.has("msix")
                 ? Optional.of(msix(Obj.of(o.get("msix"), o.at("msix"), MSIX_KEYS), bars)) : Optional.empty();
+        Optional<MsiSpec> msi = o.has("msi")
+                ? Optional.of(msi(Obj.of(o.get("msi"), o.at("msi"), MSI_KEYS))) : Optional.empty();
         Optional<String> model = o.has("model") ? Optional.of(Units.text(o.get("model"), o.at("model"))) : Optional.empty();
         Map<String, String> props = new LinkedHashMap<>();
         if (o.has("properties")) {
@@ -212,8 +216,8 @@ public final class SpecParser {
                 props.put(e.getKey(), e.getValue().asText());
             }
         }
-        FunctionSpec fn = new FunctionSpec(bdf, type, vendor, device, cls, rev, ssv, ssd, mf, bars, acs, msix, model,
-                props, children(o));
+        FunctionSpec fn = new FunctionSpec(bdf, type, vendor, device, cls, rev, ssv, ssd, mf, bars, acs, msix, msi,
+                model, props, children(o));
         BarRules.check(fn, o.path());
         return fn;
     }
@@ -278,5 +282,17 @@ public final class SpecParser {
         long pba = o.has("pba") ? Units.size(o.get("pba"), o.at("pba"))
                 : table + (long) vectors * PciRegs.MSIX_ENTRY_SIZE;
         return new MsixSpec(vectors, bir, table, pba);
+    }
+
+    /** The {@code msi:} section: Multiple Message Capable is log2 of the count, so a power of two up to 32. */
+    private static MsiSpec msi(Obj o) {
+        long vectors = o.has("vectors") ? Units.number(o.get("vectors"), o.at("vectors"), 32) : 1;
+        if (vectors < 1 || Long.bitCount(vectors) != 1) {
+            throw Units.bad(o.at("vectors"), String.valueOf(vectors), "is not a power of two in 1..32 (Multiple Message"
+                    + " Capable holds its log2)");
+        }
+        boolean is64 = !o.has("64bit") || Units.bool(o.get("64bit"), o.at("64bit"));
+        boolean mask = o.has("per-vector-mask") && Units.bool(o.get("per-vector-mask"), o.at("per-vector-mask"));
+        return new MsiSpec((int) vectors, is64, mask);
     }
 }
