@@ -25,6 +25,7 @@ public final class PciFunction extends Device {
     private final Map<String, String> properties;
     private final Msix msix;
     private final Msi msi;
+    private final Intx intx;
     private volatile PciBus subordinate;
     /** Why the hardware does not answer, or null while it does. */
     private volatile String absence;
@@ -43,6 +44,7 @@ public final class PciFunction extends Device {
                     bdf + ": MSI-X BAR " + msix.bar() + " is not a BAR of this function")).mmio().claim(msix);
         }
         this.msi = Msi.of(bdf + " MSI", config).orElse(null);
+        this.intx = Intx.of(bdf + " INTx", config).orElse(null);
     }
 
     void setSubordinate(PciBus child) {
@@ -145,6 +147,37 @@ public final class PciFunction extends Device {
     /** The MSI capability and interrupt source ({@code pdev->msi_cap}); empty without an MSI capability. */
     public Optional<Msi> msi() {
         return Optional.ofNullable(msi);
+    }
+
+    /** The legacy INTx line ({@code pdev->pin}); empty when the Interrupt Pin register is 0. */
+    public Optional<Intx> intx() {
+        return Optional.ofNullable(intx);
+    }
+
+    /**
+     * The device model signals interrupt {@code vector} in the mode the driver enabled, as a device does: an MSI-X
+     * message if MSI-X Enable is set, else an MSI message if MSI Enable is set, else a pulse of the INTx line
+     * (vector 0 only; a cause that stays until the driver clears it uses {@link Intx#assertLine} instead).
+     *
+     * @throws ErrnoException {@code EINVAL} for a vector the enabled mode does not have, or for INTx without an
+     *                        Interrupt Pin
+     */
+    public Msix.Outcome signal(int vector) {
+        if (msix != null && msix.enabled()) {
+            return msix.raise(vector);
+        }
+        if (msi != null && msi.enabled()) {
+            return msi.raise(vector);
+        }
+        if (intx == null) {
+            throw new ErrnoException(Errno.EINVAL, bdf + ": vector " + vector
+                    + " with MSI and MSI-X disabled needs INTx, and the Interrupt Pin is 0");
+        }
+        if (vector != 0) {
+            throw new ErrnoException(Errno.EINVAL, bdf + ": vector " + vector
+                    + " with MSI and MSI-X disabled; INTx has only vector 0");
+        }
+        return intx.pulse();
     }
 
     /** The ACS Control register; empty if the function has no ACS capability. */
