@@ -3,6 +3,9 @@ package dev.dmaplane.irq;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.pci.Bar;
+import dev.dmaplane.pci.ConfigSpace;
+import dev.dmaplane.pci.Intx;
+import dev.dmaplane.pci.Msi;
 import dev.dmaplane.pci.Msix;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.pci.PciRegs;
@@ -16,25 +19,29 @@ import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
+import java.util.stream.Stream;
 
 import static dev.dmaplane.pci.PciRegs.*;
 
 /**
- * The MSI-X vectors a driver allocated on one PCI function ({@code pci_alloc_irq_vectors} in
+ * The interrupt vectors a driver allocated on one PCI function ({@code pci_alloc_irq_vectors} in
  * {@code drivers/pci/msi/api.c}) and the handlers it requested on them ({@code request_threaded_irq} in
- * {@code kernel/irq/manage.c}).
+ * {@code kernel/irq/manage.c}): MSI-X, else MSI, else the INTx line, in that order of preference.
  * <p>
- * Allocation programs each vector's table entry with its message (data = vector) and leaves it masked; requesting a
- * handler unmasks the vector, freeing it masks it again. A message runs the hard part on the thread that raised it,
+ * MSI-X allocation programs each vector's table entry with its message (data = vector) and leaves it masked; MSI
+ * programs the one address and base data 0, so that vector {@code n} arrives as data {@code n}, and allots the count
+ * rounded up to a power of two in Multiple Message Enable, masking every vector when the function can; INTx clears
+ * Interrupt Disable ({@code pci_intx}) and has vector 0 only. Requesting a handler unmasks a maskable vector, freeing
+ * it masks it again. A message (or an INTx assertion) runs the hard part on the thread that raised it,
  * as a CPU runs a hard handler in the context it interrupted, holding the vector so that {@link #free} waits for it
  * ({@code synchronize_irq}); a hard part returning {@link IrqReturn#WAKE_THREAD} (or none given) wakes the threaded
  * part on the vector's own thread, which {@link #free} stops. Everything is released by {@link #close()} or, failing
  * that, by devres when the driver is removed. Handlers must not request, free or close vectors of this allocation.
  */
 public final class IrqVectors implements AutoCloseable {
-    /** Legacy INTx ({@code PCI_IRQ_INTX}); not modelled. */
+    /** Legacy INTx ({@code PCI_IRQ_INTX}): one vector, the function's interrupt pin. */
     public static final int PCI_IRQ_INTX = 1;
-    /** MSI ({@code PCI_IRQ_MSI}); not modelled. */
+    /** MSI ({@code PCI_IRQ_MSI}): a power-of-two block of up to 32 vectors in config space. */
     public static final int PCI_IRQ_MSI = 1 << 1;
     /** MSI-X ({@code PCI_IRQ_MSIX}). */
     public static final int PCI_IRQ_MSIX = 1 << 2;
@@ -44,14 +51,35 @@ public final class IrqVectors implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(IrqVectors.class);
     private static final int ALL_FLAGS = PCI_IRQ_INTX | PCI_IRQ_MSI | PCI_IRQ_MSIX;
 
+    /** The interrupt type an allocation uses, with the chip and flow {@code /proc/interrupts} names. */
+    public enum Type {
+        /** MSI-X messages, edge-triggered. */
+        MSIX("PCI-MSIX-%s %4d-edge     "),
+        /** MSI messages, edge-triggered. */
+        MSI("PCI-MSI-%s %4d-edge     "),
+        /** The INTx line through the IO-APIC, level-triggered with an end-of-interrupt ({@code handle_fasteoi_irq}). */
+        INTX("IO-APIC %4d-fasteoi  ");
+
+        private final String chip;
+
+        Type(String chip) {
+            this.chip = chip;
+        }
+    }
+
     private record Action(String name, IrqHandler hard, IrqThread thread) {
     }
 
-    /** The interrupt controller attached to the function's MSI-X, which also finds the allocation again. */
-    private record VectorSink(IrqVectors owner) implements Msix.Sink {
+    /** The interrupt controller attached to the function's MSI-X, MSI or INTx, which also finds the allocation again. */
+    private record VectorSink(IrqVectors owner) implements Msix.Sink, Intx.Sink {
         @Override
         public void message(int vector, long address, int data) {
             owner.message(vector, address, data);
+        }
+
+        @Override
+        public void interrupt() {
+            owner.handle(0);
         }
     }
 
@@ -64,20 +92,30 @@ public final class IrqVectors implements AutoCloseable {
     }
 
     private final PciFunction fn;
+    private final Type type;
     private final Msix msix;
+    private final Msi msi;
+    private final Intx intx;
     private final Bar.Mmio bar;
     private final int control;
     private final Desc[] descs;
     private final AtomicLong spurious = new AtomicLong();
-    private final Msix.Sink sink = new VectorSink(this);
+    private final VectorSink sink = new VectorSink(this);
     private Runnable devres;
     private boolean closed;
 
-    private IrqVectors(PciFunction fn, Msix msix, int count) {
+    private IrqVectors(PciFunction fn, Type type, int count) {
         this.fn = fn;
-        this.msix = msix;
-        this.bar = fn.bar(msix.bar()).orElseThrow().mmio();
-        this.control = fn.configSpace().findCapability(CAP_ID_MSIX).orElseThrow() + MSIX_FLAGS;
+        this.type = type;
+        this.msix = type == Type.MSIX ? fn.msix().orElseThrow() : null;
+        this.msi = type == Type.MSI ? fn.msi().orElseThrow() : null;
+        this.intx = type == Type.INTX ? fn.intx().orElseThrow() : null;
+        this.bar = msix == null ? null : fn.bar(msix.bar()).orElseThrow().mmio();
+        this.control = switch (type) {
+            case MSIX -> fn.configSpace().findCapability(CAP_ID_MSIX).orElseThrow() + MSIX_FLAGS;
+            case MSI -> msi.capability() + MSI_FLAGS;
+            case INTX -> COMMAND;
+        };
         this.descs = new Desc[count];
         for (int v = 0; v < count; v++) {
             descs[v] = new Desc();
@@ -85,14 +123,17 @@ public final class IrqVectors implements AutoCloseable {
     }
 
     /**
-     * Allocates between {@code min} and {@code max} MSI-X vectors on {@code fn}: as many as its capability has, up to
-     * {@code max}. The allocation is devres-managed: released when the driver bound to {@code fn} is removed.
+     * Allocates between {@code min} and {@code max} vectors on {@code fn} as {@code pci_alloc_irq_vectors} does: MSI-X
+     * if {@code flags} allow it and it fits, else MSI, else INTx when {@code min} is 1 and the function has an
+     * interrupt pin; MSI-X and MSI give as many vectors as the capability has, up to {@code max}. The allocation is
+     * devres-managed: released when the driver bound to {@code fn} is removed.
      *
-     * @param flags {@link #PCI_IRQ_MSIX}, possibly with {@link #PCI_IRQ_MSI} and {@link #PCI_IRQ_INTX}
-     * @throws ErrnoException {@code EINVAL} for {@code min < 1}, {@code max < min} or unknown flags; {@code EOPNOTSUPP}
-     *                        without {@link #PCI_IRQ_MSIX}; {@code ENOSPC} if the function has fewer than {@code min}
-     *                        MSI-X vectors; {@code EIO} while its memory decoding is off; {@code EBUSY} if its
-     *                        vectors are already allocated
+     * @param flags {@link #PCI_IRQ_MSIX}, {@link #PCI_IRQ_MSI}, {@link #PCI_IRQ_INTX} or a combination
+     * @throws ErrnoException {@code EINVAL} for {@code min < 1}, {@code max < min} or unknown flags; {@code EBUSY} if
+     *                        the function's vectors are already allocated; otherwise the error of the last type
+     *                        tried, as the kernel returns it: {@code ENOSPC} if it has fewer than {@code min}
+     *                        vectors (or none, or no type allowed), {@code EIO} for MSI-X while memory decoding is
+     *                        off; INTx with {@code min > 1} or no interrupt pin fails with the error before it
      */
     public static IrqVectors alloc(PciFunction fn, int min, int max, int flags) {
         Objects.requireNonNull(fn, "fn");
@@ -107,10 +148,41 @@ public final class IrqVectors implements AutoCloseable {
             throw new ErrnoException(Errno.EINVAL, String.format("pci_alloc_irq_vectors: %s: flags %#x has bits other than"
                     + " PCI_IRQ_INTX, PCI_IRQ_MSI and PCI_IRQ_MSIX", fn.bdf(), flags));
         }
-        if ((flags & PCI_IRQ_MSIX) == 0) {
-            throw new ErrnoException(Errno.EOPNOTSUPP, String.format("pci_alloc_irq_vectors: %s: flags %#x leave out"
-                    + " PCI_IRQ_MSIX, the only interrupt type modelled", fn.bdf(), flags));
+        Optional<IrqVectors> live = of(fn);
+        if (live.isPresent()) {
+            throw new ErrnoException(Errno.EBUSY, "pci_alloc_irq_vectors: " + fn.bdf()
+                    + " already has its " + live.get().type() + " vectors allocated");
         }
+        ErrnoException last = new ErrnoException(Errno.ENOSPC, String.format(
+                "pci_alloc_irq_vectors: %s: flags %#x allow no interrupt type", fn.bdf(), flags));
+        if ((flags & PCI_IRQ_MSIX) != 0) {
+            try {
+                return enable(fn, Type.MSIX, Math.min(max, msixVectors(fn, min)));
+            } catch (ErrnoException e) {
+                last = e;
+            }
+        }
+        if ((flags & PCI_IRQ_MSI) != 0) {
+            try {
+                return enable(fn, Type.MSI, Math.min(max, msiVectors(fn, min)));
+            } catch (ErrnoException e) {
+                last = e;
+            }
+        }
+        if ((flags & PCI_IRQ_INTX) != 0) {
+            if (min == 1 && fn.intx().isPresent()) {
+                return enable(fn, Type.INTX, 1);
+            }
+            if ((flags & (PCI_IRQ_MSIX | PCI_IRQ_MSI)) == 0) {
+                last = new ErrnoException(Errno.ENOSPC, "pci_alloc_irq_vectors: " + fn.bdf() + (min != 1
+                        ? ": INTx has one vector, fewer than min_vecs " + min : " has no INTx: its Interrupt Pin is 0"));
+            }
+        }
+        throw last;
+    }
+
+    /** {@code __pci_enable_msix_range}: the table size, checked against {@code min} and memory decoding. */
+    private static int msixVectors(PciFunction fn, int min) {
         Msix msix = fn.msix().orElseThrow(() -> new ErrnoException(Errno.ENOSPC,
                 "pci_alloc_irq_vectors: " + fn.bdf() + " has no MSI-X capability for min_vecs " + min));
         if (msix.vectors() < min) {
@@ -121,21 +193,42 @@ public final class IrqVectors implements AutoCloseable {
             throw new ErrnoException(Errno.EIO, "pci_alloc_irq_vectors: " + fn.bdf()
                     + " does not decode its memory BARs, so its MSI-X table cannot be programmed");
         }
-        IrqVectors iv = new IrqVectors(fn, msix, Math.min(max, msix.vectors()));
+        return msix.vectors();
+    }
+
+    /** {@code __pci_enable_msi_range}: Multiple Message Capable ({@code pci_msi_vec_count}), checked against {@code min}. */
+    private static int msiVectors(PciFunction fn, int min) {
+        Msi msi = fn.msi().orElseThrow(() -> new ErrnoException(Errno.ENOSPC,
+                "pci_alloc_irq_vectors: " + fn.bdf() + " has no MSI capability for min_vecs " + min));
+        if (msi.vectors() < min) {
+            throw new ErrnoException(Errno.ENOSPC, "pci_alloc_irq_vectors: " + fn.bdf() + " has " + msi.vectors()
+                    + " MSI vectors, fewer than min_vecs " + min);
+        }
+        return msi.vectors();
+    }
+
+    private static IrqVectors enable(PciFunction fn, Type type, int count) {
+        IrqVectors iv = new IrqVectors(fn, type, count);
         try {
-            msix.attach(iv.sink);
+            switch (type) {
+                case MSIX -> iv.msix.attach(iv.sink);
+                case MSI -> iv.msi.attach(iv.sink);
+                case INTX -> iv.intx.attach(iv.sink);
+            }
         } catch (ErrnoException e) {
             throw new ErrnoException(Errno.EBUSY, "pci_alloc_irq_vectors: " + fn.bdf()
-                    + " already has its MSI-X vectors allocated", e);
+                    + " already has its " + type + " vectors allocated", e);
         }
         iv.program();
         iv.devres = fn.devres().add("pci_free_irq_vectors", iv::release);
         return iv;
     }
 
-    /** The live allocation on {@code fn}, found through the interrupt controller attached to its MSI-X. */
+    /** The live allocation on {@code fn}, found through the interrupt controller attached to its MSI-X, MSI or INTx. */
     public static Optional<IrqVectors> of(PciFunction fn) {
-        return fn.msix().flatMap(Msix::sink).filter(VectorSink.class::isInstance).map(s -> ((VectorSink) s).owner());
+        return Stream.of(fn.msix().flatMap(Msix::sink), fn.msi().flatMap(Msi::sink), fn.intx().flatMap(Intx::sink))
+                .flatMap(Optional::stream).filter(VectorSink.class::isInstance).map(s -> ((VectorSink) s).owner())
+                .findFirst();
     }
 
     /**
@@ -155,6 +248,11 @@ public final class IrqVectors implements AutoCloseable {
         return sb.append(String.format(" ERR: %10d%n", err)).toString();
     }
 
+    /** The interrupt type the allocation got. */
+    public Type type() {
+        return type;
+    }
+
     /** The function the vectors belong to. */
     public PciFunction function() {
         return fn;
@@ -167,7 +265,8 @@ public final class IrqVectors implements AutoCloseable {
 
     /**
      * Requests {@code vector} ({@code request_threaded_irq}): {@code hard} runs on the raising thread, {@code threaded}
-     * on a thread of its own when {@code hard} returns {@link IrqReturn#WAKE_THREAD} or is null; then unmasks it.
+     * on a thread of its own when {@code hard} returns {@link IrqReturn#WAKE_THREAD} or is null; then unmasks it if
+     * it can be masked.
      *
      * @throws ErrnoException {@code EINVAL} for a vector outside the allocation, a blank name, no handler at all or
      *                        freed vectors; {@code EBUSY} if the vector is already requested; {@code EDEADLK} from
@@ -251,7 +350,11 @@ public final class IrqVectors implements AutoCloseable {
         return spurious.get();
     }
 
-    /** The requested vectors as {@code /proc/interrupts} lists them: vector, count, chip, hwirq, name. */
+    /**
+     * The requested vectors as {@code /proc/interrupts} lists them: vector, count, chip ({@code PCI-MSIX-<bdf>},
+     * {@code PCI-MSI-<bdf>} or {@code IO-APIC}), hwirq and flow ({@code edge}, or {@code fasteoi} for the INTx line,
+     * whose hwirq is the IO-APIC input 16..19 that Interrupt Pin A..D reaches), name.
+     */
     public String procInterrupts() {
         StringBuilder sb = new StringBuilder();
         vectorLines(sb);
@@ -270,14 +373,17 @@ public final class IrqVectors implements AutoCloseable {
                 d.lock.readLock().unlock();
             }
             if (name != null) {
-                sb.append(String.format("%4d: %10d  PCI-MSIX-%s %4d-edge      %s%n", v, d.count.get(), fn.bdf(), v, name));
+                String chip = type == Type.INTX ? String.format(type.chip, 15 + intx.pin())
+                        : String.format(type.chip, fn.bdf(), v);
+                sb.append(String.format("%4d: %10d  %s %s%n", v, d.count.get(), chip, name));
             }
         }
     }
 
     /**
      * Frees every requested vector and the allocation ({@code pci_free_irq_vectors}): masks the vectors, clears MSI-X
-     * Enable and lets the function's MSI-X be allocated again. Closing again does nothing.
+     * or MSI Enable and clears Interrupt Disable again ({@code pci_intx_for_msi}), and lets the function's vectors be
+     * allocated again. Closing again does nothing.
      *
      * @throws ErrnoException {@code EDEADLK} from one of this allocation's handlers
      */
@@ -302,8 +408,20 @@ public final class IrqVectors implements AutoCloseable {
             }
         }
         actions.forEach(this::stop);
-        fn.configSpace().write(control, 2, fn.configSpace().read(control, 2) & ~MSIX_FLAGS_ENABLE);
-        msix.detach(sink);
+        ConfigSpace cs = fn.configSpace();
+        switch (type) {
+            case MSIX -> {
+                cs.write(control, 2, cs.read(control, 2) & ~MSIX_FLAGS_ENABLE);
+                setInterruptDisable(false);
+                msix.detach(sink);
+            }
+            case MSI -> {
+                cs.write(control, 2, cs.read(control, 2) & ~MSI_FLAGS_ENABLE);
+                setInterruptDisable(false);
+                msi.detach(sink);
+            }
+            case INTX -> intx.detach(sink);
+        }
     }
 
     /** Masks {@code vector} and takes its action away once no hard handler runs; caller holds this monitor. */
@@ -328,14 +446,19 @@ public final class IrqVectors implements AutoCloseable {
         }
     }
 
-    /** The interrupt controller: a message from the function ({@code handle_edge_irq}). */
+    /** The interrupt controller: a message from the function, naming its vector by the data. */
     private void message(int vector, long address, int data) {
         if (address != MSI_ADDRESS || data < 0 || data >= descs.length) {
             spurious.incrementAndGet();
-            LOG.warn("{}: MSI-X vector {} wrote {} to {}, which names no allocated vector", fn.bdf(), vector, data,
+            LOG.warn("{}: {} vector {} wrote {} to {}, which names no allocated vector", fn.bdf(), type, vector, data,
                     Long.toHexString(address));
             return;
         }
+        handle(data);
+    }
+
+    /** Runs vector {@code data}'s handlers ({@code handle_edge_irq}, or {@code handle_fasteoi_irq} for INTx). */
+    private void handle(int data) {
         Desc d = descs[data];
         d.count.incrementAndGet();
         d.lock.readLock().lock();
@@ -373,8 +496,37 @@ public final class IrqVectors implements AutoCloseable {
         }
     }
 
-    /** {@code msix_capability_init}: every entry masked, the allocated ones given their message, then enabled. */
     private void program() {
+        switch (type) {
+            case MSIX -> programMsix();
+            case MSI -> programMsi();
+            case INTX -> setInterruptDisable(false);
+        }
+    }
+
+    /**
+     * {@code msi_capability_init}: disabled, every vector masked if it can be, the address and base data written,
+     * Multiple Message Enable set to the count rounded up to a power of two, INTx disabled, then enabled.
+     */
+    private void programMsi() {
+        ConfigSpace cs = fn.configSpace();
+        cs.write(control, 2, cs.read(control, 2) & ~MSI_FLAGS_ENABLE);
+        if (msi.perVectorMask()) {
+            cs.write(msi.maskOffset(), 4, msi.vectors() == 32 ? -1 : (1 << msi.vectors()) - 1);
+        }
+        cs.write(msi.capability() + MSI_ADDRESS_LO, 4, (int) MSI_ADDRESS);
+        if (msi.is64Bit()) {
+            cs.write(msi.capability() + MSI_ADDRESS_HI, 4, (int) (MSI_ADDRESS >>> 32));
+        }
+        cs.write(msi.dataOffset(), 2, 0);
+        int mme = 32 - Integer.numberOfLeadingZeros(descs.length - 1);
+        cs.write(control, 2, (cs.read(control, 2) & ~MSI_FLAGS_QSIZE) | (mme << 4));
+        setInterruptDisable(true);
+        cs.write(control, 2, cs.read(control, 2) | MSI_FLAGS_ENABLE);
+    }
+
+    /** {@code msix_capability_init}: every entry masked, the allocated ones given their message, INTx off, enabled. */
+    private void programMsix() {
         fn.configSpace().write(control, 2, MSIX_FLAGS_ENABLE | MSIX_FLAGS_MASKALL);
         for (int v = 0; v < msix.vectors(); v++) {
             setMasked(v, true);
@@ -385,12 +537,31 @@ public final class IrqVectors implements AutoCloseable {
             bar.write(entry + MSIX_ENTRY_UPPER_ADDR, 4, 0);
             bar.write(entry + MSIX_ENTRY_DATA, 4, v);
         }
+        setInterruptDisable(true);
         fn.configSpace().write(control, 2, MSIX_FLAGS_ENABLE);
     }
 
+    /** {@code pci_intx}: Command Interrupt Disable set or cleared. */
+    private void setInterruptDisable(boolean disable) {
+        ConfigSpace cs = fn.configSpace();
+        synchronized (cs) {
+            int cmd = cs.command();
+            cs.write(COMMAND, 2, disable ? cmd | COMMAND_INTX_DISABLE : cmd & ~COMMAND_INTX_DISABLE);
+        }
+    }
+
+    /** Masks or unmasks {@code vector} where the type can: an MSI-X entry, an MSI Mask bit; INTx here cannot. */
     private void setMasked(int vector, boolean masked) {
-        bar.write(msix.tableOffset() + (long) vector * MSIX_ENTRY_SIZE + PciRegs.MSIX_ENTRY_VECTOR_CTRL, 4,
-                masked ? MSIX_ENTRY_CTRL_MASKBIT : 0);
+        if (msix != null) {
+            bar.write(msix.tableOffset() + (long) vector * MSIX_ENTRY_SIZE + PciRegs.MSIX_ENTRY_VECTOR_CTRL, 4,
+                    masked ? MSIX_ENTRY_CTRL_MASKBIT : 0);
+        } else if (msi != null && msi.perVectorMask()) {
+            ConfigSpace cs = fn.configSpace();
+            synchronized (cs) {
+                int bits = cs.read(msi.maskOffset(), 4);
+                cs.write(msi.maskOffset(), 4, masked ? bits | (1 << vector) : bits & ~(1 << vector));
+            }
+        }
     }
 
     private void checkVector(int vector) {

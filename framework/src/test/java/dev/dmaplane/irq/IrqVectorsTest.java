@@ -73,7 +73,9 @@ class IrqVectorsTest {
         assertErrno(Errno.EINVAL, "min_vecs 0", () -> IrqVectors.alloc(nvme, 0, 4, PCI_IRQ_MSIX));
         assertErrno(Errno.EINVAL, "max_vecs 2 is below min_vecs 3", () -> IrqVectors.alloc(nvme, 3, 2, PCI_IRQ_MSIX));
         assertErrno(Errno.EINVAL, "0x14", () -> IrqVectors.alloc(nvme, 1, 2, PCI_IRQ_MSIX | 0x10));
-        assertErrno(Errno.EOPNOTSUPP, "PCI_IRQ_MSIX", () -> IrqVectors.alloc(nvme, 1, 2, PCI_IRQ_MSI | PCI_IRQ_INTX));
+        assertErrno(Errno.ENOSPC, "no MSI capability for min_vecs 2",
+                () -> IrqVectors.alloc(nvme, 2, 2, PCI_IRQ_MSI | PCI_IRQ_INTX));
+        assertErrno(Errno.ENOSPC, "flags 0x0 allow no interrupt type", () -> IrqVectors.alloc(nvme, 1, 2, 0));
         assertErrno(Errno.ENOSPC, "32 MSI-X vectors, fewer than min_vecs 33", () -> IrqVectors.alloc(nvme, 33, 64, PCI_IRQ_MSIX));
         assertErrno(Errno.ENOSPC, "no MSI-X", () -> IrqVectors.alloc(t.function("0000:00:01.0"), 1, 1, PCI_IRQ_MSIX));
         nvme.setMemorySpace(false);
