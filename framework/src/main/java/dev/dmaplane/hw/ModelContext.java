@@ -42,10 +42,10 @@ public interface ModelContext {
     ModelDma dma();
 
     /**
-     * Raises MSI-X vector {@code vector} ({@code msix_notify}): delivered, left pending while masked, or dropped
-     * while MSI-X or bus mastering is off, as {@link Msix#raise} says.
+     * Signals interrupt {@code vector} in the mode the driver enabled ({@link PciFunction#signal}): an MSI-X or MSI
+     * message (left pending while masked, dropped while bus mastering is off), or a pulse of INTx for vector 0.
      *
-     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} if the function has no MSI-X or no such vector
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a vector the enabled mode does not have
      */
     Msix.Outcome raise(int vector);
 }

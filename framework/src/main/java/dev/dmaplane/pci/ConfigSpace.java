@@ -39,6 +39,8 @@ public final class ConfigSpace {
      * all-ones and writes are dropped, as config requests to an empty slot end in a master abort.
      */
     private volatile boolean present = true;
+    /** The registers as firmware left them at boot, which new hardware in this slot comes up with again. */
+    private byte[] firmware;
     private final List<WriteListener> listeners = new CopyOnWriteArrayList<>();
 
     /**
@@ -234,6 +236,29 @@ public final class ConfigSpace {
     /** Whether the hardware answers config requests (see {@link PciFunction#absence()}). */
     public boolean present() {
         return present;
+    }
+
+    /** Records the registers as they are now as the state firmware leaves this function in. */
+    synchronized void captureFirmwareState() {
+        firmware = data.clone();
+    }
+
+    /**
+     * Puts the registers back to the state firmware left them in ({@link #captureFirmwareState}), as new hardware in
+     * the slot is configured again; listeners hear of it as a write of the whole space.
+     */
+    void restoreFirmwareState() {
+        synchronized (this) {
+            if (firmware == null) {
+                return;
+            }
+            System.arraycopy(firmware, 0, data, 0, SIZE);
+            command = (data[COMMAND] & 0xFF) | (data[COMMAND + 1] & 0xFF) << 8;
+            writes.incrementAndGet();
+        }
+        for (WriteListener l : listeners) {
+            l.written(0, SIZE);
+        }
     }
 
     /**

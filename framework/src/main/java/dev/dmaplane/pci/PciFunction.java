@@ -243,21 +243,21 @@ public final class PciFunction extends Device {
 
     /** The hardware leaves the slot: config space and BARs stop answering ({@code pci_dev_is_disconnected}). */
     void powerOff(String why) {
+        if (intx != null) {
+            intx.deassertLine();
+        }
         absence = Objects.requireNonNull(why, "why");
         config.setPresent(false);
     }
 
     /**
-     * New hardware in the slot, in the state firmware leaves a card it configured: BARs at their addresses, memory
-     * decoding on, bus mastering off, MSI-X disabled with every vector masked.
+     * New hardware in the slot, in the state firmware left the function in at boot (BARs at their addresses, memory
+     * decoding on, bus mastering, MSI and MSI-X off), with every MSI-X vector masked.
      */
     void powerOn() {
+        config.restoreFirmwareState();
         config.setPresent(true);
         absence = null;
-        synchronized (config) {
-            int cmd = config.command() & ~PciRegs.COMMAND_MASTER;
-            config.write(PciRegs.COMMAND, 2, bars.isEmpty() ? cmd : cmd | PciRegs.COMMAND_MEMORY);
-        }
         if (msix != null) {
             msix.reset();
         }

@@ -112,6 +112,7 @@ final class TopologyBuilder {
             throw new ErrnoException(e.errno(), n.path() + " (" + s.bdf() + "): "
                     + (msg.startsWith(prefix) ? msg.substring(prefix.length()) : msg), e);
         }
+        cs.captureFirmwareState();
         PciFunction fn = new PciFunction(s.bdf(), bus, cs, bars, s.model().orElse(null), s.properties());
         bus.addDevice(fn);
         if (n.isBridge()) {

@@ -6,10 +6,10 @@ package dev.dmaplane.hw.copyengine;
  * writes the ring tail (doorbell); the engine fetches each descriptor by DMA, copies, writes the status back into
  * the descriptor, and advances the head — the shape of a DMA engine such as IOAT or a GPU copy engine.
  * <p>
- * Interrupts: a descriptor with {@link #FLAG_INTERRUPT} makes the engine raise MSI-X vector {@link #IRQ_VECTOR} of
- * its function once it is done with that descriptor, after its status write-back (whether the descriptor completed
- * or faulted), as IOAT's per-descriptor interrupt-enable bit does. The message follows the function's MSI-X rules: it
- * waits as a pending bit while the vector is masked and is dropped while MSI-X is disabled. A descriptor whose
+ * Interrupts: a descriptor with {@link #FLAG_INTERRUPT} makes the engine signal vector {@link #IRQ_VECTOR} of its
+ * function once it is done with that descriptor, after its status write-back (whether the descriptor completed or
+ * faulted), as IOAT's per-descriptor interrupt-enable bit does: an MSI-X message when the driver enabled MSI-X, else
+ * MSI, else a pulse of INTx. A message waits as a pending bit while its vector is masked. A descriptor whose
  * fetch itself faults has no flags the engine could read and raises nothing.
  */
 public final class CopyEngineRegs {
@@ -58,10 +58,10 @@ public final class CopyEngineRegs {
 
     /** Flag: fill the destination with the low byte of the source field instead of copying. */
     public static final int FLAG_FILL = 1;
-    /** Flag: raise MSI-X vector {@link #IRQ_VECTOR} once this descriptor is done (completed or faulted). */
+    /** Flag: signal vector {@link #IRQ_VECTOR} once this descriptor is done (completed or faulted). */
     public static final int FLAG_INTERRUPT = 2;
 
-    /** The MSI-X vector of the engine's function that {@link #FLAG_INTERRUPT} raises. */
+    /** The interrupt vector of the engine's function that {@link #FLAG_INTERRUPT} raises. */
     public static final int IRQ_VECTOR = 0;
 
     /** Largest length of one descriptor. */

@@ -17,7 +17,7 @@ import static dev.dmaplane.hw.copyengine.CopyEngineRegs.*;
  * The emulated copy engine behind a function's BAR0 (see {@link dev.dmaplane.hw.copyengine.CopyEngineRegs}).
  * Every descriptor fetch, source read, destination write and status write-back is a DMA through the function's
  * bus master ({@link ModelDma}), so the IOMMU and dma-debug see each one. Processing runs when the doorbell is
- * written; a descriptor asking for an interrupt raises the function's MSI-X vector on the writing thread once it
+ * written; a descriptor asking for an interrupt signals vector 0 (MSI-X, MSI or INTx, as enabled) on the writing thread once it
  * is done. Work happens only inside MMIO writes, under this object's lock, so reset waits for it.
  */
 final class CopyEngine implements MmioHandler, ModelDevice {
@@ -113,7 +113,7 @@ final class CopyEngine implements MmioHandler, ModelDevice {
                 int status = execute(desc, buf);
                 desc.set(U32, DESC_STATUS, status);
                 boolean written = ok(dma.write(descAddr + DESC_STATUS, desc.asSlice(DESC_STATUS, 4)));
-                if ((desc.get(U32, DESC_FLAGS) & FLAG_INTERRUPT) != 0 && ctx.function().msix().isPresent()) {
+                if ((desc.get(U32, DESC_FLAGS) & FLAG_INTERRUPT) != 0) {
                     ctx.raise(IRQ_VECTOR);
                 }
                 if (!written) {

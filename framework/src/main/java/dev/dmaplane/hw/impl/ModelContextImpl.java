@@ -88,9 +88,7 @@ final class ModelContextImpl implements ModelContext {
 
     @Override
     public Msix.Outcome raise(int vector) {
-        Msix msix = fn.msix().orElseThrow(() -> new ErrnoException(Errno.EINVAL,
-                fn.bdf() + " (model " + model + ") has no MSI-X capability to raise vector " + vector));
-        return msix.raise(vector);
+        return fn.signal(vector);
     }
 
     /** Detaches every register handler this context attached; later registrations fail. */
