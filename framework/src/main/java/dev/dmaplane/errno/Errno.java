@@ -23,6 +23,7 @@ public enum Errno {
     EINVAL(22, "Invalid argument"),
     ENFILE(23, "File table overflow"),
     EMFILE(24, "Too many open files"),
+    ENOTTY(25, "Inappropriate ioctl for device"),
     EFBIG(27, "File too large"),
     ENOSPC(28, "No space left on device"),
     ERANGE(34, "Math result not representable"),

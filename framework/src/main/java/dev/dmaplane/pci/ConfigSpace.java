@@ -39,6 +39,8 @@ public final class ConfigSpace {
      * all-ones and writes are dropped, as config requests to an empty slot end in a master abort.
      */
     private volatile boolean present = true;
+    /** The registers at power-on, before firmware configured anything: what a reset returns them to. */
+    private byte[] powerOn;
     /** The registers as firmware left them at boot, which new hardware in this slot comes up with again. */
     private byte[] firmware;
     private final List<WriteListener> listeners = new CopyOnWriteArrayList<>();
@@ -259,6 +261,44 @@ public final class ConfigSpace {
         for (WriteListener l : listeners) {
             l.written(0, SIZE);
         }
+    }
+
+    /**
+     * Returns every register to its power-on value, as a Function Level Reset or a secondary bus reset does (PCIe
+     * Base Spec 6.6: BARs unassigned, decoding and bus mastering off, MSI and MSI-X disabled).
+     */
+    void resetToPowerOn() {
+        synchronized (this) {
+            System.arraycopy(powerOn, 0, data, 0, SIZE);
+            command = 0;
+            writes.incrementAndGet();
+        }
+        for (WriteListener l : listeners) {
+            l.written(0, SIZE);
+        }
+    }
+
+    /** A copy of every register ({@code pci_save_state}). */
+    synchronized byte[] save() {
+        return data.clone();
+    }
+
+    /**
+     * Writes {@code saved} back through the normal write path, so that only writable bits change: every dword but
+     * the Command register first, then Command, as {@code pci_restore_config_space} restores BARs before it enables
+     * decoding.
+     */
+    void restore(byte[] saved) {
+        for (int off = SIZE - 4; off >= 0; off -= 4) {
+            if (off != COMMAND) {
+                int v = (saved[off] & 0xFF) | (saved[off + 1] & 0xFF) << 8 | (saved[off + 2] & 0xFF) << 16
+                        | (saved[off + 3] & 0xFF) << 24;
+                if (read(off, 4) != v) {
+                    write(off, 4, v);
+                }
+            }
+        }
+        write(COMMAND, 2, (saved[COMMAND] & 0xFF) | (saved[COMMAND + 1] & 0xFF) << 8);
     }
 
     /**
@@ -568,6 +608,7 @@ public final class ConfigSpace {
             }
             layoutBars(cs, bridge ? 2 : 6);
             layoutCapabilities(cs);
+            cs.powerOn = cs.data.clone();
             return cs;
         }
 
@@ -628,8 +669,10 @@ public final class ConfigSpace {
                 boolean slot = express == PciPortType.ROOT_PORT || express == PciPortType.DOWNSTREAM;
                 cs.init(EXP_POS, 1, CAP_ID_EXP, 0);
                 cs.init(EXP_POS + EXP_FLAGS, 2, 2 | (express.value() << 4) | (slot ? EXP_FLAGS_SLOT : 0), 0);
-                cs.init(EXP_POS + EXP_DEVCAP, 4, 0x0000_8001, 0);
-                cs.init(EXP_POS + EXP_DEVCTL, 2, 0x0010, 0x7FFF);
+                // endpoints can Function Level Reset; Initiate FLR is writable and reads back as zero
+                boolean flr = !express.isBridge();
+                cs.init(EXP_POS + EXP_DEVCAP, 4, 0x0000_8001 | (flr ? EXP_DEVCAP_FLR : 0), 0);
+                cs.init(EXP_POS + EXP_DEVCTL, 2, 0x0010, flr ? 0xFFFF : 0x7FFF);
                 cs.init(EXP_POS + EXP_LNKCAP, 4, 0x0000_0104, 0);
                 cs.init(EXP_POS + EXP_LNKCTL, 2, 0, 0x0FFF);
                 cs.init(EXP_POS + EXP_LNKSTA, 2, 0x0104, 0);

@@ -322,6 +322,23 @@ public final class Msix {
         return offset >= pbaOffset && offset < pbaOffset + 8L * pba.length;
     }
 
+    /** A copy of the table ({@code pci_save_state} keeps the kernel's cached messages). */
+    synchronized int[] saveTable() {
+        return table.clone();
+    }
+
+    /** Writes {@code saved} back entry by entry; vectors unmasked by it send what they have pending. */
+    void restoreTable(int[] saved) {
+        List<Message> out;
+        synchronized (this) {
+            for (int i = 0; i < table.length; i++) {
+                table[i] = saved[i] & ENTRY_WMASK[i & 3];
+            }
+            out = sendable();
+        }
+        send(out);
+    }
+
     /**
      * Returns the structures to their reset state (PCIe Base Spec 7.7.2: after a reset every entry is masked, the
      * PBA is clear and MSI-X Enable and Function Mask are clear); the attached sink stays.

@@ -11,6 +11,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.OptionalInt;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.function.Consumer;
 
 /**
  * One PCI function ({@code struct pci_dev}): its BDF, IDs and config space, BARs, the bus it sits on and, for
@@ -27,6 +30,7 @@ public final class PciFunction extends Device {
     private final Msi msi;
     private final Intx intx;
     private volatile PciBus subordinate;
+    private final List<Consumer<PciReset>> resetListeners = new CopyOnWriteArrayList<>();
     /** Why the hardware does not answer, or null while it does. */
     private volatile String absence;
 
@@ -45,6 +49,129 @@ public final class PciFunction extends Device {
         }
         this.msi = Msi.of(bdf + " MSI", config).orElse(null);
         this.intx = Intx.of(bdf + " INTx", config).orElse(null);
+        config.addWriteListener(this::configWritten);
+    }
+
+    /** Watches the two reset triggers: Initiate FLR in Device Control, Secondary Bus Reset in Bridge Control. */
+    private void configWritten(int offset, int size) {
+        OptionalInt exp = config.findCapability(PciRegs.CAP_ID_EXP);
+        int devctl = exp.isPresent() ? exp.getAsInt() + PciRegs.EXP_DEVCTL : -1;
+        if (devctl >= 0 && offset <= devctl + 1 && offset + size > devctl + 1
+                && (config.read(devctl, 2) & PciRegs.EXP_DEVCTL_BCR_FLR) != 0) {
+            functionLevelReset();
+        }
+        if (isBridge() && offset <= PciRegs.BRIDGE_CONTROL && offset + size > PciRegs.BRIDGE_CONTROL
+                && (config.read(PciRegs.BRIDGE_CONTROL, 2) & PciRegs.BRIDGE_CTL_BUS_RESET) != 0) {
+            subordinate().ifPresent(b -> resetBelow(b));
+        }
+    }
+
+    /** Resets every function below the bus {@code b}, depth first, as a secondary bus reset reaches them all. */
+    private static void resetBelow(PciBus b) {
+        for (PciFunction f : b.devices()) {
+            f.subordinate().ifPresent(PciFunction::resetBelow);
+            f.hardwareReset(PciReset.BUS);
+        }
+    }
+
+    /** Initiate FLR was written: it reads back as zero, and the function resets. */
+    private void functionLevelReset() {
+        hardwareReset(PciReset.FLR);
+    }
+
+    /** The function's hardware resets: registers to power-on values, MSI-X table masked, the model told. */
+    private void hardwareReset(PciReset kind) {
+        if (absence != null) {
+            return;
+        }
+        if (intx != null) {
+            intx.deassertLine();
+        }
+        config.resetToPowerOn();
+        if (msix != null) {
+            msix.reset();
+        }
+        for (Consumer<PciReset> l : resetListeners) {
+            l.accept(kind);
+        }
+    }
+
+    /**
+     * Tells {@code listener} of every reset of this function's hardware (FLR, secondary bus reset above it), after
+     * its registers were reset: how a device model resets its own state.
+     *
+     * @return what stops the telling
+     */
+    public Runnable addResetListener(Consumer<PciReset> listener) {
+        if (listener == null) {
+            throw new ErrnoException(Errno.EINVAL, bdf + ": a reset listener is null");
+        }
+        resetListeners.add(listener);
+        return () -> resetListeners.remove(listener);
+    }
+
+    /** Whether the function advertises Function Level Reset in its Device Capabilities ({@code pcie_has_flr}). */
+    public boolean hasFlr() {
+        OptionalInt exp = config.findCapability(PciRegs.CAP_ID_EXP);
+        return exp.isPresent() && (config.read(exp.getAsInt() + PciRegs.EXP_DEVCAP, 4) & PciRegs.EXP_DEVCAP_FLR) != 0;
+    }
+
+    /**
+     * Initiates a Function Level Reset ({@code pcie_flr}): every register returns to its power-on value (BARs
+     * unassigned, decoding, bus mastering, MSI and MSI-X off) and the device model resets. The caller restores what
+     * it needs, or uses {@link #resetFunction()}.
+     *
+     * @throws ErrnoException {@code ENOTTY} if the function cannot FLR ({@code pcie_reset_flr}), {@code ENODEV} if
+     *                        its hardware is absent
+     */
+    public void flr() {
+        requireHardware("FLR");
+        if (!hasFlr()) {
+            throw new ErrnoException(Errno.ENOTTY, bdf + " does not advertise Function Level Reset (DevCap FLReset-)");
+        }
+        int devctl = config.findCapability(PciRegs.CAP_ID_EXP).getAsInt() + PciRegs.EXP_DEVCTL;
+        config.write(devctl, 2, config.read(devctl, 2) | PciRegs.EXP_DEVCTL_BCR_FLR);
+    }
+
+    /**
+     * Resets the function and keeps its configuration ({@code pci_reset_function}): saves its config registers and
+     * MSI-X table, FLRs, and restores them, so a driver finds its BARs, bus mastering and interrupt vectors as before
+     * while the device itself starts afresh.
+     *
+     * @throws ErrnoException as {@link #flr()}
+     */
+    public void resetFunction() {
+        requireHardware("reset");
+        if (!hasFlr()) {
+            throw new ErrnoException(Errno.ENOTTY, bdf + " does not advertise Function Level Reset (DevCap FLReset-)");
+        }
+        byte[] saved = config.save();
+        int[] table = msix == null ? null : msix.saveTable();
+        flr();
+        config.restore(saved);
+        if (table != null) {
+            msix.restoreTable(table);
+        }
+    }
+
+    /**
+     * Pulses Secondary Bus Reset on this bridge ({@code pci_reset_secondary_bus}): every function below resets.
+     *
+     * @throws ErrnoException {@code EINVAL} if this is not a bridge
+     */
+    public void resetSecondaryBus() {
+        if (!isBridge()) {
+            throw new ErrnoException(Errno.EINVAL, bdf + " is not a bridge; it has no secondary bus to reset");
+        }
+        int ctl = config.read(PciRegs.BRIDGE_CONTROL, 2);
+        config.write(PciRegs.BRIDGE_CONTROL, 2, ctl | PciRegs.BRIDGE_CTL_BUS_RESET);
+        config.write(PciRegs.BRIDGE_CONTROL, 2, ctl & ~PciRegs.BRIDGE_CTL_BUS_RESET);
+    }
+
+    private void requireHardware(String what) {
+        if (absence != null) {
+            throw new ErrnoException(Errno.ENODEV, bdf + ": cannot " + what + ": " + absence);
+        }
     }
 
     void setSubordinate(PciBus child) {

@@ -64,6 +64,8 @@ public final class PciRegs {
     public static final int PREF_LIMIT_UPPER32 = 0x2c;
     public static final int ROM_ADDRESS1 = 0x38;
     public static final int BRIDGE_CONTROL = 0x3e;
+    /** Bridge Control: Secondary Bus Reset ({@code PCI_BRIDGE_CTL_BUS_RESET}). */
+    public static final int BRIDGE_CTL_BUS_RESET = 0x40;
 
     // capability list
     public static final int CAP_LIST_ID = 0;
@@ -87,6 +89,10 @@ public final class PciRegs {
     public static final int EXP_FLAGS_SLOT = 0x0100;
     public static final int EXP_DEVCAP = 4;
     public static final int EXP_DEVCTL = 8;
+    /** Device Capabilities: Function Level Reset capable ({@code PCI_EXP_DEVCAP_FLR}). */
+    public static final int EXP_DEVCAP_FLR = 0x1000_0000;
+    /** Device Control: Initiate Function Level Reset, reads as zero ({@code PCI_EXP_DEVCTL_BCR_FLR}). */
+    public static final int EXP_DEVCTL_BCR_FLR = 0x8000;
     public static final int EXP_DEVSTA = 10;
     public static final int EXP_LNKCAP = 12;
     public static final int EXP_LNKCTL = 16;

@@ -149,6 +149,29 @@ class DeviceModelTest {
     }
 
     @Test
+    void hardwareArrivingAgainComesUpAsFirmwareLeftItNotAsTheLastDriverDid() {
+        Machine m = bootWithoutModels();
+        CopyEngineModel model = new CopyEngineModel();
+        m.addModel(model);
+        PciFunction gpu = m.pci().function(GPU);
+        long bar0 = gpu.bar(0).orElseThrow().address();
+        int msixControl = gpu.configSpace().findCapability(PciRegs.CAP_ID_MSIX).orElseThrow() + PciRegs.MSIX_FLAGS;
+        gpu.setMaster(true);
+        gpu.configSpace().write(msixControl, 2, PciRegs.MSIX_FLAGS_ENABLE);
+        gpu.bar(0).orElseThrow().mmio().write(gpu.msix().orElseThrow().tableOffset() + 12, 4, 0);
+        assertFalse(gpu.msix().orElseThrow().masked(0));
+
+        m.removeModel(model);
+        m.addModel(model);
+
+        assertFalse(gpu.busMasterEnabled());
+        assertTrue(gpu.configSpace().memorySpaceEnabled(), "firmware enabled decoding of the assigned BARs");
+        assertEquals(bar0, gpu.bar(0).orElseThrow().address());
+        assertEquals(0, gpu.configSpace().read(msixControl, 2) & PciRegs.MSIX_FLAGS_ENABLE);
+        assertTrue(gpu.msix().orElseThrow().masked(0), "a new device's vectors start masked");
+    }
+
+    @Test
     void unloadingADriverNeverRemovesTheHardware() {
         machine = Machine.bootDefault();
         machine.devices().registerDriver(copier);

@@ -5,6 +5,7 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.hw.DeviceModel;
 import dev.dmaplane.hw.ModelDevice;
 import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.pci.PciReset;
 import dev.dmaplane.pci.PciTopology;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -37,7 +38,7 @@ public final class ModelBus {
         void left(PciFunction fn);
     }
 
-    private record Realized(DeviceModel model, ModelDevice device, ModelContextImpl ctx) {
+    private record Realized(DeviceModel model, ModelDevice device, ModelContextImpl ctx, Runnable stopResets) {
     }
 
     private final PciTopology pci;
@@ -223,8 +224,18 @@ public final class ModelBus {
             LOG.warn("{}: {}", fn.bdf(), why);
             return false;
         }
-        realized.put(fn, new Realized(m, dev, ctx));
+        Runnable stopResets = fn.addResetListener(kind -> reset(fn, m, dev, kind));
+        realized.put(fn, new Realized(m, dev, ctx, stopResets));
         return true;
+    }
+
+    /** The function's hardware reset (FLR, secondary bus reset): the device returns to its power-on state. */
+    private static void reset(PciFunction fn, DeviceModel m, ModelDevice dev, PciReset kind) {
+        try {
+            dev.reset(kind);
+        } catch (RuntimeException e) {
+            LOG.error("device model '{}': {} reset of {} failed", m.name(), kind, fn.bdf(), e);
+        }
     }
 
     private void quiesce(PciFunction fn, Realized r) {
@@ -237,6 +248,7 @@ public final class ModelBus {
 
     private void unrealize(PciFunction fn) {
         Realized r = realized.remove(fn);
+        r.stopResets().run();
         r.ctx().close();
         try {
             r.device().remove();
