@@ -1,5 +1,6 @@
 package dev.dmaplane.launcher;
 
+import java.io.IOException;
 import java.io.PrintStream;
 import java.net.URISyntaxException;
 import java.nio.file.Files;
@@ -32,6 +33,8 @@ public final class Main {
               demo  [--work DIR]                          boot, hot-load the dmatest driver bundle through
                                                           deploy/, unload it, check nothing is left
               shell [--topology FILE] [--work DIR] CMD... boot, run one Gogo command line, exit
+              new-driver NAME [--package PKG] [--dir DIR] write a new accelerator's project (model and driver
+                                                          bundles, machine file, tests) into DIR/NAME
               help                                        this text
 
             options:
@@ -66,6 +69,9 @@ public final class Main {
 
     /** Runs the command line; returns the exit code. */
     static int run(String[] args, PrintStream out, PrintStream err) throws Exception {
+        if (args.length > 0 && args[0].equals("new-driver")) {
+            return newDriver(args, out, err);
+        }
         Options o;
         try {
             o = parse(args);
@@ -89,6 +95,39 @@ public final class Main {
             case "run" -> interactive(config, out);
             default -> throw new AssertionError(o.mode());
         };
+    }
+
+    /** {@code new-driver NAME [--package PKG] [--dir DIR]}: generates the project, says what to do next. */
+    static int newDriver(String[] args, PrintStream out, PrintStream err) throws IOException {
+        String name = null;
+        String pkg = null;
+        Path dir = Path.of(".");
+        try {
+            for (int i = 1; i < args.length; i++) {
+                switch (args[i]) {
+                    case "--package" -> pkg = value(args, ++i, "--package");
+                    case "--dir" -> dir = Path.of(value(args, ++i, "--dir"));
+                    default -> {
+                        if (args[i].startsWith("--") || name != null) {
+                            throw new IllegalArgumentException("unknown argument '" + args[i] + "' for new-driver");
+                        }
+                        name = args[i];
+                    }
+                }
+            }
+            if (name == null) {
+                throw new IllegalArgumentException("new-driver needs a NAME, e.g. dmaplane new-driver acme");
+            }
+            Path project = NewDriver.generate(name, pkg, dir, DmaplaneRuntime.versions().getProperty("project.version"));
+            out.println("dmaplane: wrote " + project);
+            out.println("  cd " + project + " && mvn verify      # build both bundles and run their tests");
+            out.println("  ./dmaplane run --topology " + project.resolve(name + ".yaml")
+                    + "      # then copy model/target/*.jar and driver/target/*.jar into its deploy/");
+            return 0;
+        } catch (IllegalArgumentException e) {
+            err.println("dmaplane: " + e.getMessage());
+            return 2;
+        }
     }
 
     static Options parse(String[] args) {
