@@ -18,6 +18,12 @@ public final class TestMachines {
      * (1da0:0001, class 0x030200, 16 MiB of registers in BAR 0, 1 GiB of VRAM in BAR 2) at 0000:01:00.0.
      */
     public static final String SMALL_GPU = "small-gpu.yaml";
+    /**
+     * 1 GiB of RAM, the IOMMU on, the GPU of {@link #SMALL_GPU} and, below a second root port enforcing ACS, the
+     * CRC32C offload engine (1da0:0c32, class 0x120000, 16 KiB of registers in BAR 0 with 4 MSI-X vectors,
+     * {@code model: crc}) at 0000:02:00.0.
+     */
+    public static final String SMALL_CRC = "small-crc.yaml";
 
     private TestMachines() {
     }

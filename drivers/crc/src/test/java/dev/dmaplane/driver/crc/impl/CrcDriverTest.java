@@ -1,0 +1,135 @@
+package dev.dmaplane.driver.crc.impl;
+
+import dev.dmaplane.driver.crc.CrcOffload;
+import dev.dmaplane.driver.crc.model.CrcModel;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.irq.IrqVectors;
+import dev.dmaplane.machine.Machine;
+import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.pci.TopologyLoader;
+import dev.dmaplane.testing.TestMachines;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.MemorySegment;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.zip.CRC32C;
+
+import static dev.dmaplane.driver.crc.model.CrcRegs.IRQ_VECTOR;
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * The crc driver's probe and remove in the order of a PCI driver ({@code Documentation/PCI/pci.rst}: enable,
+ * {@code pci_set_master}, {@code pci_alloc_irq_vectors}, {@code request_threaded_irq}, {@code dma_alloc_coherent}),
+ * a request mapped with {@code dma_map_single} only while it runs ({@code Documentation/core-api/dma-api.rst}), and
+ * remove, or the hardware leaving, leaving nothing mapped, allocated or running.
+ */
+class CrcDriverTest {
+    private static final String CRC = "0000:02:00.0";
+    private static final String IRQ_THREAD = "irq/" + IRQ_VECTOR + "-" + CrcDriver.NAME;
+
+    private final Machine machine = Machine.boot(TopologyLoader.load(TestMachines.text(TestMachines.SMALL_CRC),
+            TopologyLoader.Format.YAML), Machine.Options.DEFAULT.withClassPathModels(false));
+    private final PciFunction fn = machine.pci().function(CRC);
+    private final List<CrcOffload> published = new CopyOnWriteArrayList<>();
+    private final CrcDriver driver = new CrcDriver(engine -> {
+        published.add(engine);
+        return () -> published.remove(engine);
+    });
+
+    @AfterEach
+    void close() {
+        machine.close();
+    }
+
+    private static boolean threadAlive(String name) {
+        return Thread.getAllStackTraces().keySet().stream().anyMatch(t -> t.getName().equals(name) && t.isAlive());
+    }
+
+    /** {@code data} in fresh host pages; returns the physical address. */
+    private long hostBuffer(byte[] data) {
+        int order = 64 - Long.numberOfLeadingZeros((data.length - 1L) >> HostMemory.PAGE_SHIFT);
+        long phys = machine.memory().allocPages(order) << HostMemory.PAGE_SHIFT;
+        machine.memory().slice(phys, data.length).copyFrom(MemorySegment.ofArray(data));
+        return phys;
+    }
+
+    @Test
+    void probeOffersTheEngineAndRemoveLeavesNothingBehind() {
+        long frames = machine.memory().allocatedFrames();
+        machine.addModel(new CrcModel());
+        machine.devices().registerDriver(driver);
+        CrcOffload engine = published.getFirst();
+        assertEquals(CRC, engine.device());
+        assertEquals(1, machine.activeDmaMappings(), "while bound only the command ring is mapped");
+        assertTrue(threadAlive(IRQ_THREAD));
+        assertTrue(fn.msix().orElseThrow().enabled());
+
+        byte[] data = new byte[300_000];
+        new Random(11).nextBytes(data);
+        long phys = hostBuffer(data);
+        CRC32C expected = new CRC32C();
+        expected.update(data);
+        for (int i = 0; i < 70; i++) { // more requests than the ring has commands
+            assertEquals((int) expected.getValue(), engine.crc32c(phys, data.length, 0));
+        }
+        assertEquals(1, machine.activeDmaMappings(), "each request unmapped its buffer before returning");
+        IrqVectors irqs = IrqVectors.of(fn).orElseThrow();
+        assertEquals(70, irqs.interrupts(IRQ_VECTOR), "each request completed by its interrupt");
+        machine.memory().putPage(phys >>> HostMemory.PAGE_SHIFT);
+
+        machine.devices().unregisterDriver(driver);
+        assertEquals(List.of(), published, "the CrcOffload went with the binding");
+        assertEquals(0, machine.activeDmaMappings(), "ring freed");
+        assertEquals(frames, machine.memory().allocatedFrames());
+        assertFalse(threadAlive(IRQ_THREAD), "devres freed the vector and stopped its thread");
+        assertFalse(fn.msix().orElseThrow().enabled());
+        assertEquals(0, fn.devres().size());
+        assertFalse(fn.busMasterEnabled());
+        ErrnoException gone = assertThrows(ErrnoException.class, () -> engine.crc32c(phys, 8, 0));
+        assertEquals(Errno.ENODEV, gone.errno());
+    }
+
+    @Test
+    void theHardwareLeavingIsASurpriseRemovalTheDriverSurvives() {
+        CrcModel model = new CrcModel();
+        machine.devices().registerDriver(driver);
+        assertEquals(List.of(), published, "an absent slot binds nothing");
+        machine.addModel(model);
+        assertEquals(1, published.size(), "hot-add: the driver bound");
+        assertTrue(machine.removeModel(model));
+        assertEquals(List.of(), published);
+        assertEquals(0, machine.activeDmaMappings());
+        assertFalse(threadAlive(IRQ_THREAD));
+        machine.addModel(model);
+        assertEquals(1, published.size(), "the hardware coming back binds again");
+    }
+
+    @Test
+    void badRequestsAreRefusedWithTheValueAndLeaveNothingMapped() {
+        machine.addModel(new CrcModel());
+        machine.devices().registerDriver(driver);
+        CrcOffload engine = published.getFirst();
+        long phys = hostBuffer(new byte[16]);
+        ErrnoException zero = assertThrows(ErrnoException.class, () -> engine.crc32c(phys, 0, 0));
+        assertEquals(Errno.EINVAL, zero.errno());
+        assertTrue(zero.getMessage().contains("length 0"), zero.getMessage());
+        ErrnoException big = assertThrows(ErrnoException.class, () -> engine.crc32c(phys, CrcOffload.MAX_LENGTH + 1, 0));
+        assertEquals(Errno.EINVAL, big.errno());
+        ErrnoException outside = assertThrows(ErrnoException.class, () -> engine.crc32c(machine.memory().size(), 16, 0));
+        assertEquals(Errno.EFAULT, outside.errno(), outside.getMessage());
+        assertEquals(1, machine.activeDmaMappings(), "only the ring");
+    }
+
+    @Test
+    void theDriverClaimsOnlyItsEngine() {
+        machine.addModel(new CrcModel());
+        machine.devices().registerDriver(driver);
+        assertEquals(List.of(CRC), machine.devices().devices().stream().filter(d -> d.driver().isPresent())
+                .map(d -> d.name()).toList());
+    }
+}
