@@ -34,6 +34,10 @@ public final class ConfigSpace {
     private final byte[] w1cmask = new byte[SIZE];
     /** The command register, kept apart so that a device's every transaction reads Bus Master Enable without the monitor. */
     private volatile int command;
+    /** Whether the function is in D3hot: it decodes no memory and masters nothing, only config space answers. */
+    private volatile boolean d3hot;
+    /** Offset of the Power Management capability, or -1. */
+    private int pmPos = -1;
     /**
      * Whether the hardware answers at all: while false (its device model is not loaded, or left) every read returns
      * all-ones and writes are dropped, as config requests to an empty slot end in a master abort.
@@ -134,7 +138,24 @@ public final class ConfigSpace {
         if (offset < COMMAND + 2 && offset + size > COMMAND) {
             command = (data[COMMAND] & 0xFF) | (data[COMMAND + 1] & 0xFF) << 8;
         }
+        if (pmPos >= 0 && offset < pmPos + PM_CTRL + 2 && offset + size > pmPos + PM_CTRL) {
+            powerStateWritten();
+        }
         writes.incrementAndGet();
+    }
+
+    /**
+     * PCI PM 1.2, 5.6.2: a write of a power state the function does not support (D1, D2 here: PMC advertises
+     * neither) leaves the state as it was; D3hot stops memory decoding and bus mastering until D0.
+     */
+    private void powerStateWritten() {
+        int at = pmPos + PM_CTRL;
+        int state = data[at] & PM_CTRL_STATE_MASK;
+        if (state == 1 || state == 2) {
+            data[at] = (byte) ((data[at] & ~PM_CTRL_STATE_MASK) | (d3hot ? 3 : 0));
+        } else {
+            d3hot = state == 3;
+        }
     }
 
     /**
@@ -227,12 +248,17 @@ public final class ConfigSpace {
 
     /** Whether the Bus Master Enable bit is set: the function may issue DMA ({@code pci_set_master}). */
     public boolean busMasterEnabled() {
-        return present && (command & COMMAND_MASTER) != 0;
+        return present && !d3hot && (command & COMMAND_MASTER) != 0;
     }
 
     /** Whether Memory Space Enable is set: the function decodes its memory BARs. */
     public boolean memorySpaceEnabled() {
-        return present && (command & COMMAND_MEMORY) != 0;
+        return present && !d3hot && (command & COMMAND_MEMORY) != 0;
+    }
+
+    /** Whether the function is in D3hot ({@code PCI_PM_CTRL} state 3). */
+    public boolean inD3hot() {
+        return d3hot;
     }
 
     /** Whether the hardware answers config requests (see {@link PciFunction#absence()}). */
@@ -256,6 +282,7 @@ public final class ConfigSpace {
             }
             System.arraycopy(firmware, 0, data, 0, SIZE);
             command = (data[COMMAND] & 0xFF) | (data[COMMAND + 1] & 0xFF) << 8;
+            d3hot = false;
             writes.incrementAndGet();
         }
         for (WriteListener l : listeners) {
@@ -271,6 +298,7 @@ public final class ConfigSpace {
         synchronized (this) {
             System.arraycopy(powerOn, 0, data, 0, SIZE);
             command = 0;
+            d3hot = false;
             writes.incrementAndGet();
         }
         for (WriteListener l : listeners) {
@@ -608,6 +636,7 @@ public final class ConfigSpace {
             }
             layoutBars(cs, bridge ? 2 : 6);
             layoutCapabilities(cs);
+            cs.pmPos = cs.findCapability(CAP_ID_PM).orElse(-1);
             cs.powerOn = cs.data.clone();
             return cs;
         }

@@ -390,6 +390,24 @@ public final class PciFunction extends Device {
         }
     }
 
+    /**
+     * Moves the function to D0 or D3hot through its Power Management capability ({@code pci_set_power_state}). In
+     * D3hot it decodes no BAR and issues no DMA or interrupt message; back in D0 it keeps its state (No_Soft_Reset).
+     *
+     * @param d3hot true for D3hot, false for D0
+     * @throws ErrnoException {@code EIO} if the function has no Power Management capability, {@code ENODEV} if its
+     *                        hardware is absent
+     */
+    public void setPowerState(boolean d3hot) {
+        requireHardware("change power state");
+        OptionalInt pm = config.findCapability(PciRegs.CAP_ID_PM);
+        if (pm.isEmpty()) {
+            throw new ErrnoException(Errno.EIO, bdf + " has no Power Management capability");
+        }
+        int ctrl = pm.getAsInt() + PciRegs.PM_CTRL;
+        config.write(ctrl, 2, (config.read(ctrl, 2) & ~PciRegs.PM_CTRL_STATE_MASK) | (d3hot ? 3 : 0));
+    }
+
     /** Whether the function may master the bus (issue DMA). */
     public boolean busMasterEnabled() {
         return config.busMasterEnabled();
