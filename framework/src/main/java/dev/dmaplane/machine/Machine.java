@@ -35,12 +35,14 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.Objects;
 import java.util.ServiceConfigurationError;
 import java.util.ServiceLoader;
+import java.util.function.Function;
 
 /**
  * One simulated host, booted from a machine file: RAM, the PCI hierarchy with its emulated devices, the IOMMU
@@ -61,6 +63,8 @@ public final class Machine implements AutoCloseable {
     private final ModelBus models;
     /** The physical-map region of each memory BAR; filled at start, read-only afterwards. */
     private final Map<Bar, BarRegion> barRegions = new IdentityHashMap<>();
+    /** The per-machine cores of the layers above, in creation order; guarded by {@code this}. */
+    private final Map<Class<?>, Object> attachments = new LinkedHashMap<>();
     private long pciWindowReservations;
     private volatile boolean closed;
 
@@ -296,6 +300,30 @@ public final class Machine implements AutoCloseable {
         return new MemFs(memory, tracer, name, dax);
     }
 
+    /**
+     * The machine's one instance of {@code type}, made by {@code create} on the first call (the per-machine state
+     * of a subsystem the framework does not know, as a kernel subsystem keeps its own lists per host): the dma-buf
+     * and p2pdma cores live here, so every user of this machine, on a plain class path or in OSGi, sees the same
+     * one. An instance that is {@link AutoCloseable} is closed with the machine, after the drivers are unbound.
+     *
+     * @throws ErrnoException {@code EINVAL} when {@code create} returns null or no {@code type}, {@code ENODEV}
+     *                        after {@link #close}; nothing is kept then
+     */
+    public synchronized <T> T attachment(Class<T> type, Function<? super Machine, ? extends T> create) {
+        Objects.requireNonNull(type, "type");
+        Objects.requireNonNull(create, "create");
+        ErrnoException.check(!closed, Errno.ENODEV, "machine is closed: no " + type.getName() + " attaches to it");
+        Object existing = attachments.get(type);
+        if (existing != null) {
+            return type.cast(existing);
+        }
+        T made = create.apply(this);
+        ErrnoException.check(type.isInstance(made), Errno.EINVAL, "the factory of the machine's " + type.getName()
+                + " made " + (made == null ? "nothing" : "a " + made.getClass().getName()));
+        attachments.put(type, made);
+        return made;
+    }
+
     /** Live DMA mappings (streaming and coherent) of all devices. */
     public int activeDmaMappings() {
         return dma.activeMappings();
@@ -342,9 +370,39 @@ public final class Machine implements AutoCloseable {
             }
             dma.detach(d);
         }
+        ErrnoException attachmentFailure = closeAttachments();
         models.close();
         pci.close();
         memory.close();
+        if (attachmentFailure != null) {
+            throw attachmentFailure;
+        }
+    }
+
+    /**
+     * Closes the closeable attachments, newest first. A failing one is logged and the others still close; the
+     * failures come back as one {@code EIO} for {@link #close} to throw once the machine is down.
+     */
+    private ErrnoException closeAttachments() {
+        List<Object> made = new ArrayList<>(attachments.values());
+        attachments.clear();
+        ErrnoException failure = null;
+        for (int i = made.size() - 1; i >= 0; i--) {
+            if (made.get(i) instanceof AutoCloseable c) {
+                try {
+                    c.close();
+                } catch (Exception e) {
+                    LOG.error("closing the machine's {} failed; the machine closes on", c.getClass().getName(), e);
+                    if (failure == null) {
+                        failure = new ErrnoException(Errno.EIO, "closing the machine's " + c.getClass().getName()
+                                + " failed: " + e.getMessage(), e);
+                    } else {
+                        failure.addSuppressed(e);
+                    }
+                }
+            }
+        }
+        return failure;
     }
 
     public boolean isClosed() {
