@@ -79,7 +79,7 @@ public class DmaBufBenchmark {
             f.dma().setDmaMask(-1L);
         }
         heapBuf = new SystemHeap(bufs).allocate(SIZE);
-        VramExporter vram = new VramExporter(bufs, P2pDma.create(machine), machine.pci().function("03:00.0"), 2,
+        VramExporter vram = new VramExporter(bufs, P2pDma.of(machine), machine.pci().function("03:00.0"), 2,
                 VramExporter.Policy.MIGRATE_TO_HOST);
         vramHostBuf = vram.allocate(SIZE);
         vramHostBuf.resv().lock();

@@ -17,22 +17,19 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
-import java.util.Map;
 import java.util.Objects;
-import java.util.WeakHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The dma-buf core of one machine: {@link #export} ({@code dma_buf_export}), the list of live buffers
  * ({@code dmabuf_list}) and its {@code /sys/kernel/debug/dma_buf/bufinfo} view. One per {@link Machine}
- * ({@link #of}); the OSGi runtime reaches it the same way, so drivers and shell commands see one registry.
+ * ({@link #of}, kept as the machine's {@link Machine#attachment}); in OSGi the interop bundle offers that one as a
+ * service of this type, so drivers and shell commands see one registry.
  */
 public final class DmaBufs {
     /** {@code DMA_BUF_NAME_LEN} minus the terminator: the longest name {@link DmaBuf#setName} takes. */
     public static final int NAME_MAX = 31;
-
-    private static final Map<Machine, DmaBufs> REGISTRIES = Collections.synchronizedMap(new WeakHashMap<>());
 
     private final Tracer tracer;
     private final DmaDebug debug;
@@ -48,12 +45,14 @@ public final class DmaBufs {
         this.memory = memory;
     }
 
-    /** The registry of {@code machine}, made on first use. */
+    /**
+     * The registry of {@code machine}, made on first use and kept by the machine itself, so no state outlives it.
+     *
+     * @throws ErrnoException {@code ENODEV} for a closed machine
+     */
     public static DmaBufs of(Machine machine) {
         Objects.requireNonNull(machine, "machine");
-        synchronized (REGISTRIES) {
-            return REGISTRIES.computeIfAbsent(machine, m -> new DmaBufs(m.tracer(), m.dmaDebug(), m.memory()));
-        }
+        return machine.attachment(DmaBufs.class, m -> new DmaBufs(m.tracer(), m.dmaDebug(), m.memory()));
     }
 
     public Tracer tracer() {

@@ -8,6 +8,7 @@ import dev.dmaplane.pci.PciFunction;
 import org.osgi.annotation.versioning.ProviderType;
 
 import java.util.List;
+import java.util.Objects;
 import java.util.Optional;
 
 /**
@@ -15,13 +16,30 @@ import java.util.Optional;
  * keeps each provider's p2pmem, finds the closest published provider for a set of clients, and maps provider
  * memory for a client. Every decision is traced as {@link dev.dmaplane.trace.TraceKind#P2PDMA}.
  * <p>
- * One instance per machine holds the providers: drivers that share p2pmem must share the instance.
+ * One instance per machine ({@link #of}, kept as the machine's {@link Machine#attachment}) holds the providers, so
+ * p2pmem one driver publishes is found by every other; in OSGi the interop bundle offers it as a service of this
+ * type.
  */
 @ProviderType
 public interface P2pDma {
-    /** The p2pdma core for {@code machine}. */
+    /**
+     * The p2pdma core of {@code machine}, made on first use and kept by the machine itself.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code ENODEV} for a closed machine
+     */
+    static P2pDma of(Machine machine) {
+        Objects.requireNonNull(machine, "machine");
+        return machine.attachment(P2pDma.class, P2pDmaCore::new);
+    }
+
+    /**
+     * The p2pdma core of {@code machine}: the same instance as {@link #of}.
+     *
+     * @deprecated use {@link #of}; the name suggested a new registry per call, which hid published p2pmem
+     */
+    @Deprecated
     static P2pDma create(Machine machine) {
-        return new P2pDmaCore(machine);
+        return of(machine);
     }
 
     /**

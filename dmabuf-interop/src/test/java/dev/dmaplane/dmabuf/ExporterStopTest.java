@@ -42,7 +42,7 @@ class ExporterStopTest {
 
     private final Machine machine = Machine.bootDefault();
     private final DmaBufs bufs = DmaBufs.of(machine);
-    private final P2pDma p2p = P2pDma.create(machine);
+    private final P2pDma p2p = P2pDma.of(machine);
     private final PciFunction gpu = machine.pci().function("03:00.0");
     private final PciFunction hca = machine.pci().function("04:00.0");
     private final PciFunction hca2 = machine.pci().function("05:00.0");

@@ -47,7 +47,7 @@ class MoveRevokeTest {
     private final DmaBufs bufs = DmaBufs.of(machine);
     private final PciFunction gpu = machine.pci().function("03:00.0");
     private final PciFunction hca = machine.pci().function("05:00.0");
-    private final P2pDma p2p = P2pDma.create(machine);
+    private final P2pDma p2p = P2pDma.of(machine);
 
     @AfterEach
     void close() {

@@ -52,7 +52,7 @@ class MoveStormTest {
     private final PciFunction gpu = machine.pci().function("03:00.0");
     private final List<PciFunction> importers = List.of(machine.pci().function("04:00.0"),
             machine.pci().function("05:00.0"));
-    private final VramExporter vram = new VramExporter(bufs, P2pDma.create(machine), gpu, 2, Policy.MIGRATE_TO_HOST);
+    private final VramExporter vram = new VramExporter(bufs, P2pDma.of(machine), gpu, 2, Policy.MIGRATE_TO_HOST);
 
     private long bytesChecked;
     private long moves;

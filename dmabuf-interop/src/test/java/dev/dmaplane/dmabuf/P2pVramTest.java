@@ -62,7 +62,7 @@ class P2pVramTest {
         Rig(Machine m) {
             this.m = m;
             this.bufs = DmaBufs.of(m);
-            this.p2p = P2pDma.create(m);
+            this.p2p = P2pDma.of(m);
             this.gpu = m.pci().function("03:00.0");
             this.vram = gpu.bar(2).orElseThrow();
             this.hca = m.pci().function("04:00.0");

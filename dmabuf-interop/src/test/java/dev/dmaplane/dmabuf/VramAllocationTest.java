@@ -41,7 +41,7 @@ class VramAllocationTest {
 
     private VramExporter exporter() {
         Machine m = files.boot();
-        return new VramExporter(DmaBufs.of(m), P2pDma.create(m), m.pci().function("03:00.0"), 2, Policy.MIGRATE_TO_HOST);
+        return new VramExporter(DmaBufs.of(m), P2pDma.of(m), m.pci().function("03:00.0"), 2, Policy.MIGRATE_TO_HOST);
     }
 
     private static long vramSize(VramExporter ex) {

@@ -40,7 +40,7 @@ class P2pDistanceTest {
     @Test
     void twoDevicesUnderOneSwitchUseBusAddressesAtDistanceFour() {
         Machine m = files.boot();
-        P2pDma p2p = P2pDma.create(m);
+        P2pDma p2p = P2pDma.of(m);
         PciFunction gpu = fn(m, "03:00.0");
         PciFunction hca = fn(m, "04:00.0");
 
@@ -60,7 +60,7 @@ class P2pDistanceTest {
     @Test
     void acrossRootPortsTheHostBridgeDecidesAndThisOneSaysNo() {
         Machine m = files.boot();
-        P2pDma p2p = P2pDma.create(m);
+        P2pDma p2p = P2pDma.of(m);
         PciFunction gpu = fn(m, "03:00.0");
 
         P2pDistance d = p2p.distance(gpu, List.of(fn(m, "05:00.0")));
@@ -82,7 +82,7 @@ class P2pDistanceTest {
     @Test
     void aWhitelistedHostBridgeCarriesTheTrafficAtTheFullDistance() {
         Machine m = files.hostBridgeAllowsP2p().boot();
-        P2pDma p2p = P2pDma.create(m);
+        P2pDma p2p = P2pDma.of(m);
         PciFunction gpu = fn(m, "03:00.0");
 
         P2pDistance d = p2p.distance(gpu, List.of(fn(m, "05:00.0")));
@@ -97,7 +97,7 @@ class P2pDistanceTest {
     @Test
     void acsRedirectOnTheSwitchPortsForcesTheHostBridge() {
         Machine m = files.downstreamPortsAcs("[SV, RR, CR, UF]").boot();
-        P2pDma p2p = P2pDma.create(m);
+        P2pDma p2p = P2pDma.of(m);
         PciFunction gpu = fn(m, "03:00.0");
         P2pDistance d = p2p.distance(gpu, List.of(fn(m, "04:00.0")));
         assertEquals(MapType.NOT_SUPPORTED, d.mapType());
@@ -107,7 +107,7 @@ class P2pDistanceTest {
 
         Machine allowed = new MachineFiles().downstreamPortsAcs("[SV, RR, CR, UF]").hostBridgeAllowsP2p().boot();
         try {
-            P2pDistance t = P2pDma.create(allowed).distance(fn(allowed, "03:00.0"), List.of(fn(allowed, "04:00.0")));
+            P2pDistance t = P2pDma.of(allowed).distance(fn(allowed, "03:00.0"), List.of(fn(allowed, "04:00.0")));
             assertEquals(MapType.THRU_HOST_BRIDGE, t.mapType());
             assertEquals(4, t.distance(), "the distance is still counted through the common bridge");
         } finally {
@@ -120,7 +120,7 @@ class P2pDistanceTest {
         Machine m = files.downstreamPortsAcs("{capability: [SV, RR, CR, UF], control: [CR]}").boot();
         PciFunction gpu = fn(m, "03:00.0");
         PciFunction hca = fn(m, "04:00.0");
-        assertEquals(MapType.NOT_SUPPORTED, P2pDma.create(m).mapType(gpu, hca), "pci_bridge_has_acs_redir counts CR");
+        assertEquals(MapType.NOT_SUPPORTED, P2pDma.of(m).mapType(gpu, hca), "pci_bridge_has_acs_redir counts CR");
         assertInstanceOf(PciRoute.Peer.class, m.pci().route(hca, gpu.bar(2).orElseThrow().address()),
                 "CR reroutes completions only: the request itself is still switched");
     }
@@ -131,7 +131,7 @@ class P2pDistanceTest {
                 new MachineFiles().hostBridgeAllowsP2p(), new MachineFiles().nvmeCmb().switchHcaMemory())) {
             try (f) {
                 Machine m = f.boot();
-                P2pDma p2p = P2pDma.create(m);
+                P2pDma p2p = P2pDma.of(m);
                 for (PciFunction provider : m.pci().functions()) {
                     for (Bar bar : provider.bars()) {
                         for (PciFunction client : m.pci().functions()) {
@@ -152,7 +152,7 @@ class P2pDistanceTest {
     @Test
     void clientsAreJudgedByTheirPciFunction() {
         Machine m = files.boot();
-        P2pDma p2p = P2pDma.create(m);
+        P2pDma p2p = P2pDma.of(m);
         PciFunction gpu = fn(m, "03:00.0");
         Device aux = m.devices().addAuxDevice(fn(m, "04:00.0"), "hca", "rdma", 0, null);
         P2pDistance d = p2p.distance(gpu, List.of(aux));
@@ -179,7 +179,7 @@ class P2pDistanceTest {
     @Test
     void decisionsAreTracedAndForeignProvidersRefused() {
         Machine m = files.boot();
-        P2pDma p2p = P2pDma.create(m);
+        P2pDma p2p = P2pDma.of(m);
         long before = m.tracer().lastSeq();
         p2p.distance(fn(m, "03:00.0"), List.of(fn(m, "05:00.0")));
         var events = m.tracer().since(before).stream().filter(e -> e.kind() == TraceKind.P2PDMA).toList();

@@ -65,7 +65,7 @@ class P2pMapTest {
     @Test
     void underOneSwitchTheHcaWritesVramByBusAddressAndTheIommuNeverKnows() {
         Machine m = files.boot();
-        P2pDma p2p = P2pDma.create(m);
+        P2pDma p2p = P2pDma.of(m);
         PciFunction hca = m.pci().function("04:00.0");
         P2pAllocation a = vramAllocation(p2p, m, 64 * 1024);
 
@@ -95,7 +95,7 @@ class P2pMapTest {
     @Test
     void acrossTheRootComplexWithoutTheWhitelistMappingFailsWithEremoteio() {
         Machine m = files.boot();
-        P2pDma p2p = P2pDma.create(m);
+        P2pDma p2p = P2pDma.of(m);
         PciFunction hca2 = m.pci().function("05:00.0");
         P2pAllocation a = vramAllocation(p2p, m, 4096);
 
@@ -109,7 +109,7 @@ class P2pMapTest {
     @Test
     void throughAWhitelistedHostBridgeTheHcaReachesVramOnlyByItsIova() {
         Machine m = files.hostBridgeAllowsP2p().boot();
-        P2pDma p2p = P2pDma.create(m);
+        P2pDma p2p = P2pDma.of(m);
         PciFunction hca2 = m.pci().function("05:00.0");
         P2pAllocation a = vramAllocation(p2p, m, 64 * 1024);
         BusMaster dev = master(hca2);
@@ -135,7 +135,7 @@ class P2pMapTest {
     @Test
     void aClientThatLeftItsBusLeavesNothingMappedBehind() {
         Machine m = files.hostBridgeAllowsP2p().boot();
-        P2pDma p2p = P2pDma.create(m);
+        P2pDma p2p = P2pDma.of(m);
         PciFunction hca2 = m.pci().function("05:00.0");
         P2pAllocation a = vramAllocation(p2p, m, 4096);
         P2pMapping map = p2p.mapSg(hca2, a, DmaDirection.TO_DEVICE);
@@ -149,7 +149,7 @@ class P2pMapTest {
     @Test
     void acsRedirectOnTheSwitchSendsTheSamePairThroughTheHostBridge() {
         Machine m = files.downstreamPortsAcs("[SV, RR, CR, UF]").boot();
-        P2pDma p2p = P2pDma.create(m);
+        P2pDma p2p = P2pDma.of(m);
         PciFunction hca = m.pci().function("04:00.0");
         P2pAllocation a = vramAllocation(p2p, m, 4096);
         BusMaster dev = master(hca);
@@ -160,7 +160,7 @@ class P2pMapTest {
 
         Machine w = new MachineFiles().downstreamPortsAcs("[SV, RR, CR, UF]").hostBridgeAllowsP2p().boot();
         try {
-            P2pDma p2pW = P2pDma.create(w);
+            P2pDma p2pW = P2pDma.of(w);
             PciFunction hcaW = w.pci().function("04:00.0");
             P2pAllocation aw = vramAllocation(p2pW, w, 4096);
             P2pMapping map = p2pW.mapSg(hcaW, aw, DmaDirection.FROM_DEVICE);
@@ -177,7 +177,7 @@ class P2pMapTest {
     @Test
     void anAuxiliaryClientMapsThroughItsPciParent() {
         Machine m = files.boot();
-        P2pDma p2p = P2pDma.create(m);
+        P2pDma p2p = P2pDma.of(m);
         PciFunction hca = m.pci().function("04:00.0");
         Device rdma = m.devices().addAuxDevice(hca, "hca", "rdma", 0, null);
         P2pAllocation a = vramAllocation(p2p, m, 8192);
@@ -193,7 +193,7 @@ class P2pMapTest {
     @Test
     void mappingChecksItsArguments() {
         Machine m = files.boot();
-        P2pDma p2p = P2pDma.create(m);
+        P2pDma p2p = P2pDma.of(m);
         PciFunction hca = m.pci().function("04:00.0");
         P2pAllocation a = vramAllocation(p2p, m, 4096);
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> p2p.mapSg(hca, a, DmaDirection.NONE)).errno());
@@ -201,7 +201,7 @@ class P2pMapTest {
         p2p.memory(a.provider()).orElseThrow().free(a);
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> p2p.mapSg(hca, a, DmaDirection.TO_DEVICE)).errno(),
                 "a freed allocation");
-        P2pDma other = P2pDma.create(m);
+        P2pDma other = P2pDma.of(files.boot()); // a machine has one core: another core is another machine's
         P2pAllocation b = p2p.memory(a.provider()).orElseThrow().alloc(4096);
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> other.mapSg(hca, b, DmaDirection.TO_DEVICE)).errno(),
                 "p2pmem of another core");

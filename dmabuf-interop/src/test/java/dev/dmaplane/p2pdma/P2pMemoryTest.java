@@ -40,7 +40,7 @@ class P2pMemoryTest {
     @Test
     void addResourceTakesOnlyAPageAlignedRangeOfAMemoryBar() {
         Machine m = files.boot();
-        P2pDma p2p = P2pDma.create(m);
+        P2pDma p2p = P2pDma.of(m);
         PciFunction gpu = m.pci().function("03:00.0");
         long vram = 16L << 30;
 
@@ -71,7 +71,7 @@ class P2pMemoryTest {
         Machine m = files.boot();
         PciFunction gpu = m.pci().function("03:00.0");
         long base = gpu.bar(2).orElseThrow().address() + 2 * MIB;
-        P2pMemory mem = P2pDma.create(m).addResource(gpu, 2, MIB, 2 * MIB);
+        P2pMemory mem = P2pDma.of(m).addResource(gpu, 2, MIB, 2 * MIB);
 
         assertEquals(Errno.EINVAL, errno(() -> mem.alloc(0)));
         assertEquals(Errno.EINVAL, errno(() -> mem.alloc(-4096)));
@@ -106,7 +106,7 @@ class P2pMemoryTest {
         Machine m = files.boot();
         PciFunction gpu = m.pci().function("03:00.0");
         Bar vram = gpu.bar(2).orElseThrow();
-        P2pMemory mem = P2pDma.create(m).addResource(gpu, 2, 8 * MIB, MIB);
+        P2pMemory mem = P2pDma.of(m).addResource(gpu, 2, 8 * MIB, MIB);
 
         P2pAllocation a = mem.alloc(MIB + MIB / 2);
         assertEquals(vram.address() + 2 * MIB, a.busAddress(), "1.5 MiB from 1 MiB would straddle a 2 MiB chunk: placed at the next one");
@@ -134,7 +134,7 @@ class P2pMemoryTest {
     @Test
     void findManyPicksThePublishedProviderClosestToAllClients() {
         Machine m = files.nvmeCmb().switchHcaMemory().hostBridgeAllowsP2p().boot();
-        P2pDma p2p = P2pDma.create(m);
+        P2pDma p2p = P2pDma.of(m);
         PciFunction gpu = m.pci().function("03:00.0");
         PciFunction hca = m.pci().function("04:00.0");
         PciFunction hca2 = m.pci().function("05:00.0");
@@ -156,10 +156,35 @@ class P2pMemoryTest {
         assertTrue(m.tracer().select(e -> e.kind() == TraceKind.P2PDMA && e.detail().startsWith("find: 0000:04:00.0 is the closest")).size() >= 2);
     }
 
+    /**
+     * {@code pdev->p2pdma} hangs off the PCI device, so p2pmem one driver publishes is found by every other driver
+     * of the machine ({@code pci_p2pmem_find_many} walks all PCI devices): every way to reach the machine's core,
+     * the old {@code create} included, gives the one instance, and a new machine starts with none.
+     */
+    @Test
+    @SuppressWarnings("deprecation")
+    void p2pmemOneDriverPublishesIsFoundByEveryUserOfTheMachine() {
+        Machine m = files.boot();
+        PciFunction gpu = m.pci().function("03:00.0");
+        PciFunction hca = m.pci().function("04:00.0");
+        P2pDma provider = P2pDma.create(m);
+        P2pDma client = P2pDma.create(m);
+        P2pMemory vram = provider.addResource(gpu, 2, 4 * MIB, 0);
+        vram.publish(true);
+
+        assertSame(vram, client.findMany(List.of(hca)).orElseThrow(), "published p2pmem is the machine's, not one handle's");
+        assertSame(vram, client.memory(gpu).orElseThrow());
+        assertEquals(Errno.EBUSY, errno(() -> client.addResource(gpu, 2, MIB, 0)), "the range is taken machine-wide");
+        assertSame(provider, P2pDma.of(m));
+        Machine other = files.boot();
+        assertNotSame(provider, P2pDma.of(other), "one core per machine");
+        assertEquals(Optional.empty(), P2pDma.of(other).memory(other.pci().function("03:00.0")));
+    }
+
     @Test
     void findManyFindsNothingAcrossAHostBridgeThatForbidsIt() {
         Machine m = files.nvmeCmb().boot();
-        P2pDma p2p = P2pDma.create(m);
+        P2pDma p2p = P2pDma.of(m);
         p2p.addResource(m.pci().function("06:00.0"), 2, 0, 0).publish(true);
         p2p.addResource(m.pci().function("03:00.0"), 2, MIB, 0).publish(true);
         assertEquals(Optional.empty(), p2p.findMany(List.of(m.pci().function("05:00.0"))));
@@ -170,7 +195,7 @@ class P2pMemoryTest {
     void aProviderThatLeftItsBusHandsOutNothing() {
         Machine m = files.boot();
         PciFunction gpu = m.pci().function("03:00.0");
-        P2pMemory mem = P2pDma.create(m).addResource(gpu, 2, MIB, 0);
+        P2pMemory mem = P2pDma.of(m).addResource(gpu, 2, MIB, 0);
         m.hotUnplug(gpu);
         assertEquals(Errno.ENODEV, errno(() -> mem.alloc(4096)));
     }

@@ -297,7 +297,7 @@ class DmabufMrTest {
 
     @Test
     void vramReachedPeerToPeerThenMovedToHostMemoryIsMappedAgainOnTheNextAccess() {
-        VramExporter ex = new VramExporter(bufs, P2pDma.create(f.machine), f.machine.pci().function("03:00.0"), 2,
+        VramExporter ex = new VramExporter(bufs, P2pDma.of(f.machine), f.machine.pci().function("03:00.0"), 2,
                 Policy.MIGRATE_TO_HOST);
         DmaBuf buf = ex.allocate(SIZE);
         int maps = f.machine.activeDmaMappings(hca);
@@ -348,7 +348,7 @@ class DmabufMrTest {
 
     @Test
     void aRevokedBufferFailsTheNextAccessWithRemoteAccessError() {
-        VramExporter ex = new VramExporter(bufs, P2pDma.create(f.machine), f.machine.pci().function("03:00.0"), 2,
+        VramExporter ex = new VramExporter(bufs, P2pDma.of(f.machine), f.machine.pci().function("03:00.0"), 2,
                 Policy.MIGRATE_TO_HOST);
         DmaBuf buf = ex.allocate(SIZE);
         MemoryRegion mr = pd.regDmabufMr(0, SIZE, 0, buf, Fixture.ALL_REMOTE);
@@ -369,7 +369,7 @@ class DmabufMrTest {
 
     @Test
     void anExporterThatRefusesTheHcaLeavesNothingAttached() {
-        VramExporter ex = new VramExporter(bufs, P2pDma.create(f.machine), f.machine.pci().function("03:00.0"), 2,
+        VramExporter ex = new VramExporter(bufs, P2pDma.of(f.machine), f.machine.pci().function("03:00.0"), 2,
                 Policy.REFUSE);
         DmaBuf buf = ex.allocate(SIZE);
         VerbsContext far = f.core.device("rxe1").orElseThrow().open(f.mm);
@@ -400,7 +400,7 @@ class DmabufMrTest {
 
     @Test
     void hotUnplugOfTheHcaReleasesTheAttachment() {
-        VramExporter ex = new VramExporter(bufs, P2pDma.create(f.machine), f.machine.pci().function("03:00.0"), 2,
+        VramExporter ex = new VramExporter(bufs, P2pDma.of(f.machine), f.machine.pci().function("03:00.0"), 2,
                 Policy.MIGRATE_TO_HOST);
         DmaBuf buf = ex.allocate(SIZE);
         pd.regDmabufMr(0, SIZE, 0, buf, Fixture.ALL_REMOTE);
@@ -420,7 +420,7 @@ class DmabufMrTest {
             VerbsContext c = g.open();
             ProtectionDomain p = c.allocPd();
             DmaBufs registry = DmaBufs.of(g.machine);
-            VramExporter ex = new VramExporter(registry, P2pDma.create(g.machine), g.machine.pci().function("03:00.0"), 2,
+            VramExporter ex = new VramExporter(registry, P2pDma.of(g.machine), g.machine.pci().function("03:00.0"), 2,
                     Policy.MIGRATE_TO_HOST);
             DmaBuf buf = ex.allocate(SIZE);
             MemoryRegion mr = p.regDmabufMr(0, SIZE, 0, buf, Fixture.ALL_REMOTE);

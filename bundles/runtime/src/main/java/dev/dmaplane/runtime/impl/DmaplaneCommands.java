@@ -42,11 +42,13 @@ public final class DmaplaneCommands {
 
     private final Machine machine;
     private final DriverBinder binder;
+    private final DmaBufs dmaBufs;
 
     @Activate
-    public DmaplaneCommands(@Reference Machine machine, @Reference DriverBinder binder) {
+    public DmaplaneCommands(@Reference Machine machine, @Reference DriverBinder binder, @Reference DmaBufs dmaBufs) {
         this.machine = machine;
         this.binder = binder;
+        this.dmaBufs = dmaBufs;
     }
 
     /** {@code dmaplane:help}: what the commands do. */
@@ -78,7 +80,7 @@ public final class DmaplaneCommands {
 
     /** {@code dmaplane:dmabuf}: the machine's dma-bufs as {@code /sys/kernel/debug/dma_buf/bufinfo} shows them. */
     public String dmabuf() {
-        return DmaBufs.of(machine).bufinfo().strip();
+        return dmaBufs.bufinfo().strip();
     }
 
     /** {@code dmaplane:interrupts}: the machine's requested MSI-X vectors as {@code /proc/interrupts} shows them. */

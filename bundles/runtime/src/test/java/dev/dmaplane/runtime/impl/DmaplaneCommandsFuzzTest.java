@@ -2,6 +2,7 @@ package dev.dmaplane.runtime.impl;
 
 import com.code_intelligence.jazzer.api.FuzzedDataProvider;
 import com.code_intelligence.jazzer.junit.FuzzTest;
+import dev.dmaplane.dmabuf.DmaBufs;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.testing.FuzzRuns;
 import dev.dmaplane.testing.GogoCommands;
@@ -41,7 +42,7 @@ class DmaplaneCommandsFuzzTest {
     static void boot() {
         machine = RuntimeComponentsTest.bootWithModels();
         binder = new DriverBinder(machine);
-        commands = GogoCommands.of(new DmaplaneCommands(machine, binder));
+        commands = GogoCommands.of(new DmaplaneCommands(machine, binder, DmaBufs.of(machine)));
     }
 
     @AfterAll

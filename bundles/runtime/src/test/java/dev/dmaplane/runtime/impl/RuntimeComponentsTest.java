@@ -204,7 +204,7 @@ class RuntimeComponentsTest {
 
     @Test
     void commandsShowDevicesDriversTraceAndMemory() {
-        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder);
+        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder, DmaBufs.of(machine));
         assertEquals("no drivers registered", cmds.drivers());
         binder.bindDriver(new GpuDriver("gpu", machine), null);
 
@@ -239,7 +239,7 @@ class RuntimeComponentsTest {
      */
     @Test
     void usageErrorsAreEinvalNamingTheArgument() {
-        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder);
+        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder, DmaBufs.of(machine));
         Map<String, Executable> bad = Map.of(
                 "dmaplane:lspci: bad option ''", () -> cmds.lspci(""),
                 "dmaplane:lspci: bad option '-t' before '03:00.0'", () -> cmds.lspci("-t", "03:00.0"),
@@ -280,7 +280,7 @@ class RuntimeComponentsTest {
 
     @Test
     void lspciDrawsTheTreeWithDriversAndListsEveryFunction() {
-        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder);
+        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder, DmaBufs.of(machine));
         binder.bindDriver(new GpuDriver("gpu", machine), null);
         String out = cmds.lspci();
         for (String bdf : DEFAULT_BDFS) {
@@ -303,7 +303,7 @@ class RuntimeComponentsTest {
 
     @Test
     void iommuShowsGroupsDomainsMappingsAndFaults() {
-        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder);
+        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder, DmaBufs.of(machine));
         IommuGroup shared = machine.iommu().groupOf(machine.pci().function(GPU)).orElseThrow();
         assertEquals(List.of("0000:02:00.0", "0000:02:01.0", GPU, "0000:04:00.0"),
                 shared.devices().stream().map(Device::name).sorted().toList(),
@@ -380,7 +380,7 @@ class RuntimeComponentsTest {
     /** dmaplane:dmabuf is the debugfs bufinfo of the machine's dma-buf registry (drivers/dma-buf/dma-buf.c). */
     @Test
     void dmabufListsTheMachinesBuffersAsBufinfo() {
-        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder);
+        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder, DmaBufs.of(machine));
         assertTrue(cmds.dmabuf().endsWith("Total 0 objects, 0 bytes"), cmds.dmabuf());
         DmaBuf buf = new SystemHeap(DmaBufs.of(machine)).allocate(8192);
         buf.setName("frame");
@@ -395,7 +395,7 @@ class RuntimeComponentsTest {
     /** {@code dmaplane:interrupts} follows {@code /proc/interrupts} ({@code kernel/irq/proc.c show_interrupts}). */
     @Test
     void interruptsListsEveryRequestedVectorWithItsCount() {
-        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder);
+        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder, DmaBufs.of(machine));
         assertEquals("CPU0\n ERR:          0", cmds.interrupts().strip());
         PciFunction gpu = machine.pci().function(GPU);
         gpu.setMemorySpace(true);

@@ -61,7 +61,7 @@ class DmabufDataPathTest {
     }
 
     private VramExporter vram(Policy policy) {
-        return new VramExporter(bufs, P2pDma.create(h.machine), gpu, 2, policy);
+        return new VramExporter(bufs, P2pDma.of(h.machine), gpu, 2, policy);
     }
 
     private static byte[] cpuRead(DmaBuf buf, long off, int n) {
