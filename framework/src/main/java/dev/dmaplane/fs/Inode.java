@@ -2,7 +2,10 @@ package dev.dmaplane.fs;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.fs.impl.FileMapper;
 import dev.dmaplane.fs.impl.FileStore;
+import dev.dmaplane.fs.impl.InodePages;
+import dev.dmaplane.mem.HostMemory;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Collection;
@@ -47,6 +50,41 @@ public final class Inode {
      */
     public static final int F_SEAL_FUTURE_WRITE = 0x0010;
     private static final int ALL_SEALS = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE;
+
+    static {
+        InodePages.install(new InodePages.Ops() {
+            @Override
+            public void fault(Inode inode, long index, boolean write, LongConsumer install) {
+                inode.fault(index, write, install);
+            }
+
+            @Override
+            public void checkPagesInside(Inode inode, long firstIndex, long endIndex) {
+                inode.checkPagesInside(firstIndex, endIndex);
+            }
+
+            @Override
+            public void setPageDirty(Inode inode, long index, long pfn) {
+                inode.setPageDirty(index, pfn);
+            }
+
+            @Override
+            public void addMapper(Inode inode, FileMapper mapper) {
+                inode.replaceMappers(List.of(), List.of(mapper), true);
+            }
+
+            @Override
+            public void removeMapper(Inode inode, FileMapper mapper) {
+                inode.replaceMappers(List.of(mapper), List.of(), false);
+            }
+
+            @Override
+            public void replaceMappers(Inode inode, Collection<? extends FileMapper> remove,
+                                       Collection<? extends FileMapper> add) {
+                inode.replaceMappers(remove, add, false);
+            }
+        });
+    }
 
     private final MemFs fs;
     private final long ino;
@@ -386,7 +424,54 @@ public final class Inode {
         return pfn < 0 ? OptionalLong.empty() : OptionalLong.of(pfn);
     }
 
-    // address_space operations for the mm layer
+    /**
+     * Pins {@code count} pages from page {@code firstIndex} for a device, as {@code memfd_pin_folios}
+     * ({@code mm/gup.c}) does for udmabuf: each page is found or read in (its block allocated on DAX) as a fault
+     * would, and its frame pinned ({@code FOLL_PIN}) under the invalidate lock, so truncate cannot remove it between
+     * lookup and pin; a pinned frame outlives truncate and eviction until {@link #unpinPagesDirty}.
+     *
+     * @return the frames, in page order
+     * @throws ErrnoException {@code EINVAL} for a negative index or a count below 1, {@code EFAULT} for a page at or
+     *                        past the end of the file, {@code ENOMEM}, {@code ENOENT} for an evicted inode; nothing
+     *                        stays pinned then
+     */
+    public long[] pinPages(long firstIndex, int count) {
+        ErrnoException.check(firstIndex >= 0, Errno.EINVAL, "first page index must be >= 0, not " + firstIndex);
+        ErrnoException.check(count > 0, Errno.EINVAL, "page count must be > 0, not " + count);
+        HostMemory mem = fs.memory();
+        long[] pfns = new long[count];
+        int pinned = 0;
+        try {
+            for (; pinned < count; pinned++) {
+                int i = pinned;
+                fault(firstIndex + i, false, pfn -> {
+                    mem.pinPage(pfn);
+                    mem.putPage(pfn);
+                    pfns[i] = pfn;
+                });
+            }
+        } catch (RuntimeException e) {
+            for (int i = 0; i < pinned; i++) {
+                mem.unpinPage(pfns[i]);
+            }
+            throw e;
+        }
+        return pfns;
+    }
+
+    /**
+     * Drops pins {@link #pinPages} took on the pages from {@code firstIndex}, marking each page the frame still
+     * caches dirty first, as {@code unpin_user_pages_dirty_lock} with {@code make_dirty} does after a device wrote.
+     */
+    public void unpinPagesDirty(long firstIndex, long[] pfns) {
+        HostMemory mem = fs.memory();
+        for (int i = 0; i < pfns.length; i++) {
+            store.setDirty(firstIndex + i, pfns[i]);
+            mem.unpinPage(pfns[i]);
+        }
+    }
+
+    // address_space operations for the mm layer, reached through InodePages
 
     /**
      * Resolves a page fault on page {@code index} ({@code filemap_fault} / {@code dax_iomap_fault}): finds or
@@ -399,7 +484,7 @@ public final class Inode {
      *                        {@code SIGBUS}, which GUP reports as {@code EFAULT}), {@code ENOMEM}, {@code ENOENT}
      *                        for an evicted inode
      */
-    public void fault(long index, boolean write, LongConsumer install) {
+    private void fault(long index, boolean write, LongConsumer install) {
         invalidateLock.readLock().lock();
         try {
             checkAlive();
@@ -415,7 +500,7 @@ public final class Inode {
      * Throws {@code EFAULT} (SIGBUS) unless every page in {@code [firstIndex, endIndex)} lies before the end of
      * the file; lets the mm layer refuse an access before it changes anything.
      */
-    public void checkPagesInside(long firstIndex, long endIndex) {
+    private void checkPagesInside(long firstIndex, long endIndex) {
         checkAlive();
         if (endIndex > firstIndex) {
             checkInside(endIndex - 1);
@@ -423,33 +508,17 @@ public final class Inode {
     }
 
     /** Marks page {@code index} dirty if frame {@code pfn} still caches it ({@code set_page_dirty_lock}). */
-    public void setPageDirty(long index, long pfn) {
+    private void setPageDirty(long index, long pfn) {
         store.setDirty(index, pfn);
     }
 
     /**
-     * Adds a new mapping to {@code i_mmap} ({@code vma_link_file}); {@code ENOENT} for an evicted inode, and
-     * {@code EPERM} for one that may write while a write seal is set ({@code mapping_map_writable}: the seal came
-     * after the mapping's own check).
+     * Atomically replaces mappings in {@code i_mmap}, as adding ({@code vma_link_file}), removing, splitting or
+     * trimming a VMA does under {@code i_mmap_rwsem}; truncate never sees the file half unmapped. An unlinked inode
+     * left with no mapping is evicted. Adding fails with {@code ENOENT} for an evicted inode, and a {@code fresh}
+     * mapping that may write fails with {@code EPERM} while a write seal is set ({@code mapping_map_writable}: the
+     * seal came after the mapping's own check).
      */
-    public void addMapper(FileMapper mapper) {
-        replaceMappers(List.of(), List.of(mapper), true);
-    }
-
-    /** Removes a mapping from {@code i_mmap}; may evict an unlinked inode. */
-    public void removeMapper(FileMapper mapper) {
-        replaceMappers(List.of(mapper), List.of());
-    }
-
-    /**
-     * Atomically replaces mappings in {@code i_mmap}, as splitting or trimming a VMA does under
-     * {@code i_mmap_rwsem}; truncate never sees the file half unmapped. An unlinked inode left with no mapping is
-     * evicted.
-     */
-    public void replaceMappers(Collection<? extends FileMapper> remove, Collection<? extends FileMapper> add) {
-        replaceMappers(remove, add, false);
-    }
-
     private void replaceMappers(Collection<? extends FileMapper> remove, Collection<? extends FileMapper> add,
                                 boolean fresh) {
         boolean evictNow = false;

@@ -4,7 +4,7 @@
  * mappings before pages go.
  */
 @Export
-@Version("1.0.0")
+@Version("2.0.0")
 package dev.dmaplane.fs;
 
 import org.osgi.annotation.bundle.Export;

@@ -67,23 +67,11 @@ public final class Udmabuf {
         ErrnoException.check(offset <= memfd.size() - size, Errno.EINVAL, "udmabuf: range " + offset + "+" + size
                 + " passes the end of " + memfd.path() + " (size " + memfd.size() + ")");
         long first = offset >>> HostMemory.PAGE_SHIFT;
-        long[] pfns = new long[(int) pages];
-        int pinned = 0;
+        long[] pfns;
         try {
-            for (; pinned < pages; pinned++) {
-                int i = pinned;
-                memfd.fault(first + i, false, pfn -> {
-                    mem.pinPage(pfn);
-                    mem.putPage(pfn);
-                    pfns[i] = pfn;
-                });
-            }
-        } catch (RuntimeException e) {
-            for (int i = 0; i < pinned; i++) {
-                mem.unpinPage(pfns[i]);
-            }
-            throw e instanceof ErrnoException ee && ee.errno() == Errno.EFAULT
-                    ? new ErrnoException(Errno.EINVAL, "udmabuf: " + ee.getMessage(), ee) : e;
+            pfns = memfd.pinPages(first, (int) pages);
+        } catch (ErrnoException e) {
+            throw e.errno() == Errno.EFAULT ? new ErrnoException(Errno.EINVAL, "udmabuf: " + e.getMessage(), e) : e;
         }
         Pinned p = new Pinned(memfd, first, pfns);
         try {
@@ -112,10 +100,7 @@ public final class Udmabuf {
                 return;
             }
             released = true;
-            for (int i = 0; i < pfns.length; i++) {
-                file.setPageDirty(firstIndex + i, pfns[i]);
-                mem.unpinPage(pfns[i]);
-            }
+            file.unpinPagesDirty(firstIndex, pfns);
         }
 
         void copy(long offset, MemorySegment data, boolean write) {

@@ -1,6 +1,7 @@
 package dev.dmaplane.mm.impl;
 
 import dev.dmaplane.fs.Inode;
+import dev.dmaplane.fs.impl.InodePages;
 import dev.dmaplane.mm.InvalidateReason;
 import dev.dmaplane.mm.MmuRange;
 
@@ -58,7 +59,7 @@ final class Faults {
                 cowFault(mm, r, vpn);
             } else {
                 long index = r.fileIndex(vpn << PAGE_SHIFT);
-                r.inode().fault(index, dirtyShared, pfn -> {
+                InodePages.fault(r.inode(), index, dirtyShared, pfn -> {
                     if (!mm.installIfNone(vpn, Pte.of(pfn, false))) {
                         mm.mem.putPage(pfn);
                     }
@@ -83,7 +84,7 @@ final class Faults {
         boolean[] installed = {false};
         try {
             Inode inode = r.inode();
-            inode.fault(r.fileIndex(vpn << PAGE_SHIFT), false, src -> {
+            InodePages.fault(inode, r.fileIndex(vpn << PAGE_SHIFT), false, src -> {
                 try {
                     MemorySegment.copy(mm.mem.frame(src), 0, mm.mem.frame(copy), 0, PAGE_SIZE);
                 } finally {

@@ -3,6 +3,7 @@ package dev.dmaplane.mm.impl;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fs.Inode;
+import dev.dmaplane.fs.impl.InodePages;
 import dev.dmaplane.mm.PinFlags;
 import dev.dmaplane.mm.PinnedPages;
 import dev.dmaplane.mm.Prot;
@@ -82,7 +83,7 @@ public final class Gup {
                         owners[count - 1] = r.inode();
                         indexes[count - 1] = r.fileIndex(va);
                         if (write) {
-                            r.inode().setPageDirty(indexes[count - 1], pfn);
+                            InodePages.setPageDirty(r.inode(), indexes[count - 1], pfn);
                         }
                     }
                 }
@@ -146,7 +147,7 @@ public final class Gup {
                 try {
                     phys[(int) (vpn - firstVpn)] = Pte.pfn(pte) << PAGE_SHIFT;
                     if (write && !Pte.anon(pte)) {
-                        r.inode().setPageDirty(r.fileIndex(va), Pte.pfn(pte));
+                        InodePages.setPageDirty(r.inode(), r.fileIndex(va), Pte.pfn(pte));
                     }
                 } finally {
                     mm.ptl.unlock();

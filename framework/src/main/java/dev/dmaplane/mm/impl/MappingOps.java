@@ -3,6 +3,7 @@ package dev.dmaplane.mm.impl;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fs.Inode;
+import dev.dmaplane.fs.impl.InodePages;
 import dev.dmaplane.mm.InvalidateReason;
 import dev.dmaplane.mm.MmuRange;
 import dev.dmaplane.mm.Prot;
@@ -69,7 +70,7 @@ public final class MappingOps {
             Region region = new Region(mm, addr, addr + len, prot, backing, mayWrite(backing, prot));
             Inode inode = region.inode();
             if (inode != null) {
-                inode.addMapper(region);
+                InodePages.addMapper(inode, region);
             }
             try {
                 if (fixedAddr != -1) {
@@ -78,7 +79,7 @@ public final class MappingOps {
                 mm.vmas.insert(region);
             } catch (RuntimeException e) {
                 if (inode != null) {
-                    inode.removeMapper(region);
+                    InodePages.removeMapper(inode, region);
                 }
                 throw e;
             }
@@ -221,7 +222,7 @@ public final class MappingOps {
             mm.vmas.clear();
             for (Region r : all) {
                 if (r.inode() != null) {
-                    r.inode().removeMapper(r);
+                    InodePages.removeMapper(r.inode(), r);
                 }
             }
         } finally {
@@ -258,7 +259,7 @@ public final class MappingOps {
         }
         Inode inode = old.inode();
         if (inode != null) {
-            inode.replaceMappers(List.of(old), pieces);
+            InodePages.replaceMappers(inode, List.of(old), pieces);
         }
     }
 

@@ -2,6 +2,7 @@ package dev.dmaplane.mm.impl;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.fs.impl.InodePages;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.mm.IntervalNotifier;
 import dev.dmaplane.mm.IntervalSubscription;
@@ -204,7 +205,7 @@ public final class Mm {
         }
         long s = Math.max(start, r.start);
         long e = Math.min(end, r.end);
-        r.inode().checkPagesInside(r.fileIndex(s), r.fileIndex(e - 1) + 1);
+        InodePages.checkPagesInside(r.inode(), r.fileIndex(s), r.fileIndex(e - 1) + 1);
     }
 
     /** Reads one entry under the page-table lock. */

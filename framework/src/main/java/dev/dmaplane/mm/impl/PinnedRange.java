@@ -4,6 +4,7 @@ import dev.dmaplane.dma.SgTable;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fs.Inode;
+import dev.dmaplane.fs.impl.InodePages;
 import dev.dmaplane.mm.PinFlags;
 import dev.dmaplane.mm.PinnedPages;
 import dev.dmaplane.trace.TraceKind;
@@ -117,7 +118,7 @@ final class PinnedRange implements PinnedPages {
         if (dirty && owners != null) {
             for (int i = 0; i < pfns.length; i++) {
                 if (owners[i] != null) {
-                    owners[i].setPageDirty(indexes[i], pfns[i]);
+                    InodePages.setPageDirty(owners[i], indexes[i], pfns[i]);
                 }
             }
         }

@@ -1,6 +1,6 @@
 package dev.dmaplane.mm.impl;
 
-import dev.dmaplane.fs.FileMapper;
+import dev.dmaplane.fs.impl.FileMapper;
 import dev.dmaplane.fs.Inode;
 import dev.dmaplane.mm.InvalidateReason;
 import dev.dmaplane.mm.Prot;

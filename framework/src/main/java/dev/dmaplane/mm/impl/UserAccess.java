@@ -2,6 +2,7 @@ package dev.dmaplane.mm.impl;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.fs.impl.InodePages;
 import dev.dmaplane.mm.Prot;
 
 import java.lang.foreign.MemorySegment;
@@ -77,7 +78,7 @@ public final class UserAccess {
                     mm.ptl.unlock();
                 }
                 if (write && r.shared()) {
-                    r.inode().setPageDirty(r.fileIndex(at), pfn);
+                    InodePages.setPageDirty(r.inode(), r.fileIndex(at), pfn);
                 }
                 done += n;
             }

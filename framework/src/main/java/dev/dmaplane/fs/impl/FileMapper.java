@@ -1,6 +1,4 @@
-package dev.dmaplane.fs;
-
-import org.osgi.annotation.versioning.ProviderType;
+package dev.dmaplane.fs.impl;
 
 /**
  * One mapping of an inode's pages into an address space: an entry of the inode's {@code i_mmap} tree, which
@@ -8,7 +6,6 @@ import org.osgi.annotation.versioning.ProviderType;
  * maps a file; the file system calls it with its invalidate lock held for writing, so no fault can map the pages
  * again while they are being removed.
  */
-@ProviderType
 public interface FileMapper {
     /**
      * Invalidates this mapping's view of file pages {@code [firstIndex, endIndex)}: tells interval notifiers
