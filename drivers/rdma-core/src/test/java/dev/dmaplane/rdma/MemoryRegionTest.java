@@ -201,7 +201,11 @@ class MemoryRegionTest {
                 () -> mr.rereg(ReregFlags.CHANGE_ACCESS, null, 0, 0, Access.REMOTE_WRITE)).errno());
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
                 () -> mr.rereg(ReregFlags.CHANGE_TRANSLATION, null, b, 0, 0)).errno());
-        assertEquals(key, mr.lkey(), "refused reregistrations change nothing");
+        ErrnoException silent = assertThrows(ErrnoException.class,
+                () -> mr.rereg(ReregFlags.CHANGE_TRANSLATION, null, b, 2 * PAGE, Access.LOCAL_WRITE | Access.REMOTE_READ));
+        assertEquals(Errno.EINVAL, silent.errno(), "libibverbs verbs.c: access without IBV_REREG_MR_CHANGE_ACCESS");
+        assertTrue(silent.getMessage().contains("access 0x"), silent.getMessage());
+                assertEquals(key, mr.lkey(), "refused reregistrations change nothing");
 
         mr.rereg(ReregFlags.CHANGE_TRANSLATION | ReregFlags.CHANGE_PD, pd2, b, 2 * PAGE, 0);
         assertEquals(pins - 6, f.machine.memory().pinsOutstanding(), "8 pages unpinned, 2 pinned");

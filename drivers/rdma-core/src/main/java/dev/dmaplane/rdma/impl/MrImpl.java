@@ -262,8 +262,18 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
             if (flags == 0 || (flags & ~ReregFlags.ALL) != 0) {
                 throw new ErrnoException(Errno.EINVAL, "rereg flags 0x" + Integer.toHexString(flags));
             }
+            // libibverbs verbs.c ibv_rereg_mr: access flags mean nothing without IBV_REREG_MR_CHANGE_ACCESS
+            if (newAccess != 0 && (flags & ReregFlags.CHANGE_ACCESS) == 0) {
+                throw new ErrnoException(Errno.EINVAL, "rereg access 0x" + Integer.toHexString(newAccess)
+                        + " given without IBV_REREG_MR_CHANGE_ACCESS in flags 0x" + Integer.toHexString(flags));
+            }
+            if ((flags & ReregFlags.CHANGE_TRANSLATION) != 0 && newLength == 0) {
+                throw new ErrnoException(Errno.EINVAL, "rereg to length 0 at address 0x" + Long.toHexString(newAddr));
+            }
             if (boundWindows.get() > 0) {
-                throw new ErrnoException(Errno.EBUSY, "mr " + handle() + " has memory windows bound");
+                // the errno rxe_dereg_mr gives for the same state (IBA 10.6.7.2.6), so dereg and rereg agree
+                throw new ErrnoException(Errno.EINVAL, "mr " + handle() + " has " + boundWindows.get()
+                        + " memory window(s) bound");
             }
             PdImpl targetPd = pd;
             if ((flags & ReregFlags.CHANGE_PD) != 0) {

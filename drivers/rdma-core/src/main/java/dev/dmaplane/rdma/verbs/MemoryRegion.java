@@ -47,7 +47,8 @@ public interface MemoryRegion extends VerbsObject {
      * and/or the access, as {@code flags} ({@link ReregFlags}) say; the keys keep their index and get a new 8-bit
      * key. On failure the region is unchanged.
      *
-     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for no or unknown flags, bad new values, or windows
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for no or unknown flags, access flags without
+     *                                           {@link ReregFlags#CHANGE_ACCESS}, bad new values, or windows
      *                                           bound to the region; {@code EOPNOTSUPP} for a new translation of
      *                                           a dma-buf region (its translation is the buffer's)
      */

@@ -65,7 +65,7 @@ class ReregDeregRaceTest {
         };
 
         Blocked.Call<Void> rereg = Blocked.run("rereg", () -> mr.rereg(ReregFlags.CHANGE_TRANSLATION, null, b, 4 * PAGE,
-                Access.LOCAL_WRITE));
+                0));
         assertTrue(checked.await(Blocked.TIMEOUT.toNanos(), TimeUnit.NANOSECONDS), "the rereg passed its checks");
         Blocked.Call<Void> dereg = Blocked.run("dereg", mr::destroy);
         awaitDoneOrBlockedIn(dereg, RELEASE);
@@ -95,7 +95,7 @@ class ReregDeregRaceTest {
         long after = f.machine.memory().pinsOutstanding();
         assertEquals(pins - 2, after);
         ErrnoException e = assertThrows(ErrnoException.class,
-                () -> mr.rereg(ReregFlags.CHANGE_TRANSLATION, null, a, PAGE, Access.LOCAL_WRITE));
+                () -> mr.rereg(ReregFlags.CHANGE_TRANSLATION, null, a, PAGE, 0));
         assertEquals(Errno.EINVAL, e.errno());
         assertEquals(after, f.machine.memory().pinsOutstanding(), "the refused rereg pinned nothing");
     }

@@ -208,7 +208,8 @@ class VerbsSequenceTest {
                     long off = 4096L * rnd.nextInt((int) ((ARENA - len) / 4096));
                     int flags = 1 + rnd.nextInt(ReregFlags.ALL);
                     ProtectionDomain pd = rnd.nextBoolean() ? s.spare() : s.host().pd;
-                    mr.rereg(flags, pd, s.arena() + off, len, rnd.nextBoolean() ? Hcas.ALL : Access.LOCAL_WRITE);
+                    int access = rnd.nextBoolean() ? Hcas.ALL : Access.LOCAL_WRITE;
+                    mr.rereg(flags, pd, s.arena() + off, len, (flags & ReregFlags.CHANGE_ACCESS) != 0 ? access : 0);
                 }
             }
             case CREATE_PAIR -> {
