@@ -2,6 +2,7 @@ package dev.dmaplane.iommu;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.iommu.impl.FreeIovaTree;
 import dev.dmaplane.iommu.impl.IovaRcache;
 import dev.dmaplane.iommu.impl.LiveIovaTable;
@@ -48,14 +49,16 @@ public final class IovaAllocator {
     /**
      * Creates a domain covering {@code [startAddr, endAddrExclusive)} ({@code init_iova_domain}).
      *
-     * @param granule          the IOMMU page size: a power of two, at least 4096
+     * @param granule          the IOMMU page size: a power of two no larger than the CPU page size (4096), as
+     *                         {@code init_iova_domain} requires
      * @param startAddr        first usable IOVA, granule-aligned and above 0 so that IOVA 0 is never handed out
      * @param endAddrExclusive first IOVA past the domain, granule-aligned and above {@code startAddr}
      * @throws ErrnoException {@code EINVAL} naming the offending value
      */
     public IovaAllocator(long granule, long startAddr, long endAddrExclusive) {
-        if (granule < 4096 || Long.bitCount(granule) != 1) {
-            throw new ErrnoException(Errno.EINVAL, "IOVA granule must be a power of two >= 4096, not " + granule);
+        if (granule <= 0 || granule > HostMemory.PAGE_SIZE || Long.bitCount(granule) != 1) {
+            throw new ErrnoException(Errno.EINVAL, "IOVA granule must be a power of two no larger than the "
+                    + HostMemory.PAGE_SIZE + "-byte CPU page (init_iova_domain), not " + granule);
         }
         if (startAddr <= 0 || (startAddr & (granule - 1)) != 0) {
             throw new ErrnoException(Errno.EINVAL, "IOVA domain start must be > 0 and aligned to granule "

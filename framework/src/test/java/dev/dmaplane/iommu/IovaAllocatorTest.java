@@ -52,9 +52,13 @@ class IovaAllocatorTest {
         return (g < 32 ? pow2(g) : g) * K4;
     }
 
+    /** {@code init_iova_domain} ({@code drivers/iommu/iova.c}): the granule is a power of two no larger than PAGE_SIZE. */
     @Test
     void constructorRejectsBadGeometry() {
-        assertErrno(Errno.EINVAL, "2048", () -> new IovaAllocator(2048, K4, 1L << 32));
+        assertErrno(Errno.EINVAL, "8192", () -> new IovaAllocator(8192, 8192, 1L << 32));
+        assertErrno(Errno.EINVAL, "3072", () -> new IovaAllocator(3072, 3072, 3072L << 20));
+        assertErrno(Errno.EINVAL, "0", () -> new IovaAllocator(0, K4, 1L << 32));
+        assertEquals(2048, new IovaAllocator(2048, 2048, 1L << 32).granule(), "a sub-page granule is allowed");
         assertErrno(Errno.EINVAL, "12288", () -> new IovaAllocator(12288, 12288, 1L << 32));
         assertErrno(Errno.EINVAL, "0x0", () -> new IovaAllocator(K4, 0, 1L << 32));
         assertErrno(Errno.EINVAL, "0x1001", () -> new IovaAllocator(K4, 0x1001, 1L << 32));
