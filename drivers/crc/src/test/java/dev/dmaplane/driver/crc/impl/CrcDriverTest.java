@@ -14,12 +14,14 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.MemorySegment;
+import java.time.Duration;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.zip.CRC32C;
 
 import static dev.dmaplane.driver.crc.model.CrcRegs.IRQ_VECTOR;
+import static dev.dmaplane.driver.crc.model.CrcRegs.MAX_LENGTH;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
@@ -36,10 +38,10 @@ class CrcDriverTest {
             TopologyLoader.Format.YAML), Machine.Options.DEFAULT.withClassPathModels(false));
     private final PciFunction fn = machine.pci().function(CRC);
     private final List<CrcOffload> published = new CopyOnWriteArrayList<>();
-    private final CrcDriver driver = new CrcDriver(engine -> {
+    private final CrcDriver driver = new CrcDriver(machine, engine -> {
         published.add(engine);
         return () -> published.remove(engine);
-    });
+    }, Duration.ofSeconds(5));
 
     @AfterEach
     void close() {
@@ -75,7 +77,7 @@ class CrcDriverTest {
         CRC32C expected = new CRC32C();
         expected.update(data);
         for (int i = 0; i < 70; i++) { // more requests than the ring has commands
-            assertEquals((int) expected.getValue(), engine.crc32c(phys, data.length, 0));
+            assertEquals((int) expected.getValue(), engine.crc32c(phys, data.length));
         }
         assertEquals(1, machine.activeDmaMappings(), "each request unmapped its buffer before returning");
         IrqVectors irqs = IrqVectors.of(fn).orElseThrow();
@@ -90,7 +92,7 @@ class CrcDriverTest {
         assertFalse(fn.msix().orElseThrow().enabled());
         assertEquals(0, fn.devres().size());
         assertFalse(fn.busMasterEnabled());
-        ErrnoException gone = assertThrows(ErrnoException.class, () -> engine.crc32c(phys, 8, 0));
+        ErrnoException gone = assertThrows(ErrnoException.class, () -> engine.crc32c(phys, 8));
         assertEquals(Errno.ENODEV, gone.errno());
     }
 
@@ -115,14 +117,34 @@ class CrcDriverTest {
         machine.devices().registerDriver(driver);
         CrcOffload engine = published.getFirst();
         long phys = hostBuffer(new byte[16]);
-        ErrnoException zero = assertThrows(ErrnoException.class, () -> engine.crc32c(phys, 0, 0));
+        ErrnoException zero = assertThrows(ErrnoException.class, () -> engine.crc32c(phys, 0));
         assertEquals(Errno.EINVAL, zero.errno());
         assertTrue(zero.getMessage().contains("length 0"), zero.getMessage());
-        ErrnoException big = assertThrows(ErrnoException.class, () -> engine.crc32c(phys, CrcOffload.MAX_LENGTH + 1, 0));
+        ErrnoException big = assertThrows(ErrnoException.class, () -> engine.crc32c(phys, MAX_LENGTH + 1));
         assertEquals(Errno.EINVAL, big.errno());
-        ErrnoException outside = assertThrows(ErrnoException.class, () -> engine.crc32c(machine.memory().size(), 16, 0));
+        ErrnoException outside = assertThrows(ErrnoException.class, () -> engine.crc32c(machine.memory().size(), 16));
         assertEquals(Errno.EFAULT, outside.errno(), outside.getMessage());
         assertEquals(1, machine.activeDmaMappings(), "only the ring");
+    }
+
+    /** {@code crc:run}, after {@code crypto/tcrypt.c}: the engine's CRC32C against software's, bad sizes refused. */
+    @Test
+    void crcRunChecksEachEngineAgainstSoftware() {
+        machine.addModel(new CrcModel());
+        machine.devices().registerDriver(driver);
+        long frames = machine.memory().allocatedFrames();
+        byte[] data = new byte[100_000];
+        for (int i = 0; i < data.length; i++) {
+            data[i] = (byte) (31 * i + 7);
+        }
+        CRC32C expected = new CRC32C();
+        expected.update(data);
+        assertEquals(String.format("%s crc32c 0x%08x of 100000 bytes, matches software", CRC, expected.getValue()),
+                driver.run(100_000));
+        assertEquals(frames, machine.memory().allocatedFrames(), "the buffer went back");
+        ErrnoException big = assertThrows(ErrnoException.class, () -> driver.run((int) HostMemory.HUGE_PAGE_SIZE + 1));
+        assertEquals(Errno.EINVAL, big.errno());
+        assertTrue(big.getMessage().contains("size " + (HostMemory.HUGE_PAGE_SIZE + 1)), big.getMessage());
     }
 
     @Test
