@@ -161,8 +161,8 @@ public final class CrcDriver implements Driver {
             if (length < 1 || length > MAX_LENGTH) {
                 throw new ErrnoException(Errno.EINVAL, "crc32c length " + length + " outside 1.." + MAX_LENGTH);
             }
-            if ((regs.read(REG_CTRL, 8) & CTRL_HALTED) != 0) {
-                program(); // recover from a halt
+            if (regs.read(REG_CTRL, 8) != CTRL_ENABLE) {
+                program(); // halted, or reset after a request that did not complete
             }
             long bus = fn.dma().mapSingle(physAddr, length, DmaDirection.TO_DEVICE);
             try {
@@ -191,21 +191,22 @@ public final class CrcDriver implements Driver {
                 while ((st = (int) STATUS.getAcquire(cmd, (long) CMD_STATUS)) == ST_PENDING) {
                     long left = deadline - System.nanoTime();
                     if (left <= 0 || (regs.read(REG_CTRL, 8) & CTRL_HALTED) != 0) {
-                        throw incomplete(left <= 0 ? Errno.ETIMEDOUT : Errno.EIO, null);
+                        throw abandon(left <= 0 ? Errno.ETIMEDOUT : Errno.EIO, null);
                     }
                     completion.await(left, TimeUnit.NANOSECONDS);
                 }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
-                throw incomplete(Errno.EINTR, e);
+                throw abandon(Errno.EINTR, e);
             }
             return st;
         }
 
-        /** The error of a request whose command did not complete. */
-        private ErrnoException incomplete(Errno errno, Throwable cause) {
+        /** Resets the engine before the request's buffer is unmapped, so that its command can never run later. */
+        private ErrnoException abandon(Errno errno, Throwable cause) {
             String state = String.format("ctrl %#x, head %d", regs.read(REG_CTRL, 8), regs.read(REG_HEAD, 8));
-            return new ErrnoException(errno, String.format("%s: command %d not completed in %d ms (%s)",
+            regs.write(REG_CTRL, 8, CTRL_RESET);
+            return new ErrnoException(errno, String.format("%s: command %d not completed in %d ms (%s): engine reset",
                     fn.name(), tail - 1, timeout.toMillis(), state), cause);
         }
 

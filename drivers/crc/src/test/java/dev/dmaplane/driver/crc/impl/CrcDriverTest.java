@@ -4,9 +4,16 @@ import dev.dmaplane.driver.crc.CrcOffload;
 import dev.dmaplane.driver.crc.model.CrcModel;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.hw.DeviceModel;
+import dev.dmaplane.hw.ModelContext;
+import dev.dmaplane.hw.ModelDevice;
+import dev.dmaplane.hw.ModelDma;
 import dev.dmaplane.irq.IrqVectors;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.pci.Bar;
+import dev.dmaplane.pci.MmioHandler;
+import dev.dmaplane.pci.Msix;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.pci.TopologyLoader;
 import dev.dmaplane.testing.TestMachines;
@@ -16,12 +23,18 @@ import org.junit.jupiter.api.Test;
 import java.lang.foreign.MemorySegment;
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.zip.CRC32C;
 
 import static dev.dmaplane.driver.crc.model.CrcRegs.IRQ_VECTOR;
 import static dev.dmaplane.driver.crc.model.CrcRegs.MAX_LENGTH;
+import static dev.dmaplane.driver.crc.model.CrcRegs.REG_CTRL;
+import static dev.dmaplane.driver.crc.model.CrcRegs.REG_DOORBELL;
+import static dev.dmaplane.driver.crc.model.CrcRegs.REG_HEAD;
+import static dev.dmaplane.driver.crc.model.CrcRegs.CTRL_ENABLE;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
@@ -153,5 +166,97 @@ class CrcDriverTest {
         machine.devices().registerDriver(driver);
         assertEquals(List.of(CRC), machine.devices().devices().stream().filter(d -> d.driver().isPresent())
                 .map(d -> d.name()).toList());
+    }
+
+    /**
+     * A request that times out leaves its command in the ring: the driver must stop the engine before it unmaps the
+     * buffer, since a device must not touch a buffer after {@code dma_unmap_single}
+     * ({@code Documentation/core-api/dma-api.rst}), so the command never runs later and the next request sees only
+     * its own. The model loses the first doorbell write, as a hung engine would.
+     */
+    @Test
+    void aTimedOutCommandIsDroppedAndNeverRunsLater() {
+        AtomicBoolean loseDoorbell = new AtomicBoolean(true);
+        machine.addModel(new DeviceModel() {
+            @Override
+            public String name() {
+                return CrcModel.NAME;
+            }
+
+            @Override
+            public ModelDevice realize(ModelContext ctx) {
+                return new CrcModel().realize(new LosingDoorbell(ctx, loseDoorbell));
+            }
+        });
+        CrcDriver impatient = new CrcDriver(machine, engine -> {
+            published.add(engine);
+            return () -> published.remove(engine);
+        }, Duration.ofMillis(100));
+        machine.devices().registerDriver(impatient);
+        CrcOffload engine = published.getFirst();
+        byte[] data = new byte[4096];
+        new Random(5).nextBytes(data);
+        long phys = hostBuffer(data);
+        CRC32C expected = new CRC32C();
+        expected.update(data);
+
+        ErrnoException lost = assertThrows(ErrnoException.class, () -> engine.crc32c(phys, data.length));
+        assertEquals(Errno.ETIMEDOUT, lost.errno(), lost.getMessage());
+        assertFalse(loseDoorbell.get());
+        assertEquals(1, machine.activeDmaMappings(), "the timed-out request unmapped its buffer");
+        Bar.Mmio regs = fn.bar(0).orElseThrow().mmio();
+        assertEquals(0, regs.read(REG_CTRL, 8), "the engine was reset, so the queued command cannot run");
+
+        assertEquals((int) expected.getValue(), engine.crc32c(phys, data.length));
+        assertEquals(CTRL_ENABLE, regs.read(REG_CTRL, 8), "re-programmed by the next request");
+        assertEquals(1, regs.read(REG_HEAD, 8), "only the new command ran, not the timed-out one before it");
+        assertEquals(1, IrqVectors.of(fn).orElseThrow().interrupts(IRQ_VECTOR));
+        machine.devices().unregisterDriver(impatient);
+        assertEquals(0, machine.activeDmaMappings());
+    }
+
+    /** The model's context with its register BAR losing the first doorbell write while {@code lose} is set. */
+    private record LosingDoorbell(ModelContext ctx, AtomicBoolean lose) implements ModelContext {
+        @Override
+        public PciFunction function() {
+            return ctx.function();
+        }
+
+        @Override
+        public Map<String, String> properties() {
+            return ctx.properties();
+        }
+
+        @Override
+        public void registers(int bar, MmioHandler registers) {
+            ctx.registers(bar, new MmioHandler() {
+                @Override
+                public long read(long offset, int size) {
+                    return registers.read(offset, size);
+                }
+
+                @Override
+                public void write(long offset, int size, long value) {
+                    if (offset != REG_DOORBELL || !lose.getAndSet(false)) {
+                        registers.write(offset, size, value);
+                    }
+                }
+            });
+        }
+
+        @Override
+        public Bar.Memory deviceMemory(int bar) {
+            return ctx.deviceMemory(bar);
+        }
+
+        @Override
+        public ModelDma dma() {
+            return ctx.dma();
+        }
+
+        @Override
+        public Msix.Outcome raise(int vector) {
+            return ctx.raise(vector);
+        }
     }
 }
