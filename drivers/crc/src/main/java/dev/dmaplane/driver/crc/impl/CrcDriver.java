@@ -97,11 +97,12 @@ public final class CrcDriver implements Driver {
             }
             CRC32C software = new CRC32C();
             software.update(data.asByteBuffer());
-            return engines.stream().map(engine -> {
+            String out = engines.stream().map(engine -> {
                 int crc = engine.crc32c(pfn << HostMemory.PAGE_SHIFT, size);
                 return String.format("%s crc32c 0x%08x of %d bytes, %s", engine.device(), crc, size,
                         crc == (int) software.getValue() ? "matches software" : "MISMATCH with software");
             }).collect(Collectors.joining("\n"));
+            return out.isEmpty() ? "no CRC engine is bound" : out;
         } finally {
             machine.memory().putPage(pfn);
         }

@@ -143,8 +143,9 @@ class CrcDriverTest {
     /** {@code crc:run}, after {@code crypto/tcrypt.c}: the engine's CRC32C against software's, bad sizes refused. */
     @Test
     void crcRunChecksEachEngineAgainstSoftware() {
-        machine.addModel(new CrcModel());
         machine.devices().registerDriver(driver);
+        assertEquals("no CRC engine is bound", driver.run(16), "the hardware has not arrived yet");
+        machine.addModel(new CrcModel());
         long frames = machine.memory().allocatedFrames();
         byte[] data = new byte[100_000];
         for (int i = 0; i < data.length; i++) {
