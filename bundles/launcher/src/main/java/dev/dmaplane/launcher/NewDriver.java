@@ -48,7 +48,11 @@ final class NewDriver {
         if (Files.exists(dir)) {
             throw new IllegalArgumentException(dir + " already exists; choose another name or directory");
         }
+        // the Maven group leaves out the package's last segment when it is the name, so that the bundle symbolic
+        // names (group + artifact) come out as PACKAGE.model and PACKAGE.driver
+        String group = p.endsWith("." + name) ? p.substring(0, p.length() - name.length() - 1) : p;
         Map<String, String> tokens = Map.of(
+                "__group__", group,
                 "__name__", name,
                 "__Name__", name.substring(0, 1).toUpperCase(Locale.ROOT) + name.substring(1),
                 "__package__", p,

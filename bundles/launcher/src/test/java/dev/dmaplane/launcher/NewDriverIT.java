@@ -111,6 +111,8 @@ class NewDriverIT {
             Path deployedModel = Demo.deploy(model, rt.deployDir());
             Demo.await("acme bound", RuntimeIT.WAIT, () -> MachineState.boundTo(rt.status(), "acme").equals(List.of(ACCEL))
                     ? Optional.of(true) : Optional.empty());
+            assertTrue(rt.bundle("com.example.acme.model").isPresent() && rt.bundle("com.example.acme.driver").isPresent(),
+                    "bundle symbolic names are the packages'");
             assertEquals(ACCEL + ": 65536 bytes XORed with 0x5a by the device, 0 wrong; 1 interrupts",
                     rt.gogo("acme:xor 65536 90", RuntimeIT.WAIT));
             assertTrue(rt.gogo("dmaplane:interrupts", RuntimeIT.WAIT).contains("acme"));
