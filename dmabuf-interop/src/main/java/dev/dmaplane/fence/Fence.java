@@ -62,6 +62,18 @@ public final class Fence {
     }
 
     /**
+     * {@code dma_fence_get_status}: 0 while the fence is pending, 1 once it signalled, or the negative errno set with
+     * {@link #setError} once it signalled with one (asking the driver's {@link FenceOps#signaled} poll first, as
+     * {@link #isSignaled} does).
+     */
+    public int status() {
+        if (!isSignaled()) {
+            return 0;
+        }
+        return error().map(e -> -e.number()).orElse(1);
+    }
+
+    /**
      * {@code dma_fence_is_signaled}: whether the fence has signalled; if not, the driver's
      * {@link FenceOps#signaled} poll is asked and a {@code true} answer signals the fence here.
      */

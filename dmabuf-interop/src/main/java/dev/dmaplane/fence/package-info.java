@@ -4,7 +4,7 @@
  * wound/wait mutexes ({@code struct ww_mutex}) that let a driver lock many reservations without deadlock.
  */
 @Export
-@Version("1.0.0")
+@Version("1.1.0")
 package dev.dmaplane.fence;
 
 import org.osgi.annotation.bundle.Export;

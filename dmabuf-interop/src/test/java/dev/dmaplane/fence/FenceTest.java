@@ -100,6 +100,21 @@ class FenceTest {
         assertTrue(tracer.snapshot().getLast().detail().contains("error=ETIMEDOUT"));
     }
 
+    /** dma-fence.h {@code dma_fence_get_status}: 0 pending, 1 signalled, the negative errno of a failed fence. */
+    @Test
+    void statusIsPendingSignalledOrTheNegativeError() {
+        FenceContext ctx = FenceContext.allocate("gpu", "gfx");
+        Fence ok = ctx.createFence();
+        assertEquals(0, ok.status());
+        ok.signal();
+        assertEquals(1, ok.status());
+        Fence failed = ctx.createFence();
+        failed.setError(Errno.ETIMEDOUT);
+        assertEquals(0, failed.status(), "an error shows only once the fence signalled");
+        failed.signal();
+        assertEquals(-110, failed.status());
+    }
+
     /**
      * dma-fence.c {@code dma_fence_add_callback} / {@code dma_fence_remove_callback}: a callback runs once, in the
      * signalling thread; adding to a signalled fence is refused (-ENOENT); a removed callback never runs.
