@@ -94,7 +94,11 @@ public final class DeviceCore {
      * parent's current binding ends, as with the devm variant, or earlier by {@link #removeDevice}.
      */
     public AuxDevice addAuxDevice(Device parent, String modName, String devName, int id, Object platformData) {
-        Objects.requireNonNull(parent, "parent");
+        if (parent == null) {
+            // auxiliary_device_init: "aux_dev has a NULL parent" is -EINVAL
+            throw new ErrnoException(Errno.EINVAL, "auxiliary device " + modName + "." + devName + "." + id
+                    + " has no parent");
+        }
         lock.lock();
         try {
             if (!parent.isPresent()) {
@@ -115,8 +119,17 @@ public final class DeviceCore {
 
     /** Registers a driver ({@code driver_register}) and probes every unbound device it matches. */
     public void registerDriver(Driver driver) {
-        Objects.requireNonNull(driver, "driver");
-        Objects.requireNonNull(driver.matchTable(), "driver match table");
+        if (driver == null) {
+            throw new ErrnoException(Errno.EINVAL, "driver_register: the driver is null");
+        }
+        String name = driver.name();
+        if (name == null || name.isBlank()) {
+            throw new ErrnoException(Errno.EINVAL, "driver_register: " + driver.getClass().getName() + " has no name");
+        }
+        if (driver.matchTable() == null) {
+            // __auxiliary_driver_register: a driver without an id_table is -EINVAL
+            throw new ErrnoException(Errno.EINVAL, "driver_register: driver '" + name + "' has no ID table");
+        }
         lock.lock();
         try {
             for (Driver d : drivers) {
@@ -138,6 +151,9 @@ public final class DeviceCore {
 
     /** Unbinds the driver from every device it drives and forgets it ({@code driver_unregister}). */
     public void unregisterDriver(Driver driver) {
+        if (driver == null) {
+            throw new ErrnoException(Errno.EINVAL, "driver_unregister: the driver is null");
+        }
         lock.lock();
         try {
             if (!drivers.contains(driver)) {

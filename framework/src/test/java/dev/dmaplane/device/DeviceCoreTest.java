@@ -191,4 +191,22 @@ class DeviceCoreTest {
         assertTrue(c.devices().isEmpty());
         return c.lookupSteps();
     }
+
+    /**
+     * Bad arguments are errnos, never a NullPointerException: {@code auxiliary_device_init} answers a NULL parent,
+     * {@code __auxiliary_driver_register} a driver without an {@code id_table}, with -EINVAL.
+     */
+    @Test
+    void nullPartsAreEinvalNamingWhatIsMissing() {
+        ErrnoException orphan = assertThrows(ErrnoException.class, () -> core.addAuxDevice(null, "mlx5_core", "eth", 0, null));
+        assertEquals(Errno.EINVAL, orphan.errno());
+        assertTrue(orphan.getMessage().contains("mlx5_core.eth.0 has no parent"), orphan.getMessage());
+        ErrnoException noTable = assertThrows(ErrnoException.class, () -> core.registerDriver(driver("tableless", null, false)));
+        assertEquals(Errno.EINVAL, noTable.errno());
+        assertTrue(noTable.getMessage().contains("'tableless' has no ID table"), noTable.getMessage());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> core.registerDriver(null)).errno());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> core.unregisterDriver(null)).errno());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> core.registerDriver(driver(" ", MatchTable.of(), false))).errno());
+        assertTrue(core.drivers().isEmpty(), "nothing was registered");
+    }
 }
