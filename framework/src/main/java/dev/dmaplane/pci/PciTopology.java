@@ -274,6 +274,27 @@ public final class PciTopology implements AutoCloseable {
         return Lspci.verbose(fn, isolationGroupId(fn));
     }
 
+    /**
+     * Config space of every function that answers, as {@code lspci -x} ({@code bytes} 64), {@code -xxx} (256) or
+     * {@code -xxxx} (4096) dumps it: the text {@code lspci -F FILE} reads back.
+     *
+     * @throws ErrnoException {@code EINVAL} for another number of bytes
+     */
+    public String lspciHex(int bytes) {
+        return LspciHex.dump(functions, bytes);
+    }
+
+    /**
+     * {@link #lspciHex(int)} of {@code fn} alone ({@code lspci -s BDF -x}); empty while its slot is empty.
+     *
+     * @throws ErrnoException {@code EINVAL} for another number of bytes, {@code ENODEV} for a function of another
+     *                        topology
+     */
+    public String lspciHex(PciFunction fn, int bytes) {
+        requireOwn(fn);
+        return LspciHex.dump(List.of(fn), bytes);
+    }
+
     /** Whether {@link #close()} ran. */
     public boolean isClosed() {
         return pool.isClosed();

@@ -59,6 +59,8 @@ public final class DmaplaneCommands {
                 dmaplane:lspci -t           the tree only
                 dmaplane:lspci -v [BDF]     lspci -vv of one function (of all without BDF): command register,
                                             BARs, capabilities, ACS, IOMMU group, driver
+                dmaplane:lspci -x [BDF]     config space as lspci -x dumps it (-xxx: 256 bytes, -xxxx: 4096),
+                                            which the real lspci -F FILE -vvv decodes
                 dmaplane:iommu              IOMMU groups (devices, drivers, current/default domain), domains
                                             (type, mapped bytes), fault count
                 dmaplane:iommu faults       the faults the IOMMU recorded (device, IOVA, read/write, reason)
@@ -99,16 +101,19 @@ public final class DmaplaneCommands {
             case "-t" -> machine.pci().lspciTree().stripTrailing();
             case "-v", "-vv" -> machine.pci().functions().stream().map(f -> PciView.verbose(machine, f.name()))
                     .collect(Collectors.joining("\n\n"));
-            default -> throw usage("lspci", "option '" + option + "'", "dmaplane:lspci [-t | -v [BDF]]");
+            case "-x", "-xxx", "-xxxx" -> machine.pci().lspciHex(PciView.hexBytes(option));
+            default -> throw usage("lspci", "option '" + option + "'", "dmaplane:lspci [-t | -v [BDF] | -x[xx[x]] [BDF]]");
         };
     }
 
-    /** {@code dmaplane:lspci -v BDF}: {@code lspci -vv -s BDF}. */
+    /** {@code dmaplane:lspci -v BDF}: {@code lspci -vv -s BDF}; {@code dmaplane:lspci -x BDF}: {@code lspci -x -s BDF}. */
     public String lspci(String option, String bdf) {
-        if (!option.equals("-v") && !option.equals("-vv") && !option.equals("-s")) {
-            throw usage("lspci", "option '" + option + "' before '" + bdf + "'", "dmaplane:lspci -v BDF");
-        }
-        return PciView.verbose(machine, bdf);
+        return switch (option) {
+            case "-v", "-vv", "-s" -> PciView.verbose(machine, bdf);
+            case "-x", "-xxx", "-xxxx" -> PciView.hex(machine, bdf, PciView.hexBytes(option));
+            default -> throw usage("lspci", "option '" + option + "' before '" + bdf + "'",
+                    "dmaplane:lspci -v BDF | -x[xx[x]] BDF");
+        };
     }
 
     /** {@code dmaplane:iommu}: groups, domains and the fault count. */

@@ -40,9 +40,31 @@ final class PciView {
      * @throws ErrnoException {@code EINVAL} for a malformed BDF, {@code ENODEV} if no function has it
      */
     static String verbose(Machine machine, String bdf) {
+        return machine.pci().lspciVerbose(function(machine, bdf)).stripTrailing();
+    }
+
+    /**
+     * {@code lspci -x -s BDF} ({@code -xxx}, {@code -xxxx} for 256 or 4096 {@code bytes}).
+     *
+     * @throws ErrnoException {@code EINVAL} for a malformed BDF, {@code ENODEV} if no function has it
+     */
+    static String hex(Machine machine, String bdf, int bytes) {
+        return machine.pci().lspciHex(function(machine, bdf), bytes);
+    }
+
+    /** The bytes of config space {@code -x}, {@code -xxx} or {@code -xxxx} dumps. */
+    static int hexBytes(String option) {
+        return switch (option) {
+            case "-x" -> 64;
+            case "-xxx" -> 256;
+            case "-xxxx" -> 4096;
+            default -> throw new ErrnoException(Errno.EINVAL, "'" + option + "' is not -x, -xxx or -xxxx");
+        };
+    }
+
+    private static PciFunction function(Machine machine, String bdf) {
         Bdf parsed = Bdf.parse(bdf);
-        PciFunction fn = machine.pci().find(parsed).orElseThrow(() -> new ErrnoException(Errno.ENODEV,
+        return machine.pci().find(parsed).orElseThrow(() -> new ErrnoException(Errno.ENODEV,
                 "no PCI function " + parsed + " on this machine (dmaplane:lspci lists them)"));
-        return machine.pci().lspciVerbose(fn).stripTrailing();
     }
 }

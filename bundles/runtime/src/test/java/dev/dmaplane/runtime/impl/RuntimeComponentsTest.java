@@ -298,7 +298,23 @@ class RuntimeComponentsTest {
         assertTrue(v.contains("IOMMU group: " + gpuGroup) && v.contains("Kernel driver in use: gpu"), v);
         assertEquals(DEFAULT_BDFS.size(), cmds.lspci("-v").lines().filter(l -> l.startsWith("0000:")).count());
         assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, () -> cmds.lspci("-v", "0000:42:00.0")).errno());
-        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> cmds.lspci("-x")).errno());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> cmds.lspci("-y")).errno());
+    }
+
+    /** {@code dmaplane:lspci -x|-xxx|-xxxx [BDF]} prints config space as pciutils' {@code lspci.c show_hex_dump}. */
+    @Test
+    void lspciDashXDumpsConfigSpaceAsPciutils() {
+        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder);
+        String gpu = cmds.lspci("-x", "03:00.0");
+        assertTrue(gpu.startsWith("03:00.0 3D controller: Device 1da0:0001\n00: a0 1d 01 00 "), gpu);
+        assertEquals(machine.pci().lspciHex(machine.pci().function(GPU), 64), gpu);
+        assertEquals(1 + 16 + 1, cmds.lspci("-xxx", "03:00.0").lines().count());
+        assertEquals(1 + 256 + 1, cmds.lspci("-xxxx", "03:00.0").lines().count());
+        assertEquals(machine.pci().lspciHex(4096), cmds.lspci("-xxxx"));
+        assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, () -> cmds.lspci("-x", "0000:42:00.0")).errno());
+        ErrnoException e = assertThrows(ErrnoException.class, () -> cmds.lspci("-xx", "03:00.0"));
+        assertEquals(Errno.EINVAL, e.errno());
+        assertTrue(e.getMessage().contains("'-xx'"), e.getMessage());
     }
 
     @Test
