@@ -24,6 +24,12 @@ public final class TestMachines {
      * {@code model: crc}) at 0000:02:00.0.
      */
     public static final String SMALL_CRC = "small-crc.yaml";
+    /**
+     * 2 GiB of RAM, identity IOMMU domains, a root port over a switch (upstream port 01:00.0, downstream ports
+     * 02:00.0 with ACS and 02:01.0), a multi-function endpoint 03:00.0/03:00.1, a legacy endpoint 04:00.0, and an
+     * NVMe-class root complex integrated endpoint 00:02.0 with MSI-X.
+     */
+    public static final String SMALL_SWITCH = "small-switch.yaml";
 
     private TestMachines() {
     }
