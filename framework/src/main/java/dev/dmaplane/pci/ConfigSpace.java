@@ -701,7 +701,9 @@ public final class ConfigSpace {
                 // endpoints can Function Level Reset; Initiate FLR is writable and reads back as zero
                 boolean flr = !express.isBridge();
                 cs.init(EXP_POS + EXP_DEVCAP, 4, 0x0000_8001 | (flr ? EXP_DEVCAP_FLR : 0), 0);
-                cs.init(EXP_POS + EXP_DEVCTL, 2, 0x0010, flr ? 0xFFFF : 0x7FFF);
+                // PCIe Base Spec 7.5.3.4: Relaxed Ordering and No Snoop enabled, Max_Read_Request_Size 512 bytes
+                cs.init(EXP_POS + EXP_DEVCTL, 2, EXP_DEVCTL_RELAX_EN | EXP_DEVCTL_NOSNOOP_EN | EXP_DEVCTL_READRQ_512B,
+                        flr ? 0xFFFF : 0x7FFF);
                 cs.init(EXP_POS + EXP_LNKCAP, 4, 0x0000_0104, 0);
                 cs.init(EXP_POS + EXP_LNKCTL, 2, 0, 0x0FFF);
                 cs.init(EXP_POS + EXP_LNKSTA, 2, 0x0104, 0);

@@ -93,6 +93,14 @@ public final class PciRegs {
     public static final int EXP_DEVCAP_FLR = 0x1000_0000;
     /** Device Control: Initiate Function Level Reset, reads as zero ({@code PCI_EXP_DEVCTL_BCR_FLR}). */
     public static final int EXP_DEVCTL_BCR_FLR = 0x8000;
+    /** Device Control: Enable Relaxed Ordering ({@code PCI_EXP_DEVCTL_RELAX_EN}). */
+    public static final int EXP_DEVCTL_RELAX_EN = 0x0010;
+    /** Device Control: Enable No Snoop ({@code PCI_EXP_DEVCTL_NOSNOOP_EN}). */
+    public static final int EXP_DEVCTL_NOSNOOP_EN = 0x0800;
+    /** Device Control: Max_Read_Request_Size, 128 bytes shifted left by its value ({@code PCI_EXP_DEVCTL_READRQ}). */
+    public static final int EXP_DEVCTL_READRQ = 0x7000;
+    /** Device Control: Max_Read_Request_Size of 512 bytes ({@code PCI_EXP_DEVCTL_READRQ_512B}). */
+    public static final int EXP_DEVCTL_READRQ_512B = 0x2000;
     public static final int EXP_DEVSTA = 10;
     public static final int EXP_LNKCAP = 12;
     public static final int EXP_LNKCTL = 16;
