@@ -490,6 +490,10 @@ public final class ConfigSpace {
         private static final int MSI_POS = 0xA0;
         /** Multiple Message Capable is a 3-bit log2 field whose values above 5 are reserved: at most 32 vectors. */
         private static final int MSI_MAX_VECTORS = 32;
+        /** Link speed encodings of Max Link Speed and Target Link Speed: 2 is 5 GT/s, 4 is 16 GT/s. */
+        private static final int LINK_SPEED_5GT = 2;
+        private static final int LINK_SPEED_16GT = 4;
+        private static final int LINK_WIDTH_X16 = 16;
 
         private record BarDef(int index, long size, boolean is64, boolean prefetchable) {
         }
@@ -513,6 +517,8 @@ public final class ConfigSpace {
         private boolean msiMask;
         private Acs acsCap;
         private Acs acsCtrl;
+        private int portNumber;
+        private int slotNumber;
         private int primary = -1;
         private int secondary;
         private int subordinate;
@@ -584,6 +590,33 @@ public final class ConfigSpace {
         public Builder acs(Acs capability, Acs control) {
             this.acsCap = capability;
             this.acsCtrl = control;
+            return this;
+        }
+
+        /**
+         * The Port Number of the link (Link Capabilities bits 31:24, PCIe Base Spec 7.5.3.6), 0..255.
+         *
+         * @throws ErrnoException {@code EINVAL} naming a number outside 0..255
+         */
+        public Builder portNumber(int number) {
+            if (number < 0 || number > 0xFF) {
+                throw new ErrnoException(Errno.EINVAL, "port number " + number + " is outside 0..255");
+            }
+            this.portNumber = number;
+            return this;
+        }
+
+        /**
+         * The Physical Slot Number of a root or downstream port's slot (Slot Capabilities bits 31:19, PCIe Base Spec
+         * 7.5.3.9), 0..8191; ignored for a function without a slot.
+         *
+         * @throws ErrnoException {@code EINVAL} naming a number outside 0..8191
+         */
+        public Builder slotNumber(int number) {
+            if (number < 0 || number > 0x1FFF) {
+                throw new ErrnoException(Errno.EINVAL, "physical slot number " + number + " is outside 0..8191");
+            }
+            this.slotNumber = number;
             return this;
         }
 
@@ -704,9 +737,7 @@ public final class ConfigSpace {
                 // PCIe Base Spec 7.5.3.4: Relaxed Ordering and No Snoop enabled, Max_Read_Request_Size 512 bytes
                 cs.init(EXP_POS + EXP_DEVCTL, 2, EXP_DEVCTL_RELAX_EN | EXP_DEVCTL_NOSNOOP_EN | EXP_DEVCTL_READRQ_512B,
                         flr ? 0xFFFF : 0x7FFF);
-                cs.init(EXP_POS + EXP_LNKCAP, 4, 0x0000_0104, 0);
-                cs.init(EXP_POS + EXP_LNKCTL, 2, 0, 0x0FFF);
-                cs.init(EXP_POS + EXP_LNKSTA, 2, 0x0104, 0);
+                layoutLink(cs, slot);
             }
             if (msixVectors != 0) {
                 layoutMsix(cs);
@@ -729,6 +760,25 @@ public final class ConfigSpace {
                 cs.init(CFG_SPACE_SIZE + ACS_CAP, 2, acsCap.bits(), 0);
                 cs.init(CFG_SPACE_SIZE + ACS_CTRL, 2, acsCtrl.bits(), acsCap.bits());
             }
+        }
+
+        /**
+         * The link registers of a 16 GT/s x16 link (PCIe Base Spec 7.5.3.6, 7.5.3.18-19): Supported Link Speeds up to
+         * Max Link Speed, Target Link Speed at the highest of them; a Downstream Port above 5 GT/s reports Data Link
+         * Layer Link Active and bandwidth changes (7.5.3.6); a port with a slot carries its Physical Slot Number.
+         */
+        private void layoutLink(ConfigSpace cs, boolean slot) {
+            int maxSpeed = LINK_SPEED_16GT;
+            boolean activeReporting = slot && maxSpeed > LINK_SPEED_5GT;
+            cs.init(EXP_POS + EXP_LNKCAP, 4, (portNumber << 24) | (activeReporting ? EXP_LNKCAP_DLLLARC | EXP_LNKCAP_LBNC : 0)
+                    | LINK_WIDTH_X16 << 4 | maxSpeed, 0);
+            cs.init(EXP_POS + EXP_LNKCTL, 2, 0, 0x0FFF);
+            cs.init(EXP_POS + EXP_LNKSTA, 2, LINK_WIDTH_X16 << 4 | maxSpeed, 0);
+            if (slot) {
+                cs.init(EXP_POS + EXP_SLTCAP, 4, slotNumber << 19, 0);
+            }
+            cs.init(EXP_POS + EXP_LNKCAP2, 4, ((1 << maxSpeed) - 1) << 1, 0);
+            cs.init(EXP_POS + EXP_LNKCTL2, 2, maxSpeed, 0x0FFF);
         }
 
         private void layoutMsix(ConfigSpace cs) {

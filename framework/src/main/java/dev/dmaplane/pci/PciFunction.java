@@ -361,6 +361,20 @@ public final class PciFunction extends Device {
     }
 
     /**
+     * A Downstream Port that reports it (Link Capabilities DLLLARC) sets Data Link Layer Link Active while a device
+     * below answers and clears it when the last one leaves (PCIe Base Spec 7.5.3.8, what {@code pciehp} polls).
+     */
+    void updateLinkActive() {
+        OptionalInt exp = config.findCapability(PciRegs.CAP_ID_EXP);
+        if (subordinate == null || exp.isEmpty()
+                || (config.read(exp.getAsInt() + PciRegs.EXP_LNKCAP, 4) & PciRegs.EXP_LNKCAP_DLLLARC) == 0) {
+            return;
+        }
+        boolean active = subordinate.devices().stream().anyMatch(f -> f.absence().isEmpty());
+        config.hardwareUpdate(exp.getAsInt() + PciRegs.EXP_LNKSTA, 2, PciRegs.EXP_LNKSTA_DLLLA, active);
+    }
+
+    /**
      * Why this function's hardware does not answer (its device model is not loaded, or left), or empty while it
      * does. An absent function reads all-ones in config space, decodes no BAR and masters no DMA, as an empty slot.
      */
@@ -375,6 +389,7 @@ public final class PciFunction extends Device {
         }
         absence = Objects.requireNonNull(why, "why");
         config.setPresent(false);
+        upstreamBridge().ifPresent(PciFunction::updateLinkActive);
     }
 
     /**
@@ -385,6 +400,7 @@ public final class PciFunction extends Device {
         config.restoreFirmwareState();
         config.setPresent(true);
         absence = null;
+        upstreamBridge().ifPresent(PciFunction::updateLinkActive);
         if (msix != null) {
             msix.reset();
         }

@@ -103,8 +103,30 @@ public final class PciRegs {
     public static final int EXP_DEVCTL_READRQ_512B = 0x2000;
     public static final int EXP_DEVSTA = 10;
     public static final int EXP_LNKCAP = 12;
+    /** Link Capabilities: Max Link Speed, an index into Supported Link Speeds ({@code PCI_EXP_LNKCAP_SLS}). */
+    public static final int EXP_LNKCAP_SLS = 0x0000_000f;
+    /** Link Capabilities: Data Link Layer Link Active Reporting Capable ({@code PCI_EXP_LNKCAP_DLLLARC}). */
+    public static final int EXP_LNKCAP_DLLLARC = 0x0010_0000;
+    /** Link Capabilities: Link Bandwidth Notification Capable ({@code PCI_EXP_LNKCAP_LBNC}). */
+    public static final int EXP_LNKCAP_LBNC = 0x0020_0000;
+    /** Link Capabilities: Port Number ({@code PCI_EXP_LNKCAP_PN}). */
+    public static final int EXP_LNKCAP_PN = 0xff00_0000;
     public static final int EXP_LNKCTL = 16;
     public static final int EXP_LNKSTA = 18;
+    /** Link Status: Data Link Layer Link Active ({@code PCI_EXP_LNKSTA_DLLLA}). */
+    public static final int EXP_LNKSTA_DLLLA = 0x2000;
+    /** Slot Capabilities ({@code PCI_EXP_SLTCAP}). */
+    public static final int EXP_SLTCAP = 20;
+    /** Slot Capabilities: Physical Slot Number ({@code PCI_EXP_SLTCAP_PSN}). */
+    public static final int EXP_SLTCAP_PSN = 0xfff8_0000;
+    /** Link Capabilities 2 ({@code PCI_EXP_LNKCAP2}). */
+    public static final int EXP_LNKCAP2 = 0x2c;
+    /** Link Capabilities 2: Supported Link Speeds vector, bit 1 for 2.5 GT/s up ({@code PCI_EXP_LNKCAP2_SLS}). */
+    public static final int EXP_LNKCAP2_SLS = 0x0000_00fe;
+    /** Link Control 2 ({@code PCI_EXP_LNKCTL2}). */
+    public static final int EXP_LNKCTL2 = 0x30;
+    /** Link Control 2: Target Link Speed ({@code PCI_EXP_LNKCTL2_TLS}). */
+    public static final int EXP_LNKCTL2_TLS = 0x000f;
     /** Size of a version 2 PCI Express capability with slot and root registers ({@code PCI_CAP_EXP_SIZEOF}). */
     public static final int EXP_SIZEOF = 0x3c;
 

@@ -31,6 +31,8 @@ final class TopologyBuilder {
         Map<BusPlan.Node, MmioPlan.Layout> layout = mmio.functions();
         DeviceMemoryPool pool = new DeviceMemoryPool();
         AtomicInteger configWrites = new AtomicInteger();
+        // physical slot and port numbers of the downstream-facing ports, 1, 2, ... in enumeration order
+        AtomicInteger slots = new AtomicInteger();
         try {
             List<HostBridge> hosts = new ArrayList<>();
             for (BusPlan.Host h : plan) {
@@ -43,7 +45,7 @@ final class TopologyBuilder {
                 PciBus root = new PciBus(hb, hs.rootBus(), null, null);
                 hb.setRootBus(root);
                 for (BusPlan.Node n : h.children()) {
-                    add(n, root, hb, layout, pool, configWrites);
+                    add(n, root, hb, layout, pool, configWrites, slots);
                 }
                 hosts.add(hb);
             }
@@ -55,7 +57,7 @@ final class TopologyBuilder {
     }
 
     private static void add(BusPlan.Node n, PciBus bus, HostBridge hb, Map<BusPlan.Node, MmioPlan.Layout> layout,
-                            DeviceMemoryPool pool, AtomicInteger configWrites) {
+                            DeviceMemoryPool pool, AtomicInteger configWrites, AtomicInteger slots) {
         FunctionSpec s = n.spec();
         ConfigSpace cs;
         List<Bar> bars = new ArrayList<>();
@@ -65,6 +67,10 @@ final class TopologyBuilder {
                     .multifunction(s.multifunction() || s.bdf().function() > 0)
                     .express(s.type())
                     .writeCounter(configWrites);
+            if (s.type() == PciPortType.ROOT_PORT || s.type() == PciPortType.DOWNSTREAM) {
+                int number = slots.incrementAndGet();
+                b.portNumber(number).slotNumber(number);
+            }
             if (s.type().isBridge()) {
                 b.busNumbers(n.primary(), n.secondary(), n.subordinate());
             } else {
@@ -120,8 +126,9 @@ final class TopologyBuilder {
             bus.addChild(child);
             fn.setSubordinate(child);
             for (BusPlan.Node c : n.children()) {
-                add(c, child, hb, layout, pool, configWrites);
+                add(c, child, hb, layout, pool, configWrites, slots);
             }
+            fn.updateLinkActive();
         }
     }
 }

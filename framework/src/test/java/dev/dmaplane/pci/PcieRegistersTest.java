@@ -1,5 +1,7 @@
 package dev.dmaplane.pci;
 
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.testing.ExternalTool;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -9,7 +11,9 @@ import org.junit.jupiter.api.io.TempDir;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 
 import static dev.dmaplane.pci.PciRegs.*;
 import static org.junit.jupiter.api.Assertions.*;
@@ -40,6 +44,27 @@ class PcieRegistersTest {
         return fn.configSpace().read(exp(fn) + offset, size);
     }
 
+    private List<PciFunction> ports() {
+        return t.functions().stream().filter(f -> f.isBridge() && (reg(f, EXP_FLAGS, 2) & EXP_FLAGS_SLOT) != 0).toList();
+    }
+
+    /**
+     * 7.5.3.18 Link Capabilities 2: the Supported Link Speeds vector has a bit for every speed up to Max Link Speed
+     * (which indexes it), so {@code pcie_get_speed_cap} finds 16 GT/s there instead of "unknown"; 7.5.3.19 Link
+     * Control 2: Target Link Speed resets to the highest supported speed.
+     */
+    @Test
+    void supportedLinkSpeedsMatchLinkCapabilitiesAndTargetIsTheHighest() {
+        for (PciFunction fn : t.functions()) {
+            int maxSpeed = reg(fn, EXP_LNKCAP, 4) & EXP_LNKCAP_SLS;
+            int vector = reg(fn, EXP_LNKCAP2, 4) & EXP_LNKCAP2_SLS;
+            assertEquals(4, maxSpeed, fn + " is a 16 GT/s part");
+            assertEquals(0b11110, vector, fn + ": 2.5, 5, 8 and 16 GT/s");
+            assertEquals(maxSpeed, 31 - Integer.numberOfLeadingZeros(vector), fn + ": the highest supported speed is Max Link Speed");
+            assertEquals(maxSpeed, reg(fn, EXP_LNKCTL2, 2) & EXP_LNKCTL2_TLS, fn + ": Target Link Speed");
+        }
+    }
+
     /**
      * 7.5.3.4 Device Control: Enable Relaxed Ordering and Enable No Snoop default to 1b and Max_Read_Request_Size to
      * 010b (512 bytes), also after a Function Level Reset returns the registers to their defaults.
@@ -59,15 +84,69 @@ class PcieRegistersTest {
     }
 
     /**
-     * The same registers through pciutils' decode ({@code ls-caps.c} {@code cap_express_dev}): what a user of the real {@code lspci -vvv} would read.
+     * 7.5.3.6 Link Capabilities Port Number and 7.5.3.9 Slot Capabilities Physical Slot Number, which "must be
+     * globally unique within the chassis": every root and downstream port has its own, none of them 0.
      */
     @Test
-    void realLspciReadsThemAsAPcieFunction(@TempDir Path dir) throws Exception {
+    void everyPortHasItsOwnPhysicalSlotAndPortNumber() {
+        List<PciFunction> ports = ports();
+        assertEquals(5, ports.size(), "three root ports and the switch's two downstream ports");
+        Set<Integer> slots = new HashSet<>();
+        Set<Integer> portNumbers = new HashSet<>();
+        for (PciFunction p : ports) {
+            int slot = (reg(p, EXP_SLTCAP, 4) & EXP_SLTCAP_PSN) >>> 19;
+            int port = (reg(p, EXP_LNKCAP, 4) & EXP_LNKCAP_PN) >>> 24;
+            assertNotEquals(0, slot, p + " slot");
+            assertTrue(slots.add(slot), p + " slot #" + slot + " taken twice");
+            assertTrue(portNumbers.add(port), p + " port #" + port + " taken twice");
+        }
+        ErrnoException e = assertThrows(ErrnoException.class,
+                () -> ConfigSpace.builder(0x1da0, 1, 0x060400).slotNumber(8192));
+        assertEquals(Errno.EINVAL, e.errno());
+        assertTrue(e.getMessage().contains("8192"), e.getMessage());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> ConfigSpace.builder(0x1da0, 1, 0x060400).portNumber(256)).errno());
+    }
+
+    /**
+     * 7.5.3.6: a Downstream Port that supports speeds above 5 GT/s sets Data Link Layer Link Active Reporting Capable
+     * and Link Bandwidth Notification Capable; 7.5.3.8: its Link Status DLActive is set while the link to a device
+     * below is up, and clear once the device is gone (hot unplug), until new hardware arrives.
+     */
+    @Test
+    void downstreamPortsReportDataLinkLayerLinkActiveOnlyWithADeviceBelow() {
+        for (PciFunction p : ports()) {
+            int lnkcap = reg(p, EXP_LNKCAP, 4);
+            assertNotEquals(0, lnkcap & EXP_LNKCAP_DLLLARC, p + " LLActRep+");
+            assertNotEquals(0, lnkcap & EXP_LNKCAP_LBNC, p + " BwNot+");
+            assertNotEquals(0, reg(p, EXP_LNKSTA, 2) & EXP_LNKSTA_DLLLA, p + " DLActive+ with a device below");
+        }
+        PciFunction rp = t.function("00:02.0");
+        PciFunction nic = t.function("05:00.0");
+        t.removeHardware(nic, "surprise removal");
+        assertEquals(0, reg(rp, EXP_LNKSTA, 2) & EXP_LNKSTA_DLLLA, "DLActive- once the slot is empty");
+        t.insertHardware(nic);
+        assertNotEquals(0, reg(rp, EXP_LNKSTA, 2) & EXP_LNKSTA_DLLLA, "DLActive+ again with new hardware");
+        assertEquals(0, reg(t.function("01:00.0"), EXP_LNKCAP, 4) & EXP_LNKCAP_DLLLARC,
+                "an upstream port does not report its own link's state");
+    }
+
+    /**
+     * The same registers through pciutils' decode ({@code ls-caps.c} {@code cap_express_link}, {@code cap_express_link2},
+     * {@code cap_express_dev}, {@code cap_express_slot}): what a user of the real {@code lspci -vvv} would read.
+     */
+    @Test
+    void realLspciReadsThemAsASixteenGigatransferPort(@TempDir Path dir) throws Exception {
         ExternalTool lspci = ExternalTool.require("lspci", "apt-get install pciutils");
         Path dump = Files.writeString(dir.resolve("dump"), t.lspciHex(t.function("00:02.0"), ConfigSpace.SIZE));
         String port = lspci.run(Duration.ofSeconds(60), "-F", dump.toString(), "-vvv");
-        for (String field : List.of("MaxReadReq 512 bytes", "NoSnoop+", "RlxdOrd+")) {
+        for (String field : List.of("LnkCap2: Supported Link Speeds: 2.5-16GT/s", "LnkCtl2: Target Link Speed: 16GT/s",
+                "MaxReadReq 512 bytes", "NoSnoop+", "LLActRep+ BwNot+", "DLActive+", "Slot #4", "Port #4")) {
             assertTrue(port.contains(field), field + " in\n" + port);
         }
+        t.removeHardware(t.function("05:00.0"), "surprise removal");
+        Files.writeString(dump, t.lspciHex(t.function("00:02.0"), ConfigSpace.SIZE));
+        String empty = lspci.run(Duration.ofSeconds(60), "-F", dump.toString(), "-vvv");
+        assertTrue(empty.contains("DLActive-"), empty);
     }
 }
