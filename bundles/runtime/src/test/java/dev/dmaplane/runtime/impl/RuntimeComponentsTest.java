@@ -304,7 +304,7 @@ class RuntimeComponentsTest {
     /** {@code dmaplane:lspci -x|-xxx|-xxxx [BDF]} prints config space as pciutils' {@code lspci.c show_hex_dump}. */
     @Test
     void lspciDashXDumpsConfigSpaceAsPciutils() {
-        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder);
+        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder, DmaBufs.of(machine));
         String gpu = cmds.lspci("-x", "03:00.0");
         assertTrue(gpu.startsWith("03:00.0 3D controller: Device 1da0:0001\n00: a0 1d 01 00 "), gpu);
         assertEquals(machine.pci().lspciHex(machine.pci().function(GPU), 64), gpu);
