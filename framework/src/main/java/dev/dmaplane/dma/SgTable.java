@@ -3,7 +3,6 @@ package dev.dmaplane.dma;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 
-import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -49,23 +48,16 @@ public record SgTable(List<SgEntry> entries) {
             throw new ErrnoException(Errno.EINVAL, "length " + length + " at offset " + offset
                     + " does not fit " + physAddrs.length + " pages");
         }
-        List<SgEntry> out = new ArrayList<>();
+        SgAppendTable<SgEntry> runs = SgAppendTable.sgEntries();
         long remaining = length;
-        long runStart = physAddrs[0] + offset;
-        long runLen = Math.min(pageSize - offset, remaining);
-        remaining -= runLen;
+        long first = Math.min(pageSize - offset, remaining);
+        runs.append(physAddrs[0] + offset, first);
+        remaining -= first;
         for (int i = 1; remaining > 0; i++) {
             long chunk = Math.min(pageSize, remaining);
-            if (physAddrs[i] == runStart + runLen) {
-                runLen += chunk;
-            } else {
-                out.add(new SgEntry(runStart, runLen));
-                runStart = physAddrs[i];
-                runLen = chunk;
-            }
+            runs.append(physAddrs[i], chunk);
             remaining -= chunk;
         }
-        out.add(new SgEntry(runStart, runLen));
-        return new SgTable(out);
+        return new SgTable(runs.toList());
     }
 }

@@ -1,5 +1,6 @@
 package dev.dmaplane.dmabuf.heap;
 
+import dev.dmaplane.dma.SgAppendTable;
 import dev.dmaplane.dma.SgEntry;
 import dev.dmaplane.dma.SgTable;
 import dev.dmaplane.errno.Errno;
@@ -82,24 +83,11 @@ final class HostBacking implements Placement {
     /** The blocks as a scatter-gather table, physically adjacent blocks merged. */
     SgTable sgTable() {
         checkLive();
-        List<SgEntry> out = new ArrayList<>();
-        long start = -1;
-        long len = 0;
+        SgAppendTable<SgEntry> runs = SgAppendTable.sgEntries();
         for (int i = 0; i < pfns.length; i++) {
-            long pa = pfns[i] << HostMemory.PAGE_SHIFT;
-            long n = HostMemory.PAGE_SIZE << orders[i];
-            if (start >= 0 && start + len == pa) {
-                len += n;
-            } else {
-                if (start >= 0) {
-                    out.add(new SgEntry(start, len));
-                }
-                start = pa;
-                len = n;
-            }
+            runs.append(pfns[i] << HostMemory.PAGE_SHIFT, HostMemory.PAGE_SIZE << orders[i]);
         }
-        out.add(new SgEntry(start, len));
-        return new SgTable(out);
+        return new SgTable(runs.toList());
     }
 
     int blockCount() {

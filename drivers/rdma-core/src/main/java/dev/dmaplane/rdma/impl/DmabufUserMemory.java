@@ -3,6 +3,7 @@ package dev.dmaplane.rdma.impl;
 import dev.dmaplane.device.Device;
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaSegment;
+import dev.dmaplane.dma.SgAppendTable;
 import dev.dmaplane.dmabuf.Attachment;
 import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.dmabuf.DmaBufMapping;
@@ -16,7 +17,6 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
@@ -238,34 +238,20 @@ final class DmabufUserMemory extends UserMemory {
             throw new IllegalStateException("dma-buf region of " + buf + " is not mapped under the read lock");
         }
         checkSpan(offset, len);
-        List<DmaSegment> out = new ArrayList<>();
+        SgAppendTable<DmaSegment> out = SgAppendTable.dmaSegments();
         long pos = addr + offset;
         long end = pos + len;
         long segBase = 0;
-        long runStart = -1;
-        long runLen = 0;
         for (DmaSegment s : m.segments()) {
             long segEnd = segBase + s.length();
             if (pos < segEnd && pos < end) {
                 long n = Math.min(segEnd, end) - pos;
-                long bus = s.dmaAddress() + (pos - segBase);
-                if (runStart >= 0 && runStart + runLen == bus) {
-                    runLen += n;
-                } else {
-                    if (runStart >= 0) {
-                        out.add(new DmaSegment(runStart, runLen));
-                    }
-                    runStart = bus;
-                    runLen = n;
-                }
+                out.append(s.dmaAddress() + (pos - segBase), n);
                 pos += n;
             }
             segBase = segEnd;
         }
-        if (runStart >= 0) {
-            out.add(new DmaSegment(runStart, runLen));
-        }
-        return out;
+        return out.toList();
     }
 
     /**

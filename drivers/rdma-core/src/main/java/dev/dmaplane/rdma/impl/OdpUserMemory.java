@@ -3,6 +3,7 @@ package dev.dmaplane.rdma.impl;
 import dev.dmaplane.dma.DmaApi;
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaSegment;
+import dev.dmaplane.dma.SgAppendTable;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mem.HostMemory;
@@ -14,7 +15,6 @@ import dev.dmaplane.mm.MmuRange;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
@@ -154,11 +154,9 @@ final class OdpUserMemory extends UserMemory implements IntervalNotifier {
     @Override
     synchronized List<DmaSegment> translate(long offset, long len) {
         checkSpan(offset, len);
-        List<DmaSegment> out = new ArrayList<>();
+        SgAppendTable<DmaSegment> out = SgAppendTable.dmaSegments();
         long va = addr + offset;
         long stop = va + len;
-        long segStart = -1;
-        long segLen = 0;
         while (va < stop) {
             long i = (va - start) >>> HostMemory.PAGE_SHIFT;
             long in = va & (PAGE - 1);
@@ -167,22 +165,10 @@ final class OdpUserMemory extends UserMemory implements IntervalNotifier {
             if (page == null) {
                 throw new IllegalStateException("ODP page " + i + " is not present under the read lock");
             }
-            long bus = page.dma() + in;
-            if (segStart >= 0 && segStart + segLen == bus) {
-                segLen += n;
-            } else {
-                if (segStart >= 0) {
-                    out.add(new DmaSegment(segStart, segLen));
-                }
-                segStart = bus;
-                segLen = n;
-            }
+            out.append(page.dma() + in, n);
             va += n;
         }
-        if (segStart >= 0) {
-            out.add(new DmaSegment(segStart, segLen));
-        }
-        return out;
+        return out.toList();
     }
 
     /** The notifier callback ({@code ib_umem_notifier_invalidate_range} and the driver's invalidate). */

@@ -4,6 +4,7 @@ import dev.dmaplane.dma.DmaApi;
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaSegment;
 import dev.dmaplane.dma.MappedSg;
+import dev.dmaplane.dma.SgAppendTable;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mm.AddressSpace;
@@ -13,7 +14,6 @@ import dev.dmaplane.rdma.verbs.Access;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.List;
 
@@ -108,29 +108,15 @@ final class PinnedUserMemory extends UserMemory {
         if (first + len <= pageSize) { // inside one block: the common case of a packet
             return List.of(new DmaSegment(blocks[(int) ((va >>> shift) - base)] + first, len));
         }
-        List<DmaSegment> out = new ArrayList<>();
-        long segStart = -1;
-        long segLen = 0;
+        SgAppendTable<DmaSegment> out = SgAppendTable.dmaSegments();
         while (va < end) {
             long k = (va >>> shift) - base;
             long inBlock = va & (pageSize - 1);
             long n = Math.min(pageSize - inBlock, end - va);
-            long bus = blocks[(int) k] + inBlock;
-            if (segStart >= 0 && segStart + segLen == bus) {
-                segLen += n;
-            } else {
-                if (segStart >= 0) {
-                    out.add(new DmaSegment(segStart, segLen));
-                }
-                segStart = bus;
-                segLen = n;
-            }
+            out.append(blocks[(int) k] + inBlock, n);
             va += n;
         }
-        if (segStart >= 0) {
-            out.add(new DmaSegment(segStart, segLen));
-        }
-        return List.copyOf(out);
+        return List.copyOf(out.toList());
     }
 
     @Override
