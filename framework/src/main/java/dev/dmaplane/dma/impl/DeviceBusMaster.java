@@ -259,7 +259,7 @@ final class DeviceBusMaster implements BusMaster {
             long s = busAddr + offsets[i];
             long d = targetBusAddr + targetOffsets[i];
             if (n <= 0 || s < src.iova || s > src.end - n || d < dst.iova || d > dst.end - n
-                    || !DeviceDma.fitsMask(s, n, srcMask) || !DeviceDma.fitsMask(d, n, dstMask)) {
+                    || !DirectDma.fitsMask(s, n, srcMask) || !DirectDma.fitsMask(d, n, dstMask)) {
                 break;
             }
             MemorySegment.copy(src.ram, s - src.iova, dst.ram, d - dst.iova, n);
@@ -416,7 +416,7 @@ final class DeviceBusMaster implements BusMaster {
     /** An IOMMU refusal, reported to dma-debug first (with the revoked mapping it hit, if any). */
     private DmaFaultException debugFault(IommuDomain domain, DmaFaultException e, long addr, long len, boolean write) {
         if (dma.sys.debug.enabled() && domain.type() == IommuDomainType.DMA) {
-            Map.Entry<Mapping, String> rv = dma.revokedAt(addr, len);
+            Map.Entry<Mapping, String> rv = dma.entries.revokedAt(addr, len);
             if (rv != null) {
                 reportRevoked(rv, addr, len, write);
                 return e;
@@ -437,7 +437,7 @@ final class DeviceBusMaster implements BusMaster {
             throw refuse(addr, write, FaultReason.BUS_MASTER_DISABLED, "bus mastering is disabled (command register BME clear)");
         }
         long mask = dma.dmaMask();
-        if (addr < 0 || !DeviceDma.fitsMask(addr, len, mask)) {
+        if (addr < 0 || !DirectDma.fitsMask(addr, len, mask)) {
             throw refuse(addr, write, FaultReason.OUT_OF_RANGE, "address beyond the device's DMA mask 0x" + Long.toHexString(mask));
         }
     }
@@ -460,7 +460,7 @@ final class DeviceBusMaster implements BusMaster {
      * window's mapping site and refused before any byte moves.
      */
     private void checkPeerWindow(long addr, long len, boolean write) {
-        DeviceDma.PeerFinding f = dma.checkPeerAccess(addr, len, write);
+        DebugEntries.PeerFinding f = dma.entries.checkPeerAccess(addr, len, write);
         if (f == null) {
             return;
         }
@@ -471,10 +471,10 @@ final class DeviceBusMaster implements BusMaster {
     }
 
     private void checkPassThrough(long addr, long len, boolean write) {
-        Map.Entry<Long, DeviceDma.Range> e = dma.debugRanges.floorEntry(addr);
-        DeviceDma.Range r = e == null ? null : e.getValue();
+        Map.Entry<Long, DebugEntries.Range> e = dma.entries.ranges.floorEntry(addr);
+        DebugEntries.Range r = e == null ? null : e.getValue();
         if (r == null || addr + len > r.start() + r.length()) {
-            Map.Entry<Mapping, String> rv = dma.revokedAt(addr, len);
+            Map.Entry<Mapping, String> rv = dma.entries.revokedAt(addr, len);
             if (rv != null) {
                 reportRevoked(rv, addr, len, write);
                 throw refuse(addr, write, FaultReason.DEBUG_UNMAPPED, "dma-debug: mapping was revoked: " + rv.getValue());

@@ -77,7 +77,7 @@ public final class Swiotlb {
             used.set(start, start + n);
         }
         long tlb = base + (long) start * SLOT_SIZE;
-        if (!DeviceDma.fitsMask(tlb, size, dmaMask)) {
+        if (!DirectDma.fitsMask(tlb, size, dmaMask)) {
             release(start, n);
             throw new ErrnoException(Errno.EIO, "swiotlb pool at 0x" + Long.toHexString(tlb) + " is above DMA mask 0x" + Long.toHexString(dmaMask));
         }
