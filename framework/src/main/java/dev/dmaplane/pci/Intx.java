@@ -5,11 +5,8 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.pci.Msix.Outcome;
 import org.osgi.annotation.versioning.ConsumerType;
 
-import java.util.Objects;
 import java.util.Optional;
 import java.util.OptionalInt;
-import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.atomic.AtomicReference;
 
 import static dev.dmaplane.pci.PciRegs.*;
 
@@ -38,15 +35,14 @@ public final class Intx {
     private final int pin;
     private final int msiFlags;
     private final int msixFlags;
-    private final AtomicReference<Sink> sink = new AtomicReference<>();
-    private final AtomicLong delivered = new AtomicLong();
-    private final AtomicLong dropped = new AtomicLong();
+    private final SinkSlot<Sink> slot;
     private boolean asserted;
     /** Whether the controller sees the line active: asserted with the gate open, as last evaluated. */
     private boolean seen;
 
     private Intx(String owner, ConfigSpace config, int pin) {
         this.owner = owner;
+        this.slot = new SinkSlot<>(owner, "INTx");
         this.config = config;
         this.pin = pin;
         OptionalInt msi = config.findCapability(CAP_ID_MSI);
@@ -81,12 +77,12 @@ public final class Intx {
 
     /** Assertions the controller received. */
     public long delivered() {
-        return delivered.get();
+        return slot.delivered();
     }
 
     /** Assertions nothing received: no sink attached, or a pulse while the line was gated. */
     public long dropped() {
-        return dropped.get();
+        return slot.dropped();
     }
 
     /**
@@ -95,15 +91,12 @@ public final class Intx {
      * @throws ErrnoException {@code EBUSY} if another sink is attached
      */
     public void attach(Sink s) {
-        Objects.requireNonNull(s, "sink");
-        if (!sink.compareAndSet(null, s)) {
-            throw new ErrnoException(Errno.EBUSY, owner + ": an INTx sink is already attached");
-        }
+        slot.attach(s);
     }
 
     /** The attached interrupt controller pin, if any. */
     public Optional<Sink> sink() {
-        return Optional.ofNullable(sink.get());
+        return slot.current();
     }
 
     /**
@@ -112,9 +105,7 @@ public final class Intx {
      * @throws ErrnoException {@code EINVAL} if {@code s} is not the attached sink
      */
     public void detach(Sink s) {
-        if (s == null || !sink.compareAndSet(s, null)) {
-            throw new ErrnoException(Errno.EINVAL, owner + ": that INTx sink is not the one attached");
-        }
+        slot.detach(s);
     }
 
     /**
@@ -129,8 +120,8 @@ public final class Intx {
                 config.hardwareUpdate(STATUS, 2, STATUS_INTERRUPT, true);
             }
             deliver = edge();
-            if (!deliver && sink.get() == null) {
-                dropped.incrementAndGet();
+            if (!deliver && slot.get() == null) {
+                slot.countDropped();
                 return Outcome.DROPPED;
             }
         }
@@ -159,7 +150,7 @@ public final class Intx {
         Outcome o = assertLine();
         deassertLine();
         if (o == Outcome.PENDING) {
-            dropped.incrementAndGet();
+            slot.countDropped();
             return Outcome.DROPPED;
         }
         return o;
@@ -177,7 +168,7 @@ public final class Intx {
 
     /** Updates what the controller sees; true on a rising edge that a sink can take. Caller holds the lock. */
     private boolean edge() {
-        boolean now = asserted && gateOpen() && sink.get() != null;
+        boolean now = asserted && gateOpen() && slot.get() != null;
         boolean rising = now && !seen;
         seen = now;
         return rising;
@@ -190,12 +181,12 @@ public final class Intx {
     }
 
     private Outcome deliver() {
-        Sink s = sink.get();
+        Sink s = slot.get();
         if (s == null) {
-            dropped.incrementAndGet();
+            slot.countDropped();
             return Outcome.DROPPED;
         }
-        delivered.incrementAndGet();
+        slot.countDelivered();
         s.interrupt();
         return Outcome.DELIVERED;
     }

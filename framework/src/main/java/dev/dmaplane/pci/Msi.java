@@ -7,11 +7,8 @@ import dev.dmaplane.pci.Msix.Sink;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Objects;
 import java.util.Optional;
 import java.util.OptionalInt;
-import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.atomic.AtomicReference;
 
 import static dev.dmaplane.pci.PciRegs.*;
 
@@ -36,15 +33,14 @@ public final class Msi {
     private final int vectors;
     private final boolean is64;
     private final boolean maskable;
-    private final AtomicReference<Sink> sink = new AtomicReference<>();
-    private final AtomicLong delivered = new AtomicLong();
-    private final AtomicLong dropped = new AtomicLong();
+    private final SinkSlot<Sink> slot;
 
     private record Message(int vector, long address, int data) {
     }
 
     private Msi(String owner, ConfigSpace config, int cap) {
         this.owner = owner;
+        this.slot = new SinkSlot<>(owner, "MSI");
         this.config = config;
         this.cap = cap;
         int ctl = config.read(cap + MSI_FLAGS, 2);
@@ -134,12 +130,12 @@ public final class Msi {
 
     /** Messages sent so far. */
     public long delivered() {
-        return delivered.get();
+        return slot.delivered();
     }
 
     /** Raises dropped so far. */
     public long dropped() {
-        return dropped.get();
+        return slot.dropped();
     }
 
     /**
@@ -148,15 +144,12 @@ public final class Msi {
      * @throws ErrnoException {@code EBUSY} if another sink is attached
      */
     public void attach(Sink s) {
-        Objects.requireNonNull(s, "sink");
-        if (!sink.compareAndSet(null, s)) {
-            throw new ErrnoException(Errno.EBUSY, owner + ": an MSI sink is already attached");
-        }
+        slot.attach(s);
     }
 
     /** The attached interrupt controller, if any. */
     public Optional<Sink> sink() {
-        return Optional.ofNullable(sink.get());
+        return slot.current();
     }
 
     /**
@@ -165,9 +158,7 @@ public final class Msi {
      * @throws ErrnoException {@code EINVAL} if {@code s} is not the attached sink
      */
     public void detach(Sink s) {
-        if (s == null || !sink.compareAndSet(s, null)) {
-            throw new ErrnoException(Errno.EINVAL, owner + ": that MSI sink is not the one attached");
-        }
+        slot.detach(s);
     }
 
     /**
@@ -179,8 +170,8 @@ public final class Msi {
         checkVector(vector);
         Message m;
         synchronized (this) {
-            if (!deliverable() || vector >= enabledVectors() || sink.get() == null) {
-                dropped.incrementAndGet();
+            if (!deliverable() || vector >= enabledVectors() || slot.get() == null) {
+                slot.countDropped();
                 return Outcome.DROPPED;
             }
             if (masked(vector)) {
@@ -224,12 +215,12 @@ public final class Msi {
     private int send(List<Message> messages) {
         int sent = 0;
         for (Message m : messages) {
-            Sink s = sink.get();
+            Sink s = slot.get();
             if (s == null) {
-                dropped.incrementAndGet();
+                slot.countDropped();
                 continue;
             }
-            delivered.incrementAndGet();
+            slot.countDelivered();
             s.message(m.vector(), m.address(), m.data());
             sent++;
         }

@@ -7,11 +7,8 @@ import org.osgi.annotation.versioning.ConsumerType;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.Objects;
 import java.util.Optional;
 import java.util.OptionalInt;
-import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.IntUnaryOperator;
 
 import static dev.dmaplane.pci.PciRegs.*;
@@ -62,12 +59,11 @@ public final class Msix {
     /** Four dwords per entry, as the table lies in the BAR. */
     private final int[] table;
     private final long[] pba;
-    private final AtomicReference<Sink> sink = new AtomicReference<>();
-    private final AtomicLong delivered = new AtomicLong();
-    private final AtomicLong dropped = new AtomicLong();
+    private final SinkSlot<Sink> slot;
 
     private Msix(String owner, ConfigSpace config, int cap) {
         this.owner = owner;
+        this.slot = new SinkSlot<>(owner, "MSI-X");
         this.config = config;
         this.cap = cap;
         this.vectors = (config.read(cap + MSIX_FLAGS, 2) & MSIX_FLAGS_QSIZE) + 1;
@@ -149,12 +145,12 @@ public final class Msix {
 
     /** Messages sent so far. */
     public long delivered() {
-        return delivered.get();
+        return slot.delivered();
     }
 
     /** Raises dropped so far (MSI-X or bus mastering off, or no sink). */
     public long dropped() {
-        return dropped.get();
+        return slot.dropped();
     }
 
     /**
@@ -163,15 +159,12 @@ public final class Msix {
      * @throws ErrnoException {@code EBUSY} if another sink is attached
      */
     public void attach(Sink s) {
-        Objects.requireNonNull(s, "sink");
-        if (!sink.compareAndSet(null, s)) {
-            throw new ErrnoException(Errno.EBUSY, owner + ": an MSI-X sink is already attached");
-        }
+        slot.attach(s);
     }
 
     /** The attached interrupt controller, if any. */
     public Optional<Sink> sink() {
-        return Optional.ofNullable(sink.get());
+        return slot.current();
     }
 
     /**
@@ -180,9 +173,7 @@ public final class Msix {
      * @throws ErrnoException {@code EINVAL} if {@code s} is not the attached sink
      */
     public void detach(Sink s) {
-        if (s == null || !sink.compareAndSet(s, null)) {
-            throw new ErrnoException(Errno.EINVAL, owner + ": that MSI-X sink is not the one attached");
-        }
+        slot.detach(s);
     }
 
     /**
@@ -195,8 +186,8 @@ public final class Msix {
         Message m;
         synchronized (this) {
             int ctl = control();
-            if ((ctl & MSIX_FLAGS_ENABLE) == 0 || !config.busMasterEnabled() || sink.get() == null) {
-                dropped.incrementAndGet();
+            if ((ctl & MSIX_FLAGS_ENABLE) == 0 || !config.busMasterEnabled() || slot.get() == null) {
+                slot.countDropped();
                 return Outcome.DROPPED;
             }
             if ((ctl & MSIX_FLAGS_MASKALL) != 0 || vectorMasked(vector)) {
@@ -285,12 +276,12 @@ public final class Msix {
     private int send(List<Message> messages) {
         int sent = 0;
         for (Message m : messages) {
-            Sink s = sink.get();
+            Sink s = slot.get();
             if (s == null) {
-                dropped.incrementAndGet();
+                slot.countDropped();
                 continue;
             }
-            delivered.incrementAndGet();
+            slot.countDelivered();
             s.message(m.vector(), m.address(), m.data());
             sent++;
         }
