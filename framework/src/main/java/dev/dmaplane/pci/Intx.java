@@ -88,7 +88,7 @@ public final class Intx {
     /**
      * Attaches the interrupt controller pin that receives this line.
      *
-     * @throws ErrnoException {@code EBUSY} if another sink is attached
+     * @throws ErrnoException {@code EINVAL} for a null sink, {@code EBUSY} if another sink is attached
      */
     public void attach(Sink s) {
         slot.attach(s);

@@ -156,7 +156,7 @@ public final class Msix {
     /**
      * Attaches the interrupt controller that receives this function's messages.
      *
-     * @throws ErrnoException {@code EBUSY} if another sink is attached
+     * @throws ErrnoException {@code EINVAL} for a null sink, {@code EBUSY} if another sink is attached
      */
     public void attach(Sink s) {
         slot.attach(s);
