@@ -242,6 +242,36 @@ class DmaApiTest {
         assertThrows(DmaFaultException.class, () -> api.busMaster().readLong(d));
     }
 
+    /**
+     * {@code check_sync} (kernel/dma/debug.c): a {@code DMA_BIDIRECTIONAL} mapping may be synced either way, for the
+     * CPU and for the device; other mappings keep the direction rules, and a sync without a direction is refused.
+     */
+    @Test
+    void bidirectionalMappingsAreExemptFromSyncDirectionChecks() {
+        TestDevice dev = device(IommuDomainType.DMA);
+        DmaApi api = dev.dma();
+        long d = api.mapSingle(page((byte) 1), 4096, DmaDirection.BIDIRECTIONAL);
+        api.syncSingleForCpu(d, 4096, DmaDirection.FROM_DEVICE);
+        api.syncSingleForDevice(d, 4096, DmaDirection.TO_DEVICE);
+        api.syncSingleForCpu(d, 4096, DmaDirection.TO_DEVICE);
+        long[] pages = {page((byte) 2), page((byte) 3)};
+        MappedSg sg = api.mapSg(SgTable.fromPages(pages, HostMemory.PAGE_SIZE, 0, 2 * HostMemory.PAGE_SIZE),
+                DmaDirection.BIDIRECTIONAL);
+        api.syncSgForCpu(sg, DmaDirection.FROM_DEVICE);
+        api.syncSgForDevice(sg, DmaDirection.TO_DEVICE);
+        assertTrue(debug.reports(Kind.DIRECTION_MISMATCH).isEmpty() && debug.reports(Kind.BAD_DIRECTION).isEmpty(),
+                "no finding for syncs of bidirectional mappings");
+
+        long t = api.mapSingle(page((byte) 4), 4096, DmaDirection.TO_DEVICE);
+        assertThrows(ErrnoException.class, () -> api.syncSingleForDevice(t, 4096, DmaDirection.FROM_DEVICE));
+        assertEquals(1, debug.reports(Kind.DIRECTION_MISMATCH).size(), "other mappings keep their direction");
+        assertThrows(ErrnoException.class, () -> api.syncSingleForCpu(d, 4096, DmaDirection.NONE));
+        assertEquals(1, debug.reports(Kind.BAD_DIRECTION).size(), "a sync needs a direction");
+        api.unmapSg(sg, DmaDirection.BIDIRECTIONAL);
+        api.unmapSingle(d, 4096, DmaDirection.BIDIRECTIONAL);
+        api.unmapSingle(t, 4096, DmaDirection.TO_DEVICE);
+    }
+
     @Test
     void swiotlbBouncesBeyondTheMaskAndSyncMovesTheBytes() {
         TestDevice dev = device(IommuDomainType.IDENTITY);

@@ -139,10 +139,13 @@ final class DebugEntries {
 
     /**
      * The live mapping an unmap, sync or revoke names ({@code check_unmap}): each way it differs from how it was
-     * made (unknown or already unmapped address, other call, size, direction) is reported and refused.
+     * made (unknown or already unmapped address, other call, size, direction) is reported and refused. A null
+     * {@code direction} leaves the direction to the caller: a sync checks it by {@code check_sync}'s rules.
      */
     Mapping find(long dmaAddress, Mapping.Type type, String api, long size, DmaDirection direction, MappedSg sg) {
-        requireKnownDirection(direction, api);
+        if (direction != null) {
+            requireKnownDirection(direction, api);
+        }
         List<Mapping> l = live.get(dmaAddress);
         if (l == null || l.isEmpty()) {
             boolean twice;
@@ -170,7 +173,7 @@ final class DebugEntries {
                 throw reportAndFail(Kind.SIZE_MISMATCH, dmaAddress, size, api + " of 0x" + Long.toHexString(dmaAddress)
                         + " with size " + size + ", but it was mapped with size " + m.size(), m.site());
             }
-            if (m.direction() != direction) {
+            if (direction != null && m.direction() != direction) {
                 throw reportAndFail(Kind.DIRECTION_MISMATCH, dmaAddress, size, api + " of 0x" + Long.toHexString(dmaAddress)
                         + " with direction " + direction + ", but it was mapped " + m.direction(), m.site());
             }

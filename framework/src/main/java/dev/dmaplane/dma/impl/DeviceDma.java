@@ -271,7 +271,7 @@ final class DeviceDma implements DmaApi {
         if (mapped == null) {
             throw new ErrnoException(Errno.EINVAL, device.name() + ": " + api + " of a null table");
         }
-        Mapping m = entries.find(mapped.segments().getFirst().dmaAddress(), Mapping.Type.SG, api, mapped.length(), direction, mapped);
+        Mapping m = entries.find(mapped.segments().getFirst().dmaAddress(), Mapping.Type.SG, api, mapped.length(), null, mapped);
         checkSyncDirection(m, direction, toCpu, api);
         direct.syncAll(m, toCpu);
     }
@@ -293,7 +293,15 @@ final class DeviceDma implements DmaApi {
         direct.syncRange(m, dmaAddress, size, toCpu);
     }
 
+    /**
+     * {@code check_sync} in {@code kernel/dma/debug.c}: a mapping made {@code DMA_BIDIRECTIONAL} may be synced in either
+     * direction; any other must be synced with its own direction, and never for the side that does not write it.
+     */
     private void checkSyncDirection(Mapping m, DmaDirection direction, boolean toCpu, String api) {
+        entries.requireKnownDirection(direction, api);
+        if (m.direction() == DmaDirection.BIDIRECTIONAL) {
+            return;
+        }
         if (direction != m.direction()) {
             throw entries.reportAndFail(Kind.DIRECTION_MISMATCH, m.dmaAddr(), m.size(), api + " with direction " + direction
                     + " of memory mapped " + m.direction(), m.site());
