@@ -31,6 +31,21 @@ public interface DmaApi {
     void setMaxSegmentSize(long size);
 
     /**
+     * The boundary no segment may cross, as a mask ({@code dma_get_seg_boundary}): a segment's first and last bus
+     * address agree in every bit above it. All ones (no boundary) until the driver sets one.
+     */
+    long segmentBoundary();
+
+    /**
+     * Sets the segment boundary mask ({@code dma_set_seg_boundary}): {@link #mapSg} merges no segment across it, and
+     * dma-debug reports a mapped segment that crosses it.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} unless the mask is {@code 2^n - 1} of at least a page
+     *                                           ({@code 0xfff}) or all ones
+     */
+    void setSegmentBoundary(long mask);
+
+    /**
      * Maps {@code size} bytes of physically contiguous host memory at {@code physAddr} for the device
      * ({@code dma_map_single}/{@code dma_map_page}).
      *

@@ -38,7 +38,11 @@ public record DmaDebugReport(Kind kind, String device, long address, long size, 
         /** The device wrote to memory mapped only for reading ({@code DMA_TO_DEVICE}). */
         ACCESS_READ_ONLY,
         /** The device accessed a mapping its owner still holds but whose access was revoked ({@link DmaApi#revokeSg}). */
-        ACCESS_REVOKED
+        ACCESS_REVOKED,
+        /** A mapped sg segment longer than the device's {@code max_segment_size} ({@code check_sg_segment}). */
+        SEGMENT_TOO_LONG,
+        /** A mapped sg segment crossing the device's segment boundary ({@code check_sg_segment}). */
+        SEGMENT_BOUNDARY
     }
 
     public DmaDebugReport {

@@ -272,6 +272,53 @@ class DmaApiTest {
         api.unmapSingle(t, 4096, DmaDirection.TO_DEVICE);
     }
 
+    /**
+     * {@code check_sg_segment} (kernel/dma/debug.c): a mapped segment longer than {@code max_segment_size}, or
+     * crossing {@code dma_set_seg_boundary}'s boundary, is reported; {@code iommu_dma_map_sg} itself merges no
+     * segment across the boundary.
+     */
+    @Test
+    void sgSegmentsRespectTheBoundaryAndTooLongOnesAreReported() {
+        TestDevice dev = device(IommuDomainType.DMA);
+        DmaApi api = dev.dma();
+        api.setMaxSegmentSize(1L << 20);
+        api.setSegmentBoundary(0x3FFF);
+        long[] pages = new long[8];
+        for (int i = 0; i < pages.length; i++) {
+            pages[i] = page((byte) i);
+            page((byte) -1); // a gap, so each page is an sg entry of its own
+        }
+        MappedSg merged = api.mapSg(SgTable.fromPages(pages, HostMemory.PAGE_SIZE, 0, 8 * HostMemory.PAGE_SIZE),
+                DmaDirection.TO_DEVICE);
+        for (DmaSegment seg : merged.segments()) {
+            long end = seg.dmaAddress() + seg.length() - 1;
+            assertEquals(0, (seg.dmaAddress() ^ end) & ~0x3FFFL, "no merged segment crosses a 16 KiB boundary: " + seg);
+        }
+        assertTrue(merged.segments().size() >= 2, "8 pages cannot be one segment under a 16 KiB boundary");
+        assertTrue(debug.reports(Kind.SEGMENT_BOUNDARY).isEmpty());
+        api.unmapSg(merged, DmaDirection.TO_DEVICE);
+
+        long contiguous = mem.allocPages(3) << HostMemory.PAGE_SHIFT;
+        MappedSg across = api.mapSg(SgTable.fromPages(new long[]{contiguous}, 8 * HostMemory.PAGE_SIZE, 0,
+                8 * HostMemory.PAGE_SIZE), DmaDirection.TO_DEVICE);
+        assertEquals(1, debug.reports(Kind.SEGMENT_BOUNDARY).size(), "a 32 KiB entry the driver built crosses it");
+        api.unmapSg(across, DmaDirection.TO_DEVICE);
+
+        api.setSegmentBoundary(-1L);
+        api.setMaxSegmentSize(HostMemory.PAGE_SIZE);
+        long big = mem.allocPages(1) << HostMemory.PAGE_SHIFT;
+        MappedSg tooLong = api.mapSg(SgTable.fromPages(new long[]{big}, 2 * HostMemory.PAGE_SIZE, 0,
+                2 * HostMemory.PAGE_SIZE), DmaDirection.TO_DEVICE);
+        assertEquals(1, debug.reports(Kind.SEGMENT_TOO_LONG).size(), "an 8 KiB entry for a 4 KiB max_segment_size");
+        assertTrue(debug.reports(Kind.SEGMENT_TOO_LONG).getFirst().message().contains("[len=8192] [max=4096]"),
+                debug.reports(Kind.SEGMENT_TOO_LONG).getFirst().message());
+        api.unmapSg(tooLong, DmaDirection.TO_DEVICE);
+
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> api.setSegmentBoundary(0x1000)).errno());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> api.setSegmentBoundary(0x7FF)).errno());
+        assertEquals(-1L, api.segmentBoundary(), "a refused mask changes nothing");
+    }
+
     @Test
     void swiotlbBouncesBeyondTheMaskAndSyncMovesTheBytes() {
         TestDevice dev = device(IommuDomainType.IDENTITY);

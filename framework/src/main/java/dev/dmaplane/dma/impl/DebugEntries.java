@@ -229,6 +229,23 @@ final class DebugEntries {
     }
 
     /** Reports a mapping the driver still held when it was released ({@code dma_debug_device_change}). */
+    /**
+     * {@code check_sg_segment}: a mapped segment longer than {@code maxSegment}, or crossing the boundary of
+     * {@code boundaryMask}, is reported (the mapping stands: the driver built the list wrong, or set its limits late).
+     */
+    void checkSgSegment(DmaSegment seg, long maxSegment, long boundaryMask, Throwable site) {
+        if (seg.length() > maxSegment) {
+            debug.report(Kind.SEGMENT_TOO_LONG, deviceName, seg.dmaAddress(), seg.length(), "mapping sg segment"
+                    + " longer than the device claims to support [len=" + seg.length() + "] [max=" + maxSegment + "]", site);
+        }
+        long end = seg.dmaAddress() + seg.length() - 1;
+        if (((seg.dmaAddress() ^ end) & ~boundaryMask) != 0) {
+            debug.report(Kind.SEGMENT_BOUNDARY, deviceName, seg.dmaAddress(), seg.length(), String.format("mapping sg"
+                    + " segment across boundary [start=0x%016x] [end=0x%016x] [boundary=0x%016x]", seg.dmaAddress(), end,
+                    boundaryMask), site);
+        }
+    }
+
     void reportLeak(Mapping m) {
         debug.report(Kind.LEAK_AT_UNBIND, deviceName, m.dmaAddr(), m.size(), "driver has pending DMA allocations while released from device: "
                 + m.type().apiName() + " of " + m.size() + " bytes at 0x" + Long.toHexString(m.dmaAddr()) + " (" + m.direction() + ")", m.site());

@@ -6,6 +6,7 @@ import dev.dmaplane.dma.CoherentBuffer;
 import dev.dmaplane.dma.DmaApi;
 import dev.dmaplane.dma.DmaDebugReport.Kind;
 import dev.dmaplane.dma.DmaDirection;
+import dev.dmaplane.dma.DmaSegment;
 import dev.dmaplane.dma.MappedSg;
 import dev.dmaplane.dma.PeerRouter;
 import dev.dmaplane.dma.SgEntry;
@@ -42,6 +43,7 @@ final class DeviceDma implements DmaApi {
     private final DeviceBusMaster busMaster;
     private volatile long mask = 0xFFFF_FFFFL;
     private volatile long maxSegment = 64 * 1024;
+    private volatile long segmentBoundary = -1L;
 
     DeviceDma(Device device, DmaSubsystem sys) {
         this.device = device;
@@ -88,6 +90,20 @@ final class DeviceDma implements DmaApi {
     }
 
     @Override
+    public long segmentBoundary() {
+        return segmentBoundary;
+    }
+
+    @Override
+    public void setSegmentBoundary(long mask) {
+        if (mask != -1L && (mask < PAGE - 1 || Long.bitCount(mask + 1) != 1)) {
+            throw new ErrnoException(Errno.EINVAL, device.name() + ": segment boundary mask 0x" + Long.toHexString(mask)
+                    + " must be 2^n - 1 of at least 0xfff, or all ones");
+        }
+        this.segmentBoundary = mask;
+    }
+
+    @Override
     public BusMaster busMaster() {
         return busMaster;
     }
@@ -128,8 +144,14 @@ final class DeviceDma implements DmaApi {
         }
         Throwable site = sys.debug.captureSite();
         IommuDomain domain = mappingDomain();
-        Mapping m = domain != null ? iommu.mapSg(domain, table, direction, maxSegment, site) : direct.mapSg(table, direction, maxSegment, site);
+        long max = maxSegment;
+        long boundary = segmentBoundary;
+        Mapping m = domain != null ? iommu.mapSg(domain, table, direction, max, boundary, site)
+                : direct.mapSg(table, direction, max, boundary, site);
         entries.register(m);
+        for (DmaSegment seg : m.sg().segments()) {
+            entries.checkSgSegment(seg, max, boundary, site);
+        }
         trace(TraceKind.MAP, m, () -> "sg " + table.entries().size() + " entries -> " + m.sg().segments().size() + " segments " + direction);
         return m.sg();
     }

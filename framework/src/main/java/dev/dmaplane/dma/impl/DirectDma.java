@@ -43,10 +43,10 @@ final class DirectDma {
      * Maps each entry at its physical address or through a bounce, and merges the device-side segments that
      * continue each other up to {@code maxSegment} ({@code dma_direct_map_sg}); on failure frees the bounces taken.
      */
-    Mapping mapSg(SgTable table, DmaDirection direction, long maxSegment, Throwable site) {
+    Mapping mapSg(SgTable table, DmaDirection direction, long maxSegment, long boundaryMask, Throwable site) {
         long mask = dma.dmaMask();
         List<Swiotlb.Bounce> bounces = new ArrayList<>();
-        SgAppendTable<DmaSegment> segs = SgAppendTable.dmaSegments(maxSegment);
+        SgAppendTable<DmaSegment> segs = SgAppendTable.dmaSegments(maxSegment, boundaryMask);
         try {
             for (SgEntry e : table.entries()) {
                 long dmaAddr;

@@ -38,7 +38,7 @@ final class IommuDma {
      * Maps every entry of {@code table} into one IOVA range, entry after entry from page boundaries, and merges the
      * device-side segments that continue each other up to {@code maxSegment} ({@code iommu_dma_map_sg}).
      */
-    Mapping mapSg(IommuDomain domain, SgTable table, DmaDirection direction, long maxSegment, Throwable site) {
+    Mapping mapSg(IommuDomain domain, SgTable table, DmaDirection direction, long maxSegment, long boundaryMask, Throwable site) {
         long total = 0;
         for (SgEntry e : table.entries()) {
             total += align((e.physAddr() & PAGE_MASK) + e.length());
@@ -46,7 +46,7 @@ final class IommuDma {
         long iova = allocIova(domain, total);
         IoPageTable pt = domain.pageTable();
         long cursor = iova;
-        SgAppendTable<DmaSegment> segs = SgAppendTable.dmaSegments(maxSegment);
+        SgAppendTable<DmaSegment> segs = SgAppendTable.dmaSegments(maxSegment, boundaryMask);
         int prot = prot(direction);
         try {
             for (SgEntry e : table.entries()) {
