@@ -1,7 +1,5 @@
 package dev.dmaplane.driver.softroce;
 
-import dev.dmaplane.driver.softroce.Engine.Msg;
-import dev.dmaplane.driver.softroce.Engine.QpCtx;
 import dev.dmaplane.rdma.spi.AccessFault;
 import dev.dmaplane.rdma.spi.SendWqe;
 import dev.dmaplane.rdma.verbs.WcStatus;
@@ -30,7 +28,7 @@ final class Completer {
         c.retryLeft = a.retryCnt();
         c.rnrLeft = a.rnrRetry();
         if (!c.rnrWait) {
-            e.armTimer(c, System.nanoTime() + Engine.timeoutNs(a.timeout()));
+            e.timers.arm(c, System.nanoTime() + Timers.timeoutNs(a.timeout()));
         }
     }
 
@@ -90,7 +88,7 @@ final class Completer {
 
     /** The completer: ACK/NAK, read responses and atomic acknowledgements for the messages in flight. */
     void onResponse(QpCtx c, Packet p) {
-        Engine.dropFlushed(c);
+        c.dropFlushed();
         if (c.inflight.isEmpty()) {
             return;
         }
@@ -111,7 +109,7 @@ final class Completer {
                     // (IBTA RC requester behaviour), once per gap
                     if (m.rerequested != expect) {
                         m.rerequested = expect;
-                        e.retries++;
+                        e.counters.retries++;
                         e.requester.retransmit(c, expect);
                     }
                     return;
@@ -167,23 +165,23 @@ final class Completer {
                     return;
                 }
                 if ((syn & 0x60) == Packet.AETH_RNR) {
-                    e.rnrNaksRcvd++;
+                    e.counters.rnrNaksRcvd++;
                     if (c.rnrWait) {
                         return;
                     }
                     if (c.rnrLeft != 7 && c.rnrLeft-- <= 0) {
-                        e.rnrRetryExceeded++;
+                        e.counters.rnrRetryExceeded++;
                         finish(c, WcStatus.RNR_RETRY_EXC_ERR);
                     } else {
                         c.rnrWait = true;
-                        e.armTimer(c, System.nanoTime() + Engine.rnrNs(syn & 31));
+                        e.timers.arm(c, System.nanoTime() + Timers.rnrNs(syn & 31));
                     }
                 } else {
                     switch (syn) {
                         case Packet.AETH_NAK_PSN_SEQ -> {
-                            e.seqNaksRcvd++;
+                            e.counters.seqNaksRcvd++;
                             if (!c.rnrWait) {
-                                e.retries++;
+                                e.counters.retries++;
                                 e.requester.retransmit(c, p.psn()); // from the PSN the responder expects
                             }
                         }

@@ -1,8 +1,6 @@
 package dev.dmaplane.driver.softroce;
 
 import dev.dmaplane.dma.DmaFaultException;
-import dev.dmaplane.driver.softroce.Engine.Msg;
-import dev.dmaplane.driver.softroce.Engine.QpCtx;
 import dev.dmaplane.driver.softroce.Packet.Op;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.rdma.spi.AccessFault;
@@ -43,7 +41,7 @@ final class Requester {
     void run(QpCtx c) {
         HwQp qp = c.qp;
         MemoryAccess mem = e.handle.memory();
-        Engine.dropFlushed(c);
+        c.dropFlushed();
         while (true) {
             SendWqe w = c.held != null ? c.held : qp.nextSend();
             if (w == null) {
@@ -208,7 +206,7 @@ final class Requester {
             lkey = next.lkey();
             base = next.addr() - h.offset();
         }
-        e.trainsSent++;
+        e.counters.trainsSent++;
         Packet.Payload.Messages train;
         if (n == TRAIN_MAX) { // the packet takes the arrays; the next train fills new ones
             train = Packet.Payload.Messages.of(n, vas, lengths, offsets, leases);
@@ -245,7 +243,7 @@ final class Requester {
             var a = c.qp.attr();
             c.retryLeft = a.retryCnt();
             c.rnrLeft = a.rnrRetry();
-            e.armTimer(c, System.nanoTime() + Engine.timeoutNs(a.timeout()));
+            e.timers.arm(c, System.nanoTime() + Timers.timeoutNs(a.timeout()));
         }
         if (isReadOrAtomic(m.w)) {
             c.readsInFlight++;
@@ -400,7 +398,7 @@ final class Requester {
                 break; // the region went away under a message in flight: nothing more is sent; the timer ends it
             }
         }
-        e.armTimer(c, System.nanoTime() + Engine.timeoutNs(c.qp.attr().timeout()));
+        e.timers.arm(c, System.nanoTime() + Timers.timeoutNs(c.qp.attr().timeout()));
     }
 
     void transmit(QpCtx c, Msg m) {
@@ -423,7 +421,7 @@ final class Requester {
             case SendWr.RdmaRead r -> { // from its fromPkt-th response on: the rest of the read
                 long skip = Math.min(w.length(), (long) fromPkt * m.mtu);
                 if (fromPkt > 0) {
-                    e.resentFromMiddle++;
+                    e.counters.resentFromMiddle++;
                 }
                 e.send(Packet.control(e.gid, dgid, me, dqpn, Op.READ_REQ, Packet.psnAdd(psn, fromPkt), true,
                         r.remoteAddr() + skip, r.rkey(), w.length() - skip, 0, 0, 0, 0, 0));
@@ -497,7 +495,7 @@ final class Requester {
             boolean ackReq = last || (per == 1 && (i % Engine.ACK_EVERY) == Engine.ACK_EVERY - 1);
             Packet.Payload part = (k == n) ? payload : payload.slice(from, to - from);
             if (i == fromPkt && fromPkt > 0) {
-                e.resentFromMiddle++;
+                e.counters.resentFromMiddle++;
             }
             e.send(new Packet(e.gid, dgid, me, dqpn, op, i == 0, last, Packet.psnAdd(m.firstPsn, i), k, ackReq, va,
                     rkey, len, imm, 0, 0, 0, 0, 0, 0, part, last && m.w.solicited()));

@@ -1,7 +1,6 @@
 package dev.dmaplane.driver.softroce;
 
 import dev.dmaplane.dma.DmaFaultException;
-import dev.dmaplane.driver.softroce.Engine.QpCtx;
 import dev.dmaplane.driver.softroce.Packet.Op;
 import dev.dmaplane.rdma.spi.AccessFault;
 import dev.dmaplane.rdma.spi.DmaLease;
@@ -64,7 +63,7 @@ final class Responder {
         if (d > 0) {
             if (!c.nakSent) {
                 c.nakSent = true;
-                e.outOfSeqNaksSent++;
+                e.counters.outOfSeqNaksSent++;
                 ack(c, p, Packet.AETH_NAK_PSN_SEQ, c.epsn);
             }
             return;
@@ -114,7 +113,7 @@ final class Responder {
         }
         flushAck(c);
         if ((syndrome & 0x60) == Packet.AETH_RNR) {
-            e.rnrNaksSent++;
+            e.counters.rnrNaksSent++;
         }
         e.send(Packet.control(e.gid, req.sgid(), c.qp.qpNum(), req.srcQpn(), Op.ACK, psn, false, 0, 0, 0, 0, 0, syndrome,
                 c.msn, 0));
@@ -148,7 +147,7 @@ final class Responder {
     }
 
     private void duplicate(QpCtx c, Packet p) {
-        e.duplicates++;
+        e.counters.duplicates++;
         switch (p.op()) {
             case READ_REQ -> recvReadAt(c, p, false);
             case CMP_SWAP, FETCH_ADD -> {

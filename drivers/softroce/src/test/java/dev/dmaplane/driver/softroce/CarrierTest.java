@@ -49,10 +49,10 @@ class CarrierTest extends HcaTestBase {
         assertEquals("rxe1/1 state DOWN netdev eth5", h.driver.carrier("rxe1", "down"), "no change, no event");
 
         long dropped = h.driver.fabric.dropped.get();
-        long retries = h.driver.providers.get("rxe0").engine.retries;
+        long retries = h.driver.providers.get("rxe0").engine.counters.retries;
         p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf + 512, h.b.mr.rkey()));
         // the first try was lost; a retry is due
-        eventually(() -> h.driver.providers.get("rxe0").engine.retries != retries, Duration.ofSeconds(10),
+        eventually(() -> h.driver.providers.get("rxe0").engine.counters.retries != retries, Duration.ofSeconds(10),
                 "no retransmission");
         assertTrue(h.driver.fabric.dropped.get() > dropped, "the requests went nowhere");
         assertTrue(h.a.cq.poll(1).isEmpty(), "not completed while the carrier is away");

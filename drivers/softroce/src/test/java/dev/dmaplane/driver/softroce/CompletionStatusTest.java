@@ -108,7 +108,7 @@ class CompletionStatusTest {
         QueuePair[] p = h.pair(Hcas.ALL, Hcas.ALL, 2, 7);
         p[0].postSend(List.of(new SendWr.Send(1, List.of(h.a.sge(0, 8)), SIGNALED, null), follower()));
         assertFailedThenFlushed(p[0], WcStatus.RNR_RETRY_EXC_ERR);
-        assertTrue(h.driver.providers.get("rxe1").engine.rnrNaksSent >= 3, "initial try and two retries were NAKed");
+        assertTrue(h.driver.providers.get("rxe1").engine.counters.rnrNaksSent >= 3, "initial try and two retries were NAKed");
     }
 
     @Test
@@ -117,7 +117,7 @@ class CompletionStatusTest {
         h.a.write(0, "late receive".getBytes());
         p[0].postSend(new SendWr.Send(1, List.of(h.a.sge(0, 12)), SIGNALED, null));
         Engine responder = h.driver.providers.get("rxe1").engine;
-        eventually(() -> responder.rnrNaksSent >= 3, Duration.ofSeconds(5), "RNR NAKs");
+        eventually(() -> responder.counters.rnrNaksSent >= 3, Duration.ofSeconds(5), "RNR NAKs");
         p[1].postRecv(RecvWr.of(9, h.b.sge(4096, 64)));
         assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
         assertEquals(9, Hcas.one(h.b.cq).wrId());

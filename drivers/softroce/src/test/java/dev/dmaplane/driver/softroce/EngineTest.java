@@ -67,9 +67,9 @@ class EngineTest {
         // work waits for it instead. A few tries make that chance negligible without hiding a regression.
         boolean inline = false;
         for (int attempt = 1; attempt <= 5 && !inline; attempt++) {
-            long cut = rxe1.burstsCutThrough;
-            long stored = rxe1.burstsStored.get();
-            long recv = rxe1.pktsRecv.get();
+            long cut = rxe1.counters.burstsCutThrough;
+            long stored = rxe1.counters.burstsStored.get();
+            long recv = rxe1.counters.pktsRecv.get();
             h.b.write(4096, new byte[data.length]);
             p[0].postSend(new SendWr.RdmaWrite(attempt, List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf + 4096,
                     h.b.mr.rkey()));
@@ -80,9 +80,9 @@ class EngineTest {
             assertTrue(done.isSuccess());
             assertArrayEquals(data, h.b.read(4096, data.length));
             if (inline) {
-                assertTrue(rxe1.burstsCutThrough > cut, "delivered cut-through");
-                assertEquals(stored, rxe1.burstsStored.get(), "nothing stored");
-                assertTrue(rxe1.pktsRecv.get() - recv >= (data.length + 1023) / 1024, "a train counts as its packets");
+                assertTrue(rxe1.counters.burstsCutThrough > cut, "delivered cut-through");
+                assertEquals(stored, rxe1.counters.burstsStored.get(), "nothing stored");
+                assertTrue(rxe1.counters.pktsRecv.get() - recv >= (data.length + 1023) / 1024, "a train counts as its packets");
             }
         }
         assertTrue(inline, "completed before postSend returned");
@@ -96,15 +96,15 @@ class EngineTest {
         byte[] data = Hcas.random(size, 2);
         h.a.write(0, data);
         Engine rxe1 = h.engine("rxe1");
-        long stored = rxe1.burstsStored.get();
+        long stored = rxe1.counters.burstsStored.get();
         CompletableFuture<Void> posted;
         rxe1.lock.lock(); // rxe1 is busy: what reaches it now is stored
-        long workerPasses = rxe1.workerPasses;
+        long workerPasses = rxe1.counters.workerPasses;
         try {
             posted = CompletableFuture.runAsync(() -> p[0].postSend(new SendWr.RdmaWrite(1,
                     List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf, h.b.mr.rkey())));
             posted.get(10, TimeUnit.SECONDS); // the sender is not held up by the busy receiver
-            assertTrue(rxe1.burstsStored.get() > stored);
+            assertTrue(rxe1.counters.burstsStored.get() > stored);
             // the requester's lease is closed; the stored packets carry their own copy of the payload
             h.a.write(0, new byte[data.length]);
             assertArrayEquals(new byte[data.length], h.b.read(0, data.length), "nothing written yet");
@@ -115,7 +115,7 @@ class EngineTest {
         WorkCompletion wc = Hcas.one(h.a.cq);
         assertTrue(wc.isSuccess());
         // the worker may have run a timer pass meanwhile (every 50 ms when idle), but was not needed: at most one
-        assertTrue(rxe1.workerPasses - workerPasses <= 1, "not handed to the worker");
+        assertTrue(rxe1.counters.workerPasses - workerPasses <= 1, "not handed to the worker");
     }
 
     @Test
@@ -129,7 +129,7 @@ class EngineTest {
                     h.b.mr.rkey()));
         }
         Engine rxe1 = h.engine("rxe1");
-        long sent = rxe1.pktsSent.get();
+        long sent = rxe1.counters.pktsSent.get();
         p[0].postSend(wrs); // one doorbell
         List<WorkCompletion> wc = Hcas.poll(h.a.cq, n);
         assertTrue(wc.stream().allMatch(WorkCompletion::isSuccess));
@@ -137,7 +137,7 @@ class EngineTest {
         for (int i = 0; i < n; i++) {
             assertArrayEquals(Hcas.random(64, 100 + i), h.b.read(65536 + i * 64L, 64));
         }
-        long acks = rxe1.pktsSent.get() - sent;
+        long acks = rxe1.counters.pktsSent.get() - sent;
         assertTrue(acks >= 1 && acks <= n / Engine.BURST + 2, acks + " ACKs for " + n + " messages");
     }
 
@@ -156,11 +156,11 @@ class EngineTest {
             return false;
         };
         Engine rxe0 = h.engine("rxe0");
-        long retries = rxe0.retries;
+        long retries = rxe0.counters.retries;
         p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf + 100, h.b.mr.rkey()));
         // the transport timer resends the message as one train of five; the responder has four of them
         assertTrue(Hcas.one(h.a.cq).isSuccess());
-        assertTrue(rxe0.retries > retries, "resent after the timeout");
+        assertTrue(rxe0.counters.retries > retries, "resent after the timeout");
         assertEquals(1, f.dropped.get());
         assertArrayEquals(data, h.b.read(100, data.length));
         assertEquals(List.of(), h.crashes());
@@ -171,7 +171,7 @@ class EngineTest {
         QueuePair[] p = h.pair();
         p[0].postSend(new SendWr.Send(1, List.of(h.a.sge(0, 8)), SIGNALED, null)); // no receive yet: RNR NAK
         Engine rxe1 = h.engine("rxe1");
-        eventually(() -> rxe1.rnrNaksSent != 0, Duration.ofSeconds(10), "rxe1 RNR-NAKs the send");
+        eventually(() -> rxe1.counters.rnrNaksSent != 0, Duration.ofSeconds(10), "rxe1 RNR-NAKs the send");
         p[1].postRecv(RecvWr.of(2, h.b.sge(0, 64)));
         assertTrue(Hcas.one(h.a.cq).isSuccess());
 

@@ -44,7 +44,7 @@ class HotUnplugTest extends HcaTestBase {
         // outstanding, so that there is work in flight at the removal however fast the writes complete
         p[0].postSend(new SendWr.Send(-1, List.of(h.a.sge(0, 8)), SIGNALED, null));
         Engine responder = h.driver.providers.get("rxe1").engine;
-        while (responder.rnrNaksSent == 0) {
+        while (responder.counters.rnrNaksSent == 0) {
             assertTrue(System.nanoTime() < deadline);
             before.addAll(h.a.cq.poll(64));
         }

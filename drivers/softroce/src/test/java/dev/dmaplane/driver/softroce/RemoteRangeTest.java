@@ -50,13 +50,13 @@ class RemoteRangeTest {
         h.b.write(AT - GUARD, around);
         byte[] local = h.a.read(0, 64 * 1024);
         Engine requester = h.engine("rxe0");
-        long retries = requester.retries;
+        long retries = requester.counters.retries;
         QueuePair[] p = h.pair();
         p[0].postSend(List.of(wr, new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 8)), SIGNALED, h.b.buf, h.b.mr.rkey())));
         List<WorkCompletion> wc = Hcas.poll(h.a.cq, 2);
         assertEquals(WcStatus.REM_ACCESS_ERR, wc.get(0).status(), "a Remote Access Error NAK came back: " + wc);
         assertEquals(WcStatus.WR_FLUSH_ERR, wc.get(1).status());
-        assertEquals(retries, requester.retries, "the NAK came at once: no transport retry");
+        assertEquals(retries, requester.counters.retries, "the NAK came at once: no transport retry");
         assertEquals(QpState.ERR, p[0].query().qpState());
         assertEquals(QpState.ERR, p[1].query().qpState(), "class C at the responder: its QP goes to ERR");
         assertArrayEquals(around, h.b.read(AT - GUARD, around.length), "no byte of the region or around it changed");

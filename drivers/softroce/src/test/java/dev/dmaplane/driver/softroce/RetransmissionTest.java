@@ -64,7 +64,7 @@ class RetransmissionTest {
         assertArrayEquals(data, h.b.read(10_000, 5000));
         assertEquals(1, h.driver.fabric.dropped.get());
         // the NAK carried the PSN of the lost packet: the requester resumed there, not at the message's start
-        assertEquals(1, h.driver.providers.get("rxe0").engine.resentFromMiddle);
+        assertEquals(1, h.driver.providers.get("rxe0").engine.counters.resentFromMiddle);
     }
 
     @Test
@@ -78,8 +78,8 @@ class RetransmissionTest {
         assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
         assertArrayEquals(data, h.b.read(0, data.length));
         Engine rxe0 = h.driver.providers.get("rxe0").engine;
-        assertTrue(rxe0.retries >= 1);
-        assertEquals(1, rxe0.resentFromMiddle, "resumed after the PSN the coalesced ACK covered");
+        assertTrue(rxe0.counters.retries >= 1);
+        assertEquals(1, rxe0.counters.resentFromMiddle, "resumed after the PSN the coalesced ACK covered");
     }
 
     @Test
@@ -96,7 +96,7 @@ class RetransmissionTest {
         assertEquals(0, longOf(h.a.read(0, 8)));
         assertEquals(10, longOf(h.a.read(8, 8)));
         assertEquals(20, longOf(h.a.read(16, 8)));
-        assertTrue(h.driver.providers.get("rxe0").engine.retries >= 1, "the requester timed out and resent");
+        assertTrue(h.driver.providers.get("rxe0").engine.counters.retries >= 1, "the requester timed out and resent");
     }
 
     @Test
@@ -123,7 +123,7 @@ class RetransmissionTest {
         assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
         assertArrayEquals(data, h.a.read(0, data.length), "no hole where the lost response was");
         Engine rxe0 = h.driver.providers.get("rxe0").engine;
-        assertEquals(1, rxe0.resentFromMiddle, "the read was reissued from the missing response on");
+        assertEquals(1, rxe0.counters.resentFromMiddle, "the read was reissued from the missing response on");
         assertEquals(1, h.driver.fabric.dropped.get());
     }
 
@@ -135,7 +135,7 @@ class RetransmissionTest {
         p[0].postSend(List.of(new SendWr.Send(1, List.of(h.a.sge(0, 6)), SIGNALED, null),
                 new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 6)), SIGNALED, h.b.buf + 4096, h.b.mr.rkey())));
         Engine responder = h.driver.providers.get("rxe1").engine;
-        eventually(() -> responder.rnrNaksSent >= 2, Duration.ofSeconds(5), "the responder RNR-NAKs the send twice");
+        eventually(() -> responder.counters.rnrNaksSent >= 2, Duration.ofSeconds(5), "the responder RNR-NAKs the send twice");
         assertArrayEquals("before".getBytes(), h.b.read(4096, 6), "the write behind the RNR-NAKed send did not pass it");
         assertTrue(h.a.cq.poll(4).isEmpty());
         p[1].postRecv(RecvWr.of(7, h.b.sge(0, 64)));

@@ -50,12 +50,12 @@ class UcTest extends HcaTestBase {
         h.a.write(0, msg);
         // no receive posted: the first send is dropped at the responder, the sender still completes
         Engine responder = h.driver.providers.get("rxe1").engine;
-        long seen = responder.pktsRecv.get();
+        long seen = responder.counters.pktsRecv.get();
         h.a.write(65536, Hcas.random(3000, 99));
         qa.postSend(new SendWr.Send(1, List.of(h.a.sge(65536, 3000)), SIGNALED, null));
         assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
         // its three packets reached the responder and were dropped
-        eventually(() -> responder.pktsRecv.get() >= seen + 3, Duration.ofSeconds(5),
+        eventually(() -> responder.counters.pktsRecv.get() >= seen + 3, Duration.ofSeconds(5),
                 "the dropped send's three packets reach the responder");
         qb.postRecv(RecvWr.of(5, h.b.sge(0, 4096)));
         qa.postSend(new SendWr.Send(2, List.of(h.a.sge(0, 3000)), SIGNALED, null));

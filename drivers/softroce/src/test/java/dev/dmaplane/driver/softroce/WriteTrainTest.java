@@ -75,8 +75,8 @@ class WriteTrainTest extends HcaTestBase {
             remote += len;
         }
         Engine rxe0 = h.engine("rxe0");
-        long trains = rxe0.trainsSent;
-        long sent = rxe0.pktsSent.get();
+        long trains = rxe0.counters.trainsSent;
+        long sent = rxe0.counters.pktsSent.get();
 
         p[0].postSend(wrs);
 
@@ -86,8 +86,8 @@ class WriteTrainTest extends HcaTestBase {
             assertEquals(i, wc.get(i).wrId(), "completions in order");
             assertArrayEquals(data.get(i), h.b.read(at[i], data.get(i).length), "message " + i);
         }
-        assertEquals((n + Requester.TRAIN_MAX - 1) / Requester.TRAIN_MAX, rxe0.trainsSent - trains, "full trains");
-        assertEquals(n, rxe0.pktsSent.get() - sent, "one packet per message, as on the wire");
+        assertEquals((n + Requester.TRAIN_MAX - 1) / Requester.TRAIN_MAX, rxe0.counters.trainsSent - trains, "full trains");
+        assertEquals(n, rxe0.counters.pktsSent.get() - sent, "one packet per message, as on the wire");
         assertTrue(h.machine.iommu().faults().isEmpty());
     }
 
@@ -101,11 +101,11 @@ class WriteTrainTest extends HcaTestBase {
             wrs.add(new SendWr.RdmaWrite(i, List.of(h.a.sge(64L * i, 64)), i == n - 1 ? SIGNALED : 0, h.b.buf + 512,
                     h.b.mr.rkey()));
         }
-        long trains = h.engine("rxe0").trainsSent;
+        long trains = h.engine("rxe0").counters.trainsSent;
         p[0].postSend(wrs);
         assertTrue(Hcas.one(h.a.cq).isSuccess());
         assertArrayEquals(Hcas.random(64, 1000 + n - 1), h.b.read(512, 64), "the last message written wins");
-        assertEquals(3, h.engine("rxe0").trainsSent - trains);
+        assertEquals(3, h.engine("rxe0").counters.trainsSent - trains);
     }
 
     @Test
@@ -130,7 +130,7 @@ class WriteTrainTest extends HcaTestBase {
                 write(8, 8, 100, h.b.buf + 50_000, rkey), // a train of one: the next leaves a gap
                 write(9, 9, 100, h.b.buf + 50_200, rkey), // a train of two
                 write(10, 10, 100, h.b.buf + 50_150, rkey)); // overlapping the one before
-        long trains = h.engine("rxe0").trainsSent;
+        long trains = h.engine("rxe0").counters.trainsSent;
         p[0].postSend(wrs);
         List<WorkCompletion> wc = Hcas.poll(h.a.cq, wrs.size());
         assertTrue(wc.stream().allMatch(WorkCompletion::isSuccess), wc.toString());
@@ -146,7 +146,7 @@ class WriteTrainTest extends HcaTestBase {
                 "the tenth's bytes that the eleventh did not cover");
         assertArrayEquals(Arrays.copyOf(Hcas.random(2000, 57), 100), h.b.read(16384, 100), "the send");
         assertEquals(List.of(90L, 91L), Hcas.poll(h.b.cq, 2).stream().map(WorkCompletion::wrId).toList());
-        assertEquals(4, h.engine("rxe0").trainsSent - trains);
+        assertEquals(4, h.engine("rxe0").counters.trainsSent - trains);
     }
 
     private SendWr write(long id, int slot, int len, long remote, int rkey) {
@@ -160,11 +160,11 @@ class WriteTrainTest extends HcaTestBase {
         int n = 10;
         // back to back, the seventh starts right past the region
         List<SendWr> wrs = writes64(n, 200, h.b.buf + 65536 - 6 * 64, small.rkey());
-        long trains = h.engine("rxe0").trainsSent;
+        long trains = h.engine("rxe0").counters.trainsSent;
         p[0].postSend(wrs);
         List<WorkCompletion> wc = Hcas.poll(h.a.cq, n);
         assertEquals(failedAt(n, 6, WcStatus.REM_ACCESS_ERR), statuses(wc));
-        assertEquals(1, h.engine("rxe0").trainsSent - trains, "they went as one train");
+        assertEquals(1, h.engine("rxe0").counters.trainsSent - trains, "they went as one train");
         for (int i = 0; i < 6; i++) {
             assertArrayEquals(Hcas.random(64, 200 + i), h.b.read(65536 - 6 * 64 + 64L * i, 64), "message " + i);
         }
@@ -188,7 +188,7 @@ class WriteTrainTest extends HcaTestBase {
                     SIGNALED, h.b.buf + 64L * i, h.b.mr.rkey()));
         }
         h.b.write(0, new byte[n * 64]);
-        long trains = h.engine("rxe0").trainsSent;
+        long trains = h.engine("rxe0").counters.trainsSent;
         p[0].postSend(wrs);
         List<WorkCompletion> wc = Hcas.poll(h.a.cq, n);
         assertEquals(failedAt(n, 4, WcStatus.LOC_PROT_ERR), statuses(wc));
@@ -196,7 +196,7 @@ class WriteTrainTest extends HcaTestBase {
             assertArrayEquals(Hcas.random(64, 500 + i), h.b.read(64L * i, 64), "message " + i);
         }
         assertArrayEquals(new byte[4 * 64], h.b.read(4 * 64, 4 * 64), "nothing from the refused one on");
-        assertEquals(1, h.engine("rxe0").trainsSent - trains);
+        assertEquals(1, h.engine("rxe0").counters.trainsSent - trains);
     }
 
     @Test
@@ -222,12 +222,12 @@ class WriteTrainTest extends HcaTestBase {
         int n = 100;
         List<SendWr> wrs = writes64(n, 400, h.b.buf, h.b.mr.rkey());
         Engine rxe1 = h.engine("rxe1");
-        long stored = rxe1.burstsStored.get();
-        long trains = h.engine("rxe0").trainsSent;
+        long stored = rxe1.counters.burstsStored.get();
+        long trains = h.engine("rxe0").counters.trainsSent;
         rxe1.lock.lock(); // rxe1 is busy: what reaches it now is stored
         try {
             CompletableFuture.runAsync(() -> p[0].postSend(wrs)).get(10, TimeUnit.SECONDS);
-            assertTrue(rxe1.burstsStored.get() > stored);
+            assertTrue(rxe1.counters.burstsStored.get() > stored);
             h.a.write(0, new byte[n * 64]); // the stored train carries its own copy
             assertArrayEquals(new byte[n * 64], h.b.read(0, n * 64), "nothing written yet");
         } finally {
@@ -238,7 +238,7 @@ class WriteTrainTest extends HcaTestBase {
         for (int i = 0; i < n; i++) {
             assertArrayEquals(Hcas.random(64, 400 + i), h.b.read(64L * i, 64), "message " + i);
         }
-        assertEquals(2, h.engine("rxe0").trainsSent - trains);
+        assertEquals(2, h.engine("rxe0").counters.trainsSent - trains);
     }
 
     /** A train that arrives in part again (a duplicate prefix) is trimmed to the messages the responder lacks. */
