@@ -1,0 +1,134 @@
+package dev.dmaplane.rdma.impl;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.DeviceAttr;
+import dev.dmaplane.rdma.verbs.LinkLayer;
+import dev.dmaplane.rdma.verbs.PortAttr;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpAttrMask;
+import dev.dmaplane.rdma.verbs.QpCap;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QpType;
+
+/**
+ * The checks of a QP's attributes: its capabilities at creation ({@code rxe_qp_chk_cap}), a modify against the
+ * current state ({@code ib_modify_qp_is_ok} through {@link QpStateTable}, the value checks of
+ * {@code rxe_qp_chk_attr} and {@code _ib_modify_qp}), and the merge of what a modify carries
+ * ({@code rxe_qp_from_attr}).
+ */
+final class QpAttrChecks {
+    private QpAttrChecks() {
+    }
+
+    /** {@code rxe_qp_chk_cap}: the send and, without an SRQ, the receive capabilities against the device's. */
+    static void checkCap(DeviceAttr a, QpCap cap, boolean onSrq) {
+        if (cap.maxSendWr() < 0 || cap.maxSendWr() > a.maxQpWr() || cap.maxSendSge() < 0
+                || cap.maxSendSge() > a.maxSendSge() || cap.maxInlineData() < 0
+                || cap.maxInlineData() > a.maxInlineData()) {
+            throw new ErrnoException(Errno.EINVAL, "QP send capabilities " + cap + " exceed the device's (max_qp_wr "
+                    + a.maxQpWr() + ", max_send_sge " + a.maxSendSge() + ", max_inline " + a.maxInlineData() + ")");
+        }
+        if (!onSrq && (cap.maxRecvWr() < 0 || cap.maxRecvWr() > a.maxQpWr() || cap.maxRecvSge() < 0
+                || cap.maxRecvSge() > a.maxRecvSge())) {
+            throw new ErrnoException(Errno.EINVAL, "QP receive capabilities " + cap + " exceed the device's (max_qp_wr "
+                    + a.maxQpWr() + ", max_recv_sge " + a.maxRecvSge() + ")");
+        }
+    }
+
+    /**
+     * {@code ib_modify_qp_is_ok} and {@code rxe_qp_chk_attr} for a modify of QP {@code qpn} in state {@code cur}
+     * on port {@code port}; returns the state the modify moves it to.
+     */
+    static QpState check(DeviceImpl dev, int qpn, QpType type, QpState cur, int port, QpAttr attr) {
+        if (attr.has(QpAttrMask.CUR_STATE) && attr.curQpState() != cur) {
+            throw new ErrnoException(Errno.EINVAL, "qp " + qpn + " is in " + cur + ", not in the given current state "
+                    + attr.curQpState());
+        }
+        if ((attr.has(QpAttrMask.STATE) && attr.qpState() == null)) {
+            throw new ErrnoException(Errno.EINVAL, "target state is null");
+        }
+        QpState next = attr.has(QpAttrMask.STATE) ? attr.qpState() : cur;
+        String why = QpStateTable.check(cur, next, type, attr.mask());
+        if (why != null) {
+            throw new ErrnoException(Errno.EINVAL, "qp " + qpn + ": " + why);
+        }
+        checkValues(dev, attr, port);
+        return next;
+    }
+
+    /** The value checks of {@code rxe_qp_chk_attr} and {@code _ib_modify_qp}; {@code current} is the QP's port. */
+    private static void checkValues(DeviceImpl dev, QpAttr a, int current) {
+        int mask = a.mask();
+        int port = (mask & QpAttrMask.PORT) != 0 ? a.portNum() : current;
+        if ((mask & QpAttrMask.PORT) != 0) {
+            dev.checkPort(a.portNum());
+        }
+        PortAttr pa = port >= 1 && port <= dev.portCount() ? dev.portAttrOf(port) : dev.portAttrOf(1);
+        if ((mask & QpAttrMask.PKEY_INDEX) != 0 && (a.pkeyIndex() < 0 || a.pkeyIndex() >= pa.pkeyTblLen())) {
+            throw new ErrnoException(Errno.EINVAL, "pkey index " + a.pkeyIndex() + " outside the table of " + pa.pkeyTblLen());
+        }
+        if ((mask & QpAttrMask.ACCESS_FLAGS) != 0 && (a.qpAccessFlags() & ~Access.QP_SUPPORTED) != 0) {
+            throw new ErrnoException(Errno.EINVAL, "QP access flags " + Access.toString(a.qpAccessFlags()));
+        }
+        if ((mask & QpAttrMask.AV) != 0) {
+            AhImpl.check(dev, a.ahAttr());
+        }
+        if ((mask & QpAttrMask.ALT_PATH) != 0 && pa.linkLayer() == LinkLayer.ETHERNET) {
+            // _ib_modify_qp: alternate paths and APM are for InfiniBand only, banned on RoCE
+            throw new ErrnoException(Errno.EINVAL, "alternate paths are not supported on RoCE");
+        }
+        if ((mask & QpAttrMask.PATH_MTU) != 0 && (a.pathMtu() == null || a.pathMtu().value() > pa.maxMtu().value())) {
+            throw new ErrnoException(Errno.EINVAL, "path MTU " + a.pathMtu() + " exceeds the port's " + pa.maxMtu());
+        }
+        if ((mask & QpAttrMask.TIMEOUT) != 0 && (a.timeout() < 0 || a.timeout() > 31)) {
+            throw new ErrnoException(Errno.EINVAL, "timeout " + a.timeout() + " outside 0..31");
+        }
+        if ((mask & QpAttrMask.RETRY_CNT) != 0 && (a.retryCnt() < 0 || a.retryCnt() > 7)) {
+            throw new ErrnoException(Errno.EINVAL, "retry count " + a.retryCnt() + " outside 0..7");
+        }
+        if ((mask & QpAttrMask.RNR_RETRY) != 0 && (a.rnrRetry() < 0 || a.rnrRetry() > 7)) {
+            throw new ErrnoException(Errno.EINVAL, "RNR retry " + a.rnrRetry() + " outside 0..7");
+        }
+        if ((mask & QpAttrMask.MIN_RNR_TIMER) != 0 && (a.minRnrTimer() < 0 || a.minRnrTimer() > 31)) {
+            throw new ErrnoException(Errno.EINVAL, "min RNR timer " + a.minRnrTimer() + " outside 0..31");
+        }
+        if ((mask & QpAttrMask.MAX_QP_RD_ATOMIC) != 0 && (a.maxRdAtomic() < 0 || a.maxRdAtomic() > dev.attr.maxQpInitRdAtom())) {
+            throw new ErrnoException(Errno.EINVAL, "max_rd_atomic " + a.maxRdAtomic() + " outside 0.." + dev.attr.maxQpInitRdAtom());
+        }
+        if ((mask & QpAttrMask.MAX_DEST_RD_ATOMIC) != 0 && (a.maxDestRdAtomic() < 0 || a.maxDestRdAtomic() > dev.attr.maxQpRdAtom())) {
+            throw new ErrnoException(Errno.EINVAL, "max_dest_rd_atomic " + a.maxDestRdAtomic() + " outside 0.." + dev.attr.maxQpRdAtom());
+        }
+        if ((mask & QpAttrMask.DEST_QPN) != 0 && (a.destQpNum() & ~0xFF_FFFF) != 0) {
+            throw new ErrnoException(Errno.EINVAL, "destination QPN 0x" + Integer.toHexString(a.destQpNum()) + " exceeds 24 bits");
+        }
+        if ((mask & QpAttrMask.PATH_MIG_STATE) != 0 && a.pathMigState() == null) {
+            throw new ErrnoException(Errno.EINVAL, "path migration state is null");
+        }
+    }
+
+    /** {@code base} with every attribute {@code a} carries (PSNs masked to 24 bits, as ib_core does). */
+    static QpAttr merge(QpAttr base, QpAttr a) {
+        QpAttr.Builder b = base.toBuilder();
+        int m = a.mask();
+        if ((m & QpAttrMask.EN_SQD_ASYNC_NOTIFY) != 0) b.enSqdAsyncNotify(a.enSqdAsyncNotify());
+        if ((m & QpAttrMask.ACCESS_FLAGS) != 0) b.accessFlags(a.qpAccessFlags());
+        if ((m & QpAttrMask.PKEY_INDEX) != 0) b.pkeyIndex(a.pkeyIndex());
+        if ((m & QpAttrMask.PORT) != 0) b.port(a.portNum());
+        if ((m & QpAttrMask.QKEY) != 0) b.qkey(a.qkey());
+        if ((m & QpAttrMask.AV) != 0) b.av(a.ahAttr());
+        if ((m & QpAttrMask.PATH_MTU) != 0) b.pathMtu(a.pathMtu());
+        if ((m & QpAttrMask.TIMEOUT) != 0) b.timeout(a.timeout());
+        if ((m & QpAttrMask.RETRY_CNT) != 0) b.retryCnt(a.retryCnt());
+        if ((m & QpAttrMask.RNR_RETRY) != 0) b.rnrRetry(a.rnrRetry());
+        if ((m & QpAttrMask.RQ_PSN) != 0) b.rqPsn(a.rqPsn() & 0xFF_FFFF);
+        if ((m & QpAttrMask.MAX_QP_RD_ATOMIC) != 0) b.maxRdAtomic(a.maxRdAtomic());
+        if ((m & QpAttrMask.MIN_RNR_TIMER) != 0) b.minRnrTimer(a.minRnrTimer());
+        if ((m & QpAttrMask.SQ_PSN) != 0) b.sqPsn(a.sqPsn() & 0xFF_FFFF);
+        if ((m & QpAttrMask.MAX_DEST_RD_ATOMIC) != 0) b.maxDestRdAtomic(a.maxDestRdAtomic());
+        if ((m & QpAttrMask.PATH_MIG_STATE) != 0) b.pathMigState(a.pathMigState());
+        if ((m & QpAttrMask.DEST_QPN) != 0) b.destQpn(a.destQpNum());
+        return b.without(QpAttrMask.STATE | QpAttrMask.CUR_STATE).build();
+    }
+}
