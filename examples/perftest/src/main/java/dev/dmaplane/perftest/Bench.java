@@ -1,6 +1,6 @@
 package dev.dmaplane.perftest;
 
-import dev.dmaplane.driver.softroce.SoftRoceDriver;
+import dev.dmaplane.driver.softroce.host.SoftRoceHost;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
@@ -71,20 +71,12 @@ final class Bench {
             throw new ErrnoException(Errno.EINVAL, "unknown bench part '" + part + "': one of " + PARTS);
         }
         int secs = args.length > 2 ? Integer.parseInt(args[2]) : 5;
-        Machine machine = Machine.bootDefault();
-        RdmaCore core = new RdmaCore(machine.tracer());
-        SoftRoceDriver driver = new SoftRoceDriver(core);
-        machine.devices().registerDriver(driver);
-        try {
+        try (SoftRoceHost host = SoftRoceHost.boot()) {
             switch (part) {
-                case "bw" -> bandwidth(machine, core, secs);
-                case "rate" -> rate(machine, core, secs);
-                default -> latency(machine, core, secs);
+                case "bw" -> bandwidth(host.machine(), host.core(), secs);
+                case "rate" -> rate(host.machine(), host.core(), secs);
+                default -> latency(host.machine(), host.core(), secs);
             }
-        } finally {
-            machine.devices().unregisterDriver(driver);
-            core.close();
-            machine.close();
         }
     }
 

@@ -1,8 +1,6 @@
 package dev.dmaplane.perftest;
 
-import dev.dmaplane.driver.softroce.SoftRoceDriver;
-import dev.dmaplane.machine.Machine;
-import dev.dmaplane.rdma.RdmaCore;
+import dev.dmaplane.driver.softroce.host.SoftRoceHost;
 
 /**
  * A machine of its own with the Soft-RoCE driver bound, for plain-classpath use. Kept apart from {@link Perftest}
@@ -14,18 +12,8 @@ final class Standalone {
     }
 
     static PerfResult run(PerfConfig cfg) {
-        Machine machine = Machine.bootDefault();
-        RdmaCore core = new RdmaCore(machine.tracer());
-        SoftRoceDriver driver = new SoftRoceDriver(core);
-        try {
-            machine.devices().registerDriver(driver);
-            return Perftest.run(machine, core, cfg);
-        } finally {
-            if (machine.devices().drivers().contains(driver)) {
-                machine.devices().unregisterDriver(driver);
-            }
-            core.close();
-            machine.close();
+        try (SoftRoceHost host = SoftRoceHost.boot()) {
+            return Perftest.run(host.machine(), host.core(), cfg);
         }
     }
 }

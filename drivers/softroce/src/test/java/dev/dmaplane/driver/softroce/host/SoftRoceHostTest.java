@@ -1,0 +1,54 @@
+package dev.dmaplane.driver.softroce.host;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.machine.Machine;
+import dev.dmaplane.mm.AddressSpace;
+import dev.dmaplane.mm.Prot;
+import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.MemoryRegion;
+import dev.dmaplane.rdma.verbs.ProtectionDomain;
+import dev.dmaplane.rdma.verbs.VerbsContext;
+import org.junit.jupiter.api.Test;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * One call to a machine with Soft-RoCE up, as {@code modprobe rdma_rxe} gives a Linux box its rxe devices
+ * ({@code drivers/infiniband/sw/rxe}); closing it leaves nothing bound, registered or allocated.
+ */
+class SoftRoceHostTest {
+    @Test
+    void bootBringsUpBothHcasAndCloseTakesEverythingDown() {
+        Machine machine;
+        try (SoftRoceHost host = SoftRoceHost.boot()) {
+            machine = host.machine();
+            assertTrue(host.core().device("rxe0").isPresent() && host.core().device("rxe1").isPresent());
+            AddressSpace mm = machine.newAddressSpace("app");
+            VerbsContext ctx = host.core().device("rxe0").orElseThrow().open(mm);
+            ProtectionDomain pd = ctx.allocPd();
+            long buf = mm.mmapAnonymous(1 << 16, Prot.PROT_READ | Prot.PROT_WRITE);
+            MemoryRegion mr = pd.regMr(buf, 1 << 16, Access.LOCAL_WRITE | Access.REMOTE_WRITE);
+            assertNotEquals(0, mr.rkey());
+            assertEquals(16, machine.memory().pinnedFrames(), "the region is pinned while registered");
+        }
+        assertTrue(machine.isClosed(), "a host that booted its machine closes it");
+    }
+
+    @Test
+    void onAMachineOfTheCallersItLeavesTheMachineRunning() {
+        try (Machine machine = Machine.bootDefault()) {
+            long frames = machine.memory().allocatedFrames();
+            try (SoftRoceHost host = SoftRoceHost.on(machine)) {
+                assertTrue(host.core().device("rxe1").isPresent());
+                ErrnoException twice = assertThrows(ErrnoException.class, () -> SoftRoceHost.on(machine));
+                assertEquals(Errno.EEXIST, twice.errno(), "one rxe driver per machine");
+            }
+            assertFalse(machine.isClosed());
+            assertTrue(machine.devices().drivers().isEmpty(), "the driver is gone");
+            assertEquals(0, machine.activeDmaMappings());
+            assertEquals(frames, machine.memory().allocatedFrames());
+        }
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> SoftRoceHost.on(null)).errno());
+    }
+}
