@@ -21,7 +21,9 @@ import static dev.dmaplane.pci.PciRegs.*;
  * Status error bits are write-one-to-clear. A BAR's mask covers only the address bits at or above its size, so
  * writing all-ones and reading back yields the size mask, the sizing protocol {@code __pci_read_base} uses.
  * Accesses are 1, 2 or 4 bytes, naturally aligned, little-endian, and atomic with respect to each other.
- * <p>Size: about 600 lines, the register file and its reset-value builder in one class; issue 11 moves the builder out.
+ * <p>Size: about 600 lines, because the exported API fixes {@link Builder} as a nested type of this class: its
+ * setters (about 130 lines) stay beside the register file (about 470), and {@link ConfigLayout} lays out the
+ * power-on values they describe.
  */
 public final class ConfigSpace {
     /** Bytes of PCI Express config space ({@code PCI_CFG_SPACE_EXP_SIZE}). */
@@ -55,7 +57,7 @@ public final class ConfigSpace {
      */
     private final AtomicInteger writes;
 
-    private ConfigSpace(AtomicInteger writes) {
+    ConfigSpace(AtomicInteger writes) {
         this.writes = writes;
     }
 
@@ -464,7 +466,8 @@ public final class ConfigSpace {
                 : Optional.of(Acs.of(read(pos.getAsInt() + ACS_CTRL, 2) & Acs.ALL_BITS));
     }
 
-    private void init(int offset, int size, int value, int writable) {
+    /** Sets a register's reset value and the bits software may write, as the hardware defines them. */
+    void init(int offset, int size, int value, int writable) {
         for (int i = 0; i < size; i++) {
             data[offset + i] = (byte) (value >>> (8 * i));
             wmask[offset + i] = (byte) (writable >>> (8 * i));
@@ -472,10 +475,17 @@ public final class ConfigSpace {
         command = (data[COMMAND] & 0xFF) | (data[COMMAND + 1] & 0xFF) << 8;
     }
 
-    private void initW1c(int offset, int size, int bits) {
+    /** Marks a register's write-one-to-clear bits. */
+    void initW1c(int offset, int size, int bits) {
         for (int i = 0; i < size; i++) {
             w1cmask[offset + i] = (byte) (bits >>> (8 * i));
         }
+    }
+
+    /** Takes the registers as laid out as the power-on values a reset returns to, and finds the PM capability. */
+    void recordPowerOn() {
+        pmPos = findCapability(CAP_ID_PM).orElse(-1);
+        powerOn = data.clone();
     }
 
     /**
@@ -484,93 +494,52 @@ public final class ConfigSpace {
      * capability carrying their port type.
      */
     public static final class Builder {
-        private static final int PM_POS = 0x40;
-        private static final int EXP_POS = 0x50;
-        private static final int MSIX_POS = 0x90;
-        private static final int MSI_POS = 0xA0;
-        /** Multiple Message Capable is a 3-bit log2 field whose values above 5 are reserved: at most 32 vectors. */
-        private static final int MSI_MAX_VECTORS = 32;
-        /** Link speed encodings of Max Link Speed and Target Link Speed: 2 is 5 GT/s, 4 is 16 GT/s. */
-        private static final int LINK_SPEED_5GT = 2;
-        private static final int LINK_SPEED_16GT = 4;
-        private static final int LINK_WIDTH_X16 = 16;
-
-        private record BarDef(int index, long size, boolean is64, boolean prefetchable) {
-        }
-
-        private final int vendorId;
-        private final int deviceId;
-        private final int classCode;
-        private int revision;
-        private int subVendor;
-        private int subDevice;
-        private boolean multifunction;
-        private PciPortType express;
-        private final List<BarDef> bars = new ArrayList<>();
-        private int msixVectors;
-        private int msixBir;
-        private long msixTable;
-        private long msixPba;
-        private boolean hasMsi;
-        private int msiVectors;
-        private boolean msi64;
-        private boolean msiMask;
-        private Acs acsCap;
-        private Acs acsCtrl;
-        private int portNumber;
-        private int slotNumber;
-        private int primary = -1;
-        private int secondary;
-        private int subordinate;
-
-        private AtomicInteger writes;
+        private final ConfigLayout layout;
 
         /** Counts this config space's writes in {@code counter}, shared by every config space of a topology. */
         Builder writeCounter(AtomicInteger counter) {
-            this.writes = counter;
+            layout.writes = counter;
             return this;
         }
 
         private Builder(int vendorId, int deviceId, int classCode) {
-            this.vendorId = vendorId;
-            this.deviceId = deviceId;
-            this.classCode = classCode;
+            this.layout = new ConfigLayout(vendorId, deviceId, classCode);
         }
 
         public Builder revision(int rev) {
-            this.revision = rev;
+            layout.revision = rev;
             return this;
         }
 
         public Builder subsystem(int vendor, int device) {
-            this.subVendor = vendor;
-            this.subDevice = device;
+            layout.subVendor = vendor;
+            layout.subDevice = device;
             return this;
         }
 
         public Builder multifunction(boolean mf) {
-            this.multifunction = mf;
+            layout.multifunction = mf;
             return this;
         }
 
         /** Adds the PCI Express capability with this port type; bridge types get a type 1 header. */
         public Builder express(PciPortType type) {
-            this.express = type;
+            layout.express = type;
             return this;
         }
 
         /** Adds a memory BAR of {@code size} bytes (a power of two, at least 4 KiB). */
         public Builder bar(int index, long size, boolean is64, boolean prefetchable) {
-            bars.add(new BarDef(index, size, is64, prefetchable));
+            layout.bars.add(new ConfigLayout.BarDef(index, size, is64, prefetchable));
             return this;
         }
 
         /** Adds the MSI-X capability: {@code vectors} entries, table and PBA in BAR {@code bir}. */
         public Builder msix(int vectors, int bir, long tableOffset, long pbaOffset) {
-            this.msixVectors = vectors;
-            this.msixBir = bir;
-            this.msixTable = tableOffset;
-            this.msixPba = pbaOffset;
+            layout.msixVectors = vectors;
+            layout.msixBir = bir;
+            layout.msixTable = tableOffset;
+            layout.msixPba = pbaOffset;
             return this;
         }
 
@@ -579,17 +548,17 @@ public final class ConfigSpace {
          * Message Capable, a 64-bit Message Address if {@code is64}, Mask and Pending Bits if {@code perVectorMask}.
          */
         public Builder msi(int vectors, boolean is64, boolean perVectorMask) {
-            this.hasMsi = true;
-            this.msiVectors = vectors;
-            this.msi64 = is64;
-            this.msiMask = perVectorMask;
+            layout.hasMsi = true;
+            layout.msiVectors = vectors;
+            layout.msi64 = is64;
+            layout.msiMask = perVectorMask;
             return this;
         }
 
         /** Adds the ACS extended capability with these Capability and (initial) Control registers. */
         public Builder acs(Acs capability, Acs control) {
-            this.acsCap = capability;
-            this.acsCtrl = control;
+            layout.acsCap = capability;
+            layout.acsCtrl = control;
             return this;
         }
 
@@ -602,7 +571,7 @@ public final class ConfigSpace {
             if (number < 0 || number > 0xFF) {
                 throw new ErrnoException(Errno.EINVAL, "port number " + number + " is outside 0..255");
             }
-            this.portNumber = number;
+            layout.portNumber = number;
             return this;
         }
 
@@ -616,15 +585,15 @@ public final class ConfigSpace {
             if (number < 0 || number > 0x1FFF) {
                 throw new ErrnoException(Errno.EINVAL, "physical slot number " + number + " is outside 0..8191");
             }
-            this.slotNumber = number;
+            layout.slotNumber = number;
             return this;
         }
 
         /** Sets a bridge's bus number registers, as firmware or {@code pci_scan_bridge} programs them. */
         public Builder busNumbers(int primaryBus, int secondaryBus, int subordinateBus) {
-            this.primary = primaryBus;
-            this.secondary = secondaryBus;
-            this.subordinate = subordinateBus;
+            layout.primary = primaryBus;
+            layout.secondary = secondaryBus;
+            layout.subordinate = subordinateBus;
             return this;
         }
 
@@ -634,205 +603,7 @@ public final class ConfigSpace {
          * @throws ErrnoException {@code EINVAL} naming the first bad value
          */
         public ConfigSpace build() {
-            checkId("vendor", vendorId, 0xFFFE);
-            checkId("device", deviceId, 0xFFFF);
-            checkId("subsystem vendor", subVendor, 0xFFFF);
-            checkId("subsystem device", subDevice, 0xFFFF);
-            checkId("revision", revision, 0xFF);
-            if ((classCode & ~0xFFFFFF) != 0) {
-                throw new ErrnoException(Errno.EINVAL, String.format("class code %#x does not fit 24 bits", classCode));
-            }
-            boolean bridge = express != null && express.isBridge();
-            if (bridge && (classCode >>> 8) != 0x0604) {
-                throw new ErrnoException(Errno.EINVAL, String.format(
-                        "a %s needs class 0x0604xx (PCI bridge), not %#08x", express.label(), classCode));
-            }
-            ConfigSpace cs = new ConfigSpace(writes != null ? writes : new AtomicInteger());
-            cs.init(VENDOR_ID, 2, vendorId, 0);
-            cs.init(DEVICE_ID, 2, deviceId, 0);
-            cs.init(COMMAND, 2, 0, COMMAND_MEMORY | COMMAND_MASTER | COMMAND_PARITY | COMMAND_SERR | COMMAND_INTX_DISABLE);
-            cs.init(STATUS, 2, STATUS_CAP_LIST, 0);
-            cs.initW1c(STATUS, 2, STATUS_ERROR_BITS);
-            cs.init(CLASS_REVISION, 4, (classCode << 8) | revision, 0);
-            cs.init(CACHE_LINE_SIZE, 1, 0, 0xFF);
-            cs.init(HEADER_TYPE, 1, (bridge ? HEADER_TYPE_BRIDGE : HEADER_TYPE_NORMAL) | (multifunction ? HEADER_TYPE_MFD : 0), 0);
-            cs.init(INTERRUPT_LINE, 1, 0, 0xFF);
-            cs.init(INTERRUPT_PIN, 1, bridge ? 0 : 1, 0);
-            if (bridge) {
-                layoutBridge(cs);
-            } else {
-                if (primary >= 0) {
-                    throw new ErrnoException(Errno.EINVAL, "bus numbers belong to bridges; this function has a type 0 header");
-                }
-                cs.init(SUBSYSTEM_VENDOR_ID, 2, subVendor, 0);
-                cs.init(SUBSYSTEM_ID, 2, subDevice, 0);
-            }
-            layoutBars(cs, bridge ? 2 : 6);
-            layoutCapabilities(cs);
-            cs.pmPos = cs.findCapability(CAP_ID_PM).orElse(-1);
-            cs.powerOn = cs.data.clone();
-            return cs;
-        }
-
-        private void layoutBridge(ConfigSpace cs) {
-            if (primary < 0) {
-                throw new ErrnoException(Errno.EINVAL, "a bridge needs its primary/secondary/subordinate bus numbers");
-            }
-            if (!(primary < secondary && secondary <= subordinate && subordinate <= 0xFF)) {
-                throw new ErrnoException(Errno.EINVAL, String.format(
-                        "bridge bus numbers must satisfy primary < secondary <= subordinate <= 0xff: %02x/%02x/%02x",
-                        primary, secondary, subordinate));
-            }
-            cs.init(PRIMARY_BUS, 1, primary, 0);
-            cs.init(SECONDARY_BUS, 1, secondary, 0);
-            cs.init(SUBORDINATE_BUS, 1, subordinate, 0);
-            cs.initW1c(SEC_STATUS, 2, STATUS_ERROR_BITS);
-            cs.init(MEMORY_BASE, 2, 0xFFF0, 0xFFF0);
-            cs.init(MEMORY_LIMIT, 2, 0x0000, 0xFFF0);
-            cs.init(PREF_MEMORY_BASE, 2, 0xFFF0 | PREF_RANGE_TYPE_64, 0xFFF0);
-            cs.init(PREF_MEMORY_LIMIT, 2, PREF_RANGE_TYPE_64, 0xFFF0);
-            cs.init(PREF_BASE_UPPER32, 4, -1, -1);
-            cs.init(PREF_LIMIT_UPPER32, 4, 0, -1);
-            cs.init(BRIDGE_CONTROL, 2, 0, 0x0FFF);
-        }
-
-        private void layoutBars(ConfigSpace cs, int count) {
-            boolean[] used = new boolean[count];
-            for (BarDef b : bars) {
-                int last = b.is64 ? b.index + 1 : b.index;
-                if (b.index < 0 || last >= count) {
-                    throw new ErrnoException(Errno.EINVAL, "BAR " + b.index + (b.is64 ? " (64-bit, two registers)" : "")
-                            + " does not fit the " + count + " BAR registers of this header");
-                }
-                if (used[b.index] || used[last]) {
-                    throw new ErrnoException(Errno.EINVAL, "BAR " + b.index + " overlaps a register another BAR uses");
-                }
-                Bar.checkSize(b.index, b.size, b.is64);
-                used[b.index] = true;
-                used[last] = true;
-                int flags = (b.is64 ? BASE_ADDRESS_MEM_TYPE_64 : BASE_ADDRESS_MEM_TYPE_32)
-                        | (b.prefetchable ? BASE_ADDRESS_MEM_PREFETCH : 0);
-                long mask = ~(b.size - 1);
-                cs.init(BASE_ADDRESS_0 + 4 * b.index, 4, flags, (int) mask & BASE_ADDRESS_MEM_MASK);
-                if (b.is64) {
-                    cs.init(BASE_ADDRESS_0 + 4 * (b.index + 1), 4, 0, (int) (mask >>> 32));
-                }
-            }
-        }
-
-        private void layoutCapabilities(ConfigSpace cs) {
-            List<Integer> chain = new ArrayList<>();
-            chain.add(PM_POS);
-            cs.init(PM_POS + PM_PMC, 2, 0x0003, 0);
-            cs.init(PM_POS + PM_CTRL, 2, PM_CTRL_NO_SOFT_RESET, PM_CTRL_STATE_MASK);
-            cs.init(PM_POS, 1, CAP_ID_PM, 0);
-            if (express != null) {
-                chain.add(EXP_POS);
-                boolean slot = express == PciPortType.ROOT_PORT || express == PciPortType.DOWNSTREAM;
-                cs.init(EXP_POS, 1, CAP_ID_EXP, 0);
-                cs.init(EXP_POS + EXP_FLAGS, 2, 2 | (express.value() << 4) | (slot ? EXP_FLAGS_SLOT : 0), 0);
-                // endpoints can Function Level Reset; Initiate FLR is writable and reads back as zero
-                boolean flr = !express.isBridge();
-                cs.init(EXP_POS + EXP_DEVCAP, 4, 0x0000_8001 | (flr ? EXP_DEVCAP_FLR : 0), 0);
-                // PCIe Base Spec 7.5.3.4: Relaxed Ordering and No Snoop enabled, Max_Read_Request_Size 512 bytes
-                cs.init(EXP_POS + EXP_DEVCTL, 2, EXP_DEVCTL_RELAX_EN | EXP_DEVCTL_NOSNOOP_EN | EXP_DEVCTL_READRQ_512B,
-                        flr ? 0xFFFF : 0x7FFF);
-                layoutLink(cs, slot);
-            }
-            if (msixVectors != 0) {
-                layoutMsix(cs);
-                chain.add(MSIX_POS);
-            }
-            if (hasMsi) {
-                layoutMsi(cs);
-                chain.add(MSI_POS);
-            }
-            cs.init(CAPABILITY_LIST, 1, chain.getFirst(), 0);
-            for (int i = 0; i < chain.size(); i++) {
-                cs.init(chain.get(i) + CAP_LIST_NEXT, 1, i + 1 < chain.size() ? chain.get(i + 1) : 0, 0);
-            }
-            if (acsCap != null) {
-                if (!acsCap.containsAll(acsCtrl)) {
-                    throw new ErrnoException(Errno.EINVAL, "ACS control " + acsCtrl + " enables bits the capability "
-                            + acsCap + " lacks: " + acsCtrl.minus(acsCap));
-                }
-                cs.init(CFG_SPACE_SIZE, 4, EXT_CAP_ID_ACS | (1 << 16), 0);
-                cs.init(CFG_SPACE_SIZE + ACS_CAP, 2, acsCap.bits(), 0);
-                cs.init(CFG_SPACE_SIZE + ACS_CTRL, 2, acsCtrl.bits(), acsCap.bits());
-            }
-        }
-
-        /**
-         * The link registers of a 16 GT/s x16 link (PCIe Base Spec 7.5.3.6, 7.5.3.18-19): Supported Link Speeds up to
-         * Max Link Speed, Target Link Speed at the highest of them; a Downstream Port above 5 GT/s reports Data Link
-         * Layer Link Active and bandwidth changes (7.5.3.6); a port with a slot carries its Physical Slot Number.
-         */
-        private void layoutLink(ConfigSpace cs, boolean slot) {
-            int maxSpeed = LINK_SPEED_16GT;
-            boolean activeReporting = slot && maxSpeed > LINK_SPEED_5GT;
-            cs.init(EXP_POS + EXP_LNKCAP, 4, (portNumber << 24) | (activeReporting ? EXP_LNKCAP_DLLLARC | EXP_LNKCAP_LBNC : 0)
-                    | LINK_WIDTH_X16 << 4 | maxSpeed, 0);
-            cs.init(EXP_POS + EXP_LNKCTL, 2, 0, 0x0FFF);
-            cs.init(EXP_POS + EXP_LNKSTA, 2, LINK_WIDTH_X16 << 4 | maxSpeed, 0);
-            if (slot) {
-                cs.init(EXP_POS + EXP_SLTCAP, 4, slotNumber << 19, 0);
-            }
-            cs.init(EXP_POS + EXP_LNKCAP2, 4, ((1 << maxSpeed) - 1) << 1, 0);
-            cs.init(EXP_POS + EXP_LNKCTL2, 2, maxSpeed, 0x0FFF);
-        }
-
-        private void layoutMsix(ConfigSpace cs) {
-            if (msixVectors < 1 || msixVectors > 2048) {
-                throw new ErrnoException(Errno.EINVAL, "MSI-X vector count must be 1..2048, not " + msixVectors);
-            }
-            BarDef bar = bars.stream().filter(b -> b.index == msixBir).findFirst().orElseThrow(() ->
-                    new ErrnoException(Errno.EINVAL, "MSI-X table BAR " + msixBir + " is not a BAR of this function"));
-            long tableBytes = (long) msixVectors * MSIX_ENTRY_SIZE;
-            long pbaBytes = ((msixVectors + 63L) / 64) * 8;
-            checkMsixRegion("table", msixTable, tableBytes, bar);
-            checkMsixRegion("PBA", msixPba, pbaBytes, bar);
-            if (msixTable < msixPba + pbaBytes && msixPba < msixTable + tableBytes) {
-                throw new ErrnoException(Errno.EINVAL, String.format("MSI-X table at %#x and PBA at %#x overlap", msixTable, msixPba));
-            }
-            cs.init(MSIX_POS, 1, CAP_ID_MSIX, 0);
-            cs.init(MSIX_POS + MSIX_FLAGS, 2, msixVectors - 1, MSIX_FLAGS_ENABLE | MSIX_FLAGS_MASKALL);
-            cs.init(MSIX_POS + MSIX_TABLE, 4, (int) msixTable | msixBir, 0);
-            cs.init(MSIX_POS + MSIX_PBA, 4, (int) msixPba | msixBir, 0);
-        }
-
-        private void layoutMsi(ConfigSpace cs) {
-            if (msiVectors < 1 || msiVectors > MSI_MAX_VECTORS || Integer.bitCount(msiVectors) != 1) {
-                throw new ErrnoException(Errno.EINVAL, "MSI vector count " + msiVectors
-                        + " is not a power of two in 1.." + MSI_MAX_VECTORS);
-            }
-            int mmc = Integer.numberOfTrailingZeros(msiVectors) << 1;
-            cs.init(MSI_POS, 1, CAP_ID_MSI, 0);
-            cs.init(MSI_POS + MSI_FLAGS, 2, mmc | (msi64 ? MSI_FLAGS_64BIT : 0) | (msiMask ? MSI_FLAGS_MASKBIT : 0),
-                    MSI_FLAGS_ENABLE | MSI_FLAGS_QSIZE);
-            cs.init(MSI_POS + MSI_ADDRESS_LO, 4, 0, MSI_ADDRESS_LO_MASK);
-            if (msi64) {
-                cs.init(MSI_POS + MSI_ADDRESS_HI, 4, 0, -1);
-            }
-            cs.init(MSI_POS + (msi64 ? MSI_DATA_64 : MSI_DATA_32), 2, 0, 0xFFFF);
-            if (msiMask) {
-                int implemented = msiVectors == 32 ? -1 : (1 << msiVectors) - 1;
-                cs.init(MSI_POS + (msi64 ? MSI_MASK_64 : MSI_MASK_32), 4, 0, implemented);
-                cs.init(MSI_POS + (msi64 ? MSI_PENDING_64 : MSI_PENDING_32), 4, 0, 0);
-            }
-        }
-
-        private static void checkMsixRegion(String what, long offset, long bytes, BarDef bar) {
-            if (offset < 0 || (offset & 7) != 0 || offset + bytes > bar.size || offset > 0xFFFF_FFF8L) {
-                throw new ErrnoException(Errno.EINVAL, String.format(
-                        "MSI-X %s at offset %#x (%d bytes) must be 8-byte aligned and inside BAR %d of %#x bytes",
-                        what, offset, bytes, bar.index, bar.size));
-            }
-        }
-
-        private static void checkId(String what, int v, int max) {
-            if (v < 0 || v > max) {
-                throw new ErrnoException(Errno.EINVAL, String.format("%s ID %#x is outside 0..%#x", what, v, max));
-            }
+            return layout.build();
         }
     }
 }
