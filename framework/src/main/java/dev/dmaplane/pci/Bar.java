@@ -2,6 +2,7 @@ package dev.dmaplane.pci;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.pci.impl.BarRules;
 import org.osgi.annotation.versioning.ProviderType;
 
 import java.lang.foreign.MemorySegment;
@@ -42,10 +43,10 @@ public final class Bar {
     }
 
     static void checkSize(int index, long size, boolean is64Bit) {
-        if (size < MIN_SIZE || Long.bitCount(size) != 1) {
+        if (!BarRules.isBarSize(size)) {
             throw new ErrnoException(Errno.EINVAL, "BAR " + index + " size " + size + " must be a power of two of at least 4 KiB");
         }
-        if (!is64Bit && size > (1L << 31)) {
+        if (!is64Bit && !BarRules.fits32Bit(size)) {
             throw new ErrnoException(Errno.EINVAL, "BAR " + index + " size " + size + " does not fit a 32-bit BAR (max 2 GiB)");
         }
     }

@@ -2,6 +2,7 @@ package dev.dmaplane.pci;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.pci.impl.BarRules;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -133,7 +134,7 @@ final class ConfigLayout {
     private void layoutBars(ConfigSpace cs, int count) {
         boolean[] used = new boolean[count];
         for (BarDef b : bars) {
-            int last = b.is64 ? b.index + 1 : b.index;
+            int last = BarRules.lastRegister(b.index, b.is64);
             if (b.index < 0 || last >= count) {
                 throw new ErrnoException(Errno.EINVAL, "BAR " + b.index + (b.is64 ? " (64-bit, two registers)" : "")
                         + " does not fit the " + count + " BAR registers of this header");
@@ -216,16 +217,16 @@ final class ConfigLayout {
     }
 
     private void layoutMsix(ConfigSpace cs) {
-        if (msixVectors < 1 || msixVectors > 2048) {
+        if (!BarRules.isMsixVectorCount(msixVectors)) {
             throw new ErrnoException(Errno.EINVAL, "MSI-X vector count must be 1..2048, not " + msixVectors);
         }
         BarDef bar = bars.stream().filter(b -> b.index == msixBir).findFirst().orElseThrow(() ->
                 new ErrnoException(Errno.EINVAL, "MSI-X table BAR " + msixBir + " is not a BAR of this function"));
-        long tableBytes = (long) msixVectors * MSIX_ENTRY_SIZE;
-        long pbaBytes = ((msixVectors + 63L) / 64) * 8;
+        long tableBytes = BarRules.msixTableBytes(msixVectors);
+        long pbaBytes = BarRules.msixPbaBytes(msixVectors);
         checkMsixRegion("table", msixTable, tableBytes, bar);
         checkMsixRegion("PBA", msixPba, pbaBytes, bar);
-        if (msixTable < msixPba + pbaBytes && msixPba < msixTable + tableBytes) {
+        if (BarRules.msixRegionsOverlap(msixTable, tableBytes, msixPba, pbaBytes)) {
             throw new ErrnoException(Errno.EINVAL, String.format("MSI-X table at %#x and PBA at %#x overlap", msixTable, msixPba));
         }
         cs.init(MSIX_POS, 1, CAP_ID_MSIX, 0);
@@ -256,7 +257,7 @@ final class ConfigLayout {
     }
 
     private static void checkMsixRegion(String what, long offset, long bytes, BarDef bar) {
-        if (offset < 0 || (offset & 7) != 0 || offset + bytes > bar.size || offset > 0xFFFF_FFF8L) {
+        if (!BarRules.msixRegionFits(offset, bytes, bar.size)) {
             throw new ErrnoException(Errno.EINVAL, String.format(
                     "MSI-X %s at offset %#x (%d bytes) must be 8-byte aligned and inside BAR %d of %#x bytes",
                     what, offset, bytes, bar.index, bar.size));

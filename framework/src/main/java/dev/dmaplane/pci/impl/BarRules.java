@@ -16,7 +16,9 @@ import java.util.List;
  * The numeric rules a function's memory BARs and MSI-X capability must follow before anything sizes, aligns or
  * places them (PCI Local Bus Spec 3.0 section 6.2.5.1, PCI Express Base Spec section 7.5.1.2.1, the MSI-X table
  * rules of section 7.7.2): checked by the machine-file parser and again before a topology is planned, so a spec built
- * in code is held to the same rules. Each error is {@code EINVAL} naming the path of the field and its value.
+ * in code is held to the same rules. Each error is {@code EINVAL} naming the path of the field and its value. The
+ * public predicates are the rules themselves, which {@code ConfigSpace.Builder} and {@code Bar} check as well, each
+ * with its own message.
  */
 public final class BarRules {
     private static final long MAX_32BIT_BAR = 1L << 31;
@@ -49,17 +51,16 @@ public final class BarRules {
     }
 
     private static void checkBar(BarSpec b, PciPortType type, int registers, String path, String bar) {
-        int last = b.is64Bit() ? b.index() + 1 : b.index();
-        if (b.index() < 0 || last >= registers) {
+        if (b.index() < 0 || lastRegister(b.index(), b.is64Bit()) >= registers) {
             throw Units.bad(path + ".index", String.valueOf(b.index()), "(" + bar + ") is not a BAR register of a " + type.label()
                     + " (0.." + (registers - 1) + (b.is64Bit() ? ", and a 64-bit BAR also takes the next one)" : ")"));
         }
         String size = hex(b.size());
-        if (b.size() < Bar.MIN_SIZE || Long.bitCount(b.size()) != 1) {
+        if (!isBarSize(b.size())) {
             throw Units.bad(path + ".size", size, "(" + bar + ") is not a power of two of at least 4KiB (the BAR size is the"
                     + " alignment its address gets)");
         }
-        if (!b.is64Bit() && b.size() > MAX_32BIT_BAR) {
+        if (!b.is64Bit() && !fits32Bit(b.size())) {
             throw Units.bad(path + ".size", size, "(" + bar + ") does not fit a 32-bit BAR (at most 2GiB)");
         }
         if (b.prefetchable() && !b.is64Bit() && type == PciPortType.ENDPOINT) {
@@ -77,13 +78,11 @@ public final class BarRules {
     }
 
     private static boolean overlaps(BarSpec a, BarSpec b) {
-        int aLast = a.is64Bit() ? a.index() + 1 : a.index();
-        int bLast = b.is64Bit() ? b.index() + 1 : b.index();
-        return a.index() <= bLast && b.index() <= aLast;
+        return a.index() <= lastRegister(b.index(), b.is64Bit()) && b.index() <= lastRegister(a.index(), a.is64Bit());
     }
 
     private static void checkMsix(MsixSpec m, List<BarSpec> bars, String path, String bdf) {
-        if (m.vectors() < 1 || m.vectors() > MSIX_MAX_VECTORS) {
+        if (!isMsixVectorCount(m.vectors())) {
             throw Units.bad(path + ".vectors", String.valueOf(m.vectors()), "(" + bdf + ") is not a vector count from 1 to "
                     + MSIX_MAX_VECTORS);
         }
@@ -93,21 +92,64 @@ public final class BarRules {
             throw Units.bad(path + ".bar", String.valueOf(m.bar()), "(" + bdf + ") names a memory BAR; the MSI-X table and"
                     + " PBA are registers and need a BAR of kind mmio");
         }
-        long tableBytes = (long) m.vectors() * PciRegs.MSIX_ENTRY_SIZE;
-        long pbaBytes = ((m.vectors() + 63L) / 64) * 8;
+        long tableBytes = msixTableBytes(m.vectors());
+        long pbaBytes = msixPbaBytes(m.vectors());
         checkMsixRegion(path + ".table", m.tableOffset(), tableBytes, bar, bdf);
         checkMsixRegion(path + ".pba", m.pbaOffset(), pbaBytes, bar, bdf);
-        if (m.tableOffset() < m.pbaOffset() + pbaBytes && m.pbaOffset() < m.tableOffset() + tableBytes) {
+        if (msixRegionsOverlap(m.tableOffset(), tableBytes, m.pbaOffset(), pbaBytes)) {
             throw Units.bad(path + ".pba", hex(m.pbaOffset()), String.format("(%s) overlaps the MSI-X table at %#x (%d bytes)",
                     bdf, m.tableOffset(), tableBytes));
         }
     }
 
     private static void checkMsixRegion(String path, long offset, long bytes, BarSpec bar, String bdf) {
-        if (offset < 0 || (offset & 7) != 0 || offset > bar.size() - bytes || offset > 0xFFFF_FFF8L) {
+        if (!msixRegionFits(offset, bytes, bar.size())) {
             throw Units.bad(path, hex(offset), String.format("(%s) is not an 8-byte aligned offset with its %d bytes"
                     + " inside BAR %d of %#x bytes", bdf, bytes, bar.index(), bar.size()));
         }
+    }
+
+    /** Whether {@code size} can be a memory BAR's: a power of two of at least {@link Bar#MIN_SIZE}, its own alignment. */
+    public static boolean isBarSize(long size) {
+        return size >= Bar.MIN_SIZE && Long.bitCount(size) == 1;
+    }
+
+    /** Whether a BAR of {@code size} bytes fits a 32-bit BAR register, whose highest size is 2 GiB. */
+    public static boolean fits32Bit(long size) {
+        return size <= MAX_32BIT_BAR;
+    }
+
+    /** The last BAR register a BAR at {@code index} takes: a 64-bit BAR also takes the next one. */
+    public static int lastRegister(int index, boolean is64Bit) {
+        return is64Bit ? index + 1 : index;
+    }
+
+    /** Whether MSI-X Table Size can hold {@code vectors}: 1..2048. */
+    public static boolean isMsixVectorCount(int vectors) {
+        return vectors >= 1 && vectors <= MSIX_MAX_VECTORS;
+    }
+
+    /** Bytes of an MSI-X table of {@code vectors} entries. */
+    public static long msixTableBytes(int vectors) {
+        return (long) vectors * PciRegs.MSIX_ENTRY_SIZE;
+    }
+
+    /** Bytes of the Pending Bit Array of {@code vectors} vectors: one bit each, in whole qwords. */
+    public static long msixPbaBytes(int vectors) {
+        return ((vectors + 63L) / 64) * 8;
+    }
+
+    /**
+     * Whether an MSI-X table or PBA of {@code bytes} at {@code offset} is 8-byte aligned (the low 3 bits of its
+     * register hold the BIR), inside a BAR of {@code barSize} bytes, and within the register's 32 bits.
+     */
+    public static boolean msixRegionFits(long offset, long bytes, long barSize) {
+        return offset >= 0 && (offset & 7) == 0 && offset <= barSize - bytes && offset <= 0xFFFF_FFF8L;
+    }
+
+    /** Whether the MSI-X table and PBA share a byte. */
+    public static boolean msixRegionsOverlap(long table, long tableBytes, long pba, long pbaBytes) {
+        return table < pba + pbaBytes && pba < table + tableBytes;
     }
 
     /** The largest power of two that fits {@code [base, limit)} at an address aligned to itself. */
