@@ -1,5 +1,6 @@
 package dev.dmaplane.runtime.impl;
 
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.hw.DeviceModel;
 import dev.dmaplane.machine.Machine;
 import org.osgi.framework.Bundle;
@@ -36,8 +37,10 @@ public final class DeviceModelBinder {
         try {
             machine.addModel(model);
             LOG.info("device model '{}' from {}: hardware arrived", model.name(), from);
-        } catch (RuntimeException e) {
+        } catch (ErrnoException e) {
             LOG.error("device model from {} refused: {}", from, e.getMessage());
+        } catch (RuntimeException e) {
+            LOG.error("device model from {} failed to arrive", from, e);
         }
     }
 
