@@ -267,8 +267,12 @@ class VerbsSequenceTest {
     }
 
     private static <T> T any(SplittableRandom rnd, List<T> list) {
+        int n = list.size(); // once: the other thread may empty the list between two reads
+        if (n == 0) {
+            return null;
+        }
         try {
-            return list.isEmpty() ? null : list.get(rnd.nextInt(list.size()));
+            return list.get(rnd.nextInt(n));
         } catch (IndexOutOfBoundsException raced) {
             return null; // the other thread removed one meanwhile
         }
