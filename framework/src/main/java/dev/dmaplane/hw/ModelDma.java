@@ -8,7 +8,6 @@ import dev.dmaplane.pci.PciFunction;
 
 import java.lang.foreign.MemorySegment;
 import java.util.List;
-import java.util.Objects;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -39,12 +38,12 @@ public final class ModelDma {
 
     /** The device reads {@code dst.byteSize()} bytes at {@code busAddr} into {@code dst}. */
     public DmaStatus read(long busAddr, MemorySegment dst) {
-        return gather(List.of(new DmaSpan(busAddr, dst.byteSize())), dst);
+        return gather(List.of(new DmaSpan(busAddr, requireBuffer(dst).byteSize())), dst);
     }
 
     /** The device writes all of {@code src} at {@code busAddr}. */
     public DmaStatus write(long busAddr, MemorySegment src) {
-        return scatter(src, List.of(new DmaSpan(busAddr, src.byteSize())));
+        return scatter(src, List.of(new DmaSpan(busAddr, requireBuffer(src).byteSize())));
     }
 
     /**
@@ -72,7 +71,10 @@ public final class ModelDma {
     }
 
     private DmaStatus transfer(List<DmaSpan> sg, MemorySegment buf, boolean write) {
-        Objects.requireNonNull(buf, "buffer");
+        requireBuffer(buf);
+        if (sg == null) {
+            throw new ErrnoException(Errno.EINVAL, function.bdf() + ": a DMA transfer needs a scatter/gather list");
+        }
         long total = 0;
         for (DmaSpan s : sg) {
             total += s.length();
@@ -108,6 +110,13 @@ public final class ModelDma {
             at += s.length();
         }
         return new DmaStatus.Done(total);
+    }
+
+    private MemorySegment requireBuffer(MemorySegment buf) {
+        if (buf == null) {
+            throw new ErrnoException(Errno.EINVAL, function.bdf() + ": a DMA transfer needs a buffer");
+        }
+        return buf;
     }
 
     /** Which register BAR of this function {@code s} touches, as a reason, or null. */

@@ -136,7 +136,9 @@ public final class IrqVectors implements AutoCloseable {
      *                        off; INTx with {@code min > 1} or no interrupt pin fails with the error before it
      */
     public static IrqVectors alloc(PciFunction fn, int min, int max, int flags) {
-        Objects.requireNonNull(fn, "fn");
+        if (fn == null) {
+            throw new ErrnoException(Errno.EINVAL, "pci_alloc_irq_vectors: the PCI function is null");
+        }
         if (min < 1) {
             throw new ErrnoException(Errno.EINVAL, "pci_alloc_irq_vectors: " + fn.bdf() + ": min_vecs " + min + " is below 1");
         }
@@ -306,7 +308,9 @@ public final class IrqVectors implements AutoCloseable {
 
     /** Requests {@code vector} to signal {@code trigger}, as VFIO connects a vector to an eventfd. */
     public void requestTrigger(int vector, IrqTrigger trigger, String name) {
-        Objects.requireNonNull(trigger, "trigger");
+        if (trigger == null) {
+            throw new ErrnoException(Errno.EINVAL, fn.bdf() + ": vector " + vector + " requested with a null trigger");
+        }
         request(vector, v -> {
             trigger.signal();
             return IrqReturn.HANDLED;

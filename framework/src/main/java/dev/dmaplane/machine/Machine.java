@@ -310,8 +310,10 @@ public final class Machine implements AutoCloseable {
      *                        after {@link #close}; nothing is kept then
      */
     public synchronized <T> T attachment(Class<T> type, Function<? super Machine, ? extends T> create) {
-        Objects.requireNonNull(type, "type");
-        Objects.requireNonNull(create, "create");
+        if (type == null || create == null) {
+            throw new ErrnoException(Errno.EINVAL, "a machine attachment needs a type and a factory, not "
+                    + type + " and " + create);
+        }
         ErrnoException.check(!closed, Errno.ENODEV, "machine is closed: no " + type.getName() + " attaches to it");
         Object existing = attachments.get(type);
         if (existing != null) {

@@ -119,6 +119,8 @@ class ModelDmaTest {
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> new DmaSpan(iova, 0)).errno());
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> new DmaSpan(-8, 16)).errno());
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> ModelDma.of(null)).errno());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> dma.read(iova, null)).errno());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> dma.scatter(arena.allocate(8), null)).errno());
         assertEquals(0, dma.faults());
     }
 }

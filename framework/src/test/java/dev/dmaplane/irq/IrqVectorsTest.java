@@ -73,6 +73,7 @@ class IrqVectorsTest {
         assertErrno(Errno.EINVAL, "min_vecs 0", () -> IrqVectors.alloc(nvme, 0, 4, PCI_IRQ_MSIX));
         assertErrno(Errno.EINVAL, "max_vecs 2 is below min_vecs 3", () -> IrqVectors.alloc(nvme, 3, 2, PCI_IRQ_MSIX));
         assertErrno(Errno.EINVAL, "0x14", () -> IrqVectors.alloc(nvme, 1, 2, PCI_IRQ_MSIX | 0x10));
+        assertErrno(Errno.EINVAL, "function is null", () -> IrqVectors.alloc(null, 1, 1, PCI_IRQ_MSIX));
         assertErrno(Errno.ENOSPC, "no MSI capability for min_vecs 2",
                 () -> IrqVectors.alloc(nvme, 2, 2, PCI_IRQ_MSI | PCI_IRQ_INTX));
         assertErrno(Errno.ENOSPC, "flags 0x0 allow no interrupt type", () -> IrqVectors.alloc(nvme, 1, 2, 0));

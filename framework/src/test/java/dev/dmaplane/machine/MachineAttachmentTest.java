@@ -110,4 +110,13 @@ class MachineAttachmentTest {
         assertTrue(machine.memory().isClosed(), "the machine went down all the same");
         machine.close();
     }
+
+    /** Bad arguments are errnos, not NullPointerExceptions (issue 15's rule for every public entry point). */
+    @Test
+    void nullTypeOrFactoryIsEinval() {
+        try (Machine m = Machine.bootDefault()) {
+            assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> m.attachment(null, x -> "a")).errno());
+            assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> m.attachment(String.class, null)).errno());
+        }
+    }
 }
