@@ -10,6 +10,7 @@ import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.pci.PciTopology;
 import dev.dmaplane.pci.TopologyLoader;
 import dev.dmaplane.pci.TopologyLoader.Format;
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -30,37 +31,6 @@ import static org.junit.jupiter.api.Assertions.*;
  * 01:00.0, MSI only (4, 32-bit, not maskable) at 01:00.1, INTx only at 01:00.2.
  */
 class IrqVectorsMsiIntxTest {
-    private static final String MACHINE = """
-            memory: 1GiB
-            pci:
-              hostBridges:
-                - children:
-                    - bdf: "00:01.0"
-                      type: rootPort
-                      vendor: "0x1da0"
-                      device: "0x1000"
-                      class: "0x060400"
-                      children:
-                        - bdf: "01:00.0"
-                          vendor: "0x1da0"
-                          device: "0x0002"
-                          class: "0x020000"
-                          multifunction: true
-                          bars:
-                            - { index: 0, size: 1MiB }
-                          msi: { vectors: 8, per-vector-mask: true }
-                          msix: { vectors: 4 }
-                        - bdf: "01:00.1"
-                          vendor: "0x1da0"
-                          device: "0x0002"
-                          class: "0x020000"
-                          msi: { vectors: 4, 64bit: false }
-                        - bdf: "01:00.2"
-                          vendor: "0x1da0"
-                          device: "0x0002"
-                          class: "0x020000"
-            """;
-
     private PciTopology t;
     private PciFunction both;
     private PciFunction msiOnly;
@@ -68,7 +38,7 @@ class IrqVectorsMsiIntxTest {
 
     @BeforeEach
     void load() {
-        t = TopologyLoader.load(MACHINE, Format.YAML);
+        t = TopologyLoader.load(TestMachines.text(TestMachines.INTERRUPT_MODES), Format.YAML);
         both = t.function("01:00.0");
         msiOnly = t.function("01:00.1");
         intxOnly = t.function("01:00.2");

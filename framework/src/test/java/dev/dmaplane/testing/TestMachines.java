@@ -30,6 +30,11 @@ public final class TestMachines {
      * NVMe-class root complex integrated endpoint 00:02.0 with MSI-X.
      */
     public static final String SMALL_SWITCH = "small-switch.yaml";
+    /**
+     * 1 GiB of RAM and one root port over three endpoints, one per interrupt mode: 01:00.0 with MSI (8 vectors,
+     * 64-bit, maskable) beside MSI-X (4), 01:00.1 with MSI only (4, 32-bit, not maskable), 01:00.2 with INTx only.
+     */
+    public static final String INTERRUPT_MODES = "interrupt-modes.yaml";
 
     private TestMachines() {
     }
