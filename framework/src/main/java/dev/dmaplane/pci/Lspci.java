@@ -126,12 +126,15 @@ final class Lspci {
             sb.append(String.format("\tSubsystem: Device %04x:%04x%n", fn.subsystemVendorId(), fn.subsystemId()));
         }
         int cmd = cs.command();
-        sb.append(String.format("\tControl: I/O%s Mem%s BusMaster%s ParErr%s SERR%s DisINTx%s%n", pm(cmd, COMMAND_IO),
-                pm(cmd, COMMAND_MEMORY), pm(cmd, COMMAND_MASTER), pm(cmd, COMMAND_PARITY), pm(cmd, COMMAND_SERR),
-                pm(cmd, COMMAND_INTX_DISABLE)));
+        sb.append(String.format("\tControl: I/O%s Mem%s BusMaster%s SpecCycle%s MemWINV%s VGASnoop%s ParErr%s Stepping%s"
+                        + " SERR%s FastB2B%s DisINTx%s%n", pm(cmd, COMMAND_IO), pm(cmd, COMMAND_MEMORY),
+                pm(cmd, COMMAND_MASTER), pm(cmd, 0x8), pm(cmd, 0x10), pm(cmd, 0x20), pm(cmd, COMMAND_PARITY),
+                pm(cmd, 0x80), pm(cmd, COMMAND_SERR), pm(cmd, 0x200), pm(cmd, COMMAND_INTX_DISABLE)));
         int st = cs.status();
-        sb.append(String.format("\tStatus: Cap%s >TAbort%s <TAbort%s <MAbort%s >SERR%s <PERR%s%n", pm(st, STATUS_CAP_LIST),
-                pm(st, 0x0800), pm(st, 0x1000), pm(st, 0x2000), pm(st, 0x4000), pm(st, 0x8000)));
+        sb.append(String.format("\tStatus: Cap%s 66MHz%s UDF%s FastB2B%s ParErr%s DEVSEL=%s >TAbort%s <TAbort%s <MAbort%s"
+                        + " >SERR%s <PERR%s INTx%s%n", pm(st, STATUS_CAP_LIST), pm(st, 0x20), pm(st, 0x40), pm(st, 0x80),
+                pm(st, 0x100), devsel(st), pm(st, 0x0800), pm(st, 0x1000), pm(st, 0x2000), pm(st, 0x4000), pm(st, 0x8000),
+                pm(st, 0x08)));
         sb.append("\tIOMMU group: ").append(iommuGroup).append('\n');
         for (Bar bar : fn.bars()) {
             sb.append(String.format("\tRegion %d: Memory at ", bar.index()));
@@ -152,9 +155,19 @@ final class Lspci {
             sb.append("\tPrefetchable memory behind bridge: ").append(cs.prefetchableWindow()
                     .map(w -> String.format("%016x-%016x [size=%s]", w.base(), w.limit(), size(w.size())))
                     .orElse("[disabled]")).append(" [64-bit]\n");
+            int sec = cs.read(0x1e, 2);
+            sb.append(String.format("\tSecondary status: 66MHz%s FastB2B%s ParErr%s DEVSEL=%s >TAbort%s <TAbort%s <MAbort%s"
+                            + " <SERR%s <PERR%s%n", pm(sec, 0x20), pm(sec, 0x80), pm(sec, 0x100), devsel(sec), pm(sec, 0x0800),
+                    pm(sec, 0x1000), pm(sec, 0x2000), pm(sec, 0x4000), pm(sec, 0x8000)));
+            int brc = cs.read(0x3e, 2);
+            sb.append(String.format("\tBridgeCtl: Parity%s SERR%s NoISA%s VGA%s VGA16%s MAbort%s >Reset%s FastB2B%s%n",
+                    pm(brc, 0x01), pm(brc, 0x02), pm(brc, 0x04), pm(brc, 0x08), pm(brc, 0x10), pm(brc, 0x20), pm(brc, 0x40),
+                    pm(brc, 0x80)));
+            sb.append(String.format("\t\tPriDiscTmr%s SecDiscTmr%s DiscTmrStat%s DiscTmrSERREn%s%n", pm(brc, 0x100),
+                    pm(brc, 0x200), pm(brc, 0x400), pm(brc, 0x800)));
         }
         for (ConfigSpace.Capability c : cs.capabilities()) {
-            capability(sb, cs, c);
+            capability(sb, fn, c);
         }
         fn.driver().ifPresent(d -> sb.append("\tKernel driver in use: ").append(d.name()).append('\n'));
         fn.model().ifPresent(m -> {
@@ -168,7 +181,8 @@ final class Lspci {
         return sb.toString();
     }
 
-    private static void capability(StringBuilder sb, ConfigSpace cs, ConfigSpace.Capability c) {
+    private static void capability(StringBuilder sb, PciFunction fn, ConfigSpace.Capability c) {
+        ConfigSpace cs = fn.configSpace();
         int o = c.offset();
         if (c.extended()) {
             sb.append(String.format("\tCapabilities: [%03x v%d] %s%n", o, c.version(), c.name()));
@@ -181,10 +195,16 @@ final class Lspci {
         sb.append(String.format("\tCapabilities: [%02x] ", o));
         switch (c.id()) {
             case CAP_ID_PM -> {
-                sb.append("Power Management version ").append(cs.read(o + PM_PMC, 2) & 7).append('\n');
+                int pmc = cs.read(o + PM_PMC, 2);
+                sb.append("Power Management version ").append(pmc & 7).append('\n');
+                int[] auxCurrent = {0, 55, 100, 160, 220, 270, 320, 375};
+                sb.append(String.format("\t\tFlags: PMEClk%s DSI%s D1%s D2%s AuxCurrent=%dmA PME(D0%s,D1%s,D2%s,D3hot%s,D3cold%s)%n",
+                        pm(pmc, 0x8), pm(pmc, 0x20), pm(pmc, 0x200), pm(pmc, 0x400), auxCurrent[(pmc >>> 6) & 7],
+                        pm(pmc, 0x800), pm(pmc, 0x1000), pm(pmc, 0x2000), pm(pmc, 0x4000), pm(pmc, 0x8000)));
                 int ctrl = cs.read(o + PM_CTRL, 2);
-                sb.append(String.format("\t\tStatus: D%d NoSoftRst%s PME-Enable- DSel=0 DScale=0 PME-%n",
-                        ctrl & PM_CTRL_STATE_MASK, pm(ctrl, PM_CTRL_NO_SOFT_RESET)));
+                sb.append(String.format("\t\tStatus: D%d NoSoftRst%s PME-Enable%s DSel=%d DScale=%d PME%s%n",
+                        ctrl & PM_CTRL_STATE_MASK, pm(ctrl, PM_CTRL_NO_SOFT_RESET), pm(ctrl, 0x100), (ctrl >>> 9) & 0xf,
+                        (ctrl >>> 13) & 3, pm(ctrl, 0x8000)));
             }
             case CAP_ID_EXP -> {
                 int flags = cs.read(o + EXP_FLAGS, 2);
@@ -192,6 +212,7 @@ final class Lspci {
                 boolean slotType = t == PciPortType.ROOT_PORT || t == PciPortType.DOWNSTREAM;
                 sb.append(String.format("Express (v%d) %s%s, MSI 00%n", flags & EXP_FLAGS_VERS, t.label(),
                         slotType ? " (Slot" + pm(flags, EXP_FLAGS_SLOT) + ")" : ""));
+                sb.append(LspciExpress.body(fn, o));
             }
             case CAP_ID_MSI -> {
                 int ctl = cs.read(o + MSI_FLAGS, 2);
@@ -210,6 +231,16 @@ final class Lspci {
             }
             default -> sb.append(c.name()).append('\n');
         }
+    }
+
+    /** DEVSEL timing of a status register, as lspci names it. */
+    private static String devsel(int status) {
+        return switch (status & 0x600) {
+            case 0x000 -> "fast";
+            case 0x200 -> "medium";
+            case 0x400 -> "slow";
+            default -> "??";
+        };
     }
 
     private static String pm(int reg, int bit) {
