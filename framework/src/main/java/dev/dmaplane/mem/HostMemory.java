@@ -12,7 +12,7 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReferenceArray;
 
 /**
- * The host's physical RAM: page frames numbered from 0, handed out by a buddy allocator of orders 0 (4 KiB) to
+ * The host's physical RAM: page frames numbered by physical address, handed out by a buddy allocator of orders 0 (4 KiB) to
  * {@link #MAX_ORDER} (2 MiB, a huge page), each with a reference count and a pin count as {@code struct page}
  * (folio) keeps them. Memory is backed by {@link MemorySegment}s allocated lazily, 2 MiB at a time, on first use:
  * a machine of 64 GiB costs only what it touches. The per-frame bookkeeping is sparse too, as the kernel's
@@ -20,6 +20,11 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  * {@link #SECTIONS_PER_ROOT} 2 MiB sections, and roots and sections are allocated on first use, so RAM that is never
  * touched costs no heap either, up to {@link #MAX_SIZE}. Closing the memory closes the arena, so every view handed
  * out before becomes unusable: a closed arena is a revoked mapping.
+ * <p>
+ * RAM starts at 0 and stops at the PCI hole below 4 GiB ({@link #PCI_HOLE_START}, where the host bridges' 32-bit
+ * MMIO window lies); what is left continues at 4 GiB, as a PC's firmware remaps it ({@code e820}: usable RAM, then
+ * a reserved gap, then RAM above 4 GiB). Frames in the hole do not exist: no allocation returns them and every
+ * access to them is {@code EFAULT}.
  */
 public final class HostMemory implements AutoCloseable {
     public static final int PAGE_SHIFT = 12;
@@ -36,6 +41,13 @@ public final class HostMemory implements AutoCloseable {
      * (the 64-bit MMIO window of the PCI host bridges starts here).
      */
     public static final long MAX_SIZE = 1L << 40;
+    /** Where RAM below 4 GiB ends and the PCI hole (32-bit MMIO, the IOAPIC, MSI, firmware) begins: 3 GiB. */
+    public static final long PCI_HOLE_START = 0xC000_0000L;
+    /** Where RAM continues above the PCI hole: 4 GiB. */
+    public static final long PCI_HOLE_END = 1L << 32;
+    private static final long HOLE = PCI_HOLE_END - PCI_HOLE_START;
+    /** The most RAM there can be: what fits below {@link #MAX_SIZE} beside the PCI hole (1 TiB less 1 GiB). */
+    public static final long MAX_RAM = MAX_SIZE - HOLE;
 
     /** Per 2 MiB section: its backing and the per-frame state of its 512 frames. */
     private static final class Section {
@@ -55,6 +67,8 @@ public final class HostMemory implements AutoCloseable {
     }
 
     private final long size;
+    /** First physical address above RAM. */
+    private final long end;
     private final Arena arena = Arena.ofShared();
     private final long sectionCount;
     /** The section directory: root {@code i} holds sections {@code i * SECTIONS_PER_ROOT} on; null until used. */
@@ -69,19 +83,21 @@ public final class HostMemory implements AutoCloseable {
     private volatile boolean closed;
 
     /**
-     * @param bytes RAM size, a positive multiple of 2 MiB of at most {@link #MAX_SIZE}
+     * @param bytes RAM size, a positive multiple of 2 MiB of at most {@link #MAX_RAM}
      * @throws ErrnoException {@code EINVAL} naming the size and the rule it breaks
      */
     public HostMemory(long bytes) {
         if (bytes <= 0 || bytes % HUGE_PAGE_SIZE != 0) {
             throw new ErrnoException(Errno.EINVAL, "host memory size must be a positive multiple of 2 MiB, not " + bytes);
         }
-        if (bytes > MAX_SIZE) {
-            throw new ErrnoException(Errno.EINVAL, "host memory size " + bytes + " bytes exceeds the limit of " + MAX_SIZE
-                    + " bytes (1 TiB): the physical address map decodes device memory from 0x" + Long.toHexString(MAX_SIZE));
+        if (bytes > MAX_RAM) {
+            throw new ErrnoException(Errno.EINVAL, "host memory size " + bytes + " bytes exceeds the limit of "
+                    + MAX_RAM + " bytes (1 TiB less the 1 GiB PCI hole): the physical address map decodes"
+                    + " device memory from 0x" + Long.toHexString(MAX_SIZE));
         }
         this.size = bytes;
-        this.sectionCount = bytes / HUGE_PAGE_SIZE;
+        this.end = bytes <= PCI_HOLE_START ? bytes : bytes + HOLE;
+        this.sectionCount = end / HUGE_PAGE_SIZE;
         this.roots = new AtomicReferenceArray<>((int) ((sectionCount + SECTIONS_PER_ROOT - 1) / SECTIONS_PER_ROOT));
         for (int i = 0; i <= MAX_ORDER; i++) {
             freeLists[i] = new TreeSet<>();
@@ -93,7 +109,12 @@ public final class HostMemory implements AutoCloseable {
         return size;
     }
 
-    /** Number of 4 KiB frames. */
+    /** First physical address above RAM: the size, plus the PCI hole when RAM reaches past {@link #PCI_HOLE_START}. */
+    public long end() {
+        return end;
+    }
+
+    /** Number of 4 KiB frames of RAM (the hole has none). */
     public long totalFrames() {
         return size >>> PAGE_SHIFT;
     }
@@ -324,9 +345,20 @@ public final class HostMemory implements AutoCloseable {
         }
     }
 
-    /** Whether the physical range lies inside RAM. */
+    /** Whether the physical range lies inside RAM: below the PCI hole, or above it (a range across it does not). */
     public boolean contains(long physAddr, long length) {
-        return physAddr >= 0 && length >= 0 && physAddr <= size - length;
+        if (physAddr < 0 || length < 0) {
+            return false;
+        }
+        long low = Math.min(size, PCI_HOLE_START);
+        return physAddr <= low - length || (end > PCI_HOLE_END && physAddr >= PCI_HOLE_END && physAddr <= end - length);
+    }
+
+    /** Whether any byte of {@code [physAddr, physAddr + length)} is RAM; {@code length} is positive. */
+    public boolean overlaps(long physAddr, long length) {
+        long last = physAddr + length - 1;
+        long low = Math.min(size, PCI_HOLE_START);
+        return (physAddr < low && last >= 0) || (end > PCI_HOLE_END && physAddr < end && last >= PCI_HOLE_END);
     }
 
     /** Releases all backing memory; every view handed out becomes unusable. */
@@ -350,6 +382,9 @@ public final class HostMemory implements AutoCloseable {
     private long takeBlock(int order) {
         for (int o = order; o <= MAX_ORDER; o++) {
             Long found = freeLists[o].pollFirst();
+            if (found == null && o == MAX_ORDER && (long) freshSections * HUGE_PAGE_SIZE == PCI_HOLE_START) {
+                freshSections = (int) (PCI_HOLE_END / HUGE_PAGE_SIZE); // no frames in the PCI hole
+            }
             if (found == null && o == MAX_ORDER && freshSections < sectionCount) {
                 found = (long) freshSections++ * FRAMES_PER_SECTION;
                 sectionFor(found);
@@ -396,7 +431,7 @@ public final class HostMemory implements AutoCloseable {
     }
 
     private long checkPfn(long pfn) {
-        if (pfn < 0 || pfn >= totalFrames()) {
+        if (!contains(pfn << PAGE_SHIFT, PAGE_SIZE)) {
             throw new ErrnoException(Errno.EFAULT, "frame number 0x" + Long.toHexString(pfn) + " is outside RAM");
         }
         return pfn;
@@ -405,7 +440,8 @@ public final class HostMemory implements AutoCloseable {
     private void checkRange(long physAddr, long length) {
         if (!contains(physAddr, length)) {
             throw new ErrnoException(Errno.EFAULT, "physical range 0x" + Long.toHexString(physAddr) + "+" + length
-                    + " is outside RAM of " + size + " bytes");
+                    + " is outside RAM of " + size + " bytes" + (end > size ? " (below 0x" + Long.toHexString(PCI_HOLE_START)
+                    + " and from 0x" + Long.toHexString(PCI_HOLE_END) + " to 0x" + Long.toHexString(end) + ")" : ""));
         }
     }
 

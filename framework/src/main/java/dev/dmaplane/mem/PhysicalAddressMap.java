@@ -10,8 +10,8 @@ import java.util.Objects;
 import java.util.concurrent.ConcurrentSkipListMap;
 
 /**
- * The host's physical address space as the root complex decodes it ({@code /proc/iomem}): RAM from 0, and
- * device memory regions (BARs) above it. A memory transaction to an address nothing claims is a master abort,
+ * The host's physical address space as the root complex decodes it ({@code /proc/iomem}): RAM below the PCI hole
+ * and from 4 GiB on ({@link HostMemory}), device memory regions (BARs) in the hole and above RAM. A memory transaction to an address nothing claims is a master abort,
  * reported as {@code EFAULT}.
  */
 public final class PhysicalAddressMap {
@@ -34,7 +34,7 @@ public final class PhysicalAddressMap {
             throw new ErrnoException(Errno.EINVAL, "region " + region.name() + " has a bad range 0x"
                     + Long.toHexString(base) + "+" + size);
         }
-        if (base < ram.size()) {
+        if (ram.overlaps(base, size)) {
             throw new ErrnoException(Errno.EBUSY, "region " + region.name() + " at 0x" + Long.toHexString(base) + " overlaps RAM");
         }
         Map.Entry<Long, PhysicalRegion> below = regions.floorEntry(base + size - 1);

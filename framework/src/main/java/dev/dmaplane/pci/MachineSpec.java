@@ -23,8 +23,8 @@ import java.util.Optional;
 public record MachineSpec(long memoryBytes, IommuSpec iommu, List<HostBridgeSpec> hostBridges) {
     /** Host memory comes in whole 2 MiB huge pages. */
     public static final long MEMORY_GRANULE = 2L << 20;
-    /** The most RAM a machine can have: what the physical address map gives RAM below device memory (1 TiB). */
-    public static final long MAX_MEMORY = HostMemory.MAX_SIZE;
+    /** The most RAM a machine can have: what the physical address map gives RAM below device memory (1 TiB less the PCI hole). */
+    public static final long MAX_MEMORY = HostMemory.MAX_RAM;
 
     public MachineSpec {
         if (memoryBytes <= 0 || memoryBytes % MEMORY_GRANULE != 0) {
@@ -32,7 +32,7 @@ public record MachineSpec(long memoryBytes, IommuSpec iommu, List<HostBridgeSpec
         }
         if (memoryBytes > MAX_MEMORY) {
             throw new ErrnoException(Errno.EINVAL, "memory size " + memoryBytes + " bytes exceeds the limit of "
-                    + MAX_MEMORY + " bytes (1 TiB)");
+                    + MAX_MEMORY + " bytes (1 TiB less the 1 GiB PCI hole)");
         }
         Objects.requireNonNull(iommu, "iommu");
         hostBridges = List.copyOf(hostBridges);

@@ -158,7 +158,7 @@ class DmaApiTest {
         assertEquals(1, debug.reports(Kind.UNKNOWN_ADDRESS).size());
         assertThrows(ErrnoException.class, () -> api.mapSingle(pa, 0, DmaDirection.TO_DEVICE));
         assertThrows(ErrnoException.class, () -> api.mapSingle(pa, 1, DmaDirection.NONE));
-        assertEquals(Errno.EFAULT, assertThrows(ErrnoException.class, () -> api.mapSingle(mem.size() - 1, 2, DmaDirection.TO_DEVICE)).errno());
+        assertEquals(Errno.EFAULT, assertThrows(ErrnoException.class, () -> api.mapSingle(mem.end() - 1, 2, DmaDirection.TO_DEVICE)).errno());
 
         // nothing changed: the mapping still works and unmaps once
         MemorySegment b = MemorySegment.ofArray(new byte[512]);

@@ -15,8 +15,8 @@ import static org.junit.jupiter.api.Assertions.*;
 
 /** Page frame allocation, reference and pin counts, modelled on mm/page_alloc.c and struct folio. */
 class HostMemoryTest {
-    /** The RAM limit the physical address map sets: the 64-bit MMIO window starts at 1 TiB. */
-    private static final long ONE_TIB = 1L << 40;
+    /** The RAM limit the physical address map sets: the 64-bit MMIO window starts at 1 TiB, less the PCI hole. */
+    private static final long MOST_RAM = HostMemory.MAX_RAM;
 
     @Test
     void sixtyFourGiBCostsOnlyWhatIsTouched() {
@@ -76,7 +76,7 @@ class HostMemoryTest {
     /** A pinned block counts all its frames; unpinned and free frames count none; far, untouched RAM costs nothing. */
     @Test
     void pinnedFramesCountsTheFramesOfPinnedBlocks() {
-        try (HostMemory mem = new HostMemory(HostMemory.MAX_SIZE)) {
+        try (HostMemory mem = new HostMemory(MOST_RAM)) {
             long single = mem.allocPages(0);
             long pair = mem.allocPages(1);
             long plain = mem.allocPages(2);
@@ -168,13 +168,14 @@ class HostMemoryTest {
         ThreadMXBean threads = (ThreadMXBean) ManagementFactory.getThreadMXBean();
         long tid = Thread.currentThread().threadId();
         long before = threads.getThreadAllocatedBytes(tid);
-        HostMemory mem = new HostMemory(ONE_TIB);
+        HostMemory mem = new HostMemory(MOST_RAM);
         long cost = threads.getThreadAllocatedBytes(tid) - before;
         try (mem) {
             assertTrue(cost < 64 << 10, "building 1 TiB of RAM took " + cost + " bytes of heap");
             long pfn = mem.allocPages(0);
             mem.frame(pfn).set(ValueLayout.JAVA_LONG, 0, 7L);
-            long top = ONE_TIB - HostMemory.PAGE_SIZE;
+            long top = mem.end() - HostMemory.PAGE_SIZE;
+            assertEquals(1L << 40, mem.end(), "RAM above the hole ends where device memory begins");
             mem.write(top, MemorySegment.ofArray(new byte[]{42}));
             byte[] back = new byte[1];
             mem.read(top, MemorySegment.ofArray(back));
@@ -189,11 +190,44 @@ class HostMemoryTest {
     /** RAM beyond what the physical address map gives it (device memory is decoded from 1 TiB) is refused. */
     @Test
     void sizeBeyondThePhysicalAddressMapIsEinvalNamingTheLimit() {
-        for (long bytes : new long[]{ONE_TIB + HostMemory.HUGE_PAGE_SIZE, 1L << 51, Long.MAX_VALUE & -HostMemory.HUGE_PAGE_SIZE}) {
+        for (long bytes : new long[]{MOST_RAM + HostMemory.HUGE_PAGE_SIZE, 1L << 40, 1L << 51, Long.MAX_VALUE & -HostMemory.HUGE_PAGE_SIZE}) {
             ErrnoException e = assertThrows(ErrnoException.class, () -> new HostMemory(bytes).close());
             assertEquals(Errno.EINVAL, e.errno());
-            assertTrue(e.getMessage().contains(Long.toString(bytes)) && e.getMessage().contains("1099511627776"),
+            assertTrue(e.getMessage().contains(Long.toString(bytes)) && e.getMessage().contains(Long.toString(MOST_RAM)),
                     e.getMessage());
+        }
+    }
+
+    /**
+     * RAM stops at 3 GiB and continues at 4 GiB, as a PC's {@code e820} map has it: the PCI hole between holds the
+     * 32-bit MMIO window, so no frame lies there and a range across it is not RAM.
+     */
+    @Test
+    void ramAboveThreeGiBContinuesAboveThePciHole() {
+        long hole = HostMemory.PCI_HOLE_START;
+        try (HostMemory mem = new HostMemory(8L << 30)) {
+            assertEquals(9L << 30, mem.end());
+            assertEquals((8L << 30) >>> HostMemory.PAGE_SHIFT, mem.totalFrames());
+            assertTrue(mem.contains(hole - 4096, 4096));
+            assertFalse(mem.contains(hole, 4096));
+            assertFalse(mem.contains(hole - 4096, 8192), "a range across the hole is not RAM");
+            assertTrue(mem.contains(HostMemory.PCI_HOLE_END, 4096));
+            assertTrue(mem.contains(mem.end() - 4096, 4096));
+            assertFalse(mem.contains(mem.end() - 4096, 4097));
+            assertTrue(mem.overlaps(hole - 4096, 8192));
+            assertFalse(mem.overlaps(hole, HostMemory.PCI_HOLE_END - hole));
+            assertTrue(mem.overlaps(HostMemory.PCI_HOLE_END - 1, 2));
+            assertEquals(Errno.EFAULT, assertThrows(ErrnoException.class, () -> mem.frame(hole >>> HostMemory.PAGE_SHIFT)).errno());
+            assertEquals(Errno.EFAULT, assertThrows(ErrnoException.class,
+                    () -> mem.read(hole + 4096, MemorySegment.ofArray(new byte[1]))).errno());
+            mem.write(HostMemory.PCI_HOLE_END, MemorySegment.ofArray(new byte[]{5}));
+            byte[] back = new byte[1];
+            mem.read(HostMemory.PCI_HOLE_END, MemorySegment.ofArray(back));
+            assertEquals(5, back[0]);
+        }
+        try (HostMemory small = new HostMemory(2L << 30)) {
+            assertEquals(2L << 30, small.end(), "RAM below the hole needs no remapping");
+            assertFalse(small.contains(2L << 30, 1));
         }
     }
 }

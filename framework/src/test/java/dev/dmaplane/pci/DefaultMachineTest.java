@@ -146,10 +146,13 @@ class DefaultMachineTest {
         for (PciFunction f : t.functions()) {
             for (Bar b : f.bars()) {
                 long a = b.address();
-                assertTrue(a >= TopologyLoader.MMIO64_BASE, f + " " + b);
+                // register BARs are non-prefetchable: the 32-bit window in the PCI hole; VRAM above RAM
+                assertTrue(b.prefetchable() ? a >= TopologyLoader.MMIO64_BASE
+                        : a >= TopologyLoader.MMIO32_BASE && a + b.size() <= TopologyLoader.MMIO32_LIMIT, f + " " + b);
                 assertEquals(0, a % b.size(), f + " " + b);
                 for (PciFunction up : t.upstreamPath(f)) {
-                    ConfigSpace.Window w = up.configSpace().prefetchableWindow().orElseThrow();
+                    ConfigSpace.Window w = (b.prefetchable() ? up.configSpace().prefetchableWindow()
+                            : up.configSpace().memoryWindow()).orElseThrow();
                     assertTrue(a >= w.base() && a + b.size() - 1 <= w.limit(), b + " outside window of " + up);
                 }
                 for (long[] r : ranges) {
@@ -297,7 +300,7 @@ class DefaultMachineTest {
         assertTrue(gpu.startsWith("0000:03:00.0 3D controller [0302]: Device 1da0:0001\n"), gpu);
         // firmware left memory decoding on where it assigned BARs (Control: Mem+), so no region is [disabled]
         assertTrue(gpu.contains("\tRegion 2: Memory at 10000000000 (64-bit, prefetchable) [size=16G]\n"), gpu);
-        assertTrue(gpu.contains("\tRegion 0: Memory at 10400000000 (64-bit, prefetchable) [size=16M]\n"), gpu);
+        assertTrue(gpu.contains("\tRegion 0: Memory at c0000000 (64-bit, non-prefetchable) [size=16M]\n"), gpu);
         assertTrue(gpu.contains("Control: I/O- Mem+ BusMaster-"), gpu);
         t.function("03:00.0").setMemorySpace(false);
         assertTrue(t.lspciVerbose(t.function("03:00.0")).contains("(64-bit, prefetchable) [disabled] [size=16G]"));
@@ -314,7 +317,8 @@ class DefaultMachineTest {
         assertTrue(rp.contains("\t\tACSCtl:\tSrcValid+ TransBlk- ReqRedir+ CmpltRedir+ UpstreamFwd+ EgressCtrl- DirectTrans-\n"), rp);
         assertTrue(rp.contains("Express (v2) Root Port (Slot+), MSI 00"), rp);
         assertTrue(rp.contains("Prefetchable memory behind bridge: 0000010000000000-"), rp);
-        assertTrue(rp.contains("Memory behind bridge: [disabled]"), rp);
+        // the register BARs below (GPU 16M, HCA 1M) are non-prefetchable: the 32-bit window in the PCI hole carries them
+        assertTrue(rp.contains("\tMemory behind bridge: c0000000-c10fffff [size=17M] [32-bit]\n"), rp);
     }
 
     @Test

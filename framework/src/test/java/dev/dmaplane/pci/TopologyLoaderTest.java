@@ -118,7 +118,7 @@ class TopologyLoaderTest {
         assertBad(endpointBars("- { index: 0, size: 0 }"), EP + ".bars[0].size", "0x0", "power of two");
         assertBad(endpointBars("- { index: 0, size: 4GiB, bits: 32, prefetchable: false }"), EP + ".bars[0].size",
                 "0x100000000", "32-bit BAR");
-        assertBad(endpointBars("- { index: 0, size: 0x4000000000000000 }"), EP + ".bars[0].size", "0x4000000000000000",
+        assertBad(endpointBars("- { index: 0, size: 0x4000000000000000, kind: memory }"), EP + ".bars[0].size", "0x4000000000000000",
                 "64-bit prefetchable MMIO window", "0x800000000000");
         assertBad(endpointBars("- { index: 0, size: 1GiB, prefetchable: false }"), EP + ".bars[0].size", "0x40000000",
                 "32-bit MMIO window", "0x20000000");
@@ -220,18 +220,19 @@ class TopologyLoaderTest {
     }
 
     /**
-     * RAM is at most 1 TiB: the physical address map puts the 64-bit MMIO window there. A larger {@code memory:} is
-     * refused before anything is built, naming the limit.
+     * RAM is at most 1 TiB less the 1 GiB PCI hole: RAM above 3 GiB continues at 4 GiB, and the physical address
+     * map puts the 64-bit MMIO window at 1 TiB. A larger {@code memory:} is refused before anything is built,
+     * naming the limit.
      */
     @Test
     void memoryBeyondThePhysicalAddressMapIsEinvalNamingTheLimit() {
-        for (String big : new String[]{"1026GiB", "64TiB", "4096TiB", "0x7fffffffffe00000"}) {
+        for (String big : new String[]{"1TiB", "1026GiB", "64TiB", "4096TiB", "0x7fffffffffe00000"}) {
             ErrnoException e = assertThrows(ErrnoException.class,
                     () -> TopologyLoader.parse("memory: \"" + big + "\"\npci: {}\n", Format.YAML));
             assertEquals(Errno.EINVAL, e.errno(), big);
             assertMentions(e, "memory", "'" + big + "'", "1TiB");
         }
-        assertEquals(1L << 40, TopologyLoader.parse("memory: 1TiB\npci: {}\n", Format.YAML).memoryBytes());
+        assertEquals((1L << 40) - (1L << 30), TopologyLoader.parse("memory: 1023GiB\npci: {}\n", Format.YAML).memoryBytes());
     }
 
     @Test

@@ -258,7 +258,7 @@ final class DeviceDma implements DmaApi {
     /** {@code dma_map_resource} takes device memory only: no RAM, and a device region must decode all of it. */
     private void checkResource(long physAddr, long size) {
         HostMemory ram = sys.physical.ram();
-        if (Long.compareUnsigned(physAddr, ram.size()) < 0) {
+        if (ram.contains(physAddr, 1)) {
             throw new ErrnoException(Errno.EINVAL, device.name() + ": dma_map_resource of 0x" + Long.toHexString(physAddr)
                     + ", which is host RAM; map RAM with dma_map_single/dma_map_sg");
         }

@@ -114,9 +114,9 @@ public final class SpecParser {
             throw Units.bad("memory", m.get("memory").asText(), "must be a positive multiple of 2MiB");
         }
         if (memory > MachineSpec.MAX_MEMORY) {
-            throw Units.bad("memory", m.get("memory").asText(), "exceeds the limit of 1TiB (0x"
-                    + Long.toHexString(MachineSpec.MAX_MEMORY) + " bytes): the physical address map decodes device memory"
-                    + " from there");
+            throw Units.bad("memory", m.get("memory").asText(), "exceeds the limit of 1023GiB (0x"
+                    + Long.toHexString(MachineSpec.MAX_MEMORY) + " bytes): RAM continues above the PCI hole at 4GiB and"
+                    + " the physical address map decodes device memory from 1TiB");
         }
         IommuSpec iommu = m.has("iommu") ? iommu(Obj.of(m.get("iommu"), "iommu", IOMMU_KEYS)) : IommuSpec.DEFAULT;
         Obj pci = Obj.of(m.required("pci"), "pci", PCI_KEYS);
@@ -242,7 +242,10 @@ public final class SpecParser {
             }
             is64 = bits == 64;
         }
-        boolean pref = o.has("prefetchable") ? Units.bool(o.get("prefetchable"), o.at("prefetchable")) : is64;
+        // register BARs are non-prefetchable (reads have side effects; the NVMe spec requires it), so they land in
+        // the 32-bit non-prefetchable window below 4 GiB; device memory is prefetchable when 64-bit
+        boolean pref = o.has("prefetchable") ? Units.bool(o.get("prefetchable"), o.at("prefetchable"))
+                : is64 && kind == BarKind.MEMORY;
         return new BarSpec(index, size, kind, is64, pref);
     }
 
