@@ -1,0 +1,56 @@
+package dev.dmaplane.driver.gpu.model;
+
+import dev.dmaplane.hw.DmaStatus;
+import dev.dmaplane.hw.ModelDma;
+
+import java.lang.foreign.MemorySegment;
+
+import static dev.dmaplane.driver.gpu.model.GpuRegs.*;
+
+/**
+ * Physical accesses by aperture (amdgpu's VRAM and GART/system apertures): bit 63 set is a bus address reached by
+ * DMA through the function's bus master, so the IOMMU checks each access; clear is a VRAM offset.
+ */
+final class Apertures {
+    private final Vram vram;
+    private final ModelDma dma;
+
+    Apertures(Vram vram, ModelDma dma) {
+        this.vram = vram;
+        this.dma = dma;
+    }
+
+    Vram vram() {
+        return vram;
+    }
+
+    /** Reads {@code dst.byteSize()} bytes at physical address {@code phys}. */
+    void read(long phys, MemorySegment dst) {
+        access(phys, dst, false);
+    }
+
+    /** Writes all of {@code src} at physical address {@code phys}. */
+    void write(long phys, MemorySegment src) {
+        access(phys, src, true);
+    }
+
+    /** Reads into or writes from {@code buf} at physical address {@code phys}. */
+    void access(long phys, MemorySegment buf, boolean write) {
+        if ((phys & APERTURE_SYSTEM) != 0) {
+            long bus = phys & ~APERTURE_SYSTEM;
+            DmaStatus st = write ? dma.write(bus, buf) : dma.read(bus, buf);
+            if (st instanceof DmaStatus.Fault f) {
+                throw new JobFault(ST_DMA_FAULT, f.busAddr() | APERTURE_SYSTEM, 0, write,
+                        String.format("SYSTEM %s at %#x refused: %s (%s)", write ? "write" : "read", f.busAddr(),
+                                f.errno(), f.reason()));
+            }
+        } else if (!vram.contains(phys, buf.byteSize())) {
+            throw JobFault.pageFault(phys, FAULT_RANGE, write, String.format("VRAM %#x+%#x beyond %#x bytes of VRAM",
+                    phys, buf.byteSize(), vram.size()));
+        } else if (write) {
+            vram.write(phys, buf);
+        } else {
+            vram.read(phys, buf);
+        }
+    }
+}

@@ -1,0 +1,47 @@
+package dev.dmaplane.driver.gpu.model;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
+import static dev.dmaplane.driver.gpu.model.GpuRegs.*;
+
+/**
+ * The copy engines' operations (an SDMA engine's linear copy and constant fill, as amdgpu's
+ * {@code amdgpu_copy_buffer} and {@code amdgpu_fill_buffer} program them), in chunks of {@link GpuRegs#CHUNK}.
+ */
+final class CopyOps {
+    /** The largest length a descriptor may give: the whole GPU VA space. */
+    static final long MAX_LENGTH = 1L << VA_BITS;
+
+    private static final ValueLayout.OfInt LE_U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    private final MemorySegment buf = MemorySegment.ofArray(new byte[CHUNK]);
+
+    void copy(GpuVm vm, long src, long dst, long length) {
+        checkLength(length);
+        for (long done = 0; done < length; done += CHUNK) {
+            vm.checkAbort();
+            MemorySegment part = buf.asSlice(0, Math.min(CHUNK, length - done));
+            vm.read(src + done, part);
+            vm.write(dst + done, part);
+        }
+    }
+
+    void fill(GpuVm vm, long dst, long length, int pattern) {
+        checkLength(length);
+        for (int i = 0; i < CHUNK; i += 4) {
+            buf.set(LE_U32, i, pattern);
+        }
+        for (long done = 0; done < length; done += CHUNK) {
+            vm.checkAbort();
+            vm.write(dst + done, buf.asSlice(0, Math.min(CHUNK, length - done)));
+        }
+    }
+
+    private static void checkLength(long length) {
+        if (length <= 0 || length > MAX_LENGTH) {
+            throw JobFault.badDesc("length " + Long.toUnsignedString(length) + " outside 1.." + MAX_LENGTH);
+        }
+    }
+}
