@@ -40,8 +40,7 @@ final class Engine implements GpuVm.Abort {
     private final GpuMmu mmu;
     private final Apertures apertures;
     private final Tlb tlb = new Tlb();
-    private final CopyOps copyOps = new CopyOps();
-    private final Kernels kernels = new Kernels();
+    private final CommandProcessor commands;
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition work = lock.newCondition();
     private final Condition idle = lock.newCondition();
@@ -73,6 +72,7 @@ final class Engine implements GpuVm.Abort {
         this.mmu = mmu;
         this.apertures = apertures;
         this.irqVector = index;
+        this.commands = new CommandProcessor(name, engineClass(), mmu, tlb, apertures, this);
         this.thread = Thread.ofPlatform().daemon().name(ctx.function().bdf() + " gpu " + name).unstarted(this::loop);
     }
 
@@ -285,7 +285,16 @@ final class Engine implements GpuVm.Abort {
             } finally {
                 lock.unlock();
             }
-            finish(gen, runOne(at, desc));
+            Outcome o;
+            try {
+                o = runOne(at, desc);
+            } catch (RuntimeException e) { // a model bug or VRAM gone under the job: the engine halts, not dies
+                LOG.error("{}: engine {} failed on the descriptor at {}", ctx.function().bdf(), name,
+                        String.format("%#x", at), e);
+                o = new Outcome(false, ST_DEVICE_ERROR, 0, 0, at,
+                        new JobFault(ST_DEVICE_ERROR, at, 0, false, "engine error: " + e), true, 0);
+            }
+            finish(gen, o);
         }
     }
 
@@ -302,7 +311,7 @@ final class Engine implements GpuVm.Abort {
         boolean interrupt = (desc.get(U32, DESC_FLAGS) & FLAG_INTERRUPT) != 0;
         JobFault fault = null;
         try {
-            execute(desc, vm);
+            commands.execute(desc, vm);
         } catch (JobFault f) {
             if (f.status == JobFault.ABORTED) {
                 return new Outcome(true, JobFault.ABORTED, vm, seqno, 0, f, false, System.nanoTime() - t0);
@@ -329,33 +338,6 @@ final class Engine implements GpuVm.Abort {
 
     private long fenceAddr() {
         return locked(() -> fenceAddr);
-    }
-
-    /** Decodes the descriptor and runs it; a bad descriptor or a fault ends it with a {@link JobFault}. */
-    private void execute(MemorySegment desc, int vm) {
-        int op = desc.get(U32, DESC_OPCODE);
-        int flags = desc.get(U32, DESC_FLAGS);
-        if ((flags & ~(FLAG_INTERRUPT | FLAG_PHYSICAL)) != 0) {
-            throw JobFault.badDesc(String.format("unknown flags %#x", flags));
-        }
-        if (vm < 0 || vm >= VM_COUNT || (vm == 0) != ((flags & FLAG_PHYSICAL) != 0) || (vm != 0 && mmu.root(vm) == 0)) {
-            throw JobFault.badDesc("VM " + Integer.toUnsignedString(vm) + " with flags " + flags
-                    + " is not a VM this job may use");
-        }
-        GpuVm space = new GpuVm(mmu, tlb, apertures, vm, this);
-        long a0 = desc.get(U64, DESC_ARG0);
-        long a1 = desc.get(U64, DESC_ARG1);
-        long a2 = desc.get(U64, DESC_ARG2);
-        boolean copyClass = engineClass() == CLASS_COPY;
-        if (op == OP_COPY && copyClass) {
-            copyOps.copy(space, a0, a1, a2);
-        } else if (op == OP_FILL && copyClass) {
-            copyOps.fill(space, a0, a1, (int) a2);
-        } else if (op == OP_KERNEL && !copyClass) {
-            kernels.run(space, a0, a1, a2, desc.get(U64, DESC_ARG3), desc.get(U64, DESC_ARG4));
-        } else {
-            throw JobFault.badDesc("opcode " + op + " is not run by engine " + name);
-        }
     }
 
     /** Publishes a descriptor's outcome unless a reset came during it, then raises the interrupt it asks for. */

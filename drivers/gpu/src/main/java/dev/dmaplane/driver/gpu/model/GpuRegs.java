@@ -167,7 +167,11 @@ public final class GpuRegs {
     public static final int RING_IRQ_VECTOR = 0x40;
     /** Read-only: the status that halted the engine (0 = none). */
     public static final int RING_FAULT_STATUS = 0x48;
-    /** Read-only: the address that faulted (a GPU VA, or a physical address for fetches and write-backs). */
+    /**
+     * Read-only: the address that faulted: the GPU VA for {@link #ST_PAGE_FAULT} (a physical VRAM offset in VM 0),
+     * the aperture-tagged bus address the IOMMU refused for {@link #ST_DMA_FAULT}, the ring tail for a doorbell
+     * more than a ring ahead; 0 for other statuses.
+     */
     public static final int RING_FAULT_ADDR = 0x50;
     public static final int RING_BUSY_NS = 0x58;
     public static final int RING_JOBS_COMPLETED = 0x60;
@@ -213,6 +217,8 @@ public final class GpuRegs {
     public static final int ST_PAGE_FAULT = 3;
     /** A SYSTEM access refused by the IOMMU or the fabric (also a ring fetch or write-back). */
     public static final int ST_DMA_FAULT = 4;
+    /** The engine itself failed (a model error, logged with its stack); reset the engine. */
+    public static final int ST_DEVICE_ERROR = 5;
 
     // ---- compute kernels (OP_KERNEL, ARG0 = kernel id)
 

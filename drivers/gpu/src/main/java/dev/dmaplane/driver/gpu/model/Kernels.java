@@ -2,6 +2,7 @@ package dev.dmaplane.driver.gpu.model;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.util.zip.CRC32C;
 
 import static dev.dmaplane.driver.gpu.model.GpuRegs.*;
@@ -11,8 +12,8 @@ import static dev.dmaplane.driver.gpu.model.GpuRegs.*;
  * {@link GpuRegs#CHUNK} bytes (what a driver's compute queue would launch: BLAS SAXPY, a reduction, a checksum).
  */
 final class Kernels {
-    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
-    private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED;
+    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     /** CRC32C's polynomial, bit-reflected (RFC 3720 appendix B.4). */
     private static final int POLY = 0x82F6_3B78;
     /** Elements per chunk; a chunk holds whole {@link GpuRegs#SUM_BLOCK} blocks. */
