@@ -1,12 +1,15 @@
 package dev.dmaplane.driver.gpu.model;
 
 import dev.dmaplane.dma.DmaDirection;
+import dev.dmaplane.irq.IrqReturn;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.MemorySegment;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 
 import static dev.dmaplane.driver.gpu.model.GpuRegs.*;
 import static dev.dmaplane.testing.Eventually.eventually;
@@ -102,6 +105,27 @@ class GpuResetTest {
         GpuRig.HostBuffer dst = rig.host(4096, DmaDirection.FROM_DEVICE);
         assertEquals(ST_OK, rig.run(0, OP_FILL, FLAG_PHYSICAL, 0, dst.gpuAddr(), 4096, 0x01010101));
         assertEquals(1, dst.cpu().get(GpuRig.U32, 0) & 0xFF);
+    }
+
+    @Test
+    void anEngineResetFromItsOwnInterruptHandlerDoesNotWaitForItself() {
+        rig.vectors.free(0);
+        AtomicReference<Thread> handledOn = new AtomicReference<>();
+        rig.vectors.request(0, vector -> {
+            if ((rig.reg(0, RING_CTRL) & CTRL_HALTED) != 0) { // amdgpu's fault handler resetting its ring
+                handledOn.set(Thread.currentThread());
+                rig.resetEngine(0);
+            }
+            return IrqReturn.HANDLED;
+        }, null, "gpu-test-reset");
+        long t0 = System.nanoTime();
+        assertEquals(ST_DMA_FAULT, rig.run(0, OP_FILL, FLAG_PHYSICAL, 0, APERTURE_SYSTEM | 0x7_0000_0000L, 64, 0));
+        assertSame(rig.device.threads().get(0), handledOn.get(), "the hard handler ran on the engine's thread");
+        assertTrue(System.nanoTime() - t0 < TimeUnit.MILLISECONDS.toNanos(Engine.STOP_TIMEOUT_MS / 2),
+                "the reset did not wait for the job it is called from");
+        assertEquals(CTRL_ENABLE, rig.reg(0, RING_CTRL), "reset from the handler: not halted");
+        GpuRig.HostBuffer dst = rig.host(4096, DmaDirection.FROM_DEVICE);
+        assertEquals(ST_OK, rig.run(0, OP_FILL, FLAG_PHYSICAL, 0, dst.gpuAddr(), 4096, 3));
     }
 
     @Test

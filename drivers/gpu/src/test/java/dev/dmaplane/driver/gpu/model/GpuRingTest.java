@@ -167,6 +167,44 @@ class GpuRingTest {
     }
 
     @Test
+    void allThreeEnginesRunQueuedRingsAtOnce() {
+        int jobs = GpuRig.RING_ENTRIES - 1;
+        GpuRig.HostBuffer[] dst = new GpuRig.HostBuffer[ENGINE_COUNT];
+        MemorySegment[] last = new MemorySegment[ENGINE_COUNT];
+        long[] seqnos = new long[ENGINE_COUNT];
+        for (int i = 0; i < jobs; i++) {
+            for (int e = 0; e < ENGINE_COUNT; e++) {
+                if (i == 0) {
+                    dst[e] = rig.host(jobs * 4096, DmaDirection.FROM_DEVICE);
+                }
+                last[e] = e == ENGINE_COMPUTE
+                        ? rig.submit(e, OP_KERNEL, FLAG_PHYSICAL, 0, KERNEL_CRC32C, dst[0].gpuAddr(),
+                        dst[e].gpuAddr() + 4L * i, 4096, 0)
+                        : rig.submit(e, OP_FILL, FLAG_PHYSICAL, 0, dst[e].gpuAddr() + 4096L * i, 4096, i + 1);
+                seqnos[e] = rig.lastSeqno();
+            }
+        }
+        for (int e = 0; e < ENGINE_COUNT; e++) {
+            assertEquals(ST_OK, rig.await(e, last[e]), ENGINE_NAMES[e]);
+            assertEquals(seqnos[e], rig.fence(e), ENGINE_NAMES[e] + "'s fence holds its last seqno");
+            assertEquals(jobs, rig.device.stats(e).jobs());
+        }
+        for (int i = 0; i < jobs; i++) {
+            assertEquals(i + 1, dst[1].cpu().get(GpuRig.U32, 4096L * i));
+        }
+    }
+
+    @Test
+    void aDoorbellMoreThanARingAheadHalts() {
+        long head = rig.reg(0, RING_HEAD);
+        rig.setReg(0, RING_TAIL, head + GpuRig.RING_ENTRIES + 1);
+        assertEquals(CTRL_ENABLE | CTRL_HALTED, rig.reg(0, RING_CTRL));
+        assertEquals(List.of((long) ST_BAD_DESC, head + GpuRig.RING_ENTRIES + 1),
+                List.of(rig.reg(0, RING_FAULT_STATUS), rig.reg(0, RING_FAULT_ADDR)));
+        assertEquals(head, rig.reg(0, RING_HEAD), "nothing ran");
+    }
+
+    @Test
     void theCountersAddUpBusyTimeAndJobs() {
         GpuRig.HostBuffer dst = rig.host(1 << 20, DmaDirection.FROM_DEVICE);
         for (int i = 0; i < 5; i++) {
