@@ -24,7 +24,7 @@ package dev.dmaplane.driver.gpu.model;
  * {@link #PTE_SYSTEM} (the address is a bus address, else a VRAM offset), {@link #PTE_HUGE} (only at level 1: the
  * entry maps a 2 MiB page, its address 2 MiB aligned) and the address in {@link #PTE_ADDR_MASK}. A table entry
  * (level 2, or level 1 without {@code PTE_HUGE}) must be valid, in VRAM and not {@code PTE_SYSTEM}; its writable bit
- * is ignored. Each engine caches translations in its own TLB: after changing page tables, write the VM id (or
+ * is ignored. Each engine caches up to 256 translations in its own TLB: after changing page tables, write the VM id (or
  * {@link #TLB_INVALIDATE_ALL}) to {@link #REG_TLB_INVALIDATE}. A missing or invalid entry, a write to a page
  * without {@code PTE_WRITABLE}, a VA of {@link #VA_BITS} bits or more, or a VRAM address beyond VRAM is a GPU page
  * fault: the first one is latched in {@link #REG_MMU_FAULT_STATUS} / {@link #REG_MMU_FAULT_ADDR} until cleared, the
@@ -152,7 +152,10 @@ public final class GpuRegs {
 
     /** Engine class: {@link #CLASS_COPY} or {@link #CLASS_COMPUTE}. */
     public static final int RING_CLASS = 0x00;
-    /** {@link #CTRL_ENABLE}, {@link #CTRL_RESET} (write); reads {@link #CTRL_HALTED} and {@link #CTRL_BUSY} too. */
+    /**
+     * {@link #CTRL_ENABLE} (taken only once {@code RING_SIZE} is set), {@link #CTRL_RESET} (write; the reset is done
+     * when the write returns); reads {@link #CTRL_HALTED} and {@link #CTRL_BUSY} too.
+     */
     public static final int RING_CTRL = 0x08;
     public static final int RING_BASE = 0x10;
     public static final int RING_SIZE = 0x18;

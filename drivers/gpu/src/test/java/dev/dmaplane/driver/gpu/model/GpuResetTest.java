@@ -135,6 +135,7 @@ class GpuResetTest {
                 threads.stream().map(Thread::getName).toList());
         assertEquals(3, GpuRig.gpuThreads());
         assertEquals(ST_OK, rig.run(0, OP_FILL, FLAG_PHYSICAL, 0, 900L << 20, 4096, 1));
+        assertEquals(Vram.CHUNK, rig.device.hiddenVramCommitted());
         rig.submit(ENGINE_COMPUTE, OP_KERNEL, FLAG_PHYSICAL, 0, KERNEL_SPIN);
         awaitBusy(ENGINE_COMPUTE);
 
@@ -143,5 +144,6 @@ class GpuResetTest {
         assertTrue(threads.stream().noneMatch(Thread::isAlive), "quiesce and remove joined the engine threads");
         assertEquals(0, GpuRig.gpuThreads());
         assertFalse(rig.fn.isPresent());
+        assertEquals(0, rig.device.hiddenVramCommitted(), "the VRAM beyond the window was freed");
     }
 }
