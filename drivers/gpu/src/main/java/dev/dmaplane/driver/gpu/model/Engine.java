@@ -60,6 +60,9 @@ final class Engine implements GpuVm.Abort {
     private long faultAddr;
     private long busyNanos;
     private long jobs;
+    /** A descriptor is being run: {@link GpuRegs#CTRL_BUSY}; cleared when its outcome is published. */
+    private boolean busy;
+    /** The engine thread is inside a descriptor, its interrupt included: what a reset waits for. */
     private boolean running;
     private boolean abort;
     private boolean stopped;
@@ -123,7 +126,7 @@ final class Engine implements GpuVm.Abort {
     }
 
     boolean busy() {
-        return locked(() -> running);
+        return locked(() -> busy);
     }
 
     boolean halted() {
@@ -131,7 +134,7 @@ final class Engine implements GpuVm.Abort {
     }
 
     private long ctrl() {
-        return locked(() -> (enabled ? CTRL_ENABLE : 0) | (halted ? CTRL_HALTED : 0) | (running ? CTRL_BUSY : 0));
+        return locked(() -> (enabled ? CTRL_ENABLE : 0) | (halted ? CTRL_HALTED : 0) | (busy ? CTRL_BUSY : 0));
     }
 
     private void control(long value) {
@@ -278,7 +281,7 @@ final class Engine implements GpuVm.Abort {
                 }
                 at = ringBase + (head & (ringSize - 1)) * DESC_SIZE;
                 gen = generation;
-                running = true;
+                running = busy = true;
             } catch (InterruptedException e) {
                 LOG.error("{}: engine thread {} interrupted; it stops", ctx.function().bdf(), name, e);
                 return;
@@ -346,6 +349,7 @@ final class Engine implements GpuVm.Abort {
         long vector = 0;
         lock.lock();
         try {
+            busy = false;
             if (gen == generation && o.status() != JobFault.ABORTED) {
                 busyNanos += o.nanos();
                 if (o.taken()) {

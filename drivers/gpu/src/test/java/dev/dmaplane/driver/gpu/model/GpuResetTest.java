@@ -119,7 +119,10 @@ class GpuResetTest {
             return IrqReturn.HANDLED;
         }, null, "gpu-test-reset");
         long t0 = System.nanoTime();
-        assertEquals(ST_DMA_FAULT, rig.run(0, OP_FILL, FLAG_PHYSICAL, 0, APERTURE_SYSTEM | 0x7_0000_0000L, 64, 0));
+        MemorySegment d = rig.submit(0, OP_FILL, FLAG_PHYSICAL, 0, APERTURE_SYSTEM | 0x7_0000_0000L, 64, 0);
+        eventually(() -> handledOn.get() != null && rig.reg(0, RING_CTRL) == CTRL_ENABLE, GpuRig.WAIT,
+                "the handler reset the engine");
+        assertEquals(ST_DMA_FAULT, d.get(GpuRig.U32, DESC_STATUS));
         assertSame(rig.device.threads().get(0), handledOn.get(), "the hard handler ran on the engine's thread");
         assertTrue(System.nanoTime() - t0 < TimeUnit.MILLISECONDS.toNanos(Engine.STOP_TIMEOUT_MS / 2),
                 "the reset did not wait for the job it is called from");

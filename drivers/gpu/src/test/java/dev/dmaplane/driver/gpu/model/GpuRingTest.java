@@ -1,6 +1,8 @@
 package dev.dmaplane.driver.gpu.model;
 
 import dev.dmaplane.dma.DmaDirection;
+import dev.dmaplane.irq.IrqReturn;
+import dev.dmaplane.testing.Eventually;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -8,6 +10,7 @@ import org.junit.jupiter.api.Test;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 
 import static dev.dmaplane.driver.gpu.model.GpuRegs.*;
@@ -98,6 +101,28 @@ class GpuRingTest {
         assertEquals(rig.lastSeqno(), rig.fence(1));
         assertEquals(rig.lastSeqno(), rig.reg(1, RING_COMPLETED_SEQNO));
         assertEquals(0, rig.irq[0].count() + rig.irq[2].count(), "the other engines' vectors stay quiet");
+    }
+
+    @Test
+    void theInterruptHandlerSeesTheOutcomePublished() {
+        rig.vectors.free(1);
+        List<List<Long>> seen = new CopyOnWriteArrayList<>();
+        rig.vectors.request(1, vector -> {
+            seen.add(List.of(rig.reg(1, RING_CTRL), rig.reg(1, RING_HEAD), rig.reg(1, RING_COMPLETED_SEQNO)));
+            return IrqReturn.HANDLED;
+        }, null, "gpu-test-seen");
+        GpuRig.HostBuffer dst = rig.host(4096, DmaDirection.FROM_DEVICE);
+        MemorySegment ok = rig.submit(1, OP_FILL, FLAG_PHYSICAL | FLAG_INTERRUPT, 0, dst.gpuAddr(), 4096, 1);
+        long seqno = rig.lastSeqno();
+        Eventually.eventually(() -> seen.size() == 1, GpuRig.WAIT, "the completion interrupt");
+        assertEquals(List.of(CTRL_ENABLE, rig.reg(1, RING_TAIL), seqno), seen.getFirst(),
+                "not busy, head past the descriptor, seqno completed");
+        assertEquals(ST_OK, ok.get(GpuRig.U32, DESC_STATUS));
+
+        rig.submit(1, OP_FILL, FLAG_PHYSICAL, 0, APERTURE_SYSTEM | 0x7_0000_0000L, 64, 0);
+        Eventually.eventually(() -> seen.size() == 2, GpuRig.WAIT, "the fault interrupt");
+        assertEquals(List.of(CTRL_ENABLE | CTRL_HALTED, rig.reg(1, RING_TAIL), seqno), seen.get(1),
+                "halted, not busy, no new seqno");
     }
 
     @Test
