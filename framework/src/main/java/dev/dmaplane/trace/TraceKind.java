@@ -39,5 +39,7 @@ public enum TraceKind {
     /** A peer-to-peer DMA decision ({@code drivers/pci/p2pdma.c}): map type and distance, p2pmem added, published, allocated, mapped. */
     P2PDMA,
     /** A fence was signalled. */
-    FENCE
+    FENCE,
+    /** A GPU scheduler event ({@code gpu_scheduler_trace.h}): a job queued, run, done, timed out, cancelled. */
+    SCHED
 }
