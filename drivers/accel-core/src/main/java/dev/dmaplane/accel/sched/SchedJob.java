@@ -180,9 +180,20 @@ public final class SchedJob {
      * callback, a stop, a kill, fini) completes the job. The guilty job of a timeout carries {@code ETIME}.
      */
     boolean complete(Errno error) {
-        if (!completed.compareAndSet(false, true)) {
+        if (!claim()) {
             return false;
         }
+        signalFences(error);
+        return true;
+    }
+
+    /** Takes the right to complete the job; only the first caller gets it. */
+    boolean claim() {
+        return completed.compareAndSet(false, true);
+    }
+
+    /** Signals the scheduled fence if needed and the finished fence, after a successful {@link #claim()}. */
+    void signalFences(Errno error) {
         Fence s = scheduled();
         if (!s.isSignaled()) {
             s.signal();
@@ -192,7 +203,6 @@ public final class SchedJob {
             finished.setError(e);
         }
         finished.signal();
-        return true;
     }
 
     boolean isCompleted() {

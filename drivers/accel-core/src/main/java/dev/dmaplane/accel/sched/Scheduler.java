@@ -60,6 +60,8 @@ public final class Scheduler {
     private boolean finishing;
     private boolean finished;
     private boolean workerBusy;
+    /** Completions between claiming a job and queueing it for freeing, in any thread. */
+    private int completing;
     /** When the job timer fires, on the nanoTime clock; {@code Long.MAX_VALUE} when not armed. */
     private long deadline = Long.MAX_VALUE;
 
@@ -417,13 +419,23 @@ public final class Scheduler {
             }
             done(job, Errno.ECANCELED);
         }
-        freeAll();
         lock.lock();
         try {
+            long end = System.nanoTime() + FINI_JOIN.toNanos();
+            while (completing > 0) {
+                long left = end - System.nanoTime();
+                ErrnoException.check(left > 0, Errno.EBUSY, "drm_sched_fini: " + completing + " job(s) of " + name
+                        + " still completing after " + FINI_JOIN);
+                wake.awaitNanos(left);
+            }
             finished = true;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new ErrnoException(Errno.EINTR, "drm_sched_fini of " + name + " interrupted");
         } finally {
             lock.unlock();
         }
+        freeAll();
     }
 
     private void invokeCancel(SchedJob job) {
@@ -622,34 +634,37 @@ public final class Scheduler {
     private void done(SchedJob job, Errno error) {
         lock.lock();
         try {
-            if (job.isCompleted()) {
+            if (!job.claim()) {
                 return;
             }
             releaseCredits(job);
             job.parent = null;
             job.parentCallback = null;
+            completing++;
         } finally {
             lock.unlock();
         }
         boolean guilty = job.guilty;
-        if (!job.complete(error)) {
-            return;
-        }
-        trace(job, "done" + (guilty ? " error=ETIME (guilty)" : error == null ? "" : " error=" + error));
-        lock.lock();
         try {
-            boolean head = !pending.isEmpty() && pending.getFirst() == job;
-            pending.remove(job);
-            toFree.addLast(job);
-            if (head) {
-                deadline = Long.MAX_VALUE;
-                if (!stopped) {
-                    armTimer(System.nanoTime());
-                }
-            }
-            wake.signalAll();
+            job.signalFences(error);
+            trace(job, "done" + (guilty ? " error=ETIME (guilty)" : error == null ? "" : " error=" + error));
         } finally {
-            lock.unlock();
+            lock.lock();
+            try {
+                boolean head = !pending.isEmpty() && pending.getFirst() == job;
+                pending.remove(job);
+                toFree.addLast(job);
+                completing--;
+                if (head) {
+                    deadline = Long.MAX_VALUE;
+                    if (!stopped) {
+                        armTimer(System.nanoTime());
+                    }
+                }
+                wake.signalAll();
+            } finally {
+                lock.unlock();
+            }
         }
     }
 

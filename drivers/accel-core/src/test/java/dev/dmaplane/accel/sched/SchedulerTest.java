@@ -15,7 +15,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
-import java.util.function.BooleanSupplier;
+import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -63,11 +63,13 @@ class SchedulerTest {
         assertTrue(f.await(WAIT), f + " did not signal within " + WAIT);
     }
 
-    private static void until(BooleanSupplier condition, String what) {
-        long end = System.nanoTime() + WAIT.toNanos();
-        while (!condition.getAsBoolean()) {
-            assertTrue(System.nanoTime() < end, what + " not reached within " + WAIT);
-            Thread.onSpinWait();
+    private static void awaitFreed(MockBackend mock, int jobs) {
+        try {
+            assertTrue(mock.freePermits.tryAcquire(jobs, WAIT.toSeconds(), TimeUnit.SECONDS),
+                    jobs + " jobs not freed within " + WAIT);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new AssertionError(e);
         }
     }
 
@@ -93,7 +95,7 @@ class SchedulerTest {
                         >= jobs.get(i - 1).finished().timestampNanos().getAsLong());
             }
         }
-        until(() -> mock.freed.size() == 100, "every job freed");
+        awaitFreed(mock, 100);
         assertEquals(0, s.creditCount());
         assertEquals(200, tracer.select(ev -> ev.kind() == TraceKind.SCHED
                 && (ev.detail().startsWith("run") || ev.detail().startsWith("done"))).size());
@@ -140,7 +142,8 @@ class SchedulerTest {
         for (int i = 0; i < 10; i++) {
             jobs.add(submit(e, 1, i));
         }
-        until(() -> mock.onRing() == 5, "5 jobs on the ring");
+        await(jobs.get(4).scheduled());
+        assertEquals(5, mock.onRing());
         e.destroy(Duration.ZERO);
         assertEquals(0, e.queued());
         for (int i = 5; i < 10; i++) {
@@ -156,7 +159,7 @@ class SchedulerTest {
             assertEquals(i < 5 ? Optional.empty() : Optional.of(Errno.ECANCELED), j.finished().error(), "job " + i);
         }
         assertEquals(jobs.subList(0, 5), mock.runOrder);
-        until(() -> mock.freed.size() == 10, "every job freed");
+        awaitFreed(mock, 10);
         SchedJob late = SchedJob.init(e, 1, null);
         assertEquals(Errno.ECANCELED, assertThrows(ErrnoException.class, late::arm).errno());
     }
@@ -173,7 +176,9 @@ class SchedulerTest {
             jobs.add(submit(a, 1, i));
             jobs.add(submit(b, 1, i));
         }
-        until(() -> mock.onRing() == 2, "ring full");
+        await(jobs.get(3).scheduled());
+        await(jobs.get(1).scheduled());
+        assertEquals(2, mock.onRing());
         s.fini();
         assertFalse(s.isWorkerAlive());
         for (SchedJob j : jobs) {
@@ -253,7 +258,7 @@ class SchedulerTest {
         assertEquals(2, s.creditCount());
         assertTrue(mock.completeNext());
         await(big.finished());
-        until(() -> s.creditCount() == 0, "credits returned");
+        assertEquals(0, s.creditCount(), "credits return before the finished fence signals");
     }
 
     /**
@@ -313,5 +318,44 @@ class SchedulerTest {
         j.push();
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, j::push).errno());
         await(j.finished());
+    }
+
+    /**
+     * sched_main.c {@code drm_sched_resubmit_jobs} and {@code drm_sched_start}: a reset that resubmits runs the
+     * innocent job in flight again (it completes without error); the guilty one is not rerun and carries ETIME.
+     */
+    @Test
+    void resetResubmitsTheInnocentJob() {
+        MockBackend mock = new MockBackend(false);
+        mock.resubmitOnReset = true;
+        Scheduler s = scheduler(mock, 2, Duration.ofMillis(100));
+        SchedEntity hangs = SchedEntity.create(s, SchedPriority.NORMAL);
+        SchedEntity innocent = SchedEntity.create(s, SchedPriority.NORMAL);
+        SchedJob bad = submit(hangs, 1, MockBackend.HANG);
+        SchedJob good = submit(innocent, 1, null);
+        await(bad.finished());
+        await(good.finished());
+        assertEquals(Optional.of(Errno.ETIME), bad.finished().error());
+        assertEquals(Optional.empty(), good.finished().error());
+        assertEquals(List.of(bad, good, good), mock.runOrder);
+        assertEquals(1, mock.resets.get());
+        awaitFreed(mock, 2);
+        assertEquals(0, s.creditCount());
+    }
+
+    /** sched_main.c {@code drm_sched_run_job_work}: an {@code ERR_PTR} from run_job ends the job with that errno. */
+    @Test
+    void runJobFailureEndsTheJobWithItsErrno() {
+        MockBackend mock = new MockBackend(true);
+        Scheduler s = scheduler(mock, 1, LONG_TIMEOUT);
+        SchedEntity e = SchedEntity.create(s, SchedPriority.NORMAL);
+        SchedJob refused = submit(e, 1, MockBackend.REFUSE);
+        SchedJob next = submit(e, 1, null);
+        await(next.finished());
+        assertEquals(Optional.of(Errno.EFAULT), refused.finished().error());
+        assertTrue(refused.scheduled().isSignaled());
+        assertEquals(Optional.empty(), next.finished().error());
+        awaitFreed(mock, 2);
+        assertEquals(0, s.creditCount());
     }
 }
