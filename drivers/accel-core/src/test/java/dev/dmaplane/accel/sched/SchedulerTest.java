@@ -6,6 +6,7 @@ import dev.dmaplane.fence.Fence;
 import dev.dmaplane.fence.FenceContext;
 import dev.dmaplane.fence.Reservation;
 import dev.dmaplane.fence.ResvUsage;
+import dev.dmaplane.testing.Blocked;
 import dev.dmaplane.trace.TraceKind;
 import dev.dmaplane.trace.Tracer;
 import org.junit.jupiter.api.AfterEach;
@@ -15,6 +16,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -357,5 +359,39 @@ class SchedulerTest {
         assertEquals(Optional.empty(), next.finished().error());
         awaitFreed(mock, 2);
         assertEquals(0, s.creditCount());
+    }
+
+    /**
+     * sched_main.c {@code drm_sched_fini} frees every job: a job whose hardware fence signals while fini runs is
+     * completed by the signalling thread, which is held (a callback on the finished fence waits on a latch) between
+     * taking the job and queueing it for free_job; fini must wait for it rather than return with the job never freed.
+     */
+    @Test
+    void finiWaitsForACompletionInFlight() throws Exception {
+        MockBackend mock = new MockBackend(false);
+        Scheduler s = scheduler(mock, 1, LONG_TIMEOUT);
+        SchedEntity e = SchedEntity.create(s, SchedPriority.NORMAL);
+        SchedJob job = submit(e, 1, null);
+        await(job.scheduled());
+        CountDownLatch release = new CountDownLatch(1);
+        job.finished().addCallback(f -> {
+            try {
+                assertTrue(release.await(WAIT.toSeconds(), TimeUnit.SECONDS));
+            } catch (InterruptedException ex) {
+                Thread.currentThread().interrupt();
+            }
+        });
+        Blocked.Call<Void> irq = Blocked.run("hw-irq", mock::completeNext);
+        Blocked.Call<Void> fini = null;
+        try {
+            irq.awaitBlockedIn("java.util.concurrent.CountDownLatch.await");
+            fini = Blocked.run("fini", s::fini);
+            fini.awaitBlockedIn(Blocked.CONDITION_AWAIT_NANOS, "dev.dmaplane.accel.sched.Scheduler.fini");
+        } finally {
+            release.countDown();
+        }
+        fini.get();
+        irq.get();
+        assertTrue(mock.freed.contains(job), "job completed during fini was never freed");
     }
 }
