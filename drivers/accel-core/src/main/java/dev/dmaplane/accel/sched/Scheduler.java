@@ -178,7 +178,7 @@ public final class Scheduler {
         }
         trace(job, "cancel: pushed to a killed entity");
         job.complete(Errno.ECANCELED);
-        backend.freeJob(job);
+        free(job);
     }
 
     int queuedOf(SchedEntity entity) {
@@ -243,7 +243,7 @@ public final class Scheduler {
             Consumer<Fence> cancel = f -> {
                 trace(job, "cancel: " + why);
                 job.complete(Errno.ECANCELED);
-                backend.freeJob(job);
+                free(job);
             };
             if (prev == null || !prev.addCallback(cancel)) {
                 cancel.accept(prev);
@@ -702,11 +702,16 @@ public final class Scheduler {
             if (job == null) {
                 return;
             }
-            try {
-                backend.freeJob(job);
-            } catch (RuntimeException e) {
-                LOG.error("drm_sched {}: free_job of {} threw", name, job, e);
-            }
+            free(job);
+        }
+    }
+
+    /** {@link SchedBackend#freeJob}; a failure is the driver's bug, logged, and the job counts as freed. */
+    private void free(SchedJob job) {
+        try {
+            backend.freeJob(job);
+        } catch (RuntimeException e) {
+            LOG.error("drm_sched {}: free_job of {} threw", name, job, e);
         }
     }
 
