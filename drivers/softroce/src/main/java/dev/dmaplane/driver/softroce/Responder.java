@@ -5,7 +5,6 @@ import dev.dmaplane.driver.softroce.Packet.Op;
 import dev.dmaplane.rdma.spi.AccessFault;
 import dev.dmaplane.rdma.spi.DmaLease;
 import dev.dmaplane.rdma.spi.HwQp;
-import dev.dmaplane.rdma.spi.MemoryAccess;
 import dev.dmaplane.rdma.spi.RecvResult;
 import dev.dmaplane.rdma.spi.RecvWqe;
 import dev.dmaplane.rdma.verbs.Access;
