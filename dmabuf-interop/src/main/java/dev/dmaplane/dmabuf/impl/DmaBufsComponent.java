@@ -9,6 +9,8 @@ import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Deactivate;
 import org.osgi.service.component.annotations.Reference;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Offers the runtime {@link Machine}'s one {@link DmaBufs} ({@code dmabuf_list}) as an OSGi service, for exporter
@@ -20,6 +22,8 @@ import org.osgi.service.component.annotations.Reference;
         uses = DmaBufs.class)
 @Component(immediate = true, service = {})
 public final class DmaBufsComponent {
+    private static final Logger LOG = LoggerFactory.getLogger(DmaBufsComponent.class);
+
     private final ServiceRegistration<DmaBufs> registration;
 
     @Activate
@@ -32,7 +36,8 @@ public final class DmaBufsComponent {
         try {
             registration.unregister();
         } catch (IllegalStateException alreadyGone) {
-            // the bundle stopped first: the framework withdrew the service with it
+            LOG.debug("registration already gone: the framework withdrew the service when the bundle stopped",
+                    alreadyGone);
         }
     }
 }

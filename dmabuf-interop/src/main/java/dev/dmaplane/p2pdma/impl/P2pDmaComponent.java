@@ -9,6 +9,8 @@ import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Deactivate;
 import org.osgi.service.component.annotations.Reference;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Offers the runtime {@link Machine}'s one {@link P2pDma} ({@code drivers/pci/p2pdma.c}) as an OSGi service, so
@@ -20,6 +22,8 @@ import org.osgi.service.component.annotations.Reference;
         uses = P2pDma.class)
 @Component(immediate = true, service = {})
 public final class P2pDmaComponent {
+    private static final Logger LOG = LoggerFactory.getLogger(P2pDmaComponent.class);
+
     private final ServiceRegistration<P2pDma> registration;
 
     @Activate
@@ -32,7 +36,8 @@ public final class P2pDmaComponent {
         try {
             registration.unregister();
         } catch (IllegalStateException alreadyGone) {
-            // the bundle stopped first: the framework withdrew the service with it
+            LOG.debug("registration already gone: the framework withdrew the service when the bundle stopped",
+                    alreadyGone);
         }
     }
 }
