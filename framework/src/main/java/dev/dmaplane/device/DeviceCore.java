@@ -12,7 +12,6 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.locks.ReentrantLock;
@@ -37,7 +36,7 @@ public final class DeviceCore {
     private final List<Consumer<Device>> unbindListeners = new CopyOnWriteArrayList<>();
 
     public DeviceCore(Tracer tracer) {
-        this.tracer = Objects.requireNonNull(tracer, "tracer");
+        this.tracer = ErrnoException.requireNonNull(tracer, "tracer");
     }
 
     /** Puts {@code device} on its bus ({@code device_add}) and probes it against the registered drivers. */
@@ -67,6 +66,7 @@ public final class DeviceCore {
      * is unbound. Later DMA API calls for it fail with {@code ENODEV}.
      */
     public void removeDevice(Device device) {
+        ErrnoException.requireNonNull(device, "device_del: device");
         lock.lock();
         try {
             if (lookup(device.name()) != device) {
@@ -201,6 +201,7 @@ public final class DeviceCore {
 
     /** Unbinds {@code device} from its driver by hand ({@code echo BDF > .../unbind}); no-op if unbound. */
     public void unbind(Device device) {
+        ErrnoException.requireNonNull(device, "device_release_driver: device");
         lock.lock();
         try {
             unbindLocked(device);
@@ -211,7 +212,7 @@ public final class DeviceCore {
 
     /** Calls {@code listener} after each unbind, once the driver's remove and devres release have run. */
     public AutoCloseable onUnbind(Consumer<Device> listener) {
-        unbindListeners.add(Objects.requireNonNull(listener));
+        unbindListeners.add(ErrnoException.requireNonNull(listener, "unbind listener"));
         return () -> unbindListeners.remove(listener);
     }
 
@@ -237,6 +238,7 @@ public final class DeviceCore {
 
     /** The device named {@code name}, if on a bus. */
     public Optional<Device> findDevice(String name) {
+        ErrnoException.requireNonNull(name, "device name");
         lock.lock();
         try {
             return Optional.ofNullable(lookup(name));
@@ -263,6 +265,7 @@ public final class DeviceCore {
 
     /** The devices {@code driver} is bound to. */
     public List<Device> boundTo(Driver driver) {
+        ErrnoException.requireNonNull(driver, "driver");
         return devices().stream().filter(d -> d.driver().orElse(null) == driver).toList();
     }
 

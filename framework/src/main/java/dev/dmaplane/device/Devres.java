@@ -1,11 +1,12 @@
 package dev.dmaplane.device;
 
+import dev.dmaplane.errno.ErrnoException;
+
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.util.ArrayDeque;
 import java.util.Deque;
-import java.util.Objects;
 
 /**
  * Device-managed resources ({@code devres}, the {@code devm_*} family): actions registered while a driver is
@@ -26,7 +27,8 @@ public final class Devres {
 
     /** Registers {@code release} to run when the current binding ends; returns a handle that runs it early. */
     public synchronized Runnable add(String name, Runnable release) {
-        Entry e = new Entry(Objects.requireNonNull(name, "name"), Objects.requireNonNull(release, "release"));
+        Entry e = new Entry(ErrnoException.requireNonNull(name, "devres name"),
+                ErrnoException.requireNonNull(release, "devres release action"));
         entries.push(e);
         return () -> {
             boolean present;

@@ -1,5 +1,6 @@
 package dev.dmaplane.dma;
 
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.trace.TraceKind;
 import dev.dmaplane.trace.Tracer;
 import org.slf4j.Logger;
@@ -7,7 +8,6 @@ import org.slf4j.LoggerFactory;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Objects;
 
 /**
  * dma-debug ({@code CONFIG_DMA_API_DEBUG}): when enabled, every mapping records the stack of the call that made
@@ -25,7 +25,7 @@ public final class DmaDebug {
     private final List<DmaDebugReport> reports = new ArrayList<>();
 
     public DmaDebug(Tracer tracer, boolean enabled) {
-        this.tracer = Objects.requireNonNull(tracer, "tracer");
+        this.tracer = ErrnoException.requireNonNull(tracer, "tracer");
         this.enabled = enabled;
     }
 

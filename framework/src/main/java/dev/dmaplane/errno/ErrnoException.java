@@ -37,4 +37,12 @@ public class ErrnoException extends RuntimeException {
             throw new ErrnoException(errno, message);
         }
     }
+
+    /** Returns {@code value}, or throws {@code EINVAL} "{@code what} must not be null" (a bad argument, not an NPE). */
+    public static <T> T requireNonNull(T value, String what) {
+        if (value == null) {
+            throw new ErrnoException(Errno.EINVAL, what + " must not be null");
+        }
+        return value;
+    }
 }

@@ -13,7 +13,6 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.IdentityHashMap;
 import java.util.List;
-import java.util.Objects;
 import java.util.Set;
 import java.util.TreeMap;
 
@@ -47,8 +46,8 @@ public final class MemFs implements AutoCloseable {
      * @param dax  mount with {@code -o dax}: no page cache, file blocks are host frames
      */
     public MemFs(HostMemory mem, Tracer tracer, String name, boolean dax) {
-        this.mem = Objects.requireNonNull(mem, "mem");
-        this.tracer = Objects.requireNonNull(tracer, "tracer");
+        this.mem = ErrnoException.requireNonNull(mem, "mem");
+        this.tracer = ErrnoException.requireNonNull(tracer, "tracer");
         if (name == null || name.isBlank()) {
             throw new ErrnoException(Errno.EINVAL, "a file system needs a name, not '" + name + "'");
         }

@@ -9,7 +9,6 @@ import dev.dmaplane.trace.Tracer;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -46,7 +45,7 @@ public final class Iommu {
         }
         this.enabled = enabled;
         this.defaultType = defaultType;
-        this.tracer = Objects.requireNonNull(tracer, "tracer");
+        this.tracer = ErrnoException.requireNonNull(tracer, "tracer");
         this.identity = newDomain(IommuDomainType.IDENTITY);
         this.blocking = newDomain(IommuDomainType.BLOCKED);
     }
@@ -86,6 +85,7 @@ public final class Iommu {
 
     /** The group of {@code device}, or of its nearest ancestor in one (auxiliary devices use their parent's). */
     public Optional<IommuGroup> groupOf(Device device) {
+        ErrnoException.requireNonNull(device, "iommu_group_get: device");
         for (Device d = device; d != null; d = d.parent().orElse(null)) {
             IommuGroup g = byDevice.get(d);
             if (g != null) {
@@ -97,6 +97,7 @@ public final class Iommu {
 
     /** Allocates a domain of {@code type} ({@code iommu_paging_domain_alloc}); only paging types are new each time. */
     public IommuDomain allocDomain(IommuDomainType type) {
+        ErrnoException.requireNonNull(type, "iommu_domain_alloc: domain type");
         if (!enabled) {
             throw new ErrnoException(Errno.ENODEV, "the IOMMU is disabled: no domains");
         }

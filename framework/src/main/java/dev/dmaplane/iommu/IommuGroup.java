@@ -5,7 +5,6 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 
 import java.util.List;
-import java.util.Objects;
 
 /**
  * An IOMMU group ({@code struct iommu_group}): the smallest set of devices the IOMMU can isolate from each other.
@@ -60,7 +59,7 @@ public final class IommuGroup {
      * @throws ErrnoException {@code EBUSY} if another owner holds it or a device in it is bound to a driver
      */
     public synchronized void claimDmaOwner(Object newOwner) {
-        Objects.requireNonNull(newOwner, "owner");
+        ErrnoException.requireNonNull(newOwner, "owner");
         if (owner != null) {
             throw new ErrnoException(Errno.EBUSY, "IOMMU group " + id + " is already owned by " + owner);
         }

@@ -228,6 +228,7 @@ public final class IrqVectors implements AutoCloseable {
 
     /** The live allocation on {@code fn}, found through the interrupt controller attached to its MSI-X, MSI or INTx. */
     public static Optional<IrqVectors> of(PciFunction fn) {
+        ErrnoException.requireNonNull(fn, "PCI function");
         return Stream.of(fn.msix().flatMap(Msix::sink), fn.msi().flatMap(Msi::sink), fn.intx().flatMap(Intx::sink))
                 .flatMap(Optional::stream).filter(VectorSink.class::isInstance).map(s -> ((VectorSink) s).owner())
                 .findFirst();
@@ -238,6 +239,7 @@ public final class IrqVectors implements AutoCloseable {
      * allocation in the order given, then {@code ERR} summing their spurious messages.
      */
     public static String procInterrupts(Collection<PciFunction> functions) {
+        ErrnoException.requireNonNull(functions, "/proc/interrupts: function list");
         StringBuilder sb = new StringBuilder(String.format("%6s%10s%n", "", "CPU0"));
         long err = 0;
         for (PciFunction fn : functions) {

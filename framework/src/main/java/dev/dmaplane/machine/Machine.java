@@ -333,6 +333,7 @@ public final class Machine implements AutoCloseable {
 
     /** Live DMA mappings of one device. */
     public int activeDmaMappings(Device device) {
+        ErrnoException.requireNonNull(device, "device");
         return dma.activeMappings(device);
     }
 
@@ -341,6 +342,7 @@ public final class Machine implements AutoCloseable {
      * are unbound bottom-up, their leaked mappings reclaimed, and the DMA API of each function is gone.
      */
     public void hotUnplug(PciFunction fn) {
+        ErrnoException.requireNonNull(fn, "hot-unplug: PCI function");
         if (!fn.isPresent()) {
             throw new ErrnoException(Errno.ENODEV, fn.name() + " is not present");
         }

@@ -6,7 +6,6 @@ import dev.dmaplane.errno.ErrnoException;
 import java.lang.foreign.MemorySegment;
 import java.util.List;
 import java.util.Map;
-import java.util.Objects;
 import java.util.concurrent.ConcurrentSkipListMap;
 
 /**
@@ -19,7 +18,7 @@ public final class PhysicalAddressMap {
     private final ConcurrentSkipListMap<Long, PhysicalRegion> regions = new ConcurrentSkipListMap<>();
 
     public PhysicalAddressMap(HostMemory ram) {
-        this.ram = Objects.requireNonNull(ram, "ram");
+        this.ram = ErrnoException.requireNonNull(ram, "ram");
     }
 
     public HostMemory ram() {

@@ -42,6 +42,8 @@ public final class AddressSpace implements AutoCloseable {
      * @param name the name events are traced under (a process name or pid)
      */
     public AddressSpace(HostMemory mem, Tracer tracer, String name) {
+        ErrnoException.requireNonNull(mem, "host memory");
+        ErrnoException.requireNonNull(tracer, "tracer");
         this.mm = new Mm(mem, tracer, name);
     }
 

@@ -73,6 +73,7 @@ public record Acs(boolean sv, boolean tb, boolean rr, boolean cr, boolean uf, bo
      * @throws ErrnoException {@code EINVAL} naming an unknown name
      */
     public static Acs ofNames(Collection<String> names) {
+        ErrnoException.requireNonNull(names, "ACS flag names");
         int bits = 0;
         for (String n : names) {
             bits |= bitOf(n);

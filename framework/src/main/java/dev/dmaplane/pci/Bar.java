@@ -181,7 +181,7 @@ public final class Bar {
          * @throws ErrnoException {@code EBUSY} if another handler is attached
          */
         public void attach(MmioHandler h) {
-            Objects.requireNonNull(h, "handler");
+            ErrnoException.requireNonNull(h, "handler");
             if (!handler.compareAndSet(null, h)) {
                 throw new ErrnoException(Errno.EBUSY, owner + ": an MMIO handler is already attached");
             }

@@ -8,7 +8,6 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Objects;
 import java.util.Optional;
 
 /**
@@ -34,8 +33,8 @@ public record MachineSpec(long memoryBytes, IommuSpec iommu, List<HostBridgeSpec
             throw new ErrnoException(Errno.EINVAL, "memory size " + memoryBytes + " bytes exceeds the limit of "
                     + MAX_MEMORY + " bytes (1 TiB less the 1 GiB PCI hole)");
         }
-        Objects.requireNonNull(iommu, "iommu");
-        hostBridges = List.copyOf(hostBridges);
+        ErrnoException.requireNonNull(iommu, "iommu");
+        hostBridges = List.copyOf(ErrnoException.requireNonNull(hostBridges, "hostBridges"));
     }
 
     /** The default domain type groups get at boot ({@code iommu.passthrough=}, {@code IOMMU_DOMAIN_DMA/IDENTITY}). */
@@ -52,7 +51,7 @@ public record MachineSpec(long memoryBytes, IommuSpec iommu, List<HostBridgeSpec
         public static final IommuSpec DEFAULT = new IommuSpec(true, DefaultDomain.DMA);
 
         public IommuSpec {
-            Objects.requireNonNull(defaultDomain, "defaultDomain");
+            ErrnoException.requireNonNull(defaultDomain, "defaultDomain");
         }
     }
 
@@ -74,8 +73,8 @@ public record MachineSpec(long memoryBytes, IommuSpec iommu, List<HostBridgeSpec
             if (rootBus < 0 || rootBus > 0xFF) {
                 throw new ErrnoException(Errno.EINVAL, "root bus " + rootBus + " is outside 0..0xff");
             }
-            Objects.requireNonNull(name, "name");
-            children = List.copyOf(children);
+            ErrnoException.requireNonNull(name, "name");
+            children = List.copyOf(ErrnoException.requireNonNull(children, "children"));
         }
     }
 
@@ -108,15 +107,16 @@ public record MachineSpec(long memoryBytes, IommuSpec iommu, List<HostBridgeSpec
         }
 
         public FunctionSpec {
-            Objects.requireNonNull(bdf, "bdf");
-            Objects.requireNonNull(type, "type");
-            bars = List.copyOf(bars);
-            Objects.requireNonNull(acs, "acs");
-            Objects.requireNonNull(msix, "msix");
-            Objects.requireNonNull(msi, "msi");
-            Objects.requireNonNull(model, "model");
-            properties = Collections.unmodifiableMap(new LinkedHashMap<>(properties));
-            children = List.copyOf(children);
+            ErrnoException.requireNonNull(bdf, "bdf");
+            ErrnoException.requireNonNull(type, "type");
+            bars = List.copyOf(ErrnoException.requireNonNull(bars, "bars"));
+            ErrnoException.requireNonNull(acs, "acs");
+            ErrnoException.requireNonNull(msix, "msix");
+            ErrnoException.requireNonNull(msi, "msi");
+            ErrnoException.requireNonNull(model, "model");
+            properties = Collections.unmodifiableMap(
+                    new LinkedHashMap<>(ErrnoException.requireNonNull(properties, "properties")));
+            children = List.copyOf(ErrnoException.requireNonNull(children, "children"));
         }
     }
 
@@ -138,15 +138,15 @@ public record MachineSpec(long memoryBytes, IommuSpec iommu, List<HostBridgeSpec
      */
     public record BarSpec(int index, long size, BarKind kind, boolean is64Bit, boolean prefetchable) {
         public BarSpec {
-            Objects.requireNonNull(kind, "kind");
+            ErrnoException.requireNonNull(kind, "kind");
         }
     }
 
     /** The ACS extended capability: what the port implements and what is enabled at boot. */
     public record AcsSpec(Acs capability, Acs control) {
         public AcsSpec {
-            Objects.requireNonNull(capability, "capability");
-            Objects.requireNonNull(control, "control");
+            ErrnoException.requireNonNull(capability, "capability");
+            ErrnoException.requireNonNull(control, "control");
         }
     }
 

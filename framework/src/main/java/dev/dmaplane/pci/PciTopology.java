@@ -72,6 +72,7 @@ public final class PciTopology implements AutoCloseable {
      */
     public void removeHardware(PciFunction fn, String why) {
         requireOwn(fn);
+        ErrnoException.requireNonNull(why, "reason for removing " + fn.bdf());
         if (fn.isBridge()) {
             throw new ErrnoException(Errno.EINVAL, fn.bdf() + " is a bridge; only endpoints come and go with their models");
         }
@@ -105,7 +106,7 @@ public final class PciTopology implements AutoCloseable {
 
     /** The function at {@code bdf}, if present. */
     public Optional<PciFunction> find(Bdf bdf) {
-        return Optional.ofNullable(byBdf.get(bdf));
+        return Optional.ofNullable(byBdf.get(ErrnoException.requireNonNull(bdf, "bdf")));
     }
 
     /**
@@ -114,7 +115,7 @@ public final class PciTopology implements AutoCloseable {
      * @throws ErrnoException {@code ENODEV} naming the BDF if no function is there
      */
     public PciFunction function(Bdf bdf) {
-        PciFunction f = byBdf.get(Objects.requireNonNull(bdf, "bdf"));
+        PciFunction f = byBdf.get(ErrnoException.requireNonNull(bdf, "bdf"));
         if (f == null) {
             throw new ErrnoException(Errno.ENODEV, "no PCI function at " + bdf);
         }
@@ -145,6 +146,7 @@ public final class PciTopology implements AutoCloseable {
      */
     public boolean acsPathEnabled(PciFunction start, Acs flags) {
         requireOwn(start);
+        ErrnoException.requireNonNull(flags, "ACS flags");
         return IommuGrouping.acsPathEnabled(start, null, flags);
     }
 
@@ -155,6 +157,7 @@ public final class PciTopology implements AutoCloseable {
     public boolean acsPathEnabled(PciFunction start, PciFunction end, Acs flags) {
         requireOwn(start);
         requireOwn(end);
+        ErrnoException.requireNonNull(flags, "ACS flags");
         return IommuGrouping.acsPathEnabled(start, end, flags);
     }
 
@@ -307,7 +310,7 @@ public final class PciTopology implements AutoCloseable {
     }
 
     private void requireOwn(PciFunction fn) {
-        Objects.requireNonNull(fn, "function");
+        ErrnoException.requireNonNull(fn, "function");
         if (byBdf.get(fn.bdf()) != fn) {
             throw new ErrnoException(Errno.ENODEV, fn.bdf() + " is not a function of this topology");
         }

@@ -7,7 +7,6 @@ import dev.dmaplane.trace.Tracer;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Objects;
 
 /**
  * The user contexts open on one device and the limits they are charged against (the RDMA cgroup's per-device
@@ -23,9 +22,9 @@ public final class DeviceResources {
     private boolean gone;
 
     public DeviceResources(String device, Tracer tracer, ResourceLimits limits) {
-        this.device = Objects.requireNonNull(device, "device");
-        this.tracer = Objects.requireNonNull(tracer, "tracer");
-        this.limits = Objects.requireNonNull(limits, "limits");
+        this.device = ErrnoException.requireNonNull(device, "device");
+        this.tracer = ErrnoException.requireNonNull(tracer, "tracer");
+        this.limits = ErrnoException.requireNonNull(limits, "limits");
     }
 
     public String device() {
@@ -51,7 +50,7 @@ public final class DeviceResources {
 
     /** Changes the limits ({@code echo ... > rdma.max}); existing charges above them stay until released. */
     public synchronized void setLimits(ResourceLimits newLimits) {
-        this.limits = Objects.requireNonNull(newLimits, "limits");
+        this.limits = ErrnoException.requireNonNull(newLimits, "limits");
     }
 
     public synchronized ResourceLimits limits() {

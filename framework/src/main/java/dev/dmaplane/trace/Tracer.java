@@ -1,8 +1,9 @@
 package dev.dmaplane.trace;
 
+import dev.dmaplane.errno.ErrnoException;
+
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Objects;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReferenceArray;
@@ -49,11 +50,12 @@ public final class Tracer {
 
     /** Records one event; returns it, or {@code null} when tracing is off. */
     public TraceEvent emit(TraceKind kind, String device, long address, long length, String detail) {
+        ErrnoException.requireNonNull(kind, "trace event kind");
         if (!enabled) {
             return null;
         }
         long n = seq.incrementAndGet();
-        TraceEvent e = new TraceEvent(n, System.nanoTime(), Objects.requireNonNull(kind, "kind"),
+        TraceEvent e = new TraceEvent(n, System.nanoTime(), kind,
                 device == null ? "-" : device, address, length, detail == null ? "" : detail);
         ring.set((int) (n - 1) & mask, e);
         DmaplaneJfrEvent jfr = new DmaplaneJfrEvent();
@@ -97,12 +99,13 @@ public final class Tracer {
 
     /** The events in the ring that match {@code filter}, oldest first. */
     public List<TraceEvent> select(Predicate<TraceEvent> filter) {
+        ErrnoException.requireNonNull(filter, "trace filter");
         return since(0).stream().filter(filter).toList();
     }
 
     /** Calls {@code subscriber} for every later event until the returned handle is closed. */
     public AutoCloseable subscribe(Consumer<TraceEvent> subscriber) {
-        Objects.requireNonNull(subscriber, "subscriber");
+        ErrnoException.requireNonNull(subscriber, "subscriber");
         subscribers.add(subscriber);
         return () -> subscribers.remove(subscriber);
     }
