@@ -17,7 +17,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
-import java.util.Objects;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -40,8 +39,8 @@ public final class DmaBufs {
 
     /** A registry outside any machine (tests); {@code memory} may be null when no heap is used. */
     public DmaBufs(Tracer tracer, DmaDebug debug, HostMemory memory) {
-        this.tracer = Objects.requireNonNull(tracer, "tracer");
-        this.debug = Objects.requireNonNull(debug, "debug");
+        this.tracer = ErrnoException.requireNonNull(tracer, "tracer");
+        this.debug = ErrnoException.requireNonNull(debug, "debug");
         this.memory = memory;
     }
 
@@ -51,7 +50,7 @@ public final class DmaBufs {
      * @throws ErrnoException {@code ENODEV} for a closed machine
      */
     public static DmaBufs of(Machine machine) {
-        Objects.requireNonNull(machine, "machine");
+        ErrnoException.requireNonNull(machine, "machine");
         return machine.attachment(DmaBufs.class, m -> new DmaBufs(m.tracer(), m.dmaDebug(), m.memory()));
     }
 

@@ -2,13 +2,13 @@ package dev.dmaplane.p2pdma;
 
 import dev.dmaplane.device.Device;
 import dev.dmaplane.dma.DmaDirection;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.p2pdma.impl.P2pDmaCore;
 import dev.dmaplane.pci.PciFunction;
 import org.osgi.annotation.versioning.ProviderType;
 
 import java.util.List;
-import java.util.Objects;
 import java.util.Optional;
 
 /**
@@ -28,7 +28,7 @@ public interface P2pDma {
      * @throws dev.dmaplane.errno.ErrnoException {@code ENODEV} for a closed machine
      */
     static P2pDma of(Machine machine) {
-        Objects.requireNonNull(machine, "machine");
+        ErrnoException.requireNonNull(machine, "machine");
         return machine.attachment(P2pDma.class, P2pDmaCore::new);
     }
 

@@ -174,9 +174,12 @@ public final class NullArguments {
         return this;
     }
 
-    /** {@code Type.method} (every overload) is left out, for the reason the caller writes beside it. */
-    public NullArguments exclude(String typeDotMethod) {
-        excluded.add(typeDotMethod);
+    /**
+     * {@code Type.method} (every overload), or with a bare {@code Type} all of that type's entry points, is left out,
+     * for the reason the caller writes beside it.
+     */
+    public NullArguments exclude(String typeOrMethod) {
+        excluded.add(typeOrMethod);
         return this;
     }
 
@@ -188,7 +191,7 @@ public final class NullArguments {
         for (Class<?> type : publicTypes(anchor, packages)) {
             for (Executable ex : entryPoints(type)) {
                 String name = name(ex);
-                if (excluded.contains(name) || !hasReferenceParameter(ex)) {
+                if (excluded.contains(name) || excluded.contains(typeName(type)) || !hasReferenceParameter(ex)) {
                     continue;
                 }
                 Outcome baseline = call(ex, -1);
@@ -331,9 +334,12 @@ public final class NullArguments {
     }
 
     private static String name(Executable ex) {
-        String type = ex.getDeclaringClass().getName();
-        type = type.substring(type.lastIndexOf('.') + 1).replace('$', '.');
-        return type + "." + (ex instanceof Constructor<?> ? "<init>" : ex.getName());
+        return typeName(ex.getDeclaringClass()) + "." + (ex instanceof Constructor<?> ? "<init>" : ex.getName());
+    }
+
+    private static String typeName(Class<?> type) {
+        String name = type.getName();
+        return name.substring(name.lastIndexOf('.') + 1).replace('$', '.');
     }
 
     private static String signature(Executable ex) {

@@ -9,7 +9,6 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mem.HostMemory;
 
-import java.util.Objects;
 
 /**
  * The system dma-heap ({@code /dev/dma_heap/system}; {@code drivers/dma-buf/dma-heap.c} and
@@ -25,7 +24,7 @@ public final class SystemHeap {
     private final HostMemory mem;
 
     public SystemHeap(DmaBufs registry) {
-        this.registry = Objects.requireNonNull(registry, "registry");
+        this.registry = ErrnoException.requireNonNull(registry, "registry");
         this.mem = registry.memory();
     }
 

@@ -11,7 +11,6 @@ import dev.dmaplane.fs.Inode;
 import dev.dmaplane.mem.HostMemory;
 
 import java.lang.foreign.MemorySegment;
-import java.util.Objects;
 
 /**
  * {@code /dev/udmabuf} ({@code drivers/dma-buf/udmabuf.c}): turns a range of a memfd-like file into a dma-buf.
@@ -41,7 +40,7 @@ public final class Udmabuf {
 
     /** With {@code sizeLimit} bytes as the {@code size_limit_mb} module parameter. */
     public Udmabuf(DmaBufs registry, long sizeLimit) {
-        this.registry = Objects.requireNonNull(registry, "registry");
+        this.registry = ErrnoException.requireNonNull(registry, "registry");
         this.mem = registry.memory();
         ErrnoException.check(sizeLimit > 0, Errno.EINVAL, "udmabuf size limit must be positive, not " + sizeLimit);
         this.sizeLimit = sizeLimit;

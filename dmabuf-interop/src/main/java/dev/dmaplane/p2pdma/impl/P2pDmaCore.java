@@ -59,7 +59,7 @@ public final class P2pDmaCore implements P2pDma {
     @Override
     public MapType mapType(PciFunction provider, Device client) {
         requireOwn(provider);
-        P2pPath p = PathJudge.judge(provider, Objects.requireNonNull(client, "client"));
+        P2pPath p = PathJudge.judge(provider, ErrnoException.requireNonNull(client, "client"));
         trace(p);
         return p.mapType();
     }
@@ -91,11 +91,12 @@ public final class P2pDmaCore implements P2pDma {
 
     @Override
     public Optional<P2pMemory> memory(PciFunction provider) {
-        return Optional.ofNullable(providers.get(Objects.requireNonNull(provider, "provider")));
+        return Optional.ofNullable(providers.get(ErrnoException.requireNonNull(provider, "provider")));
     }
 
     @Override
     public Optional<P2pMemory> findMany(List<? extends Device> clients) {
+        ErrnoException.requireNonNull(clients, "clients");
         ProviderMemory best = null;
         int bestDistance = Integer.MAX_VALUE;
         for (PciFunction f : pci.functions()) {
@@ -118,7 +119,7 @@ public final class P2pDmaCore implements P2pDma {
 
     @Override
     public P2pMapping mapSg(Device client, P2pAllocation allocation, DmaDirection direction) {
-        Objects.requireNonNull(client, "client");
+        ErrnoException.requireNonNull(client, "client");
         if (allocation == null) {
             throw new ErrnoException(Errno.EINVAL, client.name() + ": mapping a null p2pmem allocation");
         }
@@ -184,8 +185,9 @@ public final class P2pDmaCore implements P2pDma {
     }
 
     private P2pDistance judge(PciFunction provider, List<? extends Device> clients) {
-        Objects.requireNonNull(clients, "clients");
-        return P2pDistance.of(provider, clients.stream().map(c -> PathJudge.judge(provider, Objects.requireNonNull(c, "client"))).toList());
+        ErrnoException.requireNonNull(clients, "clients");
+        return P2pDistance.of(provider, clients.stream()
+                .map(c -> PathJudge.judge(provider, ErrnoException.requireNonNull(c, "client"))).toList());
     }
 
     private void trace(P2pPath p) {
@@ -193,7 +195,7 @@ public final class P2pDmaCore implements P2pDma {
     }
 
     private void requireOwn(PciFunction fn) {
-        Objects.requireNonNull(fn, "provider");
+        ErrnoException.requireNonNull(fn, "provider");
         if (pci.find(fn.bdf()).orElse(null) != fn) {
             throw new ErrnoException(Errno.ENODEV, fn.bdf() + " is not a function of this machine");
         }
