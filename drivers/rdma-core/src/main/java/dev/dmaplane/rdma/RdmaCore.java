@@ -1,5 +1,6 @@
 package dev.dmaplane.rdma;
 
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.impl.CoreImpl;
 import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.spi.RdmaProvider;
@@ -19,6 +20,7 @@ public final class RdmaCore implements AutoCloseable {
 
     /** @param tracer where disassociations and the framework's pins and mappings are traced */
     public RdmaCore(Tracer tracer) {
+        ErrnoException.requireNonNull(tracer, "tracer");
         this.impl = new CoreImpl(tracer);
     }
 
@@ -43,7 +45,7 @@ public final class RdmaCore implements AutoCloseable {
 
     /** The device named {@code name}, if registered. */
     public Optional<RdmaDevice> device(String name) {
-        return impl.device(name);
+        return impl.device(ErrnoException.requireNonNull(name, "device name"));
     }
 
     /** Every object of every context on every device ({@code rdma resource show}). */

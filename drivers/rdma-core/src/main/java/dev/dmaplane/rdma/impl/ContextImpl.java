@@ -157,6 +157,7 @@ final class ContextImpl implements VerbsContext {
 
     @Override
     public Optional<AsyncEvent> getAsyncEvent(Duration timeout) {
+        ErrnoException.requireNonNull(timeout, "ibv_get_async_event: timeout");
         checkOpen();
         try {
             return Optional.ofNullable(reported(events.poll(timeout.toNanos(), TimeUnit.NANOSECONDS)));

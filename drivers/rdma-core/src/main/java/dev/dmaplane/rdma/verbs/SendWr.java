@@ -1,5 +1,6 @@
 package dev.dmaplane.rdma.verbs;
 
+import dev.dmaplane.errno.ErrnoException;
 import org.osgi.annotation.versioning.ProviderType;
 
 import java.util.List;
@@ -23,7 +24,7 @@ public sealed interface SendWr extends WorkRequest permits SendWr.Send, SendWr.S
     /** {@code IBV_WR_SEND}; {@code ud} is required on UD QPs and ignored on connected ones. */
     record Send(long wrId, List<Sge> sgList, int sendFlags, UdDestination ud) implements SendWr {
         public Send {
-            sgList = List.copyOf(sgList);
+            sgList = List.copyOf(ErrnoException.requireNonNull(sgList, "sg_list"));
         }
 
         @Override
@@ -35,7 +36,7 @@ public sealed interface SendWr extends WorkRequest permits SendWr.Send, SendWr.S
     /** {@code IBV_WR_SEND_WITH_IMM}. */
     record SendWithImm(long wrId, List<Sge> sgList, int sendFlags, int immData, UdDestination ud) implements SendWr {
         public SendWithImm {
-            sgList = List.copyOf(sgList);
+            sgList = List.copyOf(ErrnoException.requireNonNull(sgList, "sg_list"));
         }
 
         @Override
@@ -47,7 +48,7 @@ public sealed interface SendWr extends WorkRequest permits SendWr.Send, SendWr.S
     /** {@code IBV_WR_SEND_WITH_INV}: the receiver invalidates {@code invalidateRkey} (RC, UC). */
     record SendWithInv(long wrId, List<Sge> sgList, int sendFlags, int invalidateRkey) implements SendWr {
         public SendWithInv {
-            sgList = List.copyOf(sgList);
+            sgList = List.copyOf(ErrnoException.requireNonNull(sgList, "sg_list"));
         }
 
         @Override
@@ -59,7 +60,7 @@ public sealed interface SendWr extends WorkRequest permits SendWr.Send, SendWr.S
     /** {@code IBV_WR_RDMA_WRITE} (RC, UC). */
     record RdmaWrite(long wrId, List<Sge> sgList, int sendFlags, long remoteAddr, int rkey) implements SendWr {
         public RdmaWrite {
-            sgList = List.copyOf(sgList);
+            sgList = List.copyOf(ErrnoException.requireNonNull(sgList, "sg_list"));
         }
 
         @Override
@@ -72,7 +73,7 @@ public sealed interface SendWr extends WorkRequest permits SendWr.Send, SendWr.S
     record RdmaWriteWithImm(long wrId, List<Sge> sgList, int sendFlags, long remoteAddr, int rkey, int immData)
             implements SendWr {
         public RdmaWriteWithImm {
-            sgList = List.copyOf(sgList);
+            sgList = List.copyOf(ErrnoException.requireNonNull(sgList, "sg_list"));
         }
 
         @Override
@@ -84,7 +85,7 @@ public sealed interface SendWr extends WorkRequest permits SendWr.Send, SendWr.S
     /** {@code IBV_WR_RDMA_READ} (RC). */
     record RdmaRead(long wrId, List<Sge> sgList, int sendFlags, long remoteAddr, int rkey) implements SendWr {
         public RdmaRead {
-            sgList = List.copyOf(sgList);
+            sgList = List.copyOf(ErrnoException.requireNonNull(sgList, "sg_list"));
         }
 
         @Override
@@ -100,7 +101,7 @@ public sealed interface SendWr extends WorkRequest permits SendWr.Send, SendWr.S
     record AtomicCmpAndSwp(long wrId, List<Sge> sgList, int sendFlags, long remoteAddr, int rkey, long compare,
                            long swap) implements SendWr {
         public AtomicCmpAndSwp {
-            sgList = List.copyOf(sgList);
+            sgList = List.copyOf(ErrnoException.requireNonNull(sgList, "sg_list"));
         }
 
         @Override
@@ -113,7 +114,7 @@ public sealed interface SendWr extends WorkRequest permits SendWr.Send, SendWr.S
     record AtomicFetchAndAdd(long wrId, List<Sge> sgList, int sendFlags, long remoteAddr, int rkey, long add)
             implements SendWr {
         public AtomicFetchAndAdd {
-            sgList = List.copyOf(sgList);
+            sgList = List.copyOf(ErrnoException.requireNonNull(sgList, "sg_list"));
         }
 
         @Override
@@ -125,7 +126,7 @@ public sealed interface SendWr extends WorkRequest permits SendWr.Send, SendWr.S
     /** {@code IBV_WR_LOCAL_INV}: invalidates a type 2 window (RC, UC). */
     record LocalInv(long wrId, List<Sge> sgList, int sendFlags, int invalidateRkey) implements SendWr {
         public LocalInv {
-            sgList = List.copyOf(sgList);
+            sgList = List.copyOf(ErrnoException.requireNonNull(sgList, "sg_list"));
         }
 
         public LocalInv(long wrId, int sendFlags, int invalidateRkey) {
@@ -145,7 +146,7 @@ public sealed interface SendWr extends WorkRequest permits SendWr.Send, SendWr.S
     record BindMw(long wrId, List<Sge> sgList, int sendFlags, MemoryWindow mw, int rkey, MwBindInfo bindInfo)
             implements SendWr {
         public BindMw {
-            sgList = List.copyOf(sgList);
+            sgList = List.copyOf(ErrnoException.requireNonNull(sgList, "sg_list"));
         }
 
         public BindMw(long wrId, int sendFlags, MemoryWindow mw, int rkey, MwBindInfo bindInfo) {
