@@ -29,6 +29,12 @@ import static dev.dmaplane.mem.HostMemory.PAGE_SIZE;
  * <p>
  * dmaplane has no file descriptors: an unlinked inode lives on while some VMA maps it, and is evicted (its pages
  * and blocks freed) when it is neither linked nor mapped; calls on an evicted inode fail with {@code ENOENT}.
+ * <p>
+ * Why one class of about 650 lines: the page cache, the {@code i_mmap} set and the size are guarded together by the
+ * lock order above, and read, write, truncate, hole punching, faults and pins each take several of those locks in
+ * one call; cut apart, the pieces would have to hand each other the locks. The kernel spreads these paths over
+ * {@code mm/filemap.c} and {@code mm/truncate.c} but over one {@code struct address_space}; the namespace is
+ * {@link MemFs}'s.
  */
 public final class Inode {
     /** The largest file size ({@code s_maxbytes}); larger sizes fail with {@code EFBIG}. */
