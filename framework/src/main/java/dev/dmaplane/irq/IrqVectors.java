@@ -37,6 +37,11 @@ import static dev.dmaplane.pci.PciRegs.*;
  * ({@code synchronize_irq}); a hard part returning {@link IrqReturn#WAKE_THREAD} (or none given) wakes the threaded
  * part on the vector's own thread, which {@link #free} stops. Everything is released by {@link #close()} or, failing
  * that, by devres when the driver is removed. Handlers must not request, free or close vectors of this allocation.
+ * <p>
+ * Why one class of about 600 lines: allocation, request and free, and delivery all work on the per-vector
+ * descriptors and their locks, and {@link #free} must wait for a hard handler in flight on the same descriptor;
+ * splitting along the kernel's files ({@code msi/api.c}, {@code irq/manage.c}) would open that state to the
+ * package. The {@code /proc/interrupts} rendering is the part that could move out first.
  */
 public final class IrqVectors implements AutoCloseable {
     /** Legacy INTx ({@code PCI_IRQ_INTX}): one vector, the function's interrupt pin. */
