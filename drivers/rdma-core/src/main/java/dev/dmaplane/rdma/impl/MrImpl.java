@@ -34,6 +34,10 @@ import java.util.function.Function;
  * rxe makes them). Accesses of the data path hold the read lock of {@link #rw}; deregistration, re-registration
  * and ODP or dma-buf invalidation take the write lock, so they wait for accesses in progress. Deregistration and
  * re-registration also hold {@link #lifecycle} throughout, so they never overlap.
+ * <p>
+ * Why one class of about 550 lines: registration, re-registration, deregistration and the data path's leases all
+ * turn on {@link #rw}, {@link #lifecycle} and the region's key-table entry, as {@code rxe_mr.c} keeps them in one
+ * file; the memory behind a region is already split out ({@link UserMemory} and its pinned, ODP and dma-buf kinds).
  */
 final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
     final ReentrantReadWriteLock rw = new ReentrantReadWriteLock();
