@@ -24,6 +24,11 @@ import java.util.List;
  * The requester of one HCA ({@code rxe_req.c}): takes send work requests in order, runs local operations, builds
  * and sends the packets of each message (gathered, or cut through from the requester's lease), and retransmits
  * go-back-N. Runs on the thread running its {@link Engine}.
+ * <p>
+ * Why one class of about 500 lines: it is {@code rxe_req.c}, one file in the kernel too; building a message's
+ * packets, batching WRITEs into trains, cut-through from the lease and go-back-N retransmission share the send
+ * queue's cursor and the train arrays. The other halves of the QP are already apart ({@link Responder},
+ * {@link Completer}).
  */
 final class Requester {
     private final Engine e;
