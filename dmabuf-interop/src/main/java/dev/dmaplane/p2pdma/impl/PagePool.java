@@ -1,118 +1,75 @@
 package dev.dmaplane.p2pdma.impl;
 
-import dev.dmaplane.errno.Errno;
-import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.genalloc.GenPool;
 import dev.dmaplane.pci.Bar;
 
 import java.util.ArrayList;
-import java.util.BitSet;
 import java.util.List;
 
 /**
- * A genalloc-like pool of device memory ({@code lib/genalloc.c} with {@code min_alloc_order = PAGE_SHIFT} and the
- * default {@code gen_pool_first_fit}): chunks of BAR ranges in the order added, each a bitmap of 4 KiB pages; an
- * allocation takes the first run of free pages that fits. Unlike genalloc, a run of at most one chunk of device
- * memory ({@link Bar.Memory#CHUNK_SIZE}) never straddles such a chunk, so the CPU gets one segment for it.
- * Not thread-safe: the owner serialises access.
+ * p2pmem's {@code gen_pool}: BAR ranges added to a {@link GenPool} by bus address, each with the boundary of one
+ * chunk of device memory ({@link Bar.Memory#CHUNK_SIZE}, or the whole BAR when smaller), so a run of at most one
+ * chunk never straddles two and the CPU gets one segment for it. BARs are naturally aligned, so a boundary on bus
+ * addresses is one on BAR offsets. Not thread-safe beyond the pool itself: the owner serialises access.
  */
 final class PagePool {
-    static final long PAGE = 4096;
+    static final long PAGE = GenPool.PAGE;
 
     /** A placed allocation: the BAR it lies in and its bus address. */
     record Placement(Bar bar, long busAddress) {
     }
 
-    private record Chunk(Bar bar, long barOffset, long busBase, int pages, BitSet used) {
-        long end() {
-            return busBase + (long) pages * PAGE;
+    private record Range(Bar bar, long busBase, long size) {
+        boolean contains(long busAddress) {
+            return busAddress >= busBase && busAddress - busBase < size;
         }
     }
 
-    private final List<Chunk> chunks = new ArrayList<>();
-    private long totalPages;
-    private long freePages;
+    private final GenPool pool = new GenPool();
+    private final List<Range> ranges = new ArrayList<>();
 
     /** Adds {@code size} bytes of {@code bar} from {@code barOffset}, both page-aligned ({@code gen_pool_add}). */
     void add(Bar bar, long barOffset, long size) {
-        long pages = size / PAGE;
-        if (pages > Integer.MAX_VALUE) {
-            throw new ErrnoException(Errno.EINVAL, "p2pmem range of " + size + " bytes exceeds " + Integer.MAX_VALUE + " pages");
-        }
-        chunks.add(new Chunk(bar, barOffset, bar.address() + barOffset, (int) pages, new BitSet((int) pages)));
-        totalPages += pages;
-        freePages += pages;
+        long busBase = bar.address() + barOffset;
+        pool.add(busBase, size, Math.min(Bar.Memory.CHUNK_SIZE, bar.size()));
+        ranges.add(new Range(bar, busBase, size));
     }
 
     /** Whether {@code [barOffset, barOffset + size)} of {@code bar} overlaps a range already added. */
     boolean overlaps(Bar bar, long barOffset, long size) {
-        for (Chunk c : chunks) {
-            if (c.bar() == bar && barOffset < c.barOffset() + (long) c.pages() * PAGE && c.barOffset() < barOffset + size) {
-                return true;
-            }
-        }
-        return false;
+        return pool.overlaps(bar.address() + barOffset, size);
     }
 
     long totalBytes() {
-        return totalPages * PAGE;
+        return pool.size();
     }
 
     long freeBytes() {
-        return freePages * PAGE;
+        return pool.avail();
     }
 
     /** Pages {@code size} bytes occupy. */
     static long pagesFor(long size) {
-        return (size + PAGE - 1) / PAGE;
+        return GenPool.pagesFor(size);
     }
 
     /** First fit of {@code pagesFor(size)} free pages, or null when no free run is large enough. */
     Placement alloc(long size) {
-        long n = pagesFor(size);
-        for (Chunk c : chunks) {
-            if (n > c.pages()) {
-                continue;
-            }
-            long chunkPages = Math.min(Bar.Memory.CHUNK_SIZE, c.bar().size()) / PAGE;
-            long barPage0 = c.barOffset() / PAGE;
-            int from = 0;
-            while (true) {
-                int start = c.used().nextClearBit(from);
-                if (start + n > c.pages()) {
-                    break;
-                }
-                long first = barPage0 + start;
-                long last = first + n - 1;
-                if (n <= chunkPages && first / chunkPages != last / chunkPages) {
-                    from = (int) ((last / chunkPages) * chunkPages - barPage0);
-                    continue;
-                }
-                int taken = c.used().nextSetBit(start);
-                if (taken < 0 || taken >= start + n) {
-                    c.used().set(start, (int) (start + n));
-                    freePages -= n;
-                    return new Placement(c.bar(), c.busBase() + start * PAGE);
-                }
-                from = taken + 1;
+        long at = pool.alloc(size);
+        if (at < 0) {
+            return null;
+        }
+        for (Range r : ranges) {
+            if (r.contains(at)) {
+                return new Placement(r.bar(), at);
             }
         }
-        return null;
+        pool.free(at, size);
+        throw new IllegalStateException(String.format("gen_pool handed out %#x, in no BAR range added", at));
     }
 
     /** Returns the pages of an allocation of {@code size} bytes at {@code busAddress} ({@code gen_pool_free}). */
     void free(long busAddress, long size) {
-        long n = pagesFor(size);
-        for (Chunk c : chunks) {
-            if (busAddress >= c.busBase() && busAddress < c.end()) {
-                int start = (int) ((busAddress - c.busBase()) / PAGE);
-                if (start + n > c.pages() || c.used().nextClearBit(start) < start + n) {
-                    throw new ErrnoException(Errno.EINVAL, String.format("p2pmem %#x+%#x is not allocated", busAddress, size));
-                }
-                c.used().clear(start, (int) (start + n));
-                freePages += n;
-                return;
-            }
-        }
-        throw new ErrnoException(Errno.EINVAL, String.format("p2pmem %#x is in no range of this pool", busAddress));
+        pool.free(busAddress, size);
     }
 }
