@@ -1,0 +1,102 @@
+package dev.dmaplane.accel;
+
+import dev.dmaplane.fence.Reservation;
+import org.osgi.annotation.versioning.ProviderType;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * An open accelerator context ({@code struct drm_file}): GEM handles, CPU access, and one GPU VM
+ * ({@code drm_gpuvm}). Every call fails with {@code EIO} after the device is unregistered and {@code EBADF} after
+ * {@link #close}. A handle not in this context is {@code ENOENT} ({@code drm_gem_object_lookup} failing).
+ */
+@ProviderType
+public interface AccelContext extends AutoCloseable {
+    /** The device this context was opened on. */
+    AccelDevice device();
+
+    /** The context id ({@code drm-client-id}). */
+    int id();
+
+    /** {@link #createBo(long, Placement, Set)} preferring VRAM and allowing host memory. */
+    int createBo(long size);
+
+    /**
+     * Creates a buffer object ({@code DRM_IOCTL_*_GEM_CREATE}, {@code ttm_bo_init_reserved}) of {@code size} bytes
+     * rounded up to pages, zeroed, placed in {@code preferred} or, failing that even after evicting unpinned objects
+     * of any context, in another of {@code allowed}.
+     *
+     * @return the new handle
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a size of 0 or one that overflows when rounded,
+     *                                           or a preferred placement not allowed; {@code EAGAIN} over the
+     *                                           context's byte or handle limit; {@code ENOMEM} when nothing allowed
+     *                                           fits and nothing is evictable
+     */
+    int createBo(long size, Placement preferred, Set<Placement> allowed);
+
+    /**
+     * Drops the handle ({@code DRM_IOCTL_GEM_CLOSE}); the object is freed when its last reference (the handle, a
+     * GPU VM mapping) goes and its fences signalled.
+     */
+    void closeBo(int handle);
+
+    BoInfo info(int handle);
+
+    /** The object's reservation ({@code bo->base.resv}): its fences, the move fences at {@code KERNEL} usage. */
+    Reservation reservation(int handle);
+
+    /**
+     * CPU read through the object's mmap ({@code ttm_bo_vm_fault}): an object in VRAM the CPU cannot see is moved
+     * to the visible window or to host memory first; the read waits (bounded) for the object's kernel fences.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EFAULT} for a range outside the object, {@code ETIME} when
+     *                                           its move does not finish in time
+     */
+    void read(int handle, long offset, MemorySegment dst);
+
+    /** CPU write through the object's mmap, as {@link #read}. */
+    void write(int handle, long offset, MemorySegment src);
+
+    /** Moves the object to its preferred placement ({@code ttm_bo_validate}), evicting if needed, and pins it there. */
+    void pin(int handle);
+
+    /** @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} if the object is not pinned */
+    void unpin(int handle);
+
+    /**
+     * Brings the object back to its preferred placement if it was evicted ({@code ttm_bo_validate}) and rewrites
+     * the page tables of its VM mappings; what a submission does for every object it uses.
+     */
+    void validate(int handle);
+
+    /**
+     * {@code DRM_XE_VM_BIND_OP_MAP}: maps {@code length} bytes of the object from {@code boOffset} at GPU virtual
+     * address {@code va}; the mapping holds a reference on the object.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for an unaligned or empty range or one outside the
+     *                                           object or the VM, {@code EEXIST} for a range overlapping a live
+     *                                           mapping ({@code drm_gpuva_insert}), {@code ENOENT} for an unknown
+     *                                           handle
+     */
+    void vmBind(int handle, long boOffset, long va, long length, boolean writable);
+
+    /**
+     * {@code DRM_XE_VM_BIND_OP_UNMAP} of one whole mapping.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for an unaligned range, {@code ENOENT} when no
+     *                                           mapping starts at {@code va} with that length
+     */
+    void vmUnbind(long va, long length);
+
+    /** Rewrites the page tables of every mapping whose object moved ({@code drm_gpuvm_validate}). */
+    void vmValidate();
+
+    /** DRM fdinfo keys ({@code Documentation/gpu/drm-usage-stats.rst}): {@code drm-driver}, {@code drm-total-*}, ... */
+    Map<String, String> fdinfo();
+
+    /** Closes the context: every handle dropped, the VM destroyed ({@code drm_file_free}). Idempotent. */
+    @Override
+    void close();
+}

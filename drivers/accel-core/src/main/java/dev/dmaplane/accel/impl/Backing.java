@@ -1,0 +1,47 @@
+package dev.dmaplane.accel.impl;
+
+import dev.dmaplane.accel.Placement;
+import dev.dmaplane.accel.spi.GpuRun;
+
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+
+/** Where a buffer object's bytes are now ({@code struct ttm_resource}): a VRAM range or host pages. */
+sealed interface Backing permits VramBacking, HostPages {
+    long size();
+
+    /** {@link Placement#VISIBLE_VRAM} for VRAM inside the window, {@link Placement#VRAM} beyond it, or HOST. */
+    Placement placement();
+
+    /** The runs the GPU reaches the bytes through, in order. */
+    List<GpuRun> runs();
+
+    /** Whether the CPU reaches the bytes ({@code ttm_resource}'s {@code bus.is_iomem} or system pages). */
+    boolean cpuVisible();
+
+    /** CPU read; only for a {@link #cpuVisible} backing. */
+    void read(long offset, MemorySegment dst);
+
+    /** CPU write; only for a {@link #cpuVisible} backing. */
+    void write(long offset, MemorySegment src);
+
+    /** Gives the memory back; idempotent and thread-safe. */
+    void free();
+
+    /** {@code runs} cut to {@code [offset, offset + length)}. */
+    static List<GpuRun> slice(List<GpuRun> runs, long offset, long length) {
+        List<GpuRun> out = new ArrayList<>();
+        long at = 0;
+        long end = offset + length;
+        for (GpuRun r : runs) {
+            long from = Math.max(offset, at);
+            long to = Math.min(end, at + r.length());
+            if (from < to) {
+                out.add(new GpuRun(r.aperture(), r.address() + (from - at), to - from));
+            }
+            at += r.length();
+        }
+        return out;
+    }
+}

@@ -1,0 +1,392 @@
+package dev.dmaplane.accel.impl;
+
+import dev.dmaplane.accel.AccelContext;
+import dev.dmaplane.accel.AccelDevice;
+import dev.dmaplane.accel.AccelLimits;
+import dev.dmaplane.accel.BoInfo;
+import dev.dmaplane.accel.Placement;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.fence.Reservation;
+import dev.dmaplane.fence.ResvUsage;
+import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.resource.UContext;
+
+import java.lang.foreign.MemorySegment;
+import java.util.EnumSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * One open context ({@code struct drm_file}) on a {@link UContext}: the GEM handles (the UContext's handle table,
+ * mirrored here to answer {@code ENOENT} as {@code drm_gem_object_lookup} does), the byte and handle charges, and
+ * the GPU VM. Every call runs inside {@link UContext#enter}, then under the device's {@link Ttm} lock.
+ */
+final class ContextImpl implements AccelContext {
+    private final DeviceImpl device;
+    private final Ttm ttm;
+    private final UContext uctx;
+    private final VmImpl vm;
+    private final Map<Integer, BoImpl> handles = new ConcurrentHashMap<>();
+    private final AccelLimits limits;
+    /** Bytes and handles charged; guarded by the Ttm lock. */
+    private long bytes;
+    private int count;
+    private int serial;
+
+    ContextImpl(DeviceImpl device, Ttm ttm, UContext uctx, AccelLimits limits) {
+        this.device = device;
+        this.ttm = ttm;
+        this.uctx = uctx;
+        this.limits = limits;
+        this.vm = uctx.register(new VmImpl(this, device.provider().createVm(device.name() + " ctx " + uctx.id())));
+    }
+
+    @Override
+    public AccelDevice device() {
+        return device;
+    }
+
+    @Override
+    public int id() {
+        return uctx.id();
+    }
+
+    @Override
+    public int createBo(long size) {
+        return createBo(size, Placement.VRAM, EnumSet.of(Placement.VRAM, Placement.HOST));
+    }
+
+    @Override
+    public int createBo(long size, Placement preferred, Set<Placement> allowed) {
+        ErrnoException.check(preferred != null && allowed != null && allowed.contains(preferred), Errno.EINVAL,
+                "preferred placement " + preferred + " is not among the allowed " + allowed);
+        ErrnoException.check(size > 0 && size <= Long.MAX_VALUE - (HostMemory.PAGE_SIZE - 1), Errno.EINVAL,
+                "buffer object size " + size + " is 0 or overflows when rounded up to pages");
+        long len = (size + HostMemory.PAGE_SIZE - 1) & -HostMemory.PAGE_SIZE;
+        ErrnoException.check(len <= device.vram().totalSize() || allowed.contains(Placement.HOST), Errno.EINVAL,
+                "buffer object size " + size + " exceeds all " + device.vram().totalSize() + " bytes of VRAM");
+        try (UContext.Call ignored = uctx.enter()) {
+            ttm.lock.lock();
+            try {
+                ttm.reap();
+                if (count >= limits.maxHandles() || len > limits.maxBytes() - bytes) {
+                    throw new ErrnoException(Errno.EAGAIN, String.format("%s ctx %d: a %d-byte object over the limits"
+                            + " (%d of %d handles, %d of %d bytes)", device.name(), id(), len, count, limits.maxHandles(),
+                            bytes, limits.maxBytes()));
+                }
+                BoImpl bo = new BoImpl(this, device.name() + " ctx " + id() + " bo#" + ++serial, len, preferred, allowed);
+                ttm.populate(bo);
+                bytes += len;
+                count++;
+                uctx.register(bo); // a refusal releases the object (ABORT): uncharged and freed
+                handles.put(bo.handle(), bo);
+                return bo.handle();
+            } finally {
+                ttm.lock.unlock();
+            }
+        }
+    }
+
+    @Override
+    public void closeBo(int handle) {
+        try (UContext.Call ignored = uctx.enter()) {
+            lookup(handle);
+            uctx.destroy(handle);
+        }
+    }
+
+    /** The handle went (close, context close or disassociation): uncharged, its reference dropped. */
+    void handleReleased(BoImpl bo) {
+        ttm.lock.lock();
+        try {
+            handles.remove(bo.handle(), bo);
+            bo.handleOpen = false;
+            bytes -= bo.size;
+            count--;
+            unref(bo);
+        } finally {
+            ttm.lock.unlock();
+        }
+    }
+
+    private void unref(BoImpl bo) {
+        if (--bo.refs == 0) {
+            ttm.release(bo);
+        }
+    }
+
+    private BoImpl lookup(int handle) {
+        BoImpl bo = handles.get(handle);
+        if (bo == null) {
+            throw new ErrnoException(Errno.ENOENT, "no buffer object with handle " + handle + " in " + device.name() + " ctx " + id());
+        }
+        return bo;
+    }
+
+    @Override
+    public BoInfo info(int handle) {
+        try (UContext.Call ignored = uctx.enter()) {
+            ttm.lock.lock();
+            try {
+                ttm.reap();
+                BoImpl bo = lookup(handle);
+                return new BoInfo(handle, bo.size, bo.backing.placement(), bo.size, bo.pins > 0, bo.mappings.size());
+            } finally {
+                ttm.lock.unlock();
+            }
+        }
+    }
+
+    @Override
+    public Reservation reservation(int handle) {
+        try (UContext.Call ignored = uctx.enter()) {
+            return lookup(handle).resv;
+        }
+    }
+
+    @Override
+    public void read(int handle, long offset, MemorySegment dst) {
+        cpuAccess(handle, offset, dst, false);
+    }
+
+    @Override
+    public void write(int handle, long offset, MemorySegment src) {
+        cpuAccess(handle, offset, src, true);
+    }
+
+    /**
+     * {@code ttm_bo_vm_fault}: an object the CPU cannot reach is moved to the visible window (evicting there) or to
+     * host memory ({@code amdgpu_bo_fault_reserve_notify}); the access waits for the object's kernel fences.
+     */
+    private void cpuAccess(int handle, long offset, MemorySegment data, boolean write) {
+        try (UContext.Call ignored = uctx.enter()) {
+            ttm.lock.lock();
+            try {
+                ttm.reap();
+                BoImpl bo = lookup(handle);
+                long len = data.byteSize();
+                if (offset < 0 || offset > bo.size || len > bo.size - offset) {
+                    throw new ErrnoException(Errno.EFAULT, String.format("%s: CPU access %#x+%#x outside its %#x bytes",
+                            bo.name, offset, len, bo.size));
+                }
+                if (!bo.backing.cpuVisible() && !moveForCpu(bo)) {
+                    throw new ErrnoException(bo.pins > 0 ? Errno.EBUSY : Errno.ENOMEM, bo.name + " is in VRAM the CPU cannot"
+                            + " see and can move neither to the visible window nor to host memory" + (bo.pins > 0 ? ": pinned" : ""));
+                }
+                ttm.awaitIdle(bo, ResvUsage.KERNEL);
+                ttm.reap();
+                if (write) {
+                    bo.backing.write(offset, data);
+                } else {
+                    bo.backing.read(offset, data);
+                }
+                ttm.touch(bo);
+            } finally {
+                ttm.lock.unlock();
+            }
+        }
+    }
+
+    private boolean moveForCpu(BoImpl bo) {
+        boolean toWindow = bo.allowed.contains(Placement.VISIBLE_VRAM) || bo.allowed.contains(Placement.VRAM);
+        return toWindow && ttm.moveTo(bo, Placement.VISIBLE_VRAM, true)
+                || bo.allowed.contains(Placement.HOST) && ttm.moveTo(bo, Placement.HOST, false);
+    }
+
+    @Override
+    public void pin(int handle) {
+        try (UContext.Call ignored = uctx.enter()) {
+            ttm.lock.lock();
+            try {
+                ttm.reap();
+                BoImpl bo = lookup(handle);
+                if (bo.pins == 0 && !ttm.moveTo(bo, bo.preferred, true)) {
+                    throw new ErrnoException(Errno.ENOMEM, bo.name + ": no room to pin it in " + bo.preferred);
+                }
+                bo.pins++;
+            } finally {
+                ttm.lock.unlock();
+            }
+        }
+    }
+
+    @Override
+    public void unpin(int handle) {
+        try (UContext.Call ignored = uctx.enter()) {
+            ttm.lock.lock();
+            try {
+                BoImpl bo = lookup(handle);
+                ErrnoException.check(bo.pins > 0, Errno.EINVAL, bo.name + " is not pinned");
+                bo.pins--;
+            } finally {
+                ttm.lock.unlock();
+            }
+        }
+    }
+
+    @Override
+    public void validate(int handle) {
+        try (UContext.Call ignored = uctx.enter()) {
+            ttm.lock.lock();
+            try {
+                ttm.reap();
+                BoImpl bo = lookup(handle);
+                ttm.moveTo(bo, bo.preferred, true);
+                ttm.touch(bo);
+                remap(bo);
+            } finally {
+                ttm.lock.unlock();
+            }
+        }
+    }
+
+    @Override
+    public void vmBind(int handle, long boOffset, long va, long length, boolean writable) {
+        try (UContext.Call ignored = uctx.enter()) {
+            ttm.lock.lock();
+            try {
+                BoImpl bo = lookup(handle);
+                checkRange(va, length);
+                if (boOffset < 0 || boOffset % HostMemory.PAGE_SIZE != 0 || boOffset > bo.size || length > bo.size - boOffset) {
+                    throw new ErrnoException(Errno.EINVAL, String.format("%s: range %#x+%#x is not page-aligned inside its %#x bytes",
+                            bo.name, boOffset, length, bo.size));
+                }
+                Map.Entry<Long, VmImpl.Mapping> before = vm.mappings.floorEntry(va + length - 1);
+                if (before != null && before.getValue().end() > va) {
+                    throw new ErrnoException(Errno.EEXIST, String.format("%s ctx %d: VA %#x+%#x overlaps the mapping at %#x+%#x",
+                            device.name(), id(), va, length, before.getKey(), before.getValue().length()));
+                }
+                VmImpl.Mapping m = new VmImpl.Mapping(vm, va, length, bo, boOffset, writable);
+                vm.ops.map(va, Backing.slice(bo.backing.runs(), boOffset, length), writable);
+                vm.mappings.put(va, m);
+                bo.mappings.add(m);
+                bo.refs++;
+            } finally {
+                ttm.lock.unlock();
+            }
+        }
+    }
+
+    @Override
+    public void vmUnbind(long va, long length) {
+        try (UContext.Call ignored = uctx.enter()) {
+            ttm.lock.lock();
+            try {
+                checkRange(va, length);
+                VmImpl.Mapping m = vm.mappings.get(va);
+                if (m == null || m.length() != length) {
+                    throw new ErrnoException(Errno.ENOENT, String.format("%s ctx %d: no mapping at %#x+%#x", device.name(), id(), va, length));
+                }
+                unmap(m);
+            } finally {
+                ttm.lock.unlock();
+            }
+        }
+    }
+
+    private void unmap(VmImpl.Mapping m) {
+        vm.ops.unmap(m.va(), m.length());
+        vm.mappings.remove(m.va());
+        m.bo().mappings.remove(m);
+        if (m.bo().mappings.stream().noneMatch(x -> x.vm() == vm)) {
+            vm.evicted.remove(m.bo());
+        }
+        unref(m.bo());
+    }
+
+    private static void checkRange(long va, long length) {
+        if (va < 0 || length <= 0 || va % HostMemory.PAGE_SIZE != 0 || length % HostMemory.PAGE_SIZE != 0
+                || va > VmImpl.VA_END || length > VmImpl.VA_END - va) {
+            throw new ErrnoException(Errno.EINVAL, String.format("VA range %#x+%#x is not page-aligned, non-empty and below %#x",
+                    va, length, VmImpl.VA_END));
+        }
+    }
+
+    @Override
+    public void vmValidate() {
+        try (UContext.Call ignored = uctx.enter()) {
+            ttm.lock.lock();
+            try {
+                ttm.reap();
+                for (BoImpl bo : Set.copyOf(vm.evicted)) {
+                    ttm.moveTo(bo, bo.preferred, true);
+                    remap(bo);
+                }
+            } finally {
+                ttm.lock.unlock();
+            }
+        }
+    }
+
+    /** Rewrites the page tables of every mapping of {@code bo} in this VM ({@code drm_gpuvm_validate}'s rebind). */
+    private void remap(BoImpl bo) {
+        for (VmImpl.Mapping m : bo.mappings) {
+            m.vm().ops.map(m.va(), Backing.slice(bo.backing.runs(), m.boOffset(), m.length()), m.writable());
+            m.vm().evicted.remove(bo);
+        }
+    }
+
+    /** The VM goes last: every mapping dropped (freeing closed objects), then the page tables. */
+    void vmReleased(VmImpl released) {
+        ttm.lock.lock();
+        try {
+            for (VmImpl.Mapping m : List.copyOf(released.mappings.values())) {
+                unmap(m);
+            }
+            released.ops.destroy();
+        } finally {
+            ttm.lock.unlock();
+        }
+    }
+
+    @Override
+    public Map<String, String> fdinfo() {
+        try (UContext.Call ignored = uctx.enter()) {
+            ttm.lock.lock();
+            try {
+                Map<String, String> out = new LinkedHashMap<>();
+                out.put("drm-driver", device.driverName());
+                out.put("drm-client-id", Integer.toString(id()));
+                long vram = 0;
+                long host = 0;
+                for (BoImpl bo : handles.values()) {
+                    if (bo.backing instanceof VramBacking) {
+                        vram += bo.size;
+                    } else {
+                        host += bo.size;
+                    }
+                }
+                out.put("drm-total-vram", vram / 1024 + " KiB");
+                out.put("drm-resident-vram", vram / 1024 + " KiB");
+                out.put("drm-total-system", host / 1024 + " KiB");
+                out.put("drm-resident-system", host / 1024 + " KiB");
+                return out;
+            } finally {
+                ttm.lock.unlock();
+            }
+        }
+    }
+
+    /** Objects the handle table holds (for listings). */
+    int handleCount() {
+        return handles.size();
+    }
+
+    @Override
+    public void close() {
+        uctx.close();
+    }
+
+    UContext uctx() {
+        return uctx;
+    }
+
+    @Override
+    public String toString() {
+        return device.name() + " ctx " + id();
+    }
+}

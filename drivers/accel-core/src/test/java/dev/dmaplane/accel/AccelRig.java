@@ -1,0 +1,52 @@
+package dev.dmaplane.accel;
+
+import dev.dmaplane.accel.spi.AccelDeviceHandle;
+import dev.dmaplane.machine.Machine;
+import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.pci.TopologyLoader;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+
+/**
+ * A machine from {@code accel-test.yaml} (an accelerator with a 2 MiB memory BAR and no model) with the test
+ * provider registered: 6 MiB of VRAM, the first 2 MiB visible.
+ */
+final class AccelRig implements AutoCloseable {
+    static final long MIB = 1 << 20;
+    static final long VRAM = 6 * MIB;
+
+    final Machine machine;
+    final PciFunction fn;
+    final TestAccelProvider provider;
+    final AccelCore core;
+    final AccelDeviceHandle handle;
+    final AccelDevice device;
+
+    AccelRig() {
+        machine = Machine.boot(TopologyLoader.load(text(), TopologyLoader.Format.YAML), Machine.Options.DEFAULT.withClassPathModels(false));
+        fn = machine.pci().function("0000:01:00.0");
+        provider = new TestAccelProvider(fn, 2, VRAM);
+        core = AccelCore.of(machine);
+        handle = core.register(provider);
+        device = core.device(handle.name()).orElseThrow();
+    }
+
+    private static String text() {
+        try (InputStream in = AccelRig.class.getResourceAsStream("accel-test.yaml")) {
+            return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    @Override
+    public void close() throws InterruptedException {
+        provider.release();
+        handle.unregister();
+        provider.close();
+        machine.close();
+    }
+}
