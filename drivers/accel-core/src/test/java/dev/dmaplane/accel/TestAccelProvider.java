@@ -162,7 +162,7 @@ final class TestAccelProvider implements AccelProvider, AutoCloseable {
     }
 
     /** Copies between {@code bytes} and the runs, in order, as the copy engine would. */
-    private void transfer(List<GpuRun> runs, MemorySegment bytes, boolean toRuns) {
+    void transfer(List<GpuRun> runs, MemorySegment bytes, boolean toRuns) {
         long at = 0;
         for (GpuRun r : runs) {
             MemorySegment part = bytes.asSlice(at, r.length());

@@ -322,11 +322,17 @@ final class ContextImpl implements AccelContext {
         }
     }
 
-    /** Rewrites the page tables of every mapping of {@code bo} in this VM ({@code drm_gpuvm_validate}'s rebind). */
+    /**
+     * Rewrites the page tables of every mapping of {@code bo} ({@code drm_gpuvm_validate}'s rebind); the object
+     * stays on the evict list while it is not in its preferred placement, so a later validate tries again.
+     */
     private void remap(BoImpl bo) {
+        boolean home = Ttm.in(bo.backing, bo.preferred);
         for (VmImpl.Mapping m : bo.mappings) {
             m.vm().ops.map(m.va(), Backing.slice(bo.backing.runs(), m.boOffset(), m.length()), m.writable());
-            m.vm().evicted.remove(bo);
+            if (home) {
+                m.vm().evicted.remove(bo);
+            }
         }
     }
 

@@ -128,12 +128,36 @@ final class Ttm {
             if (r != null) {
                 return new VramBacking(vram, r);
             }
-            BoImpl victim = evict ? victim(bo, visible) : null;
-            if (victim == null) {
+            if (!evict) {
                 return null;
             }
-            evict(victim);
+            BoImpl victim = victim(bo, visible);
+            if (victim != null) {
+                evict(victim);
+            } else if (!awaitRetiringVram()) {
+                return null;
+            }
         }
+    }
+
+    /**
+     * Waits (bounded) for the fence of one VRAM backing that is only waiting to be freed, as TTM's LRU walk waits
+     * for a deleted object's fences and frees it ({@code ttm_bo_wait_ctx} then {@code ttm_bo_cleanup_memtype_use}).
+     *
+     * @return false when no VRAM backing is retiring
+     */
+    private boolean awaitRetiringVram() {
+        for (Map.Entry<Backing, Fence> e : retiring.entrySet()) {
+            if (e.getKey() instanceof VramBacking) {
+                if (!e.getValue().await(timeout)) {
+                    throw new ErrnoException(Errno.ETIME, device + ": VRAM " + e.getKey() + " still busy after " + timeout
+                            + " behind " + e.getValue());
+                }
+                free(e.getKey(), e.getValue());
+                return true;
+            }
+        }
+        return false;
     }
 
     /** The least recently used object that may leave VRAM for host memory ({@code ttm_lru_walk}). */
@@ -232,10 +256,14 @@ final class Ttm {
         }
     }
 
+    /**
+     * Frees {@code old} before it leaves {@link #retiring}: a reaper that finds the entry gone knows the memory is
+     * back (the backing's free is idempotent and synchronised, so a reaper racing the callback waits for it).
+     */
     private void free(Backing old, Fence f) {
+        old.free();
         if (retiring.remove(old, f)) {
             f.error().ifPresent(e -> LOG.error("{}: {} finished with {}; {} freed all the same", device, f, e, old));
-            old.free();
         }
     }
 

@@ -11,7 +11,7 @@ import java.util.TreeMap;
 /**
  * A context's GPU virtual address space ({@code struct drm_gpuvm}): mappings by start address
  * ({@code drm_gpuva}s in the VA tree), the objects that moved since their page tables were written (the evict
- * list of {@code drm_gpuvm_bo_evict}), and the driver's page tables. Registered first in its context, so it goes
+ * list of {@code drm_gpuvm_bo_evict}, kept until they are back in their preferred placement), and the driver's page tables. Registered first in its context, so it goes
  * last: the mappings it drops are the final references of closed objects. Guarded by the device's {@link Ttm} lock.
  */
 final class VmImpl extends UObject {
