@@ -10,7 +10,8 @@ import java.util.Set;
 /**
  * An open accelerator context ({@code struct drm_file}): GEM handles, CPU access, and one GPU VM
  * ({@code drm_gpuvm}). Every call fails with {@code EIO} after the device is unregistered and {@code EBADF} after
- * {@link #close}. A handle not in this context is {@code ENOENT} ({@code drm_gem_object_lookup} failing).
+ * {@link #close}. A handle not in this context is {@code ENOENT} ({@code drm_gem_object_lookup} failing), except
+ * for {@link #closeBo}.
  */
 @ProviderType
 public interface AccelContext extends AutoCloseable {
@@ -39,6 +40,9 @@ public interface AccelContext extends AutoCloseable {
     /**
      * Drops the handle ({@code DRM_IOCTL_GEM_CLOSE}); the object is freed when its last reference (the handle, a
      * GPU VM mapping) goes and its fences signalled.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a handle not in this context, as
+     *                                           {@code drm_gem_handle_delete} answers (not the lookups' ENOENT)
      */
     void closeBo(int handle);
 

@@ -9,6 +9,10 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * A machine from {@code accel-test.yaml} (an accelerator with a 2 MiB memory BAR and no model) with the test
@@ -32,6 +36,15 @@ final class AccelRig implements AutoCloseable {
         core = AccelCore.of(machine);
         handle = core.register(provider);
         device = core.device(handle.name()).orElseThrow();
+    }
+
+    /**
+     * VRAM not handed out, once the copy engine ran everything queued so far (a freed object's memory comes back
+     * when its last fence signals: {@code ttm_bo_delayed_delete}).
+     */
+    long vramAvailableWhenIdle() {
+        assertTrue(provider.clear("sync", List.of()).await(Duration.ofSeconds(10)), "the copy engine went idle");
+        return device.vramAvailable();
     }
 
     private static String text() {

@@ -17,7 +17,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 
 /**
  * GEM objects through the public API ({@code drivers/gpu/drm/drm_gem.c}: handles, {@code drm_gem_object_lookup}
- * answering {@code ENOENT}; {@code ttm_bo_vm.c}: CPU access through the mmap path), with real bytes.
+ * answering {@code ENOENT}, {@code drm_gem_handle_delete} (GEM_CLOSE) {@code EINVAL}; {@code ttm_bo_vm.c}: CPU access through the mmap path), with real bytes.
  */
 class BufferObjectTest {
     private final AccelRig rig = new AccelRig();
@@ -66,21 +66,22 @@ class BufferObjectTest {
     @Test
     void badInputIsRefusedAndLeavesNothing() {
         try (AccelContext ctx = rig.device.open()) {
-            long free = rig.device.vramAvailable();
+            long free = rig.vramAvailableWhenIdle();
             assertEquals(Errno.EINVAL, errno(() -> ctx.createBo(0)));
             assertEquals(Errno.EINVAL, errno(() -> ctx.createBo(Long.MAX_VALUE)));
             assertEquals(Errno.EINVAL, errno(() -> ctx.createBo(-4096)));
             assertEquals(Errno.EINVAL, errno(() -> ctx.createBo(4096, Placement.HOST, EnumSet.of(Placement.VRAM))));
             assertEquals(Errno.EINVAL, errno(() -> ctx.createBo(7 * MIB, Placement.VRAM, EnumSet.of(Placement.VRAM))));
-            assertEquals(Errno.ENOENT, errno(() -> ctx.closeBo(1)));
+            assertEquals(Errno.EINVAL, errno(() -> ctx.closeBo(1)), "GEM_CLOSE: drm_gem_handle_delete");
             assertEquals(Errno.ENOENT, errno(() -> ctx.info(42)));
             int h = ctx.createBo(8192);
             assertEquals(Errno.EFAULT, errno(() -> ctx.read(h, 4096, MemorySegment.ofArray(new byte[4097]))));
             assertEquals(Errno.EFAULT, errno(() -> ctx.write(h, -1, MemorySegment.ofArray(new byte[1]))));
             assertEquals(Errno.EINVAL, errno(() -> ctx.unpin(h)));
             ctx.closeBo(h);
-            assertEquals(Errno.ENOENT, errno(() -> ctx.closeBo(h)), "closed twice");
-            assertEquals(free, rig.device.vramAvailable());
+            assertEquals(Errno.EINVAL, errno(() -> ctx.closeBo(h)), "closed twice");
+            assertEquals(Errno.ENOENT, errno(() -> ctx.read(h, 0, MemorySegment.ofArray(new byte[1]))), "lookups: ENOENT");
+            assertEquals(free, rig.vramAvailableWhenIdle());
         }
     }
 
@@ -96,7 +97,7 @@ class BufferObjectTest {
             a.closeBo(1);
             a.createBo(4096);
         }
-        assertEquals(AccelRig.VRAM, rig.device.vramAvailable());
+        assertEquals(AccelRig.VRAM, rig.vramAvailableWhenIdle());
     }
 
     @Test
@@ -105,7 +106,7 @@ class BufferObjectTest {
         ctx.createBo(4096);
         ctx.close();
         assertEquals(Errno.EBADF, errno(() -> ctx.createBo(4096)));
-        assertEquals(AccelRig.VRAM, rig.device.vramAvailable());
+        assertEquals(AccelRig.VRAM, rig.vramAvailableWhenIdle());
         assertEquals(Errno.ENODEV, errno(() -> rig.core.open("accel9")));
     }
 }

@@ -110,12 +110,12 @@ class GpuVmTest {
             Reservation resv = a.reservation(h);
             assertTrue(resv.await(ResvUsage.KERNEL, Duration.ofSeconds(10)), "the move back to VRAM");
             a.closeBo(h);
-            assertEquals(AccelRig.VRAM - MIB, rig.device.vramAvailable(), "the mapping keeps the closed object");
+            assertEquals(AccelRig.VRAM - MIB, rig.vramAvailableWhenIdle(), "the mapping keeps the closed object");
             assertNotEquals(Aperture.SYSTEM, Aperture.of(pageTable(a).get(VA)));
             assertArrayEquals(data, gpuRead(a, VA, (int) MIB));
             long frames = rig.machine.memory().allocatedFrames();
             a.vmUnbind(VA, MIB);
-            assertEquals(AccelRig.VRAM, rig.device.vramAvailable(), "the last reference went with the mapping");
+            assertEquals(AccelRig.VRAM, rig.vramAvailableWhenIdle(), "the last reference went with the mapping");
             assertEquals(frames, rig.machine.memory().allocatedFrames());
         }
     }

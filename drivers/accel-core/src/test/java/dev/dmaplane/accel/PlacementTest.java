@@ -54,7 +54,7 @@ class PlacementTest {
             assertTrue(a.info(h).placement() != Placement.HOST, "validate brings it back to VRAM");
             assertArrayEquals(data, read(a, h, 0, (int) MIB));
         }
-        assertEquals(AccelRig.VRAM, rig.device.vramAvailable());
+        assertEquals(AccelRig.VRAM, rig.vramAvailableWhenIdle());
     }
 
     @Test
@@ -66,7 +66,7 @@ class PlacementTest {
             a.pin(window);
             long frames = rig.machine.memory().allocatedFrames();
             assertEquals(Errno.ENOMEM, errno(() -> a.createBo(4096, Placement.VRAM, VRAM_ONLY)));
-            assertEquals(0, rig.device.vramAvailable());
+            assertEquals(0, rig.vramAvailableWhenIdle());
             assertEquals(frames, rig.machine.memory().allocatedFrames());
             assertEquals("6144 KiB", a.fdinfo().get("drm-total-vram"));
             int host = a.createBo(4096);

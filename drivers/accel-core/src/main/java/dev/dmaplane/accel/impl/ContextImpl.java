@@ -94,7 +94,10 @@ final class ContextImpl implements AccelContext {
     @Override
     public void closeBo(int handle) {
         try (UContext.Call ignored = uctx.enter()) {
-            lookup(handle);
+            if (!handles.containsKey(handle)) {
+                throw new ErrnoException(Errno.EINVAL, "GEM_CLOSE of handle " + handle + ", which is not in " + device.name()
+                        + " ctx " + id() + " (drm_gem_handle_delete)");
+            }
             uctx.destroy(handle);
         }
     }
