@@ -29,7 +29,7 @@ public interface AccelDevice {
      */
     AccelContext open();
 
-    /** Sets the per-context limits for contexts opened from now on and charges made from now on. */
+    /** Sets the per-context limits; each context keeps those in force when it was opened. */
     void setLimits(AccelLimits limits);
 
     AccelLimits limits();

@@ -1,5 +1,6 @@
 package dev.dmaplane.accel;
 
+import dev.dmaplane.accel.spi.AccelDeviceHandle;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.p2pdma.P2pDma;
 import org.junit.jupiter.api.AfterEach;
@@ -63,5 +64,22 @@ class UnregisterTest {
         a.close();
         b.close();
         rig.handle.unregister();
+    }
+
+    @Test
+    void theSameProviderRegistersAgainOnTheSameVram() {
+        try (AccelContext a = rig.device.open()) {
+            a.createBo(2 * MIB, Placement.VISIBLE_VRAM, EnumSet.of(Placement.VISIBLE_VRAM));
+        }
+        rig.handle.unregister();
+        AccelDeviceHandle again = rig.core.register(rig.provider);
+        try (AccelContext a = rig.core.open(again.name())) {
+            assertEquals(rig.handle.name(), again.name(), "the lowest free number");
+            int h = a.createBo(2 * MIB, Placement.VISIBLE_VRAM, EnumSet.of(Placement.VISIBLE_VRAM));
+            assertEquals(Placement.VISIBLE_VRAM, a.info(h).placement(), "the window's p2pmem is reused, all free");
+        } finally {
+            again.unregister();
+        }
+        assertEquals(2 * MIB, P2pDma.of(rig.machine).memory(rig.fn).orElseThrow().available());
     }
 }

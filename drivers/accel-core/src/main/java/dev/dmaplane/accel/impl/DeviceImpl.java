@@ -54,10 +54,10 @@ final class DeviceImpl implements AccelDevice, AccelDeviceHandle {
         ErrnoException.check(!engines.isEmpty(), Errno.EINVAL, provider.driverName() + ": an accelerator needs an engine");
         ErrnoException.check(provider.dmaDevice() != null, Errno.EINVAL, provider.driverName() + ": no DMA device");
         DmaApi dma = provider.dmaDevice().dma();
-        // what DRM drivers do at probe (amdgpu_device_init, xe_device_probe): GEM objects map into few segments
-        dma.setMaxSegmentSize(Integer.MAX_VALUE);
         this.tracer = machine.tracer();
         VramManager vramManager = new VramManager(P2pDma.of(machine), vram);
+        // what DRM drivers do at probe (amdgpu_device_init, xe_device_probe): GEM objects map into few segments
+        dma.setMaxSegmentSize(Integer.MAX_VALUE);
         this.ttm = new Ttm(name, provider, vramManager, machine.memory(), dma, tracer, FENCE_TIMEOUT);
         this.resources = new DeviceResources(name, tracer, ResourceLimits.UNLIMITED);
         tracer.emit(TraceKind.DEVICE_ADD, name, -1, vram.totalSize(), provider.driverName() + " on " + vram.function().bdf()
