@@ -2,6 +2,8 @@ package dev.dmaplane.accel;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.fence.Fence;
+import dev.dmaplane.fence.FenceContext;
+import dev.dmaplane.fence.Reservation;
 import dev.dmaplane.fence.ResvFence;
 import dev.dmaplane.fence.ResvUsage;
 import org.junit.jupiter.api.AfterEach;
@@ -111,6 +113,37 @@ class PlacementTest {
             assertEquals(frames - 16, rig.machine.memory().allocatedFrames(), "16 host pages freed after the signal");
             assertEquals(mappings - 1, rig.machine.activeDmaMappings());
             assertArrayEquals(data, read(a, h, 0, 64 * 1024));
+        }
+    }
+
+    @Test
+    void aMoveIsOrderedAfterEveryFenceOfTheObject() {
+        try (AccelContext a = rig.device.open()) {
+            int big = a.createBo(4 * MIB, Placement.VRAM, VRAM_ONLY);
+            int window = a.createBo(2 * MIB, Placement.VRAM, VRAM_ONLY);
+            a.pin(big);
+            a.pin(window);
+            int h = a.createBo(64 * 1024);
+            byte[] data = pattern(64 * 1024, 4);
+            a.write(h, 0, MemorySegment.ofArray(data));
+            a.unpin(big);
+            a.closeBo(big);
+            Fence job = FenceContext.allocate("test", "job").createFence();
+            Reservation resv = a.reservation(h);
+            resv.lock();
+            try {
+                resv.reserveFences(1);
+                resv.addFence(job, ResvUsage.BOOKKEEP);
+            } finally {
+                resv.unlock();
+            }
+
+            a.validate(h);
+            assertEquals(List.of(job), rig.provider.lastMove.dependencies(), "the copy waits for the job");
+            Fence move = resv.fences(ResvUsage.KERNEL).getFirst();
+            job.signal();
+            assertTrue(move.await(Duration.ofSeconds(10)));
+            assertArrayEquals(data, read(a, h, 0, data.length));
         }
     }
 

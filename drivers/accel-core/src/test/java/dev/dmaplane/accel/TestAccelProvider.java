@@ -49,6 +49,7 @@ final class TestAccelProvider implements AccelProvider, AutoCloseable {
     private final ExecutorService engine;
     private volatile CountDownLatch gate = new CountDownLatch(0);
     final AtomicInteger moves = new AtomicInteger();
+    volatile BoMove lastMove;
     /** Page tables by VM name: page VA -> the GPU address (aperture-tagged) it maps to. */
     final Map<String, TreeMap<Long, Long>> pageTables = new ConcurrentHashMap<>();
 
@@ -126,6 +127,7 @@ final class TestAccelProvider implements AccelProvider, AutoCloseable {
     @Override
     public Fence move(BoMove move) {
         moves.incrementAndGet();
+        lastMove = move;
         return run(move.dependencies(), () -> {
             MemorySegment bytes = MemorySegment.ofArray(new byte[(int) move.size()]);
             transfer(move.from(), bytes, false);
