@@ -113,6 +113,10 @@ public final class DmaplaneRuntime implements AutoCloseable {
                 "org.slf4j.event;version=" + slf4j,
                 "org.slf4j.helpers;version=" + slf4j,
                 "org.slf4j.spi;version=" + slf4j));
+        // JFR instruments every jdk.jfr.Event subclass (the framework's trace mirror) with calls into
+        // jdk.jfr.internal.event, which no bundle imports: delegating that one package to the boot layer lets the
+        // instrumented class link, as it does on a plain class path, so a flight recording can run with the runtime.
+        p.put(Constants.FRAMEWORK_BOOTDELEGATION, "jdk.jfr.internal.event");
         // Resolve in the calling thread: Felix's resolver pool would outlive a stopped framework by its 60 s idle
         // timeout, and a few dozen bundles gain nothing from parallel resolution.
         p.put("felix.resolver.parallelism", "1");

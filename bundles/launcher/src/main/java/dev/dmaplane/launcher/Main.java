@@ -13,7 +13,7 @@ import java.util.List;
  * The {@code dmaplane} command: embeds Apache Felix with the dmaplane runtime.
  *
  * <pre>
- * dmaplane run   [--topology FILE] [--work DIR]     interactive Gogo shell; deploy/ is watched
+ * dmaplane run   [--topology FILE] [--work DIR] [--jfr FILE]   interactive Gogo shell; deploy/ is watched
  * dmaplane demo  [--work DIR]                       the headline demo, exits 0 when every check passed
  * dmaplane shell [--topology FILE] [--work DIR] CMD...   runs one Gogo command line and exits
  * dmaplane help
@@ -42,11 +42,13 @@ public final class Main {
               --work DIR       work directory (framework storage, deploy/), wiped at start;
                                default target/dmaplane-run
               --dist DIR       distribution directory holding bundle/ and drivers/ (found next to the jar)
+              --jfr FILE       record the command with the JDK Flight Recorder (JVM events and dmaplane's
+                               dev.dmaplane.Trace events) into FILE, for jfr print and JDK Mission Control
             Driver bundles copied into WORK/deploy/ are installed, started and bound within a second;
             deleting them unbinds the driver (its remove runs) and uninstalls them.""";
 
     /** Parsed command line. */
-    record Options(String mode, Path topology, Path work, Path dist, List<String> rest) {
+    record Options(String mode, Path topology, Path work, Path dist, Path jfr, List<String> rest) {
     }
 
     private Main() {
@@ -85,16 +87,23 @@ public final class Main {
             return 1;
         }
         DmaplaneRuntime.Config config = new DmaplaneRuntime.Config(o.dist(), o.work()).withMachineFile(o.topology());
-        return switch (o.mode()) {
-            case "help" -> {
-                out.println(USAGE);
-                yield 0;
+        FlightRecording recording = FlightRecording.start(o.jfr(), out);
+        try {
+            return switch (o.mode()) {
+                case "help" -> {
+                    out.println(USAGE);
+                    yield 0;
+                }
+                case "demo" -> new Demo(config, out).run();
+                case "shell" -> shell(config, String.join(" ", o.rest()), out, err);
+                case "run" -> interactive(config, out);
+                default -> throw new AssertionError(o.mode());
+            };
+        } finally {
+            if (recording != null) {
+                recording.close();
             }
-            case "demo" -> new Demo(config, out).run();
-            case "shell" -> shell(config, String.join(" ", o.rest()), out, err);
-            case "run" -> interactive(config, out);
-            default -> throw new AssertionError(o.mode());
-        };
+        }
     }
 
     /** {@code new-driver NAME [--package PKG] [--dir DIR]}: generates the project, says what to do next. */
@@ -132,7 +141,7 @@ public final class Main {
 
     static Options parse(String[] args) {
         if (args.length == 0) {
-            return new Options("help", null, null, null, List.of());
+            return new Options("help", null, null, null, null, List.of());
         }
         String mode = args[0];
         if (mode.equals("--help") || mode.equals("-h")) {
@@ -144,6 +153,7 @@ public final class Main {
         Path topology = null;
         Path work = null;
         Path dist = null;
+        Path jfr = null;
         List<String> rest = new ArrayList<>();
         for (int i = 1; i < args.length; i++) {
             String a = args[i];
@@ -155,6 +165,7 @@ public final class Main {
                 case "--topology" -> topology = Path.of(value(args, ++i, a));
                 case "--work" -> work = Path.of(value(args, ++i, a));
                 case "--dist" -> dist = Path.of(value(args, ++i, a));
+                case "--jfr" -> jfr = Path.of(value(args, ++i, a));
                 default -> {
                     if (a.startsWith("--") || !mode.equals("shell")) {
                         throw new IllegalArgumentException("unknown option '" + a + "' for " + mode);
@@ -178,7 +189,11 @@ public final class Main {
         if (dist == null) {
             dist = defaultDist();
         }
-        return new Options(mode, topology, work.toAbsolutePath(), dist.toAbsolutePath(), List.copyOf(rest));
+        if (jfr != null && (jfr.toAbsolutePath().getParent() == null || !Files.isDirectory(jfr.toAbsolutePath().getParent()))) {
+            throw new IllegalArgumentException("--jfr " + jfr + ": its directory does not exist");
+        }
+        return new Options(mode, topology, work.toAbsolutePath(), dist.toAbsolutePath(),
+                jfr == null ? null : jfr.toAbsolutePath(), List.copyOf(rest));
     }
 
     private static String value(String[] args, int i, String option) {
