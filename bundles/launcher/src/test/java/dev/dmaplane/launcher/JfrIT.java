@@ -51,6 +51,16 @@ class JfrIT {
         }
         assertTrue(trace.stream().anyMatch(e -> e.getString("device") != null && e.getString("device").startsWith("0000:")),
                 "events name the PCI function they concern");
+
+        // the JDK's own jfr tool is the oracle for the file format
+        Path jfr = Path.of(System.getProperty("java.home"), "bin", "jfr");
+        Process p = new ProcessBuilder(jfr.toString(), "print", "--events", FlightRecording.TRACE_EVENT, file.toString())
+                .redirectErrorStream(true).start();
+        String printed = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(p.waitFor(60, TimeUnit.SECONDS), "jfr print finished");
+        assertEquals(0, p.exitValue(), printed);
+        assertTrue(printed.contains(FlightRecording.TRACE_EVENT + " {") && printed.contains("kind = ")
+                && printed.contains("device = \"0000:"), printed.lines().limit(20).toList().toString());
     }
 
     @Test
