@@ -65,13 +65,18 @@ public final class DmaplaneRuntime implements AutoCloseable {
      * @param interactive whether to install the Gogo shell on the terminal
      * @param pollMillis  File Install's poll interval
      */
-    public record Config(Path distDir, Path workDir, Path machineFile, boolean interactive, long pollMillis) {
+    public record Config(Path distDir, Path workDir, Path machineFile, boolean interactive, long pollMillis, String command) {
         public Config {
             Objects.requireNonNull(distDir, "distDir");
             Objects.requireNonNull(workDir, "workDir");
+            Objects.requireNonNull(command, "command");
             if (pollMillis <= 0) {
                 throw new IllegalArgumentException("poll interval must be > 0 ms, not " + pollMillis);
             }
+        }
+
+        public Config(Path distDir, Path workDir, Path machineFile, boolean interactive, long pollMillis) {
+            this(distDir, workDir, machineFile, interactive, pollMillis, "dmaplane");
         }
 
         public Config(Path distDir, Path workDir) {
@@ -79,11 +84,16 @@ public final class DmaplaneRuntime implements AutoCloseable {
         }
 
         public Config withMachineFile(Path file) {
-            return new Config(distDir, workDir, file, interactive, pollMillis);
+            return new Config(distDir, workDir, file, interactive, pollMillis, command);
         }
 
         public Config withInteractive(boolean on) {
-            return new Config(distDir, workDir, machineFile, on, pollMillis);
+            return new Config(distDir, workDir, machineFile, on, pollMillis, command);
+        }
+
+        /** Names the command (run, demo, shell) in the work directory's lock, for a second dmaplane's refusal. */
+        public Config withCommand(String name) {
+            return new Config(distDir, workDir, machineFile, interactive, pollMillis, name);
         }
     }
 
@@ -91,9 +101,12 @@ public final class DmaplaneRuntime implements AutoCloseable {
     private final Framework framework;
     private final Path deployDir;
     private final ServiceTracker<Object, Object> query;
+    private final WorkDirLock lock;
 
-    private DmaplaneRuntime(Config config, Framework framework, Path deployDir, ServiceTracker<Object, Object> query) {
+    private DmaplaneRuntime(Config config, Framework framework, Path deployDir, ServiceTracker<Object, Object> query,
+                            WorkDirLock lock) {
         this.config = config;
+        this.lock = lock;
         this.framework = framework;
         this.deployDir = deployDir;
         this.query = query;
@@ -147,16 +160,27 @@ public final class DmaplaneRuntime implements AutoCloseable {
     }
 
     /**
-     * Wipes the work directory, starts Felix with the runtime bundle set and waits until the machine is up.
+     * Takes the work directory's lock, wipes the directory, starts Felix with the runtime bundle set and waits until
+     * the machine is up; {@link #stop} gives the directory up.
      *
-     * @throws IllegalStateException if the work directory is not one of ours, a bundle does not start or the
-     *                               machine does not come up within {@code timeout}
+     * @throws IllegalStateException if another runtime holds the work directory, it is not one of ours, a bundle
+     *                               does not start or the machine does not come up within {@code timeout}
      */
     public static DmaplaneRuntime start(Config config, Duration timeout) throws Exception {
         Path bundleDir = config.distDir().resolve("bundle");
         if (!Files.isDirectory(bundleDir)) {
             throw new IllegalStateException("no runtime bundles: " + bundleDir + " is not a directory (build with mvn install)");
         }
+        WorkDirLock lock = WorkDirLock.acquire(config.workDir(), config.command());
+        try {
+            return start(config, timeout, bundleDir, lock);
+        } catch (Exception | Error e) {
+            lock.close();
+            throw e;
+        }
+    }
+
+    private static DmaplaneRuntime start(Config config, Duration timeout, Path bundleDir, WorkDirLock lock) throws Exception {
         prepareWorkDir(config.workDir());
         Path deploy = Files.createDirectories(config.workDir().resolve("deploy"));
 
@@ -207,7 +231,7 @@ public final class DmaplaneRuntime implements AutoCloseable {
             if (shell != null) {
                 start(shell);
             }
-            return new DmaplaneRuntime(config, fw, deploy, tracker);
+            return new DmaplaneRuntime(config, fw, deploy, tracker, lock);
         } catch (Exception | Error e) {
             if (tracker != null) {
                 tracker.close();
@@ -382,7 +406,15 @@ public final class DmaplaneRuntime implements AutoCloseable {
         } catch (IllegalStateException e) {
             // the framework stopped already (e.g. the shell ended it): its context is gone with it
         }
-        return stopFramework(framework, timeout);
+        boolean stopped = stopFramework(framework, timeout);
+        if (stopped) {
+            try {
+                lock.close();
+            } catch (IOException e) {
+                throw new UncheckedIOException("giving up the work directory's lock " + WorkDirLock.lockFile(config.workDir()), e);
+            }
+        }
+        return stopped;
     }
 
     @Override

@@ -19,8 +19,9 @@ import java.util.List;
  * dmaplane help
  * </pre>
  *
- * The work directory defaults to the system property {@code dmaplane.work}, else {@code target/dmaplane-run}; it
- * is wiped at every start. The distribution (with {@code bundle/} and {@code drivers/}) is found next to the
+ * The work directory defaults to the system property {@code dmaplane.work}, else {@code dmaplane-COMMAND} (run,
+ * demo, shell) under the system property {@code dmaplane.workroot} or {@code target}, so that a demo or a shell
+ * never touches a running {@code run}'s; it is wiped at every start, under a lock a second runtime is refused by. The distribution (with {@code bundle/} and {@code drivers/}) is found next to the
  * launcher jar, or named by {@code --dist} or the system property {@code dmaplane.dist}.
  */
 public final class Main {
@@ -39,8 +40,8 @@ public final class Main {
 
             options:
               --topology FILE  machine file to boot (framework property dmaplane.machine); default machine otherwise
-              --work DIR       work directory (framework storage, deploy/), wiped at start;
-                               default target/dmaplane-run
+              --work DIR       work directory (framework storage, deploy/), wiped at start, locked while in
+                               use; default target/dmaplane-run, -demo or -shell after the command
               --dist DIR       distribution directory holding bundle/ and drivers/ (found next to the jar)
               --jfr FILE       record the command with the JDK Flight Recorder (JVM events and dmaplane's
                                dev.dmaplane.Trace events) into FILE, for jfr print and JDK Mission Control
@@ -86,7 +87,8 @@ public final class Main {
             err.println("dmaplane: needs Java 25 or newer, this is " + Runtime.version());
             return 1;
         }
-        DmaplaneRuntime.Config config = new DmaplaneRuntime.Config(o.dist(), o.work()).withMachineFile(o.topology());
+        DmaplaneRuntime.Config config = new DmaplaneRuntime.Config(o.dist(), o.work()).withMachineFile(o.topology())
+                .withCommand(o.mode());
         FlightRecording recording = FlightRecording.start(o.jfr(), out);
         try {
             return switch (o.mode()) {
@@ -184,7 +186,9 @@ public final class Main {
             throw new IllegalArgumentException("machine file " + topology + " does not exist");
         }
         if (work == null) {
-            work = Path.of(System.getProperty("dmaplane.work", "target/dmaplane-run"));
+            String explicit = System.getProperty("dmaplane.work");
+            work = explicit != null ? Path.of(explicit)
+                    : Path.of(System.getProperty("dmaplane.workroot", "target"), "dmaplane-" + mode);
         }
         if (dist == null) {
             dist = defaultDist();

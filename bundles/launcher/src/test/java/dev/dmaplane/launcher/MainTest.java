@@ -27,10 +27,15 @@ class MainTest {
         assertEquals(List.of("dmaplane:trace", "5", "--x"), o.rest(), "after the command everything is its own");
     }
 
+    /** Each command has its own default work directory, so a demo or a shell never wipes a running run's. */
     @Test
-    void defaultWorkDirectoryIsUnderTarget() {
-        Main.Options o = Main.parse(new String[]{"demo", "--dist", "/tmp/d"});
-        assertTrue(o.work().endsWith(Path.of("target", "dmaplane-run")) || System.getProperty("dmaplane.work") != null);
+    void defaultWorkDirectoryIsUnderTargetOnePerCommand() {
+        if (System.getProperty("dmaplane.work") != null) {
+            return; // an explicit work directory overrides the defaults; nothing to check
+        }
+        assertTrue(Main.parse(new String[]{"demo", "--dist", "/tmp/d"}).work().endsWith(Path.of("target", "dmaplane-demo")));
+        assertTrue(Main.parse(new String[]{"run", "--dist", "/tmp/d"}).work().endsWith(Path.of("target", "dmaplane-run")));
+        assertTrue(Main.parse(new String[]{"shell", "--dist", "/tmp/d", "lb"}).work().endsWith(Path.of("target", "dmaplane-shell")));
     }
 
     @Test
