@@ -327,7 +327,8 @@ class P2pVramTest {
     }
 
     private static boolean madeByTheExporter(DmaDebugReport report) {
-        return report.mapSite().stream().anyMatch(f -> f.getClassName().endsWith("VramExporter"));
+        return report.mapSite().stream().anyMatch(f -> f.getClassName().endsWith("VramExporter")
+                || f.getClassName().endsWith("P2pExporter"));
     }
 
     /**

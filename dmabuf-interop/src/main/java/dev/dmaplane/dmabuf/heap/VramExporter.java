@@ -1,44 +1,23 @@
 package dev.dmaplane.dmabuf.heap;
 
-import dev.dmaplane.device.Device;
-import dev.dmaplane.dma.DmaApi;
-import dev.dmaplane.dma.DmaDirection;
-import dev.dmaplane.dma.DmaSegment;
-import dev.dmaplane.dma.MappedSg;
-import dev.dmaplane.dma.SgEntry;
-import dev.dmaplane.dma.SgTable;
-import dev.dmaplane.dmabuf.Attachment;
 import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.dmabuf.DmaBufs;
-import dev.dmaplane.dmabuf.ExportInfo;
-import dev.dmaplane.dmabuf.Exporter;
-import dev.dmaplane.dmabuf.Importer;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fence.Fence;
 import dev.dmaplane.fence.FenceContext;
 import dev.dmaplane.fence.Fences;
-import dev.dmaplane.fence.Reservation;
-import dev.dmaplane.fence.ResvUsage;
+import dev.dmaplane.genalloc.GenPool;
 import dev.dmaplane.mem.HostMemory;
-import dev.dmaplane.p2pdma.MapType;
 import dev.dmaplane.p2pdma.P2pDma;
-import dev.dmaplane.p2pdma.P2pPath;
 import dev.dmaplane.pci.Bar;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.trace.TraceKind;
 import dev.dmaplane.trace.Tracer;
 
 import java.lang.foreign.MemorySegment;
-import java.util.Collections;
-import java.util.IdentityHashMap;
-import java.util.LinkedHashSet;
 import java.util.List;
-import java.util.Map;
-import java.util.Objects;
 import java.util.Optional;
-import java.util.Set;
-import java.util.TreeMap;
 import java.util.zip.CRC32;
 
 /**
@@ -78,8 +57,10 @@ import java.util.zip.CRC32;
  * with {@code ENODEV} and the backing is freed, so no device reaches it. <b>Stop</b> ({@link #stop}, from the
  * driver's remove when the GPU unbinds or is unplugged, or the bundle stops): every buffer is revoked, and every
  * mapping an importer still holds afterwards is reported as a leak and torn down.
- * <p>Size: about 600 lines, a GPU driver's exporter and its own VRAM allocator in one class; issue 11 moves the
- * reusable peer-to-peer exporter logic out and the VRAM onto p2pdma's page pool.
+ * <p>
+ * The peer-to-peer decisions, moves, revoke and stop are {@link P2pExporter}'s, which a GPU driver's memory manager
+ * uses the same way; this class is its simplest user: VRAM handed out by a {@link GenPool} over the BAR, moves that
+ * are CPU copies on a thread of their own.
  */
 public final class VramExporter {
     /** What to do when an importer cannot reach VRAM. */
@@ -96,20 +77,16 @@ public final class VramExporter {
     private static final long CHUNK = 256 * 1024;
 
     private final DmaBufs registry;
-    private final P2pDma p2p;
     private final Tracer tracer;
     private final HostMemory mem;
     private final PciFunction gpu;
     private final Bar bar;
     private final Bar.Memory vram;
-    private final Policy policy;
     private final FenceContext moves;
     private final String name;
-    /** Free VRAM ranges: offset -> size; guarded by itself. */
-    private final TreeMap<Long, Long> free = new TreeMap<>();
-    /** Buffers not yet released; guarded by itself, as is {@link #stopped}. */
-    private final Set<Buffer> live = new LinkedHashSet<>();
-    private boolean stopped;
+    private final P2pExporter exporter;
+    /** The BAR's bytes as VRAM offsets ({@code gen_pool_add} of the whole BAR). */
+    private final GenPool pool = new GenPool();
 
     /**
      * @param p2p    the machine's p2pdma core, which judges the GPU against each importer
@@ -117,19 +94,20 @@ public final class VramExporter {
      * @param policy what to do for importers that cannot reach VRAM
      */
     public VramExporter(DmaBufs registry, P2pDma p2p, PciFunction gpu, int barIndex, Policy policy) {
-        this.registry = Objects.requireNonNull(registry, "registry");
-        this.p2p = Objects.requireNonNull(p2p, "p2p");
+        ErrnoException.check(registry != null && p2p != null && gpu != null && policy != null, Errno.EINVAL,
+                "VramExporter needs a registry, p2pdma, a GPU and a policy");
+        this.registry = registry;
         this.tracer = registry.tracer();
         this.mem = registry.memory();
-        this.gpu = Objects.requireNonNull(gpu, "gpu");
+        this.gpu = gpu;
         this.bar = gpu.bar(barIndex).orElseThrow(() -> new ErrnoException(Errno.EINVAL, gpu.name() + " has no BAR " + barIndex));
         ErrnoException.check(bar.backing() instanceof Bar.Memory, Errno.EINVAL, gpu.name() + " BAR" + barIndex
                 + " is a register block, not VRAM");
         this.vram = bar.memory();
-        this.policy = Objects.requireNonNull(policy, "policy");
         this.name = "vram:" + gpu.name();
         this.moves = FenceContext.allocate("dmaplane-vram", gpu.name() + " migration", tracer);
-        free.put(0L, bar.size());
+        this.exporter = new P2pExporter(registry, p2p, gpu, policy, name);
+        pool.add(0, bar.size(), 0);
     }
 
     /** The exporter name in bufinfo. */
@@ -138,7 +116,7 @@ public final class VramExporter {
     }
 
     public Policy policy() {
-        return policy;
+        return exporter.policy();
     }
 
     /**
@@ -150,18 +128,13 @@ public final class VramExporter {
     public DmaBuf allocate(long size) {
         ErrnoException.check(size > 0 && size <= bar.size(), Errno.EINVAL, name + ": size " + size + " is not 1.." + bar.size());
         long len = (size + HostMemory.PAGE_SIZE - 1) & ~(HostMemory.PAGE_SIZE - 1);
-        synchronized (live) {
-            ErrnoException.check(!stopped, Errno.ENODEV, name + " has stopped");
-            VramRange r = allocVram(len);
-            Buffer b = new Buffer(r);
-            try {
-                b.dmabuf = registry.export(ExportInfo.of(name, len, ops(b)).withPriv(b));
-            } catch (RuntimeException e) {
-                r.free();
-                throw e;
-            }
-            live.add(b);
-            return b.dmabuf;
+        ErrnoException.check(!exporter.isStopped(), Errno.ENODEV, name + " has stopped");
+        VramBuffer b = new VramBuffer(allocVram(len));
+        try {
+            return exporter.export(b, null);
+        } catch (RuntimeException e) {
+            b.release();
+            throw e;
         }
     }
 
@@ -176,57 +149,29 @@ public final class VramExporter {
      * @return the mappings that were still held and had to be torn down
      */
     public int stop(String reason) {
-        List<Buffer> all;
-        synchronized (live) {
-            stopped = true;
-            all = List.copyOf(live);
-        }
-        String why = name + " stopped: " + reason;
-        int leaked = 0;
-        for (Buffer b : all) {
-            DmaBuf buf = b.dmabuf;
-            buf.resv().lock();
-            try {
-                if (!buf.isReleased()) {
-                    revoke(buf, why);
-                    leaked += buf.reclaimMappings(why);
-                }
-            } catch (ErrnoException e) {
-                // released meanwhile (EBADF): nothing is left to stop
-                tracer.emit(TraceKind.DMA_BUF, name, -1, buf.size(), why + ": dma-buf " + buf.ino() + " skipped: " + e.getMessage());
-            } finally {
-                buf.resv().unlock();
-            }
-        }
-        tracer.emit(TraceKind.DMA_BUF, name, -1, 0, why + "; " + all.size() + " dma-buf(s) revoked, " + leaked
-                + " mapping(s) still held were torn down");
-        return leaked;
+        return exporter.stop(reason);
     }
 
     /** Whether {@link #stop} ran. */
     public boolean isStopped() {
-        synchronized (live) {
-            return stopped;
-        }
+        return exporter.isStopped();
     }
 
     /** Where the buffer lives now ({@code VRAM}, {@code HOST}), or empty once revoked or released. */
     public Optional<Target> placement(DmaBuf buf) {
-        Placement p = buffer(buf).placement;
-        return p == null ? Optional.empty() : Optional.of(p instanceof VramRange ? Target.VRAM : Target.HOST);
+        return exporter.placement(buf);
     }
 
     /** The VRAM offset of a buffer in VRAM, for tests that look at the BAR directly. */
     public long vramOffset(DmaBuf buf) {
-        ErrnoException.check(buffer(buf).placement instanceof VramRange, Errno.EINVAL, buf + " is not in VRAM");
-        return ((VramRange) buffer(buf).placement).offset;
+        ErrnoException.check(exporter.backing(buf).orElse(null) instanceof VramBuffer b && b.placement instanceof VramRange,
+                Errno.EINVAL, buf + " is not in VRAM");
+        return ((VramRange) ((VramBuffer) exporter.backing(buf).orElseThrow()).placement).offset;
     }
 
     /** VRAM bytes not allocated. */
     public long freeVram() {
-        synchronized (free) {
-            return free.values().stream().mapToLong(Long::longValue).sum();
-        }
+        return pool.avail();
     }
 
     /**
@@ -237,40 +182,19 @@ public final class VramExporter {
      *                        revoked, {@code ENOMEM} if the target has no room; nothing changes then
      */
     public Fence migrate(DmaBuf buf, Target target, String reason) {
-        Buffer b = buffer(buf);
-        Reservation resv = buf.resv();
-        ErrnoException.check(resv.isHeldByCurrentThread(), Errno.EPERM, name + ": migrate of " + buf
-                + " without holding its reservation lock");
-        ErrnoException.check(!buf.isRevoked() && b.placement != null, Errno.ENODEV, name + ": " + buf + " was revoked");
-        Fence fence = moves.createFence();
-        Placement from = b.placement;
-        if ((target == Target.VRAM) == (from instanceof VramRange)) {
-            fence.signal();
-            return fence;
-        }
-        ErrnoException.check(b.pins == 0, Errno.EBUSY, name + ": " + buf + " is pinned " + b.pins + " time(s) and cannot move");
-        Placement to = target == Target.VRAM ? allocVram(buf.size()) : HostBacking.allocate(mem, buf.size());
-        try {
-            resv.reserveFences(1);
-        } catch (RuntimeException e) {
-            to.free();
-            throw e;
-        }
-        var before = resv.fences(ResvUsage.BOOKKEEP);
-        resv.addFence(fence, ResvUsage.KERNEL);
-        long generation = buf.moveNotify();
-        synchronized (b) {
-            b.placement = to;
-        }
-        tracer.emit(TraceKind.DMA_BUF, name, -1, buf.size(), "migrate dma-buf " + buf.ino() + " " + from.describe()
-                + " -> " + to.describe() + ": " + reason + " (fence " + fence.seqno() + ")");
-        buf.get();
-        Thread.ofVirtual().name(name + "-move-" + fence.seqno()).start(() -> runMove(b, from, to, before, generation, fence));
-        return fence;
+        return exporter.migrate(buf, target, reason);
     }
 
-    private void runMove(Buffer b, Placement from, Placement to, List<Fence> before, long generation, Fence fence) {
-        DmaBuf buf = b.dmabuf;
+    /**
+     * Revokes the buffer (reservation lock held): importers are told, all mappings are retired, maps fail with
+     * {@code ENODEV} from now on, and the backing is freed.
+     */
+    public void revoke(DmaBuf buf, String reason) {
+        exporter.revoke(buf, reason);
+    }
+
+    /** The copy of one move, on its own thread: after the fences, checked, then the old place retired and freed. */
+    private void runMove(VramBuffer b, Placement from, Placement to, List<Fence> before, Runnable retire, Fence fence) {
         try {
             if (!Fences.awaitAll(before, registry.fenceTimeout())) {
                 fence.setError(Errno.ETIMEDOUT);
@@ -279,19 +203,16 @@ public final class VramExporter {
                 if (b.placement == null) {
                     // revoked or released meanwhile: nothing to keep
                     to.free();
-                } else if (!copyChecked(from, to, buf.size())) {
+                } else if (!copyChecked(from, to, b.size)) {
                     fence.setError(Errno.EIO);
                 }
-                buf.retireMappings(generation, "moved from " + from.describe() + " to " + to.describe());
+                retire.run();
                 from.free();
             }
         } catch (RuntimeException e) {
             fence.setError(e instanceof ErrnoException ee ? ee.errno() : Errno.EIO);
         } finally {
-            tracer.emit(TraceKind.DMA_BUF, name, -1, buf.size(), "migration of dma-buf " + buf.ino() + " done"
-                    + fence.error().map(e -> " with error " + e).orElse(", data verified"));
             fence.signal();
-            buf.put();
         }
     }
 
@@ -314,257 +235,106 @@ public final class VramExporter {
         return src.getValue() == dst.getValue();
     }
 
-    /**
-     * Revokes the buffer (reservation lock held): importers are told, all mappings are retired, maps fail with
-     * {@code ENODEV} from now on, and the backing is freed.
-     */
-    public void revoke(DmaBuf buf, String reason) {
-        Buffer b = buffer(buf);
-        ErrnoException.check(buf.resv().isHeldByCurrentThread(), Errno.EPERM, name + ": revoke of " + buf
-                + " without holding its reservation lock");
-        buf.revoke(reason);
-        synchronized (b) {
-            if (b.placement != null) {
-                b.placement.free();
-                b.placement = null;
-            }
-        }
-    }
-
-    private Exporter ops(Buffer b) {
-        return Exporter.builder()
-                .attach((buf, a) -> attach(b, a))
-                .map((a, dir) -> map(b, a, dir))
-                .unmap((a, sg, dir) -> unmap(b, a, sg, dir))
-                .revokeMapping((a, sg, dir, why) -> cutAccess(b, a, sg, dir, why))
-                .pin(a -> pin(b, a))
-                .unpin(a -> {
-                    synchronized (b) {
-                        ErrnoException.check(b.pins > 0, Errno.EINVAL, name + ": unpin without a pin");
-                        b.pins--;
-                    }
-                })
-                .release(buf -> {
-                    synchronized (b) {
-                        if (b.placement != null) {
-                            b.placement.free();
-                            b.placement = null;
-                        }
-                    }
-                    synchronized (live) {
-                        live.remove(b);
-                    }
-                })
-                .cpuRead((buf, off, dst) -> cpu(b, off, dst, false))
-                .cpuWrite((buf, off, src) -> cpu(b, off, src, true))
-                .build();
-    }
-
-    /**
-     * {@code amdgpu_dma_buf_attach}: judges the pair and clears {@code peer2peer} when p2pdma says no; the REFUSE
-     * policy turns away an importer that cannot reach the buffer where it is now.
-     */
-    private void attach(Buffer b, Attachment a) {
-        ErrnoException.check(!isStopped(), Errno.ENODEV, name + " has stopped");
-        DmaBuf buf = b.dmabuf;
-        Device dev = a.device();
-        boolean wanted = a.peer2peer();
-        P2pPath path = p2p.distance(gpu, List.of(dev)).paths().getFirst();
-        if (path.mapType() == MapType.NOT_SUPPORTED) {
-            a.setPeer2Peer(false);
-        }
-        if (a.peer2peer()) {
-            a.setExporterPriv(null);
-            tracer.emit(TraceKind.DMA_BUF, dev.name(), -1, buf.size(), name + ": attach to dma-buf " + buf.ino()
-                    + " with peer-to-peer " + path.mapType() + " (" + path.reason() + ")");
-            return;
-        }
-        String why = !wanted
-                ? (a.isDynamic() ? "the importer does not allow peer-to-peer" : "a static importer takes no peer-to-peer addresses")
-                : path.reason();
-        a.setExporterPriv(why);
-        if (policy == Policy.REFUSE && b.placement instanceof VramRange) {
-            throw refusal(buf, a, "attach", why);
-        }
-        tracer.emit(TraceKind.DMA_BUF, dev.name(), -1, buf.size(), name + ": attach to dma-buf " + buf.ino()
-                + " without peer-to-peer (" + why + "); policy " + policy + (policy == Policy.MIGRATE_TO_HOST
-                ? ": a map moves the buffer to system memory while it is in VRAM" : ": maps are refused while it is in VRAM"));
-    }
-
-    /** {@code amdgpu_dma_buf_map}: VRAM peer-to-peer when the attachment may, else host memory (per the policy). */
-    private MappedSg map(Buffer b, Attachment a, DmaDirection dir) {
-        DmaBuf buf = b.dmabuf;
-        Placement p = b.placement;
-        ErrnoException.check(p != null, Errno.ENODEV, name + ": dma-buf " + buf.ino() + " has no backing");
-        if (p instanceof VramRange r) {
-            String why = noP2p(a);
-            if (a.peer2peer()) {
-                MapType type = p2p.mapType(gpu, a.device());
-                if (type != MapType.NOT_SUPPORTED) {
-                    return mapVram(b, a, r, type, dir);
-                }
-                why = "p2pdma no longer allows peer-to-peer between " + gpu.name() + " and " + a.device().name();
-            }
-            p = leaveVram(b, a, "map", why);
-        }
-        return a.device().dma().mapSg(((HostBacking) p).sgTable(), dir);
-    }
-
-    private MappedSg mapVram(Buffer b, Attachment a, VramRange r, MapType type, DmaDirection dir) {
-        DmaApi dma = a.device().dma();
-        long bus = bar.address() + r.offset;
-        long addr = type == MapType.BUS_ADDR ? dma.mapPeer(bus, r.size, dir) : dma.mapResource(bus, r.size, dir);
-        MappedSg sg = new MappedSg(new SgTable(List.of(new SgEntry(bus, r.size))), dir, List.of(new DmaSegment(addr, r.size)));
-        b.vramMappings.put(sg, type);
-        if (tracer.isEnabled()) {
-            tracer.emit(TraceKind.DMA_BUF, a.device().name(), addr, r.size, name + ": dma-buf " + b.dmabuf.ino() + " stays in "
-                    + r.describe() + ", mapped " + type + (type == MapType.BUS_ADDR
-                    ? String.format(" at bus address %#x: the switch routes it, no IOMMU", bus)
-                    : String.format(" at IOVA %#x through the host bridge and the importer's IOMMU", addr)));
-        }
-        return sg;
-    }
-
-    private void unmap(Buffer b, Attachment a, MappedSg sg, DmaDirection dir) {
-        MapType type = b.vramMappings.remove(sg);
-        DmaApi dma = a.device().dma();
-        if (type == null) {
-            dma.unmapSg(sg, dir);
-            return;
-        }
-        DmaSegment s = sg.segments().getFirst();
-        if (type == MapType.BUS_ADDR) {
-            dma.unmapPeer(s.dmaAddress(), s.length(), dir);
-        } else {
-            dma.unmapResource(s.dmaAddress(), s.length(), dir);
-        }
-    }
-
-    /** Retiring a mapping: the importer's device loses access, its bus addresses stay its own until it unmaps. */
-    private void cutAccess(Buffer b, Attachment a, MappedSg sg, DmaDirection dir, String why) {
-        MapType type = b.vramMappings.get(sg);
-        DmaApi dma = a.device().dma();
-        if (type == null) {
-            dma.revokeSg(sg, dir, why);
-            return;
-        }
-        DmaSegment s = sg.segments().getFirst();
-        if (type == MapType.BUS_ADDR) {
-            dma.revokePeer(s.dmaAddress(), s.length(), dir, why);
-        } else {
-            dma.revokeResource(s.dmaAddress(), s.length(), dir, why);
-        }
-    }
-
-    /**
-     * {@code amdgpu_dma_buf_pin}: a pinned buffer cannot move, so it is pinned in VRAM only while every attachment
-     * reaches VRAM; otherwise it goes to system memory first (per the policy).
-     */
-    private void pin(Buffer b, Attachment a) {
-        if (b.placement instanceof VramRange) {
-            for (Attachment other : b.dmabuf.attachments()) {
-                if (!other.peer2peer()) {
-                    leaveVram(b, other, "pin by " + a.device().name(), noP2p(other));
-                    break;
-                }
-            }
-        }
-        synchronized (b) {
-            b.pins++;
-        }
-    }
-
-    /**
-     * The policy for an attachment that cannot reach the buffer in VRAM: refuse, or migrate to system memory and
-     * return the new placement. Reservation lock held.
-     */
-    private Placement leaveVram(Buffer b, Attachment a, String what, String why) {
-        DmaBuf buf = b.dmabuf;
-        if (policy == Policy.REFUSE) {
-            throw refusal(buf, a, what, why);
-        }
-        tracer.emit(TraceKind.DMA_BUF, a.device().name(), -1, buf.size(), name + ": " + a.device().name()
-                + " cannot reach dma-buf " + buf.ino() + " in VRAM (" + why + "); policy MIGRATE_TO_HOST moves it to"
-                + " system memory for " + what);
-        migrate(buf, Target.HOST, what + ": " + a.device().name() + " without peer-to-peer");
-        return b.placement;
-    }
-
-    /**
-     * The REFUSE policy's errno: {@code EOPNOTSUPP} when the importer does not take peer-to-peer addresses at all,
-     * {@code EBUSY} when it would but p2pdma keeps it out. Traced.
-     */
-    private ErrnoException refusal(DmaBuf buf, Attachment a, String what, String why) {
-        boolean importerWants = a.importer().map(Importer::allowPeer2Peer).orElse(false);
-        Errno errno = importerWants ? Errno.EBUSY : Errno.EOPNOTSUPP;
-        tracer.emit(TraceKind.DMA_BUF, a.device().name(), -1, buf.size(), name + " refuses " + what + " of dma-buf "
-                + buf.ino() + " in VRAM: " + why + "; policy REFUSE (" + errno + ")");
-        return new ErrnoException(errno, name + ": " + a.device().name() + " cannot reach dma-buf " + buf.ino()
-                + " in VRAM (" + why + ") and the policy is to refuse the " + what);
-    }
-
-    /** Why an attachment has no peer-to-peer, as its attach found. */
-    private static String noP2p(Attachment a) {
-        return a.exporterPriv() instanceof String why ? why : "no peer-to-peer";
-    }
-
-    private void cpu(Buffer b, long off, MemorySegment data, boolean write) {
-        DmaBuf buf = b.dmabuf;
-        ErrnoException.check(buf.resv().await(ResvUsage.KERNEL, registry.fenceTimeout()), Errno.ETIMEDOUT,
-                name + ": the move of dma-buf " + buf.ino() + " did not finish in time");
-        synchronized (b) {
-            ErrnoException.check(b.placement != null, Errno.ENODEV, name + ": dma-buf " + buf.ino() + " has no backing");
-            if (write) {
-                b.placement.write(off, data);
-            } else {
-                b.placement.read(off, data);
-            }
-        }
-    }
-
-    private Buffer buffer(DmaBuf buf) {
-        ErrnoException.check(buf != null && buf.priv() instanceof Buffer b && b.owner() == this, Errno.EINVAL,
-                name + ": " + buf + " is not one of this exporter's buffers");
-        return (Buffer) buf.priv();
-    }
-
     private VramRange allocVram(long len) {
-        synchronized (free) {
-            for (Map.Entry<Long, Long> e : free.entrySet()) {
-                // Read the entry before removing it: TreeMap may reuse a removed entry for its successor.
-                long off = e.getKey();
-                long avail = e.getValue();
-                if (avail >= len) {
-                    free.remove(off);
-                    if (avail > len) {
-                        free.put(off + len, avail - len);
-                    }
-                    return new VramRange(off, len);
+        long at = pool.alloc(len);
+        if (at < 0) {
+            throw new ErrnoException(Errno.ENOMEM, name + ": no " + len + " contiguous bytes of VRAM left");
+        }
+        return new VramRange(at, len);
+    }
+
+    /** One buffer's bytes: a VRAM range or host blocks, pinned by the exporter's pins. */
+    private final class VramBuffer implements ExportBacking {
+        final long size;
+        volatile Placement placement;
+        private int pins;
+
+        VramBuffer(Placement p) {
+            this.placement = p;
+            this.size = p.size();
+        }
+
+        @Override
+        public long size() {
+            return size;
+        }
+
+        @Override
+        public Location location() {
+            Placement p = placement;
+            if (p instanceof VramRange r) {
+                return new InVram(bar.address() + r.offset, r.size, r.describe());
+            }
+            return p instanceof HostBacking h ? new InHost(h.sgTable(), h.describe()) : null;
+        }
+
+        @Override
+        public PendingMove prepare(Target target) {
+            synchronized (this) {
+                ErrnoException.check(pins == 0, Errno.EBUSY, name + ": the buffer is pinned " + pins + " time(s) and cannot move");
+            }
+            Placement to = target == Target.VRAM ? allocVram(size) : HostBacking.allocate(mem, size);
+            return new PendingMove() {
+                @Override
+                public String describe() {
+                    return to.describe();
                 }
+
+                @Override
+                public Fence start(List<Fence> after, Runnable retire, String reason) {
+                    Fence fence = moves.createFence();
+                    Placement from;
+                    synchronized (VramBuffer.this) {
+                        from = placement;
+                        placement = to;
+                    }
+                    Thread.ofVirtual().name(name + "-move-" + fence.seqno())
+                            .start(() -> runMove(VramBuffer.this, from, to, after, retire, fence));
+                    return fence;
+                }
+
+                @Override
+                public void cancel() {
+                    to.free();
+                }
+            };
+        }
+
+        @Override
+        public synchronized void pin() {
+            pins++;
+        }
+
+        @Override
+        public synchronized void unpin() {
+            pins--;
+        }
+
+        @Override
+        public synchronized void read(long offset, MemorySegment dst) {
+            live().read(offset, dst);
+        }
+
+        @Override
+        public synchronized void write(long offset, MemorySegment src) {
+            live().write(offset, src);
+        }
+
+        private Placement live() {
+            ErrnoException.check(placement != null, Errno.ENODEV, name + ": the buffer has no backing");
+            return placement;
+        }
+
+        @Override
+        public synchronized void release() {
+            if (placement != null) {
+                placement.free();
+                placement = null;
             }
         }
-        throw new ErrnoException(Errno.ENOMEM, name + ": no " + len + " contiguous bytes of VRAM left");
     }
 
-    private final class Buffer {
-        volatile Placement placement;
-        DmaBuf dmabuf;
-        int pins;
-        /**
-         * The VRAM mappings handed out (a host mapping is not in here), by identity; a leaf lock of its own, since
-         * unmap runs under the core's mapping lock and retiring under this buffer's monitor.
-         */
-        final Map<MappedSg, MapType> vramMappings = Collections.synchronizedMap(new IdentityHashMap<>());
-
-        Buffer(Placement p) {
-            this.placement = p;
-        }
-
-        VramExporter owner() {
-            return VramExporter.this;
-        }
-    }
-
+    /** A range of the BAR handed out by the pool. */
     private final class VramRange implements Placement {
         final long offset;
         final long size;
@@ -591,26 +361,10 @@ public final class VramExporter {
         }
 
         @Override
-        public void free() {
-            synchronized (free) {
-                if (freed) {
-                    return;
-                }
+        public synchronized void free() {
+            if (!freed) {
                 freed = true;
-                long start = offset;
-                long len = size;
-                Map.Entry<Long, Long> below = free.floorEntry(start);
-                if (below != null && below.getKey() + below.getValue() == start) {
-                    free.remove(below.getKey());
-                    start = below.getKey();
-                    len += below.getValue();
-                }
-                Long above = free.get(start + len);
-                if (above != null) {
-                    free.remove(start + len);
-                    len += above;
-                }
-                free.put(start, len);
+                pool.free(offset, size);
             }
         }
 
