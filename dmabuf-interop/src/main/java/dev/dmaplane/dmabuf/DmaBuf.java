@@ -163,9 +163,11 @@ public interface DmaBuf {
     int retireMappings(long generation, String reason);
 
     /**
-     * Revokes the buffer for the exporter (reservation lock held): dynamic importers get {@code moveNotify},
-     * every mapping is made stale at once (device access cut), and from now on {@link #map} fails with
-     * {@code ENODEV}. The exporter frees the backing afterwards. Idempotent.
+     * Revokes the buffer for the exporter (reservation lock held): from now on {@link #map} fails with
+     * {@code ENODEV}, dynamic importers get {@code moveNotify}, and every mapping is made stale (device access cut)
+     * once every fence of the reservation signalled, {@code BOOKKEEP} included ({@code dma_resv_usage}: DMA those
+     * fences cover keeps working until they signal); at once when none is pending. The exporter frees the backing
+     * only after those fences too. Idempotent.
      */
     void revoke(String reason);
 

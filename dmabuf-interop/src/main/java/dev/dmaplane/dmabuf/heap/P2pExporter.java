@@ -23,6 +23,7 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fence.Fence;
 import dev.dmaplane.fence.FenceContext;
+import dev.dmaplane.fence.Fences;
 import dev.dmaplane.fence.Reservation;
 import dev.dmaplane.fence.ResvUsage;
 import dev.dmaplane.p2pdma.MapType;
@@ -31,6 +32,8 @@ import dev.dmaplane.p2pdma.P2pPath;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.trace.TraceKind;
 import dev.dmaplane.trace.Tracer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
@@ -41,6 +44,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
+import java.util.function.Consumer;
 
 /**
  * The peer-to-peer half of a GPU driver's dma-buf exporter ({@code amdgpu_dma_buf.c}, xe's {@code xe_dma_buf.c}),
@@ -72,6 +76,8 @@ import java.util.Set;
  * documents them.
  */
 public final class P2pExporter {
+    private static final Logger LOG = LoggerFactory.getLogger(P2pExporter.class);
+
     private final DmaBufs registry;
     private final P2pDma p2p;
     private final Tracer tracer;
@@ -138,7 +144,9 @@ public final class P2pExporter {
      * stops), without the reservation locks held: every buffer not yet released is revoked (dynamic importers get
      * {@code moveNotify}; every mapping is retired), then each mapping an importer still holds is reported as a leak
      * naming the importer and the buffer and torn down ({@link DmaBuf#reclaimMappings}), and the backing released.
-     * Later exports fail with {@code ENODEV}. Idempotent.
+     * Between the two it waits (bounded by the registry's fence timeout, without the reservation locks) for every
+     * fence of the revoked buffers, {@code BOOKKEEP} included, so importers' DMA in flight finishes on live
+     * mappings. Later exports fail with {@code ENODEV}. Idempotent.
      *
      * @return the mappings that were still held and had to be torn down
      */
@@ -149,14 +157,13 @@ public final class P2pExporter {
             all = List.copyOf(live);
         }
         String why = name + " stopped: " + reason;
-        int leaked = 0;
+        List<Fence> busy = new ArrayList<>();
         for (Exported e : all) {
             DmaBuf buf = e.dmabuf;
             buf.resv().lock();
             try {
                 if (!buf.isReleased()) {
-                    revoke(buf, why);
-                    leaked += buf.reclaimMappings(why);
+                    busy.add(revokeLocked(e, why));
                 }
             } catch (ErrnoException ex) {
                 // released meanwhile (EBADF): nothing is left to stop
@@ -164,6 +171,27 @@ public final class P2pExporter {
             } finally {
                 buf.resv().unlock();
             }
+        }
+        // TTM's eviction rule: the importers' DMA that the fences cover finishes first; waited for without the locks
+        if (!Fences.awaitAll(busy, registry.fenceTimeout())) {
+            LOG.error("{}: fences of revoked dma-bufs still pending after {}; tearing their mappings down anyway", why,
+                    registry.fenceTimeout());
+        }
+        int leaked = 0;
+        for (Exported e : all) {
+            DmaBuf buf = e.dmabuf;
+            buf.resv().lock();
+            try {
+                if (!buf.isReleased()) {
+                    buf.retireMappings(Long.MAX_VALUE, why);
+                    leaked += buf.reclaimMappings(why);
+                }
+            } catch (ErrnoException ex) {
+                tracer.emit(TraceKind.DMA_BUF, name, -1, buf.size(), why + ": dma-buf " + buf.ino() + " skipped: " + ex.getMessage());
+            } finally {
+                buf.resv().unlock();
+            }
+            e.release();
         }
         tracer.emit(TraceKind.DMA_BUF, name, -1, 0, why + "; " + all.size() + " dma-buf(s) revoked, " + leaked
                 + " mapping(s) still held were torn down");
@@ -248,15 +276,31 @@ public final class P2pExporter {
     }
 
     /**
-     * Revokes the buffer (reservation lock held): importers are told, all mappings are retired, maps fail with
-     * {@code ENODEV} from now on, and the backing is released.
+     * Revokes the buffer (reservation lock held): maps fail with {@code ENODEV} from now on and importers are told;
+     * once every fence of the reservation signalled, {@code BOOKKEEP} included (TTM's rule before a backing is
+     * freed, {@code dma_resv_usage}), all mappings are retired and then the backing is released. Until then the
+     * importers' mappings keep working. Nothing waits here: the fences' signalling finishes the revoke.
      */
     public void revoke(DmaBuf buf, String reason) {
         Exported e = exported(buf);
         ErrnoException.check(buf.resv().isHeldByCurrentThread(), Errno.EPERM, name + ": revoke of " + buf
                 + " without holding its reservation lock");
+        revokeLocked(e, reason);
+    }
+
+    /** Revokes; returns the fence after which the mappings are retired and the backing released. */
+    private Fence revokeLocked(Exported e, String reason) {
+        DmaBuf buf = e.dmabuf;
+        Fence idle = Fences.all(buf.resv().fences(ResvUsage.BOOKKEEP));
         buf.revoke(reason);
-        e.release();
+        Consumer<Fence> finish = f -> {
+            buf.retireMappings(Long.MAX_VALUE, "revoked: " + reason);
+            e.release();
+        };
+        if (!idle.addCallback(finish)) {
+            finish.accept(idle);
+        }
+        return idle;
     }
 
     private Exporter ops(Exported e) {
@@ -277,7 +321,11 @@ public final class P2pExporter {
                     }
                 })
                 .release(buf -> {
-                    e.release();
+                    // as TTM's delayed delete: the memory goes back once the last fences signalled
+                    Fence idle = Fences.all(buf.resv().fences(ResvUsage.BOOKKEEP));
+                    if (!idle.addCallback(f -> e.release())) {
+                        e.release();
+                    }
                     synchronized (live) {
                         live.remove(e);
                     }

@@ -53,8 +53,9 @@ import java.util.zip.CRC32;
  * {@code EBUSY} while the buffer is pinned. Freed VRAM is handed out again at once, as TTM does: only dma-debug
  * stands between an importer that keeps using a stale bus address and the next buffer's bytes.
  * <p>
- * <b>Revoke</b> ({@link #revoke}): importers get {@code moveNotify}, every mapping is retired at once, maps fail
- * with {@code ENODEV} and the backing is freed, so no device reaches it. <b>Stop</b> ({@link #stop}, from the
+ * <b>Revoke</b> ({@link #revoke}): importers get {@code moveNotify}, maps fail with {@code ENODEV}, and once every
+ * fence of the reservation signalled ({@code BOOKKEEP} included, as TTM waits before freeing) every mapping is
+ * retired and the backing freed, so no device reaches it. <b>Stop</b> ({@link #stop}, from the
  * driver's remove when the GPU unbinds or is unplugged, or the bundle stops): every buffer is revoked, and every
  * mapping an importer still holds afterwards is reported as a leak and torn down.
  * <p>
@@ -143,7 +144,7 @@ public final class VramExporter {
      * stops), without the reservation locks held: every buffer not yet released is revoked (dynamic importers get
      * {@code moveNotify} and may unmap from it; every mapping is retired), then each mapping an importer still holds
      * is reported as a leak naming the importer and the buffer and torn down ({@link DmaBuf#reclaimMappings}), and
-     * the backing is freed. Attachments stay until their importers detach; the buffers until their last reference
+     * the backing is freed; first it waits (bounded) for every fence of those buffers, {@code BOOKKEEP} included. Attachments stay until their importers detach; the buffers until their last reference
      * goes. Later allocations fail with {@code ENODEV}. Idempotent.
      *
      * @return the mappings that were still held and had to be torn down
@@ -186,8 +187,9 @@ public final class VramExporter {
     }
 
     /**
-     * Revokes the buffer (reservation lock held): importers are told, all mappings are retired, maps fail with
-     * {@code ENODEV} from now on, and the backing is freed.
+     * Revokes the buffer (reservation lock held): maps fail with {@code ENODEV} from now on, importers are told, and
+     * once every fence of the reservation signalled ({@code BOOKKEEP} included) all mappings are retired and the
+     * VRAM freed; see {@link P2pExporter#revoke}.
      */
     public void revoke(DmaBuf buf, String reason) {
         exporter.revoke(buf, reason);

@@ -15,6 +15,8 @@ import dev.dmaplane.dmabuf.Exporter;
 import dev.dmaplane.dmabuf.Importer;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.fence.Fence;
+import dev.dmaplane.fence.Fences;
 import dev.dmaplane.fence.Reservation;
 import dev.dmaplane.fence.ResvUsage;
 import dev.dmaplane.resource.UContext;
@@ -469,9 +471,14 @@ public final class DmaBufImpl implements DmaBuf {
         }
         revoked = true;
         long gen = generation.incrementAndGet();
-        registry.tracer().emit(TraceKind.DMA_BUF, exporterName, -1, size, "revoke dma-buf " + ino + ": " + reason);
+        // dma_resv_usage: every fence, BOOKKEEP included, covers DMA that may still run on the mappings
+        Fence idle = Fences.all(resv.fences(ResvUsage.BOOKKEEP));
+        registry.tracer().emit(TraceKind.DMA_BUF, exporterName, -1, size, "revoke dma-buf " + ino + ": " + reason
+                + (idle.isSignaled() ? "" : "; mappings retired when " + idle + " signals"));
         notifyImporters("revoke");
-        retireMappings(gen, "revoked: " + reason);
+        if (!idle.addCallback(f -> retireMappings(gen, "revoked: " + reason))) {
+            retireMappings(gen, "revoked: " + reason);
+        }
     }
 
     @Override
