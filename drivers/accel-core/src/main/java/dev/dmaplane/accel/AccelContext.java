@@ -1,5 +1,6 @@
 package dev.dmaplane.accel;
 
+import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.fence.Reservation;
 import org.osgi.annotation.versioning.ProviderType;
 
@@ -36,6 +37,36 @@ public interface AccelContext extends AutoCloseable {
      *                                           fits and nothing is evictable
      */
     int createBo(long size, Placement preferred, Set<Placement> allowed);
+
+    /**
+     * {@link #createBo(long, Placement, Set)} with creation flags: {@link CreateFlag#VM_ALWAYS_VALID} makes the object
+     * private to this context's GPU VM, so it cannot be exported.
+     */
+    int createBo(long size, Placement preferred, Set<Placement> allowed, Set<CreateFlag> flags);
+
+    /**
+     * {@code DRM_IOCTL_PRIME_HANDLE_TO_FD} ({@code drm_gem_prime_handle_to_fd}): the object's dma-buf, with a reference
+     * for the caller to {@code put}. Exporting again while that dma-buf lives gives the same dma-buf. Importers the
+     * device's BAR reaches peer-to-peer map its VRAM (pinned in VRAM when every importer does); for the others it
+     * moves to host memory. Eviction of an exported object is a move with {@code moveNotify} to its importers.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code ENOENT} for a handle not in this context, {@code EPERM} for an
+     *                                           object created {@link CreateFlag#VM_ALWAYS_VALID}
+     */
+    DmaBuf primeExport(int handle);
+
+    /**
+     * {@code DRM_IOCTL_PRIME_FD_TO_HANDLE} ({@code drm_gem_prime_fd_to_handle}): a handle for {@code dmabuf}. This
+     * device's own export gives its object back: the handle it already has in this context, or a new handle on the
+     * same object. Another exporter's dma-buf becomes an object backed by a dynamic attachment of the device's DMA
+     * device, mapped for the GPU as SYSTEM runs; its {@code moveNotify} unmaps the GPU VM ranges bound to it, which
+     * {@link #validate}/{@link #vmValidate} map again. Importing the same foreign dma-buf again gives the same handle.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EBADF} for a released (closed) dma-buf, {@code ENODEV} for a
+     *                                           revoked one, {@code EINVAL} for null, {@code EAGAIN} over the
+     *                                           context's limits, the exporter's errno for an attach or map it refuses
+     */
+    int primeImport(DmaBuf dmabuf);
 
     /**
      * Drops the handle ({@code DRM_IOCTL_GEM_CLOSE}); the object is freed when its last reference (the handle, a

@@ -2,13 +2,14 @@
  * The accelerator user API (DRM GEM and drivers/accel uAPI): {@link dev.dmaplane.accel.AccelCore} (one per machine:
  * devices {@code accel0}, ...), {@link dev.dmaplane.accel.AccelContext} (a {@code drm_file} on a
  * {@code UContext}: buffer-object handles, placement queries, CPU access through the mmap path, pinning, the GPU
- * VM's VM_BIND map and unmap, fdinfo keys). Placement follows TTM: an object prefers VRAM, the CPU-visible window
+ * VM's VM_BIND map and unmap, PRIME export and import of dma-bufs, fdinfo keys). Placement follows TTM: an object
+ * prefers VRAM, the CPU-visible window
  * or host memory, falls back to the other allowed placements, and is evicted to host memory in LRU order under
  * pressure unless pinned; every move is a driver fence at {@code KERNEL} usage on the object's reservation.
  * Errors are {@code ErrnoException}s with the kernel's errno; a refused call changes nothing.
  */
 @Export
-@Version("1.0.0")
+@Version("1.1.0")
 package dev.dmaplane.accel;
 
 import org.osgi.annotation.bundle.Export;

@@ -30,8 +30,13 @@ final class AccelRig implements AutoCloseable {
     final AccelDevice device;
 
     AccelRig() {
-        machine = Machine.boot(TopologyLoader.load(text(), TopologyLoader.Format.YAML), Machine.Options.DEFAULT.withClassPathModels(false));
-        fn = machine.pci().function("0000:01:00.0");
+        this("accel-test.yaml", "0000:01:00.0");
+    }
+
+    /** The machine of the test resource {@code file} with the test provider on the function {@code bdf}. */
+    AccelRig(String file, String bdf) {
+        machine = Machine.boot(TopologyLoader.load(text(file), TopologyLoader.Format.YAML), Machine.Options.DEFAULT.withClassPathModels(false));
+        fn = machine.pci().function(bdf);
         provider = new TestAccelProvider(fn, 2, VRAM);
         core = AccelCore.of(machine);
         handle = core.register(provider);
@@ -47,8 +52,8 @@ final class AccelRig implements AutoCloseable {
         return device.vramAvailable();
     }
 
-    private static String text() {
-        try (InputStream in = AccelRig.class.getResourceAsStream("accel-test.yaml")) {
+    private static String text(String file) {
+        try (InputStream in = AccelRig.class.getResourceAsStream(file)) {
             return new String(in.readAllBytes(), StandardCharsets.UTF_8);
         } catch (IOException e) {
             throw new UncheckedIOException(e);

@@ -7,8 +7,8 @@ import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
 
-/** Where a buffer object's bytes are now ({@code struct ttm_resource}): a VRAM range or host pages. */
-sealed interface Backing permits VramBacking, HostPages {
+/** Where a buffer object's bytes are now ({@code struct ttm_resource}): a VRAM range, host pages, or an imported dma-buf. */
+sealed interface Backing permits VramBacking, HostPages, ImportedPages {
     long size();
 
     /** {@link Placement#VISIBLE_VRAM} for VRAM inside the window, {@link Placement#VRAM} beyond it, or HOST. */

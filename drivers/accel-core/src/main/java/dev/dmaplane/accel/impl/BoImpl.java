@@ -1,6 +1,7 @@
 package dev.dmaplane.accel.impl;
 
 import dev.dmaplane.accel.Placement;
+import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.fence.Reservation;
 import dev.dmaplane.resource.RemoveReason;
 import dev.dmaplane.resource.UObject;
@@ -27,15 +28,24 @@ final class BoImpl extends UObject {
     int refs = 1;
     boolean handleOpen = true;
     boolean freed;
+    /** Created private to its context's VM ({@code AMDGPU_GEM_CREATE_VM_ALWAYS_VALID}): never exported. */
+    boolean vmPrivate;
+    /** Its PRIME export while one lives ({@code obj->dma_buf}); it holds a reference on the object. */
+    DmaBuf exported;
 
     BoImpl(ContextImpl context, String name, long size, Placement preferred, Set<Placement> allowed) {
+        this(context, name, size, preferred, allowed, new Reservation(name));
+    }
+
+    /** An object sharing {@code resv}: an imported dma-buf's, as {@code drm_gem_prime_import_dev} shares it. */
+    BoImpl(ContextImpl context, String name, long size, Placement preferred, Set<Placement> allowed, Reservation resv) {
         super("bo");
         this.context = context;
         this.name = name;
         this.size = size;
         this.preferred = preferred;
         this.allowed = Set.copyOf(allowed);
-        this.resv = new Reservation(name);
+        this.resv = resv;
     }
 
     /** The GEM handle goes ({@code drm_gem_handle_delete}); the object lives on while a mapping holds it. */

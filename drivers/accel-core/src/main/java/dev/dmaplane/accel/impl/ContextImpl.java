@@ -4,7 +4,9 @@ import dev.dmaplane.accel.AccelContext;
 import dev.dmaplane.accel.AccelDevice;
 import dev.dmaplane.accel.AccelLimits;
 import dev.dmaplane.accel.BoInfo;
+import dev.dmaplane.accel.CreateFlag;
 import dev.dmaplane.accel.Placement;
+import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fence.Reservation;
@@ -17,6 +19,7 @@ import java.util.EnumSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -62,6 +65,12 @@ final class ContextImpl implements AccelContext {
 
     @Override
     public int createBo(long size, Placement preferred, Set<Placement> allowed) {
+        return createBo(size, preferred, allowed, Set.of());
+    }
+
+    @Override
+    public int createBo(long size, Placement preferred, Set<Placement> allowed, Set<CreateFlag> flags) {
+        ErrnoException.check(flags != null, Errno.EINVAL, "creation flags are null");
         ErrnoException.check(preferred != null && allowed != null && allowed.contains(preferred), Errno.EINVAL,
                 "preferred placement " + preferred + " is not among the allowed " + allowed);
         ErrnoException.check(size > 0 && size <= Long.MAX_VALUE - (HostMemory.PAGE_SIZE - 1), Errno.EINVAL,
@@ -79,6 +88,7 @@ final class ContextImpl implements AccelContext {
                             bytes, limits.maxBytes()));
                 }
                 BoImpl bo = new BoImpl(this, device.name() + " ctx " + id() + " bo#" + ++serial, len, preferred, allowed);
+                bo.vmPrivate = flags.contains(CreateFlag.VM_ALWAYS_VALID);
                 ttm.populate(bo);
                 bytes += len;
                 count++;
@@ -116,10 +126,161 @@ final class ContextImpl implements AccelContext {
         }
     }
 
-    private void unref(BoImpl bo) {
-        if (--bo.refs == 0) {
-            ttm.release(bo);
+    /** A second handle on another context's object went: uncharged, its reference dropped. */
+    void sharedHandleReleased(SharedHandle h) {
+        ttm.lock.lock();
+        try {
+            handles.remove(h.handle(), h.bo);
+            bytes -= h.bo.size;
+            count--;
+            unref(h.bo);
+        } finally {
+            ttm.lock.unlock();
         }
+    }
+
+    @Override
+    public DmaBuf primeExport(int handle) {
+        try (UContext.Call ignored = uctx.enter()) {
+            ttm.lock.lock();
+            try {
+                ttm.reap();
+                BoImpl bo = lookup(handle);
+                ErrnoException.check(!bo.vmPrivate, Errno.EPERM, bo.name + " was created VM_ALWAYS_VALID, private to "
+                        + device.name() + " ctx " + id() + "'s VM, and cannot be exported");
+                return device.prime().export(bo);
+            } finally {
+                ttm.lock.unlock();
+            }
+        }
+    }
+
+    @Override
+    public int primeImport(DmaBuf dmabuf) {
+        ErrnoException.check(dmabuf != null, Errno.EINVAL, "PRIME import of a null dma-buf");
+        try (UContext.Call ignored = uctx.enter()) {
+            ErrnoException.check(!dmabuf.isReleased(), Errno.EBADF, "PRIME import of dma-buf " + dmabuf.ino() + ", which was closed");
+            ErrnoException.check(!dmabuf.isRevoked(), Errno.ENODEV, "PRIME import of dma-buf " + dmabuf.ino() + ", which "
+                    + dmabuf.exporterName() + " revoked");
+            Optional<BoImpl> own = device.prime().object(dmabuf);
+            if (own.isPresent()) {
+                return importOwn(own.get());
+            }
+            ttm.lock.lock();
+            try {
+                Integer known = handleOf(dmabuf);
+                if (known != null) {
+                    return known;
+                }
+                charge(dmabuf.size());
+            } finally {
+                ttm.lock.unlock();
+            }
+            return importForeign(dmabuf);
+        }
+    }
+
+    /** {@code drm_gem_prime_fd_to_handle} of this device's own export: the same object, its handle here if it has one. */
+    private int importOwn(BoImpl bo) {
+        ttm.lock.lock();
+        try {
+            for (Map.Entry<Integer, BoImpl> e : handles.entrySet()) {
+                if (e.getValue() == bo) {
+                    return e.getKey();
+                }
+            }
+            ErrnoException.check(!bo.freed, Errno.EBADF, bo.name + " was freed");
+            charge(bo.size);
+            SharedHandle h = new SharedHandle(this, bo);
+            bytes += bo.size;
+            count++;
+            bo.refs++;
+            uctx.register(h); // a refusal releases the handle (ABORT): uncharged, its reference dropped
+            handles.put(h.handle(), bo);
+            return h.handle();
+        } finally {
+            ttm.lock.unlock();
+        }
+    }
+
+    /** The handle of the object importing {@code dmabuf} in this context, or null. */
+    private Integer handleOf(DmaBuf dmabuf) {
+        for (Map.Entry<Integer, BoImpl> e : handles.entrySet()) {
+            if (e.getValue().backing instanceof ImportedPages ip && ip.dmabuf() == dmabuf) {
+                return e.getKey();
+            }
+        }
+        return null;
+    }
+
+    /**
+     * A foreign dma-buf: attached and mapped without the placement lock (the attach and map take the exporter's
+     * reservation lock, which an exporter's move holds while it tells this importer), then made an object.
+     */
+    private int importForeign(DmaBuf dmabuf) {
+        BoImpl[] holder = new BoImpl[1];
+        ImportedPages pages = ImportedPages.attach(dmabuf, device.provider().dmaDevice(), a -> invalidated(holder[0]),
+                ttm.timeout());
+        ttm.lock.lock();
+        try {
+            charge(dmabuf.size());
+            BoImpl bo = new BoImpl(this, device.name() + " ctx " + id() + " bo#" + ++serial + " (dma-buf " + dmabuf.ino() + ")",
+                    dmabuf.size(), Placement.HOST, EnumSet.of(Placement.HOST), dmabuf.resv());
+            bo.backing = pages;
+            holder[0] = bo;
+            bytes += bo.size;
+            count++;
+            uctx.register(bo); // a refusal releases the object (ABORT): uncharged, detached
+            handles.put(bo.handle(), bo);
+            return bo.handle();
+        } catch (RuntimeException e) {
+            if (holder[0] == null) {
+                pages.free();
+            }
+            throw e;
+        } finally {
+            ttm.lock.unlock();
+        }
+    }
+
+    /** EAGAIN when {@code size} more bytes or one more handle would pass the context's limits. Ttm lock held. */
+    private void charge(long size) {
+        if (count >= limits.maxHandles() || size > limits.maxBytes() - bytes) {
+            throw new ErrnoException(Errno.EAGAIN, String.format("%s ctx %d: a %d-byte object over the limits"
+                    + " (%d of %d handles, %d of %d bytes)", device.name(), id(), size, count, limits.maxHandles(),
+                    bytes, limits.maxBytes()));
+        }
+    }
+
+    /**
+     * {@code amdgpu_dma_buf_move_notify}: the exporter moves the imported buffer, so every GPU VM range bound to it is
+     * unmapped now and mapped again on the next validate.
+     */
+    private void invalidated(BoImpl bo) {
+        if (bo == null) {
+            return;
+        }
+        ttm.lock.lock();
+        try {
+            ((ImportedPages) bo.backing).invalidate();
+            for (VmImpl.Mapping m : bo.mappings) {
+                m.vm().ops.unmap(m.va(), m.length());
+                m.vm().evicted.add(bo);
+            }
+        } finally {
+            ttm.lock.unlock();
+        }
+    }
+
+    /** Maps an invalidated import again, without the placement lock (the map takes the exporter's reservation). */
+    private static void remapImport(BoImpl bo) {
+        if (bo.backing instanceof ImportedPages ip && ip.isInvalidated()) {
+            ip.remap();
+        }
+    }
+
+    private void unref(BoImpl bo) {
+        ttm.unref(bo);
     }
 
     private BoImpl lookup(int handle) {
@@ -234,6 +395,7 @@ final class ContextImpl implements AccelContext {
     @Override
     public void validate(int handle) {
         try (UContext.Call ignored = uctx.enter()) {
+            remapImport(lookup(handle));
             ttm.lock.lock();
             try {
                 ttm.reap();
@@ -312,6 +474,14 @@ final class ContextImpl implements AccelContext {
     @Override
     public void vmValidate() {
         try (UContext.Call ignored = uctx.enter()) {
+            List<BoImpl> evicted;
+            ttm.lock.lock();
+            try {
+                evicted = List.copyOf(vm.evicted);
+            } finally {
+                ttm.lock.unlock();
+            }
+            evicted.forEach(ContextImpl::remapImport);
             ttm.lock.lock();
             try {
                 ttm.reap();

@@ -41,6 +41,7 @@ final class DeviceImpl implements AccelDevice, AccelDeviceHandle {
     private final List<EngineInfo> engines;
     private final Tracer tracer;
     private final Ttm ttm;
+    private final Prime prime;
     private final DeviceResources resources;
     private volatile AccelLimits limits = AccelLimits.UNLIMITED;
     private boolean unregistered;
@@ -59,6 +60,8 @@ final class DeviceImpl implements AccelDevice, AccelDeviceHandle {
         // what DRM drivers do at probe (amdgpu_device_init, xe_device_probe): GEM objects map into few segments
         dma.setMaxSegmentSize(Integer.MAX_VALUE);
         this.ttm = new Ttm(name, provider, vramManager, machine.memory(), dma, tracer, FENCE_TIMEOUT);
+        this.prime = new Prime(machine, name, vram, ttm);
+        ttm.setPrime(prime);
         this.resources = new DeviceResources(name, tracer, ResourceLimits.UNLIMITED);
         tracer.emit(TraceKind.DEVICE_ADD, name, -1, vram.totalSize(), provider.driverName() + " on " + vram.function().bdf()
                 + String.format(": VRAM %#x bytes, %#x visible through BAR%d", vram.totalSize(), vram.visibleSize(), vram.bar()));
@@ -66,6 +69,10 @@ final class DeviceImpl implements AccelDevice, AccelDeviceHandle {
 
     AccelProvider provider() {
         return provider;
+    }
+
+    Prime prime() {
+        return prime;
     }
 
     @Override
@@ -129,6 +136,10 @@ final class DeviceImpl implements AccelDevice, AccelDeviceHandle {
             unregistered = true;
         }
         core.remove(this);
+        int leaked = prime.stop("device " + name + " unregistered");
+        if (leaked > 0) {
+            LOG.warn("{}: {} mapping(s) of exported objects were still held by importers and were torn down", name, leaked);
+        }
         int objects = resources.disassociateAll();
         int left = ttm.drain();
         if (left > 0) {

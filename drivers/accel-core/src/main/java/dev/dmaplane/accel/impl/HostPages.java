@@ -61,6 +61,15 @@ final class HostPages implements Backing {
         }
     }
 
+    /** The page frames as physical runs, adjacent frames merged (what an importer maps with its own DMA API). */
+    SgTable pages() {
+        SgAppendTable<SgEntry> runs = SgAppendTable.sgEntries();
+        for (long pfn : pfns) {
+            runs.append(pfn << HostMemory.PAGE_SHIFT, HostMemory.PAGE_SIZE);
+        }
+        return new SgTable(runs.toList());
+    }
+
     @Override
     public long size() {
         return (long) pfns.length << HostMemory.PAGE_SHIFT;

@@ -58,6 +58,10 @@ final class Ttm {
      * signalled but whose callback has not run yet, so a caller that saw the fence signal sees the memory back.
      */
     private final Map<Backing, Fence> retiring = new ConcurrentHashMap<>();
+    /** What runs just before a retiring backing is freed (an exporter cutting its importers off the old place). */
+    private final Map<Backing, Runnable> beforeFree = new ConcurrentHashMap<>();
+    /** PRIME exports of this device's objects, for evicting an exported object with moveNotify. */
+    private Prime prime;
 
     Ttm(String device, AccelProvider provider, VramManager vram, HostMemory mem, DmaApi dma, Tracer tracer, Duration timeout) {
         this.device = device;
@@ -71,6 +75,10 @@ final class Ttm {
 
     Duration timeout() {
         return timeout;
+    }
+
+    void setPrime(Prime prime) {
+        this.prime = prime;
     }
 
     VramManager vram() {
@@ -110,8 +118,11 @@ final class Ttm {
         return b;
     }
 
-    /** A backing in {@code p}, evicting if {@code evict}; null when there is no room. */
-    private Backing allocate(BoImpl bo, Placement p, boolean evict) {
+    /**
+     * A backing in {@code p}, evicting if {@code evict}; null when there is no room. An exported object's VRAM is in
+     * the window, where its importers reach it peer-to-peer ({@code amdgpu_dma_buf_pin}'s placement).
+     */
+    Backing allocate(BoImpl bo, Placement p, boolean evict) {
         if (p == Placement.HOST) {
             try {
                 return HostPages.allocate(mem, dma, bo.size);
@@ -122,7 +133,7 @@ final class Ttm {
                 return null;
             }
         }
-        boolean visible = p == Placement.VISIBLE_VRAM;
+        boolean visible = p == Placement.VISIBLE_VRAM || bo.exported != null;
         while (true) {
             VramManager.Range r = vram.alloc(bo.size, visible);
             if (r != null) {
@@ -133,7 +144,7 @@ final class Ttm {
             }
             BoImpl victim = victim(bo, visible);
             if (victim != null) {
-                evict(victim);
+                evict(victim, visible);
             } else if (!awaitRetiringVram()) {
                 return null;
             }
@@ -160,20 +171,33 @@ final class Ttm {
         return false;
     }
 
-    /** The least recently used object that may leave VRAM for host memory ({@code ttm_lru_walk}). */
+    /**
+     * The least recently used object that may leave VRAM for host memory ({@code ttm_lru_walk}); an exported one only
+     * if its reservation is free to take ({@code dma_resv_trylock} in {@code ttm_bo_evict_swapout_allowable}), and
+     * then with that lock held for its move; an object pinned for a peer-to-peer importer is pinned, so never a victim.
+     */
     private BoImpl victim(BoImpl forWhom, boolean visible) {
         for (BoImpl b : lru) {
-            if (b != forWhom && b.pins == 0 && b.allowed.contains(Placement.HOST) && (!visible || b.backing.cpuVisible())) {
+            if (b != forWhom && b.pins == 0 && b.allowed.contains(Placement.HOST) && (!visible || b.backing.cpuVisible())
+                    && (b.exported == null || b.resv.tryLock())) {
                 return b;
             }
         }
         return null;
     }
 
-    private void evict(BoImpl victim) {
+    private void evict(BoImpl victim, boolean visible) {
         Backing old = victim.backing;
-        HostPages to = HostPages.allocate(mem, dma, victim.size);
-        Fence f = move(victim, to, "evicted");
+        Fence f;
+        if (victim.exported != null) {
+            try {
+                f = prime.evict(victim);
+            } finally {
+                victim.resv.unlock();
+            }
+        } else {
+            f = move(victim, HostPages.allocate(mem, dma, victim.size), "evicted", victim.resv.fences(ResvUsage.BOOKKEEP), null);
+        }
         await(f, victim, "eviction");
         free(old, f);
     }
@@ -183,10 +207,18 @@ final class Ttm {
      * at KERNEL usage, the old backing freed when it signals.
      */
     Fence move(BoImpl bo, Backing to, String why) {
+        return move(bo, to, why, bo.resv.fences(ResvUsage.BOOKKEEP), null);
+    }
+
+    /**
+     * {@link #move} after {@code after} (the object's fences and whatever its exporter adds), running {@code retire}
+     * (if not null) just before the old backing is freed.
+     */
+    Fence move(BoImpl bo, Backing to, String why, List<Fence> after, Runnable retire) {
         Backing from = bo.backing;
         Fence f;
         try {
-            f = provider.move(new BoMove(bo.name, bo.size, from.runs(), to.runs(), bo.resv.fences(ResvUsage.BOOKKEEP)));
+            f = provider.move(new BoMove(bo.name, bo.size, from.runs(), to.runs(), after));
             addKernelFence(bo, f);
         } catch (RuntimeException e) {
             to.free();
@@ -196,6 +228,9 @@ final class Ttm {
         lru.remove(bo);
         touch(bo);
         tracer.emit(TraceKind.MIGRATE, device, -1, bo.size, bo.name + " " + why + ": " + from + " -> " + to + " behind " + f);
+        if (retire != null) {
+            beforeFree.put(from, retire);
+        }
         retire(from, f, bo.name);
         for (VmImpl.Mapping m : bo.mappings) {
             m.vm().evicted.add(bo);
@@ -214,6 +249,9 @@ final class Ttm {
         }
         if (bo.pins > 0) {
             return false;
+        }
+        if (bo.exported != null) {
+            return prime.move(bo, p);
         }
         Backing to = allocate(bo, p, evict);
         if (to == null) {
@@ -261,6 +299,10 @@ final class Ttm {
      * back (the backing's free is idempotent and synchronised, so a reaper racing the callback waits for it).
      */
     private void free(Backing old, Fence f) {
+        Runnable hook = beforeFree.remove(old);
+        if (hook != null) {
+            hook.run();
+        }
         old.free();
         if (retiring.remove(old, f)) {
             f.error().ifPresent(e -> LOG.error("{}: {} finished with {}; {} freed all the same", device, f, e, old));
@@ -289,13 +331,26 @@ final class Ttm {
         }
     }
 
+    /** Adds {@code f} at KERNEL usage, taking the reservation lock unless this thread holds it (an exporter's move). */
     private void addKernelFence(BoImpl bo, Fence f) {
-        bo.resv.lock();
+        boolean held = bo.resv.isHeldByCurrentThread();
+        if (!held) {
+            bo.resv.lock();
+        }
         try {
             bo.resv.reserveFences(1);
             bo.resv.addFence(f, ResvUsage.KERNEL);
         } finally {
-            bo.resv.unlock();
+            if (!held) {
+                bo.resv.unlock();
+            }
+        }
+    }
+
+    /** Drops one reference of {@code bo} (a handle, a VM mapping, an export); the last one releases it. */
+    void unref(BoImpl bo) {
+        if (--bo.refs == 0) {
+            release(bo);
         }
     }
 
