@@ -13,8 +13,9 @@ import java.util.List;
 /**
  * The memory behind one buffer a {@link P2pExporter} exports, as a GPU driver's memory manager holds it (a TTM
  * buffer object's {@code ttm_resource}): a range of the exporting function's VRAM BAR or host pages, a move between
- * the two that returns its fence, CPU access, and the end of the exporter's hold. The exporter calls every method
- * with the buffer's reservation lock held, except {@link #release}; it has checked its own pins before a move.
+ * the two that returns its fence, CPU access, and the end of the exporter's hold. The exporter calls the methods
+ * with the buffer's reservation lock held, except {@link #location} for a placement query and {@link #release}; it
+ * has checked its own pins before a move. A backing takes its own locks after the reservation lock, never before.
  */
 @ConsumerType
 public interface ExportBacking {
@@ -86,8 +87,9 @@ public interface ExportBacking {
     void write(long offset, MemorySegment src);
 
     /**
-     * The exporter's hold ends (the dma-buf was revoked once its fences signalled, or released): free the memory, or
-     * drop the reference the export held. Called once, without the reservation lock.
+     * The exporter's hold ends (the dma-buf was revoked or released, and every fence of its reservation signalled):
+     * free the memory, or drop the reference the export held. Called once: from a fence callback, or with the
+     * reservation lock held when no fence was pending.
      */
     void release();
 }

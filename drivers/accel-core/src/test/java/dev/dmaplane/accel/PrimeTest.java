@@ -17,6 +17,7 @@ import dev.dmaplane.fence.ResvUsage;
 import dev.dmaplane.p2pdma.P2pDma;
 import dev.dmaplane.pci.Bar;
 import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.testing.Blocked;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -290,6 +291,44 @@ class PrimeTest {
             ctx.vmUnbind(VA, SIZE);
             ctx.closeBo(h);
         }
+        buf.put();
+    }
+
+    /**
+     * Lock order between an import's free (placement lock, then the exporter's reservation for the unmap and detach)
+     * and the exporter's move (its reservation, then {@code move_notify} into the importer): as
+     * {@code amdgpu_dma_buf_move_notify} only tries the VM's lock, the importer's move_notify must not wait for the
+     * placement lock. Forced interleaving: the free waits for the reservation the test holds, then the test moves.
+     */
+    @Test
+    void aForeignMoveWhileTheImportIsFreedDoesNotDeadlock() throws Exception {
+        VramExporter foreign = new VramExporter(bufs, P2pDma.of(rig.machine), peer, 2, VramExporter.Policy.MIGRATE_TO_HOST);
+        DmaBuf buf = foreign.allocate(SIZE);
+        AccelContext ctx = rig.device.open();
+        int h = ctx.primeImport(buf);
+        Blocked.Call<Void> close;
+        buf.resv().lock();
+        try {
+            close = Blocked.run("close import", () -> ctx.closeBo(h))
+                    .awaitBlockedIn("dev.dmaplane.fence.impl.WwLockCore.lock", "dev.dmaplane.accel.impl.ImportedPages.free");
+            Blocked.Call<Fence> move = Blocked.start("foreign move", () -> {
+                buf.resv().lock();
+                try {
+                    return foreign.migrate(buf, VramExporter.Target.VRAM, "test: move during the free");
+                } finally {
+                    buf.resv().unlock();
+                }
+            });
+            buf.resv().unlock();
+            assertTrue(move.get().await(Duration.ofSeconds(10)), "the move went through");
+        } finally {
+            if (buf.resv().isHeldByCurrentThread()) {
+                buf.resv().unlock();
+            }
+        }
+        close.get();
+        assertTrue(buf.attachments().isEmpty(), "the import detached");
+        ctx.close();
         buf.put();
     }
 

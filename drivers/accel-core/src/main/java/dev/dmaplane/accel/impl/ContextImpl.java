@@ -17,6 +17,7 @@ import dev.dmaplane.resource.UContext;
 import java.lang.foreign.MemorySegment;
 import java.util.EnumSet;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -253,16 +254,21 @@ final class ContextImpl implements AccelContext {
     }
 
     /**
-     * {@code amdgpu_dma_buf_move_notify}: the exporter moves the imported buffer, so every GPU VM range bound to it is
-     * unmapped now and mapped again on the next validate.
+     * {@code amdgpu_dma_buf_move_notify}: the exporter moves the imported buffer (its reservation lock held), so every
+     * GPU VM range bound to it is unmapped now and mapped again on the next validate. The placement lock is only
+     * tried, as amdgpu only tries the VM's reservation there: a thread holding it may be waiting for the exporter's
+     * reservation (freeing an import), and the object is marked invalidated either way, so the next validate remaps it
+     * and until then the retired mapping cuts the GPU off the old place.
      */
     private void invalidated(BoImpl bo) {
         if (bo == null) {
             return;
         }
-        ttm.lock.lock();
+        ((ImportedPages) bo.backing).invalidate();
+        if (!ttm.lock.tryLock()) {
+            return;
+        }
         try {
-            ((ImportedPages) bo.backing).invalidate();
             for (VmImpl.Mapping m : bo.mappings) {
                 m.vm().ops.unmap(m.va(), m.length());
                 m.vm().evicted.add(bo);
@@ -474,10 +480,15 @@ final class ContextImpl implements AccelContext {
     @Override
     public void vmValidate() {
         try (UContext.Call ignored = uctx.enter()) {
-            List<BoImpl> evicted;
+            Set<BoImpl> evicted = new LinkedHashSet<>();
             ttm.lock.lock();
             try {
-                evicted = List.copyOf(vm.evicted);
+                evicted.addAll(vm.evicted);
+                for (VmImpl.Mapping m : vm.mappings.values()) {
+                    if (m.bo().backing instanceof ImportedPages ip && ip.isInvalidated()) {
+                        evicted.add(m.bo());
+                    }
+                }
             } finally {
                 ttm.lock.unlock();
             }
@@ -485,7 +496,11 @@ final class ContextImpl implements AccelContext {
             ttm.lock.lock();
             try {
                 ttm.reap();
-                for (BoImpl bo : Set.copyOf(vm.evicted)) {
+                evicted.addAll(vm.evicted);
+                for (BoImpl bo : evicted) {
+                    if (bo.freed) {
+                        continue;
+                    }
                     ttm.moveTo(bo, bo.preferred, true);
                     remap(bo);
                 }
