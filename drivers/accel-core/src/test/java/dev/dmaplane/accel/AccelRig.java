@@ -11,6 +11,7 @@ import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.List;
+import java.util.function.UnaryOperator;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -35,7 +36,13 @@ final class AccelRig implements AutoCloseable {
 
     /** The machine of the test resource {@code file} with the test provider on the function {@code bdf}. */
     AccelRig(String file, String bdf) {
-        machine = Machine.boot(TopologyLoader.load(text(file), TopologyLoader.Format.YAML), Machine.Options.DEFAULT.withClassPathModels(false));
+        this(file, bdf, UnaryOperator.identity());
+    }
+
+    /** As {@link #AccelRig(String, String)}, the machine file's text changed by {@code edit} first. */
+    AccelRig(String file, String bdf, UnaryOperator<String> edit) {
+        machine = Machine.boot(TopologyLoader.load(edit.apply(text(file)), TopologyLoader.Format.YAML),
+                Machine.Options.DEFAULT.withClassPathModels(false));
         fn = machine.pci().function(bdf);
         provider = new TestAccelProvider(fn, 2, VRAM);
         core = AccelCore.of(machine);

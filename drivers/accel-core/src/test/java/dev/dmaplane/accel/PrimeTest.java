@@ -205,6 +205,34 @@ class PrimeTest {
         }
     }
 
+    /** With the host bridge on p2pdma's whitelist the far endpoint maps the VRAM through it, as THRU_HOST_BRIDGE. */
+    @Test
+    void withTheHostBridgeWhitelistedTheFarEndpointMapsThroughIt() throws InterruptedException {
+        try (AccelRig whitelisted = new AccelRig("accel-p2p.yaml", "0000:03:00.0",
+                text -> text.replace("p2pAllowed: false", "p2pAllowed: true"))) {
+            PciFunction far2 = whitelisted.machine.pci().function("0000:05:00.0");
+            far2.setMaster(true);
+            far2.dma().setDmaMask(-1L);
+            try (AccelContext ctx = whitelisted.device.open()) {
+                int h = ctx.createBo(SIZE, Placement.VISIBLE_VRAM, EnumSet.allOf(Placement.class));
+                assertTrue(ctx.reservation(h).await(ResvUsage.KERNEL, Duration.ofSeconds(10)));
+                ctx.write(h, 0, MemorySegment.ofArray(pattern(SIZE, 15)));
+                DmaBuf buf = ctx.primeExport(h);
+                Attachment a = buf.attach(far2, new Importer(true, x -> { }));
+                assertTrue(a.peer2peer());
+                DmaBufMapping m = locked(buf, () -> buf.map(a, DmaDirection.BIDIRECTIONAL));
+                long iova = m.segments().getFirst().dmaAddress();
+                Bar bar = whitelisted.fn.bar(2).orElseThrow();
+                assertFalse(iova >= bar.address() && iova < bar.address() + bar.size(), "an IOVA, not the bus address");
+                assertEquals(Placement.VISIBLE_VRAM, ctx.info(h).placement(), "the object stays in VRAM");
+                assertArrayEquals(pattern(SIZE, 15), deviceRead(far2, m));
+                lockedRun(buf, () -> buf.unmap(m));
+                buf.detach(a);
+                buf.put();
+            }
+        }
+    }
+
     @Test
     void selfImportGivesTheSameObjectAndTheSameHandle() {
         try (AccelContext ctx = rig.device.open(); AccelContext other = rig.device.open()) {
