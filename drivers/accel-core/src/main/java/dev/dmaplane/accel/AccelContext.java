@@ -1,10 +1,16 @@
 package dev.dmaplane.accel;
 
+import dev.dmaplane.accel.sched.SchedPriority;
+import dev.dmaplane.accel.sync.SyncFile;
+import dev.dmaplane.accel.sync.SyncObj;
 import dev.dmaplane.dmabuf.DmaBuf;
+import dev.dmaplane.fence.Fence;
 import dev.dmaplane.fence.Reservation;
 import org.osgi.annotation.versioning.ProviderType;
 
 import java.lang.foreign.MemorySegment;
+import java.time.Duration;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 
@@ -128,7 +134,85 @@ public interface AccelContext extends AutoCloseable {
     /** Rewrites the page tables of every mapping whose object moved ({@code drm_gpuvm_validate}). */
     void vmValidate();
 
-    /** DRM fdinfo keys ({@code Documentation/gpu/drm-usage-stats.rst}): {@code drm-driver}, {@code drm-total-*}, ... */
+    /** The objects of the handle table, by handle (placement queries for every object, as a listing shows them). */
+    List<BoInfo> objects();
+
+    /**
+     * Submits a job ({@code DRM_IOCTL_AMDGPU_CS}, {@code DRM_IOCTL_XE_EXEC} on drm_sched): every object is
+     * validated (moved home if evicted, its VM page tables rewritten), the job waits for the objects' fences
+     * (implicit: a write for readers and writers, a read for writers and moves), for the explicit in-fences and
+     * for the sync-object points, and its finished fence goes on each object's reservation at WRITE or READ
+     * usage and into each signal sync object. A refused submission changes nothing.
+     *
+     * @return the job's finished fence; it carries {@code EFAULT} for a GPU page fault (the context is then
+     *         banned), {@code ETIME} for a hung job (banned too), {@code ECANCELED} for a job cancelled by
+     *         context close or device removal
+     * @throws dev.dmaplane.errno.ErrnoException {@code ECANCELED} on a banned context; {@code EINVAL} for an
+     *                                           engine out of range, no commands, commands the provider refuses,
+     *                                           a wait point not submitted without WAIT_FOR_SUBMIT, a signal point
+     *                                           not after the last; {@code ENOENT} for an unknown object or
+     *                                           sync-object handle; {@code ETIME} when a WAIT_FOR_SUBMIT point is
+     *                                           not submitted within 5 s
+     */
+    Fence submit(Submission submission);
+
+    /**
+     * The scheduling priority of this context's jobs ({@code AMDGPU_CTX_PRIORITY_*}, default
+     * {@link SchedPriority#NORMAL}).
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for {@link SchedPriority#KERNEL} (the driver's) or
+     *                                           null; {@code EBUSY} once a job was submitted
+     */
+    void setPriority(SchedPriority priority);
+
+    /** {@code DRM_IOCTL_SYNCOBJ_CREATE}: a new sync-object handle; flags {@link SyncObj#CREATE_SIGNALED} only. */
+    int syncObjCreate(int flags);
+
+    /** {@code DRM_IOCTL_SYNCOBJ_DESTROY}; {@code EINVAL} for an unknown handle, as {@code drm_syncobj_destroy}. */
+    void syncObjDestroy(int handle);
+
+    /**
+     * {@code DRM_IOCTL_SYNCOBJ_TIMELINE_WAIT} (points of 0: {@code DRM_IOCTL_SYNCOBJ_WAIT}): see
+     * {@link dev.dmaplane.accel.sync.SyncObjWait#timelineWait}; {@code ETIME} when the timeout passes,
+     * {@code ENOENT} for an unknown handle.
+     *
+     * @return the index of the first object found signalled
+     */
+    int syncObjWait(int[] handles, long[] points, int flags, Duration timeout);
+
+    /** {@code DRM_IOCTL_SYNCOBJ_TIMELINE_SIGNAL} of {@code point}, or {@code DRM_IOCTL_SYNCOBJ_SIGNAL} for 0. */
+    void syncObjSignal(int handle, long point);
+
+    /** {@code DRM_IOCTL_SYNCOBJ_RESET}: the object holds no fence. */
+    void syncObjReset(int handle);
+
+    /** {@code DRM_IOCTL_SYNCOBJ_QUERY}: the last signalled point, or the last submitted with QUERY_LAST_SUBMITTED. */
+    long syncObjQuery(int handle, int flags);
+
+    /** {@code DRM_IOCTL_SYNCOBJ_TRANSFER}: the fence of {@code srcPoint} of {@code src} becomes {@code dstPoint} of {@code dst}. */
+    void syncObjTransfer(int src, long srcPoint, int dst, long dstPoint, int flags);
+
+    /**
+     * {@code DRM_IOCTL_SYNCOBJ_HANDLE_TO_FD} with {@code EXPORT_SYNC_FILE}: a sync file of the fence of
+     * {@code point}; {@code EINVAL} when nothing was submitted for it.
+     */
+    SyncFile syncObjExportSyncFile(int handle, long point);
+
+    /** {@code DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE} with {@code IMPORT_SYNC_FILE}: the file's fence becomes {@code point} (0: the fence). */
+    void syncObjImportSyncFile(int handle, long point, SyncFile file);
+
+    /** {@code DRM_IOCTL_SYNCOBJ_HANDLE_TO_FD}: the sync object itself, to share with another context. */
+    SyncObj syncObjExport(int handle);
+
+    /** {@code DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE}: a handle in this context for a shared sync object. */
+    int syncObjImport(SyncObj obj);
+
+    /**
+     * DRM fdinfo keys ({@code Documentation/gpu/drm-usage-stats.rst}): {@code drm-driver}, {@code drm-client-id},
+     * {@code drm-engine-<engine>} (busy nanoseconds, summed from each job's scheduled to finished times),
+     * {@code drm-total-*}, {@code drm-resident-*} and {@code drm-active-*} for the regions {@code vram} and
+     * {@code system}.
+     */
     Map<String, String> fdinfo();
 
     /** Closes the context: every handle dropped, the VM destroyed ({@code drm_file_free}). Idempotent. */

@@ -29,6 +29,9 @@ public interface AccelDevice {
      */
     AccelContext open();
 
+    /** The contexts open on the device, oldest first. */
+    List<AccelContext> contexts();
+
     /** Sets the per-context limits; each context keeps those in force when it was opened. */
     void setLimits(AccelLimits limits);
 

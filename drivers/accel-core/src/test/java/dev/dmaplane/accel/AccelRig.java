@@ -25,6 +25,7 @@ final class AccelRig implements AutoCloseable {
 
     final Machine machine;
     final PciFunction fn;
+    final TestGpu gpu;
     final TestAccelProvider provider;
     final AccelCore core;
     final AccelDeviceHandle handle;
@@ -34,6 +35,11 @@ final class AccelRig implements AutoCloseable {
         this("accel-test.yaml", "0000:01:00.0");
     }
 
+    /** With the test provider's job timeout {@code jobTimeout}. */
+    AccelRig(Duration jobTimeout) {
+        this("accel-test.yaml", "0000:01:00.0", UnaryOperator.identity(), jobTimeout);
+    }
+
     /** The machine of the test resource {@code file} with the test provider on the function {@code bdf}. */
     AccelRig(String file, String bdf) {
         this(file, bdf, UnaryOperator.identity());
@@ -41,10 +47,15 @@ final class AccelRig implements AutoCloseable {
 
     /** As {@link #AccelRig(String, String)}, the machine file's text changed by {@code edit} first. */
     AccelRig(String file, String bdf, UnaryOperator<String> edit) {
+        this(file, bdf, edit, Duration.ofSeconds(10));
+    }
+
+    private AccelRig(String file, String bdf, UnaryOperator<String> edit, Duration jobTimeout) {
         machine = Machine.boot(TopologyLoader.load(edit.apply(text(file)), TopologyLoader.Format.YAML),
                 Machine.Options.DEFAULT.withClassPathModels(false));
         fn = machine.pci().function(bdf);
-        provider = new TestAccelProvider(fn, 2, VRAM);
+        gpu = new TestGpu(fn, 2, VRAM);
+        provider = new TestAccelProvider(fn, gpu, 2, VRAM, jobTimeout);
         core = AccelCore.of(machine);
         handle = core.register(provider);
         device = core.device(handle.name()).orElseThrow();
@@ -69,9 +80,10 @@ final class AccelRig implements AutoCloseable {
 
     @Override
     public void close() throws InterruptedException {
-        provider.release();
+        gpu.release();
         handle.unregister();
         provider.close();
+        gpu.close();
         machine.close();
     }
 }

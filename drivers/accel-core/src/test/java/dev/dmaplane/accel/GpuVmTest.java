@@ -38,16 +38,16 @@ class GpuVmTest {
     }
 
     private TreeMap<Long, Long> pageTable(AccelContext ctx) {
-        return rig.provider.pageTables.get(rig.device.name() + " ctx " + ctx.id());
+        return rig.gpu.pageTables.get(rig.device.name() + " ctx " + ctx.id());
     }
 
     /** What the copy engine reads at {@code va} through the page table: host pages through the IOMMU. */
     private byte[] gpuRead(AccelContext ctx, long va, int size) {
         byte[] out = new byte[size];
-        for (int at = 0; at < size; at += (int) TestAccelProvider.PAGE) {
+        for (int at = 0; at < size; at += (int) TestGpu.PAGE) {
             long pte = pageTable(ctx).get(va + at);
-            MemorySegment dst = MemorySegment.ofArray(out).asSlice(at, Math.min(TestAccelProvider.PAGE, size - at));
-            rig.provider.transfer(List.of(new GpuRun(Aperture.of(pte), pte & ~Aperture.SYSTEM_BIT, dst.byteSize())), dst, false);
+            MemorySegment dst = MemorySegment.ofArray(out).asSlice(at, Math.min(TestGpu.PAGE, size - at));
+            rig.gpu.transfer(List.of(new GpuRun(Aperture.of(pte), pte & ~Aperture.SYSTEM_BIT, dst.byteSize())), dst, false);
         }
         return out;
     }

@@ -96,7 +96,7 @@ class PlacementTest {
             long frames = rig.machine.memory().allocatedFrames();
             int mappings = rig.machine.activeDmaMappings();
 
-            rig.provider.hold();
+            rig.gpu.hold();
             a.validate(h);
             List<ResvFence> entries = a.reservation(h).entries();
             ResvFence move = entries.getLast();
@@ -106,7 +106,7 @@ class PlacementTest {
             assertEquals(frames, rig.machine.memory().allocatedFrames(), "host pages kept while the copy is pending");
             assertEquals(mappings, rig.machine.activeDmaMappings(), "and still mapped for the GPU");
 
-            rig.provider.release();
+            rig.gpu.release();
             Fence f = move.fence();
             assertTrue(f.await(Duration.ofSeconds(10)));
             a.info(h);

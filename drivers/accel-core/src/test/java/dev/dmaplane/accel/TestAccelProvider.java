@@ -1,76 +1,51 @@
 package dev.dmaplane.accel;
 
+import dev.dmaplane.accel.sched.SchedBackend;
+import dev.dmaplane.accel.sched.SchedJob;
+import dev.dmaplane.accel.sched.Scheduler;
+import dev.dmaplane.accel.sched.SchedulerConfig;
+import dev.dmaplane.accel.sched.TimeoutStatus;
 import dev.dmaplane.accel.spi.AccelProvider;
-import dev.dmaplane.accel.spi.Aperture;
 import dev.dmaplane.accel.spi.BoMove;
 import dev.dmaplane.accel.spi.EngineInfo;
+import dev.dmaplane.accel.spi.GpuJob;
 import dev.dmaplane.accel.spi.GpuRun;
 import dev.dmaplane.accel.spi.GpuVmOps;
 import dev.dmaplane.accel.spi.VramInfo;
 import dev.dmaplane.device.Device;
 import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fence.Fence;
-import dev.dmaplane.fence.FenceContext;
-import dev.dmaplane.fence.Fences;
-import dev.dmaplane.pci.Bar;
 import dev.dmaplane.pci.PciFunction;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.time.Duration;
 import java.util.List;
-import java.util.Map;
 import java.util.TreeMap;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * The smallest accelerator driver the core accepts (issue 12's proof that the core is reusable): VRAM is the
- * function's memory BAR for the visible window and a private buffer beyond it, a move or clear is a CPU copy on
- * one "copy engine" thread (host pages through the function's bus master, so the IOMMU checks every access)
- * signalled with a fence, and a GPU VM's page table is a map from page to (aperture, address).
+ * The smallest accelerator driver the core accepts (issue 12's proof that the core is reusable), on the hardware
+ * of {@link TestGpu}: a move or clear is a copy on its engine signalled with a fence, a GPU VM's page table maps
+ * pages to (aperture, address), and jobs come through one drm_sched scheduler onto the same engine: copy and fill
+ * through the VM (an unmapped page faults: EFAULT) and one kernel, {@code nop()}. A job timeout resets the engine
+ * as {@code sched_main.c} documents, so the hung job ends with ETIME.
  */
-final class TestAccelProvider implements AccelProvider, AutoCloseable {
-    private static final Logger LOG = LoggerFactory.getLogger(TestAccelProvider.class);
-    static final long PAGE = 4096;
-
+final class TestAccelProvider implements AccelProvider, SchedBackend, AutoCloseable {
     private final PciFunction fn;
+    private final TestGpu gpu;
     private final VramInfo vram;
-    private final Bar.Memory window;
-    private final Arena arena = Arena.ofShared();
-    private final MemorySegment beyond;
-    private final FenceContext fences;
-    private final ExecutorService engine;
-    private volatile CountDownLatch gate = new CountDownLatch(0);
+    private final Scheduler scheduler;
     final AtomicInteger moves = new AtomicInteger();
     volatile BoMove lastMove;
-    /** Page tables by VM name: page VA -> the GPU address (aperture-tagged) it maps to. */
-    final Map<String, TreeMap<Long, Long>> pageTables = new ConcurrentHashMap<>();
 
-    TestAccelProvider(PciFunction fn, int bar, long totalSize) {
+    TestAccelProvider(PciFunction fn, TestGpu gpu, int bar, long totalSize, Duration jobTimeout) {
         this.fn = fn;
-        Bar b = fn.bar(bar).orElseThrow();
-        this.vram = new VramInfo(fn, bar, totalSize, b.size());
-        this.window = b.memory();
-        this.beyond = arena.allocate(Math.max(1, vram.invisibleSize()));
-        this.fences = FenceContext.allocate("testaccel", fn.bdf() + " copy");
-        this.engine = Executors.newSingleThreadExecutor(r -> new Thread(r, "testaccel-copy-" + fn.bdf()));
-        fn.setMaster(true);
-    }
-
-    /** Holds every later move and clear until {@link #release()}. */
-    void hold() {
-        gate = new CountDownLatch(1);
-    }
-
-    void release() {
-        gate.countDown();
+        this.gpu = gpu;
+        this.vram = new VramInfo(fn, bar, totalSize, fn.bar(bar).orElseThrow().size());
+        this.scheduler = Scheduler.create(new SchedulerConfig("testaccel-" + fn.bdf(), 4, jobTimeout), this, null);
     }
 
     @Override
@@ -93,108 +68,107 @@ final class TestAccelProvider implements AccelProvider, AutoCloseable {
         return List.of(new EngineInfo("copy0", EngineInfo.EngineClass.COPY));
     }
 
-    @Override
-    public GpuVmOps createVm(String name) {
-        TreeMap<Long, Long> pt = new TreeMap<>();
-        pageTables.put(name, pt);
-        return new GpuVmOps() {
-            @Override
-            public void map(long va, List<GpuRun> runs, boolean writable) {
-                synchronized (pt) {
-                    long at = va;
-                    for (GpuRun r : runs) {
-                        for (long o = 0; o < r.length(); o += PAGE, at += PAGE) {
-                            pt.put(at, r.aperture().encode(r.address() + o));
-                        }
+    /** A VM: PTEs written into the hardware's page table of that name. */
+    private record Vm(String name, TreeMap<Long, Long> pt, TestGpu gpu) implements GpuVmOps {
+        @Override
+        public void map(long va, List<GpuRun> runs, boolean writable) {
+            synchronized (pt) {
+                long at = va;
+                for (GpuRun r : runs) {
+                    for (long o = 0; o < r.length(); o += TestGpu.PAGE, at += TestGpu.PAGE) {
+                        pt.put(at, r.aperture().encode(r.address() + o));
                     }
                 }
             }
+        }
 
-            @Override
-            public void unmap(long va, long length) {
-                synchronized (pt) {
-                    pt.subMap(va, va + length).clear();
+        @Override
+        public void unmap(long va, long length) {
+            synchronized (pt) {
+                pt.subMap(va, va + length).clear();
+            }
+        }
+
+        @Override
+        public void destroy() {
+            gpu.pageTables.remove(name);
+        }
+    }
+
+    @Override
+    public GpuVmOps createVm(String name) {
+        TreeMap<Long, Long> pt = new TreeMap<>();
+        gpu.pageTables.put(name, pt);
+        return new Vm(name, pt, gpu);
+    }
+
+    @Override
+    public Scheduler scheduler(int engine) {
+        return scheduler;
+    }
+
+    @Override
+    public void checkJob(int engine, List<Command> commands) {
+        for (Command c : commands) {
+            ErrnoException.check(!(c instanceof Command.Launch l) || l.kernel().equals("nop") && l.args().isEmpty(),
+                    Errno.EINVAL, "testaccel runs only the kernel nop(), not " + c);
+        }
+    }
+
+    @Override
+    public Fence runJob(SchedJob job) {
+        GpuJob j = (GpuJob) job.payload();
+        String vm = ((Vm) j.vm()).name();
+        return gpu.run(List.of(), () -> j.commands().forEach(c -> execute(vm, c)));
+    }
+
+    private void execute(String vm, Command c) {
+        switch (c) {
+            case Command.Copy k -> {
+                MemorySegment bytes = MemorySegment.ofArray(new byte[(int) k.length()]);
+                gpu.transfer(gpu.translate(vm, k.src(), k.length()), bytes, false);
+                gpu.transfer(gpu.translate(vm, k.dst(), k.length()), bytes, true);
+            }
+            case Command.Fill f -> {
+                ByteBuffer b = ByteBuffer.allocate((int) f.length()).order(ByteOrder.LITTLE_ENDIAN);
+                while (b.hasRemaining()) {
+                    b.putInt(f.pattern());
                 }
+                gpu.transfer(gpu.translate(vm, f.dst(), f.length()), MemorySegment.ofArray(b.array()), true);
             }
+            case Command.Launch l -> {
+            }
+        }
+    }
 
-            @Override
-            public void destroy() {
-                pageTables.remove(name);
-            }
-        };
+    /** An engine reset as sched_main.c documents it: stop with the bad job, start; the hung job ends with ETIME. */
+    @Override
+    public TimeoutStatus timedOutJob(SchedJob job) {
+        scheduler.stop(job);
+        scheduler.start();
+        return TimeoutStatus.RESET;
     }
 
     @Override
     public Fence move(BoMove move) {
         moves.incrementAndGet();
         lastMove = move;
-        return run(move.dependencies(), () -> {
+        return gpu.run(move.dependencies(), () -> {
             MemorySegment bytes = MemorySegment.ofArray(new byte[(int) move.size()]);
-            transfer(move.from(), bytes, false);
-            transfer(move.to(), bytes, true);
+            gpu.transfer(move.from(), bytes, false);
+            gpu.transfer(move.to(), bytes, true);
         });
     }
 
     @Override
     public Fence clear(String bo, List<GpuRun> runs) {
         long size = runs.stream().mapToLong(GpuRun::length).sum();
-        return run(List.of(), () -> transfer(runs, MemorySegment.ofArray(new byte[(int) size]), true));
+        return gpu.run(List.of(), () -> gpu.transfer(runs, MemorySegment.ofArray(new byte[(int) size]), true));
     }
 
-    private Fence run(List<Fence> after, Runnable copy) {
-        Fence f = fences.createFence();
-        CountDownLatch g = gate;
-        engine.execute(() -> {
-            try {
-                if (!Fences.awaitAll(after, Duration.ofSeconds(10)) || !g.await(10, TimeUnit.SECONDS)) {
-                    f.setError(Errno.ETIME);
-                } else {
-                    copy.run();
-                }
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                f.setError(Errno.EINTR);
-            } catch (RuntimeException e) {
-                LOG.error("{}: copy failed", fn.bdf(), e);
-                f.setError(Errno.EIO);
-            }
-            f.signal();
-        });
-        return f;
-    }
-
-    /** Copies between {@code bytes} and the runs, in order, as the copy engine would. */
-    void transfer(List<GpuRun> runs, MemorySegment bytes, boolean toRuns) {
-        long at = 0;
-        for (GpuRun r : runs) {
-            MemorySegment part = bytes.asSlice(at, r.length());
-            if (r.aperture() == Aperture.SYSTEM) {
-                if (toRuns) {
-                    fn.dma().busMaster().write(r.address(), part);
-                } else {
-                    fn.dma().busMaster().read(r.address(), part);
-                }
-            } else if (r.address() < vram.visibleSize()) {
-                if (toRuns) {
-                    window.write(r.address(), part);
-                } else {
-                    window.read(r.address(), part);
-                }
-            } else {
-                MemorySegment v = beyond.asSlice(r.address() - vram.visibleSize(), r.length());
-                (toRuns ? v : part).copyFrom(toRuns ? part : v);
-            }
-            at += r.length();
-        }
-    }
-
+    /** The driver's remove after unregistering: the scheduler finished, every job on it cancelled. */
     @Override
-    public void close() throws InterruptedException {
-        gate.countDown();
-        engine.shutdown();
-        if (!engine.awaitTermination(10, TimeUnit.SECONDS)) {
-            throw new IllegalStateException("copy engine of " + fn.bdf() + " did not stop");
-        }
-        arena.close();
+    public void close() {
+        scheduler.fini();
     }
 }

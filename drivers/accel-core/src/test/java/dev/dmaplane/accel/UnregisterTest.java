@@ -55,7 +55,7 @@ class UnregisterTest {
         assertEquals(List.of(), rig.machine.dmaDebug().reports(), "dma-debug");
         assertEquals(2 * MIB, P2pDma.of(rig.machine).memory(rig.fn).orElseThrow().available(), "the visible window");
         assertEquals(AccelRig.VRAM, rig.device.vramAvailable(), "all VRAM");
-        assertTrue(rig.provider.pageTables.isEmpty(), "every VM destroyed");
+        assertTrue(rig.gpu.pageTables.isEmpty(), "every VM destroyed");
         assertEquals(Errno.EIO, errno(() -> a.createBo(4096)));
         assertEquals(Errno.EIO, errno(() -> b.info(host)));
         assertEquals(Errno.ENODEV, errno(() -> rig.device.open()));

@@ -6,15 +6,24 @@ import dev.dmaplane.accel.AccelLimits;
 import dev.dmaplane.accel.BoInfo;
 import dev.dmaplane.accel.CreateFlag;
 import dev.dmaplane.accel.Placement;
+import dev.dmaplane.accel.Submission;
+import dev.dmaplane.accel.sched.SchedPriority;
+import dev.dmaplane.accel.spi.EngineInfo;
+import dev.dmaplane.accel.sync.SyncFile;
+import dev.dmaplane.accel.sync.SyncObj;
 import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.fence.Fence;
 import dev.dmaplane.fence.Reservation;
 import dev.dmaplane.fence.ResvUsage;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.resource.UContext;
 
 import java.lang.foreign.MemorySegment;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.EnumSet;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -23,11 +32,13 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Supplier;
 
 /**
  * One open context ({@code struct drm_file}) on a {@link UContext}: the GEM handles (the UContext's handle table,
  * mirrored here to answer {@code ENOENT} as {@code drm_gem_object_lookup} does), the byte and handle charges, and
- * the GPU VM. Every call runs inside {@link UContext#enter}, then under the device's {@link Ttm} lock.
+ * the GPU VM, the sync-object handles ({@link SyncObjTable}) and the submission path ({@link Submitter}). Every
+ * call runs inside {@link UContext#enter}, then under the device's {@link Ttm} lock where it touches placement.
  */
 final class ContextImpl implements AccelContext {
     private final DeviceImpl device;
@@ -36,6 +47,8 @@ final class ContextImpl implements AccelContext {
     private final VmImpl vm;
     private final Map<Integer, BoImpl> handles = new ConcurrentHashMap<>();
     private final AccelLimits limits;
+    private final SyncObjTable syncobjs;
+    private final Submitter submitter;
     /** Bytes and handles charged; guarded by the Ttm lock. */
     private long bytes;
     private int count;
@@ -46,6 +59,8 @@ final class ContextImpl implements AccelContext {
         this.ttm = ttm;
         this.uctx = uctx;
         this.limits = limits;
+        this.syncobjs = new SyncObjTable(device.name() + " ctx " + uctx.id());
+        this.submitter = new Submitter(this, device, ttm, device.tracer());
         this.vm = uctx.register(new VmImpl(this, device.provider().createVm(device.name() + " ctx " + uctx.id())));
     }
 
@@ -289,7 +304,7 @@ final class ContextImpl implements AccelContext {
         ttm.unref(bo);
     }
 
-    private BoImpl lookup(int handle) {
+    BoImpl lookup(int handle) {
         BoImpl bo = handles.get(handle);
         if (bo == null) {
             throw new ErrnoException(Errno.ENOENT, "no buffer object with handle " + handle + " in " + device.name() + " ctx " + id());
@@ -405,14 +420,18 @@ final class ContextImpl implements AccelContext {
             ttm.lock.lock();
             try {
                 ttm.reap();
-                BoImpl bo = lookup(handle);
-                ttm.moveTo(bo, bo.preferred, true);
-                ttm.touch(bo);
-                remap(bo);
+                validateLocked(lookup(handle));
             } finally {
                 ttm.lock.unlock();
             }
         }
+    }
+
+    /** {@code ttm_bo_validate} into the preferred placement, then the VM mappings rewritten; Ttm lock held. */
+    void validateLocked(BoImpl bo) {
+        ttm.moveTo(bo, bo.preferred, true);
+        ttm.touch(bo);
+        remap(bo);
     }
 
     @Override
@@ -480,33 +499,51 @@ final class ContextImpl implements AccelContext {
     @Override
     public void vmValidate() {
         try (UContext.Call ignored = uctx.enter()) {
-            Set<BoImpl> evicted = new LinkedHashSet<>();
-            ttm.lock.lock();
-            try {
-                evicted.addAll(vm.evicted);
-                for (VmImpl.Mapping m : vm.mappings.values()) {
-                    if (m.bo().backing instanceof ImportedPages ip && ip.isInvalidated()) {
-                        evicted.add(m.bo());
-                    }
-                }
-            } finally {
-                ttm.lock.unlock();
-            }
-            evicted.forEach(ContextImpl::remapImport);
+            Set<BoImpl> remapped = remapInvalidatedImports();
             ttm.lock.lock();
             try {
                 ttm.reap();
-                evicted.addAll(vm.evicted);
-                for (BoImpl bo : evicted) {
-                    if (bo.freed) {
-                        continue;
-                    }
-                    ttm.moveTo(bo, bo.preferred, true);
-                    remap(bo);
-                }
+                vmValidateLocked(remapped);
             } finally {
                 ttm.lock.unlock();
             }
+        }
+    }
+
+    /**
+     * Maps again, outside the device lock (the exporter's locks come first), every foreign import of the VM whose
+     * exporter moved it ({@code move_notify}); returns them with the VM's evicted objects, for {@link #vmValidateLocked}.
+     */
+    Set<BoImpl> remapInvalidatedImports() {
+        Set<BoImpl> evicted = new LinkedHashSet<>();
+        ttm.lock.lock();
+        try {
+            evicted.addAll(vm.evicted);
+            for (VmImpl.Mapping m : vm.mappings.values()) {
+                if (m.bo().backing instanceof ImportedPages ip && ip.isInvalidated()) {
+                    evicted.add(m.bo());
+                }
+            }
+        } finally {
+            ttm.lock.unlock();
+        }
+        evicted.forEach(ContextImpl::remapImport);
+        return evicted;
+    }
+
+    /**
+     * {@code drm_gpuvm_validate}, device lock held: every evicted object of the VM, and {@code remapped} (from
+     * {@link #remapInvalidatedImports}), moved home if it can be, its mappings rewritten.
+     */
+    void vmValidateLocked(Set<BoImpl> remapped) {
+        Set<BoImpl> evicted = new LinkedHashSet<>(remapped);
+        evicted.addAll(vm.evicted);
+        for (BoImpl bo : evicted) {
+            if (bo.freed) {
+                continue;
+            }
+            ttm.moveTo(bo, bo.preferred, true);
+            remap(bo);
         }
     }
 
@@ -524,8 +561,14 @@ final class ContextImpl implements AccelContext {
         }
     }
 
-    /** The VM goes last: every mapping dropped (freeing closed objects), then the page tables. */
+    /**
+     * The VM goes last ({@code drm_file_free}'s postclose): the context's queued jobs cancelled and its jobs on
+     * the hardware awaited (bounded), the sync-object handles dropped, every mapping dropped (freeing closed
+     * objects), then the page tables.
+     */
     void vmReleased(VmImpl released) {
+        submitter.teardown();
+        syncobjs.clear();
         ttm.lock.lock();
         try {
             for (VmImpl.Mapping m : List.copyOf(released.mappings.values())) {
@@ -534,6 +577,7 @@ final class ContextImpl implements AccelContext {
             released.ops.destroy();
         } finally {
             ttm.lock.unlock();
+            device.forget(this);
         }
     }
 
@@ -545,19 +589,30 @@ final class ContextImpl implements AccelContext {
                 Map<String, String> out = new LinkedHashMap<>();
                 out.put("drm-driver", device.driverName());
                 out.put("drm-client-id", Integer.toString(id()));
+                List<EngineInfo> engines = device.engines();
+                for (int i = 0; i < engines.size(); i++) {
+                    out.put("drm-engine-" + engines.get(i).name(), submitter.busyNanos(i) + " ns");
+                }
                 long vram = 0;
                 long host = 0;
+                long vramActive = 0;
+                long hostActive = 0;
                 for (BoImpl bo : handles.values()) {
+                    boolean active = !bo.resv.testSignaled(ResvUsage.BOOKKEEP);
                     if (bo.backing instanceof VramBacking) {
                         vram += bo.size;
+                        vramActive += active ? bo.size : 0;
                     } else {
                         host += bo.size;
+                        hostActive += active ? bo.size : 0;
                     }
                 }
                 out.put("drm-total-vram", vram / 1024 + " KiB");
                 out.put("drm-resident-vram", vram / 1024 + " KiB");
                 out.put("drm-total-system", host / 1024 + " KiB");
                 out.put("drm-resident-system", host / 1024 + " KiB");
+                out.put("drm-active-vram", vramActive / 1024 + " KiB");
+                out.put("drm-active-system", hostActive / 1024 + " KiB");
                 return out;
             } finally {
                 ttm.lock.unlock();
@@ -565,9 +620,135 @@ final class ContextImpl implements AccelContext {
         }
     }
 
+    @Override
+    public List<BoInfo> objects() {
+        try (UContext.Call ignored = uctx.enter()) {
+            ttm.lock.lock();
+            try {
+                ttm.reap();
+                List<BoImpl> all = new ArrayList<>(handles.values());
+                all.sort(Comparator.comparingInt(BoImpl::handle));
+                return all.stream().map(bo -> new BoInfo(bo.handle(), bo.size, bo.backing.placement(), bo.size,
+                        bo.pins > 0, bo.mappings.size())).toList();
+            } finally {
+                ttm.lock.unlock();
+            }
+        }
+    }
+
+    @Override
+    public Fence submit(Submission submission) {
+        try (UContext.Call ignored = uctx.enter()) {
+            return submitter.submit(submission, syncobjs);
+        }
+    }
+
+    @Override
+    public void setPriority(SchedPriority priority) {
+        call(() -> {
+            submitter.setPriority(priority);
+            return null;
+        });
+    }
+
+    @Override
+    public int syncObjCreate(int flags) {
+        return call(() -> syncobjs.create(flags));
+    }
+
+    @Override
+    public void syncObjDestroy(int handle) {
+        call(() -> {
+            syncobjs.destroy(handle);
+            return null;
+        });
+    }
+
+    @Override
+    public int syncObjWait(int[] handles, long[] points, int flags, Duration timeout) {
+        return call(() -> syncobjs.await(handles, points, flags, timeout));
+    }
+
+    @Override
+    public void syncObjSignal(int handle, long point) {
+        call(() -> {
+            syncobjs.signal(handle, point);
+            return null;
+        });
+    }
+
+    @Override
+    public void syncObjReset(int handle) {
+        call(() -> {
+            syncobjs.lookup(handle).reset();
+            return null;
+        });
+    }
+
+    @Override
+    public long syncObjQuery(int handle, int flags) {
+        return call(() -> syncobjs.lookup(handle).query(flags));
+    }
+
+    @Override
+    public void syncObjTransfer(int src, long srcPoint, int dst, long dstPoint, int flags) {
+        call(() -> {
+            syncobjs.transfer(src, srcPoint, dst, dstPoint, flags);
+            return null;
+        });
+    }
+
+    @Override
+    public SyncFile syncObjExportSyncFile(int handle, long point) {
+        return call(() -> syncobjs.exportSyncFile(handle, point));
+    }
+
+    @Override
+    public void syncObjImportSyncFile(int handle, long point, SyncFile file) {
+        call(() -> {
+            syncobjs.importSyncFile(handle, point, file);
+            return null;
+        });
+    }
+
+    @Override
+    public SyncObj syncObjExport(int handle) {
+        return call(() -> syncobjs.lookup(handle));
+    }
+
+    @Override
+    public int syncObjImport(SyncObj obj) {
+        return call(() -> syncobjs.install(obj));
+    }
+
+    /** Runs {@code body} inside {@link UContext#enter}. */
+    private <T> T call(Supplier<T> body) {
+        try (UContext.Call ignored = uctx.enter()) {
+            return body.get();
+        }
+    }
+
     /** Objects the handle table holds (for listings). */
     int handleCount() {
         return handles.size();
+    }
+
+    /** Sync-object handles (for listings). */
+    int syncObjCount() {
+        return syncobjs.size();
+    }
+
+    /** Why the context is banned, or null. */
+    String banned() {
+        return submitter.banned();
+    }
+
+    SchedPriority priority() {
+        return submitter.priority();
+    }
+
+    VmImpl vm() {
+        return vm;
     }
 
     @Override

@@ -22,6 +22,7 @@ import org.slf4j.LoggerFactory;
 
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.Objects;
 
 /**
@@ -43,6 +44,7 @@ final class DeviceImpl implements AccelDevice, AccelDeviceHandle {
     private final Ttm ttm;
     private final Prime prime;
     private final DeviceResources resources;
+    private final List<ContextImpl> contexts = new CopyOnWriteArrayList<>();
     private volatile AccelLimits limits = AccelLimits.UNLIMITED;
     private boolean unregistered;
 
@@ -65,6 +67,10 @@ final class DeviceImpl implements AccelDevice, AccelDeviceHandle {
         this.resources = new DeviceResources(name, tracer, ResourceLimits.UNLIMITED);
         tracer.emit(TraceKind.DEVICE_ADD, name, -1, vram.totalSize(), provider.driverName() + " on " + vram.function().bdf()
                 + String.format(": VRAM %#x bytes, %#x visible through BAR%d", vram.totalSize(), vram.visibleSize(), vram.bar()));
+    }
+
+    Tracer tracer() {
+        return tracer;
     }
 
     AccelProvider provider() {
@@ -110,11 +116,23 @@ final class DeviceImpl implements AccelDevice, AccelDeviceHandle {
     public AccelContext open() {
         UContext u = resources.open();
         try {
-            return new ContextImpl(this, ttm, u, limits);
+            ContextImpl c = new ContextImpl(this, ttm, u, limits);
+            contexts.add(c);
+            return c;
         } catch (RuntimeException e) {
             u.close();
             throw e;
         }
+    }
+
+    @Override
+    public List<AccelContext> contexts() {
+        return contexts.stream().filter(c -> c.uctx().state() == UContext.State.LIVE).map(c -> (AccelContext) c).toList();
+    }
+
+    /** A context's file is released: it leaves the listing. */
+    void forget(ContextImpl c) {
+        contexts.remove(c);
     }
 
     @Override

@@ -1,0 +1,239 @@
+package dev.dmaplane.accel.impl;
+
+import dev.dmaplane.accel.Submission;
+import dev.dmaplane.accel.sched.SchedEntity;
+import dev.dmaplane.accel.sched.SchedJob;
+import dev.dmaplane.accel.sched.SchedPriority;
+import dev.dmaplane.accel.spi.GpuJob;
+import dev.dmaplane.accel.sync.DrmExec;
+import dev.dmaplane.accel.sync.SyncObj;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.fence.Fence;
+import dev.dmaplane.fence.Fences;
+import dev.dmaplane.fence.ResvUsage;
+import dev.dmaplane.trace.TraceKind;
+import dev.dmaplane.trace.Tracer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.util.ArrayList;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLongArray;
+
+/**
+ * The submission path of one context ({@code amdgpu_cs.c}, {@code xe_exec.c} on drm_sched): one
+ * {@link SchedEntity} per engine, made on first use at the context's priority; the ban
+ * ({@code amdgpu_ctx}'s guilty flag, xe's banned exec queue); busy time per engine for fdinfo.
+ * <p>
+ * <b>Order of a submission</b>, each step able to refuse with nothing changed before the job is armed: checks
+ * (ban, engine, commands, the provider's {@code checkJob}); handle lookups; sync-object in-fences (a
+ * WAIT_FOR_SUBMIT point waits up to 5 s with no lock held, as {@code drm_syncobj_find_fence}); then under the
+ * device's {@link Ttm} lock: validation of every object and of the VM's evicted ranges, the reservations locked
+ * with {@link DrmExec} (one fence slot each), implicit and explicit dependencies, arm, the finished fence added
+ * at WRITE or READ usage, push, and the finished fence installed in the signal sync objects.
+ * <p>
+ * <b>Lock order</b>: the Ttm lock, then reservation locks (what eviction already does); no thread waits for the
+ * Ttm lock while it holds a reservation lock. Arm and push happen under the Ttm lock, so jobs of one entity are
+ * pushed in the order they were armed, as {@code drm_sched_job_arm} requires.
+ */
+final class Submitter {
+    private static final Logger LOG = LoggerFactory.getLogger(Submitter.class);
+
+    private final ContextImpl ctx;
+    private final DeviceImpl device;
+    private final Ttm ttm;
+    private final Tracer tracer;
+    private final SchedEntity[] entities;
+    private final AtomicLongArray busyNanos;
+    /** Finished fences not yet signalled: what context teardown waits for. */
+    private final Set<Fence> inFlight = ConcurrentHashMap.newKeySet();
+    private SchedPriority priority = SchedPriority.NORMAL;
+    private volatile String banned;
+
+    Submitter(ContextImpl ctx, DeviceImpl device, Ttm ttm, Tracer tracer) {
+        this.ctx = ctx;
+        this.device = device;
+        this.ttm = ttm;
+        this.tracer = tracer;
+        this.entities = new SchedEntity[device.engines().size()];
+        this.busyNanos = new AtomicLongArray(entities.length);
+    }
+
+    /** {@code AMDGPU_CTX_PRIORITY_*}: KERNEL is the driver's; {@code EBUSY} once an engine was used. */
+    synchronized void setPriority(SchedPriority p) {
+        ErrnoException.check(p != null && p != SchedPriority.KERNEL, Errno.EINVAL, ctx + ": priority " + p
+                + " is not a user priority (KERNEL is reserved for the driver)");
+        for (SchedEntity e : entities) {
+            ErrnoException.check(e == null, Errno.EBUSY, ctx + ": priority is fixed once a job was submitted");
+        }
+        priority = p;
+    }
+
+    synchronized SchedPriority priority() {
+        return priority;
+    }
+
+    /** Why the context is banned, or null. */
+    String banned() {
+        return banned;
+    }
+
+    long busyNanos(int engine) {
+        return busyNanos.get(engine);
+    }
+
+    Fence submit(Submission s, SyncObjTable syncobjs) {
+        ErrnoException.check(s != null, Errno.EINVAL, ctx + ": submission is null");
+        String ban = banned;
+        if (ban != null) {
+            throw new ErrnoException(Errno.ECANCELED, ctx + " is banned: " + ban);
+        }
+        ErrnoException.check(s.engine() >= 0 && s.engine() < entities.length, Errno.EINVAL, ctx + ": engine "
+                + s.engine() + " outside 0.." + (entities.length - 1));
+        ErrnoException.check(!s.commands().isEmpty(), Errno.EINVAL, ctx + ": a submission without commands");
+        device.provider().checkJob(s.engine(), s.commands());
+        Map<BoImpl, Boolean> objects = new LinkedHashMap<>();
+        for (Submission.BoUse u : s.objects()) {
+            objects.merge(ctx.lookup(u.handle()), u.write(), Boolean::logicalOr);
+        }
+        List<SyncObj> signal = signalTargets(s, syncobjs);
+        List<Fence> dependencies = new ArrayList<>(s.inFences());
+        for (Submission.SyncPoint w : s.waits()) {
+            dependencies.add(syncobjs.lookup(w.handle()).findFence(w.point(), w.flags(), SyncObjTable.SUBMIT_TIMEOUT));
+        }
+        SchedEntity entity = entity(s.engine());
+        GpuJob payload = new GpuJob(ctx.toString(), s.engine(), ctx.vm().ops, s.commands());
+        Fence done;
+        SchedJob job;
+        Set<BoImpl> remapped = ctx.remapInvalidatedImports();
+        ttm.lock.lock();
+        try {
+            ttm.reap();
+            for (BoImpl bo : objects.keySet()) {
+                ErrnoException.check(bo.handleOpen, Errno.ENOENT, bo.name + " was closed during the submission");
+            }
+            for (BoImpl bo : objects.keySet()) {
+                ctx.validateLocked(bo);
+            }
+            ctx.vmValidateLocked(remapped);
+            job = SchedJob.init(entity, 1, payload);
+            for (Fence f : dependencies) {
+                job.addDependency(f);
+            }
+            try (DrmExec exec = new DrmExec(0)) {
+                exec.untilAllLocked(e -> objects.keySet().forEach(bo -> e.prepareObj(bo.resv, 1)));
+                objects.forEach((bo, write) -> job.addImplicitDependencies(bo.resv, write));
+                job.arm();
+                done = job.finished();
+                objects.forEach((bo, write) -> bo.resv.addFence(done, write ? ResvUsage.WRITE : ResvUsage.READ));
+            }
+            inFlight.add(done);
+            watch(job, s.engine());
+            job.push();
+            install(s.signals(), signal, done);
+        } finally {
+            ttm.lock.unlock();
+        }
+        return done;
+    }
+
+    /**
+     * The signal sync objects, checked before anything is queued: a timeline point must come after the last
+     * one submitted, and no object twice ({@code drm_syncobj_add_point} would accept and warn; refusing here
+     * keeps the timeline ordered and the submission whole).
+     */
+    private List<SyncObj> signalTargets(Submission s, SyncObjTable syncobjs) {
+        List<SyncObj> out = new ArrayList<>();
+        Map<SyncObj, Boolean> seen = new IdentityHashMap<>();
+        for (Submission.SyncPoint p : s.signals()) {
+            SyncObj obj = syncobjs.lookup(p.handle());
+            ErrnoException.check(p.flags() == 0, Errno.EINVAL, ctx + ": signal of sync object " + p.handle()
+                    + " with flags 0x" + Integer.toHexString(p.flags()));
+            ErrnoException.check(seen.put(obj, true) == null, Errno.EINVAL, ctx + ": sync object " + p.handle()
+                    + " signalled twice by one submission");
+            long last = obj.query(SyncObj.QUERY_LAST_SUBMITTED);
+            ErrnoException.check(p.point() == 0 || Long.compareUnsigned(p.point(), last) > 0, Errno.EINVAL, ctx
+                    + ": point " + Long.toUnsignedString(p.point()) + " of sync object " + p.handle()
+                    + " is not after its last point " + last);
+            out.add(obj);
+        }
+        return out;
+    }
+
+    /** {@code amdgpu_cs_post_dependencies}: the finished fence becomes each signal point. */
+    private void install(List<Submission.SyncPoint> points, List<SyncObj> objs, Fence done) {
+        for (int i = 0; i < objs.size(); i++) {
+            long point = points.get(i).point();
+            if (point == 0) {
+                objs.get(i).replaceFence(done);
+            } else {
+                objs.get(i).addPoint(done, point);
+            }
+        }
+    }
+
+    private synchronized SchedEntity entity(int engine) {
+        if (entities[engine] == null) {
+            entities[engine] = SchedEntity.create(device.provider().scheduler(engine), priority);
+        }
+        return entities[engine];
+    }
+
+    /** On the finished fence: busy time from scheduled to finished, the ban on a fault or a hang. */
+    private void watch(SchedJob job, int engine) {
+        Fence scheduled = job.scheduled();
+        Fence finished = job.finished();
+        if (!finished.addCallback(f -> finished(scheduled, f, engine))) {
+            finished(scheduled, finished, engine);
+        }
+    }
+
+    private void finished(Fence scheduled, Fence finished, int engine) {
+        inFlight.remove(finished);
+        long start = scheduled.timestampNanos().orElse(0);
+        long end = finished.timestampNanos().orElse(start);
+        if (start > 0 && end > start) {
+            busyNanos.addAndGet(engine, end - start);
+        }
+        finished.error().filter(e -> e == Errno.EFAULT || e == Errno.ETIME).ifPresent(e -> ban(finished, e));
+    }
+
+    /**
+     * The context is guilty: a GPU page fault ({@code EFAULT}, xe bans the exec queue) or a hung job
+     * ({@code ETIME}, amdgpu marks the context guilty); later submissions are {@code ECANCELED}.
+     */
+    private void ban(Fence f, Errno e) {
+        if (banned == null) {
+            banned = f + " ended with " + e;
+            LOG.warn("{}: banned, {} ended with {}", ctx, f, e);
+            tracer.emit(TraceKind.FAULT, device.name(), -1, 0, ctx + " banned: " + f + " ended with " + e);
+        }
+    }
+
+    /**
+     * Context teardown ({@code drm_sched_entity_destroy} of every entity as for a killed process): the queued
+     * jobs are cancelled with {@code ECANCELED}, then it waits (bounded) for every job of the context to finish,
+     * so the VM outlives the jobs that use it.
+     */
+    void teardown() {
+        List<SchedEntity> all = new ArrayList<>();
+        synchronized (this) {
+            for (SchedEntity e : entities) {
+                if (e != null) {
+                    all.add(e);
+                }
+            }
+        }
+        all.forEach(SchedEntity::kill);
+        if (!Fences.awaitAll(List.copyOf(inFlight), ttm.timeout())) {
+            LOG.error("{}: {} job(s) still on the hardware after {}; the VM goes all the same", ctx, inFlight.size(),
+                    ttm.timeout());
+        }
+    }
+}
