@@ -5,6 +5,7 @@ import dev.dmaplane.errno.ErrnoException;
 
 import java.util.Arrays;
 import java.util.List;
+import java.util.Objects;
 
 /**
  * One command of a job a user submits ({@code drm_amdgpu_cs_chunk_ib}'s indirect buffer, {@code xe_exec}'s batch),
@@ -36,7 +37,7 @@ public sealed interface Command permits Command.Copy, Command.Fill, Command.Laun
     record Launch(String kernel, List<Long> args) implements Command {
         public Launch {
             ErrnoException.check(kernel != null && !kernel.isBlank(), Errno.EINVAL, "kernel name '" + kernel + "' is blank");
-            ErrnoException.check(args != null && !args.contains(null), Errno.EINVAL, "kernel " + kernel + ": arguments "
+            ErrnoException.check(args != null && args.stream().noneMatch(Objects::isNull), Errno.EINVAL, "kernel " + kernel + ": arguments "
                     + args + " are null or hold a null");
             args = List.copyOf(args);
         }

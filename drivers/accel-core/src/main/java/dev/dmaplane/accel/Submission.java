@@ -6,6 +6,8 @@ import dev.dmaplane.fence.Fence;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Objects;
+import java.util.stream.Stream;
 
 /**
  * One submission ({@code DRM_IOCTL_AMDGPU_CS} with its chunks, {@code DRM_IOCTL_XE_EXEC} with its syncs): the
@@ -33,8 +35,8 @@ public record Submission(int engine, List<Command> commands, List<BoUse> objects
     public Submission {
         ErrnoException.check(commands != null && objects != null && inFences != null && waits != null && signals != null,
                 Errno.EINVAL, "submission to engine " + engine + " has a null list");
-        ErrnoException.check(!commands.contains(null) && !objects.contains(null) && !inFences.contains(null)
-                && !waits.contains(null) && !signals.contains(null), Errno.EINVAL,
+        ErrnoException.check(Stream.of(commands, objects, inFences, waits, signals).flatMap(List::stream)
+                .noneMatch(Objects::isNull), Errno.EINVAL,
                 "submission to engine " + engine + " has a null entry");
         commands = List.copyOf(commands);
         objects = List.copyOf(objects);

@@ -24,12 +24,14 @@ import java.nio.ByteOrder;
 import java.time.Duration;
 import java.util.List;
 import java.util.TreeMap;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * The smallest accelerator driver the core accepts (issue 12's proof that the core is reusable), on the hardware
  * of {@link TestGpu}: a move or clear is a copy on its engine signalled with a fence, a GPU VM's page table maps
- * pages to (aperture, address), and jobs come through one drm_sched scheduler onto the same engine: copy and fill
+ * pages to (aperture, address), and jobs come through a drm_sched scheduler per engine onto its one engine thread: copy and fill
  * through the VM (an unmapped page faults: EFAULT) and one kernel, {@code nop()}. A job timeout resets the engine
  * as {@code sched_main.c} documents, so the hung job ends with ETIME.
  */
@@ -37,7 +39,9 @@ final class TestAccelProvider implements AccelProvider, SchedBackend, AutoClosea
     private final PciFunction fn;
     private final TestGpu gpu;
     private final VramInfo vram;
-    private final Scheduler scheduler;
+    private final List<Scheduler> schedulers;
+    /** Jobs as their scheduler hands them to the hardware. */
+    final BlockingQueue<GpuJob> started = new LinkedBlockingQueue<>();
     final AtomicInteger moves = new AtomicInteger();
     volatile BoMove lastMove;
 
@@ -45,7 +49,8 @@ final class TestAccelProvider implements AccelProvider, SchedBackend, AutoClosea
         this.fn = fn;
         this.gpu = gpu;
         this.vram = new VramInfo(fn, bar, totalSize, fn.bar(bar).orElseThrow().size());
-        this.scheduler = Scheduler.create(new SchedulerConfig("testaccel-" + fn.bdf(), 4, jobTimeout), this, null);
+        this.schedulers = engines().stream().map(e -> Scheduler.create(new SchedulerConfig("testaccel-" + fn.bdf() + "-"
+                + e.name(), 4, jobTimeout), this, null)).toList();
     }
 
     @Override
@@ -65,7 +70,7 @@ final class TestAccelProvider implements AccelProvider, SchedBackend, AutoClosea
 
     @Override
     public List<EngineInfo> engines() {
-        return List.of(new EngineInfo("copy0", EngineInfo.EngineClass.COPY));
+        return List.of(new EngineInfo("copy0", EngineInfo.EngineClass.COPY), new EngineInfo("copy1", EngineInfo.EngineClass.COPY));
     }
 
     /** A VM: PTEs written into the hardware's page table of that name. */
@@ -104,7 +109,7 @@ final class TestAccelProvider implements AccelProvider, SchedBackend, AutoClosea
 
     @Override
     public Scheduler scheduler(int engine) {
-        return scheduler;
+        return schedulers.get(engine);
     }
 
     @Override
@@ -118,6 +123,7 @@ final class TestAccelProvider implements AccelProvider, SchedBackend, AutoClosea
     @Override
     public Fence runJob(SchedJob job) {
         GpuJob j = (GpuJob) job.payload();
+        started.add(j);
         String vm = ((Vm) j.vm()).name();
         return gpu.run(List.of(), () -> j.commands().forEach(c -> execute(vm, c)));
     }
@@ -144,8 +150,8 @@ final class TestAccelProvider implements AccelProvider, SchedBackend, AutoClosea
     /** An engine reset as sched_main.c documents it: stop with the bad job, start; the hung job ends with ETIME. */
     @Override
     public TimeoutStatus timedOutJob(SchedJob job) {
-        scheduler.stop(job);
-        scheduler.start();
+        job.entity().scheduler().stop(job);
+        job.entity().scheduler().start();
         return TimeoutStatus.RESET;
     }
 
@@ -169,6 +175,6 @@ final class TestAccelProvider implements AccelProvider, SchedBackend, AutoClosea
     /** The driver's remove after unregistering: the scheduler finished, every job on it cancelled. */
     @Override
     public void close() {
-        scheduler.fini();
+        schedulers.forEach(Scheduler::fini);
     }
 }

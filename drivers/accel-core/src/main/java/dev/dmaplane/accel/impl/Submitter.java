@@ -22,8 +22,6 @@ import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLongArray;
 
 /**
@@ -51,8 +49,12 @@ final class Submitter {
     private final Tracer tracer;
     private final SchedEntity[] entities;
     private final AtomicLongArray busyNanos;
-    /** Finished fences not yet signalled: what context teardown waits for. */
-    private final Set<Fence> inFlight = ConcurrentHashMap.newKeySet();
+    /** A job submitted and not yet accounted: its engine and fences. */
+    private record Running(int engine, Fence scheduled, Fence finished) {
+    }
+
+    /** Jobs not yet accounted for ({@link #collect}); guarded by itself. What context teardown waits for. */
+    private final List<Running> running = new ArrayList<>();
     private SchedPriority priority = SchedPriority.NORMAL;
     private volatile String banned;
 
@@ -85,11 +87,13 @@ final class Submitter {
     }
 
     long busyNanos(int engine) {
+        collect();
         return busyNanos.get(engine);
     }
 
     Fence submit(Submission s, SyncObjTable syncobjs) {
         ErrnoException.check(s != null, Errno.EINVAL, ctx + ": submission is null");
+        collect();
         String ban = banned;
         if (ban != null) {
             throw new ErrnoException(Errno.ECANCELED, ctx + " is banned: " + ban);
@@ -133,8 +137,7 @@ final class Submitter {
                 done = job.finished();
                 objects.forEach((bo, write) -> bo.resv.addFence(done, write ? ResvUsage.WRITE : ResvUsage.READ));
             }
-            inFlight.add(done);
-            watch(job, s.engine());
+            watch(new Running(s.engine(), job.scheduled(), done));
             job.push();
             install(s.signals(), signal, done);
         } finally {
@@ -185,30 +188,46 @@ final class Submitter {
         return entities[engine];
     }
 
-    /** On the finished fence: busy time from scheduled to finished, the ban on a fault or a hang. */
-    private void watch(SchedJob job, int engine) {
-        Fence scheduled = job.scheduled();
-        Fence finished = job.finished();
-        if (!finished.addCallback(f -> finished(scheduled, f, engine))) {
-            finished(scheduled, finished, engine);
+    /**
+     * Keeps the job until {@link #collect} accounts for it, which its finished fence's callback does; a caller
+     * that saw the fence signal and calls in before that callback ran gets it accounted by its own collect.
+     */
+    private void watch(Running r) {
+        synchronized (running) {
+            running.add(r);
+        }
+        if (!r.finished().addCallback(f -> collect())) {
+            collect();
         }
     }
 
-    private void finished(Fence scheduled, Fence finished, int engine) {
-        inFlight.remove(finished);
-        long start = scheduled.timestampNanos().orElse(0);
-        long end = finished.timestampNanos().orElse(start);
-        if (start > 0 && end > start) {
-            busyNanos.addAndGet(engine, end - start);
+    /** For every job whose finished fence signalled: busy time from scheduled to finished, the ban on a fault or a hang. */
+    private void collect() {
+        List<Running> done = new ArrayList<>();
+        synchronized (running) {
+            for (var it = running.iterator(); it.hasNext(); ) {
+                Running r = it.next();
+                if (r.finished().isSignaled()) {
+                    it.remove();
+                    done.add(r);
+                }
+            }
         }
-        finished.error().filter(e -> e == Errno.EFAULT || e == Errno.ETIME).ifPresent(e -> ban(finished, e));
+        for (Running r : done) {
+            long start = r.scheduled().timestampNanos().orElse(0);
+            long end = r.finished().timestampNanos().orElse(start);
+            if (start > 0 && end > start) {
+                busyNanos.addAndGet(r.engine(), end - start);
+            }
+            r.finished().error().filter(e -> e == Errno.EFAULT || e == Errno.ETIME).ifPresent(e -> ban(r.finished(), e));
+        }
     }
 
     /**
      * The context is guilty: a GPU page fault ({@code EFAULT}, xe bans the exec queue) or a hung job
      * ({@code ETIME}, amdgpu marks the context guilty); later submissions are {@code ECANCELED}.
      */
-    private void ban(Fence f, Errno e) {
+    private synchronized void ban(Fence f, Errno e) {
         if (banned == null) {
             banned = f + " ended with " + e;
             LOG.warn("{}: banned, {} ended with {}", ctx, f, e);
@@ -231,9 +250,14 @@ final class Submitter {
             }
         }
         all.forEach(SchedEntity::kill);
-        if (!Fences.awaitAll(List.copyOf(inFlight), ttm.timeout())) {
-            LOG.error("{}: {} job(s) still on the hardware after {}; the VM goes all the same", ctx, inFlight.size(),
-                    ttm.timeout());
+        List<Fence> pending;
+        synchronized (running) {
+            pending = running.stream().map(Running::finished).toList();
         }
+        if (!Fences.awaitAll(pending, ttm.timeout())) {
+            LOG.error("{}: job(s) still on the hardware after {}; the VM goes all the same: {}", ctx, ttm.timeout(),
+                    pending.stream().filter(f -> !f.isSignaled()).toList());
+        }
+        collect();
     }
 }
