@@ -18,11 +18,14 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.atomic.AtomicLongArray;
+import java.util.function.Supplier;
 
 /**
  * The submission path of one context ({@code amdgpu_cs.c}, {@code xe_exec.c} on drm_sched): one
@@ -32,12 +35,14 @@ import java.util.concurrent.atomic.AtomicLongArray;
  * <b>Order of a submission</b>, each step able to refuse with nothing changed before the job is armed: checks
  * (ban, engine, commands, the provider's {@code checkJob}); handle lookups; sync-object in-fences (a
  * WAIT_FOR_SUBMIT point waits up to 5 s with no lock held, as {@code drm_syncobj_find_fence}); then under the
- * device's {@link Ttm} lock: validation of every object and of the VM's evicted ranges, the reservations locked
- * with {@link DrmExec} (one fence slot each), implicit and explicit dependencies, arm, the finished fence added
- * at WRITE or READ usage, push, and the finished fence installed in the signal sync objects.
+ * device's {@link Ttm} lock and the monitors of the signal sync objects: their points checked, validation of
+ * every object and of the VM's evicted ranges, the reservations locked with {@link DrmExec} (one fence slot
+ * each), implicit and explicit dependencies, arm, the finished fence added at WRITE or READ usage, push, and the
+ * finished fence installed in the signal sync objects ({@code amdgpu_cs_post_dependencies}).
  * <p>
- * <b>Lock order</b>: the Ttm lock, then reservation locks (what eviction already does); no thread waits for the
- * Ttm lock while it holds a reservation lock. Arm and push happen under the Ttm lock, so jobs of one entity are
+ * <b>Lock order</b>: the Ttm lock, then the signal sync objects' monitors (by identity hash), then reservation
+ * locks (Ttm before reservations is what eviction already does); no thread waits for the Ttm lock while it
+ * holds a reservation lock or a sync object's monitor. Arm and push happen under the Ttm lock, so jobs of one entity are
  * pushed in the order they were armed, as {@code drm_sched_job_arm} requires.
  */
 final class Submitter {
@@ -106,53 +111,90 @@ final class Submitter {
         for (Submission.BoUse u : s.objects()) {
             objects.merge(ctx.lookup(u.handle()), u.write(), Boolean::logicalOr);
         }
-        List<SyncObj> signal = signalTargets(s, syncobjs);
+        List<Target> signal = signalTargets(s, syncobjs);
         List<Fence> dependencies = new ArrayList<>(s.inFences());
         for (Submission.SyncPoint w : s.waits()) {
             dependencies.add(syncobjs.lookup(w.handle()).findFence(w.point(), w.flags(), SyncObjTable.SUBMIT_TIMEOUT));
         }
         SchedEntity entity = entity(s.engine());
         GpuJob payload = new GpuJob(ctx.toString(), s.engine(), ctx.vm().ops, s.commands());
-        Fence done;
-        SchedJob job;
+        List<SyncObj> monitors = new ArrayList<>(signal.stream().map(Target::obj).toList());
+        monitors.sort(Comparator.comparingInt(System::identityHashCode));
         Set<BoImpl> remapped = ctx.remapInvalidatedImports();
         ttm.lock.lock();
         try {
-            ttm.reap();
-            for (BoImpl bo : objects.keySet()) {
-                ErrnoException.check(bo.handleOpen, Errno.ENOENT, bo.name + " was closed during the submission");
-            }
-            for (BoImpl bo : objects.keySet()) {
-                ctx.validateLocked(bo);
-            }
-            ctx.vmValidateLocked(remapped);
-            job = SchedJob.init(entity, 1, payload);
-            for (Fence f : dependencies) {
-                job.addDependency(f);
-            }
-            try (DrmExec exec = new DrmExec(0)) {
-                exec.untilAllLocked(e -> objects.keySet().forEach(bo -> e.prepareObj(bo.resv, 1)));
-                objects.forEach((bo, write) -> job.addImplicitDependencies(bo.resv, write));
-                job.arm();
-                done = job.finished();
-                objects.forEach((bo, write) -> bo.resv.addFence(done, write ? ResvUsage.WRITE : ResvUsage.READ));
-            }
-            watch(new Running(s.engine(), job.scheduled(), done));
-            job.push();
-            install(s.signals(), signal, done);
+            return holding(monitors, 0, () -> armAndPush(s.engine(), entity, payload, objects, dependencies, signal, remapped));
         } finally {
             ttm.lock.unlock();
+        }
+    }
+
+    /**
+     * Runs {@code body} holding the monitors of {@code objs} from {@code i} on, in the given order: no other
+     * thread adds a point to a signal sync object between the check of its last point and the install.
+     */
+    private static <T> T holding(List<SyncObj> objs, int i, Supplier<T> body) {
+        if (i == objs.size()) {
+            return body.get();
+        }
+        synchronized (objs.get(i)) {
+            return holding(objs, i + 1, body);
+        }
+    }
+
+    /** The locked part of a submission, Ttm lock and signal sync objects held: everything up to the push. */
+    private Fence armAndPush(int engine, SchedEntity entity, GpuJob payload, Map<BoImpl, Boolean> objects,
+                             List<Fence> dependencies, List<Target> signal, Set<BoImpl> remapped) {
+        ttm.reap();
+        for (BoImpl bo : objects.keySet()) {
+            ErrnoException.check(bo.handleOpen, Errno.ENOENT, bo.name + " was closed during the submission");
+        }
+        for (Target t : signal) {
+            long last = t.obj().query(SyncObj.QUERY_LAST_SUBMITTED);
+            ErrnoException.check(t.point() == 0 || Long.compareUnsigned(t.point(), last) > 0, Errno.EINVAL, ctx
+                    + ": point " + Long.toUnsignedString(t.point()) + " of sync object " + t.handle()
+                    + " is not after its last point " + last);
+        }
+        for (BoImpl bo : objects.keySet()) {
+            ctx.validateLocked(bo);
+        }
+        ctx.vmValidateLocked(remapped);
+        SchedJob job = SchedJob.init(entity, 1, payload);
+        for (Fence f : dependencies) {
+            job.addDependency(f);
+        }
+        Fence done;
+        try (DrmExec exec = new DrmExec(0)) {
+            exec.untilAllLocked(e -> objects.keySet().forEach(bo -> e.prepareObj(bo.resv, 1)));
+            objects.forEach((bo, write) -> job.addImplicitDependencies(bo.resv, write));
+            job.arm();
+            done = job.finished();
+            objects.forEach((bo, write) -> bo.resv.addFence(done, write ? ResvUsage.WRITE : ResvUsage.READ));
+        }
+        watch(new Running(engine, job.scheduled(), done));
+        job.push();
+        for (Target t : signal) {
+            if (t.point() == 0) {
+                t.obj().replaceFence(done);
+            } else {
+                t.obj().addPoint(done, t.point());
+            }
         }
         return done;
     }
 
+    /** A sync object to signal with the job's finished fence at {@code point}. */
+    private record Target(SyncObj obj, int handle, long point) {
+    }
+
     /**
-     * The signal sync objects, checked before anything is queued: a timeline point must come after the last
-     * one submitted, and no object twice ({@code drm_syncobj_add_point} would accept and warn; refusing here
-     * keeps the timeline ordered and the submission whole).
+     * The signal sync objects, each once and without flags; their points are checked under their monitors
+     * before the job is armed: a timeline point must come after the last one submitted
+     * ({@code drm_syncobj_add_point} would accept and warn; refusing keeps the timeline ordered and the
+     * submission whole).
      */
-    private List<SyncObj> signalTargets(Submission s, SyncObjTable syncobjs) {
-        List<SyncObj> out = new ArrayList<>();
+    private List<Target> signalTargets(Submission s, SyncObjTable syncobjs) {
+        List<Target> out = new ArrayList<>();
         Map<SyncObj, Boolean> seen = new IdentityHashMap<>();
         for (Submission.SyncPoint p : s.signals()) {
             SyncObj obj = syncobjs.lookup(p.handle());
@@ -160,25 +202,9 @@ final class Submitter {
                     + " with flags 0x" + Integer.toHexString(p.flags()));
             ErrnoException.check(seen.put(obj, true) == null, Errno.EINVAL, ctx + ": sync object " + p.handle()
                     + " signalled twice by one submission");
-            long last = obj.query(SyncObj.QUERY_LAST_SUBMITTED);
-            ErrnoException.check(p.point() == 0 || Long.compareUnsigned(p.point(), last) > 0, Errno.EINVAL, ctx
-                    + ": point " + Long.toUnsignedString(p.point()) + " of sync object " + p.handle()
-                    + " is not after its last point " + last);
-            out.add(obj);
+            out.add(new Target(obj, p.handle(), p.point()));
         }
         return out;
-    }
-
-    /** {@code amdgpu_cs_post_dependencies}: the finished fence becomes each signal point. */
-    private void install(List<Submission.SyncPoint> points, List<SyncObj> objs, Fence done) {
-        for (int i = 0; i < objs.size(); i++) {
-            long point = points.get(i).point();
-            if (point == 0) {
-                objs.get(i).replaceFence(done);
-            } else {
-                objs.get(i).addPoint(done, point);
-            }
-        }
     }
 
     private synchronized SchedEntity entity(int engine) {
