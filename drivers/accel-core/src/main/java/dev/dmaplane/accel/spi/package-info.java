@@ -19,7 +19,20 @@
  * the core has checked every range and rewrites the entries of a moved object before it is used again
  * ({@code drm_gpuvm_validate}).
  * <p>
- * {@code TestAccelProvider} in this module's tests is a complete provider of under 200 lines.
+ * <b>Jobs</b>: the driver owns one {@link dev.dmaplane.accel.sched.Scheduler} per engine with its backend
+ * ({@link dev.dmaplane.accel.spi.AccelProvider#scheduler}); the core makes one entity per context and engine at
+ * the context's priority ({@code KERNEL} stays the driver's) and pushes jobs whose payload is a
+ * {@link dev.dmaplane.accel.spi.GpuJob}: the context's {@code GpuVmOps} as the driver made it, and commands the
+ * driver accepted in {@link dev.dmaplane.accel.spi.AccelProvider#checkJob}. The backend runs them through that
+ * VM's page tables and signals the hardware fence, with {@code EFAULT} for a GPU page fault (the core then bans
+ * the context); a timeout is the driver's engine reset ({@code Scheduler.stop}, {@code start}), the hung job
+ * ending with {@code ETIME}. In remove, the driver unregisters (queued jobs are cancelled, jobs on the hardware
+ * awaited, bounded) and then finishes its schedulers; a driver whose hardware is gone finishes them first.
+ * <p>
+ * <b>Locks</b>: the core takes its placement lock before any reservation lock and never waits for it while
+ * holding one; fence callbacks the driver's signalling runs take neither.
+ * <p>
+ * {@code TestAccelProvider} in this module's tests is a complete provider of under 200 lines, on the hardware model {@code TestGpu}.
  */
 @Export
 @Version("1.0.0")
