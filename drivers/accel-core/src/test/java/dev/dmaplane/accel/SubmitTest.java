@@ -1,5 +1,6 @@
 package dev.dmaplane.accel;
 
+import dev.dmaplane.accel.sched.SchedPriority;
 import dev.dmaplane.accel.spi.GpuJob;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.fence.Fence;
@@ -175,6 +176,7 @@ class SubmitTest {
             assertEquals(3, ctx.syncObjQuery(s, 1), "the timeline unchanged");
             assertTrue(rig.provider.started.isEmpty(), "no job ran");
             assertEquals("0 ns", ctx.fdinfo().get("drm-engine-copy0"));
+            ctx.setPriority(SchedPriority.HIGH); // EBUSY if a refusal had left an entity behind
             awaitOk(ctx.submit(Submission.on(0, nop).writing(x).waitingFor(s, 3, 0).signalling(s, 4)));
             assertEquals(4, ctx.syncObjQuery(s, 0));
         }

@@ -116,14 +116,13 @@ final class Submitter {
         for (Submission.SyncPoint w : s.waits()) {
             dependencies.add(syncobjs.lookup(w.handle()).findFence(w.point(), w.flags(), SyncObjTable.SUBMIT_TIMEOUT));
         }
-        SchedEntity entity = entity(s.engine());
         GpuJob payload = new GpuJob(ctx.toString(), s.engine(), ctx.vm().ops, s.commands());
         List<SyncObj> monitors = new ArrayList<>(signal.stream().map(Target::obj).toList());
         monitors.sort(Comparator.comparingInt(System::identityHashCode));
         Set<BoImpl> remapped = ctx.remapInvalidatedImports();
         ttm.lock.lock();
         try {
-            return holding(monitors, 0, () -> armAndPush(s.engine(), entity, payload, objects, dependencies, signal, remapped));
+            return holding(monitors, 0, () -> armAndPush(s.engine(), payload, objects, dependencies, signal, remapped));
         } finally {
             ttm.lock.unlock();
         }
@@ -143,7 +142,7 @@ final class Submitter {
     }
 
     /** The locked part of a submission, Ttm lock and signal sync objects held: everything up to the push. */
-    private Fence armAndPush(int engine, SchedEntity entity, GpuJob payload, Map<BoImpl, Boolean> objects,
+    private Fence armAndPush(int engine, GpuJob payload, Map<BoImpl, Boolean> objects,
                              List<Fence> dependencies, List<Target> signal, Set<BoImpl> remapped) {
         ttm.reap();
         for (BoImpl bo : objects.keySet()) {
@@ -158,8 +157,8 @@ final class Submitter {
         for (BoImpl bo : objects.keySet()) {
             ctx.validateLocked(bo);
         }
-        ctx.vmValidateLocked(remapped);
-        SchedJob job = SchedJob.init(entity, 1, payload);
+    private Fence armAndPush(int engine, GpuJob payload, Map<BoImpl, Boolean> objects,
+                             List<Fence> dependencies, List<Target> signal, Set<BoImpl> remapped) {
         for (Fence f : dependencies) {
             job.addDependency(f);
         }
@@ -207,6 +206,7 @@ final class Submitter {
         return out;
     }
 
+    /** The context's entity on {@code engine}, made when its first job is about to be armed. */
     private synchronized SchedEntity entity(int engine) {
         if (entities[engine] == null) {
             entities[engine] = SchedEntity.create(device.provider().scheduler(engine), priority);
