@@ -90,7 +90,7 @@ class PrimeTest {
     }
 
     private TreeMap<Long, Long> pageTable(AccelContext ctx) {
-        return rig.provider.pageTables.get(rig.device.name() + " ctx " + ctx.id());
+        return rig.gpu.pageTables.get(rig.device.name() + " ctx " + ctx.id());
     }
 
     /** The GPU's copy engine moves {@code bytes} to or from {@code [va, va + bytes)} through the context's page table. */
@@ -98,13 +98,13 @@ class PrimeTest {
         TreeMap<Long, Long> pt = pageTable(ctx);
         List<GpuRun> runs = new ArrayList<>();
         synchronized (pt) {
-            for (long at = va; at < va + bytes.length; at += TestAccelProvider.PAGE) {
+            for (long at = va; at < va + bytes.length; at += TestGpu.PAGE) {
                 Long entry = pt.get(at);
                 assertTrue(entry != null, String.format("VA %#x is mapped", at));
-                runs.add(new GpuRun(Aperture.of(entry), entry & ~Aperture.SYSTEM_BIT, TestAccelProvider.PAGE));
+                runs.add(new GpuRun(Aperture.of(entry), entry & ~Aperture.SYSTEM_BIT, TestGpu.PAGE));
             }
         }
-        rig.provider.transfer(runs, MemorySegment.ofArray(bytes), write);
+        rig.gpu.transfer(runs, MemorySegment.ofArray(bytes), write);
     }
 
     private static byte[] deviceRead(PciFunction dev, DmaBufMapping m) {
@@ -305,14 +305,14 @@ class PrimeTest {
             int h = ctx.primeImport(buf);
             ctx.vmBind(h, 0, VA, SIZE, true);
             Map<Long, Long> before = Map.copyOf(pageTable(ctx));
-            assertEquals(SIZE / TestAccelProvider.PAGE, before.size());
+            assertEquals(SIZE / TestGpu.PAGE, before.size());
 
             Fence move = locked(buf, () -> foreign.migrate(buf, VramExporter.Target.VRAM, "test: exporter moves it"));
             assertTrue(pageTable(ctx).isEmpty(), "moveNotify unmapped the GPU VM range at once");
             assertTrue(move.await(Duration.ofSeconds(10)));
 
             ctx.validate(h);
-            assertEquals(SIZE / TestAccelProvider.PAGE, pageTable(ctx).size(), "mapped again by the validate");
+            assertEquals(SIZE / TestGpu.PAGE, pageTable(ctx).size(), "mapped again by the validate");
             byte[] got = new byte[SIZE];
             gpu(ctx, VA, got, false);
             assertArrayEquals(pattern(SIZE, 9), got);

@@ -157,8 +157,8 @@ final class Submitter {
         for (BoImpl bo : objects.keySet()) {
             ctx.validateLocked(bo);
         }
-    private Fence armAndPush(int engine, GpuJob payload, Map<BoImpl, Boolean> objects,
-                             List<Fence> dependencies, List<Target> signal, Set<BoImpl> remapped) {
+        ctx.vmValidateLocked(remapped);
+        SchedJob job = SchedJob.init(entity(engine), 1, payload);
         for (Fence f : dependencies) {
             job.addDependency(f);
         }
