@@ -13,7 +13,8 @@ import static dev.dmaplane.pci.PciRegs.*;
 /**
  * A function's config registers at power-on, as its hardware strapping defines them (PCIe Base Spec 7.5): the header,
  * the BARs' size masks, and the capability list at fixed offsets (PM, Express with its link and slot registers,
- * MSI-X, MSI, ACS), each value with the write mask and write-one-to-clear bits the hardware gives it.
+ * MSI-X, MSI; ACS, AER, Device Serial Number, Secondary PCI Express and Physical Layer 16.0 GT/s in the extended
+ * space), each value with the write mask and write-one-to-clear bits the hardware gives it.
  * {@link ConfigSpace.Builder} collects the settings; {@link #build} checks them and lays out the registers.
  */
 final class ConfigLayout {
@@ -25,8 +26,13 @@ final class ConfigLayout {
     private static final int MSI_MAX_VECTORS = 32;
     /** Link speed encodings of Max Link Speed and Target Link Speed: 2 is 5 GT/s, 4 is 16 GT/s. */
     private static final int LINK_SPEED_5GT = 2;
-    private static final int LINK_SPEED_16GT = 4;
-    private static final int LINK_WIDTH_X16 = 16;
+    /** Link speed encoding of 8 GT/s, from which a port has the Secondary PCI Express capability (7.7.3). */
+    static final int LINK_SPEED_8GT = 3;
+    /** Link speed encoding of 16 GT/s, the highest modelled, with the Physical Layer 16.0 GT/s capability (7.7.5). */
+    static final int LINK_SPEED_16GT = 4;
+    /** Uncorrectable errors fatal at reset (PCIe Base Spec 7.8.4.4): DLP, Surprise Down, FCP, Receiver Overflow, Malformed TLP. */
+    private static final int ERR_UNC_SEVER_DEFAULT = ERR_UNC_DLP | ERR_UNC_SURPDN | ERR_UNC_FCP | ERR_UNC_RX_OVER
+            | ERR_UNC_MALF_TLP;
 
     /** A memory BAR as the function decodes it: register index, size, width and prefetchability. */
     record BarDef(int index, long size, boolean is64, boolean prefetchable) {
@@ -51,6 +57,10 @@ final class ConfigLayout {
     boolean msiMask;
     Acs acsCap;
     Acs acsCtrl;
+    boolean aer = true;
+    Long serial;
+    int linkSpeed = LINK_SPEED_16GT;
+    int linkWidth = 16;
     int portNumber;
     int slotNumber;
     int primary = -1;
@@ -173,6 +183,13 @@ final class ConfigLayout {
             cs.init(EXP_POS + EXP_DEVCTL, 2, EXP_DEVCTL_RELAX_EN | EXP_DEVCTL_NOSNOOP_EN | EXP_DEVCTL_READRQ_512B,
                     flr ? 0xFFFF : 0x7FFF);
             layoutLink(cs, slot);
+            cs.initW1c(EXP_POS + EXP_DEVSTA, 2, EXP_DEVSTA_CED | EXP_DEVSTA_NFED | EXP_DEVSTA_FED | EXP_DEVSTA_URD);
+            if (!hasMsi && slot) {
+                // a root or downstream port's services (AER, PME, hotplug) signal through one MSI vector
+                hasMsi = true;
+                msiVectors = 1;
+                msi64 = true;
+            }
         }
         if (msixVectors != 0) {
             layoutMsix(cs);
@@ -186,29 +203,93 @@ final class ConfigLayout {
         for (int i = 0; i < chain.size(); i++) {
             cs.init(chain.get(i) + CAP_LIST_NEXT, 1, i + 1 < chain.size() ? chain.get(i + 1) : 0, 0);
         }
+        layoutExtended(cs);
+    }
+
+    /**
+     * The extended capabilities from {@code 0x100}, each after the one before (PCIe Base Spec 7.6.3): ACS, then for a
+     * PCI Express function AER (7.8.4), Device Serial Number (7.9.3), and for a link of 8 GT/s or more Secondary PCI
+     * Express (7.7.3), of 16 GT/s Physical Layer 16.0 GT/s (7.7.5).
+     */
+    private void layoutExtended(ConfigSpace cs) {
+        List<int[]> chain = new ArrayList<>();
+        int pos = CFG_SPACE_SIZE;
         if (acsCap != null) {
             if (!acsCap.containsAll(acsCtrl)) {
                 throw new ErrnoException(Errno.EINVAL, "ACS control " + acsCtrl + " enables bits the capability "
                         + acsCap + " lacks: " + acsCtrl.minus(acsCap));
             }
-            cs.init(CFG_SPACE_SIZE, 4, EXT_CAP_ID_ACS | (1 << 16), 0);
-            cs.init(CFG_SPACE_SIZE + ACS_CAP, 2, acsCap.bits(), 0);
-            cs.init(CFG_SPACE_SIZE + ACS_CTRL, 2, acsCtrl.bits(), acsCap.bits());
+            cs.init(pos + ACS_CAP, 2, acsCap.bits(), 0);
+            cs.init(pos + ACS_CTRL, 2, acsCtrl.bits(), acsCap.bits());
+            chain.add(new int[]{pos, EXT_CAP_ID_ACS, 1});
+            pos += ACS_SIZEOF;
+        }
+        if (express != null) {
+            if (aer) {
+                layoutAer(cs, pos);
+                chain.add(new int[]{pos, EXT_CAP_ID_ERR, 2});
+                pos += ERR_SIZEOF;
+            }
+            long dsn = serial != null ? serial : (long) vendorId << 48 | (long) deviceId << 32;
+            cs.init(pos + DSN_LOWER, 4, (int) dsn, 0);
+            cs.init(pos + DSN_UPPER, 4, (int) (dsn >>> 32), 0);
+            chain.add(new int[]{pos, EXT_CAP_ID_DSN, 1});
+            pos += DSN_SIZEOF;
+            if (linkSpeed >= LINK_SPEED_8GT) {
+                int lanes = (1 << linkWidth) - 1;
+                cs.init(pos + SECPCI_LNKCTL3, 4, 0, 0x3);
+                cs.init(pos + SECPCI_LANE_ERR, 4, 0, 0);
+                cs.initW1c(pos + SECPCI_LANE_ERR, 4, lanes);
+                chain.add(new int[]{pos, EXT_CAP_ID_SECPCI, 1});
+                pos += SECPCI_LANE_EQ_CTRL + align4(2 * linkWidth);
+            }
+            if (linkSpeed >= LINK_SPEED_16GT) {
+                cs.initW1c(pos + PL16_LOCAL_PARITY, 4, (1 << linkWidth) - 1);
+                chain.add(new int[]{pos, EXT_CAP_ID_PL_16GT, 1});
+                pos += PL16_LANE_EQ_CTRL + align4(linkWidth);
+            }
+        }
+        for (int i = 0; i < chain.size(); i++) {
+            int[] c = chain.get(i);
+            int next = i + 1 < chain.size() ? chain.get(i + 1)[0] : 0;
+            cs.init(c[0], 4, c[1] | c[2] << EXT_CAP_VER_SHIFT | next << EXT_CAP_NEXT_SHIFT, 0);
         }
     }
 
     /**
-     * The link registers of a 16 GT/s x16 link (PCIe Base Spec 7.5.3.6, 7.5.3.18-19): Supported Link Speeds up to
+     * The AER capability at reset (PCIe Base Spec 7.8.4): nothing logged or masked but Advisory Non-Fatal, the
+     * spec's default severities, status bits write-one-to-clear; a root port adds Root Error Command and Status.
+     */
+    private void layoutAer(ConfigSpace cs, int pos) {
+        cs.init(pos + ERR_UNCOR_STATUS, 4, 0, 0);
+        cs.initW1c(pos + ERR_UNCOR_STATUS, 4, ERR_UNC_IMPLEMENTED);
+        cs.init(pos + ERR_UNCOR_MASK, 4, 0, ERR_UNC_IMPLEMENTED);
+        cs.init(pos + ERR_UNCOR_SEVER, 4, ERR_UNC_SEVER_DEFAULT, ERR_UNC_IMPLEMENTED);
+        cs.init(pos + ERR_COR_STATUS, 4, 0, 0);
+        cs.initW1c(pos + ERR_COR_STATUS, 4, ERR_COR_IMPLEMENTED);
+        cs.init(pos + ERR_COR_MASK, 4, ERR_COR_ADV_NFAT, ERR_COR_IMPLEMENTED);
+        if (express == PciPortType.ROOT_PORT) {
+            cs.init(pos + ERR_ROOT_COMMAND, 4, 0, ERR_ROOT_CMD_ENABLES);
+            cs.initW1c(pos + ERR_ROOT_STATUS, 4, 0x7F);
+        }
+    }
+
+    private static int align4(int bytes) {
+        return (bytes + 3) & ~3;
+    }
+
+    /**
+     * The link registers of a link of {@link #linkSpeed} and {@link #linkWidth} (16 GT/s x16 unless set) (PCIe Base Spec 7.5.3.6, 7.5.3.18-19): Supported Link Speeds up to
      * Max Link Speed, Target Link Speed at the highest of them; a Downstream Port above 5 GT/s reports Data Link
      * Layer Link Active and bandwidth changes (7.5.3.6); a port with a slot carries its Physical Slot Number.
      */
     private void layoutLink(ConfigSpace cs, boolean slot) {
-        int maxSpeed = LINK_SPEED_16GT;
+        int maxSpeed = linkSpeed;
         boolean activeReporting = slot && maxSpeed > LINK_SPEED_5GT;
         cs.init(EXP_POS + EXP_LNKCAP, 4, (portNumber << 24) | (activeReporting ? EXP_LNKCAP_DLLLARC | EXP_LNKCAP_LBNC : 0)
-                | LINK_WIDTH_X16 << 4 | maxSpeed, 0);
+                | linkWidth << 4 | maxSpeed, 0);
         cs.init(EXP_POS + EXP_LNKCTL, 2, 0, 0x0FFF);
-        cs.init(EXP_POS + EXP_LNKSTA, 2, LINK_WIDTH_X16 << 4 | maxSpeed, 0);
+        cs.init(EXP_POS + EXP_LNKSTA, 2, linkWidth << 4 | maxSpeed, 0);
         if (slot) {
             cs.init(EXP_POS + EXP_SLTCAP, 4, slotNumber << 19, 0);
         }

@@ -66,8 +66,14 @@ public final class ConfigSpace {
         /** The name {@code lspci} prints for this capability. */
         public String name() {
             if (extended) {
-                return id == EXT_CAP_ID_ACS ? "Access Control Services"
-                        : String.format("Extended Capability ID %#06x", id);
+                return switch (id) {
+                    case EXT_CAP_ID_ACS -> "Access Control Services";
+                    case EXT_CAP_ID_ERR -> "Advanced Error Reporting";
+                    case EXT_CAP_ID_DSN -> "Device Serial Number";
+                    case EXT_CAP_ID_SECPCI -> "Secondary PCI Express";
+                    case EXT_CAP_ID_PL_16GT -> "Physical Layer 16.0 GT/s";
+                    default -> String.format("Extended Capability ID %#06x", id);
+                };
             }
             return switch (id) {
                 case CAP_ID_PM -> "Power Management";
@@ -559,6 +565,40 @@ public final class ConfigSpace {
         public Builder acs(Acs capability, Acs control) {
             layout.acsCap = capability;
             layout.acsCtrl = control;
+            return this;
+        }
+
+        /**
+         * The 64-bit Device Serial Number (PCIe Base Spec 7.9.3); without it the serial derives from the IDs.
+         */
+        public Builder serial(long serial) {
+            layout.serial = serial;
+            return this;
+        }
+
+        /** Whether the function has the Advanced Error Reporting capability (PCIe Base Spec 7.8.4); it has by default. */
+        public Builder aer(boolean present) {
+            layout.aer = present;
+            return this;
+        }
+
+        /**
+         * The link's Max Link Speed as a Supported Link Speeds index (1 for 2.5 GT/s up to 4 for 16 GT/s) and Maximum
+         * Link Width in lanes (1, 2, 4, 8 or 16), as Link Capabilities reports them (PCIe Base Spec 7.5.3.6); the
+         * link trains to both. 16 GT/s x16 unless set.
+         *
+         * @throws ErrnoException {@code EINVAL} naming a speed or width outside these
+         */
+        public Builder link(int speed, int width) {
+            if (speed < 1 || speed > ConfigLayout.LINK_SPEED_16GT) {
+                throw new ErrnoException(Errno.EINVAL, "link speed " + speed + " is outside 1 (2.5 GT/s) to "
+                        + ConfigLayout.LINK_SPEED_16GT + " (16 GT/s)");
+            }
+            if (width != 1 && width != 2 && width != 4 && width != 8 && width != 16) {
+                throw new ErrnoException(Errno.EINVAL, "link width x" + width + " is not one of x1, x2, x4, x8, x16");
+            }
+            layout.linkSpeed = speed;
+            layout.linkWidth = width;
             return this;
         }
 

@@ -185,10 +185,25 @@ final class Lspci {
         ConfigSpace cs = fn.configSpace();
         int o = c.offset();
         if (c.extended()) {
-            sb.append(String.format("\tCapabilities: [%03x v%d] %s%n", o, c.version(), c.name()));
-            if (c.id() == EXT_CAP_ID_ACS) {
-                sb.append("\t\tACSCap:\t").append(Acs.of(cs.read(o + ACS_CAP, 2) & Acs.ALL_BITS).toLspci()).append('\n');
-                sb.append("\t\tACSCtl:\t").append(Acs.of(cs.read(o + ACS_CTRL, 2) & Acs.ALL_BITS).toLspci()).append('\n');
+            sb.append(String.format("\tCapabilities: [%03x v%d] ", o, c.version()));
+            switch (c.id()) {
+                case EXT_CAP_ID_ACS -> {
+                    sb.append(c.name()).append('\n');
+                    sb.append("\t\tACSCap:\t").append(Acs.of(cs.read(o + ACS_CAP, 2) & Acs.ALL_BITS).toLspci()).append('\n');
+                    sb.append("\t\tACSCtl:\t").append(Acs.of(cs.read(o + ACS_CTRL, 2) & Acs.ALL_BITS).toLspci()).append('\n');
+                }
+                case EXT_CAP_ID_ERR -> LspciExtended.aer(sb, cs, o, fn.portType().orElse(null));
+                case EXT_CAP_ID_DSN -> {
+                    long serial = (cs.read(o + DSN_UPPER, 4) & 0xFFFF_FFFFL) << 32 | (cs.read(o + DSN_LOWER, 4) & 0xFFFF_FFFFL);
+                    StringBuilder hex = new StringBuilder();
+                    for (int shift = 56; shift >= 0; shift -= 8) {
+                        hex.append(String.format(shift == 56 ? "%02x" : "-%02x", (serial >>> shift) & 0xFF));
+                    }
+                    sb.append(c.name()).append(' ').append(hex).append('\n');
+                }
+                case EXT_CAP_ID_SECPCI -> LspciExtended.secondaryExpress(sb, cs, o);
+                case EXT_CAP_ID_PL_16GT -> sb.append(c.name()).append(" <?>\n");
+                default -> sb.append(c.name()).append('\n');
             }
             return;
         }
@@ -219,6 +234,17 @@ final class Lspci {
                 sb.append(String.format("MSI: Enable%s Count=%d/%d Maskable%s 64bit%s%n", pm(ctl, MSI_FLAGS_ENABLE),
                         1 << ((ctl & MSI_FLAGS_QSIZE) >>> 4), 1 << ((ctl & MSI_FLAGS_QMASK) >>> 1),
                         pm(ctl, MSI_FLAGS_MASKBIT), pm(ctl, MSI_FLAGS_64BIT)));
+                boolean is64 = (ctl & MSI_FLAGS_64BIT) != 0;
+                sb.append("\t\tAddress: ");
+                if (is64) {
+                    sb.append(String.format("%08x", cs.read(o + MSI_ADDRESS_HI, 4)));
+                }
+                sb.append(String.format("%08x  Data: %04x%n", cs.read(o + MSI_ADDRESS_LO, 4),
+                        cs.read(o + (is64 ? MSI_DATA_64 : MSI_DATA_32), 2)));
+                if ((ctl & MSI_FLAGS_MASKBIT) != 0) {
+                    sb.append(String.format("\t\tMasking: %08x  Pending: %08x%n", cs.read(o + (is64 ? MSI_MASK_64 : MSI_MASK_32), 4),
+                            cs.read(o + (is64 ? MSI_PENDING_64 : MSI_PENDING_32), 4)));
+                }
             }
             case CAP_ID_MSIX -> {
                 int ctl = cs.read(o + MSIX_FLAGS, 2);

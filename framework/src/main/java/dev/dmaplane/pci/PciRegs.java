@@ -175,4 +175,125 @@ public final class PciRegs {
     public static final int ACS_CAP = 4;
     public static final int ACS_CTRL = 6;
     public static final int ACS_SIZEOF = 8;
+    /** Extended capability header: Next Capability Offset ({@code PCI_EXT_CAP_NEXT}), bits 31:20. */
+    public static final int EXT_CAP_NEXT_SHIFT = 20;
+    /** Extended capability header: Capability Version ({@code PCI_EXT_CAP_VER}), bits 19:16. */
+    public static final int EXT_CAP_VER_SHIFT = 16;
+
+    // Advanced Error Reporting extended capability (PCIe Base Spec 7.8.4)
+    /** Advanced Error Reporting ({@code PCI_EXT_CAP_ID_ERR}). */
+    public static final int EXT_CAP_ID_ERR = 0x01;
+    /** Uncorrectable Error Status, RW1CS ({@code PCI_ERR_UNCOR_STATUS}). */
+    public static final int ERR_UNCOR_STATUS = 0x04;
+    /** Uncorrectable: Data Link Protocol Error ({@code PCI_ERR_UNC_DLP}). */
+    public static final int ERR_UNC_DLP = 0x0000_0010;
+    /** Uncorrectable: Surprise Down Error ({@code PCI_ERR_UNC_SURPDN}). */
+    public static final int ERR_UNC_SURPDN = 0x0000_0020;
+    /** Uncorrectable: Poisoned TLP Received ({@code PCI_ERR_UNC_POISON_TLP}). */
+    public static final int ERR_UNC_POISON_TLP = 0x0000_1000;
+    /** Uncorrectable: Flow Control Protocol Error ({@code PCI_ERR_UNC_FCP}). */
+    public static final int ERR_UNC_FCP = 0x0000_2000;
+    /** Uncorrectable: Completer Abort ({@code PCI_ERR_UNC_COMP_ABORT}). */
+    public static final int ERR_UNC_COMP_ABORT = 0x0000_8000;
+    /** Uncorrectable: Receiver Overflow ({@code PCI_ERR_UNC_RX_OVER}). */
+    public static final int ERR_UNC_RX_OVER = 0x0002_0000;
+    /** Uncorrectable: Malformed TLP ({@code PCI_ERR_UNC_MALF_TLP}). */
+    public static final int ERR_UNC_MALF_TLP = 0x0004_0000;
+    /** Uncorrectable: Unsupported Request ({@code PCI_ERR_UNC_UNSUP}). */
+    public static final int ERR_UNC_UNSUP = 0x0010_0000;
+    /** The uncorrectable errors the model implements: DLP, Surprise Down and bits 12 to 21 (through ACS Violation). */
+    public static final int ERR_UNC_IMPLEMENTED = 0x003F_F030;
+    /** Uncorrectable Error Mask, RWS ({@code PCI_ERR_UNCOR_MASK}). */
+    public static final int ERR_UNCOR_MASK = 0x08;
+    /** Uncorrectable Error Severity, RWS: set means fatal ({@code PCI_ERR_UNCOR_SEVER}). */
+    public static final int ERR_UNCOR_SEVER = 0x0c;
+    /** Correctable Error Status, RW1CS ({@code PCI_ERR_COR_STATUS}). */
+    public static final int ERR_COR_STATUS = 0x10;
+    /** Correctable: Advisory Non-Fatal Error ({@code PCI_ERR_COR_ADV_NFAT}). */
+    public static final int ERR_COR_ADV_NFAT = 0x0000_2000;
+    /** The correctable errors the model implements: Receiver Error through Advisory Non-Fatal. */
+    public static final int ERR_COR_IMPLEMENTED = 0x0000_31C1;
+    /** Correctable Error Mask, RWS ({@code PCI_ERR_COR_MASK}). */
+    public static final int ERR_COR_MASK = 0x14;
+    /** Advanced Error Capabilities and Control ({@code PCI_ERR_CAP}). */
+    public static final int ERR_CAP = 0x18;
+    /** First Error Pointer: the bit number of the first logged uncorrectable error ({@code PCI_ERR_CAP_FEP}). */
+    public static final int ERR_CAP_FEP = 0x1f;
+    /** Header Log, four dwords of the TLP header of the first error ({@code PCI_ERR_HEADER_LOG}). */
+    public static final int ERR_HEADER_LOG = 0x1c;
+    /** Root Error Command, root ports only ({@code PCI_ERR_ROOT_COMMAND}). */
+    public static final int ERR_ROOT_COMMAND = 0x2c;
+    /** Root Error Command: the reporting enables for ERR_COR, ERR_NONFATAL, ERR_FATAL. */
+    public static final int ERR_ROOT_CMD_ENABLES = 0x7;
+    /** Root Error Status, RW1CS ({@code PCI_ERR_ROOT_STATUS}). */
+    public static final int ERR_ROOT_STATUS = 0x30;
+    /** Root Error Status: ERR_COR Received ({@code PCI_ERR_ROOT_COR_RCV}). */
+    public static final int ERR_ROOT_COR_RCV = 0x01;
+    /** Root Error Status: Multiple ERR_COR Received ({@code PCI_ERR_ROOT_MULTI_COR_RCV}). */
+    public static final int ERR_ROOT_MULTI_COR_RCV = 0x02;
+    /** Root Error Status: ERR_FATAL/NONFATAL Received ({@code PCI_ERR_ROOT_UNCOR_RCV}). */
+    public static final int ERR_ROOT_UNCOR_RCV = 0x04;
+    /** Root Error Status: Multiple ERR_FATAL/NONFATAL Received ({@code PCI_ERR_ROOT_MULTI_UNCOR_RCV}). */
+    public static final int ERR_ROOT_MULTI_UNCOR_RCV = 0x08;
+    /** Root Error Status: First Uncorrectable Fatal ({@code PCI_ERR_ROOT_FIRST_FATAL}). */
+    public static final int ERR_ROOT_FIRST_FATAL = 0x10;
+    /** Root Error Status: Non-Fatal Error Messages Received ({@code PCI_ERR_ROOT_NONFATAL_RCV}). */
+    public static final int ERR_ROOT_NONFATAL_RCV = 0x20;
+    /** Root Error Status: Fatal Error Messages Received ({@code PCI_ERR_ROOT_FATAL_RCV}). */
+    public static final int ERR_ROOT_FATAL_RCV = 0x40;
+    /** Error Source Identification: ERR_COR source in bits 15:0, ERR_FATAL/NONFATAL in 31:16 ({@code PCI_ERR_ROOT_ERR_SRC}). */
+    public static final int ERR_ROOT_ERR_SRC = 0x34;
+    /** Bytes of the version 2 AER capability up to and with the TLP Prefix Log. */
+    public static final int ERR_SIZEOF = 0x48;
+
+    // Device Status error bits (PCIe Base Spec 7.5.3.5), RW1C
+    /** Device Status: Correctable Error Detected ({@code PCI_EXP_DEVSTA_CED}). */
+    public static final int EXP_DEVSTA_CED = 0x0001;
+    /** Device Status: Non-Fatal Error Detected ({@code PCI_EXP_DEVSTA_NFED}). */
+    public static final int EXP_DEVSTA_NFED = 0x0002;
+    /** Device Status: Fatal Error Detected ({@code PCI_EXP_DEVSTA_FED}). */
+    public static final int EXP_DEVSTA_FED = 0x0004;
+    /** Device Status: Unsupported Request Detected ({@code PCI_EXP_DEVSTA_URD}). */
+    public static final int EXP_DEVSTA_URD = 0x0008;
+    /** Device Control: Correctable, Non-Fatal, Fatal and Unsupported Request Reporting Enable ({@code PCI_EXP_DEVCTL_CERE} etc.). */
+    public static final int EXP_DEVCTL_CERE = 0x0001;
+    public static final int EXP_DEVCTL_NFERE = 0x0002;
+    public static final int EXP_DEVCTL_FERE = 0x0004;
+    public static final int EXP_DEVCTL_URRE = 0x0008;
+
+    // Status register error bits
+    /** Status: Signaled Target Abort, a completer answered with Completer Abort ({@code PCI_STATUS_SIG_TARGET_ABORT}). */
+    public static final int STATUS_SIG_TARGET_ABORT = 0x0800;
+    /** Status: Received Target Abort, a requester got a Completer Abort completion ({@code PCI_STATUS_REC_TARGET_ABORT}). */
+    public static final int STATUS_REC_TARGET_ABORT = 0x1000;
+    /** Status: Received Master Abort, a requester got an Unsupported Request completion ({@code PCI_STATUS_REC_MASTER_ABORT}). */
+    public static final int STATUS_REC_MASTER_ABORT = 0x2000;
+    /** Status: Signaled System Error, the function sent ERR_FATAL/NONFATAL with SERR# enabled ({@code PCI_STATUS_SIG_SYSTEM_ERROR}). */
+    public static final int STATUS_SIG_SYSTEM_ERROR = 0x4000;
+
+    // Device Serial Number extended capability (PCIe Base Spec 7.9.3)
+    /** Device Serial Number ({@code PCI_EXT_CAP_ID_DSN}). */
+    public static final int EXT_CAP_ID_DSN = 0x03;
+    /** The serial's lower dword; the upper follows at +8. */
+    public static final int DSN_LOWER = 0x04;
+    public static final int DSN_UPPER = 0x08;
+    public static final int DSN_SIZEOF = 0x0c;
+
+    // Secondary PCI Express extended capability (PCIe Base Spec 7.7.3)
+    /** Secondary PCI Express ({@code PCI_EXT_CAP_ID_SECPCI}). */
+    public static final int EXT_CAP_ID_SECPCI = 0x19;
+    /** Link Control 3 ({@code PCI_EXP_LNKCTL3}). */
+    public static final int SECPCI_LNKCTL3 = 0x04;
+    /** Lane Error Status, RW1CS, one bit per lane ({@code PCI_EXP_LANE_ERR_STA}). */
+    public static final int SECPCI_LANE_ERR = 0x08;
+    /** Lane Equalization Control: one 16-bit register per lane of the maximum link width. */
+    public static final int SECPCI_LANE_EQ_CTRL = 0x0c;
+
+    // Physical Layer 16.0 GT/s extended capability (PCIe Base Spec 7.7.5)
+    /** Physical Layer 16.0 GT/s ({@code PCI_EXT_CAP_ID_PL_16GT}). */
+    public static final int EXT_CAP_ID_PL_16GT = 0x26;
+    /** 16.0 GT/s Local Data Parity Mismatch Status, RW1CS, one bit per lane. */
+    public static final int PL16_LOCAL_PARITY = 0x10;
+    /** 16.0 GT/s Lane Equalization Control: one byte per lane of the maximum link width, padded to dwords. */
+    public static final int PL16_LANE_EQ_CTRL = 0x20;
 }

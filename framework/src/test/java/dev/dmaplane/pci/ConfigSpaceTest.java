@@ -132,8 +132,13 @@ class ConfigSpaceTest {
         List<ConfigSpace.Capability> caps = port.capabilities();
         assertEquals(List.of(new ConfigSpace.Capability(CAP_ID_PM, 0x40, false, 0),
                 new ConfigSpace.Capability(CAP_ID_EXP, 0x50, false, 0),
-                new ConfigSpace.Capability(EXT_CAP_ID_ACS, 0x100, true, 1)), caps);
-        assertEquals("Access Control Services", caps.get(2).name());
+                new ConfigSpace.Capability(CAP_ID_MSI, 0xa0, false, 0),
+                new ConfigSpace.Capability(EXT_CAP_ID_ACS, 0x100, true, 1),
+                new ConfigSpace.Capability(EXT_CAP_ID_ERR, 0x108, true, 2),
+                new ConfigSpace.Capability(EXT_CAP_ID_DSN, 0x150, true, 1),
+                new ConfigSpace.Capability(EXT_CAP_ID_SECPCI, 0x15c, true, 1),
+                new ConfigSpace.Capability(EXT_CAP_ID_PL_16GT, 0x188, true, 1)), caps);
+        assertEquals("Access Control Services", caps.get(3).name());
         assertEquals(0x50, port.findCapability(CAP_ID_EXP).orElseThrow());
         assertTrue(port.findCapability(CAP_ID_MSIX).isEmpty());
         assertEquals(PciPortType.DOWNSTREAM, port.portType().orElseThrow());

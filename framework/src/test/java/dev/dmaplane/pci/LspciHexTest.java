@@ -54,8 +54,8 @@ class LspciHexTest {
         List<String> all = t.lspciHex(rp, 4096).lines().toList();
         assertEquals(1 + 256 + 1, all.size());
         assertTrue(all.get(16).startsWith("f0: "), all.get(16));
-        // the ACS extended capability header at 0x100: ID 0x000d, version 1
-        assertTrue(all.get(17).startsWith("100: 0d 00 01 00 "), all.get(17));
+        // the ACS extended capability header at 0x100: ID 0x000d, version 1, AER next at 0x108
+        assertTrue(all.get(17).startsWith("100: 0d 00 81 10 "), all.get(17));
         assertTrue(all.get(256).startsWith("ff0: "), all.get(256));
     }
 
