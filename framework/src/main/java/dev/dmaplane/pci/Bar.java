@@ -139,25 +139,43 @@ public final class Bar {
      * A register BAR: loads and stores go to the attached {@link MmioHandler}, except those to the function's MSI-X
      * table and PBA when the capability places them here, which the {@link Msix} structures answer. Until a device model attaches
      * one, and while the function's Memory Space Enable is clear, reads return all-ones and writes are dropped, as
-     * accesses nobody claims on a real bus do (a master abort).
+     * accesses nobody claims on a real bus do (a master abort). A request the function receives while it does not
+     * decode memory (Memory Space Enable clear, or D3hot) is an Unsupported Request it logs (PCIe Base Spec 7.5.1.1.3).
      */
     public static final class Mmio implements Backing {
         private final long size;
         private final String owner;
         private final BooleanSupplier decoding;
+        /** The function's config space and the BAR register, for logging a request it cannot complete; or null. */
+        private final ConfigSpace function;
+        private final int index;
         private final AtomicReference<MmioHandler> handler = new AtomicReference<>();
         /** The function's MSI-X table and PBA when they live in this BAR; they answer before the handler. */
         private volatile Msix msix;
 
         Mmio(long size, String owner) {
-            this(size, owner, () -> true);
-        }
-
-        /** A register block that answers only while {@code decoding} says the function decodes its BARs. */
-        Mmio(long size, String owner, BooleanSupplier decoding) {
             this.size = size;
             this.owner = owner;
-            this.decoding = decoding;
+            this.decoding = () -> true;
+            this.function = null;
+            this.index = -1;
+        }
+
+        /** Register block of BAR {@code index} that answers only while the function {@code cs} decodes memory. */
+        Mmio(long size, String owner, ConfigSpace cs, int index) {
+            this.size = size;
+            this.owner = owner;
+            this.decoding = cs::memorySpaceEnabled;
+            this.function = cs;
+            this.index = index;
+        }
+
+        /** The function got a request while it decodes no memory: an Unsupported Request (7.5.1.1.3). */
+        private void unsupported(long offset, int accessSize, boolean posted) {
+            if (function != null) {
+                PcieErrors.memoryRequestError(function, PciRegs.ERR_UNC_UNSUP, function.barAddress(index) + offset,
+                        accessSize, posted);
+            }
         }
 
         @Override
@@ -208,7 +226,11 @@ public final class Bar {
             MmioHandler h = handler.get();
             Msix m = msix;
             boolean structure = m != null && m.claims(offset);
-            if (!decoding.getAsBoolean() || (h == null && !structure)) {
+            if (!decoding.getAsBoolean()) {
+                unsupported(offset, size, false);
+                return size == 8 ? -1L : (1L << (8 * size)) - 1;
+            }
+            if (h == null && !structure) {
                 return size == 8 ? -1L : (1L << (8 * size)) - 1;
             }
             return structure ? m.read(offset, size) : h.read(offset, size);
@@ -222,6 +244,7 @@ public final class Bar {
         public void write(long offset, int size, long value) {
             check(offset, size);
             if (!decoding.getAsBoolean()) {
+                unsupported(offset, size, true);
                 return;
             }
             long v = size == 8 ? value : value & ((1L << (8 * size)) - 1);

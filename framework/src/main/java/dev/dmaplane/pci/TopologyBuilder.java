@@ -86,7 +86,7 @@ final class TopologyBuilder {
             MmioPlan.Layout l = layout.get(n);
             for (BarSpec bs : s.bars()) {
                 String owner = s.bdf() + " BAR" + bs.index();
-                Bar.Backing backing = bs.kind() == BarKind.MMIO ? new Bar.Mmio(bs.size(), owner, cs::memorySpaceEnabled)
+                Bar.Backing backing = bs.kind() == BarKind.MMIO ? new Bar.Mmio(bs.size(), owner, cs, bs.index())
                         : new Bar.Memory(bs.size(), owner, pool);
                 bars.add(new Bar(bs.index(), bs.size(), bs.is64Bit(), bs.prefetchable(), cs, backing));
                 long addr = l.bars().get(bs.index());
