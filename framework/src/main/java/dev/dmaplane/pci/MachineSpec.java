@@ -9,6 +9,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.OptionalLong;
 
 /**
  * A machine description as read from a machine file: host memory size, IOMMU settings and the PCI hierarchy.
@@ -79,6 +80,24 @@ public record MachineSpec(long memoryBytes, IommuSpec iommu, List<HostBridgeSpec
     }
 
     /**
+     * A PCI Express function's link and the extended capabilities that go with it (PCIe Base Spec 7.5.3.6, 7.8.4,
+     * 7.9.3): what a real part shows unless the machine file says otherwise.
+     *
+     * @param serial    the Device Serial Number; empty to derive one from the vendor, device and BDF
+     * @param aer       whether the function has the Advanced Error Reporting capability
+     * @param linkSpeed Max Link Speed as a Supported Link Speeds index: 1 (2.5 GT/s) to 4 (16 GT/s)
+     * @param linkWidth Maximum Link Width in lanes: 1, 2, 4, 8 or 16
+     */
+    public record ExpressSpec(OptionalLong serial, boolean aer, int linkSpeed, int linkWidth) {
+        /** AER present, a serial derived from the function, a 16 GT/s x16 link. */
+        public static final ExpressSpec DEFAULT = new ExpressSpec(OptionalLong.empty(), true, 4, 16);
+
+        public ExpressSpec {
+            ErrnoException.requireNonNull(serial, "serial");
+        }
+    }
+
+    /**
      * One function of the hierarchy.
      *
      * @param bdf          its address; must lie on the bus of its parent
@@ -92,18 +111,29 @@ public record MachineSpec(long memoryBytes, IommuSpec iommu, List<HostBridgeSpec
      * @param model        name of the device model to bind (e.g. {@code nvme}), if any
      * @param properties   settings for that model
      * @param children     functions on this bridge's secondary bus
+     * @param express      the link and the extended capabilities a PCI Express function carries
      */
     public record FunctionSpec(Bdf bdf, PciPortType type, int vendorId, int deviceId, int classCode, int revision,
                                int subsystemVendorId, int subsystemId, boolean multifunction, List<BarSpec> bars,
                                Optional<AcsSpec> acs, Optional<MsixSpec> msix, Optional<MsiSpec> msi,
-                               Optional<String> model, Map<String, String> properties, List<FunctionSpec> children) {
+                               Optional<String> model, Map<String, String> properties, List<FunctionSpec> children,
+                               ExpressSpec express) {
+        /** A function with the link and extended capabilities of {@link ExpressSpec#DEFAULT}. */
+        public FunctionSpec(Bdf bdf, PciPortType type, int vendorId, int deviceId, int classCode, int revision,
+                            int subsystemVendorId, int subsystemId, boolean multifunction, List<BarSpec> bars,
+                            Optional<AcsSpec> acs, Optional<MsixSpec> msix, Optional<MsiSpec> msi,
+                            Optional<String> model, Map<String, String> properties, List<FunctionSpec> children) {
+            this(bdf, type, vendorId, deviceId, classCode, revision, subsystemVendorId, subsystemId, multifunction, bars,
+                    acs, msix, msi, model, properties, children, ExpressSpec.DEFAULT);
+        }
+
         /** A function without an MSI capability. */
         public FunctionSpec(Bdf bdf, PciPortType type, int vendorId, int deviceId, int classCode, int revision,
                             int subsystemVendorId, int subsystemId, boolean multifunction, List<BarSpec> bars,
                             Optional<AcsSpec> acs, Optional<MsixSpec> msix, Optional<String> model,
                             Map<String, String> properties, List<FunctionSpec> children) {
             this(bdf, type, vendorId, deviceId, classCode, revision, subsystemVendorId, subsystemId, multifunction, bars,
-                    acs, msix, Optional.empty(), model, properties, children);
+                    acs, msix, Optional.empty(), model, properties, children, ExpressSpec.DEFAULT);
         }
 
         public FunctionSpec {
@@ -117,6 +147,7 @@ public record MachineSpec(long memoryBytes, IommuSpec iommu, List<HostBridgeSpec
             properties = Collections.unmodifiableMap(
                     new LinkedHashMap<>(ErrnoException.requireNonNull(properties, "properties")));
             children = List.copyOf(ErrnoException.requireNonNull(children, "children"));
+            ErrnoException.requireNonNull(express, "express");
         }
     }
 

@@ -56,6 +56,12 @@ final class TopologyBuilder {
         }
     }
 
+    /** A serial as deterministic as the machine file: vendor, device, then the function's domain and routing ID. */
+    private static long defaultSerial(FunctionSpec s) {
+        return (long) s.vendorId() << 48 | (long) s.deviceId() << 32 | (long) s.bdf().domain() << 16
+                | s.bdf().requesterId();
+    }
+
     private static void add(BusPlan.Node n, PciBus bus, HostBridge hb, Map<BusPlan.Node, MmioPlan.Layout> layout,
                             DeviceMemoryPool pool, AtomicInteger configWrites, AtomicInteger slots) {
         FunctionSpec s = n.spec();
@@ -82,6 +88,8 @@ final class TopologyBuilder {
             s.msix().ifPresent(m -> b.msix(m.vectors(), m.bar(), m.tableOffset(), m.pbaOffset()));
             s.msi().ifPresent(m -> b.msi(m.vectors(), m.is64Bit(), m.perVectorMask()));
             s.acs().ifPresent(a -> b.acs(a.capability(), a.control()));
+            MachineSpec.ExpressSpec e = s.express();
+            b.aer(e.aer()).link(e.linkSpeed(), e.linkWidth()).serial(e.serial().orElse(defaultSerial(s)));
             cs = b.build();
             MmioPlan.Layout l = layout.get(n);
             for (BarSpec bs : s.bars()) {

@@ -10,6 +10,7 @@ import dev.dmaplane.pci.MachineSpec.AcsSpec;
 import dev.dmaplane.pci.MachineSpec.BarKind;
 import dev.dmaplane.pci.MachineSpec.BarSpec;
 import dev.dmaplane.pci.MachineSpec.DefaultDomain;
+import dev.dmaplane.pci.MachineSpec.ExpressSpec;
 import dev.dmaplane.pci.MachineSpec.FunctionSpec;
 import dev.dmaplane.pci.MachineSpec.HostBridgeSpec;
 import dev.dmaplane.pci.MachineSpec.IommuSpec;
@@ -24,6 +25,8 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.OptionalLong;
+import java.util.regex.Pattern;
 import java.util.Set;
 import java.util.TreeSet;
 
@@ -38,11 +41,18 @@ public final class SpecParser {
     private static final Set<String> PCI_KEYS = Set.of("hostBridges");
     private static final Set<String> HOST_KEYS = Set.of("domain", "bus", "name", "p2pAllowed", "children");
     private static final Set<String> FUNCTION_KEYS = Set.of("bdf", "type", "vendor", "device", "class", "revision",
-            "subsystemVendor", "subsystemDevice", "multifunction", "bars", "acs", "msix", "msi", "model", "properties", "children");
+            "subsystemVendor", "subsystemDevice", "multifunction", "bars", "acs", "msix", "msi", "model", "properties", "children",
+            "serial", "aer", "link");
     private static final Set<String> BAR_KEYS = Set.of("index", "size", "kind", "bits", "prefetchable");
     private static final Set<String> ACS_KEYS = Set.of("capability", "control");
     private static final Set<String> MSIX_KEYS = Set.of("vectors", "bar", "table", "pba");
     private static final Set<String> MSI_KEYS = Set.of("vectors", "64bit", "per-vector-mask");
+    private static final Set<String> LINK_KEYS = Set.of("speed", "width");
+    /** Link speeds by their Supported Link Speeds index (PCIe Base Spec 7.5.3.18), up to the 16 GT/s modelled. */
+    private static final List<String> LINK_SPEEDS = List.of("2.5GT/s", "5GT/s", "8GT/s", "16GT/s");
+    /** A serial as {@code lspci} prints it, eight bytes most significant first, or as a hex number. */
+    private static final Pattern SERIAL_DASHED = Pattern.compile("[0-9a-fA-F]{2}(-[0-9a-fA-F]{2}){7}");
+    private static final Pattern SERIAL_HEX = Pattern.compile("0[xX][0-9a-fA-F]{1,16}");
     private static final Map<String, PciPortType> TYPES = Map.of(
             "rootPort", PciPortType.ROOT_PORT, "upstreamPort", PciPortType.UPSTREAM,
             "downstreamPort", PciPortType.DOWNSTREAM, "endpoint", PciPortType.ENDPOINT,
@@ -217,7 +227,7 @@ public final class SpecParser {
             }
         }
         FunctionSpec fn = new FunctionSpec(bdf, type, vendor, device, cls, rev, ssv, ssd, mf, bars, acs, msix, msi,
-                model, props, children(o));
+                model, props, children(o), express(o));
         BarRules.check(fn, o.path());
         return fn;
     }
@@ -285,6 +295,44 @@ public final class SpecParser {
         long pba = o.has("pba") ? Units.size(o.get("pba"), o.at("pba"))
                 : table + (long) vectors * PciRegs.MSIX_ENTRY_SIZE;
         return new MsixSpec(vectors, bir, table, pba);
+    }
+
+    /** The {@code serial:}, {@code aer:} and {@code link:} keys of a function, each defaulting as a real part. */
+    private static ExpressSpec express(Obj o) {
+        ExpressSpec d = ExpressSpec.DEFAULT;
+        OptionalLong serial = OptionalLong.empty();
+        if (o.has("serial")) {
+            String t = o.get("serial").isTextual() ? o.get("serial").textValue() : o.get("serial").toString();
+            if (SERIAL_DASHED.matcher(t).matches()) {
+                serial = OptionalLong.of(Long.parseUnsignedLong(t.replace("-", ""), 16));
+            } else if (SERIAL_HEX.matcher(t).matches()) {
+                serial = OptionalLong.of(Long.parseUnsignedLong(t.substring(2), 16));
+            } else {
+                throw Units.bad(o.at("serial"), t, "is not a 64-bit serial such as \"0x0011223344556677\" or"
+                        + " \"00-11-22-33-44-55-66-77\"");
+            }
+        }
+        boolean aer = !o.has("aer") || Units.bool(o.get("aer"), o.at("aer"));
+        int speed = d.linkSpeed();
+        int width = d.linkWidth();
+        if (o.has("link")) {
+            Obj l = Obj.of(o.get("link"), o.at("link"), LINK_KEYS);
+            if (l.has("speed")) {
+                String t = Units.text(l.get("speed"), l.at("speed"));
+                int i = LINK_SPEEDS.indexOf(t);
+                if (i < 0) {
+                    throw Units.bad(l.at("speed"), t, "is not one of: " + String.join(", ", LINK_SPEEDS));
+                }
+                speed = i + 1;
+            }
+            if (l.has("width")) {
+                width = (int) Units.number(l.get("width"), l.at("width"), 16);
+                if (Integer.bitCount(width) != 1) {
+                    throw Units.bad(l.at("width"), String.valueOf(width), "is not a link width of 1, 2, 4, 8 or 16 lanes");
+                }
+            }
+        }
+        return new ExpressSpec(serial, aer, speed, width);
     }
 
     /** The {@code msi:} section: Multiple Message Capable is log2 of the count, so a power of two up to 32. */
