@@ -16,8 +16,8 @@ import java.util.function.LongSupplier;
  * A device's registers behind a BAR, declared one by one with their width and what reading and writing them does
  * (QEMU's {@code MemoryRegionOps} with its {@code REG32}/{@code REG64} declarations, libvfio-user's region
  * callbacks). An access must hit a register at its offset with its width; any other access (a hole, a wrong width)
- * reads as all-ones and its write is dropped, as an unclaimed access does, and is counted in
- * {@link #badAccesses()}. Callbacks run on the CPU's thread and do their own locking.
+ * reads as all-ones and its write is dropped, is counted in {@link #badAccesses()}, and is refused
+ * ({@link #refuses}): the function logs a Completer Abort. Callbacks run on the CPU's thread and do their own locking.
  */
 public final class RegisterBlock implements MmioHandler {
     /** What one register does. */
@@ -50,6 +50,12 @@ public final class RegisterBlock implements MmioHandler {
     /** Accesses that hit no register at its width: reads answered with all-ones, writes dropped. */
     public long badAccesses() {
         return badAccesses.get();
+    }
+
+    /** An access that hits no register at its width is a violation of the programming model: a Completer Abort. */
+    @Override
+    public boolean refuses(long offset, int size) {
+        return find(offset, size) == null;
     }
 
     @Override

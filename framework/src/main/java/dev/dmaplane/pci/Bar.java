@@ -170,11 +170,10 @@ public final class Bar {
             this.index = index;
         }
 
-        /** The function got a request while it decodes no memory: an Unsupported Request (7.5.1.1.3). */
-        private void unsupported(long offset, int accessSize, boolean posted) {
+        /** The function got a request it cannot complete: {@code error} is the AER bit it logs. */
+        private void requestError(int error, long offset, int accessSize, boolean posted) {
             if (function != null) {
-                PcieErrors.memoryRequestError(function, PciRegs.ERR_UNC_UNSUP, function.barAddress(index) + offset,
-                        accessSize, posted);
+                PcieErrors.memoryRequestError(function, error, function.barAddress(index) + offset, accessSize, posted);
             }
         }
 
@@ -227,13 +226,20 @@ public final class Bar {
             Msix m = msix;
             boolean structure = m != null && m.claims(offset);
             if (!decoding.getAsBoolean()) {
-                unsupported(offset, size, false);
+                // 7.5.1.1.3: a function that does not decode memory handles the request as Unsupported
+                requestError(PciRegs.ERR_UNC_UNSUP, offset, size, false);
                 return size == 8 ? -1L : (1L << (8 * size)) - 1;
             }
             if (h == null && !structure) {
                 return size == 8 ? -1L : (1L << (8 * size)) - 1;
             }
-            return structure ? m.read(offset, size) : h.read(offset, size);
+            if (structure) {
+                return m.read(offset, size);
+            }
+            if (h.refuses(offset, size)) {
+                requestError(PciRegs.ERR_UNC_COMP_ABORT, offset, size, false);
+            }
+            return h.read(offset, size);
         }
 
         /**
@@ -244,7 +250,7 @@ public final class Bar {
         public void write(long offset, int size, long value) {
             check(offset, size);
             if (!decoding.getAsBoolean()) {
-                unsupported(offset, size, true);
+                requestError(PciRegs.ERR_UNC_UNSUP, offset, size, true);
                 return;
             }
             long v = size == 8 ? value : value & ((1L << (8 * size)) - 1);
@@ -253,6 +259,9 @@ public final class Bar {
             if (m != null && m.claims(offset)) {
                 m.write(offset, size, v);
             } else if (h != null) {
+                if (h.refuses(offset, size)) {
+                    requestError(PciRegs.ERR_UNC_COMP_ABORT, offset, size, true);
+                }
                 h.write(offset, size, v);
             }
         }

@@ -14,4 +14,13 @@ public interface MmioHandler {
 
     /** Stores the low {@code size} bytes of {@code value} at {@code offset}. */
     void write(long offset, int size, long value);
+
+    /**
+     * Whether the device refuses this access as a violation of its programming model (a hole, a wrong width): the
+     * function then logs a Completer Abort (PCIe Base Spec 2.3.1, 6.2.3.2.3) and the access still goes to
+     * {@link #read}/{@link #write} for the data it answers. No register is refused unless the handler says so.
+     */
+    default boolean refuses(long offset, int size) {
+        return false;
+    }
 }
