@@ -45,6 +45,8 @@ public final class ConfigSpace {
      * all-ones and writes are dropped, as config requests to an empty slot end in a master abort.
      */
     private volatile boolean present = true;
+    /** The function these registers belong to, once it exists: where its error messages start up the hierarchy. */
+    private volatile PciFunction owner;
     /** The registers at power-on, before firmware configured anything: what a reset returns them to. */
     private byte[] powerOn;
     /** The registers as firmware left them at boot, which new hardware in this slot comes up with again. */
@@ -183,6 +185,16 @@ public final class ConfigSpace {
     /** Told of every completed {@link #write} after the registers changed, once {@code write} released this space's lock. */
     interface WriteListener {
         void written(int offset, int size);
+    }
+
+    /** Binds the registers to the function they belong to. */
+    void owner(PciFunction fn) {
+        owner = fn;
+    }
+
+    /** The function these registers belong to; empty for a config space outside a topology. */
+    Optional<PciFunction> owner() {
+        return Optional.ofNullable(owner);
     }
 
     /** Adds {@code l}, which a register block the function implements (MSI-X) uses to follow its control bits. */

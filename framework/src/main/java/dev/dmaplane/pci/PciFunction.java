@@ -50,6 +50,7 @@ public final class PciFunction extends Device {
         this.msi = Msi.of(bdf + " MSI", config).orElse(null);
         this.intx = Intx.of(bdf + " INTx", config).orElse(null);
         config.addWriteListener(this::configWritten);
+        config.owner(this);
     }
 
     /** Watches the two reset triggers: Initiate FLR in Device Control, Secondary Bus Reset in Bridge Control. */

@@ -1,5 +1,6 @@
 package dev.dmaplane.pci;
 
+import java.util.Optional;
 import java.util.OptionalInt;
 
 import static dev.dmaplane.pci.PciRegs.*;
@@ -10,6 +11,12 @@ import static dev.dmaplane.pci.PciRegs.*;
  * error the header of the TLP and the First Error Pointer (7.8.4.7-8). An Unsupported Request or Completer Abort that
  * a completer answers with a completion at non-fatal severity is an Advisory Non-Fatal error (6.2.3.2.4.1): logged
  * as uncorrectable, signalled as correctable. A Completer Abort sets Signaled Target Abort in Status (7.5.1.1.4).
+ * <p>
+ * An unmasked error the Device Control reporting enables allow is signalled as ERR_COR, ERR_NONFATAL or ERR_FATAL
+ * (6.2.5; an Unsupported Request only with Unsupported Request Reporting Enable, ERR_NONFATAL/FATAL also under SERR#
+ * Enable, which then sets Signaled System Error, 7.5.1.1.4). The message reaches the root port above, which records
+ * it in Root Error Status and Error Source Identification (7.8.4.10-11) whether or not Root Error Command enables its
+ * interrupt.
  */
 final class PcieErrors {
     /** TLP Fmt: 3 DW header without data (MRd32), 4 DW without data (MRd64), 3 DW with data, 4 DW with data. */
@@ -27,17 +34,28 @@ final class PcieErrors {
         completerDetected(cs, error, posted, memoryHeader(addr, size, posted));
     }
 
+    /** Error messages (PCIe Base Spec 2.2.8.3). */
+    private enum Message { ERR_COR, ERR_NONFATAL, ERR_FATAL }
+
     private static void completerDetected(ConfigSpace cs, int error, boolean posted, int[] header) {
+        Message sent = log(cs, error, posted, header);
+        if (sent != null) {
+            cs.owner().ifPresent(fn -> rootPortReceives(fn, sent));
+        }
+    }
+
+    /** Logs the error in {@code cs}; returns the message the function sends for it, or null. */
+    private static Message log(ConfigSpace cs, int error, boolean posted, int[] header) {
         synchronized (cs) {
             if (!cs.present()) {
-                return;
+                return null;
             }
             if (error == ERR_UNC_COMP_ABORT) {
                 cs.hardwareUpdate(STATUS, 2, STATUS_SIG_TARGET_ABORT, true);
             }
             OptionalInt exp = cs.findCapability(CAP_ID_EXP);
             if (exp.isEmpty()) {
-                return;
+                return null;
             }
             OptionalInt aer = cs.findExtCapability(EXT_CAP_ID_ERR);
             boolean fatal = aer.isPresent() && (cs.read(aer.getAsInt() + ERR_UNCOR_SEVER, 4) & error) != 0;
@@ -45,8 +63,10 @@ final class PcieErrors {
             int devsta = (advisory ? EXP_DEVSTA_CED : fatal ? EXP_DEVSTA_FED : EXP_DEVSTA_NFED)
                     | (error == ERR_UNC_UNSUP ? EXP_DEVSTA_URD : 0);
             cs.hardwareUpdate(exp.getAsInt() + EXP_DEVSTA, 2, devsta, true);
+            int devctl = cs.read(exp.getAsInt() + EXP_DEVCTL, 2);
+            Message message = advisory ? Message.ERR_COR : fatal ? Message.ERR_FATAL : Message.ERR_NONFATAL;
             if (aer.isEmpty()) {
-                return;
+                return signalled(cs, message, error, devctl, false);
             }
             int pos = aer.getAsInt();
             int before = cs.read(pos + ERR_UNCOR_STATUS, 4);
@@ -66,6 +86,71 @@ final class PcieErrors {
                     cs.hardwareUpdate(pos + ERR_HEADER_LOG + 4 * i, 4, header[i], true);
                 }
             }
+            return signalled(cs, message, error, devctl, masked);
+        }
+    }
+
+    /** Whether the Device Control and Command enables let {@code message} out (6.2.5); Signaled System Error if so. */
+    private static Message signalled(ConfigSpace cs, Message message, int error, int devctl, boolean masked) {
+        if (masked || error == ERR_UNC_UNSUP && (devctl & EXP_DEVCTL_URRE) == 0) {
+            return null;
+        }
+        boolean serr = (cs.command() & COMMAND_SERR) != 0;
+        boolean enabled = switch (message) {
+            case ERR_COR -> (devctl & EXP_DEVCTL_CERE) != 0;
+            case ERR_NONFATAL -> (devctl & EXP_DEVCTL_NFERE) != 0 || serr;
+            case ERR_FATAL -> (devctl & EXP_DEVCTL_FERE) != 0 || serr;
+        };
+        if (!enabled) {
+            return null;
+        }
+        if (message != Message.ERR_COR && serr) {
+            cs.hardwareUpdate(STATUS, 2, STATUS_SIG_SYSTEM_ERROR, true);
+        }
+        return message;
+    }
+
+    /**
+     * The root port above {@code source} (or {@code source} itself) receives its error message: Root Error Status
+     * records the first and any further ones, Error Source Identification the sender of the first (7.8.4.10-11).
+     */
+    private static void rootPortReceives(PciFunction source, Message message) {
+        Optional<PciFunction> at = Optional.of(source);
+        while (at.isPresent() && at.get().portType().orElse(null) != PciPortType.ROOT_PORT) {
+            at = at.get().upstreamBridge();
+        }
+        if (at.isEmpty()) {
+            return;
+        }
+        ConfigSpace rp = at.get().configSpace();
+        synchronized (rp) {
+            OptionalInt aer = rp.findExtCapability(EXT_CAP_ID_ERR);
+            if (aer.isEmpty()) {
+                return;
+            }
+            int pos = aer.getAsInt();
+            int status = rp.read(pos + ERR_ROOT_STATUS, 4);
+            int id = source.bdf().requesterId();
+            if (message == Message.ERR_COR) {
+                if ((status & ERR_ROOT_COR_RCV) != 0) {
+                    rp.hardwareUpdate(pos + ERR_ROOT_STATUS, 4, ERR_ROOT_MULTI_COR_RCV, true);
+                } else {
+                    rp.hardwareUpdate(pos + ERR_ROOT_STATUS, 4, ERR_ROOT_COR_RCV, true);
+                    rp.hardwareUpdate(pos + ERR_ROOT_ERR_SRC, 2, 0xFFFF, false);
+                    rp.hardwareUpdate(pos + ERR_ROOT_ERR_SRC, 2, id, true);
+                }
+                return;
+            }
+            boolean fatal = message == Message.ERR_FATAL;
+            int bits = fatal ? ERR_ROOT_FATAL_RCV : ERR_ROOT_NONFATAL_RCV;
+            if ((status & ERR_ROOT_UNCOR_RCV) != 0) {
+                bits |= ERR_ROOT_MULTI_UNCOR_RCV;
+            } else {
+                bits |= ERR_ROOT_UNCOR_RCV | (fatal ? ERR_ROOT_FIRST_FATAL : 0);
+                rp.hardwareUpdate(pos + ERR_ROOT_ERR_SRC + 2, 2, 0xFFFF, false);
+                rp.hardwareUpdate(pos + ERR_ROOT_ERR_SRC + 2, 2, id, true);
+            }
+            rp.hardwareUpdate(pos + ERR_ROOT_STATUS, 4, bits, true);
         }
     }
 

@@ -19,7 +19,8 @@ import static org.junit.jupiter.api.Assertions.*;
  * 7.5.1.1.3 Memory Space Enable, 6.2.5 error logging, 6.2.3.2.4.1 Advisory Non-Fatal for a non-posted request at
  * non-fatal severity; the registers {@code drivers/pci/pcie/aer.c} reads in {@code aer_get_device_error_info}), and
  * an access its registers refuse as a violation of their programming model is a Completer Abort (2.3.1), which also
- * sets Signaled Target Abort in Status (7.5.1.1.4).
+ * sets Signaled Target Abort in Status (7.5.1.1.4). Reported errors reach the root port's Root Error Status and Error
+ * Source Identification (7.8.4.10-11; what {@code aer_isr} and {@code aer_isr_one_error} read).
  */
 class AerLoggingTest {
     private PciTopology t;
@@ -108,6 +109,59 @@ class AerLoggingTest {
         b.mmio().write(0x40, 4, 1);
         assertEquals(EXP_DEVSTA_CED | EXP_DEVSTA_NFED, devsta(), "a posted one is non-fatal");
         assertEquals(15, aer(ERR_CAP) & ERR_CAP_FEP, "First Error Pointer: bit 15, Completer Abort");
+    }
+
+    private PciFunction rootPort() {
+        PciFunction at = fn;
+        while (at.portType().orElseThrow() != PciPortType.ROOT_PORT) {
+            at = at.upstreamBridge().orElseThrow();
+        }
+        return at;
+    }
+
+    private ConfigSpace rootPortAbove() {
+        return rootPort().configSpace();
+    }
+
+    private void enableReporting(int bits) {
+        int devctl = fn.configSpace().findCapability(CAP_ID_EXP).orElseThrow() + EXP_DEVCTL;
+        fn.configSpace().write(devctl, 2, fn.configSpace().read(devctl, 2) | bits);
+    }
+
+    @Test
+    void withoutReportingEnabledTheRootPortHearsNothing() {
+        fn.setMemorySpace(false);
+        bar.mmio().write(0, 4, 1);
+        ConfigSpace rp = rootPortAbove();
+        assertEquals(0, rp.read(rp.findExtCapability(EXT_CAP_ID_ERR).orElseThrow() + ERR_ROOT_STATUS, 4));
+    }
+
+    @Test
+    void anEnabledNonFatalErrorReachesTheRootPortsRootErrorStatus() {
+        enableReporting(EXP_DEVCTL_CERE | EXP_DEVCTL_NFERE | EXP_DEVCTL_FERE | EXP_DEVCTL_URRE);
+        fn.setMemorySpace(false);
+        bar.mmio().write(0, 4, 1);
+        ConfigSpace rp = rootPortAbove();
+        int aer = rp.findExtCapability(EXT_CAP_ID_ERR).orElseThrow();
+        assertEquals(ERR_ROOT_UNCOR_RCV | ERR_ROOT_NONFATAL_RCV, rp.read(aer + ERR_ROOT_STATUS, 4));
+        assertEquals(fn.bdf().requesterId(), rp.read(aer + ERR_ROOT_ERR_SRC, 4) >>> 16, "ERR_FATAL/NONFATAL source");
+        bar.mmio().write(4, 4, 1);
+        assertEquals(ERR_ROOT_UNCOR_RCV | ERR_ROOT_MULTI_UNCOR_RCV | ERR_ROOT_NONFATAL_RCV, rp.read(aer + ERR_ROOT_STATUS, 4));
+        assertEquals(0, fn.configSpace().status() & STATUS_SIG_SYSTEM_ERROR, "SERR# Enable is clear");
+        String lspci = t.lspciVerbose(rootPort());
+        assertTrue(lspci.contains("RootSta: CERcvd- MultCERcvd- UERcvd+ MultUERcvd+"), lspci);
+    }
+
+    @Test
+    void serrEnableAloneSendsErrNonFatalAndSetsSignaledSystemError() {
+        enableReporting(EXP_DEVCTL_URRE);
+        fn.configSpace().write(COMMAND, 2, fn.configSpace().command() | COMMAND_SERR);
+        fn.setPowerState(true);
+        bar.mmio().write(0, 4, 1);
+        assertEquals(STATUS_SIG_SYSTEM_ERROR, fn.configSpace().status() & STATUS_SIG_SYSTEM_ERROR);
+        ConfigSpace rp = rootPortAbove();
+        assertEquals(ERR_ROOT_UNCOR_RCV | ERR_ROOT_NONFATAL_RCV,
+                rp.read(rp.findExtCapability(EXT_CAP_ID_ERR).orElseThrow() + ERR_ROOT_STATUS, 4));
     }
 
     @Test
