@@ -118,17 +118,24 @@ public final class ConfigSpace {
 
     /**
      * Writes the low {@code size} bytes of {@code value} at {@code offset}: only writable bits change, and
-     * write-one-to-clear bits written as one are cleared.
+     * write-one-to-clear bits written as one are cleared. A write to an absent function is dropped, and the bridge
+     * above it records the Unsupported Request completion it received (Secondary Status Received Master Abort).
      *
      * @throws ErrnoException {@code EINVAL} for another size, an offset outside the space or a misaligned access
      */
     public void write(int offset, int size, int value) {
         checkAccess(offset, size);
+        boolean stored;
         synchronized (this) {
-            if (!present) {
-                return;
+            stored = present;
+            if (stored) {
+                store(offset, size, value);
             }
-            store(offset, size, value);
+        }
+        if (!stored) {
+            // nothing completes the request: the bridge above gets an Unsupported Request completion back
+            PcieErrors.configRequestUnsupported(this);
+            return;
         }
         for (WriteListener l : listeners) {
             l.written(offset, size);

@@ -34,6 +34,16 @@ final class PcieErrors {
         completerDetected(cs, error, posted, memoryHeader(addr, size, posted));
     }
 
+    /**
+     * A configuration request to the absent function of {@code cs} found nothing to complete it: the bridge above
+     * receives an Unsupported Request completion on its secondary side and sets Received Master Abort in its
+     * Secondary Status (PCIe Base Spec 7.5.1.3.7, the {@code <MAbort+} lspci shows on a port above an empty slot).
+     */
+    static void configRequestUnsupported(ConfigSpace cs) {
+        cs.owner().flatMap(PciFunction::upstreamBridge).ifPresent(bridge ->
+                bridge.configSpace().hardwareUpdate(SEC_STATUS, 2, STATUS_REC_MASTER_ABORT, true));
+    }
+
     /** Error messages (PCIe Base Spec 2.2.8.3). */
     private enum Message { ERR_COR, ERR_NONFATAL, ERR_FATAL }
 

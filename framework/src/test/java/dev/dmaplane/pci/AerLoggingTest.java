@@ -20,7 +20,8 @@ import static org.junit.jupiter.api.Assertions.*;
  * non-fatal severity; the registers {@code drivers/pci/pcie/aer.c} reads in {@code aer_get_device_error_info}), and
  * an access its registers refuse as a violation of their programming model is a Completer Abort (2.3.1), which also
  * sets Signaled Target Abort in Status (7.5.1.1.4). Reported errors reach the root port's Root Error Status and Error
- * Source Identification (7.8.4.10-11; what {@code aer_isr} and {@code aer_isr_one_error} read).
+ * Source Identification (7.8.4.10-11; what {@code aer_isr} and {@code aer_isr_one_error} read). A configuration
+ * write nothing completes sets Received Master Abort in the Secondary Status of the bridge above (7.5.1.3.7).
  */
 class AerLoggingTest {
     private PciTopology t;
@@ -162,6 +163,18 @@ class AerLoggingTest {
         ConfigSpace rp = rootPortAbove();
         assertEquals(ERR_ROOT_UNCOR_RCV | ERR_ROOT_NONFATAL_RCV,
                 rp.read(rp.findExtCapability(EXT_CAP_ID_ERR).orElseThrow() + ERR_ROOT_STATUS, 4));
+    }
+
+    @Test
+    void aConfigWriteToAnAbsentFunctionIsAMasterAbortAtTheBridgeAbove() {
+        PciFunction bridge = fn.upstreamBridge().orElseThrow();
+        t.removeHardware(fn, "test unplug");
+        assertEquals(0, bridge.configSpace().read(SEC_STATUS, 2) & STATUS_REC_MASTER_ABORT, "reads alone do not");
+        fn.configSpace().write(COMMAND, 2, COMMAND_MEMORY);
+        assertEquals(STATUS_REC_MASTER_ABORT, bridge.configSpace().read(SEC_STATUS, 2) & STATUS_REC_MASTER_ABORT);
+        assertTrue(t.lspciVerbose(bridge).contains("<MAbort+ <SERR- <PERR-"), t.lspciVerbose(bridge));
+        bridge.configSpace().write(SEC_STATUS, 2, STATUS_REC_MASTER_ABORT);
+        assertEquals(0, bridge.configSpace().read(SEC_STATUS, 2) & STATUS_REC_MASTER_ABORT, "RW1C");
     }
 
     @Test
