@@ -258,7 +258,8 @@ final class ConfigLayout {
 
     /**
      * The AER capability at reset (PCIe Base Spec 7.8.4): nothing logged or masked but Advisory Non-Fatal, the
-     * spec's default severities, status bits write-one-to-clear; a root port adds Root Error Command and Status.
+     * spec's default severities, status bits write-one-to-clear, logs and settings sticky across FLR and hot reset;
+     * a root port adds Root Error Command and Status.
      */
     private void layoutAer(ConfigSpace cs, int pos) {
         cs.init(pos + ERR_UNCOR_STATUS, 4, 0, 0);
@@ -268,9 +269,15 @@ final class ConfigLayout {
         cs.init(pos + ERR_COR_STATUS, 4, 0, 0);
         cs.initW1c(pos + ERR_COR_STATUS, 4, ERR_COR_IMPLEMENTED);
         cs.init(pos + ERR_COR_MASK, 4, ERR_COR_ADV_NFAT, ERR_COR_IMPLEMENTED);
+        // 7.8.4: every register from the status to the Header Log is sticky (RW1CS, RWS, ROS)
+        for (int reg = ERR_UNCOR_STATUS; reg < ERR_ROOT_COMMAND; reg += 4) {
+            cs.initSticky(pos + reg, 4, -1);
+        }
         if (express == PciPortType.ROOT_PORT) {
             cs.init(pos + ERR_ROOT_COMMAND, 4, 0, ERR_ROOT_CMD_ENABLES);
             cs.initW1c(pos + ERR_ROOT_STATUS, 4, 0x7F);
+            cs.initSticky(pos + ERR_ROOT_STATUS, 4, -1);
+            cs.initSticky(pos + ERR_ROOT_ERR_SRC, 4, -1);
         }
     }
 

@@ -34,6 +34,8 @@ public final class ConfigSpace {
     private final byte[] data = new byte[SIZE];
     private final byte[] wmask = new byte[SIZE];
     private final byte[] w1cmask = new byte[SIZE];
+    /** Sticky bits (ROS, RWS, RW1CS): a Function Level Reset or a hot reset leaves them as they are. */
+    private final byte[] stickyMask = new byte[SIZE];
     /** The command register, kept apart so that a device's every transaction reads Bus Master Enable without the monitor. */
     private volatile int command;
     /** Whether the function is in D3hot: it decodes no memory and masters nothing, only config space answers. */
@@ -323,7 +325,9 @@ public final class ConfigSpace {
      */
     void resetToPowerOn() {
         synchronized (this) {
-            System.arraycopy(powerOn, 0, data, 0, SIZE);
+            for (int i = 0; i < SIZE; i++) {
+                data[i] = (byte) (powerOn[i] & ~stickyMask[i] | data[i] & stickyMask[i]);
+            }
             command = 0;
             d3hot = false;
             writes.incrementAndGet();
@@ -504,6 +508,13 @@ public final class ConfigSpace {
     void initW1c(int offset, int size, int bits) {
         for (int i = 0; i < size; i++) {
             w1cmask[offset + i] = (byte) (bits >>> (8 * i));
+        }
+    }
+
+    /** Marks a register's sticky bits, which FLR and hot reset do not touch (PCIe Base Spec 7.4). */
+    void initSticky(int offset, int size, int bits) {
+        for (int i = 0; i < size; i++) {
+            stickyMask[offset + i] = (byte) (bits >>> (8 * i));
         }
     }
 

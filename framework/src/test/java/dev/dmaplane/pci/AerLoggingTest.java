@@ -177,6 +177,24 @@ class AerLoggingTest {
         assertEquals(0, bridge.configSpace().read(SEC_STATUS, 2) & STATUS_REC_MASTER_ABORT, "RW1C");
     }
 
+    /** PCIe Base Spec 6.6.2 and 7.4: FLR leaves sticky (RW1CS, RWS, ROS) bits alone, the RW1C Device Status not. */
+    @Test
+    void theAerLogSurvivesAFunctionLevelResetDeviceStatusDoesNot() {
+        int mask = fn.configSpace().findExtCapability(EXT_CAP_ID_ERR).orElseThrow() + ERR_UNCOR_MASK;
+        fn.configSpace().write(mask, 4, ERR_UNC_COMP_ABORT);
+        fn.setMemorySpace(false);
+        bar.mmio().write(0, 4, 1);
+        int header = aer(ERR_HEADER_LOG);
+        assertTrue(fn.hasFlr());
+        fn.flr();
+        assertEquals(ERR_UNC_UNSUP, aer(ERR_UNCOR_STATUS));
+        assertEquals(ERR_UNC_COMP_ABORT, aer(ERR_UNCOR_MASK), "RWS");
+        assertEquals(20, aer(ERR_CAP) & ERR_CAP_FEP, "ROS");
+        assertEquals(header, aer(ERR_HEADER_LOG));
+        assertEquals(0, devsta(), "Device Status is RW1C but not sticky");
+        assertEquals(0, fn.configSpace().command() & COMMAND_MEMORY, "the rest resets");
+    }
+
     @Test
     void realLspciDecodesTheLoggedUnsupportedRequest() throws Exception {
         ExternalTool lspci = ExternalTool.require("lspci",
