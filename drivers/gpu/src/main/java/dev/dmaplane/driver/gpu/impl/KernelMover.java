@@ -1,0 +1,80 @@
+package dev.dmaplane.driver.gpu.impl;
+
+import dev.dmaplane.accel.sched.SchedEntity;
+import dev.dmaplane.accel.sched.SchedJob;
+import dev.dmaplane.accel.sched.SchedPriority;
+import dev.dmaplane.accel.sched.Scheduler;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.fence.Fence;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The driver's own buffer moves and clears in the kernel VM (slot 0, physical addresses) on a copy engine, at
+ * {@link SchedPriority#KERNEL}: what amdgpu's {@code amdgpu_ttm_copy_mem_to_mem} and {@code amdgpu_fill_buffer}
+ * submit on the buffer-functions entity ({@code adev->mman.high_pr}). Each call is one job; it returns the job's
+ * finished fence.
+ */
+final class KernelMover {
+    private final SchedEntity entity;
+    private final int maxCommands;
+
+    KernelMover(Scheduler copyEngine) {
+        this.entity = SchedEntity.create(copyEngine, SchedPriority.KERNEL);
+        this.maxCommands = copyEngine.creditLimit();
+    }
+
+    /**
+     * Copies the bytes of {@code from} into {@code to}, both lists of aperture-tagged runs of the same total length,
+     * one copy descriptor per piece where both sides are contiguous. {@code EINVAL} for empty lists, different
+     * totals or more pieces than the ring holds.
+     */
+    Fence move(List<PhysRun> from, List<PhysRun> to) {
+        ErrnoException.check(from != null && !from.isEmpty() && to != null && !to.isEmpty(), Errno.EINVAL,
+                "move: source and destination runs are required");
+        long total = from.stream().mapToLong(PhysRun::length).sum();
+        long totalTo = to.stream().mapToLong(PhysRun::length).sum();
+        ErrnoException.check(total == totalTo, Errno.EINVAL, "move: source " + total + " bytes, destination "
+                + totalTo + " bytes");
+        List<GpuCommand> copies = new ArrayList<>();
+        int i = 0;
+        int j = 0;
+        long offI = 0;
+        long offJ = 0;
+        while (i < from.size()) {
+            PhysRun s = from.get(i);
+            PhysRun d = to.get(j);
+            long n = Math.min(s.length() - offI, d.length() - offJ);
+            copies.add(new GpuCommand.Copy(0, s.address() + offI, d.address() + offJ, n));
+            offI += n;
+            offJ += n;
+            if (offI == s.length()) {
+                i++;
+                offI = 0;
+            }
+            if (offJ == d.length()) {
+                j++;
+                offJ = 0;
+            }
+        }
+        return submit("move", copies);
+    }
+
+    /** Zeroes every run of {@code runs}, one fill descriptor each. {@code EINVAL} for an empty list or too many runs. */
+    Fence clear(List<PhysRun> runs) {
+        ErrnoException.check(runs != null && !runs.isEmpty(), Errno.EINVAL, "clear: runs are required");
+        return submit("clear", runs.stream().<GpuCommand>map(r -> new GpuCommand.Fill(0, r.address(), r.length(), 0))
+                .toList());
+    }
+
+    private Fence submit(String what, List<GpuCommand> commands) {
+        ErrnoException.check(commands.size() <= maxCommands, Errno.EINVAL, what + ": " + commands.size()
+                + " descriptors, more than the ring's " + maxCommands);
+        SchedJob job = SchedJob.init(entity, commands.size(), new GpuJob(commands, fault -> { }));
+        job.arm();
+        job.push();
+        return job.finished();
+    }
+}

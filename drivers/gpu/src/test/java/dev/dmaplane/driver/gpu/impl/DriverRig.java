@@ -1,0 +1,139 @@
+package dev.dmaplane.driver.gpu.impl;
+
+import dev.dmaplane.dma.DmaDirection;
+import dev.dmaplane.driver.gpu.model.GpuModel;
+import dev.dmaplane.fence.Fence;
+import dev.dmaplane.machine.Machine;
+import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.pci.Bar;
+import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.pci.TopologyLoader;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The gpu module's test machine ({@code gpu-machine.yaml}) booted without class-path models, the GPU model added
+ * explicitly and the driver registered on the plain class path, as crc's driver tests do; host buffers mapped for
+ * the GPU with {@code dma_map_single} and unmapped at close.
+ */
+final class DriverRig implements AutoCloseable {
+    static final String GPU = "0000:01:00.0";
+    static final Duration WAIT = Duration.ofSeconds(20);
+
+    final Machine machine;
+    final PciFunction fn;
+    final GpuModel model = new GpuModel();
+    final GpuDriver driver;
+    final long framesAtBoot;
+    private final List<HostBuffer> buffers = new ArrayList<>();
+
+    DriverRig(GpuOptions options) {
+        machine = Machine.boot(TopologyLoader.load(machineFile(), TopologyLoader.Format.YAML),
+                Machine.Options.DEFAULT.withClassPathModels(false));
+        fn = machine.pci().function(GPU);
+        framesAtBoot = machine.memory().allocatedFrames();
+        machine.addModel(model);
+        driver = new GpuDriver(machine, options);
+        machine.devices().registerDriver(driver);
+    }
+
+    DriverRig() {
+        this(GpuOptions.DEFAULT.withRingEntries(64));
+    }
+
+    BoundGpu gpu() {
+        return driver.gpu(GPU).orElseThrow(() -> new AssertionError("the GPU is not bound"));
+    }
+
+    Bar.Memory window() {
+        return fn.bar(2).orElseThrow().memory();
+    }
+
+    private static String machineFile() {
+        try (InputStream in = DriverRig.class.getResourceAsStream("/dev/dmaplane/driver/gpu/model/gpu-machine.yaml")) {
+            return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /** {@code bytes} of fresh host pages mapped bidirectionally for the GPU. */
+    HostBuffer host(int bytes) {
+        int order = 64 - Long.numberOfLeadingZeros((bytes - 1L) >> HostMemory.PAGE_SHIFT);
+        long phys = machine.memory().allocPages(order) << HostMemory.PAGE_SHIFT;
+        long bus = fn.dma().mapSingle(phys, bytes, DmaDirection.BIDIRECTIONAL);
+        HostBuffer b = new HostBuffer(phys, bus, bytes, order, machine.memory().slice(phys, bytes));
+        buffers.add(b);
+        return b;
+    }
+
+    /** A host buffer: physical and bus address, the CPU's view. */
+    record HostBuffer(long phys, long bus, int length, int order, MemorySegment cpu) {
+        PhysRun run() {
+            return PhysRun.system(bus, length);
+        }
+
+        byte[] bytes() {
+            return cpu.toArray(ValueLayout.JAVA_BYTE);
+        }
+
+        void put(byte[] b) {
+            MemorySegment.copy(b, 0, cpu, ValueLayout.JAVA_BYTE, 0, b.length);
+        }
+    }
+
+    /** Unmaps and frees the host buffers while the device is still there. */
+    void freeBuffers() {
+        for (HostBuffer b : buffers) {
+            if (fn.isPresent()) {
+                fn.dma().unmapSingle(b.bus(), b.length(), DmaDirection.BIDIRECTIONAL);
+            }
+            machine.memory().putPage(b.phys() >>> HostMemory.PAGE_SHIFT);
+        }
+        buffers.clear();
+    }
+
+    static byte[] random(int n, long seed) {
+        byte[] b = new byte[n];
+        new Random(seed).nextBytes(b);
+        return b;
+    }
+
+    byte[] readVram(long offset, int n) {
+        MemorySegment s = MemorySegment.ofArray(new byte[n]);
+        window().read(offset, s);
+        return s.toArray(ValueLayout.JAVA_BYTE);
+    }
+
+    void writeVram(long offset, byte[] b) {
+        window().write(offset, MemorySegment.ofArray(b));
+    }
+
+    static void await(Fence f) {
+        assertTrue(f.await(WAIT), f + " did not signal within " + WAIT);
+    }
+
+    /** Threads of the driver and the model still alive for this GPU. */
+    static List<String> gpuThreads() {
+        return Thread.getAllStackTraces().keySet().stream().filter(Thread::isAlive).map(Thread::getName)
+                .filter(n -> n.startsWith("drm_sched-" + GPU) || n.startsWith("irq/") && n.contains("-gpu-"))
+                .toList();
+    }
+
+    @Override
+    public void close() {
+        freeBuffers();
+        machine.close();
+    }
+}
