@@ -20,6 +20,7 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicInteger;
 
 import static dev.dmaplane.driver.gpu.model.GpuRegs.*;
 
@@ -45,6 +46,8 @@ final class GpuEngine implements SchedBackend {
     private final Scheduler scheduler;
     /** The last hardware fence of each job not yet freed. */
     private final Map<SchedJob, Fence> hardwareFences = new ConcurrentHashMap<>();
+    /** {@code drm_sched_fault} calls not yet seen by {@link #timedOutJob}: a fault, not a timeout, woke it. */
+    private final AtomicInteger faultKicks = new AtomicInteger();
 
     /**
      * Allocates the ring, requests the engine's vector (vector {@code index}), enables the engine and starts its
@@ -93,7 +96,7 @@ final class GpuEngine implements SchedBackend {
             if (r.faulted() != null) {
                 reportFault(r.faulted(), r.fault());
             }
-            scheduler.fault();
+            kick();
         }
         return IrqReturn.HANDLED;
     }
@@ -137,15 +140,28 @@ final class GpuEngine implements SchedBackend {
         Fence hw = ring.emit(gpu);
         hardwareFences.put(job, hw);
         if (ring.faulted()) {
-            scheduler.fault(); // queued behind a halt: recover now rather than after the timeout
+            kick(); // queued behind a halt: recover now rather than after the timeout
         }
         return hw;
     }
 
-    /** {@code timedout_job}: a hang (the job guilty) or a fault the interrupt reported; the engine reset either way. */
+    private void kick() {
+        faultKicks.incrementAndGet();
+        scheduler.fault();
+    }
+
+    /**
+     * {@code timedout_job}: a hang (the job guilty) or a fault the interrupt reported; the engine reset either way.
+     * Woken by a fault that {@link #runJob} already recovered (the faulting job was the last one), the job is not
+     * hung: {@code NO_HANG}, its timer runs anew.
+     */
     @Override
     public TimeoutStatus timedOutJob(SchedJob job) {
+        boolean kicked = faultKicks.getAndSet(0) > 0;
         boolean hang = !ring.faulted();
+        if (hang && kicked) {
+            return TimeoutStatus.NO_HANG; // the fault was recovered by run_job already; the timer runs again
+        }
         LOG.warn("{}: {} {}; resetting the engine", ring.name(), job, hang ? "timed out" : "behind a fault");
         scheduler.stop(hang ? job : null);
         finishReset(ring.reset(true), hang ? hardwareFences.get(job) : null);
