@@ -12,8 +12,9 @@ import java.util.function.Consumer;
 @ConsumerType
 public interface DmaTxDescriptor {
     /**
-     * {@code callback_result}: called once when the transaction ends, on a driver thread, with its result; must not
-     * block. {@code EINVAL} after {@link #submit()}.
+     * {@code callback_result}: called once when the transaction ends, if it was prepared with
+     * {@link DmaChannel#PREP_INTERRUPT}, on a driver thread, with its result; must not block. {@code EINVAL} after
+     * {@link #submit()}.
      */
     void setCallback(Consumer<DmaTxResult> callback);
 
