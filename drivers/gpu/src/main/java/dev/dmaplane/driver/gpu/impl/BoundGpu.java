@@ -1,6 +1,8 @@
 package dev.dmaplane.driver.gpu.impl;
 
 import dev.dmaplane.accel.sched.SchedEntity;
+import dev.dmaplane.accel.spi.Aperture;
+import dev.dmaplane.accel.spi.GpuRun;
 import dev.dmaplane.accel.sched.SchedJob;
 import dev.dmaplane.accel.sched.SchedPriority;
 import dev.dmaplane.accel.sched.Scheduler;
@@ -104,8 +106,8 @@ public final class BoundGpu implements BoundDevice {
     }
 
     /** The VRAM range the driver keeps for page tables: not for the VRAM manager. */
-    public PhysRun reservedVram() {
-        return PhysRun.vram(vms.pool().base(), vms.pool().size());
+    public GpuRun reservedVram() {
+        return new GpuRun(Aperture.VRAM, vms.pool().base(), vms.pool().size());
     }
 
     /** Page-table pages in use. */
@@ -139,12 +141,12 @@ public final class BoundGpu implements BoundDevice {
     }
 
     /** A kernel move between runs (VM 0, physical), on ce0 at KERNEL priority; its finished fence. */
-    public Fence move(List<PhysRun> from, List<PhysRun> to) {
-        return mover.move(from, to);
+    public Fence move(List<GpuRun> from, List<GpuRun> to) {
+        return mover.move(from, to, List.of());
     }
 
     /** Zeroes {@code runs} on ce0 at KERNEL priority; its finished fence. */
-    public Fence clear(List<PhysRun> runs) {
+    public Fence clear(List<GpuRun> runs) {
         return mover.clear(runs);
     }
 

@@ -1,5 +1,8 @@
 package dev.dmaplane.driver.gpu.impl;
 
+import dev.dmaplane.accel.spi.Aperture;
+import dev.dmaplane.accel.spi.GpuRun;
+import dev.dmaplane.accel.spi.GpuVmOps;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 
@@ -15,10 +18,10 @@ import static dev.dmaplane.driver.gpu.model.GpuRegs.*;
 /**
  * A GPU virtual address space on one hardware VM slot ({@code struct amdgpu_vm} with its page-table updates,
  * {@code amdgpu_vm_update_range}): the three-level tables of the datasheet built on demand from the driver's pool,
- * leaves written per 4 KiB page, the TLB invalidated after each change. The shape of the accel SPI's
- * {@code GpuVmOps}: {@link #map}, {@link #unmap}, {@link #destroy}. Thread-safe.
+ * leaves written per 4 KiB page, the TLB invalidated after each change: the accel SPI's {@link GpuVmOps}.
+ * Thread-safe.
  */
-public final class GpuAddressSpace {
+public final class GpuAddressSpace implements GpuVmOps {
     private final GpuVmManager manager;
     private final int slot;
     private final long root;
@@ -41,30 +44,33 @@ public final class GpuAddressSpace {
     }
 
     /**
-     * Maps {@code runs} back to back at {@code va} ({@code drm_gpuvm_sm_map} then the page-table update). {@code EINVAL}
-     * for a VA, run or length not in whole 4 KiB pages, or reaching past the 40-bit VA space; {@code EEXIST} if any
-     * page of the range is mapped already; {@code ENODEV} once destroyed. Nothing is mapped on an error.
+     * Points {@code [va, va + total length of runs)} at {@code runs} in order, replacing entries already there
+     * ({@code drm_gpuvm_sm_map}: a remap of a moved object), then the page-table update. {@code EINVAL} for a VA, run
+     * or length not in whole 4 KiB pages, or reaching past the 40-bit VA space; {@code ENODEV} once destroyed;
+     * {@code ENOMEM} if the page-table pool runs out (the tables made so far stay, empty).
      */
-    public synchronized void map(long va, List<PhysRun> runs, boolean writable) {
+    @Override
+    public synchronized void map(long va, List<GpuRun> runs, boolean writable) {
         checkLive("map");
         ErrnoException.check(runs != null && !runs.isEmpty(), Errno.EINVAL, "GPU VM " + slot + " map without runs");
         long length = 0;
-        for (PhysRun r : runs) {
-            ErrnoException.check(r.pageAligned(), Errno.EINVAL, String.format("GPU VM %d map: run %#x+%#x is not in"
-                    + " whole %d-byte pages", slot, r.address(), r.length(), PAGE_SIZE));
+        for (GpuRun r : runs) {
+            ErrnoException.check(((r.address() | r.length()) & (PAGE_SIZE - 1)) == 0, Errno.EINVAL, String.format(
+                    "GPU VM %d map: run %s %#x+%#x is not in whole %d-byte pages", slot, r.aperture(), r.address(),
+                    r.length(), PAGE_SIZE));
             length += r.length();
         }
         checkRange("map", va, length);
-        Entry<Long, Long> below = mapped.floorEntry(va + length - 1);
-        ErrnoException.check(below == null || below.getKey() + below.getValue() <= va, Errno.EEXIST, String.format(
-                "GPU VM %d map %#x+%#x overlaps the mapping at %#x", slot, va, length,
-                below == null ? 0 : below.getKey()));
+        for (long p = va; p < va + length; p += TABLE_ENTRIES * PAGE_SIZE) {
+            leaf(p); // every table first, so an ENOMEM leaves the old entries
+        }
+        leaf(va + length - PAGE_SIZE);
+        forget(va, length);
         long at = va;
-        for (PhysRun r : runs) {
+        for (GpuRun r : runs) {
             for (long off = 0; off < r.length(); off += PAGE_SIZE, at += PAGE_SIZE) {
-                long p = r.address() + off;
-                manager.write(leaf(at), (p & PTE_ADDR_MASK) | PTE_VALID | (writable ? PTE_WRITABLE : 0)
-                        | (r.system() ? PTE_SYSTEM : 0));
+                manager.write(leaf(at), ((r.address() + off) & PTE_ADDR_MASK) | PTE_VALID
+                        | (writable ? PTE_WRITABLE : 0) | (r.aperture() == Aperture.SYSTEM ? PTE_SYSTEM : 0));
             }
         }
         mapped.put(va, length);
@@ -75,11 +81,23 @@ public final class GpuAddressSpace {
      * Unmaps every page of {@code [va, va + length)} ({@code drm_gpuvm_sm_unmap}); mappings partly inside are split.
      * {@code EINVAL} for a range not in whole pages or past the VA space; {@code ENODEV} once destroyed.
      */
+    @Override
     public synchronized void unmap(long va, long length) {
         checkLive("unmap");
         checkRange("unmap", va, length);
+        for (long[] piece : forget(va, length)) {
+            for (long p = piece[0]; p < piece[0] + piece[1]; p += PAGE_SIZE) {
+                manager.write(leaf(p), 0);
+            }
+        }
+        manager.invalidate(slot);
+    }
+
+    /** Drops {@code [va, va + length)} from the bookkeeping, splitting ranges partly inside; the pieces dropped. */
+    private List<long[]> forget(long va, long length) {
         long end = va + length;
         List<long[]> keep = new ArrayList<>();
+        List<long[]> dropped = new ArrayList<>();
         Entry<Long, Long> e = mapped.lowerEntry(end);
         while (e != null && e.getKey() + e.getValue() > va) {
             long s = e.getKey();
@@ -91,13 +109,11 @@ public final class GpuAddressSpace {
             if (t > end) {
                 keep.add(new long[] {end, t - end});
             }
-            for (long p = Math.max(s, va); p < Math.min(t, end); p += PAGE_SIZE) {
-                manager.write(leaf(p), 0);
-            }
+            dropped.add(new long[] {Math.max(s, va), Math.min(t, end) - Math.max(s, va)});
             e = mapped.lowerEntry(s);
         }
         keep.forEach(k -> mapped.put(k[0], k[1]));
-        manager.invalidate(slot);
+        return dropped;
     }
 
     /** Bytes mapped. */
@@ -106,6 +122,7 @@ public final class GpuAddressSpace {
     }
 
     /** Uninstalls the root, invalidates the TLB, frees every table and the slot ({@code amdgpu_vm_fini}). Idempotent. */
+    @Override
     public synchronized void destroy() {
         if (destroyed) {
             return;

@@ -4,6 +4,7 @@ import dev.dmaplane.accel.sched.SchedEntity;
 import dev.dmaplane.accel.sched.SchedJob;
 import dev.dmaplane.accel.sched.SchedPriority;
 import dev.dmaplane.accel.sched.Scheduler;
+import dev.dmaplane.accel.spi.GpuRun;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fence.Fence;
@@ -28,14 +29,15 @@ final class KernelMover {
 
     /**
      * Copies the bytes of {@code from} into {@code to}, both lists of aperture-tagged runs of the same total length,
-     * one copy descriptor per piece where both sides are contiguous. {@code EINVAL} for empty lists, different
-     * totals or more pieces than the ring holds.
+     * one copy descriptor per piece where both sides are contiguous, run once every fence of {@code dependencies}
+     * signalled (drm_sched waits, the caller does not). {@code EINVAL} for empty lists, different totals or more
+     * pieces than the ring holds.
      */
-    Fence move(List<PhysRun> from, List<PhysRun> to) {
+    Fence move(List<GpuRun> from, List<GpuRun> to, List<Fence> dependencies) {
         ErrnoException.check(from != null && !from.isEmpty() && to != null && !to.isEmpty(), Errno.EINVAL,
                 "move: source and destination runs are required");
-        long total = from.stream().mapToLong(PhysRun::length).sum();
-        long totalTo = to.stream().mapToLong(PhysRun::length).sum();
+        long total = from.stream().mapToLong(GpuRun::length).sum();
+        long totalTo = to.stream().mapToLong(GpuRun::length).sum();
         ErrnoException.check(total == totalTo, Errno.EINVAL, "move: source " + total + " bytes, destination "
                 + totalTo + " bytes");
         List<GpuCommand> copies = new ArrayList<>();
@@ -44,10 +46,10 @@ final class KernelMover {
         long offI = 0;
         long offJ = 0;
         while (i < from.size()) {
-            PhysRun s = from.get(i);
-            PhysRun d = to.get(j);
+            GpuRun s = from.get(i);
+            GpuRun d = to.get(j);
             long n = Math.min(s.length() - offI, d.length() - offJ);
-            copies.add(new GpuCommand.Copy(0, s.address() + offI, d.address() + offJ, n));
+            copies.add(new GpuCommand.Copy(0, s.gpuAddress() + offI, d.gpuAddress() + offJ, n));
             offI += n;
             offJ += n;
             if (offI == s.length()) {
@@ -59,20 +61,21 @@ final class KernelMover {
                 offJ = 0;
             }
         }
-        return submit("move", copies);
+        return submit("move", copies, dependencies);
     }
 
     /** Zeroes every run of {@code runs}, one fill descriptor each. {@code EINVAL} for an empty list or too many runs. */
-    Fence clear(List<PhysRun> runs) {
+    Fence clear(List<GpuRun> runs) {
         ErrnoException.check(runs != null && !runs.isEmpty(), Errno.EINVAL, "clear: runs are required");
-        return submit("clear", runs.stream().<GpuCommand>map(r -> new GpuCommand.Fill(0, r.address(), r.length(), 0))
-                .toList());
+        return submit("clear", runs.stream().<GpuCommand>map(r -> new GpuCommand.Fill(0, r.gpuAddress(), r.length(), 0))
+                .toList(), List.of());
     }
 
-    private Fence submit(String what, List<GpuCommand> commands) {
+    private Fence submit(String what, List<GpuCommand> commands, List<Fence> dependencies) {
         ErrnoException.check(commands.size() <= maxCommands, Errno.EINVAL, what + ": " + commands.size()
                 + " descriptors, more than the ring's " + maxCommands);
         SchedJob job = SchedJob.init(entity, commands.size(), new GpuJob(commands, fault -> { }));
+        dependencies.forEach(job::addDependency);
         job.arm();
         job.push();
         return job.finished();

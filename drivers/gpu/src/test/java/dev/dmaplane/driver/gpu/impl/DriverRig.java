@@ -1,5 +1,7 @@
 package dev.dmaplane.driver.gpu.impl;
 
+import dev.dmaplane.accel.spi.Aperture;
+import dev.dmaplane.accel.spi.GpuRun;
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.driver.gpu.model.GpuModel;
 import dev.dmaplane.fence.Fence;
@@ -80,8 +82,8 @@ final class DriverRig implements AutoCloseable {
 
     /** A host buffer: physical and bus address, the CPU's view. */
     record HostBuffer(long phys, long bus, int length, int order, MemorySegment cpu) {
-        PhysRun run() {
-            return PhysRun.system(bus, length);
+        GpuRun run() {
+            return new GpuRun(Aperture.SYSTEM, bus, length);
         }
 
         byte[] bytes() {

@@ -1,5 +1,7 @@
 package dev.dmaplane.driver.gpu.impl;
 
+import dev.dmaplane.accel.spi.Aperture;
+import dev.dmaplane.accel.spi.GpuRun;
 import dev.dmaplane.accel.sched.SchedEntity;
 import dev.dmaplane.accel.sched.SchedPriority;
 import dev.dmaplane.errno.Errno;
@@ -50,8 +52,8 @@ class GpuDriverTest {
         assertEquals(ENGINE_COUNT, rig.machine.activeDmaMappings(rig.fn), "the three rings");
         assertEquals(2 * ENGINE_COUNT, DriverRig.gpuThreads().size(), DriverRig.gpuThreads().toString());
         assertEquals("gpu.dma.0", gpu.auxDevice().name());
-        assertEquals(PhysRun.vram((256L << 20) - (8L << 20), 8L << 20), new GpuOptions(64,
-                GpuOptions.DEFAULT.jobTimeout(), 8L << 20).pageTableBytes() == 8L << 20 ? gpu.reservedVram() : null);
+        assertEquals(new GpuRun(Aperture.VRAM, (256L << 20) - (8L << 20), 8L << 20), gpu.reservedVram(),
+                "the page tables' VRAM: the top 8 MiB of the visible window");
     }
 
     @Test
@@ -63,8 +65,8 @@ class GpuDriverTest {
         src.put(data);
         SchedEntity entity = gpu.entity(ENGINE_CE0, SchedPriority.NORMAL);
         long vram = 1L << 20;
-        Fence in = gpu.submit(entity, GpuJob.of(new GpuCommand.Copy(0, src.run().address(), vram, data.length)));
-        Fence out = gpu.submit(entity, GpuJob.of(new GpuCommand.Copy(0, vram, dst.run().address(), data.length)));
+        Fence in = gpu.submit(entity, GpuJob.of(new GpuCommand.Copy(0, src.run().gpuAddress(), vram, data.length)));
+        Fence out = gpu.submit(entity, GpuJob.of(new GpuCommand.Copy(0, vram, dst.run().gpuAddress(), data.length)));
         await(out);
         assertEquals(Optional.empty(), in.error());
         assertEquals(Optional.empty(), out.error());

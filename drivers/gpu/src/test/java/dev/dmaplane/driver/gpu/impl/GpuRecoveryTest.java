@@ -1,5 +1,7 @@
 package dev.dmaplane.driver.gpu.impl;
 
+import dev.dmaplane.accel.spi.Aperture;
+import dev.dmaplane.accel.spi.GpuRun;
 import dev.dmaplane.accel.sched.SchedEntity;
 import dev.dmaplane.accel.sched.SchedPriority;
 import dev.dmaplane.errno.Errno;
@@ -53,7 +55,7 @@ class GpuRecoveryTest {
         src.put(data);
         SchedEntity entity = gpu.entity(ENGINE_COMPUTE, SchedPriority.NORMAL);
         Fence spin = gpu.submit(entity, GpuJob.of(new GpuCommand.Spin(0)));
-        Fence next = gpu.submit(entity, GpuJob.of(new GpuCommand.Crc32c(0, src.run().address(), 0x1000, data.length,
+        Fence next = gpu.submit(entity, GpuJob.of(new GpuCommand.Crc32c(0, src.run().gpuAddress(), 0x1000, data.length,
                 0)));
         await(next);
         assertTrue(spin.isSignaled());
@@ -61,7 +63,7 @@ class GpuRecoveryTest {
         assertEquals(Optional.empty(), next.error(), "the job behind it was resubmitted and ran");
         assertEquals(crc32c(data), vramU32(0x1000));
 
-        Fence after = gpu.submit(entity, GpuJob.of(new GpuCommand.Crc32c(0, src.run().address(), 0x2000, 100, 0)));
+        Fence after = gpu.submit(entity, GpuJob.of(new GpuCommand.Crc32c(0, src.run().gpuAddress(), 0x2000, 100, 0)));
         await(after);
         assertEquals(Optional.empty(), after.error());
         byte[] head = new byte[100];
@@ -78,7 +80,7 @@ class GpuRecoveryTest {
         src.put(data);
         long va = 0x10_0000_0000L;
         vm.map(va, List.of(src.run()), false);
-        vm.map(va + 0x10_0000, List.of(PhysRun.vram(0x30_0000, 4096)), true);
+        vm.map(va + 0x10_0000, List.of(new GpuRun(Aperture.VRAM, 0x30_0000, 4096)), true);
         SchedEntity entity = gpu.entity(ENGINE_COMPUTE, SchedPriority.NORMAL);
         AtomicReference<HwFault> seen = new AtomicReference<>();
         long unmapped = va + 0x20_0000;

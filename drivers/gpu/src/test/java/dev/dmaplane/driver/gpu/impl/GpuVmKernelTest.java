@@ -1,5 +1,7 @@
 package dev.dmaplane.driver.gpu.impl;
 
+import dev.dmaplane.accel.spi.Aperture;
+import dev.dmaplane.accel.spi.GpuRun;
 import dev.dmaplane.accel.sched.SchedEntity;
 import dev.dmaplane.accel.sched.SchedPriority;
 import dev.dmaplane.errno.Errno;
@@ -84,8 +86,8 @@ class GpuVmKernelTest {
         rig.writeVram(yVram, floats(y));
         long ySize = (4L * n + PAGE_SIZE - 1) & -PAGE_SIZE;
         GpuAddressSpace vm = gpu.createVm();
-        vm.map(X, List.of(PhysRun.system(xs.bus(), (4L * n + PAGE_SIZE - 1) & -PAGE_SIZE)), false);
-        vm.map(Y, List.of(PhysRun.vram(yVram, ySize)), true);
+        vm.map(X, List.of(new GpuRun(Aperture.SYSTEM, xs.bus(), (4L * n + PAGE_SIZE - 1) & -PAGE_SIZE)), false);
+        vm.map(Y, List.of(new GpuRun(Aperture.VRAM, yVram, ySize)), true);
         run(gpu.entity(ENGINE_COMPUTE, SchedPriority.NORMAL), new GpuCommand.Saxpy(vm.slot(), X, Y, n, a));
         float[] out = floats(rig.readVram(yVram, 4 * n));
         for (int i = 0; i < n; i++) {
@@ -104,8 +106,8 @@ class GpuVmKernelTest {
         host.put(java.util.Arrays.copyOfRange(bytes, 0, 2 * 4096));
         rig.writeVram(0x80_0000, java.util.Arrays.copyOfRange(bytes, 2 * 4096, bytes.length));
         GpuAddressSpace vm = gpu.createVm();
-        vm.map(X, List.of(host.run(), PhysRun.vram(0x80_0000, bytes.length - 2 * 4096)), false);
-        vm.map(Y, List.of(PhysRun.vram(0x90_0000, PAGE_SIZE)), true);
+        vm.map(X, List.of(host.run(), new GpuRun(Aperture.VRAM, 0x80_0000, bytes.length - 2 * 4096)), false);
+        vm.map(Y, List.of(new GpuRun(Aperture.VRAM, 0x90_0000, PAGE_SIZE)), true);
         SchedEntity compute = gpu.entity(ENGINE_COMPUTE, SchedPriority.NORMAL);
         run(compute, new GpuCommand.Sum(vm.slot(), X, Y, n));
         float total = 0f;
@@ -129,16 +131,13 @@ class GpuVmKernelTest {
     }
 
     @Test
-    void unmapMakesTheRangeFaultAndDestroyGivesSlotAndTablesBack() {
+    void unmapFaultsRemapReplacesAndDestroyGivesSlotAndTablesBack() {
         BoundGpu gpu = rig.gpu();
         int tables = gpu.pageTablePages();
         GpuAddressSpace vm = gpu.createVm();
-        vm.map(Y, List.of(PhysRun.vram(0xA0_0000, 4 * PAGE_SIZE)), true);
-        ErrnoException overlap = assertThrows(ErrnoException.class,
-                () -> vm.map(Y + PAGE_SIZE, List.of(PhysRun.vram(0, PAGE_SIZE)), true));
-        assertEquals(Errno.EEXIST, overlap.errno());
+        vm.map(Y, List.of(new GpuRun(Aperture.VRAM, 0xA0_0000, 4 * PAGE_SIZE)), true);
         ErrnoException odd = assertThrows(ErrnoException.class,
-                () -> vm.map(Y + 100, List.of(PhysRun.vram(0, PAGE_SIZE)), true));
+                () -> vm.map(Y + 100, List.of(new GpuRun(Aperture.VRAM, 0, PAGE_SIZE)), true));
         assertEquals(Errno.EINVAL, odd.errno());
         assertTrue(odd.getMessage().contains(Long.toHexString(Y + 100)), odd.getMessage());
         SchedEntity copy = gpu.entity(ENGINE_CE0, SchedPriority.NORMAL);
@@ -150,6 +149,11 @@ class GpuVmKernelTest {
         assertEquals(Optional.of(Errno.EFAULT), f.error(), "the TLB was invalidated after the unmap");
         run(copy, new GpuCommand.Fill(vm.slot(), Y + 2 * PAGE_SIZE, 4, 0x33333333));
         assertArrayEquals(new byte[] {0x33, 0x33, 0x33, 0x33}, rig.readVram(0xA0_0000 + 2 * PAGE_SIZE, 4));
+        vm.map(Y + 3 * PAGE_SIZE, List.of(new GpuRun(Aperture.VRAM, 0xB0_0000, PAGE_SIZE)), true); // a moved page
+        assertEquals(3 * PAGE_SIZE, vm.mappedBytes(), "the remap replaced the entry");
+        run(copy, new GpuCommand.Fill(vm.slot(), Y + 3 * PAGE_SIZE, 4, 0x44444444));
+        assertArrayEquals(new byte[] {0x44, 0x44, 0x44, 0x44}, rig.readVram(0xB0_0000, 4));
+        assertArrayEquals(new byte[] {0x11, 0x11, 0x11, 0x11}, rig.readVram(0xA0_0000 + 3 * PAGE_SIZE, 4));
 
         List<GpuAddressSpace> all = new ArrayList<>(List.of(vm));
         for (int i = 2; i < VM_COUNT; i++) {
@@ -170,7 +174,7 @@ class GpuVmKernelTest {
         DriverRig.HostBuffer src = rig.host(data.length);
         src.put(data);
         // host -> two VRAM runs -> host, then clear the VRAM
-        List<PhysRun> vram = List.of(PhysRun.vram(0x100_0000, 4096), PhysRun.vram(0x200_0000, 2 * 4096));
+        List<GpuRun> vram = List.of(new GpuRun(Aperture.VRAM, 0x100_0000, 4096), new GpuRun(Aperture.VRAM, 0x200_0000, 2 * 4096));
         Fence in = gpu.move(List.of(src.run()), vram);
         DriverRig.HostBuffer back = rig.host(data.length);
         Fence out = gpu.move(vram, List.of(back.run()));
@@ -181,7 +185,7 @@ class GpuVmKernelTest {
         assertArrayEquals(new byte[4096], rig.readVram(0x100_0000, 4096));
         assertArrayEquals(new byte[2 * 4096], rig.readVram(0x200_0000, 2 * 4096));
         ErrnoException sizes = assertThrows(ErrnoException.class,
-                () -> gpu.move(List.of(src.run()), List.of(PhysRun.vram(0, 4096))));
+                () -> gpu.move(List.of(src.run()), List.of(new GpuRun(Aperture.VRAM, 0, 4096))));
         assertEquals(Errno.EINVAL, sizes.errno());
     }
 }
