@@ -113,7 +113,9 @@ final class GpuDmaChannel implements DmaChannel {
                 SchedJob job = SchedJob.init(e, 1, new GpuJob(List.of(tx.command), tx::fault));
                 job.arm();
                 job.push();
-                job.finished().addCallback(tx::ended);
+                if (!job.finished().addCallback(tx::ended)) {
+                    tx.ended(job.finished()); // it ended before the callback could be added
+                }
             } catch (ErrnoException ex) {
                 LOG.debug("{}: cookie {} not issued: {}", name, tx.cookie, ex.getMessage(), ex);
                 tx.end(DmaResult.ABORTED);
