@@ -1,6 +1,8 @@
 package dev.dmaplane.driver.gpu.impl;
 
+import dev.dmaplane.accel.AccelCore;
 import dev.dmaplane.accel.sched.SchedEntity;
+import dev.dmaplane.accel.spi.AccelDeviceHandle;
 import dev.dmaplane.accel.spi.Aperture;
 import dev.dmaplane.accel.spi.GpuRun;
 import dev.dmaplane.accel.sched.SchedJob;
@@ -25,9 +27,10 @@ import static dev.dmaplane.driver.gpu.model.GpuRegs.*;
  * One bound GPU ({@code struct amdgpu_device} after {@code amdgpu_device_init}). Probe in a PCI driver's order
  * ({@code Documentation/PCI/pci.rst}), each step undone by devres in reverse: memory decoding, the ID check, the DMA
  * mask, bus mastering, one MSI-X vector per engine, the VM manager (address spaces destroyed after the engines
- * stop), the engines (ring, vector handler, scheduler), the kernel mover, the dmaengine channel and its auxiliary
- * device (removed first). The page-table pool is the top of the CPU-visible VRAM window, kept from the VRAM
- * manager.
+ * stop), the engines (ring, vector handler, scheduler), the kernel mover, the accel core registration
+ * ({@link GpuAccelProvider}; unregistered before the engines stop), the dmaengine channel and its auxiliary device
+ * (removed first). The page-table pool is the top of the CPU-visible VRAM window, kept from the core's VRAM
+ * manager by {@link VramLayout}.
  */
 public final class BoundGpu implements BoundDevice {
     private final PciFunction fn;
@@ -38,6 +41,7 @@ public final class BoundGpu implements BoundDevice {
     private KernelMover mover;
     private GpuDmaChannel dma;
     private AuxDevice aux;
+    private String accelName;
 
     private BoundGpu(PciFunction fn, long vramSize, long visibleSize) {
         this.fn = fn;
@@ -48,7 +52,8 @@ public final class BoundGpu implements BoundDevice {
     static BoundGpu probe(Machine machine, PciFunction fn, GpuOptions options, int auxId) {
         Bar.Mmio regs = fn.bar(0).orElseThrow(() -> new ErrnoException(Errno.ENODEV, fn.name()
                 + ": no BAR0, no GPU registers")).mmio();
-        Bar.Memory window = vramWindow(fn);
+        int windowBar = vramBar(fn);
+        Bar.Memory window = fn.bar(windowBar).orElseThrow().memory();
         fn.setMemorySpace(true);
         fn.devres().add("pci_disable_device", () -> fn.setMemorySpace(false));
         long id = regs.read(REG_ID, 8);
@@ -73,6 +78,11 @@ public final class BoundGpu implements BoundDevice {
             fn.devres().add("amdgpu_ring_fini " + engine.name(), () -> engine.shutdown(fn));
         }
         gpu.mover = new KernelMover(gpu.engines[ENGINE_CE0].scheduler());
+        VramLayout layout = new VramLayout(gpu.visibleSize, options.pageTableBytes(), gpu.vramSize);
+        AccelDeviceHandle accel = AccelCore.of(machine).register(new GpuAccelProvider(fn, windowBar, layout, gpu.vms,
+                gpu.mover));
+        gpu.accelName = accel.name();
+        fn.devres().add("drm_dev_unplug " + accel.name(), accel::unregister);
         gpu.dma = new GpuDmaChannel(fn.bdf() + " dma0chan0", gpu.engines[ENGINE_CE1].scheduler(),
                 options.jobTimeout().multipliedBy(2));
         fn.devres().add("dma_async_device_unregister", gpu.dma::close);
@@ -81,11 +91,11 @@ public final class BoundGpu implements BoundDevice {
     }
 
     /** The memory BAR: the CPU-visible VRAM window. */
-    private static Bar.Memory vramWindow(PciFunction fn) {
+    private static int vramBar(PciFunction fn) {
         for (int i = 1; i < 6; i++) {
             var bar = fn.bar(i);
-            if (bar.isPresent() && bar.get().backing() instanceof Bar.Memory m) {
-                return m;
+            if (bar.isPresent() && bar.get().backing() instanceof Bar.Memory) {
+                return i;
             }
         }
         throw new ErrnoException(Errno.ENODEV, fn.name() + ": no memory BAR, no VRAM window");
@@ -148,6 +158,11 @@ public final class BoundGpu implements BoundDevice {
     /** Zeroes {@code runs} on ce0 at KERNEL priority; its finished fence. */
     public Fence clear(List<GpuRun> runs) {
         return mover.clear(runs);
+    }
+
+    /** The accel device the core registered for this GPU ({@code accel0}, ...). */
+    public String accelName() {
+        return accelName;
     }
 
     /** The dmaengine channel on ce1. */

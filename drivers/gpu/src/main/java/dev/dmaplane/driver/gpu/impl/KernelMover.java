@@ -8,6 +8,9 @@ import dev.dmaplane.accel.spi.GpuRun;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fence.Fence;
+import dev.dmaplane.fence.Fences;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -15,12 +18,17 @@ import java.util.List;
 /**
  * The driver's own buffer moves and clears in the kernel VM (slot 0, physical addresses) on a copy engine, at
  * {@link SchedPriority#KERNEL}: what amdgpu's {@code amdgpu_ttm_copy_mem_to_mem} and {@code amdgpu_fill_buffer}
- * submit on the buffer-functions entity ({@code adev->mman.high_pr}). Each call is one job; it returns the job's
- * finished fence.
+ * submit on the buffer-functions entity ({@code adev->mman.high_pr}). Each call is a job (several when its
+ * descriptors outnumber the ring) and returns the fence that signals when it is done.
+ * More descriptors than the ring holds are split into several jobs.
  */
 final class KernelMover {
     private final SchedEntity entity;
+    private static final Logger LOG = LoggerFactory.getLogger(KernelMover.class);
+
     private final int maxCommands;
+    /** The finished fence of the last job queued. */
+    private Fence last;
 
     KernelMover(Scheduler copyEngine) {
         this.entity = SchedEntity.create(copyEngine, SchedPriority.KERNEL);
@@ -30,8 +38,7 @@ final class KernelMover {
     /**
      * Copies the bytes of {@code from} into {@code to}, both lists of aperture-tagged runs of the same total length,
      * one copy descriptor per piece where both sides are contiguous, run once every fence of {@code dependencies}
-     * signalled (drm_sched waits, the caller does not). {@code EINVAL} for empty lists, different totals or more
-     * pieces than the ring holds.
+     * signalled (drm_sched waits, the caller does not). {@code EINVAL} for empty lists or different totals.
      */
     Fence move(List<GpuRun> from, List<GpuRun> to, List<Fence> dependencies) {
         ErrnoException.check(from != null && !from.isEmpty() && to != null && !to.isEmpty(), Errno.EINVAL,
@@ -64,20 +71,39 @@ final class KernelMover {
         return submit("move", copies, dependencies);
     }
 
-    /** Zeroes every run of {@code runs}, one fill descriptor each. {@code EINVAL} for an empty list or too many runs. */
+    /** Zeroes every run of {@code runs}, one fill descriptor each; nothing to zero is {@link #barrier()}. */
     Fence clear(List<GpuRun> runs) {
-        ErrnoException.check(runs != null && !runs.isEmpty(), Errno.EINVAL, "clear: runs are required");
+        ErrnoException.check(runs != null, Errno.EINVAL, "clear: runs are null");
+        if (runs.isEmpty()) {
+            return barrier();
+        }
         return submit("clear", runs.stream().<GpuCommand>map(r -> new GpuCommand.Fill(0, r.gpuAddress(), r.length(), 0))
                 .toList(), List.of());
     }
 
+    /**
+     * One job per ring's worth of descriptors, in order on the entity, each after {@code dependencies}; one job's
+     * finished fence, or a container of all of them carrying the first error ({@code dma_fence_array}).
+     */
     private Fence submit(String what, List<GpuCommand> commands, List<Fence> dependencies) {
-        ErrnoException.check(commands.size() <= maxCommands, Errno.EINVAL, what + ": " + commands.size()
-                + " descriptors, more than the ring's " + maxCommands);
-        SchedJob job = SchedJob.init(entity, commands.size(), new GpuJob(commands, fault -> { }));
-        dependencies.forEach(job::addDependency);
-        job.arm();
-        job.push();
-        return job.finished();
+        List<Fence> finished = new ArrayList<>();
+        synchronized (this) {
+            for (int from = 0; from < commands.size(); from += maxCommands) {
+                List<GpuCommand> part = commands.subList(from, Math.min(commands.size(), from + maxCommands));
+                SchedJob job = SchedJob.init(entity, part.size(), new GpuJob(part, fault -> { }));
+                dependencies.forEach(job::addDependency);
+                job.arm();
+                job.push();
+                finished.add(job.finished());
+            }
+            last = finished.getLast();
+        }
+        LOG.trace("{}: {} descriptors in {} job(s)", what, commands.size(), finished.size());
+        return finished.size() == 1 ? finished.getFirst() : Fences.all(finished);
+    }
+
+    /** A fence that signals once every move and clear queued so far has finished: the entity's jobs end in order. */
+    synchronized Fence barrier() {
+        return last != null ? last : Fences.all(List.of());
     }
 }

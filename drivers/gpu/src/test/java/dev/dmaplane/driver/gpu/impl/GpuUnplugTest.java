@@ -51,7 +51,7 @@ class GpuUnplugTest {
         fences.add(gpu.submit(compute, GpuJob.of(new GpuCommand.Spin(0))));
         SchedEntity copy = gpu.entity(ENGINE_CE0, SchedPriority.NORMAL);
         for (int i = 0; i < 150; i++) {
-            fences.add(gpu.submit(copy, GpuJob.of(new GpuCommand.Copy(0, src.run().address(), (long) i << 20,
+            fences.add(gpu.submit(copy, GpuJob.of(new GpuCommand.Copy(0, src.run().gpuAddress(), (long) i << 20,
                     256 * 1024))));
         }
         DmaChannel ch = gpu.dmaChannel();

@@ -1,0 +1,91 @@
+package dev.dmaplane.driver.gpu.impl;
+
+import dev.dmaplane.accel.spi.AccelProvider;
+import dev.dmaplane.accel.spi.BoMove;
+import dev.dmaplane.accel.spi.EngineInfo;
+import dev.dmaplane.accel.spi.GpuRun;
+import dev.dmaplane.accel.spi.GpuVmOps;
+import dev.dmaplane.accel.spi.VramInfo;
+import dev.dmaplane.device.Device;
+import dev.dmaplane.fence.Fence;
+import dev.dmaplane.pci.PciFunction;
+
+import java.util.List;
+import java.util.stream.IntStream;
+
+import static dev.dmaplane.driver.gpu.model.GpuRegs.ENGINE_COMPUTE;
+import static dev.dmaplane.driver.gpu.model.GpuRegs.ENGINE_COUNT;
+import static dev.dmaplane.driver.gpu.model.GpuRegs.ENGINE_NAMES;
+
+/**
+ * The GPU under the accelerator core ({@code struct drm_driver} of amdgpu, reduced to the SPI): VRAM without the
+ * page tables' range ({@link VramLayout}), the three engines, a {@link GpuAddressSpace} per VM, moves and clears on
+ * the kernel mover. A thin adapter: every call goes to the driver's own classes.
+ */
+final class GpuAccelProvider implements AccelProvider {
+    private final PciFunction fn;
+    private final int bar;
+    private final VramLayout layout;
+    private final GpuVmManager vms;
+    private final KernelMover mover;
+
+    GpuAccelProvider(PciFunction fn, int bar, VramLayout layout, GpuVmManager vms, KernelMover mover) {
+        this.fn = fn;
+        this.bar = bar;
+        this.layout = layout;
+        this.vms = vms;
+        this.mover = mover;
+    }
+
+    @Override
+    public String driverName() {
+        return GpuDriver.NAME;
+    }
+
+    @Override
+    public Device dmaDevice() {
+        return fn;
+    }
+
+    @Override
+    public VramInfo vram() {
+        return new VramInfo(fn, bar, layout.coreTotal(), layout.coreVisible());
+    }
+
+    @Override
+    public List<EngineInfo> engines() {
+        return IntStream.range(0, ENGINE_COUNT).mapToObj(e -> new EngineInfo(ENGINE_NAMES[e],
+                e == ENGINE_COMPUTE ? EngineInfo.EngineClass.COMPUTE : EngineInfo.EngineClass.COPY)).toList();
+    }
+
+    @Override
+    public GpuVmOps createVm(String name) {
+        GpuAddressSpace vm = vms.create();
+        return new GpuVmOps() {
+            @Override
+            public void map(long va, List<GpuRun> runs, boolean writable) {
+                vm.map(va, layout.toGpu(runs), writable);
+            }
+
+            @Override
+            public void unmap(long va, long length) {
+                vm.unmap(va, length);
+            }
+
+            @Override
+            public void destroy() {
+                vm.destroy();
+            }
+        };
+    }
+
+    @Override
+    public Fence move(BoMove move) {
+        return mover.move(layout.toGpu(move.from()), layout.toGpu(move.to()), move.dependencies());
+    }
+
+    @Override
+    public Fence clear(String bo, List<GpuRun> runs) {
+        return mover.clear(layout.toGpu(runs));
+    }
+}

@@ -1,0 +1,105 @@
+package dev.dmaplane.driver.gpu.impl;
+
+import dev.dmaplane.accel.AccelContext;
+import dev.dmaplane.accel.AccelCore;
+import dev.dmaplane.accel.AccelDevice;
+import dev.dmaplane.accel.Placement;
+import dev.dmaplane.accel.sched.SchedPriority;
+import dev.dmaplane.accel.spi.Aperture;
+import dev.dmaplane.accel.spi.EngineInfo;
+import dev.dmaplane.accel.spi.GpuRun;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.EnumSet;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * The GPU under the accelerator core through its provider SPI ({@code accel.spi} package docs; amdgpu's
+ * {@code amdgpu_ttm.c} moves through the copy engine, {@code amdgpu_vram_mgr.c} keeping the driver's own VRAM out
+ * of the manager): registered at probe, VRAM reported without the page tables' range, objects moved between host
+ * memory, VRAM beyond the window and the window by the copy engine with their bytes intact, and unregistered at
+ * unbind.
+ */
+class GpuAccelProviderTest {
+    private static final long MIB = 1 << 20;
+
+    private final DriverRig rig = new DriverRig();
+
+    @AfterEach
+    void close() {
+        rig.close();
+    }
+
+    @Test
+    void theCoreSeesVramWithoutThePageTablesAndTheEngines() {
+        AccelDevice dev = AccelCore.of(rig.machine).device(rig.gpu().accelName()).orElseThrow();
+        assertEquals(GpuDriver.NAME, dev.driverName());
+        assertEquals(248 * MIB, dev.vram().visibleSize(), "256 MiB window less 8 MiB of page tables");
+        assertEquals(1016 * MIB, dev.vram().totalSize());
+        assertEquals(List.of("ce0", "ce1", "compute"), dev.engines().stream().map(EngineInfo::name).toList());
+        assertEquals(EngineInfo.EngineClass.COMPUTE, dev.engines().get(2).engineClass());
+    }
+
+    @Test
+    void layoutMovesCoreOffsetsPastTheWindowOverTheHole() {
+        VramLayout l = new VramLayout(256 * MIB, 8 * MIB, 1024 * MIB);
+        GpuRun sys = new GpuRun(Aperture.SYSTEM, 248 * MIB, MIB);
+        assertEquals(List.of(new GpuRun(Aperture.VRAM, 0, MIB), sys, new GpuRun(Aperture.VRAM, 256 * MIB, MIB),
+                        new GpuRun(Aperture.VRAM, 247 * MIB, MIB), new GpuRun(Aperture.VRAM, 256 * MIB, MIB)),
+                l.toGpu(List.of(new GpuRun(Aperture.VRAM, 0, MIB), sys, new GpuRun(Aperture.VRAM, 248 * MIB, MIB),
+                        new GpuRun(Aperture.VRAM, 247 * MIB, 2 * MIB))));
+    }
+
+    @Test
+    void objectsAreClearedAndMovedByTheCopyEngineAroundThePageTables() {
+        BoundGpu gpu = rig.gpu();
+        AccelCore core = AccelCore.of(rig.machine);
+        DriverRig.await(gpu.submit(gpu.entity(0, SchedPriority.NORMAL),
+                GpuJob.of(new GpuCommand.Fill(0, 256 * MIB, 4096, 0xFFFFFFFF)))); // old bytes past the window
+        DriverRig.HostBuffer probe = rig.host(4096);
+        probe.put(DriverRig.random(4096, 1));
+        try (AccelContext ctx = core.open(gpu.accelName())) {
+            int h = ctx.createBo(MIB, Placement.VRAM, EnumSet.of(Placement.VRAM, Placement.VISIBLE_VRAM));
+            assertEquals(Placement.VRAM, ctx.info(h).placement(), "beyond the window first");
+            // queued behind the core's clear on the same kernel entity: what the clear left at GPU offset 256 MiB
+            DriverRig.await(gpu.move(List.of(new GpuRun(Aperture.VRAM, 256 * MIB, 4096)), List.of(probe.run())));
+            assertArrayEquals(new byte[4096], probe.bytes(), "core offset 248 MiB is GPU offset 256 MiB, cleared");
+
+            byte[] data = DriverRig.random((int) MIB, 17);
+            ctx.write(h, 0, MemorySegment.ofArray(data));
+            assertEquals(Placement.VISIBLE_VRAM, ctx.info(h).placement(), "moved by ce0 into the window");
+            byte[] back = new byte[data.length];
+            ctx.read(h, 0, MemorySegment.ofArray(back));
+            assertArrayEquals(data, back);
+
+            int fresh = ctx.createBo(MIB, Placement.VRAM, EnumSet.of(Placement.VRAM, Placement.VISIBLE_VRAM));
+            MemorySegment bytes = MemorySegment.ofArray(new byte[(int) MIB]);
+            ctx.read(fresh, 0, bytes);
+            assertArrayEquals(new byte[(int) MIB], bytes.toArray(ValueLayout.JAVA_BYTE), "cleared, then moved");
+        }
+        GpuAddressSpace vm = gpu.createVm();
+        vm.map(0x1000_0000L, List.of(new GpuRun(Aperture.VRAM, 0x10_0000, 4096)), true);
+        var f = gpu.submit(gpu.entity(2, SchedPriority.NORMAL),
+                GpuJob.of(new GpuCommand.Crc32c(vm.slot(), 0x1000_0000L, 0x1000_0000L, 16, 0)));
+        DriverRig.await(f);
+        assertTrue(f.error().isEmpty(), "the page tables survived the core's VRAM traffic: " + f.error());
+    }
+
+    @Test
+    void unbindUnregistersTheAccelDevice() {
+        String name = rig.gpu().accelName();
+        AccelContext ctx = AccelCore.of(rig.machine).open(name);
+        ctx.createBo(MIB);
+        rig.machine.devices().unregisterDriver(rig.driver);
+        assertTrue(AccelCore.of(rig.machine).device(name).isEmpty());
+        assertEquals(Errno.EIO, assertThrows(ErrnoException.class, () -> ctx.createBo(MIB)).errno());
+        assertEquals(List.of(), DriverRig.gpuThreads());
+    }
+}
