@@ -48,6 +48,8 @@ final class GpuDmaChannel implements DmaChannel {
     private final Condition ended = lock.newCondition();
     private final List<Tx> submitted = new ArrayList<>();
     private final ConcurrentHashMap<Long, Tx> active = new ConcurrentHashMap<>();
+    /** Cookies issued and not ended: what {@link #synchronize()} waits for. */
+    private final Set<Long> issued = ConcurrentHashMap.newKeySet();
     private final Set<Long> failed = new ConcurrentSkipListSet<>();
     private SchedEntity entity;
     private long lastCookie;
@@ -104,6 +106,7 @@ final class GpuDmaChannel implements DmaChannel {
         try {
             issue = List.copyOf(submitted);
             submitted.clear();
+            issue.forEach(tx -> issued.add(tx.cookie));
             e = entity;
         } finally {
             lock.unlock();
@@ -165,9 +168,9 @@ final class GpuDmaChannel implements DmaChannel {
         long deadline = System.nanoTime() + syncTimeout.toNanos();
         lock.lock();
         try {
-            while (!active.isEmpty()) {
+            while (!issued.isEmpty()) {
                 long left = deadline - System.nanoTime();
-                ErrnoException.check(left > 0, Errno.ETIMEDOUT, name + ": " + active.size()
+                ErrnoException.check(left > 0, Errno.ETIMEDOUT, name + ": " + issued.size()
                         + " transaction(s) still running after " + syncTimeout);
                 ended.awaitNanos(left);
             }
@@ -280,6 +283,7 @@ final class GpuDmaChannel implements DmaChannel {
                 lock.lock();
                 try {
                     active.remove(cookie);
+                    issued.remove(cookie);
                     ended.signalAll();
                 } finally {
                     lock.unlock();

@@ -146,6 +146,16 @@ class GpuDmaChannelTest {
         assertEquals(DmaResult.NOERROR, get(r2).result(), "the channel serves new transactions");
     }
 
+    /** {@code dmaengine_synchronize} waits for what runs, not for a descriptor submitted and never issued. */
+    @Test
+    void synchronizeDoesNotWaitForTransactionsNotIssued() {
+        DmaChannel ch = channel();
+        DriverRig.HostBuffer dst = rig.host(4096);
+        long cookie = ch.prepMemset(dst.bus(), 1, 4096, 0).submit();
+        ch.synchronize();
+        assertEquals(DmaStatus.IN_PROGRESS, ch.txStatus(cookie), "submitted, not issued");
+    }
+
     @Test
     void unbindingTheGpuUnbindsTheClientAndRefusesNewWork() {
         DmaChannel ch = channel();
