@@ -38,6 +38,12 @@ final class Ring {
     record Reset(List<Inflight> done, List<Inflight> lost) {
     }
 
+    /**
+     * What a register of a device that left the bus reads ({@code pci_device_is_present} is false, amdgpu's
+     * {@code amdgpu_device_skip_hw_access}): nothing is emitted and no halt is believed.
+     */
+    private static final long GONE = -1L;
+
     private final String name;
     private final int engine;
     private final Bar.Mmio regs;
@@ -112,6 +118,8 @@ final class Ring {
         lock.lock();
         try {
             long head = reg(RING_HEAD);
+            ErrnoException.check(head != GONE, Errno.ECANCELED, name + ": RING_HEAD reads all ones, the GPU is gone;"
+                    + " job not run");
             int n = job.commands().size();
             ErrnoException.check(tail - head + n <= entries, Errno.EBUSY, name + ": " + n + " descriptors do not fit,"
                     + " head " + head + " tail " + tail + " of " + entries);
@@ -158,7 +166,8 @@ final class Ring {
         lock.lock();
         try {
             List<Inflight> done = takeCompleted();
-            if (faulted || (reg(RING_CTRL) & CTRL_HALTED) == 0) {
+            long ctrl = reg(RING_CTRL);
+            if (faulted || ctrl == GONE || (ctrl & CTRL_HALTED) == 0) {
                 return new Reaped(done, null, null);
             }
             faulted = true;

@@ -122,6 +122,25 @@ class GpuUnplugTest {
         assertEquals(rig.framesAtBoot, rig.machine.memory().allocatedFrames(), "every host frame back");
     }
 
+    /**
+     * A device gone from the bus reads all ones (what {@code removeModel} leaves between quiescing the model and
+     * removing the driver, reproduced here by turning memory decoding off): a job run then is cancelled, not taken
+     * for a full ring ({@code EBUSY}) or a halt.
+     */
+    @Test
+    void aJobRunWhileTheGpuReadsAllOnesIsCancelled() {
+        BoundGpu gpu = rig.gpu();
+        SchedEntity copy = gpu.entity(ENGINE_CE0, SchedPriority.NORMAL);
+        rig.fn.setMemorySpace(false);
+        Fence f = gpu.submit(copy, GpuJob.of(new GpuCommand.Fill(0, 0, 4096, 1)));
+        DriverRig.await(f);
+        assertEquals(Optional.of(Errno.ECANCELED), f.error());
+        rig.fn.setMemorySpace(true);
+        Fence after = gpu.submit(copy, GpuJob.of(new GpuCommand.Fill(0, 0, 4096, 1)));
+        DriverRig.await(after);
+        assertEquals(Optional.empty(), after.error(), "back on the bus, the engine serves jobs again");
+    }
+
     @Test
     void hotUnplugUnderTrafficCancelsAndLeavesNothing() throws Exception {
         List<CompletableFuture<DmaTxResult>> dma = new ArrayList<>();
