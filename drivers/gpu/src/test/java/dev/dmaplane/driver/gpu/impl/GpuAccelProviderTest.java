@@ -10,6 +10,7 @@ import dev.dmaplane.accel.spi.EngineInfo;
 import dev.dmaplane.accel.spi.GpuRun;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.fence.Fence;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -86,7 +87,7 @@ class GpuAccelProviderTest {
         }
         GpuAddressSpace vm = gpu.createVm();
         vm.map(0x1000_0000L, List.of(new GpuRun(Aperture.VRAM, 0x10_0000, 4096)), true);
-        var f = gpu.submit(gpu.entity(2, SchedPriority.NORMAL),
+        Fence f = gpu.submit(gpu.entity(2, SchedPriority.NORMAL),
                 GpuJob.of(new GpuCommand.Crc32c(vm.slot(), 0x1000_0000L, 0x1000_0000L, 16, 0)));
         DriverRig.await(f);
         assertTrue(f.error().isEmpty(), "the page tables survived the core's VRAM traffic: " + f.error());

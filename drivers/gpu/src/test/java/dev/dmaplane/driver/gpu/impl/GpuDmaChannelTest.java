@@ -18,6 +18,7 @@ import dev.dmaplane.iommu.IommuFault;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
+import java.util.Arrays;
 import java.util.EnumSet;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
@@ -99,7 +100,7 @@ class GpuDmaChannelTest {
         assertEquals(DmaStatus.COMPLETE, ch.txStatus(c1));
         assertEquals(DmaStatus.COMPLETE, ch.txStatus(c2));
         byte[] expected = data.clone();
-        java.util.Arrays.fill(expected, 100, 1100, (byte) 0x5A);
+        Arrays.fill(expected, 100, 1100, (byte) 0x5A);
         assertArrayEquals(expected, dst.bytes());
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> ch.txStatus(c2 + 1)).errno());
         ErrnoException zero = assertThrows(ErrnoException.class, () -> ch.prepMemcpy(dst.bus(), src.bus(), 0, 0));

@@ -11,7 +11,6 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -134,9 +133,5 @@ class GpuDriverTest {
         assertFalse(rig.fn.busMasterEnabled());
         assertTrue(rig.machine.devices().findDevice("gpu.dma.0").isEmpty(), "the auxiliary device went");
         assertEquals(Optional.empty(), rig.driver.gpu(DriverRig.GPU));
-    }
-
-    static String hex(byte[] b) {
-        return Arrays.toString(b);
     }
 }

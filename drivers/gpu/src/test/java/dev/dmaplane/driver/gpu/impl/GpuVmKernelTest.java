@@ -13,6 +13,7 @@ import org.junit.jupiter.api.Test;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
 import java.util.Random;
@@ -103,8 +104,8 @@ class GpuVmKernelTest {
         byte[] bytes = floats(x);
         // the first two pages in host memory, the rest in VRAM: one VA range, two apertures
         DriverRig.HostBuffer host = rig.host(2 * 4096);
-        host.put(java.util.Arrays.copyOfRange(bytes, 0, 2 * 4096));
-        rig.writeVram(0x80_0000, java.util.Arrays.copyOfRange(bytes, 2 * 4096, bytes.length));
+        host.put(Arrays.copyOfRange(bytes, 0, 2 * 4096));
+        rig.writeVram(0x80_0000, Arrays.copyOfRange(bytes, 2 * 4096, bytes.length));
         GpuAddressSpace vm = gpu.createVm();
         vm.map(X, List.of(host.run(), new GpuRun(Aperture.VRAM, 0x80_0000, bytes.length - 2 * 4096)), false);
         vm.map(Y, List.of(new GpuRun(Aperture.VRAM, 0x90_0000, PAGE_SIZE)), true);
