@@ -268,10 +268,12 @@ final class GpuDmaChannel implements DmaChannel {
             return DmaResult.ABORTED;
         }
 
+        /** {@code vchan_cookie_complete}: the cookie is complete (or failed) before its callback runs. */
         void end(DmaResult result) {
             if (result != DmaResult.NOERROR) {
                 failed.add(cookie);
             }
+            active.remove(cookie);
             Consumer<DmaTxResult> cb = callback;
             try {
                 if (cb != null && (flags & PREP_INTERRUPT) != 0) {
@@ -282,7 +284,6 @@ final class GpuDmaChannel implements DmaChannel {
             } finally {
                 lock.lock();
                 try {
-                    active.remove(cookie);
                     issued.remove(cookie);
                     ended.signalAll();
                 } finally {

@@ -24,6 +24,7 @@ import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -106,6 +107,20 @@ class GpuDmaChannelTest {
         ErrnoException zero = assertThrows(ErrnoException.class, () -> ch.prepMemcpy(dst.bus(), src.bus(), 0, 0));
         assertEquals(Errno.EINVAL, zero.errno());
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, copy::submit).errno(), "submitted twice");
+    }
+
+    /** {@code virt-dma.c} {@code vchan_complete}: the cookie is complete before the descriptor's callback runs. */
+    @Test
+    void theCookieIsCompleteWhenTheCallbackRuns() throws Exception {
+        DmaChannel ch = channel();
+        DriverRig.HostBuffer dst = rig.host(4096);
+        AtomicLong cookie = new AtomicLong();
+        CompletableFuture<DmaStatus> seen = new CompletableFuture<>();
+        DmaTxDescriptor d = ch.prepMemset(dst.bus(), 7, 4096, DmaChannel.PREP_INTERRUPT);
+        d.setCallback(r -> seen.complete(ch.txStatus(cookie.get())));
+        cookie.set(d.submit());
+        ch.issuePending();
+        assertEquals(DmaStatus.COMPLETE, seen.get(DriverRig.WAIT.toSeconds(), TimeUnit.SECONDS));
     }
 
     @Test
