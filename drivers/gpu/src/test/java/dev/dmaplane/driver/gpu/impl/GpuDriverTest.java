@@ -16,6 +16,7 @@ import java.util.Optional;
 import java.util.concurrent.CopyOnWriteArrayList;
 
 import static dev.dmaplane.driver.gpu.impl.DriverRig.await;
+import static dev.dmaplane.testing.Eventually.eventually;
 import static dev.dmaplane.driver.gpu.model.GpuRegs.*;
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -97,6 +98,7 @@ class GpuDriverTest {
             }
         }
         await(fences.getLast());
+        eventually(() -> order.size() == fences.size(), DriverRig.WAIT, "every callback ran");
         fences.forEach(f -> assertTrue(f.isSignaled() && f.error().isEmpty(), f.toString()));
         assertEquals(fences.stream().map(Fence::seqno).toList(), order);
         byte[] last = rig.readVram(2L << 20, 4);
