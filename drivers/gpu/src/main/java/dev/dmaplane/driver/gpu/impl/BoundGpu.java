@@ -80,7 +80,7 @@ public final class BoundGpu implements BoundDevice {
         gpu.mover = new KernelMover(gpu.engines[ENGINE_CE0].scheduler());
         VramLayout layout = new VramLayout(gpu.visibleSize, options.pageTableBytes(), gpu.vramSize);
         AccelDeviceHandle accel = AccelCore.of(machine).register(new GpuAccelProvider(fn, windowBar, layout, gpu.vms,
-                gpu.mover));
+                gpu.mover, gpu.engines));
         gpu.accelName = accel.name();
         fn.devres().add("drm_dev_unplug " + accel.name(), accel::unregister);
         gpu.dma = new GpuDmaChannel(fn.bdf() + " dma0chan0", gpu.engines[ENGINE_CE1].scheduler(),

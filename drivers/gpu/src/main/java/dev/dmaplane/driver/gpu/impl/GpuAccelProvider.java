@@ -1,5 +1,7 @@
 package dev.dmaplane.driver.gpu.impl;
 
+import dev.dmaplane.accel.Command;
+import dev.dmaplane.accel.sched.Scheduler;
 import dev.dmaplane.accel.spi.AccelProvider;
 import dev.dmaplane.accel.spi.BoMove;
 import dev.dmaplane.accel.spi.EngineInfo;
@@ -7,6 +9,8 @@ import dev.dmaplane.accel.spi.GpuRun;
 import dev.dmaplane.accel.spi.GpuVmOps;
 import dev.dmaplane.accel.spi.VramInfo;
 import dev.dmaplane.device.Device;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fence.Fence;
 import dev.dmaplane.pci.PciFunction;
 
@@ -28,13 +32,44 @@ final class GpuAccelProvider implements AccelProvider {
     private final VramLayout layout;
     private final GpuVmManager vms;
     private final KernelMover mover;
+    private final GpuEngine[] engines;
 
-    GpuAccelProvider(PciFunction fn, int bar, VramLayout layout, GpuVmManager vms, KernelMover mover) {
+    GpuAccelProvider(PciFunction fn, int bar, VramLayout layout, GpuVmManager vms, KernelMover mover, GpuEngine[] engines) {
         this.fn = fn;
         this.bar = bar;
         this.layout = layout;
         this.vms = vms;
         this.mover = mover;
+        this.engines = engines.clone();
+    }
+
+    /** A core VM: the driver's address space behind the SPI's page-table operations. */
+    record CoreVm(GpuAddressSpace space, VramLayout layout) implements GpuVmOps {
+        @Override
+        public void map(long va, List<GpuRun> runs, boolean writable) {
+            space.map(va, layout.toGpu(runs), writable);
+        }
+
+        @Override
+        public void unmap(long va, long length) {
+            space.unmap(va, length);
+        }
+
+        @Override
+        public void destroy() {
+            space.destroy();
+        }
+    }
+
+    /**
+     * The hardware job of a core job: its commands as descriptors in the VM slot of the context's address space
+     * ({@code amdgpu_job}'s VM id).
+     */
+    static GpuJob hardwareJob(dev.dmaplane.accel.spi.GpuJob job) {
+        if (!(job.vm() instanceof CoreVm vm)) {
+            throw new ErrnoException(Errno.EINVAL, job.name() + ": its VM " + job.vm() + " was not made by this driver");
+        }
+        return GpuJob.of(CoreJobs.translate(vm.space().slot(), job.commands()).toArray(GpuCommand[]::new));
     }
 
     @Override
@@ -60,23 +95,7 @@ final class GpuAccelProvider implements AccelProvider {
 
     @Override
     public GpuVmOps createVm(String name) {
-        GpuAddressSpace vm = vms.create();
-        return new GpuVmOps() {
-            @Override
-            public void map(long va, List<GpuRun> runs, boolean writable) {
-                vm.map(va, layout.toGpu(runs), writable);
-            }
-
-            @Override
-            public void unmap(long va, long length) {
-                vm.unmap(va, length);
-            }
-
-            @Override
-            public void destroy() {
-                vm.destroy();
-            }
-        };
+        return new CoreVm(vms.create(), layout);
     }
 
     @Override
@@ -87,5 +106,17 @@ final class GpuAccelProvider implements AccelProvider {
     @Override
     public Fence clear(String bo, List<GpuRun> runs) {
         return mover.clear(layout.toGpu(runs));
+    }
+
+    @Override
+    public Scheduler scheduler(int engine) {
+        ErrnoException.check(engine >= 0 && engine < engines.length, Errno.EINVAL, "engine " + engine + " is not 0.."
+                + (engines.length - 1));
+        return engines[engine].scheduler();
+    }
+
+    @Override
+    public void checkJob(int engine, List<Command> commands) {
+        CoreJobs.check(engine, commands);
     }
 }

@@ -125,10 +125,12 @@ final class GpuEngine implements SchedBackend {
     /** {@code run_job}: the job's descriptors into the ring; its hardware fence. */
     @Override
     public Fence runJob(SchedJob job) {
-        if (!(job.payload() instanceof GpuJob gpu)) {
-            throw new ErrnoException(Errno.EINVAL, ring.name() + ": job payload " + job.payload()
+        GpuJob gpu = switch (job.payload()) {
+            case GpuJob own -> own;
+            case dev.dmaplane.accel.spi.GpuJob core -> GpuAccelProvider.hardwareJob(core); // a user's job from the core
+            default -> throw new ErrnoException(Errno.EINVAL, ring.name() + ": job payload " + job.payload()
                     + " is not a GPU job");
-        }
+        };
         ErrnoException.check(gpu.copyClass() == copyClass(), Errno.EINVAL, ring.name() + " cannot run " + gpu);
         Fence before = hardwareFences.get(job);
         if (before != null && before.isSignaled() && before.error().isEmpty()) {

@@ -1,6 +1,8 @@
 package dev.dmaplane.driver.gpu.impl;
 
 import dev.dmaplane.accel.AccelContext;
+import dev.dmaplane.accel.Command;
+import dev.dmaplane.accel.Submission;
 import dev.dmaplane.accel.AccelCore;
 import dev.dmaplane.accel.AccelDevice;
 import dev.dmaplane.accel.Placement;
@@ -18,6 +20,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.EnumSet;
 import java.util.List;
+import java.util.zip.CRC32C;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -102,5 +105,58 @@ class GpuAccelProviderTest {
         assertTrue(AccelCore.of(rig.machine).device(name).isEmpty());
         assertEquals(Errno.EIO, assertThrows(ErrnoException.class, () -> ctx.createBo(MIB)).errno());
         assertEquals(List.of(), DriverRig.gpuThreads());
+    }
+
+    /**
+     * A user's jobs through the core on the real engines ({@code amdgpu_cs}: the context's VM, its objects' implicit
+     * fences): a copy on ce0 then CRC32C on the compute engine over what arrived, each ordered after the other by the
+     * object's reservation, the result bit-exact against {@code java.util.zip.CRC32C}.
+     */
+    @Test
+    void userJobsRunOnTheEnginesInTheContextsVm() {
+        AccelCore core = AccelCore.of(rig.machine);
+        try (AccelContext ctx = core.open(rig.gpu().accelName())) {
+            int src = ctx.createBo(MIB);
+            int dst = ctx.createBo(MIB);
+            int out = ctx.createBo(4096);
+            long vaSrc = 0x10_0000_0000L;
+            long vaDst = vaSrc + 2 * MIB;
+            long vaOut = vaSrc + 4 * MIB;
+            ctx.vmBind(src, 0, vaSrc, MIB, false);
+            ctx.vmBind(dst, 0, vaDst, MIB, true);
+            ctx.vmBind(out, 0, vaOut, 4096, true);
+            byte[] data = DriverRig.random((int) MIB, 23);
+            ctx.write(src, 0, MemorySegment.ofArray(data));
+
+            Fence copied = ctx.submit(Submission.on(0, new Command.Copy(vaSrc, vaDst, MIB)).reading(src).writing(dst));
+            Fence summed = ctx.submit(Submission.on(2, Command.Launch.of("crc32c", vaDst, vaOut, MIB, 0))
+                    .reading(dst).writing(out));
+            DriverRig.await(summed);
+            assertTrue(copied.isSignaled() && copied.error().isEmpty(), "the kernel ran after the copy it reads");
+
+            byte[] crc = new byte[4];
+            ctx.read(out, 0, MemorySegment.ofArray(crc));
+            CRC32C ref = new CRC32C();
+            ref.update(data);
+            assertEquals((int) ref.getValue(), MemorySegment.ofArray(crc).get(ValueLayout.JAVA_INT_UNALIGNED, 0));
+        }
+    }
+
+    /** The driver's part of the submission checks ({@code amdgpu_cs_parser_init}): EINVAL before anything is queued. */
+    @Test
+    void commandsAnEngineCannotRunAreEinvalAtSubmission() {
+        AccelCore core = AccelCore.of(rig.machine);
+        try (AccelContext ctx = core.open(rig.gpu().accelName())) {
+            assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                    () -> ctx.submit(Submission.on(0, Command.Launch.of("saxpy", 0, 0, 0, 0)))).errno(), "a kernel on ce0");
+            assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                    () -> ctx.submit(Submission.on(2, new Command.Fill(0, 4096, 0)))).errno(), "a fill on compute");
+            ErrnoException unknown = assertThrows(ErrnoException.class,
+                    () -> ctx.submit(Submission.on(2, Command.Launch.of("fft", 1))));
+            assertTrue(unknown.getMessage().contains("unknown kernel 'fft'"), unknown.getMessage());
+            ErrnoException count = assertThrows(ErrnoException.class,
+                    () -> ctx.submit(Submission.on(2, Command.Launch.of("sum", 1, 2))));
+            assertTrue(count.getMessage().contains("takes 3 arguments"), count.getMessage());
+        }
     }
 }
