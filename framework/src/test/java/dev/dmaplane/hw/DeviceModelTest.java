@@ -17,6 +17,7 @@ import dev.dmaplane.pci.PciRegs;
 import dev.dmaplane.pci.PciReset;
 import dev.dmaplane.pci.TopologyLoader;
 import dev.dmaplane.testing.CopyEngineClient;
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -47,7 +48,7 @@ class DeviceModelTest {
     }
 
     private Machine bootWithoutModels() {
-        machine = Machine.boot(TopologyLoader.defaultMachine(), Machine.Options.DEFAULT.withClassPathModels(false));
+        machine = Machine.boot(TopologyLoader.load(TestMachines.text(TestMachines.DEFAULT_COPYENGINE), TopologyLoader.Format.YAML), Machine.Options.DEFAULT.withClassPathModels(false));
         return machine;
     }
 
@@ -88,8 +89,8 @@ class DeviceModelTest {
 
     @Test
     void theClassPathModelsAreLoadedOnAPlainClassPath() {
-        machine = Machine.bootDefault();
-        assertEquals(List.of("gpu"), machine.modelNames());
+        machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
+        assertEquals(List.of("copyengine"), machine.modelNames());
         PciFunction gpu = machine.pci().function(GPU);
         assertTrue(gpu.absence().isEmpty());
         assertEquals(ID_VALUE, gpu.bar(0).orElseThrow().mmio().read(REG_ID, 8));
@@ -99,25 +100,25 @@ class DeviceModelTest {
     void aSlotWhoseModelIsNotLoadedAnswersAsAbsentHardware() {
         Machine m = bootWithoutModels();
         PciFunction gpu = m.pci().function(GPU);
-        assertEquals("device model 'gpu' is not loaded", gpu.absence().orElseThrow());
+        assertEquals("device model 'copyengine' is not loaded", gpu.absence().orElseThrow());
         assertEquals(0xFFFF, gpu.configSpace().read(PciRegs.VENDOR_ID, 2), "an empty slot reads all-ones");
         assertEquals(-1, gpu.configSpace().read(PciRegs.CLASS_REVISION, 4));
         assertEquals(-1L, gpu.bar(0).orElseThrow().mmio().read(REG_ID, 8), "BAR access ends in a master abort");
         gpu.configSpace().write(PciRegs.COMMAND, 2, PciRegs.COMMAND_MASTER);
         assertFalse(gpu.busMasterEnabled(), "writes to an empty slot go nowhere");
         assertFalse(m.devices().devices().contains(gpu), "enumeration finds nothing there");
-        assertTrue(m.pci().lspciTree().contains("<absent> " + GPU + " (device model 'gpu' is not loaded)"),
+        assertTrue(m.pci().lspciTree().contains("<absent> " + GPU + " (device model 'copyengine' is not loaded)"),
                 m.pci().lspciTree());
-        assertTrue(m.pci().lspciVerbose(gpu).contains("device model 'gpu' is not loaded"));
+        assertTrue(m.pci().lspciVerbose(gpu).contains("device model 'copyengine' is not loaded"));
         assertTrue(m.pci().function("0000:04:00.0").absence().isEmpty(), "functions naming no model are there");
     }
 
     @Test
     void aMachineFileNamingAModelNobodyProvidesBootsWithThatSlotAbsent() {
-        String text = TopologyLoader.defaultMachineText().replace("model: gpu", "model: tpu");
+        String text = TestMachines.text(TestMachines.DEFAULT_COPYENGINE).replace("model: copyengine", "model: tpu");
         machine = Machine.boot(TopologyLoader.load(text, TopologyLoader.Format.YAML), Machine.Options.DEFAULT);
         assertEquals("device model 'tpu' is not loaded", machine.pci().function(GPU).absence().orElseThrow());
-        assertEquals(List.of("gpu"), machine.modelNames());
+        assertEquals(List.of("copyengine"), machine.modelNames());
     }
 
     @Test
@@ -137,7 +138,7 @@ class DeviceModelTest {
         assertEquals("remove " + GPU + " id ffffffffffffffff", log.get(1),
                 "the driver's remove sees the hardware gone, as after a surprise removal");
         assertFalse(gpu.isPresent());
-        assertEquals("device model 'gpu' was unloaded", gpu.absence().orElseThrow());
+        assertEquals("device model 'copyengine' was unloaded", gpu.absence().orElseThrow());
         assertEquals(0, m.activeDmaMappings(), "nothing mapped");
         assertEquals(frames, m.memory().allocatedFrames(), "nothing allocated");
         assertEquals(0, m.memory().pinnedFrames(), "nothing pinned");
@@ -173,7 +174,7 @@ class DeviceModelTest {
 
     @Test
     void unloadingADriverNeverRemovesTheHardware() {
-        machine = Machine.bootDefault();
+        machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
         machine.devices().registerDriver(copier);
         PciFunction gpu = machine.pci().function(GPU);
         machine.devices().unregisterDriver(copier);
@@ -194,15 +195,15 @@ class DeviceModelTest {
         m.addModel(new CopyEngineModel());
         ErrnoException twice = assertThrows(ErrnoException.class, () -> m.addModel(new CopyEngineModel()));
         assertEquals(Errno.EEXIST, twice.errno());
-        assertTrue(twice.getMessage().contains("'gpu'"), twice.getMessage());
-        assertEquals(List.of("gpu"), m.modelNames());
+        assertTrue(twice.getMessage().contains("'copyengine'"), twice.getMessage());
+        assertEquals(List.of("copyengine"), m.modelNames());
     }
 
     @Test
     void aModelRegisteringTwoBarsOnOneIndexLeavesTheSlotAbsentWithTheReason() {
         Machine m = bootWithoutModels();
         List<ErrnoException> seen = new ArrayList<>();
-        m.addModel(model("gpu", ctx -> {
+        m.addModel(model("copyengine", ctx -> {
             ctx.registers(0, RegisterBlock.builder("first").constant("ID", 0, 8, 1).build());
             try {
                 ctx.registers(0, RegisterBlock.builder("second").constant("ID", 0, 8, 2).build());
@@ -224,7 +225,7 @@ class DeviceModelTest {
     void registeringTheWrongKindOfBarOrOneTheFunctionLacksIsEinval() {
         Machine m = bootWithoutModels();
         List<Errno> errnos = new ArrayList<>();
-        m.addModel(model("gpu", ctx -> {
+        m.addModel(model("copyengine", ctx -> {
             errnos.add(assertThrows(ErrnoException.class, () -> ctx.registers(2, RegisterBlock.builder("r").build())).errno());
             errnos.add(assertThrows(ErrnoException.class, () -> ctx.deviceMemory(0)).errno());
             errnos.add(assertThrows(ErrnoException.class, () -> ctx.registers(4, RegisterBlock.builder("r").build())).errno());
@@ -240,8 +241,8 @@ class DeviceModelTest {
 
     @Test
     void aBridgeNamingAModelIsRefusedAtBoot() {
-        String text = TopologyLoader.defaultMachineText().replaceFirst("          type: rootPort", "          model: gpu\n          type: rootPort");
-        assertNotEquals(TopologyLoader.defaultMachineText(), text);
+        String text = TestMachines.text(TestMachines.DEFAULT_COPYENGINE).replaceFirst("          type: rootPort", "          model: copyengine\n          type: rootPort");
+        assertNotEquals(TestMachines.text(TestMachines.DEFAULT_COPYENGINE), text);
         ErrnoException e = assertThrows(ErrnoException.class,
                 () -> Machine.boot(TopologyLoader.load(text, TopologyLoader.Format.YAML), Machine.Options.DEFAULT));
         assertEquals(Errno.EINVAL, e.errno());
@@ -251,7 +252,7 @@ class DeviceModelTest {
     @Test
     void quiesceAndRemoveRunWhenTheModelLeavesAndQuiesceAtShutdown() {
         Machine m = bootWithoutModels();
-        DeviceModel tracked = model("gpu", ctx -> new ModelDevice() {
+        DeviceModel tracked = model("copyengine", ctx -> new ModelDevice() {
             @Override
             public void reset(PciReset kind) {
                 log.add("reset " + kind);

@@ -6,6 +6,7 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -25,7 +26,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * CVE-2021-3929 ({@code hw/nvme}, fixed by the re-entrancy guard in {@code softmmu/memory.c}).
  */
 class ModelDmaTest {
-    private final Machine machine = Machine.bootDefault();
+    private final Machine machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
     private final PciFunction gpu = machine.pci().function("03:00.0");
     private final HostMemory mem = machine.memory();
     private final ModelDma dma = ModelDma.of(gpu);

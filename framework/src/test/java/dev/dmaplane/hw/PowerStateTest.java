@@ -8,6 +8,7 @@ import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.pci.PciRegs;
 import dev.dmaplane.pci.TopologyLoader;
 import dev.dmaplane.testing.CopyEngineClient;
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -21,7 +22,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * state it does not support changes nothing.
  */
 class PowerStateTest {
-    private final Machine machine = Machine.bootDefault();
+    private final Machine machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
     private final PciFunction gpu = machine.pci().function("03:00.0");
     private final int pmcsr = gpu.configSpace().findCapability(PciRegs.CAP_ID_PM).orElseThrow() + PciRegs.PM_CTRL;
 
@@ -66,7 +67,7 @@ class PowerStateTest {
 
     @Test
     void noPowerStateForAbsentHardware() {
-        Machine bare = Machine.boot(TopologyLoader.defaultMachine(),
+        Machine bare = Machine.boot(TopologyLoader.load(TestMachines.text(TestMachines.DEFAULT_COPYENGINE), TopologyLoader.Format.YAML),
                 Machine.Options.DEFAULT.withClassPathModels(false));
         try (bare) {
             PciFunction absent = bare.pci().function("03:00.0");

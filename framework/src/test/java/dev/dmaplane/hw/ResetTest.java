@@ -11,6 +11,7 @@ import dev.dmaplane.pci.PciRegs;
 import dev.dmaplane.pci.PciReset;
 import dev.dmaplane.pci.TopologyLoader;
 import dev.dmaplane.testing.CopyEngineClient;
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -28,7 +29,7 @@ import static org.junit.jupiter.api.Assertions.*;
  */
 class ResetTest {
     private final List<String> resets = new ArrayList<>();
-    private final Machine machine = Machine.boot(TopologyLoader.defaultMachine(),
+    private final Machine machine = Machine.boot(TopologyLoader.load(TestMachines.text(TestMachines.DEFAULT_COPYENGINE), TopologyLoader.Format.YAML),
             Machine.Options.DEFAULT.withClassPathModels(false));
     private final PciFunction gpu = machine.pci().function("03:00.0");
 
@@ -140,7 +141,7 @@ class ResetTest {
         machine.addModel(new DeviceModel() {
             @Override
             public String name() {
-                return "gpu";
+                return "copyengine";
             }
 
             @Override

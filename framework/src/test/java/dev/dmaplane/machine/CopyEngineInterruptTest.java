@@ -7,6 +7,7 @@ import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.Msix;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.testing.CopyEngineClient;
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -19,7 +20,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * MSI-X masking rules of PCI Express Base Spec 7.7.2 ({@code Documentation/PCI/msi-howto.rst}).
  */
 class CopyEngineInterruptTest {
-    private final Machine machine = Machine.bootDefault();
+    private final Machine machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
     private final PciFunction gpu = machine.pci().function("03:00.0");
 
     @AfterEach

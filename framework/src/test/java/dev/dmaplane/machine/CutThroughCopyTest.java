@@ -11,6 +11,7 @@ import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.Bar;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.pci.PciRoute;
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -28,7 +29,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * sends an address no BAR or bridge window decodes straight to the root complex, and the one-walk translation.
  */
 class CutThroughCopyTest {
-    private final Machine m = Machine.bootDefault();
+    private final Machine m = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
 
     @AfterEach
     void close() {

@@ -20,6 +20,7 @@ import dev.dmaplane.mm.Prot;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.pci.TopologyLoader;
 import dev.dmaplane.testing.CopyEngineClient;
+import dev.dmaplane.testing.TestMachines;
 import dev.dmaplane.trace.TraceKind;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -40,7 +41,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * (drivers/pci/remove.c).
  */
 class MachineTest {
-    private final Machine machine = Machine.bootDefault();
+    private final Machine machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
     private final PciFunction gpu = machine.pci().function("03:00.0");
     private final List<String> log = new ArrayList<>();
 
@@ -159,7 +160,7 @@ class MachineTest {
 
     @Test
     void machineFilesAreValidatedBeforeAnythingIsBuilt() {
-        String noIommu = TopologyLoader.defaultMachineText().replace("enabled: true", "enabled: false").replace("memory: 64GiB", "memory: 1GiB");
+        String noIommu = TestMachines.text(TestMachines.DEFAULT_COPYENGINE).replace("enabled: true", "enabled: false").replace("memory: 64GiB", "memory: 1GiB");
         try (Machine m = Machine.boot(TopologyLoader.load(noIommu, TopologyLoader.Format.YAML), Machine.Options.DEFAULT)) {
             PciFunction g = m.pci().function("03:00.0");
             long pa = m.memory().allocPages(0) << HostMemory.PAGE_SHIFT;
@@ -174,7 +175,7 @@ class MachineTest {
      */
     @Test
     void aTerabyteMachineBootsAndCostsWhatItTouches() {
-        String big = TopologyLoader.defaultMachineText().replace("memory: 64GiB", "memory: 1023GiB");
+        String big = TestMachines.text(TestMachines.DEFAULT_COPYENGINE).replace("memory: 64GiB", "memory: 1023GiB");
         try (Machine m = Machine.boot(TopologyLoader.load(big, TopologyLoader.Format.YAML), Machine.Options.DEFAULT)) {
             assertEquals(HostMemory.MAX_RAM, m.memory().size());
             assertEquals(1L << 40, m.memory().end());

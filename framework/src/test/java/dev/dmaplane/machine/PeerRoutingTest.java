@@ -12,6 +12,7 @@ import dev.dmaplane.pci.Bar;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.pci.PciRoute;
 import dev.dmaplane.pci.TopologyLoader;
+import dev.dmaplane.testing.TestMachines;
 import dev.dmaplane.trace.TraceKind;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -47,7 +48,7 @@ class PeerRoutingTest {
     }
 
     private Machine bootDefault() {
-        return boot(TopologyLoader.defaultMachineText());
+        return boot(TestMachines.text(TestMachines.DEFAULT_COPYENGINE));
     }
 
     /** {@code fn} may master the bus with 64-bit addresses, as a driver's probe sets it up. */
@@ -183,7 +184,7 @@ class PeerRoutingTest {
 
     @Test
     void requestsTheFabricCannotCompleteAreUnsupportedRequests() {
-        String text = TopologyLoader.defaultMachineText()
+        String text = TestMachines.text(TestMachines.DEFAULT_COPYENGINE)
                 .replace("                  device: \"0x1002\"\n                  class: \"0x060400\"\n",
                         "                  device: \"0x1002\"\n                  class: \"0x060400\"\n                  acs: [SV, RR, CR, UF]\n")
                 .replaceFirst("          acs: \\[SV, RR, CR, UF]\n", "          acs: [SV, RR, CR]\n");
@@ -206,7 +207,7 @@ class PeerRoutingTest {
 
     @Test
     void noIovaAliasesAnAddressASwitchWouldClaim() {
-        String bar32 = TopologyLoader.defaultMachineText().replace("                        - { index: 0, size: 16MiB, kind: mmio }\n",
+        String bar32 = TestMachines.text(TestMachines.DEFAULT_COPYENGINE).replace("                        - { index: 0, size: 16MiB, kind: mmio }\n",
                 "                        - { index: 0, size: 16MiB, kind: mmio, bits: 32, prefetchable: false }\n");
         Machine m = boot(bar32);
         PciFunction hca = m.pci().function("04:00.0");
@@ -291,7 +292,7 @@ class PeerRoutingTest {
 
     @Test
     void inPassThroughMapResourceHandsOutThePhysicalAddress() {
-        Machine m = boot(TopologyLoader.defaultMachineText().replace("defaultDomain: dma", "defaultDomain: identity"));
+        Machine m = boot(TestMachines.text(TestMachines.DEFAULT_COPYENGINE).replace("defaultDomain: dma", "defaultDomain: identity"));
         PciFunction hca2 = m.pci().function("05:00.0");
         Bar vram = m.pci().function("03:00.0").bar(2).orElseThrow();
         assertEquals(Errno.EIO, assertThrows(ErrnoException.class,
@@ -399,7 +400,7 @@ class PeerRoutingTest {
     /** With dma-debug off nothing stands between a device and a stale peer address, as on real hardware. */
     @Test
     void withoutDmaDebugAStalePeerWindowStillReachesThePeer() {
-        Machine m = Machine.boot(TopologyLoader.load(TopologyLoader.defaultMachineText(), TopologyLoader.Format.YAML),
+        Machine m = Machine.boot(TopologyLoader.load(TestMachines.text(TestMachines.DEFAULT_COPYENGINE), TopologyLoader.Format.YAML),
                 new Machine.Options(false, 4));
         machines.add(m);
         PciFunction hca = m.pci().function("04:00.0");

@@ -46,7 +46,7 @@ class MachineFileFuzzTest {
 
     /** Scalars a mutation puts where a scalar was: the words and values the format knows, and the edges of each. */
     private static final String[] WORDS = {"rootPort", "upstreamPort", "downstreamPort", "endpoint",
-            "legacyEndpoint", "rcEndpoint", "mmio", "memory", "dma", "identity", "gpu", "SV", "TB", "RR", "CR", "UF",
+            "legacyEndpoint", "rcEndpoint", "mmio", "memory", "dma", "identity", "copyengine", "SV", "TB", "RR", "CR", "UF",
             "EC", "DT", "0x060400", "0x030200", "0x020000", "0x010802", "0x1da0", "0xffff", "0x0", "0x", "", " ",
             "2MiB", "1TiB", "0x7fffffffffe00000", "9223372036854775807TiB", "00:00.0", "ff:1f.7", "ffff:ff:1f.7",
             "00:20.0", "00:00.8", "0000:00:00.0"};

@@ -1,5 +1,8 @@
 package dev.dmaplane.testing;
 
+import dev.dmaplane.machine.Machine;
+import dev.dmaplane.pci.TopologyLoader;
+
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
@@ -15,7 +18,7 @@ import java.nio.file.Path;
 public final class TestMachines {
     /**
      * 1 GiB of RAM, the IOMMU on, one root port enforcing ACS at 0000:00:01.0 and the copy-engine GPU
-     * (1da0:0001, class 0x030200, 16 MiB of registers in BAR 0, 1 GiB of VRAM in BAR 2) at 0000:01:00.0.
+     * ({@code model: copyengine}, 1da0:0001, class 0x030200, 16 MiB of registers in BAR 0, 1 GiB of VRAM in BAR 2) at 0000:01:00.0.
      */
     public static final String SMALL_GPU = "small-gpu.yaml";
     /**
@@ -35,6 +38,11 @@ public final class TestMachines {
      * 64-bit, maskable) beside MSI-X (4), 01:00.1 with MSI only (4, 32-bit, not maskable), 01:00.2 with INTx only.
      */
     public static final String INTERRUPT_MODES = "interrupt-modes.yaml";
+    /**
+     * The default machine with the framework's copy engine ({@code model: copyengine}) at 0000:03:00.0 where the
+     * default machine has the GPU, whose model lives in {@code drivers/gpu}.
+     */
+    public static final String DEFAULT_COPYENGINE = "default-copyengine.yaml";
 
     private TestMachines() {
     }
@@ -50,6 +58,11 @@ public final class TestMachines {
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read the machine file " + name, e);
         }
+    }
+
+    /** The machine of file {@code name} booted with the class path's device models. */
+    public static Machine boot(String name) {
+        return Machine.boot(TopologyLoader.load(text(name), TopologyLoader.Format.YAML), Machine.Options.DEFAULT);
     }
 
     /** The machine file {@code name} written into {@code dir}, for what reads a machine from a path. */

@@ -8,14 +8,14 @@ import dev.dmaplane.hw.ModelDevice;
 import org.osgi.service.component.annotations.Component;
 
 /**
- * The {@code gpu} model as far as it goes today: a copy engine behind BAR0 (its VRAM BAR is plain device memory).
- * Registered like any other model: an OSGi service in the runtime, a {@link java.util.ServiceLoader} provider on a
- * plain class path.
+ * The {@code copyengine} model, the SDK's simplest example of a device model: a copy engine behind BAR0 (any memory
+ * BAR is plain device memory). Registered like any other model: an OSGi service in the runtime, a
+ * {@link java.util.ServiceLoader} provider on a plain class path.
  */
 @Component(service = DeviceModel.class)
 public final class CopyEngineModel implements DeviceModel {
     /** The name machine files give it. */
-    public static final String NAME = "gpu";
+    public static final String NAME = "copyengine";
 
     @Override
     public String name() {
@@ -25,7 +25,8 @@ public final class CopyEngineModel implements DeviceModel {
     @Override
     public ModelDevice realize(ModelContext ctx) {
         if (ctx.function().bar(0).isEmpty()) {
-            throw new ErrnoException(Errno.EINVAL, "model 'gpu' needs BAR0 for its copy engine's registers");
+            throw new ErrnoException(Errno.EINVAL, "model 'copyengine' needs BAR0 for its registers; "
+                    + ctx.function().bdf() + " has none");
         }
         CopyEngine engine = new CopyEngine(ctx);
         ctx.registers(0, engine);
