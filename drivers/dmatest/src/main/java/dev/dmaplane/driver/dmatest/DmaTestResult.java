@@ -9,14 +9,15 @@ import java.util.Map;
  * of {@code drivers/dma/dmatest.c}, with the transfers behind it). Registered as an OSGi service of this type
  * while the driver is bound to the device, with {@link #properties()} as service properties.
  *
- * @param device        the device's name (its BDF)
+ * @param device        the name of the channel's device (the PCI function whose DMA the channel does)
  * @param tests         transfers run (copies and fills, not counting the fault check)
  * @param failures      transfers that did not complete or left a wrong byte
- * @param bytesCopied   bytes the engine copied in completed copies
- * @param bytesFilled   bytes the engine filled in completed fills
+ * @param bytesCopied   bytes the channel copied in completed copies
+ * @param bytesFilled   bytes the channel filled in completed fills
  * @param bytesVerified bytes the CPU compared against the expected pattern after the transfers
- * @param ringIova      bus address of the descriptor ring (a coherent allocation)
- * @param transfers     each descriptor and its outcome, in order
+ * @param ringIova      bus address of the client's descriptor ring: always -1, a dmaengine client has none (the
+ *                      channel's driver owns its ring)
+ * @param transfers     each transaction and its outcome, in order
  * @param faultCheck    the use-after-unmap check
  */
 public record DmaTestResult(String device, int tests, int failures, long bytesCopied, long bytesFilled,
@@ -34,7 +35,7 @@ public record DmaTestResult(String device, int tests, int failures, long bytesCo
     public static final String BYTES_FILLED = "dmatest.bytesFilled";
     /** Service property ({@code Long}). */
     public static final String BYTES_VERIFIED = "dmatest.bytesVerified";
-    /** Service property ({@code Long}): the descriptor ring's IOVA. */
+    /** Service property ({@code Long}): the client's descriptor ring IOVA, -1 (see {@link #ringIova()}). */
     public static final String RING_IOVA = "dmatest.ringIova";
     /** Service property ({@code String[]}): {@link Transfer#describe()} of each transfer. */
     public static final String TRANSFERS = "dmatest.transfers";
@@ -42,7 +43,7 @@ public record DmaTestResult(String device, int tests, int failures, long bytesCo
     public static final String FAULT_CHECK = "dmatest.faultCheck";
     /** Service property ({@code Long}): the stale IOVA of the fault check, -1 when skipped. */
     public static final String FAULT_IOVA = "dmatest.faultIova";
-    /** Service property ({@code String}): the status name the engine wrote for it. */
+    /** Service property ({@code String}): the name of the result its callback reported ({@code WRITE_FAILED}). */
     public static final String FAULT_STATUS = "dmatest.faultStatus";
     /** Service property ({@code Long}): bytes of the formerly mapped page that changed. */
     public static final String FAULT_BYTES_CHANGED = "dmatest.faultBytesChanged";

@@ -1,13 +1,16 @@
 package dev.dmaplane.driver.dmatest.impl;
 
+import dev.dmaplane.device.AuxDevice;
 import dev.dmaplane.device.BoundDevice;
 import dev.dmaplane.device.Device;
 import dev.dmaplane.device.Driver;
 import dev.dmaplane.device.MatchEntry;
 import dev.dmaplane.device.MatchTable;
+import dev.dmaplane.dmaengine.DmaChannel;
 import dev.dmaplane.driver.dmatest.DmaTestResult;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.iommu.IommuFault;
 import dev.dmaplane.iommu.IommuGroup;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.pci.PciFunction;
@@ -21,29 +24,29 @@ import java.util.Hashtable;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.OptionalLong;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
- * {@code dmatest}: the DMA engine self test of the kernel's {@code drivers/dma/dmatest.c}, run on the copy engine
- * of the machine's GPU (see {@link dev.dmaplane.hw.copyengine.CopyEngineRegs}). It claims PCI class 0x030200
- * exactly (3D controller) and, by ID, vendor 0x1da0 device 0x0001; probe rejects a function whose BAR0 does not
- * identify as the copy engine. Probing sets the engine up (completion by its MSI-X interrupt unless
- * {@code polled}), runs the self test ({@link SelfTest}) and publishes a
- * {@link DmaTestResult} service for the device; remove withdraws it and releases everything
- * ({@link DmaTestDevice}).
+ * {@code dmatest}: the DMA engine self test of the kernel's {@code drivers/dma/dmatest.c}, a dmaengine client. It
+ * binds to the auxiliary device {@code gpu.dma.<n>} the GPU driver publishes with a channel on its copy engine
+ * ({@code auxiliary_bus.rst}), takes the {@link DmaChannel} from it, maps its buffers for the channel's device (the
+ * GPU's PCI function, the aux device's parent), runs the self test ({@link SelfTest}) and publishes a
+ * {@link DmaTestResult} service for the device; remove withdraws it and releases everything ({@link DmaTestDevice}).
  *
- * <p>Memory: the descriptor ring is coherent DMA memory ({@code dma_alloc_coherent}), the kernel's choice for
- * memory the CPU and the device both keep writing. The test buffers are ordinary host pages taken from the
- * machine's RAM ({@code alloc_pages}, what dmatest's {@code kmalloc} gives) and streaming-mapped per transfer
- * ({@code dma_map_single}), so each transfer exercises IOVA allocation, directions, sync and unmap, and so a
- * buffer can be unmapped while its page stays, which the fault check needs.
+ * <p>Memory: the test buffers are ordinary host pages taken from the machine's RAM ({@code alloc_pages}, what
+ * dmatest's {@code kmalloc} gives) and streaming-mapped per transfer ({@code dma_map_single}), so each transfer
+ * exercises IOVA allocation, directions, sync and unmap, and so a buffer can be unmapped while its page stays, which
+ * the fault check needs.
  */
 @Component(service = Driver.class, immediate = true)
 public final class DmaTestDriver implements Driver {
     /** The driver's name. */
     public static final String NAME = "dmatest";
-    /** 3D controllers (class 0x030200 exactly), then the copy-engine GPU by vendor and device ID. */
-    static final MatchTable TABLE = MatchTable.of(MatchEntry.Pci.ofClass(0x030200, 0xFFFFFF), MatchEntry.Pci.of(0x1da0, 0x0001));
+    /** The auxiliary device name under which the GPU driver offers its dmaengine channel. */
+    static final String AUX_DMA = "gpu.dma";
+    /** The GPU driver's dmaengine channels. */
+    static final MatchTable TABLE = MatchTable.of(MatchEntry.Auxiliary.of(AUX_DMA));
 
     private final Machine machine;
     private final Parameters params;
@@ -73,10 +76,14 @@ public final class DmaTestDriver implements Driver {
 
     @Override
     public BoundDevice probe(Device device, MatchEntry match) {
-        if (!(device instanceof PciFunction fn)) {
-            throw new ErrnoException(Errno.ENODEV, device.name() + " is not a PCI function");
+        if (!(device instanceof AuxDevice aux)) {
+            throw new ErrnoException(Errno.ENODEV, device.name() + " is not an auxiliary device");
         }
-        DmaTestDevice d = DmaTestDevice.probe(fn, machine.memory(), params, iommuOf(fn), publisher);
+        DmaChannel channel = aux.platformData(DmaChannel.class);
+        Device dmaDevice = aux.parent().orElseThrow(() -> new ErrnoException(Errno.ENODEV,
+                aux.name() + " has no parent device to DMA as"));
+        DmaTestDevice d = DmaTestDevice.probe(dmaDevice, channel, machine.memory(), params, iommuOf(dmaDevice),
+                publisher);
         bound.put(device, d);
         return () -> {
             bound.remove(device);
@@ -95,18 +102,18 @@ public final class DmaTestDriver implements Driver {
     }
 
     /** What the fault check asks of the IOMMU, answered from the machine's IOMMU and its fault log. */
-    private SelfTest.IommuWatch iommuOf(PciFunction fn) {
+    private SelfTest.IommuWatch iommuOf(Device dev) {
         return new SelfTest.IommuWatch() {
             @Override
             public boolean translated() {
-                return machine.iommu().enabled() && machine.iommu().groupOf(fn).map(IommuGroup::domain)
-                        .map(d -> d.type().paging()).orElse(false);
+                return dev instanceof PciFunction fn && machine.iommu().enabled() && machine.iommu().groupOf(fn)
+                        .map(IommuGroup::domain).map(d -> d.type().paging()).orElse(false);
             }
 
             @Override
-            public boolean recordedWriteFault(long iova, long sinceNanos) {
-                return machine.iommu().faults().stream().anyMatch(f -> f.device().equals(fn.name()) && f.write()
-                        && f.iova() == iova && f.timeNanos() - sinceNanos >= 0);
+            public OptionalLong lastWriteFault(long sinceNanos) {
+                return machine.iommu().faults().stream().filter(f -> f.device().equals(dev.name()) && f.write()
+                        && f.timeNanos() - sinceNanos >= 0).mapToLong(IommuFault::iova).reduce((a, b) -> b);
             }
         };
     }

@@ -9,16 +9,12 @@ import java.util.Objects;
 
 /**
  * dmatest's module parameters ({@code /sys/module/dmatest/parameters/}): buffer size as a page order
- * ({@code test_buf_size}), number of random copies ({@code iterations}), the seed of their offsets and lengths,
- * the descriptor ring size, how long to wait for one descriptor ({@code timeout}) and whether to poll for completion
- * instead of taking the engine's interrupt ({@code polled}).
+ * ({@code test_buf_size}), number of random copies ({@code iterations}), the seed of their offsets and lengths and
+ * how long to wait for one transaction's callback ({@code timeout}).
  */
-record Parameters(int bufferOrder, int copies, long seed, int ringEntries, Duration timeout, boolean polled) {
-    /**
-     * A 16 KiB buffer (dmatest's default {@code test_buf_size}), four copies, a 64-entry ring, 1 s per descriptor,
-     * completion by interrupt.
-     */
-    static final Parameters DEFAULTS = new Parameters(2, 4, 0x646d61L, 64, Duration.ofSeconds(1), false);
+record Parameters(int bufferOrder, int copies, long seed, Duration timeout) {
+    /** A 16 KiB buffer (dmatest's default {@code test_buf_size}), four copies, 5 s per transaction. */
+    static final Parameters DEFAULTS = new Parameters(2, 4, 0x646d61L, Duration.ofSeconds(5));
 
     Parameters {
         if (bufferOrder < 0 || bufferOrder > HostMemory.MAX_ORDER) {
@@ -31,11 +27,6 @@ record Parameters(int bufferOrder, int copies, long seed, int ringEntries, Durat
         if (timeout.isNegative() || timeout.isZero()) {
             throw new ErrnoException(Errno.EINVAL, "timeout must be positive, not " + timeout);
         }
-    }
-
-    /** These parameters with {@code polled} set as given. */
-    Parameters withPolled(boolean polled) {
-        return new Parameters(bufferOrder, copies, seed, ringEntries, timeout, polled);
     }
 
     long bufferSize() {

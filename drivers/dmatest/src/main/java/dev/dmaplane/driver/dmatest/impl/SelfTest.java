@@ -2,6 +2,7 @@ package dev.dmaplane.driver.dmatest.impl;
 
 import dev.dmaplane.dma.DmaApi;
 import dev.dmaplane.dma.DmaDirection;
+import dev.dmaplane.dmaengine.DmaResult;
 import dev.dmaplane.driver.dmatest.DmaTestResult;
 import dev.dmaplane.driver.dmatest.FaultCheck;
 import dev.dmaplane.driver.dmatest.Transfer;
@@ -12,16 +13,14 @@ import org.slf4j.LoggerFactory;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.OptionalLong;
 import java.util.Random;
 
-import static dev.dmaplane.hw.copyengine.CopyEngineRegs.FLAG_FILL;
-import static dev.dmaplane.hw.copyengine.CopyEngineRegs.ST_OK;
-import static dev.dmaplane.hw.copyengine.CopyEngineRegs.ST_WRITE_FAULT;
-
 /**
- * The test proper, as one {@code dmatest_func} thread runs it over a channel: random copies between a source and
- * a destination buffer, each byte of both checked afterwards against dmatest's patterns; one fill; the
- * use-after-unmap check ({@link FaultCheck}); and one more copy after resetting the halted engine. Each transfer
+ * The test proper, as one {@code dmatest_func} thread runs it over a channel ({@code drivers/dma/dmatest.c}):
+ * random copies between a source and a destination buffer, each byte of both checked afterwards against dmatest's
+ * patterns; one fill; the use-after-unmap check ({@link FaultCheck}); and one more copy after the fault, which the
+ * channel's driver recovered from. Each transfer
  * streaming-maps exactly the areas it touches ({@code dma_map_single}: source {@code TO_DEVICE}, destination
  * {@code FROM_DEVICE}), syncs the destination for the CPU and unmaps both before the CPU looks, so nothing stays
  * mapped between transfers.
@@ -30,19 +29,20 @@ final class SelfTest {
     private static final Logger LOG = LoggerFactory.getLogger(SelfTest.class);
     /** What dmatest fills with: a byte no pattern byte equals in the destination area. */
     static final byte FILL_BYTE = (byte) 0xA5;
+    private static final int OK = DmaResult.NOERROR.ordinal();
 
     /** The IOMMU as the fault check needs to see it. */
     interface IommuWatch {
         /** Whether the device's DMA goes through a translating (paging) domain. */
         boolean translated();
 
-        /** Whether the IOMMU recorded a write fault of the device at {@code iova} since {@code sinceNanos}. */
-        boolean recordedWriteFault(long iova, long sinceNanos);
+        /** The IOVA of the IOMMU's last recorded write fault of the device since {@code sinceNanos}, if any. */
+        OptionalLong lastWriteFault(long sinceNanos);
     }
 
     private final String device;
     private final DmaApi dma;
-    private final CopyEngineChannel channel;
+    private final ChannelClient channel;
     private final HostBuffer src;
     private final HostBuffer dst;
     private final Parameters params;
@@ -53,7 +53,7 @@ final class SelfTest {
     private long filled;
     private long verified;
 
-    SelfTest(String device, DmaApi dma, CopyEngineChannel channel, HostBuffer src, HostBuffer dst, Parameters params,
+    SelfTest(String device, DmaApi dma, ChannelClient channel, HostBuffer src, HostBuffer dst, Parameters params,
              IommuWatch iommu) {
         this.device = device;
         this.dma = dma;
@@ -76,9 +76,9 @@ final class SelfTest {
         count(fill(rnd.nextLong(size - fillLen + 1), fillLen));
         FaultCheck check = staleIova(size / 4);
         long len = 1 + rnd.nextLong(size);
-        count(copy("copy after reset", rnd.nextLong(size - len + 1), rnd.nextLong(size - len + 1), len));
+        count(copy("copy after the fault", rnd.nextLong(size - len + 1), rnd.nextLong(size - len + 1), len));
         int tests = transfers.size() - (check.outcome() == FaultCheck.Outcome.SKIPPED ? 0 : 1);
-        return new DmaTestResult(device, tests, failures, copied, filled, verified, channel.ringIova(), transfers, check);
+        return new DmaTestResult(device, tests, failures, copied, filled, verified, -1, transfers, check);
     }
 
     private void count(Transfer t) {
@@ -104,7 +104,7 @@ final class SelfTest {
             try {
                 dstIova = dma.mapSingle(dst.phys() + dstOff, len, DmaDirection.FROM_DEVICE);
                 try {
-                    status = channel.submit(srcIova, dstIova, len, 0, n);
+                    status = channel.memcpy(dstIova, srcIova, len).ordinal();
                     dma.syncSingleForCpu(dstIova, len, DmaDirection.FROM_DEVICE);
                 } finally {
                     dma.unmapSingle(dstIova, len, DmaDirection.FROM_DEVICE);
@@ -117,7 +117,7 @@ final class SelfTest {
         }
         long wrong = Patterns.verify(src.cpu(), srcOff, len, true);
         verified += src.size();
-        if (status == ST_OK) {
+        if (status == OK) {
             wrong += Patterns.verifyDestination(dst.cpu(), srcOff, dstOff, len);
             verified += dst.size();
             copied += len;
@@ -135,7 +135,7 @@ final class SelfTest {
         try {
             dstIova = dma.mapSingle(dst.phys() + off, len, DmaDirection.FROM_DEVICE);
             try {
-                status = channel.submit(FILL_BYTE & 0xff, dstIova, len, FLAG_FILL, n);
+                status = channel.memset(dstIova, FILL_BYTE & 0xff, len).ordinal();
                 dma.syncSingleForCpu(dstIova, len, DmaDirection.FROM_DEVICE);
             } finally {
                 dma.unmapSingle(dstIova, len, DmaDirection.FROM_DEVICE);
@@ -144,7 +144,7 @@ final class SelfTest {
             error = e.getMessage();
         }
         long wrong = 0;
-        if (status == ST_OK) {
+        if (status == OK) {
             wrong = Patterns.verifyFill(dst.cpu(), off, len, FILL_BYTE);
             verified += dst.size();
             filled += len;
@@ -153,9 +153,9 @@ final class SelfTest {
     }
 
     /**
-     * The use-after-unmap: the destination is mapped, unmapped, and its stale IOVA handed to the engine anyway.
+     * The use-after-unmap: the destination is mapped, unmapped, and its stale IOVA handed to the channel anyway.
      * Only where the IOMMU translates: without it the stale address is a physical one and the write would land,
-     * as it would on real hardware. Ends with the engine reset, so later transfers run again.
+     * as it would on real hardware. The channel's driver recovers its engine from the fault by itself.
      */
     private FaultCheck staleIova(long len) {
         if (!iommu.translated()) {
@@ -177,29 +177,27 @@ final class SelfTest {
             try {
                 stale = dma.mapSingle(dst.phys(), len, DmaDirection.FROM_DEVICE);
                 dma.unmapSingle(stale, len, DmaDirection.FROM_DEVICE); // the bug: the descriptor below still names it
-                status = channel.submit(srcIova, stale, len, 0, n);
+                status = channel.memcpy(stale, srcIova, len).ordinal();
             } finally {
                 dma.unmapSingle(srcIova, len, DmaDirection.TO_DEVICE);
             }
         } catch (ErrnoException e) {
             error = e.getMessage();
         }
-        boolean halted = channel.halted();
-        long faultAddr = channel.faultAddress();
         long changed = Patterns.changed(before, dst.cpu());
         verified += dst.size();
-        boolean recorded = stale >= 0 && iommu.recordedWriteFault(stale, since);
+        long faultAddr = stale >= 0 ? iommu.lastWriteFault(since).orElse(-1) : -1;
+        boolean recorded = stale >= 0 && faultAddr == stale;
         record(new Transfer(n, "copy to stale IOVA", srcIova, stale, len, status, changed, error));
-        boolean passed = status == ST_WRITE_FAULT && halted && faultAddr == stale && recorded && changed == 0;
-        String detail = String.format("engine %s with %s at iova 0x%x (REG_FAULT_ADDR 0x%x), IOMMU fault %s, %d bytes of "
-                        + "the unmapped page changed", halted ? "halted" : "did not halt", Transfer.statusName(status), stale,
-                faultAddr, recorded ? "recorded" : "NOT recorded", changed);
+        boolean passed = status == DmaResult.WRITE_FAILED.ordinal() && recorded && changed == 0;
+        String detail = String.format("channel %s ended it %s at iova 0x%x, IOMMU write fault %s (last at 0x%x), %d bytes "
+                        + "of the unmapped page changed", channel.name(), Transfer.statusName(status), stale,
+                recorded ? "recorded" : "NOT recorded", faultAddr, changed);
         if (passed) {
             LOG.info("dmatest {}: fault check passed: {}", device, detail);
         } else {
             LOG.warn("dmatest {}: fault check FAILED: {}{}", device, detail, error.isEmpty() ? "" : "; " + error);
         }
-        channel.reset();
         return new FaultCheck(passed ? FaultCheck.Outcome.PASSED : FaultCheck.Outcome.FAILED, stale, status, faultAddr,
                 recorded, changed, detail);
     }

@@ -1,9 +1,13 @@
 package dev.dmaplane.driver.dmatest.impl;
 
+import dev.dmaplane.device.Device;
 import dev.dmaplane.dma.DmaDebugReport;
+import dev.dmaplane.dmaengine.DmaResult;
 import dev.dmaplane.driver.dmatest.DmaTestResult;
 import dev.dmaplane.driver.dmatest.FaultCheck;
 import dev.dmaplane.driver.dmatest.Transfer;
+import dev.dmaplane.driver.gpu.impl.GpuDriver;
+import dev.dmaplane.driver.gpu.impl.GpuOptions;
 import dev.dmaplane.iommu.IommuFault;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.pci.PciFunction;
@@ -20,14 +24,18 @@ import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.List;
 
-import static dev.dmaplane.hw.copyengine.CopyEngineRegs.*;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** dmatest on the emulated copy engine of real machines: the default one and small ones written here. */
+/**
+ * dmatest as a dmaengine client ({@code drivers/dma/dmatest.c}, {@code Documentation/driver-api/dmaengine/client.rst})
+ * on the default machine's GPU: the GPU model from the class path, the GPU driver bound to 0000:03:00.0 and offering
+ * its copy-engine channel on the auxiliary device {@code gpu.dma.0} ({@code Documentation/driver-api/auxiliary_bus.rst}).
+ */
 class DmaTestDriverTest {
     static final String GPU = "0000:03:00.0";
+    static final String AUX = "gpu.dma.0";
 
     /** Results published while bound, withdrawn by remove. */
     static final class Published implements ResultPublisher {
@@ -44,43 +52,29 @@ class DmaTestDriverTest {
         }
     }
 
-    /** A root port per entry of {@code endpoints}, each with that endpoint (YAML list items) below it. */
-    static String machineWith(String iommu, String... endpoints) {
-        StringBuilder sb = new StringBuilder("memory: 1GiB\niommu: " + iommu + "\npci:\n  hostBridges:\n    - children:\n");
-        for (int i = 0; i < endpoints.length; i++) {
-            String port = """
-                    - bdf: "00:0%d.0"
-                      type: rootPort
-                      vendor: "0x1da0"
-                      device: "0x1000"
-                      class: "0x060400"
-                      acs: [SV, RR, CR, UF]
-                      children:
-                    """.formatted(i + 1);
-            sb.append(port.indent(8)).append(endpoints[i].formatted(i + 1).indent(12));
-        }
-        return sb.toString();
-    }
-
-    /** An endpoint on bus %d with BAR0 registers; {@code ids} and {@code extra} are YAML lines. */
-    static String endpoint(String ids, String extra) {
-        return """
-                - bdf: "%%02x:00.0"
-                  type: endpoint
-                %s
-                  bars:
-                    - { index: 0, size: 16MiB, kind: mmio }
-                %s""".formatted(ids.indent(2).stripTrailing(), extra.indent(2).stripTrailing()).replace("%%", "%");
-    }
-
-    static final String COPY_ENGINE_GPU = endpoint("vendor: \"0x1da0\"\ndevice: \"0x0001\"\nclass: \"0x030200\"", "model: gpu");
-
     Machine machine;
     final Published published = new Published();
 
-    Machine boot(Machine m) {
-        machine = m;
-        return m;
+    Machine boot(String machineText) {
+        machine = Machine.boot(TopologyLoader.load(machineText, TopologyLoader.Format.YAML), Machine.Options.DEFAULT);
+        return machine;
+    }
+
+    GpuDriver gpuDriver() {
+        GpuDriver gpu = new GpuDriver(machine, GpuOptions.DEFAULT.withRingEntries(64));
+        machine.devices().registerDriver(gpu);
+        return gpu;
+    }
+
+    DmaTestDriver dmatest() {
+        DmaTestDriver driver = new DmaTestDriver(machine, Parameters.DEFAULTS, published);
+        machine.devices().registerDriver(driver);
+        return driver;
+    }
+
+    Device aux() {
+        return machine.devices().devices().stream().filter(d -> d.name().equals(AUX)).findFirst()
+                .orElseThrow(() -> new AssertionError("no " + AUX));
     }
 
     @AfterEach
@@ -91,20 +85,23 @@ class DmaTestDriverTest {
     }
 
     @Test
-    void selfTestRunsOnTheGpuCopyEngineAndRemoveReleasesEverything() {
-        boot(Machine.bootDefault());
-        long frames = machine.memory().allocatedFrames();
-        long seq = machine.tracer().lastSeq();
-        DmaTestDriver driver = new DmaTestDriver(machine, Parameters.DEFAULTS, published);
-        machine.devices().registerDriver(driver);
-
+    void selfTestRunsOnTheGpuChannelAndRemoveReleasesEverything() {
+        boot(TopologyLoader.defaultMachineText());
+        GpuDriver gpuDriver = gpuDriver();
         PciFunction gpu = machine.pci().function(GPU);
-        assertEquals(List.of(gpu), machine.devices().boundTo(driver), "dmatest claims the copy-engine GPU only");
+        long frames = machine.memory().allocatedFrames();
+        long mappings = machine.activeDmaMappings();
+        long seq = machine.tracer().lastSeq();
+        DmaTestDriver driver = dmatest();
+
+        assertEquals(List.of(aux()), machine.devices().boundTo(driver), "dmatest claims the GPU driver's channel only");
+        assertEquals(List.of(gpu), machine.devices().boundTo(gpuDriver), "the GPU driver keeps the PCI function");
         DmaTestResult r = published.live.getFirst();
-        assertEquals(GPU, r.device());
-        assertEquals(6, r.tests(), "four copies, a fill, a copy after the reset");
+        assertEquals(GPU, r.device(), "the channel's device, whose IOMMU domain the buffers are mapped in");
+        assertEquals(6, r.tests(), "four copies, a fill, a copy after the fault");
         assertEquals(0, r.failures(), r.transfers().toString());
         assertTrue(r.passed());
+        assertEquals(-1, r.ringIova(), "a client has no ring");
         assertTrue(r.bytesCopied() > 0 && r.bytesFilled() > 0, r.summary());
         assertEquals((5 * 2 + 1 + 1) * 16384, r.bytesVerified(), "source and destination of 5 copies, the fill, the faulted buffer");
         assertEquals(r.transfers().stream().filter(t -> t.operation().startsWith("copy") && t.ok()).mapToLong(Transfer::length).sum(),
@@ -112,11 +109,12 @@ class DmaTestDriverTest {
 
         FaultCheck f = r.faultCheck();
         assertEquals(FaultCheck.Outcome.PASSED, f.outcome(), f.detail());
-        assertEquals(ST_WRITE_FAULT, f.status());
+        assertEquals(DmaResult.WRITE_FAILED.ordinal(), f.status());
+        assertEquals("WRITE_FAILED", Transfer.statusName(f.status()));
         assertEquals(f.iova(), f.faultAddress());
         assertEquals(0, f.bytesChanged());
         List<IommuFault> faults = machine.iommu().faults();
-        assertEquals(1, faults.size());
+        assertEquals(1, faults.size(), faults.toString());
         assertEquals(GPU, faults.getFirst().device());
         assertEquals(f.iova(), faults.getFirst().iova());
         assertTrue(faults.getFirst().write());
@@ -128,67 +126,54 @@ class DmaTestDriverTest {
 
         List<TraceEvent> maps = machine.tracer().since(seq).stream().filter(e -> e.device().equals(GPU)
                 && e.kind() == TraceKind.MAP).toList();
-        assertEquals(1 + 5 * 2 + 1 + 2, maps.size(), "ring, two per copy, the fill, source and destination of the stale copy");
-        assertTrue(maps.stream().anyMatch(e -> e.address() == r.ringIova() && e.detail().startsWith("coherent")));
-
-        assertEquals(1, machine.activeDmaMappings(), "while bound only the ring stays mapped");
-        assertTrue(gpu.busMasterEnabled());
-        assertEquals(STATUS_ENABLED, gpu.bar(0).orElseThrow().mmio().read(REG_STATUS, 8));
-        assertEquals(frames + 1 + 2 * 4, machine.memory().allocatedFrames(), "a ring page and two 16 KiB buffers");
+        assertEquals(5 * 2 + 1 + 2, maps.size(), "two per copy, the fill, source and destination of the stale copy");
+        assertEquals(mappings, machine.activeDmaMappings(), "while bound none of dmatest's mappings stays");
+        assertEquals(frames + 2 * 4, machine.memory().allocatedFrames(), "two 16 KiB buffers");
 
         machine.devices().unregisterDriver(driver);
-        assertTrue(gpu.driver().isEmpty());
-        assertEquals(0, machine.activeDmaMappings());
+        assertTrue(aux().driver().isEmpty());
+        assertEquals(gpuDriver, gpu.driver().orElseThrow(), "unloading dmatest leaves the GPU driver bound");
+        assertEquals(mappings, machine.activeDmaMappings());
         assertEquals(frames, machine.memory().allocatedFrames());
-        assertFalse(gpu.busMasterEnabled());
-        assertFalse(gpu.configSpace().memorySpaceEnabled(), "the driver turned memory decoding off");
-        assertEquals(-1L, gpu.bar(0).orElseThrow().mmio().read(REG_STATUS, 8), "so its registers read all-ones");
-        gpu.setMemorySpace(true); // as setpci would, to look at them
-        assertEquals(0, gpu.bar(0).orElseThrow().mmio().read(REG_STATUS, 8), "engine disabled");
-        assertEquals(0, gpu.bar(0).orElseThrow().mmio().read(REG_RING_BASE, 8));
         assertTrue(published.live.isEmpty());
         assertEquals(1, published.withdrawn);
-        assertEquals(0, machine.iommu().groupOf(gpu).orElseThrow().domain().mappedBytes());
         assertTrue(machine.dmaDebug().reports(DmaDebugReport.Kind.LEAK_AT_UNBIND).isEmpty());
         assertTrue(driver.results().isEmpty());
     }
 
     @Test
-    void claimsClass030200ExactlyOrTheGpuIdAndRefusesAFunctionWithoutTheEngine() {
-        boot(Machine.boot(TopologyLoader.load(machineWith("{ enabled: true }",
-                endpoint("vendor: \"0x10de\"\ndevice: \"0x2330\"\nclass: \"0x030200\"", ""),
-                endpoint("vendor: \"0x1da0\"\ndevice: \"0x0002\"\nclass: \"0x030000\"", ""),
-                endpoint("vendor: \"0x1da0\"\ndevice: \"0x0001\"\nclass: \"0x120000\"", "model: gpu")),
-                TopologyLoader.Format.YAML), Machine.Options.DEFAULT));
+    void bindsToTheChannelWhenTheGpuDriverOffersItAndLeavesWithIt() {
+        boot(TopologyLoader.defaultMachineText());
         long frames = machine.memory().allocatedFrames();
-        DmaTestDriver driver = new DmaTestDriver(machine, Parameters.DEFAULTS, published);
-        machine.devices().registerDriver(driver);
+        DmaTestDriver driver = dmatest();
+        assertEquals(List.of(), machine.devices().boundTo(driver), "no channel yet: the PCI function is not dmatest's");
+        assertTrue(machine.pci().function(GPU).driver().isEmpty());
 
-        PciFunction foreign = machine.pci().function("01:00.0");
-        List<TraceEvent> failed = machine.tracer().select(e -> e.kind() == TraceKind.PROBE_FAILED);
-        assertEquals(1, failed.size());
-        assertEquals(foreign.name(), failed.getFirst().device());
-        assertTrue(failed.getFirst().detail().contains("REG_ID reads 0xffffffffffffffff, not a copy engine"), failed.getFirst().detail());
-        assertTrue(foreign.driver().isEmpty());
-        assertFalse(foreign.busMasterEnabled());
-        assertTrue(machine.pci().function("02:00.0").driver().isEmpty(), "a VGA controller (0x030000) is not claimed");
-        assertEquals(List.of(machine.pci().function("03:00.0")), machine.devices().boundTo(driver), "matched by ID");
+        GpuDriver gpuDriver = gpuDriver();
+        assertEquals(List.of(aux()), machine.devices().boundTo(driver), "the channel's aux device came and dmatest bound");
         assertEquals(1, published.live.size());
         assertTrue(published.live.getFirst().passed(), published.live.getFirst().transfers().toString());
 
-        machine.devices().unregisterDriver(driver);
-        assertEquals(frames, machine.memory().allocatedFrames());
+        machine.devices().unregisterDriver(gpuDriver);
+        assertTrue(published.live.isEmpty(), "unbinding the GPU removed the aux device, and dmatest with it");
+        assertEquals(List.of(), machine.devices().boundTo(driver));
         assertEquals(0, machine.activeDmaMappings());
+        assertEquals(frames, machine.memory().allocatedFrames());
+        assertTrue(machine.dmaDebug().reports(DmaDebugReport.Kind.LEAK_AT_UNBIND).isEmpty());
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"{ enabled: false }", "{ enabled: true, defaultDomain: identity }"})
+    @ValueSource(strings = {"enabled: false", "defaultDomain: identity"})
     void withoutTranslationCopiesStillWorkAndTheFaultCheckIsSkipped(String iommu) {
-        boot(Machine.boot(TopologyLoader.load(machineWith(iommu, COPY_ENGINE_GPU), TopologyLoader.Format.YAML),
-                Machine.Options.DEFAULT));
+        String text = TopologyLoader.defaultMachineText();
+        String changed = iommu.startsWith("enabled") ? text.replace("enabled: true", iommu)
+                : text.replace("defaultDomain: dma", iommu);
+        assertFalse(changed.equals(text), "the machine file changed");
+        boot(changed);
+        gpuDriver();
         long frames = machine.memory().allocatedFrames();
-        DmaTestDriver driver = new DmaTestDriver(machine, Parameters.DEFAULTS, published);
-        machine.devices().registerDriver(driver);
+        long mappings = machine.activeDmaMappings();
+        DmaTestDriver driver = dmatest();
 
         DmaTestResult r = published.live.getFirst();
         assertEquals(0, r.failures(), r.transfers().toString());
@@ -199,15 +184,15 @@ class DmaTestDriverTest {
         assertTrue(machine.dmaDebug().reports().isEmpty(), machine.dmaDebug().reports().toString());
         machine.devices().unregisterDriver(driver);
         assertEquals(frames, machine.memory().allocatedFrames());
-        assertEquals(0, machine.activeDmaMappings());
+        assertEquals(mappings, machine.activeDmaMappings());
     }
 
     @Test
     void hotUnplugWhileBoundRunsRemove() {
-        boot(Machine.bootDefault());
+        boot(TopologyLoader.defaultMachineText());
         long frames = machine.memory().allocatedFrames();
-        DmaTestDriver driver = new DmaTestDriver(machine, Parameters.DEFAULTS, published);
-        machine.devices().registerDriver(driver);
+        gpuDriver();
+        DmaTestDriver driver = dmatest();
         assertEquals(1, published.live.size());
 
         machine.hotUnplug(machine.pci().function("0000:02:00.0")); // the downstream port above the GPU
