@@ -15,12 +15,13 @@ import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.resource.DeviceResources;
+import dev.dmaplane.resource.RemoveReason;
 import dev.dmaplane.resource.ResourceLimits;
 import dev.dmaplane.resource.UContext;
 import dev.dmaplane.resource.UObject;
-import dev.dmaplane.resource.RemoveReason;
 import dev.dmaplane.testing.Blocked;
 import dev.dmaplane.testing.CopyEngineClient;
+import dev.dmaplane.testing.TestMachines;
 import dev.dmaplane.trace.TraceKind;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -42,7 +43,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * (dma_buf_fd/dma_buf_get/dma_buf_put) and the debugfs bufinfo format; include/linux/dma-buf.h for the ops.
  */
 class DmaBufCoreTest {
-    private final Machine machine = Machine.bootDefault();
+    private final Machine machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
     private final DmaBufs bufs = DmaBufs.of(machine);
     private final PciFunction gpu = machine.pci().function("03:00.0");
     private final PciFunction hca = machine.pci().function("05:00.0");

@@ -8,16 +8,17 @@ import dev.dmaplane.device.MatchTable;
 import dev.dmaplane.dma.DmaDebugReport;
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaFaultException;
-import dev.dmaplane.dmabuf.heap.VramExporter;
 import dev.dmaplane.dmabuf.heap.VramExporter.Target;
+import dev.dmaplane.dmabuf.heap.VramExporter;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fence.ResvUsage;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.p2pdma.P2pDma;
 import dev.dmaplane.pci.PciFunction;
-import dev.dmaplane.trace.TraceKind;
 import dev.dmaplane.testing.Eventually;
+import dev.dmaplane.testing.TestMachines;
+import dev.dmaplane.trace.TraceKind;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -40,7 +41,7 @@ import static org.junit.jupiter.api.Assertions.*;
 class ExporterStopTest {
     private static final int SIZE = 16 * 1024;
 
-    private final Machine machine = Machine.bootDefault();
+    private final Machine machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
     private final DmaBufs bufs = DmaBufs.of(machine);
     private final P2pDma p2p = P2pDma.of(machine);
     private final PciFunction gpu = machine.pci().function("03:00.0");

@@ -10,6 +10,7 @@ import dev.dmaplane.fs.MemFs;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -25,7 +26,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * F_SEAL_FUTURE_WRITE denied, shmem files only, pages pinned for the buffer's life).
  */
 class HeapTest {
-    private final Machine machine = Machine.bootDefault();
+    private final Machine machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
     private final DmaBufs bufs = DmaBufs.of(machine);
     private final HostMemory mem = machine.memory();
     private final PciFunction hca = machine.pci().function("05:00.0");

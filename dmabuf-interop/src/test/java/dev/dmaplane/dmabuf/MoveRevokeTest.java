@@ -3,8 +3,8 @@ package dev.dmaplane.dmabuf;
 import dev.dmaplane.dma.DmaDebugReport;
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaFaultException;
-import dev.dmaplane.dmabuf.heap.VramExporter;
 import dev.dmaplane.dmabuf.heap.VramExporter.Target;
+import dev.dmaplane.dmabuf.heap.VramExporter;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fence.Fence;
@@ -15,6 +15,7 @@ import dev.dmaplane.machine.Machine;
 import dev.dmaplane.p2pdma.P2pDma;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.testing.Blocked;
+import dev.dmaplane.testing.TestMachines;
 import dev.dmaplane.trace.TraceKind;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -43,7 +44,7 @@ import static org.junit.jupiter.api.Assertions.*;
 class MoveRevokeTest {
     private static final int SIZE = 64 * 1024;
 
-    private final Machine machine = Machine.bootDefault();
+    private final Machine machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
     private final DmaBufs bufs = DmaBufs.of(machine);
     private final PciFunction gpu = machine.pci().function("03:00.0");
     private final PciFunction hca = machine.pci().function("05:00.0");

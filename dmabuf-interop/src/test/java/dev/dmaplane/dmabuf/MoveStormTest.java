@@ -2,9 +2,9 @@ package dev.dmaplane.dmabuf;
 
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaSegment;
-import dev.dmaplane.dmabuf.heap.VramExporter;
 import dev.dmaplane.dmabuf.heap.VramExporter.Policy;
 import dev.dmaplane.dmabuf.heap.VramExporter.Target;
+import dev.dmaplane.dmabuf.heap.VramExporter;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fence.ResvUsage;
@@ -13,6 +13,7 @@ import dev.dmaplane.p2pdma.P2pDma;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.testing.Eventually;
 import dev.dmaplane.testing.Figures;
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -47,7 +48,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 @Timeout(1800)
 class MoveStormTest {
 
-    private final Machine machine = Machine.bootDefault();
+    private final Machine machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
     private final DmaBufs bufs = DmaBufs.of(machine);
     private final PciFunction gpu = machine.pci().function("03:00.0");
     private final List<PciFunction> importers = List.of(machine.pci().function("04:00.0"),

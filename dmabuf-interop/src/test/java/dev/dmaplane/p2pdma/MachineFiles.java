@@ -2,6 +2,7 @@ package dev.dmaplane.p2pdma;
 
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.pci.TopologyLoader;
+import dev.dmaplane.testing.TestMachines;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -12,7 +13,7 @@ public final class MachineFiles implements AutoCloseable {
     private static final String DSP_KEYS = "                  device: \"0x1002\"\n                  class: \"0x060400\"\n";
 
     private final List<Machine> booted = new ArrayList<>();
-    private String text = TopologyLoader.defaultMachineText();
+    private String text = TestMachines.text(TestMachines.DEFAULT_COPYENGINE);
 
     /** {@code old} must occur exactly {@code times} times. */
     private MachineFiles replace(String old, String with, int times) {

@@ -2,6 +2,7 @@ package dev.dmaplane.dmabuf.impl;
 
 import dev.dmaplane.dmabuf.DmaBufs;
 import dev.dmaplane.machine.Machine;
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.osgi.framework.BundleContext;
@@ -19,7 +20,7 @@ import static org.mockito.Mockito.*;
  * one; deactivation withdraws the service and leaves the registry to the machine.
  */
 class DmaBufsComponentTest {
-    private final Machine machine = Machine.bootDefault();
+    private final Machine machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
     private final BundleContext context = mock(BundleContext.class);
 
     @AfterEach

@@ -2,6 +2,7 @@ package dev.dmaplane.p2pdma.impl;
 
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.p2pdma.P2pDma;
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.osgi.framework.BundleContext;
@@ -19,7 +20,7 @@ import static org.mockito.Mockito.*;
  * never a new one; deactivation withdraws the service and leaves the core to the machine.
  */
 class P2pDmaComponentTest {
-    private final Machine machine = Machine.bootDefault();
+    private final Machine machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
     private final BundleContext context = mock(BundleContext.class);
 
     @AfterEach

@@ -23,6 +23,7 @@ import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
+import dev.dmaplane.testing.TestMachines;
 
 import java.lang.foreign.MemorySegment;
 import java.time.Duration;
@@ -43,11 +44,11 @@ public final class Fixture implements AutoCloseable {
     private final List<VerbsContext> opened = new ArrayList<>();
 
     public Fixture() {
-        this(Machine.bootDefault(), b -> b);
+        this(TestMachines.boot(TestMachines.DEFAULT_COPYENGINE), b -> b);
     }
 
     public Fixture(UnaryOperator<DeviceAttr.Builder> attrs) {
-        this(Machine.bootDefault(), attrs);
+        this(TestMachines.boot(TestMachines.DEFAULT_COPYENGINE), attrs);
     }
 
     public Fixture(Machine machine, UnaryOperator<DeviceAttr.Builder> attrs) {

@@ -21,6 +21,7 @@ import dev.dmaplane.rdma.verbs.ResourceEntry;
 import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.resource.ResourceLimits;
+import dev.dmaplane.testing.TestMachines;
 import dev.dmaplane.trace.TraceEvent;
 import dev.dmaplane.trace.TraceKind;
 import org.junit.jupiter.api.AfterEach;
@@ -273,7 +274,7 @@ class MemoryRegionTest {
     @Test
     void bestPageSizeWithoutIommuFollowsPhysicalContiguity() {
         f.close();
-        String text = TopologyLoader.defaultMachineText().replace("enabled: true", "enabled: false")
+        String text = TestMachines.text(TestMachines.DEFAULT_COPYENGINE).replace("enabled: true", "enabled: false")
                 .replace("memory: 64GiB", "memory: 1GiB");
         f = new Fixture(Machine.boot(TopologyLoader.load(text, TopologyLoader.Format.YAML), Machine.Options.DEFAULT), b -> b);
         ProtectionDomain pd = f.open().allocPd();

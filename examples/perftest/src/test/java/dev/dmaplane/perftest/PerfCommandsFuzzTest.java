@@ -8,6 +8,7 @@ import dev.dmaplane.perftest.impl.PerfCommands;
 import dev.dmaplane.rdma.RdmaCore;
 import dev.dmaplane.testing.FuzzRuns;
 import dev.dmaplane.testing.GogoCommands;
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 
@@ -60,7 +61,7 @@ class PerfCommandsFuzzTest {
 
     @BeforeAll
     static void boot() {
-        machine = Machine.bootDefault();
+        machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
         core = new RdmaCore(machine.tracer());
         driver = new SoftRoceDriver(core);
         machine.devices().registerDriver(driver);

@@ -6,6 +6,7 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.perftest.impl.PerfCommands;
 import dev.dmaplane.rdma.RdmaCore;
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assertions;
 import org.junit.jupiter.api.BeforeAll;
@@ -34,7 +35,7 @@ class PerftestTest {
 
     @BeforeAll
     static void boot() {
-        machine = Machine.bootDefault();
+        machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
         core = new RdmaCore(machine.tracer());
         driver = new SoftRoceDriver(core);
         machine.devices().registerDriver(driver);

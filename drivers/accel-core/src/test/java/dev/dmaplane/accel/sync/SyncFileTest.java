@@ -11,6 +11,7 @@ import dev.dmaplane.fence.Reservation;
 import dev.dmaplane.fence.ResvFence;
 import dev.dmaplane.fence.ResvUsage;
 import dev.dmaplane.machine.Machine;
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -28,7 +29,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * ({@code drivers/dma-buf/dma-buf.c} {@code dma_buf_export_sync_file} / {@code dma_buf_import_sync_file}).
  */
 class SyncFileTest {
-    private final Machine machine = Machine.bootDefault();
+    private final Machine machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
     private final DmaBuf buf = new SystemHeap(DmaBufs.of(machine)).allocate(4096);
     private final FenceContext writers = FenceContext.allocate("test", "writer");
     private final FenceContext readers = FenceContext.allocate("test", "reader");

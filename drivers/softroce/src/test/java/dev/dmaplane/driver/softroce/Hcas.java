@@ -22,6 +22,7 @@ import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.Sge;
 import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
+import dev.dmaplane.testing.TestMachines;
 
 import java.lang.foreign.MemorySegment;
 import java.time.Duration;
@@ -40,7 +41,7 @@ final class Hcas implements AutoCloseable {
     static final Duration WAIT = Duration.ofSeconds(10);
     static final int ALL = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ | Access.REMOTE_ATOMIC;
 
-    final Machine machine = Machine.bootDefault();
+    final Machine machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
     final RdmaCore core = new RdmaCore(machine.tracer());
     final SoftRoceDriver driver = new SoftRoceDriver(core);
     final Host a;

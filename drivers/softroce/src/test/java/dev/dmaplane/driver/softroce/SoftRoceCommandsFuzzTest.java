@@ -6,6 +6,7 @@ import dev.dmaplane.machine.Machine;
 import dev.dmaplane.rdma.RdmaCore;
 import dev.dmaplane.testing.FuzzRuns;
 import dev.dmaplane.testing.GogoCommands;
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 
@@ -31,7 +32,7 @@ class SoftRoceCommandsFuzzTest {
 
     @BeforeAll
     static void boot() {
-        machine = Machine.bootDefault();
+        machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
         core = new RdmaCore(machine.tracer());
         driver = new SoftRoceDriver(core);
         machine.devices().registerDriver(driver);

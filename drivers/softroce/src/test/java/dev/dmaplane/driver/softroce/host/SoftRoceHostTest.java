@@ -9,6 +9,7 @@ import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.MemoryRegion;
 import dev.dmaplane.rdma.verbs.ProtectionDomain;
 import dev.dmaplane.rdma.verbs.VerbsContext;
+import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.Test;
 
 import static org.junit.jupiter.api.Assertions.*;
@@ -37,7 +38,7 @@ class SoftRoceHostTest {
 
     @Test
     void onAMachineOfTheCallersItLeavesTheMachineRunning() {
-        try (Machine machine = Machine.bootDefault()) {
+        try (Machine machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE)) {
             long frames = machine.memory().allocatedFrames();
             try (SoftRoceHost host = SoftRoceHost.on(machine)) {
                 assertTrue(host.core().device("rxe1").isPresent());
