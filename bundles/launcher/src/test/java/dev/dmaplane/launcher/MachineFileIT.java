@@ -18,7 +18,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * {@code dmaplane.machine} (what {@code --topology} sets) boots the machine a file describes, in a real embedded
- * Felix: its functions, its memory, its IOMMU groups, and the same dmatest bundle driving its copy engine.
+ * Felix: its functions, its memory, its IOMMU groups, and the same GPU and dmatest bundles driving its GPU (the
+ * small machine of {@link TestMachines#SMALL_GPU} with the GPU model and the MSI-X vectors its driver needs).
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class MachineFileIT {
@@ -28,20 +29,29 @@ class MachineFileIT {
     Path tmp;
 
     @Test
-    void theMachineFileIsTheMachineAndDmatestDrivesItsCopyEngine() throws Exception {
+    void theMachineFileIsTheMachineAndDmatestDrivesItsGpuChannel() throws Exception {
         Threads.Snapshot threads = Threads.snapshot();
-        Path file = TestMachines.copy(TestMachines.SMALL_GPU, tmp);
+        String text = TestMachines.text(TestMachines.SMALL_GPU).replace("              model: copyengine\n",
+                "              msix: { vectors: 64, bar: 0 }\n              model: gpu\n");
+        assertTrue(text.contains("model: gpu"), text);
+        Path file = Files.writeString(tmp.resolve("small-gpu-gpu.yaml"), text);
         DmaplaneRuntime.Config config = new DmaplaneRuntime.Config(RuntimeIT.DIST, tmp.resolve("work"), null, false, 100)
                 .withMachineFile(file);
         try (DmaplaneRuntime rt = DmaplaneRuntime.start(config, RuntimeIT.WAIT)) {
             Map<String, Object> s = rt.status();
             assertEquals(1L << 30, s.get("ramBytes"));
-            assertEquals(List.of("0000:00:01.0", GPU), MachineState.deviceNames(s));
-            assertEquals(List.of(GPU), MachineState.groupMembers(rt.iommu(), GPU), "ACS at the root port: a group of its own");
+            assertEquals(List.of("0000:00:01.0"), MachineState.deviceNames(s), "the GPU's model is not loaded yet");
 
-            long frames = (Long) s.get("allocatedFrames");
+            Path gpuDeployed = Demo.deploy(RuntimeIT.GPU_DRIVER, rt.deployDir());
+            assertEquals(List.of(GPU), Demo.await("the GPU driver bound", RuntimeIT.WAIT, () -> {
+                List<String> b = MachineState.boundTo(rt.status(), Demo.GPU_DRIVER_NAME);
+                return b.isEmpty() ? Optional.empty() : Optional.of(b);
+            }));
+            assertEquals(List.of(GPU), MachineState.groupMembers(rt.iommu(), GPU), "ACS at the root port: a group of its own");
+            long frames = (Long) rt.status().get("allocatedFrames");
+            int mappings = (Integer) rt.status().get("activeDmaMappings");
             Path deployed = Demo.deploy(RuntimeIT.DRIVER, rt.deployDir());
-            assertEquals(List.of(GPU), Demo.await("dmatest bound", RuntimeIT.WAIT, () -> {
+            assertEquals(List.of(Demo.AUX), Demo.await("dmatest bound", RuntimeIT.WAIT, () -> {
                 List<String> b = MachineState.boundTo(rt.status(), Demo.DRIVER_NAME);
                 return b.isEmpty() ? Optional.empty() : Optional.of(b);
             }));
@@ -53,8 +63,12 @@ class MachineFileIT {
             Files.delete(deployed);
             Demo.await("dmatest gone", RuntimeIT.WAIT, () -> rt.bundle(Demo.DRIVER_BSN).isEmpty()
                     && MachineState.boundTo(rt.status(), Demo.DRIVER_NAME).isEmpty() ? Optional.of(true) : Optional.empty());
-            assertEquals(0, rt.status().get("activeDmaMappings"));
+            assertEquals(mappings, rt.status().get("activeDmaMappings"));
             assertEquals(frames, rt.status().get("allocatedFrames"));
+            Files.delete(gpuDeployed);
+            Demo.await("the GPU driver gone", RuntimeIT.WAIT, () -> rt.bundle(Demo.GPU_BSN).isEmpty()
+                    ? Optional.of(true) : Optional.empty());
+            assertEquals(0, rt.status().get("activeDmaMappings"));
             assertTrue(rt.gogo("dmaplane:memory", RuntimeIT.WAIT).startsWith("RAM        1 GiB"));
         }
         threads.assertAllNewThreadsEnd(Duration.ofSeconds(5));
