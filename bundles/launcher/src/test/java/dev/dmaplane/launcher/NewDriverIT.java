@@ -43,6 +43,9 @@ class NewDriverIT {
         assertEquals(2, Main.run(new String[]{"new-driver", "Bad-Name", "--dir", tmp.toString()}, out, e));
         assertTrue(err.toString(StandardCharsets.UTF_8).contains("'Bad-Name'"), err.toString(StandardCharsets.UTF_8));
         assertEquals(2, Main.run(new String[]{"new-driver", "gpu", "--dir", tmp.toString()}, out, e));
+        assertEquals(2, Main.run(new String[]{"new-driver", "copyengine", "--dir", tmp.toString()}, out, e),
+                "the framework ships the copyengine model");
+        assertTrue(err.toString(StandardCharsets.UTF_8).contains("'copyengine' is taken"), err.toString(StandardCharsets.UTF_8));
         assertEquals(2, Main.run(new String[]{"new-driver", "acme", "--package", "Com.Acme", "--dir", tmp.toString()}, out, e));
         assertEquals(2, Main.run(new String[]{"new-driver"}, out, e));
         assertEquals(0, Main.run(new String[]{"new-driver", "acme", "--dir", tmp.toString()}, out, e));
