@@ -21,9 +21,9 @@ import static dev.dmaplane.pci.PciRegs.*;
  * Status error bits are write-one-to-clear. A BAR's mask covers only the address bits at or above its size, so
  * writing all-ones and reading back yields the size mask, the sizing protocol {@code __pci_read_base} uses.
  * Accesses are 1, 2 or 4 bytes, naturally aligned, little-endian, and atomic with respect to each other.
- * <p>Size: about 600 lines, because the exported API fixes {@link Builder} as a nested type of this class: its
- * setters (about 130 lines) stay beside the register file (about 470), and {@link ConfigLayout} lays out the
- * power-on values they describe.
+ * <p>Size: about 680 lines, because the exported API fixes {@link Builder} as a nested type of this class: its
+ * setters (about 150 lines, with the AER, serial and link settings) stay beside the register file (about 530),
+ * and {@link ConfigLayout} lays out the power-on values they describe.
  */
 public final class ConfigSpace {
     /** Bytes of PCI Express config space ({@code PCI_CFG_SPACE_EXP_SIZE}). */
