@@ -21,8 +21,9 @@ import java.util.List;
  *
  * The work directory defaults to the system property {@code dmaplane.work}, else {@code dmaplane-COMMAND} (run,
  * demo, shell) under the system property {@code dmaplane.workroot} or {@code target}, so that a demo or a shell
- * never touches a running {@code run}'s; it is wiped at every start, under a lock a second runtime is refused by. The distribution (with {@code bundle/} and {@code drivers/}) is found next to the
- * launcher jar, or named by {@code --dist} or the system property {@code dmaplane.dist}.
+ * never touches a running {@code run}'s; it is wiped at every start, under a lock a second runtime is refused by.
+ * The distribution (with {@code bundle/} and {@code drivers/}) is found next to the launcher jar, or named by
+ * {@code --dist} or the system property {@code dmaplane.dist}.
  */
 public final class Main {
     static final String USAGE = """
@@ -31,8 +32,8 @@ public final class Main {
               run   [--topology FILE] [--work DIR]        boot the runtime with an interactive Gogo shell
                                                           (dmaplane:help lists the dmaplane commands;
                                                           Ctrl-D or 'stop 0' quits)
-              demo  [--work DIR]                          boot, hot-load the dmatest driver bundle through
-                                                          deploy/, unload it, check nothing is left
+              demo  [--work DIR]                          boot, hot-load the GPU bundle and the dmatest client
+                                                          through deploy/, unload both, check nothing is left
               shell [--topology FILE] [--work DIR] CMD... boot, run one Gogo command line, exit
               new-driver NAME [--package PKG] [--dir DIR] write a new accelerator's project (model and driver
                                                           bundles, machine file, tests) into DIR/NAME
