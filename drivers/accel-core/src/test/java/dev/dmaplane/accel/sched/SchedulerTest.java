@@ -174,11 +174,15 @@ class SchedulerTest {
         SchedEntity a = SchedEntity.create(s, SchedPriority.NORMAL);
         SchedEntity b = SchedEntity.create(s, SchedPriority.HIGH);
         List<SchedJob> jobs = new ArrayList<>();
+        // b's jobs first: the worker may start a job the moment it is pushed, so a's pushed between b's could take
+        // a ring slot; this way the ring's two credits go to b0 and b1 and everything else stays queued
         for (int i = 0; i < 4; i++) {
-            jobs.add(submit(a, 1, i));
             jobs.add(submit(b, 1, i));
         }
-        await(jobs.get(3).scheduled());
+        for (int i = 0; i < 4; i++) {
+            jobs.add(submit(a, 1, i));
+        }
+        await(jobs.get(0).scheduled());
         await(jobs.get(1).scheduled());
         assertEquals(2, mock.onRing());
         s.fini();
