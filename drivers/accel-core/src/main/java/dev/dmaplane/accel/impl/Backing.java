@@ -1,7 +1,9 @@
 package dev.dmaplane.accel.impl;
 
 import dev.dmaplane.accel.Placement;
+import dev.dmaplane.accel.spi.Aperture;
 import dev.dmaplane.accel.spi.GpuRun;
+import dev.dmaplane.dma.DmaSegment;
 
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
@@ -41,6 +43,15 @@ sealed interface Backing permits VramBacking, HostPages, ImportedPages {
                 out.add(new GpuRun(r.aperture(), r.address() + (from - at), to - from));
             }
             at += r.length();
+        }
+        return out;
+    }
+
+    /** Host memory the GPU reaches through its IOMMU: one SYSTEM run per DMA segment of the GPU's mapping. */
+    static List<GpuRun> systemRuns(List<DmaSegment> segments) {
+        List<GpuRun> out = new ArrayList<>(segments.size());
+        for (DmaSegment s : segments) {
+            out.add(new GpuRun(Aperture.SYSTEM, s.dmaAddress(), s.length()));
         }
         return out;
     }

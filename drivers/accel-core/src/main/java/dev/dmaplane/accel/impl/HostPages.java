@@ -1,11 +1,9 @@
 package dev.dmaplane.accel.impl;
 
 import dev.dmaplane.accel.Placement;
-import dev.dmaplane.accel.spi.Aperture;
 import dev.dmaplane.accel.spi.GpuRun;
 import dev.dmaplane.dma.DmaApi;
 import dev.dmaplane.dma.DmaDirection;
-import dev.dmaplane.dma.DmaSegment;
 import dev.dmaplane.dma.MappedSg;
 import dev.dmaplane.dma.SgAppendTable;
 import dev.dmaplane.dma.SgEntry;
@@ -13,7 +11,6 @@ import dev.dmaplane.dma.SgTable;
 import dev.dmaplane.mem.HostMemory;
 
 import java.lang.foreign.MemorySegment;
-import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -82,11 +79,7 @@ final class HostPages implements Backing {
 
     @Override
     public List<GpuRun> runs() {
-        List<GpuRun> out = new ArrayList<>();
-        for (DmaSegment s : mapped.segments()) {
-            out.add(new GpuRun(Aperture.SYSTEM, s.dmaAddress(), s.length()));
-        }
-        return out;
+        return Backing.systemRuns(mapped.segments());
     }
 
     @Override

@@ -5,7 +5,6 @@ import dev.dmaplane.accel.spi.Aperture;
 import dev.dmaplane.accel.spi.GpuRun;
 import dev.dmaplane.device.Device;
 import dev.dmaplane.dma.DmaDirection;
-import dev.dmaplane.dma.DmaSegment;
 import dev.dmaplane.dmabuf.Attachment;
 import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.dmabuf.DmaBufMapping;
@@ -16,7 +15,6 @@ import dev.dmaplane.fence.ResvUsage;
 
 import java.lang.foreign.MemorySegment;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -111,11 +109,7 @@ final class ImportedPages implements Backing {
 
     @Override
     public List<GpuRun> runs() {
-        List<GpuRun> out = new ArrayList<>();
-        for (DmaSegment s : mapping.segments()) {
-            out.add(new GpuRun(Aperture.SYSTEM, s.dmaAddress(), s.length()));
-        }
-        return out;
+        return Backing.systemRuns(mapping.segments());
     }
 
     @Override
