@@ -269,7 +269,8 @@ final class Lspci {
         };
     }
 
-    private static String pm(int reg, int bit) {
+    /** A flag as lspci prints it: {@code +} when {@code bit} is set in {@code reg}, else {@code -}. */
+    static String pm(int reg, int bit) {
         return (reg & bit) != 0 ? "+" : "-";
     }
 

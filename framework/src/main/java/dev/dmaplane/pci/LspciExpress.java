@@ -3,6 +3,7 @@ package dev.dmaplane.pci;
 import java.math.BigDecimal;
 import java.math.MathContext;
 
+import static dev.dmaplane.pci.Lspci.pm;
 import static dev.dmaplane.pci.PciRegs.EXP_DEVCAP;
 import static dev.dmaplane.pci.PciRegs.EXP_DEVCTL;
 import static dev.dmaplane.pci.PciRegs.EXP_DEVSTA;
@@ -98,10 +99,6 @@ final class LspciExpress {
         return false;
     }
 
-    private static String f(int reg, int bit) {
-        return (reg & bit) != 0 ? "+" : "-";
-    }
-
     private void line(String format, Object... args) {
         sb.append(String.format(format, args)).append('\n');
     }
@@ -112,15 +109,15 @@ final class LspciExpress {
         boolean endpoint = is(PciPortType.ENDPOINT, PciPortType.LEGACY_ENDPOINT);
         String latency = endpoint ? String.format(", Latency L0s %s, L1 %s", L0S[(cap >>> 6) & 7], L1[(cap >>> 9) & 7]) : "";
         line("\t\tDevCap:\tMaxPayload %d bytes, PhantFunc %d%s", 128 << (cap & 7), (1 << ((cap >>> 3) & 3)) - 1, latency);
-        StringBuilder l = new StringBuilder("\t\t\tExtTag").append(f(cap, 0x20));
+        StringBuilder l = new StringBuilder("\t\t\tExtTag").append(pm(cap, 0x20));
         if (endpoint || is(PciPortType.UPSTREAM, PciPortType.PCI_BRIDGE)) {
-            l.append(" AttnBtn").append(f(cap, 0x1000)).append(" AttnInd").append(f(cap, 0x2000))
-                    .append(" PwrInd").append(f(cap, 0x4000));
+            l.append(" AttnBtn").append(pm(cap, 0x1000)).append(" AttnInd").append(pm(cap, 0x2000))
+                    .append(" PwrInd").append(pm(cap, 0x4000));
         }
-        l.append(" RBE").append(f(cap, 0x8000));
+        l.append(" RBE").append(pm(cap, 0x8000));
         boolean flrType = endpoint || type == PciPortType.RC_END;
         if (flrType) {
-            l.append(" FLReset").append(f(cap, 0x1000_0000));
+            l.append(" FLReset").append(pm(cap, 0x1000_0000));
         }
         if (is(PciPortType.ENDPOINT, PciPortType.UPSTREAM, PciPortType.PCI_BRIDGE)) {
             l.append(" SlotPowerLimit ").append(power((cap >>> 18) & 0xff, (cap >>> 26) & 3));
@@ -128,16 +125,16 @@ final class LspciExpress {
         line("%s", l);
 
         int ctl = reg16(EXP_DEVCTL);
-        line("\t\tDevCtl:\tCorrErr%s NonFatalErr%s FatalErr%s UnsupReq%s", f(ctl, 1), f(ctl, 2), f(ctl, 4), f(ctl, 8));
-        String tail = (type == PciPortType.PCI_BRIDGE ? " BrConfRtry" + f(ctl, 0x8000) : "")
-                + (flrType && (cap & 0x1000_0000) != 0 ? " FLReset" + f(ctl, 0x8000) : "");
-        line("\t\t\tRlxdOrd%s ExtTag%s PhantFunc%s AuxPwr%s NoSnoop%s%s", f(ctl, 0x10), f(ctl, 0x100), f(ctl, 0x200),
-                f(ctl, 0x400), f(ctl, 0x800), tail);
+        line("\t\tDevCtl:\tCorrErr%s NonFatalErr%s FatalErr%s UnsupReq%s", pm(ctl, 1), pm(ctl, 2), pm(ctl, 4), pm(ctl, 8));
+        String tail = (type == PciPortType.PCI_BRIDGE ? " BrConfRtry" + pm(ctl, 0x8000) : "")
+                + (flrType && (cap & 0x1000_0000) != 0 ? " FLReset" + pm(ctl, 0x8000) : "");
+        line("\t\t\tRlxdOrd%s ExtTag%s PhantFunc%s AuxPwr%s NoSnoop%s%s", pm(ctl, 0x10), pm(ctl, 0x100), pm(ctl, 0x200),
+                pm(ctl, 0x400), pm(ctl, 0x800), tail);
         line("\t\t\tMaxPayload %d bytes, MaxReadReq %d bytes", 128 << ((ctl >>> 5) & 7), 128 << ((ctl >>> 12) & 7));
 
         int sta = reg16(EXP_DEVSTA);
-        line("\t\tDevSta:\tCorrErr%s NonFatalErr%s FatalErr%s UnsupReq%s AuxPwr%s TransPend%s", f(sta, 1), f(sta, 2),
-                f(sta, 4), f(sta, 8), f(sta, 0x10), f(sta, 0x20));
+        line("\t\tDevSta:\tCorrErr%s NonFatalErr%s FatalErr%s UnsupReq%s AuxPwr%s TransPend%s", pm(sta, 1), pm(sta, 2),
+                pm(sta, 4), pm(sta, 8), pm(sta, 0x10), pm(sta, 0x20));
     }
 
     /** Link Capabilities, Control and Status (PCIe 7.5.3.6 to 7.5.3.8). */
@@ -159,68 +156,68 @@ final class LspciExpress {
         int capWidth = (cap >>> 4) & 0x3f;
         line("\t\tLnkCap:\tPort #%d, Speed %s, Width x%d, ASPM %s%s", cap >>> 24, speed(capSpeed), capWidth,
                 support[aspm], exit);
-        line("\t\t\tClockPM%s Surprise%s LLActRep%s BwNot%s ASPMOptComp%s", f(cap, 1 << 18), f(cap, 1 << 19),
-                f(cap, 1 << 20), f(cap, 1 << 21), f(cap, 1 << 22));
+        line("\t\t\tClockPM%s Surprise%s LLActRep%s BwNot%s ASPMOptComp%s", pm(cap, 1 << 18), pm(cap, 1 << 19),
+                pm(cap, 1 << 20), pm(cap, 1 << 21), pm(cap, 1 << 22));
 
         int ctl = reg16(EXP_LNKCTL);
         String[] enabled = {"Disabled", "L0s Enabled", "L1 Enabled", "L0s L1 Enabled"};
         String rcb = is(PciPortType.ROOT_PORT, PciPortType.ENDPOINT, PciPortType.LEGACY_ENDPOINT, PciPortType.PCI_BRIDGE)
                 ? String.format(" RCB %d bytes,", (ctl & 8) != 0 ? 128 : 64) : "";
-        line("\t\tLnkCtl:\tASPM %s;%s Disabled%s CommClk%s", enabled[ctl & 3], rcb, f(ctl, 0x10), f(ctl, 0x40));
-        line("\t\t\tExtSynch%s ClockPM%s AutWidDis%s BWInt%s AutBWInt%s", f(ctl, 0x80), f(ctl, 0x100), f(ctl, 0x200),
-                f(ctl, 0x400), f(ctl, 0x800));
+        line("\t\tLnkCtl:\tASPM %s;%s Disabled%s CommClk%s", enabled[ctl & 3], rcb, pm(ctl, 0x10), pm(ctl, 0x40));
+        line("\t\t\tExtSynch%s ClockPM%s AutWidDis%s BWInt%s AutBWInt%s", pm(ctl, 0x80), pm(ctl, 0x100), pm(ctl, 0x200),
+                pm(ctl, 0x400), pm(ctl, 0x800));
 
         int sta = reg16(EXP_LNKSTA);
         int staSpeed = sta & 0xf;
         int staWidth = (sta >>> 4) & 0x3f;
         line("\t\tLnkSta:\tSpeed %s%s, Width x%d%s", speed(staSpeed), compare(staSpeed, capSpeed), staWidth,
                 compare(staWidth, capWidth));
-        line("\t\t\tTrErr%s Train%s SlotClk%s DLActive%s BWMgmt%s ABWMgmt%s", f(sta, 0x400), f(sta, 0x800),
-                f(sta, 0x1000), f(sta, 0x2000), f(sta, 0x4000), f(sta, 0x8000));
+        line("\t\t\tTrErr%s Train%s SlotClk%s DLActive%s BWMgmt%s ABWMgmt%s", pm(sta, 0x400), pm(sta, 0x800),
+                pm(sta, 0x1000), pm(sta, 0x2000), pm(sta, 0x4000), pm(sta, 0x8000));
     }
 
     /** Slot Capabilities, Control and Status (PCIe 7.5.3.9 to 7.5.3.11). */
     private void slot() {
         int cap = reg32(EXP_SLTCAP);
-        line("\t\tSltCap:\tAttnBtn%s PwrCtrl%s MRL%s AttnInd%s PwrInd%s HotPlug%s Surprise%s", f(cap, 1), f(cap, 2),
-                f(cap, 4), f(cap, 8), f(cap, 0x10), f(cap, 0x40), f(cap, 0x20));
+        line("\t\tSltCap:\tAttnBtn%s PwrCtrl%s MRL%s AttnInd%s PwrInd%s HotPlug%s Surprise%s", pm(cap, 1), pm(cap, 2),
+                pm(cap, 4), pm(cap, 8), pm(cap, 0x10), pm(cap, 0x40), pm(cap, 0x20));
         line("\t\t\tSlot #%d, PowerLimit %s; Interlock%s NoCompl%s", cap >>> 19, power((cap >>> 7) & 0xff, (cap >>> 15) & 3),
-                f(cap, 0x20000), f(cap, 0x40000));
+                pm(cap, 0x20000), pm(cap, 0x40000));
         int ctl = reg16(SLTCTL);
-        line("\t\tSltCtl:\tEnable: AttnBtn%s PwrFlt%s MRL%s PresDet%s CmdCplt%s HPIrq%s LinkChg%s", f(ctl, 1), f(ctl, 2),
-                f(ctl, 4), f(ctl, 8), f(ctl, 0x10), f(ctl, 0x20), f(ctl, 0x1000));
+        line("\t\tSltCtl:\tEnable: AttnBtn%s PwrFlt%s MRL%s PresDet%s CmdCplt%s HPIrq%s LinkChg%s", pm(ctl, 1), pm(ctl, 2),
+                pm(ctl, 4), pm(ctl, 8), pm(ctl, 0x10), pm(ctl, 0x20), pm(ctl, 0x1000));
         line("\t\t\tControl: AttnInd %s, PwrInd %s, Power%s Interlock%s", INDICATOR[(ctl >>> 6) & 3],
-                INDICATOR[(ctl >>> 8) & 3], f(ctl, 0x400), f(ctl, 0x800));
+                INDICATOR[(ctl >>> 8) & 3], pm(ctl, 0x400), pm(ctl, 0x800));
         int sta = reg16(SLTSTA);
-        line("\t\tSltSta:\tStatus: AttnBtn%s PowerFlt%s MRL%s CmdCplt%s PresDet%s Interlock%s", f(sta, 1), f(sta, 2),
-                f(sta, 0x20), f(sta, 0x10), f(sta, 0x40), f(sta, 0x80));
-        line("\t\t\tChanged: MRL%s PresDet%s LinkState%s", f(sta, 4), f(sta, 8), f(sta, 0x100));
+        line("\t\tSltSta:\tStatus: AttnBtn%s PowerFlt%s MRL%s CmdCplt%s PresDet%s Interlock%s", pm(sta, 1), pm(sta, 2),
+                pm(sta, 0x20), pm(sta, 0x10), pm(sta, 0x40), pm(sta, 0x80));
+        line("\t\t\tChanged: MRL%s PresDet%s LinkState%s", pm(sta, 4), pm(sta, 8), pm(sta, 0x100));
     }
 
     /** Root Capabilities, Control and Status (PCIe 7.5.3.12 to 7.5.3.14). */
     private void root() {
-        line("\t\tRootCap: CRSVisible%s", f(reg16(RTCAP), 1));
+        line("\t\tRootCap: CRSVisible%s", pm(reg16(RTCAP), 1));
         int ctl = reg16(RTCTL);
-        line("\t\tRootCtl: ErrCorrectable%s ErrNon-Fatal%s ErrFatal%s PMEIntEna%s CRSVisible%s", f(ctl, 1), f(ctl, 2),
-                f(ctl, 4), f(ctl, 8), f(ctl, 0x10));
+        line("\t\tRootCtl: ErrCorrectable%s ErrNon-Fatal%s ErrFatal%s PMEIntEna%s CRSVisible%s", pm(ctl, 1), pm(ctl, 2),
+                pm(ctl, 4), pm(ctl, 8), pm(ctl, 0x10));
         int sta = reg32(RTSTA);
-        line("\t\tRootSta: PME ReqID %04x, PMEStatus%s PMEPending%s", sta & 0xffff, f(sta, 0x10000), f(sta, 0x20000));
+        line("\t\tRootSta: PME ReqID %04x, PMEStatus%s PMEPending%s", sta & 0xffff, pm(sta, 0x10000), pm(sta, 0x20000));
     }
 
     /** Device Capabilities 2 and Device Control 2 (PCIe 7.5.3.15, 7.5.3.16). */
     private void device2() {
         int cap = reg32(DEVCAP2);
         StringBuilder l = new StringBuilder(String.format("\t\tDevCap2: Completion Timeout: %s, TimeoutDis%s NROPrPrP%s LTR%s",
-                timeoutRanges(cap & 0xf), f(cap, 0x10), f(cap, 0x400), f(cap, 0x800)));
-        l.append(String.format("%n\t\t\t 10BitTagComp%s 10BitTagReq%s OBFF %s, ExtFmt%s EETLPPrefix%s", f(cap, 1 << 16),
-                f(cap, 1 << 17), obffCap((cap >>> 18) & 3), f(cap, 1 << 20), f(cap, 1 << 21)));
+                timeoutRanges(cap & 0xf), pm(cap, 0x10), pm(cap, 0x400), pm(cap, 0x800)));
+        l.append(String.format("%n\t\t\t 10BitTagComp%s 10BitTagReq%s OBFF %s, ExtFmt%s EETLPPrefix%s", pm(cap, 1 << 16),
+                pm(cap, 1 << 17), obffCap((cap >>> 18) & 3), pm(cap, 1 << 20), pm(cap, 1 << 21)));
         if ((cap & (1 << 21)) != 0) {
             int max = (cap >>> 22) & 3;
             l.append(", MaxEETLPPrefixes ").append(max != 0 ? max : 4);
         }
         l.append(String.format("%n\t\t\t EmergencyPowerReduction %s, EmergencyPowerReductionInit%s",
-                reservedChoice((cap >>> 24) & 3, "Dev Specific", "Form Factor Dev Specific"), f(cap, 1 << 26)));
-        l.append(String.format("%n\t\t\t FRS%s", f(cap, 1 << 31)));
+                reservedChoice((cap >>> 24) & 3, "Dev Specific", "Form Factor Dev Specific"), pm(cap, 1 << 26)));
+        l.append(String.format("%n\t\t\t FRS%s", pm(cap, 1 << 31)));
         if (type == PciPortType.ROOT_PORT) {
             l.append(" LN System CLS ").append(reservedChoice((cap >>> 14) & 3, "64byte cachelines", "128byte cachelines"))
                     .append(',');
@@ -230,18 +227,18 @@ final class LspciExpress {
             l.append(' ').append(tph[(cap >>> 12) & 3]);
         }
         if (is(PciPortType.ROOT_PORT, PciPortType.DOWNSTREAM)) {
-            l.append(" ARIFwd").append(f(cap, 0x20));
+            l.append(" ARIFwd").append(pm(cap, 0x20));
         }
         line("%s", l);
         boolean switchPort = is(PciPortType.ROOT_PORT, PciPortType.UPSTREAM, PciPortType.DOWNSTREAM);
         if (switchPort || memoryBar) {
             StringBuilder a = new StringBuilder("\t\t\t AtomicOpsCap:");
             if (switchPort) {
-                a.append(" Routing").append(f(cap, 0x40));
+                a.append(" Routing").append(pm(cap, 0x40));
             }
             if (type == PciPortType.ROOT_PORT || memoryBar) {
-                a.append(" 32bit").append(f(cap, 0x80)).append(" 64bit").append(f(cap, 0x100))
-                        .append(" 128bitCAS").append(f(cap, 0x200));
+                a.append(" 32bit").append(pm(cap, 0x80)).append(" 64bit").append(pm(cap, 0x100))
+                        .append(" 128bitCAS").append(pm(cap, 0x200));
             }
             line("%s", a);
         }
@@ -249,16 +246,16 @@ final class LspciExpress {
         int ctl = reg16(DEVCTL2);
         String[] obff = {"Disabled", "Via message A", "Via message B", "Via WAKE#"};
         line("\t\tDevCtl2: Completion Timeout: %s, TimeoutDis%s LTR%s 10BitTagReq%s OBFF %s,%s", timeoutValue(ctl & 0xf),
-                f(ctl, 0x10), f(ctl, 0x400), f(ctl, 0x1000), obff[(ctl >>> 13) & 3],
-                is(PciPortType.ROOT_PORT, PciPortType.DOWNSTREAM) ? " ARIFwd" + f(ctl, 0x20) : "");
+                pm(ctl, 0x10), pm(ctl, 0x400), pm(ctl, 0x1000), obff[(ctl >>> 13) & 3],
+                is(PciPortType.ROOT_PORT, PciPortType.DOWNSTREAM) ? " ARIFwd" + pm(ctl, 0x20) : "");
         boolean requester = is(PciPortType.ROOT_PORT, PciPortType.ENDPOINT, PciPortType.RC_END, PciPortType.LEGACY_ENDPOINT);
         if (switchPort || requester) {
             StringBuilder a = new StringBuilder("\t\t\t AtomicOpsCtl:");
             if (requester) {
-                a.append(" ReqEn").append(f(ctl, 0x40));
+                a.append(" ReqEn").append(pm(ctl, 0x40));
             }
             if (switchPort) {
-                a.append(" EgressBlck").append(f(ctl, 0x80));
+                a.append(" EgressBlck").append(pm(ctl, 0x80));
             }
             line("%s", a);
         }
@@ -272,26 +269,26 @@ final class LspciExpress {
             cap = reg32(EXP_LNKCAP2);
             if (cap != 0) {
                 line("\t\tLnkCap2: Supported Link Speeds: %s, Crosslink%s Retimer%s 2Retimers%s DRS%s",
-                        speedVector((cap >>> 1) & 0x7f), f(cap, 0x100), f(cap, 1 << 23), f(cap, 1 << 24), f(cap, 1 << 31));
+                        speedVector((cap >>> 1) & 0x7f), pm(cap, 0x100), pm(cap, 1 << 23), pm(cap, 1 << 24), pm(cap, 1 << 31));
             }
             int ctl = reg16(EXP_LNKCTL2);
             String target = (ctl & 0xf) == 0 ? "2.5GT/s" : (ctl & 0xf) < SPEEDS.length ? SPEEDS[ctl & 0xf] : "Unknown";
-            line("\t\tLnkCtl2: Target Link Speed: %s, EnterCompliance%s SpeedDis%s%s", target, f(ctl, 0x10), f(ctl, 0x20),
+            line("\t\tLnkCtl2: Target Link Speed: %s, EnterCompliance%s SpeedDis%s%s", target, pm(ctl, 0x10), pm(ctl, 0x20),
                     type == PciPortType.DOWNSTREAM ? ", Selectable De-emphasis: " + deemphasis((ctl >>> 6) & 1) : "");
             line("\t\t\t Transmit Margin: %s, EnterModifiedCompliance%s ComplianceSOS%s", margin((ctl >>> 7) & 7),
-                    f(ctl, 0x400), f(ctl, 0x800));
+                    pm(ctl, 0x400), pm(ctl, 0x800));
             line("\t\t\t Compliance Preset/De-emphasis: %s", preset((ctl >>> 12) & 0xf));
         }
         int sta = reg16(LNKSTA2);
         String[] crosslink = {"unsupported", "Upstream Port", "Downstream Port", "incomplete"};
         line("\t\tLnkSta2: Current De-emphasis Level: %s, EqualizationComplete%s EqualizationPhase1%s",
-                deemphasis(sta & 1), f(sta, 2), f(sta, 4));
-        line("\t\t\t EqualizationPhase2%s EqualizationPhase3%s LinkEqualizationRequest%s", f(sta, 8), f(sta, 0x10),
-                f(sta, 0x20));
-        StringBuilder l = new StringBuilder(String.format("\t\t\t Retimer%s 2Retimers%s CrosslinkRes: %s", f(sta, 0x40),
-                f(sta, 0x80), crosslink[(sta >>> 8) & 3]));
+                deemphasis(sta & 1), pm(sta, 2), pm(sta, 4));
+        line("\t\t\t EqualizationPhase2%s EqualizationPhase3%s LinkEqualizationRequest%s", pm(sta, 8), pm(sta, 0x10),
+                pm(sta, 0x20));
+        StringBuilder l = new StringBuilder(String.format("\t\t\t Retimer%s 2Retimers%s CrosslinkRes: %s", pm(sta, 0x40),
+                pm(sta, 0x80), crosslink[(sta >>> 8) & 3]));
         if (is(PciPortType.ROOT_PORT, PciPortType.DOWNSTREAM, PciPortType.PCIE_BRIDGE) && (cap & (1 << 31)) != 0) {
-            l.append(String.format(", DRS%s%n\t\t\t DownstreamComp: %s", f(sta, 0x8000), component((sta >>> 12) & 7)));
+            l.append(String.format(", DRS%s%n\t\t\t DownstreamComp: %s", pm(sta, 0x8000), component((sta >>> 12) & 7)));
         }
         line("%s", l);
     }
