@@ -360,6 +360,30 @@ public final class Bar {
         }
 
         /**
+         * Zeroes {@code length} bytes at {@code offset} without committing memory (a device's fast clear): a chunk
+         * never written already reads as zeros and stays uncommitted; a committed chunk is zero-filled in the range
+         * and stays committed, so live {@link #segment} views of it remain valid.
+         *
+         * @throws ErrnoException {@code EINVAL} for a negative length, {@code EFAULT} outside the BAR,
+         *                        {@code ERANGE} on offset overflow, {@code ENODEV} once closed
+         */
+        public void zero(long offset, long length) {
+            checkRange(owner, offset, length, size);
+            pool.checkOpen(owner);
+            long done = 0;
+            while (done < length) {
+                long at = offset + done;
+                long within = at % chunkSize;
+                long n = Math.min(chunkSize - within, length - done);
+                MemorySegment c = chunks.get(at / chunkSize);
+                if (c != null) {
+                    c.asSlice(within, n).fill((byte) 0);
+                }
+                done += n;
+            }
+        }
+
+        /**
          * A live view of {@code length} bytes at {@code offset} for a device model that computes on its memory
          * in place; the range must lie within one chunk ({@link #CHUNK_SIZE}), which is allocated if needed.
          *

@@ -119,6 +119,78 @@ class BarTest {
         }
     }
 
+    /** A device's fast clear (amdgpu's {@code AMDGPU_GEM_CREATE_VRAM_CLEARED}) commits no never-written chunk. */
+    @Test
+    void zeroingUntouchedChunksCommitsNothing() {
+        Bar.Memory mem = memoryBar(16 * GIB).memory();
+        mem.zero(0, 16 * GIB);
+        assertEquals(0, mem.committedBytes(), "never-written chunks already read as zeros");
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(4096);
+            buf.fill((byte) 0x5a);
+            mem.read(9 * GIB, buf);
+            assertEquals(-1, buf.mismatch(a.allocate(4096)), "zeroed memory reads as zeros");
+        }
+        assertEquals(0, mem.committedBytes());
+    }
+
+    /** Zeroing a committed chunk clears only the range, keeps the chunk and the live views of it. */
+    @Test
+    void zeroingACommittedChunkClearsOnlyTheRangeAndKeepsViews() {
+        Bar.Memory mem = memoryBar(64L << 20).memory();
+        long chunk = Bar.Memory.CHUNK_SIZE;
+        MemorySegment view = mem.segment(chunk - 4096, 4096);
+        view.fill((byte) 0x11);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment src = a.allocate(4096);
+            src.fill((byte) 0x22);
+            mem.write(chunk, src);
+            assertEquals(2 * chunk, mem.committedBytes());
+
+            mem.zero(chunk - 100, 200);  // the last 100 bytes of chunk 0, the first 100 of chunk 1, then 3 untouched chunks
+            mem.zero(2 * chunk, 3 * chunk);
+            assertEquals(2 * chunk, mem.committedBytes(), "committed chunks stay committed, untouched stay free");
+
+            MemorySegment back = a.allocate(8192);
+            mem.read(chunk - 4096, back);
+            for (int i = 0; i < 8192; i++) {
+                byte want = i < 3996 ? (byte) 0x11 : i < 4196 ? 0 : (byte) 0x22;
+                assertEquals(want, back.get(ValueLayout.JAVA_BYTE, i), "byte " + i);
+            }
+            assertEquals(0, view.get(ValueLayout.JAVA_BYTE, 4095), "the live view sees the zeros");
+            view.set(ValueLayout.JAVA_BYTE, 4095, (byte) 0x33);
+            MemorySegment one = a.allocate(1);
+            mem.read(chunk - 1, one);
+            assertEquals(0x33, one.get(ValueLayout.JAVA_BYTE, 0), "the view still writes the BAR's memory");
+        }
+    }
+
+    /** {@code zero} checks its range as {@code write} does and changes nothing when it refuses. */
+    @Test
+    void zeroRefusesBadRangesAsWriteDoes() {
+        Bar.Memory mem = memoryBar(1L << 20).memory();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment src = a.allocate(16);
+            src.fill((byte) 0x44);
+            mem.write((1L << 20) - 16, src);
+            ErrnoException past = assertThrows(ErrnoException.class, () -> mem.zero((1L << 20) - 8, 16));
+            assertEquals(Errno.EFAULT, past.errno());
+            assertTrue(past.getMessage().contains("0xffff8"), past.getMessage());
+            assertEquals(Errno.EFAULT, assertThrows(ErrnoException.class, () -> mem.zero(-16, 16)).errno());
+            assertEquals(Errno.EFAULT, assertThrows(ErrnoException.class, () -> mem.zero(2L << 20, 1)).errno());
+            ErrnoException negative = assertThrows(ErrnoException.class, () -> mem.zero(0, -1));
+            assertEquals(Errno.EINVAL, negative.errno());
+            assertTrue(negative.getMessage().contains("-1"), negative.getMessage());
+            assertEquals(Errno.ERANGE, assertThrows(ErrnoException.class, () -> mem.zero(16, Long.MAX_VALUE)).errno());
+            MemorySegment back = a.allocate(16);
+            mem.read((1L << 20) - 16, back);
+            assertEquals(-1, back.mismatch(src), "a refused zero leaves the memory as it was");
+            pool.close();
+            assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, () -> mem.zero(0, 8)).errno());
+        }
+        assertEquals(1L << 20, mem.committedBytes(), "the one written (1 MiB, the BAR's size) chunk, nothing more");
+    }
+
     @Test
     void mmioWithoutHandlerReadsAllOnesAndDropsWrites() {
         ConfigSpace cs = ConfigSpace.builder(0x1da0, 3, 0x010802).bar(0, 16384, true, false).build();
