@@ -24,18 +24,36 @@ final class Apertures {
         return vram;
     }
 
+    /** What an access does with its buffer. */
+    enum Access {
+        /** Fill the buffer from memory. */
+        READ,
+        /** Store the buffer to memory. */
+        WRITE,
+        /**
+         * Store zeros, the buffer's content: VRAM by a fast clear that commits none of the never-written VRAM (it
+         * already reads as zeros), the SYSTEM aperture by DMA of the buffer; faults as {@link #WRITE}.
+         */
+        CLEAR;
+
+        boolean writes() {
+            return this != READ;
+        }
+    }
+
     /** Reads {@code dst.byteSize()} bytes at physical address {@code phys}. */
     void read(long phys, MemorySegment dst) {
-        access(phys, dst, false);
+        access(phys, dst, Access.READ);
     }
 
     /** Writes all of {@code src} at physical address {@code phys}. */
     void write(long phys, MemorySegment src) {
-        access(phys, src, true);
+        access(phys, src, Access.WRITE);
     }
 
-    /** Reads into or writes from {@code buf} at physical address {@code phys}. */
-    void access(long phys, MemorySegment buf, boolean write) {
+    /** Reads into, writes from or clears {@code buf.byteSize()} bytes at physical address {@code phys}. */
+    void access(long phys, MemorySegment buf, Access access) {
+        boolean write = access.writes();
         if ((phys & APERTURE_SYSTEM) != 0) {
             long bus = phys & ~APERTURE_SYSTEM;
             DmaStatus st = write ? dma.write(bus, buf) : dma.read(bus, buf);
@@ -47,10 +65,12 @@ final class Apertures {
         } else if (!vram.contains(phys, buf.byteSize())) {
             throw JobFault.pageFault(phys, FAULT_RANGE, write, String.format("VRAM %#x+%#x beyond %#x bytes of VRAM",
                     phys, buf.byteSize(), vram.size()));
-        } else if (write) {
-            vram.write(phys, buf);
         } else {
-            vram.read(phys, buf);
+            switch (access) {
+                case READ -> vram.read(phys, buf);
+                case WRITE -> vram.write(phys, buf);
+                case CLEAR -> vram.zero(phys, buf.byteSize());
+            }
         }
     }
 }

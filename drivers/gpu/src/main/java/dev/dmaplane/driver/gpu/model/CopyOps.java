@@ -9,6 +9,8 @@ import static dev.dmaplane.driver.gpu.model.GpuRegs.*;
 /**
  * The copy engines' operations (an SDMA engine's linear copy and constant fill, as amdgpu's
  * {@code amdgpu_copy_buffer} and {@code amdgpu_fill_buffer} program them), in chunks of {@link GpuRegs#CHUNK}.
+ * A fill with pattern 0 is the hardware clear (amdgpu's VRAM clear behind {@code AMDGPU_GEM_CREATE_VRAM_CLEARED}):
+ * it leaves never-written VRAM uncommitted.
  */
 final class CopyOps {
     /** The largest length a descriptor may give: the whole GPU VA space. */
@@ -35,7 +37,12 @@ final class CopyOps {
         }
         for (long done = 0; done < length; done += CHUNK) {
             vm.checkAbort();
-            vm.write(dst + done, buf.asSlice(0, Math.min(CHUNK, length - done)));
+            MemorySegment part = buf.asSlice(0, Math.min(CHUNK, length - done));
+            if (pattern == 0) {
+                vm.clear(dst + done, part);
+            } else {
+                vm.write(dst + done, part);
+            }
         }
     }
 

@@ -51,7 +51,11 @@ package dev.dmaplane.driver.gpu.model;
  *   <li>{@link #OP_COPY}: ARG0 source, ARG1 destination, ARG2 length in bytes (copied front to back in chunks of
  *       {@link #CHUNK} bytes; overlapping ranges are undefined).</li>
  *   <li>{@link #OP_FILL}: ARG0 destination, ARG1 length in bytes, ARG2 a 32-bit pattern whose little-endian bytes
- *       repeat from the destination (byte {@code i} is pattern byte {@code i % 4}).</li>
+ *       repeat from the destination (byte {@code i} is pattern byte {@code i % 4}). Pattern 0 is the hardware
+ *       clear (what amdgpu's VRAM clear for {@code AMDGPU_GEM_CREATE_VRAM_CLEARED} uses): VRAM reads back as zeros
+ *       but never-written VRAM is left untouched (it costs no memory), written VRAM is zeroed in place; SYSTEM
+ *       pages are written with zeros by DMA. Faults, resets between chunks and statistics are those of any
+ *       fill.</li>
  *   <li>{@link #OP_KERNEL}: ARG0 the kernel id, ARG1..ARG4 its arguments (see the kernel constants).</li>
  * </ul>
  * An opcode the engine's class does not run, unknown flags, a zero length or count, an unknown kernel, a VM id of

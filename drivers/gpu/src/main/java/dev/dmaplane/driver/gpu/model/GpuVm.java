@@ -1,5 +1,7 @@
 package dev.dmaplane.driver.gpu.model;
 
+import dev.dmaplane.driver.gpu.model.Apertures.Access;
+
 import java.lang.foreign.MemorySegment;
 
 import static dev.dmaplane.driver.gpu.model.GpuRegs.*;
@@ -47,20 +49,29 @@ final class GpuVm {
     }
 
     void read(long addr, MemorySegment dst) {
-        access(addr, dst, false);
+        access(addr, dst, Access.READ);
     }
 
     void write(long addr, MemorySegment src) {
-        access(addr, src, true);
+        access(addr, src, Access.WRITE);
     }
 
-    private void access(long addr, MemorySegment buf, boolean write) {
+    /**
+     * Writes the zeros of {@code zeros} at {@code addr}, translated and checked as {@link #write} is; VRAM is
+     * cleared without committing never-written chunks ({@link Access#CLEAR}).
+     */
+    void clear(long addr, MemorySegment zeros) {
+        access(addr, zeros, Access.CLEAR);
+    }
+
+    private void access(long addr, MemorySegment buf, Access access) {
+        boolean write = access.writes();
         long len = buf.byteSize();
         if (Long.compareUnsigned(addr + len - 1, addr) < 0) {
             throw JobFault.pageFault(addr, FAULT_RANGE, write, String.format("%#x+%#x wraps", addr, len));
         }
         if (vm == 0) {
-            apertures.access(addr, buf, write);
+            apertures.access(addr, buf, access);
             return;
         }
         long done = 0;
@@ -79,7 +90,7 @@ final class GpuVm {
                 throw JobFault.pageFault(va, FAULT_RANGE, write, String.format(
                         "VM %d: VA %#x maps VRAM %#x beyond VRAM", vm, va, phys));
             }
-            apertures.access(phys, buf.asSlice(done, n), write);
+            apertures.access(phys, buf.asSlice(done, n), access);
             done += n;
         }
     }

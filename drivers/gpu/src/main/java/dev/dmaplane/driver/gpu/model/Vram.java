@@ -59,12 +59,43 @@ final class Vram {
         transfer(offset, src, true);
     }
 
-    private void transfer(long offset, MemorySegment buf, boolean write) {
-        long len = buf.byteSize();
+    /**
+     * Zeroes {@code length} bytes at {@code offset} as a fast clear does: never-written VRAM (window or hidden)
+     * already reads as zeros and stays uncommitted; committed chunks are zero-filled in the range.
+     */
+    void zero(long offset, long length) {
+        checkAccess(offset, length);
+        long vis = window.size();
+        long done = 0;
+        while (done < length) {
+            long at = offset + done;
+            long n;
+            if (at < vis) {
+                n = Math.min(length - done, vis - at);
+                window.zero(at, n);
+            } else {
+                long rel = at - vis;
+                long within = rel % CHUNK;
+                n = Math.min(length - done, CHUNK - within);
+                MemorySegment chunk = hidden.get(rel / CHUNK);
+                if (chunk != null) {
+                    chunk.asSlice(within, n).fill((byte) 0);
+                }
+            }
+            done += n;
+        }
+    }
+
+    private void checkAccess(long offset, long len) {
         if (!contains(offset, len)) {
             throw new ErrnoException(Errno.EFAULT, String.format("%s: VRAM access %#x+%#x beyond %#x bytes of VRAM",
                     owner, offset, len, size));
         }
+    }
+
+    private void transfer(long offset, MemorySegment buf, boolean write) {
+        long len = buf.byteSize();
+        checkAccess(offset, len);
         long done = 0;
         long vis = window.size();
         while (done < len) {
