@@ -3,8 +3,12 @@ package dev.dmaplane.driver.gpu.impl;
 import dev.dmaplane.accel.spi.Aperture;
 import dev.dmaplane.accel.spi.GpuRun;
 import dev.dmaplane.dma.DmaDirection;
+import dev.dmaplane.driver.gpu.model.GpuDevice;
 import dev.dmaplane.driver.gpu.model.GpuModel;
 import dev.dmaplane.fence.Fence;
+import dev.dmaplane.hw.DeviceModel;
+import dev.dmaplane.hw.ModelContext;
+import dev.dmaplane.hw.ModelDevice;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.Bar;
@@ -32,16 +36,40 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 final class DriverRig implements AutoCloseable {
     static final String GPU = "0000:01:00.0";
     static final Duration WAIT = Duration.ofSeconds(20);
+    static final String MACHINE = "gpu-machine.yaml";
+    /** The default machine's VRAM: a 16 GiB window that is all of VRAM. */
+    static final String MACHINE_16G = "gpu-16g-machine.yaml";
 
     final Machine machine;
     final PciFunction fn;
-    final GpuModel model = new GpuModel();
+    /** The GPU model, keeping the device it realizes for the tests that look at the hardware's side. */
+    final DeviceModel model = new DeviceModel() {
+        @Override
+        public String name() {
+            return GpuModel.NAME;
+        }
+
+        @Override
+        public ModelDevice realize(ModelContext ctx) {
+            GpuDevice d = (GpuDevice) new GpuModel().realize(ctx);
+            device = d;
+            return d;
+        }
+    };
+    /** The device {@link #model} realized last. */
+    volatile GpuDevice device;
     final GpuDriver driver;
     final long framesAtBoot;
     private final List<HostBuffer> buffers = new ArrayList<>();
 
+    /** The GPU of {@code gpu-machine.yaml} (a 256 MiB window onto 1 GiB of VRAM). */
     DriverRig(GpuOptions options) {
-        machine = Machine.boot(TopologyLoader.load(machineFile(), TopologyLoader.Format.YAML),
+        this(MACHINE, options);
+    }
+
+    /** The GPU of the machine file {@code file} of the model's test resources. */
+    DriverRig(String file, GpuOptions options) {
+        machine = Machine.boot(TopologyLoader.load(machineFile(file), TopologyLoader.Format.YAML),
                 Machine.Options.DEFAULT.withClassPathModels(false));
         fn = machine.pci().function(GPU);
         framesAtBoot = machine.memory().allocatedFrames();
@@ -62,8 +90,8 @@ final class DriverRig implements AutoCloseable {
         return fn.bar(2).orElseThrow().memory();
     }
 
-    private static String machineFile() {
-        try (InputStream in = DriverRig.class.getResourceAsStream("/dev/dmaplane/driver/gpu/model/gpu-machine.yaml")) {
+    private static String machineFile(String name) {
+        try (InputStream in = DriverRig.class.getResourceAsStream("/dev/dmaplane/driver/gpu/model/" + name)) {
             return new String(in.readAllBytes(), StandardCharsets.UTF_8);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
