@@ -239,19 +239,25 @@ public final class Scheduler {
         cancelInOrder(killed, prev, "entity killed");
     }
 
-    /** Cancels {@code jobs} in order, each once the fence before it signalled ({@code drm_sched_entity_kill_jobs_cb}). */
+    /**
+     * Cancels {@code jobs} in queue order once {@code after} (the entity's last job on the hardware) signalled, in
+     * one loop ({@code drm_sched_entity_kill} with {@code drm_sched_entity_kill_jobs_work}). Only the first killed
+     * job waits on a foreign fence; each later one waits on the job before it, which this loop has just
+     * signalled, so chaining a callback per job would only nest one stack frame set per queued job.
+     */
     private void cancelInOrder(List<SchedJob> jobs, Fence after, String why) {
-        Fence prev = after;
-        for (SchedJob job : jobs) {
-            Consumer<Fence> cancel = f -> {
+        if (jobs.isEmpty()) {
+            return;
+        }
+        Consumer<Fence> cancelAll = f -> {
+            for (SchedJob job : jobs) {
                 trace(job, "cancel: " + why);
                 job.complete(Errno.ECANCELED);
                 free(job);
-            };
-            if (prev == null || !prev.addCallback(cancel)) {
-                cancel.accept(prev);
             }
-            prev = job.finished();
+        };
+        if (after == null || !after.addCallback(cancelAll)) {
+            cancelAll.accept(after);
         }
     }
 

@@ -14,6 +14,7 @@ import org.junit.jupiter.api.Test;
 
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CountDownLatch;
@@ -164,6 +165,44 @@ class SchedulerTest {
         awaitFreed(mock, 10);
         SchedJob late = SchedJob.init(e, 1, null);
         assertEquals(Errno.ECANCELED, assertThrows(ErrnoException.class, late::arm).errno());
+    }
+
+    /**
+     * sched_entity.c {@code drm_sched_entity_kill} and {@code drm_sched_entity_kill_jobs_work}: an entity killed with
+     * 20 000 jobs queued behind one on the ring. When the ring's job finishes, every queued job is cancelled in
+     * queue order, ECANCELED, by the signalling thread without nesting a callback per job (which overflowed the
+     * stack).
+     */
+    @Test
+    void killWithTwentyThousandQueuedJobsCancelsThemInOrder() {
+        int queued = 20_000;
+        MockBackend mock = new MockBackend(false);
+        Scheduler s = scheduler(mock, 1, LONG_TIMEOUT);
+        SchedEntity e = SchedEntity.create(s, SchedPriority.NORMAL);
+        SchedJob onRing = submit(e, 1, null);
+        await(onRing.scheduled());
+        List<SchedJob> jobs = new ArrayList<>();
+        List<Long> signalOrder = Collections.synchronizedList(new ArrayList<>());
+        for (int i = 0; i < queued; i++) {
+            SchedJob j = submit(e, 1, i);
+            j.finished().addCallback(f -> signalOrder.add(f.seqno()));
+            jobs.add(j);
+        }
+        e.kill();
+        assertEquals(0, e.queued());
+        assertFalse(jobs.getFirst().finished().isSignaled(), "cancelled before the job on the ring finished");
+        assertTrue(mock.completeNext());
+        await(onRing.finished());
+        assertEquals(Optional.empty(), onRing.finished().error());
+        for (SchedJob j : jobs) {
+            assertTrue(j.scheduled().isSignaled(), j + " scheduled fence");
+            assertTrue(j.finished().isSignaled(), j + " finished fence");
+            assertEquals(Optional.of(Errno.ECANCELED), j.finished().error(), j.toString());
+        }
+        List<Long> expected = jobs.stream().map(j -> j.finished().seqno()).toList();
+        assertEquals(expected, signalOrder, "cancelled in queue order");
+        assertEquals(List.of(onRing), mock.runOrder);
+        awaitFreed(mock, queued + 1);
     }
 
     /** sched_main.c {@code drm_sched_fini}: teardown cancels the queued and the running jobs with ECANCELED. */

@@ -15,10 +15,10 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 
@@ -34,7 +34,7 @@ import static org.junit.jupiter.api.Assertions.*;
  */
 class GpuUnplugTest {
     private final DriverRig rig = new DriverRig();
-    private final List<Fence> fences = new CopyOnWriteArrayList<>();
+    private final List<Fence> fences = Collections.synchronizedList(new ArrayList<>());
     private final AtomicReference<String> atUnbind = new AtomicReference<>();
 
     @AfterEach
@@ -65,17 +65,11 @@ class GpuUnplugTest {
         }
         ch.issuePending();
         SchedEntity other = gpu.entity(ENGINE_CE1, SchedPriority.HIGH);
-        // at most 32 jobs of its own outstanding: drm_sched's entity kill cancels queued jobs by recursing through
-        // fence callbacks, which thousands of queued jobs overflow (reported to accel-sched, not fixed here)
+        // no window on its outstanding jobs: thousands may be queued when the scheduler's fini kills the entity
         Thread submitter = Thread.ofPlatform().name("gpu-test-submitter").start(() -> {
-            List<Fence> mine = new ArrayList<>();
             for (int i = 0; i < 100_000; i++) {
-                if (i >= 32 && !mine.get(i - 32).await(DriverRig.WAIT)) {
-                    return;
-                }
                 try {
                     Fence f = gpu.submit(other, GpuJob.of(new GpuCommand.Fill(0, 0x10_0000, 4096, i)));
-                    mine.add(f);
                     fences.add(f);
                 } catch (ErrnoException e) {
                     return; // the scheduler finished: ECANCELED on arm
