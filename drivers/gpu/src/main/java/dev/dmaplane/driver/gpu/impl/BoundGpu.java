@@ -132,6 +132,11 @@ public final class BoundGpu implements BoundDevice {
         return engines[e].scheduler();
     }
 
+    /** Engine {@code e}, for tests that stand in for its hardware. */
+    GpuEngine engine(int e) {
+        return engines[e];
+    }
+
     /** A new entity of {@code priority} on engine {@code e} ({@code drm_sched_entity_init}). */
     public SchedEntity entity(int e, SchedPriority priority) {
         return SchedEntity.create(scheduler(e), priority);

@@ -83,12 +83,20 @@ final class GpuEngine implements SchedBackend {
         return ring.name();
     }
 
+    Ring ring() {
+        return ring;
+    }
+
+
     boolean copyClass() {
         return index != ENGINE_COMPUTE;
     }
 
-    /** The threaded handler: signals finished fences in order; on a halt ends the faulting job and asks for recovery. */
-    private IrqReturn onInterrupt() {
+    /**
+     * The threaded handler: signals finished fences in order; on a halt ends the faulting job and asks for recovery.
+     * Package-private so that a test can run it on its own thread, as a late handler does.
+     */
+    IrqReturn onInterrupt() {
         Ring.Reaped r = ring.reap();
         signal(r.done(), null);
         if (r.fault() != null) {

@@ -22,12 +22,22 @@ import static dev.dmaplane.driver.gpu.model.GpuRegs.*;
  * One engine's ring ({@code struct amdgpu_ring} with its {@code amdgpu_fence_driver}): descriptors in coherent host
  * memory, a seqno per descriptor, the doorbell, the fence write-back word the engine writes after each descriptor and
  * the hardware {@link FenceContext} whose fences {@link #reap()} signals in seqno order, as
- * {@code amdgpu_fence_process} does. A halted engine's oldest outstanding job is the one that faulted. Locking: one
- * lock for the ring state; fences are signalled after it is released.
+ * {@code amdgpu_fence_process} does. A halted engine's oldest outstanding job is the one that faulted.
+ * <p>
+ * A job leaves the ring only once the write-back word reached its last seqno <em>and</em> {@code RING_HEAD} passed
+ * its descriptors: the datasheet ({@code GpuRegs}) has the engine write the fence before it advances the head, and
+ * an engine stopped in between (model removal quiesces it) never advances it. Its hardware fence returns the job's
+ * scheduler credits, so signalling it on the write-back alone would let the scheduler fill slots the head still
+ * covers, and {@link #emit} would find no room.
+ * <p>
+ * Locking: one lock for the ring state; fences are signalled after it is released.
  */
 final class Ring {
-    /** A job on the ring: the seqno of its last descriptor and its hardware fence. */
-    record Inflight(GpuJob job, long lastSeqno, Fence fence) {
+    /**
+     * A job on the ring: the seqno of its last descriptor, the ring index just past that descriptor (the tail the
+     * doorbell wrote) and its hardware fence.
+     */
+    record Inflight(GpuJob job, long lastSeqno, long end, Fence fence) {
     }
 
     /** What {@link #reap()} found: jobs done in order, and the faulting job with its fault, if the engine halted. */
@@ -129,7 +139,7 @@ final class Ring {
                 tail++;
             }
             Fence fence = hwFences.createFence();
-            inflight.addLast(new Inflight(job, seqno, fence));
+            inflight.addLast(new Inflight(job, seqno, tail, fence));
             VarHandle.releaseFence(); // wmb(): descriptors visible before the doorbell
             setReg(RING_TAIL, tail);
             return fence;
@@ -158,8 +168,8 @@ final class Ring {
     }
 
     /**
-     * Takes the jobs whose last seqno the engine wrote back, and, if the engine halted, the oldest job left as the
-     * faulting one with the fault registers ({@code amdgpu_fence_process}, then the fault handler). The caller
+     * Takes the jobs whose last seqno the engine wrote back and whose descriptors the head passed, and, if the
+     * engine halted, the oldest job left as the faulting one with the fault registers ({@code amdgpu_fence_process}, then the fault handler). The caller
      * signals the fences. A halt is reported once until {@link #reset}.
      */
     Reaped reap() {
@@ -186,11 +196,14 @@ final class Ring {
         }
     }
 
+    /** With the lock held: the jobs done, oldest first; none while the head reads {@link #GONE}. */
     private List<Inflight> takeCompleted() {
         long completed = memory.cpu().get(GpuCommand.U64, (long) entries * DESC_SIZE);
         VarHandle.acquireFence();
+        long head = reg(RING_HEAD);
         List<Inflight> done = new ArrayList<>();
-        while (!inflight.isEmpty() && inflight.peekFirst().lastSeqno() <= completed) {
+        while (head != GONE && !inflight.isEmpty() && inflight.peekFirst().lastSeqno() <= completed
+                && inflight.peekFirst().end() <= head) {
             done.add(inflight.pollFirst());
         }
         return done;

@@ -14,6 +14,7 @@ import dev.dmaplane.irq.IrqVectors;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
@@ -23,6 +24,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 
 import static dev.dmaplane.driver.gpu.model.GpuRegs.*;
+import static dev.dmaplane.testing.Eventually.eventually;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
@@ -33,7 +35,9 @@ import static org.junit.jupiter.api.Assertions.*;
  * driver is removed by {@code hotUnplug}.
  */
 class GpuUnplugTest {
-    private final DriverRig rig = new DriverRig();
+    /** A job timeout far beyond the tests: a reset would end the hung SPINs with ETIME, not the removal. */
+    private final DriverRig rig = new DriverRig(GpuOptions.DEFAULT.withRingEntries(64)
+            .withJobTimeout(Duration.ofSeconds(120)));
     private final List<Fence> fences = Collections.synchronizedList(new ArrayList<>());
     private final AtomicReference<String> atUnbind = new AtomicReference<>();
 
@@ -133,6 +137,39 @@ class GpuUnplugTest {
         Fence after = gpu.submit(copy, GpuJob.of(new GpuCommand.Fill(0, 0, 4096, 1)));
         DriverRig.await(after);
         assertEquals(Optional.empty(), after.error(), "back on the bus, the engine serves jobs again");
+    }
+
+    /**
+     * The interleaving behind an EBUSY seen once on a user job at model removal. The datasheet ({@code GpuRegs}: the
+     * engine writes the fence word, then advances {@code RING_HEAD}) and {@code removeModel} quiescing the engine
+     * between the two leave the write-back saying a job is done while the head still covers its slot; a handler
+     * running late then reaps it. Returning its ring credits to drm_sched there let the next job in, and
+     * {@code Ring.emit} found the ring full ({@code EBUSY}). Forced here: a full ring of SPINs on compute, the first
+     * job's seqno written to the fence word in the engine's stead, the threaded handler run on this thread. The job
+     * stays on the ring, the next stays queued, and the model's removal cancels them all with ECANCELED.
+     */
+    @Test
+    void aWriteBackAheadOfTheHeadReturnsNoRingSlot() {
+        BoundGpu gpu = rig.gpu();
+        GpuEngine engine = gpu.engine(ENGINE_COMPUTE);
+        Ring ring = engine.ring();
+        SchedEntity compute = gpu.entity(ENGINE_COMPUTE, SchedPriority.NORMAL);
+        List<Fence> jobs = new ArrayList<>();
+        for (int i = 0; i <= ring.entries(); i++) {
+            jobs.add(gpu.submit(compute, GpuJob.of(new GpuCommand.Spin(0))));
+        }
+        eventually(() -> gpu.scheduler(ENGINE_COMPUTE).creditCount() == ring.entries(), DriverRig.WAIT,
+                "the first " + ring.entries() + " jobs fill the ring");
+        ring.memory().cpu().set(GpuCommand.U64, (long) ring.entries() * DESC_SIZE, 1L);
+        engine.onInterrupt();
+        assertFalse(jobs.getFirst().isSignaled(), "a job whose slot the head still covers left the ring: "
+                + jobs.getFirst().error());
+        assertEquals(ring.entries(), gpu.scheduler(ENGINE_COMPUTE).creditCount(), "no ring credit came back");
+        assertTrue(rig.machine.removeModel(rig.model));
+        for (Fence f : jobs) {
+            DriverRig.await(f);
+            assertEquals(Optional.of(Errno.ECANCELED), f.error(), f.toString());
+        }
     }
 
     @Test
