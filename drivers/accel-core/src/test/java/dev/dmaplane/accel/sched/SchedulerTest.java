@@ -368,16 +368,22 @@ class SchedulerTest {
     /**
      * sched_main.c {@code drm_sched_resubmit_jobs} and {@code drm_sched_start}: a reset that resubmits runs the
      * innocent job in flight again (it completes without error); the guilty one is not rerun and carries ETIME.
+     * The reset is started by {@code drm_sched_fault} once both jobs hold their ring slots: with a short timeout
+     * instead, a worker that ran the hung job more than a timeout before the innocent one was pushed reset the ring
+     * with the hung job alone, and the innocent one, never completed by the mock, timed out guilty in turn.
      */
     @Test
     void resetResubmitsTheInnocentJob() {
         MockBackend mock = new MockBackend(false);
         mock.resubmitOnReset = true;
-        Scheduler s = scheduler(mock, 2, Duration.ofMillis(100));
+        Scheduler s = scheduler(mock, 2, LONG_TIMEOUT);
         SchedEntity hangs = SchedEntity.create(s, SchedPriority.NORMAL);
         SchedEntity innocent = SchedEntity.create(s, SchedPriority.NORMAL);
         SchedJob bad = submit(hangs, 1, MockBackend.HANG);
         SchedJob good = submit(innocent, 1, null);
+        await(good.scheduled());
+        assertEquals(2, mock.onRing());
+        s.fault();
         await(bad.finished());
         await(good.finished());
         assertEquals(Optional.of(Errno.ETIME), bad.finished().error());
