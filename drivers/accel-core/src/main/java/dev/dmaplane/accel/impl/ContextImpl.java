@@ -96,8 +96,9 @@ final class ContextImpl implements AccelContext {
         ErrnoException.check(size > 0 && size <= Long.MAX_VALUE - (HostMemory.PAGE_SIZE - 1), Errno.EINVAL,
                 "buffer object size " + size + " is 0 or overflows when rounded up to pages");
         long len = (size + HostMemory.PAGE_SIZE - 1) & -HostMemory.PAGE_SIZE;
-        ErrnoException.check(len <= device.vram().totalSize() || allowed.contains(Placement.HOST), Errno.EINVAL,
-                "buffer object size " + size + " exceeds all " + device.vram().totalSize() + " bytes of VRAM");
+        long usable = device.vram().totalSize() - device.vram().reservedSize();
+        ErrnoException.check(len <= usable || allowed.contains(Placement.HOST), Errno.EINVAL,
+                "buffer object size " + size + " exceeds all " + usable + " bytes of VRAM the driver did not reserve");
         try (UContext.Call ignored = uctx.enter()) {
             ttm.lock.lock();
             try {

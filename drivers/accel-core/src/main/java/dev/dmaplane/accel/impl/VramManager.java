@@ -9,12 +9,16 @@ import dev.dmaplane.p2pdma.P2pDma;
 import dev.dmaplane.p2pdma.P2pMemory;
 import dev.dmaplane.pci.Bar;
 
+import java.util.ArrayList;
+import java.util.List;
+
 /**
  * TTM's VRAM manager of one device ({@code amdgpu_vram_mgr.c}, without the buddy allocator): the CPU-visible
  * window is the GPU's own p2pmem (the BAR's first {@code visibleSize} bytes added to p2pdma's pool, unpublished),
  * VRAM beyond it a second range of the same allocator ({@link GenPool}). An allocation that need not be visible
  * goes beyond the window first, keeping the window for objects the CPU or peers touch (amdgpu allocates
- * {@code NO_CPU_ACCESS} objects top-down for the same reason).
+ * {@code NO_CPU_ACCESS} objects top-down for the same reason). The driver's {@link VramInfo#reserved()} ranges are
+ * never added to either, so they are never handed out ({@code amdgpu_vram_mgr_reserve_range}).
  */
 final class VramManager {
     /** A VRAM range: its offset, its size, and its p2pmem allocation when it lies in the window. */
@@ -33,12 +37,35 @@ final class VramManager {
                 + " is a register block, not VRAM");
         ErrnoException.check(bar.size() >= info.visibleSize(), Errno.EINVAL, String.format("%s BAR%d of %#x bytes is smaller"
                 + " than the visible VRAM window of %#x", info.function().bdf(), info.bar(), bar.size(), info.visibleSize()));
-        this.window = p2p.memory(info.function())
-                .filter(m -> m.resources().contains(new P2pMemory.Resource(info.bar(), 0, info.visibleSize(), bar.address())))
-                .orElseGet(() -> p2p.addResource(info.function(), info.bar(), info.visibleSize(), 0));
-        if (info.invisibleSize() > 0) {
-            beyond.add(info.visibleSize(), info.invisibleSize(), 0);
+        List<VramInfo.Range> visible = unreserved(info, 0, info.visibleSize());
+        List<P2pMemory.Resource> resources = visible.stream().map(r -> new P2pMemory.Resource(info.bar(), r.offset(),
+                r.size(), bar.address() + r.offset())).toList();
+        P2pMemory added = p2p.memory(info.function()).filter(m -> m.resources().containsAll(resources)).orElse(null);
+        if (added == null) {
+            for (VramInfo.Range r : visible) {
+                added = p2p.addResource(info.function(), info.bar(), r.size(), r.offset());
+            }
         }
+        this.window = added;
+        for (VramInfo.Range r : unreserved(info, info.visibleSize(), info.totalSize())) {
+            beyond.add(r.offset(), r.size(), 0);
+        }
+    }
+
+    /** The ranges of {@code [from, to)} outside every reserved range, in order. */
+    private static List<VramInfo.Range> unreserved(VramInfo info, long from, long to) {
+        List<VramInfo.Range> out = new ArrayList<>();
+        long at = from;
+        for (VramInfo.Range r : info.reserved()) {
+            if (r.offset() > at && at < to) {
+                out.add(new VramInfo.Range(at, Math.min(r.offset(), to) - at));
+            }
+            at = Math.max(at, r.end());
+        }
+        if (at < to) {
+            out.add(new VramInfo.Range(at, to - at));
+        }
+        return out;
     }
 
     /**

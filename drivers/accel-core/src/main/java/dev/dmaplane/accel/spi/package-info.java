@@ -35,7 +35,7 @@
  * {@code TestAccelProvider} in this module's tests is a complete provider of under 200 lines, on the hardware model {@code TestGpu}.
  */
 @Export
-@Version("1.0.0")
+@Version("1.1.0")
 package dev.dmaplane.accel.spi;
 
 import org.osgi.annotation.bundle.Export;

@@ -5,6 +5,7 @@ import dev.dmaplane.accel.sched.SchedEntity;
 import dev.dmaplane.accel.spi.AccelDeviceHandle;
 import dev.dmaplane.accel.spi.Aperture;
 import dev.dmaplane.accel.spi.GpuRun;
+import dev.dmaplane.accel.spi.VramInfo;
 import dev.dmaplane.accel.sched.SchedJob;
 import dev.dmaplane.accel.sched.SchedPriority;
 import dev.dmaplane.accel.sched.Scheduler;
@@ -29,8 +30,8 @@ import static dev.dmaplane.driver.gpu.model.GpuRegs.*;
  * mask, bus mastering, one MSI-X vector per engine, the VM manager (address spaces destroyed after the engines
  * stop), the engines (ring, vector handler, scheduler), the kernel mover, the accel core registration
  * ({@link GpuAccelProvider}; unregistered before the engines stop), the dmaengine channel and its auxiliary device
- * (removed first). The page-table pool is the top of the CPU-visible VRAM window, kept from the core's VRAM
- * manager by {@link VramLayout}.
+ * (removed first). The page-table pool is the top of the CPU-visible VRAM window, a reserved range of the
+ * {@link VramInfo} the core's VRAM manager gets ({@code amdgpu_vram_mgr_reserve_range}).
  */
 public final class BoundGpu implements BoundDevice {
     private final PciFunction fn;
@@ -78,9 +79,10 @@ public final class BoundGpu implements BoundDevice {
             fn.devres().add("amdgpu_ring_fini " + engine.name(), () -> engine.shutdown(fn));
         }
         gpu.mover = new KernelMover(gpu.engines[ENGINE_CE0].scheduler());
-        VramLayout layout = new VramLayout(gpu.visibleSize, options.pageTableBytes(), gpu.vramSize);
-        AccelDeviceHandle accel = AccelCore.of(machine).register(new GpuAccelProvider(fn, windowBar, layout, gpu.vms,
-                gpu.mover, gpu.engines));
+        VramInfo vram = new VramInfo(fn, windowBar, gpu.vramSize, gpu.visibleSize,
+                List.of(new VramInfo.Range(pool.base(), pool.size())));
+        AccelDeviceHandle accel = AccelCore.of(machine).register(new GpuAccelProvider(fn, vram, gpu.vms, gpu.mover,
+                gpu.engines));
         gpu.accelName = accel.name();
         fn.devres().add("drm_dev_unplug " + accel.name(), accel::unregister);
         gpu.dma = new GpuDmaChannel(fn.bdf() + " dma0chan0", gpu.engines[ENGINE_CE1].scheduler(),

@@ -22,32 +22,30 @@ import static dev.dmaplane.driver.gpu.model.GpuRegs.ENGINE_COUNT;
 import static dev.dmaplane.driver.gpu.model.GpuRegs.ENGINE_NAMES;
 
 /**
- * The GPU under the accelerator core ({@code struct drm_driver} of amdgpu, reduced to the SPI): VRAM without the
- * page tables' range ({@link VramLayout}), the three engines, a {@link GpuAddressSpace} per VM, moves and clears on
+ * The GPU under the accelerator core ({@code struct drm_driver} of amdgpu, reduced to the SPI): all its VRAM with
+ * the page tables' range reserved (so the core's offsets are the GPU's), the three engines, a {@link GpuAddressSpace} per VM, moves and clears on
  * the kernel mover. A thin adapter: every call goes to the driver's own classes.
  */
 final class GpuAccelProvider implements AccelProvider {
     private final PciFunction fn;
-    private final int bar;
-    private final VramLayout layout;
+    private final VramInfo vram;
     private final GpuVmManager vms;
     private final KernelMover mover;
     private final GpuEngine[] engines;
 
-    GpuAccelProvider(PciFunction fn, int bar, VramLayout layout, GpuVmManager vms, KernelMover mover, GpuEngine[] engines) {
+    GpuAccelProvider(PciFunction fn, VramInfo vram, GpuVmManager vms, KernelMover mover, GpuEngine[] engines) {
         this.fn = fn;
-        this.bar = bar;
-        this.layout = layout;
+        this.vram = vram;
         this.vms = vms;
         this.mover = mover;
         this.engines = engines.clone();
     }
 
     /** A core VM: the driver's address space behind the SPI's page-table operations. */
-    record CoreVm(GpuAddressSpace space, VramLayout layout) implements GpuVmOps {
+    record CoreVm(GpuAddressSpace space) implements GpuVmOps {
         @Override
         public void map(long va, List<GpuRun> runs, boolean writable) {
-            space.map(va, layout.toGpu(runs), writable);
+            space.map(va, runs, writable);
         }
 
         @Override
@@ -84,7 +82,7 @@ final class GpuAccelProvider implements AccelProvider {
 
     @Override
     public VramInfo vram() {
-        return new VramInfo(fn, bar, layout.coreTotal(), layout.coreVisible());
+        return vram;
     }
 
     @Override
@@ -95,17 +93,17 @@ final class GpuAccelProvider implements AccelProvider {
 
     @Override
     public GpuVmOps createVm(String name) {
-        return new CoreVm(vms.create(), layout);
+        return new CoreVm(vms.create());
     }
 
     @Override
     public Fence move(BoMove move) {
-        return mover.move(layout.toGpu(move.from()), layout.toGpu(move.to()), move.dependencies());
+        return mover.move(move.from(), move.to(), move.dependencies());
     }
 
     @Override
     public Fence clear(String bo, List<GpuRun> runs) {
-        return mover.clear(layout.toGpu(runs));
+        return mover.clear(runs);
     }
 
     @Override
