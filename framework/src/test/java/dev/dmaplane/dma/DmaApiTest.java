@@ -103,6 +103,26 @@ class DmaApiTest {
         assertEquals(0, dma.activeMappings());
     }
 
+    /**
+     * kernel/dma/mapping.c {@code dma_set_mask} and drivers/iommu/dma-iommu.c {@code iommu_dma_alloc_iova}: any mask
+     * of the form 2^n - 1 is a device's reach, capped by the IOVA aperture; {@code DMA_BIT_MASK(64)}, 2^63 - 1 and
+     * masks wider than the 48-bit aperture map and are read through like a 32-bit one (mask + 1 overflowed).
+     */
+    @Test
+    void masksUpToSixtyFourBitsAllocateIova() {
+        TestDevice dev = device(IommuDomainType.DMA);
+        DmaApi api = dev.dma();
+        long src = page((byte) 0x5A);
+        for (long mask : new long[] {-1L, Long.MAX_VALUE, (1L << 49) - 1, (1L << 48) - 1, (1L << 44) - 1}) {
+            api.setDmaMask(mask);
+            assertEquals(mask, api.dmaMask());
+            long d = api.mapSingle(src, 4096, DmaDirection.TO_DEVICE);
+            assertEquals(0x5A5A5A5A5A5A5A5AL, api.busMaster().readLong(d), "mask 0x" + Long.toHexString(mask));
+            api.unmapSingle(d, 4096, DmaDirection.TO_DEVICE);
+        }
+        assertEquals(0, dma.activeMappings());
+    }
+
     @Test
     void scatterGatherMergesContiguousIovaUpToTheMaxSegmentSize() {
         TestDevice dev = device(IommuDomainType.DMA);

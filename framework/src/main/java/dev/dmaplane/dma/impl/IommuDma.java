@@ -110,7 +110,11 @@ final class IommuDma {
      */
     private long allocIova(IommuDomain domain, long len) {
         long mask = dma.dmaMask();
-        long limit = mask == -1L ? IommuDomain.APERTURE_END : Math.min(mask + 1, IommuDomain.APERTURE_END);
+        // the mask is the last address the device reaches (iommu_dma_alloc_iova's inclusive dma_limit), compared
+        // unsigned and capped by the aperture before the exclusive limit is formed: mask + 1 overflows for
+        // DMA_BIT_MASK(64) and for 2^63 - 1
+        long last = Long.compareUnsigned(mask, IommuDomain.APERTURE_END - 1) < 0 ? mask : IommuDomain.APERTURE_END - 1;
+        long limit = last + 1;
         if (limit > DAC_BOUNDARY) {
             try {
                 return domain.iovaAllocator().alloc(len, DAC_BOUNDARY);
