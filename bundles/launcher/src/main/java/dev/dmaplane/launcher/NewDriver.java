@@ -18,7 +18,8 @@ import java.util.regex.Pattern;
 final class NewDriver {
     private static final Pattern NAME = Pattern.compile("[a-z][a-z0-9]{1,15}");
     private static final Pattern PACKAGE = Pattern.compile("[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)*");
-    private static final List<String> TAKEN = List.of("gpu", "copyengine");
+    /** The device models the project ships (framework: copyengine; drivers/crc, drivers/gpu): a new one must differ. */
+    private static final List<String> TAKEN = List.of("copyengine", "crc", "gpu");
     private static final String KIT = "/dev/dmaplane/launcher/kit/";
 
     private NewDriver() {
