@@ -9,6 +9,8 @@ import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Deactivate;
 import org.osgi.service.component.annotations.Reference;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Offers one {@link RdmaCore} for the runtime's {@link Machine} as an OSGi service, for HCA driver bundles to
@@ -20,6 +22,8 @@ import org.osgi.service.component.annotations.Reference;
         uses = RdmaCore.class)
 @Component(immediate = true, service = {})
 public final class RdmaCoreComponent {
+    private static final Logger LOG = LoggerFactory.getLogger(RdmaCoreComponent.class);
+
     private final RdmaCore core;
     private final ServiceRegistration<RdmaCore> registration;
 
@@ -34,7 +38,8 @@ public final class RdmaCoreComponent {
         try {
             registration.unregister();
         } catch (IllegalStateException alreadyGone) {
-            // the bundle stopped first: the framework withdrew the service with it
+            // expected when the bundle stopped first: the framework withdrew the service with it, hence debug
+            LOG.debug("RdmaCore service already unregistered at deactivate", alreadyGone);
         } finally {
             core.close();
         }

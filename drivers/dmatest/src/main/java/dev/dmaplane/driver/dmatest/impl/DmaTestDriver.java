@@ -19,6 +19,8 @@ import org.osgi.framework.ServiceRegistration;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Reference;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.util.Hashtable;
 import java.util.List;
@@ -41,6 +43,7 @@ import java.util.concurrent.ConcurrentHashMap;
  */
 @Component(service = Driver.class, immediate = true)
 public final class DmaTestDriver implements Driver {
+    private static final Logger LOG = LoggerFactory.getLogger(DmaTestDriver.class);
     /** The driver's name. */
     public static final String NAME = "dmatest";
     /** The auxiliary device name under which the GPU driver offers its dmaengine channel. */
@@ -127,7 +130,8 @@ public final class DmaTestDriver implements Driver {
                 try {
                     reg.unregister();
                 } catch (IllegalStateException alreadyGone) {
-                    // the bundle stopped first: the framework withdrew the service with it
+                    // expected when the bundle stopped first: the framework withdrew the service with it, hence debug
+                    LOG.debug("DmaTestResult service already unregistered", alreadyGone);
                 }
             };
         };
