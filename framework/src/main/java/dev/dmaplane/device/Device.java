@@ -18,6 +18,7 @@ public abstract class Device {
     private final Device parent;
     private final Devres devres;
     private final List<Device> children = new CopyOnWriteArrayList<>();
+    private final List<Runnable> removeListeners = new CopyOnWriteArrayList<>();
     private volatile Driver driver;
     private volatile BoundDevice binding;
     private volatile DmaApi dma;
@@ -71,6 +72,23 @@ public abstract class Device {
         return present;
     }
 
+    /**
+     * Tells {@code listener} when the device leaves its bus ({@code device_del}'s
+     * {@code BUS_NOTIFY_REMOVED_DEVICE}), after its driver was unbound and it stopped being present: how whatever
+     * still refers to the device (a user mapping of its BARs) learns that it is gone for good. A listener that
+     * throws is logged and the others are still told.
+     *
+     * @return what stops the telling
+     * @throws ErrnoException {@code EINVAL} for a null listener
+     */
+    public final Runnable addRemoveListener(Runnable listener) {
+        if (listener == null) {
+            throw new ErrnoException(Errno.EINVAL, name + ": a remove listener is null");
+        }
+        removeListeners.add(listener);
+        return () -> removeListeners.remove(listener);
+    }
+
     /** Devices created below this one, e.g. auxiliary devices its driver added. */
     public final List<Device> children() {
         return List.copyOf(children);
@@ -115,6 +133,10 @@ public abstract class Device {
 
     final void setDma(DmaApi api) {
         this.dma = api;
+    }
+
+    final List<Runnable> removeListeners() {
+        return removeListeners;
     }
 
     final void addChild(Device child) {

@@ -84,8 +84,20 @@ public final class DeviceCore {
             device.setPresent(false);
             device.setDma(null);
             tracer.emit(TraceKind.DEVICE_REMOVE, device.name(), -1, 0, device.bus().name());
+            notifyRemoved(device);
         } finally {
             lock.unlock();
+        }
+    }
+
+    /** {@code BUS_NOTIFY_REMOVED_DEVICE}: every remove listener of {@code device}, each on its own. */
+    private static void notifyRemoved(Device device) {
+        for (Runnable l : device.removeListeners()) {
+            try {
+                l.run();
+            } catch (RuntimeException e) {
+                LOG.error("{}: remove listener failed", device.name(), e);
+            }
         }
     }
 

@@ -9,6 +9,7 @@ import dev.dmaplane.mm.impl.MappingOps;
 import dev.dmaplane.mm.impl.Migration;
 import dev.dmaplane.mm.impl.Mm;
 import dev.dmaplane.mm.impl.UserAccess;
+import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.trace.Tracer;
 
 import java.lang.foreign.MemorySegment;
@@ -26,7 +27,7 @@ import java.util.Set;
  * exclude each other and faults, faults and pins run concurrently.
  * <p>
  * Errors follow the system calls: a CPU access or a pin of an unmapped address, past the end of a mapped file,
- * or against the VMA's protection fails with {@code EFAULT} (what {@code copy_to_user} and GUP return where a
+ * against the VMA's protection, or of a BAR mapping that cannot be faulted in fails with {@code EFAULT} (what {@code copy_to_user} and GUP return where a
  * user-space instruction would take {@code SIGSEGV} or {@code SIGBUS}). After {@link #close()} every call fails
  * with {@code EFAULT}.
  */
@@ -103,6 +104,30 @@ public final class AddressSpace implements AutoCloseable {
         VmaBacking backing = inode.isDax() ? new VmaBacking.Dax(inode, pgoff, shared)
                 : new VmaBacking.File(inode, pgoff, shared);
         return MappingOps.mmap(mm, -1, length, prot, backing);
+    }
+
+    /**
+     * {@code mmap(NULL, length, prot, MAP_SHARED, device_fd, offset)} of a PCI function's BAR, as
+     * {@code vfio_pci_core_mmap} maps a BAR region (or sysfs a {@code resourceN} file): a {@code VM_IO | VM_PFNMAP}
+     * VMA ({@link VmaBacking.PciBar}) whose loads and stores reach bytes {@code [offset, offset + length)} of the
+     * BAR, its device model's registers for a register BAR (in naturally aligned accesses of up to 8 bytes, as
+     * CPU instructions issue them) or its memory. A page is inserted on first touch while the function decodes
+     * memory; a touch while it does not is {@code SIGBUS}, reported as {@code EFAULT}.
+     * <p>
+     * Such a VMA cannot be pinned ({@link #pin} and {@link #faultRange} answer {@code EFAULT}, as
+     * {@code check_vma_flags} does), so neither can an RDMA memory region be registered on it. A reset of the
+     * function (FLR, a secondary bus reset above it) zaps its pages and interval notifiers see CLEAR; the next
+     * access faults them in again if the BAR still decodes ({@code vfio_pci_mmap_huge_fault}). When the function
+     * leaves its bus (hot unplug, its device model unloaded) the pages are zapped for good: every later access
+     * fails with {@code EFAULT} until the range is unmapped.
+     *
+     * @return the start address, chosen top-down
+     * @throws ErrnoException {@code EINVAL} for a null function, a BAR it does not implement, a negative or
+     *                        unaligned offset, a length below 1, a range past the BAR's end or unknown prot bits;
+     *                        {@code ENODEV} when the function is not on its bus; {@code ENOMEM} if no range fits
+     */
+    public long mmapBar(PciFunction fn, int bar, long offset, long length, int prot) {
+        return MappingOps.mmapBar(mm, fn, bar, offset, length, prot);
     }
 
     /**
@@ -210,7 +235,7 @@ public final class AddressSpace implements AutoCloseable {
         return mm.registerNotifier(start, length, callback);
     }
 
-    /** Present pages (the resident set). */
+    /** Present pages of host memory (the resident set; pages of BAR mappings are not counted). */
     public long residentPages() {
         return mm.residentPages();
     }

@@ -46,6 +46,7 @@ public record Vma(long start, long end, int prot, Set<VmaFlag> flags, VmaBacking
                     f.inode().fs().name(), f.inode().ino(), f.inode().path());
             case VmaBacking.Dax d -> String.format("%08x %s %d %s (dax)", d.pgoff() << HostMemory.PAGE_SHIFT,
                     d.inode().fs().name(), d.inode().ino(), d.inode().path());
+            case VmaBacking.PciBar b -> String.format("%08x 00:00 0 %s BAR%d", b.offset(), b.function().bdf(), b.bar());
         };
         return String.format("%012x-%012x %s %s", start, end, perms, tail);
     }

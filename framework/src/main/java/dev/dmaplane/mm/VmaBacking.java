@@ -1,11 +1,15 @@
 package dev.dmaplane.mm;
 
 import dev.dmaplane.fs.Inode;
+import dev.dmaplane.pci.PciFunction;
 import org.osgi.annotation.versioning.ProviderType;
 
-/** What a VMA maps: anonymous memory, a file through its page cache, or a DAX file's storage directly. */
+/**
+ * What a VMA maps: anonymous memory, a file through its page cache, a DAX file's storage directly, or a PCI
+ * function's BAR.
+ */
 @ProviderType
-public sealed interface VmaBacking permits VmaBacking.Anonymous, VmaBacking.File, VmaBacking.Dax {
+public sealed interface VmaBacking permits VmaBacking.Anonymous, VmaBacking.File, VmaBacking.Dax, VmaBacking.PciBar {
 
     /** Anonymous memory ({@code vma_is_anonymous}): zero-filled on first touch. */
     record Anonymous() implements VmaBacking {
@@ -29,5 +33,17 @@ public sealed interface VmaBacking permits VmaBacking.Anonymous, VmaBacking.File
      * @param shared {@code MAP_SHARED}; else private copy-on-write
      */
     record Dax(Inode inode, long pgoff, boolean shared) implements VmaBacking {
+    }
+
+    /**
+     * A range of a PCI function's BAR, mapped as {@code vfio_pci_core_mmap} maps it ({@code VM_IO | VM_PFNMAP},
+     * always shared): CPU loads and stores reach the BAR's registers or memory, no page of host memory is behind it,
+     * and it cannot be pinned.
+     *
+     * @param function the function
+     * @param bar      the BAR index
+     * @param offset   the byte of the BAR the VMA starts at, page aligned ({@code vm_pgoff} in bytes)
+     */
+    record PciBar(PciFunction function, int bar, long offset) implements VmaBacking {
     }
 }

@@ -209,4 +209,24 @@ class DeviceCoreTest {
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> core.registerDriver(driver(" ", MatchTable.of(), false))).errno());
         assertTrue(core.drivers().isEmpty(), "nothing was registered");
     }
+
+    /** {@code device_del} notifies {@code BUS_NOTIFY_REMOVED_DEVICE} after the driver is released ({@code drivers/base/core.c}). */
+    @Test
+    void removeListenersAreToldAfterTheDriverIsUnboundEachOnItsOwn() {
+        TestDevice gpu = new TestDevice("0000:03:00.0", 0x1da0, 1, 0x030200);
+        core.addDevice(gpu, null);
+        core.registerDriver(driver("gpu", MatchTable.of(MatchEntry.Pci.of(0x1da0, 1)), false));
+        gpu.addRemoveListener(() -> {
+            throw new IllegalStateException("a broken listener");
+        });
+        gpu.addRemoveListener(() -> log.add("removed, present=" + gpu.isPresent()));
+        Runnable stop = gpu.addRemoveListener(() -> log.add("stopped listener"));
+        stop.run();
+
+        core.removeDevice(gpu);
+
+        assertEquals(List.of("gpu:probe:0000:03:00.0", "gpu:remove:0000:03:00.0", "gpu:devres2:0000:03:00.0",
+                "gpu:devres1:0000:03:00.0", "removed, present=false"), log);
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> gpu.addRemoveListener(null)).errno());
+    }
 }

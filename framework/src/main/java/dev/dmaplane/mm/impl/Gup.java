@@ -127,6 +127,7 @@ public final class Gup {
             for (Region r : regions) {
                 String vma = "VMA 0x" + Long.toHexString(r.start) + "-0x" + Long.toHexString(r.end) + " ("
                         + Prot.letters(r.prot) + (r.shared() ? "s" : "p") + ")";
+                refusePfnmap(r, vma, "hmm_range_fault");
                 if (!r.readable()) {
                     throw new ErrnoException(Errno.EFAULT, "hmm_range_fault of unreadable " + vma);
                 }
@@ -163,6 +164,7 @@ public final class Gup {
     static void checkVmaFlags(Region r, boolean write, boolean longterm) {
         String vma = "VMA 0x" + Long.toHexString(r.start) + "-0x" + Long.toHexString(r.end) + " ("
                 + Prot.letters(r.prot) + (r.shared() ? "s" : "p") + ")";
+        refusePfnmap(r, vma, "pin_user_pages");
         if (longterm && r.dax()) {
             throw new ErrnoException(Errno.EOPNOTSUPP, "FOLL_LONGTERM pin of fsdax " + vma
                     + ": truncate would have to wait for the DMA to end (vma_is_fsdax)");
@@ -177,6 +179,17 @@ public final class Gup {
             }
         } else if (!r.readable()) {
             throw new ErrnoException(Errno.EFAULT, "pin of unreadable " + vma);
+        }
+    }
+
+    /**
+     * {@code VM_IO | VM_PFNMAP}: a BAR mapping has no {@code struct page} to pin or mirror, so {@code check_vma_flags}
+     * (and {@code hmm_vma_walk_test}) answer {@code EFAULT}; a driver that needs DMA to a BAR takes a dma-buf.
+     */
+    private static void refusePfnmap(Region r, String vma, String what) {
+        if (r.pfnmap()) {
+            throw new ErrnoException(Errno.EFAULT, what + " of VM_IO|VM_PFNMAP " + vma + ", a mapping of "
+                    + r.backing + ": it has no pages (check_vma_flags)");
         }
     }
 

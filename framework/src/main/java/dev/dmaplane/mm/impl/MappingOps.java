@@ -8,6 +8,7 @@ import dev.dmaplane.mm.InvalidateReason;
 import dev.dmaplane.mm.MmuRange;
 import dev.dmaplane.mm.Prot;
 import dev.dmaplane.mm.VmaBacking;
+import dev.dmaplane.pci.PciFunction;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -33,6 +34,21 @@ public final class MappingOps {
      *                        fit user space, {@code ENOENT} for an evicted inode, {@code EFAULT} after exit
      */
     public static long mmap(Mm mm, long fixedAddr, long length, int prot, VmaBacking backing) {
+        return mmap(mm, fixedAddr, length, prot, backing, null);
+    }
+
+    /**
+     * {@code mmap} of bytes {@code [offset, offset + length)} of BAR {@code bar} of {@code fn}, shared, with
+     * {@code VM_IO | VM_PFNMAP} ({@code vfio_pci_core_mmap}): no page is present until touched, see {@link PfnMap}.
+     *
+     * @throws ErrnoException as {@link PfnMap#open} and {@link #mmap(Mm, long, long, int, VmaBacking)} refuse
+     */
+    public static long mmapBar(Mm mm, PciFunction fn, int bar, long offset, long length, int prot) {
+        PfnMap map = PfnMap.open(mm, fn, bar, offset, length);
+        return mmap(mm, -1, length, prot, new VmaBacking.PciBar(fn, bar, offset), map);
+    }
+
+    private static long mmap(Mm mm, long fixedAddr, long length, int prot, VmaBacking backing, PfnMap pfnMap) {
         if (length <= 0) {
             throw new ErrnoException(Errno.EINVAL, "mmap length must be > 0, not " + length);
         }
@@ -67,7 +83,7 @@ public final class MappingOps {
                     throw new ErrnoException(Errno.ENOMEM, "no free range of " + len + " bytes in " + mm.name);
                 }
             }
-            Region region = new Region(mm, addr, addr + len, prot, backing, mayWrite(backing, prot));
+            Region region = new Region(mm, addr, addr + len, prot, backing, mayWrite(backing, prot), pfnMap);
             Inode inode = region.inode();
             if (inode != null) {
                 InodePages.addMapper(inode, region);
@@ -77,6 +93,9 @@ public final class MappingOps {
                     munmapLocked(mm, addr, addr + len);
                 }
                 mm.vmas.insert(region);
+                if (pfnMap != null) {
+                    pfnMap.link(region);
+                }
             } catch (RuntimeException e) {
                 if (inode != null) {
                     InodePages.removeMapper(inode, region);
@@ -224,6 +243,9 @@ public final class MappingOps {
                 if (r.inode() != null) {
                     InodePages.removeMapper(r.inode(), r);
                 }
+                if (r.pfnMap != null) {
+                    r.pfnMap.replace(r, List.of());
+                }
             }
         } finally {
             mm.mmapLock.writeLock().unlock();
@@ -260,6 +282,9 @@ public final class MappingOps {
         Inode inode = old.inode();
         if (inode != null) {
             InodePages.replaceMappers(inode, List.of(old), pieces);
+        }
+        if (old.pfnMap != null) {
+            old.pfnMap.replace(old, pieces);
         }
     }
 

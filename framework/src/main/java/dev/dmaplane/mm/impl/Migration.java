@@ -45,7 +45,7 @@ public final class Migration {
             }
             if (!Pte.anon(pte)) {
                 throw new ErrnoException(Errno.EINVAL, "migrate of 0x" + Long.toHexString(addr) + " in " + mm.name
-                        + ": a file page, only anonymous pages migrate here");
+                        + ": a " + (Pte.isSpecial(pte) ? "BAR" : "file") + " page, only anonymous pages migrate here");
             }
             long old = Pte.pfn(pte);
             refuseBusy(mm, addr, old);

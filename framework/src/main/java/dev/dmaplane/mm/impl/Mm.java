@@ -144,8 +144,8 @@ public final class Mm {
 
     /**
      * {@code zap_page_range} under {@code mmu_notifier_invalidate_range_start/end}: tells the notifiers, then
-     * clears the entries in {@code [start, end)} and drops their references. Pinned frames keep their pin's
-     * reference and so stay allocated.
+     * clears the entries in {@code [start, end)} and drops their references (special entries of a BAR hold
+     * none). Pinned frames keep their pin's reference and so stay allocated.
      *
      * @param anonToo also zap anonymous pages (COW copies in a private file mapping); false only for hole punch
      */
@@ -158,7 +158,11 @@ public final class Mm {
         ptl.lock();
         try {
             pt.clearRange(start >>> PAGE_SHIFT, end >>> PAGE_SHIFT, pte -> anonToo || !Pte.anon(pte),
-                    pte -> freed.add(Pte.pfn(pte)));
+                    pte -> {
+                        if (!Pte.isSpecial(pte)) {
+                            freed.add(Pte.pfn(pte));
+                        }
+                    });
         } finally {
             ptl.unlock();
         }
@@ -200,7 +204,7 @@ public final class Mm {
      * past the end of its file, checked before anything is changed.
      */
     static void checkFilePages(Region r, long start, long end) {
-        if (r.anonymous()) {
+        if (r.inode() == null) {
             return;
         }
         long s = Math.max(start, r.start);

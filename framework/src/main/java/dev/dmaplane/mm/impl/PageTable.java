@@ -25,6 +25,8 @@ final class PageTable {
     private long cachedKey = -1;
     private Leaf cachedLeaf;
     private long present;
+    /** Present entries that are {@link Pte#isSpecial special}: BAR pages, no part of the resident set. */
+    private long special;
 
     private Leaf leaf(long key, boolean create) {
         if (key == cachedKey) {
@@ -57,6 +59,7 @@ final class PageTable {
             l.used++;
             present++;
         }
+        special += (Pte.isSpecial(pte) ? 1 : 0) - (old != Pte.NONE && Pte.isSpecial(old) ? 1 : 0);
         return old;
     }
 
@@ -98,6 +101,9 @@ final class PageTable {
                     l.ptes[i] = Pte.NONE;
                     l.used--;
                     present--;
+                    if (Pte.isSpecial(pte)) {
+                        special--;
+                    }
                     cleared.accept(pte);
                 }
             }
@@ -111,8 +117,8 @@ final class PageTable {
         }
     }
 
-    /** Present entries: the resident set size in pages. */
+    /** Present entries of frames of host memory: the resident set size in pages (special entries left out). */
     long present() {
-        return present;
+        return present - special;
     }
 }

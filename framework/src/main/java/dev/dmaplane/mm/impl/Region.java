@@ -29,14 +29,21 @@ final class Region implements FileMapper {
      * file sealed against writes when it was mapped, as shmem's mmap does; set otherwise.
      */
     final boolean mayWrite;
+    /** The BAR mapping this region is part of ({@code VM_IO | VM_PFNMAP}), or null for memory. */
+    final PfnMap pfnMap;
 
     Region(Mm mm, long start, long end, int prot, VmaBacking backing, boolean mayWrite) {
+        this(mm, start, end, prot, backing, mayWrite, null);
+    }
+
+    Region(Mm mm, long start, long end, int prot, VmaBacking backing, boolean mayWrite, PfnMap pfnMap) {
         this.mm = mm;
         this.start = start;
         this.end = end;
         this.prot = prot;
         this.backing = backing;
         this.mayWrite = mayWrite;
+        this.pfnMap = pfnMap;
     }
 
     boolean anonymous() {
@@ -54,6 +61,7 @@ final class Region implements FileMapper {
             case VmaBacking.Anonymous a -> false;
             case VmaBacking.File f -> f.shared();
             case VmaBacking.Dax d -> d.shared();
+            case VmaBacking.PciBar b -> true;
         };
     }
 
@@ -63,6 +71,7 @@ final class Region implements FileMapper {
             case VmaBacking.Anonymous a -> null;
             case VmaBacking.File f -> f.inode();
             case VmaBacking.Dax d -> d.inode();
+            case VmaBacking.PciBar b -> null;
         };
     }
 
@@ -72,6 +81,7 @@ final class Region implements FileMapper {
             case VmaBacking.Anonymous a -> 0;
             case VmaBacking.File f -> f.pgoff();
             case VmaBacking.Dax d -> d.pgoff();
+            case VmaBacking.PciBar b -> b.offset() >>> PAGE_SHIFT;
         };
     }
 
@@ -95,12 +105,23 @@ final class Region implements FileMapper {
             case VmaBacking.Anonymous a -> a;
             case VmaBacking.File f -> new VmaBacking.File(f.inode(), f.pgoff() + shift, f.shared());
             case VmaBacking.Dax d -> new VmaBacking.Dax(d.inode(), d.pgoff() + shift, d.shared());
+            case VmaBacking.PciBar p -> new VmaBacking.PciBar(p.function(), p.bar(), p.offset() + (shift << PAGE_SHIFT));
         };
-        return new Region(mm, s, e, prot, b, mayWrite);
+        return new Region(mm, s, e, prot, b, mayWrite, pfnMap);
     }
 
     Region withProt(int newProt) {
-        return new Region(mm, start, end, newProt, backing, mayWrite);
+        return new Region(mm, start, end, newProt, backing, mayWrite, pfnMap);
+    }
+
+    /** The byte of the mapped BAR at {@code vaddr}; only for a region with a {@link #pfnMap}. */
+    long barOffset(long vaddr) {
+        return ((VmaBacking.PciBar) backing).offset() + (vaddr - start);
+    }
+
+    /** {@code VM_IO | VM_PFNMAP}: a BAR, no pages of memory. */
+    boolean pfnmap() {
+        return pfnMap != null;
     }
 
     @Override
@@ -110,6 +131,10 @@ final class Region implements FileMapper {
 
     Vma toVma() {
         Set<VmaFlag> flags = shared() ? EnumSet.of(VmaFlag.SHARED) : EnumSet.noneOf(VmaFlag.class);
+        if (pfnmap()) {
+            flags.add(VmaFlag.IO);
+            flags.add(VmaFlag.PFNMAP);
+        }
         return new Vma(start, end, prot, flags, backing);
     }
 

@@ -16,7 +16,8 @@ import static dev.dmaplane.mem.HostMemory.PAGE_SIZE;
  * faulting pages in, breaking copy-on-write for stores, marking shared file pages dirty. Permissions are checked
  * for the whole range first, so a refused access changes nothing: a store to a VMA without {@code PROT_WRITE}
  * (or a load without {@code PROT_READ}) fails with {@code EFAULT}, the error {@code copy_to_user} and GUP report
- * where a user-space instruction would take {@code SIGSEGV} ({@code SEGV_ACCERR}).
+ * where a user-space instruction would take {@code SIGSEGV} ({@code SEGV_ACCERR}). An access to a BAR mapping goes
+ * to the BAR ({@link PfnMap}), its pages faulted in first.
  */
 public final class UserAccess {
     private UserAccess() {
@@ -53,6 +54,9 @@ public final class UserAccess {
                             + " with protection " + Prot.letters(r.prot));
                 }
                 Mm.checkFilePages(r, addr, addr + len);
+                if (r.pfnmap()) {
+                    r.pfnMap.populate(r, addr, addr + len, what);
+                }
             }
             long done = 0;
             int ri = 0;
@@ -65,6 +69,11 @@ public final class UserAccess {
                 long vpn = at >>> PAGE_SHIFT;
                 long off = at & Mm.PAGE_MASK;
                 long n = Math.min(PAGE_SIZE - off, len - done);
+                if (r.pfnmap()) {
+                    r.pfnMap.access(r, at, buf, done, n, write);
+                    done += n;
+                    continue;
+                }
                 long pte = Faults.followLocked(mm, r, vpn, write, false);
                 long pfn = Pte.pfn(pte);
                 try {
