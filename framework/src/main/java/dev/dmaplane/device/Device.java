@@ -23,6 +23,7 @@ public abstract class Device {
     private volatile BoundDevice binding;
     private volatile DmaApi dma;
     private volatile boolean present;
+    private volatile String driverOverride;
 
     protected Device(String name, Device parent) {
         if (name == null || name.isBlank()) {
@@ -65,6 +66,15 @@ public abstract class Device {
     /** The driver bound to this device, if any. */
     public final Optional<Driver> driver() {
         return Optional.ofNullable(driver);
+    }
+
+    /**
+     * The only driver that may bind to this device ({@code driver_override} in
+     * {@code Documentation/ABI/testing/sysfs-bus-pci}), set through {@link DeviceCore#setDriverOverride}; empty
+     * when any driver whose ID table matches may.
+     */
+    public final Optional<String> driverOverride() {
+        return Optional.ofNullable(driverOverride);
     }
 
     /** Whether the device is on its bus (added and not yet removed). */
@@ -125,6 +135,10 @@ public abstract class Device {
     final void bindState(Driver d, BoundDevice b) {
         this.driver = d;
         this.binding = b;
+    }
+
+    final void setDriverOverride(String name) {
+        this.driverOverride = name;
     }
 
     final void setPresent(boolean p) {

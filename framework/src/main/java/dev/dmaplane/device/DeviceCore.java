@@ -20,11 +20,16 @@ import java.util.function.Consumer;
 /**
  * The driver core ({@code drivers/base/}): devices and drivers meet here. A device that appears is probed by
  * the first registered driver whose table matches; a driver that registers probes every unbound device it
- * matches. A probe that throws leaves that device unbound and touches no other. Unbinding runs the driver's
+ * matches. A device with a {@code driver_override} matches only the driver of that name, table or not. A probe that throws leaves that device unbound and touches no other. Unbinding runs the driver's
  * {@code remove}, then releases device-managed resources, then tells unbind listeners (dma-debug's leak check).
  */
 public final class DeviceCore {
     private static final Logger LOG = LoggerFactory.getLogger(DeviceCore.class);
+
+    /** {@code PAGE_SIZE - 1}: the shortest {@code driver_override} {@code driver_set_override} refuses. */
+    static final int OVERRIDE_MAX = 4095;
+    /** {@code pci_device_id_any}: what the overriding driver's probe gets when its table does not match. */
+    private static final MatchEntry PCI_ANY = MatchEntry.Pci.ofClass(0, 0);
 
     private final Tracer tracer;
     private final ReentrantLock lock = new ReentrantLock();
@@ -183,12 +188,18 @@ public final class DeviceCore {
     }
 
     /**
-     * Binds {@code device} to {@code driver} by hand ({@code echo BDF > .../bind}).
+     * Binds {@code device} to {@code driver} by hand ({@code echo BDF > /sys/bus/pci/drivers/NAME/bind},
+     * {@code bind_store} in {@code drivers/base/bus.c}): the driver must match the device, by its ID table or by the
+     * device's {@code driver_override}.
      *
-     * @throws ErrnoException {@code EBUSY} if already bound, {@code ENODEV} if the driver does not match or its
-     *                        probe failed, {@code ENODEV} for an unknown device or driver
+     * @throws ErrnoException {@code ENODEV} for a device not on its bus, a driver not registered, a driver that does
+     *                        not match ({@code driver_match_device}, an override naming another driver included) or
+     *                        whose probe failed; {@code EBUSY} if the device is bound already
+     *                        ({@code __driver_probe_device})
      */
     public void bind(Device device, Driver driver) {
+        ErrnoException.requireNonNull(device, "bind: device");
+        ErrnoException.requireNonNull(driver, "bind: driver");
         lock.lock();
         try {
             if (lookup(device.name()) != device) {
@@ -197,11 +208,12 @@ public final class DeviceCore {
             if (!drivers.contains(driver)) {
                 throw new ErrnoException(Errno.ENODEV, "driver '" + driver.name() + "' is not registered");
             }
+            if (match(device, driver).isEmpty()) {
+                throw new ErrnoException(Errno.ENODEV, "driver '" + driver.name() + "' does not match " + device.name()
+                        + device.driverOverride().map(o -> " (driver_override is '" + o + "')").orElse(""));
+            }
             if (device.driver().isPresent()) {
                 throw new ErrnoException(Errno.EBUSY, device.name() + " is already bound to " + device.driver().get().name());
-            }
-            if (driver.matchTable().match(device).isEmpty()) {
-                throw new ErrnoException(Errno.ENODEV, "driver '" + driver.name() + "' does not match " + device.name());
             }
             if (!tryProbe(device, driver)) {
                 throw new ErrnoException(Errno.ENODEV, "probe of " + device.name() + " by '" + driver.name() + "' failed");
@@ -217,6 +229,96 @@ public final class DeviceCore {
         lock.lock();
         try {
             unbindLocked(device);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Unbinds {@code device} from {@code driver} ({@code echo BDF > /sys/bus/pci/drivers/NAME/unbind},
+     * {@code unbind_store} in {@code drivers/base/bus.c}): the driver's remove runs, then devres is released.
+     *
+     * @throws ErrnoException {@code ENODEV} for a device not on its bus or not bound to {@code driver}
+     */
+    public void unbind(Device device, Driver driver) {
+        ErrnoException.requireNonNull(device, "unbind: device");
+        ErrnoException.requireNonNull(driver, "unbind: driver");
+        lock.lock();
+        try {
+            if (lookup(device.name()) != device) {
+                throw new ErrnoException(Errno.ENODEV, "device " + device.name() + " is not on its bus");
+            }
+            if (device.driver().orElse(null) != driver) {
+                throw new ErrnoException(Errno.ENODEV, device.name() + " is not bound to '" + driver.name() + "' but to "
+                        + device.driver().map(d -> "'" + d.name() + "'").orElse("no driver"));
+            }
+            unbindLocked(device);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Sets or clears the device's {@code driver_override} ({@code driver_set_override} in
+     * {@code drivers/base/driver.c}): from then on only the driver of that name binds to it, whatever its ID table
+     * says, and every other driver is refused. Like the kernel's store, it neither unbinds the driver bound now nor
+     * probes: {@link #unbind(Device, Driver)} and {@link #reprobe} do that (as {@code driverctl set-override} does).
+     *
+     * @param name the driver's name, up to the first newline; null, empty or a lone newline clears the override
+     * @throws ErrnoException {@code EINVAL} for a name of {@code PAGE_SIZE - 1} (4095) bytes or more, or a device on
+     *                        a bus without {@code driver_override} (the auxiliary bus); {@code ENODEV} for a device
+     *                        not on its bus
+     */
+    public void setDriverOverride(Device device, String name) {
+        ErrnoException.requireNonNull(device, "driver_override: device");
+        if (name != null && name.length() >= OVERRIDE_MAX) {
+            throw new ErrnoException(Errno.EINVAL, "driver_override of " + device.name() + ": " + name.length()
+                    + " bytes, at most " + (OVERRIDE_MAX - 1) + " fit");
+        }
+        if (device.bus() != BusType.PCI) {
+            throw new ErrnoException(Errno.EINVAL, "driver_override of " + device.name() + ": the "
+                    + device.bus().name().toLowerCase() + " bus has no driver_override");
+        }
+        String value = name == null ? "" : name;
+        int nl = value.indexOf('\n');
+        if (nl >= 0) {
+            value = value.substring(0, nl);
+        }
+        lock.lock();
+        try {
+            if (lookup(device.name()) != device) {
+                throw new ErrnoException(Errno.ENODEV, "device " + device.name() + " is not on its bus");
+            }
+            device.setDriverOverride(value.isEmpty() ? null : value);
+            tracer.emit(TraceKind.DRIVER, device.name(), -1, 0, "driver_override=" + (value.isEmpty() ? "(null)" : value));
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Probes an unbound device against the registered drivers again ({@code echo BDF > /sys/bus/pci/drivers_probe},
+     * {@code bus_rescan_devices_helper}): the first that matches binds; a bound device, or one no driver matches,
+     * stays as it is.
+     *
+     * @return whether the device is bound afterwards
+     * @throws ErrnoException {@code ENODEV} for a device not on its bus
+     */
+    public boolean reprobe(Device device) {
+        ErrnoException.requireNonNull(device, "drivers_probe: device");
+        lock.lock();
+        try {
+            if (lookup(device.name()) != device) {
+                throw new ErrnoException(Errno.ENODEV, "device " + device.name() + " is not on its bus");
+            }
+            if (device.driver().isEmpty()) {
+                for (Driver d : drivers) {
+                    if (tryProbe(device, d)) {
+                        break;
+                    }
+                }
+            }
+            return device.driver().isPresent();
         } finally {
             lock.unlock();
         }
@@ -281,8 +383,21 @@ public final class DeviceCore {
         return devices().stream().filter(d -> d.driver().orElse(null) == driver).toList();
     }
 
+    /**
+     * {@code pci_match_device} with {@code driver_override}: an override naming another driver matches nothing; the
+     * driver it names matches by its ID table, else by {@code pci_device_id_any}.
+     */
+    private static Optional<MatchEntry> match(Device device, Driver driver) {
+        String override = device.driverOverride().orElse(null);
+        if (override != null && !override.equals(driver.name())) {
+            return Optional.empty();
+        }
+        Optional<MatchEntry> row = driver.matchTable().match(device);
+        return row.isEmpty() && override != null ? Optional.of(PCI_ANY) : row;
+    }
+
     private boolean tryProbe(Device device, Driver driver) {
-        Optional<MatchEntry> match = driver.matchTable().match(device);
+        Optional<MatchEntry> match = match(device, driver);
         if (match.isEmpty()) {
             return false;
         }

@@ -1,6 +1,7 @@
 package dev.dmaplane.runtime.impl;
 
 import dev.dmaplane.device.Device;
+import dev.dmaplane.device.DeviceCore;
 import dev.dmaplane.device.Driver;
 import dev.dmaplane.dmabuf.DmaBufs;
 import dev.dmaplane.errno.Errno;
@@ -8,6 +9,7 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.irq.IrqVectors;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.pci.Bdf;
 import dev.dmaplane.trace.TraceEvent;
 import dev.dmaplane.trace.TraceKind;
 import org.osgi.service.component.annotations.Activate;
@@ -17,6 +19,7 @@ import org.osgi.service.component.annotations.Reference;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
+import java.util.Optional;
 import java.util.stream.Collectors;
 
 /**
@@ -35,6 +38,10 @@ import java.util.stream.Collectors;
         "osgi.command.function=memory",
         "osgi.command.function=dmabuf",
         "osgi.command.function=interrupts",
+        "osgi.command.function=override",
+        "osgi.command.function=unoverride",
+        "osgi.command.function=bind",
+        "osgi.command.function=unbind",
         "osgi.command.function=help"})
 public final class DmaplaneCommands {
     /** Events {@code trace} shows without a count. */
@@ -76,6 +83,12 @@ public final class DmaplaneCommands {
                                             whether each is dynamic, pinned or revoked
                 dmaplane:interrupts         /proc/interrupts: every requested MSI-X vector of every function
                                             with its count, chip, hwirq and handler name; ERR for spurious ones
+                dmaplane:override           devices with a driver_override (driverctl list-overrides)
+                dmaplane:override BDF DRV   driverctl set-override: only driver DRV may bind BDF; its driver is
+                                            unbound if another, then BDF is probed again (drivers_probe)
+                dmaplane:unoverride BDF     driverctl unset-override: clears it, unbinds, probes again
+                dmaplane:bind BDF DRV       echo BDF > /sys/bus/pci/drivers/DRV/bind
+                dmaplane:unbind BDF [DRV]   echo BDF > /sys/bus/pci/drivers/DRV/unbind (DRV: the bound driver)
                 Driver bundles copied into the deploy directory are installed, started and bound within a second;
                 deleting them unbinds (the driver's remove runs) and uninstalls them.""".formatted(DEFAULT_TRACE_EVENTS);
     }
@@ -142,6 +155,87 @@ public final class DmaplaneCommands {
             throw usage("dmadebug", "option '" + option + "'", "dmaplane:dmadebug [-v]");
         }
         return DmaDebugView.describe(machine, true);
+    }
+
+    /** {@code dmaplane:override}: the devices with a {@code driver_override}, as {@code driverctl list-overrides}. */
+    public String override() {
+        List<String> lines = machine.devices().devices().stream().filter(d -> d.driverOverride().isPresent())
+                .map(d -> d.name() + " " + d.driverOverride().get()).sorted().toList();
+        return lines.isEmpty() ? "no driver overrides" : String.join("\n", lines);
+    }
+
+    /**
+     * {@code dmaplane:override BDF DRIVER}: {@code driverctl set-override}: sets {@code driver_override}, unbinds
+     * the device's driver if it is another one, and probes it again ({@code drivers_probe}).
+     */
+    public String override(String device, String driver) {
+        Device d = device("override", device);
+        DeviceCore core = machine.devices();
+        core.setDriverOverride(d, driver);
+        Optional<Driver> current = d.driver();
+        if (current.isPresent() && !current.get().name().equals(d.driverOverride().orElse(null))) {
+            core.unbind(d, current.get());
+        }
+        core.reprobe(d);
+        return binding(d);
+    }
+
+    /** {@code dmaplane:unoverride BDF}: {@code driverctl unset-override}: clears it, unbinds, probes again. */
+    public String unoverride(String device) {
+        Device d = device("unoverride", device);
+        DeviceCore core = machine.devices();
+        core.setDriverOverride(d, null);
+        d.driver().ifPresent(current -> core.unbind(d, current));
+        core.reprobe(d);
+        return binding(d);
+    }
+
+    /** {@code dmaplane:bind BDF DRIVER}: {@code echo BDF > /sys/bus/pci/drivers/DRIVER/bind}. */
+    public String bind(String device, String driver) {
+        Device d = device("bind", device);
+        machine.devices().bind(d, driver("bind", driver));
+        return binding(d);
+    }
+
+    /** {@code dmaplane:unbind BDF}: {@code echo BDF > .../drivers/DRIVER/unbind} for the driver bound now. */
+    public String unbind(String device) {
+        Device d = device("unbind", device);
+        Driver current = d.driver().orElseThrow(() -> new ErrnoException(Errno.ENODEV,
+                "dmaplane:unbind: " + d.name() + " is bound to no driver"));
+        machine.devices().unbind(d, current);
+        return binding(d);
+    }
+
+    /** {@code dmaplane:unbind BDF DRIVER}: {@code echo BDF > /sys/bus/pci/drivers/DRIVER/unbind}. */
+    public String unbind(String device, String driver) {
+        Device d = device("unbind", device);
+        machine.devices().unbind(d, driver("unbind", driver));
+        return binding(d);
+    }
+
+    /**
+     * The device named {@code name} (an auxiliary device's name, or a BDF, short or full).
+     *
+     * @throws ErrnoException {@code EINVAL} for a malformed BDF, {@code ENODEV} for no such device
+     */
+    private Device device(String command, String name) {
+        DeviceCore core = machine.devices();
+        return core.findDevice(name).or(() -> core.findDevice(Bdf.parse(name).toString()))
+                .orElseThrow(() -> new ErrnoException(Errno.ENODEV, "dmaplane:" + command + ": no device '" + name
+                        + "' on this machine (dmaplane:devices lists them)"));
+    }
+
+    /** The registered driver named {@code name}; {@code ENODEV} if none (no {@code /sys/bus/pci/drivers/NAME}). */
+    private Driver driver(String command, String name) {
+        return machine.devices().drivers().stream().filter(d -> d.name().equals(name)).findFirst()
+                .orElseThrow(() -> new ErrnoException(Errno.ENODEV, "dmaplane:" + command + ": no driver '" + name
+                        + "' registered (dmaplane:drivers lists them)"));
+    }
+
+    /** One line: the device, its override and its driver. */
+    private static String binding(Device d) {
+        return d.name() + ": driver_override " + d.driverOverride().orElse("(none)") + ", "
+                + d.driver().map(drv -> "bound to " + drv.name()).orElse("bound to no driver");
     }
 
     /** {@code dmaplane:devices}: the device tree with bound drivers. */

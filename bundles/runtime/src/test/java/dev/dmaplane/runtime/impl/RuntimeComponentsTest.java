@@ -233,6 +233,57 @@ class RuntimeComponentsTest {
     }
 
     /**
+     * {@code dmaplane:override}, {@code unoverride}, {@code bind} and {@code unbind} do what {@code driverctl
+     * set-override}/{@code unset-override}/{@code list-overrides} and the sysfs {@code bind}/{@code unbind} stores do
+     * ({@code Documentation/ABI/testing/sysfs-bus-pci} {@code driver_override}, {@code drivers/base/bus.c}), with
+     * the kernel's errnos.
+     */
+    @Test
+    void overrideBindAndUnbindCommandsWorkAsDriverctl() {
+        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder, DmaBufs.of(machine));
+        binder.bindDriver(new GpuDriver("gpu", machine), null);
+        binder.bindDriver(new Driver() {
+            @Override
+            public String name() {
+                return "vfio-pci";
+            }
+
+            @Override
+            public MatchTable matchTable() {
+                return MatchTable.of(MatchEntry.Pci.of(0xffff, 0xffff));
+            }
+
+            @Override
+            public BoundDevice probe(Device device, MatchEntry match) {
+                return () -> { };
+            }
+        }, null);
+        assertEquals("no driver overrides", cmds.override());
+
+        assertEquals("0000:06:00.0: driver_override vfio-pci, bound to vfio-pci", cmds.override("06:00.0", "vfio-pci"));
+        assertEquals(GPU + ": driver_override vfio-pci, bound to vfio-pci", cmds.override(GPU, "vfio-pci"),
+                "the GPU's own driver is unbound first");
+        assertEquals("0000:03:00.0 vfio-pci\n0000:06:00.0 vfio-pci", cmds.override());
+        assertEquals(GPU + ": driver_override (none), bound to gpu", cmds.unoverride(GPU));
+
+        assertEquals("0000:06:00.0: driver_override vfio-pci, bound to no driver", cmds.unbind("0000:06:00.0"));
+        Map<Errno, Executable> refused = Map.of(
+                Errno.ENODEV, () -> cmds.unbind("06:00.0"),
+                Errno.EINVAL, () -> cmds.bind("zz:00.0", "gpu"));
+        refused.forEach((errno, call) -> assertEquals(errno, assertThrows(ErrnoException.class, call).errno()));
+        assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, () -> cmds.bind("06:00.0", "gpu")).errno(),
+                "the override refuses every other driver");
+        assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, () -> cmds.bind("06:00.0", "nope")).errno());
+        assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, () -> cmds.bind("42:00.0", "gpu")).errno());
+        assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, () -> cmds.unbind(GPU, "vfio-pci")).errno());
+        assertEquals("0000:06:00.0: driver_override vfio-pci, bound to vfio-pci", cmds.bind("06:00.0", "vfio-pci"));
+        assertEquals(Errno.EBUSY, assertThrows(ErrnoException.class, () -> cmds.bind("06:00.0", "vfio-pci")).errno());
+        assertEquals("0000:06:00.0: driver_override vfio-pci, bound to no driver", cmds.unbind("06:00.0", "vfio-pci"));
+        assertEquals("0000:06:00.0: driver_override (none), bound to no driver", cmds.unoverride("06:00.0"));
+        assertTrue(cmds.help().contains("dmaplane:override BDF DRV"), cmds.help());
+    }
+
+    /**
      * A bad argument to a {@code dmaplane:} command is {@code EINVAL} naming the command and the argument, as the
      * issue 17 rule for every command says (a kernel command's {@code -EINVAL}); found by DmaplaneCommandsFuzzTest,
      * whose inputs {@code lspci ''}, {@code iommu ''}, {@code dmadebug ''} threw IllegalArgumentException and
