@@ -4,6 +4,7 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.iommu.impl.PtNode;
 import java.util.ArrayList;
+import java.util.BitSet;
 import java.util.List;
 
 /**
@@ -22,6 +23,10 @@ import java.util.List;
  * go too). Unhooked tables go to a small direct-mapped parking area (64 tables at most) keyed by their place, from
  * which a later {@link #map} of the same region takes them back instead of allocating; a parked table pushed out by
  * another one is left to the garbage collector, which, like RCU, frees it only once no walker can still hold it.
+ *
+ * <p>Dirty bits: {@link #markDirty} sets a leaf's dirty bit with an atomic update, as the walker of a table with
+ * dirty tracking does on a write translation; {@link #readDirty} reads (and may clear) them. A block split keeps
+ * its dirty bit in every page, also when a walker sets it while the split is under way.
  *
  * <p>Errors: misaligned addresses or sizes, a non-positive size and bad permissions are {@code EINVAL}; an IOVA range
  * reaching past 2^48 or a physical range past 2^52 (the LPAE output size) is {@code ERANGE}; mapping over any mapped
@@ -48,6 +53,8 @@ public final class IoPageTable {
     private static final int PROT_SHIFT = 1;
     private static final long BLOCK = 1 << 3;
     private static final long TABLE = 1 << 4;
+    /** Written through since the bit was last cleared: the dirty bit of io-pgtable-arm's DBM or VT-d's A/D bits. */
+    private static final long DIRTY = 1 << 5;
     private static final long PHYS_MASK = ((1L << PHYS_BITS) - 1) & -PAGE_SIZE;
     private static final int PARKING_SLOTS = 64;
 
@@ -84,6 +91,11 @@ public final class IoPageTable {
         return (checkLeaf(leaf) & BLOCK) != 0 ? BLOCK_SIZE : PAGE_SIZE;
     }
 
+    /** Whether a device wrote through {@code leaf} since its dirty bit was last cleared. */
+    public static boolean dirtyOf(long leaf) {
+        return (checkLeaf(leaf) & DIRTY) != 0;
+    }
+
     private static long checkLeaf(long leaf) {
         if ((leaf & VALID) == 0 || (leaf & TABLE) != 0) {
             throw new ErrnoException(Errno.EINVAL, "0x" + Long.toHexString(leaf) + " is not a leaf entry");
@@ -118,6 +130,87 @@ public final class IoPageTable {
             }
         }
         throw new IllegalStateException("table marker at the leaf level for IOVA 0x" + Long.toHexString(iova));
+    }
+
+    /**
+     * The table walker's dirty-bit update on a write translation (the hardware's atomic update of the leaf, as
+     * {@code io-pgtable-arm} with DBM or VT-d second-level A/D bits do it); lock-free, like {@link #walk}.
+     *
+     * @return the leaf that maps {@code iova}, with its dirty bit set, or 0 if {@code iova} is not mapped
+     * @throws ErrnoException {@code ERANGE} if {@code iova} is negative or not below 2^48
+     */
+    public long markDirty(long iova) {
+        if ((iova >>> IOVA_BITS) != 0) {
+            throw new ErrnoException(Errno.ERANGE, "IOVA 0x" + Long.toHexString(iova) + " is outside the 48-bit space");
+        }
+        retry:
+        while (true) {
+            PtNode t = root;
+            for (int level = 0; level < LEVELS; level++) {
+                int i = index(iova, level);
+                long e = t.entryAcquire(i);
+                if ((e & TABLE) == 0) {
+                    if (e == 0 || (e & DIRTY) != 0) {
+                        return e;
+                    }
+                    if (t.compareAndSetLeaf(i, e, e | DIRTY)) {
+                        return e | DIRTY;
+                    }
+                    continue retry; // unmapped, split or dirtied meanwhile: walk again
+                }
+                t = t.childAcquire(i);
+                if (t == null) {
+                    return 0;
+                }
+            }
+            throw new IllegalStateException("table marker at the leaf level for IOVA 0x" + Long.toHexString(iova));
+        }
+    }
+
+    /**
+     * Reads the dirty bits of the leaves in {@code [iova, iova + size)} into a bitmap of {@code pageSize} pages, bit
+     * {@code n} for the page at {@code iova + n * pageSize}, as {@code iommu_dirty_bitmap_record} records them: a
+     * dirty leaf sets the bit of every page it overlaps (a 2 MiB block all of its pages). With {@code clear} the bits
+     * are cleared as they are read ({@code read_and_clear_dirty}), atomically against walkers setting them, so no
+     * write is lost between the read and the clear; the caller must then flush translation caches.
+     *
+     * @throws ErrnoException {@code EINVAL} or {@code ERANGE} for a bad range (see the class comment)
+     */
+    public BitSet readDirty(long iova, long size, long pageSize, boolean clear) {
+        checkRange(iova, size);
+        BitSet bits = new BitSet();
+        synchronized (writer) {
+            readDirty(root, 0, iova, iova + size, clear, (leafIova, leafSize) -> {
+                long from = Math.max(leafIova, iova) - iova;
+                long to = Math.min(leafIova + leafSize, iova + size) - iova;
+                bits.set((int) (from / pageSize), (int) ((to - 1) / pageSize) + 1);
+            });
+        }
+        return bits;
+    }
+
+    /** A dirty leaf found by {@link #readDirty}. */
+    private interface DirtyLeaf {
+        void found(long iova, long size);
+    }
+
+    private static void readDirty(PtNode t, int level, long from, long to, boolean clear, DirtyLeaf out) {
+        long span = 1L << shift(level);
+        long addr = from;
+        while (addr < to) {
+            long regionStart = addr & -span;
+            long end = Math.min(to, regionStart + span);
+            int i = index(addr, level);
+            long e = t.entryAcquire(i);
+            if ((e & TABLE) != 0) {
+                readDirty(t.child(i), level + 1, addr, end, clear, out);
+            } else if (e != 0 && (e & DIRTY) != 0) {
+                if (!clear || (t.clearBits(i, DIRTY) & DIRTY) != 0) {
+                    out.found(regionStart, span);
+                }
+            }
+            addr = end;
+        }
     }
 
     /**
@@ -285,15 +378,25 @@ public final class IoPageTable {
         return bytes;
     }
 
-    /** Replaces block {@code e} under {@code t[i]} by a full table of pages with the same translation. */
+    /**
+     * Replaces block {@code e} under {@code t[i]} by a full table of pages with the same translation, dirty bit
+     * included; a walker that dirties the block meanwhile makes it start over with the dirty block.
+     */
     private PtNode split(PtNode t, int i, long e, int level, long regionStart) {
         PtNode pages = takeTable(level + 1, regionStart);
-        long phys = e & PHYS_MASK;
-        int prot = protOf(e);
-        for (int j = 0; j < PtNode.ENTRIES; j++) {
-            pages.fill(j, leaf(phys + j * PAGE_SIZE, prot, false));
+        long block = e;
+        while (true) {
+            long phys = block & PHYS_MASK;
+            long dirty = block & DIRTY;
+            int prot = protOf(block);
+            for (int j = 0; j < PtNode.ENTRIES; j++) {
+                pages.fill(j, leaf(phys + j * PAGE_SIZE, prot, false) | dirty);
+            }
+            if (t.hookReplacing(i, pages, TABLE, block)) {
+                break;
+            }
+            block = t.entryAcquire(i); // the writer lock is ours: only the dirty bit can have changed
         }
-        t.hook(i, pages, TABLE);
         tables++;
         return pages;
     }

@@ -7,6 +7,7 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.trace.TraceKind;
 import dev.dmaplane.trace.Tracer;
 
+import java.util.BitSet;
 import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -14,7 +15,8 @@ import java.util.function.Consumer;
 
 /**
  * An IOMMU domain ({@code struct iommu_domain}): one I/O address space that groups attach to. Paging domains own
- * a page table; DMA domains also own an IOVA allocator for the DMA API.
+ * a page table, with dirty tracking ({@code domain->dirty_ops}); DMA domains also own an IOVA allocator for the
+ * DMA API.
  */
 public final class IommuDomain {
     /** The IOVA space a domain covers: 48 bits, as a 4-level page table. */
@@ -31,6 +33,10 @@ public final class IommuDomain {
     private final List<IommuGroup> groups = new CopyOnWriteArrayList<>();
     private volatile Consumer<IommuFault> faultHandler;
     private volatile boolean freed;
+    /** {@code set_dirty_tracking} enabled: write translations set the dirty bit of their leaves. */
+    private volatile boolean dirtyTracking;
+    /** Translation-cache flushes other than unmaps (dirty bits cleared, tracking enabled); part of the generation. */
+    private volatile long dirtyFlushes;
 
     IommuDomain(int id, IommuDomainType type, Iommu iommu, Tracer tracer) {
         this.id = id;
@@ -83,7 +89,75 @@ public final class IommuDomain {
      * a device's address translation cache (PCIe ATS) made under an older value must not be used any more.
      */
     public long iotlbGeneration() {
-        return type.paging() ? pageTable.unmapCount() : 0;
+        return type.paging() ? pageTable.unmapCount() + dirtyFlushes : 0;
+    }
+
+    /**
+     * {@code domain->dirty_ops->set_dirty_tracking}, as {@code iopt_set_dirty_tracking} in
+     * {@code drivers/iommu/iommufd/io_pagetable.c} drives it: enabling first clears every dirty bit (so no write of
+     * an earlier period is reported) and flushes the translation caches (so no write translation cached before
+     * goes on writing without setting the dirty bit); from then on every write translation sets the dirty bit of
+     * its leaf before a device's translation cache may hold it. Enabling twice, or disabling, keeps the bits.
+     *
+     * @throws ErrnoException {@code EOPNOTSUPP} for a domain without a page table (no {@code dirty_ops}),
+     *                        {@code ENODEV} once freed
+     */
+    public synchronized void setDirtyTracking(boolean enable) {
+        requireDirtyOps("set_dirty_tracking");
+        if (enable && !dirtyTracking) {
+            pageTable.readDirty(0, APERTURE_END, APERTURE_END, true);
+            dirtyTracking = true;
+            dirtyFlushes++;
+        } else if (!enable) {
+            dirtyTracking = false;
+        }
+    }
+
+    /** Whether {@link #setDirtyTracking} enabled dirty tracking. */
+    public boolean dirtyTracking() {
+        return dirtyTracking;
+    }
+
+    /**
+     * {@code iommu_read_and_clear_dirty} over {@code [iova, iova + length)} ({@code read_and_clear_dirty} with an
+     * {@code iommu_dirty_bitmap}, checked as {@code iommufd_check_iova_range} does): bit {@code n} of the answer is
+     * set when a device wrote into the {@code pageSize} page at {@code iova + n * pageSize} through a leaf that was
+     * clean (a 2 MiB block marks all its pages). Unless {@code noClear} ({@code IOMMU_DIRTY_NO_CLEAR}), the bits
+     * read are cleared and the translation caches flushed ({@code iommu_iotlb_sync}), so the next write to such a
+     * page sets its bit again; a write in flight while the bits are cleared may be reported in this bitmap or the
+     * next.
+     *
+     * @throws ErrnoException {@code EOPNOTSUPP} for a domain without a page table; {@code EINVAL} when tracking is
+     *                        off (as the VT-d driver answers a read with a bitmap), for a {@code pageSize} that is not
+     *                        a power of two of at least 4 KiB, an {@code iova} or {@code length} not a multiple of
+     *                        it, a {@code length} below 1, or a bitmap of more than 2^31 - 1 bits; {@code ERANGE}
+     *                        past the 48-bit aperture; {@code ENODEV} once freed
+     */
+    public BitSet readAndClearDirty(long iova, long length, long pageSize, boolean noClear) {
+        requireDirtyOps("read_and_clear_dirty");
+        if (pageSize < IoPageTable.PAGE_SIZE || Long.bitCount(pageSize) != 1) {
+            throw new ErrnoException(Errno.EINVAL, "dirty bitmap page size 0x" + Long.toHexString(pageSize)
+                    + " is not a power of two of at least 4 KiB");
+        }
+        if (length <= 0 || ((iova | length) & (pageSize - 1)) != 0) {
+            throw new ErrnoException(Errno.EINVAL, "dirty bitmap range 0x" + Long.toHexString(iova) + "+0x"
+                    + Long.toHexString(length) + " is empty or not aligned to its page size 0x"
+                    + Long.toHexString(pageSize));
+        }
+        if (length / pageSize > Integer.MAX_VALUE) {
+            throw new ErrnoException(Errno.EINVAL, "dirty bitmap of " + length / pageSize + " pages is too large");
+        }
+        synchronized (this) {
+            if (!dirtyTracking) {
+                throw new ErrnoException(Errno.EINVAL, "read_and_clear_dirty of domain " + name()
+                        + ": dirty tracking is off");
+            }
+            BitSet dirty = pageTable.readDirty(iova, length, pageSize, !noClear);
+            if (!noClear) {
+                dirtyFlushes++;
+            }
+            return dirty;
+        }
     }
 
     /** The physical address {@code iova} translates to, or -1 ({@code iommu_iova_to_phys}). */
@@ -117,7 +191,10 @@ public final class IommuDomain {
         return IoPageTable.physOf(leafFor(device, iova, write), iova);
     }
 
-    /** The page-table leaf of a paging domain that lets {@code device} access {@code iova}; faults otherwise. */
+    /**
+     * The page-table leaf of a paging domain that lets {@code device} access {@code iova}; faults otherwise. A write
+     * under dirty tracking sets the leaf's dirty bit first.
+     */
     private long leafFor(String device, long iova, boolean write) {
         if (iova < 0 || iova >= APERTURE_END) {
             throw fault(device, iova, write, FaultReason.OUT_OF_RANGE, "outside the 48-bit aperture");
@@ -129,6 +206,12 @@ public final class IommuDomain {
         int prot = IoPageTable.protOf(leaf);
         if (write ? (prot & IoPageTable.PROT_WRITE) == 0 : (prot & IoPageTable.PROT_READ) == 0) {
             throw fault(device, iova, write, FaultReason.PERMISSION, write ? "write to a read-only mapping" : "read of a write-only mapping");
+        }
+        if (write && dirtyTracking && !IoPageTable.dirtyOf(leaf)) {
+            leaf = pageTable.markDirty(iova);
+            if (leaf == 0) {
+                throw fault(device, iova, true, FaultReason.NOT_MAPPED, "not mapped");
+            }
         }
         return leaf;
     }
@@ -155,6 +238,13 @@ public final class IommuDomain {
             int p = IoPageTable.protOf(next);
             if (write ? (p & IoPageTable.PROT_WRITE) == 0 : (p & IoPageTable.PROT_READ) == 0) {
                 break;
+            }
+            if (write && dirtyTracking && !IoPageTable.dirtyOf(next)) {
+                // the run may go into a translation cache: each of its leaves is dirty before it does
+                long marked = pageTable.markDirty(iova + n);
+                if (marked == 0 || IoPageTable.physOf(marked, iova + n) != phys + n) {
+                    break;
+                }
             }
             n += IoPageTable.leafSize(next);
         }
@@ -225,6 +315,16 @@ public final class IommuDomain {
             h.accept(f);
         }
         return new DmaFaultException(device, iova, write, why, "IOMMU fault in " + name() + ": " + reason);
+    }
+
+    private void requireDirtyOps(String op) {
+        if (!type.paging()) {
+            throw new ErrnoException(Errno.EOPNOTSUPP, op + " of domain " + name()
+                    + ": a domain without a page table has no dirty tracking");
+        }
+        if (freed) {
+            throw new ErrnoException(Errno.ENODEV, "domain " + name() + " was freed");
+        }
     }
 
     private void requirePaging(String op) {

@@ -1,6 +1,6 @@
-/** The IOMMU: groups, domains with page tables, the IOVA allocator, and fault records. */
+/** The IOMMU: groups, domains with page tables and dirty tracking, the IOVA allocator, and fault records. */
 @Export
-@Version("1.0.0")
+@Version("1.1.0")
 package dev.dmaplane.iommu;
 
 import org.osgi.annotation.bundle.Export;

@@ -77,6 +77,28 @@ public final class PtNode {
         LONGS.setRelease(entries, index, value);
     }
 
+    /**
+     * Walker update of a leaf, as the hardware's atomic dirty-bit write: replaces {@code expected} by {@code value},
+     * both non-zero, so {@link #used} stays; false if the entry changed meanwhile.
+     */
+    public boolean compareAndSetLeaf(int index, long expected, long value) {
+        return LONGS.compareAndSet(entries, index, expected, value);
+    }
+
+    /** Writer clear of {@code bits} of a leaf, atomic against walkers setting them; returns the entry before. */
+    public long clearBits(int index, long bits) {
+        return (long) LONGS.getAndBitwiseAnd(entries, index, ~bits);
+    }
+
+    /**
+     * Hangs {@code child} under {@code index} in place of the leaf {@code expected} (a block being split), unless a
+     * walker changed the leaf meanwhile (set its dirty bit): then nothing is hooked and the caller retries.
+     */
+    public boolean hookReplacing(int index, PtNode child, long marker, long expected) {
+        NODES.setRelease(children, index, child);
+        return LONGS.compareAndSet(entries, index, expected, marker);
+    }
+
     /** Writer store of a fresh, not yet reachable table: plain, published later by {@link #hook}. */
     public void fill(int index, long value) {
         if (entries[index] == 0 && value != 0) {
