@@ -1,5 +1,6 @@
 package dev.dmaplane.mm;
 
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fs.Inode;
 import dev.dmaplane.pci.PciFunction;
 import org.osgi.annotation.versioning.ProviderType;
@@ -45,5 +46,8 @@ public sealed interface VmaBacking permits VmaBacking.Anonymous, VmaBacking.File
      * @param offset   the byte of the BAR the VMA starts at, page aligned ({@code vm_pgoff} in bytes)
      */
     record PciBar(PciFunction function, int bar, long offset) implements VmaBacking {
+        public PciBar {
+            ErrnoException.requireNonNull(function, "BAR mapping: PCI function");
+        }
     }
 }
