@@ -264,14 +264,16 @@ public final class DeviceCore {
      * says, and every other driver is refused. Like the kernel's store, it neither unbinds the driver bound now nor
      * probes: {@link #unbind(Device, Driver)} and {@link #reprobe} do that (as {@code driverctl set-override} does).
      *
-     * @param name the driver's name, up to the first newline; null, empty or a lone newline clears the override
-     * @throws ErrnoException {@code EINVAL} for a name of {@code PAGE_SIZE - 1} (4095) bytes or more, or a device on
+     * @param name the driver's name, up to the first newline; empty or a lone newline clears the override
+     * @throws ErrnoException {@code EINVAL} for a null device or name, a name of {@code PAGE_SIZE - 1} (4095) bytes
+     *                        or more, or a device on
      *                        a bus without {@code driver_override} (the auxiliary bus); {@code ENODEV} for a device
      *                        not on its bus
      */
     public void setDriverOverride(Device device, String name) {
         ErrnoException.requireNonNull(device, "driver_override: device");
-        if (name != null && name.length() >= OVERRIDE_MAX) {
+        ErrnoException.requireNonNull(name, "driver_override: driver name");
+        if (name.length() >= OVERRIDE_MAX) {
             throw new ErrnoException(Errno.EINVAL, "driver_override of " + device.name() + ": " + name.length()
                     + " bytes, at most " + (OVERRIDE_MAX - 1) + " fit");
         }
@@ -279,7 +281,7 @@ public final class DeviceCore {
             throw new ErrnoException(Errno.EINVAL, "driver_override of " + device.name() + ": the "
                     + device.bus().name().toLowerCase() + " bus has no driver_override");
         }
-        String value = name == null ? "" : name;
+        String value = name;
         int nl = value.indexOf('\n');
         if (nl >= 0) {
             value = value.substring(0, nl);

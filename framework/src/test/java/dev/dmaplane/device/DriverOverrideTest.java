@@ -111,9 +111,7 @@ class DriverOverrideTest {
         core.setDriverOverride(nvme, "x");
         core.setDriverOverride(nvme, "");
         assertEquals(Optional.empty(), nvme.driverOverride());
-        core.setDriverOverride(nvme, "x");
-        core.setDriverOverride(nvme, null);
-        assertEquals(Optional.empty(), nvme.driverOverride());
+        assertErrno(Errno.EINVAL, () -> core.setDriverOverride(nvme, null));
     }
 
     @Test

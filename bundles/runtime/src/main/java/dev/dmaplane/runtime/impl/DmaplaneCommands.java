@@ -184,7 +184,7 @@ public final class DmaplaneCommands {
     public String unoverride(String device) {
         Device d = device("unoverride", device);
         DeviceCore core = machine.devices();
-        core.setDriverOverride(d, null);
+        core.setDriverOverride(d, "");
         d.driver().ifPresent(current -> core.unbind(d, current));
         core.reprobe(d);
         return binding(d);
