@@ -7,6 +7,7 @@ import dev.dmaplane.pci.MachineSpec.FunctionSpec;
 import dev.dmaplane.pci.MachineSpec.HostBridgeSpec;
 import dev.dmaplane.pci.impl.BusPlan;
 import dev.dmaplane.pci.impl.MmioPlan;
+import dev.dmaplane.pci.impl.SpecException;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -123,7 +124,7 @@ final class TopologyBuilder {
         } catch (ErrnoException e) {
             String msg = e.getMessage();
             String prefix = e.errno().name() + ": ";
-            throw new ErrnoException(e.errno(), n.path() + " (" + s.bdf() + "): "
+            throw SpecException.at(e.errno(), n.path(), n.path() + " (" + s.bdf() + "): "
                     + (msg.startsWith(prefix) ? msg.substring(prefix.length()) : msg), e);
         }
         cs.captureFirmwareState();

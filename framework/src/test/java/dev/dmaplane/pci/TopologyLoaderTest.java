@@ -46,7 +46,7 @@ class TopologyLoaderTest {
         String yaml = rootPortWith("", endpoint("01:00.0")).replace("\"01:00.0\"", "01:00.0");
         ErrnoException e = fails(yaml);
         assertEquals(Errno.EINVAL, e.errno());
-        assertMentions(e, "line 12", "01:00.0");
+        assertMentions(e, "<text>:12:27: ", "01:00.0");
     }
 
     @Test
@@ -345,7 +345,7 @@ class TopologyLoaderTest {
     void syntaxErrorsAreEinvalWithALocation() {
         ErrnoException e = assertThrows(ErrnoException.class, () -> TopologyLoader.parse("{\"memory\": ", Format.JSON));
         assertEquals(Errno.EINVAL, e.errno());
-        assertMentions(e, "line 1");
+        assertMentions(e, "<text>:1:12: ");
         ErrnoException dup = assertThrows(ErrnoException.class,
                 () -> TopologyLoader.parse("memory: 2MiB\nmemory: 4MiB\npci: {}\n", Format.YAML));
         assertMentions(dup, "memory");

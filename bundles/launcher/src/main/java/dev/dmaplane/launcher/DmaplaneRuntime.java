@@ -164,12 +164,16 @@ public final class DmaplaneRuntime implements AutoCloseable {
      * the machine is up; {@link #stop} gives the directory up.
      *
      * @throws IllegalStateException if another runtime holds the work directory, it is not one of ours, a bundle
-     *                               does not start or the machine does not come up within {@code timeout}
+     *                               does not start or the machine does not come up within {@code timeout}; a
+     *                               {@link MachineFileCheck.BadMachineFile} if the machine file is refused
      */
     public static DmaplaneRuntime start(Config config, Duration timeout) throws Exception {
         Path bundleDir = config.distDir().resolve("bundle");
         if (!Files.isDirectory(bundleDir)) {
             throw new IllegalStateException("no runtime bundles: " + bundleDir + " is not a directory (build with mvn install)");
+        }
+        if (config.machineFile() != null) {
+            MachineFileCheck.check(bundleDir, config.machineFile()); // before the work directory is touched
         }
         WorkDirLock lock = WorkDirLock.acquire(config.workDir(), config.command());
         try {

@@ -46,11 +46,12 @@ public final class Main {
               --dist DIR       distribution directory holding bundle/ and drivers/ (found next to the jar)
               --jfr FILE       record the command with the JDK Flight Recorder (JVM events and dmaplane's
                                dev.dmaplane.Trace events) into FILE, for jfr print and JDK Mission Control
+              --debug          with an error in the machine file, print the stack of the loader's exception too
             Driver bundles copied into WORK/deploy/ are installed, started and bound within a second;
             deleting them unbinds the driver (its remove runs) and uninstalls them.""";
 
     /** Parsed command line. */
-    record Options(String mode, Path topology, Path work, Path dist, Path jfr, List<String> rest) {
+    record Options(String mode, Path topology, Path work, Path dist, Path jfr, boolean debug, List<String> rest) {
     }
 
     private Main() {
@@ -102,6 +103,12 @@ public final class Main {
                 case "run" -> interactive(config, out);
                 default -> throw new AssertionError(o.mode());
             };
+        } catch (MachineFileCheck.BadMachineFile e) {
+            err.println(e.getMessage()); // FILE:LINE:COLUMN: what is wrong, as a compiler says it
+            if (o.debug()) {
+                e.getCause().printStackTrace(err);
+            }
+            return 1;
         } finally {
             if (recording != null) {
                 recording.close();
@@ -144,7 +151,7 @@ public final class Main {
 
     static Options parse(String[] args) {
         if (args.length == 0) {
-            return new Options("help", null, null, null, null, List.of());
+            return new Options("help", null, null, null, null, false, List.of());
         }
         String mode = args[0];
         if (mode.equals("--help") || mode.equals("-h")) {
@@ -157,6 +164,7 @@ public final class Main {
         Path work = null;
         Path dist = null;
         Path jfr = null;
+        boolean debug = false;
         List<String> rest = new ArrayList<>();
         for (int i = 1; i < args.length; i++) {
             String a = args[i];
@@ -169,6 +177,7 @@ public final class Main {
                 case "--work" -> work = Path.of(value(args, ++i, a));
                 case "--dist" -> dist = Path.of(value(args, ++i, a));
                 case "--jfr" -> jfr = Path.of(value(args, ++i, a));
+                case "--debug" -> debug = true;
                 default -> {
                     if (a.startsWith("--") || !mode.equals("shell")) {
                         throw new IllegalArgumentException("unknown option '" + a + "' for " + mode);
@@ -198,7 +207,7 @@ public final class Main {
             throw new IllegalArgumentException("--jfr " + jfr + ": its directory does not exist");
         }
         return new Options(mode, topology, work.toAbsolutePath(), dist.toAbsolutePath(),
-                jfr == null ? null : jfr.toAbsolutePath(), List.copyOf(rest));
+                jfr == null ? null : jfr.toAbsolutePath(), debug, List.copyOf(rest));
     }
 
     private static String value(String[] args, int i, String option) {

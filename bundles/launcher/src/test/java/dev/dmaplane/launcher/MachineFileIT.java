@@ -5,6 +5,9 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
+import java.io.ByteArrayOutputStream;
+import java.io.OutputStream;
+import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -13,7 +16,9 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.TimeUnit;
 
+import static java.nio.charset.StandardCharsets.UTF_8;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -27,6 +32,45 @@ class MachineFileIT {
 
     @TempDir
     Path tmp;
+
+    /**
+     * A bad machine file given to {@code shell} is one line, {@code FILE:LINE:COLUMN: message} as the GNU Coding
+     * Standards ("Formatting Error Messages") have compilers write it, and exit 1; the framework never starts (no
+     * work directory, so no Declarative Services stack); {@code --debug} adds the loader's stack below the line.
+     */
+    @Test
+    void aBadMachineFileIsOneLineWithItsPositionAndExitOne() throws Exception {
+        Threads.Snapshot threads = Threads.snapshot();
+        String text = TestMachines.text(TestMachines.SMALL_GPU).replace("size: 1GiB, kind: memory", "size: 3MiB, kind: memory");
+        Path file = Files.writeString(tmp.resolve("bad.yaml"), text);
+        List<String> lines = text.lines().toList();
+        int line = 1 + lines.indexOf(lines.stream().filter(l -> l.contains("3MiB")).findFirst().orElseThrow());
+        int column = 1 + lines.get(line - 1).indexOf("3MiB");
+        Path work = tmp.resolve("work");
+        String[] args = {"shell", "--topology", file.toString(), "--work", work.toString(), "--dist",
+                RuntimeIT.DIST.toString(), "lb"};
+
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        assertEquals(1, Main.run(args, new PrintStream(out, true, UTF_8), new PrintStream(err, true, UTF_8)));
+        assertEquals(file + ":" + line + ":" + column + ": pci.hostBridges[0].children[0].children[0].bars[1].size:"
+                + " '0x300000' (0000:01:00.0 BAR 2) is not a power of two of at least 4KiB (the BAR size is the alignment"
+                + " its address gets)\n", err.toString(UTF_8));
+        assertEquals("", out.toString(UTF_8));
+        assertFalse(Files.exists(work), "the framework did not start");
+
+        String[] debug = {"shell", "--debug", "--topology", file.toString(), "--work", work.toString(), "--dist",
+                RuntimeIT.DIST.toString(), "lb"};
+        ByteArrayOutputStream debugErr = new ByteArrayOutputStream();
+        assertEquals(1, Main.run(debug, new PrintStream(OutputStream.nullOutputStream()), new PrintStream(debugErr, true, UTF_8)));
+        List<String> debugLines = debugErr.toString(UTF_8).lines().toList();
+        assertEquals(err.toString(UTF_8).strip(), debugLines.getFirst());
+        assertTrue(debugLines.get(1).startsWith("dev.dmaplane.errno.ErrnoException: EINVAL: " + file + ":" + line + ":"),
+                debugLines.get(1));
+        assertTrue(debugLines.stream().anyMatch(l -> l.contains("dev.dmaplane.pci.TopologyLoader.load(")),
+                debugErr.toString(UTF_8));
+        threads.assertAllNewThreadsEnd(Duration.ofSeconds(5));
+    }
 
     @Test
     void theMachineFileIsTheMachineAndDmatestDrivesItsGpuChannel() throws Exception {

@@ -1,7 +1,6 @@
 package dev.dmaplane.pci.impl;
 
 import dev.dmaplane.errno.Errno;
-import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.pci.Bdf;
 import dev.dmaplane.pci.MachineSpec;
 import dev.dmaplane.pci.MachineSpec.FunctionSpec;
@@ -72,11 +71,11 @@ public final class BusPlan {
             String root = String.format("%04x:%02x", hb.domain(), hb.rootBus());
             String other = roots.putIfAbsent(root, path);
             if (other != null) {
-                throw new ErrnoException(Errno.EEXIST, path + ": root bus " + root + " is already declared by " + other);
+                throw SpecException.at(Errno.EEXIST, path, path + ": root bus " + root + " is already declared by " + other);
             }
             int free = nextFree.getOrDefault(hb.domain(), 0);
             if (hb.rootBus() < free) {
-                throw new ErrnoException(Errno.EINVAL, String.format(
+                throw SpecException.at(Errno.EINVAL, path + ".bus", String.format(
                         "%s.bus: root bus %s lies inside the bus range an earlier host bridge of domain %04x uses (up to %02x)",
                         path, root, hb.domain(), free - 1));
             }
@@ -100,20 +99,21 @@ public final class BusPlan {
             String p = parentPath + ".children[" + j + "]";
             Bdf bdf = s.bdf();
             if (bdf.domain() != domain) {
-                throw new ErrnoException(Errno.EINVAL, String.format("%s.bdf: %s is not in domain %04x of its host bridge",
+                throw SpecException.at(Errno.EINVAL, p + ".bdf", String.format(
+                        "%s.bdf: %s is not in domain %04x of its host bridge",
                         p, bdf, domain));
             }
             if (bdf.bus() != bus) {
-                throw new ErrnoException(Errno.EINVAL, p + ".bdf: " + bdf + " is not on " + where);
+                throw SpecException.at(Errno.EINVAL, p + ".bdf", p + ".bdf: " + bdf + " is not on " + where);
             }
             String other = seen.putIfAbsent(bdf, p);
             if (other != null) {
-                throw new ErrnoException(Errno.EEXIST, p + ".bdf: " + bdf + " is already used by " + other);
+                throw SpecException.at(Errno.EEXIST, p + ".bdf", p + ".bdf: " + bdf + " is already used by " + other);
             }
             checkPlacement(s, p, parent);
             BarRules.check(s, p);
             if (!s.type().isBridge() && !s.children().isEmpty()) {
-                throw new ErrnoException(Errno.EINVAL, p + ".children: " + bdf + " is a " + s.type().label()
+                throw SpecException.at(Errno.EINVAL, p + ".children", p + ".children: " + bdf + " is a " + s.type().label()
                         + ", not a bridge, so it has no secondary bus for children");
             }
             entries.add(new Entry(s, p));
@@ -125,7 +125,7 @@ public final class BusPlan {
             }
             boolean fn0 = specs.stream().anyMatch(s -> s.bdf().equals(bdf.withFunction(0)) && s.multifunction());
             if (!fn0) {
-                throw new ErrnoException(Errno.EINVAL, e.path + ".bdf: " + bdf + " is function " + bdf.function()
+                throw SpecException.at(Errno.EINVAL, e.path + ".bdf", e.path + ".bdf: " + bdf + " is function " + bdf.function()
                         + ", but function 0 of its slot is missing or lacks multifunction: true"
                         + " (pci_scan_slot looks past function 0 only then)");
             }
@@ -145,14 +145,15 @@ public final class BusPlan {
                 Bdf first = s.children().getFirst().bdf();
                 secondary = first.bus();
                 if (secondary <= maxBus) {
-                    throw new ErrnoException(Errno.EINVAL, String.format(
+                    throw SpecException.at(Errno.EINVAL, e.path + ".children[0].bdf", String.format(
                             "%s.children[0].bdf: %s puts the secondary bus of %s at %02x, but buses up to %02x are"
                                     + " already numbered (buses are numbered depth-first in devfn order)",
                             e.path, first, s.bdf(), secondary, maxBus));
                 }
             }
             if (secondary > 0xFF) {
-                throw new ErrnoException(Errno.ENOSPC, e.path + ": no bus number is left for the secondary bus of " + s.bdf());
+                throw SpecException.at(Errno.ENOSPC, e.path,
+                        e.path + ": no bus number is left for the secondary bus of " + s.bdf());
             }
             maxBus = secondary;
             List<Node> kids = level(s.children(), e.path, domain, secondary, s,
@@ -177,11 +178,11 @@ public final class BusPlan {
             where = "below a " + parent.type().label();
         }
         if (!allowed.contains(t)) {
-            throw new ErrnoException(Errno.EINVAL, path + ".type: " + s.bdf() + " is a " + t.label()
+            throw SpecException.at(Errno.EINVAL, path + ".type", path + ".type: " + s.bdf() + " is a " + t.label()
                     + ", which cannot sit " + where);
         }
         if (parent != null && parent.type().isDownstreamPort() && s.bdf().device() != 0) {
-            throw new ErrnoException(Errno.EINVAL, String.format(
+            throw SpecException.at(Errno.EINVAL, path + ".bdf", String.format(
                     "%s.bdf: %s is device %02x, but the link below %s (a %s) carries device 00 only",
                     path, s.bdf(), s.bdf().device(), parent.bdf(), parent.type().label()));
         }

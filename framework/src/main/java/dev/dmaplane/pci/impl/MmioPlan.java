@@ -109,13 +109,14 @@ public final class MmioPlan {
             r = size(h.children(), high);
             base = alignUp(cursor, r.align);
         } catch (ArithmeticException e) {
-            throw new ErrnoException(Errno.ENOSPC, h.path() + ": the BARs below this host bridge overflow the address space");
+            throw SpecException.at(Errno.ENOSPC, h.path(),
+                    h.path() + ": the BARs below this host bridge overflow the address space");
         }
         if (r.size == 0) {
             return cursor;
         }
         if (base > limit || r.size > limit - base) {
-            throw new ErrnoException(Errno.ENOSPC, String.format(
+            throw SpecException.at(Errno.ENOSPC, h.path(), String.format(
                     "%s: the %s MMIO window, next free %#x, limit %#x, cannot hold %#x bytes aligned to %#x",
                     h.path(), high ? "64-bit prefetchable" : "32-bit", cursor, limit, r.size, r.align));
         }

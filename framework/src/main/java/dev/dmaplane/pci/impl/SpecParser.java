@@ -65,13 +65,13 @@ public final class SpecParser {
     private record Obj(JsonNode node, String path) {
         static Obj of(JsonNode n, String path, Set<String> known) {
             if (n == null || !n.isObject()) {
-                throw new ErrnoException(Errno.EINVAL, (path.isEmpty() ? "machine file" : path)
+                throw SpecException.at(Errno.EINVAL, path, (path.isEmpty() ? "machine file" : path)
                         + ": expected a mapping, got " + describe(n));
             }
             for (Iterator<String> it = n.fieldNames(); it.hasNext(); ) {
                 String k = it.next();
                 if (!known.contains(k)) {
-                    throw new ErrnoException(Errno.EINVAL, join(path, k) + ": unknown key '" + k + "' (known: "
+                    throw SpecException.atKey(Errno.EINVAL, join(path, k), join(path, k) + ": unknown key '" + k + "' (known: "
                             + String.join(", ", new TreeSet<>(known)) + ")");
                 }
             }
@@ -89,7 +89,7 @@ public final class SpecParser {
 
         JsonNode required(String key) {
             if (!has(key)) {
-                throw new ErrnoException(Errno.EINVAL, at(key) + ": required key is missing");
+                throw SpecException.at(Errno.EINVAL, at(key), at(key) + ": required key is missing");
             }
             return node.get(key);
         }
@@ -109,7 +109,7 @@ public final class SpecParser {
 
     private static List<JsonNode> list(JsonNode n, String path) {
         if (!n.isArray()) {
-            throw new ErrnoException(Errno.EINVAL, path + ": expected a list, got " + describe(n));
+            throw SpecException.at(Errno.EINVAL, path, path + ": expected a list, got " + describe(n));
         }
         List<JsonNode> out = new ArrayList<>();
         n.forEach(out::add);
@@ -216,7 +216,8 @@ public final class SpecParser {
         if (o.has("properties")) {
             JsonNode p = o.get("properties");
             if (!p.isObject()) {
-                throw new ErrnoException(Errno.EINVAL, o.at("properties") + ": expected a mapping, got " + describe(p));
+                throw SpecException.at(Errno.EINVAL, o.at("properties"), o.at("properties") + ": expected a mapping, got "
+                        + describe(p));
             }
             for (Iterator<Map.Entry<String, JsonNode>> it = p.fields(); it.hasNext(); ) {
                 Map.Entry<String, JsonNode> e = it.next();

@@ -2,7 +2,6 @@ package dev.dmaplane.pci.impl;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.dmaplane.errno.Errno;
-import dev.dmaplane.errno.ErrnoException;
 
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -111,8 +110,8 @@ public final class Units {
         return "0x" + Long.toHexString(v);
     }
 
-    /** {@code EINVAL} with a message "{@code path: 'value' reason}". */
-    public static ErrnoException bad(String path, String value, String reason) {
-        return new ErrnoException(Errno.EINVAL, path + ": '" + value + "' " + reason);
+    /** {@code EINVAL} at {@code path} with a message "{@code path: 'value' reason}". */
+    public static SpecException bad(String path, String value, String reason) {
+        return SpecException.at(Errno.EINVAL, path, path + ": '" + value + "' " + reason);
     }
 }

@@ -3,6 +3,7 @@ package dev.dmaplane.runtime.impl;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
+import dev.dmaplane.pci.PciTopology;
 import dev.dmaplane.pci.TopologyLoader;
 import org.osgi.framework.BundleContext;
 import org.osgi.framework.ServiceRegistration;
@@ -65,8 +66,8 @@ public final class MachineComponent {
      * Boots the machine described by {@code machineFile}, or the embedded default machine when it is null or blank,
      * without device models: those arrive as services.
      *
-     * @throws ErrnoException {@code ENOENT} if the file does not exist; otherwise the loader's or the machine's
-     *                        own errno, with the file named in the message
+     * @throws ErrnoException {@code ENOENT} if the file does not exist; the loader's errno with the file, line and
+     *                        column of the bad entry; or the machine's own errno with the file named in the message
      */
     static Machine boot(String machineFile) {
         // device models arrive as OSGi services (DeviceModelBinder), not from the class path
@@ -78,8 +79,9 @@ public final class MachineComponent {
         if (!Files.isRegularFile(path)) {
             throw new ErrnoException(Errno.ENOENT, "machine file " + path + " does not exist");
         }
+        PciTopology topology = TopologyLoader.load(path); // its errors begin with the file, line and column
         try {
-            return Machine.boot(TopologyLoader.load(path), options);
+            return Machine.boot(topology, options);
         } catch (ErrnoException e) {
             String why = e.getMessage().startsWith(e.errno().name() + ": ")
                     ? e.getMessage().substring(e.errno().name().length() + 2) : e.getMessage();
