@@ -89,6 +89,9 @@ public final class DmaplaneCommands {
                 dmaplane:unoverride BDF     driverctl unset-override: clears it, unbinds, probes again
                 dmaplane:bind BDF DRV       echo BDF > /sys/bus/pci/drivers/DRV/bind
                 dmaplane:unbind BDF [DRV]   echo BDF > /sys/bus/pci/drivers/DRV/unbind (DRV: the bound driver)
+                dmaplane:deploy             every jar of the deploy directory with its bundle and state, or why it
+                                            is not installed (not a zip, no manifest) or does not resolve (the
+                                            package no bundle exports)
                 Driver bundles copied into the deploy directory are installed, started and bound within a second;
                 deleting them unbinds (the driver's remove runs) and uninstalls them.""".formatted(DEFAULT_TRACE_EVENTS);
     }
