@@ -166,4 +166,11 @@ public interface DmaApi {
 
     /** The device's memory accesses, translated through its IOMMU domain. */
     BusMaster busMaster();
+
+    /**
+     * The traffic the device's {@link #busMaster()} put on the bus since the device arrived: bytes by where they
+     * landed (host RAM or a peer's BAR) and AtomicOps; refused requests count nothing. Take two readings and
+     * {@link DmaTraffic#minus} them for the traffic in between.
+     */
+    DmaTraffic traffic();
 }

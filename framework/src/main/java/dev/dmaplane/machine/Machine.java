@@ -3,6 +3,7 @@ package dev.dmaplane.machine;
 import dev.dmaplane.device.Device;
 import dev.dmaplane.device.DeviceCore;
 import dev.dmaplane.dma.DmaDebug;
+import dev.dmaplane.dma.DmaTraffic;
 import dev.dmaplane.dma.PeerRouter;
 import dev.dmaplane.dma.impl.DmaSubsystem;
 import dev.dmaplane.dma.impl.Swiotlb;
@@ -335,6 +336,14 @@ public final class Machine implements AutoCloseable {
     public int activeDmaMappings(Device device) {
         ErrnoException.requireNonNull(device, "device");
         return dma.activeMappings(device);
+    }
+
+    /**
+     * The DMA traffic every device, present or gone, put on the bus since boot, by where it landed; a device's own
+     * is {@link dev.dmaplane.dma.DmaApi#traffic()}.
+     */
+    public DmaTraffic dmaTraffic() {
+        return dma.traffic();
     }
 
     /**

@@ -7,6 +7,7 @@ import dev.dmaplane.dma.DmaApi;
 import dev.dmaplane.dma.DmaDebugReport.Kind;
 import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaSegment;
+import dev.dmaplane.dma.DmaTraffic;
 import dev.dmaplane.dma.MappedSg;
 import dev.dmaplane.dma.PeerRouter;
 import dev.dmaplane.dma.SgEntry;
@@ -41,6 +42,8 @@ final class DeviceDma implements DmaApi {
     private final IommuDma iommu;
     private final DirectDma direct;
     private final DeviceBusMaster busMaster;
+    /** The traffic the device's bus master put on the bus. */
+    final TrafficCounters traffic;
     private volatile long mask = 0xFFFF_FFFFL;
     private volatile long maxSegment = 64 * 1024;
     private volatile long segmentBoundary = -1L;
@@ -52,6 +55,7 @@ final class DeviceDma implements DmaApi {
         this.entries = new DebugEntries(device.name(), sys.debug);
         this.iommu = new IommuDma(this);
         this.direct = new DirectDma(this);
+        this.traffic = new TrafficCounters(sys.traffic);
         this.busMaster = new DeviceBusMaster(this);
     }
 
@@ -106,6 +110,11 @@ final class DeviceDma implements DmaApi {
     @Override
     public BusMaster busMaster() {
         return busMaster;
+    }
+
+    @Override
+    public DmaTraffic traffic() {
+        return traffic.snapshot();
     }
 
     @Override

@@ -3,6 +3,7 @@ package dev.dmaplane.dma.impl;
 import dev.dmaplane.device.Device;
 import dev.dmaplane.dma.DmaApi;
 import dev.dmaplane.dma.DmaDebug;
+import dev.dmaplane.dma.DmaTraffic;
 import dev.dmaplane.dma.PeerRouter;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
@@ -26,6 +27,8 @@ public final class DmaSubsystem {
     final Swiotlb swiotlb;
     /** How the fabric below the root complex routes device requests; every request goes upstream until set. */
     volatile PeerRouter peerRouter = PeerRouter.NONE;
+    /** The traffic every device put on the bus, kept when a device leaves. */
+    final TrafficCounters traffic = new TrafficCounters(null);
     private final Map<Device, DeviceDma> byDevice = new ConcurrentHashMap<>();
 
     /**
@@ -89,6 +92,11 @@ public final class DmaSubsystem {
      */
     public void setPeerRouter(PeerRouter router) {
         this.peerRouter = Objects.requireNonNull(router, "router");
+    }
+
+    /** The traffic all devices, present or gone, put on the bus since boot. */
+    public DmaTraffic traffic() {
+        return traffic.snapshot();
     }
 
     /** The bounce pool, or null. */
