@@ -32,6 +32,7 @@ import java.util.stream.Collectors;
         "osgi.command.function=lspci",
         "osgi.command.function=iommu",
         "osgi.command.function=dmadebug",
+        "osgi.command.function=dma",
         "osgi.command.function=devices",
         "osgi.command.function=drivers",
         "osgi.command.function=trace",
@@ -74,6 +75,8 @@ public final class DmaplaneCommands {
                 dmaplane:iommu mappings     every IOVA range mapped in every paging domain
                 dmaplane:dmadebug [-v]      dma-debug: active DMA mappings per device, findings (-v: with the
                                             stack that made each mapping)
+                dmaplane:dma                DMA traffic by device and for the machine: bytes read from and
+                                            written to host RAM and to peers' BARs, AtomicOps
                 dmaplane:devices            devices on all buses, as a tree, with the driver bound to each
                 dmaplane:drivers            registered drivers, their bundle, ID table and the devices they drive
                 dmaplane:trace [N] [KIND]   the last N trace events (default %d), only of KIND if given
@@ -239,6 +242,11 @@ public final class DmaplaneCommands {
     private static String binding(Device d) {
         return d.name() + ": driver_override " + d.driverOverride().orElse("(none)") + ", "
                 + d.driver().map(drv -> "bound to " + drv.name()).orElse("bound to no driver");
+    }
+
+    /** {@code dmaplane:dma}: the bus traffic of each function's DMA and of the whole machine. */
+    public String dma() {
+        return DmaTrafficView.describe(machine);
     }
 
     /** {@code dmaplane:devices}: the device tree with bound drivers. */

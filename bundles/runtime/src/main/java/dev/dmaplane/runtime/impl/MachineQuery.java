@@ -22,7 +22,9 @@ import java.util.function.Function;
  * <ul>
  *   <li>{@code status}: {@code Map} with {@code ramBytes},
  *       {@code allocatedFrames}, {@code residentBytes}, {@code activeDmaMappings}, {@code iommuFaults},
- *       {@code dmaDebugReports} (counts), {@code traceLastSeq}, {@code devices} (list of maps: {@code name},
+ *       {@code dmaDebugReports} (counts), {@code dmaRamReadBytes}, {@code dmaRamWriteBytes},
+ *       {@code dmaPeerReadBytes}, {@code dmaPeerWriteBytes}, {@code dmaAtomics} (the bus traffic of all device DMA
+ *       since boot, {@code Long}), {@code traceLastSeq}, {@code devices} (list of maps: {@code name},
  *       {@code bus}, {@code driver} or "", {@code devres}, {@code parent}, {@code activeDmaMappings}) and
  *       {@code drivers} (list of maps: {@code name}, {@code bound} names). Cheap enough to poll.</li>
  *   <li>{@code pinnedFrames}: {@code Long}, walks the memory sections ever used.</li>
@@ -71,6 +73,7 @@ public final class MachineQuery implements Function<String, Object> {
         s.put("activeDmaMappings", machine.activeDmaMappings());
         s.put("iommuFaults", machine.iommu().faults().size());
         s.put("dmaDebugReports", machine.dmaDebug().reports().size());
+        DmaTrafficView.putStatus(machine, s);
         s.put("traceLastSeq", machine.tracer().lastSeq());
         s.put("devices", machine.devices().devices().stream().map(this::device).toList());
         s.put("drivers", machine.devices().drivers().stream().map(this::driver).toList());

@@ -26,6 +26,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.function.Executable;
 import org.junit.jupiter.api.io.TempDir;
 
+import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -444,6 +445,43 @@ class RuntimeComponentsTest {
         assertEquals(1, status.get("dmaDebugReports"));
         assertEquals(0, status.get("activeDmaMappings"));
         gpu.setMaster(false);
+    }
+
+    /**
+     * {@code dmaplane:dma} and the status keys count the bytes device DMA put on the bus by where they landed, as an
+     * IIO uncore PMU's inbound counters do ({@code arch/x86/events/intel/uncore_snbep.c}): a write into RAM through
+     * the IOMMU is host RAM written, one the switch carries into the GPU's VRAM BAR is peer traffic
+     * ({@code Documentation/driver-api/pci/p2pdma.rst}).
+     */
+    @Test
+    void dmaShowsTrafficByDeviceAndTheStatusCountsTheMachine() {
+        DmaplaneCommands cmds = new DmaplaneCommands(machine, binder, DmaBufs.of(machine));
+        MachineQuery q = new MachineQuery(machine);
+        assertTrue(cmds.dma().lines().skip(1).allMatch(l -> l.startsWith("machine ") && l.endsWith(" 0")), cmds.dma());
+        PciFunction hca = machine.pci().function("0000:04:00.0");
+        hca.setMaster(true);
+        hca.dma().setDmaMask(-1L);
+        long pa = machine.memory().allocPages(0) << HostMemory.PAGE_SHIFT;
+        long iova = hca.dma().mapSingle(pa, 4096, DmaDirection.FROM_DEVICE);
+        hca.dma().busMaster().write(iova, MemorySegment.ofArray(new byte[4096]));
+        long vram = machine.pci().function(GPU).bar(2).orElseThrow().address();
+        hca.dma().busMaster().write(vram, MemorySegment.ofArray(new byte[1000]));
+
+        String out = cmds.dma();
+        assertTrue(out.lines().anyMatch(l -> l.matches("0000:04:00\\.0 +0 +4096 +0 +1000 +0")), out);
+        assertTrue(out.lines().anyMatch(l -> l.matches("machine +0 +4096 +0 +1000 +0")), out);
+        assertTrue(out.lines().noneMatch(l -> l.startsWith(GPU)), "the GPU moved nothing: " + out);
+        assertTrue(cmds.help().contains("dmaplane:dma "), cmds.help());
+        @SuppressWarnings("unchecked")
+        Map<String, Object> status = (Map<String, Object>) q.apply("status");
+        assertEquals(0L, status.get("dmaRamReadBytes"));
+        assertEquals(4096L, status.get("dmaRamWriteBytes"));
+        assertEquals(0L, status.get("dmaPeerReadBytes"));
+        assertEquals(1000L, status.get("dmaPeerWriteBytes"));
+        assertEquals(0L, status.get("dmaAtomics"));
+        hca.dma().unmapSingle(iova, 4096, DmaDirection.FROM_DEVICE);
+        hca.setMaster(false);
+        machine.memory().putPage(pa >>> HostMemory.PAGE_SHIFT);
     }
 
     /** dmaplane:dmabuf is the debugfs bufinfo of the machine's dma-buf registry (drivers/dma-buf/dma-buf.c). */
