@@ -27,8 +27,8 @@ import java.util.Map;
  * A request the fabric below the root complex routes to a peer's memory ({@link PeerRouter}) goes there directly,
  * untranslated, as a PCIe switch forwards it; with dma-debug on it is first checked against the peer bus-address
  * windows the device was handed, so a stale one is caught although no IOMMU is on the way.
- * <p>Each completed transaction is counted once in the device's and the machine's {@link TrafficCounters}, by where
- * it landed (RAM, or a peer's BAR whether a switch or the host bridge took it there), once per call, not per byte.
+ * <p>Each completed transaction is counted once in the device's {@link TrafficCounters}, by where it landed (RAM, or
+ * a peer's BAR whether a switch or the host bridge took it there), with one update per call, not per byte.
  * <p>Size: about 530 lines, over the project's 500, because the translation cache, the transaction paths that
  * read it (plain, cut-through, chained) and the requester checks every path makes first are one data path over
  * one cached state; splitting it would put the hottest loop of the project behind a second class's fields.

@@ -55,7 +55,7 @@ final class DeviceDma implements DmaApi {
         this.entries = new DebugEntries(device.name(), sys.debug);
         this.iommu = new IommuDma(this);
         this.direct = new DirectDma(this);
-        this.traffic = new TrafficCounters(sys.traffic);
+        this.traffic = new TrafficCounters();
         this.busMaster = new DeviceBusMaster(this);
     }
 

@@ -11,6 +11,8 @@ import dev.dmaplane.iommu.Iommu;
 import dev.dmaplane.mem.PhysicalAddressMap;
 import dev.dmaplane.trace.Tracer;
 
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.ConcurrentHashMap;
@@ -27,9 +29,10 @@ public final class DmaSubsystem {
     final Swiotlb swiotlb;
     /** How the fabric below the root complex routes device requests; every request goes upstream until set. */
     volatile PeerRouter peerRouter = PeerRouter.NONE;
-    /** The traffic every device put on the bus, kept when a device leaves. */
-    final TrafficCounters traffic = new TrafficCounters(null);
     private final Map<Device, DeviceDma> byDevice = new ConcurrentHashMap<>();
+    /** The traffic of the devices that left; guarded by {@code trafficLock} with the removal from {@code byDevice}. */
+    private final TrafficCounters departed = new TrafficCounters();
+    private final Object trafficLock = new Object();
 
     /**
      * @param swiotlb bounce pool for pass-through devices whose mask does not reach a buffer; null for none
@@ -65,7 +68,13 @@ public final class DmaSubsystem {
 
     /** Forgets a device that left its bus; its leaks were reclaimed at unbind. */
     public void detach(Device device) {
-        DeviceDma d = byDevice.remove(device);
+        DeviceDma d;
+        synchronized (trafficLock) {
+            d = byDevice.remove(device);
+            if (d != null) {
+                departed.add(d.traffic);
+            }
+        }
         if (d != null) {
             d.reclaimLeaks();
         }
@@ -94,9 +103,17 @@ public final class DmaSubsystem {
         this.peerRouter = Objects.requireNonNull(router, "router");
     }
 
-    /** The traffic all devices, present or gone, put on the bus since boot. */
+    /**
+     * The traffic all devices, present or gone, put on the bus since boot: the sum of the present devices' counters
+     * and of the departed ones' (folded in at {@link #detach}, after the driver's remove stopped the device's DMA).
+     */
     public DmaTraffic traffic() {
-        return traffic.snapshot();
+        List<TrafficCounters> all = new ArrayList<>();
+        synchronized (trafficLock) {
+            all.add(departed);
+            byDevice.values().forEach(d -> all.add(d.traffic));
+            return TrafficCounters.sum(all);
+        }
     }
 
     /** The bounce pool, or null. */
