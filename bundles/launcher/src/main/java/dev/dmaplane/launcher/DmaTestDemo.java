@@ -2,22 +2,18 @@ package dev.dmaplane.launcher;
 
 import org.osgi.framework.InvalidSyntaxException;
 
-import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.TimeoutException;
-import java.util.function.Supplier;
 
 /**
- * The headline demo on the default machine: boot, show the PCI tree, hot-load the GPU bundle (its device model and
+ * The dmatest demo ({@code dmaplane demo dmatest}) on the default machine: boot, show the PCI tree, hot-load the GPU bundle (its device model and
  * driver; the driver offers a copy engine as a dmaengine channel on an auxiliary device) and show the IOMMU groups
  * ACS makes, hot-load the dmatest client through {@code deploy/}, show what the channel did through the GPU's IOMMU
  * domain, show the bad DMA (dmatest's use-after-unmap) the IOMMU stopped, delete dmatest, then the GPU bundle, and
@@ -25,7 +21,7 @@ import java.util.function.Supplier;
  * wait is bounded and watches the machine's state; nothing sleeps for a fixed time to let things happen. Exit 0
  * only if every check held.
  */
-final class Demo {
+final class DmaTestDemo {
     static final String GPU_JAR = "driver-gpu.jar";
     static final String GPU_BSN = "dev.dmaplane.driver.gpu";
     static final String GPU_DRIVER_NAME = "gpu";
@@ -40,15 +36,16 @@ final class Demo {
     static final String GPU = "0000:03:00.0";
     /** What shares the GPU's IOMMU group: the switch's downstream ports lack ACS. */
     static final List<String> GPU_GROUP = List.of("0000:02:00.0", "0000:02:01.0", GPU, "0000:04:00.0");
-    static final Duration WAIT = Duration.ofSeconds(10);
+    static final Duration WAIT = DemoKit.WAIT;
 
     private final DmaplaneRuntime.Config config;
     private final PrintStream out;
-    private final List<String> failures = new ArrayList<>();
+    private final DemoKit kit;
 
-    Demo(DmaplaneRuntime.Config config, PrintStream out) {
+    DmaTestDemo(DmaplaneRuntime.Config config, PrintStream out) {
         this.config = config;
         this.out = out;
+        this.kit = new DemoKit(out);
     }
 
     /** Runs the demo; returns the exit code (0 when every check passed). */
@@ -69,7 +66,7 @@ final class Demo {
         DmaplaneRuntime rt = DmaplaneRuntime.start(config, DmaplaneRuntime.DEFAULT_START_TIMEOUT);
         boolean stopped = false;
         try {
-            note("machine up after %s; %d bundles installed; work directory %s", since(t0),
+            note("machine up after %s; %d bundles installed; work directory %s", DemoKit.since(t0),
                     rt.framework().getBundleContext().getBundles().length, config.workDir());
             shell(rt, "dmaplane:lspci -t");
             shell(rt, "dmaplane:memory");
@@ -93,23 +90,16 @@ final class Demo {
 
             long t3 = System.nanoTime();
             stopped = rt.stop(Duration.ofSeconds(10));
-            section(9, "shutdown: " + (stopped ? "framework stopped in " + since(t3) : "framework did not stop in 10 s"));
+            section(9, "shutdown: " + (stopped ? "framework stopped in " + DemoKit.since(t3) : "framework did not stop in 10 s"));
             check(stopped, "framework stopped");
         } catch (TimeoutException e) {
-            failures.add(e.getMessage());
-            out.println("  FAILED: " + e.getMessage());
+            kit.failed(e.getMessage());
         } finally {
             if (!stopped) {
                 rt.stop(Duration.ofSeconds(10));
             }
         }
-        out.println();
-        if (failures.isEmpty()) {
-            out.println("demo passed");
-            return 0;
-        }
-        out.println("demo FAILED: " + failures.size() + " check(s): " + String.join("; ", failures));
-        return 1;
+        return kit.verdict();
     }
 
     /** What the machine held with the GPU driver bound and before dmatest came. */
@@ -120,13 +110,13 @@ final class Demo {
     private Path loadGpu(DmaplaneRuntime rt, Path gpuJar) throws Exception {
         section(2, "hot-load the GPU: copy " + GPU_JAR + " into " + rt.deployDir() + " (its device model and its driver)");
         long t0 = System.nanoTime();
-        Path deployed = deploy(gpuJar, rt.deployDir());
-        List<String> bound = await("the GPU driver bound", () -> {
+        Path deployed = DemoKit.deploy(gpuJar, rt.deployDir());
+        List<String> bound = DemoKit.await("the GPU driver bound", () -> {
             List<String> b = MachineState.boundTo(rt.status(), GPU_DRIVER_NAME);
             return b.isEmpty() ? Optional.empty() : Optional.of(b);
         });
         note("the gpu model realized %s and the GPU driver bound it %s after the copy: rings, MSI-X vectors, GPU VMs,"
-                + " and its copy engine ce1 offered as a dmaengine channel on auxiliary device %s", GPU, since(t0), AUX);
+                + " and its copy engine ce1 offered as a dmaengine channel on auxiliary device %s", GPU, DemoKit.since(t0), AUX);
         check(bound.equals(List.of(GPU)), "the GPU driver bound %s only", GPU);
         shell(rt, "dmaplane:iommu");
         Map<String, Object> iommu = rt.iommu();
@@ -145,13 +135,13 @@ final class Demo {
         section(3, "hot-load dmatest: copy " + DRIVER_JAR + " into " + rt.deployDir() + " (File Install polls every "
                 + config.pollMillis() + " ms)");
         long t1 = System.nanoTime();
-        Path deployed = deploy(driverJar, rt.deployDir());
-        List<String> bound = await("dmatest bound to a device", () -> {
+        Path deployed = DemoKit.deploy(driverJar, rt.deployDir());
+        List<String> bound = DemoKit.await("dmatest bound to a device", () -> {
             List<String> b = MachineState.boundTo(rt.status(), DRIVER_NAME);
             return b.isEmpty() ? Optional.empty() : Optional.of(b);
         });
         note("dmatest drives %s, %s after the copy; its probe took the channel and ran the self test through it",
-                bound, since(t1));
+                bound, DemoKit.since(t1));
         check(bound.equals(List.of(AUX)), "dmatest bound to the GPU driver's channel %s only", AUX);
         shell(rt, "dmaplane:drivers");
         return deployed;
@@ -159,7 +149,7 @@ final class Demo {
 
     /** The dmatest result service's properties (waited for, bounded). */
     private static Map<String, Object> result(DmaplaneRuntime rt) throws Exception {
-        return await("dmatest result service", () -> {
+        return DemoKit.await("dmatest result service", () -> {
             try {
                 return rt.serviceProperties(RESULT_FILTER).stream().filter(p -> GPU.equals(p.get("dmatest.device"))).findFirst();
             } catch (InvalidSyntaxException e) {
@@ -231,10 +221,10 @@ final class Demo {
         section(6, "hot-unload dmatest: delete " + deployed);
         long t2 = System.nanoTime();
         Files.delete(deployed);
-        await("dmatest unbound and its bundle uninstalled", () ->
+        DemoKit.await("dmatest unbound and its bundle uninstalled", () ->
                 !MachineState.driverNames(rt.status()).contains(DRIVER_NAME) && rt.bundle(DRIVER_BSN).isEmpty()
                         ? Optional.of(true) : Optional.empty());
-        note("dmatest gone %s after the delete; the GPU driver stays bound", since(t2));
+        note("dmatest gone %s after the delete; the GPU driver stays bound", DemoKit.since(t2));
         shell(rt, "dmaplane:dmadebug");
         Map<String, Object> end = rt.status();
         String domain = gpuDomain(rt);
@@ -260,10 +250,10 @@ final class Demo {
         section(7, "hot-unload the GPU: delete " + deployed);
         long t = System.nanoTime();
         Files.delete(deployed);
-        await("the GPU driver unbound and its bundle uninstalled", () ->
+        DemoKit.await("the GPU driver unbound and its bundle uninstalled", () ->
                 !MachineState.driverNames(rt.status()).contains(GPU_DRIVER_NAME) && rt.bundle(GPU_BSN).isEmpty()
                         ? Optional.of(true) : Optional.empty());
-        note("the GPU driver and model gone %s after the delete", since(t));
+        note("the GPU driver and model gone %s after the delete", DemoKit.since(t));
         shell(rt, "dmaplane:memory");
 
         section(8, "checks after the unload");
@@ -286,32 +276,6 @@ final class Demo {
         return (String) MachineState.group(rt.iommu(), GPU).map(g -> g.get("domain")).orElse("?");
     }
 
-    /** Copies the jar into deploy/ atomically, so File Install never sees half a file. */
-    static Path deploy(Path jar, Path deployDir) throws IOException {
-        Path staging = Files.createTempFile(deployDir.getParent(), "deploy-", ".jar.part");
-        Files.copy(jar, staging, StandardCopyOption.REPLACE_EXISTING);
-        return Files.move(staging, deployDir.resolve(jar.getFileName()), StandardCopyOption.ATOMIC_MOVE);
-    }
-
-    /** Polls {@code probe} until it yields a value, for at most {@link #WAIT}. */
-    static <T> T await(String what, Supplier<Optional<T>> probe) throws TimeoutException, InterruptedException {
-        return await(what, WAIT, probe);
-    }
-
-    static <T> T await(String what, Duration timeout, Supplier<Optional<T>> probe) throws TimeoutException, InterruptedException {
-        long deadline = System.nanoTime() + timeout.toNanos();
-        while (true) {
-            Optional<T> v = probe.get();
-            if (v.isPresent()) {
-                return v.get();
-            }
-            if (System.nanoTime() - deadline >= 0) {
-                throw new TimeoutException(what + ": not within " + timeout.toSeconds() + " s");
-            }
-            Thread.sleep(20); // polling period of a bounded wait
-        }
-    }
-
     private static Object groupId(Map<String, Object> iommu, String device) {
         return MachineState.group(iommu, device).map(g -> g.get("id")).orElse("?");
     }
@@ -321,30 +285,18 @@ final class Demo {
     }
 
     private void shell(DmaplaneRuntime rt, String line) throws Exception {
-        out.println("  g! " + line);
-        for (String l : rt.gogo(line, WAIT).split("\n", -1)) {
-            out.println("     " + l);
-        }
+        kit.shell(rt, line);
     }
 
     private void section(int n, String title) {
-        out.println();
-        out.println("[" + n + "] " + title);
+        kit.section(n, title);
     }
 
     private void note(String fmt, Object... args) {
-        out.println("  " + String.format(fmt, args));
+        kit.note(fmt, args);
     }
 
     private void check(boolean ok, String fmt, Object... args) {
-        String what = String.format(fmt, args);
-        out.println("  " + (ok ? "ok    " : "FAILED") + " " + what);
-        if (!ok) {
-            failures.add(what);
-        }
-    }
-
-    private static String since(long t0) {
-        return String.format("%.2f s", (System.nanoTime() - t0) / 1e9);
+        kit.check(ok, fmt, args);
     }
 }

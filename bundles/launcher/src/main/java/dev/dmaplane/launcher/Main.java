@@ -7,14 +7,17 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * The {@code dmaplane} command: embeds Apache Felix with the dmaplane runtime.
  *
  * <pre>
  * dmaplane run   [--topology FILE] [--work DIR] [--jfr FILE]   interactive Gogo shell; deploy/ is watched
- * dmaplane demo  [--work DIR]                       the headline demo, exits 0 when every check passed
+ * dmaplane demo  [NAME | --list] [--work DIR]       the headline demo (or another), exits 0 when every check passed
  * dmaplane shell [--topology FILE] [--work DIR] CMD...   runs one Gogo command line and exits
  * dmaplane help
  * </pre>
@@ -32,8 +35,10 @@ public final class Main {
               run   [--topology FILE] [--work DIR]        boot the runtime with an interactive Gogo shell
                                                           (dmaplane:help lists the dmaplane commands;
                                                           Ctrl-D or 'stop 0' quits)
-              demo  [--work DIR]                          boot, hot-load the GPU bundle and the dmatest client
-                                                          through deploy/, unload both, check nothing is left
+              demo  [NAME | --list] [--work DIR]          boot, hot-load the GPU, Soft-RoCE and the gpudirect
+                                                          bundle through deploy/: GPUDirect RDMA into VRAM beside
+                                                          the bounce path; unload, check nothing is left.
+                                                          --list names the other demos
               shell [--topology FILE] [--work DIR] CMD... boot, run one Gogo command line, exit
               new-driver NAME [--package PKG] [--dir DIR] write a new accelerator's project (model and driver
                                                           bundles, machine file, tests) into DIR/NAME
@@ -49,6 +54,19 @@ public final class Main {
               --debug          with an error in the machine file, print the stack of the loader's exception too
             Driver bundles copied into WORK/deploy/ are installed, started and bound within a second;
             deleting them unbinds the driver (its remove runs) and uninstalls them.""";
+
+    /** The demos, by name; the first is what {@code dmaplane demo} runs. */
+    static final Map<String, String> DEMOS = demos();
+
+    private static Map<String, String> demos() {
+        Map<String, String> d = new LinkedHashMap<>();
+        d.put("gpudirect", "GPUDirect RDMA: rxe1 writes 64 MiB into the GPU's VRAM through rxe0's dma-buf region, the GPU"
+                + " checks and computes on it; beside the bounce path, a HCA without a peer-to-peer path, eviction under"
+                + " traffic, the fallbacks (the default)");
+        d.put("dmatest", "the dmatest client on the GPU's copy engine (a dmaengine channel): copies through the IOMMU,"
+                + " a use-after-unmap the IOMMU stops");
+        return Collections.unmodifiableMap(d);
+    }
 
     /** Parsed command line. */
     record Options(String mode, Path topology, Path work, Path dist, Path jfr, boolean debug, List<String> rest) {
@@ -98,7 +116,7 @@ public final class Main {
                     out.println(USAGE);
                     yield 0;
                 }
-                case "demo" -> new Demo(config, out).run();
+                case "demo" -> demo(config, o.rest(), out);
                 case "shell" -> shell(config, String.join(" ", o.rest()), out, err);
                 case "run" -> interactive(config, out);
                 default -> throw new AssertionError(o.mode());
@@ -168,7 +186,7 @@ public final class Main {
         List<String> rest = new ArrayList<>();
         for (int i = 1; i < args.length; i++) {
             String a = args[i];
-            if (!rest.isEmpty()) {
+            if (!rest.isEmpty() && mode.equals("shell")) {
                 rest.add(a); // everything after the command's first word belongs to it
                 continue;
             }
@@ -178,7 +196,20 @@ public final class Main {
                 case "--dist" -> dist = Path.of(value(args, ++i, a));
                 case "--jfr" -> jfr = Path.of(value(args, ++i, a));
                 case "--debug" -> debug = true;
+                case "--list" -> {
+                    if (!mode.equals("demo")) {
+                        throw new IllegalArgumentException("unknown option '" + a + "' for " + mode);
+                    }
+                    rest.add(a);
+                }
                 default -> {
+                    if (mode.equals("demo") && !a.startsWith("--") && rest.isEmpty()) {
+                        if (!DEMOS.containsKey(a)) {
+                            throw new IllegalArgumentException("no demo named '" + a + "'; dmaplane demo --list names them");
+                        }
+                        rest.add(a);
+                        continue;
+                    }
                     if (a.startsWith("--") || !mode.equals("shell")) {
                         throw new IllegalArgumentException("unknown option '" + a + "' for " + mode);
                     }
@@ -229,6 +260,20 @@ public final class Main {
         } catch (URISyntaxException | RuntimeException e) {
             return Path.of("bundles/launcher/target/dist");
         }
+    }
+
+    /** {@code demo [NAME | --list]}: the named demo, the default one, or the list. */
+    private static int demo(DmaplaneRuntime.Config config, List<String> rest, PrintStream out) throws Exception {
+        String name = rest.isEmpty() ? DEMOS.keySet().iterator().next() : rest.getFirst();
+        if (name.equals("--list")) {
+            DEMOS.forEach((n, what) -> out.println(String.format("%-10s %s", n, what)));
+            return 0;
+        }
+        return switch (name) {
+            case "gpudirect" -> new GpuDirectDemo(config, out).run();
+            case "dmatest" -> new DmaTestDemo(config, out).run();
+            default -> throw new AssertionError(name);
+        };
     }
 
     private static int shell(DmaplaneRuntime.Config config, String line, PrintStream out, PrintStream err) throws Exception {

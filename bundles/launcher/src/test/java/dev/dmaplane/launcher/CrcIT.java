@@ -59,8 +59,8 @@ class CrcIT {
         assertTrue(rt.gogo("dmaplane:lspci -t", RuntimeIT.WAIT).contains("<absent> " + CRC + " (device model 'crc' is not loaded)"));
         long frames = (Long) rt.status().get("allocatedFrames");
 
-        Path deployed = Demo.deploy(JAR, rt.deployDir());
-        assertEquals(List.of(CRC), Demo.await("crc32c bound", RuntimeIT.WAIT, () -> {
+        Path deployed = DemoKit.deploy(JAR, rt.deployDir());
+        assertEquals(List.of(CRC), DemoKit.await("crc32c bound", RuntimeIT.WAIT, () -> {
             List<String> b = MachineState.boundTo(rt.status(), DRIVER);
             return b.isEmpty() ? Optional.empty() : Optional.of(b);
         }));
@@ -80,7 +80,7 @@ class CrcIT {
         assertEquals(1, rt.status().get("activeDmaMappings"), "the request's buffer is unmapped, the ring stays");
 
         Files.delete(deployed);
-        Demo.await("crc gone", RuntimeIT.WAIT, () -> rt.bundle(BSN).isEmpty()
+        DemoKit.await("crc gone", RuntimeIT.WAIT, () -> rt.bundle(BSN).isEmpty()
                 && !MachineState.deviceNames(rt.status()).contains(CRC) ? Optional.of(true) : Optional.empty());
         assertFalse(MachineState.driverNames(rt.status()).contains(DRIVER));
         assertTrue(rt.gogo("dmaplane:lspci -t", RuntimeIT.WAIT).contains("<absent> " + CRC + " (device model 'crc' was unloaded)"));

@@ -33,10 +33,41 @@ class DemoIT {
         return new Run(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
     }
 
+    /** The headline demo, GPUDirect RDMA: every scenario's checks and the launcher's own after the unload. */
     @Test
-    void demoPassesAndLeavesNoThreadBehind() throws Exception {
+    void theHeadlineDemoPassesAndLeavesNoThreadBehind() throws Exception {
         Threads.Snapshot threads = Threads.snapshot();
         Run r = main("demo", "--work", tmp.resolve("work").toString(), "--dist", RuntimeIT.DIST.toString());
+        assertEquals(0, r.code(), r.out());
+        assertTrue(r.out().contains("ok     the GPU driver bound 0000:03:00.0"), r.out());
+        assertTrue(r.out().contains("ok     Soft-RoCE bound [0000:04:00.0, 0000:05:00.0] as rxe0 and rxe1"), r.out());
+        assertTrue(r.out().contains("ok     host bytes written during the transfer: 0"), r.out());
+        assertTrue(r.out().contains("mapped BUS_ADDR at bus address"), r.out());
+        assertTrue(r.out().contains("ok     the object moved to host memory for rxe1"), r.out());
+        assertTrue(r.out().contains("ok     the object left VRAM and came back"), r.out());
+        assertTrue(r.out().contains("ok     export of an object private to the GPU VM (VM_ALWAYS_VALID): EPERM"), r.out());
+        assertTrue(r.out().matches("(?s).*gpudirect: all \\d+ checks passed.*"), r.out());
+        assertTrue(r.out().contains("ok     pinned frames back to"), r.out());
+        assertTrue(r.out().strip().endsWith("demo passed"), r.out());
+        assertTrue(!r.out().contains("FAILED"), r.out());
+        threads.assertAllNewThreadsEnd(Duration.ofSeconds(5));
+    }
+
+    @Test
+    void demoListNamesTheDemosAndAnUnknownOneIsAUsageError() throws Exception {
+        Run list = main("demo", "--list");
+        assertEquals(0, list.code(), list.err());
+        assertTrue(list.out().startsWith("gpudirect "), list.out());
+        assertTrue(list.out().contains("\ndmatest "), list.out());
+        Run bad = main("demo", "nope");
+        assertEquals(2, bad.code());
+        assertTrue(bad.err().contains("no demo named 'nope'"), bad.err());
+    }
+
+    @Test
+    void theDmatestDemoPassesAndLeavesNoThreadBehind() throws Exception {
+        Threads.Snapshot threads = Threads.snapshot();
+        Run r = main("demo", "dmatest", "--work", tmp.resolve("work").toString(), "--dist", RuntimeIT.DIST.toString());
         assertEquals(0, r.code(), r.out());
         assertTrue(r.out().contains("ok     the GPU driver bound 0000:03:00.0 only"), r.out());
         assertTrue(r.out().contains("dmatest drives [gpu.dma.0]"), r.out());

@@ -86,31 +86,31 @@ class MachineFileIT {
             assertEquals(1L << 30, s.get("ramBytes"));
             assertEquals(List.of("0000:00:01.0"), MachineState.deviceNames(s), "the GPU's model is not loaded yet");
 
-            Path gpuDeployed = Demo.deploy(RuntimeIT.GPU_DRIVER, rt.deployDir());
-            assertEquals(List.of(GPU), Demo.await("the GPU driver bound", RuntimeIT.WAIT, () -> {
-                List<String> b = MachineState.boundTo(rt.status(), Demo.GPU_DRIVER_NAME);
+            Path gpuDeployed = DemoKit.deploy(RuntimeIT.GPU_DRIVER, rt.deployDir());
+            assertEquals(List.of(GPU), DemoKit.await("the GPU driver bound", RuntimeIT.WAIT, () -> {
+                List<String> b = MachineState.boundTo(rt.status(), DmaTestDemo.GPU_DRIVER_NAME);
                 return b.isEmpty() ? Optional.empty() : Optional.of(b);
             }));
             assertEquals(List.of(GPU), MachineState.groupMembers(rt.iommu(), GPU), "ACS at the root port: a group of its own");
             long frames = (Long) rt.status().get("allocatedFrames");
             int mappings = (Integer) rt.status().get("activeDmaMappings");
-            Path deployed = Demo.deploy(RuntimeIT.DRIVER, rt.deployDir());
-            assertEquals(List.of(Demo.AUX), Demo.await("dmatest bound", RuntimeIT.WAIT, () -> {
-                List<String> b = MachineState.boundTo(rt.status(), Demo.DRIVER_NAME);
+            Path deployed = DemoKit.deploy(RuntimeIT.DRIVER, rt.deployDir());
+            assertEquals(List.of(DmaTestDemo.AUX), DemoKit.await("dmatest bound", RuntimeIT.WAIT, () -> {
+                List<String> b = MachineState.boundTo(rt.status(), DmaTestDemo.DRIVER_NAME);
                 return b.isEmpty() ? Optional.empty() : Optional.of(b);
             }));
-            Map<String, Object> r = rt.serviceProperties(Demo.RESULT_FILTER).getFirst();
+            Map<String, Object> r = rt.serviceProperties(DmaTestDemo.RESULT_FILTER).getFirst();
             assertEquals(GPU, r.get("dmatest.device"));
             assertEquals(0, r.get("dmatest.failures"));
             assertEquals("PASSED", r.get("dmatest.faultCheck"));
 
             Files.delete(deployed);
-            Demo.await("dmatest gone", RuntimeIT.WAIT, () -> rt.bundle(Demo.DRIVER_BSN).isEmpty()
-                    && MachineState.boundTo(rt.status(), Demo.DRIVER_NAME).isEmpty() ? Optional.of(true) : Optional.empty());
+            DemoKit.await("dmatest gone", RuntimeIT.WAIT, () -> rt.bundle(DmaTestDemo.DRIVER_BSN).isEmpty()
+                    && MachineState.boundTo(rt.status(), DmaTestDemo.DRIVER_NAME).isEmpty() ? Optional.of(true) : Optional.empty());
             assertEquals(mappings, rt.status().get("activeDmaMappings"));
             assertEquals(frames, rt.status().get("allocatedFrames"));
             Files.delete(gpuDeployed);
-            Demo.await("the GPU driver gone", RuntimeIT.WAIT, () -> rt.bundle(Demo.GPU_BSN).isEmpty()
+            DemoKit.await("the GPU driver gone", RuntimeIT.WAIT, () -> rt.bundle(DmaTestDemo.GPU_BSN).isEmpty()
                     ? Optional.of(true) : Optional.empty());
             assertEquals(0, rt.status().get("activeDmaMappings"));
             assertTrue(rt.gogo("dmaplane:memory", RuntimeIT.WAIT).startsWith("RAM        1 GiB"));

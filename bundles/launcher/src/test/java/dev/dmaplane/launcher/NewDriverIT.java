@@ -110,9 +110,9 @@ class NewDriverIT {
         try {
             assertTrue(rt.gogo("dmaplane:lspci", RuntimeIT.WAIT).contains(
                     "<absent> " + ACCEL + " (device model 'acme' is not loaded)"));
-            Path deployedDriver = Demo.deploy(driver, rt.deployDir());
-            Path deployedModel = Demo.deploy(model, rt.deployDir());
-            Demo.await("acme bound", RuntimeIT.WAIT, () -> MachineState.boundTo(rt.status(), "acme").equals(List.of(ACCEL))
+            Path deployedDriver = DemoKit.deploy(driver, rt.deployDir());
+            Path deployedModel = DemoKit.deploy(model, rt.deployDir());
+            DemoKit.await("acme bound", RuntimeIT.WAIT, () -> MachineState.boundTo(rt.status(), "acme").equals(List.of(ACCEL))
                     ? Optional.of(true) : Optional.empty());
             assertTrue(rt.bundle("com.example.acme.model").isPresent() && rt.bundle("com.example.acme.driver").isPresent(),
                     "bundle symbolic names are the packages'");
@@ -121,7 +121,7 @@ class NewDriverIT {
             assertTrue(rt.gogo("dmaplane:interrupts", RuntimeIT.WAIT).contains("acme"));
 
             Files.delete(deployedModel);
-            Demo.await("acme hardware gone", RuntimeIT.WAIT, () -> !MachineState.deviceNames(rt.status()).contains(ACCEL)
+            DemoKit.await("acme hardware gone", RuntimeIT.WAIT, () -> !MachineState.deviceNames(rt.status()).contains(ACCEL)
                     ? Optional.of(true) : Optional.empty());
             assertEquals(0, rt.status().get("activeDmaMappings"), "the surprise removal reclaimed everything");
             assertTrue(rt.gogo("dmaplane:lspci", RuntimeIT.WAIT).contains("<absent> " + ACCEL + " (device model 'acme'"));

@@ -36,9 +36,9 @@ class PerftestIT {
 
     @Test
     void perfCommandRunsWriteBwBetweenRxe0AndRxe1() throws Exception {
-        Path softroce = Demo.deploy(SoftRoceIT.JAR, rt.deployDir());
-        Path perf = Demo.deploy(JAR, rt.deployDir());
-        String out = Demo.await("dmaplane:perf output", WAIT, () -> {
+        Path softroce = DemoKit.deploy(SoftRoceIT.JAR, rt.deployDir());
+        Path perf = DemoKit.deploy(JAR, rt.deployDir());
+        String out = DemoKit.await("dmaplane:perf output", WAIT, () -> {
             try {
                 String s = rt.gogo("dmaplane:perf write_bw -s 4096 -n 20", WAIT);
                 return s.contains("#iterations") ? Optional.of(s) : Optional.empty();

@@ -30,8 +30,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class RuntimeIT {
     static final Path DIST = Path.of(System.getProperty("dmaplane.dist", "target/dist"));
-    static final Path DRIVER = DIST.resolve("drivers").resolve(Demo.DRIVER_JAR);
-    static final Path GPU_DRIVER = DIST.resolve("drivers").resolve(Demo.GPU_JAR);
+    static final Path DRIVER = DIST.resolve("drivers").resolve(DmaTestDemo.DRIVER_JAR);
+    static final Path GPU_DRIVER = DIST.resolve("drivers").resolve(DmaTestDemo.GPU_JAR);
     static final Duration WAIT = Duration.ofSeconds(10);
     /** Every function of the default machine, sorted. */
     static final List<String> DEFAULT_BDFS = List.of("0000:00:01.0", "0000:00:02.0", "0000:00:03.0", "0000:01:00.0",
@@ -69,9 +69,9 @@ class RuntimeIT {
         }
         assertTrue(rt.bundle(DmaplaneRuntime.GOGO_SHELL_BSN).isEmpty(), "no shell reading the terminal in a test");
         Map<String, Object> s = rt.status();
-        assertEquals(DEFAULT_BDFS.stream().filter(b -> !b.equals(Demo.GPU)).toList(),
+        assertEquals(DEFAULT_BDFS.stream().filter(b -> !b.equals(DmaTestDemo.GPU)).toList(),
                 MachineState.deviceNames(s).stream().sorted().toList(),
-                "the default machine booted; the GPU's model comes with " + Demo.GPU_JAR);
+                "the default machine booted; the GPU's model comes with " + DmaTestDemo.GPU_JAR);
         assertTrue(rt.hasService("(objectClass=dev.dmaplane.accel.AccelCore)"), "the accelerator core is in the runtime set");
         assertEquals(64L << 30, s.get("ramBytes"));
         assertEquals(0, s.get("activeDmaMappings"));
@@ -84,16 +84,16 @@ class RuntimeIT {
         long baseFrames = frames();
         long baseSeq = (Long) rt.status().get("traceLastSeq");
         int baseMappings = (Integer) rt.status().get("activeDmaMappings");
-        int baseDevres = MachineState.devres(rt.status(), Demo.GPU);
+        int baseDevres = MachineState.devres(rt.status(), DmaTestDemo.GPU);
 
-        Path deployed = Demo.deploy(DRIVER, rt.deployDir());
-        assertEquals(List.of(Demo.AUX), awaitBound(), "dmatest claims the GPU driver's channel only");
+        Path deployed = DemoKit.deploy(DRIVER, rt.deployDir());
+        assertEquals(List.of(DmaTestDemo.AUX), awaitBound(), "dmatest claims the GPU driver's channel only");
         Map<String, Object> r = result();
         assertEquals(6, r.get("dmatest.tests"));
         assertEquals(0, r.get("dmatest.failures"), Arrays.toString((String[]) r.get("dmatest.transfers")));
         assertTrue((Long) r.get("dmatest.bytesCopied") > 0 && (Long) r.get("dmatest.bytesFilled") > 0);
         assertEquals(12L * 16384, r.get("dmatest.bytesVerified"));
-        assertTrue(MachineState.traced(rt.trace(), baseSeq, "BIND", Demo.AUX, Demo.DRIVER_NAME));
+        assertTrue(MachineState.traced(rt.trace(), baseSeq, "BIND", DmaTestDemo.AUX, DmaTestDemo.DRIVER_NAME));
         assertEquals(baseMappings, rt.status().get("activeDmaMappings"), "while bound dmatest keeps nothing mapped");
         assertTrue(frames() > baseFrames, "probe allocated its buffers");
 
@@ -103,21 +103,21 @@ class RuntimeIT {
         long iova = (Long) r.get("dmatest.faultIova");
         List<Map<String, Object>> faults = MachineState.faults(rt.iommu());
         assertEquals(1, faults.size());
-        assertEquals(Demo.GPU, faults.getFirst().get("device"));
+        assertEquals(DmaTestDemo.GPU, faults.getFirst().get("device"));
         assertEquals(iova, faults.getFirst().get("iova"));
         assertEquals(true, faults.getFirst().get("write"));
 
         Files.delete(deployed);
-        Demo.await("dmatest gone", WAIT, () -> !MachineState.driverNames(rt.status()).contains(Demo.DRIVER_NAME)
-                && rt.bundle(Demo.DRIVER_BSN).isEmpty() ? Optional.of(true) : Optional.empty());
-        assertTrue(MachineState.traced(rt.trace(), baseSeq, "UNBIND", Demo.AUX, Demo.DRIVER_NAME), "remove ran");
+        DemoKit.await("dmatest gone", WAIT, () -> !MachineState.driverNames(rt.status()).contains(DmaTestDemo.DRIVER_NAME)
+                && rt.bundle(DmaTestDemo.DRIVER_BSN).isEmpty() ? Optional.of(true) : Optional.empty());
+        assertTrue(MachineState.traced(rt.trace(), baseSeq, "UNBIND", DmaTestDemo.AUX, DmaTestDemo.DRIVER_NAME), "remove ran");
         Map<String, Object> s = rt.status();
         assertEquals(baseMappings, s.get("activeDmaMappings"));
         assertEquals(baseFrames, frames(), "buffers freed");
         assertEquals(0L, rt.pinnedFrames(), "nothing pinned");
-        assertEquals(baseDevres, MachineState.devres(s, Demo.GPU), "the GPU driver's own devres only");
+        assertEquals(baseDevres, MachineState.devres(s, DmaTestDemo.GPU), "the GPU driver's own devres only");
         assertTrue(MachineState.reports(rt.dmaDebug(), "LEAK_AT_UNBIND").isEmpty(), "dma-debug found no leak");
-        assertTrue(rt.serviceProperties(Demo.RESULT_FILTER).isEmpty(), "the result service went with the binding");
+        assertTrue(rt.serviceProperties(DmaTestDemo.RESULT_FILTER).isEmpty(), "the result service went with the binding");
     }
 
     @Test
@@ -129,26 +129,26 @@ class RuntimeIT {
         for (String bdf : DEFAULT_BDFS) {
             assertTrue(lspci.contains(bdf), bdf + " in dmaplane:lspci:\n" + lspci);
         }
-        Demo.deploy(DRIVER, rt.deployDir());
+        DemoKit.deploy(DRIVER, rt.deployDir());
         awaitBound();
 
         String drivers = rt.gogo("dmaplane:drivers", WAIT);
         assertTrue(drivers.contains("dmatest  [dev.dmaplane.driver.dmatest "), drivers);
         assertTrue(drivers.contains("matches: auxiliary gpu.dma"), drivers);
-        assertTrue(drivers.contains("bound:   " + Demo.AUX), drivers);
+        assertTrue(drivers.contains("bound:   " + DmaTestDemo.AUX), drivers);
         assertTrue(rt.gogo("dmaplane:lspci -t", WAIT).contains("[1da0:0001] 0000:03:00.0 model=gpu driver=gpu"));
         String verbose = rt.gogo("dmaplane:lspci -v 03:00.0", WAIT);
         assertTrue(verbose.contains("Mem+ BusMaster+") && verbose.contains("Kernel driver in use: gpu"), verbose);
         String iommu = rt.gogo("dmaplane:iommu", WAIT);
-        assertTrue(iommu.contains("  " + Demo.GPU + "  gpu"), iommu);
-        assertTrue(rt.gogo("dmaplane:iommu faults", WAIT).startsWith(Demo.GPU + " write at iova 0x"));
+        assertTrue(iommu.contains("  " + DmaTestDemo.GPU + "  gpu"), iommu);
+        assertTrue(rt.gogo("dmaplane:iommu faults", WAIT).startsWith(DmaTestDemo.GPU + " write at iova 0x"));
         assertTrue(rt.gogo("dmaplane:iommu mappings", WAIT).contains(" rw"), "the GPU driver's rings stay mapped");
         String debug = rt.gogo("dmaplane:dmadebug", WAIT);
         assertTrue(debug.startsWith("dma-debug on: ") && debug.contains(" 1 reports"), debug);
         assertTrue(debug.contains("by kind: ACCESS_UNMAPPED=1"), debug);
 
         String devices = rt.gogo("dmaplane:devices", WAIT);
-        assertTrue(devices.lines().anyMatch(l -> l.contains(Demo.AUX) && l.contains("dmatest")), devices);
+        assertTrue(devices.lines().anyMatch(l -> l.contains(DmaTestDemo.AUX) && l.contains("dmatest")), devices);
         assertTrue(rt.gogo("dmaplane:trace 1 BIND", WAIT).matches("#\\d+ BIND gpu\\.dma\\.0 dmatest"));
         assertTrue(rt.gogo("dmaplane:memory", WAIT).contains(" active mappings"));
         assertTrue(rt.gogo("dmaplane:dmabuf", WAIT).endsWith("Total 0 objects, 0 bytes"), "the dma-buf bundle is in the runtime set");
@@ -164,17 +164,17 @@ class RuntimeIT {
         deployGpu();
         long baseFrames = frames();
         int baseMappings = (Integer) rt.status().get("activeDmaMappings");
-        Demo.deploy(DRIVER, rt.deployDir());
+        DemoKit.deploy(DRIVER, rt.deployDir());
         awaitBound();
-        Bundle driver = rt.bundle(Demo.DRIVER_BSN).orElseThrow();
+        Bundle driver = rt.bundle(DmaTestDemo.DRIVER_BSN).orElseThrow();
         driver.stop();
         Map<String, Object> s = rt.status();
-        assertFalse(MachineState.driverNames(s).contains(Demo.DRIVER_NAME), "stopping the bundle unregisters the driver");
+        assertFalse(MachineState.driverNames(s).contains(DmaTestDemo.DRIVER_NAME), "stopping the bundle unregisters the driver");
         assertEquals(baseFrames, s.get("allocatedFrames"));
         assertEquals(baseMappings, s.get("activeDmaMappings"));
-        assertTrue(rt.serviceProperties(Demo.RESULT_FILTER).isEmpty());
+        assertTrue(rt.serviceProperties(DmaTestDemo.RESULT_FILTER).isEmpty());
         driver.start();
-        assertEquals(List.of(Demo.AUX), MachineState.boundTo(rt.status(), Demo.DRIVER_NAME), "restart binds again");
+        assertEquals(List.of(DmaTestDemo.AUX), MachineState.boundTo(rt.status(), DmaTestDemo.DRIVER_NAME), "restart binds again");
         assertEquals(0, result().get("dmatest.failures"), "the channel works again after the first run's fault");
         assertEquals(2, MachineState.faults(rt.iommu()).size(), "each run's fault check faults once");
         // the framework stop in @AfterEach unbinds it a last time while the machine is still up
@@ -182,24 +182,24 @@ class RuntimeIT {
 
     /** Deploys the GPU bundle: its model makes 03:00.0 appear and its driver binds it, offering the channel. */
     private void deployGpu() throws Exception {
-        Demo.deploy(GPU_DRIVER, rt.deployDir());
-        assertEquals(List.of(Demo.GPU), Demo.await("the GPU driver bound", WAIT, () -> {
-            List<String> b = MachineState.boundTo(rt.status(), Demo.GPU_DRIVER_NAME);
+        DemoKit.deploy(GPU_DRIVER, rt.deployDir());
+        assertEquals(List.of(DmaTestDemo.GPU), DemoKit.await("the GPU driver bound", WAIT, () -> {
+            List<String> b = MachineState.boundTo(rt.status(), DmaTestDemo.GPU_DRIVER_NAME);
             return b.isEmpty() ? Optional.empty() : Optional.of(b);
         }));
     }
 
     private List<String> awaitBound() throws Exception {
-        return Demo.await("dmatest bound", WAIT, () -> {
-            List<String> b = MachineState.boundTo(rt.status(), Demo.DRIVER_NAME);
+        return DemoKit.await("dmatest bound", WAIT, () -> {
+            List<String> b = MachineState.boundTo(rt.status(), DmaTestDemo.DRIVER_NAME);
             return b.isEmpty() ? Optional.empty() : Optional.of(b);
         });
     }
 
     private Map<String, Object> result() throws Exception {
-        List<Map<String, Object>> all = rt.serviceProperties(Demo.RESULT_FILTER);
+        List<Map<String, Object>> all = rt.serviceProperties(DmaTestDemo.RESULT_FILTER);
         assertEquals(1, all.size(), "one DmaTestResult service per bound device");
-        assertEquals(Demo.GPU, all.getFirst().get("dmatest.device"));
+        assertEquals(DmaTestDemo.GPU, all.getFirst().get("dmatest.device"));
         return all.getFirst();
     }
 

@@ -47,8 +47,8 @@ class SoftRoceIT {
     @Test
     void deployingTheBundleRegistersRxeDevicesAndRemovingItUnregistersThem() throws Exception {
         assertEquals("no RDMA devices", rt.gogo("rdma:dev", WAIT));
-        Path deployed = Demo.deploy(JAR, rt.deployDir());
-        String devs = Demo.await("rxe0 and rxe1", WAIT, () -> {
+        Path deployed = DemoKit.deploy(JAR, rt.deployDir());
+        String devs = DemoKit.await("rxe0 and rxe1", WAIT, () -> {
             try {
                 String s = rt.gogo("rdma:dev", WAIT);
                 return s.contains("rxe0") && s.contains("rxe1") ? Optional.of(s) : Optional.empty();
@@ -71,7 +71,7 @@ class SoftRoceIT {
 
     /** Waits for {@code rdma:dev} to list nothing, then checks that no engine thread stays. */
     private void assertDevicesAndEnginesGone() throws Exception {
-        Demo.await("rxe devices gone", WAIT, () -> {
+        DemoKit.await("rxe devices gone", WAIT, () -> {
             try {
                 return "no RDMA devices".equals(rt.gogo("rdma:dev", WAIT)) ? Optional.of(true) : Optional.empty();
             } catch (Exception e) {
@@ -90,9 +90,9 @@ class SoftRoceIT {
     @Test
     void removingTheBundleUnderTrafficEndsTheRunAndLeavesNothingBehind() throws Exception {
         long pinnedBefore = rt.pinnedFrames();
-        Path deployed = Demo.deploy(JAR, rt.deployDir());
-        Path perf = Demo.deploy(PerftestIT.JAR, rt.deployDir());
-        Demo.await("dmaplane:perf", WAIT, () -> {
+        Path deployed = DemoKit.deploy(JAR, rt.deployDir());
+        Path perf = DemoKit.deploy(PerftestIT.JAR, rt.deployDir());
+        DemoKit.await("dmaplane:perf", WAIT, () -> {
             try {
                 return rt.hasService("(osgi.command.function=perf)") && rt.gogo("rdma:dev", WAIT).contains("rxe1")
                         ? Optional.of(true) : Optional.empty();
@@ -107,7 +107,7 @@ class SoftRoceIT {
                 return "failed: " + e.getMessage();
             }
         });
-        Demo.await("traffic", WAIT, () -> {
+        DemoKit.await("traffic", WAIT, () -> {
             try {
                 String stat = rt.gogo("rdma:statistic", WAIT);
                 Matcher m = Pattern.compile("link rxe0/1 sent_pkts (\\d+)").matcher(stat);
