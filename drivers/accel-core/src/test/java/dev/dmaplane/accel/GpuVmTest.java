@@ -119,4 +119,27 @@ class GpuVmTest {
             assertEquals(frames, rig.machine.memory().allocatedFrames());
         }
     }
+
+    /**
+     * {@code drm_gpuvm_validate} rebinds only what is on the VM's evict list: validating (or submitting with) an
+     * object that never moved leaves its page tables alone; after a move the next validate rewrites them.
+     */
+    @Test
+    void validateRewritesOnlyTheMappingsOfAnObjectThatMoved() {
+        try (AccelContext a = rig.device.open(); AccelContext b = rig.device.open()) {
+            int h = a.createBo(MIB);
+            a.vmBind(h, 0, VA, MIB, true);
+            long pte = pageTable(a).get(VA);
+            long marker = pte ^ 0x5A000;
+            pageTable(a).put(VA, marker); // what a rewrite would overwrite
+            a.validate(h);
+            assertEquals(marker, pageTable(a).get(VA), "an object that stayed is not rebound");
+            for (int i = 0; i < 6; i++) {
+                b.pin(b.createBo(MIB, Placement.VRAM, EnumSet.of(Placement.VRAM)));
+            }
+            assertEquals(Placement.HOST, a.info(h).placement());
+            a.validate(h);
+            assertEquals(Aperture.SYSTEM, Aperture.of(pageTable(a).get(VA)), "the moved object is rebound");
+        }
+    }
 }

@@ -25,6 +25,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.EnumSet;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -298,11 +299,16 @@ final class ContextImpl implements AccelContext {
         }
     }
 
-    /** Maps an invalidated import again, without the placement lock (the map takes the exporter's reservation). */
-    private static void remapImport(BoImpl bo) {
+    /**
+     * Maps an invalidated import again, without the placement lock (the map takes the exporter's reservation);
+     * returns whether it did, so its VM mappings are rewritten.
+     */
+    private static boolean remapImport(BoImpl bo) {
         if (bo.backing instanceof ImportedPages ip && ip.isInvalidated()) {
             ip.remap();
+            return true;
         }
+        return false;
     }
 
     private void unref(BoImpl bo) {
@@ -421,22 +427,25 @@ final class ContextImpl implements AccelContext {
     @Override
     public void validate(int handle) {
         try (UContext.Call ignored = uctx.enter()) {
-            remapImport(lookup(handle));
+            boolean remapped = remapImport(lookup(handle));
             ttm.lock.lock();
             try {
                 ttm.reap();
-                validateLocked(lookup(handle));
+                validateLocked(lookup(handle), remapped);
             } finally {
                 ttm.lock.unlock();
             }
         }
     }
 
-    /** {@code ttm_bo_validate} into the preferred placement, then the VM mappings rewritten; Ttm lock held. */
-    void validateLocked(BoImpl bo) {
+    /**
+     * {@code ttm_bo_validate} into the preferred placement, then the VM mappings that no longer match rewritten
+     * (all of them with {@code force}); Ttm lock held.
+     */
+    void validateLocked(BoImpl bo, boolean force) {
         ttm.moveTo(bo, bo.preferred, true);
         ttm.touch(bo);
-        remap(bo);
+        remap(bo, force);
     }
 
     @Override
@@ -548,21 +557,27 @@ final class ContextImpl implements AccelContext {
                 continue;
             }
             ttm.moveTo(bo, bo.preferred, true);
-            remap(bo);
+            remap(bo, true);
         }
     }
 
     /**
-     * Rewrites the page tables of every mapping of {@code bo} ({@code drm_gpuvm_validate}'s rebind); the object
+     * Rewrites the page tables of the mappings of {@code bo} in the VMs it is evicted from, or of all of them with
+     * {@code force} (an import whose pages were mapped again) ({@code drm_gpuvm_validate}'s rebind); the object
      * stays on the evict list while it is not in its preferred placement, so a later validate tries again.
      */
-    private void remap(BoImpl bo) {
+    private void remap(BoImpl bo, boolean force) {
         boolean home = Ttm.in(bo.backing, bo.preferred);
+        Set<VmImpl> rewritten = new HashSet<>();
         for (VmImpl.Mapping m : bo.mappings) {
-            m.vm().ops.map(m.va(), Backing.slice(bo.backing.runs(), m.boOffset(), m.length()), m.writable());
-            if (home) {
-                m.vm().evicted.remove(bo);
+            // a VM whose evict list lacks the object still maps its backing: drm_gpuvm_validate skips it
+            if (force || m.vm().evicted.contains(bo)) {
+                m.vm().ops.map(m.va(), Backing.slice(bo.backing.runs(), m.boOffset(), m.length()), m.writable());
+                rewritten.add(m.vm());
             }
+        }
+        if (home) {
+            rewritten.forEach(vm -> vm.evicted.remove(bo));
         }
     }
 

@@ -155,7 +155,7 @@ final class Submitter {
                     + " is not after its last point " + last);
         }
         for (BoImpl bo : objects.keySet()) {
-            ctx.validateLocked(bo);
+            ctx.validateLocked(bo, false); // the VM's invalidated imports are rewritten by vmValidateLocked
         }
         ctx.vmValidateLocked(remapped);
         SchedJob job = SchedJob.init(entity(engine), 1, payload);
