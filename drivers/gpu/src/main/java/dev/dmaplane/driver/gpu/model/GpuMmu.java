@@ -33,7 +33,8 @@ final class GpuMmu {
     }
 
     /**
-     * Walks VM {@code vm}'s tables for the page of {@code va}, checks write permission and returns the translation.
+     * Walks VM {@code vm}'s tables for the page of {@code va}, checks write permission and returns the translation
+     * of its leaf (a 4 KiB page, or the whole 2 MiB entry).
      *
      * @throws JobFault {@link GpuRegs#ST_PAGE_FAULT} with the reason
      */
@@ -55,11 +56,11 @@ final class GpuMmu {
                 throw JobFault.pageFault(va, FAULT_BAD_TABLE, write, String.format(
                         "VM %d: 2 MiB entry for VA %#x points at unaligned %#x", vm, va, base));
             }
-            leaf = leaf(pde1, base + (va & (HUGE_PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)));
+            leaf = leaf(pde1, base, HUGE_PAGE_SIZE);
         } else {
             long pte = entry(vm, va, tableOf(vm, va, pde1, 1, write), (int) (va >>> PAGE_SHIFT) & (TABLE_ENTRIES - 1), 0,
                     write);
-            leaf = leaf(pte, pte & PTE_ADDR_MASK);
+            leaf = leaf(pte, pte & PTE_ADDR_MASK, PAGE_SIZE);
         }
         if (write && !leaf.writable()) {
             throw JobFault.pageFault(va, FAULT_READ_ONLY, true, String.format("VM %d: write to read-only VA %#x", vm, va));
@@ -67,8 +68,8 @@ final class GpuMmu {
         return leaf;
     }
 
-    private static Tlb.Translation leaf(long pte, long page) {
-        return new Tlb.Translation((pte & PTE_SYSTEM) != 0 ? page | APERTURE_SYSTEM : page, (pte & PTE_WRITABLE) != 0);
+    private static Tlb.Translation leaf(long pte, long base, long size) {
+        return new Tlb.Translation((pte & PTE_SYSTEM) != 0 ? base | APERTURE_SYSTEM : base, (pte & PTE_WRITABLE) != 0, size);
     }
 
     private long entry(int vm, long va, long table, int index, int level, boolean write) {

@@ -77,14 +77,15 @@ final class GpuVm {
         long done = 0;
         while (done < len) {
             long va = addr + done;
-            long phys = translate(va, write);
-            long n = Math.min(PAGE_SIZE - (va & (PAGE_SIZE - 1)), len - done);
-            while (done + n < len) { // extend over physically contiguous pages in the same aperture
-                long next = translate(va + n, write);
-                if (next != phys + n) {
+            Tlb.Translation leaf = translate(va, write);
+            long phys = leaf.phys(va);
+            long n = Math.min(leaf.remaining(va), len - done);
+            while (done + n < len) { // extend over physically contiguous leaves in the same aperture
+                Tlb.Translation next = translate(va + n, write);
+                if (next.phys(va + n) != phys + n) {
                     break;
                 }
-                n += Math.min(PAGE_SIZE, len - done - n);
+                n += Math.min(next.remaining(va + n), len - done - n);
             }
             if ((phys & APERTURE_SYSTEM) == 0 && !apertures.vram().contains(phys, n)) {
                 throw JobFault.pageFault(va, FAULT_RANGE, write, String.format(
@@ -95,8 +96,8 @@ final class GpuVm {
         }
     }
 
-    /** The aperture-tagged physical address of {@code va}. */
-    private long translate(long va, boolean write) {
+    /** The translation of the leaf holding {@code va}. */
+    private Tlb.Translation translate(long va, boolean write) {
         Tlb.Translation e = tlb.lookup(vm, va);
         if (e == null) {
             e = mmu.walk(vm, va, write);
@@ -104,6 +105,6 @@ final class GpuVm {
         } else if (write && !e.writable()) {
             throw JobFault.pageFault(va, FAULT_READ_ONLY, true, String.format("VM %d: write to read-only VA %#x", vm, va));
         }
-        return e.physPage() | (va & (PAGE_SIZE - 1));
+        return e;
     }
 }

@@ -141,4 +141,24 @@ class GpuMmuTest {
         assertEquals(ST_PAGE_FAULT, rig.run(0, OP_FILL, 0, VM, VA, 64, 0));
         assertEquals(faultStatus(0, VM, FAULT_BAD_TABLE, true), rig.regs.read(REG_MMU_FAULT_STATUS, 8));
     }
+
+    /**
+     * A 2 MiB leaf is cached once for all of its pages, as a GPU's TLB caches a fragment (amdgpu's
+     * {@code AMDGPU_PTE_FRAG}): copying a whole 2 MiB VRAM page to another costs two TLB entries, not 1024.
+     */
+    @Test
+    void aTwoMibLeafIsOneTlbEntry() {
+        long huge = 0x40_0000_0000L;
+        byte[] data = GpuRig.random(4096, 9);
+        GpuRig.HostBuffer staging = rig.host(4096, DmaDirection.TO_DEVICE);
+        staging.put(data);
+        assertEquals(ST_OK, rig.run(1, OP_COPY, FLAG_PHYSICAL, 0, staging.gpuAddr(), (32L << 20) + HUGE_PAGE_SIZE - 4096, 4096));
+        pt.mapHuge(huge, 32L << 20, false);
+        pt.mapHuge(huge + HUGE_PAGE_SIZE, 36L << 20, true);
+        assertEquals(ST_OK, rig.run(0, OP_COPY, 0, VM, huge, huge + HUGE_PAGE_SIZE, HUGE_PAGE_SIZE));
+        assertEquals(2, rig.device.tlbEntries(0), "one entry per 2 MiB leaf");
+        GpuRig.HostBuffer back = rig.host(4096, DmaDirection.FROM_DEVICE);
+        assertEquals(ST_OK, rig.run(1, OP_COPY, FLAG_PHYSICAL, 0, (36L << 20) + HUGE_PAGE_SIZE - 4096, back.gpuAddr(), 4096));
+        assertArrayEquals(data, back.bytes(), "the leaf's last page arrived at the other leaf's last page");
+    }
 }
