@@ -62,12 +62,13 @@ final class Stage implements AutoCloseable {
 
     /** Little-endian floats in [-1, 1) from {@code seed}: what SAXPY and the checksums work on. */
     static byte[] payload(long size, long seed) {
-        byte[] b = new byte[(int) size];
-        MemorySegment s = MemorySegment.ofArray(b);
+        float[] f = new float[(int) (size / 4)];
         Random r = new Random(seed);
-        for (long i = 0; i < size; i += 4) {
-            s.set(F32, i, r.nextFloat() * 2 - 1);
+        for (int i = 0; i < f.length; i++) {
+            f[i] = r.nextFloat() * 2 - 1;
         }
+        byte[] b = new byte[(int) size];
+        MemorySegment.copy(f, 0, MemorySegment.ofArray(b), F32, 0, f.length);
         return b;
     }
 
