@@ -154,9 +154,17 @@ class DmaTrafficTest {
         assertEquals(new DmaTraffic(0, len, 0, 0, 0), hca2.dma().traffic(), "the target only wrote");
 
         DmaTraffic a0 = hca.dma().traffic();
-        a.copyTo(srcIova + 1000, a, bus, 64 * 1024); // RAM to a peer's BAR, through a staging buffer
+        a.copyTo(srcIova + 1000, a, bus, 64 * 1024); // RAM to a peer's BAR: the write takes the RAM as it is
         assertArrayEquals(Arrays.copyOf(data, 64 * 1024), bar(0, 64 * 1024));
         assertEquals(new DmaTraffic(64 * 1024, 0, 0, 64 * 1024, 0), hca.dma().traffic().minus(a0));
+
+        DmaTraffic a2 = hca.dma().traffic();
+        DmaTraffic b2 = hca2.dma().traffic();
+        long busRead = hca.dma().mapPeer(vram.address(), 64 * 1024, DmaDirection.TO_DEVICE);
+        a.copyTo(busRead + 100, b, dstIova + 5, 64 * 1024 - 100); // a peer's BAR to RAM: read straight into it
+        assertArrayEquals(Arrays.copyOfRange(data, 100, 64 * 1024), ram(dst + 5, 64 * 1024 - 100));
+        assertEquals(new DmaTraffic(0, 0, 64 * 1024 - 100, 0, 0), hca.dma().traffic().minus(a2), "the peer read");
+        assertEquals(new DmaTraffic(0, 64 * 1024 - 100, 0, 0, 0), hca2.dma().traffic().minus(b2), "RAM written");
 
         DmaTraffic a1 = hca.dma().traffic();
         DmaTraffic b1 = hca2.dma().traffic();
@@ -171,7 +179,8 @@ class DmaTrafficTest {
         long chain = 3 * 4096 + 77;
         assertEquals(new DmaTraffic(chain, 0, 0, 0, 0), hca.dma().traffic().minus(a1), "every descriptor once");
         assertEquals(new DmaTraffic(0, chain, 0, 0, 0), hca2.dma().traffic().minus(b1));
-        assertEquals(new DmaTraffic(len + 64 * 1024 + chain, len + chain, 0, 64 * 1024, 0), m.dmaTraffic());
+        assertEquals(new DmaTraffic(len + 64 * 1024 + chain, len + 64 * 1024 - 100 + chain, 64 * 1024 - 100, 64 * 1024, 0),
+                m.dmaTraffic());
 
         hca.dma().unmapPeer(bus, 64 * 1024, DmaDirection.FROM_DEVICE);
         hca.dma().unmapSingle(srcIova, 2L << 20, DmaDirection.TO_DEVICE);

@@ -35,6 +35,8 @@ import java.util.Map;
  */
 final class DeviceBusMaster implements BusMaster {
     private static final VarHandle LONG = ValueLayout.JAVA_LONG.varHandle();
+    /** Bytes a copy from a peer's BAR moves per staging step. */
+    private static final int STAGING = 64 * 1024;
 
     private final DeviceDma dma;
     private final PhysicalAddressMap physical;
@@ -239,18 +241,32 @@ final class DeviceBusMaster implements BusMaster {
             while (done < length) {
                 MemorySegment src = ramView(busAddr + done, length - done, false);
                 MemorySegment dst = src == null ? null : t.ramView(targetBusAddr + done, src.byteSize(), true);
-                if (dst == null) {
-                    long n = Math.min(length - done, 64 * 1024);
+                if (dst != null) {
+                    long n = dst.byteSize();
+                    MemorySegment.copy(src, 0, dst, 0, n);
+                    done += n;
+                    cutThrough += n;
+                } else if (src != null) {
+                    // RAM into a peer's BAR (the switch routes it) or a window the IOMMU maps onto one: the target
+                    // takes the source's RAM as it is, the way a write carries the read's data, no staging copy
+                    t.write(targetBusAddr + done, src);
+                    dma.traffic.moved(false, src.byteSize(), 0);
+                    done += src.byteSize();
+                } else {
+                    // from a peer's BAR: straight into the target's RAM, or staged when both ends are BARs
+                    MemorySegment into = t.ramView(targetBusAddr + done, Math.min(length - done, STAGING), true);
+                    if (into != null) {
+                        read(busAddr + done, into);
+                        t.dma.traffic.moved(true, into.byteSize(), 0);
+                        done += into.byteSize();
+                        continue;
+                    }
+                    long n = Math.min(length - done, STAGING);
                     MemorySegment buf = MemorySegment.ofArray(new byte[(int) n]);
                     read(busAddr + done, buf);
                     t.write(targetBusAddr + done, buf);
                     done += n;
-                    continue;
                 }
-                long n = dst.byteSize();
-                MemorySegment.copy(src, 0, dst, 0, n);
-                done += n;
-                cutThrough += n;
             }
         } finally {
             movedRamToRam(t, cutThrough);
