@@ -49,20 +49,20 @@ class DeployIT {
             drop(deploy, "x.jar", Files.writeString(tmp.resolve("x"), "this is a text file, not a jar\n"));
             drop(deploy, "nomanifest.jar", zipWithoutManifest(tmp.resolve("nomanifest")));
             drop(deploy, "orphan.jar", bundleImporting(tmp.resolve("orphan"), "com.nobody.missing"));
-            Demo.deploy(RuntimeIT.GPU_DRIVER, deploy);
+            DemoKit.deploy(RuntimeIT.GPU_DRIVER, deploy);
 
-            assertEquals(List.of(Demo.GPU), Demo.await("the GPU driver bound", RuntimeIT.WAIT, () -> {
-                List<String> b = MachineState.boundTo(rt.status(), Demo.GPU_DRIVER_NAME);
+            assertEquals(List.of(DmaTestDemo.GPU), DemoKit.await("the GPU driver bound", RuntimeIT.WAIT, () -> {
+                List<String> b = MachineState.boundTo(rt.status(), DmaTestDemo.GPU_DRIVER_NAME);
                 return b.isEmpty() ? Optional.empty() : Optional.of(b);
             }), "the good driver binds beside the broken jars");
-            String report = Demo.await("dmaplane:deploy names every jar's state", RuntimeIT.WAIT, () -> {
+            String report = DemoKit.await("dmaplane:deploy names every jar's state", RuntimeIT.WAIT, () -> {
                 String s = gogo(rt, "dmaplane:deploy");
                 return s.contains("does not resolve") && s.contains("ACTIVE") && s.contains("not a zip")
                         && s.contains("no META-INF/MANIFEST.MF") ? Optional.of(s) : Optional.empty();
             });
             List<String> lines = report.lines().toList();
             assertEquals("deploy directory " + deploy.toAbsolutePath().normalize(), lines.getFirst(), report);
-            assertTrue(line(lines, Demo.GPU_JAR).matches(" +driver-gpu\\.jar +" + Demo.GPU_BSN + " \\S+ \\[\\d+] ACTIVE"),
+            assertTrue(line(lines, DmaTestDemo.GPU_JAR).matches(" +driver-gpu\\.jar +" + DmaTestDemo.GPU_BSN + " \\S+ \\[\\d+] ACTIVE"),
                     report);
             assertTrue(line(lines, "nomanifest.jar").endsWith("not installed: no META-INF/MANIFEST.MF, so not an OSGi bundle"),
                     report);
@@ -72,7 +72,7 @@ class DeployIT {
 
             for (String jar : List.of("x.jar not installed: not a zip file", "nomanifest.jar not installed: no META-INF",
                     "orphan.jar bundle test.orphan 1.0.0 does not resolve: imports package com.nobody.missing")) {
-                Demo.await("one log line for " + jar, RuntimeIT.WAIT, () ->
+                DemoKit.await("one log line for " + jar, RuntimeIT.WAIT, () ->
                         log.toString(UTF_8).contains("deploy: " + jar) ? Optional.of(true) : Optional.empty());
             }
             String text = log.toString(UTF_8);
