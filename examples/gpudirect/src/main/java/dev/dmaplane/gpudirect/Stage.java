@@ -12,7 +12,7 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.Arrays;
 import java.util.List;
-import java.util.Random;
+import java.util.SplittableRandom;
 import java.util.zip.CRC32C;
 
 /**
@@ -63,9 +63,9 @@ final class Stage implements AutoCloseable {
     /** Little-endian floats in [-1, 1) from {@code seed}: what SAXPY and the checksums work on. */
     static byte[] payload(long size, long seed) {
         float[] f = new float[(int) (size / 4)];
-        Random r = new Random(seed);
+        SplittableRandom r = new SplittableRandom(seed);
         for (int i = 0; i < f.length; i++) {
-            f[i] = r.nextFloat() * 2 - 1;
+            f[i] = r.nextFloat(-1, 1);
         }
         byte[] b = new byte[(int) size];
         MemorySegment.copy(f, 0, MemorySegment.ofArray(b), F32, 0, f.length);
