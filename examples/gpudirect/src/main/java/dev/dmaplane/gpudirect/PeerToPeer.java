@@ -48,18 +48,10 @@ final class PeerToPeer {
                 "the object stays in VRAM: rxe0 reaches the BAR through the switch (p2pdma BUS_ADDR)");
         subRange(s, buf, bo);
 
-        Transfer p2p = null;
-        DmaTraffic dt = null;
-        for (int round = 0; round <= WARM_UP; round++) { // the last round is the one measured
-            DmaTraffic t0 = s.traffic();
-            long cpu0 = Stage.cpuNanos();
-            long n0 = System.nanoTime();
-            s.far.write(s.src.addr(), s.src.mr().lkey(), IOVA, mr.rkey(), size, cfg.message());
-            long nanos = System.nanoTime() - n0;
-            long cpu = Stage.cpuNanos() - cpu0;
-            dt = s.traffic().minus(t0);
-            p2p = new Transfer("p2p", size, nanos, cpu, dt.ramWriteBytes(), dt.peerWriteBytes());
-        }
+        Measured m = measure(s, "p2p", () -> s.far.write(s.src.addr(), s.src.mr().lkey(), IOVA, mr.rkey(), size,
+                cfg.message()));
+        Transfer p2p = m.transfer();
+        DmaTraffic dt = m.traffic();
         out.transfer(p2p);
         out.note("rxe1 RDMA-WROTE %d MiB in %d messages of %d KiB (after %d rounds of warm-up): %.0f MiB/s, %.0f ms "
                         + "CPU per GiB", size >> 20, size / cfg.message(), cfg.message() >> 10, WARM_UP,
@@ -132,18 +124,10 @@ final class PeerToPeer {
         MemoryRegion bmr = null;
         try {
             bmr = s.near.dmabufMr(bb, 0, SLOTS * chunk, BOUNCE_IOVA);
-            Transfer t = null;
-            DmaTraffic dt = null;
-            for (int round = 0; round <= WARM_UP; round++) { // the last round is the one measured
-                DmaTraffic t0 = s.traffic();
-                long cpu0 = Stage.cpuNanos();
-                long n0 = System.nanoTime();
-                pipeline(s, bounce, bmr, dst);
-                long nanos = System.nanoTime() - n0;
-                long cpu = Stage.cpuNanos() - cpu0;
-                dt = s.traffic().minus(t0);
-                t = new Transfer("bounce", size, nanos, cpu, dt.ramWriteBytes(), dt.peerWriteBytes());
-            }
+            MemoryRegion slots = bmr;
+            Measured m = measure(s, "bounce", () -> pipeline(s, bounce, slots, dst));
+            Transfer t = m.transfer();
+            DmaTraffic dt = m.traffic();
             s.out.transfer(t);
             s.out.note("bounce path: rxe1 into a %d MiB host object registered on rxe0 (two slots), the copy engine into "
                     + "VRAM, %d steps of %d MiB (after %d rounds of warm-up): %.0f MiB/s, %.0f ms CPU per GiB",
@@ -185,5 +169,24 @@ final class PeerToPeer {
                 Gpu.await(f);
             }
         }
+    }
+
+    /** A measured delivery and the bus traffic it made. */
+    private record Measured(Transfer transfer, DmaTraffic traffic) {
+    }
+
+    /** Runs {@code delivery} {@link #WARM_UP} times untimed, then once measured: wall and CPU time, bus traffic. */
+    private static Measured measure(Stage s, String path, Runnable delivery) {
+        for (int round = 0; round < WARM_UP; round++) {
+            delivery.run();
+        }
+        DmaTraffic t0 = s.traffic();
+        long cpu0 = Stage.cpuNanos();
+        long n0 = System.nanoTime();
+        delivery.run();
+        long nanos = System.nanoTime() - n0;
+        long cpu = Stage.cpuNanos() - cpu0;
+        DmaTraffic dt = s.traffic().minus(t0);
+        return new Measured(new Transfer(path, s.cfg.size(), nanos, cpu, dt.ramWriteBytes(), dt.peerWriteBytes()), dt);
     }
 }
