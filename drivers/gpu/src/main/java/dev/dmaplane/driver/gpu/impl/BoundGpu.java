@@ -29,7 +29,8 @@ import static dev.dmaplane.driver.gpu.model.GpuRegs.*;
  * ({@code Documentation/PCI/pci.rst}), each step undone by devres in reverse: memory decoding, the ID check, the DMA
  * mask, bus mastering, one MSI-X vector per engine, the VM manager (address spaces destroyed after the engines
  * stop), the engines (ring, vector handler, scheduler), the kernel mover, the accel core registration
- * ({@link GpuAccelProvider}; unregistered before the engines stop), the dmaengine channel and its auxiliary device
+ * ({@link GpuAccelProvider}; unregistered before the engines stop, after their schedulers finished when the
+ * hardware is gone), the dmaengine channel and its auxiliary device
  * (removed first). The page-table pool is the top of the CPU-visible VRAM window, a reserved range of the
  * {@link VramInfo} the core's VRAM manager gets ({@code amdgpu_vram_mgr_reserve_range}).
  */
@@ -84,12 +85,28 @@ public final class BoundGpu implements BoundDevice {
         AccelDeviceHandle accel = AccelCore.of(machine).register(new GpuAccelProvider(fn, vram, gpu.vms, gpu.mover,
                 gpu.engines));
         gpu.accelName = accel.name();
-        fn.devres().add("drm_dev_unplug " + accel.name(), accel::unregister);
+        fn.devres().add("drm_dev_unplug " + accel.name(), () -> gpu.unplug(accel));
         gpu.dma = new GpuDmaChannel(fn.bdf() + " dma0chan0", gpu.engines[ENGINE_CE1].scheduler(),
                 options.jobTimeout().multipliedBy(2));
         fn.devres().add("dma_async_device_unregister", gpu.dma::close);
         gpu.aux = machine.devices().addAuxDevice(fn, "gpu", "dma", auxId, gpu.dma);
         return gpu;
+    }
+
+    /**
+     * Unregisters from the core ({@code drm_dev_unplug}). When the hardware has already left the slot
+     * ({@code pci_dev_is_disconnected}) no job on it will ever finish, so the schedulers are finished first and every
+     * job ends {@code ECANCELED}, as amdgpu's {@code amdgpu_fence_driver_hw_fini} force-completes the fences of an
+     * unplugged device: the core's revoke of exported objects and its teardown of backings wait for those fences.
+     * A present device keeps its engines until the core has waited for the jobs on them.
+     */
+    private void unplug(AccelDeviceHandle accel) {
+        if (fn.absence().isPresent()) {
+            for (GpuEngine e : engines) {
+                e.scheduler().fini();
+            }
+        }
+        accel.unregister();
     }
 
     /** The memory BAR: the CPU-visible VRAM window. */

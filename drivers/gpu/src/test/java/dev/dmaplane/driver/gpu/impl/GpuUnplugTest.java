@@ -1,5 +1,10 @@
 package dev.dmaplane.driver.gpu.impl;
 
+import dev.dmaplane.accel.AccelContext;
+import dev.dmaplane.accel.AccelCore;
+import dev.dmaplane.accel.Command;
+import dev.dmaplane.accel.Placement;
+import dev.dmaplane.accel.Submission;
 import dev.dmaplane.accel.sched.SchedEntity;
 import dev.dmaplane.accel.sched.SchedPriority;
 import dev.dmaplane.dmaengine.DmaChannel;
@@ -7,16 +12,19 @@ import dev.dmaplane.dmaengine.DmaResult;
 import dev.dmaplane.dmaengine.DmaTxDescriptor;
 import dev.dmaplane.dmaengine.DmaTxResult;
 import dev.dmaplane.dma.DmaDebugReport;
+import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fence.Fence;
 import dev.dmaplane.irq.IrqVectors;
+import dev.dmaplane.trace.TraceKind;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.EnumSet;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
@@ -170,6 +178,38 @@ class GpuUnplugTest {
             DriverRig.await(f);
             assertEquals(Optional.of(Errno.ECANCELED), f.error(), f.toString());
         }
+    }
+
+    /**
+     * The hardware gone before the driver's remove ({@code pci_dev_is_disconnected}): no job on it will finish, so
+     * the driver finishes its schedulers before it unregisters ({@code accel.spi} package docs; amdgpu's
+     * {@code amdgpu_fence_driver_hw_fini} force-completes the fences of an unplugged device instead of waiting).
+     * The core's revoke of an exported object ({@code Documentation/driver-api/dma-buf.rst}: the exporter waits for
+     * the reservation's fences before the backing goes) then finds the hung job writing it already cancelled; it
+     * waited for the fence until the dma-buf core's 10 s timeout before, a storm of unplugs under traffic stalling
+     * on every cycle.
+     */
+    @Test
+    void theModelLeavingCancelsJobsOnAnExportedObjectBeforeItsRevoke() throws Exception {
+        AccelContext ctx = AccelCore.of(rig.machine).open(rig.gpu().accelName());
+        int bo = ctx.createBo(1 << 20, Placement.VISIBLE_VRAM, EnumSet.of(Placement.VISIBLE_VRAM));
+        DmaBuf buf = ctx.primeExport(bo);
+        Fence spin = ctx.submit(Submission.on(ENGINE_COMPUTE, Command.Launch.of("spin")).writing(bo));
+        AtomicReference<String> atRevoke = new AtomicReference<>();
+        String revoke = "revoke dma-buf " + buf.ino() + ":";
+        try (AutoCloseable sub = rig.machine.tracer().subscribe(e -> {
+            if (e.kind() == TraceKind.DMA_BUF && e.detail().startsWith(revoke)) {
+                atRevoke.set(spin.isSignaled() + " " + spin.error());
+            }
+        })) {
+            assertTrue(rig.machine.removeModel(rig.model));
+        }
+        assertEquals("true " + Optional.of(Errno.ECANCELED), atRevoke.get(),
+                "the hung job was cancelled before the object's dma-buf was revoked");
+        assertTrue(buf.isRevoked());
+        buf.put();
+        ctx.close();
+        assertEquals(List.of(), DriverRig.gpuThreads());
     }
 
     @Test
