@@ -29,9 +29,9 @@ final class PciRouting {
     }
 
     static PciRoute route(PciFunction requester, long addr) {
-        Optional<Bar> own = barAt(requester, addr);
+        Optional<Decoded> own = barAt(requester, addr);
         if (own.isPresent()) {
-            return new PciRoute.Peer(requester, own.get(), addr - own.get().address(), List.of());
+            return new PciRoute.Peer(requester, own.get().bar(), own.get().offset(), List.of());
         }
         List<PciFunction> climbed = new ArrayList<>(4);
         PciFunction redirectedBy = null;
@@ -75,9 +75,9 @@ final class PciRouting {
         List<PciFunction> path = new ArrayList<>(climbed);
         PciFunction node = first;
         while (true) {
-            Optional<Bar> bar = barAt(node, addr);
+            Optional<Decoded> bar = barAt(node, addr);
             if (bar.isPresent()) {
-                return new PciRoute.Peer(node, bar.get(), addr - bar.get().address(), path);
+                return new PciRoute.Peer(node, bar.get().bar(), bar.get().offset(), path);
             }
             path.add(node);
             Optional<PciBus> below = node.subordinate();
@@ -100,15 +100,23 @@ final class PciRouting {
         return null;
     }
 
-    /** The assigned BAR of {@code fn} that decodes {@code addr}: none while its Memory Space Enable is clear. */
-    static Optional<Bar> barAt(PciFunction fn, long addr) {
+    /** A BAR that decodes an address, and the address's offset in it. */
+    private record Decoded(Bar bar, long offset) {
+    }
+
+    /**
+     * The assigned BAR of {@code fn} that decodes {@code addr}, with the offset from the one base address read that
+     * matched: the hardware may leave the slot meanwhile (its registers read all ones), so the base is never read
+     * twice. None while its Memory Space Enable is clear.
+     */
+    private static Optional<Decoded> barAt(PciFunction fn, long addr) {
         if (!fn.configSpace().memorySpaceEnabled()) {
             return Optional.empty();
         }
         for (Bar b : fn.bars()) {
             long base = b.address();
             if (base != 0 && Long.compareUnsigned(addr - base, b.size()) < 0) {
-                return Optional.of(b);
+                return Optional.of(new Decoded(b, addr - base));
             }
         }
         return Optional.empty();
