@@ -46,8 +46,8 @@ public final class GpuDirect {
         Printout out = new Printout(sink);
         try (Stage s = new Stage(machine, accel, rdma, cfg, out)) {
             out.note("GPU %s (%s, %s), rxe0 (%s, under the GPU's switch), rxe1 (%s, other root port); payload %d MiB of "
-                            + "f32 from seed %d", s.gpu.device.name(), GPU_DRIVER, "0000:03:00.0", NEAR_BDF, FAR_BDF,
-                    cfg.size() >> 20, cfg.seed());
+                            + "f32 from seed %d", s.gpu.device.name(), GPU_DRIVER, s.gpu.device.vram().function().bdf(),
+                    NEAR_BDF, FAR_BDF, cfg.size() >> 20, cfg.seed());
             PeerToPeer.Shared shared = null;
             try {
                 if (cfg.scenarios().contains(Scenario.GPUDIRECT) || cfg.scenarios().contains(Scenario.NO_P2P)) {
