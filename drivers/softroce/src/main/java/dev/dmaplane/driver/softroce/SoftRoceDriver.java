@@ -85,8 +85,27 @@ public final class SoftRoceDriver implements Driver {
         return TABLE;
     }
 
-    static DeviceAttr attributes() {
-        return DeviceAttr.builder().fwVer("0.2.0").nodeGuid(0x021da0fffe000000L).vendorId(0x1da0).vendorPartId(2)
+    /**
+     * {@code addrconf_addr_eui48}: a MAC as a modified EUI-64 (the universal/local bit flipped, {@code ff:fe} in the
+     * middle), big-endian, which rxe makes both its node GUID and its system image GUID of
+     * ({@code rxe_init_device_param}, {@code rxe_register_device}).
+     */
+    static long eui48(byte[] mac) {
+        if (mac == null || mac.length != 6) {
+            throw new ErrnoException(Errno.EINVAL, "rxe: a GUID needs a 6-byte MAC, not "
+                    + (mac == null ? null : mac.length + " bytes"));
+        }
+        byte[] eui = {(byte) (mac[0] ^ 0x02), mac[1], mac[2], (byte) 0xff, (byte) 0xfe, mac[3], mac[4], mac[5]};
+        long guid = 0;
+        for (byte b : eui) {
+            guid = guid << 8 | (b & 0xff);
+        }
+        return guid;
+    }
+
+    static DeviceAttr attributes(byte[] mac) {
+        long guid = eui48(mac);
+        return DeviceAttr.builder().fwVer("0.2.0").nodeGuid(guid).sysImageGuid(guid).vendorId(0x1da0).vendorPartId(2)
                 .caps(EnumSet.of(DeviceCap.MEM_WINDOW, DeviceCap.MEM_WINDOW_TYPE_2B, DeviceCap.MEM_MGT_EXTENSIONS,
                         DeviceCap.PORT_ACTIVE_EVENT, DeviceCap.RC_RNR_NAK_GEN, DeviceCap.N_NOTIFY_CQ,
                         DeviceCap.SRQ_RESIZE, DeviceCap.ON_DEMAND_PAGING))
@@ -111,7 +130,7 @@ public final class SoftRoceDriver implements Driver {
         NetdevInfo nd = new NetdevInfo("eth" + bus, new byte[]{0x02, 0x1d, (byte) 0xa0, 0, 0, (byte) bus}, 1500,
                 List.of(ip));
         Engine engine = new Engine(device.name(), fabric, Gid.of(ip));
-        SoftRoceProvider p = new SoftRoceProvider(fn, attributes(), nd, engine);
+        SoftRoceProvider p = new SoftRoceProvider(fn, attributes(nd.mac()), nd, engine);
         RdmaDeviceHandle h;
         try {
             h = core.registerDevice("rxe%d", p);

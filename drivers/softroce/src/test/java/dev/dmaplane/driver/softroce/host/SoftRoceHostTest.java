@@ -52,4 +52,20 @@ class SoftRoceHostTest {
         }
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> SoftRoceHost.on(null)).errno());
     }
+
+    /**
+     * rxe's GUIDs come from its netdev's MAC ({@code addrconf_addr_eui48} in {@code rxe_init_device_param} and
+     * {@code rxe_register_device}): distinct per HCA, the system image GUID equal to the node GUID.
+     */
+    @Test
+    void eachHcaHasTheGuidsOfItsMac() {
+        try (SoftRoceHost host = SoftRoceHost.boot()) {
+            var rxe0 = host.core().device("rxe0").orElseThrow();
+            var rxe1 = host.core().device("rxe1").orElseThrow();
+            assertEquals(0x001da0fffe000004L, rxe0.nodeGuid(), "MAC 02:1d:a0:00:00:04, U/L bit flipped, ff:fe inserted");
+            assertEquals(0x001da0fffe000005L, rxe1.nodeGuid());
+            assertEquals(rxe0.nodeGuid(), rxe0.attr().sysImageGuid());
+            assertEquals(rxe1.nodeGuid(), rxe1.attr().sysImageGuid());
+        }
+    }
 }
