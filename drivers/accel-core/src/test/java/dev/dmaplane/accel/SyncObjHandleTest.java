@@ -9,6 +9,8 @@ import dev.dmaplane.testing.Blocked;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.time.Duration;
 import java.util.concurrent.ExecutionException;
 
@@ -123,6 +125,27 @@ class SyncObjHandleTest {
             assertEquals(1, file.status());
             assertEquals(3, b.syncObjQuery(sb, 0));
             assertEquals(0, a.syncObjWait(new int[]{back}, new long[]{0}, 0, SubmitTest.WAIT), "round trip");
+        }
+    }
+
+    /**
+     * A submission waiting with WAIT_FOR_SUBMIT for a point nobody submits ends as {@code drm_syncobj_find_fence}
+     * ends it: {@code ETIME} after the kernel's fixed 5 s ({@code DRM_SYNCOBJ_WAIT_FOR_SUBMIT_TIMEOUT}), and the
+     * refused submission changed nothing: no job, no point, and the next submission goes through.
+     */
+    @Test
+    void aWaitForSubmitPointNobodySubmitsIsEtimeAndChangesNothing() {
+        try (AccelContext ctx = rig.device.open()) {
+            int x = boundObject(ctx, VA, null);
+            int t = ctx.syncObjCreate(0);
+            assertEquals(Errno.ETIME, errno(() -> ctx.submit(Submission.on(0, new Command.Fill(VA, 4, 7)).writing(x)
+                    .waitingFor(t, 1, SyncObj.WAIT_FOR_SUBMIT).signalling(t, 2))));
+            assertEquals(0, ctx.syncObjQuery(t, SyncObj.QUERY_LAST_SUBMITTED), "point 2 was never added");
+            Fence next = ctx.submit(Submission.on(0, new Command.Fill(VA, 4, 8)).writing(x).signalling(t, 1));
+            assertTrue(next.await(SubmitTest.WAIT) && next.error().isEmpty(), "the context is not banned: " + next);
+            MemorySegment word = MemorySegment.ofArray(new byte[4]);
+            ctx.read(x, 0, word);
+            assertEquals(8, word.get(ValueLayout.JAVA_INT_UNALIGNED, 0), "only the second job ran (its fill, 8, not 7)");
         }
     }
 }
