@@ -8,6 +8,7 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.verbs.MemoryRegion;
 
+import java.time.Duration;
 import java.util.EnumSet;
 import java.util.List;
 
@@ -21,70 +22,9 @@ import java.util.List;
 final class EvictionUnderTraffic {
     static final long IOVA = 0x7b00_0000_0000L;
     private static final long FILL = 64L << 20;
-    private static final long WAIT_NS = 30_000_000_000L;
+    private static final Duration WAIT = Duration.ofSeconds(30);
 
     private EvictionUnderTraffic() {
-    }
-
-    /** rxe1 writing the payload into the object, round after round, until stopped. */
-    private static final class Traffic implements Runnable {
-        private final Stage s;
-        private final MemoryRegion mr;
-        private int rounds;
-        private boolean stop;
-        private RuntimeException failure;
-
-        Traffic(Stage s, MemoryRegion mr) {
-            this.s = s;
-            this.mr = mr;
-        }
-
-        @Override
-        public void run() {
-            try {
-                while (!stopped()) {
-                    s.far.write(s.src.addr(), s.src.mr().lkey(), IOVA, mr.rkey(), s.cfg.size(), s.cfg.message());
-                    synchronized (this) {
-                        rounds++;
-                        notifyAll();
-                    }
-                }
-            } catch (RuntimeException e) {
-                synchronized (this) {
-                    failure = e;
-                    notifyAll();
-                }
-            }
-        }
-
-        synchronized boolean stopped() {
-            return stop;
-        }
-
-        synchronized int rounds() {
-            return rounds;
-        }
-
-        /** Waits (bounded) until {@code n} rounds are done; false on timeout or failure. */
-        synchronized boolean awaitRounds(int n) throws InterruptedException {
-            long deadline = System.nanoTime() + WAIT_NS;
-            while (rounds < n && failure == null) {
-                long left = deadline - System.nanoTime();
-                if (left <= 0) {
-                    return false;
-                }
-                wait(left / 1_000_000 + 1);
-            }
-            return failure == null;
-        }
-
-        synchronized RuntimeException failure() {
-            return failure;
-        }
-
-        synchronized void stop() {
-            stop = true;
-        }
     }
 
     static void run(Stage s) throws InterruptedException {
@@ -100,7 +40,7 @@ final class EvictionUnderTraffic {
             mr = s.near.dmabufMr(buf, 0, size, IOVA);
             int badAccesses = badAccesses(s);
             long seq = s.machine.tracer().lastSeq();
-            Traffic traffic = new Traffic(s, mr);
+            PayloadWriter traffic = new PayloadWriter(s, IOVA, mr.rkey(), WAIT, "gpudirect rxe1 traffic");
             moveUnder(s, bo, traffic);
             long ino = buf.ino();
             long moves = s.machine.tracer().since(seq).stream()
@@ -127,10 +67,9 @@ final class EvictionUnderTraffic {
     }
 
     /** Runs the traffic while another context evicts {@code bo} and validate brings it back; rethrows its failure. */
-    private static void moveUnder(Stage s, int bo, Traffic traffic) throws InterruptedException {
+    private static void moveUnder(Stage s, int bo, PayloadWriter traffic) throws InterruptedException {
         Printout out = s.out;
         long size = s.cfg.size();
-        Thread thread = Thread.ofPlatform().name("gpudirect rxe1 traffic").start(traffic);
         try {
             out.check(traffic.awaitRounds(1), "rxe1 writes %d MiB rounds into the object (rxe0's region, dynamic)",
                     size >> 20);
@@ -148,10 +87,8 @@ final class EvictionUnderTraffic {
             out.check(traffic.awaitRounds(atReturn + 1), "rxe1's writes go on into VRAM again: round %d done",
                     atReturn + 1);
         } finally {
-            traffic.stop();
-            thread.join(WAIT_NS / 1_000_000);
+            traffic.close();
         }
-        ErrnoException.check(!thread.isAlive(), Errno.ETIMEDOUT, "gpudirect: rxe1's traffic did not stop");
         if (traffic.failure() != null) {
             throw traffic.failure();
         }

@@ -21,7 +21,6 @@ import java.util.Set;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -49,73 +48,25 @@ class EvictionStormTest {
     private static final Set<DmaDebugReport.Kind> BAD_ACCESS = EnumSet.of(DmaDebugReport.Kind.ACCESS_UNMAPPED,
             DmaDebugReport.Kind.ACCESS_REVOKED, DmaDebugReport.Kind.ACCESS_READ_ONLY);
 
-    /** rxe1 writing the payload into the region, round after round, on a thread of its own until closed. */
-    private static final class Writer implements AutoCloseable {
-        private final Stage s;
-        private final MemoryRegion mr;
-        private final Thread thread;
-        private volatile boolean stop;
-        /** Whole rounds of the payload written, every completion SUCCESS ({@link Hca#write} throws otherwise). */
-        private int rounds;
-        private RuntimeException failure;
+    private static PayloadWriter writer(Stage s, MemoryRegion mr) {
+        return new PayloadWriter(s, IOVA, mr.rkey(), WAIT, "eviction-storm rxe1 writer");
+    }
 
-        Writer(Stage s, MemoryRegion mr) {
-            this.s = s;
-            this.mr = mr;
-            this.thread = Thread.ofPlatform().name("eviction-storm rxe1 writer").start(this::loop);
+    /** Waits (bounded) for a whole round that started after this call: two more rounds completed. */
+    private static void awaitFreshRound(PayloadWriter w) throws InterruptedException {
+        int target = w.rounds() + 2;
+        boolean done = w.awaitRounds(target);
+        if (w.failure() != null) {
+            throw new AssertionError("an RDMA WRITE of rxe1 failed", w.failure());
         }
+        assertTrue(done, "rxe1 completed no round in " + WAIT.toSeconds() + " s (" + w.rounds() + " so far)");
+    }
 
-        private void loop() {
-            try {
-                while (!stop) {
-                    s.far.write(s.src.addr(), s.src.mr().lkey(), IOVA, mr.rkey(), s.cfg.size(), s.cfg.message());
-                    synchronized (this) {
-                        rounds++;
-                        notifyAll();
-                    }
-                }
-            } catch (RuntimeException e) {
-                synchronized (this) {
-                    failure = e;
-                    notifyAll();
-                }
-            }
-        }
-
-        synchronized int rounds() {
-            return rounds;
-        }
-
-        /** Waits (bounded) for a whole round that started after this call: two more rounds completed. */
-        synchronized void awaitFreshRound() throws InterruptedException {
-            int target = rounds + 2;
-            long deadline = System.nanoTime() + WAIT.toNanos();
-            while (rounds < target && failure == null) {
-                long left = deadline - System.nanoTime();
-                assertTrue(left > 0, "rxe1 completed no round in " + WAIT.toSeconds() + " s (" + rounds + " so far)");
-                wait(left / 1_000_000 + 1);
-            }
-            if (failure != null) {
-                throw new AssertionError("an RDMA WRITE of rxe1 failed", failure);
-            }
-        }
-
-        /** Stops after the round in progress, joins the thread, and fails the test if an RDMA WRITE failed. */
-        void finish() throws InterruptedException {
-            close();
-            synchronized (this) {
-                if (failure != null) {
-                    throw new AssertionError("an RDMA WRITE of rxe1 failed", failure);
-                }
-            }
-        }
-
-        /** Stops after the round in progress and joins the thread. */
-        @Override
-        public void close() throws InterruptedException {
-            stop = true;
-            thread.join(WAIT.toMillis());
-            assertFalse(thread.isAlive(), "the writer did not stop within " + WAIT.toSeconds() + " s");
+    /** Stops after the round in progress, joins the thread, and fails the test if an RDMA WRITE failed. */
+    private static void finish(PayloadWriter w) throws InterruptedException {
+        w.close();
+        if (w.failure() != null) {
+            throw new AssertionError("an RDMA WRITE of rxe1 failed", w.failure());
         }
     }
 
@@ -146,23 +97,23 @@ class EvictionStormTest {
             }
         })) {
             mr = s.near.dmabufMr(buf, 0, size, IOVA);
-            Writer writer = new Writer(s, mr);
+            PayloadWriter writer = writer(s, mr);
             try {
                 for (int cycle = 1; cycle <= CYCLES; cycle++) {
-                    writer.awaitFreshRound();
+                    awaitFreshRound(writer);
                     evictByFilling(s, bo, cycle);
-                    writer.awaitFreshRound();
+                    awaitFreshRound(writer);
                     s.gpu.ctx.validate(bo);
                     assertEquals(Placement.VISIBLE_VRAM, s.gpu.ctx.info(bo).placement(), "cycle " + cycle
                             + ": validate brought the object back into VRAM");
                     if (cycle % CHECKPOINT == 0) {
-                        writer.finish();
+                        finish(writer);
                         checkBytes(s, bo, mr, cycle);
-                        writer = new Writer(s, mr);
+                        writer = writer(s, mr);
                     }
                 }
-                writer.awaitFreshRound();
-                writer.finish();
+                awaitFreshRound(writer);
+                finish(writer);
             } finally {
                 writer.close();
             }
