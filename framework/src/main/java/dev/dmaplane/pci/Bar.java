@@ -400,6 +400,24 @@ public final class Bar {
             return chunk(offset / chunkSize).asSlice(within, length);
         }
 
+        /**
+         * A live view of {@code length} bytes at {@code offset} if their chunk was ever written, else empty (the
+         * range reads as zeros); a device model's read in place that leaves never-written memory uncommitted. The
+         * range must lie within one chunk, as for {@link #segment}.
+         *
+         * @throws ErrnoException {@code EINVAL} if the range crosses a chunk boundary, {@code EFAULT} outside the BAR
+         */
+        public Optional<MemorySegment> committedSegment(long offset, long length) {
+            checkRange(owner, offset, length, size);
+            pool.checkOpen(owner);
+            long within = offset % chunkSize;
+            if (length == 0 || within + length > chunkSize) {
+                throw new ErrnoException(Errno.EINVAL, String.format("%s: range %#x+%#x is empty or crosses a %#x-byte chunk",
+                        owner, offset, length, chunkSize));
+            }
+            return Optional.ofNullable(chunks.get(offset / chunkSize)).map(c -> c.asSlice(within, length));
+        }
+
         private MemorySegment chunk(long index) {
             MemorySegment c = chunks.get(index);
             return c != null ? c : chunks.computeIfAbsent(index, k -> pool.allocate(chunkSize, owner));

@@ -10,6 +10,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -92,6 +93,22 @@ class BarTest {
         }
         ErrnoException e = assertThrows(ErrnoException.class, () -> mem.segment(Bar.Memory.CHUNK_SIZE - 4, 8));
         assertEquals(Errno.EINVAL, e.errno());
+    }
+
+    /** A read in place of never-written memory finds nothing to view and commits nothing; written memory is viewed live. */
+    @Test
+    void committedSegmentViewsOnlyWrittenChunks() {
+        Bar.Memory mem = memoryBar(64L << 20).memory();
+        assertEquals(Optional.empty(), mem.committedSegment(3 * Bar.Memory.CHUNK_SIZE + 64, 4096));
+        assertEquals(0, mem.committedBytes(), "looking commits nothing");
+        mem.segment(3 * Bar.Memory.CHUNK_SIZE + 64, 8).set(ValueLayout.JAVA_LONG_UNALIGNED, 0, 0x0102030405060708L);
+        MemorySegment view = mem.committedSegment(3 * Bar.Memory.CHUNK_SIZE + 64, 4096).orElseThrow();
+        assertEquals(0x0102030405060708L, view.get(ValueLayout.JAVA_LONG_UNALIGNED, 0));
+        assertEquals(Bar.Memory.CHUNK_SIZE, mem.committedBytes());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> mem.committedSegment(Bar.Memory.CHUNK_SIZE - 4, 8)).errno(), "crosses a chunk");
+        assertEquals(Errno.EFAULT, assertThrows(ErrnoException.class,
+                () -> mem.committedSegment(64L << 20, 8)).errno(), "past the BAR");
     }
 
     @Test
