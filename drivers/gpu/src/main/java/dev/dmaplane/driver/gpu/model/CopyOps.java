@@ -8,7 +8,9 @@ import static dev.dmaplane.driver.gpu.model.GpuRegs.*;
 
 /**
  * The copy engines' operations (an SDMA engine's linear copy and constant fill, as amdgpu's
- * {@code amdgpu_copy_buffer} and {@code amdgpu_fill_buffer} program them), in chunks of {@link GpuRegs#CHUNK}.
+ * {@code amdgpu_copy_buffer} and {@code amdgpu_fill_buffer} program them). A copy reads and writes memory in place
+ * ({@link GpuVm#copy}), the engine's buffer of {@link GpuRegs#CHUNK} only staging SYSTEM-to-SYSTEM copies; a fill
+ * goes in chunks of it.
  * A fill with pattern 0 is the hardware clear (amdgpu's VRAM clear behind {@code AMDGPU_GEM_CREATE_VRAM_CLEARED}):
  * it leaves never-written VRAM uncommitted.
  */
@@ -22,12 +24,7 @@ final class CopyOps {
 
     void copy(GpuVm vm, long src, long dst, long length) {
         checkLength(length);
-        for (long done = 0; done < length; done += CHUNK) {
-            vm.checkAbort();
-            MemorySegment part = buf.asSlice(0, Math.min(CHUNK, length - done));
-            vm.read(src + done, part);
-            vm.write(dst + done, part);
-        }
+        vm.copy(src, dst, length, buf);
     }
 
     void fill(GpuVm vm, long dst, long length, int pattern) {

@@ -7,6 +7,7 @@ import dev.dmaplane.pci.Bar;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
@@ -84,6 +85,44 @@ final class Vram {
             }
             done += n;
         }
+    }
+
+    /** Bytes from {@code offset} to the end of its chunk (of the BAR window or of the hidden part): a view's limit. */
+    long chunkRemaining(long offset) {
+        long vis = window.size();
+        if (offset < vis) {
+            long windowChunk = Math.min(vis, Bar.Memory.CHUNK_SIZE);
+            return Math.min(windowChunk - offset % windowChunk, vis - offset);
+        }
+        return CHUNK - (offset - vis) % CHUNK;
+    }
+
+    /**
+     * A live view of {@code length} bytes at {@code offset} for an engine reading in place, within one chunk
+     * ({@link #chunkRemaining}); empty when the chunk was never written (it reads as zeros and stays uncommitted).
+     */
+    Optional<MemorySegment> readView(long offset, long length) {
+        checkAccess(offset, length);
+        long vis = window.size();
+        if (offset < vis) {
+            return window.committedSegment(offset, length);
+        }
+        long rel = offset - vis;
+        return Optional.ofNullable(hidden.get(rel / CHUNK)).map(c -> c.asSlice(rel % CHUNK, length));
+    }
+
+    /** A live view of {@code length} bytes at {@code offset} for an engine writing in place, within one chunk, committed. */
+    MemorySegment writeView(long offset, long length) {
+        checkAccess(offset, length);
+        long vis = window.size();
+        if (offset < vis) {
+            return window.segment(offset, length);
+        }
+        long rel = offset - vis;
+        if (rel % CHUNK + length > CHUNK) {
+            throw new ErrnoException(Errno.EINVAL, String.format("%s: VRAM view %#x+%#x crosses a chunk", owner, offset, length));
+        }
+        return chunk(rel / CHUNK).asSlice(rel % CHUNK, length);
     }
 
     private void checkAccess(long offset, long len) {
