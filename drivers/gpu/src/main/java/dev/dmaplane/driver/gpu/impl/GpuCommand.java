@@ -148,11 +148,15 @@ public sealed interface GpuCommand {
         }
     }
 
-    /** Writes the command into the 64-byte descriptor {@code d} with {@code seqno}; status pending. */
-    default void encode(MemorySegment d, long seqno) {
+    /**
+     * Writes the command into the 64-byte descriptor {@code d} with {@code seqno}; status pending. With
+     * {@code interrupt} the engine raises its vector once the descriptor ends (a job's last one, as amdgpu's fence
+     * packet after the IBs); a fault raises it whatever the flag.
+     */
+    default void encode(MemorySegment d, long seqno, boolean interrupt) {
         d.fill((byte) 0);
         d.set(U32, DESC_OPCODE, opcode());
-        d.set(U32, DESC_FLAGS, FLAG_INTERRUPT | (vm() == 0 ? FLAG_PHYSICAL : 0));
+        d.set(U32, DESC_FLAGS, (interrupt ? FLAG_INTERRUPT : 0) | (vm() == 0 ? FLAG_PHYSICAL : 0));
         d.set(U32, DESC_VM, vm());
         d.set(U32, DESC_STATUS, ST_PENDING);
         d.set(U64, DESC_SEQNO, seqno);

@@ -133,9 +133,9 @@ final class Ring {
             int n = job.commands().size();
             ErrnoException.check(tail - head + n <= entries, Errno.EBUSY, name + ": " + n + " descriptors do not fit,"
                     + " head " + head + " tail " + tail + " of " + entries);
-            for (GpuCommand c : job.commands()) {
+            for (int i = 0; i < n; i++) { // one interrupt per job, on its last descriptor
                 MemorySegment d = memory.cpu().asSlice((tail & (entries - 1)) * DESC_SIZE, DESC_SIZE);
-                c.encode(d, ++seqno);
+                job.commands().get(i).encode(d, ++seqno, i == n - 1);
                 tail++;
             }
             Fence fence = hwFences.createFence();

@@ -83,6 +83,29 @@ class GpuDriverTest {
         assertEquals(data[9], rig.readVram(vram + 9, 1)[0], "the fill stopped at its start");
     }
 
+    /**
+     * One interrupt per job, from its last descriptor, as amdgpu's fence packet after the IBs
+     * ({@code amdgpu_fence_emit} with {@code AMDGPU_FENCE_FLAG_INT}); the descriptors before it write back their
+     * seqno only.
+     */
+    @Test
+    void aJobOfEightDescriptorsRaisesOneInterrupt() {
+        BoundGpu gpu = rig.gpu();
+        SchedEntity entity = gpu.entity(ENGINE_CE0, SchedPriority.NORMAL);
+        IrqVectors irqs = IrqVectors.of(rig.fn).orElseThrow();
+        await(gpu.submit(entity, GpuJob.of(new GpuCommand.Fill(0, 0, 4096, 1))));
+        long before = irqs.interrupts(ENGINE_CE0);
+        List<GpuCommand> fills = new ArrayList<>();
+        for (int i = 0; i < 8; i++) {
+            fills.add(new GpuCommand.Fill(0, (4L << 20) + 4096L * i, 4096, 0x0101_0101 * (i + 1)));
+        }
+        Fence f = gpu.submit(entity, GpuJob.of(fills.toArray(GpuCommand[]::new)));
+        await(f);
+        assertEquals(Optional.empty(), f.error());
+        assertEquals(before + 1, irqs.interrupts(ENGINE_CE0), "the last descriptor's interrupt only");
+        assertEquals(8, rig.readVram((4L << 20) + 7 * 4096, 1)[0], "every descriptor ran");
+    }
+
     @Test
     void aHundredJobsOfOneEntityFinishInOrder() {
         BoundGpu gpu = rig.gpu();
