@@ -8,63 +8,91 @@ import dev.dmaplane.dma.MappedSg;
 import dev.dmaplane.dma.SgAppendTable;
 import dev.dmaplane.dma.SgEntry;
 import dev.dmaplane.dma.SgTable;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mem.HostMemory;
 
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 import java.util.List;
 
 /**
  * A buffer object in host memory ({@code TTM_PL_TT}): zeroed page frames, populated and mapped for the GPU with
  * its DMA API at once ({@code ttm_tt_populate} then {@code dma_map_sgtable}, as amdgpu's GTT does), unmapped and
- * put back by {@link #free}.
+ * put back by {@link #free}. Frames come in the largest blocks the buddy allocator has, as {@code ttm_pool_alloc}
+ * takes them, so the IOMMU maps 2 MiB blocks and the GPU copies whole runs instead of single pages.
  */
 final class HostPages implements Backing {
     private final HostMemory mem;
     private final DmaApi dma;
+    /** The frame of each page, for CPU access. */
     private final long[] pfns;
+    /** The first frame of each allocated block, each holding one reference ({@code put_page} frees a block). */
+    private final long[] blocks;
     private final MappedSg mapped;
     private boolean freed;
 
-    private HostPages(HostMemory mem, DmaApi dma, long[] pfns, MappedSg mapped) {
+    private HostPages(HostMemory mem, DmaApi dma, long[] pfns, long[] blocks, MappedSg mapped) {
         this.mem = mem;
         this.dma = dma;
         this.pfns = pfns;
+        this.blocks = blocks;
         this.mapped = mapped;
     }
 
     /**
      * Allocates {@code size} bytes (a multiple of the page size) and maps them for the GPU; on failure puts back
-     * what it took and rethrows ({@code ENOMEM} from the page allocator or the DMA layer).
+     * what it took and rethrows ({@code ENOMEM} from the page allocator or the DMA layer). Each block is of the
+     * largest order that fits what is left, one order lower while the allocator has none of it
+     * ({@code ttm_pool_alloc}'s loop); order 0 failing is the {@code ENOMEM}.
      */
     static HostPages allocate(HostMemory mem, DmaApi dma, long size) {
         int n = (int) (size >>> HostMemory.PAGE_SHIFT);
         long[] pfns = new long[n];
-        int got = 0;
+        long[] blocks = new long[n];
+        int nblocks = 0;
         try {
-            for (; got < n; got++) {
-                pfns[got] = mem.allocPages(0);
+            int got = 0;
+            int order = HostMemory.MAX_ORDER;
+            while (got < n) {
+                order = Math.min(order, 31 - Integer.numberOfLeadingZeros(n - got));
+                long pfn;
+                try {
+                    pfn = mem.allocPages(order);
+                } catch (ErrnoException e) {
+                    if (e.errno() != Errno.ENOMEM || order == 0) {
+                        throw e;
+                    }
+                    order--;
+                    continue;
+                }
+                blocks[nblocks++] = pfn;
+                for (int i = 0; i < 1 << order; i++) {
+                    pfns[got++] = pfn + i;
+                }
             }
-            SgAppendTable<SgEntry> runs = SgAppendTable.sgEntries();
-            for (long pfn : pfns) {
-                runs.append(pfn << HostMemory.PAGE_SHIFT, HostMemory.PAGE_SIZE);
-            }
-            MappedSg mapped = dma.mapSg(new SgTable(runs.toList()), DmaDirection.BIDIRECTIONAL);
-            return new HostPages(mem, dma, pfns, mapped);
+            MappedSg mapped = dma.mapSg(physicalRuns(pfns), DmaDirection.BIDIRECTIONAL);
+            return new HostPages(mem, dma, pfns, Arrays.copyOf(blocks, nblocks), mapped);
         } catch (RuntimeException e) {
-            for (int i = 0; i < got; i++) {
-                mem.putPage(pfns[i]);
+            for (int i = 0; i < nblocks; i++) {
+                mem.putPage(blocks[i]);
             }
             throw e;
         }
     }
 
-    /** The page frames as physical runs, adjacent frames merged (what an importer maps with its own DMA API). */
-    SgTable pages() {
+    /** The frames as physical runs, adjacent frames merged. */
+    private static SgTable physicalRuns(long[] pfns) {
         SgAppendTable<SgEntry> runs = SgAppendTable.sgEntries();
         for (long pfn : pfns) {
             runs.append(pfn << HostMemory.PAGE_SHIFT, HostMemory.PAGE_SIZE);
         }
         return new SgTable(runs.toList());
+    }
+
+    /** The page frames as physical runs, adjacent frames merged (what an importer maps with its own DMA API). */
+    SgTable pages() {
+        return physicalRuns(pfns);
     }
 
     @Override
@@ -121,13 +149,13 @@ final class HostPages implements Backing {
         }
         freed = true;
         dma.unmapSg(mapped, DmaDirection.BIDIRECTIONAL);
-        for (long pfn : pfns) {
-            mem.putPage(pfn);
+        for (long block : blocks) {
+            mem.putPage(block);
         }
     }
 
     @Override
     public String toString() {
-        return "host " + pfns.length + " page(s)";
+        return "host " + pfns.length + " page(s) in " + blocks.length + " block(s)";
     }
 }
