@@ -90,7 +90,7 @@ public final class GpuDirectBench {
             System.out.printf("bounce (host, copy engine)        %8.0f MiB/s  %.2f of copy  CPU %6.0f ms/GiB  host bytes/byte %.2f%n",
                     b, b / copy, median(bounce, Transfer::cpuMillisPerGiB), median(bounce, Transfer::hostBytesPerByte));
             System.out.printf("peer-to-peer / bounce             %8.2fx%n", p / b);
-            moves(m, gpu, rxe, rounds, copy);
+            moves(m, gpu, rxe, rounds);
             latency(gpu.devices().getFirst());
         }
     }
@@ -114,39 +114,69 @@ public final class GpuDirectBench {
     /**
      * Object moves by the copy engine: VRAM to host when rxe1, which has no peer-to-peer path, maps the exported
      * object (the migration, its map included), host to VRAM when {@code validate} brings it back (until its KERNEL
-     * fence signals).
+     * fence signals); each also as the copy engine's own time on the move ({@link MoveClock}). Each round times a
+     * {@code MemorySegment.copy} of the same size just before, and the ratios are per round, so that load from
+     * elsewhere on the machine weighs on both sides alike. Two untimed rounds first, as for the transfers.
      */
-    private static void moves(Machine m, GpuHost gpu, SoftRoceHost rxe, int rounds, double copy) {
+    private static void moves(Machine m, GpuHost gpu, SoftRoceHost rxe, int rounds) {
         AccelDevice dev = gpu.devices().getFirst();
-        double[] out = new double[rounds];
-        double[] in = new double[rounds];
+        double[][] mibs = new double[5][rounds];
         try (AccelContext ctx = dev.open(); AddressSpace mm = m.newAddressSpace("bench-rxe1");
-             VerbsContext vctx = rxe.core().device(GpuDirect.FAR).orElseThrow().open(mm)) {
+             VerbsContext vctx = rxe.core().device(GpuDirect.FAR).orElseThrow().open(mm);
+             MoveClock clock = new MoveClock(m.tracer()); Arena arena = Arena.ofConfined()) {
+            MemorySegment src = arena.allocate(SIZE, 4096);
+            MemorySegment dst = arena.allocate(SIZE, 4096);
+            src.fill((byte) 7);
             ProtectionDomain pd = vctx.allocPd();
             int bo = ctx.createBo(SIZE, Placement.VISIBLE_VRAM, EnumSet.of(Placement.VISIBLE_VRAM, Placement.HOST));
             ctx.write(bo, 0, MemorySegment.ofArray(new byte[(int) SIZE]));
             DmaBuf buf = ctx.primeExport(bo);
             try {
-                for (int i = 0; i < rounds; i++) {
+                for (int i = -2; i < rounds; i++) {
                     long t = System.nanoTime();
+                    MemorySegment.copy(src, 0, dst, 0, SIZE);
+                    long copy = System.nanoTime() - t;
+                    clock.start();
+                    t = System.nanoTime();
                     MemoryRegion mr = pd.regDmabufMr(0, SIZE, 0, buf, Access.LOCAL_WRITE);
-                    out[i] = (SIZE >> 20) / ((System.nanoTime() - t) / 1e9);
+                    long migration = System.nanoTime() - t;
                     ErrnoException.check(ctx.info(bo).placement() == Placement.HOST, Errno.EIO, "not migrated");
+                    long out = clock.nanos();
                     mr.destroy();
+                    clock.start();
                     t = System.nanoTime();
                     ctx.validate(bo);
                     for (Fence f : ctx.reservation(bo).fences(ResvUsage.KERNEL)) {
                         ErrnoException.check(f.await(Duration.ofSeconds(30)), Errno.ETIME, "move " + f + " hangs");
                     }
-                    in[i] = (SIZE >> 20) / ((System.nanoTime() - t) / 1e9);
+                    long back = System.nanoTime() - t;
                     ErrnoException.check(ctx.info(bo).placement() == Placement.VISIBLE_VRAM, Errno.EIO, "not back");
+                    long in = clock.nanos();
+                    if (i >= 0) {
+                        long[] nanos = {copy, out, in, migration, back};
+                        for (int k = 0; k < nanos.length; k++) {
+                            mibs[k][i] = mibs(nanos[k]);
+                        }
+                    }
                 }
             } finally {
                 buf.put();
             }
         }
-        System.out.printf("move VRAM -> host (migration)     %8.0f MiB/s  %.2f of copy%n", median(out), median(out) / copy);
-        System.out.printf("move host -> VRAM (validate)      %8.0f MiB/s  %.2f of copy%n", median(in), median(in) / copy);
+        String[] names = {"MemorySegment.copy, beside moves ", "move VRAM -> host, copy engine   ",
+                "move host -> VRAM, copy engine   ", "migration VRAM -> host, all      ", "validate host -> VRAM, all       "};
+        System.out.printf("%s %8.0f MiB/s (baseline of the rows below)%n", names[0], median(mibs[0]));
+        for (int k = 1; k < names.length; k++) {
+            double[] ratio = new double[rounds];
+            for (int i = 0; i < rounds; i++) {
+                ratio[i] = mibs[k][i] / mibs[0][i];
+            }
+            System.out.printf("%s %8.0f MiB/s  %.2f of copy%n", names[k], median(mibs[k]), median(ratio));
+        }
+    }
+
+    private static double mibs(long nanos) {
+        return (SIZE >> 20) / (nanos / 1e9);
     }
 
     /** Submit-to-signalled latency of an empty job (a 4-byte fill) on the first copy engine. */
