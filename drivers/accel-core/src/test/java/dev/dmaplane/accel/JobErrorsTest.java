@@ -65,6 +65,23 @@ class JobErrorsTest {
         }
     }
 
+    /**
+     * The ban is in place once the faulting job's fence has signalled, whichever thread takes the job off the
+     * context's list (the fence's callback or the next submission): 100 times, a submission right after the wait.
+     */
+    @Test
+    void theBanHoldsForASubmissionRightAfterTheFaultsFence() {
+        for (int i = 0; i < 100; i++) {
+            try (AccelContext bad = rig.device.open()) {
+                int x = boundObject(bad, VA, null);
+                Fence fault = bad.submit(Submission.on(0, new Command.Copy(VA + 2 * SIZE, VA, 16)).writing(x));
+                awaitError(fault, Errno.EFAULT);
+                assertEquals(Errno.ECANCELED, errno(() -> bad.submit(Submission.on(0, Command.Launch.of("nop")))),
+                        "round " + i);
+            }
+        }
+    }
+
     @Test
     void aHungJobEndsWithEtimeAfterAResetAndBans() throws InterruptedException {
         rig.close();

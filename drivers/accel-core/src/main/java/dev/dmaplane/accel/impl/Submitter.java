@@ -227,7 +227,11 @@ final class Submitter {
         }
     }
 
-    /** For every job whose finished fence signalled: busy time from scheduled to finished, the ban on a fault or a hang. */
+    /**
+     * For every job whose finished fence signalled: the ban on a fault or a hang, decided while the job is taken off
+     * the list (so a caller whose collect found the list already emptied by another thread's still sees the ban),
+     * then busy time from scheduled to finished.
+     */
     private void collect() {
         List<Running> done = new ArrayList<>();
         synchronized (running) {
@@ -236,6 +240,8 @@ final class Submitter {
                 if (r.finished().isSignaled()) {
                     it.remove();
                     done.add(r);
+                    r.finished().error().filter(e -> e == Errno.EFAULT || e == Errno.ETIME)
+                            .ifPresent(e -> ban(r.finished(), e));
                 }
             }
         }
@@ -245,7 +251,6 @@ final class Submitter {
             if (start > 0 && end > start) {
                 busyNanos.addAndGet(r.engine(), end - start);
             }
-            r.finished().error().filter(e -> e == Errno.EFAULT || e == Errno.ETIME).ifPresent(e -> ban(r.finished(), e));
         }
     }
 
