@@ -10,6 +10,9 @@ import dev.dmaplane.mm.impl.Migration;
 import dev.dmaplane.mm.impl.Mm;
 import dev.dmaplane.mm.impl.UserAccess;
 import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.resource.DeviceResources;
+import dev.dmaplane.resource.ResourceLimits;
+import dev.dmaplane.resource.UContext;
 import dev.dmaplane.trace.Tracer;
 
 import java.lang.foreign.MemorySegment;
@@ -38,6 +41,7 @@ public final class AddressSpace implements AutoCloseable {
     public static final long MMAP_MIN_ADDR = Mm.MMAP_MIN_ADDR;
 
     private final Mm mm;
+    private final UContext files;
 
     /**
      * @param name the name events are traced under (a process name or pid)
@@ -46,6 +50,16 @@ public final class AddressSpace implements AutoCloseable {
         ErrnoException.requireNonNull(mem, "host memory");
         ErrnoException.requireNonNull(tracer, "tracer");
         this.mm = new Mm(mem, tracer, name);
+        this.files = new DeviceResources("files of " + name, tracer, ResourceLimits.UNLIMITED).open();
+    }
+
+    /**
+     * The process's open files ({@code files_struct}): the handles drivers hand this process by number, such as a
+     * dma-buf's fd ({@code DmaBuf.fd(space.files())}) that a verbs user then passes to {@code ibv_reg_dmabuf_mr}.
+     * Closed with the address space ({@code exit_files} after {@code exit_mm}), every handle dropped.
+     */
+    public UContext files() {
+        return files;
     }
 
     public String name() {
@@ -255,10 +269,17 @@ public final class AddressSpace implements AutoCloseable {
         return mm.exited();
     }
 
-    /** {@code exit_mmap}: notifiers see RELEASE, all pages and VMAs go; pinned frames stay until unpinned. */
+    /**
+     * {@code exit_mmap}: notifiers see RELEASE, all pages and VMAs go; pinned frames stay until unpinned. Then
+     * {@code exit_files}: every open file of {@link #files()} is closed.
+     */
     @Override
     public void close() {
-        MappingOps.exit(mm);
+        try {
+            MappingOps.exit(mm);
+        } finally {
+            files.close();
+        }
     }
 
     @Override

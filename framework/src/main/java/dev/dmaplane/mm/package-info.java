@@ -8,7 +8,7 @@
  * process, not {@code struct address_space}, the page cache of a file, which {@link dev.dmaplane.fs.Inode} models.
  */
 @Export
-@Version("1.2.0")
+@Version("1.3.0")
 package dev.dmaplane.mm;
 
 import org.osgi.annotation.bundle.Export;

@@ -11,6 +11,7 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fence.Fence;
 import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.p2pdma.P2pDma;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.rdma.verbs.Access;
@@ -27,8 +28,10 @@ import dev.dmaplane.rdma.verbs.Sge;
 import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.resource.DeviceResources;
+import dev.dmaplane.resource.RemoveReason;
 import dev.dmaplane.resource.ResourceLimits;
 import dev.dmaplane.resource.UContext;
+import dev.dmaplane.resource.UObject;
 import dev.dmaplane.testing.Eventually;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -206,6 +209,43 @@ class DmabufMrTest {
         assertNothingLeft(buf, maps);
         buf.put();
         assertTrue(buf.isReleased());
+    }
+
+    /**
+     * {@code ibv_reg_dmabuf_mr(pd, offset, length, iova, fd, access)} with a number from the process's open files
+     * (ibv_reg_mr(3); the kernel's {@code ib_umem_dmabuf_get} resolves it with {@code dma_buf_get}): a number not
+     * open is EBADF, an open file that is not a dma-buf EINVAL, and the process's exit closes what it left open.
+     */
+    @Test
+    void aProcessRegistersByFdNumberFromItsOpenFiles() {
+        AddressSpace mm = ctx.addressSpace();
+        DmaBuf buf = new SystemHeap(bufs).allocate(SIZE);
+        int fd = buf.fd(mm.files()).handle();
+        buf.put();
+        int rw = Access.LOCAL_WRITE | Access.REMOTE_WRITE;
+        assertEquals(Errno.EBADF, errno(() -> pd.regDmabufMr(0, SIZE, 0, fd + 1000, rw)));
+        int notADmaBuf = mm.files().register(new UObject("memfd") {
+            @Override
+            protected void release(RemoveReason reason) {
+            }
+        }).handle();
+        assertEquals(Errno.EINVAL, errno(() -> pd.regDmabufMr(0, SIZE, 0, notADmaBuf, rw)));
+        MemoryRegion mr = pd.regDmabufMr(0, SIZE, 0x10000, fd, Fixture.ALL_REMOTE);
+        byte[] data = pattern(SIZE, 5);
+        f.write(host, data);
+        assertEquals(WcStatus.SUCCESS, write(0, SIZE, 0x10000, mr.rkey()));
+        assertArrayEquals(data, cpuRead(buf, 0, SIZE));
+        mr.destroy();
+        assertFalse(buf.isReleased(), "the fd still holds it");
+
+        AddressSpace other = f.machine.newAddressSpace("exiting");
+        buf.get();
+        buf.fd(other.files());
+        buf.put();
+        other.close();
+        assertFalse(buf.isReleased(), "the first process's fd still holds it");
+        DmaBufs.close(mm.files(), fd);
+        assertTrue(buf.isReleased(), "the last fd closed");
     }
 
     @Test

@@ -2,6 +2,7 @@ package dev.dmaplane.rdma.impl;
 
 import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.dmabuf.DmaBufHandle;
+import dev.dmaplane.dmabuf.DmaBufs;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.spi.HwPd;
@@ -94,6 +95,11 @@ final class PdImpl extends ObjectImpl implements ProtectionDomain, HwPd {
             throw new ErrnoException(Errno.EBADF, "dma-buf fd null");
         }
         return MrImpl.registerDmabuf(ctx, this, offset, length, iova, fd, fd.dmabuf(), access);
+    }
+
+    @Override
+    public MemoryRegion regDmabufMr(long offset, long length, long iova, int fd, int access) {
+        return regDmabufMr(offset, length, iova, DmaBufs.handle(ctx.mm.files(), fd), access);
     }
 
     @Override

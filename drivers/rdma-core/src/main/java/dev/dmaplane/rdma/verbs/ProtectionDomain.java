@@ -60,6 +60,16 @@ public interface ProtectionDomain extends VerbsObject {
     MemoryRegion regDmabufMr(long offset, long length, long iova, DmaBufHandle fd, int access);
 
     /**
+     * {@code ibv_reg_dmabuf_mr(pd, offset, length, iova, fd, access)} as a process calls it: {@code fd} is a number
+     * in the open files of the process that opened this device ({@code AddressSpace.files()}), resolved as
+     * {@code dma_buf_get(fd)} does; then as {@link #regDmabufMr(long, long, long, DmaBufHandle, int)}.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EBADF} for a number that is not open, {@code EINVAL} for an
+     *                                           open file that is not a dma-buf; the errors of the handle form
+     */
+    MemoryRegion regDmabufMr(long offset, long length, long iova, int fd, int access);
+
+    /**
      * {@link #regDmabufMr(long, long, long, DmaBufHandle, int)} with the buffer itself instead of a handle (what
      * an in-kernel user holding a {@code struct dma_buf} passes); {@code EBADF} when it was released.
      */
