@@ -47,9 +47,21 @@ public interface P2pDma {
      * ({@code pci_p2pdma_distance_many} with verbose reasons, {@code calc_map_type_and_dist} per client). A client
      * that is not a PCI function is judged by its nearest PCI ancestor, as an auxiliary device by its parent.
      *
+     * Each verdict is traced, as the kernel's {@code verbose} call warns; {@link #distance(PciFunction, List, boolean)}
+     * with {@code verbose} false only asks.
+     *
      * @throws dev.dmaplane.errno.ErrnoException {@code ENODEV} if the provider is not a function of this machine
      */
     P2pDistance distance(PciFunction provider, List<? extends Device> clients);
+
+    /**
+     * {@link #distance(PciFunction, List)} with the kernel's {@code verbose} argument of
+     * {@code pci_p2pdma_distance_many}: traced as a decision when true; when false nothing is traced, for views that
+     * only look (a picture of the machine's peer-to-peer paths must not fill the trace ring).
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code ENODEV} if the provider is not a function of this machine
+     */
+    P2pDistance distance(PciFunction provider, List<? extends Device> clients, boolean verbose);
 
     /** The map type of one pair ({@code pci_p2pdma_map_type}). */
     MapType mapType(PciFunction provider, Device client);

@@ -5,6 +5,8 @@ import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaFaultException;
 import dev.dmaplane.dma.DmaSegment;
 import dev.dmaplane.dma.FaultReason;
+import dev.dmaplane.dmabuf.heap.P2pExporter;
+import dev.dmaplane.dmabuf.heap.SystemHeap;
 import dev.dmaplane.dmabuf.heap.VramExporter;
 import dev.dmaplane.dmabuf.heap.VramExporter.Policy;
 import dev.dmaplane.dmabuf.heap.VramExporter.Target;
@@ -25,6 +27,7 @@ import java.lang.foreign.ValueLayout;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 
 import static dev.dmaplane.dmabuf.ResvLocked.locked;
 import static dev.dmaplane.dmabuf.ResvLocked.lockedGet;
@@ -140,6 +143,23 @@ class P2pVramTest {
 
     private static boolean inBar(Bar bar, long addr) {
         return addr >= bar.address() && addr < bar.address() + bar.size();
+    }
+
+    /**
+     * The device behind a buffer's {@code exp_name}: for a VRAM export the GPU, as {@code drm_gem_prime_export}'s GEM
+     * object knows its {@code drm_device}; a system heap buffer ({@code drivers/dma-buf/heaps/system_heap.c}) has none.
+     */
+    @Test
+    void theExportingFunctionOfAVramBufferIsTheGpuAndAHeapBufferHasNone() {
+        Rig r = boot();
+        VramExporter ex = r.exporter(Policy.MIGRATE_TO_HOST);
+        DmaBuf buf = ex.allocate(SIZE);
+        DmaBuf heap = new SystemHeap(r.bufs).allocate(4096);
+        assertEquals(Optional.of(r.gpu), P2pExporter.exportingFunction(buf));
+        assertEquals(Optional.empty(), P2pExporter.exportingFunction(heap));
+        assertEquals(Errno.EINVAL, errno(() -> P2pExporter.exportingFunction(null)));
+        heap.put();
+        buf.put();
     }
 
     @Test

@@ -176,6 +176,31 @@ class P2pDistanceTest {
         assertTrue(none.reason().contains("not a PCI device"), none.reason());
     }
 
+    /**
+     * {@code pci_p2pdma_distance_many(..., verbose)} in {@code drivers/pci/p2pdma.c} warns only when verbose: asked
+     * quietly, the same verdict and no trace event.
+     */
+    @Test
+    void aQuietQueryJudgesAlikeAndTracesNothing() {
+        Machine m = files.boot();
+        P2pDma p2p = P2pDma.of(m);
+        PciFunction gpu = fn(m, "03:00.0");
+        List<PciFunction> clients = List.of(fn(m, "04:00.0"), fn(m, "05:00.0"));
+        long before = m.tracer().lastSeq();
+        P2pDistance quiet = p2p.distance(gpu, clients, false);
+        assertEquals(List.of(), m.tracer().since(before).stream().filter(e -> e.kind() == TraceKind.P2PDMA).toList());
+        assertEquals(p2p.distance(gpu, clients), quiet);
+        assertEquals(2, m.tracer().since(before).stream().filter(e -> e.kind() == TraceKind.P2PDMA).count(),
+                "verbose traces each client's verdict");
+        Machine other = new MachineFiles().boot();
+        try {
+            assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class,
+                    () -> p2p.distance(other.pci().function("03:00.0"), clients, false)).errno());
+        } finally {
+            other.close();
+        }
+    }
+
     @Test
     void decisionsAreTracedAndForeignProvidersRefused() {
         Machine m = files.boot();

@@ -137,6 +137,23 @@ public final class P2pExporter {
         }
     }
 
+    /** The exporting device, whose memory BAR backs this exporter's buffers while they are in device memory. */
+    public PciFunction function() {
+        return function;
+    }
+
+    /**
+     * The device that exported {@code buf} when a {@code P2pExporter} did (as the GEM object behind a PRIME export
+     * knows its {@code drm_device}; {@code struct dma_buf} itself carries only {@code exp_name}), or empty for a
+     * buffer of another exporter (a heap, udmabuf).
+     *
+     * @throws ErrnoException {@code EINVAL} for a null buffer
+     */
+    public static Optional<PciFunction> exportingFunction(DmaBuf buf) {
+        ErrnoException.check(buf != null, Errno.EINVAL, "exportingFunction of a null dma-buf");
+        return buf.priv() instanceof Exported e ? Optional.of(e.owner().function) : Optional.empty();
+    }
+
     /** The backing of one of this exporter's buffers, or empty for another exporter's dma-buf or one released. */
     public Optional<ExportBacking> backing(DmaBuf buf) {
         return buf != null && buf.priv() instanceof Exported e && e.owner() == this ? Optional.ofNullable(e.backing)

@@ -45,8 +45,16 @@ public final class P2pDmaCore implements P2pDma {
 
     @Override
     public P2pDistance distance(PciFunction provider, List<? extends Device> clients) {
+        return distance(provider, clients, true);
+    }
+
+    @Override
+    public P2pDistance distance(PciFunction provider, List<? extends Device> clients, boolean verbose) {
         requireOwn(provider);
         P2pDistance d = judge(provider, clients);
+        if (!verbose) {
+            return d;
+        }
         for (P2pPath p : d.paths()) {
             trace(p);
         }
