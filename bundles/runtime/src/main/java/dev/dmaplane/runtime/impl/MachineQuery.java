@@ -4,6 +4,7 @@ import dev.dmaplane.device.Device;
 import dev.dmaplane.device.Driver;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.runtime.topo.TopologyDot;
 import dev.dmaplane.trace.TraceEvent;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
@@ -36,6 +37,7 @@ import java.util.function.Function;
  *       {@code kind}, {@code device}, {@code address}, {@code size}, {@code message}).</li>
  *   <li>{@code trace}: the last {@value #TRACE_EVENTS} events as maps: {@code seq}, {@code kind},
  *       {@code device}, {@code address}, {@code length}, {@code detail}.</li>
+ *   <li>{@code topology}: the machine's picture as Graphviz DOT ({@link TopologyDot}), a {@code String}.</li>
  * </ul>
  */
 @Component(service = Function.class, property = MachineQuery.PROPERTY + "=machine")
@@ -59,8 +61,9 @@ public final class MachineQuery implements Function<String, Object> {
             case "trace" -> trace();
             case "iommu" -> QueryMaps.iommu(machine.iommu());
             case "dmaDebug" -> QueryMaps.dmaDebug(machine);
+            case "topology" -> TopologyDot.render(machine);
             default -> throw new IllegalArgumentException("unknown query '" + query
-                    + "'; one of status pinnedFrames trace iommu dmaDebug");
+                    + "'; one of status pinnedFrames trace iommu dmaDebug topology");
         };
     }
 
