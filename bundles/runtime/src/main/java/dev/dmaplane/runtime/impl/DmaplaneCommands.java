@@ -10,12 +10,14 @@ import dev.dmaplane.irq.IrqVectors;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.Bdf;
+import dev.dmaplane.runtime.topo.Graphviz;
 import dev.dmaplane.trace.TraceEvent;
 import dev.dmaplane.trace.TraceKind;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Reference;
 
+import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
@@ -43,6 +45,7 @@ import java.util.stream.Collectors;
         "osgi.command.function=unoverride",
         "osgi.command.function=bind",
         "osgi.command.function=unbind",
+        "osgi.command.function=topo",
         "osgi.command.function=help"})
 public final class DmaplaneCommands {
     /** Events {@code trace} shows without a count. */
@@ -51,12 +54,24 @@ public final class DmaplaneCommands {
     private final Machine machine;
     private final DriverBinder binder;
     private final DmaBufs dmaBufs;
+    private final Graphviz graphviz;
+    private final Path workDir;
 
     @Activate
     public DmaplaneCommands(@Reference Machine machine, @Reference DriverBinder binder, @Reference DmaBufs dmaBufs) {
+        this(machine, binder, dmaBufs, Graphviz.onPath(), Path.of(""));
+    }
+
+    /**
+     * With {@code graphviz} as the {@code dot} that {@code dmaplane:topo --svg} runs, and {@code workDir} as the
+     * directory a relative FILE of {@code dmaplane:topo} is in (the process's working directory in the runtime).
+     */
+    DmaplaneCommands(Machine machine, DriverBinder binder, DmaBufs dmaBufs, Graphviz graphviz, Path workDir) {
         this.machine = machine;
         this.binder = binder;
         this.dmaBufs = dmaBufs;
+        this.graphviz = graphviz;
+        this.workDir = workDir;
     }
 
     /** {@code dmaplane:help}: what the commands do. */
@@ -92,11 +107,30 @@ public final class DmaplaneCommands {
                 dmaplane:unoverride BDF     driverctl unset-override: clears it, unbinds, probes again
                 dmaplane:bind BDF DRV       echo BDF > /sys/bus/pci/drivers/DRV/bind
                 dmaplane:unbind BDF [DRV]   echo BDF > /sys/bus/pci/drivers/DRV/unbind (DRV: the bound driver)
+                dmaplane:topo [--dot|--svg] [FILE]
+                                            the machine as a picture: PCI tree, IOMMU groups as boxes, ACS on
+                                            ports, drivers, peer-to-peer paths, dma-bufs with exporter and
+                                            importers; DOT (default) or SVG through Graphviz's dot, to FILE
                 dmaplane:deploy             every jar of the deploy directory with its bundle and state, or why it
                                             is not installed (not a zip, no manifest) or does not resolve (the
                                             package no bundle exports)
                 Driver bundles copied into the deploy directory are installed, started and bound within a second;
                 deleting them unbinds (the driver's remove runs) and uninstalls them.""".formatted(DEFAULT_TRACE_EVENTS);
+    }
+
+    /** {@code dmaplane:topo}: the machine's picture as Graphviz DOT. */
+    public String topo() {
+        return TopoView.run(machine, graphviz, workDir, List.of());
+    }
+
+    /** {@code dmaplane:topo --dot}, {@code --svg} (through Graphviz's {@code dot}) or {@code FILE} (DOT into it). */
+    public String topo(String arg) {
+        return TopoView.run(machine, graphviz, workDir, List.of(arg));
+    }
+
+    /** {@code dmaplane:topo --dot FILE} or {@code --svg FILE}: the picture written to FILE. */
+    public String topo(String format, String file) {
+        return TopoView.run(machine, graphviz, workDir, List.of(format, file));
     }
 
     /** {@code dmaplane:dmabuf}: the machine's dma-bufs as {@code /sys/kernel/debug/dma_buf/bufinfo} shows them. */
