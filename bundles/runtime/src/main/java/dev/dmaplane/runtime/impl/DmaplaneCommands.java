@@ -114,6 +114,8 @@ public final class DmaplaneCommands {
                 dmaplane:deploy             every jar of the deploy directory with its bundle and state, or why it
                                             is not installed (not a zip, no manifest) or does not resolve (the
                                             package no bundle exports)
+                -j after lspci, iommu, dmadebug, devices, drivers, memory or dmabuf: that listing as one line
+                of JSON, as rdma -j prints it, for jq.
                 Driver bundles copied into the deploy directory are installed, started and bound within a second;
                 deleting them unbinds (the driver's remove runs) and uninstalls them.""".formatted(DEFAULT_TRACE_EVENTS);
     }
@@ -138,6 +140,12 @@ public final class DmaplaneCommands {
         return dmaBufs.bufinfo().strip();
     }
 
+    /** {@code dmaplane:dmabuf -j}: the live dma-bufs with their fences and attachments as JSON. */
+    public String dmabuf(String option) {
+        requireJson("dmabuf", option);
+        return JsonViews.write(JsonViews.dmaBufs(dmaBufs));
+    }
+
     /** {@code dmaplane:interrupts}: the machine's requested MSI-X vectors as {@code /proc/interrupts} shows them. */
     public String interrupts() {
         return IrqVectors.procInterrupts(machine.pci().functions()).stripTrailing();
@@ -148,14 +156,18 @@ public final class DmaplaneCommands {
         return PciView.treeAndList(machine);
     }
 
-    /** {@code dmaplane:lspci -t} (tree only) or {@code dmaplane:lspci -v} (every function verbosely). */
+    /**
+     * {@code dmaplane:lspci -t} (tree only), {@code -v} (every function verbosely), {@code -x} (config space) or
+     * {@code -j} (every function as JSON).
+     */
     public String lspci(String option) {
         return switch (option) {
             case "-t" -> machine.pci().lspciTree().stripTrailing();
             case "-v", "-vv" -> machine.pci().functions().stream().map(f -> PciView.verbose(machine, f.name()))
                     .collect(Collectors.joining("\n\n"));
             case "-x", "-xxx", "-xxxx" -> machine.pci().lspciHex(PciView.hexBytes(option));
-            default -> throw usage("lspci", "option '" + option + "'", "dmaplane:lspci [-t | -v [BDF] | -x[xx[x]] [BDF]]");
+            case "-j" -> JsonViews.write(JsonViews.lspci(machine));
+            default -> throw usage("lspci", "option '" + option + "'", "dmaplane:lspci [-t | -j | -v [BDF] | -x[xx[x]] [BDF]]");
         };
     }
 
@@ -174,13 +186,14 @@ public final class DmaplaneCommands {
         return IommuView.overview(machine.iommu());
     }
 
-    /** {@code dmaplane:iommu faults} or {@code dmaplane:iommu mappings}. */
+    /** {@code dmaplane:iommu faults}, {@code dmaplane:iommu mappings} or {@code dmaplane:iommu -j} (JSON). */
     public String iommu(String what) {
         return switch (what) {
             case "faults" -> IommuView.faults(machine.iommu());
             case "mappings" -> IommuView.mappings(machine.iommu());
             case "groups", "domains" -> IommuView.overview(machine.iommu());
-            default -> throw usage("iommu", "argument '" + what + "'", "dmaplane:iommu [faults | mappings]");
+            case "-j" -> JsonViews.write(JsonViews.iommu(machine));
+            default -> throw usage("iommu", "argument '" + what + "'", "dmaplane:iommu [faults | mappings | -j]");
         };
     }
 
@@ -189,12 +202,16 @@ public final class DmaplaneCommands {
         return DmaDebugView.describe(machine, false);
     }
 
-    /** {@code dmaplane:dmadebug -v}: the findings with the stack of the call that made each mapping. */
+    /**
+     * {@code dmaplane:dmadebug -v}: the findings with the stack of the call that made each mapping;
+     * {@code dmaplane:dmadebug -j}: the state as JSON.
+     */
     public String dmadebug(String option) {
-        if (!option.equals("-v")) {
-            throw usage("dmadebug", "option '" + option + "'", "dmaplane:dmadebug [-v]");
-        }
-        return DmaDebugView.describe(machine, true);
+        return switch (option) {
+            case "-v" -> DmaDebugView.describe(machine, true);
+            case "-j" -> JsonViews.write(JsonViews.dmaDebug(machine));
+            default -> throw usage("dmadebug", "option '" + option + "'", "dmaplane:dmadebug [-v | -j]");
+        };
     }
 
     /** {@code dmaplane:override}: the devices with a {@code driver_override}, as {@code driverctl list-overrides}. */
@@ -299,6 +316,12 @@ public final class DmaplaneCommands {
         return sb.toString().stripTrailing();
     }
 
+    /** {@code dmaplane:devices -j}: every device as JSON. */
+    public String devices(String option) {
+        requireJson("devices", option);
+        return JsonViews.write(JsonViews.devices(machine));
+    }
+
     private static void appendTree(StringBuilder sb, Device d, String firstPrefix, String restPrefix) {
         sb.append(String.format("%-22s %-5s %-8s %-6d %s%n", firstPrefix + d.name(), d.bus().name().toLowerCase(Locale.ROOT),
                 d.driver().map(Driver::name).orElse("-"), d.devres().size(), MachineReport.describe(d)));
@@ -326,6 +349,12 @@ public final class DmaplaneCommands {
             sb.append("  bound:   ").append(bound.isEmpty() ? "-" : String.join(", ", bound)).append('\n');
         }
         return sb.toString().stripTrailing();
+    }
+
+    /** {@code dmaplane:drivers -j}: every driver as JSON. */
+    public String drivers(String option) {
+        requireJson("drivers", option);
+        return JsonViews.write(JsonViews.drivers(machine, binder.registered()));
     }
 
     /** {@code dmaplane:trace}: the last {@value #DEFAULT_TRACE_EVENTS} trace events. */
@@ -378,6 +407,13 @@ public final class DmaplaneCommands {
                         + "'; one of " + Arrays.stream(TraceKind.values()).map(Enum::name).collect(Collectors.joining(" "))));
     }
 
+    /** The one option of a listing command, {@code -j} (JSON); {@code EINVAL} naming any other. */
+    private static void requireJson(String command, String option) {
+        if (!option.equals("-j")) {
+            throw usage(command, "option '" + option + "'", "dmaplane:" + command + " [-j]");
+        }
+    }
+
     /** A usage error: {@code EINVAL} naming the command, the bad argument and the usage. */
     private static ErrnoException usage(String command, String bad, String usage) {
         return new ErrnoException(Errno.EINVAL, "dmaplane:" + command + ": bad " + bad + "; usage: " + usage);
@@ -396,5 +432,11 @@ public final class DmaplaneCommands {
                 MachineReport.bytes(m.size()), m.totalFrames(), MachineReport.bytes(HostMemory.PAGE_SIZE),
                 allocated, MachineReport.bytes(allocated * HostMemory.PAGE_SIZE),
                 MachineReport.bytes(m.residentBytes()), m.pinnedFrames(), machine.activeDmaMappings());
+    }
+
+    /** {@code dmaplane:memory -j}: the memory counters as JSON. */
+    public String memory(String option) {
+        requireJson("memory", option);
+        return JsonViews.write(JsonViews.memory(machine));
     }
 }
