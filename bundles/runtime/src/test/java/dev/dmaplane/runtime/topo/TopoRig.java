@@ -24,13 +24,13 @@ import java.util.List;
  * object exported with PRIME and attached by both HCAs as dynamic importers, and a system-heap buffer attached by the
  * second HCA as a static one.
  */
-final class TopoRig implements AutoCloseable {
-    static final String GPU = "0000:03:00.0";
-    static final String HCA = "0000:04:00.0";
-    static final String HCA2 = "0000:05:00.0";
-    static final String HCA_DRIVER = "topo-hca";
+public final class TopoRig implements AutoCloseable {
+    public static final String GPU = "0000:03:00.0";
+    public static final String HCA = "0000:04:00.0";
+    public static final String HCA2 = "0000:05:00.0";
+    public static final String HCA_DRIVER = "topo-hca";
 
-    final Machine machine;
+    public final Machine machine;
     final GpuHost gpu;
     final Driver hcaDriver = new HcaDriver();
     final AccelContext ctx;
@@ -52,7 +52,7 @@ final class TopoRig implements AutoCloseable {
     }
 
     /** The rig on the embedded default machine. */
-    static TopoRig onDefaultMachine() {
+    public static TopoRig onDefaultMachine() {
         return new TopoRig(Machine.bootDefault());
     }
 
