@@ -150,7 +150,9 @@ public record Topology(String title, List<Bridge> hostBridges, List<PciDev> func
 
     private static String title(Machine machine) {
         Iommu iommu = machine.iommu();
-        return "dmaplane machine: " + (machine.memory().size() >> 30) + " GiB RAM, IOMMU "
+        long ram = machine.memory().size();
+        String size = ram % (1L << 30) == 0 ? (ram >> 30) + " GiB" : (ram >> 20) + " MiB";
+        return "dmaplane machine: " + size + " RAM, IOMMU "
                 + (iommu.enabled() ? "on, default domain " + iommu.defaultDomainType().name().toLowerCase(Locale.ROOT)
                 : "off");
     }

@@ -69,8 +69,9 @@ public final class TopologyDot {
             sb.append("  ").append(quote(p.provider())).append(" -> ").append(quote(p.client())).append(" [")
                     .append(peerStyle(p)).append(", dir=none, constraint=false];\n");
         }
+        Set<String> extraNodes = new LinkedHashSet<>();
         for (Topology.Buffer b : topology.dmaBufs()) {
-            appendBuffer(sb, b, topology);
+            appendBuffer(sb, b, topology, extraNodes);
         }
         sb.append("}\n");
         return sb.toString();
@@ -117,14 +118,18 @@ public final class TopologyDot {
         return "label=" + quote(label) + ", " + look;
     }
 
-    private static void appendBuffer(StringBuilder sb, Topology.Buffer b, Topology topology) {
+    /**
+     * The buffer's note and edges; an exporter that is no device and an importer that is no PCI function get a node
+     * of their own the first time, noted in {@code extraNodes}.
+     */
+    private static void appendBuffer(StringBuilder sb, Topology.Buffer b, Topology topology, Set<String> extraNodes) {
         String node = bufferNode(b);
         sb.append("  ").append(quote(node)).append(" [shape=note, style=filled, fillcolor=\"lavender\", label=")
                 .append(quote("dma-buf ino " + b.ino() + "\n" + b.exporterName() + ", " + b.size() + " bytes\n"
                         + (b.dynamic() ? "dynamic" : "static") + " exporter"))
                 .append("];\n");
         String exporter = exporterNode(b);
-        if (b.exporterDevice().isEmpty()) {
+        if (b.exporterDevice().isEmpty() && extraNodes.add(exporter)) {
             sb.append("  ").append(quote(exporter)).append(" [shape=cylinder, label=")
                     .append(quote("exporter " + b.exporterName())).append("];\n");
         }
@@ -133,7 +138,7 @@ public final class TopologyDot {
         for (Topology.Import i : b.importers()) {
             String target = i.device();
             boolean known = topology.functions().stream().anyMatch(f -> f.bdf().equals(target));
-            if (!known) {
+            if (!known && extraNodes.add(target)) {
                 sb.append("  ").append(quote(target)).append(" [shape=ellipse];\n");
                 i.function().ifPresent(fn -> sb.append("  ").append(quote(fn)).append(" -> ").append(quote(target))
                         .append(" [style=dotted, arrowhead=none];\n"));

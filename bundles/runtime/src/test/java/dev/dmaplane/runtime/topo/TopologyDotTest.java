@@ -1,5 +1,8 @@
 package dev.dmaplane.runtime.topo;
 
+import dev.dmaplane.dmabuf.DmaBuf;
+import dev.dmaplane.dmabuf.DmaBufs;
+import dev.dmaplane.dmabuf.heap.SystemHeap;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.iommu.IommuGroup;
@@ -134,6 +137,34 @@ class TopologyDotTest {
             assertTrue(dot.contains("\"exporter_system\" -> \"" + heap + "\" [label=\"exports\""), dot);
             assertTrue(dot.contains("\"" + heap + "\" -> \"" + HCA2 + "\" [label=\"imports (static)\""), dot);
             assertTrue(dot.contains("\"" + vram + "\" [shape=note"), dot);
+        }
+    }
+
+    /**
+     * Every buffer of one heap ({@code drivers/dma-buf/heaps/system_heap.c}, one {@code exp_name}) hangs below one
+     * exporter node, declared once.
+     */
+    @Test
+    void anExporterIsOneNodeHoweverManyBuffersItExported() {
+        try (TopoRig rig = TopoRig.onDefaultMachine()) {
+            DmaBuf second = new SystemHeap(DmaBufs.of(rig.machine)).allocate(4096);
+            try {
+                String dot = TopologyDot.render(rig.machine);
+                assertEquals(1, dot.lines().filter(l -> l.contains("\"exporter_system\" [shape=cylinder")).count(), dot);
+                assertTrue(dot.contains("\"exporter_system\" -> \"dmabuf_" + rig.heap.ino() + "\""), dot);
+                assertTrue(dot.contains("\"exporter_system\" -> \"dmabuf_" + second.ino() + "\""), dot);
+            } finally {
+                second.put();
+            }
+        }
+    }
+
+    /** The title gives RAM as {@code /proc/meminfo} readers expect it: whole GiB, else MiB (a machine file's 2 MiB steps). */
+    @Test
+    void theTitleGivesRamInGibOrMib() {
+        String text = TopologyLoader.defaultMachineText().replace("memory: 64GiB", "memory: 1536MiB");
+        try (Machine m = Machine.boot(TopologyLoader.load(text, TopologyLoader.Format.YAML), Machine.Options.DEFAULT)) {
+            assertEquals("dmaplane machine: 1536 MiB RAM, IOMMU on, default domain dma", Topology.of(m).title());
         }
     }
 
