@@ -425,6 +425,7 @@ final class Engine {
         txSpare = out;
         try {
             if (carrier) {
+                capture(out);
                 fabric.send(out);
             } else {
                 fabric.dropped.addAndGet(out.size());
@@ -433,6 +434,37 @@ final class Engine {
             out.clear();
         }
         return true;
+    }
+
+    /** Where the packets this HCA sends are captured ({@code rxe:pcap}), or null. */
+    volatile PcapWriter capture;
+
+    /**
+     * Writes {@code out} to the capture, if one is on, as the datagrams they are on the wire; an encoding that fails
+     * stops the capture (logged with its stack), never the HCA.
+     */
+    private void capture(List<Packet> out) {
+        PcapWriter cap = capture;
+        if (cap == null) {
+            return;
+        }
+        try {
+            for (Packet p : out) {
+                WireCodec.encode(p, service(p), WireCodec.ROCE_PORT, cap::datagram);
+            }
+        } catch (RuntimeException x) {
+            LOG.error("{}: cannot capture a packet: the capture of this HCA stops", name, x);
+            capture = null;
+        }
+    }
+
+    /** The transport service of the QP that sent {@code p}: its opcodes are RC, UC or UD ones. */
+    Opcode.Service service(Packet p) {
+        if (p.op() == Packet.Op.UD_SEND || p.op() == Packet.Op.UD_SEND_IMM) {
+            return Opcode.Service.UD;
+        }
+        QpCtx c = qps.get(p.srcQpn());
+        return c != null && c.qp.type() == QpType.UC ? Opcode.Service.UC : Opcode.Service.RC;
     }
 
     /** The netdev's carrier came or went; going away counts in {@code link_downed}. */

@@ -17,10 +17,13 @@ import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.OdpOp;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
+import org.osgi.service.component.annotations.Deactivate;
 import org.osgi.service.component.annotations.Reference;
 
 import java.net.InetAddress;
 import java.net.UnknownHostException;
+import java.nio.file.InvalidPathException;
+import java.nio.file.Path;
 import java.util.EnumSet;
 import java.util.List;
 import java.util.Map;
@@ -35,7 +38,8 @@ import java.util.concurrent.ConcurrentHashMap;
  */
 @Component(service = {Driver.class, SoftRoceDriver.class}, immediate = true, property = {
         "osgi.command.scope=rxe",
-        "osgi.command.function=carrier"})
+        "osgi.command.function=carrier",
+        "osgi.command.function=pcap"})
 public final class SoftRoceDriver implements Driver {
     public static final String NAME = "rdma_rxe";
     static final MatchTable TABLE = MatchTable.of(MatchEntry.Pci.of(0x1da0, 0x0002));
@@ -44,9 +48,58 @@ public final class SoftRoceDriver implements Driver {
     final Fabric fabric = new Fabric();
     final Map<String, SoftRoceProvider> providers = new ConcurrentHashMap<>();
 
+    /** System property naming a capture file the driver writes from its start ({@link #pcap}). */
+    public static final String PCAP_PROPERTY = "dmaplane.softroce.pcap";
+
+    /** The capture every engine of this driver writes to, or null. */
+    private PcapWriter capture;
+
     @Activate
     public SoftRoceDriver(@Reference RdmaCore core) {
         this.core = core;
+        String file = System.getProperty(PCAP_PROPERTY, "");
+        if (!file.isBlank()) {
+            pcap(file);
+        }
+    }
+
+    /** Closes the capture, if one is on. */
+    @Deactivate
+    public void deactivate() {
+        pcap("off");
+    }
+
+    /**
+     * {@code rxe:pcap FILE|off}: every packet the driver's HCAs send from now on is written to {@code FILE} as the
+     * frame it is on the wire (Ethernet, IPv4, UDP 4791, BTH and the rest, ICRC), in the libpcap format tcpdump and
+     * Wireshark read; {@code off} closes the file. A new capture replaces (and closes) the one before.
+     *
+     * @return what is captured, and where
+     * @throws ErrnoException {@code EINVAL} for a missing or invalid file name, {@code EIO} when the file cannot be
+     *                        written
+     */
+    public synchronized String pcap(String file) {
+        if (file == null || file.isBlank()) {
+            throw new ErrnoException(Errno.EINVAL, "rxe: pcap needs a file name or 'off', not '" + file + "'");
+        }
+        PcapWriter old = capture;
+        PcapWriter now = null;
+        if (!file.equals("off")) {
+            try {
+                now = PcapWriter.open(Path.of(file));
+            } catch (InvalidPathException e) {
+                throw new ErrnoException(Errno.EINVAL, "rxe: pcap file '" + file + "': " + e.getMessage(), e);
+            }
+        }
+        capture = now;
+        for (SoftRoceProvider p : providers.values()) {
+            p.engine.capture = now;
+        }
+        if (old != null) {
+            old.close();
+        }
+        return now == null ? "capture off" + (old == null ? "" : ", " + old.file() + " closed")
+                : "capturing to " + now.file();
     }
 
     @Override
@@ -140,7 +193,10 @@ public final class SoftRoceDriver implements Driver {
         }
         engine.start(h);
         fabric.attach(engine.gid(), engine);
-        providers.put(h.name(), p);
+        synchronized (this) { // a capture turned on meanwhile sees this engine, or this engine sees it
+            engine.capture = capture;
+            providers.put(h.name(), p);
+        }
         return () -> {
             fabric.detach(engine);
             engine.stop();

@@ -1,0 +1,112 @@
+package dev.dmaplane.driver.softroce;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.BufferedOutputStream;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Instant;
+
+/**
+ * A capture file as {@code tcpdump -w} writes it (libpcap format, {@code LINKTYPE_ETHERNET}, microsecond
+ * timestamps): each datagram the HCAs send, framed in Ethernet II with locally administered MACs made of the IPv4
+ * addresses ({@code 02:00:a.b.c.d}). Writes are serialised; a write that fails stops the capture (logged with its
+ * stack), it never fails the sender.
+ */
+final class PcapWriter implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(PcapWriter.class);
+    private static final int ETHERNET = 14;
+    private static final int SNAPLEN = 65535;
+
+    private final Path file;
+    private final OutputStream out;
+    private final byte[] record = new byte[16 + ETHERNET];
+    private boolean failed;
+    private boolean closed;
+
+    private PcapWriter(Path file, OutputStream out) {
+        this.file = file;
+        this.out = out;
+    }
+
+    /**
+     * Creates (or truncates) {@code file} and writes the capture's global header.
+     *
+     * @throws ErrnoException with the errno of the failure ({@code EIO} if none fits) naming the file
+     */
+    static PcapWriter open(Path file) {
+        try {
+            OutputStream out = new BufferedOutputStream(Files.newOutputStream(file), 1 << 16);
+            byte[] h = new byte[24];
+            le32(h, 0, 0xa1b2c3d4);
+            le16(h, 4, 2);
+            le16(h, 6, 4);
+            le32(h, 16, SNAPLEN);
+            le32(h, 20, 1); // LINKTYPE_ETHERNET
+            out.write(h);
+            return new PcapWriter(file, out);
+        } catch (IOException e) {
+            throw new ErrnoException(Errno.EIO, "rxe: cannot write the capture " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    Path file() {
+        return file;
+    }
+
+    /** Appends the IPv4 datagram {@code d[0, len)} as one Ethernet frame stamped now. */
+    synchronized void datagram(byte[] d, int len) {
+        if (failed || closed) {
+            return;
+        }
+        Instant now = Instant.now();
+        le32(record, 0, (int) now.getEpochSecond());
+        le32(record, 4, now.getNano() / 1000);
+        le32(record, 8, ETHERNET + len);
+        le32(record, 12, ETHERNET + len);
+        int e = 16;
+        record[e] = 0x02;
+        record[e + 1] = 0;
+        System.arraycopy(d, 16, record, e + 2, 4); // destination: the IPv4 destination
+        record[e + 6] = 0x02;
+        record[e + 7] = 0;
+        System.arraycopy(d, 12, record, e + 8, 4);
+        record[e + 12] = 0x08; // IPv4
+        record[e + 13] = 0x00;
+        try {
+            out.write(record);
+            out.write(d, 0, len);
+        } catch (IOException x) {
+            failed = true;
+            LOG.error("rxe: writing the capture {} failed: the capture stops", file, x);
+        }
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        try {
+            out.close();
+        } catch (IOException x) {
+            LOG.error("rxe: closing the capture {} failed: it may be truncated", file, x);
+        }
+    }
+
+    private static void le16(byte[] b, int at, int v) {
+        b[at] = (byte) v;
+        b[at + 1] = (byte) (v >>> 8);
+    }
+
+    private static void le32(byte[] b, int at, int v) {
+        le16(b, at, v);
+        le16(b, at + 2, v >>> 16);
+    }
+}
