@@ -1,8 +1,10 @@
 package dev.dmaplane.driver.softroce;
 
 import java.util.LinkedHashMap;
+import java.util.Locale;
 import java.util.SequencedMap;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicLongArray;
 
 /**
  * The port's hardware counters ({@code rxe_hw_counters.c}, shown by {@code rdma statistic}) and the engine's own:
@@ -33,6 +35,8 @@ final class Counters {
     volatile long burstsCutThrough;
     /** Trains of single-packet WRITE messages the requester sent ({@link Packet.Payload.Messages}). */
     volatile long trainsSent;
+    /** Packets dropped at reception, by reason ({@link WireCodec.Drop}): written by any receiving thread. */
+    final AtomicLongArray drops = new AtomicLongArray(WireCodec.Drop.values().length);
     /** Times the carrier went away ({@code link_downed}). */
     volatile long linkDowned;
 
@@ -56,6 +60,9 @@ final class Counters {
         m.put("dmaplane_write_trains", trainsSent);
         m.put("dmaplane_passes_inline", inlinePasses);
         m.put("dmaplane_passes_worker", workerPasses);
+        for (WireCodec.Drop d : WireCodec.Drop.values()) {
+            m.put("dmaplane_drop_" + d.name().toLowerCase(Locale.ROOT), drops.get(d.ordinal()));
+        }
         return m;
     }
 }

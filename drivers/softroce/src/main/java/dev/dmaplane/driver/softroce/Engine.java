@@ -50,7 +50,8 @@ final class Engine {
     static final int BURST = 64;
 
     private final String name;
-    final Fabric fabric;
+    /** Where the packets go: the in-process fabric or a UDP socket. */
+    final Transport transport;
     final Gid gid;
     volatile RdmaDeviceHandle handle;
     private final ConcurrentLinkedQueue<Packet> inbox = new ConcurrentLinkedQueue<>();
@@ -82,9 +83,9 @@ final class Engine {
      */
     private volatile Throwable crash;
 
-    Engine(String name, Fabric fabric, Gid gid) {
+    Engine(String name, Transport transport, Gid gid) {
         this.name = name;
-        this.fabric = fabric;
+        this.transport = transport;
         this.gid = gid;
         this.task = new Scheduler(this, name);
         this.lock = task.lock;
@@ -167,6 +168,67 @@ final class Engine {
         }
         task.runQueuedIfIdle(); // the holder may have let the engine go before they were queued
         return true;
+    }
+
+    /**
+     * A datagram from the UDP transport, its IP and UDP headers in front ({@code rxe_rcv}): decoded and checked
+     * (headers, ICRC, P_Key against the port's only entry, the default 0xFFFF, and a destination QP of this HCA
+     * whose transport service the opcode names); a packet that fails a check is dropped and counted by reason,
+     * never thrown. An RC or UC packet carries no source QPN: it is the destination QP's remote one, as the QP
+     * context holds it. Whether the datagram reached the engine or was dropped for one of those reasons (false:
+     * the HCA takes nothing, it is stopped, dead or without carrier).
+     */
+    boolean receiveDatagram(byte[] datagram, int len) {
+        WireCodec.Decoded d;
+        try {
+            d = WireCodec.decode(datagram, len);
+        } catch (RuntimeException x) {
+            LOG.error("{}: decoding a datagram of {} bytes failed: dropped as malformed", name, len, x);
+            refuse(WireCodec.Drop.MALFORMED, x.toString());
+            return true;
+        }
+        switch (d) {
+            case WireCodec.Refused r -> {
+                refuse(r.drop(), r.why());
+                return true;
+            }
+            case WireCodec.Accepted a -> {
+                if (!pkeyMatch(a.pkey(), WireCodec.DEFAULT_PKEY)) {
+                    refuse(WireCodec.Drop.BAD_PKEY, String.format("P_Key 0x%04x", a.pkey()));
+                    return true;
+                }
+                Packet p = a.packet();
+                QpCtx c = qps.get(p.destQpn());
+                if (c == null || a.service() != serviceOf(c.qp.type())) {
+                    refuse(WireCodec.Drop.BAD_QPN, "destination QP " + p.destQpn() + " for a " + a.service()
+                            + " packet" + (c == null ? ", no such QP" : ", a " + c.qp.type() + " QP"));
+                    return true;
+                }
+                if (a.service() != Opcode.Service.UD) {
+                    p = p.withSrcQpn(c.qp.attr().destQpNum());
+                }
+                return receive(List.of(p));
+            }
+        }
+    }
+
+    /** Counts a packet dropped at reception for {@code why}. */
+    void refuse(WireCodec.Drop drop, String why) {
+        counters.drops.incrementAndGet(drop.ordinal());
+        LOG.debug("{}: packet dropped, {}: {}", name, drop, why);
+    }
+
+    /** IBTA 10.9.3 P_Key matching ({@code pkey_match}): the same partition, one of them a full member. */
+    static boolean pkeyMatch(int a, int b) {
+        return (a & 0x7fff) != 0 && (a & 0x7fff) == (b & 0x7fff) && ((a | b) & 0x8000) != 0;
+    }
+
+    private static Opcode.Service serviceOf(QpType t) {
+        return switch (t) {
+            case UC -> Opcode.Service.UC;
+            case UD -> Opcode.Service.UD;
+            default -> Opcode.Service.RC;
+        };
     }
 
     /** Releases the engine and runs what was queued meanwhile ({@link Scheduler#release}). */
@@ -426,9 +488,9 @@ final class Engine {
         try {
             if (carrier) {
                 capture(out);
-                fabric.send(out);
+                transport.send(out);
             } else {
-                fabric.dropped.addAndGet(out.size());
+                transport.dropped(out.size());
             }
         } finally {
             out.clear();
@@ -478,7 +540,8 @@ final class Engine {
     private void dispatch(Packet p) {
         QpCtx c = qps.get(p.destQpn()); // the QPs created on this HCA and not destroyed
         if (c == null) {
-            return; // unknown QPN: dropped as rxe does
+            refuse(WireCodec.Drop.BAD_QPN, "destination QP " + p.destQpn() + ", no such QP"); // dropped as rxe does
+            return;
         }
         HwQp qp = c.qp;
         QpState s = qp.state();

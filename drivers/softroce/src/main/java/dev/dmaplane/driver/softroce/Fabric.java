@@ -14,7 +14,7 @@ import java.util.function.Predicate;
  * owns is dropped, as a switch would after the neighbour went away. A burst goes to its receiver in one delivery
  * ({@link Engine#receive}), which handles it at once (cut-through) when it can, else stores it.
  */
-final class Fabric {
+final class Fabric implements Transport {
     private final Map<Gid, Engine> ports = new ConcurrentHashMap<>();
     final AtomicLong dropped = new AtomicLong();
     /**
@@ -31,13 +31,19 @@ final class Fabric {
         ports.values().removeIf(e -> e == engine);
     }
 
-    /** Whether senders must send single packets (loss injection is on). */
-    boolean perPacket() {
+    @Override
+    public boolean perPacket() {
         return loss != null;
     }
 
+    @Override
+    public void dropped(int n) {
+        dropped.addAndGet(n);
+    }
+
     /** Sends a burst, in order: consecutive packets to one receiver are delivered together. */
-    void send(List<Packet> burst) {
+    @Override
+    public void send(List<Packet> burst) {
         int n = burst.size();
         int from = 0;
         var l = loss;

@@ -15,8 +15,9 @@ import java.util.Arrays;
  * It carries the base transport header (opcode, destination QP, PSN, AckReq), the extension headers the opcode
  * carries (RETH: {@code va}/{@code rkey}/{@code dmaLen}; AtomicETH: {@code va}/{@code rkey}/{@code swapAdd}/
  * {@code compare}; ImmDt/IETH: {@code imm}; AETH: {@code syndrome}/{@code msn}; AtomicAckETH: {@code orig};
- * DETH: {@code qkey}/{@code srcQpn}), the BTH's solicited event bit {@code se} and the payload. The ICRC is not
- * modelled: the fabric does not corrupt packets.
+ * DETH: {@code qkey}/{@code srcQpn}), the BTH's solicited event bit {@code se} and the payload. The in-process
+ * fabric hands packets over as these objects; {@link WireCodec} makes them bytes (with the P_Key and the ICRC) for
+ * the UDP transport and captures.
  */
 record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first, boolean last, int psn, int count,
               boolean ackReq, long va, int rkey, long dmaLen, int imm, long swapAdd, long compare, int syndrome,
@@ -27,6 +28,12 @@ record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first,
                           int rkey, long dmaLen, long swapAdd, long compare, int syndrome, int msn, long orig) {
         return new Packet(sgid, dgid, srcQpn, destQpn, op, true, true, psn, 1, ackReq, va, rkey, dmaLen, 0, swapAdd,
                 compare, syndrome, msn, orig, 0, Payload.NONE, false);
+    }
+
+    /** This packet with {@code srcQpn} as its source QP (the receiver's QP context knows it for RC and UC). */
+    Packet withSrcQpn(int qpn) {
+        return new Packet(sgid, dgid, qpn, destQpn, op, first, last, psn, count, ackReq, va, rkey, dmaLen, imm, swapAdd,
+                compare, syndrome, msn, orig, qkey, payload, se);
     }
 
     /** PSN of the train's last packet. */

@@ -128,7 +128,7 @@ final class Requester {
     private boolean trainable(SendWqe w, int mtu) {
         return w.wr() instanceof SendWr.RdmaWrite r && w.inlineData() == null && w.length() > 0 && w.length() <= mtu
                 && r.sgList().size() == 1 && r.remoteAddr() >= 0 && r.remoteAddr() + w.length() > 0
-                && !e.fabric.perPacket();
+                && !e.transport.perPacket();
     }
 
     /**
@@ -490,7 +490,7 @@ final class Requester {
                          int fromPkt) {
         long len = payload.length();
         int n = Packet.packetsFor(len, m.mtu);
-        int per = e.fabric.perPacket() ? 1 : n;
+        int per = e.transport.perPacket() ? 1 : n;
         int me = c.qp.qpNum();
         for (int i = fromPkt; i < n; i += per) {
             int k = Math.min(per, n - i);

@@ -13,6 +13,7 @@ import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.WcStatus;
 
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 
 /**
  * The responder of one HCA ({@code rxe_resp.c}): PSN checks, duplicates, RNR, the operations (SEND into a
@@ -20,6 +21,9 @@ import java.lang.foreign.MemorySegment;
  * Runs on the thread running its {@link Engine}.
  */
 final class Responder {
+    /** The longest SEND message the responder gathers (the largest Java array). */
+    private static final long RECV_MAX = Integer.MAX_VALUE - 8;
+
     private final Engine e;
 
     Responder(Engine e) {
@@ -192,7 +196,7 @@ final class Responder {
                 return;
             }
             c.recv = r;
-            c.recvBuf = new byte[(int) Math.min(Integer.MAX_VALUE - 8, Math.max(p.dmaLen(), 0))];
+            c.recvBuf = new byte[(int) Math.min(RECV_MAX, Math.max(p.dmaLen(), 0))];
             c.recvOff = 0;
         }
         if (c.recv == null) {
@@ -200,12 +204,19 @@ final class Responder {
         }
         Packet.Payload pl = p.payload();
         long n = pl.length();
-        if (c.recvOff + n > c.recv.length() || c.recvOff + n > c.recvBuf.length) {
+        long need = c.recvOff + n;
+        if (need > c.recv.length() || need > RECV_MAX) {
             RecvWqe r = c.recv;
             c.recv = null;
             ack(c, p, Packet.AETH_NAK_INV_REQ, p.psn());
             qp.completeRecv(r, RecvResult.error(WcStatus.LOC_LEN_ERR));
             return;
+        }
+        if (need > c.recvBuf.length) {
+            // a SEND_FIRST from the wire does not say how long the message is (no RETH): the buffer grows
+            // within the receive's length
+            long grown = Math.max(need, Math.max(2L * c.recvBuf.length, 4096));
+            c.recvBuf = Arrays.copyOf(c.recvBuf, (int) Math.min(grown, Math.min(c.recv.length(), RECV_MAX)));
         }
         if (n > 0) {
             pl.copyTo(0, MemorySegment.ofArray(c.recvBuf).asSlice(c.recvOff, n));
@@ -316,14 +327,16 @@ final class Responder {
         }
         Packet.Payload pl = p.payload();
         long n = pl.length();
-        if (p.first()) {
-            if (p.op() == Op.WRITE_IMM) {
-                RecvWqe r = takeRecvOrRnr(c, p);
-                if (r == null) {
-                    return;
-                }
-                c.recv = r;
+        if (p.last() && p.op() == Op.WRITE_IMM) {
+            // the packet carrying the immediate consumes the receive, before its bytes are written: on the wire
+            // only the last packet says the message has one (rxe_resp.c check_resource, RXE_RWR_MASK)
+            RecvWqe r = takeRecvOrRnr(c, p);
+            if (r == null) {
+                return;
             }
+            c.recv = r;
+        }
+        if (p.first()) {
             c.wva = p.va();
             c.wrkey = p.rkey();
             c.woff = 0;
@@ -374,7 +387,7 @@ final class Responder {
             if (!l.stable()) {
                 all = all.materialize(); // see transmit: only stable leases stay open across the delivery
             }
-            int per = e.fabric.perPacket() ? 1 : pkts;
+            int per = e.transport.perPacket() ? 1 : pkts;
             for (int i = 0; i < pkts; i += per) {
                 int k = Math.min(per, pkts - i);
                 long from = (long) i * mtu;
@@ -427,8 +440,13 @@ final class Responder {
     }
 
     private void udReceive(HwQp qp, Packet p) {
-        if (qp.type() != QpType.UD || p.qkey() != qp.attr().qkey()) {
-            return; // wrong Q_Key: silently dropped (IBTA 10.2.4)
+        if (qp.type() != QpType.UD) {
+            e.refuse(WireCodec.Drop.BAD_QPN, "UD packet for " + qp.type() + " QP " + qp.qpNum());
+            return;
+        }
+        if (p.qkey() != qp.attr().qkey()) {
+            e.refuse(WireCodec.Drop.BAD_QKEY, String.format("Q_Key 0x%08x for QP %d", p.qkey(), qp.qpNum()));
+            return; // wrong Q_Key: silently dropped (IBTA 10.2.4), counted
         }
         RecvWqe r = qp.takeRecv();
         if (r == null) {

@@ -20,6 +20,7 @@ import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Deactivate;
 import org.osgi.service.component.annotations.Reference;
 
+import java.net.Inet4Address;
 import java.net.InetAddress;
 import java.net.UnknownHostException;
 import java.nio.file.InvalidPathException;
@@ -54,9 +55,30 @@ public final class SoftRoceDriver implements Driver {
     /** The capture every engine of this driver writes to, or null. */
     private PcapWriter capture;
 
+    /** The functions whose port is on UDP, by BDF ({@code 0000:04:00.0}), with the IPv4 address of each. */
+    private final Map<String, InetAddress> udp;
+
     @Activate
     public SoftRoceDriver(@Reference RdmaCore core) {
+        this(core, Map.of());
+    }
+
+    /**
+     * A driver whose HCA functions named in {@code udp} (by BDF, {@code 0000:04:00.0}) get that IPv4 address and
+     * send RoCEv2 over UDP sockets bound to it ({@link UdpTransport}), so that HCAs of other processes and hosts
+     * reach them; the others stay on the driver's in-process fabric with {@code 10.0.0.<bus>}.
+     *
+     * @throws ErrnoException {@code EINVAL} for an address that is not IPv4
+     */
+    public SoftRoceDriver(RdmaCore core, Map<String, InetAddress> udp) {
+        for (var e : udp.entrySet()) {
+            if (!(e.getValue() instanceof Inet4Address)) {
+                throw new ErrnoException(Errno.EINVAL, "rxe: " + e.getKey() + " on UDP needs an IPv4 address, not "
+                        + e.getValue());
+            }
+        }
         this.core = core;
+        this.udp = Map.copyOf(udp);
         String file = System.getProperty(PCAP_PROPERTY, "");
         if (!file.isBlank()) {
             pcap(file);
@@ -172,33 +194,49 @@ public final class SoftRoceDriver implements Driver {
             throw new ErrnoException(Errno.ENODEV, device.name() + " is not a PCI function");
         }
         int bus = fn.bdf().bus();
-        InetAddress ip;
-        try {
-            ip = InetAddress.getByName("10.0.0." + bus);
-        } catch (UnknownHostException e) {
-            throw new ErrnoException(Errno.EINVAL, e.getMessage());
+        InetAddress ip = udp.get(fn.bdf().toString());
+        // a UDP port binds first: a refused address leaves nothing behind
+        UdpTransport socket = ip == null ? null : UdpTransport.bind(ip);
+        if (ip == null) {
+            try {
+                ip = InetAddress.getByAddress(new byte[]{10, 0, 0, (byte) bus});
+            } catch (UnknownHostException e) {
+                throw new ErrnoException(Errno.EINVAL, e.getMessage());
+            }
         }
         fn.setMaster(true);
         fn.dma().setDmaMask(-1L);
-        NetdevInfo nd = new NetdevInfo("eth" + bus, new byte[]{0x02, 0x1d, (byte) 0xa0, 0, 0, (byte) bus}, 1500,
-                List.of(ip));
-        Engine engine = new Engine(device.name(), fabric, Gid.of(ip));
+        // on UDP the netdev is the loopback's or a host's, jumbo frames: RoCE active MTU 4096
+        NetdevInfo nd = new NetdevInfo("eth" + bus, new byte[]{0x02, 0x1d, (byte) 0xa0, 0, 0, (byte) bus},
+                socket == null ? 1500 : 9000, List.of(ip));
+        Engine engine = new Engine(device.name(), socket == null ? fabric : socket, Gid.of(ip));
         SoftRoceProvider p = new SoftRoceProvider(fn, attributes(nd.mac()), nd, engine);
         RdmaDeviceHandle h;
         try {
             h = core.registerDevice("rxe%d", p);
         } catch (RuntimeException e) {
             fn.setMaster(false);
+            if (socket != null) {
+                socket.close();
+            }
             throw e;
         }
         engine.start(h);
-        fabric.attach(engine.gid(), engine);
+        if (socket != null) {
+            socket.start(engine);
+        } else {
+            fabric.attach(engine.gid(), engine);
+        }
         synchronized (this) { // a capture turned on meanwhile sees this engine, or this engine sees it
             engine.capture = capture;
             providers.put(h.name(), p);
         }
         return () -> {
-            fabric.detach(engine);
+            if (socket != null) {
+                socket.close(); // its receive thread ends: nothing arrives any more
+            } else {
+                fabric.detach(engine);
+            }
             engine.stop();
             h.unregister();
             providers.remove(h.name());

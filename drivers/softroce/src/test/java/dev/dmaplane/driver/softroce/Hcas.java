@@ -49,11 +49,12 @@ final class Hcas implements AutoCloseable {
 
     Hcas() {
         machine.devices().registerDriver(driver);
-        a = new Host("rxe0");
-        b = new Host("rxe1");
+        a = new Host(machine, core, "rxe0");
+        b = new Host(machine, core, "rxe1");
     }
 
-    final class Host {
+    /** An application on {@code dev} of {@code machine}'s RDMA core: address space, context, PD, CQ, a region. */
+    static final class Host {
         final String dev;
         final AddressSpace mm;
         final VerbsContext ctx;
@@ -63,7 +64,7 @@ final class Hcas implements AutoCloseable {
         final MemoryRegion mr;
         final Gid gid;
 
-        Host(String dev) {
+        Host(Machine machine, RdmaCore core, String dev) {
             this.dev = dev;
             mm = machine.newAddressSpace("app-" + dev);
             ctx = core.device(dev).orElseThrow().open(mm);
@@ -107,9 +108,14 @@ final class Hcas implements AutoCloseable {
     }
 
     static void connect(QueuePair qp, QueuePair peer, Gid peerGid, int access, int rnrRetry, int retryCnt, int psn) {
+        connect(qp, peer.qpNum(), peerGid, access, rnrRetry, retryCnt, psn);
+    }
+
+    /** {@link #connect} to a peer QP known by its number (another process's, exchanged out of band). */
+    static void connect(QueuePair qp, int peerQpn, Gid peerGid, int access, int rnrRetry, int retryCnt, int psn) {
         Verbs.connect(qp, QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).accessFlags(access).build(),
                 QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peerGid, 1, 1)).pathMtu(Mtu.MTU_1024)
-                        .destQpn(peer.qpNum()).rqPsn(psn).maxDestRdAtomic(4).minRnrTimer(1).build(),
+                        .destQpn(peerQpn).rqPsn(psn).maxDestRdAtomic(4).minRnrTimer(1).build(),
                 QpAttr.builder().state(QpState.RTS).sqPsn(psn).timeout(14).retryCnt(retryCnt).rnrRetry(rnrRetry)
                         .maxRdAtomic(4).build());
     }
