@@ -1,0 +1,124 @@
+package dev.dmaplane.driver.softroce;
+
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.RecvWr;
+import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static dev.dmaplane.testing.Eventually.eventually;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The RC rules of IBTA 9.7 ({@code rxe_req.c}, {@code rxe_resp.c}, {@code rxe_comp.c}) between two machines over
+ * the UDP transport, with the transport losing every {@code n}th datagram or swapping consecutive pairs: PSN
+ * sequence NAKs and go-back-N retransmission, timeouts, duplicate reads and atomics answered from the responder's
+ * resources, RNR NAKs and their timer; every message completes once, in order, with every byte checked.
+ */
+@Timeout(120)
+class UdpRcTest {
+    private final UdpHcas u = new UdpHcas(11, 12);
+
+    @AfterEach
+    void close() {
+        u.close();
+        assertEquals(0, Hcas.softroceThreads());
+    }
+
+    private static long longOf(byte[] b) {
+        return MemorySegment.ofArray(b).get(ValueLayout.JAVA_LONG_UNALIGNED, 0);
+    }
+
+    private long counter(boolean a, String name) {
+        return (a ? u.ca : u.cb).device("rxe0").orElseThrow().hwCounters(1).get(name);
+    }
+
+    /** Writes, reads, sends and atomics on {@code p}, checked: whatever the transport loses or reorders. */
+    private void workload(QueuePair[] p) {
+        byte[] data = Hcas.random(64 * 1024, 31);
+        u.a.write(0, data);
+        u.b.write(3 << 20, new byte[8]);
+        p[1].postRecv(List.of(RecvWr.of(1, u.b.sge(1 << 20, 8192)), RecvWr.of(2, u.b.sge((1 << 20) + 8192, 8192))));
+        List<SendWr> wrs = new ArrayList<>();
+        wrs.add(new SendWr.RdmaWrite(1, List.of(u.a.sge(0, data.length)), SIGNALED, u.b.buf, u.b.mr.rkey()));
+        wrs.add(new SendWr.Send(2, List.of(u.a.sge(0, 5000)), SIGNALED, null));
+        wrs.add(new SendWr.RdmaRead(3, List.of(u.a.sge(1 << 20, data.length)), SIGNALED, u.b.buf, u.b.mr.rkey()));
+        for (int i = 0; i < 5; i++) {
+            wrs.add(new SendWr.AtomicFetchAndAdd(4 + i, List.of(u.a.sge((2 << 20) + 8L * i, 8)), SIGNALED,
+                    u.b.buf + (3 << 20), u.b.mr.rkey(), 1));
+        }
+        wrs.add(new SendWr.RdmaWriteWithImm(9, List.of(u.a.sge(0, 3000)), SIGNALED, u.b.buf + (2 << 20),
+                u.b.mr.rkey(), 99));
+        p[0].postSend(wrs);
+        List<WorkCompletion> wc = Hcas.poll(u.a.cq, wrs.size());
+        assertEquals(List.of(1L, 2L, 3L, 4L, 5L, 6L, 7L, 8L, 9L), wc.stream().map(WorkCompletion::wrId).toList(),
+                "once each, in order");
+        assertTrue(wc.stream().allMatch(WorkCompletion::isSuccess), wc.toString());
+        assertEquals(2, Hcas.poll(u.b.cq, 2).size());
+        assertArrayEquals(data, u.b.read(0, data.length));
+        assertArrayEquals(data, u.a.read(1 << 20, data.length), "the read");
+        assertArrayEquals(Arrays.copyOf(data, 5000), u.b.read(1 << 20, 5000), "the send");
+        assertArrayEquals(Arrays.copyOf(data, 3000), u.b.read(2 << 20, 3000), "the write with immediate");
+        assertEquals(5, longOf(u.b.read(3 << 20, 8)), "each fetch-and-add ran once");
+        for (int i = 0; i < 5; i++) {
+            assertEquals(i, longOf(u.a.read((2 << 20) + 8 * i, 8)), "fetch-and-add " + i + " saw " + i);
+        }
+    }
+
+    @Test
+    void everySeventhDatagramLostBothWaysIsRecoveredBySequenceNaksTimeoutsAndDuplicates() {
+        QueuePair[] p = u.pair();
+        u.udpA().dropEvery = 7;
+        u.udpB().dropEvery = 5; // acknowledgements, read responses and atomic ACKs are lost too
+        workload(p);
+        assertTrue(u.udpA().dropped.get() > 0 && u.udpB().dropped.get() > 0);
+        assertTrue(counter(false, "out_of_seq_request") > 0, "the responder NAKed a PSN gap");
+        assertTrue(counter(true, "rcvd_seq_err") > 0, "the requester saw the sequence NAK");
+        assertTrue(counter(true, "completer_retry_err") > 0, "and retransmitted");
+        assertTrue(counter(false, "duplicate_request") > 0, "the responder saw duplicates");
+    }
+
+    @Test
+    void swappedPairsOfRequestsAreSortedOutBySequenceNaks() {
+        QueuePair[] p = u.pair();
+        u.udpA().swapPairs = true;
+        workload(p);
+        assertTrue(counter(false, "out_of_seq_request") > 0, "reordered requests were NAKed");
+    }
+
+    @Test
+    void swappedPairsOfResponsesAreSortedOut() {
+        QueuePair[] p = u.pair();
+        u.udpB().swapPairs = true;
+        workload(p);
+        assertTrue(counter(true, "completer_retry_err") > 0, "a response seen missing asked for the rest again");
+    }
+
+    @Test
+    void anRnrNakOverUdpWaitsForTheTimerAndTheSendLandsOnceAReceiveIsPosted() {
+        QueuePair[] p = u.pair();
+        u.a.write(0, "hello over udp".getBytes());
+        p[0].postSend(new SendWr.Send(1, List.of(u.a.sge(0, 14)), SIGNALED, null));
+        eventually(() -> counter(false, "send_rnr_err") >= 2, Duration.ofSeconds(10), "RNR NAKs from the responder");
+        assertTrue(u.a.cq.poll(1).isEmpty(), "the send waits");
+        p[1].postRecv(RecvWr.of(7, u.b.sge(0, 64)));
+        assertTrue(Hcas.one(u.a.cq).isSuccess());
+        WorkCompletion r = Hcas.one(u.b.cq);
+        assertEquals(7, r.wrId());
+        assertEquals(14, r.byteLen());
+        assertArrayEquals("hello over udp".getBytes(), u.b.read(0, 14));
+        assertTrue(counter(true, "rcvd_rnr_err") >= 2);
+    }
+}
