@@ -61,6 +61,11 @@ class SoftRoceIT {
         assertEquals("rxe1/1 state DOWN netdev eth5", rt.gogo("rxe:carrier rxe1 down", WAIT));
         assertTrue(rt.gogo("rdma:link", WAIT).contains("link rxe1/1 state DOWN"));
         assertEquals("rxe1/1 state ACTIVE netdev eth5", rt.gogo("rxe:carrier rxe1 up", WAIT));
+        // and rxe:pcap, which captures what the HCAs send
+        Path pcap = tmp.resolve("rxe.pcap");
+        assertEquals("capturing to " + pcap, rt.gogo("rxe:pcap " + pcap, WAIT));
+        assertEquals("capture off, " + pcap + " closed", rt.gogo("rxe:pcap off", WAIT));
+        assertEquals(24, Files.size(pcap), "the libpcap global header, no traffic yet");
         assertTrue(Thread.getAllStackTraces().keySet().stream().anyMatch(t -> t.getName().startsWith("softroce-")),
                 "one engine per HCA runs");
 

@@ -6,6 +6,9 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.rdma.RdmaCore;
 
+import java.net.InetAddress;
+import java.util.Map;
+
 /**
  * A host with Soft-RoCE up, for programs and tests on a plain class path: a {@link Machine}, its {@link RdmaCore}
  * (ib_core) and the rxe driver bound to its HCA functions, as {@code modprobe rdma_rxe} leaves a Linux box
@@ -19,11 +22,16 @@ public final class SoftRoceHost implements AutoCloseable {
     private final SoftRoceDriver driver;
     private boolean closed;
 
-    private SoftRoceHost(Machine machine, boolean ownsMachine) {
+    private SoftRoceHost(Machine machine, boolean ownsMachine, Map<String, InetAddress> udp) {
         this.machine = machine;
         this.ownsMachine = ownsMachine;
         this.core = new RdmaCore(machine.tracer());
-        this.driver = new SoftRoceDriver(core);
+        try {
+            this.driver = new SoftRoceDriver(core, udp);
+        } catch (RuntimeException e) {
+            core.close();
+            throw e;
+        }
         try {
             machine.devices().registerDriver(driver);
         } catch (RuntimeException e) {
@@ -36,7 +44,7 @@ public final class SoftRoceHost implements AutoCloseable {
     public static SoftRoceHost boot() {
         Machine m = Machine.bootDefault();
         try {
-            return new SoftRoceHost(m, true);
+            return new SoftRoceHost(m, true, Map.of());
         } catch (RuntimeException e) {
             m.close();
             throw e;
@@ -50,10 +58,26 @@ public final class SoftRoceHost implements AutoCloseable {
      *                        already registered with it
      */
     public static SoftRoceHost on(Machine machine) {
+        return on(machine, Map.of());
+    }
+
+    /**
+     * {@link #on(Machine)} with the HCA functions named in {@code udp} (by BDF, {@code 0000:04:00.0}) on RoCEv2 over
+     * UDP at the given IPv4 address (for example one of 127.0.0.0/8), where HCAs of other processes and hosts reach
+     * them; the other functions stay on the in-process fabric.
+     *
+     * @throws ErrnoException {@code EINVAL} for a null or closed machine or an address that is not IPv4;
+     *                        {@code EADDRINUSE} or {@code EADDRNOTAVAIL} when an address cannot be bound;
+     *                        {@code EEXIST} if the rxe driver is already registered with the machine
+     */
+    public static SoftRoceHost on(Machine machine, Map<String, InetAddress> udp) {
         if (machine == null || machine.isClosed()) {
             throw new ErrnoException(Errno.EINVAL, "Soft-RoCE needs a running machine, not " + machine);
         }
-        return new SoftRoceHost(machine, false);
+        if (udp == null) {
+            throw new ErrnoException(Errno.EINVAL, "Soft-RoCE over UDP needs a map of addresses, not null");
+        }
+        return new SoftRoceHost(machine, false, udp);
     }
 
     public Machine machine() {

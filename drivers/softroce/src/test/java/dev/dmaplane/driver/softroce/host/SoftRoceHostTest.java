@@ -6,11 +6,15 @@ import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.mm.Prot;
 import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.MemoryRegion;
 import dev.dmaplane.rdma.verbs.ProtectionDomain;
 import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.Test;
+
+import java.net.InetAddress;
+import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -51,6 +55,30 @@ class SoftRoceHostTest {
             assertEquals(frames, machine.memory().allocatedFrames());
         }
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> SoftRoceHost.on(null)).errno());
+    }
+
+    /** {@code rxe_net.c}'s UDP tunnel: a function named on UDP has its address as GID and a socket, until close. */
+    @Test
+    void onUdpAFunctionHasItsAddressAsGidAndNothingStaysAfterClose() throws Exception {
+        InetAddress ip = InetAddress.getByAddress(new byte[]{127, 0, 0, 31});
+        try (Machine machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE)) {
+            try (SoftRoceHost host = SoftRoceHost.on(machine, Map.of("0000:04:00.0", ip))) {
+                AddressSpace mm = machine.newAddressSpace("app");
+                VerbsContext ctx = host.core().device("rxe0").orElseThrow().open(mm);
+                assertEquals(Gid.of(ip), ctx.queryGid(1, 1));
+                ctx.close();
+                mm.close();
+            }
+            assertEquals(0, Thread.getAllStackTraces().keySet().stream()
+                    .filter(t -> t.getName().startsWith("softroce-") && t.isAlive()).count(), "no thread left");
+            try (SoftRoceHost again = SoftRoceHost.on(machine, Map.of("0000:04:00.0", ip))) {
+                assertTrue(again.core().device("rxe0").isPresent(), "the address was given back at close");
+            }
+            ErrnoException v6 = assertThrows(ErrnoException.class,
+                    () -> SoftRoceHost.on(machine, Map.of("0000:04:00.0", InetAddress.getByName("::1"))));
+            assertEquals(Errno.EINVAL, v6.errno());
+            assertTrue(machine.devices().drivers().isEmpty(), "a refused driver leaves nothing registered");
+        }
     }
 
     /**
