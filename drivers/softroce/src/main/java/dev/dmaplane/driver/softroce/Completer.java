@@ -153,8 +153,11 @@ final class Completer {
                 if (syn == Packet.AETH_ACK) {
                     implicitAck(c, Packet.psnAdd(p.psn(), 1));
                     Msg m = c.inflight.peekFirst();
-                    if (m != null && Packet.psnDiff(p.psn(), m.firstPsn) >= 0) {
-                        m.ackedThrough = p.psn(); // a coalesced ACK inside a long message
+                    // a coalesced ACK inside a long SEND or WRITE; a READ or an atomic is answered only by its
+                    // responses (an ACK whose PSN covers one, as a duplicate's ACK may, says nothing of its data)
+                    if (m != null && m.readBuf == null && !Requester.isAtomic(m.w)
+                            && Packet.psnDiff(p.psn(), m.firstPsn) >= 0) {
+                        m.ackedThrough = p.psn();
                         progress(c);
                     }
                     return;

@@ -127,6 +127,31 @@ class RetransmissionTest {
         assertEquals(1, h.driver.fabric.dropped.get());
     }
 
+    /**
+     * A duplicate WRITE is acknowledged with the last PSN the responder took ({@code rxe_resp.c} duplicate_request:
+     * {@code send_ack(qp, AETH_ACK_UNLIMITED, prev_psn)}), which may be a READ's: that ACK completes the WRITE but
+     * says nothing about the READ's data, which only its responses bring ({@code rxe_comp.c}). Here the WRITE's
+     * ACK and the READ's response are lost, the timeout resends both, and the duplicate's ACK arrives before the
+     * READ's new response: the READ must still take it and complete.
+     */
+    @Test
+    void anAckCoveringAReadsPsnDoesNotStandInForItsResponse() {
+        QueuePair[] p = h.pair();
+        byte[] data = new byte[64];
+        new Random(13).nextBytes(data);
+        h.b.write(4096, data);
+        AtomicInteger acks = new AtomicInteger();
+        AtomicInteger responses = new AtomicInteger();
+        h.driver.fabric.loss = pk -> (pk.op() == Packet.Op.ACK && acks.getAndIncrement() == 0)
+                || (pk.op() == Packet.Op.READ_RESP && responses.getAndIncrement() == 0);
+        p[0].postSend(List.of(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 64)), SIGNALED, h.b.buf, h.b.mr.rkey()),
+                new SendWr.RdmaRead(2, List.of(h.a.sge(8192, 64)), SIGNALED, h.b.buf + 4096, h.b.mr.rkey())));
+        List<WorkCompletion> wc = Hcas.poll(h.a.cq, 2);
+        assertEquals(List.of(WcStatus.SUCCESS, WcStatus.SUCCESS), wc.stream().map(WorkCompletion::status).toList());
+        assertArrayEquals(data, h.a.read(8192, 64));
+        assertEquals(2, h.driver.fabric.dropped.get());
+    }
+
     @Test
     void workAfterAnRnrNakedSendWaitsForItInOrder() {
         QueuePair[] p = h.pair();

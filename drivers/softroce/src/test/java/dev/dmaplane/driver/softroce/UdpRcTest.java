@@ -106,6 +106,19 @@ class UdpRcTest {
         assertTrue(counter(true, "completer_retry_err") > 0, "a response seen missing asked for the rest again");
     }
 
+    /**
+     * Both directions reordered at once: duplicates of writes are acknowledged with PSNs that cover the READ in
+     * flight, which must not stand in for its responses ({@link RetransmissionTest}, the same rule in-process).
+     */
+    @Test
+    void swappedPairsBothWaysAreSortedOut() {
+        QueuePair[] p = u.pair();
+        u.udpA().swapPairs = true;
+        u.udpB().swapPairs = true;
+        workload(p);
+        assertTrue(counter(false, "out_of_seq_request") > 0, "reordered requests were NAKed");
+    }
+
     @Test
     void anRnrNakOverUdpWaitsForTheTimerAndTheSendLandsOnceAReceiveIsPosted() {
         QueuePair[] p = u.pair();
