@@ -183,6 +183,15 @@ final class Completer {
                     switch (syn) {
                         case Packet.AETH_NAK_PSN_SEQ -> {
                             e.counters.seqNaksRcvd++;
+                            // it acknowledges every packet before its PSN (IBTA 9.7.5.1.1): inside a SEND or
+                            // WRITE that is progress, which gives the retries back (rxe_comp.c check_ack)
+                            int before = Packet.psnAdd(p.psn(), -1);
+                            if (m.readBuf == null && !Requester.isAtomic(m.w)
+                                    && Packet.psnDiff(before, m.ackedThrough) > 0
+                                    && Packet.psnDiff(before, m.lastPsn) < 0) {
+                                m.ackedThrough = before;
+                                progress(c);
+                            }
                             if (!c.rnrWait) {
                                 e.counters.retries++;
                                 e.requester.retransmit(c, p.psn()); // from the PSN the responder expects

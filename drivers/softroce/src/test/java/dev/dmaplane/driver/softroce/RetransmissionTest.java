@@ -128,6 +128,46 @@ class RetransmissionTest {
     }
 
     /**
+     * A PSN sequence NAK acknowledges every packet before its PSN (IBTA 9.7.5.1.1; {@code rxe_comp.c} check_ack:
+     * "a nak implicitly acks all packets with psns before"), so it is progress: it gives the QP its {@code retry_cnt}
+     * back. With {@code retry_cnt} 1 a 64-packet WRITE loses packet 10 and its NAK (a timeout, the one retry
+     * used), then packet 20 (its NAK arrives: progress), then, once that NAK went through, packet 30 and its NAK (a
+     * second timeout): the write must complete, resuming after the PSN the NAK acknowledged.
+     */
+    @Test
+    void aSequenceNakIsProgressAndGivesTheRetriesBack() {
+        QueuePair[] p = h.pair(Hcas.ALL, Hcas.ALL, 7, 1);
+        byte[] data = new byte[64 * 1024];
+        new Random(14).nextBytes(data);
+        h.a.write(0, data);
+        int base = 0x100; // Hcas.connect's first PSN
+        AtomicInteger step = new AtomicInteger();
+        h.driver.fabric.loss = pk -> {
+            boolean nak = pk.op() == Packet.Op.ACK && pk.syndrome() == Packet.AETH_NAK_PSN_SEQ;
+            boolean write = pk.op() == Packet.Op.WRITE;
+            return switch (step.get()) {
+                case 0 -> write && pk.psn() == base + 10 && step.compareAndSet(0, 1);
+                case 1 -> nak && step.compareAndSet(1, 2);
+                case 2 -> write && pk.psn() == base + 20 && step.compareAndSet(2, 3);
+                case 3 -> {
+                    if (nak) {
+                        step.set(4); // packet 20's NAK passes
+                    }
+                    yield false;
+                }
+                case 4 -> write && pk.psn() == base + 30 && step.compareAndSet(4, 5);
+                case 5 -> nak && step.compareAndSet(5, 6);
+                default -> false;
+            };
+        };
+        p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf, h.b.mr.rkey()));
+        assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
+        assertArrayEquals(data, h.b.read(0, data.length));
+        assertEquals(6, step.get(), "every loss happened");
+        assertEquals(0, h.driver.providers.get("rxe0").engine.counters.retryExceeded);
+    }
+
+    /**
      * A duplicate WRITE is acknowledged with the last PSN the responder took ({@code rxe_resp.c} duplicate_request:
      * {@code send_ack(qp, AETH_ACK_UNLIMITED, prev_psn)}), which may be a READ's: that ACK completes the WRITE but
      * says nothing about the READ's data, which only its responses bring ({@code rxe_comp.c}). Here the WRITE's
