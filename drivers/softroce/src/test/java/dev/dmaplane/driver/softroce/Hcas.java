@@ -108,15 +108,19 @@ final class Hcas implements AutoCloseable {
     }
 
     static void connect(QueuePair qp, QueuePair peer, Gid peerGid, int access, int rnrRetry, int retryCnt, int psn) {
-        connect(qp, peer.qpNum(), peerGid, access, rnrRetry, retryCnt, psn);
+        connect(qp, peer.qpNum(), peerGid, access, rnrRetry, retryCnt, psn, 14);
     }
 
-    /** {@link #connect} to a peer QP known by its number (another process's, exchanged out of band). */
-    static void connect(QueuePair qp, int peerQpn, Gid peerGid, int access, int rnrRetry, int retryCnt, int psn) {
+    /**
+     * {@link #connect} to a peer QP known by its number (another process's, exchanged out of band), with the
+     * transport {@code timeout} exponent (4.096 us * 2^timeout).
+     */
+    static void connect(QueuePair qp, int peerQpn, Gid peerGid, int access, int rnrRetry, int retryCnt, int psn,
+                        int timeout) {
         Verbs.connect(qp, QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).accessFlags(access).build(),
                 QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peerGid, 1, 1)).pathMtu(Mtu.MTU_1024)
                         .destQpn(peerQpn).rqPsn(psn).maxDestRdAtomic(4).minRnrTimer(1).build(),
-                QpAttr.builder().state(QpState.RTS).sqPsn(psn).timeout(14).retryCnt(retryCnt).rnrRetry(rnrRetry)
+                QpAttr.builder().state(QpState.RTS).sqPsn(psn).timeout(timeout).retryCnt(retryCnt).rnrRetry(rnrRetry)
                         .maxRdAtomic(4).build());
     }
 

@@ -2,6 +2,7 @@ package dev.dmaplane.driver.softroce;
 
 import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -71,9 +72,11 @@ class TwoProcessTest {
             byte[] data = Hcas.random(1 << 20, 41);
             me.host.write(0, data);
             me.qp.postSend(new SendWr.RdmaWrite(1, List.of(me.host.sge(0, data.length)), SIGNALED, va, rkey));
-            assertTrue(Hcas.one(me.host.cq).isSuccess(), "the write");
+            WorkCompletion write = Hcas.one(me.host.cq);
+            assertTrue(write.isSuccess(), () -> write + " " + stats(me));
             me.qp.postSend(new SendWr.RdmaRead(2, List.of(me.host.sge(2 << 20, data.length)), SIGNALED, va, rkey));
-            assertTrue(Hcas.one(me.host.cq).isSuccess(), "the read");
+            WorkCompletion read = Hcas.one(me.host.cq);
+            assertTrue(read.isSuccess(), () -> read + " " + stats(me));
             assertArrayEquals(data, me.host.read(2 << 20, data.length), "1 MiB there and back through the child");
 
             toChild.println("QUIT");
@@ -86,6 +89,13 @@ class TwoProcessTest {
             reader.join(WAIT);
         }
         assertEquals(0, Hcas.softroceThreads(), "no engine or receive thread left here");
+    }
+
+    /** What this side's HCA counted, and what its socket sent, received and lost. */
+    private static String stats(WirePeer p) {
+        UdpTransport t = (UdpTransport) p.driver.providers.get("rxe0").engine.transport;
+        return p.core.device("rxe0").orElseThrow().hwCounters(1) + " datagrams sent " + t.sent + " received "
+                + t.received + " lost " + t.dropped;
     }
 
     /** The next line from the child, which must start with {@code prefix}, waited for at most a minute. */

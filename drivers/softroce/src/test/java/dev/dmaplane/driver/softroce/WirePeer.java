@@ -34,9 +34,13 @@ final class WirePeer implements AutoCloseable {
         qp = host.rc();
     }
 
-    /** Connects the QP to {@code peerQpn} at {@code peer} (INIT, RTR, RTS as {@link Hcas#connect}). */
+    /**
+     * Connects the QP to {@code peerQpn} at {@code peer} (INIT, RTR, RTS as {@link Hcas#connect}), with a transport
+     * timeout of about a second (timeout 18): two JVMs on a loaded machine may each stop for longer than the
+     * in-process tests' 67 ms, and eight such stops in a row would end a request in RETRY_EXC_ERR.
+     */
     void connect(int peerQpn, Gid peer) {
-        Hcas.connect(qp, peerQpn, peer, Hcas.ALL, 7, 7, 0x100);
+        Hcas.connect(qp, peerQpn, peer, Hcas.ALL, 7, 7, 0x100, 18);
     }
 
     @Override
