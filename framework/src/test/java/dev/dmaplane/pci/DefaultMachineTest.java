@@ -207,7 +207,8 @@ class DefaultMachineTest {
         PciFunction gpu = t.function("03:00.0");
         assertEquals("gpu", gpu.model().orElseThrow());
         assertEquals("2", gpu.properties().get("vramBar"));
-        assertTrue(t.function("06:00.0").model().isEmpty(), "no NVMe model yet");
+        assertEquals("nvme", t.function("06:00.0").model().orElseThrow(), "vfio-emu's NVMe controller");
+        assertFalse(t.function("06:00.0").bar(0).orElseThrow().prefetchable(), "NVMe Base 2.0 3.1.4: BAR0 is not prefetchable");
         assertEquals("1GiB", t.function("06:00.0").properties().get("namespaceSize"));
         assertTrue(t.function("05:00.0").model().isEmpty(), "no HCA model yet");
         assertTrue(t.function("01:00.0").model().isEmpty());
@@ -272,7 +273,7 @@ class DefaultMachineTest {
             core.addDevice(f, null);
         }
         assertSame(nvme, t.function("06:00.0").driver().orElseThrow());
-        assertTrue(t.lspciTree().contains("0000:06:00.0 driver=nvme"), t.lspciTree());
+        assertTrue(t.lspciTree().contains("0000:06:00.0 model=nvme driver=nvme"), t.lspciTree());
         assertTrue(t.lspciVerbose(t.function("06:00.0")).contains("Kernel driver in use: nvme"));
         assertFalse(t.lspciTree().contains("0000:05:00.0 driver="));
     }

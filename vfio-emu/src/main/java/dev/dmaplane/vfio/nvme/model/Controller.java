@@ -1,0 +1,578 @@
+package dev.dmaplane.vfio.nvme.model;
+
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.hw.DmaStatus;
+import dev.dmaplane.hw.ModelContext;
+import dev.dmaplane.hw.ModelDevice;
+import dev.dmaplane.hw.RegisterBlock;
+import dev.dmaplane.pci.Msi;
+import dev.dmaplane.pci.Msix;
+import dev.dmaplane.pci.PciReset;
+import dev.dmaplane.vfio.nvme.NvmeAdmin;
+import dev.dmaplane.vfio.nvme.NvmeCommand;
+import dev.dmaplane.vfio.nvme.NvmeCompletion;
+import dev.dmaplane.vfio.nvme.NvmeStatus;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.lang.foreign.MemorySegment;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.ArrayDeque;
+import java.util.Deque;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.LongSupplier;
+
+import static dev.dmaplane.vfio.nvme.NvmeRegs.*;
+
+/**
+ * One NVMe controller (QEMU's {@code NvmeCtrl} in {@code hw/nvme/ctrl.c}): its BAR0 registers and doorbells, the
+ * enable, disable and shutdown transitions of CC and CSTS (NVM Express Base Specification 2.0, 3.5), and a device
+ * thread that takes commands from the submission queues round robin, runs them and posts their completions.
+ * <p>
+ * Locking: all state is guarded by {@link #lock}, a fair lock. Register callbacks take it on the CPU's thread; the
+ * device thread holds it for one command at a time, DMA and interrupt included, so a register write (a disable, a
+ * reset) waits for the command in progress and none starts after it.
+ */
+final class Controller implements ModelDevice {
+    private static final Logger LOG = LoggerFactory.getLogger(Controller.class);
+    /** How long {@link #quiesce} waits for the device thread. */
+    static final long STOP_TIMEOUT_MS = 10_000;
+    /** Identify Controller AERL: four Asynchronous Event Requests outstanding at most. */
+    static final int AERL = 3;
+    /** Identify Controller ELPE: 64 Error Information entries. */
+    static final int ELPE = 63;
+    /** CAP.TO: 7.5 seconds. */
+    private static final int TIMEOUT_UNITS = 15;
+    /** CAP.MPSMAX: 64 KiB pages. */
+    private static final int MPS_MAX = 4;
+
+    final ModelContext ctx;
+    final NvmeConfig cfg;
+    final Media media;
+    final String name;
+    final long cap;
+    final ReentrantLock lock = new ReentrantLock(true);
+    private final Condition work = lock.newCondition();
+    private final RegisterBlock registers;
+    private final Thread thread;
+    final AdminCommands admin;
+    final IoCommands io;
+    final Health health = new Health();
+
+    private int cc;
+    private int csts;
+    private int aqa;
+    private long asq;
+    private long acq;
+    private int intMask;
+    private int intPending;
+    final Queues.Sq[] sqs;
+    final Queues.Cq[] cqs;
+    /** I/O queue pairs granted by Set Features Number of Queues. */
+    int grantedSqs;
+    int grantedCqs;
+    final Deque<Integer> aers = new ArrayDeque<>();
+    final Deque<Integer> events = new ArrayDeque<>();
+    private int cursor;
+    private boolean stopped;
+
+    Controller(ModelContext ctx, NvmeConfig cfg, Media media) {
+        this.ctx = ctx;
+        this.cfg = cfg;
+        this.media = media;
+        this.name = ctx.function().bdf() + " nvme";
+        this.cap = (cfg.maxEntries() - 1L) | 1L << 16 | (long) TIMEOUT_UNITS << 24 | (long) cfg.dstrd() << 32
+                | (long) CSS_NVM << 37 | (long) MPS_MAX << 52;
+        this.sqs = new Queues.Sq[cfg.ioQueues() + 1];
+        this.cqs = new Queues.Cq[cfg.ioQueues() + 1];
+        this.admin = new AdminCommands(this);
+        this.io = new IoCommands(this);
+        RegisterBlock.Builder b = RegisterBlock.builder(name + " BAR0")
+                .constant("CAP", CAP, 8, cap)
+                .constant("VS", VS, 4, VS_2_0)
+                .register("INTMS", INTMS, 4, this::intMask, this::maskSet)
+                .register("INTMC", INTMC, 4, this::intMask, this::maskClear)
+                .register("CC", CC, 4, this::cc, this::writeCc)
+                .readOnly("CSTS", CSTS, 4, this::csts)
+                .register("AQA", AQA, 4, () -> locked(() -> aqa), v -> whileDisabled(() -> aqa = (int) v & 0x0fff_0fff))
+                .register("ASQ", ASQ, 8, () -> locked(() -> asq), v -> whileDisabled(() -> asq = v & ~0xfffL))
+                .register("ACQ", ACQ, 8, () -> locked(() -> acq), v -> whileDisabled(() -> acq = v & ~0xfffL))
+                .constant("CMBLOC", CMBLOC, 4, 0)
+                .constant("CMBSZ", CMBSZ, 4, 0);
+        for (int q = 0; q <= cfg.ioQueues(); q++) {
+            int qid = q;
+            b.doorbell("SQ" + q + "TDBL", sqTailDoorbell(q, cfg.dstrd()), 4, v -> sqTail(qid, (int) v));
+            b.doorbell("CQ" + q + "HDBL", cqHeadDoorbell(q, cfg.dstrd()), 4, v -> cqHead(qid, (int) v));
+        }
+        this.registers = b.build();
+        resetFeatures();
+        this.thread = Thread.ofPlatform().daemon().name(name).unstarted(this::loop);
+    }
+
+    RegisterBlock registers() {
+        return registers;
+    }
+
+    /** Starts the device thread; after the registers are attached. */
+    void start() {
+        thread.start();
+    }
+
+    /** The device thread, for tests that check nothing is left running. */
+    Thread thread() {
+        return thread;
+    }
+
+    private long locked(LongSupplier read) {
+        lock.lock();
+        try {
+            return read.getAsLong();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private void whileDisabled(Runnable write) {
+        lock.lock();
+        try {
+            if ((cc & CC_EN) == 0) {
+                write.run(); // the admin queue registers are taken only while the controller is disabled
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private long intMask() {
+        return locked(() -> intMask);
+    }
+
+    private long cc() {
+        return locked(() -> cc);
+    }
+
+    private long csts() {
+        return locked(() -> csts);
+    }
+
+    /** INTMS: masks pin-based and MSI vectors; with MSI-X the table's own mask bits apply (Base 2.0, 3.1.4.3). */
+    private void maskSet(long bits) {
+        lock.lock();
+        try {
+            intMask |= (int) bits;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** INTMC: unmasks, and a vector with a completion posted while it was masked is signalled now. */
+    private void maskClear(long bits) {
+        lock.lock();
+        try {
+            intMask &= ~(int) bits;
+            int due = intPending & (int) bits;
+            intPending &= ~due;
+            for (int v = 0; due != 0; v++, due >>>= 1) {
+                if ((due & 1) != 0) {
+                    signal(v);
+                }
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * CC: EN 0 to 1 enables after checking the admin queue setup, EN 1 to 0 resets the controller, SHN shuts it
+     * down; the other fields are taken only while disabled (QEMU's {@code nvme_write_bar}).
+     */
+    private void writeCc(long value) {
+        int v = (int) value;
+        lock.lock();
+        try {
+            boolean was = (cc & CC_EN) != 0;
+            boolean now = (v & CC_EN) != 0;
+            int shn = v >>> CC_SHN_SHIFT & 3;
+            int oldShn = cc >>> CC_SHN_SHIFT & 3;
+            cc = was && now ? cc & ~(3 << CC_SHN_SHIFT) | shn << CC_SHN_SHIFT : v & 0x00ff_fff1;
+            if (!was && now) {
+                enable();
+            } else if (was && !now) {
+                controllerReset();
+                csts &= CSTS_SHST_MASK;
+            }
+            if (shn != CC_SHN_NONE && oldShn == CC_SHN_NONE) {
+                shutdown();
+            } else if (shn == CC_SHN_NONE && oldShn != CC_SHN_NONE) {
+                csts &= ~CSTS_SHST_MASK;
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * CC.EN set: the admin queues come from AQA, ASQ and ACQ. A setup the controller cannot run (a zero or
+     * one-entry admin queue, a zero base, a page size outside CAP.MPSMIN..MPSMAX, a command set or arbitration
+     * mechanism not offered, entry sizes other than 64 and 16 bytes) leaves CSTS.RDY clear and sets CSTS.CFS, as
+     * QEMU's {@code nvme_start_ctrl} failing does; the host must disable the controller to clear it.
+     */
+    private void enable() {
+        String bad = adminSetupProblem();
+        if (bad != null) {
+            csts = csts & CSTS_SHST_MASK | CSTS_CFS;
+            LOG.warn("{}: enable refused, controller fatal status: {}", name, bad);
+            return;
+        }
+        Queues.Cq cq = new Queues.Cq(0, acq, (aqa >>> 16 & 0xfff) + 1, 0, true);
+        cqs[0] = cq;
+        sqs[0] = new Queues.Sq(0, asq, (aqa & 0xfff) + 1, cq);
+        cq.sqs = 1;
+        csts = csts & CSTS_SHST_MASK | CSTS_RDY;
+        work.signalAll();
+    }
+
+    private String adminSetupProblem() {
+        int mps = cc >>> CC_MPS_SHIFT & 0xf;
+        if ((aqa & 0xfff) == 0 || (aqa >>> 16 & 0xfff) == 0) {
+            return String.format("AQA %#x: an admin queue needs at least 2 entries", aqa);
+        }
+        if (asq == 0 || acq == 0) {
+            return String.format("ASQ %#x / ACQ %#x: no admin queue base", asq, acq);
+        }
+        if (mps < capMpsMin(cap) || mps > capMpsMax(cap)) {
+            return "CC.MPS " + mps + " outside CAP.MPSMIN..MPSMAX " + capMpsMin(cap) + ".." + capMpsMax(cap);
+        }
+        if ((asq & (pageSize() - 1)) != 0 || (acq & (pageSize() - 1)) != 0) {
+            return String.format("ASQ %#x / ACQ %#x not aligned to the %d-byte memory page", asq, acq, pageSize());
+        }
+        if ((cc >>> CC_CSS_SHIFT & 7) != 0) {
+            return "CC.CSS " + (cc >>> CC_CSS_SHIFT & 7) + ": only the NVM command set (0) is offered";
+        }
+        if ((cc >>> CC_AMS_SHIFT & 7) != 0) {
+            return "CC.AMS " + (cc >>> CC_AMS_SHIFT & 7) + ": only round robin (0) is offered";
+        }
+        if ((cc >>> CC_IOSQES_SHIFT & 0xf) != 6 || (cc >>> CC_IOCQES_SHIFT & 0xf) != 4) {
+            return "CC.IOSQES " + (cc >>> CC_IOSQES_SHIFT & 0xf) + " / IOCQES " + (cc >>> CC_IOCQES_SHIFT & 0xf)
+                    + ": entries are 2^6 and 2^4 bytes";
+        }
+        return null;
+    }
+
+    /** CC.SHN: completed writes are made durable, then CSTS.SHST reads shutdown complete (Base 2.0, 3.6.2). */
+    private void shutdown() {
+        try {
+            media.flush();
+        } catch (RuntimeException e) {
+            LOG.error("{}: flush on shutdown failed", name, e);
+        }
+        csts = csts & ~CSTS_SHST_MASK | CSTS_SHST_COMPLETE << CSTS_SHST_SHIFT;
+    }
+
+    /**
+     * Controller Reset (Base 2.0, 3.7.2): every queue is deleted, outstanding commands (Asynchronous Event
+     * Requests included) are dropped without completions, pending events are forgotten, CSTS.RDY and CFS clear.
+     */
+    private void controllerReset() {
+        Arrays.fill(sqs, null);
+        Arrays.fill(cqs, null);
+        aers.clear();
+        events.clear();
+        intPending = 0;
+        cursor = 0;
+        csts &= ~(CSTS_RDY | CSTS_CFS);
+        resetFeatures();
+    }
+
+    private void resetFeatures() {
+        grantedSqs = cfg.ioQueues();
+        grantedCqs = cfg.ioQueues();
+        admin.resetFeatures();
+    }
+
+    /** The memory page size CC.MPS selects. */
+    long pageSize() {
+        return 4096L << (cc >>> CC_MPS_SHIFT & 0xf);
+    }
+
+    private boolean ready() {
+        return (csts & (CSTS_RDY | CSTS_CFS)) == CSTS_RDY;
+    }
+
+    /** SQyTDBL: a tail past the queue or on a queue that does not exist is ignored and raises an error event. */
+    private void sqTail(int qid, int value) {
+        lock.lock();
+        try {
+            if (!ready()) {
+                return;
+            }
+            Queues.Sq sq = sqs[qid];
+            if (sq == null) {
+                asyncError(NvmeAdmin.AE_INFO_INVALID_DOORBELL, "SQ" + qid + " tail doorbell " + value + ": no such queue");
+            } else if (Integer.toUnsignedLong(value) >= sq.entries) {
+                asyncError(NvmeAdmin.AE_INFO_INVALID_DOORBELL_VALUE, "SQ" + qid + " tail " + value
+                        + " past its " + sq.entries + " entries");
+            } else {
+                sq.tail = value;
+                work.signalAll();
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** CQyHDBL: the host consumed entries up to {@code value}; room in a full queue lets commands run again. */
+    private void cqHead(int qid, int value) {
+        lock.lock();
+        try {
+            if (!ready()) {
+                return;
+            }
+            Queues.Cq cq = cqs[qid];
+            if (cq == null) {
+                asyncError(NvmeAdmin.AE_INFO_INVALID_DOORBELL, "CQ" + qid + " head doorbell " + value + ": no such queue");
+            } else if (Integer.toUnsignedLong(value) >= cq.entries) {
+                asyncError(NvmeAdmin.AE_INFO_INVALID_DOORBELL_VALUE, "CQ" + qid + " head " + value
+                        + " past its " + cq.entries + " entries");
+            } else {
+                cq.head = value;
+                work.signalAll();
+                if (qid == 0) {
+                    completeEvents();
+                }
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private void asyncError(int info, String why) {
+        LOG.warn("{}: {}", name, why);
+        event(NvmeAdmin.AE_TYPE_ERROR | info << 8 | NvmeAdmin.LOG_ERROR << 16);
+    }
+
+    /** An asynchronous event: completes an outstanding Asynchronous Event Request, or waits for one. */
+    void event(int dw0) {
+        events.add(dw0);
+        completeEvents();
+    }
+
+    void completeEvents() {
+        Queues.Sq asq0 = sqs[0];
+        while (asq0 != null && ready() && !aers.isEmpty() && !events.isEmpty() && !asq0.cq.full()) {
+            int cid = aers.poll();
+            asq0.outstanding.remove(cid);
+            post(asq0, cid, new Result(NvmeStatus.SUCCESS, events.poll()));
+        }
+    }
+
+    /** The device thread: runs one command at a time while there is one to run, until stopped. */
+    private void loop() {
+        while (true) {
+            lock.lock();
+            try {
+                Queues.Sq sq;
+                while ((sq = next()) == null && !stopped) {
+                    work.await();
+                }
+                if (stopped) {
+                    return;
+                }
+                take(sq);
+            } catch (InterruptedException e) {
+                LOG.error("{}: device thread interrupted; it stops", name, e);
+                Thread.currentThread().interrupt();
+                return;
+            } catch (RuntimeException e) {
+                LOG.error("{}: device thread failed; controller fatal status", name, e);
+                csts |= CSTS_CFS;
+            } finally {
+                lock.unlock();
+            }
+        }
+    }
+
+    /** The next submission queue, round robin, with a command whose completion queue has room. */
+    private Queues.Sq next() {
+        if (!ready()) {
+            return null;
+        }
+        for (int i = 0; i < sqs.length; i++) {
+            int q = (cursor + i) % sqs.length;
+            Queues.Sq sq = sqs[q];
+            if (sq != null && sq.hasCommands() && !sq.cq.full()) {
+                cursor = q + 1;
+                return sq;
+            }
+        }
+        return null;
+    }
+
+    /** Fetches the command at the head of {@code sq}, runs it and posts its completion. */
+    private void take(Queues.Sq sq) {
+        MemorySegment sqe = MemorySegment.ofArray(new byte[NvmeCommand.SIZE]);
+        DmaStatus fetched = ctx.dma().read(sq.base + (long) sq.head * NvmeCommand.SIZE, sqe);
+        if (!fetched.ok()) {
+            fatal("fetching SQ" + sq.qid + " entry " + sq.head + ": " + fetched);
+            return;
+        }
+        sq.head = (sq.head + 1) % sq.entries;
+        NvmeCommand c = NvmeCommand.readFrom(sqe);
+        Result r;
+        if (sq.outstanding.contains(c.cid())) {
+            r = Result.of(NvmeStatus.COMMAND_ID_CONFLICT);
+        } else {
+            try {
+                r = sq.qid == 0 ? admin.execute(c, sq) : io.execute(c);
+            } catch (RuntimeException e) {
+                LOG.error("{}: SQ{} command {} (opcode {}) failed", name, sq.qid, c.cid(), c.opcode(), e);
+                r = Result.of(NvmeStatus.INTERNAL_ERROR);
+            }
+        }
+        if (r.deferred()) {
+            completeEvents();
+            return;
+        }
+        if (r.status() != NvmeStatus.SUCCESS) {
+            health.error(sq.qid, c, r.status());
+        }
+        post(sq, c.cid(), r);
+    }
+
+    /** Posts a completion for command {@code cid} of {@code sq} and signals its vector. */
+    void post(Queues.Sq sq, int cid, Result r) {
+        Queues.Cq cq = sq.cq;
+        int status = r.status() == NvmeStatus.SUCCESS ? 0 : r.status() | NvmeStatus.DNR;
+        NvmeCompletion cqe = new NvmeCompletion(r.dw0(), 0, sq.head, sq.qid, cid, cq.phase, status);
+        MemorySegment entry = MemorySegment.ofArray(new byte[NvmeCompletion.SIZE]);
+        cqe.writeTo(entry);
+        DmaStatus written = ctx.dma().write(cq.base + (long) cq.tail * NvmeCompletion.SIZE, entry);
+        if (!written.ok()) {
+            fatal("posting to CQ" + cq.qid + " entry " + cq.tail + ": " + written);
+            return;
+        }
+        cq.advance();
+        if (cq.interrupts) {
+            interrupt(cq.vector);
+        }
+    }
+
+    /** A queue in host memory the controller cannot reach: CSTS.CFS, as QEMU's {@code nvme_post_cqes} does. */
+    private void fatal(String why) {
+        csts |= CSTS_CFS;
+        LOG.warn("{}: controller fatal status: {}", name, why);
+    }
+
+    /**
+     * Signals {@code vector}: through MSI-X when the driver enabled it (its mask and pending bits apply), else as
+     * MSI or INTx, held while INTMS masks it.
+     */
+    private void interrupt(int vector) {
+        boolean msix = ctx.function().msix().map(Msix::enabled).orElse(false);
+        if (!msix && vector < 32 && (intMask & 1 << vector) != 0) {
+            intPending |= 1 << vector;
+            return;
+        }
+        signal(vector);
+    }
+
+    private void signal(int vector) {
+        try {
+            ctx.raise(vector);
+        } catch (ErrnoException e) {
+            LOG.warn("{}: completion interrupt on vector {} lost: {}", name, vector, e.getMessage(), e);
+        }
+    }
+
+    /** Interrupt vectors a completion queue may name: the MSI-X table size, else the MSI vectors, else one. */
+    int vectors() {
+        return ctx.function().msix().map(Msix::vectors)
+                .orElseGet(() -> ctx.function().msi().map(Msi::vectors).orElse(1));
+    }
+
+    /** Moves {@code data} to the host memory the command's PRPs describe. */
+    int toHost(NvmeCommand c, MemorySegment data) {
+        Prp.Walk w = Prp.walk(ctx.dma(), c.prp1(), c.prp2(), data.byteSize(), pageSize());
+        return !w.ok() ? w.status() : transferred(ctx.dma().scatter(data, w.spans()), c);
+    }
+
+    /** Fills {@code data} from the host memory the command's PRPs describe. */
+    int fromHost(NvmeCommand c, MemorySegment data) {
+        Prp.Walk w = Prp.walk(ctx.dma(), c.prp1(), c.prp2(), data.byteSize(), pageSize());
+        return !w.ok() ? w.status() : transferred(ctx.dma().gather(w.spans(), data), c);
+    }
+
+    private int transferred(DmaStatus s, NvmeCommand c) {
+        if (s.ok()) {
+            return NvmeStatus.SUCCESS;
+        }
+        LOG.warn("{}: command {} (opcode {}): {}", name, c.cid(), c.opcode(), s);
+        return NvmeStatus.DATA_TRANSFER_ERROR;
+    }
+
+    /** Power-on state for an FLR or a bus reset: every register, queue and feature (Base 2.0, 3.7.1). */
+    @Override
+    public void reset(PciReset kind) {
+        lock.lock();
+        try {
+            controllerReset();
+            cc = 0;
+            csts = 0;
+            aqa = 0;
+            asq = 0;
+            acq = 0;
+            intMask = 0;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Stops the device thread: no command starts after this returns. */
+    @Override
+    public void quiesce() {
+        lock.lock();
+        try {
+            stopped = true;
+            work.signalAll();
+        } finally {
+            lock.unlock();
+        }
+        if (thread.isAlive() && thread != Thread.currentThread()) {
+            try {
+                if (!thread.join(Duration.ofMillis(STOP_TIMEOUT_MS))) {
+                    LOG.error("{}: device thread did not stop within {} ms", name, STOP_TIMEOUT_MS);
+                }
+            } catch (InterruptedException e) {
+                LOG.error("{}: interrupted waiting for the device thread", name, e);
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+
+    /** The hardware left: the device thread stops and the namespaces' storage is released. */
+    @Override
+    public void remove() {
+        quiesce();
+        media.close();
+    }
+
+    /** For tests: waits up to {@code timeout} until the device thread is idle (no command it could take). */
+    boolean awaitIdle(long timeout, TimeUnit unit) {
+        long deadline = System.nanoTime() + unit.toNanos(timeout);
+        while (System.nanoTime() < deadline) {
+            lock.lock();
+            try {
+                if (next() == null) {
+                    return true;
+                }
+            } finally {
+                lock.unlock();
+            }
+            Thread.yield();
+        }
+        return false;
+    }
+}

@@ -1,0 +1,59 @@
+package dev.dmaplane.vfio.nvme.model;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.hw.DeviceModel;
+import dev.dmaplane.hw.ModelContext;
+import dev.dmaplane.hw.ModelDevice;
+import dev.dmaplane.pci.Bar;
+import dev.dmaplane.pci.Msix;
+import org.osgi.service.component.annotations.Component;
+
+/**
+ * The {@code nvme} device model (QEMU's {@code TYPE_NVME} and {@code nvme_realize}): an NVMe controller whose
+ * registers and doorbells are BAR0, with namespaces on memfds or a host file. Machine-file properties:
+ * {@code namespaces}, {@code namespaceSize}, {@code lbaSize}, {@code namespaceFile}, {@code ioQueues},
+ * {@code maxQueueEntries}, {@code mdts}, {@code doorbellStride}.
+ */
+@Component(service = DeviceModel.class)
+public final class NvmeModel implements DeviceModel {
+    /** The name machine files give it. */
+    public static final String NAME = "nvme";
+
+    @Override
+    public String name() {
+        return NAME;
+    }
+
+    /**
+     * @throws ErrnoException {@code EINVAL} for a bad property, a BAR0 that is not a non-prefetchable register BAR,
+     *                        or doorbells that would run into the MSI-X table in BAR0
+     */
+    @Override
+    public ModelDevice realize(ModelContext ctx) {
+        String where = ctx.function().bdf() + " (model nvme)";
+        NvmeConfig cfg = NvmeConfig.parse(where, ctx.properties());
+        Bar bar0 = ctx.function().bar(0).orElseThrow(() -> new ErrnoException(Errno.EINVAL, where
+                + ": an NVMe controller needs its registers in BAR0"));
+        if (bar0.prefetchable()) {
+            throw new ErrnoException(Errno.EINVAL, where + ": BAR0 is prefetchable; NVMe Base 2.0 3.1.4 requires the"
+                    + " register BAR to be non-prefetchable");
+        }
+        long limit = ctx.function().msix().filter(m -> m.bar() == 0).map(Msix::tableOffset).orElse(bar0.size());
+        if (cfg.doorbellEnd() > limit) {
+            throw new ErrnoException(Errno.EINVAL, String.format("%s: doorbells of %d queue pairs with stride %d end at"
+                    + " %#x, past %#x where BAR0's MSI-X table or end is", where, cfg.ioQueues() + 1,
+                    4 << cfg.dstrd(), cfg.doorbellEnd(), limit));
+        }
+        Media media = Media.open(where, cfg);
+        try {
+            Controller c = new Controller(ctx, cfg, media);
+            ctx.registers(0, c.registers());
+            c.start();
+            return c;
+        } catch (RuntimeException e) {
+            media.close();
+            throw e;
+        }
+    }
+}

@@ -1,0 +1,173 @@
+package dev.dmaplane.vfio.nvme.model;
+
+import dev.dmaplane.pci.Msix;
+import dev.dmaplane.vfio.nvme.NvmeCommand;
+import dev.dmaplane.vfio.nvme.NvmeCompletion;
+import dev.dmaplane.vfio.nvme.NvmeStatus;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Random;
+import java.util.concurrent.TimeUnit;
+
+import static dev.dmaplane.vfio.nvme.NvmeCommand.*;
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * The NVM command set through the test driver (NVM Command Set Specification 1.0, 3.2 Read, Write, Flush, Write
+ * Zeroes, Dataset Management; the data pointer of NVM Express Base Specification 2.0, 4.1.1 as
+ * {@code drivers/nvme/host/pci.c}'s {@code nvme_pci_setup_prps} builds it; completion by MSI-X or by polling the
+ * phase tag, 4.2.4): random data written to random LBAs reads back bit-exact through another buffer.
+ */
+class NvmeIoTest {
+    private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final long BLOCKS = (1L << 30) / 512;
+
+    private NvmeMachine m;
+
+    @AfterEach
+    void close() {
+        if (m != null) {
+            Controller c = m.controller;
+            m.close();
+            assertFalse(c != null && c.thread().isAlive(), "the device thread stopped with the machine");
+        }
+    }
+
+    private static byte[] random(int n, long seed) {
+        byte[] b = new byte[n];
+        new Random(seed).nextBytes(b);
+        return b;
+    }
+
+    /** Writes {@code blocks} 512-byte blocks at {@code slba} from {@code buf} (offset {@code off}) and reads them back. */
+    private NvmeCompletion rw(NvmeTestDriver.Bound d, int opcode, NvmeTestDriver.Buffer buf, long off, long slba, int blocks) {
+        long[] prp = d.prps(buf.bus() + off, blocks * 512L, 0);
+        return d.io(NvmeCommand.readWrite(opcode, 0, 1, slba, blocks, prp[0], prp[1]));
+    }
+
+    private void writeThenReadBack(boolean msix) {
+        m = new NvmeMachine(msix);
+        NvmeTestDriver.Bound d = m.bound();
+        NvmeTestDriver.Buffer out = d.buffer(128 << 10);
+        NvmeTestDriver.Buffer in = d.buffer(128 << 10);
+        Random r = new Random(13);
+        for (int i = 0; i < 40; i++) {
+            int blocks = 1 + r.nextInt(240); // up to MDTS (128 KiB) less the offset
+            long off = 4L * r.nextInt(128); // PRP1 offsets are dword aligned
+            long slba = (long) (r.nextDouble() * (BLOCKS - blocks));
+            byte[] data = random(blocks * 512, i);
+            MemorySegment.copy(data, 0, out.cpu(), ValueLayout.JAVA_BYTE, off, data.length);
+            NvmeCompletion w = rw(d, NVM_WRITE, out, off, slba, blocks);
+            assertTrue(w.ok(), "write " + i + ": " + w);
+            in.cpu().fill((byte) 0);
+            long inOff = 4L * r.nextInt(128);
+            NvmeCompletion rd = rw(d, NVM_READ, in, inOff, slba, blocks);
+            assertTrue(rd.ok(), "read " + i + ": " + rd);
+            assertArrayEquals(data, in.cpu().asSlice(inOff, data.length).toArray(ValueLayout.JAVA_BYTE),
+                    "blocks " + slba + "+" + blocks + " read back bit-exact");
+        }
+    }
+
+    @Test
+    void randomDataReadsBackBitExactPolled() {
+        writeThenReadBack(false);
+        assertEquals(0, m.fn.msix().map(Msix::delivered).orElseThrow(), "IEN 0: no completion message at all");
+    }
+
+    @Test
+    void randomDataReadsBackBitExactWithMsix() {
+        writeThenReadBack(true);
+        assertEquals(80, m.bound().io.irq.count(), "one MSI-X message on the I/O CQ's vector per completion");
+        assertEquals(80, m.bound().vectors.interrupts(NvmeTestDriver.IO_VECTOR));
+    }
+
+    /** A PRP list whose page runs out after one entry chains to the next list page through its last entry. */
+    @Test
+    void prpListsChainAcrossListPages() {
+        m = new NvmeMachine(false);
+        NvmeTestDriver.Bound d = m.bound();
+        NvmeTestDriver.Buffer out = d.buffer(64 << 10);
+        NvmeTestDriver.Buffer in = d.buffer(64 << 10);
+        byte[] data = random(10 * 4096, 5);
+        MemorySegment.copy(data, 0, out.cpu(), ValueLayout.JAVA_BYTE, 0, data.length);
+        int near = 4096 - 16; // two slots left in the first list page: one entry, then the chain pointer
+        long[] wp = d.prps(out.bus(), data.length, near);
+        assertEquals(d.lists.dmaAddress() + 4096, d.lists.cpu().get(U64, near + 8), "the driver chained the list");
+        assertTrue(d.io(NvmeCommand.readWrite(NVM_WRITE, 0, 1, 1000, 80, wp[0], wp[1])).ok());
+        long[] rp = d.prps(in.bus(), data.length, 4096 - 8 * 3);
+        assertTrue(d.io(NvmeCommand.readWrite(NVM_READ, 0, 1, 1000, 80, rp[0], rp[1])).ok());
+        assertArrayEquals(data, in.cpu().asSlice(0, data.length).toArray(ValueLayout.JAVA_BYTE));
+    }
+
+    /** A write whose second page the IOMMU refuses is a Data Transfer Error, and not one byte reaches the namespace. */
+    @Test
+    void aDmaFaultIsADataTransferErrorAndNothingIsWritten() {
+        m = new NvmeMachine(false);
+        NvmeTestDriver.Bound d = m.bound();
+        NvmeTestDriver.Buffer buf = d.buffer(8192);
+        byte[] before = random(8192, 1);
+        MemorySegment.copy(before, 0, buf.cpu(), ValueLayout.JAVA_BYTE, 0, before.length);
+        assertTrue(rw(d, NVM_WRITE, buf, 0, 64, 16).ok());
+        buf.cpu().fill((byte) 0x5a);
+        long faults = m.controller.ctx.dma().faults();
+        NvmeCompletion bad = d.io(NvmeCommand.readWrite(NVM_WRITE, 0, 1, 64, 16, buf.bus(), 0x7_0000_0000L));
+        assertEquals(NvmeStatus.DATA_TRANSFER_ERROR, bad.code(), bad.toString());
+        assertEquals(faults + 1, m.controller.ctx.dma().faults(), "the IOMMU refused the second page");
+        buf.cpu().fill((byte) 0);
+        assertTrue(rw(d, NVM_READ, buf, 0, 64, 16).ok());
+        assertArrayEquals(before, buf.cpu().toArray(ValueLayout.JAVA_BYTE), "no byte of the namespace changed");
+    }
+
+    @Test
+    void writeZeroesAndDeallocateReadBackAsZeroesAndFlushSucceeds() {
+        m = new NvmeMachine(false);
+        NvmeTestDriver.Bound d = m.bound();
+        NvmeTestDriver.Buffer buf = d.buffer(16 << 10);
+        byte[] data = random(16 << 10, 9);
+        MemorySegment.copy(data, 0, buf.cpu(), ValueLayout.JAVA_BYTE, 0, data.length);
+        assertTrue(rw(d, NVM_WRITE, buf, 0, 100, 32).ok());
+        assertTrue(d.io(NvmeCommand.of(NVM_WRITE_ZEROES, 0, 1, 0, 0, 104, 0, 3)).ok(), "blocks 104..107");
+        MemorySegment ranges = d.buffer(4096).cpu();
+        NvmeTestDriver.Buffer rangeBuf = d.buffer(4096);
+        rangeBuf.cpu().set(U32, 4, 8);
+        rangeBuf.cpu().set(U64, 8, 120);
+        assertTrue(d.io(NvmeCommand.of(NVM_DSM, 0, 1, rangeBuf.bus(), 0, 0, DSM_AD, 0)).ok(), "deallocate 120..127");
+        assertTrue(d.io(NvmeCommand.of(NVM_FLUSH, 0, 1, 0, 0, 0, 0, 0)).ok());
+        assertTrue(d.io(NvmeCommand.of(NVM_FLUSH, 0, 0xffff_ffff, 0, 0, 0, 0, 0)).ok(), "flush of every namespace");
+        buf.cpu().fill((byte) 0x11);
+        assertTrue(rw(d, NVM_READ, buf, 0, 100, 32).ok());
+        byte[] expect = data.clone();
+        java.util.Arrays.fill(expect, 4 * 512, 8 * 512, (byte) 0);
+        java.util.Arrays.fill(expect, 20 * 512, 28 * 512, (byte) 0);
+        assertArrayEquals(expect, buf.cpu().toArray(ValueLayout.JAVA_BYTE));
+        assertEquals(0, ranges.get(ValueLayout.JAVA_BYTE, 0));
+    }
+
+    /** A namespace on a host file keeps its blocks across machines ({@code namespaceFile}). */
+    @Test
+    void aNamespaceFileOutlivesTheMachine(@TempDir Path dir) throws Exception {
+        Path file = dir.resolve("ns.img");
+        String props = "                namespaces: 2\n                namespaceSize: 4MiB\n                namespaceFile: \""
+                + file + "\"\n";
+        byte[] data = random(4096, 77);
+        m = new NvmeMachine(props, false, true);
+        NvmeTestDriver.Buffer buf = m.bound().buffer(4096);
+        MemorySegment.copy(data, 0, buf.cpu(), ValueLayout.JAVA_BYTE, 0, data.length);
+        assertTrue(m.bound().io(NvmeCommand.readWrite(NVM_WRITE, 0, 2, 8, 8, buf.bus(), 0)).ok());
+        m.close();
+        assertEquals(8L << 20, Files.size(file), "two namespaces of 4 MiB back to back");
+        m = new NvmeMachine(props, false, true);
+        NvmeTestDriver.Buffer back = m.bound().buffer(4096);
+        assertTrue(m.bound().io(NvmeCommand.readWrite(NVM_READ, 0, 2, 8, 8, back.bus(), 0)).ok());
+        assertArrayEquals(data, back.cpu().toArray(ValueLayout.JAVA_BYTE));
+        assertTrue(m.controller.awaitIdle(5, TimeUnit.SECONDS));
+    }
+}

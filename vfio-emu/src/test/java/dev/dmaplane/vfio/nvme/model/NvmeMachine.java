@@ -1,0 +1,62 @@
+package dev.dmaplane.vfio.nvme.model;
+
+import dev.dmaplane.hw.DeviceModel;
+import dev.dmaplane.hw.ModelContext;
+import dev.dmaplane.hw.ModelDevice;
+import dev.dmaplane.machine.Machine;
+import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.pci.TopologyLoader;
+
+/**
+ * The default machine with the {@code nvme} model at {@code 0000:06:00.0}, its properties replaced by
+ * {@code properties} (YAML lines under {@code properties:}), and the test driver bound. Closing it closes the machine.
+ */
+final class NvmeMachine implements AutoCloseable {
+    static final String NVME = "0000:06:00.0";
+    static final String DEFAULT_PROPERTIES = "                namespaces: 1\n                namespaceSize: 1GiB\n";
+
+    final Machine machine;
+    final PciFunction fn;
+    Controller controller;
+    final NvmeTestDriver driver;
+
+    NvmeMachine(String properties, boolean msix, boolean ioQueues) {
+        String text = TopologyLoader.defaultMachineText();
+        if (!text.contains(DEFAULT_PROPERTIES)) {
+            throw new IllegalStateException("the default machine's NVMe properties changed:\n" + text);
+        }
+        machine = Machine.boot(TopologyLoader.load(text.replace(DEFAULT_PROPERTIES, properties),
+                TopologyLoader.Format.YAML), Machine.Options.DEFAULT.withClassPathModels(false));
+        fn = machine.pci().function(NVME);
+        machine.addModel(new DeviceModel() {
+            @Override
+            public String name() {
+                return NvmeModel.NAME;
+            }
+
+            @Override
+            public ModelDevice realize(ModelContext ctx) {
+                ModelDevice d = new NvmeModel().realize(ctx);
+                controller = (Controller) d;
+                return d;
+            }
+        });
+        driver = new NvmeTestDriver(msix, ioQueues).memory(machine.memory());
+        if (fn.isPresent()) {
+            machine.devices().registerDriver(driver);
+        }
+    }
+
+    NvmeMachine(boolean msix) {
+        this(DEFAULT_PROPERTIES, msix, true);
+    }
+
+    NvmeTestDriver.Bound bound() {
+        return driver.bound;
+    }
+
+    @Override
+    public void close() {
+        machine.close();
+    }
+}
