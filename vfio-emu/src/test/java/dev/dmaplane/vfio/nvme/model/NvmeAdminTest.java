@@ -1,5 +1,7 @@
 package dev.dmaplane.vfio.nvme.model;
 
+import dev.dmaplane.irq.IrqTrigger;
+import dev.dmaplane.irq.IrqVectors;
 import dev.dmaplane.pci.Msix;
 import dev.dmaplane.vfio.nvme.NvmeCommand;
 import dev.dmaplane.vfio.nvme.NvmeCompletion;
@@ -186,5 +188,25 @@ class NvmeAdminTest {
         assertTrue(msix.pending(NvmeTestDriver.IO_VECTOR));
         d.regs.write(ctl, 4, 0);
         assertEquals(1, d.io.irq.count(), "delivered on unmask");
+    }
+
+    /** Without MSI-X the admin CQ's vector 0 is INTx; INTMS holds it and INTMC lets the held one through (3.1.4.3). */
+    @Test
+    void intmsHoldsThePinInterruptUntilIntmc() {
+        m = new NvmeMachine(false);
+        NvmeTestDriver.Bound d = m.bound();
+        IrqVectors intx = IrqVectors.alloc(m.fn, 1, 1, IrqVectors.PCI_IRQ_INTX);
+        IrqTrigger irq = new IrqTrigger();
+        intx.requestTrigger(0, irq, "nvme0q0");
+        NvmeCommand getArb = NvmeCommand.of(ADMIN_GET_FEATURES, 0, 0, 0, 0, FEAT_ARBITRATION, 0, 0);
+        assertTrue(d.admin(getArb).ok());
+        assertEquals(1, irq.count(), "the admin CQ interrupts on vector 0");
+        d.regs.write(NvmeRegs.INTMS, 4, 1);
+        assertEquals(1, d.regs.read(NvmeRegs.INTMC, 4), "both registers read the mask");
+        assertTrue(d.admin(getArb).ok());
+        assertEquals(1, irq.count(), "masked: held");
+        d.regs.write(NvmeRegs.INTMC, 4, 1);
+        assertEquals(2, irq.count(), "unmasked: the held interrupt comes");
+        assertEquals(0, d.regs.read(NvmeRegs.INTMS, 4));
     }
 }

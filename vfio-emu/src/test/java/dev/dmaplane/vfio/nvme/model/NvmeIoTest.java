@@ -170,4 +170,31 @@ class NvmeIoTest {
         assertArrayEquals(data, back.cpu().toArray(ValueLayout.JAVA_BYTE));
         assertTrue(m.controller.awaitIdle(5, TimeUnit.SECONDS));
     }
+
+    /**
+     * A completion queue with no free entry holds back the submission queues completing into it (Base 2.0, 3.3.1.2:
+     * the controller does not overwrite entries the host has not consumed): a CQ of two entries takes one completion
+     * at a time, and each head doorbell lets the next command run.
+     */
+    @Test
+    void aFullCompletionQueueHoldsItsSubmissionQueue() {
+        m = new NvmeMachine(false);
+        NvmeTestDriver.Bound d = m.bound();
+        NvmeTestDriver.Queue q = d.queuePair(2, 8, 2);
+        NvmeTestDriver.Buffer b = d.buffer(4096);
+        for (int i = 0; i < 3; i++) {
+            d.submit(q, NvmeCommand.readWrite(NVM_READ, 0x10 + i, 1, i, 1, b.bus(), 0));
+        }
+        for (int i = 0; i < 3; i++) {
+            assertTrue(m.controller.awaitIdle(10, TimeUnit.SECONDS), "the controller has nothing it may run");
+            NvmeCompletion c = d.reap(q);
+            assertEquals(0x10 + i, c.cid());
+            assertEquals(i + 1, c.sqHead(), "the SQ head moved by one command only");
+            assertTrue(m.controller.awaitIdle(10, TimeUnit.SECONDS));
+            if (i < 2) {
+                assertTrue(d.posted(q), "the head doorbell let the next command complete");
+            }
+        }
+        assertFalse(d.posted(q));
+    }
 }

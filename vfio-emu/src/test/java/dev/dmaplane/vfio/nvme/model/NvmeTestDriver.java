@@ -80,17 +80,19 @@ final class NvmeTestDriver implements Driver {
         final CoherentBuffer sq;
         final CoherentBuffer cq;
         final int entries;
+        final int cqEntries;
         final IrqTrigger irq;
         int tail;
         int head;
         boolean phase = true;
         int cids;
 
-        Queue(int qid, CoherentBuffer sq, CoherentBuffer cq, int entries, IrqTrigger irq) {
+        Queue(int qid, CoherentBuffer sq, CoherentBuffer cq, int entries, int cqEntries, IrqTrigger irq) {
             this.qid = qid;
             this.sq = sq;
             this.cq = cq;
             this.entries = entries;
+            this.cqEntries = cqEntries;
             this.irq = irq;
         }
     }
@@ -131,7 +133,7 @@ final class NvmeTestDriver implements Driver {
             }
             lists = coherent(3 * HostMemory.PAGE_SIZE);
             admin = new Queue(0, coherent((long) ADMIN_ENTRIES * NvmeCommand.SIZE),
-                    coherent((long) ADMIN_ENTRIES * NvmeCompletion.SIZE), ADMIN_ENTRIES, adminIrq);
+                    coherent((long) ADMIN_ENTRIES * NvmeCompletion.SIZE), ADMIN_ENTRIES, ADMIN_ENTRIES, adminIrq);
             disable();
             regs.write(NvmeRegs.AQA, 4, NvmeRegs.aqa(ADMIN_ENTRIES, ADMIN_ENTRIES));
             regs.write(NvmeRegs.ASQ, 8, admin.sq.dmaAddress());
@@ -155,11 +157,22 @@ final class NvmeTestDriver implements Driver {
                     NvmeAdmin.FEAT_NUM_QUEUES, (GRANTED - 1) << 16 | (GRANTED - 1), 0));
             require(nq.ok(), "Set Features Number of Queues: " + nq);
             io = new Queue(IO_QID, coherent((long) IO_ENTRIES * NvmeCommand.SIZE),
-                    coherent((long) IO_ENTRIES * NvmeCompletion.SIZE), IO_ENTRIES, ioIrq);
+                    coherent((long) IO_ENTRIES * NvmeCompletion.SIZE), IO_ENTRIES, IO_ENTRIES, ioIrq);
             NvmeCompletion cq = admin(NvmeCommand.createCq(0, IO_QID, IO_ENTRIES, io.cq.dmaAddress(), IO_VECTOR, msix));
             require(cq.ok(), "Create I/O CQ: " + cq);
             NvmeCompletion sq = admin(NvmeCommand.createSq(0, IO_QID, IO_ENTRIES, io.sq.dmaAddress(), IO_QID));
             require(sq.ok(), "Create I/O SQ: " + sq);
+        }
+
+        /** Another polled I/O queue pair {@code qid}: an SQ of {@code sqEntries} on a CQ of {@code cqEntries}. */
+        Queue queuePair(int qid, int sqEntries, int cqEntries) {
+            Queue q = new Queue(qid, coherent((long) sqEntries * NvmeCommand.SIZE),
+                    coherent((long) cqEntries * NvmeCompletion.SIZE), sqEntries, cqEntries, null);
+            NvmeCompletion cq = admin(NvmeCommand.createCq(0, qid, cqEntries, q.cq.dmaAddress(), 0, false));
+            require(cq.ok(), "Create I/O CQ " + qid + ": " + cq);
+            NvmeCompletion sq = admin(NvmeCommand.createSq(0, qid, sqEntries, q.sq.dmaAddress(), qid));
+            require(sq.ok(), "Create I/O SQ " + qid + ": " + sq);
+            return q;
         }
 
         /** CC.EN cleared and CSTS.RDY seen clear ({@code nvme_disable_ctrl}). */
@@ -223,7 +236,7 @@ final class NvmeTestDriver implements Driver {
                 Thread.yield();
             }
             NvmeCompletion done = NvmeCompletion.readFrom(slot);
-            q.head = (q.head + 1) % q.entries;
+            q.head = (q.head + 1) % q.cqEntries;
             if (q.head == 0) {
                 q.phase = !q.phase;
             }
