@@ -30,6 +30,8 @@ public final class NvmeRegs {
     public static final int CMBLOC = 0x38;
     /** Controller Memory Buffer Size, 32-bit. */
     public static final int CMBSZ = 0x3c;
+    /** Controller Memory Buffer Memory Space Control, 64-bit: {@link #CMBMSC_CRE}, {@link #CMBMSC_CMSE}, base in 63:12. */
+    public static final int CMBMSC = 0x50;
     /** The first doorbell: the admin SQ's tail. */
     public static final int DOORBELLS = 0x1000;
 
@@ -74,6 +76,27 @@ public final class NvmeRegs {
     /** CAP.CMBS: the controller memory buffer is supported (bit 57). */
     public static boolean capCmbs(long cap) {
         return (cap >>> 57 & 1) != 0;
+    }
+
+    /** CMBMSC.CRE: CMBLOC and CMBSZ report the buffer (they read 0 until it is set). */
+    public static final long CMBMSC_CRE = 1;
+    /** CMBMSC.CMSE: addresses from CMBMSC's base on are the controller memory buffer. */
+    public static final long CMBMSC_CMSE = 2;
+    /** CMBLOC.BIR (bits 2:0): the BAR holding the buffer; OFST (bits 31:12) its offset in size units. */
+    public static final int CMBLOC_BIR_MASK = 7;
+    /** CMBSZ support bits: submission queues, completion queues, PRP lists, read data, write data. */
+    public static final int CMBSZ_SQS = 1;
+    public static final int CMBSZ_CQS = 2;
+    public static final int CMBSZ_LISTS = 4;
+    public static final int CMBSZ_RDS = 8;
+    public static final int CMBSZ_WDS = 16;
+    /** CMBSZ.SZU (bits 11:8): size unit {@code 4 KiB << (4 * SZU)}; CMBSZ.SZ (bits 31:12): size in those units. */
+    public static final int CMBSZ_SZU_SHIFT = 8;
+    public static final int CMBSZ_SZ_SHIFT = 12;
+
+    /** Bytes of the controller memory buffer CMBSZ describes. */
+    public static long cmbBytes(int cmbsz) {
+        return Integer.toUnsignedLong(cmbsz >>> CMBSZ_SZ_SHIFT) * (4096L << 4 * (cmbsz >>> CMBSZ_SZU_SHIFT & 0xf));
     }
 
     /** CAP.CSS bit for the NVM command set. */

@@ -61,6 +61,9 @@ final class Controller implements ModelDevice {
     final AdminCommands admin;
     final IoCommands io;
     final Health health = new Health();
+    /** The controller memory buffer, or null. */
+    private final Cmb cmb;
+    final DeviceBus bus;
 
     private int cc;
     private int csts;
@@ -79,13 +82,16 @@ final class Controller implements ModelDevice {
     private int cursor;
     private boolean stopped;
 
-    Controller(ModelContext ctx, NvmeConfig cfg, Media media) {
+    /** @param cmb the controller memory buffer, or null */
+    Controller(ModelContext ctx, NvmeConfig cfg, Media media, Cmb cmb) {
         this.ctx = ctx;
         this.cfg = cfg;
         this.media = media;
+        this.cmb = cmb;
+        this.bus = new DeviceBus(ctx.dma(), cmb);
         this.name = ctx.function().bdf() + " nvme";
         this.cap = (cfg.maxEntries() - 1L) | 1L << 16 | (long) TIMEOUT_UNITS << 24 | (long) cfg.dstrd() << 32
-                | (long) CSS_NVM << 37 | (long) MPS_MAX << 52;
+                | (long) CSS_NVM << 37 | (long) MPS_MAX << 52 | (cmb != null ? 1L << 57 : 0);
         this.sqs = new Queues.Sq[cfg.ioQueues() + 1];
         this.cqs = new Queues.Cq[cfg.ioQueues() + 1];
         this.admin = new AdminCommands(this);
@@ -100,8 +106,18 @@ final class Controller implements ModelDevice {
                 .register("AQA", AQA, 4, () -> locked(() -> aqa), v -> whileDisabled(() -> aqa = (int) v & 0x0fff_0fff))
                 .register("ASQ", ASQ, 8, () -> locked(() -> asq), v -> whileDisabled(() -> asq = v & ~0xfffL))
                 .register("ACQ", ACQ, 8, () -> locked(() -> acq), v -> whileDisabled(() -> acq = v & ~0xfffL))
-                .constant("CMBLOC", CMBLOC, 4, 0)
-                .constant("CMBSZ", CMBSZ, 4, 0);
+                .readOnly("CMBLOC", CMBLOC, 4, () -> cmb == null ? 0 : locked(cmb::cmbloc))
+                .readOnly("CMBSZ", CMBSZ, 4, () -> cmb == null ? 0 : locked(cmb::cmbsz));
+        if (cmb != null) {
+            b.register("CMBMSC", CMBMSC, 8, () -> locked(cmb::msc), v -> {
+                lock.lock();
+                try {
+                    cmb.msc(v);
+                } finally {
+                    lock.unlock();
+                }
+            });
+        }
         for (int q = 0; q <= cfg.ioQueues(); q++) {
             int qid = q;
             b.doorbell("SQ" + q + "TDBL", sqTailDoorbell(q, cfg.dstrd()), 4, v -> sqTail(qid, (int) v));
@@ -414,7 +430,7 @@ final class Controller implements ModelDevice {
     /** Fetches the command at the head of {@code sq}, runs it and posts its completion. */
     private void take(Queues.Sq sq) {
         MemorySegment sqe = MemorySegment.ofArray(new byte[NvmeCommand.SIZE]);
-        DmaStatus fetched = ctx.dma().read(sq.base + (long) sq.head * NvmeCommand.SIZE, sqe);
+        DmaStatus fetched = bus.read(sq.base + (long) sq.head * NvmeCommand.SIZE, sqe);
         if (!fetched.ok()) {
             fatal("fetching SQ" + sq.qid + " entry " + sq.head + ": " + fetched);
             return;
@@ -449,7 +465,7 @@ final class Controller implements ModelDevice {
         NvmeCompletion cqe = new NvmeCompletion(r.dw0(), 0, sq.head, sq.qid, cid, cq.phase, status);
         MemorySegment entry = MemorySegment.ofArray(new byte[NvmeCompletion.SIZE]);
         cqe.writeTo(entry);
-        DmaStatus written = ctx.dma().write(cq.base + (long) cq.tail * NvmeCompletion.SIZE, entry);
+        DmaStatus written = bus.write(cq.base + (long) cq.tail * NvmeCompletion.SIZE, entry);
         if (!written.ok()) {
             fatal("posting to CQ" + cq.qid + " entry " + cq.tail + ": " + written);
             return;
@@ -495,14 +511,14 @@ final class Controller implements ModelDevice {
 
     /** Moves {@code data} to the host memory the command's PRPs describe. */
     int toHost(NvmeCommand c, MemorySegment data) {
-        Prp.Walk w = Prp.walk(ctx.dma(), c.prp1(), c.prp2(), data.byteSize(), pageSize());
-        return !w.ok() ? w.status() : transferred(ctx.dma().scatter(data, w.spans()), c);
+        Prp.Walk w = Prp.walk(bus, c.prp1(), c.prp2(), data.byteSize(), pageSize());
+        return !w.ok() ? w.status() : transferred(bus.scatter(data, w.spans()), c);
     }
 
     /** Fills {@code data} from the host memory the command's PRPs describe. */
     int fromHost(NvmeCommand c, MemorySegment data) {
-        Prp.Walk w = Prp.walk(ctx.dma(), c.prp1(), c.prp2(), data.byteSize(), pageSize());
-        return !w.ok() ? w.status() : transferred(ctx.dma().gather(w.spans(), data), c);
+        Prp.Walk w = Prp.walk(bus, c.prp1(), c.prp2(), data.byteSize(), pageSize());
+        return !w.ok() ? w.status() : transferred(bus.gather(w.spans(), data), c);
     }
 
     private int transferred(DmaStatus s, NvmeCommand c) {
@@ -525,6 +541,9 @@ final class Controller implements ModelDevice {
             asq = 0;
             acq = 0;
             intMask = 0;
+            if (cmb != null) {
+                cmb.reset();
+            }
         } finally {
             lock.unlock();
         }

@@ -22,16 +22,17 @@ import java.util.regex.Pattern;
  * @param maxEntries    entries of the largest queue (CAP.MQES + 1), 2 to 65536
  * @param mdts          Identify Controller MDTS: transfers up to {@code 2^mdts} 4 KiB pages, 0 for no limit
  * @param dstrd         CAP.DSTRD: doorbells {@code 4 << dstrd} bytes apart
+ * @param cmbBar        the memory BAR (2 to 5) offered as a controller memory buffer, or -1 for none
  */
 record NvmeConfig(int namespaces, long namespaceSize, int lbaShift, Optional<Path> namespaceFile, int ioQueues,
-                  int maxEntries, int mdts, int dstrd) {
+                  int maxEntries, int mdts, int dstrd, int cmbBar) {
     private static final Set<String> KEYS = Set.of("namespaces", "namespaceSize", "lbaSize", "namespaceFile",
-            "ioQueues", "maxQueueEntries", "mdts", "doorbellStride");
+            "ioQueues", "maxQueueEntries", "mdts", "doorbellStride", "cmbBar");
     private static final Pattern SIZE = Pattern.compile("(\\d+)\\s*(|K|KiB|M|MiB|G|GiB|T|TiB)");
 
     /**
      * Reads {@code props}; absent keys take QEMU-like defaults (1 namespace of 1 GiB, 512-byte blocks, 64 I/O queue
-     * pairs of up to 1024 entries, MDTS 5, stride 0).
+     * pairs of up to 1024 entries, MDTS 5, stride 0, no controller memory buffer).
      *
      * @throws ErrnoException {@code EINVAL} naming the property and its value for an unknown key or a bad value
      */
@@ -62,7 +63,8 @@ record NvmeConfig(int namespaces, long namespaceSize, int lbaShift, Optional<Pat
         int maxEntries = (int) number(where, props, "maxQueueEntries", 1024, 2, 65536);
         int mdts = (int) number(where, props, "mdts", 5, 0, 12);
         int dstrd = (int) number(where, props, "doorbellStride", 0, 0, 15);
-        return new NvmeConfig(namespaces, nsSize, lbaShift, file, ioQueues, maxEntries, mdts, dstrd);
+        int cmbBar = (int) number(where, props, "cmbBar", -1, 2, 5);
+        return new NvmeConfig(namespaces, nsSize, lbaShift, file, ioQueues, maxEntries, mdts, dstrd, cmbBar);
     }
 
     /** Bytes of one logical block. */

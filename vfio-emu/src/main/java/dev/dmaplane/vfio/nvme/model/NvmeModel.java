@@ -13,7 +13,8 @@ import org.osgi.service.component.annotations.Component;
  * The {@code nvme} device model (QEMU's {@code TYPE_NVME} and {@code nvme_realize}): an NVMe controller whose
  * registers and doorbells are BAR0, with namespaces on memfds or a host file. Machine-file properties:
  * {@code namespaces}, {@code namespaceSize}, {@code lbaSize}, {@code namespaceFile}, {@code ioQueues},
- * {@code maxQueueEntries}, {@code mdts}, {@code doorbellStride}.
+ * {@code maxQueueEntries}, {@code mdts}, {@code doorbellStride}, {@code cmbBar} (a memory BAR offered as the
+ * controller memory buffer).
  */
 @Component(service = DeviceModel.class)
 public final class NvmeModel implements DeviceModel {
@@ -27,7 +28,8 @@ public final class NvmeModel implements DeviceModel {
 
     /**
      * @throws ErrnoException {@code EINVAL} for a bad property, a BAR0 that is not a non-prefetchable register BAR,
-     *                        or doorbells that would run into the MSI-X table in BAR0
+     *                        doorbells that would run into the MSI-X table in BAR0, or a {@code cmbBar} that is not
+     *                        a memory BAR of at least 1 MiB
      */
     @Override
     public ModelDevice realize(ModelContext ctx) {
@@ -45,9 +47,10 @@ public final class NvmeModel implements DeviceModel {
                     + " %#x, past %#x where BAR0's MSI-X table or end is", where, cfg.ioQueues() + 1,
                     4 << cfg.dstrd(), cfg.doorbellEnd(), limit));
         }
+        Cmb cmb = cfg.cmbBar() < 0 ? null : new Cmb(cfg.cmbBar(), ctx.deviceMemory(cfg.cmbBar()), where);
         Media media = Media.open(where, cfg);
         try {
-            Controller c = new Controller(ctx, cfg, media);
+            Controller c = new Controller(ctx, cfg, media, cmb);
             ctx.registers(0, c.registers());
             c.start();
             return c;

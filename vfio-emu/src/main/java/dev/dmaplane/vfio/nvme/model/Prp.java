@@ -1,7 +1,6 @@
 package dev.dmaplane.vfio.nvme.model;
 
 import dev.dmaplane.hw.DmaSpan;
-import dev.dmaplane.hw.ModelDma;
 import dev.dmaplane.vfio.nvme.NvmeStatus;
 
 import java.lang.foreign.MemorySegment;
@@ -35,11 +34,11 @@ final class Prp {
 
     /**
      * Walks {@code length} bytes (positive) described by {@code prp1} and {@code prp2} with memory pages of
-     * {@code pageSize} bytes, fetching PRP lists with {@code dma}. Invalid PRP Offset for a PRP1 that is not dword
+     * {@code pageSize} bytes, fetching PRP lists over {@code dma}. Invalid PRP Offset for a PRP1 that is not dword
      * aligned, a list pointer that is not qword aligned or any later entry with an offset; Data Transfer Error when
      * a list cannot be fetched or an entry would wrap the address space.
      */
-    static Walk walk(ModelDma dma, long prp1, long prp2, long length, long pageSize) {
+    static Walk walk(DeviceBus dma, long prp1, long prp2, long length, long pageSize) {
         if ((prp1 & 3) != 0) {
             return Walk.failed(NvmeStatus.INVALID_PRP_OFFSET);
         }

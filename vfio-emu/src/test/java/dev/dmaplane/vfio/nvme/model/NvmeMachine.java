@@ -20,12 +20,19 @@ final class NvmeMachine implements AutoCloseable {
     Controller controller;
     final NvmeTestDriver driver;
 
+    static final String BAR0 = "                - { index: 0, size: 16KiB, kind: mmio }\n";
+
     NvmeMachine(String properties, boolean msix, boolean ioQueues) {
+        this(BAR0, properties, msix, ioQueues);
+    }
+
+    /** With {@code bars} (YAML lines) instead of the default machine's BAR0 line. */
+    NvmeMachine(String bars, String properties, boolean msix, boolean ioQueues) {
         String text = TopologyLoader.defaultMachineText();
-        if (!text.contains(DEFAULT_PROPERTIES)) {
-            throw new IllegalStateException("the default machine's NVMe properties changed:\n" + text);
+        if (!text.contains(DEFAULT_PROPERTIES) || !text.contains(BAR0)) {
+            throw new IllegalStateException("the default machine's NVMe BARs or properties changed:\n" + text);
         }
-        machine = Machine.boot(TopologyLoader.load(text.replace(DEFAULT_PROPERTIES, properties),
+        machine = Machine.boot(TopologyLoader.load(text.replace(DEFAULT_PROPERTIES, properties).replace(BAR0, bars),
                 TopologyLoader.Format.YAML), Machine.Options.DEFAULT.withClassPathModels(false));
         fn = machine.pci().function(NVME);
         machine.addModel(new DeviceModel() {

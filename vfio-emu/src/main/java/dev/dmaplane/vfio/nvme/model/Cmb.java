@@ -1,0 +1,75 @@
+package dev.dmaplane.vfio.nvme.model;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.hw.DmaStatus;
+import dev.dmaplane.pci.Bar;
+
+import java.lang.foreign.MemorySegment;
+
+import static dev.dmaplane.vfio.nvme.NvmeRegs.*;
+
+/**
+ * The controller memory buffer (NVM Express Base Specification 2.0, 8.2; QEMU's {@code nvme_init_cmb}): a memory
+ * BAR of the controller that hosts queues, PRP lists and data. CMBLOC and CMBSZ read zero until the host sets
+ * CMBMSC.CRE; with CMBMSC.CMSE set the controller reaches addresses from CMBMSC's base on in its own memory, not
+ * over the bus, as {@code nvme_map_cmb} in {@code drivers/nvme/host/pci.c} arranges before offering the BAR as
+ * p2pmem. Guarded by the controller's lock.
+ */
+final class Cmb {
+    /** CMBSZ.SZU 2: sizes in MiB. */
+    private static final int SZU_MIB = 2;
+
+    final int bar;
+    private final Bar.Memory memory;
+    private final long size;
+    private long msc;
+
+    Cmb(int bar, Bar.Memory memory, String where) {
+        if (memory.size() < 1L << 20) {
+            throw new ErrnoException(Errno.EINVAL, where + ": a controller memory buffer in BAR" + bar + " of "
+                    + memory.size() + " bytes; it needs at least 1 MiB");
+        }
+        this.bar = bar;
+        this.memory = memory;
+        this.size = memory.size();
+    }
+
+    long msc() {
+        return msc;
+    }
+
+    void msc(long value) {
+        msc = value & (~0xfffL | CMBMSC_CRE | CMBMSC_CMSE);
+    }
+
+    void reset() {
+        msc = 0;
+    }
+
+    int cmbloc() {
+        return (msc & CMBMSC_CRE) == 0 ? 0 : bar;
+    }
+
+    int cmbsz() {
+        return (msc & CMBMSC_CRE) == 0 ? 0 : CMBSZ_SQS | CMBSZ_LISTS | CMBSZ_RDS | CMBSZ_WDS | SZU_MIB << CMBSZ_SZU_SHIFT
+                | (int) (size >>> 20) << CMBSZ_SZ_SHIFT;
+    }
+
+    /** Whether {@code length} bytes at {@code addr} lie in the enabled buffer. */
+    boolean contains(long addr, long length) {
+        long base = msc & ~0xfffL;
+        return (msc & CMBMSC_CMSE) != 0 && Long.compareUnsigned(addr, base) >= 0
+                && Long.compareUnsigned(addr - base, size) < 0 && length <= size - (addr - base);
+    }
+
+    DmaStatus read(long addr, MemorySegment dst) {
+        memory.read(addr - (msc & ~0xfffL), dst);
+        return new DmaStatus.Done(dst.byteSize());
+    }
+
+    DmaStatus write(long addr, MemorySegment src) {
+        memory.write(addr - (msc & ~0xfffL), src);
+        return new DmaStatus.Done(src.byteSize());
+    }
+}
