@@ -18,6 +18,8 @@ final class NvmeMachine implements AutoCloseable {
     final Machine machine;
     final PciFunction fn;
     Controller controller;
+    /** The model as this machine got it: {@link Machine#removeModel} takes the controller out. */
+    final DeviceModel model;
     final NvmeTestDriver driver;
 
     static final String BAR0 = "                - { index: 0, size: 16KiB, kind: mmio }\n";
@@ -35,7 +37,7 @@ final class NvmeMachine implements AutoCloseable {
         machine = Machine.boot(TopologyLoader.load(text.replace(DEFAULT_PROPERTIES, properties).replace(BAR0, bars),
                 TopologyLoader.Format.YAML), Machine.Options.DEFAULT.withClassPathModels(false));
         fn = machine.pci().function(NVME);
-        machine.addModel(new DeviceModel() {
+        model = new DeviceModel() {
             @Override
             public String name() {
                 return NvmeModel.NAME;
@@ -47,7 +49,8 @@ final class NvmeMachine implements AutoCloseable {
                 controller = (Controller) d;
                 return d;
             }
-        });
+        };
+        machine.addModel(model);
         driver = new NvmeTestDriver(msix, ioQueues).memory(machine.memory());
         if (fn.isPresent()) {
             machine.devices().registerDriver(driver);

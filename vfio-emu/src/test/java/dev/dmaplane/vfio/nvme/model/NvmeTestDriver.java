@@ -175,8 +175,11 @@ final class NvmeTestDriver implements Driver {
             return q;
         }
 
-        /** CC.EN cleared and CSTS.RDY seen clear ({@code nvme_disable_ctrl}). */
+        /** CC.EN cleared and CSTS.RDY seen clear ({@code nvme_disable_ctrl}); nothing to do for a controller gone. */
         void disable() {
+            if (regs.read(NvmeRegs.CSTS, 4) == 0xFFFF_FFFFL) {
+                return;
+            }
             if ((regs.read(NvmeRegs.CC, 4) & NvmeRegs.CC_EN) != 0) {
                 regs.write(NvmeRegs.CC, 4, 0);
             }
@@ -198,9 +201,14 @@ final class NvmeTestDriver implements Driver {
             waitCsts(NvmeRegs.CSTS_RDY, NvmeRegs.CSTS_RDY);
         }
 
+        /** Waits (bounded) for CSTS; all ones is a controller that is gone ({@code nvme_wait_ready}'s {@code ~0}). */
         void waitCsts(int mask, int value) {
             long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(TIMEOUT_MS);
-            while ((regs.read(NvmeRegs.CSTS, 4) & mask) != value) {
+            long csts;
+            while (((csts = regs.read(NvmeRegs.CSTS, 4)) & mask) != value) {
+                if (csts == 0xFFFF_FFFFL) {
+                    throw new ErrnoException(Errno.ENODEV, fn.bdf() + ": CSTS reads all ones: the controller is gone");
+                }
                 if (System.nanoTime() > deadline) {
                     throw new ErrnoException(Errno.ETIMEDOUT, fn.bdf() + ": CSTS " + regs.read(NvmeRegs.CSTS, 4)
                             + " never showed " + value + " under mask " + mask);
