@@ -26,6 +26,9 @@ final class AdminCommands {
     /** Temperature Threshold: 343 K over-temperature. */
     private static final int TEMP_THRESHOLD_DEFAULT = 343;
 
+    /** The longest Get Log Page transfer without MDTS: the logs are a few KiB, the rest would be zeroes. */
+    private static final long MAX_LOG_TRANSFER = 1L << 20;
+
     private final Controller ctrl;
     private int arbitration;
     private int powerState;
@@ -163,8 +166,8 @@ final class AdminCommands {
                     return Result.of(NvmeStatus.INVALID_NAMESPACE);
                 }
                 int at = 0;
-                for (int ns = Math.max(c.nsid() + 1, 1); ns <= nn && at < IDENTIFY_SIZE / 4; ns++) {
-                    d.set(U32, 4L * at++, ns);
+                for (long ns = Integer.toUnsignedLong(c.nsid()) + 1; ns <= nn && at < IDENTIFY_SIZE / 4; ns++) {
+                    d.set(U32, 4L * at++, (int) ns); // NSIDs are unsigned: none above 7FFFFFFFh is active
                 }
             }
             default -> {
@@ -200,7 +203,10 @@ final class AdminCommands {
         MemorySegment.copy(b, 0, d, ValueLayout.JAVA_BYTE, offset, length);
     }
 
-    /** Get Log Page (5.16): Error Information and SMART / Health Information, from a dword-aligned offset. */
+    /**
+     * Get Log Page (5.16): Error Information and SMART / Health Information, from a dword-aligned offset; a
+     * transfer over MDTS (or over 1 MiB without one) is an Invalid Field.
+     */
     private Result logPage(NvmeCommand c) {
         int lid = c.cdw10() & 0xff;
         long dwords = ((long) (c.cdw11() & 0xffff) << 16 | c.cdw10() >>> 16) + 1;
@@ -214,7 +220,8 @@ final class AdminCommands {
             return Result.of(NvmeStatus.INVALID_LOG_PAGE);
         }
         long length = dwords * 4;
-        if ((offset & 3) != 0 || Long.compareUnsigned(offset, log.length) >= 0 || length > ctrl.cfg.maxTransfer()) {
+        if ((offset & 3) != 0 || Long.compareUnsigned(offset, log.length) >= 0
+                || length > Math.min(ctrl.cfg.maxTransfer(), MAX_LOG_TRANSFER)) {
             return Result.of(NvmeStatus.INVALID_FIELD);
         }
         MemorySegment data = MemorySegment.ofArray(new byte[(int) length]);

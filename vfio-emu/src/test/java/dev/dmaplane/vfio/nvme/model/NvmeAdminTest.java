@@ -72,6 +72,8 @@ class NvmeAdminTest {
         assertEquals(List.of(1, 2, 3, 0), List.of(all.get(U32, 0), all.get(U32, 4), all.get(U32, 8), all.get(U32, 12)));
         MemorySegment above = identify(d, CNS_ACTIVE_NAMESPACES, 2);
         assertEquals(List.of(3, 0), List.of(above.get(U32, 0), above.get(U32, 4)), "the IDs above NSID 2");
+        MemorySegment high = identify(d, CNS_ACTIVE_NAMESPACES, 0x8000_0000);
+        assertEquals(0, high.get(U32, 0), "no active ID above 80000000h: NSIDs are unsigned");
     }
 
     @Test
@@ -145,6 +147,8 @@ class NvmeAdminTest {
         assertEquals(1, s.get(U64, SMART_ERROR_LOG_ENTRIES));
         assertEquals(NvmeStatus.INVALID_FIELD, d.admin(NvmeCommand.of(ADMIN_GET_LOG_PAGE, 0, 0, log.bus(), 0,
                 15 << 16 | LOG_SMART, 0, 2)).code(), "an offset that is not dword aligned");
+        assertEquals(NvmeStatus.INVALID_FIELD, d.admin(NvmeCommand.of(ADMIN_GET_LOG_PAGE, 0, 0, log.bus(), 0,
+                0xffff << 16 | LOG_SMART, 0xffff, 0)).code(), "16 GiB of log page: over MDTS");
     }
 
     /** Events complete outstanding requests; a controller reset drops outstanding requests without completions. */
@@ -208,5 +212,16 @@ class NvmeAdminTest {
         d.regs.write(NvmeRegs.INTMC, 4, 1);
         assertEquals(2, irq.count(), "unmasked: the held interrupt comes");
         assertEquals(0, d.regs.read(NvmeRegs.INTMS, 4));
+    }
+
+    /** Without MDTS (0, no limit) a Get Log Page of 2^32 dwords is still refused, not attempted (5.16). */
+    @Test
+    void aHugeLogPageWithoutMdtsIsAnInvalidField() {
+        m = new NvmeMachine(NvmeMachine.DEFAULT_PROPERTIES + "                mdts: 0\n", false, true);
+        NvmeTestDriver.Bound d = m.bound();
+        NvmeTestDriver.Buffer log = d.buffer(4096);
+        assertEquals(NvmeStatus.INVALID_FIELD, d.admin(NvmeCommand.of(ADMIN_GET_LOG_PAGE, 0, 0, log.bus(), 0,
+                0xffff << 16 | LOG_SMART, 0xffff, 0)).code());
+        assertTrue(d.admin(NvmeCommand.of(ADMIN_GET_LOG_PAGE, 0, 0, log.bus(), 0, 127 << 16 | LOG_SMART, 0, 0)).ok());
     }
 }
