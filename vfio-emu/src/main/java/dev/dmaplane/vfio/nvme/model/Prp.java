@@ -35,8 +35,10 @@ final class Prp {
     /**
      * Walks {@code length} bytes (positive) described by {@code prp1} and {@code prp2} with memory pages of
      * {@code pageSize} bytes, fetching PRP lists over {@code dma}. Invalid PRP Offset for a PRP1 that is not dword
-     * aligned, a list pointer that is not qword aligned or any later entry with an offset; Data Transfer Error when
-     * a list cannot be fetched or an entry would wrap the address space.
+     * aligned, a first list pointer that is not qword aligned, a chained list pointer that is not page aligned (as
+     * QEMU's {@code nvme_map_prp} requires: each chained list then brings a page of entries, so a walk always ends)
+     * or any later entry with an offset; Data Transfer Error when a list cannot be fetched or an entry would wrap
+     * the address space.
      */
     static Walk walk(DeviceBus dma, long prp1, long prp2, long length, long pageSize) {
         if ((prp1 & 3) != 0) {
@@ -73,7 +75,10 @@ final class Prp {
             for (int i = 0; i < fetch; i++) {
                 long e = entries.getAtIndex(U64, i);
                 if (i == inPage - 1 && remaining > pageSize) {
-                    list = e; // the last entry of a full list page points at the next list
+                    if ((e & (pageSize - 1)) != 0) {
+                        return Walk.failed(NvmeStatus.INVALID_PRP_OFFSET);
+                    }
+                    list = e; // the last entry of a full list page points at the next list, a whole page
                     break;
                 }
                 if ((e & (pageSize - 1)) != 0) {

@@ -122,6 +122,13 @@ class NvmeStatusTest {
                 "a PRP list entry with an offset");
         assertStatus(INVALID_PRP_OFFSET, d.io(NvmeCommand.readWrite(NVM_READ, 0, 1, 0, 32, prp[0], prp[1] + 4)),
                 "a PRP list pointer not qword aligned");
+        long last = d.lists.dmaAddress() + 4096 - 8;
+        d.lists.cpu().set(U64, 4096 - 8, d.lists.dmaAddress() + 8);
+        for (int i = 1; i <= 3; i++) {
+            d.lists.cpu().set(U64, 8L * i, buf.bus() + 4096L * i); // a good list, but 8 bytes into its page
+        }
+        assertStatus(INVALID_PRP_OFFSET, d.io(NvmeCommand.readWrite(NVM_READ, 0, 1, 0, 32, buf.bus(), last)),
+                "a chain pointer that is not page aligned (one to itself would never end)");
         assertStatus(INVALID_PRP_OFFSET, d.admin(NvmeCommand.createCq(0, 2, 16, buf.bus() + 256, 1, true)),
                 "a queue base that is not page aligned");
     }
