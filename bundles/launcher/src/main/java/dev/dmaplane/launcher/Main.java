@@ -1,25 +1,32 @@
 package dev.dmaplane.launcher;
 
+import picocli.CommandLine;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.ParseResult;
+import picocli.CommandLine.UnmatchedArgumentException;
+
 import java.io.IOException;
+import java.io.OutputStream;
 import java.io.PrintStream;
 import java.net.URISyntaxException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
 /**
- * The {@code dmaplane} command: embeds Apache Felix with the dmaplane runtime.
+ * The {@code dmaplane} command: embeds Apache Felix with the dmaplane runtime. The command line is {@link Cli}'s
+ * picocli model ({@code dmaplane help} prints its usage):
  *
  * <pre>
  * dmaplane run   [--topology FILE] [--work DIR] [--jfr FILE]   interactive Gogo shell; deploy/ is watched
  * dmaplane demo  [NAME | --list] [--work DIR]       the headline demo (or another), exits 0 when every check passed
  * dmaplane shell [--topology FILE] [--work DIR] CMD...   runs one Gogo command line and exits
- * dmaplane help
+ * dmaplane new-driver NAME [--package PKG] [--dir DIR]    writes a new accelerator's project
+ * dmaplane completion bash                          bash completion generated from the model
+ * dmaplane help [COMMAND]
  * </pre>
  *
  * The work directory defaults to the system property {@code dmaplane.work}, else {@code dmaplane-COMMAND} (run,
@@ -27,34 +34,11 @@ import java.util.Map;
  * never touches a running {@code run}'s; it is wiped at every start, under a lock a second runtime is refused by.
  * The distribution (with {@code bundle/} and {@code drivers/}) is found next to the launcher jar, or named by
  * {@code --dist} or the system property {@code dmaplane.dist}.
+ *
+ * <p>Exit codes: 0 done, 1 failed, 2 a usage error (one line naming the bad word and the command's help hint, as
+ * picocli's {@code exitCodeOnInvalidInput}).
  */
 public final class Main {
-    static final String USAGE = """
-            usage: dmaplane <command> [options]
-
-              run   [--topology FILE] [--work DIR]        boot the runtime with an interactive Gogo shell
-                                                          (dmaplane:help lists the dmaplane commands;
-                                                          Ctrl-D or 'stop 0' quits)
-              demo  [NAME | --list] [--work DIR]          boot, hot-load the GPU, Soft-RoCE and the gpudirect
-                                                          bundle through deploy/: GPUDirect RDMA into VRAM beside
-                                                          the bounce path; unload, check nothing is left.
-                                                          --list names the other demos
-              shell [--topology FILE] [--work DIR] CMD... boot, run one Gogo command line, exit
-              new-driver NAME [--package PKG] [--dir DIR] write a new accelerator's project (model and driver
-                                                          bundles, machine file, tests) into DIR/NAME
-              help                                        this text
-
-            options:
-              --topology FILE  machine file to boot (framework property dmaplane.machine); default machine otherwise
-              --work DIR       work directory (framework storage, deploy/), wiped at start, locked while in
-                               use; default target/dmaplane-run, -demo or -shell after the command
-              --dist DIR       distribution directory holding bundle/ and drivers/ (found next to the jar)
-              --jfr FILE       record the command with the JDK Flight Recorder (JVM events and dmaplane's
-                               dev.dmaplane.Trace events) into FILE, for jfr print and JDK Mission Control
-              --debug          with an error in the machine file, print the stack of the loader's exception too
-            Driver bundles copied into WORK/deploy/ are installed, started and bound within a second;
-            deleting them unbinds the driver (its remove runs) and uninstalls them.""";
-
     /** The demos, by name; the first is what {@code dmaplane demo} runs. */
     static final Map<String, String> DEMOS = demos();
 
@@ -68,7 +52,7 @@ public final class Main {
         return Collections.unmodifiableMap(d);
     }
 
-    /** Parsed command line. */
+    /** A parsed command that boots the runtime. */
     record Options(String mode, Path topology, Path work, Path dist, Path jfr, boolean debug, List<String> rest) {
     }
 
@@ -76,15 +60,21 @@ public final class Main {
     }
 
     public static void main(String[] args) {
+        boolean debug = List.of(args).contains("--debug");
         int code;
         try {
             code = run(args, System.out, System.err);
         } catch (IllegalStateException e) {
             System.err.println("dmaplane: " + e.getMessage()); // a failure we explain; the log above has details
+            if (debug) {
+                e.printStackTrace();
+            }
             code = 1;
         } catch (Throwable t) {
-            System.err.println("dmaplane: " + t);
-            t.printStackTrace();
+            System.err.println("dmaplane: " + t + (debug ? "" : " (--debug prints its stack)"));
+            if (debug) {
+                t.printStackTrace();
+            }
             code = 1;
         }
         System.exit(code);
@@ -92,16 +82,25 @@ public final class Main {
 
     /** Runs the command line; returns the exit code. */
     static int run(String[] args, PrintStream out, PrintStream err) throws Exception {
-        if (args.length > 0 && args[0].equals("new-driver")) {
-            return newDriver(args, out, err);
-        }
+        CommandLine cli = Cli.commandLine(out, err);
         Options o;
         try {
-            o = parse(args);
-        } catch (IllegalArgumentException e) {
-            err.println("dmaplane: " + e.getMessage());
-            err.println(USAGE);
-            return 2;
+            ParseResult parsed = cli.parseArgs(args);
+            if (CommandLine.printHelpIfRequested(parsed)) {
+                return 0;
+            }
+            if (!parsed.hasSubcommand()) {
+                cli.usage(out); // bare 'dmaplane': what there is to do
+                return 0;
+            }
+            ParseResult leaf = parsed.subcommand();
+            Object command = leaf.commandSpec().userObject();
+            if (command instanceof Cli.Action action) {
+                return action.run(out, err);
+            }
+            o = ((Cli.RuntimeCommand) command).options();
+        } catch (ParameterException e) {
+            return usageError(e, err);
         }
         if (Runtime.version().feature() < 25) {
             err.println("dmaplane: needs Java 25 or newer, this is " + Runtime.version());
@@ -112,10 +111,6 @@ public final class Main {
         FlightRecording recording = FlightRecording.start(o.jfr(), out);
         try {
             return switch (o.mode()) {
-                case "help" -> {
-                    out.println(USAGE);
-                    yield 0;
-                }
                 case "demo" -> demo(config, o.rest(), out);
                 case "shell" -> shell(config, String.join(" ", o.rest()), out, err);
                 case "run" -> interactive(config, out);
@@ -134,27 +129,26 @@ public final class Main {
         }
     }
 
+    /**
+     * A usage error: one line, the command and what is wrong with the word it names, then the command's help hint;
+     * picocli's exit code for invalid input (2).
+     */
+    static int usageError(ParameterException e, PrintStream err) {
+        CommandLine where = e.getCommandLine();
+        String message = e.getMessage();
+        if (e instanceof UnmatchedArgumentException u && where.getCommandSpec().parent() == null
+                && !u.getUnmatched().isEmpty() && !u.getUnmatched().getFirst().startsWith("-")) {
+            message = "unknown command '" + u.getUnmatched().getFirst() + "' (one of "
+                    + String.join(", ", where.getSubcommands().keySet()) + ")";
+        }
+        err.println(where.getCommandSpec().qualifiedName() + ": " + message);
+        err.println("Try '" + where.getCommandSpec().qualifiedName() + " --help' for more information.");
+        return where.getCommandSpec().exitCodeOnInvalidInput();
+    }
+
     /** {@code new-driver NAME [--package PKG] [--dir DIR]}: generates the project, says what to do next. */
-    static int newDriver(String[] args, PrintStream out, PrintStream err) throws IOException {
-        String name = null;
-        String pkg = null;
-        Path dir = Path.of(".");
+    static int newDriver(String name, String pkg, Path dir, PrintStream out, PrintStream err) throws IOException {
         try {
-            for (int i = 1; i < args.length; i++) {
-                switch (args[i]) {
-                    case "--package" -> pkg = value(args, ++i, "--package");
-                    case "--dir" -> dir = Path.of(value(args, ++i, "--dir"));
-                    default -> {
-                        if (args[i].startsWith("--") || name != null) {
-                            throw new IllegalArgumentException("unknown argument '" + args[i] + "' for new-driver");
-                        }
-                        name = args[i];
-                    }
-                }
-            }
-            if (name == null) {
-                throw new IllegalArgumentException("new-driver needs a NAME, e.g. dmaplane new-driver acme");
-            }
             Path project = NewDriver.generate(name, pkg, dir, DmaplaneRuntime.versions().getProperty("project.version"));
             out.println("dmaplane: wrote " + project);
             out.println("  cd " + project + " && mvn verify      # build both bundles and run their tests");
@@ -162,90 +156,24 @@ public final class Main {
                     + "      # then copy model/target/*.jar and driver/target/*.jar into its deploy/");
             return 0;
         } catch (IllegalArgumentException e) {
-            err.println("dmaplane: " + e.getMessage());
+            err.println("dmaplane new-driver: " + e.getMessage());
             return 2;
         }
     }
 
-    static Options parse(String[] args) {
-        if (args.length == 0) {
-            return new Options("help", null, null, null, null, false, List.of());
+    /**
+     * Parses a command line that boots the runtime (run, demo, shell) into its checked options.
+     *
+     * @throws ParameterException for a usage error, naming the bad word
+     */
+    static Options parse(String... args) {
+        CommandLine cli = Cli.commandLine(new PrintStream(OutputStream.nullOutputStream()),
+                new PrintStream(OutputStream.nullOutputStream()));
+        ParseResult parsed = cli.parseArgs(args);
+        if (!parsed.hasSubcommand() || !(parsed.subcommand().commandSpec().userObject() instanceof Cli.RuntimeCommand c)) {
+            throw new ParameterException(cli, "not a command that boots the runtime: " + List.of(args));
         }
-        String mode = args[0];
-        if (mode.equals("--help") || mode.equals("-h")) {
-            mode = "help";
-        }
-        if (!List.of("run", "demo", "shell", "help").contains(mode)) {
-            throw new IllegalArgumentException("unknown command '" + mode + "'");
-        }
-        Path topology = null;
-        Path work = null;
-        Path dist = null;
-        Path jfr = null;
-        boolean debug = false;
-        List<String> rest = new ArrayList<>();
-        for (int i = 1; i < args.length; i++) {
-            String a = args[i];
-            if (!rest.isEmpty() && mode.equals("shell")) {
-                rest.add(a); // everything after the command's first word belongs to it
-                continue;
-            }
-            switch (a) {
-                case "--topology" -> topology = Path.of(value(args, ++i, a));
-                case "--work" -> work = Path.of(value(args, ++i, a));
-                case "--dist" -> dist = Path.of(value(args, ++i, a));
-                case "--jfr" -> jfr = Path.of(value(args, ++i, a));
-                case "--debug" -> debug = true;
-                case "--list" -> {
-                    if (!mode.equals("demo")) {
-                        throw new IllegalArgumentException("unknown option '" + a + "' for " + mode);
-                    }
-                    rest.add(a);
-                }
-                default -> {
-                    if (mode.equals("demo") && !a.startsWith("--") && rest.isEmpty()) {
-                        if (!DEMOS.containsKey(a)) {
-                            throw new IllegalArgumentException("no demo named '" + a + "'; dmaplane demo --list names them");
-                        }
-                        rest.add(a);
-                        continue;
-                    }
-                    if (a.startsWith("--") || !mode.equals("shell")) {
-                        throw new IllegalArgumentException("unknown option '" + a + "' for " + mode);
-                    }
-                    rest.add(a);
-                }
-            }
-        }
-        if (mode.equals("shell") && rest.isEmpty()) {
-            throw new IllegalArgumentException("shell needs a Gogo command line, e.g. dmaplane shell dmaplane:devices");
-        }
-        if (topology != null && mode.equals("demo")) {
-            throw new IllegalArgumentException("demo runs on the default machine; --topology is for run and shell");
-        }
-        if (topology != null && !Files.isRegularFile(topology)) {
-            throw new IllegalArgumentException("machine file " + topology + " does not exist");
-        }
-        if (work == null) {
-            String explicit = System.getProperty("dmaplane.work");
-            work = explicit != null ? Path.of(explicit)
-                    : Path.of(System.getProperty("dmaplane.workroot", "target"), "dmaplane-" + mode);
-        }
-        if (dist == null) {
-            dist = defaultDist();
-        }
-        if (jfr != null && (jfr.toAbsolutePath().getParent() == null || !Files.isDirectory(jfr.toAbsolutePath().getParent()))) {
-            throw new IllegalArgumentException("--jfr " + jfr + ": its directory does not exist");
-        }
-        return new Options(mode, topology, work.toAbsolutePath(), dist.toAbsolutePath(),
-                jfr == null ? null : jfr.toAbsolutePath(), debug, List.copyOf(rest));
-    }
-
-    private static String value(String[] args, int i, String option) {
-        if (i >= args.length || args[i].startsWith("--")) {
-            throw new IllegalArgumentException(option + " needs a value");
-        }
-        return args[i];
+        return c.options();
     }
 
     /** {@code dmaplane.dist}, else the directory above the launcher jar's {@code lib/}. */

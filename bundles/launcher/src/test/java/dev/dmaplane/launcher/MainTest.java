@@ -1,30 +1,81 @@
 package dev.dmaplane.launcher;
 
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+import picocli.CommandLine.Model.OptionSpec;
+import picocli.CommandLine.ParameterException;
 
+import java.io.ByteArrayOutputStream;
 import java.io.OutputStream;
 import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** Command-line parsing, without a framework. */
+/**
+ * Command-line parsing, without a framework: picocli's conventions (picocli user manual, "Mixin Standard Help
+ * Options", "Option-Parameter Separators", "Short (POSIX) Options", "Exit Code"), one usage text from the model.
+ */
 class MainTest {
-    @Test
-    void noArgumentsMeansHelp() {
-        assertEquals("help", Main.parse(new String[0]).mode());
-        assertEquals("help", Main.parse(new String[]{"--help"}).mode());
+    private record Run(int code, String out, String err) {
+    }
+
+    private static Run main(String... args) throws Exception {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int code = Main.run(args, new PrintStream(out, true, StandardCharsets.UTF_8),
+                new PrintStream(err, true, StandardCharsets.UTF_8));
+        return new Run(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
     }
 
     @Test
-    void optionsAndShellCommandLine() {
-        Main.Options o = Main.parse(new String[]{"shell", "--work", "/tmp/w", "--dist", "/tmp/d", "dmaplane:trace", "5", "--x"});
+    void noArgumentsHelpAndDashHPrintTheOneUsageText() throws Exception {
+        Run bare = main();
+        assertEquals(0, bare.code());
+        assertTrue(bare.out().startsWith("Usage: dmaplane [-hV] COMMAND"), bare.out());
+        for (String command : List.of("run", "demo", "shell", "new-driver", "perf", "build", "fuzz", "reliability",
+                "completion", "help")) {
+            assertTrue(bare.out().contains("\n  " + command + " "), command + " listed: " + bare.out());
+        }
+        assertEquals(bare, main("--help"));
+        assertEquals(bare, main("-h"));
+        assertEquals(bare, main("help"));
+    }
+
+    @Test
+    void everyCommandHasHelpAndVersion() throws Exception {
+        for (String command : List.of("run", "demo", "shell", "new-driver", "completion")) {
+            Run help = main(command, "--help");
+            assertEquals(0, help.code(), help.err());
+            assertTrue(help.out().startsWith("Usage: dmaplane " + command + " "), help.out());
+            assertTrue(help.out().contains("-V, --version"), help.out());
+            assertEquals(help, main("help", command));
+            Run version = main(command, "-V");
+            assertEquals(0, version.code());
+            assertTrue(version.out().startsWith("dmaplane " + DmaplaneRuntime.versions().getProperty("project.version")
+                    + "\nApache Felix "), version.out());
+        }
+        Run run = main("run", "-h");
+        assertTrue(run.out().contains("--topology=FILE") && run.out().contains("--work=DIR")
+                && run.out().contains("--jfr=FILE") && run.out().contains("--debug"), run.out());
+    }
+
+    @Test
+    void optionsTakeTheirValueAfterASpaceOrAnEqualsSign() {
+        Main.Options o = Main.parse("shell", "--work", "/tmp/w", "--dist=/tmp/d", "dmaplane:trace", "5", "--x");
         assertEquals(Path.of("/tmp/w"), o.work());
         assertEquals(Path.of("/tmp/d"), o.dist());
         assertEquals(List.of("dmaplane:trace", "5", "--x"), o.rest(), "after the command everything is its own");
+        assertEquals(Path.of("/tmp/w2"), Main.parse("run", "--work=/tmp/w2").work());
     }
 
     /** Each command has its own default work directory, so a demo or a shell never wipes a running run's. */
@@ -33,23 +84,110 @@ class MainTest {
         if (System.getProperty("dmaplane.work") != null) {
             return; // an explicit work directory overrides the defaults; nothing to check
         }
-        assertTrue(Main.parse(new String[]{"demo", "--dist", "/tmp/d"}).work().endsWith(Path.of("target", "dmaplane-demo")));
-        assertTrue(Main.parse(new String[]{"run", "--dist", "/tmp/d"}).work().endsWith(Path.of("target", "dmaplane-run")));
-        assertTrue(Main.parse(new String[]{"shell", "--dist", "/tmp/d", "lb"}).work().endsWith(Path.of("target", "dmaplane-shell")));
+        assertTrue(Main.parse("demo", "--dist", "/tmp/d").work().endsWith(Path.of("target", "dmaplane-demo")));
+        assertTrue(Main.parse("run", "--dist", "/tmp/d").work().endsWith(Path.of("target", "dmaplane-run")));
+        assertTrue(Main.parse("shell", "--dist", "/tmp/d", "lb").work().endsWith(Path.of("target", "dmaplane-shell")));
     }
 
     @Test
     void mistakesAreRefused() {
-        assertThrows(IllegalArgumentException.class, () -> Main.parse(new String[]{"fly"}));
-        assertThrows(IllegalArgumentException.class, () -> Main.parse(new String[]{"run", "--bogus"}));
-        assertThrows(IllegalArgumentException.class, () -> Main.parse(new String[]{"run", "--work"}));
-        assertThrows(IllegalArgumentException.class, () -> Main.parse(new String[]{"shell"}));
-        assertThrows(IllegalArgumentException.class, () -> Main.parse(new String[]{"run", "--topology", "/nonexistent.yaml"}));
-        assertThrows(IllegalArgumentException.class, () -> Main.parse(new String[]{"demo", "--topology", "pom.xml"}));
+        assertThrows(ParameterException.class, () -> Main.parse("fly"));
+        assertThrows(ParameterException.class, () -> Main.parse("run", "--bogus"));
+        assertThrows(ParameterException.class, () -> Main.parse("run", "--work"));
+        assertThrows(ParameterException.class, () -> Main.parse("shell"));
+        assertThrows(ParameterException.class, () -> Main.parse("run", "--topology", "/nonexistent.yaml"));
+        assertThrows(ParameterException.class, () -> Main.parse("demo", "--topology", "pom.xml"));
+        assertThrows(ParameterException.class, () -> Main.parse("demo", "nope"));
+    }
+
+    /** A usage error is one line naming the word and the command, the command's help hint, exit 2, no stack. */
+    @Test
+    void usageErrorsAreOneLineWithTheCommandsHintAndExitTwo() throws Exception {
+        Run unknown = main("run", "--bogus");
+        assertEquals(2, unknown.code());
+        assertEquals("dmaplane run: Unknown option: '--bogus'\nTry 'dmaplane run --help' for more information.\n",
+                unknown.err().replace(System.lineSeparator(), "\n"));
+        assertEquals("", unknown.out());
+
+        Run fly = main("fly");
+        assertEquals(2, fly.code());
+        assertTrue(fly.err().startsWith("dmaplane: unknown command 'fly' (one of run, demo, shell, new-driver,"), fly.err());
+        assertTrue(fly.err().contains("\nTry 'dmaplane --help' for more information."), fly.err());
+
+        Run missing = main("shell", "--work");
+        assertEquals(2, missing.code());
+        assertTrue(missing.err().startsWith("dmaplane shell: Missing required parameter for option '--work' (DIR)"),
+                missing.err());
+
+        Run demo = main("demo", "nope");
+        assertEquals(2, demo.code());
+        assertTrue(demo.err().startsWith("dmaplane demo: no demo named 'nope'; dmaplane demo --list names them\n"),
+                demo.err());
+        for (Run r : List.of(unknown, fly, missing, demo)) {
+            assertFalse(r.err().contains("\tat "), "no stack trace: " + r.err());
+            assertEquals(2, r.err().lines().count(), r.err());
+        }
     }
 
     @Test
-    void usageErrorsExitWithTwo() throws Exception {
-        assertEquals(2, Main.run(new String[]{"fly"}, System.out, new PrintStream(OutputStream.nullOutputStream())));
+    void commandsTheScriptRunsAreDescribedHere() throws Exception {
+        Run fuzz = main("fuzz", "--help");
+        assertEquals(0, fuzz.code());
+        assertTrue(fuzz.out().contains("machine-file-mutated"), fuzz.out());
+        Run run = main("fuzz", "100");
+        assertEquals(2, run.code());
+        assertEquals("dmaplane: 'fuzz' is run by the dmaplane script: ./dmaplane fuzz\n",
+                run.err().replace(System.lineSeparator(), "\n"));
+    }
+    /**
+     * {@code completion bash} is picocli's {@code AutoComplete} script of the whole model: it names every command and
+     * every option, and bash, sourcing it, completes {@code dmaplane run --to} to {@code --topology}.
+     */
+    @Test
+    void bashCompletionNamesEveryCommandAndOptionAndCompletes(@TempDir Path tmp) throws Exception {
+        Run r = main("completion", "bash");
+        assertEquals(0, r.code(), r.err());
+        CommandLine cli = Cli.commandLine(new PrintStream(OutputStream.nullOutputStream()),
+                new PrintStream(OutputStream.nullOutputStream()));
+        List<String> words = new ArrayList<>();
+        collect(cli, words);
+        assertTrue(words.containsAll(List.of("run", "demo", "shell", "perf", "new-driver", "--topology", "--work",
+                "--jfr", "--list", "--package")), words.toString());
+        for (String w : words) {
+            assertTrue(r.out().contains(w), w + " is in the script");
+        }
+        assertEquals(main("completion"), r, "bash is the default");
+        Run zsh = main("completion", "zsh");
+        assertEquals(2, zsh.code());
+        assertTrue(zsh.err().startsWith("dmaplane completion: no completion for shell 'zsh' (bash)\n"), zsh.err());
+
+        Path script = Files.writeString(tmp.resolve("dmaplane-completion.bash"), r.out());
+        assertEquals("--topology", complete(script, "dmaplane run --to"));
+        assertEquals("dmatest", complete(script, "dmaplane demo dm"));
+        assertEquals("new-driver", complete(script, "dmaplane new"));
+    }
+
+    /** The words bash offers for {@code line} after sourcing {@code script}, one a line. */
+    private static String complete(Path script, String line) throws Exception {
+        String[] words = line.split(" ");
+        // compopt only works inside a completion bash itself started: a no-op here
+        String program = "source " + script + "; compopt() { :; }; COMP_WORDS=(" + line + "); COMP_CWORD=" + (words.length - 1)
+                + "; COMP_LINE='" + line + "'; COMP_POINT=" + line.length()
+                + "; _complete_dmaplane; printf '%s\\n' \"${COMPREPLY[@]}\"";
+        Process p = new ProcessBuilder("bash", "-c", program).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).strip();
+        assertTrue(p.waitFor(30, TimeUnit.SECONDS));
+        assertEquals(0, p.exitValue(), out);
+        return out;
+    }
+
+    private static void collect(CommandLine cli, List<String> words) {
+        for (OptionSpec o : cli.getCommandSpec().options()) {
+            words.addAll(List.of(o.names()));
+        }
+        cli.getSubcommands().forEach((name, sub) -> {
+            words.add(name);
+            collect(sub, words);
+        });
     }
 }
