@@ -15,23 +15,30 @@ import picocli.CommandLine.Unmatched;
 
 import java.io.PrintStream;
 import java.io.PrintWriter;
+import java.lang.reflect.InvocationTargetException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
+import java.util.Optional;
 
 /**
  * The {@code dmaplane} command line as one picocli model: a {@code @Command} per subcommand, its usage text the only
  * one there is ({@code dmaplane help}, {@code dmaplane CMD --help}), its bash completion generated from it
  * ({@code dmaplane completion bash}). The commands the {@code dmaplane} script runs itself (build, fuzz,
- * reliability) are in the model for their usage and completion, and so is {@code perf}, which it runs with
- * perftest's class path.
+ * reliability) are in the model for their usage and completion; {@code perf} is perftest's own model when perftest
+ * is on the class path.
  */
 final class Cli {
     /** The command's name, as the script is called. */
     static final String NAME = "dmaplane";
+    /**
+     * perftest's entry point ({@code commandLine(String)}, {@code run(String[], PrintStream, PrintStream)}), on the
+     * class path of {@code ./dmaplane perf}, {@code help} and {@code completion}.
+     */
+    static final String PERF_CLI = "dev.dmaplane.perftest.Main";
     /** Columns of the usage text. */
     static final int USAGE_WIDTH = 110;
 
@@ -43,11 +50,14 @@ final class Cli {
         int run(PrintStream out, PrintStream err) throws Exception;
     }
 
-    /** The root command line, printing to {@code out} and {@code err}. */
+    /**
+     * The root command line, printing to {@code out} and {@code err}; perftest's {@code perf} model is in it when
+     * its class is on the class path.
+     */
     static CommandLine commandLine(PrintStream out, PrintStream err) {
         CommandLine cli = new CommandLine(new Top());
         cli.getSubcommands().get("shell").setStopAtPositional(true); // the Gogo command line is the command's own
-        cli.addSubcommand("perf", new PerfStub());
+        cli.addSubcommand("perf", perf());
         for (Object command : List.of(new Build(), new Fuzz(), new Reliability(), new Completion(), new HelpCommand())) {
             cli.addSubcommand(command);
         }
@@ -55,6 +65,30 @@ final class Cli {
         cli.setOut(new PrintWriter(out, true, StandardCharsets.UTF_8));
         cli.setErr(new PrintWriter(err, true, StandardCharsets.UTF_8));
         return cli;
+    }
+
+    /** perftest's {@code CommandLine}, or {@link PerfStub} when perftest is not on the class path. */
+    private static CommandLine perf() {
+        Optional<Class<?>> perftest = perftest();
+        if (perftest.isEmpty()) {
+            return new CommandLine(new PerfStub()); // the launcher jar alone: run, demo, shell
+        }
+        try {
+            return (CommandLine) perftest.get().getMethod("commandLine", String.class).invoke(null, "perf");
+        } catch (InvocationTargetException e) {
+            throw new IllegalStateException("perftest's command model failed: " + e.getCause(), e.getCause());
+        } catch (ReflectiveOperationException e) {
+            throw new IllegalStateException(PERF_CLI + " has no commandLine(String): " + e, e);
+        }
+    }
+
+    /** perftest's entry point, when perftest is on the class path. */
+    static Optional<Class<?>> perftest() {
+        try {
+            return Optional.of(Class.forName(PERF_CLI));
+        } catch (ClassNotFoundException e) {
+            return Optional.empty(); // the launcher jar alone
+        }
     }
 
     /** {@code --version}: the build's version, the framework's and the JVM's. */
@@ -303,7 +337,7 @@ final class Cli {
         }
     }
 
-    /** {@code perf}: described, run by the script. */
+    /** {@code perf} when perftest is not on the class path: described, run by the script. */
     @Command(name = "perf", mixinStandardHelpOptions = true, versionProvider = Version.class,
             description = "perftest's tools (write_bw, read_bw, send_bw, atomic_bw, write_lat, read_lat, send_lat,"
                     + " atomic_lat), 'bench' and 'gpudirect' between rxe0 and rxe1 of a machine of their own; run by"

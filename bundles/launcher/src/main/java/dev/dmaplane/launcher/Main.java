@@ -8,13 +8,16 @@ import picocli.CommandLine.UnmatchedArgumentException;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.io.PrintStream;
+import java.lang.reflect.InvocationTargetException;
 import java.net.URISyntaxException;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 
 /**
  * The {@code dmaplane} command: embeds Apache Felix with the dmaplane runtime. The command line is {@link Cli}'s
@@ -82,6 +85,10 @@ public final class Main {
 
     /** Runs the command line; returns the exit code. */
     static int run(String[] args, PrintStream out, PrintStream err) throws Exception {
+        Optional<Class<?>> perftest = Cli.perftest();
+        if (args.length > 0 && args[0].equals("perf") && perftest.isPresent()) {
+            return perf(perftest.get(), Arrays.copyOfRange(args, 1, args.length), out, err);
+        }
         CommandLine cli = Cli.commandLine(out, err);
         Options o;
         try {
@@ -144,6 +151,22 @@ public final class Main {
         err.println(where.getCommandSpec().qualifiedName() + ": " + message);
         err.println("Try '" + where.getCommandSpec().qualifiedName() + " --help' for more information.");
         return where.getCommandSpec().exitCodeOnInvalidInput();
+    }
+
+    /**
+     * {@code perf ...} with perftest on the class path: perftest's command line (the same model as the usage text's)
+     * parses and runs the words after {@code perf}, with perftest's errors and exit status.
+     */
+    private static int perf(Class<?> perftest, String[] args, PrintStream out, PrintStream err) throws Exception {
+        try {
+            return (Integer) perftest.getMethod("run", String[].class, PrintStream.class, PrintStream.class)
+                    .invoke(null, args, out, err);
+        } catch (InvocationTargetException e) {
+            if (e.getCause() instanceof Exception cause) {
+                throw cause;
+            }
+            throw e;
+        }
     }
 
     /** {@code new-driver NAME [--package PKG] [--dir DIR]}: generates the project, says what to do next. */

@@ -167,6 +167,33 @@ class MainTest {
         assertEquals("new-driver", complete(script, "dmaplane new"));
     }
 
+    /**
+     * With perftest on the class path (this test's, and {@code ./dmaplane perf}'s), {@code perf} is perftest's own
+     * command line: its usage, its errors and exit status (perftest's 1), and its options in the completion.
+     */
+    @Test
+    void perfIsPerftestsOwnCommandLine(@TempDir Path tmp) throws Exception {
+        Run help = main("perf", "write_bw", "--help");
+        assertEquals(0, help.code(), help.err());
+        assertTrue(help.out().startsWith("Usage: dmaplane perf write_bw ") && help.out().contains("-s, --size=SIZE"),
+                help.out());
+        assertEquals(main("help", "perf").out(), main("perf", "--help").out());
+
+        Run bad = main("perf", "write_bw", "-s", "0");
+        assertEquals(1, bad.code());
+        assertEquals("EINVAL: perftest: invalid size -s 0: must be 1..8388608\n"
+                + "Try 'dmaplane perf write_bw --help' for more information.\n", bad.err().replace(System.lineSeparator(), "\n"));
+
+        Run completion = main("completion", "bash");
+        for (String word : List.of("write_bw", "ib_write_bw", "send_lat", "bench", "gpudirect", "--size", "--iters",
+                "--report_gbits", "--use_srq", "--connection")) {
+            assertTrue(completion.out().contains(word), word);
+        }
+        Path script = Files.writeString(tmp.resolve("dmaplane-completion.bash"), completion.out());
+        assertEquals("--size", complete(script, "dmaplane perf write_bw --si"));
+        assertEquals("RC\nUC\nUD", complete(script, "dmaplane perf send_bw -c ''"));
+    }
+
     /** The words bash offers for {@code line} after sourcing {@code script}, one a line. */
     private static String complete(Path script, String line) throws Exception {
         String[] words = line.split(" ");
@@ -181,13 +208,18 @@ class MainTest {
         return out;
     }
 
+    /** Every visible command's name and option names, under {@code cli}. */
     private static void collect(CommandLine cli, List<String> words) {
         for (OptionSpec o : cli.getCommandSpec().options()) {
-            words.addAll(List.of(o.names()));
+            if (!o.hidden()) {
+                words.addAll(List.of(o.names()));
+            }
         }
         cli.getSubcommands().forEach((name, sub) -> {
-            words.add(name);
-            collect(sub, words);
+            if (!sub.getCommandSpec().usageMessage().hidden()) {
+                words.add(name);
+                collect(sub, words);
+            }
         });
     }
 }

@@ -6,6 +6,9 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.rdma.RdmaCore;
 
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Parameters;
+
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -13,6 +16,7 @@ import java.lang.management.ManagementFactory;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Iterator;
 import java.util.List;
 
 /**
@@ -32,8 +36,39 @@ final class Bench {
     private Bench() {
     }
 
-    static void main(String[] args) {
-        int secs = args.length > 1 ? Integer.parseInt(args[1]) : 5;
+    /** {@code bench [SECS]}: every part, each in a JVM of its own. */
+    @Command(name = "bench", mixinStandardHelpOptions = true, versionProvider = PerfCli.Version.class,
+            description = "docs/BENCHMARKS.md's figures (\"perftest over Soft-RoCE\"), each part in a JVM of its own")
+    static final class BenchCommand {
+        @Parameters(arity = "0..1", paramLabel = "SECS", converter = PerfCli.IntValue.class,
+                description = "seconds per figure, after a 1 s warm-up (default 5)")
+        int secs = 5;
+    }
+
+    /** {@code bench-part PART [SECS]}: one part in this JVM, as {@link #main} forks it. */
+    @Command(name = "bench-part", hidden = true, mixinStandardHelpOptions = true,
+            versionProvider = PerfCli.Version.class, description = "one part of bench in this JVM")
+    static final class PartCommand {
+        @Parameters(index = "0", paramLabel = "PART", description = "${COMPLETION-CANDIDATES}",
+                completionCandidates = Parts.class)
+        String part;
+        @Parameters(index = "1", arity = "0..1", paramLabel = "SECS", converter = PerfCli.IntValue.class,
+                description = "seconds per figure (default 5)")
+        int secs = 5;
+    }
+
+    /** The parts' names. */
+    static final class Parts implements Iterable<String> {
+        @Override
+        public Iterator<String> iterator() {
+            return PARTS.iterator();
+        }
+    }
+
+    static void main(int secs) {
+        if (secs < 1) {
+            throw new ErrnoException(Errno.EINVAL, "perftest: bench " + secs + ": seconds must be >= 1");
+        }
         System.out.printf("JVM %s, %d CPUs, %d s per figure (after a 1 s warm-up), each part in a JVM of its own%n",
                 Runtime.version(), Runtime.getRuntime().availableProcessors(), secs);
         System.out.flush();
@@ -65,12 +100,13 @@ final class Bench {
     }
 
     /** {@code bench-part PART [seconds]}: one part, with its warm-up, on a machine of its own. */
-    static void part(String[] args) {
-        String part = args.length > 1 ? args[1] : "";
+    static void part(String part, int secs) {
         if (!PARTS.contains(part)) {
             throw new ErrnoException(Errno.EINVAL, "unknown bench part '" + part + "': one of " + PARTS);
         }
-        int secs = args.length > 2 ? Integer.parseInt(args[2]) : 5;
+        if (secs < 1) {
+            throw new ErrnoException(Errno.EINVAL, "perftest: bench-part " + part + " " + secs + ": seconds must be >= 1");
+        }
         try (SoftRoceHost host = SoftRoceHost.boot()) {
             switch (part) {
                 case "bw" -> bandwidth(host.machine(), host.core(), secs);

@@ -1,27 +1,50 @@
 package dev.dmaplane.perftest;
 
 import dev.dmaplane.errno.ErrnoException;
+import picocli.CommandLine;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.ParseResult;
 
 import java.io.PrintStream;
+import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
 import java.util.function.Function;
 
 /**
  * {@code java dev.dmaplane.perftest.Main write_bw -s 65536 -n 1000}: boots the default machine, binds Soft-RoCE,
  * runs one tool between rxe0 and rxe1 and prints perftest's report; {@code Main bench} runs the figures of
- * docs/BENCHMARKS.md ("perftest over Soft-RoCE"). This is what {@code ./dmaplane perf} runs.
+ * docs/BENCHMARKS.md ("perftest over Soft-RoCE"). This is what {@code ./dmaplane perf} runs. The command line is one
+ * picocli model ({@link #commandLine}): {@code perf --help}, {@code perf write_bw --help}.
  *
- * <p>Exit status: 0 after a run whose bytes checked out; 1, with the error on standard error and no report, for a
- * bad option ({@code EINVAL}), a failed byte check ({@code EIO}) or any other {@link ErrnoException}.
+ * <p>Exit status, as perftest's: 0 after a run whose bytes checked out (or help); 1, with the error on standard
+ * error and no report, for a bad option ({@code EINVAL}, followed by the tool's usage hint), a failed byte check
+ * ({@code EIO}) or any other {@link ErrnoException}.
  */
 public final class Main {
+    /** The command as users type it. */
+    static final String NAME = "dmaplane perf";
+
     private Main() {
     }
 
     public static void main(String[] args) {
-        int status = run(args, Perftest::run, System.out, System.err);
+        int status = run(args, System.out, System.err);
         if (status != 0) {
             System.exit(status);
         }
+    }
+
+    /**
+     * perftest's command line named {@code name} ({@code dmaplane perf}), for a launcher's usage text and shell
+     * completion.
+     */
+    public static CommandLine commandLine(String name) {
+        return PerfCli.commandLine(name);
+    }
+
+    /** Runs the command line on a machine of its own; returns the exit status {@link #main} ends with. */
+    public static int run(String[] args, PrintStream out, PrintStream err) {
+        return run(args, Perftest::run, out, err);
     }
 
     /**
@@ -29,20 +52,45 @@ public final class Main {
      * for {@code bench}) and returns the exit status {@link #main} ends with.
      */
     static int run(String[] args, Function<PerfConfig, PerfResult> tool, PrintStream out, PrintStream err) {
+        CommandLine cli = PerfCli.commandLine(NAME);
+        cli.setOut(new PrintWriter(out, true, StandardCharsets.UTF_8));
+        cli.setErr(new PrintWriter(err, true, StandardCharsets.UTF_8));
         try {
-            if (args.length > 0 && args[0].equals("bench")) {
-                Bench.main(args);
+            ParseResult parsed = cli.parseArgs(args);
+            if (CommandLine.printHelpIfRequested(parsed)) {
                 return 0;
             }
-            if (args.length > 0 && args[0].equals("bench-part")) {
-                Bench.part(args);
-                return 0;
+            if (!parsed.hasSubcommand()) {
+                throw new ParameterException(cli, "no test given");
             }
-            out.print(tool.apply(PerfConfig.parse(args)).report());
+            Object command = parsed.subcommand().commandSpec().userObject();
+            switch (command) {
+                case PerfCli.ToolCommand t -> {
+                    PerfConfig config;
+                    try {
+                        config = t.config();
+                    } catch (ErrnoException e) {
+                        err.println(e.getMessage()); // a value out of its range: a usage error too
+                        err.println(PerfCli.hint(parsed.subcommand().commandSpec().commandLine()));
+                        return 1;
+                    }
+                    out.print(tool.apply(config).report());
+                }
+                case Bench.BenchCommand b -> Bench.main(b.secs);
+                case Bench.PartCommand p -> Bench.part(p.part, p.secs);
+                case PerfCli.GpuDirectCommand g -> g.run();
+                default -> throw new IllegalStateException("no action for " + command.getClass().getName());
+            }
             return 0;
+        } catch (ParameterException e) {
+            err.println(PerfCli.errno(e).getMessage());
+            err.println(PerfCli.hint(e.getCommandLine()));
+            return 1;
         } catch (ErrnoException e) {
             err.println(e.getMessage());
             return 1;
+        } catch (ReflectiveOperationException e) {
+            throw new IllegalStateException("perftest: gpudirect bench failed to run: " + e, e);
         }
     }
 }

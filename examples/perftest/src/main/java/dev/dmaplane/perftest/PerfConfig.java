@@ -162,69 +162,12 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
                 false, false, false);
     }
 
-    /** Parses {@code write_bw -s 65536 -n 1000 ...}; bad options are {@code EINVAL} naming the value. */
+    /**
+     * Parses {@code write_bw -s 65536 -n 1000 ...} with perftest's option names (picocli: {@code --size=65536},
+     * bundled {@code -ab}); bad options are {@code EINVAL} naming the value.
+     */
     public static PerfConfig parse(String... args) {
-        if (args.length == 0) {
-            throw bad("no test given");
-        }
-        Test test = Test.of(args[0]);
-        PerfConfig d = defaults(test);
-        int size = d.size, iters = d.iterations, qps = d.qps, duration = d.duration, tx = d.txDepth, inline = 0;
-        int postList = 1;
-        QpType connection = QpType.RC;
-        Integer cqMod = null;
-        boolean all = false, gbits = false, duplex = false, events = false, srq = false, noPeak = false;
-        boolean histogram = false, unsorted = false;
-        for (int i = 1; i < args.length; i++) {
-            String a = args[i];
-            switch (a) {
-                case "-a", "--all" -> all = true;
-                case "--report_gbits" -> gbits = true;
-                case "-b", "--bidirectional" -> duplex = true;
-                case "-e", "--events" -> events = true;
-                case "--use_srq" -> srq = true;
-                case "-N", "--noPeak" -> noPeak = true;
-                case "-H", "--report-histogram" -> histogram = true;
-                case "-U", "--report-unsorted" -> unsorted = true;
-                case "-c", "--connection" -> connection = connectionArg(args, ++i, a);
-                case "-s", "--size" -> size = intArg(args, ++i, a);
-                case "-n", "--iters" -> iters = intArg(args, ++i, a);
-                case "-q", "--qp" -> qps = intArg(args, ++i, a);
-                case "-D", "--duration" -> duration = intArg(args, ++i, a);
-                case "-t", "--tx-depth" -> tx = intArg(args, ++i, a);
-                case "-Q", "--cq-mod" -> cqMod = intArg(args, ++i, a);
-                case "-I", "--inline_size" -> inline = intArg(args, ++i, a);
-                case "-l", "--post_list" -> postList = intArg(args, ++i, a);
-                default -> throw bad("unknown option '" + a + "'");
-            }
-        }
-        // perftest: a post list sets the CQ moderation to its size unless -Q was given
-        int mod = cqMod != null ? cqMod : postList > 1 ? postList : Math.min(d.cqMod, tx);
-        return new PerfConfig(test, size, iters, all, qps, duration, gbits, tx, mod, inline, postList, duplex,
-                connection, events, srq, noPeak, histogram, unsorted);
-    }
-
-    private static QpType connectionArg(String[] args, int i, String opt) {
-        if (i >= args.length) {
-            throw bad("option " + opt + " needs a value");
-        }
-        return switch (args[i]) {
-            case "RC" -> QpType.RC;
-            case "UC" -> QpType.UC;
-            case "UD" -> QpType.UD;
-            default -> throw bad("invalid connection type -c " + args[i] + ": RC, UC or UD");
-        };
-    }
-
-    private static int intArg(String[] args, int i, String opt) {
-        if (i >= args.length) {
-            throw bad("option " + opt + " needs a value");
-        }
-        try {
-            return Integer.parseInt(args[i]);
-        } catch (NumberFormatException e) {
-            throw bad("invalid value '" + args[i] + "' for " + opt + ": not a number");
-        }
+        return PerfCli.parse(args);
     }
 
     private static ErrnoException bad(String msg) {

@@ -1,12 +1,16 @@
 package dev.dmaplane.perftest.impl;
 
 import dev.dmaplane.machine.Machine;
+import dev.dmaplane.perftest.Main;
 import dev.dmaplane.perftest.PerfConfig;
 import dev.dmaplane.perftest.Perftest;
 import dev.dmaplane.rdma.RdmaCore;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Reference;
+import picocli.CommandLine;
+
+import java.util.List;
 
 /**
  * {@code dmaplane:perf write_bw -s 65536 -n 1000} in the Gogo shell: runs a perftest tool between rxe0 and rxe1 of
@@ -28,9 +32,16 @@ public final class PerfCommands {
 
     /**
      * {@code perf TEST [-s N] [-n N] [-a] [-q N] [-D S] [-t N] [-Q N] [-l N] [-I N] [-b] [-e] [-c RC|UC|UD]
-     * [--use_srq] [-N] [-H] [-U] [--report_gbits]}; bad options: EINVAL.
+     * [--use_srq] [-N] [-H] [-U] [--report_gbits]}; bad options: EINVAL; {@code -h}/{@code --help}: the usage text
+     * of perftest's command line ({@code perf TEST --help}: the tool's).
      */
     public String perf(String... args) {
+        List<String> words = List.of(args);
+        if (words.contains("-h") || words.contains("--help")) {
+            CommandLine cli = Main.commandLine("dmaplane:perf");
+            CommandLine tool = args.length > 0 ? cli.getSubcommands().get(args[0]) : null;
+            return (tool != null ? tool : cli).getUsageMessage().stripTrailing();
+        }
         return Perftest.run(machine, core, PerfConfig.parse(args)).report();
     }
 }
