@@ -194,6 +194,18 @@ class MainTest {
         assertEquals("RC\nUC\nUD", complete(script, "dmaplane perf send_bw -c ''"));
     }
 
+    /** The fuzz targets the completion offers are the script's FUZZ_TARGETS, which it runs. */
+    @Test
+    void theFuzzTargetsAreTheScripts() throws Exception {
+        String text = Files.readString(Path.of("..", "..", "dmaplane")); // surefire runs in bundles/launcher
+        String table = text.substring(text.indexOf("FUZZ_TARGETS=("), text.indexOf(")", text.indexOf("FUZZ_TARGETS=(")));
+        List<String> names = table.lines().skip(1).map(String::strip).filter(l -> l.startsWith("\""))
+                .map(l -> l.substring(1, l.indexOf(' '))).toList();
+        List<String> offered = new ArrayList<>();
+        new Cli.FuzzTargets().forEach(offered::add);
+        assertEquals(names, offered);
+    }
+
     /** The words bash offers for {@code line} after sourcing {@code script}, one a line. */
     private static String complete(Path script, String line) throws Exception {
         String[] words = line.split(" ");
