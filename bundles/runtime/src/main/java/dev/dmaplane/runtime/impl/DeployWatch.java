@@ -1,6 +1,8 @@
 package dev.dmaplane.runtime.impl;
 
+import dev.dmaplane.shell.CommandUsage;
 import org.apache.felix.fileinstall.ArtifactInstaller;
+import org.apache.felix.service.command.Descriptor;
 import org.osgi.framework.Bundle;
 import org.osgi.framework.BundleContext;
 import org.osgi.framework.BundleEvent;
@@ -106,6 +108,7 @@ public final class DeployWatch implements ArtifactInstaller {
     }
 
     /** {@code dmaplane:deploy}: every jar of the deploy directory, with its bundle's state or why it has none. */
+    @Descriptor("every jar of the deploy directory with its bundle's state, or why it has none")
     public String deploy() throws IOException {
         if (deployDir == null) {
             return "no deploy directory (" + DEPLOY_DIR + " is not set)";
@@ -170,6 +173,11 @@ public final class DeployWatch implements ArtifactInstaller {
         if (!why.equals(reported.put(p, why))) {
             LOG.warn("deploy: {} {}", p.getFileName(), why);
         }
+    }
+
+    /** What the Gogo runtime calls when no form of a command takes its arguments: the command's usage, EINVAL. */
+    public String _main(String... argv) {
+        throw CommandUsage.wrongArguments(this, "dmaplane", argv);
     }
 
     /** Why File Install would not take {@code jar} as a bundle, or empty if it would. */

@@ -11,8 +11,11 @@ import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.Bdf;
 import dev.dmaplane.runtime.topo.Graphviz;
+import dev.dmaplane.shell.CommandUsage;
 import dev.dmaplane.trace.TraceEvent;
 import dev.dmaplane.trace.TraceKind;
+import org.apache.felix.service.command.Descriptor;
+import org.osgi.framework.FrameworkUtil;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Reference;
@@ -74,7 +77,8 @@ public final class DmaplaneCommands {
         this.workDir = workDir;
     }
 
-    /** {@code dmaplane:help}: what the commands do. */
+    /** {@code dmaplane:help}: what the commands do, then every command of every loaded bundle. */
+    @Descriptor("what the dmaplane commands do, then every command of every loaded bundle")
     public String help() {
         return """
                 dmaplane:lspci              PCI hierarchy as lspci -tv draws it, then every function with its
@@ -117,41 +121,60 @@ public final class DmaplaneCommands {
                 -j after lspci, iommu, dmadebug, devices, drivers, memory or dmabuf: that listing as one line
                 of JSON, as rdma -j prints it, for jq.
                 Driver bundles copied into the deploy directory are installed, started and bound within a second;
-                deleting them unbinds (the driver's remove runs) and uninstalls them.""".formatted(DEFAULT_TRACE_EVENTS);
+                deleting them unbinds (the driver's remove runs) and uninstalls them.""".formatted(DEFAULT_TRACE_EVENTS)
+                + index();
+    }
+
+    /** Every command of every loaded bundle, after a blank line; nothing outside a framework. */
+    private String index() {
+        String index = CommandIndex.of(FrameworkUtil.getBundle(getClass()));
+        return index.isEmpty() ? "" : "\n\n" + index;
+    }
+
+    /** What the Gogo runtime calls when no form of a command takes its arguments: the command's usage, EINVAL. */
+    public String _main(String... argv) {
+        throw CommandUsage.wrongArguments(this, "dmaplane", argv);
     }
 
     /** {@code dmaplane:topo}: the machine's picture as Graphviz DOT. */
+    @Descriptor("the machine's picture (PCI tree, IOMMU groups, peer-to-peer paths, dma-bufs) as Graphviz DOT")
     public String topo() {
         return TopoView.run(machine, graphviz, workDir, List.of());
     }
 
     /** {@code dmaplane:topo --dot}, {@code --svg} (through Graphviz's {@code dot}) or {@code FILE} (DOT into it). */
-    public String topo(String arg) {
+    @Descriptor("the picture as DOT or as SVG through Graphviz's dot, or DOT into FILE")
+    public String topo(@Descriptor("--dot|--svg|FILE") String arg) {
         return TopoView.run(machine, graphviz, workDir, List.of(arg));
     }
 
     /** {@code dmaplane:topo --dot FILE} or {@code --svg FILE}: the picture written to FILE. */
-    public String topo(String format, String file) {
+    @Descriptor("the picture as DOT or SVG written to FILE")
+    public String topo(@Descriptor("--dot|--svg") String format, @Descriptor("FILE") String file) {
         return TopoView.run(machine, graphviz, workDir, List.of(format, file));
     }
 
     /** {@code dmaplane:dmabuf}: the machine's dma-bufs as {@code /sys/kernel/debug/dma_buf/bufinfo} shows them. */
+    @Descriptor("dma-bufs as /sys/kernel/debug/dma_buf/bufinfo lists them")
     public String dmabuf() {
         return dmaBufs.bufinfo().strip();
     }
 
     /** {@code dmaplane:dmabuf -j}: the live dma-bufs with their fences and attachments as JSON. */
-    public String dmabuf(String option) {
+    @Descriptor("the live dma-bufs with their fences and attachments as JSON")
+    public String dmabuf(@Descriptor("-j") String option) {
         requireJson("dmabuf", option);
         return JsonViews.write(JsonViews.dmaBufs(dmaBufs));
     }
 
     /** {@code dmaplane:interrupts}: the machine's requested MSI-X vectors as {@code /proc/interrupts} shows them. */
+    @Descriptor("every requested MSI-X vector, as /proc/interrupts")
     public String interrupts() {
         return IrqVectors.procInterrupts(machine.pci().functions()).stripTrailing();
     }
 
     /** {@code dmaplane:lspci}: {@code lspci -tv} with bound drivers, then one line per function. */
+    @Descriptor("the PCI tree as lspci -tv, then every function as lspci -nnk")
     public String lspci() {
         return PciView.treeAndList(machine);
     }
@@ -160,7 +183,8 @@ public final class DmaplaneCommands {
      * {@code dmaplane:lspci -t} (tree only), {@code -v} (every function verbosely), {@code -x} (config space) or
      * {@code -j} (every function as JSON).
      */
-    public String lspci(String option) {
+    @Descriptor("lspci -t (the tree), -v (every function verbosely), -x/-xxx/-xxxx (config space), -j (JSON)")
+    public String lspci(@Descriptor("-t|-v|-x|-xxx|-xxxx|-j") String option) {
         return switch (option) {
             case "-t" -> machine.pci().lspciTree().stripTrailing();
             case "-v", "-vv" -> machine.pci().functions().stream().map(f -> PciView.verbose(machine, f.name()))
@@ -172,7 +196,8 @@ public final class DmaplaneCommands {
     }
 
     /** {@code dmaplane:lspci -v BDF}: {@code lspci -vv -s BDF}; {@code dmaplane:lspci -x BDF}: {@code lspci -x -s BDF}. */
-    public String lspci(String option, String bdf) {
+    @Descriptor("lspci -vv or -x of one function")
+    public String lspci(@Descriptor("-v|-x|-xxx|-xxxx") String option, @Descriptor("BDF") String bdf) {
         return switch (option) {
             case "-v", "-vv", "-s" -> PciView.verbose(machine, bdf);
             case "-x", "-xxx", "-xxxx" -> PciView.hex(machine, bdf, PciView.hexBytes(option));
@@ -182,12 +207,14 @@ public final class DmaplaneCommands {
     }
 
     /** {@code dmaplane:iommu}: groups, domains and the fault count. */
+    @Descriptor("IOMMU groups, domains, fault count")
     public String iommu() {
         return IommuView.overview(machine.iommu());
     }
 
     /** {@code dmaplane:iommu faults}, {@code dmaplane:iommu mappings} or {@code dmaplane:iommu -j} (JSON). */
-    public String iommu(String what) {
+    @Descriptor("the faults the IOMMU recorded, every mapped IOVA range, or the state as JSON")
+    public String iommu(@Descriptor("faults|mappings|-j") String what) {
         return switch (what) {
             case "faults" -> IommuView.faults(machine.iommu());
             case "mappings" -> IommuView.mappings(machine.iommu());
@@ -198,6 +225,7 @@ public final class DmaplaneCommands {
     }
 
     /** {@code dmaplane:dmadebug}: active mappings and findings, one line each. */
+    @Descriptor("dma-debug: active DMA mappings per device, findings")
     public String dmadebug() {
         return DmaDebugView.describe(machine, false);
     }
@@ -206,7 +234,8 @@ public final class DmaplaneCommands {
      * {@code dmaplane:dmadebug -v}: the findings with the stack of the call that made each mapping;
      * {@code dmaplane:dmadebug -j}: the state as JSON.
      */
-    public String dmadebug(String option) {
+    @Descriptor("dma-debug with the stack that made each mapping, or the state as JSON")
+    public String dmadebug(@Descriptor("-v|-j") String option) {
         return switch (option) {
             case "-v" -> DmaDebugView.describe(machine, true);
             case "-j" -> JsonViews.write(JsonViews.dmaDebug(machine));
@@ -215,6 +244,7 @@ public final class DmaplaneCommands {
     }
 
     /** {@code dmaplane:override}: the devices with a {@code driver_override}, as {@code driverctl list-overrides}. */
+    @Descriptor("devices with a driver_override (driverctl list-overrides)")
     public String override() {
         List<String> lines = machine.devices().devices().stream().filter(d -> d.driverOverride().isPresent())
                 .map(d -> d.name() + " " + d.driverOverride().get()).sorted().toList();
@@ -225,7 +255,8 @@ public final class DmaplaneCommands {
      * {@code dmaplane:override BDF DRIVER}: {@code driverctl set-override}: sets {@code driver_override}, unbinds
      * the device's driver if it is another one, and probes it again ({@code drivers_probe}).
      */
-    public String override(String device, String driver) {
+    @Descriptor("driverctl set-override: only DRIVER may bind BDF")
+    public String override(@Descriptor("BDF") String device, @Descriptor("DRIVER") String driver) {
         Device d = device("override", device);
         DeviceCore core = machine.devices();
         core.setDriverOverride(d, driver);
@@ -238,7 +269,8 @@ public final class DmaplaneCommands {
     }
 
     /** {@code dmaplane:unoverride BDF}: {@code driverctl unset-override}: clears it, unbinds, probes again. */
-    public String unoverride(String device) {
+    @Descriptor("driverctl unset-override: clears it, unbinds, probes again")
+    public String unoverride(@Descriptor("BDF") String device) {
         Device d = device("unoverride", device);
         DeviceCore core = machine.devices();
         core.setDriverOverride(d, "");
@@ -248,14 +280,16 @@ public final class DmaplaneCommands {
     }
 
     /** {@code dmaplane:bind BDF DRIVER}: {@code echo BDF > /sys/bus/pci/drivers/DRIVER/bind}. */
-    public String bind(String device, String driver) {
+    @Descriptor("echo BDF > /sys/bus/pci/drivers/DRIVER/bind")
+    public String bind(@Descriptor("BDF") String device, @Descriptor("DRIVER") String driver) {
         Device d = device("bind", device);
         machine.devices().bind(d, driver("bind", driver));
         return binding(d);
     }
 
     /** {@code dmaplane:unbind BDF}: {@code echo BDF > .../drivers/DRIVER/unbind} for the driver bound now. */
-    public String unbind(String device) {
+    @Descriptor("unbind BDF from the driver bound now")
+    public String unbind(@Descriptor("BDF") String device) {
         Device d = device("unbind", device);
         Driver current = d.driver().orElseThrow(() -> new ErrnoException(Errno.ENODEV,
                 "dmaplane:unbind: " + d.name() + " is bound to no driver"));
@@ -264,7 +298,8 @@ public final class DmaplaneCommands {
     }
 
     /** {@code dmaplane:unbind BDF DRIVER}: {@code echo BDF > /sys/bus/pci/drivers/DRIVER/unbind}. */
-    public String unbind(String device, String driver) {
+    @Descriptor("echo BDF > /sys/bus/pci/drivers/DRIVER/unbind")
+    public String unbind(@Descriptor("BDF") String device, @Descriptor("DRIVER") String driver) {
         Device d = device("unbind", device);
         machine.devices().unbind(d, driver("unbind", driver));
         return binding(d);
@@ -296,11 +331,13 @@ public final class DmaplaneCommands {
     }
 
     /** {@code dmaplane:dma}: the bus traffic of each function's DMA and of the whole machine. */
+    @Descriptor("DMA traffic by device and for the machine")
     public String dma() {
         return DmaTrafficView.describe(machine);
     }
 
     /** {@code dmaplane:devices}: the device tree with bound drivers. */
+    @Descriptor("devices on all buses, as a tree, with their drivers")
     public String devices() {
         List<Device> all = machine.devices().devices();
         if (all.isEmpty()) {
@@ -317,7 +354,8 @@ public final class DmaplaneCommands {
     }
 
     /** {@code dmaplane:devices -j}: every device as JSON. */
-    public String devices(String option) {
+    @Descriptor("every device as JSON")
+    public String devices(@Descriptor("-j") String option) {
         requireJson("devices", option);
         return JsonViews.write(JsonViews.devices(machine));
     }
@@ -333,6 +371,7 @@ public final class DmaplaneCommands {
     }
 
     /** {@code dmaplane:drivers}: registered drivers and the devices each drives. */
+    @Descriptor("registered drivers, their bundle, ID table and devices")
     public String drivers() {
         List<Driver> all = machine.devices().drivers();
         if (all.isEmpty()) {
@@ -352,23 +391,27 @@ public final class DmaplaneCommands {
     }
 
     /** {@code dmaplane:drivers -j}: every driver as JSON. */
-    public String drivers(String option) {
+    @Descriptor("every driver as JSON")
+    public String drivers(@Descriptor("-j") String option) {
         requireJson("drivers", option);
         return JsonViews.write(JsonViews.drivers(machine, binder.registered()));
     }
 
     /** {@code dmaplane:trace}: the last {@value #DEFAULT_TRACE_EVENTS} trace events. */
+    @Descriptor("the last 20 trace events")
     public String trace() {
         return trace(new String[0]);
     }
 
     /** {@code dmaplane:trace N} or {@code dmaplane:trace KIND}. */
-    public String trace(String arg) {
+    @Descriptor("the last N trace events, or the last 20 of KIND")
+    public String trace(@Descriptor("N|KIND") String arg) {
         return trace(new String[]{arg});
     }
 
     /** {@code dmaplane:trace N KIND} (either order). */
-    public String trace(String arg1, String arg2) {
+    @Descriptor("the last N trace events of KIND (either order)")
+    public String trace(@Descriptor("N|KIND") String arg1, @Descriptor("KIND|N") String arg2) {
         return trace(new String[]{arg1, arg2});
     }
 
@@ -420,6 +463,7 @@ public final class DmaplaneCommands {
     }
 
     /** {@code dmaplane:memory}: RAM size, allocated frames, resident bytes, pinned frames. */
+    @Descriptor("RAM size, allocated, resident and pinned frames, DMA mappings")
     public String memory() {
         HostMemory m = machine.memory();
         long allocated = m.allocatedFrames();
@@ -435,7 +479,8 @@ public final class DmaplaneCommands {
     }
 
     /** {@code dmaplane:memory -j}: the memory counters as JSON. */
-    public String memory(String option) {
+    @Descriptor("the memory counters as JSON")
+    public String memory(@Descriptor("-j") String option) {
         requireJson("memory", option);
         return JsonViews.write(JsonViews.memory(machine));
     }

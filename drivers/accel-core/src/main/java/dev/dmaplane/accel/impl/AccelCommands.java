@@ -7,6 +7,8 @@ import dev.dmaplane.accel.BoInfo;
 import dev.dmaplane.accel.spi.EngineInfo;
 import dev.dmaplane.accel.spi.VramInfo;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.shell.CommandUsage;
+import org.apache.felix.service.command.Descriptor;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Reference;
@@ -36,7 +38,13 @@ public final class AccelCommands {
         this.core = core;
     }
 
+    /** What the Gogo runtime calls when no form of a command takes its arguments: the command's usage, EINVAL. */
+    public String _main(String... argv) {
+        throw CommandUsage.wrongArguments(this, "accel", argv);
+    }
+
     /** One line per device: driver, function, VRAM total, visible and free, engines. */
+    @Descriptor("one line per device: driver, function, VRAM, engines")
     public String devices() {
         StringBuilder sb = new StringBuilder();
         for (AccelDevice d : core.devices()) {
@@ -53,12 +61,14 @@ public final class AccelCommands {
     }
 
     /** Every context's objects on every device. */
+    @Descriptor("every context's objects on every device")
     public String objects() {
         return objects(null);
     }
 
     /** Every context's objects on device {@code dev} (every device for null): handle, size, placement, pins, mappings. */
-    public String objects(String dev) {
+    @Descriptor("every context's objects on device DEV")
+    public String objects(@Descriptor("DEV") String dev) {
         return perContext(dev, (ctx, sb) -> {
             List<BoInfo> objects = ctx.objects();
             sb.append(ctx.device().name()).append(" ctx ").append(ctx.id()).append(": ").append(objects.size())
@@ -72,12 +82,14 @@ public final class AccelCommands {
     }
 
     /** Every context's fdinfo keys on every device. */
+    @Descriptor("every context's fdinfo keys on every device (drm-usage-stats)")
     public String fdinfo() {
         return fdinfo(null);
     }
 
     /** Every context's fdinfo keys on device {@code dev} (every device for null), one {@code key: value} a line. */
-    public String fdinfo(String dev) {
+    @Descriptor("every context's fdinfo keys on device DEV")
+    public String fdinfo(@Descriptor("DEV") String dev) {
         return perContext(dev, (ctx, sb) -> {
             sb.append(ctx.device().name()).append(" ctx ").append(ctx.id()).append(":\n");
             ctx.fdinfo().forEach((k, v) -> sb.append("    ").append(k).append(":\t").append(v).append('\n'));

@@ -5,6 +5,8 @@ import dev.dmaplane.rdma.RdmaDevice;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.GidEntry;
 import dev.dmaplane.rdma.verbs.PortAttr;
+import dev.dmaplane.shell.CommandUsage;
+import org.apache.felix.service.command.Descriptor;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Reference;
@@ -27,7 +29,13 @@ public final class RdmaCommands {
         this.core = core;
     }
 
+    /** What the Gogo runtime calls when no form of a command takes its arguments: the command's usage, EINVAL. */
+    public String _main(String... argv) {
+        throw CommandUsage.wrongArguments(this, "rdma", argv);
+    }
+
     /** {@code rdma dev}: one line per device. */
+    @Descriptor("rdma dev: one line per device")
     public String dev() {
         return render(core);
     }
@@ -45,6 +53,7 @@ public final class RdmaCommands {
     }
 
     /** {@code rdma statistic show}: each port's hardware counters on one line. */
+    @Descriptor("rdma statistic show: each port's hardware counters")
     public String statistic() {
         StringBuilder sb = new StringBuilder();
         for (RdmaDevice d : core.devices()) {
@@ -58,6 +67,7 @@ public final class RdmaCommands {
     }
 
     /** {@code rdma link}: one line per port, then its GIDs. */
+    @Descriptor("rdma link: one line per port, then its GIDs")
     public String link() {
         StringBuilder sb = new StringBuilder();
         for (RdmaDevice d : core.devices()) {
@@ -81,6 +91,7 @@ public final class RdmaCommands {
     }
 
     /** {@code rdma resource show}: every object of every context. */
+    @Descriptor("rdma resource show: every object of every context")
     public String res() {
         String s = core.resShow();
         return s.isEmpty() ? "no RDMA resources" : s;

@@ -15,6 +15,8 @@ import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.DeviceCap;
 import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.OdpOp;
+import dev.dmaplane.shell.CommandUsage;
+import org.apache.felix.service.command.Descriptor;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Deactivate;
@@ -140,7 +142,8 @@ public final class SoftRoceDriver implements Driver {
      * @throws ErrnoException {@code ENODEV} for a device this driver did not register, {@code EINVAL} for a state
      *                        other than {@code up} or {@code down}
      */
-    public String carrier(String device, String state) {
+    @Descriptor("the carrier of the device's netdev goes down or comes back up")
+    public String carrier(@Descriptor("DEV") String device, @Descriptor("up|down") String state) {
         SoftRoceProvider p = providers.get(String.valueOf(device));
         if (p == null) {
             throw new ErrnoException(Errno.ENODEV, "rxe: no device " + device + " (devices: "
@@ -153,6 +156,11 @@ public final class SoftRoceDriver implements Driver {
         };
         p.carrier(up);
         return device + "/1 state " + p.portAttr(1).state() + " netdev " + p.netdev(1).name();
+    }
+
+    /** What the Gogo runtime calls when no form of a command takes its arguments: the command's usage, EINVAL. */
+    public String _main(String... argv) {
+        throw CommandUsage.wrongArguments(this, "rxe", argv);
     }
 
     @Override

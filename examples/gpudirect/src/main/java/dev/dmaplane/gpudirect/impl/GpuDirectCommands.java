@@ -9,6 +9,7 @@ import dev.dmaplane.gpudirect.GpuDirectReport;
 import dev.dmaplane.gpudirect.Scenario;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.rdma.RdmaCore;
+import org.apache.felix.service.command.Descriptor;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Reference;
@@ -43,7 +44,8 @@ public final class GpuDirectCommands {
      *
      * @throws ErrnoException {@code EINVAL} naming an unknown scenario
      */
-    public String demo(String... scenarios) {
+    @Descriptor("the GPUDirect RDMA scenarios (all without SCENARIO), with their checks")
+    public String demo(@Descriptor("SCENARIO") String... scenarios) {
         EnumSet<Scenario> which = EnumSet.noneOf(Scenario.class);
         for (String name : scenarios) {
             try {

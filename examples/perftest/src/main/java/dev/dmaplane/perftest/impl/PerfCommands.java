@@ -5,6 +5,7 @@ import dev.dmaplane.perftest.Main;
 import dev.dmaplane.perftest.PerfConfig;
 import dev.dmaplane.perftest.Perftest;
 import dev.dmaplane.rdma.RdmaCore;
+import org.apache.felix.service.command.Descriptor;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Reference;
@@ -35,7 +36,8 @@ public final class PerfCommands {
      * [--use_srq] [-N] [-H] [-U] [--report_gbits]}; bad options: EINVAL; {@code -h}/{@code --help}: the usage text
      * of perftest's command line ({@code perf TEST --help}: the tool's).
      */
-    public String perf(String... args) {
+    @Descriptor("a perftest tool between rxe0 and rxe1 of the runtime's machine (perf --help: the tools and options)")
+    public String perf(@Descriptor("TEST [OPTION...]") String... args) {
         List<String> words = List.of(args);
         if (words.contains("-h") || words.contains("--help")) {
             CommandLine cli = Main.commandLine("dmaplane:perf");

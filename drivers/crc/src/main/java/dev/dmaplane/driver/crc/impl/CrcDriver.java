@@ -17,6 +17,8 @@ import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.Bar;
 import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.shell.CommandUsage;
+import org.apache.felix.service.command.Descriptor;
 import org.osgi.framework.BundleContext;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
@@ -85,7 +87,8 @@ public final class CrcDriver implements Driver {
     }
 
     /** Gogo {@code crc:run SIZE}: each bound engine's CRC32C of SIZE bytes {@code 31 * i + 7}, checked as tcrypt does. */
-    public String run(int size) {
+    @Descriptor("each bound engine's CRC32C of SIZE bytes, checked against software")
+    public String run(@Descriptor("SIZE") int size) {
         if (size < 1 || size > HostMemory.HUGE_PAGE_SIZE) {
             throw new ErrnoException(Errno.EINVAL, "crc:run size " + size + " outside 1.." + HostMemory.HUGE_PAGE_SIZE);
         }
@@ -106,6 +109,11 @@ public final class CrcDriver implements Driver {
         } finally {
             machine.memory().putPage(pfn);
         }
+    }
+
+    /** What the Gogo runtime calls when no form of a command takes its arguments: the command's usage, EINVAL. */
+    public String _main(String... argv) {
+        throw CommandUsage.wrongArguments(this, "crc", argv);
     }
 
     /** One bound engine; requests run one at a time, and remove waits for the one in flight. */

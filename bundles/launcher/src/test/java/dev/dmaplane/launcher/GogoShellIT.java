@@ -1,0 +1,96 @@
+package dev.dmaplane.launcher;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The Gogo shell of the runtime, in a real embedded Felix with Soft-RoCE, perftest and gpudirect hot-loaded: the
+ * commands carry the Gogo runtime's {@code @Descriptor} (Felix Gogo's {@code Basic.help} prints them), a command
+ * line no form of a command takes answers with the command's usage instead of Gogo's "Cannot coerce" (the
+ * {@code _main} fallback of {@code Reflective.invoke}), and {@code dmaplane:help} lists every command of every
+ * loaded bundle.
+ */
+@Timeout(value = 90, unit = TimeUnit.SECONDS)
+class GogoShellIT {
+    static final Path GPUDIRECT = RuntimeIT.DIST.resolve("drivers").resolve("gpudirect.jar");
+    static final Duration WAIT = Duration.ofSeconds(20);
+    /** A command of every scope the dmaplane bundles register. */
+    static final List<String> COMMANDS = List.of("dmaplane:lspci", "dmaplane:trace", "dmaplane:deploy", "dmaplane:help",
+            "rdma:dev", "rdma:link", "rdma:res", "rdma:statistic", "rxe:carrier", "accel:devices", "accel:objects",
+            "accel:fdinfo", "gpudirect:demo", "dmaplane:perf");
+
+    @TempDir
+    Path tmp;
+    DmaplaneRuntime rt;
+
+    @BeforeEach
+    void start() throws Exception {
+        rt = DmaplaneRuntime.start(new DmaplaneRuntime.Config(RuntimeIT.DIST, tmp.resolve("work"), null, false, 100), WAIT);
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        assertTrue(rt.stop(WAIT), "framework stopped in time");
+    }
+
+    @Test
+    void helpListsEveryCommandOfEveryLoadedBundle() throws Exception {
+        DemoKit.deploy(SoftRoceIT.JAR, rt.deployDir());
+        DemoKit.deploy(PerftestIT.JAR, rt.deployDir());
+        DemoKit.deploy(GPUDIRECT, rt.deployDir());
+        String help = DemoKit.await("every scope in dmaplane:help", WAIT, () -> {
+            String s = gogo("dmaplane:help");
+            return COMMANDS.stream().allMatch(s::contains) ? Optional.of(s) : Optional.empty();
+        });
+        assertTrue(help.contains("dmaplane:lspci              PCI hierarchy"), "the dmaplane commands first: " + help);
+        assertTrue(help.contains("\n  dev.dmaplane.rdma.core\n"), help);
+        assertTrue(help.contains("\n    rdma:dev                   rdma dev: one line per device\n"), help);
+        assertTrue(help.contains("\n    rxe:carrier                the carrier of the device's netdev"), help);
+        assertFalse(help.contains("felix:lb") || help.contains("gogo:echo"), "the shell's own are help's: " + help);
+    }
+
+    @Test
+    void helpOfACommandShowsItsArguments() throws Exception {
+        String trace = gogo("help dmaplane:trace");
+        assertTrue(trace.contains("the last N trace events of KIND"), trace);
+        assertTrue(trace.contains("N|KIND"), "the parameters' descriptors: " + trace);
+        String lspci = gogo("help dmaplane:lspci");
+        assertTrue(lspci.contains("-v|-x|-xxx|-xxxx") && lspci.contains("BDF"), lspci);
+    }
+
+    @Test
+    void aWrongArgumentPrintsTheCommandsUsage() throws Exception {
+        Gogo.CommandException lspci = assertThrows(Gogo.CommandException.class,
+                () -> rt.gogo("dmaplane:lspci -v 0000:03:00.0 extra", WAIT));
+        assertTrue(lspci.getMessage().contains("EINVAL: dmaplane:lspci -v 0000:03:00.0 extra: no form of dmaplane:lspci"
+                + " takes these arguments; usage:\n  dmaplane:lspci "), lspci.getMessage());
+        assertTrue(lspci.getMessage().contains("\n  dmaplane:lspci -v|-x|-xxx|-xxxx BDF "), lspci.getMessage());
+        assertFalse(lspci.getMessage().contains("Cannot coerce"), lspci.getMessage());
+
+        Gogo.CommandException bind = assertThrows(Gogo.CommandException.class, () -> rt.gogo("dmaplane:bind 0000:03:00.0", WAIT));
+        assertTrue(bind.getMessage().contains("usage:\n  dmaplane:bind BDF DRIVER "), bind.getMessage());
+        Gogo.CommandException accel = assertThrows(Gogo.CommandException.class, () -> rt.gogo("accel:objects a b c", WAIT));
+        assertTrue(accel.getMessage().contains("usage:\n  accel:objects "), accel.getMessage());
+    }
+
+    private String gogo(String line) {
+        try {
+            return rt.gogo(line, WAIT);
+        } catch (Exception e) {
+            throw new IllegalStateException(line + ": " + e.getMessage(), e);
+        }
+    }
+}
