@@ -244,7 +244,7 @@ public final class Main {
                 + " on Apache Felix " + DmaplaneRuntime.versions().getProperty("felix.version"));
         out.println("  deploy directory: " + config.workDir().resolve("deploy")
                 + "  (copy driver bundles here, e.g. " + config.distDir().resolve("drivers") + "/*.jar)");
-        out.println("  'dmaplane:help' lists the dmaplane commands, 'lb' the bundles; Ctrl-D or 'stop 0' quits");
+        out.println("  'dmaplane:help' lists the dmaplane commands, 'lb' the bundles; Ctrl-D, 'exit' or 'stop 0' quits");
         DmaplaneRuntime rt = DmaplaneRuntime.start(config.withInteractive(true), DmaplaneRuntime.DEFAULT_START_TIMEOUT);
         Thread hook = new Thread(() -> {
             try {

@@ -5,6 +5,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.osgi.framework.FrameworkEvent;
 
 import java.nio.file.Path;
 import java.time.Duration;
@@ -12,6 +13,7 @@ import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.TimeUnit;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -84,6 +86,13 @@ class GogoShellIT {
         assertTrue(bind.getMessage().contains("usage:\n  dmaplane:bind BDF DRIVER "), bind.getMessage());
         Gogo.CommandException accel = assertThrows(Gogo.CommandException.class, () -> rt.gogo("accel:objects a b c", WAIT));
         assertTrue(accel.getMessage().contains("usage:\n  accel:objects "), accel.getMessage());
+    }
+
+    /** {@code exit} stops the framework as {@code stop 0} does, so that {@code dmaplane run} ends. */
+    @Test
+    void exitStopsTheRuntime() throws Exception {
+        assertEquals("stopping the runtime", rt.gogo("exit", WAIT));
+        assertEquals(FrameworkEvent.STOPPED, rt.framework().waitForStop(WAIT.toMillis()).getType());
     }
 
     private String gogo(String line) {
