@@ -102,7 +102,8 @@ public final class SoftRoceDriver implements Driver {
      * @throws ErrnoException {@code EINVAL} for a missing or invalid file name, {@code EIO} when the file cannot be
      *                        written
      */
-    public synchronized String pcap(String file) {
+    @Descriptor("captures every packet the HCAs send into FILE (libpcap), or stops with off")
+    public synchronized String pcap(@Descriptor("FILE|off") String file) {
         if (file == null || file.isBlank()) {
             throw new ErrnoException(Errno.EINVAL, "rxe: pcap needs a file name or 'off', not '" + file + "'");
         }
