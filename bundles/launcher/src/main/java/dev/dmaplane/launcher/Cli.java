@@ -105,7 +105,7 @@ final class Cli {
             synopsisSubcommandLabel = "COMMAND",
             description = "Linux memory, PCI, IOMMU, the DMA API, dma-buf and the RDMA stack, modelled in an OSGi"
                     + " (Apache Felix) runtime.",
-            subcommands = {Run.class, Demo.class, Shell.class, NewDriverCommand.class},
+            subcommands = {Run.class, Demo.class, Shell.class, Topo.class, NewDriverCommand.class},
             footer = {"",
                     "run, demo and shell take --jfr FILE: a JDK Flight Recorder recording of the command (JVM events and"
                             + " dmaplane's dev.dmaplane.Trace events) written to FILE, for 'jfr print' and JDK Mission"
@@ -239,6 +239,44 @@ final class Cli {
         @Override
         public Main.Options options() {
             return runtime.options(spec, topology, line);
+        }
+    }
+
+    @Command(name = "topo", mixinStandardHelpOptions = true, versionProvider = Version.class,
+            description = {"Boot, draw the machine and exit: the PCI tree, IOMMU groups as boxes, ACS on ports, bound"
+                    + " drivers, the peer-to-peer paths between functions and the dma-bufs (dmaplane:topo).",
+                    "Graphviz DOT on standard output or into a file, or SVG through the installed 'dot' (Debian's"
+                            + " graphviz package)."})
+    static final class Topo implements RuntimeCommand {
+        @Spec
+        CommandSpec spec;
+        @Option(names = "--topology", paramLabel = "FILE", description = "machine file to draw (the default machine"
+                + " otherwise)")
+        Path topology;
+        @Option(names = "--svg", paramLabel = "FILE", description = "write SVG, rendered by Graphviz's dot, into FILE")
+        Path svg;
+        @Option(names = "--dot", paramLabel = "FILE", description = "write the DOT text into FILE")
+        Path dot;
+        @Mixin
+        RuntimeOptions runtime;
+
+        @Override
+        public Main.Options options() {
+            if (svg != null && dot != null) {
+                throw new ParameterException(spec.commandLine(), "--svg and --dot exclude each other");
+            }
+            List<String> rest = new ArrayList<>();
+            Path file = svg != null ? svg : dot;
+            if (file != null) {
+                Path out = file.toAbsolutePath();
+                if (out.getParent() == null || !Files.isDirectory(out.getParent())) {
+                    throw new ParameterException(spec.commandLine(), (svg != null ? "--svg " : "--dot ") + file
+                            + ": its directory does not exist");
+                }
+                rest.add(svg != null ? "--svg" : "--dot");
+                rest.add(out.toString());
+            }
+            return runtime.options(spec, topology, rest);
         }
     }
 

@@ -120,6 +120,7 @@ public final class Main {
             return switch (o.mode()) {
                 case "demo" -> demo(config, o.rest(), out);
                 case "shell" -> shell(config, String.join(" ", o.rest()), out, err);
+                case "topo" -> shell(config, topoLine(o.rest()), out, err);
                 case "run" -> interactive(config, out);
                 default -> throw new AssertionError(o.mode());
             };
@@ -225,6 +226,11 @@ public final class Main {
             case "dmatest" -> new DmaTestDemo(config, out).run();
             default -> throw new AssertionError(name);
         };
+    }
+
+    /** The Gogo line of {@code dmaplane topo}: {@code dmaplane:topo [--svg|--dot "FILE"]}, the file quoted for Gogo. */
+    static String topoLine(List<String> rest) {
+        return rest.isEmpty() ? "dmaplane:topo" : "dmaplane:topo " + rest.get(0) + " \"" + rest.get(1) + "\"";
     }
 
     private static int shell(DmaplaneRuntime.Config config, String line, PrintStream out, PrintStream err) throws Exception {

@@ -42,8 +42,8 @@ class MainTest {
         Run bare = main();
         assertEquals(0, bare.code());
         assertTrue(bare.out().startsWith("Usage: dmaplane [-hV] COMMAND"), bare.out());
-        for (String command : List.of("run", "demo", "shell", "new-driver", "perf", "build", "fuzz", "reliability",
-                "completion", "help")) {
+        for (String command : List.of("run", "demo", "shell", "topo", "new-driver", "perf", "build", "fuzz",
+                "reliability", "completion", "help")) {
             assertTrue(bare.out().contains("\n  " + command + " "), command + " listed: " + bare.out());
         }
         assertEquals(bare, main("--help"));
@@ -51,9 +51,27 @@ class MainTest {
         assertEquals(bare, main("help"));
     }
 
+    /** {@code topo}: the file options become dmaplane:topo's, absolute and quoted for Gogo; bad ones say why. */
+    @Test
+    void topoTakesOneOutputFileInADirectoryThatExists(@TempDir Path dir) throws Exception {
+        Path svg = dir.resolve("machine picture.svg");
+        Main.Options o = Main.parse("topo", "--svg", svg.toString());
+        assertEquals("topo", o.mode());
+        assertEquals(List.of("--svg", svg.toAbsolutePath().toString()), o.rest());
+        assertEquals("dmaplane:topo --svg \"" + svg.toAbsolutePath() + "\"", Main.topoLine(o.rest()));
+        assertEquals("dmaplane:topo", Main.topoLine(Main.parse("topo").rest()));
+        assertTrue(Main.parse("topo").work().endsWith(Path.of("target", "dmaplane-topo")));
+        Run both = main("topo", "--svg", svg.toString(), "--dot", dir.resolve("m.dot").toString());
+        assertEquals(2, both.code());
+        assertTrue(both.err().contains("--svg and --dot exclude each other"), both.err());
+        Run nowhere = main("topo", "--dot", dir.resolve("no/such/dir/m.dot").toString());
+        assertEquals(2, nowhere.code());
+        assertTrue(nowhere.err().contains("its directory does not exist"), nowhere.err());
+    }
+
     @Test
     void everyCommandHasHelpAndVersion() throws Exception {
-        for (String command : List.of("run", "demo", "shell", "new-driver", "completion")) {
+        for (String command : List.of("run", "demo", "shell", "topo", "new-driver", "completion")) {
             Run help = main(command, "--help");
             assertEquals(0, help.code(), help.err());
             assertTrue(help.out().startsWith("Usage: dmaplane " + command + " "), help.out());
@@ -111,7 +129,8 @@ class MainTest {
 
         Run fly = main("fly");
         assertEquals(2, fly.code());
-        assertTrue(fly.err().startsWith("dmaplane: unknown command 'fly' (one of run, demo, shell, new-driver,"), fly.err());
+        assertTrue(fly.err().startsWith("dmaplane: unknown command 'fly' (one of run, demo, shell, topo, new-driver,"),
+                fly.err());
         assertTrue(fly.err().contains("\nTry 'dmaplane --help' for more information."), fly.err());
 
         Run missing = main("shell", "--work");
