@@ -395,6 +395,39 @@ class PrimeTest {
         }
     }
 
+    /**
+     * {@code ttm_bo_validate} runs with the object's reservation held ({@code dma_resv_assert_held} in ttm_bo.c): a
+     * user's validate of an exported object waits for an importer that holds the reservation (as rxe0 does mapping
+     * the new pages after a move_notify) and then moves it; it does not give up as the LRU walk's trylock on other
+     * objects does (the headline demo's eviction scenario failed on it under load).
+     */
+    @Test
+    void validateOfAnExportedObjectWaitsForAnImporterHoldingItsReservation() throws Exception {
+        try (AccelContext ctx = rig.device.open()) {
+            int h = gpuFilled(ctx, 13);
+            DmaBuf buf = ctx.primeExport(h);
+            try (AccelContext other = rig.device.open()) {
+                other.createBo(2 * MIB, Placement.VISIBLE_VRAM, EnumSet.of(Placement.VISIBLE_VRAM));
+                assertEquals(Placement.HOST, ctx.info(h).placement(), "evicted to host memory");
+            }
+            Blocked.Call<Void> validate;
+            buf.resv().lock();
+            try {
+                validate = Blocked.run("validate", () -> ctx.validate(h))
+                        .awaitBlockedIn("dev.dmaplane.fence.impl.WwLockCore.lock",
+                                "dev.dmaplane.accel.impl.ContextImpl.validate");
+                assertEquals(Placement.HOST, ctx.info(h).placement(), "nothing moves while the importer holds it");
+            } finally {
+                buf.resv().unlock();
+            }
+            validate.get();
+            awaitKernel(buf);
+            assertEquals(Placement.VISIBLE_VRAM, ctx.info(h).placement(), "back once the importer let go");
+            assertArrayEquals(pattern(SIZE, 13), read(ctx, h, 0, SIZE));
+            buf.put();
+        }
+    }
+
     @Test
     void unregisterWithExportsAndImportsLiveLeavesNothing() {
         long frames = rig.machine.memory().allocatedFrames();

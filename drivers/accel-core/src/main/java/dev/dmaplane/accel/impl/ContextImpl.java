@@ -427,13 +427,29 @@ final class ContextImpl implements AccelContext {
     @Override
     public void validate(int handle) {
         try (UContext.Call ignored = uctx.enter()) {
-            boolean remapped = remapImport(lookup(handle));
-            ttm.lock.lock();
+            BoImpl bo = lookup(handle);
+            boolean remapped = remapImport(bo);
+            // ttm_bo_validate runs with the object's reservation held (dma_resv_assert_held). An exported object's
+            // is taken here, waiting for an importer that holds it (mapping after a move_notify), before the
+            // placement lock, the order importers' maps take them in; under the placement lock an exported object's
+            // reservation is only ever tried, so this cannot deadlock. Without it the move would only try the lock
+            // and do nothing while an importer held it.
+            boolean exported = bo.exported != null;
+            if (exported) {
+                bo.resv.lock();
+            }
             try {
-                ttm.reap();
-                validateLocked(lookup(handle), remapped);
+                ttm.lock.lock();
+                try {
+                    ttm.reap();
+                    validateLocked(bo, remapped);
+                } finally {
+                    ttm.lock.unlock();
+                }
             } finally {
-                ttm.lock.unlock();
+                if (exported) {
+                    bo.resv.unlock();
+                }
             }
         }
     }
