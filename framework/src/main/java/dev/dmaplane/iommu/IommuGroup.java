@@ -1,6 +1,8 @@
 package dev.dmaplane.iommu;
 
 import dev.dmaplane.device.Device;
+import dev.dmaplane.device.Driver;
+import dev.dmaplane.device.DriverManagedDma;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 
@@ -9,7 +11,7 @@ import java.util.List;
 /**
  * An IOMMU group ({@code struct iommu_group}): the smallest set of devices the IOMMU can isolate from each other.
  * Devices of a group share one domain at a time. A user-space driver (VFIO) must own the whole group, which it
- * cannot while any device of the group is bound to a kernel driver.
+ * cannot while any device of the group is bound to a kernel driver that uses the default domain.
  */
 public final class IommuGroup {
     private final int id;
@@ -54,23 +56,44 @@ public final class IommuGroup {
 
     /**
      * Claims the group for user-space DMA ({@code iommu_group_claim_dma_owner}): the group moves to a blocking
-     * domain until its owner attaches one.
+     * domain until its owner attaches one. Devices bound to a {@link DriverManagedDma} driver (vfio-pci) do not
+     * stand in the way; any other bound driver uses the default domain and does.
      *
-     * @throws ErrnoException {@code EBUSY} if another owner holds it or a device in it is bound to a driver
+     * @throws ErrnoException {@code EPERM} if another owner holds it or a device in it is bound to a driver that
+     *                        uses the default domain (the kernel's {@code group->owner_cnt} check)
      */
     public synchronized void claimDmaOwner(Object newOwner) {
         ErrnoException.requireNonNull(newOwner, "owner");
         if (owner != null) {
-            throw new ErrnoException(Errno.EBUSY, "IOMMU group " + id + " is already owned by " + owner);
+            throw new ErrnoException(Errno.EPERM, "IOMMU group " + id + " is already owned by " + owner);
         }
         for (Device d : devices) {
-            if (d.driver().isPresent()) {
-                throw new ErrnoException(Errno.EBUSY, "IOMMU group " + id + ": " + d.name()
-                        + " is bound to driver " + d.driver().get().name());
+            Driver bound = d.driver().orElse(null);
+            if (bound != null && !(bound instanceof DriverManagedDma)) {
+                throw new ErrnoException(Errno.EPERM, "IOMMU group " + id + ": " + d.name()
+                        + " is bound to driver " + bound.name() + ", which uses the default domain");
             }
         }
         owner = newOwner;
         switchTo(iommu.blockingDomain());
+    }
+
+    /**
+     * Whether a user-space owner could claim the group now ({@code !iommu_group_dma_owner_claimed}, what VFIO reports
+     * as {@code VFIO_GROUP_FLAGS_VIABLE}): no owner yet and every device unbound or bound to a
+     * {@link DriverManagedDma} driver.
+     */
+    public synchronized boolean dmaOwnerClaimable() {
+        if (owner != null) {
+            return false;
+        }
+        for (Device d : devices) {
+            Driver bound = d.driver().orElse(null);
+            if (bound != null && !(bound instanceof DriverManagedDma)) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** Ends user-space ownership ({@code iommu_group_release_dma_owner}): back to the default domain. */
