@@ -1,0 +1,64 @@
+package dev.dmaplane.vfio;
+
+import dev.dmaplane.mm.AddressSpace;
+import org.osgi.annotation.versioning.ProviderType;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * A user-space process's side of VFIO: its address space, its {@code RLIMIT_MEMLOCK} and {@code locked_vm}, and its
+ * file descriptors of VFIO files (containers, groups, devices), driven with {@code ioctl}, {@code pread},
+ * {@code pwrite} and {@code mmap} over the byte layouts of {@code include/uapi/linux/vfio.h} ({@link VfioLayouts},
+ * {@link VfioUapi}). {@link VfioContainer}, {@link VfioGroup} and {@link VfioDevice} do the same with records.
+ * An operation on a descriptor that is not open is {@code EBADF}; closing the user closes every descriptor.
+ */
+@ProviderType
+public interface VfioUser extends AutoCloseable {
+    /** The process's address space: where {@code MAP_DMA}'s {@code vaddr} and device mmaps live. */
+    AddressSpace mm();
+
+    /** {@code RLIMIT_MEMLOCK} in bytes. */
+    long memlockLimit();
+
+    /** {@code setrlimit(RLIMIT_MEMLOCK)}; pins already taken stay. {@code EINVAL} below 0. */
+    void setMemlockLimit(long bytes);
+
+    /** {@code mm->locked_vm} in bytes: what VFIO pinned and charged to this process. */
+    long lockedBytes();
+
+    /** {@code open("/dev/vfio/vfio")}: a new container. */
+    int openContainer();
+
+    /**
+     * {@code open("/dev/vfio/N")}.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code ENOENT} when no device of IOMMU group {@code group} is bound
+     *                                           to vfio-pci, {@code EBUSY} when the group is open already
+     */
+    int openGroup(int group);
+
+    /** {@code ioctl(fd, cmd, arg)} with a pointer to the user's bytes; returns the ioctl's value. */
+    long ioctl(int fd, int cmd, MemorySegment arg);
+
+    /** {@code ioctl(fd, cmd, value)} with a number. */
+    long ioctl(int fd, int cmd, long value);
+
+    /** {@code pread(fd, dst, dst.byteSize(), offset)}: bytes read. */
+    long pread(int fd, MemorySegment dst, long offset);
+
+    /** {@code pwrite(fd, src, src.byteSize(), offset)}: bytes written. */
+    long pwrite(int fd, MemorySegment src, long offset);
+
+    /** {@code mmap(NULL, length, prot, MAP_SHARED, fd, offset)}: the address in {@link #mm()}. */
+    long mmap(int fd, long offset, long length, int prot);
+
+    /** {@code close(fd)}. */
+    void close(int fd);
+
+    /** Whether {@code fd} is open. */
+    boolean isOpen(int fd);
+
+    /** Closes every descriptor, as the process's exit does. */
+    @Override
+    void close();
+}

@@ -1,0 +1,60 @@
+package dev.dmaplane.vfio.impl;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.vfio.uapi.IoctlTable;
+
+import java.lang.foreign.MemorySegment;
+
+import static dev.dmaplane.vfio.VfioUapi.*;
+
+/**
+ * {@code /dev/vfio/vfio} ({@code drivers/vfio/container.c}): an IOMMU context groups join. Without an IOMMU driver
+ * set, a command the container does not know is {@code EINVAL} ({@code vfio_fops_unl_ioctl}'s default);
+ * with one, the driver's answer.
+ */
+final class ContainerFile implements VfioFile {
+    private final UserImpl user;
+    private final IoctlTable table;
+
+    ContainerFile(UserImpl user) {
+        this.user = user;
+        this.table = new IoctlTable("vfio container", this::unknown)
+                .value(VFIO_GET_API_VERSION, "VFIO_GET_API_VERSION", (a, v) -> VFIO_API_VERSION)
+                .value(VFIO_CHECK_EXTENSION, "VFIO_CHECK_EXTENSION", (a, v) -> checkExtension(v))
+                .value(VFIO_SET_IOMMU, "VFIO_SET_IOMMU", (a, v) -> setIommu(v));
+    }
+
+    private ErrnoException unknown(int cmd) {
+        return new ErrnoException(Errno.EINVAL, String.format(
+                "vfio container: ioctl %#x with no IOMMU driver set (vfio_fops_unl_ioctl)", cmd));
+    }
+
+    /** {@code vfio_container_ioctl_check_extension}: asked of the type 1 driver, the only one here. */
+    private long checkExtension(long ext) {
+        return ext == VFIO_TYPE1v2_IOMMU || ext == VFIO_UNMAP_ALL ? 1 : 0;
+    }
+
+    private long setIommu(long type) {
+        throw new ErrnoException(Errno.EINVAL, "VFIO_SET_IOMMU " + type + ": the container has no group");
+    }
+
+    @Override
+    public long ioctl(int cmd, MemorySegment arg) {
+        return table.dispatch(cmd, arg);
+    }
+
+    @Override
+    public long ioctl(int cmd, long value) {
+        return table.dispatch(cmd, value);
+    }
+
+    @Override
+    public void release() {
+    }
+
+    @Override
+    public String toString() {
+        return "vfio container of " + user.mm().name();
+    }
+}

@@ -1,0 +1,33 @@
+package dev.dmaplane.vfio.impl;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+
+import java.lang.foreign.MemorySegment;
+
+/** An open VFIO file ({@code struct file} with its {@code file_operations}): container, group or device. */
+interface VfioFile {
+    /** {@code unlocked_ioctl} with a pointer. */
+    long ioctl(int cmd, MemorySegment arg);
+
+    /** {@code unlocked_ioctl} with a number. */
+    long ioctl(int cmd, long value);
+
+    /** {@code read} at {@code offset}; files without it answer {@code EINVAL}. */
+    default long read(MemorySegment dst, long offset) {
+        throw new ErrnoException(Errno.EINVAL, this + " has no read");
+    }
+
+    /** {@code write} at {@code offset}; files without it answer {@code EINVAL}. */
+    default long write(MemorySegment src, long offset) {
+        throw new ErrnoException(Errno.EINVAL, this + " has no write");
+    }
+
+    /** {@code mmap}; files without it answer {@code ENODEV}, as a file without {@code f_op->mmap}. */
+    default long mmap(long offset, long length, int prot) {
+        throw new ErrnoException(Errno.ENODEV, this + " cannot be mmapped");
+    }
+
+    /** {@code release}: the last reference to the file went. */
+    void release();
+}
