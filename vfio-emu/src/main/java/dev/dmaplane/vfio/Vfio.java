@@ -1,5 +1,6 @@
 package dev.dmaplane.vfio;
 
+import dev.dmaplane.device.Driver;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.vfio.impl.VfioCore;
@@ -19,6 +20,9 @@ public interface Vfio {
     static Vfio of(Machine machine) {
         return machine.attachment(Vfio.class, VfioCore::new);
     }
+
+    /** The vfio-pci driver ({@code vfio_pci_driver}): binds only to devices whose {@code driver_override} names it. */
+    Driver driver();
 
     /**
      * A user-space process with address space {@code mm} and {@code RLIMIT_MEMLOCK} of {@code memlockLimit} bytes,

@@ -5,20 +5,26 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.vfio.uapi.IoctlTable;
 
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
 
 import static dev.dmaplane.vfio.VfioUapi.*;
 
 /**
  * {@code /dev/vfio/vfio} ({@code drivers/vfio/container.c}): an IOMMU context groups join. Without an IOMMU driver
  * set, a command the container does not know is {@code EINVAL} ({@code vfio_fops_unl_ioctl}'s default);
- * with one, the driver's answer.
+ * with one, the driver's answer. Groups hold references to it, so closing its descriptor leaves it alive while
+ * groups are in it. Group membership is guarded by the core's lock.
  */
 final class ContainerFile implements VfioFile {
     private final UserImpl user;
+    private final VfioCore core;
     private final IoctlTable table;
+    private final List<GroupState> groups = new ArrayList<>();
 
     ContainerFile(UserImpl user) {
         this.user = user;
+        this.core = user.core();
         this.table = new IoctlTable("vfio container", this::unknown)
                 .value(VFIO_GET_API_VERSION, "VFIO_GET_API_VERSION", (a, v) -> VFIO_API_VERSION)
                 .value(VFIO_CHECK_EXTENSION, "VFIO_CHECK_EXTENSION", (a, v) -> checkExtension(v))
@@ -35,8 +41,36 @@ final class ContainerFile implements VfioFile {
         return ext == VFIO_TYPE1v2_IOMMU || ext == VFIO_UNMAP_ALL ? 1 : 0;
     }
 
+    /**
+     * {@code vfio_ioctl_set_iommu}: {@code EINVAL} without a group (only a group's owner may enable an IOMMU) or
+     * once set; {@code ENODEV} when no IOMMU driver supports the type.
+     */
     private long setIommu(long type) {
-        throw new ErrnoException(Errno.EINVAL, "VFIO_SET_IOMMU " + type + ": the container has no group");
+        synchronized (core.lock()) {
+            if (groups.isEmpty()) {
+                throw new ErrnoException(Errno.EINVAL, "VFIO_SET_IOMMU " + type + ": the container has no group");
+            }
+            throw new ErrnoException(Errno.ENODEV, "VFIO_SET_IOMMU: no IOMMU driver supports type " + type);
+        }
+    }
+
+    boolean hasIommu() {
+        return false;
+    }
+
+    /**
+     * {@code vfio_container_attach_group}: the group's DMA is claimed for user space ({@code EPERM} while a member
+     * is bound to a driver that uses the default domain, as {@code iommu_group_claim_dma_owner} answers).
+     */
+    void attachGroup(GroupState g) {
+        g.iommuGroup().claimDmaOwner(this);
+        groups.add(g);
+    }
+
+    /** {@code vfio_container_detach_group}: the group goes back to its default domain. */
+    void detachGroup(GroupState g) {
+        groups.remove(g);
+        g.iommuGroup().releaseDmaOwner(this);
     }
 
     @Override

@@ -1,19 +1,27 @@
 package dev.dmaplane.vfio.impl;
 
+import dev.dmaplane.device.Driver;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.iommu.IommuGroup;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mm.AddressSpace;
+import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.vfio.Vfio;
 import dev.dmaplane.vfio.VfioUser;
 
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicLong;
 
 /** The machine's VFIO ({@code struct vfio} of {@code vfio_main.c}): users, groups and the module parameters. */
 public final class VfioCore implements Vfio, AutoCloseable {
     private final Machine machine;
+    private final Object lock = new Object();
+    private final Map<Integer, GroupState> groups = new HashMap<>();
+    private final VfioPciDriver driver = new VfioPciDriver(this);
     private final List<UserImpl> users = new CopyOnWriteArrayList<>();
     private final AtomicLong pinnedPages = new AtomicLong();
     private volatile int dmaEntryLimit = DEFAULT_DMA_ENTRY_LIMIT;
@@ -61,9 +69,67 @@ public final class VfioCore implements Vfio, AutoCloseable {
         pinnedPages.addAndGet(pages);
     }
 
-    /** {@code open("/dev/vfio/N")}. */
+    /** The lock of group membership and containers ({@code group->group_lock} with {@code container->group_lock}). */
+    Object lock() {
+        return lock;
+    }
+
+    @Override
+    public Driver driver() {
+        return driver;
+    }
+
+    /** {@code vfio_register_group_dev}: {@code fn} joins the VFIO group of its IOMMU group, made on first use. */
+    VfioPciDevice register(PciFunction fn) {
+        IommuGroup ig = machine.iommu().groupOf(fn).orElseThrow(() -> new ErrnoException(Errno.EINVAL,
+                "vfio-pci: " + fn.name() + " has no IOMMU group (no-IOMMU mode is not offered)"));
+        synchronized (lock) {
+            GroupState g = groups.computeIfAbsent(ig.id(), id -> new GroupState(ig));
+            VfioPciDevice d = new VfioPciDevice(this, fn, g);
+            g.add(d);
+            return d;
+        }
+    }
+
+    /** {@code vfio_unregister_group_dev}: the group goes with its last device unless a file still holds it. */
+    void unregister(VfioPciDevice d) {
+        synchronized (lock) {
+            GroupState g = d.group();
+            g.remove(d);
+            if (g.isEmpty()) {
+                // vfio_device_remove_group: with the last device the group leaves its container, so the IOMMU
+                // group goes back to the DMA API; a file still open answers ENODEV
+                ContainerFile c = g.container();
+                if (c != null) {
+                    g.setContainer(null);
+                    c.detachGroup(g);
+                }
+                if (!g.isOpen()) {
+                    groups.remove(g.id(), g);
+                }
+            }
+        }
+    }
+
+    /** {@code open("/dev/vfio/N")}: {@code ENOENT} without a device of group N on vfio-pci, {@code EBUSY} if open. */
     VfioFile openGroup(UserImpl user, int group) {
-        throw new ErrnoException(Errno.ENOENT, "/dev/vfio/" + group + ": no device of the group is bound to vfio-pci");
+        synchronized (lock) {
+            GroupState g = groups.get(group);
+            if (g == null || g.isEmpty()) {
+                throw new ErrnoException(Errno.ENOENT, "/dev/vfio/" + group
+                        + ": no device of IOMMU group " + group + " is bound to vfio-pci");
+            }
+            GroupFile f = new GroupFile(user, g);
+            g.open(f);
+            return f;
+        }
+    }
+
+    /** The last reference to a group's file went: a group without devices is forgotten. */
+    void groupReleased(GroupState g) {
+        if (g.isEmpty()) {
+            groups.remove(g.id(), g);
+        }
     }
 
     /** The machine closes: every user's descriptors are closed, so nothing stays pinned or owned. */
