@@ -17,6 +17,7 @@ final class VfioPciDevice {
     private final GroupState group;
     private final List<DeviceFile> files = new CopyOnWriteArrayList<>();
     private volatile boolean removed;
+    private VirtConfig config;
 
     VfioPciDevice(VfioCore core, PciFunction fn, GroupState group) {
         this.core = core;
@@ -47,12 +48,43 @@ final class VfioPciDevice {
         }
     }
 
-    void opened(DeviceFile f) {
+    /**
+     * A device file opened; the first enables the device ({@code vfio_pci_core_enable}): a function-level reset
+     * where the function can, then the user's view of config space starts from the hardware's.
+     */
+    synchronized void opened(DeviceFile f) {
+        if (files.isEmpty()) {
+            if (fn.hasFlr()) {
+                fn.resetFunction();
+            }
+            config = new VirtConfig(fn);
+        }
         files.add(f);
     }
 
-    void closed(DeviceFile f) {
-        files.remove(f);
+    /**
+     * A device file closed; the last disables the device ({@code vfio_pci_core_disable}): bus mastering off and a
+     * reset, so nothing the user programmed keeps running.
+     */
+    synchronized void closed(DeviceFile f) {
+        if (!files.remove(f) || !files.isEmpty()) {
+            return;
+        }
+        config = null;
+        if (!removed && fn.isPresent()) {
+            fn.setMaster(false);
+            if (fn.hasFlr()) {
+                fn.resetFunction();
+            }
+        }
+    }
+
+    /** The user's view of config space while a file is open. */
+    synchronized VirtConfig config() {
+        if (config == null) {
+            throw new ErrnoException(Errno.ENODEV, name() + ": no device file is open");
+        }
+        return config;
     }
 
     int openFiles() {
@@ -61,13 +93,10 @@ final class VfioPciDevice {
 
     /**
      * {@code vfio_pci_remove}: the device leaves its group; files users still hold fail with {@code ENODEV} from now
-     * on and release what they hold.
+     * on (the kernel's wait for them to close, with the REQ interrupt, is not modelled yet).
      */
     void unregister() {
         removed = true;
-        for (DeviceFile f : files) {
-            f.revoke();
-        }
         core.unregister(this);
     }
 
