@@ -6,6 +6,8 @@ import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.vfio.impl.VfioCore;
 import org.osgi.annotation.versioning.ProviderType;
 
+import java.time.Duration;
+
 /**
  * VFIO on one machine ({@code drivers/vfio/vfio_main.c} with vfio-pci and the type 1 IOMMU driver): the vfio-pci
  * driver to bind devices to by {@code driver_override}, and the users ({@link VfioUser}) that open
@@ -42,6 +44,18 @@ public interface Vfio {
      * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} below 0
      */
     void setDmaEntryLimit(int limit);
+
+    /** How long a device's removal waits for its user after the REQ interrupt, by default. */
+    Duration DEFAULT_REQUEST_TIMEOUT = Duration.ofMillis(500);
+
+    /**
+     * How long unbinding or unplugging a device whose files are open waits, after signalling the user's REQ eventfd,
+     * for the files to close before revoking them (the kernel waits without end; a bounded wait never hangs).
+     */
+    Duration requestTimeout();
+
+    /** Sets {@link #requestTimeout()}; {@code EINVAL} for a negative one. */
+    void setRequestTimeout(Duration timeout);
 
     /** Pages that VFIO containers of this machine hold pinned now. */
     long pinnedPages();

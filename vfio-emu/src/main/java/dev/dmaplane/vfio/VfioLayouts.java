@@ -61,6 +61,14 @@ public final class VfioLayouts {
     public static final StructLayout CAP_SPARSE_MMAP = MemoryLayout.structLayout(
             CAP_HEADER.withName("header"), U32.withName("nr_areas"), U32.withName("reserved"));
 
+    /** {@code struct vfio_irq_info}. */
+    public static final StructLayout IRQ_INFO = MemoryLayout.structLayout(
+            U32.withName("argsz"), U32.withName("flags"), U32.withName("index"), U32.withName("count"));
+    /** {@code struct vfio_irq_set} without its {@code data[]}: the data (bools or {@code __s32} fds) follow at 20. */
+    public static final StructLayout IRQ_SET = MemoryLayout.structLayout(
+            U32.withName("argsz"), U32.withName("flags"), U32.withName("index"), U32.withName("start"),
+            U32.withName("count"));
+
     public static final long GROUP_STATUS_MINSZ = GROUP_STATUS.byteSize();
     public static final long IOMMU_TYPE1_INFO_MINSZ = 16;
     public static final long DMA_MAP_MINSZ = DMA_MAP.byteSize();

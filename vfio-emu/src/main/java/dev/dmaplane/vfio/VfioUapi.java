@@ -90,6 +90,18 @@ public final class VfioUapi {
     public static final int VFIO_PCI_REQ_IRQ_INDEX = 4;
     public static final int VFIO_PCI_NUM_IRQS = 5;
 
+    public static final int VFIO_IRQ_INFO_EVENTFD = 1;
+    public static final int VFIO_IRQ_INFO_MASKABLE = 1 << 1;
+    public static final int VFIO_IRQ_INFO_AUTOMASKED = 1 << 2;
+    public static final int VFIO_IRQ_INFO_NORESIZE = 1 << 3;
+
+    public static final int VFIO_IRQ_SET_DATA_NONE = 1;
+    public static final int VFIO_IRQ_SET_DATA_BOOL = 1 << 1;
+    public static final int VFIO_IRQ_SET_DATA_EVENTFD = 1 << 2;
+    public static final int VFIO_IRQ_SET_ACTION_MASK = 1 << 3;
+    public static final int VFIO_IRQ_SET_ACTION_UNMASK = 1 << 4;
+    public static final int VFIO_IRQ_SET_ACTION_TRIGGER = 1 << 5;
+
     /** {@code VFIO_PCI_OFFSET_SHIFT}: a region's offset in the device fd is its index shifted by 40. */
     public static final int VFIO_PCI_OFFSET_SHIFT = 40;
 

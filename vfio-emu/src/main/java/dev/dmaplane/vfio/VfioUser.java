@@ -1,5 +1,6 @@
 package dev.dmaplane.vfio;
 
+import dev.dmaplane.irq.IrqTrigger;
 import dev.dmaplane.mm.AddressSpace;
 import org.osgi.annotation.versioning.ProviderType;
 
@@ -36,6 +37,16 @@ public interface VfioUser extends AutoCloseable {
      *                                           to vfio-pci, {@code EBUSY} when the group is open already
      */
     int openGroup(int group);
+
+    /** {@code eventfd(0, EFD_NONBLOCK)}: a descriptor to hand to {@code VFIO_DEVICE_SET_IRQS}. */
+    int openEventfd();
+
+    /**
+     * The counter behind eventfd {@code fd}, to wait on with a bound ({@link IrqTrigger#await}).
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EBADF} when not open, {@code EINVAL} for another file
+     */
+    IrqTrigger eventfd(int fd);
 
     /** {@code ioctl(fd, cmd, arg)} with a pointer to the user's bytes; returns the ioctl's value. */
     long ioctl(int fd, int cmd, MemorySegment arg);

@@ -46,6 +46,10 @@ final class DeviceFile implements VfioFile {
                         (arg, v) -> info(arg))
                 .struct(VFIO_DEVICE_GET_REGION_INFO, "VFIO_DEVICE_GET_REGION_INFO", REGION_INFO_MINSZ, -1,
                         Errno.EINVAL, (arg, v) -> regionInfo(arg))
+                .struct(VFIO_DEVICE_GET_IRQ_INFO, "VFIO_DEVICE_GET_IRQ_INFO", IRQ_INFO.byteSize(), -1,
+                        Errno.EINVAL, (arg, v) -> irqInfo(arg))
+                .struct(VFIO_DEVICE_SET_IRQS, "VFIO_DEVICE_SET_IRQS", VfioIrqs.SET_MINSZ, -1, Errno.EINVAL,
+                        (arg, v) -> dev.irqs().set(arg, user::eventfd))
                 .value(VFIO_DEVICE_RESET, "VFIO_DEVICE_RESET", (arg, v) -> reset());
         dev.opened(this);
     }
@@ -138,6 +142,23 @@ final class DeviceFile implements VfioFile {
         setU32(arg, REGION_INFO, "cap_offset", capOffset);
         setU64(arg, REGION_INFO, "size", r.size());
         setU64(arg, REGION_INFO, "offset", regionOffset(index));
+        return 0;
+    }
+
+    /**
+     * {@code vfio_pci_ioctl_get_irq_info}: {@code EINVAL} past the five indexes and for ERR on a conventional PCI
+     * function; {@code EVENTFD} always, INTx {@code MASKABLE | AUTOMASKED}, the others {@code NORESIZE}.
+     */
+    private long irqInfo(MemorySegment arg) {
+        int index = u32(arg, IRQ_INFO, "index");
+        if (index < 0 || index >= VFIO_PCI_NUM_IRQS || (index == VFIO_PCI_ERR_IRQ_INDEX && !fn.isPcie())) {
+            throw new ErrnoException(Errno.EINVAL, dev.name() + ": VFIO_DEVICE_GET_IRQ_INFO: no IRQ index "
+                    + Integer.toUnsignedString(index));
+        }
+        int flags = VFIO_IRQ_INFO_EVENTFD | (index == VFIO_PCI_INTX_IRQ_INDEX
+                ? VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED : VFIO_IRQ_INFO_NORESIZE);
+        setU32(arg, IRQ_INFO, "flags", flags);
+        setU32(arg, IRQ_INFO, "count", dev.irqs().count(index));
         return 0;
     }
 

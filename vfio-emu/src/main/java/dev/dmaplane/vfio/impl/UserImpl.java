@@ -2,6 +2,7 @@ package dev.dmaplane.vfio.impl;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.irq.IrqTrigger;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.vfio.VfioUser;
 import org.slf4j.Logger;
@@ -81,6 +82,19 @@ final class UserImpl implements VfioUser {
     @Override
     public int openGroup(int group) {
         return install(core.openGroup(this, group));
+    }
+
+    @Override
+    public int openEventfd() {
+        return install(new EventFdFile());
+    }
+
+    @Override
+    public IrqTrigger eventfd(int fd) {
+        if (file(fd) instanceof EventFdFile e) {
+            return e.trigger();
+        }
+        throw new ErrnoException(Errno.EINVAL, "fd " + fd + " is not an eventfd but " + file(fd));
     }
 
     /** Gives {@code file} the lowest free descriptor ({@code fd_install}); a closed user releases it at once. */

@@ -10,6 +10,7 @@ import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.vfio.Vfio;
 import dev.dmaplane.vfio.VfioUser;
 
+import java.time.Duration;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -25,6 +26,7 @@ public final class VfioCore implements Vfio, AutoCloseable {
     private final List<UserImpl> users = new CopyOnWriteArrayList<>();
     private final AtomicLong pinnedPages = new AtomicLong();
     private volatile int dmaEntryLimit = DEFAULT_DMA_ENTRY_LIMIT;
+    private volatile Duration requestTimeout = DEFAULT_REQUEST_TIMEOUT;
 
     public VfioCore(Machine machine) {
         this.machine = ErrnoException.requireNonNull(machine, "machine");
@@ -57,6 +59,18 @@ public final class VfioCore implements Vfio, AutoCloseable {
     public void setDmaEntryLimit(int limit) {
         ErrnoException.check(limit >= 0, Errno.EINVAL, "dma_entry_limit " + limit + " is negative");
         dmaEntryLimit = limit;
+    }
+
+    @Override
+    public Duration requestTimeout() {
+        return requestTimeout;
+    }
+
+    @Override
+    public void setRequestTimeout(Duration timeout) {
+        ErrnoException.requireNonNull(timeout, "request timeout");
+        ErrnoException.check(!timeout.isNegative(), Errno.EINVAL, "request timeout " + timeout + " is negative");
+        requestTimeout = timeout;
     }
 
     @Override

@@ -3,8 +3,11 @@ package dev.dmaplane.vfio.impl;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.pci.PciFunction;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.util.List;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.CopyOnWriteArrayList;
 
 /**
@@ -16,8 +19,13 @@ final class VfioPciDevice {
     private final PciFunction fn;
     private final GroupState group;
     private final List<DeviceFile> files = new CopyOnWriteArrayList<>();
+    private static final Logger LOG = LoggerFactory.getLogger(VfioPciDevice.class);
+
     private volatile boolean removed;
+    /** Set when the driver starts letting the device go: a file closed now leaves the hardware alone. */
+    private volatile boolean removing;
     private VirtConfig config;
+    private VfioIrqs irqs;
 
     VfioPciDevice(VfioCore core, PciFunction fn, GroupState group) {
         this.core = core;
@@ -58,6 +66,7 @@ final class VfioPciDevice {
                 fn.resetFunction();
             }
             config = new VirtConfig(fn);
+            irqs = new VfioIrqs(fn);
         }
         files.add(f);
     }
@@ -71,12 +80,23 @@ final class VfioPciDevice {
             return;
         }
         config = null;
-        if (!removed && fn.isPresent()) {
+        irqs.releaseAll();
+        irqs = null;
+        notifyAll();
+        if (!removed && !removing && fn.isPresent()) {
             fn.setMaster(false);
             if (fn.hasFlr()) {
                 fn.resetFunction();
             }
         }
+    }
+
+    /** The interrupts while a file is open. */
+    synchronized VfioIrqs irqs() {
+        if (irqs == null) {
+            throw new ErrnoException(Errno.ENODEV, name() + ": no device file is open");
+        }
+        return irqs;
     }
 
     /** The user's view of config space while a file is open. */
@@ -92,12 +112,43 @@ final class VfioPciDevice {
     }
 
     /**
-     * {@code vfio_pci_remove}: the device leaves its group; files users still hold fail with {@code ENODEV} from now
-     * on (the kernel's wait for them to close, with the REQ interrupt, is not modelled yet).
+     * {@code vfio_pci_remove} with {@code vfio_unregister_group_dev}'s wait: while device files are open the REQ
+     * eventfd is signalled ({@code vfio_pci_core_request}) and the user gets {@link VfioCore#requestTimeout()} to
+     * close them; where the kernel would wait on (and a real system hangs), the wait ends there, the files are
+     * revoked (every later operation {@code ENODEV}), their interrupts freed, and the device leaves its group.
+     *
+     * @return whether every file was closed in time
      */
-    void unregister() {
-        removed = true;
+    boolean unregister() {
+        boolean closedInTime;
+        synchronized (this) {
+            removing = true;
+            if (!files.isEmpty() && irqs != null) {
+                irqs.request();
+            }
+            long deadline = System.nanoTime() + core.requestTimeout().toNanos();
+            long left;
+            while (!files.isEmpty() && (left = deadline - System.nanoTime()) > 0) {
+                try {
+                    TimeUnit.NANOSECONDS.timedWait(this, left);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    LOG.warn("{}: interrupted while waiting for the user to close its device files", name(), e);
+                    break;
+                }
+            }
+            closedInTime = files.isEmpty();
+            removed = true;
+            if (irqs != null) {
+                irqs.disable();
+            }
+        }
+        if (!closedInTime) {
+            LOG.warn("{}: {} device file(s) still open {} ms after the REQ interrupt: revoked", name(), files.size(),
+                    core.requestTimeout().toMillis());
+        }
         core.unregister(this);
+        return closedInTime;
     }
 
     @Override

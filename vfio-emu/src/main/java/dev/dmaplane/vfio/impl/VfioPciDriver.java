@@ -68,7 +68,7 @@ public final class VfioPciDriver implements DriverManagedDma {
             throw new ErrnoException(Errno.EINVAL, fn.name() + " is a bridge: vfio-pci drives type 0 functions only");
         }
         VfioPciDevice vdev = core.register(fn);
-        return vdev::unregister;
+        return () -> vdev.unregister();
     }
 
     @Override
