@@ -69,6 +69,14 @@ public final class VfioLayouts {
             U32.withName("argsz"), U32.withName("flags"), U32.withName("index"), U32.withName("start"),
             U32.withName("count"));
 
+    /** {@code struct vfio_pci_hot_reset_info} without its devices. */
+    public static final StructLayout HOT_RESET_INFO = MemoryLayout.structLayout(
+            U32.withName("argsz"), U32.withName("flags"), U32.withName("count"));
+    /** {@code struct vfio_pci_dependent_device} (the group id form). */
+    public static final StructLayout DEPENDENT_DEVICE = MemoryLayout.structLayout(
+            U32.withName("group_id"), U16.withName("segment"), ValueLayout.JAVA_BYTE.withName("bus"),
+            ValueLayout.JAVA_BYTE.withName("devfn"));
+
     public static final long GROUP_STATUS_MINSZ = GROUP_STATUS.byteSize();
     public static final long IOMMU_TYPE1_INFO_MINSZ = 16;
     public static final long DMA_MAP_MINSZ = DMA_MAP.byteSize();

@@ -230,6 +230,29 @@ class DeviceFileTest {
         fails(Errno.EBADF, () -> d.info());
     }
 
+    /**
+     * {@code vfio_pci_ioctl_get_pci_hot_reset_info}: the functions a bus reset affects with their groups; ENOSPC with
+     * the count written back for a short buffer.
+     */
+    @Test
+    void hotResetInfoNamesTheFunctionsOfTheBus() {
+        VfioDevice d = VfioDevice.open(group, ENGINE);
+        MemorySegment hdr = arena.allocate(HOT_RESET_INFO);
+        hdr.set(U32, 0, (int) HOT_RESET_INFO.byteSize());
+        fails(Errno.ENOSPC, () -> user.ioctl(d.fd(), VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, hdr), "no room for one");
+        assertEquals(1, u32(hdr, HOT_RESET_INFO, "count"), "the count the user needs room for");
+        MemorySegment full = arena.allocate(HOT_RESET_INFO.byteSize() + DEPENDENT_DEVICE.byteSize());
+        full.set(U32, 0, (int) full.byteSize());
+        assertEquals(0, user.ioctl(d.fd(), VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, full));
+        assertEquals(1, u32(full, HOT_RESET_INFO, "count"));
+        assertEquals(iommuGroup.id(), full.get(U32, 12));
+        assertEquals(0, full.get(U16, 16), "segment");
+        assertEquals(1, full.get(ValueLayout.JAVA_BYTE, 18), "bus 01");
+        assertEquals(0, full.get(ValueLayout.JAVA_BYTE, 19), "devfn 00.0");
+        hdr.set(U32, 0, 11);
+        fails(Errno.EINVAL, () -> user.ioctl(d.fd(), VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, hdr), "argsz 11");
+    }
+
     /** The driver lets the device go while its file is open: the file answers ENODEV. */
     @Test
     void anUnboundDevicesFileAnswersEnodev() {

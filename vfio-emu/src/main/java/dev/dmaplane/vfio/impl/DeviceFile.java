@@ -5,6 +5,7 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mm.Prot;
 import dev.dmaplane.pci.Bar;
 import dev.dmaplane.pci.Msix;
+import dev.dmaplane.pci.PciBus;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.vfio.VfioLayouts;
 import dev.dmaplane.vfio.uapi.CapChain;
@@ -50,7 +51,9 @@ final class DeviceFile implements VfioFile {
                         Errno.EINVAL, (arg, v) -> irqInfo(arg))
                 .struct(VFIO_DEVICE_SET_IRQS, "VFIO_DEVICE_SET_IRQS", VfioIrqs.SET_MINSZ, -1, Errno.EINVAL,
                         (arg, v) -> dev.irqs().set(arg, user::eventfd))
-                .value(VFIO_DEVICE_RESET, "VFIO_DEVICE_RESET", (arg, v) -> reset());
+                .value(VFIO_DEVICE_RESET, "VFIO_DEVICE_RESET", (arg, v) -> reset())
+                .struct(VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO",
+                        HOT_RESET_INFO.byteSize(), -1, Errno.EINVAL, (arg, v) -> hotResetInfo(arg));
         dev.opened(this);
     }
 
@@ -160,6 +163,48 @@ final class DeviceFile implements VfioFile {
         setU32(arg, IRQ_INFO, "flags", flags);
         setU32(arg, IRQ_INFO, "count", dev.irqs().count(index));
         return 0;
+    }
+
+    /**
+     * {@code vfio_pci_ioctl_get_pci_hot_reset_info}: the functions a secondary bus reset above this one would reset
+     * with it (its bus and every bus below), each with its IOMMU group, bus and devfn. {@code ENODEV} on a root bus
+     * (no bridge to reset it, {@code pci_probe_reset_bus}); {@code ENOSPC} with {@code count} written back when
+     * {@code argsz} holds fewer entries.
+     */
+    private long hotResetInfo(MemorySegment arg) {
+        long argsz = Integer.toUnsignedLong(arg.get(U32, 0));
+        PciBus bus = fn.pciBus();
+        if (bus.isRoot() || bus.self().isEmpty()) {
+            throw new ErrnoException(Errno.ENODEV, dev.name() + ": on root bus " + bus + ": no bus reset");
+        }
+        List<PciFunction> affected = new ArrayList<>();
+        collect(bus, affected);
+        setU32(arg, HOT_RESET_INFO, "flags", 0);
+        setU32(arg, HOT_RESET_INFO, "count", affected.size());
+        long need = HOT_RESET_INFO.byteSize() + affected.size() * DEPENDENT_DEVICE.byteSize();
+        if (argsz < need) {
+            throw new ErrnoException(Errno.ENOSPC, dev.name() + ": VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: argsz " + argsz
+                    + " holds fewer than the " + affected.size() + " functions a bus reset affects");
+        }
+        for (int i = 0; i < affected.size(); i++) {
+            PciFunction f = affected.get(i);
+            int groupId = dev.core().machine().iommu().groupOf(f).map(g -> g.id()).orElseThrow(() ->
+                    new ErrnoException(Errno.EPERM, f.name() + " has no IOMMU group (vfio_pci_fill_devs)"));
+            long at = HOT_RESET_INFO.byteSize() + i * DEPENDENT_DEVICE.byteSize();
+            arg.set(U32, at, groupId);
+            arg.set(U16, at + 4, (short) f.bdf().domain());
+            arg.set(ValueLayout.JAVA_BYTE, at + 6, (byte) f.bdf().bus());
+            arg.set(ValueLayout.JAVA_BYTE, at + 7, (byte) f.bdf().devfn());
+        }
+        return 0;
+    }
+
+    /** {@code pci_walk_bus}: the functions of {@code bus} and of every bus below it. */
+    private static void collect(PciBus bus, List<PciFunction> out) {
+        out.addAll(bus.devices());
+        for (PciBus child : bus.children()) {
+            collect(child, out);
+        }
     }
 
     /** {@code VFIO_DEVICE_RESET}: {@code EINVAL} when the function cannot reset ({@code vdev->reset_works}). */
