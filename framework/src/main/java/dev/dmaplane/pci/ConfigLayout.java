@@ -153,6 +153,10 @@ final class ConfigLayout {
                 throw new ErrnoException(Errno.EINVAL, "BAR " + b.index + " overlaps a register another BAR uses");
             }
             Bar.checkSize(b.index, b.size, b.is64);
+            if (!BarRules.isPrefetchableAllowed(express, b.is64, b.prefetchable)) {
+                throw new ErrnoException(Errno.EINVAL, "BAR " + b.index + " is 32-bit and prefetchable on a PCI Express"
+                        + " Endpoint, whose prefetchable BARs must be 64-bit (PCIe Base Spec 7.5.1.2.1)");
+            }
             used[b.index] = true;
             used[last] = true;
             int flags = (b.is64 ? BASE_ADDRESS_MEM_TYPE_64 : BASE_ADDRESS_MEM_TYPE_32)

@@ -26,6 +26,23 @@ class ConfigSpaceTest {
                 .build();
     }
 
+    /**
+     * PCIe Base Spec 7.5.1.2.1: an Endpoint's prefetchable BARs are 64-bit. The builder refuses what the machine file
+     * refuses ({@code BarRules}); a conventional function and a legacy endpoint may have a 32-bit prefetchable BAR.
+     */
+    @Test
+    void anEndpointsPrefetchableBarMustBe64Bit() {
+        ErrnoException e = assertThrows(ErrnoException.class, () -> ConfigSpace.builder(0x1da0, 0x0001, 0x030200)
+                .express(PciPortType.ENDPOINT).bar(2, 1L << 20, false, true).build());
+        assertEquals(Errno.EINVAL, e.errno());
+        assertTrue(e.getMessage().contains("BAR 2") && e.getMessage().contains("7.5.1.2.1"), e.getMessage());
+        assertEquals(BASE_ADDRESS_MEM_PREFETCH, ConfigSpace.builder(0x1da0, 0x0001, 0x030200)
+                .express(PciPortType.LEGACY_ENDPOINT).bar(2, 1L << 20, false, true).build()
+                .read(BASE_ADDRESS_0 + 8, 4) & BASE_ADDRESS_MEM_PREFETCH);
+        assertEquals(BASE_ADDRESS_MEM_PREFETCH, ConfigSpace.builder(0x1da0, 0x0001, 0x030200)
+                .bar(2, 1L << 20, false, true).build().read(BASE_ADDRESS_0 + 8, 4) & BASE_ADDRESS_MEM_PREFETCH);
+    }
+
     @Test
     void headerFieldsReadLittleEndian() {
         ConfigSpace cs = endpoint();

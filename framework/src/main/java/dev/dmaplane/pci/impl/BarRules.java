@@ -63,7 +63,7 @@ public final class BarRules {
         if (!b.is64Bit() && !fits32Bit(b.size())) {
             throw Units.bad(path + ".size", size, "(" + bar + ") does not fit a 32-bit BAR (at most 2GiB)");
         }
-        if (b.prefetchable() && !b.is64Bit() && type == PciPortType.ENDPOINT) {
+        if (!isPrefetchableAllowed(type, b.is64Bit(), b.prefetchable())) {
             throw Units.bad(path + ".bits", "32", "(" + bar + ") cannot be prefetchable on a PCI Express Endpoint, whose"
                     + " prefetchable BARs must be 64-bit (PCIe Base Spec 7.5.1.2.1); set prefetchable: false or bits: 64");
         }
@@ -117,6 +117,14 @@ public final class BarRules {
     /** Whether a BAR of {@code size} bytes fits a 32-bit BAR register, whose highest size is 2 GiB. */
     public static boolean fits32Bit(long size) {
         return size <= MAX_32BIT_BAR;
+    }
+
+    /**
+     * Whether a function of {@code type} may have a BAR of this width and prefetchability: a PCI Express Endpoint's
+     * prefetchable BARs must be 64-bit (PCIe Base Spec 7.5.1.2.1); {@code type} is null for a conventional function.
+     */
+    public static boolean isPrefetchableAllowed(PciPortType type, boolean is64Bit, boolean prefetchable) {
+        return !(prefetchable && !is64Bit && type == PciPortType.ENDPOINT);
     }
 
     /** The last BAR register a BAR at {@code index} takes: a 64-bit BAR also takes the next one. */
