@@ -29,6 +29,18 @@ public interface PeerRouter {
         return 0;
     }
 
+    /**
+     * The fabric completed {@code requester}'s memory request of {@code size} bytes at {@code busAddr} as an
+     * Unsupported Request: {@link #route} refused it, or the root complex decodes nothing where it went. The fabric
+     * logs it as PCIe does (Base Spec 6.2.5: the completer's error registers and, for a non-posted request, the
+     * requester's Received Master Abort). Nothing by default.
+     *
+     * @param size   bytes of the one request, at most 4096, not crossing a 4 KiB boundary
+     * @param posted whether the request is a memory write; a read or an AtomicOp is non-posted
+     */
+    default void unsupportedRequest(Device requester, long busAddr, int size, boolean posted) {
+    }
+
     /** What the fabric does with one request. */
     @ProviderType
     sealed interface Route permits Upstream, ToPeer, Refused {

@@ -186,6 +186,13 @@ public final class Machine implements AutoCloseable {
             public long epoch() {
                 return pci.decodeEpoch();
             }
+
+            @Override
+            public void unsupportedRequest(Device requester, long busAddr, int size, boolean posted) {
+                if (requester instanceof PciFunction fn) {
+                    pci.unsupportedRequest(fn, busAddr, size, posted);
+                }
+            }
         });
         for (PciFunction fn : pci.functions()) {
             if (fn.absence().isEmpty()) {

@@ -173,7 +173,7 @@ public final class Bar {
         /** The function got a request it cannot complete: {@code error} is the AER bit it logs. */
         private void requestError(int error, long offset, int accessSize, boolean posted) {
             if (function != null) {
-                PcieErrors.memoryRequestError(function, error, function.barAddress(index) + offset, accessSize, posted);
+                PcieErrors.memoryRequestError(function, PcieErrors.ROOT_COMPLEX_ID, error, function.barAddress(index) + offset, accessSize, posted);
             }
         }
 

@@ -60,10 +60,11 @@ public sealed interface PciRoute {
     }
 
     /**
-     * A bridge took the request where no function decodes it, or could not forward it: the fabric completes it as
-     * an Unsupported Request and no byte moves.
+     * A bridge took the request where no function decodes it, or could not forward it, or it reached a function that
+     * does not decode memory: the fabric completes it as an Unsupported Request and no byte moves.
      *
-     * @param at     the bridge that stopped the request
+     * @param at     the function that completes it as an Unsupported Request: the bridge that stopped the request,
+     *               or the function whose BAR holds the address while its Memory Space Enable is clear
      * @param reason why, naming the bridge and the address
      */
     record Unsupported(PciFunction at, String reason) implements PciRoute {

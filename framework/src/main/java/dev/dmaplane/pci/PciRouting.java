@@ -83,6 +83,11 @@ final class PciRouting {
             Optional<PciBus> below = node.subordinate();
             PciFunction next = below.isEmpty() ? null : claimant(below.get(), null, addr);
             if (next == null) {
+                Optional<PciFunction> off = below.flatMap(b -> notDecoding(b, addr));
+                if (off.isPresent()) {
+                    return new PciRoute.Unsupported(off.get(), String.format("%#x is in a BAR of %s, whose Memory Space"
+                            + " Enable is clear: it handles the request as Unsupported", addr, off.get().bdf()));
+                }
                 return new PciRoute.Unsupported(node, String.format(
                         "a window of %s claims %#x but no function below it decodes the address", node.bdf(), addr));
             }
@@ -98,6 +103,25 @@ final class PciRouting {
             }
         }
         return null;
+    }
+
+    /**
+     * The function on {@code bus} with an assigned BAR that holds {@code addr} but does not decode it, its Memory
+     * Space Enable being clear (PCIe Base Spec 7.5.1.1.3: it receives the request and handles it as Unsupported).
+     */
+    private static Optional<PciFunction> notDecoding(PciBus bus, long addr) {
+        for (PciFunction f : bus.devices()) {
+            if (!f.configSpace().present() || f.configSpace().memorySpaceEnabled()) {
+                continue;
+            }
+            for (Bar b : f.bars()) {
+                long base = b.address();
+                if (base != 0 && Long.compareUnsigned(addr - base, b.size()) < 0) {
+                    return Optional.of(f);
+                }
+            }
+        }
+        return Optional.empty();
     }
 
     /** A BAR that decodes an address, and the address's offset in it. */

@@ -12,6 +12,8 @@ import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicInteger;
 
+import static dev.dmaplane.pci.PciRegs.ERR_UNC_UNSUP;
+
 /**
  * A machine's PCI hierarchy as the kernel holds it after enumeration: host bridges, buses, functions, and the
  * IOMMU isolation groups they fall into. Built by {@link TopologyLoader}; owns the arena that backs BAR device
@@ -21,6 +23,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  * discovery: later writes to ACS Control registers do not regroup.
  */
 public final class PciTopology implements AutoCloseable {
+    /** The most bytes one memory request TLP carries or asks for: it never crosses a 4 KiB boundary (2.2.7). */
+    public static final int MAX_TLP_BYTES = 4096;
     private final MachineSpec machine;
     private final List<HostBridge> hostBridges;
     private final List<PciFunction> functions;
@@ -169,6 +173,39 @@ public final class PciTopology implements AutoCloseable {
     public PciRoute route(PciFunction requester, long busAddr) {
         requireOwn(requester);
         return PciRouting.route(requester, busAddr);
+    }
+
+    /**
+     * The fabric completed a memory request of {@code size} bytes that {@code requester} issued at {@code busAddr} as
+     * an Unsupported Request, as {@link #route} gives it or because the root complex decodes nothing where it went
+     * (PCIe Base Spec 6.2.3.1 and the flowchart of 6.2.5). The completer logs it: the function whose BAR holds the
+     * address while its Memory Space Enable is clear, the bridge that could not route it, or the root port through
+     * which it entered the root complex, with the request's header and the requester's ID in its AER log. A
+     * non-posted request (a read or an AtomicOp) gets an Unsupported Request completion, which sets Received Master
+     * Abort in the requester's Status (7.5.1.1.4). A request the fabric routed to a BAR is that function's to
+     * complete: nothing is logged for it here.
+     *
+     * @param posted whether the request is a memory write, which gets no completion
+     * @throws ErrnoException {@code EINVAL} for a size outside 1..4096 (a TLP never crosses 4 KiB), {@code ENODEV}
+     *                        for a function of another topology
+     */
+    public void unsupportedRequest(PciFunction requester, long busAddr, int size, boolean posted) {
+        requireOwn(requester);
+        if (size < 1 || size > MAX_TLP_BYTES) {
+            throw new ErrnoException(Errno.EINVAL, "request size " + size + " outside 1.." + MAX_TLP_BYTES);
+        }
+        PciFunction completer = switch (PciRouting.route(requester, busAddr)) {
+            case PciRoute.Unsupported u -> u.at();
+            case PciRoute.RootComplex rc -> rc.entry() == requester ? null : rc.entry();
+            case PciRoute.Peer p -> null;
+        };
+        if (completer != null) {
+            PcieErrors.memoryRequestError(completer.configSpace(), requester.bdf().requesterId(), ERR_UNC_UNSUP,
+                    busAddr, size, posted);
+        }
+        if (!posted) {
+            PcieErrors.unsupportedCompletion(requester.configSpace());
+        }
     }
 
     /**

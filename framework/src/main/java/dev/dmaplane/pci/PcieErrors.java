@@ -24,14 +24,29 @@ final class PcieErrors {
     private static final int FMT_4DW = 0b001;
     private static final int FMT_DATA = 0b010;
     /** Requester ID of a request the CPU issues through the root complex (the host bridge, 00:00.0). */
-    private static final int ROOT_COMPLEX_ID = 0;
+    static final int ROOT_COMPLEX_ID = 0;
 
     private PcieErrors() {
     }
 
-    /** {@code cs}'s function received a memory request for {@code size} bytes at {@code addr} it cannot complete. */
-    static void memoryRequestError(ConfigSpace cs, int error, long addr, int size, boolean posted) {
-        completerDetected(cs, error, posted, memoryHeader(addr, size, posted));
+    /**
+     * {@code cs}'s function received a memory request from {@code requesterId} for {@code size} bytes at {@code addr}
+     * it cannot complete; {@code error} is the AER bit it logs.
+     */
+    static void memoryRequestError(ConfigSpace cs, int requesterId, int error, long addr, int size, boolean posted) {
+        completerDetected(cs, error, posted, memoryHeader(requesterId, addr, size, posted));
+    }
+
+    /**
+     * The requester {@code cs} received an Unsupported Request completion for a non-posted request: Received Master
+     * Abort in its Status (PCIe Base Spec 7.5.1.1.4; the completer logged the error, 6.2.3.2.5).
+     */
+    static void unsupportedCompletion(ConfigSpace cs) {
+        synchronized (cs) {
+            if (cs.present()) {
+                cs.hardwareUpdate(STATUS, 2, STATUS_REC_MASTER_ABORT, true);
+            }
+        }
     }
 
     /**
@@ -165,17 +180,19 @@ final class PcieErrors {
     }
 
     /**
-     * The header of a memory read or write TLP (PCIe Base Spec 2.2.7): Fmt/Type and Length, Requester ID and byte
+     * The header of a memory read or write TLP (PCIe Base Spec 2.2.7): Fmt/Type and Length, the Requester ID and byte
      * enables, then the address, in 3 DWs below 4 GiB and 4 above, as the Header Log holds it (byte 0 in bits 31:24).
      */
-    private static int[] memoryHeader(long addr, int size, boolean posted) {
+    private static int[] memoryHeader(int requesterId, long addr, int size, boolean posted) {
         boolean wide = (addr >>> 32) != 0;
         int fmt = (wide ? FMT_4DW : FMT_3DW) | (posted ? FMT_DATA : 0);
-        int lengthDw = Math.max(1, size / 4);
-        int firstBe = size >= 4 ? 0xF : ((1 << size) - 1) << (addr & 3);
-        int lastBe = lengthDw > 1 ? 0xF : 0;
-        int dw0 = fmt << 29 | lengthDw;
-        int dw1 = ROOT_COMPLEX_ID << 16 | lastBe << 4 | firstBe;
+        int skip = (int) addr & 3;
+        int end = (skip + size) & 3;
+        int lengthDw = (skip + size + 3) / 4;
+        int firstBe = lengthDw == 1 ? ((1 << size) - 1) << skip : 0xF << skip & 0xF;
+        int lastBe = lengthDw == 1 ? 0 : end == 0 ? 0xF : (1 << end) - 1;
+        int dw0 = fmt << 29 | lengthDw & 0x3FF; // a Length of 1024 DW is encoded as 0
+        int dw1 = requesterId << 16 | lastBe << 4 | firstBe;
         int lo = (int) addr & ~3;
         return wide ? new int[]{dw0, dw1, (int) (addr >>> 32), lo} : new int[]{dw0, dw1, lo, 0};
     }

@@ -3,7 +3,7 @@
  * device memory, ACS, host bridges, buses and functions, IOMMU isolation groups, and the machine-file loader.
  */
 @Export
-@Version("1.6.0")
+@Version("1.7.0")
 package dev.dmaplane.pci;
 
 import org.osgi.annotation.bundle.Export;

@@ -207,4 +207,32 @@ class AerLoggingTest {
         assertTrue(out.lines().anyMatch(l -> l.contains("DevSta:") && l.contains("UnsupReq+")), out);
         assertTrue(t.lspciVerbose(fn).lines().anyMatch(l -> l.contains("UESta:") && l.contains("UnsupReq+")));
     }
+
+    /**
+     * A peer's request into a BAR of a function that does not decode memory (the DMA layer's Unsupported Request,
+     * {@link PciTopology#unsupportedRequest}): the real lspci reads the completer's UESta and Header Log with the
+     * requester's ID, and the requester's Received Master Abort for its read.
+     */
+    @Test
+    void realLspciDecodesAPeersUnsupportedRequest() throws Exception {
+        ExternalTool lspci = ExternalTool.require("lspci",
+                "apt-get install pciutils (Debian, Ubuntu), dnf install pciutils (Fedora)");
+        PciFunction gpu = t.function("03:00.0");
+        PciFunction hca = t.function("04:00.0");
+        long addr = gpu.bars().getFirst().address() + 0x40;
+        gpu.setMemorySpace(false);
+        t.unsupportedRequest(hca, addr, 4, true);
+        t.unsupportedRequest(hca, addr, 8, false);
+        Path gpuDump = Files.writeString(dir.resolve("gpu"), t.lspciHex(gpu, ConfigSpace.SIZE));
+        String out = lspci.run(Duration.ofSeconds(60), "-F", gpuDump.toString(), "-vvv");
+        assertTrue(out.lines().anyMatch(l -> l.contains("UESta:") && l.contains("UnsupReq+")), out);
+        assertTrue(out.lines().anyMatch(l -> l.contains("CESta:") && l.contains("AdvNonFatalErr+")), out);
+        String header = String.format("HeaderLog: 40000001 %08x %08x 00000000", hca.bdf().requesterId() << 16 | 0xf,
+                (int) addr);
+        assertTrue(out.contains(header), header + " in\n" + out);
+        Path hcaDump = Files.writeString(dir.resolve("hca"), t.lspciHex(hca, ConfigSpace.SIZE));
+        String req = lspci.run(Duration.ofSeconds(60), "-F", hcaDump.toString(), "-vvv");
+        assertTrue(req.lines().anyMatch(l -> l.contains("Status:") && l.contains("<MAbort+")), req);
+        assertTrue(t.lspciVerbose(gpu).contains(header), t.lspciVerbose(gpu));
+    }
 }

@@ -12,6 +12,7 @@ import dev.dmaplane.iommu.IommuDomain;
 import dev.dmaplane.iommu.IommuDomainType;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.mem.PhysicalAddressMap;
+import dev.dmaplane.mem.PhysicalRegion;
 import dev.dmaplane.trace.TraceKind;
 
 import java.lang.foreign.MemorySegment;
@@ -35,6 +36,8 @@ import java.util.Map;
  */
 final class DeviceBusMaster implements BusMaster {
     private static final VarHandle LONG = ValueLayout.JAVA_LONG.varHandle();
+    /** A memory request TLP never crosses a 4 KiB boundary (PCIe Base Spec 2.2.7). */
+    private static final long TLP_BOUNDARY = 4096;
     /** Bytes a copy from a peer's BAR moves per staging step. */
     private static final int STAGING = 64 * 1024;
 
@@ -190,7 +193,7 @@ final class DeviceBusMaster implements BusMaster {
                     continue;
                 }
                 long epoch = dma.sys.peerRouter.epoch();
-                PeerRouter.ToPeer peer = peer(addr, len - done, write);
+                PeerRouter.ToPeer peer = peer(addr, len - done, write, write);
                 if (peer != null) {
                     long n = peerChunk(peer, len - done);
                     if (write) {
@@ -205,6 +208,7 @@ final class DeviceBusMaster implements BusMaster {
                 IommuDomain.Run run = upstream(epoch, addr, len - done, write);
                 long n = run.length();
                 long phys = run.phys();
+                checkDecoded(addr, phys, n, write, write);
                 if (write) {
                     physical.write(phys, data.asSlice(done, n));
                 } else {
@@ -344,7 +348,7 @@ final class DeviceBusMaster implements BusMaster {
             return hit;
         }
         long epoch = dma.sys.peerRouter.epoch();
-        if (peer(addr, remaining, write) != null) {
+        if (peer(addr, remaining, write, write) != null) {
             return null;
         }
         return ramOf(upstream(epoch, addr, remaining, write));
@@ -382,7 +386,7 @@ final class DeviceBusMaster implements BusMaster {
         if ((busAddr & 7) != 0) {
             throw refuse(busAddr, true, FaultReason.MISALIGNED, "AtomicOp address is not 8-byte aligned");
         }
-        PeerRouter.ToPeer peer = peer(busAddr, 8, true);
+        PeerRouter.ToPeer peer = peer(busAddr, 8, true, false);
         if (peer != null) {
             MemorySegment v = peerChunk(peer, 8) == 8 ? peer.region().atomicView(peer.offset(), 8) : null;
             if (v == null) {
@@ -393,7 +397,9 @@ final class DeviceBusMaster implements BusMaster {
         }
         IommuDomain domain = domain();
         translate(domain, busAddr, 8, false);
-        return physical.atomicView(translate(domain, busAddr, 8, true));
+        long phys = translate(domain, busAddr, 8, true);
+        checkDecoded(busAddr, phys, 8, true, false);
+        return physical.atomicView(phys);
     }
 
     private IommuDomain domain() {
@@ -410,9 +416,10 @@ final class DeviceBusMaster implements BusMaster {
     /**
      * Where the fabric below the root complex delivers a request at {@code addr}: the peer memory a switch routes it
      * to (after the requester checks, for the part of {@code remaining} bytes inside it), or null when it goes
-     * upstream to the IOMMU. A request the fabric cannot complete is refused as an Unsupported Request.
+     * upstream to the IOMMU. A request the fabric cannot complete is refused as an Unsupported Request, which the
+     * fabric logs; {@code posted} tells a memory write from a read or an AtomicOp, which get a completion.
      */
-    private PeerRouter.ToPeer peer(long addr, long remaining, boolean write) {
+    private PeerRouter.ToPeer peer(long addr, long remaining, boolean write, boolean posted) {
         PeerRouter.Route route = dma.sys.peerRouter.route(dma.device, addr);
         return switch (route) {
             case PeerRouter.Upstream u -> null;
@@ -426,9 +433,33 @@ final class DeviceBusMaster implements BusMaster {
             }
             case PeerRouter.Refused r -> {
                 checkRequester(addr, 1, write);
-                throw refuse(addr, write, FaultReason.UNSUPPORTED_REQUEST, r.reason());
+                throw unsupported(addr, remaining, write, posted, r.reason());
             }
         };
+    }
+
+    /**
+     * The host bridge's side of a request that went upstream: RAM or a device region must decode {@code [phys, phys +
+     * n)}, else the root complex completes the request at {@code addr} as an Unsupported Request.
+     */
+    private void checkDecoded(long addr, long phys, long n, boolean write, boolean posted) {
+        if (physical.ram().contains(phys, n)) {
+            return;
+        }
+        PhysicalRegion r = physical.regionAt(phys);
+        if (r == null || phys - r.base() > r.size() - n) {
+            throw unsupported(addr, n, write, posted, String.format("the host bridge decodes nothing at %#x+%#x", phys, n));
+        }
+    }
+
+    /**
+     * A request the fabric completes as an Unsupported Request: the fabric logs the one TLP at {@code addr} (its
+     * bytes up to {@code remaining}, not crossing 4 KiB), then it is traced and refused.
+     */
+    private DmaFaultException unsupported(long addr, long remaining, boolean write, boolean posted, String reason) {
+        int tlp = (int) Math.min(remaining, TLP_BOUNDARY - (addr & (TLP_BOUNDARY - 1)));
+        dma.sys.peerRouter.unsupportedRequest(dma.device, addr, Math.max(1, tlp), posted);
+        return refuse(addr, write, FaultReason.UNSUPPORTED_REQUEST, reason);
     }
 
     private static long peerChunk(PeerRouter.ToPeer peer, long remaining) {
