@@ -244,11 +244,13 @@ final class ConfigLayout {
                 cs.init(pos + SECPCI_LNKCTL3, 4, 0, 0x3);
                 cs.init(pos + SECPCI_LANE_ERR, 4, 0, 0);
                 cs.initW1c(pos + SECPCI_LANE_ERR, 4, lanes);
+                cs.initSticky(pos + SECPCI_LANE_ERR, 4, lanes); // RW1CS (7.7.3.3)
                 chain.add(new int[]{pos, EXT_CAP_ID_SECPCI, 1});
                 pos += SECPCI_LANE_EQ_CTRL + align4(2 * linkWidth);
             }
             if (linkSpeed >= LINK_SPEED_16GT) {
                 cs.initW1c(pos + PL16_LOCAL_PARITY, 4, (1 << linkWidth) - 1);
+                cs.initSticky(pos + PL16_LOCAL_PARITY, 4, (1 << linkWidth) - 1); // RW1CS (7.7.5.4)
                 chain.add(new int[]{pos, EXT_CAP_ID_PL_16GT, 1});
                 pos += PL16_LANE_EQ_CTRL + align4(linkWidth);
             }

@@ -66,6 +66,29 @@ class PcieRegistersTest {
     }
 
     /**
+     * 7.7.3.3 Lane Error Status and 7.7.5.4 Local Data Parity Mismatch Status are RW1CS: sticky, so a Function Level
+     * Reset and a hot (secondary bus) reset leave them as they are (6.6.2, 7.4), as they leave the AER logs; software
+     * clears them by writing ones.
+     */
+    @Test
+    void laneErrorStatusIsSticky() {
+        PciFunction ep = t.functions().stream().filter(PciFunction::hasFlr).findFirst().orElseThrow();
+        ConfigSpace cs = ep.configSpace();
+        int lanes = cs.findExtCapability(EXT_CAP_ID_SECPCI).orElseThrow() + SECPCI_LANE_ERR;
+        int parity = cs.findExtCapability(EXT_CAP_ID_PL_16GT).orElseThrow() + PL16_LOCAL_PARITY;
+        cs.hardwareUpdate(lanes, 4, 0b1010, true);
+        cs.hardwareUpdate(parity, 4, 0b0100, true);
+        ep.flr();
+        assertEquals(0b1010, cs.read(lanes, 4), "after FLR");
+        assertEquals(0b0100, cs.read(parity, 4), "after FLR");
+        ep.upstreamBridge().orElseThrow().resetSecondaryBus();
+        assertEquals(0b1010, cs.read(lanes, 4), "after a hot reset");
+        assertEquals(0b0100, cs.read(parity, 4), "after a hot reset");
+        cs.write(lanes, 4, 0b0010);
+        assertEquals(0b1000, cs.read(lanes, 4), "RW1C");
+    }
+
+    /**
      * 7.5.3.4 Device Control: Enable Relaxed Ordering and Enable No Snoop default to 1b and Max_Read_Request_Size to
      * 010b (512 bytes), also after a Function Level Reset returns the registers to their defaults.
      */
