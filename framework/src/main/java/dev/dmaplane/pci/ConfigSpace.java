@@ -518,6 +518,23 @@ public final class ConfigSpace {
         }
     }
 
+    /**
+     * The link trained to {@code speed} (a Current Link Speed encoding) and {@code width} lanes: Link Status shows
+     * them now, after a reset of the function (which does not retrain its link to other values) and after the
+     * firmware state is restored (PCIe Base Spec 7.5.3.8).
+     */
+    synchronized void linkTrained(int speed, int width) {
+        int pos = findCapability(CAP_ID_EXP).orElseThrow() + EXP_LNKSTA;
+        int value = width << 4 & EXP_LNKSTA_NLW | speed & EXP_LNKSTA_CLS;
+        for (byte[] regs : new byte[][]{data, powerOn, firmware}) {
+            if (regs != null) {
+                int sta = (regs[pos] & 0xFF | (regs[pos + 1] & 0xFF) << 8) & ~(EXP_LNKSTA_NLW | EXP_LNKSTA_CLS) | value;
+                regs[pos] = (byte) sta;
+                regs[pos + 1] = (byte) (sta >>> 8);
+            }
+        }
+    }
+
     /** Takes the registers as laid out as the power-on values a reset returns to, and finds the PM capability. */
     void recordPowerOn() {
         pmPos = findCapability(CAP_ID_PM).orElse(-1);

@@ -105,6 +105,8 @@ public final class PciRegs {
     public static final int EXP_LNKCAP = 12;
     /** Link Capabilities: Max Link Speed, an index into Supported Link Speeds ({@code PCI_EXP_LNKCAP_SLS}). */
     public static final int EXP_LNKCAP_SLS = 0x0000_000f;
+    /** Link Capabilities: Maximum Link Width, in lanes ({@code PCI_EXP_LNKCAP_MLW}). */
+    public static final int EXP_LNKCAP_MLW = 0x0000_03f0;
     /** Link Capabilities: Data Link Layer Link Active Reporting Capable ({@code PCI_EXP_LNKCAP_DLLLARC}). */
     public static final int EXP_LNKCAP_DLLLARC = 0x0010_0000;
     /** Link Capabilities: Link Bandwidth Notification Capable ({@code PCI_EXP_LNKCAP_LBNC}). */
@@ -113,6 +115,10 @@ public final class PciRegs {
     public static final int EXP_LNKCAP_PN = 0xff00_0000;
     public static final int EXP_LNKCTL = 16;
     public static final int EXP_LNKSTA = 18;
+    /** Link Status: Current Link Speed ({@code PCI_EXP_LNKSTA_CLS}). */
+    public static final int EXP_LNKSTA_CLS = 0x000f;
+    /** Link Status: Negotiated Link Width ({@code PCI_EXP_LNKSTA_NLW}). */
+    public static final int EXP_LNKSTA_NLW = 0x03f0;
     /** Link Status: Data Link Layer Link Active ({@code PCI_EXP_LNKSTA_DLLLA}). */
     public static final int EXP_LNKSTA_DLLLA = 0x2000;
     /** Slot Capabilities ({@code PCI_EXP_SLTCAP}). */

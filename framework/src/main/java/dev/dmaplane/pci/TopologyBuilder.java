@@ -138,6 +138,37 @@ final class TopologyBuilder {
                 add(c, child, hb, layout, pool, configWrites, slots);
             }
             fn.updateLinkActive();
+            if (s.type() == PciPortType.ROOT_PORT || s.type() == PciPortType.DOWNSTREAM) {
+                trainLink(fn, child);
+            }
+        }
+    }
+
+    /**
+     * The link below the downstream-facing {@code port} trains to the highest speed and the widest width both ends
+     * support (PCIe Base Spec 4.2.6, Link Training): the lesser of their Max Link Speeds and Maximum Link Widths,
+     * which the Link Status of the port and of every function of the device below then shows (7.5.3.8).
+     */
+    private static void trainLink(PciFunction port, PciBus below) {
+        List<ConfigSpace> ends = new ArrayList<>();
+        ends.add(port.configSpace());
+        for (PciFunction f : below.devices()) {
+            if (f.configSpace().findCapability(CAP_ID_EXP).isPresent()) {
+                ends.add(f.configSpace());
+            }
+        }
+        if (ends.size() < 2) {
+            return;
+        }
+        int speed = Integer.MAX_VALUE;
+        int width = Integer.MAX_VALUE;
+        for (ConfigSpace cs : ends) {
+            int cap = cs.read(cs.findCapability(CAP_ID_EXP).getAsInt() + EXP_LNKCAP, 4);
+            speed = Math.min(speed, cap & EXP_LNKCAP_SLS);
+            width = Math.min(width, (cap & EXP_LNKCAP_MLW) >>> 4);
+        }
+        for (ConfigSpace cs : ends) {
+            cs.linkTrained(speed, width);
         }
     }
 }

@@ -3,7 +3,14 @@ package dev.dmaplane.pci;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.pci.TopologyLoader.Format;
+import dev.dmaplane.testing.ExternalTool;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
 
 import static dev.dmaplane.pci.Machines.endpoint;
 import static dev.dmaplane.pci.Machines.rootPortWith;
@@ -42,6 +49,44 @@ class ExpressMachineFileTest {
                     "the root port's serial differs: devfn 8");
             assertEquals(16 << 4 | 4, cs.read(0x50 + EXP_LNKCAP, 4) & 0x3ff);
             assertTrue(t.lspciVerbose(ep).contains("Device Serial Number 1d-a0-00-02-00-00-01-00\n"), t.lspciVerbose(ep));
+        }
+    }
+
+    /**
+     * PCIe Base Spec 4.2.6 (Link Training) and 7.5.3.8: an 8 GT/s x8 root port and a 16 GT/s x4 endpoint train their
+     * link at 8 GT/s x4, which the Link Status of both ends shows, before and after the endpoint's Function Level
+     * Reset and a secondary bus reset (neither retrains to other values); Link Capabilities keep each end's maximum,
+     * and the real {@code lspci -vvv} (pciutils {@code ls-caps.c}, {@code link_compare}) calls the endpoint's speed
+     * downgraded.
+     */
+    @Test
+    void theLinkTrainsToTheLesserSpeedAndWidthOfItsEnds(@TempDir Path dir) throws Exception {
+        String yaml = rootPortWith("", endpoint("01:00.0", "link: { speed: 16GT/s, width: 4 }"))
+                .replace("class: \"0x060400\"", "class: \"0x060400\"\n          link: { speed: 8GT/s, width: 8 }");
+        try (PciTopology t = TopologyLoader.load(yaml, Format.YAML)) {
+            PciFunction ep = t.function("01:00.0");
+            PciFunction rp = t.function("00:01.0");
+            for (int round = 0; round < 3; round++) {
+                for (PciFunction f : List.of(ep, rp)) {
+                    assertEquals(4 << 4 | 3, f.configSpace().read(0x50 + EXP_LNKSTA, 2) & (EXP_LNKSTA_NLW | EXP_LNKSTA_CLS),
+                            f + " after " + round + " resets");
+                }
+                if (round == 0) {
+                    ep.flr();
+                } else {
+                    rp.resetSecondaryBus();
+                }
+            }
+            assertEquals(8 << 4 | 3, rp.configSpace().read(0x50 + EXP_LNKCAP, 4) & 0x3ff);
+            assertEquals(4 << 4 | 4, ep.configSpace().read(0x50 + EXP_LNKCAP, 4) & 0x3ff);
+            String epLine = "LnkSta:\tSpeed 8GT/s (downgraded), Width x4\n";
+            assertTrue(t.lspciVerbose(rp).contains("LnkSta:\tSpeed 8GT/s, Width x4\n"), t.lspciVerbose(rp));
+            assertTrue(t.lspciVerbose(ep).contains(epLine), t.lspciVerbose(ep));
+            ExternalTool lspci = ExternalTool.require("lspci",
+                    "apt-get install pciutils (Debian, Ubuntu), dnf install pciutils (Fedora)");
+            Path dump = Files.writeString(dir.resolve("ep"), t.lspciHex(ep, ConfigSpace.SIZE));
+            String out = lspci.run(Duration.ofSeconds(60), "-F", dump.toString(), "-vvv");
+            assertTrue(out.contains(epLine), out);
         }
     }
 
