@@ -231,6 +231,12 @@ public final class PciRegs {
     public static final int ERR_ROOT_COMMAND = 0x2c;
     /** Root Error Command: the reporting enables for ERR_COR, ERR_NONFATAL, ERR_FATAL. */
     public static final int ERR_ROOT_CMD_ENABLES = 0x7;
+    /** Root Error Command: Correctable Error Reporting Enable ({@code PCI_ERR_ROOT_CMD_COR_EN}). */
+    public static final int ERR_ROOT_CMD_COR_EN = 0x1;
+    /** Root Error Command: Non-Fatal Error Reporting Enable ({@code PCI_ERR_ROOT_CMD_NONFATAL_EN}). */
+    public static final int ERR_ROOT_CMD_NONFATAL_EN = 0x2;
+    /** Root Error Command: Fatal Error Reporting Enable ({@code PCI_ERR_ROOT_CMD_FATAL_EN}). */
+    public static final int ERR_ROOT_CMD_FATAL_EN = 0x4;
     /** Root Error Status, RW1CS ({@code PCI_ERR_ROOT_STATUS}). */
     public static final int ERR_ROOT_STATUS = 0x30;
     /** Root Error Status: ERR_COR Received ({@code PCI_ERR_ROOT_COR_RCV}). */

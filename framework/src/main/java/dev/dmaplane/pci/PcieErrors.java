@@ -138,6 +138,9 @@ final class PcieErrors {
     /**
      * The root port above {@code source} (or {@code source} itself) receives its error message: Root Error Status
      * records the first and any further ones, Error Source Identification the sender of the first (7.8.4.10-11).
+     * When Root Error Command enables reporting of that kind (7.8.4.9), the port interrupts: it raises vector 0 of
+     * its MSI, the Advanced Error Interrupt Message Number of its single vector (6.2.4.1.2), which the MSI capability
+     * drops while MSI Enable is clear.
      */
     private static void rootPortReceives(PciFunction source, Message message) {
         Optional<PciFunction> at = Optional.of(source);
@@ -147,15 +150,27 @@ final class PcieErrors {
         if (at.isEmpty()) {
             return;
         }
-        ConfigSpace rp = at.get().configSpace();
+        if (record(at.get().configSpace(), source, message)) {
+            at.get().msi().ifPresent(msi -> msi.raise(0));
+        }
+    }
+
+    /** Records {@code message} in the root port's registers; whether Root Error Command enables its interrupt. */
+    private static boolean record(ConfigSpace rp, PciFunction source, Message message) {
         synchronized (rp) {
             OptionalInt aer = rp.findExtCapability(EXT_CAP_ID_ERR);
             if (aer.isEmpty()) {
-                return;
+                return false;
             }
             int pos = aer.getAsInt();
             int status = rp.read(pos + ERR_ROOT_STATUS, 4);
             int id = source.bdf().requesterId();
+            int enable = switch (message) {
+                case ERR_COR -> ERR_ROOT_CMD_COR_EN;
+                case ERR_NONFATAL -> ERR_ROOT_CMD_NONFATAL_EN;
+                case ERR_FATAL -> ERR_ROOT_CMD_FATAL_EN;
+            };
+            boolean interrupt = (rp.read(pos + ERR_ROOT_COMMAND, 4) & enable) != 0;
             if (message == Message.ERR_COR) {
                 if ((status & ERR_ROOT_COR_RCV) != 0) {
                     rp.hardwareUpdate(pos + ERR_ROOT_STATUS, 4, ERR_ROOT_MULTI_COR_RCV, true);
@@ -164,7 +179,7 @@ final class PcieErrors {
                     rp.hardwareUpdate(pos + ERR_ROOT_ERR_SRC, 2, 0xFFFF, false);
                     rp.hardwareUpdate(pos + ERR_ROOT_ERR_SRC, 2, id, true);
                 }
-                return;
+                return interrupt;
             }
             boolean fatal = message == Message.ERR_FATAL;
             int bits = fatal ? ERR_ROOT_FATAL_RCV : ERR_ROOT_NONFATAL_RCV;
@@ -176,6 +191,7 @@ final class PcieErrors {
                 rp.hardwareUpdate(pos + ERR_ROOT_ERR_SRC + 2, 2, id, true);
             }
             rp.hardwareUpdate(pos + ERR_ROOT_STATUS, 4, bits, true);
+            return interrupt;
         }
     }
 

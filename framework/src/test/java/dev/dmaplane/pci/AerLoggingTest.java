@@ -10,6 +10,8 @@ import org.junit.jupiter.api.io.TempDir;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 
 import static dev.dmaplane.pci.PciRegs.*;
 import static org.junit.jupiter.api.Assertions.*;
@@ -151,6 +153,44 @@ class AerLoggingTest {
         assertEquals(0, fn.configSpace().status() & STATUS_SIG_SYSTEM_ERROR, "SERR# Enable is clear");
         String lspci = t.lspciVerbose(rootPort());
         assertTrue(lspci.contains("RootSta: CERcvd- MultCERcvd- UERcvd+ MultUERcvd+"), lspci);
+    }
+
+    /**
+     * PCIe Base Spec 7.8.4.9 and 6.2.4.1.2: with Root Error Command's Non-Fatal Reporting Enable set, an
+     * ERR_NONFATAL reaching the root port raises its MSI (vector 0, the Advanced Error Interrupt Message Number of a
+     * single vector); without the enable it only records the error. With MSI Enable clear (7.7.1.2) no message goes
+     * out: the raise is dropped, and a capability without per-vector masking has no Pending bit to set.
+     */
+    @Test
+    void anEnabledErrorRaisesTheRootPortsMsiUnlessMsiIsDisabled() {
+        enableReporting(EXP_DEVCTL_NFERE | EXP_DEVCTL_URRE);
+        PciFunction port = rootPort();
+        ConfigSpace rp = port.configSpace();
+        Msi msi = port.msi().orElseThrow();
+        List<Integer> messages = new ArrayList<>();
+        msi.attach((vector, address, data) -> messages.add(data));
+        rp.write(msi.capability() + MSI_ADDRESS_LO, 4, 0xFEE0_0000);
+        rp.write(msi.dataOffset(), 2, 0x41);
+        rp.write(msi.capability() + MSI_FLAGS, 2, MSI_FLAGS_ENABLE);
+        port.setMaster(true);
+        int aer = rp.findExtCapability(EXT_CAP_ID_ERR).orElseThrow();
+        fn.setMemorySpace(false);
+
+        bar.mmio().write(0, 4, 1);
+        assertEquals(List.of(), messages, "Root Error Command enables nothing at reset");
+        rp.write(aer + ERR_ROOT_COMMAND, 4, ERR_ROOT_CMD_NONFATAL_EN);
+        bar.mmio().write(0, 4, 1);
+        assertEquals(List.of(0x41), messages, "one message, vector 0");
+        assertTrue(t.lspciVerbose(port).contains("RootCmd: CERptEn- NFERptEn+ FERptEn-"), t.lspciVerbose(port));
+
+        rp.write(msi.capability() + MSI_FLAGS, 2, 0);
+        long dropped = msi.dropped();
+        bar.mmio().write(0, 4, 1);
+        assertEquals(List.of(0x41), messages, "MSI Enable clear: no message");
+        assertEquals(dropped + 1, msi.dropped());
+        assertFalse(msi.pending(0), "no Pending bit without per-vector masking");
+        assertEquals(ERR_ROOT_UNCOR_RCV | ERR_ROOT_MULTI_UNCOR_RCV | ERR_ROOT_NONFATAL_RCV, rp.read(aer + ERR_ROOT_STATUS, 4),
+                "the error is recorded all the same");
     }
 
     @Test
