@@ -126,6 +126,27 @@ public abstract class Device {
         return bus().name().toLowerCase() + ":" + name;
     }
 
+    /**
+     * Reports an uncorrectable error to the bound driver ({@code report_error_detected} in
+     * {@code drivers/pci/pcie/err.c}): its {@link BoundDevice#errorDetected} answer, or {@link BoundDevice.ErsResult#NONE}
+     * when no driver is bound.
+     *
+     * @throws ErrnoException {@code EINVAL} for a null state
+     */
+    public final BoundDevice.ErsResult errorDetected(BoundDevice.ChannelState state) {
+        ErrnoException.requireNonNull(state, "channel state");
+        BoundDevice b = binding;
+        return b == null ? BoundDevice.ErsResult.NONE : b.errorDetected(state);
+    }
+
+    /** Tells the bound driver that recovery is over ({@code report_resume}); nothing when no driver is bound. */
+    public final void resume() {
+        BoundDevice b = binding;
+        if (b != null) {
+            b.resume();
+        }
+    }
+
     // state kept by DeviceCore
 
     final BoundDevice binding() {

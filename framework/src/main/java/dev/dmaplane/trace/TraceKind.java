@@ -41,5 +41,7 @@ public enum TraceKind {
     /** A fence was signalled. */
     FENCE,
     /** A GPU scheduler event ({@code gpu_scheduler_trace.h}): a job queued, run, done, timed out, cancelled. */
-    SCHED
+    SCHED,
+    /** A PCI Express error the AER service driver handled ({@code aer_print_error} in {@code drivers/pci/pcie/aer.c}). */
+    PCIE_ERROR
 }
