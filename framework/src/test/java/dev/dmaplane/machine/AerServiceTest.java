@@ -9,7 +9,7 @@ import dev.dmaplane.dma.BusMaster;
 import dev.dmaplane.dma.DmaFaultException;
 import dev.dmaplane.pci.ConfigSpace;
 import dev.dmaplane.pci.PciFunction;
-import dev.dmaplane.pcie.AerDriver;
+import dev.dmaplane.pcie.PortDriver;
 import dev.dmaplane.testing.ExternalTool;
 import dev.dmaplane.testing.TestMachines;
 import dev.dmaplane.trace.TraceEvent;
@@ -31,7 +31,7 @@ import static dev.dmaplane.pci.PciRegs.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
- * The AER port service as {@code drivers/pci/pcie/portdrv.c} and {@code drivers/pci/pcie/aer.c} run it: bound to a
+ * The AER port service as {@code drivers/pci/pcie/portdrv.c} ({@code pcieport}, bound to every port) and {@code drivers/pci/pcie/aer.c} run it: bound to a
  * root port, it enables reporting and Root Error Command ({@code aer_enable_rootport}); a device's DMA into a BAR that
  * does not decode (an Unsupported Request, PCIe Base Spec 6.2.5) reaches the root port as ERR_NONFATAL, whose MSI
  * (7.8.4.9, 6.2.4.1.2) runs {@code aer_isr}: Root Error Status read and cleared, the source found by Error Source
@@ -91,8 +91,9 @@ class AerServiceTest {
                 };
             }
         });
-        m.devices().registerDriver(new AerDriver(m.pci(), m.tracer()));
-        assertEquals("aer", port.driver().orElseThrow().name());
+        m.devices().registerDriver(new PortDriver(m.pci(), m.tracer()));
+        assertEquals("pcieport", port.driver().orElseThrow().name());
+        assertEquals("pcieport", m.pci().function("02:00.0").driver().orElseThrow().name(), "a switch port, without services");
         assertEquals("aer-test", target.driver().orElseThrow().name());
 
         hca.setMaster(true);

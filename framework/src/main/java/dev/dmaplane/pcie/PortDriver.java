@@ -27,16 +27,18 @@ import java.util.OptionalInt;
 import static dev.dmaplane.pci.PciRegs.*;
 
 /**
- * The AER port service ({@code drivers/pci/pcie/portdrv.c} binding a root port, {@code drivers/pci/pcie/aer.c}
- * serving it): probe takes the port's one MSI vector, enables error reporting in Device Control of the port and of
- * every function below it and sets Root Error Command's enables ({@code aer_enable_rootport}). Its threaded
+ * The PCI Express port driver ({@code drivers/pci/pcie/portdrv.c}, {@code pcieport}): it binds every port (a
+ * bridge of class 0x0604) and starts the port services that apply; here the AER service
+ * ({@code drivers/pci/pcie/aer.c}) of a root port with Advanced Error Reporting, which other ports do without. For
+ * it, probe takes the port's one MSI vector, enables error reporting in Device Control of the port and of every
+ * function below it and sets Root Error Command's enables ({@code aer_enable_rootport}). Its threaded
  * handler ({@code aer_isr}) reads and clears Root Error Status, finds each source by Error Source Identification,
  * reads its AER status, severity and header log, logs them as {@code aer_print_error} does (SLF4J and a
  * {@link TraceKind#PCIE_ERROR} trace event), clears the source's status (RW1C) and, for an uncorrectable non-fatal
  * error, runs the bound driver's {@code error_detected} and {@code resume} ({@code pcie_do_recovery}).
  */
-public final class AerDriver implements Driver {
-    private static final Logger LOG = LoggerFactory.getLogger(AerDriver.class);
+public final class PortDriver implements Driver {
+    private static final Logger LOG = LoggerFactory.getLogger(PortDriver.class);
     /** Device Control's four reporting enables ({@code PCI_EXP_AER_FLAGS}). */
     private static final int REPORTING = EXP_DEVCTL_CERE | EXP_DEVCTL_NFERE | EXP_DEVCTL_FERE | EXP_DEVCTL_URRE;
     /** Names of the uncorrectable status bits {@code aer_uncorrectable_error_string} gives, by bit. */
@@ -49,14 +51,14 @@ public final class AerDriver implements Driver {
     private final PciTopology topology;
     private final Tracer tracer;
 
-    public AerDriver(PciTopology topology, Tracer tracer) {
+    public PortDriver(PciTopology topology, Tracer tracer) {
         this.topology = ErrnoException.requireNonNull(topology, "topology");
         this.tracer = ErrnoException.requireNonNull(tracer, "tracer");
     }
 
     @Override
     public String name() {
-        return "aer";
+        return "pcieport";
     }
 
     @Override
@@ -66,12 +68,16 @@ public final class AerDriver implements Driver {
 
     @Override
     public BoundDevice probe(Device device, MatchEntry match) {
-        if (!(device instanceof PciFunction port) || port.portType().orElse(null) != PciPortType.ROOT_PORT) {
-            throw new ErrnoException(Errno.ENODEV, device.name() + " is not a root port");
+        if (!(device instanceof PciFunction port) || port.portType().isEmpty()) {
+            throw new ErrnoException(Errno.ENODEV, device.name() + " is not a PCI Express port");
         }
         ConfigSpace cs = port.configSpace();
-        int aer = cs.findExtCapability(EXT_CAP_ID_ERR).orElseThrow(() ->
-                new ErrnoException(Errno.ENODEV, port.bdf() + " has no Advanced Error Reporting capability"));
+        OptionalInt aerCap = cs.findExtCapability(EXT_CAP_ID_ERR);
+        if (port.portType().get() != PciPortType.ROOT_PORT || aerCap.isEmpty()) {
+            return () -> {
+            };
+        }
+        int aer = aerCap.getAsInt();
         IrqVectors irq = IrqVectors.alloc(port, 1, 1, IrqVectors.PCI_IRQ_MSI);
         try {
             irq.request(0, null, v -> handle(port, aer), "aerdrv");
