@@ -31,14 +31,16 @@ public interface PeerRouter {
 
     /**
      * The fabric completed {@code requester}'s memory request of {@code size} bytes at {@code busAddr} as an
-     * Unsupported Request: {@link #route} refused it, or the root complex decodes nothing where it went. The fabric
-     * logs it as PCIe does (Base Spec 6.2.5: the completer's error registers and, for a non-posted request, the
-     * requester's Received Master Abort). Nothing by default.
+     * Unsupported Request: {@link #route} refused it, or the root complex sent it where nothing decodes it. The
+     * fabric logs it as PCIe does (Base Spec 6.2.5: the completer's error registers and, for a non-posted request,
+     * the requester's Received Master Abort). Nothing by default.
      *
      * @param size   bytes of the one request, at most 4096, not crossing a 4 KiB boundary
      * @param posted whether the request is a memory write; a read or an AtomicOp is non-posted
+     * @param at     the device region the root complex sent the request to, which does not decode it now
+     *               ({@link PhysicalRegion#decodes()}); null when the fabric refused it or no region holds the address
      */
-    default void unsupportedRequest(Device requester, long busAddr, int size, boolean posted) {
+    default void unsupportedRequest(Device requester, long busAddr, int size, boolean posted, PhysicalRegion at) {
     }
 
     /** What the fabric does with one request. */

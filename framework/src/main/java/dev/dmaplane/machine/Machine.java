@@ -169,7 +169,7 @@ public final class Machine implements AutoCloseable {
         for (PciFunction fn : pci.functions()) {
             for (Bar bar : fn.bars()) {
                 if (bar.backing() instanceof Bar.Memory mem) {
-                    BarRegion region = new BarRegion(fn.name() + " BAR" + bar.index(), bar, mem);
+                    BarRegion region = new BarRegion(fn.name() + " BAR" + bar.index(), fn, bar, mem);
                     physical.add(region);
                     barRegions.put(bar, region);
                 }
@@ -188,9 +188,13 @@ public final class Machine implements AutoCloseable {
             }
 
             @Override
-            public void unsupportedRequest(Device requester, long busAddr, int size, boolean posted) {
+            public void unsupportedRequest(Device requester, long busAddr, int size, boolean posted, PhysicalRegion at) {
                 if (requester instanceof PciFunction fn) {
-                    pci.unsupportedRequest(fn, busAddr, size, posted);
+                    if (at instanceof BarRegion bar) {
+                        pci.unsupportedRequest(fn, bar.fn(), busAddr, size, posted);
+                    } else {
+                        pci.unsupportedRequest(fn, busAddr, size, posted);
+                    }
                 }
             }
         });
@@ -451,7 +455,12 @@ public final class Machine implements AutoCloseable {
     }
 
     /** A memory BAR as the root complex decodes it, so peers can DMA to it. */
-    private record BarRegion(String name, Bar bar, Bar.Memory mem) implements PhysicalRegion {
+    private record BarRegion(String name, PciFunction fn, Bar bar, Bar.Memory mem) implements PhysicalRegion {
+        @Override
+        public boolean decodes() {
+            return bar.decoding();
+        }
+
         @Override
         public long base() {
             return bar.address();

@@ -30,4 +30,12 @@ public interface PhysicalRegion {
      * region cannot serve atomics (MMIO registers).
      */
     MemorySegment atomicView(long offset, long length);
+
+    /**
+     * Whether the region answers requests now; a BAR's function does only while its Memory Space Enable is set, and
+     * handles requests meanwhile as Unsupported (PCIe Base Spec 7.5.1.1.3). Always by default.
+     */
+    default boolean decodes() {
+        return true;
+    }
 }

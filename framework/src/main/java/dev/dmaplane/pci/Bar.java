@@ -74,6 +74,11 @@ public final class Bar {
         return config.barAddress(index);
     }
 
+    /** Whether the function decodes this BAR now: present, with its Memory Space Enable set (7.5.1.1.3). */
+    public boolean decoding() {
+        return config.present() && config.memorySpaceEnabled();
+    }
+
     /** What answers accesses through this BAR. */
     public Backing backing() {
         return backing;

@@ -191,14 +191,33 @@ public final class PciTopology implements AutoCloseable {
      */
     public void unsupportedRequest(PciFunction requester, long busAddr, int size, boolean posted) {
         requireOwn(requester);
-        if (size < 1 || size > MAX_TLP_BYTES) {
-            throw new ErrnoException(Errno.EINVAL, "request size " + size + " outside 1.." + MAX_TLP_BYTES);
-        }
         PciFunction completer = switch (PciRouting.route(requester, busAddr)) {
             case PciRoute.Unsupported u -> u.at();
             case PciRoute.RootComplex rc -> rc.entry() == requester ? null : rc.entry();
             case PciRoute.Peer p -> null;
         };
+        logUnsupported(requester, completer, busAddr, size, posted);
+    }
+
+    /**
+     * As {@link #unsupportedRequest(PciFunction, long, int, boolean)} for a request the root complex sent to a BAR of
+     * {@code completer} (through the IOMMU and the host bridge, as {@code dma_map_resource} maps it) while the function
+     * does not decode memory: {@code completer} logs it (PCIe Base Spec 7.5.1.1.3).
+     *
+     * @throws ErrnoException {@code EINVAL} for a size outside 1..4096, {@code ENODEV} for a function of another
+     *                        topology
+     */
+    public void unsupportedRequest(PciFunction requester, PciFunction completer, long busAddr, int size, boolean posted) {
+        requireOwn(requester);
+        requireOwn(completer);
+        logUnsupported(requester, completer, busAddr, size, posted);
+    }
+
+    /** {@code completer} (if any) logs the request, the requester of a non-posted one its Received Master Abort. */
+    private static void logUnsupported(PciFunction requester, PciFunction completer, long busAddr, int size, boolean posted) {
+        if (size < 1 || size > MAX_TLP_BYTES) {
+            throw new ErrnoException(Errno.EINVAL, "request size " + size + " outside 1.." + MAX_TLP_BYTES);
+        }
         if (completer != null) {
             PcieErrors.memoryRequestError(completer.configSpace(), requester.bdf().requesterId(), ERR_UNC_UNSUP,
                     busAddr, size, posted);

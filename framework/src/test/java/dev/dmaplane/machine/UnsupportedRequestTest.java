@@ -1,6 +1,7 @@
 package dev.dmaplane.machine;
 
 import dev.dmaplane.dma.BusMaster;
+import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaFaultException;
 import dev.dmaplane.dma.FaultReason;
 import dev.dmaplane.pci.Bar;
@@ -108,6 +109,33 @@ class UnsupportedRequestTest {
         assertEquals(FaultReason.UNSUPPORTED_REQUEST, assertThrows(DmaFaultException.class,
                 () -> dev.fetchAndAdd(addr, 1)).reason());
         assertEquals(STATUS_REC_MASTER_ABORT, hca.configSpace().status() & STATUS_REC_MASTER_ABORT);
+    }
+
+    /**
+     * A request the root complex takes to a peer's VRAM (an IOVA from dma_map_resource, through the IOMMU and the host
+     * bridge) while the peer's Memory Space Enable is clear: the peer completes it as Unsupported and logs it, no byte
+     * moves (7.5.1.1.3).
+     */
+    @Test
+    void aDmaThroughTheRootComplexIntoVramThatDoesNotDecodeIsLoggedByItsFunction() {
+        Machine m = boot(TestMachines.text(TestMachines.DEFAULT_COPYENGINE), Machine.Options.DEFAULT);
+        PciFunction target = m.pci().function("03:00.0");
+        PciFunction hca2 = m.pci().function("05:00.0");
+        Bar vram = target.bar(2).orElseThrow();
+        BusMaster dev = master(hca2);
+        long iova = hca2.dma().mapResource(vram.address(), 4096, DmaDirection.BIDIRECTIONAL);
+        target.setMemorySpace(false);
+
+        DmaFaultException e = assertThrows(DmaFaultException.class, () -> dev.write(iova, MemorySegment.ofArray(new byte[]{7})));
+        assertEquals(FaultReason.UNSUPPORTED_REQUEST, e.reason(), e.getMessage());
+        assertEquals(ERR_UNC_UNSUP, aer(target, ERR_UNCOR_STATUS));
+        assertEquals(hca2.bdf().requesterId() << 16 | 0x1, aer(target, ERR_HEADER_LOG + 4), "the requester, one byte");
+        assertEquals(0, aer(m.pci().function("00:02.0"), ERR_UNCOR_STATUS), "the root port forwarded it");
+        target.setMemorySpace(true);
+        byte[] back = new byte[1];
+        vram.memory().read(0, MemorySegment.ofArray(back));
+        assertEquals(0, back[0], "no byte moved");
+        hca2.dma().unmapResource(iova, 4096, DmaDirection.BIDIRECTIONAL);
     }
 
     @Test

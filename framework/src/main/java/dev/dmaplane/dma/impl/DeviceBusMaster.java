@@ -433,7 +433,7 @@ final class DeviceBusMaster implements BusMaster {
             }
             case PeerRouter.Refused r -> {
                 checkRequester(addr, 1, write);
-                throw unsupported(addr, remaining, write, posted, r.reason());
+                throw unsupported(addr, remaining, write, posted, null, r.reason());
             }
         };
     }
@@ -448,17 +448,22 @@ final class DeviceBusMaster implements BusMaster {
         }
         PhysicalRegion r = physical.regionAt(phys);
         if (r == null || phys - r.base() > r.size() - n) {
-            throw unsupported(addr, n, write, posted, String.format("the host bridge decodes nothing at %#x+%#x", phys, n));
+            throw unsupported(addr, n, write, posted, null, String.format("the host bridge decodes nothing at %#x+%#x", phys, n));
+        }
+        if (!r.decodes()) {
+            throw unsupported(addr, n, write, posted, r, String.format("%s at %#x does not decode memory now", r.name(), phys));
         }
     }
 
     /**
      * A request the fabric completes as an Unsupported Request: the fabric logs the one TLP at {@code addr} (its
-     * bytes up to {@code remaining}, not crossing 4 KiB), then it is traced and refused.
+     * bytes up to {@code remaining}, not crossing 4 KiB) and the region {@code at} that did not decode it, if any;
+     * then it is traced and refused.
      */
-    private DmaFaultException unsupported(long addr, long remaining, boolean write, boolean posted, String reason) {
+    private DmaFaultException unsupported(long addr, long remaining, boolean write, boolean posted, PhysicalRegion at,
+                                          String reason) {
         int tlp = (int) Math.min(remaining, TLP_BOUNDARY - (addr & (TLP_BOUNDARY - 1)));
-        dma.sys.peerRouter.unsupportedRequest(dma.device, addr, Math.max(1, tlp), posted);
+        dma.sys.peerRouter.unsupportedRequest(dma.device, addr, Math.max(1, tlp), posted, at);
         return refuse(addr, write, FaultReason.UNSUPPORTED_REQUEST, reason);
     }
 
