@@ -193,9 +193,9 @@ public final class DeviceCore {
      * device's {@code driver_override}.
      *
      * @throws ErrnoException {@code ENODEV} for a device not on its bus, a driver not registered, a driver that does
-     *                        not match ({@code driver_match_device}, an override naming another driver included) or
-     *                        whose probe failed; {@code EBUSY} if the device is bound already
-     *                        ({@code __driver_probe_device})
+     *                        not match ({@code driver_match_device}, an override naming another driver included);
+     *                        {@code EBUSY} if the device is bound already ({@code __driver_probe_device}); the
+     *                        probe's own errno when it fails ({@code EIO} for an exception without one)
      */
     public void bind(Device device, Driver driver) {
         ErrnoException.requireNonNull(device, "bind: device");
@@ -215,8 +215,10 @@ public final class DeviceCore {
             if (device.driver().isPresent()) {
                 throw new ErrnoException(Errno.EBUSY, device.name() + " is already bound to " + device.driver().get().name());
             }
-            if (!tryProbe(device, driver)) {
-                throw new ErrnoException(Errno.ENODEV, "probe of " + device.name() + " by '" + driver.name() + "' failed");
+            Errno failed = probe(device, driver);
+            if (failed != null) {
+                throw new ErrnoException(failed, "probe of " + device.name() + " by '" + driver.name() + "' failed with "
+                        + failed);
             }
         } finally {
             lock.unlock();
@@ -399,9 +401,19 @@ public final class DeviceCore {
     }
 
     private boolean tryProbe(Device device, Driver driver) {
+        return probe(device, driver) == null;
+    }
+
+    /**
+     * Probes {@code device} with {@code driver}: null when bound, else the probe's errno, which a bind by hand
+     * returns ({@code device_driver_attach} since Linux 5.14 flows the probe's code to {@code bind_store}):
+     * an {@link ErrnoException}'s own, {@code EINVAL} for a probe that returned no binding, {@code EIO} for any
+     * other exception (a driver bug); {@code ENODEV} when the driver no longer matches.
+     */
+    private Errno probe(Device device, Driver driver) {
         Optional<MatchEntry> match = match(device, driver);
         if (match.isEmpty()) {
-            return false;
+            return Errno.ENODEV;
         }
         BoundDevice bound;
         try {
@@ -414,11 +426,11 @@ public final class DeviceCore {
             device.devres().releaseAll();
             tracer.emit(TraceKind.PROBE_FAILED, device.name(), -1, 0, driver.name() + ": " + e);
             notifyUnbound(device);
-            return false;
+            return e instanceof ErrnoException errno ? errno.errno() : Errno.EIO;
         }
         device.bindState(driver, bound);
         tracer.emit(TraceKind.BIND, device.name(), -1, 0, driver.name());
-        return true;
+        return null;
     }
 
     private void unbindLocked(Device device) {

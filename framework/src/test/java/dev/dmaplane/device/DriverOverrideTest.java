@@ -57,6 +57,45 @@ class DriverOverrideTest {
         assertEquals(errno, e.errno(), e.getMessage());
     }
 
+    /**
+     * A bind by hand answers the probe's own errno (bind_store through device_driver_attach, since Linux 5.14's
+     * "driver core: Flow the return code from ->probe() through to sysfs bind"), EIO for a probe that failed without
+     * one; the device stays unbound and a later bind with a working probe succeeds.
+     */
+    @Test
+    void aBindByHandAnswersTheProbesErrno() {
+        core.addDevice(nvme, null);
+        List<RuntimeException> failures = new ArrayList<>(List.of(
+                new ErrnoException(Errno.ENOMEM, "no memory for the admin queue"),
+                new IllegalStateException("a driver bug")));
+        Driver flaky = new Driver() {
+            @Override
+            public String name() {
+                return "flaky";
+            }
+
+            @Override
+            public MatchTable matchTable() {
+                return MatchTable.of(MatchEntry.Pci.of(0xffff, 0xffff));
+            }
+
+            @Override
+            public BoundDevice probe(Device device, MatchEntry match) {
+                if (!failures.isEmpty()) {
+                    throw failures.removeFirst();
+                }
+                return () -> log.add("flaky:remove");
+            }
+        };
+        core.registerDriver(flaky);
+        core.setDriverOverride(nvme, "flaky");
+        assertErrno(Errno.ENOMEM, () -> core.bind(nvme, flaky));
+        assertTrue(nvme.driver().isEmpty());
+        assertErrno(Errno.EIO, () -> core.bind(nvme, flaky));
+        core.bind(nvme, flaky);
+        assertSame(flaky, nvme.driver().orElseThrow());
+    }
+
     @Test
     void anOverrideBindsOnlyTheNamedDriverWhateverTheIdTablesSay() {
         core.addDevice(nvme, null);
