@@ -1,6 +1,7 @@
 package dev.dmaplane.accel;
 
 import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mem.HostMemory;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -71,7 +72,8 @@ class HostPagesTest {
             while (true) {
                 try {
                     held.add(mem.allocPages(0));
-                } catch (RuntimeException e) {
+                } catch (ErrnoException e) {
+                    assertEquals(Errno.ENOMEM, e.errno(), e.getMessage());
                     break;
                 }
             }
