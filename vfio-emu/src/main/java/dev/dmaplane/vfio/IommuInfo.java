@@ -1,5 +1,7 @@
 package dev.dmaplane.vfio;
 
+import dev.dmaplane.errno.ErrnoException;
+
 import java.util.List;
 
 /**
@@ -9,6 +11,7 @@ import java.util.List;
  */
 public record IommuInfo(int flags, long iovaPgsizes, int dmaAvail, List<IovaRange> iovaRanges) {
     public IommuInfo {
+        ErrnoException.requireNonNull(iovaRanges, "IommuInfo: iova ranges");
         iovaRanges = List.copyOf(iovaRanges);
     }
 }

@@ -1,5 +1,7 @@
 package dev.dmaplane.vfio;
 
+import dev.dmaplane.errno.ErrnoException;
+
 import java.util.List;
 
 /**
@@ -8,6 +10,7 @@ import java.util.List;
  */
 public record RegionInfo(int index, int flags, long size, long offset, List<SparseArea> sparseMmap) {
     public RegionInfo {
+        ErrnoException.requireNonNull(sparseMmap, "RegionInfo: sparse mmap areas");
         sparseMmap = List.copyOf(sparseMmap);
     }
 

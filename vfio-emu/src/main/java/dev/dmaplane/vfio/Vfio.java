@@ -1,6 +1,7 @@
 package dev.dmaplane.vfio;
 
 import dev.dmaplane.device.Driver;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.vfio.impl.VfioCore;
@@ -20,6 +21,7 @@ public interface Vfio {
 
     /** The machine's one VFIO core, made on first use and closed with the machine. */
     static Vfio of(Machine machine) {
+        ErrnoException.requireNonNull(machine, "Vfio.of: machine");
         return machine.attachment(Vfio.class, VfioCore::new);
     }
 

@@ -16,8 +16,13 @@ import static dev.dmaplane.vfio.VfioUapi.*;
  * {@link VfioUser#ioctl} and decodes the answer, so the errors are those of the byte path.
  */
 public record VfioContainer(VfioUser user, int fd) {
+    public VfioContainer {
+        ErrnoException.requireNonNull(user, "VfioContainer: user");
+    }
+
     /** {@code open("/dev/vfio/vfio")}. */
     public static VfioContainer open(VfioUser user) {
+        ErrnoException.requireNonNull(user, "VfioContainer.open: user");
         return new VfioContainer(user, user.openContainer());
     }
 

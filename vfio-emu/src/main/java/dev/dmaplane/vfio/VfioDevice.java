@@ -1,5 +1,7 @@
 package dev.dmaplane.vfio;
 
+import dev.dmaplane.errno.ErrnoException;
+
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
@@ -10,6 +12,10 @@ import static dev.dmaplane.vfio.VfioUapi.*;
 
 /** A vfio-pci device descriptor with typed calls over the byte path. */
 public record VfioDevice(VfioUser user, int fd) {
+    public VfioDevice {
+        ErrnoException.requireNonNull(user, "VfioDevice: user");
+    }
+
     /** {@code VFIO_GROUP_GET_DEVICE_FD}. */
     public static VfioDevice open(VfioGroup group, String name) {
         return new VfioDevice(group.user(), group.deviceFd(name));

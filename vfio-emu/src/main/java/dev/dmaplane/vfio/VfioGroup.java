@@ -1,5 +1,7 @@
 package dev.dmaplane.vfio;
 
+import dev.dmaplane.errno.ErrnoException;
+
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
@@ -8,8 +10,13 @@ import static dev.dmaplane.vfio.VfioUapi.*;
 
 /** A group descriptor ({@code /dev/vfio/N}) with typed calls over the byte path. */
 public record VfioGroup(VfioUser user, int fd) {
+    public VfioGroup {
+        ErrnoException.requireNonNull(user, "VfioGroup: user");
+    }
+
     /** {@code open("/dev/vfio/N")}. */
     public static VfioGroup open(VfioUser user, int group) {
+        ErrnoException.requireNonNull(user, "VfioGroup.open: user");
         return new VfioGroup(user, user.openGroup(group));
     }
 

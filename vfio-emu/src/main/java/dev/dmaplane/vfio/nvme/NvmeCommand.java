@@ -118,6 +118,7 @@ public record NvmeCommand(int opcode, int flags, int cid, int nsid, long prp1, l
 
     /** Reads the entry at the start of {@code sqe}. */
     public static NvmeCommand readFrom(MemorySegment sqe) {
+        ErrnoException.requireNonNull(sqe, "NvmeCommand.readFrom: submission queue entry");
         return new NvmeCommand(Byte.toUnsignedInt(sqe.get(ValueLayout.JAVA_BYTE, OFF_OPCODE)),
                 Byte.toUnsignedInt(sqe.get(ValueLayout.JAVA_BYTE, OFF_FLAGS)),
                 Short.toUnsignedInt(sqe.get(U16, OFF_CID)), sqe.get(U32, OFF_NSID),

@@ -1,5 +1,7 @@
 package dev.dmaplane.vfio.nvme;
 
+import dev.dmaplane.errno.ErrnoException;
+
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -31,6 +33,7 @@ public record NvmeCompletion(int dw0, int dw1, int sqHead, int sqId, int cid, bo
 
     /** The entry at the start of {@code cqe}. */
     public static NvmeCompletion readFrom(MemorySegment cqe) {
+        ErrnoException.requireNonNull(cqe, "NvmeCompletion.readFrom: completion queue entry");
         int sf = Short.toUnsignedInt(cqe.get(U16, OFF_STATUS));
         return new NvmeCompletion(cqe.get(U32, OFF_DW0), cqe.get(U32, OFF_DW1),
                 Short.toUnsignedInt(cqe.get(U16, OFF_SQHD)), Short.toUnsignedInt(cqe.get(U16, OFF_SQID)),
@@ -39,6 +42,7 @@ public record NvmeCompletion(int dw0, int dw1, int sqHead, int sqId, int cid, bo
 
     /** The phase tag of the entry at the start of {@code cqe}, read alone as a polling driver does. */
     public static boolean phaseOf(MemorySegment cqe) {
+        ErrnoException.requireNonNull(cqe, "NvmeCompletion.phaseOf: completion queue entry");
         return (cqe.get(U16, OFF_STATUS) & 1) != 0;
     }
 
