@@ -36,6 +36,9 @@ public final class CommandUsage {
      * {@code scope:function ARG...}, then what the form does, if described.
      */
     public static List<String> forms(Object commands, String scope, String function) {
+        ErrnoException.requireNonNull(commands, "command usage: command object");
+        ErrnoException.requireNonNull(scope, "command usage: scope");
+        ErrnoException.requireNonNull(function, "command usage: function");
         List<Method> methods = Arrays.stream(commands.getClass().getMethods())
                 .filter(m -> m.getName().equals(function) && !Modifier.isStatic(m.getModifiers()))
                 .sorted(Comparator.comparingInt(Method::getParameterCount)
@@ -46,6 +49,8 @@ public final class CommandUsage {
 
     /** What the command {@code scope:function} does: its first described form's description, if any. */
     public static Optional<String> description(Object commands, String function) {
+        ErrnoException.requireNonNull(commands, "command usage: command object");
+        ErrnoException.requireNonNull(function, "command usage: function");
         return Arrays.stream(commands.getClass().getMethods())
                 .filter(m -> m.getName().equals(function))
                 .sorted(Comparator.comparingInt(Method::getParameterCount))

@@ -18,7 +18,7 @@ class NullArgumentsTest {
         "dev.dmaplane.trace", "dev.dmaplane.iommu", "dev.dmaplane.mm", "dev.dmaplane.machine",
         "dev.dmaplane.resource", "dev.dmaplane.irq", "dev.dmaplane.fs", "dev.dmaplane.mem", "dev.dmaplane.hw",
         "dev.dmaplane.hw.copyengine", "dev.dmaplane.dma", "dev.dmaplane.device", "dev.dmaplane.errno",
-        "dev.dmaplane.pci",
+        "dev.dmaplane.pci", "dev.dmaplane.shell", "dev.dmaplane.dmaengine",
     };
 
     @Test
