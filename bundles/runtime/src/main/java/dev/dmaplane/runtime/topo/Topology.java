@@ -21,7 +21,6 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
-import java.util.Objects;
 import java.util.Optional;
 import java.util.OptionalInt;
 
@@ -39,12 +38,12 @@ import java.util.OptionalInt;
 public record Topology(String title, List<Bridge> hostBridges, List<PciDev> functions, List<Group> groups,
                        List<PeerPath> peerPaths, List<Buffer> dmaBufs) {
     public Topology {
-        Objects.requireNonNull(title, "title");
-        hostBridges = List.copyOf(hostBridges);
-        functions = List.copyOf(functions);
-        groups = List.copyOf(groups);
-        peerPaths = List.copyOf(peerPaths);
-        dmaBufs = List.copyOf(dmaBufs);
+        ErrnoException.requireNonNull(title, "topology: title");
+        hostBridges = List.copyOf(ErrnoException.requireNonNull(hostBridges, "topology: host bridges"));
+        functions = List.copyOf(ErrnoException.requireNonNull(functions, "topology: functions"));
+        groups = List.copyOf(ErrnoException.requireNonNull(groups, "topology: IOMMU groups"));
+        peerPaths = List.copyOf(ErrnoException.requireNonNull(peerPaths, "topology: peer-to-peer paths"));
+        dmaBufs = List.copyOf(ErrnoException.requireNonNull(dmaBufs, "topology: dma-bufs"));
     }
 
     /**
@@ -54,6 +53,9 @@ public record Topology(String title, List<Bridge> hostBridges, List<PciDev> func
      * @param p2pAllowed the p2pdma host-bridge whitelist's answer
      */
     public record Bridge(String name, boolean p2pAllowed) {
+        public Bridge {
+            ErrnoException.requireNonNull(name, "host bridge: name");
+        }
     }
 
     /**
@@ -91,7 +93,9 @@ public record Topology(String title, List<Bridge> hostBridges, List<PciDev> func
      */
     public record Group(int id, String domain, String domainType, List<String> members) {
         public Group {
-            members = List.copyOf(members);
+            ErrnoException.requireNonNull(domain, "IOMMU group: domain");
+            ErrnoException.requireNonNull(domainType, "IOMMU group: domain type");
+            members = List.copyOf(ErrnoException.requireNonNull(members, "IOMMU group: members"));
         }
     }
 
@@ -104,6 +108,11 @@ public record Topology(String title, List<Bridge> hostBridges, List<PciDev> func
      * @param distance hops through bridges, -1 when not supported
      */
     public record PeerPath(String provider, String client, MapType mapType, int distance) {
+        public PeerPath {
+            ErrnoException.requireNonNull(provider, "peer-to-peer path: provider");
+            ErrnoException.requireNonNull(client, "peer-to-peer path: client");
+            ErrnoException.requireNonNull(mapType, "peer-to-peer path: map type");
+        }
     }
 
     /**
@@ -119,7 +128,9 @@ public record Topology(String title, List<Bridge> hostBridges, List<PciDev> func
     public record Buffer(long ino, long size, String exporterName, Optional<String> exporterDevice, boolean dynamic,
                          List<Import> importers) {
         public Buffer {
-            importers = List.copyOf(importers);
+            ErrnoException.requireNonNull(exporterName, "dma-buf: exporter name");
+            ErrnoException.requireNonNull(exporterDevice, "dma-buf: exporter device");
+            importers = List.copyOf(ErrnoException.requireNonNull(importers, "dma-buf: importers"));
         }
     }
 
@@ -132,6 +143,10 @@ public record Topology(String title, List<Bridge> hostBridges, List<PciDev> func
      * @param peer2peer whether peer-to-peer addresses may be given to it
      */
     public record Import(String device, Optional<String> function, boolean dynamic, boolean peer2peer) {
+        public Import {
+            ErrnoException.requireNonNull(device, "import: device");
+            ErrnoException.requireNonNull(function, "import: function");
+        }
     }
 
     /**
