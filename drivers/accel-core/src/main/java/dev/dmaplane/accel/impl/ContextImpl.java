@@ -40,7 +40,7 @@ import java.util.function.Supplier;
  * mirrored here to answer {@code ENOENT} as {@code drm_gem_object_lookup} does), the byte and handle charges, and
  * the GPU VM, the sync-object handles ({@link SyncObjTable}) and the submission path ({@link Submitter}). Every
  * call runs inside {@link UContext#enter}, then under the device's {@link Ttm} lock where it touches placement.
- * <p>Size: about 770 lines, over the project's 500, because GEM handles, VM_BIND and PRIME import/export share the
+ * <p>Size: about 800 lines, over the project's 500, because GEM handles, VM_BIND and PRIME import/export share the
  * handle table, the charges and the lock order (the UContext call, then the Ttm lock, then reservations) that only
  * this class holds. Next split: PRIME's export/import and the foreign imports' remapping into a class of their
  * own beside {@link Submitter} and {@link SyncObjTable}, handed the handle table (issue 11's rule).
