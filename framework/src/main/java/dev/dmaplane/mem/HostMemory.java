@@ -25,7 +25,7 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  * MMIO window lies); what is left continues at 4 GiB, as a PC's firmware remaps it ({@code e820}: usable RAM, then
  * a reserved gap, then RAM above 4 GiB). Frames in the hole do not exist: no allocation returns them and every
  * access to them is {@code EFAULT}.
- * <p>Size: about 510 lines, just over the project's 500: the buddy allocator, the sparse section directory and the
+ * <p>Size: about 530 lines, just over the project's 500: the buddy allocator, the sparse section directory and the
  * per-frame counts are one state under one monitor, as {@code struct page} and the free lists are in
  * {@code mm/page_alloc.c}.
  */
@@ -155,13 +155,25 @@ public final class HostMemory implements AutoCloseable {
     }
 
     /**
-     * Allocates 2^order contiguous, naturally aligned, zeroed frames ({@code alloc_pages}); the block's reference
-     * count is 1.
+     * Allocates 2^order contiguous, naturally aligned, zeroed frames ({@code alloc_pages} with {@code __GFP_ZERO});
+     * the block's reference count is 1.
      *
      * @return the first frame number
      * @throws ErrnoException {@code EINVAL} for an order outside 0..9, {@code ENOMEM} when no block is free
      */
     public long allocPages(int order) {
+        return allocPages(order, true);
+    }
+
+    /**
+     * As {@link #allocPages(int)}; without {@code zero} ({@code alloc_pages} without {@code __GFP_ZERO}) the frames
+     * keep whatever they held when last freed, for a caller that overwrites every byte before anyone reads one
+     * (a TTM move's destination, {@code ttm_tt_create(bo, false)}).
+     *
+     * @return the first frame number
+     * @throws ErrnoException {@code EINVAL} for an order outside 0..9, {@code ENOMEM} when no block is free
+     */
+    public long allocPages(int order, boolean zero) {
         if (order < 0 || order > MAX_ORDER) {
             throw new ErrnoException(Errno.EINVAL, "allocation order must be 0.." + MAX_ORDER + ", not " + order);
         }
@@ -179,7 +191,9 @@ public final class HostMemory implements AutoCloseable {
             s.refs.set(local, 1);
             allocatedFrames.addAndGet(n);
         }
-        backing(pfn).asSlice(offsetInSection(pfn), PAGE_SIZE << order).fill((byte) 0);
+        if (zero) {
+            backing(pfn).asSlice(offsetInSection(pfn), PAGE_SIZE << order).fill((byte) 0);
+        }
         return pfn;
     }
 

@@ -1,6 +1,6 @@
 /** Host physical memory: page frames with reference and pin counts, backed lazily by MemorySegments. */
 @Export
-@Version("1.3.0")
+@Version("1.4.0")
 package dev.dmaplane.mem;
 
 import org.osgi.annotation.bundle.Export;

@@ -50,6 +50,22 @@ class HostMemoryTest {
         }
     }
 
+    /** Without {@code __GFP_ZERO} (mm/page_alloc.c {@code alloc_pages}) a block keeps what it held when freed. */
+    @Test
+    void withoutZeroABlockKeepsWhatItHeld() {
+        try (HostMemory mem = new HostMemory(4L << 20)) {
+            long pfn = mem.allocPages(HostMemory.MAX_ORDER);
+            mem.slice(pfn << HostMemory.PAGE_SHIFT, HostMemory.HUGE_PAGE_SIZE).fill((byte) 0x5a);
+            mem.putPage(pfn);
+            long again = mem.allocPages(HostMemory.MAX_ORDER, false);
+            assertEquals(pfn, again, "the block just freed");
+            MemorySegment seg = mem.slice(again << HostMemory.PAGE_SHIFT, HostMemory.HUGE_PAGE_SIZE);
+            assertEquals(0x5a, seg.get(ValueLayout.JAVA_BYTE, 0));
+            assertEquals(0x5a, seg.get(ValueLayout.JAVA_BYTE, HostMemory.HUGE_PAGE_SIZE - 1));
+            assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> mem.allocPages(10, false)).errno());
+        }
+    }
+
     @Test
     void freeingEverythingMergesBuddiesBackToHugePages() {
         try (HostMemory mem = new HostMemory(4L << 20)) {

@@ -6,13 +6,16 @@ import dev.dmaplane.fence.FenceContext;
 import dev.dmaplane.fence.Reservation;
 import dev.dmaplane.fence.ResvFence;
 import dev.dmaplane.fence.ResvUsage;
+import dev.dmaplane.mem.HostMemory;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.MemorySegment;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.List;
+import java.util.Optional;
 
 import static dev.dmaplane.accel.AccelRig.MIB;
 import static dev.dmaplane.accel.BufferObjectTest.errno;
@@ -168,6 +171,40 @@ class PlacementTest {
 
             int stuck = a.createBo(8192, Placement.VRAM, VRAM_ONLY);
             assertEquals(Errno.ENOMEM, errno(() -> read(a, stuck, 0, 1)), "VRAM only and the window is pinned full");
+        }
+    }
+
+    /**
+     * A move's host pages come from the page allocator without {@code __GFP_ZERO}, as {@code ttm_bo_handle_move_mem}
+     * ({@code drivers/gpu/drm/ttm/ttm_bo.c}) creates the TT of an object leaving VRAM with {@code zero_alloc} false;
+     * when the copy fails they are zeroed before the move fence signals (with the copy's error), so the object never
+     * shows what a former owner left in them.
+     */
+    @Test
+    void aFailedEvictionShowsZerosNotWhatTheHostPagesHeld() {
+        HostMemory mem = rig.machine.memory();
+        List<Long> blocks = new ArrayList<>();
+        long resident;
+        do { // every free 2 MiB block, up to the first never used (backed when touched), dirtied and given back
+            resident = mem.residentBytes();
+            long pfn = mem.allocPages(HostMemory.MAX_ORDER, false);
+            mem.slice(pfn << HostMemory.PAGE_SHIFT, HostMemory.HUGE_PAGE_SIZE).fill((byte) 0x5a);
+            blocks.add(pfn);
+        } while (mem.residentBytes() == resident);
+        blocks.forEach(mem::putPage);
+        try (AccelContext a = rig.device.open(); AccelContext b = rig.device.open()) {
+            int h = a.createBo(2 * MIB, Placement.VRAM, EnumSet.of(Placement.VRAM, Placement.HOST));
+            rig.provider.failMoves = Errno.EIO;
+            for (int i = 0; i < 3 && a.info(h).placement() != Placement.HOST; i++) {
+                b.createBo(2 * MIB, Placement.VRAM, VRAM_ONLY);
+            }
+            assertEquals(Placement.HOST, a.info(h).placement(), "evicted for the third object");
+            Fence move = a.reservation(h).entries().stream().filter(e -> e.usage() == ResvUsage.KERNEL)
+                    .map(ResvFence::fence).toList().getLast();
+            assertTrue(move.isSignaled(), "eviction waits for its move");
+            assertEquals(Optional.of(Errno.EIO), move.error(), "the move fence carries the copy's error");
+            rig.provider.failMoves = null;
+            assertArrayEquals(new byte[(int) (2 * MIB)], read(a, h, 0, (int) (2 * MIB)), "zeros, not 0x5a");
         }
     }
 }

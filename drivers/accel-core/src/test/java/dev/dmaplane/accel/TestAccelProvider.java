@@ -44,6 +44,8 @@ final class TestAccelProvider implements AccelProvider, SchedBackend, AutoClosea
     final BlockingQueue<GpuJob> started = new LinkedBlockingQueue<>();
     final AtomicInteger moves = new AtomicInteger();
     volatile BoMove lastMove;
+    /** When set, each move fails with this errno before it copies a byte (a copy engine fault). */
+    volatile Errno failMoves;
 
     TestAccelProvider(PciFunction fn, TestGpu gpu, int bar, long totalSize, Duration jobTimeout) {
         this.fn = fn;
@@ -160,6 +162,10 @@ final class TestAccelProvider implements AccelProvider, SchedBackend, AutoClosea
         moves.incrementAndGet();
         lastMove = move;
         return gpu.run(move.dependencies(), () -> {
+            Errno fail = failMoves;
+            if (fail != null) {
+                throw new ErrnoException(fail, "test: the move of " + move.bo() + " fails");
+            }
             MemorySegment bytes = MemorySegment.ofArray(new byte[(int) move.size()]);
             gpu.transfer(move.from(), bytes, false);
             gpu.transfer(move.to(), bytes, true);

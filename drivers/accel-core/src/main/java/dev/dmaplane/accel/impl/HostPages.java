@@ -17,10 +17,12 @@ import java.util.Arrays;
 import java.util.List;
 
 /**
- * A buffer object in host memory ({@code TTM_PL_TT}): zeroed page frames, populated and mapped for the GPU with
- * its DMA API at once ({@code ttm_tt_populate} then {@code dma_map_sgtable}, as amdgpu's GTT does), unmapped and
- * put back by {@link #free}. Frames come in the largest blocks the buddy allocator has, as {@code ttm_pool_alloc}
- * takes them, so the IOMMU maps 2 MiB blocks and the GPU copies whole runs instead of single pages.
+ * A buffer object in host memory ({@code TTM_PL_TT}): page frames populated and mapped for the GPU with its DMA API
+ * at once ({@code ttm_tt_populate} then {@code dma_map_sgtable}, as amdgpu's GTT does), unmapped and put back by
+ * {@link #free}. Frames come in the largest blocks the buddy allocator has, as {@code ttm_pool_alloc} takes them, so
+ * the IOMMU maps 2 MiB blocks and the GPU copies whole runs instead of single pages. They are zeroed, except for a
+ * move's destination, which the move overwrites ({@code ttm_tt_create(bo, zero_alloc)} is false when the object
+ * comes from VRAM) and which {@link #clear} zeroes if the move fails.
  */
 final class HostPages implements Backing {
     private final HostMemory mem;
@@ -41,12 +43,12 @@ final class HostPages implements Backing {
     }
 
     /**
-     * Allocates {@code size} bytes (a multiple of the page size) and maps them for the GPU; on failure puts back
-     * what it took and rethrows ({@code ENOMEM} from the page allocator or the DMA layer). Each block is of the
-     * largest order that fits what is left, one order lower while the allocator has none of it
-     * ({@code ttm_pool_alloc}'s loop); order 0 failing is the {@code ENOMEM}.
+     * Allocates {@code size} bytes (a multiple of the page size), zeroed when {@code zero} ({@code __GFP_ZERO}), and
+     * maps them for the GPU; on failure puts back what it took and rethrows ({@code ENOMEM} from the page allocator
+     * or the DMA layer). Each block is of the largest order that fits what is left, one order lower while the
+     * allocator has none of it ({@code ttm_pool_alloc}'s loop); order 0 failing is the {@code ENOMEM}.
      */
-    static HostPages allocate(HostMemory mem, DmaApi dma, long size) {
+    static HostPages allocate(HostMemory mem, DmaApi dma, long size, boolean zero) {
         int n = (int) (size >>> HostMemory.PAGE_SHIFT);
         long[] pfns = new long[n];
         long[] blocks = new long[n];
@@ -58,7 +60,7 @@ final class HostPages implements Backing {
                 order = Math.min(order, 31 - Integer.numberOfLeadingZeros(n - got));
                 long pfn;
                 try {
-                    pfn = mem.allocPages(order);
+                    pfn = mem.allocPages(order, zero);
                 } catch (ErrnoException e) {
                     if (e.errno() != Errno.ENOMEM || order == 0) {
                         throw e;
@@ -139,6 +141,16 @@ final class HostPages implements Backing {
                 mem.read(pa, data.asSlice(done, n));
             }
             done += n;
+        }
+    }
+
+    /** Zeroes every frame by the CPU: a failed move's destination, so that nobody reads what the frames held. */
+    synchronized void clear() {
+        if (freed) {
+            return;
+        }
+        for (long block : blocks) {
+            mem.slice(block << HostMemory.PAGE_SHIFT, HostMemory.PAGE_SIZE << mem.orderOf(block)).fill((byte) 0);
         }
     }
 

@@ -148,7 +148,7 @@ final class Prime {
             try {
                 ErrnoException.check(bo.pins == 0, Errno.EBUSY, bo.name + " is pinned " + bo.pins + " time(s) and cannot move");
                 Placement p = target == Target.VRAM ? Placement.VISIBLE_VRAM : Placement.HOST;
-                Backing to = ttm.allocate(bo, p, target == Target.VRAM);
+                Backing to = ttm.allocateForMove(bo, p, target == Target.VRAM);
                 if (to == null) {
                     throw new ErrnoException(Errno.ENOMEM, bo.name + ": no room in " + p + " for a move of " + bo.size + " bytes");
                 }

@@ -7,6 +7,7 @@ import dev.dmaplane.dma.DmaApi;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fence.Fence;
+import dev.dmaplane.fence.FenceContext;
 import dev.dmaplane.fence.Fences;
 import dev.dmaplane.fence.ResvUsage;
 import dev.dmaplane.mem.HostMemory;
@@ -23,6 +24,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Consumer;
 
 /**
  * Placement, eviction and moves of one device's buffer objects ({@code ttm_bo.c}, {@code ttm_resource.c},
@@ -103,11 +105,11 @@ final class Ttm {
     }
 
     private Backing allocate(BoImpl bo) {
-        Backing b = allocate(bo, bo.preferred, true);
+        Backing b = allocate(bo, bo.preferred, true, true);
         for (int pass = 0; b == null && pass < 2; pass++) {
             for (Placement p : Placement.values()) {
                 if (b == null && p != bo.preferred && bo.allowed.contains(p)) {
-                    b = allocate(bo, p, pass == 1);
+                    b = allocate(bo, p, pass == 1, true);
                 }
             }
         }
@@ -119,13 +121,22 @@ final class Ttm {
     }
 
     /**
-     * A backing in {@code p}, evicting if {@code evict}; null when there is no room. An exported object's VRAM is in
-     * the window, where its importers reach it peer-to-peer ({@code amdgpu_dma_buf_pin}'s placement).
+     * A backing in {@code p} for a move of {@code bo} there, evicting if {@code evict}; null when there is no room.
+     * Host pages are not zeroed: the move overwrites them ({@link #move} clears them if it fails).
      */
-    Backing allocate(BoImpl bo, Placement p, boolean evict) {
+    Backing allocateForMove(BoImpl bo, Placement p, boolean evict) {
+        return allocate(bo, p, evict, false);
+    }
+
+    /**
+     * A backing in {@code p}, evicting if {@code evict}, host pages zeroed if {@code zero}; null when there is no
+     * room. An exported object's VRAM is in the window, where its importers reach it peer-to-peer
+     * ({@code amdgpu_dma_buf_pin}'s placement).
+     */
+    private Backing allocate(BoImpl bo, Placement p, boolean evict, boolean zero) {
         if (p == Placement.HOST) {
             try {
-                return HostPages.allocate(mem, dma, bo.size);
+                return HostPages.allocate(mem, dma, bo.size, zero);
             } catch (ErrnoException e) {
                 if (e.errno() != Errno.ENOMEM) {
                     throw e;
@@ -196,7 +207,7 @@ final class Ttm {
                 victim.resv.unlock();
             }
         } else {
-            f = move(victim, HostPages.allocate(mem, dma, victim.size), "evicted", victim.resv.fences(ResvUsage.BOOKKEEP), null);
+            f = move(victim, HostPages.allocate(mem, dma, victim.size, false), "evicted", victim.resv.fences(ResvUsage.BOOKKEEP), null);
         }
         await(f, victim, "eviction");
         free(old, f);
@@ -219,6 +230,9 @@ final class Ttm {
         Fence f;
         try {
             f = provider.move(new BoMove(bo.name, bo.size, from.runs(), to.runs(), after));
+            if (to instanceof HostPages pages) {
+                f = clearedIfFailed(pages, f, bo.name);
+            }
             addKernelFence(bo, f);
         } catch (RuntimeException e) {
             to.free();
@@ -253,7 +267,7 @@ final class Ttm {
         if (bo.exported != null) {
             return prime.move(bo, p);
         }
-        Backing to = allocate(bo, p, evict);
+        Backing to = allocateForMove(bo, p, evict);
         if (to == null) {
             return false;
         }
@@ -284,6 +298,30 @@ final class Ttm {
         } else {
             retire(b, Fences.all(busy), bo.name);
         }
+    }
+
+    /**
+     * The fence of a move into host pages that were not zeroed: it signals after the driver's {@code copy}, with its
+     * error, and when the copy failed the pages are zeroed first, so that no waiter reads what they held before they
+     * were allocated. A fence context of its own, since moves of different objects finish in any order.
+     */
+    private Fence clearedIfFailed(HostPages to, Fence copy, String bo) {
+        Fence moved = FenceContext.allocate("ttm", device + " move of " + bo, tracer).createFence();
+        Consumer<Fence> done = c -> {
+            try {
+                c.error().ifPresent(e -> {
+                    LOG.warn("{}: the move of {} failed with {}; its host pages are zeroed", device, bo, e);
+                    to.clear();
+                    moved.setError(e);
+                });
+            } finally {
+                moved.signal();
+            }
+        };
+        if (!copy.addCallback(done)) {
+            done.accept(copy);
+        }
+        return moved;
     }
 
     private void retire(Backing old, Fence when, String bo) {
