@@ -72,9 +72,21 @@ final class Bench {
         System.out.printf("JVM %s, %d CPUs, %d s per figure (after a 1 s warm-up), each part in a JVM of its own%n",
                 Runtime.version(), Runtime.getRuntime().availableProcessors(), secs);
         System.out.flush();
-        for (String part : PARTS) {
-            fork(part, secs);
+        for (int i = 0; i < PARTS.size(); i++) {
+            System.err.println(progress(i, PARTS.get(i)));
+            fork(PARTS.get(i), secs);
         }
+    }
+
+    /** The line {@code bench} writes on stderr as part {@code index} starts: which part runs and what it measures. */
+    static String progress(int index, String part) {
+        String what = switch (part) {
+            case "bw" -> "1 MiB RDMA WRITE bandwidth, then MemorySegment.copy of 1 MiB";
+            case "rate" -> "64 B RDMA WRITE message rate with 1024-WR post lists";
+            case "lat" -> "8 B write_lat, then a two-thread ping-pong";
+            default -> throw new ErrnoException(Errno.EINVAL, "unknown bench part '" + part + "': one of " + PARTS);
+        };
+        return String.format("bench: part %d of %d, %s: %s", index + 1, PARTS.size(), part, what);
     }
 
     /** Runs {@code Main bench-part part secs} in a new JVM with this one's options and class path; waits for it. */
