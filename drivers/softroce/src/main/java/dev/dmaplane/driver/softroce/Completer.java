@@ -86,6 +86,25 @@ final class Completer {
         }
     }
 
+    /**
+     * Whether a read response or an atomic acknowledgement for a later request found the oldest message in flight, a
+     * READ or an atomic, still waiting for its own: the responder answers in PSN order, so those were lost, and the
+     * requester asks again now instead of at the transport timeout ({@code rxe_comp.c} {@code check_psn}: a response
+     * past a read or atomic WQE is {@code COMPST_ERROR_RETRY}), once per PSN it waits for.
+     */
+    private boolean lostBefore(QpCtx c, Msg m, int psn) {
+        if (m.readBuf == null && !Requester.isAtomic(m.w) || Packet.psnDiff(psn, m.lastPsn) <= 0) {
+            return false;
+        }
+        int expect = Packet.psnAdd(m.ackedThrough, 1);
+        if (m.rerequested != expect) {
+            m.rerequested = expect;
+            e.counters.retries++;
+            e.requester.retransmit(c, -1);
+        }
+        return true;
+    }
+
     /** The completer: ACK/NAK, read responses and atomic acknowledgements for the messages in flight. */
     void onResponse(QpCtx c, Packet p) {
         c.dropFlushed();
@@ -96,7 +115,7 @@ final class Completer {
             case READ_RESP -> {
                 implicitAck(c, p.psn());
                 Msg m = c.inflight.peekFirst();
-                if (m == null || m.readBuf == null) {
+                if (m == null || lostBefore(c, m, p.psn()) || m.readBuf == null) {
                     return;
                 }
                 int expect = Packet.psnAdd(m.ackedThrough, 1); // the next response this read waits for
@@ -135,7 +154,7 @@ final class Completer {
             case ATOMIC_ACK -> {
                 implicitAck(c, p.psn());
                 Msg m = c.inflight.peekFirst();
-                if (m == null || p.psn() != m.firstPsn || m.readBuf != null || m.data != null) {
+                if (m == null || lostBefore(c, m, p.psn()) || p.psn() != m.firstPsn || m.readBuf != null || m.data != null) {
                     return;
                 }
                 byte[] out = new byte[8];
