@@ -26,8 +26,9 @@
  * driver accepted in {@link dev.dmaplane.accel.spi.AccelProvider#checkJob}. The backend runs them through that
  * VM's page tables and signals the hardware fence, with {@code EFAULT} for a GPU page fault (the core then bans
  * the context); a timeout is the driver's engine reset ({@code Scheduler.stop}, {@code start}), the hung job
- * ending with {@code ETIME}. In remove, the driver unregisters (queued jobs are cancelled, jobs on the hardware
- * awaited, bounded) and then finishes its schedulers; a driver whose hardware is gone finishes them first.
+ * ending with {@code ETIME}. In remove, the driver finishes its schedulers first (every job not done ends
+ * {@code ECANCELED}, as amdgpu force-completes its fences after {@code drm_dev_unplug}), then unregisters; the core
+ * then awaits (bounded) what is left of its contexts' jobs and revokes exported objects.
  * <p>
  * <b>Locks</b>: the core takes its placement lock before any reservation lock and never waits for it while
  * holding one; fence callbacks the driver's signalling runs take neither.

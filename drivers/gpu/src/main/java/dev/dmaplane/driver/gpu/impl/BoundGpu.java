@@ -94,17 +94,15 @@ public final class BoundGpu implements BoundDevice {
     }
 
     /**
-     * Unregisters from the core ({@code drm_dev_unplug}). When the hardware has already left the slot
-     * ({@code pci_dev_is_disconnected}) no job on it will ever finish, so the schedulers are finished first and every
-     * job ends {@code ECANCELED}, as amdgpu's {@code amdgpu_fence_driver_hw_fini} force-completes the fences of an
-     * unplugged device: the core's revoke of exported objects and its teardown of backings wait for those fences.
-     * A present device keeps its engines until the core has waited for the jobs on them.
+     * Unregisters from the core ({@code drm_dev_unplug}) after finishing the schedulers: every job not done ends
+     * {@code ECANCELED} and the engines are stopped, as {@code amdgpu_pci_remove} unplugs the DRM device first and
+     * {@code amdgpu_fence_driver_hw_fini} then force-completes the fences instead of waiting for the rings, whether the
+     * hardware left the slot or is being unbound. The core's revoke of exported objects and its teardown of backings
+     * wait for those fences, so a hung job can hold neither up until its timeout.
      */
     private void unplug(AccelDeviceHandle accel) {
-        if (fn.absence().isPresent()) {
-            for (GpuEngine e : engines) {
-                e.scheduler().fini();
-            }
+        for (GpuEngine e : engines) {
+            e.scheduler().fini();
         }
         accel.unregister();
     }

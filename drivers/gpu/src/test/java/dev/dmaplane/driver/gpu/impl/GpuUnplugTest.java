@@ -191,6 +191,26 @@ class GpuUnplugTest {
      */
     @Test
     void theModelLeavingCancelsJobsOnAnExportedObjectBeforeItsRevoke() throws Exception {
+        removalCancelsTheHungJobBeforeTheRevoke(() -> assertTrue(rig.machine.removeModel(rig.model)));
+    }
+
+    /**
+     * The same with the hardware still in the slot while the driver goes ({@code amdgpu_pci_remove} calls
+     * {@code drm_dev_unplug} first either way, and {@code amdgpu_fence_driver_hw_fini} then force-completes instead
+     * of waiting for the rings): a surprise removal, whose driver is removed before the function's config space goes,
+     * and below an unbind. The revoke waited for the hung job until the dma-buf core's timeout before, 29 s a removal.
+     */
+    @Test
+    void hotUnplugCancelsAJobOnAnExportedObjectBeforeItsRevoke() throws Exception {
+        removalCancelsTheHungJobBeforeTheRevoke(() -> rig.machine.hotUnplug(rig.fn));
+    }
+
+    @Test
+    void anUnbindCancelsAJobOnAnExportedObjectBeforeItsRevoke() throws Exception {
+        removalCancelsTheHungJobBeforeTheRevoke(() -> rig.machine.devices().unregisterDriver(rig.driver));
+    }
+
+    private void removalCancelsTheHungJobBeforeTheRevoke(Runnable removal) throws Exception {
         AccelContext ctx = AccelCore.of(rig.machine).open(rig.gpu().accelName());
         int bo = ctx.createBo(1 << 20, Placement.VISIBLE_VRAM, EnumSet.of(Placement.VISIBLE_VRAM));
         DmaBuf buf = ctx.primeExport(bo);
@@ -202,7 +222,7 @@ class GpuUnplugTest {
                 atRevoke.set(spin.isSignaled() + " " + spin.error());
             }
         })) {
-            assertTrue(rig.machine.removeModel(rig.model));
+            removal.run();
         }
         assertEquals("true " + Optional.of(Errno.ECANCELED), atRevoke.get(),
                 "the hung job was cancelled before the object's dma-buf was revoked");
