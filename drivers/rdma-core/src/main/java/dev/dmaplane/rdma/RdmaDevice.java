@@ -1,6 +1,8 @@
 package dev.dmaplane.rdma;
 
 import dev.dmaplane.mm.AddressSpace;
+import dev.dmaplane.rdma.mad.MadAgent;
+import dev.dmaplane.rdma.mad.MadHandler;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.GidEntry;
 import dev.dmaplane.rdma.verbs.PortAttr;
@@ -60,6 +62,18 @@ public interface RdmaDevice {
      *                                           cgroup's hca_handle limit
      */
     VerbsContext open(AddressSpace mm);
+
+    /**
+     * {@code ib_register_mad_agent}: an agent on {@code port}'s GSI (QP1) for the requests of management class
+     * {@code mgmtClass}, version {@code classVersion}, and the responses to its own sends, delivered to
+     * {@code handler} on the device's MAD thread.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a bad port, class or version, or a class and
+     *                                           version another agent of the port holds ({@code mad.c}'s
+     *                                           method table); {@code EOPNOTSUPP} when the device has no GSI;
+     *                                           {@code ENODEV} once unregistered
+     */
+    MadAgent registerMadAgent(int port, int mgmtClass, int classVersion, MadHandler handler);
 
     /** The rdma cgroup limits of this device ({@code rdma.max}). */
     ResourceLimits limits();

@@ -5,7 +5,7 @@
  * verbs live in {@link dev.dmaplane.rdma.verbs}, the provider SPI in {@link dev.dmaplane.rdma.spi}.
  */
 @Export
-@Version("1.0.0")
+@Version("1.1.0")
 package dev.dmaplane.rdma;
 
 import org.osgi.annotation.bundle.Export;

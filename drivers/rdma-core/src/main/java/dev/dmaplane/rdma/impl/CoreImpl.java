@@ -6,6 +6,8 @@ import dev.dmaplane.rdma.RdmaDevice;
 import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.spi.RdmaProvider;
 import dev.dmaplane.trace.Tracer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -13,11 +15,15 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.function.Consumer;
 
 /** The device registry behind {@link dev.dmaplane.rdma.RdmaCore}. */
 public final class CoreImpl {
     /** {@code IB_DEVICE_NAME_MAX}. */
     static final int NAME_MAX = 64;
+
+    private static final Logger LOG = LoggerFactory.getLogger(CoreImpl.class);
 
     final Tracer tracer;
     private final Map<String, DeviceImpl> devices = new LinkedHashMap<>();
@@ -57,6 +63,24 @@ public final class CoreImpl {
         int pct = name.indexOf('%');
         if (pct >= 0 && (!name.startsWith("%d", pct) || name.indexOf('%', pct + 1) >= 0)) {
             throw new ErrnoException(Errno.EINVAL, "an RDMA device name may hold one %d and no other %: '" + name + "'");
+        }
+    }
+
+    /** {@code ib_register_client}'s remove callbacks, run as a device begins to leave. */
+    private final List<Consumer<RdmaDevice>> clients = new CopyOnWriteArrayList<>();
+
+    /** Adds a client whose {@code remove} runs as each device begins to unregister, before its contexts go. */
+    public void addClient(Consumer<RdmaDevice> remove) {
+        clients.add(remove);
+    }
+
+    void removing(DeviceImpl d) {
+        for (Consumer<RdmaDevice> c : clients) {
+            try {
+                c.accept(d);
+            } catch (RuntimeException e) {
+                LOG.error("{}: a client's remove callback failed", d.name(), e);
+            }
         }
     }
 

@@ -7,7 +7,10 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.rdma.RdmaDevice;
+import dev.dmaplane.rdma.mad.MadAgent;
+import dev.dmaplane.rdma.mad.MadHandler;
 import dev.dmaplane.rdma.spi.HwQp;
+import dev.dmaplane.rdma.spi.MadDatagram;
 import dev.dmaplane.rdma.spi.MemoryAccess;
 import dev.dmaplane.rdma.spi.NetdevInfo;
 import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
@@ -67,6 +70,7 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
     private final ConcurrentHashMap<Integer, QpImpl> qpTable = new ConcurrentHashMap<>();
     private final List<ContextImpl> contexts = new CopyOnWriteArrayList<>();
     private final Object lifecycle = new Object();
+    private final MadLayer mad = new MadLayer(this);
     private volatile boolean registered = true;
 
     DeviceImpl(CoreImpl core, String name, RdmaProvider provider) {
@@ -187,6 +191,21 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
     }
 
     @Override
+    public MadAgent registerMadAgent(int port, int mgmtClass, int classVersion, MadHandler handler) {
+        if (!registered) {
+            throw new ErrnoException(Errno.ENODEV, name + " has been unregistered");
+        }
+        return mad.register(port, mgmtClass, classVersion, handler);
+    }
+
+    @Override
+    public void madReceived(MadDatagram d) {
+        ErrnoException.requireNonNull(d, "MAD datagram");
+        checkPort(d.port());
+        mad.received(d);
+    }
+
+    @Override
     public ResourceLimits limits() {
         return resources.limits();
     }
@@ -273,6 +292,8 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
             }
             registered = false;
         }
+        core.removing(this); // ib_unregister_device: the clients' remove (rdma_cm's DEVICE_REMOVAL) first
+        mad.shutdown();
         // ib_uverbs_free_hw_resources: each file gets DEVICE_FATAL, then its objects go (RDMA_REMOVE_DRIVER_REMOVE)
         for (ContextImpl c : contexts) {
             c.queueEvent(EventType.DEVICE_FATAL, null, 0);

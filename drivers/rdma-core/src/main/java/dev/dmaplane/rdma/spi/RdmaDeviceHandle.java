@@ -40,6 +40,14 @@ public interface RdmaDeviceHandle {
     List<GidEntry> gidTable(int port);
 
     /**
+     * A UD datagram for QP1, the GSI, arrived at a port: the provider checked its ICRC, P_Key and Q_Key
+     * ({@code rxe_recv.c}'s {@code check_keys} with {@code GSI_QKEY}); the core's MAD layer hands it to the agent of its
+     * class on a thread of its own ({@code ib_mad_recv_done}), so the call returns at once and never calls back into
+     * the provider. A datagram that is not a MAD is dropped.
+     */
+    void madReceived(MadDatagram d);
+
+    /**
      * The provider found a fatal error in its device (a firmware crash: what mlx5's health poller reports as
      * {@code IB_EVENT_DEVICE_FATAL}): traced as {@link dev.dmaplane.trace.TraceKind#DEVICE_FATAL} with
      * {@code reason}, then the device leaves as on hot unplug ({@link #unregister()}). Disassociation waits for the

@@ -1,6 +1,8 @@
 package dev.dmaplane.rdma.spi;
 
 import dev.dmaplane.device.Device;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.QpAttr;
@@ -158,6 +160,18 @@ public interface RdmaProvider {
      */
     default SequencedMap<String, Long> hwCounters(int port) {
         return new LinkedHashMap<>();
+    }
+
+    /**
+     * Sends a MAD from the port's GSI (QP1), as a UD send of the special QP the core owns ({@code ib_post_send} on
+     * the GSI QP of {@code mad.c}): to {@code d.destQpn()} at {@code d.dgid()} with the Q_Key and P_Key the core put
+     * in. It may return before the datagram left; a datagram the port cannot send is dropped, as a lost one is. The
+     * default has no GSI.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EOPNOTSUPP} when the device has no GSI
+     */
+    default void sendMad(MadDatagram d) {
+        throw new ErrnoException(Errno.EOPNOTSUPP, driverName() + " has no GSI (QP1): no MAD can be sent");
     }
 
     /** {@code cq} was armed. */

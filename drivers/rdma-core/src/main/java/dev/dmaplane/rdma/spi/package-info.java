@@ -37,7 +37,7 @@
  * waits for the leases of the buffer's regions to close.
  */
 @Export
-@Version("1.2.0")
+@Version("1.3.0")
 package dev.dmaplane.rdma.spi;
 
 import org.osgi.annotation.bundle.Export;

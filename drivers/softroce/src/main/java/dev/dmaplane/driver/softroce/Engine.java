@@ -74,6 +74,7 @@ final class Engine {
     final Requester requester = new Requester(this);
     final Completer completer = new Completer(this);
     final Responder responder = new Responder(this);
+    final Gsi gsi = new Gsi(this);
 
     /** Whether the port's netdev has carrier: without it no packet leaves or arrives. */
     private volatile boolean carrier = true;
@@ -198,6 +199,9 @@ final class Engine {
                     return true;
                 }
                 Packet p = a.packet();
+                if (p.destQpn() == Gsi.QPN && a.service() == Opcode.Service.UD) {
+                    return receive(List.of(p)); // the GSI, QP 1: checked by its receive
+                }
                 QpCtx c = qps.get(p.destQpn());
                 if (c == null || a.service() != serviceOf(c.qp.type())) {
                     refuse(WireCodec.Drop.BAD_QPN, "destination QP " + p.destQpn() + " for a " + a.service()
@@ -538,6 +542,10 @@ final class Engine {
     }
 
     private void dispatch(Packet p) {
+        if (p.destQpn() == Gsi.QPN) {
+            gsi.receive(p);
+            return;
+        }
         QpCtx c = qps.get(p.destQpn()); // the QPs created on this HCA and not destroyed
         if (c == null) {
             refuse(WireCodec.Drop.BAD_QPN, "destination QP " + p.destQpn() + ", no such QP"); // dropped as rxe does
@@ -554,6 +562,28 @@ final class Engine {
             return;
         }
         responder.onRequest(c, qp, p);
+    }
+
+    /**
+     * Sends the packet {@code make} builds with the engine held (the GSI's sends, which come from the core's threads):
+     * in the pass of the thread holding it, or in a pass of its own now. A stopped or dead HCA sends nothing.
+     */
+    void transmit(Supplier<Packet> make) {
+        if (!live()) {
+            return;
+        }
+        if (lock.isHeldByCurrentThread()) {
+            send(make.get()); // the pass this thread is in hands it to the fabric
+            return;
+        }
+        lock.lock();
+        try {
+            if (live()) {
+                guarded(() -> send(make.get()));
+            }
+        } finally {
+            release();
+        }
     }
 
     void send(Packet p) {

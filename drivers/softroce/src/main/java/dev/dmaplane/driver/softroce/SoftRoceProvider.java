@@ -2,6 +2,7 @@ package dev.dmaplane.driver.softroce;
 
 import dev.dmaplane.device.Device;
 import dev.dmaplane.rdma.spi.HwQp;
+import dev.dmaplane.rdma.spi.MadDatagram;
 import dev.dmaplane.rdma.spi.NetdevInfo;
 import dev.dmaplane.rdma.spi.RdmaProvider;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
@@ -101,6 +102,11 @@ final class SoftRoceProvider implements RdmaProvider {
     @Override
     public void destroyQp(HwQp qp) {
         engine.destroy(qp);
+    }
+
+    @Override
+    public void sendMad(MadDatagram d) {
+        engine.gsi.send(d);
     }
 
     @Override

@@ -1,0 +1,19 @@
+package dev.dmaplane.rdma.mad;
+
+import org.osgi.annotation.versioning.ConsumerType;
+
+/**
+ * What a MAD agent's owner implements ({@code recv_handler} and {@code send_handler} of {@code
+ * ib_register_mad_agent}). Both run on the device's MAD thread, one call at a time, with no core lock held.
+ */
+@ConsumerType
+public interface MadHandler {
+    /** A request of the agent's class and version arrived ({@code recv_handler} without a send). */
+    void received(MadAddress from, Mad mad);
+
+    /**
+     * A send ended ({@code send_handler}): {@code response} is the MAD that answered it (same transaction ID, a
+     * response method), or null.
+     */
+    void sendDone(Mad sent, MadSendStatus status, Mad response);
+}

@@ -1,0 +1,200 @@
+package dev.dmaplane.driver.softroce;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.RdmaDevice;
+import dev.dmaplane.rdma.mad.Mad;
+import dev.dmaplane.rdma.mad.MadAddress;
+import dev.dmaplane.rdma.mad.MadAgent;
+import dev.dmaplane.rdma.mad.MadHandler;
+import dev.dmaplane.rdma.mad.MadSendStatus;
+import dev.dmaplane.rdma.verbs.AhAttr;
+import dev.dmaplane.rdma.verbs.AddressHandle;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpCap;
+import dev.dmaplane.rdma.verbs.QpInitAttr;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.UdDestination;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.util.List;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+
+import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * QP1, the GSI, and the MAD layer over it ({@code drivers/infiniband/core/mad.c}: {@code ib_register_mad_agent},
+ * {@code ib_post_send_mad} with {@code timeout_ms} and {@code retries}, {@code find_send_wr} matching a response by
+ * its TID; {@code rxe_recv.c}'s {@code check_keys} with {@code GSI_QKEY} for QP 1; the common MAD header of IBTA
+ * 13.4.3): a request crosses rxe0 → rxe1 as a 256-byte UD datagram and its response completes the send; an
+ * unanswered request is sent 1 + retries times, then ends in TIMEOUT; a cancelled one ends CANCELED; bad
+ * registrations and sends are EINVAL; a UD datagram to QP 1 with another Q_Key is dropped and counted.
+ */
+@Timeout(60)
+class GsiTest {
+    private static final int CLASS = Mad.CLASS_CM;
+    private final Hcas h = new Hcas();
+
+    @AfterEach
+    void close() {
+        h.close();
+        assertEquals(0, Thread.getAllStackTraces().keySet().stream()
+                .filter(t -> t.getName().startsWith("ib_mad-") && t.isAlive()).count(), "no MAD thread left");
+    }
+
+    /** What a handler saw, in order. */
+    private static final class Seen implements MadHandler {
+        final BlockingQueue<Object[]> received = new LinkedBlockingQueue<>();
+        final BlockingQueue<Object[]> done = new LinkedBlockingQueue<>();
+
+        @Override
+        public void received(MadAddress from, Mad mad) {
+            received.add(new Object[]{from, mad});
+        }
+
+        @Override
+        public void sendDone(Mad sent, MadSendStatus status, Mad response) {
+            done.add(new Object[]{sent, status, response});
+        }
+
+        Object[] nextReceived() throws InterruptedException {
+            return received.poll(10, TimeUnit.SECONDS);
+        }
+
+        Object[] nextDone() throws InterruptedException {
+            return done.poll(10, TimeUnit.SECONDS);
+        }
+    }
+
+    private RdmaDevice dev(String name) {
+        return h.core.device(name).orElseThrow();
+    }
+
+    private static byte[] data(int seed) {
+        byte[] d = new byte[Mad.DATA];
+        for (int i = 0; i < d.length; i++) {
+            d[i] = (byte) (seed + i);
+        }
+        return d;
+    }
+
+    @Test
+    void aRequestCrossesAsAMadAndItsResponseCompletesTheSend() throws InterruptedException {
+        Seen sa = new Seen();
+        Seen sb = new Seen();
+        MadAgent a = dev("rxe0").registerMadAgent(1, CLASS, 2, sa);
+        MadAgent b = dev("rxe1").registerMadAgent(1, CLASS, 2, sb);
+        long tid = (long) a.hiTid() << 32 | 0x1234;
+        Mad req = Mad.of(CLASS, 2, Mad.METHOD_GET, tid, 0x0010, data(1));
+        a.send(MadAddress.gsi(h.a.gid, h.b.gid), req, 5000, 3);
+
+        Object[] r = sb.nextReceived();
+        assertNotNull(r, "the request reached rxe1's agent");
+        MadAddress from = (MadAddress) r[0];
+        assertEquals(req, r[1], "every header field and data byte as sent");
+        assertEquals(h.a.gid, from.remoteGid());
+        assertEquals(h.b.gid, from.localGid());
+        assertEquals(1, from.remoteQpn(), "sent from QP 1");
+        assertEquals(MadAddress.GSI_QKEY, from.qkey());
+
+        Mad resp = Mad.of(CLASS, 2, Mad.METHOD_GET | Mad.METHOD_RESP, tid, 0x0010, data(2));
+        b.send(from, resp, 0, 0);
+        Object[] d = sa.nextDone();
+        assertEquals(MadSendStatus.SUCCESS, d[1]);
+        assertEquals(resp, d[2], "the response with the request's TID completes it");
+        assertEquals(MadSendStatus.SUCCESS, sb.nextDone()[1], "an unanswered send ends when it left");
+        assertNull(sa.received.poll(), "a response is not a request for the agent");
+        assertEquals(0, sb.received.size(), "the request arrived once");
+    }
+
+    @Test
+    void anUnansweredRequestIsSentOncePlusRetriesTimesThenTimesOut() throws InterruptedException {
+        Seen sa = new Seen();
+        Seen sb = new Seen();
+        MadAgent a = dev("rxe0").registerMadAgent(1, CLASS, 2, sa);
+        dev("rxe1").registerMadAgent(1, CLASS, 2, sb);
+        long tid = (long) a.hiTid() << 32 | 7;
+        a.send(MadAddress.gsi(h.a.gid, h.b.gid), Mad.of(CLASS, 2, Mad.METHOD_SEND, tid, 0x0010, data(3)), 20, 3);
+        Object[] d = sa.nextDone();
+        assertEquals(MadSendStatus.TIMEOUT, d[1]);
+        for (int i = 0; i < 4; i++) {
+            assertNotNull(sb.nextReceived(), "copy " + (i + 1) + " of 4 arrived");
+        }
+        assertNull(sb.received.poll(200, TimeUnit.MILLISECONDS), "no fifth copy");
+    }
+
+    @Test
+    void aCancelledSendEndsCanceledAndALateResponseIsDropped() throws InterruptedException {
+        Seen sa = new Seen();
+        Seen sb = new Seen();
+        MadAgent a = dev("rxe0").registerMadAgent(1, CLASS, 2, sa);
+        MadAgent b = dev("rxe1").registerMadAgent(1, CLASS, 2, sb);
+        long tid = (long) a.hiTid() << 32 | 9;
+        a.send(MadAddress.gsi(h.a.gid, h.b.gid), Mad.of(CLASS, 2, Mad.METHOD_GET, tid, 1, data(4)), 60_000, 0);
+        MadAddress from = (MadAddress) sb.nextReceived()[0];
+        assertTrue(a.cancel(tid));
+        assertEquals(MadSendStatus.CANCELED, sa.nextDone()[1]);
+        assertFalse(a.cancel(tid), "nothing left to cancel");
+        b.send(from, Mad.of(CLASS, 2, Mad.METHOD_GET | Mad.METHOD_RESP, tid, 1, data(5)), 0, 0);
+        assertEquals(MadSendStatus.SUCCESS, sb.nextDone()[1]);
+        assertNull(sa.done.poll(200, TimeUnit.MILLISECONDS), "the late response completes nothing");
+    }
+
+    @Test
+    void badRegistrationsAndSendsAreEinval() {
+        Seen s = new Seen();
+        MadAgent a = dev("rxe0").registerMadAgent(1, CLASS, 2, s);
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> dev("rxe0").registerMadAgent(1, CLASS, 2, new Seen())).errno(), "class and version in use");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> dev("rxe0").registerMadAgent(2, CLASS, 2, s)).errno(), "no port 2");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> dev("rxe0").registerMadAgent(1, 0, 2, s)).errno(), "class 0");
+        MadAddress to = MadAddress.gsi(h.a.gid, h.b.gid);
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> a.send(to,
+                Mad.of(CLASS, 2, Mad.METHOD_SEND, 5, 1, data(6)), 10, 1)).errno(), "a TID without the agent's hi_tid");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> a.send(to,
+                Mad.of(0x03, 2, Mad.METHOD_SEND, (long) a.hiTid() << 32, 1, data(6)), 10, 1)).errno(),
+                "another class");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> a.send(to,
+                Mad.of(CLASS, 2, Mad.METHOD_SEND, (long) a.hiTid() << 32, 1, data(6)), -1, 1)).errno(),
+                "negative timeout");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> Mad.decode(new byte[255])).errno(), "a MAD has 256 bytes");
+        a.unregister();
+        assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, () -> a.send(to,
+                Mad.of(CLASS, 2, Mad.METHOD_SEND, (long) a.hiTid() << 32, 1, data(6)), 0, 0)).errno());
+        dev("rxe0").registerMadAgent(1, CLASS, 2, s); // free again
+    }
+
+    @Test
+    void aUdDatagramToQp1WithAnotherQkeyIsDroppedAndCounted() throws InterruptedException {
+        Seen sb = new Seen();
+        dev("rxe1").registerMadAgent(1, CLASS, 2, sb);
+        QueuePair ud = h.a.pd.createQp(new QpInitAttr(h.a.cq, h.a.cq, null, new QpCap(4, 4, 1, 1, 0), QpType.UD,
+                false));
+        ud.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).qkey(0x1111).build());
+        ud.modify(QpAttr.builder().state(QpState.RTR).build());
+        ud.modify(QpAttr.builder().state(QpState.RTS).sqPsn(0).build());
+        AddressHandle ah = h.a.pd.createAh(AhAttr.roce(h.b.gid, 1, 1));
+        long before = dev("rxe1").hwCounters(1).get("dmaplane_drop_bad_qkey");
+        ud.postSend(new SendWr.Send(1, List.of(h.a.sge(0, 256)), SIGNALED, new UdDestination(ah, 1, 0x2222)));
+        assertTrue(Hcas.one(h.a.cq).isSuccess());
+        assertEquals(before + 1, dev("rxe1").hwCounters(1).get("dmaplane_drop_bad_qkey"),
+                "Q_Key 0x2222 is not GSI_QKEY");
+        assertNull(sb.received.poll(100, TimeUnit.MILLISECONDS));
+    }
+}
