@@ -40,6 +40,7 @@ public enum Errno {
     ENETDOWN(100, "Network is down"),
     ECONNRESET(104, "Connection reset by peer"),
     ETIMEDOUT(110, "Connection timed out"),
+    EHOSTUNREACH(113, "No route to host"),
     EALREADY(114, "Operation already in progress"),
     EREMOTEIO(121, "Remote I/O error"),
     ECANCELED(125, "Operation Canceled"),

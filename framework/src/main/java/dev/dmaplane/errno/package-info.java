@@ -1,6 +1,6 @@
 /** Kernel error numbers and the exception that carries them. */
 @Export
-@Version("1.1.0")
+@Version("1.2.0")
 package dev.dmaplane.errno;
 
 import org.osgi.annotation.bundle.Export;
