@@ -15,6 +15,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
@@ -38,8 +39,8 @@ final class MadLayer {
     private final Map<List<Integer>, AgentImpl> agents = new HashMap<>();
     private final Map<Long, Pending> pending = new HashMap<>();
     private int nextHiTid = 1;
-    private ScheduledThreadPoolExecutor thread;
-    private boolean closed;
+    private volatile ScheduledThreadPoolExecutor thread;
+    private volatile boolean closed;
 
     MadLayer(DeviceImpl dev) {
         this.dev = dev;
@@ -89,11 +90,16 @@ final class MadLayer {
         }
         MadAddress from = new MadAddress(d.dgid(), d.sgid(), d.srcQpn(), d.qkey(), 0, d.trafficClass(),
                 d.hopLimit());
-        synchronized (this) {
-            if (closed || thread == null) {
-                return; // nobody listens on the GSI: dropped as mad.c drops a MAD no agent takes
-            }
-            thread.execute(() -> dispatch(d.port(), from, mad));
+        // no lock here: the provider calls this with its engine held, and a sender holds this layer's lock while it
+        // waits for that engine
+        ScheduledThreadPoolExecutor t = thread;
+        if (closed || t == null) {
+            return; // nobody listens on the GSI: dropped as mad.c drops a MAD no agent takes
+        }
+        try {
+            t.execute(() -> dispatch(d.port(), from, mad));
+        } catch (RejectedExecutionException e) {
+            LOG.debug("{}: MAD dropped, the device is leaving", dev.name());
         }
     }
 
@@ -152,18 +158,22 @@ final class MadLayer {
             }
             if (p.retriesLeft[0] > 0) {
                 p.retriesLeft[0]--;
-                try {
-                    transmit(p.agent, p.to, p.mad);
-                } catch (ErrnoException e) {
-                    LOG.debug("{}: MAD resend of tid 0x{} failed: {}", dev.name(), Long.toHexString(tid),
-                            e.getMessage());
-                }
                 p.timer[0] = thread.schedule(() -> timeout(tid), p.timeoutMs, TimeUnit.MILLISECONDS);
-                return;
+            } else {
+                pending.remove(tid);
+                p = new Pending(p.agent, p.to, p.mad, -1, p.retriesLeft, p.timer);
             }
-            pending.remove(tid);
         }
-        call(p.agent, () -> p.agent.handler.sendDone(p.mad, MadSendStatus.TIMEOUT, null));
+        if (p.timeoutMs >= 0) {
+            try {
+                transmit(p.agent, p.to, p.mad); // outside the lock: the provider may wait for its engine
+            } catch (ErrnoException e) {
+                LOG.debug("{}: MAD resend of tid 0x{} failed: {}", dev.name(), Long.toHexString(tid), e.getMessage());
+            }
+            return;
+        }
+        Pending done = p;
+        call(p.agent, () -> done.agent.handler.sendDone(done.mad, MadSendStatus.TIMEOUT, null));
     }
 
     /** The device leaves: every send ends CANCELED, no handler runs afterwards, the MAD thread ends. */
@@ -252,14 +262,30 @@ final class MadLayer {
                     throw new ErrnoException(Errno.EINVAL, String.format("ib_post_send_mad: tid 0x%016x is waiting "
                             + "for its response already", mad.tid()));
                 }
-                transmit(this, to, mad);
                 if (timeoutMs > 0) {
                     long tid = mad.tid();
                     ScheduledFuture<?>[] timer = new ScheduledFuture<?>[1];
                     pending.put(tid, new Pending(this, to, mad, timeoutMs, new int[]{retries}, timer));
                     timer[0] = thread.schedule(() -> timeout(tid), timeoutMs, TimeUnit.MILLISECONDS);
-                } else {
-                    thread.execute(() -> call(this, () -> handler.sendDone(mad, MadSendStatus.SUCCESS, null)));
+                }
+            }
+            try {
+                transmit(this, to, mad); // outside the lock: the provider may wait for its engine
+            } catch (ErrnoException e) {
+                synchronized (MadLayer.this) {
+                    Pending p = pending.remove(mad.tid());
+                    if (p != null) {
+                        p.timer[0].cancel(false);
+                    }
+                }
+                throw e;
+            }
+            if (timeoutMs == 0) {
+                ScheduledThreadPoolExecutor t = thread;
+                try {
+                    t.execute(() -> call(this, () -> handler.sendDone(mad, MadSendStatus.SUCCESS, null)));
+                } catch (RejectedExecutionException e) {
+                    LOG.debug("{}: MAD send completion dropped, the device is leaving", dev.name());
                 }
             }
         }
