@@ -1,12 +1,16 @@
 package dev.dmaplane.rdma;
 
+import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.cm.RdmaCm;
+import dev.dmaplane.rdma.cm.impl.CmaImpl;
 import dev.dmaplane.rdma.impl.CoreImpl;
 import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.spi.RdmaProvider;
 import dev.dmaplane.rdma.verbs.ResourceEntry;
 import dev.dmaplane.trace.Tracer;
 
+import java.security.SecureRandom;
 import java.util.List;
 import java.util.Optional;
 import java.util.stream.Collectors;
@@ -17,6 +21,8 @@ import java.util.stream.Collectors;
  */
 public final class RdmaCore implements AutoCloseable {
     private final CoreImpl impl;
+    private CmaImpl cm;
+    private boolean closed;
 
     /** @param tracer where disassociations and the framework's pins and mappings are traced */
     public RdmaCore(Tracer tracer) {
@@ -58,9 +64,36 @@ public final class RdmaCore implements AutoCloseable {
         return resources().stream().map(ResourceEntry::toString).collect(Collectors.joining("\n"));
     }
 
-    /** Unregisters every device (each context is disassociated). */
+    /**
+     * The RDMA connection manager of this core ({@code rdma_cm}), made on first use.
+     *
+     * @throws ErrnoException {@code ENODEV} once the core is closed
+     */
+    public synchronized RdmaCm cm() {
+        if (closed) {
+            throw new ErrnoException(Errno.ENODEV, "the RDMA core is closed");
+        }
+        if (cm == null) {
+            cm = new CmaImpl(this, new SecureRandom().nextInt());
+            impl.addClient(cm);
+        }
+        return cm;
+    }
+
+    /** Closes the connection manager's channels, then unregisters every device (each context is disassociated). */
     @Override
     public void close() {
-        impl.close();
+        CmaImpl c;
+        synchronized (this) {
+            closed = true;
+            c = cm;
+        }
+        try {
+            if (c != null) {
+                c.close();
+            }
+        } finally {
+            impl.close();
+        }
     }
 }

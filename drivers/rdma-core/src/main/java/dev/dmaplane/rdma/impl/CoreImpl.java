@@ -16,7 +16,6 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.CopyOnWriteArrayList;
-import java.util.function.Consumer;
 
 /** The device registry behind {@link dev.dmaplane.rdma.RdmaCore}. */
 public final class CoreImpl {
@@ -37,6 +36,7 @@ public final class CoreImpl {
             throw new ErrnoException(Errno.EINVAL, "no provider");
         }
         checkName(name);
+        DeviceImpl added;
         synchronized (this) {
             String n = name;
             if (name.contains("%d")) {
@@ -51,8 +51,12 @@ public final class CoreImpl {
             }
             DeviceImpl d = new DeviceImpl(this, n, provider);
             devices.put(n, d);
-            return d;
+            added = d;
         }
+        for (Client c : clients) {
+            c.add(added);
+        }
+        return added;
     }
 
     private static void checkName(String name) {
@@ -66,18 +70,29 @@ public final class CoreImpl {
         }
     }
 
-    /** {@code ib_register_client}'s remove callbacks, run as a device begins to leave. */
-    private final List<Consumer<RdmaDevice>> clients = new CopyOnWriteArrayList<>();
+    /** A kernel-side user of every device ({@code struct ib_client}): told when one is added and when it leaves. */
+    public interface Client {
+        /** A device registered (or was registered when the client was added). */
+        void add(RdmaDevice d);
 
-    /** Adds a client whose {@code remove} runs as each device begins to unregister, before its contexts go. */
-    public void addClient(Consumer<RdmaDevice> remove) {
-        clients.add(remove);
+        /** The device begins to unregister; its contexts are still there. */
+        void remove(RdmaDevice d);
+    }
+
+    private final List<Client> clients = new CopyOnWriteArrayList<>();
+
+    /** {@code ib_register_client}: {@code add} runs for the devices registered now and for every later one. */
+    public void addClient(Client c) {
+        clients.add(c);
+        for (RdmaDevice d : devices()) {
+            c.add(d);
+        }
     }
 
     void removing(DeviceImpl d) {
-        for (Consumer<RdmaDevice> c : clients) {
+        for (Client c : clients) {
             try {
-                c.accept(d);
+                c.remove(d);
             } catch (RuntimeException e) {
                 LOG.error("{}: a client's remove callback failed", d.name(), e);
             }

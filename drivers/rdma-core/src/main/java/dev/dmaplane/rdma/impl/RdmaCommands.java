@@ -1,7 +1,10 @@
 package dev.dmaplane.rdma.impl;
 
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.RdmaCore;
 import dev.dmaplane.rdma.RdmaDevice;
+import dev.dmaplane.rdma.cm.CmIdInfo;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.GidEntry;
 import dev.dmaplane.rdma.verbs.PortAttr;
@@ -10,6 +13,9 @@ import org.apache.felix.service.command.Descriptor;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Reference;
+
+import java.util.List;
+import java.util.stream.Collectors;
 
 /**
  * The {@code rdma:} commands of the Gogo shell, after iproute2's {@code rdma} tool: {@code dev}, {@code link},
@@ -95,6 +101,20 @@ public final class RdmaCommands {
     public String res() {
         String s = core.resShow();
         return s.isEmpty() ? "no RDMA resources" : s;
+    }
+
+    /** {@code rdma resource show cm_id}: every rdma_cm id, one line each. */
+    @Descriptor("rdma resource show cm_id: every rdma_cm id")
+    public String res(@Descriptor("cm_id") String what) {
+        if (!"cm_id".equals(what)) {
+            throw new ErrnoException(Errno.EINVAL, "rdma res: unknown object '" + what + "' (cm_id)");
+        }
+        return renderCmIds(core);
+    }
+
+    static String renderCmIds(RdmaCore core) {
+        List<CmIdInfo> ids = core.cm().ids();
+        return ids.isEmpty() ? "no cm_id" : ids.stream().map(CmIdInfo::toString).collect(Collectors.joining("\n"));
     }
 
     private static String guid(long g) {

@@ -1,0 +1,578 @@
+package dev.dmaplane.rdma.cm.impl;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.RdmaDevice;
+import dev.dmaplane.rdma.cm.CmEventType;
+import dev.dmaplane.rdma.cm.CmId;
+import dev.dmaplane.rdma.cm.CmIdInfo;
+import dev.dmaplane.rdma.cm.ConnParam;
+import dev.dmaplane.rdma.cm.EventChannel;
+import dev.dmaplane.rdma.cm.PortSpace;
+import dev.dmaplane.rdma.cm.RejectReason;
+import dev.dmaplane.rdma.cm.impl.CmMessages.Rej;
+import dev.dmaplane.rdma.cm.impl.CmMessages.Rep;
+import dev.dmaplane.rdma.cm.impl.CmMessages.Req;
+import dev.dmaplane.rdma.mad.MadAddress;
+import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.AhAttr;
+import dev.dmaplane.rdma.verbs.Gid;
+import dev.dmaplane.rdma.verbs.GidEntry;
+import dev.dmaplane.rdma.verbs.GlobalRoute;
+import dev.dmaplane.rdma.verbs.Mtu;
+import dev.dmaplane.rdma.verbs.ProtectionDomain;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpInitAttr;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.VerbsContext;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.security.SecureRandom;
+import java.util.Arrays;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * One rdma_cm id ({@code struct rdma_id_private} of {@code cma.c}): its {@code rdma_cm_state}, the device, port
+ * and GID it is bound to, the route, its QP and the IB CM connection under it, whose events
+ * ({@code cma_ib_handler}) it turns into rdma_cm events and QP transitions ({@code cma_modify_qp_rtr},
+ * {@code cma_modify_qp_rts}, {@code cma_modify_qp_err}). Every method holds the rdma_cm lock.
+ */
+final class IdImpl implements CmId, IbCm.Owner {
+    private static final Logger LOG = LoggerFactory.getLogger(IdImpl.class);
+    private static final SecureRandom RANDOM = new SecureRandom();
+    /** {@code RDMA_UDP_QKEY}. */
+    static final int UDP_QKEY = 0x01234567;
+    /** {@code max_backlog} of {@code ucma.c}. */
+    static final int MAX_BACKLOG = 1024;
+
+    /** {@code enum rdma_cm_state}. */
+    enum State { IDLE, ADDR_QUERY, ADDR_RESOLVED, ROUTE_QUERY, ROUTE_RESOLVED, CONNECT, DISCONNECT, ADDR_BOUND,
+        LISTEN, DEVICE_REMOVAL, DESTROYING }
+
+    private final CmaImpl cma;
+    final ChannelImpl channel;
+    final PortSpace ps;
+    State state = State.IDLE;
+    RdmaDevice dev;
+    int port;
+    GidEntry sgid;
+    InetSocketAddress src;
+    InetSocketAddress dst;
+    boolean child;
+    boolean removed;
+    int backlog;
+    final AtomicInteger pendingRequests = new AtomicInteger();
+    QueuePair qp;
+    IbCm.Conn conn;
+    /** The starting PSN of this end ({@code id_priv->seq_num}). */
+    final int seqNum = RANDOM.nextInt() & 0xFF_FFFF;
+    // the route ({@code struct sa_path_rec} as cma_resolve_iboe_route fills it)
+    Gid dgid;
+    Mtu mtu;
+    int hopLimit = 64;
+    int trafficClass;
+    // the connection's QP parameters, from the REQ, REP, or the user's ConnParam
+    int remoteQpn;
+    int remotePsn;
+    int responderResources;
+    int initiatorDepth;
+    int retryCount = 7;
+    int rnrRetryCount = 7;
+
+    IdImpl(CmaImpl cma, ChannelImpl channel, PortSpace ps) {
+        this.cma = cma;
+        this.channel = channel;
+        this.ps = ps;
+    }
+
+    @Override
+    public PortSpace ps() {
+        return ps;
+    }
+
+    @Override
+    public EventChannel channel() {
+        return channel;
+    }
+
+    private void checkLive(String call) {
+        if (removed) {
+            throw new ErrnoException(Errno.ENODEV, call + ": the id's device " + (dev == null ? "" : dev.name())
+                    + " went away");
+        }
+        if (state == State.DESTROYING) {
+            throw new ErrnoException(Errno.EINVAL, call + ": the id is destroyed");
+        }
+    }
+
+    private void event(CmEventType t, int status, ConnParam p) {
+        cma.enqueue(this, t, null, status, p);
+    }
+
+    @Override
+    public void bindAddr(InetSocketAddress addr) {
+        synchronized (cma.lock) {
+            checkLive("rdma_bind_addr");
+            bind(addr);
+        }
+    }
+
+    private void bind(InetSocketAddress addr) {
+        CmaImpl.checkV4(addr, "rdma_bind_addr: address");
+        if (state != State.IDLE) {
+            throw new ErrnoException(Errno.EINVAL, "rdma_bind_addr: the id is " + state + ", not IDLE");
+        }
+        InetAddress ip = addr.getAddress();
+        Object[] found = null;
+        if (!ip.isAnyLocalAddress()) {
+            found = cma.deviceOf(ip);
+            if (found == null) {
+                throw new ErrnoException(Errno.EADDRNOTAVAIL, "rdma_bind_addr: no RDMA port has " + ip.getHostAddress());
+            }
+        }
+        int p = cma.bindPort(this, ip, addr.getPort());
+        if (found != null) {
+            dev = (RdmaDevice) found[0];
+            sgid = (GidEntry) found[1];
+            port = sgid.portNum();
+        }
+        src = new InetSocketAddress(ip, p);
+        state = State.ADDR_BOUND;
+    }
+
+    @Override
+    public void resolveAddr(InetSocketAddress from, InetSocketAddress to, int timeoutMs) {
+        synchronized (cma.lock) {
+            checkLive("rdma_resolve_addr");
+            CmaImpl.checkV4(to, "rdma_resolve_addr: destination");
+            if (to.getAddress().isAnyLocalAddress() || to.getAddress().isMulticastAddress() || timeoutMs <= 0) {
+                throw new ErrnoException(Errno.EINVAL, "rdma_resolve_addr: destination " + to + ", timeout "
+                        + timeoutMs + " ms");
+            }
+            if (state == State.IDLE) {
+                bind(from != null ? from : new InetSocketAddress(wildcard(), 0)); // cma_bind_addr
+            } else if (state != State.ADDR_BOUND) {
+                throw new ErrnoException(Errno.EINVAL, "rdma_resolve_addr: the id is " + state);
+            }
+            dst = to;
+            Object[] r = dev != null ? new Object[]{dev, sgid} : cma.route(to.getAddress());
+            if (r == null) {
+                event(CmEventType.ADDR_ERROR, -Errno.EHOSTUNREACH.number(), null);
+                return;
+            }
+            dev = (RdmaDevice) r[0];
+            sgid = (GidEntry) r[1];
+            port = sgid.portNum();
+            src = new InetSocketAddress(CmaImpl.v4Of(sgid), src.getPort());
+            state = State.ADDR_RESOLVED;
+            event(CmEventType.ADDR_RESOLVED, 0, null);
+        }
+    }
+
+    private static InetAddress wildcard() {
+        return new InetSocketAddress(0).getAddress();
+    }
+
+    @Override
+    public void resolveRoute(int timeoutMs) {
+        synchronized (cma.lock) {
+            checkLive("rdma_resolve_route");
+            if (state != State.ADDR_RESOLVED || timeoutMs <= 0) {
+                throw new ErrnoException(Errno.EINVAL, "rdma_resolve_route: the id is " + state + ", timeout "
+                        + timeoutMs + " ms");
+            }
+            dgid = Gid.of(dst.getAddress());
+            mtu = dev.portAttr(port).activeMtu(); // iboe_get_mtu(ndev->mtu)
+            state = State.ROUTE_RESOLVED;
+            event(CmEventType.ROUTE_RESOLVED, 0, null);
+        }
+    }
+
+    @Override
+    public VerbsContext verbs() {
+        synchronized (cma.lock) {
+            return dev == null || removed ? null : channel.verbs(dev);
+        }
+    }
+
+    @Override
+    public int portNum() {
+        return port;
+    }
+
+    @Override
+    public QueuePair createQp(ProtectionDomain pd, QpInitAttr attr) {
+        ErrnoException.requireNonNull(pd, "protection domain");
+        ErrnoException.requireNonNull(attr, "QP init attributes");
+        synchronized (cma.lock) {
+            checkLive("rdma_create_qp");
+            if (dev == null || qp != null || !pd.context().deviceName().equals(dev.name())) {
+                throw new ErrnoException(Errno.EINVAL, "rdma_create_qp: " + (dev == null ? "the id has no device"
+                        : qp != null ? "the id has a QP" : "a PD of " + pd.context().deviceName() + ", not "
+                        + dev.name()));
+            }
+            QpType want = ps == PortSpace.UDP ? QpType.UD : QpType.RC;
+            if (attr.qpType() != want) {
+                throw new ErrnoException(Errno.EINVAL, "rdma_create_qp: a " + attr.qpType() + " QP in " + ps
+                        + ", which carries " + want);
+            }
+            QueuePair q = pd.createQp(attr);
+            try {
+                QpAttr.Builder b = QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(port);
+                q.modify((want == QpType.UD ? b.qkey(UDP_QKEY) : b.accessFlags(0)).build()); // cma_init_conn_qp
+            } catch (RuntimeException e) {
+                q.destroy();
+                throw e;
+            }
+            qp = q;
+            return q;
+        }
+    }
+
+    @Override
+    public QueuePair qp() {
+        synchronized (cma.lock) {
+            return qp;
+        }
+    }
+
+    @Override
+    public void destroyQp() {
+        synchronized (cma.lock) {
+            if (qp != null) {
+                QueuePair q = qp;
+                qp = null;
+                if (!q.isDestroyed()) {
+                    q.destroy();
+                }
+            }
+        }
+    }
+
+    @Override
+    public QpAttr initQpAttr(QpState to) {
+        synchronized (cma.lock) {
+            checkLive("rdma_init_qp_attr");
+            return qpAttr(to);
+        }
+    }
+
+    /** {@code rdma_init_qp_attr} → {@code ib_cm_init_qp_attr}: the attributes of each transition. */
+    private QpAttr qpAttr(QpState to) {
+        if (dev == null || (to != QpState.INIT && conn == null)) {
+            throw new ErrnoException(Errno.EINVAL, "rdma_init_qp_attr " + to + ": the id is " + state);
+        }
+        return switch (to) {
+            case INIT -> QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(port)
+                    .accessFlags(Access.REMOTE_WRITE | (responderResources > 0
+                            ? Access.REMOTE_READ | Access.REMOTE_ATOMIC : 0)).build();
+            case RTR -> QpAttr.builder().state(QpState.RTR)
+                    .av(new AhAttr(new GlobalRoute(dgid, 0, sgid.index(), hopLimit, trafficClass), 0, 0, 0, 0, port))
+                    .pathMtu(mtu).destQpn(remoteQpn).rqPsn(remotePsn).maxDestRdAtomic(responderResources)
+                    .minRnrTimer(0).build();
+            case RTS -> QpAttr.builder().state(QpState.RTS).timeout(CmaImpl.ackTimeout(CmaImpl.IBOE_PACKET_LIFETIME))
+                    .retryCnt(retryCount).rnrRetry(rnrRetryCount).sqPsn(seqNum).maxRdAtomic(initiatorDepth).build();
+            default -> throw new ErrnoException(Errno.EINVAL, "rdma_init_qp_attr: no attributes for " + to);
+        };
+    }
+
+    /** {@code cma_modify_qp_rtr} then {@code cma_modify_qp_rts}: INIT again with the access flags, RTR, RTS. */
+    private void moveQpToRts() {
+        qp.modify(qpAttr(QpState.INIT));
+        qp.modify(qpAttr(QpState.RTR));
+        qp.modify(qpAttr(QpState.RTS));
+    }
+
+    /** {@code cma_modify_qp_err}. */
+    private void qpToErr() {
+        if (qp != null && !qp.isDestroyed() && qp.state() != QpState.ERR && qp.state() != QpState.RESET) {
+            try {
+                qp.modify(QpAttr.builder().state(QpState.ERR).build());
+            } catch (ErrnoException e) {
+                LOG.debug("cma_modify_qp_err of QP {}: {}", qp.qpNum(), e.getMessage());
+            }
+        }
+    }
+
+    @Override
+    public void connect(ConnParam p) {
+        ErrnoException.requireNonNull(p, "rdma_conn_param");
+        synchronized (cma.lock) {
+            checkLive("rdma_connect");
+            if (ps == PortSpace.UDP) {
+                throw new ErrnoException(Errno.EOPNOTSUPP, "rdma_connect: UD service ID resolution (SIDR) is not "
+                        + "implemented");
+            }
+            if (state != State.ROUTE_RESOLVED) {
+                throw new ErrnoException(Errno.EINVAL, "rdma_connect: the id is " + state + ", not ROUTE_RESOLVED");
+            }
+            byte[] priv = new IpHeader(src.getPort(), src.getAddress(), dst.getAddress()).prepend(p.privateData());
+            responderResources = p.responderResources();
+            initiatorDepth = p.initiatorDepth();
+            retryCount = p.retryCount();
+            int rt = cma.responseTimeout();
+            int ack = CmaImpl.ackTimeout(CmaImpl.IBOE_PACKET_LIFETIME);
+            Req req = new Req(0, ps.serviceId(dst.getPort()), dev.nodeGuid(), 0, qp != null ? qp.qpNum() : p.qpNum(),
+                    p.responderResources(), p.initiatorDepth(), rt, 0, p.flowControl(), seqNum, rt, p.retryCount(),
+                    0xFFFF, mtu.value(), p.rnrRetryCount(), cma.maxRetries(), p.srq(), sgid.gid(), dgid, 0, 0,
+                    trafficClass, hopLimit, 0, hopLimit <= 1, ack, priv);
+            IbCm.Conn c = cma.cm.create(dev, port, this);
+            Req sent = new Req(c.localId, req.serviceId(), req.localCaGuid(), req.localQkey(), req.localQpn(),
+                    req.responderResources(), req.initiatorDepth(), rt, 0, req.flowControl(), seqNum, rt,
+                    req.retryCount(), req.pkey(), req.pathMtu(), req.rnrRetryCount(), req.maxCmRetries(), req.srq(),
+                    req.localGid(), req.remoteGid(), 0, 0, trafficClass, hopLimit, 0, req.subnetLocal(), ack, priv);
+            int timeoutMs = 2 * IbCm.toMs(CmaImpl.IBOE_PACKET_LIFETIME) + IbCm.toMs(rt);
+            try {
+                cma.cm.sendReq(c, sent, new MadAddress(sgid.gid(), dgid, 1, MadAddress.GSI_QKEY, 0, trafficClass,
+                        hopLimit), timeoutMs, cma.maxRetries());
+            } catch (RuntimeException e) {
+                cma.cm.destroy(c);
+                throw e;
+            }
+            conn = c;
+            state = State.CONNECT;
+        }
+    }
+
+    /** A new id for a REQ its listener took ({@code cma_ib_new_conn_id}): bound, routed, CONNECT_REQUEST queued. */
+    void accepting(IdImpl listener, IbCm.Conn c, Req req, IpHeader h) {
+        dev = c.dev;
+        port = c.port;
+        sgid = CmaImpl.gidOf(dev, h.dst());
+        if (sgid == null) {
+            sgid = dev.gidTable().stream().filter(e -> e.gid().equals(c.peer.localGid())).findFirst().orElseThrow(
+                    () -> new ErrnoException(Errno.EADDRNOTAVAIL, "no GID entry for " + c.peer.localGid()));
+        }
+        src = new InetSocketAddress(h.dst(), listener.src.getPort());
+        dst = new InetSocketAddress(h.src(), h.srcPort());
+        dgid = c.peer.remoteGid();
+        Mtu own = dev.portAttr(port).activeMtu();
+        mtu = Mtu.of(Math.min(req.pathMtu(), own.value()));
+        hopLimit = req.hopLimit();
+        trafficClass = req.trafficClass();
+        remoteQpn = req.localQpn();
+        remotePsn = req.startingPsn();
+        responderResources = req.initiatorDepth();
+        initiatorDepth = req.responderResources();
+        retryCount = req.retryCount();
+        rnrRetryCount = req.rnrRetryCount();
+        conn = c;
+        state = State.CONNECT;
+        byte[] user = Arrays.copyOfRange(req.priv(), IpHeader.SIZE, CmMessages.REQ_PRIVATE);
+        cma.enqueue(this, CmEventType.CONNECT_REQUEST, listener, 0, new ConnParam(user, req.initiatorDepth(),
+                req.responderResources(), req.flowControl(), req.retryCount(), req.rnrRetryCount(), req.srq(),
+                req.localQpn()));
+    }
+
+    @Override
+    public void listen(int n) {
+        synchronized (cma.lock) {
+            checkLive("rdma_listen");
+            if (state == State.IDLE) {
+                bind(new InetSocketAddress(wildcard(), 0));
+            }
+            if (state != State.ADDR_BOUND) {
+                throw new ErrnoException(Errno.EINVAL, "rdma_listen: the id is " + state + ", not ADDR_BOUND");
+            }
+            backlog = n > 0 && n < MAX_BACKLOG ? n : MAX_BACKLOG;
+            state = State.LISTEN;
+        }
+    }
+
+    private void checkRequest(String call) {
+        checkLive(call);
+        if (!child || state != State.CONNECT || conn == null || conn.state != IbCm.State.REQ_RCVD) {
+            throw new ErrnoException(Errno.EINVAL, call + ": the id is " + state + (conn == null ? ""
+                    : " with its connection " + conn.state) + ", not a CONNECT_REQUEST waiting for an answer");
+        }
+    }
+
+    @Override
+    public void accept(ConnParam p) {
+        ErrnoException.requireNonNull(p, "rdma_conn_param");
+        synchronized (cma.lock) {
+            checkRequest("rdma_accept");
+            CmMessages.checkPrivate("rdma_accept: REP", p.privateData(), CmMessages.REP_PRIVATE);
+            responderResources = p.responderResources();
+            initiatorDepth = p.initiatorDepth();
+            if (qp != null) {
+                try {
+                    moveQpToRts();
+                } catch (ErrnoException e) {
+                    qpToErr();
+                    cma.cm.sendRej(conn, RejectReason.CONSUMER_DEFINED, null);
+                    throw e;
+                }
+            }
+            cma.cm.sendRep(conn, new Rep(conn.localId, conn.remoteId, 0, qp != null ? qp.qpNum() : p.qpNum(), seqNum,
+                    p.responderResources(), p.initiatorDepth(), CmaImpl.CA_ACK_DELAY, 0, p.flowControl(),
+                    p.rnrRetryCount(), p.srq(), dev.nodeGuid(), p.privateData()));
+        }
+    }
+
+    @Override
+    public void reject(byte[] privateData) {
+        synchronized (cma.lock) {
+            checkRequest("rdma_reject");
+            cma.cm.sendRej(conn, RejectReason.CONSUMER_DEFINED,
+                    CmMessages.checkPrivate("rdma_reject: REJ", privateData, CmMessages.REJ_PRIVATE));
+            cma.cm.destroy(conn);
+            conn = null;
+            state = State.DISCONNECT;
+        }
+    }
+
+    @Override
+    public void establish() {
+        synchronized (cma.lock) {
+            checkLive("rdma_establish");
+            if (conn == null || conn.state != IbCm.State.REP_RCVD || qp != null) {
+                throw new ErrnoException(Errno.EINVAL, "rdma_establish: no CONNECT_RESPONSE waits on the id");
+            }
+            cma.cm.sendRtu(conn, null);
+        }
+    }
+
+    @Override
+    public void disconnect() {
+        synchronized (cma.lock) {
+            checkLive("rdma_disconnect");
+            if (conn == null) {
+                throw new ErrnoException(Errno.EINVAL, "rdma_disconnect: the id is " + state + ", not connected");
+            }
+            IbCm.State s = conn.state;
+            if (s != IbCm.State.ESTABLISHED && s != IbCm.State.DREQ_RCVD) {
+                throw new ErrnoException(Errno.EINVAL, "rdma_disconnect: the connection is " + s);
+            }
+            qpToErr();
+            if (!cma.cm.sendDreq(conn, null)) {
+                cma.cm.sendDrep(conn, null);
+            }
+        }
+    }
+
+    @Override
+    public void destroy() {
+        synchronized (cma.lock) {
+            if (state == State.DESTROYING) {
+                return;
+            }
+            state = State.DESTROYING;
+            if (conn != null) {
+                cma.cm.destroy(conn);
+                conn = null;
+            }
+            cma.ids.remove(this);
+        }
+        channel.dropEvents(this);
+    }
+
+    /** {@code cma_process_remove}: DEVICE_REMOVAL; every later call but destroy is ENODEV. */
+    void deviceRemoved() {
+        removed = true;
+        state = State.DEVICE_REMOVAL;
+        conn = null;
+        event(CmEventType.DEVICE_REMOVAL, 0, null);
+    }
+
+    @Override
+    public void cmEvent(IbCm.Conn c, IbCm.Event e, Object msg) {
+        if (c != conn || state == State.DESTROYING) {
+            return;
+        }
+        switch (e) {
+            case REP_RECEIVED -> repReceived((Rep) msg);
+            case RTU_RECEIVED -> event(CmEventType.ESTABLISHED, 0, null);
+            case REJ_RECEIVED -> {
+                Rej rej = (Rej) msg;
+                qpToErr();
+                if (c.state == IbCm.State.IDLE) {
+                    conn = null;
+                }
+                state = State.DISCONNECT;
+                event(CmEventType.REJECTED, rej.reason(), new ConnParam(rej.priv(), 0, 0, 0, 0, 0, false, 0));
+            }
+            case REQ_ERROR, REP_ERROR -> {
+                qpToErr();
+                cma.cm.destroy(c);
+                conn = null;
+                state = State.DISCONNECT;
+                event(CmEventType.UNREACHABLE, -Errno.ETIMEDOUT.number(), null);
+            }
+            case DREQ_RECEIVED, DREP_RECEIVED, DREQ_ERROR -> {
+                if (state == State.CONNECT) {
+                    state = State.DISCONNECT;
+                    event(CmEventType.DISCONNECTED, e == IbCm.Event.DREQ_ERROR ? -Errno.ETIMEDOUT.number() : 0, null);
+                }
+            }
+            case TIMEWAIT_EXIT -> {
+                conn = null;
+                event(CmEventType.TIMEWAIT_EXIT, 0, null);
+            }
+        }
+    }
+
+    /** {@code cma_rep_recv}: RTR, RTS, RTU and ESTABLISHED; without a QP, CONNECT_RESPONSE. */
+    private void repReceived(Rep rep) {
+        remoteQpn = rep.localQpn();
+        remotePsn = rep.startingPsn();
+        initiatorDepth = Math.min(initiatorDepth, rep.responderResources());
+        responderResources = rep.initiatorDepth();
+        rnrRetryCount = rep.rnrRetryCount();
+        ConnParam p = new ConnParam(rep.priv(), rep.initiatorDepth(), rep.responderResources(), rep.flowControl(), 0,
+                rep.rnrRetryCount(), rep.srq(), rep.localQpn());
+        if (qp == null) {
+            event(CmEventType.CONNECT_RESPONSE, 0, p);
+            return;
+        }
+        try {
+            moveQpToRts();
+            cma.cm.sendRtu(conn, null);
+        } catch (ErrnoException x) {
+            LOG.debug("cma_rep_recv: {}", x.getMessage());
+            qpToErr();
+            cma.cm.sendRej(conn, RejectReason.CONSUMER_DEFINED, null);
+            cma.cm.destroy(conn);
+            conn = null;
+            event(CmEventType.CONNECT_ERROR, -x.errno().number(), null);
+            return;
+        }
+        event(CmEventType.ESTABLISHED, 0, p);
+    }
+
+    @Override
+    public InetSocketAddress localAddr() {
+        synchronized (cma.lock) {
+            return src;
+        }
+    }
+
+    @Override
+    public InetSocketAddress remoteAddr() {
+        synchronized (cma.lock) {
+            return dst;
+        }
+    }
+
+    @Override
+    public String state() {
+        synchronized (cma.lock) {
+            return state.name();
+        }
+    }
+
+    CmIdInfo info() {
+        return new CmIdInfo(dev == null ? null : dev.name(), port, qp == null ? 0 : qp.qpNum(), ps, state.name(), src,
+                dst);
+    }
+
+    @Override
+    public String toString() {
+        return "cm_id " + info();
+    }
+}

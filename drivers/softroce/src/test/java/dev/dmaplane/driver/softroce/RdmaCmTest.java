@@ -1,0 +1,281 @@
+package dev.dmaplane.driver.softroce;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.cm.CmEvent;
+import dev.dmaplane.rdma.cm.CmEventType;
+import dev.dmaplane.rdma.cm.CmId;
+import dev.dmaplane.rdma.cm.CmIdInfo;
+import dev.dmaplane.rdma.cm.ConnParam;
+import dev.dmaplane.rdma.cm.PortSpace;
+import dev.dmaplane.rdma.cm.RejectReason;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.QpCap;
+import dev.dmaplane.rdma.verbs.QpInitAttr;
+import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.rdma.impl.RdmaCommands;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.lang.foreign.MemorySegment;
+import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import static dev.dmaplane.driver.softroce.CmEnd.at;
+import static dev.dmaplane.driver.softroce.CmFlows.text;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The rdma_cm over Soft-RoCE's in-process fabric, rxe0 (10.0.0.4) and rxe1 (10.0.0.5), as rdma_cm(7),
+ * rdma_connect(3), rdma_accept(3), rdma_reject(3), rdma_disconnect(3) and rdma_get_cm_event(3) describe it and
+ * {@code drivers/infiniband/core/cma.c} with {@code cm.c} (IBTA chapter 12) implement it: connect and accept with
+ * the QPs moved to RTS by the CM, then RDMA WRITE and SEND; disconnect from either end with DISCONNECTED and
+ * TIMEWAIT_EXIT; reject with private data (REJECTED, reason 28); a REQ to a port nobody listens on (REJECTED,
+ * INVALID_SERVICE_ID); a port in use (EADDRINUSE); addresses no port has (EADDRNOTAVAIL) or routes to
+ * (ADDR_ERROR, EHOSTUNREACH); a REQ to nobody (UNREACHABLE, ETIMEDOUT, after the CM's retries); private data over
+ * each message's size (EINVAL); the HCA unplugged under a connected id (DEVICE_REMOVAL); the ids listed as
+ * {@code rdma res show cm_id} lists them.
+ */
+@Timeout(60)
+class RdmaCmTest {
+    private static final InetSocketAddress SERVER = at("10.0.0.5", 7471);
+    /** rxe0's address: a connection to a local address would otherwise stay on the device that has it. */
+    private static final InetSocketAddress CLIENT = at("10.0.0.4", 0);
+    private final Hcas h = new Hcas();
+    private final CmEnd client = new CmEnd(h.machine, h.core, "client");
+    private final CmEnd server = new CmEnd(h.machine, h.core, "server");
+
+    @AfterEach
+    void close() {
+        client.close();
+        server.close();
+        h.close();
+        assertEquals(0, Hcas.softroceThreads());
+        assertEquals(0, Thread.getAllStackTraces().keySet().stream()
+                .filter(t -> (t.getName().startsWith("ib_mad-") || t.getName().equals("ib_cm")) && t.isAlive())
+                .count(), "no MAD or CM thread left");
+    }
+
+    @Test
+    void connectAcceptWriteSendAndDisconnectFromTheClient() {
+        CmId l = CmFlows.listen(server, SERVER, 4);
+        CmId conn = CmFlows.connect(client, server, l, CLIENT, SERVER);
+        assertEquals("rxe0", client.id.verbs().deviceName(), "bound to rxe0's 10.0.0.4");
+        assertEquals(at("10.0.0.4", client.id.localAddr().getPort()), client.id.localAddr());
+        assertTrue(client.id.localAddr().getPort() >= 32768, "an ephemeral port");
+        assertEquals("rxe1", conn.verbs().deviceName());
+        List<CmIdInfo> ids = h.core.cm().ids();
+        assertEquals(3, ids.size(), ids.toString());
+        String shown = ids.toString();
+        assertTrue(shown.contains("link rxe1/1 lqpn " + server.qp.qpNum() + " qp-type RC state CONNECT ps TCP"
+                + " src-addr 10.0.0.5:7471 dst-addr 10.0.0.4:" + client.id.localAddr().getPort()), shown);
+        assertTrue(shown.contains("state LISTEN ps TCP src-addr 10.0.0.5:7471"), shown);
+        String gogo = new RdmaCommands(h.core).res("cm_id");
+        assertTrue(gogo.contains("state LISTEN ps TCP src-addr 10.0.0.5:7471"), gogo);
+        assertEquals(3, gogo.lines().count(), gogo);
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> new RdmaCommands(h.core).res("qp"))
+                .errno());
+        CmFlows.writeAndSend(client, server, 5);
+        CmFlows.disconnect(client, server);
+        assertEquals("DISCONNECT", client.id.state());
+    }
+
+    /** The GSI datagram of a CM message of attribute {@code attr} ({@code cm_msgs.h}). */
+    private static boolean cm(Packet p, int attr) {
+        if (p.destQpn() != 1 || p.payload().length() != 256) {
+            return false;
+        }
+        byte[] b = new byte[256];
+        p.payload().copyTo(0, MemorySegment.ofArray(b));
+        return b[1] == 0x07 && ((b[16] & 0xFF) << 8 | (b[17] & 0xFF)) == attr;
+    }
+
+    @Test
+    void aLostRepIsSentAgainAndALostRtuIsAnsweredByTheRepeatedRep() {
+        h.core.cm().setCmResponseTimeout(8); // the REP waits 1 ms for the RTU, the REQ 513 ms for the REP
+        AtomicInteger reps = new AtomicInteger();
+        AtomicInteger rtus = new AtomicInteger();
+        h.driver.fabric.loss = p -> (cm(p, 0x13) && reps.getAndIncrement() == 0)
+                || (cm(p, 0x14) && rtus.getAndIncrement() == 0);
+        CmId l = CmFlows.listen(server, SERVER, 4);
+        CmFlows.connect(client, server, l, CLIENT, SERVER);
+        assertTrue(reps.get() >= 3, "the first REP lost, the REP resent after its timeout (cm_process_send_error "
+                + "retries it), and once more for the lost RTU: " + reps.get());
+        assertTrue(rtus.get() >= 2, "the lost RTU sent again for a repeated REP (cm_dup_rep_handler): " + rtus.get());
+        h.driver.fabric.loss = null;
+        CmFlows.writeAndSend(client, server, 7);
+        CmFlows.disconnect(client, server);
+    }
+
+    @Test
+    void aLostDreqIsSentAgainAndALostDrepIsAnsweredInTimewait() {
+        h.core.cm().setCmResponseTimeout(8); // a DREQ waits 513 ms for its DREP
+        CmId l = CmFlows.listen(server, SERVER, 4);
+        CmFlows.connect(client, server, l, CLIENT, SERVER);
+        AtomicInteger dreqs = new AtomicInteger();
+        AtomicInteger dreps = new AtomicInteger();
+        h.driver.fabric.loss = p -> (cm(p, 0x15) && dreqs.getAndIncrement() == 0)
+                || (cm(p, 0x16) && dreps.getAndIncrement() == 0);
+        CmFlows.disconnect(client, server);
+        assertTrue(dreqs.get() >= 3, "lost, resent, and resent once more as the DREP was lost: " + dreqs.get());
+        assertTrue(dreps.get() >= 2, "the repeated DREQ answered by a DREP again: " + dreps.get());
+    }
+
+    @Test
+    void aLocalDestinationStaysOnTheDeviceThatHasIt() {
+        CmId l = CmFlows.listen(server, SERVER, 4);
+        CmFlows.connect(client, server, l, null, SERVER);
+        assertEquals("rxe1", client.id.verbs().deviceName(), "rdma_resolve_ip: the destination is local to rxe1");
+        assertEquals(at("10.0.0.5", client.id.localAddr().getPort()), client.id.localAddr());
+        CmFlows.writeAndSend(client, server, 4);
+        CmFlows.disconnect(client, server);
+    }
+
+    @Test
+    void disconnectFromTheServer() {
+        CmId l = CmFlows.listen(server, at("0.0.0.0", 7471), 4);
+        CmFlows.connect(client, server, l, CLIENT, SERVER);
+        CmFlows.writeAndSend(client, server, 6);
+        CmFlows.disconnect(server, client);
+    }
+
+    @Test
+    void aRejectCarriesItsPrivateDataAndReason28() {
+        CmId l = CmFlows.listen(server, SERVER, 4);
+        CmFlows.resolve(client, CLIENT, SERVER);
+        client.id.connect(ConnParam.of(text("let me in"), 1, 1));
+        CmEvent req = server.expect(CmEventType.CONNECT_REQUEST);
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> req.id().reject(new byte[149])).errno(),
+                "a REJ carries 148 bytes");
+        req.id().reject(text("not today"));
+        CmEvent rej = client.expect(CmEventType.REJECTED);
+        assertEquals(RejectReason.CONSUMER_DEFINED, rej.status());
+        assertEquals("not today", new String(rej.param().privateData(), 0, 9, StandardCharsets.US_ASCII));
+        assertEquals(148, rej.param().privateData().length, "librdmacm hands the whole REJ private data field");
+        assertEquals(QpState.ERR, client.qp.state(), "cma_modify_qp_err on REJECTED");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> req.id().accept(ConnParam.of(null, 1, 1)))
+                .errno(), "nothing left to accept");
+        assertEquals("LISTEN", l.state());
+    }
+
+    @Test
+    void aRequestToAPortNobodyListensOnIsRejectedWithInvalidServiceId() {
+        CmFlows.listen(server, SERVER, 4);
+        CmFlows.resolve(client, CLIENT, at("10.0.0.5", 7472));
+        client.id.connect(ConnParam.of(null, 0, 0));
+        assertEquals(RejectReason.INVALID_SERVICE_ID, client.expect(CmEventType.REJECTED).status());
+        assertThrows(ErrnoException.class, () -> server.ch.getEvent(Duration.ofMillis(100)), "no CONNECT_REQUEST");
+    }
+
+    @Test
+    void portsAndAddressesInUseOrUnknown() {
+        CmFlows.listen(server, SERVER, 4);
+        CmId second = server.ch.createId(PortSpace.TCP);
+        assertEquals(Errno.EADDRINUSE, assertThrows(ErrnoException.class, () -> second.bindAddr(SERVER)).errno());
+        assertEquals(Errno.EADDRINUSE, assertThrows(ErrnoException.class,
+                () -> second.bindAddr(at("0.0.0.0", 7471))).errno(), "the wildcard overlaps 10.0.0.5");
+        assertEquals("IDLE", second.state(), "a refused bind changes nothing");
+        second.bindAddr(at("10.0.0.4", 7471)); // another address
+        CmId udp = server.ch.createId(PortSpace.UDP);
+        udp.bindAddr(SERVER); // another port space
+        assertEquals(Errno.EADDRNOTAVAIL, assertThrows(ErrnoException.class,
+                () -> server.ch.createId(PortSpace.TCP).bindAddr(at("10.9.9.9", 1))).errno());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> second.bindAddr(at("10.0.0.4", 1)))
+                .errno(), "bound already");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> second.resolveRoute(100)).errno(),
+                "no address resolved");
+        CmId lost = client.ch.createId(PortSpace.TCP);
+        lost.resolveAddr(null, at("192.168.7.7", 1), 1000);
+        assertEquals(-Errno.EHOSTUNREACH.number(), client.expect(CmEventType.ADDR_ERROR).status());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> client.ch.createId(PortSpace.TCP).resolveAddr(null, at("0.0.0.0", 1), 1000)).errno());
+    }
+
+    @Test
+    void privateDataOverTheMessageSizeIsEinval() {
+        CmId l = CmFlows.listen(server, SERVER, 4);
+        CmFlows.resolve(client, CLIENT, SERVER);
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> client.id.connect(ConnParam.of(new byte[57], 1, 1))).errno(), "56 bytes after the IP header");
+        assertEquals("ROUTE_RESOLVED", client.id.state(), "nothing sent");
+        client.id.connect(ConnParam.of(new byte[56], 1, 1));
+        CmEvent req = server.expect(CmEventType.CONNECT_REQUEST);
+        server.resources(req.id());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> req.id().accept(ConnParam.of(new byte[197], 1, 1))).errno(), "a REP carries 196 bytes");
+        assertEquals(QpState.INIT, server.qp.state(), "a refused accept moved nothing");
+        req.id().accept(ConnParam.of(new byte[196], 1, 1));
+        client.expect(CmEventType.ESTABLISHED);
+        server.expect(CmEventType.ESTABLISHED);
+        assertEquals("LISTEN", l.state());
+    }
+
+    @Test
+    void aRequestToNobodyIsUnreachableAfterTheRetries() {
+        h.core.cm().setCmResponseTimeout(8); // 1 ms + 2 packet lifetimes (512 ms) per try
+        h.core.cm().setMaxCmRetries(2);
+        CmFlows.resolve(client, null, at("10.0.0.77", 7471)); // routed on rxe0's /24, owned by nobody
+        long t0 = System.nanoTime();
+        client.id.connect(ConnParam.of(null, 1, 1));
+        CmEvent e = client.expect(CmEventType.UNREACHABLE);
+        long ms = (System.nanoTime() - t0) / 1_000_000;
+        assertEquals(-Errno.ETIMEDOUT.number(), e.status());
+        assertTrue(ms >= 3 * 513 - 50 && ms < 8000, "three tries of 513 ms each: " + ms + " ms");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> h.core.cm().setMaxCmRetries(16)).errno());
+    }
+
+    @Test
+    void unpluggingTheHcaUnderAConnectedIdIsDeviceRemoval() {
+        CmId l = CmFlows.listen(server, SERVER, 4);
+        CmFlows.connect(client, server, l, CLIENT, SERVER);
+        PciFunction fn = h.machine.pci().function("05:00.0");
+        h.machine.hotUnplug(fn);
+        assertEquals(l, server.expect(CmEventType.DEVICE_REMOVAL).id(), "the listener bound to rxe1's 10.0.0.5");
+        assertEquals(server.id, server.expect(CmEventType.DEVICE_REMOVAL).id());
+        assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, () -> server.id.disconnect()).errno());
+        assertNull(server.id.verbs());
+        assertEquals("DEVICE_REMOVAL", l.state());
+        server.id.destroy();
+        l.destroy();
+    }
+
+    @Test
+    void theBacklogBoundsTheRequestsWaiting() {
+        CmFlows.listen(server, SERVER, 1);
+        CmFlows.resolve(client, CLIENT, SERVER);
+        client.id.connect(ConnParam.of(null, 1, 1));
+        CmEnd other = new CmEnd(h.machine, h.core, "other");
+        try {
+            CmFlows.resolve(other, CLIENT, SERVER);
+            other.id.connect(ConnParam.of(null, 1, 1));
+            assertEquals(RejectReason.CONSUMER_DEFINED, other.expect(CmEventType.REJECTED).status(),
+                    "the second request finds the backlog of 1 full");
+        } finally {
+            other.close();
+        }
+        CmEvent req = server.expect(CmEventType.CONNECT_REQUEST);
+        req.id().reject(null);
+        client.expect(CmEventType.REJECTED);
+    }
+
+    @Test
+    void createQpChecksTheDeviceAndType() {
+        CmFlows.resolve(client, CLIENT, SERVER);
+        CmId other = server.ch.createId(PortSpace.TCP);
+        other.bindAddr(SERVER);
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> other.createQp(client.pd,
+                new QpInitAttr(client.cq, client.cq, null, new QpCap(4, 4, 1, 1, 0), QpType.RC, false))).errno(),
+                "a PD of rxe0 for an id on rxe1");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> client.id.createQp(client.pd,
+                new QpInitAttr(client.cq, client.cq, null, new QpCap(4, 4, 1, 1, 0), QpType.RC, false))).errno(),
+                "the id has its QP");
+    }
+}
