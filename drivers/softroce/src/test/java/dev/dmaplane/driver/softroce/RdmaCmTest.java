@@ -167,6 +167,20 @@ class RdmaCmTest {
     }
 
     @Test
+    void aClientDestroyingItsIdBeforeTheReplyRejectsWithTimeout() {
+        CmFlows.listen(server, SERVER, 4);
+        CmFlows.resolve(client, CLIENT, SERVER);
+        client.id.connect(ConnParam.of(null, 1, 1));
+        CmEvent req = server.expect(CmEventType.CONNECT_REQUEST);
+        client.id.destroy(); // cm_destroy_id in REQ_SENT: REJ TIMEOUT with the CA GUID as ARI
+        CmEvent rej = server.expect(CmEventType.REJECTED);
+        assertEquals(req.id(), rej.id());
+        assertEquals(RejectReason.TIMEOUT, rej.status());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> req.id().accept(ConnParam.of(null, 1, 1)))
+                .errno(), "the request is gone");
+    }
+
+    @Test
     void aRequestToAPortNobodyListensOnIsRejectedWithInvalidServiceId() {
         CmFlows.listen(server, SERVER, 4);
         CmFlows.resolve(client, CLIENT, at("10.0.0.5", 7472));

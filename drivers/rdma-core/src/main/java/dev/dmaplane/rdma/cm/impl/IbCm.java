@@ -457,14 +457,24 @@ final class IbCm {
         deliver(c, Event.RTU_RECEIVED, rtu);
     }
 
-    /** {@code cm_rej_handler}. */
+    /**
+     * {@code cm_rej_handler}. A REJ with reason TIMEOUT from an end that gave up its REQ names no remote ID: it is
+     * found by the sender's ID and the CA GUID in its ARI ({@code cm_acquire_rejected_id}).
+     */
     private void onRej(Rej rej) {
         Conn c = byLocalId.get(rej.remoteCommId());
+        if (rej.remoteCommId() == 0 && rej.reason() == RejectReason.TIMEOUT && rej.ari().length == 8) {
+            long guid = 0;
+            for (byte b : rej.ari()) {
+                guid = guid << 8 | (b & 0xFF);
+            }
+            c = byRemoteId.get(List.of(rej.localCommId(), guid));
+        }
         if (c == null) {
             return;
         }
         switch (c.state) {
-            case REQ_SENT, REP_SENT, REP_RCVD -> {
+            case REQ_SENT, REQ_RCVD, REP_SENT, REP_RCVD -> {
                 cancelWaiting(c);
                 if (rej.reason() == RejectReason.STALE_CONN) {
                     enterTimewait(c);
