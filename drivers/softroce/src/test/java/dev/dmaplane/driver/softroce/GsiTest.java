@@ -153,6 +153,39 @@ class GsiTest {
         assertNull(sa.done.poll(200, TimeUnit.MILLISECONDS), "the late response completes nothing");
     }
 
+    /**
+     * Two threads send MADs at once, rxe0 → rxe1 and rxe1 → rxe0, 2000 each: every one arrives. A sender holding the
+     * MAD layer's lock while the provider waited for its engine, against a delivery holding that engine and waiting
+     * for the lock, hung this within a few hundred MADs.
+     */
+    @Test
+    void madsBothWaysAtOnceAllArrive() throws Exception {
+        Seen sa = new Seen();
+        Seen sb = new Seen();
+        MadAgent a = dev("rxe0").registerMadAgent(1, CLASS, 2, sa);
+        MadAgent b = dev("rxe1").registerMadAgent(1, CLASS, 2, sb);
+        int n = 2000;
+        Thread ta = Thread.ofPlatform().start(() -> {
+            for (int i = 0; i < n; i++) {
+                a.send(MadAddress.gsi(h.a.gid, h.b.gid), Mad.of(CLASS, 2, Mad.METHOD_SEND, (long) a.hiTid() << 32 | i,
+                        1, data(i)), 0, 0);
+            }
+        });
+        Thread tb = Thread.ofPlatform().start(() -> {
+            for (int i = 0; i < n; i++) {
+                b.send(MadAddress.gsi(h.b.gid, h.a.gid), Mad.of(CLASS, 2, Mad.METHOD_SEND, (long) b.hiTid() << 32 | i,
+                        1, data(i)), 0, 0);
+            }
+        });
+        ta.join(20_000);
+        tb.join(20_000);
+        assertFalse(ta.isAlive() || tb.isAlive(), "the senders hung");
+        for (int i = 0; i < n; i++) {
+            assertNotNull(sb.nextReceived(), "MAD " + i + " to rxe1");
+            assertNotNull(sa.nextReceived(), "MAD " + i + " to rxe0");
+        }
+    }
+
     @Test
     void badRegistrationsAndSendsAreEinval() {
         Seen s = new Seen();
