@@ -100,6 +100,30 @@ public record VfioDevice(VfioUser user, int fd) {
         user.ioctl(fd, VFIO_DEVICE_RESET, 0);
     }
 
+    /**
+     * {@code VFIO_DEVICE_FEATURE} GET of {@code VFIO_DEVICE_FEATURE_DMA_BUF}: exports {@code ranges} ({offset,
+     * length} pairs) of BAR {@code index} as one dma-buf.
+     *
+     * @return the dma-buf's file descriptor
+     */
+    public int exportDmaBuf(int index, long[]... ranges) {
+        try (Arena arena = Arena.ofConfined()) {
+            long size = DEVICE_FEATURE.byteSize() + FEATURE_DMA_BUF.byteSize() + ranges.length * REGION_DMA_RANGE.byteSize();
+            MemorySegment s = arena.allocate(size, 8);
+            s.set(U32, 0, (int) size);
+            s.set(U32, 4, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF);
+            MemorySegment data = s.asSlice(DEVICE_FEATURE.byteSize());
+            setU32(data, FEATURE_DMA_BUF, "region_index", index);
+            setU32(data, FEATURE_DMA_BUF, "nr_ranges", ranges.length);
+            for (int i = 0; i < ranges.length; i++) {
+                long at = FEATURE_DMA_BUF.byteSize() + i * REGION_DMA_RANGE.byteSize();
+                data.set(U64, at, ranges[i][0]);
+                data.set(U64, at + 8, ranges[i][1]);
+            }
+            return (int) user.ioctl(fd, VFIO_DEVICE_FEATURE, s);
+        }
+    }
+
     /** {@code close(fd)}. */
     public void close() {
         user.close(fd);

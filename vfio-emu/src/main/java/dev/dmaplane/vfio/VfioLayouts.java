@@ -77,6 +77,20 @@ public final class VfioLayouts {
             U32.withName("group_id"), U16.withName("segment"), ValueLayout.JAVA_BYTE.withName("bus"),
             ValueLayout.JAVA_BYTE.withName("devfn"));
 
+    /** {@code struct vfio_device_feature} without its {@code data[]}, which follows at 8. */
+    public static final StructLayout DEVICE_FEATURE = MemoryLayout.structLayout(
+            U32.withName("argsz"), U32.withName("flags"));
+    /** {@code struct vfio_device_feature_dma_buf} without its {@code dma_ranges[]}, which follow at 16. */
+    public static final StructLayout FEATURE_DMA_BUF = MemoryLayout.structLayout(
+            U32.withName("region_index"), U32.withName("open_flags"), U32.withName("flags"),
+            U32.withName("nr_ranges"));
+    /** {@code struct vfio_region_dma_range}. */
+    public static final StructLayout REGION_DMA_RANGE = MemoryLayout.structLayout(
+            U64.withName("offset"), U64.withName("length"));
+    /** {@code struct vfio_pci_hot_reset} without its {@code group_fds[]} ({@code __s32} each), which follow at 12. */
+    public static final StructLayout PCI_HOT_RESET = MemoryLayout.structLayout(
+            U32.withName("argsz"), U32.withName("flags"), U32.withName("count"));
+
     public static final long GROUP_STATUS_MINSZ = GROUP_STATUS.byteSize();
     public static final long IOMMU_TYPE1_INFO_MINSZ = 16;
     public static final long DMA_MAP_MINSZ = DMA_MAP.byteSize();

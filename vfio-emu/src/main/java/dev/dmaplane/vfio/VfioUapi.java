@@ -37,6 +37,16 @@ public final class VfioUapi {
     public static final int VFIO_IOMMU_GET_INFO = io(VFIO_TYPE, VFIO_BASE + 12);
     public static final int VFIO_IOMMU_MAP_DMA = io(VFIO_TYPE, VFIO_BASE + 13);
     public static final int VFIO_IOMMU_UNMAP_DMA = io(VFIO_TYPE, VFIO_BASE + 14);
+    public static final int VFIO_DEVICE_PCI_HOT_RESET = io(VFIO_TYPE, VFIO_BASE + 13);
+    public static final int VFIO_DEVICE_FEATURE = io(VFIO_TYPE, VFIO_BASE + 17);
+
+    /** {@code VFIO_DEVICE_FEATURE_MASK}: the feature number in {@code vfio_device_feature.flags}. */
+    public static final int VFIO_DEVICE_FEATURE_MASK = 0xffff;
+    public static final int VFIO_DEVICE_FEATURE_GET = 1 << 16;
+    public static final int VFIO_DEVICE_FEATURE_SET = 1 << 17;
+    public static final int VFIO_DEVICE_FEATURE_PROBE = 1 << 18;
+    /** {@code VFIO_DEVICE_FEATURE_DMA_BUF}: GET exports ranges of a BAR as a dma-buf, returning its fd. */
+    public static final int VFIO_DEVICE_FEATURE_DMA_BUF = 11;
 
     /** Extension: the type 1 IOMMU (v1 unmap semantics). */
     public static final int VFIO_TYPE1_IOMMU = 1;

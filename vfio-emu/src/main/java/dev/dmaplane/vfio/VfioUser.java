@@ -1,5 +1,6 @@
 package dev.dmaplane.vfio;
 
+import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.irq.IrqTrigger;
 import dev.dmaplane.mm.AddressSpace;
 import org.osgi.annotation.versioning.ProviderType;
@@ -47,6 +48,14 @@ public interface VfioUser extends AutoCloseable {
      * @throws dev.dmaplane.errno.ErrnoException {@code EBADF} when not open, {@code EINVAL} for another file
      */
     IrqTrigger eventfd(int fd);
+
+    /**
+     * {@code dma_buf_get(fd)}: the dma-buf behind descriptor {@code fd} (one {@code VFIO_DEVICE_FEATURE_DMA_BUF}
+     * returned), with a new reference the caller must {@link DmaBuf#put}; how another driver imports it.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EBADF} when not open, {@code EINVAL} for another file
+     */
+    DmaBuf dmaBuf(int fd);
 
     /** {@code ioctl(fd, cmd, arg)} with a pointer to the user's bytes; returns the ioctl's value. */
     long ioctl(int fd, int cmd, MemorySegment arg);

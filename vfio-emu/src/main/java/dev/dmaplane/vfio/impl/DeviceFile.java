@@ -35,6 +35,7 @@ final class DeviceFile implements VfioFile {
     private final VfioPciDevice dev;
     private final PciFunction fn;
     private final IoctlTable table;
+    private final DeviceFeature feature;
     private boolean released;
 
     DeviceFile(UserImpl user, GroupFile group, VfioPciDevice dev) {
@@ -42,6 +43,7 @@ final class DeviceFile implements VfioFile {
         this.group = group;
         this.dev = dev;
         this.fn = dev.function();
+        this.feature = new DeviceFeature(user, dev);
         this.table = IoctlTable.enotty("vfio device " + dev.name())
                 .struct(VFIO_DEVICE_GET_INFO, "VFIO_DEVICE_GET_INFO", DEVICE_INFO_MINSZ, -1, Errno.EINVAL,
                         (arg, v) -> info(arg))
@@ -53,7 +55,9 @@ final class DeviceFile implements VfioFile {
                         (arg, v) -> dev.irqs().set(arg, user::eventfd))
                 .value(VFIO_DEVICE_RESET, "VFIO_DEVICE_RESET", (arg, v) -> reset())
                 .struct(VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO",
-                        HOT_RESET_INFO.byteSize(), -1, Errno.EINVAL, (arg, v) -> hotResetInfo(arg));
+                        HOT_RESET_INFO.byteSize(), -1, Errno.EINVAL, (arg, v) -> hotResetInfo(arg))
+                .struct(VFIO_DEVICE_FEATURE, "VFIO_DEVICE_FEATURE", DEVICE_FEATURE.byteSize(),
+                        DeviceFeature.KNOWN_FLAGS, Errno.EINVAL, (arg, v) -> feature.run(arg));
         dev.opened(this);
     }
 
@@ -212,7 +216,7 @@ final class DeviceFile implements VfioFile {
         if (!fn.hasFlr()) {
             throw new ErrnoException(Errno.EINVAL, dev.name() + ": VFIO_DEVICE_RESET: the function cannot FLR");
         }
-        fn.resetFunction();
+        dev.reset();
         return 0;
     }
 
@@ -254,7 +258,7 @@ final class DeviceFile implements VfioFile {
             byte[] bytes = new byte[(int) Math.min(buf.byteSize(), Integer.MAX_VALUE)];
             if (write) {
                 MemorySegment.copy(buf, ValueLayout.JAVA_BYTE, 0, bytes, 0, bytes.length);
-                dev.config().write((int) Math.min(pos, Integer.MAX_VALUE), bytes);
+                dev.configWrite((int) Math.min(pos, Integer.MAX_VALUE), bytes);
             } else {
                 dev.config().read((int) Math.min(pos, Integer.MAX_VALUE), bytes);
                 MemorySegment.copy(bytes, 0, buf, ValueLayout.JAVA_BYTE, 0, bytes.length);

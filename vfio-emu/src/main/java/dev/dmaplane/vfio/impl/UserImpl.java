@@ -1,5 +1,6 @@
 package dev.dmaplane.vfio.impl;
 
+import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.irq.IrqTrigger;
@@ -95,6 +96,15 @@ final class UserImpl implements VfioUser {
             return e.trigger();
         }
         throw new ErrnoException(Errno.EINVAL, "fd " + fd + " is not an eventfd but " + file(fd));
+    }
+
+    @Override
+    public DmaBuf dmaBuf(int fd) {
+        if (file(fd) instanceof DmaBufFile f) {
+            f.buffer().get();
+            return f.buffer();
+        }
+        throw new ErrnoException(Errno.EINVAL, "fd " + fd + " is not a dma-buf but " + file(fd));
     }
 
     /** Gives {@code file} the lowest free descriptor ({@code fd_install}); a closed user releases it at once. */

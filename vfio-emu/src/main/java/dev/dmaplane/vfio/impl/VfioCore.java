@@ -1,11 +1,13 @@
 package dev.dmaplane.vfio.impl;
 
 import dev.dmaplane.device.Driver;
+import dev.dmaplane.dmabuf.DmaBufs;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.iommu.IommuGroup;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mm.AddressSpace;
+import dev.dmaplane.p2pdma.P2pDma;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.vfio.Vfio;
 import dev.dmaplane.vfio.VfioUser;
@@ -34,6 +36,16 @@ public final class VfioCore implements Vfio, AutoCloseable {
 
     Machine machine() {
         return machine;
+    }
+
+    /** The machine's dma-buf registry, which vfio-pci exports BAR ranges into. */
+    DmaBufs dmaBufs() {
+        return DmaBufs.of(machine);
+    }
+
+    /** The machine's p2pdma core, which judges each importer of a BAR dma-buf. */
+    P2pDma p2pDma() {
+        return P2pDma.of(machine);
     }
 
     @Override

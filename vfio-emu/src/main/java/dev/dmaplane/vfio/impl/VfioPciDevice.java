@@ -3,6 +3,7 @@ package dev.dmaplane.vfio.impl;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.pci.PciRegs;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -19,6 +20,8 @@ final class VfioPciDevice {
     private final PciFunction fn;
     private final GroupState group;
     private final List<DeviceFile> files = new CopyOnWriteArrayList<>();
+    /** The BAR dma-bufs; its monitor is the device's {@code memory_lock}, taken before a file's state. */
+    private final BarDmaBufs dmaBufs;
     private static final Logger LOG = LoggerFactory.getLogger(VfioPciDevice.class);
 
     private volatile boolean removed;
@@ -31,6 +34,7 @@ final class VfioPciDevice {
         this.core = core;
         this.fn = fn;
         this.group = group;
+        this.dmaBufs = new BarDmaBufs(this);
     }
 
     String name() {
@@ -47,6 +51,57 @@ final class VfioPciDevice {
 
     VfioCore core() {
         return core;
+    }
+
+    /** The dma-bufs exported of the BARs ({@code vdev->dmabufs}). */
+    BarDmaBufs dmaBufs() {
+        return dmaBufs;
+    }
+
+    /**
+     * A user's write to config space ({@code vfio_basic_config_write} for the command register): a write that
+     * clears Memory Space Enable first revokes the BAR dma-bufs ({@code vfio_pci_dma_buf_move}), all under the
+     * {@code memory_lock}; after any write to the command register they come back if the function decodes memory.
+     */
+    void configWrite(int pos, byte[] bytes) {
+        VirtConfig c = config();
+        synchronized (dmaBufs) {
+            int command = PciRegs.COMMAND;
+            boolean touchesCommand = pos <= command && pos + bytes.length > command;
+            boolean memoryOff = touchesCommand && (bytes[command - pos] & PciRegs.COMMAND_MEMORY) == 0;
+            if (memoryOff) {
+                dmaBufs.move(true, "the user cleared Memory Space Enable");
+            }
+            try {
+                c.write(pos, bytes);
+            } finally {
+                if (touchesCommand && memoryEnabled()) {
+                    dmaBufs.move(false, "the user set Memory Space Enable");
+                }
+            }
+        }
+    }
+
+    /**
+     * {@code VFIO_DEVICE_RESET} ({@code vfio_pci_ioctl_reset}): the BAR dma-bufs are revoked across the
+     * function-level reset and restored after it if the function decodes memory again.
+     */
+    void reset() {
+        synchronized (dmaBufs) {
+            dmaBufs.move(true, "function reset");
+            try {
+                fn.resetFunction();
+            } finally {
+                if (fn.isPresent() && memoryEnabled()) {
+                    dmaBufs.move(false, "function reset done");
+                }
+            }
+        }
+    }
+
+    /** {@code __vfio_pci_memory_enabled}: the function decodes memory (Memory Space Enable, not D3hot). */
+    boolean memoryEnabled() {
+        return fn.configSpace().memorySpaceEnabled();
     }
 
     /** Fails with {@code ENODEV} once the driver let the device go. */
@@ -80,6 +135,7 @@ final class VfioPciDevice {
             return;
         }
         config = null;
+        dmaBufs.cleanup("the last device file closed");
         irqs.releaseAll();
         irqs = null;
         notifyAll();
@@ -147,6 +203,7 @@ final class VfioPciDevice {
             LOG.warn("{}: {} device file(s) still open {} ms after the REQ interrupt: revoked", name(), files.size(),
                     core.requestTimeout().toMillis());
         }
+        dmaBufs.cleanup("the device left vfio-pci");
         core.unregister(this);
         return closedInTime;
     }
