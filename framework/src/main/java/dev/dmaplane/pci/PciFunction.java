@@ -31,6 +31,7 @@ public final class PciFunction extends Device {
     private final Intx intx;
     private volatile PciBus subordinate;
     private final List<Consumer<PciReset>> resetListeners = new CopyOnWriteArrayList<>();
+    private final List<Consumer<String>> zapListeners = new CopyOnWriteArrayList<>();
     /** Why the hardware does not answer, or null while it does. */
     private volatile String absence;
 
@@ -109,6 +110,33 @@ public final class PciFunction extends Device {
         }
         resetListeners.add(listener);
         return () -> resetListeners.remove(listener);
+    }
+
+    /**
+     * Drops every CPU mapping's page-table entries of this function's BARs ({@code unmap_mapping_range}, what
+     * {@code vfio_pci_zap_bars} does before the user turns memory decoding off): interval notifiers see CLEAR and the
+     * next access faults the page in again if the function decodes memory then, else it is {@code SIGBUS}. The
+     * mappings stay. Nothing happens to the hardware.
+     *
+     * @param reason why, for the trace
+     * @throws ErrnoException {@code EINVAL} for a null reason
+     */
+    public void zapBarMappings(String reason) {
+        ErrnoException.requireNonNull(reason, "zap reason");
+        for (Consumer<String> l : zapListeners) {
+            l.accept(reason);
+        }
+    }
+
+    /**
+     * Tells {@code listener} of every {@link #zapBarMappings}: how a mapping of a BAR learns to drop its entries.
+     *
+     * @return what stops the telling
+     */
+    public Runnable addZapListener(Consumer<String> listener) {
+        ErrnoException.requireNonNull(listener, "zap listener");
+        zapListeners.add(listener);
+        return () -> zapListeners.remove(listener);
     }
 
     /** Whether the function advertises Function Level Reset in its Device Capabilities ({@code pcie_has_flr}). */

@@ -153,6 +153,29 @@ class BarMappingTest {
         }
     }
 
+    /** {@code vfio_pci_zap_bars} before the driver turns decoding off: the pages go, the mappings stay. */
+    @Test
+    void theDriverZapsTheMappingsAndAnAccessWhileDecodingIsOffIsSigbus() {
+        long regs = as.mmapBar(gpu, 0, 0, PAGE, PROT_READ | PROT_WRITE);
+        long mem = as.mmapBar(gpu, 2, 0, PAGE, PROT_READ | PROT_WRITE);
+        store64(mem, 0x1234);
+        assertEquals(ID_VALUE, load64(regs));
+        List<InvalidateReason> seen = new CopyOnWriteArrayList<>();
+        try (IntervalSubscription sub = as.registerNotifier(regs, PAGE, (range, reason, seq) -> seen.add(reason))) {
+            gpu.setMemorySpace(false);
+            gpu.zapBarMappings("test: decoding off");
+
+            assertEquals(List.of(InvalidateReason.CLEAR), seen, "unmap_mapping_range tells the notifiers");
+            assertTrue(as.physAddr(regs).isEmpty() && as.physAddr(mem).isEmpty(), "both BARs' pages are zapped");
+            assertErrno(Errno.EFAULT, () -> load64(regs));
+            assertErrno(Errno.EFAULT, () -> store64(mem, 0x5678));
+            gpu.setMemorySpace(true);
+            assertEquals(ID_VALUE, load64(regs), "decoding again: the page faults back in");
+            assertEquals(0x1234, load64(mem), "the failed store changed nothing");
+        }
+        assertErrno(Errno.EINVAL, () -> gpu.zapBarMappings(null));
+    }
+
     @Test
     void afterAnFlrThatLeftDecodingOffAnAccessIsSigbusUntilMemoryIsEnabled() {
         long va = as.mmapBar(gpu, 0, 0, PAGE, PROT_READ | PROT_WRITE);

@@ -23,8 +23,9 @@ import static dev.dmaplane.mem.HostMemory.PAGE_SHIFT;
  * {@code vfio_pci_mmap_huge_fault} and {@code vfio_pci_zap_bars} in {@code drivers/vfio/pci/vfio_pci_core.c} keep
  * one: a page is inserted as a special entry ({@code vmf_insert_pfn} in {@code mm/memory.c}) on its first access
  * while the function decodes memory, else the access is {@code SIGBUS} ({@code EFAULT}). A reset of the function
- * (FLR, secondary bus reset) zaps every page ({@code unmap_mapping_range}, notifiers see CLEAR), and the next access
- * faults it in again if the BAR still decodes; the function's removal zaps them for good. Loads and stores go to
+ * (FLR, secondary bus reset) or its driver ({@link PciFunction#zapBarMappings}, before memory decoding goes off)
+ * zaps every page ({@code unmap_mapping_range}, notifiers see CLEAR), and the next access faults it in again if
+ * the BAR still decodes; the function's removal zaps them for good. Loads and stores go to
  * the BAR's register block, split into naturally aligned accesses of at most 8 bytes as CPU instructions issue
  * them, or to its memory.
  * <p>
@@ -46,6 +47,7 @@ final class PfnMap {
     /** What stops the reset and removal listeners while regions exist; guarded by this. */
     private Runnable stopResets;
     private Runnable stopRemoval;
+    private Runnable stopZaps;
 
     private PfnMap(Mm mm, PciFunction fn, Bar bar) {
         this.mm = mm;
@@ -91,6 +93,7 @@ final class PfnMap {
         if (stopResets == null) {
             stopResets = fn.addResetListener(kind -> zap("reset (" + kind + ")", false));
             stopRemoval = fn.addRemoveListener(() -> zap(fn.bdf() + " left its bus", true));
+            stopZaps = fn.addZapListener(why -> zap(why, false));
             if (!fn.isPresent()) {
                 zap(fn.bdf() + " left its bus", true);
             }
@@ -105,8 +108,10 @@ final class PfnMap {
         if (regions.isEmpty() && stopResets != null) {
             stopResets.run();
             stopRemoval.run();
+            stopZaps.run();
             stopResets = null;
             stopRemoval = null;
+            stopZaps = null;
         }
     }
 

@@ -60,8 +60,12 @@ final class VfioPciDevice {
 
     /**
      * A user's write to config space ({@code vfio_basic_config_write} for the command register): a write that
-     * clears Memory Space Enable first revokes the BAR dma-bufs ({@code vfio_pci_dma_buf_move}), all under the
-     * {@code memory_lock}; after any write to the command register they come back if the function decodes memory.
+     * clears Memory Space Enable first revokes the BAR dma-bufs ({@code vfio_pci_dma_buf_move}) and, once the
+     * function stopped decoding, zaps the user's BAR mappings ({@code vfio_pci_zap_bars}), so a later access faults
+     * and is {@code SIGBUS} until decoding is back ({@code vfio_pci_mmap_huge_fault} checks
+     * {@code __vfio_pci_memory_enabled}); all under the {@code memory_lock}. After any write to the command register
+     * the dma-bufs come back if the function decodes memory. The zap follows the write so that no access between
+     * the two can fault a page in again.
      */
     void configWrite(int pos, byte[] bytes) {
         VirtConfig c = config();
@@ -77,6 +81,8 @@ final class VfioPciDevice {
             } finally {
                 if (touchesCommand && memoryEnabled()) {
                     dmaBufs.move(false, "the user set Memory Space Enable");
+                } else if (memoryOff) {
+                    fn.zapBarMappings("vfio-pci: the user cleared Memory Space Enable");
                 }
             }
         }
