@@ -6,6 +6,7 @@ import dev.dmaplane.device.MatchEntry;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 
+import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
@@ -195,6 +196,49 @@ public final class PciFunction extends Device {
         int ctl = config.read(PciRegs.BRIDGE_CONTROL, 2);
         config.write(PciRegs.BRIDGE_CONTROL, 2, ctl | PciRegs.BRIDGE_CTL_BUS_RESET);
         config.write(PciRegs.BRIDGE_CONTROL, 2, ctl & ~PciRegs.BRIDGE_CTL_BUS_RESET);
+    }
+
+    /**
+     * Resets this function's bus, keeping every function's configuration ({@code pci_reset_bus}: the functions
+     * below the bridge are saved, the bridge pulses Secondary Bus Reset, and they are restored, as
+     * {@code pci_bus_save_and_disable_locked} and {@code pci_bus_restore_locked} do): each function below resets
+     * (its model sees {@link PciReset#BUS}, its BAR mappings are zapped) and finds its BARs, command register and
+     * MSI-X table as before.
+     *
+     * @return the functions that were reset, bus by bus from this one down
+     * @throws ErrnoException {@code ENOTTY} on a root bus, which no bridge can reset ({@code pci_probe_reset_bus})
+     */
+    public List<PciFunction> resetBus() {
+        PciFunction bridge = bus.self().orElseThrow(() -> new ErrnoException(Errno.ENOTTY, bdf
+                + " is on root bus " + bus + ": no bridge above it can reset the bus"));
+        List<PciFunction> below = new ArrayList<>();
+        collectBelow(bus, below);
+        List<byte[]> configs = new ArrayList<>();
+        List<int[]> tables = new ArrayList<>();
+        for (PciFunction f : below) {
+            configs.add(f.absence == null ? f.config.save() : null);
+            tables.add(f.absence == null && f.msix != null ? f.msix.saveTable() : null);
+        }
+        bridge.resetSecondaryBus();
+        for (int i = 0; i < below.size(); i++) {
+            PciFunction f = below.get(i);
+            if (configs.get(i) != null && f.absence == null) {
+                f.config.restore(configs.get(i));
+                if (tables.get(i) != null) {
+                    f.msix.restoreTable(tables.get(i));
+                }
+            }
+        }
+        return below;
+    }
+
+    private static void collectBelow(PciBus b, List<PciFunction> out) {
+        for (PciFunction f : b.devices()) {
+            out.add(f);
+        }
+        for (PciBus child : b.children()) {
+            collectBelow(child, out);
+        }
     }
 
     private void requireHardware(String what) {

@@ -120,6 +120,24 @@ class ResetTest {
         assertNotEquals(0, port.configSpace().command(), "the bridge itself keeps its configuration");
     }
 
+    /** {@code pci_reset_bus}: the secondary bus reset between {@code pci_bus_save_and_disable_locked} and restore. */
+    @Test
+    void resetBusKeepsTheConfigurationOfEveryFunctionBelow() {
+        loadCopyEngineTracingResets();
+        CopyEngineClient ce = new CopyEngineClient(gpu);
+        long bar0 = gpu.bar(0).orElseThrow().address();
+        int command = gpu.configSpace().command();
+
+        assertEquals(List.of(gpu), gpu.resetBus());
+
+        assertEquals(List.of(gpu.bdf() + " BUS"), resets);
+        assertEquals(bar0, gpu.bar(0).orElseThrow().address());
+        assertEquals(command, gpu.configSpace().command());
+        assertEquals(0, ce.read(REG_RING_BASE), "the device starts afresh");
+        PciFunction rootPort = machine.pci().function("00:01.0");
+        assertEquals(Errno.ENOTTY, assertThrows(ErrnoException.class, rootPort::resetBus).errno(), "a root bus");
+    }
+
     @Test
     void resetsThatCannotHappenAreErrnos() {
         PciFunction port = gpu.upstreamBridge().orElseThrow();

@@ -82,7 +82,7 @@ class DeviceFileTest {
         MemorySegment s = arena.allocate(DEVICE_INFO);
         s.set(U32, 0, 15);
         fails(Errno.EINVAL, () -> user.ioctl(d.fd(), VFIO_DEVICE_GET_INFO, s), "argsz 15");
-        fails(Errno.ENOTTY, () -> user.ioctl(d.fd(), VFIO_IOMMU_MAP_DMA, s), "not a device command");
+        fails(Errno.ENOTTY, () -> user.ioctl(d.fd(), VFIO_IOMMU_UNMAP_DMA, s), "not a device command");
     }
 
     @Test

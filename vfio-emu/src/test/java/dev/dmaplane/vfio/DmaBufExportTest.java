@@ -39,7 +39,8 @@ import static org.junit.jupiter.api.Assertions.*;
  * {@code vfio_pci_core_fill_phys_vec}, {@code vfio_pci_dma_buf_attach}, {@code vfio_pci_dma_buf_move},
  * {@code vfio_pci_dma_buf_cleanup}) with the structures of include/uapi/linux/vfio.h
  * ({@code vfio_device_feature_dma_buf}, {@code vfio_region_dma_range}); revoked while Memory Space Enable is clear
- * ({@code vfio_basic_config_write} in drivers/vfio/pci/vfio_pci_config.c) or a reset runs, for good at the last
+ * ({@code vfio_basic_config_write} in drivers/vfio/pci/vfio_pci_config.c) or a reset runs (FLR, or
+ * {@code vfio_pci_dev_set_hot_reset}), for good at the last
  * close or the device's removal. The exporter is the NVMe 06:00.0 with 1 MiB of memory in BAR2; the importer is
  * the RDMA HCA 05:00.0 behind another root port, so every path crosses the host bridge (p2pdma's whitelist decides).
  */
@@ -55,6 +56,7 @@ class DmaBufExportTest {
     private AddressSpace mm;
     private VfioUser user;
     private VfioDevice dev;
+    private VfioGroup group;
     private PciFunction nvme;
     private PciFunction hca;
 
@@ -82,6 +84,7 @@ class DmaBufExportTest {
         VfioGroup g = VfioGroup.open(user, machine.iommu().groupOf(nvme).orElseThrow().id());
         g.setContainer(c);
         c.setIommu(VFIO_TYPE1v2_IOMMU);
+        group = g;
         dev = VfioDevice.open(g, NVME);
     }
 
@@ -307,6 +310,32 @@ class DmaBufExportTest {
             DmaBufMapping again = map(buf, a);
             hcaWrite(again, random(3, (int) PAGE));
             assertArrayEquals(random(3, (int) PAGE), bar2(0, (int) PAGE));
+            unmap(buf, again);
+        } finally {
+            buf.detach(a);
+            buf.put();
+        }
+    }
+
+    @Test
+    void aHotResetRevokesForItsDurationOnly() {
+        boot(true);
+        DmaBuf buf = user.dmaBuf(dev.exportDmaBuf(2, new long[]{0, PAGE}));
+        Notified n = new Notified();
+        Attachment a = buf.attach(hca, n.importer);
+        try {
+            DmaBufMapping m = map(buf, a);
+            MemorySegment arg = arena.allocate(PCI_HOT_RESET.byteSize() + 4, 4);
+            setU32(arg, PCI_HOT_RESET, "argsz", (int) arg.byteSize());
+            setU32(arg, PCI_HOT_RESET, "count", 1);
+            arg.set(U32, PCI_HOT_RESET.byteSize(), group.fd());
+            assertEquals(0, user.ioctl(dev.fd(), VFIO_DEVICE_PCI_HOT_RESET, arg));
+            assertEquals(List.of(a, a), n.moves, "revoked before the bus reset, restored after it");
+            assertEquals(DmaBufMapping.State.STALE, m.state());
+            unmap(buf, m);
+            DmaBufMapping again = map(buf, a);
+            hcaWrite(again, random(4, (int) PAGE));
+            assertArrayEquals(random(4, (int) PAGE), bar2(0, (int) PAGE));
             unmap(buf, again);
         } finally {
             buf.detach(a);

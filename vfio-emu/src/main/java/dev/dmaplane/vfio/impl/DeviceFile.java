@@ -56,6 +56,8 @@ final class DeviceFile implements VfioFile {
                 .value(VFIO_DEVICE_RESET, "VFIO_DEVICE_RESET", (arg, v) -> reset())
                 .struct(VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO",
                         HOT_RESET_INFO.byteSize(), -1, Errno.EINVAL, (arg, v) -> hotResetInfo(arg))
+                .struct(VFIO_DEVICE_PCI_HOT_RESET, "VFIO_DEVICE_PCI_HOT_RESET", PCI_HOT_RESET.byteSize(), 0,
+                        Errno.EINVAL, (arg, v) -> HotReset.run(user, dev, arg))
                 .struct(VFIO_DEVICE_FEATURE, "VFIO_DEVICE_FEATURE", DEVICE_FEATURE.byteSize(),
                         DeviceFeature.KNOWN_FLAGS, Errno.EINVAL, (arg, v) -> feature.run(arg));
         dev.opened(this);
@@ -181,8 +183,7 @@ final class DeviceFile implements VfioFile {
         if (bus.isRoot() || bus.self().isEmpty()) {
             throw new ErrnoException(Errno.ENODEV, dev.name() + ": on root bus " + bus + ": no bus reset");
         }
-        List<PciFunction> affected = new ArrayList<>();
-        collect(bus, affected);
+        List<PciFunction> affected = HotReset.affected(bus);
         setU32(arg, HOT_RESET_INFO, "flags", 0);
         setU32(arg, HOT_RESET_INFO, "count", affected.size());
         long need = HOT_RESET_INFO.byteSize() + affected.size() * DEPENDENT_DEVICE.byteSize();
@@ -201,14 +202,6 @@ final class DeviceFile implements VfioFile {
             arg.set(ValueLayout.JAVA_BYTE, at + 7, (byte) f.bdf().devfn());
         }
         return 0;
-    }
-
-    /** {@code pci_walk_bus}: the functions of {@code bus} and of every bus below it. */
-    private static void collect(PciBus bus, List<PciFunction> out) {
-        out.addAll(bus.devices());
-        for (PciBus child : bus.children()) {
-            collect(child, out);
-        }
     }
 
     /** {@code VFIO_DEVICE_RESET}: {@code EINVAL} when the function cannot reset ({@code vdev->reset_works}). */

@@ -16,6 +16,7 @@ import java.time.Duration;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -115,6 +116,20 @@ public final class VfioCore implements Vfio, AutoCloseable {
             g.add(d);
             return d;
         }
+    }
+
+    /** The vfio-pci device of {@code fn}, if {@code fn} is bound to vfio-pci. */
+    Optional<VfioPciDevice> device(PciFunction fn) {
+        synchronized (lock) {
+            for (GroupState g : groups.values()) {
+                for (VfioPciDevice d : g.devices()) {
+                    if (d.function() == fn) {
+                        return Optional.of(d);
+                    }
+                }
+            }
+        }
+        return Optional.empty();
     }
 
     /** {@code vfio_unregister_group_dev}: the group goes with its last device unless a file still holds it. */
