@@ -96,6 +96,20 @@ public final class QueuePair implements AutoCloseable {
         return free.length - freeTop;
     }
 
+    /**
+     * The identifier the next submission will get (the most recently freed one), so that a caller can fill the
+     * buffer that goes with it first.
+     *
+     * @throws ErrnoException {@code EAGAIN} when none is free
+     */
+    public int nextCid() {
+        if (freeTop == 0) {
+            throw new ErrnoException(Errno.EAGAIN, "queue pair " + qid + ": all " + capacity()
+                    + " command slots outstanding");
+        }
+        return free[freeTop - 1];
+    }
+
     /** IOVA of the submission queue (Create I/O SQ's PRP1, or ASQ). */
     long sqIova() {
         return region.iova(sqOff);

@@ -1,0 +1,309 @@
+package dev.dmaplane.nvmeuser;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.vfio.nvme.NvmeCommand;
+import dev.dmaplane.vfio.nvme.NvmeStatus;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.SplittableRandom;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * One spdk_nvme_perf worker ({@code work_fn}, {@code submit_single_io}, {@code io_complete}): keeps
+ * {@code queueDepth} I/Os outstanding on its own queue pair until the run time ends, then drains. It works on its
+ * own slice of the namespace, so its data checks are exact: each written block carries its LBA and the write's
+ * sequence number in its first 16 bytes and a fixed pattern after; a read block must be all zeroes (never written),
+ * or carry its own LBA and the pattern, and the sequence of the last write this worker completed there. Every read's
+ * first block header is checked, and one read in {@link #FULL_CHECK_EVERY} completely. No two outstanding I/Os of a
+ * worker touch the same blocks.
+ */
+final class PerfWorker implements Runnable, QueuePair.CompletionHandler {
+    /** One read in this many has every byte checked. */
+    static final int FULL_CHECK_EVERY = 16;
+    /** How long draining the outstanding I/Os after the run time may take. */
+    static final long DRAIN_TIMEOUT_MS = 5_000;
+    private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final int HEADER = 16;
+
+    private final int core;
+    private final QueuePair qp;
+    private final PerfOptions options;
+    private final int blockSize;
+    private final int blocksPerIo;
+    private final long sliceStart;
+    private final int sliceIos;
+    private final DmaRegion readBufs;
+    private final DmaRegion writeBufs;
+    private final CountDownLatch start;
+    private final long[] submitNs;
+    private final int[] cidIo;
+    private final long[] cidSeq;
+    private final boolean[] cidRead;
+    private final long[] writtenSeq;
+    private final byte[] inflight;
+    private final SplittableRandom rnd;
+    private final byte[] pattern;
+    private final byte[] block;
+    private int nextSeqIo;
+    private long seq;
+    private boolean timing = true;
+    private long ios;
+    private long bytes;
+    private long reads;
+    private long writes;
+    private long verified;
+    private long totalLat;
+    private long minLat = Long.MAX_VALUE;
+    private long maxLat;
+    private long elapsedNs;
+    private volatile RuntimeException failure;
+
+    PerfWorker(int core, int index, int workers, NvmeController ctrl, QueuePair qp, PerfOptions options,
+               CountDownLatch start) {
+        this.core = core;
+        this.qp = qp;
+        this.options = options;
+        this.start = start;
+        NvmeIdentity id = ctrl.identity();
+        this.blockSize = id.blockSize();
+        if (options.ioSize() % blockSize != 0) {
+            throw new ErrnoException(Errno.EINVAL, "-o " + options.ioSize() + ": not a multiple of the namespace's "
+                    + blockSize + "-byte blocks");
+        }
+        this.blocksPerIo = options.ioSize() / blockSize;
+        long totalIos = id.blocks() / blocksPerIo;
+        long slice = totalIos / workers;
+        if (slice < 2L * options.queueDepth()) {
+            throw new ErrnoException(Errno.EINVAL, "-q " + options.queueDepth() + " -o " + options.ioSize() + ": the "
+                    + id.namespaceBytes() + "-byte namespace shared by " + workers + " workers is too small");
+        }
+        this.sliceIos = (int) Math.min(slice, Integer.MAX_VALUE / 2);
+        this.sliceStart = (long) index * sliceIos;
+        int slots = qp.capacity();
+        this.readBufs = DmaRegion.allocate(ctrl.frontEnd(), (long) slots * options.ioSize());
+        DmaRegion w;
+        try {
+            w = DmaRegion.allocate(ctrl.frontEnd(), (long) slots * options.ioSize());
+        } catch (RuntimeException e) {
+            readBufs.close();
+            throw e;
+        }
+        this.writeBufs = w;
+        this.submitNs = new long[slots];
+        this.cidIo = new int[slots];
+        this.cidSeq = new long[slots];
+        this.cidRead = new boolean[slots];
+        this.writtenSeq = new long[sliceIos];
+        this.inflight = new byte[sliceIos];
+        this.rnd = new SplittableRandom(0x5eed_0000L + core);
+        this.pattern = new byte[blockSize];
+        for (int j = HEADER; j < blockSize; j++) {
+            pattern[j] = (byte) (j * 31 + 7);
+        }
+        this.block = new byte[blockSize];
+        if (options.workload().writes) {
+            MemorySegment p = MemorySegment.ofArray(pattern);
+            for (long off = 0; off < writeBufs.length(); off += blockSize) {
+                writeBufs.write(off, p);
+            }
+        }
+    }
+
+    /** The failure that ended the worker early, or null. */
+    RuntimeException failure() {
+        return failure;
+    }
+
+    WorkerResult result() {
+        return new WorkerResult(core, ios, bytes, elapsedNs, totalLat, ios == 0 ? 0 : minLat, maxLat, reads, writes,
+                verified);
+    }
+
+    @Override
+    public void run() {
+        try {
+            start.await();
+            long t0 = System.nanoTime();
+            long end = t0 + options.time().toNanos();
+            long now = t0;
+            while (now < end) {
+                while (qp.outstanding() < options.queueDepth()) {
+                    submit();
+                }
+                int n = qp.poll(this, options.queueDepth());
+                if (n == 0 && qp.interrupts()) {
+                    qp.awaitInterrupt(1, TimeUnit.MILLISECONDS);
+                }
+                now = System.nanoTime();
+            }
+            elapsedNs = now - t0;
+            timing = false;
+            drain();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            failure = new ErrnoException(Errno.EINTR, "nvme perf: worker on core " + core + " interrupted", e);
+        } catch (RuntimeException e) {
+            failure = e;
+        }
+    }
+
+    private void drain() throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(DRAIN_TIMEOUT_MS);
+        while (qp.outstanding() > 0) {
+            if (qp.poll(this, options.queueDepth()) == 0) {
+                if (System.nanoTime() > deadline) {
+                    throw new ErrnoException(Errno.EIO, "nvme perf: worker on core " + core + ": " + qp.outstanding()
+                            + " I/Os not completed " + DRAIN_TIMEOUT_MS + " ms after the run");
+                }
+                if (qp.interrupts()) {
+                    qp.awaitInterrupt(1, TimeUnit.MILLISECONDS);
+                }
+            }
+        }
+    }
+
+    private boolean nextIsRead() {
+        Workload w = options.workload();
+        if (!w.mixed()) {
+            return w.reads;
+        }
+        return rnd.nextInt(100) < options.rwMixRead();
+    }
+
+    private int nextIo() {
+        if (options.workload().random) {
+            int io;
+            do {
+                io = rnd.nextInt(sliceIos);
+            } while (inflight[io] != 0);
+            return io;
+        }
+        int io = nextSeqIo;
+        nextSeqIo = nextSeqIo + 1 == sliceIos ? 0 : nextSeqIo + 1;
+        return io;
+    }
+
+    private void submit() {
+        boolean read = nextIsRead();
+        int io = nextIo();
+        long slba = (sliceStart + io) * blocksPerIo;
+        int cid;
+        long s = 0;
+        if (read) {
+            cid = qp.submitIo(NvmeCommand.NVM_READ, NvmeController.NSID, slba, blocksPerIo, readBufs,
+                    slotOffsetForNext(), options.ioSize());
+        } else {
+            s = ++seq;
+            long off = slotOffsetForNext();
+            for (int b = 0; b < blocksPerIo; b++) {
+                MemorySegment page = writeBufs.page(off + (long) b * blockSize);
+                long in = (off + (long) b * blockSize) % DmaRegion.PAGE;
+                page.set(U64, in, slba + b);
+                page.set(U64, in + 8, s);
+            }
+            cid = qp.submitIo(NvmeCommand.NVM_WRITE, NvmeController.NSID, slba, blocksPerIo, writeBufs, off,
+                    options.ioSize());
+        }
+        submitNs[cid] = System.nanoTime();
+        cidIo[cid] = io;
+        cidSeq[cid] = s;
+        cidRead[cid] = read;
+        inflight[io]++;
+    }
+
+    /**
+     * The buffer offset for the command about to be submitted: the queue pair hands out the most recently freed
+     * identifier, so its slot is known before the submission ({@link QueuePair#nextCid()}).
+     */
+    private long slotOffsetForNext() {
+        return (long) qp.nextCid() * options.ioSize();
+    }
+
+    @Override
+    public void completed(int cid, int status, int dw0) {
+        long lat = System.nanoTime() - submitNs[cid];
+        int io = cidIo[cid];
+        inflight[io]--;
+        if (status != NvmeStatus.SUCCESS) {
+            throw new ErrnoException(Errno.EIO, "nvme perf: " + (cidRead[cid] ? "read" : "write") + " of LBA "
+                    + (sliceStart + io) * blocksPerIo + " failed: " + NvmeStatus.name(status));
+        }
+        if (cidRead[cid]) {
+            check(cid, io);
+        } else {
+            writtenSeq[io] = cidSeq[cid];
+        }
+        if (!timing) {
+            return;
+        }
+        ios++;
+        bytes += options.ioSize();
+        if (cidRead[cid]) {
+            reads++;
+        } else {
+            writes++;
+        }
+        totalLat += lat;
+        minLat = Math.min(minLat, lat);
+        maxLat = Math.max(maxLat, lat);
+    }
+
+    private void check(int cid, int io) {
+        long off = (long) cid * options.ioSize();
+        long slba = (sliceStart + io) * blocksPerIo;
+        boolean full = verified % FULL_CHECK_EVERY == 0;
+        int blocks = full ? blocksPerIo : 1;
+        for (int b = 0; b < blocks; b++) {
+            long at = off + (long) b * blockSize;
+            MemorySegment page = readBufs.page(at);
+            long in = at % DmaRegion.PAGE;
+            long lba = page.get(U64, in);
+            long s = page.get(U64, in + 8);
+            long expect = writtenSeq[io];
+            if (lba == 0 && s == 0 && expect == 0) {
+                if (full) {
+                    MemorySegment.copy(page, ValueLayout.JAVA_BYTE, in, block, 0, blockSize);
+                    for (byte x : block) {
+                        if (x != 0) {
+                            throw mismatch(slba + b, "a block never written is not all zeroes");
+                        }
+                    }
+                }
+                continue;
+            }
+            if (lba != slba + b) {
+                throw mismatch(slba + b, "it carries LBA " + lba);
+            }
+            if (expect != 0 && s != expect) {
+                throw mismatch(slba + b, "it carries write " + s + ", the last completed there was " + expect);
+            }
+            if (full) {
+                MemorySegment.copy(page, ValueLayout.JAVA_BYTE, in, block, 0, blockSize);
+                for (int j = HEADER; j < blockSize; j++) {
+                    if (block[j] != pattern[j]) {
+                        throw mismatch(slba + b, "byte " + j + " is " + block[j] + ", written " + pattern[j]);
+                    }
+                }
+            }
+        }
+        verified++;
+    }
+
+    private ErrnoException mismatch(long lba, String what) {
+        return new ErrnoException(Errno.EIO, "nvme perf: data check of LBA " + lba + " on core " + core + " failed: "
+                + what);
+    }
+
+    /** Unmaps the worker's buffers. */
+    void close() {
+        try {
+            readBufs.close();
+        } finally {
+            writeBufs.close();
+        }
+    }
+}
