@@ -39,6 +39,11 @@ final class Cli {
      * class path of {@code ./dmaplane perf}, {@code help} and {@code completion}.
      */
     static final String PERF_CLI = "dev.dmaplane.perftest.Main";
+    /**
+     * nvme-user's entry point ({@code commandLine(String)}, {@code run(String[], PrintStream, PrintStream)}), on the
+     * class path of {@code ./dmaplane nvme}, {@code help} and {@code completion}.
+     */
+    static final String NVME_CLI = "dev.dmaplane.nvmeuser.Main";
     /** Columns of the usage text. */
     static final int USAGE_WIDTH = 110;
 
@@ -58,6 +63,7 @@ final class Cli {
         CommandLine cli = new CommandLine(new Top());
         cli.getSubcommands().get("shell").setStopAtPositional(true); // the Gogo command line is the command's own
         cli.addSubcommand("perf", perf());
+        cli.addSubcommand("nvme", nvme());
         for (Object command : List.of(new Build(), new Fuzz(), new Reliability(), new Completion(), new HelpCommand())) {
             cli.addSubcommand(command);
         }
@@ -84,10 +90,34 @@ final class Cli {
 
     /** perftest's entry point, when perftest is on the class path. */
     static Optional<Class<?>> perftest() {
+        return tool(PERF_CLI);
+    }
+
+    /** nvme-user's entry point, when nvme-user is on the class path. */
+    static Optional<Class<?>> nvmeUser() {
+        return tool(NVME_CLI);
+    }
+
+    private static Optional<Class<?>> tool(String className) {
         try {
-            return Optional.of(Class.forName(PERF_CLI));
+            return Optional.of(Class.forName(className));
         } catch (ClassNotFoundException e) {
             return Optional.empty(); // the launcher jar alone
+        }
+    }
+
+    /** nvme-user's {@code CommandLine}, or {@link NvmeStub} when nvme-user is not on the class path. */
+    private static CommandLine nvme() {
+        Optional<Class<?>> nvme = nvmeUser();
+        if (nvme.isEmpty()) {
+            return new CommandLine(new NvmeStub());
+        }
+        try {
+            return (CommandLine) nvme.get().getMethod("commandLine", String.class).invoke(null, "nvme");
+        } catch (InvocationTargetException e) {
+            throw new IllegalStateException("nvme-user's command model failed: " + e.getCause(), e.getCause());
+        } catch (ReflectiveOperationException e) {
+            throw new IllegalStateException(NVME_CLI + " has no commandLine(String): " + e, e);
         }
     }
 
@@ -381,6 +411,16 @@ final class Cli {
                     + " atomic_lat), 'bench' and 'gpudirect' between rxe0 and rxe1 of a machine of their own; run by"
                     + " the dmaplane script ('./dmaplane perf --help' lists their options).")
     static final class PerfStub extends ScriptCommand {
+        @Unmatched
+        List<String> args;
+    }
+
+    /** {@code nvme} when nvme-user is not on the class path: described, run by the script. */
+    @Command(name = "nvme", mixinStandardHelpOptions = true, versionProvider = Version.class,
+            description = "The user-space NVMe driver (examples/nvme-user): 'nvme perf', spdk_nvme_perf on the default"
+                    + " machine's NVMe through VFIO; run by the dmaplane script ('./dmaplane nvme perf --help' lists its"
+                    + " options).")
+    static final class NvmeStub extends ScriptCommand {
         @Unmatched
         List<String> args;
     }

@@ -28,6 +28,7 @@ import java.util.Optional;
  * dmaplane demo  [NAME | --list] [--work DIR]       the headline demo (or another), exits 0 when every check passed
  * dmaplane shell [--topology FILE] [--work DIR] CMD...   runs one Gogo command line and exits
  * dmaplane new-driver NAME [--package PKG] [--dir DIR]    writes a new accelerator's project
+ * dmaplane nvme perf -q N -o BYTES -w PATTERN -t S   spdk_nvme_perf through the user-space NVMe driver
  * dmaplane completion bash                          bash completion generated from the model
  * dmaplane help [COMMAND]
  * </pre>
@@ -88,6 +89,10 @@ public final class Main {
         Optional<Class<?>> perftest = Cli.perftest();
         if (args.length > 0 && args[0].equals("perf") && perftest.isPresent()) {
             return perf(perftest.get(), Arrays.copyOfRange(args, 1, args.length), out, err);
+        }
+        Optional<Class<?>> nvme = Cli.nvmeUser();
+        if (args.length > 0 && args[0].equals("nvme") && nvme.isPresent()) {
+            return perf(nvme.get(), Arrays.copyOfRange(args, 1, args.length), out, err);
         }
         CommandLine cli = Cli.commandLine(out, err);
         Options o;
@@ -155,12 +160,13 @@ public final class Main {
     }
 
     /**
-     * {@code perf ...} with perftest on the class path: perftest's command line (the same model as the usage text's)
-     * parses and runs the words after {@code perf}, with perftest's errors and exit status.
+     * {@code perf ...} with perftest on the class path, or {@code nvme ...} with nvme-user: the tool's command line
+     * (the same model as the usage text's) parses and runs the words after the command, with the tool's errors and
+     * exit status.
      */
-    private static int perf(Class<?> perftest, String[] args, PrintStream out, PrintStream err) throws Exception {
+    private static int perf(Class<?> tool, String[] args, PrintStream out, PrintStream err) throws Exception {
         try {
-            return (Integer) perftest.getMethod("run", String[].class, PrintStream.class, PrintStream.class)
+            return (Integer) tool.getMethod("run", String[].class, PrintStream.class, PrintStream.class)
                     .invoke(null, args, out, err);
         } catch (InvocationTargetException e) {
             if (e.getCause() instanceof Exception cause) {

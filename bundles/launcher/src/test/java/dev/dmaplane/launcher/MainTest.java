@@ -42,7 +42,7 @@ class MainTest {
         Run bare = main();
         assertEquals(0, bare.code());
         assertTrue(bare.out().startsWith("Usage: dmaplane [-hV] COMMAND"), bare.out());
-        for (String command : List.of("run", "demo", "shell", "topo", "new-driver", "perf", "build", "fuzz",
+        for (String command : List.of("run", "demo", "shell", "topo", "new-driver", "perf", "nvme", "build", "fuzz",
                 "reliability", "completion", "help")) {
             assertTrue(bare.out().contains("\n  " + command + " "), command + " listed: " + bare.out());
         }
@@ -211,6 +211,37 @@ class MainTest {
         Path script = Files.writeString(tmp.resolve("dmaplane-completion.bash"), completion.out());
         assertEquals("--size", complete(script, "dmaplane perf write_bw --si"));
         assertEquals("RC\nUC\nUD", complete(script, "dmaplane perf send_bw -c ''"));
+    }
+
+    /**
+     * With nvme-user on the class path (this test's, and {@code ./dmaplane nvme}'s), {@code nvme} is its own command
+     * line (spdk_nvme_perf's options, app/spdk_nvme_perf/perf.c): usage, a bad option as one line and exit 1, a run
+     * on a machine of its own with the report's columns, and the options in the completion.
+     */
+    @Test
+    void nvmeIsNvmeUsersOwnCommandLine(@TempDir Path tmp) throws Exception {
+        Run help = main("nvme", "perf", "--help");
+        assertEquals(0, help.code(), help.err());
+        assertTrue(help.out().startsWith("Usage: dmaplane nvme perf ") && help.out().contains("-q, --io-depth=N"),
+                help.out());
+        assertEquals(main("help", "nvme").out(), main("nvme", "--help").out());
+
+        Run bad = main("nvme", "perf", "-q", "32", "-o", "4096", "-w", "randread", "-t", "0");
+        assertEquals(1, bad.code());
+        assertEquals("dmaplane nvme perf: EINVAL: -t 0: the run time must be at least 1 second\n",
+                bad.err().replace(System.lineSeparator(), "\n"));
+
+        Run run = main("nvme", "perf", "-q", "4", "-o", "4096", "-w", "randread", "-t", "1");
+        assertEquals(0, run.code(), run.err());
+        assertTrue(run.out().contains("Device Information") && run.out().contains("PCIE (0000:06:00.0) NSID 1 from core  0:"),
+                run.out());
+
+        Run completion = main("completion", "bash");
+        for (String word : List.of("nvme", "--io-depth", "--io-pattern", "--rwmixread", "--irq")) {
+            assertTrue(completion.out().contains(word), word);
+        }
+        Path script = Files.writeString(tmp.resolve("dmaplane-completion.bash"), completion.out());
+        assertEquals("--io-depth", complete(script, "dmaplane nvme perf --io-d"));
     }
 
     /** The fuzz targets the completion offers are the script's FUZZ_TARGETS, which it runs. */
