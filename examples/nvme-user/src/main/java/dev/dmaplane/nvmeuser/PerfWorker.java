@@ -126,6 +126,7 @@ final class PerfWorker implements Runnable, QueuePair.CompletionHandler {
     @Override
     public void run() {
         try {
+            qp.delaySubmissions(true);
             start.await();
             long t0 = System.nanoTime();
             long end = t0 + options.time().toNanos();

@@ -45,6 +45,10 @@ public final class QueuePair implements AutoCloseable {
     private final int[] free;
     private int freeTop;
     private int sqTail;
+    /** The tail the SQ doorbell last said. */
+    private int sqTailRung;
+    /** Whether submissions wait for {@link #ringSubmissions()} instead of ringing each ({@code delay_cmd_submit}). */
+    private boolean delaySubmit;
     private int cqHead;
     private boolean phase = true;
     private long submitted;
@@ -146,7 +150,31 @@ public final class QueuePair implements AutoCloseable {
         command.writeTo(region.page(at).asSlice(at % DmaRegion.PAGE, NvmeCommand.SIZE));
         sqTail = (sqTail + 1) % entries;
         submitted++;
-        ctrl.doorbell(sqDoorbell, sqTail);
+        if (!delaySubmit) {
+            ringSubmissions();
+        }
+    }
+
+    /**
+     * With {@code delay}, submissions only write their entries and the SQ tail doorbell is rung by
+     * {@link #ringSubmissions()} or the next {@link #poll}, once for all of them (SPDK's {@code delay_cmd_submit}
+     * in {@code nvme_pcie_qpair_submit_tracker}); without, each submission rings it.
+     */
+    public void delaySubmissions(boolean delay) {
+        checkOpen();
+        this.delaySubmit = delay;
+        if (!delay) {
+            ringSubmissions();
+        }
+    }
+
+    /** Rings the SQ tail doorbell if entries were written since it was last rung. */
+    public void ringSubmissions() {
+        checkOpen();
+        if (sqTail != sqTailRung) {
+            sqTailRung = sqTail;
+            ctrl.doorbell(sqDoorbell, sqTail);
+        }
     }
 
     /**
@@ -188,9 +216,10 @@ public final class QueuePair implements AutoCloseable {
     /**
      * Takes up to {@code max} completions whose phase tag is current, hands each to {@code handler}, frees their
      * identifiers and rings the head doorbell once: the number taken ({@code nvme_pcie_qpair_process_completions}).
+     * Delayed submissions are rung first.
      */
     public int poll(CompletionHandler handler, int max) {
-        checkOpen();
+        ringSubmissions();
         int n = 0;
         while (n < max) {
             long at = cqOff + (long) cqHead * NvmeCompletion.SIZE;

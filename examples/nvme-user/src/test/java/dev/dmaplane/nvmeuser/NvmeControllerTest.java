@@ -110,6 +110,26 @@ class NvmeControllerTest {
         }
     }
 
+    /** SPDK's {@code delay_cmd_submit}: entries written first, one SQ doorbell for them, rung by the next poll. */
+    @Test
+    void delayedSubmissionsAreRungByThePoll() {
+        try (NvmeController c = NvmeController.attach(machine, NVME, NvmeController.Options.DEFAULT);
+             DmaRegion buf = DmaRegion.allocate(c.frontEnd(), 4 * 4096)) {
+            QueuePair qp = c.createIoQueuePair(8, 4096, false);
+            qp.delaySubmissions(true);
+            for (int i = 0; i < 4; i++) {
+                qp.submitIo(NvmeCommand.NVM_READ, NvmeController.NSID, 8L * i, 8, buf, 4096L * i, 4096);
+            }
+            assertEquals(4, qp.outstanding());
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (qp.outstanding() > 0 && System.nanoTime() < deadline) {
+                qp.poll((cid, status, dw0) -> assertEquals(0, status), 8);
+            }
+            assertEquals(0, qp.outstanding(), "all four completed after the poll rang the doorbell");
+            assertEquals(4, qp.completed());
+        }
+    }
+
     @Test
     void queuePairLimitsAreErrnos() {
         try (NvmeController c = NvmeController.attach(machine, NVME, NvmeController.Options.DEFAULT)) {
