@@ -18,7 +18,7 @@ import java.util.regex.Pattern;
 /**
  * {@code nvme perf} as one picocli model with spdk_nvme_perf's option names ({@code app/spdk_nvme_perf/perf.c},
  * {@code usage}): {@code -q/--io-depth}, {@code -o/--io-size}, {@code -w/--io-pattern}, {@code -M/--rwmixread},
- * {@code -t/--time}, {@code -c/--core-mask}, {@code -r/--transport}; and {@code --irq} (MSI-X completion) and
+ * {@code -t/--time}, {@code -a/--warmup-time}, {@code -c/--core-mask}, {@code -r/--transport}; and {@code --irq} (MSI-X completion) and
  * {@code --direct} (the same copies done directly) of its own. Parse errors are {@code EINVAL} naming the bad word.
  */
 @Command(name = "nvme", mixinStandardHelpOptions = true, synopsisSubcommandLabel = "COMMAND",
@@ -78,6 +78,9 @@ final class NvmeCli {
         Integer rwMixRead;
         @Option(names = {"-t", "--time"}, required = true, paramLabel = "SECONDS", description = "run time in seconds")
         int seconds;
+        @Option(names = {"-a", "--warmup-time"}, paramLabel = "SECONDS",
+                description = "run the workload this long first, unmeasured (default 0)")
+        int warmup;
         @Option(names = {"-c", "--core-mask"}, paramLabel = "MASK|N",
                 description = "a core mask (0x3: cores 0 and 1) or a number of workers; one queue pair each (default 1)")
         String cores = "1";
@@ -107,8 +110,11 @@ final class NvmeCli {
             if (seconds < 1) {
                 throw new ErrnoException(Errno.EINVAL, "-t " + seconds + ": the run time must be at least 1 second");
             }
+            if (warmup < 0) {
+                throw new ErrnoException(Errno.EINVAL, "-a " + warmup + ": the warm-up time cannot be negative");
+            }
             return new PerfOptions(queueDepth, ioSize, Workload.of(pattern), rwMixRead == null ? -1 : rwMixRead,
-                    Duration.ofSeconds(seconds), PerfOptions.parseCores(cores), irq, bdf);
+                    Duration.ofSeconds(seconds), Duration.ofSeconds(warmup), PerfOptions.parseCores(cores), irq, bdf);
         }
     }
 }

@@ -82,7 +82,8 @@ public final class NvmePerf {
                 threads.add(Thread.ofPlatform().name("nvme-perf core " + threads.size()).start(w));
             }
             start.countDown();
-            long deadline = System.nanoTime() + options.time().toNanos() + Duration.ofMillis(JOIN_SLACK_MS).toNanos();
+            long deadline = System.nanoTime() + options.warmup().toNanos() + options.time().toNanos()
+                    + Duration.ofMillis(JOIN_SLACK_MS).toNanos();
             for (Thread t : threads) {
                 long left = deadline - System.nanoTime();
                 if (left <= 0 || !t.join(Duration.ofNanos(left))) {
@@ -131,7 +132,7 @@ public final class NvmePerf {
 
     /**
      * The baseline: the run's pattern of {@code ioSize} copies from memory the size of the namespace into a buffer,
-     * with {@link MemorySegment#copy}, for the run time, timed per copy as the driver's I/Os are.
+     * with {@link MemorySegment#copy}, for the warm-up and then the run time, timed per copy as the driver's I/Os are.
      */
     static WorkerResult directCopies(NvmeIdentity identity, PerfOptions options) {
         long size = identity.namespaceBytes();
@@ -147,9 +148,21 @@ public final class NvmePerf {
             long max = 0;
             long next = 0;
             long t0 = System.nanoTime();
-            long end = t0 + options.time().toNanos();
+            long warmEnd = t0 + options.warmup().toNanos();
+            long end = warmEnd + options.time().toNanos();
             long now = t0;
             while (now < end) {
+                if (now < warmEnd && t0 != warmEnd) {
+                    // the warm-up: the same copies, not counted (t0 moves to its end)
+                    long at = (options.workload().random() ? rnd.nextLong(slots) : next++ % slots) * io;
+                    MemorySegment.copy(ns, at, buf, 0, io);
+                    now = System.nanoTime();
+                    if (now >= warmEnd) {
+                        t0 = now;
+                        warmEnd = now;
+                    }
+                    continue;
+                }
                 long at = (options.workload().random() ? rnd.nextLong(slots) : next++ % slots) * io;
                 boolean read = !options.workload().mixed() ? options.workload().reads
                         : rnd.nextInt(100) < options.rwMixRead();

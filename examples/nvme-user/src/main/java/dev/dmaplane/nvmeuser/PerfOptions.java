@@ -10,20 +10,21 @@ import java.util.stream.IntStream;
 /**
  * The options of {@code nvme perf} after spdk_nvme_perf ({@code app/spdk_nvme_perf/perf.c}): {@code -q} queue depth
  * per worker, {@code -o} I/O size in bytes, {@code -w} pattern, {@code -M} read percentage of a mixed pattern,
- * {@code -t} run time, {@code -c} the workers' cores (one queue pair each), {@code --irq} MSI-X completion instead
+ * {@code -t} run time, {@code -a} warm-up time, {@code -c} the workers' cores (one queue pair each), {@code --irq} MSI-X completion instead
  * of polling.
  *
  * @param queueDepth  outstanding I/Os per worker, 1..1023
  * @param ioSize      bytes per I/O, a positive multiple of the block size (checked against the namespace at run time)
  * @param workload    the pattern
  * @param rwMixRead   percentage of reads for {@link Workload#mixed()} patterns, 0..100; -1 for the others
- * @param time        how long the workers submit
+ * @param time        how long the workers submit and are measured
+ * @param warmup      how long they run the workload before that, unmeasured ({@code -a})
  * @param cores       the core number of each worker, in order (labels: Java threads are not pinned)
  * @param irq         completions by MSI-X through VFIO eventfds instead of polling
  * @param bdf         the NVMe function
  */
 public record PerfOptions(int queueDepth, int ioSize, Workload workload, int rwMixRead, Duration time,
-                          List<Integer> cores, boolean irq, String bdf) {
+                          Duration warmup, List<Integer> cores, boolean irq, String bdf) {
     /** The default machine's NVMe. */
     public static final String DEFAULT_BDF = "0000:06:00.0";
     /** The deepest queue a worker may ask for: the controller's largest queue less the slot kept empty. */
@@ -32,6 +33,7 @@ public record PerfOptions(int queueDepth, int ioSize, Workload workload, int rwM
     public PerfOptions {
         ErrnoException.requireNonNull(workload, "nvme perf: -w");
         ErrnoException.requireNonNull(time, "nvme perf: -t");
+        ErrnoException.requireNonNull(warmup, "nvme perf: -a");
         ErrnoException.requireNonNull(cores, "nvme perf: -c");
         ErrnoException.requireNonNull(bdf, "nvme perf: -r");
         cores = List.copyOf(cores);
@@ -52,6 +54,9 @@ public record PerfOptions(int queueDepth, int ioSize, Workload workload, int rwM
         if (time.isNegative() || time.isZero()) {
             throw new ErrnoException(Errno.EINVAL, "-t " + time.toSeconds() + ": the run time must be positive");
         }
+        if (warmup.isNegative()) {
+            throw new ErrnoException(Errno.EINVAL, "-a " + warmup.toSeconds() + ": the warm-up time cannot be negative");
+        }
         if (cores.isEmpty() || cores.size() > 64) {
             throw new ErrnoException(Errno.EINVAL, "-c: " + cores.size() + " workers, 1..64 allowed");
         }
@@ -60,24 +65,29 @@ public record PerfOptions(int queueDepth, int ioSize, Workload workload, int rwM
     /** One worker on core 0, polled, on the default machine's NVMe; half reads for the mixed patterns. */
     public static PerfOptions of(int queueDepth, int ioSize, Workload workload, Duration time) {
         ErrnoException.requireNonNull(workload, "nvme perf: -w");
-        return new PerfOptions(queueDepth, ioSize, workload, workload.mixed() ? 50 : -1, time, List.of(0), false,
+        return new PerfOptions(queueDepth, ioSize, workload, workload.mixed() ? 50 : -1, time, Duration.ZERO, List.of(0), false,
                 DEFAULT_BDF);
     }
 
     /** The same with read percentage {@code m}. */
     public PerfOptions withRwMixRead(int m) {
-        return new PerfOptions(queueDepth, ioSize, workload, m, time, cores, irq, bdf);
+        return new PerfOptions(queueDepth, ioSize, workload, m, time, warmup, cores, irq, bdf);
     }
 
     /** The same with {@code n} workers on cores 0..n-1. */
     public PerfOptions withWorkers(int n) {
-        return new PerfOptions(queueDepth, ioSize, workload, rwMixRead, time,
+        return new PerfOptions(queueDepth, ioSize, workload, rwMixRead, time, warmup,
                 IntStream.range(0, n).boxed().toList(), irq, bdf);
+    }
+
+    /** The same with {@code w} of unmeasured warm-up. */
+    public PerfOptions withWarmup(Duration w) {
+        return new PerfOptions(queueDepth, ioSize, workload, rwMixRead, time, w, cores, irq, bdf);
     }
 
     /** The same with MSI-X completion. */
     public PerfOptions withIrq(boolean on) {
-        return new PerfOptions(queueDepth, ioSize, workload, rwMixRead, time, cores, on, bdf);
+        return new PerfOptions(queueDepth, ioSize, workload, rwMixRead, time, warmup, cores, on, bdf);
     }
 
     /**

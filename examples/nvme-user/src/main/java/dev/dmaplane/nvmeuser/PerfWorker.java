@@ -50,7 +50,8 @@ final class PerfWorker implements Runnable, QueuePair.CompletionHandler {
     private final byte[] block;
     private int nextSeqIo;
     private long seq;
-    private boolean timing = true;
+    /** Whether completions count: not during the warm-up and the drain. */
+    private boolean timing;
     private long ios;
     private long bytes;
     private long reads;
@@ -128,20 +129,12 @@ final class PerfWorker implements Runnable, QueuePair.CompletionHandler {
         try {
             qp.delaySubmissions(true);
             start.await();
+            timing = false;
+            long warm = System.nanoTime();
+            keepBusyUntil(warm + options.warmup().toNanos());
+            timing = true;
             long t0 = System.nanoTime();
-            long end = t0 + options.time().toNanos();
-            long now = t0;
-            while (now < end) {
-                while (qp.outstanding() < options.queueDepth()) {
-                    submit();
-                }
-                int n = qp.poll(this, options.queueDepth());
-                if (n == 0 && qp.interrupts()) {
-                    qp.awaitInterrupt(1, TimeUnit.MILLISECONDS);
-                }
-                now = System.nanoTime();
-            }
-            elapsedNs = now - t0;
+            elapsedNs = keepBusyUntil(t0 + options.time().toNanos()) - t0;
             timing = false;
             drain();
         } catch (InterruptedException e) {
@@ -150,6 +143,22 @@ final class PerfWorker implements Runnable, QueuePair.CompletionHandler {
         } catch (RuntimeException e) {
             failure = e;
         }
+    }
+
+    /** Keeps the queue full until {@code end}; the time it stopped. */
+    private long keepBusyUntil(long end) throws InterruptedException {
+        long now = System.nanoTime();
+        while (now < end) {
+            while (qp.outstanding() < options.queueDepth()) {
+                submit();
+            }
+            int n = qp.poll(this, options.queueDepth());
+            if (n == 0 && qp.interrupts()) {
+                qp.awaitInterrupt(1, TimeUnit.MILLISECONDS);
+            }
+            now = System.nanoTime();
+        }
+        return now;
     }
 
     private void drain() throws InterruptedException {

@@ -46,6 +46,7 @@ class NvmeCliTest {
             "-q 32 -o 4096 -w read -M 50 -t 1|-M 50 applies only to -w rw and randrw, not read",
             "-q 32 -o 4096 -w read -t 0|-t 0: the run time must be at least 1 second",
             "-q 32 -o 4096 -w read -t 1 -c 0x0|-c 0x0: the core mask selects no core",
+            "-q 32 -o 4096 -w read -t 1 -a -1|-a -1: the warm-up time cannot be negative",
             "-q 32 -o 4096 -w read -t 1 -c two|-c two: neither a core mask (0x3) nor a number of workers",
             "-q 32 -o 4096 -w read -t 1 -r 06:00.0|-r '06:00.0': expected 'trtype:PCIe traddr:DDDD:BB:DD.F'",
             "-q 32 -o 4096 -w read|option -t is required",
@@ -70,11 +71,13 @@ class NvmeCliTest {
         AtomicReference<PerfOptions> seen = new AtomicReference<>();
         assertEquals(0, run(seen, "perf", "-q", "16", "-o", "8192", "-w", "randrw", "-M", "70", "-t", "2", "-c",
                 "0x5", "--irq", "-r", "trtype:PCIe traddr:0000:06:00.0"));
-        assertEquals(new PerfOptions(16, 8192, Workload.RANDRW, 70, Duration.ofSeconds(2), List.of(0, 2), true,
-                "0000:06:00.0"), seen.get());
+        assertEquals(new PerfOptions(16, 8192, Workload.RANDRW, 70, Duration.ofSeconds(2), Duration.ZERO,
+                List.of(0, 2), true, "0000:06:00.0"), seen.get());
         assertEquals(0, run(seen, "perf", "--io-depth=1", "--io-size=4096", "--io-pattern=read", "--time=1",
                 "--core-mask=3"));
         assertEquals(List.of(0, 1, 2), seen.get().cores(), "a plain number is a count of workers");
+        assertEquals(0, run(seen, "perf", "-q", "1", "-o", "4096", "-w", "read", "-t", "1", "-a", "2"));
+        assertEquals(Duration.ofSeconds(2), seen.get().warmup());
     }
 
     @Test
@@ -101,6 +104,7 @@ class NvmeCliTest {
         assertEquals(0, run(new AtomicReference<>(), "perf", "--help"));
         String usage = out.toString(StandardCharsets.UTF_8);
         for (String o : List.of("-q, --io-depth", "-o, --io-size", "-w, --io-pattern", "-M, --rwmixread", "-t, --time",
+                "-a, --warmup-time",
                 "-c, --core-mask", "--irq")) {
             assertTrue(usage.contains(o), o + " in\n" + usage);
         }

@@ -69,6 +69,20 @@ class NvmePerfTest {
         assertTrue(r.total().verified() > 0);
     }
 
+    /** {@code -a}: the warm-up's I/Os are not counted, the run time measured is the run time asked for. */
+    @Test
+    void theWarmupIsNotMeasured() {
+        PerfResult r = NvmePerf.run(machine, PerfOptions.of(4, 4096, Workload.RANDREAD, SHORT)
+                .withWarmup(Duration.ofMillis(300)), true);
+        WorkerResult w = r.workers().getFirst();
+        assertTrue(w.elapsedNs() >= SHORT.toNanos() && w.elapsedNs() < SHORT.toNanos() + 200_000_000L,
+                "measured " + w.elapsedNs() + " ns");
+        WorkerResult d = r.direct().orElseThrow();
+        assertTrue(d.elapsedNs() >= SHORT.toNanos() && d.elapsedNs() < SHORT.toNanos() + 200_000_000L,
+                "direct copies measured " + d.elapsedNs() + " ns");
+        assertTrue(d.ios() > 0);
+    }
+
     @Test
     void msixCompletionAndSeveralWorkers() {
         PerfResult r = NvmePerf.run(machine, options(Workload.RANDRW).withIrq(true).withWorkers(2), false);
