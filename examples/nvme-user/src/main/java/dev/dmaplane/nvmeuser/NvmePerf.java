@@ -130,6 +130,19 @@ public final class NvmePerf {
         }
     }
 
+    /** One copy of the baseline: a read copies from the namespace's memory, a write into it. */
+    private static void copy(PerfOptions options, MemorySegment ns, MemorySegment buf, SplittableRandom rnd,
+                             long[] next, long slots) {
+        int io = (int) buf.byteSize();
+        long at = (options.workload().random() ? rnd.nextLong(slots) : next[0]++ % slots) * io;
+        boolean read = !options.workload().mixed() ? options.workload().reads : rnd.nextInt(100) < options.rwMixRead();
+        if (read) {
+            MemorySegment.copy(ns, at, buf, 0, io);
+        } else {
+            MemorySegment.copy(buf, 0, ns, at, io);
+        }
+    }
+
     /**
      * The baseline: the run's pattern of {@code ioSize} copies from memory the size of the namespace into a buffer,
      * with {@link MemorySegment#copy}, for the warm-up and then the run time, timed per copy as the driver's I/Os are.
@@ -146,31 +159,16 @@ public final class NvmePerf {
             long lat = 0;
             long min = Long.MAX_VALUE;
             long max = 0;
-            long next = 0;
+            long[] next = {0};
+            long warmEnd = System.nanoTime() + options.warmup().toNanos();
+            while (System.nanoTime() < warmEnd) {
+                copy(options, ns, buf, rnd, next, slots);
+            }
             long t0 = System.nanoTime();
-            long warmEnd = t0 + options.warmup().toNanos();
-            long end = warmEnd + options.time().toNanos();
+            long end = t0 + options.time().toNanos();
             long now = t0;
             while (now < end) {
-                if (now < warmEnd && t0 != warmEnd) {
-                    // the warm-up: the same copies, not counted (t0 moves to its end)
-                    long at = (options.workload().random() ? rnd.nextLong(slots) : next++ % slots) * io;
-                    MemorySegment.copy(ns, at, buf, 0, io);
-                    now = System.nanoTime();
-                    if (now >= warmEnd) {
-                        t0 = now;
-                        warmEnd = now;
-                    }
-                    continue;
-                }
-                long at = (options.workload().random() ? rnd.nextLong(slots) : next++ % slots) * io;
-                boolean read = !options.workload().mixed() ? options.workload().reads
-                        : rnd.nextInt(100) < options.rwMixRead();
-                if (read) {
-                    MemorySegment.copy(ns, at, buf, 0, io);
-                } else {
-                    MemorySegment.copy(buf, 0, ns, at, io);
-                }
+                copy(options, ns, buf, rnd, next, slots);
                 long t = System.nanoTime();
                 long l = t - now;
                 lat += l;

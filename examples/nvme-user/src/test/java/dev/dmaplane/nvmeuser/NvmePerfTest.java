@@ -11,6 +11,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
 import java.time.Duration;
+import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -69,18 +70,20 @@ class NvmePerfTest {
         assertTrue(r.total().verified() > 0);
     }
 
-    /** {@code -a}: the warm-up's I/Os are not counted, the run time measured is the run time asked for. */
+    /**
+     * {@code -a}: the warm-up is not measured: the run time measured is the one asked for (at least it, and less than
+     * the 2 s warm-up it would be over if the warm-up counted), for the driver and for the direct copies.
+     */
     @Test
     void theWarmupIsNotMeasured() {
-        PerfResult r = NvmePerf.run(machine, PerfOptions.of(4, 4096, Workload.RANDREAD, SHORT)
-                .withWarmup(Duration.ofMillis(300)), true);
-        WorkerResult w = r.workers().getFirst();
-        assertTrue(w.elapsedNs() >= SHORT.toNanos() && w.elapsedNs() < SHORT.toNanos() + 200_000_000L,
-                "measured " + w.elapsedNs() + " ns");
-        WorkerResult d = r.direct().orElseThrow();
-        assertTrue(d.elapsedNs() >= SHORT.toNanos() && d.elapsedNs() < SHORT.toNanos() + 200_000_000L,
-                "direct copies measured " + d.elapsedNs() + " ns");
-        assertTrue(d.ios() > 0);
+        Duration warmup = Duration.ofSeconds(2);
+        PerfResult r = NvmePerf.run(machine, PerfOptions.of(4, 4096, Workload.RANDREAD, SHORT).withWarmup(warmup),
+                true);
+        for (WorkerResult w : List.of(r.workers().getFirst(), r.direct().orElseThrow())) {
+            assertTrue(w.elapsedNs() >= SHORT.toNanos() && w.elapsedNs() < warmup.toNanos(),
+                    "measured " + w.elapsedNs() + " ns");
+            assertTrue(w.ios() > 0);
+        }
     }
 
     @Test
