@@ -153,12 +153,25 @@ final class PerfWorker implements Runnable, QueuePair.CompletionHandler {
                 submit();
             }
             int n = qp.poll(this, options.queueDepth());
-            if (n == 0 && qp.interrupts()) {
-                qp.awaitInterrupt(1, TimeUnit.MILLISECONDS);
+            if (n == 0) {
+                idle();
             }
             now = System.nanoTime();
         }
         return now;
+    }
+
+    /**
+     * Nothing completed: wait on the vector's eventfd with MSI-X; when polled, give the CPU up for a moment
+     * ({@link Thread#yield}), since the controller here is a thread on the same CPUs as the poller, not silicon of
+     * its own as under SPDK, and a poller that never yields delays the completions it waits for.
+     */
+    private void idle() throws InterruptedException {
+        if (qp.interrupts()) {
+            qp.awaitInterrupt(1, TimeUnit.MILLISECONDS);
+        } else {
+            Thread.yield();
+        }
     }
 
     private void drain() throws InterruptedException {
@@ -169,9 +182,7 @@ final class PerfWorker implements Runnable, QueuePair.CompletionHandler {
                     throw new ErrnoException(Errno.EIO, "nvme perf: worker on core " + core + ": " + qp.outstanding()
                             + " I/Os not completed " + DRAIN_TIMEOUT_MS + " ms after the run");
                 }
-                if (qp.interrupts()) {
-                    qp.awaitInterrupt(1, TimeUnit.MILLISECONDS);
-                }
+                idle();
             }
         }
     }
