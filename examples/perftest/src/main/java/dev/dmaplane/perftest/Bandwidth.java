@@ -68,21 +68,47 @@ final class Bandwidth {
     }
 
     static Flow flow(PerfConfig cfg, Side c, Side s) {
+        byte[][] pattern = patterns(cfg, s.sharedRq());
+        prepareTarget(cfg, s, pattern);
+        return flow(cfg, c, s, s, pattern);
+    }
+
+    /** Each QP's bytes for one size: the same on both ends of a run, in one process or two. */
+    static byte[][] patterns(PerfConfig cfg, boolean sharedRq) {
+        int size = cfg.size();
+        byte[][] pattern = new byte[cfg.qps()][];
+        for (int q = 0; q < pattern.length; q++) {
+            pattern[q] = random(size, 31L * size + (sharedRq ? 0 : q)); // with an SRQ, any buffer may get any QP's
+        }
+        return pattern;
+    }
+
+    /** The target end's buffers before a size: cleared where the flow writes, the pattern where READs read. */
+    static void prepareTarget(PerfConfig cfg, Side s, byte[][] pattern) {
+        for (int q = 0; q < cfg.qps(); q++) {
+            switch (cfg.test()) {
+                case WRITE_BW, SEND_BW -> s.write(s.dst(q), new byte[cfg.size()]);
+                case READ_BW -> s.write(s.src(q), pattern[q]);
+                default -> s.write(s.dst(q), new byte[8]);
+            }
+        }
+    }
+
+    /**
+     * One direction's bandwidth run from {@code c} to the far end {@code s}, whose buffers are prepared; {@code
+     * receiver} is that end when it is in this process (send_bw's receives are then reposted here, and never fewer
+     * are posted than sends outstanding), null when another process receives (its RC QPs answer an empty receive
+     * queue with RNR NAKs, which the requester retries as perftest's client does).
+     */
+    static Flow flow(PerfConfig cfg, Side c, Far s, Side receiver, byte[][] pattern) {
         int size = cfg.size();
         int nq = cfg.qps();
-        byte[][] pattern = new byte[nq][];
         for (int q = 0; q < nq; q++) {
-            pattern[q] = random(size, 31L * size + (s.srq != null ? 0 : q)); // with an SRQ, any buffer may get any QP's
             switch (cfg.test()) {
-                case WRITE_BW, SEND_BW -> {
-                    c.write(c.src(q), pattern[q]);
-                    s.write(s.dst(q), new byte[size]);
+                case WRITE_BW, SEND_BW -> c.write(c.src(q), pattern[q]);
+                case READ_BW -> c.write(c.dst(q), new byte[size]);
+                default -> {
                 }
-                case READ_BW -> {
-                    s.write(s.src(q), pattern[q]);
-                    c.write(c.dst(q), new byte[size]);
-                }
-                default -> s.write(s.dst(q), new byte[8]);
             }
         }
         long[] posted = new long[nq];
@@ -92,16 +118,17 @@ final class Bandwidth {
         long[] received = new long[nq];
         boolean timed = cfg.duration() > 0;
         Arrays.fill(target, timed ? Long.MAX_VALUE : cfg.iterations());
-        if (cfg.test() == PerfConfig.Test.SEND_BW) {
+        boolean receives = cfg.test() == PerfConfig.Test.SEND_BW && receiver != null;
+        if (receives) {
             for (int q = 0; q < nq; q++) {
-                postRecvs(s, q, s.recvTarget - s.recvsWaiting[rq(s, q)]); // what an earlier size left is still there
-                recvPosted[q] = s.recvsWaiting[q];
+                postRecvs(receiver, q, receiver.recvTarget - receiver.recvsWaiting[rq(receiver, q)]); // an earlier size's are still there
+                recvPosted[q] = receiver.recvsWaiting[q];
             }
         }
         int mod = cfg.cqMod();
         // send_bw never has more sends outstanding than the receiver has receives posted: UC and UD would drop the
         // rest, and RC would meet RNR NAKs and wait for the RNR timer (with several QPs, that was most of the run)
-        boolean credits = cfg.test() == PerfConfig.Test.SEND_BW;
+        boolean credits = receives;
         long start = System.nanoTime();
         long deadline = start + cfg.duration() * 1_000_000_000L;
         long margin = marginNanos(cfg.duration());
@@ -160,7 +187,7 @@ final class Bandwidth {
                 while (true) {
                     long room = cfg.txDepth() - (posted[q] - completed[q]);
                     if (credits) {
-                        room = Math.min(room, s.srq != null ? sum(recvPosted) - sum(posted) : recvPosted[q] - posted[q]);
+                        room = Math.min(room, s.sharedRq() ? sum(recvPosted) - sum(posted) : recvPosted[q] - posted[q]);
                     }
                     long list = Math.min(cfg.postList(), target[q] - posted[q]);
                     if (list <= 0 || room < list) {
@@ -215,15 +242,15 @@ final class Bandwidth {
                 }
                 completed[q] = at + 1;
             }
-            if (cfg.test() == PerfConfig.Test.SEND_BW) { // every receive that completed is posted again
+            if (receives) { // every receive that completed is posted again
                 List<WorkCompletion> rw;
-                while (!(rw = s.rcq.poll(64)).isEmpty()) {
+                while (!(rw = receiver.rcq.poll(64)).isEmpty()) {
                     for (WorkCompletion wc : rw) {
                         check(wc);
                         int q = (int) (wc.wrId() >>> 40);
                         received[q]++;
-                        s.recvsWaiting[q]--;
-                        postRecvs(s, q, 1);
+                        receiver.recvsWaiting[q]--;
+                        postRecvs(receiver, q, 1);
                         recvPosted[q]++;
                     }
                 }
@@ -258,23 +285,30 @@ final class Bandwidth {
             toDone = sum(completed);
         }
         long iters = toDone - fromDone;
-        if (cfg.test() == PerfConfig.Test.SEND_BW) {
-            long want = sum(posted);
-            while (sum(received) < want) {
-                for (WorkCompletion wc : s.rcq.poll(64)) {
-                    check(wc);
-                    int q = (int) (wc.wrId() >>> 40);
-                    received[q]++;
-                    s.recvsWaiting[q]--;
-                }
-                if (System.nanoTime() - end > STALL_NS) {
-                    throw new ErrnoException(Errno.ETIMEDOUT, "perftest: send_bw received " + sum(received) + " of " + want);
-                }
-            }
+        if (receives) {
+            drainReceives(receiver, received, sum(posted), end);
         }
         double secs = (toTime - fromTime) / 1e9;
         double peak = peakOn ? size / peakNanosPerMessage(tposted, tcompleted, cfg.postList(), mod) * 1e9 : 0;
         return new Flow(iters, secs, peak, pattern, completed);
+    }
+
+    /**
+     * Polls {@code s}'s receive CQ until {@code want} receives completed in all (counted per QP in {@code received}),
+     * at most {@link Perftest#STALL_NS} after {@code since}.
+     */
+    static void drainReceives(Side s, long[] received, long want, long since) {
+        while (sum(received) < want) {
+            for (WorkCompletion wc : s.rcq.poll(64)) {
+                check(wc);
+                int q = (int) (wc.wrId() >>> 40);
+                received[q]++;
+                s.recvsWaiting[q]--;
+            }
+            if (System.nanoTime() - since > STALL_NS) {
+                throw new ErrnoException(Errno.ETIMEDOUT, "perftest: send_bw received " + sum(received) + " of " + want);
+            }
+        }
     }
 
     /**
@@ -315,9 +349,9 @@ final class Bandwidth {
         };
     }
 
-    static SendWr wr(PerfConfig cfg, List<Sge> sgl, Side c, Side s, int q, long i, int flags) {
+    static SendWr wr(PerfConfig cfg, List<Sge> sgl, Side c, Far s, int q, long i, int flags) {
         long id = ((long) q << 40) | i;
-        int rkey = s.mr.rkey();
+        int rkey = s.rkey();
         return switch (cfg.test()) {
             case WRITE_BW -> new SendWr.RdmaWrite(id, sgl, flags, s.dst(q), rkey);
             case READ_BW -> new SendWr.RdmaRead(id, sgl, flags, s.src(q), rkey);
@@ -329,13 +363,16 @@ final class Bandwidth {
 
     /** The byte check of the flow {@code c} posted to {@code s}. */
     static void verify(PerfConfig cfg, Side c, Side s, Flow f) {
-        byte[][] pattern = f.pattern();
-        long[] completed = f.completed();
+        verifyTarget(cfg, s, f.pattern(), f.completed());
+        verifyInitiator(cfg, c, f.pattern());
+    }
+
+    /** The byte check on the end a flow wrote, sent or added to: its buffers against the pattern, its counters. */
+    static void verifyTarget(PerfConfig cfg, Side s, byte[][] pattern, long[] completed) {
         for (int q = 0; q < cfg.qps(); q++) {
             switch (cfg.test()) {
                 case WRITE_BW -> same(cfg, q, pattern[q], s.read(s.dst(q), cfg.size()), "target buffer on " + s.name);
                 case SEND_BW -> same(cfg, q, pattern[q], s.read(s.dst(rq(s, q)) + grh(cfg), cfg.size()), "target buffer on " + s.name);
-                case READ_BW -> same(cfg, q, pattern[q], c.read(c.dst(q), cfg.size()), "read buffer on " + c.name);
                 case ATOMIC_BW -> {
                     long v = MemorySegment.ofArray(s.read(s.dst(q), 8)).get(ValueLayout.JAVA_LONG_UNALIGNED, 0);
                     if (v != completed[q]) {
@@ -343,7 +380,17 @@ final class Bandwidth {
                                 + " is " + v + " after " + completed[q] + " fetch-and-adds of 1");
                     }
                 }
-                default -> throw new IllegalStateException();
+                default -> {
+                }
+            }
+        }
+    }
+
+    /** The byte check on the end that posted the flow: what its READs brought. */
+    static void verifyInitiator(PerfConfig cfg, Side c, byte[][] pattern) {
+        if (cfg.test() == PerfConfig.Test.READ_BW) {
+            for (int q = 0; q < cfg.qps(); q++) {
+                same(cfg, q, pattern[q], c.read(c.dst(q), cfg.size()), "read buffer on " + c.name);
             }
         }
     }

@@ -31,51 +31,104 @@ final class Latency {
 
     static PerfResult.Lat writeLat(PerfConfig cfg, Side c, Side s, BeforeCheck beforeCheck) {
         int size = cfg.size();
-        byte[] pc = random(size, 7L * size), ps = random(size, 11L * size);
-        c.write(c.src(0), pc);
-        s.write(s.src(0), ps);
-        c.write(c.dst(0), new byte[size]);
-        s.write(s.dst(0), new byte[size]);
-        QueuePair qc = c.qps[0], qs = s.qps[0];
-        int rkeyC = c.mr.rkey(), rkeyS = s.mr.rkey();
+        byte[] pc = clientPattern(cfg), ps = serverPattern(cfg);
+        prepare(c, pc, size);
+        prepare(s, ps, size);
         Ping ping = new Ping(cfg);
         OtherEnd<Void> server = OtherEnd.start("perftest-server", () -> {
-            for (long i = 0; ; i++) {
-                byte t = tag(i);
-                if (!waitByte(s, s.dst(0), size, t, ping)) {
-                    return null;
-                }
-                s.write(s.src(0) + size - 1, new byte[]{t});
-                qs.postSend(List.of(new SendWr.RdmaWrite(i, List.of(s.sge(s.src(0), size)), SendFlags.SIGNALED | inline(cfg),
-                        c.dst(0), rkeyC)));
-                waitCq(s, 1, ping);
-            }
+            writePong(cfg, s, c, ping);
+            return null;
         }, () -> ping.stop = true);
-        long i = 0;
+        long i;
         try {
-            for (; ping.more(i); i++) {
-                byte t = tag(i);
-                c.write(c.src(0) + size - 1, new byte[]{t});
-                long t0 = System.nanoTime();
-                qc.postSend(List.of(new SendWr.RdmaWrite(i, List.of(c.sge(c.src(0), size)), SendFlags.SIGNALED | inline(cfg),
-                        s.dst(0), rkeyS)));
-                if (!waitByte(c, c.dst(0), size, t, ping)) {
-                    break;
-                }
-                ping.add((System.nanoTime() - t0) / 2);
-                waitCq(c, 1, ping);
-            }
+            i = writePing(cfg, c, s, ping);
         } finally {
             ping.stop = true;
             server.join();
         }
         server.result();
-        pc[size - 1] = tag(i - 1);
-        ps[size - 1] = tag(i - 1);
         beforeCheck.run(cfg, c, s);
-        same(cfg, 0, pc, s.read(s.dst(0), size), "target buffer on " + SERVER);
-        same(cfg, 0, ps, c.read(c.dst(0), size), "target buffer on " + CLIENT);
+        checkLast(cfg, s, pc, i, "target buffer on " + SERVER);
+        checkLast(cfg, c, ps, i, "target buffer on " + CLIENT);
         return ping.stats(size);
+    }
+
+    /** What the client of write_lat and send_lat sends. */
+    static byte[] clientPattern(PerfConfig cfg) {
+        int size = cfg.size();
+        return random(size, (cfg.test() == PerfConfig.Test.SEND_LAT ? 17L : 7L) * size);
+    }
+
+    /** What the server of write_lat and send_lat sends back, and what read_lat reads. */
+    static byte[] serverPattern(PerfConfig cfg) {
+        int size = cfg.size();
+        long seed = switch (cfg.test()) {
+            case SEND_LAT -> 19L;
+            case READ_LAT -> 13L;
+            default -> 11L;
+        };
+        return random(size, seed * size);
+    }
+
+    /** A ping-pong end's buffers before a size: its message in its send region, its receive region cleared. */
+    static void prepare(Side e, byte[] pattern, int size) {
+        e.write(e.src(0), pattern);
+        e.write(e.dst(0), new byte[size]);
+    }
+
+    /**
+     * write_lat's client: WRITEs its message tagged with the iteration to {@code s}, polls its own buffer for the
+     * answer with the same tag, and times half the round trip; returns the iterations it started.
+     */
+    static long writePing(PerfConfig cfg, Side c, Far s, Ping ping) {
+        int size = cfg.size();
+        QueuePair qc = c.qps[0];
+        long i = 0;
+        for (; ping.more(i); i++) {
+            byte t = tag(i);
+            c.write(c.src(0) + size - 1, new byte[]{t});
+            long t0 = System.nanoTime();
+            qc.postSend(List.of(new SendWr.RdmaWrite(i, List.of(c.sge(c.src(0), size)), SendFlags.SIGNALED | inline(cfg),
+                    s.dst(0), s.rkey())));
+            if (!waitByte(c, c.dst(0), size, t, ping)) {
+                break;
+            }
+            ping.add((System.nanoTime() - t0) / 2);
+            waitCq(c, 1, ping);
+        }
+        return i;
+    }
+
+    /** write_lat's server: answers each tagged message from {@code c} with its own, until told to stop. */
+    static void writePong(PerfConfig cfg, Side s, Far c, Ping ping) {
+        int size = cfg.size();
+        QueuePair qs = s.qps[0];
+        for (long i = 0; ; i++) {
+            byte t = tag(i);
+            if (!waitByte(s, s.dst(0), size, t, ping)) {
+                return;
+            }
+            s.write(s.src(0) + size - 1, new byte[]{t});
+            qs.postSend(List.of(new SendWr.RdmaWrite(i, List.of(s.sge(s.src(0), size)), SendFlags.SIGNALED | inline(cfg),
+                    c.dst(0), c.rkey())));
+            waitCq(s, 1, ping);
+        }
+    }
+
+    /** write_lat's byte check on {@code e}: the other end's message, with the tag of the last of {@code iters}. */
+    static void checkLast(PerfConfig cfg, Side e, byte[] pattern, long iters, String what) {
+        byte[] want = pattern.clone();
+        want[want.length - 1] = tag(iters - 1);
+        same(cfg, 0, want, e.read(e.dst(0), cfg.size()), what);
+    }
+
+    /** atomic_lat's byte check on the server: the counter equals the fetch-and-adds of 1 done. */
+    static void checkCounter(PerfConfig cfg, Side s, long done) {
+        long v = MemorySegment.ofArray(s.read(s.dst(0), 8)).get(ValueLayout.JAVA_LONG_UNALIGNED, 0);
+        if (v != done) {
+            throw new ErrnoException(Errno.EIO, "perftest: atomic_lat: counter on " + s.name + " is " + v + " after "
+                    + done + " fetch-and-adds of 1");
+        }
     }
 
     /**
@@ -85,11 +138,19 @@ final class Latency {
     static PerfResult.Lat atomicLat(PerfConfig cfg, Side c, Side s, BeforeCheck beforeCheck) {
         s.write(s.dst(0), new byte[8]);
         Ping ping = new Ping(cfg);
+        long done = atomics(cfg, c, s, ping);
+        beforeCheck.run(cfg, c, s);
+        checkCounter(cfg, s, done);
+        return ping.stats(8);
+    }
+
+    /** atomic_lat's client: one fetch-and-add at a time, each timed and its result checked; returns how many. */
+    static long atomics(PerfConfig cfg, Side c, Far s, Ping ping) {
         long done = 0;
         for (long i = 0; ping.more(i); i++) {
             long t0 = System.nanoTime();
             c.qps[0].postSend(List.of(new SendWr.AtomicFetchAndAdd(i, List.of(c.sge(c.dst(0), 8)), SendFlags.SIGNALED,
-                    s.dst(0), s.mr.rkey(), 1)));
+                    s.dst(0), s.rkey(), 1)));
             waitCq(c, 1, ping);
             ping.add(System.nanoTime() - t0);
             long before = MemorySegment.ofArray(c.read(c.dst(0), 8)).get(ValueLayout.JAVA_LONG_UNALIGNED, 0);
@@ -99,65 +160,45 @@ final class Latency {
             }
             done = i + 1;
         }
-        beforeCheck.run(cfg, c, s);
-        long v = MemorySegment.ofArray(s.read(s.dst(0), 8)).get(ValueLayout.JAVA_LONG_UNALIGNED, 0);
-        if (v != done) {
-            throw new ErrnoException(Errno.EIO, "perftest: atomic_lat: counter on " + SERVER + " is " + v + " after "
-                    + done + " fetch-and-adds of 1");
-        }
-        return ping.stats(8);
+        return done;
     }
 
     static PerfResult.Lat readLat(PerfConfig cfg, Side c, Side s, BeforeCheck beforeCheck) {
         int size = cfg.size();
-        byte[] ps = random(size, 13L * size);
+        byte[] ps = serverPattern(cfg);
         s.write(s.src(0), ps);
-        c.write(c.dst(0), new byte[size]);
         Ping ping = new Ping(cfg);
-        for (long i = 0; ping.more(i); i++) {
-            long t0 = System.nanoTime();
-            c.qps[0].postSend(List.of(new SendWr.RdmaRead(i, List.of(c.sge(c.dst(0), size)), SendFlags.SIGNALED,
-                    s.src(0), s.mr.rkey())));
-            waitCq(c, 1, ping);
-            ping.add(System.nanoTime() - t0);
-        }
+        reads(cfg, c, s, ping);
         beforeCheck.run(cfg, c, s);
         same(cfg, 0, ps, c.read(c.dst(0), size), "read buffer on " + CLIENT);
         return ping.stats(size);
     }
 
+    /** read_lat's client: one RDMA READ of the server's message at a time, each timed. */
+    static void reads(PerfConfig cfg, Side c, Far s, Ping ping) {
+        int size = cfg.size();
+        c.write(c.dst(0), new byte[size]);
+        for (long i = 0; ping.more(i); i++) {
+            long t0 = System.nanoTime();
+            c.qps[0].postSend(List.of(new SendWr.RdmaRead(i, List.of(c.sge(c.dst(0), size)), SendFlags.SIGNALED,
+                    s.src(0), s.rkey())));
+            waitCq(c, 1, ping);
+            ping.add(System.nanoTime() - t0);
+        }
+    }
+
     static PerfResult.Lat sendLat(PerfConfig cfg, Side c, Side s, BeforeCheck beforeCheck) {
         int size = cfg.size();
-        byte[] pc = random(size, 17L * size), ps = random(size, 19L * size);
-        c.write(c.src(0), pc);
-        s.write(s.src(0), ps);
-        QueuePair qc = c.qps[0], qs = s.qps[0];
-        postRecvs(c, 0, 4 - c.recvsWaiting[0]); // what an earlier size left is still there
-        postRecvs(s, 0, 4 - s.recvsWaiting[0]);
+        byte[] pc = clientPattern(cfg), ps = serverPattern(cfg);
+        prepareSend(c, pc);
+        prepareSend(s, ps);
         Ping ping = new Ping(cfg);
         OtherEnd<Void> server = OtherEnd.start("perftest-server", () -> {
-            for (long i = 0; ; i++) {
-                if (!waitRecv(s, ping)) {
-                    return null;
-                }
-                s.recvsWaiting[0]--;
-                postRecvs(s, 0, 1);
-                qs.postSend(List.of(new SendWr.Send(i, List.of(s.sge(s.src(0), size)), SendFlags.SIGNALED | inline(cfg),
-                        ud(cfg, s, c, 0))));
-            }
+            sendPong(cfg, s, c, ping);
+            return null;
         }, () -> ping.stop = true);
         try {
-            for (long i = 0; ping.more(i); i++) {
-                long t0 = System.nanoTime();
-                qc.postSend(List.of(new SendWr.Send(i, List.of(c.sge(c.src(0), size)), SendFlags.SIGNALED | inline(cfg),
-                        ud(cfg, c, s, 0))));
-                if (!waitRecv(c, ping)) {
-                    break;
-                }
-                ping.add((System.nanoTime() - t0) / 2);
-                c.recvsWaiting[0]--;
-                postRecvs(c, 0, 1);
-            }
+            sendPing(cfg, c, s, ping);
         } finally {
             ping.stop = true;
             server.join();
@@ -167,6 +208,44 @@ final class Latency {
         same(cfg, 0, pc, s.read(s.dst(0) + grh(cfg), size), "receive buffer on " + SERVER);
         same(cfg, 0, ps, c.read(c.dst(0) + grh(cfg), size), "receive buffer on " + CLIENT);
         return ping.stats(size);
+    }
+
+    /** A send_lat end before a size: its message in place, four receives posted (an earlier size's are still there). */
+    static void prepareSend(Side e, byte[] pattern) {
+        e.write(e.src(0), pattern);
+        postRecvs(e, 0, 4 - e.recvsWaiting[0]);
+    }
+
+    /** send_lat's client: SENDs, waits for the answer's receive, times half the round trip. */
+    static void sendPing(PerfConfig cfg, Side c, Far s, Ping ping) {
+        int size = cfg.size();
+        QueuePair qc = c.qps[0];
+        for (long i = 0; ping.more(i); i++) {
+            long t0 = System.nanoTime();
+            qc.postSend(List.of(new SendWr.Send(i, List.of(c.sge(c.src(0), size)), SendFlags.SIGNALED | inline(cfg),
+                    ud(cfg, c, s, 0))));
+            if (!waitRecv(c, ping)) {
+                break;
+            }
+            ping.add((System.nanoTime() - t0) / 2);
+            c.recvsWaiting[0]--;
+            postRecvs(c, 0, 1);
+        }
+    }
+
+    /** send_lat's server: answers every message received with a SEND of its own, until told to stop. */
+    static void sendPong(PerfConfig cfg, Side s, Far c, Ping ping) {
+        int size = cfg.size();
+        QueuePair qs = s.qps[0];
+        for (long i = 0; ; i++) {
+            if (!waitRecv(s, ping)) {
+                return;
+            }
+            s.recvsWaiting[0]--;
+            postRecvs(s, 0, 1);
+            qs.postSend(List.of(new SendWr.Send(i, List.of(s.sge(s.src(0), size)), SendFlags.SIGNALED | inline(cfg),
+                    ud(cfg, s, c, 0))));
+        }
     }
 
     /** Latency samples and when to stop (iterations or duration; either side failing). */

@@ -8,6 +8,8 @@ import picocli.CommandLine.ParseResult;
 import java.io.PrintStream;
 import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
+import java.util.List;
+import java.util.Optional;
 import java.util.function.Function;
 
 /**
@@ -67,14 +69,22 @@ public final class Main {
             switch (command) {
                 case PerfCli.ToolCommand t -> {
                     PerfConfig config;
+                    Optional<Wire.Options> wire;
                     try {
                         config = t.config();
+                        wire = t.wire();
                     } catch (ErrnoException e) {
                         err.println(e.getMessage()); // a value out of its range: a usage error too
                         err.println(PerfCli.hint(parsed.subcommand().commandSpec().commandLine()));
                         return 1;
                     }
-                    out.print(tool.apply(config).report());
+                    if (wire.isEmpty()) {
+                        out.print(tool.apply(config).report());
+                    } else if (wire.get().server()) {
+                        Wire.server(config, wire.get(), Standalone.STATIONS, out);
+                    } else {
+                        Wire.client(config, wire.get(), List.of(args), Standalone.STATIONS, out);
+                    }
                 }
                 case Bench.BenchCommand b -> Bench.main(b.secs);
                 case Bench.PartCommand p -> Bench.part(p.part, p.secs);

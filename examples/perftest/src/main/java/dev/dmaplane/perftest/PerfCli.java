@@ -21,8 +21,11 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.math.BigInteger;
+import java.net.InetAddress;
+import java.net.UnknownHostException;
 import java.util.Iterator;
 import java.util.List;
+import java.util.Optional;
 import java.util.Properties;
 import java.util.regex.Pattern;
 
@@ -63,15 +66,31 @@ final class PerfCli {
         return cli;
     }
 
-    /** {@link PerfConfig#parse}: the tool's options as a checked configuration. */
+    /**
+     * {@link PerfConfig#parse}: the tool's options as a checked configuration, for a run in this process (a host,
+     * {@code -p}, {@code -d} or {@code --ip} are {@code EINVAL}: runs between processes start from {@link Main}).
+     */
     static PerfConfig parse(String... args) {
+        ToolCommand t = tool(args);
+        if (t.wire().isPresent()) {
+            throw bad("a run between processes (HOST, -p, -d, --ip) starts from ./dmaplane perf, not here");
+        }
+        return t.config();
+    }
+
+    /** The configuration of a command line that may name a server or a port: what a server reads from its client. */
+    static PerfConfig parseAny(String... args) {
+        return tool(args).config();
+    }
+
+    private static ToolCommand tool(String... args) {
         CommandLine cli = commandLine("perf");
         try {
             CommandLine.ParseResult parsed = cli.parseArgs(args);
             if (!parsed.hasSubcommand() || !(parsed.subcommand().commandSpec().userObject() instanceof ToolCommand t)) {
                 throw bad("no test given (one of " + tools() + ")");
             }
-            return t.config();
+            return t;
         } catch (ParameterException e) {
             throw errno(e);
         }
@@ -231,10 +250,53 @@ final class PerfCli {
         boolean unsorted;
         @Option(names = "--report_gbits", description = "bandwidth in Gb/sec instead of MB/sec")
         boolean reportGbits;
+        @Parameters(arity = "0..1", paramLabel = "HOST",
+                description = "the server to run against (this process is the client); with no HOST, -p, -d or --ip"
+                        + " make this process the server, none of them runs both ends here")
+        String host;
+        @Option(names = {"-p", "--port"}, paramLabel = "PORT", converter = IntValue.class,
+                description = "the server's TCP port for the out-of-band exchange (default 18515)")
+        Integer port;
+        @Option(names = {"-d", "--ib-dev"}, paramLabel = "DEV", description = "the HCA between processes (default rxe0)")
+        String device;
+        @Option(names = "--ip", paramLabel = "A.B.C.D",
+                description = "this end's RoCEv2 address (GID) between processes (default: its address on the"
+                        + " connection; 127.0.0.11 for a server and 127.0.0.12 for a client on the loopback)")
+        String ip;
 
         ToolCommand(Test test) {
             this.test = test;
         }
+
+        /**
+         * The run between processes these options ask for: the client with a host, the server with {@code -p},
+         * {@code -d} or {@code --ip} and no host; empty for both ends in this process.
+         *
+         * @throws ErrnoException {@code EINVAL} for a port outside 1..65535 or an address that is not IPv4
+         */
+        Optional<Wire.Options> wire() {
+            if (host == null && port == null && device == null && ip == null) {
+                return Optional.empty();
+            }
+            int p = port != null ? port : Wire.DEFAULT_PORT;
+            if (p < 1 || p > 65535) {
+                throw bad("invalid port -p " + p + ": 1..65535");
+            }
+            InetAddress a = null;
+            if (ip != null) {
+                if (!IPV4.matcher(ip).matches()) {
+                    throw bad("invalid address --ip " + ip + ": an IPv4 address A.B.C.D");
+                }
+                try {
+                    a = InetAddress.getByName(ip);
+                } catch (UnknownHostException e) {
+                    throw new ErrnoException(Errno.EINVAL, "perftest: invalid address --ip " + ip + ": " + e.getMessage(), e);
+                }
+            }
+            return Optional.of(new Wire.Options(host, p, device != null ? device : "rxe0", a));
+        }
+
+        private static final Pattern IPV4 = Pattern.compile("(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}");
 
         /** The options as a checked configuration; a bad value is {@code EINVAL} naming it. */
         PerfConfig config() {

@@ -99,8 +99,8 @@ public final class Perftest {
                 s.ah = s.pd.createAh(AhAttr.roce(c.gid, 1, 1));
             }
             for (int q = 0; q < cfg.qps(); q++) {
-                connect(c.qps[q], s.qps[q], s.gid, c.ctx, cfg.connection());
-                connect(s.qps[q], c.qps[q], c.gid, s.ctx, cfg.connection());
+                connect(c.qps[q], s.qpn(q), s.gid, c.ctx, cfg.connection(), TIMEOUT);
+                connect(s.qps[q], c.qpn(q), c.gid, s.ctx, cfg.connection(), TIMEOUT);
             }
             StringBuilder out = new StringBuilder(header(cfg, c, s));
             List<PerfResult.Row> rows = new ArrayList<>();
@@ -125,8 +125,33 @@ public final class Perftest {
         }
     }
 
+    /**
+     * The other end of a run as the requester sees it (perftest's {@code pingpong_dest}: the remote address, QPNs
+     * and rkey it learns out of band): where that end's buffers are and how to address them. A {@link Side} of this
+     * process, or a {@link Wire.Peer} of another.
+     */
+    interface Far {
+        /** QP {@code q}'s send region on that end (the source of what it sends, what READs read). */
+        long src(int q);
+
+        /** QP {@code q}'s receive region on that end (the target of WRITEs, atomics and receives). */
+        long dst(int q);
+
+        /** The rkey of that end's memory region. */
+        int rkey();
+
+        /** The number of that end's QP {@code q}. */
+        int qpn(int q);
+
+        /** That end's GID (port 1, index 1). */
+        Gid gid();
+
+        /** Whether that end's QPs share one receive queue ({@code --use_srq}). */
+        boolean sharedRq();
+    }
+
     /** One end: address space, context, PD, CQ, per QP a send region and a receive region. */
-    static final class Side implements AutoCloseable {
+    static final class Side implements Far, AutoCloseable {
         /** The RDMA device this end runs on. */
         final String name;
         final AddressSpace mm;
@@ -198,12 +223,34 @@ public final class Perftest {
             }
         }
 
-        long src(int q) {
+        @Override
+        public long src(int q) {
             return buf + 2L * q * region;
         }
 
-        long dst(int q) {
+        @Override
+        public long dst(int q) {
             return src(q) + region;
+        }
+
+        @Override
+        public int rkey() {
+            return mr.rkey();
+        }
+
+        @Override
+        public int qpn(int q) {
+            return qps[q].qpNum();
+        }
+
+        @Override
+        public Gid gid() {
+            return gid;
+        }
+
+        @Override
+        public boolean sharedRq() {
+            return srq != null;
         }
 
         Sge sge(long addr, int len) {
@@ -233,6 +280,9 @@ public final class Perftest {
         }
     }
 
+    /** perftest's local ACK timeout ({@code -u}, default 14: 4.096 µs * 2^14, about 67 ms) within one process. */
+    static final int TIMEOUT = 14;
+
     /** perftest's Q_Key for UD ({@code DEF_QKEY}). */
     static final int QKEY = 0x11111111;
     /** Bytes of Global Route Header a UD receive buffer starts with (IBTA 11.4.1.1: the GRH lands first). */
@@ -244,12 +294,12 @@ public final class Perftest {
     }
 
     /** The destination of a UD send from {@code from} to {@code to}'s QP {@code q}; null for connected QPs. */
-    static UdDestination ud(PerfConfig cfg, Side from, Side to, int q) {
-        return cfg.connection() == QpType.UD ? new UdDestination(from.ah, to.qps[q].qpNum(), QKEY) : null;
+    static UdDestination ud(PerfConfig cfg, Side from, Far to, int q) {
+        return cfg.connection() == QpType.UD ? new UdDestination(from.ah, to.qpn(q), QKEY) : null;
     }
 
     /** The transitions to RTS with the attributes each transport requires (ibv_modify_qp's table). */
-    static void connect(QueuePair qp, QueuePair peer, Gid peerGid, VerbsContext ctx, QpType type) {
+    static void connect(QueuePair qp, int peerQpn, Gid peerGid, VerbsContext ctx, QpType type, int timeout) {
         if (type == QpType.UD) {
             qp.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).qkey(QKEY).build());
             qp.modify(QpAttr.builder().state(QpState.RTR).build());
@@ -260,16 +310,16 @@ public final class Perftest {
             qp.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1)
                     .accessFlags(Access.LOCAL_WRITE | Access.REMOTE_WRITE).build());
             qp.modify(QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peerGid, 1, 1))
-                    .pathMtu(ctx.queryPort(1).activeMtu()).destQpn(peer.qpNum()).rqPsn(0).build());
+                    .pathMtu(ctx.queryPort(1).activeMtu()).destQpn(peerQpn).rqPsn(0).build());
             qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(0).build());
             return;
         }
         int rdAtomic = Math.max(1, Math.min(16, ctx.queryDevice().maxQpRdAtom()));
         qp.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).accessFlags(ALL).build());
         qp.modify(QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peerGid, 1, 1))
-                .pathMtu(ctx.queryPort(1).activeMtu()).destQpn(peer.qpNum()).rqPsn(0)
+                .pathMtu(ctx.queryPort(1).activeMtu()).destQpn(peerQpn).rqPsn(0)
                 .maxDestRdAtomic(rdAtomic).minRnrTimer(1).build());
-        qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(0).timeout(14).retryCnt(7).rnrRetry(7)
+        qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(0).timeout(timeout).retryCnt(7).rnrRetry(7)
                 .maxRdAtomic(rdAtomic).build());
     }
 
@@ -406,6 +456,16 @@ public final class Perftest {
     }
 
     static String header(PerfConfig cfg, Side c, Side s) {
+        StringBuilder a = new StringBuilder();
+        for (int q = 0; q < cfg.qps(); q++) {
+            a.append(String.format(" local address: QPN 0x%04x PSN 0x000000 GID: %s%n", c.qps[q].qpNum(), c.gid));
+            a.append(String.format(" remote address: QPN 0x%04x PSN 0x000000 GID: %s%n", s.qps[q].qpNum(), s.gid));
+        }
+        return header(cfg, CLIENT + " -> " + SERVER, c.ctx.queryPort(1).activeMtu().bytes(), a.toString());
+    }
+
+    /** perftest's header: the test's title and parameters, the ends' addresses, the column titles. */
+    static String header(PerfConfig cfg, String device, int mtu, String addresses) {
         StringBuilder b = new StringBuilder();
         if (!cfg.test().latency && !cfg.noPeak() && !cfg.measuresPeak()) { // duration mode, or over 20000 iterations
             b.append(" WARNING: BW peak won't be measured in this run.\n"); // as perftest says
@@ -413,7 +473,7 @@ public final class Perftest {
         b.append(LINE).append('\n');
         String title = cfg.bidirectional() ? cfg.test().title.replace(" BW Test", " Bidirectional BW Test") : cfg.test().title;
         b.append(" ".repeat(Math.max(0, (87 - title.length()) / 2))).append(title).append('\n');
-        b.append(String.format(" Device         : %s -> %s%n", CLIENT, SERVER));
+        b.append(String.format(" Device         : %s%n", device));
         b.append(String.format(" Number of qps  : %d\t\tTransport type : IB%n", cfg.qps()));
         b.append(String.format(" Connection type: %s\t\tUsing SRQ      : %s%n", cfg.connection(), cfg.srq() ? "ON" : "OFF"));
         b.append(String.format(" TX depth       : %d%n", cfg.txDepth()));
@@ -423,16 +483,13 @@ public final class Perftest {
                 b.append(String.format(" Post List      : %d%n", cfg.postList()));
             }
         }
-        b.append(String.format(" Mtu            : %d[B]%n", c.ctx.queryPort(1).activeMtu().bytes()));
+        b.append(String.format(" Mtu            : %d[B]%n", mtu));
         if (cfg.inlineSize() > 0) {
             b.append(String.format(" Max inline data : %d[B]%n", cfg.inlineSize()));
         }
         b.append(" Link type      : Ethernet\n");
         b.append(String.format(" GID index      : 1%n"));
-        for (int q = 0; q < cfg.qps(); q++) {
-            b.append(String.format(" local address: QPN 0x%04x PSN 0x000000 GID: %s%n", c.qps[q].qpNum(), c.gid));
-            b.append(String.format(" remote address: QPN 0x%04x PSN 0x000000 GID: %s%n", s.qps[q].qpNum(), s.gid));
-        }
+        b.append(addresses);
         b.append(LINE).append('\n');
         b.append(columns(cfg)).append('\n');
         return b.toString();

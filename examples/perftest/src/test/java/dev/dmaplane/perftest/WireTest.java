@@ -1,0 +1,220 @@
+package dev.dmaplane.perftest;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.io.BufferedReader;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.OutputStream;
+import java.io.PrintStream;
+import java.net.DatagramSocket;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.locks.LockSupport;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+/**
+ * perftest between two processes over RoCEv2 ({@code perftest_communication.c}: the server with no host, the client
+ * naming it, the out-of-band exchange on {@code -p}; the kernel's {@code rxe_net.c} UDP tunnel between them): a child
+ * JVM with this test's class path runs the server, this JVM the client, each HCA on its own 127.0.0.x. Bounded
+ * waits; the child is killed at the end whatever happened.
+ */
+@Timeout(180)
+class WireTest {
+    private static final Duration WAIT = Duration.ofSeconds(60);
+    private static final String SERVER_IP = "127.0.0.141";
+    private static final String CLIENT_IP = "127.0.0.142";
+
+    @TempDir
+    Path dir;
+
+    private Process child;
+    private Thread reader;
+    private final BlockingQueue<String> lines = new LinkedBlockingQueue<>();
+
+    @AfterEach
+    void killTheChild() throws InterruptedException {
+        if (child != null) {
+            child.destroyForcibly();
+            child.waitFor(WAIT.toSeconds(), TimeUnit.SECONDS);
+            reader.join(WAIT);
+        }
+    }
+
+    /** Every tool at a small size, the byte check of both ends passing; the server ends with status 0. */
+    @ParameterizedTest
+    @ValueSource(strings = {"write_bw", "read_bw", "send_bw", "atomic_bw", "write_lat", "read_lat", "send_lat",
+            "atomic_lat"})
+    void eachToolRunsBetweenTwoProcesses(String tool) throws Exception {
+        int port = freePort();
+        server(tool, port);
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        List<String> args = new ArrayList<>(List.of(tool, "127.0.0.1", "-p", String.valueOf(port), "--ip", CLIENT_IP,
+                "-n", "50"));
+        if (!tool.startsWith("atomic")) {
+            args.addAll(List.of("-s", tool.endsWith("_bw") ? "8192" : "64"));
+        }
+        int status = Main.run(args.toArray(String[]::new), print(out), print(err));
+        String report = out.toString(StandardCharsets.UTF_8);
+        assertEquals(0, status, () -> report + err.toString(StandardCharsets.UTF_8) + childErr());
+        assertTrue(report.contains(" remote address: LID 0000 QPN"), report);
+        assertTrue(report.lines().anyMatch(l -> l.matches(" (8192|64|8) +50 .*")), report);
+        assertTrue(child.waitFor(WAIT.toSeconds(), TimeUnit.SECONDS), "the server ends after the run");
+        assertEquals(0, child.exitValue(), this::childErr);
+        assertEquals(0, softroceThreads(), "no engine or receive thread left in the client");
+    }
+
+    /**
+     * A server killed in the middle of a run: the client's RC requests are retried retry_cnt times and its QP ends in
+     * RETRY_EXC_ERR (IBTA 9.7.6.1.3, {@code rxe_comp.c}), within the (retry_cnt + 1) transport timeouts of about
+     * 0.54 s; the client fails with that completion (one line, exit 1 from {@link Main}), its threads ended and its
+     * UDP address free again. The server is killed once the client's HCA has sent packets: the flow is running.
+     */
+    @Test
+    void aKilledServerEndsTheClientInRetryExceeded() throws Exception {
+        int port = freePort();
+        server("write_bw", port);
+        AtomicReference<Wire.Station> station = new AtomicReference<>();
+        Wire.Stations watched = new Wire.Stations() {
+            @Override
+            public void check(String device) {
+                Standalone.STATIONS.check(device);
+            }
+
+            @Override
+            public Wire.Station up(String device, InetAddress ip) {
+                Wire.Station st = Standalone.STATIONS.up(device, ip);
+                station.set(st);
+                return st;
+            }
+        };
+        String[] args = {"write_bw", "127.0.0.1", "-p", String.valueOf(port), "--ip", CLIENT_IP, "-s", "4096", "-n",
+                "100000000", "-N"};
+        PerfConfig cfg = PerfCli.parseAny(args);
+        Wire.Options o = new Wire.Options("127.0.0.1", port, "rxe0", InetAddress.getByName(CLIENT_IP));
+        AtomicReference<Throwable> failure = new AtomicReference<>();
+        Thread client = Thread.ofPlatform().name("perftest-client").start(() -> {
+            try {
+                Wire.client(cfg, o, List.of(args), watched, print(OutputStream.nullOutputStream()));
+            } catch (Throwable t) {
+                failure.set(t);
+            }
+        });
+        try {
+            long deadline = System.nanoTime() + WAIT.toNanos();
+            while (sent(station.get()) == 0) {
+                assertTrue(client.isAlive() && System.nanoTime() < deadline, () -> "the client never sent: " + failure);
+                LockSupport.parkNanos(10_000_000L);
+            }
+            child.destroyForcibly();
+            long t0 = System.nanoTime();
+            client.join(Duration.ofSeconds(30));
+            assertFalse(client.isAlive(), "the client ends within 30 s of the server's death");
+            long secs = (System.nanoTime() - t0) / 1_000_000_000L;
+            assertTrue(secs < 15, "ended after " + secs + " s");
+        } finally {
+            child.destroyForcibly();
+            client.join(WAIT);
+        }
+        ErrnoException e = assertInstanceOf(ErrnoException.class, failure.get());
+        assertEquals(Errno.EIO, e.errno());
+        assertTrue(e.getMessage().contains("RETRY_EXC_ERR") && !e.getMessage().contains("\n"), e.getMessage());
+        assertEquals(0, softroceThreads(), "no engine or receive thread left in the client");
+        try (DatagramSocket s = new DatagramSocket(new InetSocketAddress(InetAddress.getByName(CLIENT_IP), 4791))) {
+            assertTrue(s.isBound(), "the client's RoCEv2 address is free again");
+        }
+    }
+
+    /** Packets the client's HCA sent so far (0 before it is up). */
+    private static long sent(Wire.Station st) {
+        return st == null ? 0 : st.core().device("rxe0").map(d -> d.hwCounters(1).getOrDefault("sent_pkts", 0L))
+                .orElse(0L);
+    }
+
+    /** A server whose client names a device it does not have: one line, exit 1, before anything runs. */
+    @Test
+    void anUnknownDeviceIsOneLine() {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int status = Main.run(new String[]{"write_bw", "-d", "rxe7", "-p", "1"}, print(out), print(err));
+        assertEquals(1, status);
+        assertEquals("ENODEV: perftest: no RDMA device rxe7 (devices: rxe0, rxe1)\n", err.toString(StandardCharsets.UTF_8));
+    }
+
+    private void server(String tool, int port) throws IOException, InterruptedException {
+        Path errFile = dir.resolve("server.err");
+        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        child = new ProcessBuilder(java, "--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow",
+                "-cp", System.getProperty("java.class.path"), Main.class.getName(), tool, "-p", String.valueOf(port),
+                "--ip", SERVER_IP).redirectError(errFile.toFile()).start();
+        Process p = child;
+        reader = Thread.ofPlatform().name("server-stdout").daemon().start(() -> {
+            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
+                String l;
+                while ((l = r.readLine()) != null) {
+                    lines.add(l);
+                }
+            } catch (IOException e) {
+                lines.add("READ FAILED " + e);
+            }
+        });
+        long deadline = System.nanoTime() + WAIT.toNanos();
+        while (true) {
+            String l = lines.poll(Math.max(1, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+            if (l == null) {
+                fail("the server never listened; its stderr:\n" + childErr());
+            }
+            if (l.contains("Waiting for client to connect")) {
+                return;
+            }
+        }
+    }
+
+    private String childErr() {
+        try {
+            Path p = dir.resolve("server.err");
+            return Files.exists(p) ? Files.readString(p) : "(none)";
+        } catch (IOException e) {
+            return "(unreadable: " + e + ")";
+        }
+    }
+
+    private static PrintStream print(OutputStream o) {
+        return new PrintStream(o, true, StandardCharsets.UTF_8);
+    }
+
+    private static int freePort() throws IOException {
+        try (ServerSocket s = new ServerSocket(0)) {
+            return s.getLocalPort();
+        }
+    }
+
+    private static long softroceThreads() {
+        return Thread.getAllStackTraces().keySet().stream().filter(t -> t.getName().startsWith("softroce")).count();
+    }
+}
