@@ -78,7 +78,7 @@ final class Requester {
             }
             boolean rdAtomic = isReadOrAtomic(w);
             int maxRd = Math.max(1, qp.attr().maxRdAtomic());
-            if (c.inflight.size() >= Engine.MAX_INFLIGHT || (rdAtomic && c.readsInFlight >= maxRd)
+            if (c.inflight.size() >= Engine.MAX_INFLIGHT || windowFull(c) || (rdAtomic && c.readsInFlight >= maxRd)
                     || (w.fenced() && c.readsInFlight > 0)) {
                 c.held = w;
                 return;
@@ -103,6 +103,26 @@ final class Requester {
                 c.heldStatus = f.status();
             }
         }
+    }
+
+    /**
+     * Whether the PSNs sent and not acknowledged fill the transport's window ({@code rxe_req.c}: the requester waits
+     * while {@code req.psn} is more than {@code RXE_MAX_UNACKED_PSNS} past {@code comp.psn}); never with nothing in
+     * flight, so a message longer than the window still goes.
+     */
+    private boolean windowFull(QpCtx c) {
+        return windowRoom(c) <= 0;
+    }
+
+    /** PSNs the window has room for: at least one with nothing in flight. */
+    private int windowRoom(QpCtx c) {
+        Msg oldest = c.inflight.peekFirst();
+        int max = e.transport.maxUnackedPsns();
+        if (oldest == null) {
+            return Math.max(1, max);
+        }
+        int unacked = (c.npsn - (oldest.ackedThrough + 1)) & Packet.PSN_MASK;
+        return max - unacked;
     }
 
     /** Most single-packet WRITE messages one train carries. */
@@ -159,7 +179,7 @@ final class Requester {
         int lkey = sge.lkey();
         long base = sge.addr() - h.offset();
         int rkey = ((SendWr.RdmaWrite) w.wr()).rkey();
-        int room = Math.min(TRAIN_MAX, Engine.MAX_INFLIGHT - c.inflight.size());
+        int room = Math.min(Math.min(TRAIN_MAX, Engine.MAX_INFLIGHT - c.inflight.size()), windowRoom(c));
         long[] vas = trainVas;
         int[] lengths = trainLengths;
         long[] offsets = trainOffsets;

@@ -15,4 +15,13 @@ interface Transport {
 
     /** Counts {@code n} packets the sender dropped (no carrier). */
     void dropped(int n);
+
+    /**
+     * How many PSNs an RC requester may have sent and not seen acknowledged before it starts no more messages
+     * ({@code rxe_req.c}: {@code RXE_MAX_UNACKED_PSNS}); a message is started whole, and one at a time when nothing is
+     * in flight. A transport that loses what overflows its buffers bounds it; a lossless one need not.
+     */
+    default int maxUnackedPsns() {
+        return Integer.MAX_VALUE;
+    }
 }

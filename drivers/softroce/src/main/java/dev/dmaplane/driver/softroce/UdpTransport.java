@@ -138,6 +138,18 @@ final class UdpTransport implements Transport, AutoCloseable {
         return dropEvery > 0 || swapPairs;
     }
 
+    /**
+     * rxe's {@code RXE_MAX_UNACKED_PSNS}: at MTU 4096, 512 KiB of payload on its way, well inside the receiver's
+     * socket buffer, which the kernel would otherwise overflow with a burst and lose the rest (go-back-N then
+     * recovers it, after a sequence NAK or a transport timeout).
+     */
+    static final int MAX_UNACKED_PSNS = 128;
+
+    @Override
+    public int maxUnackedPsns() {
+        return MAX_UNACKED_PSNS;
+    }
+
     @Override
     public void dropped(int n) {
         dropped.addAndGet(n);

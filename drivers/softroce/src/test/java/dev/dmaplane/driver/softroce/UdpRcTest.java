@@ -119,6 +119,37 @@ class UdpRcTest {
         assertTrue(counter(false, "out_of_seq_request") > 0, "reordered requests were NAKed");
     }
 
+    /**
+     * rxe_req.c's window: a requester starts no message while {@code RXE_MAX_UNACKED_PSNS} (128) PSNs it sent are
+     * unacknowledged, so that a burst never overflows the receiver's socket buffer. Four 64 KiB writes at MTU 1024
+     * are 256 PSNs; with the responder's carrier down (nothing is acknowledged) only the first two (128 datagrams)
+     * leave, and once the carrier is back the transport timer's retransmission lets all four complete, in order.
+     */
+    @Test
+    void aRequesterSendsNoMoreThanTheWindowOfUnacknowledgedPsns() {
+        QueuePair qa = u.a.rc();
+        QueuePair qb = u.b.rc();
+        Hcas.connect(qa, qb.qpNum(), u.b.gid, Hcas.ALL, 7, 7, 0x100, 16);
+        Hcas.connect(qb, qa.qpNum(), u.a.gid, Hcas.ALL, 7, 7, 0x100, 16);
+        byte[] data = Hcas.random(64 * 1024, 5);
+        u.a.write(0, data);
+        u.db.carrier("rxe0", "down");
+        List<SendWr> wrs = new ArrayList<>();
+        for (int i = 0; i < 4; i++) {
+            wrs.add(new SendWr.RdmaWrite(i, List.of(u.a.sge(0, data.length)), SIGNALED, u.b.buf + (long) i * data.length,
+                    u.b.mr.rkey()));
+        }
+        qa.postSend(wrs);
+        assertEquals(UdpTransport.MAX_UNACKED_PSNS, u.udpA().sent.get(), "two messages of 64 packets, no more");
+        u.db.carrier("rxe0", "up");
+        List<WorkCompletion> wc = Hcas.poll(u.a.cq, 4);
+        assertEquals(List.of(0L, 1L, 2L, 3L), wc.stream().map(WorkCompletion::wrId).toList());
+        assertTrue(wc.stream().allMatch(WorkCompletion::isSuccess), wc.toString());
+        for (int i = 0; i < 4; i++) {
+            assertArrayEquals(data, u.b.read((long) i * data.length, data.length), "write " + i);
+        }
+    }
+
     @Test
     void anRnrNakOverUdpWaitsForTheTimerAndTheSendLandsOnceAReceiveIsPosted() {
         QueuePair[] p = u.pair();
