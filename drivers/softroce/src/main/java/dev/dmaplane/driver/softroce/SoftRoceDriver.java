@@ -54,6 +54,21 @@ public final class SoftRoceDriver implements Driver {
     /** System property naming a capture file the driver writes from its start ({@link #pcap}). */
     public static final String PCAP_PROPERTY = "dmaplane.softroce.pcap";
 
+    /**
+     * System property: the UDP transports lose every this many datagrams they send (1 % is 100; unset or 0: none),
+     * loss injection between processes for tests, as {@code UdpTransport}'s own knob in one.
+     */
+    public static final String UDP_DROP_EVERY_PROPERTY = "dmaplane.softroce.udp.dropEvery";
+
+    /** System property: {@code true} makes the UDP transports swap each pair of datagrams they send. */
+    public static final String UDP_SWAP_PAIRS_PROPERTY = "dmaplane.softroce.udp.swapPairs";
+
+    /** Loss injection for the UDP transports, from {@link #UDP_DROP_EVERY_PROPERTY}. */
+    private final int udpDropEvery;
+
+    /** Reordering injection for the UDP transports, from {@link #UDP_SWAP_PAIRS_PROPERTY}. */
+    private final boolean udpSwapPairs;
+
     /** The capture every engine of this driver writes to, or null. */
     private PcapWriter capture;
 
@@ -70,7 +85,10 @@ public final class SoftRoceDriver implements Driver {
      * send RoCEv2 over UDP sockets bound to it ({@link UdpTransport}), so that HCAs of other processes and hosts
      * reach them; the others stay on the driver's in-process fabric with {@code 10.0.0.<bus>}.
      *
-     * @throws ErrnoException {@code EINVAL} for an address that is not IPv4
+     * Loss and reordering on those sockets follow {@link #UDP_DROP_EVERY_PROPERTY} and {@link #UDP_SWAP_PAIRS_PROPERTY}.
+     *
+     * @throws ErrnoException {@code EINVAL} for an address that is not IPv4, or a loss property that is not a whole
+     *                        number of at least 0
      */
     public SoftRoceDriver(RdmaCore core, Map<String, InetAddress> udp) {
         for (var e : udp.entrySet()) {
@@ -79,6 +97,18 @@ public final class SoftRoceDriver implements Driver {
                         + e.getValue());
             }
         }
+        String every = System.getProperty(UDP_DROP_EVERY_PROPERTY, "0").strip();
+        try {
+            udpDropEvery = Integer.parseInt(every);
+        } catch (NumberFormatException e) {
+            throw new ErrnoException(Errno.EINVAL, "rxe: " + UDP_DROP_EVERY_PROPERTY + " '" + every
+                    + "' is not a whole number", e);
+        }
+        if (udpDropEvery < 0) {
+            throw new ErrnoException(Errno.EINVAL, "rxe: " + UDP_DROP_EVERY_PROPERTY + " " + udpDropEvery
+                    + " is negative");
+        }
+        udpSwapPairs = Boolean.getBoolean(UDP_SWAP_PAIRS_PROPERTY);
         this.core = core;
         this.udp = Map.copyOf(udp);
         String file = System.getProperty(PCAP_PROPERTY, "");
@@ -206,6 +236,10 @@ public final class SoftRoceDriver implements Driver {
         InetAddress ip = udp.get(fn.bdf().toString());
         // a UDP port binds first: a refused address leaves nothing behind
         UdpTransport socket = ip == null ? null : UdpTransport.bind(ip);
+        if (socket != null) {
+            socket.dropEvery = udpDropEvery;
+            socket.swapPairs = udpSwapPairs;
+        }
         if (ip == null) {
             try {
                 ip = InetAddress.getByAddress(new byte[]{10, 0, 0, (byte) bus});
