@@ -179,6 +179,7 @@ final class Wire {
                     report.append(lines);
                 }
                 oob.send("BYE");
+                LOG.debug("perftest: {} counters {}", o.device(), st.core().device(o.device()).map(d -> d.hwCounters(1)));
                 out.println(LINE);
                 report.append(LINE).append('\n');
                 return new PerfResult(cfg, List.copyOf(rows), report.toString());
@@ -247,6 +248,7 @@ final class Wire {
                 part.finish(end.substring(4));
                 oob.send("OK");
             }
+            LOG.debug("perftest: {} counters {}", o.device(), st.core().device(o.device()).map(d -> d.hwCounters(1)));
             out.println(LINE);
         }
     }
