@@ -34,6 +34,7 @@ public enum Errno {
     EPROTO(71, "Protocol error"),
     EBADFD(77, "File descriptor in bad state"),
     EOVERFLOW(75, "Value too large for defined data type"),
+    EMSGSIZE(90, "Message too long"),
     EOPNOTSUPP(95, "Operation not supported"),
     EADDRINUSE(98, "Address already in use"),
     EADDRNOTAVAIL(99, "Cannot assign requested address"),
