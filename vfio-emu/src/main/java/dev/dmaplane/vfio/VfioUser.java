@@ -39,6 +39,9 @@ public interface VfioUser extends AutoCloseable {
      */
     int openGroup(int group);
 
+    /** {@code open("/dev/iommu")}: a new iommufd context ({@code dev.dmaplane.vfio.iommufd}). */
+    int openIommufd();
+
     /** {@code eventfd(0, EFD_NONBLOCK)}: a descriptor to hand to {@code VFIO_DEVICE_SET_IRQS}. */
     int openEventfd();
 

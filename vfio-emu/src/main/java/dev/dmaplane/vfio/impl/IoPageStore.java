@@ -9,6 +9,7 @@ import dev.dmaplane.mm.PinFlags;
 import dev.dmaplane.mm.PinnedPages;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.EnumSet;
 import java.util.List;
 import java.util.Map;
@@ -16,23 +17,129 @@ import java.util.Set;
 import java.util.TreeMap;
 
 /**
- * The IOVA to pinned-user-pages store both VFIO front ends share ({@code vfio_iommu}'s {@code dma_list} for type 1,
- * {@code struct io_pagetable} for iommufd): areas of user memory pinned {@code FOLL_LONGTERM}, each mapped at its
- * IOVA into every attached domain, with no two areas overlapping. The policy (alignment, limits, which unmaps are
- * allowed, accounting) is the front end's; this class keeps the areas, the pins and the domains consistent, and
- * leaves nothing half done: an area is pinned and mapped everywhere, or not at all. Not thread-safe: the front end
- * serialises calls under its lock.
+ * The IOVA to pinned-pages store both VFIO front ends share ({@code vfio_iommu}'s {@code dma_list} for type 1,
+ * {@code struct io_pagetable} for iommufd): areas of pinned pages ({@link Pages}, user memory pinned
+ * {@code FOLL_LONGTERM} or file pages), each mapped at its IOVA into every attached domain, with no two areas
+ * overlapping. The policy (alignment, reserved ranges, limits, which unmaps are allowed, accounting) is the front
+ * end's; this class keeps the areas, the pins and the domains consistent, and leaves nothing half done: an area is
+ * mapped everywhere, or not at all. Not thread-safe: the front end serialises calls under its lock.
  */
-final class IoPageStore {
-    /** One mapping ({@code struct vfio_dma}, {@code struct iopt_area}): {@code size} bytes at {@code iova}. */
-    record Area(long iova, long size, long vaddr, int prot, PinnedPages pages) {
+public final class IoPageStore {
+    /**
+     * Pinned pages areas map ({@code struct iopt_pages}): shared by the areas {@code IOMMU_IOAS_COPY} makes from one
+     * mapping, so they are pinned once; the last area's unmap releases them (marking them dirty when a device may
+     * have written them). Thread-safe.
+     */
+    public static final class Pages {
+        /** How pinned pages are let go: {@code dirty} when a device could write them. */
+        @FunctionalInterface
+        public interface Release {
+            void release(boolean dirty);
+        }
+
+        private final long[] phys;
+        private final boolean writable;
+        private final Release release;
+        private int users = 1;
+
+        /** Pages at {@code phys} with one user; {@code release} runs when the last user puts them. */
+        public Pages(long[] phys, boolean writable, Release release) {
+            this.phys = phys.clone();
+            this.writable = writable;
+            this.release = release;
+        }
+
+        /**
+         * {@code pin_user_pages(FOLL_LONGTERM)} of {@code [vaddr, vaddr + size)} of {@code mm}, writable when
+         * {@code write}.
+         *
+         * @throws ErrnoException what the pin answers ({@code EFAULT} for memory not mapped, or not writable for
+         *                        {@code write}); nothing is pinned then
+         */
+        public static Pages pin(AddressSpace mm, long vaddr, long size, boolean write) {
+            Set<PinFlags> flags = write ? EnumSet.of(PinFlags.LONGTERM, PinFlags.WRITE) : EnumSet.of(PinFlags.LONGTERM);
+            PinnedPages p = mm.pin(vaddr, size, flags);
+            return new Pages(p.physAddrs(), write, dirty -> {
+                if (dirty) {
+                    p.unpinDirty();
+                } else {
+                    p.unpin();
+                }
+            });
+        }
+
+        /**
+         * These pages, not yet shared, with {@code after} run once they are released (the accounting undone).
+         *
+         * @throws ErrnoException {@code EBUSY} once shared
+         */
+        public synchronized Pages then(Runnable after) {
+            if (users != 1) {
+                throw new ErrnoException(Errno.EBUSY, this + " are shared already");
+            }
+            Release first = release;
+            return new Pages(phys, writable, dirty -> {
+                first.release(dirty);
+                after.run();
+            });
+        }
+
+        public int pageCount() {
+            return phys.length;
+        }
+
+        /** Whether the pages may be mapped for device writes ({@code pages->writable}). */
+        public boolean writable() {
+            return writable;
+        }
+
+        long phys(int index) {
+            return phys[index];
+        }
+
+        /** Another user ({@code kref_get}). */
+        public synchronized Pages get() {
+            if (users == 0) {
+                throw new ErrnoException(Errno.ENOENT, "pages " + this + " were released");
+            }
+            users++;
+            return this;
+        }
+
+        /** Drops a user; the last runs the release. Returns whether it did. */
+        public boolean put(boolean dirty) {
+            synchronized (this) {
+                if (--users > 0) {
+                    return false;
+                }
+            }
+            release.release(dirty);
+            return true;
+        }
+
+        @Override
+        public String toString() {
+            return phys.length + " pinned pages" + (phys.length == 0 ? "" : " from phys 0x" + Long.toHexString(phys[0]));
+        }
+    }
+
+    /**
+     * One mapping ({@code struct vfio_dma}, {@code struct iopt_area}): {@code size} bytes at {@code iova}, pages
+     * {@code firstPage} on of {@code pages}.
+     */
+    public record Area(long iova, long size, long vaddr, int prot, Pages pages, int firstPage) {
         /** The last IOVA of the area. */
-        long last() {
+        public long last() {
             return iova + size - 1;
         }
 
-        long pageCount() {
+        public long pageCount() {
             return size / IoPageTable.PAGE_SIZE;
+        }
+
+        @Override
+        public String toString() {
+            return String.format("area 0x%x-0x%x", iova, last());
         }
     }
 
@@ -41,35 +148,35 @@ final class IoPageStore {
     private final List<IommuDomain> domains = new ArrayList<>();
     private long pinnedPages;
 
-    IoPageStore(String who) {
+    public IoPageStore(String who) {
         this.who = who;
     }
 
     /** The areas in IOVA order. */
-    List<Area> areas() {
+    public List<Area> areas() {
         return List.copyOf(areas.values());
     }
 
-    int count() {
+    public int count() {
         return areas.size();
     }
 
-    long pinnedPages() {
+    public long pinnedPages() {
         return pinnedPages;
     }
 
-    List<IommuDomain> domains() {
+    public List<IommuDomain> domains() {
         return List.copyOf(domains);
     }
 
     /** The area holding IOVA {@code iova}, or null ({@code vfio_find_dma(iommu, iova, 1)}). */
-    Area areaAt(long iova) {
+    public Area areaAt(long iova) {
         Map.Entry<Long, Area> e = areas.floorEntry(iova);
         return e != null && Long.compareUnsigned(iova, e.getValue().last()) <= 0 ? e.getValue() : null;
     }
 
     /** The areas that intersect {@code [first, last]}, in IOVA order. */
-    List<Area> overlapping(long first, long last) {
+    public List<Area> overlapping(long first, long last) {
         List<Area> out = new ArrayList<>();
         Area before = areaAt(first);
         if (before != null) {
@@ -91,15 +198,36 @@ final class IoPageStore {
      * @throws ErrnoException {@code EEXIST} over an existing area; what the pin answers ({@code EFAULT} for memory
      *                        that is not mapped or not writable for a writable mapping); nothing is kept then
      */
-    Area map(AddressSpace mm, long vaddr, long iova, long size, int prot) {
-        if (!overlapping(iova, iova + size - 1).isEmpty()) {
-            throw new ErrnoException(Errno.EEXIST, String.format("%s: IOVA %#x+%#x overlaps %s", who, iova, size,
-                    overlapping(iova, iova + size - 1).getFirst()));
+    public Area map(AddressSpace mm, long vaddr, long iova, long size, int prot) {
+        requireFree(iova, size);
+        Pages pages = Pages.pin(mm, vaddr, size, (prot & IoPageTable.PROT_WRITE) != 0);
+        try {
+            return map(pages, 0, iova, size, vaddr, prot);
+        } catch (RuntimeException e) {
+            pages.put(false);
+            throw e;
         }
-        Set<PinFlags> flags = (prot & IoPageTable.PROT_WRITE) != 0
-                ? EnumSet.of(PinFlags.LONGTERM, PinFlags.WRITE) : EnumSet.of(PinFlags.LONGTERM);
-        PinnedPages pages = mm.pin(vaddr, size, flags);
-        Area a = new Area(iova, size, vaddr, prot, pages);
+    }
+
+    /**
+     * Maps {@code size} bytes of {@code pages} from page {@code firstPage} at {@code iova} in every domain
+     * ({@code iopt_map_pages}); the area takes over the caller's reference to {@code pages}, which stays the
+     * caller's on a failure.
+     *
+     * @throws ErrnoException {@code EEXIST} over an existing area, {@code EPERM} for a writable area of pages that
+     *                        are not, {@code EINVAL} past the pages; nothing is kept then
+     */
+    public Area map(Pages pages, int firstPage, long iova, long size, long vaddr, int prot) {
+        requireFree(iova, size);
+        if ((prot & IoPageTable.PROT_WRITE) != 0 && !pages.writable()) {
+            throw new ErrnoException(Errno.EPERM, who + ": a device-writable mapping of " + pages
+                    + " pinned read-only");
+        }
+        if (firstPage < 0 || firstPage + size / IoPageTable.PAGE_SIZE > pages.pageCount()) {
+            throw new ErrnoException(Errno.EINVAL, String.format("%s: %#x bytes from page %d past %s", who, size,
+                    firstPage, pages));
+        }
+        Area a = new Area(iova, size, vaddr, prot, pages, firstPage);
         List<IommuDomain> done = new ArrayList<>();
         try {
             for (IommuDomain d : domains) {
@@ -110,7 +238,6 @@ final class IoPageStore {
             for (IommuDomain d : done) {
                 d.unmap(a.iova(), a.size(), who);
             }
-            pages.unpin();
             throw e;
         }
         areas.put(iova, a);
@@ -118,8 +245,16 @@ final class IoPageStore {
         return a;
     }
 
+    private void requireFree(long iova, long size) {
+        List<Area> over = overlapping(iova, iova + size - 1);
+        if (!over.isEmpty()) {
+            throw new ErrnoException(Errno.EEXIST, String.format("%s: IOVA %#x+%#x overlaps %s", who, iova, size,
+                    over.getFirst()));
+        }
+    }
+
     /** Unmaps {@code a} from every domain and unpins it ({@code vfio_remove_dma}); returns its size. */
-    long unmap(Area a) {
+    public long unmap(Area a) {
         if (areas.get(a.iova()) != a) {
             throw new ErrnoException(Errno.ENOENT, who + ": no area at IOVA 0x" + Long.toHexString(a.iova()));
         }
@@ -128,16 +263,12 @@ final class IoPageStore {
         }
         areas.remove(a.iova());
         pinnedPages -= a.pageCount();
-        if ((a.prot() & IoPageTable.PROT_WRITE) != 0) {
-            a.pages().unpinDirty();
-        } else {
-            a.pages().unpin();
-        }
+        a.pages().put((a.prot() & IoPageTable.PROT_WRITE) != 0);
         return a.size();
     }
 
     /** Unmaps and unpins every area ({@code vfio_iommu_unmap_unpin_all}); returns the bytes. */
-    long unmapAll() {
+    public long unmapAll() {
         long bytes = 0;
         for (Area a : areas()) {
             bytes += unmap(a);
@@ -149,7 +280,7 @@ final class IoPageStore {
      * Adds a domain and maps every area into it ({@code vfio_iommu_replay}); on a failure the domain is left as it
      * was found.
      */
-    void attach(IommuDomain d) {
+    public void attach(IommuDomain d) {
         List<Area> done = new ArrayList<>();
         try {
             for (Area a : areas.values()) {
@@ -166,7 +297,7 @@ final class IoPageStore {
     }
 
     /** Removes a domain, unmapping every area from it. */
-    void detach(IommuDomain d) {
+    public void detach(IommuDomain d) {
         if (domains.remove(d)) {
             for (Area a : areas.values()) {
                 d.unmap(a.iova(), a.size(), who);
@@ -176,7 +307,8 @@ final class IoPageStore {
 
     /** Maps an area's pinned pages, each run of physically adjacent pages with one call ({@code iommu_map}). */
     private void mapInto(IommuDomain d, Area a) {
-        long[] phys = a.pages().physAddrs();
+        long[] phys = new long[(int) a.pageCount()];
+        Arrays.setAll(phys, n -> a.pages().phys(a.firstPage() + n));
         int i = 0;
         try {
             while (i < phys.length) {

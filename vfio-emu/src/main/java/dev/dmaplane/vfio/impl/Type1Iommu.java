@@ -30,8 +30,8 @@ final class Type1Iommu {
      * The x86 interrupt range ({@code IOMMU_RESV_MSI}, {@code 0xfee00000}-{@code 0xfeefffff}) that every group reports
      * as reserved ({@code iommu_get_group_resv_regions}), cut out of the usable IOVA ranges.
      */
-    static final long MSI_START = 0xfee0_0000L;
-    static final long MSI_END = 0xfeef_ffffL;
+    static final long MSI_START = ResvRegions.MSI_START;
+    static final long MSI_END = ResvRegions.MSI_END;
 
     private final UserImpl user;
     private final IoPageStore store;

@@ -6,6 +6,7 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.irq.IrqTrigger;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.vfio.VfioUser;
+import dev.dmaplane.vfio.impl.iommufd.IommufdCtx;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -83,6 +84,22 @@ final class UserImpl implements VfioUser {
     @Override
     public int openGroup(int group) {
         return install(core.openGroup(this, group));
+    }
+
+    @Override
+    public int openIommufd() {
+        IommufdCtx.Account account = new IommufdCtx.Account() {
+            @Override
+            public void lockAcct(long bytes) {
+                UserImpl.this.lockAcct(bytes);
+            }
+
+            @Override
+            public void pinned(long pages) {
+                core.pinned(pages);
+            }
+        };
+        return install(new IommufdCtx(mm.name(), mm, core.machine().iommu(), account));
     }
 
     @Override

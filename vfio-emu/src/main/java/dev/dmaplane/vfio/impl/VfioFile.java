@@ -5,8 +5,11 @@ import dev.dmaplane.errno.ErrnoException;
 
 import java.lang.foreign.MemorySegment;
 
-/** An open VFIO file ({@code struct file} with its {@code file_operations}): container, group or device. */
-interface VfioFile {
+/**
+ * An open VFIO file ({@code struct file} with its {@code file_operations}): container, group, device, eventfd or
+ * {@code /dev/iommu}.
+ */
+public interface VfioFile {
     /** {@code unlocked_ioctl} with a pointer. */
     long ioctl(int cmd, MemorySegment arg);
 

@@ -1,0 +1,287 @@
+package dev.dmaplane.vfio.impl.iommufd;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.iommu.IoPageTable;
+import dev.dmaplane.vfio.impl.IoPageStore;
+
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+
+/**
+ * An IO address space ({@code struct iommufd_ioas} over {@code struct io_pagetable}, {@code ioas.c} and
+ * {@code io_pagetable.c}): the areas of {@link IoPageStore}, the reserved IOVA ranges (outside an attached domain's
+ * aperture, a device's reserved regions) and the allowed ranges the user asked for; where an IOVA may be mapped,
+ * and where the kernel places a mapping without {@code IOMMU_IOAS_MAP_FIXED_IOVA}. IOVAs are unsigned 64-bit values
+ * and ranges inclusive, as the kernel's interval trees keep them. The alignment is the page size from the start
+ * (the kernel's {@code iova_alignment} starts at 1 and becomes the page size with the first domain). Guarded by the
+ * context's lock.
+ */
+final class Ioas extends IommufdObject {
+    static final long PAGE = IoPageTable.PAGE_SIZE;
+    /** {@code ULONG_MAX}. */
+    static final long ULONG_MAX = -1L;
+
+    /** A reserved range ({@code struct iopt_reserved}) and who reserved it. */
+    private record Reserved(long start, long last, Object owner) {
+    }
+
+    /** One piece of a copy ({@code struct iopt_pages_list}): {@code length} bytes of {@code pages} from a page. */
+    record PagesSlice(IoPageStore.Pages pages, int firstPage, long length) {
+    }
+
+    final IoPageStore store;
+    final List<Hwpt> hwpts = new ArrayList<>();
+    private final List<Reserved> reserved = new ArrayList<>();
+    private List<long[]> allowed = List.of();
+
+    Ioas(int id, String who) {
+        super(id, Type.IOAS);
+        this.store = new IoPageStore("iommufd ioas " + id + " of " + who);
+    }
+
+    static boolean le(long a, long b) {
+        return Long.compareUnsigned(a, b) <= 0;
+    }
+
+    static boolean intersects(long start, long last, long otherStart, long otherLast) {
+        return le(start, otherLast) && le(otherStart, last);
+    }
+
+    /**
+     * Where a mapping of {@code length} bytes goes ({@code iopt_alloc_area_pages}): {@code EINVAL} for a length of 0
+     * or off the alignment; with {@code fixed}, {@code iova} as {@code iopt_check_iova} accepts it (off the alignment
+     * {@code EINVAL}, wrapping {@code EOVERFLOW}, over a reserved range {@code EINVAL}, over a mapping
+     * {@code EEXIST}); else the IOVA {@link #allocIova} picks.
+     */
+    long place(long iova, long length, long uptr, boolean fixed) {
+        if (length == 0 || (length & (PAGE - 1)) != 0) {
+            throw new ErrnoException(Errno.EINVAL, String.format("%s: length %#x is 0 or not a multiple of the "
+                    + "IOVA alignment %#x", this, length, PAGE));
+        }
+        if (!fixed) {
+            return allocIova(uptr, length);
+        }
+        if ((iova & (PAGE - 1)) != 0) {
+            throw new ErrnoException(Errno.EINVAL, String.format("%s: IOVA %#x is not aligned to %#x", this, iova, PAGE));
+        }
+        long last = iova + length - 1;
+        if (!le(iova, last)) {
+            throw new ErrnoException(Errno.EOVERFLOW, String.format("%s: IOVA %#x + %#x wraps", this, iova, length));
+        }
+        for (Reserved r : reserved) {
+            if (intersects(iova, last, r.start(), r.last())) {
+                throw new ErrnoException(Errno.EINVAL, String.format("%s: IOVA %#x-%#x is reserved (%#x-%#x by %s)",
+                        this, iova, last, r.start(), r.last(), r.owner()));
+            }
+        }
+        List<IoPageStore.Area> over = store.overlapping(iova, last);
+        if (!over.isEmpty()) {
+            throw new ErrnoException(Errno.EEXIST, String.format("%s: IOVA %#x-%#x overlaps %s", this, iova, last,
+                    over.getFirst()));
+        }
+        return iova;
+    }
+
+    /**
+     * {@code iopt_alloc_iova}: the lowest IOVA from one page on, in the allowed ranges (all of them when none was
+     * set), clear of reserved ranges and mappings, aligned to the length rounded up to a power of two or to the
+     * user address's own alignment, whichever is smaller; never IOVA 0. {@code EOVERFLOW} for a length of half the
+     * space or more, {@code ENOSPC} when nothing fits.
+     */
+    private long allocIova(long uptr, long length) {
+        if (!le(length, (ULONG_MAX >>> 1) - 1)) {
+            throw new ErrnoException(Errno.EOVERFLOW, String.format("%s: length %#x is too large to place", this,
+                    length));
+        }
+        long pow2 = Long.highestOneBit(length) == length ? length : Long.highestOneBit(length) << 1;
+        long align = uptr == 0 ? pow2 : Math.min(pow2, Long.lowestOneBit(uptr));
+        if (align < PAGE) {
+            throw new ErrnoException(Errno.EINVAL, String.format("%s: user address %#x gives an IOVA alignment below "
+                    + "%#x", this, uptr, PAGE));
+        }
+        List<long[]> spans = allowed.isEmpty() ? List.of(new long[]{PAGE, ULONG_MAX - PAGE}) : allowed;
+        for (long[] span : spans) {
+            long start = le(span[0], PAGE) ? PAGE : span[0];
+            long c = alignUp(start, align);
+            while (c != 0 && le(start, c)) {
+                long last = c + length - 1;
+                if (!le(c, last) || !le(last, span[1])) {
+                    break;
+                }
+                long[] used = firstUsed(c, last);
+                if (used == null) {
+                    return c;
+                }
+                if (used[1] == ULONG_MAX) {
+                    break;
+                }
+                c = alignUp(used[1] + 1, align);
+            }
+        }
+        throw new ErrnoException(Errno.ENOSPC, String.format("%s: no free IOVA range of %#x bytes", this, length));
+    }
+
+    private static long alignUp(long v, long align) {
+        return (v + align - 1) & -align;
+    }
+
+    /** The first reserved range or mapping that intersects {@code [start, last]}, as {@code {start, last}}. */
+    private long[] firstUsed(long start, long last) {
+        long[] best = null;
+        for (Reserved r : reserved) {
+            if (intersects(start, last, r.start(), r.last()) && (best == null || le(r.last(), best[1]))) {
+                best = new long[]{r.start(), r.last()};
+            }
+        }
+        for (IoPageStore.Area a : store.overlapping(start, last)) {
+            if (best == null || le(a.last(), best[1])) {
+                best = new long[]{a.iova(), a.last()};
+            }
+        }
+        return best;
+    }
+
+    /**
+     * {@code iopt_unmap_iova_range}: every mapping inside {@code [first, last]} goes; a mapping that starts before or
+     * ends after it would be split ({@code ENOENT}, nothing unmapped), and a range holding no mapping is
+     * {@code ENOENT}.
+     *
+     * @return the bytes unmapped
+     */
+    long unmap(long first, long last) {
+        List<IoPageStore.Area> over = store.overlapping(first, last);
+        for (IoPageStore.Area a : over) {
+            if (!le(first, a.iova()) || !le(a.last(), last)) {
+                throw new ErrnoException(Errno.ENOENT, String.format("%s: unmapping %#x-%#x would split %s", this,
+                        first, last, a));
+            }
+        }
+        if (over.isEmpty()) {
+            throw new ErrnoException(Errno.ENOENT, String.format("%s: nothing is mapped in %#x-%#x", this, first, last));
+        }
+        long bytes = 0;
+        for (IoPageStore.Area a : over) {
+            bytes += store.unmap(a);
+        }
+        return bytes;
+    }
+
+    /** {@code iopt_unmap_all}: every mapping; 0 bytes when there is none. */
+    long unmapAll() {
+        return store.unmapAll();
+    }
+
+    /**
+     * {@code iopt_get_pages}: the pages behind {@code [iova, iova + length)}, which contiguous mappings must cover
+     * ({@code ENOENT} otherwise), each slice holding a reference.
+     */
+    List<PagesSlice> pages(long iova, long length) {
+        long last = iova + length - 1;
+        List<PagesSlice> out = new ArrayList<>();
+        long cur = iova;
+        for (IoPageStore.Area a : store.overlapping(iova, last)) {
+            if (a.iova() != cur && !(out.isEmpty() && le(a.iova(), cur))) {
+                break;
+            }
+            long end = le(a.last(), last) ? a.last() : last;
+            int first = a.firstPage() + (int) ((cur - a.iova()) / PAGE);
+            out.add(new PagesSlice(a.pages(), first, end - cur + 1));
+            cur = end + 1;
+            if (end == last) {
+                break;
+            }
+        }
+        if (out.isEmpty() || out.stream().mapToLong(PagesSlice::length).sum() != length) {
+            throw new ErrnoException(Errno.ENOENT, String.format("%s: %#x-%#x is not mapped contiguously", this,
+                    iova, last));
+        }
+        out.forEach(s -> s.pages().get());
+        return out;
+    }
+
+    /** Whether contiguous mappings cover {@code [iova, last]} ({@code iopt_area_contig_done}). */
+    boolean covered(long iova, long last) {
+        long cur = iova;
+        for (IoPageStore.Area a : store.overlapping(iova, last)) {
+            if (!le(a.iova(), cur)) {
+                return false;
+            }
+            if (!le(a.last(), last) || a.last() == last) {
+                return true;
+            }
+            cur = a.last() + 1;
+        }
+        return false;
+    }
+
+    /**
+     * {@code iopt_reserve_iova}: {@code EADDRINUSE} when a mapping or an allowed range intersects
+     * {@code [start, last]}.
+     */
+    void reserve(long start, long last, Object owner) {
+        if (!store.overlapping(start, last).isEmpty()) {
+            throw new ErrnoException(Errno.EADDRINUSE, String.format("%s: %#x-%#x, reserved by %s, is mapped: %s",
+                    this, start, last, owner, store.overlapping(start, last).getFirst()));
+        }
+        for (long[] a : allowed) {
+            if (intersects(start, last, a[0], a[1])) {
+                throw new ErrnoException(Errno.EADDRINUSE, String.format("%s: %#x-%#x, reserved by %s, is in the "
+                        + "allowed range %#x-%#x", this, start, last, owner, a[0], a[1]));
+            }
+        }
+        reserved.add(new Reserved(start, last, owner));
+    }
+
+    /** {@code iopt_remove_reserved_iova}: what {@code owner} reserved. */
+    void unreserve(Object owner) {
+        reserved.removeIf(r -> r.owner() == owner);
+    }
+
+    /**
+     * {@code iopt_set_allow_iova}: replaces the allowed ranges; {@code EADDRINUSE} (nothing changed) when one
+     * intersects a reserved range.
+     */
+    void allow(List<long[]> ranges) {
+        for (long[] a : ranges) {
+            for (Reserved r : reserved) {
+                if (intersects(a[0], a[1], r.start(), r.last())) {
+                    throw new ErrnoException(Errno.EADDRINUSE, String.format("%s: allowed range %#x-%#x intersects "
+                            + "%#x-%#x reserved by %s", this, a[0], a[1], r.start(), r.last(), r.owner()));
+                }
+            }
+        }
+        List<long[]> sorted = new ArrayList<>(ranges);
+        sorted.sort((x, y) -> Long.compareUnsigned(x[0], y[0]));
+        allowed = List.copyOf(sorted);
+    }
+
+    /** The holes of the reserved ranges over the whole space ({@code IOMMU_IOAS_IOVA_RANGES}), in order. */
+    List<long[]> iovaRanges() {
+        List<Reserved> sorted = new ArrayList<>(reserved);
+        sorted.sort(Comparator.comparing(Reserved::start, Long::compareUnsigned));
+        List<long[]> holes = new ArrayList<>();
+        long next = 0;
+        boolean done = false;
+        for (Reserved r : sorted) {
+            if (done) {
+                break;
+            }
+            if (Long.compareUnsigned(r.start(), next) > 0) {
+                holes.add(new long[]{next, r.start() - 1});
+            }
+            if (le(next, r.last())) {
+                if (r.last() == ULONG_MAX) {
+                    done = true;
+                } else {
+                    next = r.last() + 1;
+                }
+            }
+        }
+        if (!done) {
+            holes.add(new long[]{next, ULONG_MAX});
+        }
+        return holes;
+    }
+}

@@ -1,0 +1,574 @@
+package dev.dmaplane.vfio.impl.iommufd;
+
+import dev.dmaplane.device.Device;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.iommu.Iommu;
+import dev.dmaplane.iommu.IommuGroup;
+import dev.dmaplane.iommu.IoPageTable;
+import dev.dmaplane.mm.AddressSpace;
+import dev.dmaplane.vfio.impl.IoPageStore;
+import dev.dmaplane.vfio.impl.VfioFile;
+import dev.dmaplane.vfio.uapi.IoctlTable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.StructLayout;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+import static dev.dmaplane.vfio.VfioLayouts.U32;
+import static dev.dmaplane.vfio.VfioLayouts.U64;
+import static dev.dmaplane.vfio.VfioLayouts.offset;
+import static dev.dmaplane.vfio.iommufd.IommufdUapi.*;
+
+/**
+ * An open {@code /dev/iommu} ({@code struct iommufd_ctx} with {@code iommufd_fops} of
+ * {@code drivers/iommu/iommufd/main.c}): the table of objects (IOAS, HWPT, devices) by ID from 1, and the ioctls
+ * on them. Every command is read as {@code iommufd_fops_ioctl} reads it: a {@code __u32 size} first, {@code EINVAL}
+ * below the command's minimum, {@code copy_struct_from_user} into the kernel's structure ({@code E2BIG} for a
+ * non-zero byte past it, zeroes for a shorter one), the handler, and {@code iommufd_ucmd_respond} copying the
+ * structure back up to the user's size. Unknown commands are {@code ENOTTY}; unknown flags and non-zero
+ * {@code __reserved} fields {@code EOPNOTSUPP}; an ID of no object, or of one of another type, {@code ENOENT}.
+ * Pointers in the structures ({@code allowed_iovas}, {@code data}) are addresses in the user's address space.
+ * Devices bound through VFIO hold the context, so it lives until the descriptor and every bound device are gone;
+ * then every object is destroyed and nothing stays pinned. Thread-safe: every operation holds this object's lock.
+ */
+public final class IommufdCtx implements VfioFile {
+    private static final Logger LOG = LoggerFactory.getLogger(IommufdCtx.class);
+    private static final long PAGE = IoPageTable.PAGE_SIZE;
+
+    /** The process's accounting: {@code locked_vm} against {@code RLIMIT_MEMLOCK}, and the pinned-pages count. */
+    public interface Account {
+        /** Charges (positive) or returns (negative) locked bytes; {@code ENOMEM} over the limit, nothing charged. */
+        void lockAcct(long bytes);
+
+        /** Counts pages pinned (positive) or unpinned (negative). */
+        void pinned(long pages);
+    }
+
+    /** An IOMMU group with devices bound here ({@code struct iommufd_group}): one page table for all of them. */
+    private static final class Igroup {
+        int bound;
+        int attached;
+        Hwpt hwpt;
+    }
+
+    /** A command's kernel copy ({@code struct iommufd_ucmd}). */
+    private record Ucmd(MemorySegment user, MemorySegment cmd, long userSize) {
+        /** {@code iommufd_ucmd_respond}: the structure back, up to the user's size. */
+        void respond() {
+            MemorySegment.copy(cmd, 0, user, 0, Math.min(userSize, cmd.byteSize()));
+        }
+
+        int u32(StructLayout s, String name) {
+            return cmd.get(U32, offset(s, name));
+        }
+
+        long u64(StructLayout s, String name) {
+            return cmd.get(U64, offset(s, name));
+        }
+
+        void setU32(StructLayout s, String name, int v) {
+            cmd.set(U32, offset(s, name), v);
+        }
+
+        void setU64(StructLayout s, String name, long v) {
+            cmd.set(U64, offset(s, name), v);
+        }
+    }
+
+    @FunctionalInterface
+    private interface UcmdHandler {
+        long run(Ucmd u);
+    }
+
+    private final String who;
+    private final AddressSpace mm;
+    private final Iommu iommu;
+    private final Account account;
+    private final IoctlTable table;
+    private final TreeMap<Integer, IommufdObject> objects = new TreeMap<>();
+    private final Map<IommuGroup, Igroup> groups = new HashMap<>();
+    /** The descriptor and one per bound device ({@code iommufd_ctx_get}). */
+    private int refs = 1;
+
+    public IommufdCtx(String who, AddressSpace mm, Iommu iommu, Account account) {
+        this.who = who;
+        this.mm = mm;
+        this.iommu = iommu;
+        this.account = account;
+        this.table = IoctlTable.enotty("/dev/iommu");
+        op(IOMMU_DESTROY, "IOMMU_DESTROY", DESTROY, DESTROY.byteSize(), this::destroy);
+        op(IOMMU_IOAS_ALLOC, "IOMMU_IOAS_ALLOC", IOAS_ALLOC, IOAS_ALLOC.byteSize(), this::ioasAlloc);
+        op(IOMMU_IOAS_ALLOW_IOVAS, "IOMMU_IOAS_ALLOW_IOVAS", IOAS_ALLOW_IOVAS, IOAS_ALLOW_IOVAS.byteSize(),
+                this::allowIovas);
+        op(IOMMU_IOAS_COPY, "IOMMU_IOAS_COPY", IOAS_COPY, IOAS_COPY.byteSize(), this::copy);
+        op(IOMMU_IOAS_IOVA_RANGES, "IOMMU_IOAS_IOVA_RANGES", IOAS_IOVA_RANGES, IOAS_IOVA_RANGES.byteSize(),
+                this::iovaRanges);
+        op(IOMMU_IOAS_MAP, "IOMMU_IOAS_MAP", IOAS_MAP, IOAS_MAP.byteSize(), this::map);
+        op(IOMMU_IOAS_UNMAP, "IOMMU_IOAS_UNMAP", IOAS_UNMAP, IOAS_UNMAP.byteSize(), this::unmap);
+    }
+
+    private void op(int cmd, String name, StructLayout s, long minsz, UcmdHandler h) {
+        table.add(new IoctlTable.Command(cmd, name, IoctlTable.Arg.STRUCT, minsz, s.byteSize(), -1,
+                Errno.EOPNOTSUPP, IoctlTable.Tail.COPY_STRUCT, (arg, v) -> {
+            long userSize = Integer.toUnsignedLong(arg.get(U32, 0));
+            MemorySegment cmdCopy = MemorySegment.ofArray(new byte[(int) s.byteSize()]);
+            MemorySegment.copy(arg, 0, cmdCopy, 0, Math.min(userSize, s.byteSize()));
+            synchronized (this) {
+                return h.run(new Ucmd(arg, cmdCopy, userSize));
+            }
+        }));
+    }
+
+    /**
+     * {@code iommufd_ctx_from_fd}: the context behind an open file.
+     *
+     * @throws ErrnoException {@code EBADFD} for a file that is not {@code /dev/iommu}
+     */
+    public static IommufdCtx fromFile(VfioFile file, int fd) {
+        if (file instanceof IommufdCtx ctx) {
+            return ctx;
+        }
+        throw new ErrnoException(Errno.EBADFD, "fd " + fd + " is not /dev/iommu but " + file);
+    }
+
+    @Override
+    public long ioctl(int cmd, MemorySegment arg) {
+        return table.dispatch(cmd, arg);
+    }
+
+    @Override
+    public long ioctl(int cmd, long value) {
+        return table.dispatch(cmd, value);
+    }
+
+    private int allocId() {
+        int id = 1;
+        while (objects.containsKey(id)) {
+            id++;
+        }
+        return id;
+    }
+
+    /**
+     * {@code iommufd_get_object}: {@code ENOENT} for an ID of no object or of one of another type than
+     * {@code type} ({@code null}: any).
+     */
+    private IommufdObject get(int id, IommufdObject.Type type, String what) {
+        IommufdObject o = objects.get(id);
+        if (o == null || (type != null && o.type != type)) {
+            throw new ErrnoException(Errno.ENOENT, String.format("%s: ID %d is %s", what,
+                    Integer.toUnsignedLong(id), o == null ? "no object" : o + ", not " + type));
+        }
+        return o;
+    }
+
+    private Ioas ioas(int id, String what) {
+        return (Ioas) get(id, IommufdObject.Type.IOAS, what);
+    }
+
+    private static void reserved0(Ucmd u, StructLayout s, String what) {
+        if (u.u32(s, "__reserved") != 0) {
+            throw new ErrnoException(Errno.EOPNOTSUPP, what + ": __reserved is " + u.u32(s, "__reserved"));
+        }
+    }
+
+    /**
+     * {@code iommufd_destroy}: {@code ENOENT} for no object, {@code EBUSY} while another object holds it (an IOAS
+     * with an HWPT, an HWPT with a device attached, a device VFIO holds).
+     */
+    private long destroy(Ucmd u) {
+        int id = u.u32(DESTROY, "id");
+        IommufdObject o = get(id, null, "IOMMU_DESTROY");
+        if (o.users > 0) {
+            throw new ErrnoException(Errno.EBUSY, "IOMMU_DESTROY: " + o + " is in use by " + o.users + " other object(s)");
+        }
+        switch (o) {
+            case Ioas ioas -> ioas.unmapAll();
+            case Hwpt h -> h.destroy(iommu);
+            default -> throw new ErrnoException(Errno.EBUSY, "IOMMU_DESTROY: " + o + " is held by VFIO");
+        }
+        objects.remove(id);
+        return 0;
+    }
+
+    /** {@code iommufd_ioas_alloc_ioctl}: {@code EOPNOTSUPP} for any flag. */
+    private long ioasAlloc(Ucmd u) {
+        int flags = u.u32(IOAS_ALLOC, "flags");
+        if (flags != 0) {
+            throw new ErrnoException(Errno.EOPNOTSUPP, "IOMMU_IOAS_ALLOC: unknown flags " + Integer.toHexString(flags));
+        }
+        Ioas ioas = new Ioas(allocId(), who);
+        objects.put(ioas.id, ioas);
+        u.setU32(IOAS_ALLOC, "out_ioas_id", ioas.id);
+        u.respond();
+        return 0;
+    }
+
+    /**
+     * {@code iommufd_ioas_iova_ranges}: the usable ranges written to {@code allowed_iovas} as far as
+     * {@code num_iovas} goes, {@code num_iovas} set to how many there are, and {@code EMSGSIZE} (after the structure
+     * is written back) when that is more than the array holds.
+     */
+    private long iovaRanges(Ucmd u) {
+        reserved0(u, IOAS_IOVA_RANGES, "IOMMU_IOAS_IOVA_RANGES");
+        Ioas ioas = ioas(u.u32(IOAS_IOVA_RANGES, "ioas_id"), "IOMMU_IOAS_IOVA_RANGES");
+        long max = Integer.toUnsignedLong(u.u32(IOAS_IOVA_RANGES, "num_iovas"));
+        long ptr = u.u64(IOAS_IOVA_RANGES, "allowed_iovas");
+        List<long[]> ranges = ioas.iovaRanges();
+        for (int i = 0; i < ranges.size() && i < max; i++) {
+            MemorySegment r = MemorySegment.ofArray(new byte[(int) IOVA_RANGE.byteSize()]);
+            r.set(U64, 0, ranges.get(i)[0]);
+            r.set(U64, 8, ranges.get(i)[1]);
+            mm.write(ptr + i * IOVA_RANGE.byteSize(), r);
+        }
+        u.setU32(IOAS_IOVA_RANGES, "num_iovas", ranges.size());
+        u.setU64(IOAS_IOVA_RANGES, "out_iova_alignment", PAGE);
+        u.respond();
+        if (ranges.size() > max) {
+            throw new ErrnoException(Errno.EMSGSIZE, String.format("IOMMU_IOAS_IOVA_RANGES: %d ranges, room for %d",
+                    ranges.size(), max));
+        }
+        return 0;
+    }
+
+    /**
+     * {@code iommufd_ioas_allow_iovas}: the ranges read from {@code allowed_iovas}; one whose start is not below
+     * its last, or that overlaps another, is {@code EINVAL}; one over a reserved range {@code EADDRINUSE}.
+     */
+    private long allowIovas(Ucmd u) {
+        reserved0(u, IOAS_ALLOW_IOVAS, "IOMMU_IOAS_ALLOW_IOVAS");
+        Ioas ioas = ioas(u.u32(IOAS_ALLOW_IOVAS, "ioas_id"), "IOMMU_IOAS_ALLOW_IOVAS");
+        long n = Integer.toUnsignedLong(u.u32(IOAS_ALLOW_IOVAS, "num_iovas"));
+        long ptr = u.u64(IOAS_ALLOW_IOVAS, "allowed_iovas");
+        List<long[]> ranges = new ArrayList<>();
+        for (long i = 0; i < n; i++) {
+            MemorySegment r = MemorySegment.ofArray(new byte[(int) IOVA_RANGE.byteSize()]);
+            mm.read(ptr + i * IOVA_RANGE.byteSize(), r);
+            long start = r.get(U64, 0);
+            long last = r.get(U64, 8);
+            if (Ioas.le(last, start)) {
+                throw new ErrnoException(Errno.EINVAL, String.format("IOMMU_IOAS_ALLOW_IOVAS: range %d, %#x-%#x, "
+                        + "does not end after its start", i, start, last));
+            }
+            for (long[] o : ranges) {
+                if (Ioas.intersects(start, last, o[0], o[1])) {
+                    throw new ErrnoException(Errno.EINVAL, String.format("IOMMU_IOAS_ALLOW_IOVAS: range %#x-%#x "
+                            + "overlaps %#x-%#x", start, last, o[0], o[1]));
+                }
+            }
+            ranges.add(new long[]{start, last});
+        }
+        ioas.allow(ranges);
+        return 0;
+    }
+
+    /** {@code conv_iommu_prot}; {@code EINVAL} for neither READABLE nor WRITEABLE. */
+    private static int prot(int flags, String what) {
+        if ((flags & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)) == 0) {
+            throw new ErrnoException(Errno.EINVAL, what + ": neither READABLE nor WRITEABLE");
+        }
+        return ((flags & IOMMU_IOAS_MAP_READABLE) != 0 ? IoPageTable.PROT_READ : 0)
+                | ((flags & IOMMU_IOAS_MAP_WRITEABLE) != 0 ? IoPageTable.PROT_WRITE : 0);
+    }
+
+    private static void mapFlags(int flags, String what) {
+        int known = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
+        if ((flags & ~known) != 0) {
+            throw new ErrnoException(Errno.EOPNOTSUPP, what + ": unknown flags " + Integer.toHexString(flags & ~known));
+        }
+    }
+
+    private static void notUlongMax(long v, String field, String what) {
+        if (v == Ioas.ULONG_MAX) {
+            throw new ErrnoException(Errno.EOVERFLOW, what + ": " + field + " is ULONG_MAX");
+        }
+    }
+
+    /**
+     * {@code iommufd_ioas_map}: flags and {@code __reserved} ({@code EOPNOTSUPP}), IOVA or length of
+     * {@code ULONG_MAX} ({@code EOVERFLOW}), no READABLE/WRITEABLE ({@code EINVAL}), the IOAS ({@code ENOENT}), the
+     * placement ({@link Ioas#place}), a user address off the page size ({@code EINVAL}); then the user memory is
+     * pinned {@code FOLL_LONGTERM} ({@code EFAULT}) and charged to {@code locked_vm} ({@code ENOMEM} past
+     * {@code RLIMIT_MEMLOCK}) and mapped into every domain of the IOAS. The IOVA is written back.
+     */
+    private long map(Ucmd u) {
+        int flags = u.u32(IOAS_MAP, "flags");
+        String what = "IOMMU_IOAS_MAP";
+        mapFlags(flags, what);
+        reserved0(u, IOAS_MAP, what);
+        long uptr = u.u64(IOAS_MAP, "user_va");
+        long length = u.u64(IOAS_MAP, "length");
+        long iova = u.u64(IOAS_MAP, "iova");
+        notUlongMax(iova, "iova", what);
+        notUlongMax(length, "length", what);
+        int prot = prot(flags, what);
+        Ioas ioas = ioas(u.u32(IOAS_MAP, "ioas_id"), what);
+        if (length != 0 && Long.compareUnsigned(uptr + length - 1, uptr) < 0) {
+            throw new ErrnoException(Errno.EOVERFLOW, String.format("%s: user_va %#x + %#x wraps", what, uptr, length));
+        }
+        long at = ioas.place(iova, length, uptr, (flags & IOMMU_IOAS_MAP_FIXED_IOVA) != 0);
+        if ((uptr & (PAGE - 1)) != 0) {
+            throw new ErrnoException(Errno.EINVAL, String.format("%s: user_va %#x is not aligned to the IOVA "
+                    + "alignment %#x", what, uptr, PAGE));
+        }
+        IoPageStore.Pages pages = pinUser(uptr, length, (prot & IoPageTable.PROT_WRITE) != 0);
+        try {
+            ioas.store.map(pages, 0, at, length, uptr, prot);
+        } catch (RuntimeException e) {
+            pages.put(false);
+            throw e;
+        }
+        u.setU64(IOAS_MAP, "iova", at);
+        u.respond();
+        return 0;
+    }
+
+    /** {@code iopt_alloc_pages} filled: the pin, charged to {@code locked_vm}; released with the accounting. */
+    private IoPageStore.Pages pinUser(long uptr, long length, boolean write) {
+        IoPageStore.Pages raw = IoPageStore.Pages.pin(mm, uptr, length, write);
+        try {
+            account.lockAcct(length);
+        } catch (RuntimeException e) {
+            raw.put(false);
+            throw e;
+        }
+        int n = raw.pageCount();
+        account.pinned(n);
+        return raw.then(() -> {
+            account.lockAcct(-length);
+            account.pinned(-n);
+        });
+    }
+
+    /**
+     * {@code iommufd_ioas_copy}: the pages behind {@code [src_iova, src_iova + length)} of the source IOAS (contiguous
+     * mappings, {@code ENOENT} otherwise) mapped in the destination IOAS without pinning them again; a writable copy
+     * of pages pinned read-only is {@code EPERM}.
+     */
+    private long copy(Ucmd u) {
+        String what = "IOMMU_IOAS_COPY";
+        int flags = u.u32(IOAS_COPY, "flags");
+        mapFlags(flags, what);
+        long length = u.u64(IOAS_COPY, "length");
+        long dstIova = u.u64(IOAS_COPY, "dst_iova");
+        long srcIova = u.u64(IOAS_COPY, "src_iova");
+        notUlongMax(length, "length", what);
+        notUlongMax(srcIova, "src_iova", what);
+        notUlongMax(dstIova, "dst_iova", what);
+        int prot = prot(flags, what);
+        Ioas src = ioas(u.u32(IOAS_COPY, "src_ioas_id"), what);
+        if (length == 0 || ((srcIova | length) & (PAGE - 1)) != 0) {
+            throw new ErrnoException(Errno.EINVAL, String.format("%s: src_iova %#x length %#x: empty or not aligned "
+                    + "to %#x", what, srcIova, length, PAGE));
+        }
+        if (Long.compareUnsigned(srcIova + length - 1, srcIova) < 0) {
+            throw new ErrnoException(Errno.EOVERFLOW, String.format("%s: src_iova %#x + %#x wraps", what, srcIova,
+                    length));
+        }
+        List<Ioas.PagesSlice> slices = src.pages(srcIova, length);
+        List<IoPageStore.Area> done = new ArrayList<>();
+        Ioas dst = null;
+        try {
+            dst = ioas(u.u32(IOAS_COPY, "dst_ioas_id"), what);
+            long at = dst.place(dstIova, length, 0, (flags & IOMMU_IOAS_MAP_FIXED_IOVA) != 0);
+            long iova = at;
+            for (Ioas.PagesSlice s : slices) {
+                done.add(dst.store.map(s.pages(), s.firstPage(), iova, s.length(), 0, prot));
+                iova += s.length();
+            }
+            u.setU64(IOAS_COPY, "dst_iova", at);
+            u.respond();
+            return 0;
+        } catch (RuntimeException e) {
+            for (IoPageStore.Area a : done) {
+                dst.store.unmap(a);
+            }
+            for (int i = done.size(); i < slices.size(); i++) {
+                slices.get(i).pages().put(false);
+            }
+            throw e;
+        }
+    }
+
+    /**
+     * {@code iommufd_ioas_unmap}: IOVA 0 with length {@code U64_MAX} unmaps everything (0 bytes when nothing is
+     * mapped); otherwise IOVA or length {@code ULONG_MAX} is {@code EOVERFLOW}, length 0 {@code EINVAL}, a range
+     * that wraps {@code EOVERFLOW}, and {@link Ioas#unmap}'s {@code ENOENT}. The bytes unmapped are written back
+     * into {@code length}.
+     */
+    private long unmap(Ucmd u) {
+        String what = "IOMMU_IOAS_UNMAP";
+        Ioas ioas = ioas(u.u32(IOAS_UNMAP, "ioas_id"), what);
+        long iova = u.u64(IOAS_UNMAP, "iova");
+        long length = u.u64(IOAS_UNMAP, "length");
+        long unmapped;
+        if (iova == 0 && length == Ioas.ULONG_MAX) {
+            unmapped = ioas.unmapAll();
+        } else {
+            notUlongMax(iova, "iova", what);
+            notUlongMax(length, "length", what);
+            if (length == 0) {
+                throw new ErrnoException(Errno.EINVAL, what + ": length 0");
+            }
+            long last = iova + length - 1;
+            if (!Ioas.le(iova, last)) {
+                throw new ErrnoException(Errno.EOVERFLOW, String.format("%s: %#x + %#x wraps", what, iova, length));
+            }
+            unmapped = ioas.unmap(iova, last);
+        }
+        u.setU64(IOAS_UNMAP, "length", unmapped);
+        u.respond();
+        return 0;
+    }
+
+    /**
+     * {@code iommufd_device_bind}: the device's IOMMU group is claimed for this context with its first device
+     * ({@code iommu_device_claim_dma_owner}: {@code EPERM} while another owner or a kernel driver holds it), and the
+     * device gets an ID; it holds the context until unbound.
+     */
+    public synchronized IommufdDevice bind(Device dev) {
+        IommuGroup g = iommu.groupOf(dev).orElseThrow(() -> new ErrnoException(Errno.ENODEV,
+                "iommufd_device_bind: " + dev.name() + " has no IOMMU group"));
+        Igroup ig = groups.get(g);
+        if (ig == null) {
+            g.claimDmaOwner(this);
+            ig = new Igroup();
+            groups.put(g, ig);
+        }
+        ig.bound++;
+        IommufdDevice idev = new IommufdDevice(allocId(), this, dev, g);
+        idev.users = 1;
+        objects.put(idev.id, idev);
+        refs++;
+        return idev;
+    }
+
+    /** The device unbound: its ID goes, the group's ownership with its last device, and the device's reference. */
+    void unbound(IommufdDevice idev) {
+        objects.remove(idev.id);
+        Igroup ig = groups.get(idev.group());
+        if (--ig.bound == 0) {
+            groups.remove(idev.group());
+            idev.group().releaseDmaOwner(this);
+        }
+        put();
+    }
+
+    /**
+     * What {@code pt_id} names for an attach: an HWPT, or for an IOAS its auto domain (one made already, else a new
+     * one, {@code iommufd_device_auto_get_domain}); {@code ENOENT} for no object, {@code EINVAL} for another type.
+     */
+    Hwpt resolvePt(int ptId) {
+        IommufdObject o = get(ptId, null, "attach");
+        return switch (o) {
+            case Hwpt h -> h;
+            case Ioas ioas -> {
+                for (Hwpt h : ioas.hwpts) {
+                    if (h.auto) {
+                        yield h;
+                    }
+                }
+                Hwpt h = Hwpt.alloc(allocId(), ioas, iommu, true, false);
+                objects.put(h.id, h);
+                yield h;
+            }
+            default -> throw new ErrnoException(Errno.EINVAL, "attach: " + o + " is neither an IOAS nor an HWPT");
+        };
+    }
+
+    /** An auto domain no device uses any more is destroyed. */
+    void dropIfUnused(Hwpt h) {
+        if (h.auto && h.devices == 0 && objects.get(h.id) == h) {
+            h.destroy(iommu);
+            objects.remove(h.id);
+        }
+    }
+
+    /**
+     * The group of {@code idev} attaches to {@code h} with its first device ({@code iommu_attach_group}); a group
+     * whose devices use another page table is {@code EINVAL}.
+     */
+    void attachGroup(IommufdDevice idev, Hwpt h) {
+        Igroup ig = groups.get(idev.group());
+        if (ig.hwpt != null && ig.hwpt != h) {
+            throw new ErrnoException(Errno.EINVAL, "attach " + idev + ": its IOMMU group is attached to " + ig.hwpt);
+        }
+        if (ig.hwpt == null) {
+            idev.group().attach(this, h.domain);
+            ig.hwpt = h;
+        }
+        ig.attached++;
+    }
+
+    /** The devices of {@code g} attached to {@code h}. */
+    List<IommufdDevice> attachedDevices(IommuGroup g, Hwpt h) {
+        List<IommufdDevice> out = new ArrayList<>();
+        for (IommufdObject o : objects.values()) {
+            if (o instanceof IommufdDevice d && d.group() == g && d.attached() && groups.get(g).hwpt == h) {
+                out.add(d);
+            }
+        }
+        return out;
+    }
+
+    /** {@code iommu_group_replace_domain}: straight from the old domain to the new one. */
+    void replaceGroup(IommuGroup g, Hwpt old, Hwpt h) {
+        Igroup ig = groups.get(g);
+        if (ig.hwpt != old) {
+            throw new ErrnoException(Errno.EINVAL, "replace: the IOMMU group is attached to " + ig.hwpt);
+        }
+        g.attach(this, h.domain);
+        ig.hwpt = h;
+    }
+
+    /** The device leaves the group's page table; the last one blocks the group's DMA. */
+    void detachGroup(IommufdDevice idev, Hwpt h) {
+        Igroup ig = groups.get(idev.group());
+        if (--ig.attached == 0) {
+            idev.group().detach(this);
+            ig.hwpt = null;
+        }
+    }
+
+    /** The descriptor closed ({@code iommufd_fops_release} once the bound devices let the context go too). */
+    @Override
+    public void release() {
+        synchronized (this) {
+            put();
+        }
+    }
+
+    private void put() {
+        if (--refs > 0) {
+            return;
+        }
+        // iommufd_fops_release: objects whose users dropped to zero, HWPTs before their IOAS
+        for (IommufdObject o : new ArrayList<>(objects.values())) {
+            if (o instanceof Hwpt h) {
+                h.destroy(iommu);
+                objects.remove(h.id);
+            }
+        }
+        for (IommufdObject o : new ArrayList<>(objects.values())) {
+            if (o instanceof Ioas ioas) {
+                ioas.unmapAll();
+                objects.remove(ioas.id);
+            }
+        }
+        if (!objects.isEmpty()) {
+            LOG.error("{}: objects left at release: {}", this, objects.values());
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "/dev/iommu of " + who;
+    }
+}
