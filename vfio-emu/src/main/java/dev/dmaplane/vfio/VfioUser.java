@@ -42,6 +42,15 @@ public interface VfioUser extends AutoCloseable {
     /** {@code open("/dev/iommu")}: a new iommufd context ({@code dev.dmaplane.vfio.iommufd}). */
     int openIommufd();
 
+    /**
+     * {@code open("/dev/vfio/devices/vfioX")}: the cdev of vfio-pci device {@code device} (its PCI name). Until
+     * {@code VFIO_DEVICE_BIND_IOMMUFD} binds it to an iommufd, every other operation on it is {@code EINVAL}.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code ENOENT} when {@code device} is not bound to vfio-pci,
+     *                                           {@code EINVAL} for null
+     */
+    int openDevice(String device);
+
     /** {@code eventfd(0, EFD_NONBLOCK)}: a descriptor to hand to {@code VFIO_DEVICE_SET_IRQS}. */
     int openEventfd();
 

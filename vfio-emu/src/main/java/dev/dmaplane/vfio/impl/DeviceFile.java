@@ -27,18 +27,23 @@ import static dev.dmaplane.vfio.VfioUapi.*;
  * next user finds it clean ({@code vfio_pci_core_enable}/{@code vfio_pci_core_disable}).
  */
 final class DeviceFile implements VfioFile {
+    /** What holds a device file open: its group's file, or the device cdev; told when the file closes. */
+    interface Owner {
+        void deviceClosed();
+    }
+
     private static final long PAGE = 4096;
     private static final long OFFSET_MASK = (1L << VFIO_PCI_OFFSET_SHIFT) - 1;
 
     private final UserImpl user;
-    private final GroupFile group;
+    private final Owner group;
     private final VfioPciDevice dev;
     private final PciFunction fn;
     private final IoctlTable table;
     private final DeviceFeature feature;
     private boolean released;
 
-    DeviceFile(UserImpl user, GroupFile group, VfioPciDevice dev) {
+    DeviceFile(UserImpl user, Owner group, VfioPciDevice dev) {
         this.user = user;
         this.group = group;
         this.dev = dev;

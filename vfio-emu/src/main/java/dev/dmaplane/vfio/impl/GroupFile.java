@@ -14,7 +14,7 @@ import static dev.dmaplane.vfio.VfioUapi.*;
  * {@code /dev/vfio/N} ({@code vfio_group_fops} of {@code drivers/vfio/group.c}): status, joining a container, and
  * the device files. Device files hold a reference to it, so its release waits for the last of them.
  */
-final class GroupFile implements VfioFile {
+final class GroupFile implements VfioFile, DeviceFile.Owner {
     private final UserImpl user;
     private final VfioCore core;
     private final GroupState group;
@@ -121,7 +121,8 @@ final class GroupFile implements VfioFile {
     }
 
     /** A device file of this group closed. */
-    void deviceClosed() {
+    @Override
+    public void deviceClosed() {
         synchronized (core.lock()) {
             drop();
         }

@@ -19,6 +19,8 @@ final class GroupState {
     private final Map<String, VfioPciDevice> devices = new LinkedHashMap<>();
     private GroupFile openedFile;
     private ContainerFile container;
+    /** Device cdevs bound to iommufd ({@code group->cdev_device_open_cnt}). */
+    private int cdevOpen;
 
     GroupState(IommuGroup iommuGroup) {
         this.iommuGroup = iommuGroup;
@@ -52,12 +54,36 @@ final class GroupState {
         return new ArrayList<>(devices.values());
     }
 
-    /** {@code vfio_group_fops_open}: one file at a time ({@code group->opened_file}). */
+    /**
+     * {@code vfio_group_fops_open}: one file at a time ({@code group->opened_file}), none while a device of the
+     * group is bound to iommufd through its cdev.
+     */
     void open(GroupFile f) {
         if (openedFile != null) {
             throw new ErrnoException(Errno.EBUSY, "/dev/vfio/" + id() + " is open already");
         }
+        if (cdevOpen > 0) {
+            throw new ErrnoException(Errno.EBUSY, "/dev/vfio/" + id() + ": " + cdevOpen
+                    + " device(s) of the group are bound to iommufd through their cdev");
+        }
         openedFile = f;
+    }
+
+    /**
+     * {@code vfio_device_block_group}: a device cdev binds to iommufd; {@code EBUSY} while the group's file is open
+     * (the container front end uses the group).
+     */
+    void blockGroup(String device) {
+        if (openedFile != null) {
+            throw new ErrnoException(Errno.EBUSY, device + ": /dev/vfio/" + id()
+                    + " is open: the group is used through the container front end");
+        }
+        cdevOpen++;
+    }
+
+    /** {@code vfio_device_unblock_group}. */
+    void unblockGroup() {
+        cdevOpen--;
     }
 
     boolean isOpen() {

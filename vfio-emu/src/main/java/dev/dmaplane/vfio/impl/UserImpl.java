@@ -103,6 +103,12 @@ final class UserImpl implements VfioUser {
     }
 
     @Override
+    public int openDevice(String device) {
+        ErrnoException.requireNonNull(device, "open /dev/vfio/devices: device");
+        return install(core.openCdev(this, device));
+    }
+
+    @Override
     public int openEventfd() {
         return install(new EventFdFile());
     }

@@ -166,6 +166,22 @@ public final class VfioCore implements Vfio, AutoCloseable {
         }
     }
 
+    /**
+     * {@code open("/dev/vfio/devices/vfioX")} ({@code vfio_device_fops_cdev_open}): {@code ENOENT} for a device not
+     * bound to vfio-pci.
+     */
+    VfioFile openCdev(UserImpl user, String device) {
+        synchronized (lock) {
+            for (GroupState g : groups.values()) {
+                VfioPciDevice d = g.device(device).orElse(null);
+                if (d != null) {
+                    return new CdevFile(user, d);
+                }
+            }
+        }
+        throw new ErrnoException(Errno.ENOENT, "/dev/vfio/devices: no device " + device + " is bound to vfio-pci");
+    }
+
     /** The last reference to a group's file went: a group without devices is forgotten. */
     void groupReleased(GroupState g) {
         if (g.isEmpty()) {
