@@ -24,6 +24,7 @@ public final class Iommu {
 
     private final boolean enabled;
     private final IommuDomainType defaultType;
+    private final boolean dirtyTracking;
     private final Tracer tracer;
     private final AtomicInteger nextDomainId = new AtomicInteger();
     /** Guarded by this; copied out by {@link #groups()}: an add per group, not a copy of the list per group. */
@@ -40,6 +41,16 @@ public final class Iommu {
      * @param defaultType the default domain type of new groups: DMA or IDENTITY ({@code iommu.passthrough})
      */
     public Iommu(boolean enabled, IommuDomainType defaultType, Tracer tracer) {
+        this(enabled, defaultType, true, tracer);
+    }
+
+    /**
+     * @param enabled       whether DMA is translated at all ({@code intel_iommu=on})
+     * @param defaultType   the default domain type of new groups: DMA or IDENTITY ({@code iommu.passthrough})
+     * @param dirtyTracking whether its page tables have dirty bits ({@code IOMMU_CAP_DIRTY_TRACKING})
+     */
+    public Iommu(boolean enabled, IommuDomainType defaultType, boolean dirtyTracking, Tracer tracer) {
+        this.dirtyTracking = dirtyTracking;
         if (defaultType != IommuDomainType.DMA && defaultType != IommuDomainType.IDENTITY) {
             throw new ErrnoException(Errno.EINVAL, "default domain type must be DMA or IDENTITY, not " + defaultType);
         }
@@ -56,6 +67,14 @@ public final class Iommu {
 
     public IommuDomainType defaultDomainType() {
         return defaultType;
+    }
+
+    /**
+     * {@code device_iommu_capable(dev, IOMMU_CAP_DIRTY_TRACKING)}: whether the page tables have dirty bits; without
+     * them no domain has {@code dirty_ops} ({@link IommuDomain#setDirtyTracking} is {@code EOPNOTSUPP}).
+     */
+    public boolean dirtyTracking() {
+        return dirtyTracking;
     }
 
     /**

@@ -99,8 +99,8 @@ public final class IommuDomain {
      * goes on writing without setting the dirty bit); from then on every write translation sets the dirty bit of
      * its leaf before a device's translation cache may hold it. Enabling twice, or disabling, keeps the bits.
      *
-     * @throws ErrnoException {@code EOPNOTSUPP} for a domain without a page table (no {@code dirty_ops}),
-     *                        {@code ENODEV} once freed
+     * @throws ErrnoException {@code EOPNOTSUPP} for a domain without a page table or on an IOMMU without dirty
+     *                        tracking (no {@code dirty_ops}), {@code ENODEV} once freed
      */
     public synchronized void setDirtyTracking(boolean enable) {
         requireDirtyOps("set_dirty_tracking");
@@ -321,6 +321,10 @@ public final class IommuDomain {
         if (!type.paging()) {
             throw new ErrnoException(Errno.EOPNOTSUPP, op + " of domain " + name()
                     + ": a domain without a page table has no dirty tracking");
+        }
+        if (!iommu.dirtyTracking()) {
+            throw new ErrnoException(Errno.EOPNOTSUPP, op + " of domain " + name()
+                    + ": the IOMMU's page tables have no dirty bits");
         }
         if (freed) {
             throw new ErrnoException(Errno.ENODEV, "domain " + name() + " was freed");

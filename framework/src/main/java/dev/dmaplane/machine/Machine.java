@@ -107,7 +107,7 @@ public final class Machine implements AutoCloseable {
         Swiotlb swiotlb = options.swiotlbMiB() == 0 ? null : new Swiotlb(memory, options.swiotlbMiB() / 2);
         this.iommu = new Iommu(spec.iommu().enabled(),
                 spec.iommu().defaultDomain() == MachineSpec.DefaultDomain.IDENTITY ? IommuDomainType.IDENTITY : IommuDomainType.DMA,
-                tracer);
+                spec.iommu().dirtyTracking(), tracer);
         this.dmaDebug = new DmaDebug(tracer, options.dmaDebug());
         this.dma = new DmaSubsystem(physical, iommu, dmaDebug, tracer, swiotlb);
         this.devices = new DeviceCore(tracer);

@@ -46,13 +46,23 @@ public record MachineSpec(long memoryBytes, IommuSpec iommu, List<HostBridgeSpec
         IDENTITY
     }
 
-    /** The IOMMU section. */
-    public record IommuSpec(boolean enabled, DefaultDomain defaultDomain) {
+    /**
+     * The IOMMU section.
+     *
+     * @param dirtyTracking whether the IOMMU's page tables have dirty bits ({@code IOMMU_CAP_DIRTY_TRACKING}: VT-d
+     *                      second-stage A/D bits, AMD HDSup, SMMUv3 HTTU with DBM)
+     */
+    public record IommuSpec(boolean enabled, DefaultDomain defaultDomain, boolean dirtyTracking) {
         /** IOMMU on, DMA-API default domains: what the file gets when it has no {@code iommu} section. */
-        public static final IommuSpec DEFAULT = new IommuSpec(true, DefaultDomain.DMA);
+        public static final IommuSpec DEFAULT = new IommuSpec(true, DefaultDomain.DMA, true);
 
         public IommuSpec {
             ErrnoException.requireNonNull(defaultDomain, "defaultDomain");
+        }
+
+        /** An IOMMU with dirty tracking. */
+        public IommuSpec(boolean enabled, DefaultDomain defaultDomain) {
+            this(enabled, defaultDomain, true);
         }
     }
 

@@ -9,6 +9,7 @@ import dev.dmaplane.machine.Machine;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.testing.CopyEngineClient;
 import dev.dmaplane.testing.TestMachines;
+import dev.dmaplane.trace.Tracer;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.function.Executable;
@@ -167,5 +168,20 @@ class DirtyTrackingTest {
         IommuDomain freed = machine.iommu().allocDomain(IommuDomainType.UNMANAGED);
         machine.iommu().freeDomain(freed);
         assertErrno(Errno.ENODEV, () -> freed.setDirtyTracking(true));
+    }
+
+    /**
+     * An IOMMU without {@code IOMMU_CAP_DIRTY_TRACKING} gives its domains no {@code dirty_ops}: what iommufd's
+     * {@code iopt_set_dirty_tracking} answers with {@code EOPNOTSUPP} ({@code drivers/iommu/iommufd/io_pagetable.c}).
+     */
+    @Test
+    void anIommuWithoutDirtyBitsHasNoDirtyOps() {
+        assertTrue(machine.iommu().dirtyTracking(), "the default IOMMU has dirty bits");
+        Iommu clean = new Iommu(true, IommuDomainType.DMA, false, new Tracer());
+        assertFalse(clean.dirtyTracking());
+        IommuDomain d = clean.allocDomain(IommuDomainType.UNMANAGED);
+        assertErrno(Errno.EOPNOTSUPP, () -> d.setDirtyTracking(true));
+        assertErrno(Errno.EOPNOTSUPP, () -> d.readAndClearDirty(0, PAGE, PAGE, true));
+        assertFalse(d.dirtyTracking());
     }
 }

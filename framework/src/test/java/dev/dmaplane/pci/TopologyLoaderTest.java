@@ -339,6 +339,10 @@ class TopologyLoaderTest {
         assertEquals(new MachineSpec.IommuSpec(false, MachineSpec.DefaultDomain.IDENTITY), id.iommu());
         assertMentions(fails("memory: 2MiB\niommu: {defaultDomain: paging}\npci: {}\n"), "iommu.defaultDomain", "'paging'");
         assertMentions(fails("memory: 2MiB\niommu: {enabled: \"yes\"}\npci: {}\n"), "iommu.enabled");
+        assertTrue(none.iommu().dirtyTracking(), "dirty tracking unless the file says otherwise");
+        MachineSpec clean = TopologyLoader.parse("memory: 2MiB\niommu: {dirtyTracking: false}\npci: {}\n", Format.YAML);
+        assertEquals(new MachineSpec.IommuSpec(true, MachineSpec.DefaultDomain.DMA, false), clean.iommu());
+        assertMentions(fails("memory: 2MiB\niommu: {dirtyTracking: 3}\npci: {}\n"), "iommu.dirtyTracking");
     }
 
     @Test

@@ -37,7 +37,7 @@ import java.util.TreeSet;
  */
 public final class SpecParser {
     private static final Set<String> MACHINE_KEYS = Set.of("memory", "iommu", "pci");
-    private static final Set<String> IOMMU_KEYS = Set.of("enabled", "defaultDomain");
+    private static final Set<String> IOMMU_KEYS = Set.of("enabled", "defaultDomain", "dirtyTracking");
     private static final Set<String> PCI_KEYS = Set.of("hostBridges");
     private static final Set<String> HOST_KEYS = Set.of("domain", "bus", "name", "p2pAllowed", "children");
     private static final Set<String> FUNCTION_KEYS = Set.of("bdf", "type", "vendor", "device", "class", "revision",
@@ -151,7 +151,8 @@ public final class SpecParser {
                 default -> throw Units.bad(o.at("defaultDomain"), t, "is not one of: dma, identity");
             };
         }
-        return new IommuSpec(enabled, dd);
+        boolean dirty = !o.has("dirtyTracking") || Units.bool(o.get("dirtyTracking"), o.at("dirtyTracking"));
+        return new IommuSpec(enabled, dd, dirty);
     }
 
     private static HostBridgeSpec hostBridge(Obj o) {
