@@ -25,8 +25,16 @@ final class VfioTestMachine {
     }
 
     static Machine boot() {
+        return boot(true);
+    }
+
+    /** The machine, its IOMMU with dirty tracking ({@code IOMMU_CAP_DIRTY_TRACKING}) or without. */
+    static Machine boot(boolean dirtyTracking) {
         try (InputStream in = VfioTestMachine.class.getResourceAsStream("vfio-test.yaml")) {
             String text = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+            if (!dirtyTracking) {
+                text = text.replace("defaultDomain: dma }", "defaultDomain: dma, dirtyTracking: false }");
+            }
             return Machine.boot(TopologyLoader.load(text, TopologyLoader.Format.YAML), Machine.Options.DEFAULT);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read vfio-test.yaml", e);

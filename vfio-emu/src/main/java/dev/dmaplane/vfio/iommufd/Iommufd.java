@@ -10,7 +10,9 @@ import dev.dmaplane.vfio.VfioUser;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.StructLayout;
+import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
+import java.util.BitSet;
 import java.util.List;
 
 import static dev.dmaplane.vfio.VfioLayouts.U64;
@@ -158,6 +160,66 @@ public record Iommufd(VfioUser user, int fd) {
             setU32(m, IOAS_ALLOW_IOVAS, "num_iovas", ranges.size());
             setU64(m, IOAS_ALLOW_IOVAS, "allowed_iovas", buf);
             user.ioctl(fd, IOMMU_IOAS_ALLOW_IOVAS, m);
+        } finally {
+            mm.munmap(buf, bytes);
+        }
+    }
+
+    /**
+     * {@code IOMMU_HWPT_ALLOC} for device {@code devId} over IOAS {@code ptId} with {@code IOMMU_HWPT_ALLOC_*}
+     * {@code flags}: the HWPT's ID.
+     */
+    public int hwptAlloc(int devId, int ptId, int flags) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment m = struct(a, HWPT_ALLOC);
+            setU32(m, HWPT_ALLOC, "flags", flags);
+            setU32(m, HWPT_ALLOC, "dev_id", devId);
+            setU32(m, HWPT_ALLOC, "pt_id", ptId);
+            user.ioctl(fd, IOMMU_HWPT_ALLOC, m);
+            return u32(m, HWPT_ALLOC, "out_hwpt_id");
+        }
+    }
+
+    /** {@code IOMMU_GET_HW_INFO}: {@code out_capabilities} of the IOMMU behind device {@code devId}. */
+    public long hwCapabilities(int devId) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment m = struct(a, HW_INFO);
+            setU32(m, HW_INFO, "dev_id", devId);
+            user.ioctl(fd, IOMMU_GET_HW_INFO, m);
+            return u64(m, HW_INFO, "out_capabilities");
+        }
+    }
+
+    /** {@code IOMMU_HWPT_SET_DIRTY_TRACKING}. */
+    public void setDirtyTracking(int hwpt, boolean enable) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment m = struct(a, HWPT_SET_DIRTY_TRACKING);
+            setU32(m, HWPT_SET_DIRTY_TRACKING, "flags", enable ? IOMMU_HWPT_DIRTY_TRACKING_ENABLE : 0);
+            setU32(m, HWPT_SET_DIRTY_TRACKING, "hwpt_id", hwpt);
+            user.ioctl(fd, IOMMU_HWPT_SET_DIRTY_TRACKING, m);
+        }
+    }
+
+    /**
+     * {@code IOMMU_HWPT_GET_DIRTY_BITMAP} of {@code [iova, iova + length)} in {@code pageSize} pages into a zeroed
+     * bitmap: bit {@code n} for the page at {@code iova + n * pageSize}.
+     */
+    public BitSet dirtyBitmap(int hwpt, long iova, long length, long pageSize, int flags) {
+        AddressSpace mm = user.mm();
+        long bytes = Math.max(8, (length / Math.max(1, pageSize) + 63) / 64 * 8);
+        long buf = mm.mmapAnonymous(bytes, Prot.PROT_READ | Prot.PROT_WRITE);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment m = struct(a, HWPT_GET_DIRTY_BITMAP);
+            setU32(m, HWPT_GET_DIRTY_BITMAP, "hwpt_id", hwpt);
+            setU32(m, HWPT_GET_DIRTY_BITMAP, "flags", flags);
+            setU64(m, HWPT_GET_DIRTY_BITMAP, "iova", iova);
+            setU64(m, HWPT_GET_DIRTY_BITMAP, "length", length);
+            setU64(m, HWPT_GET_DIRTY_BITMAP, "page_size", pageSize);
+            setU64(m, HWPT_GET_DIRTY_BITMAP, "data", buf);
+            user.ioctl(fd, IOMMU_HWPT_GET_DIRTY_BITMAP, m);
+            MemorySegment out = a.allocate(bytes, 8);
+            mm.read(buf, out);
+            return BitSet.valueOf(out.toArray(ValueLayout.JAVA_LONG));
         } finally {
             mm.munmap(buf, bytes);
         }

@@ -16,6 +16,7 @@ import org.slf4j.LoggerFactory;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.StructLayout;
 import java.util.ArrayList;
+import java.util.BitSet;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -112,6 +113,12 @@ public final class IommufdCtx implements VfioFile {
                 this::iovaRanges);
         op(IOMMU_IOAS_MAP, "IOMMU_IOAS_MAP", IOAS_MAP, IOAS_MAP.byteSize(), this::map);
         op(IOMMU_IOAS_UNMAP, "IOMMU_IOAS_UNMAP", IOAS_UNMAP, IOAS_UNMAP.byteSize(), this::unmap);
+        op(IOMMU_HWPT_ALLOC, "IOMMU_HWPT_ALLOC", HWPT_ALLOC, HWPT_ALLOC_MINSZ, this::hwptAlloc);
+        op(IOMMU_GET_HW_INFO, "IOMMU_GET_HW_INFO", HW_INFO, HW_INFO_MINSZ, this::hwInfo);
+        op(IOMMU_HWPT_SET_DIRTY_TRACKING, "IOMMU_HWPT_SET_DIRTY_TRACKING", HWPT_SET_DIRTY_TRACKING,
+                HWPT_SET_DIRTY_TRACKING.byteSize(), this::setDirtyTracking);
+        op(IOMMU_HWPT_GET_DIRTY_BITMAP, "IOMMU_HWPT_GET_DIRTY_BITMAP", HWPT_GET_DIRTY_BITMAP,
+                HWPT_GET_DIRTY_BITMAP.byteSize(), this::getDirtyBitmap);
     }
 
     private void op(int cmd, String name, StructLayout s, long minsz, UcmdHandler h) {
@@ -425,6 +432,140 @@ public final class IommufdCtx implements VfioFile {
         }
         u.setU64(IOAS_UNMAP, "length", unmapped);
         u.respond();
+        return 0;
+    }
+
+    /**
+     * {@code iommufd_hwpt_alloc}: flags other than {@code DIRTY_TRACKING} (no nesting here) and {@code __reserved}
+     * are {@code EOPNOTSUPP}; data with type NONE {@code EINVAL}; the device and the IOAS must exist
+     * ({@code ENOENT}); another type of {@code pt_id} or a data type for an IOAS is {@code EINVAL}, a nested type on
+     * an HWPT {@code EOPNOTSUPP}; dirty tracking on an IOMMU without it {@code EOPNOTSUPP}. The HWPT maps the IOAS's
+     * mappings and is attached to nothing.
+     */
+    private long hwptAlloc(Ucmd u) {
+        String what = "IOMMU_HWPT_ALLOC";
+        int flags = u.u32(HWPT_ALLOC, "flags");
+        if ((flags & ~IOMMU_HWPT_ALLOC_DIRTY_TRACKING) != 0) {
+            throw new ErrnoException(Errno.EOPNOTSUPP, what + ": unsupported flags "
+                    + Integer.toHexString(flags & ~IOMMU_HWPT_ALLOC_DIRTY_TRACKING));
+        }
+        reserved0(u, HWPT_ALLOC, what);
+        int dataType = u.u32(HWPT_ALLOC, "data_type");
+        if (dataType == IOMMU_HWPT_DATA_NONE && (u.u32(HWPT_ALLOC, "data_len") != 0
+                || u.u64(HWPT_ALLOC, "data_uptr") != 0)) {
+            throw new ErrnoException(Errno.EINVAL, what + ": data with data type NONE");
+        }
+        IommufdDevice idev = (IommufdDevice) get(u.u32(HWPT_ALLOC, "dev_id"), IommufdObject.Type.DEVICE, what);
+        IommufdObject pt = get(u.u32(HWPT_ALLOC, "pt_id"), null, what);
+        Ioas ioas = switch (pt) {
+            case Ioas i when dataType == IOMMU_HWPT_DATA_NONE -> i;
+            case Hwpt h when dataType != IOMMU_HWPT_DATA_NONE -> throw new ErrnoException(Errno.EOPNOTSUPP, what
+                    + ": data type " + dataType + ": " + h + " cannot parent a nested page table here");
+            default -> throw new ErrnoException(Errno.EINVAL, what + ": " + pt + " with data type " + dataType
+                    + " is no parent for a page table");
+        };
+        boolean dirty = (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) != 0;
+        if (dirty && !iommu.dirtyTracking()) {
+            throw new ErrnoException(Errno.EOPNOTSUPP, what + ": the IOMMU of " + idev + " has no dirty tracking");
+        }
+        Hwpt h = Hwpt.alloc(allocId(), ioas, iommu, false, dirty);
+        objects.put(h.id, h);
+        u.setU32(HWPT_ALLOC, "out_hwpt_id", h.id);
+        u.respond();
+        return 0;
+    }
+
+    /**
+     * {@code iommufd_get_hw_info}: flags and {@code __reserved} {@code EOPNOTSUPP}, the device {@code ENOENT}; no
+     * driver-specific data (type NONE, {@code data_len} 0, the user's buffer zeroed), and
+     * {@code IOMMU_HW_CAP_DIRTY_TRACKING} when the device's IOMMU has it.
+     */
+    private long hwInfo(Ucmd u) {
+        String what = "IOMMU_GET_HW_INFO";
+        if (u.u32(HW_INFO, "flags") != 0) {
+            throw new ErrnoException(Errno.EOPNOTSUPP, what + ": flags " + Integer.toHexString(u.u32(HW_INFO, "flags")));
+        }
+        reserved0(u, HW_INFO, what);
+        get(u.u32(HW_INFO, "dev_id"), IommufdObject.Type.DEVICE, what);
+        long len = Integer.toUnsignedLong(u.u32(HW_INFO, "data_len"));
+        if (len > 0) {
+            mm.write(u.u64(HW_INFO, "data_uptr"), MemorySegment.ofArray(new byte[(int) Math.min(len, 1 << 20)]));
+        }
+        u.setU32(HW_INFO, "data_len", 0);
+        u.setU32(HW_INFO, "out_data_type", IOMMU_HW_INFO_TYPE_NONE);
+        u.setU64(HW_INFO, "out_capabilities", iommu.dirtyTracking() ? IOMMU_HW_CAP_DIRTY_TRACKING : 0);
+        u.respond();
+        return 0;
+    }
+
+    /** An HWPT with {@code dirty_ops}: {@code ENOENT} for no HWPT, {@code EOPNOTSUPP} without dirty tracking. */
+    private Hwpt dirtyHwpt(int id, String what) {
+        Hwpt h = (Hwpt) get(id, IommufdObject.Type.HWPT_PAGING, what);
+        if (!h.dirtyTracking) {
+            throw new ErrnoException(Errno.EOPNOTSUPP, what + ": " + h
+                    + " was not allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING");
+        }
+        return h;
+    }
+
+    /** {@code iommufd_hwpt_set_dirty_tracking}: unknown flags or {@code __reserved} {@code EOPNOTSUPP}. */
+    private long setDirtyTracking(Ucmd u) {
+        String what = "IOMMU_HWPT_SET_DIRTY_TRACKING";
+        int flags = u.u32(HWPT_SET_DIRTY_TRACKING, "flags");
+        if ((flags & ~IOMMU_HWPT_DIRTY_TRACKING_ENABLE) != 0) {
+            throw new ErrnoException(Errno.EOPNOTSUPP, what + ": unknown flags " + Integer.toHexString(flags));
+        }
+        reserved0(u, HWPT_SET_DIRTY_TRACKING, what);
+        Hwpt h = dirtyHwpt(u.u32(HWPT_SET_DIRTY_TRACKING, "hwpt_id"), what);
+        h.domain.setDirtyTracking((flags & IOMMU_HWPT_DIRTY_TRACKING_ENABLE) != 0);
+        return 0;
+    }
+
+    /**
+     * {@code iommufd_hwpt_get_dirty_bitmap} with {@code iommufd_check_iova_range}: unknown flags or
+     * {@code __reserved} {@code EOPNOTSUPP}; a range that wraps {@code EOVERFLOW}; IOVA or end off the IOAS's
+     * alignment, {@code page_size} 0, or IOVA or end off it, {@code EINVAL}; a range not mapped contiguously
+     * {@code EINVAL}; tracking off {@code EINVAL}. Bit {@code n} of {@code data} (a little-endian {@code __u64}
+     * array in user memory, bit {@code n % 64} of word {@code n / 64}) is set for the dirty page
+     * {@code iova + n * page_size}; bits already set stay set, as {@code iova_bitmap_set} only sets them. Unless
+     * {@code NO_CLEAR}, the dirty bits read are cleared.
+     */
+    private long getDirtyBitmap(Ucmd u) {
+        String what = "IOMMU_HWPT_GET_DIRTY_BITMAP";
+        int flags = u.u32(HWPT_GET_DIRTY_BITMAP, "flags");
+        if ((flags & ~IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR) != 0) {
+            throw new ErrnoException(Errno.EOPNOTSUPP, what + ": unknown flags " + Integer.toHexString(flags));
+        }
+        reserved0(u, HWPT_GET_DIRTY_BITMAP, what);
+        Hwpt h = dirtyHwpt(u.u32(HWPT_GET_DIRTY_BITMAP, "hwpt_id"), what);
+        long iova = u.u64(HWPT_GET_DIRTY_BITMAP, "iova");
+        long length = u.u64(HWPT_GET_DIRTY_BITMAP, "length");
+        long pageSize = u.u64(HWPT_GET_DIRTY_BITMAP, "page_size");
+        long last = iova + length - 1;
+        if (length == 0 || !Ioas.le(iova, last)) {
+            throw new ErrnoException(Errno.EOVERFLOW, String.format("%s: %#x + %#x wraps", what, iova, length));
+        }
+        if (((iova | (last + 1)) & (PAGE - 1)) != 0 || pageSize == 0
+                || ((iova | (last + 1)) & (pageSize - 1)) != 0) {
+            throw new ErrnoException(Errno.EINVAL, String.format("%s: %#x-%#x is not aligned to page size %#x and "
+                    + "the IOVA alignment %#x", what, iova, last, pageSize, PAGE));
+        }
+        if (!h.ioas.covered(iova, last)) {
+            throw new ErrnoException(Errno.EINVAL, String.format("%s: %#x-%#x is not mapped contiguously in %s",
+                    what, iova, last, h.ioas));
+        }
+        BitSet dirty = h.domain.readAndClearDirty(iova, length, pageSize,
+                (flags & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR) != 0);
+        long bits = length / pageSize;
+        long words = (bits + 63) / 64;
+        long data = u.u64(HWPT_GET_DIRTY_BITMAP, "data");
+        MemorySegment map = MemorySegment.ofArray(new byte[(int) (words * 8)]);
+        mm.read(data, map);
+        for (int b = dirty.nextSetBit(0); b >= 0; b = dirty.nextSetBit(b + 1)) {
+            long at = (b / 64) * 8L;
+            map.set(U64, at, map.get(U64, at) | 1L << (b % 64));
+        }
+        mm.write(data, map);
         return 0;
     }
 
