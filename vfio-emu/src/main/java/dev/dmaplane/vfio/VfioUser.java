@@ -1,6 +1,7 @@
 package dev.dmaplane.vfio;
 
 import dev.dmaplane.dmabuf.DmaBuf;
+import dev.dmaplane.fs.Inode;
 import dev.dmaplane.irq.IrqTrigger;
 import dev.dmaplane.mm.AddressSpace;
 import org.osgi.annotation.versioning.ProviderType;
@@ -50,6 +51,13 @@ public interface VfioUser extends AutoCloseable {
      *                                           {@code EINVAL} for null
      */
     int openDevice(String device);
+
+    /**
+     * A descriptor of {@code inode} as {@code memfd_create} gives one: what {@code IOMMU_IOAS_MAP_FILE} maps.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for null
+     */
+    int openMemfd(Inode inode);
 
     /** {@code eventfd(0, EFD_NONBLOCK)}: a descriptor to hand to {@code VFIO_DEVICE_SET_IRQS}. */
     int openEventfd();

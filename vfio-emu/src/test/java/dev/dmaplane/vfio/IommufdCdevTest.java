@@ -2,6 +2,8 @@ package dev.dmaplane.vfio;
 
 import dev.dmaplane.device.DeviceCore;
 import dev.dmaplane.errno.Errno;
+import dev.dmaplane.fs.Inode;
+import dev.dmaplane.fs.MemFs;
 import dev.dmaplane.hw.copyengine.CopyEngineRegs;
 import dev.dmaplane.iommu.IommuDomainType;
 import dev.dmaplane.iommu.IommuGroup;
@@ -29,6 +31,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import static dev.dmaplane.hw.copyengine.CopyEngineRegs.*;
 import static dev.dmaplane.vfio.VfioLayouts.DEVICE_INFO;
 import static dev.dmaplane.vfio.VfioLayouts.setU32;
+import static dev.dmaplane.vfio.VfioLayouts.setU64;
 import static dev.dmaplane.vfio.VfioTestMachine.*;
 import static dev.dmaplane.vfio.VfioUapi.VFIO_DEVICE_GET_INFO;
 import static dev.dmaplane.vfio.VfioUapi.VFIO_PCI_BAR0_REGION_INDEX;
@@ -247,6 +250,70 @@ class IommufdCdevTest {
         engine.setMaster(false);
         cdev.close();
         fd.close();
+    }
+
+    /**
+     * {@code iommufd_ioas_map_file} (ioas.c) over {@code iopt_map_file_pages} and {@code memfd_pin_folios}
+     * (mm/gup.c): a memfd's pages mapped into the IOAS, the engine's writes landing in the file.
+     */
+    @Test
+    void mapFileOfAMemfdAndTheEngineWritesIntoTheFile() {
+        MemFs fs = machine.mount("memfd", false);
+        Inode file = fs.create("/buffer");
+        file.truncate(4 * 4096);
+        Iommufd fd = Iommufd.open(user);
+        int ioas = fd.ioasAlloc();
+        int memfd = user.openMemfd(file);
+        int efd = user.openEventfd();
+        fails(Errno.EBADF, () -> mapFile(fd, ioas, 99, 0, 4096, 0x4000_0000L, FIXED_RW), "fd 99 is not open");
+        fails(Errno.EINVAL, () -> mapFile(fd, ioas, efd, 0, 4096, 0x4000_0000L, FIXED_RW), "an eventfd");
+        fails(Errno.EINVAL, () -> mapFile(fd, ioas, memfd, 512, 4096, 0x4000_0000L, FIXED_RW), "start off a page");
+        fails(Errno.EFAULT, () -> mapFile(fd, ioas, memfd, 0, 8 * 4096, 0x4000_0000L, FIXED_RW), "past the end");
+        fails(Errno.ENOENT, () -> mapFile(fd, ioas + 1, memfd, 0, 4096, 0x4000_0000L, FIXED_RW), "no IOAS");
+        fails(Errno.EOPNOTSUPP, () -> mapFile(fd, ioas, memfd, 0, 4096, 0x4000_0000L, FIXED_RW | 8), "flag");
+        assertEquals(0, vfio.pinnedPages(), "no refusal pinned anything");
+        assertEquals(0x4000_0000L, mapFile(fd, ioas, memfd, 4096, 2 * 4096, 0x4000_0000L, FIXED_RW));
+        assertEquals(2, vfio.pinnedPages());
+        assertEquals(2 * 4096, user.lockedBytes(), "charged as a user pin");
+
+        DeviceCdev cdev = DeviceCdev.open(user, ENGINE);
+        cdev.bind(fd);
+        cdev.attach(ioas);
+        long ring = mm.mmapAnonymous(4096, Prot.PROT_READ | Prot.PROT_WRITE);
+        long src = mm.mmapAnonymous(2 * 4096, Prot.PROT_READ | Prot.PROT_WRITE);
+        fd.map(ioas, ring, 4096, 0x1000_0000L, FIXED_RW);
+        fd.map(ioas, src, 2 * 4096, 0x2000_0000L, FIXED_RW);
+        byte[] data = new byte[2 * 4096];
+        new Random(21).nextBytes(data);
+        mm.write(src, MemorySegment.ofArray(data));
+        Bar.Mmio regs = engine.bar(0).orElseThrow().mmio();
+        engine.setMaster(true);
+        assertEquals(ST_OK, submit(regs, ring, 0x2000_0000L, 0x4000_0000L, data.length));
+        byte[] back = new byte[data.length];
+        file.read(4096, MemorySegment.ofArray(back));
+        assertArrayEquals(data, back, "the engine's writes are the file's bytes from page 1 on");
+        file.truncate(0);
+        assertEquals(2 + 3, vfio.pinnedPages(), "the pinned pages outlive the truncate");
+        assertEquals(2 * 4096, fd.unmap(ioas, 0x4000_0000L, 2 * 4096));
+        assertEquals(3, vfio.pinnedPages());
+        regs.write(REG_CTRL, 8, CTRL_RESET);
+        engine.setMaster(false);
+        cdev.close();
+        fd.close();
+        fs.close();
+    }
+
+    private long mapFile(Iommufd fd, int ioas, int file, long start, long length, long iova, int flags) {
+        MemorySegment m = arena.allocate(IOAS_MAP_FILE);
+        setU32(m, IOAS_MAP_FILE, "size", (int) IOAS_MAP_FILE.byteSize());
+        setU32(m, IOAS_MAP_FILE, "flags", flags);
+        setU32(m, IOAS_MAP_FILE, "ioas_id", ioas);
+        setU32(m, IOAS_MAP_FILE, "fd", file);
+        setU64(m, IOAS_MAP_FILE, "start", start);
+        setU64(m, IOAS_MAP_FILE, "length", length);
+        setU64(m, IOAS_MAP_FILE, "iova", iova);
+        user.ioctl(fd.fd(), IOMMU_IOAS_MAP_FILE, m);
+        return m.get(VfioLayouts.U64, 32);
     }
 
     private int submit(Bar.Mmio regs, long ring, long srcIova, long dstIova, int length) {

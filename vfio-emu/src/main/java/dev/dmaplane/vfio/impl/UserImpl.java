@@ -3,6 +3,7 @@ package dev.dmaplane.vfio.impl;
 import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.fs.Inode;
 import dev.dmaplane.irq.IrqTrigger;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.vfio.VfioUser;
@@ -99,13 +100,19 @@ final class UserImpl implements VfioUser {
                 core.pinned(pages);
             }
         };
-        return install(new IommufdCtx(mm.name(), mm, core.machine().iommu(), account));
+        return install(new IommufdCtx(mm.name(), mm, core.machine().iommu(), account, this::file));
     }
 
     @Override
     public int openDevice(String device) {
         ErrnoException.requireNonNull(device, "open /dev/vfio/devices: device");
         return install(core.openCdev(this, device));
+    }
+
+    @Override
+    public int openMemfd(Inode inode) {
+        ErrnoException.requireNonNull(inode, "memfd: inode");
+        return install(new MemfdFile(inode));
     }
 
     @Override

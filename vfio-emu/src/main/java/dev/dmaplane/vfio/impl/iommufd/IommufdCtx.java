@@ -7,7 +7,10 @@ import dev.dmaplane.iommu.Iommu;
 import dev.dmaplane.iommu.IommuGroup;
 import dev.dmaplane.iommu.IoPageTable;
 import dev.dmaplane.mm.AddressSpace;
+import dev.dmaplane.fs.Inode;
+import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.vfio.impl.IoPageStore;
+import dev.dmaplane.vfio.impl.MemfdFile;
 import dev.dmaplane.vfio.impl.VfioFile;
 import dev.dmaplane.vfio.uapi.IoctlTable;
 import org.slf4j.Logger;
@@ -21,6 +24,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
+import java.util.function.IntFunction;
 
 import static dev.dmaplane.vfio.VfioLayouts.U32;
 import static dev.dmaplane.vfio.VfioLayouts.U64;
@@ -92,17 +96,20 @@ public final class IommufdCtx implements VfioFile {
     private final AddressSpace mm;
     private final Iommu iommu;
     private final Account account;
+    private final IntFunction<VfioFile> files;
     private final IoctlTable table;
     private final TreeMap<Integer, IommufdObject> objects = new TreeMap<>();
     private final Map<IommuGroup, Igroup> groups = new HashMap<>();
     /** The descriptor and one per bound device ({@code iommufd_ctx_get}). */
     private int refs = 1;
 
-    public IommufdCtx(String who, AddressSpace mm, Iommu iommu, Account account) {
+    /** @param files the process's descriptors ({@code fget}): {@code EBADF} for one not open */
+    public IommufdCtx(String who, AddressSpace mm, Iommu iommu, Account account, IntFunction<VfioFile> files) {
         this.who = who;
         this.mm = mm;
         this.iommu = iommu;
         this.account = account;
+        this.files = files;
         this.table = IoctlTable.enotty("/dev/iommu");
         op(IOMMU_DESTROY, "IOMMU_DESTROY", DESTROY, DESTROY.byteSize(), this::destroy);
         op(IOMMU_IOAS_ALLOC, "IOMMU_IOAS_ALLOC", IOAS_ALLOC, IOAS_ALLOC.byteSize(), this::ioasAlloc);
@@ -113,6 +120,7 @@ public final class IommufdCtx implements VfioFile {
                 this::iovaRanges);
         op(IOMMU_IOAS_MAP, "IOMMU_IOAS_MAP", IOAS_MAP, IOAS_MAP.byteSize(), this::map);
         op(IOMMU_IOAS_UNMAP, "IOMMU_IOAS_UNMAP", IOAS_UNMAP, IOAS_UNMAP.byteSize(), this::unmap);
+        op(IOMMU_IOAS_MAP_FILE, "IOMMU_IOAS_MAP_FILE", IOAS_MAP_FILE, IOAS_MAP_FILE.byteSize(), this::mapFile);
         op(IOMMU_HWPT_ALLOC, "IOMMU_HWPT_ALLOC", HWPT_ALLOC, HWPT_ALLOC_MINSZ, this::hwptAlloc);
         op(IOMMU_GET_HW_INFO, "IOMMU_GET_HW_INFO", HW_INFO, HW_INFO_MINSZ, this::hwInfo);
         op(IOMMU_HWPT_SET_DIRTY_TRACKING, "IOMMU_HWPT_SET_DIRTY_TRACKING", HWPT_SET_DIRTY_TRACKING,
@@ -351,6 +359,83 @@ public final class IommufdCtx implements VfioFile {
         return raw.then(() -> {
             account.lockAcct(-length);
             account.pinned(-n);
+        });
+    }
+
+    /**
+     * {@code iommufd_ioas_map_file}: as {@link #map}, of {@code length} bytes of the file behind {@code fd} from
+     * byte {@code start}: the fd must be open ({@code EBADF}) and a memfd (other files {@code EINVAL}, as
+     * {@code memfd_pin_folios} answers), {@code start} on a page ({@code EINVAL}) and the range inside the file
+     * ({@code EFAULT}); its pages are pinned ({@code memfd_pin_folios}), so they outlive a truncate until unmapped.
+     */
+    private long mapFile(Ucmd u) {
+        int flags = u.u32(IOAS_MAP_FILE, "flags");
+        String what = "IOMMU_IOAS_MAP_FILE";
+        mapFlags(flags, what);
+        long start = u.u64(IOAS_MAP_FILE, "start");
+        long length = u.u64(IOAS_MAP_FILE, "length");
+        long iova = u.u64(IOAS_MAP_FILE, "iova");
+        notUlongMax(iova, "iova", what);
+        notUlongMax(length, "length", what);
+        int prot = prot(flags, what);
+        Ioas ioas = ioas(u.u32(IOAS_MAP_FILE, "ioas_id"), what);
+        int fd = u.u32(IOAS_MAP_FILE, "fd");
+        VfioFile f = files.apply(fd);
+        if (length != 0 && Long.compareUnsigned(start + length - 1, start) < 0) {
+            throw new ErrnoException(Errno.EOVERFLOW, String.format("%s: start %#x + %#x wraps", what, start, length));
+        }
+        long at = ioas.place(iova, length, 0, (flags & IOMMU_IOAS_MAP_FIXED_IOVA) != 0);
+        if ((start & (PAGE - 1)) != 0) {
+            throw new ErrnoException(Errno.EINVAL, String.format("%s: start %#x is not aligned to %#x", what, start,
+                    PAGE));
+        }
+        if (!(f instanceof MemfdFile memfd)) {
+            throw new ErrnoException(Errno.EINVAL, what + ": fd " + fd + " is " + f + ", not a memfd");
+        }
+        IoPageStore.Pages pages = pinFile(memfd.inode(), start, length);
+        try {
+            ioas.store.map(pages, 0, at, length, 0, prot);
+        } catch (RuntimeException e) {
+            pages.put(false);
+            throw e;
+        }
+        u.setU64(IOAS_MAP_FILE, "iova", at);
+        u.respond();
+        return 0;
+    }
+
+    /** {@code memfd_pin_folios} of the file's pages, charged to {@code locked_vm} as a user pin is. */
+    private IoPageStore.Pages pinFile(Inode inode, long start, long length) {
+        long first = start / PAGE;
+        long count = length / PAGE;
+        if (count > Integer.MAX_VALUE) {
+            throw new ErrnoException(Errno.EINVAL, "IOMMU_IOAS_MAP_FILE: " + count + " pages are too many");
+        }
+        long[] pfns = inode.pinPages(first, (int) count);
+        HostMemory mem = inode.fs().memory();
+        try {
+            account.lockAcct(length);
+        } catch (RuntimeException e) {
+            for (long pfn : pfns) {
+                mem.unpinPage(pfn);
+            }
+            throw e;
+        }
+        account.pinned(pfns.length);
+        long[] phys = new long[pfns.length];
+        for (int i = 0; i < pfns.length; i++) {
+            phys[i] = pfns[i] << HostMemory.PAGE_SHIFT;
+        }
+        return new IoPageStore.Pages(phys, true, dirty -> {
+            if (dirty) {
+                inode.unpinPagesDirty(first, pfns);
+            } else {
+                for (long pfn : pfns) {
+                    mem.unpinPage(pfn);
+                }
+            }
+            account.lockAcct(-length);
+            account.pinned(-pfns.length);
         });
     }
 
