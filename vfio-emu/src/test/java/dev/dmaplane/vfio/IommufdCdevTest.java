@@ -20,6 +20,7 @@ import org.junit.jupiter.api.Test;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.time.Duration;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.ExecutorService;
@@ -248,6 +249,34 @@ class IommufdCdevTest {
         assertEquals(faultsBefore, machine.iommu().faults().size(), "no IOMMU fault during the replacements");
         regs.write(REG_CTRL, 8, CTRL_RESET);
         engine.setMaster(false);
+        cdev.close();
+        fd.close();
+    }
+
+    /**
+     * Unplug under a bound cdev, as {@code vfio_unregister_group_dev} waits for the user after the REQ interrupt
+     * (bounded here): the cdev is revoked (ENODEV), while the IOAS keeps its mappings and pins until the user unmaps
+     * or closes, after which nothing is left.
+     */
+    @Test
+    void unplugRevokesTheCdevAndTheIoasKeepsItsMappingsUntilClose() {
+        vfio.setRequestTimeout(Duration.ofMillis(100));
+        Iommufd fd = Iommufd.open(user);
+        int ioas = fd.ioasAlloc();
+        DeviceCdev cdev = DeviceCdev.open(user, ENGINE);
+        cdev.bind(fd);
+        cdev.attach(ioas);
+        long buf = mm.mmapAnonymous(4 * 4096, Prot.PROT_READ | Prot.PROT_WRITE);
+        fd.map(ioas, buf, 4 * 4096, 0x1000_0000L, FIXED_RW);
+        long t0 = System.nanoTime();
+        machine.hotUnplug(engine);
+        long ms = (System.nanoTime() - t0) / 1_000_000;
+        assertTrue(ms < 1000, "unplug took " + ms + " ms");
+        fails(Errno.ENODEV, () -> cdev.device().info(), "the device file is revoked");
+        fails(Errno.ENODEV, () -> cdev.attach(ioas), "so is attaching");
+        assertEquals(4, vfio.pinnedPages(), "the IOAS keeps its mappings");
+        assertEquals(4 * 4096, fd.unmap(ioas, 0x1000_0000L, 4 * 4096), "until the user unmaps them");
+        fd.map(ioas, buf, 4096, 0x2000_0000L, FIXED_RW);
         cdev.close();
         fd.close();
     }
