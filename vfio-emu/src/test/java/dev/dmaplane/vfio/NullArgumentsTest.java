@@ -17,13 +17,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * {@code EINVAL}.
  */
 class NullArgumentsTest {
-    private static final String[] EXPORTED = {"dev.dmaplane.vfio", "dev.dmaplane.vfio.nvme"};
+    private static final String[] EXPORTED = {"dev.dmaplane.vfio", "dev.dmaplane.vfio.nvme", "dev.dmaplane.vfio.iommufd"};
 
     @Test
     void nullArgumentsAreEinval() {
         NullArguments.Report r = NullArguments.withFrameworkSamples()
                 .sample(Vfio.class, s -> Vfio.of(machine(s)))
                 .sample(Duration.class, s -> Duration.ofMillis(1))
+                .sample(VfioUser.class, s -> Vfio.of(machine(s)).open(machine(s).newAddressSpace("null-args"), 1L << 30))
                 .receiver(Vfio.class, s -> Vfio.of(machine(s)))
                 .receiver(VfioUser.class, s -> Vfio.of(machine(s)).open(machine(s).newAddressSpace("null-args"), 1L << 30))
                 .sweep(Vfio.class, EXPORTED);
