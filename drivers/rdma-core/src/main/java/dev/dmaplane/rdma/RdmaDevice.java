@@ -5,6 +5,7 @@ import dev.dmaplane.rdma.mad.MadAgent;
 import dev.dmaplane.rdma.mad.MadHandler;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.GidEntry;
+import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.ResourceEntry;
 import dev.dmaplane.rdma.verbs.VerbsContext;
@@ -25,6 +26,11 @@ public interface RdmaDevice {
 
     /** {@code ibv_get_device_guid}. */
     long nodeGuid();
+
+    /**
+     * {@code ibv_device.node_type} and, through it, {@code transport_type}: CA (InfiniBand, RoCE) or RNIC (iWARP).
+     */
+    NodeType nodeType();
 
     /** The device attributes ({@code ibv_query_device} without a context). */
     DeviceAttr attr();

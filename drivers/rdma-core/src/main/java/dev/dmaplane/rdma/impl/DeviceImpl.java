@@ -18,6 +18,7 @@ import dev.dmaplane.rdma.spi.RdmaProvider;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.GidEntry;
+import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.ResourceEntry;
 import dev.dmaplane.rdma.verbs.VerbsContext;
@@ -130,6 +131,11 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
     @Override
     public String driverName() {
         return driverName;
+    }
+
+    @Override
+    public NodeType nodeType() {
+        return provider.nodeType();
     }
 
     @Override

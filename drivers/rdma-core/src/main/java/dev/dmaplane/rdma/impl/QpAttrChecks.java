@@ -5,6 +5,7 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.LinkLayer;
+import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpAttrMask;
@@ -50,7 +51,12 @@ final class QpAttrChecks {
             throw new ErrnoException(Errno.EINVAL, "target state is null");
         }
         QpState next = attr.has(QpAttrMask.STATE) ? attr.qpState() : cur;
-        String why = QpStateTable.check(cur, next, type, attr.mask());
+        // ib_modify_qp_is_ok is an IB transport rule (its callers are IB and RoCE drivers): an iWARP QP is moved
+        // with IB_QP_STATE and access flags alone (iwcm_init_qp_init_attr, iwcm_init_qp_rts_attr) and its driver
+        // decides (siw_verbs_modify_qp); the transition must still exist
+        String why = dev.nodeType().transport() == NodeType.Transport.IWARP
+                ? (QpStateTable.exists(cur, next) ? null : "no transition " + cur + " -> " + next)
+                : QpStateTable.check(cur, next, type, attr.mask());
         if (why != null) {
             throw new ErrnoException(Errno.EINVAL, "qp " + qpn + ": " + why);
         }

@@ -8,6 +8,7 @@ import dev.dmaplane.rdma.spi.RecvResult;
 import dev.dmaplane.rdma.spi.RecvWqe;
 import dev.dmaplane.rdma.spi.SendWqe;
 import dev.dmaplane.rdma.verbs.EventType;
+import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.PostException;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpAttrMask;
@@ -254,6 +255,24 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
     }
 
     @Override
+    public boolean establish() {
+        if (dev.nodeType().transport() != NodeType.Transport.IWARP) {
+            throw new ErrnoException(Errno.EINVAL, "qp " + qpn + ": only an iWARP QP is established by its connection");
+        }
+        lock.lock();
+        try {
+            if (state != QpState.INIT && state != QpState.RTR) {
+                throw new ErrnoException(Errno.EINVAL, "qp " + qpn + " is in " + state + ": a connection needs INIT or RTR");
+            }
+            state = QpState.RTS;
+            snapshot = null;
+            return queues.hasUnstarted();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    @Override
     public void postSend(List<? extends SendWr> wrs) {
         post(wrs, false);
     }
@@ -307,6 +326,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
             throw new ErrnoException(Errno.EINVAL, "qp " + qpn + " is in " + state + ": sends need RTS");
         }
         long length = SendWrChecks.check(wr, type, cap, dev.name(), dev.attr);
+        dev.provider.checkSend(this, wr);
         AhImpl ah = type == QpType.UD ? SendWrChecks.udAh(ctx, wr) : null;
         int mwRkey = 0;
         int mrLkey = 0;

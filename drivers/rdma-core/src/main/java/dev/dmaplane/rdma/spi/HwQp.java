@@ -92,6 +92,16 @@ public interface HwQp extends HwObject {
     /** Completes a receive taken with {@link #takeRecv()}; a failed one moves the QP to ERR. */
     void completeRecv(RecvWqe wqe, RecvResult result);
 
+    /**
+     * An iWARP QP's connection is up: the provider's connection manager moves the QP from INIT or RTR to RTS, as
+     * siw's {@code siw_qp_modify} does with the LLP handle and MPA attributes once the MPA exchange completed
+     * ({@code siw_accept}, {@code siw_proc_mpareply}). The provider's own modify hook is not called.
+     *
+     * @return whether send work requests wait to be started (the provider should start them)
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} when the QP is not in INIT or RTR, or not on an RNIC
+     */
+    boolean establish();
+
     /** Moves the QP to ERR, flushing what is outstanding (a fatal error found by the provider). */
     void enterError();
 

@@ -4,13 +4,16 @@ import dev.dmaplane.device.Device;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
+import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.SrqAttr;
 import org.osgi.annotation.versioning.ConsumerType;
 
 import java.util.LinkedHashMap;
+import java.util.Optional;
 import java.util.SequencedMap;
 import java.util.function.Supplier;
 
@@ -44,6 +47,24 @@ public interface RdmaProvider {
 
     /** {@code query_device}: the device's limits. Read once at registration. */
     DeviceAttr deviceAttr();
+
+    /**
+     * {@code ib_device.node_type}: a channel adapter (InfiniBand, RoCE; the default) or an iWARP RNIC. On an RNIC the
+     * core leaves the QP state machine's IB attribute rules ({@code ib_modify_qp_is_ok}) out, as only IB transports
+     * apply them: an iWARP QP is moved with {@code IB_QP_STATE} (and access flags) alone, its connection comes from
+     * {@link #iwCm()}.
+     */
+    default NodeType nodeType() {
+        return NodeType.CA;
+    }
+
+    /**
+     * {@code iw_cm_verbs}: the connection manager of an iWARP device, through which its QPs get their connections
+     * ({@code drivers/infiniband/core/iwcm.c} calls it); empty for IB and RoCE devices.
+     */
+    default Optional<IwCm> iwCm() {
+        return Optional.empty();
+    }
 
     /** {@code query_port}, 1-based; called on every query. */
     PortAttr portAttr(int port);
@@ -128,6 +149,16 @@ public interface RdmaProvider {
     }
 
     default void destroyAh(HwAh ah) {
+    }
+
+    /**
+     * The provider's own checks of a send work request at post time, after the core's ({@code validate_send_wr}),
+     * before it is queued: what a driver's {@code post_send} refuses although the verbs allow it (siw's opcodes,
+     * for one). Throwing an {@link dev.dmaplane.errno.ErrnoException} refuses the request, which then becomes
+     * {@code PostException.badWr()}. Runs with the QP's lock held: it must only look at {@code wr} and {@code qp}'s
+     * attributes, never call the core.
+     */
+    default void checkSend(HwQp qp, SendWr wr) {
     }
 
     /** Doorbell: send work requests were queued on {@code qp} (or it re-entered RTS with some waiting). */

@@ -9,7 +9,7 @@
  * the bad one posted, as {@code bad_wr} says).
  */
 @Export
-@Version("1.2.0")
+@Version("1.3.0")
 package dev.dmaplane.rdma.verbs;
 
 import org.osgi.annotation.bundle.Export;

@@ -16,6 +16,7 @@ import dev.dmaplane.rdma.spi.SendWqe;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.Mtu;
+import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.PortState;
 import dev.dmaplane.rdma.verbs.QpState;
@@ -30,6 +31,7 @@ import java.net.UnknownHostException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.function.BiConsumer;
 
 /**
  * A minimal loopback HCA for the tests (the Soft-RoCE driver is a separate bundle): every QP talks to QPs of the
@@ -48,6 +50,11 @@ public final class LoopbackProvider implements RdmaProvider {
     public final List<String> calls = new CopyOnWriteArrayList<>();
     /** Runs at the start of every send doorbell (tests block in it to hold a call in flight). */
     public volatile Runnable beforePost = () -> {
+    };
+    /** What {@link #nodeType()} answers (tests make the loopback an iWARP RNIC with it). */
+    public volatile NodeType nodeType = NodeType.CA;
+    /** The provider's post-time check ({@link #checkSend}); accepts everything by default. */
+    public volatile BiConsumer<HwQp, SendWr> sendCheck = (qp, wr) -> {
     };
     /** Ranges the ODP notifier told the provider to forget. */
     public final List<long[]> invalidations = new CopyOnWriteArrayList<>();
@@ -102,6 +109,16 @@ public final class LoopbackProvider implements RdmaProvider {
     @Override
     public String driverName() {
         return "loopback";
+    }
+
+    @Override
+    public NodeType nodeType() {
+        return nodeType;
+    }
+
+    @Override
+    public void checkSend(HwQp qp, SendWr wr) {
+        sendCheck.accept(qp, wr);
     }
 
     @Override

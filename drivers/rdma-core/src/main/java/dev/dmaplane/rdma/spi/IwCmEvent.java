@@ -1,0 +1,43 @@
+package dev.dmaplane.rdma.spi;
+
+import dev.dmaplane.errno.Errno;
+
+import java.net.InetSocketAddress;
+
+/**
+ * One event of an iWARP connection ({@code struct iw_cm_event}).
+ *
+ * @param type        what happened
+ * @param status      null for success, else the errno ({@code ECONNREFUSED}: rejected, {@code ECONNRESET}: reset)
+ * @param local       this side's address
+ * @param remote      the peer's address
+ * @param privateData the private data of the peer's MPA request or reply (empty when none)
+ * @param ord         the peer's ORD (CONNECT_REQUEST)
+ * @param ird         the peer's IRD (CONNECT_REQUEST)
+ * @param request     the request to accept or reject (CONNECT_REQUEST), else null
+ */
+public record IwCmEvent(Type type, Errno status, InetSocketAddress local, InetSocketAddress remote, byte[] privateData,
+                        int ord, int ird, IwConnRequest request) {
+    /** {@code enum iw_cm_event_type}. */
+    public enum Type {
+        /** An MPA request arrived at a listener. */
+        CONNECT_REQUEST,
+        /** The peer's MPA reply arrived (or the attempt failed): the active side's outcome. */
+        CONNECT_REPLY,
+        /** The passive side's connection is up (its MPA reply was sent). */
+        ESTABLISHED,
+        /** The peer closed its half of the stream (TCP FIN) or sent a TERMINATE. */
+        DISCONNECT,
+        /** The connection is gone; no event follows. */
+        CLOSE
+    }
+
+    public IwCmEvent {
+        privateData = privateData == null ? new byte[0] : privateData.clone();
+    }
+
+    @Override
+    public byte[] privateData() {
+        return privateData.clone();
+    }
+}
