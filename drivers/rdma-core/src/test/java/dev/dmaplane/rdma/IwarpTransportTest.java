@@ -5,7 +5,11 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.spi.HwQp;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.CompletionQueue;
+import dev.dmaplane.rdma.verbs.LinkLayer;
+import dev.dmaplane.rdma.verbs.Mtu;
 import dev.dmaplane.rdma.verbs.NodeType;
+import dev.dmaplane.rdma.verbs.PortAttr;
+import dev.dmaplane.rdma.verbs.PortState;
 import dev.dmaplane.rdma.verbs.PostException;
 import dev.dmaplane.rdma.verbs.ProtectionDomain;
 import dev.dmaplane.rdma.verbs.QpAttr;
@@ -23,6 +27,7 @@ import java.util.List;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * What the core does differently for an iWARP device ({@code include/rdma/ib_verbs.h} {@code rdma_node_get_transport},
@@ -55,6 +60,21 @@ class IwarpTransportTest {
         assertEquals(NodeType.Transport.IWARP, f.device().nodeType().transport());
         assertEquals(4, NodeType.RNIC.value());
         assertEquals(1, NodeType.Transport.IWARP.value());
+    }
+
+    /** {@code siw_query_port}: no P_Keys, CM and device management supported, link layer Ethernet. */
+    @Test
+    void anIwarpPortHasNoPkeys() {
+        PortAttr p = PortAttr.iwarp(PortState.ACTIVE, Mtu.MTU_4096, 1);
+        assertEquals(0, p.pkeyTblLen());
+        assertEquals(LinkLayer.ETHERNET, p.linkLayer());
+        assertEquals(PortAttr.CAP_CM_SUP | PortAttr.CAP_DEVICE_MGMT_SUP, p.portCapFlags());
+        assertEquals(0xFFFF_FFFFL, p.maxMsgSize());
+        assertEquals(PortAttr.PHYS_LINK_UP, p.physState());
+        ErrnoException e = assertThrows(ErrnoException.class, () -> new PortAttr(PortState.ACTIVE, Mtu.MTU_4096,
+                Mtu.MTU_4096, 1, -1, 0, 1, 0, LinkLayer.ETHERNET, PortAttr.PHYS_LINK_UP, 1, 1));
+        assertEquals(Errno.EINVAL, e.errno());
+        assertTrue(e.getMessage().contains("(-1)"), e.getMessage());
     }
 
     @Test

@@ -10,7 +10,7 @@ import dev.dmaplane.errno.ErrnoException;
  * @param maxMtu       largest MTU the port supports
  * @param activeMtu    MTU in use (from the netdev MTU on RoCE)
  * @param gidTblLen    GID table size
- * @param pkeyTblLen   P_Key table size (1 on RoCE: the default P_Key)
+ * @param pkeyTblLen   P_Key table size (1 on RoCE: the default P_Key; 0 on iWARP, which has no partitions)
  * @param portCapFlags {@code IB_PORT_*} capability bits
  * @param maxMsgSize   largest message
  * @param lid          0 on RoCE
@@ -33,9 +33,25 @@ public record PortAttr(PortState state, Mtu maxMtu, Mtu activeMtu, int gidTblLen
         if (activeMtu.value() > maxMtu.value()) {
             throw new ErrnoException(Errno.EINVAL, "active MTU " + activeMtu + " exceeds max MTU " + maxMtu);
         }
-        if (gidTblLen < 1 || pkeyTblLen < 1 || maxMsgSize < 1) {
-            throw new ErrnoException(Errno.EINVAL, "port tables need at least one entry and messages at least one byte");
+        if (gidTblLen < 1 || pkeyTblLen < 0 || maxMsgSize < 1) {
+            throw new ErrnoException(Errno.EINVAL, "port attributes need a GID table (" + gidTblLen
+                    + "), a P_Key table of 0 or more entries (" + pkeyTblLen + ") and messages of a byte or more ("
+                    + maxMsgSize + ")");
         }
+    }
+
+    /** {@code IB_PORT_CM_SUP}: the port has a connection manager. */
+    public static final int CAP_CM_SUP = 1 << 16;
+    /** {@code IB_PORT_DEVICE_MGMT_SUP}. */
+    public static final int CAP_DEVICE_MGMT_SUP = 1 << 19;
+
+    /**
+     * An iWARP port as {@code siw_query_port} reports it: link layer Ethernet (no InfiniBand protocol on it), no
+     * P_Keys, connection manager and device management supported, messages up to {@code 2^32 - 1} bytes.
+     */
+    public static PortAttr iwarp(PortState state, Mtu mtu, int gidTblLen) {
+        return new PortAttr(state, mtu, mtu, gidTblLen, 0, CAP_CM_SUP | CAP_DEVICE_MGMT_SUP, 0xFFFF_FFFFL, 0,
+                LinkLayer.ETHERNET, state == PortState.ACTIVE ? PHYS_LINK_UP : PHYS_DISABLED, 1, 1);
     }
 
     /** A RoCE port: link layer Ethernet, LID 0, one P_Key, 2 GiB messages. */
