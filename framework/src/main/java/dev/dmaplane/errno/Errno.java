@@ -41,6 +41,7 @@ public enum Errno {
     ENETDOWN(100, "Network is down"),
     ECONNRESET(104, "Connection reset by peer"),
     ETIMEDOUT(110, "Connection timed out"),
+    ECONNREFUSED(111, "Connection refused"),
     EHOSTUNREACH(113, "No route to host"),
     EALREADY(114, "Operation already in progress"),
     EREMOTEIO(121, "Remote I/O error"),
