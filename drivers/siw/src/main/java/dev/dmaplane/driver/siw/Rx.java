@@ -1,0 +1,234 @@
+package dev.dmaplane.driver.siw;
+
+import dev.dmaplane.rdma.spi.AccessFault;
+import dev.dmaplane.rdma.spi.DmaLease;
+import dev.dmaplane.rdma.spi.MemoryAccess;
+import dev.dmaplane.rdma.spi.RecvResult;
+import dev.dmaplane.rdma.spi.RecvWqe;
+import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.EventType;
+import dev.dmaplane.rdma.verbs.WcStatus;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+
+/**
+ * The receive path of one connection ({@code siw_qp_rx.c}: {@code siw_tcp_rx_data}, {@code siw_proc_send},
+ * {@code siw_proc_write}, {@code siw_proc_rreq}, {@code siw_proc_rresp}, {@code siw_proc_terminate}): FPDUs read
+ * off the stream and their CRC checked, tagged segments placed through the STag they name (RDMA WRITE, READ
+ * responses) with the access the core checks, untagged ones into the posted receive at their message offset, READ
+ * requests checked and queued for the TX thread. An error the peer caused is answered with a TERMINATE that names
+ * it (RFC 5040 section 7), and the QP goes to ERR; the stream is then only drained.
+ */
+final class Rx {
+    private static final Logger LOG = LoggerFactory.getLogger(Rx.class);
+
+    private final Cep cep;
+    private final SiwProvider dev;
+    private final MemoryAccess mem;
+    private final byte[] f = new byte[2 + 0xffff + 3 + 4];
+    private boolean draining;
+
+    Rx(Cep cep) {
+        this.cep = cep;
+        this.dev = cep.dev;
+        this.mem = dev.memory();
+    }
+
+    /** Reads FPDUs until the peer closes the stream (returns) or it fails (throws). */
+    void loop() throws IOException {
+        ByteBuffer head = ByteBuffer.wrap(f, 0, 2);
+        while (true) {
+            head.limit(2).position(0);
+            while (head.hasRemaining()) {
+                if (cep.ch.read(head) < 0) {
+                    return;
+                }
+            }
+            int ulpdu = (f[0] & 0xff) << 8 | (f[1] & 0xff);
+            int total = Mpa.fpduLength(ulpdu);
+            Mpa.readFully(cep.ch, ByteBuffer.wrap(f, 2, total - 2));
+            cep.received += total;
+            if (draining) {
+                continue;
+            }
+            SiwQp q = cep.qp;
+            if (!Mpa.crcOk(f, total)) {
+                fail(q, new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA, Terminate.LLP_CRC), EventType.QP_FATAL,
+                        "MPA CRC mismatch");
+                continue;
+            }
+            Iwarp.Segment s = Iwarp.parse(f, 2, ulpdu);
+            if (s == null || s.ddpVersion() != 1) {
+                fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
+                        Terminate.DDP_UT_INVALID_VERSION), EventType.QP_FATAL, "bad DDP header");
+                continue;
+            }
+            dispatch(q, s);
+        }
+    }
+
+    private void dispatch(SiwQp q, Iwarp.Segment s) {
+        MemorySegment payload = MemorySegment.ofArray(f).asSlice(s.payloadAt(), s.payloadLength());
+        if (s.tagged()) {
+            switch (s.opcode()) {
+                case Iwarp.OP_WRITE -> placeTagged(q, s, payload, false);
+                case Iwarp.OP_READ_RESPONSE -> placeTagged(q, s, payload, true);
+                default -> fail(q, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_OPERATION,
+                        Terminate.RDMAP_UNEXPECTED_OPCODE), EventType.QP_FATAL, "tagged opcode " + s.opcode());
+            }
+            return;
+        }
+        switch (s.qn()) {
+            case Iwarp.QN_SEND -> send(q, s, payload);
+            case Iwarp.QN_READ_REQUEST -> readRequest(q, s);
+            case Iwarp.QN_TERMINATE -> terminated(q, s);
+            default -> fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
+                    Terminate.DDP_UT_INVALID_QN), EventType.QP_FATAL, "queue number " + s.qn());
+        }
+    }
+
+    /** {@code siw_proc_write}, {@code siw_proc_rresp}: a tagged segment into the STag it names. */
+    private void placeTagged(SiwQp q, Iwarp.Segment s, MemorySegment payload, boolean readResponse) {
+        long n = payload.byteSize();
+        if (n > 0) {
+            try (DmaLease l = mem.remote(q.hw, s.stag(), s.to(), n, Access.REMOTE_WRITE)) {
+                l.write(0, payload);
+            } catch (AccessFault e) {
+                LOG.debug("siw: qp {} tagged placement refused", q.hw.qpNum(), e);
+                if (readResponse) {
+                    q.readDone(WcStatus.LOC_PROT_ERR);
+                }
+                fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_TAGGED_BUFFER,
+                        dev.taggedError(q, s.stag(), s.to(), n)), EventType.QP_ACCESS_ERR, e.getMessage());
+                return;
+            }
+        }
+        if (readResponse && s.last()) {
+            q.readDone(WcStatus.SUCCESS);
+            dev.tx.kick(q); // a fenced request or one waiting for ORD room may go now
+        }
+    }
+
+    /** {@code siw_proc_send}: an untagged segment into the receive its message consumes. */
+    private void send(SiwQp q, Iwarp.Segment s, MemorySegment payload) {
+        int op = s.opcode();
+        if (op != Iwarp.OP_SEND && op != Iwarp.OP_SEND_SE && op != Iwarp.OP_SEND_INV && op != Iwarp.OP_SEND_SE_INV) {
+            fail(q, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_OPERATION,
+                    Terminate.RDMAP_UNEXPECTED_OPCODE), EventType.QP_FATAL, "untagged opcode " + op);
+            return;
+        }
+        if (s.mo() == 0) {
+            if (s.msn() != q.rxMsn[Iwarp.QN_SEND] + 1) {
+                fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
+                        Terminate.DDP_UT_INVALID_MSN), EventType.QP_FATAL, "MSN " + s.msn());
+                return;
+            }
+            q.rxMsn[Iwarp.QN_SEND] = s.msn();
+            q.recv = q.hw.takeRecv();
+            q.recvBytes = 0;
+            if (q.recv == null) {
+                fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
+                        Terminate.DDP_UT_NO_BUFFER), EventType.QP_FATAL, "no receive posted");
+                return;
+            }
+        } else if (q.recv == null || s.msn() != q.rxMsn[Iwarp.QN_SEND] || s.mo() != q.recvBytes) {
+            fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
+                    Terminate.DDP_UT_INVALID_MO), EventType.QP_FATAL, "MSN " + s.msn() + " MO " + s.mo());
+            return;
+        }
+        RecvWqe r = q.recv;
+        try {
+            Sgl.write(mem, q.hw, r.wr().sgList(), s.mo(), payload);
+        } catch (AccessFault e) {
+            LOG.debug("siw: qp {} receive placement refused", q.hw.qpNum(), e);
+            q.recv = null;
+            q.hw.completeRecv(r, RecvResult.error(e.status()));
+            fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
+                    e.status() == WcStatus.LOC_LEN_ERR ? Terminate.DDP_UT_TOO_LONG : Terminate.DDP_UT_NO_BUFFER),
+                    EventType.QP_FATAL, e.getMessage());
+            return;
+        }
+        q.recvBytes += payload.byteSize();
+        if (!s.last()) {
+            return;
+        }
+        q.recv = null;
+        boolean se = op == Iwarp.OP_SEND_SE || op == Iwarp.OP_SEND_SE_INV;
+        if (op == Iwarp.OP_SEND_INV || op == Iwarp.OP_SEND_SE_INV) {
+            if (!mem.invalidateRemote(q.hw, s.invStag())) {
+                q.hw.completeRecv(r, RecvResult.error(WcStatus.REM_INV_REQ_ERR));
+                fail(q, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_PROTECTION,
+                        Terminate.RDMAP_CANNOT_INVALIDATE), EventType.QP_FATAL,
+                        "STag 0x" + Integer.toHexString(s.invStag()) + " cannot be invalidated");
+                return;
+            }
+            q.hw.completeRecv(r, RecvResult.sendWithInv(q.recvBytes, 0, s.invStag(), se));
+        } else {
+            q.hw.completeRecv(r, RecvResult.send(q.recvBytes, 0, se));
+        }
+    }
+
+    /** {@code siw_proc_rreq}: the source checked now, the response queued for the TX thread. */
+    private void readRequest(SiwQp q, Iwarp.Segment s) {
+        if (s.opcode() != Iwarp.OP_READ_REQUEST || s.payloadLength() < Iwarp.READ_REQUEST_BODY) {
+            fail(q, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_OPERATION,
+                    Terminate.RDMAP_UNEXPECTED_OPCODE), EventType.QP_FATAL, "read request opcode " + s.opcode());
+            return;
+        }
+        ByteBuffer b = ByteBuffer.wrap(f, s.payloadAt(), Iwarp.READ_REQUEST_BODY);
+        ReadResponse r = new ReadResponse(b.getInt(), b.getLong(), b.getInt(), b.getInt(), b.getLong());
+        q.rxMsn[Iwarp.QN_READ_REQUEST] = s.msn();
+        long n = Integer.toUnsignedLong(r.length());
+        if (n > 0) {
+            try {
+                mem.remote(q.hw, r.srcStag(), r.srcTo(), n, Access.REMOTE_READ).close();
+            } catch (AccessFault e) {
+                LOG.debug("siw: qp {} read request refused", q.hw.qpNum(), e);
+                fail(q, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_PROTECTION,
+                        dev.rdmapError(q, r.srcStag(), r.srcTo(), n, Access.REMOTE_READ)), EventType.QP_ACCESS_ERR,
+                        e.getMessage());
+                return;
+            }
+        }
+        q.irq.add(r);
+        dev.tx.kick(q);
+    }
+
+    /** {@code siw_proc_terminate}: the peer found an error; the READ it concerns fails, the QP goes to ERR. */
+    private void terminated(SiwQp q, Iwarp.Segment s) {
+        Terminate t = s.payloadLength() >= Iwarp.TERMINATE_BODY
+                ? Terminate.of(ByteBuffer.wrap(f, s.payloadAt(), 4).getInt())
+                : new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_OPERATION, 0xff);
+        LOG.debug("siw: qp {} received {}", q.hw.qpNum(), t);
+        dev.terminated(t);
+        draining = true;
+        cep.peerGone();
+        if (q.readsInFlight() > 0) {
+            q.readDone(t.protection() ? WcStatus.REM_ACCESS_ERR : WcStatus.REM_OP_ERR);
+        } else {
+            q.hw.raiseEvent(EventType.QP_FATAL);
+        }
+        q.connectionGone(cep);
+        cep.lost(t.toString() + " from the peer", true);
+    }
+
+    /**
+     * {@code siw_init_terminate} and {@code siw_qp_event}: the peer is told with a TERMINATE (the TX thread sends
+     * it and closes the stream), the QP raises {@code event} and goes to ERR; what follows is drained.
+     */
+    private void fail(SiwQp q, Terminate t, EventType event, String why) {
+        LOG.debug("siw: qp {} terminates the stream: {} ({})", q == null ? 0 : q.hw.qpNum(), t, why);
+        draining = true;
+        if (q == null) {
+            cep.lost(why, false);
+            return;
+        }
+        q.hw.raiseEvent(event);
+        q.terminate = t;
+        dev.tx.kick(q);
+    }
+}

@@ -1,0 +1,80 @@
+package dev.dmaplane.driver.siw;
+
+import dev.dmaplane.rdma.spi.AccessFault;
+import dev.dmaplane.rdma.spi.DmaLease;
+import dev.dmaplane.rdma.spi.HwQp;
+import dev.dmaplane.rdma.spi.MemoryAccess;
+import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.Sge;
+import dev.dmaplane.rdma.verbs.WcStatus;
+import dev.dmaplane.errno.Errno;
+
+import java.lang.foreign.MemorySegment;
+import java.util.List;
+
+/**
+ * A piece of a scatter/gather list reached through the core's lkey checks ({@code siw_check_sge},
+ * {@code siw_check_sgl_tx} in {@code siw_mem.c}): bytes {@code [offset, offset + n)} of the list read or written
+ * one SGE piece at a time, each through a lease closed before the next is taken.
+ */
+final class Sgl {
+    private Sgl() {
+    }
+
+    /** Total bytes of {@code sges}. */
+    static long length(List<Sge> sges) {
+        long n = 0;
+        for (Sge s : sges) {
+            n += s.length();
+        }
+        return n;
+    }
+
+    /**
+     * Reads {@code dst.byteSize()} bytes of the list from {@code offset} (the send side).
+     *
+     * @throws AccessFault {@code LOC_PROT_ERR} for a refused lkey
+     */
+    static void read(MemoryAccess mem, HwQp qp, List<Sge> sges, long offset, MemorySegment dst) {
+        move(mem, qp, sges, offset, dst, false);
+    }
+
+    /**
+     * Writes {@code src} into the list from {@code offset} (a receive's buffers).
+     *
+     * @throws AccessFault {@code LOC_PROT_ERR} for a refused lkey, {@code LOC_LEN_ERR} when the list is too short
+     */
+    static void write(MemoryAccess mem, HwQp qp, List<Sge> sges, long offset, MemorySegment src) {
+        move(mem, qp, sges, offset, src, true);
+    }
+
+    private static void move(MemoryAccess mem, HwQp qp, List<Sge> sges, long offset, MemorySegment data,
+                             boolean write) {
+        long need = data.byteSize();
+        long done = 0;
+        long skip = offset;
+        for (Sge s : sges) {
+            if (done == need) {
+                return;
+            }
+            if (skip >= s.length()) {
+                skip -= s.length();
+                continue;
+            }
+            long n = Math.min(s.length() - skip, need - done);
+            try (DmaLease l = mem.local(qp.pd(), s.lkey(), s.addr() + skip, n, write ? Access.LOCAL_WRITE : 0)) {
+                if (write) {
+                    l.write(0, data.asSlice(done, n));
+                } else {
+                    l.read(0, data.asSlice(done, n));
+                }
+            }
+            done += n;
+            skip = 0;
+        }
+        if (done < need) {
+            throw new AccessFault(write ? WcStatus.LOC_LEN_ERR : WcStatus.LOC_PROT_ERR, Errno.EINVAL,
+                    "siw: " + need + " bytes at offset " + offset + " exceed the SGL of " + length(sges) + " bytes");
+        }
+    }
+}

@@ -1,0 +1,215 @@
+package dev.dmaplane.driver.siw;
+
+import dev.dmaplane.device.BoundDevice;
+import dev.dmaplane.device.Device;
+import dev.dmaplane.device.Driver;
+import dev.dmaplane.device.MatchEntry;
+import dev.dmaplane.device.MatchTable;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.pci.PciFunction;
+import dev.dmaplane.rdma.RdmaCore;
+import dev.dmaplane.rdma.spi.NetdevInfo;
+import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
+import dev.dmaplane.rdma.verbs.AtomicCap;
+import dev.dmaplane.rdma.verbs.DeviceAttr;
+import dev.dmaplane.rdma.verbs.DeviceCap;
+import dev.dmaplane.shell.CommandUsage;
+import org.apache.felix.service.command.Descriptor;
+import org.osgi.service.component.annotations.Activate;
+import org.osgi.service.component.annotations.Component;
+import org.osgi.service.component.annotations.Deactivate;
+import org.osgi.service.component.annotations.Reference;
+
+import java.net.Inet4Address;
+import java.net.InetAddress;
+import java.net.UnknownHostException;
+import java.nio.file.InvalidPathException;
+import java.nio.file.Path;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * {@code siw} for dmaplane ({@code siw_main.c}): a software RNIC on top of an Ethernet function's netdev, its TCP
+ * connections carried by the operating system's TCP/IP stack. Linux attaches it with
+ * {@code rdma link add siw0 type siw netdev eth0}; here the Ethernet function is bound to this driver: the
+ * machine file's plain NICs (1da0:0004, class 0x020000) by their ID, any other Ethernet function by
+ * {@code driver_override} (as {@code driverctl set-override BDF siw}). Probe gives the function a netdev
+ * ({@code eth<bus>}, MAC {@code 02:1d:a0:00:01:<bus>}, MTU 9000) whose IPv4 address is the one configured for
+ * its BDF (by default {@code 127.0.0.<bus>}, on the loopback, where the connections really go), registers an RDMA
+ * device {@code siw%d} and starts its TX thread; remove closes its listeners and connections, joins every thread
+ * and unregisters the device.
+ */
+@Component(service = {Driver.class, SiwDriver.class}, immediate = true, property = {
+        "osgi.command.scope=siw",
+        "osgi.command.function=pcap"})
+public final class SiwDriver implements Driver {
+    public static final String NAME = "siw";
+    /** The plain Ethernet NIC of machine files (no RDMA of its own): siw's to attach to. */
+    static final MatchTable TABLE = MatchTable.of(MatchEntry.Pci.of(0x1da0, 0x0004));
+    /** {@code SIW_VENDOR_ID}: ASCII "bmt". */
+    static final int VENDOR_ID = 0x626d74;
+    /** System property naming a capture file the driver writes from its start ({@link #pcap}). */
+    public static final String PCAP_PROPERTY = "dmaplane.siw.pcap";
+
+    private final RdmaCore core;
+    private final Map<String, InetAddress> addresses;
+    final Map<String, SiwProvider> providers = new ConcurrentHashMap<>();
+    private TcpCapture capture;
+
+    @Activate
+    public SiwDriver(@Reference RdmaCore core) {
+        this(core, Map.of());
+    }
+
+    /**
+     * A driver whose netdevs have the IPv4 addresses {@code addresses} gives by BDF ({@code 0000:04:00.0}); a
+     * function not named gets {@code 127.0.0.<bus>}.
+     *
+     * @throws ErrnoException {@code EINVAL} for an address that is not IPv4
+     */
+    public SiwDriver(RdmaCore core, Map<String, InetAddress> addresses) {
+        for (var e : addresses.entrySet()) {
+            if (!(e.getValue() instanceof Inet4Address)) {
+                throw new ErrnoException(Errno.EINVAL, "siw: " + e.getKey() + " needs an IPv4 address, not "
+                        + e.getValue());
+            }
+        }
+        this.core = core;
+        this.addresses = Map.copyOf(addresses);
+        String file = System.getProperty(PCAP_PROPERTY, "");
+        if (!file.isBlank()) {
+            pcap(file);
+        }
+    }
+
+    /** Closes the capture, if one is on. */
+    @Deactivate
+    public void deactivate() {
+        pcap("off");
+    }
+
+    @Override
+    public String name() {
+        return NAME;
+    }
+
+    @Override
+    public MatchTable matchTable() {
+        return TABLE;
+    }
+
+    /**
+     * {@code siw:pcap FILE|off}: every MPA frame and FPDU the driver's connections send from now on is written to
+     * {@code FILE} as the TCP segment it is (Ethernet, IPv4, TCP), in the libpcap format; {@code off} closes it.
+     *
+     * @return what is captured, and where
+     * @throws ErrnoException {@code EINVAL} for a missing or invalid file name, {@code EIO} when it cannot be written
+     */
+    @Descriptor("captures every MPA frame and FPDU siw sends into FILE (libpcap), or stops with off")
+    public synchronized String pcap(@Descriptor("FILE|off") String file) {
+        if (file == null || file.isBlank()) {
+            throw new ErrnoException(Errno.EINVAL, "siw: pcap needs a file name or 'off', not '" + file + "'");
+        }
+        TcpCapture old = capture;
+        TcpCapture now = null;
+        if (!file.equals("off")) {
+            try {
+                now = TcpCapture.open(Path.of(file));
+            } catch (InvalidPathException e) {
+                throw new ErrnoException(Errno.EINVAL, "siw: pcap file '" + file + "': " + e.getMessage(), e);
+            }
+        }
+        capture = now;
+        for (SiwProvider p : providers.values()) {
+            p.capture = now;
+        }
+        if (old != null) {
+            old.close();
+        }
+        return now == null ? "capture off" + (old == null ? "" : ", " + old.file() + " closed")
+                : "capturing to " + now.file();
+    }
+
+    /** What the Gogo runtime calls when no form of a command takes its arguments: the command's usage, EINVAL. */
+    public String _main(String... argv) {
+        throw CommandUsage.wrongArguments(this, "siw", argv);
+    }
+
+    /**
+     * {@code addrconf_addr_eui48}: the MAC as a modified EUI-64, which siw makes its system image GUID
+     * ({@code siw_query_device}) and node GUID.
+     */
+    static long eui48(byte[] mac) {
+        byte[] eui = {(byte) (mac[0] ^ 0x02), mac[1], mac[2], (byte) 0xff, (byte) 0xfe, mac[3], mac[4], mac[5]};
+        long guid = 0;
+        for (byte b : eui) {
+            guid = guid << 8 | (b & 0xff);
+        }
+        return guid;
+    }
+
+    /**
+     * {@code siw_query_device} with the limits of {@code siw.h}: no atomics, fast registration extensions only,
+     * one SGE per READ, 6 SGEs, 80 inline bytes, ORD and IRD 128. Two limits are the core's, not siw's: regions
+     * (65536, the key index space, where siw allows 1024000) and windows (1, the core's least; siw has none and
+     * {@link SiwProvider#allocMw} refuses them).
+     */
+    static DeviceAttr attributes(byte[] mac) {
+        long guid = eui48(mac);
+        return DeviceAttr.builder().fwVer("0.0.0").nodeGuid(guid).sysImageGuid(guid).vendorId(VENDOR_ID)
+                .vendorPartId(0).maxMrSize(-1L >>> 1).pageSizeCap(4096)
+                .caps(EnumSet.of(DeviceCap.MEM_MGT_EXTENSIONS))
+                .atomicCap(AtomicCap.NONE)
+                .maxQp(1024 * 100).maxQpWr(1024 * 32).maxSendSge(6).maxRecvSge(6).maxSgeRd(1)
+                .maxCq(1024 * 100).maxCqe(1024 * 32 * 100).maxMr(0x10000).maxPd(1024 * 100)
+                .maxQpRdAtom(128).maxQpInitRdAtom(128).maxResRdAtom(1024 * 100 * 128)
+                .maxMw(1).maxSrq(1024 * 100).maxSrqWr(1024 * 32 * 10).maxSrqSge(6)
+                .maxInlineData(80).build();
+    }
+
+    @Override
+    public BoundDevice probe(Device device, MatchEntry match) {
+        if (!(device instanceof PciFunction fn)) {
+            throw new ErrnoException(Errno.ENODEV, "siw: " + device.name() + " is not a PCI function");
+        }
+        if ((fn.classCode() >>> 16) != 0x02) {
+            throw new ErrnoException(Errno.ENODEV, "siw: " + fn.bdf() + " is not a network controller (class 0x"
+                    + Integer.toHexString(fn.classCode()) + "): siw needs a netdev");
+        }
+        int bus = fn.bdf().bus();
+        InetAddress ip = addresses.get(fn.bdf().toString());
+        if (ip == null) {
+            try {
+                ip = InetAddress.getByAddress(new byte[]{127, 0, 0, (byte) bus});
+            } catch (UnknownHostException e) {
+                throw new ErrnoException(Errno.EINVAL, "siw: " + e.getMessage(), e);
+            }
+        }
+        fn.setMaster(true);
+        fn.dma().setDmaMask(-1L);
+        NetdevInfo nd = new NetdevInfo("eth" + bus, new byte[]{0x02, 0x1d, (byte) 0xa0, 0, 1, (byte) bus}, 9000,
+                List.of(ip));
+        SiwProvider p = new SiwProvider(fn, attributes(nd.mac()), nd, ip);
+        RdmaDeviceHandle h;
+        try {
+            h = core.registerDevice("siw%d", p);
+        } catch (RuntimeException e) {
+            fn.setMaster(false);
+            throw e;
+        }
+        p.start(h);
+        synchronized (this) {
+            p.capture = capture;
+            providers.put(h.name(), p);
+        }
+        return () -> {
+            p.stop();
+            h.unregister();
+            providers.remove(h.name());
+            fn.setMaster(false);
+        };
+    }
+}

@@ -1,0 +1,477 @@
+package dev.dmaplane.driver.siw;
+
+import dev.dmaplane.device.Device;
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.spi.HwMr;
+import dev.dmaplane.rdma.spi.HwMw;
+import dev.dmaplane.rdma.spi.HwQp;
+import dev.dmaplane.rdma.spi.IwCm;
+import dev.dmaplane.rdma.spi.IwCmHandler;
+import dev.dmaplane.rdma.spi.IwConnParam;
+import dev.dmaplane.rdma.spi.IwConnection;
+import dev.dmaplane.rdma.spi.IwListen;
+import dev.dmaplane.rdma.spi.MemoryAccess;
+import dev.dmaplane.rdma.spi.NetdevInfo;
+import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
+import dev.dmaplane.rdma.spi.RdmaProvider;
+import dev.dmaplane.rdma.verbs.DeviceAttr;
+import dev.dmaplane.rdma.verbs.Mtu;
+import dev.dmaplane.rdma.verbs.NodeType;
+import dev.dmaplane.rdma.verbs.PortAttr;
+import dev.dmaplane.rdma.verbs.PortState;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.WrOpcode;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.IOException;
+import java.net.BindException;
+import java.net.Inet4Address;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.nio.channels.ServerSocketChannel;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.SequencedMap;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * One siw device ({@code struct siw_device}) with its verbs ({@code siw_verbs.c}) and its connection manager
+ * ({@code siw_cm.c}, the {@code iw_cm_verbs}): an RNIC on an Ethernet netdev whose IPv4 address its TCP
+ * connections use, RC QPs only, no atomics, one SGE per READ, connections only through {@link IwCm}. The TX thread
+ * ({@link Tx}) sends for every QP of the device; each connection's thread ({@link Cep}) receives.
+ */
+final class SiwProvider implements RdmaProvider, IwCm {
+    private static final Logger LOG = LoggerFactory.getLogger(SiwProvider.class);
+
+    private final Device device;
+    private final DeviceAttr attr;
+    private final NetdevInfo netdev;
+    private final InetAddress address;
+    private final PortAttr port;
+    private volatile RdmaDeviceHandle handle;
+    final Tx tx;
+    private final Map<Integer, SiwQp> qps = new ConcurrentHashMap<>();
+    private final Set<HwMr> mrs = ConcurrentHashMap.newKeySet();
+    private final Set<Cep> ceps = ConcurrentHashMap.newKeySet();
+    private final Set<Listener> listeners = ConcurrentHashMap.newKeySet();
+    private final AtomicInteger cepIds = new AtomicInteger();
+    private final AtomicLong terminatesSent = new AtomicLong();
+    private final AtomicLong terminatesReceived = new AtomicLong();
+    private boolean stopping;
+    /** The capture every connection of the device writes to, or null. */
+    volatile TcpCapture capture;
+
+    SiwProvider(Device device, DeviceAttr attr, NetdevInfo netdev, InetAddress address) {
+        this.device = device;
+        this.attr = attr;
+        this.netdev = netdev;
+        this.address = address;
+        this.port = PortAttr.iwarp(PortState.ACTIVE, Mtu.fromNetdevMtu(netdev.mtu()), 16);
+        // one FPDU per TCP segment of the netdev's MSS (siw's c_tx->tcp_seglen)
+        this.tx = new Tx(this, netdev.mtu() - 40);
+    }
+
+    /** Starts the TX thread of the device {@code h} names. */
+    void start(RdmaDeviceHandle h) {
+        this.handle = h;
+        tx.start();
+    }
+
+    /**
+     * Stops listening, closes every connection (their QPs go to ERR) and waits for their threads, then stops the
+     * TX thread: no thread of the device stays.
+     */
+    void stop() {
+        List<Listener> ls;
+        List<Cep> cs;
+        synchronized (this) {
+            stopping = true;
+            ls = new ArrayList<>(listeners);
+            cs = new ArrayList<>(ceps);
+        }
+        for (Listener l : ls) {
+            l.close();
+        }
+        for (Cep c : cs) {
+            c.lost("device removed", false);
+            c.join();
+        }
+        tx.stop();
+    }
+
+    String name() {
+        RdmaDeviceHandle h = handle;
+        return h == null ? netdev.name() : h.name();
+    }
+
+    InetAddress address() {
+        return address;
+    }
+
+    MemoryAccess memory() {
+        return handle.memory();
+    }
+
+    int nextCepId() {
+        return cepIds.incrementAndGet();
+    }
+
+
+    @Override
+    public String driverName() {
+        return SiwDriver.NAME;
+    }
+
+    @Override
+    public Device dmaDevice() {
+        return device;
+    }
+
+    @Override
+    public DeviceAttr deviceAttr() {
+        return attr;
+    }
+
+    @Override
+    public PortAttr portAttr(int p) {
+        return port;
+    }
+
+    @Override
+    public NetdevInfo netdev(int p) {
+        return netdev;
+    }
+
+    @Override
+    public NodeType nodeType() {
+        return NodeType.RNIC;
+    }
+
+    @Override
+    public Optional<IwCm> iwCm() {
+        return Optional.of(this);
+    }
+
+    @Override
+    public SequencedMap<String, Long> hwCounters(int p) {
+        SequencedMap<String, Long> m = new LinkedHashMap<>();
+        m.put("dmaplane_terminate_sent", terminatesSent.get());
+        m.put("dmaplane_terminate_received", terminatesReceived.get());
+        return m;
+    }
+
+    /** {@code siw_create_qp}: RC only, with a send queue. */
+    @Override
+    public void createQp(HwQp qp) {
+        if (qp.type() != QpType.RC) {
+            throw new ErrnoException(Errno.EOPNOTSUPP, "siw: only RC QPs are supported, not " + qp.type());
+        }
+        if (qp.cap().maxSendWr() == 0) {
+            throw new ErrnoException(Errno.EINVAL, "siw: a QP needs a send queue (max_send_wr 0)");
+        }
+        qps.put(qp.qpNum(), new SiwQp(qp));
+    }
+
+    /**
+     * {@code siw_verbs_modify_qp}: RTS only with a connection (a QP gets one from the CM, which moves it there),
+     * ERR and RESET close the connection.
+     */
+    @Override
+    public void modifyQp(HwQp hw, QpAttr a, QpState from, QpState to) {
+        SiwQp q = qps.get(hw.qpNum());
+        if (q == null) {
+            return;
+        }
+        if (to == QpState.RTS && from != QpState.RTS && q.cep == null) {
+            throw new ErrnoException(Errno.EINVAL, "siw: qp " + hw.qpNum() + " has no connection: an iWARP QP gets "
+                    + "to RTS through the connection manager (siw_qp_nextstate_from_idle: no socket)");
+        }
+        if (to == QpState.ERR || to == QpState.RESET) {
+            Cep c = q.cep;
+            if (c != null && q.detach(c)) {
+                c.lost("qp " + hw.qpNum() + " moved to " + to, false);
+            }
+        }
+    }
+
+    @Override
+    public void destroyQp(HwQp hw) {
+        SiwQp q = qps.remove(hw.qpNum());
+        if (q == null) {
+            return;
+        }
+        q.destroyed = true;
+        Cep c = q.cep;
+        if (c != null && q.detach(c)) {
+            c.lost("qp " + hw.qpNum() + " destroyed", false);
+            c.join();
+        }
+    }
+
+    /** {@code siw_post_send}'s opcode switch: what siw does not carry is refused; a READ has one SGE. */
+    @Override
+    public void checkSend(HwQp qp, SendWr wr) {
+        WrOpcode op = wr.opcode();
+        switch (op) {
+            case SEND, SEND_WITH_INV, RDMA_WRITE, LOCAL_INV -> {
+            }
+            case RDMA_READ -> {
+                if (wr.sgList().size() != 1) {
+                    throw new ErrnoException(Errno.EINVAL, "siw: an RDMA READ sink is one SGE (iWARP), not "
+                            + wr.sgList().size());
+                }
+            }
+            default -> throw new ErrnoException(Errno.EINVAL, "siw: work request opcode " + op + " unsupported");
+        }
+    }
+
+    @Override
+    public void postSend(HwQp hw) {
+        SiwQp q = qps.get(hw.qpNum());
+        if (q != null && q.cep != null) {
+            tx.kick(q);
+        }
+    }
+
+    @Override
+    public void regMr(HwMr mr) {
+        mrs.add(mr);
+    }
+
+    @Override
+    public void deregMr(HwMr mr) {
+        mrs.remove(mr);
+    }
+
+    /** siw has no memory windows ({@code SIW_MAX_MW} 0, no {@code alloc_mw}). */
+    @Override
+    public void allocMw(HwMw mw) {
+        throw new ErrnoException(Errno.EOPNOTSUPP, "siw: memory windows are not supported");
+    }
+
+
+    private HwMr region(int stag) {
+        for (HwMr m : mrs) {
+            if (m.rkey() == stag) {
+                return m;
+            }
+        }
+        return null;
+    }
+
+    /** Whether {@code [to, to + n)} lies inside the region, compared unsigned ({@code mr_check_range}). */
+    private static boolean inside(HwMr m, long to, long n) {
+        return Long.compareUnsigned(to, m.iova()) >= 0
+                && Long.compareUnsigned(to - m.iova(), m.length()) <= 0
+                && Long.compareUnsigned(n, m.length() - (to - m.iova())) <= 0;
+    }
+
+    /** {@code siw_tagged_error}: why a tagged placement into {@code stag} was refused, as a DDP code. */
+    int taggedError(SiwQp q, int stag, long to, long n) {
+        HwMr m = region(stag);
+        if (m == null) {
+            return Terminate.DDP_T_INVALID_STAG;
+        }
+        if (m.pd() != q.hw.pd()) {
+            return Terminate.DDP_T_STAG_NOT_ASSOC;
+        }
+        if (!inside(m, to, n)) {
+            return Terminate.DDP_T_BASE_BOUNDS;
+        }
+        // RFC 5041 has no code for missing access rights: siw answers Invalid STag
+        return Terminate.DDP_T_INVALID_STAG;
+    }
+
+    /** {@code siw_rdmap_error}: why an access of a READ source was refused, as an RDMAP code. */
+    int rdmapError(SiwQp q, int stag, long to, long n, int access) {
+        HwMr m = region(stag);
+        if (m == null) {
+            return Terminate.RDMAP_INVALID_STAG;
+        }
+        if (m.pd() != q.hw.pd()) {
+            return Terminate.RDMAP_STAG_NOT_ASSOC;
+        }
+        if (!inside(m, to, n)) {
+            return Terminate.RDMAP_BASE_BOUNDS;
+        }
+        if ((m.access() & access) == 0 || (q.hw.attr().qpAccessFlags() & access) == 0) {
+            return Terminate.RDMAP_ACCESS_RIGHTS;
+        }
+        return Terminate.RDMAP_INVALID_STAG;
+    }
+
+    void terminateSent(Terminate t) {
+        terminatesSent.incrementAndGet();
+    }
+
+    void terminated(Terminate t) {
+        terminatesReceived.incrementAndGet();
+    }
+
+
+    @Override
+    public IwListen listen(InetSocketAddress local, int backlog, IwCmHandler handler) {
+        ErrnoException.requireNonNull(handler, "siw: listen handler");
+        if (local == null || !(local.getAddress() instanceof Inet4Address)) {
+            throw new ErrnoException(Errno.EINVAL, "siw: listen needs an IPv4 address, not " + local);
+        }
+        if (backlog < 1) {
+            throw new ErrnoException(Errno.EINVAL, "siw: listen backlog " + backlog + " is below 1");
+        }
+        ServerSocketChannel s = null;
+        try {
+            s = ServerSocketChannel.open();
+            s.bind(local, backlog);
+            Listener l = new Listener(this, s, handler);
+            synchronized (this) {
+                if (stopping) {
+                    s.close();
+                    throw new ErrnoException(Errno.ENODEV, "siw: " + name() + " is going away");
+                }
+                listeners.add(l);
+            }
+            l.start();
+            return l;
+        } catch (BindException e) {
+            closeQuietly(s);
+            boolean inUse = String.valueOf(e.getMessage()).contains("in use");
+            throw new ErrnoException(inUse ? Errno.EADDRINUSE : Errno.EADDRNOTAVAIL, "siw: cannot listen on " + local
+                    + ": " + e.getMessage(), e);
+        } catch (IOException e) {
+            closeQuietly(s);
+            throw new ErrnoException(Errno.EIO, "siw: cannot listen on " + local + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static void closeQuietly(ServerSocketChannel s) {
+        if (s == null) {
+            return;
+        }
+        try {
+            s.close();
+        } catch (IOException x) {
+            LOG.error("siw: closing a listener that failed to bind failed", x);
+        }
+    }
+
+    @Override
+    public IwConnection connect(int qpn, InetSocketAddress remote, IwConnParam param, IwCmHandler handler) {
+        ErrnoException.requireNonNull(param, "siw: connect parameters");
+        ErrnoException.requireNonNull(handler, "siw: connect handler");
+        if (remote == null || !(remote.getAddress() instanceof Inet4Address)) {
+            throw new ErrnoException(Errno.EINVAL, "siw: connect needs an IPv4 address, not " + remote);
+        }
+        Cep c;
+        try {
+            c = Cep.connecting(this, null, remote, param, handler);
+        } catch (IOException e) {
+            throw new ErrnoException(Errno.EIO, "siw: no socket for qp " + qpn + ": " + e.getMessage(), e);
+        }
+        SiwQp q;
+        try {
+            q = bindQp(qpn, c);
+        } catch (ErrnoException e) {
+            c.lost("refused: " + e.getMessage(), false);
+            throw e;
+        }
+        if (track(c)) {
+            c.start();
+        }
+        return c;
+    }
+
+    /** Puts QP {@code qpn} on connection {@code c}: an RC QP of this device in INIT or RTR without one. */
+    SiwQp bindQp(int qpn, Cep c) {
+        SiwQp q = qps.get(qpn);
+        if (q == null) {
+            throw new ErrnoException(Errno.EINVAL, "siw: no qp " + qpn + " on " + name());
+        }
+        synchronized (q) {
+            QpState s = q.hw.state();
+            if (s != QpState.INIT && s != QpState.RTR) {
+                throw new ErrnoException(Errno.EINVAL, "siw: qp " + qpn + " is in " + s + ": a connection needs INIT "
+                        + "or RTR");
+            }
+            if (q.cep != null) {
+                throw new ErrnoException(Errno.EINVAL, "siw: qp " + qpn + " has a connection already");
+            }
+            q.cep = c;
+            c.qp = q;
+        }
+        return q;
+    }
+
+    void unbindQp(SiwQp q, Cep c) {
+        q.detach(c);
+    }
+
+    /** Tracks a new connection; false (and the connection closed) when the device is going away. */
+    boolean track(Cep c) {
+        synchronized (this) {
+            if (!stopping) {
+                ceps.add(c);
+                return true;
+            }
+        }
+        c.lost("device removed", false);
+        return false;
+    }
+
+    void forget(Cep c) {
+        ceps.remove(c);
+    }
+
+    void forget(Listener l) {
+        listeners.remove(l);
+    }
+
+
+    /** The active side saw the three-way handshake. */
+    void captureHandshake(Cep c) {
+        TcpCapture cap = capture;
+        if (cap == null) {
+            return;
+        }
+        InetSocketAddress l = c.local();
+        InetSocketAddress r = c.remote();
+        long il = TcpCapture.isn(l, r);
+        long ir = TcpCapture.isn(r, l);
+        byte[] none = new byte[0];
+        cap.segment(l, r, il, 0, TcpCapture.SYN, none, 0, 0);
+        cap.segment(r, l, ir, il + 1, TcpCapture.SYN | TcpCapture.ACK, none, 0, 0);
+        cap.segment(l, r, il + 1, ir + 1, TcpCapture.ACK, none, 0, 0);
+    }
+
+    /** {@code b[off, off + len)} leaves on {@code c}'s stream. */
+    void captureData(Cep c, byte[] b, int off, int len) {
+        TcpCapture cap = capture;
+        if (cap != null) {
+            InetSocketAddress l = c.local();
+            InetSocketAddress r = c.remote();
+            cap.segment(l, r, TcpCapture.isn(l, r) + 1 + c.sent, TcpCapture.isn(r, l) + 1 + c.received,
+                    TcpCapture.PSH | TcpCapture.ACK, b, off, len);
+        }
+        c.sent += len;
+    }
+
+    void captureFin(Cep c) {
+        TcpCapture cap = capture;
+        InetSocketAddress l = c.local();
+        InetSocketAddress r = c.remote();
+        if (cap != null && l != null && r != null) {
+            cap.segment(l, r, TcpCapture.isn(l, r) + 1 + c.sent, TcpCapture.isn(r, l) + 1 + c.received,
+                    TcpCapture.FIN | TcpCapture.ACK, new byte[0], 0, 0);
+        }
+    }
+}

@@ -1,0 +1,121 @@
+package dev.dmaplane.driver.siw;
+
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.spi.HwQp;
+import dev.dmaplane.rdma.spi.RecvWqe;
+import dev.dmaplane.rdma.spi.SendWqe;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.WcStatus;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.util.ArrayDeque;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+/**
+ * The driver's side of one QP ({@code struct siw_qp}, {@code siw_qp.c}): its connection endpoint, the send
+ * requests started and not yet completed (handed to the core in queue order), the outbound READs waiting for their
+ * response (ORQ), the inbound READs to answer (IRQ), a TERMINATE to send, and the per-queue message sequence
+ * numbers of both directions.
+ */
+final class SiwQp {
+    private static final Logger LOG = LoggerFactory.getLogger(SiwQp.class);
+
+    final HwQp hw;
+    volatile Cep cep;
+    volatile boolean destroyed;
+    /** Whether the QP waits in the TX thread's run queue. */
+    final AtomicBoolean queued = new AtomicBoolean();
+
+    // the TX thread's
+    /** Last MSN sent per untagged queue (RFC 5041: the first message of a queue has MSN 1). */
+    final int[] txMsn = new int[3];
+    /** A started request waiting for its fence or for room in the ORQ. */
+    SendWqe held;
+    /** Whether the TERMINATE went out (nothing more is sent then). */
+    boolean terminateSent;
+
+    // guarded by this
+    private final ArrayDeque<Pending> sq = new ArrayDeque<>();
+    private final ArrayDeque<Pending> orq = new ArrayDeque<>();
+
+    /** Inbound READs to answer, in arrival order. */
+    final ConcurrentLinkedQueue<ReadResponse> irq = new ConcurrentLinkedQueue<>();
+    /** A TERMINATE the TX thread sends before it closes the stream. */
+    volatile Terminate terminate;
+
+    // the RX thread's
+    /** Last MSN received per untagged queue. */
+    final int[] rxMsn = new int[3];
+    /** The receive a SEND in progress is placed into, and the bytes placed so far. */
+    RecvWqe recv;
+    long recvBytes;
+    WcStatus recvStatus;
+
+    SiwQp(HwQp hw) {
+        this.hw = hw;
+    }
+
+    /** Records {@code w} as started; its completion waits for the requests before it. */
+    synchronized Pending started(SendWqe w) {
+        Pending p = new Pending(w);
+        sq.addLast(p);
+        return p;
+    }
+
+    synchronized void readSent(Pending p) {
+        orq.addLast(p);
+    }
+
+    synchronized int readsInFlight() {
+        return orq.size();
+    }
+
+    /** The oldest outstanding READ got its last response segment or failed. */
+    synchronized boolean readDone(WcStatus status) {
+        Pending p = orq.pollFirst();
+        if (p == null) {
+            return false;
+        }
+        complete(p, status);
+        return true;
+    }
+
+    /** {@code p} ended with {@code status}: completes it and every ended request behind it, in queue order. */
+    synchronized void complete(Pending p, WcStatus status) {
+        p.status = status;
+        while (!sq.isEmpty() && sq.peekFirst().status != null) {
+            Pending h = sq.pollFirst();
+            try {
+                hw.completeSend(h.wqe, h.status);
+            } catch (ErrnoException e) {
+                // the QP was reset under the request: the core discarded it, nothing is left to complete
+                LOG.warn("siw: qp {} completion of {} refused: {}", hw.qpNum(), h.wqe.wrId(), e.getMessage(), e);
+            }
+        }
+    }
+
+    /**
+     * Forgets connection {@code c} and what was outstanding on it (the core flushes it), if the QP is still on it.
+     *
+     * @return whether it was
+     */
+    synchronized boolean detach(Cep c) {
+        if (cep != c) {
+            return false;
+        }
+        cep = null;
+        sq.clear();
+        orq.clear();
+        irq.clear();
+        return true;
+    }
+
+    /** Connection {@code c} went away under the QP: it goes to ERR, flushing what is outstanding. */
+    void connectionGone(Cep c) {
+        if (detach(c) && !destroyed && hw.state() != QpState.ERR && hw.state() != QpState.RESET) {
+            hw.enterError();
+        }
+    }
+}

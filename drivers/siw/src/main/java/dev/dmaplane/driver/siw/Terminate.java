@@ -1,0 +1,71 @@
+package dev.dmaplane.driver.siw;
+
+/**
+ * A TERMINATE message's control word (RFC 5040, section 4.8; {@code siw_init_terminate}): the layer that found the
+ * error (RDMAP 0, DDP 1, LLP/MPA 2), its error type and code, as RFC 5040 section 7 and RFC 5041 section 7 number
+ * them.
+ *
+ * @param layer layer
+ * @param etype error type within the layer
+ * @param ecode error code within the type
+ */
+record Terminate(int layer, int etype, int ecode) {
+    static final int LAYER_RDMAP = 0;
+    static final int LAYER_DDP = 1;
+    static final int LAYER_LLP = 2;
+
+    /** RDMAP error types. */
+    static final int RDMAP_LOCAL_CATASTROPHIC = 0;
+    static final int RDMAP_REMOTE_PROTECTION = 1;
+    static final int RDMAP_REMOTE_OPERATION = 2;
+    /** RDMAP Remote Protection Error codes. */
+    static final int RDMAP_INVALID_STAG = 0x00;
+    static final int RDMAP_BASE_BOUNDS = 0x01;
+    static final int RDMAP_ACCESS_RIGHTS = 0x02;
+    static final int RDMAP_STAG_NOT_ASSOC = 0x03;
+    static final int RDMAP_CANNOT_INVALIDATE = 0x09;
+    /** RDMAP Remote Operation Error codes. */
+    static final int RDMAP_INVALID_VERSION = 0x00;
+    static final int RDMAP_UNEXPECTED_OPCODE = 0x01;
+    static final int RDMAP_CATASTROPHIC_STREAM = 0x02;
+
+    /** DDP error types. */
+    static final int DDP_CATASTROPHIC = 0;
+    static final int DDP_TAGGED_BUFFER = 1;
+    static final int DDP_UNTAGGED_BUFFER = 2;
+    /** DDP Tagged Buffer Error codes. */
+    static final int DDP_T_INVALID_STAG = 0x00;
+    static final int DDP_T_BASE_BOUNDS = 0x01;
+    static final int DDP_T_STAG_NOT_ASSOC = 0x02;
+    /** DDP Untagged Buffer Error codes. */
+    static final int DDP_UT_INVALID_QN = 0x01;
+    static final int DDP_UT_NO_BUFFER = 0x02;
+    static final int DDP_UT_INVALID_MSN = 0x03;
+    static final int DDP_UT_INVALID_MO = 0x04;
+    static final int DDP_UT_TOO_LONG = 0x05;
+    static final int DDP_UT_INVALID_VERSION = 0x06;
+
+    /** LLP (MPA) error type 0 with its codes (RFC 5044, section 8). */
+    static final int LLP_MPA = 0;
+    static final int LLP_CRC = 0x02;
+
+    /** Whether the peer reports that it refused an access to its memory (a protection error of either layer). */
+    boolean protection() {
+        return (layer == LAYER_RDMAP && etype == RDMAP_REMOTE_PROTECTION)
+                || (layer == LAYER_DDP && etype == DDP_TAGGED_BUFFER);
+    }
+
+    /** The control word as sent: layer and type, code, then the header-control bits (none) and reserved bits. */
+    int word() {
+        return (layer & 0xf) << 28 | (etype & 0xf) << 24 | (ecode & 0xff) << 16;
+    }
+
+    static Terminate of(int word) {
+        return new Terminate(word >>> 28, (word >>> 24) & 0xf, (word >>> 16) & 0xff);
+    }
+
+    @Override
+    public String toString() {
+        return "TERMINATE layer " + layer + " type " + etype + " code 0x" + Integer.toHexString(ecode);
+    }
+}

@@ -1,0 +1,108 @@
+package dev.dmaplane.driver.siw;
+
+import dev.dmaplane.rdma.spi.IwCmEvent;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.RecvWr;
+import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.WcOpcode;
+import dev.dmaplane.rdma.verbs.WcStatus;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.util.Arrays;
+import java.util.List;
+
+import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Data between two machines over siw on the loopback's TCP (RFC 5040 sections 5.1 to 5.3 for Send, RDMA Write and
+ * RDMA Read; {@code siw_qp_tx.c}, {@code siw_qp_rx.c}): SEND into a posted receive over several DDP segments, a
+ * 1 MiB RDMA WRITE, a 1 MiB RDMA READ (its response a tagged write into the sink), every byte checked; and a peer
+ * that closes its socket ends the other QP with a flush ({@code siw_qp_cm_drop}, {@code siw_sk_state_change}).
+ */
+@Timeout(60)
+class SiwDataTest {
+    private final SiwHosts h = new SiwHosts(31, 32);
+
+    @AfterEach
+    void close() {
+        h.close();
+        assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
+    }
+
+    @Test
+    void sendWriteAndReadOfAMebibyteCrossTheLoopbackWithEveryByteChecked() {
+        QueuePair[] p = h.pair();
+        assertEquals(QpState.RTS, p[0].query().qpState(), "the connection moved the active QP to RTS");
+        assertEquals(QpState.RTS, p[1].query().qpState(), "the accept moved the passive QP to RTS");
+        byte[] data = SiwHosts.random(1 << 20, 41);
+        h.a.write(0, data);
+
+        p[1].postRecv(List.of(RecvWr.of(1, h.b.sge(1 << 20, 200_000)), RecvWr.of(2, h.b.sge(3 << 20, 64))));
+        p[0].postSend(new SendWr.Send(1, List.of(h.a.sge(0, 100_000)), SIGNALED, null));
+        p[0].postSend(new SendWr.Send(2, List.of(h.a.sge(5, 10)), SIGNALED, null));
+        List<WorkCompletion> r = SiwHosts.poll(h.b.cq, 2);
+        assertEquals(WcOpcode.RECV, r.get(0).opcode());
+        assertEquals(100_000, r.get(0).byteLen(), r.toString());
+        assertEquals(10, r.get(1).byteLen());
+        assertArrayEquals(Arrays.copyOf(data, 100_000), h.b.read(1 << 20, 100_000));
+        assertArrayEquals(Arrays.copyOfRange(data, 5, 15), h.b.read(3 << 20, 10));
+        assertTrue(SiwHosts.poll(h.a.cq, 2).stream().allMatch(WorkCompletion::isSuccess));
+
+        p[0].postSend(new SendWr.RdmaWrite(3, List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf, h.b.mr.rkey()));
+        WorkCompletion w = SiwHosts.one(h.a.cq);
+        assertEquals(WcStatus.SUCCESS, w.status());
+        assertEquals(WcOpcode.RDMA_WRITE, w.opcode());
+        // a WRITE completes once TCP has it: a READ behind it sees it, as the responder serves in order
+        p[0].postSend(new SendWr.RdmaRead(4, List.of(h.a.sge(2 << 20, data.length)), SIGNALED, h.b.buf,
+                h.b.mr.rkey()));
+        WorkCompletion rd = SiwHosts.one(h.a.cq);
+        assertEquals(WcStatus.SUCCESS, rd.status(), rd.toString());
+        assertEquals(WcOpcode.RDMA_READ, rd.opcode());
+        assertArrayEquals(data, h.b.read(0, data.length), "1 MiB written into the other machine");
+        assertArrayEquals(data, h.a.read(2 << 20, data.length), "1 MiB read back");
+    }
+
+    @Test
+    void completionsStayInQueueOrderBehindAnOutstandingRead() {
+        QueuePair[] p = h.pair();
+        byte[] data = SiwHosts.random(256 << 10, 43);
+        h.b.write(0, data);
+        p[1].postRecv(List.of(RecvWr.of(9, h.b.sge(1 << 20, 64))));
+        p[0].postSend(List.of(
+                new SendWr.RdmaRead(1, List.of(h.a.sge(0, data.length)), SIGNALED, h.b.buf, h.b.mr.rkey()),
+                new SendWr.Send(2, List.of(h.a.sge(1 << 20, 8)), SIGNALED, null),
+                new SendWr.RdmaWrite(3, List.of(h.a.sge(1 << 20, 8)), SIGNALED, h.b.buf + (2 << 20), h.b.mr.rkey())));
+        List<WorkCompletion> c = SiwHosts.poll(h.a.cq, 3);
+        assertEquals(List.of(1L, 2L, 3L), c.stream().map(WorkCompletion::wrId).toList(), c.toString());
+        assertTrue(c.stream().allMatch(WorkCompletion::isSuccess), c.toString());
+        assertArrayEquals(data, h.a.read(0, data.length));
+    }
+
+    @Test
+    void aPeerThatClosesItsSocketEndsTheQpWithAFlush() {
+        QueuePair[] p = h.pair();
+        p[0].postRecv(List.of(RecvWr.of(7, h.a.sge(0, 64))));
+        p[1].postRecv(List.of(RecvWr.of(8, h.b.sge(0, 64))));
+        h.b.cm.getClass(); // the passive side's connection goes away with its QP's move to ERR
+        p[1].modify(dev.dmaplane.rdma.verbs.QpAttr.builder().state(QpState.ERR).build());
+        WorkCompletion mine = SiwHosts.one(h.b.cq);
+        assertEquals(WcStatus.WR_FLUSH_ERR, mine.status());
+        assertEquals(8, mine.wrId());
+        SiwHosts.expect(h.b.event(), IwCmEvent.Type.CLOSE);
+
+        WorkCompletion theirs = SiwHosts.one(h.a.cq);
+        assertEquals(WcStatus.WR_FLUSH_ERR, theirs.status(), "the peer's close flushed the receive");
+        assertEquals(7, theirs.wrId());
+        assertEquals(QpState.ERR, p[0].query().qpState());
+        IwCmEvent d = h.a.event();
+        assertEquals(IwCmEvent.Type.DISCONNECT, d.type());
+        SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);
+    }
+}
