@@ -8,6 +8,7 @@ import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.SendFlags;
 import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.Sge;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WrOpcode;
 import org.slf4j.Logger;
@@ -212,9 +213,14 @@ final class Tx {
      * refused here, before anything is sent.
      */
     private WcStatus read(SiwQp q, Cep c, SendWqe w, SendWr.RdmaRead rd, Pending p) throws IOException {
-        var sink = rd.sgList().getFirst();
+        Sge sink = rd.sgList().getFirst();
         if (sink.length() > 0) {
-            mem.remote(q.hw, sink.lkey(), sink.addr(), sink.length(), Access.REMOTE_WRITE).close();
+            try {
+                mem.remote(q.hw, sink.lkey(), sink.addr(), sink.length(), Access.REMOTE_WRITE).close();
+            } catch (AccessFault e) {
+                LOG.debug("siw: qp {} READ {} has a sink that takes no tagged writes", q.hw.qpNum(), w.wrId(), e);
+                return WcStatus.LOC_PROT_ERR; // a local buffer refused: the request never leaves
+            }
         }
         int at = begin(c);
         ByteBuffer b = ByteBuffer.wrap(out, at + 2, Iwarp.UNTAGGED_HDR + Iwarp.READ_REQUEST_BODY);

@@ -1,6 +1,7 @@
 package dev.dmaplane.driver.siw;
 
 import dev.dmaplane.rdma.spi.IwCmEvent;
+import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.RecvWr;
@@ -90,8 +91,8 @@ class SiwDataTest {
         QueuePair[] p = h.pair();
         p[0].postRecv(List.of(RecvWr.of(7, h.a.sge(0, 64))));
         p[1].postRecv(List.of(RecvWr.of(8, h.b.sge(0, 64))));
-        h.b.cm.getClass(); // the passive side's connection goes away with its QP's move to ERR
-        p[1].modify(dev.dmaplane.rdma.verbs.QpAttr.builder().state(QpState.ERR).build());
+        // the passive side's connection goes away with its QP's move to ERR (siw_qp_modify: drop_conn)
+        p[1].modify(QpAttr.builder().state(QpState.ERR).build());
         WorkCompletion mine = SiwHosts.one(h.b.cq);
         assertEquals(WcStatus.WR_FLUSH_ERR, mine.status());
         assertEquals(8, mine.wrId());

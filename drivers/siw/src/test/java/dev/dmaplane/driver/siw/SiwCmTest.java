@@ -1,0 +1,122 @@
+package dev.dmaplane.driver.siw;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.spi.IwCmEvent;
+import dev.dmaplane.rdma.spi.IwConnParam;
+import dev.dmaplane.rdma.spi.IwListen;
+import dev.dmaplane.rdma.verbs.QpCap;
+import dev.dmaplane.rdma.verbs.QpInitAttr;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.QueuePair;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+/**
+ * The connection manager's verbs ({@code include/rdma/iw_cm.h} {@code struct iw_cm_verbs}, {@code siw_cm.c};
+ * MPA start-up of RFC 5044 section 7): private data in the MPA request and reply, a reject with its private data
+ * reaching the active side as ECONNREFUSED, a refused TCP connection, and the arguments refused before anything
+ * is sent.
+ */
+@Timeout(60)
+class SiwCmTest {
+    private final SiwHosts h = new SiwHosts(37, 38);
+
+    @AfterEach
+    void close() {
+        h.close();
+        assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
+    }
+
+    @Test
+    void privateDataTravelsInTheMpaRequestAndReply() {
+        QueuePair qa = h.a.rc();
+        QueuePair qb = h.b.rc();
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add)) {
+            h.a.cm.connect(qa.qpNum(), l.local(), new IwConnParam(new byte[]{9, 8, 7}, 4, 4), h.a.events::add);
+            IwCmEvent req = h.b.event();
+            assertEquals(IwCmEvent.Type.CONNECT_REQUEST, req.type());
+            assertArrayEquals(new byte[]{9, 8, 7}, req.privateData());
+            assertEquals(l.local(), req.local());
+            req.request().accept(qb.qpNum(), new IwConnParam(new byte[]{6, 5}, 4, 4), h.b.events::add);
+            ErrnoException twice = assertThrows(ErrnoException.class,
+                    () -> req.request().accept(qb.qpNum(), new IwConnParam(null, 4, 4), h.b.events::add));
+            assertEquals(Errno.EINVAL, twice.errno());
+            SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
+            IwCmEvent rep = SiwHosts.expect(h.a.event(), IwCmEvent.Type.CONNECT_REPLY);
+            assertArrayEquals(new byte[]{6, 5}, rep.privateData());
+        }
+        assertEquals(QpState.RTS, qa.query().qpState());
+        ErrnoException again = assertThrows(ErrnoException.class, () -> h.a.cm.connect(qa.qpNum(),
+                new InetSocketAddress(h.b.address, 1), new IwConnParam(null, 1, 1), h.a.events::add));
+        assertEquals(Errno.EINVAL, again.errno(), "connected already");
+    }
+
+    @Test
+    void aRejectReachesTheActiveSideWithItsPrivateDataAndTheQpMayTryAgain() {
+        QueuePair qa = h.a.rc();
+        QueuePair qb = h.b.rc();
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 2, h.b.events::add)) {
+            h.a.cm.connect(qa.qpNum(), l.local(), new IwConnParam(new byte[]{1}, 1, 1), h.a.events::add);
+            h.b.event().request().reject(new byte[]{42});
+            IwCmEvent rep = h.a.event();
+            assertEquals(IwCmEvent.Type.CONNECT_REPLY, rep.type());
+            assertEquals(Errno.ECONNREFUSED, rep.status());
+            assertArrayEquals(new byte[]{42}, rep.privateData());
+            assertEquals(QpState.RTR, qa.query().qpState(), "a rejected connect leaves the QP as it was");
+
+            h.a.cm.connect(qa.qpNum(), l.local(), new IwConnParam(null, 1, 1), h.a.events::add);
+            h.b.event().request().accept(qb.qpNum(), new IwConnParam(null, 1, 1), h.b.events::add);
+            SiwHosts.expect(h.a.event(), IwCmEvent.Type.CONNECT_REPLY);
+            SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
+        }
+        assertEquals(QpState.RTS, qa.query().qpState());
+        assertEquals(QpState.RTS, qb.query().qpState());
+    }
+
+    @Test
+    void aConnectNobodyListensForIsRefused() throws Exception {
+        int port;
+        try (ServerSocket s = new ServerSocket(0, 1, h.b.address)) {
+            port = s.getLocalPort();
+        }
+        QueuePair qa = h.a.rc();
+        h.a.cm.connect(qa.qpNum(), new InetSocketAddress(h.b.address, port), new IwConnParam(null, 1, 1),
+                h.a.events::add);
+        IwCmEvent rep = h.a.event();
+        assertEquals(IwCmEvent.Type.CONNECT_REPLY, rep.type());
+        assertEquals(Errno.ECONNREFUSED, rep.status());
+        assertNull(h.a.events.peek(), "nothing after the refusal");
+        assertEquals(QpState.RTR, qa.query().qpState());
+    }
+
+    @Test
+    void badArgumentsAreRefusedBeforeAnythingIsSent() throws Exception {
+        QueuePair reset = h.a.pd.createQp(new QpInitAttr(h.a.cq, h.a.cq, null, new QpCap(4, 4, 1, 1, 0), QpType.RC,
+                false));
+        InetSocketAddress to = new InetSocketAddress(h.b.address, 1);
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> h.a.cm.connect(reset.qpNum(), to,
+                new IwConnParam(null, 1, 1), h.a.events::add)).errno(), "a QP in RESET");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> h.a.cm.connect(0xabcdef, to,
+                new IwConnParam(null, 1, 1), h.a.events::add)).errno(), "no such QP");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> new IwConnParam(new byte[513], 1, 1)).errno(), "MPA private data over 512 bytes");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> h.a.cm.listen(
+                new InetSocketAddress(h.a.address, 0), 0, h.a.events::add)).errno(), "backlog 0");
+        try (IwListen l = h.a.cm.listen(new InetSocketAddress(h.a.address, 0), 1, h.a.events::add)) {
+            assertEquals(Errno.EADDRINUSE, assertThrows(ErrnoException.class,
+                    () -> h.a.cm.listen(l.local(), 1, h.a.events::add)).errno());
+        }
+        assertNull(h.a.events.peek());
+    }
+}
