@@ -406,6 +406,7 @@ final class SiwProvider implements RdmaProvider, IwCm {
             if (q.cep != null) {
                 throw new ErrnoException(Errno.EINVAL, "siw: qp " + qpn + " has a connection already");
             }
+            q.fresh();
             q.cep = c;
             c.qp = q;
         }

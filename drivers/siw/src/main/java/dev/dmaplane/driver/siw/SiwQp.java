@@ -10,6 +10,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.util.ArrayDeque;
+import java.util.Arrays;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicBoolean;
 
@@ -51,10 +52,23 @@ final class SiwQp {
     /** The receive a SEND in progress is placed into, and the bytes placed so far. */
     RecvWqe recv;
     long recvBytes;
-    WcStatus recvStatus;
 
     SiwQp(HwQp hw) {
         this.hw = hw;
+    }
+
+    /**
+     * A new connection starts from scratch: message sequence numbers from 1 again, nothing held, nothing to
+     * terminate (no thread works on the QP while it has no connection).
+     */
+    void fresh() {
+        Arrays.fill(txMsn, 0);
+        Arrays.fill(rxMsn, 0);
+        held = null;
+        terminate = null;
+        terminateSent = false;
+        recv = null;
+        recvBytes = 0;
     }
 
     /** Records {@code w} as started; its completion waits for the requests before it. */
