@@ -113,12 +113,13 @@ final class Mpa {
         return end + 4 - at;
     }
 
-    /** Whether the CRC at the end of the FPDU {@code f[0, len)} is the CRC32C of what precedes it. */
-    static boolean crcOk(byte[] f, int len) {
+    /** Whether the CRC at the end of the FPDU {@code f[at, at + len)} is the CRC32C of what precedes it. */
+    static boolean crcOk(byte[] f, int at, int len) {
         CRC32C crc = new CRC32C();
-        crc.update(f, 0, len - 4);
+        crc.update(f, at, len - 4);
         int c = (int) crc.getValue();
-        int sent = (f[len - 4] & 0xff) | (f[len - 3] & 0xff) << 8 | (f[len - 2] & 0xff) << 16 | (f[len - 1] & 0xff) << 24;
+        int e = at + len;
+        int sent = (f[e - 4] & 0xff) | (f[e - 3] & 0xff) << 8 | (f[e - 2] & 0xff) << 16 | (f[e - 1] & 0xff) << 24;
         return c == sent;
     }
 

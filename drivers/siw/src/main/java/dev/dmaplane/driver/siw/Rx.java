@@ -11,6 +11,7 @@ import dev.dmaplane.rdma.verbs.WcStatus;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.io.EOFException;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
@@ -29,7 +30,11 @@ final class Rx {
     private final Cep cep;
     private final SiwProvider dev;
     private final MemoryAccess mem;
-    private final byte[] f = new byte[2 + 0xffff + 3 + 4];
+    /** What was read off the stream: FPDUs from {@link #start} to {@link #end}, read as much as is there. */
+    private final byte[] f = new byte[1 << 20];
+    private final ByteBuffer in = ByteBuffer.wrap(f);
+    private int start;
+    private int end;
     private boolean draining;
 
     Rx(Cep cep) {
@@ -40,28 +45,28 @@ final class Rx {
 
     /** Reads FPDUs until the peer closes the stream (returns) or it fails (throws). */
     void loop() throws IOException {
-        ByteBuffer head = ByteBuffer.wrap(f, 0, 2);
         while (true) {
-            head.limit(2).position(0);
-            while (head.hasRemaining()) {
-                if (cep.ch.read(head) < 0) {
-                    return;
-                }
+            if (!fill(2)) {
+                return;
             }
-            int ulpdu = (f[0] & 0xff) << 8 | (f[1] & 0xff);
+            int ulpdu = (f[start] & 0xff) << 8 | (f[start + 1] & 0xff);
             int total = Mpa.fpduLength(ulpdu);
-            Mpa.readFully(cep.ch, ByteBuffer.wrap(f, 2, total - 2));
+            if (!fill(total)) {
+                throw new EOFException("siw: the peer closed the stream inside an FPDU");
+            }
+            int at = start;
+            start += total;
             cep.received += total;
             if (draining) {
                 continue;
             }
             SiwQp q = cep.qp;
-            if (!Mpa.crcOk(f, total)) {
+            if (!Mpa.crcOk(f, at, total)) {
                 fail(q, new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA, Terminate.LLP_CRC), EventType.QP_FATAL,
                         "MPA CRC mismatch");
                 continue;
             }
-            Iwarp.Segment s = Iwarp.parse(f, 2, ulpdu);
+            Iwarp.Segment s = Iwarp.parse(f, at + 2, ulpdu);
             if (s == null || s.ddpVersion() != 1) {
                 fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
                         Terminate.DDP_UT_INVALID_VERSION), EventType.QP_FATAL, "bad DDP header");
@@ -69,6 +74,32 @@ final class Rx {
             }
             dispatch(q, s);
         }
+    }
+
+    /**
+     * Makes {@code n} bytes from {@link #start} available, moving what is left to the front first and reading as
+     * much as the stream has.
+     *
+     * @return false when the stream ended before any of them came
+     */
+    private boolean fill(int n) throws IOException {
+        if (end - start >= n) {
+            return true;
+        }
+        if (start > 0) {
+            System.arraycopy(f, start, f, 0, end - start);
+            end -= start;
+            start = 0;
+        }
+        while (end < n) {
+            in.limit(f.length).position(end);
+            int r = cep.ch.read(in);
+            if (r < 0) {
+                return false;
+            }
+            end += r;
+        }
+        return true;
     }
 
     private void dispatch(SiwQp q, Iwarp.Segment s) {

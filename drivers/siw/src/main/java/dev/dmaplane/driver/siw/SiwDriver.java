@@ -20,9 +20,13 @@ import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Deactivate;
 import org.osgi.service.component.annotations.Reference;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.net.Inet4Address;
 import java.net.InetAddress;
+import java.net.NetworkInterface;
+import java.net.SocketException;
 import java.net.UnknownHostException;
 import java.nio.file.InvalidPathException;
 import java.nio.file.Path;
@@ -37,8 +41,9 @@ import java.util.concurrent.ConcurrentHashMap;
  * {@code rdma link add siw0 type siw netdev eth0}; here the Ethernet function is bound to this driver: the
  * machine file's plain NICs (1da0:0004, class 0x020000) by their ID, any other Ethernet function by
  * {@code driver_override} (as {@code driverctl set-override BDF siw}). Probe gives the function a netdev
- * ({@code eth<bus>}, MAC {@code 02:1d:a0:00:01:<bus>}, MTU 9000) whose IPv4 address is the one configured for
- * its BDF (by default {@code 127.0.0.<bus>}, on the loopback, where the connections really go), registers an RDMA
+ * ({@code eth<bus>}, MAC {@code 02:1d:a0:00:01:<bus>}, the MTU of the host interface that holds its address) whose
+ * IPv4 address is the one configured for its BDF (by default {@code 127.0.0.<bus>}, on the loopback, where the
+ * connections really go), registers an RDMA
  * device {@code siw%d} and starts its TX thread; remove closes its listeners and connections, joins every thread
  * and unregisters the device.
  */
@@ -46,6 +51,7 @@ import java.util.concurrent.ConcurrentHashMap;
         "osgi.command.scope=siw",
         "osgi.command.function=pcap"})
 public final class SiwDriver implements Driver {
+    private static final Logger LOG = LoggerFactory.getLogger(SiwDriver.class);
     public static final String NAME = "siw";
     /** The plain Ethernet NIC of machine files (no RDMA of its own): siw's to attach to. */
     static final MatchTable TABLE = MatchTable.of(MatchEntry.Pci.of(0x1da0, 0x0004));
@@ -170,6 +176,34 @@ public final class SiwDriver implements Driver {
                 .maxInlineData(80).build();
     }
 
+    /**
+     * The MTU of the host interface that holds {@code ip}, which the device's TCP connections really cross (65536 on
+     * the loopback), so that an FPDU fills one TCP segment of it as siw sizes FPDUs by the socket's MSS; 1500 when
+     * the address is not this host's (the connections then fail to bind, as siw without the address would).
+     */
+    static int hostMtu(InetAddress ip) {
+        try {
+            NetworkInterface nic = NetworkInterface.getByInetAddress(ip);
+            if (nic == null && ip.isLoopbackAddress()) {
+                // all of 127.0.0.0/8 is the loopback's, though only 127.0.0.1 is listed on it
+                nic = NetworkInterface.networkInterfaces().filter(SiwDriver::loopback).findFirst().orElse(null);
+            }
+            return nic == null ? 1500 : Math.max(nic.getMTU(), 576);
+        } catch (SocketException e) {
+            LOG.warn("siw: the MTU of the interface of {} is unknown, 1500 assumed", ip, e);
+            return 1500;
+        }
+    }
+
+    private static boolean loopback(NetworkInterface nic) {
+        try {
+            return nic.isLoopback();
+        } catch (SocketException e) {
+            LOG.warn("siw: interface {} cannot be asked whether it is the loopback", nic.getName(), e);
+            return false;
+        }
+    }
+
     @Override
     public BoundDevice probe(Device device, MatchEntry match) {
         if (!(device instanceof PciFunction fn)) {
@@ -190,8 +224,8 @@ public final class SiwDriver implements Driver {
         }
         fn.setMaster(true);
         fn.dma().setDmaMask(-1L);
-        NetdevInfo nd = new NetdevInfo("eth" + bus, new byte[]{0x02, 0x1d, (byte) 0xa0, 0, 1, (byte) bus}, 9000,
-                List.of(ip));
+        NetdevInfo nd = new NetdevInfo("eth" + bus, new byte[]{0x02, 0x1d, (byte) 0xa0, 0, 1, (byte) bus},
+                hostMtu(ip), List.of(ip));
         SiwProvider p = new SiwProvider(fn, attributes(nd.mac()), nd, ip);
         RdmaDeviceHandle h;
         try {

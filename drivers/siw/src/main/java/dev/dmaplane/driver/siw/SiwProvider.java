@@ -78,8 +78,8 @@ final class SiwProvider implements RdmaProvider, IwCm {
         this.netdev = netdev;
         this.address = address;
         this.port = PortAttr.iwarp(PortState.ACTIVE, Mtu.fromNetdevMtu(netdev.mtu()), 16);
-        // one FPDU per TCP segment of the netdev's MSS (siw's c_tx->tcp_seglen)
-        this.tx = new Tx(this, netdev.mtu() - 40);
+        // one FPDU per TCP segment of the netdev's MSS (siw's c_tx->tcp_seglen), at most what an IPv4 packet holds
+        this.tx = new Tx(this, Math.min(netdev.mtu() - 40, 65535 - 40));
     }
 
     /** Starts the TX thread of the device {@code h} names. */

@@ -31,6 +31,8 @@ final class TcpCapture implements AutoCloseable {
     static final int PSH = 0x08;
     static final int FIN = 0x01;
     private static final int HEADERS = 14 + 20 + 20;
+    /** Frames up to an IPv4 packet of 65535 bytes in Ethernet, whole. */
+    private static final int SNAPLEN = 14 + 65535;
 
     private final Path file;
     private final OutputStream out;
@@ -51,7 +53,7 @@ final class TcpCapture implements AutoCloseable {
         try {
             OutputStream out = new BufferedOutputStream(Files.newOutputStream(file), 1 << 16);
             ByteBuffer h = ByteBuffer.allocate(24).order(ByteOrder.LITTLE_ENDIAN);
-            h.putInt(0xa1b2c3d4).putShort((short) 2).putShort((short) 4).putInt(0).putInt(0).putInt(65535).putInt(1);
+            h.putInt(0xa1b2c3d4).putShort((short) 2).putShort((short) 4).putInt(0).putInt(0).putInt(SNAPLEN).putInt(1);
             out.write(h.array());
             return new TcpCapture(file, out);
         } catch (IOException e) {

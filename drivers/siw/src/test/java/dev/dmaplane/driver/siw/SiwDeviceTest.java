@@ -78,7 +78,8 @@ class SiwDeviceTest {
         assertEquals(LinkLayer.ETHERNET, p.linkLayer());
         assertEquals(0, p.pkeyTblLen(), "iWARP has no partitions");
         assertEquals(PortAttr.CAP_CM_SUP | PortAttr.CAP_DEVICE_MGMT_SUP, p.portCapFlags());
-        assertEquals(Mtu.MTU_4096, p.activeMtu(), "netdev MTU 9000");
+        assertEquals(Mtu.MTU_4096, p.activeMtu(), "the loopback's MTU 65536");
+        assertEquals(65536, SiwDriver.hostMtu(SiwHosts.loopback(33)), "the netdev has the host interface's MTU");
         assertTrue(d.gidTable().stream().anyMatch(g -> g.gid().equals(Gid.of(SiwHosts.loopback(33)))),
                 "the netdev's IPv4 address is a GID: " + d.gidTable());
     }
