@@ -40,14 +40,18 @@ class NullArgumentsTest {
                 // missing AH is refused by post_send, which knows the QP type.
                 .nullable("MwBindInfo.<init>", 0)
                 .nullable("UdDestination.<init>", 0)
+                // an iWARP connect or accept without private data sends none (iw_cm_conn_param.private_data NULL)
+                .nullable("IwConnParam.<init>", 0)
                 // What the core and providers report, never built from an application's input: completions,
-                // the provider's access and receive verdicts, device attributes, rdma resource rows, GID entries.
+                // the provider's access and receive verdicts, device attributes, rdma resource rows, GID entries,
+                // iWARP connection events.
                 .exclude("WorkCompletion")
                 .exclude("AccessFault")
                 .exclude("RecvResult")
                 .exclude("DeviceAttr")
                 .exclude("ResourceEntry")
                 .exclude("GidEntry")
+                .exclude("IwCmEvent")
                 .sweep(RdmaCore.class, EXPORTED);
 
         assertEquals(List.of(), r.violations(), "entry points answering a null other than with EINVAL");
