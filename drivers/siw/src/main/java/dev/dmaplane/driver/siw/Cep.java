@@ -47,6 +47,11 @@ final class Cep implements IwConnection, IwConnRequest {
     private volatile boolean peerClosed;
     /** Whether the MPA exchange completed and the QP is in RTS on this connection. */
     private volatile boolean established;
+    /** Whether the active side's CONNECT_REPLY was reported. */
+    private volatile boolean replied;
+    /** How a failed connect is reported (ECONNRESET when the stream just broke), and the peer's private data. */
+    private volatile Errno failure = Errno.ECONNRESET;
+    private volatile byte[] failurePd = new byte[0];
     private Thread thread;
 
     // the capture's view of the stream: bytes this side sent and received (TCP sequence numbers follow them)
@@ -129,8 +134,7 @@ final class Cep implements IwConnection, IwConnRequest {
             ch.bind(new InetSocketAddress(dev.address(), 0));
             ch.connect(remote);
         } catch (ConnectException e) {
-            reply(Errno.ECONNREFUSED, new byte[0]);
-            lost("connect refused: " + e.getMessage(), false);
+            failConnect(Errno.ECONNREFUSED, new byte[0], "connect refused: " + e.getMessage());
             return false;
         }
         local = (InetSocketAddress) ch.getLocalAddress();
@@ -140,26 +144,36 @@ final class Cep implements IwConnection, IwConnRequest {
         try {
             rep = Mpa.read(ch, true);
         } catch (ErrnoException e) {
-            reply(Errno.EPROTO, new byte[0]);
-            lost(e.getMessage(), false);
+            failConnect(Errno.EPROTO, new byte[0], e.getMessage());
             return false;
         }
         received += Mpa.RR_HDR + rep.privateData().length;
         if (rep.rejected()) {
-            reply(Errno.ECONNREFUSED, rep.privateData());
-            lost("rejected by the peer", false);
+            failConnect(Errno.ECONNREFUSED, rep.privateData(), "rejected by the peer");
             return false;
         }
-        if (qp.hw.establish()) {
+        boolean waiting = qp.hw.establish();
+        established = true;
+        if (waiting) {
             dev.tx.kick(qp);
         }
-        established = true;
         reply(null, rep.privateData());
         return true;
     }
 
     private void reply(Errno status, byte[] pd) {
+        replied = true;
         event(IwCmEvent.Type.CONNECT_REPLY, status, pd, null);
+    }
+
+    /**
+     * The active side's attempt failed: the QP is unbound (it may connect again) before CONNECT_REPLY tells the
+     * caller so, with {@code status} and the peer's private data.
+     */
+    private void failConnect(Errno status, byte[] pd, String why) {
+        failure = status;
+        failurePd = pd;
+        lost(why, false);
     }
 
     /** Passive: the MPA request, CONNECT_REQUEST, then the consumer's answer ({@code siw_proc_mpareq}). */
@@ -194,7 +208,7 @@ final class Cep implements IwConnection, IwConnRequest {
     }
 
     @Override
-    public IwConnection accept(int qpn, IwConnParam p, IwCmHandler h) {
+    public synchronized IwConnection accept(int qpn, IwConnParam p, IwCmHandler h) {
         ErrnoException.requireNonNull(p, "siw: accept parameters");
         ErrnoException.requireNonNull(h, "siw: accept handler");
         if (active || answer.isDone()) {
@@ -203,17 +217,22 @@ final class Cep implements IwConnection, IwConnRequest {
         SiwQp q = dev.bindQp(qpn, this);
         handler = h;
         ord = Math.max(1, p.ord());
+        boolean waiting;
         try {
-            // siw_accept: the QP goes to RTS before the reply leaves, so that the peer's first FPDU finds it there
-            if (q.hw.establish()) {
-                dev.tx.kick(q);
-            }
-            established = true;
             write(Mpa.frame(true, false, p.privateData()));
+            // siw_accept moves the QP to RTS with the reply; the peer's first FPDU is read only once this answer
+            // is in (the endpoint's thread waits for it), so it finds the QP in RTS, and nothing of ours leaves
+            // before the reply: the TX thread sends only on an established connection
+            waiting = q.hw.establish();
         } catch (IOException | RuntimeException e) {
             answer.complete(false);
             dev.unbindQp(q, this);
-            throw new ErrnoException(Errno.ECONNRESET, "siw: accept of " + remote + " failed: " + e.getMessage(), e);
+            throw new ErrnoException(e instanceof ErrnoException x ? x.errno() : Errno.ECONNRESET,
+                    "siw: accept of " + remote + " failed: " + e.getMessage(), e);
+        }
+        established = true;
+        if (waiting) {
+            dev.tx.kick(q);
         }
         answer.complete(true);
         event(IwCmEvent.Type.ESTABLISHED, null, new byte[0], null);
@@ -221,7 +240,7 @@ final class Cep implements IwConnection, IwConnRequest {
     }
 
     @Override
-    public void reject(byte[] privateData) {
+    public synchronized void reject(byte[] privateData) {
         byte[] pd = privateData == null ? new byte[0] : privateData;
         if (pd.length > Mpa.MAX_PRIVATE_DATA) {
             throw new ErrnoException(Errno.EINVAL, "siw: reject private data of " + pd.length + " bytes exceeds "
@@ -250,6 +269,12 @@ final class Cep implements IwConnection, IwConnRequest {
         while (b.hasRemaining()) {
             ch.write(b);
         }
+    }
+
+    /** A connect refused before it started (its caller got the errno): closed without an event. */
+    void abandon(String why) {
+        replied = true;
+        lost(why, false);
     }
 
     /** The peer sent a TERMINATE or closed its half: it is gone, whatever we still had to say. */
@@ -283,6 +308,9 @@ final class Cep implements IwConnection, IwConnRequest {
             }
         }
         dev.forget(this);
+        if (!was && active && !replied) {
+            reply(failure, failurePd); // after the unbind: the caller may connect the QP again at once
+        }
         if (was) {
             if (byPeer || peerClosed) {
                 event(IwCmEvent.Type.DISCONNECT, Errno.ECONNRESET, new byte[0], null);
@@ -293,6 +321,11 @@ final class Cep implements IwConnection, IwConnRequest {
 
     boolean isGone() {
         return gone.get();
+    }
+
+    /** Whether the MPA exchange completed: only then may the TX thread use the stream. */
+    boolean isEstablished() {
+        return established;
     }
 
     private void event(IwCmEvent.Type type, Errno status, byte[] pd, IwConnRequest req) {

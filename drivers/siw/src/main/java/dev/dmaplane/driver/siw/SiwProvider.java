@@ -193,7 +193,8 @@ final class SiwProvider implements RdmaProvider, IwCm {
         if (q == null) {
             return;
         }
-        if (to == QpState.RTS && from != QpState.RTS && q.cep == null) {
+        Cep conn = q.cep;
+        if (to == QpState.RTS && from != QpState.RTS && (conn == null || !conn.isEstablished())) {
             throw new ErrnoException(Errno.EINVAL, "siw: qp " + hw.qpNum() + " has no connection: an iWARP QP gets "
                     + "to RTS through the connection manager (siw_qp_nextstate_from_idle: no socket)");
         }
@@ -239,7 +240,8 @@ final class SiwProvider implements RdmaProvider, IwCm {
     @Override
     public void postSend(HwQp hw) {
         SiwQp q = qps.get(hw.qpNum());
-        if (q != null && q.cep != null) {
+        Cep c = q == null ? null : q.cep;
+        if (c != null && c.isEstablished()) {
             tx.kick(q);
         }
     }
@@ -382,7 +384,7 @@ final class SiwProvider implements RdmaProvider, IwCm {
         try {
             q = bindQp(qpn, c);
         } catch (ErrnoException e) {
-            c.lost("refused: " + e.getMessage(), false);
+            c.abandon("refused: " + e.getMessage());
             throw e;
         }
         if (track(c)) {

@@ -94,7 +94,7 @@ final class Tx {
             }
             q.queued.set(false);
             Cep c = q.cep;
-            if (c == null || c.isGone() || q.destroyed) {
+            if (c == null || c.isGone() || !c.isEstablished() || q.destroyed) {
                 continue;
             }
             pos = 0;

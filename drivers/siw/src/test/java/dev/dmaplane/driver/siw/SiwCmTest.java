@@ -16,11 +16,15 @@ import org.junit.jupiter.api.Timeout;
 
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The connection manager's verbs ({@code include/rdma/iw_cm.h} {@code struct iw_cm_verbs}, {@code siw_cm.c};
@@ -82,6 +86,39 @@ class SiwCmTest {
         }
         assertEquals(QpState.RTS, qa.query().qpState());
         assertEquals(QpState.RTS, qb.query().qpState());
+    }
+
+    /**
+     * The QP of a rejected connect is free again when CONNECT_REPLY reports the reject, so that the caller may
+     * connect it again from the event itself (rdma_cm retries so): the retry runs inside the handler, on the
+     * endpoint's thread, where it found the QP still bound when the reply was reported before the unbind.
+     */
+    @Test
+    void aRejectedQpMayConnectAgainFromTheReplyItself() throws InterruptedException {
+        QueuePair qa = h.a.rc();
+        QueuePair qb = h.b.rc();
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 2, h.b.events::add)) {
+            AtomicReference<Object> retry = new AtomicReference<>();
+            CountDownLatch replied = new CountDownLatch(1);
+            h.a.cm.connect(qa.qpNum(), l.local(), new IwConnParam(null, 1, 1), e -> {
+                if (e.type() == IwCmEvent.Type.CONNECT_REPLY && e.status() == Errno.ECONNREFUSED) {
+                    try {
+                        h.a.cm.connect(qa.qpNum(), l.local(), new IwConnParam(null, 1, 1), h.a.events::add);
+                        retry.set("connecting");
+                    } catch (ErrnoException x) {
+                        retry.set(x);
+                    }
+                    replied.countDown();
+                }
+            });
+            h.b.event().request().reject(null);
+            assertTrue(replied.await(SiwHosts.WAIT.toSeconds(), TimeUnit.SECONDS), "the reject was reported");
+            assertEquals("connecting", retry.get());
+            h.b.event().request().accept(qb.qpNum(), new IwConnParam(null, 1, 1), h.b.events::add);
+            SiwHosts.expect(h.a.event(), IwCmEvent.Type.CONNECT_REPLY);
+            SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
+        }
+        assertEquals(QpState.RTS, qa.query().qpState());
     }
 
     @Test
