@@ -2,6 +2,7 @@ package dev.dmaplane.rdma.impl;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.rdma.RdmaDevice;
 import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.spi.RdmaProvider;
@@ -15,6 +16,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.WeakHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 
 /** The device registry behind {@link dev.dmaplane.rdma.RdmaCore}. */
@@ -26,9 +28,20 @@ public final class CoreImpl {
 
     final Tracer tracer;
     private final Map<String, DeviceImpl> devices = new LinkedHashMap<>();
+    private final Map<AddressSpace, Integer> pids = new WeakHashMap<>();
+    private int nextPid = 1;
 
     public CoreImpl(Tracer tracer) {
         this.tracer = Objects.requireNonNull(tracer, "tracer");
+    }
+
+    /**
+     * The number {@code rdma resource show} gives the process owning {@code mm} ({@code task_pid_vnr} of the
+     * restrack entry's task): the model has no pids, so each address space that opened a device of this core is
+     * numbered from 1 in the order it was first asked for.
+     */
+    synchronized int pid(AddressSpace mm) {
+        return pids.computeIfAbsent(mm, m -> nextPid++);
     }
 
     public RdmaDeviceHandle register(String name, RdmaProvider provider) {

@@ -231,6 +231,11 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
         return resources.objectCount();
     }
 
+    /** The contexts open on the device, in the order they were opened ({@code rdma resource show ctx}). */
+    List<ContextImpl> openContexts() {
+        return List.copyOf(contexts);
+    }
+
     @Override
     public List<ResourceEntry> resources() {
         List<ResourceEntry> out = new ArrayList<>();

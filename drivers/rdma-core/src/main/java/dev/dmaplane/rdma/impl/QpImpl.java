@@ -8,6 +8,7 @@ import dev.dmaplane.rdma.spi.RecvResult;
 import dev.dmaplane.rdma.spi.RecvWqe;
 import dev.dmaplane.rdma.spi.SendWqe;
 import dev.dmaplane.rdma.verbs.EventType;
+import dev.dmaplane.rdma.verbs.MigState;
 import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.PostException;
 import dev.dmaplane.rdma.verbs.QpAttr;
@@ -671,6 +672,13 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
             m.put("rq-outstanding", Integer.toString(queues.recvOutstanding()));
             if (srq != null) {
                 m.put("srqn", Integer.toString(srq.srqn()));
+            }
+            if (attrs.has(QpAttrMask.PORT)) {
+                m.put("port", Integer.toString(attrs.portNum()));
+            }
+            if (type == QpType.RC) {
+                m.put("path-mig-state", (attrs.has(QpAttrMask.PATH_MIG_STATE) && attrs.pathMigState() != null
+                        ? attrs.pathMigState() : MigState.MIGRATED).name());
             }
         } finally {
             lock.unlock();

@@ -30,7 +30,8 @@ import java.util.List;
 class RdmaCommandsFuzzTest {
     private static final FuzzRuns RUNS = new FuzzRuns("rdma-commands", Duration.ofSeconds(2));
     private static final List<String> WORDS = List.of("show", "dev", "rxe0", "rxe1", "rxe2", "link", "rxe0/1",
-            "rxe0/2", "res", "qp", "cq", "pd", "mr", "statistic", "-j", "-d", "", "0", "-1");
+            "rxe0/2", "res", "qp", "cq", "pd", "mr", "ctx", "srq", "statistic", "-j", "-p", "-jp", "-d", "", "0", "-1",
+            "lqpn", "type", "state", "pid", "RC", "16-18", "1,2", "99999999999");
     private static final QpType[] QP_TYPES = {QpType.RC, QpType.UC, QpType.UD};
     private static final int[] ACCESS = {0, Access.LOCAL_WRITE, Fixture.ALL_REMOTE, Access.REMOTE_WRITE,
             Access.ZERO_BASED | Access.LOCAL_WRITE, Access.ON_DEMAND | Fixture.ALL_REMOTE, Access.MW_BIND, -1};
