@@ -31,7 +31,7 @@ class GogoShellIT {
     static final Duration WAIT = Duration.ofSeconds(20);
     /** A command of every scope the dmaplane bundles register. */
     static final List<String> COMMANDS = List.of("dmaplane:lspci", "dmaplane:trace", "dmaplane:deploy", "dmaplane:help",
-            "rdma:dev", "rdma:link", "rdma:res", "rdma:statistic", "rxe:carrier", "accel:devices", "accel:objects",
+            "rdma:dev", "rdma:link", "rdma:res", "rdma:statistic", "rdma:ibv_devices", "rdma:ibv_devinfo", "rxe:carrier", "accel:devices", "accel:objects",
             "accel:fdinfo", "gpudirect:demo", "dmaplane:perf");
 
     @TempDir
