@@ -49,6 +49,13 @@ final class LspciHex {
             sb.append(String.format(" (rev %02x)", fn.revision()));
         }
         sb.append('\n');
+        bytes(sb, fn, bytes);
+        sb.append('\n');
+    }
+
+    /** {@code show_hex_dump}: {@code bytes} of config space, 16 a line. */
+    static void bytes(StringBuilder sb, PciFunction fn, int bytes) {
+        checkDepth(bytes);
         ConfigSpace cs = fn.configSpace();
         for (int at = 0; at < bytes; at += 4) {
             if (at % 16 == 0) {
@@ -62,7 +69,6 @@ final class LspciHex {
                 sb.append('\n');
             }
         }
-        sb.append('\n');
     }
 
     private static void checkDepth(int bytes) {

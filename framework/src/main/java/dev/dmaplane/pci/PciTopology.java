@@ -11,6 +11,7 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Function;
 
 import static dev.dmaplane.pci.PciRegs.ERR_UNC_UNSUP;
 
@@ -326,6 +327,29 @@ public final class PciTopology implements AutoCloseable {
      */
     public String lspciTree() {
         return Lspci.tree(hostBridges);
+    }
+
+    /**
+     * {@code lspci} with pciutils' options ({@link LspciOptions}): the functions {@code -s}/{@code -d} select, each as
+     * the terse line in {@code -n}/{@code -nn}/{@code -D} form with {@code -k}'s kernel lines, or verbosely, then
+     * {@code -x}'s dump; {@code -t} draws the tree. {@code kernelModules} names the drivers whose ID tables match a
+     * function ({@code -k}'s "Kernel modules"). A bare BDF that names no function is {@code ENODEV}.
+     *
+     * @throws ErrnoException {@code ENODEV} for an {@link LspciOptions#exact()} function not in this topology
+     */
+    public String lspci(LspciOptions options, Function<PciFunction, List<String>> kernelModules) {
+        ErrnoException.requireNonNull(options, "lspci options");
+        ErrnoException.requireNonNull(kernelModules, "lspci kernel modules");
+        if (options.tree()) {
+            return lspciTree();
+        }
+        List<PciFunction> fns = functions;
+        if (options.exact().isPresent()) {
+            Bdf b = options.exact().get();
+            fns = List.of(find(b).orElseThrow(() -> new ErrnoException(Errno.ENODEV,
+                    "no PCI function " + b + " on this machine (lspci lists them)")));
+        }
+        return LspciList.render(this, fns, options, kernelModules);
     }
 
     /** One function as {@code lspci -vv -s BDF} describes it: IDs, class, command/status, BARs, capabilities, ACS. */

@@ -10,6 +10,7 @@ import dev.dmaplane.irq.IrqVectors;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.Bdf;
+import dev.dmaplane.pci.LspciOptions;
 import dev.dmaplane.runtime.topo.Graphviz;
 import dev.dmaplane.shell.CommandUsage;
 import dev.dmaplane.trace.TraceEvent;
@@ -180,30 +181,21 @@ public final class DmaplaneCommands {
     }
 
     /**
-     * {@code dmaplane:lspci -t} (tree only), {@code -v} (every function verbosely), {@code -x} (config space) or
-     * {@code -j} (every function as JSON).
+     * {@code dmaplane:lspci} with pciutils' options ({@link LspciOptions}: {@code -n}, {@code -nn}, {@code -D},
+     * {@code -k}, {@code -t}, {@code -v}, {@code -x}/{@code -xxx}/{@code -xxxx}, {@code -s SLOT}, {@code -d ID}, a bare
+     * BDF) or {@code -j} (every function as JSON). {@code -k}'s "Kernel modules" are the registered drivers whose ID
+     * table matches the function.
      */
-    @Descriptor("lspci -t (the tree), -v (every function verbosely), -x/-xxx/-xxxx (config space), -j (JSON)")
-    public String lspci(@Descriptor("-t|-v|-x|-xxx|-xxxx|-j") String option) {
-        return switch (option) {
-            case "-t" -> machine.pci().lspciTree().stripTrailing();
-            case "-v", "-vv" -> machine.pci().functions().stream().map(f -> PciView.verbose(machine, f.name()))
-                    .collect(Collectors.joining("\n\n"));
-            case "-x", "-xxx", "-xxxx" -> machine.pci().lspciHex(PciView.hexBytes(option));
-            case "-j" -> JsonViews.write(JsonViews.lspci(machine));
-            default -> throw usage("lspci", "option '" + option + "'", "dmaplane:lspci [-t | -j | -v [BDF] | -x[xx[x]] [BDF]]");
-        };
-    }
-
-    /** {@code dmaplane:lspci -v BDF}: {@code lspci -vv -s BDF}; {@code dmaplane:lspci -x BDF}: {@code lspci -x -s BDF}. */
-    @Descriptor("lspci -vv or -x of one function")
-    public String lspci(@Descriptor("-v|-x|-xxx|-xxxx") String option, @Descriptor("BDF") String bdf) {
-        return switch (option) {
-            case "-v", "-vv", "-s" -> PciView.verbose(machine, bdf);
-            case "-x", "-xxx", "-xxxx" -> PciView.hex(machine, bdf, PciView.hexBytes(option));
-            default -> throw usage("lspci", "option '" + option + "' before '" + bdf + "'",
-                    "dmaplane:lspci -v BDF | -x[xx[x]] BDF");
-        };
+    @Descriptor("lspci [-n[n]] [-D] [-k] [-t] [-v] [-x[xx[x]]] [-s [[[[DOM]:]BUS]:][SLOT][.[FN]]] "
+            + "[-d [VEN]:[DEV][:CLASS]] [BDF] as pciutils, or -j (JSON)")
+    public String lspci(@Descriptor("lspci options") String... args) {
+        LspciOptions o = LspciOptions.parse("dmaplane:lspci", args == null ? List.of() : Arrays.asList(args));
+        if (o.json()) {
+            return JsonViews.write(JsonViews.lspci(machine));
+        }
+        String out = machine.pci().lspci(o, fn -> machine.devices().drivers().stream()
+                .filter(d -> d.matchTable().match(fn).isPresent()).map(Driver::name).toList());
+        return o.hexBytes() > 0 && !o.tree() ? out : out.stripTrailing();
     }
 
     /** {@code dmaplane:iommu}: groups, domains and the fault count. */
