@@ -60,6 +60,9 @@ public final class Main {
     record Options(String mode, Path topology, Path work, Path dist, Path jfr, boolean debug, List<String> rest) {
     }
 
+    /** How long a command line sent to a running runtime may take. */
+    static final Duration SHELL_TIMEOUT = Duration.ofSeconds(60);
+
     private Main() {
     }
 
@@ -124,7 +127,10 @@ public final class Main {
         try {
             return switch (o.mode()) {
                 case "demo" -> demo(config, o.rest(), out);
-                case "shell" -> shell(config, String.join(" ", o.rest()), out, err);
+                case "shell" -> {
+                    Optional<Integer> answered = shellInRunningRuntime(o, out, err);
+                    yield answered.isPresent() ? answered.get() : shell(config, String.join(" ", o.rest()), out, err);
+                }
                 case "topo" -> shell(config, topoLine(o.rest()), out, err);
                 case "run" -> interactive(config, out);
                 default -> throw new AssertionError(o.mode());
@@ -239,6 +245,31 @@ public final class Main {
         return rest.isEmpty() ? "dmaplane:topo" : "dmaplane:topo " + rest.get(0) + " \"" + rest.get(1) + "\"";
     }
 
+    /**
+     * {@code shell CMD} answered by a running {@code run}: the one on {@code --work DIR}, or without it the one on the
+     * default run directory, through its {@link ShellSocket}. Empty when none listens, or when {@code --topology} or
+     * {@code --jfr} asks for a runtime of this process's own.
+     */
+    static Optional<Integer> shellInRunningRuntime(Options o, PrintStream out, PrintStream err) throws Exception {
+        if (o.topology() != null || o.jfr() != null) {
+            return Optional.empty();
+        }
+        Path defaultShell = Path.of(System.getProperty("dmaplane.workroot", "target"), "dmaplane-shell").toAbsolutePath();
+        Path work = o.work().equals(defaultShell) && System.getProperty("dmaplane.work") == null
+                ? defaultShell.resolveSibling("dmaplane-run") : o.work();
+        String line = String.join(" ", o.rest());
+        Optional<ShellSocket.Reply> reply = ShellSocket.ask(work.resolve(ShellSocket.NAME), line, SHELL_TIMEOUT);
+        if (reply.isEmpty()) {
+            return Optional.empty();
+        }
+        if (reply.get().ok()) {
+            out.println(reply.get().text());
+            return Optional.of(0);
+        }
+        err.println("dmaplane: " + line + ": " + reply.get().text());
+        return Optional.of(1);
+    }
+
     private static int shell(DmaplaneRuntime.Config config, String line, PrintStream out, PrintStream err) throws Exception {
         try (DmaplaneRuntime rt = DmaplaneRuntime.start(config, DmaplaneRuntime.DEFAULT_START_TIMEOUT)) {
             try {
@@ -258,15 +289,21 @@ public final class Main {
                 + "  (copy driver bundles here, e.g. " + config.distDir().resolve("drivers") + "/*.jar)");
         out.println("  'dmaplane:help' lists the dmaplane commands, 'lb' the bundles; Ctrl-D, 'exit' or 'stop 0' quits");
         DmaplaneRuntime rt = DmaplaneRuntime.start(config.withInteractive(true), DmaplaneRuntime.DEFAULT_START_TIMEOUT);
+        ShellSocket socket = ShellSocket.open(config.workDir(), line -> rt.gogo(line, SHELL_TIMEOUT));
+        out.println("  './dmaplane shell CMD' runs CMD here (socket " + config.workDir().resolve(ShellSocket.NAME) + ")");
         Thread hook = new Thread(() -> {
             try {
+                socket.close();
                 rt.stop(Duration.ofSeconds(10));
+            } catch (IOException e) {
+                System.err.println("dmaplane: closing " + config.workDir().resolve(ShellSocket.NAME) + ": " + e);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
             }
         }, "dmaplane-shutdown");
         Runtime.getRuntime().addShutdownHook(hook);
         rt.framework().waitForStop(0);
+        socket.close();
         return 0;
     }
 }
