@@ -43,8 +43,8 @@ import java.util.stream.Stream;
  * ({@code java.util.function.Function} with {@code dmaplane.query=machine}) and to Gogo through reflection.
  */
 public final class DmaplaneRuntime implements AutoCloseable {
-    /** The gogo shell bundle: reads the terminal; installed only in interactive mode. */
-    static final String GOGO_SHELL_BSN = "org.apache.felix.gogo.shell";
+    /** The Gogo shell bundle (JLine: history, line editing): reads the terminal; installed only in interactive mode. */
+    static final String GOGO_SHELL_BSN = "org.apache.felix.gogo.jline";
     /** File that marks a directory as a dmaplane work directory, which may be wiped at start. */
     static final String WORK_MARKER = ".dmaplane-work";
     /** Filter of the runtime's query service. */

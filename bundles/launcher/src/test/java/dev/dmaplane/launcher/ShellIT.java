@@ -53,6 +53,14 @@ class ShellIT {
             assertTrue(err.toString(StandardCharsets.UTF_8).contains("dmaplane: dmaplane:lspci -s zz: ")
                     && err.toString(StandardCharsets.UTF_8).contains("-s: Invalid slot number"), err.toString());
             assertTrue(run.isAlive(), "the run goes on");
+
+            out.reset();
+            String[] bundles = {"shell", "--work", work.toString(), "--dist", RuntimeIT.DIST.toString(), "lb", "-s"};
+            assertEquals(0, Main.run(bundles, print(out), print(err)), err::toString);
+            String lb = out.toString(StandardCharsets.UTF_8);
+            assertTrue(lb.lines().anyMatch(l -> l.contains("Active") && l.contains("org.apache.felix.gogo.jline"))
+                    && lb.lines().anyMatch(l -> l.contains("Active") && l.contains("|org.jline ")), "the run's "
+                    + "shell is Gogo's JLine shell (history, line editing):\n" + lb);
         } finally {
             run.getOutputStream().close(); // end of input: Gogo's shell stops the framework, as Ctrl-D does
             assertTrue(run.waitFor(60, TimeUnit.SECONDS), () -> "run did not end: " + log());
