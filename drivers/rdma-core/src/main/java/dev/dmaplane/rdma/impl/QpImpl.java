@@ -42,7 +42,7 @@ import java.util.concurrent.locks.ReentrantLock;
  * ({@code validate_send_wr}, the opcode table of {@code rxe_opcode.c}). {@link #modifyLock} serializes modify and
  * destroy; {@link #lock} guards state and queues and is held while completions are written to the CQs, so each CQ
  * sees a QP's completions in order.
- * <p>Size: about 650 lines, because it is both the verbs {@link QueuePair} and the provider's {@link HwQp}: each of
+ * <p>Size: about 690 lines, because it is both the verbs {@link QueuePair} and the provider's {@link HwQp}: each of
  * their methods takes {@link #lock}, looks at the state and makes one {@link WorkQueues} call, and a state change
  * (error, SQ error, drained) follows from what that call did. Moving the methods of either interface elsewhere would
  * put the lock and the state they guard in two classes.

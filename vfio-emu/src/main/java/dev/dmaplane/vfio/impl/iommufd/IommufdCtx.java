@@ -42,6 +42,9 @@ import static dev.dmaplane.vfio.iommufd.IommufdUapi.*;
  * Pointers in the structures ({@code allowed_iovas}, {@code data}) are addresses in the user's address space.
  * Devices bound through VFIO hold the context, so it lives until the descriptor and every bound device are gone;
  * then every object is destroyed and nothing stays pinned. Thread-safe: every operation holds this object's lock.
+ * <p>Size: about 800 lines, over the project's 600: the IOAS commands, the HWPT and dirty-tracking commands and the
+ * device binding share the object table and the lock, all in this class. Next split: the HWPT and dirty-bitmap
+ * commands into a class of their own handed the object table, as the IOAS commands' argument checks are now.
  */
 public final class IommufdCtx implements VfioFile {
     private static final Logger LOG = LoggerFactory.getLogger(IommufdCtx.class);
