@@ -96,13 +96,21 @@ final class Completer {
         if (m.readBuf == null && !Requester.isAtomic(m.w) || Packet.psnDiff(psn, m.lastPsn) <= 0) {
             return false;
         }
+        askAgain(c, m);
+        return true;
+    }
+
+    /**
+     * Resends the oldest message in flight from the PSN it waits for (a READ's rest, an atomic whole) and what follows
+     * it, once per such PSN.
+     */
+    private void askAgain(QpCtx c, Msg m) {
         int expect = Packet.psnAdd(m.ackedThrough, 1);
         if (m.rerequested != expect) {
             m.rerequested = expect;
             e.counters.retries++;
-            e.requester.retransmit(c, -1);
+            e.requester.retransmit(c, expect);
         }
-        return true;
     }
 
     /** The completer: ACK/NAK, read responses and atomic acknowledgements for the messages in flight. */
@@ -126,11 +134,7 @@ final class Completer {
                 if (gap > 0) {
                     // a response went missing: reissue the RDMA READ for the remaining data, from the PSN missing
                     // (IBTA RC requester behaviour), once per gap
-                    if (m.rerequested != expect) {
-                        m.rerequested = expect;
-                        e.counters.retries++;
-                        e.requester.retransmit(c, expect);
-                    }
+                    askAgain(c, m);
                     return;
                 }
                 long at = (long) Packet.psnDiff(expect, m.firstPsn) * m.mtu;
