@@ -2,6 +2,7 @@ package dev.dmaplane.perftest;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.testing.Loopback;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -40,14 +41,14 @@ import static org.junit.jupiter.api.Assertions.fail;
 /**
  * perftest between two processes over RoCEv2 ({@code perftest_communication.c}: the server with no host, the client
  * naming it, the out-of-band exchange on {@code -p}; the kernel's {@code rxe_net.c} UDP tunnel between them): a child
- * JVM with this test's class path runs the server, this JVM the client, each HCA on its own 127.0.0.x. Bounded
- * waits; the child is killed at the end whatever happened.
+ * JVM with this test's class path runs the server, this JVM the client, each HCA on its own 127.X.Y.x ({@link
+ * Loopback}). Bounded waits; the child is killed at the end whatever happened.
  */
 @Timeout(180)
 class WireTest {
     private static final Duration WAIT = Duration.ofSeconds(60);
-    private static final String SERVER_IP = "127.0.0.141";
-    private static final String CLIENT_IP = "127.0.0.142";
+    private static final String SERVER_IP = Loopback.ip(141);
+    private static final String CLIENT_IP = Loopback.ip(142);
 
     @TempDir
     Path dir;

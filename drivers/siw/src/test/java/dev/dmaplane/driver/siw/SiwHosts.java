@@ -25,12 +25,12 @@ import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.Sge;
 import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
+import dev.dmaplane.testing.Loopback;
 import dev.dmaplane.testing.TestMachines;
 
 import java.lang.foreign.MemorySegment;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
-import java.net.UnknownHostException;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
@@ -79,11 +79,7 @@ final class SiwHosts implements AutoCloseable {
     }
 
     static InetAddress loopback(int host) {
-        try {
-            return InetAddress.getByAddress(new byte[]{127, 0, 0, (byte) host});
-        } catch (UnknownHostException e) {
-            throw new IllegalArgumentException(e);
-        }
+        return Loopback.address(host);
     }
 
     /** An application on {@code dev}: address space, context, PD, CQ, a registered buffer. */

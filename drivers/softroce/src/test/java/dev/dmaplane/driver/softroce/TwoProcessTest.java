@@ -3,6 +3,7 @@ package dev.dmaplane.driver.softroce;
 import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
+import dev.dmaplane.testing.Loopback;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -27,11 +28,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 /**
- * RoCEv2 between two processes, as {@code rdma_rxe} runs between two hosts ({@code rxe_net.c}'s UDP tunnel): a
- * child JVM started with this test's class path runs a {@link WirePeer} on 127.0.0.22 (its own machine, RDMA core
- * and driver); this JVM's peer on 127.0.0.21 exchanges QPN, address and rkey with it over the child's standard
- * input and output (perftest's out-of-band exchange), then RDMA WRITEs 1 MiB into the child's memory and READs it
- * back, every byte checked. Bounded waits; the child is killed at the end whatever happened.
+ * RoCEv2 between two processes, as {@code rdma_rxe} runs between two hosts ({@code rxe_net.c}'s UDP tunnel): a child
+ * JVM started with this test's class path runs a {@link WirePeer} on 127.X.Y.22 (its own machine, RDMA core and
+ * driver); this JVM's peer on 127.X.Y.21 (the /24 of {@link Loopback}) exchanges QPN, address and rkey with it over the
+ * child's standard input and output (perftest's out-of-band exchange), then RDMA WRITEs 1 MiB into the child's memory
+ * and READs it back, every byte checked. Bounded waits; the child is killed at the end whatever happened.
  */
 @Timeout(180)
 class TwoProcessTest {
@@ -45,7 +46,8 @@ class TwoProcessTest {
         Path err = dir.resolve("child.err");
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         Process child = new ProcessBuilder(java, "--enable-native-access=ALL-UNNAMED",
-                "--sun-misc-unsafe-memory-access=allow", "-cp", System.getProperty("java.class.path"),
+                "--sun-misc-unsafe-memory-access=allow", Loopback.childProperty(),
+                "-cp", System.getProperty("java.class.path"),
                 WirePeer.class.getName(), "22", "21").redirectError(err.toFile()).start();
         BlockingQueue<String> lines = new LinkedBlockingQueue<>();
         Thread reader = Thread.ofPlatform().name("child-stdout").daemon().start(() -> {

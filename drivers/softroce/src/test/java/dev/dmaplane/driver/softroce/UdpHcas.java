@@ -3,16 +3,16 @@ package dev.dmaplane.driver.softroce;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.rdma.RdmaCore;
 import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.testing.Loopback;
 import dev.dmaplane.testing.TestMachines;
 
 import java.net.InetAddress;
-import java.net.UnknownHostException;
 import java.util.Map;
 
 /**
- * Two machines, as two processes or hosts would be, each with its own RDMA core and rxe driver, whose HCA
- * 0000:04:00.0 ({@code rxe0}) is on UDP at {@code 127.0.0.<a>} and {@code 127.0.0.<b>}: nothing joins them but the
- * loopback's UDP. One {@link Hcas.Host} on each.
+ * Two machines, as two processes or hosts would be, each with its own RDMA core and rxe driver, whose HCA 0000:04:00.0
+ * ({@code rxe0}) is on UDP at {@code 127.X.Y.<a>} and {@code 127.X.Y.<b>} ({@link Loopback}): nothing joins them but
+ * the loopback's UDP. One {@link Hcas.Host} on each.
  */
 final class UdpHcas implements AutoCloseable {
     static final String BDF = "0000:04:00.0";
@@ -36,11 +36,7 @@ final class UdpHcas implements AutoCloseable {
     }
 
     static InetAddress loopback(int host) {
-        try {
-            return InetAddress.getByAddress(new byte[]{127, 0, 0, (byte) host});
-        } catch (UnknownHostException e) {
-            throw new IllegalArgumentException(e);
-        }
+        return Loopback.address(host);
     }
 
     Engine engineA() {

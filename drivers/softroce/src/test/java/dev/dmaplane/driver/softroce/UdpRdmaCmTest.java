@@ -5,6 +5,7 @@ import dev.dmaplane.rdma.cm.CmEventType;
 import dev.dmaplane.rdma.cm.CmId;
 import dev.dmaplane.rdma.cm.ConnParam;
 import dev.dmaplane.rdma.cm.RejectReason;
+import dev.dmaplane.testing.Loopback;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -17,15 +18,15 @@ import static dev.dmaplane.driver.softroce.CmFlows.text;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 /**
- * The rdma_cm between two machines that share nothing but the loopback's UDP (RoCEv2 on 127.0.0.31 and
- * 127.0.0.32): the CM MADs cross as UD datagrams between the GSIs (QP1, Q_Key 0x80010000), as
+ * The rdma_cm between two machines that share nothing but the loopback's UDP (RoCEv2 on 127.X.Y.31 and
+ * 127.X.Y.32 of {@link Loopback}): the CM MADs cross as UD datagrams between the GSIs (QP1, Q_Key 0x80010000), as
  * {@code drivers/infiniband/core/cm.c} sends them over rxe; connect and accept (rdma_connect(3), rdma_accept(3)),
  * RDMA WRITE and SEND with every byte checked, disconnect both ways (rdma_disconnect(3)), reject with private data
  * (rdma_reject(3)).
  */
 @Timeout(60)
 class UdpRdmaCmTest {
-    private static final InetSocketAddress SERVER = at("127.0.0.32", 7471);
+    private static final InetSocketAddress SERVER = at(Loopback.ip(32), 7471);
     private final UdpHcas u = new UdpHcas(31, 32);
     private final CmEnd client = new CmEnd(u.ma, u.ca, "client");
     private final CmEnd server = new CmEnd(u.mb, u.cb, "server");
@@ -42,8 +43,8 @@ class UdpRdmaCmTest {
     void connectWriteSendAndDisconnectBothWays() {
         CmId l = CmFlows.listen(server, SERVER, 4);
         CmFlows.connect(client, server, l, null, SERVER);
-        assertEquals(at("127.0.0.31", client.id.localAddr().getPort()), client.id.localAddr(),
-                "routed from the port on 127.0.0.0/24");
+        assertEquals(at(Loopback.ip(31), client.id.localAddr().getPort()), client.id.localAddr(),
+                "routed from the port on the same /24");
         CmFlows.writeAndSend(client, server, 31);
         CmFlows.disconnect(client, server);
 

@@ -7,6 +7,7 @@ import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WcOpcode;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
+import dev.dmaplane.testing.Loopback;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -44,12 +45,12 @@ class UdpTransportTest {
 
     @Test
     void aPortOnUdpHasItsAddressAsGidASocketAndAReceiveThread() {
-        assertEquals(Gid.parse("::ffff:127.0.0.11"), u.a.gid);
-        assertEquals(Gid.parse("::ffff:127.0.0.12"), u.b.gid);
+        assertEquals(Gid.of(Loopback.address(11)), u.a.gid);
+        assertEquals(Gid.of(Loopback.address(12)), u.b.gid);
         assertInstanceOf(UdpTransport.class, u.engineA().transport);
         assertEquals(Mtu.MTU_4096, u.ca.device("rxe0").orElseThrow().portAttr(1).activeMtu(), "jumbo netdev");
         assertEquals(1, Thread.getAllStackTraces().keySet().stream()
-                .filter(t -> t.getName().equals("softroce-udp-127.0.0.11") && t.isAlive()).count());
+                .filter(t -> t.getName().equals("softroce-udp-" + Loopback.ip(11)) && t.isAlive()).count());
     }
 
     @Test

@@ -4,6 +4,7 @@ import dev.dmaplane.machine.Machine;
 import dev.dmaplane.rdma.RdmaCore;
 import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.testing.Loopback;
 import dev.dmaplane.testing.TestMachines;
 
 import java.io.BufferedReader;
@@ -14,10 +15,10 @@ import java.nio.charset.StandardCharsets;
 import java.util.Map;
 
 /**
- * One side of a connection between two processes: a machine of its own with rxe0 (0000:04:00.0) on UDP at
- * {@code 127.0.0.<host>}, an application with a registered buffer and one RC QP. Run as a program (the child JVM of
- * {@link TwoProcessTest}), it prints {@code PEER <qpn> <va> <rkey>}, reads {@code CONNECT <qpn>}, connects its QP
- * to the peer, prints {@code READY}, and on {@code QUIT} (or the end of its input) takes everything down, prints
+ * One side of a connection between two processes: a machine of its own with rxe0 (0000:04:00.0) on UDP at {@code
+ * 127.X.Y.<host>} ({@link Loopback}), an application with a registered buffer and one RC QP. Run as a program (the
+ * child JVM of {@link TwoProcessTest}), it prints {@code PEER <qpn> <va> <rkey>}, reads {@code CONNECT <qpn>}, connects
+ * its QP to the peer, prints {@code READY}, and on {@code QUIT} (or the end of its input) takes everything down, prints
  * {@code BYE} and exits 0: the passive side of an RDMA WRITE and READ, as perftest's server is.
  */
 final class WirePeer implements AutoCloseable {

@@ -10,6 +10,7 @@ import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.MemoryRegion;
 import dev.dmaplane.rdma.verbs.ProtectionDomain;
 import dev.dmaplane.rdma.verbs.VerbsContext;
+import dev.dmaplane.testing.Loopback;
 import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.Test;
 
@@ -60,7 +61,7 @@ class SoftRoceHostTest {
     /** {@code rxe_net.c}'s UDP tunnel: a function named on UDP has its address as GID and a socket, until close. */
     @Test
     void onUdpAFunctionHasItsAddressAsGidAndNothingStaysAfterClose() throws Exception {
-        InetAddress ip = InetAddress.getByAddress(new byte[]{127, 0, 0, 31});
+        InetAddress ip = Loopback.address(31);
         try (Machine machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE)) {
             try (SoftRoceHost host = SoftRoceHost.on(machine, Map.of("0000:04:00.0", ip))) {
                 AddressSpace mm = machine.newAddressSpace("app");
