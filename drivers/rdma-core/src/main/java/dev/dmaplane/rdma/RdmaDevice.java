@@ -21,6 +21,13 @@ public interface RdmaDevice {
     /** {@code ibv_get_device_name}, e.g. {@code rxe0}. */
     String name();
 
+    /**
+     * The device's index ({@code ib_device->index}, the ifindex of {@code rdma dev}): given at registration from a
+     * cyclic counter as {@code assign_name} does, so a device keeps its number when others leave and a new device
+     * does not take the number of one that just left.
+     */
+    int index();
+
     /** The driver behind it. */
     String driverName();
 

@@ -54,14 +54,28 @@ public final class Fixture implements AutoCloseable {
     public Fixture(Machine machine, UnaryOperator<DeviceAttr.Builder> attrs) {
         this.machine = machine;
         this.core = new RdmaCore(machine.tracer());
-        this.driver = new LoopbackDriver(core, fn -> attrs.apply(defaults()).build());
+        this.driver = new LoopbackDriver(core, (fn, netdev) -> attrs.apply(defaults().nodeGuid(nodeGuid(netdev.mac())))
+                .build());
         machine.devices().registerDriver(driver);
         this.mm = machine.newAddressSpace("app");
     }
 
-    /** A soft HCA's attributes with windows, ODP on RC and resizable SRQs. */
+    /**
+     * The node GUID rxe gives a device on a netdev with {@code mac} ({@code rxe_init_device_param}:
+     * {@code addrconf_addr_eui48}, the MAC as a modified EUI-64): the interface ID of the port's link-local GID.
+     */
+    public static long nodeGuid(byte[] mac) {
+        byte[] g = Gid.linkLocal(mac).raw();
+        long guid = 0;
+        for (int i = 8; i < 16; i++) {
+            guid = guid << 8 | (g[i] & 0xff);
+        }
+        return guid;
+    }
+
+    /** A soft HCA's attributes with windows, ODP on RC and resizable SRQs (node GUID of eth0's MAC). */
     public static DeviceAttr.Builder defaults() {
-        return DeviceAttr.builder().fwVer("1.0.0").nodeGuid(0x021da0fffe000001L).vendorId(0x1da0).vendorPartId(2)
+        return DeviceAttr.builder().fwVer("1.0.0").nodeGuid(0x001da0fffe000001L).vendorId(0x1da0).vendorPartId(2)
                 .caps(EnumSet.of(DeviceCap.MEM_WINDOW, DeviceCap.MEM_WINDOW_TYPE_2B, DeviceCap.ON_DEMAND_PAGING,
                         DeviceCap.SRQ_RESIZE, DeviceCap.N_NOTIFY_CQ, DeviceCap.MEM_MGT_EXTENSIONS,
                         DeviceCap.PORT_ACTIVE_EVENT, DeviceCap.RC_RNR_NAK_GEN))

@@ -43,7 +43,8 @@ class RegistrationTest {
         assertEquals(List.of("rxe0", "rxe1"), f.core.devices().stream().map(RdmaDevice::name).toList());
         RdmaDevice d = f.device();
         assertEquals("loopback", d.driverName());
-        assertEquals(0x021da0fffe000001L, d.nodeGuid());
+        assertEquals(0x001da0fffe000001L, d.nodeGuid(), "rxe_init_device_param: the EUI-64 of eth0's MAC 02:1d:a0:00:00:01");
+        assertEquals(0x001da0fffe000002L, f.core.device("rxe1").orElseThrow().nodeGuid(), "each HCA its own");
         assertTrue(d.isRegistered());
         assertEquals(Integer.MAX_VALUE, f.machine.pci().function("04:00.0").dma().maxSegmentSize(),
                 "ib_core sets the DMA device's max segment size (SZ_2G, capped by the DMA API)");

@@ -30,6 +30,8 @@ public final class CoreImpl {
     private final Map<String, DeviceImpl> devices = new LinkedHashMap<>();
     private final Map<AddressSpace, Integer> pids = new WeakHashMap<>();
     private int nextPid = 1;
+    /** The last index given ({@code last_id} of {@code assign_name}'s {@code xa_alloc_cyclic}). */
+    private int lastIndex = -1;
 
     public CoreImpl(Tracer tracer) {
         this.tracer = Objects.requireNonNull(tracer, "tracer");
@@ -62,7 +64,7 @@ public final class CoreImpl {
             } else if (devices.containsKey(name)) {
                 throw new ErrnoException(Errno.EEXIST, "an RDMA device named " + name + " is registered");
             }
-            DeviceImpl d = new DeviceImpl(this, n, provider);
+            DeviceImpl d = new DeviceImpl(this, n, nextIndex(), provider);
             devices.put(n, d);
             added = d;
         }
@@ -70,6 +72,20 @@ public final class CoreImpl {
             c.add(added);
         }
         return added;
+    }
+
+    /** {@code xa_alloc_cyclic(&devices, &index, ..., xa_limit_31b, &last_id)}: the next free index after the last one. */
+    private int nextIndex() {
+        int i = lastIndex;
+        do {
+            i = i == Integer.MAX_VALUE ? 0 : i + 1;
+        } while (indexInUse(i));
+        lastIndex = i;
+        return i;
+    }
+
+    private boolean indexInUse(int i) {
+        return devices.values().stream().anyMatch(d -> d.index() == i);
     }
 
     private static void checkName(String name) {

@@ -62,6 +62,7 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
     final Limit srqs;
     final Limit ahs;
     private final String name;
+    private final int index;
     private final String driverName;
     private final PortImpl[] ports;
     private final IndexPool qpns = new IndexPool(MIN_QPN, MAX_QPN);
@@ -74,9 +75,10 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
     private final MadLayer mad = new MadLayer(this);
     private volatile boolean registered = true;
 
-    DeviceImpl(CoreImpl core, String name, RdmaProvider provider) {
+    DeviceImpl(CoreImpl core, String name, int index, RdmaProvider provider) {
         this.core = core;
         this.name = name;
+        this.index = index;
         this.provider = provider;
         this.driverName = provider.driverName();
         if (driverName == null || driverName.isBlank()) {
@@ -126,6 +128,11 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
     @Override
     public String name() {
         return name;
+    }
+
+    @Override
+    public int index() {
+        return index;
     }
 
     @Override

@@ -60,13 +60,11 @@ public final class RdmaCommands {
     @Descriptor("rdma dev show [DEV]: node type, protocol, firmware, node and system image GUIDs; -j/-p JSON")
     public String dev(@Descriptor("[-j|-p] [show [DEV]]") String... argv) {
         RdmaArgs args = RdmaArgs.parse("rdma:dev", argv);
-        List<RdmaDevice> devices = core.devices();
         String name = showTarget(args, "rdma:dev", DEV_USAGE);
         List<RdmaRow> rows = new ArrayList<>();
-        for (int i = 0; i < devices.size(); i++) {
-            RdmaDevice d = devices.get(i);
+        for (RdmaDevice d : core.devices()) {
             if (name == null || d.name().equals(name)) {
-                rows.add(devRow(i, d));
+                rows.add(devRow(d));
             }
         }
         if (name != null && rows.isEmpty()) {
@@ -149,8 +147,8 @@ public final class RdmaCommands {
         return ids.isEmpty() ? "no cm_id" : ids.stream().map(CmIdInfo::toString).collect(Collectors.joining("\n"));
     }
 
-    /** A port of a device and the device's index in the list. */
-    record PortRef(int index, RdmaDevice device, int port) {
+    /** A port of a device. */
+    record PortRef(RdmaDevice device, int port) {
     }
 
     /** {@code show} or {@code list}, then at most one word: that word (or null). */
@@ -170,21 +168,19 @@ public final class RdmaCommands {
 
     /** Every port, or those of {@code DEV}, or the one of {@code DEV/PORT}. */
     List<PortRef> ports(RdmaArgs args, String command, String target, String usage) {
-        List<RdmaDevice> devices = core.devices();
         String name = target == null ? null : target.contains("/") ? target.substring(0, target.indexOf('/')) : target;
         List<PortRef> out = new ArrayList<>();
-        for (int i = 0; i < devices.size(); i++) {
-            RdmaDevice d = devices.get(i);
+        for (RdmaDevice d : core.devices()) {
             if (name != null && !d.name().equals(name)) {
                 continue;
             }
             if (target != null && target.contains("/")) {
                 int port = port(args, command, target, d, usage);
-                out.add(new PortRef(i, d, port));
+                out.add(new PortRef(d, port));
                 return out;
             }
             for (int p = 1; p <= d.portCount(); p++) {
-                out.add(new PortRef(i, d, p));
+                out.add(new PortRef(d, p));
             }
         }
         if (name != null && out.isEmpty()) {
@@ -203,10 +199,10 @@ public final class RdmaCommands {
         return Integer.parseInt(p);
     }
 
-    private static RdmaRow devRow(int index, RdmaDevice d) {
+    private static RdmaRow devRow(RdmaDevice d) {
         DeviceAttr a = d.attr();
         return new RdmaRow.Builder()
-                .json("ifindex", index).text(index + ":")
+                .json("ifindex", d.index()).text(d.index() + ":")
                 .json("ifname", d.name()).text(d.name() + ":")
                 .put("node_type", "ca")
                 .put("protocol", d.portAttr(1).linkLayer() == LinkLayer.INFINIBAND ? "ib" : "roce")
@@ -218,7 +214,7 @@ public final class RdmaCommands {
 
     private static RdmaRow linkRow(PortRef p) {
         PortAttr a = p.device().portAttr(p.port());
-        RdmaRow.Builder b = new RdmaRow.Builder().json("ifindex", p.index()).json("ifname", p.device().name())
+        RdmaRow.Builder b = new RdmaRow.Builder().json("ifindex", p.device().index()).json("ifname", p.device().name())
                 .json("port", p.port()).text("link " + p.device().name() + "/" + p.port());
         if (a.linkLayer() == LinkLayer.INFINIBAND) {
             b.put("lid", a.lid());

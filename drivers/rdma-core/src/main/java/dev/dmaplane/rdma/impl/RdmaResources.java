@@ -57,10 +57,8 @@ final class RdmaResources {
     }
 
     private static String summary(RdmaCore core, RdmaArgs args, String name) {
-        List<RdmaDevice> devices = core.devices();
         List<RdmaRow> rows = new ArrayList<>();
-        for (int i = 0; i < devices.size(); i++) {
-            RdmaDevice d = devices.get(i);
+        for (RdmaDevice d : core.devices()) {
             if (name != null && !d.name().equals(name)) {
                 continue;
             }
@@ -73,8 +71,8 @@ final class RdmaResources {
                     count.computeIfPresent(e.type(), (k, v) -> v + 1);
                 }
             }
-            RdmaRow.Builder b = new RdmaRow.Builder().json("ifindex", i).text(i + ":").json("ifname", d.name())
-                    .text(d.name() + ":");
+            RdmaRow.Builder b = new RdmaRow.Builder().json("ifindex", d.index()).text(d.index() + ":")
+                    .json("ifname", d.name()).text(d.name() + ":");
             count.forEach(b::put);
             rows.add(b.build());
         }
@@ -118,14 +116,13 @@ final class RdmaResources {
                 filters.put(key, value);
             }
         }
-        List<RdmaDevice> devices = core.devices();
         List<RdmaRow> rows = new ArrayList<>();
-        for (int i = 0; i < devices.size(); i++) {
-            DeviceImpl d = (DeviceImpl) devices.get(i);
+        for (RdmaDevice rd : core.devices()) {
+            DeviceImpl d = (DeviceImpl) rd;
             if (device != null && !d.name().equals(device)) {
                 continue;
             }
-            for (Listed l : list(d, i, type)) {
+            for (Listed l : list(d, type)) {
                 if (port != null && !Integer.toString(port).equals(l.values().get("port"))) {
                     continue;
                 }
@@ -142,7 +139,7 @@ final class RdmaResources {
     }
 
     /** Every object of {@code type} on {@code d}, in context order, then handle order. */
-    private static List<Listed> list(DeviceImpl d, int index, String type) {
+    private static List<Listed> list(DeviceImpl d, String type) {
         List<Listed> out = new ArrayList<>();
         for (ContextImpl c : d.openContexts()) {
             int pid = d.core.pid(c.mm);
@@ -150,7 +147,7 @@ final class RdmaResources {
             int ctxn = c.uctx.id();
             if (type.equals("ctx")) {
                 Map<String, String> v = Map.of("ctxn", Integer.toString(ctxn), "pid", Integer.toString(pid));
-                out.add(new Listed(v, dev(index, d).put("ctxn", ctxn).put("pid", pid).put("comm", comm).build()));
+                out.add(new Listed(v, dev(d).put("ctxn", ctxn).put("pid", pid).put("comm", comm).build()));
                 continue;
             }
             List<ResourceEntry> entries = c.resources();
@@ -162,15 +159,15 @@ final class RdmaResources {
                 v.put("ctxn", Integer.toString(ctxn));
                 v.put("pid", Integer.toString(pid));
                 RdmaRow.Builder b = switch (type) {
-                    case "qp" -> qp(index, d, v);
-                    case "cq" -> dev(index, d).put("cqn", num(v, "cqn")).put("cqe", num(v, "cqe"))
+                    case "qp" -> qp(d, v);
+                    case "cq" -> dev(d).put("cqn", num(v, "cqn")).put("cqe", num(v, "cqe"))
                             .put("users", num(v, "users")).put("ctxn", ctxn);
-                    case "mr" -> dev(index, d).put("mrn", num(v, "mrn")).key("rkey", hex(v, "rkey"))
+                    case "mr" -> dev(d).put("mrn", num(v, "mrn")).key("rkey", hex(v, "rkey"))
                             .key("lkey", hex(v, "lkey")).key("iova", hex(v, "iova")).put("mrlen", num(v, "mrlen"))
                             .put("pdn", num(v, "pdn"));
-                    case "pd" -> dev(index, d).put("pdn", num(v, "pdn")).put("users", num(v, "users"))
+                    case "pd" -> dev(d).put("pdn", num(v, "pdn")).put("users", num(v, "users"))
                             .put("ctxn", ctxn);
-                    default -> srq(index, d, v, entries);
+                    default -> srq(d, v, entries);
                 };
                 out.add(new Listed(v, b.put("pid", pid).put("comm", comm).build()));
             }
@@ -179,8 +176,8 @@ final class RdmaResources {
     }
 
     /** {@code res_qp_line}: link, lqpn, rqpn, type, state, rq-psn, sq-psn, path-mig-state, pdn. */
-    private static RdmaRow.Builder qp(int index, DeviceImpl d, Map<String, String> v) {
-        RdmaRow.Builder b = new RdmaRow.Builder().json("ifindex", index).json("ifname", d.name());
+    private static RdmaRow.Builder qp(DeviceImpl d, Map<String, String> v) {
+        RdmaRow.Builder b = new RdmaRow.Builder().json("ifindex", d.index()).json("ifname", d.name());
         String port = v.get("port");
         if (port != null) {
             b.json("port", Long.parseLong(port));
@@ -205,11 +202,11 @@ final class RdmaResources {
     }
 
     /** {@code res_srq_line}: srqn, type, the QPs attached to it, pdn. */
-    private static RdmaRow.Builder srq(int index, DeviceImpl d, Map<String, String> v, List<ResourceEntry> entries) {
+    private static RdmaRow.Builder srq(DeviceImpl d, Map<String, String> v, List<ResourceEntry> entries) {
         List<String> qps = entries.stream().filter(e -> e.type().equals("qp") && v.get("srqn").equals(e.attrs().get("srqn")))
                 .map(e -> e.attrs().get("lqpn")).toList();
         v.put("type", "BASIC");
-        RdmaRow.Builder b = dev(index, d).put("srqn", num(v, "srqn")).put("type", "BASIC");
+        RdmaRow.Builder b = dev(d).put("srqn", num(v, "srqn")).put("type", "BASIC");
         if (!qps.isEmpty()) {
             v.put("lqpn", String.join(",", qps));
             b.text("lqpn " + String.join(",", qps)).json("lqpn", qps);
@@ -218,8 +215,8 @@ final class RdmaResources {
     }
 
     /** {@code print_dev}: {@code dev NAME}, JSON ifindex and ifname. */
-    private static RdmaRow.Builder dev(int index, DeviceImpl d) {
-        return new RdmaRow.Builder().json("ifindex", index).json("ifname", d.name()).text("dev " + d.name());
+    private static RdmaRow.Builder dev(DeviceImpl d) {
+        return new RdmaRow.Builder().json("ifindex", d.index()).json("ifname", d.name()).text("dev " + d.name());
     }
 
     /** Whether every filter takes the object; a filtered attribute the object lacks leaves it out. */

@@ -28,8 +28,8 @@ class IbvCommandsTest {
     void devicesListsNamesAndNodeGuids() {
         assertEquals("    device          \t   node GUID\n"
                 + "    ------          \t----------------\n"
-                + "    rxe0            \t021da0fffe000001\n"
-                + "    rxe1            \t021da0fffe000001", cmd.ibv_devices());
+                + "    rxe0            \t001da0fffe000001\n"
+                + "    rxe1            \t001da0fffe000002", cmd.ibv_devices());
         assertEquals("2 HCAs found:\n\trxe0\n\trxe1", cmd.ibv_devinfo("-l"));
     }
 
@@ -39,7 +39,7 @@ class IbvCommandsTest {
                 hca_id:\trxe1
                 \ttransport:\t\t\tInfiniBand (0)
                 \tfw_ver:\t\t\t\t1.0.0
-                \tnode_guid:\t\t\t021d:a0ff:fe00:0001
+                \tnode_guid:\t\t\t001d:a0ff:fe00:0002
                 \tsys_image_guid:\t\t\t0000:0000:0000:0000
                 \tvendor_id:\t\t\t0x1da0
                 \tvendor_part_id:\t\t\t2

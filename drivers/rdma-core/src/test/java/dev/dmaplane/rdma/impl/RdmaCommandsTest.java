@@ -46,10 +46,10 @@ class RdmaCommandsTest {
     @Test
     void devAndLinkLines() {
         assertEquals("""
-                0: rxe0: node_type ca protocol roce fw 1.0.0 node_guid 021d:a0ff:fe00:0001 sys_image_guid 0000:0000:0000:0000
-                1: rxe1: node_type ca protocol roce fw 1.0.0 node_guid 021d:a0ff:fe00:0001 sys_image_guid 0000:0000:0000:0000""",
+                0: rxe0: node_type ca protocol roce fw 1.0.0 node_guid 001d:a0ff:fe00:0001 sys_image_guid 0000:0000:0000:0000
+                1: rxe1: node_type ca protocol roce fw 1.0.0 node_guid 001d:a0ff:fe00:0002 sys_image_guid 0000:0000:0000:0000""",
                 cmd.dev());
-        assertEquals("1: rxe1: node_type ca protocol roce fw 1.0.0 node_guid 021d:a0ff:fe00:0001 "
+        assertEquals("1: rxe1: node_type ca protocol roce fw 1.0.0 node_guid 001d:a0ff:fe00:0002 "
                 + "sys_image_guid 0000:0000:0000:0000", cmd.dev("show", "rxe1"));
         assertEquals("""
                 link rxe0/1 state ACTIVE physical_state LINK_UP netdev eth0
@@ -61,6 +61,22 @@ class RdmaCommandsTest {
         assertEquals("no RDMA devices", cmd.dev());
         assertEquals("[]", cmd.dev("-j"));
         assertEquals("[ ]", cmd.dev("-p"));
+    }
+
+    /**
+     * The number before a device's name is its {@code ib_device->index}, given cyclically at registration
+     * ({@code drivers/infiniband/core/device.c} {@code assign_name}: {@code xa_alloc_cyclic}), not its place in the
+     * list: when rxe0 leaves, rxe1 stays 1, and the next device gets 2, not 0.
+     */
+    @Test
+    void aDeviceKeepsItsIndexWhenAnotherLeaves() {
+        f.machine.devices().unbind(f.machine.pci().function("04:00.0"));
+        assertEquals("1: rxe1: node_type ca protocol roce fw 1.0.0 node_guid 001d:a0ff:fe00:0002 "
+                + "sys_image_guid 0000:0000:0000:0000", cmd.dev());
+        assertTrue(cmd.link("-j").startsWith("[{\"ifindex\":1,\"ifname\":\"rxe1\""), cmd.link("-j"));
+        assertTrue(cmd.res().startsWith("1: rxe1: "), cmd.res());
+        f.machine.devices().bind(f.machine.pci().function("04:00.0"), f.driver);
+        assertEquals(List.of(1, 2), f.core.devices().stream().map(d -> d.index()).toList(), "the new device is 2");
     }
 
     /** {@code -j} is json_writer.c's one line, {@code -p} its pretty form; both parse as JSON. */
@@ -75,7 +91,7 @@ class RdmaCommandsTest {
                         "node_type": "ca",
                         "protocol": "roce",
                         "fw": "1.0.0",
-                        "node_guid": "021d:a0ff:fe00:0001",
+                        "node_guid": "001d:a0ff:fe00:0001",
                         "sys_image_guid": "0000:0000:0000:0000"
                     },{
                         "ifindex": 1,
@@ -83,7 +99,7 @@ class RdmaCommandsTest {
                         "node_type": "ca",
                         "protocol": "roce",
                         "fw": "1.0.0",
-                        "node_guid": "021d:a0ff:fe00:0001",
+                        "node_guid": "001d:a0ff:fe00:0002",
                         "sys_image_guid": "0000:0000:0000:0000"
                     } ]""", cmd.dev("-p"));
         assertEquals(cmd.dev("-jp"), cmd.dev("show", "-j", "--pretty"));
