@@ -94,7 +94,9 @@ final class MadLayer {
         // waits for that engine
         ScheduledThreadPoolExecutor t = thread;
         if (closed || t == null) {
-            return; // nobody listens on the GSI: dropped as mad.c drops a MAD no agent takes
+            // no agent on this device, so no MAD thread: dropped (mad.c would still answer a Get or Set with
+            // UNSUPPORTED_METHOD_ATTRIB; here that answer needs the thread an agent starts)
+            return;
         }
         try {
             t.execute(() -> dispatch(d.port(), from, mad));
@@ -128,6 +130,24 @@ final class MadLayer {
         }
         if (a != null) {
             call(a, () -> a.handler.received(from, mad));
+        } else if (mad.method() == Mad.METHOD_GET || mad.method() == Mad.METHOD_SET) {
+            answerUnmatched(port, from, mad);
+        }
+    }
+
+    /**
+     * {@code generate_unmatched_resp}: a Get or Set no agent takes is answered, as mad.c answers it, with the request
+     * turned into a GetResp of status {@code UNSUPPORTED_METHOD_ATTRIB}; other methods are dropped.
+     */
+    private void answerUnmatched(int port, MadAddress from, Mad mad) {
+        Mad resp = new Mad(mad.baseVersion(), mad.mgmtClass(), mad.classVersion(), Mad.METHOD_GET_RESP,
+                Mad.STATUS_UNSUPPORTED_METHOD_ATTRIB, mad.classSpecific(), mad.tid(), mad.attrId(), mad.attrMod(),
+                mad.data());
+        try {
+            transmit(port, from, resp);
+        } catch (ErrnoException e) {
+            LOG.debug("{}: the answer to an unmatched MAD of class 0x{} was not sent: {}", dev.name(),
+                    Integer.toHexString(mad.mgmtClass()), e.getMessage());
         }
     }
 
@@ -143,8 +163,8 @@ final class MadLayer {
         }
     }
 
-    private void transmit(AgentImpl a, MadAddress to, Mad mad) {
-        dev.provider.sendMad(new MadDatagram(a.port, to.localGid(), to.remoteGid(), 1, to.remoteQpn(), to.qkey(),
+    private void transmit(int port, MadAddress to, Mad mad) {
+        dev.provider.sendMad(new MadDatagram(port, to.localGid(), to.remoteGid(), 1, to.remoteQpn(), to.qkey(),
                 DEFAULT_PKEY, to.trafficClass(), to.hopLimit(), mad.encode()));
     }
 
@@ -166,7 +186,7 @@ final class MadLayer {
         }
         if (p.timeoutMs >= 0) {
             try {
-                transmit(p.agent, p.to, p.mad); // outside the lock: the provider may wait for its engine
+                transmit(p.agent.port, p.to, p.mad); // outside the lock: the provider may wait for its engine
             } catch (ErrnoException e) {
                 LOG.debug("{}: MAD resend of tid 0x{} failed: {}", dev.name(), Long.toHexString(tid), e.getMessage());
             }
@@ -270,7 +290,7 @@ final class MadLayer {
                 }
             }
             try {
-                transmit(this, to, mad); // outside the lock: the provider may wait for its engine
+                transmit(port, to, mad); // outside the lock: the provider may wait for its engine
             } catch (ErrnoException e) {
                 synchronized (MadLayer.this) {
                     Pending p = pending.remove(mad.tid());

@@ -37,10 +37,16 @@ public record Mad(int baseVersion, int mgmtClass, int classVersion, int method, 
     public static final int CM_CLASS_VERSION = 2;
     /** {@code IB_MGMT_METHOD_GET}. */
     public static final int METHOD_GET = 0x01;
+    /** {@code IB_MGMT_METHOD_SET}. */
+    public static final int METHOD_SET = 0x02;
     /** {@code IB_MGMT_METHOD_SEND}: how every CM message travels. */
     public static final int METHOD_SEND = 0x03;
     /** {@code IB_MGMT_METHOD_RESP}: the response bit. */
     public static final int METHOD_RESP = 0x80;
+    /** {@code IB_MGMT_METHOD_GET_RESP}. */
+    public static final int METHOD_GET_RESP = 0x81;
+    /** {@code IB_MGMT_MAD_STATUS_UNSUPPORTED_METHOD_ATTRIB}: the status of an answer no agent gave. */
+    public static final int STATUS_UNSUPPORTED_METHOD_ATTRIB = 0x000C;
 
     public Mad {
         if (data == null || data.length != DATA) {

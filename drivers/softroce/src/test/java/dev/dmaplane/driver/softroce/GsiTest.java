@@ -120,6 +120,40 @@ class GsiTest {
         assertEquals(0, sb.received.size(), "the request arrived once");
     }
 
+    /**
+     * A Get or Set that no agent of rxe1 takes (a class it has no agent for, or the CM class at another version:
+     * {@code find_mad_agent} matches both) is answered by rxe1's MAD layer as {@code generate_unmatched_resp} in
+     * mad.c answers it: a GetResp with the request's TID, attribute, modifier and data, and status
+     * UNSUPPORTED_METHOD_ATTRIB (0x000C). A Send nobody takes is dropped, so its sender times out.
+     */
+    @Test
+    void aGetOrSetNoAgentTakesIsAnsweredUnsupported() throws InterruptedException {
+        int perf = 0x04;
+        Seen sa = new Seen();
+        Seen sv = new Seen();
+        MadAgent a = dev("rxe0").registerMadAgent(1, perf, 1, sa);
+        MadAgent v1 = dev("rxe0").registerMadAgent(1, CLASS, 1, sv);
+        dev("rxe1").registerMadAgent(1, CLASS, 2, new Seen());
+        MadAddress to = MadAddress.gsi(h.a.gid, h.b.gid);
+
+        long tid = (long) a.hiTid() << 32 | 0x42;
+        a.send(to, new Mad(1, perf, 1, Mad.METHOD_GET, 0, 0, tid, 0x0012, 5, data(6)), 5000, 0);
+        Object[] d = sa.nextDone();
+        assertEquals(MadSendStatus.SUCCESS, d[1]);
+        assertEquals(new Mad(1, perf, 1, Mad.METHOD_GET_RESP, Mad.STATUS_UNSUPPORTED_METHOD_ATTRIB, 0, tid, 0x0012, 5,
+                data(6)), d[2]);
+
+        long set = (long) v1.hiTid() << 32 | 0x43;
+        v1.send(to, new Mad(1, CLASS, 1, Mad.METHOD_SET, 0, 0, set, 0x0010, 0, data(7)), 5000, 0);
+        Object[] dv = sv.nextDone();
+        assertEquals(MadSendStatus.SUCCESS, dv[1], "class version 1 has no agent on rxe1");
+        assertEquals(Mad.STATUS_UNSUPPORTED_METHOD_ATTRIB, ((Mad) dv[2]).status());
+        assertEquals(Mad.METHOD_GET_RESP, ((Mad) dv[2]).method());
+
+        a.send(to, new Mad(1, perf, 1, Mad.METHOD_SEND, 0, 0, tid + 1, 0x0012, 0, data(8)), 50, 0);
+        assertEquals(MadSendStatus.TIMEOUT, sa.nextDone()[1], "a Send nobody takes gets no answer");
+    }
+
     @Test
     void anUnansweredRequestIsSentOncePlusRetriesTimesThenTimesOut() throws InterruptedException {
         Seen sa = new Seen();
