@@ -88,6 +88,7 @@ public final class Main {
                 }
                 case Bench.BenchCommand b -> Bench.main(b.secs);
                 case Bench.PartCommand p -> Bench.part(p.part, p.secs);
+                case WireBench.WireBenchCommand w -> WireBench.main(w.runs, w.secs, out);
                 case PerfCli.GpuDirectCommand g -> g.run();
                 default -> throw new IllegalStateException("no action for " + command.getClass().getName());
             }

@@ -61,6 +61,7 @@ final class PerfCli {
         }
         cli.addSubcommand(new Bench.BenchCommand());
         cli.addSubcommand(new Bench.PartCommand());
+        cli.addSubcommand(new WireBench.WireBenchCommand());
         cli.addSubcommand(new GpuDirectCommand());
         cli.setUsageHelpWidth(USAGE_WIDTH);
         return cli;

@@ -1,0 +1,302 @@
+package dev.dmaplane.perftest;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Parameters;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
+import java.lang.management.ManagementFactory;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.StandardProtocolFamily;
+import java.net.StandardSocketOptions;
+import java.net.UnknownHostException;
+import java.nio.ByteBuffer;
+import java.nio.channels.DatagramChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.ToDoubleFunction;
+
+/**
+ * docs/BENCHMARKS.md "RoCEv2 between processes" in one command ({@code perf wire-bench [RUNS] [SECS]}): per run, a
+ * plain Java UDP loopback throughput of 64 KiB messages ({@link DatagramChannel}, a sender and a receiver thread,
+ * each message as one 65,507-byte datagram, the largest UDP allows, and as sixteen 4 KiB datagrams, the RoCEv2 path
+ * MTU), a UDP ping-pong of 8 bytes, then {@code write_bw -s 65536} and {@code write_lat -s 8} between two forked
+ * JVMs over RoCEv2 ({@link Wire}), and the ratios of the same run. The addresses are a 127.X.Y.0/24 of this process
+ * (from its process ID), so that runs of several users of one machine never share UDP port 4791.
+ */
+final class WireBench {
+    /** 64 KiB: the message size of the bandwidth figures. */
+    static final int BW_SIZE = 65536;
+    /** The largest UDP payload over IPv4 (65,535 less the IP and UDP headers). */
+    static final int UDP_MAX = 65507;
+    /** The RoCEv2 path MTU: the payload of one packet. */
+    static final int MTU = 4096;
+    /** Linux rxe's published 64 KiB write_bw, about 1 GB/s, in MB/sec (2^20 bytes) as perftest prints it. */
+    static final double RXE_MB = 1e9 / (1 << 20);
+    private static final long WAIT_S = 120;
+
+    private WireBench() {
+    }
+
+    /** {@code wire-bench [RUNS] [SECS]}. */
+    @Command(name = "wire-bench", mixinStandardHelpOptions = true, versionProvider = PerfCli.Version.class,
+            description = "docs/BENCHMARKS.md's \"RoCEv2 between processes\": UDP baselines and write_bw/write_lat"
+                    + " between two JVMs, in one run")
+    static final class WireBenchCommand {
+        @Parameters(index = "0", arity = "0..1", paramLabel = "RUNS", converter = PerfCli.IntValue.class,
+                description = "runs (default 3)")
+        int runs = 3;
+        @Parameters(index = "1", arity = "0..1", paramLabel = "SECS", converter = PerfCli.IntValue.class,
+                description = "seconds per figure (default 4)")
+        int secs = 4;
+    }
+
+    /** One run's figures: MB/sec (2^20 bytes) and median half round trips in microseconds. */
+    record Figures(double udpBigMb, double udpMtuMb, double udpPingUs, double roceBwMb, double roceLatUs) {
+    }
+
+    static void main(int runs, int secs, PrintStream out) {
+        if (runs < 1 || secs < 1) {
+            throw new ErrnoException(Errno.EINVAL, "perftest: wire-bench needs RUNS and SECS of at least 1, not "
+                    + runs + " " + secs);
+        }
+        out.printf("wire-bench: %d runs of %d s per figure, addresses %s.0/24%n", runs, secs, net());
+        List<Figures> all = new ArrayList<>();
+        for (int r = 1; r <= runs; r++) {
+            double big = udpBandwidth(UDP_MAX, 1, secs);
+            double mtu = udpBandwidth(MTU, BW_SIZE / MTU, secs);
+            double ping = udpPingPong(8, secs);
+            double bw = roce("write_bw", secs, 3);
+            double lat = roce("write_lat", secs, 4);
+            Figures f = new Figures(big, mtu, ping, bw, lat);
+            all.add(f);
+            out.printf("run %d: udp 64K as 1 datagram %.0f MB/s, as 16 x 4K %.0f MB/s, udp ping-pong 8 B %.2f us;"
+                            + " RoCEv2 write_bw 64K %.0f MB/s (x%.2f udp 1 datagram, x%.2f udp 16 x 4K, x%.2f rxe),"
+                            + " write_lat 8 B %.2f us (x%.2f udp)%n", r, big, mtu, ping, bw, bw / big, bw / mtu,
+                    bw / RXE_MB, lat, lat / ping);
+            out.flush();
+        }
+        out.printf("median of %d: RoCEv2 write_bw x%.2f udp 1 datagram, x%.2f udp 16 x 4K, x%.2f rxe; write_lat x%.2f"
+                        + " udp ping-pong%n", runs, median(all, f -> f.roceBwMb() / f.udpBigMb()),
+                median(all, f -> f.roceBwMb() / f.udpMtuMb()), median(all, f -> f.roceBwMb() / RXE_MB),
+                median(all, f -> f.roceLatUs() / f.udpPingUs()));
+    }
+
+    private static double median(List<Figures> all, ToDoubleFunction<Figures> v) {
+        double[] x = all.stream().mapToDouble(v).sorted().toArray();
+        return x.length % 2 == 1 ? x[x.length / 2] : (x[x.length / 2 - 1] + x[x.length / 2]) / 2;
+    }
+
+    /**
+     * MB/sec received over {@code secs}: a thread sends messages of {@code count} datagrams of {@code len} bytes as
+     * fast as it can; the receiver counts what arrives (what overflows its socket buffer is lost, not counted).
+     */
+    static double udpBandwidth(int len, int count, int secs) {
+        try (DatagramChannel rx = channel(31); DatagramChannel tx = channel(32)) {
+            tx.connect(rx.getLocalAddress());
+            AtomicLong stop = new AtomicLong();
+            Thread sender = Thread.ofPlatform().name("wire-bench-udp-tx").start(() -> {
+                ByteBuffer b = ByteBuffer.allocateDirect(len);
+                try {
+                    while (stop.get() == 0) {
+                        for (int i = 0; i < count; i++) {
+                            b.clear();
+                            tx.write(b);
+                        }
+                    }
+                } catch (IOException e) {
+                    stop.set(-1);
+                }
+            });
+            ByteBuffer b = ByteBuffer.allocateDirect(len);
+            long warm = System.nanoTime() + TimeUnit.SECONDS.toNanos(1);
+            while (System.nanoTime() < warm) {
+                b.clear();
+                rx.receive(b);
+            }
+            long bytes = 0;
+            long t0 = System.nanoTime();
+            long end = t0 + TimeUnit.SECONDS.toNanos(secs);
+            long t;
+            while ((t = System.nanoTime()) < end) {
+                b.clear();
+                rx.receive(b);
+                bytes += b.position();
+            }
+            stop.set(1);
+            tx.close(); // the sender's next write fails if it is blocked
+            join(sender);
+            return bytes / ((t - t0) / 1e9) / (1 << 20);
+        } catch (IOException e) {
+            throw new ErrnoException(Errno.EIO, "perftest: wire-bench UDP baseline: " + e.getMessage(), e);
+        }
+    }
+
+    /** The median half round trip in microseconds of {@code len}-byte datagrams between two threads. */
+    static double udpPingPong(int len, int secs) {
+        try (DatagramChannel a = channel(33); DatagramChannel b = channel(34)) {
+            a.connect(b.getLocalAddress());
+            b.connect(a.getLocalAddress());
+            AtomicLong stop = new AtomicLong();
+            Thread pong = Thread.ofPlatform().name("wire-bench-udp-pong").start(() -> {
+                ByteBuffer buf = ByteBuffer.allocateDirect(len);
+                try {
+                    while (true) {
+                        buf.clear();
+                        b.read(buf);
+                        if (stop.get() != 0) {
+                            return;
+                        }
+                        buf.flip();
+                        b.write(buf);
+                    }
+                } catch (IOException e) {
+                    stop.set(-1);
+                }
+            });
+            ByteBuffer buf = ByteBuffer.allocateDirect(len);
+            long[] rtt = new long[1 << 20];
+            int n = 0;
+            long warm = System.nanoTime() + TimeUnit.SECONDS.toNanos(1);
+            long end = warm + TimeUnit.SECONDS.toNanos(secs);
+            long t;
+            while ((t = System.nanoTime()) < end && n < rtt.length) {
+                buf.clear();
+                a.write(buf);
+                buf.clear();
+                a.read(buf);
+                if (t > warm) {
+                    rtt[n++] = System.nanoTime() - t;
+                }
+            }
+            stop.set(1);
+            buf.clear();
+            a.write(buf); // wakes the pong thread, which sees stop
+            join(pong);
+            long[] s = Arrays.copyOf(rtt, n);
+            Arrays.sort(s);
+            return s[n / 2] / 2e3;
+        } catch (IOException e) {
+            throw new ErrnoException(Errno.EIO, "perftest: wire-bench UDP ping-pong: " + e.getMessage(), e);
+        }
+    }
+
+    private static DatagramChannel channel(int host) throws IOException {
+        DatagramChannel c = DatagramChannel.open(StandardProtocolFamily.INET);
+        c.setOption(StandardSocketOptions.SO_RCVBUF, 8 << 20);
+        c.setOption(StandardSocketOptions.SO_SNDBUF, 8 << 20);
+        c.bind(new InetSocketAddress(address(host), 0));
+        return c;
+    }
+
+    private static void join(Thread t) {
+        try {
+            if (!t.join(Duration.ofSeconds(WAIT_S))) {
+                throw new ErrnoException(Errno.ETIMEDOUT, "perftest: wire-bench thread " + t.getName()
+                        + " did not end");
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new ErrnoException(Errno.EINTR, "perftest: wire-bench interrupted");
+        }
+    }
+
+    /**
+     * Runs {@code tool} between a forked server and a forked client for {@code secs} seconds and returns column
+     * {@code column} (0-based) of the client's row: write_bw's BW average, write_lat's t_typical.
+     */
+    static double roce(String tool, int secs, int column) {
+        int port = freePort();
+        String size = tool.equals("write_bw") ? String.valueOf(BW_SIZE) : "8";
+        List<String> server = java(tool, "-p", String.valueOf(port), "--ip", address(11).getHostAddress(), "-s", size,
+                "-D", String.valueOf(secs));
+        List<String> client = java(tool, "127.0.0.1", "-p", String.valueOf(port), "--ip",
+                address(12).getHostAddress(), "-s", size, "-D", String.valueOf(secs));
+        Process s = null;
+        Process c = null;
+        try {
+            s = new ProcessBuilder(server).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+            BufferedReader sr = new BufferedReader(new InputStreamReader(s.getInputStream(), StandardCharsets.UTF_8));
+            String l;
+            while ((l = sr.readLine()) != null && !l.contains("Waiting for client")) {
+                // the banner before it
+            }
+            if (l == null) {
+                throw new ErrnoException(Errno.EIO, "perftest: wire-bench's " + tool + " server ended before listening");
+            }
+            Thread.ofPlatform().daemon().name("wire-bench-server-out").start(() -> sr.lines().forEach(x -> { }));
+            c = new ProcessBuilder(client).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+            List<String> lines = new BufferedReader(new InputStreamReader(c.getInputStream(), StandardCharsets.UTF_8))
+                    .lines().toList();
+            if (!c.waitFor(WAIT_S, TimeUnit.SECONDS) || c.exitValue() != 0) {
+                throw new ErrnoException(Errno.EIO, "perftest: wire-bench's " + tool + " client failed:\n"
+                        + String.join("\n", lines));
+            }
+            if (!s.waitFor(WAIT_S, TimeUnit.SECONDS) || s.exitValue() != 0) {
+                throw new ErrnoException(Errno.EIO, "perftest: wire-bench's " + tool + " server failed");
+            }
+            String row = lines.stream().filter(x -> x.trim().startsWith(size + " ")).findFirst().orElseThrow(
+                    () -> new ErrnoException(Errno.EIO, "perftest: no " + size + "-byte row from " + tool + ":\n"
+                            + String.join("\n", lines)));
+            System.out.println(tool + ":" + row);
+            return Double.parseDouble(row.trim().split(" +")[column]);
+        } catch (IOException e) {
+            throw new ErrnoException(Errno.EIO, "perftest: wire-bench cannot run " + tool + ": " + e.getMessage(), e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new ErrnoException(Errno.EINTR, "perftest: wire-bench interrupted while " + tool + " ran");
+        } finally {
+            if (c != null) {
+                c.destroyForcibly();
+            }
+            if (s != null) {
+                s.destroyForcibly();
+            }
+        }
+    }
+
+    /** {@code java} with this JVM's options and class path, running {@link Main} with {@code args}. */
+    private static List<String> java(String... args) {
+        List<String> cmd = new ArrayList<>();
+        cmd.add(ProcessHandle.current().info().command()
+                .orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString()));
+        cmd.addAll(ManagementFactory.getRuntimeMXBean().getInputArguments());
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName()));
+        cmd.addAll(List.of(args));
+        return cmd;
+    }
+
+    private static int freePort() {
+        try (ServerSocket s = new ServerSocket(0)) {
+            return s.getLocalPort();
+        } catch (IOException e) {
+            throw new ErrnoException(Errno.EIO, "perftest: wire-bench found no free TCP port: " + e.getMessage(), e);
+        }
+    }
+
+    /** 127.X.Y of this process: X and Y from its process ID, never 127.0.0 (./dmaplane's defaults). */
+    private static String net() {
+        long pid = ProcessHandle.current().pid();
+        return "127." + (1 + (pid / 254) % 254) + "." + (pid % 254);
+    }
+
+    private static InetAddress address(int host) {
+        try {
+            return InetAddress.getByName(net() + "." + host);
+        } catch (UnknownHostException e) {
+            throw new IllegalStateException("a dotted IPv4 address always parses", e);
+        }
+    }
+}
