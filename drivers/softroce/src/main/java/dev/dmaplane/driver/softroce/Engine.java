@@ -180,38 +180,45 @@ final class Engine {
      * the HCA takes nothing, it is stopped, dead or without carrier).
      */
     boolean receiveDatagram(byte[] datagram, int len) {
+        Packet p = accept(datagram, len);
+        return p == null || receive(List.of(p));
+    }
+
+    /**
+     * The checks of {@link #receiveDatagram} without the delivery: the packet the datagram carries, its source QPN
+     * filled in, or null when it was dropped and counted. A transport that receives datagrams in batches hands the
+     * accepted packets to {@link #receive} as one burst.
+     */
+    Packet accept(byte[] datagram, int len) {
         WireCodec.Decoded d;
         try {
             d = WireCodec.decode(datagram, len);
         } catch (RuntimeException x) {
             LOG.error("{}: decoding a datagram of {} bytes failed: dropped as malformed", name, len, x);
             refuse(WireCodec.Drop.MALFORMED, x.toString());
-            return true;
+            return null;
         }
         switch (d) {
             case WireCodec.Refused r -> {
                 refuse(r.drop(), r.why());
-                return true;
+                return null;
             }
             case WireCodec.Accepted a -> {
                 if (!pkeyMatch(a.pkey(), WireCodec.DEFAULT_PKEY)) {
                     refuse(WireCodec.Drop.BAD_PKEY, String.format("P_Key 0x%04x", a.pkey()));
-                    return true;
+                    return null;
                 }
                 Packet p = a.packet();
                 if (p.destQpn() == Gsi.QPN && a.service() == Opcode.Service.UD) {
-                    return receive(List.of(p)); // the GSI, QP 1: checked by its receive
+                    return p; // the GSI, QP 1: checked by its receive
                 }
                 QpCtx c = qps.get(p.destQpn());
                 if (c == null || a.service() != serviceOf(c.qp.type())) {
                     refuse(WireCodec.Drop.BAD_QPN, "destination QP " + p.destQpn() + " for a " + a.service()
                             + " packet" + (c == null ? ", no such QP" : ", a " + c.qp.type() + " QP"));
-                    return true;
+                    return null;
                 }
-                if (a.service() != Opcode.Service.UD) {
-                    p = p.withSrcQpn(c.qp.attr().destQpNum());
-                }
-                return receive(List.of(p));
+                return a.service() != Opcode.Service.UD ? p.withSrcQpn(c.qp.attr().destQpNum()) : p;
             }
         }
     }

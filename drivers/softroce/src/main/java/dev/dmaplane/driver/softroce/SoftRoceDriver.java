@@ -63,6 +63,15 @@ public final class SoftRoceDriver implements Driver {
     /** System property: {@code true} makes the UDP transports swap each pair of datagrams they send. */
     public static final String UDP_SWAP_PAIRS_PROPERTY = "dmaplane.softroce.udp.swapPairs";
 
+    /**
+     * System property: {@code false} makes the UDP transports send and receive one datagram per system call through a
+     * {@code DatagramChannel}, instead of in batches with {@code sendmmsg}/{@code recvmmsg} where Linux offers them.
+     */
+    public static final String UDP_NATIVE_PROPERTY = UdpSocket.NATIVE;
+
+    /** Whether the UDP transports may use the batched native socket, from {@link #UDP_NATIVE_PROPERTY}. */
+    private final boolean udpNative;
+
     /** Loss injection for the UDP transports, from {@link #UDP_DROP_EVERY_PROPERTY}. */
     private final int udpDropEvery;
 
@@ -85,7 +94,8 @@ public final class SoftRoceDriver implements Driver {
      * send RoCEv2 over UDP sockets bound to it ({@link UdpTransport}), so that HCAs of other processes and hosts
      * reach them; the others stay on the driver's in-process fabric with {@code 10.0.0.<bus>}.
      *
-     * Loss and reordering on those sockets follow {@link #UDP_DROP_EVERY_PROPERTY} and {@link #UDP_SWAP_PAIRS_PROPERTY}.
+     * Loss and reordering on those sockets follow {@link #UDP_DROP_EVERY_PROPERTY} and {@link #UDP_SWAP_PAIRS_PROPERTY},
+     * batching {@link #UDP_NATIVE_PROPERTY}.
      *
      * @throws ErrnoException {@code EINVAL} for an address that is not IPv4, or a loss property that is not a whole
      *                        number of at least 0
@@ -109,6 +119,7 @@ public final class SoftRoceDriver implements Driver {
                     + " is negative");
         }
         udpSwapPairs = Boolean.getBoolean(UDP_SWAP_PAIRS_PROPERTY);
+        udpNative = !"false".equals(System.getProperty(UDP_NATIVE_PROPERTY, "true").strip());
         this.core = core;
         this.udp = Map.copyOf(udp);
         String file = System.getProperty(PCAP_PROPERTY, "");
@@ -235,7 +246,7 @@ public final class SoftRoceDriver implements Driver {
         int bus = fn.bdf().bus();
         InetAddress ip = udp.get(fn.bdf().toString());
         // a UDP port binds first: a refused address leaves nothing behind
-        UdpTransport socket = ip == null ? null : UdpTransport.bind(ip);
+        UdpTransport socket = ip == null ? null : UdpTransport.bind(ip, udpNative);
         if (socket != null) {
             socket.dropEvery = udpDropEvery;
             socket.swapPairs = udpSwapPairs;

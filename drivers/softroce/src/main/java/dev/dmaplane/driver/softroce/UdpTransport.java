@@ -6,38 +6,32 @@ import dev.dmaplane.rdma.verbs.Gid;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import java.io.IOException;
-import java.net.BindException;
 import java.net.Inet4Address;
 import java.net.InetAddress;
-import java.net.InetSocketAddress;
-import java.net.SocketAddress;
-import java.net.StandardProtocolFamily;
-import java.net.StandardSocketOptions;
-import java.nio.ByteBuffer;
-import java.nio.channels.ClosedChannelException;
-import java.nio.channels.DatagramChannel;
+import java.net.UnknownHostException;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * RoCEv2 over the operating system's UDP ({@code rxe_net.c}: the UDP tunnel on port 4791): one HCA port's IPv4
- * address bound to a datagram socket on port {@value WireCodec#ROCE_PORT}. Packets leave as the datagrams
- * {@link WireCodec} encodes (the kernel adds the IP and UDP headers); a receive thread reads datagrams, puts the IP
- * and UDP headers they came with back in front to check the ICRC, and hands what is well formed to the engine
- * ({@link Engine#receiveDatagram}), which checks the keys and the QP. Payloads are bytes here: nothing is handed
- * over by reference. For tests it can drop every {@code n}th datagram it sends and swap consecutive pairs.
+ * address bound to a datagram socket ({@link UdpSocket}) on port {@value WireCodec#ROCE_PORT}. Packets leave as the
+ * datagrams {@link WireCodec} encodes (the kernel adds the IP and UDP headers), a burst of the engine in one batch;
+ * a receive thread reads what is waiting, puts the IP and UDP headers each datagram came with back in front to check
+ * the ICRC, has the engine check the keys and the QP ({@link Engine#accept}) and hands it the batch's packets as one
+ * burst ({@link Engine#receive}), so that one pass handles them and acknowledges them with one coalesced ACK.
+ * Payloads are bytes here: nothing is handed over by reference. For tests it can drop every {@code n}th datagram it
+ * sends and swap consecutive pairs.
  */
 final class UdpTransport implements Transport, AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(UdpTransport.class);
-    /** Socket buffers: a 1 MiB message at MTU 1024 is about 3 MiB of kernel buffers on the loopback. */
-    private static final int SOCKET_BUFFER = 8 << 20;
     private static final Duration JOIN = Duration.ofSeconds(10);
 
     private final InetAddress address;
     private final Gid gid;
-    private final DatagramChannel channel;
+    private final UdpSocket socket;
     private volatile Engine engine;
     private Thread receiver;
     final AtomicLong sent = new AtomicLong();
@@ -53,52 +47,36 @@ final class UdpTransport implements Transport, AutoCloseable {
     private long count;
     private byte[] held;
     private int heldLen;
+    private final byte[][] out = new byte[UdpSocket.BATCH][];
+    private final int[] outLen = new int[UdpSocket.BATCH];
+    private int outCount;
 
-    private UdpTransport(InetAddress address, DatagramChannel channel) {
+    // used by the receive thread
+    private final List<Packet> arrived = new ArrayList<>(UdpSocket.BATCH);
+
+    private UdpTransport(InetAddress address, UdpSocket socket) {
         this.address = address;
         this.gid = Gid.of(address);
-        this.channel = channel;
+        this.socket = socket;
     }
 
     /**
-     * Binds {@code address}:{@value WireCodec#ROCE_PORT}.
+     * Binds {@code address}:{@value WireCodec#ROCE_PORT}, on the batched native socket when {@code nativeSocket} and
+     * the platform has it ({@link UdpSocket#bind}).
      *
      * @throws ErrnoException {@code EINVAL} for an address that is not IPv4, {@code EADDRINUSE} or
      *                        {@code EADDRNOTAVAIL} when the socket cannot be bound there, {@code EIO} otherwise
      */
-    static UdpTransport bind(InetAddress address) {
-        if (!(address instanceof Inet4Address)) {
+    static UdpTransport bind(InetAddress address, boolean nativeSocket) {
+        if (!(address instanceof Inet4Address v4)) {
             throw new ErrnoException(Errno.EINVAL, "rxe: RoCEv2 over UDP needs an IPv4 address, not " + address);
         }
-        DatagramChannel ch = null;
-        try {
-            ch = DatagramChannel.open(StandardProtocolFamily.INET);
-            ch.setOption(StandardSocketOptions.SO_RCVBUF, SOCKET_BUFFER);
-            ch.setOption(StandardSocketOptions.SO_SNDBUF, SOCKET_BUFFER);
-            ch.bind(new InetSocketAddress(address, WireCodec.ROCE_PORT));
-            return new UdpTransport(address, ch);
-        } catch (BindException e) {
-            closeQuietly(ch, address);
-            boolean inUse = String.valueOf(e.getMessage()).contains("in use");
-            throw new ErrnoException(inUse ? Errno.EADDRINUSE : Errno.EADDRNOTAVAIL,
-                    "rxe: cannot bind " + address.getHostAddress() + ":" + WireCodec.ROCE_PORT + ": " + e.getMessage(),
-                    e);
-        } catch (IOException e) {
-            closeQuietly(ch, address);
-            throw new ErrnoException(Errno.EIO, "rxe: UDP socket on " + address.getHostAddress() + ": "
-                    + e.getMessage(), e);
-        }
+        return new UdpTransport(address, UdpSocket.bind(v4, nativeSocket));
     }
 
-    private static void closeQuietly(DatagramChannel ch, InetAddress address) {
-        if (ch == null) {
-            return;
-        }
-        try {
-            ch.close();
-        } catch (IOException x) {
-            LOG.error("rxe: closing the socket of {} after a failed bind failed", address, x);
-        }
+    /** Whether this transport's socket sends and receives in batches ({@link MmsgSocket}). */
+    boolean batched() {
+        return socket.batched();
     }
 
     InetAddress address() {
@@ -112,25 +90,21 @@ final class UdpTransport implements Transport, AutoCloseable {
                 .start(this::receiveLoop);
     }
 
-    /** Closes the socket and waits for the receive thread: nothing arrives any more. */
+    /** Shuts the socket down, waits for the receive thread and closes it: nothing arrives any more. */
     @Override
     public synchronized void close() {
-        try {
-            channel.close();
-        } catch (IOException x) {
-            LOG.error("rxe: closing the UDP socket of {} failed", address, x);
-        }
+        socket.shutdown();
         Thread t = receiver;
-        if (t == null) {
-            return;
-        }
         try {
-            if (!t.join(JOIN)) {
+            if (t != null && !t.join(JOIN)) {
                 LOG.error("rxe: the UDP receive thread of {} did not end within {}", address, JOIN);
+                return; // the socket stays open rather than freed under a receive
             }
         } catch (InterruptedException x) {
             Thread.currentThread().interrupt();
+            return;
         }
+        socket.close();
     }
 
     @Override
@@ -163,6 +137,7 @@ final class UdpTransport implements Transport, AutoCloseable {
             WireCodec.encode(p, e.service(p), WireCodec.ROCE_PORT, this::emit);
         }
         flushHeld();
+        flushOut();
     }
 
     private void emit(byte[] d, int len) {
@@ -193,45 +168,62 @@ final class UdpTransport implements Transport, AutoCloseable {
         }
     }
 
+    /** Queues a datagram for the batch; a full batch leaves now. */
     private void transmit(byte[] d, int len) {
-        try {
-            InetAddress to = InetAddress.getByAddress(new byte[]{d[16], d[17], d[18], d[19]});
-            channel.send(ByteBuffer.wrap(d, WireCodec.BTH_AT, len - WireCodec.BTH_AT),
-                    new InetSocketAddress(to, WireCodec.ROCE_PORT));
-            sent.incrementAndGet();
-        } catch (ClosedChannelException x) {
-            dropped.incrementAndGet(); // the port is going away
-        } catch (IOException x) {
-            dropped.incrementAndGet();
-            LOG.warn("rxe: UDP send from {} failed: the datagram is lost", address, x);
+        out[outCount] = d;
+        outLen[outCount++] = len;
+        if (outCount == out.length) {
+            flushOut();
+        }
+    }
+
+    /** Sends the batch: one system call on the native socket, one per datagram on a channel. */
+    private void flushOut() {
+        int n = outCount;
+        if (n == 0) {
+            return;
+        }
+        outCount = 0;
+        int ok = socket.send(out, outLen, n);
+        Arrays.fill(out, 0, n, null);
+        sent.addAndGet(ok);
+        if (ok < n) {
+            dropped.addAndGet(n - ok);
         }
     }
 
     private void receiveLoop() {
-        byte[] buf = new byte[WireCodec.BTH_AT + 65536];
-        ByteBuffer bb = ByteBuffer.wrap(buf);
-        while (channel.isOpen()) {
-            bb.limit(buf.length).position(WireCodec.BTH_AT);
-            SocketAddress from;
-            try {
-                from = channel.receive(bb);
-            } catch (ClosedChannelException x) {
-                return; // closed: the port went away
-            } catch (IOException x) {
-                LOG.error("rxe: UDP receive on {} failed", address, x);
+        while (socket.receive(this::arrived) >= 0) {
+            if (arrived.isEmpty()) {
                 continue;
             }
-            received.incrementAndGet();
-            int len = bb.position() - WireCodec.BTH_AT;
-            Engine e = engine;
-            if (!(from instanceof InetSocketAddress src) || !(src.getAddress() instanceof Inet4Address)) {
-                e.refuse(WireCodec.Drop.MALFORMED, "datagram from " + from);
-                continue;
+            int n = arrived.size();
+            if (!engine.receive(arrived)) {
+                dropped.addAndGet(n);
             }
-            WireCodec.ipUdp(buf, Gid.of(src.getAddress()), gid, src.getPort(), WireCodec.ROCE_PORT, len);
-            if (!e.receiveDatagram(buf, WireCodec.BTH_AT + len)) {
-                dropped.incrementAndGet();
-            }
+            arrived.clear();
+        }
+    }
+
+    /** One datagram of a batch: headers put back, checked, and kept for the batch's burst when it passes. */
+    private void arrived(byte[] buf, int len, int srcIp, int srcPort, boolean truncated) {
+        received.incrementAndGet();
+        Engine e = engine;
+        if (truncated) {
+            e.refuse(WireCodec.Drop.MALFORMED, "datagram of over " + UdpSocket.MAX_DATAGRAM + " bytes or not IPv4");
+            return;
+        }
+        Gid from;
+        try {
+            from = Gid.of(InetAddress.getByAddress(new byte[]{(byte) (srcIp >>> 24), (byte) (srcIp >>> 16),
+                    (byte) (srcIp >>> 8), (byte) srcIp}));
+        } catch (UnknownHostException x) {
+            throw new IllegalStateException("four bytes are always an IPv4 address", x);
+        }
+        WireCodec.ipUdp(buf, from, gid, srcPort, WireCodec.ROCE_PORT, len);
+        Packet p = e.accept(buf, WireCodec.BTH_AT + len);
+        if (p != null) {
+            arrived.add(p);
         }
     }
 }

@@ -27,8 +27,23 @@ final class UdpHcas implements AutoCloseable {
     final Hcas.Host b;
 
     UdpHcas(int a, int b) {
-        da = new SoftRoceDriver(ca, Map.of(BDF, loopback(a)));
-        db = new SoftRoceDriver(cb, Map.of(BDF, loopback(b)));
+        this(a, b, true);
+    }
+
+    /** As {@link #UdpHcas(int, int)}, the sockets batched ({@link MmsgSocket}) or one datagram per call. */
+    UdpHcas(int a, int b, boolean nativeSocket) {
+        String was = System.getProperty(SoftRoceDriver.UDP_NATIVE_PROPERTY);
+        System.setProperty(SoftRoceDriver.UDP_NATIVE_PROPERTY, String.valueOf(nativeSocket));
+        try {
+            da = new SoftRoceDriver(ca, Map.of(BDF, loopback(a)));
+            db = new SoftRoceDriver(cb, Map.of(BDF, loopback(b)));
+        } finally {
+            if (was == null) {
+                System.clearProperty(SoftRoceDriver.UDP_NATIVE_PROPERTY);
+            } else {
+                System.setProperty(SoftRoceDriver.UDP_NATIVE_PROPERTY, was);
+            }
+        }
         ma.devices().registerDriver(da);
         mb.devices().registerDriver(db);
         this.a = new Hcas.Host(ma, ca, "rxe0");

@@ -7,6 +7,8 @@ import dev.dmaplane.rdma.verbs.WorkCompletion;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -28,8 +30,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * resources, RNR NAKs and their timer; every message completes once, in order, with every byte checked.
  */
 @Timeout(120)
+@ParameterizedClass(name = "native sendmmsg/recvmmsg {0}")
+@ValueSource(booleans = {true, false})
 class UdpRcTest {
-    private final UdpHcas u = new UdpHcas(11, 12);
+    private final UdpHcas u;
+
+    UdpRcTest(boolean nativeSocket) {
+        this.u = new UdpHcas(11, 12, nativeSocket);
+    }
 
     @AfterEach
     void close() {

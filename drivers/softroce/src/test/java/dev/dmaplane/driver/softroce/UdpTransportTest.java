@@ -11,6 +11,8 @@ import dev.dmaplane.testing.Loopback;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -30,8 +32,16 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * with immediate over several packets, and atomics, every byte checked.
  */
 @Timeout(60)
+@ParameterizedClass(name = "native sendmmsg/recvmmsg {0}")
+@ValueSource(booleans = {true, false})
 class UdpTransportTest {
-    private final UdpHcas u = new UdpHcas(11, 12);
+    private final boolean nativeSocket;
+    private final UdpHcas u;
+
+    UdpTransportTest(boolean nativeSocket) {
+        this.nativeSocket = nativeSocket;
+        this.u = new UdpHcas(11, 12, nativeSocket);
+    }
 
     @AfterEach
     void close() {
@@ -48,6 +58,7 @@ class UdpTransportTest {
         assertEquals(Gid.of(Loopback.address(11)), u.a.gid);
         assertEquals(Gid.of(Loopback.address(12)), u.b.gid);
         assertInstanceOf(UdpTransport.class, u.engineA().transport);
+        assertEquals(nativeSocket && MmsgSocket.AVAILABLE, u.udpA().batched(), "the socket asked for");
         assertEquals(Mtu.MTU_4096, u.ca.device("rxe0").orElseThrow().portAttr(1).activeMtu(), "jumbo netdev");
         assertEquals(1, Thread.getAllStackTraces().keySet().stream()
                 .filter(t -> t.getName().equals("softroce-udp-" + Loopback.ip(11)) && t.isAlive()).count());
