@@ -78,8 +78,8 @@ final class WireBench {
             double big = udpBandwidth(UDP_MAX, 1, secs);
             double mtu = udpBandwidth(MTU, BW_SIZE / MTU, secs);
             double ping = udpPingPong(8, secs);
-            double bw = roce("write_bw", secs, 3);
-            double lat = roce("write_lat", secs, 4);
+            double bw = roce("write_bw", secs, 3, out);
+            double lat = roce("write_lat", secs, 4, out);
             Figures f = new Figures(big, mtu, ping, bw, lat);
             all.add(f);
             out.printf("run %d: udp 64K as 1 datagram %.0f MB/s, as 16 x 4K %.0f MB/s, udp ping-pong 8 B %.2f us;"
@@ -217,7 +217,7 @@ final class WireBench {
      * Runs {@code tool} between a forked server and a forked client for {@code secs} seconds and returns column
      * {@code column} (0-based) of the client's row: write_bw's BW average, write_lat's t_typical.
      */
-    static double roce(String tool, int secs, int column) {
+    static double roce(String tool, int secs, int column, PrintStream out) {
         int port = freePort();
         String size = tool.equals("write_bw") ? String.valueOf(BW_SIZE) : "8";
         List<String> server = java(tool, "-p", String.valueOf(port), "--ip", address(11).getHostAddress(), "-s", size,
@@ -250,7 +250,7 @@ final class WireBench {
             String row = lines.stream().filter(x -> x.trim().startsWith(size + " ")).findFirst().orElseThrow(
                     () -> new ErrnoException(Errno.EIO, "perftest: no " + size + "-byte row from " + tool + ":\n"
                             + String.join("\n", lines)));
-            System.out.println(tool + ":" + row);
+            out.println(tool + ":" + row);
             return Double.parseDouble(row.trim().split(" +")[column]);
         } catch (IOException e) {
             throw new ErrnoException(Errno.EIO, "perftest: wire-bench cannot run " + tool + ": " + e.getMessage(), e);

@@ -223,7 +223,7 @@ final class MmsgSocket implements UdpSocket {
         } catch (RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw new IllegalStateException("rxe: native socket call failed", t);
+            throw nativeFailure("rxe: native socket call failed", t);
         }
     }
 
@@ -246,7 +246,7 @@ final class MmsgSocket implements UdpSocket {
                 try {
                     r = (int) SENDMMSG.invokeExact(tx.state, fd, tx.msgs.asSlice((long) done * MMSGHDR), n - done, 0);
                 } catch (Throwable t) {
-                    throw new IllegalStateException("rxe: sendmmsg failed to run", t);
+                    throw nativeFailure("rxe: sendmmsg failed to run", t);
                 }
                 if (r > 0) {
                     done += r;
@@ -269,7 +269,7 @@ final class MmsgSocket implements UdpSocket {
             try {
                 n = (int) RECVMMSG.invokeExact(rx.state, fd, rx.msgs, BATCH, MSG_WAITFORONE, MemorySegment.NULL);
             } catch (Throwable t) {
-                throw new IllegalStateException("rxe: recvmmsg failed to run", t);
+                throw nativeFailure("rxe: recvmmsg failed to run", t);
             }
             if (shut) {
                 return -1;
@@ -320,7 +320,7 @@ final class MmsgSocket implements UdpSocket {
                 // UDP socket, which inet_shutdown wakes all the same)
                 int ignored = (int) SHUTDOWN.invokeExact(tx.state, fd, SHUT_RDWR);
             } catch (Throwable t) {
-                throw new IllegalStateException("rxe: shutdown failed to run", t);
+                throw nativeFailure("rxe: shutdown failed to run", t);
             }
         }
     }
@@ -337,7 +337,7 @@ final class MmsgSocket implements UdpSocket {
                 LOG.error("rxe: close of the UDP socket of {} failed: {}", address, strerror(errno(tx.state)));
             }
         } catch (Throwable t) {
-            throw new IllegalStateException("rxe: close failed to run", t);
+            throw nativeFailure("rxe: close failed to run", t);
         } finally {
             arena.close();
         }
@@ -357,7 +357,13 @@ final class MmsgSocket implements UdpSocket {
             MemorySegment s = (MemorySegment) STRERROR.invokeExact(errno);
             return s.reinterpret(256).getString(0) + " (errno " + errno + ")";
         } catch (Throwable t) {
-            throw new IllegalStateException("rxe: strerror failed to run", t);
+            throw nativeFailure("rxe: strerror failed to run", t);
         }
+    }
+
+    /** A native call that threw what no native call throws: logged with its stack and reported as EIO. */
+    private static ErrnoException nativeFailure(String what, Throwable t) {
+        LOG.error("{}", what, t);
+        return new ErrnoException(Errno.EIO, what + ": " + t, t);
     }
 }
