@@ -58,6 +58,17 @@ public abstract class Device {
         return true;
     }
 
+    /**
+     * How many address bits the device's hardware drives in the memory requests it masters: a hardware property of
+     * the device, not the kernel's DMA mask ({@code Documentation/core-api/dma-api-howto.rst}, "DMA addressing
+     * capabilities": the driver tells the kernel what the device can address with {@code dma_set_mask}, and only the
+     * DMA API honours that mask). A request whose address does not fit is never put on the bus. 64 unless the bus or
+     * the device's model says less.
+     */
+    public int dmaAddressBits() {
+        return 64;
+    }
+
     /** Resources released after the current binding ends. */
     public final Devres devres() {
         return devres;

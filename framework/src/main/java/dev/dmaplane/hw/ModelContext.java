@@ -38,6 +38,17 @@ public interface ModelContext {
      */
     Bar.Memory deviceMemory(int bar);
 
+    /**
+     * Declares how many address bits the device drives in the memory requests it masters, its hardware DMA address
+     * width (the {@code DMA_BIT_MASK(n)} its kernel driver passes to {@code dma_set_mask_and_coherent}, as
+     * {@code Documentation/core-api/dma-api-howto.rst} tells drivers to): the bus master refuses, with a traced fault,
+     * any request of the device beyond it. A model that declares nothing drives 64 bits, as PCIe functions do; one
+     * whose instances differ reads the width from its {@link #properties()}.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for {@code bits} outside 32..64
+     */
+    void dmaAddressBits(int bits);
+
     /** The device's DMA engine side: reads and writes through the function's IOMMU domain, faults as statuses. */
     ModelDma dma();
 

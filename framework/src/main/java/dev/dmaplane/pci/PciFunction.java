@@ -35,6 +35,8 @@ public final class PciFunction extends Device {
     private final List<Consumer<String>> zapListeners = new CopyOnWriteArrayList<>();
     /** Why the hardware does not answer, or null while it does. */
     private volatile String absence;
+    /** The address bits the hardware in the slot drives; what its model declared, 64 for a PCIe function otherwise. */
+    private volatile int dmaAddressBits = 64;
 
     PciFunction(Bdf bdf, PciBus bus, ConfigSpace config, List<Bar> bars, String model, Map<String, String> properties) {
         super(bdf.toString(), bus.self().orElse(null));
@@ -495,6 +497,20 @@ public final class PciFunction extends Device {
         }
         int ctrl = pm.getAsInt() + PciRegs.PM_CTRL;
         config.write(ctrl, 2, (config.read(ctrl, 2) & ~PciRegs.PM_CTRL_STATE_MASK) | (d3hot ? 3 : 0));
+    }
+
+    /**
+     * The address bits the hardware in this slot drives in the requests it masters: what its device model declared
+     * ({@link dev.dmaplane.hw.ModelContext#dmaAddressBits}), 64 when it declared nothing or the function has no model.
+     */
+    @Override
+    public int dmaAddressBits() {
+        return dmaAddressBits;
+    }
+
+    /** The hardware in the slot drives {@code bits} address bits (checked by {@link PciTopology#setDmaAddressBits}). */
+    void setDmaAddressBits(int bits) {
+        dmaAddressBits = bits;
     }
 
     /** Whether the function may master the bus (issue DMA). */

@@ -95,6 +95,22 @@ public final class PciTopology implements AutoCloseable {
         fn.powerOn();
     }
 
+    /**
+     * The hardware in the slot of {@code fn} drives {@code bits} address bits in the requests it masters (its device
+     * model's declaration): the bus master refuses a request beyond them. The hardware side only; the kernel's DMA
+     * mask is the driver's ({@link dev.dmaplane.dma.DmaApi#setDmaMask}).
+     *
+     * @throws ErrnoException {@code EINVAL} for {@code bits} outside 32..64, {@code ENODEV} for a function of another
+     *                        topology
+     */
+    public void setDmaAddressBits(PciFunction fn, int bits) {
+        requireOwn(fn);
+        if (bits < 32 || bits > 64) {
+            throw new ErrnoException(Errno.EINVAL, fn.bdf() + ": DMA address width of " + bits + " bits is outside 32..64");
+        }
+        fn.setDmaAddressBits(bits);
+    }
+
     /** The machine description this topology was built from (memory size, IOMMU settings, hierarchy). */
     public MachineSpec machine() {
         return machine;

@@ -224,6 +224,7 @@ public final class ModelBus {
             LOG.warn("{}: {}", fn.bdf(), why);
             return false;
         }
+        pci.setDmaAddressBits(fn, ctx.declaredDmaAddressBits());
         Runnable stopResets = fn.addResetListener(kind -> reset(fn, m, dev, kind));
         realized.put(fn, new Realized(m, dev, ctx, stopResets));
         return true;

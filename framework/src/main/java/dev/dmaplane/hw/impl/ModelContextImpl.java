@@ -27,6 +27,7 @@ final class ModelContextImpl implements ModelContext {
     private final List<Registration> registrations = new ArrayList<>();
     private final Set<Integer> claimed = new HashSet<>();
     private boolean closed;
+    private int dmaAddressBits = 64;
 
     ModelContextImpl(PciFunction fn, String model) {
         this.fn = fn;
@@ -79,6 +80,21 @@ final class ModelContextImpl implements ModelContext {
         }
         claim(index);
         return mem;
+    }
+
+    @Override
+    public synchronized void dmaAddressBits(int bits) {
+        requireOpen();
+        if (bits < 32 || bits > 64) {
+            throw new ErrnoException(Errno.EINVAL, fn.bdf() + " (model " + model + "): DMA address width of " + bits
+                    + " bits is outside 32..64");
+        }
+        dmaAddressBits = bits;
+    }
+
+    /** The address width the model declared, 64 if it declared none. */
+    synchronized int declaredDmaAddressBits() {
+        return dmaAddressBits;
     }
 
     @Override

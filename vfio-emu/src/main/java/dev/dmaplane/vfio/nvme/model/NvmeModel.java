@@ -35,6 +35,8 @@ public final class NvmeModel implements DeviceModel {
     public ModelDevice realize(ModelContext ctx) {
         String where = ctx.function().bdf() + " (model nvme)";
         NvmeConfig cfg = NvmeConfig.parse(where, ctx.properties());
+        // PRP and SGL entries carry 64-bit addresses, which drivers/nvme/host/pci.c declares with DMA_BIT_MASK(64)
+        ctx.dmaAddressBits(64);
         Bar bar0 = ctx.function().bar(0).orElseThrow(() -> new ErrnoException(Errno.EINVAL, where
                 + ": an NVMe controller needs its registers in BAR0"));
         if (bar0.prefetchable()) {

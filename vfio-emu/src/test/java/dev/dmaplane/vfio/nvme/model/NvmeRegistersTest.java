@@ -37,6 +37,7 @@ class NvmeRegistersTest {
             PciFunction fn = machine.pci().function(NvmeMachine.NVME);
             assertEquals("nvme", fn.model().orElseThrow());
             assertTrue(fn.isPresent(), fn.absence().orElse(""));
+            assertEquals(64, fn.dmaAddressBits(), "PRP and SGL entries carry 64-bit addresses");
             Bar bar0 = fn.bar(0).orElseThrow();
             assertEquals(16 << 10, bar0.size());
             assertFalse(bar0.prefetchable(), "3.1.4: the register BAR is not prefetchable");

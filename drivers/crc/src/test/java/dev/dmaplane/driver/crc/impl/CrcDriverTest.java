@@ -251,6 +251,11 @@ class CrcDriverTest {
         }
 
         @Override
+        public void dmaAddressBits(int bits) {
+            ctx.dmaAddressBits(bits);
+        }
+
+        @Override
         public ModelDma dma() {
             return ctx.dma();
         }

@@ -23,6 +23,8 @@ public final class GpuModel implements DeviceModel {
     public static final String NAME = "gpu";
     public static final String PROP_VRAM_BAR = "vramBar";
     public static final String PROP_VRAM_SIZE = "vramSize";
+    /** The address bits its engines drive on the bus: a GFX9 memory controller's 44 (amdgpu's {@code DMA_BIT_MASK(44)}). */
+    public static final int DMA_ADDRESS_BITS = 44;
     private static final Pattern SIZE = Pattern.compile("(\\d+)\\s*(K|KiB|M|MiB|G|GiB|T|TiB)?");
 
     @Override
@@ -44,6 +46,7 @@ public final class GpuModel implements DeviceModel {
         } catch (NumberFormatException e) {
             throw new ErrnoException(Errno.EINVAL, bdf + ": vramBar '" + barText + "' is not a BAR index");
         }
+        ctx.dmaAddressBits(DMA_ADDRESS_BITS);
         Bar.Memory window = ctx.deviceMemory(vramBar);
         String sizeText = props.get(PROP_VRAM_SIZE);
         long size = sizeText == null ? window.size() : size(bdf, sizeText);

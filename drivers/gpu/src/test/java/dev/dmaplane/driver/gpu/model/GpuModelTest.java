@@ -56,4 +56,19 @@ class GpuModelTest {
         assertTrue(absence("properties: { vramBar: 0 }", 0).contains("BAR"), "BAR0 holds registers, not VRAM");
         assertTrue(absence("properties: { vramBar: two }", 0).contains("vramBar 'two'"));
     }
+
+    /**
+     * The model declares its engines' 44 address bits (amdgpu's {@code DMA_BIT_MASK(44)} for GFX9,
+     * {@code Documentation/core-api/dma-api-howto.rst}: the mask describes what the device can address).
+     */
+    @Test
+    void theGpuDrives44AddressBits() throws IOException {
+        try (Machine m = Machine.boot(TopologyLoader.load(machine("properties: { vramBar: 2 }"), TopologyLoader.Format.YAML),
+                Machine.Options.DEFAULT.withClassPathModels(false))) {
+            PciFunction fn = m.pci().function(GpuRig.GPU);
+            assertEquals(64, fn.dmaAddressBits(), "absent: nothing declared it");
+            m.addModel(new GpuModel());
+            assertEquals(44, fn.dmaAddressBits());
+        }
+    }
 }
