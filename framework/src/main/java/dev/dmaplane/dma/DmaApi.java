@@ -16,7 +16,11 @@ public interface DmaApi {
     long dmaMask();
 
     /**
-     * Sets the addressing mask ({@code dma_set_mask_and_coherent}).
+     * Sets the addressing mask ({@code dma_set_mask_and_coherent}): what the DMA API may hand the device from now on
+     * (mappings, coherent allocations, the bounce decision). As {@code dma_supported} it checks what the platform can
+     * serve, not the device: the device's own width ({@link dev.dmaplane.device.Device#dmaAddressBits}) is hardware, and
+     * a mask wider than it is the driver's bug, which shows when the device is handed an address it cannot drive: the
+     * bus master refuses that request and traces the fault.
      *
      * @throws dev.dmaplane.errno.ErrnoException {@code EIO} if the mask is narrower than 32 bits (the kernel's
      *                                           {@code dma_supported} refusal), {@code EINVAL} if it is not of the

@@ -8,7 +8,7 @@ public enum FaultReason {
     PERMISSION,
     /** The group is attached to a blocking domain. */
     BLOCKED,
-    /** The address is outside the domain's aperture or beyond the device's DMA mask. */
+    /** The address is outside the domain's aperture or beyond the address bits the device drives. */
     OUT_OF_RANGE,
     /** The device's Bus Master Enable bit is clear. */
     BUS_MASTER_DISABLED,

@@ -289,7 +289,7 @@ final class DeviceBusMaster implements BusMaster {
      * The first descriptor as {@link #copyTo(long, BusMaster, long, long)} does it, which leaves the source's and the
      * target's translation caches holding the runs it reached; then, in one go, every following descriptor both
      * entries serve, with the checks that do not depend on the address (entries still current, device present, bus
-     * mastering enabled) made once for the run and the DMA masks per descriptor. It stops at the first descriptor
+     * mastering enabled) made once for the run and the devices' address widths per descriptor. It stops at the first descriptor
      * either entry misses, for the caller's next call to translate. A change that lands while the run is under way
      * takes effect after it, as an IOTLB invalidation completes only once the DMA in flight has drained.
      */
@@ -306,8 +306,8 @@ final class DeviceBusMaster implements BusMaster {
         if (src == null || dst == null) {
             return 1;
         }
-        long srcMask = dma.dmaMask();
-        long dstMask = t.dma.dmaMask();
+        int srcBits = dma.device.dmaAddressBits();
+        int dstBits = t.dma.device.dmaAddressBits();
         int i = from + 1;
         long moved = 0;
         for (; i < to; i++) {
@@ -315,7 +315,7 @@ final class DeviceBusMaster implements BusMaster {
             long s = busAddr + offsets[i];
             long d = targetBusAddr + targetOffsets[i];
             if (n <= 0 || s < src.iova || s > src.end - n || d < dst.iova || d > dst.end - n
-                    || !DirectDma.fitsMask(s, n, srcMask) || !DirectDma.fitsMask(d, n, dstMask)) {
+                    || !fitsWidth(s, n, srcBits) || !fitsWidth(d, n, dstBits)) {
                 break;
             }
             MemorySegment.copy(src.ram, s - src.iova, dst.ram, d - dst.iova, n);
@@ -522,7 +522,12 @@ final class DeviceBusMaster implements BusMaster {
         return e;
     }
 
-    /** What the requester itself must satisfy to put a request on the bus at all: presence, Bus Master Enable, its DMA mask. */
+    /**
+     * What the requester itself must satisfy to put a request on the bus at all: presence, Bus Master Enable, and an
+     * address its hardware can drive ({@link dev.dmaplane.device.Device#dmaAddressBits}). The kernel's DMA mask is not
+     * checked here: it bounds what the DMA API hands out ({@code dma_capable} in {@code kernel/dma/direct.c}), not
+     * what the device can put on the bus, so a VFIO user's IOVA is bounded by the IOMMU's aperture and this width.
+     */
     private void checkRequester(long addr, long len, boolean write) {
         if (!dma.device.isPresent()) {
             throw refuse(addr, write, FaultReason.DEVICE_GONE, "device has left its bus");
@@ -530,10 +535,16 @@ final class DeviceBusMaster implements BusMaster {
         if (!dma.device.busMasterEnabled()) {
             throw refuse(addr, write, FaultReason.BUS_MASTER_DISABLED, "bus mastering is disabled (command register BME clear)");
         }
-        long mask = dma.dmaMask();
-        if (addr < 0 || !DirectDma.fitsMask(addr, len, mask)) {
-            throw refuse(addr, write, FaultReason.OUT_OF_RANGE, "address beyond the device's DMA mask 0x" + Long.toHexString(mask));
+        int bits = dma.device.dmaAddressBits();
+        if (!fitsWidth(addr, len, bits)) {
+            throw refuse(addr, write, FaultReason.OUT_OF_RANGE, "address beyond the device's " + bits + "-bit address width");
         }
+    }
+
+    /** Whether {@code [addr, addr + len)} lies below {@code 2^bits} without wrapping past the end of the 64-bit space. */
+    private static boolean fitsWidth(long addr, long len, int bits) {
+        long last = addr + len - 1;
+        return Long.compareUnsigned(last, addr) >= 0 && (bits == 64 || last >>> bits == 0);
     }
 
     /** A transaction the bus never carries (no IOMMU involved): traced as a fault, then refused. */
