@@ -18,8 +18,7 @@ import static dev.dmaplane.vfio.iommufd.IommufdUapi.*;
 
 /**
  * An SPDK-style user-space NVMe driver over iommufd, for the tests: the device cdev bound and attached, queues and
- * buffers in the process's anonymous memory mapped into the IOAS at the IOVA the kernel picks (below 4 GiB, so
- * within the function's DMA mask; IOVA = VA would be above it), registers
+ * buffers in the process's anonymous memory mapped into the IOAS at the IOVA the kernel picks, registers
  * through the device file's BAR0 region, one polled I/O queue pair, commands waited for with a bounded poll of the
  * phase tag. In the order of {@code drivers/nvme/host/pci.c}'s bring-up: memory space and bus mastering, disable,
  * AQA/ASQ/ACQ, enable and CSTS.RDY, Create I/O CQ (IEN 0) and SQ.

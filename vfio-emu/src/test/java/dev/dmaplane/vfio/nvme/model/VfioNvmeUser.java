@@ -28,8 +28,7 @@ import static dev.dmaplane.vfio.VfioUapi.*;
 /**
  * An SPDK-style user-space NVMe driver over VFIO for the tests ({@code lib/nvme/nvme_pcie.c} with
  * {@code env_dpdk}'s VFIO memory registration): the controller's BAR0 mapped into the process, one anonymous region
- * mapped for DMA at {@link #IOVA} (queues and data; not IOVA = VA: the framework's bus master holds a function to its
- * kernel DMA mask, 32 bits while no kernel driver set one), polled queue pairs, the REQ eventfd armed; every call through
+ * mapped for DMA at IOVA = VA (queues and data), polled queue pairs, the REQ eventfd armed; every call through
  * {@link VfioUser} is timed ({@link #longestCall}). Registers and doorbells are loads and stores through the BAR
  * mapping, queue entries loads and stores through the process's memory, as a real driver issues them.
  */
@@ -38,8 +37,6 @@ final class VfioNvmeUser implements AutoCloseable {
     static final int ADMIN_ENTRIES = 8;
     /** Pages: admin SQ, admin CQ, then an SQ and a CQ per I/O queue, then one data page per command. */
     static final long MEMORY = 64 * PAGE;
-    /** Where the DMA memory sits in the container's IOVA space. */
-    static final long IOVA = 0x1000_0000L;
     private static final long WAIT_NANOS = TimeUnit.SECONDS.toNanos(1);
     private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -84,7 +81,7 @@ final class VfioNvmeUser implements AutoCloseable {
         regs = timed(() -> device.mmap(0, 0, 0x2000, Prot.PROT_READ | Prot.PROT_WRITE));
         memory = mm.mmapAnonymous(MEMORY, Prot.PROT_READ | Prot.PROT_WRITE);
         timed(() -> {
-            container.mapDma(memory, IOVA, MEMORY, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
+            container.mapDma(memory, memory, MEMORY, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
             return null;
         });
         int cmd = (int) device.read(VFIO_PCI_CONFIG_REGION_INDEX, PciRegs.COMMAND, 2);
@@ -141,8 +138,8 @@ final class VfioNvmeUser implements AutoCloseable {
         setReg(NvmeRegs.CC, 4, 0);
         waitCsts(0);
         setReg(NvmeRegs.AQA, 4, NvmeRegs.aqa(ADMIN_ENTRIES, ADMIN_ENTRIES));
-        setReg(NvmeRegs.ASQ, 8, IOVA);
-        setReg(NvmeRegs.ACQ, 8, IOVA + PAGE);
+        setReg(NvmeRegs.ASQ, 8, iova(memory));
+        setReg(NvmeRegs.ACQ, 8, iova(memory + PAGE));
         setReg(NvmeRegs.CC, 4, NvmeRegs.ccEnable(0));
         waitCsts(NvmeRegs.CSTS_RDY);
     }
@@ -172,9 +169,9 @@ final class VfioNvmeUser implements AutoCloseable {
         return memory + (16L + n) * PAGE;
     }
 
-    /** The IOVA of process address {@code va} inside the DMA memory. */
+    /** The IOVA of process address {@code va} inside the DMA memory: the address itself, as SPDK maps it. */
     long iova(long va) {
-        return IOVA + (va - memory);
+        return va;
     }
 
     private void putCommand(long at, NvmeCommand c) {
