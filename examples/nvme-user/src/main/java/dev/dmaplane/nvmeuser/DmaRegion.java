@@ -5,7 +5,6 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.mm.Prot;
-import dev.dmaplane.mm.Vma;
 
 import java.lang.foreign.MemorySegment;
 
@@ -16,20 +15,15 @@ import java.lang.foreign.MemorySegment;
  * 4 KiB page through its frame, resolved once after the pin (the pin keeps frame and mapping together, as a locked
  * hugepage does), so queue entries and data are loads and stores, not system calls.
  * <p>
- * The addresses are chosen in {@link #LOW_START}..{@link #LOW_END}, as DPDK's {@code --base-virtaddr} and
- * {@code rte_mem_check_dma_mask} keep IOVA = VA memory inside what the device can address: vfio-pci never widens a
- * function's DMA mask, so the device's bus master reaches 32-bit addresses only (outside the x86 MSI window).
+ * The addresses are the process's ordinary top-down mmap addresses, aligned to 2 MiB as hugepages are (DPDK's
+ * {@code eal_get_virtual_area} maps more and trims the excess): the device drives 64 address bits and no kernel
+ * driver's DMA mask applies to a VFIO user, so IOVA = VA is bounded only by the IOMMU's usable IOVA ranges.
  */
 public final class DmaRegion implements AutoCloseable {
     /** The unit regions are made of: a 2 MiB hugepage. */
     public static final long UNIT = HostMemory.HUGE_PAGE_SIZE;
     /** The page the device's PRPs and the CPU's views work in. */
     public static final long PAGE = HostMemory.PAGE_SIZE;
-
-    /** The lowest address a region is placed at. */
-    public static final long LOW_START = 1L << 30;
-    /** The end of the addresses regions are placed in: under the PCI hole and the MSI window. */
-    public static final long LOW_END = 3L << 30;
 
     private final DmaFrontEnd frontEnd;
     private final AddressSpace mm;
@@ -60,7 +54,7 @@ public final class DmaRegion implements AutoCloseable {
         }
         long length = (bytes + UNIT - 1) / UNIT * UNIT;
         AddressSpace mm = frontEnd.user().mm();
-        long va = mm.mmapAnonymousFixed(lowGap(mm, length), length, Prot.PROT_READ | Prot.PROT_WRITE);
+        long va = mapAligned(mm, length);
         boolean mapped = false;
         try {
             mm.write(va, MemorySegment.ofArray(new byte[(int) length])); // touch: every page present and private
@@ -83,23 +77,17 @@ public final class DmaRegion implements AutoCloseable {
         }
     }
 
-    /** The first gap of {@code length} bytes between the process's mappings in LOW_START..LOW_END ({@code ENOMEM}). */
-    private static long lowGap(AddressSpace mm, long length) {
-        long at = LOW_START;
-        for (Vma v : mm.vmas()) {
-            if (v.end() <= at) {
-                continue;
-            }
-            if (v.start() >= at + length) {
-                break;
-            }
-            at = (v.end() + UNIT - 1) / UNIT * UNIT;
+    /** {@code length} bytes of anonymous memory at a 2 MiB boundary: one more unit mapped, the excess unmapped. */
+    private static long mapAligned(AddressSpace mm, long length) {
+        long raw = mm.mmapAnonymous(length + UNIT, Prot.PROT_READ | Prot.PROT_WRITE);
+        long va = (raw + UNIT - 1) / UNIT * UNIT;
+        if (va > raw) {
+            mm.munmap(raw, va - raw);
         }
-        if (at + length > LOW_END) {
-            throw new ErrnoException(Errno.ENOMEM, "DmaRegion: no " + length + "-byte gap left in 0x"
-                    + Long.toHexString(LOW_START) + "..0x" + Long.toHexString(LOW_END));
+        if (raw + UNIT > va) {
+            mm.munmap(va + length, raw + UNIT - va);
         }
-        return at;
+        return va;
     }
 
     /** The user address of the region, which is also its IOVA. */

@@ -73,6 +73,10 @@ class NvmeControllerTest {
         Random rnd = new Random(13);
         try (DmaRegion out = DmaRegion.allocate(c.frontEnd(), 1 << 20);
              DmaRegion in = DmaRegion.allocate(c.frontEnd(), 1 << 20)) {
+            for (DmaRegion r : new DmaRegion[]{out, in}) {
+                assertTrue(Long.compareUnsigned(r.va(), 1L << 32) >= 0 && r.va() % DmaRegion.UNIT == 0,
+                        "an ordinary mmap address above 4 GiB, 2 MiB aligned (issue 13): 0x" + Long.toHexString(r.va()));
+            }
             for (int size : new int[]{512, 4096, 8192, 65536, 128 * 1024}) {
                 for (int i = 0; i < 4; i++) {
                     byte[] data = random(size, rnd.nextLong());
