@@ -31,8 +31,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * A device's hardware DMA address width beside the kernel's DMA mask. {@code Documentation/core-api/dma-api-howto.rst}
  * ("DMA addressing capabilities"): the driver tells the kernel what the device can address with
- * {@code dma_set_mask_and_coherent}, and the DMA API keeps its addresses inside it ({@code dma_capable} in
- * {@code kernel/dma/direct.c}, {@code iommu_dma_alloc_iova}); the mask limits nothing else. A VFIO user's IOVA is
+ * {@code dma_set_mask_and_coherent}, and the DMA API keeps its addresses inside it ({@code dma_capable} of
+ * {@code include/linux/dma-direct.h} as {@code kernel/dma/direct.c} asks it, {@code iommu_dma_alloc_iova}); the mask limits nothing else. A VFIO user's IOVA is
  * bounded by the IOMMU's aperture ({@code vfio_iommu_type1.c}'s {@code iova_list}, iommufd's {@code iova_ranges}),
  * not by a mask no kernel driver set; what the device cannot drive on the bus is its own width, which its model
  * declares (64 bits for a PCIe function whose model declares nothing).

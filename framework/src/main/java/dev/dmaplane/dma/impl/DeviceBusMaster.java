@@ -525,8 +525,9 @@ final class DeviceBusMaster implements BusMaster {
     /**
      * What the requester itself must satisfy to put a request on the bus at all: presence, Bus Master Enable, and an
      * address its hardware can drive ({@link dev.dmaplane.device.Device#dmaAddressBits}). The kernel's DMA mask is not
-     * checked here: it bounds what the DMA API hands out ({@code dma_capable} in {@code kernel/dma/direct.c}), not
-     * what the device can put on the bus, so a VFIO user's IOVA is bounded by the IOMMU's aperture and this width.
+     * checked here: it bounds what the DMA API hands out ({@code dma_capable} of {@code include/linux/dma-direct.h},
+     * which {@code kernel/dma/direct.c} asks), not what the device can put on the bus, so a VFIO user's IOVA is
+     * bounded by the IOMMU's aperture and this width.
      */
     private void checkRequester(long addr, long len, boolean write) {
         if (!dma.device.isPresent()) {
