@@ -10,7 +10,6 @@ import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.Optional;
-import java.util.function.Function;
 
 /**
  * {@code java dev.dmaplane.perftest.Main write_bw -s 65536 -n 1000}: boots the default machine, binds Soft-RoCE,
@@ -19,7 +18,7 @@ import java.util.function.Function;
  * picocli model ({@link #commandLine}): {@code perf --help}, {@code perf write_bw --help}.
  *
  * <p>Exit status, as perftest's: 0 after a run whose bytes checked out (or help); 1, with the error on standard
- * error and no report, for a bad option ({@code EINVAL}, followed by the tool's usage hint), a failed byte check
+ * error and no row for the size that failed (the header and the rows before it are printed as they are made), for a bad option ({@code EINVAL}, followed by the tool's usage hint), a failed byte check
  * ({@code EIO}) or any other {@link ErrnoException}.
  */
 public final class Main {
@@ -49,11 +48,17 @@ public final class Main {
         return run(args, Perftest::run, out, err);
     }
 
+    /** A tool run in this process: prints its report on {@code out} as it is made, returns the result. */
+    @FunctionalInterface
+    interface Tool {
+        PerfResult run(PerfConfig cfg, PrintStream out);
+    }
+
     /**
      * The command line without {@link System#exit}: runs {@code tool} on the parsed options (or the benchmark set
      * for {@code bench}) and returns the exit status {@link #main} ends with.
      */
-    static int run(String[] args, Function<PerfConfig, PerfResult> tool, PrintStream out, PrintStream err) {
+    static int run(String[] args, Tool tool, PrintStream out, PrintStream err) {
         CommandLine cli = PerfCli.commandLine(NAME);
         cli.setOut(new PrintWriter(out, true, StandardCharsets.UTF_8));
         cli.setErr(new PrintWriter(err, true, StandardCharsets.UTF_8));
@@ -79,7 +84,7 @@ public final class Main {
                         return 1;
                     }
                     if (wire.isEmpty()) {
-                        out.print(tool.apply(config).report());
+                        tool.run(config, out);
                     } else if (wire.get().server()) {
                         Wire.server(config, wire.get(), Standalone.STATIONS, out);
                     } else {

@@ -29,6 +29,7 @@ import dev.dmaplane.rdma.verbs.UdDestination;
 import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
 
+import java.io.PrintStream;
 import java.lang.foreign.MemorySegment;
 import java.math.BigDecimal;
 import java.math.MathContext;
@@ -38,6 +39,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
 import java.util.Random;
+import java.util.function.Consumer;
 
 /**
  * perftest's tools ({@code ib_write_bw}, {@code ib_read_bw}, {@code ib_send_bw}, {@code ib_atomic_bw},
@@ -66,7 +68,24 @@ public final class Perftest {
 
     /** Runs on a machine whose RDMA core already has rxe0 and rxe1 (the runtime, or a test's own setup). */
     public static PerfResult run(Machine machine, RdmaCore core, PerfConfig cfg) {
-        return run(machine, core, cfg, BeforeCheck.NONE);
+        return run(machine, core, cfg, BeforeCheck.NONE, Header.psns(), text -> {
+        });
+    }
+
+    /**
+     * {@link #run(Machine, RdmaCore, PerfConfig)}, printing perftest's report on {@code out} as it is made: the header
+     * once both ends are connected, each row as soon as it is measured (perftest's {@code -a}).
+     */
+    public static PerfResult run(Machine machine, RdmaCore core, PerfConfig cfg, PrintStream out) {
+        return run(machine, core, cfg, BeforeCheck.NONE, Header.psns(), text -> {
+            out.print(text);
+            out.flush();
+        });
+    }
+
+    /** {@link #run(PerfConfig)}, printing the report on {@code out} as it is made. */
+    public static PerfResult run(PerfConfig cfg, PrintStream out) {
+        return Standalone.run(cfg, out);
     }
 
     /**
@@ -84,9 +103,20 @@ public final class Perftest {
 
     /** {@link #run(Machine, RdmaCore, PerfConfig)} with {@code beforeCheck} called before every byte check. */
     static PerfResult run(Machine machine, RdmaCore core, PerfConfig cfg, BeforeCheck beforeCheck) {
+        return run(machine, core, cfg, beforeCheck, Header.psns(), text -> {
+        });
+    }
+
+    /**
+     * The run: the QPs' first PSNs drawn from {@code psns}, {@code beforeCheck} called before every byte check, the
+     * report handed to {@code print} as it is made (the header, then each row as soon as it is measured).
+     */
+    static PerfResult run(Machine machine, RdmaCore core, PerfConfig cfg, BeforeCheck beforeCheck, Random psns,
+                          Consumer<String> print) {
         int maxSize = cfg.sizes().stream().mapToInt(Integer::intValue).max().orElseThrow();
         long region = roundUp(Math.max(maxSize + GRH, 64), 4096);
-        try (Side c = new Side(machine, core, CLIENT, cfg, region); Side s = new Side(machine, core, SERVER, cfg, region)) {
+        try (Side c = new Side(machine, core, CLIENT, cfg, region, psns);
+             Side s = new Side(machine, core, SERVER, cfg, region, psns)) {
             List<Integer> sizes = cfg.sizes();
             if (cfg.connection() == QpType.UD) { // a datagram is one packet: perftest's "Max msg size in UD is MTU"
                 int mtu = c.ctx.queryPort(1).activeMtu().bytes();
@@ -99,10 +129,12 @@ public final class Perftest {
                 s.ah = s.pd.createAh(AhAttr.roce(c.gid, 1, 1));
             }
             for (int q = 0; q < cfg.qps(); q++) {
-                connect(c.qps[q], s.qpn(q), s.gid, c.ctx, cfg.connection(), TIMEOUT);
-                connect(s.qps[q], c.qpn(q), c.gid, s.ctx, cfg.connection(), TIMEOUT);
+                connect(c.qps[q], c.psn(q), s, q, c.ctx, cfg.connection(), TIMEOUT);
+                connect(s.qps[q], s.psn(q), c, q, s.ctx, cfg.connection(), TIMEOUT);
             }
-            StringBuilder out = new StringBuilder(header(cfg, c, s));
+            String header = header(cfg, c, s);
+            print.accept(header);
+            StringBuilder out = new StringBuilder(header);
             List<PerfResult.Row> rows = new ArrayList<>();
             for (int size : sizes) {
                 PerfConfig one = cfg.withSize(size);
@@ -115,11 +147,15 @@ public final class Perftest {
                     case ATOMIC_LAT -> Latency.atomicLat(one, c, s, beforeCheck);
                 };
                 rows.add(row);
+                StringBuilder lines = new StringBuilder();
                 if (row instanceof PerfResult.Lat lat) {
-                    samples(cfg, lat, out);
+                    samples(cfg, lat, lines);
                 }
-                out.append(format(cfg, row)).append('\n');
+                lines.append(format(cfg, row)).append('\n');
+                print.accept(lines.toString());
+                out.append(lines);
             }
+            print.accept(LINE + "\n");
             out.append(LINE).append('\n');
             return new PerfResult(cfg, List.copyOf(rows), out.toString());
         }
@@ -143,8 +179,11 @@ public final class Perftest {
         /** The number of that end's QP {@code q}. */
         int qpn(int q);
 
-        /** That end's GID (port 1, index 1). */
+        /** That end's GID (port 1, index {@value #GID_INDEX}). */
         Gid gid();
+
+        /** The first PSN of that end's QP {@code q}: what its QP sends first, what the QP facing it expects. */
+        int psn(int q);
 
         /** Whether that end's QPs share one receive queue ({@code --use_srq}). */
         boolean sharedRq();
@@ -176,6 +215,8 @@ public final class Perftest {
         final MemoryRegion mr;
         final Gid gid;
         final QueuePair[] qps;
+        /** Each QP's first send PSN, random as perftest's ({@link Header#psn}). */
+        final int[] psns;
         /** UD: the address of the other end (perftest's {@code ah}), made once both ends exist. */
         AddressHandle ah;
         /**
@@ -187,7 +228,7 @@ public final class Perftest {
         final int sqDepth;
         final int rqDepth;
 
-        Side(Machine machine, RdmaCore core, String dev, PerfConfig cfg, long region) {
+        Side(Machine machine, RdmaCore core, String dev, PerfConfig cfg, long region, Random psnSource) {
             var device = core.device(dev).orElseThrow(() -> new ErrnoException(Errno.ENODEV,
                     "perftest: no RDMA device " + dev + " (is the Soft-RoCE driver bound?)"));
             int maxInline = device.attr().maxInlineData();
@@ -211,15 +252,18 @@ public final class Perftest {
             length = 2 * region * cfg.qps();
             buf = mm.mmapAnonymous(length, Prot.PROT_READ | Prot.PROT_WRITE);
             mr = pd.regMr(buf, length, ALL);
-            gid = ctx.queryGid(1, 1);
+            gid = ctx.queryGid(1, GID_INDEX);
             // an SRQ holds as many receives as all the QPs would have had: none of them meets RNR for want of one
             recvTarget = cfg.srq() ? Math.min(cfg.qps() * rqDepth, device.attr().maxSrqWr()) : rqDepth;
             srq = cfg.srq() ? pd.createSrq(new SrqAttr(recvTarget, 1, 0)) : null;
             qps = new QueuePair[cfg.qps()];
             recvsWaiting = new int[cfg.qps()];
+            psns = new int[cfg.qps()];
             for (int q = 0; q < qps.length; q++) {
-                qps[q] = pd.createQp(new QpInitAttr(cq, rcq, srq, new QpCap(sqDepth, rqDepth, 1, 1, Math.max(64, cfg.inlineSize())), cfg.connection(),
-                        false));
+                // as perftest's ctx_qp_create: the QP's inline capacity is the -I asked for
+                qps[q] = pd.createQp(new QpInitAttr(cq, rcq, srq, new QpCap(sqDepth, rqDepth, 1, 1, cfg.inlineSize()),
+                        cfg.connection(), false));
+                psns[q] = Header.psn(psnSource);
             }
         }
 
@@ -251,6 +295,11 @@ public final class Perftest {
         @Override
         public boolean sharedRq() {
             return srq != null;
+        }
+
+        @Override
+        public int psn(int q) {
+            return psns[q];
         }
 
         Sge sge(long addr, int len) {
@@ -298,29 +347,42 @@ public final class Perftest {
         return cfg.connection() == QpType.UD ? new UdDestination(from.ah, to.qpn(q), QKEY) : null;
     }
 
-    /** The transitions to RTS with the attributes each transport requires (ibv_modify_qp's table). */
-    static void connect(QueuePair qp, int peerQpn, Gid peerGid, VerbsContext ctx, QpType type, int timeout) {
+    /** The GID index both ends use on port 1: the RoCEv2 IPv4 entry rxe adds after the link-local one. */
+    static final int GID_INDEX = 1;
+
+    /**
+     * The transitions to RTS with the attributes each transport requires (ibv_modify_qp's table): {@code qp} sends
+     * from {@code psn}, and expects {@code peer}'s QP {@code q} to send from its PSN (perftest's {@code ctx_connect}).
+     */
+    static void connect(QueuePair qp, int psn, Far peer, int q, VerbsContext ctx, QpType type, int timeout) {
+        int peerQpn = peer.qpn(q);
+        Gid peerGid = peer.gid();
         if (type == QpType.UD) {
             qp.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).qkey(QKEY).build());
             qp.modify(QpAttr.builder().state(QpState.RTR).build());
-            qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(0).build());
+            qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(psn).build());
             return;
         }
         if (type == QpType.UC) {
             qp.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1)
                     .accessFlags(Access.LOCAL_WRITE | Access.REMOTE_WRITE).build());
-            qp.modify(QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peerGid, 1, 1))
-                    .pathMtu(ctx.queryPort(1).activeMtu()).destQpn(peerQpn).rqPsn(0).build());
-            qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(0).build());
+            qp.modify(QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peerGid, 1, GID_INDEX))
+                    .pathMtu(ctx.queryPort(1).activeMtu()).destQpn(peerQpn).rqPsn(peer.psn(q)).build());
+            qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(psn).build());
             return;
         }
-        int rdAtomic = Math.max(1, Math.min(16, ctx.queryDevice().maxQpRdAtom()));
+        int rdAtomic = outReads(ctx);
         qp.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).accessFlags(ALL).build());
-        qp.modify(QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peerGid, 1, 1))
-                .pathMtu(ctx.queryPort(1).activeMtu()).destQpn(peerQpn).rqPsn(0)
+        qp.modify(QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peerGid, 1, GID_INDEX))
+                .pathMtu(ctx.queryPort(1).activeMtu()).destQpn(peerQpn).rqPsn(peer.psn(q))
                 .maxDestRdAtomic(rdAtomic).minRnrTimer(1).build());
-        qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(0).timeout(timeout).retryCnt(7).rnrRetry(7)
+        qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(psn).timeout(timeout).retryCnt(7).rnrRetry(7)
                 .maxRdAtomic(rdAtomic).build());
+    }
+
+    /** RDMA READs and atomics outstanding per QP (perftest's {@code out_reads}): the device's, 1 .. 16. */
+    static int outReads(VerbsContext ctx) {
+        return Math.max(1, Math.min(16, ctx.queryDevice().maxQpRdAtom()));
     }
 
     /** {@code IBV_SEND_INLINE} when the message fits {@code -I}. */
@@ -455,44 +517,10 @@ public final class Perftest {
         return " #bytes     #iterations    BW peak[" + u + "]    BW average[" + u + "]   MsgRate[Mpps]";
     }
 
+    /** The in-process header: the ends as {@code rxe0 -> rxe1}, rxe0's addresses as local, rxe1's as remote. */
     static String header(PerfConfig cfg, Side c, Side s) {
-        StringBuilder a = new StringBuilder();
-        for (int q = 0; q < cfg.qps(); q++) {
-            a.append(String.format(" local address: QPN 0x%04x PSN 0x000000 GID: %s%n", c.qps[q].qpNum(), c.gid));
-            a.append(String.format(" remote address: QPN 0x%04x PSN 0x000000 GID: %s%n", s.qps[q].qpNum(), s.gid));
-        }
-        return header(cfg, CLIENT + " -> " + SERVER, c.ctx.queryPort(1).activeMtu().bytes(), a.toString());
-    }
-
-    /** perftest's header: the test's title and parameters, the ends' addresses, the column titles. */
-    static String header(PerfConfig cfg, String device, int mtu, String addresses) {
-        StringBuilder b = new StringBuilder();
-        if (!cfg.test().latency && !cfg.noPeak() && !cfg.measuresPeak()) { // duration mode, or over 20000 iterations
-            b.append(" WARNING: BW peak won't be measured in this run.\n"); // as perftest says
-        }
-        b.append(LINE).append('\n');
-        String title = cfg.bidirectional() ? cfg.test().title.replace(" BW Test", " Bidirectional BW Test") : cfg.test().title;
-        b.append(" ".repeat(Math.max(0, (87 - title.length()) / 2))).append(title).append('\n');
-        b.append(String.format(" Device         : %s%n", device));
-        b.append(String.format(" Number of qps  : %d\t\tTransport type : IB%n", cfg.qps()));
-        b.append(String.format(" Connection type: %s\t\tUsing SRQ      : %s%n", cfg.connection(), cfg.srq() ? "ON" : "OFF"));
-        b.append(String.format(" TX depth       : %d%n", cfg.txDepth()));
-        if (!cfg.test().latency) {
-            b.append(String.format(" CQ Moderation  : %d%n", cfg.cqMod()));
-            if (cfg.postList() > 1) {
-                b.append(String.format(" Post List      : %d%n", cfg.postList()));
-            }
-        }
-        b.append(String.format(" Mtu            : %d[B]%n", mtu));
-        if (cfg.inlineSize() > 0) {
-            b.append(String.format(" Max inline data : %d[B]%n", cfg.inlineSize()));
-        }
-        b.append(" Link type      : Ethernet\n");
-        b.append(String.format(" GID index      : 1%n"));
-        b.append(addresses);
-        b.append(LINE).append('\n');
-        b.append(columns(cfg)).append('\n');
-        return b.toString();
+        return Header.info(cfg, CLIENT + " -> " + SERVER, c, Header.Role.BOTH) + Header.addresses(cfg, c, s)
+                + LINE + "\n" + columns(cfg) + "\n";
     }
 
     static String format(PerfConfig cfg, PerfResult.Row row) {

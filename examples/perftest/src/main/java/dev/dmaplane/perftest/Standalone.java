@@ -6,6 +6,7 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.rdma.RdmaCore;
 
+import java.io.PrintStream;
 import java.net.InetAddress;
 import java.util.Map;
 
@@ -67,6 +68,12 @@ final class Standalone {
     static PerfResult run(PerfConfig cfg) {
         try (SoftRoceHost host = SoftRoceHost.boot()) {
             return Perftest.run(host.machine(), host.core(), cfg);
+        }
+    }
+
+    static PerfResult run(PerfConfig cfg, PrintStream out) {
+        try (SoftRoceHost host = SoftRoceHost.boot()) {
+            return Perftest.run(host.machine(), host.core(), cfg, out);
         }
     }
 }

@@ -85,7 +85,7 @@ final class Wire {
     }
 
     /** The other process's end, as its {@code ADDR} line told it. */
-    record Peer(Gid gid, long buf, long region, int rkey, boolean sharedRq, int[] qpns) implements Far {
+    record Peer(Gid gid, long buf, long region, int rkey, boolean sharedRq, int[] qpns, int[] psns) implements Far {
         @Override
         public long src(int q) {
             return buf + 2L * q * region;
@@ -101,12 +101,21 @@ final class Wire {
             return qpns[q];
         }
 
+        @Override
+        public int psn(int q) {
+            return psns[q];
+        }
+
         static String line(Side s) {
             StringBuilder b = new StringBuilder("ADDR ").append(s.gid.toInetAddress().getHostAddress()).append(' ')
                     .append(s.buf).append(' ').append(s.region).append(' ').append(s.mr.rkey()).append(' ')
                     .append(s.srq != null).append(' ');
             for (int q = 0; q < s.qps.length; q++) {
                 b.append(q == 0 ? "" : ",").append(s.qps[q].qpNum());
+            }
+            b.append(' ');
+            for (int q = 0; q < s.qps.length; q++) {
+                b.append(q == 0 ? "" : ",").append(s.psn(q));
             }
             return b.toString();
         }
@@ -117,15 +126,21 @@ final class Wire {
         static Peer parse(String line, int qps) {
             String[] w = line.split(" ");
             try {
-                if (w.length != 7 || !w[0].equals("ADDR")) {
-                    throw new IllegalArgumentException("not ADDR and six fields");
+                if (w.length != 8 || !w[0].equals("ADDR")) {
+                    throw new IllegalArgumentException("not ADDR and seven fields");
                 }
                 int[] qpns = Arrays.stream(w[6].split(",")).mapToInt(Integer::parseInt).toArray();
-                if (qpns.length != qps) {
-                    throw new IllegalArgumentException(qpns.length + " QPs, not " + qps);
+                int[] psns = Arrays.stream(w[7].split(",")).mapToInt(Integer::parseInt).toArray();
+                if (qpns.length != qps || psns.length != qps) {
+                    throw new IllegalArgumentException(qpns.length + " QPs and " + psns.length + " PSNs, not " + qps);
+                }
+                for (int psn : psns) {
+                    if (psn < 0 || psn > 0xffffff) {
+                        throw new IllegalArgumentException("PSN " + psn + " is not 24 bits");
+                    }
                 }
                 return new Peer(Gid.of(InetAddress.getByName(w[1])), Long.parseLong(w[2]), Long.parseLong(w[3]),
-                        Integer.parseInt(w[4]), Boolean.parseBoolean(w[5]), qpns);
+                        Integer.parseInt(w[4]), Boolean.parseBoolean(w[5]), qpns, psns);
             } catch (IllegalArgumentException | UnknownHostException e) {
                 throw new ErrnoException(Errno.EPROTO, "perftest: bad address from the other end '" + line + "': "
                         + e.getMessage(), e);
@@ -152,11 +167,11 @@ final class Wire {
             oob.send("ARGS\t" + String.join("\t", args));
             InetAddress ip = gid(o, oob, CLIENT_LOOPBACK);
             try (Station st = stations.up(o.device(), ip);
-                 Side c = new Side(st.machine(), st.core(), o.device(), cfg, region(cfg))) {
+                 Side c = new Side(st.machine(), st.core(), o.device(), cfg, region(cfg), Header.psns())) {
                 oob.send(Peer.line(c));
                 Peer s = Peer.parse(expect(oob, "ADDR"), cfg.qps());
                 for (int q = 0; q < cfg.qps(); q++) {
-                    connect(c.qps[q], s.qpn(q), s.gid(), c.ctx, cfg.connection(), TIMEOUT);
+                    connect(c.qps[q], c.psn(q), s, q, c.ctx, cfg.connection(), TIMEOUT);
                 }
                 oob.send("RTS");
                 expect(oob, "RTS");
@@ -219,11 +234,11 @@ final class Wire {
         refuse(cfg);
         InetAddress ip = gid(o, oob, SERVER_LOOPBACK);
         try (Station st = stations.up(o.device(), ip);
-             Side s = new Side(st.machine(), st.core(), o.device(), cfg, region(cfg))) {
+             Side s = new Side(st.machine(), st.core(), o.device(), cfg, region(cfg), Header.psns())) {
             Peer c = Peer.parse(expect(oob, "ADDR"), cfg.qps());
             oob.send(Peer.line(s));
             for (int q = 0; q < cfg.qps(); q++) {
-                connect(s.qps[q], c.qpn(q), c.gid(), s.ctx, cfg.connection(), TIMEOUT);
+                connect(s.qps[q], s.psn(q), c, q, s.ctx, cfg.connection(), TIMEOUT);
             }
             expect(oob, "RTS");
             oob.send("RTS");
@@ -497,23 +512,8 @@ final class Wire {
 
     /** perftest's header with its address lines ({@code ctx_print_pingpong_data}): this end, then the other. */
     private static String header(PerfConfig cfg, Side me, Peer other, Options o) {
-        StringBuilder a = new StringBuilder();
-        for (int q = 0; q < cfg.qps(); q++) {
-            a.append(address("local", me.qpn(q), me.rkey(), me.dst(q), me.gid()));
-            a.append(address("remote", other.qpn(q), other.rkey(), other.dst(q), other.gid()));
-        }
         String device = o.device() + (o.server() ? " (server)" : " -> " + o.host());
-        return Perftest.header(cfg, device, me.ctx.queryPort(1).activeMtu().bytes(), a.toString());
-    }
-
-    /** {@code local address: LID ... QPN ... PSN ... RKey ... VAddr ...} and the {@code GID:} line, as perftest. */
-    static String address(String which, int qpn, int rkey, long va, Gid gid) {
-        byte[] raw = gid.raw();
-        StringBuilder g = new StringBuilder();
-        for (int i = 0; i < raw.length; i++) {
-            g.append(i == 0 ? "" : ":").append(String.format("%02d", raw[i] & 0xff));
-        }
-        return String.format(" %s address: LID 0000 QPN 0x%04x PSN 0x000000 RKey 0x%08x VAddr 0x%016x%n GID: %s%n",
-                which, qpn, rkey, va, g);
+        return Header.info(cfg, device, me, o.server() ? Header.Role.SERVER : Header.Role.CLIENT)
+                + Header.addresses(cfg, me, other) + LINE + "\n" + columns(cfg) + "\n";
     }
 }

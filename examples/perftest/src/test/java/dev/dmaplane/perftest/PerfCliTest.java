@@ -11,7 +11,6 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.function.Function;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -33,8 +32,9 @@ class PerfCliTest {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         List<PerfConfig> configs = new ArrayList<>();
-        Function<PerfConfig, PerfResult> tool = cfg -> {
+        Main.Tool tool = (cfg, o) -> {
             configs.add(cfg);
+            o.print("ran " + cfg.test().tool + "\n");
             return new PerfResult(cfg, List.of(), "ran " + cfg.test().tool + "\n");
         };
         int status = Main.run(args, tool, new PrintStream(out, true, StandardCharsets.UTF_8),

@@ -18,7 +18,9 @@ import org.junit.jupiter.params.provider.ValueSource;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.Random;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -295,7 +297,7 @@ class PerftestTest {
         String type = spec.substring(0, 2);
         String tool = spec.substring(3);
         PerfResult r = run(tool, "-c", type, "-s", "512", "-n", "200", "-t", "16");
-        assertTrue(r.report().contains(" Connection type: " + type + "\t"), r.report());
+        assertTrue(r.report().contains(" Connection type : " + type + "\t"), r.report());
         assertEquals(200, r.rows().getFirst().iterations());
     }
 
@@ -367,21 +369,42 @@ class PerftestTest {
                 && e.getMessage().endsWith(" after 50 fetch-and-adds of 1"), e.getMessage());
     }
 
+    /**
+     * perftest's {@code -a} prints each row as soon as its size is measured ({@code write_lat.c}: the size loop calls
+     * {@code print_report_lat} after each {@code run_iter_lat_write}): the first row is out before the second size's
+     * byte check runs.
+     */
+    @Test
+    void allSizesPrintEachRowAsSoonAsItIsMeasured() {
+        List<String> printed = new ArrayList<>();
+        List<Boolean> firstRowOut = new ArrayList<>();
+        Perftest.BeforeCheck look = (cfg, c, s) -> {
+            if (cfg.size() == 4) {
+                firstRowOut.add(printed.stream().anyMatch(t -> t.startsWith(" 2 ")));
+            }
+        };
+        PerfResult r = Perftest.run(machine, core, PerfConfig.parse("write_lat", "-a", "-n", "5"), look, new Random(1),
+                printed::add);
+        assertEquals(List.of(true), firstRowOut, "the row of size 2 was printed when size 4 was being checked");
+        assertEquals(r.report(), String.join("", printed));
+    }
+
     @Test
     void theCommandLineExitsNonZeroWithoutAReportWhenTheCheckFails() {
         String[] args = {"write_bw", "-s", "4096", "-n", "20"};
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
-        int status = Main.run(args, cfg -> Perftest.run(machine, core, cfg, CORRUPT),
+        int status = Main.run(args, (cfg, o) -> Perftest.run(machine, core, cfg, CORRUPT, new Random(1), o::print),
                 new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true, StandardCharsets.UTF_8));
         assertEquals(1, status);
-        assertEquals("", out.toString(StandardCharsets.UTF_8), "no report for a run whose bytes are wrong");
+        assertTrue(out.toString(StandardCharsets.UTF_8).endsWith(BW_COLUMNS + "\n"),
+                "the header, as perftest prints it before it runs, but no row for a run whose bytes are wrong: " + out);
         assertEquals("EIO: perftest: write_bw size 4096 QP 0: target buffer on rxe1 differs from the source at byte 7\n",
                 err.toString(StandardCharsets.UTF_8).replace(System.lineSeparator(), "\n"));
 
         out.reset();
         err.reset();
-        status = Main.run(args, cfg -> Perftest.run(machine, core, cfg),
+        status = Main.run(args, (cfg, o) -> Perftest.run(machine, core, cfg, o),
                 new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true, StandardCharsets.UTF_8));
         assertEquals(0, status, err.toString(StandardCharsets.UTF_8));
         assertTrue(out.toString(StandardCharsets.UTF_8).contains(BW_COLUMNS + "\n"));
@@ -391,7 +414,7 @@ class PerftestTest {
     void anUnknownBenchPartIsEinvalAndRunsNothing() {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
-        int status = Main.run(new String[]{"bench-part", "nope"}, cfg -> Assertions.fail("no tool runs"),
+        int status = Main.run(new String[]{"bench-part", "nope"}, (cfg, o) -> Assertions.fail("no tool runs"),
                 new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true, StandardCharsets.UTF_8));
         assertEquals(1, status);
         assertEquals("", out.toString(StandardCharsets.UTF_8));
@@ -435,7 +458,7 @@ class PerftestTest {
 
         PerfResult r = run("write_bw", "-s", "64", "-n", "100", "-t", "32", "-l", "16");
         assertEquals(100, r.rows().getFirst().iterations(), "six lists of 16 and one of 4");
-        assertTrue(r.report().contains(" Post List      : 16\n"), r.report());
+        assertTrue(r.report().contains(" Post List       : 16\n"), r.report());
     }
 
     @ParameterizedTest
