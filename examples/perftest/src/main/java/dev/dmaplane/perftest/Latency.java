@@ -87,13 +87,12 @@ final class Latency {
         for (; ping.more(i); i++) {
             byte t = tag(i);
             c.write(c.src(0) + size - 1, new byte[]{t});
-            long t0 = System.nanoTime();
+            ping.posted(System.nanoTime());
             qc.postSend(List.of(new SendWr.RdmaWrite(i, List.of(c.sge(c.src(0), size)), SendFlags.SIGNALED | inline(cfg),
                     s.dst(0), s.rkey())));
             if (!waitByte(c, c.dst(0), size, t, ping)) {
                 break;
             }
-            ping.add((System.nanoTime() - t0) / 2);
             waitCq(c, 1, ping);
         }
         return i;
@@ -148,11 +147,10 @@ final class Latency {
     static long atomics(PerfConfig cfg, Side c, Far s, Ping ping) {
         long done = 0;
         for (long i = 0; ping.more(i); i++) {
-            long t0 = System.nanoTime();
+            ping.posted(System.nanoTime());
             c.qps[0].postSend(List.of(new SendWr.AtomicFetchAndAdd(i, List.of(c.sge(c.dst(0), 8)), SendFlags.SIGNALED,
                     s.dst(0), s.rkey(), 1)));
             waitCq(c, 1, ping);
-            ping.add(System.nanoTime() - t0);
             long before = MemorySegment.ofArray(c.read(c.dst(0), 8)).get(ValueLayout.JAVA_LONG_UNALIGNED, 0);
             if (before != i) {
                 throw new ErrnoException(Errno.EIO, "perftest: atomic_lat fetch-and-add " + i + " returned " + before
@@ -179,11 +177,10 @@ final class Latency {
         int size = cfg.size();
         c.write(c.dst(0), new byte[size]);
         for (long i = 0; ping.more(i); i++) {
-            long t0 = System.nanoTime();
+            ping.posted(System.nanoTime());
             c.qps[0].postSend(List.of(new SendWr.RdmaRead(i, List.of(c.sge(c.dst(0), size)), SendFlags.SIGNALED,
                     s.src(0), s.rkey())));
             waitCq(c, 1, ping);
-            ping.add(System.nanoTime() - t0);
         }
     }
 
@@ -221,13 +218,12 @@ final class Latency {
         int size = cfg.size();
         QueuePair qc = c.qps[0];
         for (long i = 0; ping.more(i); i++) {
-            long t0 = System.nanoTime();
+            ping.posted(System.nanoTime());
             qc.postSend(List.of(new SendWr.Send(i, List.of(c.sge(c.src(0), size)), SendFlags.SIGNALED | inline(cfg),
                     ud(cfg, c, s, 0))));
             if (!waitRecv(c, ping)) {
                 break;
             }
-            ping.add((System.nanoTime() - t0) / 2);
             c.recvsWaiting[0]--;
             postRecvs(c, 0, 1);
         }
@@ -248,8 +244,17 @@ final class Latency {
         }
     }
 
-    /** Latency samples and when to stop (iterations or duration; either side failing). */
+    /**
+     * Latency samples and when to stop (iterations or duration; either side failing). As perftest 6.29's latency
+     * tests ({@code perftest_resources.c}: {@code run_iter_lat_write}, {@code run_iter_lat}; {@code
+     * perftest_parameters.c}: {@code print_report_lat}), which run no warm-up iterations: the time of each post is
+     * taken, a sample is the time between two posts (so {@code n} posts give {@code n - 1} samples and the first
+     * round trip, the one that warms the path up, is in none), halved for the ping-pongs, and the
+     * {@value #MEASURE_TAIL} largest samples are left out of the statistics.
+     */
     static final class Ping {
+        /** perftest's {@code LAT_MEASURE_TAIL}: the largest samples left out of the statistics. */
+        static final int MEASURE_TAIL = 2;
         final PerfConfig cfg;
         final long deadline;
         volatile boolean stop;
@@ -269,41 +274,53 @@ final class Latency {
             return cfg.duration() > 0 ? System.nanoTime() - deadline < 0 : i < cfg.iterations();
         }
 
-        void add(long v) {
+        /** A message is posted now ({@code tposted}). */
+        void posted(long now) {
             if (n == ns.length) {
                 ns = Arrays.copyOf(ns, n * 2);
             }
-            ns[n++] = v;
+            ns[n++] = now;
         }
 
+        /**
+         * print_report_lat's figures: over the sorted samples but the tail; t_max is its {@code delta[measure_cnt]},
+         * the smaller of the two tail samples.
+         */
         PerfResult.Lat stats(int size) {
-            if (n == 0) {
-                throw new ErrnoException(Errno.EIO, "perftest: " + cfg.test().tool + " measured nothing");
+            int all = n - 1;
+            int m = all - MEASURE_TAIL;
+            if (m < 1) {
+                throw new ErrnoException(Errno.EIO, "perftest: " + cfg.test().tool + " measured " + Math.max(0, all)
+                        + " samples, fewer than the " + (MEASURE_TAIL + 1) + " it needs");
             }
-            long[] v = Arrays.copyOf(ns, n);
-            Arrays.sort(v);
-            double sum = 0;
-            for (long x : v) {
-                sum += x;
+            // read_lat and atomic_lat time the whole round trip, the ping-pongs half of it
+            double perUs = (cfg.test() == PerfConfig.Test.READ_LAT || cfg.test() == PerfConfig.Test.ATOMIC_LAT ? 1 : 2)
+                    * 1e3;
+            long[] v = new long[all];
+            for (int i = 0; i < all; i++) {
+                v[i] = ns[i + 1] - ns[i];
             }
-            double avg = sum / n;
-            double var = 0;
-            for (long x : v) {
-                var += (x - avg) * (x - avg);
-            }
-            List<Double> samples = new ArrayList<>(cfg.histogram() || cfg.unsorted() ? n : 0);
+            List<Double> samples = new ArrayList<>(cfg.histogram() || cfg.unsorted() ? all : 0);
             if (cfg.histogram() || cfg.unsorted()) {
-                for (int i = 0; i < n; i++) {
-                    samples.add(ns[i] / 1e3);
+                for (long x : v) {
+                    samples.add(x / perUs);
                 }
             }
-            return new PerfResult.Lat(size, n, v[0] / 1e3, v[n - 1] / 1e3, v[n / 2] / 1e3, avg / 1e3,
-                    Math.sqrt(var / n) / 1e3, pct(v, 0.99) / 1e3, pct(v, 0.999) / 1e3, samples);
-        }
-
-        private static long pct(long[] sorted, double p) {
-            int i = (int) Math.ceil(p * sorted.length) - 1;
-            return sorted[Math.max(0, Math.min(sorted.length - 1, i))];
+            Arrays.sort(v);
+            double sum = 0;
+            for (int i = 0; i < m; i++) {
+                sum += v[i] / perUs;
+            }
+            double avg = sum / m;
+            double var = 0;
+            for (int i = 0; i < m; i++) {
+                double d = avg - v[i] / perUs;
+                var += d * d;
+            }
+            double median = (m - 1) % 2 != 0 ? (v[m / 2] + v[m / 2 - 1]) / 2.0 : v[m / 2];
+            return new PerfResult.Lat(size, n, v[0] / perUs, v[m] / perUs, median / perUs, avg,
+                    Math.sqrt(var / m), v[(int) Math.ceil(m * 0.99)] / perUs, v[(int) Math.ceil(m * 0.999)] / perUs,
+                    samples);
         }
     }
 

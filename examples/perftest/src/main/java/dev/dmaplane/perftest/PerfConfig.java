@@ -44,6 +44,8 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
     /** Largest {@code -t}/{@code -q}: the soft HCA's queues are sized for it. */
     public static final int MAX_TX_DEPTH = 4096;
     public static final int MAX_QPS = 64;
+    /** The fewest iterations of a latency test: perftest's {@code MIN_ITER}. */
+    public static final int MIN_LAT_ITERATIONS = 5;
 
     /** The tools. */
     public enum Test {
@@ -92,6 +94,11 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         }
         if (iterations < 1) {
             throw bad("invalid iterations -n " + iterations + ": must be >= 1");
+        }
+        if (test.latency && duration == 0 && iterations < MIN_LAT_ITERATIONS) {
+            // n posts give n - 1 samples, of which the 2 largest are left out (Latency.Ping)
+            throw bad("invalid iterations -n " + iterations + " for " + test.tool + ": latency tests need at least "
+                    + MIN_LAT_ITERATIONS);
         }
         if (qps < 1 || qps > MAX_QPS) {
             throw bad("invalid number of QPs -q " + qps + ": must be 1.." + MAX_QPS);

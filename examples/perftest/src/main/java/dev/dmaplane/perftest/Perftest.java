@@ -481,7 +481,9 @@ public final class Perftest {
             sampleLines(lat.samples(), out);
         }
         if (cfg.histogram()) {
-            sampleLines(lat.samples().stream().sorted().toList(), out);
+            // as print_report_lat: the sorted samples the figures are taken from, the tail left out
+            List<Double> all = lat.samples();
+            sampleLines(all.stream().sorted().limit(Math.max(0, all.size() - Latency.Ping.MEASURE_TAIL)).toList(), out);
         }
     }
 
