@@ -85,6 +85,33 @@ class PageCacheTest {
         assertEquals(5, f.cachedPages());
     }
 
+    /**
+     * A hole reads as the zero page with nothing allocated ({@code shmem_get_folio_gfp} with {@code SGP_READ} in
+     * {@code mm/shmem.c}); a write afterwards allocates only the page it stores to.
+     */
+    @Test
+    void readingAHoleAllocatesNothingAndAWriteAfterwardsStores() {
+        Inode f = fs.create("/f");
+        f.truncate(32L << 20);
+        long frames = mem.allocatedFrames();
+        byte[] chunk = new byte[1 << 20];
+        for (long off = 0; off < f.size(); off += chunk.length) {
+            Arrays.fill(chunk, (byte) 1);
+            assertEquals(chunk.length, f.read(off, MemorySegment.ofArray(chunk)));
+            assertArrayEquals(new byte[chunk.length], chunk, "offset " + off);
+        }
+        assertEquals(0, f.cachedPages());
+        assertEquals(frames, mem.allocatedFrames());
+
+        byte[] data = pattern(100, 4);
+        f.write(5L * PAGE + 7, MemorySegment.ofArray(data));
+        assertEquals(1, f.cachedPages());
+        assertArrayEquals(data, readAll(f, 5L * PAGE + 7, data.length));
+        byte[] around = readAll(f, 4L * PAGE, 3 * PAGE);
+        assertArrayEquals(new byte[PAGE + 7], Arrays.copyOf(around, PAGE + 7));
+        assertEquals(1, f.cachedPages(), "the holes beside the written page stay holes");
+    }
+
     @Test
     void dropCacheKeepsMappedPages() {
         Inode f = fs.create("/f");

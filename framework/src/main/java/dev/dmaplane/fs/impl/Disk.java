@@ -27,6 +27,11 @@ final class Disk {
         }
     }
 
+    /** Whether block {@code index} exists: a page never written, or punched out, is a hole. */
+    boolean holds(long index) {
+        return blocks.containsKey(index);
+    }
+
     /** Copies {@code n} bytes at {@code off} of block {@code index} into {@code dst} at {@code dstOff}. */
     void read(long index, long off, MemorySegment dst, long dstOff, long n) {
         byte[] b = blocks.get(index);

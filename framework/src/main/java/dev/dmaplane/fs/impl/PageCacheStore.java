@@ -15,7 +15,8 @@ import static dev.dmaplane.mem.HostMemory.PAGE_SIZE;
 /**
  * A file's page cache ({@code struct address_space} with its {@code i_pages}): page index to a host frame on which
  * the cache holds one reference, with a dirty bit, in front of a {@link Disk}. Pages are read in from the disk on
- * first use and written back by {@link #writeback()}. Thread-safe: every method holds the store's monitor, the
+ * first use and written back by {@link #writeback()}; a read of a page that is neither cached nor on the disk (a hole)
+ * reads zeroes and caches nothing, as shmem's {@code SGP_READ} does. Thread-safe: every method holds the store's monitor, the
  * counterpart of the {@code i_pages} lock.
  */
 public final class PageCacheStore implements FileStore {
@@ -60,6 +61,12 @@ public final class PageCacheStore implements FileStore {
             long index = at >>> PAGE_SHIFT;
             long off = at & PAGE_MASK;
             long n = Math.min(PAGE_SIZE - off, len - done);
+            if (!pages.containsKey(index) && !disk.holds(index)) {
+                // a hole reads as the zero page, nothing allocated (shmem_get_folio_gfp with SGP_READ)
+                dst.asSlice(done, n).fill((byte) 0);
+                done += n;
+                continue;
+            }
             CachedPage p;
             try {
                 p = getOrRead(index);
