@@ -120,12 +120,13 @@ final class AdminCommands {
         return Result.OK;
     }
 
-    /** Delete I/O Submission Queue (5.7): commands are taken one at a time, so none is left to abort. */
+    /** Delete I/O Submission Queue (5.7): the command its engine is running completes first, none is left to abort. */
     private Result deleteSq(NvmeCommand c) {
         int qid = c.cdw10() & 0xffff;
         if (qid == 0 || qid >= ctrl.sqs.length || ctrl.sqs[qid] == null) {
             return Result.of(NvmeStatus.INVALID_QUEUE_IDENTIFIER);
         }
+        ctrl.drain(ctrl.sqs[qid]);
         ctrl.sqs[qid].cq.sqs--;
         ctrl.sqs[qid] = null;
         return Result.OK;

@@ -14,7 +14,7 @@ import static dev.dmaplane.vfio.nvme.NvmeRegs.*;
  * BAR of the controller that hosts queues, PRP lists and data. CMBLOC and CMBSZ read zero until the host sets
  * CMBMSC.CRE; with CMBMSC.CMSE set the controller reaches addresses from CMBMSC's base on in its own memory, not
  * over the bus, as {@code nvme_map_cmb} in {@code drivers/nvme/host/pci.c} arranges before offering the BAR as
- * p2pmem. Guarded by the controller's lock.
+ * p2pmem. Guarded by the controller's lock; CMBMSC is volatile, as the command engines read it without the lock.
  */
 final class Cmb {
     /** CMBSZ.SZU 2: sizes in MiB. */
@@ -23,7 +23,7 @@ final class Cmb {
     final int bar;
     private final Bar.Memory memory;
     private final long size;
-    private long msc;
+    private volatile long msc;
 
     Cmb(int bar, Bar.Memory memory, String where) {
         if (memory.size() < 1L << 20) {

@@ -20,6 +20,7 @@ import java.time.Duration;
 import java.util.Arrays;
 import java.util.ArrayDeque;
 import java.util.Deque;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
@@ -29,12 +30,17 @@ import static dev.dmaplane.vfio.nvme.NvmeRegs.*;
 
 /**
  * One NVMe controller (QEMU's {@code NvmeCtrl} in {@code hw/nvme/ctrl.c}): its BAR0 registers and doorbells, the
- * enable, disable and shutdown transitions of CC and CSTS (NVM Express Base Specification 2.0, 3.5), and a device
- * thread that takes commands from the submission queues round robin, runs them and posts their completions.
+ * enable, disable and shutdown transitions of CC and CSTS (NVM Express Base Specification 2.0, 3.5), and command
+ * engines, as a controller's per-queue engines and QEMU's per-SQ {@code nvme_process_sq}: engine {@code i} of
+ * {@link #ENGINES} serves the submission queues whose ID modulo the engine count is {@code i}, round robin, one
+ * command at a time, so different queues run at the same time.
  * <p>
- * Locking: all state is guarded by {@link #lock}, a fair lock. Register callbacks take it on the CPU's thread; the
- * device thread holds it for one command at a time, DMA and interrupt included, so a register write (a disable, a
- * reset) waits for the command in progress and none starts after it.
+ * Locking: queue, register and feature state is guarded by {@link #lock}. A doorbell is a register store: it records
+ * the tail or head under the lock and wakes the queue's engine, never waiting for a command. An engine takes the
+ * lock to claim the next command (the SQ head moves, a completion entry is reserved in the CQ) and again to post its
+ * completion; fetching the entry, the namespace access and the data DMA run without it. Admin commands run whole
+ * under the lock. A controller reset, a Delete I/O SQ and {@link #quiesce} first let the commands in flight finish
+ * ({@link #drain}) and no command starts meanwhile.
  */
 final class Controller implements ModelDevice {
     private static final Logger LOG = LoggerFactory.getLogger(Controller.class);
@@ -48,22 +54,26 @@ final class Controller implements ModelDevice {
     private static final int TIMEOUT_UNITS = 15;
     /** CAP.MPSMAX: 64 KiB pages. */
     private static final int MPS_MAX = 4;
+    /** Command engines at most: a small pool, each serving every fourth submission queue. */
+    static final int ENGINES = 4;
 
     final ModelContext ctx;
     final NvmeConfig cfg;
     final Media media;
     final String name;
     final long cap;
-    final ReentrantLock lock = new ReentrantLock(true);
-    private final Condition work = lock.newCondition();
+    final ReentrantLock lock = new ReentrantLock();
+    /** Signalled when the last command in flight completed, for {@link #drain}. */
+    private final Condition drained = lock.newCondition();
     private final RegisterBlock registers;
-    private final Thread thread;
+    private final Engine[] engines;
     final AdminCommands admin;
-    final IoCommands io;
     final Health health = new Health();
     /** The controller memory buffer, or null. */
     private final Cmb cmb;
     final DeviceBus bus;
+    /** The completion entry being posted; guarded by the lock. */
+    private final MemorySegment cqe = MemorySegment.ofArray(new byte[NvmeCompletion.SIZE]);
 
     private int cc;
     private int csts;
@@ -79,7 +89,10 @@ final class Controller implements ModelDevice {
     int grantedCqs;
     final Deque<Integer> aers = new ArrayDeque<>();
     final Deque<Integer> events = new ArrayDeque<>();
-    private int cursor;
+    /** I/O commands claimed by an engine and not yet completed. */
+    private int inFlight;
+    /** Drains under way: no engine claims a command meanwhile. */
+    private int draining;
     private boolean stopped;
 
     /** @param cmb the controller memory buffer, or null */
@@ -95,7 +108,6 @@ final class Controller implements ModelDevice {
         this.sqs = new Queues.Sq[cfg.ioQueues() + 1];
         this.cqs = new Queues.Cq[cfg.ioQueues() + 1];
         this.admin = new AdminCommands(this);
-        this.io = new IoCommands(this);
         RegisterBlock.Builder b = RegisterBlock.builder(name + " BAR0")
                 .constant("CAP", CAP, 8, cap)
                 .constant("VS", VS, 4, VS_2_0)
@@ -125,21 +137,26 @@ final class Controller implements ModelDevice {
         }
         this.registers = b.build();
         resetFeatures();
-        this.thread = Thread.ofPlatform().daemon().name(name).unstarted(this::loop);
+        this.engines = new Engine[Math.min(ENGINES, sqs.length)];
+        for (int i = 0; i < engines.length; i++) {
+            engines[i] = new Engine(i);
+        }
     }
 
     RegisterBlock registers() {
         return registers;
     }
 
-    /** Starts the device thread; after the registers are attached. */
+    /** Starts the engines' threads; after the registers are attached. */
     void start() {
-        thread.start();
+        for (Engine e : engines) {
+            e.thread.start();
+        }
     }
 
-    /** The device thread, for tests that check nothing is left running. */
-    Thread thread() {
-        return thread;
+    /** The engines' threads, for tests that check nothing is left running. */
+    List<Thread> threads() {
+        return Arrays.stream(engines).map(e -> e.thread).toList();
     }
 
     private long locked(LongSupplier read) {
@@ -248,7 +265,7 @@ final class Controller implements ModelDevice {
         sqs[0] = new Queues.Sq(0, asq, (aqa & 0xfff) + 1, cq);
         cq.sqs = 1;
         csts = csts & CSTS_SHST_MASK | CSTS_RDY;
-        work.signalAll();
+        wakeAll();
     }
 
     private String adminSetupProblem() {
@@ -293,12 +310,15 @@ final class Controller implements ModelDevice {
      * Requests included) are dropped without completions, pending events are forgotten, CSTS.RDY and CFS clear.
      */
     private void controllerReset() {
+        drain(null);
         Arrays.fill(sqs, null);
         Arrays.fill(cqs, null);
         aers.clear();
         events.clear();
         intPending = 0;
-        cursor = 0;
+        for (Engine e : engines) {
+            e.cursor = 0;
+        }
         csts &= ~(CSTS_RDY | CSTS_CFS);
         resetFeatures();
     }
@@ -333,7 +353,7 @@ final class Controller implements ModelDevice {
                         + " past its " + sq.entries + " entries");
             } else {
                 sq.tail = value;
-                work.signalAll();
+                engines[qid % engines.length].work.signal();
             }
         } finally {
             lock.unlock();
@@ -355,7 +375,10 @@ final class Controller implements ModelDevice {
                         + " past its " + cq.entries + " entries");
             } else {
                 cq.head = value;
-                work.signalAll();
+                if (cq.stalled) {
+                    cq.stalled = false;
+                    wakeAll();
+                }
                 if (qid == 0) {
                     completeEvents();
                 }
@@ -385,51 +408,164 @@ final class Controller implements ModelDevice {
         }
     }
 
-    /** The device thread: runs one command at a time while there is one to run, until stopped. */
-    private void loop() {
-        while (true) {
-            lock.lock();
-            try {
-                Queues.Sq sq;
-                while ((sq = next()) == null && !stopped) {
-                    work.await();
-                }
-                if (stopped) {
+    private void wakeAll() {
+        for (Engine e : engines) {
+            e.work.signal();
+        }
+    }
+
+    /**
+     * Waits, with the lock held, until no I/O command of {@code sq} (of any queue when null) is in flight; no
+     * engine claims a command meanwhile. Bounded by {@link #STOP_TIMEOUT_MS}, as a command cannot block.
+     */
+    void drain(Queues.Sq sq) {
+        draining++;
+        try {
+            long left = TimeUnit.MILLISECONDS.toNanos(STOP_TIMEOUT_MS);
+            while (sq == null ? inFlight > 0 : sq.inFlight) {
+                if (left <= 0) {
+                    LOG.error("{}: {} command(s) still in flight after {} ms", name, inFlight, STOP_TIMEOUT_MS);
                     return;
                 }
-                take(sq);
-            } catch (InterruptedException e) {
-                LOG.error("{}: device thread interrupted; it stops", name, e);
-                Thread.currentThread().interrupt();
-                return;
+                left = drained.awaitNanos(left);
+            }
+        } catch (InterruptedException e) {
+            LOG.error("{}: interrupted waiting for the commands in flight", name, e);
+            Thread.currentThread().interrupt();
+        } finally {
+            draining--;
+            wakeAll();
+        }
+    }
+
+    /** What an engine claimed under the lock: a submission queue entry to fetch and run. */
+    private record Claim(Queues.Sq sq, int slot) {
+    }
+
+    /**
+     * A command engine: a thread with its own entry and data buffers, serving the submission queues whose ID modulo
+     * the engine count is its index.
+     */
+    private final class Engine {
+        final int index;
+        final Condition work = lock.newCondition();
+        final Thread thread;
+        final MemorySegment sqe = MemorySegment.ofArray(new byte[NvmeCommand.SIZE]);
+        final IoCommands io = new IoCommands(Controller.this);
+        int cursor;
+
+        Engine(int index) {
+            this.index = index;
+            this.thread = Thread.ofPlatform().daemon().name(name + " engine " + index).unstarted(this::loop);
+        }
+
+        /** Runs commands while there are some it may run, until stopped. */
+        private void loop() {
+            while (true) {
+                Claim claim;
+                lock.lock();
+                try {
+                    Queues.Sq sq;
+                    while ((sq = next()) == null && !stopped) {
+                        work.await();
+                    }
+                    if (stopped) {
+                        return;
+                    }
+                    if (sq.qid == 0) {
+                        takeAdmin(sq, sqe);
+                        continue;
+                    }
+                    claim = claim(sq);
+                } catch (InterruptedException e) {
+                    LOG.error("{}: engine {} interrupted; it stops", name, index, e);
+                    Thread.currentThread().interrupt();
+                    return;
+                } catch (RuntimeException e) {
+                    LOG.error("{}: engine {} failed; controller fatal status", name, index, e);
+                    csts |= CSTS_CFS;
+                    continue;
+                } finally {
+                    lock.unlock();
+                }
+                run(claim);
+            }
+        }
+
+        /** The next of this engine's submission queues, round robin, with a command whose CQ has room. */
+        private Queues.Sq next() {
+            if (!ready() || draining > 0) {
+                return null;
+            }
+            int n = engines.length;
+            int mine = (sqs.length - index + n - 1) / n;
+            for (int i = 0; i < mine; i++) {
+                int k = (cursor + i) % mine;
+                Queues.Sq sq = sqs[index + k * n];
+                if (sq != null && sq.hasCommands()) {
+                    if (!sq.cq.full()) {
+                        cursor = k + 1;
+                        return sq;
+                    }
+                    sq.cq.stalled = true;
+                }
+            }
+            return null;
+        }
+
+        /** Fetches, runs and completes the claimed I/O command, without the lock but for the completion. */
+        private void run(Claim claim) {
+            Queues.Sq sq = claim.sq();
+            NvmeCommand c = null;
+            Result r = null;
+            String fault = null;
+            try {
+                DmaStatus fetched = bus.read(sq.base + (long) claim.slot() * NvmeCommand.SIZE, sqe);
+                if (!fetched.ok()) {
+                    fault = "fetching SQ" + sq.qid + " entry " + claim.slot() + ": " + fetched;
+                } else {
+                    c = NvmeCommand.readFrom(sqe);
+                    r = io.execute(c);
+                }
             } catch (RuntimeException e) {
-                LOG.error("{}: device thread failed; controller fatal status", name, e);
-                csts |= CSTS_CFS;
+                LOG.error("{}: SQ{} entry {} failed", name, sq.qid, claim.slot(), e);
+                r = Result.of(NvmeStatus.INTERNAL_ERROR);
+            }
+            lock.lock();
+            try {
+                sq.cq.reserved--;
+                if (fault != null) {
+                    fatal(fault);
+                } else if (c == null) {
+                    fatal("SQ" + sq.qid + " entry " + claim.slot() + " could not be read");
+                } else {
+                    if (r.status() != NvmeStatus.SUCCESS) {
+                        health.error(sq.qid, c, r.status());
+                    }
+                    post(sq, c.cid(), r);
+                }
             } finally {
+                sq.inFlight = false;
+                if (--inFlight == 0 || draining > 0) {
+                    drained.signalAll();
+                }
                 lock.unlock();
             }
         }
     }
 
-    /** The next submission queue, round robin, with a command whose completion queue has room. */
-    private Queues.Sq next() {
-        if (!ready()) {
-            return null;
-        }
-        for (int i = 0; i < sqs.length; i++) {
-            int q = (cursor + i) % sqs.length;
-            Queues.Sq sq = sqs[q];
-            if (sq != null && sq.hasCommands() && !sq.cq.full()) {
-                cursor = q + 1;
-                return sq;
-            }
-        }
-        return null;
+    /** Takes the I/O command at the head of {@code sq}: the head moves and its completion entry is reserved. */
+    private Claim claim(Queues.Sq sq) {
+        int slot = sq.head;
+        sq.head = (sq.head + 1) % sq.entries;
+        sq.cq.reserved++;
+        sq.inFlight = true;
+        inFlight++;
+        return new Claim(sq, slot);
     }
 
-    /** Fetches the command at the head of {@code sq}, runs it and posts its completion. */
-    private void take(Queues.Sq sq) {
-        MemorySegment sqe = MemorySegment.ofArray(new byte[NvmeCommand.SIZE]);
+    /** Fetches the admin command at the head of {@code sq} into {@code sqe}, runs it and posts its completion. */
+    private void takeAdmin(Queues.Sq sq, MemorySegment sqe) {
         DmaStatus fetched = bus.read(sq.base + (long) sq.head * NvmeCommand.SIZE, sqe);
         if (!fetched.ok()) {
             fatal("fetching SQ" + sq.qid + " entry " + sq.head + ": " + fetched);
@@ -442,7 +578,7 @@ final class Controller implements ModelDevice {
             r = Result.of(NvmeStatus.COMMAND_ID_CONFLICT);
         } else {
             try {
-                r = sq.qid == 0 ? admin.execute(c, sq) : io.execute(c);
+                r = admin.execute(c, sq);
             } catch (RuntimeException e) {
                 LOG.error("{}: SQ{} command {} (opcode {}) failed", name, sq.qid, c.cid(), c.opcode(), e);
                 r = Result.of(NvmeStatus.INTERNAL_ERROR);
@@ -462,10 +598,8 @@ final class Controller implements ModelDevice {
     void post(Queues.Sq sq, int cid, Result r) {
         Queues.Cq cq = sq.cq;
         int status = r.status() == NvmeStatus.SUCCESS ? 0 : r.status() | NvmeStatus.DNR;
-        NvmeCompletion cqe = new NvmeCompletion(r.dw0(), 0, sq.head, sq.qid, cid, cq.phase, status);
-        MemorySegment entry = MemorySegment.ofArray(new byte[NvmeCompletion.SIZE]);
-        cqe.writeTo(entry);
-        DmaStatus written = bus.write(cq.base + (long) cq.tail * NvmeCompletion.SIZE, entry);
+        new NvmeCompletion(r.dw0(), 0, sq.head, sq.qid, cid, cq.phase, status).writeTo(cqe);
+        DmaStatus written = bus.write(cq.base + (long) cq.tail * NvmeCompletion.SIZE, cqe);
         if (!written.ok()) {
             fatal("posting to CQ" + cq.qid + " entry " + cq.tail + ": " + written);
             return;
@@ -549,42 +683,47 @@ final class Controller implements ModelDevice {
         }
     }
 
-    /** Stops the device thread: no command starts after this returns. */
+    /** Stops the engines: the commands in flight complete, no command starts after this returns. */
     @Override
     public void quiesce() {
         lock.lock();
         try {
             stopped = true;
-            work.signalAll();
+            wakeAll();
         } finally {
             lock.unlock();
         }
-        if (thread.isAlive() && thread != Thread.currentThread()) {
-            try {
-                if (!thread.join(Duration.ofMillis(STOP_TIMEOUT_MS))) {
-                    LOG.error("{}: device thread did not stop within {} ms", name, STOP_TIMEOUT_MS);
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(STOP_TIMEOUT_MS);
+        for (Engine e : engines) {
+            if (e.thread.isAlive() && e.thread != Thread.currentThread()) {
+                try {
+                    long left = Math.max(1, deadline - System.nanoTime());
+                    if (!e.thread.join(Duration.ofNanos(left))) {
+                        LOG.error("{}: engine {} did not stop within {} ms", name, e.index, STOP_TIMEOUT_MS);
+                    }
+                } catch (InterruptedException ex) {
+                    LOG.error("{}: interrupted waiting for engine {}", name, e.index, ex);
+                    Thread.currentThread().interrupt();
+                    return;
                 }
-            } catch (InterruptedException e) {
-                LOG.error("{}: interrupted waiting for the device thread", name, e);
-                Thread.currentThread().interrupt();
             }
         }
     }
 
-    /** The hardware left: the device thread stops and the namespaces' storage is released. */
+    /** The hardware left: the engines stop and the namespaces' storage is released. */
     @Override
     public void remove() {
         quiesce();
         media.close();
     }
 
-    /** For tests: waits up to {@code timeout} until the device thread is idle (no command it could take). */
+    /** For tests: waits up to {@code timeout} until the engines are idle (none in flight, none they could take). */
     boolean awaitIdle(long timeout, TimeUnit unit) {
         long deadline = System.nanoTime() + unit.toNanos(timeout);
         while (System.nanoTime() < deadline) {
             lock.lock();
             try {
-                if (next() == null) {
+                if (inFlight == 0 && Arrays.stream(engines).allMatch(e -> e.next() == null)) {
                     return true;
                 }
             } finally {

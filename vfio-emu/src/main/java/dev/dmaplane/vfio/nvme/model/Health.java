@@ -8,10 +8,12 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.ArrayDeque;
 import java.util.Deque;
+import java.util.concurrent.atomic.LongAdder;
 
 /**
  * The controller's log pages (NVM Express Base Specification 2.0, 5.16.1.2 Error Information, 5.16.1.3 SMART /
- * Health Information): the newest errors first, and the I/O counters. Guarded by the controller's lock.
+ * Health Information): the newest errors first, guarded by the controller's lock, and the I/O counters, which the
+ * command engines add to without it.
  */
 final class Health {
     private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -22,10 +24,10 @@ final class Health {
 
     private final Deque<byte[]> errors = new ArrayDeque<>();
     private long errorCount;
-    private long bytesRead;
-    private long bytesWritten;
-    private long reads;
-    private long writes;
+    private final LongAdder bytesRead = new LongAdder();
+    private final LongAdder bytesWritten = new LongAdder();
+    private final LongAdder reads = new LongAdder();
+    private final LongAdder writes = new LongAdder();
 
     /** A command of {@code sqid} that failed with {@code status}: a new Error Information entry. */
     void error(int sqid, NvmeCommand c, int status) {
@@ -44,13 +46,13 @@ final class Health {
     }
 
     void read(long bytes) {
-        reads++;
-        bytesRead += bytes;
+        reads.increment();
+        bytesRead.add(bytes);
     }
 
     void written(long bytes) {
-        writes++;
-        bytesWritten += bytes;
+        writes.increment();
+        bytesWritten.add(bytes);
     }
 
     /** The Error Information log: {@code ELPE + 1} entries, newest first, unused ones zero. */
@@ -69,10 +71,10 @@ final class Health {
         s.set(U16, NvmeAdmin.SMART_TEMPERATURE, (short) TEMPERATURE_KELVIN);
         s.set(ValueLayout.JAVA_BYTE, NvmeAdmin.SMART_AVAILABLE_SPARE, (byte) 100);
         s.set(ValueLayout.JAVA_BYTE, NvmeAdmin.SMART_AVAILABLE_SPARE + 1, (byte) 10);
-        s.set(U64, NvmeAdmin.SMART_DATA_UNITS_READ, (bytesRead / 512 + 999) / 1000);
-        s.set(U64, NvmeAdmin.SMART_DATA_UNITS_WRITTEN, (bytesWritten / 512 + 999) / 1000);
-        s.set(U64, NvmeAdmin.SMART_HOST_READS, reads);
-        s.set(U64, NvmeAdmin.SMART_HOST_WRITES, writes);
+        s.set(U64, NvmeAdmin.SMART_DATA_UNITS_READ, (bytesRead.sum() / 512 + 999) / 1000);
+        s.set(U64, NvmeAdmin.SMART_DATA_UNITS_WRITTEN, (bytesWritten.sum() / 512 + 999) / 1000);
+        s.set(U64, NvmeAdmin.SMART_HOST_READS, reads.sum());
+        s.set(U64, NvmeAdmin.SMART_HOST_WRITES, writes.sum());
         s.set(U64, NvmeAdmin.SMART_POWER_CYCLES, 1);
         s.set(U64, NvmeAdmin.SMART_ERROR_LOG_ENTRIES, errorCount);
         return s.toArray(ValueLayout.JAVA_BYTE);

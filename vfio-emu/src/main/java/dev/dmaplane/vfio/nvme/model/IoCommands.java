@@ -12,8 +12,8 @@ import static dev.dmaplane.vfio.nvme.NvmeCommand.*;
 /**
  * The NVM command set on I/O queues (NVM Command Set Specification 1.0, 3; QEMU's {@code nvme_io_cmd}): Read,
  * Write, Flush, Write Zeroes and Dataset Management. A Write moves every byte from the host before it changes the
- * namespace, so a Data Transfer Error leaves the namespace as it was. Runs on the device thread under the
- * controller's lock.
+ * namespace, so a Data Transfer Error leaves the namespace as it was. One per command engine, which runs it without
+ * the controller's lock: its staging buffer is reused from command to command, grown to the largest transfer seen.
  */
 final class IoCommands {
     private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -22,6 +22,7 @@ final class IoCommands {
     private static final int NSID_ALL = 0xffff_ffff;
 
     private final Controller ctrl;
+    private MemorySegment staging = MemorySegment.ofArray(new byte[0]);
 
     IoCommands(Controller ctrl) {
         this.ctrl = ctrl;
@@ -81,7 +82,7 @@ final class IoCommands {
         if (bad != NvmeStatus.SUCCESS) {
             return bad;
         }
-        MemorySegment data = MemorySegment.ofArray(new byte[c.blocks() << ctrl.cfg.lbaShift()]);
+        MemorySegment data = staging((long) c.blocks() << ctrl.cfg.lbaShift());
         ctrl.media.read(c.nsid(), c.slba() << ctrl.cfg.lbaShift(), data);
         int st = ctrl.toHost(c, data);
         if (st == NvmeStatus.SUCCESS) {
@@ -95,7 +96,7 @@ final class IoCommands {
         if (bad != NvmeStatus.SUCCESS) {
             return bad;
         }
-        MemorySegment data = MemorySegment.ofArray(new byte[c.blocks() << ctrl.cfg.lbaShift()]);
+        MemorySegment data = staging((long) c.blocks() << ctrl.cfg.lbaShift());
         int st = ctrl.fromHost(c, data);
         if (st != NvmeStatus.SUCCESS) {
             return st; // nothing reached the namespace
@@ -103,6 +104,14 @@ final class IoCommands {
         ctrl.media.write(c.nsid(), c.slba() << ctrl.cfg.lbaShift(), data);
         ctrl.health.written(data.byteSize());
         return NvmeStatus.SUCCESS;
+    }
+
+    /** The first {@code bytes} of the staging buffer, grown when a transfer needs more. */
+    private MemorySegment staging(long bytes) {
+        if (staging.byteSize() < bytes) {
+            staging = MemorySegment.ofArray(new byte[Math.toIntExact(bytes)]);
+        }
+        return staging.asSlice(0, bytes);
     }
 
     /** Write Zeroes (NVM 3.2.8): no data transfer, so no MDTS; the blocks read back as zeroes. */

@@ -20,6 +20,8 @@ final class Queues {
         int tail;
         /** Identifiers of commands taken but not completed (Asynchronous Event Requests). */
         final Set<Integer> outstanding = new HashSet<>();
+        /** An engine runs a command of this queue outside the lock. */
+        boolean inFlight;
 
         Sq(int qid, long base, int entries, Cq cq) {
             this.qid = qid;
@@ -35,8 +37,9 @@ final class Queues {
 
     /**
      * A completion queue: the controller owns the tail and the phase tag it writes, the host the head (its
-     * doorbell). Full when the tail is one behind the head: the controller then takes no command whose completion
-     * would land here. Guarded by the controller.
+     * doorbell). Full when the tail, moved on by the entries engines reserved for the commands they run, is one
+     * behind the head: the controller then takes no command whose completion would land here, so two submission
+     * queues sharing it never post more than it holds. Guarded by the controller.
      */
     static final class Cq {
         final int qid;
@@ -48,6 +51,10 @@ final class Queues {
         int tail;
         boolean phase = true;
         int sqs;
+        /** Entries reserved for commands engines are running. */
+        int reserved;
+        /** An engine skipped a command because this queue was full: a head doorbell wakes the engines. */
+        boolean stalled;
 
         Cq(int qid, long base, int entries, int vector, boolean interrupts) {
             this.qid = qid;
@@ -58,7 +65,7 @@ final class Queues {
         }
 
         boolean full() {
-            return (tail + 1) % entries == head;
+            return (tail - head + entries) % entries + reserved >= entries - 1;
         }
 
         /** Moves the tail past the entry just written, inverting the phase tag on wrap. */

@@ -43,7 +43,7 @@ class NvmeIoTest {
         if (m != null) {
             Controller c = m.controller;
             m.close();
-            assertFalse(c != null && c.thread().isAlive(), "the device thread stopped with the machine");
+            assertFalse(c != null && c.threads().stream().anyMatch(Thread::isAlive), "the engines stopped with the machine");
         }
     }
 

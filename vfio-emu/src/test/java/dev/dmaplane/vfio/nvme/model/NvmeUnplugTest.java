@@ -44,7 +44,7 @@ class NvmeUnplugTest {
         assertTrue(m.machine.removeModel(model));
         assertTrue(Duration.ofNanos(System.nanoTime() - start).compareTo(Duration.ofSeconds(1)) < 0,
                 "the removal took " + Duration.ofNanos(System.nanoTime() - start));
-        assertFalse(c.thread().isAlive(), "the device thread stopped");
+        assertFalse(c.threads().stream().anyMatch(Thread::isAlive), "the engines stopped");
         assertEquals("device model 'nvme' was unloaded", m.fn.absence().orElseThrow());
         assertTrue(m.fn.driver().isEmpty(), "the driver was removed");
         assertEquals(0, m.machine.activeDmaMappings(m.fn), "no mapping left");
