@@ -8,7 +8,7 @@ import org.osgi.annotation.versioning.ConsumerType;
  * How a user-space driver gets its device and makes its memory reachable by it: the VFIO front end
  * ({@code Documentation/driver-api/vfio.rst}: the container/group model, or iommufd's IOAS with the device cdev),
  * seen as SPDK's {@code vtophys} with IOVA = VA ({@code lib/env_dpdk/memory.c}, {@code vfio_iommu_map_dma}).
- * Implementations: {@link ContainerFrontEnd}.
+ * Implementations: {@link ContainerFrontEnd}, {@link IommufdFrontEnd}.
  */
 @ConsumerType
 public interface DmaFrontEnd extends AutoCloseable {

@@ -18,8 +18,8 @@ import java.util.regex.Pattern;
 /**
  * {@code nvme perf} as one picocli model with spdk_nvme_perf's option names ({@code app/spdk_nvme_perf/perf.c},
  * {@code usage}): {@code -q/--io-depth}, {@code -o/--io-size}, {@code -w/--io-pattern}, {@code -M/--rwmixread},
- * {@code -t/--time}, {@code -a/--warmup-time}, {@code -c/--core-mask}, {@code -r/--transport}; and {@code --irq} (MSI-X completion) and
- * {@code --direct} (the same copies done directly) of its own. Parse errors are {@code EINVAL} naming the bad word.
+ * {@code -t/--time}, {@code -a/--warmup-time}, {@code -c/--core-mask}, {@code -r/--transport}; and {@code --irq} (MSI-X completion),
+ * {@code --iommufd} (the iommufd front end) and {@code --direct} (the same copies done directly) of its own. Parse errors are {@code EINVAL} naming the bad word.
  */
 @Command(name = "nvme", mixinStandardHelpOptions = true, synopsisSubcommandLabel = "COMMAND",
         description = "The user-space NVMe driver of examples/nvme-user on the default machine's NVMe (06:00.0)"
@@ -89,6 +89,9 @@ final class NvmeCli {
         String trid;
         @Option(names = "--irq", description = "complete by MSI-X through VFIO eventfds instead of polling")
         boolean irq;
+        @Option(names = "--iommufd", description = "open the NVMe through iommufd (/dev/iommu and the device cdev)"
+                + " instead of a VFIO container")
+        boolean iommufd;
         @Option(names = "--direct", description = "then do the same copies directly (MemorySegment.copy) for the"
                 + " same time and print them as a row of their own")
         boolean direct;
@@ -114,7 +117,7 @@ final class NvmeCli {
                 throw new ErrnoException(Errno.EINVAL, "-a " + warmup + ": the warm-up time cannot be negative");
             }
             return new PerfOptions(queueDepth, ioSize, Workload.of(pattern), rwMixRead == null ? -1 : rwMixRead,
-                    Duration.ofSeconds(seconds), Duration.ofSeconds(warmup), PerfOptions.parseCores(cores), irq, bdf);
+                    Duration.ofSeconds(seconds), Duration.ofSeconds(warmup), PerfOptions.parseCores(cores), irq, bdf, iommufd);
         }
     }
 }

@@ -66,9 +66,11 @@ public final class NvmeController implements AutoCloseable {
      * @param memlockLimit {@code RLIMIT_MEMLOCK} of the driver's process, bytes
      * @param irqVectors   MSI-X vectors to enable with an eventfd each (0: every queue pair polled); vector {@code q}
      *                     serves I/O queue pair {@code q}, vector 0 the admin queue
+     * @param iommufd      open the device through iommufd ({@link IommufdFrontEnd}) instead of the container/group
+     *                     front end ({@link ContainerFrontEnd})
      */
-    public record Options(long memlockLimit, int irqVectors) {
-        public static final Options DEFAULT = new Options(1L << 30, 0);
+    public record Options(long memlockLimit, int irqVectors, boolean iommufd) {
+        public static final Options DEFAULT = new Options(1L << 30, 0, false);
 
         public Options {
             if (memlockLimit < 0 || irqVectors < 0) {
@@ -77,9 +79,19 @@ public final class NvmeController implements AutoCloseable {
             }
         }
 
+        /** The container/group front end. */
+        public Options(long memlockLimit, int irqVectors) {
+            this(memlockLimit, irqVectors, false);
+        }
+
         /** The same with {@code n} MSI-X vectors. */
         public Options withIrqVectors(int n) {
-            return new Options(memlockLimit, n);
+            return new Options(memlockLimit, n, iommufd);
+        }
+
+        /** The same through iommufd ({@code true}) or the container/group front end. */
+        public Options withIommufd(boolean on) {
+            return new Options(memlockLimit, irqVectors, on);
         }
     }
 
@@ -142,7 +154,8 @@ public final class NvmeController implements AutoCloseable {
                     "nvme: " + bdf + " has no IOMMU group"));
             mm = machine.newAddressSpace("nvme-user " + bdf);
             user = Vfio.of(machine).open(mm, options.memlockLimit());
-            DmaFrontEnd fe = ContainerFrontEnd.open(user, group.id(), fn.name());
+            DmaFrontEnd fe = options.iommufd() ? IommufdFrontEnd.open(user, fn.name())
+                    : ContainerFrontEnd.open(user, group.id(), fn.name());
             return bringUp(fe, new Owned(machine, fn, mm, user, bound), options.irqVectors());
         } catch (RuntimeException e) {
             if (user != null) {

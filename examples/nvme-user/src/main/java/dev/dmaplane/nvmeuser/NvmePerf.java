@@ -41,7 +41,8 @@ public final class NvmePerf {
         ErrnoException.requireNonNull(machine, "nvme perf: machine");
         ErrnoException.requireNonNull(options, "nvme perf: options");
         int workers = options.cores().size();
-        NvmeController.Options attach = NvmeController.Options.DEFAULT.withIrqVectors(options.irq() ? workers + 1 : 0);
+        NvmeController.Options attach = NvmeController.Options.DEFAULT.withIrqVectors(options.irq() ? workers + 1 : 0)
+                .withIommufd(options.iommufd());
         List<WorkerResult> rows = new ArrayList<>();
         NvmeIdentity identity;
         int deviceId;

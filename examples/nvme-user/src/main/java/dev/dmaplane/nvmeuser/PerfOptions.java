@@ -11,7 +11,7 @@ import java.util.stream.IntStream;
  * The options of {@code nvme perf} after spdk_nvme_perf ({@code app/spdk_nvme_perf/perf.c}): {@code -q} queue depth
  * per worker, {@code -o} I/O size in bytes, {@code -w} pattern, {@code -M} read percentage of a mixed pattern,
  * {@code -t} run time, {@code -a} warm-up time, {@code -c} the workers' cores (one queue pair each), {@code --irq} MSI-X completion instead
- * of polling.
+ * of polling, {@code --iommufd} the iommufd front end instead of the container/group one.
  *
  * @param queueDepth  outstanding I/Os per worker, 1..1023
  * @param ioSize      bytes per I/O, a positive multiple of the block size (checked against the namespace at run time)
@@ -22,9 +22,10 @@ import java.util.stream.IntStream;
  * @param cores       the core number of each worker, in order (labels: Java threads are not pinned)
  * @param irq         completions by MSI-X through VFIO eventfds instead of polling
  * @param bdf         the NVMe function
+ * @param iommufd     open it through iommufd ({@code /dev/iommu} and the device cdev) instead of a VFIO container
  */
 public record PerfOptions(int queueDepth, int ioSize, Workload workload, int rwMixRead, Duration time,
-                          Duration warmup, List<Integer> cores, boolean irq, String bdf) {
+                          Duration warmup, List<Integer> cores, boolean irq, String bdf, boolean iommufd) {
     /** The default machine's NVMe. */
     public static final String DEFAULT_BDF = "0000:06:00.0";
     /** The deepest queue a worker may ask for: the controller's largest queue less the slot kept empty. */
@@ -66,28 +67,33 @@ public record PerfOptions(int queueDepth, int ioSize, Workload workload, int rwM
     public static PerfOptions of(int queueDepth, int ioSize, Workload workload, Duration time) {
         ErrnoException.requireNonNull(workload, "nvme perf: -w");
         return new PerfOptions(queueDepth, ioSize, workload, workload.mixed() ? 50 : -1, time, Duration.ZERO, List.of(0), false,
-                DEFAULT_BDF);
+                DEFAULT_BDF, false);
     }
 
     /** The same with read percentage {@code m}. */
     public PerfOptions withRwMixRead(int m) {
-        return new PerfOptions(queueDepth, ioSize, workload, m, time, warmup, cores, irq, bdf);
+        return new PerfOptions(queueDepth, ioSize, workload, m, time, warmup, cores, irq, bdf, iommufd);
     }
 
     /** The same with {@code n} workers on cores 0..n-1. */
     public PerfOptions withWorkers(int n) {
         return new PerfOptions(queueDepth, ioSize, workload, rwMixRead, time, warmup,
-                IntStream.range(0, n).boxed().toList(), irq, bdf);
+                IntStream.range(0, n).boxed().toList(), irq, bdf, iommufd);
     }
 
     /** The same with {@code w} of unmeasured warm-up. */
     public PerfOptions withWarmup(Duration w) {
-        return new PerfOptions(queueDepth, ioSize, workload, rwMixRead, time, w, cores, irq, bdf);
+        return new PerfOptions(queueDepth, ioSize, workload, rwMixRead, time, w, cores, irq, bdf, iommufd);
     }
 
     /** The same with MSI-X completion. */
     public PerfOptions withIrq(boolean on) {
-        return new PerfOptions(queueDepth, ioSize, workload, rwMixRead, time, warmup, cores, on, bdf);
+        return new PerfOptions(queueDepth, ioSize, workload, rwMixRead, time, warmup, cores, on, bdf, iommufd);
+    }
+
+    /** The same through iommufd ({@code true}) or a VFIO container. */
+    public PerfOptions withIommufd(boolean on) {
+        return new PerfOptions(queueDepth, ioSize, workload, rwMixRead, time, warmup, cores, irq, bdf, on);
     }
 
     /**

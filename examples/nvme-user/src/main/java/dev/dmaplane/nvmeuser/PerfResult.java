@@ -75,9 +75,10 @@ public record PerfResult(NvmeIdentity identity, int device, PerfOptions options,
         b.append("========================================================\n");
         b.append(row("Total", width, total()));
         WorkerResult t = total();
-        b.append(String.format(Locale.ROOT, "%nCompletion: %s; %s, %d-byte I/O, queue depth %d%s%n",
+        b.append(String.format(Locale.ROOT, "%nCompletion: %s; %s, %d-byte I/O, queue depth %d%s; %s%n",
                 options.irq() ? "MSI-X (VFIO eventfd)" : "polled", options.workload().option(), options.ioSize(),
-                options.queueDepth(), options.workload().mixed() ? ", " + options.rwMixRead() + "% reads" : ""));
+                options.queueDepth(), options.workload().mixed() ? ", " + options.rwMixRead() + "% reads" : "",
+                options.iommufd() ? "iommufd IOAS" : "VFIO container (type 1 v2)"));
         b.append(String.format(Locale.ROOT, "Data checked: %d reads verified, %d reads and %d writes timed%n",
                 t.verified(), t.reads(), t.writes()));
         return b.toString();

@@ -72,7 +72,9 @@ class NvmeCliTest {
         assertEquals(0, run(seen, "perf", "-q", "16", "-o", "8192", "-w", "randrw", "-M", "70", "-t", "2", "-c",
                 "0x5", "--irq", "-r", "trtype:PCIe traddr:0000:06:00.0"));
         assertEquals(new PerfOptions(16, 8192, Workload.RANDRW, 70, Duration.ofSeconds(2), Duration.ZERO,
-                List.of(0, 2), true, "0000:06:00.0"), seen.get());
+                List.of(0, 2), true, "0000:06:00.0", false), seen.get());
+        assertEquals(0, run(seen, "perf", "-q", "1", "-o", "4096", "-w", "read", "-t", "1", "--iommufd"));
+        assertTrue(seen.get().iommufd(), "--iommufd selects the iommufd front end");
         assertEquals(0, run(seen, "perf", "--io-depth=1", "--io-size=4096", "--io-pattern=read", "--time=1",
                 "--core-mask=3"));
         assertEquals(List.of(0, 1, 2), seen.get().cores(), "a plain number is a count of workers");

@@ -28,7 +28,7 @@ public final class NvmeCommands {
     }
 
     /**
-     * {@code perf -q N -o BYTES -w PATTERN [-M PERCENT] -t SECONDS [-c MASK|N] [-r TRID] [--irq] [--direct]}; bad
+     * {@code perf -q N -o BYTES -w PATTERN [-M PERCENT] -t SECONDS [-c MASK|N] [-r TRID] [--irq] [--iommufd] [--direct]}; bad
      * options: EINVAL naming the option; {@code -h}/{@code --help}: the usage text.
      */
     @Descriptor("spdk_nvme_perf on the machine's NVMe through the user-space driver (perf --help: the options)")

@@ -32,6 +32,13 @@ class NvmeCommandsTest {
     }
 
     @Test
+    void perfThroughIommufd() {
+        String report = commands.perf("-q", "4", "-o", "4096", "-w", "randread", "-t", "1", "--iommufd");
+        assertTrue(report.contains("iommufd IOAS"), report);
+        assertTrue(machine.pci().function("0000:06:00.0").driver().isEmpty(), "given back after the run");
+    }
+
+    @Test
     void badOptionsAreEinval() {
         ErrnoException e = assertThrows(ErrnoException.class, () -> commands.perf("-q", "32", "-w", "read", "-t", "1"));
         assertEquals(Errno.EINVAL, e.errno());
