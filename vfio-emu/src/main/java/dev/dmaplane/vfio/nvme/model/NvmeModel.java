@@ -9,6 +9,8 @@ import dev.dmaplane.pci.Bar;
 import dev.dmaplane.pci.Msix;
 import org.osgi.service.component.annotations.Component;
 
+import java.util.function.UnaryOperator;
+
 /**
  * The {@code nvme} device model (QEMU's {@code TYPE_NVME} and {@code nvme_realize}): an NVMe controller whose
  * registers and doorbells are BAR0, with namespaces on memfds or a host file. Machine-file properties:
@@ -20,6 +22,18 @@ import org.osgi.service.component.annotations.Component;
 public final class NvmeModel implements DeviceModel {
     /** The name machine files give it. */
     public static final String NAME = "nvme";
+
+    /** What the controller's storage is seen through: the media itself, or a test's wrapper around it. */
+    private final UnaryOperator<Media> media;
+
+    public NvmeModel() {
+        this(UnaryOperator.identity());
+    }
+
+    /** A model whose controllers reach their media through {@code media}, for tests that stop a command in it. */
+    NvmeModel(UnaryOperator<Media> media) {
+        this.media = media;
+    }
 
     @Override
     public String name() {
@@ -50,8 +64,10 @@ public final class NvmeModel implements DeviceModel {
                     4 << cfg.dstrd(), cfg.doorbellEnd(), limit));
         }
         Cmb cmb = cfg.cmbBar() < 0 ? null : new Cmb(cfg.cmbBar(), ctx.deviceMemory(cfg.cmbBar()), where);
-        Media media = Media.open(where, cfg);
+        Media opened = Media.open(where, cfg);
+        Media media = opened;
         try {
+            media = this.media.apply(opened);
             Controller c = new Controller(ctx, cfg, media, cmb);
             ctx.registers(0, c.registers());
             c.start();

@@ -7,6 +7,8 @@ import dev.dmaplane.machine.Machine;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.pci.TopologyLoader;
 
+import java.util.function.UnaryOperator;
+
 /**
  * The default machine with the {@code nvme} model at {@code 0000:06:00.0}, its properties replaced by
  * {@code properties} (YAML lines under {@code properties:}), and the test driver bound. Closing it closes the machine.
@@ -30,6 +32,15 @@ final class NvmeMachine implements AutoCloseable {
 
     /** With {@code bars} (YAML lines) instead of the default machine's BAR0 line. */
     NvmeMachine(String bars, String properties, boolean msix, boolean ioQueues) {
+        this(bars, properties, msix, ioQueues, UnaryOperator.identity());
+    }
+
+    /** The default machine, polled, its controller reaching its namespaces through {@code media}. */
+    NvmeMachine(UnaryOperator<Media> media) {
+        this(BAR0, DEFAULT_PROPERTIES, false, true, media);
+    }
+
+    private NvmeMachine(String bars, String properties, boolean msix, boolean ioQueues, UnaryOperator<Media> media) {
         String text = TopologyLoader.defaultMachineText();
         if (!text.contains(DEFAULT_PROPERTIES) || !text.contains(BAR0)) {
             throw new IllegalStateException("the default machine's NVMe BARs or properties changed:\n" + text);
@@ -45,7 +56,7 @@ final class NvmeMachine implements AutoCloseable {
 
             @Override
             public ModelDevice realize(ModelContext ctx) {
-                ModelDevice d = new NvmeModel().realize(ctx);
+                ModelDevice d = new NvmeModel(media).realize(ctx);
                 controller = (Controller) d;
                 return d;
             }
