@@ -2,6 +2,8 @@ package dev.dmaplane.driver.softroce;
 
 import dev.dmaplane.rdma.verbs.Gid;
 
+import java.util.ArrayList;
+import java.util.Collections;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
@@ -22,6 +24,11 @@ final class Fabric implements Transport {
      * out single packets instead of trains, so that any one packet can be lost.
      */
     volatile Predicate<Packet> loss;
+    /**
+     * Reordering injection for tests: a packet this accepts changes places with the next one of its burst (null: the
+     * fabric keeps the order). While it is set, senders hand out single packets, as with {@link #loss}.
+     */
+    volatile Predicate<Packet> swap;
 
     void attach(Gid gid, Engine engine) {
         ports.put(gid, engine);
@@ -33,7 +40,7 @@ final class Fabric implements Transport {
 
     @Override
     public boolean perPacket() {
-        return loss != null;
+        return loss != null || swap != null;
     }
 
     @Override
@@ -56,6 +63,17 @@ final class Fabric implements Transport {
                 return true;
             }).toList();
             n = burst.size();
+        }
+        var s = swap;
+        if (s != null && n > 1) {
+            List<Packet> swapped = new ArrayList<>(burst);
+            for (int i = 0; i + 1 < n; i++) {
+                if (s.test(swapped.get(i))) {
+                    Collections.swap(swapped, i, i + 1);
+                    i++; // a packet moves one place at most
+                }
+            }
+            burst = swapped;
         }
         while (from < n) {
             Gid dgid = burst.get(from).dgid();
