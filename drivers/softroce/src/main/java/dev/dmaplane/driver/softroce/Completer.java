@@ -17,6 +17,8 @@ final class Completer {
     private final Engine e;
     /** The sends and writes one acknowledgement completes, handed to the core at once. */
     private final ArrayList<SendWqe> acked = new ArrayList<>();
+    /** The QPs a response in the burst being handled showed a gap to ({@link #gap}). */
+    private final ArrayList<QpCtx> gaps = new ArrayList<>();
 
     Completer(Engine e) {
         this.e = e;
@@ -69,6 +71,7 @@ final class Completer {
                 && Packet.psnDiff(m.lastPsn, psn) < 0) {
             c.inflight.pollFirst();
             c.rnrWait = false;
+            c.answered(m.lastPsn);
             if (!m.w.isCompleted()) {
                 acked.add(m.w);
             }
@@ -86,90 +89,166 @@ final class Completer {
         }
     }
 
-    /**
-     * Whether a read response or an atomic acknowledgement for a later request found the oldest message in flight, a
-     * READ or an atomic, still waiting for its own: the responder answers in PSN order, so those were lost, and the
-     * requester asks again now instead of at the transport timeout ({@code rxe_comp.c} {@code check_psn}: a response
-     * past a read or atomic WQE is {@code COMPST_ERROR_RETRY}), once per PSN it waits for.
-     */
-    private boolean lostBefore(QpCtx c, Msg m, int psn) {
-        if (m.readBuf == null && !Requester.isAtomic(m.w) || Packet.psnDiff(psn, m.lastPsn) <= 0) {
-            return false;
+    /** Whether {@code m} is a READ or an atomic, answered only by its responses. */
+    private static boolean answeredByResponses(Msg m) {
+        return m.readBuf != null || Requester.isAtomic(m.w);
+    }
+
+    /** The READ or atomic in flight whose PSNs hold {@code psn}, or null (a response of nothing waiting). */
+    private static Msg holder(QpCtx c, int psn) {
+        for (Msg m : c.inflight) {
+            if (Packet.psnDiff(psn, m.firstPsn) < 0) {
+                return null;
+            }
+            if (Packet.psnDiff(psn, m.lastPsn) <= 0) {
+                return answeredByResponses(m) ? m : null;
+            }
         }
-        askAgain(c, m);
-        return true;
+        return null;
+    }
+
+    /**
+     * Places the responses of {@code p} that {@code m}, a READ in flight, has not seen in its buffer, wherever they
+     * come in its order, and moves its acknowledged PSN over those that now follow it without a hole.
+     */
+    private static void place(Msg m, Packet p) {
+        int first = Packet.psnDiff(p.psn(), m.firstPsn); // the index in m of p's first response
+        int seen = Packet.psnDiff(m.ackedThrough, m.firstPsn);
+        for (int k = 0; k < p.count(); k++) {
+            int i = first + k;
+            if (i <= seen || i >= m.responses() || m.got.get(i)) {
+                continue;
+            }
+            long at = (long) i * m.mtu;
+            long from = (long) k * m.mtu;
+            long n = Math.min(p.payload().length() - from, m.readBuf.length - at);
+            if (n > 0) {
+                p.payload().copyTo(from, MemorySegment.ofArray(m.readBuf).asSlice(at, n));
+            }
+            m.got.set(i);
+        }
+        int next = m.got.nextClearBit(seen + 1);
+        m.ackedThrough = Packet.psnAdd(m.firstPsn, next - 1);
+    }
+
+    /** Whether a READ or an atomic has all its responses. */
+    private static boolean answered(Msg m) {
+        return m.readBuf != null ? m.ackedThrough == m.lastPsn : m.resultIn;
+    }
+
+    /**
+     * Completes the READs and atomics at the head of the send queue that have all their responses, in order: their
+     * data scattered, their result written; the responder made progress if {@code advanced} or one completed.
+     */
+    private void completeAnswered(QpCtx c, boolean advanced) {
+        Msg m;
+        while ((m = c.inflight.peekFirst()) != null && answeredByResponses(m) && answered(m)) {
+            WcStatus st = WcStatus.SUCCESS;
+            byte[] out = m.readBuf;
+            if (out == null) {
+                out = new byte[8];
+                MemorySegment.ofArray(out).set(ValueLayout.JAVA_LONG_UNALIGNED, 0, m.orig);
+            }
+            try {
+                e.handle.memory().scatter(c.qp, m.w.wr().sgList(), MemorySegment.ofArray(out));
+            } catch (AccessFault f) {
+                st = f.status();
+            }
+            if (!finishOne(c, st)) {
+                return;
+            }
+            c.answered(m.lastPsn);
+            advanced = true;
+        }
+        if (advanced && !c.inflight.isEmpty()) {
+            progress(c);
+        }
+    }
+
+    /**
+     * A response came past the first PSN the oldest message in flight, a READ or an atomic, still waits for: one
+     * before it was lost, or comes behind it. Whether it was lost is decided once the burst it came in has been
+     * handled ({@link #flushRetries}): a response reordered inside a burst is no loss.
+     */
+    private void gap(QpCtx c) {
+        if (!c.gapSeen) {
+            c.gapSeen = true;
+            gaps.add(c);
+        }
+    }
+
+    /**
+     * At the end of a burst received: the READ or atomic that saw a response past the one it waits for and waits
+     * for it still asks again, from there ({@link #askAgain}).
+     */
+    void flushRetries() {
+        for (int i = 0; i < gaps.size(); i++) {
+            QpCtx c = gaps.get(i);
+            c.gapSeen = false;
+            c.dropFlushed();
+            Msg m = c.inflight.peekFirst();
+            if (m != null && answeredByResponses(m) && !answered(m)) {
+                askAgain(c, m);
+            }
+        }
+        gaps.clear();
     }
 
     /**
      * Resends the oldest message in flight from the PSN it waits for (a READ's rest, an atomic whole) and what follows
-     * it, once per such PSN.
+     * it, unless a retry is on its way already: until the response to that retry's first PSN comes, the responses
+     * seen out of place are those of the requests sent before it, or its own behind a response reordered, and
+     * asking again for each would put one more copy of everything in flight on the wire every time
+     * ({@code rxe_comp.c} {@code COMPST_ERROR_RETRY}: "if we've started a retry, don't start another retry
+     * sequence, unless this is a timeout"; the transport timer still retries).
      */
     private void askAgain(QpCtx c, Msg m) {
-        int expect = Packet.psnAdd(m.ackedThrough, 1);
-        if (m.rerequested != expect) {
-            m.rerequested = expect;
-            e.counters.retries++;
-            e.requester.retransmit(c, expect);
+        if (c.retryStarted) {
+            return;
         }
+        e.counters.retries++;
+        e.requester.retransmit(c, Packet.psnAdd(m.ackedThrough, 1));
     }
 
-    /** The completer: ACK/NAK, read responses and atomic acknowledgements for the messages in flight. */
+    /**
+     * The completer: ACK/NAK, read responses and atomic acknowledgements for the messages in flight. A response to
+     * a READ or an atomic is taken whichever of those in flight it answers, in any order, and they complete in
+     * order once answered; a response past the PSN the oldest waits for shows a gap ({@code rxe_comp.c}
+     * {@code check_psn}: a response past a read or atomic WQE is {@code COMPST_ERROR_RETRY}).
+     */
     void onResponse(QpCtx c, Packet p) {
         c.dropFlushed();
         if (c.inflight.isEmpty()) {
             return;
         }
         switch (p.op()) {
-            case READ_RESP -> {
+            case READ_RESP, ATOMIC_ACK -> {
                 implicitAck(c, p.psn());
-                Msg m = c.inflight.peekFirst();
-                if (m == null || lostBefore(c, m, p.psn()) || m.readBuf == null) {
+                Msg h = c.inflight.peekFirst();
+                if (h == null) {
                     return;
                 }
-                int expect = Packet.psnAdd(m.ackedThrough, 1); // the next response this read waits for
-                if (Packet.psnDiff(p.lastPsn(), m.lastPsn) > 0 || Packet.psnDiff(p.lastPsn(), expect) < 0) {
-                    return; // another request's, or seen already
+                Msg m = holder(c, p.psn());
+                boolean advanced = false;
+                if (m != null && p.op() == Packet.Op.READ_RESP && m.readBuf != null
+                        && Packet.psnDiff(p.lastPsn(), m.lastPsn) <= 0) {
+                    int before = m.ackedThrough;
+                    place(m, p);
+                    advanced = m.ackedThrough != before;
+                } else if (m != null && p.op() == Packet.Op.ATOMIC_ACK && m.readBuf == null && p.psn() == m.firstPsn
+                        && !m.resultIn) {
+                    m.orig = p.orig();
+                    m.resultIn = true;
+                    advanced = true;
                 }
-                int gap = Packet.psnDiff(p.psn(), expect);
-                if (gap > 0) {
-                    // a response went missing: reissue the RDMA READ for the remaining data, from the PSN missing
-                    // (IBTA RC requester behaviour), once per gap
-                    askAgain(c, m);
-                    return;
-                }
-                long at = (long) Packet.psnDiff(expect, m.firstPsn) * m.mtu;
-                long from = (long) -gap * m.mtu; // the part of a train seen already
-                long n = Math.min(p.payload().length() - from, m.readBuf.length - at);
-                if (n > 0) {
-                    p.payload().copyTo(from, MemorySegment.ofArray(m.readBuf).asSlice(at, n));
-                }
-                m.ackedThrough = p.lastPsn();
-                progress(c);
-                if (p.lastPsn() == m.lastPsn) {
-                    WcStatus st = WcStatus.SUCCESS;
-                    try {
-                        e.handle.memory().scatter(c.qp, m.w.wr().sgList(), MemorySegment.ofArray(m.readBuf));
-                    } catch (AccessFault f) {
-                        st = f.status();
+                completeAnswered(c, advanced);
+                h = c.inflight.peekFirst();
+                if (h != null && answeredByResponses(h)) {
+                    c.answered(h.ackedThrough); // the oldest's responses taken in order: a retry's may be among them
+                    if (Packet.psnDiff(p.lastPsn(), h.ackedThrough) > 1) {
+                        gap(c);
                     }
-                    finish(c, st);
                 }
-            }
-            case ATOMIC_ACK -> {
-                implicitAck(c, p.psn());
-                Msg m = c.inflight.peekFirst();
-                if (m == null || lostBefore(c, m, p.psn()) || p.psn() != m.firstPsn || m.readBuf != null || m.data != null) {
-                    return;
-                }
-                byte[] out = new byte[8];
-                MemorySegment.ofArray(out).set(ValueLayout.JAVA_LONG_UNALIGNED, 0, p.orig());
-                WcStatus st = WcStatus.SUCCESS;
-                try {
-                    e.handle.memory().scatter(c.qp, m.w.wr().sgList(), MemorySegment.ofArray(out));
-                } catch (AccessFault f) {
-                    st = f.status();
-                }
-                finish(c, st);
             }
             case ACK -> {
                 int syn = p.syndrome();
@@ -181,6 +260,7 @@ final class Completer {
                     if (m != null && m.readBuf == null && !Requester.isAtomic(m.w)
                             && Packet.psnDiff(p.psn(), m.firstPsn) >= 0) {
                         m.ackedThrough = p.psn();
+                        c.answered(p.psn());
                         progress(c);
                     }
                     return;
@@ -213,6 +293,7 @@ final class Completer {
                                     && Packet.psnDiff(before, m.ackedThrough) > 0
                                     && Packet.psnDiff(before, m.lastPsn) < 0) {
                                 m.ackedThrough = before;
+                                c.answered(before);
                                 progress(c);
                             }
                             if (!c.rnrWait) {

@@ -156,6 +156,7 @@ final class Engine {
                         receiveOne(p);
                     }
                     responder.flushAcks();
+                    completer.flushRetries();
                 });
                 pass();
             } finally {
@@ -475,6 +476,7 @@ final class Engine {
         }
         if (any) {
             responder.flushAcks();
+            completer.flushRetries();
         }
         return any;
     }

@@ -29,6 +29,15 @@ final class QpCtx {
     int rnrLeft;
     boolean rnrWait;
     long deadline;
+    /**
+     * A retry is on its way and the response to its first PSN has not come ({@code comp.started_retry} of
+     * {@code rxe_comp.c}): responses seen out of place meanwhile start no other.
+     */
+    boolean retryStarted;
+    /** The first PSN the retry on its way sent again. */
+    int retryPsn;
+    /** A response showed a gap in this burst ({@link Completer#flushRetries} decides). */
+    boolean gapSeen;
     // responder
     int epsn;
     int msn;
@@ -65,6 +74,7 @@ final class QpCtx {
         held = null;
         heldStatus = null;
         rnrWait = false;
+        retryStarted = false;
         resetResponder();
     }
 
@@ -74,6 +84,13 @@ final class QpCtx {
         recvBuf = null;
         recvOff = 0;
         nakSent = false;
+    }
+
+    /** The responder acknowledged everything through {@code psn}: a retry from there or before was answered. */
+    void answered(int psn) {
+        if (retryStarted && Packet.psnDiff(psn, retryPsn) >= 0) {
+            retryStarted = false;
+        }
     }
 
     /** Forgets messages the core flushed (the QP went to ERR or RESET by modify). */

@@ -266,6 +266,7 @@ final class Requester {
         c.npsn = Packet.psnAdd(c.npsn, pkts);
         if (c.inflight.isEmpty()) {
             var a = c.qp.attr();
+            c.retryStarted = false;
             c.retryLeft = a.retryCnt();
             c.rnrLeft = a.rnrRetry();
             e.timers.arm(c, System.nanoTime() + Timers.timeoutNs(a.timeout()));
@@ -403,18 +404,32 @@ final class Requester {
     /**
      * Go-back-N, as an RC requester retransmits: every message in flight from {@code fromPsn}, or from the first
      * PSN not acknowledged yet when {@code fromPsn} is -1 (a timeout). A SEND or WRITE resumes at that packet of its
-     * message, a READ asks for the rest of its data from that response on, an atomic is sent again whole.
+     * message, a READ asks for the rest of its data from that response on, an atomic is sent again whole. A READ
+     * or an atomic behind the first that has its responses already (they came out of order) is not asked for
+     * again, a READ behind it that has its first responses asks for the rest. The retry is then on its way until
+     * the response to the first PSN it sent comes ({@link QpCtx#retryStarted}).
      */
     void retransmit(QpCtx c, int fromPsn) {
         boolean firstMsg = true;
         for (Msg m : c.inflight) {
             int k = 0;
-            if (firstMsg && !isAtomic(m.w)) {
-                int from = fromPsn >= 0 ? fromPsn : Packet.psnAdd(m.ackedThrough, 1);
-                int d = Packet.psnDiff(from, m.firstPsn);
-                if (d > 0 && Packet.psnDiff(from, m.lastPsn) <= 0) {
-                    k = d;
+            if (firstMsg) {
+                if (!isAtomic(m.w)) {
+                    int from = fromPsn >= 0 ? fromPsn : Packet.psnAdd(m.ackedThrough, 1);
+                    int d = Packet.psnDiff(from, m.firstPsn);
+                    if (d > 0 && Packet.psnDiff(from, m.lastPsn) <= 0) {
+                        k = d;
+                    }
                 }
+                c.retryStarted = true;
+                c.retryPsn = Packet.psnAdd(m.firstPsn, k);
+            } else if (m.readBuf != null) {
+                if (m.ackedThrough == m.lastPsn) {
+                    continue;
+                }
+                k = Packet.psnDiff(m.ackedThrough, m.firstPsn) + 1;
+            } else if (m.resultIn) {
+                continue;
             }
             firstMsg = false;
             try {
