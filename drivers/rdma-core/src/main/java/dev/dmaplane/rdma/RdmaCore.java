@@ -74,7 +74,7 @@ public final class RdmaCore implements AutoCloseable {
             throw new ErrnoException(Errno.ENODEV, "the RDMA core is closed");
         }
         if (cm == null) {
-            cm = new CmaImpl(this, new SecureRandom().nextInt());
+            cm = new CmaImpl(this, impl, new SecureRandom().nextInt());
             impl.addClient(cm);
         }
         return cm;

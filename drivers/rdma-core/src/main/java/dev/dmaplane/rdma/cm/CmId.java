@@ -14,6 +14,10 @@ import java.net.InetSocketAddress;
  * {@code struct rdma_cm_id}: a communication endpoint, like a socket. Calls that start something complete with an
  * event on the id's channel. A call in the wrong state fails with {@code EINVAL} and changes nothing; every call on
  * an id whose device went away (DEVICE_REMOVAL) fails with {@code ENODEV}, except {@link #destroy()}.
+ * <p>
+ * On an iWARP device the connection is the device's iw_cm's ({@code cma.c}'s iWARP branches): the MPA request and
+ * reply carry up to 512 bytes of private data, the QP goes to RTR by the rdma_cm and to RTS by the iw_cm, a reject
+ * is REJECTED with {@code -ECONNREFUSED}, a disconnect is DISCONNECTED at both ends without TIMEWAIT_EXIT.
  */
 @ProviderType
 public interface CmId {

@@ -4,6 +4,7 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.rdma.RdmaDevice;
+import dev.dmaplane.rdma.spi.IwCm;
 import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.spi.RdmaProvider;
 import dev.dmaplane.trace.Tracer;
@@ -134,6 +135,11 @@ public final class CoreImpl {
 
     public synchronized List<RdmaDevice> devices() {
         return List.copyOf(devices.values());
+    }
+
+    /** The connection manager of an iWARP device's provider ({@code device->ops.iw_*}), empty for IB and RoCE. */
+    public Optional<IwCm> iwCm(RdmaDevice d) {
+        return d instanceof DeviceImpl di ? di.provider.iwCm() : Optional.empty();
     }
 
     public synchronized Optional<RdmaDevice> device(String name) {

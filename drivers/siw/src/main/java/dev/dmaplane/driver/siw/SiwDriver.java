@@ -44,8 +44,9 @@ import java.util.concurrent.ConcurrentHashMap;
  * ({@code eth<bus>}, MAC {@code 02:1d:a0:00:01:<bus>}, the MTU of the host interface that holds its address) whose
  * IPv4 address is the one configured for its BDF (by default {@code 127.0.0.<bus>}, on the loopback, where the
  * connections really go), registers an RDMA
- * device {@code siw%d} and starts its TX thread; remove closes its listeners and connections, joins every thread
- * and unregisters the device.
+ * device {@code siw%d} and starts its TX thread; remove unregisters the device (the core's clients hear of it
+ * first, then its QPs go with their connections), closes its listeners and remaining connections and joins every
+ * thread.
  */
 @Component(service = {Driver.class, SiwDriver.class}, immediate = true, property = {
         "osgi.command.scope=siw",
@@ -240,8 +241,10 @@ public final class SiwDriver implements Driver {
             providers.put(h.name(), p);
         }
         return () -> {
-            p.stop();
+            // ib_unregister_device tells the clients first (the rdma_cm's DEVICE_REMOVAL) and frees the QPs, whose
+            // connections close then (siw_destroy_qp); what is left, listeners and unbound connections, closes after
             h.unregister();
+            p.stop();
             providers.remove(h.name());
             fn.setMaster(false);
         };

@@ -13,8 +13,12 @@ import dev.dmaplane.rdma.cm.RdmaCm;
 import dev.dmaplane.rdma.cm.RejectReason;
 import dev.dmaplane.rdma.cm.impl.CmMessages.Req;
 import dev.dmaplane.rdma.impl.CoreImpl;
+import dev.dmaplane.rdma.spi.IwCm;
+import dev.dmaplane.rdma.spi.IwCmEvent;
+import dev.dmaplane.rdma.spi.IwCmHandler;
 import dev.dmaplane.rdma.verbs.GidEntry;
 import dev.dmaplane.rdma.verbs.GidType;
+import dev.dmaplane.rdma.verbs.NodeType;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -24,6 +28,8 @@ import java.net.InetSocketAddress;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.function.Consumer;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 
@@ -49,6 +55,7 @@ public final class CmaImpl implements RdmaCm, IbCm.Listeners, CoreImpl.Client {
 
     final Object lock = new Object();
     final RdmaCore core;
+    private final CoreImpl devices;
     final IbCm cm;
     final ScheduledThreadPoolExecutor timers;
     final List<ChannelImpl> channels = new CopyOnWriteArrayList<>();
@@ -58,8 +65,9 @@ public final class CmaImpl implements RdmaCm, IbCm.Listeners, CoreImpl.Client {
     private int nextPort = EPHEMERAL_LO;
     private boolean closed;
 
-    public CmaImpl(RdmaCore core, int firstCommId) {
+    public CmaImpl(RdmaCore core, CoreImpl devices, int firstCommId) {
         this.core = core;
+        this.devices = devices;
         this.timers = new ScheduledThreadPoolExecutor(1, r -> {
             Thread t = new Thread(r, "ib_cm");
             t.setDaemon(true);
@@ -69,11 +77,28 @@ public final class CmaImpl implements RdmaCm, IbCm.Listeners, CoreImpl.Client {
         this.cm = new IbCm(lock, this, timers, firstCommId);
     }
 
-    /** {@code cm_add_one}: the CM's MAD agent on each port of a new device, which takes REQs from then on. */
+    /**
+     * {@code cma_add_one} with {@code cm_add_one}: the CM's MAD agent on each port of a new device, which takes REQs
+     * from then on; on an iWARP device, a listener for every id listening on the wildcard address
+     * ({@code cma_listen_on_dev}).
+     */
     @Override
     public void add(RdmaDevice dev) {
         synchronized (lock) {
             if (closed) {
+                return;
+            }
+            if (isIw(dev)) {
+                for (IdImpl id : ids) {
+                    if (id.state == IdImpl.State.LISTEN && id.dev == null) {
+                        try {
+                            id.iw().listenOn(dev);
+                        } catch (ErrnoException e) {
+                            LOG.warn("{}: the wildcard listener on port {} cannot listen here: {}", dev.name(),
+                                    id.src.getPort(), e.getMessage());
+                        }
+                    }
+                }
                 return;
             }
             for (int p = 1; p <= dev.portCount(); p++) {
@@ -93,6 +118,8 @@ public final class CmaImpl implements RdmaCm, IbCm.Listeners, CoreImpl.Client {
             for (IdImpl id : new ArrayList<>(ids)) {
                 if (id.dev == dev && !id.removed) {
                     id.deviceRemoved();
+                } else if (id.dev == null && id.iw != null) {
+                    id.iw.closeListens(dev);
                 }
             }
             cm.removeDevice(dev);
@@ -157,6 +184,50 @@ public final class CmaImpl implements RdmaCm, IbCm.Listeners, CoreImpl.Client {
         }
         synchronized (lock) {
             maxRetries = retries;
+        }
+    }
+
+    /** Whether {@code d} is an iWARP RNIC, whose connections are the {@link IwCm}'s ({@code rdma_cap_iw_cm}). */
+    static boolean isIw(RdmaDevice d) {
+        return d.nodeType().transport() == NodeType.Transport.IWARP;
+    }
+
+    /** The connection manager of iWARP device {@code d}. */
+    IwCm iwCm(RdmaDevice d) {
+        return devices.iwCm(d).orElseThrow(() -> new ErrnoException(Errno.EOPNOTSUPP, d.name()
+                + " is an iWARP device without a connection manager"));
+    }
+
+    /**
+     * A handler for the driver's iWARP events that runs {@code to} on the rdma_cm's thread under its lock (as iwcm.c
+     * queues each event to its work queue, {@code cm_event_handler}), in the order the driver reported them.
+     */
+    IwCmHandler iwHandler(Consumer<IwCmEvent> to) {
+        return e -> {
+            try {
+                timers.execute(() -> {
+                    synchronized (lock) {
+                        to.accept(e);
+                    }
+                });
+            } catch (RejectedExecutionException x) {
+                LOG.debug("iWARP {} from {} after the rdma_cm closed: dropped", e.type(), e.remote(), x);
+            }
+        };
+    }
+
+    /** {@code cma_listen_on_all} or {@code cma_iw_listen}: listeners for {@code id} on its device or every iWARP one. */
+    void iwListen(IdImpl id) {
+        if (id.dev != null) {
+            if (isIw(id.dev)) {
+                id.iw().listenOn(id.dev);
+            }
+            return;
+        }
+        for (RdmaDevice d : core.devices()) {
+            if (d.isRegistered() && isIw(d)) {
+                id.iw().listenOn(d);
+            }
         }
     }
 

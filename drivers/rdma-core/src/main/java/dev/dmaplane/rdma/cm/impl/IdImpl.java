@@ -14,6 +14,7 @@ import dev.dmaplane.rdma.cm.impl.CmMessages.Rej;
 import dev.dmaplane.rdma.cm.impl.CmMessages.Rep;
 import dev.dmaplane.rdma.cm.impl.CmMessages.Req;
 import dev.dmaplane.rdma.mad.MadAddress;
+import dev.dmaplane.rdma.spi.IwConnParam;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.AhAttr;
 import dev.dmaplane.rdma.verbs.Gid;
@@ -69,6 +70,8 @@ final class IdImpl implements CmId, IbCm.Owner {
     final AtomicInteger pendingRequests = new AtomicInteger();
     QueuePair qp;
     IbCm.Conn conn;
+    /** The iw_cm_id on an iWARP device (made on first use), or null. */
+    IwId iw;
     /** The starting PSN of this end ({@code id_priv->seq_num}). */
     final int seqNum = RANDOM.nextInt() & 0xFF_FFFF;
     // the route ({@code struct sa_path_rec} as cma_resolve_iboe_route fills it)
@@ -110,7 +113,20 @@ final class IdImpl implements CmId, IbCm.Owner {
         }
     }
 
-    private void event(CmEventType t, int status, ConnParam p) {
+    /** The iw_cm_id of this id, made on first use. */
+    IwId iw() {
+        if (iw == null) {
+            iw = new IwId(cma, this);
+        }
+        return iw;
+    }
+
+    /** Whether the id's device is an iWARP RNIC ({@code rdma_cap_iw_cm}): its connections are the iw_cm's. */
+    private boolean iwarp() {
+        return dev != null && CmaImpl.isIw(dev);
+    }
+
+    void event(CmEventType t, int status, ConnParam p) {
         cma.enqueue(this, t, null, status, p);
     }
 
@@ -223,8 +239,12 @@ final class IdImpl implements CmId, IbCm.Owner {
             }
             QueuePair q = pd.createQp(attr);
             try {
-                QpAttr.Builder b = QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(port);
-                q.modify((want == QpType.UD ? b.qkey(UDP_QKEY) : b.accessFlags(0)).build()); // cma_init_conn_qp
+                if (iwarp()) {
+                    q.modify(QpAttr.builder().state(QpState.INIT).accessFlags(0).build()); // no iw_cm_id yet
+                } else {
+                    QpAttr.Builder b = QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(port);
+                    q.modify((want == QpType.UD ? b.qkey(UDP_QKEY) : b.accessFlags(0)).build()); // cma_init_conn_qp
+                }
             } catch (RuntimeException e) {
                 q.destroy();
                 throw e;
@@ -264,6 +284,9 @@ final class IdImpl implements CmId, IbCm.Owner {
 
     /** {@code rdma_init_qp_attr} → {@code ib_cm_init_qp_attr}: the attributes of each transition. */
     private QpAttr qpAttr(QpState to) {
+        if (iwarp()) {
+            return iwQpAttr(to);
+        }
         if (dev == null || (to != QpState.INIT && conn == null)) {
             throw new ErrnoException(Errno.EINVAL, "rdma_init_qp_attr " + to + ": the id is " + state);
         }
@@ -279,6 +302,27 @@ final class IdImpl implements CmId, IbCm.Owner {
                     .retryCnt(retryCount).rnrRetry(rnrRetryCount).sqPsn(seqNum).maxRdAtomic(initiatorDepth).build();
             default -> throw new ErrnoException(Errno.EINVAL, "rdma_init_qp_attr: no attributes for " + to);
         };
+    }
+
+    /**
+     * {@code iw_cm_init_qp_attr}: INIT and RTR with {@code IB_QP_STATE} and remote read and write access
+     * ({@code iwcm_init_qp_init_attr}), RTS with the state alone ({@code iwcm_init_qp_rts_attr}).
+     */
+    private static QpAttr iwQpAttr(QpState to) {
+        return switch (to) {
+            case INIT, RTR -> QpAttr.builder().state(to).accessFlags(Access.REMOTE_WRITE | Access.REMOTE_READ)
+                    .build();
+            case RTS -> QpAttr.builder().state(QpState.RTS).build();
+            default -> throw new ErrnoException(Errno.EINVAL, "rdma_init_qp_attr: no attributes for " + to);
+        };
+    }
+
+    /** {@code cma_modify_qp_rtr} on iWARP: INIT again with the access flags, then RTR; the iw_cm moves it to RTS. */
+    private void iwQpToRtr() {
+        if (qp != null) {
+            qp.modify(iwQpAttr(QpState.INIT));
+            qp.modify(iwQpAttr(QpState.RTR));
+        }
     }
 
     /** {@code cma_modify_qp_rtr} then {@code cma_modify_qp_rts}: INIT again with the access flags, RTR, RTS. */
@@ -310,6 +354,15 @@ final class IdImpl implements CmId, IbCm.Owner {
             }
             if (state != State.ROUTE_RESOLVED) {
                 throw new ErrnoException(Errno.EINVAL, "rdma_connect: the id is " + state + ", not ROUTE_RESOLVED");
+            }
+            if (iwarp()) { // cma_connect_iw
+                IwConnParam ip = new IwConnParam(p.privateData(), p.initiatorDepth(), p.responderResources());
+                iwQpToRtr();
+                iw().connect(ip, qp != null ? qp.qpNum() : p.qpNum());
+                responderResources = p.responderResources();
+                initiatorDepth = p.initiatorDepth();
+                state = State.CONNECT;
+                return;
             }
             byte[] priv = new IpHeader(src.getPort(), src.getAddress(), dst.getAddress()).prepend(p.privateData());
             responderResources = p.responderResources();
@@ -381,11 +434,25 @@ final class IdImpl implements CmId, IbCm.Owner {
             }
             backlog = n > 0 && n < MAX_BACKLOG ? n : MAX_BACKLOG;
             state = State.LISTEN;
+            try {
+                cma.iwListen(this);
+            } catch (RuntimeException e) {
+                iw().closeListens(null);
+                state = State.ADDR_BOUND;
+                throw e;
+            }
         }
     }
 
     private void checkRequest(String call) {
         checkLive(call);
+        if (iwarp()) {
+            if (!child || state != State.CONNECT || iw == null || iw.request == null) {
+                throw new ErrnoException(Errno.EINVAL, call + ": the id is " + state + ", not a CONNECT_REQUEST "
+                        + "waiting for an answer");
+            }
+            return;
+        }
         if (!child || state != State.CONNECT || conn == null || conn.state != IbCm.State.REQ_RCVD) {
             throw new ErrnoException(Errno.EINVAL, call + ": the id is " + state + (conn == null ? ""
                     : " with its connection " + conn.state) + ", not a CONNECT_REQUEST waiting for an answer");
@@ -397,6 +464,14 @@ final class IdImpl implements CmId, IbCm.Owner {
         ErrnoException.requireNonNull(p, "rdma_conn_param");
         synchronized (cma.lock) {
             checkRequest("rdma_accept");
+            if (iwarp()) { // cma_accept_iw
+                IwConnParam ip = new IwConnParam(p.privateData(), p.initiatorDepth(), p.responderResources());
+                iwQpToRtr();
+                iw.accept(ip, qp != null ? qp.qpNum() : p.qpNum());
+                responderResources = p.responderResources();
+                initiatorDepth = p.initiatorDepth();
+                return;
+            }
             CmMessages.checkPrivate("rdma_accept: REP", p.privateData(), CmMessages.REP_PRIVATE);
             responderResources = p.responderResources();
             initiatorDepth = p.initiatorDepth();
@@ -419,6 +494,11 @@ final class IdImpl implements CmId, IbCm.Owner {
     public void reject(byte[] privateData) {
         synchronized (cma.lock) {
             checkRequest("rdma_reject");
+            if (iwarp()) {
+                iw.reject(privateData);
+                state = State.DISCONNECT;
+                return;
+            }
             cma.cm.sendRej(conn, RejectReason.CONSUMER_DEFINED,
                     CmMessages.checkPrivate("rdma_reject: REJ", privateData, CmMessages.REJ_PRIVATE));
             cma.cm.destroy(conn);
@@ -442,6 +522,10 @@ final class IdImpl implements CmId, IbCm.Owner {
     public void disconnect() {
         synchronized (cma.lock) {
             checkLive("rdma_disconnect");
+            if (iwarp() && iw != null && iw.connected()) {
+                iw.disconnect(); // iw_cm_disconnect
+                return;
+            }
             if (conn == null) {
                 throw new ErrnoException(Errno.EINVAL, "rdma_disconnect: the id is " + state + ", not connected");
             }
@@ -463,6 +547,9 @@ final class IdImpl implements CmId, IbCm.Owner {
                 return;
             }
             state = State.DESTROYING;
+            if (iw != null) {
+                iw.destroy();
+            }
             if (conn != null) {
                 cma.cm.destroy(conn);
                 conn = null;
@@ -476,6 +563,9 @@ final class IdImpl implements CmId, IbCm.Owner {
     void deviceRemoved() {
         removed = true;
         state = State.DEVICE_REMOVAL;
+        if (iw != null) {
+            iw.closeListens(null);
+        }
         conn = null;
         event(CmEventType.DEVICE_REMOVAL, 0, null);
     }

@@ -1,0 +1,212 @@
+package dev.dmaplane.rdma.cm.impl;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.RdmaDevice;
+import dev.dmaplane.rdma.cm.CmEventType;
+import dev.dmaplane.rdma.cm.ConnParam;
+import dev.dmaplane.rdma.spi.IwCm;
+import dev.dmaplane.rdma.spi.IwCmEvent;
+import dev.dmaplane.rdma.spi.IwConnParam;
+import dev.dmaplane.rdma.spi.IwConnRequest;
+import dev.dmaplane.rdma.spi.IwConnection;
+import dev.dmaplane.rdma.spi.IwListen;
+import dev.dmaplane.rdma.verbs.GidEntry;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * The {@code iw_cm_id} under an rdma_cm id on an iWARP device: the iWARP branches of {@code cma.c}
+ * ({@code cma_iw_listen}, {@code cma_connect_iw}, {@code cma_accept_iw}, {@code iw_conn_req_handler},
+ * {@code cma_iw_handler}) over the device's {@link IwCm}. The driver's events reach it on the rdma_cm's thread
+ * ({@link CmaImpl#iwHandler}), never on the driver's, so no driver lock is ever held under the rdma_cm lock's
+ * holder's feet; every method runs under the rdma_cm lock.
+ */
+final class IwId {
+    private static final Logger LOG = LoggerFactory.getLogger(IwId.class);
+
+    private final CmaImpl cma;
+    private final IdImpl id;
+    /** A listening id's listeners, one per iWARP device ({@code cma_listen_on_dev} for a wildcard address). */
+    private final Map<RdmaDevice, IwListen> listens = new LinkedHashMap<>();
+    /** The request a CONNECT_REQUEST id answers, until it is answered. */
+    IwConnRequest request;
+    /** The connection after connect or accept (kept after it closed: a disconnect then does nothing). */
+    private IwConnection conn;
+
+    IwId(CmaImpl cma, IdImpl id) {
+        this.cma = cma;
+        this.id = id;
+    }
+
+    /** {@code cma_iw_listen} on {@code d}: a listener on the device's address (or the id's own) at the id's port. */
+    void listenOn(RdmaDevice d) {
+        if (listens.containsKey(d)) {
+            return;
+        }
+        IwCm cm = cma.iwCm(d);
+        InetAddress at = id.src.getAddress().isAnyLocalAddress() ? CmaImpl.v4Of(firstV4(d)) : id.src.getAddress();
+        IwListen l = cm.listen(new InetSocketAddress(at, id.src.getPort()), id.backlog,
+                cma.iwHandler(e -> listenerEvent(d, e)));
+        listens.put(d, l);
+    }
+
+    private static GidEntry firstV4(RdmaDevice d) {
+        for (GidEntry e : d.gidTable()) {
+            if (CmaImpl.isV4Mapped(e.gid().raw())) {
+                return e;
+            }
+        }
+        throw new ErrnoException(Errno.EADDRNOTAVAIL, "rdma_listen: " + d.name() + " has no IPv4 address");
+    }
+
+    /** {@code destroy_listen} on {@code d} (the device left), or on every device when {@code d} is null. */
+    void closeListens(RdmaDevice d) {
+        for (Map.Entry<RdmaDevice, IwListen> e : new ArrayList<>(listens.entrySet())) {
+            if (d == null || e.getKey() == d) {
+                listens.remove(e.getKey());
+                e.getValue().close();
+            }
+        }
+    }
+
+    /**
+     * {@code iw_conn_req_handler}: a new id for the request, bound to the device that took it, in CONNECT, with
+     * CONNECT_REQUEST queued (the peer's ORD is this side's responder resources, its IRD this side's initiator
+     * depth). A request the listener cannot take (gone, or its backlog full) is rejected.
+     */
+    private void listenerEvent(RdmaDevice d, IwCmEvent e) {
+        if (e.type() != IwCmEvent.Type.CONNECT_REQUEST) {
+            return;
+        }
+        IwConnRequest req = e.request();
+        if (id.state != IdImpl.State.LISTEN || id.removed || id.pendingRequests.get() >= id.backlog) {
+            LOG.debug("iw_conn_req_handler: {} refuses the request from {}", id, e.remote());
+            req.reject(null);
+            return;
+        }
+        IdImpl child = new IdImpl(cma, id.channel, id.ps);
+        child.child = true;
+        child.dev = d;
+        child.sgid = CmaImpl.gidOf(d, e.local().getAddress());
+        child.port = child.sgid == null ? 1 : child.sgid.portNum();
+        child.src = e.local();
+        child.dst = e.remote();
+        child.responderResources = clamp(e.ord());
+        child.initiatorDepth = clamp(e.ird());
+        child.state = IdImpl.State.CONNECT;
+        child.iw().request = req;
+        cma.ids.add(child);
+        id.pendingRequests.incrementAndGet();
+        cma.enqueue(child, CmEventType.CONNECT_REQUEST, id, 0, param(e));
+    }
+
+    private static int clamp(int v) {
+        return Math.min(255, Math.max(0, v));
+    }
+
+    private static ConnParam param(IwCmEvent e) {
+        return new ConnParam(e.privateData(), clamp(e.ord()), clamp(e.ird()), 0, 0, 0, false, 0);
+    }
+
+    /**
+     * {@code cma_connect_iw}: the QP to INIT and RTR with remote read and write ({@code cma_modify_qp_rtr}), then
+     * {@code iw_cm_connect} with the private data, ORD = initiator depth and IRD = responder resources.
+     */
+    void connect(IwConnParam ip, int qpn) {
+        conn = cma.iwCm(id.dev).connect(qpn, id.dst, ip, cma.iwHandler(this::event));
+    }
+
+    /** {@code cma_accept_iw}: {@code iw_cm_accept} of the request with the QP (moved to RTR by the caller). */
+    void accept(IwConnParam ip, int qpn) {
+        IwConnRequest r = request;
+        conn = r.accept(qpn, ip, cma.iwHandler(this::event));
+        request = null;
+    }
+
+    /** {@code cma_reject} → {@code iw_cm_reject}: the MPA reply with the reject bit and the private data. */
+    void reject(byte[] privateData) {
+        IwConnRequest r = request;
+        r.reject(privateData);
+        request = null;
+    }
+
+    boolean connected() {
+        return conn != null;
+    }
+
+    /** {@code rdma_disconnect} → {@code iw_cm_disconnect}: the stream closed, the QP to ERR by the driver. */
+    void disconnect() {
+        conn.disconnect();
+    }
+
+    /**
+     * {@code iw_destroy_cm_id}: listeners closed, a request not answered rejected, a connection dropped (its CLOSE
+     * finds the id destroyed and is dropped).
+     */
+    void destroy() {
+        closeListens(null);
+        if (request != null) {
+            IwConnRequest r = request;
+            request = null;
+            try {
+                r.reject(null);
+            } catch (ErrnoException e) {
+                LOG.debug("iw_destroy_cm_id: the request from {} was gone: {}", id.dst, e.getMessage());
+            }
+        }
+        if (conn != null) {
+            conn.disconnect();
+        }
+    }
+
+    /**
+     * {@code cma_iw_handler}: the addresses the connection really has, then CONNECT_REPLY → ESTABLISHED, REJECTED
+     * ({@code -ECONNREFUSED}, {@code -ECONNRESET}), UNREACHABLE ({@code -ETIMEDOUT}) or CONNECT_ERROR; the passive
+     * side's ESTABLISHED; CLOSE → DISCONNECTED once. DISCONNECT (the peer's half closed) is not reported: CLOSE
+     * follows it.
+     */
+    private void event(IwCmEvent e) {
+        if (id.state == IdImpl.State.DESTROYING || id.removed) {
+            return;
+        }
+        if (e.local() != null && e.remote() != null) {
+            id.src = e.local();
+            id.dst = e.remote();
+        }
+        switch (e.type()) {
+            case CONNECT_REPLY -> connectReply(e);
+            case ESTABLISHED -> id.event(CmEventType.ESTABLISHED, 0, param(e));
+            case CLOSE -> {
+                if (id.state == IdImpl.State.CONNECT) {
+                    id.state = IdImpl.State.DISCONNECT;
+                    id.event(CmEventType.DISCONNECTED, 0, null);
+                }
+            }
+            case DISCONNECT, CONNECT_REQUEST -> {
+            }
+        }
+    }
+
+    private void connectReply(IwCmEvent e) {
+        Errno s = e.status();
+        if (s == null) {
+            id.event(CmEventType.ESTABLISHED, 0, param(e));
+            return;
+        }
+        conn = null;
+        id.state = IdImpl.State.DISCONNECT;
+        CmEventType t = switch (s) {
+            case ECONNREFUSED, ECONNRESET -> CmEventType.REJECTED;
+            case ETIMEDOUT -> CmEventType.UNREACHABLE;
+            default -> CmEventType.CONNECT_ERROR;
+        };
+        id.event(t, -s.number(), param(e));
+    }
+}

@@ -1,0 +1,287 @@
+package dev.dmaplane.driver.siw;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.machine.Machine;
+import dev.dmaplane.mm.AddressSpace;
+import dev.dmaplane.mm.Prot;
+import dev.dmaplane.rdma.RdmaCore;
+import dev.dmaplane.rdma.cm.CmEvent;
+import dev.dmaplane.rdma.cm.CmEventType;
+import dev.dmaplane.rdma.cm.CmId;
+import dev.dmaplane.rdma.cm.ConnParam;
+import dev.dmaplane.rdma.cm.EventChannel;
+import dev.dmaplane.rdma.cm.PortSpace;
+import dev.dmaplane.rdma.verbs.CompletionQueue;
+import dev.dmaplane.rdma.verbs.MemoryRegion;
+import dev.dmaplane.rdma.verbs.ProtectionDomain;
+import dev.dmaplane.rdma.verbs.QpCap;
+import dev.dmaplane.rdma.verbs.QpInitAttr;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.RecvWr;
+import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.Sge;
+import dev.dmaplane.rdma.verbs.WcOpcode;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.lang.foreign.MemorySegment;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.nio.ByteBuffer;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.List;
+
+import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The rdma_cm over iWARP between two machines joined by nothing but the loopback's TCP, as
+ * {@code drivers/infiniband/core/cma.c} runs its iWARP branches ({@code cma_iw_listen}, {@code cma_connect_iw},
+ * {@code cma_accept_iw}, {@code iw_conn_req_handler}, {@code cma_iw_handler}) over {@code iwcm.c} and
+ * {@code siw_cm.c}, and as rdma_cm(7), rdma_connect(3), rdma_accept(3), rdma_reject(3) and rdma_disconnect(3)
+ * describe it: address resolution picks the siw device of the address, the QP goes INIT → RTR by the rdma_cm and
+ * RTS by the iw_cm (no RTR/RTS by the user), private data travels in the MPA request and reply, a reject is
+ * REJECTED with {@code -ECONNREFUSED}, a disconnect from either side is DISCONNECTED at both, and an unplugged
+ * device is DEVICE_REMOVAL.
+ */
+@Timeout(60)
+class SiwRdmaCmTest {
+    private static final int PORT = 7471;
+    private final SiwHosts h = new SiwHosts(45, 46);
+    private final End client = new End(h.ma, h.ca, "client");
+    private final End server = new End(h.mb, h.cb, "server");
+
+    @AfterEach
+    void close() {
+        client.close();
+        server.close();
+        h.close();
+        assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
+        assertEquals(0, Thread.getAllStackTraces().keySet().stream()
+                .filter(t -> t.getName().equals("ib_cm") && t.isAlive()).count(), "no CM thread left");
+    }
+
+    /** An rdma_cm application on one machine: its event channel, an id and, once bound, its resources and QP. */
+    static final class End implements AutoCloseable {
+        final AddressSpace mm;
+        final EventChannel ch;
+        CmId id;
+        ProtectionDomain pd;
+        CompletionQueue cq;
+        long buf;
+        MemoryRegion mr;
+        QueuePair qp;
+
+        End(Machine m, RdmaCore core, String name) {
+            mm = m.newAddressSpace(name);
+            ch = core.cm().createEventChannel(mm);
+        }
+
+        CmEvent expect(CmEventType t) {
+            CmEvent e = ch.getEvent(SiwHosts.WAIT);
+            assertEquals(t, e.type(), e.toString());
+            e.ack();
+            return e;
+        }
+
+        /** PD, CQ, a registered buffer and {@code on}'s RC QP ({@code rdma_create_qp}). */
+        void resources(CmId on) {
+            id = on;
+            pd = on.verbs().allocPd();
+            cq = on.verbs().createCq(1024, null, 0);
+            buf = mm.mmapAnonymous(SiwHosts.BUF, Prot.PROT_READ | Prot.PROT_WRITE);
+            mr = pd.regMr(buf, SiwHosts.BUF, SiwHosts.ALL);
+            qp = on.createQp(pd, new QpInitAttr(cq, cq, null, new QpCap(64, 64, 1, 1, 0), QpType.RC, false));
+        }
+
+        Sge sge(long off, long len) {
+            return new Sge(buf + off, len, mr.lkey());
+        }
+
+        void write(long off, byte[] b) {
+            mm.write(buf + off, MemorySegment.ofArray(b));
+        }
+
+        byte[] read(long off, int len) {
+            byte[] b = new byte[len];
+            mm.read(buf + off, MemorySegment.ofArray(b));
+            return b;
+        }
+
+        @Override
+        public void close() {
+            ch.close();
+            if (!mm.isClosed()) {
+                mm.close();
+            }
+        }
+    }
+
+    private static InetSocketAddress at(InetAddress a, int port) {
+        return new InetSocketAddress(a, port);
+    }
+
+    private CmId listen(InetAddress on) {
+        CmId l = server.ch.createId(PortSpace.TCP);
+        l.bindAddr(at(on, PORT));
+        l.listen(4);
+        assertEquals("LISTEN", l.state());
+        return l;
+    }
+
+    /** The client to ROUTE_RESOLVED towards the server's siw address, with its QP in INIT. */
+    private void resolve() {
+        CmId id = client.ch.createId(PortSpace.TCP);
+        id.resolveAddr(null, at(h.b.address, PORT), 2000);
+        client.expect(CmEventType.ADDR_RESOLVED);
+        assertEquals("siw0", id.verbs().deviceName(), "the device whose netdev has the route");
+        assertEquals(h.a.address, id.localAddr().getAddress(), "siw0's address on the client machine");
+        id.resolveRoute(2000);
+        client.expect(CmEventType.ROUTE_RESOLVED);
+        client.resources(id);
+        assertEquals(QpState.INIT, client.qp.state(), "rdma_create_qp leaves it in INIT");
+    }
+
+    /**
+     * Connect with private data in the MPA request, CONNECT_REQUEST on the listener, accept with the server's
+     * buffer address and rkey in the MPA reply, ESTABLISHED at both ends with both QPs in RTS.
+     */
+    private CmId connect(CmId l) {
+        resolve();
+        client.id.connect(ConnParam.of(new byte[]{'h', 'i'}, 8, 8));
+        assertEquals(QpState.RTR, client.qp.state(), "cma_connect_iw: cma_modify_qp_rtr before iw_cm_connect");
+        CmEvent req = server.expect(CmEventType.CONNECT_REQUEST);
+        assertSame(l, req.listenId());
+        CmId conn = req.id();
+        assertArrayEquals(new byte[]{'h', 'i'}, req.param().privateData(), "the MPA request's private data");
+        assertEquals("siw0", conn.verbs().deviceName());
+        assertEquals(at(h.b.address, PORT), conn.localAddr());
+        assertEquals(h.a.address, conn.remoteAddr().getAddress());
+        server.resources(conn);
+        server.qp.postRecv(List.of(RecvWr.of(1, server.sge(0, 4096))));
+        byte[] where = ByteBuffer.allocate(12).putLong(server.buf).putInt(server.mr.rkey()).array();
+        conn.accept(ConnParam.of(where, 8, 8));
+        CmEvent est = client.expect(CmEventType.ESTABLISHED);
+        assertArrayEquals(where, est.param().privateData(), "the MPA reply's private data");
+        server.expect(CmEventType.ESTABLISHED);
+        assertEquals(QpState.RTS, client.qp.state(), "the iw_cm moved it to RTS");
+        assertEquals(QpState.RTS, server.qp.state());
+        assertEquals(client.id.localAddr(), conn.remoteAddr(), "the TCP connection's own addresses");
+        return conn;
+    }
+
+    /**
+     * A 1 MiB RDMA WRITE, then a SEND behind it, then a 1 MiB RDMA READ: every byte where it belongs. On iWARP a
+     * WRITE completes once TCP took its bytes, so the WRITE's bytes are read at the server once the SEND that
+     * follows it arrived (RFC 5040 5.5: messages are placed in order).
+     */
+    private void dataCrosses() {
+        byte[] data = SiwHosts.random(1 << 20, 2);
+        client.write(0, data);
+        client.qp.postSend(new SendWr.RdmaWrite(1, List.of(client.sge(0, data.length)), SIGNALED,
+                server.buf + (1 << 20), server.mr.rkey()));
+        byte[] msg = SiwHosts.random(3000, 1);
+        client.write(3 << 20, msg);
+        client.qp.postSend(new SendWr.Send(2, List.of(client.sge(3 << 20, msg.length)), SIGNALED, null));
+        List<WorkCompletion> sent = SiwHosts.poll(client.cq, 2);
+        assertTrue(sent.stream().allMatch(WorkCompletion::isSuccess), sent.toString());
+        WorkCompletion r = SiwHosts.one(server.cq);
+        assertEquals(WcOpcode.RECV, r.opcode());
+        assertEquals(msg.length, r.byteLen());
+        assertArrayEquals(msg, server.read(0, msg.length));
+        assertArrayEquals(data, server.read(1 << 20, data.length));
+
+        byte[] back = SiwHosts.random(1 << 20, 3);
+        server.write(2 << 20, back);
+        client.qp.postSend(new SendWr.RdmaRead(3, List.of(client.sge(2 << 20, back.length)), SIGNALED,
+                server.buf + (2 << 20), server.mr.rkey()));
+        WorkCompletion rd = SiwHosts.one(client.cq);
+        assertTrue(rd.isSuccess(), rd.toString());
+        assertArrayEquals(back, client.read(2 << 20, back.length));
+    }
+
+    @Test
+    void connectAcceptDataAndDisconnectFromTheClient() {
+        CmId l = listen(h.b.address);
+        CmId conn = connect(l);
+        dataCrosses();
+        client.id.disconnect();
+        assertEquals(QpState.ERR, client.qp.state(), "iw_cm_disconnect: the QP to ERR");
+        client.expect(CmEventType.DISCONNECTED);
+        server.expect(CmEventType.DISCONNECTED);
+        assertEquals(QpState.ERR, server.qp.state(), "the peer's close flushes the server's QP");
+        conn.disconnect();
+        assertEquals("DISCONNECT", conn.state());
+        client.id.destroy();
+        conn.destroy();
+        l.destroy();
+        assertEquals(0, h.ca.cm().ids().size() + h.cb.cm().ids().size(), "no id left");
+    }
+
+    @Test
+    void aWildcardListenerTakesTheRequestAndTheServerDisconnects() {
+        CmId l = listen(new InetSocketAddress(0).getAddress());
+        CmId conn = connect(l);
+        dataCrosses();
+        conn.disconnect();
+        assertEquals(QpState.ERR, server.qp.state());
+        server.expect(CmEventType.DISCONNECTED);
+        client.expect(CmEventType.DISCONNECTED);
+        assertEquals(QpState.ERR, client.qp.state());
+    }
+
+    @Test
+    void aRejectIsRejectedWithEconnrefusedAndThePrivateData() {
+        CmId l = listen(h.b.address);
+        resolve();
+        client.id.connect(ConnParam.of(new byte[]{1}, 1, 1));
+        CmEvent req = server.expect(CmEventType.CONNECT_REQUEST);
+        req.id().reject(new byte[]{'n', 'o'});
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> req.id().accept(ConnParam.of(null, 1,
+                1))).errno(), "answered already");
+        CmEvent rej = client.expect(CmEventType.REJECTED);
+        assertEquals(-Errno.ECONNREFUSED.number(), rej.status());
+        assertArrayEquals(new byte[]{'n', 'o'}, rej.param().privateData());
+        assertEquals(Errno.ETIMEDOUT, assertThrows(ErrnoException.class,
+                () -> client.ch.getEvent(Duration.ofMillis(200))).errno(), "nothing after REJECTED");
+        assertEquals(QpState.RTR, client.qp.state(), "a rejected connect leaves the QP as siw left it");
+        l.destroy();
+    }
+
+    @Test
+    void privateDataOverTheMpaLimitIsRefusedBeforeAnythingMoves() {
+        listen(h.b.address);
+        resolve();
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> client.id.connect(ConnParam.of(new byte[513], 1, 1))).errno());
+        assertEquals(QpState.INIT, client.qp.state());
+        assertEquals("ROUTE_RESOLVED", client.id.state());
+    }
+
+    @Test
+    void unpluggingTheServersFunctionIsDeviceRemovalThereAndDisconnectedAtTheClient() {
+        CmId l = listen(h.b.address);
+        CmId conn = connect(l);
+        h.mb.hotUnplug(h.mb.pci().function(SiwHosts.BDF.substring(5)));
+        List<CmId> removed = Arrays.asList(server.expect(CmEventType.DEVICE_REMOVAL).id(),
+                server.expect(CmEventType.DEVICE_REMOVAL).id());
+        assertTrue(removed.contains(l) && removed.contains(conn), removed.toString());
+        assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, conn::disconnect).errno());
+        assertNull(conn.verbs());
+        client.expect(CmEventType.DISCONNECTED);
+        assertEquals(QpState.ERR, client.qp.state());
+        conn.destroy();
+        l.destroy();
+    }
+}
