@@ -9,6 +9,7 @@ import java.io.PrintStream;
 import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 
 /**
@@ -83,7 +84,9 @@ public final class Main {
                         err.println(PerfCli.hint(parsed.subcommand().commandSpec().commandLine()));
                         return 1;
                     }
-                    if (wire.isEmpty()) {
+                    if (wire.isEmpty() && t.device != null) {
+                        Standalone.run(config, t.device, Map.of(), out);
+                    } else if (wire.isEmpty()) {
                         tool.run(config, out);
                     } else if (wire.get().server()) {
                         Wire.server(config, wire.get(), Standalone.STATIONS, out);

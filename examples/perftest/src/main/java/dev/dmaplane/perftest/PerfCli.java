@@ -252,13 +252,15 @@ final class PerfCli {
         @Option(names = "--report_gbits", description = "bandwidth in Gb/sec instead of MB/sec")
         boolean reportGbits;
         @Parameters(arity = "0..1", paramLabel = "HOST",
-                description = "the server to run against (this process is the client); with no HOST, -p, -d or --ip"
+                description = "the server to run against (this process is the client); with no HOST, -p or --ip"
                         + " make this process the server, none of them runs both ends here")
         String host;
         @Option(names = {"-p", "--port"}, paramLabel = "PORT", converter = IntValue.class,
                 description = "the server's TCP port for the out-of-band exchange (default 18515)")
         Integer port;
-        @Option(names = {"-d", "--ib-dev"}, paramLabel = "DEV", description = "the HCA between processes (default rxe0)")
+        @Option(names = {"-d", "--ib-dev"}, paramLabel = "DEV",
+                description = "this end's HCA (default rxe0); alone, both ends here from DEV to the other HCA of its"
+                        + " driver (rxe0/rxe1, siw0/siw1)")
         String device;
         @Option(names = "--ip", paramLabel = "A.B.C.D",
                 description = "this end's RoCEv2 address (GID) between processes (default: its address on the"
@@ -270,13 +272,13 @@ final class PerfCli {
         }
 
         /**
-         * The run between processes these options ask for: the client with a host, the server with {@code -p},
-         * {@code -d} or {@code --ip} and no host; empty for both ends in this process.
+         * The run between processes these options ask for: the client with a host, the server with {@code -p} or
+         * {@code --ip} and no host; empty for both ends in this process (on {@link #device} when given).
          *
          * @throws ErrnoException {@code EINVAL} for a port outside 1..65535 or an address that is not IPv4
          */
         Optional<Wire.Options> wire() {
-            if (host == null && port == null && device == null && ip == null) {
+            if (host == null && port == null && ip == null) {
                 return Optional.empty();
             }
             int p = port != null ? port : Wire.DEFAULT_PORT;

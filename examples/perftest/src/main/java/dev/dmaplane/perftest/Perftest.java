@@ -6,6 +6,7 @@ import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.mm.Prot;
 import dev.dmaplane.rdma.RdmaCore;
+import dev.dmaplane.rdma.RdmaDevice;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.AddressHandle;
 import dev.dmaplane.rdma.verbs.AhAttr;
@@ -13,6 +14,7 @@ import dev.dmaplane.rdma.verbs.CompletionChannel;
 import dev.dmaplane.rdma.verbs.CompletionQueue;
 import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.MemoryRegion;
+import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.ProtectionDomain;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpCap;
@@ -103,20 +105,43 @@ public final class Perftest {
 
     /** {@link #run(Machine, RdmaCore, PerfConfig)} with {@code beforeCheck} called before every byte check. */
     static PerfResult run(Machine machine, RdmaCore core, PerfConfig cfg, BeforeCheck beforeCheck) {
-        return run(machine, core, cfg, beforeCheck, Header.psns(), text -> {
+        return run(machine, core, cfg, CLIENT, SERVER, beforeCheck, Header.psns(), text -> {
         });
     }
 
-    /**
-     * The run: the QPs' first PSNs drawn from {@code psns}, {@code beforeCheck} called before every byte check, the
-     * report handed to {@code print} as it is made (the header, then each row as soon as it is measured).
-     */
+    /** A run from device {@code client} to device {@code server} of {@code core}, nothing printed. */
+    static PerfResult run(Machine machine, RdmaCore core, PerfConfig cfg, String client, String server,
+                          BeforeCheck beforeCheck) {
+        return run(machine, core, cfg, client, server, beforeCheck, Header.psns(), text -> {
+        });
+    }
+
+    /** The run between rxe0 and rxe1 with the given PSN source and printer (the tests' entry). */
     static PerfResult run(Machine machine, RdmaCore core, PerfConfig cfg, BeforeCheck beforeCheck, Random psns,
                           Consumer<String> print) {
+        return run(machine, core, cfg, CLIENT, SERVER, beforeCheck, psns, print);
+    }
+
+    /**
+     * The run from device {@code client} to device {@code server} of {@code core}: the QPs' first PSNs drawn from
+     * {@code psns}, {@code beforeCheck} called before every byte check, the report handed to {@code print} as it is
+     * made (the header, then each row as soon as it is measured). On iWARP devices the QPs connect through the
+     * rdma_cm ({@link CmConnect}), as perftest forces rdma_cm there, and the tests iWARP cannot carry are refused
+     * before anything is set up.
+     */
+    static PerfResult run(Machine machine, RdmaCore core, PerfConfig cfg, String client, String server,
+                          BeforeCheck beforeCheck, Random psns, Consumer<String> print) {
+        RdmaDevice cd = core.device(client).orElseThrow(() -> new ErrnoException(Errno.ENODEV,
+                "perftest: no RDMA device " + client));
+        boolean iwarp = cd.nodeType().transport() == NodeType.Transport.IWARP;
+        if (iwarp) {
+            checkIwarp(cfg, cd);
+        }
         int maxSize = cfg.sizes().stream().mapToInt(Integer::intValue).max().orElseThrow();
         long region = roundUp(Math.max(maxSize + GRH, 64), 4096);
-        try (Side c = new Side(machine, core, CLIENT, cfg, region, psns);
-             Side s = new Side(machine, core, SERVER, cfg, region, psns)) {
+        try (Side c = new Side(machine, core, client, cfg, region, psns);
+             Side s = new Side(machine, core, server, cfg, region, psns);
+             CmConnect cm = iwarp ? CmConnect.connect(core, c, s) : null) {
             List<Integer> sizes = cfg.sizes();
             if (cfg.connection() == QpType.UD) { // a datagram is one packet: perftest's "Max msg size in UD is MTU"
                 int mtu = c.ctx.queryPort(1).activeMtu().bytes();
@@ -128,7 +153,7 @@ public final class Perftest {
                 c.ah = c.pd.createAh(AhAttr.roce(s.gid, 1, 1));
                 s.ah = s.pd.createAh(AhAttr.roce(c.gid, 1, 1));
             }
-            for (int q = 0; q < cfg.qps(); q++) {
+            for (int q = 0; q < cfg.qps() && !iwarp; q++) {
                 connect(c.qps[q], c.psn(q), s, q, c.ctx, cfg.connection(), TIMEOUT);
                 connect(s.qps[q], s.psn(q), c, q, s.ctx, cfg.connection(), TIMEOUT);
             }
@@ -158,6 +183,21 @@ public final class Perftest {
             print.accept(LINE + "\n");
             out.append(LINE).append('\n');
             return new PerfResult(cfg, List.copyOf(rows), out.toString());
+        }
+    }
+
+    /**
+     * What an iWARP device cannot run, refused in one line naming why: atomics (RFC 5040 has none; siw's
+     * {@code atomic_cap} is NONE and it refuses them at post) and QPs other than RC (siw creates RC QPs only).
+     */
+    static void checkIwarp(PerfConfig cfg, RdmaDevice d) {
+        if (cfg.test().atomic()) {
+            throw new ErrnoException(Errno.EOPNOTSUPP, "perftest: " + cfg.test().tool + " needs atomics, which "
+                    + d.name() + " (iWARP, atomic_cap " + d.attr().atomicCap() + ") does not have");
+        }
+        if (cfg.connection() != QpType.RC) {
+            throw new ErrnoException(Errno.EOPNOTSUPP, "perftest: connection type " + cfg.connection() + " on "
+                    + d.name() + ": iWARP carries RC only");
         }
     }
 
@@ -521,7 +561,7 @@ public final class Perftest {
 
     /** The in-process header: the ends as {@code rxe0 -> rxe1}, rxe0's addresses as local, rxe1's as remote. */
     static String header(PerfConfig cfg, Side c, Side s) {
-        return Header.info(cfg, CLIENT + " -> " + SERVER, c, Header.Role.BOTH) + Header.addresses(cfg, c, s)
+        return Header.info(cfg, c.name + " -> " + s.name, c, Header.Role.BOTH) + Header.addresses(cfg, c, s)
                 + LINE + "\n" + columns(cfg) + "\n";
     }
 

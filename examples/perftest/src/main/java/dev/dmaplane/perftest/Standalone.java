@@ -1,5 +1,7 @@
 package dev.dmaplane.perftest;
 
+import dev.dmaplane.device.Device;
+import dev.dmaplane.driver.siw.SiwDriver;
 import dev.dmaplane.driver.softroce.host.SoftRoceHost;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
@@ -9,9 +11,11 @@ import dev.dmaplane.rdma.RdmaCore;
 import java.io.PrintStream;
 import java.net.InetAddress;
 import java.util.Map;
+import java.util.function.Consumer;
+import java.util.stream.Stream;
 
 /**
- * A machine of its own with the Soft-RoCE driver bound, for plain-classpath use. Kept apart from {@link Perftest}
+ * A machine of its own with the Soft-RoCE driver (or siw) bound, for plain-classpath use. Kept apart from {@link Perftest}
  * so that the bundle (which imports the driver package optionally: it is private to the driver bundle) loads
  * without it.
  */
@@ -75,5 +79,66 @@ final class Standalone {
         try (SoftRoceHost host = SoftRoceHost.boot()) {
             return Perftest.run(host.machine(), host.core(), cfg, out);
         }
+    }
+
+    /** The siw devices an in-process run over iWARP attaches, by the name siw gives each (attach order). */
+    static final Map<String, String> SIW = Map.of("siw0", "0000:04:00.0", "siw1", "0000:05:00.0");
+
+    /**
+     * Both ends in this process from {@code device} to the other HCA of its driver (rxe0 and rxe1, or siw0 and siw1
+     * attached to the same two functions, {@code rdma link add siwN type siw netdev ethN}, at the netdev addresses
+     * {@code siwAddresses} gives by BDF, {@code 127.0.0.<bus>} for one it does not name).
+     *
+     * @throws ErrnoException {@code ENODEV} for a device that is none of these
+     */
+    static PerfResult run(PerfConfig cfg, String device, Map<String, InetAddress> siwAddresses) {
+        return run(cfg, device, siwAddresses, text -> {
+        });
+    }
+
+    /** {@link #run(PerfConfig, String, Map)}, printing the report on {@code out} as it is made. */
+    static PerfResult run(PerfConfig cfg, String device, Map<String, InetAddress> siwAddresses, PrintStream out) {
+        return run(cfg, device, siwAddresses, text -> {
+            out.print(text);
+            out.flush();
+        });
+    }
+
+    private static PerfResult run(PerfConfig cfg, String device, Map<String, InetAddress> siwAddresses,
+                                  Consumer<String> print) {
+        if (HCAS.containsKey(device)) {
+            try (SoftRoceHost host = SoftRoceHost.boot()) {
+                return Perftest.run(host.machine(), host.core(), cfg, device, other(HCAS, device),
+                        Perftest.BeforeCheck.NONE, Header.psns(), print);
+            }
+        }
+        if (!SIW.containsKey(device)) {
+            throw new ErrnoException(Errno.ENODEV, "perftest: no RDMA device " + device + " (devices: "
+                    + String.join(", ", Stream.concat(HCAS.keySet().stream(), SIW.keySet().stream())
+                    .sorted().toList()) + ")");
+        }
+        Machine m = Machine.bootDefault();
+        try (RdmaCore core = new RdmaCore(m.tracer())) {
+            SiwDriver siw = new SiwDriver(core, siwAddresses);
+            m.devices().registerDriver(siw);
+            try {
+                for (String dev : SIW.keySet().stream().sorted().toList()) {
+                    Device fn = m.devices().findDevice(SIW.get(dev)).orElseThrow();
+                    m.devices().setDriverOverride(fn, SiwDriver.NAME);
+                    m.devices().bind(fn, siw);
+                }
+                return Perftest.run(m, core, cfg, device, other(SIW, device), Perftest.BeforeCheck.NONE,
+                        Header.psns(), print);
+            } finally {
+                m.devices().unregisterDriver(siw);
+                siw.deactivate();
+            }
+        } finally {
+            m.close();
+        }
+    }
+
+    private static String other(Map<String, String> pair, String device) {
+        return pair.keySet().stream().filter(d -> !d.equals(device)).findFirst().orElseThrow();
     }
 }
