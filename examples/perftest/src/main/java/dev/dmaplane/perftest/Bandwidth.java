@@ -288,10 +288,44 @@ final class Bandwidth {
         if (receives) {
             drainReceives(receiver, received, sum(posted), end);
         }
+        if (c.iwarp && cfg.test() == PerfConfig.Test.WRITE_BW) {
+            placementFence(c, s, nq);
+        }
         double secs = (toTime - fromTime) / 1e9;
         double peak = peakOn ? size / peakNanosPerMessage(tposted, tcompleted, cfg.postList(), mod) * 1e9 : 0;
         return new Flow(iters, secs, peak, pattern, completed);
     }
+
+    /**
+     * iWARP: a WRITE completes once TCP took its bytes (RFC 5040 has no acknowledgement), so before the target is
+     * checked each QP reads one byte back from its target: the responder serves a READ only after it placed the
+     * WRITEs before it on the stream (RFC 5040 section 5.5, ordering), so the READ's completion fences them. The byte
+     * lands in the source it was written from, which holds the same byte.
+     */
+    static void placementFence(Side c, Far s, int nq) {
+        for (int q = 0; q < nq; q++) {
+            c.qps[q].postSend(List.of(new SendWr.RdmaRead(FENCE, List.of(c.sge(c.src(q), 1)), SendFlags.SIGNALED,
+                    s.dst(q), s.rkey())));
+        }
+        long deadline = System.nanoTime() + Perftest.STALL_NS;
+        for (int done = 0; done < nq; ) {
+            for (WorkCompletion wc : c.cq.poll(nq)) {
+                check(wc);
+                if (wc.wrId() != FENCE) {
+                    throw new ErrnoException(Errno.EIO, "perftest: work request " + wc.wrId() + " completed after"
+                            + " the run, where only the placement fence was outstanding");
+                }
+                done++;
+            }
+            if (System.nanoTime() - deadline > 0) {
+                throw new ErrnoException(Errno.ETIMEDOUT, "perftest: the placement fence READs of " + c.name
+                        + " did not complete within " + Perftest.STALL_NS / 1_000_000_000L + " s");
+            }
+        }
+    }
+
+    /** The work request id of a placement fence READ. */
+    private static final long FENCE = -1L;
 
     /**
      * Polls {@code s}'s receive CQ until {@code want} receives completed in all (counted per QP in {@code received}),

@@ -9,65 +9,108 @@ import dev.dmaplane.rdma.cm.CmId;
 import dev.dmaplane.rdma.cm.ConnParam;
 import dev.dmaplane.rdma.cm.EventChannel;
 import dev.dmaplane.rdma.cm.PortSpace;
-import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QueuePair;
 
-import java.net.InetAddress;
 import java.net.InetSocketAddress;
-import java.net.UnknownHostException;
 import java.time.Duration;
-import java.util.Arrays;
 
 /**
- * The QPs of a run connected through the rdma_cm, as perftest does when the device is iWARP (it forces
- * {@code -R} there: an iWARP QP has no connection but the CM's; {@code perftest_communication.c}'s
- * {@code rdma_cm_client_connection} and {@code rdma_cm_server_connection}): the server end listens on its address,
- * the client resolves and connects one id per QP, each side's QP moved to RTR with {@code rdma_init_qp_attr} and
- * named in the connection parameters ({@code qp_num}); the iw_cm moves both to RTS. Closing destroys the ids, which
- * closes the connections.
+ * One end's QPs connected through the rdma_cm, as perftest does when the device is iWARP (it forces {@code -R}
+ * there: an iWARP QP has no connection but the CM's; {@code perftest_communication.c}'s
+ * {@code rdma_cm_server_connection} and {@code rdma_cm_client_connection}): the server end listens on its address
+ * and accepts one request per QP, the client resolves from its own address and connects one id per QP, in QP
+ * order; each QP is moved to RTR with {@code rdma_init_qp_attr} and named in the connection parameters
+ * ({@code qp_num}), the iw_cm moves it to RTS. Closing destroys the ids, which closes the connections.
  */
 final class CmConnect implements AutoCloseable {
     /** How long one CM step may take. */
     static final Duration WAIT = Duration.ofSeconds(10);
-    /** perftest's {@code responder_resources} and {@code initiator_depth} for RC ({@code ctx_connect}'s 16 cap). */
+    /** perftest's {@code responder_resources} and {@code initiator_depth} for RC. */
     private static final int RD_ATOMIC = 16;
 
-    private final EventChannel client;
-    private final EventChannel server;
+    private final EventChannel ch;
+    private final Perftest.Side side;
+    private CmId listen;
 
-    private CmConnect(EventChannel client, EventChannel server) {
-        this.client = client;
-        this.server = server;
+    private CmConnect(RdmaCore core, Perftest.Side side) {
+        this.ch = core.cm().createEventChannel(side.mm);
+        this.side = side;
     }
 
-    /** Connects every QP of {@code c} to the same QP of {@code s}. */
-    static CmConnect connect(RdmaCore core, Perftest.Side c, Perftest.Side s) {
-        CmConnect link = new CmConnect(core.cm().createEventChannel(c.mm), core.cm().createEventChannel(s.mm));
+    /**
+     * Connects every QP of {@code c} to the same QP of {@code s}, both ends in this process; each side holds its
+     * end ({@link Perftest.Side#cm}) and closes it first.
+     */
+    static void connect(RdmaCore core, Perftest.Side c, Perftest.Side s) {
+        CmConnect server = listen(core, s);
+        s.cm = server;
+        CmConnect client = new CmConnect(core, c);
+        c.cm = client;
+        for (int q = 0; q < c.qps.length; q++) {
+            client.connectOne(q, server.address());
+            server.acceptOne(q);
+            client.expect(CmEventType.ESTABLISHED);
+            server.expect(CmEventType.ESTABLISHED);
+        }
+    }
+
+    /** The server end: listening on its address (the IPv4 address of its GID) at a free port. */
+    static CmConnect listen(RdmaCore core, Perftest.Side s) {
+        CmConnect server = new CmConnect(core, s);
         try {
-            CmId listen = link.server.createId(PortSpace.TCP);
-            listen.bindAddr(new InetSocketAddress(v4(s.gid), 0));
-            listen.listen(c.qps.length);
-            InetSocketAddress to = listen.localAddr();
-            for (int q = 0; q < c.qps.length; q++) {
-                CmId id = link.client.createId(PortSpace.TCP);
-                id.resolveAddr(new InetSocketAddress(v4(c.gid), 0), to, (int) WAIT.toMillis());
-                expect(link.client, CmEventType.ADDR_RESOLVED);
-                id.resolveRoute((int) WAIT.toMillis());
-                expect(link.client, CmEventType.ROUTE_RESOLVED);
-                toRtr(id, c.qps[q]);
-                id.connect(new ConnParam(null, RD_ATOMIC, RD_ATOMIC, 0, 7, 7, false, c.qpn(q)));
-                CmId conn = expect(link.server, CmEventType.CONNECT_REQUEST).id();
-                toRtr(conn, s.qps[q]);
-                conn.accept(new ConnParam(null, RD_ATOMIC, RD_ATOMIC, 0, 7, 7, false, s.qpn(q)));
-                expect(link.client, CmEventType.ESTABLISHED);
-                expect(link.server, CmEventType.ESTABLISHED);
-            }
-            return link;
+            server.listen = server.ch.createId(PortSpace.TCP);
+            server.listen.bindAddr(new InetSocketAddress(s.gid.toInetAddress(), 0));
+            server.listen.listen(s.qps.length);
+            return server;
         } catch (RuntimeException e) {
-            link.close();
+            server.close();
             throw e;
         }
+    }
+
+    /** The address the server end listens on. */
+    InetSocketAddress address() {
+        return listen.localAddr();
+    }
+
+    /** The server end: takes one request per QP, in order, and accepts it with that QP. */
+    void accept() {
+        for (int q = 0; q < side.qps.length; q++) {
+            acceptOne(q);
+            expect(CmEventType.ESTABLISHED);
+        }
+    }
+
+    /** The client end towards the server listening at {@code to}: one connection per QP, in order. */
+    static CmConnect connect(RdmaCore core, Perftest.Side c, InetSocketAddress to) {
+        CmConnect client = new CmConnect(core, c);
+        try {
+            for (int q = 0; q < c.qps.length; q++) {
+                client.connectOne(q, to);
+                client.expect(CmEventType.ESTABLISHED);
+            }
+            return client;
+        } catch (RuntimeException e) {
+            client.close();
+            throw e;
+        }
+    }
+
+    private void connectOne(int q, InetSocketAddress to) {
+        CmId id = ch.createId(PortSpace.TCP);
+        id.resolveAddr(new InetSocketAddress(side.gid.toInetAddress(), 0), to, (int) WAIT.toMillis());
+        expect(CmEventType.ADDR_RESOLVED);
+        id.resolveRoute((int) WAIT.toMillis());
+        expect(CmEventType.ROUTE_RESOLVED);
+        toRtr(id, side.qps[q]);
+        id.connect(new ConnParam(null, RD_ATOMIC, RD_ATOMIC, 0, 7, 7, false, side.qpn(q)));
+    }
+
+    private void acceptOne(int q) {
+        CmId conn = expect(CmEventType.CONNECT_REQUEST).id();
+        toRtr(conn, side.qps[q]);
+        conn.accept(new ConnParam(null, RD_ATOMIC, RD_ATOMIC, 0, 7, 7, false, side.qpn(q)));
     }
 
     /** {@code rdma_init_qp_attr} for INIT and RTR, as a user moves a QP the rdma_cm did not make. */
@@ -76,7 +119,7 @@ final class CmConnect implements AutoCloseable {
         qp.modify(id.initQpAttr(QpState.RTR));
     }
 
-    private static CmEvent expect(EventChannel ch, CmEventType type) {
+    private CmEvent expect(CmEventType type) {
         CmEvent e = ch.getEvent(WAIT);
         e.ack();
         if (e.type() != type) {
@@ -87,22 +130,9 @@ final class CmConnect implements AutoCloseable {
         return e;
     }
 
-    /** The IPv4 address of a RoCEv2-style GID (::ffff:a.b.c.d), which an iWARP device's table holds too. */
-    static InetAddress v4(Gid gid) {
-        try {
-            return InetAddress.getByAddress(Arrays.copyOfRange(gid.raw(), 12, 16));
-        } catch (UnknownHostException e) {
-            throw new ErrnoException(Errno.EINVAL, "perftest: GID " + gid + " has no IPv4 address", e);
-        }
-    }
-
-    /** Destroys the ids (their connections close, the QPs go to ERR) and the channels. */
+    /** Destroys the ids (their connections close, the QPs go to ERR) and the channel. */
     @Override
     public void close() {
-        try {
-            client.close();
-        } finally {
-            server.close();
-        }
+        ch.close();
     }
 }

@@ -57,7 +57,8 @@ final class Header {
         }
         PortAttr port = me.ctx.queryPort(1);
         b.append(String.format(" Dual-port       : OFF\t\tDevice         : %s%n", device));
-        b.append(String.format(" Number of qps   : %d\t\tTransport type : IB%n", cfg.qps()));
+        // transport_str: IB for InfiniBand and RoCE, IW for iWARP
+        b.append(String.format(" Number of qps   : %d\t\tTransport type : %s%n", cfg.qps(), me.iwarp ? "IW" : "IB"));
         b.append(String.format(" Connection type : %s\t\tUsing SRQ      : %s%n", cfg.connection(), onOff(cfg.srq())));
         // the MRs are registered without IBV_ACCESS_RELAXED_ORDERING; no thread domains in these verbs
         b.append(" PCIe relax order: OFF\t\tLock-free      : Unsupported\n");
@@ -86,7 +87,8 @@ final class Header {
         } else {
             b.append(String.format(" Max inline data : %d[B]%n", me.qps[0].cap().maxInlineData()));
         }
-        b.append(" rdma_cm QPs\t : OFF\n");
+        // iWARP QPs connect only through the rdma_cm (as perftest forces it there); the exchange stays on TCP
+        b.append(" rdma_cm QPs\t : ").append(onOff(me.iwarp)).append('\n');
         b.append(" Data ex. method : Ethernet\n");
         b.append(LINE).append('\n');
         return b.toString();

@@ -140,8 +140,10 @@ public final class Perftest {
         int maxSize = cfg.sizes().stream().mapToInt(Integer::intValue).max().orElseThrow();
         long region = roundUp(Math.max(maxSize + GRH, 64), 4096);
         try (Side c = new Side(machine, core, client, cfg, region, psns);
-             Side s = new Side(machine, core, server, cfg, region, psns);
-             CmConnect cm = iwarp ? CmConnect.connect(core, c, s) : null) {
+             Side s = new Side(machine, core, server, cfg, region, psns)) {
+            if (iwarp) {
+                CmConnect.connect(core, c, s);
+            }
             List<Integer> sizes = cfg.sizes();
             if (cfg.connection() == QpType.UD) { // a datagram is one packet: perftest's "Max msg size in UD is MTU"
                 int mtu = c.ctx.queryPort(1).activeMtu().bytes();
@@ -257,6 +259,10 @@ public final class Perftest {
         final QueuePair[] qps;
         /** Each QP's first send PSN, random as perftest's ({@link Header#psn}). */
         final int[] psns;
+        /** Whether the device is iWARP: its QPs connect through the rdma_cm, its WRITEs complete unacknowledged. */
+        final boolean iwarp;
+        /** iWARP: the rdma_cm ids that connect this end's QPs, closed before the rest; null otherwise. */
+        CmConnect cm;
         /** UD: the address of the other end (perftest's {@code ah}), made once both ends exist. */
         AddressHandle ah;
         /**
@@ -277,6 +283,7 @@ public final class Perftest {
                         + dev + " takes at most " + maxInline + " bytes inline");
             }
             name = dev;
+            iwarp = device.nodeType().transport() == NodeType.Transport.IWARP;
             mm = machine.newAddressSpace("perftest-" + dev);
             ctx = device.open(mm);
             this.region = region;
@@ -364,8 +371,14 @@ public final class Perftest {
 
         @Override
         public void close() {
-            ctx.close();
-            mm.close();
+            try {
+                if (cm != null) {
+                    cm.close();
+                }
+            } finally {
+                ctx.close();
+                mm.close();
+            }
         }
     }
 

@@ -10,6 +10,7 @@ import dev.dmaplane.rdma.RdmaCore;
 
 import java.io.PrintStream;
 import java.net.InetAddress;
+import java.util.List;
 import java.util.Map;
 import java.util.function.Consumer;
 import java.util.stream.Stream;
@@ -27,15 +28,18 @@ final class Standalone {
     static final Wire.Stations STATIONS = new Wire.Stations() {
         @Override
         public void check(String device) {
-            if (!HCAS.containsKey(device)) {
-                throw new ErrnoException(Errno.ENODEV, "perftest: no RDMA device " + device + " (devices: "
-                        + String.join(", ", HCAS.keySet().stream().sorted().toList()) + ")");
+            if (!HCAS.containsKey(device) && !SIW.containsKey(device)) {
+                throw noDevice(device);
             }
         }
 
         @Override
         public Wire.Station up(String device, InetAddress ip) {
             check(device);
+            if (SIW.containsKey(device)) { // siw0 .. this one attached, this one at ip: it is named in attach order
+                return new SiwHost(Map.of(SIW.get(device), ip), SIW.keySet().stream().sorted()
+                        .filter(d -> d.compareTo(device) <= 0).toList());
+            }
             Machine m = Machine.bootDefault();
             try {
                 SoftRoceHost host = SoftRoceHost.on(m, Map.of(HCAS.get(device), ip));
@@ -113,28 +117,71 @@ final class Standalone {
             }
         }
         if (!SIW.containsKey(device)) {
-            throw new ErrnoException(Errno.ENODEV, "perftest: no RDMA device " + device + " (devices: "
-                    + String.join(", ", Stream.concat(HCAS.keySet().stream(), SIW.keySet().stream())
-                    .sorted().toList()) + ")");
+            throw noDevice(device);
         }
-        Machine m = Machine.bootDefault();
-        try (RdmaCore core = new RdmaCore(m.tracer())) {
-            SiwDriver siw = new SiwDriver(core, siwAddresses);
-            m.devices().registerDriver(siw);
+        try (SiwHost host = new SiwHost(siwAddresses, SIW.keySet().stream().sorted().toList())) {
+            return Perftest.run(host.machine(), host.core(), cfg, device, other(SIW, device),
+                    Perftest.BeforeCheck.NONE, Header.psns(), print);
+        }
+    }
+
+    private static ErrnoException noDevice(String device) {
+        return new ErrnoException(Errno.ENODEV, "perftest: no RDMA device " + device + " (devices: "
+                + String.join(", ", Stream.concat(HCAS.keySet().stream(), SIW.keySet().stream()).sorted().toList())
+                + ")");
+    }
+
+    /**
+     * A machine of its own with siw attached to the functions of {@code devices}, in that order
+     * ({@code rdma link add siwN type siw netdev ethN}), at the addresses {@code addresses} gives by BDF.
+     */
+    private static final class SiwHost implements Wire.Station {
+        private final Machine m = Machine.bootDefault();
+        private final RdmaCore core;
+        private final SiwDriver siw;
+
+        SiwHost(Map<String, InetAddress> addresses, List<String> devices) {
             try {
-                for (String dev : SIW.keySet().stream().sorted().toList()) {
+                core = new RdmaCore(m.tracer());
+                siw = new SiwDriver(core, addresses);
+                m.devices().registerDriver(siw);
+                for (String dev : devices) {
                     Device fn = m.devices().findDevice(SIW.get(dev)).orElseThrow();
                     m.devices().setDriverOverride(fn, SiwDriver.NAME);
                     m.devices().bind(fn, siw);
                 }
-                return Perftest.run(m, core, cfg, device, other(SIW, device), Perftest.BeforeCheck.NONE,
-                        Header.psns(), print);
-            } finally {
-                m.devices().unregisterDriver(siw);
-                siw.deactivate();
+            } catch (RuntimeException e) {
+                close();
+                throw e;
             }
-        } finally {
-            m.close();
+        }
+
+        @Override
+        public Machine machine() {
+            return m;
+        }
+
+        @Override
+        public RdmaCore core() {
+            return core;
+        }
+
+        @Override
+        public void close() {
+            try {
+                if (siw != null) {
+                    m.devices().unregisterDriver(siw);
+                    siw.deactivate();
+                }
+            } finally {
+                try {
+                    if (core != null) {
+                        core.close();
+                    }
+                } finally {
+                    m.close();
+                }
+            }
         }
     }
 

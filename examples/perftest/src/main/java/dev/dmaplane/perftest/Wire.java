@@ -6,7 +6,9 @@ import dev.dmaplane.machine.Machine;
 import dev.dmaplane.perftest.Perftest.Far;
 import dev.dmaplane.perftest.Perftest.Side;
 import dev.dmaplane.rdma.RdmaCore;
+import dev.dmaplane.rdma.RdmaDevice;
 import dev.dmaplane.rdma.verbs.Gid;
+import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.QpType;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -14,6 +16,7 @@ import org.slf4j.LoggerFactory;
 import java.io.PrintStream;
 import java.net.Inet4Address;
 import java.net.InetAddress;
+import java.net.InetSocketAddress;
 import java.net.UnknownHostException;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -168,9 +171,14 @@ final class Wire {
             InetAddress ip = gid(o, oob, CLIENT_LOOPBACK);
             try (Station st = stations.up(o.device(), ip);
                  Side c = new Side(st.machine(), st.core(), o.device(), cfg, region(cfg), Header.psns())) {
+                boolean iwarp = iwarp(st, o, cfg);
                 oob.send(Peer.line(c));
                 Peer s = Peer.parse(expect(oob, "ADDR"), cfg.qps());
-                for (int q = 0; q < cfg.qps(); q++) {
+                if (iwarp) { // rdma_cm_client_connection: one connection per QP to the port the server listens on
+                    int port = Integer.parseInt(expect(oob, "CM ").substring(3));
+                    c.cm = CmConnect.connect(st.core(), c, new InetSocketAddress(s.gid().toInetAddress(), port));
+                }
+                for (int q = 0; q < cfg.qps() && !iwarp; q++) {
                     connect(c.qps[q], c.psn(q), s, q, c.ctx, cfg.connection(), TIMEOUT);
                 }
                 oob.send("RTS");
@@ -235,9 +243,15 @@ final class Wire {
         InetAddress ip = gid(o, oob, SERVER_LOOPBACK);
         try (Station st = stations.up(o.device(), ip);
              Side s = new Side(st.machine(), st.core(), o.device(), cfg, region(cfg), Header.psns())) {
+            boolean iwarp = iwarp(st, o, cfg);
             Peer c = Peer.parse(expect(oob, "ADDR"), cfg.qps());
             oob.send(Peer.line(s));
-            for (int q = 0; q < cfg.qps(); q++) {
+            if (iwarp) { // rdma_cm_server_connection: listen, tell the client the port, accept one per QP
+                s.cm = CmConnect.listen(st.core(), s);
+                oob.send("CM " + s.cm.address().getPort());
+                s.cm.accept();
+            }
+            for (int q = 0; q < cfg.qps() && !iwarp; q++) {
                 connect(s.qps[q], s.psn(q), c, q, s.ctx, cfg.connection(), TIMEOUT);
             }
             expect(oob, "RTS");
@@ -483,6 +497,20 @@ final class Wire {
         } catch (ErrnoException gone) {
             e.addSuppressed(gone);
         }
+    }
+
+    /**
+     * Whether this end's device is iWARP, whose QPs connect through the rdma_cm ({@link CmConnect}); the tests it
+     * cannot carry are refused ({@link Perftest#checkIwarp}).
+     */
+    private static boolean iwarp(Station st, Options o, PerfConfig cfg) {
+        RdmaDevice d = st.core().device(o.device()).orElseThrow(() -> new ErrnoException(Errno.ENODEV,
+                "perftest: no RDMA device " + o.device()));
+        if (d.nodeType().transport() != NodeType.Transport.IWARP) {
+            return false;
+        }
+        checkIwarp(cfg, d);
+        return true;
     }
 
     /** This end's GID: {@code --ip}, or the address it has on the channel ({@code loopback} on the loopback). */

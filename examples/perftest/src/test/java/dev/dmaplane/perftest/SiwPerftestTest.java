@@ -78,6 +78,8 @@ class SiwPerftestTest {
         assertEquals(400, row.iterations(), "200 per QP on 2 QPs");
         assertTrue(row.bwAverage() > 0, row.toString());
         assertTrue(r.report().contains("siw0 -> siw1"), r.report());
+        assertTrue(r.report().contains("Transport type : IW\n"), "transport_str of an iWARP device: " + r.report());
+        assertTrue(r.report().contains(" rdma_cm QPs\t : ON\n"), "iWARP QPs connect through the rdma_cm");
     }
 
     @ParameterizedTest

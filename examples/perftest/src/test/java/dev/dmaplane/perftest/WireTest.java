@@ -91,6 +91,47 @@ class WireTest {
     }
 
     /**
+     * Each tool iWARP carries between two processes over siw ({@code -d siw0} at each end): the QPs connect through
+     * the rdma_cm, the port the server listens on told out of band ({@code perftest_communication.c}'s
+     * {@code rdma_cm_server_connection} / {@code rdma_cm_client_connection}; {@code cma.c}'s iWARP branches over
+     * {@code siw_cm.c}), the byte checks of both ends pass, the server ends with status 0.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"write_bw", "read_bw", "send_bw", "write_lat", "read_lat", "send_lat"})
+    void eachToolRunsOverSiwBetweenTwoProcesses(String tool) throws Exception {
+        int port = freePort();
+        server(List.of(tool, "-d", "siw0"), port);
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int status = Main.run(new String[]{tool, "127.0.0.1", "-p", String.valueOf(port), "-d", "siw0", "--ip",
+                CLIENT_IP, "-n", "50", "-q", tool.endsWith("_bw") ? "2" : "1", "-s", tool.endsWith("_bw") ? "65536"
+                : "64"}, print(out), print(err));
+        String report = out.toString(StandardCharsets.UTF_8);
+        assertEquals(0, status, () -> report + err.toString(StandardCharsets.UTF_8) + childErr());
+        assertTrue(report.lines().anyMatch(l -> l.matches(" (65536 +100|64 +50) .*")), report);
+        assertTrue(child.waitFor(WAIT.toSeconds(), TimeUnit.SECONDS), "the server ends after the run");
+        assertEquals(0, child.exitValue(), this::childErr);
+        assertEquals(0, Thread.getAllStackTraces().keySet().stream()
+                .filter(t -> t.getName().startsWith("siw-") && t.isAlive()).count(), "no siw thread left");
+    }
+
+    /** atomic_bw over siw between processes: refused in one line naming why at the client, told to the server. */
+    @Test
+    void atomicBwOverSiwIsRefusedInOneLine() throws Exception {
+        int port = freePort();
+        server(List.of("atomic_bw", "-d", "siw0"), port);
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int status = Main.run(new String[]{"atomic_bw", "127.0.0.1", "-p", String.valueOf(port), "-d", "siw0",
+                "--ip", CLIENT_IP}, print(out), print(err));
+        assertEquals(1, status);
+        assertEquals("EOPNOTSUPP: perftest: atomic_bw needs atomics, which siw0 (iWARP, atomic_cap NONE) does not"
+                + " have\n", err.toString(StandardCharsets.UTF_8));
+        assertTrue(child.waitFor(WAIT.toSeconds(), TimeUnit.SECONDS), "the server ends");
+        assertEquals(1, child.exitValue(), this::childErr);
+    }
+
+    /**
      * A server killed in the middle of a run: the client's RC requests are retried retry_cnt times and its QP ends in
      * RETRY_EXC_ERR (IBTA 9.7.6.1.3, {@code rxe_comp.c}), within the (retry_cnt + 1) transport timeouts of about
      * 0.54 s; the client fails with that completion (one line, exit 1 from {@link Main}), its threads ended and its
@@ -204,12 +245,19 @@ class WireTest {
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         int status = Main.run(new String[]{"write_bw", "-d", "rxe7", "-p", "1"}, print(out), print(err));
         assertEquals(1, status);
-        assertEquals("ENODEV: perftest: no RDMA device rxe7 (devices: rxe0, rxe1)\n", err.toString(StandardCharsets.UTF_8));
+        assertEquals("ENODEV: perftest: no RDMA device rxe7 (devices: rxe0, rxe1, siw0, siw1)\n",
+                err.toString(StandardCharsets.UTF_8));
     }
 
     private void server(String tool, int port, String... jvmArgs) throws IOException, InterruptedException {
+        server(List.of(tool), port, jvmArgs);
+    }
+
+    /** A child JVM running {@code Main} with {@code toolArgs}, {@code -p port --ip SERVER_IP}, until it listens. */
+    private void server(List<String> toolArgs, int port, String... jvmArgs) throws IOException, InterruptedException {
         List<String> cmd = new ArrayList<>(java(jvmArgs));
-        cmd.addAll(List.of(tool, "-p", String.valueOf(port), "--ip", SERVER_IP));
+        cmd.addAll(toolArgs);
+        cmd.addAll(List.of("-p", String.valueOf(port), "--ip", SERVER_IP));
         child = new ProcessBuilder(cmd).redirectError(dir.resolve("server.err").toFile()).start();
         Process p = child;
         reader = Thread.ofPlatform().name("server-stdout").daemon().start(() -> {
