@@ -116,6 +116,20 @@ public interface DmaBuf {
      */
     DmaBufMapping map(Attachment attachment, DmaDirection direction);
 
+    /**
+     * The buffer's physical address list for an importer that maps it into an IOMMU domain of its own (reservation
+     * lock held), as iommufd gets vfio-pci's ({@code iopt_map_dmabuf} calling {@code vfio_pci_dma_buf_iommufd_map});
+     * see {@link Exporter.PhysOp}. The ranges stay the buffer's until the importer's {@code move_notify}, which
+     * means revoke.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EPERM} without the lock, {@code EINVAL} for an attachment of
+     *                                           another buffer, one detached, or one not made with
+     *                                           {@link Importer#physical}, {@code ENODEV} after {@link #revoke},
+     *                                           {@code EOPNOTSUPP} for an exporter without the op, the exporter's
+     *                                           errno
+     */
+    List<PhysVec> physRanges(Attachment attachment);
+
     /** {@code dma_buf_map_attachment_unlocked}: takes the lock around {@link #map}; static importers only ({@code EPERM}). */
     DmaBufMapping mapUnlocked(Attachment attachment, DmaDirection direction);
 

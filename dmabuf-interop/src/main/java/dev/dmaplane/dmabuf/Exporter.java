@@ -81,6 +81,22 @@ public final class Exporter {
         void revoke(Attachment attachment, MappedSg mapped, DmaDirection direction, String reason);
     }
 
+    /**
+     * The physical address list of the buffer for an importer that maps it into an IOMMU domain of its own (the
+     * reservation lock held): the direction recent kernels take for revocable dma-bufs, where iommufd's
+     * {@code IOMMU_IOAS_MAP_FILE} gets vfio-pci's BAR ranges through {@code vfio_pci_dma_buf_iommufd_map} (a
+     * {@code struct dma_buf_phys_vec}) instead of an sg_table, and the interconnect negotiation series generalises
+     * it as a "physical address" mapping type an exporter may offer. The exporter promises that a move or a revoke is
+     * told to the importer's {@code move_notify} before the ranges stop holding the buffer, and that
+     * {@code move_notify} means revoke: the importer unmaps its IOMMU mappings there and maps nothing again by
+     * itself. Unset, the core answers {@code EOPNOTSUPP}, as the kernel does for every exporter but vfio-pci.
+     */
+    @ConsumerType
+    @FunctionalInterface
+    public interface PhysOp {
+        List<PhysVec> phys(Attachment attachment);
+    }
+
     private final MapOp map;
     private final UnmapOp unmap;
     private final ReleaseOp release;
@@ -93,6 +109,7 @@ public final class Exporter {
     private final CpuCopyOp cpuRead;
     private final CpuCopyOp cpuWrite;
     private final RevokeMappingOp revokeMapping;
+    private final PhysOp phys;
 
     private Exporter(Builder b) {
         this.map = b.map;
@@ -107,6 +124,7 @@ public final class Exporter {
         this.cpuRead = b.cpuRead;
         this.cpuWrite = b.cpuWrite;
         this.revokeMapping = b.revokeMapping;
+        this.phys = b.phys;
     }
 
     public static Builder builder() {
@@ -161,6 +179,11 @@ public final class Exporter {
         return revokeMapping;
     }
 
+    /** The physical address list op, or null for an exporter that gives none. */
+    public PhysOp phys() {
+        return phys;
+    }
+
     /** {@code dma_buf_is_dynamic}: the exporter has pin/unpin. */
     public boolean isDynamic() {
         return pin != null;
@@ -198,6 +221,7 @@ public final class Exporter {
         private CpuCopyOp cpuRead;
         private CpuCopyOp cpuWrite;
         private RevokeMappingOp revokeMapping;
+        private PhysOp phys;
 
         private Builder() {
         }
@@ -259,6 +283,11 @@ public final class Exporter {
 
         public Builder revokeMapping(RevokeMappingOp op) {
             this.revokeMapping = op;
+            return this;
+        }
+
+        public Builder phys(PhysOp op) {
+            this.phys = op;
             return this;
         }
 

@@ -17,8 +17,23 @@ import org.osgi.annotation.versioning.ConsumerType;
  *                       ({@code allow_peer2peer})
  * @param onMove         {@code move_notify}; required: {@code attach} refuses an importer without it
  *                       ({@code EINVAL})
+ * @param physical       the importer maps the exporter's physical ranges ({@link DmaBuf#physRanges}) into an IOMMU
+ *                       domain of its own, never through its device's DMA API (iommufd's
+ *                       {@code iopt_dmabuf_attach_revoke_ops}); its {@code move_notify} means revoke. Exporters do
+ *                       not judge its device for peer-to-peer: whoever reaches the ranges through that IOMMU is
+ *                       the importer's concern
  */
-public record Importer(boolean allowPeer2Peer, MoveNotify onMove) {
+public record Importer(boolean allowPeer2Peer, MoveNotify onMove, boolean physical) {
+
+    /** A dynamic importer of sg_table mappings. */
+    public Importer(boolean allowPeer2Peer, MoveNotify onMove) {
+        this(allowPeer2Peer, onMove, false);
+    }
+
+    /** An importer of physical ranges, peer-to-peer allowed, revoked through {@code onRevoke}. */
+    public static Importer physical(MoveNotify onRevoke) {
+        return new Importer(true, onRevoke, true);
+    }
 
     /** {@code move_notify}: called with the buffer's reservation lock held; must not take it. */
     @ConsumerType

@@ -4,7 +4,7 @@
  * exporters that may revoke, fd-like handles in user contexts, and a per-machine registry with a bufinfo view.
  */
 @Export
-@Version("1.0.0")
+@Version("1.1.0")
 package dev.dmaplane.dmabuf;
 
 import org.osgi.annotation.bundle.Export;

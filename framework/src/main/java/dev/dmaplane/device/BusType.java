@@ -5,5 +5,7 @@ public enum BusType {
     /** A PCI function ({@code pci_bus_type}). */
     PCI,
     /** A child a driver created on the auxiliary bus ({@code auxiliary_bus_type}). */
-    AUXILIARY
+    AUXILIARY,
+    /** A device with no bus and no hardware behind it ({@code faux_bus_type}, drivers/base/faux.c). */
+    FAUX
 }

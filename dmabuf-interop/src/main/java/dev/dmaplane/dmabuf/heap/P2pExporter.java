@@ -13,6 +13,7 @@ import dev.dmaplane.dmabuf.DmaBufs;
 import dev.dmaplane.dmabuf.ExportInfo;
 import dev.dmaplane.dmabuf.Exporter;
 import dev.dmaplane.dmabuf.Importer;
+import dev.dmaplane.dmabuf.PhysVec;
 import dev.dmaplane.dmabuf.heap.ExportBacking.InHost;
 import dev.dmaplane.dmabuf.heap.ExportBacking.InVram;
 import dev.dmaplane.dmabuf.heap.ExportBacking.Location;
@@ -353,6 +354,7 @@ public final class P2pExporter {
                 })
                 .cpuRead((buf, off, dst) -> cpu(e, off, dst, false))
                 .cpuWrite((buf, off, src) -> cpu(e, off, src, true))
+                .phys(a -> phys(e, a))
                 .build();
     }
 
@@ -364,6 +366,11 @@ public final class P2pExporter {
         ErrnoException.check(!isStopped(), Errno.ENODEV, name + " has stopped");
         DmaBuf buf = e.dmabuf;
         Device dev = a.device();
+        if (a.importer().map(Importer::physical).orElse(false)) {
+            tracer.emit(TraceKind.DMA_BUF, dev.name(), -1, buf.size(), name + ": attach to dma-buf " + buf.ino()
+                    + " for physical ranges: the importer maps them in its own IOMMU domain");
+            return;
+        }
         boolean wanted = a.peer2peer();
         P2pPath path = p2p.distance(function, List.of(dev)).paths().getFirst();
         if (path.mapType() == MapType.NOT_SUPPORTED) {
@@ -434,6 +441,25 @@ public final class P2pExporter {
         } else {
             dma.unmapResource(s.dmaAddress(), s.length(), dir);
         }
+    }
+
+    /**
+     * The physical address list (beyond today's kernel, where only vfio-pci gives one to iommufd): the buffer's VRAM
+     * range of the BAR while it is in VRAM. A move or a revoke tells the importer first ({@code move_notify} means
+     * revoke for it), so it never keeps an IOMMU mapping of VRAM handed out again. {@code EOPNOTSUPP} while the buffer
+     * is in system memory: a VRAM object's pages there are the memory manager's to move at will.
+     */
+    private List<PhysVec> phys(Exported e, Attachment a) {
+        DmaBuf buf = e.dmabuf;
+        Location l = e.location();
+        ErrnoException.check(l != null, Errno.ENODEV, name + ": dma-buf " + buf.ino() + " has no backing");
+        if (!(l instanceof InVram v)) {
+            throw new ErrnoException(Errno.EOPNOTSUPP, name + ": dma-buf " + buf.ino() + " is in " + l.describe()
+                    + "; physical ranges are given for VRAM only");
+        }
+        tracer.emit(TraceKind.DMA_BUF, a.device().name(), v.busAddress(), v.size(), name + ": dma-buf " + buf.ino()
+                + " hands its VRAM range " + v.describe() + " to an IOMMU importer");
+        return List.of(new PhysVec(v.busAddress(), v.size()));
     }
 
     /** Retiring a mapping: the importer's device loses access, its bus addresses stay its own until it unmaps. */

@@ -13,6 +13,7 @@ import dev.dmaplane.dmabuf.DmaBufs;
 import dev.dmaplane.dmabuf.ExportInfo;
 import dev.dmaplane.dmabuf.Exporter;
 import dev.dmaplane.dmabuf.Importer;
+import dev.dmaplane.dmabuf.PhysVec;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fence.Fence;
@@ -303,6 +304,28 @@ public final class DmaBufImpl implements DmaBuf {
                 "map dma-buf " + ino + " " + direction + " " + sg.segments().size() + " segment(s)"
                         + (pinOnMap ? ", pinned for a static importer" : ""));
         return m;
+    }
+
+    @Override
+    public List<PhysVec> physRanges(Attachment attachment) {
+        AttachmentImpl a = own(attachment, "dma-buf physical ranges");
+        assertHeld("dma-buf physical ranges");
+        ErrnoException.check(a.importer().map(Importer::physical).orElse(false), Errno.EINVAL, "dma-buf " + ino
+                + ": " + a.device().name() + " did not attach as an importer of physical ranges, whose move_notify"
+                + " revokes");
+        ErrnoException.check(!revoked, Errno.ENODEV, "dma-buf " + ino + " was revoked by " + exporterName);
+        ErrnoException.check(ops.phys() != null, Errno.EOPNOTSUPP, "dma-buf " + ino + ": exporter " + exporterName
+                + " gives no physical address list (only revocable exporters that know their ranges do)");
+        List<PhysVec> ranges = List.copyOf(ops.phys().phys(a));
+        long total = 0;
+        for (PhysVec p : ranges) {
+            total += p.length();
+        }
+        ErrnoException.check(!ranges.isEmpty() && total == size, Errno.EIO, "dma-buf " + ino + ": exporter "
+                + exporterName + " gave " + ranges.size() + " range(s) of " + total + " bytes for " + size);
+        registry.tracer().emit(TraceKind.DMA_BUF, a.device().name(), ranges.getFirst().paddr(), size,
+                "physical ranges of dma-buf " + ino + ": " + ranges.size());
+        return ranges;
     }
 
     private void undoMap(AttachmentImpl a, MappedSg sg, DmaDirection direction, boolean pinned) {
