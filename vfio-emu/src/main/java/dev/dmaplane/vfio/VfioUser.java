@@ -77,6 +77,15 @@ public interface VfioUser extends AutoCloseable {
      */
     DmaBuf dmaBuf(int fd);
 
+    /**
+     * {@code dma_buf_fd}: a descriptor for a dma-buf another driver exported to this process (a heap's buffer, a GPU
+     * driver's PRIME export), holding a new reference that closing the descriptor drops.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for null, {@code EBADF} for a released buffer or a
+     *                                           process that exited
+     */
+    int installDmaBuf(DmaBuf buf);
+
     /** {@code ioctl(fd, cmd, arg)} with a pointer to the user's bytes; returns the ioctl's value. */
     long ioctl(int fd, int cmd, MemorySegment arg);
 

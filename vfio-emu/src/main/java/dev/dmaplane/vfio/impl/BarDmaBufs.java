@@ -12,6 +12,8 @@ import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.dmabuf.DmaBufs;
 import dev.dmaplane.dmabuf.ExportInfo;
 import dev.dmaplane.dmabuf.Exporter;
+import dev.dmaplane.dmabuf.Importer;
+import dev.dmaplane.dmabuf.PhysVec;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.p2pdma.MapType;
@@ -61,10 +63,6 @@ final class BarDmaBufs {
         this.fn = dev.function();
     }
 
-    /** One range of the BAR as a bus address and a length ({@code struct phys_vec}). */
-    private record PhysVec(long busAddress, long length) {
-    }
-
     /** One exported buffer ({@code struct vfio_pci_dma_buf}). */
     private final class Exported {
         final int bar;
@@ -79,7 +77,7 @@ final class BarDmaBufs {
 
         Exported(int bar, List<PhysVec> ranges) {
             this.bar = bar;
-            this.ranges = ranges;
+            this.ranges = List.copyOf(ranges);
         }
     }
 
@@ -194,6 +192,7 @@ final class BarDmaBufs {
                 .unpin(a -> {
                 })
                 .release(buf -> released(e))
+                .phys(a -> phys(e))
                 .build();
     }
 
@@ -203,6 +202,12 @@ final class BarDmaBufs {
      */
     private void attach(Exported e, Attachment a) {
         Device importer = a.device();
+        if (a.importer().map(Importer::physical).orElse(false)) {
+            if (e.revoked || e.gone) {
+                throw new ErrnoException(Errno.ENODEV, dev.name() + ": dma-buf " + e.dmabuf.ino() + " is revoked");
+            }
+            return; // iommufd maps the ranges in its own domains; p2pdma judges DMA-API importers, at their map
+        }
         if (!a.peer2peer()) {
             throw new ErrnoException(Errno.EOPNOTSUPP, dev.name() + ": dma-buf " + e.dmabuf.ino() + " is MMIO, reached"
                     + " only peer-to-peer, and importer " + importer.name() + " does not allow peer-to-peer");
@@ -215,6 +220,18 @@ final class BarDmaBufs {
         if (e.revoked || e.gone) {
             throw new ErrnoException(Errno.ENODEV, dev.name() + ": dma-buf " + e.dmabuf.ino() + " is revoked");
         }
+    }
+
+    /**
+     * {@code vfio_pci_dma_buf_iommufd_map}: the BAR ranges as CPU physical addresses for an importer that maps them
+     * into its own IOMMU domains; {@code ENODEV} while revoked. The kernel hands over one range only
+     * ({@code EOPNOTSUPP} for more, "will require proper DMABUF support"); here the list is the whole answer.
+     */
+    private List<PhysVec> phys(Exported e) {
+        if (e.revoked || e.gone) {
+            throw new ErrnoException(Errno.ENODEV, dev.name() + ": dma-buf " + e.dmabuf.ino() + " is revoked");
+        }
+        return e.ranges;
     }
 
     /**
@@ -234,9 +251,9 @@ final class BarDmaBufs {
         List<DmaSegment> segs = new ArrayList<>();
         try {
             for (PhysVec p : e.ranges) {
-                long addr = type == MapType.BUS_ADDR ? dma.mapPeer(p.busAddress(), p.length(), dir)
-                        : dma.mapResource(p.busAddress(), p.length(), dir);
-                entries.add(new SgEntry(p.busAddress(), p.length()));
+                long addr = type == MapType.BUS_ADDR ? dma.mapPeer(p.paddr(), p.length(), dir)
+                        : dma.mapResource(p.paddr(), p.length(), dir);
+                entries.add(new SgEntry(p.paddr(), p.length()));
                 segs.add(new DmaSegment(addr, p.length()));
             }
         } catch (RuntimeException ex) {

@@ -10,15 +10,16 @@ import java.lang.foreign.MemorySegment;
  * A dma-buf file in a VFIO user's descriptor table ({@code dma_buf_fd}): it holds one reference to the buffer, which
  * {@code close} drops ({@code dma_buf_file_release}); it has no ioctl this model serves.
  */
-final class DmaBufFile implements VfioFile {
+public final class DmaBufFile implements VfioFile {
     private final DmaBuf buf;
     private boolean released;
 
-    DmaBufFile(DmaBuf buf) {
+    public DmaBufFile(DmaBuf buf) {
         this.buf = buf;
     }
 
-    DmaBuf buffer() {
+    /** The buffer the file holds a reference to. */
+    public DmaBuf buffer() {
         return buf;
     }
 

@@ -28,7 +28,10 @@ public final class IoPageStore {
     /**
      * Pinned pages areas map ({@code struct iopt_pages}): shared by the areas {@code IOMMU_IOAS_COPY} makes from one
      * mapping, so they are pinned once; the last area's unmap releases them (marking them dirty when a device may
-     * have written them). Thread-safe.
+     * have written them). Pages of a dma-buf can be revoked ({@link #revoke}, iommufd's {@code iopt_revoke_notify}):
+     * every domain mapping of them goes at once and none is made again, while the areas stay until the user unmaps
+     * them. Each domain mapping is recorded here, under this object's lock, so a revoke and the store's own maps and
+     * unmaps never miss one another. Thread-safe.
      */
     public static final class Pages {
         /** How pinned pages are let go: {@code dirty} when a device could write them. */
@@ -37,10 +40,18 @@ public final class IoPageStore {
             void release(boolean dirty);
         }
 
+        /** One area's range in one domain ({@code iopt_area_fill_domain} done). */
+        private record DomainRange(IommuDomain domain, long iova, long size) {
+        }
+
         private final long[] phys;
         private final boolean writable;
         private final Release release;
         private int users = 1;
+        /** Guarded by this. */
+        private final List<DomainRange> mapped = new ArrayList<>();
+        /** Guarded by this. */
+        private String revoked;
 
         /** Pages at {@code phys} with one user; {@code release} runs when the last user puts them. */
         public Pages(long[] phys, boolean writable, Release release) {
@@ -93,8 +104,57 @@ public final class IoPageStore {
             return writable;
         }
 
-        long phys(int index) {
-            return phys[index];
+        /**
+         * Revokes the pages ({@code iopt_revoke_notify}, the importer's {@code move_notify} of a dma-buf): every
+         * domain mapping of them is removed at once, so a device's later access is an IOMMU fault, and none is made
+         * again; the areas and the user's reference stay. Idempotent.
+         */
+        public synchronized void revoke(String why, String who) {
+            if (revoked != null) {
+                return;
+            }
+            revoked = why;
+            for (DomainRange r : mapped) {
+                r.domain().unmap(r.iova(), r.size(), who);
+            }
+            mapped.clear();
+        }
+
+        /**
+         * Maps an area into {@code d} unless revoked ({@code iopt_area_fill_domain}), each run of physically adjacent
+         * pages with one {@code iommu_map}.
+         */
+        private synchronized void mapRuns(IommuDomain d, Area a, String who) {
+            if (revoked != null) {
+                return;
+            }
+            long[] frames = new long[(int) a.pageCount()];
+            Arrays.setAll(frames, n -> phys[a.firstPage() + n]);
+            int i = 0;
+            try {
+                while (i < frames.length) {
+                    int j = i + 1;
+                    while (j < frames.length && frames[j] == frames[j - 1] + IoPageTable.PAGE_SIZE) {
+                        j++;
+                    }
+                    d.map(a.iova() + i * IoPageTable.PAGE_SIZE, frames[i], (j - i) * IoPageTable.PAGE_SIZE, a.prot(),
+                            who);
+                    i = j;
+                }
+            } catch (RuntimeException e) {
+                if (i > 0) {
+                    d.unmap(a.iova(), i * IoPageTable.PAGE_SIZE, who);
+                }
+                throw e;
+            }
+            mapped.add(new DomainRange(d, a.iova(), a.size()));
+        }
+
+        /** Unmaps an area from {@code d} if it is mapped there ({@code iopt_area_unfill_domain}). */
+        private synchronized void unmapRuns(IommuDomain d, Area a, String who) {
+            if (mapped.remove(new DomainRange(d, a.iova(), a.size()))) {
+                d.unmap(a.iova(), a.size(), who);
+            }
         }
 
         /** Another user ({@code kref_get}). */
@@ -236,7 +296,7 @@ public final class IoPageStore {
             }
         } catch (RuntimeException e) {
             for (IommuDomain d : done) {
-                d.unmap(a.iova(), a.size(), who);
+                unmapFrom(d, a);
             }
             throw e;
         }
@@ -259,7 +319,7 @@ public final class IoPageStore {
             throw new ErrnoException(Errno.ENOENT, who + ": no area at IOVA 0x" + Long.toHexString(a.iova()));
         }
         for (IommuDomain d : domains) {
-            d.unmap(a.iova(), a.size(), who);
+            unmapFrom(d, a);
         }
         areas.remove(a.iova());
         pinnedPages -= a.pageCount();
@@ -289,7 +349,7 @@ public final class IoPageStore {
             }
         } catch (RuntimeException e) {
             for (Area a : done) {
-                d.unmap(a.iova(), a.size(), who);
+                unmapFrom(d, a);
             }
             throw e;
         }
@@ -300,30 +360,17 @@ public final class IoPageStore {
     public void detach(IommuDomain d) {
         if (domains.remove(d)) {
             for (Area a : areas.values()) {
-                d.unmap(a.iova(), a.size(), who);
+                unmapFrom(d, a);
             }
         }
     }
 
     /** Maps an area's pinned pages, each run of physically adjacent pages with one call ({@code iommu_map}). */
     private void mapInto(IommuDomain d, Area a) {
-        long[] phys = new long[(int) a.pageCount()];
-        Arrays.setAll(phys, n -> a.pages().phys(a.firstPage() + n));
-        int i = 0;
-        try {
-            while (i < phys.length) {
-                int j = i + 1;
-                while (j < phys.length && phys[j] == phys[j - 1] + IoPageTable.PAGE_SIZE) {
-                    j++;
-                }
-                d.map(a.iova() + i * IoPageTable.PAGE_SIZE, phys[i], (j - i) * IoPageTable.PAGE_SIZE, a.prot(), who);
-                i = j;
-            }
-        } catch (RuntimeException e) {
-            if (i > 0) {
-                d.unmap(a.iova(), i * IoPageTable.PAGE_SIZE, who);
-            }
-            throw e;
-        }
+        a.pages().mapRuns(d, a, who);
+    }
+
+    private void unmapFrom(IommuDomain d, Area a) {
+        a.pages().unmapRuns(d, a, who);
     }
 }

@@ -137,6 +137,13 @@ final class UserImpl implements VfioUser {
         throw new ErrnoException(Errno.EINVAL, "fd " + fd + " is not a dma-buf but " + file(fd));
     }
 
+    @Override
+    public int installDmaBuf(DmaBuf buf) {
+        ErrnoException.requireNonNull(buf, "dma_buf_fd: buffer");
+        buf.get();
+        return install(new DmaBufFile(buf)); // a refused install releases the file, which drops the reference
+    }
+
     /** Gives {@code file} the lowest free descriptor ({@code fd_install}); a closed user releases it at once. */
     synchronized int install(VfioFile file) {
         if (closed) {

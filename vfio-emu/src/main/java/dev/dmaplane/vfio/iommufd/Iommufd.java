@@ -79,6 +79,24 @@ public record Iommufd(VfioUser user, int fd) {
         }
     }
 
+    /**
+     * {@code IOMMU_IOAS_MAP_FILE} of {@code length} bytes of the memfd or dma-buf behind descriptor {@code file} from
+     * byte {@code start}: the IOVA, as {@link #map}.
+     */
+    public long mapFile(int ioas, int file, long start, long length, long iova, int flags) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment m = struct(a, IOAS_MAP_FILE);
+            setU32(m, IOAS_MAP_FILE, "flags", flags);
+            setU32(m, IOAS_MAP_FILE, "ioas_id", ioas);
+            setU32(m, IOAS_MAP_FILE, "fd", file);
+            setU64(m, IOAS_MAP_FILE, "start", start);
+            setU64(m, IOAS_MAP_FILE, "length", length);
+            setU64(m, IOAS_MAP_FILE, "iova", iova);
+            user.ioctl(fd, IOMMU_IOAS_MAP_FILE, m);
+            return u64(m, IOAS_MAP_FILE, "iova");
+        }
+    }
+
     /** {@code IOMMU_IOAS_UNMAP}: the bytes unmapped. */
     public long unmap(int ioas, long iova, long length) {
         try (Arena a = Arena.ofConfined()) {

@@ -1,6 +1,7 @@
 package dev.dmaplane.vfio.impl.iommufd;
 
 import dev.dmaplane.device.Device;
+import dev.dmaplane.device.FauxDevice;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.iommu.Iommu;
@@ -9,6 +10,7 @@ import dev.dmaplane.iommu.IoPageTable;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.fs.Inode;
 import dev.dmaplane.mem.HostMemory;
+import dev.dmaplane.vfio.impl.DmaBufFile;
 import dev.dmaplane.vfio.impl.IoPageStore;
 import dev.dmaplane.vfio.impl.MemfdFile;
 import dev.dmaplane.vfio.impl.VfioFile;
@@ -96,6 +98,8 @@ public final class IommufdCtx implements VfioFile {
     }
 
     private final String who;
+    /** The device iommufd attaches to dma-bufs with ({@code iommufd_global_device}; one per context here). */
+    private final FauxDevice globalDevice = FauxDevice.create("iommufd");
     private final AddressSpace mm;
     private final Iommu iommu;
     private final Account account;
@@ -370,6 +374,10 @@ public final class IommufdCtx implements VfioFile {
      * byte {@code start}: the fd must be open ({@code EBADF}) and a memfd (other files {@code EINVAL}, as
      * {@code memfd_pin_folios} answers), {@code start} on a page ({@code EINVAL}) and the range inside the file
      * ({@code EFAULT}); its pages are pinned ({@code memfd_pin_folios}), so they outlive a truncate until unmapped.
+     * A dma-buf ({@code iopt_map_file_pages} finding one with {@code dma_buf_get}) is mapped through its physical
+     * ranges ({@link DmabufPages}): vfio-pci's BAR exports as in recent kernels, and a GPU's VRAM export beyond them;
+     * other exporters {@code EOPNOTSUPP}, a revoked buffer {@code ENODEV}, a range past the buffer {@code EINVAL}.
+     * A revoke while mapped unmaps the IOVA range from every domain and leaves the area to the user's unmap.
      */
     private long mapFile(Ucmd u) {
         int flags = u.u32(IOAS_MAP_FILE, "flags");
@@ -392,8 +400,15 @@ public final class IommufdCtx implements VfioFile {
             throw new ErrnoException(Errno.EINVAL, String.format("%s: start %#x is not aligned to %#x", what, start,
                     PAGE));
         }
+        if (f instanceof DmaBufFile dmabuf) {
+            DmabufPages.map(dmabuf.buffer(), globalDevice, start, length, (prot & IoPageTable.PROT_WRITE) != 0, who,
+                    pages -> ioas.store.map(pages, 0, at, length, 0, prot));
+            u.setU64(IOAS_MAP_FILE, "iova", at);
+            u.respond();
+            return 0;
+        }
         if (!(f instanceof MemfdFile memfd)) {
-            throw new ErrnoException(Errno.EINVAL, what + ": fd " + fd + " is " + f + ", not a memfd");
+            throw new ErrnoException(Errno.EINVAL, what + ": fd " + fd + " is " + f + ", not a memfd or a dma-buf");
         }
         IoPageStore.Pages pages = pinFile(memfd.inode(), start, length);
         try {
