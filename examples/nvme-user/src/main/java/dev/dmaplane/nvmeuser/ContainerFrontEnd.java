@@ -89,6 +89,19 @@ public final class ContainerFrontEnd implements DmaFrontEnd {
         return container.unmapDma(vaddr, length, 0);
     }
 
+    /** {@code EOPNOTSUPP}: type 1 maps pinned user pages only, and a dma-buf's device memory is none. */
+    @Override
+    public long mapDmaBuf(int dmabufFd, long length) {
+        throw new ErrnoException(Errno.EOPNOTSUPP, "the VFIO container (type 1) cannot map dma-buf fd " + dmabufFd
+                + " for " + bdf + ": it pins user pages only, no VM_PFNMAP device memory; iommufd's"
+                + " IOMMU_IOAS_MAP_FILE can");
+    }
+
+    @Override
+    public long unmapDmaBuf(long iova, long length) {
+        throw new ErrnoException(Errno.EINVAL, String.format("the VFIO container maps no dma-buf (IOVA %#x)", iova));
+    }
+
     @Override
     public boolean isOpen() {
         return user.isOpen(container.fd()) && user.isOpen(group.fd());

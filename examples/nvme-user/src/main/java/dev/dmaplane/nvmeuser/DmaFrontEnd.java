@@ -34,6 +34,20 @@ public interface DmaFrontEnd extends AutoCloseable {
     /** Undoes {@link #map} of exactly that range; returns the bytes unmapped. */
     long unmap(long vaddr, long length);
 
+    /**
+     * Maps {@code length} bytes of the dma-buf behind descriptor {@code dmabufFd} for the device and returns the
+     * IOVA, where the kernel placed it ({@code IOMMU_IOAS_MAP_FILE}): the device then reaches the exporter's memory
+     * (a GPU's VRAM) with no host memory in between. Revoked by the exporter, the range stops translating.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EOPNOTSUPP} for a front end that cannot map a dma-buf (type 1
+     *                                           pins no {@code VM_PFNMAP} memory) or an exporter without physical
+     *                                           ranges, {@code ENODEV} for a revoked buffer
+     */
+    long mapDmaBuf(int dmabufFd, long length);
+
+    /** Undoes {@link #mapDmaBuf}; returns the bytes unmapped. */
+    long unmapDmaBuf(long iova, long length);
+
     /** Whether the front end's files are still open ({@link #close} not called, nothing revoked them). */
     boolean isOpen();
 

@@ -100,6 +100,17 @@ public final class IommufdFrontEnd implements DmaFrontEnd {
         return iommufd.unmap(ioas, vaddr, length);
     }
 
+    /** Maps the dma-buf {@code dmabufFd} whole into the IOAS ({@code IOMMU_IOAS_MAP_FILE}); returns its IOVA. */
+    @Override
+    public long mapDmaBuf(int dmabufFd, long length) {
+        return iommufd.mapFile(ioas, dmabufFd, 0, length, 0, IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE);
+    }
+
+    @Override
+    public long unmapDmaBuf(long iova, long length) {
+        return iommufd.unmap(ioas, iova, length);
+    }
+
     @Override
     public boolean isOpen() {
         return user.isOpen(iommufd.fd()) && user.isOpen(cdev.fd());

@@ -133,7 +133,8 @@ public final class NvmeController implements AutoCloseable {
 
     /**
      * Binds {@code bdf} to vfio-pci by {@code driver_override} (unbinding a kernel driver first, as
-     * {@code driverctl set-override} does), opens it through the container/group front end in a process of its own
+     * {@code driverctl set-override} does), opens it through the container/group front end (or iommufd's, as the
+     * options say) in a process of its own
      * and brings the controller up. Everything is undone when it fails.
      *
      * @throws ErrnoException {@code ENODEV} for no such function or one vfio-pci does not take; {@code EINVAL}
@@ -453,11 +454,16 @@ public final class NvmeController implements AutoCloseable {
      * @throws ErrnoException {@code EINVAL} for a size that is not whole blocks; {@code EIO} with the status when it fails
      */
     public void io(QueuePair qp, int opcode, long slba, DmaRegion buffer, long offset, long bytes) {
+        io(qp, opcode, slba, buffer.iova(offset), bytes);
+    }
+
+    /** As {@link #io(QueuePair, int, long, DmaRegion, long, long)}, to or from IOVA {@code iova}. */
+    public void io(QueuePair qp, int opcode, long slba, long iova, long bytes) {
         if (bytes < 1 || bytes % identity.blockSize() != 0) {
             throw new ErrnoException(Errno.EINVAL, "nvme: " + bytes + " bytes is not a whole number of "
                     + identity.blockSize() + "-byte blocks");
         }
-        int cid = qp.submitIo(opcode, NSID, slba, (int) (bytes / identity.blockSize()), buffer, offset, bytes);
+        int cid = qp.submitIo(opcode, NSID, slba, (int) (bytes / identity.blockSize()), iova, bytes);
         int[] result = {0, 0};
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ADMIN_TIMEOUT_MS);
         while (result[0] == 0) {

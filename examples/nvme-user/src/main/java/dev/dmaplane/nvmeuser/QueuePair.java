@@ -186,7 +186,14 @@ public final class QueuePair implements AutoCloseable {
      *                        past a list page (512 entries); {@code EAGAIN} when full
      */
     public int submitIo(int opcode, int nsid, long slba, int blocks, DmaRegion buffer, long offset, long bytes) {
-        long iova = buffer.iova(offset);
+        return submitIo(opcode, nsid, slba, blocks, buffer.iova(offset), bytes);
+    }
+
+    /**
+     * As {@link #submitIo(int, int, long, int, DmaRegion, long, long)}, to {@code bytes} at IOVA {@code iova} of
+     * memory the front end mapped some other way (a dma-buf's IOAS mapping, for GPUDirect Storage).
+     */
+    public int submitIo(int opcode, int nsid, long slba, int blocks, long iova, long bytes) {
         long first = DmaRegion.PAGE - iova % DmaRegion.PAGE;
         long prp2 = 0;
         int cid;
