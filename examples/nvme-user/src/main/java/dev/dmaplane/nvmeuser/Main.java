@@ -2,6 +2,7 @@ package dev.dmaplane.nvmeuser;
 
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
+import dev.dmaplane.pci.TopologyLoader;
 import picocli.CommandLine;
 import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.ParseResult;
@@ -13,7 +14,8 @@ import java.util.function.BiFunction;
 
 /**
  * {@code java dev.dmaplane.nvmeuser.Main perf -q 32 -o 4096 -w randread -t 5}: boots the default machine, runs
- * {@code nvme perf} on its NVMe through VFIO and prints spdk_nvme_perf's report. This is what {@code ./dmaplane nvme}
+ * {@code nvme perf} on its NVMe through VFIO and prints spdk_nvme_perf's report; {@code gds [--direct]
+ * [--p2p-machine]} runs one checked GPUDirect-Storage read ({@link NvmeGds}). This is what {@code ./dmaplane nvme}
  * runs. Exit status: 0 after a run whose data checked out (or help); 1, with one line on standard error and no report,
  * for a bad option ({@code EINVAL}), a failed I/O or data check ({@code EIO}) or any other {@link ErrnoException}.
  */
@@ -45,6 +47,23 @@ public final class Main {
         }, out, err);
     }
 
+    /** {@code nvme gds} on a machine of its own: the report, or one line on standard error and status 1. */
+    private static int gds(NvmeCli.GdsCommand g, PrintStream out, PrintStream err) {
+        try {
+            long bytes = g.bytes();
+            String text = g.p2pMachine ? GpuDirectStorage.peerMachineText() : TopologyLoader.defaultMachineText();
+            try (Machine machine = Machine.boot(TopologyLoader.load(text, TopologyLoader.Format.YAML),
+                    Machine.Options.DEFAULT)) {
+                out.print(NvmeGds.run(machine, bytes, g.direct).report());
+                out.flush();
+            }
+            return 0;
+        } catch (ErrnoException e) {
+            err.println(NAME + " gds: " + e.getMessage());
+            return 1;
+        }
+    }
+
     /** The command line with {@code perf} given: parses, runs, prints; returns the exit status. */
     static int run(String[] args, BiFunction<PerfOptions, Boolean, PerfResult> perf, PrintStream out,
                    PrintStream err) {
@@ -59,6 +78,9 @@ public final class Main {
             if (!parsed.hasSubcommand()) {
                 err.println(NAME + ": no command given (perf); '" + NAME + " --help' describes them");
                 return 1;
+            }
+            if (parsed.subcommand().commandSpec().userObject() instanceof NvmeCli.GdsCommand g) {
+                return gds(g, out, err);
             }
             NvmeCli.PerfCommand p = (NvmeCli.PerfCommand) parsed.subcommand().commandSpec().userObject();
             PerfOptions options = p.options();

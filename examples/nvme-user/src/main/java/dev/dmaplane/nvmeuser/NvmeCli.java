@@ -24,7 +24,7 @@ import java.util.regex.Pattern;
 @Command(name = "nvme", mixinStandardHelpOptions = true, synopsisSubcommandLabel = "COMMAND",
         description = "The user-space NVMe driver of examples/nvme-user on the default machine's NVMe (06:00.0)"
                 + " through VFIO.",
-        subcommands = NvmeCli.PerfCommand.class)
+        subcommands = {NvmeCli.PerfCommand.class, NvmeCli.GdsCommand.class})
 final class NvmeCli {
     /** Columns of the usage text. */
     static final int USAGE_WIDTH = 110;
@@ -48,7 +48,7 @@ final class NvmeCli {
         if (e instanceof UnmatchedArgumentException u && !u.getUnmatched().isEmpty()) {
             String word = u.getUnmatched().getFirst();
             if (where.getCommandSpec().parent() == null && !word.startsWith("-")) {
-                return new ErrnoException(Errno.EINVAL, "unknown command '" + word + "' (perf)");
+                return new ErrnoException(Errno.EINVAL, "unknown command '" + word + "' (perf, gds)");
             }
             return new ErrnoException(Errno.EINVAL, "unknown option '" + word + "'");
         }
@@ -118,6 +118,34 @@ final class NvmeCli {
             }
             return new PerfOptions(queueDepth, ioSize, Workload.of(pattern), rwMixRead == null ? -1 : rwMixRead,
                     Duration.ofSeconds(seconds), Duration.ofSeconds(warmup), PerfOptions.parseCores(cores), irq, bdf, iommufd);
+        }
+    }
+
+    @Command(name = "gds", mixinStandardHelpOptions = true, sortOptions = false,
+            description = {"GPUDirect Storage: write -o random bytes to the NVMe, read them into a buffer of the GPU's"
+                    + " VRAM (03:00.0) given as its dma-buf, and check them there. Where p2pdma finds no peer path"
+                    + " between the GPU and the NVMe the bytes bounce through host memory; where it finds one they"
+                    + " go direct through iommufd's IOMMU_IOAS_MAP_FILE of the dma-buf.",
+                    "The default machine has no peer path; --p2p-machine boots the machine file nvme-user ships"
+                    + " (gds-p2p-machine.yaml: the host bridge on p2pdma's whitelist)."})
+    static final class GdsCommand {
+        @Option(names = {"-o", "--io-size"}, paramLabel = "BYTES", description = "bytes to read (default 1048576)")
+        long bytes = 1 << 20;
+        @Option(names = "--direct", description = "the direct path only: EOPNOTSUPP where there is no peer path")
+        boolean direct;
+        @Option(names = "--p2p-machine", description = "boot gds-p2p-machine.yaml instead of the default machine")
+        boolean p2pMachine;
+
+        /**
+         * The size, checked.
+         *
+         * @throws ErrnoException {@code EINVAL} for a size below 1 or over 256 MiB
+         */
+        long bytes() {
+            if (bytes < 1 || bytes > 256L << 20) {
+                throw new ErrnoException(Errno.EINVAL, "-o " + bytes + ": 1..268435456 bytes");
+            }
+            return bytes;
         }
     }
 }
