@@ -30,12 +30,22 @@ final class VfioTestMachine {
 
     /** The machine, its IOMMU with dirty tracking ({@code IOMMU_CAP_DIRTY_TRACKING}) or without. */
     static Machine boot(boolean dirtyTracking) {
+        String text = text();
+        if (!dirtyTracking) {
+            text = text.replace("defaultDomain: dma }", "defaultDomain: dma, dirtyTracking: false }");
+        }
+        return Machine.boot(TopologyLoader.load(text, TopologyLoader.Format.YAML), Machine.Options.DEFAULT);
+    }
+
+    /** The machine with {@code rootPorts}, YAML of more root ports of the host bridge, after the others. */
+    static Machine bootWith(String rootPorts) {
+        return Machine.boot(TopologyLoader.load(text() + rootPorts, TopologyLoader.Format.YAML),
+                Machine.Options.DEFAULT);
+    }
+
+    private static String text() {
         try (InputStream in = VfioTestMachine.class.getResourceAsStream("vfio-test.yaml")) {
-            String text = new String(in.readAllBytes(), StandardCharsets.UTF_8);
-            if (!dirtyTracking) {
-                text = text.replace("defaultDomain: dma }", "defaultDomain: dma, dirtyTracking: false }");
-            }
-            return Machine.boot(TopologyLoader.load(text, TopologyLoader.Format.YAML), Machine.Options.DEFAULT);
+            return new String(in.readAllBytes(), StandardCharsets.UTF_8);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read vfio-test.yaml", e);
         }

@@ -113,6 +113,11 @@ final class CdevFile implements VfioFile, DeviceFile.Owner {
         return idev;
     }
 
+    /** The iommufd context the device is bound to ({@code vfio_iommufd_device_ictx}); {@code EINVAL} unbound. */
+    IommufdCtx ictx() {
+        return bound("VFIO_DEVICE_PCI_HOT_RESET").ctx();
+    }
+
     /** The device file once bound; {@code EINVAL} before ({@code !df->access_granted}). */
     private synchronized DeviceFile file(String op) {
         if (file == null) {

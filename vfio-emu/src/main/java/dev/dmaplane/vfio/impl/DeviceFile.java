@@ -62,7 +62,7 @@ final class DeviceFile implements VfioFile {
                 .struct(VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO",
                         HOT_RESET_INFO.byteSize(), -1, Errno.EINVAL, (arg, v) -> hotResetInfo(arg))
                 .struct(VFIO_DEVICE_PCI_HOT_RESET, "VFIO_DEVICE_PCI_HOT_RESET", PCI_HOT_RESET.byteSize(), 0,
-                        Errno.EINVAL, (arg, v) -> HotReset.run(user, dev, arg))
+                        Errno.EINVAL, (arg, v) -> HotReset.run(user, dev, group, arg))
                 .struct(VFIO_DEVICE_FEATURE, "VFIO_DEVICE_FEATURE", DEVICE_FEATURE.byteSize(),
                         DeviceFeature.KNOWN_FLAGS, Errno.EINVAL, (arg, v) -> feature.run(arg));
         dev.opened(this);

@@ -673,6 +673,16 @@ public final class IommufdCtx implements VfioFile {
     }
 
     /**
+     * {@code iommufd_ctx_has_group}: whether a device of IOMMU group {@code g} is bound here, so the group is this
+     * context's and every device of it is owned through it ({@code vfio_iommufd_get_dev_id} answers a device ID or
+     * {@code -ENOENT}).
+     */
+    public synchronized boolean hasGroup(IommuGroup g) {
+        Igroup ig = groups.get(g);
+        return ig != null && ig.bound > 0;
+    }
+
+    /**
      * {@code iommufd_device_bind}: the device's IOMMU group is claimed for this context with its first device
      * ({@code iommu_device_claim_dma_owner}: {@code EPERM} while another owner or a kernel driver holds it), and the
      * device gets an ID; it holds the context until unbound.

@@ -31,6 +31,11 @@ public final class IommufdDevice extends IommufdObject {
         this.group = group;
     }
 
+    /** The context the device is bound to ({@code vfio_iommufd_device_ictx}). */
+    public IommufdCtx ctx() {
+        return ctx;
+    }
+
     /** The device ID in the context ({@code out_devid}). */
     public int devId() {
         return id;
