@@ -1,5 +1,6 @@
 package dev.dmaplane.dmabuf;
 
+import dev.dmaplane.errno.ErrnoException;
 import org.osgi.annotation.versioning.ConsumerType;
 
 /**
@@ -30,8 +31,13 @@ public record Importer(boolean allowPeer2Peer, MoveNotify onMove, boolean physic
         this(allowPeer2Peer, onMove, false);
     }
 
-    /** An importer of physical ranges, peer-to-peer allowed, revoked through {@code onRevoke}. */
+    /**
+     * An importer of physical ranges, peer-to-peer allowed, revoked through {@code onRevoke}.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a null {@code onRevoke}
+     */
     public static Importer physical(MoveNotify onRevoke) {
+        ErrnoException.requireNonNull(onRevoke, "Importer.physical: move_notify");
         return new Importer(true, onRevoke, true);
     }
 

@@ -86,7 +86,9 @@ public final class GpuDirectStorage {
                                       long offset, long slba, long bytes) {
         ErrnoException.requireNonNull(machine, "GpuDirectStorage.readDirect: machine");
         ErrnoException.requireNonNull(ctrl, "GpuDirectStorage.readDirect: controller");
+        ErrnoException.requireNonNull(qp, "GpuDirectStorage.readDirect: queue pair");
         ErrnoException.requireNonNull(gpu, "GpuDirectStorage.readDirect: GPU");
+        ErrnoException.requireNonNull(vram, "GpuDirectStorage.readDirect: dma-buf");
         P2pDistance d = distance(machine, ctrl, gpu);
         if (d.mapType() == MapType.NOT_SUPPORTED) {
             throw new ErrnoException(Errno.EOPNOTSUPP, "GDS direct: no peer path from " + gpu.bdf() + " to "
