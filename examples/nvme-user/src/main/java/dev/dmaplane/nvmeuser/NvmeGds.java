@@ -59,7 +59,7 @@ final class NvmeGds {
         byte[] data = new byte[(int) bytes];
         new Random(bytes).nextBytes(data);
         try (NvmeController c = NvmeController.attach(machine, PerfOptions.DEFAULT_BDF,
-                NvmeController.Options.DEFAULT.withIommufd())) {
+                NvmeController.Options.DEFAULT.withIommufd(true))) {
             long chunk = c.identity().maxTransfer();
             int block = c.identity().blockSize();
             if (bytes < block || bytes % block != 0) {
