@@ -12,7 +12,8 @@ version=${1:?usage: bundles/baseline/record.sh NEW-BASELINE-VERSION}
 # The bundles whose exported packages are baselined (the modules that declare bnd-baseline-maven-plugin).
 # module directory:artifactId
 modules=(framework:framework dmabuf-interop:dmabuf-interop drivers/rdma-core:rdma-core
-         drivers/dmatest:driver-dmatest examples/perftest:perftest bundles/runtime:runtime)
+         drivers/dmatest:driver-dmatest examples/perftest:perftest bundles/runtime:runtime
+         vfio-emu:vfio examples/nvme-user:nvme-user)
 
 # A version once resolved stays cached in ~/.m2, so a re-recorded baseline needs a version never used before.
 if [ -d "bundles/baseline/repository/dev/dmaplane/framework/$version" ]; then
