@@ -20,8 +20,11 @@ final class VmaTree {
 
     /** The regions sharing a byte with {@code [start, end)}, in address order. */
     List<Region> overlapping(long start, long end) {
-        List<Region> out = new ArrayList<>();
         Region first = find(start);
+        if (first != null && end <= first.end) {
+            return List.of(first); // the common case, every load and store of a few bytes: no tree walk, no list copy
+        }
+        List<Region> out = new ArrayList<>();
         if (first != null) {
             out.add(first);
         }
