@@ -38,7 +38,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * before it) guards mapping states so that an exporter can retire mappings from its move path without the
  * reservation lock.
  * <p>
- * Why one class of about 590 lines: attach, map, pin, move_notify, retire and revoke all change the same attachment
+ * Why one class of about 630 lines (physical ranges for IOMMU importers joined it in the seventh session): attach, map, pin, move_notify, retire and revoke all change the same attachment
  * and mapping lists under the reservation lock and then the mapping lock, so the lock order reads in one place as it
  * does in {@code dma-buf.c}; the attachment and mapping states are already their own classes
  * ({@link AttachmentImpl}, {@link MappingImpl}), the exporters and the registry live elsewhere.

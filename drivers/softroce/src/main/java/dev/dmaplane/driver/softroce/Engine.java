@@ -33,6 +33,9 @@ import java.util.function.Supplier;
  * burst with one coalesced ACK per QP (IBTA 9.7.5.1.1: an ACK acknowledges every PSN before it). RC messages are
  * pipelined up to {@link #MAX_INFLIGHT} per QP; retries (transport timeout and RNR) resend every message in flight
  * from the oldest one's first PSN (go-back-N).
+ * <p>
+ * Why one class of about 600 lines: it is the scheduling seam between the three task bodies, which live in their own
+ * classes; what remains (passes, bursts, the release protocol, received batches) shares the engine's one lock.
  */
 final class Engine {
     private static final Logger LOG = LoggerFactory.getLogger(Engine.class);
