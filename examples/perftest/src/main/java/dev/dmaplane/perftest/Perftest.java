@@ -273,6 +273,9 @@ public final class Perftest {
         final int[] recvsWaiting;
         final int sqDepth;
         final int rqDepth;
+        /** {@link #lastByte}'s buffer, reused: a side is polled by one thread, its end of the ping-pong. */
+        private final byte[] lastBuf = new byte[1];
+        private final MemorySegment last = MemorySegment.ofArray(lastBuf);
 
         Side(Machine machine, RdmaCore core, String dev, PerfConfig cfg, long region, Random psnSource) {
             var device = core.device(dev).orElseThrow(() -> new ErrnoException(Errno.ENODEV,
@@ -364,9 +367,8 @@ public final class Perftest {
         }
 
         byte lastByte(long addr, int len) {
-            byte[] one = new byte[1];
-            mm.read(addr + len - 1, MemorySegment.ofArray(one));
-            return one[0];
+            mm.read(addr + len - 1, last);
+            return lastBuf[0];
         }
 
         @Override
