@@ -42,6 +42,10 @@ import java.util.concurrent.TimeUnit;
  * down with CC.SHN and closes everything: nothing stays pinned or mapped.
  * <p>
  * Threading: bring-up, admin commands and {@link #close} on one thread; each {@link QueuePair} on its owner's.
+ * <p>
+ * Why one class of about 610 lines: it is {@code nvme_ctrlr_process_init}'s state machine and the admin queue that
+ * every step of it uses; the I/O queue pairs ({@link QueuePair}), the memory ({@code DmaRegion}) and the front ends
+ * are their own classes already. Its {@code Options} record is the piece to move out if it grows again.
  */
 public final class NvmeController implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(NvmeController.class);
