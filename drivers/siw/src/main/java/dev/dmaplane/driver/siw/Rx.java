@@ -238,18 +238,21 @@ final class Rx {
         dev.terminated(t);
         draining = true;
         cep.peerGone();
-        if (q.readsInFlight() > 0) {
+        boolean readFailed = q.readsInFlight() > 0;
+        if (readFailed) {
             q.readDone(t.protection() ? WcStatus.REM_ACCESS_ERR : WcStatus.REM_OP_ERR);
-        } else {
-            q.hw.raiseEvent(EventType.QP_FATAL);
         }
         q.connectionGone(cep);
+        if (!readFailed) {
+            q.hw.raiseEvent(EventType.QP_FATAL); // raised once the QP is in ERR, so a query after the event sees it
+        }
         cep.lost(t.toString() + " from the peer", true);
     }
 
     /**
      * {@code siw_init_terminate} and {@code siw_qp_event}: the peer is told with a TERMINATE (the TX thread sends
-     * it and closes the stream), the QP raises {@code event} and goes to ERR; what follows is drained.
+     * it and closes the stream), the QP goes to ERR and then raises {@code event}, so that a query made after the
+     * event sees ERR; what follows is drained.
      */
     private void fail(SiwQp q, Terminate t, EventType event, String why) {
         LOG.debug("siw: qp {} terminates the stream: {} ({})", q == null ? 0 : q.hw.qpNum(), t, why);
@@ -258,8 +261,9 @@ final class Rx {
             cep.lost(why, false);
             return;
         }
-        q.hw.raiseEvent(event);
         q.terminate = t;
+        q.hw.enterError(); // the TX thread still sends the TERMINATE: it looks at q.terminate, not the state
+        q.hw.raiseEvent(event);
         dev.tx.kick(q);
     }
 }

@@ -135,10 +135,10 @@ final class Tx {
             }
             Pending p = q.started(w);
             WcStatus s = execute(q, c, w, p);
-            flush(c);
             if (s != null) {
-                q.complete(p, s);
+                q.complete(p, s); // handed to the stream, iWARP acknowledges nothing: done before a peer can answer
             }
+            flush(c);
             serveReads(q, c);
         }
         flush(c);
@@ -249,9 +249,10 @@ final class Tx {
                     } catch (AccessFault e) {
                         LOG.debug("siw: qp {} read source refused while responding", q.hw.qpNum(), e);
                         pos = at;
-                        q.hw.raiseEvent(EventType.QP_ACCESS_ERR);
                         q.terminate = new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_PROTECTION,
                                 dev.rdmapError(q, r.srcStag(), r.srcTo() + off, n, Access.REMOTE_READ));
+                        q.hw.enterError();
+                        q.hw.raiseEvent(EventType.QP_ACCESS_ERR);
                         flush(c);
                         sendTerminate(q, c, q.terminate);
                         return;
@@ -274,8 +275,8 @@ final class Tx {
         Iwarp.untagged(b, Iwarp.OP_TERMINATE, true, 0, Iwarp.QN_TERMINATE, ++q.txMsn[Iwarp.QN_TERMINATE], 0);
         b.putInt(t.word());
         end(c, at, Iwarp.UNTAGGED_HDR + Iwarp.TERMINATE_BODY);
+        dev.terminateSent(t); // counted before the peer can see it
         flush(c);
-        dev.terminateSent(t);
         c.ch.shutdownOutput();
         q.connectionGone(c);
     }
