@@ -18,12 +18,19 @@ import java.lang.invoke.VarHandle;
 import java.net.Inet4Address;
 import java.nio.ByteOrder;
 import java.util.Locale;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * A {@link UdpSocket} made with libc's {@code socket}/{@code bind} and driven by {@code sendmmsg(2)} and
  * {@code recvmmsg(2)} through the foreign-function API: a burst leaves in one system call, and a receive takes every
  * datagram waiting (up to {@link #BATCH}) in one ({@code MSG_WAITFORONE}: it waits for the first only). Linux on
  * x86-64 or AArch64 (the {@code struct mmsghdr} layout and the constants below are theirs).
+ * <p>
+ * Runs of datagrams of one size to one destination leave as one UDP GSO send ({@code UDP_SEGMENT}, udp(7)): the
+ * kernel cuts them back into the same datagrams, on the loopback only when a receiver without GRO takes them. The
+ * socket asks for {@code UDP_GRO}, so such a run reaches it whole, with its segment size in a control message, and
+ * it hands the datagrams on one by one. A path that refuses GSO (a device MTU below the segment size) turns it off
+ * for the socket and the run leaves datagram by datagram.
  */
 final class MmsgSocket implements UdpSocket {
     private static final Logger LOG = LoggerFactory.getLogger(MmsgSocket.class);
@@ -35,6 +42,26 @@ final class MmsgSocket implements UdpSocket {
     private static final int SO_RCVBUF = 8;
     private static final int SHUT_RDWR = 2;
     private static final int MSG_TRUNC = 0x20;
+    private static final int SOL_UDP = 17;
+    /** udp(7): the segment size of a GSO send (a {@code uint16_t} control message). */
+    private static final int UDP_SEGMENT = 103;
+    /** udp(7): receive GSO runs whole, the segment size in an {@code int} control message. */
+    private static final int UDP_GRO = 104;
+    /** {@code UDP_MAX_SEGMENTS} of the kernels that have GSO (later ones allow 128). */
+    private static final int GSO_MAX_SEGMENTS = 64;
+    /** The UDP payload of one GSO send: its IPv4 total length is 16 bits ({@code ip_append_data}'s limit). */
+    private static final int GSO_MAX_BYTES = 0xffff - 20 - 8;
+    /** A receive slot: a GRO run of up to 64 KiB. */
+    private static final int RX_SLOT = 1 << 16;
+    /** Receive slots: each a datagram, or a GRO run of them. */
+    private static final int RX_SLOTS = 32;
+    /** {@code struct cmsghdr}: length, level, type, then the data at 16. */
+    private static final int CMSGHDR = 16;
+    /** Room for one control message of up to 8 bytes of data ({@code CMSG_SPACE(8)}). */
+    private static final int CMSG_SPACE = 24;
+    private static final int EINVAL = 22;
+    private static final int EIO = 5;
+    private static final int EMSGSIZE = 90;
     private static final int MSG_WAITFORONE = 0x10000;
     private static final int EINTR = 4;
     private static final int EADDRINUSE = 98;
@@ -49,6 +76,8 @@ final class MmsgSocket implements UdpSocket {
     private static final int MSG_NAMELEN = 8;
     private static final int MSG_IOV = 16;
     private static final int MSG_IOVLEN = 24;
+    private static final int MSG_CONTROL = 32;
+    private static final int MSG_CONTROLLEN = 40;
     private static final int MSG_FLAGS = 48;
     private static final int MSG_LEN = 56;
     private static final ValueLayout.OfShort BE_SHORT =
@@ -124,64 +153,130 @@ final class MmsgSocket implements UdpSocket {
     private final Rx rx = new Rx(arena);
     private volatile boolean shut;
     private boolean closed;
+    /** Whether runs leave as GSO sends: until a path refuses one. Used under the socket's lock. */
+    private boolean gso = true;
+    /** Whether the socket took {@code UDP_GRO} (an older kernel refuses it: runs then arrive cut). */
+    private final boolean gro;
+    /** GSO sends that left (runs of more than one datagram). */
+    private final AtomicLong gsoRuns = new AtomicLong();
+    /** Receives that came as a GRO run of more than one datagram. */
+    private final AtomicLong groRuns = new AtomicLong();
 
-    /** The send side's vectors, used under the socket's lock. */
+    /**
+     * The send side's vectors, used under the socket's lock: a slot and an iovec per datagram, in order, and a
+     * message header per run (its iovecs are the run's, consecutive; a GSO run carries its segment size in its
+     * control message).
+     */
     private static final class Tx {
         final MemorySegment state;
         final MemorySegment msgs;
         final MemorySegment iovs;
         final MemorySegment names;
+        final MemorySegment controls;
         final MemorySegment data;
+        /** The first datagram and the number of datagrams of each message header of a send. */
+        final int[] runFirst = new int[BATCH];
+        final int[] runCount = new int[BATCH];
 
         Tx(Arena a) {
             state = a.allocate(CAPTURE);
             msgs = a.allocate((long) MMSGHDR * BATCH, 8);
             iovs = a.allocate((long) IOVEC * BATCH, 8);
             names = a.allocate((long) SOCKADDR_IN * BATCH, 8);
+            controls = a.allocate((long) CMSG_SPACE * BATCH, 8);
             data = a.allocate((long) MAX_DATAGRAM * BATCH, 64);
             for (int k = 0; k < BATCH; k++) {
                 MemorySegment m = msgs.asSlice((long) k * MMSGHDR, MMSGHDR);
                 m.set(ValueLayout.ADDRESS, MSG_NAME, names.asSlice((long) k * SOCKADDR_IN, SOCKADDR_IN));
                 m.set(ValueLayout.JAVA_INT, MSG_NAMELEN, SOCKADDR_IN);
-                m.set(ValueLayout.ADDRESS, MSG_IOV, iovs.asSlice((long) k * IOVEC, IOVEC));
-                m.set(ValueLayout.JAVA_LONG, MSG_IOVLEN, 1);
                 iovs.set(ValueLayout.ADDRESS, (long) k * IOVEC, data.asSlice((long) k * MAX_DATAGRAM, MAX_DATAGRAM));
                 MemorySegment n = names.asSlice((long) k * SOCKADDR_IN, SOCKADDR_IN);
                 n.set(ValueLayout.JAVA_SHORT, 0, (short) AF_INET);
                 n.set(BE_SHORT, 2, (short) WireCodec.ROCE_PORT);
+                MemorySegment c = controls.asSlice((long) k * CMSG_SPACE, CMSG_SPACE);
+                c.set(ValueLayout.JAVA_LONG, 0, CMSGHDR + 2); // CMSG_LEN(sizeof(uint16_t))
+                c.set(ValueLayout.JAVA_INT, 8, SOL_UDP);
+                c.set(ValueLayout.JAVA_INT, 12, UDP_SEGMENT);
+            }
+        }
+
+        /** Message header {@code k} sends datagrams {@code [first, first + count)} of the slots. */
+        void run(int k, int first, int count, int segment) {
+            runFirst[k] = first;
+            runCount[k] = count;
+            MemorySegment m = msgs.asSlice((long) k * MMSGHDR, MMSGHDR);
+            m.set(ValueLayout.ADDRESS, MSG_IOV, iovs.asSlice((long) first * IOVEC, IOVEC));
+            m.set(ValueLayout.JAVA_LONG, MSG_IOVLEN, count);
+            MemorySegment.copy(names, (long) first * SOCKADDR_IN, names, (long) k * SOCKADDR_IN, SOCKADDR_IN);
+            if (count > 1) {
+                MemorySegment c = controls.asSlice((long) k * CMSG_SPACE, CMSG_SPACE);
+                c.set(ValueLayout.JAVA_SHORT, CMSGHDR, (short) segment);
+                m.set(ValueLayout.ADDRESS, MSG_CONTROL, c);
+                m.set(ValueLayout.JAVA_LONG, MSG_CONTROLLEN, CMSG_SPACE);
+            } else {
+                m.set(ValueLayout.ADDRESS, MSG_CONTROL, MemorySegment.NULL);
+                m.set(ValueLayout.JAVA_LONG, MSG_CONTROLLEN, 0);
             }
         }
     }
 
-    /** The receive side's vectors and the heap buffer a datagram is handed in, used by the receiving thread. */
+    /**
+     * The receive side's vectors and the heap buffer a datagram is handed in, used by the receiving thread: a slot
+     * per message, large enough for a GRO run, and room for its control message.
+     */
     private static final class Rx {
         final MemorySegment state;
         final MemorySegment msgs;
         final MemorySegment names;
+        final MemorySegment controls;
         final MemorySegment data;
         final byte[] buf = new byte[WireCodec.BTH_AT + MAX_DATAGRAM];
 
         Rx(Arena a) {
             state = a.allocate(CAPTURE);
-            msgs = a.allocate((long) MMSGHDR * BATCH, 8);
-            MemorySegment iovs = a.allocate((long) IOVEC * BATCH, 8);
-            names = a.allocate((long) SOCKADDR_IN * BATCH, 8);
-            data = a.allocate((long) MAX_DATAGRAM * BATCH, 64);
-            for (int k = 0; k < BATCH; k++) {
+            msgs = a.allocate((long) MMSGHDR * RX_SLOTS, 8);
+            MemorySegment iovs = a.allocate((long) IOVEC * RX_SLOTS, 8);
+            names = a.allocate((long) SOCKADDR_IN * RX_SLOTS, 8);
+            controls = a.allocate((long) CMSG_SPACE * RX_SLOTS, 8);
+            data = a.allocate((long) RX_SLOT * RX_SLOTS, 64);
+            for (int k = 0; k < RX_SLOTS; k++) {
                 MemorySegment m = msgs.asSlice((long) k * MMSGHDR, MMSGHDR);
                 m.set(ValueLayout.ADDRESS, MSG_NAME, names.asSlice((long) k * SOCKADDR_IN, SOCKADDR_IN));
-                m.set(ValueLayout.JAVA_INT, MSG_NAMELEN, SOCKADDR_IN);
                 m.set(ValueLayout.ADDRESS, MSG_IOV, iovs.asSlice((long) k * IOVEC, IOVEC));
                 m.set(ValueLayout.JAVA_LONG, MSG_IOVLEN, 1);
-                iovs.set(ValueLayout.ADDRESS, (long) k * IOVEC, data.asSlice((long) k * MAX_DATAGRAM, MAX_DATAGRAM));
-                iovs.set(ValueLayout.JAVA_LONG, (long) k * IOVEC + 8, MAX_DATAGRAM);
+                m.set(ValueLayout.ADDRESS, MSG_CONTROL, controls.asSlice((long) k * CMSG_SPACE, CMSG_SPACE));
+                iovs.set(ValueLayout.ADDRESS, (long) k * IOVEC, data.asSlice((long) k * RX_SLOT, RX_SLOT));
+                iovs.set(ValueLayout.JAVA_LONG, (long) k * IOVEC + 8, RX_SLOT);
             }
+            reset(RX_SLOTS);
+        }
+
+        /** recvmmsg wrote over each used header's lengths and flags: the next call offers the whole room again. */
+        void reset(int n) {
+            for (int k = 0; k < n; k++) {
+                long m = (long) k * MMSGHDR;
+                msgs.set(ValueLayout.JAVA_INT, m + MSG_NAMELEN, SOCKADDR_IN);
+                msgs.set(ValueLayout.JAVA_LONG, m + MSG_CONTROLLEN, CMSG_SPACE);
+                msgs.set(ValueLayout.JAVA_INT, m + MSG_FLAGS, 0);
+            }
+        }
+
+        /** The GRO segment size message {@code k} came with, or 0 when it is one datagram. */
+        int groSegment(int k) {
+            long len = msgs.get(ValueLayout.JAVA_LONG, (long) k * MMSGHDR + MSG_CONTROLLEN);
+            MemorySegment c = controls.asSlice((long) k * CMSG_SPACE, CMSG_SPACE);
+            if (len >= CMSGHDR + 4 && c.get(ValueLayout.JAVA_INT, 8) == SOL_UDP
+                    && c.get(ValueLayout.JAVA_INT, 12) == UDP_GRO) {
+                return c.get(ValueLayout.JAVA_INT, CMSGHDR);
+            }
+            return 0;
         }
     }
 
-    private MmsgSocket(Inet4Address address, int fd) {
+    private MmsgSocket(Inet4Address address, int fd, boolean gro) {
         this.address = address;
         this.fd = fd;
+        this.gro = gro;
     }
 
     static MmsgSocket bind(Inet4Address address) {
@@ -215,7 +310,13 @@ final class MmsgSocket implements UdpSocket {
                     throw new ErrnoException(code, "rxe: cannot bind " + address.getHostAddress() + ":"
                             + WireCodec.ROCE_PORT + ": " + strerror(e));
                 }
-                return new MmsgSocket(address, fd);
+                v.set(ValueLayout.JAVA_INT, 0, 1);
+                boolean gro = (int) SETSOCKOPT.invokeExact(st, fd, SOL_UDP, UDP_GRO, v, 4) == 0;
+                if (!gro) {
+                    LOG.debug("rxe: no UDP_GRO on {} ({}): GSO runs arrive cut into datagrams", address,
+                            strerror(errno(st)));
+                }
+                return new MmsgSocket(address, fd, gro);
             } catch (RuntimeException | Error e) {
                 int ignored = (int) CLOSE.invokeExact(st, fd);
                 throw e;
@@ -240,26 +341,88 @@ final class MmsgSocket implements UdpSocket {
                 // the destination as the IP header has it, in network order
                 MemorySegment.copy(b, 16, tx.names, ValueLayout.JAVA_BYTE, (long) k * SOCKADDR_IN + 4, 4);
             }
+            sent += sendSlots(d, len, at, n);
+            at += n;
+        }
+        return sent;
+    }
+
+    /** Sends the {@code n} datagrams in the slots (those of {@code d[at, at + n)}); how many left. */
+    private int sendSlots(byte[][] d, int[] len, int at, int n) {
+        int sent = 0;
+        int first = 0;
+        while (first < n && !shut) {
+            int runs = runs(d, len, at, first, n);
             int done = 0;
-            while (done < n && !shut) {
+            while (done < runs && !shut) {
                 int r;
                 try {
-                    r = (int) SENDMMSG.invokeExact(tx.state, fd, tx.msgs.asSlice((long) done * MMSGHDR), n - done, 0);
+                    r = (int) SENDMMSG.invokeExact(tx.state, fd, tx.msgs.asSlice((long) done * MMSGHDR), runs - done,
+                            0);
                 } catch (Throwable t) {
                     throw nativeFailure("rxe: sendmmsg failed to run", t);
                 }
                 if (r > 0) {
+                    for (int k = done; k < done + r; k++) {
+                        sent += tx.runCount[k];
+                        if (tx.runCount[k] > 1) {
+                            gsoRuns.incrementAndGet();
+                        }
+                    }
                     done += r;
-                    sent += r;
-                } else if (errno(tx.state) != EINTR) {
-                    LOG.warn("rxe: sendmmsg from {} failed: {}; a datagram is lost", address,
-                            strerror(errno(tx.state)));
-                    done++; // the one that failed is lost, the next ones go
+                    continue;
                 }
+                int e = errno(tx.state);
+                if (e == EINTR) {
+                    continue;
+                }
+                if (tx.runCount[done] > 1 && (e == EINVAL || e == EIO || e == EMSGSIZE)) {
+                    // udp_send_skb refuses GSO on this path (a segment over the device MTU, no checksum offload)
+                    LOG.info("rxe: UDP GSO from {} refused ({}); sending datagram by datagram from now on", address,
+                            strerror(e));
+                    gso = false;
+                    break; // the rest is grouped again, without GSO
+                }
+                LOG.warn("rxe: sendmmsg from {} failed: {}; {} datagram(s) lost", address, strerror(e),
+                        tx.runCount[done]);
+                done++; // the run that failed is lost, the next ones go
             }
-            at += n;
+            first = done < runs ? tx.runFirst[done] : n;
         }
         return sent;
+    }
+
+    /**
+     * Groups slots {@code [first, n)} into message headers: a run of datagrams to one destination, each as long as
+     * the first but the last, which may be shorter, leaves as one GSO send; returns how many headers.
+     */
+    private int runs(byte[][] d, int[] len, int at, int first, int n) {
+        int runs = 0;
+        for (int i = first; i < n; ) {
+            int size = len[at + i] - WireCodec.BTH_AT;
+            int j = i + 1;
+            if (gso) {
+                long bytes = size;
+                while (j < n && j - i < GSO_MAX_SEGMENTS && sameDestination(d[at + i], d[at + j])) {
+                    int next = len[at + j] - WireCodec.BTH_AT;
+                    if (next > size || bytes + next > GSO_MAX_BYTES) {
+                        break;
+                    }
+                    bytes += next;
+                    j++;
+                    if (next < size) {
+                        break; // a shorter one ends the run
+                    }
+                }
+            }
+            tx.run(runs++, i, j - i, size);
+            i = j;
+        }
+        return runs;
+    }
+
+    private static boolean sameDestination(byte[] a, byte[] b) {
+        return a[16] == b[16] && a[17] == b[17] && a[18] == b[18] && a[19] == b[19];
     }
 
     @Override
@@ -267,7 +430,7 @@ final class MmsgSocket implements UdpSocket {
         while (!shut) {
             int n;
             try {
-                n = (int) RECVMMSG.invokeExact(rx.state, fd, rx.msgs, BATCH, MSG_WAITFORONE, MemorySegment.NULL);
+                n = (int) RECVMMSG.invokeExact(rx.state, fd, rx.msgs, RX_SLOTS, MSG_WAITFORONE, MemorySegment.NULL);
             } catch (Throwable t) {
                 throw nativeFailure("rxe: recvmmsg failed to run", t);
             }
@@ -281,31 +444,43 @@ final class MmsgSocket implements UdpSocket {
                 }
                 continue;
             }
+            int datagrams = 0;
             for (int k = 0; k < n; k++) {
-                MemorySegment m = rx.msgs.asSlice((long) k * MMSGHDR, MMSGHDR);
-                int len = m.get(ValueLayout.JAVA_INT, MSG_LEN);
-                boolean truncated = (m.get(ValueLayout.JAVA_INT, MSG_FLAGS) & MSG_TRUNC) != 0;
-                int kept = Math.min(len, MAX_DATAGRAM);
-                MemorySegment.copy(rx.data, ValueLayout.JAVA_BYTE, (long) k * MAX_DATAGRAM, rx.buf, WireCodec.BTH_AT,
-                        kept);
-                long name = (long) k * SOCKADDR_IN;
-                boolean v4 = m.get(ValueLayout.JAVA_INT, MSG_NAMELEN) == SOCKADDR_IN
-                        && rx.names.get(ValueLayout.JAVA_SHORT, name) == AF_INET;
-                r.datagram(rx.buf, kept, rx.names.get(BE_INT, name + 4), rx.names.get(BE_SHORT, name + 2) & 0xffff,
-                        truncated || !v4);
+                datagrams += deliver(k, r);
             }
-            resetNameLengths(n);
-            return n;
+            rx.reset(n);
+            return datagrams;
         }
         return -1;
     }
 
-    /** recvmmsg wrote each address's length over msg_namelen: the next call offers the whole room again. */
-    private void resetNameLengths(int n) {
-        for (int k = 0; k < n; k++) {
-            rx.msgs.set(ValueLayout.JAVA_INT, (long) k * MMSGHDR + MSG_NAMELEN, SOCKADDR_IN);
-            rx.msgs.set(ValueLayout.JAVA_INT, (long) k * MMSGHDR + MSG_FLAGS, 0);
+    /** Hands the datagram of message {@code k} to {@code r}, or each of its GRO run; returns how many. */
+    private int deliver(int k, Receiver r) {
+        MemorySegment m = rx.msgs.asSlice((long) k * MMSGHDR, MMSGHDR);
+        int len = m.get(ValueLayout.JAVA_INT, MSG_LEN);
+        boolean truncated = (m.get(ValueLayout.JAVA_INT, MSG_FLAGS) & MSG_TRUNC) != 0;
+        long name = (long) k * SOCKADDR_IN;
+        boolean v4 = m.get(ValueLayout.JAVA_INT, MSG_NAMELEN) == SOCKADDR_IN
+                && rx.names.get(ValueLayout.JAVA_SHORT, name) == AF_INET;
+        int ip = rx.names.get(BE_INT, name + 4);
+        int port = rx.names.get(BE_SHORT, name + 2) & 0xffff;
+        int segment = rx.groSegment(k);
+        int step = segment > 0 && segment < len ? segment : len;
+        if (step < len) {
+            groRuns.incrementAndGet();
         }
+        long slot = (long) k * RX_SLOT;
+        int count = 0;
+        int off = 0;
+        do {
+            int one = Math.min(step, len - off);
+            int kept = Math.min(one, MAX_DATAGRAM);
+            MemorySegment.copy(rx.data, ValueLayout.JAVA_BYTE, slot + off, rx.buf, WireCodec.BTH_AT, kept);
+            r.datagram(rx.buf, kept, ip, port, truncated || !v4 || one > MAX_DATAGRAM);
+            count++;
+            off += one;
+        } while (off < len);
+        return count;
     }
 
     @Override
@@ -346,6 +521,21 @@ final class MmsgSocket implements UdpSocket {
     @Override
     public boolean batched() {
         return true;
+    }
+
+    /** Whether the socket receives GSO runs whole ({@code UDP_GRO} taken). */
+    boolean gro() {
+        return gro;
+    }
+
+    /** How many sends left as one GSO run of several datagrams. */
+    long gsoRuns() {
+        return gsoRuns.get();
+    }
+
+    /** How many receives came as one GRO run of several datagrams. */
+    long groRuns() {
+        return groRuns.get();
     }
 
     private static int errno(MemorySegment state) {

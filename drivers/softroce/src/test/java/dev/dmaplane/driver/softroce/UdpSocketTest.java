@@ -81,6 +81,62 @@ class UdpSocketTest {
         }
     }
 
+    /**
+     * Messages as the encoder cuts them at MTU 4096 (a first packet with its RETH, middle ones, a shorter last one),
+     * to two receivers in turn: on the native socket each run of one size to one destination leaves as one UDP GSO
+     * send (udp(7) {@code UDP_SEGMENT}) and reaches a receiver that asked for {@code UDP_GRO} as one run, which it
+     * cuts back into the datagrams; either way every datagram arrives whole and in order.
+     */
+    @Test
+    void runsOfOneSizeLeaveAsGsoSendsAndArriveAsTheSameDatagrams() {
+        try (UdpSocket a = bind(56); UdpSocket b = bind(57); UdpSocket c = bind(58)) {
+            List<byte[]> toB = new ArrayList<>();
+            List<byte[]> toC = new ArrayList<>();
+            byte[][] d = new byte[UdpSocket.BATCH][];
+            int[] len = new int[UdpSocket.BATCH];
+            int n = 0;
+            for (int m = 0; n < UdpSocket.BATCH; m++) {
+                int to = m % 2 == 0 ? 57 : 58;
+                for (int i = 0; i < 16 && n < UdpSocket.BATCH; i++, n++) {
+                    int udp = i == 0 ? 4128 : i == 15 ? 1000 + m : 4112;
+                    d[n] = datagram(to, udp, n);
+                    len[n] = d[n].length;
+                    (to == 57 ? toB : toC).add(Arrays.copyOfRange(d[n], WireCodec.BTH_AT, len[n]));
+                }
+            }
+            assertEquals(n, a.send(d, len, n));
+            assertSame(toB, received(b, toB.size()));
+            assertSame(toC, received(c, toC.size()));
+            if (a instanceof MmsgSocket m) {
+                assertTrue(m.gsoRuns() >= 4, "at least a run per message: " + m.gsoRuns());
+                MmsgSocket r = (MmsgSocket) b;
+                assertTrue(!r.gro() || r.groRuns() > 0, "a receiver with UDP_GRO takes runs whole on the loopback");
+            }
+            a.shutdown();
+            b.shutdown();
+            c.shutdown();
+        }
+    }
+
+    /** The UDP payloads of the next {@code n} datagrams {@code s} receives. */
+    private static List<byte[]> received(UdpSocket s, int n) {
+        List<byte[]> got = new ArrayList<>();
+        while (got.size() < n) {
+            assertTrue(s.receive((buf, l, ip, port, truncated) -> {
+                assertFalse(truncated);
+                got.add(Arrays.copyOfRange(buf, WireCodec.BTH_AT, WireCodec.BTH_AT + l));
+            }) > 0);
+        }
+        return got;
+    }
+
+    private static void assertSame(List<byte[]> want, List<byte[]> got) {
+        assertEquals(want.size(), got.size());
+        for (int i = 0; i < want.size(); i++) {
+            assertArrayEquals(want.get(i), got.get(i), "datagram " + i);
+        }
+    }
+
     @Test
     void aDatagramLongerThanAReceiveKeepsIsMarkedTruncated() {
         try (UdpSocket a = bind(53); UdpSocket b = bind(54)) {
