@@ -129,6 +129,9 @@ final class Bandwidth {
         // send_bw never has more sends outstanding than the receiver has receives posted: UC and UD would drop the
         // rest, and RC would meet RNR NAKs and wait for the RNR timer (with several QPs, that was most of the run)
         boolean credits = receives;
+        // across processes iWARP has no RNR NAK either (a SEND without a receive ends the QP with a TERMINATE): the
+        // receiving process hands out credits as perftest's send_rcredit does
+        boolean remoteCredits = Credits.apply(cfg, c) && receiver == null;
         long start = System.nanoTime();
         long deadline = start + cfg.duration() * 1_000_000_000L;
         long margin = marginNanos(cfg.duration());
@@ -189,6 +192,9 @@ final class Bandwidth {
                     if (credits) {
                         room = Math.min(room, s.sharedRq() ? sum(recvPosted) - sum(posted) : recvPosted[q] - posted[q]);
                     }
+                    if (remoteCredits) {
+                        room = Math.min(room, Credits.room(c, s.sharedRq(), q));
+                    }
                     long list = Math.min(cfg.postList(), target[q] - posted[q]);
                     if (list <= 0 || room < list) {
                         break;
@@ -217,6 +223,7 @@ final class Bandwidth {
                     }
                     c.qps[q].postSend(batch);
                     posted[q] += list;
+                    c.sendsTotal[q] += list;
                 }
             }
             if (done) {

@@ -33,7 +33,9 @@ import dev.dmaplane.rdma.verbs.WorkCompletion;
 
 import java.io.PrintStream;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.math.BigDecimal;
+import java.nio.ByteOrder;
 import java.math.MathContext;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -273,9 +275,18 @@ public final class Perftest {
         final int[] recvsWaiting;
         final int sqDepth;
         final int rqDepth;
+        /**
+         * send_bw over iWARP between processes: sends posted on each QP and receives completed on each (over the
+         * connection's life, across the sizes of {@code -a}), the counts perftest's receive credits compare
+         * ({@link Credits}).
+         */
+        final long[] sendsTotal;
+        final long[] receivesTotal;
         /** {@link #lastByte}'s buffer, reused: a side is polled by one thread, its end of the ping-pong. */
         private final byte[] lastBuf = new byte[1];
         private final MemorySegment last = MemorySegment.ofArray(lastBuf);
+        /** {@link #readLong}'s buffer, reused by the one thread that posts this end's sends. */
+        private final MemorySegment word = MemorySegment.ofArray(new byte[8]);
 
         Side(Machine machine, RdmaCore core, String dev, PerfConfig cfg, long region, Random psnSource) {
             var device = core.device(dev).orElseThrow(() -> new ErrnoException(Errno.ENODEV,
@@ -308,6 +319,8 @@ public final class Perftest {
             srq = cfg.srq() ? pd.createSrq(new SrqAttr(recvTarget, 1, 0)) : null;
             qps = new QueuePair[cfg.qps()];
             recvsWaiting = new int[cfg.qps()];
+            sendsTotal = new long[cfg.qps()];
+            receivesTotal = new long[cfg.qps()];
             psns = new int[cfg.qps()];
             for (int q = 0; q < qps.length; q++) {
                 // as perftest's ctx_qp_create: the QP's inline capacity is the -I asked for
@@ -366,6 +379,12 @@ public final class Perftest {
             return r;
         }
 
+        /** The big-endian 8 bytes at {@code addr}. */
+        long readLong(long addr) {
+            mm.read(addr, word);
+            return word.get(BE_LONG, 0);
+        }
+
         byte lastByte(long addr, int len) {
             mm.read(addr + len - 1, last);
             return lastBuf[0];
@@ -383,6 +402,9 @@ public final class Perftest {
             }
         }
     }
+
+    private static final ValueLayout.OfLong BE_LONG =
+            ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
 
     /** perftest's local ACK timeout ({@code -u}, default 14: 4.096 µs * 2^14, about 67 ms) within one process. */
     static final int TIMEOUT = 14;

@@ -10,6 +10,7 @@ import dev.dmaplane.rdma.RdmaDevice;
 import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -334,6 +335,7 @@ final class Wire {
         private final PerfConfig one;
         private final Side s;
         private final byte[][] pattern;
+        private final Peer c;
         private final Latency.Ping ping;
         private final OtherEnd<Void> active;
         private final long[] received;
@@ -342,6 +344,7 @@ final class Wire {
         ServerSize(PerfConfig one, Side s, Peer c) {
             this.one = one;
             this.s = s;
+            this.c = c;
             int size = one.size();
             ping = new Latency.Ping(one);
             received = new long[one.qps()];
@@ -382,16 +385,22 @@ final class Wire {
             }
         }
 
-        /** send_bw's receiver: keeps every receive queue full until all {@link #want} messages arrived or told to stop. */
+        /**
+         * send_bw's receiver: keeps every receive queue full until all {@link #want} messages arrived or told to stop;
+         * on iWARP it gives the sender credits ({@link Credits}) and waits for their WRITEs before it returns.
+         */
         private Void receive() {
             for (int q = 0; q < one.qps(); q++) {
                 postRecvs(s, q, s.recvTarget - s.recvsWaiting[rq(s, q)]);
             }
+            boolean credits = Credits.apply(one, s);
+            int creditsOut = 0;
             long last = System.nanoTime();
             int spins = 0;
             while (true) {
                 long w = want;
                 if (ping.stop || w >= 0 && sum(received) >= w) {
+                    awaitCredits(creditsOut);
                     return null;
                 }
                 var wcs = s.rcq.poll(64);
@@ -401,6 +410,12 @@ final class Wire {
                     received[q]++;
                     s.recvsWaiting[rq(s, q)]--;
                     postRecvs(s, q, 1);
+                    if (credits && Credits.received(s, c, q)) {
+                        creditsOut++;
+                    }
+                }
+                if (creditsOut > 0) {
+                    creditsOut -= creditsDone(s.cq.poll(16));
                 }
                 if (!wcs.isEmpty()) {
                     last = System.nanoTime();
@@ -409,6 +424,35 @@ final class Wire {
                     throw new ErrnoException(Errno.ETIMEDOUT, "perftest: send_bw received " + sum(received) + " of "
                             + w);
                 } else {
+                    idle(spins++);
+                }
+            }
+        }
+
+        /** The credit WRITEs among {@code wcs}, each checked. */
+        private static int creditsDone(List<WorkCompletion> wcs) {
+            for (WorkCompletion wc : wcs) {
+                check(wc);
+                if (wc.wrId() != Credits.WR_ID) {
+                    throw new ErrnoException(Errno.EIO, "perftest: send_bw's receiver completed work request "
+                            + wc.wrId() + ", where only credits were sent");
+                }
+            }
+            return wcs.size();
+        }
+
+        /** Waits for the {@code n} credit WRITEs still outstanding, at most {@link Perftest#STALL_NS}. */
+        private void awaitCredits(int n) {
+            long deadline = System.nanoTime() + STALL_NS;
+            int spins = 0;
+            while (n > 0) {
+                if (System.nanoTime() - deadline > 0) {
+                    throw new ErrnoException(Errno.ETIMEDOUT, "perftest: " + n + " receive credits of " + s.name
+                            + " did not complete");
+                }
+                List<WorkCompletion> wcs = s.cq.poll(16);
+                n -= creditsDone(wcs);
+                if (wcs.isEmpty()) {
                     idle(spins++);
                 }
             }

@@ -29,6 +29,7 @@ import java.util.List;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.locks.LockSupport;
 
@@ -113,6 +114,47 @@ class WireTest {
         assertEquals(0, child.exitValue(), this::childErr);
         assertEquals(0, Thread.getAllStackTraces().keySet().stream()
                 .filter(t -> t.getName().startsWith("siw-") && t.isAlive()).count(), "no siw thread left");
+    }
+
+    /**
+     * send_bw over siw between processes while the receiving process is stopped for a while (SIGSTOP, then SIGCONT):
+     * iWARP has no RNR NAK, so without perftest's receive credits ({@code send_bw.c}: {@code send_rcredit} on
+     * iWARP) the client's SENDs, each complete once TCP took it, pile up in the stream, and the receiving siw finds
+     * no receive for them when it runs again (a TERMINATE, the run fails with WR_FLUSH_ERR). With credits the client
+     * keeps fewer sends than the server's receive queue beyond what the server credited, and the run passes.
+     */
+    @Test
+    void sendBwOverSiwWaitsForReceiveCreditsWhileTheReceiverIsStopped() throws Exception {
+        int port = freePort();
+        server(List.of("send_bw", "-d", "siw0"), port);
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        AtomicInteger status = new AtomicInteger(-1);
+        Thread client = Thread.ofPlatform().name("send-bw-client").start(() -> status.set(Main.run(new String[]{
+                "send_bw", "127.0.0.1", "-p", String.valueOf(port), "-d", "siw0", "--ip", CLIENT_IP, "-D", "3",
+                "-t", "16", "-s", "64"}, print(out), print(err))));
+        long deadline = System.nanoTime() + WAIT.toNanos();
+        while (!out.toString(StandardCharsets.UTF_8).contains("#bytes")) { // the run has started
+            assertTrue(System.nanoTime() < deadline, "the client never started its run: " + err);
+            assertTrue(client.isAlive() || status.get() >= 0, "the client thread ended");
+            Thread.onSpinWait();
+        }
+        signal("STOP");
+        try {
+            Thread.sleep(500); // not a synchronisation: the stretch of time the receiver is away
+        } finally {
+            signal("CONT");
+        }
+        assertTrue(client.join(WAIT), "the client ended");
+        String report = out.toString(StandardCharsets.UTF_8);
+        assertEquals(0, status.get(), () -> report + err.toString(StandardCharsets.UTF_8) + childErr());
+        assertTrue(child.waitFor(WAIT.toSeconds(), TimeUnit.SECONDS), "the server ends after the run");
+        assertEquals(0, child.exitValue(), this::childErr);
+    }
+
+    private void signal(String sig) throws IOException, InterruptedException {
+        Process k = new ProcessBuilder("kill", "-" + sig, String.valueOf(child.pid())).inheritIO().start();
+        assertTrue(k.waitFor(WAIT.toSeconds(), TimeUnit.SECONDS) && k.exitValue() == 0, "kill -" + sig);
     }
 
     /** atomic_bw over siw between processes: refused in one line naming why at the client, told to the server. */
