@@ -6,6 +6,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.io.IOException;
+import java.lang.foreign.MemorySegment;
 import java.net.BindException;
 import java.net.Inet4Address;
 import java.net.InetAddress;
@@ -104,10 +105,10 @@ final class ChannelSocket implements UdpSocket {
             int len = rx.position() - WireCodec.BTH_AT;
             if (from instanceof InetSocketAddress src && src.getAddress() instanceof Inet4Address v4) {
                 byte[] a = v4.getAddress();
-                r.datagram(buf, len, (a[0] & 0xff) << 24 | (a[1] & 0xff) << 16 | (a[2] & 0xff) << 8 | a[3] & 0xff,
-                        src.getPort(), false);
+                r.datagram(MemorySegment.ofArray(buf).asSlice(WireCodec.BTH_AT, len), (a[0] & 0xff) << 24
+                        | (a[1] & 0xff) << 16 | (a[2] & 0xff) << 8 | a[3] & 0xff, src.getPort(), false);
             } else {
-                r.datagram(buf, len, 0, 0, true); // not from IPv4: refused as malformed
+                r.datagram(MemorySegment.ofArray(buf).asSlice(WireCodec.BTH_AT, len), 0, 0, true); // not IPv4: malformed
             }
             return 1;
         }

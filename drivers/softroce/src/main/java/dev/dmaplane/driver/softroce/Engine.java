@@ -12,6 +12,7 @@ import dev.dmaplane.rdma.verbs.Sge;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -202,6 +203,28 @@ final class Engine {
             refuse(WireCodec.Drop.MALFORMED, x.toString());
             return null;
         }
+        return accept(d);
+    }
+
+    /**
+     * {@link #accept(byte[], int)} of a datagram received on a socket ({@link WireCodec#decode(byte[],
+     * MemorySegment, boolean)}: the headers in {@code head}, the UDP payload {@code udp}); the packet's payload stays
+     * in {@code udp}, so it is delivered with {@link #receive} before {@code udp} is used again.
+     */
+    Packet accept(byte[] head, MemorySegment udp) {
+        WireCodec.Decoded d;
+        try {
+            d = WireCodec.decode(head, udp, true);
+        } catch (RuntimeException x) {
+            LOG.error("{}: decoding a datagram of {} bytes failed: dropped as malformed", name,
+                    WireCodec.BTH_AT + udp.byteSize(), x);
+            refuse(WireCodec.Drop.MALFORMED, x.toString());
+            return null;
+        }
+        return accept(d);
+    }
+
+    private Packet accept(WireCodec.Decoded d) {
         switch (d) {
             case WireCodec.Refused r -> {
                 refuse(r.drop(), r.why());

@@ -221,8 +221,8 @@ final class MmsgSocket implements UdpSocket {
     }
 
     /**
-     * The receive side's vectors and the heap buffer a datagram is handed in, used by the receiving thread: a slot
-     * per message, large enough for a GRO run, and room for its control message.
+     * The receive side's vectors, used by the receiving thread: a slot per message, large enough for a GRO run,
+     * whose datagrams are handed on where they are, and room for its control message.
      */
     private static final class Rx {
         final MemorySegment state;
@@ -230,7 +230,6 @@ final class MmsgSocket implements UdpSocket {
         final MemorySegment names;
         final MemorySegment controls;
         final MemorySegment data;
-        final byte[] buf = new byte[WireCodec.BTH_AT + MAX_DATAGRAM];
 
         Rx(Arena a) {
             state = a.allocate(CAPTURE);
@@ -474,9 +473,8 @@ final class MmsgSocket implements UdpSocket {
         int off = 0;
         do {
             int one = Math.min(step, len - off);
-            int kept = Math.min(one, MAX_DATAGRAM);
-            MemorySegment.copy(rx.data, ValueLayout.JAVA_BYTE, slot + off, rx.buf, WireCodec.BTH_AT, kept);
-            r.datagram(rx.buf, kept, ip, port, truncated || !v4 || one > MAX_DATAGRAM);
+            r.datagram(rx.data.asSlice(slot + off, Math.min(one, MAX_DATAGRAM)), ip, port,
+                    truncated || !v4 || one > MAX_DATAGRAM);
             count++;
             off += one;
         } while (off < len);

@@ -4,6 +4,7 @@ import dev.dmaplane.rdma.spi.DmaLease;
 import dev.dmaplane.rdma.verbs.Gid;
 
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 
 /**
@@ -131,6 +132,42 @@ record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first,
             @Override
             public Payload materialize() {
                 return this;
+            }
+        }
+
+        /**
+         * Payload bytes in a receive buffer of the UDP transport ({@code rxe_rcv} works on the skb it received):
+         * valid only during the transport's delivery call, copied off by {@link #materialize} when the packet waits.
+         */
+        record Received(MemorySegment data) implements Payload {
+            @Override
+            public long length() {
+                return data.byteSize();
+            }
+
+            @Override
+            public void writeTo(long from, DmaLease dst, long offset, long len) {
+                dst.write(offset, from == 0 && len == data.byteSize() ? data : data.asSlice(from, len));
+            }
+
+            @Override
+            public void copyTo(long from, MemorySegment dst) {
+                MemorySegment.copy(data, from, dst, 0, dst.byteSize());
+            }
+
+            @Override
+            public Payload slice(long from, long len) {
+                return new Received(data.asSlice(from, len));
+            }
+
+            @Override
+            public Payload materialize() {
+                return Bytes.of(data.toArray(ValueLayout.JAVA_BYTE));
+            }
+
+            @Override
+            public boolean leased() {
+                return true;
             }
         }
 

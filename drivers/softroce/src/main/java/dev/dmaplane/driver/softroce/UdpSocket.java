@@ -4,6 +4,7 @@ import dev.dmaplane.errno.ErrnoException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.lang.foreign.MemorySegment;
 import java.net.Inet4Address;
 
 /**
@@ -30,11 +31,11 @@ interface UdpSocket extends AutoCloseable {
     @FunctionalInterface
     interface Receiver {
         /**
-         * The UDP payload of a datagram is in {@code buf[WireCodec.BTH_AT, WireCodec.BTH_AT + len)}, sent from
-         * {@code srcIp} (IPv4, as an int in network order) port {@code srcPort}; {@code truncated} when it was longer
-         * than {@link #MAX_DATAGRAM} and only its start is there.
+         * The UDP payload of a datagram, {@code udp}, valid only during the call (the socket's receive buffer), sent
+         * from {@code srcIp} (IPv4, as an int in network order) port {@code srcPort}; {@code truncated} when it was
+         * longer than {@link #MAX_DATAGRAM} and only its start is there.
          */
-        void datagram(byte[] buf, int len, int srcIp, int srcPort, boolean truncated);
+        void datagram(MemorySegment udp, int srcIp, int srcPort, boolean truncated);
     }
 
     /**

@@ -6,9 +6,10 @@ import dev.dmaplane.rdma.verbs.Gid;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.net.Inet4Address;
 import java.net.InetAddress;
-import java.net.UnknownHostException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -53,6 +54,11 @@ final class UdpTransport implements Transport, AutoCloseable {
 
     // used by the receive thread
     private final List<Packet> arrived = new ArrayList<>(UdpSocket.BATCH);
+    /** The IP and UDP headers a datagram came with, put back in front of the start of its UDP payload. */
+    private final byte[] head = new byte[WireCodec.BTH_AT + WireCodec.HEAD];
+    /** The GID of the last source address seen ({@link #fromIp}), or null. */
+    private Gid from;
+    private int fromIp;
 
     private UdpTransport(InetAddress address, UdpSocket socket) {
         this.address = address;
@@ -205,23 +211,30 @@ final class UdpTransport implements Transport, AutoCloseable {
         }
     }
 
-    /** One datagram of a batch: headers put back, checked, and kept for the batch's burst when it passes. */
-    private void arrived(byte[] buf, int len, int srcIp, int srcPort, boolean truncated) {
+    /**
+     * One datagram of a batch: its headers put back in front of the start of its payload, checked, and kept for the
+     * batch's burst when it passes, its payload still where the socket received it (the burst is delivered, or its
+     * packets copied off, before the socket receives again).
+     */
+    private void arrived(MemorySegment udp, int srcIp, int srcPort, boolean truncated) {
         received.incrementAndGet();
         Engine e = engine;
         if (truncated) {
             e.refuse(WireCodec.Drop.MALFORMED, "datagram of over " + UdpSocket.MAX_DATAGRAM + " bytes or not IPv4");
             return;
         }
-        Gid from;
-        try {
-            from = Gid.of(InetAddress.getByAddress(new byte[]{(byte) (srcIp >>> 24), (byte) (srcIp >>> 16),
-                    (byte) (srcIp >>> 8), (byte) srcIp}));
-        } catch (UnknownHostException x) {
-            throw new IllegalStateException("four bytes are always an IPv4 address", x);
+        if (from == null || srcIp != fromIp) { // a batch mostly comes from one peer
+            byte[] g = new byte[16];
+            g[10] = (byte) 0xff;
+            g[11] = (byte) 0xff;
+            WireCodec.put32(g, 12, srcIp);
+            from = Gid.of(g);
+            fromIp = srcIp;
         }
-        WireCodec.ipUdp(buf, from, gid, srcPort, WireCodec.ROCE_PORT, len);
-        Packet p = e.accept(buf, WireCodec.BTH_AT + len);
+        int len = (int) udp.byteSize();
+        WireCodec.ipUdp(head, from, gid, srcPort, WireCodec.ROCE_PORT, len);
+        MemorySegment.copy(udp, ValueLayout.JAVA_BYTE, 0, head, WireCodec.BTH_AT, Math.min(len, WireCodec.HEAD));
+        Packet p = e.accept(head, udp);
         if (p != null) {
             arrived.add(p);
         }

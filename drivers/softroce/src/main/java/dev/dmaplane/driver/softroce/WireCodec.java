@@ -32,6 +32,11 @@ final class WireCodec {
     /** Offset of the BTH in an encoded datagram. */
     static final int BTH_AT = IP + UDP;
     private static final byte[] MASKED_LRH = {-1, -1, -1, -1, -1, -1, -1, -1};
+    /**
+     * Bytes of a UDP payload a receiver puts after the IP and UDP headers it rebuilds, for {@link #decode(byte[],
+     * MemorySegment, boolean)}: the BTH and the longest run of extended headers an opcode has.
+     */
+    static final int HEAD = BTH + 64;
 
     private WireCodec() {
     }
@@ -199,19 +204,27 @@ final class WireCodec {
      * {@code rxe_icrc_hdr} and {@code rxe_icrc_generate}. The masked fields are copied, never changed in place.
      */
     static int icrc(byte[] b, int end) {
+        return icrc(b, MemorySegment.ofArray(b).asSlice(BTH_AT), end);
+    }
+
+    /**
+     * The ICRC of a datagram whose IPv4 and UDP headers and BTH are in {@code head[0, BTH_AT + BTH)} and whose UDP
+     * payload is {@code udp}, up to {@code end} (an offset in the datagram).
+     */
+    static int icrc(byte[] head, MemorySegment udp, int end) {
         CRC32 crc = new CRC32();
         crc.update(MASKED_LRH);
-        byte[] head = new byte[BTH_AT + BTH];
-        System.arraycopy(b, 0, head, 0, head.length);
-        head[1] = (byte) 0xff; // TOS: DSCP and ECN
-        head[8] = (byte) 0xff; // TTL
-        head[10] = (byte) 0xff; // IP header checksum
-        head[11] = (byte) 0xff;
-        head[IP + 6] = (byte) 0xff; // UDP checksum
-        head[IP + 7] = (byte) 0xff;
-        head[BTH_AT + 4] = (byte) 0xff; // BTH resv8a: FECN, BECN, reserved
-        crc.update(head);
-        crc.update(b, head.length, end - head.length);
+        byte[] masked = new byte[BTH_AT + BTH];
+        System.arraycopy(head, 0, masked, 0, masked.length);
+        masked[1] = (byte) 0xff; // TOS: DSCP and ECN
+        masked[8] = (byte) 0xff; // TTL
+        masked[10] = (byte) 0xff; // IP header checksum
+        masked[11] = (byte) 0xff;
+        masked[IP + 6] = (byte) 0xff; // UDP checksum
+        masked[IP + 7] = (byte) 0xff;
+        masked[BTH_AT + 4] = (byte) 0xff; // BTH resv8a: FECN, BECN, reserved
+        crc.update(masked);
+        crc.update(udp.asSlice(BTH, end - masked.length).asByteBuffer());
         return (int) crc.getValue();
     }
 
@@ -223,6 +236,21 @@ final class WireCodec {
     static Decoded decode(byte[] b, int len) {
         if (len < BTH_AT + BTH + ICRC || len > b.length) {
             return new Refused(Drop.MALFORMED, "datagram of " + len + " bytes shorter than IP, UDP, BTH and ICRC");
+        }
+        return decode(b, MemorySegment.ofArray(b).asSlice(BTH_AT, len - BTH_AT), false);
+    }
+
+    /**
+     * {@link #decode(byte[], int)} of a datagram received on a UDP socket: its IPv4 and UDP headers are in
+     * {@code b[0, BTH_AT)}, followed by at least the first {@link #HEAD} bytes of its UDP payload (all of a shorter
+     * one), which is {@code udp}. When {@code borrow}, the packet's payload is the range of {@code udp} that holds it
+     * ({@link Packet.Payload.Received}, valid as long as {@code udp} is), otherwise a copy.
+     */
+    static Decoded decode(byte[] b, MemorySegment udp, boolean borrow) {
+        int len = BTH_AT + (int) udp.byteSize();
+        if (udp.byteSize() < BTH + ICRC || udp.byteSize() > 0xffff - IP - UDP) {
+            return new Refused(Drop.MALFORMED, "datagram of " + len + " bytes: not as long as IP, UDP, BTH and ICRC,"
+                    + " or longer than IPv4 carries");
         }
         if ((b[0] & 0xff) != 0x45 || b[9] != 17 || get16(b, 2) != len) {
             return new Refused(Drop.MALFORMED, String.format("IPv4 header %02x proto %d length %d of a %d-byte datagram",
@@ -245,15 +273,18 @@ final class WireCodec {
         if (payload < 0 || (!op.payload && payload + pad != 0) || payload > MAX_PAYLOAD) {
             return new Refused(Drop.MALFORMED, op + " with " + (len - BTH_AT) + " bytes of UDP payload, pad " + pad);
         }
-        int want = MemorySegment.ofArray(b).get(LE_INT, len - ICRC);
-        int got = icrc(b, len - ICRC);
+        int want = udp.get(LE_INT, len - ICRC - BTH_AT);
+        int got = icrc(b, udp, len - ICRC);
         if (want != got) {
             return new Refused(Drop.BAD_ICRC, String.format("ICRC %08x, computed %08x", want, got));
         }
-        return new Accepted(packet(b, op, flags, payload, len - ICRC - pad - payload), op.service(), get16(b, at + 2));
+        MemorySegment data = udp.asSlice(len - ICRC - pad - payload - BTH_AT, payload);
+        return new Accepted(packet(b, op, flags, payload == 0 ? Packet.Payload.NONE : borrow
+                ? new Packet.Payload.Received(data) : Packet.Payload.Bytes.of(data.toArray(ValueLayout.JAVA_BYTE))),
+                op.service(), get16(b, at + 2));
     }
 
-    private static Packet packet(byte[] b, Opcode op, int flags, int plen, int payloadAt) {
+    private static Packet packet(byte[] b, Opcode op, int flags, Packet.Payload data) {
         MemorySegment s = MemorySegment.ofArray(b);
         byte[] src = new byte[4];
         byte[] dst = new byte[4];
@@ -268,7 +299,8 @@ final class WireCodec {
         int srcQpn = 0;
         long va = 0;
         int rkey = 0;
-        long dmaLen = op.first && op.last && (op.op == Op.SEND || op.op == Op.SEND_IMM || op.op == Op.SEND_INV) ? plen : 0;
+        long dmaLen = op.first && op.last && (op.op == Op.SEND || op.op == Op.SEND_IMM || op.op == Op.SEND_INV)
+                ? data.length() : 0;
         long swapAdd = 0;
         long compare = 0;
         int syndrome = 0;
@@ -306,11 +338,9 @@ final class WireCodec {
         if (op.has(Opcode.IMM) || op.has(Opcode.IETH)) {
             imm = get32(b, at);
         }
-        byte[] data = new byte[plen];
-        System.arraycopy(b, payloadAt, data, 0, plen);
         return new Packet(Gid.of(v4mapped(src)), Gid.of(v4mapped(dst)), srcQpn, destQpn, op.op, op.first, op.last,
-                psn, 1, ackReq, va, rkey, dmaLen, imm, swapAdd, compare, syndrome, msn, orig, qkey,
-                plen == 0 ? Packet.Payload.NONE : Packet.Payload.Bytes.of(data), (flags & 0x80) != 0);
+                psn, 1, ackReq, va, rkey, dmaLen, imm, swapAdd, compare, syndrome, msn, orig, qkey, data,
+                (flags & 0x80) != 0);
     }
 
     private static byte[] v4mapped(byte[] ip) {

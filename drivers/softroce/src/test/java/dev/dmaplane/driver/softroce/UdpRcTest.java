@@ -115,6 +115,38 @@ class UdpRcTest {
     }
 
     /**
+     * The receive thread hands a burst to the engine with each payload still in the socket's receive slot
+     * ({@code rxe_rcv} works on the skb it was given); when another thread runs the engine, the burst waits in the
+     * engine's inbox, so it must be copied off first: the socket reuses its slots at the next receive. With the
+     * responder's engine held by this thread, 64 KiB of writes arrive and are stored (more than the slots hold); once
+     * it is let go, every byte is where it was written.
+     */
+    @Test
+    void burstsThatArriveWhileTheEngineIsBusyAreCopiedOffTheReceiveSlots() {
+        QueuePair[] p = u.pair();
+        byte[] data = Hcas.random(256 * 1024, 17);
+        u.a.write(0, data);
+        Engine e = u.engineB();
+        long stored = e.counters.burstsStored.get();
+        List<SendWr> wrs = new ArrayList<>();
+        for (int i = 0; i < 4; i++) {
+            wrs.add(new SendWr.RdmaWrite(i, List.of(u.a.sge(64L * 1024 * i, 64 * 1024)), SIGNALED,
+                    u.b.buf + 64L * 1024 * i, u.b.mr.rkey()));
+        }
+        e.lock.lock(); // rxe0 of b is busy: what reaches it now is stored
+        try {
+            p[0].postSend(wrs);
+            eventually(() -> e.counters.burstsStored.get() - stored >= 2, Duration.ofSeconds(30),
+                    "the receive thread stored bursts while the engine was busy");
+        } finally {
+            e.release(); // as the engine's own code lets it go: the holder runs what was stored meanwhile
+        }
+        List<WorkCompletion> wc = Hcas.poll(u.a.cq, wrs.size());
+        assertTrue(wc.stream().allMatch(WorkCompletion::isSuccess), wc.toString());
+        assertArrayEquals(data, u.b.read(0, data.length));
+    }
+
+    /**
      * Both directions reordered at once: duplicates of writes are acknowledged with PSNs that cover the READ in
      * flight, which must not stand in for its responses ({@link RetransmissionTest}, the same rule in-process).
      */

@@ -6,6 +6,7 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedClass;
 import org.junit.jupiter.params.provider.ValueSource;
 
+import java.lang.foreign.ValueLayout;
 import java.net.Inet4Address;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -65,11 +66,11 @@ class UdpSocketTest {
             List<byte[]> got = new ArrayList<>();
             int src = ByteOrderInt.of(Loopback.address(51).getAddress());
             while (got.size() < n) {
-                int k = b.receive((buf, l, ip, port, truncated) -> {
+                int k = b.receive((udp, ip, port, truncated) -> {
                     assertFalse(truncated);
                     assertEquals(src, ip, "from the sender's address");
                     assertEquals(WireCodec.ROCE_PORT, port);
-                    got.add(Arrays.copyOfRange(buf, WireCodec.BTH_AT, WireCodec.BTH_AT + l));
+                    got.add(udp.toArray(ValueLayout.JAVA_BYTE));
                 });
                 assertTrue(k > 0, "a receive takes at least one datagram");
             }
@@ -122,9 +123,9 @@ class UdpSocketTest {
     private static List<byte[]> received(UdpSocket s, int n) {
         List<byte[]> got = new ArrayList<>();
         while (got.size() < n) {
-            assertTrue(s.receive((buf, l, ip, port, truncated) -> {
+            assertTrue(s.receive((udp, ip, port, truncated) -> {
                 assertFalse(truncated);
-                got.add(Arrays.copyOfRange(buf, WireCodec.BTH_AT, WireCodec.BTH_AT + l));
+                got.add(udp.toArray(ValueLayout.JAVA_BYTE));
             }) > 0);
         }
         return got;
@@ -143,7 +144,7 @@ class UdpSocketTest {
             byte[] big = datagram(54, UdpSocket.MAX_DATAGRAM + 100, 1);
             assertEquals(1, a.send(new byte[][]{big}, new int[]{big.length}, 1));
             AtomicInteger truncated = new AtomicInteger();
-            b.receive((buf, l, ip, port, t) -> truncated.addAndGet(t ? 1 : 0));
+            b.receive((udp, ip, port, t) -> truncated.addAndGet(t ? 1 : 0));
             assertEquals(nativeSocket && MmsgSocket.AVAILABLE ? 1 : 0, truncated.get(),
                     "the native receive keeps MAX_DATAGRAM bytes; a channel keeps a whole datagram");
             b.shutdown();
@@ -158,7 +159,7 @@ class UdpSocketTest {
             AtomicInteger result = new AtomicInteger(1);
             Thread t = Thread.ofPlatform().name("udp-socket-test-rx").start(() -> {
                 started.countDown();
-                result.set(b.receive((buf, l, ip, port, tr) -> { }));
+                result.set(b.receive((udp, ip, port, tr) -> { }));
             });
             assertTrue(started.await(10, TimeUnit.SECONDS));
             b.shutdown();
