@@ -10,6 +10,9 @@ import org.osgi.framework.InvalidSyntaxException;
 import org.osgi.framework.ServiceReference;
 import org.osgi.framework.launch.Framework;
 import org.osgi.framework.launch.FrameworkFactory;
+import org.osgi.framework.namespace.PackageNamespace;
+import org.osgi.framework.wiring.BundleWiring;
+import org.osgi.framework.wiring.FrameworkWiring;
 import org.osgi.util.tracker.ServiceTracker;
 
 import java.io.IOException;
@@ -45,6 +48,8 @@ import java.util.stream.Stream;
 public final class DmaplaneRuntime implements AutoCloseable {
     /** The Gogo shell bundle (JLine: history, line editing): reads the terminal; installed only in interactive mode. */
     static final String GOGO_SHELL_BSN = "org.apache.felix.gogo.jline";
+    /** The JLine package whose exporter's class loader holds JLine's terminal providers. */
+    static final String JLINE_TERMINAL_PACKAGE = "org.jline.terminal";
     /** File that marks a directory as a dmaplane work directory, which may be wiped at start. */
     static final String WORK_MARKER = ".dmaplane-work";
     /** Filter of the runtime's query service. */
@@ -233,7 +238,7 @@ public final class DmaplaneRuntime implements AutoCloseable {
                 commands.close();
             }
             if (shell != null) {
-                start(shell);
+                startShell(fw, shell);
             }
             return new DmaplaneRuntime(config, fw, deploy, tracker, lock);
         } catch (Exception | Error e) {
@@ -254,6 +259,35 @@ public final class DmaplaneRuntime implements AutoCloseable {
         } catch (BundleException e) {
             throw new IllegalStateException("bundle " + b.getSymbolicName() + " (" + b.getLocation()
                     + ") does not start: " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * Starts Gogo's JLine shell with the class loader of the JLine bundle it is wired to as the thread's context class
+     * loader. JLine 3 finds its terminal providers (ffm, jni, exec) as resources of the context class loader
+     * ({@code TerminalProvider.load}); the launcher's is the application class loader, which has no JLine, and
+     * JLine then falls back to a dumb terminal: no raw mode, no key bindings, so no history or line editing. The
+     * shell's activator builds its terminal inside {@code start}, once the Gogo {@code CommandProcessor} it tracks is
+     * there (it is: the runtime bundles started first).
+     */
+    static void startShell(Framework fw, Bundle shell) {
+        if (!fw.adapt(FrameworkWiring.class).resolveBundles(List.of(shell))) {
+            throw new IllegalStateException("bundle " + shell.getSymbolicName() + " (" + shell.getLocation()
+                    + ") does not resolve");
+        }
+        ClassLoader jline = shell.adapt(BundleWiring.class).getRequiredWires(PackageNamespace.PACKAGE_NAMESPACE).stream()
+                .filter(w -> JLINE_TERMINAL_PACKAGE.equals(w.getCapability().getAttributes().get(PackageNamespace.PACKAGE_NAMESPACE)))
+                .findFirst()
+                .map(w -> w.getProviderWiring().getClassLoader())
+                .orElseThrow(() -> new IllegalStateException("bundle " + shell.getSymbolicName() + " is not wired to "
+                        + JLINE_TERMINAL_PACKAGE));
+        Thread thread = Thread.currentThread();
+        ClassLoader previous = thread.getContextClassLoader();
+        thread.setContextClassLoader(jline);
+        try {
+            start(shell);
+        } finally {
+            thread.setContextClassLoader(previous);
         }
     }
 
