@@ -167,10 +167,15 @@ final class Cli {
         @Option(names = "--debug", description = "print the stack of an error's exception too")
         boolean debug;
 
-        /** The options as {@link Main.Options}, checked; a bad one is a {@link ParameterException}. */
-        Main.Options options(CommandSpec spec, Path topology, List<String> rest) {
-            if (topology != null && !Files.isRegularFile(topology)) {
-                throw new ParameterException(spec.commandLine(), "machine file " + topology + " does not exist");
+        /**
+         * The options as {@link Main.Options}, checked; a bad one is a {@link ParameterException}.
+         *
+         * @param topology the command's {@code --topology}, or null for a command without one
+         */
+        Main.Options options(CommandSpec spec, TopologyOption topology, List<String> rest) {
+            Path machine = topology == null ? null : topology.file;
+            if (machine != null && !Files.isRegularFile(machine)) {
+                throw new ParameterException(spec.commandLine(), "machine file " + machine + " does not exist");
             }
             Path jfrFile = jfr == null ? null : jfr.toAbsolutePath();
             if (jfrFile != null && (jfrFile.getParent() == null || !Files.isDirectory(jfrFile.getParent()))) {
@@ -184,9 +189,19 @@ final class Cli {
                         : Path.of(System.getProperty("dmaplane.workroot", "target"), "dmaplane-" + mode);
             }
             Path d = dist != null ? dist : Main.defaultDist();
-            return new Main.Options(mode, topology, w.toAbsolutePath(), d.toAbsolutePath(), jfrFile, debug,
+            return new Main.Options(mode, machine, w.toAbsolutePath(), d.toAbsolutePath(), jfrFile, debug,
                     List.copyOf(rest));
         }
+    }
+
+    /**
+     * {@code --topology}, the one definition {@code run}, {@code shell} and {@code topo} share: each boots the
+     * machine the file describes before it does its part.
+     */
+    static final class TopologyOption {
+        @Option(names = "--topology", paramLabel = "FILE", description = "machine file to boot (the default machine"
+                + " otherwise)")
+        Path file;
     }
 
     /** A command that boots the runtime: its checked {@link Main.Options}. */
@@ -200,9 +215,8 @@ final class Cli {
     static final class Run implements RuntimeCommand {
         @Spec
         CommandSpec spec;
-        @Option(names = "--topology", paramLabel = "FILE", description = "machine file to boot (the default machine"
-                + " otherwise)")
-        Path topology;
+        @Mixin
+        TopologyOption topology;
         @Mixin
         RuntimeOptions runtime;
 
@@ -257,9 +271,8 @@ final class Cli {
     static final class Shell implements RuntimeCommand {
         @Spec
         CommandSpec spec;
-        @Option(names = "--topology", paramLabel = "FILE", description = "machine file to boot (the default machine"
-                + " otherwise)")
-        Path topology;
+        @Mixin
+        TopologyOption topology;
         @Mixin
         RuntimeOptions runtime;
         @Parameters(arity = "1..*", paramLabel = "CMD", description = "the Gogo command line; every word after its"
@@ -280,9 +293,8 @@ final class Cli {
     static final class Topo implements RuntimeCommand {
         @Spec
         CommandSpec spec;
-        @Option(names = "--topology", paramLabel = "FILE", description = "machine file to draw (the default machine"
-                + " otherwise)")
-        Path topology;
+        @Mixin
+        TopologyOption topology;
         @Option(names = "--svg", paramLabel = "FILE", description = "write SVG, rendered by Graphviz's dot, into FILE")
         Path svg;
         @Option(names = "--dot", paramLabel = "FILE", description = "write the DOT text into FILE")

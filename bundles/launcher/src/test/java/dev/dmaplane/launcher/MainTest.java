@@ -87,6 +87,28 @@ class MainTest {
                 && run.out().contains("--jfr=FILE") && run.out().contains("--debug"), run.out());
     }
 
+    /**
+     * {@code --topology} is one option mixed into the three commands that boot a machine file (picocli user manual,
+     * "Mixins"): each one's help shows it with the same text, and demo, which runs on the default machine, has none.
+     */
+    @Test
+    void topologyIsOneOptionSharedByRunShellAndTopo(@TempDir Path dir) throws Exception {
+        CommandLine cli = Cli.commandLine(System.out, System.err);
+        for (String command : List.of("run", "shell", "topo")) {
+            Run help = main(command, "--help");
+            assertTrue(help.out().lines().anyMatch(l -> l.matches(
+                    " +--topology=FILE +machine file to boot \\(the default machine otherwise\\)")), help.out());
+            Object mixin = cli.getSubcommands().get(command).getCommandSpec().mixins().get("topology").userObject();
+            assertTrue(mixin instanceof Cli.TopologyOption, command + ": " + mixin);
+        }
+        assertFalse(main("demo", "--help").out().contains("--topology"));
+        Path machine = Files.writeString(dir.resolve("m.yaml"), "machine: {}\n");
+        for (String[] args : List.of(new String[]{"run", "--topology", machine.toString()},
+                new String[]{"shell", "--topology=" + machine, "lb"}, new String[]{"topo", "--topology", machine.toString()})) {
+            assertEquals(machine, Main.parse(args).topology(), String.join(" ", args));
+        }
+    }
+
     @Test
     void optionsTakeTheirValueAfterASpaceOrAnEqualsSign() {
         Main.Options o = Main.parse("shell", "--work", "/tmp/w", "--dist=/tmp/d", "dmaplane:trace", "5", "--x");
