@@ -25,6 +25,7 @@ public final class Tracer {
     private final int mask;
     private final AtomicLong seq = new AtomicLong();
     private final List<Consumer<TraceEvent>> subscribers = new CopyOnWriteArrayList<>();
+    private final long startNanos = System.nanoTime();
     private volatile boolean enabled = true;
 
     public Tracer() {
@@ -37,6 +38,14 @@ public final class Tracer {
         }
         this.ring = new AtomicReferenceArray<>(capacity);
         this.mask = capacity - 1;
+    }
+
+    /**
+     * {@link System#nanoTime()} when this trace began (the machine's boot): the zero of the timestamps the trace ring
+     * shows, as the kernel's trace clock and printk's counts from boot.
+     */
+    public long startNanos() {
+        return startNanos;
     }
 
     /** Turns recording into the ring and to subscribers on or off (benchmarks turn it off). */

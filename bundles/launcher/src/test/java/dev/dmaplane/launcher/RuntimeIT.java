@@ -153,7 +153,7 @@ class RuntimeIT {
 
         String devices = rt.gogo("dmaplane:devices", WAIT);
         assertTrue(devices.lines().anyMatch(l -> l.contains(DmaTestDemo.AUX) && l.contains("dmatest")), devices);
-        assertTrue(rt.gogo("dmaplane:trace 1 BIND", WAIT).matches("#\\d+ BIND gpu\\.dma\\.0 dmatest"));
+        assertTrue(rt.gogo("dmaplane:trace 1 BIND", WAIT).matches("\\[ *\\d+\\.\\d{6}\\] #\\d+ BIND gpu\\.dma\\.0 dmatest"));
         assertTrue(rt.gogo("dmaplane:memory", WAIT).contains(" active mappings"));
         assertTrue(rt.gogo("dmaplane:dmabuf", WAIT).endsWith("Total 0 objects, 0 bytes"), "the dma-buf bundle is in the runtime set");
         assertTrue(rt.gogo("lb", WAIT).contains("dmaplane dmatest driver"), "Gogo's own commands work too");

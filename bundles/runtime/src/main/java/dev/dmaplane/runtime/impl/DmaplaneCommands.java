@@ -423,7 +423,14 @@ public final class DmaplaneCommands {
         if (last.isEmpty()) {
             return "no trace events" + (k == null ? "" : " of kind " + k);
         }
-        return last.stream().map(TraceEvent::toString).collect(Collectors.joining("\n"));
+        long start = machine.tracer().startNanos();
+        return last.stream().map(e -> stamped(start, e)).collect(Collectors.joining("\n"));
+    }
+
+    /** An event behind its time since boot in seconds, as {@code dmesg} prints printk's ({@code [%5lu.%06lu]}). */
+    private static String stamped(long start, TraceEvent e) {
+        long micros = Math.max(0, e.timeNanos() - start) / 1_000;
+        return String.format("[%5d.%06d] %s", micros / 1_000_000, micros % 1_000_000, e);
     }
 
     /** A number of events: decimal digits up to {@link Integer#MAX_VALUE}. */

@@ -35,6 +35,7 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.ServiceLoader;
 import java.util.Set;
+import java.util.regex.Pattern;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -225,6 +226,7 @@ class RuntimeComponentsTest {
         assertTrue(drivers.contains("bound:   " + GPU), drivers);
 
         assertTrue(cmds.trace().lines().anyMatch(l -> l.contains("BIND " + GPU + " gpu")), cmds.trace());
+        assertTimestamped(cmds.trace());
         assertEquals(1, cmds.trace("bind").lines().count());
         assertEquals(1, cmds.trace("1").lines().count());
         assertEquals(1, cmds.trace("5", "BIND").lines().count());
@@ -535,5 +537,16 @@ class RuntimeComponentsTest {
         }
         assertFalse(cmds.interrupts().contains("copyengine"), "freed with the allocation");
         assertTrue(cmds.help().contains("dmaplane:interrupts"));
+    }
+
+    /**
+     * Each line of the trace ring starts with the event's time since the machine's boot, in dmesg's
+     * {@code [%5lu.%06lu]} (kernel/printk/printk.c, {@code print_time}).
+     */
+    private static void assertTimestamped(String trace) {
+        Pattern stamp = Pattern.compile("^\\[ *(\\d+)\\.(\\d{6})\\] #\\d+ [A-Z_0-9]+ ");
+        for (String line : trace.lines().toList()) {
+            assertTrue(stamp.matcher(line).find(), "no timestamp: " + line);
+        }
     }
 }
