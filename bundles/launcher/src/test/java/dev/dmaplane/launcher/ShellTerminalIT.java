@@ -1,5 +1,6 @@
 package dev.dmaplane.launcher;
 
+import dev.dmaplane.testing.ExternalTool;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -28,7 +29,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * {@code kcuu1} of the {@code ansi} terminfo entry) and Enter run it again from JLine's history
  * ({@code LineReaderImpl}'s {@code up-line-or-search} widget), Gogo JLine's {@code history} builtin lists it, the
  * history is kept in {@code ~/.gogo.history} (Felix Gogo JLine's {@code Shell.gosh}), and {@code exit} ends the
- * session and the process.
+ * session and the process. Runs where {@code script} is on the {@code PATH} (Debian's essential bsdutils), and
+ * fails without it when {@code -Ddmaplane.require.tools} names it (CI).
  *
  * <p>The terminal is a real one on purpose: a terminal built on streams would be handed to the shell whole
  * ({@code TerminalBuilder.setTerminalOverride}), skipping the part that failed, JLine finding its terminal providers
@@ -37,7 +39,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 @Timeout(value = 180, unit = TimeUnit.SECONDS)
 class ShellTerminalIT {
-    static final Path SCRIPT = Path.of("/usr/bin/script");
     static final Duration WAIT = Duration.ofSeconds(90);
     static final String COMMAND = "dmaplane:lspci -s 04:00.0";
     static final String ANSWER = "04:00.0 Ethernet controller: Device 1da0:0002";
@@ -49,8 +50,7 @@ class ShellTerminalIT {
 
     @Test
     void upArrowRunsTheLastCommandAgainHistoryListsItAndExitEnds() throws Exception {
-        assertTrue(Files.isExecutable(SCRIPT), SCRIPT + " (util-linux, Debian's bsdutils) runs the launcher in a"
-                + " pseudo-terminal");
+        ExternalTool script = ExternalTool.require("script", "apt-get install bsdutils (util-linux's script)");
         Path home = Files.createDirectories(tmp.resolve("home"));
         Path log = tmp.resolve("terminal.log");
         Path java = Path.of(System.getProperty("java.home"), "bin", "java");
@@ -59,7 +59,7 @@ class ShellTerminalIT {
                 "--enable-native-access=ALL-UNNAMED", quote("-Duser.home=" + home), "-cp", quote(System.getProperty("java.class.path")),
                 Main.class.getName(), "run", "--work", quote(tmp.resolve("work").toString()),
                 "--dist", quote(RuntimeIT.DIST.toString())));
-        ProcessBuilder pb = new ProcessBuilder(SCRIPT.toString(), "--quiet", "--flush", "--return", "--command",
+        ProcessBuilder pb = new ProcessBuilder(script.path().toString(), "--quiet", "--flush", "--return", "--command",
                 launcher, "/dev/null").redirectErrorStream(true).redirectOutput(log.toFile());
         pb.environment().put("TERM", "ansi");
         pb.environment().put("HOME", home.toString());
