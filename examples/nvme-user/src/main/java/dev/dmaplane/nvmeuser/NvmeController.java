@@ -504,13 +504,13 @@ public final class NvmeController implements AutoCloseable {
         mm.write(bar + offset, v);
     }
 
-    private int read32(long offset) {
+    int read32(long offset) {
         MemorySegment v = MemorySegment.ofArray(new byte[4]);
         mm.read(bar + offset, v);
         return v.get(U32, 0);
     }
 
-    private long read64(long offset) {
+    long read64(long offset) {
         MemorySegment v = MemorySegment.ofArray(new byte[8]);
         mm.read(bar + offset, v);
         return v.get(U64, 0);
@@ -520,7 +520,7 @@ public final class NvmeController implements AutoCloseable {
         doorbell(offset, value);
     }
 
-    private void write64(long offset, long value) {
+    void write64(long offset, long value) {
         MemorySegment v = MemorySegment.ofArray(new byte[8]);
         v.set(U64, 0, value);
         mm.write(bar + offset, v);

@@ -3,7 +3,7 @@
  * queue pairs, pinned buffers at IOVA = VA, and {@code nvme perf} after {@code app/spdk_nvme_perf/perf.c}.
  */
 @Export
-@Version("1.0.0")
+@Version("1.1.0")
 package dev.dmaplane.nvmeuser;
 
 import org.osgi.annotation.bundle.Export;

@@ -1,0 +1,124 @@
+package dev.dmaplane.nvmeuser.rdma;
+
+import dev.dmaplane.machine.Machine;
+import dev.dmaplane.mm.AddressSpace;
+import dev.dmaplane.mm.Prot;
+import dev.dmaplane.rdma.RdmaCore;
+import dev.dmaplane.rdma.RdmaDevice;
+import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.AhAttr;
+import dev.dmaplane.rdma.verbs.CompletionQueue;
+import dev.dmaplane.rdma.verbs.ProtectionDomain;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpCap;
+import dev.dmaplane.rdma.verbs.QpInitAttr;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.SendFlags;
+import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.Sge;
+import dev.dmaplane.rdma.verbs.VerbsContext;
+import dev.dmaplane.rdma.verbs.WcStatus;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
+
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * One RC end as an application opens it with libibverbs ({@code ibv_open_device}, {@code ibv_alloc_pd},
+ * {@code ibv_create_cq}, {@code ibv_create_qp}, {@code ibv_modify_qp(3)} to RTS): a process, a context, a PD, a CQ
+ * and a QP.
+ */
+public final class RcEnd implements AutoCloseable {
+    /** Access of every region: the far end writes and reads it. */
+    public static final int ACCESS = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ;
+    private static final int DEPTH = 16;
+    private final RdmaDevice device;
+    private final AddressSpace mm;
+    private final VerbsContext ctx;
+    private final ProtectionDomain pd;
+    private final CompletionQueue cq;
+    private final QueuePair qp;
+
+    public RcEnd(Machine machine, RdmaCore core, String name) {
+        device = core.device(name).orElseThrow();
+        mm = machine.newAddressSpace("cmb-" + name);
+        try {
+            ctx = device.open(mm);
+        } catch (RuntimeException e) {
+            mm.close();
+            throw e;
+        }
+        try {
+            pd = ctx.allocPd();
+            cq = ctx.createCq(2 * DEPTH, null, 0);
+            qp = pd.createQp(new QpInitAttr(cq, cq, null, new QpCap(DEPTH, DEPTH, 1, 1, 0), QpType.RC, false));
+        } catch (RuntimeException e) {
+            close();
+            throw e;
+        }
+    }
+
+    public RdmaDevice device() {
+        return device;
+    }
+
+    /** The process this end runs in. */
+    public AddressSpace mm() {
+        return mm;
+    }
+
+    public ProtectionDomain pd() {
+        return pd;
+    }
+
+    /** Anonymous read-write memory of this end's process. */
+    public long buffer(long length) {
+        return mm.mmapAnonymous(length, Prot.PROT_READ | Prot.PROT_WRITE);
+    }
+
+    /** Brings both QPs to RTS, each aimed at the other (the out-of-band exchange, done in-process). */
+    public static void connect(RcEnd a, RcEnd b) {
+        a.connectTo(b);
+        b.connectTo(a);
+    }
+
+    private void connectTo(RcEnd peer) {
+        qp.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).accessFlags(ACCESS).build());
+        qp.modify(QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peer.ctx.queryGid(1, 1), 1, 1))
+                .pathMtu(ctx.queryPort(1).activeMtu()).destQpn(peer.qp.qpNum()).rqPsn(0).maxDestRdAtomic(1)
+                .minRnrTimer(1).build());
+        qp.modify(QpAttr.builder().state(QpState.RTS).sqPsn(0).timeout(14).retryCnt(7).rnrRetry(7).maxRdAtomic(1)
+                .build());
+    }
+
+    /** One signalled RDMA WRITE or READ between local {@code (addr, lkey)} and remote {@code (raddr, rkey)}, awaited. */
+    public void transfer(boolean write, long addr, int lkey, long raddr, int rkey, long length) {
+        List<Sge> sgl = List.of(new Sge(addr, length, lkey));
+        qp.postSend(write ? new SendWr.RdmaWrite(1, sgl, SendFlags.SIGNALED, raddr, rkey)
+                : new SendWr.RdmaRead(1, sgl, SendFlags.SIGNALED, raddr, rkey));
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (true) {
+            List<WorkCompletion> wcs = cq.poll(1);
+            if (!wcs.isEmpty()) {
+                assertEquals(WcStatus.SUCCESS, wcs.getFirst().status(), (write ? "RDMA WRITE" : "RDMA READ"));
+                return;
+            }
+            assertTrue(System.nanoTime() < deadline, "no completion within 10 s");
+            Thread.onSpinWait();
+        }
+    }
+
+    @Override
+    public void close() {
+        try {
+            ctx.close();
+        } finally {
+            mm.close();
+        }
+    }
+}
