@@ -4,6 +4,7 @@ import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.fs.Inode;
 import dev.dmaplane.irq.IrqTrigger;
 import dev.dmaplane.mm.AddressSpace;
+import dev.dmaplane.vfio.iommufd.IommufdAccess;
 import org.osgi.annotation.versioning.ProviderType;
 
 import java.lang.foreign.MemorySegment;
@@ -42,6 +43,15 @@ public interface VfioUser extends AutoCloseable {
 
     /** {@code open("/dev/iommu")}: a new iommufd context ({@code dev.dmaplane.vfio.iommufd}). */
     int openIommufd();
+
+    /**
+     * {@code iommufd_access_create(iommufd_ctx_from_fd(fd), ops)}: an in-kernel user of the iommufd context behind
+     * descriptor {@code iommufdFd}, as an emulated device's driver makes one when the user binds it to that context.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EBADF} for a descriptor that is not open, {@code EBADFD} for
+     *                                           one that is not {@code /dev/iommu}, {@code EINVAL} for null ops
+     */
+    IommufdAccess iommufdAccess(int iommufdFd, IommufdAccess.Ops ops);
 
     /**
      * {@code open("/dev/vfio/devices/vfioX")}: the cdev of vfio-pci device {@code device} (its PCI name). Until

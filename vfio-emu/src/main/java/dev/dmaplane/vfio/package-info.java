@@ -1,6 +1,6 @@
 /** VFIO for user-space drivers: vfio-pci, the container/group and iommufd front ends ({@code include/uapi/linux/vfio.h}). */
 @Export
-@Version("1.0.0")
+@Version("1.1.0")
 package dev.dmaplane.vfio;
 
 import org.osgi.annotation.bundle.Export;

@@ -46,6 +46,7 @@ public final class IoPageStore {
 
         private final long[] phys;
         private final boolean writable;
+        private final boolean cpuReachable;
         private final Release release;
         private int users = 1;
         /** Guarded by this. */
@@ -53,10 +54,19 @@ public final class IoPageStore {
         /** Guarded by this. */
         private String revoked;
 
-        /** Pages at {@code phys} with one user; {@code release} runs when the last user puts them. */
+        /** Pages of host RAM at {@code phys} with one user; {@code release} runs when the last user puts them. */
         public Pages(long[] phys, boolean writable, Release release) {
+            this(phys, writable, true, release);
+        }
+
+        /**
+         * Pages at {@code phys} with one user; {@code cpuReachable} false for memory that has no {@code struct page}
+         * an in-kernel user could pin or copy through (a dma-buf's: {@code iopt_is_dmabuf}).
+         */
+        public Pages(long[] phys, boolean writable, boolean cpuReachable, Release release) {
             this.phys = phys.clone();
             this.writable = writable;
+            this.cpuReachable = cpuReachable;
             this.release = release;
         }
 
@@ -89,7 +99,7 @@ public final class IoPageStore {
                 throw new ErrnoException(Errno.EBUSY, this + " are shared already");
             }
             Release first = release;
-            return new Pages(phys, writable, dirty -> {
+            return new Pages(phys, writable, cpuReachable, dirty -> {
                 first.release(dirty);
                 after.run();
             });
@@ -97,6 +107,16 @@ public final class IoPageStore {
 
         public int pageCount() {
             return phys.length;
+        }
+
+        /** The physical address of page {@code index}. */
+        public long phys(int index) {
+            return phys[index];
+        }
+
+        /** Whether in-kernel users may pin or copy through the pages ({@code iommufd_access}): not a dma-buf's. */
+        public boolean cpuReachable() {
+            return cpuReachable;
         }
 
         /** Whether the pages may be mapped for device writes ({@code pages->writable}). */

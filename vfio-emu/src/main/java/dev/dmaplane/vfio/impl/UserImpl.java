@@ -7,6 +7,7 @@ import dev.dmaplane.fs.Inode;
 import dev.dmaplane.irq.IrqTrigger;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.vfio.VfioUser;
+import dev.dmaplane.vfio.iommufd.IommufdAccess;
 import dev.dmaplane.vfio.impl.iommufd.IommufdCtx;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -101,6 +102,12 @@ final class UserImpl implements VfioUser {
             }
         };
         return install(new IommufdCtx(mm.name(), mm, core.machine().iommu(), account, this::file));
+    }
+
+    @Override
+    public IommufdAccess iommufdAccess(int iommufdFd, IommufdAccess.Ops ops) {
+        ErrnoException.requireNonNull(ops, "iommufd_access_create: ops");
+        return IommufdCtx.fromFile(file(iommufdFd), iommufdFd).createAccess(ops);
     }
 
     @Override

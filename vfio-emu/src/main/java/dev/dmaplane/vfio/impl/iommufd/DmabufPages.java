@@ -65,7 +65,7 @@ final class DmabufPages {
             buf.resv().lock();
             try {
                 long[] phys = frames(buf.physRanges(a), start, length, what);
-                IoPageStore.Pages pages = new IoPageStore.Pages(phys, writable, dirty -> release(buf, a));
+                IoPageStore.Pages pages = new IoPageStore.Pages(phys, writable, false, dirty -> release(buf, a));
                 holder.set(pages);
                 install.install(pages);
                 done = true;

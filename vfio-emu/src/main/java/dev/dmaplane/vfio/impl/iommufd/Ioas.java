@@ -6,8 +6,11 @@ import dev.dmaplane.iommu.IoPageTable;
 import dev.dmaplane.vfio.impl.IoPageStore;
 
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.Comparator;
+import java.util.IdentityHashMap;
 import java.util.List;
+import java.util.Set;
 
 /**
  * An IO address space ({@code struct iommufd_ioas} over {@code struct io_pagetable}, {@code ioas.c} and
@@ -31,8 +34,15 @@ final class Ioas extends IommufdObject {
     record PagesSlice(IoPageStore.Pages pages, int firstPage, long length) {
     }
 
+    /** How often an unmap tells the accesses before it gives up ({@code iopt_unmap_iova_range}'s {@code tries}). */
+    static final int UNMAP_TRIES = 100;
+
     final IoPageStore store;
     final List<Hwpt> hwpts = new ArrayList<>();
+    /** The accesses attached here ({@code iopt->access_list}). */
+    final List<Access> accesses = new ArrayList<>();
+    /** Areas an unmap is taking away ({@code area->prevent_access}), by identity. */
+    private final Set<IoPageStore.Area> preventAccess = Collections.newSetFromMap(new IdentityHashMap<>());
     private final List<Reserved> reserved = new ArrayList<>();
     private List<long[]> allowed = List.of();
 
@@ -146,7 +156,10 @@ final class Ioas extends IommufdObject {
     /**
      * {@code iopt_unmap_iova_range}: every mapping inside {@code [first, last]} goes; a mapping that starts before or
      * ends after it would be split ({@code ENOENT}, nothing unmapped), and a range holding no mapping is
-     * {@code ENOENT}.
+     * {@code ENOENT}. An area an access has pages of pinned is marked {@code prevent_access} (no new pin or copy
+     * through it) and every access of this IOAS is told to unmap it ({@code iommufd_access_notify_unmap}); while pins
+     * stay the area is tried again, and after {@value #UNMAP_TRIES} tries without progress the unmap fails with
+     * {@code EDEADLOCK} ({@code EDEADLK}, 35, on x86-64), as the kernel does: the areas before it are unmapped then, the area and the rest are not.
      *
      * @return the bytes unmapped
      */
@@ -163,14 +176,42 @@ final class Ioas extends IommufdObject {
         }
         long bytes = 0;
         for (IoPageStore.Area a : over) {
+            int tries = 0;
+            while (pinnedByAccess(a.iova(), a.last())) {
+                preventAccess.add(a);
+                for (Access access : List.copyOf(accesses)) {
+                    access.notifyUnmap(a.iova(), a.size());
+                }
+                if (++tries > UNMAP_TRIES) {
+                    throw new ErrnoException(Errno.EDEADLK, String.format("EDEADLOCK: %s: %s is still pinned by an access "
+                            + "after %d unmap callbacks; %#x bytes before it were unmapped", this, a, UNMAP_TRIES,
+                            bytes));
+                }
+            }
+            preventAccess.remove(a);
             bytes += store.unmap(a);
         }
         return bytes;
     }
 
-    /** {@code iopt_unmap_all}: every mapping; 0 bytes when there is none. */
+    /** {@code iopt_unmap_all}: every mapping, as {@link #unmap} of the whole space; 0 bytes when there is none. */
     long unmapAll() {
-        return store.unmapAll();
+        return store.count() == 0 ? 0 : unmap(0, ULONG_MAX);
+    }
+
+    /** Whether an access of this IOAS has pages of {@code [first, last]} pinned ({@code area->num_accesses}). */
+    private boolean pinnedByAccess(long first, long last) {
+        for (Access access : accesses) {
+            if (access.pins(first, last)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Whether {@code a} is being unmapped: no access may pin or copy through it ({@code area->prevent_access}). */
+    boolean preventsAccess(IoPageStore.Area a) {
+        return preventAccess.contains(a);
     }
 
     /**

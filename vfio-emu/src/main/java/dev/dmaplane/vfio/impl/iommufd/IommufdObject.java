@@ -8,12 +8,15 @@ package dev.dmaplane.vfio.impl.iommufd;
 abstract class IommufdObject {
     /** {@code enum iommufd_object_type}, the types this model has. */
     enum Type {
-        IOAS, HWPT_PAGING, DEVICE
+        IOAS, HWPT_PAGING, DEVICE, ACCESS
     }
 
     final int id;
     final Type type;
-    /** References held by other objects (an HWPT on its IOAS, an attached device on its HWPT, vfio on a device). */
+    /**
+     * References held by other objects (an HWPT on its IOAS, an attached device on its HWPT, vfio on a device, an
+     * access on its IOAS, its driver on an access).
+     */
     int users;
 
     IommufdObject(int id, Type type) {
