@@ -430,8 +430,9 @@ final class Cli {
     /** {@code nvme} when nvme-user is not on the class path: described, run by the script. */
     @Command(name = "nvme", mixinStandardHelpOptions = true, versionProvider = Version.class,
             description = "The user-space NVMe driver (examples/nvme-user): 'nvme perf', spdk_nvme_perf on the default"
-                    + " machine's NVMe through VFIO; 'nvme gds', NVMe reads into GPU VRAM, bounced or direct; run by the"
-                    + " dmaplane script ('./dmaplane nvme perf --help' lists its options).")
+                    + " machine's NVMe through VFIO; 'nvme gds', NVMe reads into GPU VRAM, bounced or direct; 'nvme cmb',"
+                    + " the NVMe's controller memory buffer as an RDMA target; run by the dmaplane script"
+                    + " ('./dmaplane nvme perf --help' lists its options).")
     static final class NvmeStub extends ScriptCommand {
         @Unmatched
         List<String> args;

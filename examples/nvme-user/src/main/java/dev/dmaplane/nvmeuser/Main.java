@@ -1,5 +1,6 @@
 package dev.dmaplane.nvmeuser;
 
+import dev.dmaplane.driver.softroce.host.SoftRoceHost;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.pci.TopologyLoader;
@@ -15,7 +16,8 @@ import java.util.function.BiFunction;
 /**
  * {@code java dev.dmaplane.nvmeuser.Main perf -q 32 -o 4096 -w randread -t 5}: boots the default machine, runs
  * {@code nvme perf} on its NVMe through VFIO and prints spdk_nvme_perf's report; {@code gds [--direct]
- * [--p2p-machine]} runs one checked GPUDirect-Storage read ({@link NvmeGds}). This is what {@code ./dmaplane nvme}
+ * [--p2p-machine]} runs one checked GPUDirect-Storage read ({@link NvmeGds}); {@code cmb [--p2p-machine]} one checked
+ * round trip between an HCA and the controller memory buffer ({@link NvmeCmb}). This is what {@code ./dmaplane nvme}
  * runs. Exit status: 0 after a run whose data checked out (or help); 1, with one line on standard error and no report,
  * for a bad option ({@code EINVAL}), a failed I/O or data check ({@code EIO}) or any other {@link ErrnoException}.
  */
@@ -64,6 +66,20 @@ public final class Main {
         }
     }
 
+    /** {@code nvme cmb} on a machine of its own with Soft-RoCE bound: the report, or one line on standard error. */
+    private static int cmb(NvmeCli.CmbCommand cmd, PrintStream out, PrintStream err) {
+        try (Machine machine = Machine.boot(TopologyLoader.load(NvmeCmb.machineText(cmd.p2pMachine),
+                TopologyLoader.Format.YAML), Machine.Options.DEFAULT);
+             SoftRoceHost rxe = SoftRoceHost.on(machine)) {
+            out.print(NvmeCmb.run(machine, rxe.core(), cmd.bytes).report());
+            out.flush();
+            return 0;
+        } catch (ErrnoException e) {
+            err.println(NAME + " cmb: " + e.getMessage());
+            return 1;
+        }
+    }
+
     /** The command line with {@code perf} given: parses, runs, prints; returns the exit status. */
     static int run(String[] args, BiFunction<PerfOptions, Boolean, PerfResult> perf, PrintStream out,
                    PrintStream err) {
@@ -81,6 +97,9 @@ public final class Main {
             }
             if (parsed.subcommand().commandSpec().userObject() instanceof NvmeCli.GdsCommand g) {
                 return gds(g, out, err);
+            }
+            if (parsed.subcommand().commandSpec().userObject() instanceof NvmeCli.CmbCommand c) {
+                return cmb(c, out, err);
             }
             NvmeCli.PerfCommand p = (NvmeCli.PerfCommand) parsed.subcommand().commandSpec().userObject();
             PerfOptions options = p.options();

@@ -24,7 +24,7 @@ import java.util.regex.Pattern;
 @Command(name = "nvme", mixinStandardHelpOptions = true, synopsisSubcommandLabel = "COMMAND",
         description = "The user-space NVMe driver of examples/nvme-user on the default machine's NVMe (06:00.0)"
                 + " through VFIO.",
-        subcommands = {NvmeCli.PerfCommand.class, NvmeCli.GdsCommand.class})
+        subcommands = {NvmeCli.PerfCommand.class, NvmeCli.GdsCommand.class, NvmeCli.CmbCommand.class})
 final class NvmeCli {
     /** Columns of the usage text. */
     static final int USAGE_WIDTH = 110;
@@ -48,7 +48,7 @@ final class NvmeCli {
         if (e instanceof UnmatchedArgumentException u && !u.getUnmatched().isEmpty()) {
             String word = u.getUnmatched().getFirst();
             if (where.getCommandSpec().parent() == null && !word.startsWith("-")) {
-                return new ErrnoException(Errno.EINVAL, "unknown command '" + word + "' (perf, gds)");
+                return new ErrnoException(Errno.EINVAL, "unknown command '" + word + "' (perf, gds, cmb)");
             }
             return new ErrnoException(Errno.EINVAL, "unknown option '" + word + "'");
         }
@@ -147,5 +147,20 @@ final class NvmeCli {
             }
             return bytes;
         }
+    }
+
+    @Command(name = "cmb", mixinStandardHelpOptions = true, sortOptions = false,
+            description = {"The NVMe controller memory buffer as an RDMA target: enable the 16 MiB buffer in the"
+                    + " NVMe's BAR2 (CMBMSC), export -o bytes of it as a dma-buf through vfio-pci, register it on rxe1"
+                    + " (ibv_reg_dmabuf_mr); rxe0 RDMA-WRITEs random bytes into it, the NVMe writes them to the"
+                    + " namespace from there and they are read back and checked; then the NVMe reads into the buffer"
+                    + " and rxe0 RDMA-READs it. The bus counters show what crossed host RAM.",
+                    "The default machine has no peer path between rxe1 and the NVMe (EOPNOTSUPP); --p2p-machine boots"
+                    + " the machine file nvme-user ships (the host bridge on p2pdma's whitelist)."})
+    static final class CmbCommand {
+        @Option(names = {"-o", "--io-size"}, paramLabel = "BYTES", description = "bytes to move (default 262144)")
+        long bytes = 256 * 1024;
+        @Option(names = "--p2p-machine", description = "boot gds-p2p-machine.yaml instead of the default machine")
+        boolean p2pMachine;
     }
 }

@@ -1,5 +1,7 @@
-package dev.dmaplane.nvmeuser.rdma;
+package dev.dmaplane.nvmeuser;
 
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.mm.Prot;
@@ -25,17 +27,14 @@ import dev.dmaplane.rdma.verbs.WorkCompletion;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
-import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertTrue;
-
 /**
  * One RC end as an application opens it with libibverbs ({@code ibv_open_device}, {@code ibv_alloc_pd},
  * {@code ibv_create_cq}, {@code ibv_create_qp}, {@code ibv_modify_qp(3)} to RTS): a process, a context, a PD, a CQ
  * and a QP.
  */
-public final class RcEnd implements AutoCloseable {
+final class RdmaEnd implements AutoCloseable {
     /** Access of every region: the far end writes and reads it. */
-    public static final int ACCESS = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ;
+    static final int ACCESS = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ;
     private static final int DEPTH = 16;
     private final RdmaDevice device;
     private final AddressSpace mm;
@@ -44,9 +43,10 @@ public final class RcEnd implements AutoCloseable {
     private final CompletionQueue cq;
     private final QueuePair qp;
 
-    public RcEnd(Machine machine, RdmaCore core, String name) {
-        device = core.device(name).orElseThrow();
-        mm = machine.newAddressSpace("cmb-" + name);
+    RdmaEnd(Machine machine, RdmaCore core, String name) {
+        device = core.device(name).orElseThrow(() -> new ErrnoException(Errno.ENODEV, "nvme cmb: no RDMA device "
+                + name + " (is the Soft-RoCE driver bound?)"));
+        mm = machine.newAddressSpace("nvme cmb " + name);
         try {
             ctx = device.open(mm);
         } catch (RuntimeException e) {
@@ -63,31 +63,31 @@ public final class RcEnd implements AutoCloseable {
         }
     }
 
-    public RdmaDevice device() {
+    RdmaDevice device() {
         return device;
     }
 
     /** The process this end runs in. */
-    public AddressSpace mm() {
+    AddressSpace mm() {
         return mm;
     }
 
-    public ProtectionDomain pd() {
+    ProtectionDomain pd() {
         return pd;
     }
 
     /** Anonymous read-write memory of this end's process. */
-    public long buffer(long length) {
+    long buffer(long length) {
         return mm.mmapAnonymous(length, Prot.PROT_READ | Prot.PROT_WRITE);
     }
 
     /** Brings both QPs to RTS, each aimed at the other (the out-of-band exchange, done in-process). */
-    public static void connect(RcEnd a, RcEnd b) {
+    static void connect(RdmaEnd a, RdmaEnd b) {
         a.connectTo(b);
         b.connectTo(a);
     }
 
-    private void connectTo(RcEnd peer) {
+    private void connectTo(RdmaEnd peer) {
         qp.modify(QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(1).accessFlags(ACCESS).build());
         qp.modify(QpAttr.builder().state(QpState.RTR).av(AhAttr.roce(peer.ctx.queryGid(1, 1), 1, 1))
                 .pathMtu(ctx.queryPort(1).activeMtu()).destQpn(peer.qp.qpNum()).rqPsn(0).maxDestRdAtomic(1)
@@ -97,7 +97,7 @@ public final class RcEnd implements AutoCloseable {
     }
 
     /** One signalled RDMA WRITE or READ between local {@code (addr, lkey)} and remote {@code (raddr, rkey)}, awaited. */
-    public void transfer(boolean write, long addr, int lkey, long raddr, int rkey, long length) {
+    void transfer(boolean write, long addr, int lkey, long raddr, int rkey, long length) {
         List<Sge> sgl = List.of(new Sge(addr, length, lkey));
         qp.postSend(write ? new SendWr.RdmaWrite(1, sgl, SendFlags.SIGNALED, raddr, rkey)
                 : new SendWr.RdmaRead(1, sgl, SendFlags.SIGNALED, raddr, rkey));
@@ -105,10 +105,15 @@ public final class RcEnd implements AutoCloseable {
         while (true) {
             List<WorkCompletion> wcs = cq.poll(1);
             if (!wcs.isEmpty()) {
-                assertEquals(WcStatus.SUCCESS, wcs.getFirst().status(), (write ? "RDMA WRITE" : "RDMA READ"));
+                if (wcs.getFirst().status() != WcStatus.SUCCESS) {
+                    throw new ErrnoException(Errno.EIO, String.format("nvme cmb: %s's RDMA %s of %#x+%d to %#x: %s",
+                            device.name(), write ? "WRITE" : "READ", addr, length, raddr, wcs.getFirst().status()));
+                }
                 return;
             }
-            assertTrue(System.nanoTime() < deadline, "no completion within 10 s");
+            if (System.nanoTime() > deadline) {
+                throw new ErrnoException(Errno.ETIMEDOUT, "nvme cmb: " + device.name() + ": no completion for 10 s");
+            }
             Thread.onSpinWait();
         }
     }
