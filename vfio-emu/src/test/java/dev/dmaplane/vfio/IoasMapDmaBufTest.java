@@ -16,6 +16,7 @@ import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.pci.PciRegs;
 import dev.dmaplane.vfio.iommufd.DeviceCdev;
 import dev.dmaplane.vfio.iommufd.Iommufd;
+import dev.dmaplane.vfio.iommufd.IommufdAccess;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -168,5 +169,30 @@ class IoasMapDmaBufTest {
         MemorySegment back = arena.allocate(DESC_SIZE);
         mm.read(ring, back);
         return back.get(ValueLayout.JAVA_INT_UNALIGNED, DESC_STATUS);
+    }
+
+    /**
+     * An in-kernel access cannot pin or copy through a dma-buf's area (drivers/iommu/iommufd/pages.c:
+     * {@code iopt_area_add_access} and {@code iopt_pages_rw_access} refuse {@code iopt_is_dmabuf} pages with EINVAL):
+     * the memory is the exporter's, with no {@code struct page}.
+     */
+    @Test
+    void anAccessCannotPinOrCopyThroughADmaBufArea() {
+        Iommufd fd = Iommufd.open(user);
+        int ioas = fd.ioasAlloc();
+        DeviceCdev cdev = DeviceCdev.open(user, ENGINE);
+        cdev.bind(fd);
+        cdev.attach(ioas);
+        VfioDevice dev = cdev.device();
+        memoryDecode(dev, true);
+        int dmabuf = dev.exportDmaBuf(2, new long[]{0, SIZE});
+        assertEquals(BAR_IOVA, fd.mapFile(ioas, dmabuf, 0, SIZE, BAR_IOVA, FIXED_RW));
+        IommufdAccess access = user.iommufdAccess(fd.fd(), (iova, length) -> { });
+        access.attach(ioas);
+        fails(Errno.EINVAL, () -> access.pinPages(BAR_IOVA, 4096, IommufdAccess.RW_READ), "pin of a dma-buf's page");
+        fails(Errno.EINVAL, () -> access.rw(BAR_IOVA, MemorySegment.ofArray(new byte[8]), IommufdAccess.RW_WRITE),
+                "a copy into it");
+        access.destroy();
+        assertEquals(SIZE, fd.unmap(ioas, BAR_IOVA, SIZE), "no pin held the area");
     }
 }
