@@ -67,7 +67,8 @@ public interface IommufdAccess {
      *                                           being unmapped ({@code prevent_access}) or one backed by a dma-buf;
      *                                           {@code EOVERFLOW} for a range that wraps; {@code ENOENT} when not
      *                                           attached or the range is not mapped contiguously; {@code EPERM} for
-     *                                           a write to a read-only area. Nothing is pinned then.
+     *                                           a write to a read-only area; {@code ENODEV} once destroyed.
+     *                                           Nothing is pinned then.
      */
     long[] pinPages(long iova, long length, int flags);
 
