@@ -76,7 +76,7 @@ class CrcIT {
         CRC32C expected = new CRC32C();
         expected.update(data);
         assertEquals(String.format("%s crc32c 0x%08x of %d bytes, matches software", CRC, expected.getValue(), size),
-                rt.gogo("crc:run " + size, RuntimeIT.WAIT));
+                RuntimeIT.gogoOnceKnown(rt, "crc:run " + size));
         assertEquals(1, rt.status().get("activeDmaMappings"), "the request's buffer is unmapped, the ring stays");
 
         Files.delete(deployed);

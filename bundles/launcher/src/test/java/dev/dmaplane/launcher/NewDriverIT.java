@@ -117,7 +117,7 @@ class NewDriverIT {
             assertTrue(rt.bundle("com.example.acme.model").isPresent() && rt.bundle("com.example.acme.driver").isPresent(),
                     "bundle symbolic names are the packages'");
             assertEquals(ACCEL + ": 65536 bytes XORed with 0x5a by the device, 0 wrong; 1 interrupts",
-                    rt.gogo("acme:xor 65536 90", RuntimeIT.WAIT));
+                    RuntimeIT.gogoOnceKnown(rt, "acme:xor 65536 90"));
             assertTrue(rt.gogo("dmaplane:interrupts", RuntimeIT.WAIT).contains("acme"));
 
             Files.delete(deployedModel);
