@@ -7,6 +7,7 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 
 import java.util.List;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
  * An IOMMU group ({@code struct iommu_group}): the smallest set of devices the IOMMU can isolate from each other.
@@ -19,6 +20,8 @@ public final class IommuGroup {
     private final IommuDomain defaultDomain;
     private final Iommu iommu;
     private volatile IommuDomain domain;
+    /** Translations hold it shared; a switch of domain exclusively, so that it waits for those in flight. */
+    private final ReentrantReadWriteLock translations = new ReentrantReadWriteLock();
     private Object owner;
 
     IommuGroup(int id, List<? extends Device> devices, IommuDomain defaultDomain, Iommu iommu) {
@@ -47,6 +50,21 @@ public final class IommuGroup {
     /** The domain attached now. */
     public IommuDomain domain() {
         return domain;
+    }
+
+    /**
+     * The domain attached now, held for one translation until {@link #translated}: a switch of domain waits for the
+     * translations in flight through the old one, as a driver's {@code attach_dev} returns only after its
+     * invalidation sync, so that no DMA walks a domain its owner is about to unmap and free.
+     */
+    public IommuDomain translating() {
+        translations.readLock().lock();
+        return domain;
+    }
+
+    /** The translation begun by {@link #translating} is done. */
+    public void translated() {
+        translations.readLock().unlock();
     }
 
     /** The current DMA owner claimed by {@link #claimDmaOwner}, or null. */
@@ -133,9 +151,14 @@ public final class IommuGroup {
     }
 
     private void switchTo(IommuDomain d) {
-        domain.removeGroup(this);
-        d.addGroup(this);
-        domain = d;
+        translations.writeLock().lock();
+        try {
+            domain.removeGroup(this);
+            d.addGroup(this);
+            domain = d;
+        } finally {
+            translations.writeLock().unlock();
+        }
     }
 
     @Override

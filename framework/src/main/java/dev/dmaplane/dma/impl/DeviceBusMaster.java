@@ -140,20 +140,24 @@ final class DeviceBusMaster implements BusMaster {
      */
     private IommuDomain.Run upstream(long epoch, long addr, long remaining, boolean write) {
         translationRequests++;
-        IommuDomain domain = domain();
-        long generation = domain == null ? 0 : domain.iotlbGeneration();
-        IommuDomain.Run run = run(domain, addr, remaining, write);
-        if (domain != null && domain.type().paging()) {
-            // the whole leaf that maps addr, from the start of its 4 KiB page on: the leaf maps all of it alike, and
-            // an ATC holds translations of whole pages
-            long back = addr & (HostMemory.PAGE_SIZE - 1);
-            long ahead = Math.max(run.length(), domain.contiguousFrom(addr));
-            MemorySegment ram = ramOf(run.phys() - back, ahead + back);
-            if (ram != null) {
-                fill(new AtcEntry(domain, generation, epoch, addr - back, addr - back + ram.byteSize(), write, ram));
+        IommuDomain domain = translating();
+        try {
+            long generation = domain == null ? 0 : domain.iotlbGeneration();
+            IommuDomain.Run run = run(domain, addr, remaining, write);
+            if (domain != null && domain.type().paging()) {
+                // the whole leaf that maps addr, from the start of its 4 KiB page on: the leaf maps all of it alike,
+                // and an ATC holds translations of whole pages
+                long back = addr & (HostMemory.PAGE_SIZE - 1);
+                long ahead = Math.max(run.length(), domain.contiguousFrom(addr));
+                MemorySegment ram = ramOf(run.phys() - back, ahead + back);
+                if (ram != null) {
+                    fill(new AtcEntry(domain, generation, epoch, addr - back, addr - back + ram.byteSize(), write, ram));
+                }
             }
+            return run;
+        } finally {
+            translated();
         }
-        return run;
     }
 
     /** The RAM {@code run} reaches, up to the end of its 2 MiB section; null when it is not RAM. */
@@ -395,15 +399,31 @@ final class DeviceBusMaster implements BusMaster {
             }
             return v;
         }
-        IommuDomain domain = domain();
-        translate(domain, busAddr, 8, false);
-        long phys = translate(domain, busAddr, 8, true);
+        long phys;
+        IommuDomain domain = translating();
+        try {
+            translate(domain, busAddr, 8, false);
+            phys = translate(domain, busAddr, 8, true);
+        } finally {
+            translated();
+        }
         checkDecoded(busAddr, phys, 8, true, false);
         return physical.atomicView(phys);
     }
 
     private IommuDomain domain() {
         return dma.group == null ? null : dma.group.domain();
+    }
+
+    /** The domain attached now, which no switch replaces until {@link #translated} ({@code IommuGroup.translating}). */
+    private IommuDomain translating() {
+        return dma.group == null ? null : dma.group.translating();
+    }
+
+    private void translated() {
+        if (dma.group != null) {
+            dma.group.translated();
+        }
     }
 
     private static long chunk(IommuDomain domain, long addr) {
