@@ -219,16 +219,35 @@ public final class Inode {
      * @throws ErrnoException {@code EINVAL} for a negative offset, {@code ENOENT} for an evicted inode
      */
     public long read(long offset, MemorySegment dst) {
+        ErrnoException.check(dst != null, Errno.EINVAL, "read of " + path + " needs a buffer, not null");
+        return read(offset, dst.byteSize(), (page, at) -> {
+            MemorySegment.copy(page, 0, dst, at, page.byteSize());
+            return true;
+        });
+    }
+
+    /**
+     * Reads up to {@code length} bytes at {@code offset}, never past the end of the file, handing them to {@code to}
+     * page piece by page piece straight from the page cache (or DAX blocks, or the zero page for a hole), as
+     * {@code filemap_read} copies each folio to its {@code iov_iter}: what a device uses to DMA from the pages
+     * directly. Readers of the file run at the same time; writes, truncation and cache eviction wait for them.
+     *
+     * @return the bytes handed over: up to the end of the file, or fewer when {@code to} stopped; 0 at or past the end
+     * @throws ErrnoException {@code EINVAL} for a negative offset or length or a null {@code to}, {@code ENOENT}
+     *                        for an evicted inode
+     */
+    public long read(long offset, long length, PageCopy to) {
         ErrnoException.check(offset >= 0, Errno.EINVAL, "read offset must be >= 0, not " + offset);
+        ErrnoException.check(length >= 0, Errno.EINVAL, "read length must be >= 0, not " + length);
+        ErrnoException.check(to != null, Errno.EINVAL, "read of " + path + " needs a PageCopy, not null");
         iRwsem.readLock().lock();
         try {
             checkAlive();
-            long n = Math.min(dst.byteSize(), size - offset);
+            long n = Math.min(length, size - offset);
             if (n <= 0) {
                 return 0;
             }
-            store.read(offset, dst.asSlice(0, n));
-            return n;
+            return store.read(offset, n, to);
         } finally {
             iRwsem.readLock().unlock();
         }
@@ -242,8 +261,29 @@ public final class Inode {
      *                        {@code ENOMEM} when not one byte could be stored, {@code ENOENT} for an evicted inode
      */
     public long write(long offset, MemorySegment src) {
-        long len = src.byteSize();
+        ErrnoException.check(src != null, Errno.EINVAL, "write to " + path + " needs a buffer, not null");
+        return write(offset, src.byteSize(), (page, at) -> {
+            MemorySegment.copy(src, at, page, 0, page.byteSize());
+            return true;
+        });
+    }
+
+    /**
+     * Writes {@code length} bytes at {@code offset}, extending the file as needed, which {@code from} puts straight
+     * into each page piece in turn ({@code generic_perform_write} copying from its {@code iov_iter}): what a device
+     * uses to DMA into the pages directly.
+     *
+     * @return bytes written: all of them, or fewer when host memory ran out part way (a short write) or {@code from}
+     * stopped
+     * @throws ErrnoException {@code EINVAL} for a negative offset or length or a null {@code from}, {@code EFBIG}
+     *                        past {@link #MAX_FILE_SIZE}, {@code EPERM} when sealed, {@code ENOMEM} when not one byte
+     *                        could be stored, {@code ENOENT} for an evicted inode
+     */
+    public long write(long offset, long length, PageCopy from) {
+        long len = length;
         ErrnoException.check(offset >= 0, Errno.EINVAL, "write offset must be >= 0, not " + offset);
+        ErrnoException.check(len >= 0, Errno.EINVAL, "write length must be >= 0, not " + len);
+        ErrnoException.check(from != null, Errno.EINVAL, "write to " + path + " needs a PageCopy, not null");
         ErrnoException.check(offset <= MAX_FILE_SIZE - len, Errno.EFBIG,
                 "write of " + len + " bytes at " + offset + " passes the maximum file size " + MAX_FILE_SIZE);
         iRwsem.writeLock().lock();
@@ -260,7 +300,7 @@ public final class Inode {
             if (offset + len > size) {
                 zeroPastEof();
             }
-            long done = store.write(offset, src);
+            long done = store.write(offset, len, from);
             if (offset + done > size) {
                 size = offset + done;
             }
@@ -400,12 +440,13 @@ public final class Inode {
      * @return pages dropped
      */
     public long dropCache() {
-        iRwsem.readLock().lock();
+        // exclusive: a read copies from cached frames without the page-cache lock, so none may be freed under it
+        iRwsem.writeLock().lock();
         try {
             checkAlive();
             return store.dropClean();
         } finally {
-            iRwsem.readLock().unlock();
+            iRwsem.writeLock().unlock();
         }
     }
 

@@ -1,6 +1,7 @@
 package dev.dmaplane.fs.impl;
 
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.fs.PageCopy;
 import dev.dmaplane.mem.HostMemory;
 
 import java.lang.foreign.MemorySegment;
@@ -37,26 +38,24 @@ public final class DaxStore implements FileStore {
     }
 
     @Override
-    public synchronized void read(long pos, MemorySegment dst) {
-        long len = dst.byteSize();
+    public synchronized long read(long pos, long len, PageCopy to) {
         long done = 0;
         while (done < len) {
             long at = pos + done;
             long off = at & PAGE_MASK;
             long n = Math.min(PAGE_SIZE - off, len - done);
             Long pfn = blocks.get(at >>> PAGE_SHIFT);
-            if (pfn == null) {
-                dst.asSlice(done, n).fill((byte) 0);
-            } else {
-                MemorySegment.copy(mem.frame(pfn), off, dst, done, n);
+            MemorySegment page = pfn == null ? ZERO_PAGE : mem.frame(pfn);
+            if (!to.copy(page.asSlice(off, n), done)) {
+                return done;
             }
             done += n;
         }
+        return done;
     }
 
     @Override
-    public synchronized long write(long pos, MemorySegment src) {
-        long len = src.byteSize();
+    public synchronized long write(long pos, long len, PageCopy from) {
         long done = 0;
         while (done < len) {
             long at = pos + done;
@@ -71,7 +70,9 @@ public final class DaxStore implements FileStore {
                 }
                 throw e;
             }
-            MemorySegment.copy(src, done, mem.frame(pfn), off, n);
+            if (!from.copy(mem.frame(pfn).asSlice(off, n), done)) {
+                return done;
+            }
             done += n;
         }
         return done;

@@ -5,17 +5,17 @@ import dev.dmaplane.mem.HostMemory;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
-import java.util.TreeMap;
+import java.util.concurrent.ConcurrentSkipListMap;
 
 /**
  * The block device under a non-DAX file: one page-sized block per page index, kept as a {@code byte[]} that is
- * not host memory, so a page that is not cached is really gone from RAM. Not thread-safe: its
- * {@link PageCacheStore} guards it.
+ * not host memory, so a page that is not cached is really gone from RAM. Its {@link PageCacheStore} guards every
+ * change; the index is a concurrent map so that {@link #holds} may be asked without that lock.
  */
 final class Disk {
     private static final int BLOCK = (int) HostMemory.PAGE_SIZE;
 
-    private final TreeMap<Long, byte[]> blocks = new TreeMap<>();
+    private final ConcurrentSkipListMap<Long, byte[]> blocks = new ConcurrentSkipListMap<>();
 
     /** Fills {@code frame} with block {@code index}, zeroes for a hole ({@code read_folio}). */
     void readInto(long index, MemorySegment frame) {
@@ -32,14 +32,10 @@ final class Disk {
         return blocks.containsKey(index);
     }
 
-    /** Copies {@code n} bytes at {@code off} of block {@code index} into {@code dst} at {@code dstOff}. */
-    void read(long index, long off, MemorySegment dst, long dstOff, long n) {
+    /** Block {@code index} as a segment (the disk's own bytes, read-only), or null for a hole. */
+    MemorySegment block(long index) {
         byte[] b = blocks.get(index);
-        if (b == null) {
-            dst.asSlice(dstOff, n).fill((byte) 0);
-        } else {
-            MemorySegment.copy(b, (int) off, dst, ValueLayout.JAVA_BYTE, dstOff, (int) n);
-        }
+        return b == null ? null : MemorySegment.ofArray(b).asReadOnly();
     }
 
     /** Stores the page in {@code frame} as block {@code index} ({@code writepage}). */

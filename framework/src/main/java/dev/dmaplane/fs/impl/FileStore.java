@@ -1,5 +1,8 @@
 package dev.dmaplane.fs.impl;
 
+import dev.dmaplane.fs.PageCopy;
+import dev.dmaplane.mem.HostMemory;
+
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -8,8 +11,34 @@ import java.lang.foreign.MemorySegment;
  * changes; implementations guard their own index structures (the {@code i_pages} lock) themselves.
  */
 public sealed interface FileStore permits PageCacheStore, DaxStore {
+    /** The shared zero page ({@code ZERO_PAGE}): what a read of a hole copies from, read-only. */
+    MemorySegment ZERO_PAGE = MemorySegment.ofArray(new byte[(int) HostMemory.PAGE_SIZE]).asReadOnly();
+
+    /**
+     * Hands {@code length} file bytes at {@code pos} to {@code to}, page piece by page piece ({@code filemap_read});
+     * the caller has clamped the range to the file size.
+     *
+     * @return bytes handed over: all of them, or fewer when {@code to} stopped the read
+     */
+    long read(long pos, long length, PageCopy to);
+
+    /**
+     * Has {@code from} fill {@code length} file bytes at {@code pos}, page piece by page piece
+     * ({@code generic_perform_write}), the pages found or created first.
+     *
+     * @return bytes stored: all of them, or fewer when memory ran out part way (a short write) or {@code from}
+     * stopped the write
+     * @throws dev.dmaplane.errno.ErrnoException {@code ENOMEM} when not even the first page could be stored
+     */
+    long write(long pos, long length, PageCopy from);
+
     /** Copies file bytes at {@code pos} into {@code dst}; the caller has clamped the range to the file size. */
-    void read(long pos, MemorySegment dst);
+    default void read(long pos, MemorySegment dst) {
+        read(pos, dst.byteSize(), (page, at) -> {
+            MemorySegment.copy(page, 0, dst, at, page.byteSize());
+            return true;
+        });
+    }
 
     /**
      * Copies {@code src} into the file at {@code pos}.
@@ -17,7 +46,12 @@ public sealed interface FileStore permits PageCacheStore, DaxStore {
      * @return bytes stored: all of them, or fewer when memory ran out part way (a short write)
      * @throws dev.dmaplane.errno.ErrnoException {@code ENOMEM} when not even the first page could be stored
      */
-    long write(long pos, MemorySegment src);
+    default long write(long pos, MemorySegment src) {
+        return write(pos, src.byteSize(), (page, at) -> {
+            MemorySegment.copy(src, at, page, 0, page.byteSize());
+            return true;
+        });
+    }
 
     /**
      * Finds or creates the frame holding page {@code index} and takes one reference on it for the caller's

@@ -2,12 +2,13 @@ package dev.dmaplane.fs.impl;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.fs.PageCopy;
 import dev.dmaplane.mem.HostMemory;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Iterator;
 import java.util.Map;
-import java.util.TreeMap;
+import java.util.concurrent.ConcurrentSkipListMap;
 
 import static dev.dmaplane.mem.HostMemory.PAGE_SHIFT;
 import static dev.dmaplane.mem.HostMemory.PAGE_SIZE;
@@ -16,8 +17,13 @@ import static dev.dmaplane.mem.HostMemory.PAGE_SIZE;
  * A file's page cache ({@code struct address_space} with its {@code i_pages}): page index to a host frame on which
  * the cache holds one reference, with a dirty bit, in front of a {@link Disk}. Pages are read in from the disk on
  * first use and written back by {@link #writeback()}; a read of a page that is neither cached nor on the disk (a hole)
- * reads zeroes and caches nothing, as shmem's {@code SGP_READ} does. Thread-safe: every method holds the store's monitor, the
- * counterpart of the {@code i_pages} lock.
+ * reads the zero page and caches nothing, as shmem's {@code SGP_READ} does.
+ * <p>Locking, as {@code filemap_read} does it: a read finds a cached page, or a hole, without a lock (the
+ * {@code i_pages} lookup under RCU; here a concurrent skip list, and the disk's block index likewise), so readers of
+ * any pages never wait for one another; only a miss that reads a page in from the disk takes the store's monitor
+ * (the {@code i_pages} lock), which every change of the index holds. A frame a read copies from stays the page's frame
+ * while the read runs because the inode excludes readers from everything that removes pages ({@link #removePages},
+ * {@link #dropClean}) and from writes, holding its {@code i_rwsem} shared for reads and exclusively for those.
  */
 public final class PageCacheStore implements FileStore {
     private static final long PAGE_MASK = PAGE_SIZE - 1;
@@ -25,7 +31,7 @@ public final class PageCacheStore implements FileStore {
     /** A cached page: its frame (the cache's reference) and whether it differs from the disk. */
     private static final class CachedPage {
         final long pfn;
-        boolean dirty;
+        volatile boolean dirty;
 
         CachedPage(long pfn) {
             this.pfn = pfn;
@@ -34,13 +40,16 @@ public final class PageCacheStore implements FileStore {
 
     private final HostMemory mem;
     private final Disk disk = new Disk();
-    private final TreeMap<Long, CachedPage> pages = new TreeMap<>();
+    private final ConcurrentSkipListMap<Long, CachedPage> pages = new ConcurrentSkipListMap<>();
 
     public PageCacheStore(HostMemory mem) {
         this.mem = mem;
     }
 
-    /** {@code filemap_get_folio(FGP_CREAT)} plus {@code read_folio}: the cached page, read in when missing. */
+    /**
+     * {@code filemap_get_folio(FGP_CREAT)} plus {@code read_folio}: the cached page, read in when missing. Called
+     * with the store's monitor held.
+     */
     private CachedPage getOrRead(long index) {
         CachedPage p = pages.get(index);
         if (p == null) {
@@ -53,40 +62,49 @@ public final class PageCacheStore implements FileStore {
     }
 
     @Override
-    public synchronized void read(long pos, MemorySegment dst) {
-        long len = dst.byteSize();
+    public long read(long pos, long len, PageCopy to) {
         long done = 0;
         while (done < len) {
             long at = pos + done;
             long index = at >>> PAGE_SHIFT;
             long off = at & PAGE_MASK;
             long n = Math.min(PAGE_SIZE - off, len - done);
-            if (!pages.containsKey(index) && !disk.holds(index)) {
-                // a hole reads as the zero page, nothing allocated (shmem_get_folio_gfp with SGP_READ)
-                dst.asSlice(done, n).fill((byte) 0);
-                done += n;
-                continue;
+            if (!to.copy(pageForRead(index).asSlice(off, n), done)) {
+                return done;
             }
-            CachedPage p;
+            done += n;
+        }
+        return done;
+    }
+
+    /**
+     * The bytes of page {@code index} for a read: its cached frame, the zero page for a hole (nothing allocated, as
+     * {@code shmem_get_folio_gfp} with {@code SGP_READ}), or the disk block itself when no memory is left to cache
+     * it (read around the cache, as direct I/O would).
+     */
+    private MemorySegment pageForRead(long index) {
+        CachedPage p = pages.get(index);
+        if (p != null) {
+            return mem.frame(p.pfn);
+        }
+        if (!disk.holds(index)) {
+            return ZERO_PAGE;
+        }
+        synchronized (this) {
             try {
-                p = getOrRead(index);
+                return mem.frame(getOrRead(index).pfn);
             } catch (ErrnoException e) {
                 if (e.errno() != Errno.ENOMEM) {
                     throw e;
                 }
-                // no memory to cache the page: read around the cache, as direct I/O would
-                disk.read(index, off, dst, done, n);
-                done += n;
-                continue;
+                MemorySegment block = disk.block(index);
+                return block == null ? ZERO_PAGE : block;
             }
-            MemorySegment.copy(mem.frame(p.pfn), off, dst, done, n);
-            done += n;
         }
     }
 
     @Override
-    public synchronized long write(long pos, MemorySegment src) {
-        long len = src.byteSize();
+    public long write(long pos, long len, PageCopy from) {
         long done = 0;
         while (done < len) {
             long at = pos + done;
@@ -94,14 +112,18 @@ public final class PageCacheStore implements FileStore {
             long n = Math.min(PAGE_SIZE - off, len - done);
             CachedPage p;
             try {
-                p = getOrRead(at >>> PAGE_SHIFT);
+                synchronized (this) {
+                    p = getOrRead(at >>> PAGE_SHIFT);
+                }
             } catch (ErrnoException e) {
                 if (e.errno() == Errno.ENOMEM && done > 0) {
                     return done;
                 }
                 throw e;
             }
-            MemorySegment.copy(src, done, mem.frame(p.pfn), off, n);
+            if (!from.copy(mem.frame(p.pfn).asSlice(off, n), done)) {
+                return done; // write_end with nothing copied: the page is not dirtied
+            }
             p.dirty = true;
             done += n;
         }
