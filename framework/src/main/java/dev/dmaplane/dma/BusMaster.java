@@ -21,6 +21,16 @@ public interface BusMaster {
     void write(long busAddr, MemorySegment src);
 
     /**
+     * Makes every check a {@link #read} ({@code write} false) or {@link #write} of {@code length} bytes at
+     * {@code busAddr} would make, moving no byte: the PCIe ATS Translation Request a device sends before it commits
+     * to a transfer, so that one refused page refuses all of it before any byte lands. A refusal is the one the
+     * transfer would get, recorded as the transfer's would be.
+     *
+     * @throws ErrnoException {@code EINVAL} for a negative length
+     */
+    void probe(long busAddr, long length, boolean write);
+
+    /**
      * A cut-through transfer between two bus masters of one machine: this device reads {@code length} bytes at
      * {@code busAddr} and {@code target} writes them at {@code targetBusAddr}, each side translated and checked as
      * its own {@link #read}/{@link #write} transactions would be, with no staging buffer between them where both

@@ -38,12 +38,36 @@ public final class ModelDma {
 
     /** The device reads {@code dst.byteSize()} bytes at {@code busAddr} into {@code dst}. */
     public DmaStatus read(long busAddr, MemorySegment dst) {
-        return gather(List.of(new DmaSpan(busAddr, requireBuffer(dst).byteSize())), dst);
+        return one(busAddr, requireBuffer(dst), false);
     }
 
     /** The device writes all of {@code src} at {@code busAddr}. */
     public DmaStatus write(long busAddr, MemorySegment src) {
-        return scatter(src, List.of(new DmaSpan(busAddr, requireBuffer(src).byteSize())));
+        return one(busAddr, requireBuffer(src), true);
+    }
+
+    /**
+     * Whether a read ({@code write} false) or a write of {@code length} bytes at {@code busAddr} would go through,
+     * with every check of {@link #read}/{@link #write} and no byte moved ({@link BusMaster#probe}): a device that
+     * must not change its own memory unless the whole transfer can complete asks first.
+     *
+     * @throws ErrnoException {@code EINVAL} for a length below 1 or a range that wraps the address space
+     */
+    public DmaStatus probe(long busAddr, long length, boolean write) {
+        if (length <= 0 || Long.compareUnsigned(busAddr + length - 1, busAddr) < 0) {
+            throw new ErrnoException(Errno.EINVAL, String.format("%s: probe of %d bytes at %#x", function.bdf(),
+                    length, busAddr));
+        }
+        String own = ownRegisters(busAddr, length);
+        if (own != null) {
+            return fault(busAddr, 0, Errno.EPERM, own);
+        }
+        try {
+            function.dma().busMaster().probe(busAddr, length, write);
+        } catch (ErrnoException e) {
+            return fault(busAddr, 0, e.errno(), e.getMessage());
+        }
+        return new DmaStatus.Done(0);
     }
 
     /**
@@ -84,7 +108,7 @@ public final class ModelDma {
                     function.bdf(), total, buf.byteSize()));
         }
         for (DmaSpan s : sg) {
-            String own = ownRegisters(s);
+            String own = ownRegisters(s.busAddr(), s.length());
             if (own != null) {
                 return fault(s.busAddr(), 0, Errno.EPERM, own);
             }
@@ -112,6 +136,27 @@ public final class ModelDma {
         return new DmaStatus.Done(total);
     }
 
+    /** {@link #transfer} of one span, with no list built: the common single-buffer read or write. */
+    private DmaStatus one(long busAddr, MemorySegment buf, boolean write) {
+        long len = buf.byteSize();
+        new DmaSpan(busAddr, len); // the span's own checks (empty or wrapping: a model bug, EINVAL)
+        String own = ownRegisters(busAddr, len);
+        if (own != null) {
+            return fault(busAddr, 0, Errno.EPERM, own);
+        }
+        try {
+            BusMaster bm = function.dma().busMaster();
+            if (write) {
+                bm.write(busAddr, buf);
+            } else {
+                bm.read(busAddr, buf);
+            }
+        } catch (ErrnoException e) {
+            return fault(busAddr, 0, e.errno(), e.getMessage());
+        }
+        return new DmaStatus.Done(len);
+    }
+
     private MemorySegment requireBuffer(MemorySegment buf) {
         if (buf == null) {
             throw new ErrnoException(Errno.EINVAL, function.bdf() + ": a DMA transfer needs a buffer");
@@ -119,15 +164,15 @@ public final class ModelDma {
         return buf;
     }
 
-    /** Which register BAR of this function {@code s} touches, as a reason, or null. */
-    private String ownRegisters(DmaSpan s) {
+    /** Which register BAR of this function {@code [busAddr, busAddr + length)} touches, as a reason, or null. */
+    private String ownRegisters(long busAddr, long length) {
         for (Bar b : function.bars()) {
             long base = b.address();
             if (b.backing() instanceof Bar.Mmio && base != 0
-                    && Long.compareUnsigned(s.busAddr(), base + b.size() - 1) <= 0
-                    && Long.compareUnsigned(s.busAddr() + s.length() - 1, base) >= 0) {
+                    && Long.compareUnsigned(busAddr, base + b.size() - 1) <= 0
+                    && Long.compareUnsigned(busAddr + length - 1, base) >= 0) {
                 return String.format("%s: DMA at %#x (%d bytes) would reach its own register BAR%d at %#x",
-                        function.bdf(), s.busAddr(), s.length(), b.index(), base);
+                        function.bdf(), busAddr, length, b.index(), base);
             }
         }
         return null;

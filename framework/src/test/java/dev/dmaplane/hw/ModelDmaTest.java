@@ -1,6 +1,7 @@
 package dev.dmaplane.hw;
 
 import dev.dmaplane.dma.DmaDirection;
+import dev.dmaplane.dma.DmaTraffic;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
@@ -23,7 +24,9 @@ import static org.junit.jupiter.api.Assertions.*;
  * The model SDK's DMA helpers: transfers through the function's IOMMU domain that end in a status, never an
  * exception in the model (libvfio-user {@code vfu_sgl_read}/{@code vfu_sgl_write}, QEMU {@code pci_dma_rw}
  * returning {@code MemTxResult}); and DMA into the function's own register BAR refused, the lesson of QEMU's
- * CVE-2021-3929 ({@code hw/nvme}, fixed by the re-entrancy guard in {@code softmmu/memory.c}).
+ * CVE-2021-3929 ({@code hw/nvme}, fixed by the re-entrancy guard in {@code softmmu/memory.c}); and a probe that
+ * asks for every translation of a transfer before any byte moves, as a device's ATS Translation Request does (PCIe
+ * Base Specification, 10.2 Address Translation Services).
  */
 class ModelDmaTest {
     private final Machine machine = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
@@ -109,6 +112,26 @@ class ModelDmaTest {
         DmaStatus.Fault f = assertInstanceOf(DmaStatus.Fault.class, dma.read(iova, arena.allocate(64)));
         assertEquals(Errno.EFAULT, f.errno());
         assertTrue(f.reason().contains("bus mastering is disabled"), f.reason());
+    }
+
+    @Test
+    void aProbeChecksEveryPageOfATransferAndMovesNothing() {
+        DmaTraffic before = gpu.dma().traffic();
+        assertTrue(dma.probe(iova, 4096, false).ok());
+        assertTrue(dma.probe(iova + 100, 200, true).ok());
+        assertEquals(before, gpu.dma().traffic(), "a probe puts no data on the bus");
+        DmaStatus.Fault f = assertInstanceOf(DmaStatus.Fault.class, dma.probe(iova, 2 * 4096, false),
+                "the second page is not mapped");
+        assertEquals(Errno.EFAULT, f.errno());
+        assertEquals(0, f.moved());
+        assertEquals(1, dma.faults());
+        long regs = gpu.bar(0).orElseThrow().address();
+        assertEquals(Errno.EPERM, assertInstanceOf(DmaStatus.Fault.class, dma.probe(regs, 8, true)).errno());
+        gpu.setMaster(false);
+        assertInstanceOf(DmaStatus.Fault.class, dma.probe(iova, 8, false), "bus mastering disabled");
+        assertEquals(0x11, mem.slice(page, 4096).get(ValueLayout.JAVA_BYTE, 4095), "no byte changed");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> dma.probe(iova, 0, false)).errno());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> dma.probe(-8, 16, false)).errno());
     }
 
     @Test

@@ -30,8 +30,8 @@ import java.util.Map;
  * windows the device was handed, so a stale one is caught although no IOMMU is on the way.
  * <p>Each completed transaction is counted once in the device's {@link TrafficCounters}, by where it landed (RAM, or
  * a peer's BAR whether a switch or the host bridge took it there), with one update per call, not per byte.
- * <p>Size: about 530 lines, over the project's 500, because the translation cache, the transaction paths that
- * read it (plain, cut-through, chained) and the requester checks every path makes first are one data path over
+ * <p>Size: about 620 lines, over the project's 500, because the translation cache, the transaction paths that
+ * read it (plain, probe, cut-through, chained) and the requester checks every path makes first are one data path over
  * one cached state; splitting it would put the hottest loop of the project behind a second class's fields.
  */
 final class DeviceBusMaster implements BusMaster {
@@ -227,6 +227,35 @@ final class DeviceBusMaster implements BusMaster {
             }
         } finally {
             dma.traffic.moved(write, ram, peers);
+        }
+    }
+
+    /**
+     * The loop of {@link #transfer} without the copies: each transaction translated, routed and decoded in order;
+     * a translation it fetches stays in the translation cache for the transfer that follows.
+     */
+    @Override
+    public void probe(long busAddr, long length, boolean write) {
+        if (length < 0) {
+            throw new ErrnoException(Errno.EINVAL, "negative length " + length);
+        }
+        long done = 0;
+        while (done < length) {
+            long addr = busAddr + done;
+            MemorySegment hit = cached(addr, length - done, write);
+            if (hit != null) {
+                done += hit.byteSize();
+                continue;
+            }
+            long epoch = dma.sys.peerRouter.epoch();
+            PeerRouter.ToPeer peer = peer(addr, length - done, write, write);
+            if (peer != null) {
+                done += peerChunk(peer, length - done);
+                continue;
+            }
+            IommuDomain.Run run = upstream(epoch, addr, length - done, write);
+            checkDecoded(addr, run.phys(), run.length(), write, write);
+            done += run.length();
         }
     }
 
