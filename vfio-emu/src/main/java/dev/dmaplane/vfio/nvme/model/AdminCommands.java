@@ -30,6 +30,8 @@ final class AdminCommands {
     private static final long MAX_LOG_TRANSFER = 1L << 20;
 
     private final Controller ctrl;
+    /** The data pointer of the admin command running now (admin commands run one at a time, under the lock). */
+    private final Prp prp;
     private int arbitration;
     private int powerState;
     private int tempThreshold;
@@ -39,6 +41,7 @@ final class AdminCommands {
 
     AdminCommands(Controller ctrl) {
         this.ctrl = ctrl;
+        this.prp = new Prp(ctrl.bus);
     }
 
     void resetFeatures() {
@@ -175,7 +178,7 @@ final class AdminCommands {
                 return Result.of(NvmeStatus.INVALID_FIELD);
             }
         }
-        return Result.of(ctrl.toHost(c, d));
+        return Result.of(ctrl.toHost(prp, c, d));
     }
 
     private void controller(MemorySegment d) {
@@ -228,7 +231,7 @@ final class AdminCommands {
         MemorySegment data = MemorySegment.ofArray(new byte[(int) length]);
         int n = (int) Math.min(length, log.length - offset);
         MemorySegment.copy(log, (int) offset, data, ValueLayout.JAVA_BYTE, 0, n);
-        return Result.of(ctrl.toHost(c, data));
+        return Result.of(ctrl.toHost(prp, c, data));
     }
 
     /** Set Features (5.27): nothing is saveable; Number of Queues grants at most the controller's queues. */

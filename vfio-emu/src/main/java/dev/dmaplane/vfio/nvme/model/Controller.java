@@ -643,19 +643,20 @@ final class Controller implements ModelDevice {
                 .orElseGet(() -> ctx.function().msi().map(Msi::vectors).orElse(1));
     }
 
-    /** Moves {@code data} to the host memory the command's PRPs describe. */
-    int toHost(NvmeCommand c, MemorySegment data) {
-        Prp.Walk w = Prp.walk(bus, c.prp1(), c.prp2(), data.byteSize(), pageSize());
-        return !w.ok() ? w.status() : transferred(bus.scatter(data, w.spans()), c);
+    /** Moves {@code data} to the host memory the command's PRPs describe, walked with {@code prp}. */
+    int toHost(Prp prp, NvmeCommand c, MemorySegment data) {
+        int st = prp.walk(c.prp1(), c.prp2(), data.byteSize(), pageSize());
+        return st != NvmeStatus.SUCCESS ? st : transferred(prp.move(0, data, true), c);
     }
 
-    /** Fills {@code data} from the host memory the command's PRPs describe. */
-    int fromHost(NvmeCommand c, MemorySegment data) {
-        Prp.Walk w = Prp.walk(bus, c.prp1(), c.prp2(), data.byteSize(), pageSize());
-        return !w.ok() ? w.status() : transferred(bus.gather(w.spans(), data), c);
+    /** Fills {@code data} from the host memory the command's PRPs describe, walked with {@code prp}. */
+    int fromHost(Prp prp, NvmeCommand c, MemorySegment data) {
+        int st = prp.walk(c.prp1(), c.prp2(), data.byteSize(), pageSize());
+        return st != NvmeStatus.SUCCESS ? st : transferred(prp.move(0, data, false), c);
     }
 
-    private int transferred(DmaStatus s, NvmeCommand c) {
+    /** The status of command {@code c} whose data moved as {@code s} says: a fault is a Data Transfer Error. */
+    int transferred(DmaStatus s, NvmeCommand c) {
         if (s.ok()) {
             return NvmeStatus.SUCCESS;
         }

@@ -1,11 +1,9 @@
 package dev.dmaplane.vfio.nvme.model;
 
-import dev.dmaplane.hw.DmaSpan;
 import dev.dmaplane.hw.DmaStatus;
 import dev.dmaplane.hw.ModelDma;
 
 import java.lang.foreign.MemorySegment;
-import java.util.List;
 
 /**
  * Where the controller's transfers go (QEMU's {@code nvme_addr_read}/{@code nvme_addr_write}): its own controller
@@ -29,24 +27,11 @@ final class DeviceBus {
         return cmb != null && cmb.contains(addr, src.byteSize()) ? cmb.write(addr, src) : dma.write(addr, src);
     }
 
-    DmaStatus gather(List<DmaSpan> sg, MemorySegment dst) {
-        return cmb == null ? dma.gather(sg, dst) : each(sg, dst, false);
-    }
-
-    DmaStatus scatter(MemorySegment src, List<DmaSpan> sg) {
-        return cmb == null ? dma.scatter(src, sg) : each(sg, src, true);
-    }
-
-    private DmaStatus each(List<DmaSpan> sg, MemorySegment buf, boolean write) {
-        long at = 0;
-        for (DmaSpan s : sg) {
-            MemorySegment part = buf.asSlice(at, s.length());
-            DmaStatus st = write ? write(s.busAddr(), part) : read(s.busAddr(), part);
-            if (st instanceof DmaStatus.Fault f) {
-                return new DmaStatus.Fault(f.busAddr(), at + f.moved(), f.errno(), f.reason());
-            }
-            at += s.length();
-        }
-        return new DmaStatus.Done(at);
+    /**
+     * Whether the device may read ({@code write} false) or write {@code length} bytes at {@code addr}, nothing
+     * moved: always inside the controller memory buffer, else as {@link ModelDma#probe} answers.
+     */
+    DmaStatus probe(long addr, long length, boolean write) {
+        return cmb != null && cmb.contains(addr, length) ? new DmaStatus.Done(0) : dma.probe(addr, length, write);
     }
 }

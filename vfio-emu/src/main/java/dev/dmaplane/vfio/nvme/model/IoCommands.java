@@ -1,5 +1,9 @@
 package dev.dmaplane.vfio.nvme.model;
 
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.fs.PageCopy;
+import dev.dmaplane.hw.DmaStatus;
 import dev.dmaplane.vfio.nvme.NvmeCommand;
 import dev.dmaplane.vfio.nvme.NvmeStatus;
 
@@ -11,9 +15,12 @@ import static dev.dmaplane.vfio.nvme.NvmeCommand.*;
 
 /**
  * The NVM command set on I/O queues (NVM Command Set Specification 1.0, 3; QEMU's {@code nvme_io_cmd}): Read,
- * Write, Flush, Write Zeroes and Dataset Management. A Write moves every byte from the host before it changes the
- * namespace, so a Data Transfer Error leaves the namespace as it was. One per command engine, which runs it without
- * the controller's lock: its staging buffer is reused from command to command, grown to the largest transfer seen.
+ * Write, Flush, Write Zeroes and Dataset Management. Data moves in one copy, as a controller's DMA engine moves it
+ * between its media and the bus: a Read's DMA writes straight from the namespace's pages to host memory, a Write's
+ * DMA reads host memory straight into them. A Write first asks the bus for every page of its data pointer
+ * ({@link Prp#probe}), so a page the IOMMU or the fabric refuses is a Data Transfer Error with the namespace as it
+ * was. One per command engine, which runs it without the controller's lock; its {@link Prp} is reused from command
+ * to command.
  */
 final class IoCommands {
     private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -22,10 +29,35 @@ final class IoCommands {
     private static final int NSID_ALL = 0xffff_ffff;
 
     private final Controller ctrl;
-    private MemorySegment staging = MemorySegment.ofArray(new byte[0]);
+    private final Prp prp;
+    private final Direct direct = new Direct();
 
     IoCommands(Controller ctrl) {
         this.ctrl = ctrl;
+        this.prp = new Prp(ctrl.bus);
+    }
+
+    /** The DMA between the namespace's pages and the command's PRPs, piece by piece, stopping at a fault. */
+    private final class Direct implements PageCopy {
+        private boolean toHost;
+        /** The refusal that stopped the transfer, or null. */
+        private DmaStatus fault;
+
+        Direct start(boolean toHost) {
+            this.toHost = toHost;
+            this.fault = null;
+            return this;
+        }
+
+        @Override
+        public boolean copy(MemorySegment page, long at) {
+            DmaStatus st = prp.move(at, page, toHost);
+            if (st.ok()) {
+                return true;
+            }
+            fault = st;
+            return false;
+        }
     }
 
     Result execute(NvmeCommand c) {
@@ -82,13 +114,20 @@ final class IoCommands {
         if (bad != NvmeStatus.SUCCESS) {
             return bad;
         }
-        MemorySegment data = staging((long) c.blocks() << ctrl.cfg.lbaShift());
-        ctrl.media.read(c.nsid(), c.slba() << ctrl.cfg.lbaShift(), data);
-        int st = ctrl.toHost(c, data);
-        if (st == NvmeStatus.SUCCESS) {
-            ctrl.health.read(data.byteSize());
+        long bytes = (long) c.blocks() << ctrl.cfg.lbaShift();
+        int st = prp.walk(c.prp1(), c.prp2(), bytes, ctrl.pageSize());
+        if (st != NvmeStatus.SUCCESS) {
+            return st;
         }
-        return st;
+        long offset = c.slba() << ctrl.cfg.lbaShift();
+        long n = ctrl.media.read(c.nsid(), offset, bytes, direct.start(true));
+        if (direct.fault != null) {
+            return ctrl.transferred(direct.fault, c);
+        }
+        ErrnoException.check(n == bytes, Errno.EIO, "short read of namespace " + c.nsid() + " at " + offset + ": "
+                + n + " of " + bytes + " bytes");
+        ctrl.health.read(bytes);
+        return NvmeStatus.SUCCESS;
     }
 
     private int write(NvmeCommand c) {
@@ -96,22 +135,26 @@ final class IoCommands {
         if (bad != NvmeStatus.SUCCESS) {
             return bad;
         }
-        MemorySegment data = staging((long) c.blocks() << ctrl.cfg.lbaShift());
-        int st = ctrl.fromHost(c, data);
+        long bytes = (long) c.blocks() << ctrl.cfg.lbaShift();
+        int st = prp.walk(c.prp1(), c.prp2(), bytes, ctrl.pageSize());
         if (st != NvmeStatus.SUCCESS) {
-            return st; // nothing reached the namespace
+            return st;
         }
-        ctrl.media.write(c.nsid(), c.slba() << ctrl.cfg.lbaShift(), data);
-        ctrl.health.written(data.byteSize());
+        DmaStatus reachable = prp.probe(false);
+        if (!reachable.ok()) {
+            return ctrl.transferred(reachable, c); // nothing reached the namespace
+        }
+        long offset = c.slba() << ctrl.cfg.lbaShift();
+        long n = ctrl.media.write(c.nsid(), offset, bytes, direct.start(false));
+        if (direct.fault != null) {
+            // a mapping removed between the probe and the copy: the bytes before it are in the namespace, as
+            // with a real controller whose DMA was in flight when the host unmapped
+            return ctrl.transferred(direct.fault, c);
+        }
+        ErrnoException.check(n == bytes, Errno.ENOSPC, "short write of namespace " + c.nsid() + " at " + offset
+                + ": " + n + " of " + bytes + " bytes");
+        ctrl.health.written(bytes);
         return NvmeStatus.SUCCESS;
-    }
-
-    /** The first {@code bytes} of the staging buffer, grown when a transfer needs more. */
-    private MemorySegment staging(long bytes) {
-        if (staging.byteSize() < bytes) {
-            staging = MemorySegment.ofArray(new byte[Math.toIntExact(bytes)]);
-        }
-        return staging.asSlice(0, bytes);
     }
 
     /** Write Zeroes (NVM 3.2.8): no data transfer, so no MDTS; the blocks read back as zeroes. */
@@ -130,7 +173,7 @@ final class IoCommands {
     private int datasetManagement(NvmeCommand c) {
         int ranges = (c.cdw10() & 0xff) + 1;
         MemorySegment list = MemorySegment.ofArray(new byte[ranges * DSM_RANGE_SIZE]);
-        int st = ctrl.fromHost(c, list);
+        int st = ctrl.fromHost(prp, c, list);
         if (st != NvmeStatus.SUCCESS) {
             return st;
         }

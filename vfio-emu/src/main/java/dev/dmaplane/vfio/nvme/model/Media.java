@@ -4,6 +4,7 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fs.Inode;
 import dev.dmaplane.fs.MemFs;
+import dev.dmaplane.fs.PageCopy;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.trace.Tracer;
 
@@ -23,11 +24,21 @@ import java.util.List;
  * inside namespace {@code nsid}; the controller checks them against the namespace size first.
  */
 interface Media extends AutoCloseable {
-    /** Fills {@code dst} from {@code offset}. */
-    void read(int nsid, long offset, MemorySegment dst);
+    /**
+     * Hands {@code length} bytes at {@code offset} to {@code to} piece by piece: straight from the namespace's own
+     * pages where the media has them.
+     *
+     * @return bytes handed over: all of them, or fewer when {@code to} stopped
+     */
+    long read(int nsid, long offset, long length, PageCopy to);
 
-    /** Stores {@code src} at {@code offset}. */
-    void write(int nsid, long offset, MemorySegment src);
+    /**
+     * Has {@code from} fill {@code length} bytes at {@code offset} piece by piece: straight into the namespace's
+     * own pages where the media has them.
+     *
+     * @return bytes stored: all of them, or fewer when {@code from} stopped or the media ran out of room
+     */
+    long write(int nsid, long offset, long length, PageCopy from);
 
     /** Zeroes {@code length} bytes at {@code offset}, releasing the storage where it can (deallocate). */
     void zero(int nsid, long offset, long length);
@@ -69,16 +80,13 @@ interface Media extends AutoCloseable {
         }
 
         @Override
-        public void read(int nsid, long offset, MemorySegment dst) {
-            long n = files.get(nsid - 1).read(offset, dst);
-            ErrnoException.check(n == dst.byteSize(), Errno.EIO, "short read of namespace " + nsid + " at " + offset);
+        public long read(int nsid, long offset, long length, PageCopy to) {
+            return files.get(nsid - 1).read(offset, length, to);
         }
 
         @Override
-        public void write(int nsid, long offset, MemorySegment src) {
-            long n = files.get(nsid - 1).write(offset, src);
-            ErrnoException.check(n == src.byteSize(), Errno.ENOSPC, "short write of namespace " + nsid + " at " + offset
-                    + ": " + n + " of " + src.byteSize() + " bytes");
+        public long write(int nsid, long offset, long length, PageCopy from) {
+            return files.get(nsid - 1).write(offset, length, from);
         }
 
         @Override
@@ -127,8 +135,36 @@ interface Media extends AutoCloseable {
             }
         }
 
+        /** Through a page-sized bounce buffer per call: a host file's bytes are not memory the bus reaches. */
         @Override
-        public void read(int nsid, long offset, MemorySegment dst) {
+        public long read(int nsid, long offset, long length, PageCopy to) {
+            MemorySegment buf = MemorySegment.ofArray(new byte[(int) Math.min(length, HostMemory.PAGE_SIZE)]);
+            for (long done = 0; done < length; ) {
+                MemorySegment piece = buf.asSlice(0, Math.min(buf.byteSize(), length - done));
+                read(nsid, offset + done, piece);
+                if (!to.copy(piece, done)) {
+                    return done;
+                }
+                done += piece.byteSize();
+            }
+            return length;
+        }
+
+        @Override
+        public long write(int nsid, long offset, long length, PageCopy from) {
+            MemorySegment buf = MemorySegment.ofArray(new byte[(int) Math.min(length, HostMemory.PAGE_SIZE)]);
+            for (long done = 0; done < length; ) {
+                MemorySegment piece = buf.asSlice(0, Math.min(buf.byteSize(), length - done));
+                if (!from.copy(piece, done)) {
+                    return done;
+                }
+                write(nsid, offset + done, piece);
+                done += piece.byteSize();
+            }
+            return length;
+        }
+
+        private void read(int nsid, long offset, MemorySegment dst) {
             ByteBuffer b = dst.asByteBuffer();
             long at = (nsid - 1) * size + offset;
             try {
@@ -143,8 +179,7 @@ interface Media extends AutoCloseable {
             }
         }
 
-        @Override
-        public void write(int nsid, long offset, MemorySegment src) {
+        private void write(int nsid, long offset, MemorySegment src) {
             ByteBuffer b = src.asByteBuffer();
             long at = (nsid - 1) * size + offset;
             try {

@@ -1,11 +1,11 @@
 package dev.dmaplane.vfio.nvme.model;
 
+import dev.dmaplane.fs.PageCopy;
 import dev.dmaplane.vfio.nvme.NvmeCommand;
 import dev.dmaplane.vfio.nvme.NvmeCompletion;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
-import java.lang.foreign.MemorySegment;
 import java.time.Duration;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
@@ -43,7 +43,7 @@ class NvmeDoorbellTest {
     private Media holding(Media media) {
         return new Media() {
             @Override
-            public void read(int nsid, long offset, MemorySegment dst) {
+            public long read(int nsid, long offset, long length, PageCopy to) {
                 if (offset == HELD_LBA * 512) {
                     entered.countDown();
                     try {
@@ -55,12 +55,12 @@ class NvmeDoorbellTest {
                         throw new IllegalStateException("held read interrupted", e);
                     }
                 }
-                media.read(nsid, offset, dst);
+                return media.read(nsid, offset, length, to);
             }
 
             @Override
-            public void write(int nsid, long offset, MemorySegment src) {
-                media.write(nsid, offset, src);
+            public long write(int nsid, long offset, long length, PageCopy from) {
+                return media.write(nsid, offset, length, from);
             }
 
             @Override
