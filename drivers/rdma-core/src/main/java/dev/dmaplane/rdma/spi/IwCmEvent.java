@@ -12,8 +12,9 @@ import java.net.InetSocketAddress;
  * @param local       this side's address
  * @param remote      the peer's address
  * @param privateData the private data of the peer's MPA request or reply (empty when none)
- * @param ord         the peer's ORD (CONNECT_REQUEST)
- * @param ird         the peer's IRD (CONNECT_REQUEST)
+ * @param ord         the peer's ORD: as it asked (CONNECT_REQUEST) or as negotiated (CONNECT_REPLY, ESTABLISHED);
+ *                    0 when the connection carries none (MPA revision 1)
+ * @param ird         the peer's IRD, likewise
  * @param request     the request to accept or reject (CONNECT_REQUEST), else null
  */
 public record IwCmEvent(Type type, Errno status, InetSocketAddress local, InetSocketAddress remote, byte[] privateData,

@@ -27,20 +27,41 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * connects and sends the MPA request; the passive side's reads the request, reports it as CONNECT_REQUEST and waits
  * for {@link #accept} or {@link #reject}. A lost stream moves the QP to ERR (flushing it) and reports DISCONNECT (the
  * peer closed or terminated) and CLOSE, once.
+ *
+ * <p>MPA v2 (RFC 6581) as {@code siw_connect}, {@code siw_proc_mpareq}, {@code siw_accept} and
+ * {@code siw_proc_mpareply} speak it: a device at revision 2 sends its IRD and ORD in the request; the responder
+ * answers a revision 2 request in revision 2 with the depths it will use (its ORD at most the initiator's IRD, its
+ * IRD at most the initiator's ORD), and a revision 1 request in revision 1. Each direction's READ depth is thus the
+ * minimum of the initiator's ORD and the responder's IRD, and the events carry the peer's ORD and IRD. A responder
+ * that speaks only revision 1 rejects a revision 2 request with a revision 1 reply; the initiator then connects again
+ * in revision 1 (as {@code iw_cxgb4}'s {@code retry_with_mpa_v1}). With {@code peer_to_peer} the initiator asks for
+ * an RTR message; the responder picks a zero-length RDMA WRITE (or READ, if only that is offered), reports
+ * ESTABLISHED and sends only once it arrived ({@code siw_qp_mpa_rts}, {@code siw_rtr_data_ready}).
  */
 final class Cep implements IwConnection, IwConnRequest {
     private static final Logger LOG = LoggerFactory.getLogger(Cep.class);
     private static final Duration JOIN = Duration.ofSeconds(10);
 
     final SiwProvider dev;
-    final SocketChannel ch;
+    /** The stream; the active side opens a second one when it falls back to MPA revision 1. */
+    volatile SocketChannel ch;
     final boolean active;
     private volatile InetSocketAddress local;
     private volatile InetSocketAddress remote;
     volatile SiwQp qp;
     volatile IwCmHandler handler;
-    /** Outbound READs this side may have in flight. */
+    /** Outbound READs this side may have in flight (the negotiated ORD, at least one). */
     volatile int ord = 1;
+    /** The depths MPA negotiated: READs this side may have outstanding, READs it serves at once. */
+    volatile int negotiatedOrd;
+    volatile int negotiatedIrd;
+    /** The peer's ORD and IRD as the events report them (0 when MPA v1 carried none). */
+    private volatile int peerOrd;
+    private volatile int peerIrd;
+    /** The passive side's MPA request, once read. */
+    private volatile Mpa.Frame request;
+    /** The passive side waits for the peer's RTR message: nothing leaves and ESTABLISHED waits until it came. */
+    private volatile boolean rtrPending;
     private final IwConnParam param;
     private final CompletableFuture<Boolean> answer = new CompletableFuture<>();
     private final AtomicBoolean gone = new AtomicBoolean();
@@ -72,7 +93,6 @@ final class Cep implements IwConnection, IwConnRequest {
         Cep c = new Cep(dev, SocketChannel.open(), true, remote, param);
         c.qp = q;
         c.handler = handler;
-        c.ord = Math.max(1, param.ord());
         return c;
     }
 
@@ -128,29 +148,77 @@ final class Cep implements IwConnection, IwConnRequest {
         }
     }
 
-    /** TCP connect, MPA request, MPA reply ({@code siw_connect}, {@code siw_proc_mpareply}). */
+    /**
+     * TCP connect, MPA request, MPA reply ({@code siw_connect}, {@code siw_proc_mpareply}); once more in revision 1
+     * when a revision 2 request was rejected by a responder that speaks only revision 1.
+     */
     private boolean connectActive() throws IOException {
-        try {
-            ch.bind(new InetSocketAddress(dev.address(), 0));
-            ch.connect(remote);
-        } catch (ConnectException e) {
-            failConnect(Errno.ECONNREFUSED, new byte[0], "connect refused: " + e.getMessage());
-            return false;
-        }
-        local = (InetSocketAddress) ch.getLocalAddress();
-        dev.captureHandshake(this);
-        write(Mpa.frame(false, false, param.privateData()));
+        int rev = dev.mpaRevision();
+        boolean p2p = dev.peerToPeer();
+        int max = dev.maxReadDepth();
+        int myOrd = Math.min(param.ord(), max);
+        int myIrd = Math.min(param.ird(), max);
         Mpa.Frame rep;
-        try {
-            rep = Mpa.read(ch, true);
-        } catch (ErrnoException e) {
-            failConnect(Errno.EPROTO, new byte[0], e.getMessage());
-            return false;
+        while (true) {
+            if (!tcpConnect()) {
+                return false;
+            }
+            Mpa.V2 mine = rev == Mpa.REVISION_2 ? new Mpa.V2(myIrd, myOrd, p2p, p2p ? Mpa.V2_WRITE_RTR : 0) : null;
+            write(Mpa.frame(false, false, rev, mine, param.privateData()));
+            try {
+                rep = Mpa.read(ch, true);
+                Mpa.check(rep, Mpa.REVISION_2);
+            } catch (ErrnoException e) {
+                failConnect(Errno.EPROTO, new byte[0], e.getMessage());
+                return false;
+            }
+            received += rep.length();
+            if (!rep.rejected() || rep.revision() >= rev) {
+                break;
+            }
+            LOG.debug("siw: {} answers MPA revision {} only: connecting again in it", remote, rep.revision());
+            if (!reopen()) {
+                return false;
+            }
+            rev = rep.revision();
+            p2p = false;
         }
-        received += Mpa.RR_HDR + rep.privateData().length;
         if (rep.rejected()) {
             failConnect(Errno.ECONNREFUSED, rep.privateData(), "rejected by the peer");
             return false;
+        }
+        int rtr = 0;
+        if (rev == Mpa.REVISION_2) {
+            if (!rep.enhanced()) {
+                failConnect(Errno.ECONNRESET, new byte[0], "MPA v2 reply without IRD/ORD (revision "
+                        + rep.revision() + ", flags 0x" + Integer.toHexString(rep.flags()) + ")");
+                return false;
+            }
+            Mpa.V2 theirs = rep.v2();
+            if (theirs.ord() > max) {
+                failConnect(Errno.EPROTO, new byte[0], "the peer's ORD " + theirs.ord() + " exceeds IRD "
+                        + max + " (insufficient IRD)");
+                return false;
+            }
+            if (p2p) {
+                if (!theirs.peerToPeer() || (theirs.rtr() & Mpa.V2_WRITE_RTR) == 0) {
+                    failConnect(Errno.EPROTO, new byte[0], "no matching RTR message: asked for 0x"
+                            + Integer.toHexString(Mpa.V2_WRITE_RTR) + ", got 0x" + Integer.toHexString(theirs.rtr()));
+                    return false;
+                }
+                rtr = Mpa.V2_WRITE_RTR;
+            }
+            negotiatedOrd = Math.min(myOrd, theirs.ird());
+            negotiatedIrd = theirs.ord();
+            peerOrd = theirs.ord();
+            peerIrd = theirs.ird();
+        } else {
+            negotiatedOrd = myOrd;
+            negotiatedIrd = myIrd;
+        }
+        ord = Math.max(1, negotiatedOrd);
+        if (rtr != 0) {
+            write(rtrMessage()); // the first FPDU of the stream: the TX thread sends only once established
         }
         boolean waiting = qp.hw.establish();
         established = true;
@@ -161,9 +229,45 @@ final class Cep implements IwConnection, IwConnRequest {
         return true;
     }
 
+    /** Binds to the device's address and connects; false (CONNECT_REPLY reported) when refused. */
+    private boolean tcpConnect() throws IOException {
+        try {
+            ch.bind(new InetSocketAddress(dev.address(), 0));
+            ch.connect(remote);
+        } catch (ConnectException e) {
+            failConnect(Errno.ECONNREFUSED, new byte[0], "connect refused: " + e.getMessage());
+            return false;
+        }
+        local = (InetSocketAddress) ch.getLocalAddress();
+        dev.captureHandshake(this);
+        return true;
+    }
+
+    /** Closes the rejected stream and opens a new one; false when the endpoint was closed meanwhile. */
+    private boolean reopen() throws IOException {
+        dev.captureFin(this);
+        ch.close();
+        sent = 0;
+        received = 0;
+        ch = SocketChannel.open();
+        if (gone.get()) {
+            ch.close(); // lost() closed the old stream: the new one must not stay open
+            return false;
+        }
+        return true;
+    }
+
+    /** {@code siw_qp_mpa_rts}: a zero-length RDMA WRITE to STag 1 ({@code MPA_V2_RDMA_WRITE_RTR}). */
+    private static byte[] rtrMessage() {
+        byte[] f = new byte[Mpa.fpduLength(Iwarp.TAGGED_HDR)];
+        Iwarp.tagged(ByteBuffer.wrap(f, 2, Iwarp.TAGGED_HDR), Iwarp.OP_WRITE, true, 1, 0);
+        Mpa.seal(f, 0, Iwarp.TAGGED_HDR);
+        return f;
+    }
+
     private void reply(Errno status, byte[] pd) {
         replied = true;
-        event(IwCmEvent.Type.CONNECT_REPLY, status, pd, null);
+        event(IwCmEvent.Type.CONNECT_REPLY, status, pd, null, peerOrd, peerIrd);
     }
 
     /**
@@ -176,7 +280,11 @@ final class Cep implements IwConnection, IwConnRequest {
         lost(why, false);
     }
 
-    /** Passive: the MPA request, CONNECT_REQUEST, then the consumer's answer ({@code siw_proc_mpareq}). */
+    /**
+     * Passive: the MPA request, CONNECT_REQUEST with the peer's ORD and IRD (limited to the device's), then the
+     * consumer's answer ({@code siw_proc_mpareq}). A request this side cannot take is rejected with a reply in the
+     * revision it speaks ({@code reject_conn}) and reported to nobody.
+     */
     private boolean waitForAnswer() throws IOException {
         Mpa.Frame req;
         try {
@@ -186,8 +294,28 @@ final class Cep implements IwConnection, IwConnRequest {
             lost(e.getMessage(), false);
             return false;
         }
-        received += Mpa.RR_HDR + req.privateData().length;
-        event(IwCmEvent.Type.CONNECT_REQUEST, null, req.privateData(), this);
+        received += req.length();
+        int rev = dev.mpaRevision();
+        try {
+            Mpa.check(req, rev);
+        } catch (ErrnoException e) {
+            LOG.debug("siw: MPA request from {} rejected: {}", remote, e.getMessage());
+            int answerRev = Math.max(Mpa.REVISION_1, Math.min(req.revision(), rev));
+            try {
+                write(Mpa.frame(true, true, answerRev, null, new byte[0]));
+            } catch (IOException x) {
+                LOG.debug("siw: the reject to {} was not delivered", remote, x);
+            }
+            lost(e.getMessage(), false);
+            return false;
+        }
+        if (req.enhanced()) {
+            Mpa.V2 v = req.v2();
+            peerOrd = Math.min(v.ord(), dev.maxReadDepth());
+            peerIrd = Math.min(v.ird(), dev.maxReadDepth());
+        }
+        request = req;
+        event(IwCmEvent.Type.CONNECT_REQUEST, null, req.privateData(), this, peerOrd, peerIrd);
         boolean accepted;
         try {
             accepted = answer.get();
@@ -207,6 +335,10 @@ final class Cep implements IwConnection, IwConnRequest {
         return !gone.get();
     }
 
+    /**
+     * {@code siw_accept}: under MPA v2 this side's ORD is at most the peer's IRD and its IRD at most the peer's ORD
+     * (both within the device's limit), and the reply says so; under v1 the depths are the caller's own.
+     */
     @Override
     public synchronized IwConnection accept(int qpn, IwConnParam p, IwCmHandler h) {
         ErrnoException.requireNonNull(p, "siw: accept parameters");
@@ -214,12 +346,40 @@ final class Cep implements IwConnection, IwConnRequest {
         if (active || answer.isDone()) {
             throw new ErrnoException(Errno.EINVAL, "siw: the request from " + remote + " was answered already");
         }
+        Mpa.Frame req = request;
+        byte[] pd = p.privateData();
+        if (req.enhanced() && pd.length > Mpa.MAX_PRIVATE_DATA - Mpa.V2_DATA) {
+            throw new ErrnoException(Errno.EINVAL, "siw: accept private data of " + pd.length + " bytes exceeds "
+                    + (Mpa.MAX_PRIVATE_DATA - Mpa.V2_DATA) + " under MPA v2");
+        }
+        int max = dev.maxReadDepth();
+        int myOrd = Math.min(p.ord(), max);
+        int myIrd = Math.min(p.ird(), max);
+        Mpa.V2 mine = null;
+        if (req.enhanced()) {
+            Mpa.V2 theirs = req.v2();
+            myOrd = Math.min(myOrd, peerIrd);
+            myIrd = Math.min(myIrd, peerOrd);
+            int rtr = 0;
+            if (theirs.peerToPeer()) {
+                // siw prefers a zero-length WRITE; a READ only when that is all the initiator offers
+                rtr = (theirs.rtr() & Mpa.V2_READ_RTR) != 0 && (theirs.rtr() & Mpa.V2_WRITE_RTR) == 0
+                        ? Mpa.V2_READ_RTR : Mpa.V2_WRITE_RTR;
+            }
+            mine = new Mpa.V2(myIrd, myOrd, theirs.peerToPeer(), rtr);
+            // the events report the peer's depths as negotiated: its ORD is our IRD, its IRD our ORD
+            peerOrd = myIrd;
+            peerIrd = myOrd;
+        }
         SiwQp q = dev.bindQp(qpn, this);
         handler = h;
-        ord = Math.max(1, p.ord());
+        negotiatedOrd = myOrd;
+        negotiatedIrd = myIrd;
+        ord = Math.max(1, myOrd);
+        rtrPending = mine != null && mine.rtr() != 0;
         boolean waiting;
         try {
-            write(Mpa.frame(true, false, p.privateData()));
+            write(Mpa.frame(true, false, req.revision(), mine, pd));
             // siw_accept moves the QP to RTS with the reply; the peer's first FPDU is read only once this answer
             // is in (the endpoint's thread waits for it), so it finds the QP in RTS, and nothing of ours leaves
             // before the reply: the TX thread sends only on an established connection
@@ -231,26 +391,50 @@ final class Cep implements IwConnection, IwConnRequest {
                     "siw: accept of " + remote + " failed: " + e.getMessage(), e);
         }
         established = true;
-        if (waiting) {
+        answer.complete(true);
+        if (!rtrPending) {
+            if (waiting) {
+                dev.tx.kick(q);
+            }
+            event(IwCmEvent.Type.ESTABLISHED, null, new byte[0], null, peerOrd, peerIrd);
+        }
+        return this;
+    }
+
+    /** Whether the passive side still waits for the peer's RTR message. */
+    boolean awaitingRtr() {
+        return rtrPending;
+    }
+
+    /**
+     * {@code siw_rtr_data_ready}: the peer's first FPDU, its RTR message, was processed: this side may send, and
+     * the connection is reported ESTABLISHED.
+     */
+    void rtrArrived() {
+        rtrPending = false;
+        SiwQp q = qp;
+        if (q != null) {
             dev.tx.kick(q);
         }
-        answer.complete(true);
-        event(IwCmEvent.Type.ESTABLISHED, null, new byte[0], null);
-        return this;
+        event(IwCmEvent.Type.ESTABLISHED, null, new byte[0], null, peerOrd, peerIrd);
     }
 
     @Override
     public synchronized void reject(byte[] privateData) {
         byte[] pd = privateData == null ? new byte[0] : privateData;
-        if (pd.length > Mpa.MAX_PRIVATE_DATA) {
-            throw new ErrnoException(Errno.EINVAL, "siw: reject private data of " + pd.length + " bytes exceeds "
-                    + Mpa.MAX_PRIVATE_DATA);
-        }
         if (active || answer.isDone()) {
             throw new ErrnoException(Errno.EINVAL, "siw: the request from " + remote + " was answered already");
         }
+        Mpa.Frame req = request;
+        int limit = req.enhanced() ? Mpa.MAX_PRIVATE_DATA - Mpa.V2_DATA : Mpa.MAX_PRIVATE_DATA;
+        if (pd.length > limit) {
+            throw new ErrnoException(Errno.EINVAL, "siw: reject private data of " + pd.length + " bytes exceeds "
+                    + limit);
+        }
+        // siw_reject: the request's header turned into the reply, the IRD/ORD words kept under MPA v2
+        Mpa.V2 v2 = req.enhanced() ? new Mpa.V2(peerOrd, peerIrd, false, 0) : null;
         try {
-            write(Mpa.frame(true, true, pd));
+            write(Mpa.frame(true, true, req.revision(), v2, pd));
         } catch (IOException e) {
             LOG.debug("siw: the reject to {} was not delivered", remote, e);
         }
@@ -313,9 +497,9 @@ final class Cep implements IwConnection, IwConnRequest {
         }
         if (was) {
             if (byPeer || peerClosed) {
-                event(IwCmEvent.Type.DISCONNECT, Errno.ECONNRESET, new byte[0], null);
+                event(IwCmEvent.Type.DISCONNECT, Errno.ECONNRESET, new byte[0], null, 0, 0);
             }
-            event(IwCmEvent.Type.CLOSE, null, new byte[0], null);
+            event(IwCmEvent.Type.CLOSE, null, new byte[0], null, 0, 0);
         }
     }
 
@@ -325,16 +509,16 @@ final class Cep implements IwConnection, IwConnRequest {
 
     /** Whether the MPA exchange completed: only then may the TX thread use the stream. */
     boolean isEstablished() {
-        return established;
+        return established && !rtrPending;
     }
 
-    private void event(IwCmEvent.Type type, Errno status, byte[] pd, IwConnRequest req) {
+    private void event(IwCmEvent.Type type, Errno status, byte[] pd, IwConnRequest req, int peerOrd, int peerIrd) {
         IwCmHandler h = handler;
         if (h == null) {
             return;
         }
         try {
-            h.event(new IwCmEvent(type, status, local, remote, pd, 0, 0, req));
+            h.event(new IwCmEvent(type, status, local, remote, pd, peerOrd, peerIrd, req));
         } catch (RuntimeException e) {
             LOG.error("siw: the handler of {} -> {} failed on {}", local, remote, type, e);
         }

@@ -13,8 +13,10 @@ import java.util.zip.CRC32C;
 
 /**
  * MPA (RFC 5044) as siw speaks it, markers off and CRC on: the request and reply frames of the start-up phase
- * (a 16-byte key, the M, C and R flags, revision 1, private data of up to 512 bytes; {@code siw_cm.c}
- * {@code siw_send_mpareqrep}, {@code siw_recv_mpa_rr}) and the FPDU of full operation: the ULPDU length (2 bytes),
+ * (a 16-byte key, the M, C, R and H flags, revision 1 or 2, private data of up to 512 bytes; {@code siw_cm.c}
+ * {@code siw_send_mpareqrep}, {@code siw_recv_mpa_rr}), with MPA v2's enhanced connection establishment (RFC 6581:
+ * the H flag and, in front of the private data, the IRD and ORD words with the peer-to-peer and RTR bits of
+ * {@code struct mpa_v2_data}), and the FPDU of full operation: the ULPDU length (2 bytes),
  * the ULPDU (DDP segment), a pad to a multiple of 4 and the CRC32C of all that ({@code siw_qp_tx.c},
  * {@code siw_qp_rx.c}), sent as the kernel's {@code crc32c} shash leaves it, little-endian.
  */
@@ -27,34 +29,126 @@ final class Mpa {
     static final int FLAG_MARKERS = 0x80;
     static final int FLAG_CRC = 0x40;
     static final int FLAG_REJECT = 0x20;
-    static final int REVISION = 1;
+    /** {@code MPA_RR_FLAG_ENHANCED}: the H bit of RFC 6581, IRD and ORD lead the private data. */
+    static final int FLAG_ENHANCED = 0x10;
+    static final int REVISION_1 = 1;
+    static final int REVISION_2 = 2;
+    /** {@code MPA_V2_PEER_TO_PEER}, in the IRD word. */
+    static final int V2_PEER_TO_PEER = 0x8000;
+    /** {@code MPA_V2_RDMA_WRITE_RTR}, in the ORD word: a zero-length RDMA WRITE is the RTR message. */
+    static final int V2_WRITE_RTR = 0x8000;
+    /** {@code MPA_V2_RDMA_READ_RTR}, in the ORD word: a zero-length RDMA READ is the RTR message. */
+    static final int V2_READ_RTR = 0x4000;
+    /** {@code MPA_IRD_ORD_MASK}. */
+    static final int V2_IRD_ORD_MASK = 0x3fff;
+    /** Bytes of {@code struct mpa_v2_data}. */
+    static final int V2_DATA = 4;
     static final int RR_HDR = 20;
     static final int MAX_PRIVATE_DATA = 512;
     /** The CRC and the length field an FPDU adds to its ULPDU. */
     static final int FPDU_OVERHEAD = 2 + 4;
 
-    /** A received MPA request or reply. */
-    record Frame(boolean reply, int flags, int revision, byte[] privateData) {
-        boolean rejected() {
-            return (flags & FLAG_REJECT) != 0;
+    /**
+     * The IRD and ORD words of MPA v2 ({@code struct mpa_v2_data}, RFC 6581 section 7.1): the depths (14 bits each),
+     * the peer-to-peer bit and the RTR messages offered (request) or chosen (reply).
+     *
+     * @param ird        RDMA READs the sender serves at once
+     * @param ord        RDMA READs the sender may have outstanding
+     * @param peerToPeer whether the sender wants an RTR message before full operation
+     * @param rtr        {@link #V2_WRITE_RTR} and/or {@link #V2_READ_RTR}, or 0
+     */
+    record V2(int ird, int ord, boolean peerToPeer, int rtr) {
+        static V2 of(int irdWord, int ordWord) {
+            return new V2(irdWord & V2_IRD_ORD_MASK, ordWord & V2_IRD_ORD_MASK, (irdWord & V2_PEER_TO_PEER) != 0,
+                    ordWord & (V2_WRITE_RTR | V2_READ_RTR));
+        }
+
+        int irdWord() {
+            return (peerToPeer ? V2_PEER_TO_PEER : 0) | Math.min(ird, V2_IRD_ORD_MASK);
+        }
+
+        int ordWord() {
+            return rtr | Math.min(ord, V2_IRD_ORD_MASK);
         }
     }
 
-    /** An MPA request ({@code reply} false) or reply, with the CRC flag and the reject bit as asked. */
-    static byte[] frame(boolean reply, boolean reject, byte[] privateData) {
-        ByteBuffer b = ByteBuffer.allocate(RR_HDR + privateData.length);
+    /**
+     * A received MPA request or reply.
+     *
+     * @param data the private data field as received (with MPA v2's IRD/ORD words in front when enhanced)
+     */
+    record Frame(boolean reply, int flags, int revision, byte[] data) {
+        boolean rejected() {
+            return (flags & FLAG_REJECT) != 0;
+        }
+
+        /** Whether the frame carries MPA v2's IRD and ORD (revision 2 and the H flag). */
+        boolean enhanced() {
+            return revision == REVISION_2 && (flags & FLAG_ENHANCED) != 0;
+        }
+
+        /** The IRD/ORD words of an {@linkplain #enhanced() enhanced} frame. */
+        V2 v2() {
+            ByteBuffer b = ByteBuffer.wrap(data);
+            return V2.of(b.getShort(0) & 0xffff, b.getShort(2) & 0xffff);
+        }
+
+        /** The consumer's private data: what follows the IRD/ORD words of an enhanced frame. */
+        byte[] privateData() {
+            return enhanced() ? Arrays.copyOfRange(data, V2_DATA, data.length) : data.clone();
+        }
+
+        /** Bytes the frame took on the stream. */
+        int length() {
+            return RR_HDR + data.length;
+        }
+    }
+
+    /**
+     * An MPA request ({@code reply} false) or reply of {@code revision}, with the CRC flag and the reject bit as
+     * asked; with {@code v2} (revision 2 only) the H flag is set and the IRD/ORD words lead the private data.
+     */
+    static byte[] frame(boolean reply, boolean reject, int revision, V2 v2, byte[] privateData) {
+        int extra = v2 == null ? 0 : V2_DATA;
+        ByteBuffer b = ByteBuffer.allocate(RR_HDR + extra + privateData.length);
         b.put(reply ? REP_KEY : REQ_KEY);
-        b.put((byte) (FLAG_CRC | (reject ? FLAG_REJECT : 0)));
-        b.put((byte) REVISION);
-        b.putShort((short) privateData.length);
+        b.put((byte) (FLAG_CRC | (reject ? FLAG_REJECT : 0) | (v2 == null ? 0 : FLAG_ENHANCED)));
+        b.put((byte) revision);
+        b.putShort((short) (extra + privateData.length));
+        if (v2 != null) {
+            b.putShort((short) v2.irdWord());
+            b.putShort((short) v2.ordWord());
+        }
         b.put(privateData);
         return b.array();
     }
 
     /**
-     * Reads an MPA request or reply ({@code siw_recv_mpa_rr}).
+     * What {@code siw_proc_mpareq} and {@code siw_proc_mpareply} refuse in a frame whose key was right: a revision
+     * other than 1 up to {@code maxRevision}, markers (siw sends none and takes none), an enhanced frame whose
+     * private data cannot hold the IRD/ORD words.
      *
-     * @throws ErrnoException {@code EPROTO} for a wrong key, revision or private data length
+     * @throws ErrnoException {@code EPROTO} naming the bad field
+     */
+    static void check(Frame f, int maxRevision) {
+        if (f.revision() < REVISION_1 || f.revision() > maxRevision) {
+            throw new ErrnoException(Errno.EPROTO, "siw: MPA revision " + f.revision() + " outside "
+                    + REVISION_1 + ".." + maxRevision);
+        }
+        if ((f.flags() & FLAG_MARKERS) != 0) {
+            throw new ErrnoException(Errno.EPROTO, "siw: MPA markers asked for (flags 0x"
+                    + Integer.toHexString(f.flags()) + "): siw supports none");
+        }
+        if (f.enhanced() && f.data().length < V2_DATA) {
+            throw new ErrnoException(Errno.EPROTO, "siw: MPA v2 private data length " + f.data().length
+                    + " cannot hold IRD and ORD (" + V2_DATA + " bytes)");
+        }
+    }
+
+    /**
+     * Reads an MPA request or reply ({@code siw_recv_mpa_rr}); {@link #check} judges the rest of its header.
+     *
+     * @throws ErrnoException {@code EPROTO} for a wrong key or a private data length over the limit
      * @throws IOException    when the stream fails or ends
      */
     static Frame read(ReadableByteChannel ch, boolean reply) throws IOException {
@@ -68,9 +162,6 @@ final class Mpa {
         int flags = h.get(16) & 0xff;
         int rev = h.get(17) & 0xff;
         int pdLen = h.getShort(18) & 0xffff;
-        if (rev != REVISION) {
-            throw new ErrnoException(Errno.EPROTO, "siw: MPA revision " + rev + ", not " + REVISION);
-        }
         if (pdLen > MAX_PRIVATE_DATA) {
             throw new ErrnoException(Errno.EPROTO, "siw: MPA private data length " + pdLen + " exceeds "
                     + MAX_PRIVATE_DATA);

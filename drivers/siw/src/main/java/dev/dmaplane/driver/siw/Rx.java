@@ -73,6 +73,9 @@ final class Rx {
                 continue;
             }
             dispatch(q, s);
+            if (!draining && cep.awaitingRtr()) {
+                cep.rtrArrived();
+            }
         }
     }
 

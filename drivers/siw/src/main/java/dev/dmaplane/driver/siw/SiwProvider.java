@@ -69,6 +69,10 @@ final class SiwProvider implements RdmaProvider, IwCm {
     private final AtomicLong terminatesSent = new AtomicLong();
     private final AtomicLong terminatesReceived = new AtomicLong();
     private boolean stopping;
+    /** siw's {@code mpa_version}: the MPA revision this device asks for and answers up to (1 or 2). */
+    private volatile int mpaRevision = Mpa.REVISION_2;
+    /** siw's {@code peer_to_peer}: whether a connect asks for an RTR message (MPA v2 only). */
+    private volatile boolean peerToPeer;
     /** The capture every connection of the device writes to, or null. */
     volatile TcpCapture capture;
 
@@ -108,6 +112,36 @@ final class SiwProvider implements RdmaProvider, IwCm {
             c.join();
         }
         tx.stop();
+    }
+
+    /**
+     * Sets siw's module parameters {@code mpa_version} and {@code peer_to_peer} for the connections this device
+     * makes or accepts from now on.
+     *
+     * @throws ErrnoException {@code EINVAL} for a revision other than 1 or 2, or peer-to-peer with revision 1
+     */
+    void mpa(int revision, boolean p2p) {
+        if (revision != Mpa.REVISION_1 && revision != Mpa.REVISION_2) {
+            throw new ErrnoException(Errno.EINVAL, "siw: mpa_version " + revision + " is not 1 or 2");
+        }
+        if (p2p && revision != Mpa.REVISION_2) {
+            throw new ErrnoException(Errno.EINVAL, "siw: peer_to_peer needs mpa_version 2, not " + revision);
+        }
+        mpaRevision = revision;
+        peerToPeer = p2p;
+    }
+
+    int mpaRevision() {
+        return mpaRevision;
+    }
+
+    boolean peerToPeer() {
+        return peerToPeer;
+    }
+
+    /** The device's ORD and IRD limit ({@code SIW_MAX_ORD_QP}, {@code SIW_MAX_IRD_QP}). */
+    int maxReadDepth() {
+        return attr.maxQpInitRdAtom();
     }
 
     String name() {
@@ -373,6 +407,11 @@ final class SiwProvider implements RdmaProvider, IwCm {
         ErrnoException.requireNonNull(handler, "siw: connect handler");
         if (remote == null || !(remote.getAddress() instanceof Inet4Address)) {
             throw new ErrnoException(Errno.EINVAL, "siw: connect needs an IPv4 address, not " + remote);
+        }
+        int pd = param.privateData().length;
+        if (mpaRevision == Mpa.REVISION_2 && pd > Mpa.MAX_PRIVATE_DATA - Mpa.V2_DATA) {
+            throw new ErrnoException(Errno.EINVAL, "siw: connect private data of " + pd + " bytes exceeds "
+                    + (Mpa.MAX_PRIVATE_DATA - Mpa.V2_DATA) + " under MPA v2 (its IRD/ORD take 4 of 512)");
         }
         Cep c;
         try {

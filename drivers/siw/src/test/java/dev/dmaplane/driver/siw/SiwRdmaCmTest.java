@@ -155,26 +155,35 @@ class SiwRdmaCmTest {
 
     /**
      * Connect with private data in the MPA request, CONNECT_REQUEST on the listener, accept with the server's
-     * buffer address and rkey in the MPA reply, ESTABLISHED at both ends with both QPs in RTS.
+     * buffer address and rkey in the MPA reply, ESTABLISHED at both ends with both QPs in RTS. MPA v2 carries the
+     * READ depths ({@code cma_iw_handler}: responder resources from the peer's ORD, initiator depth from its IRD):
+     * the client may have 8 READs outstanding and serves 4, the server may have 2 and serves 16, so each side's
+     * ESTABLISHED tells it to serve the other's ORD and to send at most the other's IRD.
      */
     private CmId connect(CmId l) {
         resolve();
-        client.id.connect(ConnParam.of(new byte[]{'h', 'i'}, 8, 8));
+        client.id.connect(ConnParam.of(new byte[]{'h', 'i'}, 4, 8));
         assertEquals(QpState.RTR, client.qp.state(), "cma_connect_iw: cma_modify_qp_rtr before iw_cm_connect");
         CmEvent req = server.expect(CmEventType.CONNECT_REQUEST);
         assertSame(l, req.listenId());
         CmId conn = req.id();
         assertArrayEquals(new byte[]{'h', 'i'}, req.param().privateData(), "the MPA request's private data");
+        assertEquals(List.of(8, 4), List.of(req.param().responderResources(), req.param().initiatorDepth()),
+                "the client's ORD and IRD");
         assertEquals("siw0", conn.verbs().deviceName());
         assertEquals(at(h.b.address, PORT), conn.localAddr());
         assertEquals(h.a.address, conn.remoteAddr().getAddress());
         server.resources(conn);
         server.qp.postRecv(List.of(RecvWr.of(1, server.sge(0, 4096))));
         byte[] where = ByteBuffer.allocate(12).putLong(server.buf).putInt(server.mr.rkey()).array();
-        conn.accept(ConnParam.of(where, 8, 8));
+        conn.accept(ConnParam.of(where, 16, 2));
         CmEvent est = client.expect(CmEventType.ESTABLISHED);
         assertArrayEquals(where, est.param().privateData(), "the MPA reply's private data");
-        server.expect(CmEventType.ESTABLISHED);
+        assertEquals(List.of(2, 8), List.of(est.param().responderResources(), est.param().initiatorDepth()),
+                "the server's ORD min(2, 4) and IRD min(16, 8)");
+        CmEvent serverEst = server.expect(CmEventType.ESTABLISHED);
+        assertEquals(List.of(8, 2), List.of(serverEst.param().responderResources(),
+                serverEst.param().initiatorDepth()), "the client's ORD and IRD as negotiated");
         assertEquals(QpState.RTS, client.qp.state(), "the iw_cm moved it to RTS");
         assertEquals(QpState.RTS, server.qp.state());
         assertEquals(client.id.localAddr(), conn.remoteAddr(), "the TCP connection's own addresses");

@@ -1,0 +1,263 @@
+package dev.dmaplane.driver.siw;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.spi.IwCmEvent;
+import dev.dmaplane.rdma.spi.IwConnParam;
+import dev.dmaplane.rdma.spi.IwConnection;
+import dev.dmaplane.rdma.spi.IwListen;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.WcStatus;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.io.DataInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.ByteBuffer;
+import java.util.Arrays;
+import java.util.List;
+
+import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * MPA revision 2, the enhanced connection establishment of RFC 6581, as {@code siw_cm.c} speaks it
+ * ({@code siw_connect}, {@code siw_proc_mpareq}, {@code siw_accept}, {@code siw_proc_mpareply},
+ * {@code siw_qp_mpa_rts}, {@code siw_rtr_data_ready}): IRD and ORD exchanged and each direction's READ depth the
+ * minimum of the initiator's ORD and the responder's IRD, the peer's depths in the CM events, the revision falling
+ * back to 1 in either direction, a zero-length RDMA WRITE as the RTR message of peer-to-peer mode, and malformed
+ * v2 headers refused on both sides.
+ */
+@Timeout(60)
+class SiwMpaV2Test {
+    private final SiwHosts h = new SiwHosts(53, 54);
+
+    @AfterEach
+    void close() {
+        h.close();
+        assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
+    }
+
+    private SiwProvider pa() {
+        return h.da.providers.get("siw0");
+    }
+
+    private SiwProvider pb() {
+        return h.db.providers.get("siw0");
+    }
+
+    /** Connects a to b with the depths given; returns a's and b's connections once both sides reported. */
+    private Cep[] connect(QueuePair qa, QueuePair qb, IwConnParam pa, IwConnParam pb, IwCmEvent[] seen) {
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add)) {
+            IwConnection ca = h.a.cm.connect(qa.qpNum(), l.local(), pa, h.a.events::add);
+            IwCmEvent req = h.b.event();
+            assertEquals(IwCmEvent.Type.CONNECT_REQUEST, req.type());
+            IwConnection cb = req.request().accept(qb.qpNum(), pb, h.b.events::add);
+            seen[0] = req;
+            seen[1] = SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
+            seen[2] = SiwHosts.expect(h.a.event(), IwCmEvent.Type.CONNECT_REPLY);
+            return new Cep[]{(Cep) ca, (Cep) cb};
+        }
+    }
+
+    @Test
+    void v2PeersExchangeIrdAndOrdAndUseTheMinimumOfEachDirection() {
+        QueuePair qa = h.a.rc();
+        QueuePair qb = h.b.rc();
+        IwCmEvent[] e = new IwCmEvent[3];
+        // a may have 8 READs outstanding and serves 4; b may have 2 outstanding and serves 16
+        Cep[] c = connect(qa, qb, new IwConnParam(new byte[]{1, 2}, 8, 4), new IwConnParam(new byte[]{3}, 2, 16), e);
+        assertEquals(List.of(8, 4), List.of(e[0].ord(), e[0].ird()), "CONNECT_REQUEST: the initiator's ORD, IRD");
+        assertArrayEquals(new byte[]{1, 2}, e[0].privateData(), "the IRD/ORD words are not the consumer's data");
+        assertEquals(List.of(8, 2), List.of(e[1].ord(), e[1].ird()), "ESTABLISHED: the initiator's as negotiated");
+        assertEquals(List.of(2, 8), List.of(e[2].ord(), e[2].ird()), "CONNECT_REPLY: the responder's");
+        assertArrayEquals(new byte[]{3}, e[2].privateData());
+        // a -> b: min(a's ORD 8, b's IRD 16) = 8; b -> a: min(b's ORD 2, a's IRD 4) = 2
+        assertEquals(List.of(8, 2), List.of(c[0].negotiatedOrd, c[0].negotiatedIrd));
+        assertEquals(List.of(2, 8), List.of(c[1].negotiatedOrd, c[1].negotiatedIrd));
+        assertEquals(8, c[0].ord, "the initiator's READs in flight are bounded by the negotiated ORD");
+        assertEquals(2, c[1].ord);
+
+        h.b.write(0, SiwHosts.random(4096, 7));
+        qa.postSend(new SendWr.RdmaRead(1, List.of(h.a.sge(8192, 4096)), SIGNALED, h.b.buf, h.b.mr.rkey()));
+        assertEquals(WcStatus.SUCCESS, SiwHosts.one(h.a.cq).status());
+        assertArrayEquals(SiwHosts.random(4096, 7), h.a.read(8192, 4096));
+    }
+
+    @Test
+    void anOrdAboveThePeersIrdIsCutToIt() {
+        IwCmEvent[] e = new IwCmEvent[3];
+        Cep[] c = connect(h.a.rc(), h.b.rc(), new IwConnParam(null, 16, 16), new IwConnParam(null, 16, 1), e);
+        assertEquals(1, c[0].negotiatedOrd, "b serves one READ at a time: a may have one outstanding");
+        assertEquals(1, c[1].negotiatedIrd);
+        assertEquals(16, c[1].negotiatedOrd);
+        assertEquals(1, e[2].ird(), "CONNECT_REPLY tells a of b's IRD");
+    }
+
+    @Test
+    void aV2InitiatorFallsBackToRevision1WithAV1Responder() {
+        pb().mpa(Mpa.REVISION_1, false);
+        QueuePair qa = h.a.rc();
+        QueuePair qb = h.b.rc();
+        IwCmEvent[] e = new IwCmEvent[3];
+        Cep[] c = connect(qa, qb, new IwConnParam(new byte[]{5}, 8, 4), new IwConnParam(new byte[]{6}, 2, 16), e);
+        assertArrayEquals(new byte[]{5}, e[0].privateData(), "the request reported once, in revision 1");
+        assertEquals(List.of(0, 0), List.of(e[0].ord(), e[0].ird()), "MPA v1 carries no IRD/ORD");
+        assertArrayEquals(new byte[]{6}, e[2].privateData());
+        assertEquals(List.of(8, 4), List.of(c[0].negotiatedOrd, c[0].negotiatedIrd), "each side's own depths");
+        assertEquals(List.of(2, 16), List.of(c[1].negotiatedOrd, c[1].negotiatedIrd));
+        assertNull(h.b.events.peek(), "the rejected revision 2 request was reported to nobody");
+        qa.postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 512)), SIGNALED, h.b.buf, h.b.mr.rkey()));
+        assertEquals(WcStatus.SUCCESS, SiwHosts.one(h.a.cq).status());
+        assertEquals(QpState.RTS, qb.query().qpState());
+    }
+
+    @Test
+    void aV1InitiatorGetsARevision1ReplyFromAV2Responder() throws Exception {
+        pa().mpa(Mpa.REVISION_1, false);
+        IwCmEvent[] e = new IwCmEvent[3];
+        Cep[] c = connect(h.a.rc(), h.b.rc(), new IwConnParam(null, 3, 3), new IwConnParam(null, 5, 5), e);
+        assertEquals(List.of(0, 0), List.of(e[0].ord(), e[0].ird()));
+        assertEquals(List.of(3, 3), List.of(c[0].negotiatedOrd, c[0].negotiatedIrd));
+        assertEquals(List.of(5, 5), List.of(c[1].negotiatedOrd, c[1].negotiatedIrd));
+    }
+
+    /** RFC 6581 section 7.1: revision 2 with the H bit and two bytes of private data cannot hold IRD and ORD. */
+    @Test
+    void aMalformedV2RequestIsRejectedAndNeverReported() throws Exception {
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = new Socket()) {
+            s.connect(l.local(), 10_000);
+            s.setSoTimeout(10_000);
+            ByteBuffer req = ByteBuffer.allocate(Mpa.RR_HDR + 2);
+            req.put(Mpa.REQ_KEY).put((byte) (Mpa.FLAG_CRC | Mpa.FLAG_ENHANCED)).put((byte) 2).putShort((short) 2);
+            req.put(new byte[]{0, 1});
+            s.getOutputStream().write(req.array());
+            byte[] rep = new byte[Mpa.RR_HDR];
+            new DataInputStream(s.getInputStream()).readFully(rep);
+            assertArrayEquals(Mpa.REP_KEY, Arrays.copyOf(rep, 16));
+            assertEquals(Mpa.FLAG_REJECT, rep[16] & Mpa.FLAG_REJECT, "the reply rejects");
+            assertEquals(2, rep[17], "in the revision asked for");
+            assertEquals(-1, read(s.getInputStream()), "and the stream is closed");
+
+            // the listener goes on: a good request is reported
+            QueuePair qa = h.a.rc();
+            h.a.cm.connect(qa.qpNum(), l.local(), new IwConnParam(new byte[]{8}, 1, 1), h.a.events::add);
+            IwCmEvent good = h.b.event();
+            assertEquals(IwCmEvent.Type.CONNECT_REQUEST, good.type());
+            assertArrayEquals(new byte[]{8}, good.privateData(), "only the good request was reported");
+            good.request().reject(null);
+            assertEquals(Errno.ECONNREFUSED, h.a.event().status());
+        }
+    }
+
+    @Test
+    void aV2ReplyWithoutIrdAndOrdFailsTheConnect() throws Exception {
+        QueuePair qa = h.a.rc();
+        try (ServerSocket server = new ServerSocket(0, 1, h.b.address)) {
+            h.a.cm.connect(qa.qpNum(), (InetSocketAddress) server.getLocalSocketAddress(), new IwConnParam(null, 1, 1),
+                    h.a.events::add);
+            try (Socket s = server.accept()) {
+                s.setSoTimeout(10_000);
+                DataInputStream in = new DataInputStream(s.getInputStream());
+                byte[] req = new byte[Mpa.RR_HDR + Mpa.V2_DATA];
+                in.readFully(req);
+                assertEquals(2, req[17], "siw asks for revision 2");
+                assertEquals(Mpa.FLAG_ENHANCED, req[16] & Mpa.FLAG_ENHANCED);
+                assertEquals(Mpa.V2_DATA, ByteBuffer.wrap(req).getShort(18), "IRD and ORD only");
+                ByteBuffer rep = ByteBuffer.allocate(Mpa.RR_HDR + 1);
+                rep.put(Mpa.REP_KEY).put((byte) (Mpa.FLAG_CRC | Mpa.FLAG_ENHANCED)).put((byte) 2).putShort((short) 1);
+                rep.put((byte) 0);
+                s.getOutputStream().write(rep.array());
+                IwCmEvent e = h.a.event();
+                assertEquals(IwCmEvent.Type.CONNECT_REPLY, e.type());
+                assertEquals(Errno.EPROTO, e.status());
+                assertEquals(-1, read(s.getInputStream()), "the stream is closed");
+            }
+        }
+        assertEquals(QpState.RTR, qa.query().qpState(), "the QP stays as it was and may connect again");
+    }
+
+    @Test
+    void peerToPeerSendsAZeroLengthWriteAsTheRtrMessageBeforeTheResponderSends() throws Exception {
+        pa().mpa(Mpa.REVISION_2, true);
+        QueuePair qa = h.a.rc();
+        QueuePair qb = h.b.rc();
+        IwCmEvent[] e = new IwCmEvent[3];
+        connect(qa, qb, new IwConnParam(null, 4, 4), new IwConnParam(null, 4, 4), e);
+        qb.postSend(new SendWr.RdmaWrite(1, List.of(h.b.sge(0, 100)), SIGNALED, h.a.buf, h.a.mr.rkey()));
+        assertEquals(WcStatus.SUCCESS, SiwHosts.one(h.b.cq).status());
+        qa.postSend(new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 100)), SIGNALED, h.b.buf, h.b.mr.rkey()));
+        assertEquals(WcStatus.SUCCESS, SiwHosts.one(h.a.cq).status());
+    }
+
+    /**
+     * A raw initiator asking for peer-to-peer: the responder picks the zero-length WRITE, and reports ESTABLISHED
+     * (and lets its TX thread send) only once that RTR message arrived.
+     */
+    @Test
+    void theResponderWaitsForTheRtrMessage() throws Exception {
+        QueuePair qb = h.b.rc();
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = new Socket()) {
+            s.connect(l.local(), 10_000);
+            s.setSoTimeout(10_000);
+            Mpa.V2 mine = new Mpa.V2(4, 4, true, Mpa.V2_WRITE_RTR | Mpa.V2_READ_RTR);
+            s.getOutputStream().write(Mpa.frame(false, false, Mpa.REVISION_2, mine, new byte[0]));
+            IwCmEvent req = h.b.event();
+            Cep cb = (Cep) req.request().accept(qb.qpNum(), new IwConnParam(null, 4, 4), h.b.events::add);
+            DataInputStream in = new DataInputStream(s.getInputStream());
+            byte[] rep = new byte[Mpa.RR_HDR + Mpa.V2_DATA];
+            in.readFully(rep);
+            Mpa.V2 theirs = Mpa.V2.of(ByteBuffer.wrap(rep).getShort(20) & 0xffff,
+                    ByteBuffer.wrap(rep).getShort(22) & 0xffff);
+            assertTrue(theirs.peerToPeer());
+            assertEquals(Mpa.V2_WRITE_RTR, theirs.rtr(), "siw prefers the zero-length WRITE");
+            assertEquals(QpState.RTS, qb.query().qpState());
+            qb.postSend(new SendWr.RdmaWrite(1, List.of(h.b.sge(0, 16)), SIGNALED, 0x1000, 0x77));
+            assertTrue(cb.awaitingRtr());
+            assertFalse(cb.isEstablished(), "the TX thread leaves the stream alone until the RTR came");
+            assertNull(h.b.events.peek(), "no ESTABLISHED before the RTR");
+
+            byte[] rtr = new byte[Mpa.fpduLength(Iwarp.TAGGED_HDR)];
+            Iwarp.tagged(ByteBuffer.wrap(rtr, 2, Iwarp.TAGGED_HDR), Iwarp.OP_WRITE, true, 1, 0);
+            Mpa.seal(rtr, 0, Iwarp.TAGGED_HDR);
+            s.getOutputStream().write(rtr);
+            SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
+            byte[] fpdu = new byte[Mpa.fpduLength(Iwarp.TAGGED_HDR + 16)];
+            in.readFully(fpdu);
+            assertEquals(Iwarp.TAGGED_HDR + 16, ((fpdu[0] & 0xff) << 8) | (fpdu[1] & 0xff), "the WRITE went out");
+        }
+    }
+
+    @Test
+    void v2PrivateDataLimitsAndRevisionSettingsAreChecked() {
+        QueuePair qa = h.a.rc();
+        InetSocketAddress to = new InetSocketAddress(h.b.address, 1);
+        ErrnoException big = assertThrows(ErrnoException.class, () -> h.a.cm.connect(qa.qpNum(), to,
+                new IwConnParam(new byte[509], 1, 1), h.a.events::add));
+        assertEquals(Errno.EINVAL, big.errno());
+        assertTrue(big.getMessage().contains("509"), big.getMessage());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> pa().mpa(3, false)).errno());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> pa().mpa(1, true)).errno());
+        assertEquals(Mpa.REVISION_2, pa().mpaRevision(), "a refused setting changes nothing");
+        assertEquals(QpState.RTR, qa.query().qpState());
+        assertNull(h.a.events.peek());
+    }
+
+    private static int read(InputStream in) throws IOException {
+        return in.read();
+    }
+}
