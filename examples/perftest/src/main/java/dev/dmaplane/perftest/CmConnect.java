@@ -16,12 +16,15 @@ import java.net.InetSocketAddress;
 import java.time.Duration;
 
 /**
- * One end's QPs connected through the rdma_cm, as perftest does when the device is iWARP (it forces {@code -R}
- * there: an iWARP QP has no connection but the CM's; {@code perftest_communication.c}'s
+ * One end's QPs connected through the rdma_cm, as perftest does with {@code -R} and forces when the device is iWARP
+ * (an iWARP QP has no connection but the CM's; {@code perftest_communication.c}'s
  * {@code rdma_cm_server_connection} and {@code rdma_cm_client_connection}): the server end listens on its address
  * and accepts one request per QP, the client resolves from its own address and connects one id per QP, in QP
- * order; each QP is moved to RTR with {@code rdma_init_qp_attr} and named in the connection parameters
- * ({@code qp_num}), the iw_cm moves it to RTS. Closing destroys the ids, which closes the connections.
+ * order; each QP is named in the connection parameters ({@code qp_num}) and moved with {@code rdma_init_qp_attr}.
+ * On iWARP the QP goes to RTR before connect or accept and the iw_cm moves it to RTS. On RoCE (IB CM MADs) the
+ * client's QP goes to INIT before connect, to RTR and RTS on CONNECT_RESPONSE, which {@code rdma_establish}
+ * answers with the RTU; the server's goes to RTR and RTS from the REQ before it accepts, ESTABLISHED follows the
+ * RTU. Closing destroys the ids, which closes the connections.
  */
 final class CmConnect implements AutoCloseable {
     /** How long one CM step may take. */
@@ -48,9 +51,9 @@ final class CmConnect implements AutoCloseable {
         CmConnect client = new CmConnect(core, c);
         c.cm = client;
         for (int q = 0; q < c.qps.length; q++) {
-            client.connectOne(q, server.address());
+            CmId id = client.connectOne(q, server.address());
             server.acceptOne(q);
-            client.expect(CmEventType.ESTABLISHED);
+            client.established(id, q);
             server.expect(CmEventType.ESTABLISHED);
         }
     }
@@ -87,8 +90,7 @@ final class CmConnect implements AutoCloseable {
         CmConnect client = new CmConnect(core, c);
         try {
             for (int q = 0; q < c.qps.length; q++) {
-                client.connectOne(q, to);
-                client.expect(CmEventType.ESTABLISHED);
+                client.established(client.connectOne(q, to), q);
             }
             return client;
         } catch (RuntimeException e) {
@@ -97,26 +99,46 @@ final class CmConnect implements AutoCloseable {
         }
     }
 
-    private void connectOne(int q, InetSocketAddress to) {
+    private CmId connectOne(int q, InetSocketAddress to) {
         CmId id = ch.createId(PortSpace.TCP);
         id.resolveAddr(new InetSocketAddress(side.gid.toInetAddress(), 0), to, (int) WAIT.toMillis());
         expect(CmEventType.ADDR_RESOLVED);
         id.resolveRoute((int) WAIT.toMillis());
         expect(CmEventType.ROUTE_RESOLVED);
-        toRtr(id, side.qps[q]);
+        QueuePair qp = side.qps[q];
+        qp.modify(id.initQpAttr(QpState.INIT));
+        if (side.iwarp) {
+            qp.modify(id.initQpAttr(QpState.RTR));
+        }
         id.connect(new ConnParam(null, RD_ATOMIC, RD_ATOMIC, 0, 7, 7, false, side.qpn(q)));
+        return id;
+    }
+
+    /**
+     * The client's connection of QP {@code q} comes up: ESTABLISHED on iWARP; on RoCE CONNECT_RESPONSE, the QP to
+     * RTR and RTS from the REP, and the RTU ({@code rdma_establish}).
+     */
+    private void established(CmId id, int q) {
+        if (side.iwarp) {
+            expect(CmEventType.ESTABLISHED);
+            return;
+        }
+        expect(CmEventType.CONNECT_RESPONSE);
+        QueuePair qp = side.qps[q];
+        qp.modify(id.initQpAttr(QpState.RTR));
+        qp.modify(id.initQpAttr(QpState.RTS));
+        id.establish();
     }
 
     private void acceptOne(int q) {
         CmId conn = expect(CmEventType.CONNECT_REQUEST).id();
-        toRtr(conn, side.qps[q]);
+        QueuePair qp = side.qps[q];
+        qp.modify(conn.initQpAttr(QpState.INIT));
+        qp.modify(conn.initQpAttr(QpState.RTR));
+        if (!side.iwarp) {
+            qp.modify(conn.initQpAttr(QpState.RTS));
+        }
         conn.accept(new ConnParam(null, RD_ATOMIC, RD_ATOMIC, 0, 7, 7, false, side.qpn(q)));
-    }
-
-    /** {@code rdma_init_qp_attr} for INIT and RTR, as a user moves a QP the rdma_cm did not make. */
-    private static void toRtr(CmId id, QueuePair qp) {
-        qp.modify(id.initQpAttr(QpState.INIT));
-        qp.modify(id.initQpAttr(QpState.RTR));
     }
 
     private CmEvent expect(CmEventType type) {

@@ -87,8 +87,9 @@ final class Header {
         } else {
             b.append(String.format(" Max inline data : %d[B]%n", me.qps[0].cap().maxInlineData()));
         }
-        // iWARP QPs connect only through the rdma_cm (as perftest forces it there); the exchange stays on TCP
-        b.append(" rdma_cm QPs\t : ").append(onOff(me.iwarp)).append('\n');
+        // -R, and iWARP, whose QPs connect only through the rdma_cm (as perftest forces it there); the exchange
+        // stays on TCP
+        b.append(" rdma_cm QPs\t : ").append(onOff(me.iwarp || cfg.rdmaCm())).append('\n');
         b.append(" Data ex. method : Ethernet\n");
         b.append(LINE).append('\n');
         return b.toString();

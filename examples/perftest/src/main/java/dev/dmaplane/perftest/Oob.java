@@ -5,7 +5,8 @@ import java.net.InetAddress;
 /**
  * perftest's out-of-band channel ({@code perftest_communication.c}): how the two ends of a run between processes
  * tell each other their addresses, QPNs and rkeys and keep in step, one text line at a time. {@link TcpOob} is
- * perftest's default, a TCP connection on {@code -p}; rdma_cm's private data ({@code -R}) can be another.
+ * perftest's default, a TCP connection on {@code -p}; it carries the exchange with {@code -R} as well (perftest
+ * moves it onto the rdma_cm there; an Oob over the rdma_cm could be another).
  */
 interface Oob extends AutoCloseable {
     /** Sends one line (no line break in it). */

@@ -251,6 +251,8 @@ final class PerfCli {
         boolean unsorted;
         @Option(names = "--report_gbits", description = "bandwidth in Gb/sec instead of MB/sec")
         boolean reportGbits;
+        @Option(names = {"-R", "--rdma_cm"}, description = "connect the QPs through the rdma_cm (RC; always on iWARP)")
+        boolean rdmaCm;
         @Parameters(arity = "0..1", paramLabel = "HOST",
                 description = "the server to run against (this process is the client); with no HOST, -p or --ip"
                         + " make this process the server, none of them runs both ends here")
@@ -311,7 +313,7 @@ final class PerfCli {
             return new PerfConfig(test, size != null ? size : d.size(), iters != null ? iters : d.iterations(), all,
                     qps != null ? qps : d.qps(), duration != null ? duration : d.duration(), reportGbits, tx, mod,
                     inlineSize != null ? inlineSize : 0, list, bidirectional, connection, events, srq, noPeak,
-                    histogram, unsorted);
+                    histogram, unsorted, rdmaCm);
         }
     }
 

@@ -34,11 +34,13 @@ import java.util.List;
  * @param noPeak      no peak bandwidth is measured and the peak column shows 0 ({@code -N}, bandwidth tests);
  *                    perftest's duration mode and runs of more than 20000 iterations never measure it either
  *                    ({@link #measuresPeak})
+ * @param rdmaCm      the QPs connect through the rdma_cm ({@code -R}, perftest's {@code --rdma_cm}; RC only), as they
+ *                    always do on iWARP
  */
 public record PerfConfig(Test test, int size, int iterations, boolean all, int qps, int duration, boolean reportGbits,
                          int txDepth, int cqMod, int inlineSize, int postList, boolean bidirectional,
                          QpType connection, boolean events, boolean srq, boolean noPeak, boolean histogram,
-                         boolean unsorted) {
+                         boolean unsorted, boolean rdmaCm) {
     /** Largest message ({@code -a} goes up to it, as perftest's 2^23). */
     public static final int MAX_SIZE = 8 << 20;
     /** Largest {@code -t}/{@code -q}: the soft HCA's queues are sized for it. */
@@ -144,6 +146,9 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
         if (noPeak && test.latency) {
             throw bad("invalid option -N for " + test.tool + ": no peak is only valid for bandwidth tests");
         }
+        if (rdmaCm && connection != QpType.RC) {
+            throw bad("invalid option -R with -c " + connection + ": the rdma_cm connects RC QPs here");
+        }
         if (events && duration > 0) {
             throw bad("invalid option -e with -D " + duration + ": duration mode doesn't work with events");
         }
@@ -160,6 +165,14 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
             throw bad("invalid inline size -I " + inlineSize + " for " + test.tool + ": inline data is for SEND and"
                     + " RDMA WRITE");
         }
+    }
+
+    /** A configuration whose QPs connect without the rdma_cm (on RoCE; iWARP always uses it). */
+    public PerfConfig(Test test, int size, int iterations, boolean all, int qps, int duration, boolean reportGbits,
+                      int txDepth, int cqMod, int inlineSize, int postList, boolean bidirectional, QpType connection,
+                      boolean events, boolean srq, boolean noPeak, boolean histogram, boolean unsorted) {
+        this(test, size, iterations, all, qps, duration, reportGbits, txDepth, cqMod, inlineSize, postList,
+                bidirectional, connection, events, srq, noPeak, histogram, unsorted, false);
     }
 
     /** perftest's defaults for a tool: 65536 bytes for bandwidth, 2 for latency, 5000 / 1000 iterations. */
@@ -196,7 +209,7 @@ public record PerfConfig(Test test, int size, int iterations, boolean all, int q
 
     public PerfConfig withSize(int s) {
         return new PerfConfig(test, s, iterations, all, qps, duration, reportGbits, txDepth, cqMod, inlineSize, postList,
-                bidirectional, connection, events, srq, noPeak, histogram, unsorted);
+                bidirectional, connection, events, srq, noPeak, histogram, unsorted, rdmaCm);
     }
 
     /** perftest measures no peak over more iterations than this (its peak search is quadratic). */

@@ -143,7 +143,7 @@ public final class Perftest {
         long region = roundUp(Math.max(maxSize + GRH, 64), 4096);
         try (Side c = new Side(machine, core, client, cfg, region, psns);
              Side s = new Side(machine, core, server, cfg, region, psns)) {
-            if (iwarp) {
+            if (iwarp || cfg.rdmaCm()) {
                 CmConnect.connect(core, c, s);
             }
             List<Integer> sizes = cfg.sizes();
@@ -157,7 +157,7 @@ public final class Perftest {
                 c.ah = c.pd.createAh(AhAttr.roce(s.gid, 1, 1));
                 s.ah = s.pd.createAh(AhAttr.roce(c.gid, 1, 1));
             }
-            for (int q = 0; q < cfg.qps() && !iwarp; q++) {
+            for (int q = 0; q < cfg.qps() && !iwarp && !cfg.rdmaCm(); q++) {
                 connect(c.qps[q], c.psn(q), s, q, c.ctx, cfg.connection(), TIMEOUT);
                 connect(s.qps[q], s.psn(q), c, q, s.ctx, cfg.connection(), TIMEOUT);
             }
@@ -263,7 +263,7 @@ public final class Perftest {
         final int[] psns;
         /** Whether the device is iWARP: its QPs connect through the rdma_cm, its WRITEs complete unacknowledged. */
         final boolean iwarp;
-        /** iWARP: the rdma_cm ids that connect this end's QPs, closed before the rest; null otherwise. */
+        /** iWARP or {@code -R}: the rdma_cm ids that connect this end's QPs, closed before the rest; else null. */
         CmConnect cm;
         /** UD: the address of the other end (perftest's {@code ah}), made once both ends exist. */
         AddressHandle ah;

@@ -172,14 +172,14 @@ final class Wire {
             InetAddress ip = gid(o, oob, CLIENT_LOOPBACK);
             try (Station st = stations.up(o.device(), ip);
                  Side c = new Side(st.machine(), st.core(), o.device(), cfg, region(cfg), Header.psns())) {
-                boolean iwarp = iwarp(st, o, cfg);
+                boolean cm = iwarp(st, o, cfg) || cfg.rdmaCm();
                 oob.send(Peer.line(c));
                 Peer s = Peer.parse(expect(oob, "ADDR"), cfg.qps());
-                if (iwarp) { // rdma_cm_client_connection: one connection per QP to the port the server listens on
+                if (cm) { // rdma_cm_client_connection: one connection per QP to the port the server listens on
                     int port = Integer.parseInt(expect(oob, "CM ").substring(3));
                     c.cm = CmConnect.connect(st.core(), c, new InetSocketAddress(s.gid().toInetAddress(), port));
                 }
-                for (int q = 0; q < cfg.qps() && !iwarp; q++) {
+                for (int q = 0; q < cfg.qps() && !cm; q++) {
                     connect(c.qps[q], c.psn(q), s, q, c.ctx, cfg.connection(), TIMEOUT);
                 }
                 oob.send("RTS");
@@ -244,15 +244,15 @@ final class Wire {
         InetAddress ip = gid(o, oob, SERVER_LOOPBACK);
         try (Station st = stations.up(o.device(), ip);
              Side s = new Side(st.machine(), st.core(), o.device(), cfg, region(cfg), Header.psns())) {
-            boolean iwarp = iwarp(st, o, cfg);
+            boolean cm = iwarp(st, o, cfg) || cfg.rdmaCm();
             Peer c = Peer.parse(expect(oob, "ADDR"), cfg.qps());
             oob.send(Peer.line(s));
-            if (iwarp) { // rdma_cm_server_connection: listen, tell the client the port, accept one per QP
+            if (cm) { // rdma_cm_server_connection: listen, tell the client the port, accept one per QP
                 s.cm = CmConnect.listen(st.core(), s);
                 oob.send("CM " + s.cm.address().getPort());
                 s.cm.accept();
             }
-            for (int q = 0; q < cfg.qps() && !iwarp; q++) {
+            for (int q = 0; q < cfg.qps() && !cm; q++) {
                 connect(s.qps[q], s.psn(q), c, q, s.ctx, cfg.connection(), TIMEOUT);
             }
             expect(oob, "RTS");

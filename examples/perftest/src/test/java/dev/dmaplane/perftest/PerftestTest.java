@@ -72,6 +72,23 @@ class PerftestTest {
         assertTrue(r.report().matches("(?s).*\\n 4096 +300 +[0-9.]+ +[0-9.]+ +[0-9.]+\\n.*"), r.report());
     }
 
+    /**
+     * {@code -R} on RoCE: the QPs connect through the rdma_cm ({@code perftest_communication.c}'s
+     * {@code rdma_cm_client_connection} / {@code rdma_cm_server_connection}; {@code cma.c}'s IB CM path: REQ, REP,
+     * RTU), the header says so, the bytes are checked; with {@code -c UD} it is refused.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"write_bw", "read_bw", "send_lat"})
+    void rdmaCmConnectsTheQpsOnRoce(String tool) {
+        PerfResult r = run(tool, "-R", "-n", "100", "-s", "4096", "-q", tool.endsWith("_bw") ? "2" : "1");
+        assertTrue(r.report().contains(" rdma_cm QPs\t : ON\n"), r.report());
+        assertTrue(r.report().matches("(?s).*\\n 4096 +(200|100) .*"), r.report());
+        ErrnoException ud = assertThrows(ErrnoException.class,
+                () -> PerfConfig.parse("send_bw", "-R", "-c", "UD"));
+        assertEquals(Errno.EINVAL, ud.errno());
+        assertTrue(ud.getMessage().contains("-R with -c UD"), ud.getMessage());
+    }
+
     @Test
     void atomicBwCountsEveryFetchAndAddOnTheServer() {
         PerfResult r = run("atomic_bw", "-n", "200", "-q", "2", "-t", "16");

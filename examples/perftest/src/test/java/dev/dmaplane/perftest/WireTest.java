@@ -152,6 +152,31 @@ class WireTest {
         assertEquals(0, child.exitValue(), this::childErr);
     }
 
+    /**
+     * {@code -R} between two processes ({@code perftest_communication.c}'s rdma_cm mode): the QPs connect through the
+     * rdma_cm, over RoCEv2 (the IB CM's REQ, REP and RTU as MADs on the UDP wire) and over siw (MPA), the server
+     * taking {@code -R} from the client's command line; the header says {@code rdma_cm QPs : ON}, both ends' byte
+     * checks pass, the server ends with status 0.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"rxe0 write_bw", "rxe0 send_lat", "siw0 read_bw"})
+    void rdmaCmModeRunsBetweenTwoProcesses(String run) throws Exception {
+        String device = run.split(" ")[0];
+        String tool = run.split(" ")[1];
+        int port = freePort();
+        server(List.of(tool, "-d", device), port);
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int status = Main.run(new String[]{tool, "127.0.0.1", "-p", String.valueOf(port), "-d", device, "--ip",
+                CLIENT_IP, "-R", "-n", "50", "-s", "4096"}, print(out), print(err));
+        String report = out.toString(StandardCharsets.UTF_8);
+        assertEquals(0, status, () -> report + err.toString(StandardCharsets.UTF_8) + childErr());
+        assertTrue(report.contains(" rdma_cm QPs\t : ON\n"), report);
+        assertTrue(report.lines().anyMatch(l -> l.matches(" 4096 +50 .*")), report);
+        assertTrue(child.waitFor(WAIT.toSeconds(), TimeUnit.SECONDS), "the server ends after the run");
+        assertEquals(0, child.exitValue(), this::childErr);
+    }
+
     private void signal(String sig) throws IOException, InterruptedException {
         Process k = new ProcessBuilder("kill", "-" + sig, String.valueOf(child.pid())).inheritIO().start();
         assertTrue(k.waitFor(WAIT.toSeconds(), TimeUnit.SECONDS) && k.exitValue() == 0, "kill -" + sig);
