@@ -261,7 +261,7 @@ final class Cep implements IwConnection, IwConnRequest {
     private static byte[] rtrMessage() {
         byte[] f = new byte[Mpa.fpduLength(Iwarp.TAGGED_HDR)];
         Iwarp.tagged(ByteBuffer.wrap(f, 2, Iwarp.TAGGED_HDR), Iwarp.OP_WRITE, true, 1, 0);
-        Mpa.seal(f, 0, Iwarp.TAGGED_HDR);
+        Mpa.seal(ByteBuffer.wrap(f), 0, Iwarp.TAGGED_HDR);
         return f;
     }
 
@@ -448,8 +448,8 @@ final class Cep implements IwConnection, IwConnRequest {
 
     /** Writes an MPA start-up frame (the TX thread does not use the stream yet). */
     private void write(byte[] frame) throws IOException {
-        dev.captureData(this, frame, 0, frame.length);
         ByteBuffer b = ByteBuffer.wrap(frame);
+        dev.captureData(this, b, 0, frame.length);
         while (b.hasRemaining()) {
             ch.write(b);
         }

@@ -72,16 +72,16 @@ final class Iwarp {
     }
 
     /**
-     * Parses the DDP and RDMAP headers of the ULPDU {@code u[at, at + len)}; the segment's payload offset counts
-     * from the start of {@code u}.
+     * Parses the DDP and RDMAP headers of the ULPDU {@code [at, at + len)} of {@code u}; the segment's payload
+     * offset counts from the start of {@code u}.
      *
      * @return the segment, or null when the ULPDU is too short for the headers it announces
      */
-    static Segment parse(byte[] u, int at, int len) {
+    static Segment parse(ByteBuffer u, int at, int len) {
         if (len < TAGGED_HDR) {
             return null;
         }
-        ByteBuffer b = ByteBuffer.wrap(u, at, len);
+        ByteBuffer b = u.slice(at, len);
         int ddp = b.get() & 0xff;
         int rdmap = b.get() & 0xff;
         boolean tagged = (ddp & DDP_TAGGED) != 0;

@@ -182,36 +182,30 @@ final class Mpa {
     }
 
     /**
-     * Completes the FPDU whose ULPDU was written at {@code f[at + 2, at + 2 + ulpdu)}: the length field in front,
-     * zero pad and CRC32C behind.
+     * Completes the FPDU whose ULPDU was written at {@code [at + 2, at + 2 + ulpdu)} of {@code f} (a heap or direct
+     * buffer, its position and limit untouched): the length field in front, zero pad and CRC32C behind.
      *
      * @return the FPDU's length
      */
-    static int seal(byte[] f, int at, int ulpdu) {
-        f[at] = (byte) (ulpdu >>> 8);
-        f[at + 1] = (byte) ulpdu;
+    static int seal(ByteBuffer f, int at, int ulpdu) {
+        f.putShort(at, (short) ulpdu);
         int end = at + 2 + ulpdu;
         for (int i = 0, n = pad(ulpdu); i < n; i++) {
-            f[end++] = 0;
+            f.put(end++, (byte) 0);
         }
-        CRC32C crc = new CRC32C();
-        crc.update(f, at, end - at);
-        int c = (int) crc.getValue();
-        f[end] = (byte) c;
-        f[end + 1] = (byte) (c >>> 8);
-        f[end + 2] = (byte) (c >>> 16);
-        f[end + 3] = (byte) (c >>> 24);
+        f.putInt(end, Integer.reverseBytes(crc32c(f, at, end - at)));
         return end + 4 - at;
     }
 
-    /** Whether the CRC at the end of the FPDU {@code f[at, at + len)} is the CRC32C of what precedes it. */
-    static boolean crcOk(byte[] f, int at, int len) {
+    /** Whether the CRC at the end of the FPDU {@code [at, at + len)} of {@code f} is the CRC32C of what precedes it. */
+    static boolean crcOk(ByteBuffer f, int at, int len) {
+        return crc32c(f, at, len - 4) == Integer.reverseBytes(f.getInt(at + len - 4));
+    }
+
+    private static int crc32c(ByteBuffer f, int at, int len) {
         CRC32C crc = new CRC32C();
-        crc.update(f, at, len - 4);
-        int c = (int) crc.getValue();
-        int e = at + len;
-        int sent = (f[e - 4] & 0xff) | (f[e - 3] & 0xff) << 8 | (f[e - 2] & 0xff) << 16 | (f[e - 1] & 0xff) << 24;
-        return c == sent;
+        crc.update(f.slice(at, len));
+        return (int) crc.getValue();
     }
 
     static void readFully(ReadableByteChannel ch, ByteBuffer b) throws IOException {

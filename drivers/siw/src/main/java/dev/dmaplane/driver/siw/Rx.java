@@ -30,9 +30,13 @@ final class Rx {
     private final Cep cep;
     private final SiwProvider dev;
     private final MemoryAccess mem;
-    /** What was read off the stream: FPDUs from {@link #start} to {@link #end}, read as much as is there. */
-    private final byte[] f = new byte[1 << 20];
-    private final ByteBuffer in = ByteBuffer.wrap(f);
+    /**
+     * What was read off the stream: FPDUs from {@link #start} to {@link #end}, read as much as is there; direct, so
+     * that the stream's read puts the bytes here (into a heap buffer NIO reads into a temporary direct one and
+     * copies, IOUtil.read).
+     */
+    private final ByteBuffer in = ByteBuffer.allocateDirect(1 << 20);
+    private final MemorySegment inSeg = MemorySegment.ofBuffer(in);
     private int start;
     private int end;
     private boolean draining;
@@ -49,7 +53,7 @@ final class Rx {
             if (!fill(2)) {
                 return;
             }
-            int ulpdu = (f[start] & 0xff) << 8 | (f[start + 1] & 0xff);
+            int ulpdu = in.getShort(start) & 0xffff;
             int total = Mpa.fpduLength(ulpdu);
             if (!fill(total)) {
                 throw new EOFException("siw: the peer closed the stream inside an FPDU");
@@ -61,12 +65,12 @@ final class Rx {
                 continue;
             }
             SiwQp q = cep.qp;
-            if (!Mpa.crcOk(f, at, total)) {
+            if (!Mpa.crcOk(in, at, total)) {
                 fail(q, new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA, Terminate.LLP_CRC), EventType.QP_FATAL,
                         "MPA CRC mismatch");
                 continue;
             }
-            Iwarp.Segment s = Iwarp.parse(f, at + 2, ulpdu);
+            Iwarp.Segment s = Iwarp.parse(in, at + 2, ulpdu);
             if (s == null || s.ddpVersion() != 1) {
                 fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
                         Terminate.DDP_UT_INVALID_VERSION), EventType.QP_FATAL, "bad DDP header");
@@ -90,12 +94,12 @@ final class Rx {
             return true;
         }
         if (start > 0) {
-            System.arraycopy(f, start, f, 0, end - start);
+            MemorySegment.copy(inSeg, start, inSeg, 0, end - start);
             end -= start;
             start = 0;
         }
         while (end < n) {
-            in.limit(f.length).position(end);
+            in.limit(in.capacity()).position(end);
             int r = cep.ch.read(in);
             if (r < 0) {
                 return false;
@@ -106,7 +110,7 @@ final class Rx {
     }
 
     private void dispatch(SiwQp q, Iwarp.Segment s) {
-        MemorySegment payload = MemorySegment.ofArray(f).asSlice(s.payloadAt(), s.payloadLength());
+        MemorySegment payload = inSeg.asSlice(s.payloadAt(), s.payloadLength());
         if (s.tagged()) {
             switch (s.opcode()) {
                 case Iwarp.OP_WRITE -> placeTagged(q, s, payload, false);
@@ -213,7 +217,7 @@ final class Rx {
                     Terminate.RDMAP_UNEXPECTED_OPCODE), EventType.QP_FATAL, "read request opcode " + s.opcode());
             return;
         }
-        ByteBuffer b = ByteBuffer.wrap(f, s.payloadAt(), Iwarp.READ_REQUEST_BODY);
+        ByteBuffer b = in.slice(s.payloadAt(), Iwarp.READ_REQUEST_BODY);
         ReadResponse r = new ReadResponse(b.getInt(), b.getLong(), b.getInt(), b.getInt(), b.getLong());
         q.rxMsn[Iwarp.QN_READ_REQUEST] = s.msn();
         long n = Integer.toUnsignedLong(r.length());
@@ -235,7 +239,7 @@ final class Rx {
     /** {@code siw_proc_terminate}: the peer found an error; the READ it concerns fails, the QP goes to ERR. */
     private void terminated(SiwQp q, Iwarp.Segment s) {
         Terminate t = s.payloadLength() >= Iwarp.TERMINATE_BODY
-                ? Terminate.of(ByteBuffer.wrap(f, s.payloadAt(), 4).getInt())
+                ? Terminate.of(in.getInt(s.payloadAt()))
                 : new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_OPERATION, 0xff);
         LOG.debug("siw: qp {} received {}", q.hw.qpNum(), t);
         dev.terminated(t);

@@ -33,6 +33,7 @@ import java.net.BindException;
 import java.net.Inet4Address;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.nio.ByteBuffer;
 import java.nio.channels.ServerSocketChannel;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -495,14 +496,16 @@ final class SiwProvider implements RdmaProvider, IwCm {
         cap.segment(l, r, il + 1, ir + 1, TcpCapture.ACK, none, 0, 0);
     }
 
-    /** {@code b[off, off + len)} leaves on {@code c}'s stream. */
-    void captureData(Cep c, byte[] b, int off, int len) {
+    /** {@code [off, off + len)} of {@code b} leaves on {@code c}'s stream (copied only when a capture is on). */
+    void captureData(Cep c, ByteBuffer b, int off, int len) {
         TcpCapture cap = capture;
         if (cap != null) {
             InetSocketAddress l = c.local();
             InetSocketAddress r = c.remote();
+            byte[] bytes = new byte[len];
+            b.get(off, bytes);
             cap.segment(l, r, TcpCapture.isn(l, r) + 1 + c.sent, TcpCapture.isn(r, l) + 1 + c.received,
-                    TcpCapture.PSH | TcpCapture.ACK, b, off, len);
+                    TcpCapture.PSH | TcpCapture.ACK, bytes, 0, len);
         }
         c.sent += len;
     }

@@ -41,14 +41,18 @@ final class Tx {
     private final int mss;
     private final LinkedBlockingQueue<SiwQp> runq = new LinkedBlockingQueue<>();
     private final SiwQp stop = new SiwQp(null);
-    private final byte[] out;
+    // direct, so that the stream's write takes the bytes where they are: from a heap buffer NIO first copies them
+    // into a temporary direct one (IOUtil.write), a second copy of every byte sent
+    private final ByteBuffer out;
+    private final MemorySegment outSeg;
     private int pos;
     private Thread thread;
 
     Tx(SiwProvider dev, int mss) {
         this.dev = dev;
         this.mss = mss;
-        this.out = new byte[BUFFER + mss];
+        this.out = ByteBuffer.allocateDirect(BUFFER + mss);
+        this.outSeg = MemorySegment.ofBuffer(out);
     }
 
     /** Starts the thread; the device is registered (its memory access is there). */
@@ -166,7 +170,7 @@ final class Tx {
 
     /** Reads {@code n} bytes of {@code w}'s payload at {@code off} into the FPDU at {@code at}. */
     private void payload(SiwQp q, SendWqe w, long off, int at, int n) {
-        MemorySegment dst = MemorySegment.ofArray(out).asSlice(at, n);
+        MemorySegment dst = outSeg.asSlice(at, n);
         MemorySegment inline = w.inlineData();
         if (inline != null) {
             MemorySegment.copy(inline, off, dst, 0, n);
@@ -183,7 +187,7 @@ final class Tx {
         do {
             int n = (int) Math.min(max, len - off);
             int at = begin(c);
-            ByteBuffer b = ByteBuffer.wrap(out, at + 2, Iwarp.UNTAGGED_HDR);
+            ByteBuffer b = out.slice(at + 2, Iwarp.UNTAGGED_HDR);
             Iwarp.untagged(b, opcode, off + n == len, invStag, Iwarp.QN_SEND, msn, (int) off);
             payload(q, w, off, at + 2 + Iwarp.UNTAGGED_HDR, n);
             end(c, at, Iwarp.UNTAGGED_HDR + n);
@@ -199,7 +203,7 @@ final class Tx {
         do {
             int n = (int) Math.min(max, len - off);
             int at = begin(c);
-            ByteBuffer b = ByteBuffer.wrap(out, at + 2, Iwarp.TAGGED_HDR);
+            ByteBuffer b = out.slice(at + 2, Iwarp.TAGGED_HDR);
             Iwarp.tagged(b, Iwarp.OP_WRITE, off + n == len, wr.rkey(), wr.remoteAddr() + off);
             payload(q, w, off, at + 2 + Iwarp.TAGGED_HDR, n);
             end(c, at, Iwarp.TAGGED_HDR + n);
@@ -223,7 +227,7 @@ final class Tx {
             }
         }
         int at = begin(c);
-        ByteBuffer b = ByteBuffer.wrap(out, at + 2, Iwarp.UNTAGGED_HDR + Iwarp.READ_REQUEST_BODY);
+        ByteBuffer b = out.slice(at + 2, Iwarp.UNTAGGED_HDR + Iwarp.READ_REQUEST_BODY);
         Iwarp.untagged(b, Iwarp.OP_READ_REQUEST, true, 0, Iwarp.QN_READ_REQUEST, ++q.txMsn[Iwarp.QN_READ_REQUEST], 0);
         Iwarp.readRequest(b, sink.lkey(), sink.addr(), (int) sink.length(), rd.rkey(), rd.remoteAddr());
         q.readSent(p); // before the request leaves: its response may come back at once
@@ -241,11 +245,11 @@ final class Tx {
             do {
                 int n = (int) Math.min(max, len - off);
                 int at = begin(c);
-                ByteBuffer b = ByteBuffer.wrap(out, at + 2, Iwarp.TAGGED_HDR);
+                ByteBuffer b = out.slice(at + 2, Iwarp.TAGGED_HDR);
                 Iwarp.tagged(b, Iwarp.OP_READ_RESPONSE, off + n == len, r.sinkStag(), r.sinkTo() + off);
                 if (n > 0) {
                     try (DmaLease l = mem.remote(q.hw, r.srcStag(), r.srcTo() + off, n, Access.REMOTE_READ)) {
-                        l.read(0, MemorySegment.ofArray(out).asSlice(at + 2 + Iwarp.TAGGED_HDR, n));
+                        l.read(0, outSeg.asSlice(at + 2 + Iwarp.TAGGED_HDR, n));
                     } catch (AccessFault e) {
                         LOG.debug("siw: qp {} read source refused while responding", q.hw.qpNum(), e);
                         pos = at;
@@ -271,7 +275,7 @@ final class Tx {
     private void sendTerminate(SiwQp q, Cep c, Terminate t) throws IOException {
         q.terminateSent = true;
         int at = begin(c);
-        ByteBuffer b = ByteBuffer.wrap(out, at + 2, Iwarp.UNTAGGED_HDR + Iwarp.TERMINATE_BODY);
+        ByteBuffer b = out.slice(at + 2, Iwarp.UNTAGGED_HDR + Iwarp.TERMINATE_BODY);
         Iwarp.untagged(b, Iwarp.OP_TERMINATE, true, 0, Iwarp.QN_TERMINATE, ++q.txMsn[Iwarp.QN_TERMINATE], 0);
         b.putInt(t.word());
         end(c, at, Iwarp.UNTAGGED_HDR + Iwarp.TERMINATE_BODY);
@@ -287,7 +291,7 @@ final class Tx {
 
     /** Where the next FPDU starts, the buffer flushed first when it might not fit. */
     private int begin(Cep c) throws IOException {
-        if (pos + mss > out.length) {
+        if (pos + mss > out.capacity()) {
             flush(c);
         }
         return pos;
@@ -301,7 +305,7 @@ final class Tx {
     }
 
     private void flush(Cep c) throws IOException {
-        ByteBuffer b = ByteBuffer.wrap(out, 0, pos);
+        ByteBuffer b = out.slice(0, pos);
         while (b.hasRemaining()) {
             c.ch.write(b);
         }

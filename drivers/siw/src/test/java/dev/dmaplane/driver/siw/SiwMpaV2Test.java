@@ -233,7 +233,7 @@ class SiwMpaV2Test {
 
             byte[] rtr = new byte[Mpa.fpduLength(Iwarp.TAGGED_HDR)];
             Iwarp.tagged(ByteBuffer.wrap(rtr, 2, Iwarp.TAGGED_HDR), Iwarp.OP_WRITE, true, 1, 0);
-            Mpa.seal(rtr, 0, Iwarp.TAGGED_HDR);
+            Mpa.seal(ByteBuffer.wrap(rtr), 0, Iwarp.TAGGED_HDR);
             s.getOutputStream().write(rtr);
             SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
             byte[] fpdu = new byte[Mpa.fpduLength(Iwarp.TAGGED_HDR + 16)];
