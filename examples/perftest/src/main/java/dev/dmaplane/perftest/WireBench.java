@@ -18,6 +18,8 @@ import java.net.StandardSocketOptions;
 import java.net.UnknownHostException;
 import java.nio.ByteBuffer;
 import java.nio.channels.DatagramChannel;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -29,12 +31,15 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.ToDoubleFunction;
 
 /**
- * docs/BENCHMARKS.md "RoCEv2 between processes" in one command ({@code perf wire-bench [RUNS] [SECS]}): per run, a
- * plain Java UDP loopback throughput of 64 KiB messages ({@link DatagramChannel}, a sender and a receiver thread,
- * each message as one 65,507-byte datagram, the largest UDP allows, and as sixteen 4 KiB datagrams, the RoCEv2 path
- * MTU), a UDP ping-pong of 8 bytes, then {@code write_bw -s 65536} and {@code write_lat -s 8} between two forked
- * JVMs over RoCEv2 ({@link Wire}), and the ratios of the same run. The addresses are a 127.X.Y.0/24 of this process
- * (from its process ID), so that runs of several users of one machine never share UDP port 4791.
+ * docs/BENCHMARKS.md "RoCEv2 between processes" and "siw between processes" in one command
+ * ({@code perf wire-bench [RUNS] [SECS]}): per run, a plain Java UDP loopback throughput of 64 KiB messages
+ * ({@link DatagramChannel}, a sender and a receiver thread, each message as one 65,507-byte datagram, the largest UDP
+ * allows, and as sixteen 4 KiB datagrams, the RoCEv2 path MTU), a UDP ping-pong of 8 bytes, then
+ * {@code write_bw -s 65536} and {@code write_lat -s 8} between two forked JVMs over RoCEv2 ({@link Wire}); a plain
+ * Java TCP loopback throughput of 64 KiB messages ({@link SocketChannel}, a sender and a receiver thread) and
+ * {@code write_bw -s 65536 -d siw0} between two forked JVMs over iWARP; and the ratios of the same run. The
+ * addresses are a 127.X.Y.0/24 of this process (from its process ID), so that runs of several users of one machine
+ * never share UDP port 4791.
  */
 final class WireBench {
     /** 64 KiB: the message size of the bandwidth figures. */
@@ -64,7 +69,8 @@ final class WireBench {
     }
 
     /** One run's figures: MB/sec (2^20 bytes) and median half round trips in microseconds. */
-    record Figures(double udpBigMb, double udpMtuMb, double udpPingUs, double roceBwMb, double roceLatUs) {
+    record Figures(double udpBigMb, double udpMtuMb, double udpPingUs, double roceBwMb, double roceLatUs,
+                   double tcpMb, double siwBwMb) {
     }
 
     static void main(int runs, int secs, PrintStream out) {
@@ -78,20 +84,23 @@ final class WireBench {
             double big = udpBandwidth(UDP_MAX, 1, secs);
             double mtu = udpBandwidth(MTU, BW_SIZE / MTU, secs);
             double ping = udpPingPong(8, secs);
-            double bw = roce("write_bw", secs, 3, out);
-            double lat = roce("write_lat", secs, 4, out);
-            Figures f = new Figures(big, mtu, ping, bw, lat);
+            double bw = wire("write_bw", secs, 3, out, "rxe0");
+            double lat = wire("write_lat", secs, 4, out, "rxe0");
+            double tcp = tcpBandwidth(BW_SIZE, secs);
+            double siw = wire("write_bw", secs, 3, out, "siw0");
+            Figures f = new Figures(big, mtu, ping, bw, lat, tcp, siw);
             all.add(f);
             out.printf("run %d: udp 64K as 1 datagram %.0f MB/s, as 16 x 4K %.0f MB/s, udp ping-pong 8 B %.2f us;"
                             + " RoCEv2 write_bw 64K %.0f MB/s (x%.2f udp 1 datagram, x%.2f udp 16 x 4K, x%.2f rxe),"
-                            + " write_lat 8 B %.2f us (x%.2f udp)%n", r, big, mtu, ping, bw, bw / big, bw / mtu,
-                    bw / RXE_MB, lat, lat / ping);
+                            + " write_lat 8 B %.2f us (x%.2f udp); tcp 64K %.0f MB/s, siw write_bw 64K %.0f MB/s"
+                            + " (x%.2f tcp)%n", r, big, mtu, ping, bw, bw / big, bw / mtu, bw / RXE_MB, lat, lat / ping,
+                    tcp, siw, siw / tcp);
             out.flush();
         }
         out.printf("median of %d: RoCEv2 write_bw x%.2f udp 1 datagram, x%.2f udp 16 x 4K, x%.2f rxe; write_lat x%.2f"
-                        + " udp ping-pong%n", runs, median(all, f -> f.roceBwMb() / f.udpBigMb()),
+                        + " udp ping-pong; siw write_bw x%.2f tcp%n", runs, median(all, f -> f.roceBwMb() / f.udpBigMb()),
                 median(all, f -> f.roceBwMb() / f.udpMtuMb()), median(all, f -> f.roceBwMb() / RXE_MB),
-                median(all, f -> f.roceLatUs() / f.udpPingUs()));
+                median(all, f -> f.roceLatUs() / f.udpPingUs()), median(all, f -> f.siwBwMb() / f.tcpMb()));
     }
 
     private static double median(List<Figures> all, ToDoubleFunction<Figures> v) {
@@ -141,6 +150,57 @@ final class WireBench {
             return bytes / ((t - t0) / 1e9) / (1 << 20);
         } catch (IOException e) {
             throw new ErrnoException(Errno.EIO, "perftest: wire-bench UDP baseline: " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * MB/sec received over {@code secs} on a TCP connection of the loopback: a thread writes messages of {@code len}
+     * bytes as fast as it can, the receiver reads and counts (the stream loses nothing).
+     */
+    static double tcpBandwidth(int len, int secs) {
+        try (ServerSocketChannel server = ServerSocketChannel.open()) {
+            server.bind(new InetSocketAddress(address(35), 0));
+            try (SocketChannel tx = SocketChannel.open(server.getLocalAddress());
+                 SocketChannel rx = server.accept()) {
+                AtomicLong stop = new AtomicLong();
+                Thread sender = Thread.ofPlatform().name("wire-bench-tcp-tx").start(() -> {
+                    ByteBuffer b = ByteBuffer.allocateDirect(len);
+                    try {
+                        while (stop.get() == 0) {
+                            b.clear();
+                            while (b.hasRemaining()) {
+                                tx.write(b);
+                            }
+                        }
+                    } catch (IOException e) {
+                        stop.set(-1);
+                    }
+                });
+                ByteBuffer b = ByteBuffer.allocateDirect(len);
+                long warm = System.nanoTime() + TimeUnit.SECONDS.toNanos(1);
+                while (System.nanoTime() < warm) {
+                    b.clear();
+                    rx.read(b);
+                }
+                long bytes = 0;
+                long t0 = System.nanoTime();
+                long end = t0 + TimeUnit.SECONDS.toNanos(secs);
+                long t;
+                while ((t = System.nanoTime()) < end) {
+                    b.clear();
+                    int n = rx.read(b);
+                    if (n < 0) {
+                        throw new ErrnoException(Errno.EIO, "perftest: wire-bench TCP baseline: the sender closed");
+                    }
+                    bytes += n;
+                }
+                stop.set(1);
+                rx.close(); // the sender's next write fails if it is blocked on a full window
+                join(sender);
+                return bytes / ((t - t0) / 1e9) / (1 << 20);
+            }
+        } catch (IOException e) {
+            throw new ErrnoException(Errno.EIO, "perftest: wire-bench TCP baseline: " + e.getMessage(), e);
         }
     }
 
@@ -214,15 +274,16 @@ final class WireBench {
     }
 
     /**
-     * Runs {@code tool} between a forked server and a forked client for {@code secs} seconds and returns column
-     * {@code column} (0-based) of the client's row: write_bw's BW average, write_lat's t_typical.
+     * Runs {@code tool} on {@code device} (rxe0: RoCEv2, siw0: iWARP) between a forked server and a forked client for
+     * {@code secs} seconds and returns column {@code column} (0-based) of the client's row: write_bw's BW average,
+     * write_lat's t_typical.
      */
-    static double roce(String tool, int secs, int column, PrintStream out) {
+    static double wire(String tool, int secs, int column, PrintStream out, String device) {
         int port = freePort();
         String size = tool.equals("write_bw") ? String.valueOf(BW_SIZE) : "8";
-        List<String> server = java(tool, "-p", String.valueOf(port), "--ip", address(11).getHostAddress(), "-s", size,
-                "-D", String.valueOf(secs));
-        List<String> client = java(tool, "127.0.0.1", "-p", String.valueOf(port), "--ip",
+        List<String> server = java(tool, "-p", String.valueOf(port), "-d", device, "--ip",
+                address(11).getHostAddress(), "-s", size, "-D", String.valueOf(secs));
+        List<String> client = java(tool, "127.0.0.1", "-p", String.valueOf(port), "-d", device, "--ip",
                 address(12).getHostAddress(), "-s", size, "-D", String.valueOf(secs));
         Process s = null;
         Process c = null;
@@ -250,7 +311,7 @@ final class WireBench {
             String row = lines.stream().filter(x -> x.trim().startsWith(size + " ")).findFirst().orElseThrow(
                     () -> new ErrnoException(Errno.EIO, "perftest: no " + size + "-byte row from " + tool + ":\n"
                             + String.join("\n", lines)));
-            out.println(tool + ":" + row);
+            out.println(device + " " + tool + ":" + row);
             return Double.parseDouble(row.trim().split(" +")[column]);
         } catch (IOException e) {
             throw new ErrnoException(Errno.EIO, "perftest: wire-bench cannot run " + tool + ": " + e.getMessage(), e);
