@@ -367,11 +367,14 @@ final class Cep implements IwConnection, IwConnRequest {
                         ? Mpa.V2_READ_RTR : Mpa.V2_WRITE_RTR;
             }
             mine = new Mpa.V2(myIrd, myOrd, theirs.peerToPeer(), rtr);
-            // the events report the peer's depths as negotiated: its ORD is our IRD, its IRD our ORD
+        }
+        SiwQp q = dev.bindQp(qpn, this);
+        if (mine != null) {
+            // set once the QP is bound, so that a refused accept leaves the request's depths as they came: the
+            // events report the peer's depths as negotiated, its ORD our IRD, its IRD our ORD
             peerOrd = myIrd;
             peerIrd = myOrd;
         }
-        SiwQp q = dev.bindQp(qpn, this);
         handler = h;
         negotiatedOrd = myOrd;
         negotiatedIrd = myIrd;

@@ -106,6 +106,30 @@ class SiwMpaV2Test {
         assertEquals(1, e[2].ird(), "CONNECT_REPLY tells a of b's IRD");
     }
 
+    /**
+     * An accept refused before anything is sent (no such QP, EINVAL) leaves the request as it came: a second accept
+     * negotiates from the initiator's own depths, not from the refused accept's.
+     */
+    @Test
+    void aRefusedAcceptLeavesTheRequestsDepthsAsTheyCame() {
+        QueuePair qa = h.a.rc();
+        QueuePair qb = h.b.rc();
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add)) {
+            Cep ca = (Cep) h.a.cm.connect(qa.qpNum(), l.local(), new IwConnParam(null, 8, 4), h.a.events::add);
+            IwCmEvent req = h.b.event();
+            ErrnoException noQp = assertThrows(ErrnoException.class, () -> req.request().accept(0xabcdef,
+                    new IwConnParam(null, 2, 16), h.b.events::add));
+            assertEquals(Errno.EINVAL, noQp.errno());
+            Cep cb = (Cep) req.request().accept(qb.qpNum(), new IwConnParam(null, 16, 16), h.b.events::add);
+            IwCmEvent est = SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
+            SiwHosts.expect(h.a.event(), IwCmEvent.Type.CONNECT_REPLY);
+            assertEquals(List.of(4, 8), List.of(cb.negotiatedOrd, cb.negotiatedIrd),
+                    "b's ORD min(16, a's IRD 4), IRD min(16, a's ORD 8)");
+            assertEquals(List.of(8, 4), List.of(est.ord(), est.ird()));
+            assertEquals(List.of(8, 4), List.of(ca.negotiatedOrd, ca.negotiatedIrd));
+        }
+    }
+
     @Test
     void aV2InitiatorFallsBackToRevision1WithAV1Responder() {
         pb().mpa(Mpa.REVISION_1, false);
