@@ -18,6 +18,7 @@ import java.lang.invoke.VarHandle;
 import java.net.Inet4Address;
 import java.nio.ByteOrder;
 import java.util.Locale;
+import java.util.function.Consumer;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -200,6 +201,21 @@ final class MmsgSocket implements UdpSocket {
             }
         }
 
+        /** Slot {@code k} holds {@code udpLen} bytes of UDP payload to the destination of the IP header {@code head}. */
+        void filled(int k, byte[] head, int udpLen) {
+            iovs.set(ValueLayout.JAVA_LONG, (long) k * IOVEC + 8, udpLen);
+            // the destination as the IP header has it, in network order
+            MemorySegment.copy(head, 16, names, ValueLayout.JAVA_BYTE, (long) k * SOCKADDR_IN + 4, 4);
+        }
+
+        int length(int k) {
+            return (int) iovs.get(ValueLayout.JAVA_LONG, (long) k * IOVEC + 8);
+        }
+
+        int destination(int k) {
+            return names.get(ValueLayout.JAVA_INT, (long) k * SOCKADDR_IN + 4);
+        }
+
         /** Message header {@code k} sends datagrams {@code [first, first + count)} of the slots. */
         void run(int k, int first, int count, int segment) {
             runFirst[k] = first;
@@ -336,22 +352,66 @@ final class MmsgSocket implements UdpSocket {
                 byte[] b = d[at + k];
                 int udp = len[at + k] - WireCodec.BTH_AT;
                 MemorySegment.copy(b, WireCodec.BTH_AT, tx.data, ValueLayout.JAVA_BYTE, (long) k * MAX_DATAGRAM, udp);
-                tx.iovs.set(ValueLayout.JAVA_LONG, (long) k * IOVEC + 8, udp);
-                // the destination as the IP header has it, in network order
-                MemorySegment.copy(b, 16, tx.names, ValueLayout.JAVA_BYTE, (long) k * SOCKADDR_IN + 4, 4);
+                tx.filled(k, b, udp);
             }
-            sent += sendSlots(d, len, at, n);
+            sent += sendSlots(n);
             at += n;
         }
         return sent;
     }
 
-    /** Sends the {@code n} datagrams in the slots (those of {@code d[at, at + n)}); how many left. */
-    private int sendSlots(byte[][] d, int[] len, int at, int n) {
+    /** What {@link #sendEncoded} did: datagrams written into the slots, and how many of them left. */
+    record Sent(int made, int sent) {
+    }
+
+    /**
+     * Sends the datagrams {@code encoder} writes straight into the send slots ({@link WireCodec.Slots}: no array per
+     * datagram, no copy into the slot), a batch whenever the slots are full and at the end.
+     */
+    synchronized Sent sendEncoded(Consumer<WireCodec.Slots> encoder) {
+        Direct d = new Direct();
+        encoder.accept(d);
+        d.flush();
+        return new Sent(d.made, d.sent);
+    }
+
+    /** The send slots as {@link WireCodec.Slots}, filled in order. */
+    private final class Direct implements WireCodec.Slots {
+        int n;
+        int made;
+        int sent;
+
+        @Override
+        public MemorySegment room(int udpLen) {
+            if (udpLen > MAX_DATAGRAM) {
+                throw new IllegalArgumentException("a datagram of " + udpLen + " bytes over " + MAX_DATAGRAM);
+            }
+            if (n == BATCH) {
+                flush();
+            }
+            return tx.data.asSlice((long) n * MAX_DATAGRAM, udpLen);
+        }
+
+        @Override
+        public void filled(byte[] head, MemorySegment udp) {
+            tx.filled(n++, head, (int) udp.byteSize());
+            made++;
+        }
+
+        void flush() {
+            if (n > 0 && !shut) {
+                sent += sendSlots(n);
+            }
+            n = 0;
+        }
+    }
+
+    /** Sends the {@code n} datagrams in the slots; how many left. */
+    private int sendSlots(int n) {
         int sent = 0;
         int first = 0;
         while (first < n && !shut) {
-            int runs = runs(d, len, at, first, n);
+            int runs = runs(first, n);
             int done = 0;
             while (done < runs && !shut) {
                 int r;
@@ -395,15 +455,15 @@ final class MmsgSocket implements UdpSocket {
      * Groups slots {@code [first, n)} into message headers: a run of datagrams to one destination, each as long as
      * the first but the last, which may be shorter, leaves as one GSO send; returns how many headers.
      */
-    private int runs(byte[][] d, int[] len, int at, int first, int n) {
+    private int runs(int first, int n) {
         int runs = 0;
         for (int i = first; i < n; ) {
-            int size = len[at + i] - WireCodec.BTH_AT;
+            int size = tx.length(i);
             int j = i + 1;
             if (gso) {
                 long bytes = size;
-                while (j < n && j - i < GSO_MAX_SEGMENTS && sameDestination(d[at + i], d[at + j])) {
-                    int next = len[at + j] - WireCodec.BTH_AT;
+                while (j < n && j - i < GSO_MAX_SEGMENTS && tx.destination(i) == tx.destination(j)) {
+                    int next = tx.length(j);
                     if (next > size || bytes + next > GSO_MAX_BYTES) {
                         break;
                     }
@@ -418,10 +478,6 @@ final class MmsgSocket implements UdpSocket {
             i = j;
         }
         return runs;
-    }
-
-    private static boolean sameDestination(byte[] a, byte[] b) {
-        return a[16] == b[16] && a[17] == b[17] && a[18] == b[18] && a[19] == b[19];
     }
 
     @Override

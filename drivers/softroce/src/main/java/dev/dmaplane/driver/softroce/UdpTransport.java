@@ -135,9 +135,28 @@ final class UdpTransport implements Transport, AutoCloseable {
         dropped.addAndGet(n);
     }
 
+    /**
+     * Encodes the burst straight into the native socket's send slots when nothing is injected; otherwise (and on a
+     * channel) datagram by datagram through {@link #emit}, which drops or holds some back.
+     */
     @Override
     public void send(List<Packet> burst) {
         Engine e = engine;
+        if (!perPacket() && socket instanceof MmsgSocket m) {
+            flushHeld(); // injection was on until now
+            flushOut();
+            MmsgSocket.Sent r = m.sendEncoded(slots -> {
+                for (int i = 0, n = burst.size(); i < n; i++) {
+                    Packet p = burst.get(i);
+                    WireCodec.encode(p, e.service(p), WireCodec.ROCE_PORT, slots);
+                }
+            });
+            sent.addAndGet(r.sent());
+            if (r.sent() < r.made()) {
+                dropped.addAndGet(r.made() - r.sent());
+            }
+            return;
+        }
         for (int i = 0, n = burst.size(); i < n; i++) {
             Packet p = burst.get(i);
             WireCodec.encode(p, e.service(p), WireCodec.ROCE_PORT, this::emit);

@@ -47,6 +47,15 @@ final class WireCodec {
         void datagram(byte[] datagram, int length);
     }
 
+    /** Where {@link #encode} writes each datagram it makes, in place: a socket's send slot, or a new array. */
+    interface Slots {
+        /** Room for the {@code udpLen} bytes of UDP payload of the next datagram; {@link #encode} writes them all. */
+        MemorySegment room(int udpLen);
+
+        /** The datagram is written: its IPv4 and UDP headers in {@code head[0, BTH_AT)}, its UDP payload in the room. */
+        void filled(byte[] head, MemorySegment udp);
+    }
+
     /** Why a datagram was refused: the receive-side drop counters of {@link Counters}. */
     enum Drop {
         MALFORMED, BAD_ICRC, BAD_QPN, BAD_PKEY, BAD_QKEY
@@ -69,6 +78,25 @@ final class WireCodec {
      * train, the payload of a train split at the packets' MTU.
      */
     static void encode(Packet p, Service service, int sport, Sink out) {
+        encode(p, service, sport, new Slots() {
+            private byte[] b;
+
+            @Override
+            public MemorySegment room(int udpLen) {
+                b = new byte[BTH_AT + udpLen];
+                return MemorySegment.ofArray(b).asSlice(BTH_AT);
+            }
+
+            @Override
+            public void filled(byte[] head, MemorySegment udp) {
+                System.arraycopy(head, 0, b, 0, BTH_AT);
+                out.datagram(b, b.length);
+            }
+        });
+    }
+
+    /** {@link #encode(Packet, Service, int, Sink)}, each datagram written in place where {@code out} says. */
+    static void encode(Packet p, Service service, int sport, Slots out) {
         long len = p.payload().length();
         if (p.payload() instanceof Packet.Payload.Messages m) {
             for (int i = 0; i < p.count(); i++) {
@@ -102,15 +130,14 @@ final class WireCodec {
     }
 
     private static void datagram(Packet p, Service service, int sport, Opcode op, int psn, boolean ackReq, long va,
-                                 long dmaLen, Packet.Payload payload, long from, long n, Sink out) {
+                                 long dmaLen, Packet.Payload payload, long from, long n, Slots out) {
         if (n > MAX_PAYLOAD) {
             throw new IllegalArgumentException("payload of " + n + " bytes over the largest MTU " + MAX_PAYLOAD);
         }
         int plen = (int) n;
         int pad = -plen & 3;
         int udpPayload = BTH + op.extLength() + plen + pad + ICRC;
-        int total = IP + UDP + udpPayload;
-        byte[] b = new byte[total];
+        byte[] b = new byte[BTH_AT + HEAD]; // the headers, built here and then placed
         ipUdp(b, p.sgid(), p.dgid(), sport, ROCE_PORT, udpPayload);
         MemorySegment s = MemorySegment.ofArray(b);
         int at = BTH_AT;
@@ -152,12 +179,16 @@ final class WireCodec {
             put32(b, at, p.imm());
             at += 4;
         }
+        int hdr = at - BTH_AT;
+        MemorySegment udp = out.room(udpPayload);
+        MemorySegment.copy(s, BTH_AT, udp, 0, hdr);
         if (plen > 0) {
-            payload.copyTo(from, s.asSlice(at, plen));
+            payload.copyTo(from, udp.asSlice(hdr, plen));
         }
-        at += plen + pad;
-        s.set(LE_INT, at, icrc(b, at));
-        out.datagram(b, total);
+        udp.asSlice(hdr + plen, pad).fill((byte) 0);
+        int end = hdr + plen + pad;
+        udp.set(LE_INT, end, icrc(b, udp, BTH_AT + end));
+        out.filled(b, udp);
     }
 
     /**
