@@ -43,5 +43,9 @@ public enum TraceKind {
     /** A GPU scheduler event ({@code gpu_scheduler_trace.h}): a job queued, run, done, timed out, cancelled. */
     SCHED,
     /** A PCI Express error the AER service driver handled ({@code aer_print_error} in {@code drivers/pci/pcie/aer.c}). */
-    PCIE_ERROR
+    PCIE_ERROR,
+    /** A work request posted to a queue pair (rdmavt's {@code rvt_post_one_wr}); only when asked, see {@link Tracer#setWorkRequests}. */
+    POST,
+    /** A work completion queued on a completion queue (rdmavt's {@code rvt_cq_enter}); only when asked. */
+    COMPLETION
 }

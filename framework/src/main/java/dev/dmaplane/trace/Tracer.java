@@ -27,6 +27,7 @@ public final class Tracer {
     private final List<Consumer<TraceEvent>> subscribers = new CopyOnWriteArrayList<>();
     private final long startNanos = System.nanoTime();
     private volatile boolean enabled = true;
+    private volatile boolean workRequests;
 
     public Tracer() {
         this(DEFAULT_CAPACITY);
@@ -57,16 +58,88 @@ public final class Tracer {
         return enabled;
     }
 
+    /**
+     * Asks for work requests ({@link TraceKind#POST}, {@link TraceKind#COMPLETION}) in the ring and to subscribers;
+     * off by default, as the post path is the hottest path (a JFR recording gets them whenever it enables them).
+     */
+    public void setWorkRequests(boolean on) {
+        this.workRequests = on;
+    }
+
+    /**
+     * Whether a post of work requests must be traced: asked of the ring, or enabled in a running flight recording.
+     * The post path reads it once per list of work requests; when false nothing else is done.
+     */
+    public boolean tracesPosts() {
+        return (workRequests && enabled) || new WorkRequestJfrEvent().isEnabled();
+    }
+
+    /** Whether a work completion must be traced: asked of the ring, or enabled in a running flight recording. */
+    public boolean tracesCompletions() {
+        return (workRequests && enabled) || new WorkCompletionJfrEvent().isEnabled();
+    }
+
+    /**
+     * Records a work request posted to QP {@code qpn} of {@code device} ({@code rvt_post_one_wr}): in the ring when
+     * asked, and as a {@code dev.dmaplane.WorkRequest} JFR event with typed fields.
+     *
+     * @param send   true for the send queue, false for the receive queue
+     * @param length the total length of its scatter/gather list
+     */
+    public void posted(String device, int qpn, boolean send, String opcode, long wrId, long length, int numSge,
+                       int flags) {
+        ErrnoException.requireNonNull(device, "work request device");
+        ErrnoException.requireNonNull(opcode, "work request opcode");
+        String queue = send ? "send" : "recv";
+        if (workRequests && enabled) {
+            record(TraceKind.POST, device, -1, length, "qpn=" + qpn + " " + queue + " " + opcode + " wr_id=" + wrId
+                    + " num_sge=" + numSge + " flags=0x" + Integer.toHexString(flags));
+        }
+        WorkRequestJfrEvent jfr = new WorkRequestJfrEvent();
+        if (jfr.shouldCommit()) {
+            jfr.device = device;
+            jfr.qpn = qpn;
+            jfr.queue = queue;
+            jfr.opcode = opcode;
+            jfr.wrId = wrId;
+            jfr.length = length;
+            jfr.numSge = numSge;
+            jfr.flags = flags;
+            jfr.commit();
+        }
+    }
+
+    /**
+     * Records a work completion of QP {@code qpn} of {@code device} entering its CQ ({@code rvt_cq_enter}): in the
+     * ring when asked, and as a {@code dev.dmaplane.WorkCompletion} JFR event with typed fields.
+     */
+    public void completed(String device, int qpn, long wrId, String opcode, String status, long byteLen) {
+        ErrnoException.requireNonNull(device, "work completion device");
+        ErrnoException.requireNonNull(opcode, "work completion opcode");
+        ErrnoException.requireNonNull(status, "work completion status");
+        if (workRequests && enabled) {
+            record(TraceKind.COMPLETION, device, -1, byteLen, "qpn=" + qpn + " " + opcode + " wr_id=" + wrId
+                    + " status=" + status);
+        }
+        WorkCompletionJfrEvent jfr = new WorkCompletionJfrEvent();
+        if (jfr.shouldCommit()) {
+            jfr.device = device;
+            jfr.qpn = qpn;
+            jfr.wrId = wrId;
+            jfr.opcode = opcode;
+            jfr.status = status;
+            jfr.byteLen = byteLen;
+            jfr.commit();
+        }
+    }
+
     /** Records one event; returns it, or {@code null} when tracing is off. */
     public TraceEvent emit(TraceKind kind, String device, long address, long length, String detail) {
         ErrnoException.requireNonNull(kind, "trace event kind");
         if (!enabled) {
             return null;
         }
-        long n = seq.incrementAndGet();
-        TraceEvent e = new TraceEvent(n, System.nanoTime(), kind,
-                device == null ? "-" : device, address, length, detail == null ? "" : detail);
-        ring.set((int) (n - 1) & mask, e);
+        TraceEvent e = record(kind, device, address, length, detail);
         DmaplaneJfrEvent jfr = new DmaplaneJfrEvent();
         if (jfr.shouldCommit()) {
             jfr.kind = kind.name();
@@ -76,6 +149,15 @@ public final class Tracer {
             jfr.detail = e.detail();
             jfr.commit();
         }
+        return e;
+    }
+
+    /** Puts one event in the ring and hands it to the subscribers. */
+    private TraceEvent record(TraceKind kind, String device, long address, long length, String detail) {
+        long n = seq.incrementAndGet();
+        TraceEvent e = new TraceEvent(n, System.nanoTime(), kind,
+                device == null ? "-" : device, address, length, detail == null ? "" : detail);
+        ring.set((int) (n - 1) & mask, e);
         for (Consumer<TraceEvent> s : subscribers) {
             s.accept(e);
         }

@@ -7,6 +7,7 @@ import dev.dmaplane.rdma.verbs.CompletionChannel;
 import dev.dmaplane.rdma.verbs.CompletionQueue;
 import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
+import dev.dmaplane.trace.Tracer;
 import dev.dmaplane.resource.RemoveReason;
 import dev.dmaplane.resource.UContext;
 
@@ -129,6 +130,10 @@ final class CqImpl extends ObjectImpl implements CompletionQueue, HwCq {
         if (overrun) {
             ctx.queueEvent(EventType.CQ_ERR, this, 0);
             return false;
+        }
+        Tracer tracer = dev.core.tracer;
+        if (tracer.tracesCompletions()) {
+            tracer.completed(dev.name(), wc.qpNum(), wc.wrId(), wc.opcode().name(), wc.status().name(), wc.byteLen());
         }
         if (fire && channel != null) {
             channel.deliver(this);

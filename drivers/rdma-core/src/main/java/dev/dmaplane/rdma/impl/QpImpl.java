@@ -309,12 +309,32 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
             } finally {
                 lock.unlock();
             }
+            if (posted > 0 && dev.core.tracer.tracesPosts()) {
+                traceSends(wrs, posted);
+            }
             if (doorbell) {
                 dev.provider.postSend(this);
             }
         }
         if (failure != null) {
             throw failure;
+        }
+    }
+
+    /** The first {@code posted} send work requests of a list, to the trace ({@code rvt_post_one_wr}). */
+    private void traceSends(List<? extends SendWr> wrs, int posted) {
+        for (int i = 0; i < posted; i++) {
+            SendWr wr = wrs.get(i);
+            dev.core.tracer.posted(dev.name(), qpn, true, wr.opcode().name(), wr.wrId(), wr.totalLength(),
+                    wr.sgList().size(), wr.sendFlags());
+        }
+    }
+
+    /** The first {@code posted} receive work requests of a list, to the trace. */
+    private void traceRecvs(List<RecvWr> wrs, int posted) {
+        for (int i = 0; i < posted; i++) {
+            RecvWr wr = wrs.get(i);
+            dev.core.tracer.posted(dev.name(), qpn, false, "RECV", wr.wrId(), wr.totalLength(), wr.sgList().size(), 0);
         }
     }
 
@@ -393,6 +413,9 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
                 }
             } finally {
                 lock.unlock();
+            }
+            if (posted > 0 && dev.core.tracer.tracesPosts()) {
+                traceRecvs(wrs, posted);
             }
             if (posted > 0) {
                 dev.provider.postRecv(this);
