@@ -10,12 +10,17 @@ import java.text.ParseException;
 
 /**
  * {@code --jfr FILE}: a JDK Flight Recorder recording around a command, with the JVM's {@code default} settings and
- * dmaplane's trace events ({@code dev.dmaplane.Trace}: kind, device, address, length, detail), written to FILE when
+ * dmaplane's trace events ({@code dev.dmaplane.Trace}: kind, device, address, length, detail) and work requests
+ * ({@code dev.dmaplane.WorkRequest} posted, {@code dev.dmaplane.WorkCompletion} completed), written to FILE when
  * the command ends or the JVM exits, for {@code jfr print} and JDK Mission Control.
  */
 final class FlightRecording implements AutoCloseable {
     /** The JFR name of the framework's trace mirror ({@code dev.dmaplane.trace.DmaplaneJfrEvent}). */
     static final String TRACE_EVENT = "dev.dmaplane.Trace";
+    /** The JFR name of a posted work request ({@code dev.dmaplane.trace.WorkRequestJfrEvent}). */
+    static final String WORK_REQUEST_EVENT = "dev.dmaplane.WorkRequest";
+    /** The JFR name of a work completion ({@code dev.dmaplane.trace.WorkCompletionJfrEvent}). */
+    static final String WORK_COMPLETION_EVENT = "dev.dmaplane.WorkCompletion";
 
     private final Recording recording;
     private final Path file;
@@ -40,6 +45,8 @@ final class FlightRecording implements AutoCloseable {
         }
         r.setName("dmaplane");
         r.enable(TRACE_EVENT);
+        r.enable(WORK_REQUEST_EVENT);
+        r.enable(WORK_COMPLETION_EVENT);
         r.setDestination(file);
         r.setDumpOnExit(true); // an interrupted 'run' still leaves its recording
         r.start();

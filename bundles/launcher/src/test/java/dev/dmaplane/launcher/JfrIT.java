@@ -12,6 +12,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -61,6 +62,50 @@ class JfrIT {
         assertEquals(0, p.exitValue(), printed);
         assertTrue(printed.contains(FlightRecording.TRACE_EVENT + " {") && printed.contains("kind = ")
                 && printed.contains("device = \"0000:"), printed.lines().limit(20).toList().toString());
+    }
+
+    /**
+     * {@code demo --jfr FILE}: the GPUDirect demo's RDMA reads and writes over Soft-RoCE appear as posted work
+     * requests and their completions, with the fields of rdmavt's {@code rvt_post_one_wr} and {@code rvt_cq_enter}
+     * tracepoints, each completion answering a post of the same QP and wr_id.
+     */
+    @Test
+    void aRecordingOfTheDemoHoldsItsWorkRequestsAndTheirCompletions() throws Exception {
+        Path file = tmp.resolve("demo.jfr");
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int code = Main.run(new String[]{"demo", "--jfr", file.toString(), "--work", tmp.resolve("work").toString(),
+                "--dist", RuntimeIT.DIST.toString()}, new PrintStream(out, true, StandardCharsets.UTF_8),
+                new PrintStream(err, true, StandardCharsets.UTF_8));
+        assertEquals(0, code, out + "\n" + err);
+        List<RecordedEvent> all = RecordingFile.readAllEvents(file);
+        List<RecordedEvent> posts = all.stream()
+                .filter(e -> e.getEventType().getName().equals(FlightRecording.WORK_REQUEST_EVENT)).toList();
+        List<RecordedEvent> done = all.stream()
+                .filter(e -> e.getEventType().getName().equals(FlightRecording.WORK_COMPLETION_EVENT)).toList();
+        assertFalse(posts.isEmpty(), "the demo posts RDMA reads and writes");
+        for (RecordedEvent p : posts) {
+            assertTrue(p.getString("device").startsWith("rxe"), p.toString());
+            assertEquals("send", p.getString("queue"), p.toString());
+            assertTrue(Set.of("RDMA_WRITE", "RDMA_READ").contains(p.getString("opcode")), p.toString());
+            assertEquals(1 << 1, p.getInt("flags"), "IBV_SEND_SIGNALED, as Hca posts them: " + p);
+            assertTrue(p.getInt("numSge") >= 1 && p.getLong("length") > 0, p.toString());
+            RecordedEvent c = done.stream().filter(e -> e.getInt("qpn") == p.getInt("qpn")
+                    && e.getLong("wrId") == p.getLong("wrId")).findFirst().orElseThrow(() -> new AssertionError(
+                    "no completion for " + p));
+            assertEquals(p.getString("opcode"), c.getString("opcode"), c.toString());
+            assertEquals("SUCCESS", c.getString("status"), c.toString());
+            assertEquals(p.getString("device"), c.getString("device"), c.toString());
+        }
+
+        Path jfr = Path.of(System.getProperty("java.home"), "bin", "jfr");
+        Process p = new ProcessBuilder(jfr.toString(), "print", "--events", FlightRecording.WORK_REQUEST_EVENT,
+                file.toString()).redirectErrorStream(true).start();
+        String printed = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(p.waitFor(60, TimeUnit.SECONDS), "jfr print finished");
+        assertEquals(0, p.exitValue(), printed);
+        assertTrue(printed.contains(FlightRecording.WORK_REQUEST_EVENT + " {") && printed.contains("wrId = ")
+                && printed.contains("opcode = \"RDMA_"), printed.lines().limit(20).toList().toString());
     }
 
     @Test
