@@ -67,16 +67,23 @@ public final class Tracer {
     }
 
     /**
+     * Never committed: asked only whether its event type is enabled in a running recording (a static state), so
+     * that the post path allocates nothing to ask.
+     */
+    private static final WorkRequestJfrEvent POST_PROBE = new WorkRequestJfrEvent();
+    private static final WorkCompletionJfrEvent COMPLETION_PROBE = new WorkCompletionJfrEvent();
+
+    /**
      * Whether a post of work requests must be traced: asked of the ring, or enabled in a running flight recording.
      * The post path reads it once per list of work requests; when false nothing else is done.
      */
     public boolean tracesPosts() {
-        return (workRequests && enabled) || new WorkRequestJfrEvent().isEnabled();
+        return (workRequests && enabled) || POST_PROBE.isEnabled();
     }
 
     /** Whether a work completion must be traced: asked of the ring, or enabled in a running flight recording. */
     public boolean tracesCompletions() {
-        return (workRequests && enabled) || new WorkCompletionJfrEvent().isEnabled();
+        return (workRequests && enabled) || COMPLETION_PROBE.isEnabled();
     }
 
     /**
