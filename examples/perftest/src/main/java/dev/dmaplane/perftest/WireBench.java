@@ -129,25 +129,14 @@ final class WireBench {
                     stop.set(-1);
                 }
             });
-            ByteBuffer b = ByteBuffer.allocateDirect(len);
-            long warm = System.nanoTime() + TimeUnit.SECONDS.toNanos(1);
-            while (System.nanoTime() < warm) {
-                b.clear();
+            double mb = receiveRate(len, secs, b -> {
                 rx.receive(b);
-            }
-            long bytes = 0;
-            long t0 = System.nanoTime();
-            long end = t0 + TimeUnit.SECONDS.toNanos(secs);
-            long t;
-            while ((t = System.nanoTime()) < end) {
-                b.clear();
-                rx.receive(b);
-                bytes += b.position();
-            }
+                return b.position();
+            });
             stop.set(1);
             tx.close(); // the sender's next write fails if it is blocked
             join(sender);
-            return bytes / ((t - t0) / 1e9) / (1 << 20);
+            return mb;
         } catch (IOException e) {
             throw new ErrnoException(Errno.EIO, "perftest: wire-bench UDP baseline: " + e.getMessage(), e);
         }
@@ -176,32 +165,46 @@ final class WireBench {
                         stop.set(-1);
                     }
                 });
-                ByteBuffer b = ByteBuffer.allocateDirect(len);
-                long warm = System.nanoTime() + TimeUnit.SECONDS.toNanos(1);
-                while (System.nanoTime() < warm) {
-                    b.clear();
-                    rx.read(b);
-                }
-                long bytes = 0;
-                long t0 = System.nanoTime();
-                long end = t0 + TimeUnit.SECONDS.toNanos(secs);
-                long t;
-                while ((t = System.nanoTime()) < end) {
-                    b.clear();
+                double mb = receiveRate(len, secs, b -> {
                     int n = rx.read(b);
                     if (n < 0) {
                         throw new ErrnoException(Errno.EIO, "perftest: wire-bench TCP baseline: the sender closed");
                     }
-                    bytes += n;
-                }
+                    return n;
+                });
                 stop.set(1);
                 rx.close(); // the sender's next write fails if it is blocked on a full window
                 join(sender);
-                return bytes / ((t - t0) / 1e9) / (1 << 20);
+                return mb;
             }
         } catch (IOException e) {
             throw new ErrnoException(Errno.EIO, "perftest: wire-bench TCP baseline: " + e.getMessage(), e);
         }
+    }
+
+    /** One receive into a cleared buffer: the bytes it took. */
+    @FunctionalInterface
+    private interface Receive {
+        int into(ByteBuffer b) throws IOException;
+    }
+
+    /** MB/sec that {@code receive} takes over {@code secs}, after a second it runs unmeasured. */
+    private static double receiveRate(int len, int secs, Receive receive) throws IOException {
+        ByteBuffer b = ByteBuffer.allocateDirect(len);
+        long warm = System.nanoTime() + TimeUnit.SECONDS.toNanos(1);
+        while (System.nanoTime() < warm) {
+            b.clear();
+            receive.into(b);
+        }
+        long bytes = 0;
+        long t0 = System.nanoTime();
+        long end = t0 + TimeUnit.SECONDS.toNanos(secs);
+        long t;
+        while ((t = System.nanoTime()) < end) {
+            b.clear();
+            bytes += receive.into(b);
+        }
+        return bytes / ((t - t0) / 1e9) / (1 << 20);
     }
 
     /** The median half round trip in microseconds of {@code len}-byte datagrams between two threads. */
