@@ -103,25 +103,31 @@ record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first,
             return false;
         }
 
+        /** Payload bytes held in one segment: how they are read. */
+        sealed interface InSegment extends Payload {
+            MemorySegment data();
+
+            @Override
+            default long length() {
+                return data().byteSize();
+            }
+
+            @Override
+            default void writeTo(long from, DmaLease dst, long offset, long len) {
+                MemorySegment d = data();
+                dst.write(offset, from == 0 && len == d.byteSize() ? d : d.asSlice(from, len));
+            }
+
+            @Override
+            default void copyTo(long from, MemorySegment dst) {
+                MemorySegment.copy(data(), from, dst, 0, dst.byteSize());
+            }
+        }
+
         /** Payload bytes: the sender's copy, which nobody writes once the packet left. */
-        record Bytes(MemorySegment data) implements Payload {
+        record Bytes(MemorySegment data) implements InSegment {
             static Bytes of(byte[] b) {
                 return new Bytes(MemorySegment.ofArray(b));
-            }
-
-            @Override
-            public long length() {
-                return data.byteSize();
-            }
-
-            @Override
-            public void writeTo(long from, DmaLease dst, long offset, long len) {
-                dst.write(offset, from == 0 && len == data.byteSize() ? data : data.asSlice(from, len));
-            }
-
-            @Override
-            public void copyTo(long from, MemorySegment dst) {
-                MemorySegment.copy(data, from, dst, 0, dst.byteSize());
             }
 
             @Override
@@ -139,22 +145,7 @@ record Packet(Gid sgid, Gid dgid, int srcQpn, int destQpn, Op op, boolean first,
          * Payload bytes in a receive buffer of the UDP transport ({@code rxe_rcv} works on the skb it received):
          * valid only during the transport's delivery call, copied off by {@link #materialize} when the packet waits.
          */
-        record Received(MemorySegment data) implements Payload {
-            @Override
-            public long length() {
-                return data.byteSize();
-            }
-
-            @Override
-            public void writeTo(long from, DmaLease dst, long offset, long len) {
-                dst.write(offset, from == 0 && len == data.byteSize() ? data : data.asSlice(from, len));
-            }
-
-            @Override
-            public void copyTo(long from, MemorySegment dst) {
-                MemorySegment.copy(data, from, dst, 0, dst.byteSize());
-            }
-
+        record Received(MemorySegment data) implements InSegment {
             @Override
             public Payload slice(long from, long len) {
                 return new Received(data.asSlice(from, len));
