@@ -401,9 +401,23 @@ public final class DmaplaneCommands {
         return trace(new String[]{arg});
     }
 
-    /** {@code dmaplane:trace N KIND} (either order). */
-    @Descriptor("the last N trace events of KIND (either order)")
-    public String trace(@Descriptor("N|KIND") String arg1, @Descriptor("KIND|N") String arg2) {
+    /**
+     * {@code dmaplane:trace N KIND} (either order), or {@code dmaplane:trace --work-requests on|off}: whether posted
+     * work requests and their completions go into the ring as {@code POST} and {@code COMPLETION} events (off by
+     * default: the post path is the hottest; a flight recording gets them whenever it enables them).
+     */
+    @Descriptor("the last N trace events of KIND (either order), or --work-requests on|off")
+    public String trace(@Descriptor("N|KIND|--work-requests") String arg1, @Descriptor("KIND|N|on|off") String arg2) {
+        if (arg1.equals("--work-requests")) {
+            boolean on = switch (arg2) {
+                case "on" -> true;
+                case "off" -> false;
+                default -> throw usage("trace", "'" + arg2 + "' after --work-requests (on or off)",
+                        "dmaplane:trace --work-requests on|off");
+            };
+            machine.tracer().setWorkRequests(on);
+            return "work requests and completions " + (on ? "go into" : "stay out of") + " the trace ring";
+        }
         return trace(new String[]{arg1, arg2});
     }
 

@@ -231,6 +231,15 @@ class RuntimeComponentsTest {
         assertEquals(1, cmds.trace("1").lines().count());
         assertEquals(1, cmds.trace("5", "BIND").lines().count());
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> cmds.trace("nonsense")).errno());
+        assertFalse(machine.tracer().tracesPosts(), "work requests are not traced by default");
+        assertEquals("work requests and completions go into the trace ring", cmds.trace("--work-requests", "on"));
+        assertTrue(machine.tracer().tracesPosts() && machine.tracer().tracesCompletions());
+        assertEquals("work requests and completions stay out of the trace ring",
+                cmds.trace("--work-requests", "off"));
+        assertFalse(machine.tracer().tracesPosts());
+        ErrnoException bad = assertThrows(ErrnoException.class, () -> cmds.trace("--work-requests", "yes"));
+        assertEquals(Errno.EINVAL, bad.errno());
+        assertTrue(bad.getMessage().contains("'yes' after --work-requests (on or off)"), bad.getMessage());
 
         String memory = cmds.memory();
         assertTrue(memory.contains("RAM        64 GiB (16777216 frames of 4 KiB)"), memory);
