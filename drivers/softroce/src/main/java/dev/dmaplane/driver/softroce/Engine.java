@@ -2,6 +2,7 @@ package dev.dmaplane.driver.softroce;
 
 import dev.dmaplane.rdma.spi.DmaLease;
 import dev.dmaplane.rdma.spi.HwQp;
+import dev.dmaplane.rdma.spi.PcapFile;
 import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.QpAttr;
@@ -538,20 +539,20 @@ final class Engine {
     }
 
     /** Where the packets this HCA sends are captured ({@code rxe:pcap}), or null. */
-    volatile PcapWriter capture;
+    volatile PcapFile capture;
 
     /**
      * Writes {@code out} to the capture, if one is on, as the datagrams they are on the wire; an encoding that fails
      * stops the capture (logged with its stack), never the HCA.
      */
     private void capture(List<Packet> out) {
-        PcapWriter cap = capture;
+        PcapFile cap = capture;
         if (cap == null) {
             return;
         }
         try {
             for (Packet p : out) {
-                WireCodec.encode(p, service(p), WireCodec.ROCE_PORT, cap::datagram);
+                WireCodec.encode(p, service(p), WireCodec.ROCE_PORT, (d, n) -> cap.ipv4(d, 0, n));
             }
         } catch (RuntimeException x) {
             LOG.error("{}: cannot capture a packet: the capture of this HCA stops", name, x);

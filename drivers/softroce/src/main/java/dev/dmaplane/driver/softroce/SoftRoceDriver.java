@@ -10,6 +10,7 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.rdma.RdmaCore;
 import dev.dmaplane.rdma.spi.NetdevInfo;
+import dev.dmaplane.rdma.spi.PcapFile;
 import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.DeviceCap;
@@ -79,7 +80,7 @@ public final class SoftRoceDriver implements Driver {
     private final boolean udpSwapPairs;
 
     /** The capture every engine of this driver writes to, or null. */
-    private PcapWriter capture;
+    private PcapFile capture;
 
     /** The functions whose port is on UDP, by BDF ({@code 0000:04:00.0}), with the IPv4 address of each. */
     private final Map<String, InetAddress> udp;
@@ -148,11 +149,11 @@ public final class SoftRoceDriver implements Driver {
         if (file == null || file.isBlank()) {
             throw new ErrnoException(Errno.EINVAL, "rxe: pcap needs a file name or 'off', not '" + file + "'");
         }
-        PcapWriter old = capture;
-        PcapWriter now = null;
+        PcapFile old = capture;
+        PcapFile now = null;
         if (!file.equals("off")) {
             try {
-                now = PcapWriter.open(Path.of(file));
+                now = PcapFile.open(Path.of(file), "rxe");
             } catch (InvalidPathException e) {
                 throw new ErrnoException(Errno.EINVAL, "rxe: pcap file '" + file + "': " + e.getMessage(), e);
             }

@@ -1,4 +1,4 @@
-package dev.dmaplane.driver.softroce;
+package dev.dmaplane.rdma.spi;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
@@ -14,32 +14,37 @@ import java.time.Instant;
 
 /**
  * A capture file as {@code tcpdump -w} writes it (libpcap format, {@code LINKTYPE_ETHERNET}, microsecond
- * timestamps): each datagram the HCAs send, framed in Ethernet II with locally administered MACs made of the IPv4
- * addresses ({@code 02:00:a.b.c.d}). Writes are serialised; a write that fails stops the capture (logged with its
- * stack), it never fails the sender.
+ * timestamps) of the IPv4 packets a software HCA puts on its wire, each framed in Ethernet II with locally
+ * administered MACs made of the packet's IPv4 addresses ({@code 02:00:a.b.c.d}): what a driver's {@code pcap}
+ * command writes. Writes are serialised; a write that fails stops the capture (logged with its stack), never the
+ * sender.
  */
-final class PcapWriter implements AutoCloseable {
-    private static final Logger LOG = LoggerFactory.getLogger(PcapWriter.class);
+public final class PcapFile implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(PcapFile.class);
     private static final int ETHERNET = 14;
-    private static final int SNAPLEN = 65535;
+    /** Frames up to an IPv4 packet of 65535 bytes in Ethernet, whole. */
+    private static final int SNAPLEN = ETHERNET + 65535;
 
     private final Path file;
+    private final String driver;
     private final OutputStream out;
     private final byte[] record = new byte[16 + ETHERNET];
     private boolean failed;
     private boolean closed;
 
-    private PcapWriter(Path file, OutputStream out) {
+    private PcapFile(Path file, String driver, OutputStream out) {
         this.file = file;
+        this.driver = driver;
         this.out = out;
     }
 
     /**
-     * Creates (or truncates) {@code file} and writes the capture's global header.
+     * Creates (or truncates) {@code file} with the capture's global header; {@code driver} names the driver in
+     * messages ({@code rxe}, {@code siw}).
      *
-     * @throws ErrnoException with the errno of the failure ({@code EIO} if none fits) naming the file
+     * @throws ErrnoException {@code EIO} naming the file when it cannot be written
      */
-    static PcapWriter open(Path file) {
+    public static PcapFile open(Path file, String driver) {
         try {
             OutputStream out = new BufferedOutputStream(Files.newOutputStream(file), 1 << 16);
             byte[] h = new byte[24];
@@ -49,18 +54,19 @@ final class PcapWriter implements AutoCloseable {
             le32(h, 16, SNAPLEN);
             le32(h, 20, 1); // LINKTYPE_ETHERNET
             out.write(h);
-            return new PcapWriter(file, out);
+            return new PcapFile(file, driver, out);
         } catch (IOException e) {
-            throw new ErrnoException(Errno.EIO, "rxe: cannot write the capture " + file + ": " + e.getMessage(), e);
+            throw new ErrnoException(Errno.EIO, driver + ": cannot write the capture " + file + ": " + e.getMessage(),
+                    e);
         }
     }
 
-    Path file() {
+    public Path file() {
         return file;
     }
 
-    /** Appends the IPv4 datagram {@code d[0, len)} as one Ethernet frame stamped now. */
-    synchronized void datagram(byte[] d, int len) {
+    /** Appends the IPv4 packet {@code p[off, off + len)} as one Ethernet frame stamped now. */
+    public synchronized void ipv4(byte[] p, int off, int len) {
         if (failed || closed) {
             return;
         }
@@ -72,18 +78,18 @@ final class PcapWriter implements AutoCloseable {
         int e = 16;
         record[e] = 0x02;
         record[e + 1] = 0;
-        System.arraycopy(d, 16, record, e + 2, 4); // destination: the IPv4 destination
+        System.arraycopy(p, off + 16, record, e + 2, 4); // destination: the IPv4 destination
         record[e + 6] = 0x02;
         record[e + 7] = 0;
-        System.arraycopy(d, 12, record, e + 8, 4);
+        System.arraycopy(p, off + 12, record, e + 8, 4);
         record[e + 12] = 0x08; // IPv4
         record[e + 13] = 0x00;
         try {
             out.write(record);
-            out.write(d, 0, len);
+            out.write(p, off, len);
         } catch (IOException x) {
             failed = true;
-            LOG.error("rxe: writing the capture {} failed: the capture stops", file, x);
+            LOG.error("{}: writing the capture {} failed: the capture stops", driver, file, x);
         }
     }
 
@@ -96,7 +102,7 @@ final class PcapWriter implements AutoCloseable {
         try {
             out.close();
         } catch (IOException x) {
-            LOG.error("rxe: closing the capture {} failed: it may be truncated", file, x);
+            LOG.error("{}: closing the capture {} failed: it may be truncated", driver, file, x);
         }
     }
 
