@@ -178,39 +178,13 @@ final class Engine {
     }
 
     /**
-     * A datagram from the UDP transport, its IP and UDP headers in front ({@code rxe_rcv}): decoded and checked
-     * (headers, ICRC, P_Key against the port's only entry, the default 0xFFFF, and a destination QP of this HCA
-     * whose transport service the opcode names); a packet that fails a check is dropped and counted by reason,
-     * never thrown. An RC or UC packet carries no source QPN: it is the destination QP's remote one, as the QP
-     * context holds it. Whether the datagram reached the engine or was dropped for one of those reasons (false:
-     * the HCA takes nothing, it is stopped, dead or without carrier).
-     */
-    boolean receiveDatagram(byte[] datagram, int len) {
-        Packet p = accept(datagram, len);
-        return p == null || receive(List.of(p));
-    }
-
-    /**
-     * The checks of {@link #receiveDatagram} without the delivery: the packet the datagram carries, its source QPN
-     * filled in, or null when it was dropped and counted. A transport that receives datagrams in batches hands the
-     * accepted packets to {@link #receive} as one burst.
-     */
-    Packet accept(byte[] datagram, int len) {
-        WireCodec.Decoded d;
-        try {
-            d = WireCodec.decode(datagram, len);
-        } catch (RuntimeException x) {
-            LOG.error("{}: decoding a datagram of {} bytes failed: dropped as malformed", name, len, x);
-            refuse(WireCodec.Drop.MALFORMED, x.toString());
-            return null;
-        }
-        return accept(d);
-    }
-
-    /**
-     * {@link #accept(byte[], int)} of a datagram received on a socket ({@link WireCodec#decode(byte[],
-     * MemorySegment, boolean)}: the headers in {@code head}, the UDP payload {@code udp}); the packet's payload stays
-     * in {@code udp}, so it is delivered with {@link #receive} before {@code udp} is used again.
+     * A datagram from the UDP transport ({@code rxe_rcv}), its IP and UDP headers and the start of its payload in
+     * {@code head}, its UDP payload {@code udp} ({@link WireCodec#decode(byte[], MemorySegment, boolean)}): decoded
+     * and checked (headers, ICRC, P_Key against the port's only entry, the default 0xFFFF, and a destination QP of
+     * this HCA whose transport service the opcode names); a packet that fails a check is dropped and counted by
+     * reason, never thrown. An RC or UC packet carries no source QPN: it is the destination QP's remote one, as the
+     * QP context holds it. Returns the packet, or null when it was dropped; the transport hands a batch's packets to
+     * {@link #receive} as one burst, before {@code udp} is used again (the packet's payload stays in it).
      */
     Packet accept(byte[] head, MemorySegment udp) {
         WireCodec.Decoded d;
@@ -222,10 +196,6 @@ final class Engine {
             refuse(WireCodec.Drop.MALFORMED, x.toString());
             return null;
         }
-        return accept(d);
-    }
-
-    private Packet accept(WireCodec.Decoded d) {
         switch (d) {
             case WireCodec.Refused r -> {
                 refuse(r.drop(), r.why());
