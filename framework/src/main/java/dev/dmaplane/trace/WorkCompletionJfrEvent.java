@@ -3,6 +3,7 @@ package dev.dmaplane.trace;
 import jdk.jfr.Category;
 import jdk.jfr.DataAmount;
 import jdk.jfr.Description;
+import jdk.jfr.Enabled;
 import jdk.jfr.Label;
 import jdk.jfr.Name;
 import jdk.jfr.StackTrace;
@@ -12,6 +13,7 @@ import jdk.jfr.StackTrace;
 @Label("dmaplane work completion")
 @Category({"dmaplane", "RDMA"})
 @StackTrace(false)
+@Enabled(false)
 @Description("A work completion queued on a completion queue (what ibv_poll_cq returns)")
 final class WorkCompletionJfrEvent extends jdk.jfr.Event {
     @Label("Device")

@@ -3,6 +3,7 @@ package dev.dmaplane.trace;
 import jdk.jfr.Category;
 import jdk.jfr.DataAmount;
 import jdk.jfr.Description;
+import jdk.jfr.Enabled;
 import jdk.jfr.Label;
 import jdk.jfr.Name;
 import jdk.jfr.StackTrace;
@@ -12,6 +13,7 @@ import jdk.jfr.StackTrace;
 @Label("dmaplane work request posted")
 @Category({"dmaplane", "RDMA"})
 @StackTrace(false)
+@Enabled(false)
 @Description("A send or receive work request posted to a queue pair (ibv_post_send / ibv_post_recv)")
 final class WorkRequestJfrEvent extends jdk.jfr.Event {
     @Label("Device")

@@ -13,6 +13,7 @@ import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.trace.TraceEvent;
 import dev.dmaplane.trace.TraceKind;
 import dev.dmaplane.trace.Tracer;
+import jdk.jfr.Configuration;
 import jdk.jfr.Recording;
 import jdk.jfr.consumer.RecordedEvent;
 import jdk.jfr.consumer.RecordingFile;
@@ -131,6 +132,26 @@ class WorkRequestTraceTest {
         assertTrue(all.stream().noneMatch(e -> e.getEventType().getName().equals("dev.dmaplane.Trace")
                 && (e.getString("kind").equals("POST") || e.getString("kind").equals("COMPLETION"))),
                 "work requests are not duplicated as generic trace events");
+    }
+
+    /**
+     * The work-request events are off until a recording names them, as a kernel tracepoint is off until enabled
+     * ({@code Documentation/trace/events.rst}): a recording with the JDK's own settings, which know nothing of
+     * them, does not make the post path trace.
+     */
+    @Test
+    void aRecordingWithTheJdkSettingsAloneRecordsNoWorkRequest(@TempDir Path dir) throws Exception {
+        Path file = dir.resolve("profile.jfr");
+        try (Recording r = new Recording(Configuration.getConfiguration("profile"))) {
+            r.start();
+            assertFalse(tracer.tracesPosts(), "nothing asked for posts");
+            assertFalse(tracer.tracesCompletions(), "nothing asked for completions");
+            sendAndReceive();
+            r.stop();
+            r.dump(file);
+        }
+        assertTrue(RecordingFile.readAllEvents(file).stream().noneMatch(e -> e.getEventType().getName()
+                .startsWith("dev.dmaplane.Work")));
     }
 
     @Test
