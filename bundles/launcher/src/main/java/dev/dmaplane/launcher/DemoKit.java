@@ -78,6 +78,40 @@ final class DemoKit {
         return text;
     }
 
+    /** {@link #shell}, once Gogo knows the line's command ({@link #gogoOnceKnown}, at most {@link #WAIT}). */
+    String shellOnceKnown(DmaplaneRuntime rt, String line, Duration timeout) throws Exception {
+        out.println("  g! " + line);
+        String text = gogoOnceKnown(rt, line, timeout);
+        for (String l : text.split("\n", -1)) {
+            out.println("     " + l);
+        }
+        return text;
+    }
+
+    /**
+     * Runs {@code line} (for at most {@code timeout}) once Gogo knows its command. A bundle's command service can be
+     * in the registry before Gogo's command tracker is told of it (the OSGi Core spec, 5.6 Service Events, orders no
+     * listeners), and until then Gogo answers CommandNotFoundException without running anything: that answer alone
+     * is retried, for at most {@link #WAIT}.
+     */
+    static String gogoOnceKnown(DmaplaneRuntime rt, String line, Duration timeout)
+            throws TimeoutException, InterruptedException {
+        String command = line.split(" ", 2)[0];
+        String notFound = "Command not found: " + command;
+        return await(command + " known to Gogo", () -> {
+            try {
+                return Optional.of(rt.gogo(line, timeout));
+            } catch (Gogo.CommandException e) {
+                if (e.getMessage().contains(notFound)) {
+                    return Optional.empty();
+                }
+                throw new IllegalStateException(line + ": " + e.getMessage(), e);
+            } catch (Exception e) {
+                throw new IllegalStateException(line + ": " + e, e);
+            }
+        });
+    }
+
     /** Copies the jar into deploy/ atomically, so File Install never sees half a file. */
     static Path deploy(Path jar, Path deployDir) throws IOException {
         Path staging = Files.createTempFile(deployDir.getParent(), "deploy-", ".jar.part");

@@ -117,7 +117,7 @@ final class GpuDirectDemo {
     /** [3] The scenarios, inside the runtime, through the shell as a user would type it. */
     private void run(DmaplaneRuntime rt) throws Exception {
         kit.section(3, "gpudirect:demo, the scenarios (their numbers are the gpudirect bundle's)");
-        String report = kit.shell(rt, "gpudirect:demo", RUN_TIMEOUT);
+        String report = kit.shellOnceKnown(rt, "gpudirect:demo", RUN_TIMEOUT);
         List<String> failed = report.lines().filter(l -> l.strip().startsWith("FAILED")).toList();
         String last = report.lines().reduce((a, b) -> b).orElse("");
         kit.check(failed.isEmpty() && last.matches("gpudirect: all \\d+ checks passed"),

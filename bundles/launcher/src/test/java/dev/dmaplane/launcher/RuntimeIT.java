@@ -38,27 +38,9 @@ class RuntimeIT {
     static final List<String> DEFAULT_BDFS = List.of("0000:00:01.0", "0000:00:02.0", "0000:00:03.0", "0000:01:00.0",
             "0000:02:00.0", "0000:02:01.0", "0000:03:00.0", "0000:04:00.0", "0000:05:00.0", "0000:06:00.0");
 
-    /**
-     * Runs {@code line} once Gogo knows its command. A driver bundle's command is its {@code Driver} service: the
-     * runtime's binder may probe a device in that service's REGISTERED event before Gogo's command tracker is told
-     * (the OSGi Core spec, 5.6 Service Events, orders no listeners), so "bound" does not mean "command known";
-     * until then Gogo answers CommandNotFoundException without running anything.
-     */
+    /** Runs {@code line} once Gogo knows its command ({@link DemoKit#gogoOnceKnown}). */
     static String gogoOnceKnown(DmaplaneRuntime rt, String line) throws TimeoutException, InterruptedException {
-        String command = line.split(" ", 2)[0];
-        String notFound = "Command not found: " + command;
-        return DemoKit.await(command + " known to Gogo", WAIT, () -> {
-            try {
-                return Optional.of(rt.gogo(line, WAIT));
-            } catch (Gogo.CommandException e) {
-                if (e.getMessage().contains(notFound)) {
-                    return Optional.empty();
-                }
-                throw new IllegalStateException(line + ": " + e.getMessage(), e);
-            } catch (Exception e) {
-                throw new IllegalStateException(line + ": " + e, e);
-            }
-        });
+        return DemoKit.gogoOnceKnown(rt, line, WAIT);
     }
 
     @TempDir
