@@ -17,6 +17,11 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 
 import static dev.dmaplane.vfio.iommufd.IommufdUapi.IOMMU_IOAS_MAP_FIXED_IOVA;
 import static dev.dmaplane.vfio.iommufd.IommufdUapi.IOMMU_IOAS_MAP_READABLE;
@@ -54,7 +59,7 @@ class IommufdAccessTest {
     private final int ioas = fd.ioasAlloc();
 
     /** A driver that unpins what it pinned when told to unmap it, unless told to misbehave. */
-    private final class Driver implements IommufdAccess.Ops {
+    private class Driver implements IommufdAccess.Ops {
         final List<long[]> unmaps = new ArrayList<>();
         final List<long[]> pinned = new ArrayList<>();
         boolean unpins = true;
@@ -182,6 +187,55 @@ class IommufdAccessTest {
         d.unpins = true;
         assertEquals(2 * PAGE, fd.unmap(ioas, IOVA, 2 * PAGE), "unpinned at last, the area goes");
         d.access.destroy();
+    }
+
+    /**
+     * {@code iopt_unmap_iova_range} drops {@code iova_rwsem} and {@code domains_rwsem} before
+     * {@code iommufd_access_notify_unmap} calls {@code ops->unmap}, so a driver whose callback has a worker thread
+     * unpin (and waits for it) lets the unmap finish. Were the context's lock held across the callback, the worker
+     * would block on it and the bounded wait would time out, the unmap failing with EDEADLOCK.
+     */
+    @Test
+    void theUnmapCallbackMayUnpinOnAnotherThread() throws Exception {
+        fd.map(ioas, va, 2 * PAGE, IOVA, RW);
+        fd.map(ioas, va + 2 * PAGE, 2 * PAGE, IOVA + 2 * PAGE, RW);
+        ExecutorService worker = Executors.newSingleThreadExecutor(r -> new Thread(r, "unpin worker"));
+        List<String> timeouts = new ArrayList<>();
+        Driver d = new Driver() {
+            @Override
+            public void unmap(long iova, long length) {
+                if (!timeouts.isEmpty()) {
+                    return;
+                }
+                try {
+                    worker.submit(() -> super.unmap(iova, length)).get(5, TimeUnit.SECONDS);
+                } catch (TimeoutException e) {
+                    timeouts.add(Thread.currentThread().getName() + ": the worker's unpin did not finish in 5 s");
+                } catch (InterruptedException | ExecutionException e) {
+                    throw new IllegalStateException(e);
+                }
+            }
+        };
+        try {
+            d.access = user.iommufdAccess(fd.fd(), d);
+            d.access.attach(ioas);
+            d.pin(IOVA, PAGE, IommufdAccess.RW_READ);
+            d.pin(IOVA + 3 * PAGE, PAGE, IommufdAccess.RW_WRITE);
+            long unmapped = -1;
+            try {
+                unmapped = fd.unmap(ioas, IOVA, 4 * PAGE);
+            } catch (ErrnoException e) {
+                timeouts.add(e.getMessage());
+            }
+            assertEquals(List.of(), timeouts, "the worker unpinned while the unmap waited");
+            assertEquals(4 * PAGE, unmapped, "both pinned areas went");
+            assertTrue(d.pinned.isEmpty());
+            assertEquals(2, d.unmaps.size(), "one callback per pinned area");
+            d.access.destroy();
+        } finally {
+            worker.shutdown();
+            assertTrue(worker.awaitTermination(10, TimeUnit.SECONDS), "the worker ends");
+        }
     }
 
     @Test

@@ -18,7 +18,8 @@ import java.util.List;
  * {@code _attach}, {@code _detach}, {@code _pin_pages}, {@code _unpin_pages}, {@code _rw} and
  * {@code iommufd_access_notify_unmap} of {@code drivers/iommu/iommufd/device.c}). Its pins hold a reference to the
  * pages they cover ({@code iopt_area_add_access}) and keep {@link Ioas#unmap} from taking the area until the driver
- * unpins. Guarded by the context's lock, which every operation takes.
+ * unpins. Guarded by the context's lock, which every operation takes; {@link #notifyUnmap} is called without it
+ * from an {@code IOMMU_IOAS_UNMAP} ({@link Ioas#unmapStep}).
  */
 final class Access extends IommufdObject implements IommufdAccess {
     private static final Logger LOG = LoggerFactory.getLogger(Access.class);

@@ -154,44 +154,106 @@ final class Ioas extends IommufdObject {
     }
 
     /**
-     * {@code iopt_unmap_iova_range}: every mapping inside {@code [first, last]} goes; a mapping that starts before or
-     * ends after it would be split ({@code ENOENT}, nothing unmapped), and a range holding no mapping is
-     * {@code ENOENT}. An area an access has pages of pinned is marked {@code prevent_access} (no new pin or copy
-     * through it) and every access of this IOAS is told to unmap it ({@code iommufd_access_notify_unmap}); while pins
-     * stay the area is tried again, and after {@value #UNMAP_TRIES} tries without progress the unmap fails with
-     * {@code EDEADLOCK} ({@code EDEADLK}, 35, on x86-64), as the kernel does: the areas before it are unmapped then, the area and the rest are not.
-     *
-     * @return the bytes unmapped
+     * One {@code iopt_unmap_iova_range} in progress: where it resumes ({@code start}), the bytes unmapped so far, and
+     * how often the accesses were told about the area it waits for ({@code tries}). Owned by the thread of the unmap.
      */
-    long unmap(long first, long last) {
+    static final class Unmapping {
+        private long start;
+        private final long last;
+        private long bytes;
+        private int tries;
+
+        private Unmapping(long first, long last) {
+            this.start = first;
+            this.last = last;
+        }
+
+        long bytes() {
+            return bytes;
+        }
+    }
+
+    /**
+     * What the accesses must be told with the context's lock dropped ({@code iommufd_access_notify_unmap}): an area
+     * one of them pins, and the accesses attached when it was found.
+     */
+    record Notice(long iova, long length, List<Access> accesses) {
+        void tell() {
+            for (Access access : accesses) {
+                access.notifyUnmap(iova, length);
+            }
+        }
+    }
+
+    /**
+     * The checks {@code iopt_unmap_iova_range} makes before it takes anything: a mapping that starts before or ends
+     * after {@code [first, last]} would be split ({@code ENOENT}, nothing unmapped), and a range holding no mapping
+     * is {@code ENOENT} unless {@code emptyIsDone} ({@code iopt_unmap_all}). Run {@link #unmapStep} until it says done.
+     */
+    Unmapping beginUnmap(long first, long last, boolean emptyIsDone) {
         List<IoPageStore.Area> over = store.overlapping(first, last);
+        checkNoSplit(over, first, last);
+        if (over.isEmpty() && !emptyIsDone) {
+            throw new ErrnoException(Errno.ENOENT, String.format("%s: nothing is mapped in %#x-%#x", this, first, last));
+        }
+        return new Unmapping(first, last);
+    }
+
+    /**
+     * The part of {@code iopt_unmap_iova_range} that runs with the locks held: unmaps the areas of {@code u} in order
+     * until one an access has pages of pinned; that area is marked {@code prevent_access} (no new pin or copy
+     * through it) and returned, for the caller to tell the accesses with the context's lock dropped, as the kernel
+     * drops {@code iova_rwsem} and {@code domains_rwsem} before {@code iommufd_access_notify_unmap}, then to call
+     * again. After {@value #UNMAP_TRIES} tells about one area the next call fails with {@code EDEADLOCK}
+     * ({@code EDEADLK}, 35, on x86-64), as the kernel does: the areas before it are unmapped then, the area and the
+     * rest are not.
+     *
+     * @return the area to tell the accesses about, or null when every area of the range is unmapped
+     */
+    Notice unmapStep(Unmapping u) {
+        if (u.tries > UNMAP_TRIES) {
+            throw new ErrnoException(Errno.EDEADLK, String.format("EDEADLOCK: %s: %#x is still pinned by an access "
+                    + "after %d unmap callbacks; %#x bytes before it were unmapped", this, u.start, UNMAP_TRIES, u.bytes));
+        }
+        List<IoPageStore.Area> over = store.overlapping(u.start, u.last);
+        checkNoSplit(over, u.start, u.last);
+        for (IoPageStore.Area a : over) {
+            if (pinnedByAccess(a.iova(), a.last())) {
+                if (a.iova() != u.start) {
+                    u.tries = 0;
+                }
+                u.start = a.iova();
+                u.tries++;
+                preventAccess.add(a);
+                return new Notice(a.iova(), a.size(), List.copyOf(accesses));
+            }
+            preventAccess.remove(a);
+            u.bytes += store.unmap(a);
+        }
+        return null;
+    }
+
+    private void checkNoSplit(List<IoPageStore.Area> over, long first, long last) {
         for (IoPageStore.Area a : over) {
             if (!le(first, a.iova()) || !le(a.last(), last)) {
                 throw new ErrnoException(Errno.ENOENT, String.format("%s: unmapping %#x-%#x would split %s", this,
                         first, last, a));
             }
         }
-        if (over.isEmpty()) {
-            throw new ErrnoException(Errno.ENOENT, String.format("%s: nothing is mapped in %#x-%#x", this, first, last));
+    }
+
+    /**
+     * {@link #beginUnmap} and {@link #unmapStep} with the accesses told in between on this thread, for callers that
+     * hold the context's lock and know no access is attached (destroy, release).
+     *
+     * @return the bytes unmapped
+     */
+    long unmap(long first, long last) {
+        Unmapping u = beginUnmap(first, last, false);
+        for (Notice n = unmapStep(u); n != null; n = unmapStep(u)) {
+            n.tell();
         }
-        long bytes = 0;
-        for (IoPageStore.Area a : over) {
-            int tries = 0;
-            while (pinnedByAccess(a.iova(), a.last())) {
-                preventAccess.add(a);
-                for (Access access : List.copyOf(accesses)) {
-                    access.notifyUnmap(a.iova(), a.size());
-                }
-                if (++tries > UNMAP_TRIES) {
-                    throw new ErrnoException(Errno.EDEADLK, String.format("EDEADLOCK: %s: %s is still pinned by an access "
-                            + "after %d unmap callbacks; %#x bytes before it were unmapped", this, a, UNMAP_TRIES,
-                            bytes));
-                }
-            }
-            preventAccess.remove(a);
-            bytes += store.unmap(a);
-        }
-        return bytes;
+        return u.bytes();
     }
 
     /** {@code iopt_unmap_all}: every mapping, as {@link #unmap} of the whole space; 0 bytes when there is none. */

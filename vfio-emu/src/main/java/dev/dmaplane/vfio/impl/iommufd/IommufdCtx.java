@@ -127,7 +127,7 @@ public final class IommufdCtx implements VfioFile {
         op(IOMMU_IOAS_IOVA_RANGES, "IOMMU_IOAS_IOVA_RANGES", IOAS_IOVA_RANGES, IOAS_IOVA_RANGES.byteSize(),
                 this::iovaRanges);
         op(IOMMU_IOAS_MAP, "IOMMU_IOAS_MAP", IOAS_MAP, IOAS_MAP.byteSize(), this::map);
-        op(IOMMU_IOAS_UNMAP, "IOMMU_IOAS_UNMAP", IOAS_UNMAP, IOAS_UNMAP.byteSize(), this::unmap);
+        opUnlocked(IOMMU_IOAS_UNMAP, "IOMMU_IOAS_UNMAP", IOAS_UNMAP, IOAS_UNMAP.byteSize(), this::unmap);
         op(IOMMU_IOAS_MAP_FILE, "IOMMU_IOAS_MAP_FILE", IOAS_MAP_FILE, IOAS_MAP_FILE.byteSize(), this::mapFile);
         op(IOMMU_HWPT_ALLOC, "IOMMU_HWPT_ALLOC", HWPT_ALLOC, HWPT_ALLOC_MINSZ, this::hwptAlloc);
         op(IOMMU_GET_HW_INFO, "IOMMU_GET_HW_INFO", HW_INFO, HW_INFO_MINSZ, this::hwInfo);
@@ -138,14 +138,21 @@ public final class IommufdCtx implements VfioFile {
     }
 
     private void op(int cmd, String name, StructLayout s, long minsz, UcmdHandler h) {
+        opUnlocked(cmd, name, s, minsz, u -> {
+            synchronized (this) {
+                return h.run(u);
+            }
+        });
+    }
+
+    /** A command whose handler takes the context's lock itself, for the parts that need it. */
+    private void opUnlocked(int cmd, String name, StructLayout s, long minsz, UcmdHandler h) {
         table.add(new IoctlTable.Command(cmd, name, IoctlTable.Arg.STRUCT, minsz, s.byteSize(), -1,
                 Errno.EOPNOTSUPP, IoctlTable.Tail.COPY_STRUCT, (arg, v) -> {
             long userSize = Integer.toUnsignedLong(arg.get(U32, 0));
             MemorySegment cmdCopy = MemorySegment.ofArray(new byte[(int) s.byteSize()]);
             MemorySegment.copy(arg, 0, cmdCopy, 0, Math.min(userSize, s.byteSize()));
-            synchronized (this) {
-                return h.run(new Ucmd(arg, cmdCopy, userSize));
-            }
+            return h.run(new Ucmd(arg, cmdCopy, userSize));
         }));
     }
 
@@ -511,32 +518,59 @@ public final class IommufdCtx implements VfioFile {
     /**
      * {@code iommufd_ioas_unmap}: IOVA 0 with length {@code U64_MAX} unmaps everything (0 bytes when nothing is
      * mapped); otherwise IOVA or length {@code ULONG_MAX} is {@code EOVERFLOW}, length 0 {@code EINVAL}, a range
-     * that wraps {@code EOVERFLOW}, and {@link Ioas#unmap}'s {@code ENOENT}. The bytes unmapped are written back
+     * that wraps {@code EOVERFLOW}, and {@link Ioas#beginUnmap}'s {@code ENOENT}. The bytes unmapped are written back
      * into {@code length}.
+     * <p>
+     * The context's lock is held for each step of {@code iopt_unmap_iova_range} and dropped while the accesses are
+     * told to unpin ({@link Ioas.Notice#tell}), so a driver may unpin from another thread than the unmap's, as the
+     * kernel drops its locks before {@code iommufd_access_notify_unmap}. The IOAS counts one more user meanwhile, as
+     * the ioctl's reference on the object keeps {@code IOMMU_DESTROY} from taking it.
      */
     private long unmap(Ucmd u) {
         String what = "IOMMU_IOAS_UNMAP";
-        Ioas ioas = ioas(u.u32(IOAS_UNMAP, "ioas_id"), what);
+        Ioas ioas;
+        synchronized (this) {
+            ioas = ioas(u.u32(IOAS_UNMAP, "ioas_id"), what);
+            ioas.users++;
+        }
+        try {
+            Ioas.Unmapping job = beginUnmap(u, ioas, what);
+            while (true) {
+                Ioas.Notice notice;
+                synchronized (this) {
+                    notice = ioas.unmapStep(job);
+                }
+                if (notice == null) {
+                    break;
+                }
+                notice.tell();
+            }
+            u.setU64(IOAS_UNMAP, "length", job.bytes());
+            u.respond();
+            return 0;
+        } finally {
+            synchronized (this) {
+                ioas.users--;
+            }
+        }
+    }
+
+    private synchronized Ioas.Unmapping beginUnmap(Ucmd u, Ioas ioas, String what) {
         long iova = u.u64(IOAS_UNMAP, "iova");
         long length = u.u64(IOAS_UNMAP, "length");
-        long unmapped;
         if (iova == 0 && length == Ioas.ULONG_MAX) {
-            unmapped = ioas.unmapAll();
-        } else {
-            notUlongMax(iova, "iova", what);
-            notUlongMax(length, "length", what);
-            if (length == 0) {
-                throw new ErrnoException(Errno.EINVAL, what + ": length 0");
-            }
-            long last = iova + length - 1;
-            if (!Ioas.le(iova, last)) {
-                throw new ErrnoException(Errno.EOVERFLOW, String.format("%s: %#x + %#x wraps", what, iova, length));
-            }
-            unmapped = ioas.unmap(iova, last);
+            return ioas.beginUnmap(0, Ioas.ULONG_MAX, true);
         }
-        u.setU64(IOAS_UNMAP, "length", unmapped);
-        u.respond();
-        return 0;
+        notUlongMax(iova, "iova", what);
+        notUlongMax(length, "length", what);
+        if (length == 0) {
+            throw new ErrnoException(Errno.EINVAL, what + ": length 0");
+        }
+        long last = iova + length - 1;
+        if (!Ioas.le(iova, last)) {
+            throw new ErrnoException(Errno.EOVERFLOW, String.format("%s: %#x + %#x wraps", what, iova, length));
+        }
+        return ioas.beginUnmap(iova, last, false);
     }
 
     /**
