@@ -79,6 +79,19 @@ public interface P2pDma {
      */
     P2pMemory addResource(PciFunction provider, int bar, long size, long offset);
 
+    /**
+     * Takes back all p2pmem of {@code provider}, as the devres actions {@code pci_p2pdma_add_resource} registered do
+     * when its driver unbinds ({@code devm_memremap_pages}' release, then {@code pci_p2pdma_release}): at once the
+     * memory is unpublished and allocates nothing more ({@code ENOMEM}); once every allocation was freed (at once
+     * when none is out) the pool goes and {@link #memory} is empty. The kernel's unbind waits in
+     * {@code memunmap_pages} for the allocations still out; here the last {@link P2pMemory#free} finishes the
+     * teardown, so no caller blocks. Traced as a decision.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} if the provider has no p2pmem, or it is already being
+     *                                           taken back
+     */
+    void releaseResources(PciFunction provider);
+
     /** The p2pmem of {@code provider}, if any was added ({@code pdev->p2pdma}). */
     Optional<P2pMemory> memory(PciFunction provider);
 

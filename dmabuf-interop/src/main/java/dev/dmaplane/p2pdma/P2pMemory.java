@@ -30,15 +30,19 @@ public interface P2pMemory {
     /** Whether other drivers may find this memory with {@link P2pDma#findMany} ({@code p2pmem/published}). */
     boolean published();
 
-    /** Publishes the memory for other drivers or takes it back ({@code pci_p2pmem_publish}); new memory is unpublished. */
+    /**
+     * Publishes the memory for other drivers or takes it back ({@code pci_p2pmem_publish}); new memory is unpublished,
+     * and memory being taken back ({@link P2pDma#releaseResources}) stays unpublished.
+     */
     void publish(boolean publish);
 
     /**
      * Hands out {@code size} contiguous bytes, rounded up to whole pages, first fit ({@code pci_alloc_p2pmem}).
      *
      * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a size that is not positive, {@code ENOMEM} when no
-     *                                           free range is large enough, {@code ENODEV} once the provider left
-     *                                           its bus
+     *                                           free range is large enough or the memory is being taken back
+     *                                           ({@link P2pDma#releaseResources}), {@code ENODEV} once the provider
+     *                                           left its bus
      */
     P2pAllocation alloc(long size);
 

@@ -6,7 +6,7 @@
  * an IOVA through the host bridge otherwise.
  */
 @Export
-@Version("1.1.0")
+@Version("1.2.0")
 package dev.dmaplane.p2pdma;
 
 import org.osgi.annotation.bundle.Export;

@@ -1,5 +1,6 @@
 package dev.dmaplane.p2pdma;
 
+import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
@@ -189,6 +190,46 @@ class P2pMemoryTest {
         p2p.addResource(m.pci().function("03:00.0"), 2, MIB, 0).publish(true);
         assertEquals(Optional.empty(), p2p.findMany(List.of(m.pci().function("05:00.0"))));
         assertEquals(m.pci().function("03:00.0"), p2p.findMany(List.of(m.pci().function("04:00.0"))).orElseThrow().provider());
+    }
+
+    /**
+     * The devres teardown of {@code pci_p2pdma_add_resource} at the provider driver's unbind: the page map's
+     * reference is killed first ({@code memunmap_pages}; {@code pci_alloc_p2pmem} then fails, its callers say
+     * ENOMEM) and the pool goes ({@code pci_p2pdma_release}) once the allocations out were freed, which the kernel
+     * waits for; unpublished at once, so {@code pci_p2pmem_find_many} no longer finds it.
+     */
+    @Test
+    void releasedP2pmemIsUnpublishedAndGoesWithTheLastFree() {
+        Machine m = files.nvmeCmb().hostBridgeAllowsP2p().boot();
+        P2pDma p2p = P2pDma.of(m);
+        PciFunction nvme = m.pci().function("06:00.0");
+        PciFunction hca = m.pci().function("05:00.0");
+        assertEquals(Errno.EINVAL, errno(() -> p2p.releaseResources(nvme)), "no p2pmem to take back");
+        P2pMemory cmb = p2p.addResource(nvme, 2, 0, 0);
+        cmb.publish(true);
+        P2pAllocation out = cmb.alloc(8192);
+        P2pMapping mapped = p2p.mapSg(hca, out, DmaDirection.BIDIRECTIONAL);
+
+        p2p.releaseResources(nvme);
+        assertFalse(cmb.published());
+        assertEquals(Optional.empty(), p2p.findMany(List.of(hca, nvme)), "unpublished at once");
+        assertEquals(Errno.ENOMEM, errno(() -> cmb.alloc(4096)), "pci_alloc_p2pmem fails once the ref is killed");
+        cmb.publish(true);
+        assertFalse(cmb.published(), "memory being taken back is not published again");
+        assertEquals(Errno.EINVAL, errno(() -> p2p.releaseResources(nvme)), "already being taken back");
+        assertSame(cmb, p2p.memory(nvme).orElseThrow(), "the pool stays while an allocation is out");
+
+        assertEquals(Errno.EBUSY, errno(() -> cmb.free(out)), "still mapped for the HCA");
+        p2p.unmapSg(mapped);
+        cmb.free(out);
+        assertEquals(Optional.empty(), p2p.memory(nvme), "the last free finished the teardown");
+        assertTrue(m.tracer().select(e -> e.kind() == TraceKind.P2PDMA
+                && e.detail().startsWith("pci_p2pdma_release")).size() == 1);
+
+        P2pMemory again = p2p.addResource(nvme, 2, 0, 0);
+        assertNotSame(cmb, again, "a new driver adds the BAR anew");
+        p2p.releaseResources(nvme);
+        assertEquals(Optional.empty(), p2p.memory(nvme), "with nothing out the pool goes at once");
     }
 
     @Test

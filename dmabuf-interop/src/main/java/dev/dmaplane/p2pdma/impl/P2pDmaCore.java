@@ -98,6 +98,19 @@ public final class P2pDmaCore implements P2pDma {
     }
 
     @Override
+    public void releaseResources(PciFunction provider) {
+        ErrnoException.requireNonNull(provider, "provider");
+        ProviderMemory mem = providers.get(provider);
+        if (mem == null) {
+            throw new ErrnoException(Errno.EINVAL, provider.bdf() + " has no p2pmem to take back");
+        }
+        mem.release(() -> {
+            providers.remove(provider, mem);
+            tracer.emit(TraceKind.P2PDMA, provider.name(), 0, 0, "pci_p2pdma_release: the p2pmem pool is gone");
+        });
+    }
+
+    @Override
     public Optional<P2pMemory> memory(PciFunction provider) {
         return Optional.ofNullable(providers.get(ErrnoException.requireNonNull(provider, "provider")));
     }

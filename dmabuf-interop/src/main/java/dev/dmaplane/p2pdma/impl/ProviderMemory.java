@@ -26,6 +26,9 @@ final class ProviderMemory implements P2pMemory {
     /** Live allocations by bus address, with their count of client mappings. */
     private final Map<Long, Live> live = new HashMap<>();
     private volatile boolean published;
+    /** Set by {@link #release}: no new allocation; the last free calls {@link #gone}. Guarded by this. */
+    private boolean released;
+    private Runnable gone;
 
     private static final class Live {
         final P2pAllocation allocation;
@@ -67,8 +70,8 @@ final class ProviderMemory implements P2pMemory {
     }
 
     @Override
-    public void publish(boolean publish) {
-        published = publish;
+    public synchronized void publish(boolean publish) {
+        published = publish && !released;
         tracer.emit(TraceKind.P2PDMA, provider.name(), 0, size(), publish ? "p2pmem published" : "p2pmem unpublished");
     }
 
@@ -92,6 +95,10 @@ final class ProviderMemory implements P2pMemory {
         if (!provider.isPresent()) {
             throw new ErrnoException(Errno.ENODEV, provider.bdf() + " has left its bus; its p2pmem is gone");
         }
+        if (released) {
+            throw new ErrnoException(Errno.ENOMEM, provider.bdf() + ": pci_alloc_p2pmem of " + size
+                    + " bytes: the p2pmem is being taken back (its driver unbound)");
+        }
         PagePool.Placement at = PagePool.pagesFor(size) <= pool.freeBytes() / PagePool.PAGE ? pool.alloc(size) : null;
         if (at == null) {
             throw new ErrnoException(Errno.ENOMEM, String.format("%s: no free run of %d pages for %d bytes of p2pmem (%d of %d bytes free)",
@@ -112,6 +119,29 @@ final class ProviderMemory implements P2pMemory {
         pool.free(allocation.busAddress(), allocation.size());
         live.remove(allocation.busAddress());
         tracer.emit(TraceKind.P2PDMA, provider.name(), allocation.busAddress(), allocation.size(), "p2pmem free");
+        if (released && live.isEmpty()) {
+            gone.run();
+        }
+    }
+
+    /**
+     * Takes the memory back ({@code memunmap_pages} killing the page map's reference, then {@code pci_p2pdma_release}):
+     * unpublished, no new allocation; {@code gone} runs once no allocation is out, now or at the last free.
+     *
+     * @throws ErrnoException {@code EINVAL} when already taken back
+     */
+    synchronized void release(Runnable gone) {
+        if (released) {
+            throw new ErrnoException(Errno.EINVAL, provider.bdf() + ": its p2pmem is already being taken back");
+        }
+        released = true;
+        this.gone = gone;
+        published = false;
+        tracer.emit(TraceKind.P2PDMA, provider.name(), 0, size(), live.isEmpty() ? "p2pmem released"
+                : "p2pmem unpublished, released when " + live.size() + " allocation(s) are freed");
+        if (live.isEmpty()) {
+            gone.run();
+        }
     }
 
     /** Counts one more client mapping of a live allocation. */
