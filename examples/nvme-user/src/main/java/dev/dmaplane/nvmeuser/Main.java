@@ -17,7 +17,8 @@ import java.util.function.BiFunction;
  * {@code java dev.dmaplane.nvmeuser.Main perf -q 32 -o 4096 -w randread -t 5}: boots the default machine, runs
  * {@code nvme perf} on its NVMe through VFIO and prints spdk_nvme_perf's report; {@code gds [--direct]
  * [--p2p-machine]} runs one checked GPUDirect-Storage read ({@link NvmeGds}); {@code cmb [--p2p-machine]} one checked
- * round trip between an HCA and the controller memory buffer ({@link NvmeCmb}). This is what {@code ./dmaplane nvme}
+ * round trip between an HCA and the controller memory buffer ({@link NvmeCmb}), with {@code --p2pmem} through the
+ * CMB published as p2pmem by a kernel-style driver ({@link P2pmemTarget}). This is what {@code ./dmaplane nvme}
  * runs. Exit status: 0 after a run whose data checked out (or help); 1, with one line on standard error and no report,
  * for a bad option ({@code EINVAL}), a failed I/O or data check ({@code EIO}) or any other {@link ErrnoException}.
  */
@@ -71,7 +72,8 @@ public final class Main {
         try (Machine machine = Machine.boot(TopologyLoader.load(NvmeCmb.machineText(cmd.p2pMachine),
                 TopologyLoader.Format.YAML), Machine.Options.DEFAULT);
              SoftRoceHost rxe = SoftRoceHost.on(machine)) {
-            out.print(NvmeCmb.run(machine, rxe.core(), cmd.bytes).report());
+            out.print(cmd.p2pmem ? P2pmemTarget.run(machine, rxe.core(), cmd.bytes).report()
+                    : NvmeCmb.run(machine, rxe.core(), cmd.bytes).report());
             out.flush();
             return 0;
         } catch (ErrnoException e) {

@@ -156,11 +156,18 @@ final class NvmeCli {
                     + " namespace from there and they are read back and checked; then the NVMe reads into the buffer"
                     + " and rxe0 RDMA-READs it. The bus counters show what crossed host RAM.",
                     "The default machine has no peer path between rxe1 and the NVMe (EOPNOTSUPP); --p2p-machine boots"
-                    + " the machine file nvme-user ships (the host bridge on p2pdma's whitelist)."})
+                    + " the machine file nvme-user ships (the host bridge on p2pdma's whitelist).",
+                    "--p2pmem: the NVMe bound to a kernel-style nvme driver that publishes the CMB as p2pmem"
+                    + " (nvme_map_cmb); an nvmet-rdma-like target finds it for [rxe1, NVMe] (pci_p2pmem_find_many),"
+                    + " allocates its data buffer there, RDMA-READs rxe0's bytes into it and writes them to the"
+                    + " namespace, then reads other blocks into it and RDMA-WRITEs them to rxe0. Without a peer path"
+                    + " the buffer is host memory, as nvmet falls back to sgl_alloc."})
     static final class CmbCommand {
         @Option(names = {"-o", "--io-size"}, paramLabel = "BYTES", description = "bytes to move (default 262144)")
         long bytes = 256 * 1024;
         @Option(names = "--p2p-machine", description = "boot gds-p2p-machine.yaml instead of the default machine")
         boolean p2pMachine;
+        @Option(names = "--p2pmem", description = "the nvmet-rdma-like path over the CMB published as p2pmem")
+        boolean p2pmem;
     }
 }
