@@ -77,6 +77,24 @@ class P2pmemTargetTest {
         }
     }
 
+    /** {@code nvme_map_cmb} adds the buffer in any case but publishes it only when CMBSZ has both WDS and RDS. */
+    @Test
+    void aCmbWithoutReadAndWriteDataIsAddedButNotPublished() {
+        String text = NvmeCmb.machineText(true).replace("cmbBar: 2\n", "cmbBar: 2\n                cmbSupport: 13\n");
+        try (Machine m = Machine.boot(TopologyLoader.load(text, TopologyLoader.Format.YAML), Machine.Options.DEFAULT)) {
+            NvmePciDriver driver = new NvmePciDriver(m);
+            m.devices().registerDriver(driver);
+            NvmePciDriver.Controller c = driver.controller();
+            assertEquals(NvmeRegs.CMBSZ_SQS | NvmeRegs.CMBSZ_LISTS | NvmeRegs.CMBSZ_RDS, c.cmbsz() & 0x1f, "no WDS");
+            P2pMemory cmb = c.cmb().orElseThrow();
+            assertEquals(NvmeCmb.CMB_BYTES, cmb.size(), "added");
+            assertFalse(cmb.published(), "not published without WDS");
+            assertEquals(Optional.empty(), P2pDma.of(m).findMany(List.of(m.pci().function(P2pmemTarget.HCA_BDF), c.fn)));
+            m.devices().unregisterDriver(driver);
+            assertEquals(Optional.empty(), P2pDma.of(m).memory(c.fn), "taken back at unbind");
+        }
+    }
+
     @Test
     void aControllerWithoutACmbPublishesNothing() {
         try (Machine m = Machine.bootDefault()) {

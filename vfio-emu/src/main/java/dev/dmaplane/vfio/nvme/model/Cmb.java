@@ -22,10 +22,16 @@ final class Cmb {
 
     final int bar;
     private final Bar.Memory memory;
+    /** CMBSZ bits 4:0, what the buffer may hold. */
+    private final int support;
     private final long size;
     private volatile long msc;
 
-    Cmb(int bar, Bar.Memory memory, String where) {
+    /**
+     * @param support CMBSZ bits 4:0 (SQS, CQS, LISTS, RDS, WDS) as reported; the model moves data in the buffer
+     *                whichever are set (a host that puts data there against RDS or WDS clear gets it moved anyway)
+     */
+    Cmb(int bar, Bar.Memory memory, int support, String where) {
         if (memory.size() < 1L << 20) {
             throw new ErrnoException(Errno.EINVAL, where + ": a controller memory buffer in BAR" + bar + " of "
                     + memory.size() + " bytes; it needs at least 1 MiB");
@@ -33,6 +39,7 @@ final class Cmb {
         this.bar = bar;
         this.memory = memory;
         this.size = memory.size();
+        this.support = support & 0x1f;
     }
 
     long msc() {
@@ -52,7 +59,7 @@ final class Cmb {
     }
 
     int cmbsz() {
-        return (msc & CMBMSC_CRE) == 0 ? 0 : CMBSZ_SQS | CMBSZ_LISTS | CMBSZ_RDS | CMBSZ_WDS | SZU_MIB << CMBSZ_SZU_SHIFT
+        return (msc & CMBMSC_CRE) == 0 ? 0 : support | SZU_MIB << CMBSZ_SZU_SHIFT
                 | (int) (size >>> 20) << CMBSZ_SZ_SHIFT;
     }
 

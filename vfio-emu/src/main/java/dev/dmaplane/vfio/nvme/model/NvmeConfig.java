@@ -23,11 +23,15 @@ import java.util.regex.Pattern;
  * @param mdts          Identify Controller MDTS: transfers up to {@code 2^mdts} 4 KiB pages, 0 for no limit
  * @param dstrd         CAP.DSTRD: doorbells {@code 4 << dstrd} bytes apart
  * @param cmbBar        the memory BAR (2 to 5) offered as a controller memory buffer, or -1 for none
+ * @param cmbSupport    what CMBSZ says the buffer holds (bits 4:0: SQS 1, CQS 2, LISTS 4, RDS 8, WDS 16), written
+ *                      in decimal; 29 (SQS, LISTS, RDS, WDS) unless given
  */
 record NvmeConfig(int namespaces, long namespaceSize, int lbaShift, Optional<Path> namespaceFile, int ioQueues,
-                  int maxEntries, int mdts, int dstrd, int cmbBar) {
+                  int maxEntries, int mdts, int dstrd, int cmbBar, int cmbSupport) {
+    /** CMBSZ SQS, LISTS, RDS and WDS, the buffer's default support bits. */
+    static final int CMB_SUPPORT = 29;
     private static final Set<String> KEYS = Set.of("namespaces", "namespaceSize", "lbaSize", "namespaceFile",
-            "ioQueues", "maxQueueEntries", "mdts", "doorbellStride", "cmbBar");
+            "ioQueues", "maxQueueEntries", "mdts", "doorbellStride", "cmbBar", "cmbSupport");
     private static final Pattern SIZE = Pattern.compile("(\\d+)\\s*(|K|KiB|M|MiB|G|GiB|T|TiB)");
 
     /**
@@ -64,7 +68,9 @@ record NvmeConfig(int namespaces, long namespaceSize, int lbaShift, Optional<Pat
         int mdts = (int) number(where, props, "mdts", 5, 0, 12);
         int dstrd = (int) number(where, props, "doorbellStride", 0, 0, 15);
         int cmbBar = (int) number(where, props, "cmbBar", -1, 2, 5);
-        return new NvmeConfig(namespaces, nsSize, lbaShift, file, ioQueues, maxEntries, mdts, dstrd, cmbBar);
+        int cmbSupport = (int) number(where, props, "cmbSupport", CMB_SUPPORT, 0, 31);
+        return new NvmeConfig(namespaces, nsSize, lbaShift, file, ioQueues, maxEntries, mdts, dstrd, cmbBar,
+                cmbSupport);
     }
 
     /** Bytes of one logical block. */

@@ -63,7 +63,7 @@ public final class NvmeModel implements DeviceModel {
                     + " %#x, past %#x where BAR0's MSI-X table or end is", where, cfg.ioQueues() + 1,
                     4 << cfg.dstrd(), cfg.doorbellEnd(), limit));
         }
-        Cmb cmb = cfg.cmbBar() < 0 ? null : new Cmb(cfg.cmbBar(), ctx.deviceMemory(cfg.cmbBar()), where);
+        Cmb cmb = cfg.cmbBar() < 0 ? null : new Cmb(cfg.cmbBar(), ctx.deviceMemory(cfg.cmbBar()), cfg.cmbSupport(), where);
         Media opened = Media.open(where, cfg);
         Media media = opened;
         try {
