@@ -125,6 +125,8 @@ final class NvmePciDriver implements Driver {
             fn.setMaster(true);
             fn.devres().add("pci_clear_master", () -> fn.setMaster(false));
             fn.dma().setDmaMask(-1L);
+            // nvme_pci_alloc_dev: dma_set_max_seg_size(0xffffffff); the model's largest is 2 GiB - 1
+            fn.dma().setMaxSegmentSize(Integer.MAX_VALUE);
             regs = fn.bar(0).orElseThrow(() -> new ErrnoException(Errno.ENODEV, fn.bdf() + ": no BAR0")).mmio();
             cap = regs.read(NvmeRegs.CAP, 8);
             dstrd = NvmeRegs.capDstrd(cap);

@@ -62,15 +62,15 @@ final class P2pmemTarget {
      *
      * @param buffer     where the data buffer was
      * @param why        which p2pmem, or why host memory
-     * @param hcaMapType p2pdma's map type from the buffer to the HCA ({@code BUS_ADDR} for host memory: no peer)
+     * @param hcaMapType p2pdma's map type from the buffer to the HCA; empty for host memory (no peer)
      * @param commands   NVMe commands per direction
      * @param rdmaRead   the bus during the target's RDMA READ of the host's buffer into the data buffer
      * @param nvmeWrite  during the NVMe Write from the data buffer
      * @param nvmeRead   during the NVMe Read into the data buffer
      * @param rdmaWrite  during the target's RDMA WRITE from the data buffer to the host's buffer
      */
-    record Result(long bytes, Buffer buffer, String why, MapType hcaMapType, long commands, DmaTraffic rdmaRead,
-                  DmaTraffic nvmeWrite, DmaTraffic nvmeRead, DmaTraffic rdmaWrite) {
+    record Result(long bytes, Buffer buffer, String why, Optional<MapType> hcaMapType, long commands,
+                  DmaTraffic rdmaRead, DmaTraffic nvmeWrite, DmaTraffic nvmeRead, DmaTraffic rdmaWrite) {
         /**
          * Bytes of the data buffer that crossed host RAM: landing from the RDMA READ, leaving for the RDMA WRITE, the
          * NVMe Read's writes beyond its CQEs, and the NVMe Write's reads beyond the Read's (the same SQEs and PRP
@@ -84,14 +84,15 @@ final class P2pmemTarget {
         String report() {
             return String.format(Locale.ROOT, "NVMe-oF target data path over p2pmem: %d bytes%n"
                             + "data buffer:  %s (%s)%n"
-                            + "p2pdma:       %s between the buffer and %s (%s)%n"
+                            + "p2pdma:       %s%n"
                             + "host write:   %s RDMA READ of %s's buffer: %d bytes peer-to-peer, %d written to host RAM;"
                             + " NVMe Write, %d command(s): %d bytes read from host RAM%n"
                             + "host read:    NVMe Read, %d command(s): %d bytes written to host RAM; %s RDMA WRITE to"
                             + " %s's buffer: %d bytes peer-to-peer, %d read from host RAM%n"
                             + "host RAM:     %d bytes of the data buffer%n"
                             + "data check:   %d bytes match both ways%n",
-                    bytes, buffer, why, hcaMapType, HCA, HCA_BDF, HCA, HOST, rdmaRead.peerWriteBytes(),
+                    bytes, buffer, why, hcaMapType.map(t -> t + " between the buffer and " + HCA + " (" + HCA_BDF + ")")
+                            .orElse("none: host memory, mapped through each device's IOMMU"), HCA, HOST, rdmaRead.peerWriteBytes(),
                     rdmaRead.ramWriteBytes(), commands, nvmeWrite.ramReadBytes(), commands, nvmeRead.ramWriteBytes(),
                     HCA, HOST, rdmaWrite.peerReadBytes(), rdmaWrite.ramReadBytes(), bufferBytesInRam(), bytes);
         }
@@ -149,7 +150,7 @@ final class P2pmemTarget {
             }
         }
         Buffer kind = alloc == null ? Buffer.HOST_MEMORY : Buffer.P2PMEM;
-        MapType hcaMap = alloc == null ? MapType.BUS_ADDR : p2p.mapType(alloc.provider(), hca);
+        Optional<MapType> hcaMap = alloc == null ? Optional.empty() : Optional.of(p2p.mapType(alloc.provider(), hca));
         DmaBuf data = null;
         try {
             data = alloc == null ? new SystemHeap(bufs).allocate(bytes) : P2pmemDmaBuf.export(bufs, p2p, alloc);
