@@ -1,5 +1,7 @@
 package dev.dmaplane.nvmeuser;
 
+import dev.dmaplane.dma.DmaDirection;
+import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.dmabuf.DmaBufs;
 import dev.dmaplane.driver.softroce.host.SoftRoceHost;
 import dev.dmaplane.errno.Errno;
@@ -167,6 +169,41 @@ class P2pmemTargetTest {
                 assertEquals(0, cmb.available());
                 cmb.free(hog);
                 assertEquals(NvmeCmb.CMB_BYTES, cmb.available(), "nothing of the run left allocated");
+            } finally {
+                m.devices().unregisterDriver(driver);
+            }
+        }
+    }
+
+    /**
+     * The HCA reaches p2pmem only over a peer path: on the default machine (host bridge not on p2pdma's whitelist)
+     * registering CMB p2pmem on rxe1 is EOPNOTSUPP naming {@code pci_p2pdma_distance}'s reason, and nothing stays
+     * attached, mapped or registered; mapping it for rxe1 directly is EREMOTEIO, as {@code dma_map_sgtable} returns.
+     */
+    @Test
+    void withoutAPeerPathTheHcaCannotRegisterCmbP2pmem() {
+        try (Machine m = boot(false); SoftRoceHost rxe = SoftRoceHost.on(m)) {
+            NvmePciDriver driver = new NvmePciDriver(m);
+            m.devices().registerDriver(driver);
+            try {
+                P2pDma p2p = P2pDma.of(m);
+                P2pMemory cmb = driver.controller().cmb().orElseThrow();
+                P2pAllocation a = cmb.alloc(8192);
+                assertEquals(Errno.EREMOTEIO, assertThrows(ErrnoException.class, () -> p2p.mapSg(
+                        m.pci().function(P2pmemTarget.HCA_BDF), a, DmaDirection.BIDIRECTIONAL)).errno());
+                DmaBuf buf = P2pmemDmaBuf.export(DmaBufs.of(m), p2p, a);
+                try (RdmaEnd hca = new RdmaEnd(m, rxe.core(), P2pmemTarget.HCA)) {
+                    ErrnoException e = assertThrows(ErrnoException.class,
+                            () -> hca.pd().regDmabufMr(0, 8192, 0x10000, buf, RdmaEnd.ACCESS));
+                    assertEquals(Errno.EOPNOTSUPP, e.errno(), e.getMessage());
+                    assertTrue(e.getMessage().contains("pci_p2pdma_distance"), e.getMessage());
+                    assertTrue(buf.attachments().isEmpty(), "nothing left attached");
+                }
+                buf.put();
+                cmb.free(a);
+                assertEquals(NvmeCmb.CMB_BYTES, cmb.available(), "nothing left allocated or mapped");
+                assertTrue(DmaBufs.of(m).list().isEmpty());
+                assertEquals(0, rxe.core().device(P2pmemTarget.HCA).orElseThrow().objectCount());
             } finally {
                 m.devices().unregisterDriver(driver);
             }
