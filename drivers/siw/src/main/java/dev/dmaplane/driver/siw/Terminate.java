@@ -24,10 +24,13 @@ record Terminate(int layer, int etype, int ecode) {
     static final int RDMAP_ACCESS_RIGHTS = 0x02;
     static final int RDMAP_STAG_NOT_ASSOC = 0x03;
     static final int RDMAP_CANNOT_INVALIDATE = 0x09;
-    /** RDMAP Remote Operation Error codes. */
-    static final int RDMAP_INVALID_VERSION = 0x00;
-    static final int RDMAP_UNEXPECTED_OPCODE = 0x01;
-    static final int RDMAP_CATASTROPHIC_STREAM = 0x02;
+    /**
+     * RDMAP Remote Operation Error codes (RFC 5040 section 7: one numbering for both RDMAP error types, as
+     * {@code enum rdmap_ecode} of {@code iwarp.h}).
+     */
+    static final int RDMAP_INVALID_VERSION = 0x05;
+    static final int RDMAP_UNEXPECTED_OPCODE = 0x06;
+    static final int RDMAP_CATASTROPHIC_STREAM = 0x07;
 
     /** DDP error types. */
     static final int DDP_CATASTROPHIC = 0;
