@@ -73,6 +73,8 @@ final class Cep implements IwConnection, IwConnRequest {
     /** How a failed connect is reported (ECONNRESET when the stream just broke), and the peer's private data. */
     private volatile Errno failure = Errno.ECONNRESET;
     private volatile byte[] failurePd = new byte[0];
+    /** Whether the failed connect leaves the QP in ERR (it sent a TERMINATE) rather than as it was. */
+    private volatile boolean toError;
     private Thread thread;
 
     // the capture's view of the stream: bytes this side sent and received (TCP sequence numbers follow them)
@@ -195,23 +197,27 @@ final class Cep implements IwConnection, IwConnRequest {
                 return false;
             }
             Mpa.V2 theirs = rep.v2();
+            // reported as the peer sent them even when the negotiation fails, as siw_proc_mpareply does
+            peerOrd = theirs.ord();
+            peerIrd = theirs.ird();
             if (theirs.ord() > max) {
-                failConnect(Errno.EPROTO, new byte[0], "the peer's ORD " + theirs.ord() + " exceeds IRD "
-                        + max + " (insufficient IRD)");
+                // relaxed_ird_negotiation: our IRD may grow up to the device's, not beyond
+                refuseReply(new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA, Terminate.LLP_INSUFFICIENT_IRD),
+                        "the peer's ORD " + theirs.ord() + " exceeds the IRD of at most " + max);
                 return false;
             }
             if (p2p) {
-                if (!theirs.peerToPeer() || (theirs.rtr() & Mpa.V2_WRITE_RTR) == 0) {
-                    failConnect(Errno.EPROTO, new byte[0], "no matching RTR message: asked for 0x"
-                            + Integer.toHexString(Mpa.V2_WRITE_RTR) + ", got 0x" + Integer.toHexString(theirs.rtr()));
+                int offered = Mpa.V2_WRITE_RTR;
+                if ((theirs.rtr() & offered) == 0) {
+                    refuseReply(new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA, Terminate.LLP_NO_MATCHING_RTR),
+                            "no matching RTR message: offered 0x" + Integer.toHexString(offered) + ", picked 0x"
+                                    + Integer.toHexString(theirs.rtr()));
                     return false;
                 }
                 rtr = Mpa.V2_WRITE_RTR;
             }
             negotiatedOrd = Math.min(myOrd, theirs.ird());
             negotiatedIrd = theirs.ord();
-            peerOrd = theirs.ord();
-            peerIrd = theirs.ird();
         } else {
             negotiatedOrd = myOrd;
             negotiatedIrd = myIrd;
@@ -255,6 +261,37 @@ final class Cep implements IwConnection, IwConnRequest {
             return false;
         }
         return true;
+    }
+
+    /**
+     * {@code siw_proc_mpareply} refusing a revision 2 reply it cannot work with (insufficient IRD, no matching RTR):
+     * a TERMINATE of the LLP layer ({@code siw_init_terminate}, {@code siw_send_terminate}) goes out as the stream's
+     * only FPDU, CONNECT_REPLY reports {@code EINVAL} (its {@code out_err}) and the QP ends in ERR, as the endpoint's
+     * release moves it there ({@code siw_qp_llp_close}). Linux sends this TERMINATE before its QP has the CRC
+     * enabled, with a CRC field of zero; both sides set the C flag of RFC 5044 in their MPA frames, so the
+     * CRC here is the FPDU's real CRC32C, as the peer's MPA layer and Wireshark check it.
+     */
+    private void refuseReply(Terminate t, String why) {
+        LOG.debug("siw: {} refused the MPA reply of {}: {}", local, remote, why);
+        try {
+            write(terminateMessage(t));
+            dev.terminateSent(t);
+        } catch (IOException e) {
+            LOG.debug("siw: the TERMINATE to {} was not delivered", remote, e); // best effort, as siw's
+        }
+        toError = true;
+        failConnect(Errno.EINVAL, new byte[0], why + ": " + t);
+    }
+
+    /** {@code siw_send_terminate} for an error of the LLP layer: no DDP or RDMAP header of a failed frame is sent. */
+    static byte[] terminateMessage(Terminate t) {
+        int ulpdu = Iwarp.UNTAGGED_HDR + Iwarp.TERMINATE_BODY;
+        byte[] f = new byte[Mpa.fpduLength(ulpdu)];
+        ByteBuffer b = ByteBuffer.wrap(f, 2, ulpdu);
+        Iwarp.untagged(b, Iwarp.OP_TERMINATE, true, 0, Iwarp.QN_TERMINATE, 1, 0);
+        b.putInt(t.word());
+        Mpa.seal(ByteBuffer.wrap(f), 0, ulpdu);
+        return f;
     }
 
     /** {@code siw_qp_mpa_rts}: a zero-length RDMA WRITE to STag 1 ({@code MPA_V2_RDMA_WRITE_RTR}). */
@@ -492,6 +529,9 @@ final class Cep implements IwConnection, IwConnRequest {
                 q.connectionGone(this);
             } else {
                 dev.unbindQp(q, this); // a connect that failed leaves the QP as it was
+                if (toError && !q.destroyed) {
+                    q.hw.enterError(); // before CONNECT_REPLY: a query after the event sees ERR
+                }
             }
         }
         dev.forget(this);

@@ -30,6 +30,7 @@ record Terminate(int layer, int etype, int ecode) {
      */
     static final int RDMAP_INVALID_VERSION = 0x05;
     static final int RDMAP_UNEXPECTED_OPCODE = 0x06;
+    /** Catastrophic error, localized to the RDMAP stream: what siw sends when a READ request overflows its IRQ. */
     static final int RDMAP_CATASTROPHIC_STREAM = 0x07;
 
     /** DDP error types. */
@@ -48,9 +49,16 @@ record Terminate(int layer, int etype, int ecode) {
     static final int DDP_UT_TOO_LONG = 0x05;
     static final int DDP_UT_INVALID_VERSION = 0x06;
 
-    /** LLP (MPA) error type 0 with its codes (RFC 5044, section 8). */
+    /**
+     * LLP (MPA) error type 0 with its codes (RFC 5044 section 8, and those RFC 6581 adds for the enhanced connection
+     * establishment; {@code enum llp_ecode}).
+     */
     static final int LLP_MPA = 0;
     static final int LLP_CRC = 0x02;
+    /** RFC 6581: the responder's ORD exceeds what the initiator's IRD can take. */
+    static final int LLP_INSUFFICIENT_IRD = 0x06;
+    /** RFC 6581: the reply picked no RTR message the initiator offered. */
+    static final int LLP_NO_MATCHING_RTR = 0x07;
 
     /** Whether the peer reports that it refused an access to its memory (a protection error of either layer). */
     boolean protection() {
