@@ -210,7 +210,15 @@ final class Rx {
         }
     }
 
-    /** {@code siw_proc_rreq}: the source checked now, the response queued for the TX thread. */
+    /**
+     * {@code siw_proc_rreq}, {@code siw_init_rresp}: a request beyond the connection's IRD (more READs outstanding
+     * than it serves at once; the IRQ is sized from the IRD) is a catastrophic error of the stream, a TERMINATE of
+     * the RDMAP layer, Remote Operation Error, code 0x07 (RFC 5040 section 7); else the source is checked now and
+     * the response queued for the TX thread. A READ counts as outstanding from its request until the last segment of
+     * its response was handed to the stream, so a requester within its ORD never trips this: it sends the next
+     * request only after that last segment arrived. An IRD of 0 counts as 1, as the requester's ORD does
+     * ({@link Cep#ord}); siw's IRQ of size 0 takes none.
+     */
     private void readRequest(SiwQp q, Iwarp.Segment s) {
         if (s.opcode() != Iwarp.OP_READ_REQUEST || s.payloadLength() < Iwarp.READ_REQUEST_BODY) {
             fail(q, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_OPERATION,
@@ -220,6 +228,14 @@ final class Rx {
         ByteBuffer b = in.slice(s.payloadAt(), Iwarp.READ_REQUEST_BODY);
         ReadResponse r = new ReadResponse(b.getInt(), b.getLong(), b.getInt(), b.getInt(), b.getLong());
         q.rxMsn[Iwarp.QN_READ_REQUEST] = s.msn();
+        int ird = Math.max(1, cep.negotiatedIrd);
+        int outstanding = q.inboundReads.incrementAndGet();
+        if (outstanding > ird) {
+            fail(q, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_OPERATION,
+                    Terminate.RDMAP_CATASTROPHIC_STREAM), EventType.QP_FATAL, "READ request " + outstanding
+                    + " outstanding exceeds IRD " + ird);
+            return;
+        }
         long n = Integer.toUnsignedLong(r.length());
         if (n > 0) {
             try {

@@ -13,6 +13,7 @@ import java.util.ArrayDeque;
 import java.util.Arrays;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * The driver's side of one QP ({@code struct siw_qp}, {@code siw_qp.c}): its connection endpoint, the send
@@ -43,6 +44,11 @@ final class SiwQp {
 
     /** Inbound READs to answer, in arrival order. */
     final ConcurrentLinkedQueue<ReadResponse> irq = new ConcurrentLinkedQueue<>();
+    /**
+     * Inbound READs outstanding: accepted by the receive path and not yet answered in full by the TX thread; at most
+     * the connection's IRD ({@link Rx}).
+     */
+    final AtomicInteger inboundReads = new AtomicInteger();
     /** A TERMINATE the TX thread sends before it closes the stream. */
     volatile Terminate terminate;
 
@@ -67,6 +73,7 @@ final class SiwQp {
         held = null;
         terminate = null;
         terminateSent = false;
+        inboundReads.set(0);
         recv = null;
         recvBytes = 0;
     }
@@ -123,6 +130,7 @@ final class SiwQp {
         sq.clear();
         orq.clear();
         irq.clear();
+        inboundReads.set(0);
         return true;
     }
 

@@ -265,6 +265,7 @@ final class Tx {
                 end(c, at, Iwarp.TAGGED_HDR + n);
                 off += n;
             } while (off < len);
+            q.inboundReads.decrementAndGet(); // answered in full: the peer may send one more request
         }
     }
 

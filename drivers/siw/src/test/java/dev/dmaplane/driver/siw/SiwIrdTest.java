@@ -1,0 +1,166 @@
+package dev.dmaplane.driver.siw;
+
+import dev.dmaplane.rdma.spi.IwCmEvent;
+import dev.dmaplane.rdma.spi.IwConnParam;
+import dev.dmaplane.rdma.spi.IwConnection;
+import dev.dmaplane.rdma.spi.IwListen;
+import dev.dmaplane.rdma.verbs.EventType;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.WcStatus;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.io.DataInputStream;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+
+import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The responder's IRD enforced on inbound RDMA READ requests, as siw does ({@code siw_qp_rx.c}
+ * {@code siw_init_rresp}: the IRQ is sized from the IRD; a request that finds it full is a "Catastrophic error,
+ * localized to RDMAP Stream", a TERMINATE of the RDMAP layer, Remote Operation Error, code 0x07, RFC 5040 section
+ * 7). The responder raises QP_FATAL and ends in ERR; the requester fails the READ outstanding with REM_OP_ERR and
+ * flushes the rest. A requester within the negotiated depth never trips it. MPA revision 1 exchanges no depths, so
+ * a requester whose ORD exceeds the responder's IRD is the realistic overflow.
+ */
+@Timeout(60)
+class SiwIrdTest {
+    private static final int MIB = 1 << 20;
+
+    private final SiwHosts h = new SiwHosts(57, 58);
+
+    @AfterEach
+    void close() {
+        h.close();
+        assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
+    }
+
+    private static long counter(SiwDriver d, String name) {
+        return d.providers.get("siw0").hwCounters(1).get(name);
+    }
+
+    /** a → b, a with {@code aParam}, b accepting with {@code bParam}. */
+    private QueuePair[] connect(IwConnParam aParam, IwConnParam bParam) {
+        QueuePair qa = h.a.rc();
+        QueuePair qb = h.b.rc();
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add)) {
+            h.a.cm.connect(qa.qpNum(), l.local(), aParam, h.a.events::add);
+            IwCmEvent req = SiwHosts.expect(h.b.event(), IwCmEvent.Type.CONNECT_REQUEST);
+            req.request().accept(qb.qpNum(), bParam, h.b.events::add);
+            SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
+            SiwHosts.expect(h.a.event(), IwCmEvent.Type.CONNECT_REPLY);
+        }
+        return new QueuePair[]{qa, qb};
+    }
+
+    /**
+     * A raw requester (MPA revision 1) sends three 4 MiB READ requests at once to a responder of IRD 1: the first
+     * is served, a later one overflows; the TERMINATE follows the responses already started, and the stream closes.
+     */
+    @Test
+    void aReadRequestBeyondTheIrdIsTerminatedAsACatastrophicStreamError() throws Exception {
+        QueuePair qb = h.b.rc();
+        h.b.write(0, SiwHosts.random(4 * MIB, 3));
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = new Socket()) {
+            s.connect(l.local(), 10_000);
+            s.setSoTimeout(10_000);
+            s.getOutputStream().write(Mpa.frame(false, false, Mpa.REVISION_1, null, new byte[0]));
+            IwConnection cb = SiwHosts.expect(h.b.event(), IwCmEvent.Type.CONNECT_REQUEST).request()
+                    .accept(qb.qpNum(), new IwConnParam(null, 1, 1), h.b.events::add);
+            SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
+            assertEquals(1, ((Cep) cb).negotiatedIrd, "revision 1: the responder's own IRD");
+            DataInputStream in = new DataInputStream(s.getInputStream());
+            in.readFully(new byte[Mpa.RR_HDR]);
+
+            int ulpdu = Iwarp.UNTAGGED_HDR + Iwarp.READ_REQUEST_BODY;
+            int fpdu = Mpa.fpduLength(ulpdu);
+            ByteBuffer reqs = ByteBuffer.allocate(3 * fpdu);
+            for (int i = 0; i < 3; i++) {
+                ByteBuffer b = reqs.slice(i * fpdu + 2, ulpdu);
+                Iwarp.untagged(b, Iwarp.OP_READ_REQUEST, true, 0, Iwarp.QN_READ_REQUEST, i + 1, 0);
+                Iwarp.readRequest(b, 0x1234, 0, 4 * MIB, h.b.mr.rkey(), h.b.buf);
+                Mpa.seal(reqs, i * fpdu, ulpdu);
+            }
+            s.getOutputStream().write(reqs.array()); // one write: the responder finds them together
+
+            long responseBytes = 0;
+            Terminate t = null;
+            while (t == null) {
+                int len = in.readUnsignedShort();
+                byte[] f = new byte[Mpa.fpduLength(len)];
+                f[0] = (byte) (len >>> 8);
+                f[1] = (byte) len;
+                in.readFully(f, 2, f.length - 2);
+                Iwarp.Segment seg = Iwarp.parse(ByteBuffer.wrap(f), 2, len);
+                if (seg.tagged()) {
+                    assertEquals(Iwarp.OP_READ_RESPONSE, seg.opcode());
+                    responseBytes += seg.payloadLength();
+                } else {
+                    t = SiwMpaTerminateTest.terminate(f);
+                }
+            }
+            assertEquals(new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_OPERATION,
+                    Terminate.RDMAP_CATASTROPHIC_STREAM), t, "RDMAP, Remote Operation Error, catastrophic stream");
+            assertTrue(responseBytes < 3L * 4 * MIB, "not every request was served: " + responseBytes);
+            assertEquals(-1, in.read(), "the responder closed its half after the TERMINATE");
+            assertEquals(EventType.QP_FATAL, h.b.asyncEvent().type());
+            assertEquals(QpState.ERR, qb.query().qpState());
+            assertEquals(1, counter(h.db, "dmaplane_terminate_sent"));
+        }
+    }
+
+    /**
+     * Two siw devices in MPA revision 1: the requester may have 16 READs outstanding, the responder serves one at a
+     * time. The requester sees the TERMINATE: the READ it concerns fails with REM_OP_ERR (those answered before it
+     * succeeded), the others are flushed, and its QP is in ERR.
+     */
+    @Test
+    void aRequesterBeyondThePeersIrdSeesItsReadFailAndItsQpEnd() {
+        h.da.providers.get("siw0").mpa(Mpa.REVISION_1, false);
+        QueuePair[] p = connect(new IwConnParam(null, 16, 16), new IwConnParam(null, 16, 1));
+        for (int i = 0; i < 16; i++) {
+            p[0].postSend(new SendWr.RdmaRead(i, List.of(h.a.sge((i % 4L) * MIB, MIB)), SIGNALED, h.b.buf,
+                    h.b.mr.rkey()));
+        }
+        List<WcStatus> st = new ArrayList<>(SiwHosts.poll(h.a.cq, 16).stream().map(WorkCompletion::status).toList());
+        int failed = st.indexOf(WcStatus.REM_OP_ERR);
+        assertTrue(failed >= 0, "a READ failed with REM_OP_ERR: " + st);
+        assertTrue(st.subList(0, failed).stream().allMatch(s -> s == WcStatus.SUCCESS), st.toString());
+        assertTrue(st.subList(failed + 1, 16).stream().allMatch(s -> s == WcStatus.WR_FLUSH_ERR), st.toString());
+        assertFalse(st.subList(failed + 1, 16).isEmpty(), "more were outstanding than the responder serves");
+        assertEquals(QpState.ERR, p[0].query().qpState());
+        assertEquals(EventType.QP_FATAL, h.b.asyncEvent().type());
+        assertEquals(QpState.ERR, p[1].query().qpState());
+        assertEquals(1, counter(h.da, "dmaplane_terminate_received"));
+    }
+
+    /** MPA v2 cuts the requester's ORD to the responder's IRD: 16 READs, two at a time, all served, every byte. */
+    @Test
+    void aRequesterWithinTheNegotiatedDepthIsNeverRefused() {
+        QueuePair[] p = connect(new IwConnParam(null, 16, 16), new IwConnParam(null, 16, 2));
+        h.b.write(0, SiwHosts.random(MIB, 9));
+        for (int i = 0; i < 16; i++) {
+            p[0].postSend(new SendWr.RdmaRead(i, List.of(h.a.sge((i % 4L) * MIB, MIB)), SIGNALED, h.b.buf,
+                    h.b.mr.rkey()));
+        }
+        assertTrue(SiwHosts.poll(h.a.cq, 16).stream().allMatch(c -> c.status() == WcStatus.SUCCESS));
+        for (int i = 0; i < 4; i++) {
+            assertArrayEquals(SiwHosts.random(MIB, 9), h.a.read((long) i * MIB, MIB));
+        }
+        assertEquals(0, counter(h.db, "dmaplane_terminate_sent"));
+        assertEquals(QpState.RTS, p[1].query().qpState());
+    }
+}
