@@ -9,22 +9,24 @@ import dev.dmaplane.rdma.cm.CmId;
 import dev.dmaplane.rdma.cm.ConnParam;
 import dev.dmaplane.rdma.cm.EventChannel;
 import dev.dmaplane.rdma.cm.PortSpace;
-import dev.dmaplane.rdma.verbs.QpState;
-import dev.dmaplane.rdma.verbs.QueuePair;
 
 import java.net.InetSocketAddress;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
  * One end's QPs connected through the rdma_cm, as perftest does with {@code -R} and forces when the device is iWARP
  * (an iWARP QP has no connection but the CM's; {@code perftest_communication.c}'s
  * {@code rdma_cm_server_connection} and {@code rdma_cm_client_connection}): the server end listens on its address
  * and accepts one request per QP, the client resolves from its own address and connects one id per QP, in QP
- * order; each QP is named in the connection parameters ({@code qp_num}) and moved with {@code rdma_init_qp_attr}.
- * On iWARP the QP goes to RTR before connect or accept and the iw_cm moves it to RTS. On RoCE (IB CM MADs) the
- * client's QP goes to INIT before connect, to RTR and RTS on CONNECT_RESPONSE, which {@code rdma_establish}
- * answers with the RTU; the server's goes to RTR and RTS from the REQ before it accepts, ESTABLISHED follows the
- * RTU. Closing destroys the ids, which closes the connections.
+ * order. Each QP is the id's: made on it with {@code rdma_create_qp} once the id has its device (the client's at
+ * ROUTE_RESOLVED, {@code rdma_cm_route_handler}; the server's at CONNECT_REQUEST,
+ * {@code rdma_cm_connection_request_handler}, both through {@code create_qp_main}), so that the rdma_cm moves it:
+ * INIT when made; on iWARP RTR at connect or accept and RTS by the iw_cm; on RoCE the client's RTR and RTS when the
+ * REP comes (then the RTU and ESTABLISHED), the server's RTR and RTS at accept, ESTABLISHED with the RTU. Closing
+ * destroys each id's QP ({@code rdma_destroy_qp}) and then the ids ({@code rdma_destroy_id}), as perftest's
+ * {@code destroy_ctx} does, which closes the connections.
  */
 final class CmConnect implements AutoCloseable {
     /** How long one CM step may take. */
@@ -35,6 +37,8 @@ final class CmConnect implements AutoCloseable {
     private final EventChannel ch;
     private final Perftest.Side side;
     private CmId listen;
+    /** The id of each connection, in QP order: QP {@code q} of the side is {@code ids.get(q).qp()}. */
+    private final List<CmId> ids = new ArrayList<>();
 
     private CmConnect(RdmaCore core, Perftest.Side side) {
         this.ch = core.cm().createEventChannel(side.mm);
@@ -51,9 +55,9 @@ final class CmConnect implements AutoCloseable {
         CmConnect client = new CmConnect(core, c);
         c.cm = client;
         for (int q = 0; q < c.qps.length; q++) {
-            CmId id = client.connectOne(q, server.address());
+            client.connectOne(q, server.address());
             server.acceptOne(q);
-            client.established(id, q);
+            client.expect(CmEventType.ESTABLISHED); // the rdma_cm moved the id's QP to RTS
             server.expect(CmEventType.ESTABLISHED);
         }
     }
@@ -90,7 +94,8 @@ final class CmConnect implements AutoCloseable {
         CmConnect client = new CmConnect(core, c);
         try {
             for (int q = 0; q < c.qps.length; q++) {
-                client.established(client.connectOne(q, to), q);
+                client.connectOne(q, to);
+                client.expect(CmEventType.ESTABLISHED);
             }
             return client;
         } catch (RuntimeException e) {
@@ -99,46 +104,29 @@ final class CmConnect implements AutoCloseable {
         }
     }
 
-    private CmId connectOne(int q, InetSocketAddress to) {
+    /** {@code rdma_cm_route_handler}: QP {@code q} made on the id once the route is there, then the connect. */
+    private void connectOne(int q, InetSocketAddress to) {
         CmId id = ch.createId(PortSpace.TCP);
+        ids.add(id);
         id.resolveAddr(new InetSocketAddress(side.gid.toInetAddress(), 0), to, (int) WAIT.toMillis());
         expect(CmEventType.ADDR_RESOLVED);
         id.resolveRoute((int) WAIT.toMillis());
         expect(CmEventType.ROUTE_RESOLVED);
-        QueuePair qp = side.qps[q];
-        qp.modify(id.initQpAttr(QpState.INIT));
-        if (side.iwarp) {
-            qp.modify(id.initQpAttr(QpState.RTR));
-        }
-        id.connect(new ConnParam(null, RD_ATOMIC, RD_ATOMIC, 0, 7, 7, false, side.qpn(q)));
-        return id;
+        side.qps[q] = id.createQp(side.pd, side.qpInit);
+        id.connect(new ConnParam(null, RD_ATOMIC, RD_ATOMIC, 0, 7, 7, false, 0)); // qp_num: the id's QP
     }
 
-    /**
-     * The client's connection of QP {@code q} comes up: ESTABLISHED on iWARP; on RoCE CONNECT_RESPONSE, the QP to
-     * RTR and RTS from the REP, and the RTU ({@code rdma_establish}).
-     */
-    private void established(CmId id, int q) {
-        if (side.iwarp) {
-            expect(CmEventType.ESTABLISHED);
-            return;
-        }
-        expect(CmEventType.CONNECT_RESPONSE);
-        QueuePair qp = side.qps[q];
-        qp.modify(id.initQpAttr(QpState.RTR));
-        qp.modify(id.initQpAttr(QpState.RTS));
-        id.establish();
-    }
-
+    /** {@code rdma_cm_connection_request_handler}: QP {@code q} made on the request's id, then the accept. */
     private void acceptOne(int q) {
         CmId conn = expect(CmEventType.CONNECT_REQUEST).id();
-        QueuePair qp = side.qps[q];
-        qp.modify(conn.initQpAttr(QpState.INIT));
-        qp.modify(conn.initQpAttr(QpState.RTR));
-        if (!side.iwarp) {
-            qp.modify(conn.initQpAttr(QpState.RTS));
-        }
-        conn.accept(new ConnParam(null, RD_ATOMIC, RD_ATOMIC, 0, 7, 7, false, side.qpn(q)));
+        ids.add(conn);
+        side.qps[q] = conn.createQp(side.pd, side.qpInit);
+        conn.accept(new ConnParam(null, RD_ATOMIC, RD_ATOMIC, 0, 7, 7, false, 0));
+    }
+
+    /** The ids of this end's connections, in QP order (each holds its QP). */
+    List<CmId> ids() {
+        return List.copyOf(ids);
     }
 
     private CmEvent expect(CmEventType type) {
@@ -152,9 +140,18 @@ final class CmConnect implements AutoCloseable {
         return e;
     }
 
-    /** Destroys the ids (their connections close, the QPs go to ERR) and the channel. */
+    /**
+     * {@code destroy_ctx}: each id's QP ({@code rdma_destroy_qp}), then the ids and the channel (their connections
+     * close).
+     */
     @Override
     public void close() {
-        ch.close();
+        try {
+            for (CmId id : ids) {
+                id.destroyQp();
+            }
+        } finally {
+            ch.close();
+        }
     }
 }

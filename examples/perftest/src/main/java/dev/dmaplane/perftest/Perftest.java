@@ -143,7 +143,7 @@ public final class Perftest {
         long region = roundUp(Math.max(maxSize + GRH, 64), 4096);
         try (Side c = new Side(machine, core, client, cfg, region, psns);
              Side s = new Side(machine, core, server, cfg, region, psns)) {
-            if (iwarp || cfg.rdmaCm()) {
+            if (c.viaCm) {
                 CmConnect.connect(core, c, s);
             }
             List<Integer> sizes = cfg.sizes();
@@ -157,7 +157,7 @@ public final class Perftest {
                 c.ah = c.pd.createAh(AhAttr.roce(s.gid, 1, 1));
                 s.ah = s.pd.createAh(AhAttr.roce(c.gid, 1, 1));
             }
-            for (int q = 0; q < cfg.qps() && !iwarp && !cfg.rdmaCm(); q++) {
+            for (int q = 0; q < cfg.qps() && !c.viaCm; q++) {
                 connect(c.qps[q], c.psn(q), s, q, c.ctx, cfg.connection(), TIMEOUT);
                 connect(s.qps[q], s.psn(q), c, q, s.ctx, cfg.connection(), TIMEOUT);
             }
@@ -258,7 +258,15 @@ public final class Perftest {
         final long length;
         final MemoryRegion mr;
         final Gid gid;
+        /**
+         * The QPs; with the rdma_cm ({@link #viaCm}) each is made on its connection's id by {@link CmConnect}
+         * ({@code rdma_create_qp}) and stays null until then.
+         */
         final QueuePair[] qps;
+        /** What every QP of this end is made with ({@code ctx_qp_create}'s {@code ibv_qp_init_attr}). */
+        final QpInitAttr qpInit;
+        /** Whether the QPs connect through the rdma_cm: {@code -R}, or an iWARP device (perftest forces it there). */
+        final boolean viaCm;
         /** Each QP's first send PSN, random as perftest's ({@link Header#psn}). */
         final int[] psns;
         /** Whether the device is iWARP: its QPs connect through the rdma_cm, its WRITEs complete unacknowledged. */
@@ -322,10 +330,14 @@ public final class Perftest {
             sendsTotal = new long[cfg.qps()];
             receivesTotal = new long[cfg.qps()];
             psns = new int[cfg.qps()];
+            // as perftest's ctx_qp_create: the QP's inline capacity is the -I asked for
+            qpInit = new QpInitAttr(cq, rcq, srq, new QpCap(sqDepth, rqDepth, 1, 1, cfg.inlineSize()),
+                    cfg.connection(), false);
+            viaCm = iwarp || cfg.rdmaCm();
             for (int q = 0; q < qps.length; q++) {
-                // as perftest's ctx_qp_create: the QP's inline capacity is the -I asked for
-                qps[q] = pd.createQp(new QpInitAttr(cq, rcq, srq, new QpCap(sqDepth, rqDepth, 1, 1, cfg.inlineSize()),
-                        cfg.connection(), false));
+                if (!viaCm) { // create_qp_main: with RDMA_CM, rdma_create_qp on the connection's id instead
+                    qps[q] = pd.createQp(qpInit);
+                }
                 psns[q] = Header.psn(psnSource);
             }
         }

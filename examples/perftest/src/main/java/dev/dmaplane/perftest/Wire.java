@@ -172,13 +172,13 @@ final class Wire {
             InetAddress ip = gid(o, oob, CLIENT_LOOPBACK);
             try (Station st = stations.up(o.device(), ip);
                  Side c = new Side(st.machine(), st.core(), o.device(), cfg, region(cfg), Header.psns())) {
-                boolean cm = iwarp(st, o, cfg) || cfg.rdmaCm();
+                boolean cm = iwarp(st, o, cfg) || cfg.rdmaCm(); // c.viaCm, iWARP checked
+                if (cm) { // rdma_cm_client_connection: one connection per QP to where the server listens
+                    c.cm = CmConnect.connect(st.core(), c, cmAddress(expect(oob, "CM ")));
+                }
+                // with the rdma_cm the QPs are made on the ids: their numbers are known once connected
                 oob.send(Peer.line(c));
                 Peer s = Peer.parse(expect(oob, "ADDR"), cfg.qps());
-                if (cm) { // rdma_cm_client_connection: one connection per QP to the port the server listens on
-                    int port = Integer.parseInt(expect(oob, "CM ").substring(3));
-                    c.cm = CmConnect.connect(st.core(), c, new InetSocketAddress(s.gid().toInetAddress(), port));
-                }
                 for (int q = 0; q < cfg.qps() && !cm; q++) {
                     connect(c.qps[q], c.psn(q), s, q, c.ctx, cfg.connection(), TIMEOUT);
                 }
@@ -244,14 +244,14 @@ final class Wire {
         InetAddress ip = gid(o, oob, SERVER_LOOPBACK);
         try (Station st = stations.up(o.device(), ip);
              Side s = new Side(st.machine(), st.core(), o.device(), cfg, region(cfg), Header.psns())) {
-            boolean cm = iwarp(st, o, cfg) || cfg.rdmaCm();
-            Peer c = Peer.parse(expect(oob, "ADDR"), cfg.qps());
-            oob.send(Peer.line(s));
-            if (cm) { // rdma_cm_server_connection: listen, tell the client the port, accept one per QP
+            boolean cm = iwarp(st, o, cfg) || cfg.rdmaCm(); // s.viaCm, iWARP checked
+            if (cm) { // rdma_cm_server_connection: listen, tell the client where, accept one per QP
                 s.cm = CmConnect.listen(st.core(), s);
-                oob.send("CM " + s.cm.address().getPort());
+                oob.send("CM " + s.cm.address().getAddress().getHostAddress() + " " + s.cm.address().getPort());
                 s.cm.accept();
             }
+            Peer c = Peer.parse(expect(oob, "ADDR"), cfg.qps());
+            oob.send(Peer.line(s));
             for (int q = 0; q < cfg.qps() && !cm; q++) {
                 connect(s.qps[q], s.psn(q), c, q, s.ctx, cfg.connection(), TIMEOUT);
             }
@@ -558,6 +558,24 @@ final class Wire {
     }
 
     /** This end's GID: {@code --ip}, or the address it has on the channel ({@code loopback} on the loopback). */
+    /**
+     * The address in the server's {@code CM <address> <port>} line: where it listens.
+     *
+     * @throws ErrnoException {@code EPROTO} for a line that is not one
+     */
+    private static InetSocketAddress cmAddress(String line) {
+        String[] w = line.split(" ");
+        try {
+            if (w.length != 3) {
+                throw new IllegalArgumentException("not CM, an address and a port");
+            }
+            return new InetSocketAddress(InetAddress.getByName(w[1]), Integer.parseInt(w[2]));
+        } catch (IllegalArgumentException | UnknownHostException e) {
+            throw new ErrnoException(Errno.EPROTO, "perftest: bad rdma_cm address from the server '" + line + "': "
+                    + e.getMessage(), e);
+        }
+    }
+
     private static InetAddress gid(Options o, Oob oob, String loopback) {
         if (o.ip() != null) {
             return o.ip();

@@ -6,6 +6,9 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.perftest.impl.PerfCommands;
 import dev.dmaplane.rdma.RdmaCore;
+import dev.dmaplane.rdma.cm.CmId;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assertions;
@@ -25,6 +28,8 @@ import java.util.Random;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -87,6 +92,43 @@ class PerftestTest {
                 () -> PerfConfig.parse("send_bw", "-R", "-c", "UD"));
         assertEquals(Errno.EINVAL, ud.errno());
         assertTrue(ud.getMessage().contains("-R with -c UD"), ud.getMessage());
+    }
+
+    /**
+     * With {@code -R} each QP is its cm id's, as perftest's {@code create_qp_main} makes it for RDMA_CM
+     * ({@code rdma_create_qp} on the id): at the byte check every id of either end holds the QP that end posted to,
+     * moved to RTS by the rdma_cm; at the end of the run the QPs go with the ids ({@code rdma_destroy_qp},
+     * {@code rdma_destroy_id}): destroyed, no id left.
+     */
+    @Test
+    void rdmaCmQpsAreTheIdsAndGoWithThem() {
+        List<CmId> ids = new ArrayList<>();
+        List<QueuePair> qps = new ArrayList<>();
+        Perftest.run(machine, core, PerfConfig.parse("write_bw", "-R", "-n", "20", "-s", "4096", "-q", "2"),
+                (cfg, client, server) -> collectIdQps(client, server, 2, ids, qps));
+        assertIdQpsDestroyed(core, ids, qps, 4);
+    }
+
+    /** The ids and QPs of both ends, each QP checked to be its id's and in RTS. */
+    static void collectIdQps(Perftest.Side client, Perftest.Side server, int n, List<CmId> ids,
+                             List<QueuePair> qps) {
+        for (Perftest.Side side : List.of(client, server)) {
+            List<CmId> mine = side.cm.ids();
+            assertEquals(n, mine.size(), "one id per QP");
+            for (int q = 0; q < n; q++) {
+                assertSame(side.qps[q], mine.get(q).qp(), "QP " + q + " of " + side.name + " is its id's");
+                assertEquals(QpState.RTS, side.qps[q].query().qpState(), "moved by the rdma_cm");
+                ids.add(mine.get(q));
+                qps.add(side.qps[q]);
+            }
+        }
+    }
+
+    static void assertIdQpsDestroyed(RdmaCore core, List<CmId> ids, List<QueuePair> qps, int n) {
+        assertEquals(n, qps.size(), "checked once");
+        assertTrue(qps.stream().allMatch(QueuePair::isDestroyed), "rdma_destroy_qp");
+        ids.forEach(id -> assertNull(id.qp(), "the id holds no QP any more"));
+        assertTrue(core.cm().ids().isEmpty(), "rdma_destroy_id");
     }
 
     @Test

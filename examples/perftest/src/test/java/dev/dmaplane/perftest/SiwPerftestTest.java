@@ -6,6 +6,8 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.rdma.RdmaCore;
+import dev.dmaplane.rdma.cm.CmId;
+import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.testing.Loopback;
 import dev.dmaplane.testing.TestMachines;
 import org.junit.jupiter.api.AfterAll;
@@ -17,6 +19,8 @@ import org.junit.jupiter.params.provider.ValueSource;
 
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 
 import static java.nio.charset.StandardCharsets.UTF_8;
@@ -102,6 +106,16 @@ class SiwPerftestTest {
         System.out.print(r.report());
         assertTrue(r.report().contains("siw0 -> siw1"), r.report());
         assertEquals(100, r.rows().getFirst().iterations());
+    }
+
+    /** perftest forces the rdma_cm on iWARP: the QPs are the ids' there too, and go with them. */
+    @Test
+    void theQpsAreTheCmIdsAndGoWithThem() {
+        List<CmId> ids = new ArrayList<>();
+        List<QueuePair> qps = new ArrayList<>();
+        Perftest.run(machine, core, PerfConfig.parse("read_bw", "-n", "20", "-s", "4096", "-q", "2"), "siw0", "siw1",
+                (cfg, client, server) -> PerftestTest.collectIdQps(client, server, 2, ids, qps));
+        PerftestTest.assertIdQpsDestroyed(core, ids, qps, 4);
     }
 
     /** {@code -d} alone is a run in this process on that device; one it does not know is one line, exit 1. */
