@@ -29,9 +29,12 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
+import java.io.DataInputStream;
 import java.lang.foreign.MemorySegment;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
 import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.Arrays;
@@ -266,6 +269,31 @@ class SiwRdmaCmTest {
                 () -> client.ch.getEvent(Duration.ofMillis(200))).errno(), "nothing after REJECTED");
         assertEquals(QpState.RTR, client.qp.state(), "a rejected connect leaves the QP as siw left it");
         l.destroy();
+    }
+
+    /**
+     * An MPA v2 reply the client's siw answers with a TERMINATE (here an ORD beyond any IRD siw has): the iw_cm's
+     * CONNECT_REPLY with {@code -EINVAL} ({@code siw_proc_mpareply}) is CONNECT_ERROR with status {@code -EINVAL} at
+     * the rdma_cm ({@code cma_iw_handler}: neither a reset, a refusal nor a timeout), and the id's QP is in ERR.
+     */
+    @Test
+    void aReplyTheClientTerminatesIsConnectErrorWithEinval() throws Exception {
+        try (ServerSocket raw = new ServerSocket(PORT, 1, h.b.address)) {
+            resolve();
+            client.id.connect(ConnParam.of(new byte[]{'h', 'i'}, 4, 8));
+            try (Socket s = raw.accept()) {
+                s.setSoTimeout(10_000);
+                DataInputStream in = new DataInputStream(s.getInputStream());
+                in.readFully(new byte[Mpa.RR_HDR + Mpa.V2_DATA + 2]);
+                s.getOutputStream().write(Mpa.frame(true, false, Mpa.REVISION_2, new Mpa.V2(4, 200, false, 0),
+                        new byte[0]));
+                assertEquals(new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA, Terminate.LLP_INSUFFICIENT_IRD),
+                        SiwMpaTerminateTest.terminate(in.readAllBytes()));
+            }
+            CmEvent e = client.expect(CmEventType.CONNECT_ERROR);
+            assertEquals(-Errno.EINVAL.number(), e.status());
+            assertEquals(QpState.ERR, client.qp.state());
+        }
     }
 
     @Test
