@@ -10,14 +10,18 @@ import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
+import dev.dmaplane.testing.ExternalTool;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
 
 import java.io.DataInputStream;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -40,6 +44,9 @@ class SiwIrdTest {
     private static final int MIB = 1 << 20;
 
     private final SiwHosts h = new SiwHosts(57, 58);
+
+    @TempDir
+    Path dir;
 
     @AfterEach
     void close() {
@@ -145,6 +152,39 @@ class SiwIrdTest {
         assertEquals(EventType.QP_FATAL, h.b.asyncEvent().type());
         assertEquals(QpState.ERR, p[1].query().qpState());
         assertEquals(1, counter(h.da, "dmaplane_terminate_received"));
+    }
+
+    /**
+     * The same overflow in a capture of both devices: Wireshark decodes the TERMINATE as RDMAP layer, Remote
+     * Operation Error, "Catastrophic error, localized to RDMAP Stream" (0x07), with a good CRC and no malformed frame.
+     */
+    @Test
+    void tsharkDecodesTheCatastrophicStreamTerminate() throws Exception {
+        ExternalTool tshark = ExternalTool.require("tshark",
+                "apt-get install tshark (Debian, Ubuntu), dnf install wireshark-cli (Fedora)");
+        Path file = dir.resolve("siw-irq.pcap");
+        h.da.providers.get("siw0").mpa(Mpa.REVISION_1, false);
+        assertTrue(h.da.pcap(file.toString()).startsWith("capturing to "));
+        h.db.providers.get("siw0").capture = h.da.providers.get("siw0").capture;
+        QueuePair[] p = connect(new IwConnParam(null, 16, 16), new IwConnParam(null, 16, 1));
+        for (int i = 0; i < 16; i++) {
+            p[0].postSend(new SendWr.RdmaRead(i, List.of(h.a.sge(0, 256 << 10)), SIGNALED, h.b.buf, h.b.mr.rkey()));
+        }
+        assertTrue(SiwHosts.poll(h.a.cq, 16).stream().anyMatch(c -> c.status() == WcStatus.REM_OP_ERR));
+        assertEquals(EventType.QP_FATAL, h.b.asyncEvent().type());
+        assertTrue(h.da.pcap("off").contains("closed"));
+
+        String out = tshark.run(Duration.ofSeconds(60), "-r", file.toString(), "-Y", "iwarp_rdma.opcode == 7",
+                "-T", "fields", "-E", "separator=|", "-e", "_ws.malformed", "-e", "iwarp_ddp.qn", "-e",
+                "iwarp_ddp.msn", "-e", "iwarp_rdma.term_layer", "-e", "iwarp_rdma.term_etype_rdma", "-e",
+                "iwarp_rdma.term_errcode_rdma");
+        assertEquals(List.of("|2|1|0x00|0x02|0x07"), out.lines().filter(x -> !x.isBlank()).toList(), out);
+        String verbose = tshark.run(Duration.ofSeconds(60), "-r", file.toString(), "-Y", "iwarp_rdma.opcode == 7",
+                "-V");
+        assertTrue(verbose.contains("Catastrophic error, localized to RDMAP Stream"), verbose);
+        assertTrue(verbose.contains("(Good CRC32)"), verbose);
+        String all = tshark.run(Duration.ofSeconds(60), "-r", file.toString(), "-T", "fields", "-e", "_ws.malformed");
+        assertTrue(all.lines().allMatch(String::isBlank), "no malformed frame");
     }
 
     /** MPA v2 cuts the requester's ORD to the responder's IRD: 16 READs, two at a time, all served, every byte. */
