@@ -237,9 +237,16 @@ public final class Inode {
      *                        for an evicted inode
      */
     public long read(long offset, long length, PageCopy to) {
-        ErrnoException.check(offset >= 0, Errno.EINVAL, "read offset must be >= 0, not " + offset);
-        ErrnoException.check(length >= 0, Errno.EINVAL, "read length must be >= 0, not " + length);
-        ErrnoException.check(to != null, Errno.EINVAL, "read of " + path + " needs a PageCopy, not null");
+        // plain tests, not ErrnoException.check: that would build its message on every call of this data path
+        if (offset < 0) {
+            throw new ErrnoException(Errno.EINVAL, "read offset must be >= 0, not " + offset);
+        }
+        if (length < 0) {
+            throw new ErrnoException(Errno.EINVAL, "read length must be >= 0, not " + length);
+        }
+        if (to == null) {
+            throw new ErrnoException(Errno.EINVAL, "read of " + path + " needs a PageCopy, not null");
+        }
         iRwsem.readLock().lock();
         try {
             checkAlive();
@@ -281,19 +288,30 @@ public final class Inode {
      */
     public long write(long offset, long length, PageCopy from) {
         long len = length;
-        ErrnoException.check(offset >= 0, Errno.EINVAL, "write offset must be >= 0, not " + offset);
-        ErrnoException.check(len >= 0, Errno.EINVAL, "write length must be >= 0, not " + len);
-        ErrnoException.check(from != null, Errno.EINVAL, "write to " + path + " needs a PageCopy, not null");
-        ErrnoException.check(offset <= MAX_FILE_SIZE - len, Errno.EFBIG,
-                "write of " + len + " bytes at " + offset + " passes the maximum file size " + MAX_FILE_SIZE);
+        if (offset < 0) { // plain tests, not ErrnoException.check: no message built on the data path
+            throw new ErrnoException(Errno.EINVAL, "write offset must be >= 0, not " + offset);
+        }
+        if (len < 0) {
+            throw new ErrnoException(Errno.EINVAL, "write length must be >= 0, not " + len);
+        }
+        if (from == null) {
+            throw new ErrnoException(Errno.EINVAL, "write to " + path + " needs a PageCopy, not null");
+        }
+        if (offset > MAX_FILE_SIZE - len) {
+            throw new ErrnoException(Errno.EFBIG, "write of " + len + " bytes at " + offset
+                    + " passes the maximum file size " + MAX_FILE_SIZE);
+        }
         iRwsem.writeLock().lock();
         try {
             checkAlive();
             int sealed = seals;
-            ErrnoException.check((sealed & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) == 0, Errno.EPERM,
-                    "write to " + path + ", which is sealed against writes");
-            ErrnoException.check((sealed & F_SEAL_GROW) == 0 || offset + len <= size, Errno.EPERM,
-                    "write of " + len + " bytes at " + offset + " would grow " + path + ", which is sealed (F_SEAL_GROW)");
+            if ((sealed & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) != 0) {
+                throw new ErrnoException(Errno.EPERM, "write to " + path + ", which is sealed against writes");
+            }
+            if ((sealed & F_SEAL_GROW) != 0 && offset + len > size) {
+                throw new ErrnoException(Errno.EPERM, "write of " + len + " bytes at " + offset + " would grow " + path
+                        + ", which is sealed (F_SEAL_GROW)");
+            }
             if (len == 0) {
                 return 0;
             }

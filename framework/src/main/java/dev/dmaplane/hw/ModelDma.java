@@ -167,9 +167,11 @@ public final class ModelDma {
     /** Which register BAR of this function {@code [busAddr, busAddr + length)} touches, as a reason, or null. */
     private String ownRegisters(long busAddr, long length) {
         for (Bar b : function.bars()) {
+            if (!(b.backing() instanceof Bar.Mmio)) {
+                continue; // before the address: reading it takes the config space's monitor
+            }
             long base = b.address();
-            if (b.backing() instanceof Bar.Mmio && base != 0
-                    && Long.compareUnsigned(busAddr, base + b.size() - 1) <= 0
+            if (base != 0 && Long.compareUnsigned(busAddr, base + b.size() - 1) <= 0
                     && Long.compareUnsigned(busAddr + length - 1, base) >= 0) {
                 return String.format("%s: DMA at %#x (%d bytes) would reach its own register BAR%d at %#x",
                         function.bdf(), busAddr, length, b.index(), base);

@@ -396,7 +396,8 @@ public final class ConfigSpace {
      * The bus address BAR register {@code index} holds, joining the upper dword of a 64-bit BAR; 0 if the
      * BAR is not implemented.
      */
-    public long barAddress(int index) {
+    public synchronized long barAddress(int index) {
+        // one monitor for the header type and both dwords (a device model asks on every DMA, ModelDma)
         int count = isBridgeHeader() ? 2 : 6;
         if (index < 0 || index >= count) {
             throw new ErrnoException(Errno.EINVAL, "BAR index " + index + " is outside 0.." + (count - 1));

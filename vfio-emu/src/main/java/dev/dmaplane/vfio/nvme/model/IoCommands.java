@@ -124,8 +124,10 @@ final class IoCommands {
         if (direct.fault != null) {
             return ctrl.transferred(direct.fault, c);
         }
-        ErrnoException.check(n == bytes, Errno.EIO, "short read of namespace " + c.nsid() + " at " + offset + ": "
-                + n + " of " + bytes + " bytes");
+        if (n != bytes) {
+            throw new ErrnoException(Errno.EIO, "short read of namespace " + c.nsid() + " at " + offset + ": " + n
+                    + " of " + bytes + " bytes");
+        }
         ctrl.health.read(bytes);
         return NvmeStatus.SUCCESS;
     }
@@ -151,8 +153,10 @@ final class IoCommands {
             // with a real controller whose DMA was in flight when the host unmapped
             return ctrl.transferred(direct.fault, c);
         }
-        ErrnoException.check(n == bytes, Errno.ENOSPC, "short write of namespace " + c.nsid() + " at " + offset
-                + ": " + n + " of " + bytes + " bytes");
+        if (n != bytes) {
+            throw new ErrnoException(Errno.ENOSPC, "short write of namespace " + c.nsid() + " at " + offset + ": " + n
+                    + " of " + bytes + " bytes");
+        }
         ctrl.health.written(bytes);
         return NvmeStatus.SUCCESS;
     }
