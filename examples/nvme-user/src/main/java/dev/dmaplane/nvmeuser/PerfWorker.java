@@ -47,7 +47,9 @@ final class PerfWorker implements Runnable, QueuePair.CompletionHandler {
     private final byte[] inflight;
     private final SplittableRandom rnd;
     private final byte[] pattern;
-    private final byte[] block;
+    /** {@link #pattern} as a segment, and a block of zeroes: full checks compare in place, nothing copied. */
+    private final MemorySegment patternBlock;
+    private final MemorySegment zeroBlock;
     private int nextSeqIo;
     private long seq;
     /** Whether completions count: not during the warm-up and the drain. */
@@ -105,7 +107,8 @@ final class PerfWorker implements Runnable, QueuePair.CompletionHandler {
         for (int j = HEADER; j < blockSize; j++) {
             pattern[j] = (byte) (j * 31 + 7);
         }
-        this.block = new byte[blockSize];
+        this.patternBlock = MemorySegment.ofArray(pattern);
+        this.zeroBlock = MemorySegment.ofArray(new byte[blockSize]);
         if (options.workload().writes) {
             MemorySegment p = MemorySegment.ofArray(pattern);
             for (long off = 0; off < writeBufs.length(); off += blockSize) {
@@ -286,13 +289,8 @@ final class PerfWorker implements Runnable, QueuePair.CompletionHandler {
             long s = page.get(U64, in + 8);
             long expect = writtenSeq[io];
             if (lba == 0 && s == 0 && expect == 0) {
-                if (full) {
-                    MemorySegment.copy(page, ValueLayout.JAVA_BYTE, in, block, 0, blockSize);
-                    for (byte x : block) {
-                        if (x != 0) {
-                            throw mismatch(slba + b, "a block never written is not all zeroes");
-                        }
-                    }
+                if (full && MemorySegment.mismatch(page, in, in + blockSize, zeroBlock, 0, blockSize) >= 0) {
+                    throw mismatch(slba + b, "a block never written is not all zeroes");
                 }
                 continue;
             }
@@ -303,11 +301,11 @@ final class PerfWorker implements Runnable, QueuePair.CompletionHandler {
                 throw mismatch(slba + b, "it carries write " + s + ", the last completed there was " + expect);
             }
             if (full) {
-                MemorySegment.copy(page, ValueLayout.JAVA_BYTE, in, block, 0, blockSize);
-                for (int j = HEADER; j < blockSize; j++) {
-                    if (block[j] != pattern[j]) {
-                        throw mismatch(slba + b, "byte " + j + " is " + block[j] + ", written " + pattern[j]);
-                    }
+                long j = MemorySegment.mismatch(page, in + HEADER, in + blockSize, patternBlock, HEADER, blockSize);
+                if (j >= 0) {
+                    int bad = HEADER + (int) j;
+                    throw mismatch(slba + b, "byte " + bad + " is " + page.get(ValueLayout.JAVA_BYTE, in + bad)
+                            + ", written " + pattern[bad]);
                 }
             }
         }
