@@ -44,6 +44,15 @@ final class AdminCommands {
         this.prp = new Prp(ctrl.bus);
     }
 
+    /**
+     * The Arbitration feature's burst (bits 2:0, AB): how many commands may be fetched from one submission queue at
+     * a time, 2^AB, or no limit ({@link Integer#MAX_VALUE}) for 111b (Base 2.0, 3.4.4 and 5.27.1.1). Under the lock.
+     */
+    int arbitrationBurst() {
+        int ab = arbitration & 7;
+        return ab == 7 ? Integer.MAX_VALUE : 1 << ab;
+    }
+
     void resetFeatures() {
         arbitration = ARBITRATION_DEFAULT;
         powerState = 0;

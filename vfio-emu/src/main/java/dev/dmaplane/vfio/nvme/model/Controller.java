@@ -32,13 +32,15 @@ import static dev.dmaplane.vfio.nvme.NvmeRegs.*;
  * One NVMe controller (QEMU's {@code NvmeCtrl} in {@code hw/nvme/ctrl.c}): its BAR0 registers and doorbells, the
  * enable, disable and shutdown transitions of CC and CSTS (NVM Express Base Specification 2.0, 3.5), and command
  * engines, as a controller's per-queue engines and QEMU's per-SQ {@code nvme_process_sq}: engine {@code i} of
- * {@link #ENGINES} serves the submission queues whose ID modulo the engine count is {@code i}, round robin, one
- * command at a time, so different queues run at the same time.
+ * {@link #ENGINES} serves the submission queues whose ID modulo the engine count is {@code i}, round robin, taking
+ * up to the Arbitration Burst of commands from a queue at a time (Base 2.0, 3.4.4), so different queues run at the
+ * same time.
  * <p>
  * Locking: queue, register and feature state is guarded by {@link #lock}. A doorbell is a register store: it records
  * the tail or head under the lock and wakes the queue's engine, never waiting for a command. An engine takes the
- * lock to claim the next command (the SQ head moves, a completion entry is reserved in the CQ) and again to post its
- * completion; fetching the entry, the namespace access and the data DMA run without it. Admin commands run whole
+ * lock once to claim a burst of commands (the SQ head moves past them, a completion entry is reserved in the CQ for
+ * each) and once to post their completions, in order; fetching the entries, the namespace accesses and the data DMAs
+ * run without it. Admin commands run whole
  * under the lock. A controller reset, a Delete I/O SQ and {@link #quiesce} first let the commands in flight finish
  * ({@link #drain}) and no command starts meanwhile.
  */
@@ -438,20 +440,24 @@ final class Controller implements ModelDevice {
         }
     }
 
-    /** What an engine claimed under the lock: a submission queue entry to fetch and run. */
-    private record Claim(Queues.Sq sq, int slot) {
-    }
-
     /**
      * A command engine: a thread with its own entry and data buffers, serving the submission queues whose ID modulo
-     * the engine count is its index.
+     * the engine count is its index. The burst it claimed is in its arrays, each command's outcome beside its slot.
      */
     private final class Engine {
+        /** The most commands claimed at once, whatever the Arbitration Burst allows. */
+        static final int MAX_BURST = 64;
         final int index;
         final Condition work = lock.newCondition();
         final Thread thread;
         final MemorySegment sqe = MemorySegment.ofArray(new byte[NvmeCommand.SIZE]);
         final IoCommands io = new IoCommands(Controller.this);
+        /** The claimed entries' slots; the command read from each (null if none), its status, DW0 and fault. */
+        final int[] slots = new int[MAX_BURST];
+        final NvmeCommand[] commands = new NvmeCommand[MAX_BURST];
+        final int[] status = new int[MAX_BURST];
+        final int[] dw0 = new int[MAX_BURST];
+        final String[] faults = new String[MAX_BURST];
         int cursor;
 
         Engine(int index) {
@@ -462,10 +468,10 @@ final class Controller implements ModelDevice {
         /** Runs commands while there are some it may run, until stopped. */
         private void loop() {
             while (true) {
-                Claim claim;
+                Queues.Sq sq;
+                int claimed;
                 lock.lock();
                 try {
-                    Queues.Sq sq;
                     while ((sq = next()) == null && !stopped) {
                         work.await();
                     }
@@ -476,7 +482,7 @@ final class Controller implements ModelDevice {
                         takeAdmin(sq, sqe);
                         continue;
                     }
-                    claim = claim(sq);
+                    claimed = claim(sq);
                 } catch (InterruptedException e) {
                     LOG.error("{}: engine {} interrupted; it stops", name, index, e);
                     Thread.currentThread().interrupt();
@@ -488,7 +494,7 @@ final class Controller implements ModelDevice {
                 } finally {
                     lock.unlock();
                 }
-                run(claim);
+                run(sq, claimed);
             }
         }
 
@@ -513,55 +519,84 @@ final class Controller implements ModelDevice {
             return null;
         }
 
-        /** Fetches, runs and completes the claimed I/O command, without the lock but for the completion. */
-        private void run(Claim claim) {
-            Queues.Sq sq = claim.sq();
-            NvmeCommand c = null;
-            Result r = null;
-            String fault = null;
-            try {
-                DmaStatus fetched = bus.read(sq.base + (long) claim.slot() * NvmeCommand.SIZE, sqe);
-                if (!fetched.ok()) {
-                    fault = "fetching SQ" + sq.qid + " entry " + claim.slot() + ": " + fetched;
-                } else {
-                    c = NvmeCommand.readFrom(sqe);
-                    r = io.execute(c);
+        /**
+         * Takes the I/O commands at the head of {@code sq}, as many as it holds up to the Arbitration Burst and as
+         * its CQ has entries for: the head moves past them and a completion entry is reserved for each. The count.
+         */
+        private int claim(Queues.Sq sq) {
+            int burst = Math.min(admin.arbitrationBurst(), MAX_BURST);
+            int n = 0;
+            do {
+                slots[n++] = sq.head;
+                sq.head = (sq.head + 1) % sq.entries;
+                sq.cq.reserved++;
+                inFlight++;
+            } while (n < burst && sq.hasCommands() && !sq.cq.full());
+            sq.inFlight = true;
+            return n;
+        }
+
+        /**
+         * Fetches and runs the {@code claimed} commands without the lock, then takes it once to post their
+         * completions in order. A fetch the bus refuses stops the burst: the controller is fatal, and the entries
+         * after it are neither run nor completed.
+         */
+        private void run(Queues.Sq sq, int claimed) {
+            int ran = 0;
+            while (ran < claimed) {
+                if (!execute(sq, ran++)) {
+                    break;
                 }
-            } catch (RuntimeException e) {
-                LOG.error("{}: SQ{} entry {} failed", name, sq.qid, claim.slot(), e);
-                r = Result.of(NvmeStatus.INTERNAL_ERROR);
             }
             lock.lock();
             try {
-                sq.cq.reserved--;
-                if (fault != null) {
-                    fatal(fault);
-                } else if (c == null) {
-                    fatal("SQ" + sq.qid + " entry " + claim.slot() + " could not be read");
-                } else {
-                    if (r.status() != NvmeStatus.SUCCESS) {
-                        health.error(sq.qid, c, r.status());
+                sq.cq.reserved -= claimed;
+                for (int i = 0; i < ran; i++) {
+                    NvmeCommand c = commands[i];
+                    commands[i] = null;
+                    if (faults[i] != null) {
+                        fatal(faults[i]);
+                        faults[i] = null;
+                    } else if (c == null) {
+                        fatal("SQ" + sq.qid + " entry " + slots[i] + " could not be read");
+                    } else {
+                        if (status[i] != NvmeStatus.SUCCESS) {
+                            health.error(sq.qid, c, status[i]);
+                        }
+                        post(sq, c.cid(), status[i], dw0[i]);
                     }
-                    post(sq, c.cid(), r);
                 }
             } finally {
                 sq.inFlight = false;
-                if (--inFlight == 0 || draining > 0) {
+                inFlight -= claimed;
+                if (inFlight == 0 || draining > 0) {
                     drained.signalAll();
                 }
                 lock.unlock();
             }
         }
-    }
 
-    /** Takes the I/O command at the head of {@code sq}: the head moves and its completion entry is reserved. */
-    private Claim claim(Queues.Sq sq) {
-        int slot = sq.head;
-        sq.head = (sq.head + 1) % sq.entries;
-        sq.cq.reserved++;
-        sq.inFlight = true;
-        inFlight++;
-        return new Claim(sq, slot);
+        /** Fetches and runs the burst's command {@code i}, its outcome in the arrays: false if the fetch faulted. */
+        private boolean execute(Queues.Sq sq, int i) {
+            int slot = slots[i];
+            try {
+                DmaStatus fetched = bus.read(sq.base + (long) slot * NvmeCommand.SIZE, sqe);
+                if (!fetched.ok()) {
+                    faults[i] = "fetching SQ" + sq.qid + " entry " + slot + ": " + fetched;
+                    return false;
+                }
+                NvmeCommand c = NvmeCommand.readFrom(sqe);
+                commands[i] = c;
+                Result r = io.execute(c);
+                status[i] = r.status();
+                dw0[i] = r.dw0();
+            } catch (RuntimeException e) {
+                LOG.error("{}: SQ{} entry {} failed", name, sq.qid, slot, e);
+                status[i] = NvmeStatus.INTERNAL_ERROR;
+                dw0[i] = 0;
+            }
+            return true;
+        }
     }
 
     /** Fetches the admin command at the head of {@code sq} into {@code sqe}, runs it and posts its completion. */
@@ -596,9 +631,13 @@ final class Controller implements ModelDevice {
 
     /** Posts a completion for command {@code cid} of {@code sq} and signals its vector. */
     void post(Queues.Sq sq, int cid, Result r) {
+        post(sq, cid, r.status(), r.dw0());
+    }
+
+    private void post(Queues.Sq sq, int cid, int code, int dw0) {
         Queues.Cq cq = sq.cq;
-        int status = r.status() == NvmeStatus.SUCCESS ? 0 : r.status() | NvmeStatus.DNR;
-        new NvmeCompletion(r.dw0(), 0, sq.head, sq.qid, cid, cq.phase, status).writeTo(cqe);
+        int status = code == NvmeStatus.SUCCESS ? 0 : code | NvmeStatus.DNR;
+        new NvmeCompletion(dw0, 0, sq.head, sq.qid, cid, cq.phase, status).writeTo(cqe);
         DmaStatus written = bus.write(cq.base + (long) cq.tail * NvmeCompletion.SIZE, cqe);
         if (!written.ok()) {
             fatal("posting to CQ" + cq.qid + " entry " + cq.tail + ": " + written);

@@ -1,6 +1,7 @@
 package dev.dmaplane.vfio.nvme.model;
 
 import dev.dmaplane.pci.Msix;
+import dev.dmaplane.vfio.nvme.NvmeAdmin;
 import dev.dmaplane.vfio.nvme.NvmeCommand;
 import dev.dmaplane.vfio.nvme.NvmeCompletion;
 import dev.dmaplane.vfio.nvme.NvmeStatus;
@@ -200,6 +201,41 @@ class NvmeIoTest {
             }
         }
         assertFalse(d.posted(q));
+    }
+
+    /**
+     * The controller fetches up to the Arbitration Burst of commands from a submission queue at a time (Base 2.0,
+     * 3.4.4; the burst is 2^AB of the Arbitration feature, 5.27.1.1): eight commands behind one doorbell are taken
+     * in one burst of the default 2^3, so every completion's SQ Head Pointer already reads past all eight; with
+     * AB set to 0 they are taken one at a time and the head moves by one per completion.
+     */
+    @Test
+    void commandsAreFetchedInArbitrationBursts() {
+        m = new NvmeMachine(false);
+        NvmeTestDriver.Bound d = m.bound();
+        NvmeTestDriver.Queue q = d.queuePair(2, 32, 32);
+        NvmeTestDriver.Buffer b = d.buffer(4096);
+        for (int i = 0; i < 8; i++) {
+            d.place(q, NvmeCommand.readWrite(NVM_READ, 0x20 + i, 1, i, 1, b.bus(), 0));
+        }
+        d.ring(q);
+        for (int i = 0; i < 8; i++) {
+            NvmeCompletion c = d.reap(q);
+            assertEquals(0x20 + i, c.cid(), "completions in submission order");
+            assertTrue(c.ok(), c.toString());
+            assertEquals(8, c.sqHead(), "all eight fetched in one burst before the first completion");
+        }
+        assertTrue(d.admin(NvmeCommand.of(ADMIN_SET_FEATURES, 0, 0, 0, 0, NvmeAdmin.FEAT_ARBITRATION, 0, 0)).ok());
+        for (int i = 0; i < 8; i++) {
+            d.place(q, NvmeCommand.readWrite(NVM_READ, 0x30 + i, 1, i, 1, b.bus(), 0));
+        }
+        d.ring(q);
+        for (int i = 0; i < 8; i++) {
+            NvmeCompletion c = d.reap(q);
+            assertEquals(0x30 + i, c.cid());
+            assertEquals(9 + i, c.sqHead(), "a burst of one: the head moved by one command");
+        }
+        assertTrue(m.controller.awaitIdle(10, TimeUnit.SECONDS));
     }
 
     /**

@@ -219,12 +219,23 @@ final class NvmeTestDriver implements Driver {
 
         /** Places {@code c} in {@code q} with a fresh identifier (unless it has one) and rings the tail doorbell. */
         NvmeCommand submit(Queue q, NvmeCommand c) {
+            NvmeCommand cmd = place(q, c);
+            ring(q);
+            return cmd;
+        }
+
+        /** Places {@code c} in {@code q} as {@link #submit} does, without ringing the doorbell. */
+        NvmeCommand place(Queue q, NvmeCommand c) {
             NvmeCommand cmd = c.cid() != 0 ? c : c.withCid(++q.cids & 0xffff | 0x100);
             cmd.writeTo(q.sq.cpu().asSlice((long) q.tail * NvmeCommand.SIZE));
             q.tail = (q.tail + 1) % q.entries;
+            return cmd;
+        }
+
+        /** Rings {@code q}'s tail doorbell with the tail the placed commands reached. */
+        void ring(Queue q) {
             VarHandle.fullFence();
             regs.write(NvmeRegs.sqTailDoorbell(q.qid, dstrd), 4, q.tail);
-            return cmd;
         }
 
         /** Waits (bounded) for the next completion of {@code q}, consumes it and rings the head doorbell. */
