@@ -168,7 +168,7 @@ public final class ModelDma {
     private String ownRegisters(long busAddr, long length) {
         for (Bar b : function.bars()) {
             if (!(b.backing() instanceof Bar.Mmio)) {
-                continue; // before the address: reading it takes the config space's monitor
+                continue;
             }
             long base = b.address();
             if (base != 0 && Long.compareUnsigned(busAddr, base + b.size() - 1) <= 0

@@ -54,6 +54,12 @@ public final class ConfigSpace {
     /** The registers as firmware left them at boot, which new hardware in this slot comes up with again. */
     private byte[] firmware;
     private final List<WriteListener> listeners = new CopyOnWriteArrayList<>();
+    /** The BARs' bus addresses as last decoded, or null: a device model's every DMA asks ({@link #barAddress}). */
+    private volatile BarShadow barShadow;
+
+    /** The bus address of each BAR register, decoded when {@link #writes} read {@code writes}. */
+    private record BarShadow(int writes, long[] addresses) {
+    }
 
     /**
      * Counts {@link #write}s to every config space of one topology (this one's alone when it belongs to none), so
@@ -188,6 +194,7 @@ public final class ConfigSpace {
                 int b = (bits >>> (8 * i)) & 0xFF;
                 data[offset + i] = (byte) (set ? data[offset + i] | b : data[offset + i] & ~b);
             }
+            barShadow = null;
         }
     }
 
@@ -396,12 +403,36 @@ public final class ConfigSpace {
      * The bus address BAR register {@code index} holds, joining the upper dword of a 64-bit BAR; 0 if the
      * BAR is not implemented.
      */
-    public synchronized long barAddress(int index) {
-        // one monitor for the header type and both dwords (a device model asks on every DMA, ModelDma)
-        int count = isBridgeHeader() ? 2 : 6;
-        if (index < 0 || index >= count) {
-            throw new ErrnoException(Errno.EINVAL, "BAR index " + index + " is outside 0.." + (count - 1));
+    public long barAddress(int index) {
+        BarShadow s = barShadow;
+        if (s == null || s.writes() != writes.get()) {
+            s = decodeBars();
         }
+        long[] addresses = s.addresses();
+        if (index < 0 || index >= addresses.length) {
+            throw new ErrnoException(Errno.EINVAL, "BAR index " + index + " is outside 0.." + (addresses.length - 1));
+        }
+        return addresses[index];
+    }
+
+    /**
+     * Decodes every BAR under the monitor and keeps the result with the write count it saw: every change of the
+     * registers but {@link #init} and {@link #hardwareUpdate} counts a write inside the monitor, and those two drop
+     * the shadow, so a shadow whose count still matches holds what the registers hold.
+     */
+    private synchronized BarShadow decodeBars() {
+        int seen = writes.get();
+        int count = isBridgeHeader() ? 2 : 6;
+        long[] addresses = new long[count];
+        for (int i = 0; i < count; i++) {
+            addresses[i] = decodeBar(i, count);
+        }
+        BarShadow s = new BarShadow(seen, addresses);
+        barShadow = s;
+        return s;
+    }
+
+    private long decodeBar(int index, int count) {
         int lo = read(BASE_ADDRESS_0 + 4 * index, 4);
         if ((lo & BASE_ADDRESS_SPACE_IO) != 0) {
             return lo & ~0x3L & 0xFFFF_FFFFL;
@@ -503,6 +534,7 @@ public final class ConfigSpace {
             wmask[offset + i] = (byte) (writable >>> (8 * i));
         }
         command = (data[COMMAND] & 0xFF) | (data[COMMAND + 1] & 0xFF) << 8;
+        barShadow = null;
     }
 
     /** Marks a register's write-one-to-clear bits. */

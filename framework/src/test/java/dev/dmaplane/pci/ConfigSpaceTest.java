@@ -111,6 +111,28 @@ class ConfigSpaceTest {
         assertEquals(0xC010_0000L, cs.barAddress(4));
     }
 
+    /**
+     * The BAR addresses a device model reads on every DMA (ModelDma's check for its own register BARs) follow each
+     * change of the registers: a write, the hardware leaving and coming back (reads of an absent function return
+     * all-ones, PCIe Base 2.3.2) and a reset to power-on values (PCIe Base 6.6).
+     */
+    @Test
+    void barAddressFollowsWritesPresenceAndResets() {
+        ConfigSpace cs = endpoint();
+        int reg = BASE_ADDRESS_0 + 4 * 4;
+        long powerOn = cs.barAddress(4);
+        cs.write(reg, 4, 0xC010_0000);
+        assertEquals(0xC010_0000L, cs.barAddress(4));
+        cs.write(reg, 4, 0xC020_0000);
+        assertEquals(0xC020_0000L, cs.barAddress(4), "the second address, not the first one kept");
+        cs.setPresent(false);
+        assertEquals(0xFFFF_FFFCL, cs.barAddress(4), "all-ones read back, decoded as an I/O BAR");
+        cs.setPresent(true);
+        assertEquals(0xC020_0000L, cs.barAddress(4));
+        cs.resetToPowerOn();
+        assertEquals(powerOn, cs.barAddress(4));
+    }
+
     @Test
     void sixtyFourBitBarSizingUsesBothDwords() {
         ConfigSpace cs = endpoint();
