@@ -44,6 +44,8 @@ public final class QueuePair implements AutoCloseable {
     private final IrqTrigger irq;
     private final int[] free;
     private int freeTop;
+    /** Whether each identifier is outstanding: a completion for one that is not is refused in constant time. */
+    private final boolean[] inFlight;
     private int sqTail;
     /** The tail the SQ doorbell last said. */
     private int sqTailRung;
@@ -74,6 +76,7 @@ public final class QueuePair implements AutoCloseable {
             free[i] = free.length - 1 - i;
         }
         this.freeTop = free.length;
+        this.inFlight = new boolean[free.length];
     }
 
     private static long pageAlign(long n) {
@@ -142,7 +145,9 @@ public final class QueuePair implements AutoCloseable {
             throw new ErrnoException(Errno.EAGAIN, "queue pair " + qid + ": all " + capacity()
                     + " command slots outstanding");
         }
-        return free[--freeTop];
+        int cid = free[--freeTop];
+        inFlight[cid] = true;
+        return cid;
     }
 
     private void write(NvmeCommand command) {
@@ -243,10 +248,11 @@ public final class QueuePair implements AutoCloseable {
                 cqHead = 0;
                 phase = !phase;
             }
-            if (cid >= free.length || isFree(cid)) {
+            if (cid >= free.length || !inFlight[cid]) {
                 throw new ErrnoException(Errno.EIO, "queue pair " + qid + ": completion for command " + cid
                         + ", which is not outstanding");
             }
+            inFlight[cid] = false;
             free[freeTop++] = cid;
             completed++;
             n++;
@@ -256,15 +262,6 @@ public final class QueuePair implements AutoCloseable {
             ctrl.doorbell(cqDoorbell, cqHead);
         }
         return n;
-    }
-
-    private boolean isFree(int cid) {
-        for (int i = 0; i < freeTop; i++) {
-            if (free[i] == cid) {
-                return true;
-            }
-        }
-        return false;
     }
 
     /**
