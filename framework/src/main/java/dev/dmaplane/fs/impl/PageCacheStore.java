@@ -69,7 +69,8 @@ public final class PageCacheStore implements FileStore {
             long index = at >>> PAGE_SHIFT;
             long off = at & PAGE_MASK;
             long n = Math.min(PAGE_SIZE - off, len - done);
-            if (!to.copy(pageForRead(index).asSlice(off, n), done)) {
+            MemorySegment page = pageForRead(index);
+            if (!to.copy(n == page.byteSize() ? page : page.asSlice(off, n), done)) { // a whole page: no view made
                 return done;
             }
             done += n;

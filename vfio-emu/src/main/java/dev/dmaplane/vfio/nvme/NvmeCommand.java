@@ -110,10 +110,12 @@ public record NvmeCommand(int opcode, int flags, int cid, int nsid, long prp1, l
         e.set(U32, OFF_NSID, nsid);
         e.set(U64, OFF_PRP1, prp1);
         e.set(U64, OFF_PRP2, prp2);
-        int[] dw = {cdw10, cdw11, cdw12, cdw13, cdw14, cdw15};
-        for (int i = 0; i < dw.length; i++) {
-            e.set(U32, OFF_CDW10 + 4L * i, dw[i]);
-        }
+        e.set(U32, OFF_CDW10, cdw10);
+        e.set(U32, OFF_CDW10 + 4, cdw11);
+        e.set(U32, OFF_CDW10 + 8, cdw12);
+        e.set(U32, OFF_CDW10 + 12, cdw13);
+        e.set(U32, OFF_CDW10 + 16, cdw14);
+        e.set(U32, OFF_CDW10 + 20, cdw15);
     }
 
     /** Reads the entry at the start of {@code sqe}. */
