@@ -326,7 +326,6 @@ final class Latency {
 
     static boolean waitByte(Side side, long addr, int size, byte t, Ping ping) {
         long start = System.nanoTime();
-        int spins = 0;
         while (side.lastByte(addr, size) != t) {
             if (ping.stop) {
                 return false;
@@ -334,7 +333,7 @@ final class Latency {
             if (System.nanoTime() - start > STALL_NS) {
                 throw new ErrnoException(Errno.ETIMEDOUT, "perftest: " + ping.cfg.test().tool + " no data arrived");
             }
-            idle(spins++);
+            idle(System.nanoTime() - start);
         }
         return true;
     }
@@ -344,7 +343,6 @@ final class Latency {
         CompletionQueue cq = side.cq;
         long start = System.nanoTime();
         int got = 0;
-        int spins = 0;
         while (got < n) {
             for (WorkCompletion wc : cq.poll(n - got)) {
                 check(wc);
@@ -357,7 +355,7 @@ final class Latency {
                 if (side.channel != null) {
                     awaitEvent(side, ping.cfg, ping);
                 } else {
-                    idle(spins++);
+                    idle(System.nanoTime() - start);
                 }
             }
         }
@@ -366,7 +364,6 @@ final class Latency {
     /** Polls until one receive completes; send completions on the way are checked and dropped. */
     static boolean waitRecv(Side side, Ping ping) {
         long start = System.nanoTime();
-        int spins = 0;
         while (true) {
             List<WorkCompletion> wcs = side.cq.poll(1);
             for (WorkCompletion wc : wcs) {
@@ -387,7 +384,7 @@ final class Latency {
             if (side.channel != null) {
                 awaitEvent(side, ping.cfg, ping);
             } else {
-                idle(spins++);
+                idle(System.nanoTime() - start);
             }
         }
     }

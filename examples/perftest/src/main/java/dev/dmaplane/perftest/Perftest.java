@@ -43,6 +43,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
 import java.util.Random;
+import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 
 /**
@@ -539,16 +540,19 @@ public final class Perftest {
     /** How long one wait for a completion event lasts before the waiter looks whether it should stop. */
     static final Duration EVENT_SLICE = Duration.ofMillis(5);
 
-    /** Polls that find nothing spin before the poller starts giving its CPU away. */
-    static final int SPINS_BEFORE_YIELD = 4096;
+    /** How long a poller that finds nothing busy-polls before it starts giving its CPU away. */
+    static final long SPIN_NS = TimeUnit.MICROSECONDS.toNanos(5);
 
     /**
-     * Between two polls that found nothing: busy-polls as perftest does (the soft HCAs run in the threads that post
-     * to them), and only after {@link #SPINS_BEFORE_YIELD} polls yields the CPU each time, for an engine's timer
-     * thread or the other side when they share a CPU.
+     * Between two polls that found nothing, {@code idleNanos} after the poller started waiting: busy-polls as
+     * perftest does (the soft HCAs run in the threads that post to them) for {@link #SPIN_NS}, then yields the CPU
+     * at each poll. The other side's HCA, or this side's receive thread, may be waiting for a CPU on a machine with
+     * no more cores than busy threads, and the scheduler lets a woken thread preempt one that spins only at the end
+     * of its slice: a poller that spun for thousands of polls held write_lat between processes at 200-450 us typical,
+     * where yielding after a few microseconds gives 13-25 us.
      */
-    static void idle(int spins) {
-        if (spins < SPINS_BEFORE_YIELD) {
+    static void idle(long idleNanos) {
+        if (idleNanos < SPIN_NS) {
             Thread.onSpinWait();
         } else {
             Thread.yield();

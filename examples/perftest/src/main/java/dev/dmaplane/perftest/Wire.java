@@ -396,7 +396,6 @@ final class Wire {
             boolean credits = Credits.apply(one, s);
             int creditsOut = 0;
             long last = System.nanoTime();
-            int spins = 0;
             while (true) {
                 long w = want;
                 if (ping.stop || w >= 0 && sum(received) >= w) {
@@ -419,12 +418,11 @@ final class Wire {
                 }
                 if (!wcs.isEmpty()) {
                     last = System.nanoTime();
-                    spins = 0;
                 } else if (w >= 0 && System.nanoTime() - last > STALL_NS) {
                     throw new ErrnoException(Errno.ETIMEDOUT, "perftest: send_bw received " + sum(received) + " of "
                             + w);
                 } else {
-                    idle(spins++);
+                    idle(System.nanoTime() - last);
                 }
             }
         }
@@ -443,8 +441,8 @@ final class Wire {
 
         /** Waits for the {@code n} credit WRITEs still outstanding, at most {@link Perftest#STALL_NS}. */
         private void awaitCredits(int n) {
-            long deadline = System.nanoTime() + STALL_NS;
-            int spins = 0;
+            long since = System.nanoTime();
+            long deadline = since + STALL_NS;
             while (n > 0) {
                 if (System.nanoTime() - deadline > 0) {
                     throw new ErrnoException(Errno.ETIMEDOUT, "perftest: " + n + " receive credits of " + s.name
@@ -453,7 +451,7 @@ final class Wire {
                 List<WorkCompletion> wcs = s.cq.poll(16);
                 n -= creditsDone(wcs);
                 if (wcs.isEmpty()) {
-                    idle(spins++);
+                    idle(System.nanoTime() - since);
                 }
             }
         }
