@@ -49,7 +49,7 @@ final class DeviceFeature {
                 return 0;
             }
             DmaBuf buf = dev.dmaBufs().export(data, dataSize);
-            return user.install(new DmaBufFile(buf));
+            return user.installExported(buf);
         }
         throw new ErrnoException(Errno.ENOTTY, dev.name() + ": VFIO_DEVICE_FEATURE " + feature
                 + " is not a feature of vfio-pci (vfio_pci_core_ioctl_feature)");

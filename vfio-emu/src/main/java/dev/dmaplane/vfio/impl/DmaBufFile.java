@@ -1,26 +1,21 @@
 package dev.dmaplane.vfio.impl;
 
 import dev.dmaplane.dmabuf.DmaBuf;
+import dev.dmaplane.dmabuf.DmaBufHandle;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 
 import java.lang.foreign.MemorySegment;
 
 /**
- * A dma-buf file in a VFIO user's descriptor table ({@code dma_buf_fd}): it holds one reference to the buffer, which
- * {@code close} drops ({@code dma_buf_file_release}); it has no ioctl this model serves.
+ * A dma-buf descriptor of the process's table ({@link DmaBufHandle}, {@code dma_buf_fd}) seen through VFIO's calls:
+ * what {@code IOMMU_IOAS_MAP_FILE} maps; it has no ioctl this model serves. The handle holds the buffer's reference
+ * and drops it when the descriptor is closed ({@code dma_buf_file_release}), so this view releases nothing.
  */
-public final class DmaBufFile implements VfioFile {
-    private final DmaBuf buf;
-    private boolean released;
-
-    public DmaBufFile(DmaBuf buf) {
-        this.buf = buf;
-    }
-
-    /** The buffer the file holds a reference to. */
+public record DmaBufFile(DmaBufHandle handle) implements VfioFile {
+    /** The buffer the descriptor holds a reference to. */
     public DmaBuf buffer() {
-        return buf;
+        return handle.dmabuf();
     }
 
     @Override
@@ -35,17 +30,11 @@ public final class DmaBufFile implements VfioFile {
 
     @Override
     public void release() {
-        synchronized (this) {
-            if (released) {
-                return;
-            }
-            released = true;
-        }
-        buf.put();
+        // the handle drops the reference when the table closes it
     }
 
     @Override
     public String toString() {
-        return "dma-buf " + buf.ino() + " (" + buf.exporterName() + ")";
+        return "dma-buf " + buffer().ino() + " (" + buffer().exporterName() + ")";
     }
 }

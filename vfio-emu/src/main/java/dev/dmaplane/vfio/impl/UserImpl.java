@@ -1,11 +1,14 @@
 package dev.dmaplane.vfio.impl;
 
 import dev.dmaplane.dmabuf.DmaBuf;
+import dev.dmaplane.dmabuf.DmaBufHandle;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.fs.Inode;
 import dev.dmaplane.irq.IrqTrigger;
 import dev.dmaplane.mm.AddressSpace;
+import dev.dmaplane.resource.UContext;
+import dev.dmaplane.resource.UObject;
 import dev.dmaplane.vfio.VfioUser;
 import dev.dmaplane.vfio.iommufd.IommufdAccess;
 import dev.dmaplane.vfio.impl.iommufd.IommufdCtx;
@@ -16,17 +19,23 @@ import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
 
-/** A process's VFIO descriptors ({@code files_struct}) and its memlock accounting ({@code mm->locked_vm}). */
+/**
+ * A process's VFIO side: its descriptors, kept in the process's one table ({@code files_struct},
+ * {@link AddressSpace#files()}) beside every other subsystem's, and its memlock accounting ({@code mm->locked_vm}).
+ */
 final class UserImpl implements VfioUser {
     private static final Logger LOG = LoggerFactory.getLogger(UserImpl.class);
-    /** The first descriptor handed out: 0, 1 and 2 are the standard streams. */
-    private static final int FIRST_FD = 3;
 
     private final VfioCore core;
     private final AddressSpace mm;
-    private final Map<Integer, VfioFile> fds = new TreeMap<>();
+    /** The process's one descriptor table, shared with every other subsystem ({@code current->files}). */
+    private final UContext files;
+    /** This user's VFIO files by descriptor, to find them without the table's lock. */
+    private final Map<Integer, OpenFile> byFd = new ConcurrentHashMap<>();
+    /** What this user installed, oldest first, for {@link #close()}. */
+    private final List<UObject> installed = new ArrayList<>();
     private long memlockLimit;
     private long lockedBytes;
     private boolean closed;
@@ -34,6 +43,7 @@ final class UserImpl implements VfioUser {
     UserImpl(VfioCore core, AddressSpace mm, long memlockLimit) {
         this.core = core;
         this.mm = mm;
+        this.files = mm.files();
         this.memlockLimit = memlockLimit;
     }
 
@@ -147,31 +157,88 @@ final class UserImpl implements VfioUser {
     @Override
     public int installDmaBuf(DmaBuf buf) {
         ErrnoException.requireNonNull(buf, "dma_buf_fd: buffer");
-        buf.get();
-        return install(new DmaBufFile(buf)); // a refused install releases the file, which drops the reference
+        requireLive();
+        return track(DmaBufHandle.install(buf, files)); // a refused install leaves no reference behind
     }
 
-    /** Gives {@code file} the lowest free descriptor ({@code fd_install}); a closed user releases it at once. */
-    synchronized int install(VfioFile file) {
-        if (closed) {
+    /**
+     * {@code dma_buf_fd} for a buffer just exported to this process: the descriptor takes over the export's
+     * reference; a refused install drops it, releasing the buffer.
+     */
+    int installExported(DmaBuf buf) {
+        try {
+            return installDmaBuf(buf);
+        } finally {
+            buf.put();
+        }
+    }
+
+    /**
+     * Gives {@code file} the lowest free descriptor of the process's table ({@code fd_install}); a refused install
+     * (a closed user or table) releases the file at once.
+     */
+    int install(VfioFile file) {
+        try {
+            requireLive();
+        } catch (ErrnoException e) {
             file.release();
-            throw new ErrnoException(Errno.EBADF, "the process of " + mm.name() + " has exited");
+            throw e;
         }
-        int fd = FIRST_FD;
-        while (fds.containsKey(fd)) {
-            fd++;
-        }
-        fds.put(fd, file);
-        return fd;
+        OpenFile o = files.register(new OpenFile(file, this)); // a refusal releases it (RemoveReason.ABORT)
+        byFd.put(o.handle(), o);
+        return track(o);
     }
 
-    /** The open file behind {@code fd} ({@code fdget}). */
-    synchronized VfioFile file(int fd) {
-        VfioFile f = fds.get(fd);
-        if (f == null) {
-            throw new ErrnoException(Errno.EBADF, "fd " + fd + " is not open");
+    private void requireLive() {
+        synchronized (installed) {
+            if (closed) {
+                throw new ErrnoException(Errno.EBADF, "the process of " + mm.name() + " has exited");
+            }
         }
-        return f;
+    }
+
+    /** Remembers {@code o} for {@link #close()}; a user that closed meanwhile closes it again at once. */
+    private int track(UObject o) {
+        int fd = o.handle();
+        synchronized (installed) {
+            if (!closed) {
+                installed.removeIf(UObject::isDestroyed);
+                installed.add(o);
+                return fd;
+            }
+        }
+        closeObject(o);
+        throw new ErrnoException(Errno.EBADF, "the process of " + mm.name() + " has exited");
+    }
+
+    /** {@code o} was closed, by whatever path: it is no longer this user's. */
+    void closed(OpenFile o) {
+        byFd.remove(o.handle(), o);
+    }
+
+    /** The open file behind {@code fd} ({@code fdget}): a VFIO file, a dma-buf or another subsystem's file. */
+    VfioFile file(int fd) {
+        OpenFile mine = byFd.get(fd);
+        if (mine != null) {
+            return mine.file();
+        }
+        return switch (object(fd)) {
+            case OpenFile o -> o.file();
+            case DmaBufHandle h -> new DmaBufFile(h);
+            case UObject other -> new ForeignFile(other);
+        };
+    }
+
+    /** The object of the process's table at {@code fd}; {@code EBADF} when none is. */
+    private UObject object(int fd) {
+        try {
+            return files.lookup(fd, UObject.class);
+        } catch (ErrnoException e) {
+            if (e.errno() == Errno.EINVAL) {
+                throw new ErrnoException(Errno.EBADF, "fd " + fd + " is not open in the files of " + mm.name());
+            }
+            throw e;
+        }
     }
 
     @Override
@@ -203,41 +270,58 @@ final class UserImpl implements VfioUser {
 
     @Override
     public void close(int fd) {
-        VfioFile f;
-        synchronized (this) {
-            f = fds.remove(fd);
+        object(fd);
+        try {
+            files.destroy(fd);
+        } catch (ErrnoException e) {
+            if (e.errno() == Errno.EINVAL) { // closed by another thread since the look-up
+                throw new ErrnoException(Errno.EBADF, "close: fd " + fd + " is not open in the files of " + mm.name());
+            }
+            throw e;
         }
-        if (f == null) {
-            throw new ErrnoException(Errno.EBADF, "close: fd " + fd + " is not open");
-        }
-        f.release();
     }
 
     @Override
-    public synchronized boolean isOpen(int fd) {
-        return fds.containsKey(fd);
+    public boolean isOpen(int fd) {
+        try {
+            object(fd);
+            return true;
+        } catch (ErrnoException e) {
+            return false;
+        }
     }
 
-    /** Closes descriptors in reverse order (devices before groups before containers, as they were opened). */
+    /**
+     * Closes the descriptors this user installed, newest first (devices before groups before containers, as they
+     * were opened); those closed already, through this user or through the table, are skipped.
+     */
     @Override
     public void close() {
-        List<VfioFile> open;
-        synchronized (this) {
+        List<UObject> open;
+        synchronized (installed) {
             if (closed) {
                 return;
             }
             closed = true;
-            open = new ArrayList<>(fds.values());
-            fds.clear();
+            open = new ArrayList<>(installed);
+            installed.clear();
         }
         for (int i = open.size() - 1; i >= 0; i--) {
-            try {
-                open.get(i).release();
-            } catch (RuntimeException e) {
-                LOG.error("{}: releasing {} at exit failed", mm.name(), open.get(i), e);
-            }
+            closeObject(open.get(i));
         }
         core.userClosed(this);
+    }
+
+    /** Closes {@code o} if it still holds its descriptor. */
+    private void closeObject(UObject o) {
+        try {
+            if (!o.isDestroyed() && files.state() == UContext.State.LIVE
+                    && files.lookup(o.handle(), UObject.class) == o) {
+                files.destroy(o.handle());
+            }
+        } catch (RuntimeException e) {
+            LOG.error("{}: closing {} at exit failed", mm.name(), o, e);
+        }
     }
 
     @Override
