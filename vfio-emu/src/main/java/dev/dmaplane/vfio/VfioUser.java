@@ -14,7 +14,10 @@ import java.lang.foreign.MemorySegment;
  * file descriptors of VFIO files (containers, groups, devices), driven with {@code ioctl}, {@code pread},
  * {@code pwrite} and {@code mmap} over the byte layouts of {@code include/uapi/linux/vfio.h} ({@link VfioLayouts},
  * {@link VfioUapi}). {@link VfioContainer}, {@link VfioGroup} and {@link VfioDevice} do the same with records.
- * An operation on a descriptor that is not open is {@code EBADF}; closing the user closes every descriptor.
+ * The descriptors are numbers of the process's one table, {@link AddressSpace#files()} ({@code files_struct}), shared
+ * with every other file of the process: a dma-buf fd VFIO returns is one {@code dma_buf_get(fd)} resolves there, and
+ * a file installed by another subsystem is a file of the wrong kind to VFIO. An operation on a descriptor that is not
+ * open is {@code EBADF}.
  */
 @ProviderType
 public interface VfioUser extends AutoCloseable {
@@ -111,13 +114,16 @@ public interface VfioUser extends AutoCloseable {
     /** {@code mmap(NULL, length, prot, MAP_SHARED, fd, offset)}: the address in {@link #mm()}. */
     long mmap(int fd, long offset, long length, int prot);
 
-    /** {@code close(fd)}. */
+    /** {@code close(fd)}: any file of the process's table, VFIO's or another subsystem's. */
     void close(int fd);
 
     /** Whether {@code fd} is open. */
     boolean isOpen(int fd);
 
-    /** Closes every descriptor, as the process's exit does. */
+    /**
+     * Closes every descriptor this user installed, newest first; the process's other files stay until its address
+     * space closes ({@code exit_files}), which closes VFIO's too. Each file is released once either way.
+     */
     @Override
     void close();
 }

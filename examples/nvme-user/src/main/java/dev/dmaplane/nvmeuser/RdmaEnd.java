@@ -38,19 +38,33 @@ final class RdmaEnd implements AutoCloseable {
     private static final int DEPTH = 16;
     private final RdmaDevice device;
     private final AddressSpace mm;
+    private final boolean ownsMm;
     private final VerbsContext ctx;
     private final ProtectionDomain pd;
     private final CompletionQueue cq;
     private final QueuePair qp;
 
     RdmaEnd(Machine machine, RdmaCore core, String name) {
-        device = core.device(name).orElseThrow(() -> new ErrnoException(Errno.ENODEV, "nvme cmb: no RDMA device "
-                + name + " (is the Soft-RoCE driver bound?)"));
-        mm = machine.newAddressSpace("nvme cmb " + name);
+        this(core, name, machine.newAddressSpace("nvme cmb " + name), true);
+    }
+
+    /**
+     * An end opened in the existing process {@code mm} (say the one driving the NVMe through VFIO), so that its
+     * descriptors are numbers of the same table; closing the end leaves {@code mm} open.
+     */
+    RdmaEnd(RdmaCore core, String name, AddressSpace mm) {
+        this(core, name, mm, false);
+    }
+
+    private RdmaEnd(RdmaCore core, String name, AddressSpace mm, boolean ownsMm) {
+        this.mm = mm;
+        this.ownsMm = ownsMm;
         try {
+            device = core.device(name).orElseThrow(() -> new ErrnoException(Errno.ENODEV, "nvme cmb: no RDMA device "
+                    + name + " (is the Soft-RoCE driver bound?)"));
             ctx = device.open(mm);
         } catch (RuntimeException e) {
-            mm.close();
+            closeMm();
             throw e;
         }
         try {
@@ -123,6 +137,12 @@ final class RdmaEnd implements AutoCloseable {
         try {
             ctx.close();
         } finally {
+            closeMm();
+        }
+    }
+
+    private void closeMm() {
+        if (ownsMm) {
             mm.close();
         }
     }
