@@ -15,11 +15,12 @@ import java.lang.foreign.MemorySegment;
  * ({@code iopt_unmap_iova_range}). The access holds its context open and its IOAS (whose {@code IOMMU_DESTROY} is
  * then {@code EBUSY}) until destroyed. Made by {@link dev.dmaplane.vfio.VfioUser#iommufdAccess}.
  * <p>
- * Threading: every operation takes the context's lock. {@link Ops#unmap} for an {@code IOMMU_IOAS_UNMAP} runs on
- * the thread of the unmap with no iommufd lock held, as {@code iopt_unmap_iova_range} drops its locks before
- * {@code iommufd_access_notify_unmap}: the driver may unpin there or hand the unpin to another thread and wait for
- * it. For {@link #detach} and {@link #destroy} it runs on the caller's thread with the lock held (the driver's own
- * call), so it must unpin on that thread then.
+ * Threading: every operation takes the context's lock. {@link Ops#unmap} runs with no iommufd lock held: for an
+ * {@code IOMMU_IOAS_UNMAP} on the thread of the unmap, as {@code iopt_unmap_iova_range} drops its locks before
+ * {@code iommufd_access_notify_unmap}; for {@link #detach} and {@link #destroy} on the caller's thread, as
+ * {@code iommufd_access_change_ioas} drops {@code ioas_lock} around it. The driver may unpin there or hand the unpin
+ * to another thread and wait for it; from the start of a detach {@link #pinPages} and {@link #rw} are
+ * {@code ENOENT}, while {@link #unpinPages} still works until the detach ends.
  */
 @ProviderType
 public interface IommufdAccess {

@@ -238,6 +238,67 @@ class IommufdAccessTest {
         }
     }
 
+    /**
+     * {@code iommufd_access_detach} and {@code iommufd_access_destroy} ({@code iommufd_access_change_ioas} in
+     * drivers/iommu/iommufd/device.c) set {@code access->ioas} to NULL, which refuses further pins (ENOENT; ENODEV
+     * once destroyed here), and drop
+     * {@code ioas_lock} around {@code ops->unmap(0, ULONG_MAX)}, the only callback they make; unpins still reach the
+     * IOAS through {@code ioas_unpin}. So a driver whose callback has a worker unpin, and waits for it, detaches
+     * and is destroyed; with the context's lock held across the callback the worker would block on it and the
+     * bounded wait time out.
+     */
+    @Test
+    void detachAndDestroyLetTheUnmapCallbackUnpinOnAnotherThread() throws Exception {
+        fd.map(ioas, va, 4 * PAGE, IOVA, RW);
+        ExecutorService worker = Executors.newSingleThreadExecutor(r -> new Thread(r, "unpin worker"));
+        List<String> problems = new ArrayList<>();
+        boolean[] destroying = {false};
+        Driver d = new Driver() {
+            @Override
+            public void unmap(long iova, long length) {
+                try {
+                    access.pinPages(IOVA, PAGE, IommufdAccess.RW_READ);
+                    problems.add("a pin during the detach's unmap callback was allowed");
+                } catch (ErrnoException e) {
+                    Errno expected = destroying[0] ? Errno.ENODEV : Errno.ENOENT;
+                    if (e.errno() != expected) {
+                        problems.add("a pin during the callback: " + e.errno() + ", not " + expected);
+                    }
+                }
+                try {
+                    worker.submit(() -> super.unmap(iova, length)).get(5, TimeUnit.SECONDS);
+                } catch (TimeoutException e) {
+                    problems.add(Thread.currentThread().getName() + ": the worker's unpin did not finish in 5 s");
+                } catch (InterruptedException | ExecutionException e) {
+                    throw new IllegalStateException(e);
+                }
+            }
+        };
+        try {
+            d.access = user.iommufdAccess(fd.fd(), d);
+            d.access.attach(ioas);
+            d.pin(IOVA, PAGE, IommufdAccess.RW_READ);
+            d.pin(IOVA + 2 * PAGE, 2 * PAGE, IommufdAccess.RW_WRITE);
+            d.access.detach();
+            assertEquals(List.of(), problems, "detach: the worker unpinned while the callback waited");
+            assertTrue(d.pinned.isEmpty(), "every pin undone by the worker");
+            assertEquals(0, d.access.ioas());
+
+            d.access.attach(ioas);
+            d.pin(IOVA + PAGE, PAGE, IommufdAccess.RW_WRITE);
+            destroying[0] = true;
+            d.access.destroy();
+            assertEquals(List.of(), problems, "destroy: the worker unpinned while the callback waited");
+            assertTrue(d.pinned.isEmpty());
+            assertEquals(2, d.unmaps.size(), "one unmap of the whole space each");
+            assertEquals(4 * PAGE, fd.unmap(ioas, IOVA, 4 * PAGE), "nothing holds the IOAS's pages");
+            fd.destroy(ioas);
+        } finally {
+            worker.shutdown();
+            assertTrue(worker.awaitTermination(10, TimeUnit.SECONDS), "the worker ends");
+        }
+    }
+
     @Test
     void eachErrnoOfTheAccessCalls() {
         fd.map(ioas, va, 2 * PAGE, IOVA, RW);

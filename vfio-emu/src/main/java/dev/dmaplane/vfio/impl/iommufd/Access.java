@@ -18,8 +18,10 @@ import java.util.List;
  * {@code _attach}, {@code _detach}, {@code _pin_pages}, {@code _unpin_pages}, {@code _rw} and
  * {@code iommufd_access_notify_unmap} of {@code drivers/iommu/iommufd/device.c}). Its pins hold a reference to the
  * pages they cover ({@code iopt_area_add_access}) and keep {@link Ioas#unmap} from taking the area until the driver
- * unpins. Guarded by the context's lock, which every operation takes; {@link #notifyUnmap} is called without it
- * from an {@code IOMMU_IOAS_UNMAP} ({@link Ioas#unmapStep}).
+ * unpins. Guarded by the context's lock, which every operation takes; {@link #notifyUnmap} is called without it,
+ * from an {@code IOMMU_IOAS_UNMAP} ({@link Ioas#unmapStep}) and from {@link #detach} and {@link #destroy}, which drop
+ * the lock around it as {@code iommufd_access_change_ioas} drops {@code ioas_lock}: from the start of a detach
+ * {@code ioas} is null, so pins and copies are refused, while {@code ioasUnpin} lets the driver still unpin.
  */
 final class Access extends IommufdObject implements IommufdAccess {
     private static final Logger LOG = LoggerFactory.getLogger(Access.class);
@@ -33,7 +35,10 @@ final class Access extends IommufdObject implements IommufdAccess {
     private final Ops ops;
     private final HostMemory memory;
     private final List<Pin> pins = new ArrayList<>();
+    /** Where pins and copies go ({@code access->ioas}); null from the start of a detach. */
     private Ioas ioas;
+    /** Where unpins go ({@code access->ioas_unpin}): the IOAS until a detach has finished. */
+    private Ioas ioasUnpin;
     private boolean destroyed;
 
     Access(int id, IommufdCtx ctx, Ops ops, HostMemory memory) {
@@ -59,39 +64,48 @@ final class Access extends IommufdObject implements IommufdAccess {
     public void attach(int ioasId) {
         synchronized (ctx) {
             alive("iommufd_access_attach");
-            if (ioas != null) {
-                throw new ErrnoException(Errno.EINVAL, "iommufd_access_attach: " + this + " is attached to " + ioas
-                        + " already");
+            if (ioas != null || ioasUnpin != null) {
+                throw new ErrnoException(Errno.EINVAL, "iommufd_access_attach: " + this + " is attached to "
+                        + ioasUnpin + " already" + (ioas == null ? " (being detached)" : ""));
             }
             Ioas target = ctx.ioasFor(ioasId, "iommufd_access_attach");
             target.accesses.add(this);
             target.users++;
             ioas = target;
+            ioasUnpin = target;
         }
     }
 
     @Override
     public void detach() {
+        Ioas cur;
         synchronized (ctx) {
             alive("iommufd_access_detach");
             attached("iommufd_access_detach");
-            changeToNone();
+            cur = ioas;
+            ioas = null;
         }
+        changeToNone(cur);
     }
 
-    /** {@code iommufd_access_change_ioas(access, NULL)}: the driver unmaps everything, then the IOAS lets go. */
-    private void changeToNone() {
+    /**
+     * {@code iommufd_access_change_ioas(access, NULL)} once {@code ioas} was set to null under the lock: the driver
+     * unmaps everything with no lock held, then, locked again, the IOAS lets go of the access.
+     */
+    private void changeToNone(Ioas cur) {
         notifyUnmap(0, Ioas.ULONG_MAX);
-        if (!pins.isEmpty()) {
-            LOG.error("{}: the driver left {} pin(s) after its unmap callback for the whole space; dropped", this,
-                    pins.size());
-            for (Pin p : List.copyOf(pins)) {
-                release(p);
+        synchronized (ctx) {
+            if (!pins.isEmpty()) {
+                LOG.error("{}: the driver left {} pin(s) after its unmap callback for the whole space; dropped", this,
+                        pins.size());
+                for (Pin p : List.copyOf(pins)) {
+                    release(p);
+                }
             }
+            cur.accesses.remove(this);
+            cur.users--;
+            ioasUnpin = null;
         }
-        ioas.accesses.remove(this);
-        ioas.users--;
-        ioas = null;
     }
 
     @Override
@@ -123,7 +137,9 @@ final class Access extends IommufdObject implements IommufdAccess {
     public void unpinPages(long iova, long length) {
         synchronized (ctx) {
             String what = "iommufd_access_unpin_pages";
-            attached(what);
+            if (ioasUnpin == null) {
+                throw new ErrnoException(Errno.ENOENT, what + ": " + this + " is attached to no IOAS");
+            }
             Pin pin = null;
             for (Pin p : pins) {
                 if (p.iova() == iova && p.length() == length) {
@@ -251,14 +267,19 @@ final class Access extends IommufdObject implements IommufdAccess {
 
     @Override
     public void destroy() {
+        Ioas cur;
         synchronized (ctx) {
             if (destroyed) {
                 return;
             }
-            if (ioas != null) {
-                changeToNone();
-            }
             destroyed = true;
+            cur = ioas;
+            ioas = null;
+        }
+        if (cur != null) {
+            changeToNone(cur);
+        }
+        synchronized (ctx) {
             ctx.accessDestroyed(this);
         }
     }
