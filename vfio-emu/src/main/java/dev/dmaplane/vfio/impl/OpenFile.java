@@ -14,6 +14,7 @@ final class OpenFile extends UObject {
 
     private final VfioFile file;
     private final UserImpl user;
+    private volatile boolean released;
 
     OpenFile(VfioFile file, UserImpl user) {
         super(TYPE);
@@ -25,8 +26,14 @@ final class OpenFile extends UObject {
         return file;
     }
 
+    /** Whether {@link #release} began: set before the user forgets the file. */
+    boolean isReleased() {
+        return released;
+    }
+
     @Override
     protected void release(RemoveReason reason) {
+        released = true;
         user.closed(this);
         file.release();
     }

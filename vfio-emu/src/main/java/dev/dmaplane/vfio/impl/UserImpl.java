@@ -186,6 +186,9 @@ final class UserImpl implements VfioUser {
         }
         OpenFile o = files.register(new OpenFile(file, this)); // a refusal releases it (RemoveReason.ABORT)
         byFd.put(o.handle(), o);
+        if (o.isReleased()) { // closed through the table before it was indexed: no stale entry for a reused number
+            byFd.remove(o.handle(), o);
+        }
         return track(o);
     }
 
