@@ -18,11 +18,16 @@ import org.junit.jupiter.api.Test;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import static dev.dmaplane.vfio.VfioTestMachine.fails;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -185,5 +190,43 @@ class FileTableTest {
         assertTrue(DmaBufs.of(machine).list().isEmpty());
         fails(Errno.EBADF, () -> user.openContainer(), "the user is closed");
         assertEquals(1, mm.files().register(new OtherFile()).handle(), "the numbers are free again");
+    }
+
+    /**
+     * VFIO and another subsystem open and close files of the same table at once, each closing through the other's
+     * path: every number resolves to the file just installed there (none shared), every file is released once,
+     * and the table ends empty.
+     */
+    @Test
+    void concurrentOpensAndClosesThroughBothPathsNeverShareANumber() throws Exception {
+        UContext files = mm.files();
+        int rounds = 500;
+        List<OtherFile> others = new ArrayList<>();
+        ExecutorService pool = Executors.newFixedThreadPool(2);
+        try {
+            Future<?> vfioSide = pool.submit(() -> {
+                for (int i = 0; i < rounds; i++) {
+                    int fd = user.openEventfd();
+                    assertNotNull(user.eventfd(fd), "fd " + fd + " is the eventfd just opened");
+                    files.destroy(fd);
+                }
+            });
+            Future<?> otherSide = pool.submit(() -> {
+                for (int i = 0; i < rounds; i++) {
+                    OtherFile o = files.register(new OtherFile());
+                    others.add(o);
+                    assertSame(o, files.lookup(o.handle(), OtherFile.class), "fd " + o.handle() + " is its own");
+                    user.close(o.handle());
+                }
+            });
+            vfioSide.get(30, TimeUnit.SECONDS);
+            otherSide.get(30, TimeUnit.SECONDS);
+        } finally {
+            pool.shutdown();
+            assertTrue(pool.awaitTermination(10, TimeUnit.SECONDS), "both sides end");
+        }
+        assertTrue(files.objects().isEmpty(), "every file closed");
+        assertEquals(rounds, others.size());
+        assertTrue(others.stream().allMatch(o -> o.releases.get() == 1), "each other file released once");
     }
 }
