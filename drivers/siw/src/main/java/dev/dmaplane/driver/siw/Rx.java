@@ -14,6 +14,7 @@ import org.slf4j.LoggerFactory;
 import java.io.EOFException;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
+import java.net.StandardSocketOptions;
 import java.nio.ByteBuffer;
 
 /**
@@ -41,10 +42,13 @@ final class Rx {
     private int end;
     private boolean draining;
 
-    Rx(Cep cep) {
+    Rx(Cep cep) throws IOException {
         this.cep = cep;
         this.dev = cep.dev;
         this.mem = dev.memory();
+        // siw_tcp_nagle is false: siw_cm.c sets TCP_NODELAY on every connection, so that the tail of a message
+        // (the segment after the last full MSS) leaves at once instead of waiting for the peer's ACK
+        cep.ch.setOption(StandardSocketOptions.TCP_NODELAY, true);
     }
 
     /** Reads FPDUs until the peer closes the stream (returns) or it fails (throws). */
