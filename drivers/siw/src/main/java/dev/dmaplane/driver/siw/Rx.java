@@ -88,8 +88,9 @@ final class Rx {
     }
 
     /**
-     * Makes {@code n} bytes from {@link #start} available, moving what is left to the front first and reading as
-     * much as the stream has.
+     * Makes {@code n} bytes from {@link #start} available, reading as much as the stream has; what is left is moved
+     * to the front only when the FPDU would not fit behind it, so that most bytes are never copied inside the
+     * buffer (the kernel's copy into it and the placement are the only ones).
      *
      * @return false when the stream ended before any of them came
      */
@@ -97,12 +98,15 @@ final class Rx {
         if (end - start >= n) {
             return true;
         }
-        if (start > 0) {
+        if (start == end) {
+            start = 0; // nothing left: the next read starts at the front, at no cost
+            end = 0;
+        } else if (start + n > in.capacity()) {
             MemorySegment.copy(inSeg, start, inSeg, 0, end - start);
             end -= start;
             start = 0;
         }
-        while (end < n) {
+        while (end - start < n) {
             in.limit(in.capacity()).position(end);
             int r = cep.ch.read(in);
             if (r < 0) {
