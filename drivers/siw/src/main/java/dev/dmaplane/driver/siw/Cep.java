@@ -16,6 +16,7 @@ import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
@@ -169,13 +170,27 @@ final class Cep implements IwConnection, IwConnRequest {
             write(Mpa.frame(false, false, rev, mine, param.privateData()));
             try {
                 rep = Mpa.read(ch, true);
-                Mpa.check(rep, Mpa.REVISION_2);
             } catch (ErrnoException e) {
-                failConnect(Errno.EPROTO, new byte[0], e.getMessage());
+                refuseReply(Errno.EINVAL, null, e.getMessage()); // siw_recv_mpa_rr failed: out_err
                 return false;
             }
             received += rep.length();
-            if (!rep.rejected() || rep.revision() >= rev) {
+            if (rep.revision() > Mpa.REVISION_2) {
+                refuseReply(Errno.EINVAL, null, "MPA revision " + rep.revision() + " above " + Mpa.REVISION_2);
+                return false;
+            }
+            if (!rep.keyMatches()) {
+                refuseReply(Errno.EINVAL, new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA,
+                        Terminate.LLP_INVALID_REQ_RESP), "MPA key '" + new String(rep.key(), StandardCharsets.US_ASCII)
+                        + "' is not the reply's");
+                return false;
+            }
+            if (rep.enhanced() && rep.data().length < Mpa.V2_DATA) {
+                failConnect(Errno.EPROTO, new byte[0], "MPA v2 private data length " + rep.data().length
+                        + " cannot hold IRD and ORD");
+                return false;
+            }
+            if (!rep.rejected() || rep.revision() >= rev || rep.revision() < Mpa.REVISION_1) {
                 break;
             }
             LOG.debug("siw: {} answers MPA revision {} only: connecting again in it", remote, rep.revision());
@@ -187,6 +202,11 @@ final class Cep implements IwConnection, IwConnRequest {
         }
         if (rep.rejected()) {
             failConnect(Errno.ECONNREFUSED, rep.privateData(), "rejected by the peer");
+            return false;
+        }
+        if ((rep.flags() & Mpa.FLAG_MARKERS) != 0) {
+            refuseReply(Errno.ECONNREFUSED, null, "MPA markers asked for (flags 0x" + Integer.toHexString(rep.flags())
+                    + "): siw supports none");
             return false;
         }
         int rtr = 0;
@@ -202,14 +222,16 @@ final class Cep implements IwConnection, IwConnRequest {
             peerIrd = theirs.ird();
             if (theirs.ord() > max) {
                 // relaxed_ird_negotiation: our IRD may grow up to the device's, not beyond
-                refuseReply(new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA, Terminate.LLP_INSUFFICIENT_IRD),
+                refuseReply(Errno.EINVAL, new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA,
+                        Terminate.LLP_INSUFFICIENT_IRD),
                         "the peer's ORD " + theirs.ord() + " exceeds the IRD of at most " + max);
                 return false;
             }
             if (p2p) {
                 int offered = Mpa.V2_WRITE_RTR;
                 if ((theirs.rtr() & offered) == 0) {
-                    refuseReply(new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA, Terminate.LLP_NO_MATCHING_RTR),
+                    refuseReply(Errno.EINVAL, new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA,
+                            Terminate.LLP_NO_MATCHING_RTR),
                             "no matching RTR message: offered 0x" + Integer.toHexString(offered) + ", picked 0x"
                                     + Integer.toHexString(theirs.rtr()));
                     return false;
@@ -264,23 +286,29 @@ final class Cep implements IwConnection, IwConnRequest {
     }
 
     /**
-     * {@code siw_proc_mpareply} refusing a revision 2 reply it cannot work with (insufficient IRD, no matching RTR):
+     * {@code siw_proc_mpareply} refusing a reply: with {@code t} (a wrong key, an insufficient IRD, no matching RTR)
      * a TERMINATE of the LLP layer ({@code siw_init_terminate}, {@code siw_send_terminate}) goes out as the stream's
-     * only FPDU, CONNECT_REPLY reports {@code EINVAL} (its {@code out_err}) and the QP ends in ERR, as the endpoint's
-     * release moves it there ({@code siw_qp_llp_close}). Linux sends this TERMINATE before its QP has the CRC
-     * enabled, with a CRC field of zero; both sides set the C flag of RFC 5044 in their MPA frames, so the
-     * CRC here is the FPDU's real CRC32C, as the peer's MPA layer and Wireshark check it.
+     * only FPDU; without (a reply {@code siw_recv_mpa_rr} could not read, a revision above 2, markers) the stream is
+     * just closed. CONNECT_REPLY reports {@code status} ({@code EINVAL} from {@code out_err}, {@code ECONNREFUSED}
+     * for markers) and the QP ends in ERR, as the endpoint's release in {@code siw_cm_work_handler} moves it there
+     * ({@code siw_qp_llp_close}). Linux sends a TERMINATE before its QP has the CRC enabled, with a CRC field of
+     * zero; both sides set the C flag of RFC 5044 in their MPA frames, so the CRC here is the FPDU's real CRC32C,
+     * as the peer's MPA layer and Wireshark check it.
+     *
+     * @param t the TERMINATE to send, or null for none
      */
-    private void refuseReply(Terminate t, String why) {
+    private void refuseReply(Errno status, Terminate t, String why) {
         LOG.debug("siw: {} refused the MPA reply of {}: {}", local, remote, why);
-        try {
-            write(terminateMessage(t));
-            dev.terminateSent(t);
-        } catch (IOException e) {
-            LOG.debug("siw: the TERMINATE to {} was not delivered", remote, e); // best effort, as siw's
+        if (t != null) {
+            try {
+                write(terminateMessage(t));
+                dev.terminateSent(t);
+            } catch (IOException e) {
+                LOG.debug("siw: the TERMINATE to {} was not delivered", remote, e); // best effort, as siw's
+            }
         }
         toError = true;
-        failConnect(Errno.EINVAL, new byte[0], why + ": " + t);
+        failConnect(status, new byte[0], t == null ? why : why + ": " + t);
     }
 
     /** {@code siw_send_terminate} for an error of the LLP layer: no DDP or RDMAP header of a failed frame is sent. */
@@ -326,6 +354,7 @@ final class Cep implements IwConnection, IwConnRequest {
         Mpa.Frame req;
         try {
             req = Mpa.read(ch, false);
+            req.checkKey();
         } catch (ErrnoException e) {
             LOG.debug("siw: MPA request from {} refused", remote, e);
             lost(e.getMessage(), false);

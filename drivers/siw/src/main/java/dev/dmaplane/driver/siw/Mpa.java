@@ -75,9 +75,28 @@ final class Mpa {
     /**
      * A received MPA request or reply.
      *
-     * @param data the private data field as received (with MPA v2's IRD/ORD words in front when enhanced)
+     * @param reply whether a reply was expected (the key it should carry)
+     * @param key   the 16 key bytes as received
+     * @param data  the private data field as received (with MPA v2's IRD/ORD words in front when enhanced)
      */
-    record Frame(boolean reply, int flags, int revision, byte[] data) {
+    record Frame(boolean reply, byte[] key, int flags, int revision, byte[] data) {
+        /** Whether the key is the one expected ({@link #REP_KEY} for a reply, else {@link #REQ_KEY}). */
+        boolean keyMatches() {
+            return Arrays.equals(key, reply ? REP_KEY : REQ_KEY);
+        }
+
+        /**
+         * Refuses a wrong key as {@code siw_proc_mpareq} does.
+         *
+         * @throws ErrnoException {@code EPROTO} naming the key received
+         */
+        void checkKey() {
+            if (!keyMatches()) {
+                throw new ErrnoException(Errno.EPROTO, "siw: MPA key '" + new String(key, StandardCharsets.US_ASCII)
+                        + "' is not '" + new String(reply ? REP_KEY : REQ_KEY, StandardCharsets.US_ASCII) + "'");
+            }
+        }
+
         boolean rejected() {
             return (flags & FLAG_REJECT) != 0;
         }
@@ -146,19 +165,16 @@ final class Mpa {
     }
 
     /**
-     * Reads an MPA request or reply ({@code siw_recv_mpa_rr}); {@link #check} judges the rest of its header.
+     * Reads an MPA request or reply ({@code siw_recv_mpa_rr}); {@link Frame#checkKey} and {@link #check} judge its
+     * header, as {@code siw_proc_mpareq} and {@code siw_proc_mpareply} do after the read.
      *
-     * @throws ErrnoException {@code EPROTO} for a wrong key or a private data length over the limit
+     * @throws ErrnoException {@code EPROTO} for a private data length over the limit
      * @throws IOException    when the stream fails or ends
      */
     static Frame read(ReadableByteChannel ch, boolean reply) throws IOException {
         ByteBuffer h = ByteBuffer.allocate(RR_HDR);
         readFully(ch, h);
         byte[] key = Arrays.copyOf(h.array(), 16);
-        if (!Arrays.equals(key, reply ? REP_KEY : REQ_KEY)) {
-            throw new ErrnoException(Errno.EPROTO, "siw: MPA key '" + new String(key, StandardCharsets.US_ASCII)
-                    + "' is not '" + new String(reply ? REP_KEY : REQ_KEY, StandardCharsets.US_ASCII) + "'");
-        }
         int flags = h.get(16) & 0xff;
         int rev = h.get(17) & 0xff;
         int pdLen = h.getShort(18) & 0xffff;
@@ -168,7 +184,7 @@ final class Mpa {
         }
         ByteBuffer pd = ByteBuffer.allocate(pdLen);
         readFully(ch, pd);
-        return new Frame(reply, flags, rev, pd.array());
+        return new Frame(reply, key, flags, rev, pd.array());
     }
 
     /** Pad bytes after a ULPDU of {@code ulpdu} bytes so that length field, ULPDU and pad fill whole words. */

@@ -55,6 +55,8 @@ record Terminate(int layer, int etype, int ecode) {
      */
     static final int LLP_MPA = 0;
     static final int LLP_CRC = 0x02;
+    /** {@code LLP_ECODE_INVALID_REQ_RESP}: an MPA request or reply that is not one (siw: a reply with a wrong key). */
+    static final int LLP_INVALID_REQ_RESP = 0x04;
     /** RFC 6581: the responder's ORD exceeds what the initiator's IRD can take. */
     static final int LLP_INSUFFICIENT_IRD = 0x06;
     /** RFC 6581: the reply picked no RTR message the initiator offered. */

@@ -28,9 +28,13 @@ import dev.dmaplane.rdma.verbs.WorkCompletion;
 import dev.dmaplane.testing.Loopback;
 import dev.dmaplane.testing.TestMachines;
 
+import java.io.DataInputStream;
+import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
@@ -162,6 +166,32 @@ final class SiwHosts implements AutoCloseable {
             expect(a.event(), IwCmEvent.Type.CONNECT_REPLY);
         }
         return new QueuePair[]{qa, qb};
+    }
+
+    /**
+     * A raw responder on b's address: a connects {@code qa} to it with {@code param}, it reads siw's revision 2
+     * request, answers with {@code reply} (recorded in a's capture first, when one is on, so that the capture holds
+     * both directions) and hands back the bytes that follow until siw closes the stream.
+     */
+    byte[] respondRaw(QueuePair qa, IwConnParam param, byte[] reply) throws IOException {
+        try (ServerSocket server = new ServerSocket(0, 1, b.address)) {
+            a.cm.connect(qa.qpNum(), (InetSocketAddress) server.getLocalSocketAddress(), param, a.events::add);
+            try (Socket s = server.accept()) {
+                s.setSoTimeout((int) WAIT.toMillis());
+                DataInputStream in = new DataInputStream(s.getInputStream());
+                byte[] req = new byte[Mpa.RR_HDR + Mpa.V2_DATA];
+                in.readFully(req);
+                TcpCapture cap = da.providers.get("siw0").capture;
+                if (cap != null) {
+                    InetSocketAddress me = (InetSocketAddress) s.getLocalSocketAddress();
+                    InetSocketAddress them = (InetSocketAddress) s.getRemoteSocketAddress();
+                    cap.segment(me, them, TcpCapture.isn(me, them) + 1, TcpCapture.isn(them, me) + 1 + req.length,
+                            TcpCapture.PSH | TcpCapture.ACK, reply, 0, reply.length);
+                }
+                s.getOutputStream().write(reply);
+                return in.readAllBytes();
+            }
+        }
     }
 
     static IwCmEvent expect(IwCmEvent e, IwCmEvent.Type type) {

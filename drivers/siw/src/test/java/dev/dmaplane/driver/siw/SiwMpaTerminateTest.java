@@ -14,9 +14,7 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.DataInputStream;
-import java.io.IOException;
 import java.net.InetSocketAddress;
-import java.net.ServerSocket;
 import java.net.Socket;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
@@ -76,38 +74,11 @@ class SiwMpaTerminateTest {
         return Terminate.of(b.getInt(s.payloadAt()));
     }
 
-    /**
-     * A raw responder reads siw's revision 2 request, answers with {@code reply} (recorded in the device's capture
-     * first, when one is on, so that the capture holds both directions) and hands back the bytes that follow.
-     */
-    private byte[] respond(QueuePair qa, IwConnParam param, byte[] reply) throws IOException {
-        try (ServerSocket server = new ServerSocket(0, 1, h.b.address)) {
-            h.a.cm.connect(qa.qpNum(), (InetSocketAddress) server.getLocalSocketAddress(), param, h.a.events::add);
-            try (Socket s = server.accept()) {
-                s.setSoTimeout(10_000);
-                DataInputStream in = new DataInputStream(s.getInputStream());
-                byte[] req = new byte[Mpa.RR_HDR + Mpa.V2_DATA];
-                in.readFully(req);
-                TcpCapture cap = pa().capture;
-                if (cap != null) {
-                    InetSocketAddress me = (InetSocketAddress) s.getLocalSocketAddress();
-                    InetSocketAddress them = (InetSocketAddress) s.getRemoteSocketAddress();
-                    cap.segment(me, them, TcpCapture.isn(me, them) + 1, TcpCapture.isn(them, me) + 1 + req.length,
-                            TcpCapture.PSH | TcpCapture.ACK, reply, 0, reply.length);
-                }
-                s.getOutputStream().write(reply);
-                byte[] after = in.readAllBytes();
-                assertEquals(-1, in.read(), "siw closed the stream");
-                return after;
-            }
-        }
-    }
-
     @Test
     void aReplyWithAnOrdBeyondTheIrdIsTerminatedWithInsufficientIrd() throws Exception {
         QueuePair qa = h.a.rc();
         // ORD 129: above the 128 READs siw's IRD can ever serve (relaxed_ird_negotiation grows it up to there)
-        byte[] after = respond(qa, new IwConnParam(null, 8, 8),
+        byte[] after = h.respondRaw(qa, new IwConnParam(null, 8, 8),
                 Mpa.frame(true, false, Mpa.REVISION_2, new Mpa.V2(4, 129, false, 0), new byte[0]));
         assertEquals(TERMINATE_FPDU, after.length, "the TERMINATE and nothing else");
         assertEquals(new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA, Terminate.LLP_INSUFFICIENT_IRD),
@@ -127,7 +98,7 @@ class SiwMpaTerminateTest {
         pa().mpa(Mpa.REVISION_2, true);
         QueuePair qa = h.a.rc();
         // siw offers the zero-length WRITE; the peer picks the READ
-        byte[] after = respond(qa, new IwConnParam(null, 4, 4),
+        byte[] after = h.respondRaw(qa, new IwConnParam(null, 4, 4),
                 Mpa.frame(true, false, Mpa.REVISION_2, new Mpa.V2(4, 4, true, Mpa.V2_READ_RTR), new byte[0]));
         assertEquals(new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA, Terminate.LLP_NO_MATCHING_RTR),
                 terminate(after), "and no RTR message before it");
@@ -180,7 +151,7 @@ class SiwMpaTerminateTest {
         Path file = dir.resolve("siw-ird.pcap");
         assertTrue(h.da.pcap(file.toString()).startsWith("capturing to "));
         QueuePair qa = h.a.rc();
-        respond(qa, new IwConnParam(null, 8, 8),
+        h.respondRaw(qa, new IwConnParam(null, 8, 8),
                 Mpa.frame(true, false, Mpa.REVISION_2, new Mpa.V2(4, 129, false, 0), new byte[0]));
         assertEquals(Errno.EINVAL, h.a.event().status());
         assertTrue(h.da.pcap("off").contains("closed"));
