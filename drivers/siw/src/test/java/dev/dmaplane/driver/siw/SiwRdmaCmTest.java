@@ -279,19 +279,62 @@ class SiwRdmaCmTest {
     @Test
     void aReplyTheClientTerminatesIsConnectErrorWithEinval() throws Exception {
         try (ServerSocket raw = new ServerSocket(PORT, 1, h.b.address)) {
-            resolve();
-            client.id.connect(ConnParam.of(new byte[]{'h', 'i'}, 4, 8));
-            try (Socket s = raw.accept()) {
-                s.setSoTimeout(10_000);
-                DataInputStream in = new DataInputStream(s.getInputStream());
-                in.readFully(new byte[Mpa.RR_HDR + Mpa.V2_DATA + 2]);
-                s.getOutputStream().write(Mpa.frame(true, false, Mpa.REVISION_2, new Mpa.V2(4, 200, false, 0),
-                        new byte[0]));
-                assertEquals(new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA, Terminate.LLP_INSUFFICIENT_IRD),
-                        SiwMpaTerminateTest.terminate(in.readAllBytes()));
-            }
+            byte[] after = rawServer(raw, Mpa.frame(true, false, Mpa.REVISION_2, new Mpa.V2(4, 200, false, 0),
+                    new byte[0]));
+            assertEquals(new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA, Terminate.LLP_INSUFFICIENT_IRD),
+                    SiwMpaTerminateTest.terminate(after));
             CmEvent e = client.expect(CmEventType.CONNECT_ERROR);
             assertEquals(-Errno.EINVAL.number(), e.status());
+            assertEquals(QpState.ERR, client.qp.state());
+        }
+    }
+
+    /**
+     * A raw server answers the client's MPA v2 request (with its 2 bytes of private data) with {@code reply} and hands
+     * back what the client sends after it until the client closes.
+     */
+    private byte[] rawServer(ServerSocket raw, byte[] reply) throws Exception {
+        resolve();
+        client.id.connect(ConnParam.of(new byte[]{'h', 'i'}, 4, 8));
+        try (Socket s = raw.accept()) {
+            s.setSoTimeout(10_000);
+            DataInputStream in = new DataInputStream(s.getInputStream());
+            in.readFully(new byte[Mpa.RR_HDR + Mpa.V2_DATA + 2]);
+            s.getOutputStream().write(reply);
+            return in.readAllBytes();
+        }
+    }
+
+    /**
+     * A reply with the request's key: {@code siw_proc_mpareply} sends a TERMINATE with
+     * {@code LLP_ECODE_INVALID_REQ_RESP} and reports {@code -EINVAL}, CONNECT_ERROR at the rdma_cm
+     * ({@code cma_iw_handler}'s default), the id's QP in ERR.
+     */
+    @Test
+    void aReplyWithTheWrongKeyIsConnectErrorWithEinval() throws Exception {
+        try (ServerSocket raw = new ServerSocket(PORT, 1, h.b.address)) {
+            byte[] rep = Mpa.frame(true, false, Mpa.REVISION_2, new Mpa.V2(4, 4, false, 0), new byte[0]);
+            System.arraycopy(Mpa.REQ_KEY, 0, rep, 0, 16);
+            assertEquals(new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA, Terminate.LLP_INVALID_REQ_RESP),
+                    SiwMpaTerminateTest.terminate(rawServer(raw, rep)));
+            CmEvent e = client.expect(CmEventType.CONNECT_ERROR);
+            assertEquals(-Errno.EINVAL.number(), e.status());
+            assertEquals(QpState.ERR, client.qp.state());
+        }
+    }
+
+    /**
+     * A reply asking for markers: {@code siw_proc_mpareply} reports {@code -ECONNREFUSED} without a TERMINATE, which
+     * {@code cma_iw_handler} makes REJECTED; the id's QP is in ERR (the endpoint's release, {@code siw_qp_llp_close}).
+     */
+    @Test
+    void aReplyAskingForMarkersIsRejectedWithEconnrefused() throws Exception {
+        try (ServerSocket raw = new ServerSocket(PORT, 1, h.b.address)) {
+            byte[] rep = Mpa.frame(true, false, Mpa.REVISION_2, new Mpa.V2(4, 4, false, 0), new byte[0]);
+            rep[16] |= (byte) Mpa.FLAG_MARKERS;
+            assertEquals(0, rawServer(raw, rep).length, "nothing but the close");
+            CmEvent e = client.expect(CmEventType.REJECTED);
+            assertEquals(-Errno.ECONNREFUSED.number(), e.status());
             assertEquals(QpState.ERR, client.qp.state());
         }
     }
