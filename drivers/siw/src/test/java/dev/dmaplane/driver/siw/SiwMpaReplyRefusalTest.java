@@ -5,17 +5,23 @@ import dev.dmaplane.rdma.spi.IwCmEvent;
 import dev.dmaplane.rdma.spi.IwConnParam;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.testing.ExternalTool;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.HexFormat;
 import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The MPA replies the initiator refuses before RFC 6581's negotiation, each as {@code siw_proc_mpareply}
@@ -33,6 +39,9 @@ class SiwMpaReplyRefusalTest {
     private static final int TERMINATE_FPDU = Mpa.fpduLength(Iwarp.UNTAGGED_HDR + Iwarp.TERMINATE_BODY);
 
     private final SiwHosts h = new SiwHosts(57, 58);
+
+    @TempDir
+    Path dir;
 
     @AfterEach
     void close() {
@@ -132,5 +141,31 @@ class SiwMpaReplyRefusalTest {
         assertArrayEquals(new byte[0], after);
         refused(qa, Errno.ECONNREFUSED);
         assertEquals(0, terminatesSent());
+    }
+
+    /**
+     * The capture of a wrong key: Wireshark (4.0) takes the reply carrying the request's key for a second request, so
+     * it never sees the start of full operation and shows the TERMINATE as undecoded data; that data is the FPDU siw
+     * sent (control word {@code 0x20040000}), the capture holds no malformed frame.
+     */
+    @Test
+    void tsharkShowsTheTerminateAfterAReplyWithTheRequestsKey() throws Exception {
+        ExternalTool tshark = ExternalTool.require("tshark",
+                "apt-get install tshark (Debian, Ubuntu), dnf install wireshark-cli (Fedora)");
+        Path file = dir.resolve("siw-key.pcap");
+        assertTrue(h.da.pcap(file.toString()).startsWith("capturing to "));
+        QueuePair qa = h.a.rc();
+        byte[] after = h.respondRaw(qa, new IwConnParam(null, 4, 4),
+                reply(Mpa.REQ_KEY, Mpa.FLAG_CRC | Mpa.FLAG_ENHANCED, Mpa.REVISION_2));
+        assertEquals(Errno.EINVAL, h.a.event().status());
+        assertTrue(h.da.pcap("off").contains("closed"));
+
+        String out = tshark.run(Duration.ofSeconds(60), "-r", file.toString(), "-T", "fields", "-E", "separator=|",
+                "-e", "frame.number", "-e", "_ws.malformed", "-e", "iwarp_mpa.key.req", "-e", "data.data");
+        List<String[]> rows = out.lines().filter(x -> !x.isBlank()).map(x -> x.split("\\|", -1)).toList();
+        assertTrue(rows.stream().allMatch(r -> r[1].isEmpty()), "no malformed frame:\n" + out);
+        assertEquals(2, rows.stream().filter(r -> !r[2].isEmpty()).count(), "the request and the reply:\n" + out);
+        List<String> data = rows.stream().map(r -> r[3]).filter(x -> !x.isEmpty()).toList();
+        assertEquals(List.of(HexFormat.of().formatHex(after)), data, out);
     }
 }
