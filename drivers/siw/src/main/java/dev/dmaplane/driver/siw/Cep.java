@@ -38,6 +38,9 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * in revision 1 (as {@code iw_cxgb4}'s {@code retry_with_mpa_v1}). With {@code peer_to_peer} the initiator asks for
  * an RTR message; the responder picks a zero-length RDMA WRITE (or READ, if only that is offered), reports
  * ESTABLISHED and sends only once it arrived ({@code siw_qp_mpa_rts}, {@code siw_rtr_data_ready}).
+ *
+ * <p>Over 600 lines: like {@code siw_cm.c}'s endpoint, the start-up of both sides (request, reply and each refusal
+ * of {@code siw_proc_mpareply}) and the stream's end share the endpoint's state; a class apart would pass it all.
  */
 final class Cep implements IwConnection, IwConnRequest {
     private static final Logger LOG = LoggerFactory.getLogger(Cep.class);

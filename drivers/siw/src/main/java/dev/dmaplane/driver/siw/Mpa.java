@@ -143,9 +143,9 @@ final class Mpa {
     }
 
     /**
-     * What {@code siw_proc_mpareq} and {@code siw_proc_mpareply} refuse in a frame whose key was right: a revision
-     * other than 1 up to {@code maxRevision}, markers (siw sends none and takes none), an enhanced frame whose
-     * private data cannot hold the IRD/ORD words.
+     * What {@code siw_proc_mpareq} refuses in a request whose key was right: a revision other than 1 up to
+     * {@code maxRevision}, markers (siw sends none and takes none), an enhanced frame whose private data cannot hold
+     * the IRD/ORD words. The reply's refusals are {@code Cep}'s, in {@code siw_proc_mpareply}'s order.
      *
      * @throws ErrnoException {@code EPROTO} naming the bad field
      */
