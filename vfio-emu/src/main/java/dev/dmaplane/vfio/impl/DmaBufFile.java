@@ -2,10 +2,6 @@ package dev.dmaplane.vfio.impl;
 
 import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.dmabuf.DmaBufHandle;
-import dev.dmaplane.errno.Errno;
-import dev.dmaplane.errno.ErrnoException;
-
-import java.lang.foreign.MemorySegment;
 
 /**
  * A dma-buf descriptor of the process's table ({@link DmaBufHandle}, {@code dma_buf_fd}) seen through VFIO's calls:
@@ -16,16 +12,6 @@ public record DmaBufFile(DmaBufHandle handle) implements VfioFile {
     /** The buffer the descriptor holds a reference to. */
     public DmaBuf buffer() {
         return handle.dmabuf();
-    }
-
-    @Override
-    public long ioctl(int cmd, MemorySegment arg) {
-        throw new ErrnoException(Errno.ENOTTY, String.format("%s: ioctl %#x is not served here", this, cmd));
-    }
-
-    @Override
-    public long ioctl(int cmd, long value) {
-        throw new ErrnoException(Errno.ENOTTY, String.format("%s: ioctl %#x is not served here", this, cmd));
     }
 
     @Override

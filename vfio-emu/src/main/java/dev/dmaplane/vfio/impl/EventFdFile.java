@@ -20,16 +20,6 @@ final class EventFdFile implements VfioFile {
     }
 
     @Override
-    public long ioctl(int cmd, MemorySegment arg) {
-        throw new ErrnoException(Errno.ENOTTY, String.format("eventfd: no ioctl %#x", cmd));
-    }
-
-    @Override
-    public long ioctl(int cmd, long value) {
-        throw new ErrnoException(Errno.ENOTTY, String.format("eventfd: no ioctl %#x", cmd));
-    }
-
-    @Override
     public long read(MemorySegment dst, long offset) {
         if (dst.byteSize() < 8) {
             throw new ErrnoException(Errno.EINVAL, "eventfd read of " + dst.byteSize() + " bytes, 8 needed");

@@ -10,11 +10,18 @@ import java.lang.foreign.MemorySegment;
  * {@code /dev/iommu}.
  */
 public interface VfioFile {
-    /** {@code unlocked_ioctl} with a pointer. */
-    long ioctl(int cmd, MemorySegment arg);
+    /**
+     * {@code unlocked_ioctl} with a pointer; files without one answer {@code ENOTTY}, as {@code vfs_ioctl} does for a
+     * file without {@code f_op->unlocked_ioctl}.
+     */
+    default long ioctl(int cmd, MemorySegment arg) {
+        throw new ErrnoException(Errno.ENOTTY, String.format("%s: no ioctl %#x", this, cmd));
+    }
 
-    /** {@code unlocked_ioctl} with a number. */
-    long ioctl(int cmd, long value);
+    /** {@code unlocked_ioctl} with a number; files without one answer {@code ENOTTY}. */
+    default long ioctl(int cmd, long value) {
+        throw new ErrnoException(Errno.ENOTTY, String.format("%s: no ioctl %#x", this, cmd));
+    }
 
     /** {@code read} at {@code offset}; files without it answer {@code EINVAL}. */
     default long read(MemorySegment dst, long offset) {
