@@ -49,7 +49,8 @@ public interface IommufdAccess {
     /**
      * {@code iommufd_access_attach}.
      *
-     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} when attached already, {@code ENOENT} for an ID of no
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} when attached already, {@code EBUSY} while a detach is
+     *                                           still telling the driver to unmap, {@code ENOENT} for an ID of no
      *                                           IOAS, {@code ENODEV} once destroyed
      */
     void attach(int ioasId);

@@ -265,6 +265,16 @@ class IommufdAccessTest {
                         problems.add("a pin during the callback: " + e.errno() + ", not " + expected);
                     }
                 }
+                if (!destroying[0]) { // iommufd_access_change_ioas: a detach in progress makes an attach EBUSY
+                    try {
+                        access.attach(ioas);
+                        problems.add("an attach during the detach's unmap callback was allowed");
+                    } catch (ErrnoException e) {
+                        if (e.errno() != Errno.EBUSY) {
+                            problems.add("an attach during the detach: " + e.errno() + ", not EBUSY");
+                        }
+                    }
+                }
                 try {
                     worker.submit(() -> super.unmap(iova, length)).get(5, TimeUnit.SECONDS);
                 } catch (TimeoutException e) {

@@ -64,9 +64,13 @@ final class Access extends IommufdObject implements IommufdAccess {
     public void attach(int ioasId) {
         synchronized (ctx) {
             alive("iommufd_access_attach");
-            if (ioas != null || ioasUnpin != null) {
-                throw new ErrnoException(Errno.EINVAL, "iommufd_access_attach: " + this + " is attached to "
-                        + ioasUnpin + " already" + (ioas == null ? " (being detached)" : ""));
+            if (ioas != null) {
+                throw new ErrnoException(Errno.EINVAL, "iommufd_access_attach: " + this + " is attached to " + ioas
+                        + " already");
+            }
+            if (ioasUnpin != null) { // iommufd_access_change_ioas: "racing with a concurrent detach, bail"
+                throw new ErrnoException(Errno.EBUSY, "iommufd_access_attach: " + this + " is being detached from "
+                        + ioasUnpin);
             }
             Ioas target = ctx.ioasFor(ioasId, "iommufd_access_attach");
             target.accesses.add(this);
