@@ -204,7 +204,9 @@ final class Cep implements IwConnection, IwConnRequest {
             p2p = false;
         }
         if (rep.rejected()) {
-            failConnect(Errno.ECONNREFUSED, rep.privateData(), "rejected by the peer");
+            // siw_proc_mpareply: "got mpa reject", CONNECT_REPLY -ECONNRESET; the release moves the QP to ERR
+            toError = true;
+            failConnect(Errno.ECONNRESET, rep.privateData(), "rejected by the peer");
             return false;
         }
         if ((rep.flags() & Mpa.FLAG_MARKERS) != 0) {
@@ -560,7 +562,7 @@ final class Cep implements IwConnection, IwConnRequest {
             if (was) {
                 q.connectionGone(this);
             } else {
-                dev.unbindQp(q, this); // a connect that failed leaves the QP as it was
+                dev.unbindQp(q, this); // a failed connect frees the QP: in ERR when rejected or refused
                 if (toError && !q.destroyed) {
                     q.hw.enterError(); // before CONNECT_REPLY: a query after the event sees ERR
                 }
@@ -568,7 +570,7 @@ final class Cep implements IwConnection, IwConnRequest {
         }
         dev.forget(this);
         if (!was && active && !replied) {
-            reply(failure, failurePd); // after the unbind: the caller may connect the QP again at once
+            reply(failure, failurePd); // after the unbind and ERR: a query from the handler sees them
         }
         if (was) {
             if (byPeer || peerClosed) {

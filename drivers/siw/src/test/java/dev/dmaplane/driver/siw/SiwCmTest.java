@@ -29,7 +29,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * The connection manager's verbs ({@code include/rdma/iw_cm.h} {@code struct iw_cm_verbs}, {@code siw_cm.c};
  * MPA start-up of RFC 5044 section 7): private data in the MPA request and reply, a reject with its private data
- * reaching the active side as ECONNREFUSED, a refused TCP connection, and the arguments refused before anything
+ * reaching the active side as {@code siw_proc_mpareply} reports it (CONNECT_REPLY {@code -ECONNRESET}, the QP in ERR
+ * after {@code siw_cm_work_handler}'s release), a refused TCP connection, and the arguments refused before anything
  * is sent.
  */
 @Timeout(60)
@@ -66,8 +67,14 @@ class SiwCmTest {
         assertEquals(Errno.EINVAL, again.errno(), "connected already");
     }
 
+    /**
+     * A reject as {@code siw_proc_mpareply} reports it (Linux {@code drivers/infiniband/sw/siw/siw_cm.c}): the reply
+     * with the reject bit is CONNECT_REPLY {@code -ECONNRESET} with the peer's private data, and the endpoint's
+     * release in {@code siw_cm_work_handler} moves the QP to ERR ({@code siw_qp_llp_close}). The QP cannot connect
+     * again; a new QP can.
+     */
     @Test
-    void aRejectReachesTheActiveSideWithItsPrivateDataAndTheQpMayTryAgain() {
+    void aRejectReachesTheActiveSideWithItsPrivateDataAndANewQpMayTryAgain() {
         QueuePair qa = h.a.rc();
         QueuePair qb = h.b.rc();
         try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 2, h.b.events::add)) {
@@ -75,35 +82,43 @@ class SiwCmTest {
             h.b.event().request().reject(new byte[]{42});
             IwCmEvent rep = h.a.event();
             assertEquals(IwCmEvent.Type.CONNECT_REPLY, rep.type());
-            assertEquals(Errno.ECONNREFUSED, rep.status());
+            assertEquals(Errno.ECONNRESET, rep.status());
             assertArrayEquals(new byte[]{42}, rep.privateData());
-            assertEquals(QpState.RTR, qa.query().qpState(), "a rejected connect leaves the QP as it was");
+            assertEquals(QpState.ERR, qa.query().qpState(), "the release moves the QP of a rejected connect to ERR");
+            ErrnoException again = assertThrows(ErrnoException.class, () -> h.a.cm.connect(qa.qpNum(), l.local(),
+                    new IwConnParam(null, 1, 1), h.a.events::add));
+            assertEquals(Errno.EINVAL, again.errno(), "a QP in ERR cannot connect");
 
-            h.a.cm.connect(qa.qpNum(), l.local(), new IwConnParam(null, 1, 1), h.a.events::add);
+            QueuePair qa2 = h.a.rc();
+            h.a.cm.connect(qa2.qpNum(), l.local(), new IwConnParam(null, 1, 1), h.a.events::add);
             h.b.event().request().accept(qb.qpNum(), new IwConnParam(null, 1, 1), h.b.events::add);
             SiwHosts.expect(h.a.event(), IwCmEvent.Type.CONNECT_REPLY);
             SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
+            assertEquals(QpState.RTS, qa2.query().qpState());
         }
-        assertEquals(QpState.RTS, qa.query().qpState());
+        assertEquals(QpState.ERR, qa.query().qpState());
         assertEquals(QpState.RTS, qb.query().qpState());
     }
 
     /**
-     * The QP of a rejected connect is free again when CONNECT_REPLY reports the reject, so that the caller may
-     * connect it again from the event itself (rdma_cm retries so): the retry runs inside the handler, on the
-     * endpoint's thread, where it found the QP still bound when the reply was reported before the unbind.
+     * The reject is reported after the endpoint let go of the QP and moved it to ERR ({@code siw_cm_work_handler}
+     * releases it after {@code siw_proc_mpareply}'s upcall; here the order is such that the handler sees the end
+     * state): the handler sees ERR and may connect a new QP from the event itself, on the endpoint's thread.
      */
     @Test
-    void aRejectedQpMayConnectAgainFromTheReplyItself() throws InterruptedException {
+    void aNewQpMayConnectFromTheRejectingReplyItself() throws InterruptedException {
         QueuePair qa = h.a.rc();
+        QueuePair qa2 = h.a.rc();
         QueuePair qb = h.b.rc();
         try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 2, h.b.events::add)) {
             AtomicReference<Object> retry = new AtomicReference<>();
+            AtomicReference<QpState> seen = new AtomicReference<>();
             CountDownLatch replied = new CountDownLatch(1);
             h.a.cm.connect(qa.qpNum(), l.local(), new IwConnParam(null, 1, 1), e -> {
-                if (e.type() == IwCmEvent.Type.CONNECT_REPLY && e.status() == Errno.ECONNREFUSED) {
+                if (e.type() == IwCmEvent.Type.CONNECT_REPLY && e.status() == Errno.ECONNRESET) {
+                    seen.set(qa.query().qpState());
                     try {
-                        h.a.cm.connect(qa.qpNum(), l.local(), new IwConnParam(null, 1, 1), h.a.events::add);
+                        h.a.cm.connect(qa2.qpNum(), l.local(), new IwConnParam(null, 1, 1), h.a.events::add);
                         retry.set("connecting");
                     } catch (ErrnoException x) {
                         retry.set(x);
@@ -113,12 +128,13 @@ class SiwCmTest {
             });
             h.b.event().request().reject(null);
             assertTrue(replied.await(SiwHosts.WAIT.toSeconds(), TimeUnit.SECONDS), "the reject was reported");
+            assertEquals(QpState.ERR, seen.get(), "the QP was in ERR when the reject was reported");
             assertEquals("connecting", retry.get());
             h.b.event().request().accept(qb.qpNum(), new IwConnParam(null, 1, 1), h.b.events::add);
             SiwHosts.expect(h.a.event(), IwCmEvent.Type.CONNECT_REPLY);
             SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
         }
-        assertEquals(QpState.RTS, qa.query().qpState());
+        assertEquals(QpState.RTS, qa2.query().qpState());
     }
 
     @Test

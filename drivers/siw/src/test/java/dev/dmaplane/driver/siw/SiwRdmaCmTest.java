@@ -55,8 +55,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * {@code siw_cm.c}, and as rdma_cm(7), rdma_connect(3), rdma_accept(3), rdma_reject(3) and rdma_disconnect(3)
  * describe it: address resolution picks the siw device of the address, the QP goes INIT → RTR by the rdma_cm and
  * RTS by the iw_cm (no RTR/RTS by the user), private data travels in the MPA request and reply, a reject is
- * REJECTED with {@code -ECONNREFUSED}, a disconnect from either side is DISCONNECTED at both, and an unplugged
- * device is DEVICE_REMOVAL.
+ * REJECTED with {@code -ECONNRESET} (siw's CONNECT_REPLY status, which {@code cma_iw_handler} passes on), a
+ * disconnect from either side is DISCONNECTED at both, and an unplugged device is DEVICE_REMOVAL.
  */
 @Timeout(60)
 class SiwRdmaCmTest {
@@ -253,8 +253,14 @@ class SiwRdmaCmTest {
         assertEquals(QpState.ERR, client.qp.state());
     }
 
+    /**
+     * {@code siw_proc_mpareply} reports the reply with the reject bit as CONNECT_REPLY {@code -ECONNRESET};
+     * {@code cma_iw_handler} makes that REJECTED and copies the status and private data into the event
+     * ({@code event.status = iw_event->status}; rdma_get_cm_event(3) names the IB CM's reason only under
+     * InfiniBand), and siw's release leaves the QP in ERR.
+     */
     @Test
-    void aRejectIsRejectedWithEconnrefusedAndThePrivateData() {
+    void aRejectIsRejectedWithEconnresetAndThePrivateData() {
         CmId l = listen(h.b.address);
         resolve();
         client.id.connect(ConnParam.of(new byte[]{1}, 1, 1));
@@ -263,11 +269,11 @@ class SiwRdmaCmTest {
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> req.id().accept(ConnParam.of(null, 1,
                 1))).errno(), "answered already");
         CmEvent rej = client.expect(CmEventType.REJECTED);
-        assertEquals(-Errno.ECONNREFUSED.number(), rej.status());
+        assertEquals(-Errno.ECONNRESET.number(), rej.status(), "cma_iw_handler passes siw's status on");
         assertArrayEquals(new byte[]{'n', 'o'}, rej.param().privateData());
         assertEquals(Errno.ETIMEDOUT, assertThrows(ErrnoException.class,
                 () -> client.ch.getEvent(Duration.ofMillis(200))).errno(), "nothing after REJECTED");
-        assertEquals(QpState.RTR, client.qp.state(), "a rejected connect leaves the QP as siw left it");
+        assertEquals(QpState.ERR, client.qp.state(), "siw's release moved the QP of the rejected connect to ERR");
         l.destroy();
     }
 
