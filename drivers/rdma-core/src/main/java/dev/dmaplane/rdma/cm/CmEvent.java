@@ -15,8 +15,8 @@ public interface CmEvent {
 
     /**
      * 0, a negative errno ({@code -ETIMEDOUT} for UNREACHABLE after the CM's retries, {@code -EHOSTUNREACH} for an
-     * ADDR_ERROR without route), or for REJECTED the IB CM reject reason ({@link RejectReason}) or, on iWARP,
-     * {@code -ECONNREFUSED}.
+     * ADDR_ERROR without route), or for REJECTED the IB CM reject reason ({@link RejectReason}) or, on iWARP, the
+     * provider's errno as {@code cma_iw_handler} copies it ({@code -ECONNRESET} from siw).
      */
     int status();
 

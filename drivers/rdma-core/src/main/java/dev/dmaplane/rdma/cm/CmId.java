@@ -17,7 +17,8 @@ import java.net.InetSocketAddress;
  * <p>
  * On an iWARP device the connection is the device's iw_cm's ({@code cma.c}'s iWARP branches): the MPA request and
  * reply carry up to 512 bytes of private data, the QP goes to RTR by the rdma_cm and to RTS by the iw_cm, a reject
- * is REJECTED with {@code -ECONNREFUSED}, a disconnect is DISCONNECTED at both ends without TIMEWAIT_EXIT.
+ * is REJECTED with siw's {@code -ECONNRESET} (the QP in ERR: a retry needs a new QP), a disconnect is DISCONNECTED
+ * at both ends without TIMEWAIT_EXIT.
  */
 @ProviderType
 public interface CmId {

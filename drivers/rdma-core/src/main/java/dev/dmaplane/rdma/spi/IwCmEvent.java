@@ -8,7 +8,8 @@ import java.net.InetSocketAddress;
  * One event of an iWARP connection ({@code struct iw_cm_event}).
  *
  * @param type        what happened
- * @param status      null for success, else the errno ({@code ECONNREFUSED}: rejected, {@code ECONNRESET}: reset)
+ * @param status      null for success, else the errno ({@code ECONNRESET}: rejected or reset, as siw reports both;
+ *                    {@code ECONNREFUSED}: refused)
  * @param local       this side's address
  * @param remote      the peer's address
  * @param privateData the private data of the peer's MPA request or reply (empty when none)
