@@ -5,6 +5,9 @@ import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.dmabuf.DmaBufs;
 import dev.dmaplane.dmabuf.heap.SystemHeap;
 import dev.dmaplane.errno.Errno;
+import dev.dmaplane.fence.Fence;
+import dev.dmaplane.fence.FenceContext;
+import dev.dmaplane.fence.ResvUsage;
 import dev.dmaplane.hw.copyengine.CopyEngineRegs;
 import dev.dmaplane.iommu.IommuDomainType;
 import dev.dmaplane.iommu.IommuFault;
@@ -23,15 +26,23 @@ import org.junit.jupiter.api.Test;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.time.Duration;
 import java.util.Random;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 
 import static dev.dmaplane.hw.copyengine.CopyEngineRegs.*;
+import static dev.dmaplane.testing.Eventually.eventually;
 import static dev.dmaplane.vfio.VfioTestMachine.ENGINE;
 import static dev.dmaplane.vfio.VfioTestMachine.fails;
 import static dev.dmaplane.vfio.VfioUapi.VFIO_PCI_CONFIG_REGION_INDEX;
 import static dev.dmaplane.vfio.iommufd.IommufdUapi.*;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -86,6 +97,49 @@ class IoasMapDmaBufTest {
         byte[] b = new byte[SIZE];
         engine.bar(2).orElseThrow().memory().read(0, MemorySegment.ofArray(b));
         return b;
+    }
+
+    /**
+     * A dma-buf whose exporter still clears or moves it (a pending {@code DMA_RESV_USAGE_KERNEL} fence) is mapped into
+     * the IOAS only once that fence signals: importers always wait for KERNEL fences before they access the buffer
+     * ({@code include/linux/dma-resv.h}), or the device's DMA could land before the clear and be wiped by it.
+     */
+    @Test
+    void aMapOfADmaBufWaitsForItsKernelFences() throws Exception {
+        Iommufd fd = Iommufd.open(user);
+        int ioas = fd.ioasAlloc();
+        DeviceCdev cdev = DeviceCdev.open(user, ENGINE);
+        cdev.bind(fd);
+        cdev.attach(ioas);
+        memoryDecode(cdev.device(), true);
+        int dmabuf = cdev.device().exportDmaBuf(2, new long[]{0, SIZE});
+        DmaBuf buf = user.dmaBuf(dmabuf);
+        Fence clear = FenceContext.allocate("exporter", "clear").createFence();
+        buf.resv().lock();
+        try {
+            buf.resv().reserveFences(1);
+            buf.resv().addFence(clear, ResvUsage.KERNEL);
+        } finally {
+            buf.resv().unlock();
+        }
+        ExecutorService mapper = Executors.newSingleThreadExecutor(r -> new Thread(r, "map-file"));
+        try {
+            AtomicReference<Thread> t = new AtomicReference<>();
+            Future<Long> mapped = mapper.submit(() -> {
+                t.set(Thread.currentThread());
+                return fd.mapFile(ioas, dmabuf, 0, SIZE, BAR_IOVA, FIXED_RW);
+            });
+            eventually(() -> mapped.isDone() || t.get() != null && t.get().getState() == Thread.State.TIMED_WAITING,
+                    Duration.ofSeconds(10), "the map returned or waits");
+            assertFalse(mapped.isDone(), "IOMMU_IOAS_MAP_FILE returned with the KERNEL fence pending");
+            clear.signal();
+            assertEquals(BAR_IOVA, mapped.get(10, TimeUnit.SECONDS), "mapped once the fence signalled");
+            assertEquals(SIZE, fd.unmap(ioas, BAR_IOVA, SIZE));
+        } finally {
+            mapper.shutdownNow();
+            assertTrue(mapper.awaitTermination(10, TimeUnit.SECONDS));
+            buf.put();
+        }
     }
 
     @Test

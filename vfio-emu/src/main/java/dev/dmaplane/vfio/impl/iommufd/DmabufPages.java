@@ -7,9 +7,11 @@ import dev.dmaplane.dmabuf.Importer;
 import dev.dmaplane.dmabuf.PhysVec;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.fence.ResvUsage;
 import dev.dmaplane.iommu.IoPageTable;
 import dev.dmaplane.vfio.impl.IoPageStore;
 
+import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicReference;
 
@@ -35,12 +37,16 @@ final class DmabufPages {
     private DmabufPages() {
     }
 
+    /** Longest a map waits for the buffer's KERNEL fences, as {@code ib_umem_dmabuf}'s model does. */
+    static final Duration FENCE_TIMEOUT = Duration.ofSeconds(10);
+
     /**
      * Attaches {@code importer} to {@code buf}, takes {@code [start, start + length)} of its physical ranges and hands
      * the pages (holding the attachment and one reference to the buffer, both let go at their release) to
      * {@code install}.
      *
-     * @throws ErrnoException {@code EINVAL} for a range outside the buffer; the exporter's attach errno
+     * @throws ErrnoException {@code EINVAL} for a range outside the buffer; {@code ETIMEDOUT} when the buffer's KERNEL
+     *                        fences do not signal within {@link #FENCE_TIMEOUT}; the exporter's attach errno
      *                        ({@code EOPNOTSUPP}, {@code ENODEV} when revoked); {@link DmaBuf#physRanges}'s
      *                        ({@code EOPNOTSUPP} for an exporter without physical ranges, {@code ENODEV} revoked);
      *                        {@code install}'s; nothing is kept then
@@ -65,6 +71,12 @@ final class DmabufPages {
             buf.resv().lock();
             try {
                 long[] phys = frames(buf.physRanges(a), start, length, what);
+                // a clear or a move of the buffer by its exporter ends before any DMA through the IOAS: importers
+                // always wait for the KERNEL fences (include/linux/dma-resv.h), as ib_umem_dmabuf_map_pages does
+                if (!buf.resv().await(ResvUsage.KERNEL, FENCE_TIMEOUT)) {
+                    throw new ErrnoException(Errno.ETIMEDOUT, what + ": its KERNEL fences (a clear or a move) did not"
+                            + " signal within " + FENCE_TIMEOUT);
+                }
                 IoPageStore.Pages pages = new IoPageStore.Pages(phys, writable, false, dirty -> release(buf, a));
                 holder.set(pages);
                 install.install(pages);
