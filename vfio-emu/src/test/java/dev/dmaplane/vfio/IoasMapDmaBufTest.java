@@ -87,6 +87,21 @@ class IoasMapDmaBufTest {
         machine.close();
     }
 
+    /** The engine bound to a new iommufd and attached to a new IOAS, its BAR2 decoding and exported as a dma-buf. */
+    private record Bar2(Iommufd fd, int ioas, DeviceCdev cdev, VfioDevice dev, int dmabuf) {
+    }
+
+    private Bar2 exportBar2() {
+        Iommufd fd = Iommufd.open(user);
+        int ioas = fd.ioasAlloc();
+        DeviceCdev cdev = DeviceCdev.open(user, ENGINE);
+        cdev.bind(fd);
+        cdev.attach(ioas);
+        VfioDevice dev = cdev.device();
+        memoryDecode(dev, true);
+        return new Bar2(fd, ioas, cdev, dev, dev.exportDmaBuf(2, new long[]{0, SIZE}));
+    }
+
     private static void memoryDecode(VfioDevice dev, boolean on) {
         int cmd = (int) dev.read(VFIO_PCI_CONFIG_REGION_INDEX, PciRegs.COMMAND, 2);
         dev.write(VFIO_PCI_CONFIG_REGION_INDEX, PciRegs.COMMAND, 2,
@@ -106,13 +121,10 @@ class IoasMapDmaBufTest {
      */
     @Test
     void aMapOfADmaBufWaitsForItsKernelFences() throws Exception {
-        Iommufd fd = Iommufd.open(user);
-        int ioas = fd.ioasAlloc();
-        DeviceCdev cdev = DeviceCdev.open(user, ENGINE);
-        cdev.bind(fd);
-        cdev.attach(ioas);
-        memoryDecode(cdev.device(), true);
-        int dmabuf = cdev.device().exportDmaBuf(2, new long[]{0, SIZE});
+        Bar2 b = exportBar2();
+        Iommufd fd = b.fd();
+        int ioas = b.ioas();
+        int dmabuf = b.dmabuf();
         DmaBuf buf = user.dmaBuf(dmabuf);
         Fence clear = FenceContext.allocate("exporter", "clear").createFence();
         buf.resv().lock();
@@ -144,14 +156,11 @@ class IoasMapDmaBufTest {
 
     @Test
     void theEngineWritesItsBarThroughTheIoasUntilARevokeUnmapsTheRange() {
-        Iommufd fd = Iommufd.open(user);
-        int ioas = fd.ioasAlloc();
-        DeviceCdev cdev = DeviceCdev.open(user, ENGINE);
-        cdev.bind(fd);
-        cdev.attach(ioas);
-        VfioDevice dev = cdev.device();
-        memoryDecode(dev, true);
-        int dmabuf = dev.exportDmaBuf(2, new long[]{0, SIZE});
+        Bar2 b = exportBar2();
+        Iommufd fd = b.fd();
+        int ioas = b.ioas();
+        VfioDevice dev = b.dev();
+        int dmabuf = b.dmabuf();
         long ring = mm.mmapAnonymous(4096, Prot.PROT_READ | Prot.PROT_WRITE);
         long src = mm.mmapAnonymous(SIZE, Prot.PROT_READ | Prot.PROT_WRITE);
         fd.map(ioas, ring, 4096, 0x1000_0000L, FIXED_RW);
@@ -204,7 +213,7 @@ class IoasMapDmaBufTest {
 
         regs.write(REG_CTRL, 8, CTRL_RESET);
         engine.setMaster(false);
-        cdev.close();
+        b.cdev().close();
         fd.close();
     }
 
@@ -232,14 +241,11 @@ class IoasMapDmaBufTest {
      */
     @Test
     void anAccessCannotPinOrCopyThroughADmaBufArea() {
-        Iommufd fd = Iommufd.open(user);
-        int ioas = fd.ioasAlloc();
-        DeviceCdev cdev = DeviceCdev.open(user, ENGINE);
-        cdev.bind(fd);
-        cdev.attach(ioas);
-        VfioDevice dev = cdev.device();
-        memoryDecode(dev, true);
-        int dmabuf = dev.exportDmaBuf(2, new long[]{0, SIZE});
+        Bar2 b = exportBar2();
+        Iommufd fd = b.fd();
+        int ioas = b.ioas();
+        VfioDevice dev = b.dev();
+        int dmabuf = b.dmabuf();
         assertEquals(BAR_IOVA, fd.mapFile(ioas, dmabuf, 0, SIZE, BAR_IOVA, FIXED_RW));
         IommufdAccess access = user.iommufdAccess(fd.fd(), (iova, length) -> { });
         access.attach(ioas);
