@@ -104,7 +104,7 @@ final class Stage implements AutoCloseable {
 
     /** CPU time of the whole process so far, in nanoseconds (every thread: the HCAs', the GPU engines', ours). */
     static long cpuNanos() {
-        return ProcessHandle.current().info().totalCpuDuration().map(d -> d.toNanos()).orElse(0L);
+        return ProcessCpuClock.nanos();
     }
 
     @Override
