@@ -217,6 +217,11 @@ public final class IoPageStore {
             return size / IoPageTable.PAGE_SIZE;
         }
 
+        /** The pages of host RAM the area holds pinned: all of them, or none for a dma-buf's MMIO. */
+        long pinnedPageCount() {
+            return pages.cpuReachable() ? pageCount() : 0;
+        }
+
         @Override
         public String toString() {
             return String.format("area 0x%x-0x%x", iova, last());
@@ -226,6 +231,7 @@ public final class IoPageStore {
     private final String who;
     private final TreeMap<Long, Area> areas = new TreeMap<>(Long::compareUnsigned);
     private final List<IommuDomain> domains = new ArrayList<>();
+    /** Pages of host RAM the areas hold; a dma-buf's pages are no RAM and were not pinned. */
     private long pinnedPages;
 
     public IoPageStore(String who) {
@@ -241,6 +247,7 @@ public final class IoPageStore {
         return areas.size();
     }
 
+    /** Pages of host RAM the areas hold pinned: an area of a dma-buf's MMIO counts none ({@code iopt_is_dmabuf}). */
     public long pinnedPages() {
         return pinnedPages;
     }
@@ -321,7 +328,7 @@ public final class IoPageStore {
             throw e;
         }
         areas.put(iova, a);
-        pinnedPages += a.pageCount();
+        pinnedPages += a.pinnedPageCount();
         return a;
     }
 
@@ -342,7 +349,7 @@ public final class IoPageStore {
             unmapFrom(d, a);
         }
         areas.remove(a.iova());
-        pinnedPages -= a.pageCount();
+        pinnedPages -= a.pinnedPageCount();
         a.pages().put((a.prot() & IoPageTable.PROT_WRITE) != 0);
         return a.size();
     }
