@@ -25,15 +25,19 @@ public interface IwCm {
 
     /**
      * {@code connect}: opens a TCP connection for QP {@code qpn} (in INIT or RTR) to {@code remote} and sends the MPA
-     * request carrying {@code param}'s private data. The outcome comes to {@code handler} as
-     * {@link IwCmEvent.Type#CONNECT_REPLY}: status null when accepted (the QP is in RTS then), {@code ECONNRESET}
-     * when rejected (as {@code siw_proc_mpareply} reports it; the QP is in ERR then), {@code ECONNRESET} or
-     * {@code ETIMEDOUT} when the peer went away, {@code EINVAL} when the driver refused the reply (malformed, or a
-     * failed IRD/ORD or RTR negotiation: {@code siw_proc_mpareply}'s {@code out_err}; the QP is in ERR then).
+     * request carrying {@code param}'s private data. The TCP connection is made in the caller's thread, as
+     * {@code siw_connect} makes it (blocking), and its failure is thrown, with no event. The MPA outcome comes to
+     * {@code handler} as {@link IwCmEvent.Type#CONNECT_REPLY}: status null when accepted (the QP is in RTS then),
+     * {@code ECONNRESET} when rejected (as {@code siw_proc_mpareply} reports it; the QP is in ERR then),
+     * {@code ECONNRESET} or {@code ETIMEDOUT} when the peer went away (the QP is in ERR then), {@code EINVAL} when
+     * the driver refused the reply (malformed, or a failed IRD/ORD or RTR negotiation: {@code siw_proc_mpareply}'s
+     * {@code out_err}; the QP is in ERR then).
      *
      * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a QP that does not exist, is not RC, is past RTR
      *                                           or is connected already, or private data over the MPA limit (512
-     *                                           bytes)
+     *                                           bytes); {@code ECONNREFUSED} when nothing listens at {@code remote},
+     *                                           {@code EHOSTUNREACH} or {@code ETIMEDOUT} when it cannot be
+     *                                           reached: the QP is then as it was
      */
     IwConnection connect(int qpn, InetSocketAddress remote, IwConnParam param, IwCmHandler handler);
 }

@@ -11,8 +11,10 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.io.IOException;
+import java.net.BindException;
 import java.net.ConnectException;
 import java.net.InetSocketAddress;
+import java.net.NoRouteToHostException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.SocketChannel;
@@ -166,9 +168,6 @@ final class Cep implements IwConnection, IwConnRequest {
         int myIrd = Math.min(param.ird(), max);
         Mpa.Frame rep;
         while (true) {
-            if (!tcpConnect()) {
-                return false;
-            }
             Mpa.V2 mine = rev == Mpa.REVISION_2 ? new Mpa.V2(myIrd, myOrd, p2p, p2p ? Mpa.V2_WRITE_RTR : 0) : null;
             write(Mpa.frame(false, false, rev, mine, param.privateData()));
             try {
@@ -262,21 +261,32 @@ final class Cep implements IwConnection, IwConnRequest {
         return true;
     }
 
-    /** Binds to the device's address and connects; false (CONNECT_REPLY reported) when refused. */
-    private boolean tcpConnect() throws IOException {
-        try {
-            ch.bind(new InetSocketAddress(dev.address(), 0));
-            ch.connect(remote);
-        } catch (ConnectException e) {
-            failConnect(Errno.ECONNREFUSED, new byte[0], "connect refused: " + e.getMessage());
-            return false;
-        }
+    /**
+     * {@code siw_connect}'s {@code kernel_bindconnect}: binds to the device's address and connects, blocking ("for
+     * simplification, connect() is called in blocking mode"), so that a refused connection is the caller's error.
+     */
+    void bindConnect() throws IOException {
+        ch.bind(new InetSocketAddress(dev.address(), 0));
+        ch.connect(remote);
         local = (InetSocketAddress) ch.getLocalAddress();
         dev.captureHandshake(this);
-        return true;
     }
 
-    /** Closes the rejected stream and opens a new one; false when the endpoint was closed meanwhile. */
+    /** The errno {@code kernel_bindconnect} would give for {@code e}. */
+    static Errno connectErrno(IOException e) {
+        String m = String.valueOf(e.getMessage());
+        return switch (e) {
+            case NoRouteToHostException x -> Errno.EHOSTUNREACH;
+            case BindException x -> m.contains("in use") ? Errno.EADDRINUSE : Errno.EADDRNOTAVAIL;
+            case ConnectException x -> m.contains("timed out") ? Errno.ETIMEDOUT : Errno.ECONNREFUSED;
+            default -> Errno.EIO;
+        };
+    }
+
+    /**
+     * Closes the rejected stream and connects a new one; false when the endpoint was closed meanwhile or the new
+     * connection failed (CONNECT_REPLY reported).
+     */
     private boolean reopen() throws IOException {
         dev.captureFin(this);
         ch.close();
@@ -285,6 +295,14 @@ final class Cep implements IwConnection, IwConnRequest {
         ch = SocketChannel.open();
         if (gone.get()) {
             ch.close(); // lost() closed the old stream: the new one must not stay open
+            return false;
+        }
+        try {
+            bindConnect();
+        } catch (ClosedChannelException e) {
+            throw e;
+        } catch (IOException e) {
+            failConnect(connectErrno(e), new byte[0], "connect failed: " + e.getMessage());
             return false;
         }
         return true;

@@ -420,12 +420,19 @@ final class SiwProvider implements RdmaProvider, IwCm {
         } catch (IOException e) {
             throw new ErrnoException(Errno.EIO, "siw: no socket for qp " + qpn + ": " + e.getMessage(), e);
         }
-        SiwQp q;
         try {
-            q = bindQp(qpn, c);
+            bindQp(qpn, c);
         } catch (ErrnoException e) {
             c.abandon("refused: " + e.getMessage());
             throw e;
+        }
+        try {
+            c.bindConnect();
+        } catch (IOException e) {
+            // siw_connect returns kernel_bindconnect's error: no event, the QP as it was
+            c.abandon("connect failed: " + e.getMessage());
+            throw new ErrnoException(Cep.connectErrno(e), "siw: connect of qp " + qpn + " to " + remote + " failed: "
+                    + e.getMessage(), e);
         }
         if (track(c)) {
             c.start();

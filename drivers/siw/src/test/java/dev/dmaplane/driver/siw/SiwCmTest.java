@@ -30,8 +30,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * The connection manager's verbs ({@code include/rdma/iw_cm.h} {@code struct iw_cm_verbs}, {@code siw_cm.c};
  * MPA start-up of RFC 5044 section 7): private data in the MPA request and reply, a reject with its private data
  * reaching the active side as {@code siw_proc_mpareply} reports it (CONNECT_REPLY {@code -ECONNRESET}, the QP in ERR
- * after {@code siw_cm_work_handler}'s release), a refused TCP connection, and the arguments refused before anything
- * is sent.
+ * after {@code siw_cm_work_handler}'s release), a refused TCP connection (the caller's error, as {@code siw_connect}
+ * returns it), and the arguments refused before anything is sent.
  */
 @Timeout(60)
 class SiwCmTest {
@@ -137,20 +137,35 @@ class SiwCmTest {
         assertEquals(QpState.RTS, qa2.query().qpState());
     }
 
+    /**
+     * {@code siw_connect} (Linux {@code drivers/infiniband/sw/siw/siw_cm.c}) connects its socket in blocking mode
+     * ({@code kernel_bindconnect}) and returns the error to {@code iw_cm_connect} ({@code iwcm.c}), which returns it
+     * to its caller: {@code -ECONNREFUSED} at once, no CONNECT_REPLY, the QP untouched and free to connect again
+     * once somebody listens.
+     */
     @Test
-    void aConnectNobodyListensForIsRefused() throws Exception {
+    void aConnectNobodyListensForFailsAtOnceAndLeavesTheQpAsItWas() throws Exception {
         int port;
         try (ServerSocket s = new ServerSocket(0, 1, h.b.address)) {
             port = s.getLocalPort();
         }
         QueuePair qa = h.a.rc();
-        h.a.cm.connect(qa.qpNum(), new InetSocketAddress(h.b.address, port), new IwConnParam(null, 1, 1),
-                h.a.events::add);
-        IwCmEvent rep = h.a.event();
-        assertEquals(IwCmEvent.Type.CONNECT_REPLY, rep.type());
-        assertEquals(Errno.ECONNREFUSED, rep.status());
-        assertNull(h.a.events.peek(), "nothing after the refusal");
+        InetSocketAddress to = new InetSocketAddress(h.b.address, port);
+        ErrnoException e = assertThrows(ErrnoException.class, () -> h.a.cm.connect(qa.qpNum(), to,
+                new IwConnParam(null, 1, 1), h.a.events::add));
+        assertEquals(Errno.ECONNREFUSED, e.errno());
+        assertTrue(e.getMessage().contains(to.toString()), e.getMessage());
+        assertNull(h.a.events.peek(), "no event: the caller got the error");
         assertEquals(QpState.RTR, qa.query().qpState());
+
+        QueuePair qb = h.b.rc();
+        try (IwListen l = h.b.cm.listen(to, 1, h.b.events::add)) {
+            h.a.cm.connect(qa.qpNum(), l.local(), new IwConnParam(null, 1, 1), h.a.events::add);
+            h.b.event().request().accept(qb.qpNum(), new IwConnParam(null, 1, 1), h.b.events::add);
+            SiwHosts.expect(h.a.event(), IwCmEvent.Type.CONNECT_REPLY);
+            SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
+        }
+        assertEquals(QpState.RTS, qa.query().qpState(), "the same QP connected once somebody listened");
     }
 
     @Test

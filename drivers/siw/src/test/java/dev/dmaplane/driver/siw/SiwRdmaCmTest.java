@@ -345,6 +345,23 @@ class SiwRdmaCmTest {
         }
     }
 
+    /**
+     * Nobody listens: {@code siw_connect}'s blocking {@code kernel_bindconnect} fails, {@code iw_cm_connect} and
+     * {@code cma_connect_iw} return {@code -ECONNREFUSED}, and {@code rdma_connect} ({@code cma.c},
+     * {@code err_state}) puts the id back to ROUTE_RESOLVED: rdma_connect(3) fails with ECONNREFUSED, no event
+     * comes, and the QP stays in RTR where {@code cma_modify_qp_rtr} put it.
+     */
+    @Test
+    void aConnectNobodyListensForFailsWithEconnrefusedAndTheIdIsRouteResolvedAgain() {
+        resolve();
+        ErrnoException e = assertThrows(ErrnoException.class, () -> client.id.connect(ConnParam.of(null, 1, 1)));
+        assertEquals(Errno.ECONNREFUSED, e.errno());
+        assertEquals("ROUTE_RESOLVED", client.id.state());
+        assertEquals(QpState.RTR, client.qp.state());
+        assertEquals(Errno.ETIMEDOUT, assertThrows(ErrnoException.class,
+                () -> client.ch.getEvent(Duration.ofMillis(50))).errno(), "no event");
+    }
+
     @Test
     void privateDataOverTheMpaLimitIsRefusedBeforeAnythingMoves() {
         listen(h.b.address);

@@ -117,7 +117,9 @@ final class IwId {
 
     /**
      * {@code cma_connect_iw}: the QP to INIT and RTR with remote read and write ({@code cma_modify_qp_rtr}), then
-     * {@code iw_cm_connect} with the private data, ORD = initiator depth and IRD = responder resources.
+     * {@code iw_cm_connect} with the private data, ORD = initiator depth and IRD = responder resources. The driver's
+     * refusal (ECONNREFUSED from a TCP connection nobody accepts) is thrown to {@code rdma_connect}, which leaves the
+     * id in ROUTE_RESOLVED.
      */
     void connect(IwConnParam ip, int qpn) {
         conn = cma.iwCm(id.dev).connect(qpn, id.dst, ip, cma.iwHandler(this::event));
