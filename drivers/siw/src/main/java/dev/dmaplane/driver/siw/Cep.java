@@ -149,6 +149,11 @@ final class Cep implements IwConnection, IwConnRequest {
             lost("closed locally", false);
         } catch (IOException e) {
             LOG.debug("siw: connection {} -> {} failed", local, remote, e);
+            if (active && !established) {
+                // siw_cm_work_handler's PEER_CLOSE while AWAIT_MPAREP: CONNECT_REPLY -ECONNRESET, then the release
+                // moves the QP to ERR (siw_qp_llp_close)
+                toError = true;
+            }
             lost(String.valueOf(e.getMessage()), true);
         } catch (RuntimeException e) {
             LOG.error("siw: connection {} -> {} failed unexpectedly", local, remote, e);
@@ -216,6 +221,9 @@ final class Cep implements IwConnection, IwConnRequest {
         int rtr = 0;
         if (rev == Mpa.REVISION_2) {
             if (!rep.enhanced()) {
+                // "the responder MUST reply with MPA version 2 and MUST set MPA_RR_FLAG_ENHANCED": -ECONNRESET, and
+                // the non-zero return releases the endpoint, which moves the QP to ERR
+                toError = true;
                 failConnect(Errno.ECONNRESET, new byte[0], "MPA v2 reply without IRD/ORD (revision "
                         + rep.revision() + ", flags 0x" + Integer.toHexString(rep.flags()) + ")");
                 return false;

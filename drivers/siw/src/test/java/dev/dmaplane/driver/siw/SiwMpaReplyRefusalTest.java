@@ -11,10 +11,15 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
+import java.io.DataInputStream;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.List;
 
@@ -30,9 +35,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * 0, 1, and 2 only": {@code -EPROTO}) go to {@code out_err} without a word on the wire; a wrong key sends a TERMINATE
  * of the LLP layer, type MPA, code {@code LLP_ECODE_INVALID_REQ_RESP} (0x04, {@code iwarp.h}) first, then goes to
  * {@code out_err}; {@code out_err} reports CONNECT_REPLY with {@code -EINVAL}. A reply asking for markers is refused
- * with CONNECT_REPLY {@code -ECONNREFUSED} and no TERMINATE. In every case {@code siw_cm_work_handler} releases the
- * endpoint ({@code release_cep}): the stream is closed and {@code siw_qp_llp_close} moves the QP to ERR. The peers
- * are raw sockets answering siw's revision 2 request.
+ * with CONNECT_REPLY {@code -ECONNREFUSED} and no TERMINATE; a revision 2 reply without the enhanced flag, and a
+ * peer that closes the stream in the middle of its reply, with {@code -ECONNRESET}. In every case
+ * {@code siw_cm_work_handler} releases the endpoint ({@code release_cep}): the stream is closed and
+ * {@code siw_qp_llp_close} moves the QP to ERR. The peers are raw sockets answering siw's revision 2 request.
  */
 @Timeout(60)
 class SiwMpaReplyRefusalTest {
@@ -140,6 +146,52 @@ class SiwMpaReplyRefusalTest {
                 reply(Mpa.REP_KEY, Mpa.FLAG_MARKERS | Mpa.FLAG_CRC | Mpa.FLAG_ENHANCED, Mpa.REVISION_2));
         assertArrayEquals(new byte[0], after);
         refused(qa, Errno.ECONNREFUSED);
+        assertEquals(0, terminatesSent());
+    }
+
+    /**
+     * {@code siw_proc_mpareply} with {@code enhanced_rdma_conn_est}: a reply of revision 2 without
+     * {@code MPA_RR_FLAG_ENHANCED}, or of revision 1, is a protocol failure ("the responder MUST reply with MPA
+     * version 2 and MUST set MPA_RR_FLAG_ENHANCED"): CONNECT_REPLY {@code -ECONNRESET}, no TERMINATE, and the
+     * {@code -EINVAL} it returns makes {@code siw_cm_work_handler} release the endpoint, moving the QP to ERR.
+     */
+    @Test
+    void aV2ReplyWithoutTheEnhancedFlagIsEconnresetAndTheQpInErr() throws Exception {
+        QueuePair qa = h.a.rc();
+        byte[] after = h.respondRaw(qa, new IwConnParam(null, 4, 4), reply(Mpa.REP_KEY, Mpa.FLAG_CRC,
+                Mpa.REVISION_2));
+        assertArrayEquals(new byte[0], after, "the stream closed without a TERMINATE");
+        refused(qa, Errno.ECONNRESET);
+
+        QueuePair qa1 = h.a.rc();
+        byte[] v1 = Mpa.frame(true, false, Mpa.REVISION_1, null, new byte[0]);
+        assertArrayEquals(new byte[0], h.respondRaw(qa1, new IwConnParam(null, 4, 4), v1));
+        refused(qa1, Errno.ECONNRESET);
+        assertEquals(0, terminatesSent());
+    }
+
+    /**
+     * A responder that closes its stream in the middle of the reply: {@code siw_recv_mpa_rr} has only part of the
+     * header ({@code -EAGAIN}), then {@code siw_cm_llp_state_change} queues PEER_CLOSE, and
+     * {@code siw_cm_work_handler} in {@code SIW_EPSTATE_AWAIT_MPAREP} reports CONNECT_REPLY {@code -ECONNRESET}
+     * ("MPA reply not received, but connection drop") and releases the endpoint: the QP is in ERR.
+     */
+    @Test
+    void aPeerClosingInTheMiddleOfTheReplyIsEconnresetAndTheQpInErr() throws Exception {
+        QueuePair qa = h.a.rc();
+        byte[] part = Arrays.copyOf(reply(Mpa.REP_KEY, Mpa.FLAG_CRC | Mpa.FLAG_ENHANCED, Mpa.REVISION_2), 10);
+        try (ServerSocket server = new ServerSocket(0, 1, h.b.address)) {
+            h.a.cm.connect(qa.qpNum(), (InetSocketAddress) server.getLocalSocketAddress(), new IwConnParam(null, 4, 4),
+                    h.a.events::add);
+            try (Socket s = server.accept()) {
+                s.setSoTimeout((int) SiwHosts.WAIT.toMillis());
+                new DataInputStream(s.getInputStream()).readFully(new byte[Mpa.RR_HDR + Mpa.V2_DATA]);
+                s.getOutputStream().write(part);
+                s.shutdownOutput();
+                assertArrayEquals(new byte[0], s.getInputStream().readAllBytes(), "siw closes without a word");
+            }
+        }
+        refused(qa, Errno.ECONNRESET);
         assertEquals(0, terminatesSent());
     }
 
