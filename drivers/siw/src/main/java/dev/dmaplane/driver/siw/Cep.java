@@ -34,8 +34,9 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * <p>MPA v2 (RFC 6581) as {@code siw_connect}, {@code siw_proc_mpareq}, {@code siw_accept} and
  * {@code siw_proc_mpareply} speak it: a device at revision 2 sends its IRD and ORD in the request; the responder
  * answers a revision 2 request in revision 2 with the depths it will use (its ORD at most the initiator's IRD, its
- * IRD at most the initiator's ORD), and a revision 1 request in revision 1. Each direction's READ depth is thus the
- * minimum of the initiator's ORD and the responder's IRD, and the events carry the peer's ORD and IRD. A responder
+ * IRD raised to at least the initiator's ORD: {@code relaxed_ird_negotiation}), and a revision 1 request in revision
+ * 1. The initiator takes the responder's IRD as its ORD and the responder's ORD as its IRD, and the events carry the
+ * peer's ORD and IRD. A responder
  * that speaks only revision 1 rejects a revision 2 request with a revision 1 reply; the initiator then connects again
  * in revision 1 (as {@code iw_cxgb4}'s {@code retry_with_mpa_v1}). With {@code peer_to_peer} the initiator asks for
  * an RTR message; the responder picks a zero-length RDMA WRITE (or READ, if only that is offered), reports
@@ -250,7 +251,9 @@ final class Cep implements IwConnection, IwConnRequest {
                 }
                 rtr = Mpa.V2_WRITE_RTR;
             }
-            negotiatedOrd = Math.min(myOrd, theirs.ird());
+            // siw_proc_mpareply: this side's IRD is the responder's ORD, its ORD the responder's IRD (which the
+            // responder's relaxed negotiation raised to at least our ORD)
+            negotiatedOrd = theirs.ird();
             negotiatedIrd = theirs.ord();
         } else {
             negotiatedOrd = myOrd;
@@ -433,8 +436,9 @@ final class Cep implements IwConnection, IwConnRequest {
     }
 
     /**
-     * {@code siw_accept}: under MPA v2 this side's ORD is at most the peer's IRD and its IRD at most the peer's ORD
-     * (both within the device's limit), and the reply says so; under v1 the depths are the caller's own.
+     * {@code siw_accept} with siw's {@code relaxed_ird_negotiation}: under MPA v2 this side's ORD is at most the
+     * peer's IRD and its IRD at least the peer's ORD (both within the device's limit), and the reply says so; under
+     * v1 the depths are the caller's own.
      */
     @Override
     public synchronized IwConnection accept(int qpn, IwConnParam p, IwCmHandler h) {
@@ -455,8 +459,10 @@ final class Cep implements IwConnection, IwConnRequest {
         Mpa.V2 mine = null;
         if (req.enhanced()) {
             Mpa.V2 theirs = req.v2();
+            // relaxed_ird_negotiation: an ORD above the initiator's IRD is cut to it, an IRD below the initiator's
+            // ORD is raised to it (that ORD is within the device's IRD, peerOrd being limited to it)
             myOrd = Math.min(myOrd, peerIrd);
-            myIrd = Math.min(myIrd, peerOrd);
+            myIrd = Math.max(myIrd, peerOrd);
             int rtr = 0;
             if (theirs.peerToPeer()) {
                 // siw prefers a zero-length WRITE; a READ only when that is all the initiator offers

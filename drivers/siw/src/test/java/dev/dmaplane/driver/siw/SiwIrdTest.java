@@ -187,7 +187,10 @@ class SiwIrdTest {
         assertTrue(all.lines().allMatch(String::isBlank), "no malformed frame");
     }
 
-    /** MPA v2 cuts the requester's ORD to the responder's IRD: 16 READs, two at a time, all served, every byte. */
+    /**
+     * MPA v2 with siw's {@code relaxed_ird_negotiation} raises the responder's IRD 2 to the requester's ORD 16
+     * ({@code siw_accept}): 16 READs at once, all served, every byte.
+     */
     @Test
     void aRequesterWithinTheNegotiatedDepthIsNeverRefused() {
         QueuePair[] p = connect(new IwConnParam(null, 16, 16), new IwConnParam(null, 16, 2));

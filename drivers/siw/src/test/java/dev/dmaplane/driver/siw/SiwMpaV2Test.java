@@ -35,8 +35,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * MPA revision 2, the enhanced connection establishment of RFC 6581, as {@code siw_cm.c} speaks it
  * ({@code siw_connect}, {@code siw_proc_mpareq}, {@code siw_accept}, {@code siw_proc_mpareply},
- * {@code siw_qp_mpa_rts}, {@code siw_rtr_data_ready}): IRD and ORD exchanged and each direction's READ depth the
- * minimum of the initiator's ORD and the responder's IRD, the peer's depths in the CM events, the revision falling
+ * {@code siw_qp_mpa_rts}, {@code siw_rtr_data_ready}): IRD and ORD exchanged with siw's
+ * {@code relaxed_ird_negotiation} (the responder's ORD cut to the initiator's IRD, its IRD raised to the initiator's
+ * ORD, the initiator taking the responder's IRD and ORD as its ORD and IRD), the peer's depths in the CM events, the
+ * revision falling
  * back to 1 in either direction, a zero-length RDMA WRITE as the RTR message of peer-to-peer mode, and malformed
  * v2 headers refused on both sides.
  */
@@ -72,8 +74,13 @@ class SiwMpaV2Test {
         }
     }
 
+    /**
+     * {@code siw_accept} keeps an IRD above the initiator's ORD and an ORD within the initiator's IRD;
+     * {@code siw_proc_mpareply} then sets {@code cep->ord = rep_ird}, {@code cep->ird = rep_ord}: a asked for ORD 8
+     * and gets b's IRD 16, its IRD is b's ORD 2.
+     */
     @Test
-    void v2PeersExchangeIrdAndOrdAndUseTheMinimumOfEachDirection() {
+    void v2PeersExchangeIrdAndOrdAndTheInitiatorTakesTheResponders() {
         QueuePair qa = h.a.rc();
         QueuePair qb = h.b.rc();
         IwCmEvent[] e = new IwCmEvent[3];
@@ -81,13 +88,13 @@ class SiwMpaV2Test {
         Cep[] c = connect(qa, qb, new IwConnParam(new byte[]{1, 2}, 8, 4), new IwConnParam(new byte[]{3}, 2, 16), e);
         assertEquals(List.of(8, 4), List.of(e[0].ord(), e[0].ird()), "CONNECT_REQUEST: the initiator's ORD, IRD");
         assertArrayEquals(new byte[]{1, 2}, e[0].privateData(), "the IRD/ORD words are not the consumer's data");
-        assertEquals(List.of(8, 2), List.of(e[1].ord(), e[1].ird()), "ESTABLISHED: the initiator's as negotiated");
-        assertEquals(List.of(2, 8), List.of(e[2].ord(), e[2].ird()), "CONNECT_REPLY: the responder's");
+        assertEquals(List.of(16, 2), List.of(e[1].ord(), e[1].ird()), "ESTABLISHED: the initiator's as negotiated");
+        assertEquals(List.of(2, 16), List.of(e[2].ord(), e[2].ird()), "CONNECT_REPLY: the responder's");
         assertArrayEquals(new byte[]{3}, e[2].privateData());
-        // a -> b: min(a's ORD 8, b's IRD 16) = 8; b -> a: min(b's ORD 2, a's IRD 4) = 2
-        assertEquals(List.of(8, 2), List.of(c[0].negotiatedOrd, c[0].negotiatedIrd));
-        assertEquals(List.of(2, 8), List.of(c[1].negotiatedOrd, c[1].negotiatedIrd));
-        assertEquals(8, c[0].ord, "the initiator's READs in flight are bounded by the negotiated ORD");
+        // b: ORD min(2, a's IRD 4) = 2, IRD 16 (at least a's ORD 8); a: ORD = b's IRD, IRD = b's ORD
+        assertEquals(List.of(16, 2), List.of(c[0].negotiatedOrd, c[0].negotiatedIrd));
+        assertEquals(List.of(2, 16), List.of(c[1].negotiatedOrd, c[1].negotiatedIrd));
+        assertEquals(16, c[0].ord, "the initiator's READs in flight are bounded by the negotiated ORD");
         assertEquals(2, c[1].ord);
 
         h.b.write(0, SiwHosts.random(4096, 7));
@@ -96,14 +103,20 @@ class SiwMpaV2Test {
         assertArrayEquals(SiwHosts.random(4096, 7), h.a.read(8192, 4096));
     }
 
+    /**
+     * {@code relaxed_ird_negotiation} in {@code siw_accept}: {@code params->ird < cep->ird} raises the responder's
+     * IRD to the initiator's ORD (which {@code siw_proc_mpareq} limited to {@code SIW_MAX_IRD_QP}), and
+     * {@code params->ord > cep->ord} cuts the responder's ORD to the initiator's IRD; the initiator's ORD stays.
+     */
     @Test
-    void anOrdAboveThePeersIrdIsCutToIt() {
+    void aResponderIrdBelowTheInitiatorsOrdIsRaisedToItAndItsOrdCut() {
         IwCmEvent[] e = new IwCmEvent[3];
-        Cep[] c = connect(h.a.rc(), h.b.rc(), new IwConnParam(null, 16, 16), new IwConnParam(null, 16, 1), e);
-        assertEquals(1, c[0].negotiatedOrd, "b serves one READ at a time: a may have one outstanding");
-        assertEquals(1, c[1].negotiatedIrd);
-        assertEquals(16, c[1].negotiatedOrd);
-        assertEquals(1, e[2].ird(), "CONNECT_REPLY tells a of b's IRD");
+        Cep[] c = connect(h.a.rc(), h.b.rc(), new IwConnParam(null, 16, 3), new IwConnParam(null, 64, 1), e);
+        assertEquals(List.of(3, 16), List.of(c[1].negotiatedOrd, c[1].negotiatedIrd),
+                "b's ORD cut to a's IRD 3, its IRD 1 raised to a's ORD 16");
+        assertEquals(List.of(16, 3), List.of(c[0].negotiatedOrd, c[0].negotiatedIrd), "a's ORD stays 16");
+        assertEquals(List.of(3, 16), List.of(e[2].ord(), e[2].ird()), "CONNECT_REPLY tells a of b's depths");
+        assertEquals(List.of(16, 3), List.of(e[1].ord(), e[1].ird()), "ESTABLISHED tells b of a's");
     }
 
     /**
@@ -120,11 +133,11 @@ class SiwMpaV2Test {
             ErrnoException noQp = assertThrows(ErrnoException.class, () -> req.request().accept(0xabcdef,
                     new IwConnParam(null, 2, 16), h.b.events::add));
             assertEquals(Errno.EINVAL, noQp.errno());
-            Cep cb = (Cep) req.request().accept(qb.qpNum(), new IwConnParam(null, 16, 16), h.b.events::add);
+            Cep cb = (Cep) req.request().accept(qb.qpNum(), new IwConnParam(null, 8, 4), h.b.events::add);
             IwCmEvent est = SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
             SiwHosts.expect(h.a.event(), IwCmEvent.Type.CONNECT_REPLY);
             assertEquals(List.of(4, 8), List.of(cb.negotiatedOrd, cb.negotiatedIrd),
-                    "b's ORD min(16, a's IRD 4), IRD min(16, a's ORD 8)");
+                    "b's ORD min(8, a's IRD 4), IRD max(4, a's ORD 8)");
             assertEquals(List.of(8, 4), List.of(est.ord(), est.ird()));
             assertEquals(List.of(8, 4), List.of(ca.negotiatedOrd, ca.negotiatedIrd));
         }

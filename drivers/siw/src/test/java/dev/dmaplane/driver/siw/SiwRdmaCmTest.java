@@ -160,8 +160,9 @@ class SiwRdmaCmTest {
      * Connect with private data in the MPA request, CONNECT_REQUEST on the listener, accept with the server's
      * buffer address and rkey in the MPA reply, ESTABLISHED at both ends with both QPs in RTS. MPA v2 carries the
      * READ depths ({@code cma_iw_handler}: responder resources from the peer's ORD, initiator depth from its IRD):
-     * the client may have 8 READs outstanding and serves 4, the server may have 2 and serves 16, so each side's
-     * ESTABLISHED tells it to serve the other's ORD and to send at most the other's IRD.
+     * the client asks to have 8 READs outstanding and serves 4, the server may have 2 and serves 16, which becomes
+     * the client's ORD (siw's {@code relaxed_ird_negotiation}), so each side's ESTABLISHED tells it to serve the
+     * other's ORD and to send at most the other's IRD.
      */
     private CmId connect(CmId l) {
         resolve();
@@ -182,11 +183,11 @@ class SiwRdmaCmTest {
         conn.accept(ConnParam.of(where, 16, 2));
         CmEvent est = client.expect(CmEventType.ESTABLISHED);
         assertArrayEquals(where, est.param().privateData(), "the MPA reply's private data");
-        assertEquals(List.of(2, 8), List.of(est.param().responderResources(), est.param().initiatorDepth()),
-                "the server's ORD min(2, 4) and IRD min(16, 8)");
+        assertEquals(List.of(2, 16), List.of(est.param().responderResources(), est.param().initiatorDepth()),
+                "the server's ORD min(2, 4) and IRD 16 (at least the client's ORD 8: relaxed_ird_negotiation)");
         CmEvent serverEst = server.expect(CmEventType.ESTABLISHED);
-        assertEquals(List.of(8, 2), List.of(serverEst.param().responderResources(),
-                serverEst.param().initiatorDepth()), "the client's ORD and IRD as negotiated");
+        assertEquals(List.of(16, 2), List.of(serverEst.param().responderResources(),
+                serverEst.param().initiatorDepth()), "the client's ORD and IRD as negotiated: the server's IRD, ORD");
         assertEquals(QpState.RTS, client.qp.state(), "the iw_cm moved it to RTS");
         assertEquals(QpState.RTS, server.qp.state());
         assertEquals(client.id.localAddr(), conn.remoteAddr(), "the TCP connection's own addresses");
