@@ -113,8 +113,15 @@ final class Cep implements IwConnection, IwConnRequest {
         return c;
     }
 
-    /** Starts the endpoint's thread (connect or wait for the request, then receive). */
+    /**
+     * Starts the endpoint's thread (connect or wait for the request, then receive); an endpoint that ended before
+     * gets none and leaves the device's list here, as the thread would when it ends.
+     */
     synchronized void start() {
+        if (gone.get()) {
+            dev.forget(this);
+            return;
+        }
         thread = Thread.ofPlatform().name("siw-rx-" + dev.name() + "-" + (active ? "a" : "p") + dev.nextCepId())
                 .daemon().start(this::run);
     }
@@ -135,7 +142,19 @@ final class Cep implements IwConnection, IwConnRequest {
         return remote;
     }
 
+    /**
+     * The endpoint's thread. It leaves the device's list only when it ends, not when the connection does: the
+     * events of the end still run on it, and device removal waits for every thread on the list.
+     */
     private void run() {
+        try {
+            runConnection();
+        } finally {
+            dev.forget(this);
+        }
+    }
+
+    private void runConnection() {
         try {
             if (active) {
                 if (!connectActive()) {
@@ -263,11 +282,11 @@ final class Cep implements IwConnection, IwConnRequest {
         if (rtr != 0) {
             write(rtrMessage()); // the first FPDU of the stream: the TX thread sends only once established
         }
-        boolean waiting = qp.hw.establish();
+        qp.hw.establish();
         established = true;
-        if (waiting) {
-            dev.tx.kick(qp);
-        }
+        // always: a post between establish() (the QP in RTS) and the line above found the connection not yet
+        // established and left the TX thread alone (siw_qp_modify sets the socket and RTS under one state_lock)
+        dev.tx.kick(qp);
         reply(null, rep.privateData());
         return true;
     }
@@ -483,13 +502,12 @@ final class Cep implements IwConnection, IwConnRequest {
         negotiatedIrd = myIrd;
         ord = Math.max(1, myOrd);
         rtrPending = mine != null && mine.rtr() != 0;
-        boolean waiting;
         try {
             write(Mpa.frame(true, false, req.revision(), mine, pd));
             // siw_accept moves the QP to RTS with the reply; the peer's first FPDU is read only once this answer
             // is in (the endpoint's thread waits for it), so it finds the QP in RTS, and nothing of ours leaves
             // before the reply: the TX thread sends only on an established connection
-            waiting = q.hw.establish();
+            q.hw.establish();
         } catch (IOException | RuntimeException e) {
             answer.complete(false);
             dev.unbindQp(q, this);
@@ -499,9 +517,7 @@ final class Cep implements IwConnection, IwConnRequest {
         established = true;
         answer.complete(true);
         if (!rtrPending) {
-            if (waiting) {
-                dev.tx.kick(q);
-            }
+            dev.tx.kick(q); // always, for a post between establish() and established = true (see connectActive)
             event(IwCmEvent.Type.ESTABLISHED, null, new byte[0], null, peerOrd, peerIrd);
         }
         return this;
@@ -600,7 +616,6 @@ final class Cep implements IwConnection, IwConnRequest {
                 }
             }
         }
-        dev.forget(this);
         if (!was && active && !replied) {
             reply(failure, failurePd); // after the unbind and ERR: a query from the handler sees them
         }
