@@ -143,6 +143,34 @@ public final class UContext implements AutoCloseable {
         }
     }
 
+    /**
+     * Destroys {@code obj} if this context still holds it ({@code RDMA_REMOVE_DESTROY}). Finding it and taking it out
+     * are one step under the table's lock, as {@code file_close_fd} takes a file out of the process's table before
+     * {@code filp_close} closes it: a handle that another thread closed and gave to a new object in the meantime
+     * names that object, which stays.
+     *
+     * @return whether {@code obj} was held and is destroyed now; false, with nothing changed, when it was destroyed
+     *         or closed already, never registered, or is another context's
+     * @throws ErrnoException {@code EINVAL} for null, {@code EBUSY} while others depend on it (nothing changes),
+     *                        {@code EIO}/{@code EBADF} if the context is gone
+     */
+    public boolean destroy(UObject obj) {
+        ErrnoException.requireNonNull(obj, "object to destroy");
+        try (Call ignored = enter()) {
+            int handle = obj.handle();
+            synchronized (objects) {
+                if (handle < 0 || objects.get(handle) != obj) {
+                    return false;
+                }
+                obj.destroy(RemoveReason.DESTROY);
+                objects.remove(handle);
+                usedHandles.clear(handle);
+            }
+            owner.unchargeObject();
+            return true;
+        }
+    }
+
     /** The objects held, oldest first. */
     public List<UObject> objects() {
         synchronized (objects) {

@@ -1,6 +1,6 @@
 /** User contexts with handle tables of refcounted objects, per-device limits, and disassociation on removal. */
 @Export
-@Version("1.0.0")
+@Version("1.1.0")
 package dev.dmaplane.resource;
 
 import org.osgi.annotation.bundle.Export;

@@ -85,6 +85,40 @@ class UContextTest {
         assertEquals(0, ctx.register(new Pd()).handle(), "the lowest free handle is reused");
     }
 
+    /**
+     * Destroying an object rather than a number, as {@code file_close_fd} (fs/file.c) takes the file it finds out of
+     * the table under {@code files->file_lock} and {@code filp_close} closes that file: once the number was closed and
+     * given to another object, the old object's destroy leaves the new one alone and reports false; an object with
+     * dependents is refused with EBUSY and stays; another context's object is not this one's.
+     */
+    @Test
+    void destroyingAnObjectNeverDestroysTheObjectThatTookItsHandle() {
+        UContext ctx = res.open();
+        Pd old = ctx.register(new Pd());
+        ctx.destroy(old.handle());
+        Pd taker = ctx.register(new Pd());
+        assertEquals(old.handle(), taker.handle(), "the freed handle was given to the new object");
+        assertFalse(ctx.destroy(old), "the old object is no longer held");
+        assertFalse(taker.isDestroyed());
+        assertSame(taker, ctx.lookup(taker.handle(), Pd.class));
+
+        Mr mr = ctx.register(new Mr(taker));
+        assertEquals(Errno.EBUSY, assertThrows(ErrnoException.class, () -> ctx.destroy(taker)).errno());
+        assertFalse(taker.isDestroyed(), "a refused destroy changes nothing");
+        assertTrue(ctx.destroy(mr));
+        assertTrue(ctx.destroy(taker));
+        assertFalse(ctx.destroy(taker), "destroyed once");
+        assertEquals(List.of("pd 0 DESTROY", "mr 1 DESTROY", "pd 0 DESTROY"), log);
+        assertEquals(0, res.objectCount(), "each destroy returned its hca_object charge once");
+
+        UContext other = res.open();
+        Pd elsewhere = other.register(new Pd());
+        assertFalse(ctx.destroy(elsewhere), "another context's object");
+        assertFalse(ctx.destroy(new Pd()), "an object never registered");
+        assertFalse(elsewhere.isDestroyed());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> ctx.destroy((UObject) null)).errno());
+    }
+
     @Test
     void limitsAreChargedPerDevice() {
         UContext a = res.open();
