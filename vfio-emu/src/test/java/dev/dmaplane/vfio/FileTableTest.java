@@ -5,6 +5,7 @@ import dev.dmaplane.dmabuf.DmaBuf;
 import dev.dmaplane.dmabuf.DmaBufHandle;
 import dev.dmaplane.dmabuf.DmaBufs;
 import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.mm.AddressSpace;
 import dev.dmaplane.pci.PciFunction;
@@ -18,6 +19,7 @@ import org.junit.jupiter.api.Test;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -190,6 +192,62 @@ class FileTableTest {
         assertTrue(DmaBufs.of(machine).list().isEmpty());
         fails(Errno.EBADF, () -> user.openContainer(), "the user is closed");
         assertEquals(1, mm.files().register(new OtherFile()).handle(), "the numbers are free again");
+    }
+
+    /**
+     * The process's VFIO side closes its files ({@link VfioUser#close()}, newest first) while another thread closes
+     * one of them with {@code close(2)} the moment the exit reaches it and another subsystem takes the freed number at
+     * once: the exit closes the file objects it installed, never the new file that holds the number now, as
+     * {@code file_close_fd} (fs/file.c) takes out of the table the file it finds there and {@code filp_close} closes
+     * that one. Many rounds, each racing the two threads.
+     */
+    @Test
+    void closingTheUserNeverClosesTheFileThatTookANumberItsFileLostMeanwhile() throws Exception {
+        int rounds = 300;
+        int files = 64;
+        int target = files / 2;
+        ExecutorService pool = Executors.newFixedThreadPool(2);
+        try {
+            for (int i = 0; i < rounds; i++) {
+                AddressSpace m = machine.newAddressSpace("race-" + i);
+                VfioUser u = Vfio.of(machine).open(m, 64 << 20);
+                for (int f = 0; f < files; f++) {
+                    assertEquals(f, u.openEventfd());
+                }
+                UObject before = m.files().lookup(target + 1, UObject.class); // closed just before the target
+                List<OtherFile> took = new ArrayList<>();
+                CyclicBarrier start = new CyclicBarrier(2);
+                Future<?> exit = pool.submit(() -> {
+                    start.await();
+                    u.close();
+                    return null;
+                });
+                Future<?> other = pool.submit(() -> {
+                    start.await();
+                    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+                    while (!before.isDestroyed() && System.nanoTime() < deadline) {
+                        Thread.onSpinWait(); // then the exit is about to close the file at number target
+                    }
+                    try {
+                        m.files().destroy(target); // close(2) of the number
+                    } catch (ErrnoException e) {
+                        return null; // the exit closed it first
+                    }
+                    took.add(m.files().register(new OtherFile()));
+                    return null;
+                });
+                exit.get(10, TimeUnit.SECONDS);
+                other.get(10, TimeUnit.SECONDS);
+                for (OtherFile o : took) {
+                    assertEquals(0, o.releases.get(), "round " + i + ": fd " + o.handle() + " was closed by the exit");
+                    assertSame(o, m.files().lookup(o.handle(), OtherFile.class));
+                }
+                m.close();
+            }
+        } finally {
+            pool.shutdown();
+            assertTrue(pool.awaitTermination(10, TimeUnit.SECONDS), "both sides end");
+        }
     }
 
     /**

@@ -315,12 +315,14 @@ final class UserImpl implements VfioUser {
         core.userClosed(this);
     }
 
-    /** Closes {@code o} if it still holds its descriptor. */
+    /**
+     * Closes {@code o} if it still holds its descriptor: the table finds and removes the object itself in one step
+     * ({@code file_close_fd}), so a number another thread closed and gave to a new file meanwhile keeps that file.
+     */
     private void closeObject(UObject o) {
         try {
-            if (!o.isDestroyed() && files.state() == UContext.State.LIVE
-                    && files.lookup(o.handle(), UObject.class) == o) {
-                files.destroy(o.handle());
+            if (files.state() == UContext.State.LIVE) {
+                files.destroy(o);
             }
         } catch (RuntimeException e) {
             LOG.error("{}: closing {} at exit failed", mm.name(), o, e);
