@@ -36,9 +36,8 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * answers a revision 2 request in revision 2 with the depths it will use (its ORD at most the initiator's IRD, its
  * IRD raised to at least the initiator's ORD: {@code relaxed_ird_negotiation}), and a revision 1 request in revision
  * 1. The initiator takes the responder's IRD as its ORD and the responder's ORD as its IRD, and the events carry the
- * peer's ORD and IRD. A responder
- * that speaks only revision 1 rejects a revision 2 request with a revision 1 reply; the initiator then connects again
- * in revision 1 (as {@code iw_cxgb4}'s {@code retry_with_mpa_v1}). With {@code peer_to_peer} the initiator asks for
+ * peer's ORD and IRD. A responder that speaks only revision 1 rejects a revision 2 request with a revision 1 reply;
+ * the initiator then connects again in revision 1 (as {@code iw_cxgb4}'s {@code retry_with_mpa_v1}). With {@code peer_to_peer} the initiator asks for
  * an RTR message; the responder picks a zero-length RDMA WRITE (or READ, if only that is offered), reports
  * ESTABLISHED and sends only once it arrived ({@code siw_qp_mpa_rts}, {@code siw_rtr_data_ready}).
  *
