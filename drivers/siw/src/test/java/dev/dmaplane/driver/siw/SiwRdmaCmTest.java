@@ -25,6 +25,7 @@ import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.Sge;
 import dev.dmaplane.rdma.verbs.WcOpcode;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
+import dev.dmaplane.testing.Eventually;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -35,8 +36,10 @@ import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
+import java.net.SocketTimeoutException;
 import java.nio.ByteBuffer;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 
@@ -361,6 +364,60 @@ class SiwRdmaCmTest {
         assertEquals(QpState.RTR, client.qp.state());
         assertEquals(Errno.ETIMEDOUT, assertThrows(ErrnoException.class,
                 () -> client.ch.getEvent(Duration.ofMillis(50))).errno(), "no event");
+    }
+
+    /**
+     * {@code siw_connect} makes its TCP connection blocking, and {@code rdma_connect} holds only that id's
+     * {@code handler_mutex} meanwhile ({@code cma.c}): a connect that waits for a peer whose accept queue is full
+     * (its SYNs dropped, {@code tcp_conn_request}) stalls no other id of the same rdma_cm. Once the peer closes,
+     * the retried SYN is refused and the connect fails with ECONNREFUSED, the id ROUTE_RESOLVED again.
+     */
+    @Test
+    @Timeout(60)
+    void aConnectThatWaitsForItsTcpConnectionStallsNoOtherId() throws Exception {
+        resolve();
+        ServerSocket full = new ServerSocket(PORT, 1, h.b.address);
+        List<Socket> queued = new ArrayList<>();
+        Thread connecting = null;
+        try {
+            while (queued.size() < 8) { // fill the accept queue: the next SYN is dropped, its connect waits
+                Socket s = new Socket();
+                queued.add(s);
+                try {
+                    s.connect(at(h.b.address, PORT), 300);
+                } catch (SocketTimeoutException e) {
+                    break;
+                }
+            }
+            assertTrue(queued.size() < 8, "the accept queue of backlog 1 filled");
+            ErrnoException[] failed = new ErrnoException[1];
+            connecting = new Thread(() -> failed[0] = assertThrows(ErrnoException.class,
+                    () -> client.id.connect(ConnParam.of(null, 1, 1))), "rdma_connect");
+            connecting.start();
+            Thread waiting = connecting;
+            Eventually.eventually(() -> "CONNECT".equals(client.id.state()) && waiting.isAlive(), SiwHosts.WAIT,
+                    "rdma_connect waits for its TCP connection");
+
+            CmId other = client.ch.createId(PortSpace.TCP);
+            other.resolveAddr(null, at(h.b.address, PORT + 1), 2000);
+            client.expect(CmEventType.ADDR_RESOLVED);
+            assertTrue(connecting.isAlive(), "the other id resolved while the connect still waited");
+            other.destroy();
+
+            full.close();
+            connecting.join(SiwHosts.WAIT.toMillis());
+            assertEquals(Thread.State.TERMINATED, connecting.getState(), "the retried SYN was refused");
+            assertEquals(Errno.ECONNREFUSED, failed[0].errno());
+            assertEquals("ROUTE_RESOLVED", client.id.state());
+        } finally {
+            full.close();
+            for (Socket s : queued) {
+                s.close();
+            }
+            if (connecting != null) {
+                connecting.join(SiwHosts.WAIT.toMillis());
+            }
+        }
     }
 
     @Test

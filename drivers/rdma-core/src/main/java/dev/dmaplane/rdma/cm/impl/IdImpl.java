@@ -350,6 +350,7 @@ final class IdImpl implements CmId, IbCm.Owner {
     @Override
     public void connect(ConnParam p) {
         ErrnoException.requireNonNull(p, "rdma_conn_param");
+        Runnable iwConnect;
         synchronized (cma.lock) {
             checkLive("rdma_connect");
             if (ps == PortSpace.UDP) {
@@ -359,41 +360,68 @@ final class IdImpl implements CmId, IbCm.Owner {
             if (state != State.ROUTE_RESOLVED) {
                 throw new ErrnoException(Errno.EINVAL, "rdma_connect: the id is " + state + ", not ROUTE_RESOLVED");
             }
-            if (iwarp()) { // cma_connect_iw
-                IwConnParam ip = new IwConnParam(p.privateData(), p.initiatorDepth(), p.responderResources());
-                iwQpToRtr();
-                iw().connect(ip, qp != null ? qp.qpNum() : p.qpNum());
-                responderResources = p.responderResources();
-                initiatorDepth = p.initiatorDepth();
-                state = State.CONNECT;
+            if (iwarp()) {
+                iwConnect = connectIw(p);
+            } else {
+                connectIb(p);
                 return;
             }
-            byte[] priv = new IpHeader(src.getPort(), src.getAddress(), dst.getAddress()).prepend(p.privateData());
-            responderResources = p.responderResources();
-            initiatorDepth = p.initiatorDepth();
-            retryCount = p.retryCount();
-            int rt = cma.responseTimeout();
-            int ack = CmaImpl.ackTimeout(CmaImpl.IBOE_PACKET_LIFETIME);
-            Req req = new Req(0, ps.serviceId(dst.getPort()), dev.nodeGuid(), 0, qp != null ? qp.qpNum() : p.qpNum(),
-                    p.responderResources(), p.initiatorDepth(), rt, 0, p.flowControl(), seqNum, rt, p.retryCount(),
-                    0xFFFF, mtu.value(), p.rnrRetryCount(), cma.maxRetries(), p.srq(), sgid.gid(), dgid, 0, 0,
-                    trafficClass, hopLimit, 0, hopLimit <= 1, ack, priv);
-            IbCm.Conn c = cma.cm.create(dev, port, this);
-            Req sent = new Req(c.localId, req.serviceId(), req.localCaGuid(), req.localQkey(), req.localQpn(),
-                    req.responderResources(), req.initiatorDepth(), rt, 0, req.flowControl(), seqNum, rt,
-                    req.retryCount(), req.pkey(), req.pathMtu(), req.rnrRetryCount(), req.maxCmRetries(), req.srq(),
-                    req.localGid(), req.remoteGid(), 0, 0, trafficClass, hopLimit, 0, req.subnetLocal(), ack, priv);
-            int timeoutMs = 2 * IbCm.toMs(CmaImpl.IBOE_PACKET_LIFETIME) + IbCm.toMs(rt);
-            try {
-                cma.cm.sendReq(c, sent, new MadAddress(sgid.gid(), dgid, 1, MadAddress.GSI_QKEY, 0, trafficClass,
-                        hopLimit), timeoutMs, cma.maxRetries());
-            } catch (RuntimeException e) {
-                cma.cm.destroy(c);
-                throw e;
-            }
-            conn = c;
-            state = State.CONNECT;
         }
+        iwConnect.run();
+    }
+
+    /**
+     * {@code cma_connect_iw} up to {@code iw_cm_connect}: the QP to INIT and RTR, the id to CONNECT (a second
+     * {@code rdma_connect} is EINVAL), and the driver's connect to be made by the caller once the rdma_cm lock is let
+     * go: siw makes its TCP connection blocking, and Linux holds only this id's {@code handler_mutex} meanwhile, so
+     * an unreachable peer must not stall every other id. Called under the rdma_cm lock.
+     */
+    private Runnable connectIw(ConnParam p) {
+        IwConnParam ip = new IwConnParam(p.privateData(), p.initiatorDepth(), p.responderResources());
+        iwQpToRtr();
+        responderResources = p.responderResources();
+        initiatorDepth = p.initiatorDepth();
+        state = State.CONNECT;
+        return iw().connecting(ip, qp != null ? qp.qpNum() : p.qpNum());
+    }
+
+    /**
+     * The driver's connect failed ({@code cma_connect_iw}'s error path): the id goes back to ROUTE_RESOLVED unless it
+     * was destroyed or its device removed meanwhile. Called under the rdma_cm lock.
+     */
+    void iwConnectFailed() {
+        if (state == State.CONNECT && !removed) {
+            state = State.ROUTE_RESOLVED;
+        }
+    }
+
+    /** {@code cma_connect_ib}: the REQ with the route's path, the id to CONNECT. Called under the rdma_cm lock. */
+    private void connectIb(ConnParam p) {
+        byte[] priv = new IpHeader(src.getPort(), src.getAddress(), dst.getAddress()).prepend(p.privateData());
+        responderResources = p.responderResources();
+        initiatorDepth = p.initiatorDepth();
+        retryCount = p.retryCount();
+        int rt = cma.responseTimeout();
+        int ack = CmaImpl.ackTimeout(CmaImpl.IBOE_PACKET_LIFETIME);
+        Req req = new Req(0, ps.serviceId(dst.getPort()), dev.nodeGuid(), 0, qp != null ? qp.qpNum() : p.qpNum(),
+                p.responderResources(), p.initiatorDepth(), rt, 0, p.flowControl(), seqNum, rt, p.retryCount(),
+                0xFFFF, mtu.value(), p.rnrRetryCount(), cma.maxRetries(), p.srq(), sgid.gid(), dgid, 0, 0,
+                trafficClass, hopLimit, 0, hopLimit <= 1, ack, priv);
+        IbCm.Conn c = cma.cm.create(dev, port, this);
+        Req sent = new Req(c.localId, req.serviceId(), req.localCaGuid(), req.localQkey(), req.localQpn(),
+                req.responderResources(), req.initiatorDepth(), rt, 0, req.flowControl(), seqNum, rt,
+                req.retryCount(), req.pkey(), req.pathMtu(), req.rnrRetryCount(), req.maxCmRetries(), req.srq(),
+                req.localGid(), req.remoteGid(), 0, 0, trafficClass, hopLimit, 0, req.subnetLocal(), ack, priv);
+        int timeoutMs = 2 * IbCm.toMs(CmaImpl.IBOE_PACKET_LIFETIME) + IbCm.toMs(rt);
+        try {
+            cma.cm.sendReq(c, sent, new MadAddress(sgid.gid(), dgid, 1, MadAddress.GSI_QKEY, 0, trafficClass,
+                    hopLimit), timeoutMs, cma.maxRetries());
+        } catch (RuntimeException e) {
+            cma.cm.destroy(c);
+            throw e;
+        }
+        conn = c;
+        state = State.CONNECT;
     }
 
     /** A new id for a REQ its listener took ({@code cma_ib_new_conn_id}): bound, routed, CONNECT_REQUEST queued. */

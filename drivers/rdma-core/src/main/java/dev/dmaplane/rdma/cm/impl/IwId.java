@@ -7,6 +7,7 @@ import dev.dmaplane.rdma.cm.CmEventType;
 import dev.dmaplane.rdma.cm.ConnParam;
 import dev.dmaplane.rdma.spi.IwCm;
 import dev.dmaplane.rdma.spi.IwCmEvent;
+import dev.dmaplane.rdma.spi.IwCmHandler;
 import dev.dmaplane.rdma.spi.IwConnParam;
 import dev.dmaplane.rdma.spi.IwConnRequest;
 import dev.dmaplane.rdma.spi.IwConnection;
@@ -26,7 +27,8 @@ import java.util.Map;
  * ({@code cma_iw_listen}, {@code cma_connect_iw}, {@code cma_accept_iw}, {@code iw_conn_req_handler},
  * {@code cma_iw_handler}) over the device's {@link IwCm}. The driver's events reach it on the rdma_cm's thread
  * ({@link CmaImpl#iwHandler}), never on the driver's, so no driver lock is ever held under the rdma_cm lock's
- * holder's feet; every method runs under the rdma_cm lock.
+ * holder's feet; every method runs under the rdma_cm lock, and the one driver call that may block (a connect's
+ * TCP connection) runs outside it ({@link #connecting}).
  */
 final class IwId {
     private static final Logger LOG = LoggerFactory.getLogger(IwId.class);
@@ -39,6 +41,8 @@ final class IwId {
     IwConnRequest request;
     /** The connection after connect or accept (kept after it closed: a disconnect then does nothing). */
     private IwConnection conn;
+    /** A failed CONNECT_REPLY came before the connecting task took the lock again: the connection is not kept. */
+    private boolean replyFailed;
 
     IwId(CmaImpl cma, IdImpl id) {
         this.cma = cma;
@@ -116,13 +120,35 @@ final class IwId {
     }
 
     /**
-     * {@code cma_connect_iw}: the QP to INIT and RTR with remote read and write ({@code cma_modify_qp_rtr}), then
-     * {@code iw_cm_connect} with the private data, ORD = initiator depth and IRD = responder resources. The driver's
-     * refusal (ECONNREFUSED from a TCP connection nobody accepts) is thrown to {@code rdma_connect}, which leaves the
-     * id in ROUTE_RESOLVED.
+     * {@code cma_connect_iw}'s {@code iw_cm_connect} with the private data, ORD = initiator depth and IRD = responder
+     * resources, as a task the caller runs once it let the rdma_cm lock go (the id is in CONNECT, its QP in RTR).
+     * The task blocks while the driver makes its TCP connection; the driver's refusal (ECONNREFUSED from a TCP
+     * connection nobody accepts) is thrown to {@code rdma_connect}, and the id goes back to ROUTE_RESOLVED. An id
+     * destroyed or removed while the task ran drops the connection it got.
      */
-    void connect(IwConnParam ip, int qpn) {
-        conn = cma.iwCm(id.dev).connect(qpn, id.dst, ip, cma.iwHandler(this::event));
+    Runnable connecting(IwConnParam ip, int qpn) {
+        IwCm cm = cma.iwCm(id.dev);
+        InetSocketAddress to = id.dst;
+        IwCmHandler handler = cma.iwHandler(this::event);
+        replyFailed = false;
+        return () -> {
+            IwConnection c;
+            try {
+                c = cm.connect(qpn, to, ip, handler);
+            } catch (RuntimeException e) {
+                synchronized (cma.lock) {
+                    id.iwConnectFailed();
+                }
+                throw e;
+            }
+            synchronized (cma.lock) {
+                if (id.state == IdImpl.State.DESTROYING || id.removed) {
+                    c.disconnect();
+                } else if (!replyFailed) {
+                    conn = c;
+                }
+            }
+        };
     }
 
     /** {@code cma_accept_iw}: {@code iw_cm_accept} of the request with the QP (moved to RTR by the caller). */
@@ -203,6 +229,7 @@ final class IwId {
             return;
         }
         conn = null;
+        replyFailed = true;
         id.state = IdImpl.State.DISCONNECT;
         CmEventType t = switch (s) {
             case ECONNREFUSED, ECONNRESET -> CmEventType.REJECTED;
