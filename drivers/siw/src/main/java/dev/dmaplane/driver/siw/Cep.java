@@ -17,6 +17,7 @@ import java.net.InetSocketAddress;
 import java.net.NoRouteToHostException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
+import java.nio.channels.Selector;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
@@ -82,6 +83,8 @@ final class Cep implements IwConnection, IwConnRequest {
     /** Whether the failed connect leaves the QP in ERR (it sent a TERMINATE) rather than as it was. */
     private volatile boolean toError;
     private Thread thread;
+    /** The receive thread's selector once it took over the stream ({@link Rx}), woken when the stream is closed. */
+    volatile Selector rxSelector;
 
     // the capture's view of the stream: bytes this side sent and received (TCP sequence numbers follow them)
     volatile long sent;
@@ -603,6 +606,12 @@ final class Cep implements IwConnection, IwConnRequest {
         } catch (IOException e) {
             LOG.error("siw: closing the socket {} -> {} failed", local, remote, e);
         }
+        // a non-blocking stream is closed for good once the selectors it is registered with let go of it
+        Selector s = rxSelector;
+        if (s != null) {
+            s.wakeup();
+        }
+        dev.tx.wake();
         SiwQp q = qp;
         boolean was = established;
         if (q != null) {

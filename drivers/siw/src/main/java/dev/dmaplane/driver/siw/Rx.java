@@ -16,6 +16,8 @@ import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.net.StandardSocketOptions;
 import java.nio.ByteBuffer;
+import java.nio.channels.SelectionKey;
+import java.nio.channels.Selector;
 
 /**
  * The receive path of one connection ({@code siw_qp_rx.c}: {@code siw_tcp_rx_data}, {@code siw_proc_send},
@@ -41,7 +43,14 @@ final class Rx {
     private int start;
     private int end;
     private boolean draining;
+    /** Where the thread waits for the stream to have bytes: the stream is non-blocking, for the sender's sake. */
+    private final Selector readable;
 
+    /**
+     * Takes over the established stream: {@code TCP_NODELAY}, and non-blocking mode, so that the transmit engine
+     * writes with {@code MSG_DONTWAIT} semantics ({@link Tx}), which sends nothing before; this thread then waits
+     * for bytes in a selector.
+     */
     Rx(Cep cep) throws IOException {
         this.cep = cep;
         this.dev = cep.dev;
@@ -49,10 +58,31 @@ final class Rx {
         // siw_tcp_nagle is false: siw_cm.c sets TCP_NODELAY on every connection, so that the tail of a message
         // (the segment after the last full MSS) leaves at once instead of waiting for the peer's ACK
         cep.ch.setOption(StandardSocketOptions.TCP_NODELAY, true);
+        cep.ch.configureBlocking(false);
+        readable = Selector.open();
+        try {
+            cep.ch.register(readable, SelectionKey.OP_READ);
+        } catch (IOException | RuntimeException e) {
+            readable.close();
+            throw e;
+        }
+        cep.rxSelector = readable; // a close of the stream wakes the thread from here on
+        SiwQp q = cep.qp;
+        if (q != null) {
+            dev.tx.kick(q); // what was posted while the stream still blocked waits for this (Tx.drive)
+        }
     }
 
-    /** Reads FPDUs until the peer closes the stream (returns) or it fails (throws). */
+    /** Reads FPDUs until the peer closes the stream (returns) or it fails (throws); then lets go of the stream. */
     void loop() throws IOException {
+        try {
+            fpdus();
+        } finally {
+            readable.close();
+        }
+    }
+
+    private void fpdus() throws IOException {
         while (true) {
             if (!fill(2)) {
                 return;
@@ -111,6 +141,10 @@ final class Rx {
             int r = cep.ch.read(in);
             if (r < 0) {
                 return false;
+            }
+            if (r == 0) {
+                readable.select(); // woken by bytes, the peer's FIN, or a local close (Cep.lost)
+                readable.selectedKeys().clear();
             }
             end += r;
         }

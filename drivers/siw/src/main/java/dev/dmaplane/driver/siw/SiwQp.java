@@ -29,8 +29,10 @@ final class SiwQp {
     volatile boolean destroyed;
     /** Whether the QP waits in the TX thread's run queue. */
     final AtomicBoolean queued = new AtomicBoolean();
+    /** The transmit state of the QP's connection (a new one with each connection). */
+    volatile TxCtx tx = new TxCtx();
 
-    // the TX thread's
+    // the transmit engine's (the thread holding tx.inUse)
     /** Last MSN sent per untagged queue (RFC 5041: the first message of a queue has MSN 1). */
     final int[] txMsn = new int[3];
     /** A started request waiting for its fence or for room in the ORQ. */
@@ -68,6 +70,7 @@ final class SiwQp {
      * terminate (no thread works on the QP while it has no connection).
      */
     void fresh() {
+        tx = new TxCtx();
         Arrays.fill(txMsn, 0);
         Arrays.fill(rxMsn, 0);
         held = null;

@@ -1,5 +1,7 @@
 package dev.dmaplane.driver.siw;
 
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.spi.AccessFault;
 import dev.dmaplane.rdma.spi.DmaLease;
 import dev.dmaplane.rdma.spi.MemoryAccess;
@@ -17,56 +19,84 @@ import org.slf4j.LoggerFactory;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
+import java.nio.channels.CancelledKeyException;
+import java.nio.channels.SelectionKey;
+import java.nio.channels.Selector;
 import java.time.Duration;
-import java.util.concurrent.LinkedBlockingQueue;
+import java.util.HashSet;
+import java.util.Iterator;
+import java.util.Set;
+import java.util.concurrent.ConcurrentLinkedQueue;
 
 /**
- * The device's transmit thread ({@code siw_qp_tx.c}: {@code siw_run_sq}, {@code siw_qp_sq_process},
- * {@code siw_qp_sq_proc_tx}, {@code siw_send_terminate}): QPs with work are queued to it; for each it sends a
- * pending TERMINATE, then the READ responses the peer asked for, then the send queue's requests in order, each
- * message cut into DDP segments that fit one TCP segment of the netdev's MSS, each framed as an MPA FPDU. SENDs and
- * WRITEs complete once handed to TCP; a READ waits for its response (a fenced request, or a READ beyond the
- * connection's ORD, waits until the READs before it completed). Local operations run through the core.
+ * The transmit engine ({@code siw_qp_tx.c}: {@code siw_qp_sq_process}, {@code siw_qp_sq_proc_tx},
+ * {@code siw_send_terminate}) and the device's TX thread ({@code siw_run_sq}). For a QP the engine sends a pending
+ * TERMINATE, then the READ responses the peer asked for, then the send queue's requests in order, each message cut
+ * into DDP segments that fit one TCP segment of the netdev's MSS, each framed as an MPA FPDU. The stream is
+ * non-blocking: what TCP does not take stays in the connection's {@link TxCtx}, and the engine resumes from there
+ * when the TX thread sees write space ({@code sk_write_space}, {@code siw_qp_llp_write_space}, {@code siw_sq_resume}).
+ * The TX thread runs the engine for the QPs queued to it ({@code siw_sq_start}). SENDs and WRITEs complete once TCP
+ * took their last byte; a READ waits for its response (a fenced request, or a READ beyond the connection's ORD,
+ * waits until the READs before it completed). Local operations run through the core.
  */
 final class Tx {
     private static final Logger LOG = LoggerFactory.getLogger(Tx.class);
     private static final Duration JOIN = Duration.ofSeconds(10);
     /** Requests one QP sends before the others get their turn ({@code SQ_USER_MAXBURST}). */
     private static final int BURST = 100;
-    /** What the thread gathers before it hands the stream a write. */
+    /** What the engine gathers before it hands the stream a write. */
     private static final int BUFFER = 256 << 10;
+
+    /** How a run of the engine ended. */
+    enum Outcome {
+        /** Nothing more to send now. */
+        IDLE,
+        /** The burst is used up: more waits, after the other QPs. */
+        MORE,
+        /** TCP's send buffer is full: resume on write space. */
+        BLOCKED,
+        /** Another thread runs the engine of this QP; it will see the new work. */
+        BUSY,
+        /** The stream failed; the TX thread ends the connection. */
+        FAILED
+    }
 
     private final SiwProvider dev;
     private MemoryAccess mem;
     private final int mss;
-    private final LinkedBlockingQueue<SiwQp> runq = new LinkedBlockingQueue<>();
+    private final ConcurrentLinkedQueue<SiwQp> runq = new ConcurrentLinkedQueue<>();
     private final SiwQp stop = new SiwQp(null);
-    // direct, so that the stream's write takes the bytes where they are: from a heap buffer NIO first copies them
-    // into a temporary direct one (IOUtil.write), a second copy of every byte sent
-    private final ByteBuffer out;
-    private final MemorySegment outSeg;
-    private int pos;
+    /** Whether the thread waits in its selector (a kick must wake it). */
+    private volatile boolean idle;
+    private Selector selector;
+    /** QPs whose stream the thread waits to take more (its thread only). */
+    private final Set<SiwQp> armed = new HashSet<>();
     private Thread thread;
 
     Tx(SiwProvider dev, int mss) {
         this.dev = dev;
         this.mss = mss;
-        this.out = ByteBuffer.allocateDirect(BUFFER + mss);
-        this.outSeg = MemorySegment.ofBuffer(out);
     }
 
     /** Starts the thread; the device is registered (its memory access is there). */
     synchronized void start() {
         mem = dev.memory();
+        try {
+            selector = Selector.open();
+        } catch (IOException e) {
+            throw new ErrnoException(Errno.EMFILE, "siw: no selector for the TX thread of " + dev.name() + ": "
+                    + e.getMessage(), e);
+        }
         thread = Thread.ofPlatform().name("siw-tx-" + dev.name()).daemon().start(this::run);
     }
 
-    /** Stops the thread after the work queued before; the connections are closed first, so nothing blocks it. */
+    /** Stops the thread after the work queued before; the connections are closed first. */
     synchronized void stop() {
         if (thread == null) {
             return;
         }
         runq.add(stop);
+        selector.wakeup();
         try {
             if (!thread.join(JOIN)) {
                 LOG.error("siw: the TX thread of {} did not end within {}", dev.name(), JOIN);
@@ -81,142 +111,331 @@ final class Tx {
     void kick(SiwQp q) {
         if (q.queued.compareAndSet(false, true)) {
             runq.add(q);
+            if (idle) {
+                selector.wakeup();
+            }
+        }
+    }
+
+    /** A stream was closed: the thread lets go of its registration, so that the socket is really closed. */
+    void wake() {
+        Selector s = selector;
+        if (s != null) {
+            s.wakeup();
         }
     }
 
     private void run() {
-        while (true) {
-            SiwQp q;
+        try {
+            while (true) {
+                SiwQp q = runq.poll();
+                if (q == null) {
+                    idle = true;
+                    if (runq.isEmpty()) {
+                        selector.select();
+                    } else {
+                        selector.selectNow();
+                    }
+                    idle = false;
+                    writable();
+                    continue;
+                }
+                if (q == stop) {
+                    return;
+                }
+                q.queued.set(false);
+                serve(q);
+                if (!armed.isEmpty()) {
+                    selector.selectNow();
+                    writable();
+                }
+            }
+        } catch (IOException e) {
+            LOG.error("siw: the TX thread of {} lost its selector", dev.name(), e);
+        } finally {
             try {
-                q = runq.take();
-            } catch (InterruptedException e) {
-                LOG.error("siw: the TX thread of {} was interrupted", dev.name(), e);
-                return;
-            }
-            if (q == stop) {
-                return;
-            }
-            q.queued.set(false);
-            Cep c = q.cep;
-            if (c == null || c.isGone() || !c.isEstablished() || q.destroyed) {
-                continue;
-            }
-            pos = 0;
-            try {
-                process(q, c);
+                selector.close();
             } catch (IOException e) {
-                LOG.debug("siw: qp {} lost its stream while sending", q.hw.qpNum(), e);
-                c.lost("send failed: " + e.getMessage(), true);
-            } catch (RuntimeException e) {
-                LOG.error("siw: qp {} failed in the TX thread", q.hw.qpNum(), e);
-                q.hw.raiseEvent(EventType.QP_FATAL);
-                c.lost("TX failure: " + e, false);
+                LOG.error("siw: closing the TX selector of {} failed", dev.name(), e);
             }
         }
     }
 
-    private void process(SiwQp q, Cep c) throws IOException {
-        Terminate t = q.terminate;
-        if (t != null) {
-            if (!q.terminateSent) {
-                sendTerminate(q, c, t);
-            }
+    /** The TX thread's turn for {@code q}: run the engine, then wait for write space or requeue as it ended. */
+    private void serve(SiwQp q) {
+        Cep c = q.cep;
+        if (c == null || c.isGone() || !c.isEstablished() || q.destroyed) {
             return;
         }
-        serveReads(q, c);
-        for (int n = 0; n < BURST; n++) {
+        TxCtx x = q.tx;
+        Outcome o = drive(q, c, x);
+        switch (o) {
+            case MORE -> kick(q); // more may wait: let the other QPs have their turn first
+            case BLOCKED -> arm(q, c, x);
+            case FAILED -> fail(q, c, x);
+            case IDLE, BUSY -> {
+            }
+        }
+    }
+
+    /** Waits for {@code q}'s stream to take more ({@code sk_write_space}). */
+    private void arm(SiwQp q, Cep c, TxCtx x) {
+        try {
+            if (x.key == null) {
+                x.key = c.ch.register(selector, SelectionKey.OP_WRITE, q);
+            } else {
+                x.key.interestOps(SelectionKey.OP_WRITE);
+            }
+            armed.add(q);
+        } catch (IOException | CancelledKeyException e) {
+            LOG.debug("siw: qp {} lost its stream while waiting for write space", q.hw.qpNum(), e);
+            c.lost("send failed: " + e.getMessage(), true);
+        }
+    }
+
+    /** The streams that can take more: their engines resume ({@code siw_sq_resume}). */
+    private void writable() {
+        Set<SelectionKey> keys = selector.selectedKeys();
+        for (Iterator<SelectionKey> it = keys.iterator(); it.hasNext(); ) {
+            SelectionKey k = it.next();
+            it.remove();
+            SiwQp q = (SiwQp) k.attachment();
+            armed.remove(q);
+            if (k.isValid()) {
+                k.interestOps(0);
+                kick(q);
+            }
+        }
+        armed.removeIf(q -> q.tx.key == null || !q.tx.key.isValid());
+    }
+
+    private void fail(SiwQp q, Cep c, TxCtx x) {
+        Exception e = x.failure;
+        x.failure = null;
+        if (e instanceof IOException) {
+            LOG.debug("siw: qp {} lost its stream while sending", q.hw.qpNum(), e);
+            c.lost("send failed: " + e.getMessage(), true);
+        } else if (e != null) {
+            LOG.error("siw: qp {} failed in its transmit engine", q.hw.qpNum(), e);
+            q.hw.raiseEvent(EventType.QP_FATAL);
+            c.lost("TX failure: " + e, false);
+        }
+    }
+
+    /**
+     * Runs {@code q}'s engine on this thread unless another thread runs it ({@code tx_ctx.in_use}); whoever holds
+     * it runs once more when work came while it ran.
+     */
+    private Outcome drive(SiwQp q, Cep c, TxCtx x) {
+        if (c.ch.isBlocking()) {
+            return Outcome.IDLE; // no FPDU before the receive path made the stream non-blocking; it kicks the QP then
+        }
+        x.again = true;
+        Outcome o = Outcome.BUSY;
+        while (x.again && x.inUse.compareAndSet(false, true)) {
+            x.again = false;
+            try {
+                o = x.failure != null ? Outcome.FAILED : process(q, c, x);
+            } catch (IOException | RuntimeException e) {
+                x.failure = e;
+                o = Outcome.FAILED;
+            } finally {
+                x.inUse.set(false);
+            }
+            if (o != Outcome.IDLE) {
+                break;
+            }
+        }
+        return o;
+    }
+
+    /** {@code siw_qp_sq_process}: sends until nothing is left, the burst is used up or the stream is full. */
+    private Outcome process(SiwQp q, Cep c, TxCtx x) throws IOException {
+        x.allocate(BUFFER + mss);
+        int n = 0;
+        while (true) {
+            if (!drain(c, x)) {
+                return Outcome.BLOCKED;
+            }
+            settle(q, x);
+            if (q.cep != c || c.isGone()) {
+                return Outcome.IDLE;
+            }
+            Terminate t = q.terminate;
+            if (t != null) {
+                if (!q.terminateSent) {
+                    x.msg = null; // the QP is in ERR: the message in progress is flushed, not finished
+                    terminate(q, c, x, t);
+                    continue;
+                }
+                if (!x.closed) {
+                    x.closed = true;
+                    c.ch.shutdownOutput();
+                    q.connectionGone(c);
+                }
+                return Outcome.IDLE;
+            }
+            if (x.msg != null) {
+                segments(q, c, x);
+                continue;
+            }
+            ReadResponse r = q.irq.poll();
+            if (r != null) {
+                x.msg = TxMessage.response(r);
+                continue;
+            }
+            if (n == BURST) {
+                return Outcome.MORE;
+            }
             SendWqe w = q.held != null ? q.held : q.hw.nextSend();
             if (w == null) {
-                flush(c);
-                return;
+                return Outcome.IDLE;
             }
             q.held = null;
             boolean read = w.opcode() == WrOpcode.RDMA_READ;
             if ((w.fenced() && q.readsInFlight() > 0) || (read && q.readsInFlight() >= c.ord)) {
                 q.held = w; // the response path kicks the QP when a READ completes
-                flush(c);
-                return;
+                return Outcome.IDLE;
             }
-            Pending p = q.started(w);
-            WcStatus s = execute(q, c, w, p);
-            if (s != null) {
-                q.complete(p, s); // handed to the stream, iWARP acknowledges nothing: done before a peer can answer
-            }
-            flush(c);
-            serveReads(q, c);
+            n++;
+            start(q, c, x, w, q.started(w));
         }
-        flush(c);
-        kick(q); // more may wait: let the other QPs have their turn first
     }
 
-    private WcStatus execute(SiwQp q, Cep c, SendWqe w, Pending p) throws IOException {
+    /** Completes what TCP took in full: the SEND or WRITE whose last byte left, the READ response that did. */
+    private static void settle(SiwQp q, TxCtx x) {
+        Pending p = x.owed;
+        if (p != null) {
+            x.owed = null;
+            q.complete(p, WcStatus.SUCCESS); // iWARP acknowledges nothing: done before a peer can answer
+        }
+        if (x.owedResponse) {
+            x.owedResponse = false;
+            q.inboundReads.decrementAndGet(); // answered in full: the peer may send one more request
+        }
+    }
+
+    /** Begins request {@code w}: a SEND or WRITE becomes the message in progress, the rest is done at once. */
+    private void start(SiwQp q, Cep c, TxCtx x, SendWqe w, Pending p) {
+        WcStatus s;
         try {
-            return switch (w.wr()) {
-                case SendWr.Send s -> send(q, c, w, (w.wr().sendFlags() & SendFlags.SOLICITED) != 0
-                        ? Iwarp.OP_SEND_SE : Iwarp.OP_SEND, 0);
-                case SendWr.SendWithInv s -> send(q, c, w, (s.sendFlags() & SendFlags.SOLICITED) != 0
-                        ? Iwarp.OP_SEND_SE_INV : Iwarp.OP_SEND_INV, s.invalidateRkey());
-                case SendWr.RdmaWrite wr -> write(q, c, w, wr);
-                case SendWr.RdmaRead rd -> read(q, c, w, rd, p);
+            s = switch (w.wr()) {
+                case SendWr.Send sd -> {
+                    x.msg = TxMessage.send(w, p, (sd.sendFlags() & SendFlags.SOLICITED) != 0
+                            ? Iwarp.OP_SEND_SE : Iwarp.OP_SEND, 0, ++q.txMsn[Iwarp.QN_SEND]);
+                    yield null;
+                }
+                case SendWr.SendWithInv si -> {
+                    x.msg = TxMessage.send(w, p, (si.sendFlags() & SendFlags.SOLICITED) != 0
+                            ? Iwarp.OP_SEND_SE_INV : Iwarp.OP_SEND_INV, si.invalidateRkey(), ++q.txMsn[Iwarp.QN_SEND]);
+                    yield null;
+                }
+                case SendWr.RdmaWrite wr -> {
+                    x.msg = TxMessage.write(w, p, wr.rkey(), wr.remoteAddr());
+                    yield null;
+                }
+                case SendWr.RdmaRead rd -> readRequest(q, c, x, w, rd, p);
                 case SendWr.LocalInv li -> mem.executeLocal(q.hw, w);
                 case SendWr.BindMw b -> mem.executeLocal(q.hw, w);
                 default -> WcStatus.LOC_QP_OP_ERR; // refused at post (SiwProvider.checkSend)
             };
         } catch (AccessFault e) {
             LOG.debug("siw: qp {} request {} refused locally", q.hw.qpNum(), w.wrId(), e);
-            return e.status();
+            s = e.status();
+        }
+        if (s != null) {
+            q.complete(p, s);
         }
     }
 
-    /** Reads {@code n} bytes of {@code w}'s payload at {@code off} into the FPDU at {@code at}. */
-    private void payload(SiwQp q, SendWqe w, long off, int at, int n) {
-        MemorySegment dst = outSeg.asSlice(at, n);
+    /**
+     * Cuts the message in progress into FPDUs until it is done or the buffer is full ({@code siw_qp_sq_proc_tx});
+     * a done SEND or WRITE completes, and a done READ response frees its IRD slot, once TCP took the last byte.
+     */
+    private void segments(SiwQp q, Cep c, TxCtx x) {
+        TxMessage m = x.msg;
+        int hdr = m.tagged ? Iwarp.TAGGED_HDR : Iwarp.UNTAGGED_HDR;
+        int max = mss - Mpa.FPDU_OVERHEAD - hdr - 3;
+        while (x.pos <= BUFFER) {
+            int n = (int) Math.min(max, m.length - m.off);
+            boolean last = m.off + n == m.length;
+            int at = x.pos;
+            ByteBuffer b = x.out.slice(at + 2, hdr);
+            if (m.tagged) {
+                Iwarp.tagged(b, m.opcode, last, m.stag, m.to + m.off);
+            } else {
+                Iwarp.untagged(b, m.opcode, last, m.stag, Iwarp.QN_SEND, (int) m.to, (int) m.off);
+            }
+            MemorySegment dst = x.outSeg.asSlice(at + 2 + hdr, n);
+            if (m.response != null) {
+                if (!respond(q, x, m.response, m.off, dst)) {
+                    return;
+                }
+            } else {
+                try {
+                    payload(q, m.wqe, m.off, dst);
+                } catch (AccessFault e) {
+                    LOG.debug("siw: qp {} request {} refused locally", q.hw.qpNum(), m.wqe.wrId(), e);
+                    x.msg = null;
+                    q.complete(m.pending, e.status());
+                    return;
+                }
+            }
+            end(c, x, at, hdr + n);
+            m.off += n;
+            if (last) {
+                x.msg = null;
+                if (m.response != null) {
+                    x.owedResponse = true;
+                } else {
+                    x.owed = m.pending;
+                }
+                return;
+            }
+        }
+    }
+
+    /** Reads {@code dst.byteSize()} bytes of {@code w}'s payload at {@code off}. */
+    private void payload(SiwQp q, SendWqe w, long off, MemorySegment dst) {
         MemorySegment inline = w.inlineData();
         if (inline != null) {
-            MemorySegment.copy(inline, off, dst, 0, n);
+            MemorySegment.copy(inline, off, dst, 0, dst.byteSize());
         } else {
             Sgl.read(mem, q.hw, w.wr().sgList(), off, dst);
         }
     }
 
-    private WcStatus send(SiwQp q, Cep c, SendWqe w, int opcode, int invStag) throws IOException {
-        long len = w.length();
-        int msn = ++q.txMsn[Iwarp.QN_SEND];
-        int max = maxPayload(Iwarp.UNTAGGED_HDR);
-        long off = 0;
-        do {
-            int n = (int) Math.min(max, len - off);
-            int at = begin(c);
-            ByteBuffer b = out.slice(at + 2, Iwarp.UNTAGGED_HDR);
-            Iwarp.untagged(b, opcode, off + n == len, invStag, Iwarp.QN_SEND, msn, (int) off);
-            payload(q, w, off, at + 2 + Iwarp.UNTAGGED_HDR, n);
-            end(c, at, Iwarp.UNTAGGED_HDR + n);
-            off += n;
-        } while (off < len);
-        return WcStatus.SUCCESS;
-    }
-
-    private WcStatus write(SiwQp q, Cep c, SendWqe w, SendWr.RdmaWrite wr) throws IOException {
-        long len = w.length();
-        int max = maxPayload(Iwarp.TAGGED_HDR);
-        long off = 0;
-        do {
-            int n = (int) Math.min(max, len - off);
-            int at = begin(c);
-            ByteBuffer b = out.slice(at + 2, Iwarp.TAGGED_HDR);
-            Iwarp.tagged(b, Iwarp.OP_WRITE, off + n == len, wr.rkey(), wr.remoteAddr() + off);
-            payload(q, w, off, at + 2 + Iwarp.TAGGED_HDR, n);
-            end(c, at, Iwarp.TAGGED_HDR + n);
-            off += n;
-        } while (off < len);
-        return WcStatus.SUCCESS;
+    /**
+     * Reads a Read Response segment's bytes from the source STag; a refused source is the responder's error
+     * ({@code siw_qp_sq_proc_tx} failing an {@code SIW_OP_READ_RESPONSE}): the QP goes to ERR with QP_ACCESS_ERR
+     * and a TERMINATE of the RDMAP layer, Remote Protection Error, tells the peer.
+     *
+     * @return false when refused (the segment is dropped, the TERMINATE pending)
+     */
+    private boolean respond(SiwQp q, TxCtx x, ReadResponse r, long off, MemorySegment dst) {
+        int n = (int) dst.byteSize();
+        if (n == 0) {
+            return true;
+        }
+        try (DmaLease l = mem.remote(q.hw, r.srcStag(), r.srcTo() + off, n, Access.REMOTE_READ)) {
+            l.read(0, dst);
+            return true;
+        } catch (AccessFault e) {
+            LOG.debug("siw: qp {} read source refused while responding", q.hw.qpNum(), e);
+            x.msg = null;
+            q.terminate = new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_PROTECTION,
+                    dev.rdmapError(q, r.srcStag(), r.srcTo() + off, n, Access.REMOTE_READ));
+            q.hw.enterError();
+            q.hw.raiseEvent(EventType.QP_ACCESS_ERR);
+            return false;
+        }
     }
 
     /**
      * A READ's request; its sink must take tagged writes (the response is one): a sink not remotely writable is
      * refused here, before anything is sent.
      */
-    private WcStatus read(SiwQp q, Cep c, SendWqe w, SendWr.RdmaRead rd, Pending p) throws IOException {
+    private WcStatus readRequest(SiwQp q, Cep c, TxCtx x, SendWqe w, SendWr.RdmaRead rd, Pending p) {
         Sge sink = rd.sgList().getFirst();
         if (sink.length() > 0) {
             try {
@@ -226,90 +445,55 @@ final class Tx {
                 return WcStatus.LOC_PROT_ERR; // a local buffer refused: the request never leaves
             }
         }
-        int at = begin(c);
-        ByteBuffer b = out.slice(at + 2, Iwarp.UNTAGGED_HDR + Iwarp.READ_REQUEST_BODY);
+        int at = x.pos;
+        ByteBuffer b = x.out.slice(at + 2, Iwarp.UNTAGGED_HDR + Iwarp.READ_REQUEST_BODY);
         Iwarp.untagged(b, Iwarp.OP_READ_REQUEST, true, 0, Iwarp.QN_READ_REQUEST, ++q.txMsn[Iwarp.QN_READ_REQUEST], 0);
         Iwarp.readRequest(b, sink.lkey(), sink.addr(), (int) sink.length(), rd.rkey(), rd.remoteAddr());
         q.readSent(p); // before the request leaves: its response may come back at once
-        end(c, at, Iwarp.UNTAGGED_HDR + Iwarp.READ_REQUEST_BODY);
+        end(c, x, at, Iwarp.UNTAGGED_HDR + Iwarp.READ_REQUEST_BODY);
         return null;
     }
 
-    /** {@code siw_qp_sq_proc_tx} for the IRQ: tagged Read Response segments into the requester's sink. */
-    private void serveReads(SiwQp q, Cep c) throws IOException {
-        ReadResponse r;
-        while (q.terminate == null && (r = q.irq.poll()) != null) {
-            long len = Integer.toUnsignedLong(r.length());
-            int max = maxPayload(Iwarp.TAGGED_HDR);
-            long off = 0;
-            do {
-                int n = (int) Math.min(max, len - off);
-                int at = begin(c);
-                ByteBuffer b = out.slice(at + 2, Iwarp.TAGGED_HDR);
-                Iwarp.tagged(b, Iwarp.OP_READ_RESPONSE, off + n == len, r.sinkStag(), r.sinkTo() + off);
-                if (n > 0) {
-                    try (DmaLease l = mem.remote(q.hw, r.srcStag(), r.srcTo() + off, n, Access.REMOTE_READ)) {
-                        l.read(0, outSeg.asSlice(at + 2 + Iwarp.TAGGED_HDR, n));
-                    } catch (AccessFault e) {
-                        LOG.debug("siw: qp {} read source refused while responding", q.hw.qpNum(), e);
-                        pos = at;
-                        q.terminate = new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_PROTECTION,
-                                dev.rdmapError(q, r.srcStag(), r.srcTo() + off, n, Access.REMOTE_READ));
-                        q.hw.enterError();
-                        q.hw.raiseEvent(EventType.QP_ACCESS_ERR);
-                        flush(c);
-                        sendTerminate(q, c, q.terminate);
-                        return;
-                    }
-                }
-                end(c, at, Iwarp.TAGGED_HDR + n);
-                off += n;
-            } while (off < len);
-            q.inboundReads.decrementAndGet(); // answered in full: the peer may send one more request
-        }
-    }
-
     /**
-     * {@code siw_send_terminate}: the TERMINATE on queue 2, then our half of the stream is closed and the QP goes
-     * to ERR; the peer closes the rest.
+     * {@code siw_send_terminate}: the TERMINATE on queue 2; once TCP took it our half of the stream is closed and
+     * the QP goes to ERR ({@link #process}); the peer closes the rest.
      */
-    private void sendTerminate(SiwQp q, Cep c, Terminate t) throws IOException {
+    private void terminate(SiwQp q, Cep c, TxCtx x, Terminate t) {
         q.terminateSent = true;
-        int at = begin(c);
-        ByteBuffer b = out.slice(at + 2, Iwarp.UNTAGGED_HDR + Iwarp.TERMINATE_BODY);
+        int at = x.pos;
+        ByteBuffer b = x.out.slice(at + 2, Iwarp.UNTAGGED_HDR + Iwarp.TERMINATE_BODY);
         Iwarp.untagged(b, Iwarp.OP_TERMINATE, true, 0, Iwarp.QN_TERMINATE, ++q.txMsn[Iwarp.QN_TERMINATE], 0);
         b.putInt(t.word());
-        end(c, at, Iwarp.UNTAGGED_HDR + Iwarp.TERMINATE_BODY);
+        end(c, x, at, Iwarp.UNTAGGED_HDR + Iwarp.TERMINATE_BODY);
         dev.terminateSent(t); // counted before the peer can see it
-        flush(c);
-        c.ch.shutdownOutput();
-        q.connectionGone(c);
-    }
-
-    private int maxPayload(int hdr) {
-        return mss - Mpa.FPDU_OVERHEAD - hdr - 3;
-    }
-
-    /** Where the next FPDU starts, the buffer flushed first when it might not fit. */
-    private int begin(Cep c) throws IOException {
-        if (pos + mss > out.capacity()) {
-            flush(c);
-        }
-        return pos;
     }
 
     /** Seals the FPDU at {@code at} whose ULPDU is {@code ulpdu} bytes and shows it to the capture. */
-    private void end(Cep c, int at, int ulpdu) {
-        int len = Mpa.seal(out, at, ulpdu);
-        dev.captureData(c, out, at, len);
-        pos = at + len;
+    private void end(Cep c, TxCtx x, int at, int ulpdu) {
+        int len = Mpa.seal(x.out, at, ulpdu);
+        dev.captureData(c, x.out, at, len);
+        x.pos = at + len;
     }
 
-    private void flush(Cep c) throws IOException {
-        ByteBuffer b = out.slice(0, pos);
-        while (b.hasRemaining()) {
-            c.ch.write(b);
+    /**
+     * Hands TCP what the buffer holds, as much as it takes without waiting ({@code MSG_DONTWAIT}).
+     *
+     * @return whether it took all of it; if not, the rest (a partial FPDU, perhaps) waits for write space
+     */
+    private static boolean drain(Cep c, TxCtx x) throws IOException {
+        if (x.head < x.pos) {
+            ByteBuffer b = x.view.limit(x.pos).position(x.head);
+            while (b.hasRemaining()) {
+                if (c.ch.write(b) == 0) {
+                    x.head = b.position();
+                    x.blocked = true;
+                    return false;
+                }
+            }
         }
-        pos = 0;
+        x.head = 0;
+        x.pos = 0;
+        x.blocked = false;
+        return true;
     }
 }
