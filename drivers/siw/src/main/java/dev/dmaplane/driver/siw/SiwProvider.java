@@ -277,7 +277,7 @@ final class SiwProvider implements RdmaProvider, IwCm {
         SiwQp q = qps.get(hw.qpNum());
         Cep c = q == null ? null : q.cep;
         if (c != null && c.isEstablished()) {
-            tx.kick(q);
+            tx.post(q, c);
         }
     }
 

@@ -35,7 +35,8 @@ import java.util.concurrent.ConcurrentLinkedQueue;
  * into DDP segments that fit one TCP segment of the netdev's MSS, each framed as an MPA FPDU. The stream is
  * non-blocking: what TCP does not take stays in the connection's {@link TxCtx}, and the engine resumes from there
  * when the TX thread sees write space ({@code sk_write_space}, {@code siw_qp_llp_write_space}, {@code siw_sq_resume}).
- * The TX thread runs the engine for the QPs queued to it ({@code siw_sq_start}). SENDs and WRITEs complete once TCP
+ * The poster runs the engine itself when the send queue was idle, as {@code siw_post_send} does; otherwise, and for
+ * the work the receive path queues, the TX thread does ({@code siw_sq_start}). SENDs and WRITEs complete once TCP
  * took their last byte; a READ waits for its response (a fenced request, or a READ beyond the connection's ORD,
  * waits until the READs before it completed). Local operations run through the core.
  */
@@ -122,6 +123,23 @@ final class Tx {
         Selector s = selector;
         if (s != null) {
             s.wakeup();
+        }
+    }
+
+    /**
+     * {@code siw_post_send}'s direct send: work was posted on {@code q}; the poster runs the engine itself when no
+     * other thread does and the stream has room, and hands the QP to the TX thread when the stream is full, the
+     * burst is used up or the stream failed. A QP that waits for write space is left to the TX thread, which
+     * resumes it.
+     */
+    void post(SiwQp q, Cep c) {
+        TxCtx x = q.tx;
+        if (x.blocked) {
+            return; // the engine resumes on write space and takes the new work then
+        }
+        Outcome o = drive(q, c, x);
+        if (o == Outcome.BLOCKED || o == Outcome.MORE || o == Outcome.FAILED) {
+            kick(q);
         }
     }
 
