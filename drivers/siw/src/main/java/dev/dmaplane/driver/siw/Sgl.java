@@ -15,7 +15,8 @@ import java.util.List;
 /**
  * A piece of a scatter/gather list reached through the core's lkey checks ({@code siw_check_sge},
  * {@code siw_check_sgl_tx} in {@code siw_mem.c}): bytes {@code [offset, offset + n)} of the list read or written
- * one SGE piece at a time, each through a lease closed before the next is taken.
+ * one SGE piece at a time; a receive's pieces each through a lease closed before the next is taken, a send's through
+ * the leases of its whole SGEs held for the engine's pass ({@link SgeLeases}).
  */
 final class Sgl {
     private Sgl() {
@@ -31,12 +32,47 @@ final class Sgl {
     }
 
     /**
-     * Reads {@code dst.byteSize()} bytes of the list from {@code offset} (the send side).
+     * Reads {@code dst.byteSize()} bytes of the list from {@code offset} through {@code leases}, which keep a whole
+     * SGE's stable lease for the rest of the engine's pass (the send side, one lease per SGE and request).
      *
      * @throws AccessFault {@code LOC_PROT_ERR} for a refused lkey
      */
-    static void read(MemoryAccess mem, HwQp qp, List<Sge> sges, long offset, MemorySegment dst) {
-        move(mem, qp, sges, offset, dst, false);
+    static void read(MemoryAccess mem, HwQp qp, List<Sge> sges, long offset, MemorySegment dst, SgeLeases leases) {
+        long need = dst.byteSize();
+        long done = 0;
+        long skip = offset;
+        int i = -1;
+        for (Sge s : sges) {
+            i++;
+            if (done == need) {
+                return;
+            }
+            if (skip >= s.length()) {
+                skip -= s.length();
+                continue;
+            }
+            long n = Math.min(s.length() - skip, need - done);
+            DmaLease l = leases.take(i, () -> mem.local(qp.pd(), s.lkey(), s.addr(), s.length(), 0));
+            if (l == null) {
+                try (DmaLease piece = mem.local(qp.pd(), s.lkey(), s.addr() + skip, n, 0)) {
+                    piece.read(0, dst.asSlice(done, n));
+                }
+            } else {
+                try {
+                    l.read(skip, dst.asSlice(done, n));
+                } finally {
+                    if (!leases.held(i)) {
+                        l.close();
+                    }
+                }
+            }
+            done += n;
+            skip = 0;
+        }
+        if (done < need) {
+            throw new AccessFault(WcStatus.LOC_PROT_ERR, Errno.EINVAL, "siw: " + need + " bytes at offset " + offset
+                    + " exceed the SGL of " + length(sges) + " bytes");
+        }
     }
 
     /**

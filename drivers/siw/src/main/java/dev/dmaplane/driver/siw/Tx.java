@@ -258,6 +258,7 @@ final class Tx {
                 x.failure = e;
                 o = Outcome.FAILED;
             } finally {
+                x.endPass();
                 x.inUse.set(false);
             }
             if (o != Outcome.IDLE) {
@@ -282,7 +283,7 @@ final class Tx {
             Terminate t = q.terminate;
             if (t != null) {
                 if (!q.terminateSent) {
-                    x.msg = null; // the QP is in ERR: the message in progress is flushed, not finished
+                    x.endMessage(); // the QP is in ERR: the message in progress is flushed, not finished
                     terminate(q, c, x, t);
                     continue;
                 }
@@ -386,15 +387,15 @@ final class Tx {
             }
             MemorySegment dst = x.outSeg.asSlice(at + 2 + hdr, n);
             if (m.response != null) {
-                if (!respond(q, x, m.response, m.off, dst)) {
+                if (!respond(q, x, m, dst)) {
                     return;
                 }
             } else {
                 try {
-                    payload(q, m.wqe, m.off, dst);
+                    payload(q, m, dst);
                 } catch (AccessFault e) {
                     LOG.debug("siw: qp {} request {} refused locally", q.hw.qpNum(), m.wqe.wrId(), e);
-                    x.msg = null;
+                    x.endMessage();
                     q.complete(m.pending, e.status());
                     return;
                 }
@@ -402,7 +403,7 @@ final class Tx {
             end(c, x, at, hdr + n);
             m.off += n;
             if (last) {
-                x.msg = null;
+                x.endMessage();
                 if (m.response != null) {
                     x.owedResponse = true;
                 } else {
@@ -413,36 +414,56 @@ final class Tx {
         }
     }
 
-    /** Reads {@code dst.byteSize()} bytes of {@code w}'s payload at {@code off}. */
-    private void payload(SiwQp q, SendWqe w, long off, MemorySegment dst) {
-        MemorySegment inline = w.inlineData();
+    /** Reads {@code dst.byteSize()} bytes of {@code m}'s payload where it got to, one lease per SGE and pass. */
+    private void payload(SiwQp q, TxMessage m, MemorySegment dst) {
+        MemorySegment inline = m.wqe.inlineData();
         if (inline != null) {
-            MemorySegment.copy(inline, off, dst, 0, dst.byteSize());
+            MemorySegment.copy(inline, m.off, dst, 0, dst.byteSize());
         } else {
-            Sgl.read(mem, q.hw, w.wr().sgList(), off, dst);
+            Sgl.read(mem, q.hw, m.wqe.wr().sgList(), m.off, dst, m.leases);
         }
     }
 
     /**
-     * Reads a Read Response segment's bytes from the source STag; a refused source is the responder's error
-     * ({@code siw_qp_sq_proc_tx} failing an {@code SIW_OP_READ_RESPONSE}): the QP goes to ERR with QP_ACCESS_ERR
-     * and a TERMINATE of the RDMAP layer, Remote Protection Error, tells the peer.
+     * Reads a Read Response segment's bytes from the source STag, through one lease of the whole source per pass
+     * when it is stable; a refused source is the responder's error ({@code siw_qp_sq_proc_tx} failing an
+     * {@code SIW_OP_READ_RESPONSE}): the QP goes to ERR with QP_ACCESS_ERR and a TERMINATE of the RDMAP layer,
+     * Remote Protection Error, tells the peer, naming the range refused.
      *
      * @return false when refused (the segment is dropped, the TERMINATE pending)
      */
-    private boolean respond(SiwQp q, TxCtx x, ReadResponse r, long off, MemorySegment dst) {
+    private boolean respond(SiwQp q, TxCtx x, TxMessage m, MemorySegment dst) {
+        ReadResponse r = m.response;
         int n = (int) dst.byteSize();
         if (n == 0) {
             return true;
         }
-        try (DmaLease l = mem.remote(q.hw, r.srcStag(), r.srcTo() + off, n, Access.REMOTE_READ)) {
-            l.read(0, dst);
+        boolean whole = !m.leases.tried(0);
+        try {
+            DmaLease l = m.leases.take(0, () -> mem.remote(q.hw, r.srcStag(), r.srcTo(), m.length,
+                    Access.REMOTE_READ));
+            whole = false;
+            if (l == null) {
+                try (DmaLease piece = mem.remote(q.hw, r.srcStag(), r.srcTo() + m.off, n, Access.REMOTE_READ)) {
+                    piece.read(0, dst);
+                }
+            } else {
+                try {
+                    l.read(m.off, dst);
+                } finally {
+                    if (!m.leases.held(0)) {
+                        l.close();
+                    }
+                }
+            }
             return true;
         } catch (AccessFault e) {
             LOG.debug("siw: qp {} read source refused while responding", q.hw.qpNum(), e);
-            x.msg = null;
+            x.endMessage();
+            long to = whole ? r.srcTo() : r.srcTo() + m.off;
+            long len = whole ? m.length : n;
             q.terminate = new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_PROTECTION,
-                    dev.rdmapError(q, r.srcStag(), r.srcTo() + off, n, Access.REMOTE_READ));
+                    dev.rdmapError(q, r.srcStag(), to, len, Access.REMOTE_READ));
             q.hw.enterError();
             q.hw.raiseEvent(EventType.QP_ACCESS_ERR);
             return false;

@@ -40,6 +40,23 @@ final class TxCtx {
     /** The TX thread's registration for write space (its thread only). */
     SelectionKey key;
 
+    /** Drops the message in progress (done, failed or flushed), closing its leases. */
+    void endMessage() {
+        TxMessage m = msg;
+        if (m != null) {
+            msg = null;
+            m.leases.close();
+        }
+    }
+
+    /** The engine's pass ends: no lease stays open past it (the next pass takes them again). */
+    void endPass() {
+        TxMessage m = msg;
+        if (m != null) {
+            m.leases.close();
+        }
+    }
+
     /** The buffer, made on first use: {@code capacity} bytes, direct so that the stream's write takes them in place. */
     void allocate(int capacity) {
         if (out == null) {

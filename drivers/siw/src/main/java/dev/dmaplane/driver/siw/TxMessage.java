@@ -23,6 +23,8 @@ final class TxMessage {
     final ReadResponse response;
     /** Bytes cut into segments so far. */
     long off;
+    /** The leases of its buffers during the engine's current pass. */
+    final SgeLeases leases;
 
     private TxMessage(int opcode, boolean tagged, int stag, long to, long length, SendWqe wqe, Pending pending,
                       ReadResponse response) {
@@ -34,6 +36,7 @@ final class TxMessage {
         this.wqe = wqe;
         this.pending = pending;
         this.response = response;
+        this.leases = new SgeLeases(wqe == null ? 1 : Math.max(1, wqe.wr().sgList().size()));
     }
 
     static TxMessage send(SendWqe w, Pending p, int opcode, int invStag, int msn) {
