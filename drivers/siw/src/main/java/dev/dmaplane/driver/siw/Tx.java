@@ -321,16 +321,12 @@ final class Tx {
         }
     }
 
-    /** Completes what TCP took in full: the SEND or WRITE whose last byte left, the READ response that did. */
+    /** Completes what TCP took in full: the SEND or WRITE whose last byte left. */
     private static void settle(SiwQp q, TxCtx x) {
         Pending p = x.owed;
         if (p != null) {
             x.owed = null;
             q.complete(p, WcStatus.SUCCESS); // iWARP acknowledges nothing: done before a peer can answer
-        }
-        if (x.owedResponse) {
-            x.owedResponse = false;
-            q.inboundReads.decrementAndGet(); // answered in full: the peer may send one more request
         }
     }
 
@@ -369,7 +365,7 @@ final class Tx {
 
     /**
      * Cuts the message in progress into FPDUs until it is done or the buffer is full ({@code siw_qp_sq_proc_tx});
-     * a done SEND or WRITE completes, and a done READ response frees its IRD slot, once TCP took the last byte.
+     * a done SEND or WRITE completes once TCP took the last byte, a done READ response frees its IRD slot at once.
      */
     private void segments(SiwQp q, Cep c, TxCtx x) {
         TxMessage m = x.msg;
@@ -405,7 +401,9 @@ final class Tx {
             if (last) {
                 x.endMessage();
                 if (m.response != null) {
-                    x.owedResponse = true;
+                    // its IRD slot frees now, before TCP has the last byte: once the requester has it, it may
+                    // send the next request, which must find the slot free, however late this thread runs again
+                    q.inboundReads.decrementAndGet();
                 } else {
                     x.owed = m.pending;
                 }

@@ -33,8 +33,6 @@ final class TxCtx {
     TxMessage msg;
     /** A SEND or WRITE whose last FPDU is in the buffer: it completes once TCP took it, or null. */
     Pending owed;
-    /** A READ response whose last FPDU is in the buffer: its IRD slot frees once TCP took it. */
-    boolean owedResponse;
     /** The TERMINATE left: once TCP took it, our half of the stream closes and the QP goes to ERR. */
     boolean closed;
     /** The TX thread's registration for write space (its thread only). */
