@@ -303,14 +303,17 @@ final class Rx {
         dev.terminated(t);
         draining = true;
         cep.peerGone();
-        boolean readFailed = q.readsInFlight() > 0;
-        if (readFailed) {
-            q.readDone(t.protection() ? WcStatus.REM_ACCESS_ERR : WcStatus.REM_OP_ERR);
-        }
-        q.connectionGone(cep);
-        if (!readFailed) {
-            q.hw.raiseEvent(EventType.QP_FATAL); // raised once the QP is in ERR, so a query after the event sees it
-        }
+        q.apartFromTx(() -> {
+            boolean readFailed = q.readsInFlight() > 0;
+            if (readFailed) {
+                q.readDone(t.protection() ? WcStatus.REM_ACCESS_ERR : WcStatus.REM_OP_ERR);
+            }
+            q.connectionGone(cep);
+            if (!readFailed) {
+                q.hw.raiseEvent(EventType.QP_FATAL); // raised once the QP is in ERR: a query after it sees ERR
+            }
+        });
+        dev.tx.kick(q); // a post while the engine was held here set TxCtx.again: the TX thread takes it
         cep.lost(t.toString() + " from the peer", true);
     }
 

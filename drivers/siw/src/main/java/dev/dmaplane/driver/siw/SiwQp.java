@@ -137,6 +137,25 @@ final class SiwQp {
         return true;
     }
 
+    /**
+     * Runs {@code change} while no thread runs the transmit engine, as {@code siw_qp_modify} to ERROR takes
+     * {@code qp->state_lock} for writing where {@code siw_qp_sq_process} holds it for reading: a SEND or WRITE whose
+     * last byte TCP took completes (SUCCESS, its pass settles it) before a flush can overtake it. An engine pass
+     * never blocks (the stream is non-blocking) and never waits for the receive path, so the wait is short. Not for
+     * the engine's own thread.
+     */
+    void apartFromTx(Runnable change) {
+        TxCtx x = tx;
+        while (!x.inUse.compareAndSet(false, true)) {
+            Thread.onSpinWait();
+        }
+        try {
+            change.run();
+        } finally {
+            x.inUse.set(false);
+        }
+    }
+
     /** Connection {@code c} went away under the QP: it goes to ERR, flushing what is outstanding. */
     void connectionGone(Cep c) {
         if (detach(c) && !destroyed && hw.state() != QpState.ERR && hw.state() != QpState.RESET) {
