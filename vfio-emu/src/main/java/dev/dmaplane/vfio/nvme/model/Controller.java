@@ -43,6 +43,10 @@ import static dev.dmaplane.vfio.nvme.NvmeRegs.*;
  * run without it. Admin commands run whole
  * under the lock. A controller reset, a Delete I/O SQ and {@link #quiesce} first let the commands in flight finish
  * ({@link #drain}) and no command starts meanwhile.
+ * <p>
+ * Why one class of over 800 lines: the registers, the doorbells, the engines and the posting of completions all
+ * work on the queue state under the one lock (as QEMU's {@code NvmeCtrl}); the commands' bodies live in
+ * {@link AdminCommands} and {@link IoCommands}, the queues in {@link Queues}.
  */
 final class Controller implements ModelDevice {
     private static final Logger LOG = LoggerFactory.getLogger(Controller.class);
@@ -355,7 +359,7 @@ final class Controller implements ModelDevice {
                         + " past its " + sq.entries + " entries");
             } else {
                 sq.tail = value;
-                engines[qid % engines.length].work.signal();
+                engines[qid % engines.length].wake();
             }
         } finally {
             lock.unlock();
@@ -412,7 +416,7 @@ final class Controller implements ModelDevice {
 
     private void wakeAll() {
         for (Engine e : engines) {
-            e.work.signal();
+            e.wake();
         }
     }
 
@@ -447,8 +451,19 @@ final class Controller implements ModelDevice {
     private final class Engine {
         /** The most commands claimed at once, whatever the Arbitration Burst allows. */
         static final int MAX_BURST = 64;
+        /** The longest an engine with nothing to run watches for a doorbell before it parks. */
+        static final long SPIN_MAX_NS = 20_000;
+        /** The shortest watch worth starting. */
+        static final long SPIN_MIN_NS = 1_000;
+        /** With the spin budget gone, one park in this many watches again. */
+        static final int SPIN_RETRY_EVERY = 64;
         final int index;
         final Condition work = lock.newCondition();
+        /** Wakes so far; written under the lock, read by the spinning engine without it. */
+        private volatile long wakes;
+        /** The engine's spin budget in nanoseconds, 0 for none; its own. */
+        private long spinNs = SPIN_MAX_NS;
+        private int parksWithoutSpin;
         final Thread thread;
         final MemorySegment sqe = MemorySegment.ofArray(new byte[NvmeCommand.SIZE]);
         final IoCommands io = new IoCommands(Controller.this);
@@ -465,6 +480,49 @@ final class Controller implements ModelDevice {
             this.thread = Thread.ofPlatform().daemon().name(name + " engine " + index).unstarted(this::loop);
         }
 
+        /** A doorbell or state change for this engine: counted for it spinning, signalled for it parked. */
+        void wake() {
+            wakes++;
+            work.signal();
+        }
+
+        /**
+         * With the lock held and nothing to run: lets the lock go and watches for a {@link #wake} for up to its spin
+         * budget, as a controller that keeps fetching sees the next doorbell at once, then takes the lock again.
+         * Parking at once costs a futex wake-up on the doorbell's side and, on a quiet machine, the wake-up of a
+         * halted CPU on this one, for each burst. The budget adapts as HotSpot's spinning on a contended monitor
+         * does: a watch that saw its wake doubles it up to {@link #SPIN_MAX_NS}; one that timed out (the host's
+         * thread was not running, as on a crowded machine, where watching only takes a CPU from it) halves it, to
+         * none below {@link #SPIN_MIN_NS}, after which one park in {@link #SPIN_RETRY_EVERY} tries again. Whether a
+         * wake came.
+         */
+        private boolean spinForWake() {
+            long budget = spinNs;
+            if (budget == 0) {
+                if (++parksWithoutSpin < SPIN_RETRY_EVERY) {
+                    return false;
+                }
+                parksWithoutSpin = 0;
+                budget = SPIN_MIN_NS;
+            }
+            long seen = wakes;
+            lock.unlock();
+            try {
+                long end = System.nanoTime() + budget;
+                do {
+                    Thread.onSpinWait();
+                    if (wakes != seen) {
+                        spinNs = Math.min(SPIN_MAX_NS, 2 * budget);
+                        return true;
+                    }
+                } while (System.nanoTime() < end);
+                spinNs = budget / 2 < SPIN_MIN_NS ? 0 : budget / 2;
+                return false;
+            } finally {
+                lock.lock();
+            }
+        }
+
         /** Runs commands while there are some it may run, until stopped. */
         private void loop() {
             while (true) {
@@ -472,8 +530,14 @@ final class Controller implements ModelDevice {
                 int claimed;
                 lock.lock();
                 try {
+                    boolean spun = false;
                     while ((sq = next()) == null && !stopped) {
-                        work.await();
+                        if (spun) {
+                            work.await();
+                            spun = false;
+                        } else {
+                            spun = !spinForWake();
+                        }
                     }
                     if (stopped) {
                         return;
