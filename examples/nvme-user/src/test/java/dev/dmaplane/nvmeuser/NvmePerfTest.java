@@ -5,11 +5,13 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.iommu.IommuDomainType;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.vfio.Vfio;
+import dev.dmaplane.vfio.nvme.NvmeCommand;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
+import java.lang.foreign.ValueLayout;
 import java.time.Duration;
 import java.util.List;
 
@@ -68,6 +70,44 @@ class NvmePerfTest {
         NvmePerf.run(machine, PerfOptions.of(16, 8192, Workload.WRITE, SHORT), false);
         PerfResult r = NvmePerf.run(machine, PerfOptions.of(16, 8192, Workload.READ, SHORT), false);
         assertTrue(r.total().verified() > 0);
+    }
+
+    /**
+     * The data checks catch a namespace that does not hold what the run expects (spdk_nvme_perf checks nothing; the
+     * checks are {@link PerfWorker}'s): a block at LBA 0 that carries another LBA in its header, and a block never
+     * written by a run (header zero) with one byte that is not zero, are each EIO naming the LBA. A sequential read
+     * reads LBA 0 first, and the first read of a worker is one of those checked in full.
+     */
+    @Test
+    void aReadOfWrongDataIsEio() {
+        corruptLba0(0, 5);
+        ErrnoException e = assertThrows(ErrnoException.class,
+                () -> NvmePerf.run(machine, PerfOptions.of(8, 4096, Workload.READ, SHORT), false));
+        assertEquals(Errno.EIO, e.errno());
+        assertTrue(e.getMessage().contains("data check of LBA 0") && e.getMessage().contains("carries LBA 5"),
+                e.getMessage());
+
+        corruptLba0(100, 0x5a);
+        e = assertThrows(ErrnoException.class,
+                () -> NvmePerf.run(machine, PerfOptions.of(8, 4096, Workload.READ, SHORT), false));
+        assertEquals(Errno.EIO, e.errno());
+        assertTrue(e.getMessage().contains("data check of LBA 0") && e.getMessage().contains("not all zeroes"),
+                e.getMessage());
+    }
+
+    /** Writes 4 KiB of zeroes to LBA 0 through the driver, but with {@code value} in the byte at {@code at}. */
+    private void corruptLba0(int at, int value) {
+        try (NvmeController c = NvmeController.attach(machine, PerfOptions.DEFAULT_BDF,
+                NvmeController.Options.DEFAULT);
+             DmaRegion buf = DmaRegion.allocate(c.frontEnd(), DmaRegion.PAGE)) {
+            QueuePair qp = c.createIoQueuePair(2, 4096, false);
+            try {
+                buf.page(0).set(ValueLayout.JAVA_BYTE, at, (byte) value);
+                c.io(qp, NvmeCommand.NVM_WRITE, 0, buf, 0, 4096);
+            } finally {
+                qp.close();
+            }
+        }
     }
 
     /**
