@@ -493,7 +493,8 @@ final class Controller implements ModelDevice {
          * halted CPU on this one, for each burst. The budget adapts as HotSpot's spinning on a contended monitor
          * does: a watch that saw its wake doubles it up to {@link #SPIN_MAX_NS}; one that timed out (the host's
          * thread was not running, as on a crowded machine, where watching only takes a CPU from it) halves it, to
-         * none below {@link #SPIN_MIN_NS}, after which one park in {@link #SPIN_RETRY_EVERY} tries again. Whether a
+         * none below {@link #SPIN_MIN_NS}, after which one park in {@link #SPIN_RETRY_EVERY} tries the whole budget
+         * again (a shorter try would end before the host's refill rings, and never turn spinning back on). Whether a
          * wake came.
          */
         private boolean spinForWake() {
@@ -503,7 +504,7 @@ final class Controller implements ModelDevice {
                     return false;
                 }
                 parksWithoutSpin = 0;
-                budget = SPIN_MIN_NS;
+                budget = SPIN_MAX_NS;
             }
             long seen = wakes;
             lock.unlock();
