@@ -1,5 +1,7 @@
 package dev.dmaplane.gpudirect;
 
+import org.slf4j.LoggerFactory;
+
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
@@ -29,6 +31,8 @@ final class ProcessCpuClock {
             return linker.defaultLookup().find("clock_gettime").map(f -> linker.downcallHandle(f,
                     FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS)));
         } catch (RuntimeException e) { // IllegalCallerException: native access not enabled for this code
+            LoggerFactory.getLogger(ProcessCpuClock.class).warn("gpudirect: no clock_gettime through the FFM API, "
+                    + "CPU time is counted in clock ticks", e);
             return Optional.empty();
         }
     }

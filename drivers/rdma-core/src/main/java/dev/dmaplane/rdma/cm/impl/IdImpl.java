@@ -43,7 +43,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * ({@code cma_ib_handler}) it turns into rdma_cm events and QP transitions ({@code cma_modify_qp_rtr},
  * {@code cma_modify_qp_rts}, {@code cma_modify_qp_err}). Every method holds the rdma_cm lock.
  * <p>
- * Why one class of about 670 lines: the id's state machine is cma.c's {@code rdma_id_private}, and each verb checks
+ * Why one class of about 700 lines: the id's state machine is cma.c's {@code rdma_id_private}, and each verb checks
  * and moves the same state under the one lock; the iWARP branch already lives in {@link IwId}. The IB CM event
  * handling ({@code cma_ib_handler}) is the piece to move out next, when the CM's MRA/LAP/SIDR land.
  */
