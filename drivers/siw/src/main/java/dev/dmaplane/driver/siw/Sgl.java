@@ -35,10 +35,53 @@ final class Sgl {
      * Reads {@code dst.byteSize()} bytes of the list from {@code offset} through {@code leases}, which keep a whole
      * SGE's stable lease for the rest of the engine's pass (the send side, one lease per SGE and request).
      *
-     * @throws AccessFault {@code LOC_PROT_ERR} for a refused lkey
+     * @throws AccessFault {@code LOC_PROT_ERR} for a refused lkey or a list too short
      */
     static void read(MemoryAccess mem, HwQp qp, List<Sge> sges, long offset, MemorySegment dst, SgeLeases leases) {
-        long need = dst.byteSize();
+        walk(sges, offset, dst.byteSize(), WcStatus.LOC_PROT_ERR, (i, s, skip, n, done) -> {
+            DmaLease l = leases.take(i, () -> mem.local(qp.pd(), s.lkey(), s.addr(), s.length(), 0));
+            if (l == null) {
+                try (DmaLease piece = mem.local(qp.pd(), s.lkey(), s.addr() + skip, n, 0)) {
+                    piece.read(0, dst.asSlice(done, n));
+                }
+                return;
+            }
+            try {
+                l.read(skip, dst.asSlice(done, n));
+            } finally {
+                if (!leases.held(i)) {
+                    l.close();
+                }
+            }
+        });
+    }
+
+    /**
+     * Writes {@code src} into the list from {@code offset} (a receive's buffers), each piece through a lease closed
+     * before the next is taken.
+     *
+     * @throws AccessFault {@code LOC_PROT_ERR} for a refused lkey, {@code LOC_LEN_ERR} when the list is too short
+     */
+    static void write(MemoryAccess mem, HwQp qp, List<Sge> sges, long offset, MemorySegment src) {
+        walk(sges, offset, src.byteSize(), WcStatus.LOC_LEN_ERR, (i, s, skip, n, done) -> {
+            try (DmaLease l = mem.local(qp.pd(), s.lkey(), s.addr() + skip, n, Access.LOCAL_WRITE)) {
+                l.write(0, src.asSlice(done, n));
+            }
+        });
+    }
+
+    /** One piece of a walk: {@code n} bytes from byte {@code skip} of SGE {@code i}, byte {@code done} of the data. */
+    @FunctionalInterface
+    private interface Piece {
+        void move(int i, Sge s, long skip, long n, long done);
+    }
+
+    /**
+     * Hands {@code piece} the pieces of bytes {@code [offset, offset + need)} of the list, in order.
+     *
+     * @throws AccessFault {@code tooShort} when the list ends before {@code need} bytes
+     */
+    private static void walk(List<Sge> sges, long offset, long need, WcStatus tooShort, Piece piece) {
         long done = 0;
         long skip = offset;
         int i = -1;
@@ -52,65 +95,13 @@ final class Sgl {
                 continue;
             }
             long n = Math.min(s.length() - skip, need - done);
-            DmaLease l = leases.take(i, () -> mem.local(qp.pd(), s.lkey(), s.addr(), s.length(), 0));
-            if (l == null) {
-                try (DmaLease piece = mem.local(qp.pd(), s.lkey(), s.addr() + skip, n, 0)) {
-                    piece.read(0, dst.asSlice(done, n));
-                }
-            } else {
-                try {
-                    l.read(skip, dst.asSlice(done, n));
-                } finally {
-                    if (!leases.held(i)) {
-                        l.close();
-                    }
-                }
-            }
+            piece.move(i, s, skip, n, done);
             done += n;
             skip = 0;
         }
         if (done < need) {
-            throw new AccessFault(WcStatus.LOC_PROT_ERR, Errno.EINVAL, "siw: " + need + " bytes at offset " + offset
+            throw new AccessFault(tooShort, Errno.EINVAL, "siw: " + need + " bytes at offset " + offset
                     + " exceed the SGL of " + length(sges) + " bytes");
-        }
-    }
-
-    /**
-     * Writes {@code src} into the list from {@code offset} (a receive's buffers).
-     *
-     * @throws AccessFault {@code LOC_PROT_ERR} for a refused lkey, {@code LOC_LEN_ERR} when the list is too short
-     */
-    static void write(MemoryAccess mem, HwQp qp, List<Sge> sges, long offset, MemorySegment src) {
-        move(mem, qp, sges, offset, src, true);
-    }
-
-    private static void move(MemoryAccess mem, HwQp qp, List<Sge> sges, long offset, MemorySegment data,
-                             boolean write) {
-        long need = data.byteSize();
-        long done = 0;
-        long skip = offset;
-        for (Sge s : sges) {
-            if (done == need) {
-                return;
-            }
-            if (skip >= s.length()) {
-                skip -= s.length();
-                continue;
-            }
-            long n = Math.min(s.length() - skip, need - done);
-            try (DmaLease l = mem.local(qp.pd(), s.lkey(), s.addr() + skip, n, write ? Access.LOCAL_WRITE : 0)) {
-                if (write) {
-                    l.write(0, data.asSlice(done, n));
-                } else {
-                    l.read(0, data.asSlice(done, n));
-                }
-            }
-            done += n;
-            skip = 0;
-        }
-        if (done < need) {
-            throw new AccessFault(write ? WcStatus.LOC_LEN_ERR : WcStatus.LOC_PROT_ERR, Errno.EINVAL,
-                    "siw: " + need + " bytes at offset " + offset + " exceed the SGL of " + length(sges) + " bytes");
         }
     }
 }
