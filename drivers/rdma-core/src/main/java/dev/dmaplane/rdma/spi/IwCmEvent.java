@@ -13,9 +13,10 @@ import java.net.InetSocketAddress;
  * @param local       this side's address
  * @param remote      the peer's address
  * @param privateData the private data of the peer's MPA request or reply (empty when none)
- * @param ord         the peer's ORD: as it asked (CONNECT_REQUEST) or as negotiated (CONNECT_REPLY, ESTABLISHED);
- *                    0 when the connection carries none (MPA revision 1)
- * @param ird         the peer's IRD, likewise
+ * @param ord         the ORD {@code siw_cm_upcall} signals: the initiator's as it asked (CONNECT_REQUEST, 0 when the
+ *                    request carried none: MPA revision 1); this side's own as negotiated (CONNECT_REPLY, ESTABLISHED;
+ *                    its own as given under MPA revision 1)
+ * @param ird         the IRD, likewise
  * @param request     the request to accept or reject (CONNECT_REQUEST), else null
  */
 public record IwCmEvent(Type type, Errno status, InetSocketAddress local, InetSocketAddress remote, byte[] privateData,

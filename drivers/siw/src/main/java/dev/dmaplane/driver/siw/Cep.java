@@ -36,8 +36,9 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * {@code siw_proc_mpareply} speak it: a device at revision 2 sends its IRD and ORD in the request; the responder
  * answers a revision 2 request in revision 2 with the depths it will use (its ORD at most the initiator's IRD, its
  * IRD raised to at least the initiator's ORD: {@code relaxed_ird_negotiation}), and a revision 1 request in revision
- * 1. The initiator takes the responder's IRD as its ORD and the responder's ORD as its IRD, and the events carry the
- * peer's ORD and IRD. A responder that speaks only revision 1 rejects a revision 2 request with a revision 1 reply;
+ * 1. The initiator takes the responder's IRD as its ORD and the responder's ORD as its IRD. The events carry the depths
+ * as {@code siw_cm_upcall} signals them: CONNECT_REPLY and ESTABLISHED this side's own ORD and IRD, CONNECT_REQUEST
+ * the initiator's. A responder that speaks only revision 1 rejects a revision 2 request with a revision 1 reply;
  * the initiator then connects again in revision 1 (as {@code iw_cxgb4}'s {@code retry_with_mpa_v1}). With {@code peer_to_peer} the initiator asks for
  * an RTR message; the responder picks a zero-length RDMA WRITE (or READ, if only that is offered), reports
  * ESTABLISHED and sends only once it arrived ({@code siw_qp_mpa_rts}, {@code siw_rtr_data_ready}).
@@ -62,9 +63,13 @@ final class Cep implements IwConnection, IwConnRequest {
     /** The depths MPA negotiated: READs this side may have outstanding, READs it serves at once. */
     volatile int negotiatedOrd;
     volatile int negotiatedIrd;
-    /** The peer's ORD and IRD as the events report them (0 when MPA v1 carried none). */
-    private volatile int peerOrd;
-    private volatile int peerIrd;
+    /**
+     * siw's {@code cep->ord} and {@code cep->ird}, which {@code siw_cm_upcall} signals: the active side's from connect
+     * until the reply's (negotiated, or as the peer sent them when the negotiation fails); the passive side's the
+     * peer's IRD and ORD from its request (0 under MPA v1) until accept makes them its own.
+     */
+    private volatile int cepOrd;
+    private volatile int cepIrd;
     /** The passive side's MPA request, once read. */
     private volatile Mpa.Frame request;
     /** The passive side waits for the peer's RTR message: nothing leaves and ESTABLISHED waits until it came. */
@@ -191,8 +196,11 @@ final class Cep implements IwConnection, IwConnRequest {
         int rev = dev.mpaRevision();
         boolean p2p = dev.peerToPeer();
         int max = dev.maxReadDepth();
-        int myOrd = Math.min(param.ord(), max);
+        // siw_connect: a peer-to-peer initiator asks for at least one READ
+        int myOrd = p2p && param.ord() == 0 ? 1 : Math.min(param.ord(), max);
         int myIrd = Math.min(param.ird(), max);
+        cepOrd = myOrd;
+        cepIrd = myIrd;
         Mpa.Frame rep;
         while (true) {
             Mpa.V2 mine = rev == Mpa.REVISION_2 ? new Mpa.V2(myIrd, myOrd, p2p, p2p ? Mpa.V2_WRITE_RTR : 0) : null;
@@ -251,9 +259,10 @@ final class Cep implements IwConnection, IwConnRequest {
                 return false;
             }
             Mpa.V2 theirs = rep.v2();
-            // reported as the peer sent them even when the negotiation fails, as siw_proc_mpareply does
-            peerOrd = theirs.ord();
-            peerIrd = theirs.ird();
+            // "always report negotiated peer values to user, even if IRD/ORD negotiation failed": this side's IRD is
+            // the responder's ORD, its ORD the responder's IRD (which its relaxed negotiation raised to our ORD)
+            cepIrd = theirs.ord();
+            cepOrd = theirs.ird();
             if (theirs.ord() > max) {
                 // relaxed_ird_negotiation: our IRD may grow up to the device's, not beyond
                 refuseReply(Errno.EINVAL, new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA,
@@ -272,14 +281,9 @@ final class Cep implements IwConnection, IwConnRequest {
                 }
                 rtr = Mpa.V2_WRITE_RTR;
             }
-            // siw_proc_mpareply: this side's IRD is the responder's ORD, its ORD the responder's IRD (which the
-            // responder's relaxed negotiation raised to at least our ORD)
-            negotiatedOrd = theirs.ird();
-            negotiatedIrd = theirs.ord();
-        } else {
-            negotiatedOrd = myOrd;
-            negotiatedIrd = myIrd;
         }
+        negotiatedOrd = cepOrd;
+        negotiatedIrd = cepIrd;
         ord = Math.max(1, negotiatedOrd);
         if (rtr != 0) {
             write(rtrMessage()); // the first FPDU of the stream: the TX thread sends only once established
@@ -387,7 +391,7 @@ final class Cep implements IwConnection, IwConnRequest {
 
     private void reply(Errno status, byte[] pd) {
         replied = true;
-        event(IwCmEvent.Type.CONNECT_REPLY, status, pd, null, peerOrd, peerIrd);
+        event(IwCmEvent.Type.CONNECT_REPLY, status, pd, null, cepOrd, cepIrd);
     }
 
     /**
@@ -401,7 +405,8 @@ final class Cep implements IwConnection, IwConnRequest {
     }
 
     /**
-     * Passive: the MPA request, CONNECT_REQUEST with the peer's ORD and IRD (limited to the device's), then the
+     * Passive: the MPA request, CONNECT_REQUEST with the peer's ORD and IRD (limited to the device's; siw keeps them
+     * as its own IRD and ORD to be, and {@code siw_cm_upcall} signals them crossed back), then the
      * consumer's answer ({@code siw_proc_mpareq}). A request this side cannot take is rejected with a reply in the
      * revision it speaks ({@code reject_conn}) and reported to nobody.
      */
@@ -432,11 +437,11 @@ final class Cep implements IwConnection, IwConnRequest {
         }
         if (req.enhanced()) {
             Mpa.V2 v = req.v2();
-            peerOrd = Math.min(v.ord(), dev.maxReadDepth());
-            peerIrd = Math.min(v.ird(), dev.maxReadDepth());
+            cepOrd = Math.min(v.ird(), dev.maxReadDepth());
+            cepIrd = Math.min(v.ord(), dev.maxReadDepth());
         }
         request = req;
-        event(IwCmEvent.Type.CONNECT_REQUEST, null, req.privateData(), this, peerOrd, peerIrd);
+        event(IwCmEvent.Type.CONNECT_REQUEST, null, req.privateData(), this, cepIrd, cepOrd);
         boolean accepted;
         try {
             accepted = answer.get();
@@ -481,9 +486,9 @@ final class Cep implements IwConnection, IwConnRequest {
         if (req.enhanced()) {
             Mpa.V2 theirs = req.v2();
             // relaxed_ird_negotiation: an ORD above the initiator's IRD is cut to it, an IRD below the initiator's
-            // ORD is raised to it (that ORD is within the device's IRD, peerOrd being limited to it)
-            myOrd = Math.min(myOrd, peerIrd);
-            myIrd = Math.max(myIrd, peerOrd);
+            // ORD is raised to it (that ORD is within the device's IRD, the request's words being limited to it)
+            myOrd = Math.min(myOrd, cepOrd);
+            myIrd = Math.max(myIrd, cepIrd);
             int rtr = 0;
             if (theirs.peerToPeer()) {
                 // siw prefers a zero-length WRITE; a READ only when that is all the initiator offers
@@ -493,12 +498,9 @@ final class Cep implements IwConnection, IwConnRequest {
             mine = new Mpa.V2(myIrd, myOrd, theirs.peerToPeer(), rtr);
         }
         SiwQp q = dev.bindQp(qpn, this);
-        if (mine != null) {
-            // set once the QP is bound, so that a refused accept leaves the request's depths as they came: the
-            // events report the peer's depths as negotiated, its ORD our IRD, its IRD our ORD
-            peerOrd = myIrd;
-            peerIrd = myOrd;
-        }
+        // set once the QP is bound, so that a refused accept leaves the request's depths as they came
+        cepOrd = myOrd;
+        cepIrd = myIrd;
         handler = h;
         negotiatedOrd = myOrd;
         negotiatedIrd = myIrd;
@@ -520,7 +522,7 @@ final class Cep implements IwConnection, IwConnRequest {
         answer.complete(true);
         if (!rtrPending) {
             dev.tx.kick(q); // always, for a post between establish() and established = true (see connectActive)
-            event(IwCmEvent.Type.ESTABLISHED, null, new byte[0], null, peerOrd, peerIrd);
+            event(IwCmEvent.Type.ESTABLISHED, null, new byte[0], null, cepOrd, cepIrd);
         }
         return this;
     }
@@ -540,7 +542,7 @@ final class Cep implements IwConnection, IwConnRequest {
         if (q != null) {
             dev.tx.kick(q);
         }
-        event(IwCmEvent.Type.ESTABLISHED, null, new byte[0], null, peerOrd, peerIrd);
+        event(IwCmEvent.Type.ESTABLISHED, null, new byte[0], null, cepOrd, cepIrd);
     }
 
     @Override
@@ -556,7 +558,7 @@ final class Cep implements IwConnection, IwConnRequest {
                     + limit);
         }
         // siw_reject: the request's header turned into the reply, the IRD/ORD words kept under MPA v2
-        Mpa.V2 v2 = req.enhanced() ? new Mpa.V2(peerOrd, peerIrd, false, 0) : null;
+        Mpa.V2 v2 = req.enhanced() ? new Mpa.V2(cepIrd, cepOrd, false, 0) : null;
         try {
             write(Mpa.frame(true, true, req.revision(), v2, pd));
         } catch (IOException e) {
@@ -644,13 +646,13 @@ final class Cep implements IwConnection, IwConnRequest {
         return established && !rtrPending;
     }
 
-    private void event(IwCmEvent.Type type, Errno status, byte[] pd, IwConnRequest req, int peerOrd, int peerIrd) {
+    private void event(IwCmEvent.Type type, Errno status, byte[] pd, IwConnRequest req, int eventOrd, int eventIrd) {
         IwCmHandler h = handler;
         if (h == null) {
             return;
         }
         try {
-            h.event(new IwCmEvent(type, status, local, remote, pd, peerOrd, peerIrd, req));
+            h.event(new IwCmEvent(type, status, local, remote, pd, eventOrd, eventIrd, req));
         } catch (RuntimeException e) {
             LOG.error("siw: the handler of {} -> {} failed on {}", local, remote, type, e);
         }

@@ -87,7 +87,8 @@ class SiwMpaTerminateTest {
         IwCmEvent e = h.a.event();
         assertEquals(IwCmEvent.Type.CONNECT_REPLY, e.type());
         assertEquals(Errno.EINVAL, e.status(), "siw_proc_mpareply's out_err");
-        assertEquals(List.of(129, 4), List.of(e.ord(), e.ird()), "the peer's depths, reported even so");
+        assertEquals(List.of(4, 129), List.of(e.ord(), e.ird()),
+                "cep->ord = rep_ird, cep->ird = rep_ord: as negotiated, reported even so");
         assertEquals(QpState.ERR, qa.query().qpState(), "the endpoint's release moved the QP to ERR");
         assertEquals(1, counter(h.da, "dmaplane_terminate_sent"));
         assertNull(h.a.events.peek(), "nothing after CONNECT_REPLY: the connection never was");

@@ -37,8 +37,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * ({@code siw_connect}, {@code siw_proc_mpareq}, {@code siw_accept}, {@code siw_proc_mpareply},
  * {@code siw_qp_mpa_rts}, {@code siw_rtr_data_ready}): IRD and ORD exchanged with siw's
  * {@code relaxed_ird_negotiation} (the responder's ORD cut to the initiator's IRD, its IRD raised to the initiator's
- * ORD, the initiator taking the responder's IRD and ORD as its ORD and IRD), the peer's depths in the CM events, the
- * revision falling
+ * ORD, the initiator taking the responder's IRD and ORD as its ORD and IRD), the depths in the CM events as
+ * {@code siw_cm_upcall} signals them (the initiator's with CONNECT_REQUEST; each side's own, {@code cep->ord} and
+ * {@code cep->ird}, with CONNECT_REPLY and ESTABLISHED), the revision falling
  * back to 1 in either direction, a zero-length RDMA WRITE as the RTR message of peer-to-peer mode, and malformed
  * v2 headers refused on both sides.
  */
@@ -77,7 +78,10 @@ class SiwMpaV2Test {
     /**
      * {@code siw_accept} keeps an IRD above the initiator's ORD and an ORD within the initiator's IRD;
      * {@code siw_proc_mpareply} then sets {@code cep->ord = rep_ird}, {@code cep->ird = rep_ord}: a asked for ORD 8
-     * and gets b's IRD 16, its IRD is b's ORD 2.
+     * and gets b's IRD 16, its IRD is b's ORD 2. {@code siw_cm_upcall} signals {@code cep->ord} and {@code cep->ird}
+     * with CONNECT_REPLY and ESTABLISHED, each side's own, and the request's words crossed back with CONNECT_REQUEST
+     * ({@code event.ird = cep->ord}, {@code event.ord = cep->ird} after {@code siw_proc_mpareq} took the initiator's
+     * IRD as its ORD): the initiator's ORD and IRD.
      */
     @Test
     void v2PeersExchangeIrdAndOrdAndTheInitiatorTakesTheResponders() {
@@ -88,8 +92,8 @@ class SiwMpaV2Test {
         Cep[] c = connect(qa, qb, new IwConnParam(new byte[]{1, 2}, 8, 4), new IwConnParam(new byte[]{3}, 2, 16), e);
         assertEquals(List.of(8, 4), List.of(e[0].ord(), e[0].ird()), "CONNECT_REQUEST: the initiator's ORD, IRD");
         assertArrayEquals(new byte[]{1, 2}, e[0].privateData(), "the IRD/ORD words are not the consumer's data");
-        assertEquals(List.of(16, 2), List.of(e[1].ord(), e[1].ird()), "ESTABLISHED: the initiator's as negotiated");
-        assertEquals(List.of(2, 16), List.of(e[2].ord(), e[2].ird()), "CONNECT_REPLY: the responder's");
+        assertEquals(List.of(2, 16), List.of(e[1].ord(), e[1].ird()), "ESTABLISHED: the responder's own");
+        assertEquals(List.of(16, 2), List.of(e[2].ord(), e[2].ird()), "CONNECT_REPLY: the initiator's own");
         assertArrayEquals(new byte[]{3}, e[2].privateData());
         // b: ORD min(2, a's IRD 4) = 2, IRD 16 (at least a's ORD 8); a: ORD = b's IRD, IRD = b's ORD
         assertEquals(List.of(16, 2), List.of(c[0].negotiatedOrd, c[0].negotiatedIrd));
@@ -115,8 +119,8 @@ class SiwMpaV2Test {
         assertEquals(List.of(3, 16), List.of(c[1].negotiatedOrd, c[1].negotiatedIrd),
                 "b's ORD cut to a's IRD 3, its IRD 1 raised to a's ORD 16");
         assertEquals(List.of(16, 3), List.of(c[0].negotiatedOrd, c[0].negotiatedIrd), "a's ORD stays 16");
-        assertEquals(List.of(3, 16), List.of(e[2].ord(), e[2].ird()), "CONNECT_REPLY tells a of b's depths");
-        assertEquals(List.of(16, 3), List.of(e[1].ord(), e[1].ird()), "ESTABLISHED tells b of a's");
+        assertEquals(List.of(16, 3), List.of(e[2].ord(), e[2].ird()), "CONNECT_REPLY tells a its own depths");
+        assertEquals(List.of(3, 16), List.of(e[1].ord(), e[1].ird()), "ESTABLISHED tells b its own");
     }
 
     /**
@@ -138,11 +142,16 @@ class SiwMpaV2Test {
             SiwHosts.expect(h.a.event(), IwCmEvent.Type.CONNECT_REPLY);
             assertEquals(List.of(4, 8), List.of(cb.negotiatedOrd, cb.negotiatedIrd),
                     "b's ORD min(8, a's IRD 4), IRD max(4, a's ORD 8)");
-            assertEquals(List.of(8, 4), List.of(est.ord(), est.ird()));
+            assertEquals(List.of(4, 8), List.of(est.ord(), est.ird()), "b's own");
             assertEquals(List.of(8, 4), List.of(ca.negotiatedOrd, ca.negotiatedIrd));
         }
     }
 
+    /**
+     * No IRD/ORD words in revision 1: {@code siw_proc_mpareq} leaves the zeroed {@code cep->ord} and {@code cep->ird}
+     * for CONNECT_REQUEST, and {@code siw_connect} and {@code siw_accept} set them to the caller's own, which
+     * CONNECT_REPLY and ESTABLISHED signal.
+     */
     @Test
     void aV2InitiatorFallsBackToRevision1WithAV1Responder() {
         pb().mpa(Mpa.REVISION_1, false);
@@ -152,6 +161,8 @@ class SiwMpaV2Test {
         Cep[] c = connect(qa, qb, new IwConnParam(new byte[]{5}, 8, 4), new IwConnParam(new byte[]{6}, 2, 16), e);
         assertArrayEquals(new byte[]{5}, e[0].privateData(), "the request reported once, in revision 1");
         assertEquals(List.of(0, 0), List.of(e[0].ord(), e[0].ird()), "MPA v1 carries no IRD/ORD");
+        assertEquals(List.of(2, 16), List.of(e[1].ord(), e[1].ird()), "ESTABLISHED: b's own");
+        assertEquals(List.of(8, 4), List.of(e[2].ord(), e[2].ird()), "CONNECT_REPLY: a's own");
         assertArrayEquals(new byte[]{6}, e[2].privateData());
         assertEquals(List.of(8, 4), List.of(c[0].negotiatedOrd, c[0].negotiatedIrd), "each side's own depths");
         assertEquals(List.of(2, 16), List.of(c[1].negotiatedOrd, c[1].negotiatedIrd));
@@ -167,6 +178,8 @@ class SiwMpaV2Test {
         IwCmEvent[] e = new IwCmEvent[3];
         Cep[] c = connect(h.a.rc(), h.b.rc(), new IwConnParam(null, 3, 3), new IwConnParam(null, 5, 5), e);
         assertEquals(List.of(0, 0), List.of(e[0].ord(), e[0].ird()));
+        assertEquals(List.of(5, 5), List.of(e[1].ord(), e[1].ird()));
+        assertEquals(List.of(3, 3), List.of(e[2].ord(), e[2].ird()));
         assertEquals(List.of(3, 3), List.of(c[0].negotiatedOrd, c[0].negotiatedIrd));
         assertEquals(List.of(5, 5), List.of(c[1].negotiatedOrd, c[1].negotiatedIrd));
     }
@@ -238,6 +251,20 @@ class SiwMpaV2Test {
         assertEquals(WcStatus.SUCCESS, SiwHosts.one(h.b.cq).status());
         qa.postSend(new SendWr.RdmaWrite(2, List.of(h.a.sge(0, 100)), SIGNALED, h.b.buf, h.b.mr.rkey()));
         assertEquals(WcStatus.SUCCESS, SiwHosts.one(h.a.cq).status());
+    }
+
+    /**
+     * {@code siw_connect}: with {@code peer_to_peer} an initiator's ORD of 0 becomes 1 ({@code cep->ord = 1}), which
+     * its request carries and its CONNECT_REPLY signals.
+     */
+    @Test
+    void aPeerToPeerInitiatorAsksForAtLeastOneRead() {
+        pa().mpa(Mpa.REVISION_2, true);
+        IwCmEvent[] e = new IwCmEvent[3];
+        connect(h.a.rc(), h.b.rc(), new IwConnParam(null, 0, 4), new IwConnParam(null, 4, 0), e);
+        assertEquals(List.of(1, 4), List.of(e[0].ord(), e[0].ird()), "CONNECT_REQUEST: the initiator's ORD 1");
+        assertEquals(List.of(4, 1), List.of(e[1].ord(), e[1].ird()), "b: ORD min(4, 4), IRD max(0, 1)");
+        assertEquals(List.of(1, 4), List.of(e[2].ord(), e[2].ird()), "a: b's IRD and ORD");
     }
 
     /**

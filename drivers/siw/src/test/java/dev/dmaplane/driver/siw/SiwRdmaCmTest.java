@@ -162,10 +162,12 @@ class SiwRdmaCmTest {
     /**
      * Connect with private data in the MPA request, CONNECT_REQUEST on the listener, accept with the server's
      * buffer address and rkey in the MPA reply, ESTABLISHED at both ends with both QPs in RTS. MPA v2 carries the
-     * READ depths ({@code cma_iw_handler}: responder resources from the peer's ORD, initiator depth from its IRD):
-     * the client asks to have 8 READs outstanding and serves 4, the server may have 2 and serves 16, which becomes
-     * the client's ORD (siw's {@code relaxed_ird_negotiation}), so each side's ESTABLISHED tells it to serve the
-     * other's ORD and to send at most the other's IRD.
+     * READ depths: the client asks to have 8 READs outstanding and serves 4, the server may have 2 and serves 16,
+     * which becomes the client's ORD (siw's {@code relaxed_ird_negotiation}). CONNECT_REQUEST carries the client's
+     * ORD as responder resources and its IRD as initiator depth ({@code iw_conn_req_handler}); ESTABLISHED carries
+     * what {@code siw_cm_upcall} signals, the side's own negotiated {@code cep->ord} and {@code cep->ird}, which
+     * {@code cma_iw_handler} makes responder resources (the event's ORD) and initiator depth (its IRD): the client's
+     * 16 and 2, the server's 2 and 16.
      */
     private CmId connect(CmId l) {
         resolve();
@@ -186,11 +188,11 @@ class SiwRdmaCmTest {
         conn.accept(ConnParam.of(where, 16, 2));
         CmEvent est = client.expect(CmEventType.ESTABLISHED);
         assertArrayEquals(where, est.param().privateData(), "the MPA reply's private data");
-        assertEquals(List.of(2, 16), List.of(est.param().responderResources(), est.param().initiatorDepth()),
-                "the server's ORD min(2, 4) and IRD 16 (at least the client's ORD 8: relaxed_ird_negotiation)");
+        assertEquals(List.of(16, 2), List.of(est.param().responderResources(), est.param().initiatorDepth()),
+                "the client's own ORD (the server's IRD 16, at least the client's ORD 8) and IRD (the server's ORD 2)");
         CmEvent serverEst = server.expect(CmEventType.ESTABLISHED);
-        assertEquals(List.of(16, 2), List.of(serverEst.param().responderResources(),
-                serverEst.param().initiatorDepth()), "the client's ORD and IRD as negotiated: the server's IRD, ORD");
+        assertEquals(List.of(2, 16), List.of(serverEst.param().responderResources(),
+                serverEst.param().initiatorDepth()), "the server's own ORD min(2, 4) and IRD max(16, 8)");
         assertEquals(QpState.RTS, client.qp.state(), "the iw_cm moved it to RTS");
         assertEquals(QpState.RTS, server.qp.state());
         assertEquals(client.id.localAddr(), conn.remoteAddr(), "the TCP connection's own addresses");
@@ -284,7 +286,8 @@ class SiwRdmaCmTest {
     /**
      * An MPA v2 reply the client's siw answers with a TERMINATE (here an ORD beyond any IRD siw has): the iw_cm's
      * CONNECT_REPLY with {@code -EINVAL} ({@code siw_proc_mpareply}) is CONNECT_ERROR with status {@code -EINVAL} at
-     * the rdma_cm ({@code cma_iw_handler}: neither a reset, a refusal nor a timeout), and the id's QP is in ERR.
+     * the rdma_cm ({@code cma_iw_handler}: neither a reset, a refusal nor a timeout) without depths, and the id's QP
+     * is in ERR.
      */
     @Test
     void aReplyTheClientTerminatesIsConnectErrorWithEinval() throws Exception {
@@ -295,6 +298,8 @@ class SiwRdmaCmTest {
                     SiwMpaTerminateTest.terminate(after));
             CmEvent e = client.expect(CmEventType.CONNECT_ERROR);
             assertEquals(-Errno.EINVAL.number(), e.status());
+            assertEquals(List.of(0, 0), List.of(e.param().responderResources(), e.param().initiatorDepth()),
+                    "cma_iw_handler sets the depths of a successful reply only");
             assertEquals(QpState.ERR, client.qp.state());
         }
     }

@@ -195,7 +195,8 @@ final class IwId {
     }
 
     /**
-     * {@code cma_iw_handler}: the addresses the connection really has, then CONNECT_REPLY → ESTABLISHED, REJECTED
+     * {@code cma_iw_handler}: the addresses the connection really has, then CONNECT_REPLY → ESTABLISHED (the event's
+     * IRD as initiator depth, its ORD as responder resources: siw signals its own negotiated depths), REJECTED
      * ({@code -ECONNREFUSED}, {@code -ECONNRESET}), UNREACHABLE ({@code -ETIMEDOUT}) or CONNECT_ERROR; the passive
      * side's ESTABLISHED; CLOSE → DISCONNECTED once. DISCONNECT (the peer's half closed) is not reported: CLOSE
      * follows it.
@@ -236,6 +237,7 @@ final class IwId {
             case ETIMEDOUT -> CmEventType.UNREACHABLE;
             default -> CmEventType.CONNECT_ERROR;
         };
-        id.event(t, -s.number(), param(e));
+        // cma_iw_handler takes the depths of a successful reply only: a failure carries the private data alone
+        id.event(t, -s.number(), new ConnParam(e.privateData(), 0, 0, 0, 0, 0, false, 0));
     }
 }
