@@ -222,11 +222,6 @@ final class Cep implements IwConnection, IwConnRequest {
                         + "' is not the reply's");
                 return false;
             }
-            if (rep.enhanced() && rep.data().length < Mpa.V2_DATA) {
-                failConnect(Errno.EPROTO, new byte[0], "MPA v2 private data length " + rep.data().length
-                        + " cannot hold IRD and ORD");
-                return false;
-            }
             if (!rep.rejected() || rep.revision() >= rev || rep.revision() < Mpa.REVISION_1) {
                 break;
             }
@@ -256,6 +251,13 @@ final class Cep implements IwConnection, IwConnRequest {
                 toError = true;
                 failConnect(Errno.ECONNRESET, new byte[0], "MPA v2 reply without IRD/ORD (revision "
                         + rep.revision() + ", flags 0x" + Integer.toHexString(rep.flags()) + ")");
+                return false;
+            }
+            if (rep.data().length < Mpa.V2_DATA) {
+                // siw_proc_mpareply reads struct mpa_v2_data without a length check, past what the reply held (or from
+                // no buffer at all); refused here as the function refuses a reply it cannot read: out_err
+                refuseReply(Errno.EINVAL, null, "MPA v2 reply with " + rep.data().length
+                        + " bytes of private data: too few for IRD and ORD");
                 return false;
             }
             Mpa.V2 theirs = rep.v2();

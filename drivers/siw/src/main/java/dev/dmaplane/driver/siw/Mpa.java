@@ -112,9 +112,9 @@ final class Mpa {
             return V2.of(b.getShort(0) & 0xffff, b.getShort(2) & 0xffff);
         }
 
-        /** The consumer's private data: what follows the IRD/ORD words of an enhanced frame. */
+        /** The consumer's private data: what follows the IRD/ORD words of an enhanced frame (none if it is shorter). */
         byte[] privateData() {
-            return enhanced() ? Arrays.copyOfRange(data, V2_DATA, data.length) : data.clone();
+            return enhanced() ? Arrays.copyOfRange(data, Math.min(V2_DATA, data.length), data.length) : data.clone();
         }
 
         /** Bytes the frame took on the stream. */

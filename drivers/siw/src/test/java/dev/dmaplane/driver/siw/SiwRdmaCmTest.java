@@ -321,6 +321,26 @@ class SiwRdmaCmTest {
     }
 
     /**
+     * A revision 2 reply with the H flag and no private data, too short for {@code struct mpa_v2_data}:
+     * {@code siw_proc_mpareply} has no length check there and reads the words from a buffer the reply never filled;
+     * siw refuses it as that function refuses a reply it cannot read ({@code out_err}): CONNECT_REPLY {@code -EINVAL}
+     * without a TERMINATE, which {@code cma_iw_handler} makes CONNECT_ERROR with status {@code -EINVAL} and no
+     * depths, and the id's QP in ERR (the endpoint's release, {@code siw_qp_llp_close}).
+     */
+    @Test
+    void aV2ReplyTooShortForIrdAndOrdIsConnectErrorWithEinval() throws Exception {
+        try (ServerSocket raw = new ServerSocket(PORT, 1, h.b.address)) {
+            byte[] rep = Mpa.frame(true, false, Mpa.REVISION_2, null, new byte[0]);
+            rep[16] |= (byte) Mpa.FLAG_ENHANCED;
+            assertEquals(0, rawServer(raw, rep).length, "nothing but the close");
+            CmEvent e = client.expect(CmEventType.CONNECT_ERROR);
+            assertEquals(-Errno.EINVAL.number(), e.status());
+            assertEquals(List.of(0, 0), List.of(e.param().responderResources(), e.param().initiatorDepth()));
+            assertEquals(QpState.ERR, client.qp.state());
+        }
+    }
+
+    /**
      * A reply with the request's key: {@code siw_proc_mpareply} sends a TERMINATE with
      * {@code LLP_ECODE_INVALID_REQ_RESP} and reports {@code -EINVAL}, CONNECT_ERROR at the rdma_cm
      * ({@code cma_iw_handler}'s default), the id's QP in ERR.
