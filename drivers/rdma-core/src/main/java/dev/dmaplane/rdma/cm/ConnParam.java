@@ -8,8 +8,11 @@ import dev.dmaplane.errno.ErrnoException;
  * CONNECT_REQUEST, CONNECT_RESPONSE, ESTABLISHED or REJECTED event received.
  *
  * @param privateData        the user's private data (at most 56 bytes in a REQ, 196 in a REP, 148 in a REJ)
- * @param responderResources RDMA READs and atomics the local end accepts at once (0..255)
- * @param initiatorDepth     RDMA READs and atomics the local end issues at once (0..255)
+ * @param responderResources RDMA READs and atomics the local end accepts at once (0..255); at most the device's
+ *                           {@code max_qp_rd_atom} in the TCP port space, 255 ({@code RDMA_MAX_RESP_RES}) being
+ *                           that maximum
+ * @param initiatorDepth     RDMA READs and atomics the local end issues at once (0..255); at most the device's
+ *                           {@code max_qp_init_rd_atom}, 255 ({@code RDMA_MAX_INIT_DEPTH}) being that maximum
  * @param flowControl        end-to-end flow control (0 or 1)
  * @param retryCount         transport retries (0..7)
  * @param rnrRetryCount      RNR retries (0..7; 7 is forever)

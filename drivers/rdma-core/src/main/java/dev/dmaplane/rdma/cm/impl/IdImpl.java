@@ -348,8 +348,8 @@ final class IdImpl implements CmId, IbCm.Owner {
     }
 
     @Override
-    public void connect(ConnParam p) {
-        ErrnoException.requireNonNull(p, "rdma_conn_param");
+    public void connect(ConnParam param) {
+        ErrnoException.requireNonNull(param, "rdma_conn_param");
         Runnable iwConnect;
         synchronized (cma.lock) {
             checkLive("rdma_connect");
@@ -360,6 +360,7 @@ final class IdImpl implements CmId, IbCm.Owner {
             if (state != State.ROUTE_RESOLVED) {
                 throw new ErrnoException(Errno.EINVAL, "rdma_connect: the id is " + state + ", not ROUTE_RESOLVED");
             }
+            ConnParam p = UcmaParams.connect(ps, dev.attr(), param);
             if (iwarp()) {
                 iwConnect = connectIw(p);
             } else {
@@ -492,10 +493,11 @@ final class IdImpl implements CmId, IbCm.Owner {
     }
 
     @Override
-    public void accept(ConnParam p) {
-        ErrnoException.requireNonNull(p, "rdma_conn_param");
+    public void accept(ConnParam param) {
+        ErrnoException.requireNonNull(param, "rdma_conn_param");
         synchronized (cma.lock) {
             checkRequest("rdma_accept");
+            ConnParam p = UcmaParams.accept(ps, dev.attr(), param, responderResources, initiatorDepth);
             if (iwarp()) { // cma_accept_iw
                 IwConnParam ip = new IwConnParam(p.privateData(), p.initiatorDepth(), p.responderResources());
                 iwQpToRtr();
