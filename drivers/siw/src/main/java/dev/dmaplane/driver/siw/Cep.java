@@ -196,9 +196,9 @@ final class Cep implements IwConnection, IwConnRequest {
         int rev = dev.mpaRevision();
         boolean p2p = dev.peerToPeer();
         int max = dev.maxReadDepth();
-        // siw_connect: a peer-to-peer initiator asks for at least one READ
-        int myOrd = p2p && param.ord() == 0 ? 1 : Math.min(param.ord(), max);
-        int myIrd = Math.min(param.ird(), max);
+        // siw_connect refused depths above the device's (ENOMEM); a peer-to-peer initiator asks for at least one READ
+        int myOrd = p2p && param.ord() == 0 ? 1 : param.ord();
+        int myIrd = param.ird();
         cepOrd = myOrd;
         cepIrd = myIrd;
         Mpa.Frame rep;
@@ -466,7 +466,9 @@ final class Cep implements IwConnection, IwConnRequest {
     /**
      * {@code siw_accept} with siw's {@code relaxed_ird_negotiation}: under MPA v2 this side's ORD is at most the
      * peer's IRD and its IRD at least the peer's ORD (both within the device's limit), and the reply says so; under
-     * v1 the depths are the caller's own.
+     * v1 the depths are the caller's own. An ORD or IRD above the device's, or private data beyond what the reply
+     * holds, is EINVAL and ends the connection as {@code siw_accept}'s error path does: the socket released (the
+     * initiator sees its stream end), nothing reported here.
      */
     @Override
     public synchronized IwConnection accept(int qpn, IwConnParam p, IwCmHandler h) {
@@ -477,13 +479,16 @@ final class Cep implements IwConnection, IwConnRequest {
         }
         Mpa.Frame req = request;
         byte[] pd = p.privateData();
+        int max = dev.maxReadDepth();
+        if (p.ord() > max || p.ird() > max) {
+            throw refuseAccept("ord " + p.ord() + ", ird " + p.ird() + ": the device's max_ord and max_ird are " + max);
+        }
         if (req.enhanced() && pd.length > Mpa.MAX_PRIVATE_DATA - Mpa.V2_DATA) {
-            throw new ErrnoException(Errno.EINVAL, "siw: accept private data of " + pd.length + " bytes exceeds "
+            throw refuseAccept("private data of " + pd.length + " bytes exceeds "
                     + (Mpa.MAX_PRIVATE_DATA - Mpa.V2_DATA) + " under MPA v2");
         }
-        int max = dev.maxReadDepth();
-        int myOrd = Math.min(p.ord(), max);
-        int myIrd = Math.min(p.ird(), max);
+        int myOrd = p.ord();
+        int myIrd = p.ird();
         Mpa.V2 mine = null;
         if (req.enhanced()) {
             Mpa.V2 theirs = req.v2();
@@ -527,6 +532,15 @@ final class Cep implements IwConnection, IwConnRequest {
             event(IwCmEvent.Type.ESTABLISHED, null, new byte[0], null, cepOrd, cepIrd);
         }
         return this;
+    }
+
+    /**
+     * {@code siw_accept}'s {@code error:} for parameters it refuses: the socket released and the endpoint closed (the
+     * request is answered; the initiator's connect ends with ECONNRESET), the QP never bound.
+     */
+    private ErrnoException refuseAccept(String why) {
+        lost("accept refused: " + why, false);
+        return new ErrnoException(Errno.EINVAL, "siw: accept of " + remote + " refused: " + why);
     }
 
     /** Whether the passive side still waits for the peer's RTR message. */

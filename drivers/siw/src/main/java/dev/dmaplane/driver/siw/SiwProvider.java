@@ -414,6 +414,11 @@ final class SiwProvider implements RdmaProvider, IwCm {
             throw new ErrnoException(Errno.EINVAL, "siw: connect private data of " + pd + " bytes exceeds "
                     + (Mpa.MAX_PRIVATE_DATA - Mpa.V2_DATA) + " under MPA v2 (its IRD/ORD take 4 of 512)");
         }
+        if (param.ird() > maxReadDepth() || param.ord() > maxReadDepth()) {
+            // siw_connect: depths beyond sdev->attrs.max_ird/max_ord are ENOMEM, before any socket exists
+            throw new ErrnoException(Errno.ENOMEM, "siw: connect of qp " + qpn + " with ird " + param.ird() + ", ord "
+                    + param.ord() + ": the device's max_ird and max_ord are " + maxReadDepth());
+        }
         Cep c;
         try {
             c = Cep.connecting(this, null, remote, param, handler);

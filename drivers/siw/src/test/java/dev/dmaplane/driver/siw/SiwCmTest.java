@@ -14,8 +14,13 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
+import java.io.DataInputStream;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.ByteBuffer;
+import java.util.Arrays;
+import java.util.List;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
@@ -166,6 +171,83 @@ class SiwCmTest {
             SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
         }
         assertEquals(QpState.RTS, qa.query().qpState(), "the same QP connected once somebody listened");
+    }
+
+    /**
+     * {@code siw_connect}: an IRD above {@code sdev->attrs.max_ird} or an ORD above {@code max_ord} (128) is
+     * {@code -ENOMEM}, returned before a socket is created: the QP stays as it was and unbound (it connects right
+     * after), no event comes, and the first connection the server sees is that later one.
+     */
+    @Test
+    void connectDepthsAboveTheDevicesAreEnomemBeforeAnySocket() throws Exception {
+        QueuePair qa = h.a.rc();
+        try (ServerSocket server = new ServerSocket(0, 4, h.b.address)) {
+            InetSocketAddress to = (InetSocketAddress) server.getLocalSocketAddress();
+            ErrnoException ird = assertThrows(ErrnoException.class, () -> h.a.cm.connect(qa.qpNum(), to,
+                    new IwConnParam(null, 1, 129), h.a.events::add));
+            assertEquals(Errno.ENOMEM, ird.errno());
+            assertTrue(ird.getMessage().contains("129"), ird.getMessage());
+            assertEquals(Errno.ENOMEM, assertThrows(ErrnoException.class, () -> h.a.cm.connect(qa.qpNum(), to,
+                    new IwConnParam(null, 129, 1), h.a.events::add)).errno(), "ORD 129");
+            assertEquals(QpState.RTR, qa.query().qpState());
+            assertNull(h.a.events.peek(), "no event: the caller got the error");
+
+            h.a.cm.connect(qa.qpNum(), to, new IwConnParam(null, 128, 128), h.a.events::add);
+            try (Socket s = server.accept()) {
+                s.setSoTimeout(10_000);
+                byte[] req = new byte[Mpa.RR_HDR + Mpa.V2_DATA];
+                new DataInputStream(s.getInputStream()).readFully(req);
+                ByteBuffer b = ByteBuffer.wrap(req);
+                assertEquals(List.of(128, 128), List.of(b.getShort(Mpa.RR_HDR) & Mpa.V2_IRD_ORD_MASK,
+                        b.getShort(Mpa.RR_HDR + 2) & Mpa.V2_IRD_ORD_MASK), "the first connection is the good one");
+            }
+            assertReset(h.a.event());
+        }
+    }
+
+    /**
+     * {@code siw_accept}: an ORD above {@code sdev->attrs.max_ord} or an IRD above {@code max_ird} is {@code -EINVAL}
+     * through its {@code error:} path, which releases the socket: the request is answered (a second accept is EINVAL),
+     * the responder's QP is never bound (it stays as it was and takes the next connection), nothing is reported at
+     * the responder, and the initiator sees its stream end while it waits for the reply ({@code siw_cm_work_handler}'s
+     * PEER_CLOSE in AWAIT_MPAREP: CONNECT_REPLY {@code -ECONNRESET}, its QP in ERR).
+     */
+    @Test
+    void acceptDepthsAboveTheDevicesAreEinvalAndEndTheConnection() {
+        QueuePair qa = h.a.rc();
+        QueuePair qb = h.b.rc();
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add)) {
+            h.a.cm.connect(qa.qpNum(), l.local(), new IwConnParam(null, 4, 4), h.a.events::add);
+            IwCmEvent req = h.b.event();
+            ErrnoException e = assertThrows(ErrnoException.class, () -> req.request().accept(qb.qpNum(),
+                    new IwConnParam(null, 129, 4), h.b.events::add));
+            assertEquals(Errno.EINVAL, e.errno());
+            assertTrue(e.getMessage().contains("129"), e.getMessage());
+            assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> req.request().accept(qb.qpNum(),
+                    new IwConnParam(null, 4, 4), h.b.events::add)).errno(), "answered already");
+            assertReset(h.a.event());
+            assertEquals(QpState.ERR, qa.query().qpState());
+            assertEquals(QpState.RTR, qb.query().qpState(), "never bound");
+            assertNull(h.b.events.peek(), "nothing reported at the responder");
+
+            QueuePair qa2 = h.a.rc();
+            h.a.cm.connect(qa2.qpNum(), l.local(), new IwConnParam(null, 4, 4), h.a.events::add);
+            IwCmEvent again = h.b.event();
+            assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> again.request().accept(qb.qpNum(),
+                    new IwConnParam(null, 4, 129), h.b.events::add)).errno(), "IRD 129");
+            assertReset(h.a.event());
+
+            QueuePair qa3 = h.a.rc();
+            h.a.cm.connect(qa3.qpNum(), l.local(), new IwConnParam(null, 4, 4), h.a.events::add);
+            h.b.event().request().accept(qb.qpNum(), new IwConnParam(null, 128, 128), h.b.events::add);
+            SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
+            SiwHosts.expect(h.a.event(), IwCmEvent.Type.CONNECT_REPLY);
+            assertEquals(QpState.RTS, qb.query().qpState(), "the same QP took the next connection");
+        }
+    }
+
+    private static void assertReset(IwCmEvent e) {
+        assertEquals(List.of(IwCmEvent.Type.CONNECT_REPLY, Errno.ECONNRESET), Arrays.asList(e.type(), e.status()));
     }
 
     @Test
