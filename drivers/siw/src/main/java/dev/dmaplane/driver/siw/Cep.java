@@ -288,7 +288,7 @@ final class Cep implements IwConnection, IwConnRequest {
         negotiatedIrd = cepIrd;
         ord = Math.max(1, negotiatedOrd);
         if (rtr != 0) {
-            write(rtrMessage()); // the first FPDU of the stream: the TX thread sends only once established
+            write(Iwarp.rtrWrite()); // the first FPDU of the stream: the TX thread sends only once established
         }
         qp.hw.establish();
         established = true;
@@ -362,7 +362,7 @@ final class Cep implements IwConnection, IwConnRequest {
         LOG.debug("siw: {} refused the MPA reply of {}: {}", local, remote, why);
         if (t != null) {
             try {
-                write(terminateMessage(t));
+                write(t.llpFpdu());
                 dev.terminateSent(t);
             } catch (IOException e) {
                 LOG.debug("siw: the TERMINATE to {} was not delivered", remote, e); // best effort, as siw's
@@ -370,25 +370,6 @@ final class Cep implements IwConnection, IwConnRequest {
         }
         toError = true;
         failConnect(status, new byte[0], t == null ? why : why + ": " + t);
-    }
-
-    /** {@code siw_send_terminate} for an error of the LLP layer: no DDP or RDMAP header of a failed frame is sent. */
-    static byte[] terminateMessage(Terminate t) {
-        int ulpdu = Iwarp.UNTAGGED_HDR + Iwarp.TERMINATE_BODY;
-        byte[] f = new byte[Mpa.fpduLength(ulpdu)];
-        ByteBuffer b = ByteBuffer.wrap(f, 2, ulpdu);
-        Iwarp.untagged(b, Iwarp.OP_TERMINATE, true, 0, Iwarp.QN_TERMINATE, 1, 0);
-        b.putInt(t.word());
-        Mpa.seal(ByteBuffer.wrap(f), 0, ulpdu);
-        return f;
-    }
-
-    /** {@code siw_qp_mpa_rts}: a zero-length RDMA WRITE to STag 1 ({@code MPA_V2_RDMA_WRITE_RTR}). */
-    private static byte[] rtrMessage() {
-        byte[] f = new byte[Mpa.fpduLength(Iwarp.TAGGED_HDR)];
-        Iwarp.tagged(ByteBuffer.wrap(f, 2, Iwarp.TAGGED_HDR), Iwarp.OP_WRITE, true, 1, 0);
-        Mpa.seal(ByteBuffer.wrap(f), 0, Iwarp.TAGGED_HDR);
-        return f;
     }
 
     private void reply(Errno status, byte[] pd) {

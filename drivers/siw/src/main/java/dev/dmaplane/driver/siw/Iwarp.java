@@ -103,4 +103,12 @@ final class Iwarp {
         return new Segment(false, last, ddp & 0x03, rdmap >>> 6, opcode, 0, 0, inv, qn, msn, mo, at + UNTAGGED_HDR,
                 len - UNTAGGED_HDR);
     }
+
+    /** {@code siw_qp_mpa_rts}: the RTR message, a zero-length RDMA WRITE to STag 1 ({@code MPA_V2_RDMA_WRITE_RTR}). */
+    static byte[] rtrWrite() {
+        byte[] f = new byte[Mpa.fpduLength(TAGGED_HDR)];
+        tagged(ByteBuffer.wrap(f, 2, TAGGED_HDR), OP_WRITE, true, 1, 0);
+        Mpa.seal(ByteBuffer.wrap(f), 0, TAGGED_HDR);
+        return f;
+    }
 }

@@ -1,5 +1,7 @@
 package dev.dmaplane.driver.siw;
 
+import java.nio.ByteBuffer;
+
 /**
  * A TERMINATE message's control word (RFC 5040, section 4.8; {@code siw_init_terminate}): the layer that found the
  * error (RDMAP 0, DDP 1, LLP/MPA 2), its error type and code, as RFC 5040 section 7 and RFC 5041 section 7 number
@@ -71,6 +73,20 @@ record Terminate(int layer, int etype, int ecode) {
     /** The control word as sent: layer and type, code, then the header-control bits (none) and reserved bits. */
     int word() {
         return (layer & 0xf) << 28 | (etype & 0xf) << 24 | (ecode & 0xff) << 16;
+    }
+
+    /**
+     * {@code siw_send_terminate} for an error of the LLP layer, as the stream's only FPDU: untagged, queue 2, MSN 1,
+     * no DDP or RDMAP header of a failed frame.
+     */
+    byte[] llpFpdu() {
+        int ulpdu = Iwarp.UNTAGGED_HDR + Iwarp.TERMINATE_BODY;
+        byte[] f = new byte[Mpa.fpduLength(ulpdu)];
+        ByteBuffer b = ByteBuffer.wrap(f, 2, ulpdu);
+        Iwarp.untagged(b, Iwarp.OP_TERMINATE, true, 0, Iwarp.QN_TERMINATE, 1, 0);
+        b.putInt(word());
+        Mpa.seal(ByteBuffer.wrap(f), 0, ulpdu);
+        return f;
     }
 
     static Terminate of(int word) {

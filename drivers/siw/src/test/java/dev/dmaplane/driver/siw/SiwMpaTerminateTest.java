@@ -127,8 +127,8 @@ class SiwMpaTerminateTest {
             req.request().accept(qb.qpNum(), new IwConnParam(null, 4, 4), h.b.events::add);
             DataInputStream in = new DataInputStream(s.getInputStream());
             in.readFully(new byte[Mpa.RR_HDR + Mpa.V2_DATA]);
-            s.getOutputStream().write(Cep.terminateMessage(new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA,
-                    Terminate.LLP_NO_MATCHING_RTR)));
+            s.getOutputStream().write(new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA,
+                    Terminate.LLP_NO_MATCHING_RTR).llpFpdu());
             IwCmEvent d = h.b.event();
             assertEquals(List.of(IwCmEvent.Type.DISCONNECT, Errno.ECONNRESET), List.of(d.type(), d.status()),
                     "no ESTABLISHED: the first FPDU was not the RTR message");
