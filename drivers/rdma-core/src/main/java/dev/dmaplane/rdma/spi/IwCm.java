@@ -35,9 +35,10 @@ public interface IwCm {
      *
      * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a QP that does not exist, is not RC, is past RTR
      *                                           or is connected already, or private data over the MPA limit (512
-     *                                           bytes); {@code ECONNREFUSED} when nothing listens at {@code remote},
-     *                                           {@code EHOSTUNREACH} or {@code ETIMEDOUT} when it cannot be
-     *                                           reached: the QP is then as it was
+     *                                           bytes); {@code ENOMEM} for an ORD or IRD above the device's
+     *                                           ({@code siw_connect}); {@code ECONNREFUSED} when nothing listens at
+     *                                           {@code remote}, {@code EHOSTUNREACH} or {@code ETIMEDOUT} when it
+     *                                           cannot be reached: the QP is then as it was
      */
     IwConnection connect(int qpn, InetSocketAddress remote, IwConnParam param, IwCmHandler handler);
 }

@@ -19,8 +19,11 @@ public interface IwConnRequest {
      * reply with {@code param}'s private data; {@link IwCmEvent.Type#ESTABLISHED} follows on {@code handler}.
      *
      * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a QP that does not exist, is not RC, is past RTR
-     *                                           or connected already, or a request answered already;
-     *                                           {@code ECONNRESET} when the peer went away meanwhile
+     *                                           or connected already, or a request answered already; {@code EINVAL}
+     *                                           also for an ORD or IRD above the device's or private data beyond the
+     *                                           reply's room, which ends the connection as {@code siw_accept} does
+     *                                           (the request is answered then); {@code ECONNRESET} when the peer went
+     *                                           away meanwhile
      */
     IwConnection accept(int qpn, IwConnParam param, IwCmHandler handler);
 
