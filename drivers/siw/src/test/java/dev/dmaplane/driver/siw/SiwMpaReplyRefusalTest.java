@@ -171,6 +171,23 @@ class SiwMpaReplyRefusalTest {
     }
 
     /**
+     * {@code siw_proc_mpareply} judges the reject bit before it reads the IRD/ORD words: a rejecting revision 2 reply
+     * with the H flag and 2 bytes of private data, too few for the words, is a reject all the same (CONNECT_REPLY
+     * {@code -ECONNRESET}, the QP in ERR), with none of the consumer's private data.
+     */
+    @Test
+    void aRejectTooShortForIrdAndOrdIsStillAReject() throws Exception {
+        QueuePair qa = h.a.rc();
+        byte[] rep = Mpa.frame(true, true, Mpa.REVISION_2, null, new byte[]{7, 7});
+        rep[16] |= (byte) Mpa.FLAG_ENHANCED;
+        assertArrayEquals(new byte[0], h.respondRaw(qa, new IwConnParam(null, 4, 4), rep), "no TERMINATE");
+        IwCmEvent e = h.a.event();
+        assertEquals(List.of(IwCmEvent.Type.CONNECT_REPLY, Errno.ECONNRESET), List.of(e.type(), e.status()));
+        assertArrayEquals(new byte[0], e.privateData());
+        assertEquals(QpState.ERR, qa.query().qpState());
+    }
+
+    /**
      * A responder that closes its stream in the middle of the reply: {@code siw_recv_mpa_rr} has only part of the
      * header ({@code -EAGAIN}), then {@code siw_cm_llp_state_change} queues PEER_CLOSE, and
      * {@code siw_cm_work_handler} in {@code SIW_EPSTATE_AWAIT_MPAREP} reports CONNECT_REPLY {@code -ECONNRESET}
