@@ -213,6 +213,38 @@ class RdmaCmTest {
                 () -> client.ch.createId(PortSpace.TCP).resolveAddr(null, at("0.0.0.0", 1), 1000)).errno());
     }
 
+    /**
+     * librdmacm's {@code ucma_valid_param} ({@code librdmacm/cma.c}): responder resources above the device's
+     * {@code max_qp_rd_atom} or an initiator depth above its {@code max_qp_init_rd_atom} (rxe's 128) is EINVAL from
+     * {@code rdma_connect} and {@code rdma_accept} before anything is sent or moved; 255 ({@code RDMA_MAX_RESP_RES},
+     * {@code RDMA_MAX_INIT_DEPTH}) is the device's maximum on connect and the request's value, at most that, on
+     * accept.
+     */
+    @Test
+    void depthsAboveTheDevicesAreEinvalAnd255IsItsMaximum() {
+        CmId l = CmFlows.listen(server, SERVER, 4);
+        CmFlows.resolve(client, CLIENT, SERVER);
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> client.id.connect(ConnParam.of(null, 129, 1))).errno(), "responder resources 129");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> client.id.connect(ConnParam.of(null, 1, 129))).errno(), "initiator depth 129");
+        assertEquals("ROUTE_RESOLVED", client.id.state(), "nothing sent");
+        client.id.connect(ConnParam.of(null, 255, 4));
+        CmEvent req = server.expect(CmEventType.CONNECT_REQUEST);
+        assertEquals(List.of(4, 128), List.of(req.param().responderResources(), req.param().initiatorDepth()),
+                "the REQ's initiator depth 4 and responder resources 128, seen from the server");
+        server.resources(req.id());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> req.id().accept(ConnParam.of(null, 200, 1))).errno());
+        assertEquals(QpState.INIT, server.qp.state(), "a refused accept moved nothing");
+        req.id().accept(ConnParam.of(null, 255, 255));
+        client.expect(CmEventType.ESTABLISHED);
+        server.expect(CmEventType.ESTABLISHED);
+        assertEquals(List.of(4, 128), List.of(server.qp.query().maxDestRdAtomic(), server.qp.query().maxRdAtomic()),
+                "the request's depths: READs it serves 4, READs it may issue 128");
+        assertEquals("LISTEN", l.state());
+    }
+
     @Test
     void privateDataOverTheMessageSizeIsEinval() {
         CmId l = CmFlows.listen(server, SERVER, 4);
