@@ -13,6 +13,7 @@ import dev.dmaplane.rdma.spi.HwQp;
 import dev.dmaplane.rdma.spi.MadDatagram;
 import dev.dmaplane.rdma.spi.MemoryAccess;
 import dev.dmaplane.rdma.spi.NetdevInfo;
+import dev.dmaplane.rdma.spi.QpStateMachine;
 import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.spi.RdmaProvider;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
@@ -48,6 +49,8 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
 
     final CoreImpl core;
     final RdmaProvider provider;
+    /** The core's QP state machine ({@code ib_modify_qp_is_ok}), for a provider without its own. */
+    private final QpStateMachine ibQpStates;
     final DeviceAttr attr;
     final DmaApi dma;
     final BusMaster bus;
@@ -81,6 +84,7 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
         this.index = index;
         this.provider = provider;
         this.driverName = provider.driverName();
+        this.ibQpStates = new IbQpStates(provider);
         if (driverName == null || driverName.isBlank()) {
             throw new ErrnoException(Errno.EINVAL, name + ": the provider has no driver name");
         }
@@ -121,6 +125,11 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
         this.mws = new Limit(name, "max_mw", attr.maxMw());
         this.srqs = new Limit(name, "max_srq", attr.maxSrq());
         this.ahs = new Limit(name, "max_ah", attr.maxAh());
+    }
+
+    /** The QP state machine of a create or modify: the provider's own, or the core's {@code ib_modify_qp_is_ok}. */
+    QpStateMachine qpStates() {
+        return provider.qpStateMachine().orElse(ibQpStates);
     }
 
     // RdmaDevice methods

@@ -5,19 +5,17 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.LinkLayer;
-import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpAttrMask;
 import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpState;
-import dev.dmaplane.rdma.verbs.QpType;
 
 /**
  * The checks of a QP's attributes: its capabilities at creation ({@code rxe_qp_chk_cap}), a modify against the
- * current state ({@code ib_modify_qp_is_ok} through {@link QpStateTable}, the value checks of
- * {@code rxe_qp_chk_attr} and {@code _ib_modify_qp}), and the merge of what a modify carries
- * ({@code rxe_qp_from_attr}).
+ * current state (the device's state machine: {@code ib_modify_qp_is_ok} through {@link IbQpStates} unless the
+ * provider has its own; the value checks of {@code rxe_qp_chk_attr} and {@code _ib_modify_qp}), and the merge of
+ * what a modify carries ({@code rxe_qp_from_attr}).
  */
 final class QpAttrChecks {
     private QpAttrChecks() {
@@ -39,26 +37,21 @@ final class QpAttrChecks {
     }
 
     /**
-     * {@code ib_modify_qp_is_ok} and {@code rxe_qp_chk_attr} for a modify of QP {@code qpn} in state {@code cur}
-     * on port {@code port}; returns the state the modify moves it to.
+     * The device's QP state machine ({@code ib_modify_qp_is_ok}, or the provider's own) and {@code rxe_qp_chk_attr}
+     * for a modify of {@code qp} in state {@code cur} on port {@code port}; returns the state the modify leaves it in.
      */
-    static QpState check(DeviceImpl dev, int qpn, QpType type, QpState cur, int port, QpAttr attr) {
+    static QpState check(DeviceImpl dev, QpImpl qp, QpState cur, int port, QpAttr attr) {
         if (attr.has(QpAttrMask.CUR_STATE) && attr.curQpState() != cur) {
-            throw new ErrnoException(Errno.EINVAL, "qp " + qpn + " is in " + cur + ", not in the given current state "
-                    + attr.curQpState());
+            throw new ErrnoException(Errno.EINVAL, "qp " + qp.qpNum() + " is in " + cur + ", not in the given current "
+                    + "state " + attr.curQpState());
         }
         if ((attr.has(QpAttrMask.STATE) && attr.qpState() == null)) {
             throw new ErrnoException(Errno.EINVAL, "target state is null");
         }
-        QpState next = attr.has(QpAttrMask.STATE) ? attr.qpState() : cur;
-        // ib_modify_qp_is_ok is an IB transport rule (its callers are IB and RoCE drivers): an iWARP QP is moved
-        // with IB_QP_STATE and access flags alone (iwcm_init_qp_init_attr, iwcm_init_qp_rts_attr) and its driver
-        // decides (siw_verbs_modify_qp); the transition must still exist
-        String why = dev.nodeType().transport() == NodeType.Transport.IWARP
-                ? (QpStateTable.exists(cur, next) ? null : "no transition " + cur + " -> " + next)
-                : QpStateTable.check(cur, next, type, attr.mask());
-        if (why != null) {
-            throw new ErrnoException(Errno.EINVAL, "qp " + qpn + ": " + why);
+        QpState next = dev.qpStates().next(qp, cur, attr.has(QpAttrMask.STATE) ? attr.qpState() : cur, attr);
+        if (next == null) {
+            throw new ErrnoException(Errno.EINVAL, "qp " + qp.qpNum() + ": the provider's state machine chose no state "
+                    + "for " + cur + " -> " + attr.qpState());
         }
         checkValues(dev, attr, port);
         return next;

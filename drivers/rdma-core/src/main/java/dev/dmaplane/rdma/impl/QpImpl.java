@@ -61,7 +61,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
     private final ReentrantLock modifyLock = new ReentrantLock();
     private final ReentrantLock lock = new ReentrantLock();
     // written under lock; volatile so that the data path reads them without it
-    private volatile QpState state = QpState.RESET;
+    private volatile QpState state;
     private volatile QpAttr attrs = RESET_ATTRS;
     /** {@link #attr()} as last built; cleared by every change of {@code state} or {@code attrs}. */
     private volatile QpAttr snapshot;
@@ -80,6 +80,12 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
         this.srq = srq;
         this.cap = cap;
         this.sqSigAll = init.sqSigAll();
+        QpState initial = ctx.dev.qpStates().initial(); // RESET, or where the provider's machine puts a new QP
+        if (initial == null) {
+            throw new ErrnoException(Errno.EINVAL, ctx.dev.name() + ": the provider's QP state machine gives a new QP "
+                    + "no state");
+        }
+        this.state = initial;
         this.qpn = ctx.dev.allocQpn(this);
         this.queues = new WorkQueues(this, qpn, cap.maxSendWr(), scq, rcq, srq);
     }
@@ -175,7 +181,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
     /** {@link QpAttrChecks#check} against the current state, then {@link #apply}. */
     private boolean checkAndApply(QpAttr attr) {
         QpState cur = state();
-        QpState next = QpAttrChecks.check(dev, qpn, type, cur, attrs.portNum(), attr);
+        QpState next = QpAttrChecks.check(dev, this, cur, attrs.portNum(), attr);
         return apply(attr, cur, next);
     }
 

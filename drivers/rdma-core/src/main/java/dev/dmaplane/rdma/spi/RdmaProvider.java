@@ -49,13 +49,22 @@ public interface RdmaProvider {
     DeviceAttr deviceAttr();
 
     /**
-     * {@code ib_device.node_type}: a channel adapter (InfiniBand, RoCE; the default) or an iWARP RNIC. On an RNIC the
-     * core leaves the QP state machine's IB attribute rules ({@code ib_modify_qp_is_ok}) out, as only IB transports
-     * apply them: an iWARP QP is moved with {@code IB_QP_STATE} (and access flags) alone, its connection comes from
-     * {@link #iwCm()}.
+     * {@code ib_device.node_type}: a channel adapter (InfiniBand, RoCE; the default) or an iWARP RNIC. On an RNIC
+     * without a {@link #qpStateMachine()} of its own the core leaves the QP state machine's IB attribute rules
+     * ({@code ib_modify_qp_is_ok}) out, as only IB transports apply them: an iWARP QP is moved with
+     * {@code IB_QP_STATE} (and access flags) alone, its connection comes from {@link #iwCm()}.
      */
     default NodeType nodeType() {
         return NodeType.CA;
+    }
+
+    /**
+     * The driver's own QP state machine, which the core asks instead of {@code ib_modify_qp_is_ok} (as siw's
+     * {@code siw_qp_modify} decides alone, where rxe calls {@code ib_modify_qp_is_ok}); empty (the default) for
+     * the core's IB table. Asked at every QP create and modify.
+     */
+    default Optional<QpStateMachine> qpStateMachine() {
+        return Optional.empty();
     }
 
     /**
@@ -91,8 +100,9 @@ public interface RdmaProvider {
     }
 
     /**
-     * {@code modify_qp}: called with attributes that passed {@code ib_modify_qp_is_ok} and the core's value checks,
-     * before the QP takes them, inside {@link #quiesce}.
+     * {@code modify_qp}: called with attributes that passed {@code ib_modify_qp_is_ok} (or the provider's
+     * {@link #qpStateMachine()}, which chose {@code to}) and the core's value checks, before the QP takes them,
+     * inside {@link #quiesce}.
      */
     default void modifyQp(HwQp qp, QpAttr attr, QpState from, QpState to) {
     }

@@ -8,6 +8,7 @@ import dev.dmaplane.rdma.spi.HwCq;
 import dev.dmaplane.rdma.spi.HwMr;
 import dev.dmaplane.rdma.spi.HwQp;
 import dev.dmaplane.rdma.spi.NetdevInfo;
+import dev.dmaplane.rdma.spi.QpStateMachine;
 import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.spi.RdmaProvider;
 import dev.dmaplane.rdma.spi.RecvResult;
@@ -19,6 +20,7 @@ import dev.dmaplane.rdma.verbs.Mtu;
 import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.PortState;
+import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.SendWr;
@@ -30,6 +32,7 @@ import java.net.InetAddress;
 import java.net.UnknownHostException;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.function.BiConsumer;
 
@@ -53,6 +56,10 @@ public final class LoopbackProvider implements RdmaProvider {
     };
     /** What {@link #nodeType()} answers (tests make the loopback an iWARP RNIC with it). */
     public volatile NodeType nodeType = NodeType.CA;
+    /** The transitions the {@link #modifyQp} hook was called with ("INIT -> RTR"). */
+    public final List<String> modifies = new CopyOnWriteArrayList<>();
+    /** The provider's own QP state machine ({@link #qpStateMachine()}); null for the core's IB table. */
+    public volatile QpStateMachine qpStates;
     /** The provider's post-time check ({@link #checkSend}); accepts everything by default. */
     public volatile BiConsumer<HwQp, SendWr> sendCheck = (qp, wr) -> {
     };
@@ -114,6 +121,16 @@ public final class LoopbackProvider implements RdmaProvider {
     @Override
     public NodeType nodeType() {
         return nodeType;
+    }
+
+    @Override
+    public Optional<QpStateMachine> qpStateMachine() {
+        return Optional.ofNullable(qpStates);
+    }
+
+    @Override
+    public void modifyQp(HwQp qp, QpAttr attr, QpState from, QpState to) {
+        modifies.add(from + " -> " + to);
     }
 
     @Override

@@ -1,0 +1,35 @@
+package dev.dmaplane.rdma.spi;
+
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpState;
+import org.osgi.annotation.versioning.ConsumerType;
+
+/**
+ * A driver's own QP state machine, for a transport whose {@code modify_qp} does not follow
+ * {@code ib_modify_qp_is_ok} ({@code drivers/infiniband/core/verbs.c}): siw maps each IB state to one of its own
+ * ({@code ib_qp_state_to_siw_qp_state}), moves between them in {@code siw_qp_modify} and reports its state back as
+ * an IB state ({@code siw_qp_state_to_ib_qp_state}), so it accepts transitions the IB table lacks and ignores some
+ * it has. The core asks it instead of its table ({@link RdmaProvider#qpStateMachine()}); it keeps the value checks
+ * of the attributes, the commit (flush on ERR, discard on RESET) and the provider's
+ * {@link RdmaProvider#modifyQp} hook, which is called with the state this machine chose.
+ */
+@ConsumerType
+public interface QpStateMachine {
+    /**
+     * The state a QP reports once created, before any {@code modify_qp}: RESET for IB, INIT for siw
+     * ({@code siw_create_qp} leaves it IDLE, which {@code siw_query_qp} reports as INIT).
+     */
+    QpState initial();
+
+    /**
+     * The state a {@code modify_qp} asking for {@code to} (its {@code IB_QP_STATE}, or {@code from} when it carries
+     * none) with {@code attr} leaves {@code qp} in: {@code to} when the driver makes the transition, {@code from} when
+     * it accepts the request and leaves the state as it is, another state where the driver says so. Runs inside
+     * {@link RdmaProvider#quiesce} with the QP's modifies serialized; it decides and changes nothing (the
+     * {@link RdmaProvider#modifyQp} hook acts).
+     *
+     * @throws dev.dmaplane.errno.ErrnoException to refuse the modify, with the errno the driver returns; nothing
+     *                                           changes
+     */
+    QpState next(HwQp qp, QpState from, QpState to, QpAttr attr);
+}

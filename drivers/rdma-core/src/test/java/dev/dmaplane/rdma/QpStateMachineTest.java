@@ -1,0 +1,114 @@
+package dev.dmaplane.rdma;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.spi.HwQp;
+import dev.dmaplane.rdma.spi.QpStateMachine;
+import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.CompletionQueue;
+import dev.dmaplane.rdma.verbs.NodeType;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.RecvWr;
+import dev.dmaplane.rdma.verbs.VerbsContext;
+import dev.dmaplane.rdma.verbs.WcStatus;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * A provider with a QP state machine of its own ({@code RdmaProvider.qpStateMachine}) decides instead of
+ * {@code ib_modify_qp_is_ok}, as siw's {@code siw_qp_modify} ({@code drivers/infiniband/sw/siw/siw_qp.c}) decides
+ * alone where rxe calls {@code ib_modify_qp_is_ok} ({@code drivers/infiniband/core/verbs.c}). The machine here is
+ * siw's rule for an IDLE QP ({@code siw_create_qp} leaves it IDLE, {@code siw_query_qp} reports INIT;
+ * {@code siw_qp_nextstate_from_idle} takes ERROR, refuses RTS without a socket and ignores the rest); the core keeps
+ * its commit (the flush on ERR) and calls the provider's modify hook with the state the machine chose.
+ */
+class QpStateMachineTest {
+    private final Fixture f = new Fixture();
+
+    @AfterEach
+    void close() {
+        f.close();
+    }
+
+    /** siw's rule for an IDLE QP; ERROR final. */
+    private static final QpStateMachine IDLE_RULE = new QpStateMachine() {
+        @Override
+        public QpState initial() {
+            return QpState.INIT;
+        }
+
+        @Override
+        public QpState next(HwQp qp, QpState from, QpState to, QpAttr attr) {
+            if (from == QpState.ERR) {
+                return from;
+            }
+            return switch (to) {
+                case RTS -> throw new ErrnoException(Errno.EINVAL, "qp " + qp.qpNum() + ": no socket");
+                case ERR -> QpState.ERR;
+                default -> from;
+            };
+        }
+    };
+
+    private QueuePair rc(VerbsContext ctx, CompletionQueue cq) {
+        return ctx.allocPd().createQp(Fixture.qpInit(cq, QpType.RC, 8));
+    }
+
+    @Test
+    void theProvidersMachineDecidesAndTheCoreCommitsWhatItChose() {
+        f.provider().nodeType = NodeType.RNIC;
+        f.provider().qpStates = IDLE_RULE;
+        VerbsContext ctx = f.open();
+        CompletionQueue cq = ctx.createCq(16, null, 0);
+        QueuePair qp = rc(ctx, cq);
+        assertEquals(QpState.INIT, qp.query().qpState(), "where the machine puts a new QP");
+        qp.postRecv(List.of(RecvWr.of(7)));
+
+        qp.modify(QpAttr.builder().state(QpState.RTR).accessFlags(Access.REMOTE_WRITE).build());
+        assertEquals(QpState.INIT, qp.query().qpState(), "RTR accepted and ignored");
+        assertEquals(Access.REMOTE_WRITE, qp.query().qpAccessFlags(), "the attributes are taken all the same");
+        qp.modify(QpAttr.builder().state(QpState.RESET).build());
+        assertEquals(QpState.INIT, qp.query().qpState(), "RESET accepted and ignored: nothing discarded");
+        assertEquals(List.of("INIT -> INIT", "INIT -> INIT"), f.provider().modifies, "the hook gets the chosen state");
+
+        ErrnoException e = assertThrows(ErrnoException.class,
+                () -> qp.modify(QpAttr.builder().state(QpState.RTS).accessFlags(Access.REMOTE_READ).build()));
+        assertEquals(Errno.EINVAL, e.errno(), "the machine's errno");
+        assertTrue(e.getMessage().contains("no socket"), e.getMessage());
+        assertEquals(QpState.INIT, qp.query().qpState());
+        assertEquals(Access.REMOTE_WRITE, qp.query().qpAccessFlags(), "a refused modify changes nothing");
+        assertEquals(2, f.provider().modifies.size(), "and calls no hook");
+
+        qp.modify(QpAttr.builder().state(QpState.ERR).build());
+        assertEquals(QpState.ERR, qp.query().qpState());
+        List<WorkCompletion> wc = cq.poll(4);
+        assertEquals(1, wc.size(), wc.toString());
+        assertEquals(7, wc.getFirst().wrId());
+        assertEquals(WcStatus.WR_FLUSH_ERR, wc.getFirst().status(), "the core's commit flushed the receive");
+        qp.modify(QpAttr.builder().state(QpState.RESET).build());
+        assertEquals(QpState.ERR, qp.query().qpState(), "the machine keeps ERR final");
+    }
+
+    /** Without a machine of its own the provider gets {@code ib_modify_qp_is_ok}: RESET first, RTR -> INIT refused. */
+    @Test
+    void withoutAMachineTheCoreAppliesTheIbTable() {
+        VerbsContext ctx = f.open();
+        QueuePair qp = rc(ctx, ctx.createCq(16, null, 0));
+        assertEquals(QpState.RESET, qp.query().qpState());
+        qp.modify(Fixture.toInit(QpType.RC));
+        ErrnoException e = assertThrows(ErrnoException.class,
+                () -> qp.modify(QpAttr.builder().state(QpState.RTS).build()));
+        assertEquals(Errno.EINVAL, e.errno(), "INIT -> RTS is no transition of the IB table");
+        assertEquals(List.of("RESET -> INIT"), f.provider().modifies);
+    }
+}
