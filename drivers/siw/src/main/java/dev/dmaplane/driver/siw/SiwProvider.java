@@ -13,6 +13,7 @@ import dev.dmaplane.rdma.spi.IwConnection;
 import dev.dmaplane.rdma.spi.IwListen;
 import dev.dmaplane.rdma.spi.MemoryAccess;
 import dev.dmaplane.rdma.spi.NetdevInfo;
+import dev.dmaplane.rdma.spi.QpStateMachine;
 import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.spi.RdmaProvider;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
@@ -63,6 +64,7 @@ final class SiwProvider implements RdmaProvider, IwCm {
     private volatile RdmaDeviceHandle handle;
     final Tx tx;
     private final Map<Integer, SiwQp> qps = new ConcurrentHashMap<>();
+    private final SiwQpStates states = new SiwQpStates();
     private final Set<HwMr> mrs = ConcurrentHashMap.newKeySet();
     private final Set<Cep> ceps = ConcurrentHashMap.newKeySet();
     private final Set<Listener> listeners = ConcurrentHashMap.newKeySet();
@@ -218,26 +220,26 @@ final class SiwProvider implements RdmaProvider, IwCm {
         qps.put(qp.qpNum(), new SiwQp(qp));
     }
 
+    /** siw decides its QPs' states itself ({@code siw_qp_modify}), not by {@code ib_modify_qp_is_ok}. */
+    @Override
+    public Optional<QpStateMachine> qpStateMachine() {
+        return Optional.of(states);
+    }
+
     /**
-     * {@code siw_verbs_modify_qp}: RTS only with a connection (a QP gets one from the CM, which moves it there),
-     * ERR and RESET close the connection.
+     * {@code siw_qp_modify} once {@link SiwQpStates} chose the state: ERROR drops the connection
+     * ({@code siw_qp_nextstate_from_idle} puts the endpoint, {@code siw_qp_nextstate_from_rts} calls
+     * {@code siw_qp_cm_drop}).
      */
     @Override
     public void modifyQp(HwQp hw, QpAttr a, QpState from, QpState to) {
         SiwQp q = qps.get(hw.qpNum());
-        if (q == null) {
+        if (q == null || to != QpState.ERR) {
             return;
         }
-        Cep conn = q.cep;
-        if (to == QpState.RTS && from != QpState.RTS && (conn == null || !conn.isEstablished())) {
-            throw new ErrnoException(Errno.EINVAL, "siw: qp " + hw.qpNum() + " has no connection: an iWARP QP gets "
-                    + "to RTS through the connection manager (siw_qp_nextstate_from_idle: no socket)");
-        }
-        if (to == QpState.ERR || to == QpState.RESET) {
-            Cep c = q.cep;
-            if (c != null && q.detach(c)) {
-                c.lost("qp " + hw.qpNum() + " moved to " + to, false);
-            }
+        Cep c = q.cep;
+        if (c != null && q.detach(c)) {
+            c.lost("qp " + hw.qpNum() + " moved to " + to, false);
         }
     }
 

@@ -5,6 +5,7 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.spi.IwCmEvent;
 import dev.dmaplane.rdma.spi.IwConnParam;
 import dev.dmaplane.rdma.spi.IwListen;
+import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpInitAttr;
 import dev.dmaplane.rdma.verbs.QpState;
@@ -161,7 +162,7 @@ class SiwCmTest {
         assertEquals(Errno.ECONNREFUSED, e.errno());
         assertTrue(e.getMessage().contains(to.toString()), e.getMessage());
         assertNull(h.a.events.peek(), "no event: the caller got the error");
-        assertEquals(QpState.RTR, qa.query().qpState());
+        assertEquals(QpState.INIT, qa.query().qpState(), "IDLE as before, INIT to siw_query_qp");
 
         QueuePair qb = h.b.rc();
         try (IwListen l = h.b.cm.listen(to, 1, h.b.events::add)) {
@@ -252,11 +253,14 @@ class SiwCmTest {
 
     @Test
     void badArgumentsAreRefusedBeforeAnythingIsSent() throws Exception {
-        QueuePair reset = h.a.pd.createQp(new QpInitAttr(h.a.cq, h.a.cq, null, new QpCap(4, 4, 1, 1, 0), QpType.RC,
+        // a siw QP is never in RESET (siw_create_qp leaves it IDLE, INIT to a query); one in ERROR, which is final
+        // (siw_qp_modify), is refused as siw_accept refuses a QP beyond RTR
+        QueuePair failed = h.a.pd.createQp(new QpInitAttr(h.a.cq, h.a.cq, null, new QpCap(4, 4, 1, 1, 0), QpType.RC,
                 false));
+        failed.modify(QpAttr.builder().state(QpState.ERR).build());
         InetSocketAddress to = new InetSocketAddress(h.b.address, 1);
-        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> h.a.cm.connect(reset.qpNum(), to,
-                new IwConnParam(null, 1, 1), h.a.events::add)).errno(), "a QP in RESET");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> h.a.cm.connect(failed.qpNum(), to,
+                new IwConnParam(null, 1, 1), h.a.events::add)).errno(), "a QP in ERR");
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> h.a.cm.connect(0xabcdef, to,
                 new IwConnParam(null, 1, 1), h.a.events::add)).errno(), "no such QP");
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,

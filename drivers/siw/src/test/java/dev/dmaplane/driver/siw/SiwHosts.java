@@ -124,7 +124,10 @@ final class SiwHosts implements AutoCloseable {
             return r;
         }
 
-        /** An RC QP moved as rdma_cm moves an iWARP QP before connect or accept: INIT with access, then RTR. */
+        /**
+         * An RC QP moved as rdma_cm moves an iWARP QP before connect or accept: INIT with access, then RTR, which siw
+         * takes and ignores (its QP stays IDLE, INIT to a query: {@code siw_qp_nextstate_from_idle}).
+         */
         QueuePair rc() {
             QueuePair q = pd.createQp(new QpInitAttr(cq, cq, null, new QpCap(256, 256, 6, 6, 64), QpType.RC, false));
             q.modify(QpAttr.builder().state(QpState.INIT).accessFlags(ALL).build());

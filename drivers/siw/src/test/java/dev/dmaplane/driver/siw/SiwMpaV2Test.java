@@ -325,7 +325,7 @@ class SiwMpaV2Test {
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> pa().mpa(3, false)).errno());
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> pa().mpa(1, true)).errno());
         assertEquals(Mpa.REVISION_2, pa().mpaRevision(), "a refused setting changes nothing");
-        assertEquals(QpState.RTR, qa.query().qpState());
+        assertEquals(QpState.INIT, qa.query().qpState(), "IDLE (siw ignored the RTR), INIT to siw_query_qp");
         assertNull(h.a.events.peek());
     }
 

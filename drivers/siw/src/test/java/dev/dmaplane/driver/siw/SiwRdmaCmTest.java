@@ -171,8 +171,18 @@ class SiwRdmaCmTest {
      */
     private CmId connect(CmId l) {
         resolve();
+        return connectResolved(l);
+    }
+
+    /**
+     * {@link #connect} from ROUTE_RESOLVED on. {@code cma_connect_iw} runs {@code cma_modify_qp_rtr} (INIT, then
+     * RTR) before {@code iw_cm_connect}; siw takes both and leaves its QP IDLE ({@code siw_verbs_modify_qp} maps
+     * INIT to IDLE and RTR to RTR, {@code siw_qp_nextstate_from_idle} acts on RTS and ERROR only), which
+     * {@code siw_query_qp} reports as INIT ({@code siw_qp_state_to_ib_qp_state}).
+     */
+    private CmId connectResolved(CmId l) {
         client.id.connect(ConnParam.of(new byte[]{'h', 'i'}, 4, 8));
-        assertEquals(QpState.RTR, client.qp.state(), "cma_connect_iw: cma_modify_qp_rtr before iw_cm_connect");
+        assertEquals(QpState.INIT, client.qp.state(), "siw ignores cma_modify_qp_rtr's RTR: its QP stays IDLE");
         CmEvent req = server.expect(CmEventType.CONNECT_REQUEST);
         assertSame(l, req.listenId());
         CmId conn = req.id();
@@ -378,7 +388,8 @@ class SiwRdmaCmTest {
      * Nobody listens: {@code siw_connect}'s blocking {@code kernel_bindconnect} fails, {@code iw_cm_connect} and
      * {@code cma_connect_iw} return {@code -ECONNREFUSED}, and {@code rdma_connect} ({@code cma.c},
      * {@code err_state}) puts the id back to ROUTE_RESOLVED: rdma_connect(3) fails with ECONNREFUSED, no event
-     * comes, and the QP stays in RTR where {@code cma_modify_qp_rtr} put it.
+     * comes, and the QP is IDLE as before, INIT to a query ({@code cma_modify_qp_rtr}'s INIT and RTR are no-ops on an
+     * IDLE siw QP: {@code siw_qp_nextstate_from_idle}; {@code siw_query_qp}).
      */
     @Test
     void aConnectNobodyListensForFailsWithEconnrefusedAndTheIdIsRouteResolvedAgain() {
@@ -386,9 +397,27 @@ class SiwRdmaCmTest {
         ErrnoException e = assertThrows(ErrnoException.class, () -> client.id.connect(ConnParam.of(null, 1, 1)));
         assertEquals(Errno.ECONNREFUSED, e.errno());
         assertEquals("ROUTE_RESOLVED", client.id.state());
-        assertEquals(QpState.RTR, client.qp.state());
+        assertEquals(QpState.INIT, client.qp.state());
         assertEquals(Errno.ETIMEDOUT, assertThrows(ErrnoException.class,
                 () -> client.ch.getEvent(Duration.ofMillis(50))).errno(), "no event");
+    }
+
+    /**
+     * The same id and QP connect again once a listener exists, as on Linux: {@code rdma_connect} from ROUTE_RESOLVED
+     * runs {@code cma_connect_iw} again, whose {@code cma_modify_qp_rtr} moves the QP to INIT and RTR once more,
+     * which siw accepts on its IDLE QP and ignores ({@code siw_verbs_modify_qp}, {@code siw_qp_nextstate_from_idle}
+     * in {@code siw_qp.c}), so {@code iw_cm_connect} finds the QP unconnected and IDLE ({@code siw_connect}); the
+     * connection is established and carries data, every byte checked.
+     */
+    @Test
+    void aConnectRefusedThenRetriedOnceSomeoneListensConnectsAndMovesData() {
+        resolve();
+        assertEquals(Errno.ECONNREFUSED, assertThrows(ErrnoException.class,
+                () -> client.id.connect(ConnParam.of(null, 1, 1))).errno(), "nobody listens yet");
+        assertEquals("ROUTE_RESOLVED", client.id.state());
+        CmId l = listen(h.b.address);
+        connectResolved(l);
+        dataCrosses();
     }
 
     /**
