@@ -117,7 +117,29 @@ class SiwQpStateTest {
             p[0].modify(QpAttr.builder().state(s).build());
             assertEquals(QpState.RTS, p[0].query().qpState(), "after " + s);
         }
-        byte[] data = SiwHosts.random(100_000, 14);
+        sendCrosses(p, 14);
+    }
+
+    /**
+     * SQD and SQE asked of a connected QP are siw's CLOSING and TERMINATE ({@code siw_qp_nextstate_from_rts}: the
+     * connection dropped, a TERMINATE for the latter), which this driver does not model: refused with EOPNOTSUPP
+     * naming the state, and nothing changes, the connection still carrying data.
+     */
+    @Test
+    void closingAndTerminateAreRefusedAndChangeNothing() {
+        QueuePair[] p = h.pair();
+        for (QpState s : List.of(QpState.SQD, QpState.SQE)) {
+            ErrnoException e = assertThrows(ErrnoException.class, () -> p[0].modify(QpAttr.builder().state(s).build()));
+            assertEquals(Errno.EOPNOTSUPP, e.errno());
+            assertTrue(e.getMessage().contains(s.name()), e.getMessage());
+            assertEquals(QpState.RTS, p[0].query().qpState());
+        }
+        sendCrosses(p, 15);
+    }
+
+    /** A SEND of 100000 bytes from a's QP to b's, every byte checked. */
+    private void sendCrosses(QueuePair[] p, long seed) {
+        byte[] data = SiwHosts.random(100_000, seed);
         h.a.write(0, data);
         p[1].postRecv(List.of(RecvWr.of(1, h.b.sge(0, data.length))));
         p[0].postSend(new SendWr.Send(2, List.of(h.a.sge(0, data.length)), SIGNALED, null));
