@@ -190,7 +190,7 @@ class SiwCmTest {
             assertTrue(ird.getMessage().contains("129"), ird.getMessage());
             assertEquals(Errno.ENOMEM, assertThrows(ErrnoException.class, () -> h.a.cm.connect(qa.qpNum(), to,
                     new IwConnParam(null, 129, 1), h.a.events::add)).errno(), "ORD 129");
-            assertEquals(QpState.RTR, qa.query().qpState());
+            assertEquals(QpState.INIT, qa.query().qpState(), "untouched: IDLE, INIT to siw_query_qp");
             assertNull(h.a.events.peek(), "no event: the caller got the error");
 
             h.a.cm.connect(qa.qpNum(), to, new IwConnParam(null, 128, 128), h.a.events::add);
@@ -228,7 +228,7 @@ class SiwCmTest {
                     new IwConnParam(null, 4, 4), h.b.events::add)).errno(), "answered already");
             assertReset(h.a.event());
             assertEquals(QpState.ERR, qa.query().qpState());
-            assertEquals(QpState.RTR, qb.query().qpState(), "never bound");
+            assertEquals(QpState.INIT, qb.query().qpState(), "never bound: IDLE, INIT to siw_query_qp");
             assertNull(h.b.events.peek(), "nothing reported at the responder");
 
             QueuePair qa2 = h.a.rc();
