@@ -72,6 +72,44 @@ final class Iwarp {
     }
 
     /**
+     * The payload bytes of {@code s}'s message that the FPDUs in {@code [from, to)} of {@code b} continue: those of
+     * the complete FPDUs from {@code from} on that carry its next bytes (tagged: the same STag at the next tagged
+     * offset; untagged: the same queue and MSN at the next message offset), up to its last segment or the first FPDU
+     * that does not. Only the headers are read; each FPDU's CRC is checked when it is processed.
+     */
+    static long following(ByteBuffer b, int from, int to, Segment s) {
+        if (s.last()) {
+            return 0;
+        }
+        int hdr = s.tagged() ? TAGGED_HDR : UNTAGGED_HDR;
+        long n = 0;
+        long next = (s.tagged() ? s.to() : Integer.toUnsignedLong(s.mo())) + s.payloadLength();
+        int at = from;
+        while (to - at >= 2) {
+            int ulpdu = b.getShort(at) & 0xffff;
+            int total = Mpa.fpduLength(ulpdu);
+            if (total > to - at || ulpdu < hdr) {
+                break;
+            }
+            int ddp = b.get(at + 2) & 0xff;
+            boolean same = ((ddp & DDP_TAGGED) != 0) == s.tagged() && (s.tagged()
+                    ? b.getInt(at + 4) == s.stag() && b.getLong(at + 8) == next
+                    : b.getInt(at + 8) == s.qn() && b.getInt(at + 12) == s.msn()
+                    && Integer.toUnsignedLong(b.getInt(at + 16)) == next);
+            if (!same) {
+                break;
+            }
+            n += ulpdu - hdr;
+            next += ulpdu - hdr;
+            if ((ddp & DDP_LAST) != 0) {
+                break;
+            }
+            at += total;
+        }
+        return n;
+    }
+
+    /**
      * Parses the DDP and RDMAP headers of the ULPDU {@code [at, at + len)} of {@code u}; the segment's payload
      * offset counts from the start of {@code u}.
      *

@@ -1,11 +1,11 @@
 package dev.dmaplane.driver.siw;
 
 import dev.dmaplane.rdma.spi.AccessFault;
-import dev.dmaplane.rdma.spi.DmaLease;
 import dev.dmaplane.rdma.spi.MemoryAccess;
 import dev.dmaplane.rdma.spi.RecvResult;
 import dev.dmaplane.rdma.spi.RecvWqe;
 import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.Sge;
 import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import org.slf4j.Logger;
@@ -18,13 +18,17 @@ import java.net.StandardSocketOptions;
 import java.nio.ByteBuffer;
 import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
+import java.util.List;
 
 /**
  * The receive path of one connection ({@code siw_qp_rx.c}: {@code siw_tcp_rx_data}, {@code siw_proc_send},
  * {@code siw_proc_write}, {@code siw_proc_rreq}, {@code siw_proc_rresp}, {@code siw_proc_terminate}): FPDUs read
  * off the stream and their CRC checked, tagged segments placed through the STag they name (RDMA WRITE, READ
  * responses) with the access the core checks, untagged ones into the posted receive at their message offset, READ
- * requests checked and queued for the TX thread. An error the peer caused is answered with a TERMINATE that names
+ * requests checked and queued for the TX thread. A message's buffers are leased once for the bytes of it that were
+ * read off the stream ({@link SgeLeases}, as {@code siw_proc_send} and {@code siw_proc_write} resolve the memory on
+ * the first segment and keep it for the message) and let go when it ends, when the stream fails or is terminated,
+ * and before the thread waits for more bytes. An error the peer caused is answered with a TERMINATE that names
  * it (RFC 5040 section 7), and the QP goes to ERR; the stream is then only drained.
  */
 final class Rx {
@@ -43,6 +47,11 @@ final class Rx {
     private int start;
     private int end;
     private boolean draining;
+    /** The leases of the tagged message being placed and the STag it names, or null between messages. */
+    private SgeLeases tagged;
+    private int taggedStag;
+    /** The leases of the receive the SEND being placed fills, or null between messages. */
+    private SgeLeases untagged;
     /** Where the thread waits for the stream to have bytes: the stream is non-blocking, for the sender's sake. */
     private final Selector readable;
 
@@ -78,6 +87,7 @@ final class Rx {
         try {
             fpdus();
         } finally {
+            letGo();
             readable.close();
         }
     }
@@ -143,6 +153,7 @@ final class Rx {
                 return false;
             }
             if (r == 0) {
+                letGo(); // no lease waits for the peer: a deregistration never waits for a stalled message
                 readable.select(); // woken by bytes, the peer's FIN, or a local close (Cep.lost)
                 readable.selectedKeys().clear();
             }
@@ -175,8 +186,15 @@ final class Rx {
     private void placeTagged(SiwQp q, Iwarp.Segment s, MemorySegment payload, boolean readResponse) {
         long n = payload.byteSize();
         if (n > 0) {
-            try (DmaLease l = mem.remote(q.hw, s.stag(), s.to(), n, Access.REMOTE_WRITE)) {
-                l.write(0, payload);
+            if (tagged == null || taggedStag != s.stag()) {
+                closeTagged();
+                tagged = new SgeLeases(1);
+                taggedStag = s.stag();
+            }
+            long ahead = n + Iwarp.following(in, start, end, s);
+            try {
+                tagged.write(0, s.to(), ahead, payload,
+                        len -> mem.remote(q.hw, s.stag(), s.to(), len, Access.REMOTE_WRITE));
             } catch (AccessFault e) {
                 LOG.debug("siw: qp {} tagged placement refused", q.hw.qpNum(), e);
                 if (readResponse) {
@@ -186,6 +204,9 @@ final class Rx {
                         dev.taggedError(q, s.stag(), s.to(), n)), EventType.QP_ACCESS_ERR, e.getMessage());
                 return;
             }
+        }
+        if (s.last()) {
+            closeTagged();
         }
         if (readResponse && s.last()) {
             q.readDone(WcStatus.SUCCESS);
@@ -210,6 +231,7 @@ final class Rx {
             q.rxMsn[Iwarp.QN_SEND] = s.msn();
             q.recv = q.hw.takeRecv();
             q.recvBytes = 0;
+            closeUntagged();
             if (q.recv == null) {
                 fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
                         Terminate.DDP_UT_NO_BUFFER), EventType.QP_FATAL, "no receive posted");
@@ -221,10 +243,16 @@ final class Rx {
             return;
         }
         RecvWqe r = q.recv;
+        List<Sge> sgl = r.wr().sgList();
+        if (untagged == null) {
+            untagged = new SgeLeases(sgl.size());
+        }
         try {
-            Sgl.write(mem, q.hw, r.wr().sgList(), s.mo(), payload);
+            Sgl.write(mem, q.hw, sgl, s.mo(), payload, untagged,
+                    q.recvBytes + payload.byteSize() + Iwarp.following(in, start, end, s));
         } catch (AccessFault e) {
             LOG.debug("siw: qp {} receive placement refused", q.hw.qpNum(), e);
+            closeUntagged();
             q.recv = null;
             q.hw.completeRecv(r, RecvResult.error(e.status()));
             fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
@@ -237,6 +265,7 @@ final class Rx {
             return;
         }
         q.recv = null;
+        closeUntagged();
         boolean se = op == Iwarp.OP_SEND_SE || op == Iwarp.OP_SEND_SE_INV;
         if (op == Iwarp.OP_SEND_INV || op == Iwarp.OP_SEND_SE_INV) {
             if (!mem.invalidateRemote(q.hw, s.invStag())) {
@@ -302,6 +331,7 @@ final class Rx {
         LOG.debug("siw: qp {} received {}", q.hw.qpNum(), t);
         dev.terminated(t);
         draining = true;
+        letGo();
         cep.peerGone();
         q.apartFromTx(() -> {
             boolean readFailed = q.readsInFlight() > 0;
@@ -325,6 +355,7 @@ final class Rx {
     private void fail(SiwQp q, Terminate t, EventType event, String why) {
         LOG.debug("siw: qp {} terminates the stream: {} ({})", q == null ? 0 : q.hw.qpNum(), t, why);
         draining = true;
+        letGo();
         if (q == null) {
             cep.lost(why, false);
             return;
@@ -333,5 +364,29 @@ final class Rx {
         q.hw.enterError(); // the TX thread still sends the TERMINATE: it looks at q.terminate, not the state
         q.hw.raiseEvent(event);
         dev.tx.kick(q);
+    }
+
+    /** Closes the leases of the messages being placed; a message that goes on takes new ones. */
+    private void letGo() {
+        if (tagged != null) {
+            tagged.close();
+        }
+        if (untagged != null) {
+            untagged.close();
+        }
+    }
+
+    private void closeTagged() {
+        if (tagged != null) {
+            tagged.close();
+            tagged = null;
+        }
+    }
+
+    private void closeUntagged() {
+        if (untagged != null) {
+            untagged.close();
+            untagged = null;
+        }
     }
 }

@@ -15,8 +15,8 @@ import java.util.List;
 /**
  * A piece of a scatter/gather list reached through the core's lkey checks ({@code siw_check_sge},
  * {@code siw_check_sgl_tx} in {@code siw_mem.c}): bytes {@code [offset, offset + n)} of the list read or written
- * one SGE piece at a time; a receive's pieces each through a lease closed before the next is taken, a send's through
- * the leases of its whole SGEs held for the engine's pass ({@link SgeLeases}).
+ * one SGE piece at a time, through the leases of the message's SGEs ({@link SgeLeases}): a send's whole SGEs held
+ * for the engine's pass, a receive's SGEs as far as the message's buffered bytes reach, held for the message.
  */
 final class Sgl {
     private Sgl() {
@@ -57,16 +57,18 @@ final class Sgl {
     }
 
     /**
-     * Writes {@code src} into the list from {@code offset} (a receive's buffers), each piece through a lease closed
-     * before the next is taken.
+     * Writes {@code src} into the list from {@code offset} (a receive's buffers) through {@code leases}, which keep
+     * for the rest of the message a lease of the part of each SGE that the message's bytes up to list offset
+     * {@code upTo} fill (those read off the stream so far).
      *
      * @throws AccessFault {@code LOC_PROT_ERR} for a refused lkey, {@code LOC_LEN_ERR} when the list is too short
      */
-    static void write(MemoryAccess mem, HwQp qp, List<Sge> sges, long offset, MemorySegment src) {
+    static void write(MemoryAccess mem, HwQp qp, List<Sge> sges, long offset, MemorySegment src, SgeLeases leases,
+                      long upTo) {
         walk(sges, offset, src.byteSize(), WcStatus.LOC_LEN_ERR, (i, s, skip, n, done) -> {
-            try (DmaLease l = mem.local(qp.pd(), s.lkey(), s.addr() + skip, n, Access.LOCAL_WRITE)) {
-                l.write(0, src.asSlice(done, n));
-            }
+            long ahead = Math.min(s.length() - skip, upTo - (offset + done));
+            leases.write(i, skip, ahead, src.asSlice(done, n),
+                    len -> mem.local(qp.pd(), s.lkey(), s.addr() + skip, len, Access.LOCAL_WRITE));
         });
     }
 

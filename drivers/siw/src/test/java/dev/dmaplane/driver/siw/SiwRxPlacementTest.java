@@ -1,0 +1,217 @@
+package dev.dmaplane.driver.siw;
+
+import dev.dmaplane.rdma.spi.IwCmEvent;
+import dev.dmaplane.rdma.spi.IwConnParam;
+import dev.dmaplane.rdma.spi.IwListen;
+import dev.dmaplane.rdma.verbs.EventType;
+import dev.dmaplane.rdma.verbs.MemoryRegion;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.RecvWr;
+import dev.dmaplane.rdma.verbs.Sge;
+import dev.dmaplane.rdma.verbs.WcStatus;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.io.DataInputStream;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.net.Socket;
+import java.net.InetSocketAddress;
+import java.nio.ByteBuffer;
+import java.util.Arrays;
+import java.util.List;
+
+import static dev.dmaplane.testing.Eventually.eventually;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The receive path's placement from a raw iWARP peer (MPA revision 1, RFC 5044 FPDUs with CRC32C): a message's
+ * buffers are leased once for the bytes of it already read off the stream and let go before the receive thread
+ * waits for more, as {@code siw_proc_write} and {@code siw_proc_send} ({@code siw_qp_rx.c}) resolve the memory on a
+ * message's first segment and keep it for the message. A peer that stalls in the middle of a message therefore holds
+ * off no deregistration, and a segment that reaches beyond what the STag or the receive grants fails exactly where a
+ * lease per segment would: the bytes before it placed, the TERMINATE of RFC 5040 section 7 naming the error (DDP
+ * Tagged Buffer Error, Base or Bounds; Untagged Buffer Error, message too long).
+ */
+@Timeout(60)
+class SiwRxPlacementTest {
+    private static final int SEG = 16 << 10;
+
+    private final SiwHosts h = new SiwHosts(61, 62);
+
+    @AfterEach
+    void close() {
+        h.close();
+        assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
+    }
+
+    /** A raw initiator's established stream to b's QP {@code qb}: the MPA exchange done, b in RTS. */
+    private Socket connect(QueuePair qb, IwListen l) throws IOException {
+        Socket s = new Socket();
+        s.connect(l.local(), 10_000);
+        s.setSoTimeout(10_000);
+        s.getOutputStream().write(Mpa.frame(false, false, Mpa.REVISION_1, null, new byte[0]));
+        SiwHosts.expect(h.b.event(), IwCmEvent.Type.CONNECT_REQUEST).request()
+                .accept(qb.qpNum(), new IwConnParam(null, 1, 1), h.b.events::add);
+        SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
+        new DataInputStream(s.getInputStream()).readFully(new byte[Mpa.RR_HDR]);
+        return s;
+    }
+
+    /** A tagged RDMA WRITE segment of {@code payload} at {@code to} of {@code stag}. */
+    private static byte[] write(boolean last, int stag, long to, byte[] payload) {
+        int ulpdu = Iwarp.TAGGED_HDR + payload.length;
+        ByteBuffer f = ByteBuffer.allocate(Mpa.fpduLength(ulpdu));
+        ByteBuffer b = f.slice(2, ulpdu);
+        Iwarp.tagged(b, Iwarp.OP_WRITE, last, stag, to);
+        b.put(payload);
+        Mpa.seal(f, 0, ulpdu);
+        return f.array();
+    }
+
+    /** An untagged SEND segment of {@code payload} at message offset {@code mo} of message {@code msn}. */
+    private static byte[] send(boolean last, int msn, int mo, byte[] payload) {
+        int ulpdu = Iwarp.UNTAGGED_HDR + payload.length;
+        ByteBuffer f = ByteBuffer.allocate(Mpa.fpduLength(ulpdu));
+        ByteBuffer b = f.slice(2, ulpdu);
+        Iwarp.untagged(b, Iwarp.OP_SEND, last, 0, Iwarp.QN_SEND, msn, mo);
+        b.put(payload);
+        Mpa.seal(f, 0, ulpdu);
+        return f.array();
+    }
+
+    private static byte[] concat(byte[]... parts) {
+        int n = 0;
+        for (byte[] p : parts) {
+            n += p.length;
+        }
+        byte[] r = new byte[n];
+        int at = 0;
+        for (byte[] p : parts) {
+            System.arraycopy(p, 0, r, at, p.length);
+            at += p.length;
+        }
+        return r;
+    }
+
+    /** The next FPDU from siw, which must be its TERMINATE (untagged, queue 2, good CRC). */
+    private static Terminate terminate(DataInputStream in) throws IOException {
+        int len = in.readUnsignedShort();
+        byte[] f = new byte[Mpa.fpduLength(len)];
+        f[0] = (byte) (len >>> 8);
+        f[1] = (byte) len;
+        in.readFully(f, 2, f.length - 2);
+        return SiwMpaTerminateTest.terminate(f);
+    }
+
+    /**
+     * The first segment of a WRITE is placed and the peer goes quiet: the region it writes into deregisters at once
+     * (no lease is held while the receive thread waits), and the rest of the WRITE, arriving after, finds no STag:
+     * DDP Tagged Buffer Error, Invalid STag, the responder's QP in ERR with QP_ACCESS_ERR.
+     */
+    @Test
+    void aWriteStalledMidMessageHoldsOffNoDeregistration() throws Exception {
+        QueuePair qb = h.b.rc();
+        MemoryRegion extra = h.b.pd.regMr(h.b.buf, SiwHosts.BUF, SiwHosts.ALL);
+        byte[] first = SiwHosts.random(SEG, 1);
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = connect(qb, l)) {
+            OutputStream out = s.getOutputStream();
+            out.write(write(false, extra.rkey(), h.b.buf, first));
+            eventually(() -> Arrays.equals(first, h.b.read(0, SEG)), SiwHosts.WAIT, "the first segment placed");
+
+            // a lease kept for the stalled message would hold this off until the stream ends (the socket's close)
+            Thread dereg = Thread.ofPlatform().name("dereg").start(extra::destroy);
+            assertTrue(dereg.join(SiwHosts.WAIT), "ibv_dereg_mr waits for a message the peer does not finish");
+
+            out.write(write(true, extra.rkey(), h.b.buf + SEG, SiwHosts.random(SEG, 2)));
+            DataInputStream in = new DataInputStream(s.getInputStream());
+            assertEquals(new Terminate(Terminate.LAYER_DDP, Terminate.DDP_TAGGED_BUFFER, Terminate.DDP_T_INVALID_STAG),
+                    terminate(in));
+            assertEquals(EventType.QP_ACCESS_ERR, h.b.asyncEvent().type());
+            assertEquals(QpState.ERR, qb.query().qpState());
+            assertArrayEquals(new byte[SEG], h.b.read(SEG, SEG), "nothing of the refused segment placed");
+        }
+    }
+
+    /**
+     * One WRITE in four segments, sent in one piece, whose last segment runs past the end of the region: the lease
+     * of the whole buffered message is refused, so the segments are placed one by one; the first three land, the
+     * last is answered with DDP Tagged Buffer Error, Base or Bounds.
+     */
+    @Test
+    void aWriteRunningPastTheRegionPlacesWhatFitsAndTerminatesAtTheSegmentBeyond() throws Exception {
+        QueuePair qb = h.b.rc();
+        long to = h.b.buf + SiwHosts.BUF - 3L * SEG;
+        byte[] data = SiwHosts.random(4 * SEG, 3);
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = connect(qb, l)) {
+            byte[][] segs = new byte[4][];
+            for (int i = 0; i < 4; i++) {
+                segs[i] = write(i == 3, h.b.mr.rkey(), to + (long) i * SEG,
+                        Arrays.copyOfRange(data, i * SEG, (i + 1) * SEG));
+            }
+            s.getOutputStream().write(concat(segs));
+            DataInputStream in = new DataInputStream(s.getInputStream());
+            assertEquals(new Terminate(Terminate.LAYER_DDP, Terminate.DDP_TAGGED_BUFFER, Terminate.DDP_T_BASE_BOUNDS),
+                    terminate(in));
+            assertEquals(EventType.QP_ACCESS_ERR, h.b.asyncEvent().type());
+            assertArrayEquals(Arrays.copyOf(data, 3 * SEG), h.b.read(SiwHosts.BUF - 3L * SEG, 3 * SEG),
+                    "the segments inside the region placed");
+        }
+    }
+
+    /**
+     * A SEND of five segments, sent in one piece, into a receive of two SGEs (2.5 and 1 segments, in that order in
+     * different places): every byte lands where the SGL says.
+     */
+    @Test
+    void aSendAcrossTwoSgesIsPlacedWhereTheListSays() throws Exception {
+        QueuePair qb = h.b.rc();
+        int firstLen = 5 * SEG / 2;
+        qb.postRecv(new RecvWr(7, List.of(h.b.sge(SEG, firstLen), h.b.sge(1 << 20, 5L * SEG / 2))));
+        byte[] data = SiwHosts.random(5 * SEG, 4);
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = connect(qb, l)) {
+            byte[][] segs = new byte[5][];
+            for (int i = 0; i < 5; i++) {
+                segs[i] = send(i == 4, 1, i * SEG, Arrays.copyOfRange(data, i * SEG, (i + 1) * SEG));
+            }
+            s.getOutputStream().write(concat(segs));
+            WorkCompletion wc = SiwHosts.one(h.b.cq);
+            assertEquals(WcStatus.SUCCESS, wc.status());
+            assertEquals(5L * SEG, wc.byteLen());
+            assertArrayEquals(Arrays.copyOf(data, firstLen), h.b.read(SEG, firstLen));
+            assertArrayEquals(Arrays.copyOfRange(data, firstLen, 5 * SEG), h.b.read(1 << 20, 5 * SEG - firstLen));
+            assertEquals(QpState.RTS, qb.query().qpState());
+        }
+    }
+
+    /**
+     * A SEND of three segments into a receive of two: the first two are placed, the third is too long for the
+     * receive (LOC_LEN_ERR), and the peer gets DDP Untagged Buffer Error, message too long.
+     */
+    @Test
+    void aSendLongerThanItsReceiveFailsAtTheSegmentBeyond() throws Exception {
+        QueuePair qb = h.b.rc();
+        qb.postRecv(new RecvWr(8, List.of(new Sge(h.b.buf, 2L * SEG, h.b.mr.lkey()))));
+        byte[] data = SiwHosts.random(3 * SEG, 5);
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = connect(qb, l)) {
+            s.getOutputStream().write(concat(send(false, 1, 0, Arrays.copyOf(data, SEG)),
+                    send(false, 1, SEG, Arrays.copyOfRange(data, SEG, 2 * SEG)),
+                    send(true, 1, 2 * SEG, Arrays.copyOfRange(data, 2 * SEG, 3 * SEG))));
+            DataInputStream in = new DataInputStream(s.getInputStream());
+            assertEquals(new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER, Terminate.DDP_UT_TOO_LONG),
+                    terminate(in));
+            assertEquals(WcStatus.LOC_LEN_ERR, SiwHosts.one(h.b.cq).status());
+            assertArrayEquals(Arrays.copyOf(data, 2 * SEG), h.b.read(0, 2 * SEG), "the two that fit placed");
+            assertTrue(qb.query().qpState() == QpState.ERR);
+        }
+    }
+}
