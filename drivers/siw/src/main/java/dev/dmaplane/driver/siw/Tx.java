@@ -27,6 +27,7 @@ import java.util.HashSet;
 import java.util.Iterator;
 import java.util.Set;
 import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * The transmit engine ({@code siw_qp_tx.c}: {@code siw_qp_sq_process}, {@code siw_qp_sq_proc_tx},
@@ -69,6 +70,10 @@ final class Tx {
     private final SiwQp stop = new SiwQp(null);
     /** Whether the thread waits in its selector (a kick must wake it). */
     private volatile boolean idle;
+    /** A stream was closed since the thread last let go of closed streams' registrations ({@link #release}). */
+    private final AtomicBoolean closes = new AtomicBoolean();
+    /** Runs on the thread before each QP's turn, or null: how a test keeps the thread busy, as other QPs would. */
+    volatile Runnable beforeTurn;
     private Selector selector;
     /** QPs whose stream the thread waits to take more (its thread only). */
     private final Set<SiwQp> armed = new HashSet<>();
@@ -118,12 +123,23 @@ final class Tx {
         }
     }
 
-    /** A stream was closed: the thread lets go of its registration, so that the socket is really closed. */
+    /**
+     * A stream was closed: the thread lets go of its registration before it serves the next QP or waits, so that the
+     * socket is really closed (a registered channel's socket closes only once its key left every selector it was
+     * registered with, at that selector's next selection), however busy the thread is.
+     */
     void wake() {
+        closes.set(true);
         Selector s = selector;
         if (s != null) {
             s.wakeup();
         }
+    }
+
+    /** The registrations the selector holds, cancelled ones not yet let go of included. */
+    int registrations() {
+        Selector s = selector;
+        return s == null || !s.isOpen() ? 0 : s.keys().size();
     }
 
     /**
@@ -146,6 +162,7 @@ final class Tx {
     private void run() {
         try {
             while (true) {
+                release();
                 SiwQp q = runq.poll();
                 if (q == null) {
                     idle = true;
@@ -162,6 +179,10 @@ final class Tx {
                     return;
                 }
                 q.queued.set(false);
+                Runnable hook = beforeTurn;
+                if (hook != null) {
+                    hook.run();
+                }
                 serve(q);
                 if (!armed.isEmpty()) {
                     selector.selectNow();
@@ -176,6 +197,18 @@ final class Tx {
             } catch (IOException e) {
                 LOG.error("siw: closing the TX selector of {} failed", dev.name(), e);
             }
+        }
+    }
+
+    /**
+     * Lets go of the registrations of the streams closed since the last time: a selection deregisters the cancelled
+     * keys, so their sockets close now rather than when the thread next runs out of work; the write space it finds
+     * resumes those QPs.
+     */
+    private void release() throws IOException {
+        if (closes.get() && closes.compareAndSet(true, false)) {
+            selector.selectNow();
+            writable();
         }
     }
 
