@@ -137,6 +137,20 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
     }
 
     /**
+     * The first check of {@code UVERBS_METHOD_REG_DMABUF_MR}, once its PD was looked up: a device without
+     * {@code reg_user_mr_dmabuf} refuses with {@code EOPNOTSUPP}, before the fd is even looked at.
+     */
+    static void checkDmabufOp(ContextImpl ctx, PdImpl pd) {
+        try (UContext.Call c = ctx.enter()) {
+            pd.checkUsable(ctx, "pd");
+            if (!ctx.dev.provider.hasRegUserMrDmabuf()) {
+                throw new ErrnoException(Errno.EOPNOTSUPP, ctx.dev.name() + " (" + ctx.dev.provider.driverName()
+                        + ") has no reg_user_mr_dmabuf: ibv_reg_dmabuf_mr is not supported");
+            }
+        }
+    }
+
+    /**
      * {@code ibv_reg_dmabuf_mr}: the checks of {@code UVERBS_METHOD_REG_DMABUF_MR} and {@code ib_umem_dmabuf_get}
      * in their order, then a dynamic attachment on a device that can invalidate translations, a pinned one
      * otherwise.
@@ -144,6 +158,7 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
     static MrImpl registerDmabuf(ContextImpl ctx, PdImpl pd, long offset, long length, long iova, DmaBufHandle fd,
                                  DmaBuf buf, int access) {
         DeviceImpl dev = ctx.dev;
+        checkDmabufOp(ctx, pd);
         try (UContext.Call c = ctx.enter()) {
             pd.checkUsable(ctx, "pd");
             if ((offset & (HostMemory.PAGE_SIZE - 1)) != (iova & (HostMemory.PAGE_SIZE - 1))) {

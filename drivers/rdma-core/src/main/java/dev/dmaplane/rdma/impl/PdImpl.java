@@ -91,6 +91,7 @@ final class PdImpl extends ObjectImpl implements ProtectionDomain, HwPd {
 
     @Override
     public MemoryRegion regDmabufMr(long offset, long length, long iova, DmaBufHandle fd, int access) {
+        MrImpl.checkDmabufOp(ctx, this);
         if (fd == null) {
             throw new ErrnoException(Errno.EBADF, "dma-buf fd null");
         }
@@ -99,6 +100,7 @@ final class PdImpl extends ObjectImpl implements ProtectionDomain, HwPd {
 
     @Override
     public MemoryRegion regDmabufMr(long offset, long length, long iova, int fd, int access) {
+        MrImpl.checkDmabufOp(ctx, this); // before dma_buf_get(fd): a device without the op never looks at it
         return regDmabufMr(offset, length, iova, DmaBufs.handle(ctx.mm.files(), fd), access);
     }
 

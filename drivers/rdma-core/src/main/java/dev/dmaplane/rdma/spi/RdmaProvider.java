@@ -134,6 +134,17 @@ public interface RdmaProvider {
     default void regMr(HwMr mr) {
     }
 
+    /**
+     * Whether the device has {@code reg_user_mr_dmabuf} in its ops: the default, for an HCA that reaches dma-buf
+     * memory through the core's {@code ib_umem_dmabuf}. A device without it (siw, whose {@code siw_device_ops} has
+     * none) refuses every {@code ibv_reg_dmabuf_mr} with {@code EOPNOTSUPP} before any other check, as
+     * {@code UVERBS_METHOD_REG_DMABUF_MR} does ({@code uverbs_std_types_mr.c}): nothing is attached or referenced.
+     * Read at every registration.
+     */
+    default boolean hasRegUserMrDmabuf() {
+        return true;
+    }
+
     /** {@code rereg_user_mr}: the region has its new translation, PD, access and keys. */
     default void reregMr(HwMr mr) {
     }

@@ -43,7 +43,8 @@ public interface ProtectionDomain extends VerbsObject {
      * devices pin the buffer where it is ({@code ib_umem_dmabuf_get_pinned}).
      *
      * @param fd an open dma-buf handle ({@code dma_buf_get(fd)})
-     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} when {@code offset} and {@code iova} differ in
+     * @throws dev.dmaplane.errno.ErrnoException {@code EOPNOTSUPP} first, on a device without
+     *                                           {@code reg_user_mr_dmabuf} (siw); {@code EINVAL} when {@code offset} and {@code iova} differ in
      *                                           their page offset, for access bits other than LOCAL_WRITE,
      *                                           REMOTE_READ, REMOTE_WRITE, REMOTE_ATOMIC, RELAXED_ORDERING (so
      *                                           ON_DEMAND and MW_BIND too), remote write or atomic without local
@@ -64,8 +65,10 @@ public interface ProtectionDomain extends VerbsObject {
      * in the open files of the process that opened this device ({@code AddressSpace.files()}), resolved as
      * {@code dma_buf_get(fd)} does; then as {@link #regDmabufMr(long, long, long, DmaBufHandle, int)}.
      *
-     * @throws dev.dmaplane.errno.ErrnoException {@code EBADF} for a number that is not open, {@code EINVAL} for an
-     *                                           open file that is not a dma-buf; the errors of the handle form
+     * @throws dev.dmaplane.errno.ErrnoException {@code EOPNOTSUPP} on a device without {@code reg_user_mr_dmabuf},
+     *                                           whatever {@code fd} is; {@code EBADF} for a number that is not open,
+     *                                           {@code EINVAL} for an open file that is not a dma-buf; the errors of
+     *                                           the handle form
      */
     MemoryRegion regDmabufMr(long offset, long length, long iova, int fd, int access);
 

@@ -283,6 +283,16 @@ final class SiwProvider implements RdmaProvider, IwCm {
         }
     }
 
+    /**
+     * {@code siw_device_ops} has no {@code reg_user_mr_dmabuf}: siw copies with the CPU from pinned user pages and
+     * cannot follow a dma-buf's moves, so {@code ibv_reg_dmabuf_mr} is refused with EOPNOTSUPP
+     * ({@code UVERBS_METHOD_REG_DMABUF_MR}).
+     */
+    @Override
+    public boolean hasRegUserMrDmabuf() {
+        return false;
+    }
+
     @Override
     public void regMr(HwMr mr) {
         mrs.add(mr);

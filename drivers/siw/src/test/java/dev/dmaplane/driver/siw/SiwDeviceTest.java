@@ -1,5 +1,9 @@
 package dev.dmaplane.driver.siw;
 
+import dev.dmaplane.dmabuf.DmaBuf;
+import dev.dmaplane.dmabuf.DmaBufHandle;
+import dev.dmaplane.dmabuf.DmaBufs;
+import dev.dmaplane.dmabuf.heap.SystemHeap;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.RdmaDevice;
@@ -15,6 +19,7 @@ import dev.dmaplane.rdma.verbs.MwType;
 import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.PostException;
+import dev.dmaplane.rdma.verbs.ProtectionDomain;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpInitAttr;
@@ -42,7 +47,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * {@code siw_query_port} ({@code drivers/infiniband/sw/siw/siw_verbs.c}, limits of {@code siw.h}); no UD or UC QPs
  * ({@code siw_create_qp}: EOPNOTSUPP); no atomics, no RDMA WRITE or SEND with immediate and one SGE per READ
  * ({@code siw_post_send}: EINVAL); RTS only through the CM ({@code siw_qp_nextstate_from_idle}: EINVAL without a
- * socket); no memory windows; and a READ whose sink is not remotely writable refused, as iWARP places the READ
+ * socket); no memory windows; no dma-buf regions ({@code siw_device_ops} has no {@code reg_user_mr_dmabuf}:
+ * EOPNOTSUPP); and a READ whose sink is not remotely writable refused, as iWARP places the READ
  * response as a tagged write into the sink (RFC 5040 section 4.4).
  */
 @Timeout(60)
@@ -127,6 +133,34 @@ class SiwDeviceTest {
         }
         assertEquals(QpState.RTS, q.query().qpState(), "a refused post changes nothing");
         assertTrue(h.a.cq.poll(16).isEmpty(), "nothing was queued");
+    }
+
+    /**
+     * {@code siw_device_ops} ({@code drivers/infiniband/sw/siw/siw_main.c}) has no {@code reg_user_mr_dmabuf}, and
+     * {@code UVERBS_METHOD_REG_DMABUF_MR} ({@code drivers/infiniband/core/uverbs_std_types_mr.c}) refuses a device
+     * without it with EOPNOTSUPP before any other check: for every form of the call, for an fd that is not open
+     * and for access bits it would otherwise call EINVAL. Nothing is attached, referenced or registered.
+     */
+    @Test
+    void aDmabufRegionIsRefusedWithEopnotsuppAsSiwHasNoRegUserMrDmabuf() {
+        DmaBuf buf = new SystemHeap(DmaBufs.of(h.ma)).allocate(64 << 10);
+        DmaBufHandle fd = buf.fd(h.a.mm.files());
+        long refs = buf.refCount();
+        ProtectionDomain pd = h.a.ctx.allocPd();
+        int rw = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ;
+        List<Runnable> calls = List.of(
+                () -> pd.regDmabufMr(0, 64 << 10, 0, fd, rw),
+                () -> pd.regDmabufMr(0, 64 << 10, 0, fd.handle(), rw),
+                () -> pd.regDmabufMr(0, 64 << 10, 0, buf, rw),
+                () -> pd.regDmabufMr(0, 64 << 10, 0, 9999, rw),
+                () -> pd.regDmabufMr(0, 64 << 10, 0, fd, rw | Access.ON_DEMAND));
+        for (Runnable c : calls) {
+            assertEquals(Errno.EOPNOTSUPP, assertThrows(ErrnoException.class, c::run).errno());
+        }
+        assertTrue(buf.attachments().isEmpty(), "nothing attached: " + buf.attachments());
+        assertEquals(refs, buf.refCount(), "no reference kept");
+        pd.destroy(); // EBUSY if a region had stayed behind
+        buf.put(); // the allocation's; the fd's goes with the address space
     }
 
     @Test
