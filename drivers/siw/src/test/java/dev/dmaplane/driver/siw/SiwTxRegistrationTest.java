@@ -114,7 +114,7 @@ class SiwTxRegistrationTest {
         await(firstTurn);
 
         qa.modify(QpAttr.builder().state(QpState.ERR).build()); // closes the stream
-        p[0].postSend(writes(150)); // more than a burst again: the TX thread has another turn waiting
+        p[0].postSend(writes(100)); // with what is left, more than a burst: the TX thread has another turn waiting
         CountDownLatch nextTurn = new CountDownLatch(1);
         CountDownLatch releaseNext = new CountDownLatch(1);
         dev.tx.beforeTurn = () -> {
