@@ -5,8 +5,8 @@ import dev.dmaplane.rdma.spi.MemoryAccess;
 import dev.dmaplane.rdma.spi.RecvResult;
 import dev.dmaplane.rdma.spi.RecvWqe;
 import dev.dmaplane.rdma.verbs.Access;
-import dev.dmaplane.rdma.verbs.Sge;
 import dev.dmaplane.rdma.verbs.EventType;
+import dev.dmaplane.rdma.verbs.Sge;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -191,9 +191,8 @@ final class Rx {
                 tagged = new SgeLeases(1);
                 taggedStag = s.stag();
             }
-            long ahead = n + Iwarp.following(in, start, end, s);
             try {
-                tagged.write(0, s.to(), ahead, payload,
+                tagged.write(0, s.to(), () -> n + Iwarp.following(in, start, end, s), payload,
                         len -> mem.remote(q.hw, s.stag(), s.to(), len, Access.REMOTE_WRITE));
             } catch (AccessFault e) {
                 LOG.debug("siw: qp {} tagged placement refused", q.hw.qpNum(), e);
@@ -248,8 +247,8 @@ final class Rx {
             untagged = new SgeLeases(sgl.size());
         }
         try {
-            Sgl.write(mem, q.hw, sgl, s.mo(), payload, untagged,
-                    q.recvBytes + payload.byteSize() + Iwarp.following(in, start, end, s));
+            long upTo = q.recvBytes + payload.byteSize();
+            Sgl.write(mem, q.hw, sgl, s.mo(), payload, untagged, () -> upTo + Iwarp.following(in, start, end, s));
         } catch (AccessFault e) {
             LOG.debug("siw: qp {} receive placement refused", q.hw.qpNum(), e);
             closeUntagged();

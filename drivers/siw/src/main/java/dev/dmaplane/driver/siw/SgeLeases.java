@@ -5,6 +5,7 @@ import dev.dmaplane.rdma.spi.DmaLease;
 
 import java.lang.foreign.MemorySegment;
 import java.util.function.LongFunction;
+import java.util.function.LongSupplier;
 import java.util.function.Supplier;
 
 /**
@@ -67,10 +68,10 @@ final class SgeLeases implements AutoCloseable {
      * decides, so that the placement fails exactly where a per-FPDU lease would.
      *
      * @param ahead the bytes from {@code from} on that the message's buffered FPDUs will place into this buffer,
-     *              at least {@code src.byteSize()}
+     *              at least {@code src.byteSize()}; asked only when a new lease is taken
      * @throws AccessFault when the bytes of this piece are refused
      */
-    void write(int i, long from, long ahead, MemorySegment src, LongFunction<DmaLease> lease) {
+    void write(int i, long from, LongSupplier ahead, MemorySegment src, LongFunction<DmaLease> lease) {
         long n = src.byteSize();
         DmaLease l = held[i];
         if (l != null) {
@@ -82,10 +83,11 @@ final class SgeLeases implements AutoCloseable {
         }
         DmaLease w = null;
         if (!unstable[i]) {
+            long span = Math.max(n, ahead.getAsLong());
             try {
-                w = lease.apply(Math.max(n, ahead));
+                w = lease.apply(span);
             } catch (AccessFault e) {
-                if (ahead <= n) {
+                if (span == n) {
                     throw e;
                 }
             }

@@ -11,6 +11,7 @@ import dev.dmaplane.errno.Errno;
 
 import java.lang.foreign.MemorySegment;
 import java.util.List;
+import java.util.function.LongSupplier;
 
 /**
  * A piece of a scatter/gather list reached through the core's lkey checks ({@code siw_check_sge},
@@ -59,14 +60,14 @@ final class Sgl {
     /**
      * Writes {@code src} into the list from {@code offset} (a receive's buffers) through {@code leases}, which keep
      * for the rest of the message a lease of the part of each SGE that the message's bytes up to list offset
-     * {@code upTo} fill (those read off the stream so far).
+     * {@code upTo} fill (those read off the stream so far; asked only when a lease is taken).
      *
      * @throws AccessFault {@code LOC_PROT_ERR} for a refused lkey, {@code LOC_LEN_ERR} when the list is too short
      */
     static void write(MemoryAccess mem, HwQp qp, List<Sge> sges, long offset, MemorySegment src, SgeLeases leases,
-                      long upTo) {
+                      LongSupplier upTo) {
         walk(sges, offset, src.byteSize(), WcStatus.LOC_LEN_ERR, (i, s, skip, n, done) -> {
-            long ahead = Math.min(s.length() - skip, upTo - (offset + done));
+            LongSupplier ahead = () -> Math.min(s.length() - skip, upTo.getAsLong() - (offset + done));
             leases.write(i, skip, ahead, src.asSlice(done, n),
                     len -> mem.local(qp.pd(), s.lkey(), s.addr() + skip, len, Access.LOCAL_WRITE));
         });
