@@ -179,17 +179,18 @@ final class Engine {
 
     /**
      * A datagram from the UDP transport ({@code rxe_rcv}), its IP and UDP headers and the start of its payload in
-     * {@code head}, its UDP payload {@code udp} ({@link WireCodec#decode(byte[], MemorySegment, boolean)}): decoded
+     * {@code head}, its UDP payload {@code udp}, the receiver's {@code icrc} given those headers and the GIDs of their
+     * addresses ({@link WireCodec#decode(byte[], MemorySegment, boolean, Icrc, Gid, Gid)}): decoded
      * and checked (headers, ICRC, P_Key against the port's only entry, the default 0xFFFF, and a destination QP of
      * this HCA whose transport service the opcode names); a packet that fails a check is dropped and counted by
      * reason, never thrown. An RC or UC packet carries no source QPN: it is the destination QP's remote one, as the
      * QP context holds it. Returns the packet, or null when it was dropped; the transport hands a batch's packets to
      * {@link #receive} as one burst, before {@code udp} is used again (the packet's payload stays in it).
      */
-    Packet accept(byte[] head, MemorySegment udp) {
+    Packet accept(byte[] head, MemorySegment udp, Icrc icrc, Gid src, Gid dst) {
         WireCodec.Decoded d;
         try {
-            d = WireCodec.decode(head, udp, true);
+            d = WireCodec.decode(head, udp, true, icrc, src, dst);
         } catch (RuntimeException x) {
             LOG.error("{}: decoding a datagram of {} bytes failed: dropped as malformed", name,
                     WireCodec.BTH_AT + udp.byteSize(), x);

@@ -32,6 +32,8 @@ final class UdpTransport implements Transport, AutoCloseable {
 
     private final InetAddress address;
     private final Gid gid;
+    /** The port's IPv4 address as an int in network order. */
+    private final int localIp;
     private final UdpSocket socket;
     private volatile Engine engine;
     private Thread receiver;
@@ -59,10 +61,16 @@ final class UdpTransport implements Transport, AutoCloseable {
     /** The GID of the last source address seen ({@link #fromIp}), or null. */
     private Gid from;
     private int fromIp;
+    /** The source port and UDP payload length the IP and UDP headers in {@link #head} are for (-1: none yet). */
+    private int headPort = -1;
+    private int headLen = -1;
+    /** The ICRC of what arrives, holding the masked IP and UDP headers of {@link #head}. */
+    private final Icrc icrc = new Icrc();
 
     private UdpTransport(InetAddress address, UdpSocket socket) {
         this.address = address;
         this.gid = Gid.of(address);
+        this.localIp = WireCodec.ipv4(gid);
         this.socket = socket;
     }
 
@@ -242,18 +250,22 @@ final class UdpTransport implements Transport, AutoCloseable {
             e.refuse(WireCodec.Drop.MALFORMED, "datagram of over " + UdpSocket.MAX_DATAGRAM + " bytes or not IPv4");
             return;
         }
-        if (from == null || srcIp != fromIp) { // a batch mostly comes from one peer
-            byte[] g = new byte[16];
-            g[10] = (byte) 0xff;
-            g[11] = (byte) 0xff;
-            WireCodec.put32(g, 12, srcIp);
-            from = Gid.of(g);
-            fromIp = srcIp;
-        }
         int len = (int) udp.byteSize();
-        WireCodec.ipUdp(head, from, gid, srcPort, WireCodec.ROCE_PORT, len);
+        if (from == null || srcIp != fromIp) { // a batch mostly comes from one peer
+            byte[] ip = new byte[4];
+            WireCodec.put32(ip, 0, srcIp);
+            from = WireCodec.v4mapped(ip, 0);
+            fromIp = srcIp;
+            headLen = -1;
+        }
+        if (len != headLen || srcPort != headPort) { // a train's datagrams have the same headers
+            WireCodec.ipUdp(head, srcIp, localIp, srcPort, WireCodec.ROCE_PORT, len);
+            icrc.ipUdp(head);
+            headLen = len;
+            headPort = srcPort;
+        }
         MemorySegment.copy(udp, ValueLayout.JAVA_BYTE, 0, head, WireCodec.BTH_AT, Math.min(len, WireCodec.HEAD));
-        Packet p = e.accept(head, udp);
+        Packet p = e.accept(head, udp, icrc, from, gid);
         if (p != null) {
             arrived.add(p);
         }

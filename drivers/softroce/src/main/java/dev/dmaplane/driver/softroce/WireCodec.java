@@ -7,7 +7,6 @@ import dev.dmaplane.rdma.verbs.Gid;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
-import java.util.zip.CRC32;
 
 /**
  * RoCEv2 packets as bytes ({@code rxe_hdr.h}, {@code rxe_net.c}, {@code rxe_icrc.c}; IBTA annex A17): an IPv4
@@ -31,7 +30,6 @@ final class WireCodec {
     static final int MAX_PAYLOAD = 4096;
     /** Offset of the BTH in an encoded datagram. */
     static final int BTH_AT = IP + UDP;
-    private static final byte[] MASKED_LRH = {-1, -1, -1, -1, -1, -1, -1, -1};
     /**
      * Bytes of a UDP payload a receiver puts after the IP and UDP headers it rebuilds, for {@link #decode(byte[],
      * MemorySegment, boolean)}: the BTH and the longest run of extended headers an opcode has.
@@ -97,10 +95,11 @@ final class WireCodec {
 
     /** {@link #encode(Packet, Service, int, Sink)}, each datagram written in place where {@code out} says. */
     static void encode(Packet p, Service service, int sport, Slots out) {
+        Headers h = new Headers(p.sgid(), p.dgid(), sport);
         long len = p.payload().length();
         if (p.payload() instanceof Packet.Payload.Messages m) {
             for (int i = 0; i < p.count(); i++) {
-                datagram(p, service, sport, Opcode.of(service, Op.WRITE, true, true), Packet.psnAdd(p.psn(), i),
+                datagram(h, p, Opcode.of(service, Op.WRITE, true, true), Packet.psnAdd(p.psn(), i),
                         true, m.vas()[i], m.lengths()[i], m.message(i), 0, m.lengths()[i], out);
             }
             return;
@@ -111,7 +110,7 @@ final class WireCodec {
             boolean last = p.last() && i == p.count() - 1;
             long from = (long) i * mtu;
             long n = p.count() == 1 ? len : Math.min(mtu, len - from);
-            datagram(p, service, sport, Opcode.of(service, p.op(), first, last), Packet.psnAdd(p.psn(), i),
+            datagram(h, p, Opcode.of(service, p.op(), first, last), Packet.psnAdd(p.psn(), i),
                     p.ackReq() && i == p.count() - 1, p.va(), p.dmaLen(), p.payload(), from, n, out);
         }
     }
@@ -129,27 +128,65 @@ final class WireCodec {
         throw new IllegalArgumentException("a train of " + count + " packets cannot carry " + len + " bytes");
     }
 
-    private static void datagram(Packet p, Service service, int sport, Opcode op, int psn, boolean ackReq, long va,
-                                 long dmaLen, Packet.Payload payload, long from, long n, Slots out) {
+    /**
+     * The headers of the datagrams of one packet or train, built once and patched per datagram (as an HCA keeps a
+     * header template per QP): the IPv4 and UDP headers are rewritten only when a datagram's length differs from the
+     * one before, the BTH and extension headers per datagram; the ICRC's masked copy of the headers
+     * ({@link Icrc}) is kept beside them.
+     */
+    private static final class Headers {
+        final byte[] b = new byte[BTH_AT + HEAD];
+        final MemorySegment seg = MemorySegment.ofArray(b);
+        final Icrc icrc = new Icrc();
+        final int src;
+        final int dst;
+        final int sport;
+        /** The UDP payload length the IPv4 and UDP headers in {@link #b} are for, or -1. */
+        int udpLen = -1;
+
+        Headers(Gid sgid, Gid dgid, int sport) {
+            if (!sgid.isIpv4Mapped() || !dgid.isIpv4Mapped()) {
+                throw new IllegalArgumentException("RoCEv2 over IPv4 needs IPv4-mapped GIDs, not " + sgid + " -> "
+                        + dgid);
+            }
+            this.src = ipv4(sgid);
+            this.dst = ipv4(dgid);
+            this.sport = sport;
+        }
+
+        /** The IPv4 and UDP headers of a datagram of {@code udpPayload} bytes of UDP payload, in {@link #b}. */
+        void ipUdp(int udpPayload) {
+            if (udpPayload != udpLen) {
+                WireCodec.ipUdp(b, src, dst, sport, ROCE_PORT, udpPayload);
+                icrc.ipUdp(b);
+                udpLen = udpPayload;
+            }
+        }
+    }
+
+    private static void datagram(Headers h, Packet p, Opcode op, int psn, boolean ackReq, long va, long dmaLen,
+                                 Packet.Payload payload, long from, long n, Slots out) {
         if (n > MAX_PAYLOAD) {
             throw new IllegalArgumentException("payload of " + n + " bytes over the largest MTU " + MAX_PAYLOAD);
         }
         int plen = (int) n;
         int pad = -plen & 3;
         int udpPayload = BTH + op.extLength() + plen + pad + ICRC;
-        byte[] b = new byte[BTH_AT + HEAD]; // the headers, built here and then placed
-        ipUdp(b, p.sgid(), p.dgid(), sport, ROCE_PORT, udpPayload);
-        MemorySegment s = MemorySegment.ofArray(b);
+        h.ipUdp(udpPayload);
+        byte[] b = h.b;
+        MemorySegment s = h.seg;
         int at = BTH_AT;
         b[at] = (byte) op.code;
         b[at + 1] = (byte) ((p.se() && op.last ? 0x80 : 0) | pad << 4); // SE, MigReq 0, PadCnt, TVer 0
         put16(b, at + 2, DEFAULT_PKEY);
-        put24(b, at + 5, p.destQpn()); // resv8a (FECN, BECN) 0
+        b[at + 4] = 0; // resv8a (FECN, BECN)
+        put24(b, at + 5, p.destQpn());
         b[at + 8] = (byte) (ackReq ? 0x80 : 0);
         put24(b, at + 9, psn);
         at += BTH;
         if (op.has(Opcode.DETH)) {
             put32(b, at, p.qkey());
+            b[at + 4] = 0;
             put24(b, at + 5, p.srcQpn());
             at += 8;
         }
@@ -185,9 +222,11 @@ final class WireCodec {
         if (plen > 0) {
             payload.copyTo(from, udp.asSlice(hdr, plen));
         }
-        udp.asSlice(hdr + plen, pad).fill((byte) 0);
-        int end = hdr + plen + pad;
-        udp.set(LE_INT, end, icrc(b, udp, BTH_AT + end));
+        int end = hdr + plen;
+        for (int i = 0; i < pad; i++) {
+            udp.set(ValueLayout.JAVA_BYTE, end++, (byte) 0);
+        }
+        udp.set(LE_INT, end, h.icrc.of(b, udp, BTH_AT + end));
         out.filled(b, udp);
     }
 
@@ -200,6 +239,11 @@ final class WireCodec {
         if (!src.isIpv4Mapped() || !dst.isIpv4Mapped()) {
             throw new IllegalArgumentException("RoCEv2 over IPv4 needs IPv4-mapped GIDs, not " + src + " -> " + dst);
         }
+        ipUdp(b, ipv4(src), ipv4(dst), sport, dport, udpPayload);
+    }
+
+    /** {@link #ipUdp(byte[], Gid, Gid, int, int, int)} between IPv4 addresses given as ints in network order. */
+    static void ipUdp(byte[] b, int src, int dst, int sport, int dport, int udpPayload) {
         int total = IP + UDP + udpPayload;
         b[0] = 0x45;
         b[1] = 0;
@@ -209,13 +253,18 @@ final class WireCodec {
         b[8] = 64;
         b[9] = 17;
         put16(b, 10, 0);
-        System.arraycopy(src.raw(), 12, b, 12, 4);
-        System.arraycopy(dst.raw(), 12, b, 16, 4);
+        put32(b, 12, src);
+        put32(b, 16, dst);
         put16(b, 10, ipChecksum(b));
         put16(b, IP, sport);
         put16(b, IP + 2, dport);
         put16(b, IP + 4, UDP + udpPayload);
         put16(b, IP + 6, 0);
+    }
+
+    /** The IPv4 address of an IPv4-mapped GID, as an int in network order. */
+    static int ipv4(Gid g) {
+        return get32(g.raw(), 12);
     }
 
     /** The IPv4 header checksum (RFC 791) of {@code b[0, 20)}. */
@@ -243,20 +292,9 @@ final class WireCodec {
      * payload is {@code udp}, up to {@code end} (an offset in the datagram).
      */
     static int icrc(byte[] head, MemorySegment udp, int end) {
-        CRC32 crc = new CRC32();
-        crc.update(MASKED_LRH);
-        byte[] masked = new byte[BTH_AT + BTH];
-        System.arraycopy(head, 0, masked, 0, masked.length);
-        masked[1] = (byte) 0xff; // TOS: DSCP and ECN
-        masked[8] = (byte) 0xff; // TTL
-        masked[10] = (byte) 0xff; // IP header checksum
-        masked[11] = (byte) 0xff;
-        masked[IP + 6] = (byte) 0xff; // UDP checksum
-        masked[IP + 7] = (byte) 0xff;
-        masked[BTH_AT + 4] = (byte) 0xff; // BTH resv8a: FECN, BECN, reserved
-        crc.update(masked);
-        crc.update(udp.asSlice(BTH, end - masked.length).asByteBuffer());
-        return (int) crc.getValue();
+        Icrc c = new Icrc();
+        c.ipUdp(head);
+        return c.of(head, udp, end);
     }
 
     /**
@@ -278,6 +316,17 @@ final class WireCodec {
      * ({@link Packet.Payload.Received}, valid as long as {@code udp} is), otherwise a copy.
      */
     static Decoded decode(byte[] b, MemorySegment udp, boolean borrow) {
+        Icrc icrc = new Icrc();
+        icrc.ipUdp(b);
+        return decode(b, udp, borrow, icrc, null, null);
+    }
+
+    /**
+     * {@link #decode(byte[], MemorySegment, boolean)} by a receiver that keeps its state between datagrams: {@code icrc}
+     * was given the IPv4 and UDP headers in {@code b[0, BTH_AT)} ({@link Icrc#ipUdp}), and {@code src} and {@code dst},
+     * when not null, are the GIDs of their source and destination addresses.
+     */
+    static Decoded decode(byte[] b, MemorySegment udp, boolean borrow, Icrc icrc, Gid src, Gid dst) {
         int len = BTH_AT + (int) udp.byteSize();
         if (udp.byteSize() < BTH + ICRC || udp.byteSize() > 0xffff - IP - UDP) {
             return new Refused(Drop.MALFORMED, "datagram of " + len + " bytes: not as long as IP, UDP, BTH and ICRC,"
@@ -305,22 +354,18 @@ final class WireCodec {
             return new Refused(Drop.MALFORMED, op + " with " + (len - BTH_AT) + " bytes of UDP payload, pad " + pad);
         }
         int want = udp.get(LE_INT, len - ICRC - BTH_AT);
-        int got = icrc(b, udp, len - ICRC);
+        int got = icrc.of(b, udp, len - ICRC);
         if (want != got) {
             return new Refused(Drop.BAD_ICRC, String.format("ICRC %08x, computed %08x", want, got));
         }
         MemorySegment data = udp.asSlice(len - ICRC - pad - payload - BTH_AT, payload);
-        return new Accepted(packet(b, op, flags, payload == 0 ? Packet.Payload.NONE : borrow
+        return new Accepted(packet(b, op, flags, src, dst, payload == 0 ? Packet.Payload.NONE : borrow
                 ? new Packet.Payload.Received(data) : Packet.Payload.Bytes.of(data.toArray(ValueLayout.JAVA_BYTE))),
                 op.service(), get16(b, at + 2));
     }
 
-    private static Packet packet(byte[] b, Opcode op, int flags, Packet.Payload data) {
+    private static Packet packet(byte[] b, Opcode op, int flags, Gid src, Gid dst, Packet.Payload data) {
         MemorySegment s = MemorySegment.ofArray(b);
-        byte[] src = new byte[4];
-        byte[] dst = new byte[4];
-        System.arraycopy(b, 12, src, 0, 4);
-        System.arraycopy(b, 16, dst, 0, 4);
         int at = BTH_AT;
         int destQpn = get24(b, at + 5);
         boolean ackReq = (b[at + 8] & 0x80) != 0;
@@ -369,17 +414,18 @@ final class WireCodec {
         if (op.has(Opcode.IMM) || op.has(Opcode.IETH)) {
             imm = get32(b, at);
         }
-        return new Packet(Gid.of(v4mapped(src)), Gid.of(v4mapped(dst)), srcQpn, destQpn, op.op, op.first, op.last,
+        return new Packet(src != null ? src : v4mapped(b, 12), dst != null ? dst : v4mapped(b, 16), srcQpn, destQpn, op.op, op.first, op.last,
                 psn, 1, ackReq, va, rkey, dmaLen, imm, swapAdd, compare, syndrome, msn, orig, qkey, data,
                 (flags & 0x80) != 0);
     }
 
-    private static byte[] v4mapped(byte[] ip) {
+    /** The IPv4-mapped GID of the IPv4 address in {@code b[at, at + 4)}. */
+    static Gid v4mapped(byte[] b, int at) {
         byte[] g = new byte[16];
         g[10] = (byte) 0xff;
         g[11] = (byte) 0xff;
-        System.arraycopy(ip, 0, g, 12, 4);
-        return g;
+        System.arraycopy(b, at, g, 12, 4);
+        return Gid.of(g);
     }
 
     private static final ValueLayout.OfLong BE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);

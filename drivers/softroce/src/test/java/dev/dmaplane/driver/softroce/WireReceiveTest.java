@@ -141,4 +141,43 @@ class WireReceiveTest {
         assertTrue(Hcas.one(u.a.cq).isSuccess());
         assertArrayEquals(data, u.b.read(0, data.length), "the HCA still works");
     }
+
+    /**
+     * The ICRC covers the source address and port of each datagram (IBTA annex A17.3.3 and {@code rxe_icrc.c} mask
+     * only TOS, TTL and the two checksums), also where the receiver keeps the IP and UDP headers it puts back in front
+     * of a datagram for the next one of the same length: datagrams of one length from two ports of one address and
+     * from a second address are each accepted, and one whose ICRC was computed for another port than the one it came
+     * from is refused as a bad ICRC.
+     */
+    @Test
+    void eachDatagramIsCheckedWithItsOwnSourceAddressAndPort() throws IOException {
+        QueuePair[] rc = u.pair();
+        try (DatagramChannel one = DatagramChannel.open(); DatagramChannel two = DatagramChannel.open();
+             DatagramChannel other = DatagramChannel.open()) {
+            one.bind(new InetSocketAddress(UdpHcas.loopback(13), 0));
+            two.bind(new InetSocketAddress(UdpHcas.loopback(13), 0));
+            other.bind(new InetSocketAddress(UdpHcas.loopback(14), 0));
+            InetSocketAddress at1 = (InetSocketAddress) one.getLocalAddress();
+            InetSocketAddress at2 = (InetSocketAddress) two.getLocalAddress();
+            InetSocketAddress at3 = (InetSocketAddress) other.getLocalAddress();
+            byte[] data = Hcas.random(24, 16);
+            sendRaw(one, encode(write(at1, rc[0], 0x100, data, 0), Service.RC, at1).getFirst(), WireCodec.BTH_AT);
+            sendRaw(two, encode(write(at2, rc[0], 0x101, data, 8), Service.RC, at2).getFirst(), WireCodec.BTH_AT);
+            byte[] forOne = encode(write(at2, rc[0], 0x102, new byte[24], 16), Service.RC, at1).getFirst();
+            sendRaw(two, forOne, WireCodec.BTH_AT);
+            awaitDrop("bad_icrc", 1);
+            sendRaw(other, encode(write(at3, rc[0], 0x102, data, 16), Service.RC, at3).getFirst(), WireCodec.BTH_AT);
+            eventually(() -> Arrays.equals(data, Arrays.copyOf(u.a.read(0, 24), 24)), WAIT,
+                    "the three good writes land: " + stats());
+        }
+        assertEquals(1L, stats().get("dmaplane_drop_bad_icrc"));
+        assertEquals(0L, stats().get("dmaplane_drop_malformed"));
+    }
+
+    /** An RDMA WRITE ONLY of {@code data[off, off + 8)} to rxe0 of a at the same offset, as sent from {@code from}. */
+    private Packet write(InetSocketAddress from, QueuePair to, int psn, byte[] data, int off) {
+        return new Packet(Gid.of(from.getAddress()), u.a.gid, 0, to.qpNum(), Op.WRITE, true, true, psn, 1, true,
+                u.a.buf + off, u.a.mr.rkey(), 8, 0, 0, 0, 0, 0, 0, 0,
+                Packet.Payload.Bytes.of(Arrays.copyOfRange(data, off, off + 8)), false);
+    }
 }
