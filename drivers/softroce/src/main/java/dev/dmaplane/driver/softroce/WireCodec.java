@@ -50,7 +50,10 @@ final class WireCodec {
         /** Room for the {@code udpLen} bytes of UDP payload of the next datagram; {@link #encode} writes them all. */
         MemorySegment room(int udpLen);
 
-        /** The datagram is written: its IPv4 and UDP headers in {@code head[0, BTH_AT)}, its UDP payload in the room. */
+        /**
+         * The datagram is written: its IPv4 and UDP headers in {@code head[0, BTH_AT)}, its UDP payload in the room;
+         * {@code head} holds them only during the call (the encoder patches it for the next datagram).
+         */
         void filled(byte[] head, MemorySegment udp);
     }
 
