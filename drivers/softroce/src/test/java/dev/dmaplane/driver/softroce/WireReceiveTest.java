@@ -162,16 +162,23 @@ class WireReceiveTest {
             InetSocketAddress at3 = (InetSocketAddress) other.getLocalAddress();
             byte[] data = Hcas.random(24, 16);
             sendRaw(one, encode(write(at1, rc[0], 0x100, data, 0), Service.RC, at1).getFirst(), WireCodec.BTH_AT);
+            awaitLanded(data, 8);
             sendRaw(two, encode(write(at2, rc[0], 0x101, data, 8), Service.RC, at2).getFirst(), WireCodec.BTH_AT);
+            awaitLanded(data, 16);
             byte[] forOne = encode(write(at2, rc[0], 0x102, new byte[24], 16), Service.RC, at1).getFirst();
             sendRaw(two, forOne, WireCodec.BTH_AT);
             awaitDrop("bad_icrc", 1);
             sendRaw(other, encode(write(at3, rc[0], 0x102, data, 16), Service.RC, at3).getFirst(), WireCodec.BTH_AT);
-            eventually(() -> Arrays.equals(data, Arrays.copyOf(u.a.read(0, 24), 24)), WAIT,
-                    "the three good writes land: " + stats());
+            awaitLanded(data, 24);
         }
         assertEquals(1L, stats().get("dmaplane_drop_bad_icrc"));
         assertEquals(0L, stats().get("dmaplane_drop_malformed"));
+    }
+
+    /** Waits until rxe0 of a holds {@code data[0, n)} (each write is sent once the one before landed, in PSN order). */
+    private void awaitLanded(byte[] data, int n) {
+        eventually(() -> Arrays.equals(Arrays.copyOf(data, n), Arrays.copyOf(u.a.read(0, n), n)), WAIT,
+                "the good writes of the first " + n + " bytes land: " + stats());
     }
 
     /** An RDMA WRITE ONLY of {@code data[off, off + 8)} to rxe0 of a at the same offset, as sent from {@code from}. */
