@@ -472,18 +472,11 @@ final class Cep implements IwConnection, IwConnRequest {
         int myIrd = p.ird();
         Mpa.V2 mine = null;
         if (req.enhanced()) {
-            Mpa.V2 theirs = req.v2();
             // relaxed_ird_negotiation: an ORD above the initiator's IRD is cut to it, an IRD below the initiator's
             // ORD is raised to it (that ORD is within the device's IRD, the request's words being limited to it)
             myOrd = Math.min(myOrd, cepOrd);
             myIrd = Math.max(myIrd, cepIrd);
-            int rtr = 0;
-            if (theirs.peerToPeer()) {
-                // siw prefers a zero-length WRITE; a READ only when that is all the initiator offers
-                rtr = (theirs.rtr() & Mpa.V2_READ_RTR) != 0 && (theirs.rtr() & Mpa.V2_WRITE_RTR) == 0
-                        ? Mpa.V2_READ_RTR : Mpa.V2_WRITE_RTR;
-            }
-            mine = new Mpa.V2(myIrd, myOrd, theirs.peerToPeer(), rtr);
+            mine = req.v2().answer(myIrd, myOrd);
         }
         SiwQp q = dev.bindQp(qpn, this);
         // set once the QP is bound, so that a refused accept leaves the request's depths as they came
@@ -554,8 +547,8 @@ final class Cep implements IwConnection, IwConnRequest {
             throw new ErrnoException(Errno.EINVAL, "siw: reject private data of " + pd.length + " bytes exceeds "
                     + limit);
         }
-        // siw_reject: the request's header turned into the reply, the IRD/ORD words kept under MPA v2
-        Mpa.V2 v2 = req.enhanced() ? new Mpa.V2(cepIrd, cepOrd, false, 0) : null;
+        // siw_reject: the request's header as the reply; under MPA v2 the words siw_proc_mpareq prepared (v2_ctrl)
+        Mpa.V2 v2 = req.enhanced() ? req.v2().answer(cepIrd, cepOrd) : null;
         try {
             write(Mpa.frame(true, true, req.revision(), v2, pd));
         } catch (IOException e) {

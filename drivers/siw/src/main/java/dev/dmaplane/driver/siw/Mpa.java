@@ -70,6 +70,17 @@ final class Mpa {
         int ordWord() {
             return rtr | Math.min(ord, V2_IRD_ORD_MASK);
         }
+
+        /**
+         * The words {@code siw_proc_mpareq} prepares from this request for its answer, accept or reject
+         * ({@code cep->mpa.v2_ctrl}), with the responder's {@code ird} and {@code ord}: the peer-to-peer bit echoed
+         * and with it the RTR message picked, a zero-length WRITE unless the request offers only a READ.
+         */
+        V2 answer(int ird, int ord) {
+            int pick = !peerToPeer ? 0 : (rtr & V2_WRITE_RTR) == 0 && (rtr & V2_READ_RTR) != 0 ? V2_READ_RTR
+                    : V2_WRITE_RTR;
+            return new V2(ird, ord, peerToPeer, pick);
+        }
     }
 
     /**

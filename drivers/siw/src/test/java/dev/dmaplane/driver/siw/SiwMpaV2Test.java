@@ -148,6 +148,35 @@ class SiwMpaV2Test {
     }
 
     /**
+     * {@code siw_reject} sends the request's header back with the reject bit and, under MPA v2, the words
+     * {@code siw_proc_mpareq} prepared for the answer ({@code cep->mpa.v2_ctrl}, which {@code siw_send_mpareqrep}
+     * puts in front of the private data): this side's IRD and ORD (the initiator's ORD 9 and IRD 3), the
+     * peer-to-peer bit echoed and the RTR message picked, a zero-length READ when the request offers only that.
+     * The bytes are read from a raw socket speaking MPA v2 by hand (RFC 6581 section 7.1).
+     */
+    @Test
+    void aV2RejectCarriesThePeerToPeerAndRtrWordsAsSiwRejectSendsThem() throws Exception {
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = new Socket()) {
+            s.connect(l.local(), 10_000);
+            s.setSoTimeout(10_000);
+            ByteBuffer req = ByteBuffer.allocate(Mpa.RR_HDR + 4);
+            req.put(Mpa.REQ_KEY).put((byte) 0x50).put((byte) 2).putShort((short) 4); // C and H, revision 2
+            req.putShort((short) (0x8000 | 3)).putShort((short) (0x4000 | 9)); // P2P with IRD 3; READ RTR, ORD 9
+            s.getOutputStream().write(req.array());
+            h.b.event().request().reject(new byte[]{1, 2});
+            ByteBuffer want = ByteBuffer.allocate(Mpa.RR_HDR + 6);
+            want.put(Mpa.REP_KEY).put((byte) 0x70).put((byte) 2).putShort((short) 6); // C, R and H
+            want.putShort((short) (0x8000 | 9)).putShort((short) (0x4000 | 3)).put(new byte[]{1, 2});
+            DataInputStream in = new DataInputStream(s.getInputStream());
+            byte[] got = new byte[want.capacity()];
+            in.readFully(got);
+            assertArrayEquals(want.array(), got);
+            assertEquals(-1, read(in), "then the stream ends");
+        }
+    }
+
+    /**
      * No IRD/ORD words in revision 1: {@code siw_proc_mpareq} leaves the zeroed {@code cep->ord} and {@code cep->ird}
      * for CONNECT_REQUEST, and {@code siw_connect} and {@code siw_accept} set them to the caller's own, which
      * CONNECT_REPLY and ESTABLISHED signal.
