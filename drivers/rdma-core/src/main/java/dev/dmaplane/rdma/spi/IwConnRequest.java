@@ -18,12 +18,14 @@ public interface IwConnRequest {
      * {@code accept}: binds QP {@code qpn} (in INIT or RTR) to the connection, moves it to RTS and sends the MPA
      * reply with {@code param}'s private data; {@link IwCmEvent.Type#ESTABLISHED} follows on {@code handler}.
      *
-     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a QP that does not exist, is not RC, is past RTR
-     *                                           or connected already, or a request answered already; {@code EINVAL}
-     *                                           also for an ORD or IRD above the device's or private data beyond the
-     *                                           reply's room, which ends the connection as {@code siw_accept} does
-     *                                           (the request is answered then); {@code ECONNRESET} when the peer went
-     *                                           away meanwhile
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a request answered already, or for a QP that does
+     *                                           not exist, which is looked up first ({@code iw_cm_accept},
+     *                                           {@code siw_accept}) and leaves the request to be answered;
+     *                                           {@code EINVAL} also for a QP past RTR or connected already, an ORD or
+     *                                           IRD above the device's or private data beyond the reply's room, which
+     *                                           ends the connection as {@code siw_accept}'s error path does (the
+     *                                           request is answered then); {@code ECONNRESET} when the peer went away
+     *                                           meanwhile
      */
     IwConnection accept(int qpn, IwConnParam param, IwCmHandler handler);
 

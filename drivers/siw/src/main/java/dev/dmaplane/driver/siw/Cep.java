@@ -445,11 +445,10 @@ final class Cep implements IwConnection, IwConnRequest {
     }
 
     /**
-     * {@code siw_accept} with siw's {@code relaxed_ird_negotiation}: under MPA v2 this side's ORD is at most the
-     * peer's IRD and its IRD at least the peer's ORD (both within the device's limit), and the reply says so; under
-     * v1 the depths are the caller's own. An ORD or IRD above the device's, or private data beyond what the reply
-     * holds, is EINVAL and ends the connection as {@code siw_accept}'s error path does: the socket released (the
-     * initiator sees its stream end), nothing reported here.
+     * {@code siw_accept}, {@code relaxed_ird_negotiation}: under MPA v2 the ORD at most the peer's IRD, the IRD at
+     * least its ORD (within the device's), as the reply says. A QP that does not exist is EINVAL first, the request
+     * left to answer; then depths above the device's, private data beyond the reply's room or a QP past RTR or
+     * connected are EINVAL through its error path: the socket released (the initiator sees it end), nothing reported.
      */
     @Override
     public synchronized IwConnection accept(int qpn, IwConnParam p, IwCmHandler h) {
@@ -457,6 +456,9 @@ final class Cep implements IwConnection, IwConnRequest {
         ErrnoException.requireNonNull(h, "siw: accept handler");
         if (active || answer.isDone()) {
             throw new ErrnoException(Errno.EINVAL, "siw: the request from " + remote + " was answered already");
+        }
+        if (dev.qp(qpn) == null) {
+            throw new ErrnoException(Errno.EINVAL, "siw: accept of " + remote + ": no qp " + qpn + " on " + dev.name());
         }
         Mpa.Frame req = request;
         byte[] pd = p.privateData();
@@ -478,7 +480,12 @@ final class Cep implements IwConnection, IwConnRequest {
             myIrd = Math.max(myIrd, cepIrd);
             mine = req.v2().answer(myIrd, myOrd);
         }
-        SiwQp q = dev.bindQp(qpn, this);
+        SiwQp q;
+        try {
+            q = dev.bindQp(qpn, this);
+        } catch (ErrnoException e) {
+            throw refuseAccept(e.getMessage()); // past RTR or connected: siw_accept's state check, its error path
+        }
         // set once the QP is bound, so that a refused accept leaves the request's depths as they came
         cepOrd = myOrd;
         cepIrd = myIrd;

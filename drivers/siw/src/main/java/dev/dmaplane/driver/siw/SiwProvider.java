@@ -457,6 +457,11 @@ final class SiwProvider implements RdmaProvider, IwCm {
         return c;
     }
 
+    /** {@code siw_qp_id2obj}: QP {@code qpn} of this device, or null. */
+    SiwQp qp(int qpn) {
+        return qps.get(qpn);
+    }
+
     /** Puts QP {@code qpn} on connection {@code c}: an RC QP of this device in INIT or RTR without one. */
     SiwQp bindQp(int qpn, Cep c) {
         SiwQp q = qps.get(qpn);

@@ -247,6 +247,51 @@ class SiwCmTest {
         }
     }
 
+    /**
+     * {@code siw_accept} looks the QP up ({@code siw_qp_id2obj}) before anything else: a QP that does not exist is
+     * {@code -EINVAL} even with an ORD above the device's, returned before the function's error path, so the socket
+     * stays and the request waits to be answered (here by a QP that exists).
+     */
+    @Test
+    void aMissingQpIsEinvalBeforeTheDepthsAndTheRequestStays() {
+        QueuePair qa = h.a.rc();
+        QueuePair qb = h.b.rc();
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add)) {
+            h.a.cm.connect(qa.qpNum(), l.local(), new IwConnParam(null, 4, 4), h.a.events::add);
+            IwCmEvent req = h.b.event();
+            ErrnoException e = assertThrows(ErrnoException.class, () -> req.request().accept(0xabcdef,
+                    new IwConnParam(null, 129, 4), h.b.events::add));
+            assertEquals(Errno.EINVAL, e.errno());
+            assertTrue(e.getMessage().contains("no qp " + 0xabcdef), e.getMessage());
+            req.request().accept(qb.qpNum(), new IwConnParam(null, 4, 4), h.b.events::add);
+            SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
+            assertNull(SiwHosts.expect(h.a.event(), IwCmEvent.Type.CONNECT_REPLY).status());
+            assertEquals(QpState.RTS, qb.query().qpState());
+        }
+    }
+
+    /**
+     * {@code siw_accept}'s state check: a QP past RTR ({@code qp->attrs.state > SIW_QP_STATE_RTR}) is
+     * {@code -EINVAL} through the error path, which releases the socket: the request is answered and the initiator
+     * sees its stream end (CONNECT_REPLY {@code -ECONNRESET}).
+     */
+    @Test
+    void aQpPastRtrIsEinvalAndEndsTheConnection() {
+        QueuePair qa = h.a.rc();
+        QueuePair qb = h.b.rc();
+        qb.modify(QpAttr.builder().state(QpState.ERR).build());
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add)) {
+            h.a.cm.connect(qa.qpNum(), l.local(), new IwConnParam(null, 4, 4), h.a.events::add);
+            IwCmEvent req = h.b.event();
+            assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> req.request().accept(qb.qpNum(),
+                    new IwConnParam(null, 4, 4), h.b.events::add)).errno());
+            assertReset(h.a.event());
+            assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> req.request().reject(null)).errno(),
+                    "answered already");
+            assertNull(h.b.events.peek(), "nothing reported at the responder");
+        }
+    }
+
     private static void assertReset(IwCmEvent e) {
         assertEquals(List.of(IwCmEvent.Type.CONNECT_REPLY, Errno.ECONNRESET), Arrays.asList(e.type(), e.status()));
     }
