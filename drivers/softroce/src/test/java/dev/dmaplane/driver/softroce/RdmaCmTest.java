@@ -245,6 +245,14 @@ class RdmaCmTest {
         assertEquals("LISTEN", l.state());
     }
 
+    /**
+     * A REQ takes 56 bytes of private data after the IP header and {@code rdma_connect} refuses more before anything
+     * is sent. A REP takes 196: {@code cma_accept_ib} moves the QP to RTR and RTS, then {@code ib_send_cm_rep}
+     * refuses 197 bytes with EINVAL ({@code drivers/infiniband/core/cm.c}), and {@code rdma_accept}'s {@code reject:}
+     * path ({@code drivers/infiniband/core/cma.c}) moves the QP to ERR and sends a REJ with reason
+     * {@code IB_CM_REJ_CONSUMER_DEFINED}: the client's id is REJECTED with status 28 and its QP in ERR, and the
+     * request cannot be accepted again. A REP of 196 bytes to the next request connects.
+     */
     @Test
     void privateDataOverTheMessageSizeIsEinval() {
         CmId l = CmFlows.listen(server, SERVER, 4);
@@ -257,8 +265,20 @@ class RdmaCmTest {
         server.resources(req.id());
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
                 () -> req.id().accept(ConnParam.of(new byte[197], 1, 1))).errno(), "a REP carries 196 bytes");
-        assertEquals(QpState.INIT, server.qp.state(), "a refused accept moved nothing");
-        req.id().accept(ConnParam.of(new byte[196], 1, 1));
+        assertEquals(QpState.ERR, server.qp.state(), "cma_modify_qp_err");
+        CmEvent rej = client.expect(CmEventType.REJECTED);
+        assertEquals(RejectReason.CONSUMER_DEFINED, rej.status());
+        assertEquals(QpState.ERR, client.qp.state());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> req.id().accept(ConnParam.of(null, 1, 1))).errno(), "the request was rejected");
+        req.id().destroy();
+        client.id.destroy();
+
+        CmFlows.resolve(client, CLIENT, SERVER);
+        client.id.connect(ConnParam.of(null, 1, 1));
+        CmEvent next = server.expect(CmEventType.CONNECT_REQUEST);
+        server.resources(next.id());
+        next.id().accept(ConnParam.of(new byte[196], 1, 1));
         client.expect(CmEventType.ESTABLISHED);
         server.expect(CmEventType.ESTABLISHED);
         assertEquals("LISTEN", l.state());

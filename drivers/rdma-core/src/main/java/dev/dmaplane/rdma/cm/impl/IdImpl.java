@@ -43,7 +43,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * ({@code cma_ib_handler}) it turns into rdma_cm events and QP transitions ({@code cma_modify_qp_rtr},
  * {@code cma_modify_qp_rts}, {@code cma_modify_qp_err}). Every method holds the rdma_cm lock.
  * <p>
- * Why one class of about 700 lines: the id's state machine is cma.c's {@code rdma_id_private}, and each verb checks
+ * Why one class of about 730 lines: the id's state machine is cma.c's {@code rdma_id_private}, and each verb checks
  * and moves the same state under the one lock; the iWARP branch already lives in {@link IwId}. The IB CM event
  * handling ({@code cma_ib_handler}) is the piece to move out next, when the CM's MRA/LAP/SIDR land.
  */
@@ -492,36 +492,62 @@ final class IdImpl implements CmId, IbCm.Owner {
         }
     }
 
+    /**
+     * {@code rdma_accept}: librdmacm's checks ({@link UcmaParams}), then {@code cma_accept_iw} or
+     * {@code cma_accept_ib}; when that fails, {@code rdma_accept}'s {@code reject:} path moves the QP to ERR
+     * ({@code cma_modify_qp_err}), rejects the request ({@code rdma_reject(id, NULL, 0, IB_CM_REJ_CONSUMER_DEFINED)})
+     * and returns the error. On iWARP the reject is the MPA reject only while the request is still pending (the QP
+     * could not be moved, or the driver's accept found no such QP); a driver accept that failed later ended the
+     * request itself ({@code iw_cm_reject} is then EINVAL and sends nothing). The id stays in CONNECT.
+     */
     @Override
     public void accept(ConnParam param) {
         ErrnoException.requireNonNull(param, "rdma_conn_param");
         synchronized (cma.lock) {
             checkRequest("rdma_accept");
             ConnParam p = UcmaParams.accept(ps, dev.attr(), param, responderResources, initiatorDepth);
-            if (iwarp()) { // cma_accept_iw
-                IwConnParam ip = new IwConnParam(p.privateData(), p.initiatorDepth(), p.responderResources());
-                iwQpToRtr();
-                iw.accept(ip, qp != null ? qp.qpNum() : p.qpNum());
-                responderResources = p.responderResources();
-                initiatorDepth = p.initiatorDepth();
-                return;
-            }
-            CmMessages.checkPrivate("rdma_accept: REP", p.privateData(), CmMessages.REP_PRIVATE);
-            responderResources = p.responderResources();
-            initiatorDepth = p.initiatorDepth();
-            if (qp != null) {
+            if (iwarp()) {
                 try {
-                    moveQpToRts();
-                } catch (ErrnoException e) {
+                    acceptIw(p);
+                } catch (RuntimeException e) {
                     qpToErr();
-                    cma.cm.sendRej(conn, RejectReason.CONSUMER_DEFINED, null);
+                    iw.rejectFailedAccept();
                     throw e;
                 }
+                return;
             }
-            cma.cm.sendRep(conn, new Rep(conn.localId, conn.remoteId, 0, qp != null ? qp.qpNum() : p.qpNum(), seqNum,
-                    p.responderResources(), p.initiatorDepth(), CmaImpl.CA_ACK_DELAY, 0, p.flowControl(),
-                    p.rnrRetryCount(), p.srq(), dev.nodeGuid(), p.privateData()));
+            responderResources = p.responderResources();
+            initiatorDepth = p.initiatorDepth();
+            try {
+                acceptIb(p);
+            } catch (RuntimeException e) {
+                qpToErr();
+                cma.cm.sendRej(conn, RejectReason.CONSUMER_DEFINED, null);
+                throw e;
+            }
         }
+    }
+
+    /** {@code cma_accept_iw}: the QP to RTR, then {@code iw_cm_accept} with it. Called under the rdma_cm lock. */
+    private void acceptIw(ConnParam p) {
+        IwConnParam ip = new IwConnParam(p.privateData(), p.initiatorDepth(), p.responderResources());
+        iwQpToRtr();
+        iw.accept(ip, qp != null ? qp.qpNum() : p.qpNum());
+        responderResources = p.responderResources();
+        initiatorDepth = p.initiatorDepth();
+    }
+
+    /**
+     * {@code cma_accept_ib}: the QP to RTR and RTS, then the REP ({@code ib_send_cm_rep}, EINVAL for private data
+     * over its 196 bytes). Called under the rdma_cm lock.
+     */
+    private void acceptIb(ConnParam p) {
+        if (qp != null) {
+            moveQpToRts();
+        }
+        cma.cm.sendRep(conn, new Rep(conn.localId, conn.remoteId, 0, qp != null ? qp.qpNum() : p.qpNum(), seqNum,
+                p.responderResources(), p.initiatorDepth(), CmaImpl.CA_ACK_DELAY, 0, p.flowControl(),
+                p.rnrRetryCount(), p.srq(), dev.nodeGuid(), p.privateData()));
     }
 
     @Override

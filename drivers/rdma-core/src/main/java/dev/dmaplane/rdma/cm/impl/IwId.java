@@ -158,6 +158,21 @@ final class IwId {
         request = null;
     }
 
+    /**
+     * {@code rdma_accept}'s reject after {@code cma_accept_iw} failed: {@code iw_cm_reject} without private data,
+     * which sends the MPA reject when the request is still pending and is EINVAL, sending nothing, when the driver's
+     * failed accept already ended it ({@code iw_cm_accept} left the iw_cm_id IDLE). The request is answered either way.
+     */
+    void rejectFailedAccept() {
+        IwConnRequest r = request;
+        request = null;
+        try {
+            r.reject(null);
+        } catch (ErrnoException e) {
+            LOG.debug("rdma_accept: the failed accept of {} ended the request already: {}", id.dst, e.getMessage());
+        }
+    }
+
     /** {@code cma_reject} → {@code iw_cm_reject}: the MPA reply with the reject bit and the private data. */
     void reject(byte[] privateData) {
         IwConnRequest r = request;

@@ -1,0 +1,138 @@
+package dev.dmaplane.driver.siw;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.cm.CmEvent;
+import dev.dmaplane.rdma.cm.CmEventType;
+import dev.dmaplane.rdma.cm.CmId;
+import dev.dmaplane.rdma.cm.ConnParam;
+import dev.dmaplane.rdma.cm.PortSpace;
+import dev.dmaplane.rdma.verbs.QpState;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.io.DataInputStream;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.nio.ByteBuffer;
+import java.time.Duration;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+/**
+ * {@code rdma_accept} on iWARP when the accept fails, as {@code drivers/infiniband/core/cma.c} handles it: its
+ * {@code reject:} path moves the QP to ERR ({@code cma_modify_qp_err}), calls
+ * {@code rdma_reject(id, NULL, 0, IB_CM_REJ_CONSUMER_DEFINED)} and returns the error; the rdma_cm id stays in
+ * CONNECT. Under it, {@code iwcm.c}'s {@code iw_cm_accept} leaves the request pending when it finds no such QP
+ * (then {@code iw_cm_reject} reaches {@code siw_reject}, which sends the MPA reject), while a refusal inside
+ * {@code siw_accept} ({@code siw_cm.c}) releases the socket and leaves the iw_cm_id IDLE, so that the reject is
+ * EINVAL and sends nothing: the initiator sees its stream end.
+ */
+@Timeout(60)
+class SiwRdmaCmAcceptErrorTest {
+    private static final int PORT = 7475;
+    private final SiwHosts h = new SiwHosts(65, 66);
+    private final SiwRdmaCmTest.End client = new SiwRdmaCmTest.End(h.ma, h.ca, "client");
+    private final SiwRdmaCmTest.End server = new SiwRdmaCmTest.End(h.mb, h.cb, "server");
+
+    @AfterEach
+    void close() {
+        client.close();
+        server.close();
+        h.close();
+        assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
+    }
+
+    private CmId listen() {
+        CmId l = server.ch.createId(PortSpace.TCP);
+        l.bindAddr(new InetSocketAddress(h.b.address, PORT));
+        l.listen(4);
+        return l;
+    }
+
+    private void noEvent(SiwRdmaCmTest.End end) {
+        assertEquals(Errno.ETIMEDOUT, assertThrows(ErrnoException.class,
+                () -> end.ch.getEvent(Duration.ofMillis(100))).errno(), "no event");
+    }
+
+    /**
+     * {@code siw_accept} refuses private data beyond what an MPA v2 reply holds (512 bytes less the 4 of
+     * {@code struct mpa_v2_data}) through its error path, the path each of its refusals after the QP lookup takes
+     * (a QP past RTR, depths above the device's; Linux's {@code u8 private_data_len} cannot reach this one, the
+     * rdma_conn_param here can). {@code rdma_accept} returns EINVAL with the server's QP in ERR
+     * ({@code cma_modify_qp_err}), not left in RTR; the client's siw sees the stream end while it awaits the reply
+     * (CONNECT_REPLY {@code -ECONNRESET}), which {@code cma_iw_handler} makes REJECTED with status
+     * {@code -ECONNRESET}, its QP in ERR. The request is answered: a second accept and a reject are EINVAL.
+     */
+    @Test
+    void aDriverRefusalMovesTheQpToErrAndTheClientIsRejected() {
+        CmId l = listen();
+        CmId id = client.ch.createId(PortSpace.TCP);
+        id.resolveAddr(null, new InetSocketAddress(h.b.address, PORT), 2000);
+        client.expect(CmEventType.ADDR_RESOLVED);
+        id.resolveRoute(2000);
+        client.expect(CmEventType.ROUTE_RESOLVED);
+        client.resources(id);
+        client.id.connect(ConnParam.of(null, 4, 8));
+        CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
+        server.resources(conn);
+
+        ErrnoException e = assertThrows(ErrnoException.class, () -> conn.accept(ConnParam.of(new byte[509], 1, 1)));
+        assertEquals(Errno.EINVAL, e.errno());
+        assertEquals(QpState.ERR, server.qp.state(), "cma_modify_qp_err");
+        assertEquals("CONNECT", conn.state(), "rdma_accept leaves the id's state alone");
+        CmEvent rej = client.expect(CmEventType.REJECTED);
+        assertEquals(-Errno.ECONNRESET.number(), rej.status());
+        assertEquals(QpState.ERR, client.qp.state());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> conn.accept(ConnParam.of(null, 1, 1))).errno(), "answered already");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> conn.reject(null)).errno());
+        noEvent(server);
+        noEvent(client);
+        l.destroy();
+    }
+
+    /**
+     * An accept naming a QP that does not exist ({@code conn_param->qp_num} of an id without a QP):
+     * {@code iw_cm_accept}'s {@code get_qp} fails with EINVAL before {@code siw_accept} runs, the request stays
+     * pending, and {@code rdma_accept}'s {@code rdma_reject} reaches {@code siw_reject}: the MPA v2 reply with the
+     * reject bit, no private data, and the words {@code siw_proc_mpareq} prepared from the request (the server's IRD
+     * 7 and ORD 5 from the client's ORD and IRD, the peer-to-peer bit echoed, the zero-length WRITE picked as RTR),
+     * then the stream's end. The raw client speaks MPA v2 by hand (RFC 6581).
+     */
+    @Test
+    void anAcceptWithNoSuchQpRejectsTheRequestOnTheWire() throws Exception {
+        CmId l = listen();
+        try (Socket s = new Socket()) {
+            s.connect(new InetSocketAddress(h.b.address, PORT), 10_000);
+            s.setSoTimeout(10_000);
+            ByteBuffer req = ByteBuffer.allocate(Mpa.RR_HDR + 5);
+            req.put(Mpa.REQ_KEY).put((byte) 0x50).put((byte) 2).putShort((short) 5); // C and H, revision 2
+            req.putShort((short) (0x8000 | 5)).putShort((short) (0xc000 | 7)).put((byte) 'x'); // P2P, WRITE|READ RTR
+            s.getOutputStream().write(req.array());
+            CmEvent r = server.expect(CmEventType.CONNECT_REQUEST);
+            CmId conn = r.id();
+
+            ErrnoException e = assertThrows(ErrnoException.class,
+                    () -> conn.accept(new ConnParam(null, 1, 1, 0, 7, 7, false, 0xabcdef)));
+            assertEquals(Errno.EINVAL, e.errno());
+            assertEquals("CONNECT", conn.state());
+
+            ByteBuffer want = ByteBuffer.allocate(Mpa.RR_HDR + 4);
+            want.put(Mpa.REP_KEY).put((byte) 0x70).put((byte) 2).putShort((short) 4); // C, R and H
+            want.putShort((short) (0x8000 | 7)).putShort((short) (0x8000 | 5));
+            DataInputStream in = new DataInputStream(s.getInputStream());
+            byte[] got = new byte[want.capacity()];
+            in.readFully(got);
+            assertArrayEquals(want.array(), got, "siw_reject's reply");
+            assertEquals(-1, in.read(), "then the stream ends");
+            assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> conn.reject(null)).errno(),
+                    "answered already");
+        }
+        noEvent(server);
+        l.destroy();
+    }
+}
