@@ -81,11 +81,27 @@ final class CmConnect implements AutoCloseable {
         return listen.localAddr();
     }
 
-    /** The server end: takes one request per QP, in order, and accepts it with that QP. */
+    /**
+     * The server end: accepts one request per QP, the QPs in the order the requests come, until every connection is
+     * ESTABLISHED. The events of different connections interleave on the channel: over iWARP a connection is
+     * ESTABLISHED at the server only once the client's RTR message came, by which time the client, ESTABLISHED at
+     * its end, may have sent the next request. So each event is handled by its type, as perftest's
+     * {@code rdma_cm_connect_events} hands every event to {@code rdma_cm_events_dispatcher} until no connection is
+     * left to make.
+     */
     void accept() {
-        for (int q = 0; q < side.qps.length; q++) {
-            acceptOne(q);
-            expect(CmEventType.ESTABLISHED);
+        int requests = 0;
+        int established = 0;
+        while (established < side.qps.length) {
+            CmEvent e = next();
+            if (e.type() == CmEventType.CONNECT_REQUEST && requests < side.qps.length) {
+                acceptOne(requests++, e);
+            } else if (e.type() == CmEventType.ESTABLISHED && established < requests) {
+                established++;
+            } else {
+                throw unexpected(e, requests < side.qps.length ? CmEventType.CONNECT_REQUEST + " or "
+                        + CmEventType.ESTABLISHED : CmEventType.ESTABLISHED.toString());
+            }
         }
     }
 
@@ -118,7 +134,12 @@ final class CmConnect implements AutoCloseable {
 
     /** {@code rdma_cm_connection_request_handler}: QP {@code q} made on the request's id, then the accept. */
     private void acceptOne(int q) {
-        CmId conn = expect(CmEventType.CONNECT_REQUEST).id();
+        acceptOne(q, expect(CmEventType.CONNECT_REQUEST));
+    }
+
+    /** As {@link #acceptOne(int)}, for the CONNECT_REQUEST {@code request} already taken from the channel. */
+    private void acceptOne(int q, CmEvent request) {
+        CmId conn = request.id();
         ids.add(conn);
         side.qps[q] = conn.createQp(side.pd, side.qpInit);
         conn.accept(new ConnParam(null, RD_ATOMIC, RD_ATOMIC, 0, 7, 7, false, 0));
@@ -130,14 +151,23 @@ final class CmConnect implements AutoCloseable {
     }
 
     private CmEvent expect(CmEventType type) {
-        CmEvent e = ch.getEvent(WAIT);
-        e.ack();
+        CmEvent e = next();
         if (e.type() != type) {
-            throw new ErrnoException(e.type() == CmEventType.REJECTED ? Errno.ECONNREFUSED : Errno.EIO,
-                    "perftest: rdma_cm: " + e.type() + " (status " + e.status() + ") where " + type
-                            + " was expected");
+            throw unexpected(e, type.toString());
         }
         return e;
+    }
+
+    /** The channel's next event, acknowledged ({@code rdma_get_cm_event}, {@code rdma_ack_cm_event}). */
+    private CmEvent next() {
+        CmEvent e = ch.getEvent(WAIT);
+        e.ack();
+        return e;
+    }
+
+    private static ErrnoException unexpected(CmEvent e, String expected) {
+        return new ErrnoException(e.type() == CmEventType.REJECTED ? Errno.ECONNREFUSED : Errno.EIO,
+                "perftest: rdma_cm: " + e.type() + " (status " + e.status() + ") where " + expected + " was expected");
     }
 
     /**

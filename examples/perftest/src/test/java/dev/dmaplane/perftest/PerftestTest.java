@@ -6,7 +6,12 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.perftest.impl.PerfCommands;
 import dev.dmaplane.rdma.RdmaCore;
+import dev.dmaplane.rdma.cm.CmEvent;
+import dev.dmaplane.rdma.cm.CmEventType;
 import dev.dmaplane.rdma.cm.CmId;
+import dev.dmaplane.rdma.cm.ConnParam;
+import dev.dmaplane.rdma.cm.EventChannel;
+import dev.dmaplane.rdma.cm.PortSpace;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.testing.TestMachines;
@@ -20,7 +25,9 @@ import org.junit.jupiter.params.provider.ValueSource;
 
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
+import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
@@ -107,6 +114,53 @@ class PerftestTest {
         Perftest.run(machine, core, PerfConfig.parse("write_bw", "-R", "-n", "20", "-s", "4096", "-q", "2"),
                 (cfg, client, server) -> collectIdQps(client, server, 2, ids, qps));
         assertIdQpsDestroyed(core, ids, qps, 4);
+    }
+
+    /**
+     * The server end of a run between processes takes its connections' events in the order they come, as perftest's
+     * {@code rdma_cm_connect_events} hands each one to {@code rdma_cm_events_dispatcher} by its type: here the client
+     * sends both requests before the server looks, so the second CONNECT_REQUEST waits on the server's channel before
+     * the first connection's ESTABLISHED (over siw between processes this happens when the client's next request
+     * overtakes its RTR message). Both connections come up, each server QP in RTS on its own id.
+     */
+    @Test
+    void theServerEndTakesTheNextRequestBeforeTheLastEstablished() {
+        PerfConfig cfg = PerfConfig.parse("write_bw", "-R", "-q", "2", "-n", "10", "-s", "4096");
+        try (Perftest.Side c = new Perftest.Side(machine, core, Perftest.CLIENT, cfg, 8192, new Random(1));
+             Perftest.Side s = new Perftest.Side(machine, core, Perftest.SERVER, cfg, 8192, new Random(2));
+             EventChannel ch = core.cm().createEventChannel(c.mm)) {
+            s.cm = CmConnect.listen(core, s);
+            List<CmId> ids = new ArrayList<>();
+            for (int q = 0; q < 2; q++) {
+                CmId id = ch.createId(PortSpace.TCP);
+                ids.add(id);
+                id.resolveAddr(new InetSocketAddress(c.gid.toInetAddress(), 0), s.cm.address(), 10_000);
+                assertEquals(CmEventType.ADDR_RESOLVED, take(ch).type());
+                id.resolveRoute(10_000);
+                assertEquals(CmEventType.ROUTE_RESOLVED, take(ch).type());
+                id.createQp(c.pd, c.qpInit);
+            }
+            for (CmId id : ids) {
+                id.connect(new ConnParam(null, 16, 16, 0, 7, 7, false, 0));
+            }
+            s.cm.accept();
+            assertEquals(List.of(CmEventType.ESTABLISHED, CmEventType.ESTABLISHED),
+                    List.of(take(ch).type(), take(ch).type()));
+            List<CmId> served = s.cm.ids();
+            assertEquals(2, served.size());
+            for (CmId id : served) {
+                assertEquals(QpState.RTS, id.qp().query().qpState());
+            }
+            for (CmId id : ids) {
+                id.destroyQp();
+            }
+        }
+    }
+
+    private static CmEvent take(EventChannel ch) {
+        CmEvent e = ch.getEvent(Duration.ofSeconds(10));
+        e.ack();
+        return e;
     }
 
     /** The ids and QPs of both ends, each QP checked to be its id's and in RTS. */
