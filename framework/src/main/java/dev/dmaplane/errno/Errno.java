@@ -40,6 +40,7 @@ public enum Errno {
     EADDRNOTAVAIL(99, "Cannot assign requested address"),
     ENETDOWN(100, "Network is down"),
     ECONNRESET(104, "Connection reset by peer"),
+    ENOTCONN(107, "Transport endpoint is not connected"),
     ETIMEDOUT(110, "Connection timed out"),
     ECONNREFUSED(111, "Connection refused"),
     EHOSTUNREACH(113, "No route to host"),
