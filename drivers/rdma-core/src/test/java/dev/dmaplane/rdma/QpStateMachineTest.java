@@ -7,11 +7,14 @@ import dev.dmaplane.rdma.spi.QpStateMachine;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.CompletionQueue;
 import dev.dmaplane.rdma.verbs.NodeType;
+import dev.dmaplane.rdma.verbs.PostException;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.RecvWr;
+import dev.dmaplane.rdma.verbs.SendFlags;
+import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
@@ -58,6 +61,17 @@ class QpStateMachineTest {
                 default -> from;
             };
         }
+
+        @Override
+        public void checkPostSend(HwQp qp, QpState state) {
+            if (state != QpState.ERR) {
+                throw new ErrnoException(Errno.ENOTCONN, "qp " + qp.qpNum() + " has no connection");
+            }
+        }
+
+        @Override
+        public void checkPostRecv(HwQp qp, QpState state) {
+        }
     };
 
     private QueuePair rc(VerbsContext ctx, CompletionQueue cq) {
@@ -97,6 +111,32 @@ class QpStateMachineTest {
         assertEquals(WcStatus.WR_FLUSH_ERR, wc.getFirst().status(), "the core's commit flushed the receive");
         qp.modify(QpAttr.builder().state(QpState.RESET).build());
         assertEquals(QpState.ERR, qp.query().qpState(), "the machine keeps ERR final");
+    }
+
+    /**
+     * The provider's machine decides which states take work requests, as {@code siw_post_send} refuses a QP without
+     * a connection with ENOTCONN where {@code rxe_post_send} answers EINVAL: the refused send is not queued (nothing
+     * completes), a receive is taken before RTS, and in ERR the machine lets both through for the core to flush.
+     */
+    @Test
+    void theProvidersMachineDecidesWhichStatesTakeWorkRequests() {
+        f.provider().nodeType = NodeType.RNIC;
+        f.provider().qpStates = IDLE_RULE;
+        VerbsContext ctx = f.open();
+        CompletionQueue cq = ctx.createCq(16, null, 0);
+        QueuePair qp = rc(ctx, cq);
+        PostException e = assertThrows(PostException.class,
+                () -> qp.postSend(List.of(new SendWr.Send(1, List.of(), SendFlags.SIGNALED, null))));
+        assertEquals(Errno.ENOTCONN, e.errno(), "the machine's errno, not the core's EINVAL");
+        assertEquals(0, e.badIndex());
+        qp.postRecv(List.of(RecvWr.of(2)));
+        assertEquals(List.of(), cq.poll(4), "nothing completes: the send was not queued, the receive waits");
+
+        qp.modify(QpAttr.builder().state(QpState.ERR).build());
+        qp.postSend(List.of(new SendWr.Send(3, List.of(), SendFlags.SIGNALED, null)));
+        List<WorkCompletion> wc = cq.poll(4);
+        assertEquals(List.of(2L, 3L), wc.stream().map(WorkCompletion::wrId).toList(), wc.toString());
+        assertTrue(wc.stream().allMatch(w -> w.status() == WcStatus.WR_FLUSH_ERR), wc.toString());
     }
 
     /** Without a machine of its own the provider gets {@code ib_modify_qp_is_ok}: RESET first, RTR -> INIT refused. */

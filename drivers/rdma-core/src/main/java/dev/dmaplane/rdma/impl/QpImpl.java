@@ -349,8 +349,8 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
         if (wr == null) {
             throw new ErrnoException(Errno.EINVAL, "null work request");
         }
-        if (state == QpState.RESET || state == QpState.INIT || state == QpState.RTR) {
-            throw new ErrnoException(Errno.EINVAL, "qp " + qpn + " is in " + state + ": sends need RTS");
+        if (state != QpState.RTS) {
+            dev.qpStates().checkPostSend(this, state); // rxe_post_send's rule, or the provider's machine's
         }
         long length = SendWrChecks.check(wr, type, cap, dev.name(), dev.attr);
         dev.provider.checkSend(this, wr);
@@ -395,10 +395,12 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
                 for (RecvWr wr : wrs) {
                     String why = null;
                     Errno errno = Errno.EINVAL;
+                    ErrnoException refused;
                     if (wr == null) {
                         why = "null work request";
-                    } else if (state == QpState.RESET) {
-                        why = "qp " + qpn + " is in RESET";
+                    } else if ((refused = recvRefusal()) != null) {
+                        errno = refused.errno();
+                        why = refused.getMessage();
                     } else if (srq != null) {
                         why = "qp " + qpn + " receives from an SRQ";
                     } else if (wr.sgList().size() > cap.maxRecvSge()) {
@@ -429,6 +431,19 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
         }
         if (failure != null) {
             throw failure;
+        }
+    }
+
+    /** Why the QP's state machine refuses a receive in the current state ({@code post_recv}), or null. */
+    private ErrnoException recvRefusal() {
+        if (state == QpState.RTS) {
+            return null;
+        }
+        try {
+            dev.qpStates().checkPostRecv(this, state);
+            return null;
+        } catch (ErrnoException e) {
+            return e;
         }
     }
 

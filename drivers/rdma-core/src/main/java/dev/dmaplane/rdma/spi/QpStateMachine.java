@@ -9,8 +9,9 @@ import org.osgi.annotation.versioning.ConsumerType;
  * {@code ib_modify_qp_is_ok} ({@code drivers/infiniband/core/verbs.c}): siw maps each IB state to one of its own
  * ({@code ib_qp_state_to_siw_qp_state}), moves between them in {@code siw_qp_modify} and reports its state back as
  * an IB state ({@code siw_qp_state_to_ib_qp_state}), so it accepts transitions the IB table lacks and ignores some
- * it has. The core asks it instead of its table ({@link RdmaProvider#qpStateMachine()}); it keeps the value checks
- * of the attributes, the commit (flush on ERR, discard on RESET) and the provider's
+ * it has. The core asks it instead of its table ({@link RdmaProvider#qpStateMachine()}), and for the states that take
+ * work requests ({@code siw_post_send} and {@code siw_post_receive} decide by siw's state, rxe's by the IB state). The
+ * core keeps the value checks of the attributes, the commit (flush on ERR, discard on RESET) and the provider's
  * {@link RdmaProvider#modifyQp} hook, which is called with the state this machine chose.
  */
 @ConsumerType
@@ -32,4 +33,22 @@ public interface QpStateMachine {
      *                                           changes
      */
     QpState next(HwQp qp, QpState from, QpState to, QpAttr attr);
+
+    /**
+     * A {@code post_send} to {@code qp} in {@code state}, which is not RTS (RTS takes sends on every transport):
+     * returns to take the work requests (the core queues them, and flushes them in ERR and SQE), throws to refuse
+     * them. Called under the QP's lock, once per work request; it must not block.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException with the errno the driver's {@code post_send} answers; nothing queued
+     */
+    void checkPostSend(HwQp qp, QpState state);
+
+    /**
+     * A {@code post_recv} to {@code qp} in {@code state}, which is not RTS (RTS takes receives on every transport):
+     * returns to take the work requests (queued, and flushed in ERR), throws to refuse them. Called under the QP's
+     * lock, once per work request; it must not block.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException with the errno the driver's {@code post_recv} answers; nothing queued
+     */
+    void checkPostRecv(HwQp qp, QpState state);
 }

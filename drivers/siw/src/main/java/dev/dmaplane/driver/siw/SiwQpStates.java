@@ -13,6 +13,8 @@ import dev.dmaplane.rdma.verbs.QpState;
  * requested IB state becomes a siw state ({@code ib_qp_state_to_siw_qp_state}: RESET and INIT are IDLE, SQD is
  * CLOSING, SQE is TERMINATE), the QP's siw state decides, and a query reports the siw state as an IB state
  * ({@code siw_qp_state_to_ib_qp_state}: IDLE is INIT). What siw has no rule for it accepts and leaves as it is.
+ * Work requests are taken by siw's state too ({@code siw_post_send}, {@code siw_post_receive}): ENOTCONN where the
+ * QP has no connection to use, a flush in ERROR.
  */
 final class SiwQpStates implements QpStateMachine {
     /** {@code enum siw_qp_state} ({@code siw.h}). */
@@ -86,5 +88,35 @@ final class SiwQpStates implements QpStateMachine {
                     + want.ib() + " (siw's " + want + ") is not modelled");
             default -> SiwState.RTS;
         };
+    }
+
+    /**
+     * {@code siw_post_send}: only an RTS QP sends; ERROR takes the work requests and completes them flushed
+     * ({@code siw_sq_flush_wr}, what {@code ib_drain_sq} relies on); IDLE and RTR (and CLOSING and TERMINATE) refuse
+     * them with ENOTCONN. A user QP's library writes its work requests into the mapped send queue first and gets the
+     * ENOTCONN from the doorbell ({@code siw_db} in rdma-core's {@code providers/siw}), which leaves them in the ring;
+     * here a refused work request is not queued, as for a kernel QP.
+     */
+    @Override
+    public void checkPostSend(HwQp qp, QpState state) {
+        SiwState s = SiwState.of(state);
+        if (s != SiwState.ERROR) {
+            throw new ErrnoException(Errno.ENOTCONN, "siw: qp " + qp.qpNum() + " is " + s + " (" + state + "), not "
+                    + "RTS: siw_post_send has no connection to send on");
+        }
+    }
+
+    /**
+     * {@code siw_post_receive}: IDLE, RTR and RTS take receives, so a QP is given its receives before the connection
+     * exists; ERROR takes them and completes them flushed ({@code siw_rq_flush_wr}); CLOSING and TERMINATE refuse them
+     * with ENOTCONN.
+     */
+    @Override
+    public void checkPostRecv(HwQp qp, QpState state) {
+        SiwState s = SiwState.of(state);
+        if (s.compareTo(SiwState.RTS) > 0 && s != SiwState.ERROR) {
+            throw new ErrnoException(Errno.ENOTCONN, "siw: qp " + qp.qpNum() + " is " + s + " (" + state + "): "
+                    + "siw_post_receive takes receives up to RTS");
+        }
     }
 }

@@ -2,6 +2,7 @@ package dev.dmaplane.driver.siw;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.verbs.PostException;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpInitAttr;
@@ -135,6 +136,47 @@ class SiwQpStateTest {
             assertEquals(QpState.RTS, p[0].query().qpState());
         }
         sendCrosses(p, 15);
+    }
+
+    /**
+     * {@code siw_post_send} ({@code siw_verbs.c}) sends from RTS only: a QP the CM has not connected (IDLE, INIT to a
+     * query, also after an ignored RTR) refuses a send with ENOTCONN, the first work request named, and queues nothing,
+     * so moving it to ERROR afterwards flushes only the receive it took ({@code siw_post_receive} takes receives up to
+     * RTS).
+     */
+    @Test
+    void aSendBeforeTheConnectionIsEnotconnAndNotQueued() {
+        QueuePair q = fresh();
+        q.postRecv(List.of(RecvWr.of(5, h.a.sge(0, 64))));
+        for (QpState asked : List.of(QpState.INIT, QpState.RTR)) {
+            q.modify(QpAttr.builder().state(asked).build());
+            PostException e = assertThrows(PostException.class, () -> q.postSend(List.of(
+                    new SendWr.Send(6, List.of(h.a.sge(0, 64)), SIGNALED, null),
+                    new SendWr.Send(7, List.of(h.a.sge(0, 64)), SIGNALED, null))));
+            assertEquals(Errno.ENOTCONN, e.errno(), "after " + asked + ": " + e.getMessage());
+            assertEquals(0, e.badIndex());
+            assertTrue(e.getMessage().contains("IDLE"), e.getMessage());
+        }
+        assertEquals(List.of(), h.a.cq.poll(4));
+        q.modify(QpAttr.builder().state(QpState.ERR).build());
+        List<WorkCompletion> wc = SiwHosts.poll(h.a.cq, 1);
+        assertEquals(5, wc.getFirst().wrId(), wc.toString());
+        assertEquals(List.of(), h.a.cq.poll(4), "no send was queued to flush");
+    }
+
+    /**
+     * In ERROR {@code siw_post_send} and {@code siw_post_receive} take work requests and complete them at once with
+     * WR_FLUSH_ERR ({@code siw_sq_flush_wr}, {@code siw_rq_flush_wr}), what {@code ib_drain_qp} relies on.
+     */
+    @Test
+    void workPostedInErrorIsFlushed() {
+        QueuePair[] p = h.pair();
+        p[0].modify(QpAttr.builder().state(QpState.ERR).build());
+        p[0].postRecv(List.of(RecvWr.of(11, h.a.sge(0, 64))));
+        p[0].postSend(new SendWr.Send(12, List.of(h.a.sge(0, 64)), SIGNALED, null));
+        List<WorkCompletion> wc = SiwHosts.poll(h.a.cq, 2);
+        assertEquals(List.of(11L, 12L), wc.stream().map(WorkCompletion::wrId).toList(), wc.toString());
+        assertTrue(wc.stream().allMatch(w -> w.status() == WcStatus.WR_FLUSH_ERR), wc.toString());
     }
 
     /** A SEND of 100000 bytes from a's QP to b's, every byte checked. */
