@@ -139,6 +139,31 @@ class QpStateMachineTest {
         assertTrue(wc.stream().allMatch(w -> w.status() == WcStatus.WR_FLUSH_ERR), wc.toString());
     }
 
+    /**
+     * A provider with its own machine gets the checks Linux makes above the driver and no more: {@code modify_qp}
+     * ({@code uverbs_cmd.c}) refuses a port that {@code rdma_is_port_valid} refuses, but rxe's value checks
+     * ({@code rxe_qp_chk_attr}: a P_Key index past the table, a timeout past 31) and the match of
+     * {@code IB_QP_CUR_STATE} with the QP's state are the IB driver's, which siw's {@code siw_verbs_modify_qp} does not
+     * make.
+     */
+    @Test
+    void theProvidersMachineGetsOnlyTheCoresValueChecks() {
+        f.provider().nodeType = NodeType.RNIC;
+        f.provider().qpStates = IDLE_RULE;
+        VerbsContext ctx = f.open();
+        QueuePair qp = rc(ctx, ctx.createCq(16, null, 0));
+        qp.modify(QpAttr.builder().state(QpState.RTR).curState(QpState.RESET).pkeyIndex(4096).timeout(40).build());
+        assertEquals(QpState.INIT, qp.query().qpState());
+        assertEquals(4096, qp.query().pkeyIndex(), "taken as siw takes it: unchecked");
+
+        ErrnoException e = assertThrows(ErrnoException.class,
+                () -> qp.modify(QpAttr.builder().state(QpState.ERR).port(7).build()));
+        assertEquals(Errno.EINVAL, e.errno());
+        assertTrue(e.getMessage().contains("port 7"), e.getMessage());
+        assertEquals(QpState.INIT, qp.query().qpState(), "a refused modify changes nothing");
+        assertEquals(List.of("INIT -> INIT"), f.provider().modifies, "and reaches no hook");
+    }
+
     /** Without a machine of its own the provider gets {@code ib_modify_qp_is_ok}: RESET first, RTR -> INIT refused. */
     @Test
     void withoutAMachineTheCoreAppliesTheIbTable() {

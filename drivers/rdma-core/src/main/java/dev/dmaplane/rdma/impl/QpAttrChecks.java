@@ -2,6 +2,7 @@ package dev.dmaplane.rdma.impl;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.spi.QpStateMachine;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.LinkLayer;
@@ -11,10 +12,13 @@ import dev.dmaplane.rdma.verbs.QpAttrMask;
 import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpState;
 
+import java.util.Optional;
+
 /**
  * The checks of a QP's attributes: its capabilities at creation ({@code rxe_qp_chk_cap}), a modify against the
- * current state (the device's state machine: {@code ib_modify_qp_is_ok} through {@link IbQpStates} unless the
- * provider has its own; the value checks of {@code rxe_qp_chk_attr} and {@code _ib_modify_qp}), and the merge of
+ * current state (the device's state machine: {@code ib_modify_qp_is_ok} through {@link IbQpStates} with the value
+ * checks of {@code rxe_qp_chk_attr} and {@code _ib_modify_qp}, or the provider's own machine after the checks Linux
+ * makes for every device), and the merge of
  * what a modify carries ({@code rxe_qp_from_attr}).
  */
 final class QpAttrChecks {
@@ -37,10 +41,18 @@ final class QpAttrChecks {
     }
 
     /**
-     * The device's QP state machine ({@code ib_modify_qp_is_ok}, or the provider's own) and {@code rxe_qp_chk_attr}
-     * for a modify of {@code qp} in state {@code cur} on port {@code port}; returns the state the modify leaves it in.
+     * The checks of a modify of {@code qp} in state {@code cur} on port {@code port}; returns the state it leaves the
+     * QP in. With the core's IB table ({@link IbQpStates}) they are rxe's ({@code rxe_qp_chk_attr}: the given current
+     * state, {@code ib_modify_qp_is_ok}, the attribute values); a provider with a state machine of its own gets only
+     * the checks Linux makes above the driver ({@link #checkCore}) before its machine decides, as siw gets only those
+     * of {@code uverbs_cmd.c} and {@code _ib_modify_qp} before {@code siw_verbs_modify_qp}.
      */
     static QpState check(DeviceImpl dev, QpImpl qp, QpState cur, int port, QpAttr attr) {
+        Optional<QpStateMachine> own = dev.provider.qpStateMachine();
+        if (own.isPresent()) {
+            checkCore(dev, attr, port);
+            return chosen(qp, cur, attr, own.get().next(qp, cur, target(attr, cur), attr));
+        }
         if (attr.has(QpAttrMask.CUR_STATE) && attr.curQpState() != cur) {
             throw new ErrnoException(Errno.EINVAL, "qp " + qp.qpNum() + " is in " + cur + ", not in the given current "
                     + "state " + attr.curQpState());
@@ -48,13 +60,56 @@ final class QpAttrChecks {
         if ((attr.has(QpAttrMask.STATE) && attr.qpState() == null)) {
             throw new ErrnoException(Errno.EINVAL, "target state is null");
         }
-        QpState next = dev.qpStates().next(qp, cur, attr.has(QpAttrMask.STATE) ? attr.qpState() : cur, attr);
+        QpState next = chosen(qp, cur, attr, dev.qpStates().next(qp, cur, target(attr, cur), attr));
+        checkValues(dev, attr, port);
+        return next;
+    }
+
+    /** {@code IB_QP_STATE}, or the current state for a modify without one. */
+    private static QpState target(QpAttr attr, QpState cur) {
+        return attr.has(QpAttrMask.STATE) ? attr.qpState() : cur;
+    }
+
+    /** The state machine's answer, refused when it chose none. */
+    private static QpState chosen(QpImpl qp, QpState cur, QpAttr attr, QpState next) {
         if (next == null) {
             throw new ErrnoException(Errno.EINVAL, "qp " + qp.qpNum() + ": the provider's state machine chose no state "
                     + "for " + cur + " -> " + attr.qpState());
         }
-        checkValues(dev, attr, port);
         return next;
+    }
+
+    /**
+     * What Linux checks for every device before the driver sees a modify: {@code modify_qp} in {@code uverbs_cmd.c}
+     * ({@code rdma_is_port_valid} for {@code IB_QP_PORT} and the primary path's port, that port being the QP's on the
+     * way to RTR and the given port otherwise, {@code IB_QP_CUR_STATE} and {@code IB_QP_STATE} naming a state) and
+     * {@code _ib_modify_qp} (an alternate path on InfiniBand only). {@code current} is the QP's port.
+     */
+    private static void checkCore(DeviceImpl dev, QpAttr a, int current) {
+        if ((a.has(QpAttrMask.CUR_STATE) && a.curQpState() == null) || (a.has(QpAttrMask.STATE) && a.qpState() == null)) {
+            throw new ErrnoException(Errno.EINVAL, "the current or target state is null (modify_qp: no state)");
+        }
+        if (a.has(QpAttrMask.PORT)) {
+            dev.checkPort(a.portNum());
+        }
+        if (a.has(QpAttrMask.AV)) {
+            if (a.ahAttr() == null) {
+                throw new ErrnoException(Errno.EINVAL, "no address vector");
+            }
+            int dest = a.ahAttr().portNum();
+            dev.checkPort(dest);
+            int want = a.has(QpAttrMask.STATE) && a.qpState() == QpState.RTR ? current
+                    : a.has(QpAttrMask.PORT) ? a.portNum() : dest;
+            if (dest != want) {
+                throw new ErrnoException(Errno.EINVAL, "the address vector's port " + dest + " is not the QP's port "
+                        + want + " (modify_qp)");
+            }
+        }
+        int port = a.has(QpAttrMask.PORT) ? a.portNum() : current;
+        if (a.has(QpAttrMask.ALT_PATH)
+                && (port < 1 || port > dev.portCount() || dev.portAttrOf(port).linkLayer() != LinkLayer.INFINIBAND)) {
+            throw new ErrnoException(Errno.EINVAL, "alternate paths are for InfiniBand ports only (_ib_modify_qp)");
+        }
     }
 
     /** The value checks of {@code rxe_qp_chk_attr} and {@code _ib_modify_qp}; {@code current} is the QP's port. */

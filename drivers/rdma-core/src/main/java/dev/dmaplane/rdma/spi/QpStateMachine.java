@@ -11,8 +11,11 @@ import org.osgi.annotation.versioning.ConsumerType;
  * an IB state ({@code siw_qp_state_to_ib_qp_state}), so it accepts transitions the IB table lacks and ignores some
  * it has. The core asks it instead of its table ({@link RdmaProvider#qpStateMachine()}), and for the states that take
  * work requests ({@code siw_post_send} and {@code siw_post_receive} decide by siw's state, rxe's by the IB state). The
- * core keeps the value checks of the attributes, the commit (flush on ERR, discard on RESET) and the provider's
- * {@link RdmaProvider#modifyQp} hook, which is called with the state this machine chose.
+ * core keeps the checks {@code uverbs_cmd.c} and {@code _ib_modify_qp} make for every device (port numbers, the
+ * range of the states, no alternate path off InfiniBand), the commit (flush on ERR, discard on RESET) and the
+ * provider's {@link RdmaProvider#modifyQp} hook, which is called with the state this machine chose; the driver's
+ * value checks ({@code rxe_qp_chk_attr}: P_Key index, path MTU, timeouts, RDMA read depths) and the check that
+ * {@code IB_QP_CUR_STATE} is the QP's state are the IB table's, which a driver with its own machine does without.
  */
 @ConsumerType
 public interface QpStateMachine {

@@ -100,9 +100,10 @@ public interface RdmaProvider {
     }
 
     /**
-     * {@code modify_qp}: called with attributes that passed {@code ib_modify_qp_is_ok} (or the provider's
-     * {@link #qpStateMachine()}, which chose {@code to}) and the core's value checks, before the QP takes them,
-     * inside {@link #quiesce}.
+     * {@code modify_qp}: called with attributes that passed {@code ib_modify_qp_is_ok} and rxe's value checks (or,
+     * for a provider with its own {@link #qpStateMachine()}, which chose {@code to}, only the checks
+     * {@code uverbs_cmd.c} and {@code _ib_modify_qp} make for every device), before the QP takes them, inside
+     * {@link #quiesce}.
      */
     default void modifyQp(HwQp qp, QpAttr attr, QpState from, QpState to) {
     }

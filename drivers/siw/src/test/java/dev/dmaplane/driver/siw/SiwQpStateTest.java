@@ -179,6 +179,30 @@ class SiwQpStateTest {
         assertTrue(wc.stream().allMatch(w -> w.status() == WcStatus.WR_FLUSH_ERR), wc.toString());
     }
 
+    /**
+     * {@code siw_verbs_modify_qp} reads {@code IB_QP_STATE} and the access flags only: a P_Key index past the table siw
+     * does not have and an {@code IB_QP_CUR_STATE} that is not the QP's state are taken (rxe's
+     * {@code rxe_qp_chk_attr} would refuse both), on an IDLE QP and on a connected one, which goes on carrying data. A
+     * port {@code rdma_is_port_valid} refuses is still EINVAL, from {@code modify_qp} in {@code uverbs_cmd.c}, which
+     * every device gets.
+     */
+    @Test
+    void onlyTheCoresModifyChecksApply() {
+        QueuePair q = fresh();
+        q.modify(QpAttr.builder().state(QpState.RTR).curState(QpState.RTS).pkeyIndex(40).build());
+        assertEquals(QpState.INIT, q.query().qpState());
+        ErrnoException e = assertThrows(ErrnoException.class,
+                () -> q.modify(QpAttr.builder().state(QpState.ERR).port(2).build()));
+        assertEquals(Errno.EINVAL, e.errno());
+        assertTrue(e.getMessage().contains("port 2"), e.getMessage());
+        assertEquals(QpState.INIT, q.query().qpState(), "refused before siw saw it");
+
+        QueuePair[] p = h.pair();
+        p[0].modify(QpAttr.builder().state(QpState.RTS).curState(QpState.INIT).pkeyIndex(40).build());
+        assertEquals(QpState.RTS, p[0].query().qpState());
+        sendCrosses(p, 16);
+    }
+
     /** A SEND of 100000 bytes from a's QP to b's, every byte checked. */
     private void sendCrosses(QueuePair[] p, long seed) {
         byte[] data = SiwHosts.random(100_000, seed);
