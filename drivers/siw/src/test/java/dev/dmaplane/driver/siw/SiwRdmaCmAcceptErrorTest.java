@@ -6,17 +6,14 @@ import dev.dmaplane.rdma.cm.CmEvent;
 import dev.dmaplane.rdma.cm.CmEventType;
 import dev.dmaplane.rdma.cm.CmId;
 import dev.dmaplane.rdma.cm.ConnParam;
-import dev.dmaplane.rdma.cm.PortSpace;
 import dev.dmaplane.rdma.verbs.QpState;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 import java.io.DataInputStream;
-import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.nio.ByteBuffer;
-import java.time.Duration;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -33,29 +30,22 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  */
 @Timeout(60)
 class SiwRdmaCmAcceptErrorTest {
-    private static final int PORT = 7475;
-    private final SiwHosts h = new SiwHosts(65, 66);
-    private final SiwRdmaCmTest.End client = new SiwRdmaCmTest.End(h.ma, h.ca, "client");
-    private final SiwRdmaCmTest.End server = new SiwRdmaCmTest.End(h.mb, h.cb, "server");
+    private final CmEnds ends = new CmEnds(65, 66, 7475);
+    private final SiwHosts h = ends.h;
+    private final SiwRdmaCmTest.End client = ends.client;
+    private final SiwRdmaCmTest.End server = ends.server;
 
     @AfterEach
     void close() {
-        client.close();
-        server.close();
-        h.close();
-        assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
+        ends.close();
     }
 
     private CmId listen() {
-        CmId l = server.ch.createId(PortSpace.TCP);
-        l.bindAddr(new InetSocketAddress(h.b.address, PORT));
-        l.listen(4);
-        return l;
+        return ends.listen();
     }
 
-    private void noEvent(SiwRdmaCmTest.End end) {
-        assertEquals(Errno.ETIMEDOUT, assertThrows(ErrnoException.class,
-                () -> end.ch.getEvent(Duration.ofMillis(100))).errno(), "no event");
+    private static void noEvent(SiwRdmaCmTest.End end) {
+        CmEnds.noEvent(end);
     }
 
     /**
@@ -70,12 +60,7 @@ class SiwRdmaCmAcceptErrorTest {
     @Test
     void aDriverRefusalMovesTheQpToErrAndTheClientIsRejected() {
         CmId l = listen();
-        CmId id = client.ch.createId(PortSpace.TCP);
-        id.resolveAddr(null, new InetSocketAddress(h.b.address, PORT), 2000);
-        client.expect(CmEventType.ADDR_RESOLVED);
-        id.resolveRoute(2000);
-        client.expect(CmEventType.ROUTE_RESOLVED);
-        client.resources(id);
+        ends.resolve();
         client.id.connect(ConnParam.of(null, 4, 8));
         CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
         server.resources(conn);
@@ -107,7 +92,7 @@ class SiwRdmaCmAcceptErrorTest {
     void anAcceptWithNoSuchQpRejectsTheRequestOnTheWire() throws Exception {
         CmId l = listen();
         try (Socket s = new Socket()) {
-            s.connect(new InetSocketAddress(h.b.address, PORT), 10_000);
+            s.connect(l.localAddr(), 10_000);
             s.setSoTimeout(10_000);
             ByteBuffer req = ByteBuffer.allocate(Mpa.RR_HDR + 5);
             req.put(Mpa.REQ_KEY).put((byte) 0x50).put((byte) 2).putShort((short) 5); // C and H, revision 2

@@ -6,13 +6,11 @@ import dev.dmaplane.rdma.cm.CmEvent;
 import dev.dmaplane.rdma.cm.CmEventType;
 import dev.dmaplane.rdma.cm.CmId;
 import dev.dmaplane.rdma.cm.ConnParam;
-import dev.dmaplane.rdma.cm.PortSpace;
 import dev.dmaplane.rdma.verbs.QpState;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
-import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.List;
 
@@ -29,33 +27,22 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 @Timeout(60)
 class SiwRdmaCmDepthsTest {
-    private static final int PORT = 7473;
-    private final SiwHosts h = new SiwHosts(61, 62);
-    private final SiwRdmaCmTest.End client = new SiwRdmaCmTest.End(h.ma, h.ca, "client");
-    private final SiwRdmaCmTest.End server = new SiwRdmaCmTest.End(h.mb, h.cb, "server");
+    private final CmEnds ends = new CmEnds(61, 62, 7473);
+    private final SiwHosts h = ends.h;
+    private final SiwRdmaCmTest.End client = ends.client;
+    private final SiwRdmaCmTest.End server = ends.server;
 
     @AfterEach
     void close() {
-        client.close();
-        server.close();
-        h.close();
-        assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
+        ends.close();
     }
 
     private CmId listen() {
-        CmId l = server.ch.createId(PortSpace.TCP);
-        l.bindAddr(new InetSocketAddress(h.b.address, PORT));
-        l.listen(4);
-        return l;
+        return ends.listen();
     }
 
     private void resolve() {
-        CmId id = client.ch.createId(PortSpace.TCP);
-        id.resolveAddr(null, new InetSocketAddress(h.b.address, PORT), 2000);
-        client.expect(CmEventType.ADDR_RESOLVED);
-        id.resolveRoute(2000);
-        client.expect(CmEventType.ROUTE_RESOLVED);
-        client.resources(id);
+        ends.resolve();
     }
 
     private static List<Integer> depths(CmEvent e) {

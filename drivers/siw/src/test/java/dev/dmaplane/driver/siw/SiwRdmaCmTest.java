@@ -64,16 +64,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @Timeout(60)
 class SiwRdmaCmTest {
     private static final int PORT = 7471;
-    private final SiwHosts h = new SiwHosts(45, 46);
-    private final End client = new End(h.ma, h.ca, "client");
-    private final End server = new End(h.mb, h.cb, "server");
+    private final CmEnds ends = new CmEnds(45, 46, PORT);
+    private final SiwHosts h = ends.h;
+    private final End client = ends.client;
+    private final End server = ends.server;
 
     @AfterEach
     void close() {
-        client.close();
-        server.close();
-        h.close();
-        assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
+        ends.close();
         assertEquals(0, Thread.getAllStackTraces().keySet().stream()
                 .filter(t -> t.getName().equals("ib_cm") && t.isAlive()).count(), "no CM thread left");
     }
