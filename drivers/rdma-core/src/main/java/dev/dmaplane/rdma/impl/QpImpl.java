@@ -38,11 +38,13 @@ import java.util.concurrent.locks.ReentrantLock;
 /**
  * A queue pair ({@code rxe_qp.c}): create, the modify_qp state machine, destroy, and posting to and completing from
  * its {@link WorkQueues}. The attribute checks are {@link QpAttrChecks} ({@code rxe_qp_chk_cap},
- * {@code ib_modify_qp_is_ok}, {@code rxe_qp_chk_attr}), the work-request checks {@link SendWrChecks}
+ * {@code rxe_qp_chk_attr}), the transitions and the states that take work requests the device's
+ * QP state machine ({@code QpStateMachine}; {@link IbQpStates}: {@code ib_modify_qp_is_ok} and rxe's posting
+ * rules, unless the provider brings its own), the work-request checks {@link SendWrChecks}
  * ({@code validate_send_wr}, the opcode table of {@code rxe_opcode.c}). {@link #modifyLock} serializes modify and
  * destroy; {@link #lock} guards state and queues and is held while completions are written to the CQs, so each CQ
  * sees a QP's completions in order.
- * <p>Size: about 690 lines, because it is both the verbs {@link QueuePair} and the provider's {@link HwQp}: each of
+ * <p>Size: about 730 lines, because it is both the verbs {@link QueuePair} and the provider's {@link HwQp}: each of
  * their methods takes {@link #lock}, looks at the state and makes one {@link WorkQueues} call, and a state change
  * (error, SQ error, drained) follows from what that call did. Moving the methods of either interface elsewhere would
  * put the lock and the state they guard in two classes.
