@@ -31,21 +31,12 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 @Timeout(60)
 class SiwRdmaCmAcceptErrorTest {
     private final CmEnds ends = new CmEnds(65, 66, 7475);
-    private final SiwHosts h = ends.h;
     private final SiwRdmaCmTest.End client = ends.client;
     private final SiwRdmaCmTest.End server = ends.server;
 
     @AfterEach
     void close() {
         ends.close();
-    }
-
-    private CmId listen() {
-        return ends.listen();
-    }
-
-    private static void noEvent(SiwRdmaCmTest.End end) {
-        CmEnds.noEvent(end);
     }
 
     /**
@@ -59,7 +50,7 @@ class SiwRdmaCmAcceptErrorTest {
      */
     @Test
     void aDriverRefusalMovesTheQpToErrAndTheClientIsRejected() {
-        CmId l = listen();
+        CmId l = ends.listen();
         ends.resolve();
         client.id.connect(ConnParam.of(null, 4, 8));
         CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
@@ -75,8 +66,8 @@ class SiwRdmaCmAcceptErrorTest {
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
                 () -> conn.accept(ConnParam.of(null, 1, 1))).errno(), "answered already");
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> conn.reject(null)).errno());
-        noEvent(server);
-        noEvent(client);
+        CmEnds.noEvent(server);
+        CmEnds.noEvent(client);
         l.destroy();
     }
 
@@ -90,7 +81,7 @@ class SiwRdmaCmAcceptErrorTest {
      */
     @Test
     void anAcceptWithNoSuchQpRejectsTheRequestOnTheWire() throws Exception {
-        CmId l = listen();
+        CmId l = ends.listen();
         try (Socket s = new Socket()) {
             s.connect(l.localAddr(), 10_000);
             s.setSoTimeout(10_000);
@@ -117,7 +108,7 @@ class SiwRdmaCmAcceptErrorTest {
             assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> conn.reject(null)).errno(),
                     "answered already");
         }
-        noEvent(server);
+        CmEnds.noEvent(server);
         l.destroy();
     }
 }

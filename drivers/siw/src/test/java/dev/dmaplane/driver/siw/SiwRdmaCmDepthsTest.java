@@ -37,14 +37,6 @@ class SiwRdmaCmDepthsTest {
         ends.close();
     }
 
-    private CmId listen() {
-        return ends.listen();
-    }
-
-    private void resolve() {
-        ends.resolve();
-    }
-
     private static List<Integer> depths(CmEvent e) {
         return List.of(e.param().responderResources(), e.param().initiatorDepth());
     }
@@ -60,8 +52,8 @@ class SiwRdmaCmDepthsTest {
     void underMpaRevision1EachEstablishedCarriesTheSidesOwnDepths() {
         h.da.providers.get("siw0").mpa(Mpa.REVISION_1, false);
         h.db.providers.get("siw0").mpa(Mpa.REVISION_1, false);
-        CmId l = listen();
-        resolve();
+        CmId l = ends.listen();
+        ends.resolve();
         client.id.connect(ConnParam.of(null, 4, 8)); // ORD 8, IRD 4
         CmEvent req = server.expect(CmEventType.CONNECT_REQUEST);
         assertEquals(List.of(0, 0), depths(req), "the request carried none");
@@ -81,8 +73,8 @@ class SiwRdmaCmDepthsTest {
      */
     @Test
     void connectDepthsAboveTheDevicesAreEinvalBeforeAnythingMoves() {
-        CmId l = listen();
-        resolve();
+        CmId l = ends.listen();
+        ends.resolve();
         ErrnoException rr = assertThrows(ErrnoException.class, () -> client.id.connect(ConnParam.of(null, 129, 1)));
         assertEquals(Errno.EINVAL, rr.errno());
         assertTrue(rr.getMessage().contains("129"), rr.getMessage());
@@ -108,8 +100,8 @@ class SiwRdmaCmDepthsTest {
      */
     @Test
     void acceptDepthsAboveTheDevicesAreEinvalAndTheRequestStaysToAnswer() {
-        CmId l = listen();
-        resolve();
+        CmId l = ends.listen();
+        ends.resolve();
         client.id.connect(ConnParam.of(null, 4, 8)); // ORD 8, IRD 4
         CmEvent req = server.expect(CmEventType.CONNECT_REQUEST);
         CmId conn = req.id();

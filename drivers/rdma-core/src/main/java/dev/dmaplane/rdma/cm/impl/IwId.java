@@ -164,12 +164,21 @@ final class IwId {
      * failed accept already ended it ({@code iw_cm_accept} left the iw_cm_id IDLE). The request is answered either way.
      */
     void rejectFailedAccept() {
+        rejectAnswered("rdma_accept: the failed accept of {} ended the request already: {}");
+    }
+
+    /**
+     * {@code iw_cm_reject} of the pending request without private data, the request answered whether or not the
+     * reject could go out: an EINVAL (the driver ended it already) is logged with {@code why}, taking the peer and the
+     * message.
+     */
+    private void rejectAnswered(String why) {
         IwConnRequest r = request;
         request = null;
         try {
             r.reject(null);
         } catch (ErrnoException e) {
-            LOG.debug("rdma_accept: the failed accept of {} ended the request already: {}", id.dst, e.getMessage());
+            LOG.debug(why, id.dst, e.getMessage());
         }
     }
 
@@ -196,13 +205,7 @@ final class IwId {
     void destroy() {
         closeListens(null);
         if (request != null) {
-            IwConnRequest r = request;
-            request = null;
-            try {
-                r.reject(null);
-            } catch (ErrnoException e) {
-                LOG.debug("iw_destroy_cm_id: the request from {} was gone: {}", id.dst, e.getMessage());
-            }
+            rejectAnswered("iw_destroy_cm_id: the request from {} was gone: {}");
         }
         if (conn != null) {
             conn.disconnect();
