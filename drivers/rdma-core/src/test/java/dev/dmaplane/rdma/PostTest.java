@@ -112,6 +112,22 @@ class PostTest {
         assertArrayEquals(msg, got);
     }
 
+    /**
+     * A refused post names its errno once: {@code ibv_post_send(3)} and {@code ibv_post_recv(3)} return one errno
+     * with {@code bad_wr}, so the message is that errno, the bad request and the reason ({@code rxe_post_send}
+     * refuses a send before RTS, {@code rxe_post_recv} a receive in RESET), not the errno again in front of the
+     * reason.
+     */
+    @Test
+    void aRefusedPostSaysItsErrnoOnce() {
+        QueuePair q = pd.createQp(new QpInitAttr(cq, cq, null, new QpCap(4, 4, 1, 1, 0), QpType.RC, false));
+        PostException send = assertThrows(PostException.class, () -> q.postSend(send(3, SIGNALED, sge(0, 8))));
+        assertEquals("EINVAL: bad_wr #0 (wr_id 3): qp " + q.qpNum() + " is in RESET: sends need RTS",
+                send.getMessage());
+        PostException recv = assertThrows(PostException.class, () -> q.postRecv(List.of(RecvWr.of(4, sge(0, 8)))));
+        assertEquals("EINVAL: bad_wr #0 (wr_id 4): qp " + q.qpNum() + " is in RESET", recv.getMessage());
+    }
+
     @Test
     void unsignaledSendsProduceNoCompletionUnlessSqSigAll() {
         QueuePair[] p = Fixture.pair(pd, cq, QpType.RC, 16);

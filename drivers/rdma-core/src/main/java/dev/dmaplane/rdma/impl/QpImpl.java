@@ -306,7 +306,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
                         enqueueLocked(wr, internal);
                         posted++;
                     } catch (ErrnoException e) {
-                        failure = new PostException(e.errno(), wr, posted, e.getMessage());
+                        failure = new PostException(e.errno(), wr, posted, reason(e));
                         break;
                     }
                 }
@@ -402,7 +402,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
                         why = "null work request";
                     } else if ((refused = recvRefusal()) != null) {
                         errno = refused.errno();
-                        why = refused.getMessage();
+                        why = reason(refused);
                     } else if (srq != null) {
                         why = "qp " + qpn + " receives from an SRQ";
                     } else if (wr.sgList().size() > cap.maxRecvSge()) {
@@ -434,6 +434,16 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
         if (failure != null) {
             throw failure;
         }
+    }
+
+    /**
+     * What {@code e} says after its errno: a {@link PostException} names the errno once, in front of {@code bad_wr},
+     * as {@code ibv_post_send} returns one errno with the failing request.
+     */
+    private static String reason(ErrnoException e) {
+        String m = e.getMessage();
+        String prefix = e.errno().name() + ": ";
+        return m != null && m.startsWith(prefix) ? m.substring(prefix.length()) : m;
     }
 
     /** Why the QP's state machine refuses a receive in the current state ({@code post_recv}), or null. */

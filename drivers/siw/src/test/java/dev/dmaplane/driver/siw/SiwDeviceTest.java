@@ -136,6 +136,19 @@ class SiwDeviceTest {
     }
 
     /**
+     * A post {@code siw_post_send} refuses names its errno once ({@code ibv_post_send} returns one errno with
+     * {@code bad_wr}): the errno, the bad request and siw's reason, not the errno a second time before the reason.
+     */
+    @Test
+    void aRefusedPostSaysItsErrnoOnce() {
+        QueuePair q = h.pair()[0];
+        PostException e = assertThrows(PostException.class, () -> q.postSend(List.of(
+                new SendWr.AtomicFetchAndAdd(7, List.of(h.a.sge(0, 8)), SIGNALED, h.b.buf, h.b.mr.rkey(), 1))));
+        assertEquals("EINVAL: bad_wr #0 (wr_id 7): siw0 has no atomics",
+                e.getMessage());
+    }
+
+    /**
      * {@code siw_device_ops} ({@code drivers/infiniband/sw/siw/siw_main.c}) has no {@code reg_user_mr_dmabuf}, and
      * {@code UVERBS_METHOD_REG_DMABUF_MR} ({@code drivers/infiniband/core/uverbs_std_types_mr.c}) refuses a device
      * without it with EOPNOTSUPP before any other check: for every form of the call, for an fd that is not open
