@@ -164,6 +164,34 @@ class QpStateMachineTest {
         assertEquals(List.of("INIT -> INIT"), f.provider().modifies, "and reaches no hook");
     }
 
+    /**
+     * {@code _ib_modify_qp} ({@code drivers/infiniband/core/verbs.c}) masks {@code rq_psn} and {@code sq_psn} to 24
+     * bits only where {@code rdma_ib_or_roce} holds for the port: an iWARP device keeps the 32-bit values it is
+     * given (siw's sequence numbers are TCP's and the MSNs, 32 bits), an InfiniBand or RoCE one gets the BTH's 24.
+     */
+    @Test
+    void psnsAreMaskedTo24BitsOnlyOffIwarp() {
+        f.provider().nodeType = NodeType.RNIC;
+        f.provider().qpStates = IDLE_RULE;
+        VerbsContext ctx = f.open();
+        QueuePair qp = rc(ctx, ctx.createCq(16, null, 0));
+        qp.modify(QpAttr.builder().state(QpState.RTR).rqPsn(0x8123_4567).sqPsn(0x7FFF_FFFF).build());
+        assertEquals(0x8123_4567, qp.query().rqPsn(), "iWARP: rdma_ib_or_roce is false, nothing masked");
+        assertEquals(0x7FFF_FFFF, qp.query().sqPsn());
+    }
+
+    /** The same modify on a RoCE port: both PSNs masked to 24 bits ({@code _ib_modify_qp}). */
+    @Test
+    void psnsAreMaskedTo24BitsOnRoce() {
+        VerbsContext ctx = f.open();
+        QueuePair qp = rc(ctx, ctx.createCq(16, null, 0));
+        qp.modify(Fixture.toInit(QpType.RC));
+        qp.modify(Fixture.toRtr(QpType.RC, qp.qpNum()).toBuilder().rqPsn(0x8123_4567).build());
+        qp.modify(Fixture.toRts(QpType.RC).toBuilder().sqPsn(0x7FFF_FFFF).build());
+        assertEquals(0x23_4567, qp.query().rqPsn());
+        assertEquals(0xFF_FFFF, qp.query().sqPsn());
+    }
+
     /** Without a machine of its own the provider gets {@code ib_modify_qp_is_ok}: RESET first, RTR -> INIT refused. */
     @Test
     void withoutAMachineTheCoreAppliesTheIbTable() {

@@ -6,6 +6,7 @@ import dev.dmaplane.rdma.spi.QpStateMachine;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.LinkLayer;
+import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpAttrMask;
@@ -162,7 +163,28 @@ final class QpAttrChecks {
         }
     }
 
-    /** {@code base} with every attribute {@code a} carries (PSNs masked to 24 bits, as ib_core does). */
+    /**
+     * {@code a} as the driver gets it from {@code _ib_modify_qp}: on an InfiniBand or RoCE port
+     * ({@code rdma_ib_or_roce} of the given port, else the QP's) an {@code rq_psn} or {@code sq_psn} wider than 24
+     * bits is masked to 24 bits (the BTH's PSN); an iWARP port keeps the whole 32-bit value, as iWARP has no PSNs
+     * and the core masks nothing for it.
+     */
+    static QpAttr psnsFor(DeviceImpl dev, QpAttr a) {
+        if (dev.nodeType().transport() == NodeType.Transport.IWARP
+                || ((a.rqPsn() & ~0xFF_FFFF) == 0 && (a.sqPsn() & ~0xFF_FFFF) == 0)) {
+            return a;
+        }
+        QpAttr.Builder b = a.toBuilder();
+        if (a.has(QpAttrMask.RQ_PSN)) {
+            b.rqPsn(a.rqPsn() & 0xFF_FFFF);
+        }
+        if (a.has(QpAttrMask.SQ_PSN)) {
+            b.sqPsn(a.sqPsn() & 0xFF_FFFF);
+        }
+        return b.build();
+    }
+
+    /** {@code base} with every attribute {@code a} carries ({@link #psnsFor} applied to {@code a} before). */
     static QpAttr merge(QpAttr base, QpAttr a) {
         QpAttr.Builder b = base.toBuilder();
         int m = a.mask();
@@ -176,10 +198,10 @@ final class QpAttrChecks {
         if ((m & QpAttrMask.TIMEOUT) != 0) b.timeout(a.timeout());
         if ((m & QpAttrMask.RETRY_CNT) != 0) b.retryCnt(a.retryCnt());
         if ((m & QpAttrMask.RNR_RETRY) != 0) b.rnrRetry(a.rnrRetry());
-        if ((m & QpAttrMask.RQ_PSN) != 0) b.rqPsn(a.rqPsn() & 0xFF_FFFF);
+        if ((m & QpAttrMask.RQ_PSN) != 0) b.rqPsn(a.rqPsn());
         if ((m & QpAttrMask.MAX_QP_RD_ATOMIC) != 0) b.maxRdAtomic(a.maxRdAtomic());
         if ((m & QpAttrMask.MIN_RNR_TIMER) != 0) b.minRnrTimer(a.minRnrTimer());
-        if ((m & QpAttrMask.SQ_PSN) != 0) b.sqPsn(a.sqPsn() & 0xFF_FFFF);
+        if ((m & QpAttrMask.SQ_PSN) != 0) b.sqPsn(a.sqPsn());
         if ((m & QpAttrMask.MAX_DEST_RD_ATOMIC) != 0) b.maxDestRdAtomic(a.maxDestRdAtomic());
         if ((m & QpAttrMask.PATH_MIG_STATE) != 0) b.pathMigState(a.pathMigState());
         if ((m & QpAttrMask.DEST_QPN) != 0) b.destQpn(a.destQpNum());

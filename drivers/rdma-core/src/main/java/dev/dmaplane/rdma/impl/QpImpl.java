@@ -180,11 +180,11 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
         }
     }
 
-    /** {@link QpAttrChecks#check} against the current state, then {@link #apply}. */
+    /** {@link QpAttrChecks#check} against the current state, then {@link #apply} with the PSNs the driver gets. */
     private boolean checkAndApply(QpAttr attr) {
         QpState cur = state();
         QpState next = QpAttrChecks.check(dev, this, cur, attrs.portNum(), attr);
-        return apply(attr, cur, next);
+        return apply(QpAttrChecks.psnsFor(dev, attr), cur, next);
     }
 
     /** The provider's modify hook, then the commit; whether the provider must be rung. */

@@ -12,8 +12,8 @@ package dev.dmaplane.rdma.verbs;
  * @param pathMtu          {@code PATH_MTU}
  * @param pathMigState     {@code PATH_MIG_STATE}
  * @param qkey             {@code QKEY}
- * @param rqPsn            {@code RQ_PSN}, 24 bits
- * @param sqPsn            {@code SQ_PSN}, 24 bits
+ * @param rqPsn            {@code RQ_PSN}: 24 bits on InfiniBand and RoCE (wider values masked), 32 on iWARP
+ * @param sqPsn            {@code SQ_PSN}: 24 bits on InfiniBand and RoCE (wider values masked), 32 on iWARP
  * @param destQpNum        {@code DEST_QPN}, 24 bits
  * @param qpAccessFlags    {@code ACCESS_FLAGS}: remote operations the QP accepts as responder
  * @param cap              {@code CAP}
