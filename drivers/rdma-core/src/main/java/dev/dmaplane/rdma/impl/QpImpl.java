@@ -235,7 +235,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
     @Override
     public QpAttr query() {
         try (UContext.Call c = ctx.enter()) {
-            return attr();
+            return dev.provider.queryQp(this, attr());
         }
     }
 

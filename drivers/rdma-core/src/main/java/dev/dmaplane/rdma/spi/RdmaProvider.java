@@ -122,6 +122,17 @@ public interface RdmaProvider {
     default void destroyQp(HwQp qp) {
     }
 
+    /**
+     * {@code query_qp}: what {@code ibv_query_qp} reports of {@code qp}, given {@code held}, what the core holds (the
+     * state, the capabilities and every attribute the modifies gave, with their mask bits). The default reports
+     * {@code held}, as rxe's {@code rxe_query_qp} copies the attributes it stored; a driver that answers otherwise
+     * ({@code siw_query_qp}: fixed access flags, the connection's read queue depths, nothing of a path) builds its
+     * answer from it. Only what the user sees: {@link HwQp#attr()} stays what the modifies gave.
+     */
+    default QpAttr queryQp(HwQp qp, QpAttr held) {
+        return held;
+    }
+
     default void createSrq(HwSrq srq) {
     }
 

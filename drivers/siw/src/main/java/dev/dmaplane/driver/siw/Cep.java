@@ -290,6 +290,7 @@ final class Cep implements IwConnection, IwConnRequest {
         if (rtr != 0) {
             write(Iwarp.rtrWrite()); // the first FPDU of the stream: the TX thread sends only once established
         }
+        qp.readqInit(negotiatedIrd, negotiatedOrd); // siw_proc_mpareply: irq_size = cep->ird, orq_size = cep->ord
         qp.hw.establish();
         established = true;
         // always: a post between establish() (the QP in RTS) and the line above found the connection not yet
@@ -499,6 +500,7 @@ final class Cep implements IwConnection, IwConnRequest {
             // siw_accept moves the QP to RTS with the reply; the peer's first FPDU is read only once this answer
             // is in (the endpoint's thread waits for it), so it finds the QP in RTS, and nothing of ours leaves
             // before the reply: the TX thread sends only on an established connection
+            q.readqInit(myIrd, myOrd); // siw_accept: irq_size = cep->ird, orq_size = cep->ord
             q.hw.establish();
         } catch (IOException | RuntimeException e) {
             answer.complete(false);

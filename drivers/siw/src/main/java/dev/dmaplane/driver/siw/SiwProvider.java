@@ -16,12 +16,14 @@ import dev.dmaplane.rdma.spi.NetdevInfo;
 import dev.dmaplane.rdma.spi.QpStateMachine;
 import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.spi.RdmaProvider;
+import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.Mtu;
 import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.PortState;
 import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.SendWr;
@@ -241,6 +243,24 @@ final class SiwProvider implements RdmaProvider, IwCm {
         if (c != null && q.detach(c)) {
             c.lost("qp " + hw.qpNum() + " moved to " + to, false);
         }
+    }
+
+    /**
+     * {@code siw_query_qp}: the QP's state (siw's, as an IB state), its queue capabilities with {@code SIW_MAX_INLINE}
+     * inline bytes, the netdev's path MTU, the read queue depths of its connection as siw names them (the IRD as
+     * {@code max_rd_atomic}, the ORD as {@code max_dest_rd_atomic}) and the fixed access flags LOCAL_WRITE,
+     * REMOTE_WRITE and REMOTE_READ whatever a modify gave; siw reports nothing else (no P_Key index, port, PSNs,
+     * path or timers), so those are 0 and absent from the mask.
+     */
+    @Override
+    public QpAttr queryQp(HwQp hw, QpAttr held) {
+        SiwQp q = qps.get(hw.qpNum());
+        QpCap c = held.cap();
+        return QpAttr.builder().state(held.qpState()).curState(held.curQpState())
+                .cap(new QpCap(c.maxSendWr(), c.maxRecvWr(), c.maxSendSge(), c.maxRecvSge(), attr.maxInlineData()))
+                .pathMtu(port.activeMtu())
+                .maxRdAtomic(q == null ? 0 : q.irqSize).maxDestRdAtomic(q == null ? 0 : q.orqSize)
+                .accessFlags(Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ).build();
     }
 
     @Override

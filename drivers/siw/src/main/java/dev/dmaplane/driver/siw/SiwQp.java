@@ -61,6 +61,13 @@ final class SiwQp {
     RecvWqe recv;
     long recvBytes;
 
+    /**
+     * {@code qp->attrs.irq_size} and {@code orq_size}: the IRD and ORD of the connection that took the QP to RTS,
+     * each rounded up to a power of two ({@code siw_qp_readq_init}); 0 until then, and kept after it ends.
+     */
+    volatile int irqSize;
+    volatile int orqSize;
+
     SiwQp(HwQp hw) {
         this.hw = hw;
     }
@@ -79,6 +86,17 @@ final class SiwQp {
         inboundReads.set(0);
         recv = null;
         recvBytes = 0;
+    }
+
+    /** {@code siw_qp_readq_init}: the read queues of a connection with IRD {@code ird} and ORD {@code ord}. */
+    void readqInit(int ird, int ord) {
+        irqSize = roundUpPowerOfTwo(ird);
+        orqSize = roundUpPowerOfTwo(ord);
+    }
+
+    /** {@code roundup_pow_of_two}, with 0 left 0 as {@code siw_qp_readq_init} leaves an empty queue. */
+    private static int roundUpPowerOfTwo(int n) {
+        return n <= 1 ? n : Integer.highestOneBit(n - 1) << 1;
     }
 
     /** Records {@code w} as started; its completion waits for the requests before it. */
