@@ -17,6 +17,7 @@ import java.net.InetSocketAddress;
 import java.net.NoRouteToHostException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
+import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
@@ -78,6 +79,13 @@ final class Cep implements IwConnection, IwConnRequest {
     private final CompletableFuture<Boolean> answer = new CompletableFuture<>();
     private final AtomicBoolean gone = new AtomicBoolean();
     private volatile boolean peerClosed;
+    /** The passive side's initiator closed its stream while the request waited for the answer. */
+    private volatile boolean closedBeforeAnswer;
+    /** Whether an accept or reject was told so (ECONNRESET once; then the request is answered). */
+    private boolean goneTold;
+    /** Bytes the initiator sent before the reply, for the receive path; null when none were read. */
+    volatile ByteBuffer early;
+    private static final int EARLY_BYTES = 1 << 16;
     /** Whether the MPA exchange completed and the QP is in RTS on this connection. */
     private volatile boolean established;
     /** Whether the active side's CONNECT_REPLY was reported. */
@@ -426,6 +434,9 @@ final class Cep implements IwConnection, IwConnRequest {
         }
         request = req;
         event(IwCmEvent.Type.CONNECT_REQUEST, null, req.privateData(), this, cepIrd, cepOrd);
+        if (!awaitAnswer()) {
+            return false;
+        }
         boolean accepted;
         try {
             accepted = answer.get();
@@ -446,6 +457,78 @@ final class Cep implements IwConnection, IwConnRequest {
     }
 
     /**
+     * Waits for the consumer's answer watching the stream, as siw's socket callbacks watch it while the endpoint is
+     * in {@code SIW_EPSTATE_RECVD_MPAREQ}: a peer that closes or resets its stream meanwhile ends the endpoint there
+     * ({@code siw_cm_work_handler}'s PEER_CLOSE releases the socket, the endpoint is CLOSED, nobody is told), and
+     * {@link #accept} or {@link #reject} then fail with ECONNRESET. Bytes the peer sends before the reply (it should
+     * not; siw leaves them in the socket) are kept for the receive path, which reads them first.
+     *
+     * @return false when the peer closed its stream before the answer
+     */
+    private boolean awaitAnswer() throws IOException {
+        ch.configureBlocking(false);
+        try (Selector s = Selector.open()) {
+            SelectionKey key = ch.register(s, SelectionKey.OP_READ);
+            rxSelector = s; // accept, reject and lost wake it
+            while (!answer.isDone()) {
+                s.select();
+                s.selectedKeys().clear();
+                if (answer.isDone() || key.interestOps() == 0) {
+                    continue;
+                }
+                if (early == null) {
+                    early = ByteBuffer.allocate(EARLY_BYTES);
+                }
+                int n;
+                try {
+                    n = ch.read(early);
+                } catch (IOException e) {
+                    n = -1; // a reset: gone as surely as a FIN
+                }
+                if (n < 0) {
+                    synchronized (this) {
+                        if (answer.isDone()) {
+                            break; // answered first: the receive path finds the end of the stream
+                        }
+                        closedBeforeAnswer = true;
+                    }
+                    lost("the peer closed its stream before the answer", false);
+                    return false;
+                }
+                if (!early.hasRemaining()) {
+                    key.interestOps(0); // a peer that floods before the reply is no longer watched
+                }
+            }
+        } finally {
+            rxSelector = null;
+        }
+        return true;
+    }
+
+    /** Wakes the thread waiting in {@link #awaitAnswer} for the answer. */
+    private void answered(boolean accepted) {
+        answer.complete(accepted);
+        Selector s = rxSelector;
+        if (s != null) {
+            s.wakeup();
+        }
+    }
+
+    /**
+     * A request whose initiator closed its stream before the answer: {@code siw_accept} and {@code siw_reject} find
+     * the endpoint out of state (CLOSED, not RECVD_MPAREQ) and return ECONNRESET before anything else, and the
+     * iw_cm's request is answered by that failure ({@code iw_cm_accept} leaves CONN_RECV), so a second answer is
+     * EINVAL.
+     */
+    private void checkPeerStillThere(String what) {
+        if (closedBeforeAnswer && !goneTold) {
+            goneTold = true;
+            throw new ErrnoException(Errno.ECONNRESET, "siw: " + what + " of " + remote + ": the peer closed its "
+                    + "stream before the answer (siw_" + what + ": out of state)");
+        }
+    }
+
+    /**
      * {@code siw_accept}, {@code relaxed_ird_negotiation}: under MPA v2 the ORD at most the peer's IRD, the IRD at
      * least its ORD (within the device's), as the reply says. A QP that does not exist is EINVAL first, the request
      * left to answer; then depths above the device's, private data beyond the reply's room or a QP past RTR or
@@ -455,6 +538,9 @@ final class Cep implements IwConnection, IwConnRequest {
     public synchronized IwConnection accept(int qpn, IwConnParam p, IwCmHandler h) {
         ErrnoException.requireNonNull(p, "siw: accept parameters");
         ErrnoException.requireNonNull(h, "siw: accept handler");
+        if (!active) {
+            checkPeerStillThere("accept");
+        }
         if (active || answer.isDone()) {
             throw new ErrnoException(Errno.EINVAL, "siw: the request from " + remote + " was answered already");
         }
@@ -503,13 +589,13 @@ final class Cep implements IwConnection, IwConnRequest {
             q.readqInit(myIrd, myOrd); // siw_accept: irq_size = cep->ird, orq_size = cep->ord
             q.hw.establish();
         } catch (IOException | RuntimeException e) {
-            answer.complete(false);
+            answered(false);
             dev.unbindQp(q, this);
             throw new ErrnoException(e instanceof ErrnoException x ? x.errno() : Errno.ECONNRESET,
                     "siw: accept of " + remote + " failed: " + e.getMessage(), e);
         }
         established = true;
-        answer.complete(true);
+        answered(true);
         if (!rtrPending) {
             dev.tx.kick(q); // always, for a post between establish() and established = true (see connectActive)
             event(IwCmEvent.Type.ESTABLISHED, null, new byte[0], null, cepOrd, cepIrd);
@@ -547,6 +633,9 @@ final class Cep implements IwConnection, IwConnRequest {
     @Override
     public synchronized void reject(byte[] privateData) {
         byte[] pd = privateData == null ? new byte[0] : privateData;
+        if (!active) {
+            checkPeerStillThere("reject");
+        }
         if (active || answer.isDone()) {
             throw new ErrnoException(Errno.EINVAL, "siw: the request from " + remote + " was answered already");
         }
@@ -563,7 +652,7 @@ final class Cep implements IwConnection, IwConnRequest {
         } catch (IOException e) {
             LOG.debug("siw: the reject to {} was not delivered", remote, e);
         }
-        answer.complete(false);
+        answered(false);
     }
 
     @Override

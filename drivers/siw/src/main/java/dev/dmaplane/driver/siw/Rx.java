@@ -75,6 +75,13 @@ final class Rx {
             readable.close();
             throw e;
         }
+        ByteBuffer early = cep.early; // what the peer sent before the reply comes first
+        if (early != null) {
+            early.flip();
+            in.put(early);
+            end = in.position();
+            cep.early = null;
+        }
         cep.rxSelector = readable; // a close of the stream wakes the thread from here on
         SiwQp q = cep.qp;
         if (q != null) {

@@ -26,6 +26,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 
+import static dev.dmaplane.testing.Eventually.eventually;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
@@ -317,5 +318,54 @@ class SiwCmTest {
                     () -> h.a.cm.listen(l.local(), 1, h.a.events::add)).errno());
         }
         assertNull(h.a.events.peek());
+    }
+
+    /**
+     * {@code siw_accept} and {@code siw_reject} ({@code siw_cm.c}) answer a request whose initiator closed its stream
+     * while it waited ({@code siw_cm_work_handler}'s PEER_CLOSE left the endpoint CLOSED, telling nobody) with
+     * ECONNRESET, before the QP is looked at: the QP is left as it was (IDLE, INIT to a query) and takes the next
+     * connection. The failure answers the request ({@code iw_cm_accept} leaves CONN_RECV), so a second answer is
+     * EINVAL, as for a request answered twice.
+     */
+    @Test
+    void anAnswerToARequestWhosePeerWentAwayIsEconnreset() throws Exception {
+        QueuePair qb = h.b.rc();
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 2, h.b.events::add)) {
+            for (boolean accept : List.of(true, false)) {
+                IwCmEvent req;
+                try (Socket s = new Socket()) {
+                    s.connect(l.local(), 10_000);
+                    s.getOutputStream().write(Mpa.frame(false, false, Mpa.REVISION_2, new Mpa.V2(4, 4, false, 0),
+                            new byte[]{5}));
+                    req = SiwHosts.expect(h.b.event(), IwCmEvent.Type.CONNECT_REQUEST);
+                }
+                eventually(() -> passiveEndpoints() == 0, SiwHosts.WAIT, "the endpoint saw its peer close");
+                ErrnoException e = assertThrows(ErrnoException.class, accept
+                        ? () -> req.request().accept(qb.qpNum(), new IwConnParam(null, 4, 4), h.b.events::add)
+                        : () -> req.request().reject(new byte[]{1}));
+                assertEquals(Errno.ECONNRESET, e.errno(), e.getMessage());
+                assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> req.request().accept(qb.qpNum(),
+                        new IwConnParam(null, 4, 4), h.b.events::add)).errno(), "answered by the failure");
+                assertEquals(QpState.INIT, qb.query().qpState(), "untouched: IDLE, INIT to siw_query_qp");
+                assertNull(h.b.events.peek(), "nobody was told");
+            }
+        }
+        QueuePair qa = h.a.rc();
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add)) {
+            h.a.cm.connect(qa.qpNum(), l.local(), new IwConnParam(new byte[0], 4, 4), h.a.events::add);
+            IwCmEvent req = SiwHosts.expect(h.b.event(), IwCmEvent.Type.CONNECT_REQUEST);
+            req.request().accept(qb.qpNum(), new IwConnParam(null, 4, 4), h.b.events::add);
+            SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
+            SiwHosts.expect(h.a.event(), IwCmEvent.Type.CONNECT_REPLY);
+            assertEquals(QpState.RTS, qb.query().qpState(), "the same QP took the next connection");
+            assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> req.request().accept(qb.qpNum(),
+                    new IwConnParam(null, 4, 4), h.b.events::add)).errno(), "a request answered twice stays EINVAL");
+        }
+    }
+
+    /** The passive endpoints' threads alive ({@code siw-rx-<dev>-p<n>}): one per request not yet ended. */
+    private static long passiveEndpoints() {
+        return Thread.getAllStackTraces().keySet().stream()
+                .filter(t -> t.getName().startsWith("siw-rx-") && t.getName().contains("-p") && t.isAlive()).count();
     }
 }
