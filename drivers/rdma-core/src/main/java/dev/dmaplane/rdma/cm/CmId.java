@@ -16,7 +16,7 @@ import java.net.InetSocketAddress;
  * an id whose device went away (DEVICE_REMOVAL) fails with {@code ENODEV}, except {@link #destroy()}.
  * <p>
  * On an iWARP device the connection is the device's iw_cm's ({@code cma.c}'s iWARP branches): the MPA request and
- * reply carry up to 512 bytes of private data, the QP goes to RTR by the rdma_cm and to RTS by the iw_cm, a reject
+ * reply carry the user's private data whole (up to the 255 bytes a {@code u8} length gives; MPA would take 512), the QP goes to RTR by the rdma_cm and to RTS by the iw_cm, a reject
  * is REJECTED with siw's {@code -ECONNRESET} (the QP in ERR: a retry needs a new QP), a disconnect is DISCONNECTED
  * at both ends without TIMEWAIT_EXIT.
  */
@@ -118,8 +118,10 @@ public interface CmId {
     /**
      * {@code rdma_reject}: a REJ with reason 28 (consumer defined) and the private data.
      *
-     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for an id not from CONNECT_REQUEST or private data
-     *                                           over 148 bytes
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for private data over 255 bytes (librdmacm's
+     *                                           {@code rdma_reject} takes a {@code u8} length), an id not from
+     *                                           CONNECT_REQUEST, or private data over the 148 bytes of a REJ (IB
+     *                                           and RoCE)
      */
     void reject(byte[] privateData);
 

@@ -7,7 +7,10 @@ import dev.dmaplane.errno.ErrnoException;
  * {@code struct rdma_conn_param}: what {@code rdma_connect} and {@code rdma_accept} send, and what a
  * CONNECT_REQUEST, CONNECT_RESPONSE, ESTABLISHED or REJECTED event received.
  *
- * @param privateData        the user's private data (at most 56 bytes in a REQ, 196 in a REP, 148 in a REJ)
+ * @param privateData        the user's private data: at most 255 bytes ({@code private_data_len} is a {@code u8},
+ *                           so more cannot be given: EINVAL here), and at most what the transport's message holds
+ *                           ({@code rdma_connect} and {@code rdma_accept} refuse more with EINVAL: on InfiniBand and
+ *                           RoCE 56 bytes in a REQ, 196 in a REP; an iWARP MPA request or reply holds the 255)
  * @param responderResources RDMA READs and atomics the local end accepts at once (0..255); at most the device's
  *                           {@code max_qp_rd_atom} in the TCP port space, 255 ({@code RDMA_MAX_RESP_RES}) being
  *                           that maximum
@@ -23,6 +26,7 @@ public record ConnParam(byte[] privateData, int responderResources, int initiato
                         int retryCount, int rnrRetryCount, boolean srq, int qpNum) {
     public ConnParam {
         privateData = privateData == null ? new byte[0] : privateData.clone();
+        check("private_data_len", privateData.length, MAX_PRIVATE_DATA);
         check("responder_resources", responderResources, 255);
         check("initiator_depth", initiatorDepth, 255);
         check("flow_control", flowControl, 1);
@@ -30,6 +34,9 @@ public record ConnParam(byte[] privateData, int responderResources, int initiato
         check("rnr_retry_count", rnrRetryCount, 7);
         check("qp_num", qpNum, 0xFF_FFFF);
     }
+
+    /** The most private data {@code struct rdma_conn_param} can carry: its {@code private_data_len} is a {@code u8}. */
+    public static final int MAX_PRIVATE_DATA = 255;
 
     private static void check(String what, int v, int max) {
         if (v < 0 || v > max) {

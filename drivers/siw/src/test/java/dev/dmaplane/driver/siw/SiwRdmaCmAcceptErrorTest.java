@@ -6,6 +6,7 @@ import dev.dmaplane.rdma.cm.CmEvent;
 import dev.dmaplane.rdma.cm.CmEventType;
 import dev.dmaplane.rdma.cm.CmId;
 import dev.dmaplane.rdma.cm.ConnParam;
+import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -40,11 +41,12 @@ class SiwRdmaCmAcceptErrorTest {
     }
 
     /**
-     * {@code siw_accept} refuses private data beyond what an MPA v2 reply holds (512 bytes less the 4 of
-     * {@code struct mpa_v2_data}) through its error path, the path each of its refusals after the QP lookup takes
-     * (a QP past RTR, depths above the device's; Linux's {@code u8 private_data_len} cannot reach this one, the
-     * rdma_conn_param here can). {@code rdma_accept} returns EINVAL with the server's QP in ERR
-     * ({@code cma_modify_qp_err}), not left in RTR; the client's siw sees the stream end while it awaits the reply
+     * {@code siw_accept} refuses a QP past RTR through its error path, the path each of its refusals after the QP
+     * lookup takes (depths above the device's and private data beyond the reply's room too, which librdmacm's
+     * {@code ucma_valid_param} and the {@code u8 private_data_len} keep from reaching it through the rdma_cm): the
+     * server's QP went to ERR before the accept (siw takes the RTR of {@code cma_modify_qp_rtr} in ERR and ignores
+     * it, ERR being final). {@code rdma_accept} returns EINVAL with the server's QP in ERR
+     * ({@code cma_modify_qp_err}); the client's siw sees the stream end while it awaits the reply
      * (CONNECT_REPLY {@code -ECONNRESET}), which {@code cma_iw_handler} makes REJECTED with status
      * {@code -ECONNRESET}, its QP in ERR. The request is answered: a second accept and a reject are EINVAL.
      */
@@ -56,7 +58,8 @@ class SiwRdmaCmAcceptErrorTest {
         CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
         server.resources(conn);
 
-        ErrnoException e = assertThrows(ErrnoException.class, () -> conn.accept(ConnParam.of(new byte[509], 1, 1)));
+        server.qp.modify(QpAttr.builder().state(QpState.ERR).build());
+        ErrnoException e = assertThrows(ErrnoException.class, () -> conn.accept(ConnParam.of(null, 1, 1)));
         assertEquals(Errno.EINVAL, e.errno());
         assertEquals(QpState.ERR, server.qp.state(), "cma_modify_qp_err");
         assertEquals("CONNECT", conn.state(), "rdma_accept leaves the id's state alone");

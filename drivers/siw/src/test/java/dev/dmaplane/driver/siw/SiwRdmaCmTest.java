@@ -313,6 +313,28 @@ class SiwRdmaCmTest {
     }
 
     /**
+     * More private data than a {@code u8} counts, from a peer that sends it (an MPA reply holds up to 512 bytes):
+     * {@code siw_cm_upcall} stores the length into {@code struct iw_cm_event}'s {@code u8 private_data_len}, so the
+     * rdma_cm's ESTABLISHED ({@code cma_iw_handler}) carries the first 300 mod 256 = 44 bytes.
+     */
+    @Test
+    void aReplyWithMorePrivateDataThanAU8CountsReachesTheUserCutToItsLength() throws Exception {
+        try (ServerSocket raw = new ServerSocket(PORT, 1, h.b.address)) {
+            resolve();
+            client.id.connect(ConnParam.of(new byte[]{'h', 'i'}, 4, 8));
+            byte[] pd = SiwHosts.random(300, 6);
+            try (Socket s = raw.accept()) {
+                s.setSoTimeout(10_000);
+                new DataInputStream(s.getInputStream()).readFully(new byte[Mpa.RR_HDR + Mpa.V2_DATA + 2]);
+                s.getOutputStream().write(Mpa.frame(true, false, Mpa.REVISION_2, new Mpa.V2(8, 4, false, 0), pd));
+                CmEvent est = client.expect(CmEventType.ESTABLISHED);
+                assertArrayEquals(Arrays.copyOf(pd, 44), est.param().privateData());
+            }
+            client.expect(CmEventType.DISCONNECTED);
+        }
+    }
+
+    /**
      * A raw server answers the client's MPA v2 request (with its 2 bytes of private data) with {@code reply} and hands
      * back what the client sends after it until the client closes.
      */
@@ -472,14 +494,34 @@ class SiwRdmaCmTest {
         }
     }
 
+    /**
+     * The rdma_cm's private data is at most 255 bytes: {@code private_data_len} is a {@code u8} in librdmacm's and
+     * the kernel's {@code struct rdma_conn_param} and in {@code rdma_reject}, so 256 bytes cannot be given (EINVAL
+     * here, before anything moves), while on iWARP the 255 travel whole: {@code cma_connect_iw} and
+     * {@code cma_accept_iw} hand them to the iw_cm without a header, and an MPA request or reply holds up to
+     * {@code MPA_MAX_PRIVDATA} (512) bytes, so no transport limit applies below the {@code u8}'s, unlike the IB
+     * CM's 56 bytes of a REQ.
+     */
     @Test
-    void privateDataOverTheMpaLimitIsRefusedBeforeAnythingMoves() {
-        listen(h.b.address);
+    void privateDataIsAtMost255BytesAndTheyTravelWholeOverIwarp() {
+        CmId l = listen(h.b.address);
         resolve();
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
-                () -> client.id.connect(ConnParam.of(new byte[513], 1, 1))).errno());
+                () -> client.id.connect(ConnParam.of(new byte[256], 1, 1))).errno(), "a u8 length");
         assertEquals(QpState.INIT, client.qp.state());
         assertEquals("ROUTE_RESOLVED", client.id.state());
+
+        byte[] ask = SiwHosts.random(255, 4);
+        client.id.connect(ConnParam.of(ask, 1, 1));
+        CmEvent req = server.expect(CmEventType.CONNECT_REQUEST);
+        assertArrayEquals(ask, req.param().privateData(), "all 255 bytes in the MPA request");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> req.id().reject(new byte[256])).errno(),
+                "rdma_reject's u8 length");
+        byte[] no = SiwHosts.random(255, 5);
+        req.id().reject(no);
+        CmEvent rej = client.expect(CmEventType.REJECTED);
+        assertArrayEquals(no, rej.param().privateData(), "all 255 bytes in the MPA reject");
+        l.destroy();
     }
 
     @Test

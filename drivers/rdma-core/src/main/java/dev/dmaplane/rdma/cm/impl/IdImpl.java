@@ -552,6 +552,10 @@ final class IdImpl implements CmId, IbCm.Owner {
 
     @Override
     public void reject(byte[] privateData) {
+        if (privateData != null && privateData.length > ConnParam.MAX_PRIVATE_DATA) {
+            throw new ErrnoException(Errno.EINVAL, "rdma_reject: private_data_len " + privateData.length
+                    + " outside 0.." + ConnParam.MAX_PRIVATE_DATA + " (a u8)");
+        }
         synchronized (cma.lock) {
             checkRequest("rdma_reject");
             if (iwarp()) {

@@ -19,6 +19,7 @@ import org.slf4j.LoggerFactory;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -116,7 +117,18 @@ final class IwId {
     }
 
     private static ConnParam param(IwCmEvent e) {
-        return new ConnParam(e.privateData(), clamp(e.ord()), clamp(e.ird()), 0, 0, 0, false, 0);
+        return new ConnParam(privateData(e), clamp(e.ord()), clamp(e.ird()), 0, 0, 0, false, 0);
+    }
+
+    /**
+     * The event's private data as the rdma_cm passes it on: {@code struct iw_cm_event}'s {@code private_data_len} is
+     * a {@code u8}, which the driver's length is stored into ({@code siw_cm_upcall}: up to 512 bytes of an MPA
+     * frame), so the first {@code length mod 256} bytes reach the user ({@code cma_iw_handler},
+     * {@code iw_conn_req_handler}).
+     */
+    private static byte[] privateData(IwCmEvent e) {
+        byte[] pd = e.privateData();
+        return pd.length <= ConnParam.MAX_PRIVATE_DATA ? pd : Arrays.copyOf(pd, pd.length & 0xFF);
     }
 
     /**
@@ -256,6 +268,6 @@ final class IwId {
             default -> CmEventType.CONNECT_ERROR;
         };
         // cma_iw_handler takes the depths of a successful reply only: a failure carries the private data alone
-        id.event(t, -s.number(), new ConnParam(e.privateData(), 0, 0, 0, 0, 0, false, 0));
+        id.event(t, -s.number(), new ConnParam(privateData(e), 0, 0, 0, 0, 0, false, 0));
     }
 }
