@@ -5,6 +5,7 @@ import dev.dmaplane.rdma.spi.IwConnParam;
 import dev.dmaplane.rdma.spi.IwListen;
 import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.MemoryRegion;
+import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.RecvWr;
@@ -14,6 +15,8 @@ import dev.dmaplane.rdma.verbs.WorkCompletion;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import java.io.DataInputStream;
 import java.io.IOException;
@@ -212,6 +215,92 @@ class SiwRxPlacementTest {
             assertEquals(WcStatus.LOC_LEN_ERR, SiwHosts.one(h.b.cq).status());
             assertArrayEquals(Arrays.copyOf(data, 2 * SEG), h.b.read(0, 2 * SEG), "the two that fit placed");
             assertTrue(qb.query().qpState() == QpState.ERR);
+        }
+    }
+
+    /**
+     * A SEND cut after its first segment by a modify to ERR ({@code siw_qp_nextstate_from_rts}: ERROR flushes and
+     * drops the connection, no TERMINATE) or by the peer dropping its connection ({@code siw_qp_llp_close}): the
+     * receive being filled completes with WR_FLUSH_ERR ({@code siw_rq_flush} flushes the in-progress receive of
+     * {@code rx_untagged} first, {@code siw_wqe_put_mem} dropping its memory), the region under it deregisters at
+     * once and unpins, and nothing lands past the segment that arrived, not even what the peer sends after.
+     */
+    @ParameterizedTest(name = "cut by {0}")
+    @ValueSource(strings = {"modify to ERR", "the peer's drop"})
+    void aSendCutInTheMiddleFlushesItsReceiveAndLeavesNothingLeased(String cut) throws Exception {
+        QueuePair qb = h.b.rc();
+        long pinned = h.b.mm.pinnedPages();
+        MemoryRegion extra = h.b.pd.regMr(h.b.buf, SiwHosts.BUF, SiwHosts.ALL);
+        qb.postRecv(new RecvWr(9, List.of(new Sge(h.b.buf, 4L * SEG, extra.lkey()))));
+        byte[] data = SiwHosts.random(3 * SEG, 6);
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = connect(qb, l)) {
+            OutputStream out = s.getOutputStream();
+            out.write(send(false, 1, 0, Arrays.copyOf(data, SEG)));
+            eventually(() -> Arrays.equals(Arrays.copyOf(data, SEG), h.b.read(0, SEG)), SiwHosts.WAIT,
+                    "the first segment placed");
+            if (cut.startsWith("modify")) {
+                qb.modify(QpAttr.builder().state(QpState.ERR).build());
+                assertEquals(-1, s.getInputStream().read(), "the stream closed, no TERMINATE");
+            } else {
+                s.close();
+                assertEquals(IwCmEvent.Type.DISCONNECT, h.b.event().type());
+                SiwHosts.expect(h.b.event(), IwCmEvent.Type.CLOSE);
+            }
+            WorkCompletion wc = SiwHosts.one(h.b.cq);
+            assertEquals(List.of(9L, WcStatus.WR_FLUSH_ERR), List.of(wc.wrId(), wc.status()), wc.toString());
+            assertEquals(QpState.ERR, qb.query().qpState());
+            assertDeregistersAtOnceAndUnpins(extra, pinned);
+            if (!s.isClosed()) {
+                sendQuietly(out, concat(send(false, 1, SEG, Arrays.copyOfRange(data, SEG, 2 * SEG)),
+                        send(true, 1, 2 * SEG, Arrays.copyOfRange(data, 2 * SEG, 3 * SEG))));
+            }
+        }
+        assertArrayEquals(new byte[3 * SEG], h.b.read(SEG, 3 * SEG), "nothing past the segment that arrived");
+        assertTrue(h.b.cq.poll(4).isEmpty(), "one completion only");
+    }
+
+    /**
+     * A tagged WRITE cut after its first segment by the peer dropping its connection: the QP goes to ERR with a
+     * flush of the receive waiting ({@code siw_qp_llp_close}, {@code siw_rq_flush}: the tagged message in progress
+     * has no work request and only its memory is put), DISCONNECT and CLOSE are reported, the region written into
+     * deregisters at once and unpins, and nothing lands past the segment that arrived.
+     */
+    @Test
+    void aWriteCutByThePeersDropLeavesNothingLeasedOrPlaced() throws Exception {
+        QueuePair qb = h.b.rc();
+        long pinned = h.b.mm.pinnedPages();
+        MemoryRegion extra = h.b.pd.regMr(h.b.buf, SiwHosts.BUF, SiwHosts.ALL);
+        qb.postRecv(new RecvWr(10, List.of(h.b.sge(1 << 20, 64))));
+        byte[] first = SiwHosts.random(SEG, 7);
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = connect(qb, l)) {
+            s.getOutputStream().write(write(false, extra.rkey(), h.b.buf, first));
+            eventually(() -> Arrays.equals(first, h.b.read(0, SEG)), SiwHosts.WAIT, "the first segment placed");
+        }
+        assertEquals(IwCmEvent.Type.DISCONNECT, h.b.event().type());
+        SiwHosts.expect(h.b.event(), IwCmEvent.Type.CLOSE);
+        WorkCompletion wc = SiwHosts.one(h.b.cq);
+        assertEquals(List.of(10L, WcStatus.WR_FLUSH_ERR), List.of(wc.wrId(), wc.status()), wc.toString());
+        assertEquals(QpState.ERR, qb.query().qpState());
+        assertDeregistersAtOnceAndUnpins(extra, pinned);
+        assertArrayEquals(new byte[SEG], h.b.read(SEG, SEG), "nothing past the segment that arrived");
+    }
+
+    /** {@code ibv_dereg_mr} of {@code mr} returns without waiting for a lease, and its pages are unpinned. */
+    private void assertDeregistersAtOnceAndUnpins(MemoryRegion mr, long pinnedBefore) throws InterruptedException {
+        Thread dereg = Thread.ofPlatform().name("dereg").start(mr::destroy);
+        assertTrue(dereg.join(SiwHosts.WAIT), "ibv_dereg_mr waits for a lease of the cut message");
+        assertEquals(pinnedBefore, h.b.mm.pinnedPages(), "the region's pages unpinned");
+    }
+
+    /** Writes {@code bytes} to a stream siw may have closed already (then the write may fail: nothing to place). */
+    private static void sendQuietly(OutputStream out, byte[] bytes) {
+        try {
+            out.write(bytes);
+            out.flush();
+        } catch (IOException e) {
+            // siw closed the stream: the bytes go nowhere, as they should
         }
     }
 }
