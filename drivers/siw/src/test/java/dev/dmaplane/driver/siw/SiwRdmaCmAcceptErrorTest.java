@@ -16,6 +16,7 @@ import java.io.DataInputStream;
 import java.net.Socket;
 import java.nio.ByteBuffer;
 
+import static dev.dmaplane.testing.Eventually.eventually;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -111,6 +112,38 @@ class SiwRdmaCmAcceptErrorTest {
             assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> conn.reject(null)).errno(),
                     "answered already");
         }
+        CmEnds.noEvent(server);
+        l.destroy();
+    }
+
+    /**
+     * {@code rdma_accept} of a request whose initiator closed its stream while it waited: {@code siw_accept} finds
+     * the endpoint out of state and returns ECONNRESET ({@code siw_cm.c}), which {@code iw_cm_accept} and
+     * {@code cma_accept_iw} pass on; {@code rdma_accept}'s {@code reject:} path moves the QP to ERR
+     * ({@code cma_modify_qp_err}) and its {@code iw_cm_reject} is EINVAL (the failed accept left the iw_cm_id IDLE),
+     * so {@code rdma_accept} returns ECONNRESET, the id stays in CONNECT, and a second accept or a reject is EINVAL.
+     */
+    @Test
+    void anAcceptOfARequestWhosePeerWentAwayIsEconnreset() throws Exception {
+        CmId l = ends.listen();
+        CmId conn;
+        try (Socket s = new Socket()) {
+            s.connect(l.localAddr(), 10_000);
+            s.getOutputStream().write(Mpa.frame(false, false, Mpa.REVISION_2, new Mpa.V2(4, 4, false, 0),
+                    new byte[]{'x'}));
+            conn = server.expect(CmEventType.CONNECT_REQUEST).id();
+        }
+        eventually(() -> Thread.getAllStackTraces().keySet().stream().noneMatch(t -> t.isAlive()
+                && t.getName().startsWith("siw-rx-") && t.getName().contains("-p")), SiwHosts.WAIT,
+                "the endpoint saw its peer close");
+        server.resources(conn);
+        ErrnoException e = assertThrows(ErrnoException.class, () -> conn.accept(ConnParam.of(null, 1, 1)));
+        assertEquals(Errno.ECONNRESET, e.errno(), e.getMessage());
+        assertEquals(QpState.ERR, server.qp.state(), "cma_modify_qp_err");
+        assertEquals("CONNECT", conn.state(), "rdma_accept leaves the id's state alone");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> conn.accept(ConnParam.of(null, 1, 1))).errno(), "answered already");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> conn.reject(null)).errno());
         CmEnds.noEvent(server);
         l.destroy();
     }
