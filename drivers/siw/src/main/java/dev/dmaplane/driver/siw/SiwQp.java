@@ -2,6 +2,7 @@ package dev.dmaplane.driver.siw;
 
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.spi.HwQp;
+import dev.dmaplane.rdma.spi.RecvResult;
 import dev.dmaplane.rdma.spi.RecvWqe;
 import dev.dmaplane.rdma.spi.SendWqe;
 import dev.dmaplane.rdma.verbs.QpState;
@@ -9,11 +10,14 @@ import dev.dmaplane.rdma.verbs.WcStatus;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.util.ArrayDeque;
 import java.util.Arrays;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Supplier;
 
 /**
  * The driver's side of one QP ({@code struct siw_qp}, {@code siw_qp.c}): its connection endpoint, the send
@@ -53,6 +57,12 @@ final class SiwQp {
     final AtomicInteger inboundReads = new AtomicInteger();
     /** A TERMINATE the TX thread sends before it closes the stream. */
     volatile Terminate terminate;
+    /**
+     * The connection a modify to CLOSING or TERMINATE took the QP off, to be dropped once the QP is in its new state,
+     * and whether the drop flushes the receive queue; null when none waits ({@link #leaveRts}). The modifying
+     * thread's (the core serializes a QP's modifies).
+     */
+    private Drop drop;
 
     // the RX thread's
     /** Last MSN received per untagged queue. */
@@ -145,15 +155,113 @@ final class SiwQp {
      * the engine's own thread.
      */
     void apartFromTx(Runnable change) {
+        apartFromTx(() -> {
+            change.run();
+            return null;
+        });
+    }
+
+    /** {@link #apartFromTx(Runnable)} for a change with a result. */
+    <T> T apartFromTx(Supplier<T> change) {
         TxCtx x = tx;
         while (!x.inUse.compareAndSet(false, true)) {
             Thread.onSpinWait();
         }
         try {
-            change.run();
+            return change.get();
         } finally {
             x.inUse.set(false);
         }
+    }
+
+    /**
+     * Whether the transmit side holds a work request, siw's {@code tx_wqe(qp)->wr_status != SIW_WR_IDLE}: a message
+     * being cut into segments or not yet all taken by TCP, a request held back for its fence or a full ORQ, or one
+     * posted and not yet started (siw's poster activates it at once). READs waiting in the ORQ for their response
+     * leave it idle. Apart from TX.
+     */
+    boolean txBusy() {
+        TxCtx x = tx;
+        return x.msg != null || x.head < x.pos || held != null || hw.sendOutstanding() > hw.sendInFlight();
+    }
+
+    /**
+     * {@code siw_qp_nextstate_from_rts} to CLOSING or TERMINATE: the QP leaves its connection, which no longer
+     * reports the peer's end ({@code rx_suspend}, {@code siw_socket_disassoc}) and which {@link #dropConnection}
+     * drops once the QP is in its new state ({@code siw_qp_cm_drop}). Towards TERMINATE the
+     * TERMINATE of {@code siw_init_terminate(qp, TERM_ERROR_LAYER_RDMAP, RDMAP_ETYPE_CATASTROPHIC,
+     * RDMAP_ECODE_UNSPECIFIED, 1)} goes out on the stream; towards CLOSING the drop flushes the receive queue
+     * ({@code siw_rq_flush}) and nothing else: READs waiting for their response stay outstanding. Apart from TX.
+     */
+    void leaveRts(Cep c, boolean terminating) {
+        if (!detach(c)) {
+            return;
+        }
+        c.disassociate();
+        drop = new Drop(c, !terminating);
+        if (terminating) {
+            sendTerminate(c, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_LOCAL_CATASTROPHIC,
+                    Terminate.RDMAP_UNSPECIFIED));
+        }
+    }
+
+    /**
+     * {@code siw_send_terminate} as {@code siw_qp_cm_drop} calls it: best effort, written at once without waiting
+     * ({@code MSG_DONTWAIT}), and not at all while a request is in progress on the stream (a message partly cut or not
+     * yet all taken by TCP), which a TERMINATE must not cut into. Apart from TX.
+     */
+    private void sendTerminate(Cep c, Terminate t) {
+        TxCtx x = tx;
+        if (x.msg != null || x.head < x.pos) {
+            LOG.debug("siw: qp {} cannot send {}: a request is in progress", hw.qpNum(), t);
+            return;
+        }
+        terminateSent = true;
+        byte[] f = t.fpdu();
+        ByteBuffer b = ByteBuffer.wrap(f);
+        try {
+            int n = c.ch.write(b);
+            c.dev.captureData(c, b, 0, n);
+            if (n == f.length) {
+                c.dev.terminateSent(t);
+            } else {
+                LOG.debug("siw: qp {} sent {} bytes of its {}", hw.qpNum(), n, t);
+            }
+        } catch (IOException e) {
+            LOG.debug("siw: qp {} could not send {}", hw.qpNum(), t, e);
+        }
+    }
+
+    /**
+     * The second half of {@link #leaveRts}, once the QP is in CLOSING or TERMINATE ({@code siw_qp_cm_drop}): CLOSE to
+     * the consumer, the stream closed, the connection's receive thread ended; then, for CLOSING, the receive in
+     * progress and the queued receives complete with WR_FLUSH_ERR ({@code siw_rq_flush}; an SRQ keeps its own).
+     */
+    void dropConnection() {
+        Drop d = drop;
+        drop = null;
+        if (d == null) {
+            return;
+        }
+        d.cep().lost("qp " + hw.qpNum() + " moved to " + hw.state(), false);
+        d.cep().join();
+        if (!d.flushRecv() || destroyed) {
+            return;
+        }
+        RecvWqe r = recv;
+        recv = null;
+        if (r != null) {
+            hw.completeRecv(r, RecvResult.error(WcStatus.WR_FLUSH_ERR));
+        }
+        if (hw.hwSrq().isEmpty()) {
+            for (RecvWqe w = hw.takeRecv(); w != null; w = hw.takeRecv()) {
+                hw.completeRecv(w, RecvResult.error(WcStatus.WR_FLUSH_ERR));
+            }
+        }
+    }
+
+    /** A connection to drop after a modify, and whether the drop flushes the receive queue. */
+    private record Drop(Cep cep, boolean flushRecv) {
     }
 
     /** Connection {@code c} went away under the QP: it goes to ERR, flushing what is outstanding. */
