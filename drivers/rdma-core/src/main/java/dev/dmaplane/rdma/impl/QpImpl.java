@@ -310,7 +310,9 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
                         break;
                     }
                 }
-                if (state == QpState.ERR || state == QpState.SQE) {
+                if (posted > 0 && (state == QpState.ERR || state == QpState.SQE)) {
+                    // what was taken completes flushed; a refused post flushes nothing (siw refuses every post in its
+                    // TERMINATE, SQE to a query, and leaves the send queue as it was)
                     queues.flushSend();
                 }
                 doorbell = posted > 0 && state == QpState.RTS;

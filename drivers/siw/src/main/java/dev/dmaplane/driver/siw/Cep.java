@@ -86,6 +86,8 @@ final class Cep implements IwConnection, IwConnRequest {
     /** Bytes the initiator sent before the reply, for the receive path; null when none were read. */
     volatile ByteBuffer early;
     private static final int EARLY_BYTES = 1 << 16;
+    /** The QP's modify took the stream over to drop it ({@link #disassociate}): the receive thread reports no end. */
+    private volatile boolean disassociated;
     /** Whether the MPA exchange completed and the QP is in RTS on this connection. */
     private volatile boolean established;
     /** Whether the active side's CONNECT_REPLY was reported. */
@@ -371,7 +373,7 @@ final class Cep implements IwConnection, IwConnRequest {
         LOG.debug("siw: {} refused the MPA reply of {}: {}", local, remote, why);
         if (t != null) {
             try {
-                write(t.llpFpdu());
+                write(t.fpdu());
                 dev.terminateSent(t);
             } catch (IOException e) {
                 LOG.debug("siw: the TERMINATE to {} was not delivered", remote, e); // best effort, as siw's
@@ -675,6 +677,15 @@ final class Cep implements IwConnection, IwConnRequest {
         lost(why, false);
     }
 
+    /**
+     * {@code siw_socket_disassoc} as {@code siw_qp_cm_drop} does it: a modify of the QP to CLOSING or TERMINATE
+     * drops the stream itself ({@link SiwQp#dropConnection}), reporting CLOSE only; the peer's end of the stream,
+     * which the receive thread may see first, is no longer reported.
+     */
+    void disassociate() {
+        disassociated = true;
+    }
+
     /** The peer sent a TERMINATE or closed its half: it is gone, whatever we still had to say. */
     void peerGone() {
         peerClosed = true;
@@ -682,9 +693,13 @@ final class Cep implements IwConnection, IwConnRequest {
 
     /**
      * The stream is over: closed, the QP in ERR (its outstanding work flushed), DISCONNECT when the peer ended it,
-     * then CLOSE. Idempotent.
+     * then CLOSE. Idempotent; the peer's end of a disassociated stream is left to the QP's drop.
      */
     void lost(String why, boolean byPeer) {
+        if (byPeer && disassociated) {
+            LOG.debug("siw: connection {} -> {} ends under its QP's drop: {}", local, remote, why);
+            return;
+        }
         if (!gone.compareAndSet(false, true)) {
             return;
         }

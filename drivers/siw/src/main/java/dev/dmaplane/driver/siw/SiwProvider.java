@@ -16,14 +16,12 @@ import dev.dmaplane.rdma.spi.NetdevInfo;
 import dev.dmaplane.rdma.spi.QpStateMachine;
 import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.spi.RdmaProvider;
-import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.Mtu;
 import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.PortState;
 import dev.dmaplane.rdma.verbs.QpAttr;
-import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.SendWr;
@@ -48,6 +46,7 @@ import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Supplier;
 
 /**
  * One siw device ({@code struct siw_device}) with its verbs ({@code siw_verbs.c}) and its connection manager
@@ -66,7 +65,7 @@ final class SiwProvider implements RdmaProvider, IwCm {
     private volatile RdmaDeviceHandle handle;
     final Tx tx;
     private final Map<Integer, SiwQp> qps = new ConcurrentHashMap<>();
-    private final SiwQpStates states = new SiwQpStates();
+    private final SiwQpStates states = new SiwQpStates(this::txBusy);
     private final Set<HwMr> mrs = ConcurrentHashMap.newKeySet();
     private final Set<Cep> ceps = ConcurrentHashMap.newKeySet();
     private final Set<Listener> listeners = ConcurrentHashMap.newKeySet();
@@ -231,36 +230,60 @@ final class SiwProvider implements RdmaProvider, IwCm {
     /**
      * {@code siw_qp_modify} once {@link SiwQpStates} chose the state: ERROR drops the connection
      * ({@code siw_qp_nextstate_from_idle} puts the endpoint, {@code siw_qp_nextstate_from_rts} calls
-     * {@code siw_qp_cm_drop}).
+     * {@code siw_qp_cm_drop}); CLOSING and TERMINATE from RTS take the QP off its connection (with a TERMINATE for
+     * the latter), which {@link #quiesce} drops once the QP is in its new state.
      */
     @Override
     public void modifyQp(HwQp hw, QpAttr a, QpState from, QpState to) {
         SiwQp q = qps.get(hw.qpNum());
-        if (q == null || to != QpState.ERR) {
+        Cep c = q == null ? null : q.cep;
+        if (c == null) {
             return;
         }
-        Cep c = q.cep;
-        if (c != null && q.detach(c)) {
-            c.lost("qp " + hw.qpNum() + " moved to " + to, false);
+        if (to == QpState.ERR) {
+            if (q.detach(c)) {
+                c.lost("qp " + hw.qpNum() + " moved to " + to, false);
+            }
+        } else if (from == QpState.RTS && (to == QpState.SQD || to == QpState.SQE)) {
+            q.leaveRts(c, to == QpState.SQE);
         }
     }
 
-    /**
-     * {@code siw_query_qp}: the QP's state (siw's, as an IB state), its queue capabilities with {@code SIW_MAX_INLINE}
-     * inline bytes, the netdev's path MTU, the read queue depths of its connection as siw names them (the IRD as
-     * {@code max_rd_atomic}, the ORD as {@code max_dest_rd_atomic}) and the fixed access flags LOCAL_WRITE,
-     * REMOTE_WRITE and REMOTE_READ whatever a modify gave; siw reports nothing else (no P_Key index, port, PSNs,
-     * path or timers), so those are 0 and absent from the mask.
-     */
+    /** {@code siw_query_qp}: what the QP reports ({@link SiwQp#query}). */
     @Override
     public QpAttr queryQp(HwQp hw, QpAttr held) {
         SiwQp q = qps.get(hw.qpNum());
-        QpCap c = held.cap();
-        return QpAttr.builder().state(held.qpState()).curState(held.curQpState())
-                .cap(new QpCap(c.maxSendWr(), c.maxRecvWr(), c.maxSendSge(), c.maxRecvSge(), attr.maxInlineData()))
-                .pathMtu(port.activeMtu())
-                .maxRdAtomic(q == null ? 0 : q.irqSize).maxDestRdAtomic(q == null ? 0 : q.orqSize)
-                .accessFlags(Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ).build();
+        return q == null ? held : q.query(held, attr.maxInlineData(), port.activeMtu());
+    }
+
+    /**
+     * A modify of a QP on a connection runs with the QP's transmit engine held off, as {@code siw_verbs_modify_qp}
+     * holds {@code qp->state_lock} for writing against {@code siw_qp_sq_process}: {@link SiwQpStates} sees the
+     * transmit side as it is ({@link #txBusy}) and a TERMINATE goes out between FPDUs. A connection the modify took the
+     * QP off is dropped afterwards, once the QP is in its new state ({@link SiwQp#dropConnection}); work posted
+     * meanwhile on a QP that stayed connected is handed to the TX thread.
+     */
+    @Override
+    public <T> T quiesce(HwQp hw, Supplier<T> change) {
+        SiwQp q = qps.get(hw.qpNum());
+        if (q == null || q.cep == null) {
+            return change.get();
+        }
+        try {
+            return q.apartFromTx(change);
+        } finally {
+            q.dropConnection();
+            Cep c = q.cep;
+            if (c != null && c.isEstablished()) {
+                tx.kick(q);
+            }
+        }
+    }
+
+    /** {@code tx_wqe(qp)->wr_status != SIW_WR_IDLE} for {@link SiwQpStates}, asked inside {@link #quiesce}. */
+    private boolean txBusy(HwQp hw) {
+        SiwQp q = qps.get(hw.qpNum());
+        return q != null && q.txBusy();
     }
 
     @Override

@@ -2,18 +2,26 @@ package dev.dmaplane.driver.siw;
 
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.spi.HwQp;
+import dev.dmaplane.rdma.spi.RecvResult;
 import dev.dmaplane.rdma.spi.RecvWqe;
 import dev.dmaplane.rdma.spi.SendWqe;
+import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.Mtu;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.util.ArrayDeque;
 import java.util.Arrays;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Supplier;
 
 /**
  * The driver's side of one QP ({@code struct siw_qp}, {@code siw_qp.c}): its connection endpoint, the send
@@ -53,6 +61,12 @@ final class SiwQp {
     final AtomicInteger inboundReads = new AtomicInteger();
     /** A TERMINATE the TX thread sends before it closes the stream. */
     volatile Terminate terminate;
+    /**
+     * The connection a modify to CLOSING or TERMINATE took the QP off, to be dropped once the QP is in its new state,
+     * and whether the drop flushes the receive queue; null when none waits ({@link #leaveRts}). The modifying
+     * thread's (the core serializes a QP's modifies).
+     */
+    private Drop drop;
 
     // the RX thread's
     /** Last MSN received per untagged queue. */
@@ -92,6 +106,21 @@ final class SiwQp {
     void readqInit(int ird, int ord) {
         irqSize = roundUpPowerOfTwo(ird);
         orqSize = roundUpPowerOfTwo(ord);
+    }
+
+    /**
+     * {@code siw_query_qp}: the QP's state (siw's, as an IB state), its queue capabilities with {@code maxInline}
+     * ({@code SIW_MAX_INLINE}) inline bytes, the netdev's path MTU {@code mtu}, the read queue depths as siw names
+     * them (the IRD as {@code max_rd_atomic}, the ORD as {@code max_dest_rd_atomic}) and the fixed access flags
+     * LOCAL_WRITE, REMOTE_WRITE and REMOTE_READ whatever a modify gave; siw reports nothing else (no P_Key index,
+     * port, PSNs, path or timers), so those are 0 and absent from the mask. {@code held} is what the core holds.
+     */
+    QpAttr query(QpAttr held, int maxInline, Mtu mtu) {
+        QpCap c = held.cap();
+        return QpAttr.builder().state(held.qpState()).curState(held.curQpState())
+                .cap(new QpCap(c.maxSendWr(), c.maxRecvWr(), c.maxSendSge(), c.maxRecvSge(), maxInline))
+                .pathMtu(mtu).maxRdAtomic(irqSize).maxDestRdAtomic(orqSize)
+                .accessFlags(Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ).build();
     }
 
     /** {@code roundup_pow_of_two}, with 0 left 0 as {@code siw_qp_readq_init} leaves an empty queue. */
@@ -163,15 +192,113 @@ final class SiwQp {
      * the engine's own thread.
      */
     void apartFromTx(Runnable change) {
+        apartFromTx(() -> {
+            change.run();
+            return null;
+        });
+    }
+
+    /** {@link #apartFromTx(Runnable)} for a change with a result. */
+    <T> T apartFromTx(Supplier<T> change) {
         TxCtx x = tx;
         while (!x.inUse.compareAndSet(false, true)) {
             Thread.onSpinWait();
         }
         try {
-            change.run();
+            return change.get();
         } finally {
             x.inUse.set(false);
         }
+    }
+
+    /**
+     * Whether the transmit side holds a work request, siw's {@code tx_wqe(qp)->wr_status != SIW_WR_IDLE}: a message
+     * being cut into segments or not yet all taken by TCP, a request held back for its fence or a full ORQ, or one
+     * posted and not yet started (siw's poster activates it at once). READs waiting in the ORQ for their response
+     * leave it idle. Apart from TX.
+     */
+    boolean txBusy() {
+        TxCtx x = tx;
+        return x.msg != null || x.head < x.pos || held != null || hw.sendOutstanding() > hw.sendInFlight();
+    }
+
+    /**
+     * {@code siw_qp_nextstate_from_rts} to CLOSING or TERMINATE: the QP leaves its connection, which no longer
+     * reports the peer's end ({@code rx_suspend}, {@code siw_socket_disassoc}) and which {@link #dropConnection}
+     * drops once the QP is in its new state ({@code siw_qp_cm_drop}). Towards TERMINATE the
+     * TERMINATE of {@code siw_init_terminate(qp, TERM_ERROR_LAYER_RDMAP, RDMAP_ETYPE_CATASTROPHIC,
+     * RDMAP_ECODE_UNSPECIFIED, 1)} goes out on the stream; towards CLOSING the drop flushes the receive queue
+     * ({@code siw_rq_flush}) and nothing else: READs waiting for their response stay outstanding. Apart from TX.
+     */
+    void leaveRts(Cep c, boolean terminating) {
+        if (!detach(c)) {
+            return;
+        }
+        c.disassociate();
+        drop = new Drop(c, !terminating);
+        if (terminating) {
+            sendTerminate(c, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_LOCAL_CATASTROPHIC,
+                    Terminate.RDMAP_UNSPECIFIED));
+        }
+    }
+
+    /**
+     * {@code siw_send_terminate} as {@code siw_qp_cm_drop} calls it: best effort, written at once without waiting
+     * ({@code MSG_DONTWAIT}), and not at all while a request is in progress on the stream (a message partly cut or not
+     * yet all taken by TCP), which a TERMINATE must not cut into. Apart from TX.
+     */
+    private void sendTerminate(Cep c, Terminate t) {
+        TxCtx x = tx;
+        if (x.msg != null || x.head < x.pos) {
+            LOG.debug("siw: qp {} cannot send {}: a request is in progress", hw.qpNum(), t);
+            return;
+        }
+        terminateSent = true;
+        byte[] f = t.fpdu();
+        ByteBuffer b = ByteBuffer.wrap(f);
+        try {
+            int n = c.ch.write(b);
+            c.dev.captureData(c, b, 0, n);
+            if (n == f.length) {
+                c.dev.terminateSent(t);
+            } else {
+                LOG.debug("siw: qp {} sent {} bytes of its {}", hw.qpNum(), n, t);
+            }
+        } catch (IOException e) {
+            LOG.debug("siw: qp {} could not send {}", hw.qpNum(), t, e);
+        }
+    }
+
+    /**
+     * The second half of {@link #leaveRts}, once the QP is in CLOSING or TERMINATE ({@code siw_qp_cm_drop}): CLOSE to
+     * the consumer, the stream closed, the connection's receive thread ended; then, for CLOSING, the receive in
+     * progress and the queued receives complete with WR_FLUSH_ERR ({@code siw_rq_flush}; an SRQ keeps its own).
+     */
+    void dropConnection() {
+        Drop d = drop;
+        drop = null;
+        if (d == null) {
+            return;
+        }
+        d.cep().lost("qp " + hw.qpNum() + " moved to " + hw.state(), false);
+        d.cep().join();
+        if (!d.flushRecv() || destroyed) {
+            return;
+        }
+        RecvWqe r = recv;
+        recv = null;
+        if (r != null) {
+            hw.completeRecv(r, RecvResult.error(WcStatus.WR_FLUSH_ERR));
+        }
+        if (hw.hwSrq().isEmpty()) {
+            for (RecvWqe w = hw.takeRecv(); w != null; w = hw.takeRecv()) {
+                hw.completeRecv(w, RecvResult.error(WcStatus.WR_FLUSH_ERR));
+            }
+        }
+    }
+
+    /** A connection to drop after a modify, and whether the drop flushes the receive queue. */
+    private record Drop(Cep cep, boolean flushRecv) {
     }
 
     /** Connection {@code c} went away under the QP: it goes to ERR, flushing what is outstanding. */

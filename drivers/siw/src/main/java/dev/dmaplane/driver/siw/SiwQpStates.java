@@ -7,16 +7,27 @@ import dev.dmaplane.rdma.spi.QpStateMachine;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
 
+import java.util.function.Predicate;
+
 /**
  * siw's QP state machine ({@code siw_verbs_modify_qp} in {@code siw_verbs.c}, {@code siw_qp_modify} and its
  * {@code siw_qp_nextstate_from_*} in {@code siw_qp.c}), which siw runs instead of {@code ib_modify_qp_is_ok}. The
  * requested IB state becomes a siw state ({@code ib_qp_state_to_siw_qp_state}: RESET and INIT are IDLE, SQD is
  * CLOSING, SQE is TERMINATE), the QP's siw state decides, and a query reports the siw state as an IB state
- * ({@code siw_qp_state_to_ib_qp_state}: IDLE is INIT). What siw has no rule for it accepts and leaves as it is.
+ * ({@code siw_qp_state_to_ib_qp_state}: IDLE is INIT, CLOSING SQD, TERMINATE SQE). What siw has no rule for it
+ * accepts and leaves as it is.
  * Work requests are taken by siw's state too ({@code siw_post_send}, {@code siw_post_receive}): ENOTCONN where the
  * QP has no connection to use, a flush in ERROR.
  */
 final class SiwQpStates implements QpStateMachine {
+    /** Whether a QP's transmit side holds a work request ({@code tx_wqe(qp)->wr_status != SIW_WR_IDLE}). */
+    private final Predicate<HwQp> txBusy;
+
+    /** @param txBusy whether a QP's transmit side holds a work request, asked with its engine held off */
+    SiwQpStates(Predicate<HwQp> txBusy) {
+        this.txBusy = txBusy;
+    }
+
     /** {@code enum siw_qp_state} ({@code siw.h}). */
     enum SiwState {
         IDLE, RTR, RTS, CLOSING, TERMINATE, ERROR;
@@ -60,7 +71,9 @@ final class SiwQpStates implements QpStateMachine {
         SiwState next = switch (cur) {
             case IDLE, RTR -> fromIdle(qp, cur, want);
             case RTS -> fromRts(qp, want);
-            case CLOSING, TERMINATE, ERROR -> cur;
+            case CLOSING -> fromClosing(want);
+            case TERMINATE -> want == SiwState.ERROR ? SiwState.ERROR : cur;
+            case ERROR -> cur;
         };
         return next == cur ? from : next.ib();
     }
@@ -80,13 +93,28 @@ final class SiwQpStates implements QpStateMachine {
         };
     }
 
-    /** {@code siw_qp_nextstate_from_rts}: ERROR drops the connection; RTS, IDLE and RTR leave the QP as it is. */
-    private static SiwState fromRts(HwQp qp, SiwState want) {
+    /**
+     * {@code siw_qp_nextstate_from_rts}: each of CLOSING, TERMINATE and ERROR drops the connection
+     * ({@code siw_qp_cm_drop}); CLOSING is taken only with the transmit side idle, a QP with a work request in hand
+     * goes to ERROR instead (its send queue flushed); RTS, IDLE and RTR leave the QP as it is.
+     */
+    private SiwState fromRts(HwQp qp, SiwState want) {
         return switch (want) {
-            case ERROR -> SiwState.ERROR;
-            case CLOSING, TERMINATE -> throw new ErrnoException(Errno.EOPNOTSUPP, "siw: qp " + qp.qpNum() + ": RTS -> "
-                    + want.ib() + " (siw's " + want + ") is not modelled");
+            case ERROR, TERMINATE -> want;
+            case CLOSING -> txBusy.test(qp) ? SiwState.ERROR : SiwState.CLOSING;
             default -> SiwState.RTS;
+        };
+    }
+
+    /**
+     * {@code siw_qp_nextstate_from_close}: IDLE and ERROR are taken, CLOSING stays; for RTS and RTR the function's
+     * -ECONNABORTED is dropped by {@code siw_qp_modify}, which returns 0, so they too leave the QP as it is, as
+     * TERMINATE does. ({@code siw_qp_nextstate_from_term} takes ERROR only.)
+     */
+    private static SiwState fromClosing(SiwState want) {
+        return switch (want) {
+            case IDLE, ERROR -> want;
+            default -> SiwState.CLOSING;
         };
     }
 

@@ -34,6 +34,11 @@ record Terminate(int layer, int etype, int ecode) {
     static final int RDMAP_UNEXPECTED_OPCODE = 0x06;
     /** Catastrophic error, localized to the RDMAP stream: what siw sends when a READ request overflows its IRQ. */
     static final int RDMAP_CATASTROPHIC_STREAM = 0x07;
+    /**
+     * {@code RDMAP_ECODE_UNSPECIFIED}: no code given; siw sends it with a Local Catastrophic Error when its consumer
+     * moves the QP to TERMINATE ({@code siw_qp_nextstate_from_rts}).
+     */
+    static final int RDMAP_UNSPECIFIED = 0xff;
 
     /** DDP error types. */
     static final int DDP_CATASTROPHIC = 0;
@@ -76,10 +81,11 @@ record Terminate(int layer, int etype, int ecode) {
     }
 
     /**
-     * {@code siw_send_terminate} for an error of the LLP layer, as the stream's only FPDU: untagged, queue 2, MSN 1,
-     * no DDP or RDMAP header of a failed frame.
+     * {@code siw_send_terminate} for an error that names no failed frame (the LLP layer's, or a Local Catastrophic
+     * Error of the RDMAP layer, for which {@code siw_send_terminate} attaches no header): untagged, queue 2, MSN 1
+     * (siw numbers every TERMINATE 1, the first and only one of its queue), the control word, a CRC32C.
      */
-    byte[] llpFpdu() {
+    byte[] fpdu() {
         int ulpdu = Iwarp.UNTAGGED_HDR + Iwarp.TERMINATE_BODY;
         byte[] f = new byte[Mpa.fpduLength(ulpdu)];
         ByteBuffer b = ByteBuffer.wrap(f, 2, ulpdu);

@@ -128,7 +128,7 @@ class SiwMpaTerminateTest {
             DataInputStream in = new DataInputStream(s.getInputStream());
             in.readFully(new byte[Mpa.RR_HDR + Mpa.V2_DATA]);
             s.getOutputStream().write(new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA,
-                    Terminate.LLP_NO_MATCHING_RTR).llpFpdu());
+                    Terminate.LLP_NO_MATCHING_RTR).fpdu());
             IwCmEvent d = h.b.event();
             assertEquals(List.of(IwCmEvent.Type.DISCONNECT, Errno.ECONNRESET), List.of(d.type(), d.status()),
                     "no ESTABLISHED: the first FPDU was not the RTR message");

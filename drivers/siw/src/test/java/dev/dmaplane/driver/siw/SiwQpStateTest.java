@@ -122,23 +122,6 @@ class SiwQpStateTest {
     }
 
     /**
-     * SQD and SQE asked of a connected QP are siw's CLOSING and TERMINATE ({@code siw_qp_nextstate_from_rts}: the
-     * connection dropped, a TERMINATE for the latter), which this driver does not model: refused with EOPNOTSUPP
-     * naming the state, and nothing changes, the connection still carrying data.
-     */
-    @Test
-    void closingAndTerminateAreRefusedAndChangeNothing() {
-        QueuePair[] p = h.pair();
-        for (QpState s : List.of(QpState.SQD, QpState.SQE)) {
-            ErrnoException e = assertThrows(ErrnoException.class, () -> p[0].modify(QpAttr.builder().state(s).build()));
-            assertEquals(Errno.EOPNOTSUPP, e.errno());
-            assertTrue(e.getMessage().contains(s.name()), e.getMessage());
-            assertEquals(QpState.RTS, p[0].query().qpState());
-        }
-        sendCrosses(p, 15);
-    }
-
-    /**
      * {@code siw_post_send} ({@code siw_verbs.c}) sends from RTS only: a QP the CM has not connected (IDLE, INIT to a
      * query, also after an ignored RTR) refuses a send with ENOTCONN, the first work request named, and queues nothing,
      * so moving it to ERROR afterwards flushes only the receive it took ({@code siw_post_receive} takes receives up to
