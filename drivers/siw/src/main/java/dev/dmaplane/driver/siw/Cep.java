@@ -30,7 +30,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * reply, reject) and its receive thread, which then reads the stream's FPDUs ({@link Rx}). The active side's thread
  * connects and sends the MPA request; the passive side's reads the request, reports it as CONNECT_REQUEST and waits
  * for {@link #accept} or {@link #reject}. A lost stream moves the QP to ERR (flushing it) and reports DISCONNECT (the
- * peer closed or terminated) and CLOSE, once.
+ * peer closed the stream) and CLOSE, once; a TERMINATE from the peer ends it with CLOSE alone.
  *
  * <p>MPA v2 (RFC 6581) as {@code siw_connect}, {@code siw_proc_mpareq}, {@code siw_accept} and
  * {@code siw_proc_mpareply} speak it: a device at revision 2 sends its IRD and ORD in the request; the responder
@@ -77,7 +77,6 @@ final class Cep implements IwConnection, IwConnRequest {
     private final IwConnParam param;
     private final CompletableFuture<Boolean> answer = new CompletableFuture<>();
     private final AtomicBoolean gone = new AtomicBoolean();
-    private volatile boolean peerClosed;
     /** The QP's modify took the stream over to drop it ({@link #disassociate}): the receive thread reports no end. */
     private volatile boolean disassociated;
     /** Whether the MPA exchange completed and the QP is in RTS on this connection. */
@@ -595,9 +594,9 @@ final class Cep implements IwConnection, IwConnRequest {
         disassociated = true;
     }
 
-    /** The peer sent a TERMINATE or closed its half: it is gone, whatever we still had to say. */
-    void peerGone() {
-        peerClosed = true;
+    /** Whether the QP's modify took the stream over to drop it: the receive path reads nothing more on it. */
+    boolean isDisassociated() {
+        return disassociated;
     }
 
     /**
@@ -642,7 +641,7 @@ final class Cep implements IwConnection, IwConnRequest {
             reply(failure, failurePd); // after the unbind and ERR: a query from the handler sees them
         }
         if (was) {
-            if (byPeer || peerClosed) {
+            if (byPeer) {
                 event(IwCmEvent.Type.DISCONNECT, Errno.ECONNRESET, new byte[0], null, 0, 0);
             }
             event(IwCmEvent.Type.CLOSE, null, new byte[0], null, 0, 0);
