@@ -116,4 +116,31 @@ class SiwTerminateTest {
         assertEquals(1, counter(h.db, "dmaplane_terminate_sent"));
         assertEquals(1, counter(h.da, "dmaplane_terminate_received"));
     }
+
+    /**
+     * A SEND the responder has no receive for ({@code siw_proc_send}: {@code siw_rqe_get} finds none, a TERMINATE of
+     * the DDP layer, Untagged Buffer Error), a READ behind it and a receive: the SEND completed once TCP took it
+     * (iWARP acknowledges nothing), and the TERMINATE it caused ends the requester's QP like any other: the READ and
+     * the receive complete with WR_FLUSH_ERR, CLOSE alone, no async event.
+     */
+    @Test
+    void aSendWithoutAReceiveHasCompletedAndTheTerminateFlushesTheRest() {
+        QueuePair[] p = h.pair();
+        p[0].postRecv(List.of(RecvWr.of(7, h.a.sge(1 << 20, 64))));
+        p[0].postSend(new SendWr.Send(1, List.of(h.a.sge(0, 64)), SIGNALED, null));
+        p[0].postSend(new SendWr.RdmaRead(2, List.of(h.a.sge(8192, 4096)), SIGNALED, h.b.buf, h.b.mr.rkey()));
+
+        closedByTerminate(h.a, p[0]);
+        List<WorkCompletion> mine = SiwHosts.poll(h.a.cq, 3);
+        assertEquals(List.of(List.of(1L, WcStatus.SUCCESS), List.of(2L, WcStatus.WR_FLUSH_ERR)),
+                mine.stream().filter(c -> c.wrId() != 7).map(c -> List.of(c.wrId(), c.status())).toList(),
+                "the SEND was TCP's before the TERMINATE came; the READ behind it is flushed: " + mine);
+        assertEquals(List.of(7L, WcStatus.WR_FLUSH_ERR), mine.stream().filter(c -> c.wrId() == 7)
+                .map(c -> List.of(c.wrId(), c.status())).findFirst().orElseThrow());
+        assertEquals(1, counter(h.db, "dmaplane_terminate_sent"));
+        assertEquals(1, counter(h.da, "dmaplane_terminate_received"));
+        assertEquals(IwCmEvent.Type.DISCONNECT, h.b.event().type(), "the requester closed after the TERMINATE");
+        SiwHosts.expect(h.b.event(), IwCmEvent.Type.CLOSE);
+        assertEquals(QpState.ERR, p[1].query().qpState());
+    }
 }
