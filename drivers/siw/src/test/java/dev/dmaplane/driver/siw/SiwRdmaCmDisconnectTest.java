@@ -26,7 +26,11 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
+import java.io.DataInputStream;
 import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.ByteBuffer;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.CyclicBarrier;
@@ -170,6 +174,45 @@ class SiwRdmaCmDisconnectTest {
         assertEquals(List.of(), server.cq.poll(4));
         CmEnds.noEvent(client);
         CmEnds.noEvent(server);
+    }
+
+    /**
+     * {@code rdma_disconnect} with an RDMA READ waiting for its response (a raw server on the listening port answers
+     * the MPA v2 request, reads the READ's request and never answers it): the transmit side is idle
+     * ({@code tx_wqe(qp)->wr_status} is SIW_WR_IDLE while a READ waits in the ORQ), so {@code iwcm_modify_qp_sqd}
+     * makes the QP CLOSING ({@code siw_qp_nextstate_from_rts}): SQD, the receive flushed, the READ outstanding and not
+     * completed, and the server reads the end of the stream right after the READ's request, no TERMINATE.
+     */
+    @Test
+    void aReadWaitingForItsResponseStaysOutstanding() throws Exception {
+        try (ServerSocket raw = new ServerSocket(7479, 1, ends.h.b.address)) {
+            ends.resolve();
+            client.id.connect(ConnParam.of(null, 4, 8));
+            try (Socket s = raw.accept()) {
+                s.setSoTimeout((int) SiwHosts.WAIT.toMillis());
+                DataInputStream in = new DataInputStream(s.getInputStream());
+                in.readFully(new byte[Mpa.RR_HDR + Mpa.V2_DATA]);
+                s.getOutputStream().write(Mpa.frame(true, false, Mpa.REVISION_2, new Mpa.V2(8, 8, false, 0),
+                        new byte[0]));
+                client.expect(CmEventType.ESTABLISHED);
+                client.qp.postSend(new SendWr.RdmaRead(5, List.of(client.sge(0, 4096)), SIGNALED, 0x1000, 0x1234));
+                byte[] req = new byte[Mpa.fpduLength(Iwarp.UNTAGGED_HDR + Iwarp.READ_REQUEST_BODY)];
+                in.readFully(req);
+                ByteBuffer b = ByteBuffer.wrap(req);
+                assertEquals(Iwarp.OP_READ_REQUEST, Iwarp.parse(b, 2, b.getShort(0) & 0xffff).opcode());
+                client.qp.postRecv(List.of(RecvWr.of(1, client.sge(8192, 64))));
+
+                client.id.disconnect();
+                assertEquals(QpState.SQD, state(client.qp), "CLOSING: the READ leaves the transmit side idle");
+                assertEquals(0, in.readAllBytes().length, "after the READ's request the end: no TERMINATE");
+            }
+        }
+        client.expect(CmEventType.DISCONNECTED);
+        WorkCompletion w = SiwHosts.one(client.cq);
+        assertEquals(List.of(1L, WcStatus.WR_FLUSH_ERR), wc(w), w.toString());
+        assertEquals(List.of(), client.cq.poll(4), "the READ stays outstanding");
+        assertEquals(QpState.SQD, state(client.qp));
+        CmEnds.noEvent(client);
     }
 
     /**
