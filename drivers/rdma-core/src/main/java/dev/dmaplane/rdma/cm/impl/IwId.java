@@ -51,7 +51,7 @@ final class IwId {
     private final Map<RdmaDevice, IwListen> listens = new LinkedHashMap<>();
     /** The request a CONNECT_REQUEST id answers, until it is answered. */
     IwConnRequest request;
-    State state = State.IDLE;
+    private State state = State.IDLE;
     /**
      * The QP of the connection ({@code cm_id_priv->qp}, taken by {@code iw_get_qp} at connect or accept), until
      * CLOSE or a failed CONNECT_REPLY lets it go; null when the device has no QP of the number given.
