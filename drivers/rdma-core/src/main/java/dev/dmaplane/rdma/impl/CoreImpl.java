@@ -7,6 +7,7 @@ import dev.dmaplane.rdma.RdmaDevice;
 import dev.dmaplane.rdma.spi.IwCm;
 import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.spi.RdmaProvider;
+import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.trace.Tracer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -140,6 +141,14 @@ public final class CoreImpl {
     /** The connection manager of an iWARP device's provider ({@code device->ops.iw_*}), empty for IB and RoCE. */
     public Optional<IwCm> iwCm(RdmaDevice d) {
         return d instanceof DeviceImpl di ? di.provider.iwCm() : Optional.empty();
+    }
+
+    /**
+     * The QP numbered {@code qpn} on iWARP device {@code d} as the iw_cm takes it for a connection
+     * ({@code device->ops.iw_get_qp}), empty when there is none.
+     */
+    public Optional<QueuePair> iwQp(RdmaDevice d, int qpn) {
+        return d instanceof DeviceImpl di ? Optional.ofNullable(di.queuePair(qpn)) : Optional.empty();
     }
 
     public synchronized Optional<RdmaDevice> device(String name) {

@@ -359,6 +359,11 @@ final class DeviceImpl implements RdmaDevice, RdmaDeviceHandle {
         return n;
     }
 
+    /** The QP numbered {@code qpn} on this device, or null. */
+    QpImpl queuePair(int qpn) {
+        return qpTable.get(qpn);
+    }
+
     void publishQp(QpImpl qp) {
         qpTable.put(qp.qpNum(), qp);
     }

@@ -31,7 +31,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * reply, reject) and its receive thread, which then reads the stream's FPDUs ({@link Rx}). The active side's thread
  * connects and sends the MPA request; the passive side's reads the request, reports it as CONNECT_REQUEST and waits
  * for {@link #accept} or {@link #reject}. A lost stream moves the QP to ERR (flushing it) and reports DISCONNECT (the
- * peer closed or terminated) and CLOSE, once.
+ * peer closed the stream) and CLOSE, once; a TERMINATE from the peer ends it with CLOSE alone.
  *
  * <p>MPA v2 (RFC 6581) as {@code siw_connect}, {@code siw_proc_mpareq}, {@code siw_accept} and
  * {@code siw_proc_mpareply} speak it: a device at revision 2 sends its IRD and ORD in the request; the responder
@@ -78,7 +78,6 @@ final class Cep implements IwConnection, IwConnRequest {
     private final IwConnParam param;
     private final CompletableFuture<Boolean> answer = new CompletableFuture<>();
     private final AtomicBoolean gone = new AtomicBoolean();
-    private volatile boolean peerClosed;
     /** The passive side's initiator closed its stream while the request waited for the answer. */
     private volatile boolean closedBeforeAnswer;
     /** Whether an accept or reject was told so (ECONNRESET once; then the request is answered). */
@@ -686,9 +685,9 @@ final class Cep implements IwConnection, IwConnRequest {
         disassociated = true;
     }
 
-    /** The peer sent a TERMINATE or closed its half: it is gone, whatever we still had to say. */
-    void peerGone() {
-        peerClosed = true;
+    /** Whether the QP's modify took the stream over to drop it: the receive path reads nothing more on it. */
+    boolean isDisassociated() {
+        return disassociated;
     }
 
     /**
@@ -733,7 +732,7 @@ final class Cep implements IwConnection, IwConnRequest {
             reply(failure, failurePd); // after the unbind and ERR: a query from the handler sees them
         }
         if (was) {
-            if (byPeer || peerClosed) {
+            if (byPeer) {
                 event(IwCmEvent.Type.DISCONNECT, Errno.ECONNRESET, new byte[0], null, 0, 0);
             }
             event(IwCmEvent.Type.CLOSE, null, new byte[0], null, 0, 0);

@@ -329,28 +329,30 @@ final class Rx {
         dev.tx.kick(q);
     }
 
-    /** {@code siw_proc_terminate}: the peer found an error; the READ it concerns fails, the QP goes to ERR. */
+    /**
+     * {@code siw_proc_terminate}: the peer found an error and names it; siw logs it and returns {@code -ECONNRESET}
+     * whatever it says, so {@code siw_tcp_rx_data} completes nothing ({@code run_completion = 0}: the READ the
+     * TERMINATE concerns is not failed apart) and drops the connection ({@code siw_qp_cm_drop(qp, 1)}). The
+     * endpoint's {@code SIW_CM_WORK_CLOSE_LLP} reports CLOSE, without DISCONNECT, and its release
+     * ({@code siw_qp_llp_close}) moves the QP to ERR, where {@code siw_sq_flush} and {@code siw_rq_flush} complete
+     * everything outstanding with WR_FLUSH_ERR, that READ included. No async event: neither function raises one.
+     * A connection its QP's modify already took over ({@code rx_suspend}) reads nothing more.
+     */
     private void terminated(SiwQp q, Iwarp.Segment s) {
         Terminate t = s.payloadLength() >= Iwarp.TERMINATE_BODY
                 ? Terminate.of(in.getInt(s.payloadAt()))
                 : new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_OPERATION, 0xff);
-        LOG.debug("siw: qp {} received {}", q.hw.qpNum(), t);
-        dev.terminated(t);
         draining = true;
         letGo();
-        cep.peerGone();
-        q.apartFromTx(() -> {
-            boolean readFailed = q.readsInFlight() > 0;
-            if (readFailed) {
-                q.readDone(t.protection() ? WcStatus.REM_ACCESS_ERR : WcStatus.REM_OP_ERR);
-            }
-            q.connectionGone(cep);
-            if (!readFailed) {
-                q.hw.raiseEvent(EventType.QP_FATAL); // raised once the QP is in ERR: a query after it sees ERR
-            }
-        });
+        if (cep.isDisassociated()) {
+            LOG.debug("siw: qp {} ignores {}: its connection is being dropped", q.hw.qpNum(), t);
+            return;
+        }
+        LOG.debug("siw: qp {} received {}", q.hw.qpNum(), t);
+        dev.terminated(t);
+        q.apartFromTx(() -> q.connectionGone(cep));
         dev.tx.kick(q); // a post while the engine was held here set TxCtx.again: the TX thread takes it
-        cep.lost(t.toString() + " from the peer", true);
+        cep.lost(t + " from the peer", false);
     }
 
     /**

@@ -21,6 +21,7 @@ import java.util.Arrays;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Supplier;
 
 /**
@@ -67,6 +68,12 @@ final class SiwQp {
      * thread's (the core serializes a QP's modifies).
      */
     private Drop drop;
+    /**
+     * siw's {@code qp->state_lock} as {@code siw_qp_modify} and {@code siw_qp_llp_close} take it for writing: a
+     * modify ({@link #modifying}) and the loss of the connection ({@link #connectionGone}) run one after the other,
+     * so a modify never finds the QP moved to ERR under it. Taken inside {@link #apartFromTx}, never around it.
+     */
+    private final ReentrantLock stateLock = new ReentrantLock();
 
     // the RX thread's
     /** Last MSN received per untagged queue. */
@@ -212,6 +219,21 @@ final class SiwQp {
     }
 
     /**
+     * A modify of the QP ({@code siw_verbs_modify_qp}): apart from TX ({@link #apartFromTx}) and from the loss of the
+     * connection ({@link #stateLock}), as siw holds {@code qp->state_lock} for writing over {@code siw_qp_modify}.
+     */
+    <T> T modifying(Supplier<T> change) {
+        return apartFromTx(() -> {
+            stateLock.lock();
+            try {
+                return change.get();
+            } finally {
+                stateLock.unlock();
+            }
+        });
+    }
+
+    /**
      * Whether the transmit side holds a work request, siw's {@code tx_wqe(qp)->wr_status != SIW_WR_IDLE}: a message
      * being cut into segments or not yet all taken by TCP, a request held back for its fence or a full ORQ, or one
      * posted and not yet started (siw's poster activates it at once). READs waiting in the ORQ for their response
@@ -301,10 +323,18 @@ final class SiwQp {
     private record Drop(Cep cep, boolean flushRecv) {
     }
 
-    /** Connection {@code c} went away under the QP: it goes to ERR, flushing what is outstanding. */
+    /**
+     * Connection {@code c} went away under the QP ({@code siw_qp_llp_close}): it goes to ERR, flushing what is
+     * outstanding, apart from any modify.
+     */
     void connectionGone(Cep c) {
-        if (detach(c) && !destroyed && hw.state() != QpState.ERR && hw.state() != QpState.RESET) {
-            hw.enterError();
+        stateLock.lock();
+        try {
+            if (detach(c) && !destroyed && hw.state() != QpState.ERR && hw.state() != QpState.RESET) {
+                hw.enterError();
+            }
+        } finally {
+            stateLock.unlock();
         }
     }
 }

@@ -69,12 +69,6 @@ record Terminate(int layer, int etype, int ecode) {
     /** RFC 6581: the reply picked no RTR message the initiator offered. */
     static final int LLP_NO_MATCHING_RTR = 0x07;
 
-    /** Whether the peer reports that it refused an access to its memory (a protection error of either layer). */
-    boolean protection() {
-        return (layer == LAYER_RDMAP && etype == RDMAP_REMOTE_PROTECTION)
-                || (layer == LAYER_DDP && etype == DDP_TAGGED_BUFFER);
-    }
-
     /** The control word as sent: layer and type, code, then the header-control bits (none) and reserved bits. */
     int word() {
         return (layer & 0xf) << 28 | (etype & 0xf) << 24 | (ecode & 0xff) << 16;

@@ -95,7 +95,7 @@ class SiwCaptureTest {
                 h.b.mr.rkey()));
         assertTrue(SiwHosts.poll(h.a.cq, 3).stream().allMatch(c -> c.status() == WcStatus.SUCCESS));
         p[0].postSend(new SendWr.RdmaRead(4, List.of(h.a.sge(8192, 16)), SIGNALED, h.b.buf, 0x0bad0bad));
-        assertEquals(WcStatus.REM_ACCESS_ERR, SiwHosts.one(h.a.cq).status());
+        assertEquals(WcStatus.WR_FLUSH_ERR, SiwHosts.one(h.a.cq).status(), "siw_proc_terminate fails nothing apart");
         SiwHosts.one(h.b.cq); // the responder's receive flushed: its TERMINATE was written
         assertTrue(h.da.pcap("off").contains("closed"));
 

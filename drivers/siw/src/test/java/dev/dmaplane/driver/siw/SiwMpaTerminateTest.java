@@ -4,9 +4,11 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.rdma.spi.IwCmEvent;
 import dev.dmaplane.rdma.spi.IwConnParam;
 import dev.dmaplane.rdma.spi.IwListen;
-import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.RecvWr;
+import dev.dmaplane.rdma.verbs.WcStatus;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
 import dev.dmaplane.testing.ExternalTool;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -111,12 +113,15 @@ class SiwMpaTerminateTest {
 
     /**
      * The responder's view ({@code siw_proc_terminate}): it accepted a peer-to-peer request, sent its reply and waits
-     * for the RTR message; the TERMINATE comes instead. No ESTABLISHED; the QP goes to ERR with QP_FATAL, the
-     * connection is reported ended by the peer (DISCONNECT with {@code ECONNRESET}) and closed.
+     * for the RTR message; the TERMINATE comes instead. {@code siw_rtr_data_ready} finds the receive suspended and
+     * reports no ESTABLISHED; the TERMINATE's {@code -ECONNRESET} drops the connection ({@code siw_qp_cm_drop}):
+     * CLOSE alone, no DISCONNECT ({@code SIW_CM_WORK_CLOSE_LLP}), no async event, the QP in ERR with its receive
+     * flushed ({@code siw_qp_llp_close}, {@code siw_rq_flush}).
      */
     @Test
     void aResponderThatGetsTheTerminateInsteadOfTheRtrEndsTheConnection() throws Exception {
         QueuePair qb = h.b.rc();
+        qb.postRecv(List.of(RecvWr.of(9, h.b.sge(0, 64))));
         try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
              Socket s = new Socket()) {
             s.connect(l.local(), 10_000);
@@ -129,12 +134,9 @@ class SiwMpaTerminateTest {
             in.readFully(new byte[Mpa.RR_HDR + Mpa.V2_DATA]);
             s.getOutputStream().write(new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA,
                     Terminate.LLP_NO_MATCHING_RTR).fpdu());
-            IwCmEvent d = h.b.event();
-            assertEquals(List.of(IwCmEvent.Type.DISCONNECT, Errno.ECONNRESET), List.of(d.type(), d.status()),
-                    "no ESTABLISHED: the first FPDU was not the RTR message");
-            SiwHosts.expect(h.b.event(), IwCmEvent.Type.CLOSE);
-            assertEquals(EventType.QP_FATAL, h.b.asyncEvent().type());
-            assertEquals(QpState.ERR, qb.query().qpState());
+            SiwTerminateTest.closedByTerminate(h.b, qb);
+            WorkCompletion w = SiwHosts.one(h.b.cq);
+            assertEquals(List.of(9L, WcStatus.WR_FLUSH_ERR), List.of(w.wrId(), w.status()), w.toString());
             assertEquals(1, counter(h.db, "dmaplane_terminate_received"));
             assertEquals(-1, in.read(), "the responder closed its end");
         }

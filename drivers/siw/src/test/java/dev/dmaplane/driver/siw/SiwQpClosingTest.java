@@ -182,7 +182,8 @@ class SiwQpClosingTest {
      * {@code siw_qp_nextstate_from_rts} to TERMINATE: {@code siw_init_terminate(qp, TERM_ERROR_LAYER_RDMAP,
      * RDMAP_ETYPE_CATASTROPHIC, RDMAP_ECODE_UNSPECIFIED, 1)}, then {@code siw_qp_cm_drop} sends it and closes the
      * connection (CLOSE to the consumer) without flushing anything. The peer takes the TERMINATE
-     * ({@code siw_proc_terminate}) and goes to ERR, its receive flushed, and reports the stream's end. A query reports
+     * ({@code siw_proc_terminate}) and goes to ERR, its receive flushed, with CLOSE alone and no async event
+     * ({@code siw_qp_cm_drop}, {@code SIW_CM_WORK_CLOSE_LLP}, {@code siw_qp_llp_close}). A query reports
      * SQE; sends and receives are refused with ENOTCONN. {@code siw_qp_nextstate_from_term} takes ERROR only, which
      * flushes the receive queue ({@code siw_rq_flush}).
      */
@@ -195,7 +196,9 @@ class SiwQpClosingTest {
         modify(p[0], QpState.SQE);
         assertEquals(QpState.SQE, p[0].query().qpState(), "TERMINATE, SQE to a query");
         SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);
-        peerEnded(p[1], 31);
+        SiwTerminateTest.closedByTerminate(h.b, p[1]);
+        WorkCompletion flushed = SiwHosts.one(h.b.cq);
+        assertEquals(List.of(31L, WcStatus.WR_FLUSH_ERR), List.of(flushed.wrId(), flushed.status()));
         assertEquals(1, counter(h.da, "dmaplane_terminate_sent"));
         assertEquals(1, counter(h.db, "dmaplane_terminate_received"));
         assertEquals(List.of(), h.a.cq.poll(4), "the receive stays queued");

@@ -59,7 +59,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * describe it: address resolution picks the siw device of the address, the QP goes INIT → RTR by the rdma_cm and
  * RTS by the iw_cm (no RTR/RTS by the user), private data travels in the MPA request and reply, a reject is
  * REJECTED with {@code -ECONNRESET} (siw's CONNECT_REPLY status, which {@code cma_iw_handler} passes on), a
- * disconnect from either side is DISCONNECTED at both, and an unplugged device is DEVICE_REMOVAL.
+ * disconnect from either side (its QP to SQD, the peer's to ERR) is DISCONNECTED at both, and an unplugged device
+ * is DEVICE_REMOVAL.
  */
 @Timeout(60)
 class SiwRdmaCmTest {
@@ -243,7 +244,7 @@ class SiwRdmaCmTest {
         CmId conn = connect(l);
         dataCrosses();
         client.id.disconnect();
-        assertEquals(QpState.ERR, client.qp.state(), "iw_cm_disconnect: the QP to ERR");
+        assertEquals(QpState.SQD, client.qp.state(), "iw_cm_disconnect(cm_id, 0): the QP to SQD, siw's CLOSING");
         client.expect(CmEventType.DISCONNECTED);
         server.expect(CmEventType.DISCONNECTED);
         assertEquals(QpState.ERR, server.qp.state(), "the peer's close flushes the server's QP");
@@ -261,7 +262,7 @@ class SiwRdmaCmTest {
         CmId conn = connect(l);
         dataCrosses();
         conn.disconnect();
-        assertEquals(QpState.ERR, server.qp.state());
+        assertEquals(QpState.SQD, server.qp.state());
         server.expect(CmEventType.DISCONNECTED);
         client.expect(CmEventType.DISCONNECTED);
         assertEquals(QpState.ERR, client.qp.state());

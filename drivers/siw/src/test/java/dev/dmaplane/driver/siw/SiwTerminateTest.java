@@ -1,6 +1,5 @@
 package dev.dmaplane.driver.siw;
 
-import dev.dmaplane.errno.Errno;
 import dev.dmaplane.rdma.spi.IwCmEvent;
 import dev.dmaplane.rdma.verbs.AsyncEvent;
 import dev.dmaplane.rdma.verbs.EventType;
@@ -15,16 +14,22 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 import java.util.List;
+import java.util.Optional;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Remote access errors reported to the peer with a TERMINATE (RFC 5040 sections 4.8 and 7, RFC 5041 section 7;
- * {@code siw_init_terminate}, {@code siw_send_terminate}, {@code siw_proc_terminate}): a READ of a source STag the
- * responder does not know fails on the requester with REM_ACCESS_ERR, the responder raises QP_ACCESS_ERR; an RDMA
- * WRITE to an unknown STag has completed on the requester (iWARP acknowledges nothing), whose QP then goes to ERR
- * with QP_FATAL. Both QPs end in ERR with what was outstanding flushed, both connections closed.
+ * {@code siw_init_terminate}, {@code siw_send_terminate}) and what the peer that receives it does, as Linux siw does
+ * it: {@code siw_proc_terminate} only logs the error and returns {@code -ECONNRESET}, for which
+ * {@code siw_tcp_rx_data} completes nothing and drops the connection ({@code siw_qp_cm_drop(qp, 1)}); the endpoint's
+ * {@code SIW_CM_WORK_CLOSE_LLP} reports CLOSE (no DISCONNECT) and its release ({@code siw_qp_llp_close}) moves the QP
+ * to ERR, where {@code siw_sq_flush} and {@code siw_rq_flush} complete everything outstanding with WR_FLUSH_ERR, the
+ * request the TERMINATE concerns included. No async event on that side. The responder that found the error raises
+ * QP_ACCESS_ERR and ends in ERR once the requester closed.
  */
 @Timeout(60)
 class SiwTerminateTest {
@@ -40,32 +45,60 @@ class SiwTerminateTest {
         return d.providers.get("siw0").hwCounters(1).get(name);
     }
 
+    /**
+     * The side that receives the TERMINATE, once its CM reported the end: CLOSE with no status and nothing before or
+     * after it ({@code SIW_CM_WORK_CLOSE_LLP}), no async event (the event would have been raised before CLOSE), the
+     * QP in ERR.
+     */
+    static void closedByTerminate(SiwHosts.Host host, QueuePair q) {
+        IwCmEvent e = host.event();
+        assertEquals(List.of(IwCmEvent.Type.CLOSE, Optional.empty()), List.of(e.type(), Optional.ofNullable(e.status())),
+                "CLOSE alone: siw_proc_terminate's -ECONNRESET drops the connection, it reports no DISCONNECT");
+        assertNull(host.events.peek(), "nothing after CLOSE");
+        assertEquals(Optional.empty(), host.ctx.pollAsyncEvent().map(AsyncEvent::type),
+                "siw_proc_terminate and siw_qp_llp_close raise no async event");
+        assertEquals(QpState.ERR, q.query().qpState());
+    }
+
+    /**
+     * A READ of a source STag the responder does not know, a second READ behind it and a receive: the responder
+     * refuses the first with a TERMINATE. The requester completes nothing apart: both READs and the receive complete
+     * with WR_FLUSH_ERR in queue order ({@code siw_sq_flush} empties the ORQ, {@code siw_rq_flush} the receive
+     * queue), and its consumer gets CLOSE alone.
+     */
     @Test
-    void aReadOfAnUnknownStagFailsWithRemoteAccessErrorOnBothSides() {
+    void aReadOfAnUnknownStagIsFlushedOnTheRequesterWhichGetsCloseAlone() {
         QueuePair[] p = h.pair();
+        p[0].postRecv(List.of(RecvWr.of(7, h.a.sge(1 << 20, 64))));
         p[1].postRecv(List.of(RecvWr.of(8, h.b.sge(0, 64))));
         int bad = h.b.mr.rkey() ^ 0x5a00;
         p[0].postSend(new SendWr.RdmaRead(1, List.of(h.a.sge(0, 4096)), SIGNALED, h.b.buf, bad));
-        WorkCompletion c = SiwHosts.one(h.a.cq);
-        assertEquals(WcStatus.REM_ACCESS_ERR, c.status(), c.toString());
-        assertEquals(1, c.wrId());
+        p[0].postSend(new SendWr.RdmaRead(2, List.of(h.a.sge(8192, 4096)), SIGNALED, h.b.buf, h.b.mr.rkey()));
+
+        closedByTerminate(h.a, p[0]);
+        List<WorkCompletion> mine = SiwHosts.poll(h.a.cq, 3);
+        assertEquals(List.of(1L, 2L, 7L), mine.stream().map(WorkCompletion::wrId).sorted().toList(), mine.toString());
+        assertTrue(mine.stream().allMatch(c -> c.status() == WcStatus.WR_FLUSH_ERR),
+                "the READ the TERMINATE concerns is flushed with the rest, not failed apart: " + mine);
+        assertEquals(List.of(1L, 2L), mine.stream().map(WorkCompletion::wrId).filter(id -> id != 7).toList(),
+                "the send queue in order");
+        assertEquals(1, counter(h.db, "dmaplane_terminate_sent"));
+        assertEquals(1, counter(h.da, "dmaplane_terminate_received"));
 
         AsyncEvent e = h.b.asyncEvent();
         assertEquals(EventType.QP_ACCESS_ERR, e.type());
         WorkCompletion flushed = SiwHosts.one(h.b.cq);
-        assertEquals(WcStatus.WR_FLUSH_ERR, flushed.status(), "the responder's receive flushed");
+        assertEquals(List.of(8L, WcStatus.WR_FLUSH_ERR), List.of(flushed.wrId(), flushed.status()),
+                "the responder's receive flushed");
         assertEquals(QpState.ERR, p[1].query().qpState());
-        assertEquals(QpState.ERR, p[0].query().qpState());
-        assertEquals(1, counter(h.db, "dmaplane_terminate_sent"));
-        assertEquals(1, counter(h.da, "dmaplane_terminate_received"));
-        IwCmEvent d = h.a.event();
-        assertEquals(IwCmEvent.Type.DISCONNECT, d.type(), "the requester's peer ended the stream");
-        assertEquals(Errno.ECONNRESET, d.status());
-        SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);
         assertEquals(IwCmEvent.Type.DISCONNECT, h.b.event().type(), "the requester closed after the TERMINATE");
         SiwHosts.expect(h.b.event(), IwCmEvent.Type.CLOSE);
     }
 
+    /**
+     * An RDMA WRITE to an unknown STag has completed on the requester (iWARP acknowledges nothing); the responder's
+     * TERMINATE then ends the requester's QP: its receive flushed, CLOSE alone, no async event.
+     */
     @Test
     void aWriteToAnUnknownStagEndsTheRequestersQpAfterItCompleted() {
         QueuePair[] p = h.pair();
@@ -77,9 +110,37 @@ class SiwTerminateTest {
         WorkCompletion flushed = SiwHosts.one(h.a.cq);
         assertEquals(WcStatus.WR_FLUSH_ERR, flushed.status(), "the TERMINATE moved the requester to ERR");
         assertEquals(7, flushed.wrId());
-        assertEquals(EventType.QP_FATAL, h.a.asyncEvent().type());
+        closedByTerminate(h.a, p[0]);
         assertEquals(EventType.QP_ACCESS_ERR, h.b.asyncEvent().type());
         assertEquals(QpState.ERR, p[1].query().qpState());
         assertEquals(1, counter(h.db, "dmaplane_terminate_sent"));
+        assertEquals(1, counter(h.da, "dmaplane_terminate_received"));
+    }
+
+    /**
+     * A SEND the responder has no receive for ({@code siw_proc_send}: {@code siw_rqe_get} finds none, a TERMINATE of
+     * the DDP layer, Untagged Buffer Error), a READ behind it and a receive: the SEND completed once TCP took it
+     * (iWARP acknowledges nothing), and the TERMINATE it caused ends the requester's QP like any other: the READ and
+     * the receive complete with WR_FLUSH_ERR, CLOSE alone, no async event.
+     */
+    @Test
+    void aSendWithoutAReceiveHasCompletedAndTheTerminateFlushesTheRest() {
+        QueuePair[] p = h.pair();
+        p[0].postRecv(List.of(RecvWr.of(7, h.a.sge(1 << 20, 64))));
+        p[0].postSend(new SendWr.Send(1, List.of(h.a.sge(0, 64)), SIGNALED, null));
+        p[0].postSend(new SendWr.RdmaRead(2, List.of(h.a.sge(8192, 4096)), SIGNALED, h.b.buf, h.b.mr.rkey()));
+
+        closedByTerminate(h.a, p[0]);
+        List<WorkCompletion> mine = SiwHosts.poll(h.a.cq, 3);
+        assertEquals(List.of(List.of(1L, WcStatus.SUCCESS), List.of(2L, WcStatus.WR_FLUSH_ERR)),
+                mine.stream().filter(c -> c.wrId() != 7).map(c -> List.of(c.wrId(), c.status())).toList(),
+                "the SEND was TCP's before the TERMINATE came; the READ behind it is flushed: " + mine);
+        assertEquals(List.of(7L, WcStatus.WR_FLUSH_ERR), mine.stream().filter(c -> c.wrId() == 7)
+                .map(c -> List.of(c.wrId(), c.status())).findFirst().orElseThrow());
+        assertEquals(1, counter(h.db, "dmaplane_terminate_sent"));
+        assertEquals(1, counter(h.da, "dmaplane_terminate_received"));
+        assertEquals(IwCmEvent.Type.DISCONNECT, h.b.event().type(), "the requester closed after the TERMINATE");
+        SiwHosts.expect(h.b.event(), IwCmEvent.Type.CLOSE);
+        assertEquals(QpState.ERR, p[1].query().qpState());
     }
 }

@@ -19,6 +19,7 @@ import dev.dmaplane.rdma.spi.IwCmHandler;
 import dev.dmaplane.rdma.verbs.GidEntry;
 import dev.dmaplane.rdma.verbs.GidType;
 import dev.dmaplane.rdma.verbs.NodeType;
+import dev.dmaplane.rdma.verbs.QueuePair;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -196,6 +197,11 @@ public final class CmaImpl implements RdmaCm, IbCm.Listeners, CoreImpl.Client {
     IwCm iwCm(RdmaDevice d) {
         return devices.iwCm(d).orElseThrow(() -> new ErrnoException(Errno.EOPNOTSUPP, d.name()
                 + " is an iWARP device without a connection manager"));
+    }
+
+    /** The QP numbered {@code qpn} on iWARP device {@code d} ({@code iw_get_qp}), or null. */
+    QueuePair iwQp(RdmaDevice d, int qpn) {
+        return devices.iwQp(d, qpn).orElse(null);
     }
 
     /**

@@ -43,7 +43,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * ({@code cma_ib_handler}) it turns into rdma_cm events and QP transitions ({@code cma_modify_qp_rtr},
  * {@code cma_modify_qp_rts}, {@code cma_modify_qp_err}). Every method holds the rdma_cm lock.
  * <p>
- * Why one class of about 730 lines: the id's state machine is cma.c's {@code rdma_id_private}, and each verb checks
+ * Why one class of about 750 lines: the id's state machine is cma.c's {@code rdma_id_private}, and each verb checks
  * and moves the same state under the one lock; the iWARP branch already lives in {@link IwId}. The IB CM event
  * handling ({@code cma_ib_handler}) is the piece to move out next, when the CM's MRA/LAP/SIDR land.
  */
@@ -387,10 +387,12 @@ final class IdImpl implements CmId, IbCm.Owner {
     }
 
     /**
-     * The driver's connect failed ({@code cma_connect_iw}'s error path): the id goes back to ROUTE_RESOLVED unless it
-     * was destroyed or its device removed meanwhile. Called under the rdma_cm lock.
+     * The driver's connect failed ({@code cma_connect_iw}'s error path): the iw_cm_id is destroyed
+     * ({@code id_priv->cm_id.iw = NULL}) and the id goes back to ROUTE_RESOLVED unless it was destroyed or its device
+     * removed meanwhile. Called under the rdma_cm lock.
      */
     void iwConnectFailed() {
+        iw = null;
         if (state == State.CONNECT && !removed) {
             state = State.ROUTE_RESOLVED;
         }
@@ -586,8 +588,8 @@ final class IdImpl implements CmId, IbCm.Owner {
     public void disconnect() {
         synchronized (cma.lock) {
             checkLive("rdma_disconnect");
-            if (iwarp() && iw != null && iw.connected()) {
-                iw.disconnect(); // iw_cm_disconnect
+            if (iwarp()) {
+                disconnectIw();
                 return;
             }
             if (conn == null) {
@@ -602,6 +604,21 @@ final class IdImpl implements CmId, IbCm.Owner {
                 cma.cm.sendDrep(conn, null);
             }
         }
+    }
+
+    /**
+     * {@code rdma_disconnect} on iWARP: librdmacm's {@code ucma_shutdown} moves the id's QP to SQD
+     * ({@code ucma_modify_qp_sqd}, its failure returned), then {@code cma.c}'s {@code rdma_disconnect} is EINVAL
+     * without an iw_cm_id and {@code iw_cm_disconnect(cm_id, 0)} otherwise. Called under the rdma_cm lock.
+     */
+    private void disconnectIw() {
+        if (qp != null && !qp.isDestroyed()) {
+            qp.modify(QpAttr.builder().state(QpState.SQD).build());
+        }
+        if (iw == null) {
+            throw new ErrnoException(Errno.EINVAL, "rdma_disconnect: the id is " + state + ", without an iw_cm_id");
+        }
+        iw.disconnect();
     }
 
     @Override

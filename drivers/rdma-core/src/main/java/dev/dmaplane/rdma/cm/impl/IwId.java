@@ -13,6 +13,9 @@ import dev.dmaplane.rdma.spi.IwConnRequest;
 import dev.dmaplane.rdma.spi.IwConnection;
 import dev.dmaplane.rdma.spi.IwListen;
 import dev.dmaplane.rdma.verbs.GidEntry;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QueuePair;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -26,13 +29,22 @@ import java.util.Map;
 /**
  * The {@code iw_cm_id} under an rdma_cm id on an iWARP device: the iWARP branches of {@code cma.c}
  * ({@code cma_iw_listen}, {@code cma_connect_iw}, {@code cma_accept_iw}, {@code iw_conn_req_handler},
- * {@code cma_iw_handler}) over the device's {@link IwCm}. The driver's events reach it on the rdma_cm's thread
- * ({@link CmaImpl#iwHandler}), never on the driver's, so no driver lock is ever held under the rdma_cm lock's
- * holder's feet; every method runs under the rdma_cm lock, and the one driver call that may block (a connect's
- * TCP connection) runs outside it ({@link #connecting}).
+ * {@code cma_iw_handler}) over {@code iwcm.c}'s state machine ({@code enum iw_cm_state}) and the device's
+ * {@link IwCm}. The driver's events reach it on the rdma_cm's thread ({@link CmaImpl#iwHandler}), never on the
+ * driver's, so no driver lock is ever held under the rdma_cm lock's holder's feet; every method runs under the
+ * rdma_cm lock, and the one driver call that may block (a connect's TCP connection) runs outside it
+ * ({@link #connecting}).
+ * <p>
+ * Where {@code iw_cm_disconnect} and {@code destroy_cm_id} wait for a connect's or accept's outcome
+ * ({@code IWCM_F_CONNECT_WAIT}), this one does not block: siw here has no MPA timer, so a peer that never answers
+ * would hold the caller for ever. A disconnect is carried out when the outcome comes (as the woken caller would);
+ * a destroy drops the connection at once, abruptly, as it would once ESTABLISHED.
  */
 final class IwId {
     private static final Logger LOG = LoggerFactory.getLogger(IwId.class);
+
+    /** {@code enum iw_cm_state} ({@code iwcm.h}). */
+    enum State { IDLE, LISTEN, CONN_RECV, CONN_SENT, ESTABLISHED, CLOSING, DESTROYING }
 
     private final CmaImpl cma;
     private final IdImpl id;
@@ -40,10 +52,20 @@ final class IwId {
     private final Map<RdmaDevice, IwListen> listens = new LinkedHashMap<>();
     /** The request a CONNECT_REQUEST id answers, until it is answered. */
     IwConnRequest request;
-    /** The connection after connect or accept (kept after it closed: a disconnect then does nothing). */
+    private State state = State.IDLE;
+    /**
+     * The QP of the connection ({@code cm_id_priv->qp}, taken by {@code iw_get_qp} at connect or accept), until
+     * CLOSE or a failed CONNECT_REPLY lets it go; null when the device has no QP of the number given.
+     */
+    private QueuePair qp;
+    /** The driver's connection after connect or accept, until its outcome came; then null. */
     private IwConnection conn;
-    /** A failed CONNECT_REPLY came before the connecting task took the lock again: the connection is not kept. */
-    private boolean replyFailed;
+    /**
+     * {@code IWCM_F_CONNECT_WAIT}: a connect waits for its CONNECT_REPLY, an accept for its ESTABLISHED (or CLOSE).
+     */
+    private boolean connectWait;
+    /** A disconnect came while {@link #connectWait}: carried out when the connection is ESTABLISHED. */
+    private boolean disconnectWaits;
 
     IwId(CmaImpl cma, IdImpl id) {
         this.cma = cma;
@@ -60,6 +82,7 @@ final class IwId {
         IwListen l = cm.listen(new InetSocketAddress(at, id.src.getPort()), id.backlog,
                 cma.iwHandler(e -> listenerEvent(d, e)));
         listens.put(d, l);
+        state = State.LISTEN;
     }
 
     private static GidEntry firstV4(RdmaDevice d) {
@@ -107,6 +130,7 @@ final class IwId {
         child.initiatorDepth = clamp(e.ird());
         child.state = IdImpl.State.CONNECT;
         child.iw().request = req;
+        child.iw().state = State.CONN_RECV;
         cma.ids.add(child);
         id.pendingRequests.incrementAndGet();
         cma.enqueue(child, CmEventType.CONNECT_REQUEST, id, 0, param(e));
@@ -133,22 +157,28 @@ final class IwId {
 
     /**
      * {@code cma_connect_iw}'s {@code iw_cm_connect} with the private data, ORD = initiator depth and IRD = responder
-     * resources, as a task the caller runs once it let the rdma_cm lock go (the id is in CONNECT, its QP in RTR).
-     * The task blocks while the driver makes its TCP connection; the driver's refusal (ECONNREFUSED from a TCP
-     * connection nobody accepts) is thrown to {@code rdma_connect}, and the id goes back to ROUTE_RESOLVED. An id
-     * destroyed or removed while the task ran drops the connection it got.
+     * resources, as a task the caller runs once it let the rdma_cm lock go (the id is in CONNECT, its QP in RTR; the
+     * iw_cm_id in CONN_SENT with QP {@code qpn}, waiting for CONNECT_REPLY). The task blocks while the driver makes its
+     * TCP connection; the driver's refusal (ECONNREFUSED from a TCP connection nobody accepts) is thrown to
+     * {@code rdma_connect}, the iw_cm_id goes (IDLE, then {@code cma_connect_iw} destroys it) and the id back to
+     * ROUTE_RESOLVED. An id destroyed or removed while the task ran drops the connection it got.
      */
     Runnable connecting(IwConnParam ip, int qpn) {
         IwCm cm = cma.iwCm(id.dev);
         InetSocketAddress to = id.dst;
         IwCmHandler handler = cma.iwHandler(this::event);
-        replyFailed = false;
+        qp = cma.iwQp(id.dev, qpn);
+        state = State.CONN_SENT;
+        connectWait = true;
         return () -> {
             IwConnection c;
             try {
                 c = cm.connect(qpn, to, ip, handler);
             } catch (RuntimeException e) {
                 synchronized (cma.lock) {
+                    qp = null;
+                    state = State.IDLE;
+                    connected();
                     id.iwConnectFailed();
                 }
                 throw e;
@@ -156,17 +186,28 @@ final class IwId {
             synchronized (cma.lock) {
                 if (id.state == IdImpl.State.DESTROYING || id.removed) {
                     c.disconnect();
-                } else if (!replyFailed) {
+                } else if (connectWait) {
                     conn = c;
                 }
             }
         };
     }
 
-    /** {@code cma_accept_iw}: {@code iw_cm_accept} of the request with the QP (moved to RTR by the caller). */
+    /**
+     * {@code cma_accept_iw}: {@code iw_cm_accept} of the request with the QP (moved to RTR by the caller); the
+     * iw_cm_id waits in CONN_RECV for the driver's ESTABLISHED. A failed accept lets the QP go.
+     */
     void accept(IwConnParam ip, int qpn) {
         IwConnRequest r = request;
-        conn = r.accept(qpn, ip, cma.iwHandler(this::event));
+        qp = cma.iwQp(id.dev, qpn);
+        connectWait = true;
+        try {
+            conn = r.accept(qpn, ip, cma.iwHandler(this::event));
+        } catch (RuntimeException e) {
+            qp = null;
+            connected();
+            throw e;
+        }
         request = null;
     }
 
@@ -177,6 +218,7 @@ final class IwId {
      */
     void rejectFailedAccept() {
         rejectAnswered("rdma_accept: the failed accept of {} ended the request already: {}");
+        state = State.IDLE;
     }
 
     /**
@@ -199,28 +241,129 @@ final class IwId {
         IwConnRequest r = request;
         r.reject(privateData);
         request = null;
-    }
-
-    boolean connected() {
-        return conn != null;
-    }
-
-    /** {@code rdma_disconnect} → {@code iw_cm_disconnect}: the stream closed, the QP to ERR by the driver. */
-    void disconnect() {
-        conn.disconnect();
+        state = State.IDLE;
     }
 
     /**
-     * {@code iw_destroy_cm_id}: listeners closed, a request not answered rejected, a connection dropped (its CLOSE
-     * finds the id destroyed and is dropped).
+     * {@code iw_cm_disconnect(cm_id, 0)}, the graceful close {@code rdma_disconnect} asks for on iWARP: after a
+     * connect's or accept's outcome came, an ESTABLISHED iw_cm_id goes to CLOSING and its QP to SQD
+     * ({@code iwcm_modify_qp_sqd}), whose driver closes the connection (siw's {@code siw_qp_nextstate_from_rts}); the
+     * modify's failure is ignored, as the QP may be in SQD or ERR already when both ends disconnect. CLOSE then makes
+     * it IDLE. A listener is EINVAL (so is a connection without a QP, after the move to CLOSING); CLOSING (the peer
+     * closed first), IDLE (closed, or the connect failed) and CONN_RECV (not answered yet) change nothing. Before a
+     * connect's or accept's outcome, the disconnect waits for it ({@link #disconnectWaits}).
+     */
+    void disconnect() {
+        if (connectWait) {
+            disconnectWaits = true;
+            return;
+        }
+        switch (state) {
+            case ESTABLISHED -> {
+                state = State.CLOSING;
+                if (qp == null) {
+                    throw new ErrnoException(Errno.EINVAL, "iw_cm_disconnect: the connection to " + id.dst
+                            + " has no QP");
+                }
+                modifyQp(QpState.SQD, "iwcm_modify_qp_sqd");
+            }
+            case LISTEN -> throw new ErrnoException(Errno.EINVAL, "iw_cm_disconnect: the id listens");
+            default -> {
+            }
+        }
+    }
+
+    /**
+     * {@code destroy_cm_id} once a connect's or accept's outcome came: listeners closed; an ESTABLISHED connection
+     * closed abruptly, its QP to ERR ({@code iwcm_modify_qp_err}); a CLOSING or IDLE one left as it is (a QP a
+     * disconnect moved to SQD stays there); a request not answered rejected; a connection whose outcome has not come
+     * yet dropped by its driver (abruptly). Events that come later are dropped ({@code IWCM_F_DROP_EVENTS}).
      */
     void destroy() {
+        if (connectWait && conn != null) {
+            conn.disconnect();
+        }
+        State was = state;
+        state = State.DESTROYING;
         closeListens(null);
         if (request != null) {
             rejectAnswered("iw_destroy_cm_id: the request from {} was gone: {}");
         }
-        if (conn != null) {
-            conn.disconnect();
+        if (was == State.ESTABLISHED && qp != null) {
+            modifyQp(QpState.ERR, "iwcm_modify_qp_err");
+        }
+        qp = null;
+        conn = null;
+    }
+
+    /** {@code ib_modify_qp} of the connection's QP to {@code to} by the iw_cm, its failure logged and ignored. */
+    private void modifyQp(QpState to, String call) {
+        QueuePair q = qp;
+        if (q.isDestroyed()) {
+            return;
+        }
+        try {
+            q.modify(QpAttr.builder().state(to).build());
+        } catch (ErrnoException e) {
+            LOG.debug("{} of QP {}: {}", call, q.qpNum(), e.getMessage());
+        }
+    }
+
+    /** Clears {@code IWCM_F_CONNECT_WAIT}: the connect's or accept's outcome came. */
+    private void connected() {
+        connectWait = false;
+        conn = null;
+    }
+
+    /**
+     * The iw_cm's handling of a driver event ({@code cm_event_handler}'s {@code process_event}), then
+     * {@code cma_iw_handler}'s for an id in CONNECT: CONNECT_REPLY makes the iw_cm_id ESTABLISHED, or IDLE without its
+     * QP when it failed ({@code cm_conn_rep_handler}); the passive side's ESTABLISHED makes it ESTABLISHED
+     * ({@code cm_conn_est_handler}); DISCONNECT (the peer's half closed) makes an ESTABLISHED one CLOSING
+     * ({@code cm_disconnect_handler}) and is not reported further; CLOSE makes it IDLE without its QP
+     * ({@code cm_close_handler}). A destroyed iw_cm_id drops them all.
+     */
+    private void event(IwCmEvent e) {
+        if (state == State.DESTROYING) {
+            return;
+        }
+        switch (e.type()) {
+            case CONNECT_REPLY -> {
+                if (e.status() == null) {
+                    state = State.ESTABLISHED;
+                } else {
+                    qp = null;
+                    state = State.IDLE;
+                }
+                connected();
+            }
+            case ESTABLISHED -> {
+                state = State.ESTABLISHED;
+                connected();
+            }
+            case DISCONNECT -> {
+                if (state == State.ESTABLISHED) {
+                    state = State.CLOSING;
+                }
+            }
+            case CLOSE -> {
+                qp = null;
+                state = State.IDLE;
+                connected();
+            }
+            case CONNECT_REQUEST -> {
+            }
+        }
+        if (id.state == IdImpl.State.CONNECT && !id.removed) {
+            report(e);
+        }
+        if (disconnectWaits && !connectWait) {
+            disconnectWaits = false;
+            try {
+                disconnect(); // the woken iw_cm_disconnect
+            } catch (ErrnoException x) {
+                LOG.debug("iw_cm_disconnect of {} after its connection's outcome: {}", id, x.getMessage());
+            }
         }
     }
 
@@ -228,13 +371,9 @@ final class IwId {
      * {@code cma_iw_handler}: the addresses the connection really has, then CONNECT_REPLY → ESTABLISHED (the event's
      * IRD as initiator depth, its ORD as responder resources: siw signals its own negotiated depths), REJECTED
      * ({@code -ECONNREFUSED}, {@code -ECONNRESET}), UNREACHABLE ({@code -ETIMEDOUT}) or CONNECT_ERROR; the passive
-     * side's ESTABLISHED; CLOSE → DISCONNECTED once. DISCONNECT (the peer's half closed) is not reported: CLOSE
-     * follows it.
+     * side's ESTABLISHED; CLOSE → DISCONNECTED, once (the id leaves CONNECT).
      */
-    private void event(IwCmEvent e) {
-        if (id.state == IdImpl.State.DESTROYING || id.removed) {
-            return;
-        }
+    private void report(IwCmEvent e) {
         if (e.local() != null && e.remote() != null) {
             id.src = e.local();
             id.dst = e.remote();
@@ -243,10 +382,8 @@ final class IwId {
             case CONNECT_REPLY -> connectReply(e);
             case ESTABLISHED -> id.event(CmEventType.ESTABLISHED, 0, param(e));
             case CLOSE -> {
-                if (id.state == IdImpl.State.CONNECT) {
-                    id.state = IdImpl.State.DISCONNECT;
-                    id.event(CmEventType.DISCONNECTED, 0, null);
-                }
+                id.state = IdImpl.State.DISCONNECT;
+                id.event(CmEventType.DISCONNECTED, 0, null);
             }
             case DISCONNECT, CONNECT_REQUEST -> {
             }
@@ -259,8 +396,6 @@ final class IwId {
             id.event(CmEventType.ESTABLISHED, 0, param(e));
             return;
         }
-        conn = null;
-        replyFailed = true;
         id.state = IdImpl.State.DISCONNECT;
         CmEventType t = switch (s) {
             case ECONNREFUSED, ECONNRESET -> CmEventType.REJECTED;
