@@ -16,9 +16,9 @@ import java.net.InetSocketAddress;
  * an id whose device went away (DEVICE_REMOVAL) fails with {@code ENODEV}, except {@link #destroy()}.
  * <p>
  * On an iWARP device the connection is the device's iw_cm's ({@code cma.c}'s iWARP branches): the MPA request and
- * reply carry the user's private data whole (up to the 255 bytes a {@code u8} length gives; MPA would take 512), the QP goes to RTR by the rdma_cm and to RTS by the iw_cm, a reject
- * is REJECTED with siw's {@code -ECONNRESET} (the QP in ERR: a retry needs a new QP), a disconnect is DISCONNECTED
- * at both ends without TIMEWAIT_EXIT.
+ * reply carry the user's private data whole (up to the 255 bytes a {@code u8} length gives; MPA would take 512),
+ * the QP goes to RTR by the rdma_cm and to RTS by the iw_cm, a reject is REJECTED with siw's {@code -ECONNRESET}
+ * (the QP in ERR: a retry needs a new QP), a disconnect is DISCONNECTED at both ends without TIMEWAIT_EXIT.
  */
 @ProviderType
 public interface CmId {

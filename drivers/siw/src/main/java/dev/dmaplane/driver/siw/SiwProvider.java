@@ -261,9 +261,9 @@ final class SiwProvider implements RdmaProvider, IwCm {
      * holds {@code qp->state_lock} for writing against {@code siw_qp_sq_process}: {@link SiwQpStates} sees the
      * transmit side as it is ({@link #txBusy}) and a TERMINATE goes out between FPDUs. The loss of the connection
      * ({@code siw_qp_llp_close}, which takes the same lock) comes wholly before or after it: a modify racing the
-     * peer's close finds the QP in RTS or already in ERR, never moved under it ({@link SiwQp#modifying}). A connection the modify took the
-     * QP off is dropped afterwards, once the QP is in its new state ({@link SiwQp#dropConnection}); work posted
-     * meanwhile on a QP that stayed connected is handed to the TX thread.
+     * peer's close finds the QP in RTS or already in ERR, never moved under it ({@link SiwQp#modifying}). A
+     * connection the modify took the QP off is dropped afterwards, once the QP is in its new state
+     * ({@link SiwQp#dropConnection}); work posted meanwhile on a QP that stayed connected is handed to the TX thread.
      */
     @Override
     public <T> T quiesce(HwQp hw, Supplier<T> change) {
