@@ -31,7 +31,8 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * reply, reject) and its receive thread, which then reads the stream's FPDUs ({@link Rx}). The active side's thread
  * connects and sends the MPA request; the passive side's reads the request, reports it as CONNECT_REQUEST and waits
  * for {@link #accept} or {@link #reject}. A lost stream moves the QP to ERR (flushing it) and reports DISCONNECT (the
- * peer closed the stream) and CLOSE, once; a TERMINATE from the peer ends it with CLOSE alone.
+ * peer closed the stream) and CLOSE, once; a TERMINATE from the peer, or one this side sent, ends it with CLOSE
+ * alone.
  *
  * <p>MPA v2 (RFC 6581) as {@code siw_connect}, {@code siw_proc_mpareq}, {@code siw_accept} and
  * {@code siw_proc_mpareply} speak it: a device at revision 2 sends its IRD and ORD in the request; the responder
@@ -87,6 +88,8 @@ final class Cep implements IwConnection, IwConnRequest {
     private static final int EARLY_BYTES = 1 << 16;
     /** The QP's modify took the stream over to drop it ({@link #disassociate}): the receive thread reports no end. */
     private volatile boolean disassociated;
+    /** The end was reported with only our half closed ({@link #dropAfterTerminate}): the next end closes the socket. */
+    private volatile boolean halfClosed;
     /** Whether the MPA exchange completed and the QP is in RTS on this connection. */
     private volatile boolean established;
     /** Whether the active side's CONNECT_REPLY was reported. */
@@ -677,12 +680,25 @@ final class Cep implements IwConnection, IwConnRequest {
     }
 
     /**
-     * {@code siw_socket_disassoc} as {@code siw_qp_cm_drop} does it: a modify of the QP to CLOSING or TERMINATE
-     * drops the stream itself ({@link SiwQp#dropConnection}), reporting CLOSE only; the peer's end of the stream,
-     * which the receive thread may see first, is no longer reported.
+     * {@code rx_suspend} and {@code siw_socket_disassoc} as {@code siw_qp_cm_drop} does them: the QP drops the
+     * stream itself, reporting CLOSE only, after a modify to CLOSING or TERMINATE ({@link SiwQp#dropConnection}) or
+     * an error its receive or transmit path found ({@link Rx}, {@link Tx}); the receive thread reads nothing more,
+     * and the peer's end of the stream, which it may see first, is no longer reported.
      */
     void disassociate() {
         disassociated = true;
+    }
+
+    /**
+     * The QP sent its TERMINATE and drops the connection ({@code siw_qp_cm_drop}): CLOSE alone, the QP off the
+     * connection, and our half of the stream closed behind the TERMINATE. siw releases the socket at once; here the
+     * socket closes once the peer ended its half (the receive thread drains until then) or the device goes, so that
+     * what the peer still sends meanwhile is read and dropped rather than answered with a reset, which would discard
+     * the TERMINATE if TCP had not yet sent it.
+     */
+    void dropAfterTerminate(String why) {
+        halfClosed = true;
+        lost(why, false);
     }
 
     /** Whether the QP's modify took the stream over to drop it: the receive path reads nothing more on it. */
@@ -695,6 +711,11 @@ final class Cep implements IwConnection, IwConnRequest {
      * then CLOSE. Idempotent; the peer's end of a disassociated stream is left to the QP's drop.
      */
     void lost(String why, boolean byPeer) {
+        if (gone.get() && halfClosed) {
+            LOG.debug("siw: connection {} -> {} closes: {}", local, remote, why);
+            closeStream();
+            return;
+        }
         if (byPeer && disassociated) {
             LOG.debug("siw: connection {} -> {} ends under its QP's drop: {}", local, remote, why);
             return;
@@ -705,17 +726,16 @@ final class Cep implements IwConnection, IwConnRequest {
         LOG.debug("siw: connection {} -> {} ends: {}", local, remote, why);
         answer.complete(false);
         dev.captureFin(this);
-        try {
-            ch.close();
-        } catch (IOException e) {
-            LOG.error("siw: closing the socket {} -> {} failed", local, remote, e);
+        if (halfClosed) {
+            try {
+                ch.shutdownOutput();
+            } catch (IOException e) {
+                LOG.debug("siw: the stream {} -> {} is gone already", local, remote, e);
+                closeStream();
+            }
+        } else {
+            closeStream();
         }
-        // a non-blocking stream is closed for good once the selectors it is registered with let go of it
-        Selector s = rxSelector;
-        if (s != null) {
-            s.wakeup();
-        }
-        dev.tx.wake();
         SiwQp q = qp;
         boolean was = established;
         if (q != null) {
@@ -737,6 +757,23 @@ final class Cep implements IwConnection, IwConnRequest {
             }
             event(IwCmEvent.Type.CLOSE, null, new byte[0], null, 0, 0);
         }
+    }
+
+    /**
+     * Closes the socket; a non-blocking stream is closed for good once the selectors it is registered with let go of
+     * it, so both are woken.
+     */
+    private void closeStream() {
+        try {
+            ch.close();
+        } catch (IOException e) {
+            LOG.error("siw: closing the socket {} -> {} failed", local, remote, e);
+        }
+        Selector s = rxSelector;
+        if (s != null) {
+            s.wakeup();
+        }
+        dev.tx.wake();
     }
 
     boolean isGone() {

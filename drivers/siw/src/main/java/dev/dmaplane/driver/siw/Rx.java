@@ -7,6 +7,7 @@ import dev.dmaplane.rdma.spi.RecvWqe;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.Sge;
+import dev.dmaplane.rdma.verbs.WcOpcode;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -47,9 +48,17 @@ final class Rx {
     private int start;
     private int end;
     private boolean draining;
+    /**
+     * The FPDU being processed failed its CRC. siw checks the CRC in the trailer ({@code siw_get_trailer}), after the
+     * segment's payload was placed, and {@code siw_rdmap_complete} then ends the message it belongs to in error: a
+     * receive or a READ completes with GENERAL_ERR, a READ request is not answered.
+     */
+    private boolean crcBad;
     /** The leases of the tagged message being placed and the STag it names, or null between messages. */
     private SgeLeases tagged;
     private int taggedStag;
+    /** The last tagged segment did not end its message: the next one is not a first segment. */
+    private boolean taggedMore;
     /** The leases of the receive the SEND being placed fills, or null between messages. */
     private SgeLeases untagged;
     /** Where the thread waits for the stream to have bytes: the stream is non-blocking, for the sender's sake. */
@@ -112,22 +121,25 @@ final class Rx {
             int at = start;
             start += total;
             cep.received += total;
-            if (draining) {
-                continue;
+            if (draining || cep.isDisassociated()) {
+                continue; // rx_suspend: the QP drops the connection, nothing more is read from it
             }
             SiwQp q = cep.qp;
-            if (!Mpa.crcOk(in, at, total)) {
-                fail(q, new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA, Terminate.LLP_CRC), EventType.QP_FATAL,
-                        "MPA CRC mismatch");
-                continue;
-            }
             Iwarp.Segment s = Iwarp.parse(in, at + 2, ulpdu);
             if (s == null || s.ddpVersion() != 1) {
+                // siw_get_hdr: a TERMINATE, no async event
                 fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
-                        Terminate.DDP_UT_INVALID_VERSION), EventType.QP_FATAL, "bad DDP header");
+                        Terminate.DDP_UT_INVALID_VERSION), null, "bad DDP header");
                 continue;
             }
+            crcBad = !Mpa.crcOk(in, at, total);
             dispatch(q, s);
+            if (crcBad && !draining) {
+                // siw_get_trailer, once the segment was processed: a TERMINATE, no async event
+                fail(q, new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA, Terminate.LLP_CRC), null,
+                        "MPA CRC mismatch");
+            }
+            crcBad = false;
             if (!draining && cep.awaitingRtr()) {
                 cep.rtrArrived();
             }
@@ -189,9 +201,16 @@ final class Rx {
         }
     }
 
-    /** {@code siw_proc_write}, {@code siw_proc_rresp}: a tagged segment into the STag it names. */
+    /**
+     * {@code siw_proc_write}, {@code siw_proc_rresp}: a tagged segment into the STag it names. A refused WRITE raises
+     * QP_ACCESS_ERR only where {@code siw_check_mem} refuses a region siw found: an STag that names no region on the
+     * message's first segment ({@code siw_mem_id2obj} finds nothing, or the key differs) is answered with the
+     * TERMINATE alone. A refused Read Response fails its READ with LOC_PROT_ERR and raises QP_ACCESS_ERR
+     * ({@code siw_check_sge} in {@code siw_proc_rresp}).
+     */
     private void placeTagged(SiwQp q, Iwarp.Segment s, MemorySegment payload, boolean readResponse) {
         long n = payload.byteSize();
+        boolean first = !taggedMore;
         if (n > 0) {
             if (tagged == null || taggedStag != s.stag()) {
                 closeTagged();
@@ -206,10 +225,21 @@ final class Rx {
                 if (readResponse) {
                     q.readDone(WcStatus.LOC_PROT_ERR);
                 }
+                boolean unknown = !readResponse && first && !dev.hasRegion(s.stag());
                 fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_TAGGED_BUFFER,
-                        dev.taggedError(q, s.stag(), s.to(), n)), EventType.QP_ACCESS_ERR, e.getMessage());
+                        dev.taggedError(q, s.stag(), s.to(), n)), unknown ? null : EventType.QP_ACCESS_ERR,
+                        e.getMessage());
                 return;
             }
+        }
+        taggedMore = !s.last();
+        if (crcBad) {
+            // siw_rdmap_complete(qp, -EINVAL) after the trailer: the bytes are placed, a READ fails with GENERAL_ERR
+            closeTagged();
+            if (readResponse) {
+                q.readDone(WcStatus.GENERAL_ERR);
+            }
+            return;
         }
         if (s.last()) {
             closeTagged();
@@ -239,8 +269,9 @@ final class Rx {
             q.recvBytes = 0;
             closeUntagged();
             if (q.recv == null) {
+                // siw_proc_send: siw_rqe_get finds none; the TERMINATE alone, no async event
                 fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
-                        Terminate.DDP_UT_NO_BUFFER), EventType.QP_FATAL, "no receive posted");
+                        Terminate.DDP_UT_NO_BUFFER), null, "no receive posted");
                 return;
             }
         } else if (q.recv == null || s.msn() != q.rxMsn[Iwarp.QN_SEND] || s.mo() != q.recvBytes) {
@@ -267,6 +298,15 @@ final class Rx {
             return;
         }
         q.recvBytes += payload.byteSize();
+        if (crcBad) {
+            // siw_rdmap_complete(qp, -EINVAL) after the trailer: the receive ends with GENERAL_ERR and the bytes
+            // placed so far
+            q.recv = null;
+            closeUntagged();
+            q.hw.completeRecv(r, new RecvResult(WcStatus.GENERAL_ERR, WcOpcode.RECV, q.recvBytes, 0, 0, 0, 0, 0,
+                    true));
+            return;
+        }
         if (!s.last()) {
             return;
         }
@@ -290,16 +330,21 @@ final class Rx {
     /**
      * {@code siw_proc_rreq}, {@code siw_init_rresp}: a request beyond the connection's IRD (more READs outstanding
      * than it serves at once; the IRQ is sized from the IRD) is a catastrophic error of the stream, a TERMINATE of
-     * the RDMAP layer, Remote Operation Error, code 0x07 (RFC 5040 section 7); else the source is checked now and
-     * the response queued for the TX thread. A READ counts as outstanding from its request until the last segment of
-     * its response was handed to the stream, so a requester within its ORD never trips this: it sends the next
+     * the RDMAP layer, Remote Operation Error, code 0x07 (RFC 5040 section 7), with no async event; else the
+     * response is queued for the TX thread as it came: its source is checked when the response is built
+     * ({@code siw_qp_sq_proc_tx}, {@link Tx}). A READ counts as outstanding from its request until the last segment
+     * of its response was handed to the stream, so a requester within its ORD never trips this: it sends the next
      * request only after that last segment arrived. An IRD of 0 counts as 1, as the requester's ORD does
-     * ({@link Cep#ord}); siw's IRQ of size 0 takes none.
+     * ({@link Cep#ord}); siw's IRQ of size 0 takes none. A request whose FPDU fails its CRC is not answered
+     * ({@code siw_rdmap_complete} runs {@code siw_init_rresp} only without error).
      */
     private void readRequest(SiwQp q, Iwarp.Segment s) {
         if (s.opcode() != Iwarp.OP_READ_REQUEST || s.payloadLength() < Iwarp.READ_REQUEST_BODY) {
             fail(q, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_OPERATION,
                     Terminate.RDMAP_UNEXPECTED_OPCODE), EventType.QP_FATAL, "read request opcode " + s.opcode());
+            return;
+        }
+        if (crcBad) {
             return;
         }
         ByteBuffer b = in.slice(s.payloadAt(), Iwarp.READ_REQUEST_BODY);
@@ -309,21 +354,9 @@ final class Rx {
         int outstanding = q.inboundReads.incrementAndGet();
         if (outstanding > ird) {
             fail(q, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_OPERATION,
-                    Terminate.RDMAP_CATASTROPHIC_STREAM), EventType.QP_FATAL, "READ request " + outstanding
+                    Terminate.RDMAP_CATASTROPHIC_STREAM), null, "READ request " + outstanding
                     + " outstanding exceeds IRD " + ird);
             return;
-        }
-        long n = Integer.toUnsignedLong(r.length());
-        if (n > 0) {
-            try {
-                mem.remote(q.hw, r.srcStag(), r.srcTo(), n, Access.REMOTE_READ).close();
-            } catch (AccessFault e) {
-                LOG.debug("siw: qp {} read request refused", q.hw.qpNum(), e);
-                fail(q, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_PROTECTION,
-                        dev.rdmapError(q, r.srcStag(), r.srcTo(), n, Access.REMOTE_READ)), EventType.QP_ACCESS_ERR,
-                        e.getMessage());
-                return;
-            }
         }
         q.irq.add(r);
         dev.tx.kick(q);
@@ -356,9 +389,15 @@ final class Rx {
     }
 
     /**
-     * {@code siw_init_terminate} and {@code siw_qp_event}: the peer is told with a TERMINATE (the TX thread sends
-     * it and closes the stream), the QP goes to ERR and then raises {@code event}, so that a query made after the
-     * event sees ERR; what follows is drained.
+     * {@code siw_init_terminate}, then {@code siw_tcp_rx_data}'s error path: {@code siw_qp_cm_drop(qp, 1)} stops the
+     * receive ({@code rx_suspend}: what follows is drained) and the endpoint's {@code SIW_CM_WORK_CLOSE_LLP} sends
+     * the TERMINATE, reports CLOSE alone (no DISCONNECT, whatever the peer does after) and releases the endpoint,
+     * whose {@code siw_qp_llp_close} moves the QP to ERR, flushing what was outstanding. Here the QP goes to ERR at
+     * once, then raises {@code event} if the check that failed raises one ({@code siw_qp_event}; most do not), so
+     * that a query after the event sees ERR; the TX thread sends the TERMINATE and drops the connection
+     * ({@link Tx}).
+     *
+     * @param event the async event, or null for none
      */
     private void fail(SiwQp q, Terminate t, EventType event, String why) {
         LOG.debug("siw: qp {} terminates the stream: {} ({})", q == null ? 0 : q.hw.qpNum(), t, why);
@@ -368,9 +407,12 @@ final class Rx {
             cep.lost(why, false);
             return;
         }
+        cep.disassociate(); // the peer's end of the stream, once it reads the TERMINATE, is reported by nobody
         q.terminate = t;
         q.hw.enterError(); // the TX thread still sends the TERMINATE: it looks at q.terminate, not the state
-        q.hw.raiseEvent(event);
+        if (event != null) {
+            q.hw.raiseEvent(event);
+        }
         dev.tx.kick(q);
     }
 

@@ -364,6 +364,14 @@ final class SiwProvider implements RdmaProvider, IwCm {
         return null;
     }
 
+    /**
+     * Whether {@code stag} names a registered region ({@code siw_mem_id2obj} finds its index and the key matches):
+     * a tagged segment into one that does not is refused without an async event ({@code siw_proc_write}).
+     */
+    boolean hasRegion(int stag) {
+        return region(stag) != null;
+    }
+
     /** Whether {@code [to, to + n)} lies inside the region, compared unsigned ({@code mr_check_range}). */
     private static boolean inside(HwMr m, long to, long n) {
         return Long.compareUnsigned(to, m.iova()) >= 0

@@ -60,7 +60,9 @@ final class Tx {
         /** Another thread runs the engine of this QP; it will see the new work. */
         BUSY,
         /** The stream failed; the TX thread ends the connection. */
-        FAILED
+        FAILED,
+        /** The TERMINATE was handed to TCP: the TX thread drops the connection ({@code siw_qp_cm_drop}). */
+        DROP
     }
 
     private final SiwProvider dev;
@@ -154,7 +156,7 @@ final class Tx {
             return; // the engine resumes on write space and takes the new work then
         }
         Outcome o = drive(q, c, x);
-        if (o == Outcome.BLOCKED || o == Outcome.MORE || o == Outcome.FAILED) {
+        if (o == Outcome.BLOCKED || o == Outcome.MORE || o == Outcome.FAILED || o == Outcome.DROP) {
             kick(q);
         }
     }
@@ -215,7 +217,9 @@ final class Tx {
     /** The TX thread's turn for {@code q}: run the engine, then wait for write space or requeue as it ended. */
     private void serve(SiwQp q) {
         Cep c = q.cep;
-        if (c == null || c.isGone() || !c.isEstablished() || q.destroyed) {
+        // a TERMINATE goes out even while the passive side waits for the RTR message (siw_send_terminate needs
+        // only the socket)
+        if (c == null || c.isGone() || (!c.isEstablished() && q.terminate == null) || q.destroyed) {
             return;
         }
         TxCtx x = q.tx;
@@ -224,8 +228,27 @@ final class Tx {
             case MORE -> kick(q); // more may wait: let the other QPs have their turn first
             case BLOCKED -> arm(q, c, x);
             case FAILED -> fail(q, c, x);
+            case DROP -> drop(q, c, x);
             case IDLE, BUSY -> {
             }
+        }
+    }
+
+    /**
+     * The TERMINATE left: the connection is dropped with CLOSE alone. After an error the receive path found, the QP
+     * is in ERR already ({@code SIW_CM_WORK_CLOSE_LLP}, whose release runs {@code siw_qp_llp_close}). After a READ
+     * source refused while its response was built, {@code siw_qp_sq_process} drops the connection at once
+     * ({@code siw_qp_cm_drop(qp, 0)}, which never calls {@code siw_qp_llp_close}): the QP leaves it and stays in RTS
+     * with nothing flushed, then raises QP_REQ_ERR ({@code siw_qp_event}).
+     */
+    private void drop(SiwQp q, Cep c, TxCtx x) {
+        boolean keepState = x.responseRefused;
+        if (keepState) {
+            q.detach(c); // the connection's end then leaves the QP's state alone
+        }
+        c.dropAfterTerminate("TERMINATE sent: " + q.terminate);
+        if (keepState && !q.destroyed) {
+            q.hw.raiseEvent(EventType.QP_REQ_ERR);
         }
     }
 
@@ -240,7 +263,7 @@ final class Tx {
             armed.add(q);
         } catch (IOException | CancelledKeyException e) {
             LOG.debug("siw: qp {} lost its stream while waiting for write space", q.hw.qpNum(), e);
-            c.lost("send failed: " + e.getMessage(), true);
+            c.lost("send failed: " + e.getMessage(), q.terminate == null); // a pending TERMINATE: the QP's drop
         }
     }
 
@@ -265,7 +288,7 @@ final class Tx {
         x.failure = null;
         if (e instanceof IOException) {
             LOG.debug("siw: qp {} lost its stream while sending", q.hw.qpNum(), e);
-            c.lost("send failed: " + e.getMessage(), true);
+            c.lost("send failed: " + e.getMessage(), q.terminate == null); // a pending TERMINATE: the QP's drop
         } else if (e != null) {
             LOG.error("siw: qp {} failed in its transmit engine", q.hw.qpNum(), e);
             q.hw.raiseEvent(EventType.QP_FATAL);
@@ -320,12 +343,7 @@ final class Tx {
                     terminate(q, c, x, t);
                     continue;
                 }
-                if (!x.closed) {
-                    x.closed = true;
-                    c.ch.shutdownOutput();
-                    q.connectionGone(c);
-                }
-                return Outcome.IDLE;
+                return Outcome.DROP;
             }
             if (x.msg != null) {
                 segments(q, c, x);
@@ -416,7 +434,7 @@ final class Tx {
             }
             MemorySegment dst = x.outSeg.asSlice(at + 2 + hdr, n);
             if (m.response != null) {
-                if (!respond(q, x, m, dst)) {
+                if (!respond(q, c, x, m, dst)) {
                     return;
                 }
             } else {
@@ -457,13 +475,14 @@ final class Tx {
 
     /**
      * Reads a Read Response segment's bytes from the source STag, through one lease of the whole source per pass
-     * when it is stable; a refused source is the responder's error ({@code siw_qp_sq_proc_tx} failing an
-     * {@code SIW_OP_READ_RESPONSE}): the QP goes to ERR with QP_ACCESS_ERR and a TERMINATE of the RDMAP layer,
-     * Remote Protection Error, tells the peer, naming the range refused.
+     * when it is stable; a refused source is the responder's error, found here as {@code siw_qp_sq_proc_tx} finds
+     * it ({@code siw_check_sgl_tx} on an {@code SIW_OP_READ_RESPONSE}, not when the request arrived): a TERMINATE
+     * of the RDMAP layer, Remote Protection Error, tells the peer, naming the range refused, and the connection is
+     * dropped ({@link #drop}: the QP stays in RTS, QP_REQ_ERR).
      *
      * @return false when refused (the segment is dropped, the TERMINATE pending)
      */
-    private boolean respond(SiwQp q, TxCtx x, TxMessage m, MemorySegment dst) {
+    private boolean respond(SiwQp q, Cep c, TxCtx x, TxMessage m, MemorySegment dst) {
         ReadResponse r = m.response;
         int n = (int) dst.byteSize();
         if (n == 0) {
@@ -493,10 +512,10 @@ final class Tx {
             x.endMessage();
             long to = whole ? r.srcTo() : r.srcTo() + m.off;
             long len = whole ? m.length : n;
+            x.responseRefused = true;
+            c.disassociate(); // rx_suspend, and the peer's end of the stream is reported by nobody
             q.terminate = new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_PROTECTION,
                     dev.rdmapError(q, r.srcStag(), to, len, Access.REMOTE_READ));
-            q.hw.enterError();
-            q.hw.raiseEvent(EventType.QP_ACCESS_ERR);
             return false;
         }
     }
@@ -525,8 +544,8 @@ final class Tx {
     }
 
     /**
-     * {@code siw_send_terminate}: the TERMINATE on queue 2; once TCP took it our half of the stream is closed and
-     * the QP goes to ERR ({@link #process}); the peer closes the rest.
+     * {@code siw_send_terminate}: the TERMINATE on queue 2; once TCP took it the connection is dropped
+     * ({@link #drop}).
      */
     private void terminate(SiwQp q, Cep c, TxCtx x, Terminate t) {
         q.terminateSent = true;

@@ -33,8 +33,11 @@ final class TxCtx {
     TxMessage msg;
     /** A SEND or WRITE whose last FPDU is in the buffer: it completes once TCP took it, or null. */
     Pending owed;
-    /** The TERMINATE left: once TCP took it, our half of the stream closes and the QP goes to ERR. */
-    boolean closed;
+    /**
+     * The TERMINATE to send is for a READ source refused while its response was built: the drop leaves the QP in
+     * RTS ({@code siw_qp_cm_drop(qp, 0)} without {@code siw_qp_llp_close}).
+     */
+    volatile boolean responseRefused;
     /** The TX thread's registration for write space (its thread only). */
     SelectionKey key;
 

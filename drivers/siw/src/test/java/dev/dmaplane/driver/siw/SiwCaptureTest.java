@@ -96,7 +96,7 @@ class SiwCaptureTest {
         assertTrue(SiwHosts.poll(h.a.cq, 3).stream().allMatch(c -> c.status() == WcStatus.SUCCESS));
         p[0].postSend(new SendWr.RdmaRead(4, List.of(h.a.sge(8192, 16)), SIGNALED, h.b.buf, 0x0bad0bad));
         assertEquals(WcStatus.WR_FLUSH_ERR, SiwHosts.one(h.a.cq).status(), "siw_proc_terminate fails nothing apart");
-        SiwHosts.one(h.b.cq); // the responder's receive flushed: its TERMINATE was written
+        SiwHosts.one(h.b.cq); // the SEND's receive; the TERMINATE reached the requester, so the capture holds it
         assertTrue(h.da.pcap("off").contains("closed"));
 
         List<String> args = new ArrayList<>(List.of("-r", file.toString(), "-T", "fields", "-E", "separator=|",

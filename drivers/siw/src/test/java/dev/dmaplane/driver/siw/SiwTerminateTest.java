@@ -3,6 +3,7 @@ package dev.dmaplane.driver.siw;
 import dev.dmaplane.rdma.spi.IwCmEvent;
 import dev.dmaplane.rdma.verbs.AsyncEvent;
 import dev.dmaplane.rdma.verbs.EventType;
+import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.RecvWr;
@@ -28,8 +29,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * {@code siw_tcp_rx_data} completes nothing and drops the connection ({@code siw_qp_cm_drop(qp, 1)}); the endpoint's
  * {@code SIW_CM_WORK_CLOSE_LLP} reports CLOSE (no DISCONNECT) and its release ({@code siw_qp_llp_close}) moves the QP
  * to ERR, where {@code siw_sq_flush} and {@code siw_rq_flush} complete everything outstanding with WR_FLUSH_ERR, the
- * request the TERMINATE concerns included. No async event on that side. The responder that found the error raises
- * QP_ACCESS_ERR and ends in ERR once the requester closed.
+ * request the TERMINATE concerns included. No async event on that side. The responder that found the error does
+ * what Linux siw does where it found it: an error of the receive path ({@code siw_proc_write} finding no region for
+ * the STag, {@code siw_proc_send} finding no receive) raises no async event, and {@code siw_tcp_rx_data}'s
+ * {@code siw_qp_cm_drop(qp, 1)} sends the TERMINATE, reports CLOSE alone and moves the QP to ERR; a READ source
+ * refused while the response is built ({@code siw_qp_sq_process}) drops the connection with
+ * {@code siw_qp_cm_drop(qp, 0)}, which reports CLOSE alone and leaves the QP in RTS with nothing flushed, then
+ * raises QP_REQ_ERR.
  */
 @Timeout(60)
 class SiwTerminateTest {
@@ -61,10 +67,31 @@ class SiwTerminateTest {
     }
 
     /**
+     * The side that found the error and sent the TERMINATE, once its CM reported the end: CLOSE with no status and
+     * nothing before or after it ({@code SIW_CM_WORK_CLOSE_LLP}), no async event ({@code siw_get_trailer},
+     * {@code siw_proc_send}, {@code siw_proc_write} for an unknown STag, {@code siw_init_rresp} raise none), the QP
+     * in ERR ({@code siw_qp_llp_close}).
+     */
+    static void closedAfterItsTerminate(SiwHosts.Host host, QueuePair q) {
+        IwCmEvent e = host.event();
+        assertEquals(List.of(IwCmEvent.Type.CLOSE, Optional.empty()), List.of(e.type(), Optional.ofNullable(e.status())),
+                "CLOSE alone: siw_qp_cm_drop(qp, 1) reports no DISCONNECT, whatever the peer does after");
+        assertNull(host.events.peek(), "nothing after CLOSE");
+        assertEquals(Optional.empty(), host.ctx.pollAsyncEvent().map(AsyncEvent::type),
+                "the receive path raised no async event");
+        assertEquals(QpState.ERR, q.query().qpState());
+    }
+
+    /**
      * A READ of a source STag the responder does not know, a second READ behind it and a receive: the responder
      * refuses the first with a TERMINATE. The requester completes nothing apart: both READs and the receive complete
      * with WR_FLUSH_ERR in queue order ({@code siw_sq_flush} empties the ORQ, {@code siw_rq_flush} the receive
-     * queue), and its consumer gets CLOSE alone.
+     * queue), and its consumer gets CLOSE alone. The responder finds the source refused when it builds the response
+     * ({@code siw_qp_sq_proc_tx}: {@code siw_check_sgl_tx}), and {@code siw_qp_sq_process}'s error path drops the
+     * connection with {@code siw_qp_cm_drop(qp, 0)}: the TERMINATE, CLOSE alone, the socket released, but no
+     * {@code siw_qp_llp_close}: the QP stays in RTS, its receive queued, and QP_REQ_ERR is raised. A SEND posted
+     * then is taken and sent nowhere ({@code tx_suspend}); a modify to ERR flushes both
+     * ({@code siw_qp_nextstate_from_rts}).
      */
     @Test
     void aReadOfAnUnknownStagIsFlushedOnTheRequesterWhichGetsCloseAlone() {
@@ -85,19 +112,27 @@ class SiwTerminateTest {
         assertEquals(1, counter(h.db, "dmaplane_terminate_sent"));
         assertEquals(1, counter(h.da, "dmaplane_terminate_received"));
 
-        AsyncEvent e = h.b.asyncEvent();
-        assertEquals(EventType.QP_ACCESS_ERR, e.type());
-        WorkCompletion flushed = SiwHosts.one(h.b.cq);
-        assertEquals(List.of(8L, WcStatus.WR_FLUSH_ERR), List.of(flushed.wrId(), flushed.status()),
-                "the responder's receive flushed");
-        assertEquals(QpState.ERR, p[1].query().qpState());
-        assertEquals(IwCmEvent.Type.DISCONNECT, h.b.event().type(), "the requester closed after the TERMINATE");
-        SiwHosts.expect(h.b.event(), IwCmEvent.Type.CLOSE);
+        IwCmEvent c = h.b.event();
+        assertEquals(List.of(IwCmEvent.Type.CLOSE, Optional.empty()), List.of(c.type(), Optional.ofNullable(c.status())),
+                "siw_qp_cm_drop(qp, 0): CLOSE alone");
+        assertEquals(EventType.QP_REQ_ERR, h.b.asyncEvent().type(), "siw_qp_sq_process: a READ RESPONSE failed");
+        assertNull(h.b.events.peek(), "nothing after CLOSE");
+        assertEquals(QpState.RTS, p[1].query().qpState(), "siw_qp_cm_drop(qp, 0) leaves the state alone");
+        assertEquals(List.of(), h.b.cq.poll(4), "nothing flushed: the receive stays queued");
+        p[1].postSend(new SendWr.Send(9, List.of(h.b.sge(0, 64)), SIGNALED, null));
+        assertEquals(List.of(), h.b.cq.poll(4), "an RTS QP takes the SEND and has no connection to send it on");
+        p[1].modify(QpAttr.builder().state(QpState.ERR).build());
+        List<WorkCompletion> flushed = SiwHosts.poll(h.b.cq, 2);
+        assertEquals(List.of("8 WR_FLUSH_ERR", "9 WR_FLUSH_ERR"),
+                flushed.stream().map(w -> w.wrId() + " " + w.status()).sorted().toList(),
+                "the modify to ERR flushes both: " + flushed);
     }
 
     /**
      * An RDMA WRITE to an unknown STag has completed on the requester (iWARP acknowledges nothing); the responder's
-     * TERMINATE then ends the requester's QP: its receive flushed, CLOSE alone, no async event.
+     * TERMINATE then ends the requester's QP: its receive flushed, CLOSE alone, no async event. The responder
+     * ({@code siw_proc_write}: {@code siw_mem_id2obj} finds no region) raises no async event either, reports CLOSE
+     * alone and ends in ERR with its receive flushed.
      */
     @Test
     void aWriteToAnUnknownStagEndsTheRequestersQpAfterItCompleted() {
@@ -111,8 +146,7 @@ class SiwTerminateTest {
         assertEquals(WcStatus.WR_FLUSH_ERR, flushed.status(), "the TERMINATE moved the requester to ERR");
         assertEquals(7, flushed.wrId());
         closedByTerminate(h.a, p[0]);
-        assertEquals(EventType.QP_ACCESS_ERR, h.b.asyncEvent().type());
-        assertEquals(QpState.ERR, p[1].query().qpState());
+        closedAfterItsTerminate(h.b, p[1]);
         assertEquals(1, counter(h.db, "dmaplane_terminate_sent"));
         assertEquals(1, counter(h.da, "dmaplane_terminate_received"));
     }
@@ -121,7 +155,8 @@ class SiwTerminateTest {
      * A SEND the responder has no receive for ({@code siw_proc_send}: {@code siw_rqe_get} finds none, a TERMINATE of
      * the DDP layer, Untagged Buffer Error), a READ behind it and a receive: the SEND completed once TCP took it
      * (iWARP acknowledges nothing), and the TERMINATE it caused ends the requester's QP like any other: the READ and
-     * the receive complete with WR_FLUSH_ERR, CLOSE alone, no async event.
+     * the receive complete with WR_FLUSH_ERR, CLOSE alone, no async event. The responder raises no async event
+     * either ({@code siw_proc_send} calls no {@code siw_qp_event} for it), reports CLOSE alone and ends in ERR.
      */
     @Test
     void aSendWithoutAReceiveHasCompletedAndTheTerminateFlushesTheRest() {
@@ -139,8 +174,6 @@ class SiwTerminateTest {
                 .map(c -> List.of(c.wrId(), c.status())).findFirst().orElseThrow());
         assertEquals(1, counter(h.db, "dmaplane_terminate_sent"));
         assertEquals(1, counter(h.da, "dmaplane_terminate_received"));
-        assertEquals(IwCmEvent.Type.DISCONNECT, h.b.event().type(), "the requester closed after the TERMINATE");
-        SiwHosts.expect(h.b.event(), IwCmEvent.Type.CLOSE);
-        assertEquals(QpState.ERR, p[1].query().qpState());
+        closedAfterItsTerminate(h.b, p[1]);
     }
 }
