@@ -25,6 +25,7 @@ import java.util.ArrayList;
 import java.util.List;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static dev.dmaplane.testing.Eventually.eventually;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -75,6 +76,9 @@ class SiwIrdTest {
     /**
      * A raw requester (MPA revision 1) sends three 4 MiB READ requests at once to a responder of IRD 1: the first
      * is served, a later one overflows; the TERMINATE follows the responses already started, and the stream closes.
+     * The requester's receive buffer is small and it reads nothing until the responder found the overflow (its QP in
+     * ERR), so the first response cannot all be handed to TCP before the responder reads the second request: with the
+     * loopback's autotuned buffers (tcp_rmem up to 32 MiB) it could, now and then, and then all three were served.
      */
     @Test
     void aReadRequestBeyondTheIrdIsTerminatedAsACatastrophicStreamError() throws Exception {
@@ -82,6 +86,7 @@ class SiwIrdTest {
         h.b.write(0, SiwHosts.random(4 * MIB, 3));
         try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
              Socket s = new Socket()) {
+            s.setReceiveBufferSize(64 << 10); // set before connecting: no window scaling beyond it
             s.connect(l.local(), 10_000);
             s.setSoTimeout(10_000);
             s.getOutputStream().write(Mpa.frame(false, false, Mpa.REVISION_1, null, new byte[0]));
@@ -102,6 +107,7 @@ class SiwIrdTest {
                 Mpa.seal(reqs, i * fpdu, ulpdu);
             }
             s.getOutputStream().write(reqs.array()); // one write: the responder finds them together
+            eventually(() -> qb.query().qpState() == QpState.ERR, SiwHosts.WAIT, "the overflow found");
 
             long responseBytes = 0;
             Terminate t = null;
