@@ -288,13 +288,18 @@ final class Rx {
             long upTo = q.recvBytes + payload.byteSize();
             Sgl.write(mem, q.hw, sgl, s.mo(), payload, untagged, () -> upTo + Iwarp.following(in, start, end, s));
         } catch (AccessFault e) {
+            // siw_send_check_ntoh finds the receive too short (LOC_LEN_ERR, QP_FATAL); siw_check_sge refuses its
+            // memory (QP_ACCESS_ERR, and siw_rdmap_complete completes it with GENERAL_ERR); either way the receive
+            // reports the bytes of the segments before
             LOG.debug("siw: qp {} receive placement refused", q.hw.qpNum(), e);
+            boolean tooLong = e.status() == WcStatus.LOC_LEN_ERR;
             closeUntagged();
             q.recv = null;
-            q.hw.completeRecv(r, RecvResult.error(e.status()));
+            q.hw.completeRecv(r, new RecvResult(tooLong ? WcStatus.LOC_LEN_ERR : WcStatus.GENERAL_ERR, WcOpcode.RECV,
+                    q.recvBytes, 0, 0, 0, 0, 0, true));
             fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
-                    e.status() == WcStatus.LOC_LEN_ERR ? Terminate.DDP_UT_TOO_LONG : Terminate.DDP_UT_NO_BUFFER),
-                    EventType.QP_FATAL, e.getMessage());
+                    tooLong ? Terminate.DDP_UT_TOO_LONG : Terminate.DDP_UT_NO_BUFFER),
+                    tooLong ? EventType.QP_FATAL : EventType.QP_ACCESS_ERR, e.getMessage());
             return;
         }
         q.recvBytes += payload.byteSize();

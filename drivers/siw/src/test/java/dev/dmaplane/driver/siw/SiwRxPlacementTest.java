@@ -197,7 +197,9 @@ class SiwRxPlacementTest {
 
     /**
      * A SEND of three segments into a receive of two: the first two are placed, the third is too long for the
-     * receive (LOC_LEN_ERR), and the peer gets DDP Untagged Buffer Error, message too long.
+     * receive, and the peer gets DDP Untagged Buffer Error, message too long. As {@code siw_send_check_ntoh} has it:
+     * the receive completes with LOC_LEN_ERR and the bytes of the two segments placed ({@code siw_rdmap_complete}
+     * reports {@code wqe->processed}), and QP_FATAL is raised.
      */
     @Test
     void aSendLongerThanItsReceiveFailsAtTheSegmentBeyond() throws Exception {
@@ -212,8 +214,10 @@ class SiwRxPlacementTest {
             DataInputStream in = new DataInputStream(s.getInputStream());
             assertEquals(new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER, Terminate.DDP_UT_TOO_LONG),
                     terminate(in));
-            assertEquals(WcStatus.LOC_LEN_ERR, SiwHosts.one(h.b.cq).status());
+            WorkCompletion w = SiwHosts.one(h.b.cq);
+            assertEquals(List.of(WcStatus.LOC_LEN_ERR, 2L * SEG), List.of(w.status(), w.byteLen()), w.toString());
             assertArrayEquals(Arrays.copyOf(data, 2 * SEG), h.b.read(0, 2 * SEG), "the two that fit placed");
+            assertEquals(EventType.QP_FATAL, h.b.asyncEvent().type());
             assertTrue(qb.query().qpState() == QpState.ERR);
         }
     }
@@ -301,6 +305,28 @@ class SiwRxPlacementTest {
             out.flush();
         } catch (IOException e) {
             // siw closed the stream: the bytes go nowhere, as they should
+        }
+    }
+
+    /**
+     * A SEND into a receive whose lkey names no region: {@code siw_proc_send}'s {@code siw_check_sge} refuses it,
+     * raises QP_ACCESS_ERR and stops; {@code siw_rdmap_complete} completes the receive with GENERAL_ERR and no bytes.
+     * The peer gets a TERMINATE of the DDP layer, and the QP ends in ERR.
+     */
+    @Test
+    void aSendIntoAReceiveWithABadLkeyIsAnAccessError() throws Exception {
+        QueuePair qb = h.b.rc();
+        qb.postRecv(new RecvWr(9, List.of(new Sge(h.b.buf, SEG, h.b.mr.lkey() ^ 0x5a00))));
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = connect(qb, l)) {
+            s.getOutputStream().write(send(true, 1, 0, SiwHosts.random(64, 6)));
+            Terminate t = terminate(new DataInputStream(s.getInputStream()));
+            assertEquals(Terminate.LAYER_DDP, t.layer(), t.toString());
+            WorkCompletion w = SiwHosts.one(h.b.cq);
+            assertEquals(List.of(9L, WcStatus.GENERAL_ERR, 0L), List.of(w.wrId(), w.status(), w.byteLen()),
+                    w.toString());
+            assertEquals(EventType.QP_ACCESS_ERR, h.b.asyncEvent().type());
+            assertEquals(QpState.ERR, qb.query().qpState());
         }
     }
 }
