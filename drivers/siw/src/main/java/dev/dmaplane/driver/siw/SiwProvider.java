@@ -238,6 +238,9 @@ final class SiwProvider implements RdmaProvider, IwCm {
         SiwQp q = qps.get(hw.qpNum());
         Cep c = q == null ? null : q.cep;
         if (c == null) {
+            if (q != null && from == QpState.RTS && to == QpState.SQD) {
+                q.closeWithoutConnection();
+            }
             return;
         }
         if (to == QpState.ERR) {
@@ -268,8 +271,15 @@ final class SiwProvider implements RdmaProvider, IwCm {
     @Override
     public <T> T quiesce(HwQp hw, Supplier<T> change) {
         SiwQp q = qps.get(hw.qpNum());
-        if (q == null || q.cep == null) {
+        if (q == null) {
             return change.get();
+        }
+        if (q.cep == null) {
+            try {
+                return change.get();
+            } finally {
+                q.dropConnection(); // a CLOSING without a connection flushes its receives once in it
+            }
         }
         try {
             return q.modifying(change);

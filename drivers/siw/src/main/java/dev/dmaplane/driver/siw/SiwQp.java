@@ -292,9 +292,20 @@ final class SiwQp {
     }
 
     /**
+     * {@code siw_qp_nextstate_from_rts} to CLOSING on a QP in RTS whose connection is gone already (a transmit-side
+     * error dropped it, {@code siw_qp_cm_drop(qp, 0)}, leaving the QP in RTS): {@code siw_rq_flush} flushes the queued
+     * receives all the same, once the QP is in CLOSING ({@link #dropConnection}); there is no connection to drop.
+     */
+    void closeWithoutConnection() {
+        drop = new Drop(null, true);
+    }
+
+    /**
      * The second half of {@link #leaveRts}, once the QP is in CLOSING or TERMINATE ({@code siw_qp_cm_drop}): CLOSE to
      * the consumer, the stream closed, the connection's receive thread ended; then, for CLOSING, the receive in
      * progress and the queued receives complete with WR_FLUSH_ERR ({@code siw_rq_flush}; an SRQ keeps its own).
+     * Without a connection ({@link #closeWithoutConnection}) only the queued receives are flushed: a receive in
+     * progress belongs to the receive thread of the connection that went.
      */
     void dropConnection() {
         Drop d = drop;
@@ -302,14 +313,16 @@ final class SiwQp {
         if (d == null) {
             return;
         }
-        d.cep().lost("qp " + hw.qpNum() + " moved to " + hw.state(), false);
-        d.cep().join();
+        if (d.cep() != null) {
+            d.cep().lost("qp " + hw.qpNum() + " moved to " + hw.state(), false);
+            d.cep().join();
+        }
         if (!d.flushRecv() || destroyed) {
             return;
         }
-        RecvWqe r = recv;
-        recv = null;
+        RecvWqe r = d.cep() != null ? recv : null;
         if (r != null) {
+            recv = null;
             hw.completeRecv(r, RecvResult.error(WcStatus.WR_FLUSH_ERR));
         }
         if (hw.hwSrq().isEmpty()) {
@@ -319,7 +332,7 @@ final class SiwQp {
         }
     }
 
-    /** A connection to drop after a modify, and whether the drop flushes the receive queue. */
+    /** A connection to drop after a modify (null: none left), and whether the drop flushes the receive queue. */
     private record Drop(Cep cep, boolean flushRecv) {
     }
 

@@ -144,9 +144,10 @@ class SiwRdmaCmClosingTest {
     /**
      * A READ whose source the server refuses, through the rdma_cm: the server finds it when it builds the response
      * ({@code siw_qp_sq_proc_tx}) and drops the connection at once ({@code siw_qp_cm_drop(qp, 0)}): DISCONNECTED,
-     * QP_REQ_ERR, its QP still in RTS with its receive queued, as no {@code siw_qp_llp_close} runs; a later
-     * {@code rdma_disconnect} finds the iw_cm id IDLE and leaves it so. The client takes the TERMINATE: DISCONNECTED,
-     * its READ and receive flushed.
+     * QP_REQ_ERR, its QP still in RTS with its receive queued, as no {@code siw_qp_llp_close} runs. A later
+     * {@code rdma_disconnect} moves the QP to SQD first (librdmacm's {@code ucma_modify_qp_sqd}: siw's CLOSING with
+     * the transmit side idle, {@code siw_rq_flush} flushing the receive) and then finds the iw_cm id IDLE, which
+     * {@code iw_cm_disconnect} leaves so. The client takes the TERMINATE: DISCONNECTED, its READ and receive flushed.
      */
     @Test
     void aRefusedReadSourceIsDisconnectedAtBothEndsAndLeavesTheServerInRts() {
@@ -163,7 +164,9 @@ class SiwRdmaCmClosingTest {
                 .map(w -> w.wrId() + " " + w.status()).sorted().toList());
 
         server.id.disconnect();
-        assertEquals(QpState.RTS, server.qp.query().qpState(), "iw_cm_disconnect on an IDLE iw_cm id");
+        assertEquals(QpState.SQD, server.qp.query().qpState(), "ucma_modify_qp_sqd: siw's CLOSING");
+        WorkCompletion flushed = SiwHosts.one(server.cq);
+        assertEquals(List.of(2L, WcStatus.WR_FLUSH_ERR), List.of(flushed.wrId(), flushed.status()), "siw_rq_flush");
         CmEnds.noEvent(client);
         CmEnds.noEvent(server);
         l.destroy();
