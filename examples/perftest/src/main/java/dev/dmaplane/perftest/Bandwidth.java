@@ -12,6 +12,8 @@ import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
 
 import static dev.dmaplane.perftest.Perftest.*;
 
@@ -94,6 +96,26 @@ final class Bandwidth {
         }
     }
 
+    /** How long a bandwidth poller that finds nothing yields its CPU at each poll before it starts to sleep. */
+    static final long YIELD_NS = TimeUnit.MICROSECONDS.toNanos(200);
+
+    /**
+     * Between two polls that found nothing, {@code idleNanos} after the last completion, receive or post: yields the
+     * CPU at each poll for {@link #YIELD_NS}, then sleeps for an eighth of the wait so far (plus the kernel's timer
+     * slack) between polls. perftest busy-polls, which costs a hardware HCA nothing; the soft HCAs here are threads
+     * on the poller's cores, and a poller that only yielded still took 3.8 s of CPU in 4 s from them in write_bw
+     * 64 KiB between processes on two cores. A bandwidth test's window is deep (128 requests, one signaled per 100):
+     * while the poller sleeps the HCA works through what is posted, and a poll an eighth of the wait late still finds
+     * requests queued. The waits of small messages' completions end before the sleep starts.
+     */
+    static void idleInWindow(long idleNanos) {
+        if (idleNanos < YIELD_NS) {
+            Thread.yield();
+        } else {
+            LockSupport.parkNanos(idleNanos / 8);
+        }
+    }
+
     /**
      * One direction's bandwidth run from {@code c} to the far end {@code s}, whose buffers are prepared; {@code
      * receiver} is that end when it is in this process (send_bw's receives are then reposted here, and never fewer
@@ -142,6 +164,7 @@ final class Bandwidth {
         long toTime = -1;
         long toDone = 0;
         long lastProgress = start;
+        long idleSince = start; // the last poll that found a completion, or the last post
         // perftest's tposted/tcompleted: when each work request was posted, and when the completion that covered
         // it up to there was seen (one entry per signaled completion), over all QPs; for the peak of a counted run
         boolean peakOn = cfg.measuresPeak();
@@ -222,6 +245,7 @@ final class Bandwidth {
                         totPosted += (int) list;
                     }
                     c.qps[q].postSend(batch);
+                    idleSince = System.nanoTime();
                     posted[q] += list;
                     c.sendsTotal[q] += list;
                 }
@@ -252,6 +276,7 @@ final class Bandwidth {
             if (receives) { // every receive that completed is posted again
                 List<WorkCompletion> rw;
                 while (!(rw = receiver.rcq.poll(64)).isEmpty()) {
+                    idleSince = System.nanoTime();
                     for (WorkCompletion wc : rw) {
                         check(wc);
                         int q = (int) (wc.wrId() >>> 40);
@@ -273,13 +298,14 @@ final class Bandwidth {
             }
             if (!wcs.isEmpty()) {
                 lastProgress = now;
+                idleSince = now;
             } else if (now - lastProgress > STALL_NS) {
                 throw new ErrnoException(Errno.ETIMEDOUT, "perftest: " + cfg.test().tool + " stalled at "
                         + Arrays.toString(completed) + " of " + Arrays.toString(target) + " completions");
             } else if (c.channel != null && pendingSignaled > 0) {
                 awaitEvent(c, cfg, null); // -e: sleep until the CQ reports (a signaled request is on its way)
             } else {
-                Thread.yield(); // the HCAs are threads of this machine too: give them the CPU while nothing completes
+                idleInWindow(now - idleSince);
             }
         }
         long end = System.nanoTime();
