@@ -29,7 +29,7 @@ public record IwCmEvent(Type type, Errno status, InetSocketAddress local, InetSo
         CONNECT_REPLY,
         /** The passive side's connection is up (its MPA reply was sent). */
         ESTABLISHED,
-        /** The peer closed its half of the stream (TCP FIN) or sent a TERMINATE. */
+        /** The peer closed its half of the stream (TCP FIN); siw reports none for a TERMINATE, only CLOSE. */
         DISCONNECT,
         /** The connection is gone; no event follows. */
         CLOSE

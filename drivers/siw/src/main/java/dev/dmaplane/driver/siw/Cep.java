@@ -752,8 +752,8 @@ final class Cep implements IwConnection, IwConnRequest {
             reply(failure, failurePd); // after the unbind and ERR: a query from the handler sees them
         }
         if (was) {
-            if (byPeer) {
-                event(IwCmEvent.Type.DISCONNECT, Errno.ECONNRESET, new byte[0], null, 0, 0);
+            if (byPeer) { // siw_cm_work_handler's PEER_CLOSE in RDMA mode: DISCONNECT with status 0, then CLOSE
+                event(IwCmEvent.Type.DISCONNECT, null, new byte[0], null, 0, 0);
             }
             event(IwCmEvent.Type.CLOSE, null, new byte[0], null, 0, 0);
         }

@@ -19,6 +19,7 @@ import java.util.List;
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -161,6 +162,7 @@ class SiwDataTest {
         assertEquals(QpState.ERR, p[0].query().qpState());
         IwCmEvent d = h.a.event();
         assertEquals(IwCmEvent.Type.DISCONNECT, d.type());
+        assertNull(d.status(), "siw_cm_work_handler's PEER_CLOSE: DISCONNECT with status 0");
         SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);
     }
 }
