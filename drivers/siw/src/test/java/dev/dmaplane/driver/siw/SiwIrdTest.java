@@ -35,10 +35,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * {@code siw_init_rresp}: the IRQ is sized from the IRD; a request that finds it full is a "Catastrophic error,
  * localized to RDMAP Stream", a TERMINATE of the RDMAP layer, Remote Operation Error, code 0x07, RFC 5040 section
  * 7). The responder raises no async event ({@code siw_init_rresp} calls no {@code siw_qp_event}), reports CLOSE
- * alone and ends in ERR ({@code siw_qp_cm_drop(qp, 1)}, {@code SIW_CM_WORK_CLOSE_LLP}); the requester, as {@code siw_proc_terminate} and
- * {@code siw_qp_llp_close} have it, fails no READ apart: those answered before succeeded, the rest (the one the
- * TERMINATE concerns among them) are flushed, its QP in ERR. A requester within the negotiated depth never trips it. MPA revision 1 exchanges no depths, so
- * a requester whose ORD exceeds the responder's IRD is the realistic overflow.
+ * alone and ends in ERR ({@code siw_qp_cm_drop(qp, 1)}, {@code SIW_CM_WORK_CLOSE_LLP}); the requester, as
+ * {@code siw_proc_terminate} and {@code siw_qp_llp_close} have it, fails no READ apart: those answered before
+ * succeeded, the rest (the one the TERMINATE concerns among them) are flushed, its QP in ERR. A requester within the
+ * negotiated depth never trips it. MPA revision 1 exchanges no depths, so a requester whose ORD exceeds the
+ * responder's IRD is the realistic overflow.
  */
 @Timeout(60)
 class SiwIrdTest {

@@ -366,11 +366,11 @@ class SiwRdmaCmDisconnectTest {
     }
 
     /**
-     * A QP that a disconnect left in SQD (siw's CLOSING) goes back to IDLE on RESET ({@code siw_qp_nextstate_from_close};
-     * INIT to a query) and connects again through the rdma_cm on a new id that names it ({@code cma_connect_iw}: the
-     * connection parameters' QP number when the id has none): a SEND crosses, bytes checked. That id's
-     * {@code rdma_disconnect} has no QP of its own to move, so it is the iw_cm's {@code iwcm_modify_qp_sqd} that moves
-     * the QP to SQD.
+     * A QP that a disconnect left in SQD (siw's CLOSING) goes back to IDLE on RESET
+     * ({@code siw_qp_nextstate_from_close}; INIT to a query) and connects again through the rdma_cm on a new id that
+     * names it ({@code cma_connect_iw}: the connection parameters' QP number when the id has none): a SEND crosses,
+     * bytes checked. That id's {@code rdma_disconnect} has no QP of its own to move, so it is the iw_cm's
+     * {@code iwcm_modify_qp_sqd} that moves the QP to SQD.
      */
     @Test
     void aQpBackFromSqdToIdleConnectsAgain() {
