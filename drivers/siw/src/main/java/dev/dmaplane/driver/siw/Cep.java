@@ -38,15 +38,18 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * {@code siw_proc_mpareply} speak it: a device at revision 2 sends its IRD and ORD in the request; the responder
  * answers a revision 2 request in revision 2 with the depths it will use (its ORD at most the initiator's IRD, its
  * IRD raised to at least the initiator's ORD: {@code relaxed_ird_negotiation}), and a revision 1 request in revision
- * 1. The initiator takes the responder's IRD as its ORD and the responder's ORD as its IRD. The events carry the depths
- * as {@code siw_cm_upcall} signals them: CONNECT_REPLY and ESTABLISHED this side's own ORD and IRD, CONNECT_REQUEST
- * the initiator's. A responder that speaks only revision 1 rejects a revision 2 request with a revision 1 reply;
- * the initiator then connects again in revision 1 (as {@code iw_cxgb4}'s {@code retry_with_mpa_v1}). With {@code peer_to_peer} the initiator asks for
- * an RTR message; the responder picks a zero-length RDMA WRITE (or READ, if only that is offered), reports
- * ESTABLISHED and sends only once it arrived ({@code siw_qp_mpa_rts}, {@code siw_rtr_data_ready}).
+ * 1. The initiator takes the responder's IRD as its ORD and the responder's ORD as its IRD. The events carry the
+ * depths as {@code siw_cm_upcall} signals them: CONNECT_REPLY and ESTABLISHED this side's own ORD and IRD,
+ * CONNECT_REQUEST the initiator's. A responder that speaks only revision 1 rejects a revision 2 request with a
+ * revision 1 reply; the initiator then connects again in revision 1 (as {@code iw_cxgb4}'s
+ * {@code retry_with_mpa_v1}). With {@code peer_to_peer} the initiator asks for an RTR message; the responder picks a
+ * zero-length RDMA WRITE (or READ, if only that is offered), reports ESTABLISHED and sends only once it arrived
+ * ({@code siw_qp_mpa_rts}, {@code siw_rtr_data_ready}).
  *
- * <p>Over 600 lines: like {@code siw_cm.c}'s endpoint, the start-up of both sides (request, reply and each refusal
- * of {@code siw_proc_mpareply}) and the stream's end share the endpoint's state; a class apart would pass it all.
+ * <p>About 820 lines: like {@code siw_cm.c}'s endpoint, the start-up of both sides (request, reply and each refusal
+ * of {@code siw_proc_mpareply}), the passive side's wait for the answer and the stream's end share the endpoint's
+ * state; a class apart would pass it all. The MPA reply's refusals and the wait for the answer are the parts to
+ * move out next, with that state as a record of their own.
  */
 final class Cep implements IwConnection, IwConnRequest {
     private static final Logger LOG = LoggerFactory.getLogger(Cep.class);

@@ -53,6 +53,10 @@ import java.util.function.Supplier;
  * ({@code siw_cm.c}, the {@code iw_cm_verbs}): an RNIC on an Ethernet netdev whose IPv4 address its TCP
  * connections use, RC QPs only, no atomics, one SGE per READ, connections only through {@link IwCm}. The TX thread
  * ({@link Tx}) sends for every QP of the device; each connection's thread ({@link Cep}) receives.
+ *
+ * <p>Just over 600 lines: it is the device's verbs and its {@link IwCm} at once, as {@code siw_verbs.c} and
+ * {@code siw_cm.c} share {@code struct siw_device}; the CM half (listeners, connect, the endpoints' set) is the part
+ * to move out next.
  */
 final class SiwProvider implements RdmaProvider, IwCm {
     private static final Logger LOG = LoggerFactory.getLogger(SiwProvider.class);
