@@ -4,6 +4,7 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.cm.CmEventType;
 import dev.dmaplane.rdma.cm.CmId;
+import dev.dmaplane.rdma.cm.ConnParam;
 import dev.dmaplane.rdma.cm.PortSpace;
 
 import java.net.InetSocketAddress;
@@ -48,6 +49,21 @@ final class CmEnds implements AutoCloseable {
         client.expect(CmEventType.ROUTE_RESOLVED);
         client.resources(id);
         return id;
+    }
+
+    /**
+     * The client's resolved id ({@link #resolve}) connected to a listening server ({@link #listen}) with 4 and 8 READs
+     * each way ({@code rdma_connect}, {@code rdma_accept} with the server's resources made on the request's id), both
+     * ends ESTABLISHED; returns the server's id of the connection.
+     */
+    CmId connect() {
+        client.id.connect(ConnParam.of(null, 4, 8));
+        CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
+        server.resources(conn);
+        conn.accept(ConnParam.of(null, 4, 8));
+        client.expect(CmEventType.ESTABLISHED);
+        server.expect(CmEventType.ESTABLISHED);
+        return conn;
     }
 
     /** Nothing arrives on {@code end}'s channel within 100 ms. */

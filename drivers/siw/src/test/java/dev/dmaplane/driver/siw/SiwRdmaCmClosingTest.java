@@ -2,7 +2,6 @@ package dev.dmaplane.driver.siw;
 
 import dev.dmaplane.rdma.cm.CmEventType;
 import dev.dmaplane.rdma.cm.CmId;
-import dev.dmaplane.rdma.cm.ConnParam;
 import dev.dmaplane.rdma.verbs.AsyncEvent;
 import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.QpAttr;
@@ -46,12 +45,7 @@ class SiwRdmaCmClosingTest {
     private CmId connected() {
         CmId l = ends.listen();
         ends.resolve();
-        client.id.connect(ConnParam.of(null, 4, 8));
-        CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
-        server.resources(conn);
-        conn.accept(ConnParam.of(null, 4, 8));
-        client.expect(CmEventType.ESTABLISHED);
-        server.expect(CmEventType.ESTABLISHED);
+        ends.connect();
         client.qp.postRecv(List.of(RecvWr.of(1, client.sge(0, 64))));
         server.qp.postRecv(List.of(RecvWr.of(2, server.sge(0, 64))));
         return l;

@@ -75,12 +75,7 @@ class SiwRdmaCmDisconnectTest {
     private CmId connected() {
         ends.listen();
         ends.resolve();
-        client.id.connect(ConnParam.of(null, 4, 8));
-        CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
-        server.resources(conn);
-        conn.accept(ConnParam.of(null, 4, 8));
-        client.expect(CmEventType.ESTABLISHED);
-        server.expect(CmEventType.ESTABLISHED);
+        CmId conn = ends.connect();
         sendCrosses(client.qp, 77);
         client.qp.postRecv(List.of(RecvWr.of(1, client.sge(0, 64))));
         server.qp.postRecv(List.of(RecvWr.of(2, server.sge(0, 64))));
