@@ -187,7 +187,7 @@ class SiwDeviceTest {
         assertEquals(WcStatus.LOC_PROT_ERR, c.status(), c.toString());
         // the completion is written before the QP enters ERR: a query right after the poll may still see RTS
         eventually(() -> q.query().qpState() == QpState.ERR, SiwHosts.WAIT, "the QP in ERR");
-        assertEquals(0L, h.db.providers.get("siw0").hwCounters(1).get("dmaplane_terminate_sent"),
+        assertEquals(0L, SiwHosts.counter(h.db, "dmaplane_terminate_sent"),
                 "the READ never left");
     }
 }

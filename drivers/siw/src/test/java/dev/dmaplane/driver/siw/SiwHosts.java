@@ -212,6 +212,11 @@ final class SiwHosts implements AutoCloseable {
         return poll(cq, 1).getFirst();
     }
 
+    /** Hardware counter {@code name} of driver {@code d}'s siw0, port 1 ({@code rdma statistic}). */
+    static long counter(SiwDriver d, String name) {
+        return d.providers.get("siw0").hwCounters(1).get(name);
+    }
+
     static byte[] random(int n, long seed) {
         byte[] r = new byte[n];
         new Random(seed).nextBytes(r);

@@ -56,10 +56,6 @@ class SiwIrdTest {
         assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
     }
 
-    private static long counter(SiwDriver d, String name) {
-        return d.providers.get("siw0").hwCounters(1).get(name);
-    }
-
     /** a → b, a with {@code aParam}, b accepting with {@code bParam}. */
     private QueuePair[] connect(IwConnParam aParam, IwConnParam bParam) {
         QueuePair qa = h.a.rc();
@@ -131,7 +127,7 @@ class SiwIrdTest {
             assertTrue(responseBytes < 3L * 4 * MIB, "not every request was served: " + responseBytes);
             assertEquals(-1, in.read(), "the responder closed its half after the TERMINATE");
             SiwTerminateTest.closedAfterItsTerminate(h.b, qb);
-            assertEquals(1, counter(h.db, "dmaplane_terminate_sent"));
+            assertEquals(1, SiwHosts.counter(h.db, "dmaplane_terminate_sent"));
         }
     }
 
@@ -157,7 +153,7 @@ class SiwIrdTest {
         assertTrue(16 - flushed >= 2, "more were outstanding than the responder serves: " + st);
         SiwTerminateTest.closedByTerminate(h.a, p[0]);
         SiwTerminateTest.closedAfterItsTerminate(h.b, p[1]);
-        assertEquals(1, counter(h.da, "dmaplane_terminate_received"));
+        assertEquals(1, SiwHosts.counter(h.da, "dmaplane_terminate_received"));
     }
 
     /**
@@ -209,7 +205,7 @@ class SiwIrdTest {
         for (int i = 0; i < 4; i++) {
             assertArrayEquals(SiwHosts.random(MIB, 9), h.a.read((long) i * MIB, MIB));
         }
-        assertEquals(0, counter(h.db, "dmaplane_terminate_sent"));
+        assertEquals(0, SiwHosts.counter(h.db, "dmaplane_terminate_sent"));
         assertEquals(QpState.RTS, p[1].query().qpState());
     }
 }

@@ -56,7 +56,7 @@ class SiwMpaReplyRefusalTest {
     }
 
     private long terminatesSent() {
-        return h.da.providers.get("siw0").hwCounters(1).get("dmaplane_terminate_sent");
+        return SiwHosts.counter(h.da, "dmaplane_terminate_sent");
     }
 
     /** A good revision 2 reply (IRD and ORD 4) with its key, flags and revision replaced as given. */

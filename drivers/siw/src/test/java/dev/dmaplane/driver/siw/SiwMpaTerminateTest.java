@@ -58,10 +58,6 @@ class SiwMpaTerminateTest {
         return h.da.providers.get("siw0");
     }
 
-    private static long counter(SiwDriver d, String name) {
-        return d.providers.get("siw0").hwCounters(1).get(name);
-    }
-
     /** The TERMINATE FPDU {@code f} as RFC 5040 section 4.8 lays it out, checked; its control word decoded. */
     static Terminate terminate(byte[] f) {
         ByteBuffer b = ByteBuffer.wrap(f);
@@ -92,7 +88,7 @@ class SiwMpaTerminateTest {
         assertEquals(List.of(4, 129), List.of(e.ord(), e.ird()),
                 "cep->ord = rep_ird, cep->ird = rep_ord: as negotiated, reported even so");
         assertEquals(QpState.ERR, qa.query().qpState(), "the endpoint's release moved the QP to ERR");
-        assertEquals(1, counter(h.da, "dmaplane_terminate_sent"));
+        assertEquals(1, SiwHosts.counter(h.da, "dmaplane_terminate_sent"));
         assertNull(h.a.events.peek(), "nothing after CONNECT_REPLY: the connection never was");
     }
 
@@ -137,7 +133,7 @@ class SiwMpaTerminateTest {
             SiwTerminateTest.closedByTerminate(h.b, qb);
             WorkCompletion w = SiwHosts.one(h.b.cq);
             assertEquals(List.of(9L, WcStatus.WR_FLUSH_ERR), List.of(w.wrId(), w.status()), w.toString());
-            assertEquals(1, counter(h.db, "dmaplane_terminate_received"));
+            assertEquals(1, SiwHosts.counter(h.db, "dmaplane_terminate_received"));
             assertEquals(-1, in.read(), "the responder closed its end");
         }
     }

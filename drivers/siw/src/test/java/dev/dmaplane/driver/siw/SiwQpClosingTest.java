@@ -53,10 +53,6 @@ class SiwQpClosingTest {
         assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
     }
 
-    private static long counter(SiwDriver d, String name) {
-        return d.providers.get("siw0").hwCounters(1).get(name);
-    }
-
     private static void modify(QueuePair q, QpState s) {
         q.modify(QpAttr.builder().state(s).build());
     }
@@ -104,8 +100,8 @@ class SiwQpClosingTest {
         postingIsEnotconn(p[0], h.a);
         assertEquals(List.of(), h.a.cq.poll(4), "nothing queued, nothing flushed");
         assertNull(h.a.events.peek(), "CLOSE only");
-        assertEquals(0, counter(h.da, "dmaplane_terminate_sent") + counter(h.db, "dmaplane_terminate_received"),
-                "no TERMINATE");
+        assertEquals(0, SiwHosts.counter(h.da, "dmaplane_terminate_sent")
+                + SiwHosts.counter(h.db, "dmaplane_terminate_received"), "no TERMINATE");
     }
 
     /**
@@ -199,8 +195,8 @@ class SiwQpClosingTest {
         SiwTerminateTest.closedByTerminate(h.b, p[1]);
         WorkCompletion flushed = SiwHosts.one(h.b.cq);
         assertEquals(List.of(31L, WcStatus.WR_FLUSH_ERR), List.of(flushed.wrId(), flushed.status()));
-        assertEquals(1, counter(h.da, "dmaplane_terminate_sent"));
-        assertEquals(1, counter(h.db, "dmaplane_terminate_received"));
+        assertEquals(1, SiwHosts.counter(h.da, "dmaplane_terminate_sent"));
+        assertEquals(1, SiwHosts.counter(h.db, "dmaplane_terminate_received"));
         assertEquals(List.of(), h.a.cq.poll(4), "the receive stays queued");
 
         postingIsEnotconn(p[0], h.a);

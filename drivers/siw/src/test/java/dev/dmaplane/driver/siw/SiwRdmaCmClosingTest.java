@@ -95,7 +95,7 @@ class SiwRdmaCmClosingTest {
         client.expect(CmEventType.DISCONNECTED);
         assertEquals(QpState.SQE, client.qp.query().qpState());
         serverDisconnected();
-        assertEquals(1L, ends.h.db.providers.get("siw0").hwCounters(1).get("dmaplane_terminate_received"));
+        assertEquals(1L, SiwHosts.counter(ends.h.db, "dmaplane_terminate_received"));
         assertEquals(List.of(), client.cq.poll(4), "TERMINATE flushes nothing");
 
         client.id.disconnect();

@@ -47,10 +47,6 @@ class SiwTerminateTest {
         assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
     }
 
-    private long counter(SiwDriver d, String name) {
-        return d.providers.get("siw0").hwCounters(1).get(name);
-    }
-
     /**
      * The side that receives the TERMINATE, once its CM reported the end: CLOSE with no status and nothing before or
      * after it ({@code SIW_CM_WORK_CLOSE_LLP}), no async event (the event would have been raised before CLOSE), the
@@ -109,8 +105,8 @@ class SiwTerminateTest {
                 "the READ the TERMINATE concerns is flushed with the rest, not failed apart: " + mine);
         assertEquals(List.of(1L, 2L), mine.stream().map(WorkCompletion::wrId).filter(id -> id != 7).toList(),
                 "the send queue in order");
-        assertEquals(1, counter(h.db, "dmaplane_terminate_sent"));
-        assertEquals(1, counter(h.da, "dmaplane_terminate_received"));
+        assertEquals(1, SiwHosts.counter(h.db, "dmaplane_terminate_sent"));
+        assertEquals(1, SiwHosts.counter(h.da, "dmaplane_terminate_received"));
 
         IwCmEvent c = h.b.event();
         assertEquals(List.of(IwCmEvent.Type.CLOSE, Optional.empty()), List.of(c.type(), Optional.ofNullable(c.status())),
@@ -147,8 +143,8 @@ class SiwTerminateTest {
         assertEquals(7, flushed.wrId());
         closedByTerminate(h.a, p[0]);
         closedAfterItsTerminate(h.b, p[1]);
-        assertEquals(1, counter(h.db, "dmaplane_terminate_sent"));
-        assertEquals(1, counter(h.da, "dmaplane_terminate_received"));
+        assertEquals(1, SiwHosts.counter(h.db, "dmaplane_terminate_sent"));
+        assertEquals(1, SiwHosts.counter(h.da, "dmaplane_terminate_received"));
     }
 
     /**
@@ -172,8 +168,8 @@ class SiwTerminateTest {
                 "the SEND was TCP's before the TERMINATE came; the READ behind it is flushed: " + mine);
         assertEquals(List.of(7L, WcStatus.WR_FLUSH_ERR), mine.stream().filter(c -> c.wrId() == 7)
                 .map(c -> List.of(c.wrId(), c.status())).findFirst().orElseThrow());
-        assertEquals(1, counter(h.db, "dmaplane_terminate_sent"));
-        assertEquals(1, counter(h.da, "dmaplane_terminate_received"));
+        assertEquals(1, SiwHosts.counter(h.db, "dmaplane_terminate_sent"));
+        assertEquals(1, SiwHosts.counter(h.da, "dmaplane_terminate_received"));
         closedAfterItsTerminate(h.b, p[1]);
     }
 }
