@@ -352,8 +352,16 @@ final class Wire {
                 case WRITE_BW, READ_BW, SEND_BW, ATOMIC_BW -> {
                     pattern = Bandwidth.patterns(one, s.sharedRq());
                     Bandwidth.prepareTarget(one, s, pattern);
-                    active = one.test() == PerfConfig.Test.SEND_BW
-                            ? OtherEnd.start("perftest-receiver", this::receive, () -> ping.stop = true) : null;
+                    if (one.test() == PerfConfig.Test.SEND_BW) {
+                        // every receive is posted before the client is told GO, as perftest's ctx_set_recv_wqes runs
+                        // before its sync: a SEND finding none is an RNR NAK on RoCE, but a TERMINATE on iWARP
+                        for (int q = 0; q < one.qps(); q++) {
+                            postRecvs(s, q, s.recvTarget - s.recvsWaiting[rq(s, q)]);
+                        }
+                        active = OtherEnd.start("perftest-receiver", this::receive, () -> ping.stop = true);
+                    } else {
+                        active = null;
+                    }
                 }
                 case WRITE_LAT -> {
                     pattern = null;
@@ -386,13 +394,11 @@ final class Wire {
         }
 
         /**
-         * send_bw's receiver: keeps every receive queue full until all {@link #want} messages arrived or told to stop;
-         * on iWARP it gives the sender credits ({@link Credits}) and waits for their WRITEs before it returns.
+         * send_bw's receiver: keeps every receive queue full (filled before GO) until all {@link #want} messages
+         * arrived or told to stop; on iWARP it gives the sender credits ({@link Credits}) and waits for their WRITEs
+         * before it returns.
          */
         private Void receive() {
-            for (int q = 0; q < one.qps(); q++) {
-                postRecvs(s, q, s.recvTarget - s.recvsWaiting[rq(s, q)]);
-            }
             boolean credits = Credits.apply(one, s);
             int creditsOut = 0;
             long last = System.nanoTime();
