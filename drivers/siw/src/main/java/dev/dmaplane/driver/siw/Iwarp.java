@@ -39,7 +39,28 @@ final class Iwarp {
     static final int READ_REQUEST_BODY = 28;
     static final int TERMINATE_BODY = 4;
 
-    /** A DDP segment as received: its headers and where its payload lies in the ULPDU. */
+    /**
+     * Whether {@code opcode} is a tagged message (RDMA WRITE, Read Response): siw lays out and places a segment by
+     * its opcode alone ({@code set_rx_fpdu_context}, {@code iwarp_pktinfo}), whatever its DDP tagged flag says.
+     */
+    static boolean taggedOpcode(int opcode) {
+        return opcode == OP_WRITE || opcode == OP_READ_RESPONSE;
+    }
+
+    /** The ULPDU bytes of the headers of {@code opcode}: {@code iwarp_pktinfo[opcode].hdr_len} less the MPA length. */
+    static int headerLength(int opcode) {
+        return switch (opcode) {
+            case OP_WRITE, OP_READ_RESPONSE -> TAGGED_HDR;
+            case OP_READ_REQUEST -> UNTAGGED_HDR + READ_REQUEST_BODY;
+            case OP_TERMINATE -> UNTAGGED_HDR + TERMINATE_BODY;
+            default -> UNTAGGED_HDR;
+        };
+    }
+
+    /**
+     * A DDP segment as received: its headers and where its payload lies in the ULPDU; {@code tagged} is the layout
+     * its opcode gives ({@link #taggedOpcode}).
+     */
     record Segment(boolean tagged, boolean last, int ddpVersion, int rdmapVersion, int opcode, int stag, long to,
                    int invStag, int qn, int msn, int mo, int payloadAt, int payloadLength) {
     }
@@ -73,8 +94,9 @@ final class Iwarp {
 
     /**
      * The payload bytes of {@code s}'s message that the FPDUs in {@code [from, to)} of {@code b} continue: those of
-     * the complete FPDUs from {@code from} on that carry its next bytes (tagged: the same STag at the next tagged
-     * offset; untagged: the same queue and MSN at the next message offset), up to its last segment or the first FPDU
+     * the complete FPDUs from {@code from} on that carry its next bytes (the same opcode; tagged: the same STag at the
+     * next tagged offset; untagged: the same queue and MSN at the next message offset), up to its last segment or the
+     * first FPDU
      * that does not. Only the headers are read; each FPDU's CRC is checked when it is processed.
      */
     static long following(ByteBuffer b, int from, int to, Segment s) {
@@ -92,7 +114,8 @@ final class Iwarp {
                 break;
             }
             int ddp = b.get(at + 2) & 0xff;
-            boolean same = ((ddp & DDP_TAGGED) != 0) == s.tagged() && (s.tagged()
+            int op = b.get(at + 3) & 0x0f;
+            boolean same = op == s.opcode() && (s.tagged()
                     ? b.getInt(at + 4) == s.stag() && b.getLong(at + 8) == next
                     : b.getInt(at + 8) == s.qn() && b.getInt(at + 12) == s.msn()
                     && Integer.toUnsignedLong(b.getInt(at + 16)) == next);
@@ -122,9 +145,9 @@ final class Iwarp {
         ByteBuffer b = u.slice(at, len);
         int ddp = b.get() & 0xff;
         int rdmap = b.get() & 0xff;
-        boolean tagged = (ddp & DDP_TAGGED) != 0;
         boolean last = (ddp & DDP_LAST) != 0;
         int opcode = rdmap & 0x0f;
+        boolean tagged = taggedOpcode(opcode);
         if (tagged) {
             int stag = b.getInt();
             long to = b.getLong();

@@ -29,8 +29,12 @@ import java.util.List;
  * requests checked and queued for the TX thread. A message's buffers are leased once for the bytes of it that were
  * read off the stream ({@link SgeLeases}, as {@code siw_proc_send} and {@code siw_proc_write} resolve the memory on
  * the first segment and keep it for the message) and let go when it ends, when the stream fails or is terminated,
- * and before the thread waits for more bytes. An error the peer caused is answered with a TERMINATE that names
- * it (RFC 5040 section 7), and the QP goes to ERR; the stream is then only drained.
+ * and before the thread waits for more bytes. An error the peer caused is answered as {@code siw_qp_rx.c} answers
+ * it: the TERMINATE it sets up (RFC 5040 section 7), if any, the async event it raises, if any, the message it was
+ * found in completed in error, and the QP to ERR; the stream is then only drained.
+ *
+ * <p>Over 600 lines: it follows {@code siw_qp_rx.c} one step of the receive path per method (header, placement by
+ * opcode, completion, the error's end), which read best side by side as they do there.
  */
 final class Rx {
     private static final Logger LOG = LoggerFactory.getLogger(Rx.class);
@@ -57,8 +61,21 @@ final class Rx {
     /** The leases of the tagged message being placed and the STag it names, or null between messages. */
     private SgeLeases tagged;
     private int taggedStag;
-    /** The last tagged segment did not end its message: the next one is not a first segment. */
+    /**
+     * {@code rx_tagged} and {@code rx_untagged}: whether the last segment of each kind did not end its message
+     * ({@code more_ddp_segs}) and that message's opcode ({@code prev_rdmap_op}).
+     */
     private boolean taggedMore;
+    private int taggedOp;
+    private boolean untaggedMore;
+    private int untaggedOp;
+    /** The segment being processed starts its message ({@code first_ddp_seg}). */
+    private boolean first;
+    /** The STag and tagged offset the WRITE in progress has reached ({@code srx->ddp_stag}, {@code ddp_to}). */
+    private int writeStag;
+    private long writeTo;
+    /** The STag the SEND with Invalidate in progress names ({@code srx->inval_stag}, read on its first segment). */
+    private int invStag;
     /** The leases of the receive the SEND being placed fills, or null between messages. */
     private SgeLeases untagged;
     /** Where the thread waits for the stream to have bytes: the stream is non-blocking, for the sender's sake. */
@@ -125,11 +142,8 @@ final class Rx {
                 continue; // rx_suspend: the QP drops the connection, nothing more is read from it
             }
             SiwQp q = cep.qp;
-            Iwarp.Segment s = Iwarp.parse(in, at + 2, ulpdu);
-            if (s == null || s.ddpVersion() != 1) {
-                // siw_get_hdr: a TERMINATE, no async event
-                fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
-                        Terminate.DDP_UT_INVALID_VERSION), null, "bad DDP header");
+            Iwarp.Segment s = header(q, at + 2, ulpdu);
+            if (s == null) {
                 continue;
             }
             crcBad = !Mpa.crcOk(in, at, total);
@@ -144,6 +158,87 @@ final class Rx {
                 cep.rtrArrived();
             }
         }
+    }
+
+    /**
+     * {@code siw_get_hdr}: the DDP version (a TERMINATE of the DDP layer, Tagged or Untagged Buffer Error as the
+     * tagged flag says), the RDMAP version and the opcode (RDMAP layer, Remote Operation Error, Invalid RDMAP
+     * Version or Unexpected Opcode), none of them with an async event or a completion; then the headers the opcode
+     * announces, and whether the segment starts a message or continues the one in progress of its kind (tagged or
+     * untagged, {@code more_ddp_segs}). A segment of another opcode inside that message is a "packet intersection":
+     * {@code -EPROTO} with no TERMINATE ({@link #intersected}). A ULPDU too short for its headers cannot be followed
+     * as siw does (it reads the headers on into the next FPDU): it is answered as a bad DDP header.
+     *
+     * @return the segment, or null when it was refused
+     */
+    private Iwarp.Segment header(SiwQp q, int at, int ulpdu) {
+        if (ulpdu < Iwarp.TAGGED_HDR) {
+            fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER, Terminate.DDP_UT_INVALID_VERSION),
+                    null, "a ULPDU of " + ulpdu + " bytes");
+            return null;
+        }
+        int ddp = in.get(at) & 0xff;
+        int rdmap = in.get(at + 1) & 0xff;
+        if ((ddp & 0x03) != Iwarp.DDP_VERSION) {
+            boolean t = (ddp & Iwarp.DDP_TAGGED) != 0;
+            fail(q, new Terminate(Terminate.LAYER_DDP, t ? Terminate.DDP_TAGGED_BUFFER : Terminate.DDP_UNTAGGED_BUFFER,
+                    t ? Terminate.DDP_T_INVALID_VERSION : Terminate.DDP_UT_INVALID_VERSION), null,
+                    "DDP version " + (ddp & 0x03));
+            return null;
+        }
+        if (rdmap >>> 6 != 1) {
+            fail(q, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_OPERATION,
+                    Terminate.RDMAP_INVALID_VERSION), null, "RDMAP version " + (rdmap >>> 6));
+            return null;
+        }
+        int op = rdmap & 0x0f;
+        if (op > Iwarp.OP_TERMINATE) {
+            fail(q, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_OPERATION,
+                    Terminate.RDMAP_UNEXPECTED_OPCODE), null, "opcode " + op);
+            return null;
+        }
+        Iwarp.Segment s = ulpdu < Iwarp.headerLength(op) ? null : Iwarp.parse(in, at, ulpdu);
+        if (s == null) {
+            fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER, Terminate.DDP_UT_INVALID_VERSION),
+                    null, "a ULPDU of " + ulpdu + " bytes for opcode " + op);
+            return null;
+        }
+        boolean kindMore = s.tagged() ? taggedMore : untaggedMore;
+        int kindOp = s.tagged() ? taggedOp : untaggedOp;
+        if (kindMore && kindOp != op) {
+            intersected(q, kindOp, op);
+            return null;
+        }
+        first = !kindMore;
+        if (s.tagged()) {
+            taggedOp = op;
+            taggedMore = !s.last();
+        } else {
+            untaggedOp = op;
+            untaggedMore = !s.last();
+        }
+        return s;
+    }
+
+    /**
+     * {@code siw_get_hdr}'s packet intersection: {@code siw_tcp_rx_data} ends the message in progress of opcode
+     * {@code prev} in error ({@code siw_rdmap_complete(qp, -EPROTO)}: a receive completes with GENERAL_ERR and the
+     * bytes placed, a READ with GENERAL_ERR, a WRITE lets go of its memory, a READ request goes unanswered) and drops
+     * the connection with no TERMINATE set up: CLOSE alone, the QP in ERR, no async event.
+     */
+    private void intersected(SiwQp q, int prev, int op) {
+        switch (q == null ? -1 : prev) {
+            case Iwarp.OP_SEND, Iwarp.OP_SEND_INV, Iwarp.OP_SEND_SE, Iwarp.OP_SEND_SE_INV ->
+                    endRecv(q, WcStatus.GENERAL_ERR);
+            case Iwarp.OP_READ_RESPONSE -> {
+                closeTagged();
+                q.readDone(WcStatus.GENERAL_ERR);
+            }
+            case Iwarp.OP_WRITE -> closeTagged();
+            default -> {
+            }
+        }
+        fail(q, null, null, "opcode " + op + " inside a message of opcode " + prev);
     }
 
     /**
@@ -181,36 +276,48 @@ final class Rx {
         return true;
     }
 
+    /** {@code iwarp_pktinfo[opcode].rx_data}: the segment goes where its opcode says, whatever its queue number. */
     private void dispatch(SiwQp q, Iwarp.Segment s) {
         MemorySegment payload = inSeg.asSlice(s.payloadAt(), s.payloadLength());
-        if (s.tagged()) {
-            switch (s.opcode()) {
-                case Iwarp.OP_WRITE -> placeTagged(q, s, payload, false);
-                case Iwarp.OP_READ_RESPONSE -> placeTagged(q, s, payload, true);
-                default -> fail(q, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_OPERATION,
-                        Terminate.RDMAP_UNEXPECTED_OPCODE), EventType.QP_FATAL, "tagged opcode " + s.opcode());
-            }
-            return;
-        }
-        switch (s.qn()) {
-            case Iwarp.QN_SEND -> send(q, s, payload);
-            case Iwarp.QN_READ_REQUEST -> readRequest(q, s);
-            case Iwarp.QN_TERMINATE -> terminated(q, s);
-            default -> fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
-                    Terminate.DDP_UT_INVALID_QN), EventType.QP_FATAL, "queue number " + s.qn());
+        switch (s.opcode()) {
+            case Iwarp.OP_WRITE -> placeTagged(q, s, payload, false);
+            case Iwarp.OP_READ_RESPONSE -> placeTagged(q, s, payload, true);
+            case Iwarp.OP_READ_REQUEST -> readRequest(q, s);
+            case Iwarp.OP_TERMINATE -> terminated(q, s);
+            default -> send(q, s, payload);
         }
     }
 
     /**
-     * {@code siw_proc_write}, {@code siw_proc_rresp}: a tagged segment into the STag it names. A refused WRITE raises
-     * QP_ACCESS_ERR only where {@code siw_check_mem} refuses a region siw found: an STag that names no region on the
-     * message's first segment ({@code siw_mem_id2obj} finds nothing, or the key differs) is answered with the
-     * TERMINATE alone. A refused Read Response fails its READ with LOC_PROT_ERR and raises QP_ACCESS_ERR
-     * ({@code siw_check_sge} in {@code siw_proc_rresp}).
+     * {@code siw_proc_write}, {@code siw_proc_rresp}: a tagged segment into the STag it names. A WRITE's later
+     * segment must name the STag and the tagged offset its message reached ({@code siw_write_check_ntoh}: DDP Tagged
+     * Buffer Error, Invalid STag or Base or Bounds, and QP_FATAL); a zero-length WRITE is not checked at all. A Read
+     * Response's first segment needs a READ waiting for it (else DDP Catastrophic Error, no async event, nothing
+     * completed: {@code siw_orqe_start_rx}) and must name that READ's sink STag and offset and, as the only segment,
+     * its length ({@code siw_rresp_check_ntoh}: Invalid STag, Base or Bounds, QP_FATAL, the READ completed with
+     * GENERAL_ERR). A refused WRITE raises QP_ACCESS_ERR only where {@code siw_check_mem} refuses a region siw found:
+     * an STag that names no region on the message's first segment ({@code siw_mem_id2obj} finds nothing, or the key
+     * differs) is answered with the TERMINATE alone. A refused Read Response fails its READ with LOC_PROT_ERR and
+     * raises QP_ACCESS_ERR ({@code siw_check_sge} in {@code siw_proc_rresp}).
      */
     private void placeTagged(SiwQp q, Iwarp.Segment s, MemorySegment payload, boolean readResponse) {
         long n = payload.byteSize();
-        boolean first = !taggedMore;
+        if (readResponse && first && !readResponseMatches(q, s, n)) {
+            return;
+        }
+        if (!readResponse && n > 0) {
+            if (first) {
+                writeStag = s.stag();
+                writeTo = s.to();
+            } else if (s.stag() != writeStag || s.to() != writeTo) {
+                closeTagged();
+                fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_TAGGED_BUFFER, s.stag() != writeStag
+                        ? Terminate.DDP_T_INVALID_STAG : Terminate.DDP_T_BASE_BOUNDS), EventType.QP_FATAL,
+                        "WRITE segment at STag 0x" + Integer.toHexString(s.stag()) + " offset 0x"
+                                + Long.toHexString(s.to()));
+                return;
+            }
+        }
         if (n > 0) {
             if (tagged == null || taggedStag != s.stag()) {
                 closeTagged();
@@ -231,8 +338,8 @@ final class Rx {
                         e.getMessage());
                 return;
             }
+            writeTo = s.to() + n;
         }
-        taggedMore = !s.last();
         if (crcBad) {
             // siw_rdmap_complete(qp, -EINVAL) after the trailer: the bytes are placed, a READ fails with GENERAL_ERR
             closeTagged();
@@ -250,111 +357,172 @@ final class Rx {
         }
     }
 
-    /** {@code siw_proc_send}: an untagged segment into the receive its message consumes. */
-    private void send(SiwQp q, Iwarp.Segment s, MemorySegment payload) {
-        int op = s.opcode();
-        if (op != Iwarp.OP_SEND && op != Iwarp.OP_SEND_SE && op != Iwarp.OP_SEND_INV && op != Iwarp.OP_SEND_SE_INV) {
-            fail(q, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_OPERATION,
-                    Terminate.RDMAP_UNEXPECTED_OPCODE), EventType.QP_FATAL, "untagged opcode " + op);
-            return;
+    /**
+     * {@code siw_orqe_start_rx} and {@code siw_rresp_check_ntoh} on a Read Response's first segment of {@code n}
+     * bytes; refused, the TERMINATE is set up and the READ completed as siw does.
+     */
+    private boolean readResponseMatches(SiwQp q, Iwarp.Segment s, long n) {
+        Sge sink = q.readSink();
+        if (sink == null) {
+            fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_CATASTROPHIC, Terminate.DDP_C_UNSPECIFIED), null,
+                    "a Read Response with no READ outstanding");
+            return false;
         }
-        if (s.mo() == 0) {
-            if (s.msn() != q.rxMsn[Iwarp.QN_SEND] + 1) {
-                fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
-                        Terminate.DDP_UT_INVALID_MSN), EventType.QP_FATAL, "MSN " + s.msn());
-                return;
-            }
-            q.rxMsn[Iwarp.QN_SEND] = s.msn();
-            q.recv = q.hw.takeRecv();
-            q.recvBytes = 0;
+        int code = s.stag() != sink.lkey() ? Terminate.DDP_T_INVALID_STAG
+                : s.to() != sink.addr() || (s.last() && n != sink.length()) ? Terminate.DDP_T_BASE_BOUNDS : -1;
+        if (code < 0) {
+            return true;
+        }
+        q.readDone(WcStatus.GENERAL_ERR);
+        fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_TAGGED_BUFFER, code), EventType.QP_FATAL,
+                "Read Response of " + n + " bytes at STag 0x" + Integer.toHexString(s.stag()) + " offset 0x"
+                        + Long.toHexString(s.to()) + " for a READ into " + sink);
+        return false;
+    }
+
+    /**
+     * {@code siw_proc_send}: an untagged segment into the receive its message consumes. A message's first segment
+     * takes the receive ({@code siw_rqe_get}; none: DDP Untagged Buffer Error, no buffer, no async event); then every
+     * segment is checked before anything of it is placed ({@code siw_send_check_ntoh}: queue number 0, the MSN
+     * expected, the message offset reached, room left in the receive; DDP Untagged Buffer Error with Invalid QN,
+     * Invalid MSN, Invalid MO or, for a receive too short, no buffer and LOC_LEN_ERR), each raising QP_FATAL; the
+     * receive's memory refused is a DDP Catastrophic Error with QP_ACCESS_ERR ({@code siw_check_sge}). Whatever
+     * fails, {@code siw_rdmap_complete} completes the receive with its status (GENERAL_ERR unless LOC_LEN_ERR) and
+     * the bytes of the segments placed before.
+     */
+    private void send(SiwQp q, Iwarp.Segment s, MemorySegment payload) {
+        if (first) {
+            RecvWqe taken = q.hw.takeRecv();
             closeUntagged();
-            if (q.recv == null) {
+            if (taken == null) {
                 // siw_proc_send: siw_rqe_get finds none; the TERMINATE alone, no async event
                 fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
                         Terminate.DDP_UT_NO_BUFFER), null, "no receive posted");
                 return;
             }
-        } else if (q.recv == null || s.msn() != q.rxMsn[Iwarp.QN_SEND] || s.mo() != q.recvBytes) {
-            fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
-                    Terminate.DDP_UT_INVALID_MO), EventType.QP_FATAL, "MSN " + s.msn() + " MO " + s.mo());
-            return;
+            q.startRecv(taken);
+            invStag = s.invStag();
         }
         RecvWqe r = q.recv;
-        List<Sge> sgl = r.wr().sgList();
-        if (untagged == null) {
-            untagged = new SgeLeases(sgl.size());
+        if (r == null) {
+            return; // flushed under the message by a modify to ERR: nothing is placed
         }
-        try {
-            long upTo = q.recvBytes + payload.byteSize();
-            Sgl.write(mem, q.hw, sgl, s.mo(), payload, untagged, () -> upTo + Iwarp.following(in, start, end, s));
-        } catch (AccessFault e) {
-            // siw_send_check_ntoh finds the receive too short (LOC_LEN_ERR, QP_FATAL); siw_check_sge refuses its
-            // memory (QP_ACCESS_ERR, and siw_rdmap_complete completes it with GENERAL_ERR); either way the receive
-            // reports the bytes of the segments before
-            LOG.debug("siw: qp {} receive placement refused", q.hw.qpNum(), e);
-            boolean tooLong = e.status() == WcStatus.LOC_LEN_ERR;
-            closeUntagged();
-            q.recv = null;
-            q.hw.completeRecv(r, new RecvResult(tooLong ? WcStatus.LOC_LEN_ERR : WcStatus.GENERAL_ERR, WcOpcode.RECV,
-                    q.recvBytes, 0, 0, 0, 0, 0, true));
-            fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
-                    tooLong ? Terminate.DDP_UT_TOO_LONG : Terminate.DDP_UT_NO_BUFFER),
-                    tooLong ? EventType.QP_FATAL : EventType.QP_ACCESS_ERR, e.getMessage());
+        long n = payload.byteSize();
+        int code = s.qn() != Iwarp.QN_SEND ? Terminate.DDP_UT_INVALID_QN
+                : s.msn() != q.rxMsn[Iwarp.QN_SEND] + 1 ? Terminate.DDP_UT_INVALID_MSN
+                : Integer.toUnsignedLong(s.mo()) != q.recvBytes ? Terminate.DDP_UT_INVALID_MO
+                : r.length() < q.recvBytes + n ? Terminate.DDP_UT_NO_BUFFER : -1;
+        if (code >= 0) {
+            endRecv(q, code == Terminate.DDP_UT_NO_BUFFER ? WcStatus.LOC_LEN_ERR : WcStatus.GENERAL_ERR);
+            fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER, code), EventType.QP_FATAL,
+                    "SEND segment QN " + s.qn() + " MSN " + s.msn() + " MO " + Integer.toUnsignedLong(s.mo())
+                            + " of " + n + " bytes into a receive of " + r.length() + " with " + q.recvBytes
+                            + " placed");
             return;
         }
-        q.recvBytes += payload.byteSize();
+        if (n > 0) {
+            List<Sge> sgl = r.wr().sgList();
+            if (untagged == null) {
+                untagged = new SgeLeases(sgl.size());
+            }
+            try {
+                long upTo = q.recvBytes + n;
+                Sgl.write(mem, q.hw, sgl, s.mo(), payload, untagged, () -> upTo + Iwarp.following(in, start, end, s));
+            } catch (AccessFault e) {
+                LOG.debug("siw: qp {} receive placement refused", q.hw.qpNum(), e);
+                endRecv(q, WcStatus.GENERAL_ERR);
+                fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_CATASTROPHIC, Terminate.DDP_C_UNSPECIFIED),
+                        EventType.QP_ACCESS_ERR, e.getMessage());
+                return;
+            }
+        }
+        q.recvBytes += n;
         if (crcBad) {
             // siw_rdmap_complete(qp, -EINVAL) after the trailer: the receive ends with GENERAL_ERR and the bytes
             // placed so far
-            q.recv = null;
-            closeUntagged();
-            q.hw.completeRecv(r, new RecvResult(WcStatus.GENERAL_ERR, WcOpcode.RECV, q.recvBytes, 0, 0, 0, 0, 0,
-                    true));
+            endRecv(q, WcStatus.GENERAL_ERR);
             return;
         }
-        if (!s.last()) {
-            return;
-        }
-        q.recv = null;
-        closeUntagged();
-        boolean se = op == Iwarp.OP_SEND_SE || op == Iwarp.OP_SEND_SE_INV;
-        if (op == Iwarp.OP_SEND_INV || op == Iwarp.OP_SEND_SE_INV) {
-            if (!mem.invalidateRemote(q.hw, s.invStag())) {
-                q.hw.completeRecv(r, RecvResult.error(WcStatus.REM_INV_REQ_ERR));
-                fail(q, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_PROTECTION,
-                        Terminate.RDMAP_CANNOT_INVALIDATE), EventType.QP_FATAL,
-                        "STag 0x" + Integer.toHexString(s.invStag()) + " cannot be invalidated");
-                return;
-            }
-            q.hw.completeRecv(r, RecvResult.sendWithInv(q.recvBytes, 0, s.invStag(), se));
-        } else {
-            q.hw.completeRecv(r, RecvResult.send(q.recvBytes, 0, se));
+        if (s.last()) {
+            complete(q, s.opcode());
         }
     }
 
     /**
-     * {@code siw_proc_rreq}, {@code siw_init_rresp}: a request beyond the connection's IRD (more READs outstanding
-     * than it serves at once; the IRQ is sized from the IRD) is a catastrophic error of the stream, a TERMINATE of
-     * the RDMAP layer, Remote Operation Error, code 0x07 (RFC 5040 section 7), with no async event; else the
-     * response is queued for the TX thread as it came: its source is checked when the response is built
+     * {@code siw_rdmap_complete(qp, 0)} for a SEND: the receive completes with the bytes placed, after the
+     * invalidation a SEND with Invalidate asks for. An STag {@code siw_invalidate_stag} refuses sets up a TERMINATE
+     * of the RDMAP layer, Remote Protection Error (a region of another PD) or Remote Operation Error (no region),
+     * code Cannot Invalidate, and the receive completes with REM_INV_REQ_ERR and the bytes placed, no async event.
+     * siw leaves its QP in RTS and sends that TERMINATE when the connection is dropped; here the failed completion
+     * moves the QP to ERR ({@link dev.dmaplane.rdma.spi.HwQp#completeRecv}), and the drop comes at once, as a modify
+     * to ERR brings it in siw ({@code siw_qp_nextstate_from_rts}, {@code siw_qp_cm_drop(qp, 0)}: the TERMINATE set
+     * up goes out, CLOSE alone).
+     */
+    private void complete(SiwQp q, int op) {
+        closeUntagged();
+        q.rxMsn[Iwarp.QN_SEND]++;
+        RecvWqe r = q.takeRecvInProgress();
+        if (r == null) {
+            return;
+        }
+        boolean se = op == Iwarp.OP_SEND_SE || op == Iwarp.OP_SEND_SE_INV;
+        if (op != Iwarp.OP_SEND_INV && op != Iwarp.OP_SEND_SE_INV) {
+            q.hw.completeRecv(r, RecvResult.send(q.recvBytes, 0, se));
+        } else if (mem.invalidateRemote(q.hw, invStag)) {
+            q.hw.completeRecv(r, RecvResult.sendWithInv(q.recvBytes, 0, invStag, se));
+        } else {
+            q.hw.completeRecv(r, new RecvResult(WcStatus.REM_INV_REQ_ERR, WcOpcode.RECV, q.recvBytes, 0, 0, 0, 0, 0,
+                    se));
+            fail(q, new Terminate(Terminate.LAYER_RDMAP, dev.invalidateErrorType(q, invStag),
+                    Terminate.RDMAP_CANNOT_INVALIDATE), null,
+                    "STag 0x" + Integer.toHexString(invStag) + " cannot be invalidated");
+        }
+    }
+
+    /**
+     * {@code siw_rdmap_complete(qp, error)} for a SEND: the receive in progress completes with {@code status} and the
+     * bytes placed before; the queue's MSN moves on.
+     */
+    private void endRecv(SiwQp q, WcStatus status) {
+        closeUntagged();
+        q.rxMsn[Iwarp.QN_SEND]++;
+        RecvWqe r = q.takeRecvInProgress();
+        if (r != null) {
+            q.hw.completeRecv(r, new RecvResult(status, WcOpcode.RECV, q.recvBytes, 0, 0, 0, 0, 0, true));
+        }
+    }
+
+    /**
+     * {@code siw_proc_rreq}, then {@code siw_rdmap_complete} once the request's last segment arrived with a good
+     * CRC: a request carrying bytes after its header is {@code -EPROTO} with no TERMINATE (the connection dropped,
+     * CLOSE alone); then {@code siw_init_rresp}: an MSN other than the one expected on queue 1 is a DDP Untagged
+     * Buffer Error, Invalid MSN, and a request beyond the connection's IRD (more READs outstanding than it serves at
+     * once; the IRQ is sized from the IRD) a catastrophic error of the stream, a TERMINATE of the RDMAP layer,
+     * Remote Operation Error, code 0x07 (RFC 5040 section 7), neither with an async event; else the response is
+     * queued for the TX thread as it came: its source is checked when the response is built
      * ({@code siw_qp_sq_proc_tx}, {@link Tx}). A READ counts as outstanding from its request until the last segment
      * of its response was handed to the stream, so a requester within its ORD never trips this: it sends the next
      * request only after that last segment arrived. An IRD of 0 counts as 1, as the requester's ORD does
-     * ({@link Cep#ord}); siw's IRQ of size 0 takes none. A request whose FPDU fails its CRC is not answered
-     * ({@code siw_rdmap_complete} runs {@code siw_init_rresp} only without error).
+     * ({@link Cep#ord}); siw's IRQ of size 0 takes none. The queue number and message offset are not looked at.
      */
     private void readRequest(SiwQp q, Iwarp.Segment s) {
-        if (s.opcode() != Iwarp.OP_READ_REQUEST || s.payloadLength() < Iwarp.READ_REQUEST_BODY) {
-            fail(q, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_OPERATION,
-                    Terminate.RDMAP_UNEXPECTED_OPCODE), EventType.QP_FATAL, "read request opcode " + s.opcode());
+        if (s.payloadLength() > Iwarp.READ_REQUEST_BODY) {
+            fail(q, null, null, "a READ request with " + (s.payloadLength() - Iwarp.READ_REQUEST_BODY)
+                    + " bytes of data");
             return;
         }
-        if (crcBad) {
+        if (crcBad || !s.last()) {
+            return;
+        }
+        int expected = q.rxMsn[Iwarp.QN_READ_REQUEST] + 1;
+        q.rxMsn[Iwarp.QN_READ_REQUEST] = expected;
+        if (s.msn() != expected) {
+            fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER, Terminate.DDP_UT_INVALID_MSN),
+                    null, "READ request MSN " + s.msn() + ", expected " + expected);
             return;
         }
         ByteBuffer b = in.slice(s.payloadAt(), Iwarp.READ_REQUEST_BODY);
         ReadResponse r = new ReadResponse(b.getInt(), b.getLong(), b.getInt(), b.getInt(), b.getLong());
-        q.rxMsn[Iwarp.QN_READ_REQUEST] = s.msn();
         int ird = Math.max(1, cep.negotiatedIrd);
         int outstanding = q.inboundReads.incrementAndGet();
         if (outstanding > ird) {
@@ -377,9 +545,7 @@ final class Rx {
      * A connection its QP's modify already took over ({@code rx_suspend}) reads nothing more.
      */
     private void terminated(SiwQp q, Iwarp.Segment s) {
-        Terminate t = s.payloadLength() >= Iwarp.TERMINATE_BODY
-                ? Terminate.of(in.getInt(s.payloadAt()))
-                : new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_OPERATION, 0xff);
+        Terminate t = Terminate.of(in.getInt(s.payloadAt()));
         draining = true;
         letGo();
         if (cep.isDisassociated()) {
@@ -400,12 +566,14 @@ final class Rx {
      * whose {@code siw_qp_llp_close} moves the QP to ERR, flushing what was outstanding. Here the QP goes to ERR at
      * once, then raises {@code event} if the check that failed raises one ({@code siw_qp_event}; most do not), so
      * that a query after the event sees ERR; the TX thread sends the TERMINATE and drops the connection
-     * ({@link Tx}).
+     * ({@link Tx}). An error that set up no TERMINATE ({@code -EPROTO} of a packet intersection or a READ request
+     * carrying data) drops the connection at once.
      *
+     * @param t     the TERMINATE, or null for none
      * @param event the async event, or null for none
      */
     private void fail(SiwQp q, Terminate t, EventType event, String why) {
-        LOG.debug("siw: qp {} terminates the stream: {} ({})", q == null ? 0 : q.hw.qpNum(), t, why);
+        LOG.debug("siw: qp {} drops the stream: {} ({})", q == null ? 0 : q.hw.qpNum(), t, why);
         draining = true;
         letGo();
         if (q == null) {
@@ -414,9 +582,14 @@ final class Rx {
         }
         cep.disassociate(); // the peer's end of the stream, once it reads the TERMINATE, is reported by nobody
         q.terminate = t;
+        q.flushRecvInProgress(); // siw_qp_llp_close's siw_rq_flush: a receive no completion above ended
         q.hw.enterError(); // the TX thread still sends the TERMINATE: it looks at q.terminate, not the state
         if (event != null) {
             q.hw.raiseEvent(event);
+        }
+        if (t == null) {
+            cep.lost(why, false); // nothing to send: CLOSE alone, at once
+            return;
         }
         dev.tx.kick(q);
     }

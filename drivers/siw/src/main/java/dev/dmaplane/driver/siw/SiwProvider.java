@@ -240,6 +240,9 @@ final class SiwProvider implements RdmaProvider, IwCm {
     @Override
     public void modifyQp(HwQp hw, QpAttr a, QpState from, QpState to) {
         SiwQp q = qps.get(hw.qpNum());
+        if (q != null && to == QpState.ERR) {
+            q.flushRecvInProgress(); // siw_rq_flush, before the core flushes the rest
+        }
         Cep c = q == null ? null : q.cep;
         if (c == null) {
             if (q != null && from == QpState.RTS && to == QpState.SQD) {
@@ -425,6 +428,20 @@ final class SiwProvider implements RdmaProvider, IwCm {
             return Terminate.RDMAP_ACCESS_RIGHTS;
         }
         return Terminate.RDMAP_INVALID_STAG;
+    }
+
+    /**
+     * {@code siw_invalidate_stag} refusing the STag a SEND with Invalidate names, as a TERMINATE error type: Remote
+     * Protection Error when a region of another PD holds its index ({@code -EACCES}), else Remote Operation Error
+     * ({@code -EINVAL}, as for an index no region holds). siw looks the STag up by its index alone.
+     */
+    int invalidateErrorType(SiwQp q, int stag) {
+        for (HwMr m : mrs) {
+            if (m.rkey() >>> 8 == stag >>> 8 && m.pd() != q.hw.pd()) {
+                return Terminate.RDMAP_REMOTE_PROTECTION;
+            }
+        }
+        return Terminate.RDMAP_REMOTE_OPERATION;
     }
 
     void terminateSent(Terminate t) {

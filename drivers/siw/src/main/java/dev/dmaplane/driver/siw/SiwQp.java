@@ -10,6 +10,8 @@ import dev.dmaplane.rdma.verbs.Mtu;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.Sge;
+import dev.dmaplane.rdma.verbs.WcOpcode;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -78,8 +80,11 @@ final class SiwQp {
     // the RX thread's
     /** Last MSN received per untagged queue. */
     final int[] rxMsn = new int[3];
-    /** The receive a SEND in progress is placed into, and the bytes placed so far. */
-    RecvWqe recv;
+    /**
+     * The receive a SEND in progress is placed into ({@code rx_untagged.wqe_active}), and the bytes placed so far
+     * ({@code wqe->processed}); the receive is taken off by whoever completes it ({@link #takeRecvInProgress}).
+     */
+    volatile RecvWqe recv;
     long recvBytes;
 
     /**
@@ -107,6 +112,37 @@ final class SiwQp {
         inboundReads.set(0);
         recv = null;
         recvBytes = 0;
+    }
+
+    /** {@code siw_rqe_get}: {@code r} is the receive the SEND beginning now is placed into. */
+    synchronized void startRecv(RecvWqe r) {
+        recv = r;
+        recvBytes = 0;
+    }
+
+    /** The receive in progress, taken off so that it completes once; null when none is. */
+    synchronized RecvWqe takeRecvInProgress() {
+        RecvWqe r = recv;
+        recv = null;
+        return r;
+    }
+
+    /**
+     * {@code siw_rq_flush}'s first step: the receive a SEND was being placed into completes with WR_FLUSH_ERR and
+     * {@code wqe->bytes}, which {@code siw_rqe_get} set to the length of the receive's SGL; the bytes placed are not
+     * reported. The queued receives are the core's to flush.
+     */
+    void flushRecvInProgress() {
+        RecvWqe r = takeRecvInProgress();
+        if (r != null && !destroyed) {
+            hw.completeRecv(r, new RecvResult(WcStatus.WR_FLUSH_ERR, WcOpcode.RECV, r.length(), 0, 0, 0, 0, 0, true));
+        }
+    }
+
+    /** The sink of the oldest READ waiting for its response ({@code orq_get_current}), or null when none waits. */
+    synchronized Sge readSink() {
+        Pending p = orq.peekFirst();
+        return p == null ? null : p.wqe.wr().sgList().getFirst();
     }
 
     /** {@code siw_qp_readq_init}: the read queues of a connection with IRD {@code ird} and ORD {@code ord}. */
@@ -303,9 +339,8 @@ final class SiwQp {
     /**
      * The second half of {@link #leaveRts}, once the QP is in CLOSING or TERMINATE ({@code siw_qp_cm_drop}): CLOSE to
      * the consumer, the stream closed, the connection's receive thread ended; then, for CLOSING, the receive in
-     * progress and the queued receives complete with WR_FLUSH_ERR ({@code siw_rq_flush}; an SRQ keeps its own).
-     * Without a connection ({@link #closeWithoutConnection}) only the queued receives are flushed: a receive in
-     * progress belongs to the receive thread of the connection that went.
+     * progress ({@link #flushRecvInProgress}) and the queued receives complete with WR_FLUSH_ERR
+     * ({@code siw_rq_flush}; an SRQ keeps its own), with or without a connection ({@link #closeWithoutConnection}).
      */
     void dropConnection() {
         Drop d = drop;
@@ -320,11 +355,7 @@ final class SiwQp {
         if (!d.flushRecv() || destroyed) {
             return;
         }
-        RecvWqe r = d.cep() != null ? recv : null;
-        if (r != null) {
-            recv = null;
-            hw.completeRecv(r, RecvResult.error(WcStatus.WR_FLUSH_ERR));
-        }
+        flushRecvInProgress();
         if (hw.hwSrq().isEmpty()) {
             for (RecvWqe w = hw.takeRecv(); w != null; w = hw.takeRecv()) {
                 hw.completeRecv(w, RecvResult.error(WcStatus.WR_FLUSH_ERR));
@@ -338,12 +369,13 @@ final class SiwQp {
 
     /**
      * Connection {@code c} went away under the QP ({@code siw_qp_llp_close}): it goes to ERR, flushing what is
-     * outstanding, apart from any modify.
+     * outstanding (the receive in progress first, {@link #flushRecvInProgress}), apart from any modify.
      */
     void connectionGone(Cep c) {
         stateLock.lock();
         try {
             if (detach(c) && !destroyed && hw.state() != QpState.ERR && hw.state() != QpState.RESET) {
+                flushRecvInProgress();
                 hw.enterError();
             }
         } finally {

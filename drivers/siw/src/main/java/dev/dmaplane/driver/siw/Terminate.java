@@ -42,18 +42,26 @@ record Terminate(int layer, int etype, int ecode) {
 
     /** DDP error types. */
     static final int DDP_CATASTROPHIC = 0;
+    /** The one code of a DDP Catastrophic Error ({@code DDP_ECODE_CATASTROPHIC}: unspecified, zero). */
+    static final int DDP_C_UNSPECIFIED = 0x00;
     static final int DDP_TAGGED_BUFFER = 1;
     static final int DDP_UNTAGGED_BUFFER = 2;
     /** DDP Tagged Buffer Error codes. */
     static final int DDP_T_INVALID_STAG = 0x00;
     static final int DDP_T_BASE_BOUNDS = 0x01;
     static final int DDP_T_STAG_NOT_ASSOC = 0x02;
+    /** {@code DDP_ECODE_T_VERSION}: a tagged segment of a DDP version other than 1. */
+    static final int DDP_T_INVALID_VERSION = 0x04;
     /** DDP Untagged Buffer Error codes. */
     static final int DDP_UT_INVALID_QN = 0x01;
+    /**
+     * {@code DDP_ECODE_UT_INVALID_MSN_NOBUF}, Invalid MSN - no buffer available: siw sends it for a SEND without a
+     * receive and for a SEND longer than its receive ({@code siw_send_check_ntoh}), not Message Too Long.
+     */
     static final int DDP_UT_NO_BUFFER = 0x02;
+    /** {@code DDP_ECODE_UT_INVALID_MSN_RANGE}: an MSN other than the one expected on its queue. */
     static final int DDP_UT_INVALID_MSN = 0x03;
     static final int DDP_UT_INVALID_MO = 0x04;
-    static final int DDP_UT_TOO_LONG = 0x05;
     static final int DDP_UT_INVALID_VERSION = 0x06;
 
     /**

@@ -54,20 +54,20 @@ class SiwRxPlacementTest {
     }
 
     /** A raw initiator's established stream to b's QP {@code qb}: the MPA exchange done, b in RTS. */
-    private Socket connect(QueuePair qb, IwListen l) throws IOException {
+    static Socket connect(SiwHosts.Host b, QueuePair qb, IwListen l) throws IOException {
         Socket s = new Socket();
         s.connect(l.local(), 10_000);
         s.setSoTimeout(10_000);
         s.getOutputStream().write(Mpa.frame(false, false, Mpa.REVISION_1, null, new byte[0]));
-        SiwHosts.expect(h.b.event(), IwCmEvent.Type.CONNECT_REQUEST).request()
-                .accept(qb.qpNum(), new IwConnParam(null, 1, 1), h.b.events::add);
-        SiwHosts.expect(h.b.event(), IwCmEvent.Type.ESTABLISHED);
+        SiwHosts.expect(b.event(), IwCmEvent.Type.CONNECT_REQUEST).request()
+                .accept(qb.qpNum(), new IwConnParam(null, 1, 1), b.events::add);
+        SiwHosts.expect(b.event(), IwCmEvent.Type.ESTABLISHED);
         new DataInputStream(s.getInputStream()).readFully(new byte[Mpa.RR_HDR]);
         return s;
     }
 
     /** A tagged RDMA WRITE segment of {@code payload} at {@code to} of {@code stag}. */
-    private static byte[] write(boolean last, int stag, long to, byte[] payload) {
+    static byte[] write(boolean last, int stag, long to, byte[] payload) {
         int ulpdu = Iwarp.TAGGED_HDR + payload.length;
         ByteBuffer f = ByteBuffer.allocate(Mpa.fpduLength(ulpdu));
         ByteBuffer b = f.slice(2, ulpdu);
@@ -78,7 +78,7 @@ class SiwRxPlacementTest {
     }
 
     /** An untagged SEND segment of {@code payload} at message offset {@code mo} of message {@code msn}. */
-    private static byte[] send(boolean last, int msn, int mo, byte[] payload) {
+    static byte[] send(boolean last, int msn, int mo, byte[] payload) {
         int ulpdu = Iwarp.UNTAGGED_HDR + payload.length;
         ByteBuffer f = ByteBuffer.allocate(Mpa.fpduLength(ulpdu));
         ByteBuffer b = f.slice(2, ulpdu);
@@ -88,7 +88,7 @@ class SiwRxPlacementTest {
         return f.array();
     }
 
-    private static byte[] concat(byte[]... parts) {
+    static byte[] concat(byte[]... parts) {
         int n = 0;
         for (byte[] p : parts) {
             n += p.length;
@@ -103,7 +103,7 @@ class SiwRxPlacementTest {
     }
 
     /** The next FPDU from siw, which must be its TERMINATE (untagged, queue 2, good CRC). */
-    private static Terminate terminate(DataInputStream in) throws IOException {
+    static Terminate terminate(DataInputStream in) throws IOException {
         int len = in.readUnsignedShort();
         byte[] f = new byte[Mpa.fpduLength(len)];
         f[0] = (byte) (len >>> 8);
@@ -123,7 +123,7 @@ class SiwRxPlacementTest {
         MemoryRegion extra = h.b.pd.regMr(h.b.buf, SiwHosts.BUF, SiwHosts.ALL);
         byte[] first = SiwHosts.random(SEG, 1);
         try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
-             Socket s = connect(qb, l)) {
+             Socket s = connect(h.b, qb, l)) {
             OutputStream out = s.getOutputStream();
             out.write(write(false, extra.rkey(), h.b.buf, first));
             eventually(() -> Arrays.equals(first, h.b.read(0, SEG)), SiwHosts.WAIT, "the first segment placed");
@@ -153,7 +153,7 @@ class SiwRxPlacementTest {
         long to = h.b.buf + SiwHosts.BUF - 3L * SEG;
         byte[] data = SiwHosts.random(4 * SEG, 3);
         try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
-             Socket s = connect(qb, l)) {
+             Socket s = connect(h.b, qb, l)) {
             byte[][] segs = new byte[4][];
             for (int i = 0; i < 4; i++) {
                 segs[i] = write(i == 3, h.b.mr.rkey(), to + (long) i * SEG,
@@ -180,7 +180,7 @@ class SiwRxPlacementTest {
         qb.postRecv(new RecvWr(7, List.of(h.b.sge(SEG, firstLen), h.b.sge(1 << 20, 5L * SEG / 2))));
         byte[] data = SiwHosts.random(5 * SEG, 4);
         try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
-             Socket s = connect(qb, l)) {
+             Socket s = connect(h.b, qb, l)) {
             byte[][] segs = new byte[5][];
             for (int i = 0; i < 5; i++) {
                 segs[i] = send(i == 4, 1, i * SEG, Arrays.copyOfRange(data, i * SEG, (i + 1) * SEG));
@@ -197,7 +197,8 @@ class SiwRxPlacementTest {
 
     /**
      * A SEND of three segments into a receive of two: the first two are placed, the third is too long for the
-     * receive, and the peer gets DDP Untagged Buffer Error, message too long. As {@code siw_send_check_ntoh} has it:
+     * receive, and the peer gets DDP Untagged Buffer Error, Invalid MSN - no buffer available (0x02), the code
+     * {@code siw_send_check_ntoh} sends, not Message Too Long. As that function has it:
      * the receive completes with LOC_LEN_ERR and the bytes of the two segments placed ({@code siw_rdmap_complete}
      * reports {@code wqe->processed}), and QP_FATAL is raised.
      */
@@ -207,13 +208,13 @@ class SiwRxPlacementTest {
         qb.postRecv(new RecvWr(8, List.of(new Sge(h.b.buf, 2L * SEG, h.b.mr.lkey()))));
         byte[] data = SiwHosts.random(3 * SEG, 5);
         try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
-             Socket s = connect(qb, l)) {
+             Socket s = connect(h.b, qb, l)) {
             s.getOutputStream().write(concat(send(false, 1, 0, Arrays.copyOf(data, SEG)),
                     send(false, 1, SEG, Arrays.copyOfRange(data, SEG, 2 * SEG)),
                     send(true, 1, 2 * SEG, Arrays.copyOfRange(data, 2 * SEG, 3 * SEG))));
             DataInputStream in = new DataInputStream(s.getInputStream());
-            assertEquals(new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER, Terminate.DDP_UT_TOO_LONG),
-                    terminate(in));
+            assertEquals(new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER, Terminate.DDP_UT_NO_BUFFER),
+                    terminate(in), "siw_send_check_ntoh: DDP_ECODE_UT_INVALID_MSN_NOBUF, not Message Too Long");
             WorkCompletion w = SiwHosts.one(h.b.cq);
             assertEquals(List.of(WcStatus.LOC_LEN_ERR, 2L * SEG), List.of(w.status(), w.byteLen()), w.toString());
             assertArrayEquals(Arrays.copyOf(data, 2 * SEG), h.b.read(0, 2 * SEG), "the two that fit placed");
@@ -226,8 +227,10 @@ class SiwRxPlacementTest {
      * A SEND cut after its first segment by a modify to ERR ({@code siw_qp_nextstate_from_rts}: ERROR flushes and
      * drops the connection, no TERMINATE) or by the peer dropping its connection ({@code siw_qp_llp_close}): the
      * receive being filled completes with WR_FLUSH_ERR ({@code siw_rq_flush} flushes the in-progress receive of
-     * {@code rx_untagged} first, {@code siw_wqe_put_mem} dropping its memory), the region under it deregisters at
-     * once and unpins, and nothing lands past the segment that arrived, not even what the peer sends after.
+     * {@code rx_untagged} first, {@code siw_wqe_put_mem} dropping its memory) and a byte length of
+     * {@code wqe->bytes}, the length of its SGL ({@code siw_rqe_get} sums the SGEs into it), the region under it
+     * deregisters at once and unpins, and nothing lands past the segment that arrived, not even what the peer sends
+     * after.
      */
     @ParameterizedTest(name = "cut by {0}")
     @ValueSource(strings = {"modify to ERR", "the peer's drop"})
@@ -238,7 +241,7 @@ class SiwRxPlacementTest {
         qb.postRecv(new RecvWr(9, List.of(new Sge(h.b.buf, 4L * SEG, extra.lkey()))));
         byte[] data = SiwHosts.random(3 * SEG, 6);
         try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
-             Socket s = connect(qb, l)) {
+             Socket s = connect(h.b, qb, l)) {
             OutputStream out = s.getOutputStream();
             out.write(send(false, 1, 0, Arrays.copyOf(data, SEG)));
             eventually(() -> Arrays.equals(Arrays.copyOf(data, SEG), h.b.read(0, SEG)), SiwHosts.WAIT,
@@ -252,7 +255,8 @@ class SiwRxPlacementTest {
                 SiwHosts.expect(h.b.event(), IwCmEvent.Type.CLOSE);
             }
             WorkCompletion wc = SiwHosts.one(h.b.cq);
-            assertEquals(List.of(9L, WcStatus.WR_FLUSH_ERR), List.of(wc.wrId(), wc.status()), wc.toString());
+            assertEquals(List.of(9L, WcStatus.WR_FLUSH_ERR, 4L * SEG), List.of(wc.wrId(), wc.status(), wc.byteLen()),
+                    "siw_rq_flush reports wqe->bytes, the receive's length, not the segment placed: " + wc);
             assertEquals(QpState.ERR, qb.query().qpState());
             assertDeregistersAtOnceAndUnpins(extra, pinned);
             if (!s.isClosed()) {
@@ -278,7 +282,7 @@ class SiwRxPlacementTest {
         qb.postRecv(new RecvWr(10, List.of(h.b.sge(1 << 20, 64))));
         byte[] first = SiwHosts.random(SEG, 7);
         try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
-             Socket s = connect(qb, l)) {
+             Socket s = connect(h.b, qb, l)) {
             s.getOutputStream().write(write(false, extra.rkey(), h.b.buf, first));
             eventually(() -> Arrays.equals(first, h.b.read(0, SEG)), SiwHosts.WAIT, "the first segment placed");
         }
@@ -311,17 +315,18 @@ class SiwRxPlacementTest {
     /**
      * A SEND into a receive whose lkey names no region: {@code siw_proc_send}'s {@code siw_check_sge} refuses it,
      * raises QP_ACCESS_ERR and stops; {@code siw_rdmap_complete} completes the receive with GENERAL_ERR and no bytes.
-     * The peer gets a TERMINATE of the DDP layer, and the QP ends in ERR.
+     * The peer gets a TERMINATE of the DDP layer, Catastrophic Error, code 0 ({@code DDP_ECODE_CATASTROPHIC}), and the
+     * QP ends in ERR.
      */
     @Test
     void aSendIntoAReceiveWithABadLkeyIsAnAccessError() throws Exception {
         QueuePair qb = h.b.rc();
         qb.postRecv(new RecvWr(9, List.of(new Sge(h.b.buf, SEG, h.b.mr.lkey() ^ 0x5a00))));
         try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
-             Socket s = connect(qb, l)) {
+             Socket s = connect(h.b, qb, l)) {
             s.getOutputStream().write(send(true, 1, 0, SiwHosts.random(64, 6)));
-            Terminate t = terminate(new DataInputStream(s.getInputStream()));
-            assertEquals(Terminate.LAYER_DDP, t.layer(), t.toString());
+            assertEquals(new Terminate(Terminate.LAYER_DDP, Terminate.DDP_CATASTROPHIC, Terminate.DDP_C_UNSPECIFIED),
+                    terminate(new DataInputStream(s.getInputStream())), "siw_proc_send after siw_check_sge");
             WorkCompletion w = SiwHosts.one(h.b.cq);
             assertEquals(List.of(9L, WcStatus.GENERAL_ERR, 0L), List.of(w.wrId(), w.status(), w.byteLen()),
                     w.toString());
