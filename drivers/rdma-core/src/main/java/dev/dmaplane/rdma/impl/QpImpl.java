@@ -44,7 +44,7 @@ import java.util.concurrent.locks.ReentrantLock;
  * ({@code validate_send_wr}, the opcode table of {@code rxe_opcode.c}). {@link #modifyLock} serializes modify and
  * destroy; {@link #lock} guards state and queues and is held while completions are written to the CQs, so each CQ
  * sees a QP's completions in order.
- * <p>Size: about 730 lines, because it is both the verbs {@link QueuePair} and the provider's {@link HwQp}: each of
+ * <p>Size: about 760 lines, because it is both the verbs {@link QueuePair} and the provider's {@link HwQp}: each of
  * their methods takes {@link #lock}, looks at the state and makes one {@link WorkQueues} call, and a state change
  * (error, SQ error, drained) follows from what that call did. Moving the methods of either interface elsewhere would
  * put the lock and the state they guard in two classes.
@@ -58,7 +58,10 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
     private final CqImpl scq;
     private final CqImpl rcq;
     private final SrqImpl srq;
+    /** What {@code ibv_create_qp} reported: the capabilities asked for. */
     private final QpCap cap;
+    /** What the queues hold ({@code RdmaProvider.qpQueueCap}): enforced at post time, reported by a query. */
+    private final QpCap queueCap;
     private final boolean sqSigAll;
     private final ReentrantLock modifyLock = new ReentrantLock();
     private final ReentrantLock lock = new ReentrantLock();
@@ -73,7 +76,8 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
     private boolean sqDrainedReported;
     private boolean gone;
 
-    private QpImpl(ContextImpl ctx, PdImpl pd, QpInitAttr init, CqImpl scq, CqImpl rcq, SrqImpl srq, QpCap cap) {
+    private QpImpl(ContextImpl ctx, PdImpl pd, QpInitAttr init, CqImpl scq, CqImpl rcq, SrqImpl srq, QpCap cap,
+                   QpCap queueCap) {
         super(ctx, "qp", deps(pd, scq, rcq, srq));
         this.pd = pd;
         this.type = init.qpType();
@@ -81,6 +85,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
         this.rcq = rcq;
         this.srq = srq;
         this.cap = cap;
+        this.queueCap = queueCap;
         this.sqSigAll = init.sqSigAll();
         QpState initial = ctx.dev.qpStates().initial(); // RESET, or where the provider's machine puts a new QP
         if (initial == null) {
@@ -89,7 +94,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
         }
         this.state = initial;
         this.qpn = ctx.dev.allocQpn(this);
-        this.queues = new WorkQueues(this, qpn, cap.maxSendWr(), scq, rcq, srq);
+        this.queues = new WorkQueues(this, qpn, queueCap.maxSendWr(), scq, rcq, srq);
     }
 
     private static ObjectImpl[] deps(PdImpl pd, CqImpl scq, CqImpl rcq, SrqImpl srq) {
@@ -133,10 +138,11 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
             if (srq != null) {
                 cap = new QpCap(cap.maxSendWr(), 0, cap.maxSendSge(), 0, cap.maxInlineData());
             }
+            QpCap queueCap = queueCap(dev, init.qpType(), cap);
             dev.qps.acquire();
             QpImpl qp;
             try {
-                qp = new QpImpl(ctx, pd, init, scq, rcq, srq, cap);
+                qp = new QpImpl(ctx, pd, init, scq, rcq, srq, cap, queueCap);
             } catch (RuntimeException e) {
                 dev.qps.release();
                 throw e;
@@ -152,6 +158,17 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
             dev.publishQp(qp);
             return qp;
         }
+    }
+
+    /** The provider's queues for {@code cap} ({@code RdmaProvider.qpQueueCap}), each capacity at least 0. */
+    private static QpCap queueCap(DeviceImpl dev, QpType type, QpCap cap) {
+        QpCap q = dev.provider.qpQueueCap(type, cap);
+        if (q == null || q.maxSendWr() < 0 || q.maxRecvWr() < 0 || q.maxSendSge() < 0 || q.maxRecvSge() < 0
+                || q.maxInlineData() < 0) {
+            throw new ErrnoException(Errno.EINVAL, dev.name() + ": the provider made no queues of " + cap + " (" + q
+                    + ")");
+        }
+        return q;
     }
 
     @Override
@@ -219,7 +236,8 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
                 state = QpState.SQD;
                 snapshot = null;
                 if (cur == QpState.RTS) {
-                    sqdNotify = a.has(QpAttrMask.EN_SQD_ASYNC_NOTIFY) && a.enSqdAsyncNotify();
+                    sqdNotify = a.has(QpAttrMask.EN_SQD_ASYNC_NOTIFY) && a.enSqdAsyncNotify()
+                            && dev.provider.tracksSqDrain();
                     sqDrainedReported = false;
                 }
                 checkDrainedLocked();
@@ -247,8 +265,8 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
         }
         lock.lock();
         try {
-            QpAttr a = attrs.toBuilder().state(state).curState(state).cap(cap)
-                    .sqDraining(state == QpState.SQD && queues.started() > 0).build();
+            QpAttr a = attrs.toBuilder().state(state).curState(state).cap(queueCap)
+                    .sqDraining(state == QpState.SQD && queues.started() > 0 && dev.provider.tracksSqDrain()).build();
             if (state != QpState.SQD) { // sq_draining changes with the send queue: never cached
                 snapshot = a;
             }
@@ -356,7 +374,7 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
         if (state != QpState.RTS) {
             dev.qpStates().checkPostSend(this, state); // rxe_post_send's rule, or the provider's machine's
         }
-        long length = SendWrChecks.check(wr, type, cap, dev.name(), dev.attr);
+        long length = SendWrChecks.check(wr, type, queueCap, dev.name(), dev.attr);
         dev.provider.checkSend(this, wr);
         AhImpl ah = type == QpType.UD ? SendWrChecks.udAh(ctx, wr) : null;
         int mwRkey = 0;
@@ -366,7 +384,8 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
             mrLkey = b.bindInfo().mr() == null ? 0 : b.bindInfo().mr().lkey();
         }
         if (queues.sendFull()) {
-            throw new ErrnoException(Errno.ENOMEM, "send queue of qp " + qpn + " is full (" + cap.maxSendWr() + " work requests)");
+            throw new ErrnoException(Errno.ENOMEM, "send queue of qp " + qpn + " is full (" + queueCap.maxSendWr()
+                    + " work requests)");
         }
         MemorySegment data = (wr.sendFlags() & SendFlags.INLINE) != 0 ? copyInline(wr.sgList(), length) : null;
         boolean signaled = sqSigAll || (wr.sendFlags() & SendFlags.SIGNALED) != 0;
@@ -407,11 +426,11 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
                         why = reason(refused);
                     } else if (srq != null) {
                         why = "qp " + qpn + " receives from an SRQ";
-                    } else if (wr.sgList().size() > cap.maxRecvSge()) {
-                        why = wr.sgList().size() + " SGEs exceed max_recv_sge " + cap.maxRecvSge();
-                    } else if (queues.recvQueued() >= cap.maxRecvWr()) {
+                    } else if (wr.sgList().size() > queueCap.maxRecvSge()) {
+                        why = wr.sgList().size() + " SGEs exceed max_recv_sge " + queueCap.maxRecvSge();
+                    } else if (queues.recvQueued() >= queueCap.maxRecvWr()) {
                         errno = Errno.ENOMEM;
-                        why = "receive queue of qp " + qpn + " is full (" + cap.maxRecvWr() + " work requests)";
+                        why = "receive queue of qp " + qpn + " is full (" + queueCap.maxRecvWr() + " work requests)";
                     }
                     if (why != null) {
                         failure = new PostException(errno, wr, posted, why);

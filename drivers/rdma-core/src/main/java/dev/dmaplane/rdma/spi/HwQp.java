@@ -27,6 +27,10 @@ public interface HwQp extends HwObject {
 
     QpState state();
 
+    /**
+     * The capabilities the QP was created with, as {@code ibv_create_qp} reports them; its queues hold what
+     * {@link RdmaProvider#qpQueueCap} made of them ({@link #attr()}'s {@code cap}).
+     */
     QpCap cap();
 
     /** Whether every send completes with a CQE. */

@@ -7,7 +7,9 @@ import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.SrqAttr;
 import org.osgi.annotation.versioning.ConsumerType;
@@ -96,7 +98,33 @@ public interface RdmaProvider {
     default void destroyCq(HwCq cq) {
     }
 
+    /**
+     * The capacities of the work queues {@code create_qp} makes for a QP of {@code type} asked to have
+     * {@code requested} (checked against {@link #deviceAttr()} already; with an SRQ its receive sizes are 0): how many
+     * work requests each queue holds, how many SGEs a request may name and how many inline bytes a send may carry,
+     * which the core enforces at post time and reports as the capabilities in a query ({@link HwQp#attr()}).
+     * {@code ibv_create_qp} reports {@code requested} all the same ({@link HwQp#cap()}), as a driver that sizes its
+     * rings apart from {@code attrs->cap} leaves it as it was. The default makes the queues as asked. siw rounds the
+     * depths up to powers of two ({@code siw_create_qp}) and carries up to {@code SIW_MAX_INLINE} inline bytes
+     * whatever was asked ({@code siw_copy_inline_sgl}). Called before the QP exists; throwing an
+     * {@link dev.dmaplane.errno.ErrnoException} refuses the create (nothing made).
+     */
+    default QpCap qpQueueCap(QpType type, QpCap requested) {
+        return requested;
+    }
+
     default void createQp(HwQp qp) {
+    }
+
+    /**
+     * Whether the device follows an SQD's drain: a modify from RTS to SQD with {@code IB_QP_EN_SQD_ASYNC_NOTIFY} set
+     * raises SQ_DRAINED once no started send is outstanding, and a query in SQD reports {@code sq_draining} while one
+     * is; true by default, as rxe keeps {@code en_sqd_async_notify} and {@code sq_draining}. siw does neither
+     * ({@code siw_verbs_modify_qp} reads only the state and the access flags, {@code siw_query_qp} sets no
+     * {@code sq_draining}). Read at every modify and query.
+     */
+    default boolean tracksSqDrain() {
+        return true;
     }
 
     /**
