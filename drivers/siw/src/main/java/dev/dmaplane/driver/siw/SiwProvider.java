@@ -22,6 +22,7 @@ import dev.dmaplane.rdma.verbs.NodeType;
 import dev.dmaplane.rdma.verbs.PortAttr;
 import dev.dmaplane.rdma.verbs.PortState;
 import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.SendWr;
@@ -213,15 +214,29 @@ final class SiwProvider implements RdmaProvider, IwCm {
         return m;
     }
 
-    /** {@code siw_create_qp}: RC only, with a send queue. */
+    /**
+     * {@code siw_create_qp}'s queues: RC only (EOPNOTSUPP), a send queue of at least one entry (EINVAL), each queue
+     * rounded up to a power of two ({@code roundup_pow_of_two}: siw's rings index by a free-running counter modulo
+     * their size), the SGE counts as asked, and {@code SIW_MAX_INLINE} inline bytes, which {@code siw_post_send}
+     * takes whatever {@code max_inline_data} was asked ({@code siw_copy_inline_sgl}). {@code attrs->cap} is left as
+     * it was, so {@code ibv_create_qp} reports the request and {@code siw_query_qp} these.
+     */
     @Override
-    public void createQp(HwQp qp) {
-        if (qp.type() != QpType.RC) {
-            throw new ErrnoException(Errno.EOPNOTSUPP, "siw: only RC QPs are supported, not " + qp.type());
+    public QpCap qpQueueCap(QpType type, QpCap requested) {
+        if (type != QpType.RC) {
+            throw new ErrnoException(Errno.EOPNOTSUPP, "siw: only RC QPs are supported, not " + type);
         }
-        if (qp.cap().maxSendWr() == 0) {
+        if (requested.maxSendWr() == 0) {
             throw new ErrnoException(Errno.EINVAL, "siw: a QP needs a send queue (max_send_wr 0)");
         }
+        return new QpCap(SiwQp.roundUpPowerOfTwo(requested.maxSendWr()),
+                SiwQp.roundUpPowerOfTwo(requested.maxRecvWr()), requested.maxSendSge(), requested.maxRecvSge(),
+                attr.maxInlineData());
+    }
+
+    /** {@code siw_create_qp}: the QP, IDLE, on the device's list ({@link #qpQueueCap} made its queues). */
+    @Override
+    public void createQp(HwQp qp) {
         qps.put(qp.qpNum(), new SiwQp(qp));
     }
 

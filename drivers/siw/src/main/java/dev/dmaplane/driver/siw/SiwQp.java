@@ -166,8 +166,11 @@ final class SiwQp {
                 .accessFlags(Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ).build();
     }
 
-    /** {@code roundup_pow_of_two}, with 0 left 0 as {@code siw_qp_readq_init} leaves an empty queue. */
-    private static int roundUpPowerOfTwo(int n) {
+    /**
+     * {@code roundup_pow_of_two}, with 0 left 0 as {@code siw_qp_readq_init} and {@code siw_create_qp} leave an empty
+     * queue.
+     */
+    static int roundUpPowerOfTwo(int n) {
         return n <= 1 ? n : Integer.highestOneBit(n - 1) << 1;
     }
 

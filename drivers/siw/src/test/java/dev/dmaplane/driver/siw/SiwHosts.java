@@ -129,7 +129,12 @@ final class SiwHosts implements AutoCloseable {
          * takes and ignores (its QP stays IDLE, INIT to a query: {@code siw_qp_nextstate_from_idle}).
          */
         QueuePair rc() {
-            QueuePair q = pd.createQp(new QpInitAttr(cq, cq, null, new QpCap(256, 256, 6, 6, 64), QpType.RC, false));
+            return rc(new QpCap(256, 256, 6, 6, 64));
+        }
+
+        /** {@link #rc()} with the capabilities {@code cap}. */
+        QueuePair rc(QpCap cap) {
+            QueuePair q = pd.createQp(new QpInitAttr(cq, cq, null, cap, QpType.RC, false));
             q.modify(QpAttr.builder().state(QpState.INIT).accessFlags(ALL).build());
             q.modify(QpAttr.builder().state(QpState.RTR).build());
             return q;
@@ -156,8 +161,11 @@ final class SiwHosts implements AutoCloseable {
 
     /** An RC pair a ↔ b connected through the CMs, with private data both ways. */
     QueuePair[] pair() {
-        QueuePair qa = a.rc();
-        QueuePair qb = b.rc();
+        return pair(a.rc(), b.rc());
+    }
+
+    /** {@link #pair()} of {@code qa} on a and {@code qb} on b, each made by {@link Host#rc}. */
+    QueuePair[] pair(QueuePair qa, QueuePair qb) {
         try (IwListen l = b.cm.listen(new InetSocketAddress(b.address, 0), 4, b.events::add)) {
             a.cm.connect(qa.qpNum(), l.local(), new IwConnParam(new byte[]{1, 2, 3}, 16, 16), a.events::add);
             IwCmEvent req = b.event();
