@@ -240,6 +240,15 @@ final class SiwProvider implements RdmaProvider, IwCm {
         qps.put(qp.qpNum(), new SiwQp(qp));
     }
 
+    /**
+     * siw keeps no SQD drain: {@code siw_verbs_modify_qp} reads only the state and the access flags, so
+     * {@code EN_SQD_ASYNC_NOTIFY} raises nothing, and {@code siw_query_qp} sets no {@code sq_draining}.
+     */
+    @Override
+    public boolean tracksSqDrain() {
+        return false;
+    }
+
     /** siw decides its QPs' states itself ({@code siw_qp_modify}), not by {@code ib_modify_qp_is_ok}. */
     @Override
     public Optional<QpStateMachine> qpStateMachine() {
@@ -256,6 +265,7 @@ final class SiwProvider implements RdmaProvider, IwCm {
     public void modifyQp(HwQp hw, QpAttr a, QpState from, QpState to) {
         SiwQp q = qps.get(hw.qpNum());
         if (q != null && to == QpState.ERR) {
+            q.flushingSq(from);
             q.flushRecvInProgress(); // siw_rq_flush, before the core flushes the rest
         }
         Cep c = q == null ? null : q.cep;
@@ -301,12 +311,14 @@ final class SiwProvider implements RdmaProvider, IwCm {
                 return change.get();
             } finally {
                 q.dropConnection(); // a CLOSING without a connection flushes its receives once in it
+                q.sqFlushed();
             }
         }
         try {
             return q.modifying(change);
         } finally {
             q.dropConnection();
+            q.sqFlushed();
             Cep c = q.cep;
             if (c != null && c.isEstablished()) {
                 tx.kick(q);

@@ -6,6 +6,7 @@ import dev.dmaplane.rdma.spi.RecvResult;
 import dev.dmaplane.rdma.spi.RecvWqe;
 import dev.dmaplane.rdma.spi.SendWqe;
 import dev.dmaplane.rdma.verbs.Access;
+import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.Mtu;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpCap;
@@ -70,6 +71,11 @@ final class SiwQp {
      * thread's (the core serializes a QP's modifies).
      */
     private Drop drop;
+    /**
+     * The modify under way flushes the send queue with requests in it siw had not activated: SQ_DRAINED follows the
+     * flush ({@link #flushingSq}, {@link #sqFlushed}). The modifying thread's.
+     */
+    private boolean drainedOnFlush;
     /**
      * siw's {@code qp->state_lock} as {@code siw_qp_modify} and {@code siw_qp_llp_close} take it for writing: a
      * modify ({@link #modifying}) and the loss of the connection ({@link #connectionGone}) run one after the other,
@@ -279,8 +285,52 @@ final class SiwQp {
      * leave it idle. Apart from TX.
      */
     boolean txBusy() {
+        return txHolds() || hw.sendOutstanding() > hw.sendInFlight();
+    }
+
+    /** Whether the transmit engine has a request in hand: a message in progress or not all taken, or one held back. */
+    private boolean txHolds() {
         TxCtx x = tx;
-        return x.msg != null || x.head < x.pos || held != null || hw.sendOutstanding() > hw.sendInFlight();
+        return x.msg != null || x.head < x.pos || held != null;
+    }
+
+    /**
+     * How many requests siw's send queue ring ({@code qp->sendq}) would hold: those posted and not started, but the
+     * one siw would have activated already as {@code tx_wqe} when the engine has none in hand ({@code siw_post_send}
+     * activates a request at once on an idle transmit side, {@code siw_qp_sq_process} the next one as soon as one is
+     * done).
+     */
+    private int sendqDepth() {
+        int unstarted = hw.sendOutstanding() - hw.sendInFlight();
+        return txHolds() ? unstarted : Math.max(0, unstarted - 1);
+    }
+
+    /**
+     * A modify moves the QP from {@code from} to ERROR: whether it flushes the send queue as {@code siw_qp_modify}
+     * does ({@code siw_sq_flush}: always from RTS, from CLOSING and TERMINATE only with the transmit side busy,
+     * never from IDLE) and finds requests in the ring, for which {@code siw_sq_flush} raises SQ_DRAINED once they
+     * are flushed ({@link #sqFlushed}). Apart from TX.
+     */
+    void flushingSq(QpState from) {
+        boolean flushes = switch (from) {
+            case RTS -> true;
+            case SQD, SQE -> txBusy();
+            default -> false;
+        };
+        drainedOnFlush = flushes && sendqDepth() > 0;
+    }
+
+    /**
+     * After the modify: SQ_DRAINED when it flushed requests siw's ring held ({@code siw_sq_flush} calls
+     * {@code siw_qp_event(qp, IB_EVENT_SQ_DRAINED)}, which a QP being destroyed never raises).
+     */
+    void sqFlushed() {
+        if (drainedOnFlush) {
+            drainedOnFlush = false;
+            if (!destroyed && hw.state() == QpState.ERR) {
+                hw.raiseEvent(EventType.SQ_DRAINED);
+            }
+        }
     }
 
     /**
@@ -372,14 +422,19 @@ final class SiwQp {
 
     /**
      * Connection {@code c} went away under the QP ({@code siw_qp_llp_close}): it goes to ERR, flushing what is
-     * outstanding (the receive in progress first, {@link #flushRecvInProgress}), apart from any modify.
+     * outstanding (the receive in progress first, {@link #flushRecvInProgress}), apart from any modify; SQ_DRAINED
+     * follows when the flush found requests in siw's ring ({@code siw_sq_flush}).
      */
     void connectionGone(Cep c) {
         stateLock.lock();
         try {
             if (detach(c) && !destroyed && hw.state() != QpState.ERR && hw.state() != QpState.RESET) {
                 flushRecvInProgress();
+                boolean drained = sendqDepth() > 0;
                 hw.enterError();
+                if (drained) {
+                    hw.raiseEvent(EventType.SQ_DRAINED);
+                }
             }
         } finally {
             stateLock.unlock();

@@ -205,6 +205,25 @@ final class SiwHosts implements AutoCloseable {
         }
     }
 
+    /**
+     * A raw responder on b's address that a's QP {@code qa} connects to: it reads siw's MPA v2 request and answers
+     * with IRD and ORD 8; the socket is handed back with {@code qa} in RTS (CONNECT_REPLY seen). It reads nothing
+     * more unless the test does.
+     */
+    Socket rawPeer(ServerSocket server, QueuePair qa) throws IOException {
+        a.cm.connect(qa.qpNum(), (InetSocketAddress) server.getLocalSocketAddress(), new IwConnParam(null, 8, 8),
+                a.events::add);
+        Socket s = server.accept();
+        s.setSoTimeout((int) WAIT.toMillis());
+        new DataInputStream(s.getInputStream()).readFully(new byte[Mpa.RR_HDR + Mpa.V2_DATA]);
+        s.getOutputStream().write(Mpa.frame(true, false, Mpa.REVISION_2, new Mpa.V2(8, 8, false, 0), new byte[0]));
+        expect(a.event(), IwCmEvent.Type.CONNECT_REPLY);
+        if (qa.query().qpState() != QpState.RTS) {
+            throw new AssertionError("qp " + qa.qpNum() + " is not in RTS after CONNECT_REPLY");
+        }
+        return s;
+    }
+
     static IwCmEvent expect(IwCmEvent e, IwCmEvent.Type type) {
         if (e.type() != type || e.status() != null) {
             throw new AssertionError("expected " + type + " with success, got " + e.type() + " " + e.status());

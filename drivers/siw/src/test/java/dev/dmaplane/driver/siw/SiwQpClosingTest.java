@@ -213,22 +213,6 @@ class SiwQpClosingTest {
     }
 
     /**
-     * A raw responder on b's address that a's QP {@code qa} connects to: it reads siw's MPA v2 request and answers
-     * with IRD and ORD 8; the socket is handed back with {@code qa} in RTS (CONNECT_REPLY seen).
-     */
-    private Socket rawPeer(ServerSocket server, QueuePair qa) throws IOException {
-        h.a.cm.connect(qa.qpNum(), (InetSocketAddress) server.getLocalSocketAddress(), new IwConnParam(null, 8, 8),
-                h.a.events::add);
-        Socket s = server.accept();
-        s.setSoTimeout((int) SiwHosts.WAIT.toMillis());
-        new DataInputStream(s.getInputStream()).readFully(new byte[Mpa.RR_HDR + Mpa.V2_DATA]);
-        s.getOutputStream().write(Mpa.frame(true, false, Mpa.REVISION_2, new Mpa.V2(8, 8, false, 0), new byte[0]));
-        SiwHosts.expect(h.a.event(), IwCmEvent.Type.CONNECT_REPLY);
-        assertEquals(QpState.RTS, qa.query().qpState());
-        return s;
-    }
-
-    /**
      * Posts a READ from the raw peer {@code s}, which reads its request off the stream and never answers it: it waits
      * in the ORQ, the transmit side idle.
      */
@@ -249,7 +233,7 @@ class SiwQpClosingTest {
     @Test
     void sqeSendsTheCatastrophicTerminateAndKeepsTheOrq() throws Exception {
         QueuePair qa = h.a.rc();
-        try (ServerSocket server = new ServerSocket(0, 1, h.b.address); Socket s = rawPeer(server, qa)) {
+        try (ServerSocket server = new ServerSocket(0, 1, h.b.address); Socket s = h.rawPeer(server, qa)) {
             readNobodyAnswers(qa, s);
             modify(qa, QpState.SQE);
             byte[] wire = s.getInputStream().readAllBytes();
@@ -273,7 +257,7 @@ class SiwQpClosingTest {
     @Test
     void sqdWithAReadInTheOrqClosesCleanlyAndKeepsIt() throws Exception {
         QueuePair qa = h.a.rc();
-        try (ServerSocket server = new ServerSocket(0, 1, h.b.address); Socket s = rawPeer(server, qa)) {
+        try (ServerSocket server = new ServerSocket(0, 1, h.b.address); Socket s = h.rawPeer(server, qa)) {
             readNobodyAnswers(qa, s);
             modify(qa, QpState.SQD);
             assertEquals(0, s.getInputStream().readAllBytes().length, "after the READ request the end: no TERMINATE");
@@ -293,7 +277,7 @@ class SiwQpClosingTest {
     void sqdWithARequestInProgressGoesToError() throws Exception {
         QueuePair qa = h.a.rc();
         int n = 64;
-        try (ServerSocket server = new ServerSocket(0, 1, h.b.address); Socket s = rawPeer(server, qa)) {
+        try (ServerSocket server = new ServerSocket(0, 1, h.b.address); Socket s = h.rawPeer(server, qa)) {
             for (int i = 0; i < n; i++) {
                 qa.postSend(new SendWr.Send(100 + i, List.of(h.a.sge(0, SiwHosts.BUF)), SIGNALED, null));
             }
