@@ -177,6 +177,31 @@ class SiwSqDrainTest {
         }
     }
 
+    /**
+     * A READ waiting in the ORQ when CLOSING or TERMINATE goes to ERROR with the transmit side idle: Linux's
+     * {@code siw_qp_nextstate_from_close} and {@code siw_qp_nextstate_from_term} do not call {@code siw_sq_flush}, and
+     * nothing completes it later ({@code siw_qp_cm_drop(qp, 0)} took the QP off its endpoint, so no
+     * {@code siw_qp_llp_close} follows; {@code siw_destroy_qp}'s modify to ERROR finds the QP in ERROR and does
+     * nothing; {@code siw_free_qp} frees the ORQ): the work request would never complete. Here the core flushes it
+     * at ERROR (WR_FLUSH_ERR), with no SQ_DRAINED (no request was in the ring).
+     */
+    @Test
+    void aReadLeftInTheOrqIsFlushedAtError() throws Exception {
+        for (QpState leaving : List.of(QpState.SQD, QpState.SQE)) {
+            QueuePair qa = h.a.rc();
+            try (ServerSocket server = new ServerSocket(0, 1, h.b.address); Socket s = h.rawPeer(server, qa)) {
+                readNobodyAnswers(qa, s);
+                modify(qa, leaving);
+                assertEquals(List.of(), h.a.cq.poll(4), "the READ stays outstanding in " + leaving);
+                modify(qa, QpState.ERR);
+            }
+            SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);
+            WorkCompletion w = SiwHosts.one(h.a.cq);
+            assertEquals(List.of(5L, WcStatus.WR_FLUSH_ERR), List.of(w.wrId(), w.status()), leaving + ": " + w);
+            noEvent();
+        }
+    }
+
     /** A READ to the raw peer {@code s}, which reads its request and never answers: it waits in the ORQ. */
     private void readNobodyAnswers(QueuePair qa, Socket s) throws Exception {
         qa.postSend(new SendWr.RdmaRead(5, List.of(h.a.sge(0, 4096)), SIGNALED, 0x1000, 0x1234));
