@@ -200,12 +200,20 @@ final class Completer {
      * seen out of place are those of the requests sent before it, or its own behind a response reordered, and
      * asking again for each would put one more copy of everything in flight on the wire every time
      * ({@code rxe_comp.c} {@code COMPST_ERROR_RETRY}: "if we've started a retry, don't start another retry
-     * sequence, unless this is a timeout"; the transport timer still retries).
+     * sequence, unless this is a timeout"; the transport timer still retries). Each retry counts against
+     * {@code retry_cnt} as a timeout's does; with none left the message ends in RETRY_EXC_ERR.
      */
     private void askAgain(QpCtx c, Msg m) {
         if (c.retryStarted) {
             return;
         }
+        if (c.retryLeft <= 0) {
+            e.counters.retryExceeded++;
+            finish(c, WcStatus.RETRY_EXC_ERR);
+            e.requester.run(c);
+            return;
+        }
+        c.retryLeft--;
         e.counters.retries++;
         e.requester.retransmit(c, Packet.psnAdd(m.ackedThrough, 1));
     }
@@ -252,22 +260,26 @@ final class Completer {
             }
             case ACK -> {
                 int syn = p.syndrome();
+                // an ACK acknowledges its PSN and every one before it, a NAK every one before its PSN
+                implicitAck(c, syn == Packet.AETH_ACK ? Packet.psnAdd(p.psn(), 1) : p.psn());
+                Msg m = c.inflight.peekFirst();
+                if (m == null) {
+                    return;
+                }
+                if (answeredByResponses(m) && Packet.psnDiff(p.psn(), m.lastPsn) > 0) {
+                    // past a READ or an atomic that still waits for its responses: the responder answered them
+                    // before this, so they were lost (check_psn: COMPST_ERROR_RETRY, the packet dropped)
+                    gap(c);
+                    return;
+                }
                 if (syn == Packet.AETH_ACK) {
-                    implicitAck(c, Packet.psnAdd(p.psn(), 1));
-                    Msg m = c.inflight.peekFirst();
                     // a coalesced ACK inside a long SEND or WRITE; a READ or an atomic is answered only by its
                     // responses (an ACK whose PSN covers one, as a duplicate's ACK may, says nothing of its data)
-                    if (m != null && m.readBuf == null && !Requester.isAtomic(m.w)
-                            && Packet.psnDiff(p.psn(), m.firstPsn) >= 0) {
+                    if (!answeredByResponses(m) && Packet.psnDiff(p.psn(), m.firstPsn) >= 0) {
                         m.ackedThrough = p.psn();
                         c.answered(p.psn());
                         progress(c);
                     }
-                    return;
-                }
-                implicitAck(c, p.psn()); // a NAK acknowledges everything before its PSN
-                Msg m = c.inflight.peekFirst();
-                if (m == null) {
                     return;
                 }
                 if ((syn & 0x60) == Packet.AETH_RNR) {

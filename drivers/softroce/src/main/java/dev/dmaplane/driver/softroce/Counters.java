@@ -15,6 +15,8 @@ final class Counters {
     final AtomicLong pktsSent = new AtomicLong();
     final AtomicLong pktsRecv = new AtomicLong();
     volatile long retries;
+    /** Times a QP's transport timer expired with requests unacknowledged (a retry or RETRY_EXC_ERR followed). */
+    volatile long timeouts;
     /** Retransmissions that resumed inside a message (at the PSN a NAK or a partial ACK gave). */
     volatile long resentFromMiddle;
     volatile long rnrNaksSent;
@@ -55,6 +57,7 @@ final class Counters {
         m.put("completer_retry_err", retries);
         m.put("link_downed", linkDowned);
         m.put("dmaplane_resent_from_middle", resentFromMiddle);
+        m.put("dmaplane_transport_timeouts", timeouts);
         m.put("dmaplane_bursts_cut_through", burstsCutThrough);
         m.put("dmaplane_bursts_stored", burstsStored.get());
         m.put("dmaplane_write_trains", trainsSent);

@@ -70,14 +70,17 @@ final class Timers {
                 if (c.rnrWait) {
                     c.rnrWait = false;
                     e.requester.retransmit(c, -1);
-                } else if (c.retryLeft-- > 0) {
-                    e.counters.retries++;
-                    e.requester.retransmit(c, -1);
                 } else {
-                    e.counters.retryExceeded++;
-                    e.completer.finish(c, WcStatus.RETRY_EXC_ERR);
-                    e.requester.run(c);
-                    continue;
+                    e.counters.timeouts++;
+                    if (c.retryLeft-- > 0) {
+                        e.counters.retries++;
+                        e.requester.retransmit(c, -1);
+                    } else {
+                        e.counters.retryExceeded++;
+                        e.completer.finish(c, WcStatus.RETRY_EXC_ERR);
+                        e.requester.run(c);
+                        continue;
+                    }
                 }
             }
             if (!c.inflight.isEmpty() && (next == 0 || c.deadline - next < 0)) {

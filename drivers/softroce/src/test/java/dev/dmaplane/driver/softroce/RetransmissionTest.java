@@ -12,7 +12,6 @@ import org.junit.jupiter.api.Timeout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.time.Duration;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -110,58 +109,6 @@ class RetransmissionTest {
         p[0].postSend(new SendWr.RdmaRead(1, List.of(h.a.sge(0, 3000)), SIGNALED, h.b.buf, h.b.mr.rkey()));
         assertEquals(WcStatus.SUCCESS, Hcas.one(h.a.cq).status());
         assertArrayEquals(data, h.a.read(0, 3000));
-    }
-
-    /**
-     * An RC pair with {@code retry_cnt} 0 and the longest transport timeout the driver honours: a message that needs
-     * the timer ends in RETRY_EXC_ERR, so only a retry without it can complete one whose responses were lost.
-     */
-    private QueuePair[] pairWithoutTimerRetries() {
-        QueuePair qa = h.a.rc();
-        QueuePair qb = h.b.rc();
-        Hcas.connect(qa, qb.qpNum(), h.b.gid, Hcas.ALL, 7, 0, 0x100, 24);
-        Hcas.connect(qb, qa.qpNum(), h.a.gid, Hcas.ALL, 7, 0, 0x100, 24);
-        return new QueuePair[] {qa, qb};
-    }
-
-    /**
-     * The responder answers in PSN order (IBTA 9.7.5.1.2), so an atomic acknowledgement arriving while the READ
-     * before it still waits for its responses means those were lost: the requester reads again at once, as
-     * {@code rxe_comp.c} {@code check_psn} returns {@code COMPST_ERROR_RETRY} for a response past a read WQE, instead
-     * of waiting for the transport timeout, which with {@code retry_cnt} 0 would end it in RETRY_EXC_ERR.
-     */
-    @Test
-    void anAtomicAckBehindAReadWhoseResponsesWereLostAsksForTheReadAgainAtOnce() {
-        QueuePair[] p = pairWithoutTimerRetries();
-        byte[] data = new byte[3000]; // three responses, all lost
-        new Random(13).nextBytes(data);
-        h.b.write(0, data);
-        h.b.write(4096, new byte[8]);
-        lose(3, pk -> pk.op() == Packet.Op.READ_RESP);
-        p[0].postSend(new SendWr.RdmaRead(1, List.of(h.a.sge(0, 3000)), SIGNALED, h.b.buf, h.b.mr.rkey()));
-        p[0].postSend(new SendWr.AtomicFetchAndAdd(2, List.of(h.a.sge(4096, 8)), SIGNALED, h.b.buf + 4096, h.b.mr.rkey(), 5));
-        List<WorkCompletion> wc = Hcas.poll(h.a.cq, 2);
-        assertEquals(List.of(1L, 2L), wc.stream().map(WorkCompletion::wrId).toList());
-        assertTrue(wc.stream().allMatch(WorkCompletion::isSuccess), wc.toString());
-        assertArrayEquals(data, h.a.read(0, 3000));
-        assertEquals(5, longOf(h.b.read(4096, 8)), "the add ran once; its resend was answered from the saved result");
-        assertEquals(3, h.driver.fabric.dropped.get());
-    }
-
-    /** As above for a read response of a later READ: the earlier READ's lost responses are asked for at once. */
-    @Test
-    void aResponseOfALaterReadAsksForTheEarlierReadsLostResponsesAtOnce() {
-        QueuePair[] p = pairWithoutTimerRetries();
-        byte[] data = new byte[2048];
-        new Random(14).nextBytes(data);
-        h.b.write(0, data);
-        lose(1, pk -> pk.op() == Packet.Op.READ_RESP && pk.last()); // the first READ's last response
-        p[0].postSend(new SendWr.RdmaRead(1, List.of(h.a.sge(0, 2048)), SIGNALED, h.b.buf, h.b.mr.rkey()));
-        p[0].postSend(new SendWr.RdmaRead(2, List.of(h.a.sge(4096, 1024)), SIGNALED, h.b.buf + 1024, h.b.mr.rkey()));
-        List<WorkCompletion> wc = Hcas.poll(h.a.cq, 2);
-        assertTrue(wc.stream().allMatch(WorkCompletion::isSuccess), wc.toString());
-        assertArrayEquals(data, h.a.read(0, 2048));
-        assertArrayEquals(Arrays.copyOfRange(data, 1024, 2048), h.a.read(4096, 1024));
     }
 
     @Test
