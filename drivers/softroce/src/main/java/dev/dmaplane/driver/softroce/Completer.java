@@ -236,6 +236,13 @@ final class Completer {
                 if (h == null) {
                     return;
                 }
+                if (p.op() == Packet.Op.READ_RESP && p.first() && h.readBuf == null
+                        && Packet.psnDiff(p.psn(), h.ackedThrough) > 0 && Packet.psnDiff(p.psn(), h.lastPsn) <= 0) {
+                    // check_ack: the start of a read response where the oldest request, not a READ, waits for
+                    // its answer; the responder broke the protocol: IB_WC_FATAL_ERR
+                    finish(c, WcStatus.FATAL_ERR);
+                    return;
+                }
                 Msg m = holder(c, p.psn());
                 boolean advanced = false;
                 if (m != null && p.op() == Packet.Op.READ_RESP && m.readBuf != null
