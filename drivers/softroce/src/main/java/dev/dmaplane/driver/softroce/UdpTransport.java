@@ -15,6 +15,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Predicate;
 
 /**
  * RoCEv2 over the operating system's UDP ({@code rxe_net.c}: the UDP tunnel on port 4791): one HCA port's IPv4
@@ -45,6 +46,8 @@ final class UdpTransport implements Transport, AutoCloseable {
     volatile int dropEvery;
     /** Reordering injection: each datagram sent is held back and sent after the next one. */
     volatile boolean swapPairs;
+    /** Loss injection for tests: a packet this accepts is dropped before it is encoded (null: none is). */
+    volatile Predicate<Packet> loss;
 
     // used by the thread running the sending engine
     private long count;
@@ -123,7 +126,7 @@ final class UdpTransport implements Transport, AutoCloseable {
 
     @Override
     public boolean perPacket() {
-        return dropEvery > 0 || swapPairs;
+        return dropEvery > 0 || swapPairs || loss != null;
     }
 
     /**
@@ -165,8 +168,13 @@ final class UdpTransport implements Transport, AutoCloseable {
             }
             return;
         }
+        Predicate<Packet> lost = loss;
         for (int i = 0, n = burst.size(); i < n; i++) {
             Packet p = burst.get(i);
+            if (lost != null && lost.test(p)) {
+                dropped.addAndGet(p.count());
+                continue;
+            }
             WireCodec.encode(p, e.service(p), WireCodec.ROCE_PORT, this::emit);
         }
         flushHeld();

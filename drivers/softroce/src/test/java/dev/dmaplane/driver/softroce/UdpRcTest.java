@@ -16,6 +16,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
 import static dev.dmaplane.testing.Eventually.eventually;
@@ -112,6 +113,33 @@ class UdpRcTest {
         u.udpB().swapPairs = true;
         workload(p);
         assertTrue(counter(true, "completer_retry_err") > 0, "a response seen missing asked for the rest again");
+    }
+
+    /**
+     * {@code rxe_comp.c} {@code check_psn} between the machines: the responder's READ responses are lost (only
+     * they), so the first thing back is the ACK of the WRITE behind the READ, past the READ's last PSN; the
+     * completer retries the READ from there ({@code COMPST_ERROR_RETRY}, one retry of {@code retry_cnt}), not the
+     * transport timer (a second here, and it never fires), and the READ's bytes arrive from the retry.
+     */
+    @Test
+    void anAckPastAReadWhoseResponsesWereLostRetriesTheReadAtOnce() {
+        QueuePair qa = u.a.rc();
+        QueuePair qb = u.b.rc();
+        Hcas.connect(qa, qb.qpNum(), u.b.gid, Hcas.ALL, 7, 1, 0x100, 24);
+        Hcas.connect(qb, qa.qpNum(), u.a.gid, Hcas.ALL, 7, 1, 0x100, 24);
+        byte[] data = Hcas.random(4096, 29);
+        u.b.write(0, data);
+        AtomicInteger left = new AtomicInteger(4); // the READ's four responses at MTU 1024, the first time
+        u.udpB().loss = pk -> pk.op() == Packet.Op.READ_RESP && left.getAndDecrement() > 0;
+        qa.postSend(List.of(new SendWr.RdmaRead(1, List.of(u.a.sge(0, 4096)), SIGNALED, u.b.buf, u.b.mr.rkey()),
+                new SendWr.RdmaWrite(2, List.of(u.a.sge(8192, 64)), SIGNALED, u.b.buf + 8192, u.b.mr.rkey())));
+        List<WorkCompletion> wc = Hcas.poll(u.a.cq, 2);
+        assertEquals(List.of(1L, 2L), wc.stream().map(WorkCompletion::wrId).toList());
+        assertTrue(wc.stream().allMatch(WorkCompletion::isSuccess), wc.toString());
+        assertArrayEquals(data, u.a.read(0, 4096));
+        assertEquals(4, u.udpB().dropped.get());
+        assertEquals(1, counter(true, "completer_retry_err"));
+        assertEquals(0, counter(true, "dmaplane_transport_timeouts"), "the ACK started the retry, not the timer");
     }
 
     /**
