@@ -12,6 +12,12 @@ import java.util.ArrayList;
  * The completer of one HCA ({@code rxe_comp.c}): ACKs, NAKs, read responses and atomic acknowledgements for the
  * messages in flight, completions in order, the retry and RNR counts. Runs on the thread running its
  * {@link Engine}.
+ * <p>
+ * It follows {@code check_psn} and {@code check_ack} but for these choices (the README's "Completer and
+ * rxe_comp.c" lists them all): READ responses and atomic ACKs are taken for whichever READ or atomic in flight they
+ * answer, in any order, without rxe's First/Middle/Last sequence check; a packet past a READ or atomic still waiting
+ * retries it at the end of the burst received, not at once; an ACK never completes a READ or atomic; a PSN
+ * sequence NAK retransmits at once, uncounted; {@code retry_cnt} 7 is seven retries, not rxe's "forever".
  */
 final class Completer {
     private final Engine e;
