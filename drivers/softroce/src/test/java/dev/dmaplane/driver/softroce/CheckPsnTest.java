@@ -182,8 +182,9 @@ class CheckPsnTest {
     }
 
     /**
-     * An atomic acknowledgement past a READ whose three responses were lost: the READ is asked for again at once,
-     * and the retried atomic is answered from the responder's saved result, not executed twice.
+     * {@code check_psn} for an atomic acknowledgement past a READ whose three responses were lost: the READ is asked
+     * for again at once, and the retried atomic is answered from the responder's saved result ({@code rxe_resp.c}
+     * {@code duplicate_request}), not executed twice.
      */
     @Test
     void anAtomicAckPastAReadWhoseResponsesWereLostAsksForTheReadAgainAtOnce() {
