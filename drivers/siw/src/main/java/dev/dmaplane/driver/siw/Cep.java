@@ -46,7 +46,11 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * zero-length RDMA WRITE (or READ, if only that is offered), reports ESTABLISHED and sends only once it arrived
  * ({@code siw_qp_mpa_rts}, {@code siw_rtr_data_ready}).
  *
- * <p>About 820 lines: like {@code siw_cm.c}'s endpoint, the start-up of both sides (request, reply and each refusal
+ * <p>Each side's wait for the peer's MPA frame is bounded by its MPA timer ({@link MpaTimer}, {@link MpaTimers}):
+ * a responder that gets no request is released, an initiator that gets no reply reports CONNECT_REPLY with
+ * {@code ETIMEDOUT}.
+ *
+ * <p>About 870 lines: like {@code siw_cm.c}'s endpoint, the start-up of both sides (request, reply and each refusal
  * of {@code siw_proc_mpareply}), the passive side's wait for the answer and the stream's end share the endpoint's
  * state; a class apart would pass it all. The MPA reply's refusals and the wait for the answer are the parts to
  * move out next, with that state as a record of their own.
@@ -103,6 +107,11 @@ final class Cep implements IwConnection, IwConnRequest {
     /** Whether the failed connect leaves the QP in ERR (it sent a TERMINATE) rather than as it was. */
     private volatile boolean toError;
     private Thread thread;
+    /**
+     * The MPA timer ({@code cep->mpa_timer}): the responder's from TCP's accept until the request is in, the
+     * initiator's from its request until the reply is in; cancelled when the endpoint ends.
+     */
+    private volatile MpaTimer mpaTimer = MpaTimer.NONE;
     /** The receive thread's selector once it took over the stream ({@link Rx}), woken when the stream is closed. */
     volatile Selector rxSelector;
 
@@ -143,6 +152,10 @@ final class Cep implements IwConnection, IwConnRequest {
         if (gone.get()) {
             dev.forget(this);
             return;
+        }
+        if (!active) {
+            Duration d = dev.mpaTimers.awaitRequest();
+            mpaTimer = dev.mpaTimers.forRequest(() -> requestTimedOut(d));
         }
         thread = Thread.ofPlatform().name("siw-rx-" + dev.name() + "-" + (active ? "a" : "p") + dev.nextCepId())
                 .daemon().start(this::run);
@@ -220,11 +233,18 @@ final class Cep implements IwConnection, IwConnRequest {
         while (true) {
             Mpa.V2 mine = rev == Mpa.REVISION_2 ? new Mpa.V2(myIrd, myOrd, p2p, p2p ? Mpa.V2_WRITE_RTR : 0) : null;
             write(Mpa.frame(false, false, rev, mine, param.privateData()));
+            Duration d = dev.mpaTimers.awaitReply();
+            mpaTimer = dev.mpaTimers.forReply(() -> replyTimedOut(d));
             try {
                 rep = Mpa.read(ch, true);
             } catch (ErrnoException e) {
-                refuseReply(Errno.EINVAL, null, e.getMessage()); // siw_recv_mpa_rr failed: out_err
+                if (mpaTimer.cancel()) {
+                    refuseReply(Errno.EINVAL, null, e.getMessage()); // siw_recv_mpa_rr failed: out_err
+                }
                 return false;
+            }
+            if (!mpaTimer.cancel()) {
+                return false; // siw_proc_mpareply cancels the timer once the reply is in: here the timeout came first
             }
             received += rep.length();
             if (rep.revision() > Mpa.REVISION_2) {
@@ -413,10 +433,17 @@ final class Cep implements IwConnection, IwConnRequest {
         Mpa.Frame req;
         try {
             req = Mpa.read(ch, false);
+        } catch (ErrnoException e) {
+            refuseRequest(e);
+            return false;
+        }
+        if (!mpaTimer.cancel()) {
+            return false; // the request came as MPAREP_TIMEOUT fired, which closed the endpoint
+        }
+        try {
             req.checkKey();
         } catch (ErrnoException e) {
-            LOG.debug("siw: MPA request from {} refused", remote, e);
-            lost(e.getMessage(), false);
+            refuseRequest(e);
             return false;
         }
         received += req.length();
@@ -461,6 +488,32 @@ final class Cep implements IwConnection, IwConnRequest {
             return false;
         }
         return !gone.get();
+    }
+
+    /** {@code siw_proc_mpareq}'s refusal of a request it cannot read or whose key is wrong: the endpoint released. */
+    private void refuseRequest(ErrnoException e) {
+        LOG.debug("siw: MPA request from {} refused", remote, e);
+        lost(e.getMessage(), false);
+    }
+
+    /**
+     * {@code siw_cm_work_handler}'s {@code SIW_CM_WORK_MPATIMEOUT} while the responder awaits the MPA request
+     * ({@code SIW_EPSTATE_AWAIT_MPAREQ}): no request within {@code d} of TCP's accept. The endpoint is released, its
+     * socket closed (the peer sees its stream end), and nobody is told: no iw_cm id knows the connection yet.
+     */
+    private void requestTimedOut(Duration d) {
+        lost("no MPA request within " + d, false);
+    }
+
+    /**
+     * {@code siw_cm_work_handler}'s {@code SIW_CM_WORK_MPATIMEOUT} while the initiator awaits the MPA reply
+     * ({@code SIW_EPSTATE_AWAIT_MPAREP}): no complete reply within {@code d} of the request. Any private data read so
+     * far is hidden, CONNECT_REPLY reports {@code -ETIMEDOUT}, and the release moves the QP to ERR
+     * ({@code siw_qp_llp_close}) and closes the socket (the peer sees its stream end).
+     */
+    private void replyTimedOut(Duration d) {
+        toError = true;
+        failConnect(Errno.ETIMEDOUT, new byte[0], "no MPA reply within " + d);
     }
 
     /**
@@ -727,6 +780,7 @@ final class Cep implements IwConnection, IwConnRequest {
             return;
         }
         LOG.debug("siw: connection {} -> {} ends: {}", local, remote, why);
+        mpaTimer.cancel(); // the release's siw_cancel_mpatimer
         answer.complete(false);
         dev.captureFin(this);
         if (halfClosed) {

@@ -37,6 +37,7 @@ import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
 import java.nio.channels.ServerSocketChannel;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -69,6 +70,8 @@ final class SiwProvider implements RdmaProvider, IwCm {
     private final PortAttr port;
     private volatile RdmaDeviceHandle handle;
     final Tx tx;
+    /** {@code siw_cm_wq}'s MPA timers of the device's endpoints. */
+    final MpaTimers mpaTimers = new MpaTimers();
     private final Map<Integer, SiwQp> qps = new ConcurrentHashMap<>();
     private final SiwQpStates states = new SiwQpStates(this::txBusy);
     private final Set<HwMr> mrs = ConcurrentHashMap.newKeySet();
@@ -95,15 +98,16 @@ final class SiwProvider implements RdmaProvider, IwCm {
         this.tx = new Tx(this, Math.min(netdev.mtu() - 40, 65535 - 40));
     }
 
-    /** Starts the TX thread of the device {@code h} names. */
+    /** Starts the TX thread and the MPA timer thread of the device {@code h} names. */
     void start(RdmaDeviceHandle h) {
         this.handle = h;
+        mpaTimers.start(h.name());
         tx.start();
     }
 
     /**
      * Stops listening, closes every connection (their QPs go to ERR) and waits for their threads, then stops the
-     * TX thread: no thread of the device stays.
+     * MPA timers and the TX thread: no thread of the device stays.
      */
     void stop() {
         List<Listener> ls;
@@ -120,6 +124,7 @@ final class SiwProvider implements RdmaProvider, IwCm {
             c.lost("device removed", false);
             c.join();
         }
+        mpaTimers.stop();
         tx.stop();
     }
 
@@ -138,6 +143,17 @@ final class SiwProvider implements RdmaProvider, IwCm {
         }
         mpaRevision = revision;
         peerToPeer = p2p;
+    }
+
+    /**
+     * Sets how long the device's responders wait for an MPA request ({@code MPAREP_TIMEOUT}, 5 s) and its initiators
+     * for the MPA reply ({@code MPAREQ_TIMEOUT}, 10 s), for the connections made or accepted from now on; siw has
+     * them as constants.
+     *
+     * @throws ErrnoException {@code EINVAL} for a duration that is not positive
+     */
+    void mpaTimeouts(Duration request, Duration reply) {
+        mpaTimers.set(request, reply);
     }
 
     int mpaRevision() {
