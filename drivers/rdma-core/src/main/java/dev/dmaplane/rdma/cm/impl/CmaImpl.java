@@ -65,6 +65,8 @@ public final class CmaImpl implements RdmaCm, IbCm.Listeners, CoreImpl.Client {
     private int maxRetries = MAX_CM_RETRIES;
     private int nextPort = EPHEMERAL_LO;
     private boolean closed;
+    /** The thread that runs {@link #timers}' work: MAD handlers, timers and the iWARP driver's events. */
+    private volatile Thread eventThread;
 
     public CmaImpl(RdmaCore core, CoreImpl devices, int firstCommId) {
         this.core = core;
@@ -72,6 +74,7 @@ public final class CmaImpl implements RdmaCm, IbCm.Listeners, CoreImpl.Client {
         this.timers = new ScheduledThreadPoolExecutor(1, r -> {
             Thread t = new Thread(r, "ib_cm");
             t.setDaemon(true);
+            eventThread = t;
             return t;
         });
         timers.setRemoveOnCancelPolicy(true);
@@ -131,6 +134,7 @@ public final class CmaImpl implements RdmaCm, IbCm.Listeners, CoreImpl.Client {
     public void close() {
         synchronized (lock) {
             closed = true;
+            lock.notifyAll(); // an iw_cm waiter for a connect's outcome, which no event brings any more
         }
         for (ChannelImpl c : channels) {
             c.close();
@@ -186,6 +190,16 @@ public final class CmaImpl implements RdmaCm, IbCm.Listeners, CoreImpl.Client {
         synchronized (lock) {
             maxRetries = retries;
         }
+    }
+
+    /** Whether the rdma_cm closed. Under {@link #lock}. */
+    boolean isClosed() {
+        return closed;
+    }
+
+    /** Whether the caller is the rdma_cm's thread, the one that handles events: it must never wait for one. */
+    boolean onEventThread() {
+        return Thread.currentThread() == eventThread;
     }
 
     /** Whether {@code d} is an iWARP RNIC, whose connections are the {@link IwCm}'s ({@code rdma_cap_iw_cm}). */

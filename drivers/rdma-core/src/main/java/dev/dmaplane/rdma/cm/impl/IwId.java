@@ -10,7 +10,6 @@ import dev.dmaplane.rdma.spi.IwCmEvent;
 import dev.dmaplane.rdma.spi.IwCmHandler;
 import dev.dmaplane.rdma.spi.IwConnParam;
 import dev.dmaplane.rdma.spi.IwConnRequest;
-import dev.dmaplane.rdma.spi.IwConnection;
 import dev.dmaplane.rdma.spi.IwListen;
 import dev.dmaplane.rdma.verbs.GidEntry;
 import dev.dmaplane.rdma.verbs.QpAttr;
@@ -35,10 +34,11 @@ import java.util.Map;
  * rdma_cm lock, and the one driver call that may block (a connect's TCP connection) runs outside it
  * ({@link #connecting}).
  * <p>
- * Where {@code iw_cm_disconnect} and {@code destroy_cm_id} wait for a connect's or accept's outcome
- * ({@code IWCM_F_CONNECT_WAIT}), this one does not block: siw here has no MPA timer, so a peer that never answers
- * would hold the caller for ever. A disconnect is carried out when the outcome comes (as the woken caller would);
- * a destroy drops the connection at once, abruptly, as it would once ESTABLISHED.
+ * {@code iw_cm_disconnect} and {@code destroy_cm_id} wait for a connect's or accept's outcome
+ * ({@code IWCM_F_CONNECT_WAIT}: the CONNECT_REPLY, or the passive side's ESTABLISHED) before they act, letting the
+ * rdma_cm lock go meanwhile so that the outcome can come ({@link #awaitConnectOutcome}). The driver bounds the wait:
+ * siw's MPA timer ends a connect whose reply does not come ({@code MPAREQ_TIMEOUT}, CONNECT_REPLY with
+ * {@code -ETIMEDOUT}).
  */
 final class IwId {
     private static final Logger LOG = LoggerFactory.getLogger(IwId.class);
@@ -58,14 +58,11 @@ final class IwId {
      * CLOSE or a failed CONNECT_REPLY lets it go; null when the device has no QP of the number given.
      */
     private QueuePair qp;
-    /** The driver's connection after connect or accept, until its outcome came; then null. */
-    private IwConnection conn;
     /**
-     * {@code IWCM_F_CONNECT_WAIT}: a connect waits for its CONNECT_REPLY, an accept for its ESTABLISHED (or CLOSE).
+     * {@code IWCM_F_CONNECT_WAIT}: a connect waits for its CONNECT_REPLY, an accept for its ESTABLISHED (or CLOSE);
+     * disconnect and destroy wait until it is clear.
      */
     private boolean connectWait;
-    /** A disconnect came while {@link #connectWait}: carried out when the connection is ESTABLISHED. */
-    private boolean disconnectWaits;
 
     IwId(CmaImpl cma, IdImpl id) {
         this.cma = cma;
@@ -161,7 +158,7 @@ final class IwId {
      * iw_cm_id in CONN_SENT with QP {@code qpn}, waiting for CONNECT_REPLY). The task blocks while the driver makes its
      * TCP connection; the driver's refusal (ECONNREFUSED from a TCP connection nobody accepts) is thrown to
      * {@code rdma_connect}, the iw_cm_id goes (IDLE, then {@code cma_connect_iw} destroys it) and the id back to
-     * ROUTE_RESOLVED. An id destroyed or removed while the task ran drops the connection it got.
+     * ROUTE_RESOLVED. A disconnect or destroy meanwhile waits for the connect's outcome ({@link #connectWait}).
      */
     Runnable connecting(IwConnParam ip, int qpn) {
         IwCm cm = cma.iwCm(id.dev);
@@ -171,9 +168,8 @@ final class IwId {
         state = State.CONN_SENT;
         connectWait = true;
         return () -> {
-            IwConnection c;
             try {
-                c = cm.connect(qpn, to, ip, handler);
+                cm.connect(qpn, to, ip, handler);
             } catch (RuntimeException e) {
                 synchronized (cma.lock) {
                     qp = null;
@@ -182,13 +178,6 @@ final class IwId {
                     id.iwConnectFailed();
                 }
                 throw e;
-            }
-            synchronized (cma.lock) {
-                if (id.state == IdImpl.State.DESTROYING || id.removed) {
-                    c.disconnect();
-                } else if (connectWait) {
-                    conn = c;
-                }
             }
         };
     }
@@ -202,7 +191,7 @@ final class IwId {
         qp = cma.iwQp(id.dev, qpn);
         connectWait = true;
         try {
-            conn = r.accept(qpn, ip, cma.iwHandler(this::event));
+            r.accept(qpn, ip, cma.iwHandler(this::event));
         } catch (RuntimeException e) {
             qp = null;
             connected();
@@ -251,13 +240,10 @@ final class IwId {
      * modify's failure is ignored, as the QP may be in SQD or ERR already when both ends disconnect. CLOSE then makes
      * it IDLE. A listener is EINVAL (so is a connection without a QP, after the move to CLOSING); CLOSING (the peer
      * closed first), IDLE (closed, or the connect failed) and CONN_RECV (not answered yet) change nothing. Before a
-     * connect's or accept's outcome, the disconnect waits for it ({@link #disconnectWaits}).
+     * connect's or accept's outcome, the disconnect waits for it and then acts on the state it left.
      */
     void disconnect() {
-        if (connectWait) {
-            disconnectWaits = true;
-            return;
-        }
+        awaitConnectOutcome("iw_cm_disconnect");
         switch (state) {
             case ESTABLISHED -> {
                 state = State.CLOSING;
@@ -274,15 +260,14 @@ final class IwId {
     }
 
     /**
-     * {@code destroy_cm_id} once a connect's or accept's outcome came: listeners closed; an ESTABLISHED connection
-     * closed abruptly, its QP to ERR ({@code iwcm_modify_qp_err}); a CLOSING or IDLE one left as it is (a QP a
-     * disconnect moved to SQD stays there); a request not answered rejected; a connection whose outcome has not come
-     * yet dropped by its driver (abruptly). Events that come later are dropped ({@code IWCM_F_DROP_EVENTS}).
+     * {@code destroy_cm_id}: first the wait for a connect's or accept's outcome, then listeners closed; an
+     * ESTABLISHED connection closed abruptly, its QP to ERR ({@code iwcm_modify_qp_err}); a CLOSING or IDLE one left
+     * as it is (a QP a disconnect moved to SQD stays there); a request not answered rejected. Events that come later
+     * are dropped ({@code IWCM_F_DROP_EVENTS}); those of the wait reach the iw_cm_id but not the rdma_cm id, which is
+     * DESTROYING already ({@code cma_iw_handler} reports only in CONNECT).
      */
     void destroy() {
-        if (connectWait && conn != null) {
-            conn.disconnect();
-        }
+        awaitConnectOutcome("destroy_cm_id");
         State was = state;
         state = State.DESTROYING;
         closeListens(null);
@@ -293,7 +278,33 @@ final class IwId {
             modifyQp(QpState.ERR, "iwcm_modify_qp_err");
         }
         qp = null;
-        conn = null;
+    }
+
+    /**
+     * {@code wait_event(cm_id_priv->connect_wait, !test_bit(IWCM_F_CONNECT_WAIT, ...))}: waits, the rdma_cm lock let
+     * go, until the connect's or accept's outcome came. Uninterruptible, as {@code wait_event} is (an interrupt is
+     * kept for the caller). It does not wait once the rdma_cm is closed (its events are dropped then), nor on the
+     * rdma_cm's own thread, which delivers the outcome. Called under the rdma_cm lock.
+     */
+    private void awaitConnectOutcome(String call) {
+        if (!connectWait) {
+            return;
+        }
+        if (cma.onEventThread()) {
+            LOG.warn("{} of {} on the rdma_cm's event thread: not waiting for the connect's outcome", call, id);
+            return;
+        }
+        boolean interrupted = false;
+        while (connectWait && !cma.isClosed()) {
+            try {
+                cma.lock.wait();
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
     }
 
     /** {@code ib_modify_qp} of the connection's QP to {@code to} by the iw_cm, its failure logged and ignored. */
@@ -309,10 +320,10 @@ final class IwId {
         }
     }
 
-    /** Clears {@code IWCM_F_CONNECT_WAIT}: the connect's or accept's outcome came. */
+    /** Clears {@code IWCM_F_CONNECT_WAIT} and wakes the waiters ({@code wake_up_all}): the outcome came. */
     private void connected() {
         connectWait = false;
-        conn = null;
+        cma.lock.notifyAll();
     }
 
     /**
@@ -356,14 +367,6 @@ final class IwId {
         }
         if (id.state == IdImpl.State.CONNECT && !id.removed) {
             report(e);
-        }
-        if (disconnectWaits && !connectWait) {
-            disconnectWaits = false;
-            try {
-                disconnect(); // the woken iw_cm_disconnect
-            } catch (ErrnoException x) {
-                LOG.debug("iw_cm_disconnect of {} after its connection's outcome: {}", id, x.getMessage());
-            }
         }
     }
 
