@@ -17,13 +17,10 @@ import java.net.InetSocketAddress;
 import java.net.NoRouteToHostException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
-import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
@@ -50,10 +47,10 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * a responder that gets no request is released, an initiator that gets no reply reports CONNECT_REPLY with
  * {@code ETIMEDOUT}.
  *
- * <p>About 870 lines: like {@code siw_cm.c}'s endpoint, the start-up of both sides (request, reply and each refusal
- * of {@code siw_proc_mpareply}), the passive side's wait for the answer and the stream's end share the endpoint's
- * state; a class apart would pass it all. The MPA reply's refusals and the wait for the answer are the parts to
- * move out next, with that state as a record of their own.
+ * <p>About 780 lines: like {@code siw_cm.c}'s endpoint, the start-up of both sides (request, reply and each refusal
+ * of {@code siw_proc_mpareply}) and the stream's end share the endpoint's state; a class apart would pass it all.
+ * The passive side's wait for the answer is {@link RecvdMpaReq}'s. The MPA reply's refusals are the part to move
+ * out next, with that state as a record of their own.
  */
 final class Cep implements IwConnection, IwConnRequest {
     private static final Logger LOG = LoggerFactory.getLogger(Cep.class);
@@ -84,15 +81,11 @@ final class Cep implements IwConnection, IwConnRequest {
     /** The passive side waits for the peer's RTR message: nothing leaves and ESTABLISHED waits until it came. */
     private volatile boolean rtrPending;
     private final IwConnParam param;
-    private final CompletableFuture<Boolean> answer = new CompletableFuture<>();
+    /** The passive side's request waiting for the consumer's answer. */
+    private final RecvdMpaReq answer = new RecvdMpaReq(this);
     private final AtomicBoolean gone = new AtomicBoolean();
-    /** The passive side's initiator closed its stream while the request waited for the answer. */
-    private volatile boolean closedBeforeAnswer;
-    /** Whether an accept or reject was told so (ECONNRESET once; then the request is answered). */
-    private boolean goneTold;
     /** Bytes the initiator sent before the reply, for the receive path; null when none were read. */
     volatile ByteBuffer early;
-    private static final int EARLY_BYTES = 1 << 16;
     /** The QP's modify took the stream over to drop it ({@link #disassociate}): the receive thread reports no end. */
     private volatile boolean disassociated;
     /** The end was reported with only our half closed ({@link #dropAfterTerminate}): the next end closes the socket. */
@@ -468,23 +461,8 @@ final class Cep implements IwConnection, IwConnRequest {
         }
         request = req;
         event(IwCmEvent.Type.CONNECT_REQUEST, null, req.privateData(), this, cepIrd, cepOrd);
-        if (!awaitAnswer()) {
-            return false;
-        }
-        boolean accepted;
-        try {
-            accepted = answer.get();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            lost("interrupted while waiting for an answer", false);
-            return false;
-        } catch (ExecutionException e) {
-            LOG.error("siw: the answer to {} failed", remote, e.getCause());
-            lost(String.valueOf(e.getCause()), false);
-            return false;
-        }
-        if (!accepted) {
-            lost("rejected", false);
+        if (!answer.await()) {
+            lost("rejected", false); // nothing more when the endpoint ended already
             return false;
         }
         return !gone.get();
@@ -517,78 +495,6 @@ final class Cep implements IwConnection, IwConnRequest {
     }
 
     /**
-     * Waits for the consumer's answer watching the stream, as siw's socket callbacks watch it while the endpoint is
-     * in {@code SIW_EPSTATE_RECVD_MPAREQ}: a peer that closes or resets its stream meanwhile ends the endpoint there
-     * ({@code siw_cm_work_handler}'s PEER_CLOSE releases the socket, the endpoint is CLOSED, nobody is told), and
-     * {@link #accept} or {@link #reject} then fail with ECONNRESET. Bytes the peer sends before the reply (it should
-     * not; siw leaves them in the socket) are kept for the receive path, which reads them first.
-     *
-     * @return false when the peer closed its stream before the answer
-     */
-    private boolean awaitAnswer() throws IOException {
-        ch.configureBlocking(false);
-        try (Selector s = Selector.open()) {
-            SelectionKey key = ch.register(s, SelectionKey.OP_READ);
-            rxSelector = s; // accept, reject and lost wake it
-            while (!answer.isDone()) {
-                s.select();
-                s.selectedKeys().clear();
-                if (answer.isDone() || key.interestOps() == 0) {
-                    continue;
-                }
-                if (early == null) {
-                    early = ByteBuffer.allocate(EARLY_BYTES);
-                }
-                int n;
-                try {
-                    n = ch.read(early);
-                } catch (IOException e) {
-                    n = -1; // a reset: gone as surely as a FIN
-                }
-                if (n < 0) {
-                    synchronized (this) {
-                        if (answer.isDone()) {
-                            break; // answered first: the receive path finds the end of the stream
-                        }
-                        closedBeforeAnswer = true;
-                    }
-                    lost("the peer closed its stream before the answer", false);
-                    return false;
-                }
-                if (!early.hasRemaining()) {
-                    key.interestOps(0); // a peer that floods before the reply is no longer watched
-                }
-            }
-        } finally {
-            rxSelector = null;
-        }
-        return true;
-    }
-
-    /** Wakes the thread waiting in {@link #awaitAnswer} for the answer. */
-    private void answered(boolean accepted) {
-        answer.complete(accepted);
-        Selector s = rxSelector;
-        if (s != null) {
-            s.wakeup();
-        }
-    }
-
-    /**
-     * A request whose initiator closed its stream before the answer: {@code siw_accept} and {@code siw_reject} find
-     * the endpoint out of state (CLOSED, not RECVD_MPAREQ) and return ECONNRESET before anything else, and the
-     * iw_cm's request is answered by that failure ({@code iw_cm_accept} leaves CONN_RECV), so a second answer is
-     * EINVAL.
-     */
-    private void checkPeerStillThere(String what) {
-        if (closedBeforeAnswer && !goneTold) {
-            goneTold = true;
-            throw new ErrnoException(Errno.ECONNRESET, "siw: " + what + " of " + remote + ": the peer closed its "
-                    + "stream before the answer (siw_" + what + ": out of state)");
-        }
-    }
-
-    /**
      * {@code siw_accept}, {@code relaxed_ird_negotiation}: under MPA v2 the ORD at most the peer's IRD, the IRD at
      * least its ORD (within the device's), as the reply says. A QP that does not exist is EINVAL first, the request
      * left to answer; then depths above the device's, private data beyond the reply's room or a QP past RTR or
@@ -599,9 +505,9 @@ final class Cep implements IwConnection, IwConnRequest {
         ErrnoException.requireNonNull(p, "siw: accept parameters");
         ErrnoException.requireNonNull(h, "siw: accept handler");
         if (!active) {
-            checkPeerStillThere("accept");
+            answer.checkPeerStillThere("accept");
         }
-        if (active || answer.isDone()) {
+        if (active || answer.isAnswered()) {
             throw new ErrnoException(Errno.EINVAL, "siw: the request from " + remote + " was answered already");
         }
         if (dev.qp(qpn) == null) {
@@ -649,13 +555,13 @@ final class Cep implements IwConnection, IwConnRequest {
             q.readqInit(myIrd, myOrd); // siw_accept: irq_size = cep->ird, orq_size = cep->ord
             q.hw.establish();
         } catch (IOException | RuntimeException e) {
-            answered(false);
+            answer.answered(false);
             dev.unbindQp(q, this);
             throw new ErrnoException(e instanceof ErrnoException x ? x.errno() : Errno.ECONNRESET,
                     "siw: accept of " + remote + " failed: " + e.getMessage(), e);
         }
         established = true;
-        answered(true);
+        answer.answered(true);
         if (!rtrPending) {
             dev.tx.kick(q); // always, for a post between establish() and established = true (see connectActive)
             event(IwCmEvent.Type.ESTABLISHED, null, new byte[0], null, cepOrd, cepIrd);
@@ -694,9 +600,9 @@ final class Cep implements IwConnection, IwConnRequest {
     public synchronized void reject(byte[] privateData) {
         byte[] pd = privateData == null ? new byte[0] : privateData;
         if (!active) {
-            checkPeerStillThere("reject");
+            answer.checkPeerStillThere("reject");
         }
-        if (active || answer.isDone()) {
+        if (active || answer.isAnswered()) {
             throw new ErrnoException(Errno.EINVAL, "siw: the request from " + remote + " was answered already");
         }
         Mpa.Frame req = request;
@@ -712,7 +618,7 @@ final class Cep implements IwConnection, IwConnRequest {
         } catch (IOException e) {
             LOG.debug("siw: the reject to {} was not delivered", remote, e);
         }
-        answered(false);
+        answer.answered(false);
     }
 
     @Override
@@ -781,7 +687,7 @@ final class Cep implements IwConnection, IwConnRequest {
         }
         LOG.debug("siw: connection {} -> {} ends: {}", local, remote, why);
         mpaTimer.cancel(); // the release's siw_cancel_mpatimer
-        answer.complete(false);
+        answer.ended();
         dev.captureFin(this);
         if (halfClosed) {
             try {
