@@ -561,8 +561,7 @@ final class IdImpl implements CmId, IbCm.Owner {
         synchronized (cma.lock) {
             checkRequest("rdma_reject");
             if (iwarp()) {
-                iw.reject(privateData);
-                state = State.DISCONNECT;
+                iw.reject(privateData); // rdma_reject's iw_cm_reject leaves the id in CONNECT
                 return;
             }
             cma.cm.sendRej(conn, RejectReason.CONSUMER_DEFINED,

@@ -374,7 +374,8 @@ final class IwId {
      * {@code cma_iw_handler}: the addresses the connection really has, then CONNECT_REPLY → ESTABLISHED (the event's
      * IRD as initiator depth, its ORD as responder resources: siw signals its own negotiated depths), REJECTED
      * ({@code -ECONNREFUSED}, {@code -ECONNRESET}), UNREACHABLE ({@code -ETIMEDOUT}) or CONNECT_ERROR; the passive
-     * side's ESTABLISHED; CLOSE → DISCONNECTED, once (the id leaves CONNECT).
+     * side's ESTABLISHED; CLOSE → DISCONNECTED (once: the iw_cm_id is IDLE after it). None of them moves the id,
+     * which stays in CONNECT, as {@code cma_iw_handler} changes no state (unlike {@code cma_ib_handler}'s DISCONNECT).
      */
     private void report(IwCmEvent e) {
         if (e.local() != null && e.remote() != null) {
@@ -384,10 +385,7 @@ final class IwId {
         switch (e.type()) {
             case CONNECT_REPLY -> connectReply(e);
             case ESTABLISHED -> id.event(CmEventType.ESTABLISHED, 0, param(e));
-            case CLOSE -> {
-                id.state = IdImpl.State.DISCONNECT;
-                id.event(CmEventType.DISCONNECTED, 0, null);
-            }
+            case CLOSE -> id.event(CmEventType.DISCONNECTED, 0, null);
             case DISCONNECT, CONNECT_REQUEST -> {
             }
         }
@@ -399,7 +397,6 @@ final class IwId {
             id.event(CmEventType.ESTABLISHED, 0, param(e));
             return;
         }
-        id.state = IdImpl.State.DISCONNECT;
         CmEventType t = switch (s) {
             case ECONNREFUSED, ECONNRESET -> CmEventType.REJECTED;
             case ETIMEDOUT -> CmEventType.UNREACHABLE;
