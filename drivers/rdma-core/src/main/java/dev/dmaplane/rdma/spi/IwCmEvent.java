@@ -9,7 +9,7 @@ import java.net.InetSocketAddress;
  *
  * @param type        what happened
  * @param status      null for success, else the errno ({@code ECONNRESET}: rejected or reset, as siw reports both;
- *                    {@code ECONNREFUSED}: refused)
+ *                    {@code ECONNREFUSED}: refused; {@code ETIMEDOUT}: no MPA reply in time)
  * @param local       this side's address
  * @param remote      the peer's address
  * @param privateData the private data of the peer's MPA request or reply (empty when none)
