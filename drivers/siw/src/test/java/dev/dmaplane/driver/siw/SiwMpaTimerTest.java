@@ -39,7 +39,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  */
 @Timeout(60)
 class SiwMpaTimerTest {
-    private static final Duration SHORT = Duration.ofMillis(200);
+    private static final Duration SHORT = Duration.ofSeconds(1);
 
     private final SiwHosts h = new SiwHosts(73, 74);
 
@@ -71,7 +71,7 @@ class SiwMpaTimerTest {
     /**
      * {@code siw_cm_work_handler}, {@code SIW_CM_WORK_MPATIMEOUT} in {@code SIW_EPSTATE_AWAIT_MPAREQ}: TCP peers of a
      * listener, one that never sends its MPA request and one that stops after 10 bytes of it, are dropped once
-     * {@code MPAREP_TIMEOUT} (here 200 ms) passed: their streams end, no CONNECT_REQUEST is reported, no endpoint
+     * {@code MPAREP_TIMEOUT} (here 1 s) passed: their streams end, no CONNECT_REQUEST is reported, no endpoint
      * thread or timer stays, and the listener takes the next connection.
      */
     @Test
@@ -88,6 +88,7 @@ class SiwMpaTimerTest {
             assertNull(h.b.events.peek(), "nobody is told");
             assertEquals(0, pb().mpaTimers.queued(), "no timer left");
 
+            pb().mpaTimeouts(MpaTimers.MPAREP_TIMEOUT, MpaTimers.MPAREQ_TIMEOUT); // Linux's again, for a loaded machine
             QueuePair qa = h.a.rc();
             QueuePair qb = h.b.rc();
             h.a.cm.connect(qa.qpNum(), l.local(), new IwConnParam(null, 1, 1), h.a.events::add);
@@ -101,7 +102,7 @@ class SiwMpaTimerTest {
     /**
      * {@code SIW_CM_WORK_MPATIMEOUT} in {@code SIW_EPSTATE_AWAIT_MPAREP}: a raw responder reads the request and sends
      * a reply header announcing 8 bytes of private data and 3 of them, then nothing. After {@code MPAREQ_TIMEOUT}
-     * (here 200 ms) the initiator reports CONNECT_REPLY with {@code -ETIMEDOUT}, no private data ("hide any partially
+     * (here 1 s) the initiator reports CONNECT_REPLY with {@code -ETIMEDOUT}, no private data ("hide any partially
      * received private data") and its own ORD and IRD; its QP is in ERR, the responder reads the end of the stream,
      * and no endpoint thread or timer stays.
      */
@@ -132,8 +133,8 @@ class SiwMpaTimerTest {
     }
 
     /**
-     * A siw responder whose consumer never answers the request: the initiator's {@code MPAREQ_TIMEOUT} (1 s) ends
-     * the attempt with CONNECT_REPLY {@code -ETIMEDOUT}, its QP in ERR. The responder's own timer (200 ms) does
+     * A siw responder whose consumer never answers the request: the initiator's {@code MPAREQ_TIMEOUT} (3 s) ends
+     * the attempt with CONNECT_REPLY {@code -ETIMEDOUT}, its QP in ERR. The responder's own timer (1 s) does
      * nothing once the request was reported ({@code SIW_EPSTATE_RECVD_MPAREQ} is neither state the MPATIMEOUT work
      * acts on): had it closed the stream, the initiator would have seen it end first and reported {@code -ECONNRESET}
      * ({@code SIW_CM_WORK_PEER_CLOSE} in {@code AWAIT_MPAREP}). The responder sees the initiator's stream end
@@ -142,8 +143,8 @@ class SiwMpaTimerTest {
      */
     @Test
     void aConsumerThatNeverAnswersTimesTheInitiatorOutButNotTheResponder() throws Exception {
-        pa().mpaTimeouts(MpaTimers.MPAREP_TIMEOUT, Duration.ofSeconds(1));
-        pb().mpaTimeouts(SHORT, MpaTimers.MPAREQ_TIMEOUT);
+        pa().mpaTimeouts(MpaTimers.MPAREP_TIMEOUT, Duration.ofSeconds(3));
+        pb().mpaTimeouts(Duration.ofSeconds(1), MpaTimers.MPAREQ_TIMEOUT);
         QueuePair qa = h.a.rc();
         QueuePair qb = h.b.rc();
         try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 4, h.b.events::add)) {
@@ -166,12 +167,13 @@ class SiwMpaTimerTest {
     /**
      * {@code siw_proc_mpareply} cancels the initiator's timer once the reply is in, and the responder's is cancelled
      * once its request is (here, by this driver; Linux's would run and find {@code RECVD_MPAREQ}): a connection made
-     * with both timers short leaves none queued, and a duration that is not positive is EINVAL.
+     * with both timers at 2 s leaves none queued, and a duration that is not positive is EINVAL.
      */
     @Test
     void aConnectionMadeLeavesNoTimer() {
-        pa().mpaTimeouts(SHORT, SHORT);
-        pb().mpaTimeouts(SHORT, SHORT);
+        Duration d = Duration.ofSeconds(2);
+        pa().mpaTimeouts(d, d);
+        pb().mpaTimeouts(d, d);
         QueuePair[] p = h.pair();
         assertEquals(List.of(QpState.RTS, QpState.RTS), List.of(p[0].query().qpState(), p[1].query().qpState()));
         assertEquals(List.of(0, 0), List.of(pa().mpaTimers.queued(), pb().mpaTimers.queued()));
