@@ -148,7 +148,7 @@ final class Cep implements IwConnection, IwConnRequest {
         }
         if (!active) {
             Duration d = dev.mpaTimers.awaitRequest();
-            mpaTimer = dev.mpaTimers.forRequest(() -> requestTimedOut(d));
+            arm(dev.mpaTimers.forRequest(() -> requestTimedOut(d)));
         }
         thread = Thread.ofPlatform().name("siw-rx-" + dev.name() + "-" + (active ? "a" : "p") + dev.nextCepId())
                 .daemon().start(this::run);
@@ -227,7 +227,7 @@ final class Cep implements IwConnection, IwConnRequest {
             Mpa.V2 mine = rev == Mpa.REVISION_2 ? new Mpa.V2(myIrd, myOrd, p2p, p2p ? Mpa.V2_WRITE_RTR : 0) : null;
             write(Mpa.frame(false, false, rev, mine, param.privateData()));
             Duration d = dev.mpaTimers.awaitReply();
-            mpaTimer = dev.mpaTimers.forReply(() -> replyTimedOut(d));
+            arm(dev.mpaTimers.forReply(() -> replyTimedOut(d)));
             try {
                 rep = Mpa.read(ch, true);
             } catch (ErrnoException e) {
@@ -466,6 +466,17 @@ final class Cep implements IwConnection, IwConnRequest {
             return false;
         }
         return !gone.get();
+    }
+
+    /**
+     * {@code siw_cm_queue_work(cep, SIW_CM_WORK_MPATIMEOUT)}: {@code t} is the endpoint's timer; one that ended
+     * meanwhile cancels it at once ({@link #lost} cancels the timer it finds after marking the endpoint gone).
+     */
+    private void arm(MpaTimer t) {
+        mpaTimer = t;
+        if (gone.get()) {
+            t.cancel();
+        }
     }
 
     /** {@code siw_proc_mpareq}'s refusal of a request it cannot read or whose key is wrong: the endpoint released. */
