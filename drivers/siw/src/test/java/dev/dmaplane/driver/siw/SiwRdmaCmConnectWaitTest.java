@@ -5,12 +5,19 @@ import dev.dmaplane.rdma.cm.CmEvent;
 import dev.dmaplane.rdma.cm.CmEventType;
 import dev.dmaplane.rdma.cm.CmId;
 import dev.dmaplane.rdma.cm.ConnParam;
+import dev.dmaplane.rdma.cm.PortSpace;
+import dev.dmaplane.rdma.verbs.CompletionQueue;
+import dev.dmaplane.rdma.verbs.QpCap;
+import dev.dmaplane.rdma.verbs.QpInitAttr;
 import dev.dmaplane.rdma.verbs.QpState;
+import dev.dmaplane.rdma.verbs.QpType;
+import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.testing.Blocked;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
+import java.net.InetSocketAddress;
 import java.time.Duration;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -29,7 +36,9 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 class SiwRdmaCmConnectWaitTest {
     private static final String WAIT_FRAME = "dev.dmaplane.rdma.cm.impl.IwId.awaitConnectOutcome";
 
-    private final CmEnds ends = new CmEnds(75, 76, 7481);
+    private static final int PORT = 7481;
+
+    private final CmEnds ends = new CmEnds(75, 76, PORT);
     private final SiwRdmaCmTest.End client = ends.client;
     private final SiwRdmaCmTest.End server = ends.server;
 
@@ -113,6 +122,32 @@ class SiwRdmaCmConnectWaitTest {
         server.expect(CmEventType.ESTABLISHED);
         server.expect(CmEventType.DISCONNECTED);
         CmEnds.noEvent(client);
+    }
+
+    /**
+     * A destroy waiting for a connect's outcome when the client's RDMA core closes: the rdma_cm drops every event
+     * from then on, so the wait ends with the close rather than wait for an outcome that cannot come. The client's QP
+     * is on a context of its own, which the event channel's close does not take down (its end would otherwise bring
+     * a CONNECT_REPLY while the rdma_cm still delivers events).
+     */
+    @Test
+    void aClosingRdmaCmEndsTheWait() throws Exception {
+        ends.listen();
+        CmId id = client.ch.createId(PortSpace.TCP);
+        id.resolveAddr(null, new InetSocketAddress(ends.h.b.address, PORT), 2000);
+        client.expect(CmEventType.ADDR_RESOLVED);
+        id.resolveRoute(2000);
+        client.expect(CmEventType.ROUTE_RESOLVED);
+        VerbsContext own = ends.h.ca.device("siw0").orElseThrow().open(client.mm);
+        CompletionQueue cq = own.createCq(16, null, 0);
+        id.createQp(own.allocPd(), new QpInitAttr(cq, cq, null, new QpCap(4, 4, 1, 1, 0), QpType.RC, false));
+        id.connect(ConnParam.of(null, 4, 8));
+        server.expect(CmEventType.CONNECT_REQUEST);
+        Blocked.Call<Void> destroy = Blocked.run("rdma_destroy_id", id::destroy);
+        destroy.awaitBlockedIn(WAIT_FRAME, "dev.dmaplane.rdma.cm.impl.IwId.destroy");
+        assertFalse(destroy.isDone(), "destroy_cm_id waits for the CONNECT_REPLY");
+        ends.h.ca.close();
+        destroy.get();
     }
 
     /**
