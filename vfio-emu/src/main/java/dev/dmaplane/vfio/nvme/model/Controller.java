@@ -72,7 +72,7 @@ final class Controller implements ModelDevice {
     /** Signalled when the last command in flight completed, for {@link #drain}. */
     private final Condition drained = lock.newCondition();
     private final RegisterBlock registers;
-    private final Engine[] engines;
+    private final CommandEngine[] engines;
     final AdminCommands admin;
     final Health health = new Health();
     /** The controller memory buffer, or null. */
@@ -96,10 +96,10 @@ final class Controller implements ModelDevice {
     final Deque<Integer> aers = new ArrayDeque<>();
     final Deque<Integer> events = new ArrayDeque<>();
     /** I/O commands claimed by an engine and not yet completed. */
-    private int inFlight;
+    int inFlight;
     /** Drains under way: no engine claims a command meanwhile. */
-    private int draining;
-    private boolean stopped;
+    int draining;
+    boolean stopped;
 
     /** @param cmb the controller memory buffer, or null */
     Controller(ModelContext ctx, NvmeConfig cfg, Media media, Cmb cmb) {
@@ -143,9 +143,9 @@ final class Controller implements ModelDevice {
         }
         this.registers = b.build();
         resetFeatures();
-        this.engines = new Engine[Math.min(ENGINES, sqs.length)];
+        this.engines = new CommandEngine[Math.min(ENGINES, sqs.length)];
         for (int i = 0; i < engines.length; i++) {
-            engines[i] = new Engine(i);
+            engines[i] = new CommandEngine(this, i, engines.length);
         }
     }
 
@@ -155,7 +155,7 @@ final class Controller implements ModelDevice {
 
     /** Starts the engines' threads; after the registers are attached. */
     void start() {
-        for (Engine e : engines) {
+        for (CommandEngine e : engines) {
             e.thread.start();
         }
     }
@@ -322,7 +322,7 @@ final class Controller implements ModelDevice {
         aers.clear();
         events.clear();
         intPending = 0;
-        for (Engine e : engines) {
+        for (CommandEngine e : engines) {
             e.cursor = 0;
         }
         csts &= ~(CSTS_RDY | CSTS_CFS);
@@ -340,7 +340,7 @@ final class Controller implements ModelDevice {
         return 4096L << (cc >>> CC_MPS_SHIFT & 0xf);
     }
 
-    private boolean ready() {
+    boolean ready() {
         return (csts & (CSTS_RDY | CSTS_CFS)) == CSTS_RDY;
     }
 
@@ -415,7 +415,7 @@ final class Controller implements ModelDevice {
     }
 
     private void wakeAll() {
-        for (Engine e : engines) {
+        for (CommandEngine e : engines) {
             e.wake();
         }
     }
@@ -444,228 +444,16 @@ final class Controller implements ModelDevice {
         }
     }
 
-    /**
-     * A command engine: a thread with its own entry and data buffers, serving the submission queues whose ID modulo
-     * the engine count is its index. The burst it claimed is in its arrays, each command's outcome beside its slot.
-     */
-    private final class Engine {
-        /** The most commands claimed at once, whatever the Arbitration Burst allows. */
-        static final int MAX_BURST = 64;
-        /** The longest an engine with nothing to run watches for a doorbell before it parks. */
-        static final long SPIN_MAX_NS = 20_000;
-        /** The shortest watch worth starting. */
-        static final long SPIN_MIN_NS = 1_000;
-        /** With the spin budget gone, one park in this many watches again. */
-        static final int SPIN_RETRY_EVERY = 64;
-        final int index;
-        final Condition work = lock.newCondition();
-        /** Wakes so far; written under the lock, read by the spinning engine without it. */
-        private volatile long wakes;
-        /** The engine's spin budget in nanoseconds, 0 for none; its own. */
-        private long spinNs = SPIN_MAX_NS;
-        private int parksWithoutSpin;
-        final Thread thread;
-        final MemorySegment sqe = MemorySegment.ofArray(new byte[NvmeCommand.SIZE]);
-        final IoCommands io = new IoCommands(Controller.this);
-        /** The claimed entries' slots; the command read from each (null if none), its status, DW0 and fault. */
-        final int[] slots = new int[MAX_BURST];
-        final NvmeCommand[] commands = new NvmeCommand[MAX_BURST];
-        final int[] status = new int[MAX_BURST];
-        final int[] dw0 = new int[MAX_BURST];
-        final String[] faults = new String[MAX_BURST];
-        int cursor;
-
-        Engine(int index) {
-            this.index = index;
-            this.thread = Thread.ofPlatform().daemon().name(name + " engine " + index).unstarted(this::loop);
-        }
-
-        /** A doorbell or state change for this engine: counted for it spinning, signalled for it parked. */
-        void wake() {
-            wakes++;
-            work.signal();
-        }
-
-        /**
-         * With the lock held and nothing to run: lets the lock go and watches for a {@link #wake} for up to its spin
-         * budget, as a controller that keeps fetching sees the next doorbell at once, then takes the lock again.
-         * Parking at once costs a futex wake-up on the doorbell's side and, on a quiet machine, the wake-up of a
-         * halted CPU on this one, for each burst. The budget adapts as HotSpot's spinning on a contended monitor
-         * does: a watch that saw its wake doubles it up to {@link #SPIN_MAX_NS}; one that timed out (the host's
-         * thread was not running, as on a crowded machine, where watching only takes a CPU from it) halves it, to
-         * none below {@link #SPIN_MIN_NS}, after which one park in {@link #SPIN_RETRY_EVERY} tries the whole budget
-         * again (a shorter try would end before the host's refill rings, and never turn spinning back on). Whether a
-         * wake came.
-         */
-        private boolean spinForWake() {
-            long budget = spinNs;
-            if (budget == 0) {
-                if (++parksWithoutSpin < SPIN_RETRY_EVERY) {
-                    return false;
-                }
-                parksWithoutSpin = 0;
-                budget = SPIN_MAX_NS;
-            }
-            long seen = wakes;
-            lock.unlock();
-            try {
-                long end = System.nanoTime() + budget;
-                do {
-                    Thread.onSpinWait();
-                    if (wakes != seen) {
-                        spinNs = Math.min(SPIN_MAX_NS, 2 * budget);
-                        return true;
-                    }
-                } while (System.nanoTime() < end);
-                spinNs = budget / 2 < SPIN_MIN_NS ? 0 : budget / 2;
-                return false;
-            } finally {
-                lock.lock();
-            }
-        }
-
-        /** Runs commands while there are some it may run, until stopped. */
-        private void loop() {
-            while (true) {
-                Queues.Sq sq;
-                int claimed;
-                lock.lock();
-                try {
-                    boolean spun = false;
-                    while ((sq = next()) == null && !stopped) {
-                        if (spun) {
-                            work.await();
-                            spun = false;
-                        } else {
-                            spun = !spinForWake();
-                        }
-                    }
-                    if (stopped) {
-                        return;
-                    }
-                    if (sq.qid == 0) {
-                        takeAdmin(sq, sqe);
-                        continue;
-                    }
-                    claimed = claim(sq);
-                } catch (InterruptedException e) {
-                    LOG.error("{}: engine {} interrupted; it stops", name, index, e);
-                    Thread.currentThread().interrupt();
-                    return;
-                } catch (RuntimeException e) {
-                    LOG.error("{}: engine {} failed; controller fatal status", name, index, e);
-                    csts |= CSTS_CFS;
-                    continue;
-                } finally {
-                    lock.unlock();
-                }
-                run(sq, claimed);
-            }
-        }
-
-        /** The next of this engine's submission queues, round robin, with a command whose CQ has room. */
-        private Queues.Sq next() {
-            if (!ready() || draining > 0) {
-                return null;
-            }
-            int n = engines.length;
-            int mine = (sqs.length - index + n - 1) / n;
-            for (int i = 0; i < mine; i++) {
-                int k = (cursor + i) % mine;
-                Queues.Sq sq = sqs[index + k * n];
-                if (sq != null && sq.hasCommands()) {
-                    if (!sq.cq.full()) {
-                        cursor = k + 1;
-                        return sq;
-                    }
-                    sq.cq.stalled = true;
-                }
-            }
-            return null;
-        }
-
-        /**
-         * Takes the I/O commands at the head of {@code sq}, as many as it holds up to the Arbitration Burst and as
-         * its CQ has entries for: the head moves past them and a completion entry is reserved for each. The count.
-         */
-        private int claim(Queues.Sq sq) {
-            int burst = Math.min(admin.arbitrationBurst(), MAX_BURST);
-            int n = 0;
-            do {
-                slots[n++] = sq.head;
-                sq.head = (sq.head + 1) % sq.entries;
-                sq.cq.reserved++;
-                inFlight++;
-            } while (n < burst && sq.hasCommands() && !sq.cq.full());
-            sq.inFlight = true;
-            return n;
-        }
-
-        /**
-         * Fetches and runs the {@code claimed} commands without the lock, then takes it once to post their
-         * completions in order. A fetch the bus refuses stops the burst: the controller is fatal, and the entries
-         * after it are neither run nor completed.
-         */
-        private void run(Queues.Sq sq, int claimed) {
-            int ran = 0;
-            while (ran < claimed) {
-                if (!execute(sq, ran++)) {
-                    break;
-                }
-            }
-            lock.lock();
-            try {
-                sq.cq.reserved -= claimed;
-                for (int i = 0; i < ran; i++) {
-                    NvmeCommand c = commands[i];
-                    commands[i] = null;
-                    if (faults[i] != null) {
-                        fatal(faults[i]);
-                        faults[i] = null;
-                    } else if (c == null) {
-                        fatal("SQ" + sq.qid + " entry " + slots[i] + " could not be read");
-                    } else {
-                        if (status[i] != NvmeStatus.SUCCESS) {
-                            health.error(sq.qid, c, status[i]);
-                        }
-                        post(sq, c.cid(), status[i], dw0[i]);
-                    }
-                }
-            } finally {
-                sq.inFlight = false;
-                inFlight -= claimed;
-                if (inFlight == 0 || draining > 0) {
-                    drained.signalAll();
-                }
-                lock.unlock();
-            }
-        }
-
-        /** Fetches and runs the burst's command {@code i}, its outcome in the arrays: false if the fetch faulted. */
-        private boolean execute(Queues.Sq sq, int i) {
-            int slot = slots[i];
-            try {
-                DmaStatus fetched = bus.read(sq.base + (long) slot * NvmeCommand.SIZE, sqe);
-                if (!fetched.ok()) {
-                    faults[i] = "fetching SQ" + sq.qid + " entry " + slot + ": " + fetched;
-                    return false;
-                }
-                NvmeCommand c = NvmeCommand.readFrom(sqe);
-                commands[i] = c;
-                Result r = io.execute(c);
-                status[i] = r.status();
-                dw0[i] = r.dw0();
-            } catch (RuntimeException e) {
-                LOG.error("{}: SQ{} entry {} failed", name, sq.qid, slot, e);
-                status[i] = NvmeStatus.INTERNAL_ERROR;
-                dw0[i] = 0;
-            }
-            return true;
+    /** An engine finished {@code claimed} commands, under the lock: a drain waiting for them may go on. */
+    void completed(int claimed) {
+        inFlight -= claimed;
+        if (inFlight == 0 || draining > 0) {
+            drained.signalAll();
         }
     }
 
     /** Fetches the admin command at the head of {@code sq} into {@code sqe}, runs it and posts its completion. */
-    private void takeAdmin(Queues.Sq sq, MemorySegment sqe) {
+    void takeAdmin(Queues.Sq sq, MemorySegment sqe) {
         DmaStatus fetched = bus.read(sq.base + (long) sq.head * NvmeCommand.SIZE, sqe);
         if (!fetched.ok()) {
             fatal("fetching SQ" + sq.qid + " entry " + sq.head + ": " + fetched);
@@ -699,7 +487,7 @@ final class Controller implements ModelDevice {
         post(sq, cid, r.status(), r.dw0());
     }
 
-    private void post(Queues.Sq sq, int cid, int code, int dw0) {
+    void post(Queues.Sq sq, int cid, int code, int dw0) {
         Queues.Cq cq = sq.cq;
         int status = code == NvmeStatus.SUCCESS ? 0 : code | NvmeStatus.DNR;
         new NvmeCompletion(dw0, 0, sq.head, sq.qid, cid, cq.phase, status).writeTo(cqe);
@@ -715,9 +503,14 @@ final class Controller implements ModelDevice {
     }
 
     /** A queue in host memory the controller cannot reach: CSTS.CFS, as QEMU's {@code nvme_post_cqes} does. */
-    private void fatal(String why) {
+    void fatal(String why) {
         csts |= CSTS_CFS;
         LOG.warn("{}: controller fatal status: {}", name, why);
+    }
+
+    /** CSTS.CFS, for an engine that failed where no queue is to blame; under the lock. */
+    void setFatalStatus() {
+        csts |= CSTS_CFS;
     }
 
     /**
@@ -799,7 +592,7 @@ final class Controller implements ModelDevice {
             lock.unlock();
         }
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(STOP_TIMEOUT_MS);
-        for (Engine e : engines) {
+        for (CommandEngine e : engines) {
             if (e.thread.isAlive() && e.thread != Thread.currentThread()) {
                 try {
                     long left = Math.max(1, deadline - System.nanoTime());
