@@ -99,7 +99,7 @@ final class AdminCommands {
         if (c.prp1() == 0 || (c.prp1() & (ctrl.pageSize() - 1)) != 0) {
             return Result.of(NvmeStatus.INVALID_PRP_OFFSET);
         }
-        if (ien && vector >= ctrl.vectors()) {
+        if (ien && vector >= ctrl.completions.vectors()) {
             return Result.of(NvmeStatus.INVALID_INTERRUPT_VECTOR);
         }
         ctrl.cqs[qid] = new Queues.Cq(qid, c.prp1(), entries, vector, ien);
@@ -273,7 +273,7 @@ final class AdminCommands {
             }
             case FEAT_IRQ_COALESCING -> coalescing = v & 0xffff;
             case FEAT_IRQ_CONFIG -> {
-                if ((v & 0xffff) >= ctrl.vectors()) {
+                if ((v & 0xffff) >= ctrl.completions.vectors()) {
                     return Result.of(NvmeStatus.INVALID_FIELD);
                 }
             }
@@ -302,7 +302,7 @@ final class AdminCommands {
             case FEAT_IRQ_COALESCING -> value = dflt ? 0 : coalescing;
             case FEAT_IRQ_CONFIG -> {
                 int iv = c.cdw11() & 0xffff;
-                if (iv >= ctrl.vectors()) {
+                if (iv >= ctrl.completions.vectors()) {
                     return Result.of(NvmeStatus.INVALID_FIELD);
                 }
                 value = iv;

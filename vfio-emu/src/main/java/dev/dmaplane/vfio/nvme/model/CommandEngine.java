@@ -39,6 +39,7 @@ final class CommandEngine {
     private final Queues.Sq[] sqs;
     private final DeviceBus bus;
     private final AdminCommands admin;
+    private final Completions completions;
     final Condition work;
     /** Wakes so far; written under the lock, read by the spinning engine without it. */
     private volatile long wakes;
@@ -65,6 +66,7 @@ final class CommandEngine {
         this.sqs = ctrl.sqs;
         this.bus = ctrl.bus;
         this.admin = ctrl.admin;
+        this.completions = ctrl.completions;
         this.work = lock.newCondition();
         this.io = new IoCommands(ctrl);
         this.thread = Thread.ofPlatform().daemon().name(ctrl.name + " engine " + index).unstarted(this::loop);
@@ -218,7 +220,7 @@ final class CommandEngine {
                     if (status[i] != NvmeStatus.SUCCESS) {
                         ctrl.health.error(sq.qid, c, status[i]);
                     }
-                    ctrl.post(sq, c.cid(), status[i], dw0[i]);
+                    completions.post(sq, c.cid(), status[i], dw0[i]);
                 }
             }
         } finally {

@@ -1,16 +1,12 @@
 package dev.dmaplane.vfio.nvme.model;
 
-import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.hw.DmaStatus;
 import dev.dmaplane.hw.ModelContext;
 import dev.dmaplane.hw.ModelDevice;
 import dev.dmaplane.hw.RegisterBlock;
-import dev.dmaplane.pci.Msi;
-import dev.dmaplane.pci.Msix;
 import dev.dmaplane.pci.PciReset;
 import dev.dmaplane.vfio.nvme.NvmeAdmin;
 import dev.dmaplane.vfio.nvme.NvmeCommand;
-import dev.dmaplane.vfio.nvme.NvmeCompletion;
 import dev.dmaplane.vfio.nvme.NvmeStatus;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -78,16 +74,13 @@ final class Controller implements ModelDevice {
     /** The controller memory buffer, or null. */
     private final Cmb cmb;
     final DeviceBus bus;
-    /** The completion entry being posted; guarded by the lock. */
-    private final MemorySegment cqe = MemorySegment.ofArray(new byte[NvmeCompletion.SIZE]);
+    final Completions completions;
 
     private int cc;
     private int csts;
     private int aqa;
     private long asq;
     private long acq;
-    private int intMask;
-    private int intPending;
     final Queues.Sq[] sqs;
     final Queues.Cq[] cqs;
     /** I/O queue pairs granted by Set Features Number of Queues. */
@@ -109,6 +102,7 @@ final class Controller implements ModelDevice {
         this.cmb = cmb;
         this.bus = new DeviceBus(ctx.dma(), cmb);
         this.name = ctx.function().bdf() + " nvme";
+        this.completions = new Completions(this);
         this.cap = (cfg.maxEntries() - 1L) | 1L << 16 | (long) TIMEOUT_UNITS << 24 | (long) cfg.dstrd() << 32
                 | (long) CSS_NVM << 37 | (long) MPS_MAX << 52 | (cmb != null ? 1L << 57 : 0);
         this.sqs = new Queues.Sq[cfg.ioQueues() + 1];
@@ -117,8 +111,8 @@ final class Controller implements ModelDevice {
         RegisterBlock.Builder b = RegisterBlock.builder(name + " BAR0")
                 .constant("CAP", CAP, 8, cap)
                 .constant("VS", VS, 4, VS_2_0)
-                .register("INTMS", INTMS, 4, this::intMask, this::maskSet)
-                .register("INTMC", INTMC, 4, this::intMask, this::maskClear)
+                .register("INTMS", INTMS, 4, completions::intMask, completions::maskSet)
+                .register("INTMC", INTMC, 4, completions::intMask, completions::maskClear)
                 .register("CC", CC, 4, this::cc, this::writeCc)
                 .readOnly("CSTS", CSTS, 4, this::csts)
                 .register("AQA", AQA, 4, () -> locked(() -> aqa), v -> whileDisabled(() -> aqa = (int) v & 0x0fff_0fff))
@@ -185,43 +179,12 @@ final class Controller implements ModelDevice {
         }
     }
 
-    private long intMask() {
-        return locked(() -> intMask);
-    }
-
     private long cc() {
         return locked(() -> cc);
     }
 
     private long csts() {
         return locked(() -> csts);
-    }
-
-    /** INTMS: masks pin-based and MSI vectors; with MSI-X the table's own mask bits apply (Base 2.0, 3.1.4.3). */
-    private void maskSet(long bits) {
-        lock.lock();
-        try {
-            intMask |= (int) bits;
-        } finally {
-            lock.unlock();
-        }
-    }
-
-    /** INTMC: unmasks, and a vector with a completion posted while it was masked is signalled now. */
-    private void maskClear(long bits) {
-        lock.lock();
-        try {
-            intMask &= ~(int) bits;
-            int due = intPending & (int) bits;
-            intPending &= ~due;
-            for (int v = 0; due != 0; v++, due >>>= 1) {
-                if ((due & 1) != 0) {
-                    signal(v);
-                }
-            }
-        } finally {
-            lock.unlock();
-        }
     }
 
     /**
@@ -321,7 +284,7 @@ final class Controller implements ModelDevice {
         Arrays.fill(cqs, null);
         aers.clear();
         events.clear();
-        intPending = 0;
+        completions.dropPending();
         for (CommandEngine e : engines) {
             e.cursor = 0;
         }
@@ -410,7 +373,7 @@ final class Controller implements ModelDevice {
         while (asq0 != null && ready() && !aers.isEmpty() && !events.isEmpty() && !asq0.cq.full()) {
             int cid = aers.poll();
             asq0.outstanding.remove(cid);
-            post(asq0, cid, new Result(NvmeStatus.SUCCESS, events.poll()));
+            completions.post(asq0, cid, new Result(NvmeStatus.SUCCESS, events.poll()));
         }
     }
 
@@ -479,27 +442,7 @@ final class Controller implements ModelDevice {
         if (r.status() != NvmeStatus.SUCCESS) {
             health.error(sq.qid, c, r.status());
         }
-        post(sq, c.cid(), r);
-    }
-
-    /** Posts a completion for command {@code cid} of {@code sq} and signals its vector. */
-    void post(Queues.Sq sq, int cid, Result r) {
-        post(sq, cid, r.status(), r.dw0());
-    }
-
-    void post(Queues.Sq sq, int cid, int code, int dw0) {
-        Queues.Cq cq = sq.cq;
-        int status = code == NvmeStatus.SUCCESS ? 0 : code | NvmeStatus.DNR;
-        new NvmeCompletion(dw0, 0, sq.head, sq.qid, cid, cq.phase, status).writeTo(cqe);
-        DmaStatus written = bus.write(cq.base + (long) cq.tail * NvmeCompletion.SIZE, cqe);
-        if (!written.ok()) {
-            fatal("posting to CQ" + cq.qid + " entry " + cq.tail + ": " + written);
-            return;
-        }
-        cq.advance();
-        if (cq.interrupts) {
-            interrupt(cq.vector);
-        }
+        completions.post(sq, c.cid(), r);
     }
 
     /** A queue in host memory the controller cannot reach: CSTS.CFS, as QEMU's {@code nvme_post_cqes} does. */
@@ -511,33 +454,6 @@ final class Controller implements ModelDevice {
     /** CSTS.CFS, for an engine that failed where no queue is to blame; under the lock. */
     void setFatalStatus() {
         csts |= CSTS_CFS;
-    }
-
-    /**
-     * Signals {@code vector}: through MSI-X when the driver enabled it (its mask and pending bits apply), else as
-     * MSI or INTx, held while INTMS masks it.
-     */
-    private void interrupt(int vector) {
-        boolean msix = ctx.function().msix().map(Msix::enabled).orElse(false);
-        if (!msix && vector < 32 && (intMask & 1 << vector) != 0) {
-            intPending |= 1 << vector;
-            return;
-        }
-        signal(vector);
-    }
-
-    private void signal(int vector) {
-        try {
-            ctx.raise(vector);
-        } catch (ErrnoException e) {
-            LOG.warn("{}: completion interrupt on vector {} lost: {}", name, vector, e.getMessage(), e);
-        }
-    }
-
-    /** Interrupt vectors a completion queue may name: the MSI-X table size, else the MSI vectors, else one. */
-    int vectors() {
-        return ctx.function().msix().map(Msix::vectors)
-                .orElseGet(() -> ctx.function().msi().map(Msi::vectors).orElse(1));
     }
 
     /** Moves {@code data} to the host memory the command's PRPs describe, walked with {@code prp}. */
@@ -572,7 +488,7 @@ final class Controller implements ModelDevice {
             aqa = 0;
             asq = 0;
             acq = 0;
-            intMask = 0;
+            completions.powerOn();
             if (cmb != null) {
                 cmb.reset();
             }
