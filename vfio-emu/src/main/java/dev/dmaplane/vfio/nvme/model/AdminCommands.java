@@ -321,10 +321,9 @@ final class AdminCommands {
 
     /** Asynchronous Event Request (5.2): held until an event; more than AERL + 1 outstanding is refused. */
     private Result asyncEvent(NvmeCommand c, Queues.Sq sq) {
-        if (ctrl.aers.size() > Controller.AERL) {
+        if (!ctrl.asyncEvents.hold(c.cid())) {
             return Result.of(NvmeStatus.ASYNC_EVENT_LIMIT_EXCEEDED);
         }
-        ctrl.aers.add(c.cid());
         sq.outstanding.add(c.cid());
         return Result.DEFERRED;
     }

@@ -5,7 +5,6 @@ import dev.dmaplane.hw.ModelContext;
 import dev.dmaplane.hw.ModelDevice;
 import dev.dmaplane.hw.RegisterBlock;
 import dev.dmaplane.pci.PciReset;
-import dev.dmaplane.vfio.nvme.NvmeAdmin;
 import dev.dmaplane.vfio.nvme.NvmeCommand;
 import dev.dmaplane.vfio.nvme.NvmeStatus;
 import org.slf4j.Logger;
@@ -14,8 +13,6 @@ import org.slf4j.LoggerFactory;
 import java.lang.foreign.MemorySegment;
 import java.time.Duration;
 import java.util.Arrays;
-import java.util.ArrayDeque;
-import java.util.Deque;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.Condition;
@@ -75,6 +72,7 @@ final class Controller implements ModelDevice {
     private final Cmb cmb;
     final DeviceBus bus;
     final Completions completions;
+    final AsyncEvents asyncEvents;
 
     private int cc;
     private int csts;
@@ -86,8 +84,6 @@ final class Controller implements ModelDevice {
     /** I/O queue pairs granted by Set Features Number of Queues. */
     int grantedSqs;
     int grantedCqs;
-    final Deque<Integer> aers = new ArrayDeque<>();
-    final Deque<Integer> events = new ArrayDeque<>();
     /** I/O commands claimed by an engine and not yet completed. */
     int inFlight;
     /** Drains under way: no engine claims a command meanwhile. */
@@ -108,6 +104,13 @@ final class Controller implements ModelDevice {
         this.sqs = new Queues.Sq[cfg.ioQueues() + 1];
         this.cqs = new Queues.Cq[cfg.ioQueues() + 1];
         this.admin = new AdminCommands(this);
+        this.asyncEvents = new AsyncEvents(this);
+        resetFeatures();
+        this.engines = new CommandEngine[Math.min(ENGINES, sqs.length)];
+        for (int i = 0; i < engines.length; i++) {
+            engines[i] = new CommandEngine(this, i, engines.length);
+        }
+        Doorbells doorbells = new Doorbells(this, engines);
         RegisterBlock.Builder b = RegisterBlock.builder(name + " BAR0")
                 .constant("CAP", CAP, 8, cap)
                 .constant("VS", VS, 4, VS_2_0)
@@ -132,15 +135,10 @@ final class Controller implements ModelDevice {
         }
         for (int q = 0; q <= cfg.ioQueues(); q++) {
             int qid = q;
-            b.doorbell("SQ" + q + "TDBL", sqTailDoorbell(q, cfg.dstrd()), 4, v -> sqTail(qid, (int) v));
-            b.doorbell("CQ" + q + "HDBL", cqHeadDoorbell(q, cfg.dstrd()), 4, v -> cqHead(qid, (int) v));
+            b.doorbell("SQ" + q + "TDBL", sqTailDoorbell(q, cfg.dstrd()), 4, v -> doorbells.sqTail(qid, (int) v));
+            b.doorbell("CQ" + q + "HDBL", cqHeadDoorbell(q, cfg.dstrd()), 4, v -> doorbells.cqHead(qid, (int) v));
         }
         this.registers = b.build();
-        resetFeatures();
-        this.engines = new CommandEngine[Math.min(ENGINES, sqs.length)];
-        for (int i = 0; i < engines.length; i++) {
-            engines[i] = new CommandEngine(this, i, engines.length);
-        }
     }
 
     RegisterBlock registers() {
@@ -282,8 +280,7 @@ final class Controller implements ModelDevice {
         drain(null);
         Arrays.fill(sqs, null);
         Arrays.fill(cqs, null);
-        aers.clear();
-        events.clear();
+        asyncEvents.clear();
         completions.dropPending();
         for (CommandEngine e : engines) {
             e.cursor = 0;
@@ -307,77 +304,7 @@ final class Controller implements ModelDevice {
         return (csts & (CSTS_RDY | CSTS_CFS)) == CSTS_RDY;
     }
 
-    /** SQyTDBL: a tail past the queue or on a queue that does not exist is ignored and raises an error event. */
-    private void sqTail(int qid, int value) {
-        lock.lock();
-        try {
-            if (!ready()) {
-                return;
-            }
-            Queues.Sq sq = sqs[qid];
-            if (sq == null) {
-                asyncError(NvmeAdmin.AE_INFO_INVALID_DOORBELL, "SQ" + qid + " tail doorbell " + value + ": no such queue");
-            } else if (Integer.toUnsignedLong(value) >= sq.entries) {
-                asyncError(NvmeAdmin.AE_INFO_INVALID_DOORBELL_VALUE, "SQ" + qid + " tail " + value
-                        + " past its " + sq.entries + " entries");
-            } else {
-                sq.tail = value;
-                engines[qid % engines.length].wake();
-            }
-        } finally {
-            lock.unlock();
-        }
-    }
-
-    /** CQyHDBL: the host consumed entries up to {@code value}; room in a full queue lets commands run again. */
-    private void cqHead(int qid, int value) {
-        lock.lock();
-        try {
-            if (!ready()) {
-                return;
-            }
-            Queues.Cq cq = cqs[qid];
-            if (cq == null) {
-                asyncError(NvmeAdmin.AE_INFO_INVALID_DOORBELL, "CQ" + qid + " head doorbell " + value + ": no such queue");
-            } else if (Integer.toUnsignedLong(value) >= cq.entries) {
-                asyncError(NvmeAdmin.AE_INFO_INVALID_DOORBELL_VALUE, "CQ" + qid + " head " + value
-                        + " past its " + cq.entries + " entries");
-            } else {
-                cq.head = value;
-                if (cq.stalled) {
-                    cq.stalled = false;
-                    wakeAll();
-                }
-                if (qid == 0) {
-                    completeEvents();
-                }
-            }
-        } finally {
-            lock.unlock();
-        }
-    }
-
-    private void asyncError(int info, String why) {
-        LOG.warn("{}: {}", name, why);
-        event(NvmeAdmin.AE_TYPE_ERROR | info << 8 | NvmeAdmin.LOG_ERROR << 16);
-    }
-
-    /** An asynchronous event: completes an outstanding Asynchronous Event Request, or waits for one. */
-    void event(int dw0) {
-        events.add(dw0);
-        completeEvents();
-    }
-
-    void completeEvents() {
-        Queues.Sq asq0 = sqs[0];
-        while (asq0 != null && ready() && !aers.isEmpty() && !events.isEmpty() && !asq0.cq.full()) {
-            int cid = aers.poll();
-            asq0.outstanding.remove(cid);
-            completions.post(asq0, cid, new Result(NvmeStatus.SUCCESS, events.poll()));
-        }
-    }
-
-    private void wakeAll() {
+    void wakeAll() {
         for (CommandEngine e : engines) {
             e.wake();
         }
@@ -436,7 +363,7 @@ final class Controller implements ModelDevice {
             }
         }
         if (r.deferred()) {
-            completeEvents();
+            asyncEvents.complete();
             return;
         }
         if (r.status() != NvmeStatus.SUCCESS) {
