@@ -90,13 +90,13 @@ final class AdminCommands {
         if (qid == 0 || qid > ctrl.grantedCqs || ctrl.cqs[qid] != null) {
             return Result.of(NvmeStatus.INVALID_QUEUE_IDENTIFIER);
         }
-        if (entries < 2 || entries > NvmeRegs.capMqes(ctrl.cap) + 1) {
+        if (entries < 2 || entries > NvmeRegs.capMqes(ctrl.regs.cap) + 1) {
             return Result.of(NvmeStatus.INVALID_QUEUE_SIZE);
         }
         if ((c.cdw11() & CQ_PC) == 0) {
             return Result.of(NvmeStatus.INVALID_FIELD); // CAP.CQR: queues must be physically contiguous
         }
-        if (c.prp1() == 0 || (c.prp1() & (ctrl.pageSize() - 1)) != 0) {
+        if (c.prp1() == 0 || (c.prp1() & (ctrl.regs.pageSize() - 1)) != 0) {
             return Result.of(NvmeStatus.INVALID_PRP_OFFSET);
         }
         if (ien && vector >= ctrl.completions.vectors()) {
@@ -117,13 +117,13 @@ final class AdminCommands {
         if (qid == 0 || qid > ctrl.grantedSqs || ctrl.sqs[qid] != null) {
             return Result.of(NvmeStatus.INVALID_QUEUE_IDENTIFIER);
         }
-        if (entries < 2 || entries > NvmeRegs.capMqes(ctrl.cap) + 1) {
+        if (entries < 2 || entries > NvmeRegs.capMqes(ctrl.regs.cap) + 1) {
             return Result.of(NvmeStatus.INVALID_QUEUE_SIZE);
         }
         if ((c.cdw11() & SQ_PC) == 0) {
             return Result.of(NvmeStatus.INVALID_FIELD);
         }
-        if (c.prp1() == 0 || (c.prp1() & (ctrl.pageSize() - 1)) != 0) {
+        if (c.prp1() == 0 || (c.prp1() & (ctrl.regs.pageSize() - 1)) != 0) {
             return Result.of(NvmeStatus.INVALID_PRP_OFFSET);
         }
         Queues.Cq cq = ctrl.cqs[cqid];

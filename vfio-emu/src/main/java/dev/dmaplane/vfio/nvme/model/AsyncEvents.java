@@ -54,7 +54,7 @@ final class AsyncEvents {
     /** Completes requests with the waiting events while both are there and the admin CQ has room. */
     void complete() {
         Queues.Sq asq0 = ctrl.sqs[0];
-        while (asq0 != null && ctrl.ready() && !requests.isEmpty() && !pending.isEmpty() && !asq0.cq.full()) {
+        while (asq0 != null && ctrl.regs.ready() && !requests.isEmpty() && !pending.isEmpty() && !asq0.cq.full()) {
             int cid = requests.poll();
             asq0.outstanding.remove(cid);
             ctrl.completions.post(asq0, cid, new Result(NvmeStatus.SUCCESS, pending.poll()));

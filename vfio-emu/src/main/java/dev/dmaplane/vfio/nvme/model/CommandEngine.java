@@ -40,6 +40,7 @@ final class CommandEngine {
     private final DeviceBus bus;
     private final AdminCommands admin;
     private final Completions completions;
+    private final ControllerRegisters regs;
     final Condition work;
     /** Wakes so far; written under the lock, read by the spinning engine without it. */
     private volatile long wakes;
@@ -67,6 +68,7 @@ final class CommandEngine {
         this.bus = ctrl.bus;
         this.admin = ctrl.admin;
         this.completions = ctrl.completions;
+        this.regs = ctrl.regs;
         this.work = lock.newCondition();
         this.io = new IoCommands(ctrl);
         this.thread = Thread.ofPlatform().daemon().name(ctrl.name + " engine " + index).unstarted(this::loop);
@@ -146,7 +148,7 @@ final class CommandEngine {
                 return;
             } catch (RuntimeException e) {
                 LOG.error("{}: engine {} failed; controller fatal status", ctrl.name, index, e);
-                ctrl.setFatalStatus();
+                regs.setFatalStatus();
                 continue;
             } finally {
                 lock.unlock();
@@ -157,7 +159,7 @@ final class CommandEngine {
 
     /** The next of this engine's submission queues, round robin, with a command whose CQ has room. */
     Queues.Sq next() {
-        if (!ctrl.ready() || ctrl.draining > 0) {
+        if (!regs.ready() || ctrl.draining > 0) {
             return null;
         }
         int n = count;
@@ -212,10 +214,10 @@ final class CommandEngine {
                 NvmeCommand c = commands[i];
                 commands[i] = null;
                 if (faults[i] != null) {
-                    ctrl.fatal(faults[i]);
+                    regs.fatal(faults[i]);
                     faults[i] = null;
                 } else if (c == null) {
-                    ctrl.fatal("SQ" + sq.qid + " entry " + slots[i] + " could not be read");
+                    regs.fatal("SQ" + sq.qid + " entry " + slots[i] + " could not be read");
                 } else {
                     if (status[i] != NvmeStatus.SUCCESS) {
                         ctrl.health.error(sq.qid, c, status[i]);

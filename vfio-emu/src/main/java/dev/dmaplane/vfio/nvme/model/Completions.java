@@ -48,7 +48,7 @@ final class Completions {
         new NvmeCompletion(dw0, 0, sq.head, sq.qid, cid, cq.phase, status).writeTo(cqe);
         DmaStatus written = bus.write(cq.base + (long) cq.tail * NvmeCompletion.SIZE, cqe);
         if (!written.ok()) {
-            ctrl.fatal("posting to CQ" + cq.qid + " entry " + cq.tail + ": " + written);
+            ctrl.regs.fatal("posting to CQ" + cq.qid + " entry " + cq.tail + ": " + written);
             return;
         }
         cq.advance();

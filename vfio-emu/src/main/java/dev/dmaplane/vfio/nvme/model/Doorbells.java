@@ -16,6 +16,7 @@ final class Doorbells {
     private final Queues.Sq[] sqs;
     private final Queues.Cq[] cqs;
     private final CommandEngine[] engines;
+    private final ControllerRegisters regs;
 
     /** @param engines the controller's engines: SQ {@code y}'s is {@code y} modulo their count */
     Doorbells(Controller ctrl, CommandEngine[] engines) {
@@ -24,13 +25,14 @@ final class Doorbells {
         this.sqs = ctrl.sqs;
         this.cqs = ctrl.cqs;
         this.engines = engines;
+        this.regs = ctrl.regs;
     }
 
     /** SQyTDBL: a tail past the queue or on a queue that does not exist is ignored and raises an error event. */
     void sqTail(int qid, int value) {
         lock.lock();
         try {
-            if (!ctrl.ready()) {
+            if (!regs.ready()) {
                 return;
             }
             Queues.Sq sq = sqs[qid];
@@ -53,7 +55,7 @@ final class Doorbells {
     void cqHead(int qid, int value) {
         lock.lock();
         try {
-            if (!ctrl.ready()) {
+            if (!regs.ready()) {
                 return;
             }
             Queues.Cq cq = cqs[qid];

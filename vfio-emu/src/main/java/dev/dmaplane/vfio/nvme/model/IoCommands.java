@@ -29,11 +29,13 @@ final class IoCommands {
     private static final int NSID_ALL = 0xffff_ffff;
 
     private final Controller ctrl;
+    private final ControllerRegisters regs;
     private final Prp prp;
     private final Direct direct = new Direct();
 
     IoCommands(Controller ctrl) {
         this.ctrl = ctrl;
+        this.regs = ctrl.regs;
         this.prp = new Prp(ctrl.bus);
     }
 
@@ -115,7 +117,7 @@ final class IoCommands {
             return bad;
         }
         long bytes = (long) c.blocks() << ctrl.cfg.lbaShift();
-        int st = prp.walk(c.prp1(), c.prp2(), bytes, ctrl.pageSize());
+        int st = prp.walk(c.prp1(), c.prp2(), bytes, regs.pageSize());
         if (st != NvmeStatus.SUCCESS) {
             return st;
         }
@@ -138,7 +140,7 @@ final class IoCommands {
             return bad;
         }
         long bytes = (long) c.blocks() << ctrl.cfg.lbaShift();
-        int st = prp.walk(c.prp1(), c.prp2(), bytes, ctrl.pageSize());
+        int st = prp.walk(c.prp1(), c.prp2(), bytes, regs.pageSize());
         if (st != NvmeStatus.SUCCESS) {
             return st;
         }
