@@ -1,7 +1,5 @@
 package dev.dmaplane.nvmeuser;
 
-import dev.dmaplane.device.Device;
-import dev.dmaplane.device.DeviceCore;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.iommu.IommuGroup;
@@ -42,10 +40,6 @@ import java.util.concurrent.TimeUnit;
  * down with CC.SHN and closes everything: nothing stays pinned or mapped.
  * <p>
  * Threading: bring-up, admin commands and {@link #close} on one thread; each {@link QueuePair} on its owner's.
- * <p>
- * Why one class of about 610 lines: it is {@code nvme_ctrlr_process_init}'s state machine and the admin queue that
- * every step of it uses; the I/O queue pairs ({@link QueuePair}), the memory ({@code DmaRegion}) and the front ends
- * are their own classes already. Its {@code Options} record is the piece to move out if it grows again.
  */
 public final class NvmeController implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(NvmeController.class);
@@ -151,7 +145,7 @@ public final class NvmeController implements AutoCloseable {
         PciFunction fn = machine.devices().findDevice(bdf).filter(PciFunction.class::isInstance)
                 .map(PciFunction.class::cast)
                 .orElseThrow(() -> new ErrnoException(Errno.ENODEV, "nvme: no PCI function " + bdf));
-        boolean bound = bindVfio(machine, fn);
+        boolean bound = DriverOverride.bindVfio(machine, fn);
         AddressSpace mm = null;
         VfioUser user = null;
         try {
@@ -170,7 +164,7 @@ public final class NvmeController implements AutoCloseable {
                 mm.close();
             }
             if (bound) {
-                unbindVfio(machine, fn);
+                DriverOverride.unbindVfio(machine, fn);
             }
             throw e;
         }
@@ -202,36 +196,6 @@ public final class NvmeController implements AutoCloseable {
             c.close();
             throw e;
         }
-    }
-
-    /** {@code driverctl set-override BDF vfio-pci}: whether this call bound it (and so unbinds it at close). */
-    private static boolean bindVfio(Machine machine, PciFunction fn) {
-        DeviceCore core = machine.devices();
-        Vfio vfio = Vfio.of(machine);
-        if (core.drivers().stream().noneMatch(d -> d.name().equals(vfio.driver().name()))) {
-            core.registerDriver(vfio.driver()); // a plain class path; in OSGi the vfio bundle registers it
-        }
-        String vfioPci = vfio.driver().name();
-        if (fn.driver().map(d -> d.name().equals(vfioPci)).orElse(false)) {
-            return false;
-        }
-        if (fn.driver().isPresent()) {
-            core.unbind(fn);
-        }
-        core.setDriverOverride(fn, vfioPci);
-        if (!core.reprobe(fn)) {
-            core.setDriverOverride(fn, "");
-            throw new ErrnoException(Errno.ENODEV, "nvme: vfio-pci did not bind " + fn.bdf());
-        }
-        return true;
-    }
-
-    private static void unbindVfio(Machine machine, Device fn) {
-        if (!fn.isPresent()) {
-            return;
-        }
-        machine.devices().unbind(fn);
-        machine.devices().setDriverOverride(fn, "");
     }
 
     private void init(int irqVectors) {
@@ -572,7 +536,7 @@ public final class NvmeController implements AutoCloseable {
                 owned.mm().close();
             });
             if (owned.bound()) {
-                step(failures, "unbinding vfio-pci", () -> unbindVfio(owned.machine(), owned.fn()));
+                step(failures, "unbinding vfio-pci", () -> DriverOverride.unbindVfio(owned.machine(), owned.fn()));
             }
         }
         if (!failures.isEmpty()) {
