@@ -8,11 +8,6 @@ import dev.dmaplane.iommu.Iommu;
 import dev.dmaplane.iommu.IommuGroup;
 import dev.dmaplane.iommu.IoPageTable;
 import dev.dmaplane.mm.AddressSpace;
-import dev.dmaplane.fs.Inode;
-import dev.dmaplane.mem.HostMemory;
-import dev.dmaplane.vfio.impl.DmaBufFile;
-import dev.dmaplane.vfio.impl.IoPageStore;
-import dev.dmaplane.vfio.impl.MemfdFile;
 import dev.dmaplane.vfio.impl.VfioFile;
 import dev.dmaplane.vfio.iommufd.IommufdAccess;
 import dev.dmaplane.vfio.uapi.IoctlTable;
@@ -31,7 +26,6 @@ import java.util.function.IntFunction;
 
 import static dev.dmaplane.vfio.VfioLayouts.U32;
 import static dev.dmaplane.vfio.VfioLayouts.U64;
-import static dev.dmaplane.vfio.VfioLayouts.offset;
 import static dev.dmaplane.vfio.iommufd.IommufdUapi.*;
 
 /**
@@ -45,9 +39,9 @@ import static dev.dmaplane.vfio.iommufd.IommufdUapi.*;
  * Pointers in the structures ({@code allowed_iovas}, {@code data}) are addresses in the user's address space.
  * Devices bound through VFIO hold the context, so it lives until the descriptor and every bound device are gone;
  * then every object is destroyed and nothing stays pinned. Thread-safe: every operation holds this object's lock.
- * <p>Size: about 850 lines, over the project's 600: the IOAS commands, the HWPT and dirty-tracking commands, the
- * device binding and the access objects share the object table and the lock, all in this class. Next split: the HWPT and dirty-bitmap
- * commands into a class of their own handed the object table, as the IOAS commands' argument checks are now.
+ * <p>
+ * The IOAS commands are {@link IoasCommands} ({@code ioas.c}); the HWPT and dirty-tracking commands
+ * ({@code hw_pagetable.c}), the device binding and the access objects stay here, on the object table and the lock.
  */
 public final class IommufdCtx implements VfioFile {
     private static final Logger LOG = LoggerFactory.getLogger(IommufdCtx.class);
@@ -67,30 +61,6 @@ public final class IommufdCtx implements VfioFile {
         int bound;
         int attached;
         Hwpt hwpt;
-    }
-
-    /** A command's kernel copy ({@code struct iommufd_ucmd}). */
-    private record Ucmd(MemorySegment user, MemorySegment cmd, long userSize) {
-        /** {@code iommufd_ucmd_respond}: the structure back, up to the user's size. */
-        void respond() {
-            MemorySegment.copy(cmd, 0, user, 0, Math.min(userSize, cmd.byteSize()));
-        }
-
-        int u32(StructLayout s, String name) {
-            return cmd.get(U32, offset(s, name));
-        }
-
-        long u64(StructLayout s, String name) {
-            return cmd.get(U64, offset(s, name));
-        }
-
-        void setU32(StructLayout s, String name, int v) {
-            cmd.set(U32, offset(s, name), v);
-        }
-
-        void setU64(StructLayout s, String name, long v) {
-            cmd.set(U64, offset(s, name), v);
-        }
     }
 
     @FunctionalInterface
@@ -120,15 +90,16 @@ public final class IommufdCtx implements VfioFile {
         this.files = files;
         this.table = IoctlTable.enotty("/dev/iommu");
         op(IOMMU_DESTROY, "IOMMU_DESTROY", DESTROY, DESTROY.byteSize(), this::destroy);
-        op(IOMMU_IOAS_ALLOC, "IOMMU_IOAS_ALLOC", IOAS_ALLOC, IOAS_ALLOC.byteSize(), this::ioasAlloc);
+        IoasCommands ioasCmds = new IoasCommands(this, who, mm, account, files, globalDevice);
+        op(IOMMU_IOAS_ALLOC, "IOMMU_IOAS_ALLOC", IOAS_ALLOC, IOAS_ALLOC.byteSize(), ioasCmds::alloc);
         op(IOMMU_IOAS_ALLOW_IOVAS, "IOMMU_IOAS_ALLOW_IOVAS", IOAS_ALLOW_IOVAS, IOAS_ALLOW_IOVAS.byteSize(),
-                this::allowIovas);
-        op(IOMMU_IOAS_COPY, "IOMMU_IOAS_COPY", IOAS_COPY, IOAS_COPY.byteSize(), this::copy);
+                ioasCmds::allowIovas);
+        op(IOMMU_IOAS_COPY, "IOMMU_IOAS_COPY", IOAS_COPY, IOAS_COPY.byteSize(), ioasCmds::copy);
         op(IOMMU_IOAS_IOVA_RANGES, "IOMMU_IOAS_IOVA_RANGES", IOAS_IOVA_RANGES, IOAS_IOVA_RANGES.byteSize(),
-                this::iovaRanges);
-        op(IOMMU_IOAS_MAP, "IOMMU_IOAS_MAP", IOAS_MAP, IOAS_MAP.byteSize(), this::map);
-        opUnlocked(IOMMU_IOAS_UNMAP, "IOMMU_IOAS_UNMAP", IOAS_UNMAP, IOAS_UNMAP.byteSize(), this::unmap);
-        op(IOMMU_IOAS_MAP_FILE, "IOMMU_IOAS_MAP_FILE", IOAS_MAP_FILE, IOAS_MAP_FILE.byteSize(), this::mapFile);
+                ioasCmds::iovaRanges);
+        op(IOMMU_IOAS_MAP, "IOMMU_IOAS_MAP", IOAS_MAP, IOAS_MAP.byteSize(), ioasCmds::map);
+        opUnlocked(IOMMU_IOAS_UNMAP, "IOMMU_IOAS_UNMAP", IOAS_UNMAP, IOAS_UNMAP.byteSize(), ioasCmds::unmap);
+        op(IOMMU_IOAS_MAP_FILE, "IOMMU_IOAS_MAP_FILE", IOAS_MAP_FILE, IOAS_MAP_FILE.byteSize(), ioasCmds::mapFile);
         op(IOMMU_HWPT_ALLOC, "IOMMU_HWPT_ALLOC", HWPT_ALLOC, HWPT_ALLOC_MINSZ, this::hwptAlloc);
         op(IOMMU_GET_HW_INFO, "IOMMU_GET_HW_INFO", HW_INFO, HW_INFO_MINSZ, this::hwInfo);
         op(IOMMU_HWPT_SET_DIRTY_TRACKING, "IOMMU_HWPT_SET_DIRTY_TRACKING", HWPT_SET_DIRTY_TRACKING,
@@ -203,10 +174,11 @@ public final class IommufdCtx implements VfioFile {
         return (Ioas) get(id, IommufdObject.Type.IOAS, what);
     }
 
-    private static void reserved0(Ucmd u, StructLayout s, String what) {
-        if (u.u32(s, "__reserved") != 0) {
-            throw new ErrnoException(Errno.EOPNOTSUPP, what + ": __reserved is " + u.u32(s, "__reserved"));
-        }
+    /** A new IOAS with the lowest free ID ({@code iommufd_ioas_alloc}); under the lock. */
+    Ioas allocIoas() {
+        Ioas ioas = new Ioas(allocId(), who);
+        objects.put(ioas.id, ioas);
+        return ioas;
     }
 
     /**
@@ -228,351 +200,6 @@ public final class IommufdCtx implements VfioFile {
         return 0;
     }
 
-    /** {@code iommufd_ioas_alloc_ioctl}: {@code EOPNOTSUPP} for any flag. */
-    private long ioasAlloc(Ucmd u) {
-        int flags = u.u32(IOAS_ALLOC, "flags");
-        if (flags != 0) {
-            throw new ErrnoException(Errno.EOPNOTSUPP, "IOMMU_IOAS_ALLOC: unknown flags " + Integer.toHexString(flags));
-        }
-        Ioas ioas = new Ioas(allocId(), who);
-        objects.put(ioas.id, ioas);
-        u.setU32(IOAS_ALLOC, "out_ioas_id", ioas.id);
-        u.respond();
-        return 0;
-    }
-
-    /**
-     * {@code iommufd_ioas_iova_ranges}: the usable ranges written to {@code allowed_iovas} as far as
-     * {@code num_iovas} goes, {@code num_iovas} set to how many there are, and {@code EMSGSIZE} (after the structure
-     * is written back) when that is more than the array holds.
-     */
-    private long iovaRanges(Ucmd u) {
-        reserved0(u, IOAS_IOVA_RANGES, "IOMMU_IOAS_IOVA_RANGES");
-        Ioas ioas = ioas(u.u32(IOAS_IOVA_RANGES, "ioas_id"), "IOMMU_IOAS_IOVA_RANGES");
-        long max = Integer.toUnsignedLong(u.u32(IOAS_IOVA_RANGES, "num_iovas"));
-        long ptr = u.u64(IOAS_IOVA_RANGES, "allowed_iovas");
-        List<long[]> ranges = ioas.iovaRanges();
-        for (int i = 0; i < ranges.size() && i < max; i++) {
-            MemorySegment r = MemorySegment.ofArray(new byte[(int) IOVA_RANGE.byteSize()]);
-            r.set(U64, 0, ranges.get(i)[0]);
-            r.set(U64, 8, ranges.get(i)[1]);
-            mm.write(ptr + i * IOVA_RANGE.byteSize(), r);
-        }
-        u.setU32(IOAS_IOVA_RANGES, "num_iovas", ranges.size());
-        u.setU64(IOAS_IOVA_RANGES, "out_iova_alignment", PAGE);
-        u.respond();
-        if (ranges.size() > max) {
-            throw new ErrnoException(Errno.EMSGSIZE, String.format("IOMMU_IOAS_IOVA_RANGES: %d ranges, room for %d",
-                    ranges.size(), max));
-        }
-        return 0;
-    }
-
-    /**
-     * {@code iommufd_ioas_allow_iovas}: the ranges read from {@code allowed_iovas}; one whose start is not below
-     * its last, or that overlaps another, is {@code EINVAL}; one over a reserved range {@code EADDRINUSE}.
-     */
-    private long allowIovas(Ucmd u) {
-        reserved0(u, IOAS_ALLOW_IOVAS, "IOMMU_IOAS_ALLOW_IOVAS");
-        Ioas ioas = ioas(u.u32(IOAS_ALLOW_IOVAS, "ioas_id"), "IOMMU_IOAS_ALLOW_IOVAS");
-        long n = Integer.toUnsignedLong(u.u32(IOAS_ALLOW_IOVAS, "num_iovas"));
-        long ptr = u.u64(IOAS_ALLOW_IOVAS, "allowed_iovas");
-        List<long[]> ranges = new ArrayList<>();
-        for (long i = 0; i < n; i++) {
-            MemorySegment r = MemorySegment.ofArray(new byte[(int) IOVA_RANGE.byteSize()]);
-            mm.read(ptr + i * IOVA_RANGE.byteSize(), r);
-            long start = r.get(U64, 0);
-            long last = r.get(U64, 8);
-            if (Ioas.le(last, start)) {
-                throw new ErrnoException(Errno.EINVAL, String.format("IOMMU_IOAS_ALLOW_IOVAS: range %d, %#x-%#x, "
-                        + "does not end after its start", i, start, last));
-            }
-            for (long[] o : ranges) {
-                if (Ioas.intersects(start, last, o[0], o[1])) {
-                    throw new ErrnoException(Errno.EINVAL, String.format("IOMMU_IOAS_ALLOW_IOVAS: range %#x-%#x "
-                            + "overlaps %#x-%#x", start, last, o[0], o[1]));
-                }
-            }
-            ranges.add(new long[]{start, last});
-        }
-        ioas.allow(ranges);
-        return 0;
-    }
-
-    /** {@code conv_iommu_prot}; {@code EINVAL} for neither READABLE nor WRITEABLE. */
-    private static int prot(int flags, String what) {
-        if ((flags & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)) == 0) {
-            throw new ErrnoException(Errno.EINVAL, what + ": neither READABLE nor WRITEABLE");
-        }
-        return ((flags & IOMMU_IOAS_MAP_READABLE) != 0 ? IoPageTable.PROT_READ : 0)
-                | ((flags & IOMMU_IOAS_MAP_WRITEABLE) != 0 ? IoPageTable.PROT_WRITE : 0);
-    }
-
-    private static void mapFlags(int flags, String what) {
-        int known = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
-        if ((flags & ~known) != 0) {
-            throw new ErrnoException(Errno.EOPNOTSUPP, what + ": unknown flags " + Integer.toHexString(flags & ~known));
-        }
-    }
-
-    private static void notUlongMax(long v, String field, String what) {
-        if (v == Ioas.ULONG_MAX) {
-            throw new ErrnoException(Errno.EOVERFLOW, what + ": " + field + " is ULONG_MAX");
-        }
-    }
-
-    /**
-     * {@code iommufd_ioas_map}: flags and {@code __reserved} ({@code EOPNOTSUPP}), IOVA or length of
-     * {@code ULONG_MAX} ({@code EOVERFLOW}), no READABLE/WRITEABLE ({@code EINVAL}), the IOAS ({@code ENOENT}), the
-     * placement ({@link Ioas#place}), a user address off the page size ({@code EINVAL}); then the user memory is
-     * pinned {@code FOLL_LONGTERM} ({@code EFAULT}) and charged to {@code locked_vm} ({@code ENOMEM} past
-     * {@code RLIMIT_MEMLOCK}) and mapped into every domain of the IOAS. The IOVA is written back.
-     */
-    private long map(Ucmd u) {
-        int flags = u.u32(IOAS_MAP, "flags");
-        String what = "IOMMU_IOAS_MAP";
-        mapFlags(flags, what);
-        reserved0(u, IOAS_MAP, what);
-        long uptr = u.u64(IOAS_MAP, "user_va");
-        long length = u.u64(IOAS_MAP, "length");
-        long iova = u.u64(IOAS_MAP, "iova");
-        notUlongMax(iova, "iova", what);
-        notUlongMax(length, "length", what);
-        int prot = prot(flags, what);
-        Ioas ioas = ioas(u.u32(IOAS_MAP, "ioas_id"), what);
-        if (length != 0 && Long.compareUnsigned(uptr + length - 1, uptr) < 0) {
-            throw new ErrnoException(Errno.EOVERFLOW, String.format("%s: user_va %#x + %#x wraps", what, uptr, length));
-        }
-        long at = ioas.place(iova, length, uptr, (flags & IOMMU_IOAS_MAP_FIXED_IOVA) != 0);
-        if ((uptr & (PAGE - 1)) != 0) {
-            throw new ErrnoException(Errno.EINVAL, String.format("%s: user_va %#x is not aligned to the IOVA "
-                    + "alignment %#x", what, uptr, PAGE));
-        }
-        IoPageStore.Pages pages = pinUser(uptr, length, (prot & IoPageTable.PROT_WRITE) != 0);
-        try {
-            ioas.store.map(pages, 0, at, length, uptr, prot);
-        } catch (RuntimeException e) {
-            pages.put(false);
-            throw e;
-        }
-        u.setU64(IOAS_MAP, "iova", at);
-        u.respond();
-        return 0;
-    }
-
-    /** {@code iopt_alloc_pages} filled: the pin, charged to {@code locked_vm}; released with the accounting. */
-    private IoPageStore.Pages pinUser(long uptr, long length, boolean write) {
-        IoPageStore.Pages raw = IoPageStore.Pages.pin(mm, uptr, length, write);
-        try {
-            account.lockAcct(length);
-        } catch (RuntimeException e) {
-            raw.put(false);
-            throw e;
-        }
-        int n = raw.pageCount();
-        account.pinned(n);
-        return raw.then(() -> {
-            account.lockAcct(-length);
-            account.pinned(-n);
-        });
-    }
-
-    /**
-     * {@code iommufd_ioas_map_file}: as {@link #map}, of {@code length} bytes of the file behind {@code fd} from
-     * byte {@code start}: the fd must be open ({@code EBADF}) and a memfd (other files {@code EINVAL}, as
-     * {@code memfd_pin_folios} answers), {@code start} on a page ({@code EINVAL}) and the range inside the file
-     * ({@code EFAULT}); its pages are pinned ({@code memfd_pin_folios}), so they outlive a truncate until unmapped.
-     * A dma-buf ({@code iopt_map_file_pages} finding one with {@code dma_buf_get}) is mapped through its physical
-     * ranges ({@link DmabufPages}): vfio-pci's BAR exports as in recent kernels, and a GPU's VRAM export beyond them;
-     * other exporters {@code EOPNOTSUPP}, a revoked buffer {@code ENODEV}, a range past the buffer {@code EINVAL}.
-     * A revoke while mapped unmaps the IOVA range from every domain and leaves the area to the user's unmap.
-     */
-    private long mapFile(Ucmd u) {
-        int flags = u.u32(IOAS_MAP_FILE, "flags");
-        String what = "IOMMU_IOAS_MAP_FILE";
-        mapFlags(flags, what);
-        long start = u.u64(IOAS_MAP_FILE, "start");
-        long length = u.u64(IOAS_MAP_FILE, "length");
-        long iova = u.u64(IOAS_MAP_FILE, "iova");
-        notUlongMax(iova, "iova", what);
-        notUlongMax(length, "length", what);
-        int prot = prot(flags, what);
-        Ioas ioas = ioas(u.u32(IOAS_MAP_FILE, "ioas_id"), what);
-        int fd = u.u32(IOAS_MAP_FILE, "fd");
-        VfioFile f = files.apply(fd);
-        if (length != 0 && Long.compareUnsigned(start + length - 1, start) < 0) {
-            throw new ErrnoException(Errno.EOVERFLOW, String.format("%s: start %#x + %#x wraps", what, start, length));
-        }
-        long at = ioas.place(iova, length, 0, (flags & IOMMU_IOAS_MAP_FIXED_IOVA) != 0);
-        if ((start & (PAGE - 1)) != 0) {
-            throw new ErrnoException(Errno.EINVAL, String.format("%s: start %#x is not aligned to %#x", what, start,
-                    PAGE));
-        }
-        if (f instanceof DmaBufFile dmabuf) {
-            DmabufPages.map(dmabuf.buffer(), globalDevice, start, length, (prot & IoPageTable.PROT_WRITE) != 0, who,
-                    pages -> ioas.store.map(pages, 0, at, length, 0, prot));
-            u.setU64(IOAS_MAP_FILE, "iova", at);
-            u.respond();
-            return 0;
-        }
-        if (!(f instanceof MemfdFile memfd)) {
-            throw new ErrnoException(Errno.EINVAL, what + ": fd " + fd + " is " + f + ", not a memfd or a dma-buf");
-        }
-        IoPageStore.Pages pages = pinFile(memfd.inode(), start, length);
-        try {
-            ioas.store.map(pages, 0, at, length, 0, prot);
-        } catch (RuntimeException e) {
-            pages.put(false);
-            throw e;
-        }
-        u.setU64(IOAS_MAP_FILE, "iova", at);
-        u.respond();
-        return 0;
-    }
-
-    /** {@code memfd_pin_folios} of the file's pages, charged to {@code locked_vm} as a user pin is. */
-    private IoPageStore.Pages pinFile(Inode inode, long start, long length) {
-        long first = start / PAGE;
-        long count = length / PAGE;
-        if (count > Integer.MAX_VALUE) {
-            throw new ErrnoException(Errno.EINVAL, "IOMMU_IOAS_MAP_FILE: " + count + " pages are too many");
-        }
-        long[] pfns = inode.pinPages(first, (int) count);
-        HostMemory mem = inode.fs().memory();
-        try {
-            account.lockAcct(length);
-        } catch (RuntimeException e) {
-            for (long pfn : pfns) {
-                mem.unpinPage(pfn);
-            }
-            throw e;
-        }
-        account.pinned(pfns.length);
-        long[] phys = new long[pfns.length];
-        for (int i = 0; i < pfns.length; i++) {
-            phys[i] = pfns[i] << HostMemory.PAGE_SHIFT;
-        }
-        return new IoPageStore.Pages(phys, true, dirty -> {
-            if (dirty) {
-                inode.unpinPagesDirty(first, pfns);
-            } else {
-                for (long pfn : pfns) {
-                    mem.unpinPage(pfn);
-                }
-            }
-            account.lockAcct(-length);
-            account.pinned(-pfns.length);
-        });
-    }
-
-    /**
-     * {@code iommufd_ioas_copy}: the pages behind {@code [src_iova, src_iova + length)} of the source IOAS (contiguous
-     * mappings, {@code ENOENT} otherwise) mapped in the destination IOAS without pinning them again; a writable copy
-     * of pages pinned read-only is {@code EPERM}.
-     */
-    private long copy(Ucmd u) {
-        String what = "IOMMU_IOAS_COPY";
-        int flags = u.u32(IOAS_COPY, "flags");
-        mapFlags(flags, what);
-        long length = u.u64(IOAS_COPY, "length");
-        long dstIova = u.u64(IOAS_COPY, "dst_iova");
-        long srcIova = u.u64(IOAS_COPY, "src_iova");
-        notUlongMax(length, "length", what);
-        notUlongMax(srcIova, "src_iova", what);
-        notUlongMax(dstIova, "dst_iova", what);
-        int prot = prot(flags, what);
-        Ioas src = ioas(u.u32(IOAS_COPY, "src_ioas_id"), what);
-        if (length == 0 || ((srcIova | length) & (PAGE - 1)) != 0) {
-            throw new ErrnoException(Errno.EINVAL, String.format("%s: src_iova %#x length %#x: empty or not aligned "
-                    + "to %#x", what, srcIova, length, PAGE));
-        }
-        if (Long.compareUnsigned(srcIova + length - 1, srcIova) < 0) {
-            throw new ErrnoException(Errno.EOVERFLOW, String.format("%s: src_iova %#x + %#x wraps", what, srcIova,
-                    length));
-        }
-        List<Ioas.PagesSlice> slices = src.pages(srcIova, length);
-        List<IoPageStore.Area> done = new ArrayList<>();
-        Ioas dst = null;
-        try {
-            dst = ioas(u.u32(IOAS_COPY, "dst_ioas_id"), what);
-            long at = dst.place(dstIova, length, 0, (flags & IOMMU_IOAS_MAP_FIXED_IOVA) != 0);
-            long iova = at;
-            for (Ioas.PagesSlice s : slices) {
-                done.add(dst.store.map(s.pages(), s.firstPage(), iova, s.length(), 0, prot));
-                iova += s.length();
-            }
-            u.setU64(IOAS_COPY, "dst_iova", at);
-            u.respond();
-            return 0;
-        } catch (RuntimeException e) {
-            for (IoPageStore.Area a : done) {
-                dst.store.unmap(a);
-            }
-            for (int i = done.size(); i < slices.size(); i++) {
-                slices.get(i).pages().put(false);
-            }
-            throw e;
-        }
-    }
-
-    /**
-     * {@code iommufd_ioas_unmap}: IOVA 0 with length {@code U64_MAX} unmaps everything (0 bytes when nothing is
-     * mapped); otherwise IOVA or length {@code ULONG_MAX} is {@code EOVERFLOW}, length 0 {@code EINVAL}, a range
-     * that wraps {@code EOVERFLOW}, and {@link Ioas#beginUnmap}'s {@code ENOENT}. The bytes unmapped are written back
-     * into {@code length}.
-     * <p>
-     * The context's lock is held for each step of {@code iopt_unmap_iova_range} and dropped while the accesses are
-     * told to unpin ({@link Ioas.Notice#tell}), so a driver may unpin from another thread than the unmap's, as the
-     * kernel drops its locks before {@code iommufd_access_notify_unmap}. The IOAS counts one more user meanwhile, as
-     * the ioctl's reference on the object keeps {@code IOMMU_DESTROY} from taking it.
-     */
-    private long unmap(Ucmd u) {
-        String what = "IOMMU_IOAS_UNMAP";
-        Ioas ioas;
-        synchronized (this) {
-            ioas = ioas(u.u32(IOAS_UNMAP, "ioas_id"), what);
-            ioas.users++;
-        }
-        try {
-            Ioas.Unmapping job = beginUnmap(u, ioas, what);
-            while (true) {
-                Ioas.Notice notice;
-                synchronized (this) {
-                    notice = ioas.unmapStep(job);
-                }
-                if (notice == null) {
-                    break;
-                }
-                notice.tell();
-            }
-            u.setU64(IOAS_UNMAP, "length", job.bytes());
-            u.respond();
-            return 0;
-        } finally {
-            synchronized (this) {
-                ioas.users--;
-            }
-        }
-    }
-
-    private synchronized Ioas.Unmapping beginUnmap(Ucmd u, Ioas ioas, String what) {
-        long iova = u.u64(IOAS_UNMAP, "iova");
-        long length = u.u64(IOAS_UNMAP, "length");
-        if (iova == 0 && length == Ioas.ULONG_MAX) {
-            return ioas.beginUnmap(0, Ioas.ULONG_MAX, true);
-        }
-        notUlongMax(iova, "iova", what);
-        notUlongMax(length, "length", what);
-        if (length == 0) {
-            throw new ErrnoException(Errno.EINVAL, what + ": length 0");
-        }
-        long last = iova + length - 1;
-        if (!Ioas.le(iova, last)) {
-            throw new ErrnoException(Errno.EOVERFLOW, String.format("%s: %#x + %#x wraps", what, iova, length));
-        }
-        return ioas.beginUnmap(iova, last, false);
-    }
-
     /**
      * {@code iommufd_hwpt_alloc}: flags other than {@code DIRTY_TRACKING} (no nesting here) and {@code __reserved}
      * are {@code EOPNOTSUPP}; data with type NONE {@code EINVAL}; the device and the IOAS must exist
@@ -587,7 +214,7 @@ public final class IommufdCtx implements VfioFile {
             throw new ErrnoException(Errno.EOPNOTSUPP, what + ": unsupported flags "
                     + Integer.toHexString(flags & ~IOMMU_HWPT_ALLOC_DIRTY_TRACKING));
         }
-        reserved0(u, HWPT_ALLOC, what);
+        u.reserved0(HWPT_ALLOC, what);
         int dataType = u.u32(HWPT_ALLOC, "data_type");
         if (dataType == IOMMU_HWPT_DATA_NONE && (u.u32(HWPT_ALLOC, "data_len") != 0
                 || u.u64(HWPT_ALLOC, "data_uptr") != 0)) {
@@ -623,7 +250,7 @@ public final class IommufdCtx implements VfioFile {
         if (u.u32(HW_INFO, "flags") != 0) {
             throw new ErrnoException(Errno.EOPNOTSUPP, what + ": flags " + Integer.toHexString(u.u32(HW_INFO, "flags")));
         }
-        reserved0(u, HW_INFO, what);
+        u.reserved0(HW_INFO, what);
         get(u.u32(HW_INFO, "dev_id"), IommufdObject.Type.DEVICE, what);
         long len = Integer.toUnsignedLong(u.u32(HW_INFO, "data_len"));
         if (len > 0) {
@@ -653,7 +280,7 @@ public final class IommufdCtx implements VfioFile {
         if ((flags & ~IOMMU_HWPT_DIRTY_TRACKING_ENABLE) != 0) {
             throw new ErrnoException(Errno.EOPNOTSUPP, what + ": unknown flags " + Integer.toHexString(flags));
         }
-        reserved0(u, HWPT_SET_DIRTY_TRACKING, what);
+        u.reserved0(HWPT_SET_DIRTY_TRACKING, what);
         Hwpt h = dirtyHwpt(u.u32(HWPT_SET_DIRTY_TRACKING, "hwpt_id"), what);
         h.domain.setDirtyTracking((flags & IOMMU_HWPT_DIRTY_TRACKING_ENABLE) != 0);
         return 0;
@@ -674,7 +301,7 @@ public final class IommufdCtx implements VfioFile {
         if ((flags & ~IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR) != 0) {
             throw new ErrnoException(Errno.EOPNOTSUPP, what + ": unknown flags " + Integer.toHexString(flags));
         }
-        reserved0(u, HWPT_GET_DIRTY_BITMAP, what);
+        u.reserved0(HWPT_GET_DIRTY_BITMAP, what);
         Hwpt h = dirtyHwpt(u.u32(HWPT_GET_DIRTY_BITMAP, "hwpt_id"), what);
         long iova = u.u64(HWPT_GET_DIRTY_BITMAP, "iova");
         long length = u.u64(HWPT_GET_DIRTY_BITMAP, "length");
