@@ -284,6 +284,9 @@ final class SiwProvider implements RdmaProvider, IwCm {
             q.flushingSq(from);
             q.flushRecvInProgress(); // siw_rq_flush, before the core flushes the rest
         }
+        if (q != null && from == QpState.SQD && to == QpState.INIT) {
+            q.flushLeftOver();
+        }
         Cep c = q == null ? null : q.cep;
         if (c == null) {
             if (q != null && from == QpState.RTS && to == QpState.SQD) {

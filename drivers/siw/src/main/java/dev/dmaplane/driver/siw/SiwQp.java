@@ -55,6 +55,12 @@ final class SiwQp {
     // guarded by this
     private final ArrayDeque<Pending> sq = new ArrayDeque<>();
     private final ArrayDeque<Pending> orq = new ArrayDeque<>();
+    /**
+     * What a connection left outstanding when the QP was taken off it ({@link #detach}): READs that waited in the ORQ
+     * and the requests behind them, waiting for their turn to complete. A flush to ERR completes them in the core; a
+     * QP back to IDLE completes them here ({@link #flushLeftOver}).
+     */
+    private final ArrayDeque<Pending> leftOver = new ArrayDeque<>();
 
     /** Inbound READs to answer, in arrival order. */
     final ConcurrentLinkedQueue<ReadResponse> irq = new ConcurrentLinkedQueue<>();
@@ -229,11 +235,29 @@ final class SiwQp {
             return false;
         }
         cep = null;
+        leftOver.addAll(sq);
         sq.clear();
         orq.clear();
         irq.clear();
         inboundReads.set(0);
         return true;
+    }
+
+    /**
+     * {@code siw_qp_nextstate_from_close} to IDLE: the READs a CLOSING left in the ORQ can get no response any more.
+     * Linux forgets them ({@code siw_qp_readq_init} allocates a new ORQ over the old one on the next connection, and
+     * nothing completes them); here they complete with WR_FLUSH_ERR, and the requests behind them with the status
+     * they ended with, in queue order, so that the next connection's requests complete behind them.
+     */
+    synchronized void flushLeftOver() {
+        for (Pending p = leftOver.pollFirst(); p != null; p = leftOver.pollFirst()) {
+            WcStatus s = p.status == null ? WcStatus.WR_FLUSH_ERR : p.status;
+            try {
+                hw.completeSend(p.wqe, s);
+            } catch (ErrnoException e) {
+                LOG.warn("siw: qp {} flush of {} refused: {}", hw.qpNum(), p.wqe.wrId(), e.getMessage(), e);
+            }
+        }
     }
 
     /**

@@ -4,6 +4,7 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.rdma.spi.IwCmEvent;
 import dev.dmaplane.rdma.spi.IwConnParam;
 import dev.dmaplane.rdma.spi.IwListen;
+import dev.dmaplane.rdma.verbs.AsyncEvent;
 import dev.dmaplane.rdma.verbs.PostException;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
@@ -24,6 +25,7 @@ import java.net.ServerSocket;
 import java.net.Socket;
 import java.nio.ByteBuffer;
 import java.util.List;
+import java.util.Optional;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -265,6 +267,44 @@ class SiwQpClosingTest {
         SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);
         assertEquals(QpState.SQD, qa.query().qpState());
         assertEquals(List.of(), h.a.cq.poll(4), "the READ stays outstanding");
+    }
+
+    /**
+     * A READ left in the ORQ by CLOSING when the QP goes back to IDLE ({@code siw_qp_nextstate_from_close}) and is
+     * connected anew. Linux loses it: {@code siw_qp_readq_init} allocates a new ORQ over the old one on the next
+     * connection, and nothing completes it. Here it completes with WR_FLUSH_ERR at the move to IDLE (no Read Response
+     * can come for it any more), so the requests of the next connection complete behind it: a SEND over the new
+     * connection succeeds, every byte checked.
+     */
+    @Test
+    void aReadLeftInTheOrqIsFlushedAtIdleAndTheNextConnectionSends() throws Exception {
+        QueuePair qa = h.a.rc();
+        try (ServerSocket server = new ServerSocket(0, 1, h.b.address); Socket s = h.rawPeer(server, qa)) {
+            readNobodyAnswers(qa, s);
+            modify(qa, QpState.SQD);
+            assertEquals(0, s.getInputStream().readAllBytes().length, "the end of the stream");
+        }
+        SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);
+        assertEquals(List.of(), h.a.cq.poll(4), "the READ stays outstanding in CLOSING");
+        modify(qa, QpState.INIT);
+        assertEquals(QpState.INIT, qa.query().qpState());
+        WorkCompletion read = SiwHosts.one(h.a.cq);
+        assertEquals(List.of(5L, WcStatus.WR_FLUSH_ERR, WcOpcode.RDMA_READ),
+                List.of(read.wrId(), read.status(), read.opcode()), read.toString());
+        assertEquals(Optional.empty(), h.a.ctx.pollAsyncEvent().map(AsyncEvent::type), "no async event");
+
+        QueuePair qb = h.b.rc();
+        h.pair(qa, qb);
+        byte[] data = SiwHosts.random(10_000, 23);
+        h.a.write(0, data);
+        qb.postRecv(List.of(RecvWr.of(1, h.b.sge(0, data.length))));
+        qa.postSend(new SendWr.Send(6, List.of(h.a.sge(0, data.length)), SIGNALED, null));
+        WorkCompletion sent = SiwHosts.one(h.a.cq);
+        assertEquals(List.of(6L, WcStatus.SUCCESS), List.of(sent.wrId(), sent.status()), sent.toString());
+        WorkCompletion got = SiwHosts.one(h.b.cq);
+        assertEquals(List.of(1L, WcStatus.SUCCESS, (long) data.length),
+                List.of(got.wrId(), got.status(), got.byteLen()));
+        assertArrayEquals(data, h.b.read(0, data.length));
     }
 
     /**
