@@ -332,9 +332,9 @@ final class Rx {
                 if (readResponse) {
                     q.readDone(WcStatus.LOC_PROT_ERR);
                 }
-                boolean unknown = !readResponse && first && !dev.hasRegion(s.stag());
+                boolean unknown = !readResponse && first && !dev.regions.hasRegion(s.stag());
                 fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_TAGGED_BUFFER,
-                        dev.taggedError(q, s.stag(), s.to(), n)), unknown ? null : EventType.QP_ACCESS_ERR,
+                        dev.regions.taggedError(q, s.stag(), s.to(), n)), unknown ? null : EventType.QP_ACCESS_ERR,
                         e.getMessage());
                 return;
             }
@@ -473,7 +473,7 @@ final class Rx {
         } else {
             q.hw.completeRecv(r, new RecvResult(WcStatus.REM_INV_REQ_ERR, WcOpcode.RECV, q.recvBytes, 0, 0, 0, 0, 0,
                     se));
-            fail(q, new Terminate(Terminate.LAYER_RDMAP, dev.invalidateErrorType(q, invStag),
+            fail(q, new Terminate(Terminate.LAYER_RDMAP, dev.regions.invalidateErrorType(q, invStag),
                     Terminate.RDMAP_CANNOT_INVALIDATE), null,
                     "STag 0x" + Integer.toHexString(invStag) + " cannot be invalidated");
         }

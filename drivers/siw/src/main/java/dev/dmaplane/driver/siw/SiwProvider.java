@@ -56,9 +56,9 @@ import java.util.function.Supplier;
  * connections use, RC QPs only, no atomics, one SGE per READ, connections only through {@link IwCm}. The TX thread
  * ({@link Tx}) sends for every QP of the device; each connection's thread ({@link Cep}) receives.
  *
- * <p>Just over 600 lines: it is the device's verbs and its {@link IwCm} at once, as {@code siw_verbs.c} and
- * {@code siw_cm.c} share {@code struct siw_device}; the CM half (listeners, connect, the endpoints' set) is the part
- * to move out next.
+ * <p>Close to 600 lines: it is the device's verbs and its {@link IwCm} at once, as {@code siw_verbs.c} and
+ * {@code siw_cm.c} share {@code struct siw_device}; the regions and their STag checks are {@link SiwRegions}
+ * ({@code siw_mem.c}); the CM half (listeners, connect, the endpoints' set) is the part to move out next.
  */
 final class SiwProvider implements RdmaProvider, IwCm {
     private static final Logger LOG = LoggerFactory.getLogger(SiwProvider.class);
@@ -74,7 +74,8 @@ final class SiwProvider implements RdmaProvider, IwCm {
     final MpaTimers mpaTimers = new MpaTimers();
     private final Map<Integer, SiwQp> qps = new ConcurrentHashMap<>();
     private final SiwQpStates states = new SiwQpStates(this::txBusy);
-    private final Set<HwMr> mrs = ConcurrentHashMap.newKeySet();
+    /** The device's registered regions and the checks of their STags ({@code siw_mem.c}). */
+    final SiwRegions regions = new SiwRegions();
     private final Set<Cep> ceps = ConcurrentHashMap.newKeySet();
     private final Set<Listener> listeners = ConcurrentHashMap.newKeySet();
     private final AtomicInteger cepIds = new AtomicInteger();
@@ -403,91 +404,18 @@ final class SiwProvider implements RdmaProvider, IwCm {
 
     @Override
     public void regMr(HwMr mr) {
-        mrs.add(mr);
+        regions.add(mr);
     }
 
     @Override
     public void deregMr(HwMr mr) {
-        mrs.remove(mr);
+        regions.remove(mr);
     }
 
     /** siw has no memory windows ({@code SIW_MAX_MW} 0, no {@code alloc_mw}). */
     @Override
     public void allocMw(HwMw mw) {
         throw new ErrnoException(Errno.EOPNOTSUPP, "siw: memory windows are not supported");
-    }
-
-
-    private HwMr region(int stag) {
-        for (HwMr m : mrs) {
-            if (m.rkey() == stag) {
-                return m;
-            }
-        }
-        return null;
-    }
-
-    /**
-     * Whether {@code stag} names a registered region ({@code siw_mem_id2obj} finds its index and the key matches):
-     * a tagged segment into one that does not is refused without an async event ({@code siw_proc_write}).
-     */
-    boolean hasRegion(int stag) {
-        return region(stag) != null;
-    }
-
-    /** Whether {@code [to, to + n)} lies inside the region, compared unsigned ({@code mr_check_range}). */
-    private static boolean inside(HwMr m, long to, long n) {
-        return Long.compareUnsigned(to, m.iova()) >= 0
-                && Long.compareUnsigned(to - m.iova(), m.length()) <= 0
-                && Long.compareUnsigned(n, m.length() - (to - m.iova())) <= 0;
-    }
-
-    /** {@code siw_tagged_error}: why a tagged placement into {@code stag} was refused, as a DDP code. */
-    int taggedError(SiwQp q, int stag, long to, long n) {
-        HwMr m = region(stag);
-        if (m == null) {
-            return Terminate.DDP_T_INVALID_STAG;
-        }
-        if (m.pd() != q.hw.pd()) {
-            return Terminate.DDP_T_STAG_NOT_ASSOC;
-        }
-        if (!inside(m, to, n)) {
-            return Terminate.DDP_T_BASE_BOUNDS;
-        }
-        // RFC 5041 has no code for missing access rights: siw answers Invalid STag
-        return Terminate.DDP_T_INVALID_STAG;
-    }
-
-    /** {@code siw_rdmap_error}: why an access of a READ source was refused, as an RDMAP code. */
-    int rdmapError(SiwQp q, int stag, long to, long n, int access) {
-        HwMr m = region(stag);
-        if (m == null) {
-            return Terminate.RDMAP_INVALID_STAG;
-        }
-        if (m.pd() != q.hw.pd()) {
-            return Terminate.RDMAP_STAG_NOT_ASSOC;
-        }
-        if (!inside(m, to, n)) {
-            return Terminate.RDMAP_BASE_BOUNDS;
-        }
-        if ((m.access() & access) == 0 || (q.hw.attr().qpAccessFlags() & access) == 0) {
-            return Terminate.RDMAP_ACCESS_RIGHTS;
-        }
-        return Terminate.RDMAP_INVALID_STAG;
-    }
-
-    /**
-     * {@code siw_invalidate_stag} refusing the STag a SEND with Invalidate names, as a TERMINATE error type: Remote
-     * Protection Error when a region of another PD holds its index ({@code -EACCES}), else Remote Operation Error
-     * ({@code -EINVAL}, as for an index no region holds). siw looks the STag up by its index alone.
-     */
-    int invalidateErrorType(SiwQp q, int stag) {
-        for (HwMr m : mrs) {
-            if (m.rkey() >>> 8 == stag >>> 8 && m.pd() != q.hw.pd()) {
-                return Terminate.RDMAP_REMOTE_PROTECTION;
-            }
-        }
-        return Terminate.RDMAP_REMOTE_OPERATION;
     }
 
     void terminateSent(Terminate t) {

@@ -515,7 +515,7 @@ final class Tx {
             x.responseRefused = true;
             c.disassociate(); // rx_suspend, and the peer's end of the stream is reported by nobody
             q.terminate = new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_PROTECTION,
-                    dev.rdmapError(q, r.srcStag(), to, len, Access.REMOTE_READ));
+                    dev.regions.rdmapError(q, r.srcStag(), to, len, Access.REMOTE_READ));
             return false;
         }
     }

@@ -1,0 +1,95 @@
+package dev.dmaplane.driver.siw;
+
+import dev.dmaplane.rdma.spi.HwMr;
+
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * The regions registered on one siw device and the checks {@code siw_mem.c} makes of an STag: whether it names a
+ * region ({@code siw_mem_id2obj}), and why an access through it was refused, as the TERMINATE codes
+ * {@code siw_tagged_error}, {@code siw_rdmap_error} and {@code siw_invalidate_stag} give them.
+ */
+final class SiwRegions {
+    private final Set<HwMr> mrs = ConcurrentHashMap.newKeySet();
+
+    void add(HwMr mr) {
+        mrs.add(mr);
+    }
+
+    void remove(HwMr mr) {
+        mrs.remove(mr);
+    }
+
+    private HwMr region(int stag) {
+        for (HwMr m : mrs) {
+            if (m.rkey() == stag) {
+                return m;
+            }
+        }
+        return null;
+    }
+
+    /**
+     * Whether {@code stag} names a registered region ({@code siw_mem_id2obj} finds its index and the key matches):
+     * a tagged segment into one that does not is refused without an async event ({@code siw_proc_write}).
+     */
+    boolean hasRegion(int stag) {
+        return region(stag) != null;
+    }
+
+    /** Whether {@code [to, to + n)} lies inside the region, compared unsigned ({@code mr_check_range}). */
+    private static boolean inside(HwMr m, long to, long n) {
+        return Long.compareUnsigned(to, m.iova()) >= 0
+                && Long.compareUnsigned(to - m.iova(), m.length()) <= 0
+                && Long.compareUnsigned(n, m.length() - (to - m.iova())) <= 0;
+    }
+
+    /** {@code siw_tagged_error}: why a tagged placement into {@code stag} was refused, as a DDP code. */
+    int taggedError(SiwQp q, int stag, long to, long n) {
+        HwMr m = region(stag);
+        if (m == null) {
+            return Terminate.DDP_T_INVALID_STAG;
+        }
+        if (m.pd() != q.hw.pd()) {
+            return Terminate.DDP_T_STAG_NOT_ASSOC;
+        }
+        if (!inside(m, to, n)) {
+            return Terminate.DDP_T_BASE_BOUNDS;
+        }
+        // RFC 5041 has no code for missing access rights: siw answers Invalid STag
+        return Terminate.DDP_T_INVALID_STAG;
+    }
+
+    /** {@code siw_rdmap_error}: why an access of a READ source was refused, as an RDMAP code. */
+    int rdmapError(SiwQp q, int stag, long to, long n, int access) {
+        HwMr m = region(stag);
+        if (m == null) {
+            return Terminate.RDMAP_INVALID_STAG;
+        }
+        if (m.pd() != q.hw.pd()) {
+            return Terminate.RDMAP_STAG_NOT_ASSOC;
+        }
+        if (!inside(m, to, n)) {
+            return Terminate.RDMAP_BASE_BOUNDS;
+        }
+        if ((m.access() & access) == 0 || (q.hw.attr().qpAccessFlags() & access) == 0) {
+            return Terminate.RDMAP_ACCESS_RIGHTS;
+        }
+        return Terminate.RDMAP_INVALID_STAG;
+    }
+
+    /**
+     * {@code siw_invalidate_stag} refusing the STag a SEND with Invalidate names, as a TERMINATE error type: Remote
+     * Protection Error when a region of another PD holds its index ({@code -EACCES}), else Remote Operation Error
+     * ({@code -EINVAL}, as for an index no region holds). siw looks the STag up by its index alone.
+     */
+    int invalidateErrorType(SiwQp q, int stag) {
+        for (HwMr m : mrs) {
+            if (m.rkey() >>> 8 == stag >>> 8 && m.pd() != q.hw.pd()) {
+                return Terminate.RDMAP_REMOTE_PROTECTION;
+            }
+        }
+        return Terminate.RDMAP_REMOTE_OPERATION;
+    }
+}
