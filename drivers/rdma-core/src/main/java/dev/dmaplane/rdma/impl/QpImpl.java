@@ -535,7 +535,8 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
             throw new ErrnoException(Errno.EINVAL, w + " was never started (nextSend)");
         }
         queues.retireOldest(status);
-        if (status != WcStatus.SUCCESS && status != WcStatus.WR_FLUSH_ERR) {
+        if (status != WcStatus.SUCCESS && status != WcStatus.WR_FLUSH_ERR
+                && dev.provider.completionErrorMovesQp(this, true, status)) {
             // IBTA: a failed send puts an RC QP into error, a UC or UD QP into SQ error
             if (type == QpType.RC) {
                 enterErrorLocked();
@@ -601,7 +602,8 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
             if (!queues.completeRecv(wqe, r)) {
                 return; // flushed meanwhile
             }
-            if (r.status() != WcStatus.SUCCESS && r.status() != WcStatus.WR_FLUSH_ERR) {
+            if (r.status() != WcStatus.SUCCESS && r.status() != WcStatus.WR_FLUSH_ERR
+                    && dev.provider.completionErrorMovesQp(this, false, r.status())) {
                 enterErrorLocked();
             }
         } finally {

@@ -15,7 +15,8 @@ import java.util.Optional;
  * A queue pair as the provider sees it. The core owns the work queues: it validates and queues work requests
  * at post time, then rings {@link RdmaProvider#postSend}; the provider takes entries in order, does the work,
  * and completes them in order. The core turns completions into CQEs (unsignaled successes produce none), moves
- * the QP to ERR (RC) or SQE (UC, UD) on a failed send and to ERR on a failed receive, and flushes every
+ * the QP to ERR (RC) or SQE (UC, UD) on a failed send and to ERR on a failed receive (unless the provider says
+ * otherwise, {@link RdmaProvider#completionErrorMovesQp}), and flushes every
  * outstanding entry with {@link WcStatus#WR_FLUSH_ERR} when the QP enters ERR, by modify or by error. All methods
  * are thread-safe; none calls back into the provider.
  */
@@ -93,7 +94,10 @@ public interface HwQp extends HwObject {
      */
     RecvWqe takeRecv();
 
-    /** Completes a receive taken with {@link #takeRecv()}; a failed one moves the QP to ERR. */
+    /**
+     * Completes a receive taken with {@link #takeRecv()}; a failed one moves the QP to ERR, unless the provider says
+     * otherwise ({@link RdmaProvider#completionErrorMovesQp}).
+     */
     void completeRecv(RecvWqe wqe, RecvResult result);
 
     /**

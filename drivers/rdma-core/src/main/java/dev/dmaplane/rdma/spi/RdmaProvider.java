@@ -12,6 +12,7 @@ import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.SrqAttr;
+import dev.dmaplane.rdma.verbs.WcStatus;
 import org.osgi.annotation.versioning.ConsumerType;
 
 import java.util.LinkedHashMap;
@@ -124,6 +125,22 @@ public interface RdmaProvider {
      * {@code sq_draining}). Read at every modify and query.
      */
     default boolean tracksSqDrain() {
+        return true;
+    }
+
+    /**
+     * Whether a work request the provider completes with an error status (not {@code WR_FLUSH_ERR}) moves its QP on,
+     * as rxe's completer and responder do ({@code rxe_comp.c}, {@code rxe_resp.c}): a failed send puts an RC QP in
+     * ERR and a UC or UD QP in SQE, a failed receive puts the QP in ERR, flushing what is outstanding. True by default.
+     * A provider that answers false gets the completion alone and moves the QP itself where its transport says
+     * ({@link HwQp#enterError}): siw's {@code siw_sqe_complete} and {@code siw_rqe_complete} write the CQE and nothing
+     * else, its QP going to ERR when the connection is released ({@code siw_qp_llp_close}) or staying in RTS after a
+     * local transmit error ({@code siw_qp_sq_process}). Asked at each such completion, under the QP's lock: it must
+     * not block or call back into the core.
+     *
+     * @param send whether {@code status} ends a send work request (else a receive)
+     */
+    default boolean completionErrorMovesQp(HwQp qp, boolean send, WcStatus status) {
         return true;
     }
 

@@ -21,7 +21,8 @@
  *       {@link dev.dmaplane.rdma.spi.HwQp#completeRecv}.</li>
  *   <li>The requester completes with {@link dev.dmaplane.rdma.spi.HwQp#completeSend}; the core writes the CQE if
  *       signaled, raises the completion event of an armed CQ, handles CQ overrun, moves the QP to ERR or SQE on a
- *       failure and flushes the rest.</li>
+ *       failure (unless {@link dev.dmaplane.rdma.spi.RdmaProvider#completionErrorMovesQp} says no) and flushes the
+ *       rest.</li>
  * </ol>
  * Local operations (BIND_MW, LOCAL_INV) are executed in queue order by
  * {@link dev.dmaplane.rdma.spi.MemoryAccess#executeLocal}. All memory is reached through the bus master of
