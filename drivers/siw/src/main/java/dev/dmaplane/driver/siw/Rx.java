@@ -453,10 +453,8 @@ final class Rx {
      * invalidation a SEND with Invalidate asks for. An STag {@code siw_invalidate_stag} refuses sets up a TERMINATE
      * of the RDMAP layer, Remote Protection Error (a region of another PD) or Remote Operation Error (no region),
      * code Cannot Invalidate, and the receive completes with REM_INV_REQ_ERR and the bytes placed, no async event.
-     * siw leaves its QP in RTS and sends that TERMINATE when the connection is dropped; here the failed completion
-     * moves the QP to ERR ({@link dev.dmaplane.rdma.spi.HwQp#completeRecv}), and the drop comes at once, as a modify
-     * to ERR brings it in siw ({@code siw_qp_nextstate_from_rts}, {@code siw_qp_cm_drop(qp, 0)}: the TERMINATE set
-     * up goes out, CLOSE alone).
+     * siw leaves its QP in RTS and sends that TERMINATE when the connection is dropped; here the receive path drops
+     * it at once ({@link #fail}: the TERMINATE, CLOSE alone, the QP in ERR).
      */
     private void complete(SiwQp q, int op) {
         closeUntagged();
@@ -563,8 +561,9 @@ final class Rx {
      * {@code siw_init_terminate}, then {@code siw_tcp_rx_data}'s error path: {@code siw_qp_cm_drop(qp, 1)} stops the
      * receive ({@code rx_suspend}: what follows is drained) and the endpoint's {@code SIW_CM_WORK_CLOSE_LLP} sends
      * the TERMINATE, reports CLOSE alone (no DISCONNECT, whatever the peer does after) and releases the endpoint,
-     * whose {@code siw_qp_llp_close} moves the QP to ERR, flushing what was outstanding. Here the QP goes to ERR at
-     * once, then raises {@code event} if the check that failed raises one ({@code siw_qp_event}; most do not), so
+     * whose {@code siw_qp_llp_close} moves the QP to ERR, flushing what was outstanding and raising SQ_DRAINED when
+     * requests waited in siw's ring ({@link SiwQp#rxFailed}; a completion's error status does not move the QP). Here
+     * the QP goes to ERR at once, then raises {@code event} if the check that failed raises one ({@code siw_qp_event}; most do not), so
      * that a query after the event sees ERR; the TX thread sends the TERMINATE and drops the connection
      * ({@link Tx}). An error that set up no TERMINATE ({@code -EPROTO} of a packet intersection or a READ request
      * carrying data) drops the connection at once.
@@ -582,8 +581,7 @@ final class Rx {
         }
         cep.disassociate(); // the peer's end of the stream, once it reads the TERMINATE, is reported by nobody
         q.terminate = t;
-        q.flushRecvInProgress(); // siw_qp_llp_close's siw_rq_flush: a receive no completion above ended
-        q.hw.enterError(); // the TX thread still sends the TERMINATE: it looks at q.terminate, not the state
+        q.apartFromTx(q::rxFailed); // the TX thread still sends the TERMINATE: it looks at q.terminate, not the state
         if (event != null) {
             q.hw.raiseEvent(event);
         }

@@ -26,6 +26,7 @@ import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WrOpcode;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -263,6 +264,17 @@ final class SiwProvider implements RdmaProvider, IwCm {
      */
     @Override
     public boolean tracksSqDrain() {
+        return false;
+    }
+
+    /**
+     * {@code siw_sqe_complete} and {@code siw_rqe_complete} write the CQE and nothing else: a siw QP goes to ERR when
+     * its connection is released ({@code siw_qp_llp_close}, {@link SiwQp#connectionGone}, {@link SiwQp#rxFailed}) or
+     * by a modify, and stays in RTS after an error of its transmit side ({@code siw_qp_sq_process},
+     * {@link Tx}) or a SEND with Invalidate whose STag cannot be invalidated ({@code siw_rdmap_complete}).
+     */
+    @Override
+    public boolean completionErrorMovesQp(HwQp qp, boolean send, WcStatus status) {
         return false;
     }
 

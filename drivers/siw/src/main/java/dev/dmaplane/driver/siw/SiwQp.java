@@ -452,16 +452,38 @@ final class SiwQp {
     void connectionGone(Cep c) {
         stateLock.lock();
         try {
-            if (detach(c) && !destroyed && hw.state() != QpState.ERR && hw.state() != QpState.RESET) {
-                flushRecvInProgress();
-                boolean drained = sendqDepth() > 0;
-                hw.enterError();
-                if (drained) {
-                    hw.raiseEvent(EventType.SQ_DRAINED);
-                }
+            if (detach(c)) {
+                llpClose();
             }
         } finally {
             stateLock.unlock();
+        }
+    }
+
+    /**
+     * The receive path found an error and drops the connection ({@code siw_qp_cm_drop(qp, 1)}): the QP goes to ERR as
+     * the connection's release moves it ({@code siw_qp_llp_close}: the receive in progress and the queues flushed,
+     * SQ_DRAINED when the flush found requests in siw's ring), while the connection stays for the TX thread to send
+     * the TERMINATE on. Apart from TX and from any modify.
+     */
+    void rxFailed() {
+        stateLock.lock();
+        try {
+            llpClose();
+        } finally {
+            stateLock.unlock();
+        }
+    }
+
+    /** {@code siw_qp_llp_close}'s move to ERR and its flush, unless the QP is there already or being destroyed. */
+    private void llpClose() {
+        if (!destroyed && hw.state() != QpState.ERR && hw.state() != QpState.RESET) {
+            flushRecvInProgress();
+            boolean drained = sendqDepth() > 0;
+            hw.enterError();
+            if (drained) {
+                hw.raiseEvent(EventType.SQ_DRAINED);
+            }
         }
     }
 }

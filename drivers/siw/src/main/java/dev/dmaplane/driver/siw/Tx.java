@@ -236,19 +236,59 @@ final class Tx {
 
     /**
      * The TERMINATE left: the connection is dropped with CLOSE alone. After an error the receive path found, the QP
-     * is in ERR already ({@code SIW_CM_WORK_CLOSE_LLP}, whose release runs {@code siw_qp_llp_close}). After a READ
-     * source refused while its response was built, {@code siw_qp_sq_process} drops the connection at once
-     * ({@code siw_qp_cm_drop(qp, 0)}, which never calls {@code siw_qp_llp_close}): the QP leaves it and stays in RTS
-     * with nothing flushed, then raises QP_REQ_ERR ({@code siw_qp_event}).
+     * is in ERR already ({@code SIW_CM_WORK_CLOSE_LLP}, whose release runs {@code siw_qp_llp_close}). After an error
+     * of the transmit side ({@link #txFailed}) the QP stays in RTS.
      */
     private void drop(SiwQp q, Cep c, TxCtx x) {
-        boolean keepState = x.responseRefused;
-        if (keepState) {
-            q.detach(c); // the connection's end then leaves the QP's state alone
+        if (x.txError) {
+            txDrop(q, c, x, true);
+        } else {
+            c.dropAfterTerminate("TERMINATE sent: " + q.terminate);
         }
-        c.dropAfterTerminate("TERMINATE sent: " + q.terminate);
-        if (keepState && !q.destroyed) {
-            q.hw.raiseEvent(EventType.QP_REQ_ERR);
+    }
+
+    /**
+     * {@code siw_qp_sq_process}'s failure branch, once the TERMINATE {@link #txFailed} set up left (if it set one up,
+     * {@code halfClose}): {@code siw_qp_cm_drop(qp, 0)} drops the connection at once (CLOSE alone, the stream closed)
+     * and never calls {@code siw_qp_llp_close}, so the QP leaves its connection and stays in RTS with nothing
+     * flushed; sends posted from now on are taken and sent nowhere ({@code tx_suspend}) until a modify to ERR flushes
+     * them. A request of the send queue completes with LOC_QP_OP_ERR and raises QP_FATAL, a READ response raises
+     * QP_REQ_ERR ({@code siw_sqe_complete}, {@code siw_qp_event}).
+     */
+    private static void txDrop(SiwQp q, Cep c, TxCtx x, boolean halfClose) {
+        Pending p = x.failed;
+        x.failed = null;
+        if (p != null) {
+            q.complete(p, WcStatus.LOC_QP_OP_ERR); // a completion never moves a siw QP (completionErrorMovesQp)
+        }
+        q.detach(c); // the connection's end then leaves the QP's state alone
+        if (halfClose) {
+            c.dropAfterTerminate("TERMINATE sent: " + q.terminate);
+        } else {
+            c.lost("a local operation failed", false);
+        }
+        if (!q.destroyed) {
+            q.hw.raiseEvent(p != null ? EventType.QP_FATAL : EventType.QP_REQ_ERR);
+        }
+    }
+
+    /**
+     * A request of the send queue failed locally in {@code siw_qp_sq_process}: {@code siw_qp_sq_proc_tx} refusing
+     * its SGL ({@code siw_check_sgl_tx}) sets up the TERMINATE of {@code siw_init_terminate(qp,
+     * TERM_ERROR_LAYER_RDMAP, RDMAP_ETYPE_CATASTROPHIC, RDMAP_ECODE_UNSPECIFIED, 1)}, sent before the drop
+     * ({@link #drop}); a local operation ({@code siw_qp_sq_proc_local}) sets up none and drops the connection at once
+     * ({@link #txDrop}).
+     */
+    private static void txFailed(SiwQp q, Cep c, TxCtx x, Pending p, boolean terminate) {
+        x.endMessage();
+        x.txError = true;
+        x.failed = p;
+        if (terminate) {
+            c.disassociate(); // rx_suspend, and the peer's end of the stream is reported by nobody
+            q.terminate = new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_LOCAL_CATASTROPHIC,
+                    Terminate.RDMAP_UNSPECIFIED);
+        } else {
+            txDrop(q, c, x, false);
         }
     }
 
@@ -409,8 +449,14 @@ final class Tx {
             LOG.debug("siw: qp {} request {} refused locally", q.hw.qpNum(), w.wrId(), e);
             s = e.status();
         }
-        if (s != null) {
+        if (s == null) {
+            return;
+        }
+        if (s == WcStatus.SUCCESS) {
             q.complete(p, s);
+        } else {
+            LOG.debug("siw: qp {} local operation {} failed: {}", q.hw.qpNum(), w.wrId(), s);
+            txFailed(q, c, x, p, false); // siw_qp_sq_proc_local's error: no TERMINATE set up
         }
     }
 
@@ -442,8 +488,7 @@ final class Tx {
                     payload(q, m, dst);
                 } catch (AccessFault e) {
                     LOG.debug("siw: qp {} request {} refused locally", q.hw.qpNum(), m.wqe.wrId(), e);
-                    x.endMessage();
-                    q.complete(m.pending, e.status());
+                    txFailed(q, c, x, m.pending, true);
                     return;
                 }
             }
@@ -478,7 +523,7 @@ final class Tx {
      * when it is stable; a refused source is the responder's error, found here as {@code siw_qp_sq_proc_tx} finds
      * it ({@code siw_check_sgl_tx} on an {@code SIW_OP_READ_RESPONSE}, not when the request arrived): a TERMINATE
      * of the RDMAP layer, Remote Protection Error, tells the peer, naming the range refused, and the connection is
-     * dropped ({@link #drop}: the QP stays in RTS, QP_REQ_ERR).
+     * dropped ({@link #txDrop}: the QP stays in RTS, QP_REQ_ERR).
      *
      * @return false when refused (the segment is dropped, the TERMINATE pending)
      */
@@ -512,7 +557,7 @@ final class Tx {
             x.endMessage();
             long to = whole ? r.srcTo() : r.srcTo() + m.off;
             long len = whole ? m.length : n;
-            x.responseRefused = true;
+            x.txError = true;
             c.disassociate(); // rx_suspend, and the peer's end of the stream is reported by nobody
             q.terminate = new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_PROTECTION,
                     dev.regions.rdmapError(q, r.srcStag(), to, len, Access.REMOTE_READ));
@@ -522,7 +567,8 @@ final class Tx {
 
     /**
      * A READ's request; its sink must take tagged writes (the response is one): a sink not remotely writable is
-     * refused here, before anything is sent.
+     * refused here, before anything is sent, with LOC_PROT_ERR, and the QP goes to ERR (a rule of iWARP this driver
+     * adds: siw checks no READ sink when it sends the request).
      */
     private WcStatus readRequest(SiwQp q, Cep c, TxCtx x, SendWqe w, SendWr.RdmaRead rd, Pending p) {
         Sge sink = rd.sgList().getFirst();
@@ -531,7 +577,9 @@ final class Tx {
                 mem.remote(q.hw, sink.lkey(), sink.addr(), sink.length(), Access.REMOTE_WRITE).close();
             } catch (AccessFault e) {
                 LOG.debug("siw: qp {} READ {} has a sink that takes no tagged writes", q.hw.qpNum(), w.wrId(), e);
-                return WcStatus.LOC_PROT_ERR; // a local buffer refused: the request never leaves
+                q.complete(p, WcStatus.LOC_PROT_ERR); // a local buffer refused: the request never leaves
+                q.hw.enterError(); // the iWARP rule is this driver's (siw checks no sink here): the QP fails
+                return null;
             }
         }
         int at = x.pos;

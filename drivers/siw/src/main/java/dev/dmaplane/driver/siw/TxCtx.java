@@ -34,10 +34,13 @@ final class TxCtx {
     /** A SEND or WRITE whose last FPDU is in the buffer: it completes once TCP took it, or null. */
     Pending owed;
     /**
-     * The TERMINATE to send is for a READ source refused while its response was built: the drop leaves the QP in
-     * RTS ({@code siw_qp_cm_drop(qp, 0)} without {@code siw_qp_llp_close}).
+     * {@code siw_qp_sq_process} failed: a READ source refused while its response was built, or a request of the send
+     * queue that failed locally ({@link #failed}). The drop leaves the QP in RTS ({@code siw_qp_cm_drop(qp, 0)}
+     * without {@code siw_qp_llp_close}).
      */
-    volatile boolean responseRefused;
+    volatile boolean txError;
+    /** The send work request that failed locally, completed at the drop; null for a READ response. */
+    Pending failed;
     /** The TX thread's registration for write space (its thread only). */
     SelectionKey key;
 

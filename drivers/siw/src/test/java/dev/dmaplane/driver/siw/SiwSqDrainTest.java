@@ -6,7 +6,9 @@ import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.WcOpcode;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
 import org.junit.jupiter.api.AfterEach;
@@ -130,6 +132,38 @@ class SiwSqDrainTest {
         }
         assertEquals(QpState.ERR, qa.query().qpState());
         allCompleted();
+    }
+
+    /**
+     * An error of the receive path with SENDs waiting behind a stalled stream: the raw peer sends a SEND of 64 bytes
+     * into a receive of 16 ({@code siw_send_check_ntoh}: QP_FATAL; {@code siw_rdmap_complete}: LOC_LEN_ERR). The
+     * receive path drops the connection ({@code siw_qp_cm_drop(qp, 1)}), whose release ({@code siw_qp_llp_close})
+     * moves the QP to ERROR and flushes the ring with {@code siw_sq_flush}, which raises SQ_DRAINED: the completion's
+     * error does not move the QP by itself ({@code siw_rqe_complete}). Here the move comes before QP_FATAL is raised,
+     * so that a query after the event sees ERR.
+     */
+    @Test
+    void aReceiveFailedWithSendsWaitingRaisesSqDrained() throws Exception {
+        QueuePair qa = h.a.rc();
+        qa.postRecv(List.of(RecvWr.of(7, h.a.sge(0, 16))));
+        try (ServerSocket server = new ServerSocket(0, 1, h.b.address); Socket s = h.rawPeer(server, qa)) {
+            stall(qa);
+            s.getOutputStream().write(SiwRxPlacementTest.send(true, 1, 0, new byte[64]));
+            sqDrained(qa);
+            AsyncEvent e = h.a.asyncEvent();
+            e.ack();
+            assertEquals(EventType.QP_FATAL, e.type());
+            assertEquals(QpState.ERR, qa.query().qpState());
+        }
+        List<WorkCompletion> wc = SiwHosts.poll(h.a.cq, SENDS + 1);
+        WorkCompletion recv = wc.stream().filter(w -> w.wrId() == 7).findFirst().orElseThrow();
+        assertEquals(List.of(WcStatus.LOC_LEN_ERR, WcOpcode.RECV), List.of(recv.status(), recv.opcode()));
+        List<WorkCompletion> sends = wc.stream().filter(w -> w.wrId() != 7).toList();
+        for (int i = 0; i < SENDS; i++) {
+            assertEquals(100 + i, sends.get(i).wrId(), "in order");
+        }
+        assertEquals(WcStatus.WR_FLUSH_ERR, sends.getLast().status());
+        SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);
     }
 
     /**
