@@ -429,8 +429,9 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
                     } else if (wr.sgList().size() > queueCap.maxRecvSge()) {
                         why = wr.sgList().size() + " SGEs exceed max_recv_sge " + queueCap.maxRecvSge();
                     } else if (queues.recvQueued() >= queueCap.maxRecvWr()) {
-                        errno = Errno.ENOMEM;
-                        why = "receive queue of qp " + qpn + " is full (" + queueCap.maxRecvWr() + " work requests)";
+                        errno = dev.provider.recvQueueFullErrno(this);
+                        why = queueCap.maxRecvWr() == 0 ? "qp " + qpn + " has no receive queue (max_recv_wr 0)"
+                                : "receive queue of qp " + qpn + " is full (" + queueCap.maxRecvWr() + " work requests)";
                     }
                     if (why != null) {
                         failure = new PostException(errno, wr, posted, why);

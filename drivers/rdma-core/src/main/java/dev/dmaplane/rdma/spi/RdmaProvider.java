@@ -239,6 +239,16 @@ public interface RdmaProvider {
     default void checkSend(HwQp qp, SendWr wr) {
     }
 
+    /**
+     * The errno of a receive work request posted to {@code qp} when its receive queue has no room: ENOMEM by default,
+     * as rxe's {@code post_one_recv} answers a full queue. siw answers EINVAL for a QP made without a receive queue
+     * ({@code siw_post_receive}: {@code rq_size} 0). Asked only then, with the QP's lock held: it must only look at
+     * {@code qp}'s attributes, never call the core.
+     */
+    default Errno recvQueueFullErrno(HwQp qp) {
+        return Errno.ENOMEM;
+    }
+
     /** Doorbell: send work requests were queued on {@code qp} (or it re-entered RTS with some waiting). */
     void postSend(HwQp qp);
 
