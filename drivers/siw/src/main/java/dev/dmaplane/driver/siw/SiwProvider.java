@@ -57,7 +57,7 @@ import java.util.function.Supplier;
  * connections use, RC QPs only, no atomics, one SGE per READ, connections only through {@link IwCm}. The TX thread
  * ({@link Tx}) sends for every QP of the device; each connection's thread ({@link Cep}) receives.
  *
- * <p>Close to 600 lines: it is the device's verbs and its {@link IwCm} at once, as {@code siw_verbs.c} and
+ * <p>Just over 600 lines: it is the device's verbs and its {@link IwCm} at once, as {@code siw_verbs.c} and
  * {@code siw_cm.c} share {@code struct siw_device}; the regions and their STag checks are {@link SiwRegions}
  * ({@code siw_mem.c}); the CM half (listeners, connect, the endpoints' set) is the part to move out next.
  */
@@ -376,6 +376,12 @@ final class SiwProvider implements RdmaProvider, IwCm {
             c.lost("qp " + hw.qpNum() + " destroyed", false);
             c.join();
         }
+    }
+
+    /** {@code siw_post_receive}: EINVAL for a QP without a receive queue ({@link SiwQpStates#noReceiveQueue}). */
+    @Override
+    public Errno recvQueueFullErrno(HwQp qp) {
+        return SiwQpStates.noReceiveQueue(qp) ? Errno.EINVAL : Errno.ENOMEM;
     }
 
     /** {@code siw_post_send}'s opcode switch: what siw does not carry is refused; a READ has one SGE. */

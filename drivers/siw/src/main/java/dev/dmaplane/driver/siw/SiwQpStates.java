@@ -135,16 +135,30 @@ final class SiwQpStates implements QpStateMachine {
     }
 
     /**
-     * {@code siw_post_receive}: IDLE, RTR and RTS take receives, so a QP is given its receives before the connection
+     * {@code siw_post_receive}: a QP on an SRQ or made without a receive queue takes no receive in any state
+     * ({@link #noReceiveQueue}); IDLE, RTR and RTS take receives, so a QP is given its receives before the connection
      * exists; ERROR takes them and completes them flushed ({@code siw_rq_flush_wr}); CLOSING and TERMINATE refuse them
      * with ENOTCONN.
      */
     @Override
     public void checkPostRecv(HwQp qp, QpState state) {
+        if (noReceiveQueue(qp)) {
+            throw new ErrnoException(Errno.EINVAL, "siw: qp " + qp.qpNum() + " has no receive queue of its own "
+                    + "(siw_post_receive: an SRQ, or max_recv_wr 0)");
+        }
         SiwState s = SiwState.of(state);
         if (s.compareTo(SiwState.RTS) > 0 && s != SiwState.ERROR) {
             throw new ErrnoException(Errno.ENOTCONN, "siw: qp " + qp.qpNum() + " is " + s + " (" + state + "): "
                     + "siw_post_receive takes receives up to RTS");
         }
+    }
+
+    /**
+     * {@code siw_post_receive}'s first check, before the state: a QP on an SRQ or whose receive queue has no entry
+     * ({@code qp->attrs.rq_size} 0, as {@code siw_create_qp} leaves it for {@code max_recv_wr} 0) refuses every
+     * receive with EINVAL.
+     */
+    static boolean noReceiveQueue(HwQp qp) {
+        return qp.hwSrq().isPresent() || qp.cap().maxRecvWr() == 0;
     }
 }

@@ -3,12 +3,15 @@ package dev.dmaplane.driver.siw;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.verbs.PostException;
+import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpInitAttr;
+import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -41,6 +44,40 @@ class SiwQueueSizeTest {
     void close() {
         h.close();
         assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
+    }
+
+    /**
+     * A QP made with {@code max_recv_wr} 0 and no SRQ has a receive queue of no entry ({@code rq_size} 0), and
+     * {@code siw_post_receive} refuses every receive to it with EINVAL, before it looks at the state: on the new
+     * (IDLE) QP, connected (RTS) and in CLOSING (where a QP with a receive queue gets ENOTCONN). Nothing is queued: the
+     * modify to ERR flushes nothing. A SEND still crosses the connection (bytes checked).
+     */
+    @Test
+    void aQpWithoutAReceiveQueueRefusesReceivesWithEinval() {
+        QueuePair q = h.a.rc(new QpCap(4, 0, 1, 1, 0));
+        RecvWr r = RecvWr.of(1, h.a.sge(0, 64));
+        PostException idle = assertThrows(PostException.class, () -> q.postRecv(List.of(r)));
+        assertEquals(List.of(Errno.EINVAL, 0), List.of(idle.errno(), idle.badIndex()), idle.getMessage());
+
+        QueuePair qb = h.b.rc();
+        h.pair(q, qb);
+        PostException rts = assertThrows(PostException.class, () -> q.postRecv(List.of(r)));
+        assertEquals(Errno.EINVAL, rts.errno(), rts.getMessage());
+        byte[] data = SiwHosts.random(256, 5);
+        h.a.write(4096, data);
+        qb.postRecv(List.of(RecvWr.of(2, h.b.sge(0, data.length))));
+        q.postSend(new SendWr.Send(3, List.of(h.a.sge(4096, data.length)), SIGNALED, null));
+        WorkCompletion sent = SiwHosts.one(h.a.cq);
+        assertEquals(List.of(3L, WcStatus.SUCCESS), List.of(sent.wrId(), sent.status()));
+        WorkCompletion got = SiwHosts.one(h.b.cq);
+        assertEquals(List.of(2L, WcStatus.SUCCESS), List.of(got.wrId(), got.status()));
+        assertArrayEquals(data, h.b.read(0, data.length));
+
+        q.modify(QpAttr.builder().state(QpState.SQD).build());
+        PostException closing = assertThrows(PostException.class, () -> q.postRecv(List.of(r)));
+        assertEquals(Errno.EINVAL, closing.errno(), closing.getMessage());
+        q.modify(QpAttr.builder().state(QpState.ERR).build());
+        assertEquals(List.of(), h.a.cq.poll(4), "nothing was queued");
     }
 
     /**
