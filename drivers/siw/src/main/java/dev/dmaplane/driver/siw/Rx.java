@@ -453,8 +453,9 @@ final class Rx {
      * invalidation a SEND with Invalidate asks for. An STag {@code siw_invalidate_stag} refuses sets up a TERMINATE
      * of the RDMAP layer, Remote Protection Error (a region of another PD) or Remote Operation Error (no region),
      * code Cannot Invalidate, and the receive completes with REM_INV_REQ_ERR and the bytes placed, no async event.
-     * siw leaves its QP in RTS and sends that TERMINATE when the connection is dropped; here the receive path drops
-     * it at once ({@link #fail}: the TERMINATE, CLOSE alone, the QP in ERR).
+     * The QP stays in RTS on its connection (a completion's error does not move a siw QP), and the TERMINATE waits
+     * for the connection's drop ({@link SiwQp#termInfo}): a modify to ERR, CLOSING or TERMINATE, or an error of
+     * either side, sends it in place of its own.
      */
     private void complete(SiwQp q, int op) {
         closeUntagged();
@@ -469,11 +470,11 @@ final class Rx {
         } else if (mem.invalidateRemote(q.hw, invStag)) {
             q.hw.completeRecv(r, RecvResult.sendWithInv(q.recvBytes, 0, invStag, se));
         } else {
+            LOG.debug("siw: qp {} cannot invalidate STag 0x{}", q.hw.qpNum(), Integer.toHexString(invStag));
+            q.termInfo = q.initTerminate(new Terminate(Terminate.LAYER_RDMAP,
+                    dev.regions.invalidateErrorType(q, invStag), Terminate.RDMAP_CANNOT_INVALIDATE));
             q.hw.completeRecv(r, new RecvResult(WcStatus.REM_INV_REQ_ERR, WcOpcode.RECV, q.recvBytes, 0, 0, 0, 0, 0,
                     se));
-            fail(q, new Terminate(Terminate.LAYER_RDMAP, dev.regions.invalidateErrorType(q, invStag),
-                    Terminate.RDMAP_CANNOT_INVALIDATE), null,
-                    "STag 0x" + Integer.toHexString(invStag) + " cannot be invalidated");
         }
     }
 
@@ -579,6 +580,7 @@ final class Rx {
             cep.lost(why, false);
             return;
         }
+        t = q.initTerminate(t); // SIW_CM_WORK_CLOSE_LLP sends a TERMINATE set up before, if any
         cep.disassociate(); // the peer's end of the stream, once it reads the TERMINATE, is reported by nobody
         q.terminate = t;
         q.apartFromTx(q::rxFailed); // the TX thread still sends the TERMINATE: it looks at q.terminate, not the state

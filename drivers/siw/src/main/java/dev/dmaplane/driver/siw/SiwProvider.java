@@ -309,6 +309,7 @@ final class SiwProvider implements RdmaProvider, IwCm {
         }
         if (to == QpState.ERR) {
             if (q.detach(c)) {
+                q.sendTermInfo(c);
                 c.lost("qp " + hw.qpNum() + " moved to " + to, false);
             }
         } else if (from == QpState.RTS && (to == QpState.SQD || to == QpState.SQE)) {

@@ -72,6 +72,12 @@ final class SiwQp {
     /** A TERMINATE the TX thread sends before it closes the stream. */
     volatile Terminate terminate;
     /**
+     * siw's {@code term_info} set up by an error that leaves the QP on its connection (a SEND with Invalidate whose
+     * STag cannot be invalidated): sent when the connection is dropped, in place of any set up later
+     * ({@link #initTerminate}); null when none.
+     */
+    volatile Terminate termInfo;
+    /**
      * The connection a modify to CLOSING or TERMINATE took the QP off, to be dropped once the QP is in its new state,
      * and whether the drop flushes the receive queue; null when none waits ({@link #leaveRts}). The modifying
      * thread's (the core serializes a QP's modifies).
@@ -120,10 +126,20 @@ final class SiwQp {
         Arrays.fill(rxMsn, 0);
         held = null;
         terminate = null;
+        termInfo = null;
         terminateSent = false;
         inboundReads.set(0);
         recv = null;
         recvBytes = 0;
+    }
+
+    /**
+     * {@code siw_init_terminate}: the TERMINATE to send for an error, {@code t}, unless one was set up already and
+     * waits for the connection's drop ({@link #termInfo}), which then goes out instead (siw keeps the first).
+     */
+    Terminate initTerminate(Terminate t) {
+        Terminate set = termInfo;
+        return set != null ? set : t;
     }
 
     /** {@code siw_rqe_get}: {@code r} is the receive the SEND beginning now is placed into. */
@@ -372,8 +388,21 @@ final class SiwQp {
         c.disassociate();
         drop = new Drop(c, !terminating);
         if (terminating) {
-            sendTerminate(c, new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_LOCAL_CATASTROPHIC,
-                    Terminate.RDMAP_UNSPECIFIED));
+            sendTerminate(c, initTerminate(new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_LOCAL_CATASTROPHIC,
+                    Terminate.RDMAP_UNSPECIFIED)));
+        } else {
+            sendTermInfo(c);
+        }
+    }
+
+    /**
+     * {@code siw_qp_cm_drop(qp, 0)} as a modify to CLOSING or ERROR calls it: {@code siw_send_terminate} sends the
+     * TERMINATE set up while the QP stayed on its connection ({@link #termInfo}), if any. Apart from TX.
+     */
+    void sendTermInfo(Cep c) {
+        Terminate t = termInfo;
+        if (t != null) {
+            sendTerminate(c, t);
         }
     }
 

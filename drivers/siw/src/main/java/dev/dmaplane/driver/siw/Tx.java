@@ -277,16 +277,17 @@ final class Tx {
      * its SGL ({@code siw_check_sgl_tx}) sets up the TERMINATE of {@code siw_init_terminate(qp,
      * TERM_ERROR_LAYER_RDMAP, RDMAP_ETYPE_CATASTROPHIC, RDMAP_ECODE_UNSPECIFIED, 1)}, sent before the drop
      * ({@link #drop}); a local operation ({@code siw_qp_sq_proc_local}) sets up none and drops the connection at once
-     * ({@link #txDrop}).
+     * ({@link #txDrop}). A TERMINATE set up before and still waiting ({@link SiwQp#termInfo}) goes out instead.
      */
     private static void txFailed(SiwQp q, Cep c, TxCtx x, Pending p, boolean terminate) {
         x.endMessage();
         x.txError = true;
         x.failed = p;
-        if (terminate) {
+        Terminate t = q.initTerminate(terminate ? new Terminate(Terminate.LAYER_RDMAP,
+                Terminate.RDMAP_LOCAL_CATASTROPHIC, Terminate.RDMAP_UNSPECIFIED) : null);
+        if (t != null) {
             c.disassociate(); // rx_suspend, and the peer's end of the stream is reported by nobody
-            q.terminate = new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_LOCAL_CATASTROPHIC,
-                    Terminate.RDMAP_UNSPECIFIED);
+            q.terminate = t;
         } else {
             txDrop(q, c, x, false);
         }
@@ -559,8 +560,8 @@ final class Tx {
             long len = whole ? m.length : n;
             x.txError = true;
             c.disassociate(); // rx_suspend, and the peer's end of the stream is reported by nobody
-            q.terminate = new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_PROTECTION,
-                    dev.regions.rdmapError(q, r.srcStag(), to, len, Access.REMOTE_READ));
+            q.terminate = q.initTerminate(new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_PROTECTION,
+                    dev.regions.rdmapError(q, r.srcStag(), to, len, Access.REMOTE_READ)));
             return false;
         }
     }

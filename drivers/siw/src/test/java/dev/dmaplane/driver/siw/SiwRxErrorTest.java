@@ -3,6 +3,8 @@ package dev.dmaplane.driver.siw;
 import dev.dmaplane.rdma.spi.IwListen;
 import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.MemoryRegion;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendWr;
@@ -180,30 +182,44 @@ class SiwRxErrorTest {
     /**
      * A SEND with Invalidate whose STag {@code siw_invalidate_stag} refuses ({@code siw_rdmap_complete}): a TERMINATE
      * of the RDMAP layer, code Cannot Invalidate (0x09), of type Remote Protection Error when a region of another PD
-     * holds the STag ({@code -EACCES}) and Remote Operation Error when no region does ({@code -EINVAL}); the receive
-     * completes with REM_INV_REQ_ERR and the bytes placed, and no async event is raised. siw keeps its QP in RTS and
-     * sends that TERMINATE when the connection is dropped; the core moves a QP whose receive failed to ERR, and the
-     * drop follows as a modify to ERR brings it ({@code siw_qp_cm_drop(qp, 0)}): the TERMINATE, CLOSE alone.
+     * holds the STag ({@code -EACCES}) and Remote Operation Error when no region does ({@code -EINVAL}), is set up
+     * ({@code siw_init_terminate}); the receive completes with REM_INV_REQ_ERR and the bytes placed
+     * ({@code siw_rqe_complete}, which moves nothing), and no async event is raised. The QP stays in RTS on its
+     * connection: the next SEND is placed into the next receive (bytes checked). The TERMINATE goes out when the
+     * connection is dropped: a modify to ERR ({@code siw_qp_cm_drop(qp, 0)}, {@code siw_send_terminate}) sends it,
+     * then the stream ends, with CLOSE alone; the receive left is flushed.
      */
     @ParameterizedTest(name = "another PD's region: {0}")
     @ValueSource(booleans = {false, true})
-    void aSendWithAnStagThatCannotBeInvalidatedFailsItsReceive(boolean otherPd) throws Exception {
+    void aSendWithAnStagThatCannotBeInvalidatedFailsItsReceiveAndKeepsTheQpInRts(boolean otherPd) throws Exception {
         QueuePair qb = h.b.rc();
-        qb.postRecv(List.of(RecvWr.of(1, h.b.sge(0, SEG))));
+        qb.postRecv(List.of(RecvWr.of(1, h.b.sge(0, SEG)), RecvWr.of(2, h.b.sge(SEG, SEG)),
+                RecvWr.of(3, h.b.sge(2 * SEG, SEG))));
         MemoryRegion other = h.b.ctx.allocPd().regMr(h.b.buf, SiwHosts.BUF, SiwHosts.ALL);
         int stag = otherPd ? other.rkey() : other.rkey() ^ 0x00ff_0000;
         byte[] data = SiwHosts.random(100, 5);
+        byte[] next = SiwHosts.random(200, 6);
         try (IwListen l = listen(); Socket s = SiwRxPlacementTest.connect(h.b, qb, l)) {
             s.getOutputStream().write(untagged(Iwarp.OP_SEND_INV, true, stag, Iwarp.QN_SEND, 1, 0, data));
-            assertEquals(new Terminate(Terminate.LAYER_RDMAP, otherPd ? Terminate.RDMAP_REMOTE_PROTECTION
-                    : Terminate.RDMAP_REMOTE_OPERATION, Terminate.RDMAP_CANNOT_INVALIDATE),
-                    terminateFrom(s));
             WorkCompletion w = SiwHosts.one(h.b.cq);
             assertEquals(List.of(1L, WcStatus.REM_INV_REQ_ERR, 100L, 0), List.of(w.wrId(), w.status(), w.byteLen(),
                     w.invalidatedRkey()), w.toString());
             assertArrayEquals(data, h.b.read(0, 100));
-            droppedBy(qb, null);
+            assertEquals(QpState.RTS, qb.query().qpState(), "siw_rqe_complete moves nothing");
+
+            s.getOutputStream().write(untagged(Iwarp.OP_SEND, true, 0, Iwarp.QN_SEND, 2, 0, next));
+            assertEquals(List.of("2 SUCCESS 200"), completions(1));
+            assertArrayEquals(next, h.b.read(SEG, next.length));
+            assertEquals(0, SiwHosts.counter(h.db, "dmaplane_terminate_sent"), "not before the drop");
+
+            qb.modify(QpAttr.builder().state(QpState.ERR).build());
+            assertEquals(new Terminate(Terminate.LAYER_RDMAP, otherPd ? Terminate.RDMAP_REMOTE_PROTECTION
+                    : Terminate.RDMAP_REMOTE_OPERATION, Terminate.RDMAP_CANNOT_INVALIDATE),
+                    terminateFrom(s));
+            endsWithoutTerminate(s.getInputStream());
         }
+        assertEquals(List.of("3 WR_FLUSH_ERR 0"), completions(1));
+        SiwTerminateTest.closedAfterItsTerminate(h.b, qb);
     }
 
     /**
