@@ -40,6 +40,10 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * the work the receive path queues, the TX thread does ({@code siw_sq_start}). SENDs and WRITEs complete once TCP
  * took their last byte; a READ waits for its response (a fenced request, or a READ beyond the connection's ORD,
  * waits until the READs before it completed). Local operations run through the core.
+ *
+ * <p>Over 600 lines: it follows {@code siw_qp_tx.c}, whose {@code siw_qp_sq_process} holds the engine's loop and its
+ * failure branch (the TERMINATE, the drop that leaves the QP in RTS, the failed request's completion) side by side;
+ * the TX thread's selector and run queue are the part to move out next.
  */
 final class Tx {
     private static final Logger LOG = LoggerFactory.getLogger(Tx.class);
