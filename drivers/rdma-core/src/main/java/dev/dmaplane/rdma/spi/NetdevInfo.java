@@ -28,4 +28,17 @@ public record NetdevInfo(String name, byte[] mac, int mtu, List<InetAddress> add
     public byte[] mac() {
         return mac.clone();
     }
+
+    /**
+     * {@code addrconf_addr_eui48}: the MAC as a modified EUI-64 (the universal/local bit flipped, {@code ff:fe} in
+     * the middle), big-endian; the node and system image GUID rxe and siw give their device.
+     */
+    public long eui48() {
+        byte[] eui = {(byte) (mac[0] ^ 0x02), mac[1], mac[2], (byte) 0xff, (byte) 0xfe, mac[3], mac[4], mac[5]};
+        long guid = 0;
+        for (byte b : eui) {
+            guid = guid << 8 | (b & 0xff);
+        }
+        return guid;
+    }
 }

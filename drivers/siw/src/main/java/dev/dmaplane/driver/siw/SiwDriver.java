@@ -10,6 +10,8 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.rdma.RdmaCore;
 import dev.dmaplane.rdma.spi.NetdevInfo;
+import dev.dmaplane.rdma.spi.PcapSwitch;
+import dev.dmaplane.rdma.spi.PciIbDevice;
 import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.verbs.AtomicCap;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
@@ -23,15 +25,10 @@ import org.osgi.service.component.annotations.Reference;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import java.net.Inet4Address;
 import java.net.InetAddress;
 import java.net.NetworkInterface;
 import java.net.SocketException;
-import java.net.UnknownHostException;
-import java.nio.file.InvalidPathException;
-import java.nio.file.Path;
 import java.util.EnumSet;
-import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -64,7 +61,7 @@ public final class SiwDriver implements Driver {
     private final RdmaCore core;
     private final Map<String, InetAddress> addresses;
     final Map<String, SiwProvider> providers = new ConcurrentHashMap<>();
-    private TcpCapture capture;
+    private final PcapSwitch captures = new PcapSwitch(NAME);
 
     @Activate
     public SiwDriver(@Reference RdmaCore core) {
@@ -78,14 +75,8 @@ public final class SiwDriver implements Driver {
      * @throws ErrnoException {@code EINVAL} for an address that is not IPv4
      */
     public SiwDriver(RdmaCore core, Map<String, InetAddress> addresses) {
-        for (var e : addresses.entrySet()) {
-            if (!(e.getValue() instanceof Inet4Address)) {
-                throw new ErrnoException(Errno.EINVAL, "siw: " + e.getKey() + " needs an IPv4 address, not "
-                        + e.getValue());
-            }
-        }
+        this.addresses = PciIbDevice.ipv4ByBdf(NAME, addresses);
         this.core = core;
-        this.addresses = Map.copyOf(addresses);
         String file = System.getProperty(PCAP_PROPERTY, "");
         if (!file.isBlank()) {
             pcap(file);
@@ -116,28 +107,13 @@ public final class SiwDriver implements Driver {
      * @throws ErrnoException {@code EINVAL} for a missing or invalid file name, {@code EIO} when it cannot be written
      */
     @Descriptor("captures every MPA frame and FPDU siw sends into FILE (libpcap), or stops with off")
-    public synchronized String pcap(@Descriptor("FILE|off") String file) {
-        if (file == null || file.isBlank()) {
-            throw new ErrnoException(Errno.EINVAL, "siw: pcap needs a file name or 'off', not '" + file + "'");
-        }
-        TcpCapture old = capture;
-        TcpCapture now = null;
-        if (!file.equals("off")) {
-            try {
-                now = TcpCapture.open(Path.of(file));
-            } catch (InvalidPathException e) {
-                throw new ErrnoException(Errno.EINVAL, "siw: pcap file '" + file + "': " + e.getMessage(), e);
+    public String pcap(@Descriptor("FILE|off") String file) {
+        return captures.turn(file, pcap -> {
+            TcpCapture now = TcpCapture.of(pcap);
+            for (SiwProvider p : providers.values()) {
+                p.capture = now;
             }
-        }
-        capture = now;
-        for (SiwProvider p : providers.values()) {
-            p.capture = now;
-        }
-        if (old != null) {
-            old.close();
-        }
-        return now == null ? "capture off" + (old == null ? "" : ", " + old.file() + " closed")
-                : "capturing to " + now.file();
+        });
     }
 
     /** What the Gogo runtime calls when no form of a command takes its arguments: the command's usage, EINVAL. */
@@ -146,26 +122,13 @@ public final class SiwDriver implements Driver {
     }
 
     /**
-     * {@code addrconf_addr_eui48}: the MAC as a modified EUI-64, which siw makes its system image GUID
-     * ({@code siw_query_device}) and node GUID.
-     */
-    static long eui48(byte[] mac) {
-        byte[] eui = {(byte) (mac[0] ^ 0x02), mac[1], mac[2], (byte) 0xff, (byte) 0xfe, mac[3], mac[4], mac[5]};
-        long guid = 0;
-        for (byte b : eui) {
-            guid = guid << 8 | (b & 0xff);
-        }
-        return guid;
-    }
-
-    /**
      * {@code siw_query_device} with the limits of {@code siw.h}: no atomics, fast registration extensions only,
      * one SGE per READ, 6 SGEs, 80 inline bytes, ORD and IRD 128. Two limits are the core's, not siw's: regions
      * (65536, the key index space, where siw allows 1024000) and windows (1, the core's least; siw has none and
      * {@link SiwProvider#allocMw} refuses them).
      */
-    static DeviceAttr attributes(byte[] mac) {
-        long guid = eui48(mac);
+    static DeviceAttr attributes(NetdevInfo nd) {
+        long guid = nd.eui48();
         return DeviceAttr.builder().fwVer("0.0.0").nodeGuid(guid).sysImageGuid(guid).vendorId(VENDOR_ID)
                 .vendorPartId(0).maxMrSize(-1L >>> 1).pageSizeCap(4096)
                 .caps(EnumSet.of(DeviceCap.MEM_MGT_EXTENSIONS))
@@ -207,39 +170,24 @@ public final class SiwDriver implements Driver {
 
     @Override
     public BoundDevice probe(Device device, MatchEntry match) {
-        if (!(device instanceof PciFunction fn)) {
-            throw new ErrnoException(Errno.ENODEV, "siw: " + device.name() + " is not a PCI function");
-        }
+        PciFunction fn = PciIbDevice.pciFunction(NAME, device);
         if ((fn.classCode() >>> 16) != 0x02) {
             throw new ErrnoException(Errno.ENODEV, "siw: " + fn.bdf() + " is not a network controller (class 0x"
                     + Integer.toHexString(fn.classCode()) + "): siw needs a netdev");
         }
-        int bus = fn.bdf().bus();
         InetAddress ip = addresses.get(fn.bdf().toString());
         if (ip == null) {
-            try {
-                ip = InetAddress.getByAddress(new byte[]{127, 0, 0, (byte) bus});
-            } catch (UnknownHostException e) {
-                throw new ErrnoException(Errno.EINVAL, "siw: " + e.getMessage(), e);
-            }
+            ip = PciIbDevice.ipv4OnBus(fn, 127, 0, 0);
         }
-        fn.setMaster(true);
-        fn.dma().setDmaMask(-1L);
-        NetdevInfo nd = new NetdevInfo("eth" + bus, new byte[]{0x02, 0x1d, (byte) 0xa0, 0, 1, (byte) bus},
-                hostMtu(ip), List.of(ip));
-        SiwProvider p = new SiwProvider(fn, attributes(nd.mac()), nd, ip);
-        RdmaDeviceHandle h;
-        try {
-            h = core.registerDevice("siw%d", p);
-        } catch (RuntimeException e) {
-            fn.setMaster(false);
-            throw e;
-        }
+        PciIbDevice.enableDma(fn);
+        NetdevInfo nd = PciIbDevice.netdev(fn, 1, hostMtu(ip), ip);
+        SiwProvider p = new SiwProvider(fn, attributes(nd), nd, ip);
+        RdmaDeviceHandle h = PciIbDevice.register(core, fn, "siw%d", p, () -> { });
         p.start(h);
-        synchronized (this) {
-            p.capture = capture;
+        captures.attach(pcap -> {
+            p.capture = TcpCapture.of(pcap);
             providers.put(h.name(), p);
-        }
+        });
         return () -> {
             // ib_unregister_device tells the clients first (the rdma_cm's DEVICE_REMOVAL) and frees the QPs, whose
             // connections close then (siw_destroy_qp); what is left, listeners and unbound connections, closes after

@@ -29,13 +29,9 @@ final class TcpCapture implements AutoCloseable {
         this.pcap = pcap;
     }
 
-    /**
-     * Creates (or truncates) {@code file} with the capture's global header.
-     *
-     * @throws ErrnoException {@code EIO} naming the file when it cannot be written
-     */
-    static TcpCapture open(Path file) {
-        return new TcpCapture(PcapFile.open(file, "siw"));
+    /** The TCP view of {@code pcap}, or null for no capture. */
+    static TcpCapture of(PcapFile pcap) {
+        return pcap == null ? null : new TcpCapture(pcap);
     }
 
     Path file() {

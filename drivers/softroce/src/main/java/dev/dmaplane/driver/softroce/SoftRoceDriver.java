@@ -10,7 +10,8 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.rdma.RdmaCore;
 import dev.dmaplane.rdma.spi.NetdevInfo;
-import dev.dmaplane.rdma.spi.PcapFile;
+import dev.dmaplane.rdma.spi.PcapSwitch;
+import dev.dmaplane.rdma.spi.PciIbDevice;
 import dev.dmaplane.rdma.spi.RdmaDeviceHandle;
 import dev.dmaplane.rdma.verbs.DeviceAttr;
 import dev.dmaplane.rdma.verbs.DeviceCap;
@@ -23,13 +24,8 @@ import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Deactivate;
 import org.osgi.service.component.annotations.Reference;
 
-import java.net.Inet4Address;
 import java.net.InetAddress;
-import java.net.UnknownHostException;
-import java.nio.file.InvalidPathException;
-import java.nio.file.Path;
 import java.util.EnumSet;
-import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -79,8 +75,8 @@ public final class SoftRoceDriver implements Driver {
     /** Reordering injection for the UDP transports, from {@link #UDP_SWAP_PAIRS_PROPERTY}. */
     private final boolean udpSwapPairs;
 
-    /** The capture every engine of this driver writes to, or null. */
-    private PcapFile capture;
+    /** The capture every engine of this driver writes to. */
+    private final PcapSwitch captures = new PcapSwitch("rxe");
 
     /** The functions whose port is on UDP, by BDF ({@code 0000:04:00.0}), with the IPv4 address of each. */
     private final Map<String, InetAddress> udp;
@@ -102,12 +98,7 @@ public final class SoftRoceDriver implements Driver {
      *                        number of at least 0
      */
     public SoftRoceDriver(RdmaCore core, Map<String, InetAddress> udp) {
-        for (var e : udp.entrySet()) {
-            if (!(e.getValue() instanceof Inet4Address)) {
-                throw new ErrnoException(Errno.EINVAL, "rxe: " + e.getKey() + " on UDP needs an IPv4 address, not "
-                        + e.getValue());
-            }
-        }
+        this.udp = PciIbDevice.ipv4ByBdf("rxe", udp);
         String every = System.getProperty(UDP_DROP_EVERY_PROPERTY, "0").strip();
         try {
             udpDropEvery = Integer.parseInt(every);
@@ -122,7 +113,6 @@ public final class SoftRoceDriver implements Driver {
         udpSwapPairs = Boolean.getBoolean(UDP_SWAP_PAIRS_PROPERTY);
         udpNative = !"false".equals(System.getProperty(UDP_NATIVE_PROPERTY, "true").strip());
         this.core = core;
-        this.udp = Map.copyOf(udp);
         String file = System.getProperty(PCAP_PROPERTY, "");
         if (!file.isBlank()) {
             pcap(file);
@@ -145,28 +135,12 @@ public final class SoftRoceDriver implements Driver {
      *                        written
      */
     @Descriptor("captures every packet the HCAs send into FILE (libpcap), or stops with off")
-    public synchronized String pcap(@Descriptor("FILE|off") String file) {
-        if (file == null || file.isBlank()) {
-            throw new ErrnoException(Errno.EINVAL, "rxe: pcap needs a file name or 'off', not '" + file + "'");
-        }
-        PcapFile old = capture;
-        PcapFile now = null;
-        if (!file.equals("off")) {
-            try {
-                now = PcapFile.open(Path.of(file), "rxe");
-            } catch (InvalidPathException e) {
-                throw new ErrnoException(Errno.EINVAL, "rxe: pcap file '" + file + "': " + e.getMessage(), e);
+    public String pcap(@Descriptor("FILE|off") String file) {
+        return captures.turn(file, now -> {
+            for (SoftRoceProvider p : providers.values()) {
+                p.engine.capture = now;
             }
-        }
-        capture = now;
-        for (SoftRoceProvider p : providers.values()) {
-            p.engine.capture = now;
-        }
-        if (old != null) {
-            old.close();
-        }
-        return now == null ? "capture off" + (old == null ? "" : ", " + old.file() + " closed")
-                : "capturing to " + now.file();
+        });
     }
 
     @Override
@@ -212,25 +186,11 @@ public final class SoftRoceDriver implements Driver {
     }
 
     /**
-     * {@code addrconf_addr_eui48}: a MAC as a modified EUI-64 (the universal/local bit flipped, {@code ff:fe} in the
-     * middle), big-endian, which rxe makes both its node GUID and its system image GUID of
-     * ({@code rxe_init_device_param}, {@code rxe_register_device}).
+     * {@code rxe_init_device_param}: both GUIDs are the netdev's MAC as an EUI-64 ({@code addrconf_addr_eui48}, as in
+     * {@code rxe_register_device}).
      */
-    static long eui48(byte[] mac) {
-        if (mac == null || mac.length != 6) {
-            throw new ErrnoException(Errno.EINVAL, "rxe: a GUID needs a 6-byte MAC, not "
-                    + (mac == null ? null : mac.length + " bytes"));
-        }
-        byte[] eui = {(byte) (mac[0] ^ 0x02), mac[1], mac[2], (byte) 0xff, (byte) 0xfe, mac[3], mac[4], mac[5]};
-        long guid = 0;
-        for (byte b : eui) {
-            guid = guid << 8 | (b & 0xff);
-        }
-        return guid;
-    }
-
-    static DeviceAttr attributes(byte[] mac) {
-        long guid = eui48(mac);
+    static DeviceAttr attributes(NetdevInfo nd) {
+        long guid = nd.eui48();
         return DeviceAttr.builder().fwVer("0.2.0").nodeGuid(guid).sysImageGuid(guid).vendorId(0x1da0).vendorPartId(2)
                 .caps(EnumSet.of(DeviceCap.MEM_WINDOW, DeviceCap.MEM_WINDOW_TYPE_2B, DeviceCap.MEM_MGT_EXTENSIONS,
                         DeviceCap.PORT_ACTIVE_EVENT, DeviceCap.RC_RNR_NAK_GEN, DeviceCap.N_NOTIFY_CQ,
@@ -241,10 +201,7 @@ public final class SoftRoceDriver implements Driver {
 
     @Override
     public BoundDevice probe(Device device, MatchEntry match) {
-        if (!(device instanceof PciFunction fn)) {
-            throw new ErrnoException(Errno.ENODEV, device.name() + " is not a PCI function");
-        }
-        int bus = fn.bdf().bus();
+        PciFunction fn = PciIbDevice.pciFunction("rxe", device);
         InetAddress ip = udp.get(fn.bdf().toString());
         // a UDP port binds first: a refused address leaves nothing behind
         UdpTransport socket = ip == null ? null : UdpTransport.bind(ip, udpNative);
@@ -253,39 +210,28 @@ public final class SoftRoceDriver implements Driver {
             socket.swapPairs = udpSwapPairs;
         }
         if (ip == null) {
-            try {
-                ip = InetAddress.getByAddress(new byte[]{10, 0, 0, (byte) bus});
-            } catch (UnknownHostException e) {
-                throw new ErrnoException(Errno.EINVAL, e.getMessage());
-            }
+            ip = PciIbDevice.ipv4OnBus(fn, 10, 0, 0);
         }
-        fn.setMaster(true);
-        fn.dma().setDmaMask(-1L);
+        PciIbDevice.enableDma(fn);
         // on UDP the netdev is the loopback's or a host's, jumbo frames: RoCE active MTU 4096
-        NetdevInfo nd = new NetdevInfo("eth" + bus, new byte[]{0x02, 0x1d, (byte) 0xa0, 0, 0, (byte) bus},
-                socket == null ? 1500 : 9000, List.of(ip));
+        NetdevInfo nd = PciIbDevice.netdev(fn, 0, socket == null ? 1500 : 9000, ip);
         Engine engine = new Engine(device.name(), socket == null ? fabric : socket, Gid.of(ip));
-        SoftRoceProvider p = new SoftRoceProvider(fn, attributes(nd.mac()), nd, engine);
-        RdmaDeviceHandle h;
-        try {
-            h = core.registerDevice("rxe%d", p);
-        } catch (RuntimeException e) {
-            fn.setMaster(false);
+        SoftRoceProvider p = new SoftRoceProvider(fn, attributes(nd), nd, engine);
+        RdmaDeviceHandle h = PciIbDevice.register(core, fn, "rxe%d", p, () -> {
             if (socket != null) {
                 socket.close();
             }
-            throw e;
-        }
+        });
         engine.start(h);
         if (socket != null) {
             socket.start(engine);
         } else {
             fabric.attach(engine.gid(), engine);
         }
-        synchronized (this) { // a capture turned on meanwhile sees this engine, or this engine sees it
-            engine.capture = capture;
+        captures.attach(pcap -> { // a capture turned on meanwhile sees this engine, or this engine sees it
+            engine.capture = pcap;
             providers.put(h.name(), p);
-        }
+        });
         return () -> {
             if (socket != null) {
                 socket.close(); // its receive thread ends: nothing arrives any more
