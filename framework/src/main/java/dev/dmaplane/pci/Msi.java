@@ -35,9 +35,6 @@ public final class Msi {
     private final boolean maskable;
     private final SinkSlot<Sink> slot;
 
-    private record Message(int vector, long address, int data) {
-    }
-
     private Msi(String owner, ConfigSpace config, int cap) {
         this.owner = owner;
         this.slot = new SinkSlot<>(owner, "MSI");
@@ -168,7 +165,7 @@ public final class Msi {
      */
     public Outcome raise(int vector) {
         checkVector(vector);
-        Message m;
+        MsiMsg m;
         synchronized (this) {
             if (!deliverable() || vector >= enabledVectors() || slot.get() == null) {
                 slot.countDropped();
@@ -180,7 +177,7 @@ public final class Msi {
             }
             m = message(vector);
         }
-        return send(List.of(m)) == 1 ? Outcome.DELIVERED : Outcome.DROPPED;
+        return MsiMsg.send(slot, List.of(m)) == 1 ? Outcome.DELIVERED : Outcome.DROPPED;
     }
 
     /** MSI Enable and Bus Master Enable set, MSI-X Enable clear; caller holds the lock. */
@@ -197,7 +194,7 @@ public final class Msi {
         if (!maskable || offset >= cap + MSI_PENDING_64 + 4 || offset + size <= cap) {
             return;
         }
-        List<Message> out = new ArrayList<>();
+        List<MsiMsg> out = new ArrayList<>();
         synchronized (this) {
             if (deliverable()) {
                 int ready = pendingBits() & ~config.read(maskOffset(), 4);
@@ -209,33 +206,18 @@ public final class Msi {
                 }
             }
         }
-        send(out);
-    }
-
-    private int send(List<Message> messages) {
-        int sent = 0;
-        for (Message m : messages) {
-            Sink s = slot.get();
-            if (s == null) {
-                slot.countDropped();
-                continue;
-            }
-            slot.countDelivered();
-            s.message(m.vector(), m.address(), m.data());
-            sent++;
-        }
-        return sent;
+        MsiMsg.send(slot, out);
     }
 
     /** The Message Address and Message Data with the vector in the low bits Multiple Message Enable allots. */
-    private Message message(int vector) {
+    private MsiMsg message(int vector) {
         long address = config.read(cap + MSI_ADDRESS_LO, 4) & 0xFFFF_FFFFL;
         if (is64) {
             address |= (long) config.read(cap + MSI_ADDRESS_HI, 4) << 32;
         }
         int low = enabledVectors() - 1;
         int data = (config.read(dataOffset(), 2) & ~low) | vector;
-        return new Message(vector, address, data);
+        return new MsiMsg(vector, address, data);
     }
 
     private int pendingBits() {

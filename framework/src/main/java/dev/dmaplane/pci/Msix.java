@@ -46,9 +46,6 @@ public final class Msix {
     /** Writable bits of the four dwords of an entry: address bits 1:0 are zero, Vector Control has only its Mask bit. */
     private static final int[] ENTRY_WMASK = {0xFFFF_FFFC, 0xFFFF_FFFF, 0xFFFF_FFFF, MSIX_ENTRY_CTRL_MASKBIT};
 
-    private record Message(int vector, long address, int data) {
-    }
-
     private final String owner;
     private final ConfigSpace config;
     private final int cap;
@@ -183,7 +180,7 @@ public final class Msix {
      */
     public Outcome raise(int vector) {
         checkVector(vector);
-        Message m;
+        MsiMsg m;
         synchronized (this) {
             int ctl = control();
             if ((ctl & MSIX_FLAGS_ENABLE) == 0 || !config.busMasterEnabled() || slot.get() == null) {
@@ -196,7 +193,7 @@ public final class Msix {
             }
             m = message(vector);
         }
-        return send(List.of(m)) == 1 ? Outcome.DELIVERED : Outcome.DROPPED;
+        return MsiMsg.send(slot, List.of(m)) == 1 ? Outcome.DELIVERED : Outcome.DROPPED;
     }
 
     /** Whether {@code offset} (relative to the BAR) falls in the table or the PBA. */
@@ -220,7 +217,7 @@ public final class Msix {
             return;
         }
         long rel = offset - tableOffset;
-        List<Message> out;
+        List<MsiMsg> out;
         synchronized (this) {
             for (int done = 0; done < size; done += Math.min(size, 4)) {
                 long at = rel + done;
@@ -234,7 +231,7 @@ public final class Msix {
             }
             out = sendable();
         }
-        send(out);
+        MsiMsg.send(slot, out);
     }
 
     private static long load(long rel, int size, IntUnaryOperator dwords) {
@@ -249,18 +246,18 @@ public final class Msix {
     private void configWritten(int offset, int size) {
         int ctl = cap + MSIX_FLAGS;
         if (offset < ctl + 2 && offset + size > ctl) {
-            List<Message> out;
+            List<MsiMsg> out;
             synchronized (this) {
                 out = sendable();
             }
-            send(out);
+            MsiMsg.send(slot, out);
         }
     }
 
     /** Pending vectors that may send now, their Pending bits cleared; caller holds the lock. */
-    private List<Message> sendable() {
+    private List<MsiMsg> sendable() {
         int ctl = control();
-        List<Message> out = new ArrayList<>();
+        List<MsiMsg> out = new ArrayList<>();
         if ((ctl & MSIX_FLAGS_ENABLE) == 0 || (ctl & MSIX_FLAGS_MASKALL) != 0 || !config.busMasterEnabled()) {
             return out;
         }
@@ -273,24 +270,9 @@ public final class Msix {
         return out;
     }
 
-    private int send(List<Message> messages) {
-        int sent = 0;
-        for (Message m : messages) {
-            Sink s = slot.get();
-            if (s == null) {
-                slot.countDropped();
-                continue;
-            }
-            slot.countDelivered();
-            s.message(m.vector(), m.address(), m.data());
-            sent++;
-        }
-        return sent;
-    }
-
-    private Message message(int vector) {
+    private MsiMsg message(int vector) {
         long address = (table[4 * vector] & 0xFFFF_FFFFL) | (long) table[4 * vector + 1] << 32;
-        return new Message(vector, address, table[4 * vector + 2]);
+        return new MsiMsg(vector, address, table[4 * vector + 2]);
     }
 
     private boolean vectorMasked(int vector) {
@@ -320,14 +302,14 @@ public final class Msix {
 
     /** Writes {@code saved} back entry by entry; vectors unmasked by it send what they have pending. */
     void restoreTable(int[] saved) {
-        List<Message> out;
+        List<MsiMsg> out;
         synchronized (this) {
             for (int i = 0; i < table.length; i++) {
                 table[i] = saved[i] & ENTRY_WMASK[i & 3];
             }
             out = sendable();
         }
-        send(out);
+        MsiMsg.send(slot, out);
     }
 
     /**
