@@ -33,6 +33,7 @@ public final class PcapSwitch {
         if (file == null || file.isBlank()) {
             throw new ErrnoException(Errno.EINVAL, driver + ": pcap needs a file name or 'off', not '" + file + "'");
         }
+        ErrnoException.requireNonNull(devices, driver + ": pcap devices");
         PcapFile old = capture;
         PcapFile now = null;
         if (!file.equals("off")) {
@@ -53,6 +54,7 @@ public final class PcapSwitch {
 
     /** Runs {@code device} with the capture that is on (or null), under the lock {@link #turn} takes. */
     public synchronized void attach(Consumer<PcapFile> device) {
+        ErrnoException.requireNonNull(device, driver + ": pcap device");
         device.accept(capture);
     }
 }
