@@ -48,6 +48,8 @@ import static org.junit.jupiter.api.Assertions.fail;
 @Timeout(180)
 class WireTest {
     private static final Duration WAIT = Duration.ofSeconds(60);
+    /** How many ports {@link #server} tries before it gives up. */
+    private static final int PORT_ATTEMPTS = 3;
     private static final String SERVER_IP = Loopback.ip(141);
     private static final String CLIENT_IP = Loopback.ip(142);
 
@@ -72,8 +74,7 @@ class WireTest {
     @ValueSource(strings = {"write_bw", "read_bw", "send_bw", "atomic_bw", "write_lat", "read_lat", "send_lat",
             "atomic_lat"})
     void eachToolRunsBetweenTwoProcesses(String tool) throws Exception {
-        int port = freePort();
-        server(tool, port);
+        int port = server(tool);
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         List<String> args = new ArrayList<>(List.of(tool, "127.0.0.1", "-p", String.valueOf(port), "--ip", CLIENT_IP,
@@ -100,8 +101,7 @@ class WireTest {
     @ParameterizedTest
     @ValueSource(strings = {"write_bw", "read_bw", "send_bw", "write_lat", "read_lat", "send_lat"})
     void eachToolRunsOverSiwBetweenTwoProcesses(String tool) throws Exception {
-        int port = freePort();
-        server(List.of(tool, "-d", "siw0"), port);
+        int port = server(List.of(tool, "-d", "siw0"));
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         int status = Main.run(new String[]{tool, "127.0.0.1", "-p", String.valueOf(port), "-d", "siw0", "--ip",
@@ -125,8 +125,7 @@ class WireTest {
      */
     @Test
     void sendBwOverSiwWaitsForReceiveCreditsWhileTheReceiverIsStopped() throws Exception {
-        int port = freePort();
-        server(List.of("send_bw", "-d", "siw0"), port);
+        int port = server(List.of("send_bw", "-d", "siw0"));
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         AtomicInteger status = new AtomicInteger(-1);
@@ -163,8 +162,7 @@ class WireTest {
     void rdmaCmModeRunsBetweenTwoProcesses(String run) throws Exception {
         String device = run.split(" ")[0];
         String tool = run.split(" ")[1];
-        int port = freePort();
-        server(List.of(tool, "-d", device), port);
+        int port = server(List.of(tool, "-d", device));
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         int status = Main.run(new String[]{tool, "127.0.0.1", "-p", String.valueOf(port), "-d", device, "--ip",
@@ -185,8 +183,7 @@ class WireTest {
     /** atomic_bw over siw between processes: refused in one line naming why at the client, told to the server. */
     @Test
     void atomicBwOverSiwIsRefusedInOneLine() throws Exception {
-        int port = freePort();
-        server(List.of("atomic_bw", "-d", "siw0"), port);
+        int port = server(List.of("atomic_bw", "-d", "siw0"));
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         int status = Main.run(new String[]{"atomic_bw", "127.0.0.1", "-p", String.valueOf(port), "-d", "siw0",
@@ -206,8 +203,7 @@ class WireTest {
      */
     @Test
     void aKilledServerEndsTheClientInRetryExceeded() throws Exception {
-        int port = freePort();
-        server("write_bw", port);
+        int port = server("write_bw");
         AtomicReference<Wire.Station> station = new AtomicReference<>();
         Wire.Stations watched = new Wire.Stations() {
             @Override
@@ -279,8 +275,7 @@ class WireTest {
     void lossAndReorderingBetweenProcessesLoseNoMessage(String tool) throws Exception {
         String[] lossy = {"-Ddmaplane.softroce.udp.dropEvery=100", "-Ddmaplane.softroce.udp.swapPairs=true",
                 "-Dorg.slf4j.simpleLogger.log.dev.dmaplane.perftest.Wire=debug"};
-        int port = freePort();
-        server(tool, port, lossy);
+        int port = server(tool, lossy);
         String size = tool.startsWith("atomic") ? "8" : "8192";
         List<String> cmd = new ArrayList<>(java(lossy));
         cmd.addAll(List.of(tool, "127.0.0.1", "-p", String.valueOf(port), "--ip", CLIENT_IP, "-n", "400", "-s", size));
@@ -316,12 +311,36 @@ class WireTest {
                 err.toString(StandardCharsets.UTF_8));
     }
 
-    private void server(String tool, int port, String... jvmArgs) throws IOException, InterruptedException {
-        server(List.of(tool), port, jvmArgs);
+    private int server(String tool, String... jvmArgs) throws IOException, InterruptedException {
+        return server(List.of(tool), jvmArgs);
     }
 
-    /** A child JVM running {@code Main} with {@code toolArgs}, {@code -p port --ip SERVER_IP}, until it listens. */
-    private void server(List<String> toolArgs, int port, String... jvmArgs) throws IOException, InterruptedException {
+    /**
+     * Starts the server child on a port that was free a moment ago and waits until it listens; when the child could
+     * not listen there (EADDRINUSE: the kernel gave the port to another socket meanwhile, as an ephemeral port), it
+     * starts again on another.
+     *
+     * @return the port the server listens on
+     */
+    private int server(List<String> toolArgs, String... jvmArgs) throws IOException, InterruptedException {
+        for (int attempt = 1; ; attempt++) {
+            int port = freePort();
+            if (listening(toolArgs, port, jvmArgs)) {
+                return port;
+            }
+            String err = childErr();
+            if (attempt == PORT_ATTEMPTS || !err.contains("EADDRINUSE")) {
+                fail("the server never listened; its stderr:\n" + err);
+            }
+            assertTrue(child.waitFor(WAIT.toSeconds(), TimeUnit.SECONDS), "the server that could not listen ends");
+            reader.join(WAIT);
+            lines.clear();
+        }
+    }
+
+    /** Whether the server started on {@code port} listens, or ended (or said nothing for {@link #WAIT}) before. */
+    private boolean listening(List<String> toolArgs, int port, String... jvmArgs)
+            throws IOException, InterruptedException {
         List<String> cmd = new ArrayList<>(java(jvmArgs));
         cmd.addAll(toolArgs);
         cmd.addAll(List.of("-p", String.valueOf(port), "--ip", SERVER_IP));
@@ -338,15 +357,17 @@ class WireTest {
             }
         });
         long deadline = System.nanoTime() + WAIT.toNanos();
-        while (true) {
-            String l = lines.poll(Math.max(1, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+        while (System.nanoTime() - deadline < 0) {
+            String l = lines.poll(100, TimeUnit.MILLISECONDS);
             if (l == null) {
-                fail("the server never listened; its stderr:\n" + childErr());
-            }
-            if (l.contains("Waiting for client to connect")) {
-                return;
+                if (!reader.isAlive() && lines.isEmpty()) {
+                    return false; // its output ended without the line: it exited
+                }
+            } else if (l.contains("Waiting for client to connect")) {
+                return true;
             }
         }
+        return false;
     }
 
     /** {@code java} with this test's class path and {@code jvmArgs}, running {@link Main}. */
