@@ -51,6 +51,11 @@ final class Rx {
     private final MemorySegment inSeg = MemorySegment.ofBuffer(in);
     private int start;
     private int end;
+    /**
+     * Where the FPDU being processed starts in {@link #in} (its MPA length): a failed segment's headers are copied
+     * from there into its TERMINATE ({@code srx->hdr}), and only then.
+     */
+    private int fpduAt;
     private boolean draining;
     /**
      * The FPDU being processed failed its CRC. siw checks the CRC in the trailer ({@code siw_get_trailer}), after the
@@ -136,6 +141,7 @@ final class Rx {
                 throw new EOFException("siw: the peer closed the stream inside an FPDU");
             }
             int at = start;
+            fpduAt = at;
             start += total;
             cep.received += total;
             if (draining || cep.isDisassociated()) {
@@ -472,7 +478,8 @@ final class Rx {
         } else {
             LOG.debug("siw: qp {} cannot invalidate STag 0x{}", q.hw.qpNum(), Integer.toHexString(invStag));
             q.termInfo = q.initTerminate(new Terminate(Terminate.LAYER_RDMAP,
-                    dev.regions.invalidateErrorType(q, invStag), Terminate.RDMAP_CANNOT_INVALIDATE));
+                    dev.regions.invalidateErrorType(q, invStag), Terminate.RDMAP_CANNOT_INVALIDATE)
+                    .copying(in, fpduAt));
             q.hw.completeRecv(r, new RecvResult(WcStatus.REM_INV_REQ_ERR, WcOpcode.RECV, q.recvBytes, 0, 0, 0, 0, 0,
                     se));
         }
@@ -541,10 +548,12 @@ final class Rx {
      * endpoint's {@code SIW_CM_WORK_CLOSE_LLP} reports CLOSE, without DISCONNECT, and its release
      * ({@code siw_qp_llp_close}) moves the QP to ERR, where {@code siw_sq_flush} and {@code siw_rq_flush} complete
      * everything outstanding with WR_FLUSH_ERR, that READ included. No async event: neither function raises one.
-     * A connection its QP's modify already took over ({@code rx_suspend}) reads nothing more.
+     * A connection its QP's modify already took over ({@code rx_suspend}) reads nothing more. With the M flag set,
+     * the copied headers of the segment that failed are read for the log, as siw reads them.
      */
     private void terminated(SiwQp q, Iwarp.Segment s) {
-        Terminate t = Terminate.of(in.getInt(s.payloadAt()));
+        int word = in.getInt(s.payloadAt());
+        Terminate t = Terminate.of(word);
         draining = true;
         letGo();
         if (cep.isDisassociated()) {
@@ -552,6 +561,12 @@ final class Rx {
             return;
         }
         LOG.debug("siw: qp {} received {}", q.hw.qpNum(), t);
+        int copied = s.payloadAt() + Iwarp.TERMINATE_BODY;
+        if ((word & Terminate.FLAG_M) != 0 && s.payloadLength() >= Iwarp.TERMINATE_BODY + Terminate.COPY_TAGGED) {
+            // siw_proc_terminate reads the copied headers for its log only
+            LOG.debug("siw: qp {} TERMINATE reports opcode {}, DDP segment length {}", q.hw.qpNum(),
+                    in.get(copied + 3) & 0x0f, in.getShort(copied) & 0xffff);
+        }
         dev.terminated(t);
         q.apartFromTx(() -> q.connectionGone(cep));
         dev.tx.kick(q); // a post while the engine was held here set TxCtx.again: the TX thread takes it
@@ -580,7 +595,8 @@ final class Rx {
             cep.lost(why, false);
             return;
         }
-        t = q.initTerminate(t); // SIW_CM_WORK_CLOSE_LLP sends a TERMINATE set up before, if any
+        // SIW_CM_WORK_CLOSE_LLP sends a TERMINATE set up before, if any; else this one, with the failed headers
+        t = q.initTerminate(t == null ? null : t.copying(in, fpduAt));
         cep.disassociate(); // the peer's end of the stream, once it reads the TERMINATE, is reported by nobody
         q.terminate = t;
         q.apartFromTx(q::rxFailed); // the TX thread still sends the TERMINATE: it looks at q.terminate, not the state

@@ -565,7 +565,7 @@ final class Tx {
             x.txError = true;
             c.disassociate(); // rx_suspend, and the peer's end of the stream is reported by nobody
             q.terminate = q.initTerminate(new Terminate(Terminate.LAYER_RDMAP, Terminate.RDMAP_REMOTE_PROTECTION,
-                    dev.regions.rdmapError(q, r.srcStag(), to, len, Access.REMOTE_READ)));
+                    dev.regions.rdmapError(q, r.srcStag(), to, len, Access.REMOTE_READ)).copyingReadRequest(r, m.off));
             return false;
         }
     }
@@ -597,16 +597,14 @@ final class Tx {
     }
 
     /**
-     * {@code siw_send_terminate}: the TERMINATE on queue 2; once TCP took it the connection is dropped
-     * ({@link #drop}).
+     * {@code siw_send_terminate}: the TERMINATE on queue 2 with the failed segment's headers it copies, if any;
+     * once TCP took it the connection is dropped ({@link #drop}).
      */
     private void terminate(SiwQp q, Cep c, TxCtx x, Terminate t) {
         q.terminateSent = true;
         int at = x.pos;
-        ByteBuffer b = x.out.slice(at + 2, Iwarp.UNTAGGED_HDR + Iwarp.TERMINATE_BODY);
-        Iwarp.untagged(b, Iwarp.OP_TERMINATE, true, 0, Iwarp.QN_TERMINATE, ++q.txMsn[Iwarp.QN_TERMINATE], 0);
-        b.putInt(t.word());
-        end(c, x, at, Iwarp.UNTAGGED_HDR + Iwarp.TERMINATE_BODY);
+        t.put(x.out.slice(at + 2, t.ulpdu()), ++q.txMsn[Iwarp.QN_TERMINATE]);
+        end(c, x, at, t.ulpdu());
         dev.terminateSent(t); // counted before the peer can see it
     }
 
