@@ -20,6 +20,7 @@ import java.nio.ByteBuffer;
 import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
 import java.util.List;
+import java.util.function.LongConsumer;
 
 /**
  * The receive path of one connection ({@code siw_qp_rx.c}: {@code siw_tcp_rx_data}, {@code siw_proc_send},
@@ -83,6 +84,12 @@ final class Rx {
     private int invStag;
     /** The leases of the receive the SEND being placed fills, or null between messages. */
     private SgeLeases untagged;
+    /**
+     * The bytes of the SEND segment being placed that went into its receive's SGEs so far ({@code rcvd_bytes} of
+     * {@code siw_proc_send}), counted through {@link #placedPiece}, made once.
+     */
+    private long segmentPlaced;
+    private final LongConsumer placedPiece = n -> segmentPlaced += n;
     /** Where the thread waits for the stream to have bytes: the stream is non-blocking, for the sender's sake. */
     private final Selector readable;
 
@@ -394,7 +401,8 @@ final class Rx {
      * Invalid MSN, Invalid MO or, for a receive too short, no buffer and LOC_LEN_ERR), each raising QP_FATAL; the
      * receive's memory refused is a DDP Catastrophic Error with QP_ACCESS_ERR ({@code siw_check_sge}). Whatever
      * fails, {@code siw_rdmap_complete} completes the receive with its status (GENERAL_ERR unless LOC_LEN_ERR) and
-     * the bytes of the segments placed before.
+     * the bytes of the segments placed before, and for a refused SGE those of the SGEs this segment filled before
+     * it ({@code wqe->processed += rcvd_bytes} when the loop stops).
      */
     private void send(SiwQp q, Iwarp.Segment s, MemorySegment payload) {
         if (first) {
@@ -433,9 +441,12 @@ final class Rx {
             }
             try {
                 long upTo = q.recvBytes + n;
-                Sgl.write(mem, q.hw, sgl, s.mo(), payload, untagged, () -> upTo + Iwarp.following(in, start, end, s));
+                segmentPlaced = 0;
+                Sgl.write(mem, q.hw, sgl, s.mo(), payload, untagged, () -> upTo + Iwarp.following(in, start, end, s),
+                        placedPiece);
             } catch (AccessFault e) {
                 LOG.debug("siw: qp {} receive placement refused", q.hw.qpNum(), e);
+                q.recvBytes += segmentPlaced; // siw_proc_send: wqe->processed += rcvd_bytes, the SGEs placed before
                 endRecv(q, WcStatus.GENERAL_ERR);
                 fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_CATASTROPHIC, Terminate.DDP_C_UNSPECIFIED),
                         EventType.QP_ACCESS_ERR, e.getMessage());

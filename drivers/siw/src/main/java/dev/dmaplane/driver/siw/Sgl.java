@@ -11,6 +11,7 @@ import dev.dmaplane.errno.Errno;
 
 import java.lang.foreign.MemorySegment;
 import java.util.List;
+import java.util.function.LongConsumer;
 import java.util.function.LongSupplier;
 
 /**
@@ -60,16 +61,19 @@ final class Sgl {
     /**
      * Writes {@code src} into the list from {@code offset} (a receive's buffers) through {@code leases}, which keep
      * for the rest of the message a lease of the part of each SGE that the message's bytes up to list offset
-     * {@code upTo} fill (those read off the stream so far; asked only when a lease is taken).
+     * {@code upTo} fill (those read off the stream so far; asked only when a lease is taken). Each SGE's piece, once
+     * written, is counted to {@code placed}, so that a refusal further on leaves the bytes placed before it known
+     * ({@code siw_proc_send} adds them to {@code wqe->processed} when it stops).
      *
      * @throws AccessFault {@code LOC_PROT_ERR} for a refused lkey, {@code LOC_LEN_ERR} when the list is too short
      */
     static void write(MemoryAccess mem, HwQp qp, List<Sge> sges, long offset, MemorySegment src, SgeLeases leases,
-                      LongSupplier upTo) {
+                      LongSupplier upTo, LongConsumer placed) {
         walk(sges, offset, src.byteSize(), WcStatus.LOC_LEN_ERR, (i, s, skip, n, done) -> {
             LongSupplier ahead = () -> Math.min(s.length() - skip, upTo.getAsLong() - (offset + done));
             leases.write(i, skip, ahead, src.asSlice(done, n),
                     len -> mem.local(qp.pd(), s.lkey(), s.addr() + skip, len, Access.LOCAL_WRITE));
+            placed.accept(n);
         });
     }
 

@@ -334,4 +334,29 @@ class SiwRxPlacementTest {
             assertEquals(QpState.ERR, qb.query().qpState());
         }
     }
+
+    /**
+     * A SEND segment across a receive of two SGEs, the second with an lkey that names no region:
+     * {@code siw_proc_send} places the first SGE's part of the segment, then {@code siw_check_sge} refuses the second
+     * and the loop stops with {@code wqe->processed += rcvd_bytes}, so {@code siw_rdmap_complete} completes the
+     * receive with GENERAL_ERR and the 64 bytes of the first SGE (not 0, the bytes of the segments before this one).
+     */
+    @Test
+    void aSgeRefusedPartwayCountsTheSgesPlacedBeforeIt() throws Exception {
+        QueuePair qb = h.b.rc();
+        qb.postRecv(new RecvWr(9, List.of(h.b.sge(0, 64), new Sge(h.b.buf + 64, 64, h.b.mr.lkey() ^ 0x5a00))));
+        byte[] data = SiwHosts.random(128, 8);
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = connect(h.b, qb, l)) {
+            s.getOutputStream().write(send(true, 1, 0, data));
+            assertEquals(new Terminate(Terminate.LAYER_DDP, Terminate.DDP_CATASTROPHIC, Terminate.DDP_C_UNSPECIFIED),
+                    terminate(new DataInputStream(s.getInputStream())), "siw_proc_send after siw_check_sge");
+            WorkCompletion w = SiwHosts.one(h.b.cq);
+            assertEquals(List.of(9L, WcStatus.GENERAL_ERR, 64L), List.of(w.wrId(), w.status(), w.byteLen()),
+                    w.toString());
+            assertArrayEquals(Arrays.copyOf(data, 64), h.b.read(0, 64), "the first SGE placed");
+            assertEquals(EventType.QP_ACCESS_ERR, h.b.asyncEvent().type());
+            assertEquals(QpState.ERR, qb.query().qpState());
+        }
+    }
 }
