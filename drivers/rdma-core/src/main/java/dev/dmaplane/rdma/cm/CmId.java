@@ -136,7 +136,9 @@ public interface CmId {
      * {@code rdma_disconnect}: the QP to ERR, then a DREQ (or the DREP to the peer's DREQ); DISCONNECTED when the
      * DREP comes (or after the DREQ's retries), TIMEWAIT_EXIT after the time wait.
      *
-     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} when not connected
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for an id without a connection (an IB CM one, or an
+     *                                           iw_cm_id); a connection in another state than ESTABLISHED or
+     *                                           DREQ_RCVD (a rejected request's) sends nothing and returns
      */
     void disconnect();
 

@@ -166,6 +166,35 @@ class RdmaCmTest {
         assertEquals("LISTEN", l.state());
     }
 
+    /**
+     * {@code rdma_reject} on RoCE ({@code drivers/infiniband/core/cma.c}): {@code ib_send_cm_rej} leaves the ib_cm_id
+     * IDLE ({@code cm_reset_to_idle}) and moves the rdma_cm id nowhere; no {@code cma_ib_handler} event follows a
+     * REJ this side sent, so the id stays in CONNECT with its ib_cm_id until {@code rdma_destroy_id}. The later calls
+     * answer as {@code cma.c} does: {@code rdma_disconnect} 0 (the QP to ERR, then {@code ib_send_cm_dreq} and
+     * {@code ib_send_cm_drep} refused by the IDLE ib_cm_id and their errors dropped), {@code rdma_reject} EINVAL
+     * ({@code ib_send_cm_rej} on an IDLE ib_cm_id), {@code rdma_accept} EINVAL ({@code ib_send_cm_rep}),
+     * {@code rdma_connect} EINVAL (not ROUTE_RESOLVED), {@code rdma_listen} EINVAL (not ADDR_BOUND).
+     */
+    @Test
+    void aRejectedRequestsIdStaysInConnect() {
+        CmFlows.listen(server, SERVER, 4);
+        CmFlows.resolve(client, CLIENT, SERVER);
+        client.id.connect(ConnParam.of(null, 1, 1));
+        CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
+        conn.reject(null);
+        client.expect(CmEventType.REJECTED);
+        assertEquals("CONNECT", conn.state(), "rdma_reject moves no state");
+        conn.disconnect();
+        assertEquals(List.of(Errno.EINVAL, Errno.EINVAL, Errno.EINVAL, Errno.EINVAL),
+                List.of(assertThrows(ErrnoException.class, () -> conn.reject(null)).errno(),
+                        assertThrows(ErrnoException.class, () -> conn.accept(ConnParam.of(null, 1, 1))).errno(),
+                        assertThrows(ErrnoException.class, () -> conn.connect(ConnParam.of(null, 1, 1))).errno(),
+                        assertThrows(ErrnoException.class, () -> conn.listen(1)).errno()),
+                "reject, accept, connect, listen");
+        assertEquals("CONNECT", conn.state());
+        conn.destroy();
+    }
+
     @Test
     void aClientDestroyingItsIdBeforeTheReplyRejectsWithTimeout() {
         CmFlows.listen(server, SERVER, 4);

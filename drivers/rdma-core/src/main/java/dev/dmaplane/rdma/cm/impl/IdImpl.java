@@ -564,11 +564,10 @@ final class IdImpl implements CmId, IbCm.Owner {
                 iw.reject(privateData); // rdma_reject's iw_cm_reject leaves the id in CONNECT
                 return;
             }
+            // rdma_reject's ib_send_cm_rej leaves the ib_cm_id IDLE (cm_reset_to_idle) and the id in CONNECT: no
+            // handler runs for a REJ this side sent. The ib_cm_id stays until rdma_destroy_id.
             cma.cm.sendRej(conn, RejectReason.CONSUMER_DEFINED,
                     CmMessages.checkPrivate("rdma_reject: REJ", privateData, CmMessages.REJ_PRIVATE));
-            cma.cm.destroy(conn);
-            conn = null;
-            state = State.DISCONNECT;
         }
     }
 
@@ -592,12 +591,11 @@ final class IdImpl implements CmId, IbCm.Owner {
                 return;
             }
             if (conn == null) {
-                throw new ErrnoException(Errno.EINVAL, "rdma_disconnect: the id is " + state + ", not connected");
+                throw new ErrnoException(Errno.EINVAL, "rdma_disconnect: the id is " + state + ", without an "
+                        + "ib_cm_id");
             }
-            IbCm.State s = conn.state;
-            if (s != IbCm.State.ESTABLISHED && s != IbCm.State.DREQ_RCVD) {
-                throw new ErrnoException(Errno.EINVAL, "rdma_disconnect: the connection is " + s);
-            }
+            // cma.c: the QP to ERR, then a DREQ, or else a DREP; in any other state of the ib_cm_id both are
+            // refused and rdma_disconnect still returns 0 (a rejected request's id, whose ib_cm_id is IDLE)
             qpToErr();
             if (!cma.cm.sendDreq(conn, null)) {
                 cma.cm.sendDrep(conn, null);
