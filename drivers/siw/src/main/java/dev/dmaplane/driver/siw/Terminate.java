@@ -87,9 +87,9 @@ record Terminate(int layer, int etype, int ecode, byte[] failed) {
     static final int FLAG_D = 0x4000;
     static final int FLAG_R = 0x2000;
 
-    /** {@code sizeof(struct iwarp_ctrl_tagged)}, {@code sizeof(struct iwarp_rdma_write)}: MPA length and tagged header. */
+    /** {@code sizeof(struct iwarp_ctrl_tagged)}, {@code sizeof(struct iwarp_rdma_write)}: MPA length, tagged header. */
     static final int COPY_TAGGED = 2 + Iwarp.TAGGED_HDR;
-    /** {@code sizeof(struct iwarp_ctrl_untagged)}, {@code sizeof(struct iwarp_send)}: MPA length and untagged header. */
+    /** {@code sizeof(struct iwarp_ctrl_untagged)}, {@code sizeof(struct iwarp_send)}: MPA length, untagged header. */
     static final int COPY_UNTAGGED = 2 + Iwarp.UNTAGGED_HDR;
     /** {@code sizeof(struct iwarp_rdma_rreq)}: MPA length, untagged header and the Read Request's body. */
     static final int COPY_READ_REQUEST = COPY_UNTAGGED + Iwarp.READ_REQUEST_BODY;
