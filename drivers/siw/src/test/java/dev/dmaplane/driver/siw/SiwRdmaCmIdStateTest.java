@@ -22,10 +22,11 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  * The state of an rdma_cm id over iWARP after its connection's end ({@code drivers/infiniband/core/cma.c}):
  * {@code cma_iw_handler} reports CLOSE as DISCONNECTED and a failed CONNECT_REPLY as REJECTED, UNREACHABLE or
  * CONNECT_ERROR without moving the id, and {@code rdma_reject}'s {@code iw_cm_reject} moves none either, so the id
- * stays in CONNECT (where {@code cma_ib_handler} moves an IB id to DISCONNECT). Only the later calls' errnos show it:
- * {@code rdma_disconnect} is 0 ({@code iw_cm_disconnect} on an IDLE iw_cm_id), {@code rdma_connect} EINVAL (not
- * ROUTE_RESOLVED), {@code rdma_accept} and {@code rdma_reject} EINVAL ({@code iw_cm_accept}, {@code iw_cm_reject}: not
- * CONN_RECV), {@code rdma_resolve_addr} and {@code rdma_listen} EINVAL (not IDLE or ADDR_BOUND).
+ * stays in CONNECT (where {@code cma_ib_handler} moves an IB id to DISCONNECT on DISCONNECTED, not on REJECTED).
+ * Only the later calls' errnos show it: {@code rdma_disconnect} is 0 ({@code iw_cm_disconnect} on an IDLE
+ * iw_cm_id), {@code rdma_connect} EINVAL (not ROUTE_RESOLVED), {@code rdma_accept} and {@code rdma_reject} EINVAL
+ * ({@code iw_cm_accept}, {@code iw_cm_reject}: not CONN_RECV), {@code rdma_resolve_addr} and {@code rdma_listen}
+ * EINVAL (not IDLE or ADDR_BOUND).
  */
 @Timeout(60)
 class SiwRdmaCmIdStateTest {

@@ -195,6 +195,31 @@ class RdmaCmTest {
         conn.destroy();
     }
 
+    /**
+     * The active side of a rejected request ({@code cma_ib_handler}, {@code IB_CM_REJ_RECEIVED}): the QP to ERR and
+     * REJECTED, no state moved, so the id stays in CONNECT with its IDLE ib_cm_id: {@code rdma_disconnect} 0,
+     * {@code rdma_connect} EINVAL (not ROUTE_RESOLVED), {@code rdma_reject} and {@code rdma_accept} EINVAL
+     * ({@code ib_send_cm_rej}, {@code ib_send_cm_rep} on an IDLE ib_cm_id; {@code rdma_accept} first needs CONNECT,
+     * which it has).
+     */
+    @Test
+    void aRejectedClientsIdStaysInConnect() {
+        CmFlows.listen(server, SERVER, 4);
+        CmFlows.resolve(client, CLIENT, SERVER);
+        client.id.connect(ConnParam.of(null, 1, 1));
+        server.expect(CmEventType.CONNECT_REQUEST).id().reject(null);
+        client.expect(CmEventType.REJECTED);
+        assertEquals(QpState.ERR, client.qp.state(), "cma_modify_qp_err on REJECTED");
+        assertEquals("CONNECT", client.id.state(), "REJECTED moves no state");
+        client.id.disconnect();
+        assertEquals(List.of(Errno.EINVAL, Errno.EINVAL, Errno.EINVAL),
+                List.of(assertThrows(ErrnoException.class, () -> client.id.connect(ConnParam.of(null, 1, 1))).errno(),
+                        assertThrows(ErrnoException.class, () -> client.id.reject(null)).errno(),
+                        assertThrows(ErrnoException.class, () -> client.id.accept(ConnParam.of(null, 1, 1))).errno()),
+                "connect, reject, accept");
+        assertEquals("CONNECT", client.id.state());
+    }
+
     @Test
     void aClientDestroyingItsIdBeforeTheReplyRejectsWithTimeout() {
         CmFlows.listen(server, SERVER, 4);

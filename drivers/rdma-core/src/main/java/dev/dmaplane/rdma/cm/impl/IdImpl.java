@@ -657,12 +657,10 @@ final class IdImpl implements CmId, IbCm.Owner {
             case REP_RECEIVED -> repReceived((Rep) msg);
             case RTU_RECEIVED -> event(CmEventType.ESTABLISHED, 0, null);
             case REJ_RECEIVED -> {
+                // cma_ib_handler: the QP to ERR and REJECTED, the id left in CONNECT with its ib_cm_id (IDLE, or in
+                // time wait after a stale connection's REJ) until rdma_destroy_id
                 Rej rej = (Rej) msg;
                 qpToErr();
-                if (c.state == IbCm.State.IDLE) {
-                    conn = null;
-                }
-                state = State.DISCONNECT;
                 event(CmEventType.REJECTED, rej.reason(), new ConnParam(rej.priv(), 0, 0, 0, 0, 0, false, 0));
             }
             case REQ_ERROR, REP_ERROR -> {
@@ -680,7 +678,9 @@ final class IdImpl implements CmId, IbCm.Owner {
             }
             case TIMEWAIT_EXIT -> {
                 conn = null;
-                event(CmEventType.TIMEWAIT_EXIT, 0, null);
+                if (state == State.DISCONNECT) { // cma_ib_handler passes TIMEWAIT_EXIT on only in DISCONNECT
+                    event(CmEventType.TIMEWAIT_EXIT, 0, null);
+                }
             }
         }
     }
