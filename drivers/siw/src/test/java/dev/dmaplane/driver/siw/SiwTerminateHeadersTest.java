@@ -3,9 +3,13 @@ package dev.dmaplane.driver.siw;
 import dev.dmaplane.rdma.spi.IwCmEvent;
 import dev.dmaplane.rdma.spi.IwConnParam;
 import dev.dmaplane.rdma.spi.IwListen;
+import dev.dmaplane.rdma.spi.PcapFile;
 import dev.dmaplane.rdma.verbs.EventType;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.RecvWr;
+import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.testing.ExternalTool;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -129,7 +133,7 @@ class SiwTerminateHeadersTest {
         InetSocketAddress siw = (InetSocketAddress) p.s.getRemoteSocketAddress();
         long ip = TcpCapture.isn(peer, siw);
         long is = TcpCapture.isn(siw, peer);
-        try (TcpCapture cap = TcpCapture.open(file)) {
+        try (TcpCapture cap = TcpCapture.of(PcapFile.open(file, "siw"))) {
             byte[] none = new byte[0];
             cap.segment(peer, siw, ip, 0, TcpCapture.SYN, none, 0, 0);
             cap.segment(siw, peer, is, ip + 1, TcpCapture.SYN | TcpCapture.ACK, none, 0, 0);
@@ -208,7 +212,8 @@ class SiwTerminateHeadersTest {
      * RDMAP layer, Remote Operation Error, Cannot Invalidate for a SEND with Invalidate naming an STag of no region
      * ({@code siw_rdmap_complete}, {@code siw_invalidate_stag}): an RDMAP error other than Invalid Version or
      * Unexpected Opcode attaches the DDP header only ("Only DDP frame will get attached"): M and D, the DDP Segment
-     * Length (32) and the SEND's 18-byte header with the STag it named.
+     * Length (32) and the SEND's 18-byte header with the STag it named. siw holds this TERMINATE until the connection
+     * is dropped (here by a modify to ERR); its headers are those of the SEND that set it up.
      */
     @Test
     void anRdmapRemoteOperationErrorCarriesTheDdpHeader() throws Exception {
@@ -224,6 +229,8 @@ class SiwTerminateHeadersTest {
             Mpa.seal(f, 0, ulpdu);
             byte[] send = f.array();
             p.s.getOutputStream().write(send);
+            assertEquals(WcStatus.REM_INV_REQ_ERR, SiwHosts.one(h.b.cq).status());
+            qb.modify(QpAttr.builder().state(QpState.ERR).build()); // the drop sends the TERMINATE held since
             byte[] got = nextFpdu(p.in);
             byte[] copied = ByteBuffer.allocate(20).putShort((short) 32).put((byte) 0x41).put((byte) 0x44)
                     .putInt(inv).putInt(0).putInt(1).putInt(0).array();
