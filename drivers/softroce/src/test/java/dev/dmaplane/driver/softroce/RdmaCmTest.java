@@ -349,6 +349,13 @@ class RdmaCmTest {
         long ms = (System.nanoTime() - t0) / 1_000_000;
         assertEquals(-Errno.ETIMEDOUT.number(), e.status());
         assertTrue(ms >= 3 * 513 - 50 && ms < 8000, "three tries of 513 ms each: " + ms + " ms");
+        // cma_ib_handler moves nothing on UNREACHABLE: the id stays in CONNECT, its QP where rdma_connect left it
+        assertEquals("CONNECT", client.id.state());
+        assertEquals(QpState.INIT, client.qp.state());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                () -> client.id.connect(ConnParam.of(null, 1, 1))).errno(), "rdma_connect needs ROUTE_RESOLVED");
+        client.id.disconnect(); // its IDLE ib_cm_id refuses a DREQ and a DREP; rdma_disconnect returns 0 all the same
+        assertEquals(QpState.ERR, client.qp.state(), "rdma_disconnect's cma_modify_qp_err");
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> h.core.cm().setMaxCmRetries(16)).errno());
     }
 

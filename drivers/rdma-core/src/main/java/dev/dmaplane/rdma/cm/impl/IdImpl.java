@@ -664,10 +664,8 @@ final class IdImpl implements CmId, IbCm.Owner {
                 event(CmEventType.REJECTED, rej.reason(), new ConnParam(rej.priv(), 0, 0, 0, 0, 0, false, 0));
             }
             case REQ_ERROR, REP_ERROR -> {
-                qpToErr();
-                cma.cm.destroy(c);
-                conn = null;
-                state = State.DISCONNECT;
+                // cma_ib_handler: UNREACHABLE with -ETIMEDOUT and nothing else; the id stays in CONNECT with its
+                // ib_cm_id (IDLE after cm_process_send_error) and its QP as they are, until rdma_destroy_id
                 event(CmEventType.UNREACHABLE, -Errno.ETIMEDOUT.number(), null);
             }
             case DREQ_RECEIVED, DREP_RECEIVED, DREQ_ERROR -> {
