@@ -55,6 +55,8 @@ final class SiwHosts implements AutoCloseable {
     static final Duration WAIT = Duration.ofSeconds(10);
     static final long BUF = 4L << 20;
     static final int ALL = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ;
+    /** The length on the wire of one RDMA Read Request FPDU (MPA length, headers, body, CRC). */
+    static final int READ_REQUEST_FPDU = Mpa.fpduLength(Iwarp.UNTAGGED_HDR + Iwarp.READ_REQUEST_BODY);
 
     final Machine ma = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
     final Machine mb = TestMachines.boot(TestMachines.DEFAULT_COPYENGINE);
@@ -177,6 +179,11 @@ final class SiwHosts implements AutoCloseable {
             expect(a.event(), IwCmEvent.Type.CONNECT_REPLY);
         }
         return new QueuePair[]{qa, qb};
+    }
+
+    /** {@code ibv_modify_qp} of {@code q} to state {@code s}, nothing else in the mask. */
+    static void modify(QueuePair q, QpState s) {
+        q.modify(QpAttr.builder().state(s).build());
     }
 
     /**

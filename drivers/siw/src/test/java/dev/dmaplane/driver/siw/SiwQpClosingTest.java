@@ -6,7 +6,6 @@ import dev.dmaplane.rdma.spi.IwConnParam;
 import dev.dmaplane.rdma.spi.IwListen;
 import dev.dmaplane.rdma.verbs.AsyncEvent;
 import dev.dmaplane.rdma.verbs.PostException;
-import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.RecvWr;
@@ -45,18 +44,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 @Timeout(60)
 class SiwQpClosingTest {
-    private static final int READ_REQUEST_FPDU = Mpa.fpduLength(Iwarp.UNTAGGED_HDR + Iwarp.READ_REQUEST_BODY);
-
     private final SiwHosts h = new SiwHosts(67, 68);
 
     @AfterEach
     void close() {
         h.close();
         assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
-    }
-
-    private static void modify(QueuePair q, QpState s) {
-        q.modify(QpAttr.builder().state(s).build());
     }
 
     /** A SEND and a receive posted to {@code q} are both refused with ENOTCONN, and nothing is queued. */
@@ -92,7 +85,7 @@ class SiwQpClosingTest {
         p[0].postRecv(List.of(RecvWr.of(21, h.a.sge(0, 64))));
         p[1].postRecv(List.of(RecvWr.of(31, h.b.sge(0, 64))));
 
-        modify(p[0], QpState.SQD);
+        SiwHosts.modify(p[0], QpState.SQD);
         assertEquals(QpState.SQD, p[0].query().qpState(), "CLOSING, SQD to a query");
         WorkCompletion w = SiwHosts.one(h.a.cq);
         assertEquals(List.of(21L, WcStatus.WR_FLUSH_ERR, WcOpcode.RECV), List.of(w.wrId(), w.status(), w.opcode()));
@@ -115,27 +108,27 @@ class SiwQpClosingTest {
     @Test
     void closingTakesIdleAndErrorAndIgnoresTheRest() {
         QueuePair[] p = h.pair();
-        modify(p[0], QpState.SQD);
+        SiwHosts.modify(p[0], QpState.SQD);
         for (QpState s : List.of(QpState.RTS, QpState.RTR, QpState.SQE, QpState.SQD)) {
-            modify(p[0], s);
+            SiwHosts.modify(p[0], s);
             assertEquals(QpState.SQD, p[0].query().qpState(), "after " + s);
         }
-        modify(p[0], QpState.ERR);
+        SiwHosts.modify(p[0], QpState.ERR);
         assertEquals(QpState.ERR, p[0].query().qpState());
         p[0].postRecv(List.of(RecvWr.of(11, h.a.sge(0, 64))));
         p[0].postSend(new SendWr.Send(12, List.of(h.a.sge(0, 64)), SIGNALED, null));
         List<WorkCompletion> wc = SiwHosts.poll(h.a.cq, 2);
         assertEquals(List.of(11L, 12L), wc.stream().map(WorkCompletion::wrId).toList(), wc.toString());
         assertTrue(wc.stream().allMatch(c -> c.status() == WcStatus.WR_FLUSH_ERR), wc.toString());
-        modify(p[0], QpState.INIT);
+        SiwHosts.modify(p[0], QpState.INIT);
         assertEquals(QpState.ERR, p[0].query().qpState(), "ERROR is final");
 
         SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);
         assertEquals(IwCmEvent.Type.DISCONNECT, h.b.event().type());
         SiwHosts.expect(h.b.event(), IwCmEvent.Type.CLOSE);
         QueuePair[] q = h.pair();
-        modify(q[0], QpState.SQD);
-        modify(q[0], QpState.RESET);
+        SiwHosts.modify(q[0], QpState.SQD);
+        SiwHosts.modify(q[0], QpState.RESET);
         assertEquals(QpState.INIT, q[0].query().qpState(), "RESET is IDLE, INIT to a query");
     }
 
@@ -147,9 +140,9 @@ class SiwQpClosingTest {
     @Test
     void aQpBackToIdleConnectsAgain() {
         QueuePair[] p = h.pair();
-        modify(p[0], QpState.SQD);
+        SiwHosts.modify(p[0], QpState.SQD);
         SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);
-        modify(p[0], QpState.INIT);
+        SiwHosts.modify(p[0], QpState.INIT);
         assertEquals(QpState.INIT, p[0].query().qpState());
 
         QueuePair qb = h.b.rc();
@@ -191,7 +184,7 @@ class SiwQpClosingTest {
         p[0].postRecv(List.of(RecvWr.of(21, h.a.sge(0, 64))));
         p[1].postRecv(List.of(RecvWr.of(31, h.b.sge(0, 64))));
 
-        modify(p[0], QpState.SQE);
+        SiwHosts.modify(p[0], QpState.SQE);
         assertEquals(QpState.SQE, p[0].query().qpState(), "TERMINATE, SQE to a query");
         SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);
         SiwTerminateTest.closedByTerminate(h.b, p[1]);
@@ -203,11 +196,11 @@ class SiwQpClosingTest {
 
         postingIsEnotconn(p[0], h.a);
         for (QpState s : List.of(QpState.RESET, QpState.INIT, QpState.RTR, QpState.RTS, QpState.SQD, QpState.SQE)) {
-            modify(p[0], s);
+            SiwHosts.modify(p[0], s);
             assertEquals(QpState.SQE, p[0].query().qpState(), "after " + s);
         }
         assertEquals(List.of(), h.a.cq.poll(4), "nothing queued, nothing flushed");
-        modify(p[0], QpState.ERR);
+        SiwHosts.modify(p[0], QpState.ERR);
         assertEquals(QpState.ERR, p[0].query().qpState());
         WorkCompletion w = SiwHosts.one(h.a.cq);
         assertEquals(List.of(21L, WcStatus.WR_FLUSH_ERR), List.of(w.wrId(), w.status()));
@@ -220,7 +213,7 @@ class SiwQpClosingTest {
      */
     private void readNobodyAnswers(QueuePair qa, Socket s) throws IOException {
         qa.postSend(new SendWr.RdmaRead(5, List.of(h.a.sge(0, 4096)), SIGNALED, 0x1000, 0x1234));
-        byte[] req = new byte[READ_REQUEST_FPDU];
+        byte[] req = new byte[SiwHosts.READ_REQUEST_FPDU];
         new DataInputStream(s.getInputStream()).readFully(req);
         ByteBuffer b = ByteBuffer.wrap(req);
         assertEquals(Iwarp.OP_READ_REQUEST, Iwarp.parse(b, 2, b.getShort(0) & 0xffff).opcode());
@@ -237,7 +230,7 @@ class SiwQpClosingTest {
         QueuePair qa = h.a.rc();
         try (ServerSocket server = new ServerSocket(0, 1, h.b.address); Socket s = h.rawPeer(server, qa)) {
             readNobodyAnswers(qa, s);
-            modify(qa, QpState.SQE);
+            SiwHosts.modify(qa, QpState.SQE);
             byte[] wire = s.getInputStream().readAllBytes();
             assertEquals(Mpa.fpduLength(Iwarp.UNTAGGED_HDR + Iwarp.TERMINATE_BODY), wire.length,
                     "after the READ request the TERMINATE, then the end");
@@ -261,7 +254,7 @@ class SiwQpClosingTest {
         QueuePair qa = h.a.rc();
         try (ServerSocket server = new ServerSocket(0, 1, h.b.address); Socket s = h.rawPeer(server, qa)) {
             readNobodyAnswers(qa, s);
-            modify(qa, QpState.SQD);
+            SiwHosts.modify(qa, QpState.SQD);
             assertEquals(0, s.getInputStream().readAllBytes().length, "after the READ request the end: no TERMINATE");
         }
         SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);
@@ -281,12 +274,12 @@ class SiwQpClosingTest {
         QueuePair qa = h.a.rc();
         try (ServerSocket server = new ServerSocket(0, 1, h.b.address); Socket s = h.rawPeer(server, qa)) {
             readNobodyAnswers(qa, s);
-            modify(qa, QpState.SQD);
+            SiwHosts.modify(qa, QpState.SQD);
             assertEquals(0, s.getInputStream().readAllBytes().length, "the end of the stream");
         }
         SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);
         assertEquals(List.of(), h.a.cq.poll(4), "the READ stays outstanding in CLOSING");
-        modify(qa, QpState.INIT);
+        SiwHosts.modify(qa, QpState.INIT);
         assertEquals(QpState.INIT, qa.query().qpState());
         WorkCompletion read = SiwHosts.one(h.a.cq);
         assertEquals(List.of(5L, WcStatus.WR_FLUSH_ERR, WcOpcode.RDMA_READ),
@@ -321,7 +314,7 @@ class SiwQpClosingTest {
             for (int i = 0; i < n; i++) {
                 qa.postSend(new SendWr.Send(100 + i, List.of(h.a.sge(0, SiwHosts.BUF)), SIGNALED, null));
             }
-            modify(qa, QpState.SQD);
+            SiwHosts.modify(qa, QpState.SQD);
             assertEquals(QpState.ERR, qa.query().qpState());
         }
         SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);

@@ -11,7 +11,6 @@ import dev.dmaplane.rdma.cm.ConnParam;
 import dev.dmaplane.rdma.cm.PortSpace;
 import dev.dmaplane.rdma.verbs.CompletionQueue;
 import dev.dmaplane.rdma.verbs.ProtectionDomain;
-import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpInitAttr;
 import dev.dmaplane.rdma.verbs.QpState;
@@ -101,10 +100,6 @@ class SiwRdmaCmDisconnectTest {
 
     private static QpState state(QueuePair q) {
         return q.query().qpState();
-    }
-
-    private static void modify(QueuePair q, QpState s) {
-        q.modify(QpAttr.builder().state(s).build());
     }
 
     /** The receive {@code wrId} of {@code end} completed flushed, and nothing else is on its CQ. */
@@ -227,7 +222,7 @@ class SiwRdmaCmDisconnectTest {
         serverDisconnected();
         CmEnds.noEvent(client);
 
-        modify(client.qp, QpState.ERR);
+        SiwHosts.modify(client.qp, QpState.ERR);
         assertEquals(QpState.ERR, state(client.qp));
         client.qp.postRecv(List.of(RecvWr.of(3, client.sge(0, 64))));
         assertEquals(List.of(3L, WcStatus.WR_FLUSH_ERR), wc(SiwHosts.one(client.cq)), "ERR flushes what comes");
@@ -374,7 +369,7 @@ class SiwRdmaCmDisconnectTest {
         client.expect(CmEventType.DISCONNECTED);
         serverDisconnected();
         recvFlushed(client, 1);
-        modify(client.qp, QpState.RESET);
+        SiwHosts.modify(client.qp, QpState.RESET);
         assertEquals(QpState.INIT, state(client.qp), "IDLE, INIT to a query");
 
         CmId again = client.ch.createId(PortSpace.TCP);

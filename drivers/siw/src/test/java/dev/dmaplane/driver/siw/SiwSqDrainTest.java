@@ -38,7 +38,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @Timeout(60)
 class SiwSqDrainTest {
     private static final int SENDS = 64;
-    private static final int READ_REQUEST_FPDU = Mpa.fpduLength(Iwarp.UNTAGGED_HDR + Iwarp.READ_REQUEST_BODY);
 
     private final SiwHosts h = new SiwHosts(93, 94);
 
@@ -46,10 +45,6 @@ class SiwSqDrainTest {
     void close() {
         h.close();
         assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
-    }
-
-    private static void modify(QueuePair q, QpState s) {
-        q.modify(QpAttr.builder().state(s).build());
     }
 
     /** 64 SENDs of 4 MiB to a peer that reads nothing: the stream stalls under the first ones, the rest wait. */
@@ -91,7 +86,7 @@ class SiwSqDrainTest {
         QueuePair qa = h.a.rc();
         try (ServerSocket server = new ServerSocket(0, 1, h.b.address); Socket s = h.rawPeer(server, qa)) {
             stall(qa);
-            modify(qa, QpState.ERR);
+            SiwHosts.modify(qa, QpState.ERR);
             sqDrained(qa);
         }
         SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);
@@ -107,9 +102,9 @@ class SiwSqDrainTest {
         QueuePair qa = h.a.rc();
         try (ServerSocket server = new ServerSocket(0, 1, h.b.address); Socket s = h.rawPeer(server, qa)) {
             stall(qa);
-            modify(qa, QpState.SQE);
+            SiwHosts.modify(qa, QpState.SQE);
             noEvent();
-            modify(qa, QpState.ERR);
+            SiwHosts.modify(qa, QpState.ERR);
             sqDrained(qa);
         }
         SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);
@@ -174,15 +169,15 @@ class SiwSqDrainTest {
     @Test
     void noSqDrainedWithoutWaitingSends() throws Exception {
         QueuePair[] p = h.pair();
-        modify(p[0], QpState.ERR);
+        SiwHosts.modify(p[0], QpState.ERR);
         noEvent();
         SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);
 
         QueuePair qa = h.a.rc();
         try (ServerSocket server = new ServerSocket(0, 1, h.b.address); Socket s = h.rawPeer(server, qa)) {
             readNobodyAnswers(qa, s);
-            modify(qa, QpState.SQD);
-            modify(qa, QpState.ERR);
+            SiwHosts.modify(qa, QpState.SQD);
+            SiwHosts.modify(qa, QpState.ERR);
             noEvent();
         }
     }
@@ -225,9 +220,9 @@ class SiwSqDrainTest {
             QueuePair qa = h.a.rc();
             try (ServerSocket server = new ServerSocket(0, 1, h.b.address); Socket s = h.rawPeer(server, qa)) {
                 readNobodyAnswers(qa, s);
-                modify(qa, leaving);
+                SiwHosts.modify(qa, leaving);
                 assertEquals(List.of(), h.a.cq.poll(4), "the READ stays outstanding in " + leaving);
-                modify(qa, QpState.ERR);
+                SiwHosts.modify(qa, QpState.ERR);
             }
             SiwHosts.expect(h.a.event(), IwCmEvent.Type.CLOSE);
             WorkCompletion w = SiwHosts.one(h.a.cq);
@@ -239,7 +234,7 @@ class SiwSqDrainTest {
     /** A READ to the raw peer {@code s}, which reads its request and never answers: it waits in the ORQ. */
     private void readNobodyAnswers(QueuePair qa, Socket s) throws Exception {
         qa.postSend(new SendWr.RdmaRead(5, List.of(h.a.sge(0, 4096)), SIGNALED, 0x1000, 0x1234));
-        new DataInputStream(s.getInputStream()).readFully(new byte[READ_REQUEST_FPDU]);
+        new DataInputStream(s.getInputStream()).readFully(new byte[SiwHosts.READ_REQUEST_FPDU]);
         assertTrue(qa.query().qpState() == QpState.RTS);
     }
 }
