@@ -24,7 +24,6 @@ class CheckAckTest {
 
     @AfterEach
     void close() {
-        h.driver.fabric.loss = null;
         h.close();
         assertEquals(0, Hcas.softroceThreads());
     }

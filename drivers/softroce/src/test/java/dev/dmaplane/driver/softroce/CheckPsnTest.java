@@ -36,7 +36,6 @@ class CheckPsnTest {
 
     @AfterEach
     void close() {
-        h.driver.fabric.loss = null;
         h.close();
         assertEquals(0, Hcas.softroceThreads());
     }

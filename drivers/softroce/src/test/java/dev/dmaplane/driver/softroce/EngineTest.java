@@ -41,7 +41,6 @@ class EngineTest {
 
     @AfterEach
     void close() {
-        h.driver.fabric.loss = null;
         h.close();
         assertEquals(0, Hcas.softroceThreads());
     }

@@ -47,7 +47,6 @@ class FatalErrorTest {
 
     @AfterEach
     void close() {
-        h.driver.fabric.loss = null;
         h.close();
         assertEquals(0, Hcas.softroceThreads());
     }

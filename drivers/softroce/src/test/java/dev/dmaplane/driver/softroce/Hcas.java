@@ -177,8 +177,11 @@ final class Hcas implements AutoCloseable {
                 .map(e -> e.getKey() + ": " + e.getValue().engine.crash()).sorted().toList();
     }
 
+    /** Turns the fabric's loss and reordering injection off first: the teardown's own packets must all arrive. */
     @Override
     public void close() {
+        driver.fabric.loss = null;
+        driver.fabric.swap = null;
         List<String> crashes = crashes().stream()
                 .filter(c -> crashExpected.stream().noneMatch(d -> c.startsWith(d + ": "))).toList();
         for (Host h : new Host[]{a, b}) {

@@ -43,8 +43,6 @@ class ReadLossTest {
 
     @AfterEach
     void close() {
-        h.driver.fabric.loss = null;
-        h.driver.fabric.swap = null;
         h.close();
         assertEquals(0, Hcas.softroceThreads());
     }

@@ -34,7 +34,6 @@ class RetransmissionTest {
 
     @AfterEach
     void close() {
-        h.driver.fabric.loss = null;
         h.close();
         assertEquals(0, Hcas.softroceThreads());
     }
