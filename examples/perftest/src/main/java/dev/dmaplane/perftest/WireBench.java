@@ -28,6 +28,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.IntSupplier;
 import java.util.function.ToDoubleFunction;
 
 /**
@@ -51,6 +52,8 @@ final class WireBench {
     /** Linux rxe's published 64 KiB write_bw, about 1 GB/s, in MB/sec (2^20 bytes) as perftest prints it. */
     static final double RXE_MB = 1e9 / (1 << 20);
     private static final long WAIT_S = 120;
+    /** How many ports a server is started on before wire-bench gives up (see {@link #server}). */
+    static final int PORT_ATTEMPTS = 3;
 
     private WireBench() {
     }
@@ -285,26 +288,15 @@ final class WireBench {
      * run a second unmeasured for the same reason).
      */
     static double wire(String tool, int secs, int column, PrintStream out, String device) {
-        int port = freePort();
         String size = tool.equals("write_bw") ? String.valueOf(BW_SIZE) : "8";
         String duration = String.valueOf(2 * secs);
-        List<String> server = java(tool, "-p", String.valueOf(port), "-d", device, "--ip",
-                address(11).getHostAddress(), "-s", size, "-D", duration);
-        List<String> client = java(tool, "127.0.0.1", "-p", String.valueOf(port), "-d", device, "--ip",
-                address(12).getHostAddress(), "-s", size, "-D", duration);
-        Process s = null;
+        Server s = null;
         Process c = null;
         try {
-            s = new ProcessBuilder(server).redirectError(ProcessBuilder.Redirect.INHERIT).start();
-            BufferedReader sr = new BufferedReader(new InputStreamReader(s.getInputStream(), StandardCharsets.UTF_8));
-            String l;
-            while ((l = sr.readLine()) != null && !l.contains("Waiting for client")) {
-                // the banner before it
-            }
-            if (l == null) {
-                throw new ErrnoException(Errno.EIO, "perftest: wire-bench's " + tool + " server ended before listening");
-            }
-            Thread.ofPlatform().daemon().name("wire-bench-server-out").start(() -> sr.lines().forEach(x -> { }));
+            s = server(List.of(tool, "-d", device, "--ip", address(11).getHostAddress(), "-s", size, "-D", duration),
+                    WireBench::freePort);
+            List<String> client = java(tool, "127.0.0.1", "-p", String.valueOf(s.port()), "-d", device, "--ip",
+                    address(12).getHostAddress(), "-s", size, "-D", duration);
             c = new ProcessBuilder(client).redirectError(ProcessBuilder.Redirect.INHERIT).start();
             List<String> lines = new BufferedReader(new InputStreamReader(c.getInputStream(), StandardCharsets.UTF_8))
                     .lines().toList();
@@ -312,7 +304,7 @@ final class WireBench {
                 throw new ErrnoException(Errno.EIO, "perftest: wire-bench's " + tool + " client failed:\n"
                         + String.join("\n", lines));
             }
-            if (!s.waitFor(WAIT_S, TimeUnit.SECONDS) || s.exitValue() != 0) {
+            if (!s.process().waitFor(WAIT_S, TimeUnit.SECONDS) || s.process().exitValue() != 0) {
                 throw new ErrnoException(Errno.EIO, "perftest: wire-bench's " + tool + " server failed");
             }
             String row = lines.stream().filter(x -> x.trim().startsWith(size + " ")).findFirst().orElseThrow(
@@ -330,7 +322,52 @@ final class WireBench {
                 c.destroyForcibly();
             }
             if (s != null) {
-                s.destroyForcibly();
+                s.process().destroyForcibly();
+            }
+        }
+    }
+
+    /** A forked perftest server that listens on {@code port} for its client's out-of-band exchange. */
+    record Server(Process process, int port) {
+    }
+
+    /**
+     * Forks the perftest server {@code toolArgs} on a port from {@code ports} (free a moment before) and waits until
+     * it listens. A server that could not listen there because the kernel handed the port to another socket
+     * meanwhile (EADDRINUSE: an ephemeral port) is started again on the next port, {@value #PORT_ATTEMPTS} times in
+     * all; any other end before listening is an error naming the server's last words.
+     *
+     * @throws ErrnoException {@code EIO} when no server listens
+     */
+    static Server server(List<String> toolArgs, IntSupplier ports) throws IOException, InterruptedException {
+        for (int attempt = 1; ; attempt++) {
+            int port = ports.getAsInt();
+            List<String> cmd = new ArrayList<>(toolArgs);
+            cmd.addAll(List.of("-p", String.valueOf(port)));
+            Process p = new ProcessBuilder(java(cmd.toArray(String[]::new))).start();
+            StringBuffer err = new StringBuffer();
+            Thread errCopy = Thread.ofPlatform().daemon().name("wire-bench-server-err").start(() ->
+                    new BufferedReader(new InputStreamReader(p.getErrorStream(), StandardCharsets.UTF_8)).lines()
+                            .forEach(l -> {
+                                System.err.println(l);
+                                err.append(l).append('\n');
+                            }));
+            BufferedReader sr = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
+            String l;
+            while ((l = sr.readLine()) != null && !l.contains("Waiting for client")) {
+                // the banner before it
+            }
+            if (l != null) {
+                Thread.ofPlatform().daemon().name("wire-bench-server-out").start(() -> sr.lines().forEach(x -> { }));
+                return new Server(p, port);
+            }
+            if (!p.waitFor(WAIT_S, TimeUnit.SECONDS)) {
+                p.destroyForcibly();
+            }
+            errCopy.join(Duration.ofSeconds(WAIT_S));
+            if (attempt == PORT_ATTEMPTS || !err.toString().contains("EADDRINUSE")) {
+                throw new ErrnoException(Errno.EIO, "perftest: wire-bench's " + String.join(" ", toolArgs)
+                        + " server ended before listening on port " + port + ": " + err.toString().strip());
             }
         }
     }
@@ -346,7 +383,7 @@ final class WireBench {
         return cmd;
     }
 
-    private static int freePort() {
+    static int freePort() {
         try (ServerSocket s = new ServerSocket(0)) {
             return s.getLocalPort();
         } catch (IOException e) {
