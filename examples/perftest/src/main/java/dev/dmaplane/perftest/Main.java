@@ -84,8 +84,8 @@ public final class Main {
                         err.println(PerfCli.hint(parsed.subcommand().commandSpec().commandLine()));
                         return 1;
                     }
-                    if (wire.isEmpty() && t.device != null) {
-                        Standalone.run(config, t.device, Map.of(), out);
+                    if (wire.isEmpty() && (t.device != null || t.pcap != null)) {
+                        Standalone.run(config, t.device != null ? t.device : "rxe0", Map.of(), out, t.pcap);
                     } else if (wire.isEmpty()) {
                         tool.run(config, out);
                     } else if (wire.get().server()) {

@@ -23,6 +23,7 @@ import java.io.UncheckedIOException;
 import java.math.BigInteger;
 import java.net.InetAddress;
 import java.net.UnknownHostException;
+import java.nio.file.Path;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Optional;
@@ -69,12 +70,17 @@ final class PerfCli {
 
     /**
      * {@link PerfConfig#parse}: the tool's options as a checked configuration, for a run in this process (a host,
-     * {@code -p}, {@code -d} or {@code --ip} are {@code EINVAL}: runs between processes start from {@link Main}).
+     * {@code -p}, {@code -d} or {@code --ip} are {@code EINVAL}: runs between processes start from {@link Main}; so is
+     * {@code --pcap}, which captures the HCAs {@link Main} brings up).
      */
     static PerfConfig parse(String... args) {
         ToolCommand t = tool(args);
         if (t.wire().isPresent()) {
             throw bad("a run between processes (HOST, -p, -d, --ip) starts from ./dmaplane perf, not here");
+        }
+        if (t.pcap != null) {
+            throw bad("--pcap " + t.pcap + " captures the HCAs ./dmaplane perf brings up; on a machine that has"
+                    + " them already, turn the driver's capture on: rxe:pcap FILE, siw:pcap FILE");
         }
         return t.config();
     }
@@ -268,6 +274,11 @@ final class PerfCli {
                 description = "this end's RoCEv2 address (GID) between processes (default: its address on the"
                         + " connection; 127.0.0.11 for a server and 127.0.0.12 for a client on the loopback)")
         String ip;
+        @Option(names = "--pcap", paramLabel = "FILE",
+                description = "write every frame this process's HCAs send to FILE as it is on the wire (libpcap:"
+                        + " Ethernet, IPv4, UDP 4791 or TCP, the RDMA headers); in one process both ends, between"
+                        + " processes this end's")
+        Path pcap;
 
         ToolCommand(Test test) {
             this.test = test;
@@ -298,7 +309,7 @@ final class PerfCli {
                     throw new ErrnoException(Errno.EINVAL, "perftest: invalid address --ip " + ip + ": " + e.getMessage(), e);
                 }
             }
-            return Optional.of(new Wire.Options(host, p, device != null ? device : "rxe0", a));
+            return Optional.of(new Wire.Options(host, p, device != null ? device : "rxe0", a, pcap));
         }
 
         private static final Pattern IPV4 = Pattern.compile("(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}");

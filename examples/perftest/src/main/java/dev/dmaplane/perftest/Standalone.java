@@ -10,6 +10,7 @@ import dev.dmaplane.rdma.RdmaCore;
 
 import java.io.PrintStream;
 import java.net.InetAddress;
+import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Consumer;
@@ -55,6 +56,11 @@ final class Standalone {
                     }
 
                     @Override
+                    public String pcap(Path file) {
+                        return host.pcap(file.toString());
+                    }
+
+                    @Override
                     public void close() {
                         try {
                             host.close();
@@ -96,22 +102,36 @@ final class Standalone {
      * @throws ErrnoException {@code ENODEV} for a device that is none of these
      */
     static PerfResult run(PerfConfig cfg, String device, Map<String, InetAddress> siwAddresses) {
-        return run(cfg, device, siwAddresses, text -> {
+        return run(cfg, device, siwAddresses, null, text -> {
         });
     }
 
     /** {@link #run(PerfConfig, String, Map)}, printing the report on {@code out} as it is made. */
     static PerfResult run(PerfConfig cfg, String device, Map<String, InetAddress> siwAddresses, PrintStream out) {
-        return run(cfg, device, siwAddresses, text -> {
+        return run(cfg, device, siwAddresses, out, null);
+    }
+
+    /**
+     * {@link #run(PerfConfig, String, Map, PrintStream)}, with every frame both HCAs send written to {@code pcap} as
+     * it is on the wire (the driver's {@code pcap} command; null: no capture), the file closed when the run ends.
+     *
+     * @throws ErrnoException {@code EINVAL} for an invalid file name, {@code EIO} when it cannot be written
+     */
+    static PerfResult run(PerfConfig cfg, String device, Map<String, InetAddress> siwAddresses, PrintStream out,
+                          Path pcap) {
+        return run(cfg, device, siwAddresses, pcap, text -> {
             out.print(text);
             out.flush();
         });
     }
 
-    private static PerfResult run(PerfConfig cfg, String device, Map<String, InetAddress> siwAddresses,
+    private static PerfResult run(PerfConfig cfg, String device, Map<String, InetAddress> siwAddresses, Path pcap,
                                   Consumer<String> print) {
         if (HCAS.containsKey(device)) {
             try (SoftRoceHost host = SoftRoceHost.boot()) {
+                if (pcap != null) {
+                    print.accept(host.pcap(pcap.toString()) + "\n");
+                }
                 return Perftest.run(host.machine(), host.core(), cfg, device, other(HCAS, device),
                         Perftest.BeforeCheck.NONE, Header.psns(), print);
             }
@@ -120,6 +140,9 @@ final class Standalone {
             throw noDevice(device);
         }
         try (SiwHost host = new SiwHost(siwAddresses, SIW.keySet().stream().sorted().toList())) {
+            if (pcap != null) {
+                print.accept(host.pcap(pcap) + "\n");
+            }
             return Perftest.run(host.machine(), host.core(), cfg, device, other(SIW, device),
                     Perftest.BeforeCheck.NONE, Header.psns(), print);
         }
@@ -164,6 +187,11 @@ final class Standalone {
         @Override
         public RdmaCore core() {
             return core;
+        }
+
+        @Override
+        public String pcap(Path file) {
+            return siw.pcap(file.toString());
         }
 
         @Override

@@ -19,6 +19,7 @@ import java.net.Inet4Address;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.UnknownHostException;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -59,9 +60,10 @@ final class Wire {
 
     /**
      * What makes a run one between processes: the server's host for the client (null: this is the server), the
-     * port, the HCA and this end's RoCEv2 address (null: derived).
+     * port, the HCA, this end's RoCEv2 address (null: derived) and the capture file of what this end's HCA sends
+     * (null: none).
      */
-    record Options(String host, int port, String device, InetAddress ip) {
+    record Options(String host, int port, String device, InetAddress ip, Path pcap) {
         boolean server() {
             return host == null;
         }
@@ -72,6 +74,17 @@ final class Wire {
         Machine machine();
 
         RdmaCore core();
+
+        /**
+         * Writes every frame this station's HCA sends from now on to {@code file}, as it is on the wire (the driver's
+         * {@code pcap} command), until the station closes.
+         *
+         * @return what is captured, and where
+         * @throws ErrnoException {@code EOPNOTSUPP} from a station that cannot capture; the driver's errors
+         */
+        default String pcap(Path file) {
+            throw new ErrnoException(Errno.EOPNOTSUPP, "perftest: this station cannot capture to " + file);
+        }
 
         @Override
         void close();
@@ -152,6 +165,16 @@ final class Wire {
         }
     }
 
+    /**
+     * {@code --pcap FILE}: this end's HCA writes what it sends to {@code FILE} before any of its packets leaves (its
+     * QPs exist, nothing is connected yet); the other end's frames are in its own capture.
+     */
+    private static void capture(Station st, Options o, PrintStream out) {
+        if (o.pcap() != null) {
+            out.println(st.pcap(o.pcap()));
+        }
+    }
+
     /** What between processes does not do: refused before anything is set up. */
     static void refuse(PerfConfig cfg) {
         if (cfg.connection() != QpType.RC) {
@@ -172,6 +195,7 @@ final class Wire {
             InetAddress ip = gid(o, oob, CLIENT_LOOPBACK);
             try (Station st = stations.up(o.device(), ip);
                  Side c = new Side(st.machine(), st.core(), o.device(), cfg, region(cfg), Header.psns())) {
+                capture(st, o, out);
                 boolean cm = iwarp(st, o, cfg) || cfg.rdmaCm(); // c.viaCm, iWARP checked
                 if (cm) { // rdma_cm_client_connection: one connection per QP to where the server listens
                     c.cm = CmConnect.connect(st.core(), c, cmAddress(expect(oob, "CM ")));
@@ -244,6 +268,7 @@ final class Wire {
         InetAddress ip = gid(o, oob, SERVER_LOOPBACK);
         try (Station st = stations.up(o.device(), ip);
              Side s = new Side(st.machine(), st.core(), o.device(), cfg, region(cfg), Header.psns())) {
+            capture(st, o, out);
             boolean cm = iwarp(st, o, cfg) || cfg.rdmaCm(); // s.viaCm, iWARP checked
             if (cm) { // rdma_cm_server_connection: listen, tell the client where, accept one per QP
                 s.cm = CmConnect.listen(st.core(), s);

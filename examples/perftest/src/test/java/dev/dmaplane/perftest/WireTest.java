@@ -2,6 +2,7 @@ package dev.dmaplane.perftest;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.testing.ExternalTool;
 import dev.dmaplane.testing.Loopback;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -180,6 +181,38 @@ class WireTest {
         assertTrue(k.waitFor(WAIT.toSeconds(), TimeUnit.SECONDS) && k.exitValue() == 0, "kill -" + sig);
     }
 
+    /**
+     * {@code --pcap FILE} at the client of a run between processes: the file holds what this end's HCA sent on the
+     * wire, every frame from its GID to the server's on UDP 4791 (RoCEv2), the twenty 8 KiB RDMA WRITEs as a First
+     * packet with the RETH and a Last one (path MTU 4096), as tshark decodes them; the server's ACKs are in its own
+     * capture, not here. The server ignores the option in the command line the client sends it.
+     */
+    @Test
+    void aClientCapturesWhatItsHcaSends() throws Exception {
+        ExternalTool tshark = ExternalTool.require("tshark",
+                "apt-get install tshark (Debian, Ubuntu), dnf install wireshark-cli (Fedora)");
+        int port = server("write_bw");
+        Path file = dir.resolve("client.pcap");
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int status = Main.run(new String[]{"write_bw", "127.0.0.1", "-p", String.valueOf(port), "--ip", CLIENT_IP,
+                "-n", "20", "-s", "8192", "--pcap", file.toString()}, print(out), print(err));
+        assertEquals(0, status, () -> out.toString(StandardCharsets.UTF_8) + err.toString(StandardCharsets.UTF_8)
+                + childErr());
+        assertTrue(child.waitFor(WAIT.toSeconds(), TimeUnit.SECONDS), "the server ends after the run");
+        assertEquals(0, child.exitValue(), this::childErr);
+
+        String decoded = tshark.run(Duration.ofSeconds(60), "-r", file.toString(), "-T", "fields", "-E",
+                "separator=|", "-e", "_ws.malformed", "-e", "ip.src", "-e", "ip.dst", "-e", "udp.dstport", "-e",
+                "infiniband.bth.opcode", "-e", "infiniband.reth.dmalen");
+        List<String[]> rows = decoded.lines().filter(l -> !l.isBlank()).map(l -> l.split("\\|", -1)).toList();
+        assertTrue(rows.stream().allMatch(r -> r[0].isEmpty() && r[1].equals(CLIENT_IP) && r[2].equals(SERVER_IP)
+                && r[3].equals("4791")), decoded);
+        assertEquals(20, rows.stream().filter(r -> r[4].equals("6") && r[5].equals("8192")).count(), decoded);
+        assertEquals(20, rows.stream().filter(r -> r[4].equals("8")).count(), decoded);
+        assertEquals(40, rows.size(), decoded);
+    }
+
     /** atomic_bw over siw between processes: refused in one line naming why at the client, told to the server. */
     @Test
     void atomicBwOverSiwIsRefusedInOneLine() throws Exception {
@@ -221,7 +254,7 @@ class WireTest {
         String[] args = {"write_bw", "127.0.0.1", "-p", String.valueOf(port), "--ip", CLIENT_IP, "-s", "4096", "-n",
                 "100000000", "-N"};
         PerfConfig cfg = PerfCli.parseAny(args);
-        Wire.Options o = new Wire.Options("127.0.0.1", port, "rxe0", InetAddress.getByName(CLIENT_IP));
+        Wire.Options o = new Wire.Options("127.0.0.1", port, "rxe0", InetAddress.getByName(CLIENT_IP), null);
         AtomicReference<Throwable> failure = new AtomicReference<>();
         Thread client = Thread.ofPlatform().name("perftest-client").start(() -> {
             try {

@@ -89,7 +89,22 @@ public final class SoftRoceHost implements AutoCloseable {
         return core;
     }
 
-    /** Unbinds the driver (disassociating every open context), closes the core, and closes a machine it booted. */
+    /**
+     * {@code rxe:pcap FILE|off}: every packet the HCAs send from now on is written to {@code file} as the frame it is
+     * on the wire (libpcap, for Wireshark and tshark); {@code off} closes the file, and so does {@link #close()}.
+     *
+     * @return what is captured, and where
+     * @throws ErrnoException {@code EINVAL} for a missing or invalid file name, {@code EIO} when the file cannot be
+     *                        written
+     */
+    public String pcap(String file) {
+        return driver.pcap(file);
+    }
+
+    /**
+     * Unbinds the driver (disassociating every open context), closes its capture (written whole), closes the core,
+     * and closes a machine it booted.
+     */
     @Override
     public synchronized void close() {
         if (closed) {
@@ -100,6 +115,7 @@ public final class SoftRoceHost implements AutoCloseable {
             if (!machine.isClosed() && machine.devices().drivers().contains(driver)) {
                 machine.devices().unregisterDriver(driver);
             }
+            driver.deactivate();
             core.close();
         } finally {
             if (ownsMachine) {
