@@ -19,7 +19,6 @@ import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.Selector;
 import java.nio.channels.SocketChannel;
-import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.concurrent.atomic.AtomicBoolean;
 
@@ -47,10 +46,10 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * a responder that gets no request is released, an initiator that gets no reply reports CONNECT_REPLY with
  * {@code ETIMEDOUT}.
  *
- * <p>About 780 lines: like {@code siw_cm.c}'s endpoint, the start-up of both sides (request, reply and each refusal
- * of {@code siw_proc_mpareply}) and the stream's end share the endpoint's state; a class apart would pass it all.
- * The passive side's wait for the answer is {@link RecvdMpaReq}'s. The MPA reply's refusals are the part to move
- * out next, with that state as a record of their own.
+ * <p>The active side's MPA exchange (its request, the reply's checks and refusals, the fallback to revision 1 and the
+ * report of a failed connect) is {@link AwaitMpaRep}'s, the passive side's wait for the answer
+ * {@link RecvdMpaReq}'s; the passive side's request, accept and reject and the stream's end stay here, as they share
+ * the endpoint's depths and state.
  */
 final class Cep implements IwConnection, IwConnRequest {
     private static final Logger LOG = LoggerFactory.getLogger(Cep.class);
@@ -70,9 +69,9 @@ final class Cep implements IwConnection, IwConnRequest {
     volatile int negotiatedOrd;
     volatile int negotiatedIrd;
     /**
-     * siw's {@code cep->ord} and {@code cep->ird}, which {@code siw_cm_upcall} signals: the active side's from connect
-     * until the reply's (negotiated, or as the peer sent them when the negotiation fails); the passive side's the
-     * peer's IRD and ORD from its request (0 under MPA v1) until accept makes them its own.
+     * siw's {@code cep->ord} and {@code cep->ird} of the passive side, which {@code siw_cm_upcall} signals: the
+     * peer's IRD and ORD from its request (0 under MPA v1) until accept makes them its own. The active side's are its
+     * {@link AwaitMpaRep}'s.
      */
     private volatile int cepOrd;
     private volatile int cepIrd;
@@ -80,7 +79,8 @@ final class Cep implements IwConnection, IwConnRequest {
     private volatile Mpa.Frame request;
     /** The passive side waits for the peer's RTR message: nothing leaves and ESTABLISHED waits until it came. */
     private volatile boolean rtrPending;
-    private final IwConnParam param;
+    /** The active side's MPA exchange and how its failed connect is reported; null on the passive side. */
+    private final AwaitMpaRep mpaRep;
     /** The passive side's request waiting for the consumer's answer. */
     private final RecvdMpaReq answer = new RecvdMpaReq(this);
     private final AtomicBoolean gone = new AtomicBoolean();
@@ -92,13 +92,6 @@ final class Cep implements IwConnection, IwConnRequest {
     private volatile boolean halfClosed;
     /** Whether the MPA exchange completed and the QP is in RTS on this connection. */
     private volatile boolean established;
-    /** Whether the active side's CONNECT_REPLY was reported. */
-    private volatile boolean replied;
-    /** How a failed connect is reported (ECONNRESET when the stream just broke), and the peer's private data. */
-    private volatile Errno failure = Errno.ECONNRESET;
-    private volatile byte[] failurePd = new byte[0];
-    /** Whether the failed connect leaves the QP in ERR (it sent a TERMINATE) rather than as it was. */
-    private volatile boolean toError;
     private Thread thread;
     /**
      * The MPA timer ({@code cep->mpa_timer}): the responder's from TCP's accept until the request is in, the
@@ -117,7 +110,7 @@ final class Cep implements IwConnection, IwConnRequest {
         this.ch = ch;
         this.active = active;
         this.remote = remote;
-        this.param = param;
+        this.mpaRep = active ? new AwaitMpaRep(this, param) : null;
     }
 
     /** The active side of QP {@code q} towards {@code remote}; {@link #start()} connects. */
@@ -185,7 +178,7 @@ final class Cep implements IwConnection, IwConnRequest {
     private void runConnection() {
         try {
             if (active) {
-                if (!connectActive()) {
+                if (!mpaRep.run()) {
                     return;
                 }
             } else if (!waitForAnswer()) {
@@ -198,134 +191,13 @@ final class Cep implements IwConnection, IwConnRequest {
         } catch (IOException e) {
             LOG.debug("siw: connection {} -> {} failed", local, remote, e);
             if (active && !established) {
-                // siw_cm_work_handler's PEER_CLOSE while AWAIT_MPAREP: CONNECT_REPLY -ECONNRESET, then the release
-                // moves the QP to ERR (siw_qp_llp_close)
-                toError = true;
+                mpaRep.streamBroke();
             }
             lost(String.valueOf(e.getMessage()), true);
         } catch (RuntimeException e) {
             LOG.error("siw: connection {} -> {} failed unexpectedly", local, remote, e);
             lost(e.toString(), false);
         }
-    }
-
-    /**
-     * TCP connect, MPA request, MPA reply ({@code siw_connect}, {@code siw_proc_mpareply}); once more in revision 1
-     * when a revision 2 request was rejected by a responder that speaks only revision 1.
-     */
-    private boolean connectActive() throws IOException {
-        int rev = dev.mpaRevision();
-        boolean p2p = dev.peerToPeer();
-        int max = dev.maxReadDepth();
-        // siw_connect refused depths above the device's (ENOMEM); a peer-to-peer initiator asks for at least one READ
-        int myOrd = p2p && param.ord() == 0 ? 1 : param.ord();
-        int myIrd = param.ird();
-        cepOrd = myOrd;
-        cepIrd = myIrd;
-        Mpa.Frame rep;
-        while (true) {
-            Mpa.V2 mine = rev == Mpa.REVISION_2 ? new Mpa.V2(myIrd, myOrd, p2p, p2p ? Mpa.V2_WRITE_RTR : 0) : null;
-            write(Mpa.frame(false, false, rev, mine, param.privateData()));
-            Duration d = dev.mpaTimers.awaitReply();
-            arm(dev.mpaTimers.forReply(() -> replyTimedOut(d)));
-            try {
-                rep = Mpa.read(ch, true);
-            } catch (ErrnoException e) {
-                if (mpaTimer.cancel()) {
-                    refuseReply(Errno.EINVAL, null, e.getMessage()); // siw_recv_mpa_rr failed: out_err
-                }
-                return false;
-            }
-            if (!mpaTimer.cancel()) {
-                return false; // siw_proc_mpareply cancels the timer once the reply is in: here the timeout came first
-            }
-            received += rep.length();
-            if (rep.revision() > Mpa.REVISION_2) {
-                refuseReply(Errno.EINVAL, null, "MPA revision " + rep.revision() + " above " + Mpa.REVISION_2);
-                return false;
-            }
-            if (!rep.keyMatches()) {
-                refuseReply(Errno.EINVAL, new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA,
-                        Terminate.LLP_INVALID_REQ_RESP), "MPA key '" + new String(rep.key(), StandardCharsets.US_ASCII)
-                        + "' is not the reply's");
-                return false;
-            }
-            if (!rep.rejected() || rep.revision() >= rev || rep.revision() < Mpa.REVISION_1) {
-                break;
-            }
-            LOG.debug("siw: {} answers MPA revision {} only: connecting again in it", remote, rep.revision());
-            if (!reopen()) {
-                return false;
-            }
-            rev = rep.revision();
-            p2p = false;
-        }
-        if (rep.rejected()) {
-            // siw_proc_mpareply: "got mpa reject", CONNECT_REPLY -ECONNRESET; the release moves the QP to ERR
-            toError = true;
-            failConnect(Errno.ECONNRESET, rep.privateData(), "rejected by the peer");
-            return false;
-        }
-        if ((rep.flags() & Mpa.FLAG_MARKERS) != 0) {
-            refuseReply(Errno.ECONNREFUSED, null, "MPA markers asked for (flags 0x" + Integer.toHexString(rep.flags())
-                    + "): siw supports none");
-            return false;
-        }
-        int rtr = 0;
-        if (rev == Mpa.REVISION_2) {
-            if (!rep.enhanced()) {
-                // "the responder MUST reply with MPA version 2 and MUST set MPA_RR_FLAG_ENHANCED": -ECONNRESET, and
-                // the non-zero return releases the endpoint, which moves the QP to ERR
-                toError = true;
-                failConnect(Errno.ECONNRESET, new byte[0], "MPA v2 reply without IRD/ORD (revision "
-                        + rep.revision() + ", flags 0x" + Integer.toHexString(rep.flags()) + ")");
-                return false;
-            }
-            if (rep.data().length < Mpa.V2_DATA) {
-                // siw_proc_mpareply reads struct mpa_v2_data without a length check, past what the reply held (or from
-                // no buffer at all); refused here as the function refuses a reply it cannot read: out_err
-                refuseReply(Errno.EINVAL, null, "MPA v2 reply with " + rep.data().length
-                        + " bytes of private data: too few for IRD and ORD");
-                return false;
-            }
-            Mpa.V2 theirs = rep.v2();
-            // "always report negotiated peer values to user, even if IRD/ORD negotiation failed": this side's IRD is
-            // the responder's ORD, its ORD the responder's IRD (which its relaxed negotiation raised to our ORD)
-            cepIrd = theirs.ord();
-            cepOrd = theirs.ird();
-            if (theirs.ord() > max) {
-                // relaxed_ird_negotiation: our IRD may grow up to the device's, not beyond
-                refuseReply(Errno.EINVAL, new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA,
-                        Terminate.LLP_INSUFFICIENT_IRD),
-                        "the peer's ORD " + theirs.ord() + " exceeds the IRD of at most " + max);
-                return false;
-            }
-            if (p2p) {
-                int offered = Mpa.V2_WRITE_RTR;
-                if ((theirs.rtr() & offered) == 0) {
-                    refuseReply(Errno.EINVAL, new Terminate(Terminate.LAYER_LLP, Terminate.LLP_MPA,
-                            Terminate.LLP_NO_MATCHING_RTR),
-                            "no matching RTR message: offered 0x" + Integer.toHexString(offered) + ", picked 0x"
-                                    + Integer.toHexString(theirs.rtr()));
-                    return false;
-                }
-                rtr = Mpa.V2_WRITE_RTR;
-            }
-        }
-        negotiatedOrd = cepOrd;
-        negotiatedIrd = cepIrd;
-        ord = Math.max(1, negotiatedOrd);
-        if (rtr != 0) {
-            write(Iwarp.rtrWrite()); // the first FPDU of the stream: the TX thread sends only once established
-        }
-        qp.readqInit(negotiatedIrd, negotiatedOrd); // siw_proc_mpareply: irq_size = cep->ird, orq_size = cep->ord
-        qp.hw.establish();
-        established = true;
-        // always: a post between establish() (the QP in RTS) and the line above found the connection not yet
-        // established and left the TX thread alone (siw_qp_modify sets the socket and RTS under one state_lock)
-        dev.tx.kick(qp);
-        reply(null, rep.privateData());
-        return true;
     }
 
     /**
@@ -348,72 +220,6 @@ final class Cep implements IwConnection, IwConnRequest {
             case ConnectException x -> m.contains("timed out") ? Errno.ETIMEDOUT : Errno.ECONNREFUSED;
             default -> Errno.EIO;
         };
-    }
-
-    /**
-     * Closes the rejected stream and connects a new one; false when the endpoint was closed meanwhile or the new
-     * connection failed (CONNECT_REPLY reported).
-     */
-    private boolean reopen() throws IOException {
-        dev.captureFin(this);
-        ch.close();
-        sent = 0;
-        received = 0;
-        ch = SocketChannel.open();
-        if (gone.get()) {
-            ch.close(); // lost() closed the old stream: the new one must not stay open
-            return false;
-        }
-        try {
-            bindConnect();
-        } catch (ClosedChannelException e) {
-            throw e;
-        } catch (IOException e) {
-            failConnect(connectErrno(e), new byte[0], "connect failed: " + e.getMessage());
-            return false;
-        }
-        return true;
-    }
-
-    /**
-     * {@code siw_proc_mpareply} refusing a reply: with {@code t} (a wrong key, an insufficient IRD, no matching RTR)
-     * a TERMINATE of the LLP layer ({@code siw_init_terminate}, {@code siw_send_terminate}) goes out as the stream's
-     * only FPDU; without (a reply {@code siw_recv_mpa_rr} could not read, a revision above 2, markers) the stream is
-     * just closed. CONNECT_REPLY reports {@code status} ({@code EINVAL} from {@code out_err}, {@code ECONNREFUSED}
-     * for markers) and the QP ends in ERR, as the endpoint's release in {@code siw_cm_work_handler} moves it there
-     * ({@code siw_qp_llp_close}). Linux sends a TERMINATE before its QP has the CRC enabled, with a CRC field of
-     * zero; both sides set the C flag of RFC 5044 in their MPA frames, so the CRC here is the FPDU's real CRC32C,
-     * as the peer's MPA layer and Wireshark check it.
-     *
-     * @param t the TERMINATE to send, or null for none
-     */
-    private void refuseReply(Errno status, Terminate t, String why) {
-        LOG.debug("siw: {} refused the MPA reply of {}: {}", local, remote, why);
-        if (t != null) {
-            try {
-                write(t.fpdu());
-                dev.terminateSent(t);
-            } catch (IOException e) {
-                LOG.debug("siw: the TERMINATE to {} was not delivered", remote, e); // best effort, as siw's
-            }
-        }
-        toError = true;
-        failConnect(status, new byte[0], t == null ? why : why + ": " + t);
-    }
-
-    private void reply(Errno status, byte[] pd) {
-        replied = true;
-        event(IwCmEvent.Type.CONNECT_REPLY, status, pd, null, cepOrd, cepIrd);
-    }
-
-    /**
-     * The active side's attempt failed: the QP is unbound (it may connect again) before CONNECT_REPLY tells the
-     * caller so, with {@code status} and the peer's private data.
-     */
-    private void failConnect(Errno status, byte[] pd, String why) {
-        failure = status;
-        failurePd = pd;
-        lost(why, false);
     }
 
     /**
@@ -472,7 +278,7 @@ final class Cep implements IwConnection, IwConnRequest {
      * {@code siw_cm_queue_work(cep, SIW_CM_WORK_MPATIMEOUT)}: {@code t} is the endpoint's timer; one that ended
      * meanwhile cancels it at once ({@link #lost} cancels the timer it finds after marking the endpoint gone).
      */
-    private void arm(MpaTimer t) {
+    void arm(MpaTimer t) {
         mpaTimer = t;
         if (gone.get()) {
             t.cancel();
@@ -492,17 +298,6 @@ final class Cep implements IwConnection, IwConnRequest {
      */
     private void requestTimedOut(Duration d) {
         lost("no MPA request within " + d, false);
-    }
-
-    /**
-     * {@code siw_cm_work_handler}'s {@code SIW_CM_WORK_MPATIMEOUT} while the initiator awaits the MPA reply
-     * ({@code SIW_EPSTATE_AWAIT_MPAREP}): no complete reply within {@code d} of the request. Any private data read so
-     * far is hidden, CONNECT_REPLY reports {@code -ETIMEDOUT}, and the release moves the QP to ERR
-     * ({@code siw_qp_llp_close}) and closes the socket (the peer sees its stream end).
-     */
-    private void replyTimedOut(Duration d) {
-        toError = true;
-        failConnect(Errno.ETIMEDOUT, new byte[0], "no MPA reply within " + d);
     }
 
     /**
@@ -574,7 +369,7 @@ final class Cep implements IwConnection, IwConnRequest {
         established = true;
         answer.answered(true);
         if (!rtrPending) {
-            dev.tx.kick(q); // always, for a post between establish() and established = true (see connectActive)
+            dev.tx.kick(q); // always, for a post between establish() and established = true (see AwaitMpaRep.run)
             event(IwCmEvent.Type.ESTABLISHED, null, new byte[0], null, cepOrd, cepIrd);
         }
         return this;
@@ -638,7 +433,7 @@ final class Cep implements IwConnection, IwConnRequest {
     }
 
     /** Writes an MPA start-up frame (the TX thread does not use the stream yet). */
-    private void write(byte[] frame) throws IOException {
+    void write(byte[] frame) throws IOException {
         ByteBuffer b = ByteBuffer.wrap(frame);
         dev.captureData(this, b, 0, frame.length);
         while (b.hasRemaining()) {
@@ -648,7 +443,7 @@ final class Cep implements IwConnection, IwConnRequest {
 
     /** A connect refused before it started (its caller got the errno): closed without an event. */
     void abandon(String why) {
-        replied = true;
+        mpaRep.abandoned();
         lost(why, false);
     }
 
@@ -717,13 +512,13 @@ final class Cep implements IwConnection, IwConnRequest {
                 q.connectionGone(this);
             } else {
                 dev.unbindQp(q, this); // a failed connect frees the QP: in ERR when rejected or refused
-                if (toError && !q.destroyed) {
+                if (active && mpaRep.leavesQpInError() && !q.destroyed) {
                     q.hw.enterError(); // before CONNECT_REPLY: a query after the event sees ERR
                 }
             }
         }
-        if (!was && active && !replied) {
-            reply(failure, failurePd); // after the unbind and ERR: a query from the handler sees them
+        if (!was && active) {
+            mpaRep.ended(); // after the unbind and ERR: a query from the handler sees them
         }
         if (was) {
             if (byPeer) { // siw_cm_work_handler's PEER_CLOSE in RDMA mode: DISCONNECT with status 0, then CLOSE
@@ -754,12 +549,17 @@ final class Cep implements IwConnection, IwConnRequest {
         return gone.get();
     }
 
+    /** The active side's MPA exchange completed with its QP in RTS ({@link AwaitMpaRep#run}). */
+    void markEstablished() {
+        established = true;
+    }
+
     /** Whether the MPA exchange completed: only then may the TX thread use the stream. */
     boolean isEstablished() {
         return established && !rtrPending;
     }
 
-    private void event(IwCmEvent.Type type, Errno status, byte[] pd, IwConnRequest req, int eventOrd, int eventIrd) {
+    void event(IwCmEvent.Type type, Errno status, byte[] pd, IwConnRequest req, int eventOrd, int eventIrd) {
         IwCmHandler h = handler;
         if (h == null) {
             return;
