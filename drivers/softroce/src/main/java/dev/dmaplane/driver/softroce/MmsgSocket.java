@@ -6,18 +6,10 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.lang.foreign.Arena;
-import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
-import java.lang.foreign.MemoryLayout.PathElement;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.StructLayout;
-import java.lang.foreign.SymbolLookup;
 import java.lang.foreign.ValueLayout;
-import java.lang.invoke.MethodHandle;
-import java.lang.invoke.VarHandle;
 import java.net.Inet4Address;
 import java.nio.ByteOrder;
-import java.util.Locale;
 import java.util.function.Consumer;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -33,9 +25,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * it hands the datagrams on one by one. A path that refuses GSO (a device MTU below the segment size) turns it off
  * for the socket and the run leaves datagram by datagram.
  * <p>
- * Why one class of about 600 lines: the send and receive vectors, the GSO grouping and the GRO cutting all read and
- * write the same native {@code struct mmsghdr} arrays, whose layout constants are kept here once; the libc handles
- * are a third of it and could move to a class of their own if another native socket needs them.
+ * The send and receive vectors, the GSO grouping and the GRO cutting stay in one class: they all read and write the
+ * same native {@code struct mmsghdr} arrays, whose layout constants are kept here once. The libc calls, their
+ * {@code errno} and {@code strerror} are {@link Libc}'s.
  */
 final class MmsgSocket implements UdpSocket {
     private static final Logger LOG = LoggerFactory.getLogger(MmsgSocket.class);
@@ -64,13 +56,7 @@ final class MmsgSocket implements UdpSocket {
     private static final int CMSGHDR = 16;
     /** Room for one control message of up to 8 bytes of data ({@code CMSG_SPACE(8)}). */
     private static final int CMSG_SPACE = 24;
-    private static final int EINVAL = 22;
-    private static final int EIO = 5;
-    private static final int EMSGSIZE = 90;
     private static final int MSG_WAITFORONE = 0x10000;
-    private static final int EINTR = 4;
-    private static final int EADDRINUSE = 98;
-    private static final int EADDRNOTAVAIL = 99;
     /** {@code struct sockaddr_in}. */
     private static final int SOCKADDR_IN = 16;
     /** {@code struct iovec}: base, length. */
@@ -89,67 +75,8 @@ final class MmsgSocket implements UdpSocket {
             ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
     private static final ValueLayout.OfInt BE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
 
-    /** Whether this platform has the calls and the layout used here. */
-    static final boolean AVAILABLE;
-    private static final StructLayout CAPTURE;
-    private static final VarHandle ERRNO;
-    private static final MethodHandle SOCKET;
-    private static final MethodHandle SETSOCKOPT;
-    private static final MethodHandle BIND;
-    private static final MethodHandle SENDMMSG;
-    private static final MethodHandle RECVMMSG;
-    private static final MethodHandle SHUTDOWN;
-    private static final MethodHandle CLOSE;
-    private static final MethodHandle STRERROR;
-
-    static {
-        String os = System.getProperty("os.name", "").toLowerCase(Locale.ROOT);
-        String arch = System.getProperty("os.arch", "");
-        boolean platform = os.startsWith("linux") && (arch.equals("amd64") || arch.equals("x86_64")
-                || arch.equals("aarch64"));
-        MethodHandle[] h = new MethodHandle[9];
-        StructLayout capture = null;
-        VarHandle errno = null;
-        boolean ok = false;
-        if (platform) {
-            try {
-                Linker linker = Linker.nativeLinker();
-                SymbolLookup libc = linker.defaultLookup();
-                capture = Linker.Option.captureStateLayout();
-                errno = capture.varHandle(PathElement.groupElement("errno"));
-                Linker.Option err = Linker.Option.captureCallState("errno");
-                ValueLayout i = ValueLayout.JAVA_INT;
-                ValueLayout p = ValueLayout.ADDRESS;
-                h[0] = linker.downcallHandle(libc.find("socket").orElseThrow(), FunctionDescriptor.of(i, i, i, i), err);
-                h[1] = linker.downcallHandle(libc.find("setsockopt").orElseThrow(),
-                        FunctionDescriptor.of(i, i, i, i, p, i), err);
-                h[2] = linker.downcallHandle(libc.find("bind").orElseThrow(), FunctionDescriptor.of(i, i, p, i), err);
-                h[3] = linker.downcallHandle(libc.find("sendmmsg").orElseThrow(),
-                        FunctionDescriptor.of(i, i, p, i, i), err);
-                h[4] = linker.downcallHandle(libc.find("recvmmsg").orElseThrow(),
-                        FunctionDescriptor.of(i, i, p, i, i, p), err);
-                h[5] = linker.downcallHandle(libc.find("shutdown").orElseThrow(), FunctionDescriptor.of(i, i, i), err);
-                h[6] = linker.downcallHandle(libc.find("close").orElseThrow(), FunctionDescriptor.of(i, i), err);
-                h[7] = linker.downcallHandle(libc.find("strerror").orElseThrow(), FunctionDescriptor.of(p, i));
-                ok = true;
-            } catch (RuntimeException e) {
-                // no native access (--enable-native-access missing) or no such symbol: the channel path serves
-                LoggerFactory.getLogger(MmsgSocket.class).warn("rxe: no sendmmsg/recvmmsg through the FFM API, "
-                        + "UDP sends and receives one datagram per call", e);
-            }
-        }
-        AVAILABLE = ok;
-        CAPTURE = capture;
-        ERRNO = errno;
-        SOCKET = h[0];
-        SETSOCKOPT = h[1];
-        BIND = h[2];
-        SENDMMSG = h[3];
-        RECVMMSG = h[4];
-        SHUTDOWN = h[5];
-        CLOSE = h[6];
-        STRERROR = h[7];
-    }
+    /** Whether this platform has the calls and the layout used here ({@link Libc}). */
+    static final boolean AVAILABLE = Libc.AVAILABLE;
 
     private final Inet4Address address;
     private final int fd;
@@ -184,7 +111,7 @@ final class MmsgSocket implements UdpSocket {
         final int[] runCount = new int[BATCH];
 
         Tx(Arena a) {
-            state = a.allocate(CAPTURE);
+            state = a.allocate(Libc.CAPTURE);
             msgs = a.allocate((long) MMSGHDR * BATCH, 8);
             iovs = a.allocate((long) IOVEC * BATCH, 8);
             names = a.allocate((long) SOCKADDR_IN * BATCH, 8);
@@ -252,7 +179,7 @@ final class MmsgSocket implements UdpSocket {
         final MemorySegment data;
 
         Rx(Arena a) {
-            state = a.allocate(CAPTURE);
+            state = a.allocate(Libc.CAPTURE);
             msgs = a.allocate((long) MMSGHDR * RX_SLOTS, 8);
             MemorySegment iovs = a.allocate((long) IOVEC * RX_SLOTS, 8);
             names = a.allocate((long) SOCKADDR_IN * RX_SLOTS, 8);
@@ -303,47 +230,47 @@ final class MmsgSocket implements UdpSocket {
             throw new ErrnoException(Errno.EOPNOTSUPP, "rxe: no sendmmsg/recvmmsg on this platform for " + address);
         }
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment st = a.allocate(CAPTURE);
-            int fd = (int) SOCKET.invokeExact(st, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+            MemorySegment st = a.allocate(Libc.CAPTURE);
+            int fd = (int) Libc.SOCKET.invokeExact(st, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
             if (fd < 0) {
                 throw new ErrnoException(Errno.EIO, "rxe: socket(AF_INET, SOCK_DGRAM) for " + address + ": "
-                        + strerror(errno(st)));
+                        + Libc.strerror(Libc.errno(st)));
             }
             try {
                 MemorySegment v = a.allocate(ValueLayout.JAVA_INT);
                 v.set(ValueLayout.JAVA_INT, 0, SOCKET_BUFFER);
                 for (int opt : new int[]{SO_RCVBUF, SO_SNDBUF}) {
-                    if ((int) SETSOCKOPT.invokeExact(st, fd, SOL_SOCKET, opt, v, 4) != 0) {
+                    if ((int) Libc.SETSOCKOPT.invokeExact(st, fd, SOL_SOCKET, opt, v, 4) != 0) {
                         throw new ErrnoException(Errno.EIO, "rxe: setsockopt(SOL_SOCKET, " + opt + ", "
-                                + SOCKET_BUFFER + ") on " + address + ": " + strerror(errno(st)));
+                                + SOCKET_BUFFER + ") on " + address + ": " + Libc.strerror(Libc.errno(st)));
                     }
                 }
                 MemorySegment sin = a.allocate(SOCKADDR_IN, 8);
                 sin.set(ValueLayout.JAVA_SHORT, 0, (short) AF_INET);
                 sin.set(BE_SHORT, 2, (short) WireCodec.ROCE_PORT);
                 sin.asSlice(4, 4).copyFrom(MemorySegment.ofArray(address.getAddress()));
-                if ((int) BIND.invokeExact(st, fd, sin, SOCKADDR_IN) != 0) {
-                    int e = errno(st);
-                    Errno code = e == EADDRINUSE ? Errno.EADDRINUSE : e == EADDRNOTAVAIL ? Errno.EADDRNOTAVAIL
+                if ((int) Libc.BIND.invokeExact(st, fd, sin, SOCKADDR_IN) != 0) {
+                    int e = Libc.errno(st);
+                    Errno code = e == Libc.EADDRINUSE ? Errno.EADDRINUSE : e == Libc.EADDRNOTAVAIL ? Errno.EADDRNOTAVAIL
                             : Errno.EIO;
                     throw new ErrnoException(code, "rxe: cannot bind " + address.getHostAddress() + ":"
-                            + WireCodec.ROCE_PORT + ": " + strerror(e));
+                            + WireCodec.ROCE_PORT + ": " + Libc.strerror(e));
                 }
                 v.set(ValueLayout.JAVA_INT, 0, 1);
-                boolean gro = (int) SETSOCKOPT.invokeExact(st, fd, SOL_UDP, UDP_GRO, v, 4) == 0;
+                boolean gro = (int) Libc.SETSOCKOPT.invokeExact(st, fd, SOL_UDP, UDP_GRO, v, 4) == 0;
                 if (!gro) {
                     LOG.debug("rxe: no UDP_GRO on {} ({}): GSO runs arrive cut into datagrams", address,
-                            strerror(errno(st)));
+                            Libc.strerror(Libc.errno(st)));
                 }
                 return new MmsgSocket(address, fd, gro);
             } catch (RuntimeException | Error e) {
-                int ignored = (int) CLOSE.invokeExact(st, fd);
+                int ignored = (int) Libc.CLOSE.invokeExact(st, fd);
                 throw e;
             }
         } catch (RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw nativeFailure("rxe: native socket call failed", t);
+            throw Libc.nativeFailure("rxe: native socket call failed", t);
         }
     }
 
@@ -420,10 +347,10 @@ final class MmsgSocket implements UdpSocket {
             while (done < runs && !shut) {
                 int r;
                 try {
-                    r = (int) SENDMMSG.invokeExact(tx.state, fd, tx.msgs.asSlice((long) done * MMSGHDR), runs - done,
-                            0);
+                    r = (int) Libc.SENDMMSG.invokeExact(tx.state, fd, tx.msgs.asSlice((long) done * MMSGHDR),
+                            runs - done, 0);
                 } catch (Throwable t) {
-                    throw nativeFailure("rxe: sendmmsg failed to run", t);
+                    throw Libc.nativeFailure("rxe: sendmmsg failed to run", t);
                 }
                 if (r > 0) {
                     for (int k = done; k < done + r; k++) {
@@ -435,18 +362,18 @@ final class MmsgSocket implements UdpSocket {
                     done += r;
                     continue;
                 }
-                int e = errno(tx.state);
-                if (e == EINTR) {
+                int e = Libc.errno(tx.state);
+                if (e == Libc.EINTR) {
                     continue;
                 }
-                if (tx.runCount[done] > 1 && (e == EINVAL || e == EIO || e == EMSGSIZE)) {
+                if (tx.runCount[done] > 1 && (e == Libc.EINVAL || e == Libc.EIO || e == Libc.EMSGSIZE)) {
                     // udp_send_skb refuses GSO on this path (a segment over the device MTU, no checksum offload)
                     LOG.info("rxe: UDP GSO from {} refused ({}); sending datagram by datagram from now on", address,
-                            strerror(e));
+                            Libc.strerror(e));
                     gso = false;
                     break; // the rest is grouped again, without GSO
                 }
-                LOG.warn("rxe: sendmmsg from {} failed: {}; {} datagram(s) lost", address, strerror(e),
+                LOG.warn("rxe: sendmmsg from {} failed: {}; {} datagram(s) lost", address, Libc.strerror(e),
                         tx.runCount[done]);
                 done++; // the run that failed is lost, the next ones go
             }
@@ -489,17 +416,18 @@ final class MmsgSocket implements UdpSocket {
         while (!shut) {
             int n;
             try {
-                n = (int) RECVMMSG.invokeExact(rx.state, fd, rx.msgs, RX_SLOTS, MSG_WAITFORONE, MemorySegment.NULL);
+                n = (int) Libc.RECVMMSG.invokeExact(rx.state, fd, rx.msgs, RX_SLOTS, MSG_WAITFORONE,
+                        MemorySegment.NULL);
             } catch (Throwable t) {
-                throw nativeFailure("rxe: recvmmsg failed to run", t);
+                throw Libc.nativeFailure("rxe: recvmmsg failed to run", t);
             }
             if (shut) {
                 return -1;
             }
             if (n < 0) {
-                int e = errno(rx.state);
-                if (e != EINTR) {
-                    LOG.error("rxe: recvmmsg on {} failed: {}", address, strerror(e));
+                int e = Libc.errno(rx.state);
+                if (e != Libc.EINTR) {
+                    LOG.error("rxe: recvmmsg on {} failed: {}", address, Libc.strerror(e));
                 }
                 continue;
             }
@@ -551,9 +479,9 @@ final class MmsgSocket implements UdpSocket {
             try {
                 // wakes a recvmmsg waiting: the socket reads end of file (ENOTCONN is the answer of an unconnected
                 // UDP socket, which inet_shutdown wakes all the same)
-                int ignored = (int) SHUTDOWN.invokeExact(tx.state, fd, SHUT_RDWR);
+                int ignored = (int) Libc.SHUTDOWN.invokeExact(tx.state, fd, SHUT_RDWR);
             } catch (Throwable t) {
-                throw nativeFailure("rxe: shutdown failed to run", t);
+                throw Libc.nativeFailure("rxe: shutdown failed to run", t);
             }
         }
     }
@@ -566,11 +494,12 @@ final class MmsgSocket implements UdpSocket {
         shut = true;
         closed = true;
         try {
-            if ((int) CLOSE.invokeExact(tx.state, fd) != 0) {
-                LOG.error("rxe: close of the UDP socket of {} failed: {}", address, strerror(errno(tx.state)));
+            if ((int) Libc.CLOSE.invokeExact(tx.state, fd) != 0) {
+                LOG.error("rxe: close of the UDP socket of {} failed: {}", address,
+                        Libc.strerror(Libc.errno(tx.state)));
             }
         } catch (Throwable t) {
-            throw nativeFailure("rxe: close failed to run", t);
+            throw Libc.nativeFailure("rxe: close failed to run", t);
         } finally {
             arena.close();
         }
@@ -594,24 +523,5 @@ final class MmsgSocket implements UdpSocket {
     /** How many receives came as one GRO run of several datagrams. */
     long groRuns() {
         return groRuns.get();
-    }
-
-    private static int errno(MemorySegment state) {
-        return (int) ERRNO.get(state, 0L);
-    }
-
-    private static String strerror(int errno) {
-        try {
-            MemorySegment s = (MemorySegment) STRERROR.invokeExact(errno);
-            return s.reinterpret(256).getString(0) + " (errno " + errno + ")";
-        } catch (Throwable t) {
-            throw nativeFailure("rxe: strerror failed to run", t);
-        }
-    }
-
-    /** A native call that threw what no native call throws: logged with its stack and reported as EIO. */
-    private static ErrnoException nativeFailure(String what, Throwable t) {
-        LOG.error("{}", what, t);
-        return new ErrnoException(Errno.EIO, what + ": " + t, t);
     }
 }
