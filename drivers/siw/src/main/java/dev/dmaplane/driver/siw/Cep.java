@@ -46,10 +46,11 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * a responder that gets no request is released, an initiator that gets no reply reports CONNECT_REPLY with
  * {@code ETIMEDOUT}.
  *
- * <p>The active side's MPA exchange (its request, the reply's checks and refusals, the fallback to revision 1 and the
- * report of a failed connect) is {@link AwaitMpaRep}'s, the passive side's wait for the answer
- * {@link RecvdMpaReq}'s; the passive side's request, accept and reject and the stream's end stay here, as they share
- * the endpoint's depths and state.
+ * <p>The endpoint's states are classes of their own where siw's are: the active side's MPA exchange (its request,
+ * the reply's checks and refusals, the fallback to revision 1 and the report of a failed connect) is
+ * {@link AwaitMpaRep}'s, the passive side's wait for the request {@link AwaitMpaReq}'s and its wait for the answer
+ * {@link RecvdMpaReq}'s. Accept, reject, the events and the stream's end stay here: they share the endpoint's
+ * depths and state.
  */
 final class Cep implements IwConnection, IwConnRequest {
     private static final Logger LOG = LoggerFactory.getLogger(Cep.class);
@@ -81,6 +82,8 @@ final class Cep implements IwConnection, IwConnRequest {
     private volatile boolean rtrPending;
     /** The active side's MPA exchange and how its failed connect is reported; null on the passive side. */
     private final AwaitMpaRep mpaRep;
+    /** The passive side's wait for the MPA request; null on the active side. */
+    private final AwaitMpaReq mpaReq;
     /** The passive side's request waiting for the consumer's answer. */
     private final RecvdMpaReq answer = new RecvdMpaReq(this);
     private final AtomicBoolean gone = new AtomicBoolean();
@@ -111,6 +114,7 @@ final class Cep implements IwConnection, IwConnRequest {
         this.active = active;
         this.remote = remote;
         this.mpaRep = active ? new AwaitMpaRep(this, param) : null;
+        this.mpaReq = active ? null : new AwaitMpaReq(this);
     }
 
     /** The active side of QP {@code q} towards {@code remote}; {@link #start()} connects. */
@@ -140,8 +144,7 @@ final class Cep implements IwConnection, IwConnRequest {
             return;
         }
         if (!active) {
-            Duration d = dev.mpaTimers.awaitRequest();
-            arm(dev.mpaTimers.forRequest(() -> requestTimedOut(d)));
+            mpaReq.armTimer();
         }
         thread = Thread.ofPlatform().name("siw-rx-" + dev.name() + "-" + (active ? "a" : "p") + dev.nextCepId())
                 .daemon().start(this::run);
@@ -223,41 +226,13 @@ final class Cep implements IwConnection, IwConnRequest {
     }
 
     /**
-     * Passive: the MPA request, CONNECT_REQUEST with the peer's ORD and IRD (limited to the device's; siw keeps them
-     * as its own IRD and ORD to be, and {@code siw_cm_upcall} signals them crossed back), then the
-     * consumer's answer ({@code siw_proc_mpareq}). A request this side cannot take is rejected with a reply in the
-     * revision it speaks ({@code reject_conn}) and reported to nobody.
+     * Passive: the MPA request ({@link AwaitMpaReq}), CONNECT_REQUEST with the peer's ORD and IRD (limited to the
+     * device's; siw keeps them as its own IRD and ORD to be, and {@code siw_cm_upcall} signals them crossed back),
+     * then the consumer's answer ({@code siw_proc_mpareq}, {@link RecvdMpaReq}).
      */
     private boolean waitForAnswer() throws IOException {
-        Mpa.Frame req;
-        try {
-            req = Mpa.read(ch, false);
-        } catch (ErrnoException e) {
-            refuseRequest(e);
-            return false;
-        }
-        if (!mpaTimer.cancel()) {
-            return false; // the request came as MPAREP_TIMEOUT fired, which closed the endpoint
-        }
-        try {
-            req.checkKey();
-        } catch (ErrnoException e) {
-            refuseRequest(e);
-            return false;
-        }
-        received += req.length();
-        int rev = dev.mpaRevision();
-        try {
-            Mpa.check(req, rev);
-        } catch (ErrnoException e) {
-            LOG.debug("siw: MPA request from {} rejected: {}", remote, e.getMessage());
-            int answerRev = Math.max(Mpa.REVISION_1, Math.min(req.revision(), rev));
-            try {
-                write(Mpa.frame(true, true, answerRev, null, new byte[0]));
-            } catch (IOException x) {
-                LOG.debug("siw: the reject to {} was not delivered", remote, x);
-            }
-            lost(e.getMessage(), false);
+        Mpa.Frame req = mpaReq.read();
+        if (req == null) {
             return false;
         }
         if (req.enhanced()) {
@@ -283,21 +258,6 @@ final class Cep implements IwConnection, IwConnRequest {
         if (gone.get()) {
             t.cancel();
         }
-    }
-
-    /** {@code siw_proc_mpareq}'s refusal of a request it cannot read or whose key is wrong: the endpoint released. */
-    private void refuseRequest(ErrnoException e) {
-        LOG.debug("siw: MPA request from {} refused", remote, e);
-        lost(e.getMessage(), false);
-    }
-
-    /**
-     * {@code siw_cm_work_handler}'s {@code SIW_CM_WORK_MPATIMEOUT} while the responder awaits the MPA request
-     * ({@code SIW_EPSTATE_AWAIT_MPAREQ}): no request within {@code d} of TCP's accept. The endpoint is released, its
-     * socket closed (the peer sees its stream end), and nobody is told: no iw_cm id knows the connection yet.
-     */
-    private void requestTimedOut(Duration d) {
-        lost("no MPA request within " + d, false);
     }
 
     /**
