@@ -11,6 +11,7 @@ import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WcOpcode;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
 
+import java.lang.foreign.MemorySegment;
 import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
@@ -30,6 +31,16 @@ final class CmFlows {
 
     static byte[] text(String s) {
         return s.getBytes(StandardCharsets.US_ASCII);
+    }
+
+    /** Whether {@code p} is the GSI datagram of a CM message of attribute {@code attr} ({@code cm_msgs.h}). */
+    static boolean isCm(Packet p, int attr) {
+        if (p.destQpn() != 1 || p.payload().length() != 256) {
+            return false;
+        }
+        byte[] b = new byte[256];
+        p.payload().copyTo(0, MemorySegment.ofArray(b));
+        return b[1] == 0x07 && ((b[16] & 0xFF) << 8 | (b[17] & 0xFF)) == attr;
     }
 
     /** {@code rdma_create_id}, {@code rdma_bind_addr}, {@code rdma_listen}. */

@@ -19,7 +19,6 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
-import java.lang.foreign.MemorySegment;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
@@ -88,23 +87,13 @@ class RdmaCmTest {
         assertEquals("DISCONNECT", client.id.state());
     }
 
-    /** The GSI datagram of a CM message of attribute {@code attr} ({@code cm_msgs.h}). */
-    private static boolean cm(Packet p, int attr) {
-        if (p.destQpn() != 1 || p.payload().length() != 256) {
-            return false;
-        }
-        byte[] b = new byte[256];
-        p.payload().copyTo(0, MemorySegment.ofArray(b));
-        return b[1] == 0x07 && ((b[16] & 0xFF) << 8 | (b[17] & 0xFF)) == attr;
-    }
-
     @Test
     void aLostRepIsSentAgainAndALostRtuIsAnsweredByTheRepeatedRep() {
         h.core.cm().setCmResponseTimeout(8); // the REP waits 1 ms for the RTU, the REQ 513 ms for the REP
         AtomicInteger reps = new AtomicInteger();
         AtomicInteger rtus = new AtomicInteger();
-        h.driver.fabric.loss = p -> (cm(p, 0x13) && reps.getAndIncrement() == 0)
-                || (cm(p, 0x14) && rtus.getAndIncrement() == 0);
+        h.driver.fabric.loss = p -> (CmFlows.isCm(p, 0x13) && reps.getAndIncrement() == 0)
+                || (CmFlows.isCm(p, 0x14) && rtus.getAndIncrement() == 0);
         CmId l = CmFlows.listen(server, SERVER, 4);
         CmFlows.connect(client, server, l, CLIENT, SERVER);
         assertTrue(reps.get() >= 3, "the first REP lost, the REP resent after its timeout (cm_process_send_error "
@@ -122,8 +111,8 @@ class RdmaCmTest {
         CmFlows.connect(client, server, l, CLIENT, SERVER);
         AtomicInteger dreqs = new AtomicInteger();
         AtomicInteger dreps = new AtomicInteger();
-        h.driver.fabric.loss = p -> (cm(p, 0x15) && dreqs.getAndIncrement() == 0)
-                || (cm(p, 0x16) && dreps.getAndIncrement() == 0);
+        h.driver.fabric.loss = p -> (CmFlows.isCm(p, 0x15) && dreqs.getAndIncrement() == 0)
+                || (CmFlows.isCm(p, 0x16) && dreps.getAndIncrement() == 0);
         CmFlows.disconnect(client, server);
         assertTrue(dreqs.get() >= 3, "lost, resent, and resent once more as the DREP was lost: " + dreqs.get());
         assertTrue(dreps.get() >= 2, "the repeated DREQ answered by a DREP again: " + dreps.get());

@@ -14,6 +14,7 @@ import dev.dmaplane.rdma.mad.MadAgent;
 import dev.dmaplane.rdma.mad.MadHandler;
 import dev.dmaplane.rdma.mad.MadSendStatus;
 import dev.dmaplane.rdma.verbs.Gid;
+import dev.dmaplane.rdma.verbs.QpState;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -259,11 +260,34 @@ final class IbCm {
         forget(c);
     }
 
+    /**
+     * The connection leaves the CM's tables; its owner may keep it, IDLE, until {@link #destroy}. Unlike
+     * {@code cm.c}, which keeps an ib_cm_id in its local ID table until {@code ib_destroy_cm_id} (a DREQ repeated
+     * after time wait finds it IDLE and is dropped), the CM forgets it at the end of time wait: a repeated DREQ then
+     * gets the DREP {@code cm_issue_drep} gives one nobody knows.
+     */
     private void forget(Conn c) {
         byLocalId.remove(c.localId, c);
         if (c.peer != null) {
             byRemoteId.remove(List.of(c.remoteId, c.remoteCaGuid), c);
             byRemoteQpn.remove(List.of(c.peer.remoteGid(), c.remoteQpn), c);
+        }
+    }
+
+    /**
+     * {@code ib_cm_init_qp_attr}'s state checks: INIT's attributes from REQ_SENT to ESTABLISHED
+     * ({@code cm_init_qp_init_attr}), RTR's and RTS's from REQ_RCVD to ESTABLISHED ({@code cm_init_qp_rtr_attr},
+     * {@code cm_init_qp_rts_attr}); EINVAL in any other state (IDLE after a REJ, an error or time wait).
+     */
+    static void checkInitQpAttr(Conn c, QpState to) {
+        boolean ok = switch (c.state) {
+            case REQ_SENT -> to == QpState.INIT;
+            case REQ_RCVD, REP_SENT, REP_RCVD, ESTABLISHED -> true;
+            default -> false;
+        };
+        if (!ok) {
+            throw new ErrnoException(Errno.EINVAL, "ib_cm_init_qp_attr " + to + ": the ib_cm_id " + c.localId
+                    + " is " + c.state);
         }
     }
 
@@ -282,7 +306,7 @@ final class IbCm {
         timers.schedule(() -> {
             synchronized (lock) {
                 Conn now = byLocalId.get(local);
-                if (now == c && c.state == State.TIMEWAIT) {
+                if (now == c && c.state == State.TIMEWAIT) { // cm_timewait_handler
                     c.state = State.IDLE;
                     forget(c);
                     deliver(c, Event.TIMEWAIT_EXIT, null);

@@ -294,6 +294,9 @@ final class IdImpl implements CmId, IbCm.Owner {
         if (dev == null || (to != QpState.INIT && conn == null)) {
             throw new ErrnoException(Errno.EINVAL, "rdma_init_qp_attr " + to + ": the id is " + state);
         }
+        if (conn != null) {
+            IbCm.checkInitQpAttr(conn, to);
+        }
         return switch (to) {
             case INIT -> QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(port)
                     .accessFlags(Access.REMOTE_WRITE | (responderResources > 0
@@ -675,7 +678,7 @@ final class IdImpl implements CmId, IbCm.Owner {
                 }
             }
             case TIMEWAIT_EXIT -> {
-                conn = null;
+                // cm_timewait_handler leaves the ib_cm_id IDLE; the id keeps it until rdma_destroy_id
                 if (state == State.DISCONNECT) { // cma_ib_handler passes TIMEWAIT_EXIT on only in DISCONNECT
                     event(CmEventType.TIMEWAIT_EXIT, 0, null);
                 }

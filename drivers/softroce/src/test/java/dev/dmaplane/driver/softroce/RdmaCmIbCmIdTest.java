@@ -1,0 +1,93 @@
+package dev.dmaplane.driver.softroce;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.cm.CmEventType;
+import dev.dmaplane.rdma.cm.CmId;
+import dev.dmaplane.rdma.cm.ConnParam;
+import dev.dmaplane.rdma.verbs.QpAttr;
+import dev.dmaplane.rdma.verbs.QpState;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.net.InetSocketAddress;
+import java.util.List;
+
+import static dev.dmaplane.driver.softroce.CmEnd.at;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+/**
+ * An IB rdma_cm id keeps its {@code ib_cm_id} until {@code rdma_destroy_id}, whatever state the ib_cm_id reaches,
+ * and the later calls answer as {@code drivers/infiniband/core/cma.c} over {@code cm.c} make them answer:
+ * {@code cm_timewait_handler} leaves the ib_cm_id IDLE after time wait and {@code cma_ib_handler} only passes
+ * TIMEWAIT_EXIT on, so {@code rdma_disconnect} still finds an ib_cm_id (the QP to ERR, DREQ and DREP refused by the
+ * IDLE ib_cm_id and their errors dropped: 0) and {@code rdma_init_qp_attr} asks it ({@code ib_cm_init_qp_attr}:
+ * EINVAL in IDLE, for INIT too).
+ */
+@Timeout(60)
+class RdmaCmIbCmIdTest {
+    private static final InetSocketAddress SERVER = at("10.0.0.5", 7471);
+    private static final InetSocketAddress CLIENT = at("10.0.0.4", 0);
+    private final Hcas h = new Hcas();
+    private final CmEnd client = new CmEnd(h.machine, h.core, "client");
+    private final CmEnd server = new CmEnd(h.machine, h.core, "server");
+
+    @AfterEach
+    void close() {
+        client.close();
+        server.close();
+        h.close();
+    }
+
+    private static ErrnoException fails(Runnable call) {
+        return assertThrows(ErrnoException.class, call::run);
+    }
+
+    /** {@code rdma_init_qp_attr} for INIT, RTR and RTS on {@code id}: each EINVAL. */
+    private static void noQpAttributes(CmId id) {
+        for (QpState to : List.of(QpState.INIT, QpState.RTR, QpState.RTS)) {
+            assertEquals(Errno.EINVAL, fails(() -> id.initQpAttr(to)).errno(), "rdma_init_qp_attr " + to);
+        }
+    }
+
+    /** After TIMEWAIT_EXIT at both ends, each id still answers with its IDLE ib_cm_id. */
+    @Test
+    void afterTimewaitExitTheIdsKeepTheirIbCmIds() {
+        CmId l = CmFlows.listen(server, SERVER, 4);
+        CmId conn = CmFlows.connect(client, server, l, CLIENT, SERVER);
+        CmFlows.disconnect(client, server);
+        for (CmEnd end : List.of(client, server)) {
+            CmId id = end.id;
+            assertEquals("DISCONNECT", id.state());
+            id.disconnect(); // rdma_disconnect: an ib_cm_id, so no EINVAL; the IDLE ib_cm_id sends nothing
+            assertEquals(QpState.ERR, end.qp.state());
+            noQpAttributes(id);
+            assertEquals(List.of(Errno.EINVAL, Errno.EINVAL, Errno.EINVAL),
+                    List.of(fails(() -> id.connect(ConnParam.of(null, 1, 1))).errno(),
+                            fails(() -> id.accept(ConnParam.of(null, 1, 1))).errno(),
+                            fails(() -> id.reject(null)).errno()),
+                    "connect (not ROUTE_RESOLVED), accept (not CONNECT), reject (ib_send_cm_rej in IDLE)");
+            assertEquals("DISCONNECT", id.state());
+        }
+        conn.destroy();
+        client.id.destroy();
+    }
+
+    /** A pending request's ib_cm_id (REQ_RCVD) gives every transition's attributes; once rejected (IDLE), none. */
+    @Test
+    void aRejectedRequestHasNoQpAttributes() {
+        CmFlows.listen(server, SERVER, 4);
+        CmFlows.resolve(client, CLIENT, SERVER);
+        client.id.connect(ConnParam.of(null, 1, 1));
+        CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
+        QpAttr rtr = conn.initQpAttr(QpState.RTR);
+        assertEquals(client.qp.qpNum(), rtr.destQpNum(), "cm_init_qp_rtr_attr in REQ_RCVD");
+        assertEquals(QpState.RTS, conn.initQpAttr(QpState.RTS).qpState());
+        conn.reject(null);
+        client.expect(CmEventType.REJECTED);
+        noQpAttributes(conn);
+        noQpAttributes(client.id); // the REJ received left the client's ib_cm_id IDLE too
+    }
+}
