@@ -5,6 +5,7 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.cm.CmEventType;
 import dev.dmaplane.rdma.cm.CmId;
 import dev.dmaplane.rdma.cm.ConnParam;
+import dev.dmaplane.rdma.cm.RejectReason;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
 import org.junit.jupiter.api.AfterEach;
@@ -13,6 +14,7 @@ import org.junit.jupiter.api.Timeout;
 
 import java.net.InetSocketAddress;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
 
 import static dev.dmaplane.driver.softroce.CmEnd.at;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -24,12 +26,17 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  * {@code cm_timewait_handler} leaves the ib_cm_id IDLE after time wait and {@code cma_ib_handler} only passes
  * TIMEWAIT_EXIT on, so {@code rdma_disconnect} still finds an ib_cm_id (the QP to ERR, DREQ and DREP refused by the
  * IDLE ib_cm_id and their errors dropped: 0) and {@code rdma_init_qp_attr} asks it ({@code ib_cm_init_qp_attr}:
- * EINVAL in IDLE, for INIT too).
+ * EINVAL in IDLE, for INIT too); {@code rdma_accept} on a request rejected already walks {@code cma_accept_ib}:
+ * the QP's move fails in {@code cma_modify_qp_rtr} (EINVAL from the IDLE ib_cm_id), the {@code reject:} path moves
+ * the QP to ERR ({@code cma_modify_qp_err}) and its second REJ is refused by {@code ib_send_cm_rej} in IDLE, so
+ * nothing more goes to the peer.
  */
 @Timeout(60)
 class RdmaCmIbCmIdTest {
     private static final InetSocketAddress SERVER = at("10.0.0.5", 7471);
     private static final InetSocketAddress CLIENT = at("10.0.0.4", 0);
+    /** {@code CM_REJ_ATTR_ID}. */
+    private static final int REJ = 0x12;
     private final Hcas h = new Hcas();
     private final CmEnd client = new CmEnd(h.machine, h.core, "client");
     private final CmEnd server = new CmEnd(h.machine, h.core, "server");
@@ -89,5 +96,45 @@ class RdmaCmIbCmIdTest {
         client.expect(CmEventType.REJECTED);
         noQpAttributes(conn);
         noQpAttributes(client.id); // the REJ received left the client's ib_cm_id IDLE too
+    }
+
+    /**
+     * {@code rdma_accept} after {@code rdma_reject} on the same id: EINVAL, the QP moved to ERR on the way, and no
+     * second REJ on the wire: a later request's REJ, sent by the same port after it, is the only other one.
+     */
+    @Test
+    void acceptingARejectedRequestMovesItsQpToErrAndSendsNothing() {
+        AtomicInteger rejs = new AtomicInteger();
+        h.driver.fabric.loss = p -> {
+            if (CmFlows.isCm(p, REJ)) {
+                rejs.incrementAndGet();
+            }
+            return false;
+        };
+        CmFlows.listen(server, SERVER, 4);
+        CmFlows.resolve(client, CLIENT, SERVER);
+        client.id.connect(ConnParam.of(null, 1, 1));
+        CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
+        server.resources(conn);
+        conn.reject(CmFlows.text("no"));
+        assertEquals(RejectReason.CONSUMER_DEFINED, client.expect(CmEventType.REJECTED).status());
+        assertEquals(QpState.INIT, server.qp.state());
+
+        assertEquals(Errno.EINVAL, fails(() -> conn.accept(ConnParam.of(null, 1, 1))).errno(),
+                "cma_modify_qp_rtr: ib_cm_init_qp_attr in IDLE");
+        assertEquals(QpState.ERR, server.qp.state(), "rdma_accept's reject: path, cma_modify_qp_err");
+        assertEquals("CONNECT", conn.state());
+
+        CmEnd other = new CmEnd(h.machine, h.core, "other");
+        try {
+            CmFlows.resolve(other, CLIENT, SERVER);
+            other.id.connect(ConnParam.of(null, 1, 1));
+            server.expect(CmEventType.CONNECT_REQUEST).id().reject(null);
+            other.expect(CmEventType.REJECTED);
+        } finally {
+            other.close();
+        }
+        assertEquals(2, rejs.get(), "the first request's REJ and the second's; none from the failed accept");
+        conn.destroy();
     }
 }

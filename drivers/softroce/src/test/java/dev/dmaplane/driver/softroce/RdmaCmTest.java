@@ -188,8 +188,8 @@ class RdmaCmTest {
      * The active side of a rejected request ({@code cma_ib_handler}, {@code IB_CM_REJ_RECEIVED}): the QP to ERR and
      * REJECTED, no state moved, so the id stays in CONNECT with its IDLE ib_cm_id: {@code rdma_disconnect} 0,
      * {@code rdma_connect} EINVAL (not ROUTE_RESOLVED), {@code rdma_reject} and {@code rdma_accept} EINVAL
-     * ({@code ib_send_cm_rej}, {@code ib_send_cm_rep} on an IDLE ib_cm_id; {@code rdma_accept} first needs CONNECT,
-     * which it has).
+     * ({@code ib_send_cm_rej} on an IDLE ib_cm_id; {@code rdma_accept} first needs CONNECT, which it has, then its
+     * QP's move finds no attributes in the IDLE ib_cm_id, {@code ib_cm_init_qp_attr}).
      */
     @Test
     void aRejectedClientsIdStaysInConnect() {

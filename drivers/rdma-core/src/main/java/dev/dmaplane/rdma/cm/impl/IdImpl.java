@@ -504,12 +504,23 @@ final class IdImpl implements CmId, IbCm.Owner {
      * and returns the error. On iWARP the reject is the MPA reject only while the request is still pending (the QP
      * could not be moved, or the driver's accept found no such QP); a driver accept that failed later ended the
      * request itself ({@code iw_cm_reject} is then EINVAL and sends nothing). The id stays in CONNECT.
+     * <p>
+     * On InfiniBand and RoCE {@code rdma_accept} asks only for CONNECT ({@code cma_comp}) and lets the ib_cm_id
+     * answer: an id whose request was rejected already (its ib_cm_id IDLE) gets EINVAL from the QP's move
+     * ({@code ib_cm_init_qp_attr}), its QP goes to ERR, and the second REJ is refused by {@code ib_send_cm_rej}, so
+     * the peer sees nothing new.
      */
     @Override
     public void accept(ConnParam param) {
         ErrnoException.requireNonNull(param, "rdma_conn_param");
         synchronized (cma.lock) {
-            checkRequest("rdma_accept");
+            checkLive("rdma_accept");
+            if (iwarp()) {
+                checkRequest("rdma_accept");
+            } else if (state != State.CONNECT || conn == null) {
+                throw new ErrnoException(Errno.EINVAL, "rdma_accept: the id is " + state + (conn == null
+                        ? " without an ib_cm_id" : ""));
+            }
             ConnParam p = UcmaParams.accept(ps, dev.attr(), param, responderResources, initiatorDepth);
             if (iwarp()) {
                 try {
@@ -527,7 +538,11 @@ final class IdImpl implements CmId, IbCm.Owner {
                 acceptIb(p);
             } catch (RuntimeException e) {
                 qpToErr();
-                cma.cm.sendRej(conn, RejectReason.CONSUMER_DEFINED, null);
+                try {
+                    cma.cm.sendRej(conn, RejectReason.CONSUMER_DEFINED, null);
+                } catch (ErrnoException x) {
+                    LOG.debug("rdma_accept's rdma_reject: {}", x.getMessage()); // rdma_accept drops its error
+                }
                 throw e;
             }
         }
