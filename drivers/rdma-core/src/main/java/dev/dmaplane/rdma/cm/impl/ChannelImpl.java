@@ -76,9 +76,9 @@ final class ChannelImpl implements EventChannel {
         IdImpl id = new IdImpl(cma, this, l.ps);
         id.child = true;
         cma.ids.add(id);
-        id.accepting(l, c, req, h);
+        IbCm.Owner owner = id.accepting(l, c, req, h);
         l.pendingRequests.incrementAndGet();
-        return id;
+        return owner;
     }
 
     void add(EventImpl e) {

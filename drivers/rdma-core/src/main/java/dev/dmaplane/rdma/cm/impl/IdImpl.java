@@ -9,17 +9,11 @@ import dev.dmaplane.rdma.cm.CmIdInfo;
 import dev.dmaplane.rdma.cm.ConnParam;
 import dev.dmaplane.rdma.cm.EventChannel;
 import dev.dmaplane.rdma.cm.PortSpace;
-import dev.dmaplane.rdma.cm.RejectReason;
-import dev.dmaplane.rdma.cm.impl.CmMessages.Rej;
-import dev.dmaplane.rdma.cm.impl.CmMessages.Rep;
 import dev.dmaplane.rdma.cm.impl.CmMessages.Req;
-import dev.dmaplane.rdma.mad.MadAddress;
 import dev.dmaplane.rdma.spi.IwConnParam;
 import dev.dmaplane.rdma.verbs.Access;
-import dev.dmaplane.rdma.verbs.AhAttr;
 import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.GidEntry;
-import dev.dmaplane.rdma.verbs.GlobalRoute;
 import dev.dmaplane.rdma.verbs.Mtu;
 import dev.dmaplane.rdma.verbs.ProtectionDomain;
 import dev.dmaplane.rdma.verbs.QpAttr;
@@ -34,20 +28,16 @@ import org.slf4j.LoggerFactory;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.security.SecureRandom;
-import java.util.Arrays;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * One rdma_cm id ({@code struct rdma_id_private} of {@code cma.c}): its {@code rdma_cm_state}, the device, port
- * and GID it is bound to, the route, its QP and the IB CM connection under it, whose events
- * ({@code cma_ib_handler}) it turns into rdma_cm events and QP transitions ({@code cma_modify_qp_rtr},
- * {@code cma_modify_qp_rts}, {@code cma_modify_qp_err}). Every method holds the rdma_cm lock.
- * <p>
- * Why one class of about 750 lines: the id's state machine is cma.c's {@code rdma_id_private}, and each verb checks
- * and moves the same state under the one lock; the iWARP branch already lives in {@link IwId}. The IB CM event
- * handling ({@code cma_ib_handler}) is the piece to move out next, when the CM's MRA/LAP/SIDR land.
+ * and GID it is bound to, the route, its QP, and the connection manager's id under it: the {@code ib_cm_id}
+ * ({@link IbId}, the IB branches of {@code cma.c}) or the {@code iw_cm_id} ({@link IwId}, the iWARP ones). Each verb
+ * checks the id's state here and leaves the transport's part to the one or the other. Every method holds the
+ * rdma_cm lock.
  */
-final class IdImpl implements CmId, IbCm.Owner {
+final class IdImpl implements CmId {
     private static final Logger LOG = LoggerFactory.getLogger(IdImpl.class);
     private static final SecureRandom RANDOM = new SecureRandom();
     /** {@code RDMA_UDP_QKEY}. */
@@ -73,7 +63,8 @@ final class IdImpl implements CmId, IbCm.Owner {
     int backlog;
     final AtomicInteger pendingRequests = new AtomicInteger();
     QueuePair qp;
-    IbCm.Conn conn;
+    /** The ib_cm_id on an InfiniBand or RoCE device (made by {@code rdma_connect} or for a REQ), or null. */
+    IbId ib;
     /** The iw_cm_id on an iWARP device (made on first use), or null. */
     IwId iw;
     /** The starting PSN of this end ({@code id_priv->seq_num}). */
@@ -83,13 +74,9 @@ final class IdImpl implements CmId, IbCm.Owner {
     Mtu mtu;
     int hopLimit = 64;
     int trafficClass;
-    // the connection's QP parameters, from the REQ, REP, or the user's ConnParam
-    int remoteQpn;
-    int remotePsn;
+    // the connection's depths, from the REQ, REP, or the user's ConnParam
     int responderResources;
     int initiatorDepth;
-    int retryCount = 7;
-    int rnrRetryCount = 7;
 
     IdImpl(CmaImpl cma, ChannelImpl channel, PortSpace ps) {
         this.cma = cma;
@@ -286,29 +273,26 @@ final class IdImpl implements CmId, IbCm.Owner {
         }
     }
 
-    /** {@code rdma_init_qp_attr} → {@code ib_cm_init_qp_attr}: the attributes of each transition. */
+    /**
+     * {@code rdma_init_qp_attr}: the iw_cm's attributes on iWARP; on InfiniBand and RoCE the ib_cm_id's once the id
+     * has one ({@code ib_cm_init_qp_attr}), else INIT's alone ({@code cma_ib_init_qp_attr}).
+     */
     private QpAttr qpAttr(QpState to) {
         if (iwarp()) {
             return iwQpAttr(to);
         }
-        if (dev == null || (to != QpState.INIT && conn == null)) {
+        if (hasIbCmId()) {
+            return ib.qpAttr(to);
+        }
+        if (dev == null || to != QpState.INIT) {
             throw new ErrnoException(Errno.EINVAL, "rdma_init_qp_attr " + to + ": the id is " + state);
         }
-        if (conn != null) {
-            IbCm.checkInitQpAttr(conn, to);
-        }
-        return switch (to) {
-            case INIT -> QpAttr.builder().state(QpState.INIT).pkeyIndex(0).port(port)
-                    .accessFlags(Access.REMOTE_WRITE | (responderResources > 0
-                            ? Access.REMOTE_READ | Access.REMOTE_ATOMIC : 0)).build();
-            case RTR -> QpAttr.builder().state(QpState.RTR)
-                    .av(new AhAttr(new GlobalRoute(dgid, 0, sgid.index(), hopLimit, trafficClass), 0, 0, 0, 0, port))
-                    .pathMtu(mtu).destQpn(remoteQpn).rqPsn(remotePsn).maxDestRdAtomic(responderResources)
-                    .minRnrTimer(0).build();
-            case RTS -> QpAttr.builder().state(QpState.RTS).timeout(CmaImpl.ackTimeout(CmaImpl.IBOE_PACKET_LIFETIME))
-                    .retryCnt(retryCount).rnrRetry(rnrRetryCount).sqPsn(seqNum).maxRdAtomic(initiatorDepth).build();
-            default -> throw new ErrnoException(Errno.EINVAL, "rdma_init_qp_attr: no attributes for " + to);
-        };
+        return IbId.initAttr(this);
+    }
+
+    /** Whether the id has its ib_cm_id ({@code id_priv->cm_id.ib}). */
+    private boolean hasIbCmId() {
+        return ib != null && ib.conn != null;
     }
 
     /**
@@ -332,15 +316,8 @@ final class IdImpl implements CmId, IbCm.Owner {
         }
     }
 
-    /** {@code cma_modify_qp_rtr} then {@code cma_modify_qp_rts}: INIT again with the access flags, RTR, RTS. */
-    private void moveQpToRts() {
-        qp.modify(qpAttr(QpState.INIT));
-        qp.modify(qpAttr(QpState.RTR));
-        qp.modify(qpAttr(QpState.RTS));
-    }
-
     /** {@code cma_modify_qp_err}. */
-    private void qpToErr() {
+    void qpToErr() {
         if (qp != null && !qp.isDestroyed() && qp.state() != QpState.ERR && qp.state() != QpState.RESET) {
             try {
                 qp.modify(QpAttr.builder().state(QpState.ERR).build());
@@ -367,7 +344,8 @@ final class IdImpl implements CmId, IbCm.Owner {
             if (iwarp()) {
                 iwConnect = connectIw(p);
             } else {
-                connectIb(p);
+                ib = IbId.connect(cma, this, p); // cma_connect_ib
+                state = State.CONNECT;
                 return;
             }
         }
@@ -401,63 +379,10 @@ final class IdImpl implements CmId, IbCm.Owner {
         }
     }
 
-    /** {@code cma_connect_ib}: the REQ with the route's path, the id to CONNECT. Called under the rdma_cm lock. */
-    private void connectIb(ConnParam p) {
-        byte[] priv = new IpHeader(src.getPort(), src.getAddress(), dst.getAddress()).prepend(p.privateData());
-        responderResources = p.responderResources();
-        initiatorDepth = p.initiatorDepth();
-        retryCount = p.retryCount();
-        int rt = cma.responseTimeout();
-        int ack = CmaImpl.ackTimeout(CmaImpl.IBOE_PACKET_LIFETIME);
-        Req req = new Req(0, ps.serviceId(dst.getPort()), dev.nodeGuid(), 0, qp != null ? qp.qpNum() : p.qpNum(),
-                p.responderResources(), p.initiatorDepth(), rt, 0, p.flowControl(), seqNum, rt, p.retryCount(),
-                0xFFFF, mtu.value(), p.rnrRetryCount(), cma.maxRetries(), p.srq(), sgid.gid(), dgid, 0, 0,
-                trafficClass, hopLimit, 0, hopLimit <= 1, ack, priv);
-        IbCm.Conn c = cma.cm.create(dev, port, this);
-        Req sent = new Req(c.localId, req.serviceId(), req.localCaGuid(), req.localQkey(), req.localQpn(),
-                req.responderResources(), req.initiatorDepth(), rt, 0, req.flowControl(), seqNum, rt,
-                req.retryCount(), req.pkey(), req.pathMtu(), req.rnrRetryCount(), req.maxCmRetries(), req.srq(),
-                req.localGid(), req.remoteGid(), 0, 0, trafficClass, hopLimit, 0, req.subnetLocal(), ack, priv);
-        int timeoutMs = 2 * IbCm.toMs(CmaImpl.IBOE_PACKET_LIFETIME) + IbCm.toMs(rt);
-        try {
-            cma.cm.sendReq(c, sent, new MadAddress(sgid.gid(), dgid, 1, MadAddress.GSI_QKEY, 0, trafficClass,
-                    hopLimit), timeoutMs, cma.maxRetries());
-        } catch (RuntimeException e) {
-            cma.cm.destroy(c);
-            throw e;
-        }
-        conn = c;
-        state = State.CONNECT;
-    }
-
-    /** A new id for a REQ its listener took ({@code cma_ib_new_conn_id}): bound, routed, CONNECT_REQUEST queued. */
-    void accepting(IdImpl listener, IbCm.Conn c, Req req, IpHeader h) {
-        dev = c.dev;
-        port = c.port;
-        sgid = CmaImpl.gidOf(dev, h.dst());
-        if (sgid == null) {
-            sgid = dev.gidTable().stream().filter(e -> e.gid().equals(c.peer.localGid())).findFirst().orElseThrow(
-                    () -> new ErrnoException(Errno.EADDRNOTAVAIL, "no GID entry for " + c.peer.localGid()));
-        }
-        src = new InetSocketAddress(h.dst(), listener.src.getPort());
-        dst = new InetSocketAddress(h.src(), h.srcPort());
-        dgid = c.peer.remoteGid();
-        Mtu own = dev.portAttr(port).activeMtu();
-        mtu = Mtu.of(Math.min(req.pathMtu(), own.value()));
-        hopLimit = req.hopLimit();
-        trafficClass = req.trafficClass();
-        remoteQpn = req.localQpn();
-        remotePsn = req.startingPsn();
-        responderResources = req.initiatorDepth();
-        initiatorDepth = req.responderResources();
-        retryCount = req.retryCount();
-        rnrRetryCount = req.rnrRetryCount();
-        conn = c;
-        state = State.CONNECT;
-        byte[] user = Arrays.copyOfRange(req.priv(), IpHeader.SIZE, CmMessages.REQ_PRIVATE);
-        cma.enqueue(this, CmEventType.CONNECT_REQUEST, listener, 0, new ConnParam(user, req.initiatorDepth(),
-                req.responderResources(), req.flowControl(), req.retryCount(), req.rnrRetryCount(), req.srq(),
-                req.localQpn()));
+    /** A new id for a REQ its listener took ({@code cma_ib_new_conn_id}): its ib_cm_id, the connection's owner. */
+    IbCm.Owner accepting(IdImpl listener, IbCm.Conn c, Req req, IpHeader h) {
+        ib = IbId.requested(cma, this, listener, c, req, h);
+        return ib;
     }
 
     @Override
@@ -491,9 +416,9 @@ final class IdImpl implements CmId, IbCm.Owner {
             }
             return;
         }
-        if (!child || state != State.CONNECT || conn == null || conn.state != IbCm.State.REQ_RCVD) {
-            throw new ErrnoException(Errno.EINVAL, call + ": the id is " + state + (conn == null ? ""
-                    : " with its connection " + conn.state) + ", not a CONNECT_REQUEST waiting for an answer");
+        if (!child || state != State.CONNECT || !hasIbCmId() || ib.conn.state != IbCm.State.REQ_RCVD) {
+            throw new ErrnoException(Errno.EINVAL, call + ": the id is " + state + (!hasIbCmId() ? ""
+                    : " with its connection " + ib.conn.state) + ", not a CONNECT_REQUEST waiting for an answer");
         }
     }
 
@@ -517,8 +442,8 @@ final class IdImpl implements CmId, IbCm.Owner {
             checkLive("rdma_accept");
             if (iwarp()) {
                 checkRequest("rdma_accept");
-            } else if (state != State.CONNECT || conn == null) {
-                throw new ErrnoException(Errno.EINVAL, "rdma_accept: the id is " + state + (conn == null
+            } else if (state != State.CONNECT || !hasIbCmId()) {
+                throw new ErrnoException(Errno.EINVAL, "rdma_accept: the id is " + state + (!hasIbCmId()
                         ? " without an ib_cm_id" : ""));
             }
             ConnParam p = UcmaParams.accept(ps, dev.attr(), param, responderResources, initiatorDepth);
@@ -534,17 +459,7 @@ final class IdImpl implements CmId, IbCm.Owner {
             }
             responderResources = p.responderResources();
             initiatorDepth = p.initiatorDepth();
-            try {
-                acceptIb(p);
-            } catch (RuntimeException e) {
-                qpToErr();
-                try {
-                    cma.cm.sendRej(conn, RejectReason.CONSUMER_DEFINED, null);
-                } catch (ErrnoException x) {
-                    LOG.debug("rdma_accept's rdma_reject: {}", x.getMessage()); // rdma_accept drops its error
-                }
-                throw e;
-            }
+            ib.accept(p);
         }
     }
 
@@ -555,19 +470,6 @@ final class IdImpl implements CmId, IbCm.Owner {
         iw.accept(ip, qp != null ? qp.qpNum() : p.qpNum());
         responderResources = p.responderResources();
         initiatorDepth = p.initiatorDepth();
-    }
-
-    /**
-     * {@code cma_accept_ib}: the QP to RTR and RTS, then the REP ({@code ib_send_cm_rep}, EINVAL for private data
-     * over its 196 bytes). Called under the rdma_cm lock.
-     */
-    private void acceptIb(ConnParam p) {
-        if (qp != null) {
-            moveQpToRts();
-        }
-        cma.cm.sendRep(conn, new Rep(conn.localId, conn.remoteId, 0, qp != null ? qp.qpNum() : p.qpNum(), seqNum,
-                p.responderResources(), p.initiatorDepth(), CmaImpl.CA_ACK_DELAY, 0, p.flowControl(),
-                p.rnrRetryCount(), p.srq(), dev.nodeGuid(), p.privateData()));
     }
 
     @Override
@@ -582,10 +484,7 @@ final class IdImpl implements CmId, IbCm.Owner {
                 iw.reject(privateData); // rdma_reject's iw_cm_reject leaves the id in CONNECT
                 return;
             }
-            // rdma_reject's ib_send_cm_rej leaves the ib_cm_id IDLE (cm_reset_to_idle) and the id in CONNECT: no
-            // handler runs for a REJ this side sent. The ib_cm_id stays until rdma_destroy_id.
-            cma.cm.sendRej(conn, RejectReason.CONSUMER_DEFINED,
-                    CmMessages.checkPrivate("rdma_reject: REJ", privateData, CmMessages.REJ_PRIVATE));
+            ib.reject(privateData);
         }
     }
 
@@ -593,10 +492,10 @@ final class IdImpl implements CmId, IbCm.Owner {
     public void establish() {
         synchronized (cma.lock) {
             checkLive("rdma_establish");
-            if (conn == null || conn.state != IbCm.State.REP_RCVD || qp != null) {
+            if (!hasIbCmId()) {
                 throw new ErrnoException(Errno.EINVAL, "rdma_establish: no CONNECT_RESPONSE waits on the id");
             }
-            cma.cm.sendRtu(conn, null);
+            ib.establish();
         }
     }
 
@@ -608,16 +507,12 @@ final class IdImpl implements CmId, IbCm.Owner {
                 disconnectIw();
                 return;
             }
-            if (conn == null) {
+            if (!hasIbCmId()) {
                 throw new ErrnoException(Errno.EINVAL, "rdma_disconnect: the id is " + state + ", without an "
                         + "ib_cm_id");
             }
-            // cma.c: the QP to ERR, then a DREQ, or else a DREP; in any other state of the ib_cm_id both are
-            // refused and rdma_disconnect still returns 0 (a rejected request's id, whose ib_cm_id is IDLE)
-            qpToErr();
-            if (!cma.cm.sendDreq(conn, null)) {
-                cma.cm.sendDrep(conn, null);
-            }
+            qpToErr(); // cma.c: the QP to ERR, then the ib_cm_id's DREQ or DREP
+            ib.disconnect();
         }
     }
 
@@ -646,9 +541,8 @@ final class IdImpl implements CmId, IbCm.Owner {
             if (iw != null) {
                 iw.destroy();
             }
-            if (conn != null) {
-                cma.cm.destroy(conn);
-                conn = null;
+            if (hasIbCmId()) {
+                ib.destroy();
             }
             cma.ids.remove(this);
         }
@@ -662,71 +556,8 @@ final class IdImpl implements CmId, IbCm.Owner {
         if (iw != null) {
             iw.closeListens(null);
         }
-        conn = null;
+        ib = null;
         event(CmEventType.DEVICE_REMOVAL, 0, null);
-    }
-
-    @Override
-    public void cmEvent(IbCm.Conn c, IbCm.Event e, Object msg) {
-        if (c != conn || state == State.DESTROYING) {
-            return;
-        }
-        switch (e) {
-            case REP_RECEIVED -> repReceived((Rep) msg);
-            case RTU_RECEIVED -> event(CmEventType.ESTABLISHED, 0, null);
-            case REJ_RECEIVED -> {
-                // cma_ib_handler: the QP to ERR and REJECTED, the id left in CONNECT with its ib_cm_id (IDLE, or in
-                // time wait after a stale connection's REJ) until rdma_destroy_id
-                Rej rej = (Rej) msg;
-                qpToErr();
-                event(CmEventType.REJECTED, rej.reason(), new ConnParam(rej.priv(), 0, 0, 0, 0, 0, false, 0));
-            }
-            case REQ_ERROR, REP_ERROR -> {
-                // cma_ib_handler: UNREACHABLE with -ETIMEDOUT and nothing else; the id stays in CONNECT with its
-                // ib_cm_id (IDLE after cm_process_send_error) and its QP as they are, until rdma_destroy_id
-                event(CmEventType.UNREACHABLE, -Errno.ETIMEDOUT.number(), null);
-            }
-            case DREQ_RECEIVED, DREP_RECEIVED, DREQ_ERROR -> {
-                if (state == State.CONNECT) {
-                    state = State.DISCONNECT;
-                    event(CmEventType.DISCONNECTED, e == IbCm.Event.DREQ_ERROR ? -Errno.ETIMEDOUT.number() : 0, null);
-                }
-            }
-            case TIMEWAIT_EXIT -> {
-                // cm_timewait_handler leaves the ib_cm_id IDLE; the id keeps it until rdma_destroy_id
-                if (state == State.DISCONNECT) { // cma_ib_handler passes TIMEWAIT_EXIT on only in DISCONNECT
-                    event(CmEventType.TIMEWAIT_EXIT, 0, null);
-                }
-            }
-        }
-    }
-
-    /** {@code cma_rep_recv}: RTR, RTS, RTU and ESTABLISHED; without a QP, CONNECT_RESPONSE. */
-    private void repReceived(Rep rep) {
-        remoteQpn = rep.localQpn();
-        remotePsn = rep.startingPsn();
-        initiatorDepth = Math.min(initiatorDepth, rep.responderResources());
-        responderResources = rep.initiatorDepth();
-        rnrRetryCount = rep.rnrRetryCount();
-        ConnParam p = new ConnParam(rep.priv(), rep.initiatorDepth(), rep.responderResources(), rep.flowControl(), 0,
-                rep.rnrRetryCount(), rep.srq(), rep.localQpn());
-        if (qp == null) {
-            event(CmEventType.CONNECT_RESPONSE, 0, p);
-            return;
-        }
-        try {
-            moveQpToRts();
-            cma.cm.sendRtu(conn, null);
-        } catch (ErrnoException x) {
-            LOG.debug("cma_rep_recv: {}", x.getMessage());
-            qpToErr();
-            cma.cm.sendRej(conn, RejectReason.CONSUMER_DEFINED, null);
-            cma.cm.destroy(conn);
-            conn = null;
-            event(CmEventType.CONNECT_ERROR, -x.errno().number(), null);
-            return;
-        }
-        event(CmEventType.ESTABLISHED, 0, p);
     }
 
     @Override
