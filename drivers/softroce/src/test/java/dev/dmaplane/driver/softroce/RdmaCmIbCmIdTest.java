@@ -29,7 +29,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  * EINVAL in IDLE, for INIT too); {@code rdma_accept} on a request rejected already walks {@code cma_accept_ib}:
  * the QP's move fails in {@code cma_modify_qp_rtr} (EINVAL from the IDLE ib_cm_id), the {@code reject:} path moves
  * the QP to ERR ({@code cma_modify_qp_err}) and its second REJ is refused by {@code ib_send_cm_rej} in IDLE, so
- * nothing more goes to the peer.
+ * nothing more goes to the peer; a REP whose QP cannot move ({@code cma_rep_recv}) leaves the client its ib_cm_id
+ * as well.
  */
 @Timeout(60)
 class RdmaCmIbCmIdTest {
@@ -136,5 +137,30 @@ class RdmaCmIbCmIdTest {
         }
         assertEquals(2, rejs.get(), "the first request's REJ and the second's; none from the failed accept");
         conn.destroy();
+    }
+
+    /**
+     * A REP whose QP cannot move ({@code cma_rep_recv}, the client's QP put in ERR before the REP came): the QP's
+     * move fails with EINVAL, a REJ goes to the server ({@code ib_send_cm_rej} in REP_RCVD: REJECTED, reason 28, its
+     * QP to ERR) and the client gets CONNECT_ERROR with the error; its id stays in CONNECT with the ib_cm_id the REJ
+     * left IDLE ({@code cma_ib_handler} drops nothing), so {@code rdma_disconnect} returns 0 and
+     * {@code rdma_init_qp_attr} is EINVAL.
+     */
+    @Test
+    void aRepWhoseQpCannotMoveLeavesTheClientItsIbCmId() {
+        CmFlows.listen(server, SERVER, 4);
+        CmFlows.resolve(client, CLIENT, SERVER);
+        client.id.connect(ConnParam.of(null, 1, 1));
+        CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
+        server.resources(conn);
+        client.qp.modify(QpAttr.builder().state(QpState.ERR).build());
+        conn.accept(ConnParam.of(null, 1, 1));
+        assertEquals(-Errno.EINVAL.number(), client.expect(CmEventType.CONNECT_ERROR).status(),
+                "ib_modify_qp ERR to INIT");
+        assertEquals(RejectReason.CONSUMER_DEFINED, server.expect(CmEventType.REJECTED).status());
+        assertEquals(QpState.ERR, server.qp.state());
+        assertEquals("CONNECT", client.id.state());
+        client.id.disconnect();
+        noQpAttributes(client.id);
     }
 }

@@ -244,7 +244,11 @@ final class IbId implements IbCm.Owner {
         }
     }
 
-    /** {@code cma_rep_recv}: RTR, RTS, RTU and ESTABLISHED; without a QP, CONNECT_RESPONSE. */
+    /**
+     * {@code cma_rep_recv}: RTR, RTS, RTU and ESTABLISHED; without a QP, CONNECT_RESPONSE. When the QP cannot move,
+     * the QP to ERR, a REJ (the connection IDLE, {@code cm_reset_to_idle}) and CONNECT_ERROR with the error; the id
+     * stays in CONNECT with its ib_cm_id until {@code rdma_destroy_id}.
+     */
     private void repReceived(Rep rep) {
         remoteQpn = rep.localQpn();
         remotePsn = rep.startingPsn();
@@ -264,8 +268,6 @@ final class IbId implements IbCm.Owner {
             LOG.debug("cma_rep_recv: {}", x.getMessage());
             id.qpToErr();
             cma.cm.sendRej(conn, RejectReason.CONSUMER_DEFINED, null);
-            cma.cm.destroy(conn);
-            conn = null;
             id.event(CmEventType.CONNECT_ERROR, -x.errno().number(), null);
             return;
         }
