@@ -163,4 +163,19 @@ class RdmaCmIbCmIdTest {
         client.id.disconnect();
         noQpAttributes(client.id);
     }
+
+    /**
+     * {@code rdma_accept} on a connection established already walks {@code cma_accept_ib} too: the QP cannot go
+     * back to INIT (EINVAL from {@code ib_modify_qp}), the {@code reject:} path moves it to ERR, and
+     * {@code ib_send_cm_rej} refuses a REJ in ESTABLISHED; the id stays in CONNECT.
+     */
+    @Test
+    void acceptingAnEstablishedConnectionAgainMovesItsQpToErr() {
+        CmId l = CmFlows.listen(server, SERVER, 4);
+        CmId conn = CmFlows.connect(client, server, l, CLIENT, SERVER);
+        assertEquals(Errno.EINVAL, fails(() -> conn.accept(ConnParam.of(null, 1, 1))).errno());
+        assertEquals(QpState.ERR, server.qp.state(), "cma_modify_qp_err");
+        assertEquals(QpState.RTS, client.qp.state());
+        assertEquals("CONNECT", conn.state());
+    }
 }
