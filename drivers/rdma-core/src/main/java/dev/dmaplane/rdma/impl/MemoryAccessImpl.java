@@ -157,10 +157,16 @@ final class MemoryAccessImpl implements MemoryAccess {
         return invalidate(qp(hwQp), rkey, true);
     }
 
-    /** {@code rxe_invalidate_rkey}: windows only (user regions are not fast-registration regions). */
+    /**
+     * {@code rxe_invalidate_rkey}: a window by {@code rxe_invalidate_mw}; a region only on a provider that lets
+     * invalidations reach regions ({@code siw_invalidate_stag}: found by the key's index alone, then the PD), as
+     * rxe's {@code rxe_invalidate_mr} refuses every region that is not a fast-registration one, which user regions
+     * never are.
+     */
     private boolean invalidate(QpImpl qp, int rkey, boolean remote) {
         if (!KeyTable.isMwKey(rkey)) {
-            return false;
+            MrImpl mr = dev.provider.invalidatesRegions() ? dev.keys.mr(rkey) : null;
+            return mr != null && mr.invalidateStag(qp.pd());
         }
         MwImpl mw = dev.keys.mw(rkey);
         return mw != null && mw.invalidate(qp, rkey, remote);

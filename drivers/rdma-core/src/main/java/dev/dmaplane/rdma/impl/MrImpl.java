@@ -35,9 +35,16 @@ import java.util.function.Function;
  * and ODP or dma-buf invalidation take the write lock, so they wait for accesses in progress. Deregistration and
  * re-registration also hold {@link #lifecycle} throughout, so they never overlap.
  * <p>
- * Why one class of about 550 lines: registration, re-registration, deregistration and the data path's leases all
- * turn on {@link #rw}, {@link #lifecycle} and the region's key-table entry, as {@code rxe_mr.c} keeps them in one
- * file; the memory behind a region is already split out ({@link UserMemory} and its pinned, ODP and dma-buf kinds).
+ * The region's STag has a state ({@link State}, rxe's {@code enum rxe_mr_state}, siw's {@code stag_valid}): valid from
+ * registration, free once a LOCAL_INV or SEND_WITH_INV invalidated it on a provider that lets invalidations reach
+ * regions ({@code RdmaProvider.invalidatesRegions}, siw's {@code siw_invalidate_stag}), invalid from deregistration.
+ * Every keyed access reads it once, in the check it already makes; a lease handed out before an invalidation stays
+ * usable until it is closed, as Linux lets a message whose memory it resolved before go on.
+ * <p>
+ * Why one class of about 620 lines: registration, re-registration, deregistration, invalidation and the data path's
+ * leases all turn on {@link #rw}, {@link #lifecycle}, the STag's {@link State} and the region's key-table entry, as
+ * {@code rxe_mr.c} keeps them in one file; the memory behind a region is already split out ({@link UserMemory} and
+ * its pinned, ODP and dma-buf kinds).
  */
 final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
     final ReentrantReadWriteLock rw = new ReentrantReadWriteLock();
@@ -60,7 +67,18 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
     private volatile int key;
     private volatile int access;
     private volatile UserMemory umem;
-    private volatile boolean valid = true;
+    /** Written under {@link #stateLock}, read by every keyed access without it. */
+    private volatile State state = State.VALID;
+    /** Orders an invalidation against deregistration, so a deregistered region never looks merely invalidated. */
+    private final Object stateLock = new Object();
+
+    /**
+     * The states of a region's STag, as rxe's {@code enum rxe_mr_state}: VALID, FREE after an invalidation (an
+     * access through the key fails until deregistration: a user region has no REG_MR to make it valid again, only
+     * {@code siw_fastreg_mr} and {@code rxe_reg_fast_mr} do that for fast-registration regions), INVALID once
+     * deregistration began.
+     */
+    enum State { VALID, FREE, INVALID }
 
     private MrImpl(ContextImpl ctx, PdImpl pd, int index, int access) {
         super(ctx, "mr");
@@ -226,7 +244,9 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
 
     /** Everything registration took, given back. */
     private void teardown() {
-        valid = false;
+        synchronized (stateLock) {
+            state = State.INVALID;
+        }
         dev.keys.unpublish(index);
         UserMemory u = umem;
         u.detach();
@@ -356,12 +376,17 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
 
     /** Check of a keyed access, run before faulting and again under the lock. */
     private void checkKeyed(int k, PdImpl qpPd, long a, long len, int acc, WcStatus fail) {
-        if (!valid) {
+        State s = state;
+        if (s == State.INVALID) {
             throw new AccessFault(fail, Errno.EINVAL, "key 0x" + Integer.toHexString(k) + " names a deregistered region");
         }
         if (k != key) {
             throw new AccessFault(fail, Errno.EINVAL, "key 0x" + Integer.toHexString(k) + " is stale: mr "
                     + handle() + " has key 0x" + Integer.toHexString(key));
+        }
+        if (s == State.FREE) {
+            // siw_check_mem: an invalidated STag fails before its PD, access and range are looked at
+            throw new AccessFault(fail, Errno.EINVAL, "key 0x" + Integer.toHexString(k) + " was invalidated");
         }
         if (qpPd != pd) {
             throw new AccessFault(fail, Errno.EACCES, "mr with key 0x" + Integer.toHexString(k) + " is in pd "
@@ -393,7 +418,7 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
     /** An access through a bound window: the window checked everything but the region's range and validity. */
     DmaLease leaseForWindow(long a, long len, boolean write, WcStatus fail) {
         return lease(a, len, write, fail, false, () -> {
-            if (!valid) {
+            if (state == State.INVALID) {
                 throw new AccessFault(fail, Errno.EINVAL, "the window's region was deregistered");
             }
             checkRange(a, len, fail);
@@ -468,8 +493,32 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
         return index;
     }
 
-    boolean isValid() {
-        return valid;
+    /** Not deregistered (an invalidated region may still be bound: windows look at its memory, not its STag). */
+    boolean isRegistered() {
+        return state != State.INVALID;
+    }
+
+    @Override
+    public boolean isStagValid() {
+        return state == State.VALID;
+    }
+
+    /**
+     * {@code siw_invalidate_stag} once the region was found by its key's index: refused (false) for a region of
+     * another PD than {@code qpPd} ({@code -EACCES}) or one whose deregistration began; otherwise the STag is invalid
+     * from now on, also when it already was (no state check, as the verbs allow invalidating an invalid STag).
+     */
+    boolean invalidateStag(PdImpl qpPd) {
+        if (qpPd != pd) {
+            return false;
+        }
+        synchronized (stateLock) {
+            if (state == State.INVALID) {
+                return false;
+            }
+            state = State.FREE;
+        }
+        return true;
     }
 
     PdImpl pdImpl() {

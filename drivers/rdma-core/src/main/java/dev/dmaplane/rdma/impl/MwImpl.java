@@ -128,7 +128,7 @@ final class MwImpl extends ObjectImpl implements MemoryWindow, HwMw {
         }
         MrImpl target = null;
         if (info.length() != 0) {
-            if (!(info.mr() instanceof MrImpl m) || !m.isValid() || m.lkey() != wqe.mrLkeyAtPost) {
+            if (!(info.mr() instanceof MrImpl m) || !m.isRegistered() || m.lkey() != wqe.mrLkeyAtPost) {
                 return WcStatus.MW_BIND_ERR;
             }
             target = m;

@@ -31,6 +31,15 @@ public interface HwMr extends HwObject {
     boolean isOnDemand();
 
     /**
+     * Whether the region's STag is valid ({@code stag_valid} of siw's {@code struct siw_mem}, rxe's
+     * {@code RXE_MR_STATE_VALID}): true from registration, false once a LOCAL_INV or SEND_WITH_INV invalidated it on
+     * a provider that {@link RdmaProvider#invalidatesRegions() invalidates regions}, and once deregistration began.
+     * A provider that explains a refused access (siw's TERMINATE codes) looks at it first, as {@code siw_check_mem}
+     * does.
+     */
+    boolean isStagValid();
+
+    /**
      * Bus address of each {@link #pageSize()} block from {@code iova} rounded down to the page size, in order; the
      * HCA reaches {@code iova + off} at {@code dmaBlocks()[k] + (that address mod pageSize)} with
      * {@code k = ((iova + off) >> log2(pageSize)) - (iova >> log2(pageSize))}. Empty for on-demand and dma-buf

@@ -10,8 +10,8 @@ import java.util.List;
 /**
  * The memory checks and translations of the data path, done by the core for every provider as rdma_rxe's
  * {@code rxe_mr.c} and {@code rxe_mw.c} do them: key lookup (index and 8-bit key), PD and access checks, range
- * checks, window binding and invalidation, on-demand faulting. Every refusal is an {@link AccessFault} carrying
- * the completion status.
+ * checks, window binding, window and (where the provider allows it) region invalidation, on-demand faulting. Every
+ * refusal is an {@link AccessFault} carrying the completion status.
  */
 @ProviderType
 public interface MemoryAccess {
@@ -51,15 +51,19 @@ public interface MemoryAccess {
     long scatter(HwQp qp, List<Sge> sges, MemorySegment src);
 
     /**
-     * Executes a local send work request, BIND_MW or LOCAL_INV, in queue order ({@code rxe_do_local_ops}).
+     * Executes a local send work request, BIND_MW or LOCAL_INV, in queue order ({@code rxe_do_local_ops}). A
+     * LOCAL_INV invalidates a bound type 2 window of the QP's PD, or, on a provider that
+     * {@link RdmaProvider#invalidatesRegions() invalidates regions}, a region of the QP's PD
+     * ({@code siw_invalidate_stag}).
      *
      * @return SUCCESS, {@code MW_BIND_ERR} for a refused bind, {@code LOC_QP_OP_ERR} for a refused invalidation
      */
     WcStatus executeLocal(HwQp qp, SendWqe wqe);
 
     /**
-     * The invalidation a SEND_WITH_INV asks of the responder ({@code rxe_invalidate_rkey}): only a bound type 2
-     * window of the QP's PD can be invalidated.
+     * The invalidation a SEND_WITH_INV asks of the responder ({@code rxe_invalidate_rkey}): a bound type 2 window of
+     * the QP's PD bound through this QP, or, on a provider that {@link RdmaProvider#invalidatesRegions() invalidates
+     * regions}, a region of the QP's PD ({@code siw_invalidate_stag}: found by the key's index alone).
      *
      * @return whether it was invalidated
      */

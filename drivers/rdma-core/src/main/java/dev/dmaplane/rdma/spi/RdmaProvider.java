@@ -202,6 +202,23 @@ public interface RdmaProvider {
         return true;
     }
 
+    /**
+     * Whether a LOCAL_INV or a SEND_WITH_INV may invalidate a memory region's key, not only a window's. False by
+     * default, as rxe: {@code rxe_invalidate_mr} invalidates only fast-registration regions
+     * ({@code IB_MR_TYPE_MEM_REG}), which user space cannot make, so the key of a user region is refused
+     * ({@link MemoryAccess#executeLocal} answers {@code LOC_QP_OP_ERR}, {@link MemoryAccess#invalidateRemote} false)
+     * and the region stays usable. siw answers true: {@code siw_invalidate_stag} invalidates any STag of the QP's PD
+     * (lkey and rkey are one STag), found by its index alone (the 8-bit key is not compared) and already invalid or
+     * not, and refuses a region of another PD; from then on every access through the key fails as
+     * {@code siw_check_mem} fails an invalid STag ({@link AccessFault}, {@link HwMr#isStagValid()} false) until the
+     * region is deregistered, as nothing makes a user region's STag valid again ({@code siw_fastreg_mr} does that
+     * for fast-registration regions only). Leases handed out before stay usable until closed. Asked at every
+     * invalidation of a region's key.
+     */
+    default boolean invalidatesRegions() {
+        return false;
+    }
+
     /** {@code rereg_user_mr}: the region has its new translation, PD, access and keys. */
     default void reregMr(HwMr mr) {
     }

@@ -183,6 +183,14 @@ public final class LoopbackProvider implements RdmaProvider {
         invalidations.add(new long[]{iova, length});
     }
 
+    /** What {@link #invalidatesRegions()} answers: false as rxe, true as siw. */
+    public volatile boolean regionInvalidation;
+
+    @Override
+    public boolean invalidatesRegions() {
+        return regionInvalidation;
+    }
+
     /** Whether this HCA says it progresses lazily in {@link #pollCq} (the core then calls it on every poll). */
     public volatile boolean lazyProgress;
 
