@@ -421,6 +421,16 @@ final class SiwProvider implements RdmaProvider, IwCm {
         return false;
     }
 
+    /**
+     * {@code siw_invalidate_stag}: a LOCAL_INV ({@code siw_qp_sq_proc_local}, {@code SIW_OP_INVAL_STAG}) and a SEND
+     * with Invalidate ({@code siw_rdmap_complete}) invalidate the STag of any region of the QP's PD, lkey and rkey
+     * alike (siw gives a region one STag); from then on {@code siw_check_mem} refuses it until deregistration.
+     */
+    @Override
+    public boolean invalidatesRegions() {
+        return true;
+    }
+
     @Override
     public void regMr(HwMr mr) {
         regions.add(mr);

@@ -38,6 +38,12 @@ final class SiwRegions {
         return region(stag) != null;
     }
 
+    /** Whether {@code stag} names a region whose STag was invalidated ({@code stag_valid} 0, not deregistered). */
+    boolean invalidated(int stag) {
+        HwMr m = region(stag);
+        return m != null && !m.isStagValid();
+    }
+
     /** Whether {@code [to, to + n)} lies inside the region, compared unsigned ({@code mr_check_range}). */
     private static boolean inside(HwMr m, long to, long n) {
         return Long.compareUnsigned(to, m.iova()) >= 0
@@ -45,10 +51,13 @@ final class SiwRegions {
                 && Long.compareUnsigned(n, m.length() - (to - m.iova())) <= 0;
     }
 
-    /** {@code siw_tagged_error}: why a tagged placement into {@code stag} was refused, as a DDP code. */
+    /**
+     * {@code siw_tagged_error}: why a tagged placement into {@code stag} was refused, as a DDP code, in the order of
+     * {@code siw_check_mem}: an invalid STag (an invalidated one too) before the PD, the bounds and the rights.
+     */
     int taggedError(SiwQp q, int stag, long to, long n) {
         HwMr m = region(stag);
-        if (m == null) {
+        if (m == null || !m.isStagValid()) {
             return Terminate.DDP_T_INVALID_STAG;
         }
         if (m.pd() != q.hw.pd()) {
@@ -61,10 +70,10 @@ final class SiwRegions {
         return Terminate.DDP_T_INVALID_STAG;
     }
 
-    /** {@code siw_rdmap_error}: why an access of a READ source was refused, as an RDMAP code. */
+    /** {@code siw_rdmap_error}: why an access of a READ source was refused, as an RDMAP code, in the same order. */
     int rdmapError(SiwQp q, int stag, long to, long n, int access) {
         HwMr m = region(stag);
-        if (m == null) {
+        if (m == null || !m.isStagValid()) {
             return Terminate.RDMAP_INVALID_STAG;
         }
         if (m.pd() != q.hw.pd()) {
@@ -82,7 +91,8 @@ final class SiwRegions {
     /**
      * {@code siw_invalidate_stag} refusing the STag a SEND with Invalidate names, as a TERMINATE error type: Remote
      * Protection Error when a region of another PD holds its index ({@code -EACCES}), else Remote Operation Error
-     * ({@code -EINVAL}, as for an index no region holds). siw looks the STag up by its index alone.
+     * ({@code -EINVAL}, as for an index no region holds). siw looks the STag up by its index alone, so a region of
+     * the QP's PD is never refused (the core invalidates it: {@link SiwProvider#invalidatesRegions()}).
      */
     int invalidateErrorType(SiwQp q, int stag) {
         for (HwMr m : mrs) {

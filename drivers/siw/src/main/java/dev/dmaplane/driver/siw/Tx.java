@@ -573,7 +573,8 @@ final class Tx {
     /**
      * A READ's request; its sink must take tagged writes (the response is one): a sink not remotely writable is
      * refused here, before anything is sent, with LOC_PROT_ERR, and the QP goes to ERR (a rule of iWARP this driver
-     * adds: siw checks no READ sink when it sends the request).
+     * adds: siw checks no READ sink when it sends the request). A sink whose STag was invalidated is not refused here:
+     * the request goes out and its response is refused as siw refuses it ({@code siw_proc_rresp}).
      */
     private WcStatus readRequest(SiwQp q, Cep c, TxCtx x, SendWqe w, SendWr.RdmaRead rd, Pending p) {
         Sge sink = rd.sgList().getFirst();
@@ -581,10 +582,12 @@ final class Tx {
             try {
                 mem.remote(q.hw, sink.lkey(), sink.addr(), sink.length(), Access.REMOTE_WRITE).close();
             } catch (AccessFault e) {
-                LOG.debug("siw: qp {} READ {} has a sink that takes no tagged writes", q.hw.qpNum(), w.wrId(), e);
-                q.complete(p, WcStatus.LOC_PROT_ERR); // a local buffer refused: the request never leaves
-                q.hw.enterError(); // the iWARP rule is this driver's (siw checks no sink here): the QP fails
-                return null;
+                if (!dev.regions.invalidated(sink.lkey())) {
+                    LOG.debug("siw: qp {} READ {} has a sink that takes no tagged writes", q.hw.qpNum(), w.wrId(), e);
+                    q.complete(p, WcStatus.LOC_PROT_ERR); // a local buffer refused: the request never leaves
+                    q.hw.enterError(); // the iWARP rule is this driver's (siw checks no sink here): the QP fails
+                    return null;
+                }
             }
         }
         int at = x.pos;
