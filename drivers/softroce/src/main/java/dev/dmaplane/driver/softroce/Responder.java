@@ -231,11 +231,6 @@ final class Responder {
         if (p.op() == Op.SEND_INV) {
             e.clearLeases(); // the invalidation may need what the kept leases hold
         }
-        if (p.op() == Op.SEND_INV && !e.handle.memory().invalidateRemote(qp, p.imm())) {
-            ack(c, p, Packet.AETH_NAK_INV_REQ, p.psn());
-            qp.completeRecv(r, RecvResult.error(WcStatus.REM_INV_REQ_ERR));
-            return;
-        }
         try {
             e.handle.memory().scatter(qp, r.wr().sgList(), MemorySegment.ofArray(c.recvBuf).asSlice(0, len));
         } catch (AccessFault f) {
@@ -245,6 +240,15 @@ final class Responder {
         } catch (DmaFaultException x) {
             ack(c, p, Packet.AETH_NAK_REM_OP, p.psn());
             qp.completeRecv(r, RecvResult.error(WcStatus.LOC_PROT_ERR));
+            return;
+        }
+        if (p.op() == Op.SEND_INV && !e.handle.memory().invalidateRemote(qp, p.imm())) {
+            // rxe_resp.c execute(): the bytes are placed, then invalidate_rkey fails (RESPST_ERR_INVALIDATE_RKEY,
+            // class J): the receive completes with REM_INV_REQ_ERR and the QP goes to ERR, but no NAK syndrome is
+            // set, so acknowledge() answers with a plain ACK and the requester's SEND_WITH_INV completes successfully
+            ack(c, p, Packet.AETH_ACK, p.lastPsn());
+            flushAck(c);
+            qp.completeRecv(r, RecvResult.error(WcStatus.REM_INV_REQ_ERR));
             return;
         }
         c.recvBuf = null;

@@ -254,14 +254,6 @@ class CompletionStatusTest {
     }
 
     @Test
-    void sendWithInvalidateOfAnUnboundKeyIsRemInvReqErr() {
-        QueuePair[] p = h.pair();
-        p[1].postRecv(RecvWr.of(5, h.b.sge(0, 64)));
-        p[0].postSend(List.of(new SendWr.SendWithInv(1, List.of(h.a.sge(0, 8)), SIGNALED, h.b.mr.rkey()), follower()));
-        assertFailedThenFlushed(p[0], WcStatus.REM_INV_REQ_ERR);
-    }
-
-    @Test
     void sendWithInvalidateInvalidatesABoundType2Window() {
         QueuePair[] p = h.pair();
         MemoryRegion bindable = h.b.pd.regMr(h.b.buf, 65536, Hcas.ALL | Access.MW_BIND);
