@@ -6,6 +6,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
@@ -28,16 +30,24 @@ final class MpaTimers {
     private volatile Duration awaitReply = MPAREQ_TIMEOUT;
     private volatile Duration awaitRequest = MPAREP_TIMEOUT;
     private ScheduledThreadPoolExecutor wq;
+    /** The threads the work queue made (one at a time; a new one only after a task killed the last). */
+    private final List<Thread> threads = new CopyOnWriteArrayList<>();
 
     /** Starts the device's timer thread. */
     synchronized void start(String dev) {
-        ScheduledThreadPoolExecutor e = new ScheduledThreadPoolExecutor(1,
-                r -> Thread.ofPlatform().name("siw-cm-" + dev).daemon().unstarted(r));
+        ScheduledThreadPoolExecutor e = new ScheduledThreadPoolExecutor(1, r -> {
+            Thread t = Thread.ofPlatform().name("siw-cm-" + dev).daemon().unstarted(r);
+            threads.add(t);
+            return t;
+        });
         e.setRemoveOnCancelPolicy(true);
         wq = e;
     }
 
-    /** Stops the timer thread, dropping what is still queued, and waits for it to end. */
+    /**
+     * Stops the timer thread, dropping what is still queued, and waits for it to end: the executor's termination,
+     * then the thread itself (a terminated executor's last worker may still be returning from its run).
+     */
     void stop() {
         ScheduledThreadPoolExecutor e;
         synchronized (this) {
@@ -51,7 +61,15 @@ final class MpaTimers {
         try {
             if (!e.awaitTermination(JOIN.toMillis(), TimeUnit.MILLISECONDS)) {
                 LOG.error("siw: the MPA timer thread did not end within {}", JOIN);
+                return;
             }
+            for (Thread t : threads) {
+                if (!t.join(JOIN)) {
+                    LOG.error("siw: the MPA timer thread {} did not end within {}", t.getName(), JOIN);
+                    return;
+                }
+            }
+            threads.clear();
         } catch (InterruptedException x) {
             Thread.currentThread().interrupt();
         }
