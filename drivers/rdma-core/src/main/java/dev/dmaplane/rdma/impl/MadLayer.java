@@ -8,6 +8,7 @@ import dev.dmaplane.rdma.mad.MadAgent;
 import dev.dmaplane.rdma.mad.MadHandler;
 import dev.dmaplane.rdma.mad.MadSendStatus;
 import dev.dmaplane.rdma.spi.MadDatagram;
+import dev.dmaplane.rdma.spi.OrderedWorkqueue;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -17,7 +18,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledFuture;
-import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -39,7 +39,7 @@ final class MadLayer {
     private final Map<List<Integer>, AgentImpl> agents = new HashMap<>();
     private final Map<Long, Pending> pending = new HashMap<>();
     private int nextHiTid = 1;
-    private volatile ScheduledThreadPoolExecutor thread;
+    private volatile OrderedWorkqueue thread;
     private volatile boolean closed;
 
     MadLayer(DeviceImpl dev) {
@@ -66,13 +66,7 @@ final class MadLayer {
                     + " class 0x" + Integer.toHexString(mgmtClass) + " version " + classVersion + " already in use");
         }
         if (thread == null) {
-            ScheduledThreadPoolExecutor t = new ScheduledThreadPoolExecutor(1, r -> {
-                Thread th = new Thread(r, "ib_mad-" + dev.name());
-                th.setDaemon(true);
-                return th;
-            });
-            t.setRemoveOnCancelPolicy(true);
-            thread = t;
+            thread = OrderedWorkqueue.alloc("ib_mad-" + dev.name());
         }
         AgentImpl a = new AgentImpl(port, mgmtClass, classVersion, nextHiTid++, handler);
         agents.put(key, a);
@@ -92,7 +86,7 @@ final class MadLayer {
                 d.hopLimit());
         // no lock here: the provider calls this with its engine held, and a sender holds this layer's lock while it
         // waits for that engine
-        ScheduledThreadPoolExecutor t = thread;
+        OrderedWorkqueue t = thread;
         if (closed || t == null) {
             // no agent on this device, so no MAD thread: dropped (mad.c would still answer a Get or Set with
             // UNSUPPORTED_METHOD_ATTRIB; here that answer needs the thread an agent starts)
@@ -198,7 +192,7 @@ final class MadLayer {
 
     /** The device leaves: every send ends CANCELED, no handler runs afterwards, the MAD thread ends. */
     void shutdown() {
-        ScheduledThreadPoolExecutor t;
+        OrderedWorkqueue t;
         synchronized (this) {
             if (closed) {
                 return;
@@ -216,7 +210,7 @@ final class MadLayer {
         }
         if (t != null) {
             t.shutdownNow();
-            if (Thread.currentThread().getName().equals("ib_mad-" + dev.name())) {
+            if (t.onWorker()) {
                 return; // the MAD thread itself: it ends when this task returns
             }
             try {
@@ -301,7 +295,7 @@ final class MadLayer {
                 throw e;
             }
             if (timeoutMs == 0) {
-                ScheduledThreadPoolExecutor t = thread;
+                OrderedWorkqueue t = thread;
                 try {
                     t.execute(() -> call(this, () -> handler.sendDone(mad, MadSendStatus.SUCCESS, null)));
                 } catch (RejectedExecutionException e) {

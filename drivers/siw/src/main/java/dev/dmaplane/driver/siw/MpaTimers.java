@@ -2,14 +2,12 @@ package dev.dmaplane.driver.siw;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import dev.dmaplane.rdma.spi.OrderedWorkqueue;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.time.Duration;
-import java.util.List;
-import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.RejectedExecutionException;
-import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -29,27 +27,16 @@ final class MpaTimers {
 
     private volatile Duration awaitReply = MPAREQ_TIMEOUT;
     private volatile Duration awaitRequest = MPAREP_TIMEOUT;
-    private ScheduledThreadPoolExecutor wq;
-    /** The threads the work queue made (one at a time; a new one only after a task killed the last). */
-    private final List<Thread> threads = new CopyOnWriteArrayList<>();
+    private OrderedWorkqueue wq;
 
     /** Starts the device's timer thread. */
     synchronized void start(String dev) {
-        ScheduledThreadPoolExecutor e = new ScheduledThreadPoolExecutor(1, r -> {
-            Thread t = Thread.ofPlatform().name("siw-cm-" + dev).daemon().unstarted(r);
-            threads.add(t);
-            return t;
-        });
-        e.setRemoveOnCancelPolicy(true);
-        wq = e;
+        wq = OrderedWorkqueue.alloc("siw-cm-" + dev);
     }
 
-    /**
-     * Stops the timer thread, dropping what is still queued, and waits for it to end: the executor's termination,
-     * then the thread itself (a terminated executor's last worker may still be returning from its run).
-     */
+    /** Stops the timer thread, dropping what is still queued, and waits for it to end. */
     void stop() {
-        ScheduledThreadPoolExecutor e;
+        OrderedWorkqueue e;
         synchronized (this) {
             e = wq;
             wq = null;
@@ -61,15 +48,7 @@ final class MpaTimers {
         try {
             if (!e.awaitTermination(JOIN.toMillis(), TimeUnit.MILLISECONDS)) {
                 LOG.error("siw: the MPA timer thread did not end within {}", JOIN);
-                return;
             }
-            for (Thread t : threads) {
-                if (!t.join(JOIN)) {
-                    LOG.error("siw: the MPA timer thread {} did not end within {}", t.getName(), JOIN);
-                    return;
-                }
-            }
-            threads.clear();
         } catch (InterruptedException x) {
             Thread.currentThread().interrupt();
         }

@@ -16,6 +16,7 @@ import dev.dmaplane.rdma.impl.CoreImpl;
 import dev.dmaplane.rdma.spi.IwCm;
 import dev.dmaplane.rdma.spi.IwCmEvent;
 import dev.dmaplane.rdma.spi.IwCmHandler;
+import dev.dmaplane.rdma.spi.OrderedWorkqueue;
 import dev.dmaplane.rdma.verbs.GidEntry;
 import dev.dmaplane.rdma.verbs.GidType;
 import dev.dmaplane.rdma.verbs.NodeType;
@@ -31,7 +32,6 @@ import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.function.Consumer;
-import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -58,26 +58,19 @@ public final class CmaImpl implements RdmaCm, IbCm.Listeners, CoreImpl.Client {
     final RdmaCore core;
     private final CoreImpl devices;
     final IbCm cm;
-    final ScheduledThreadPoolExecutor timers;
+    /** The ib_cm thread's queue: MAD handlers, timers and the iWARP driver's events. */
+    final OrderedWorkqueue timers;
     final List<ChannelImpl> channels = new CopyOnWriteArrayList<>();
     final List<IdImpl> ids = new ArrayList<>();
     private int responseTimeout = CM_RESPONSE_TIMEOUT;
     private int maxRetries = MAX_CM_RETRIES;
     private int nextPort = EPHEMERAL_LO;
     private boolean closed;
-    /** The thread that runs {@link #timers}' work: MAD handlers, timers and the iWARP driver's events. */
-    private volatile Thread eventThread;
 
     public CmaImpl(RdmaCore core, CoreImpl devices, int firstCommId) {
         this.core = core;
         this.devices = devices;
-        this.timers = new ScheduledThreadPoolExecutor(1, r -> {
-            Thread t = new Thread(r, "ib_cm");
-            t.setDaemon(true);
-            eventThread = t;
-            return t;
-        });
-        timers.setRemoveOnCancelPolicy(true);
+        this.timers = OrderedWorkqueue.alloc("ib_cm");
         this.cm = new IbCm(lock, this, timers, firstCommId);
     }
 
@@ -199,7 +192,7 @@ public final class CmaImpl implements RdmaCm, IbCm.Listeners, CoreImpl.Client {
 
     /** Whether the caller is the rdma_cm's thread, the one that handles events: it must never wait for one. */
     boolean onEventThread() {
-        return Thread.currentThread() == eventThread;
+        return timers.onWorker();
     }
 
     /** Whether {@code d} is an iWARP RNIC, whose connections are the {@link IwCm}'s ({@code rdma_cap_iw_cm}). */

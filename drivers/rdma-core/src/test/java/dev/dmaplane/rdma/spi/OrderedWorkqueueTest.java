@@ -1,0 +1,70 @@
+package dev.dmaplane.rdma.spi;
+
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * {@link OrderedWorkqueue}: {@code alloc_ordered_workqueue}'s one named worker, and {@code destroy_workqueue}'s
+ * promise that nothing of the queue is left once it returns, here the worker thread itself.
+ */
+@Timeout(60)
+class OrderedWorkqueueTest {
+    private static long alive(String name) {
+        return Thread.getAllStackTraces().keySet().stream().filter(t -> t.getName().equals(name) && t.isAlive())
+                .count();
+    }
+
+    /** After work ran, a shut-down queue's termination means its worker is gone, round after round. */
+    @Test
+    void theWorkerIsGoneWhenTerminationIsReported() throws Exception {
+        for (int round = 0; round < 200; round++) {
+            String name = "wq-test-" + round;
+            OrderedWorkqueue wq = OrderedWorkqueue.alloc(name);
+            CompletableFuture<String> ran = new CompletableFuture<>();
+            wq.schedule(() -> ran.complete(Thread.currentThread().getName()), 1, TimeUnit.NANOSECONDS);
+            assertEquals(name, ran.get(10, TimeUnit.SECONDS), "work runs on the named worker");
+            wq.shutdownNow();
+            assertTrue(wq.awaitTermination(10, TimeUnit.SECONDS));
+            assertEquals(0, alive(name), "round " + round);
+        }
+    }
+
+    /** The worker knows itself; awaiting the queue's end from it does not wait for itself. */
+    @Test
+    void theWorkerKnowsItselfAndDoesNotWaitForItsOwnEnd() throws Exception {
+        OrderedWorkqueue wq = OrderedWorkqueue.alloc("wq-self");
+        assertFalse(wq.onWorker());
+        CompletableFuture<Boolean> ended = new CompletableFuture<>();
+        wq.execute(() -> {
+            assertTrue(wq.onWorker());
+            wq.shutdown();
+            try {
+                ended.complete(wq.awaitTermination(0, TimeUnit.SECONDS));
+            } catch (InterruptedException e) {
+                ended.completeExceptionally(e);
+            }
+        });
+        assertFalse(ended.get(10, TimeUnit.SECONDS), "still running its last work: not terminated, and no deadlock");
+        assertTrue(wq.awaitTermination(10, TimeUnit.SECONDS));
+        assertEquals(0, alive("wq-self"));
+    }
+
+    @Test
+    void aQueueNeedsAName() {
+        for (String bad : new String[]{null, "", " "}) {
+            ErrnoException e = assertThrows(ErrnoException.class, () -> OrderedWorkqueue.alloc(bad));
+            assertEquals(Errno.EINVAL, e.errno());
+            assertTrue(e.getMessage().contains("'" + bad + "'"), e.getMessage());
+        }
+    }
+}
