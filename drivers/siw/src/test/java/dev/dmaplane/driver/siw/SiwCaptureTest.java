@@ -71,15 +71,12 @@ class SiwCaptureTest {
 
     @Test
     void tsharkDecodesTheMpaStartUpAndEveryOpcodeAsSent() throws Exception {
-        ExternalTool tshark = ExternalTool.require("tshark",
-                "apt-get install tshark (Debian, Ubuntu), dnf install wireshark-cli (Fedora)");
+        ExternalTool tshark = SiwHosts.tshark();
         Path file = dir.resolve("siw.pcap");
         // revision 1, as RFC 5044 and the dissector know it; MPA v2 has its own test below
         h.da.providers.get("siw0").mpa(Mpa.REVISION_1, false);
         h.db.providers.get("siw0").mpa(Mpa.REVISION_1, false);
-        assertTrue(h.da.pcap(file.toString()).startsWith("capturing to "));
-        // both machines' devices write into the one capture, as two hosts' captures merged
-        h.db.providers.get("siw0").capture = h.da.providers.get("siw0").capture;
+        h.captureBoth(file);
 
         QueuePair qa = h.a.rc();
         try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add)) {
@@ -168,12 +165,10 @@ class SiwCaptureTest {
      */
     @Test
     void tsharkDecodesAnMpaV2StartUpWithItsRtrMessage() throws Exception {
-        ExternalTool tshark = ExternalTool.require("tshark",
-                "apt-get install tshark (Debian, Ubuntu), dnf install wireshark-cli (Fedora)");
+        ExternalTool tshark = SiwHosts.tshark();
         Path file = dir.resolve("siw-v2.pcap");
         h.da.providers.get("siw0").mpa(Mpa.REVISION_2, true);
-        assertTrue(h.da.pcap(file.toString()).startsWith("capturing to "));
-        h.db.providers.get("siw0").capture = h.da.providers.get("siw0").capture;
+        h.captureBoth(file);
         QueuePair[] p = h.pair();
         p[0].postSend(new SendWr.RdmaWrite(1, List.of(h.a.sge(0, 200)), SIGNALED, h.b.buf, h.b.mr.rkey()));
         assertEquals(WcStatus.SUCCESS, SiwHosts.one(h.a.cq).status());

@@ -25,6 +25,7 @@ import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.Sge;
 import dev.dmaplane.rdma.verbs.VerbsContext;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
+import dev.dmaplane.testing.ExternalTool;
 import dev.dmaplane.testing.Loopback;
 import dev.dmaplane.testing.TestMachines;
 
@@ -35,6 +36,7 @@ import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
@@ -255,6 +257,24 @@ final class SiwHosts implements AutoCloseable {
         byte[] r = new byte[n];
         new Random(seed).nextBytes(r);
         return r;
+    }
+
+    /** Wireshark's tshark, the capture tests' oracle: skipped without it, failing where CI requires it. */
+    static ExternalTool tshark() {
+        return ExternalTool.require("tshark",
+                "apt-get install tshark (Debian, Ubuntu), dnf install wireshark-cli (Fedora)");
+    }
+
+    /**
+     * Turns device a's {@code siw:pcap} on into {@code file} and has device b write into the same capture, as two
+     * hosts' captures merged ({@code mergecap}); {@code da.pcap("off")} closes it.
+     */
+    void captureBoth(Path file) {
+        String on = da.pcap(file.toString());
+        if (!on.startsWith("capturing to ")) {
+            throw new IllegalStateException("siw:pcap " + file + " answered " + on);
+        }
+        db.providers.get("siw0").capture = da.providers.get("siw0").capture;
     }
 
     static long siwThreads() {

@@ -162,12 +162,10 @@ class SiwIrdTest {
      */
     @Test
     void tsharkDecodesTheCatastrophicStreamTerminate() throws Exception {
-        ExternalTool tshark = ExternalTool.require("tshark",
-                "apt-get install tshark (Debian, Ubuntu), dnf install wireshark-cli (Fedora)");
+        ExternalTool tshark = SiwHosts.tshark();
         Path file = dir.resolve("siw-irq.pcap");
         h.da.providers.get("siw0").mpa(Mpa.REVISION_1, false);
-        assertTrue(h.da.pcap(file.toString()).startsWith("capturing to "));
-        h.db.providers.get("siw0").capture = h.da.providers.get("siw0").capture;
+        h.captureBoth(file);
         QueuePair[] p = connect(new IwConnParam(null, 16, 16), new IwConnParam(null, 16, 1));
         for (int i = 0; i < 16; i++) {
             p[0].postSend(new SendWr.RdmaRead(i, List.of(h.a.sge(0, 256 << 10)), SIGNALED, h.b.buf, h.b.mr.rkey()));

@@ -219,8 +219,7 @@ class SiwMpaReplyRefusalTest {
      */
     @Test
     void tsharkShowsTheTerminateAfterAReplyWithTheRequestsKey() throws Exception {
-        ExternalTool tshark = ExternalTool.require("tshark",
-                "apt-get install tshark (Debian, Ubuntu), dnf install wireshark-cli (Fedora)");
+        ExternalTool tshark = SiwHosts.tshark();
         Path file = dir.resolve("siw-key.pcap");
         assertTrue(h.da.pcap(file.toString()).startsWith("capturing to "));
         QueuePair qa = h.a.rc();

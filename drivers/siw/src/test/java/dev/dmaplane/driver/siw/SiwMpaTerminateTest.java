@@ -150,8 +150,7 @@ class SiwMpaTerminateTest {
      */
     @Test
     void tsharkDecodesTheTerminateAfterTheReply() throws Exception {
-        ExternalTool tshark = ExternalTool.require("tshark",
-                "apt-get install tshark (Debian, Ubuntu), dnf install wireshark-cli (Fedora)");
+        ExternalTool tshark = SiwHosts.tshark();
         Path file = dir.resolve("siw-ird.pcap");
         assertTrue(h.da.pcap(file.toString()).startsWith("capturing to "));
         QueuePair qa = h.a.rc();

@@ -124,12 +124,10 @@ class SiwRegionInvalidationTest {
     /** The same conversation captured and decoded by tshark: the SEND's Invalidate STag, then the TERMINATE. */
     @Test
     void tsharkDecodesTheInvalidateAndTheInvalidStagTerminate() throws Exception {
-        ExternalTool tshark = ExternalTool.require("tshark",
-                "apt-get install tshark (Debian, Ubuntu), dnf install wireshark-cli (Fedora)");
+        ExternalTool tshark = SiwHosts.tshark();
         Path file = dir.resolve("siw-invalidate.pcap");
         h.da.providers.get("siw0").mpa(Mpa.REVISION_1, false);
-        assertTrue(h.da.pcap(file.toString()).startsWith("capturing to "));
-        h.db.providers.get("siw0").capture = h.da.providers.get("siw0").capture;
+        h.captureBoth(file);
         MemoryRegion target = writeAfterTheSend(h.pair());
         assertTrue(h.da.pcap("off").contains("closed"));
 

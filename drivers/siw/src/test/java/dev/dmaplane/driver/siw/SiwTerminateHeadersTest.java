@@ -126,8 +126,7 @@ class SiwTerminateHeadersTest {
      * TERMINATE, then tshark's fields of the TERMINATE ({@link #FIELDS}, "|"-separated) and whether its CRC was good.
      */
     private String decode(Peer p, byte[] sent, byte[] term) throws Exception {
-        ExternalTool tshark = ExternalTool.require("tshark",
-                "apt-get install tshark (Debian, Ubuntu), dnf install wireshark-cli (Fedora)");
+        ExternalTool tshark = SiwHosts.tshark();
         Path file = dir.resolve("terminate.pcap");
         InetSocketAddress peer = (InetSocketAddress) p.s.getLocalSocketAddress();
         InetSocketAddress siw = (InetSocketAddress) p.s.getRemoteSocketAddress();
