@@ -35,21 +35,21 @@ final class CmConnect implements AutoCloseable {
     private static final int RD_ATOMIC = 16;
 
     private final EventChannel ch;
-    private final Perftest.Side side;
+    private final Side side;
     private CmId listen;
     /** The id of each connection, in QP order: QP {@code q} of the side is {@code ids.get(q).qp()}. */
     private final List<CmId> ids = new ArrayList<>();
 
-    private CmConnect(RdmaCore core, Perftest.Side side) {
+    private CmConnect(RdmaCore core, Side side) {
         this.ch = core.cm().createEventChannel(side.mm);
         this.side = side;
     }
 
     /**
      * Connects every QP of {@code c} to the same QP of {@code s}, both ends in this process; each side holds its
-     * end ({@link Perftest.Side#cm}) and closes it first.
+     * end ({@link Side#cm}) and closes it first.
      */
-    static void connect(RdmaCore core, Perftest.Side c, Perftest.Side s) {
+    static void connect(RdmaCore core, Side c, Side s) {
         CmConnect server = listen(core, s);
         s.cm = server;
         CmConnect client = new CmConnect(core, c);
@@ -63,7 +63,7 @@ final class CmConnect implements AutoCloseable {
     }
 
     /** The server end: listening on its address (the IPv4 address of its GID) at a free port. */
-    static CmConnect listen(RdmaCore core, Perftest.Side s) {
+    static CmConnect listen(RdmaCore core, Side s) {
         CmConnect server = new CmConnect(core, s);
         try {
             server.listen = server.ch.createId(PortSpace.TCP);
@@ -106,7 +106,7 @@ final class CmConnect implements AutoCloseable {
     }
 
     /** The client end towards the server listening at {@code to}: one connection per QP, in order. */
-    static CmConnect connect(RdmaCore core, Perftest.Side c, InetSocketAddress to) {
+    static CmConnect connect(RdmaCore core, Side c, InetSocketAddress to) {
         CmConnect client = new CmConnect(core, c);
         try {
             for (int q = 0; q < c.qps.length; q++) {

@@ -1,7 +1,6 @@
 package dev.dmaplane.perftest;
 
 import dev.dmaplane.perftest.Perftest.Far;
-import dev.dmaplane.perftest.Perftest.Side;
 import dev.dmaplane.rdma.verbs.SendFlags;
 import dev.dmaplane.rdma.verbs.SendWr;
 

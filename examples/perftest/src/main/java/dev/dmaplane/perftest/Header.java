@@ -1,7 +1,6 @@
 package dev.dmaplane.perftest;
 
 import dev.dmaplane.perftest.Perftest.Far;
-import dev.dmaplane.perftest.Perftest.Side;
 import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.LinkLayer;
 import dev.dmaplane.rdma.verbs.PortAttr;

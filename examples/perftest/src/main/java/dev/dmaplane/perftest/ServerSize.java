@@ -2,7 +2,6 @@ package dev.dmaplane.perftest;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
-import dev.dmaplane.perftest.Perftest.Side;
 import dev.dmaplane.perftest.Wire.Peer;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
 

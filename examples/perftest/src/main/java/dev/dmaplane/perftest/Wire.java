@@ -4,7 +4,6 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.machine.Machine;
 import dev.dmaplane.perftest.Perftest.Far;
-import dev.dmaplane.perftest.Perftest.Side;
 import dev.dmaplane.rdma.RdmaCore;
 import dev.dmaplane.rdma.RdmaDevice;
 import dev.dmaplane.rdma.verbs.Gid;

@@ -126,8 +126,8 @@ class PerftestTest {
     @Test
     void theServerEndTakesTheNextRequestBeforeTheLastEstablished() {
         PerfConfig cfg = PerfConfig.parse("write_bw", "-R", "-q", "2", "-n", "10", "-s", "4096");
-        try (Perftest.Side c = new Perftest.Side(machine, core, Perftest.CLIENT, cfg, 8192, new Random(1));
-             Perftest.Side s = new Perftest.Side(machine, core, Perftest.SERVER, cfg, 8192, new Random(2));
+        try (Side c = new Side(machine, core, Perftest.CLIENT, cfg, 8192, new Random(1));
+             Side s = new Side(machine, core, Perftest.SERVER, cfg, 8192, new Random(2));
              EventChannel ch = core.cm().createEventChannel(c.mm)) {
             s.cm = CmConnect.listen(core, s);
             List<CmId> ids = new ArrayList<>();
@@ -164,9 +164,9 @@ class PerftestTest {
     }
 
     /** The ids and QPs of both ends, each QP checked to be its id's and in RTS. */
-    static void collectIdQps(Perftest.Side client, Perftest.Side server, int n, List<CmId> ids,
+    static void collectIdQps(Side client, Side server, int n, List<CmId> ids,
                              List<QueuePair> qps) {
-        for (Perftest.Side side : List.of(client, server)) {
+        for (Side side : List.of(client, server)) {
             List<CmId> mine = side.cm.ids();
             assertEquals(n, mine.size(), "one id per QP");
             for (int q = 0; q < n; q++) {
@@ -359,7 +359,7 @@ class PerftestTest {
      * server's for write and send, the client's for read), and atomic_bw's counter is the server's first 8 bytes.
      */
     private static final Perftest.BeforeCheck CORRUPT = (cfg, client, server) -> {
-        for (Perftest.Side side : List.of(client, server)) {
+        for (Side side : List.of(client, server)) {
             long at = side.dst(0) + 7;
             byte[] b = side.read(at, 1);
             b[0] ^= (byte) 0xff;
