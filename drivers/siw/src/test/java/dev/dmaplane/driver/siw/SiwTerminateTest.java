@@ -53,12 +53,25 @@ class SiwTerminateTest {
      * QP in ERR.
      */
     static void closedByTerminate(SiwHosts.Host host, QueuePair q) {
+        closedByTerminate(host, q, false);
+    }
+
+    /**
+     * {@link #closedByTerminate(SiwHosts.Host, QueuePair)} for a requester that may still have had requests in its
+     * send queue, posted and not yet taken by its transmit thread, when the TERMINATE came ({@code mayDrain}): then
+     * {@code siw_qp_llp_close}'s {@code siw_sq_flush} raises SQ_DRAINED, once, and nothing else.
+     */
+    static void closedByTerminate(SiwHosts.Host host, QueuePair q, boolean mayDrain) {
         IwCmEvent e = host.event();
         assertEquals(List.of(IwCmEvent.Type.CLOSE, Optional.empty()), List.of(e.type(), Optional.ofNullable(e.status())),
                 "CLOSE alone: siw_proc_terminate's -ECONNRESET drops the connection, it reports no DISCONNECT");
         assertNull(host.events.peek(), "nothing after CLOSE");
-        assertEquals(Optional.empty(), host.ctx.pollAsyncEvent().map(AsyncEvent::type),
-                "siw_proc_terminate and siw_qp_llp_close raise no async event");
+        Optional<EventType> ev = host.ctx.pollAsyncEvent().map(AsyncEvent::type);
+        if (mayDrain && ev.isPresent()) {
+            assertEquals(EventType.SQ_DRAINED, ev.get(), "siw_sq_flush found requests never started");
+            ev = host.ctx.pollAsyncEvent().map(AsyncEvent::type);
+        }
+        assertEquals(Optional.empty(), ev, "siw_proc_terminate and siw_qp_llp_close raise no other async event");
         assertEquals(QpState.ERR, q.query().qpState());
     }
 
