@@ -10,7 +10,6 @@ import dev.dmaplane.rdma.spi.SendWqe;
 import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.MigState;
 import dev.dmaplane.rdma.verbs.NodeType;
-import dev.dmaplane.rdma.verbs.PostException;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpAttrMask;
 import dev.dmaplane.rdma.verbs.QpCap;
@@ -19,15 +18,12 @@ import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.RecvWr;
-import dev.dmaplane.rdma.verbs.SendFlags;
 import dev.dmaplane.rdma.verbs.SendWr;
-import dev.dmaplane.rdma.verbs.Sge;
 import dev.dmaplane.rdma.verbs.SharedReceiveQueue;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.resource.RemoveReason;
 import dev.dmaplane.resource.UContext;
 
-import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -36,42 +32,39 @@ import java.util.Optional;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
- * A queue pair ({@code rxe_qp.c}): create, the modify_qp state machine, destroy, and posting to and completing from
- * its {@link WorkQueues}. The attribute checks are {@link QpAttrChecks} ({@code rxe_qp_chk_cap},
- * {@code rxe_qp_chk_attr}), the transitions and the states that take work requests the device's
- * QP state machine ({@code QpStateMachine}; {@link IbQpStates}: {@code ib_modify_qp_is_ok} and rxe's posting
- * rules, unless the provider brings its own), the work-request checks {@link SendWrChecks}
- * ({@code validate_send_wr}, the opcode table of {@code rxe_opcode.c}). {@link #modifyLock} serializes modify and
- * destroy; {@link #lock} guards state and queues and is held while completions are written to the CQs, so each CQ
- * sees a QP's completions in order.
- * <p>Size: about 760 lines, because it is both the verbs {@link QueuePair} and the provider's {@link HwQp}: each of
- * their methods takes {@link #lock}, looks at the state and makes one {@link WorkQueues} call, and a state change
- * (error, SQ error, drained) follows from what that call did. Moving the methods of either interface elsewhere would
- * put the lock and the state they guard in two classes.
+ * A queue pair ({@code rxe_qp.c}): create, the modify_qp state machine, destroy, and completing from its
+ * {@link WorkQueues}; the post verbs are {@link QpPost} ({@code rxe_post_send}, {@code rxe_post_recv}). The attribute
+ * checks are {@link QpAttrChecks} ({@code rxe_qp_chk_cap}, {@code rxe_qp_chk_attr}), the transitions and the states
+ * that take work requests the device's QP state machine ({@code QpStateMachine}; {@link IbQpStates}:
+ * {@code ib_modify_qp_is_ok} and rxe's posting rules, unless the provider brings its own), the work-request checks
+ * {@link SendWrChecks} ({@code validate_send_wr}, the opcode table of {@code rxe_opcode.c}). {@link #modifyLock}
+ * serializes modify and destroy; {@link #lock} guards state and queues (for {@link QpPost} too, which takes it as
+ * {@code rxe_verbs.c} takes the QP's locks) and is held while completions are written to the CQs, so each CQ sees a
+ * QP's completions in order.
  */
 final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
     private static final QpAttr RESET_ATTRS = QpAttr.builder().build();
 
-    private final int qpn;
-    private final QpType type;
+    final int qpn;
+    final QpType type;
     private final PdImpl pd;
     private final CqImpl scq;
     private final CqImpl rcq;
-    private final SrqImpl srq;
+    final SrqImpl srq;
     /** What {@code ibv_create_qp} reported: the capabilities asked for. */
     private final QpCap cap;
     /** What the queues hold ({@code RdmaProvider.qpQueueCap}): enforced at post time, reported by a query. */
-    private final QpCap queueCap;
-    private final boolean sqSigAll;
+    final QpCap queueCap;
+    final boolean sqSigAll;
     private final ReentrantLock modifyLock = new ReentrantLock();
-    private final ReentrantLock lock = new ReentrantLock();
+    final ReentrantLock lock = new ReentrantLock();
     // written under lock; volatile so that the data path reads them without it
-    private volatile QpState state;
+    volatile QpState state;
     private volatile QpAttr attrs = RESET_ATTRS;
     /** {@link #attr()} as last built; cleared by every change of {@code state} or {@code attrs}. */
     private volatile QpAttr snapshot;
     /** The send and receive queues; guarded by {@link #lock}. */
-    private final WorkQueues queues;
+    final WorkQueues queues;
     private boolean sqdNotify;
     private boolean sqDrainedReported;
     private boolean gone;
@@ -301,184 +294,17 @@ final class QpImpl extends ObjectImpl implements QueuePair, HwQp {
 
     @Override
     public void postSend(List<? extends SendWr> wrs) {
-        post(wrs, false);
+        QpPost.send(this, wrs, false);
     }
 
     /** A work request the library posts itself ({@code ibv_bind_mw} of a type 1 window). */
     void postInternal(SendWr wr) {
-        post(List.of(wr), true);
-    }
-
-    private void post(List<? extends SendWr> wrs, boolean internal) {
-        PostException failure = null;
-        boolean doorbell;
-        int posted = 0;
-        try (UContext.Call c = ctx.enter()) {
-            if (isDestroyed()) {
-                throw new ErrnoException(Errno.EINVAL, "qp " + qpn + " was destroyed");
-            }
-            lock.lock();
-            try {
-                for (SendWr wr : wrs) {
-                    try {
-                        enqueueLocked(wr, internal);
-                        posted++;
-                    } catch (ErrnoException e) {
-                        failure = new PostException(e.errno(), wr, posted, reason(e));
-                        break;
-                    }
-                }
-                if (posted > 0 && (state == QpState.ERR || state == QpState.SQE)) {
-                    // what was taken completes flushed; a refused post flushes nothing (siw refuses every post in its
-                    // TERMINATE, SQE to a query, and leaves the send queue as it was)
-                    queues.flushSend();
-                }
-                doorbell = posted > 0 && state == QpState.RTS;
-            } finally {
-                lock.unlock();
-            }
-            if (posted > 0 && dev.core.tracer.tracesPosts()) {
-                traceSends(wrs, posted);
-            }
-            if (doorbell) {
-                dev.provider.postSend(this);
-            }
-        }
-        if (failure != null) {
-            throw failure;
-        }
-    }
-
-    /** The first {@code posted} send work requests of a list, to the trace ({@code rvt_post_one_wr}). */
-    private void traceSends(List<? extends SendWr> wrs, int posted) {
-        for (int i = 0; i < posted; i++) {
-            SendWr wr = wrs.get(i);
-            dev.core.tracer.posted(dev.name(), qpn, true, wr.opcode().name(), wr.wrId(), wr.totalLength(),
-                    wr.sgList().size(), wr.sendFlags());
-        }
-    }
-
-    /** The first {@code posted} receive work requests of a list, to the trace. */
-    private void traceRecvs(List<RecvWr> wrs, int posted) {
-        for (int i = 0; i < posted; i++) {
-            RecvWr wr = wrs.get(i);
-            dev.core.tracer.posted(dev.name(), qpn, false, "RECV", wr.wrId(), wr.totalLength(), wr.sgList().size(), 0);
-        }
-    }
-
-    /** {@code validate_send_wr} and {@code init_send_wqe}: checks, captures, queues. */
-    private void enqueueLocked(SendWr wr, boolean internal) {
-        if (wr == null) {
-            throw new ErrnoException(Errno.EINVAL, "null work request");
-        }
-        if (state != QpState.RTS) {
-            dev.qpStates().checkPostSend(this, state); // rxe_post_send's rule, or the provider's machine's
-        }
-        long length = SendWrChecks.check(wr, type, queueCap, dev.name(), dev.attr);
-        dev.provider.checkSend(this, wr);
-        AhImpl ah = type == QpType.UD ? SendWrChecks.udAh(ctx, wr) : null;
-        int mwRkey = 0;
-        int mrLkey = 0;
-        if (wr instanceof SendWr.BindMw b) {
-            mwRkey = SendWrChecks.bindWindow(ctx, b, internal).rkey();
-            mrLkey = b.bindInfo().mr() == null ? 0 : b.bindInfo().mr().lkey();
-        }
-        if (queues.sendFull()) {
-            throw new ErrnoException(Errno.ENOMEM, "send queue of qp " + qpn + " is full (" + queueCap.maxSendWr()
-                    + " work requests)");
-        }
-        MemorySegment data = (wr.sendFlags() & SendFlags.INLINE) != 0 ? copyInline(wr.sgList(), length) : null;
-        boolean signaled = sqSigAll || (wr.sendFlags() & SendFlags.SIGNALED) != 0;
-        queues.addSend(wr, signaled, data, ah, mwRkey, mrLkey);
-    }
-
-    /** Inline data is copied from the caller's memory now; its keys are not looked at. */
-    private MemorySegment copyInline(List<Sge> sges, long length) {
-        MemorySegment data = MemorySegment.ofArray(new byte[(int) length]);
-        long pos = 0;
-        for (Sge s : sges) {
-            if (s.length() > 0) {
-                ctx.mm.read(s.addr(), data.asSlice(pos, s.length()));
-                pos += s.length();
-            }
-        }
-        return data.asReadOnly();
+        QpPost.send(this, List.of(wr), true);
     }
 
     @Override
     public void postRecv(List<RecvWr> wrs) {
-        PostException failure = null;
-        int posted = 0;
-        try (UContext.Call c = ctx.enter()) {
-            if (isDestroyed()) {
-                throw new ErrnoException(Errno.EINVAL, "qp " + qpn + " was destroyed");
-            }
-            lock.lock();
-            try {
-                for (RecvWr wr : wrs) {
-                    String why = null;
-                    Errno errno = Errno.EINVAL;
-                    ErrnoException refused;
-                    if (wr == null) {
-                        why = "null work request";
-                    } else if ((refused = recvRefusal()) != null) {
-                        errno = refused.errno();
-                        why = reason(refused);
-                    } else if (srq != null) {
-                        why = "qp " + qpn + " receives from an SRQ";
-                    } else if (wr.sgList().size() > queueCap.maxRecvSge()) {
-                        why = wr.sgList().size() + " SGEs exceed max_recv_sge " + queueCap.maxRecvSge();
-                    } else if (queues.recvQueued() >= queueCap.maxRecvWr()) {
-                        errno = dev.provider.recvQueueFullErrno(this);
-                        why = queueCap.maxRecvWr() == 0 ? "qp " + qpn + " has no receive queue (max_recv_wr 0)"
-                                : "receive queue of qp " + qpn + " is full (" + queueCap.maxRecvWr() + " work requests)";
-                    }
-                    if (why != null) {
-                        failure = new PostException(errno, wr, posted, why);
-                        break;
-                    }
-                    queues.addRecv(wr);
-                    posted++;
-                }
-                if (state == QpState.ERR) {
-                    queues.flushRecv();
-                }
-            } finally {
-                lock.unlock();
-            }
-            if (posted > 0 && dev.core.tracer.tracesPosts()) {
-                traceRecvs(wrs, posted);
-            }
-            if (posted > 0) {
-                dev.provider.postRecv(this);
-            }
-        }
-        if (failure != null) {
-            throw failure;
-        }
-    }
-
-    /**
-     * What {@code e} says after its errno: a {@link PostException} names the errno once, in front of {@code bad_wr},
-     * as {@code ibv_post_send} returns one errno with the failing request.
-     */
-    private static String reason(ErrnoException e) {
-        String m = e.getMessage();
-        String prefix = e.errno().name() + ": ";
-        return m != null && m.startsWith(prefix) ? m.substring(prefix.length()) : m;
-    }
-
-    /** Why the QP's state machine refuses a receive in the current state ({@code post_recv}), or null. */
-    private ErrnoException recvRefusal() {
-        if (state == QpState.RTS) {
-            return null;
-        }
-        try {
-            dev.qpStates().checkPostRecv(this, state);
-            return null;
-        } catch (ErrnoException e) {
-            return e;
-        }
+        QpPost.recv(this, wrs);
     }
 
     // the provider's side
