@@ -116,12 +116,14 @@ public interface CmId {
     void accept(ConnParam param);
 
     /**
-     * {@code rdma_reject}: a REJ with reason 28 (consumer defined) and the private data.
+     * {@code rdma_reject}: a REJ with reason 28 (consumer defined) and the private data. On InfiniBand and RoCE the
+     * connection's state decides ({@code ib_send_cm_rej}): a request received, and on the active side a REQ not
+     * answered yet or a REP an id without a QP received (CONNECT_RESPONSE); on iWARP only a request received.
      *
      * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for private data over 255 bytes (librdmacm's
-     *                                           {@code rdma_reject} takes a {@code u8} length), an id not from
-     *                                           CONNECT_REQUEST, or private data over the 148 bytes of a REJ (IB
-     *                                           and RoCE)
+     *                                           {@code rdma_reject} takes a {@code u8} length), an id without a
+     *                                           connection in one of those states, or private data over the 148
+     *                                           bytes of a REJ (IB and RoCE)
      */
     void reject(byte[] privateData);
 

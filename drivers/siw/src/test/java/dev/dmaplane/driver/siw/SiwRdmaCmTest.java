@@ -243,6 +243,8 @@ class SiwRdmaCmTest {
         CmId l = listen(h.b.address);
         CmId conn = connect(l);
         dataCrosses();
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> client.id.reject(null)).errno(),
+                "rdma_reject on the active id: iw_cm_reject is EINVAL outside CONN_RECV");
         client.id.disconnect();
         assertEquals(QpState.SQD, client.qp.state(), "iw_cm_disconnect(cm_id, 0): the QP to SQD, siw's CLOSING");
         client.expect(CmEventType.DISCONNECTED);

@@ -189,20 +189,30 @@ final class IbCm {
         byRemoteQpn.put(List.of(c.peer.remoteGid(), c.remoteQpn), c);
     }
 
-    /** {@code ib_send_cm_rej}: from REQ_RCVD, REP_RCVD or REP_SENT. */
+    /**
+     * {@code ib_send_cm_rej} ({@code cm_send_rej_locked}): on the passive side from REQ_RCVD, on the active side
+     * from REQ_SENT or REP_RCVD, each leaving the connection IDLE ({@code cm_reset_to_idle}); from REP_SENT it enters
+     * time wait; EINVAL in any other state. The message rejected is as {@code cm_format_rej} names it: the REQ, the
+     * REP, or another (a REQ_SENT connection's REJ names no remote ID, as it knows none, so the peer finds nothing
+     * it belongs to). A REQ still waiting for its answer is not cancelled: the MAD layer resends it until its retries
+     * run out, and the IDLE connection then ignores the timeout ({@code cm_process_send_error}).
+     */
     void sendRej(Conn c, int reason, byte[] priv) {
         int msg = switch (c.state) {
             case REQ_RCVD -> CmMessages.REJ_MSG_REQ;
             case REP_RCVD -> CmMessages.REJ_MSG_REP;
-            case REP_SENT -> CmMessages.REJ_MSG_OTHER;
+            case REQ_SENT, REP_SENT -> CmMessages.REJ_MSG_OTHER;
             default -> throw new ErrnoException(Errno.EINVAL, "ib_send_cm_rej in " + c.state);
         };
         Mad m = new Rej(c.localId, c.remoteId, msg, reason, new byte[0],
                 CmMessages.checkPrivate("REJ", priv, CmMessages.REJ_PRIVATE)).toMad(c.tid());
-        cancelWaiting(c);
         send(c, m, false);
         c.lastReply = m;
-        c.state = State.IDLE;
+        if (c.state == State.REP_SENT) {
+            enterTimewait(c);
+        } else {
+            c.state = State.IDLE;
+        }
     }
 
     /** {@code ib_send_cm_dreq}: only when ESTABLISHED. */

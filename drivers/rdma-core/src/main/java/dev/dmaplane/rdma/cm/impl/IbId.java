@@ -174,8 +174,11 @@ final class IbId implements IbCm.Owner {
     }
 
     /**
-     * {@code rdma_reject}'s {@code ib_send_cm_rej}: it leaves the connection IDLE ({@code cm_reset_to_idle}) and
-     * the id in CONNECT, as no handler runs for a REJ this side sent.
+     * {@code rdma_reject}'s {@code ib_send_cm_rej} with reason 28 (consumer defined), as the connection's state allows
+     * ({@link IbCm#sendRej}): a request received, and on the active side a REQ sent (its REJ names no remote ID, so
+     * the peer finds nothing it belongs to and its later REP goes unanswered) or a REP received (REJECTED at the peer,
+     * its QP to ERR); each leaves the connection IDLE ({@code cm_reset_to_idle}); EINVAL in any other state. The id
+     * stays in CONNECT and its QP as it is, as no handler runs for a REJ this side sent.
      */
     void reject(byte[] privateData) {
         cma.cm.sendRej(conn, RejectReason.CONSUMER_DEFINED,

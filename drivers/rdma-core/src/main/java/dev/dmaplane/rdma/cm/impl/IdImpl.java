@@ -407,18 +407,12 @@ final class IdImpl implements CmId {
         }
     }
 
-    private void checkRequest(String call) {
+    /** On iWARP: {@code iw_cm_accept} and {@code iw_cm_reject} are EINVAL unless the iw_cm_id is in CONN_RECV. */
+    private void checkIwRequest(String call) {
         checkLive(call);
-        if (iwarp()) {
-            if (!child || state != State.CONNECT || iw == null || iw.request == null) {
-                throw new ErrnoException(Errno.EINVAL, call + ": the id is " + state + ", not a CONNECT_REQUEST "
-                        + "waiting for an answer");
-            }
-            return;
-        }
-        if (!child || state != State.CONNECT || !hasIbCmId() || ib.conn.state != IbCm.State.REQ_RCVD) {
-            throw new ErrnoException(Errno.EINVAL, call + ": the id is " + state + (!hasIbCmId() ? ""
-                    : " with its connection " + ib.conn.state) + ", not a CONNECT_REQUEST waiting for an answer");
+        if (!child || state != State.CONNECT || iw == null || iw.request == null) {
+            throw new ErrnoException(Errno.EINVAL, call + ": the id is " + state + ", not a CONNECT_REQUEST "
+                    + "waiting for an answer");
         }
     }
 
@@ -441,7 +435,7 @@ final class IdImpl implements CmId {
         synchronized (cma.lock) {
             checkLive("rdma_accept");
             if (iwarp()) {
-                checkRequest("rdma_accept");
+                checkIwRequest("rdma_accept");
             } else if (state != State.CONNECT || !hasIbCmId()) {
                 throw new ErrnoException(Errno.EINVAL, "rdma_accept: the id is " + state + (!hasIbCmId()
                         ? " without an ib_cm_id" : ""));
@@ -472,6 +466,13 @@ final class IdImpl implements CmId {
         initiatorDepth = p.initiatorDepth();
     }
 
+    /**
+     * {@code rdma_reject}: it asks only that the id has a connection manager's id, and leaves the rest to it. On
+     * InfiniBand and RoCE {@code ib_send_cm_rej} answers by the ib_cm_id's state ({@link IbId#reject}), so an active
+     * id rejects too: its REQ before the REP comes, or the REP an id without a QP got (CONNECT_RESPONSE). On iWARP
+     * {@code iw_cm_reject} is EINVAL in every state but CONN_RECV, so only a CONNECT_REQUEST waiting for an answer
+     * rejects. The id stays in CONNECT either way.
+     */
     @Override
     public void reject(byte[] privateData) {
         if (privateData != null && privateData.length > ConnParam.MAX_PRIVATE_DATA) {
@@ -479,10 +480,14 @@ final class IdImpl implements CmId {
                     + " outside 0.." + ConnParam.MAX_PRIVATE_DATA + " (a u8)");
         }
         synchronized (cma.lock) {
-            checkRequest("rdma_reject");
             if (iwarp()) {
+                checkIwRequest("rdma_reject");
                 iw.reject(privateData); // rdma_reject's iw_cm_reject leaves the id in CONNECT
                 return;
+            }
+            checkLive("rdma_reject");
+            if (!hasIbCmId()) {
+                throw new ErrnoException(Errno.EINVAL, "rdma_reject: the id is " + state + ", without an ib_cm_id");
             }
             ib.reject(privateData);
         }
