@@ -48,21 +48,21 @@ public final class OrderedWorkqueue extends ScheduledThreadPoolExecutor {
     }
 
     /**
-     * Waits until the queue is shut down, its work done and its worker thread ended, for at most {@code timeout}; the
-     * worker itself does not wait for its own end.
+     * Waits until the queue is shut down, its work done and its worker thread ended, for at most {@code timeout}.
+     * Asked by the worker itself, it answers at once: the queue cannot end while the work asking runs.
      *
      * @return whether it ended in time
      */
     @Override
     public boolean awaitTermination(long timeout, TimeUnit unit) throws InterruptedException {
+        if (onWorker()) {
+            return isTerminated();
+        }
         long deadline = System.nanoTime() + unit.toNanos(timeout);
         if (!super.awaitTermination(timeout, unit)) {
             return false;
         }
         for (Thread t : workers) {
-            if (t == Thread.currentThread()) {
-                continue;
-            }
             long left = deadline - System.nanoTime();
             if (left <= 0 ? t.isAlive() : !t.join(Duration.ofNanos(left))) {
                 return false;
