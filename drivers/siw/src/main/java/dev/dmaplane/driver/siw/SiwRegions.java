@@ -2,32 +2,34 @@ package dev.dmaplane.driver.siw;
 
 import dev.dmaplane.rdma.spi.HwMr;
 
-import java.util.Set;
+import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
- * The regions registered on one siw device and the checks {@code siw_mem.c} makes of an STag: whether it names a
- * region ({@code siw_mem_id2obj}), and why an access through it was refused, as the TERMINATE codes
- * {@code siw_tagged_error}, {@code siw_rdmap_error} and {@code siw_invalidate_stag} give them.
+ * The regions registered on one siw device by their STag's index ({@code sdev->mem_xa}) and the checks
+ * {@code siw_mem.c} makes of an STag: whether it names a region ({@code siw_mem_id2obj} and the key compared), and
+ * why an access through it was refused, as the TERMINATE codes {@code siw_tagged_error}, {@code siw_rdmap_error} and
+ * {@code siw_invalidate_stag} give them.
  */
 final class SiwRegions {
-    private final Set<HwMr> mrs = ConcurrentHashMap.newKeySet();
+    /** By the index of the STag (the key's upper 24 bits), which a re-registration keeps. */
+    private final Map<Integer, HwMr> mrs = new ConcurrentHashMap<>();
 
     void add(HwMr mr) {
-        mrs.add(mr);
+        mrs.put(mr.rkey() >>> 8, mr);
     }
 
     void remove(HwMr mr) {
-        mrs.remove(mr);
+        mrs.remove(mr.rkey() >>> 8, mr);
     }
 
-    private HwMr region(int stag) {
-        for (HwMr m : mrs) {
-            if (m.rkey() == stag) {
-                return m;
-            }
-        }
-        return null;
+    /**
+     * The region {@code stag} names, index and key ({@code siw_mem_id2obj}, then the comparison of {@code mem->stag}
+     * that {@code siw_check_sge} and {@code siw_proc_write} make), or null.
+     */
+    HwMr region(int stag) {
+        HwMr m = mrs.get(stag >>> 8);
+        return m != null && m.rkey() == stag ? m : null;
     }
 
     /**
@@ -95,11 +97,7 @@ final class SiwRegions {
      * the QP's PD is never refused (the core invalidates it: {@link SiwProvider#invalidatesRegions()}).
      */
     int invalidateErrorType(SiwQp q, int stag) {
-        for (HwMr m : mrs) {
-            if (m.rkey() >>> 8 == stag >>> 8 && m.pd() != q.hw.pd()) {
-                return Terminate.RDMAP_REMOTE_PROTECTION;
-            }
-        }
-        return Terminate.RDMAP_REMOTE_OPERATION;
+        HwMr m = mrs.get(stag >>> 8);
+        return m != null && m.pd() != q.hw.pd() ? Terminate.RDMAP_REMOTE_PROTECTION : Terminate.RDMAP_REMOTE_OPERATION;
     }
 }
