@@ -30,9 +30,11 @@ import java.util.function.LongConsumer;
  * requests checked and queued for the TX thread. A message's buffers are leased once for the bytes of it that were
  * read off the stream ({@link SgeLeases}, as {@code siw_proc_send} and {@code siw_proc_write} resolve the memory on
  * the first segment and keep it for the message) and let go when it ends, when the stream fails or is terminated,
- * and before the thread waits for more bytes. An error the peer caused is answered as {@code siw_qp_rx.c} answers
- * it: the TERMINATE it sets up (RFC 5040 section 7), if any, the async event it raises, if any, the message it was
- * found in completed in error, and the QP to ERR; the stream is then only drained.
+ * and before the thread waits for more bytes; a WRITE's or SEND's STag is checked at every segment placed through
+ * such a lease, as {@code siw_check_mem} looks at {@code stag_valid} for every segment. An error the peer caused is
+ * answered as {@code siw_qp_rx.c} answers it: the TERMINATE it sets up (RFC 5040 section 7), if any, the async event
+ * it raises, if any, the message it was found in completed in error, and the QP to ERR; the stream is then only
+ * drained.
  *
  * <p>Over 600 lines: it follows {@code siw_qp_rx.c} one step of the receive path per method (header, placement by
  * opcode, completion, the error's end), which read best side by side as they do there.
@@ -67,6 +69,8 @@ final class Rx {
     /** The leases of the tagged message being placed and the STag it names, or null between messages. */
     private SgeLeases tagged;
     private int taggedStag;
+    /** {@link #tagged} serves a Read Response, whose sink is checked once, not a WRITE, checked at every segment. */
+    private boolean taggedRresp;
     /**
      * {@code rx_tagged} and {@code rx_untagged}: whether the last segment of each kind did not end its message
      * ({@code more_ddp_segs}) and that message's opcode ({@code prev_rdmap_op}).
@@ -92,6 +96,8 @@ final class Rx {
     private final LongConsumer placedPiece = n -> segmentPlaced += n;
     /** Where the thread waits for the stream to have bytes: the stream is non-blocking, for the sender's sake. */
     private final Selector readable;
+    /** {@link SiwProvider#afterFpdu} as it was when the stream was taken over: null but in tests. */
+    private final Runnable afterFpdu;
 
     /**
      * Takes over the established stream: {@code TCP_NODELAY}, and non-blocking mode, so that the transmit engine
@@ -102,6 +108,7 @@ final class Rx {
         this.cep = cep;
         this.dev = cep.dev;
         this.mem = dev.memory();
+        this.afterFpdu = dev.afterFpdu;
         // siw_tcp_nagle is false: siw_cm.c sets TCP_NODELAY on every connection, so that the tail of a message
         // (the segment after the last full MSS) leaves at once instead of waiting for the peer's ACK
         cep.ch.setOption(StandardSocketOptions.TCP_NODELAY, true);
@@ -169,6 +176,9 @@ final class Rx {
             crcBad = false;
             if (!draining && cep.awaitingRtr()) {
                 cep.rtrArrived();
+            }
+            if (afterFpdu != null) {
+                afterFpdu.run();
             }
         }
     }
@@ -332,13 +342,16 @@ final class Rx {
             }
         }
         if (n > 0) {
-            if (tagged == null || taggedStag != s.stag()) {
+            if (tagged == null || taggedStag != s.stag() || taggedRresp != readResponse) {
                 closeTagged();
-                tagged = new SgeLeases(1);
+                // siw_proc_write checks the STag at every segment, siw_proc_rresp the sink on the first only
+                tagged = readResponse ? new SgeLeases(1)
+                        : new SgeLeases(1, dev.regions, WcStatus.REM_ACCESS_ERR);
                 taggedStag = s.stag();
+                taggedRresp = readResponse;
             }
             try {
-                tagged.write(0, s.to(), () -> n + Iwarp.following(in, start, end, s), payload,
+                tagged.write(0, s.stag(), s.to(), () -> n + Iwarp.following(in, start, end, s), payload,
                         len -> mem.remote(q.hw, s.stag(), s.to(), len, Access.REMOTE_WRITE));
             } catch (AccessFault e) {
                 LOG.debug("siw: qp {} tagged placement refused", q.hw.qpNum(), e);
@@ -437,7 +450,7 @@ final class Rx {
         if (n > 0) {
             List<Sge> sgl = r.wr().sgList();
             if (untagged == null) {
-                untagged = new SgeLeases(sgl.size());
+                untagged = new SgeLeases(sgl.size(), dev.regions, WcStatus.LOC_PROT_ERR); // siw_check_sge each time
             }
             try {
                 long upTo = q.recvBytes + n;

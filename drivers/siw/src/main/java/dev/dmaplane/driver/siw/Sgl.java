@@ -71,7 +71,7 @@ final class Sgl {
                       LongSupplier upTo, LongConsumer placed) {
         walk(sges, offset, src.byteSize(), WcStatus.LOC_LEN_ERR, (i, s, skip, n, done) -> {
             LongSupplier ahead = () -> Math.min(s.length() - skip, upTo.getAsLong() - (offset + done));
-            leases.write(i, skip, ahead, src.asSlice(done, n),
+            leases.write(i, s.lkey(), skip, ahead, src.asSlice(done, n),
                     len -> mem.local(qp.pd(), s.lkey(), s.addr() + skip, len, Access.LOCAL_WRITE));
             placed.accept(n);
         });

@@ -89,6 +89,11 @@ final class SiwProvider implements RdmaProvider, IwCm {
     private volatile boolean peerToPeer;
     /** The capture every connection of the device writes to, or null. */
     volatile TcpCapture capture;
+    /**
+     * Runs on a connection's receive thread after each FPDU it processed, or null: how a test puts something between
+     * two segments of a message read off the stream together. Read once, when the receive path takes the stream.
+     */
+    volatile Runnable afterFpdu;
 
     SiwProvider(Device device, DeviceAttr attr, NetdevInfo netdev, InetAddress address) {
         this.device = device;

@@ -1,0 +1,170 @@
+package dev.dmaplane.driver.siw;
+
+import dev.dmaplane.rdma.spi.IwListen;
+import dev.dmaplane.rdma.verbs.EventType;
+import dev.dmaplane.rdma.verbs.MemoryRegion;
+import dev.dmaplane.rdma.verbs.QueuePair;
+import dev.dmaplane.rdma.verbs.RecvWr;
+import dev.dmaplane.rdma.verbs.SendWr;
+import dev.dmaplane.rdma.verbs.Sge;
+import dev.dmaplane.rdma.verbs.WcOpcode;
+import dev.dmaplane.rdma.verbs.WcStatus;
+import dev.dmaplane.rdma.verbs.WorkCompletion;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.io.DataInputStream;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.nio.ByteBuffer;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The receive path checks the STag of a message at every DDP segment, as Linux siw does ({@code siw_qp_rx.c},
+ * {@code siw_mem.c}): the memory is resolved on a message's first segment and kept ({@code rx_mem(frx)},
+ * {@code wqe->mem[]}), but {@code siw_proc_write} calls {@code siw_check_mem} for every segment of a WRITE and
+ * {@code siw_proc_send} calls {@code siw_check_sge}, and with it {@code siw_check_mem}, for every piece of every
+ * segment of a SEND, and {@code siw_check_mem} looks at {@code stag_valid} first. A region invalidated while its
+ * message is under way is therefore refused at the next segment: a WRITE with the DDP Tagged Buffer Error, Invalid
+ * STag and QP_ACCESS_ERR ({@code siw_tagged_error(-E_STAG_INVALID)}), a SEND with the DDP Catastrophic Error,
+ * QP_ACCESS_ERR and the receive completed with GENERAL_ERR and the bytes of the segments before
+ * ({@code siw_rdmap_complete}); then {@code siw_qp_cm_drop(qp, 1)}: CLOSE alone, the QP in ERR. Each from a raw
+ * initiator (MPA revision 1, RFC 5044 FPDUs with CRC32C) that sends the whole message in one piece, so that siw reads
+ * its segments off the stream together; the responder's consumer invalidates the region with a LOCAL_INV
+ * ({@code siw_invalidate_stag}) while the receive thread is held between the second and the third segment.
+ */
+@Timeout(60)
+class SiwRxStagCheckTest {
+    private static final int SEG = 4 << 10;
+    private static final int SEGS = 4;
+    private static final long TARGET = 1L << 20;
+    private static final int TARGET_LEN = 64 << 10;
+
+    private final SiwHosts h = new SiwHosts(63, 64);
+    private final CountDownLatch held = new CountDownLatch(1);
+    private final CountDownLatch go = new CountDownLatch(1);
+
+    @AfterEach
+    void close() {
+        go.countDown();
+        h.close();
+        assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
+    }
+
+    /** Holds b's receive thread after the {@code n}th FPDU it processed until the test lets it {@link #go}. */
+    private void holdAfter(int n) {
+        AtomicInteger fpdus = new AtomicInteger();
+        h.db.providers.get("siw0").afterFpdu = () -> {
+            if (fpdus.incrementAndGet() == n) {
+                held.countDown();
+                try {
+                    go.await(SiwHosts.WAIT.toMillis(), TimeUnit.MILLISECONDS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        };
+    }
+
+    /** With b's receive thread held: a LOCAL_INV of {@code region} on {@code qb}, completed with SUCCESS. */
+    private void invalidateWhileHeld(QueuePair qb, MemoryRegion region) throws InterruptedException {
+        assertTrue(held.await(SiwHosts.WAIT.toMillis(), TimeUnit.MILLISECONDS), "the receive thread never got there");
+        qb.postSend(new SendWr.LocalInv(9, List.of(), SIGNALED, region.lkey()));
+        WorkCompletion inv = SiwHosts.one(h.b.cq);
+        assertEquals(List.of(9L, WcOpcode.LOCAL_INV, WcStatus.SUCCESS), List.of(inv.wrId(), inv.opcode(), inv.status()));
+        go.countDown();
+    }
+
+    /** The next FPDU siw sends, whole. */
+    private static byte[] nextFpdu(DataInputStream in) throws IOException {
+        int len = in.readUnsignedShort();
+        byte[] f = new byte[Mpa.fpduLength(len)];
+        f[0] = (byte) (len >>> 8);
+        f[1] = (byte) len;
+        in.readFully(f, 2, f.length - 2);
+        return f;
+    }
+
+    /**
+     * A WRITE of four segments into a region its owner invalidates after the second landed: the first two placed, the
+     * third refused ({@code siw_proc_write}: {@code siw_check_mem} finds {@code stag_valid} 0) with the DDP Tagged
+     * Buffer Error, Invalid STag, carrying the third segment's DDP header, and QP_ACCESS_ERR; the third and fourth
+     * segments not placed; CLOSE alone, the QP in ERR, nothing completed.
+     */
+    @Test
+    void aWriteIntoARegionInvalidatedBetweenItsSegmentsFailsAtTheNextSegment() throws Exception {
+        QueuePair qb = h.b.rc();
+        MemoryRegion target = h.b.pd.regMr(h.b.buf + TARGET, TARGET_LEN, SiwHosts.ALL);
+        byte[] data = SiwHosts.random(SEGS * SEG, 21);
+        byte[][] segs = new byte[SEGS][];
+        for (int i = 0; i < SEGS; i++) {
+            segs[i] = SiwRxPlacementTest.write(i == SEGS - 1, target.rkey(), h.b.buf + TARGET + (long) i * SEG,
+                    Arrays.copyOfRange(data, i * SEG, (i + 1) * SEG));
+        }
+        holdAfter(2);
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = SiwRxPlacementTest.connect(h.b, qb, l)) {
+            s.getOutputStream().write(SiwRxPlacementTest.concat(segs));
+            invalidateWhileHeld(qb, target);
+            byte[] term = nextFpdu(new DataInputStream(s.getInputStream()));
+            assertEquals(new Terminate(Terminate.LAYER_DDP, Terminate.DDP_TAGGED_BUFFER, Terminate.DDP_T_INVALID_STAG),
+                    SiwMpaTerminateTest.terminate(term));
+            int copied = 2 + Iwarp.UNTAGGED_HDR + Iwarp.TERMINATE_BODY;
+            assertEquals(SEG, ByteBuffer.wrap(term).getShort(copied) & 0xffff, "the DDP Segment Length of the third");
+            assertArrayEquals(Arrays.copyOfRange(segs[2], 2, 2 + Iwarp.TAGGED_HDR),
+                    Arrays.copyOfRange(term, copied + 2, copied + 2 + Iwarp.TAGGED_HDR),
+                    "the TERMINATE carries the DDP header of the third segment, the one refused");
+        }
+        assertEquals(EventType.QP_ACCESS_ERR, h.b.asyncEvent().type());
+        SiwTerminateTest.closedAfterItsTerminate(h.b, qb);
+        assertArrayEquals(Arrays.copyOf(data, 2 * SEG), h.b.read(TARGET, 2 * SEG), "the segments before placed");
+        assertArrayEquals(new byte[2 * SEG], h.b.read(TARGET + 2 * SEG, 2 * SEG), "nothing from the third on");
+        assertEquals(List.of(), h.b.cq.poll(1), "a WRITE completes nothing at its responder");
+    }
+
+    /**
+     * A SEND of four segments into a receive whose region its owner invalidates after the second landed: the third is
+     * refused ({@code siw_proc_send}: {@code siw_check_sge}, then {@code siw_check_mem}) with the DDP Catastrophic
+     * Error and QP_ACCESS_ERR; the receive completes with GENERAL_ERR and the bytes of the two segments placed
+     * ({@code wqe->processed}); nothing of the third or fourth placed; CLOSE alone, the QP in ERR.
+     */
+    @Test
+    void aSendIntoAReceiveInvalidatedBetweenItsSegmentsFailsAtTheNextSegment() throws Exception {
+        QueuePair qb = h.b.rc();
+        MemoryRegion target = h.b.pd.regMr(h.b.buf + TARGET, TARGET_LEN, SiwHosts.ALL);
+        qb.postRecv(List.of(RecvWr.of(8, new Sge(h.b.buf + TARGET, SEGS * SEG, target.lkey()))));
+        byte[] data = SiwHosts.random(SEGS * SEG, 22);
+        byte[][] segs = new byte[SEGS][];
+        for (int i = 0; i < SEGS; i++) {
+            segs[i] = SiwRxPlacementTest.send(i == SEGS - 1, 1, i * SEG, Arrays.copyOfRange(data, i * SEG,
+                    (i + 1) * SEG));
+        }
+        holdAfter(2);
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = SiwRxPlacementTest.connect(h.b, qb, l)) {
+            s.getOutputStream().write(SiwRxPlacementTest.concat(segs));
+            invalidateWhileHeld(qb, target);
+            DataInputStream in = new DataInputStream(s.getInputStream());
+            assertEquals(new Terminate(Terminate.LAYER_DDP, Terminate.DDP_CATASTROPHIC, Terminate.DDP_C_UNSPECIFIED),
+                    SiwRxPlacementTest.terminate(in));
+        }
+        WorkCompletion r = SiwHosts.one(h.b.cq);
+        assertEquals(List.of(8L, WcStatus.GENERAL_ERR, 2L * SEG), List.of(r.wrId(), r.status(), r.byteLen()),
+                r.toString());
+        assertEquals(EventType.QP_ACCESS_ERR, h.b.asyncEvent().type());
+        SiwTerminateTest.closedAfterItsTerminate(h.b, qb);
+        assertArrayEquals(Arrays.copyOf(data, 2 * SEG), h.b.read(TARGET, 2 * SEG), "the segments before placed");
+        assertArrayEquals(new byte[2 * SEG], h.b.read(TARGET + 2 * SEG, 2 * SEG), "nothing from the third on");
+    }
+}
