@@ -117,7 +117,11 @@ final class SgeLeases implements AutoCloseable {
             }
         }
         DmaLease w = null;
+        HwMr m = null;
         if (!unstable[i]) {
+            // the region before its lease: a deregistration begun after the lease was taken, which takes the region
+            // off the device's list, then finds its STag invalid at the next segment (siw_mr_drop_mem)
+            m = region == null ? null : checked.region(stag);
             long span = Math.max(n, ahead.getAsLong());
             try {
                 w = lease.apply(span);
@@ -127,18 +131,18 @@ final class SgeLeases implements AutoCloseable {
                 }
             }
         }
-        if (w != null && w.stable()) {
+        if (w != null && w.stable() && (region == null || m != null)) {
             close(i);
             held[i] = w;
             base[i] = from;
             if (region != null) {
-                region[i] = checked.region(stag);
+                region[i] = m;
             }
             w.write(0, src);
             return;
         }
         if (w != null) {
-            unstable[i] = true;
+            unstable[i] |= !w.stable();
             try (DmaLease once = w) {
                 once.write(0, src);
             }

@@ -10,6 +10,7 @@ import dev.dmaplane.rdma.verbs.Sge;
 import dev.dmaplane.rdma.verbs.WcOpcode;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WorkCompletion;
+import dev.dmaplane.testing.Blocked;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -131,6 +132,40 @@ class SiwRxStagCheckTest {
         assertArrayEquals(Arrays.copyOf(data, 2 * SEG), h.b.read(TARGET, 2 * SEG), "the segments before placed");
         assertArrayEquals(new byte[2 * SEG], h.b.read(TARGET + 2 * SEG, 2 * SEG), "nothing from the third on");
         assertEquals(List.of(), h.b.cq.poll(1), "a WRITE completes nothing at its responder");
+    }
+
+    /**
+     * A deregistration begun after the second of four WRITE segments landed: it makes the STag invalid before it
+     * waits for the receive path's lease, as {@code siw_mr_drop_mem} clears {@code stag_valid} before it takes the
+     * STag off the device, so the third segment is refused as an invalidated STag's (DDP Tagged Buffer Error,
+     * Invalid STag, QP_ACCESS_ERR) and the deregistration returns once the WRITE failed, nothing more placed.
+     */
+    @Test
+    void aDeregistrationBetweenTheSegmentsOfAWriteEndsItAtTheNextSegment() throws Exception {
+        QueuePair qb = h.b.rc();
+        MemoryRegion target = h.b.pd.regMr(h.b.buf + TARGET, TARGET_LEN, SiwHosts.ALL);
+        byte[] data = SiwHosts.random(SEGS * SEG, 23);
+        byte[][] segs = new byte[SEGS][];
+        for (int i = 0; i < SEGS; i++) {
+            segs[i] = SiwRxPlacementTest.write(i == SEGS - 1, target.rkey(), h.b.buf + TARGET + (long) i * SEG,
+                    Arrays.copyOfRange(data, i * SEG, (i + 1) * SEG));
+        }
+        holdAfter(2);
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = SiwRxPlacementTest.connect(h.b, qb, l)) {
+            s.getOutputStream().write(SiwRxPlacementTest.concat(segs));
+            assertTrue(held.await(SiwHosts.WAIT.toMillis(), TimeUnit.MILLISECONDS), "the receive thread never got there");
+            Blocked.Call<Void> dereg = Blocked.run("dereg", target::destroy);
+            dereg.awaitBlockedIn("dev.dmaplane.rdma.impl.MrImpl.teardown"); // for the receive path's lease
+            go.countDown();
+            assertEquals(new Terminate(Terminate.LAYER_DDP, Terminate.DDP_TAGGED_BUFFER, Terminate.DDP_T_INVALID_STAG),
+                    SiwRxPlacementTest.terminate(new DataInputStream(s.getInputStream())));
+            dereg.get();
+        }
+        assertEquals(EventType.QP_ACCESS_ERR, h.b.asyncEvent().type());
+        SiwTerminateTest.closedAfterItsTerminate(h.b, qb);
+        assertArrayEquals(Arrays.copyOf(data, 2 * SEG), h.b.read(TARGET, 2 * SEG), "the segments before placed");
+        assertArrayEquals(new byte[2 * SEG], h.b.read(TARGET + 2 * SEG, 2 * SEG), "nothing from the third on");
     }
 
     /**
