@@ -44,6 +44,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @Timeout(60)
 class SiwRxPlacementTest {
     private static final int SEG = 16 << 10;
+    /** The raw initiator's MPA request: revision 1, CRC, no markers, no private data. */
+    static final byte[] REQUEST = Mpa.frame(false, false, Mpa.REVISION_1, null, new byte[0]);
 
     private final SiwHosts h = new SiwHosts(61, 62);
 
@@ -55,14 +57,22 @@ class SiwRxPlacementTest {
 
     /** A raw initiator's established stream to b's QP {@code qb}: the MPA exchange done, b in RTS. */
     static Socket connect(SiwHosts.Host b, QueuePair qb, IwListen l) throws IOException {
+        return connect(b, qb, l, new byte[Mpa.RR_HDR]);
+    }
+
+    /**
+     * {@link #connect(SiwHosts.Host, QueuePair, IwListen)} with siw's MPA reply read into {@code reply}; the request
+     * sent is {@link #REQUEST}.
+     */
+    static Socket connect(SiwHosts.Host b, QueuePair qb, IwListen l, byte[] reply) throws IOException {
         Socket s = new Socket();
         s.connect(l.local(), 10_000);
         s.setSoTimeout(10_000);
-        s.getOutputStream().write(Mpa.frame(false, false, Mpa.REVISION_1, null, new byte[0]));
+        s.getOutputStream().write(REQUEST);
         SiwHosts.expect(b.event(), IwCmEvent.Type.CONNECT_REQUEST).request()
                 .accept(qb.qpNum(), new IwConnParam(null, 1, 1), b.events::add);
         SiwHosts.expect(b.event(), IwCmEvent.Type.ESTABLISHED);
-        new DataInputStream(s.getInputStream()).readFully(new byte[Mpa.RR_HDR]);
+        new DataInputStream(s.getInputStream()).readFully(reply);
         return s;
     }
 

@@ -14,12 +14,14 @@ import dev.dmaplane.testing.Blocked;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
 
 import java.io.DataInputStream;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.nio.ByteBuffer;
+import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.CountDownLatch;
@@ -53,6 +55,9 @@ class SiwRxStagCheckTest {
     private static final int TARGET_LEN = 64 << 10;
 
     private final SiwHosts h = new SiwHosts(63, 64);
+
+    @TempDir
+    Path dir;
     private final CountDownLatch held = new CountDownLatch(1);
     private final CountDownLatch go = new CountDownLatch(1);
 
@@ -105,6 +110,22 @@ class SiwRxStagCheckTest {
      */
     @Test
     void aWriteIntoARegionInvalidatedBetweenItsSegmentsFailsAtTheNextSegment() throws Exception {
+        writeInvalidatedAfterTheSecondSegment(null);
+    }
+
+    /**
+     * The same conversation as a capture decoded by tshark (Wireshark's {@code iwarp_ddp_rdmap} dissector): one
+     * TERMINATE, DDP layer, Tagged Buffer Error, Invalid STag, M and D set, the third segment's length and DDP header,
+     * a good CRC32C.
+     */
+    @Test
+    void tsharkDecodesTheTerminateOfTheThirdSegment() throws Exception {
+        SiwHosts.tshark();
+        writeInvalidatedAfterTheSecondSegment(dir.resolve("siw-stag-check.pcap"));
+    }
+
+    /** {@link #aWriteIntoARegionInvalidatedBetweenItsSegmentsFailsAtTheNextSegment}, decoded into {@code pcap} too. */
+    private void writeInvalidatedAfterTheSecondSegment(Path pcap) throws Exception {
         QueuePair qb = h.b.rc();
         MemoryRegion target = h.b.pd.regMr(h.b.buf + TARGET, TARGET_LEN, SiwHosts.ALL);
         byte[] data = SiwHosts.random(SEGS * SEG, 21);
@@ -113,10 +134,12 @@ class SiwRxStagCheckTest {
             segs[i] = SiwRxPlacementTest.write(i == SEGS - 1, target.rkey(), h.b.buf + TARGET + (long) i * SEG,
                     Arrays.copyOfRange(data, i * SEG, (i + 1) * SEG));
         }
+        byte[] sent = SiwRxPlacementTest.concat(segs);
+        byte[] reply = new byte[Mpa.RR_HDR];
         holdAfter(2);
         try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
-             Socket s = SiwRxPlacementTest.connect(h.b, qb, l)) {
-            s.getOutputStream().write(SiwRxPlacementTest.concat(segs));
+             Socket s = SiwRxPlacementTest.connect(h.b, qb, l, reply)) {
+            s.getOutputStream().write(sent);
             invalidateWhileHeld(qb, target);
             byte[] term = nextFpdu(new DataInputStream(s.getInputStream()));
             assertEquals(new Terminate(Terminate.LAYER_DDP, Terminate.DDP_TAGGED_BUFFER, Terminate.DDP_T_INVALID_STAG),
@@ -126,6 +149,11 @@ class SiwRxStagCheckTest {
             assertArrayEquals(Arrays.copyOfRange(segs[2], 2, 2 + Iwarp.TAGGED_HDR),
                     Arrays.copyOfRange(term, copied + 2, copied + 2 + Iwarp.TAGGED_HDR),
                     "the TERMINATE carries the DDP header of the third segment, the one refused");
+            if (pcap != null) {
+                assertEquals("|0x01||0x01|||0x00|||1|1|0|1000|" + SiwTerminateHeadersTest.hex(segs[2], 2,
+                        Iwarp.TAGGED_HDR) + "|", SiwTerminateHeadersTest.decode(pcap, s, SiwRxPlacementTest.REQUEST,
+                        reply, sent, term));
+            }
         }
         assertEquals(EventType.QP_ACCESS_ERR, h.b.asyncEvent().type());
         SiwTerminateTest.closedAfterItsTerminate(h.b, qb);

@@ -113,7 +113,7 @@ class SiwTerminateHeadersTest {
         return f.array();
     }
 
-    private static String hex(byte[] b, int off, int len) {
+    static String hex(byte[] b, int off, int len) {
         StringBuilder s = new StringBuilder();
         for (int i = off; i < off + len; i++) {
             s.append(String.format("%02x", b[i] & 0xff));
@@ -121,15 +121,20 @@ class SiwTerminateHeadersTest {
         return s.toString();
     }
 
-    /**
-     * The conversation as a capture: the handshake, the peer's MPA request, siw's reply, the peer's FPDU, siw's
-     * TERMINATE, then tshark's fields of the TERMINATE ({@link #FIELDS}, "|"-separated) and whether its CRC was good.
-     */
     private String decode(Peer p, byte[] sent, byte[] term) throws Exception {
+        return decode(dir.resolve("terminate.pcap"), p.s, p.request, p.reply, sent, term);
+    }
+
+    /**
+     * The conversation of a raw initiator's socket {@code s} as a capture in {@code file}: the handshake, the peer's
+     * MPA request, siw's reply, the peer's FPDUs {@code sent}, siw's TERMINATE, then tshark's fields of the TERMINATE
+     * ({@link #FIELDS}, "|"-separated), its CRC checked good.
+     */
+    static String decode(Path file, Socket s, byte[] request, byte[] reply, byte[] sent, byte[] term)
+            throws Exception {
         ExternalTool tshark = SiwHosts.tshark();
-        Path file = dir.resolve("terminate.pcap");
-        InetSocketAddress peer = (InetSocketAddress) p.s.getLocalSocketAddress();
-        InetSocketAddress siw = (InetSocketAddress) p.s.getRemoteSocketAddress();
+        InetSocketAddress peer = (InetSocketAddress) s.getLocalSocketAddress();
+        InetSocketAddress siw = (InetSocketAddress) s.getRemoteSocketAddress();
         long ip = TcpCapture.isn(peer, siw);
         long is = TcpCapture.isn(siw, peer);
         try (TcpCapture cap = TcpCapture.of(PcapFile.open(file, "siw"))) {
@@ -140,10 +145,10 @@ class SiwTerminateHeadersTest {
             long sp = ip + 1;
             long ss = is + 1;
             int flags = TcpCapture.PSH | TcpCapture.ACK;
-            cap.segment(peer, siw, sp, ss, flags, p.request, 0, p.request.length);
-            sp += p.request.length;
-            cap.segment(siw, peer, ss, sp, flags, p.reply, 0, p.reply.length);
-            ss += p.reply.length;
+            cap.segment(peer, siw, sp, ss, flags, request, 0, request.length);
+            sp += request.length;
+            cap.segment(siw, peer, ss, sp, flags, reply, 0, reply.length);
+            ss += reply.length;
             cap.segment(peer, siw, sp, ss, flags, sent, 0, sent.length);
             sp += sent.length;
             cap.segment(siw, peer, ss, sp, flags, term, 0, term.length);
