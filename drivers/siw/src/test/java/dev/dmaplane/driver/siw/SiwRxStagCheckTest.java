@@ -1,8 +1,10 @@
 package dev.dmaplane.driver.siw;
 
+import dev.dmaplane.rdma.spi.HwMr;
 import dev.dmaplane.rdma.spi.IwListen;
 import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.MemoryRegion;
+import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.RecvWr;
 import dev.dmaplane.rdma.verbs.SendWr;
@@ -29,6 +31,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
+import static dev.dmaplane.testing.Eventually.eventually;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -229,5 +232,56 @@ class SiwRxStagCheckTest {
         SiwTerminateTest.closedAfterItsTerminate(h.b, qb);
         assertArrayEquals(Arrays.copyOf(data, 2 * SEG), h.b.read(TARGET, 2 * SEG), "the segments before placed");
         assertArrayEquals(new byte[2 * SEG], h.b.read(TARGET + 2 * SEG, 2 * SEG), "nothing from the third on");
+    }
+
+    /**
+     * A Read Response of four segments whose sink its requester invalidates (LOCAL_INV behind the READ) after the
+     * second landed: {@code siw_proc_rresp} checks the sink once, on the first segment ({@code siw_check_sge} only
+     * while {@code wqe->mem[0]} is unset), so the rest is placed, the READ completes with SUCCESS and all its bytes,
+     * then the LOCAL_INV with SUCCESS; no TERMINATE.
+     */
+    @Test
+    void aReadResponseWhoseSinkIsInvalidatedBetweenItsSegmentsIsPlacedWhole() throws Exception {
+        QueuePair qb = h.b.rc();
+        MemoryRegion target = h.b.pd.regMr(h.b.buf + TARGET, TARGET_LEN, SiwHosts.ALL);
+        byte[] data = SiwHosts.random(SEGS * SEG, 24);
+        holdAfter(2);
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = SiwRxPlacementTest.connect(h.b, qb, l)) {
+            qb.postSend(new SendWr.RdmaRead(5, List.of(new Sge(h.b.buf + TARGET, SEGS * SEG, target.lkey())),
+                    SIGNALED, 0x1000, 0x77));
+            ByteBuffer req = ByteBuffer.wrap(nextFpdu(new DataInputStream(s.getInputStream())));
+            assertEquals(Iwarp.OP_READ_REQUEST, req.get(3) & 0x0f, "siw's READ request");
+            int sinkStag = req.getInt(2 + Iwarp.UNTAGGED_HDR);
+            long sinkTo = req.getLong(2 + Iwarp.UNTAGGED_HDR + 4);
+            byte[][] segs = new byte[SEGS][];
+            for (int i = 0; i < SEGS; i++) {
+                segs[i] = readResponse(i == SEGS - 1, sinkStag, sinkTo + (long) i * SEG,
+                        Arrays.copyOfRange(data, i * SEG, (i + 1) * SEG));
+            }
+            s.getOutputStream().write(SiwRxPlacementTest.concat(segs));
+            assertTrue(held.await(SiwHosts.WAIT.toMillis(), TimeUnit.MILLISECONDS), "the receive thread never got there");
+            qb.postSend(new SendWr.LocalInv(9, List.of(), SIGNALED, target.lkey()));
+            eventually(() -> !((HwMr) target).isStagValid(), SiwHosts.WAIT, "the LOCAL_INV behind the READ executed");
+            go.countDown();
+            List<WorkCompletion> wc = SiwHosts.poll(h.b.cq, 2);
+            assertEquals(List.of(5L, WcStatus.SUCCESS, (long) SEGS * SEG, 9L, WcStatus.SUCCESS),
+                    List.of(wc.get(0).wrId(), wc.get(0).status(), wc.get(0).byteLen(), wc.get(1).wrId(),
+                            wc.get(1).status()), wc.toString());
+            assertArrayEquals(data, h.b.read(TARGET, SEGS * SEG), "every segment placed");
+            assertEquals(0, SiwHosts.counter(h.db, "dmaplane_terminate_sent"));
+            assertEquals(QpState.RTS, qb.query().qpState(), "a Read Response placed whole fails nothing");
+        }
+    }
+
+    /** A Read Response segment into {@code stag} at {@code to}. */
+    private static byte[] readResponse(boolean last, int stag, long to, byte[] payload) {
+        int ulpdu = Iwarp.TAGGED_HDR + payload.length;
+        ByteBuffer f = ByteBuffer.allocate(Mpa.fpduLength(ulpdu));
+        ByteBuffer b = f.slice(2, ulpdu);
+        Iwarp.tagged(b, Iwarp.OP_READ_RESPONSE, last, stag, to);
+        b.put(payload);
+        Mpa.seal(f, 0, ulpdu);
+        return f.array();
     }
 }
