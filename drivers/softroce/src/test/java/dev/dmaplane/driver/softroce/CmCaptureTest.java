@@ -1,13 +1,10 @@
 package dev.dmaplane.driver.softroce;
 
-import dev.dmaplane.rdma.cm.CmId;
 import dev.dmaplane.testing.ExternalTool;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -15,7 +12,6 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 
-import static dev.dmaplane.driver.softroce.CmEnd.at;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -29,8 +25,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * tshark unless {@code -Ddmaplane.require.tools} names it.
  */
 @Timeout(120)
-class CmCaptureTest {
-    private static final InetSocketAddress SERVER = at("10.0.0.5", 7471);
+class CmCaptureTest extends RdmaCmTestBase {
     private static final String[] FIELDS = {"frame.number", "_ws.malformed", "infiniband.bth.destqp",
         "infiniband.deth.q_key", "infiniband.deth.srcqp", "infiniband.mad.mgmtclass", "infiniband.mad.classversion",
         "infiniband.mad.method", "infiniband.mad.attributeid", "infiniband.mad.transactionid",
@@ -45,19 +40,8 @@ class CmCaptureTest {
         "infiniband.cm.rtu.remotecommid", "infiniband.cm.dreq.localcommid", "infiniband.cm.dreq.remotecommid",
         "infiniband.cm.req.remoteqpneecn", "infiniband.cm.drsp.localcommid", "infiniband.cm.drsp.remotecommid"};
 
-    private final Hcas h = new Hcas();
-    private final CmEnd client = new CmEnd(h.machine, h.core, "client");
-    private final CmEnd server = new CmEnd(h.machine, h.core, "server");
-
     @TempDir
     Path dir;
-
-    @AfterEach
-    void close() {
-        client.close();
-        server.close();
-        h.close();
-    }
 
     /** A tshark number ({@code 0x}-prefixed hexadecimal or decimal) as a long; other text as it is. */
     private static Object value(String v) {
@@ -73,8 +57,7 @@ class CmCaptureTest {
                 "apt-get install tshark (Debian, Ubuntu), dnf install wireshark-cli (Fedora)");
         Path file = dir.resolve("cm.pcap");
         assertTrue(h.driver.pcap(file.toString()).startsWith("capturing to "));
-        CmId l = CmFlows.listen(server, SERVER, 4);
-        CmFlows.connect(client, server, l, at("10.0.0.4", 0), SERVER);
+        established();
         int clientPsn = client.qp.query().sqPsn();
         int serverPsn = server.qp.query().sqPsn();
         CmFlows.disconnect(client, server);

@@ -1,7 +1,6 @@
 package dev.dmaplane.driver.softroce;
 
 import dev.dmaplane.errno.Errno;
-import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.cm.CmEvent;
 import dev.dmaplane.rdma.cm.CmEventType;
 import dev.dmaplane.rdma.cm.CmId;
@@ -9,19 +8,15 @@ import dev.dmaplane.rdma.cm.ConnParam;
 import dev.dmaplane.rdma.cm.PortSpace;
 import dev.dmaplane.rdma.cm.RejectReason;
 import dev.dmaplane.rdma.verbs.QpState;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
-import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.Arrays;
 import java.util.List;
 
-import static dev.dmaplane.driver.softroce.CmEnd.at;
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertThrows;
 
 /**
  * {@code rdma_reject} on the active side, as {@code drivers/infiniband/core/cma.c} and {@code cm.c} have it:
@@ -39,24 +34,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  * EINVAL, {@code rdma_disconnect} 0.
  */
 @Timeout(60)
-class RdmaCmActiveRejectTest {
-    private static final InetSocketAddress SERVER = at("10.0.0.5", 7471);
-    private static final InetSocketAddress CLIENT = at("10.0.0.4", 0);
-    private final Hcas h = new Hcas();
-    private final CmEnd client = new CmEnd(h.machine, h.core, "client");
-    private final CmEnd server = new CmEnd(h.machine, h.core, "server");
-
-    @AfterEach
-    void close() {
-        client.close();
-        server.close();
-        h.close();
-    }
-
-    private static ErrnoException fails(Runnable call) {
-        return assertThrows(ErrnoException.class, call::run);
-    }
-
+class RdmaCmActiveRejectTest extends RdmaCmTestBase {
     /** An id without a QP after CONNECT_RESPONSE (REP_RCVD) rejects the REP: REJECTED, reason 28, at the server. */
     @Test
     void aClientWithoutQpRejectsTheRep() {
@@ -99,11 +77,8 @@ class RdmaCmActiveRejectTest {
     void aClientRejectsItsRequestBeforeTheRep() {
         h.core.cm().setCmResponseTimeout(8); // the REP waits 1 ms for the RTU
         h.core.cm().setMaxCmRetries(2);
-        CmFlows.listen(server, SERVER, 4);
-        CmFlows.resolve(client, CLIENT, SERVER);
+        CmId conn = request(ConnParam.of(null, 1, 1));
         CmId id = client.id;
-        id.connect(ConnParam.of(null, 1, 1));
-        CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
         assertEquals(QpState.INIT, id.initQpAttr(QpState.INIT).qpState(), "cm_init_qp_init_attr in REQ_SENT");
 
         id.reject(CmFlows.text("too late"));

@@ -1,24 +1,19 @@
 package dev.dmaplane.driver.softroce;
 
 import dev.dmaplane.errno.Errno;
-import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.cm.CmEventType;
 import dev.dmaplane.rdma.cm.CmId;
 import dev.dmaplane.rdma.cm.ConnParam;
 import dev.dmaplane.rdma.cm.RejectReason;
 import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
-import java.net.InetSocketAddress;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
 
-import static dev.dmaplane.driver.softroce.CmEnd.at;
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertThrows;
 
 /**
  * An IB rdma_cm id keeps its {@code ib_cm_id} until {@code rdma_destroy_id}, whatever state the ib_cm_id reaches,
@@ -33,25 +28,9 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  * as well.
  */
 @Timeout(60)
-class RdmaCmIbCmIdTest {
-    private static final InetSocketAddress SERVER = at("10.0.0.5", 7471);
-    private static final InetSocketAddress CLIENT = at("10.0.0.4", 0);
+class RdmaCmIbCmIdTest extends RdmaCmTestBase {
     /** {@code CM_REJ_ATTR_ID}. */
     private static final int REJ = 0x12;
-    private final Hcas h = new Hcas();
-    private final CmEnd client = new CmEnd(h.machine, h.core, "client");
-    private final CmEnd server = new CmEnd(h.machine, h.core, "server");
-
-    @AfterEach
-    void close() {
-        client.close();
-        server.close();
-        h.close();
-    }
-
-    private static ErrnoException fails(Runnable call) {
-        return assertThrows(ErrnoException.class, call::run);
-    }
 
     /** {@code rdma_init_qp_attr} for INIT, RTR and RTS on {@code id}: each EINVAL. */
     private static void noQpAttributes(CmId id) {
@@ -63,8 +42,7 @@ class RdmaCmIbCmIdTest {
     /** After TIMEWAIT_EXIT at both ends, each id still answers with its IDLE ib_cm_id. */
     @Test
     void afterTimewaitExitTheIdsKeepTheirIbCmIds() {
-        CmId l = CmFlows.listen(server, SERVER, 4);
-        CmId conn = CmFlows.connect(client, server, l, CLIENT, SERVER);
+        CmId conn = established();
         CmFlows.disconnect(client, server);
         for (CmEnd end : List.of(client, server)) {
             CmId id = end.id;
@@ -86,10 +64,7 @@ class RdmaCmIbCmIdTest {
     /** A pending request's ib_cm_id (REQ_RCVD) gives every transition's attributes; once rejected (IDLE), none. */
     @Test
     void aRejectedRequestHasNoQpAttributes() {
-        CmFlows.listen(server, SERVER, 4);
-        CmFlows.resolve(client, CLIENT, SERVER);
-        client.id.connect(ConnParam.of(null, 1, 1));
-        CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
+        CmId conn = request(ConnParam.of(null, 1, 1));
         QpAttr rtr = conn.initQpAttr(QpState.RTR);
         assertEquals(client.qp.qpNum(), rtr.destQpNum(), "cm_init_qp_rtr_attr in REQ_RCVD");
         assertEquals(QpState.RTS, conn.initQpAttr(QpState.RTS).qpState());
@@ -112,10 +87,7 @@ class RdmaCmIbCmIdTest {
             }
             return false;
         };
-        CmFlows.listen(server, SERVER, 4);
-        CmFlows.resolve(client, CLIENT, SERVER);
-        client.id.connect(ConnParam.of(null, 1, 1));
-        CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
+        CmId conn = request(ConnParam.of(null, 1, 1));
         server.resources(conn);
         conn.reject(CmFlows.text("no"));
         assertEquals(RejectReason.CONSUMER_DEFINED, client.expect(CmEventType.REJECTED).status());
@@ -148,10 +120,7 @@ class RdmaCmIbCmIdTest {
      */
     @Test
     void aRepWhoseQpCannotMoveLeavesTheClientItsIbCmId() {
-        CmFlows.listen(server, SERVER, 4);
-        CmFlows.resolve(client, CLIENT, SERVER);
-        client.id.connect(ConnParam.of(null, 1, 1));
-        CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
+        CmId conn = request(ConnParam.of(null, 1, 1));
         server.resources(conn);
         client.qp.modify(QpAttr.builder().state(QpState.ERR).build());
         conn.accept(ConnParam.of(null, 1, 1));
@@ -171,8 +140,7 @@ class RdmaCmIbCmIdTest {
      */
     @Test
     void acceptingAnEstablishedConnectionAgainMovesItsQpToErr() {
-        CmId l = CmFlows.listen(server, SERVER, 4);
-        CmId conn = CmFlows.connect(client, server, l, CLIENT, SERVER);
+        CmId conn = established();
         assertEquals(Errno.EINVAL, fails(() -> conn.accept(ConnParam.of(null, 1, 1))).errno());
         assertEquals(QpState.ERR, server.qp.state(), "cma_modify_qp_err");
         assertEquals(QpState.RTS, client.qp.state());
