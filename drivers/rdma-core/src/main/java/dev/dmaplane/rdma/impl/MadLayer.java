@@ -12,6 +12,7 @@ import dev.dmaplane.rdma.spi.OrderedWorkqueue;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -209,18 +210,7 @@ final class MadLayer {
             t = thread;
         }
         if (t != null) {
-            t.shutdownNow();
-            if (t.onWorker()) {
-                return; // the MAD thread itself: it ends when this task returns
-            }
-            try {
-                if (!t.awaitTermination(10, TimeUnit.SECONDS)) {
-                    LOG.error("{}: the MAD thread did not end within 10 s", dev.name());
-                }
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new ErrnoException(Errno.EINTR, dev.name() + ": interrupted waiting for the MAD thread", e);
-            }
+            t.destroy(Duration.ofSeconds(10)); // from the MAD thread itself: it ends when this task returns
         }
     }
 

@@ -2,6 +2,8 @@ package dev.dmaplane.rdma.spi;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.time.Duration;
 import java.util.List;
@@ -17,6 +19,8 @@ import java.util.concurrent.TimeUnit;
  * alive a moment later (a test counting the driver's threads at its end then finds it).
  */
 public final class OrderedWorkqueue extends ScheduledThreadPoolExecutor {
+    private static final Logger LOG = LoggerFactory.getLogger(OrderedWorkqueue.class);
+    private final String name;
     /** The worker threads made: one at a time, a new one only after work killed the last. */
     private final List<Thread> workers;
 
@@ -26,6 +30,7 @@ public final class OrderedWorkqueue extends ScheduledThreadPoolExecutor {
             workers.add(t);
             return t;
         });
+        this.name = name;
         this.workers = workers;
         setRemoveOnCancelPolicy(true);
     }
@@ -69,5 +74,35 @@ public final class OrderedWorkqueue extends ScheduledThreadPoolExecutor {
             }
         }
         return true;
+    }
+
+    /**
+     * {@code destroy_workqueue}: the queue shut down, the work still queued dropped (delayed work nobody cancelled
+     * included, as its owner is leaving), and its worker thread waited for, at most {@code timeout}; a worker that
+     * did not end in time is logged as an error. Asked by the worker itself, it waits for nothing: the thread ends
+     * when the work asking returns.
+     *
+     * @return whether the worker thread ended in time (false at once on the worker)
+     * @throws ErrnoException {@code EINVAL} for a null or negative timeout; {@code EINTR} when the caller was
+     *                        interrupted waiting, its interrupt status set again (the queue is shut down all the same)
+     */
+    public boolean destroy(Duration timeout) {
+        if (timeout == null || timeout.isNegative()) {
+            throw new ErrnoException(Errno.EINVAL, "destroy_workqueue " + name + ": timeout " + timeout);
+        }
+        shutdownNow();
+        if (onWorker()) {
+            return false;
+        }
+        try {
+            if (awaitTermination(timeout.toNanos(), TimeUnit.NANOSECONDS)) {
+                return true;
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new ErrnoException(Errno.EINTR, "interrupted waiting for the " + name + " thread", e);
+        }
+        LOG.error("the {} thread did not end within {}", name, timeout);
+        return false;
     }
 }

@@ -5,7 +5,11 @@ import dev.dmaplane.errno.ErrnoException;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
+import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -60,6 +64,57 @@ class OrderedWorkqueueTest {
         assertFalse(ended.get(10, TimeUnit.SECONDS), "still running its last work: not terminated, and no wait");
         assertTrue(wq.awaitTermination(10, TimeUnit.SECONDS));
         assertEquals(0, alive("wq-self"));
+    }
+
+    /**
+     * {@code destroy} as {@code destroy_workqueue} leaves a queue: delayed work not run yet is dropped, the worker has
+     * ended when it returns true, and later work is refused; from the worker itself it answers false at once.
+     */
+    @Test
+    void destroyDropsDelayedWorkAndEndsTheWorker() throws Exception {
+        OrderedWorkqueue wq = OrderedWorkqueue.alloc("wq-destroy");
+        ScheduledFuture<?> later = wq.schedule(() -> { }, 1, TimeUnit.HOURS);
+        CompletableFuture<Boolean> fromWorker = new CompletableFuture<>();
+        wq.execute(() -> fromWorker.complete(wq.destroy(Duration.ofSeconds(60))));
+        assertFalse(fromWorker.get(10, TimeUnit.SECONDS), "the worker does not wait for its own end");
+        assertTrue(wq.destroy(Duration.ofSeconds(10)));
+        assertEquals(0, alive("wq-destroy"));
+        assertFalse(later.isDone(), "dropped, never run");
+        assertEquals(0, wq.getQueue().size());
+        assertThrows(RejectedExecutionException.class, () -> wq.execute(() -> { }));
+    }
+
+    /**
+     * A caller interrupted while {@code destroy} waits gets EINTR with its interrupt status set again, as CmaImpl and
+     * MadLayer pass it on; the queue is shut down all the same and ends once its running work returns. A negative
+     * timeout is EINVAL before anything is shut down.
+     */
+    @Test
+    void anInterruptedDestroyIsEintrAndKeepsTheInterrupt() throws Exception {
+        OrderedWorkqueue wq = OrderedWorkqueue.alloc("wq-eintr");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> wq.destroy(Duration.ofSeconds(-1)))
+                .errno());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> wq.destroy(null)).errno());
+        assertFalse(wq.isShutdown());
+        CountDownLatch running = new CountDownLatch(1);
+        CountDownLatch release = new CountDownLatch(1);
+        wq.execute(() -> {
+            running.countDown();
+            try {
+                release.await(); // shutdownNow interrupts it: the work ends at once
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        });
+        assertTrue(running.await(10, TimeUnit.SECONDS));
+        Thread.currentThread().interrupt();
+        ErrnoException e = assertThrows(ErrnoException.class, () -> wq.destroy(Duration.ofSeconds(10)));
+        assertEquals(Errno.EINTR, e.errno());
+        assertTrue(e.getMessage().contains("wq-eintr"), e.getMessage());
+        assertTrue(Thread.interrupted(), "the interrupt status is set again (and cleared here)");
+        assertTrue(wq.isShutdown());
+        assertTrue(wq.destroy(Duration.ofSeconds(10)));
+        assertEquals(0, alive("wq-eintr"));
     }
 
     @Test

@@ -44,13 +44,10 @@ final class MpaTimers {
         if (e == null) {
             return;
         }
-        e.shutdownNow();
         try {
-            if (!e.awaitTermination(JOIN.toMillis(), TimeUnit.MILLISECONDS)) {
-                LOG.error("siw: the MPA timer thread did not end within {}", JOIN);
-            }
-        } catch (InterruptedException x) {
-            Thread.currentThread().interrupt();
+            e.destroy(JOIN);
+        } catch (ErrnoException x) {
+            LOG.debug("siw: {}; the device stops all the same", x.getMessage()); // EINTR, the interrupt status kept
         }
     }
 

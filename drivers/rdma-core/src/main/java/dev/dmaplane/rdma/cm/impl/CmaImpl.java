@@ -27,12 +27,12 @@ import org.slf4j.LoggerFactory;
 import java.net.Inet4Address;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.function.Consumer;
-import java.util.concurrent.TimeUnit;
 
 /**
  * The rdma_cm of one machine ({@code drivers/infiniband/core/cma.c} with {@code ucma.c}): event channels, ids, the
@@ -123,7 +123,7 @@ public final class CmaImpl implements RdmaCm, IbCm.Listeners, CoreImpl.Client {
         }
     }
 
-    /** The core closes: every channel closes, the CM's thread ends. */
+    /** The core closes: every channel closes, the CM thread ends ({@code destroy_workqueue}; EINTR if interrupted). */
     public void close() {
         synchronized (lock) {
             closed = true;
@@ -132,15 +132,7 @@ public final class CmaImpl implements RdmaCm, IbCm.Listeners, CoreImpl.Client {
         for (ChannelImpl c : channels) {
             c.close();
         }
-        timers.shutdownNow();
-        try {
-            if (!timers.awaitTermination(10, TimeUnit.SECONDS)) {
-                LOG.error("the ib_cm thread did not end within 10 s");
-            }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new ErrnoException(Errno.EINTR, "interrupted waiting for the ib_cm thread", e);
-        }
+        timers.destroy(Duration.ofSeconds(10));
     }
 
     @Override
