@@ -31,8 +31,14 @@ import java.util.concurrent.TimeUnit;
  * remote communication IDs and the state of {@code enum ib_cm_state}; REQ, REP and DREQ sent with the CM's
  * timeout and retries (the MAD layer resends them) and cancelled by the answer; RTU, REJ and DREP sent once and
  * resent when the peer repeats what they answer; duplicates dropped; a REQ nobody listens for rejected with
- * INVALID_SERVICE_ID, one from a QP still connected or in time wait with STALE_CONN. Every method runs under the
- * rdma_cm's lock, which {@link CmaImpl} holds around calls in and takes for MADs and timers.
+ * INVALID_SERVICE_ID, one from a QP still connected with STALE_CONN. A connection is known by its local ID from
+ * {@link #create} to {@link #destroy} ({@code cm.c}'s local ID table), whatever state it reaches; by its remote ID
+ * and remote QP only while it is being set up or connected ({@code cm_remove_remote} takes it out of those tables when
+ * it goes IDLE or enters time wait). Every method runs under the rdma_cm's lock, which {@link CmaImpl} holds around
+ * calls in and takes for MADs and timers.
+ *
+ * <p>Over 600 lines as {@code cm.c} is one file: the senders and the handlers of one state machine and its three
+ * tables, each state's rule in the one place that changes it.
  */
 final class IbCm {
     private static final Logger LOG = LoggerFactory.getLogger(IbCm.class);
@@ -192,9 +198,10 @@ final class IbCm {
     /**
      * {@code ib_send_cm_rej} ({@code cm_send_rej_locked}): on the passive side from REQ_RCVD, on the active side
      * from REQ_SENT or REP_RCVD, each leaving the connection IDLE ({@code cm_reset_to_idle}); from REP_SENT it enters
-     * time wait; EINVAL in any other state. The message rejected is as {@code cm_format_rej} names it: the REQ, the
-     * REP, or another (a REQ_SENT connection's REJ names no remote ID, as it knows none, so the peer finds nothing
-     * it belongs to). A REQ still waiting for its answer is not cancelled: the MAD layer resends it until its retries
+     * time wait, the REP left to the MAD layer as {@code cm_send_rej_locked} leaves it (resent until its retries run
+     * out, its timeout then ignored); EINVAL in any other state. The message rejected is as {@code cm_format_rej}
+     * names it: the REQ, the REP, or another (a REQ_SENT connection's REJ names no remote ID, as it knows none, so the
+     * peer finds nothing it belongs to). A REQ still waiting for its answer is not cancelled: the MAD layer resends it until its retries
      * run out, and the IDLE connection then ignores the timeout ({@code cm_process_send_error}).
      */
     void sendRej(Conn c, int reason, byte[] priv) {
@@ -211,7 +218,7 @@ final class IbCm {
         if (c.state == State.REP_SENT) {
             enterTimewait(c);
         } else {
-            c.state = State.IDLE;
+            resetToIdle(c);
         }
     }
 
@@ -242,7 +249,8 @@ final class IbCm {
 
     /**
      * {@code ib_destroy_cm_id} ({@code cm_destroy_id}): leaves the connection as its state needs (a REQ sent or
-     * received is rejected, an established one gets a DREQ, a DREQ received its DREP) and forgets it; no event follows.
+     * received is rejected, an established one gets a DREQ, a DREQ received its DREP), cancels the MAD still waiting
+     * and leaves the local ID table; no event follows.
      */
     void destroy(Conn c) {
         try {
@@ -270,18 +278,27 @@ final class IbCm {
         forget(c);
     }
 
-    /**
-     * The connection leaves the CM's tables; its owner may keep it, IDLE, until {@link #destroy}. Unlike
-     * {@code cm.c}, which keeps an ib_cm_id in its local ID table until {@code ib_destroy_cm_id} (a DREQ repeated
-     * after time wait finds it IDLE and is dropped), the CM forgets it at the end of time wait: a repeated DREQ then
-     * gets the DREP {@code cm_issue_drep} gives one nobody knows.
-     */
+    /** The connection leaves every table ({@code cm_destroy_id}'s {@code xa_erase} and {@code cm_remove_remote}). */
     private void forget(Conn c) {
         byLocalId.remove(c.localId, c);
+        removeRemote(c);
+    }
+
+    /**
+     * {@code cm_remove_remote}: the connection leaves the remote ID and remote QP tables, so that a REQ of that peer
+     * or QP is no longer a duplicate or stale; it stays in the local ID table, where the messages naming it find it.
+     */
+    private void removeRemote(Conn c) {
         if (c.peer != null) {
             byRemoteId.remove(List.of(c.remoteId, c.remoteCaGuid), c);
             byRemoteQpn.remove(List.of(c.peer.remoteGid(), c.remoteQpn), c);
         }
+    }
+
+    /** {@code cm_reset_to_idle}. */
+    private void resetToIdle(Conn c) {
+        c.state = State.IDLE;
+        removeRemote(c);
     }
 
     /**
@@ -309,16 +326,21 @@ final class IbCm {
         return b;
     }
 
+    /**
+     * {@code cm_enter_timewait}: out of the remote tables ({@code cm_remove_remote}), TIMEWAIT, and the timer of
+     * {@code cm_timewait_handler}, which leaves a connection still in TIMEWAIT IDLE, in the local ID table until
+     * {@link #destroy}, and tells its owner TIMEWAIT_EXIT. The MAD waiting is the caller's to cancel, as each caller
+     * in {@code cm.c} decides ({@code cm_drep_handler} and {@code cm_rej_handler} cancel the DREQ,
+     * {@code cm_send_rej_locked} leaves the REP).
+     */
     private void enterTimewait(Conn c) {
-        cancelWaiting(c);
+        removeRemote(c);
         c.state = State.TIMEWAIT;
         int local = c.localId;
         timers.schedule(() -> {
             synchronized (lock) {
-                Conn now = byLocalId.get(local);
-                if (now == c && c.state == State.TIMEWAIT) { // cm_timewait_handler
+                if (byLocalId.get(local) == c && c.state == State.TIMEWAIT) {
                     c.state = State.IDLE;
-                    forget(c);
                     deliver(c, Event.TIMEWAIT_EXIT, null);
                 }
             }
@@ -395,11 +417,11 @@ final class IbCm {
                 c.waiting = null;
                 switch (c.state) { // cm_process_send_error
                     case REQ_SENT -> {
-                        c.state = State.IDLE;
+                        resetToIdle(c);
                         deliver(c, Event.REQ_ERROR, null);
                     }
                     case REP_SENT -> {
-                        c.state = State.IDLE;
+                        resetToIdle(c);
                         deliver(c, Event.REP_ERROR, null);
                     }
                     case DREQ_SENT -> {
@@ -418,11 +440,9 @@ final class IbCm {
         List<Object> rkey = List.of(req.localCommId(), req.localCaGuid());
         Conn dup = byRemoteId.get(rkey);
         MadAgent a = agent(dev, port);
-        if (dup != null) { // cm_dup_req_handler
-            if (dup.state == State.TIMEWAIT) {
-                a.send(from, new Rej(dup.localId, req.localCommId(), CmMessages.REJ_MSG_REQ, RejectReason.STALE_CONN,
-                        new byte[0], new byte[0]).toMad(dup.tid()), 0, 0);
-            }
+        if (dup != null) {
+            // cm_dup_req_handler: only a connection being set up or connected is in this table (cm_remove_remote), and
+            // of those only one in MRA_REQ_SENT, a state this CM never takes, would answer
             return;
         }
         Conn stale = byRemoteQpn.get(List.of(from.remoteGid(), req.localQpn()));
@@ -492,41 +512,68 @@ final class IbCm {
     }
 
     /**
-     * {@code cm_rej_handler}. A REJ with reason TIMEOUT from an end that gave up its REQ names no remote ID: it is
-     * found by the sender's ID and the CA GUID in its ARI ({@code cm_acquire_rejected_id}).
+     * {@code cm_acquire_rejected_id}: the connection a REJ is for. One with reason TIMEOUT (from an end that gave up
+     * its REQ) by the sender's ID and the CA GUID of its ARI in the remote ID table; one rejecting a REQ by the ID it
+     * names, as long as that connection knows no remote ID yet; any other by both IDs it names.
+     */
+    private Conn rejected(Rej rej) {
+        if (rej.reason() == RejectReason.TIMEOUT) {
+            if (rej.ari().length < 8) {
+                return null;
+            }
+            long guid = 0;
+            for (int i = 0; i < 8; i++) {
+                guid = guid << 8 | (rej.ari()[i] & 0xFF);
+            }
+            return byRemoteId.get(List.of(rej.localCommId(), guid));
+        }
+        Conn c = byLocalId.get(rej.remoteCommId());
+        int remote = rej.messageRejected() == CmMessages.REJ_MSG_REQ ? 0 : rej.localCommId();
+        return c != null && c.remoteId == remote ? c : null;
+    }
+
+    /**
+     * {@code cm_rej_handler}: a REJ while the connection is set up, connected or disconnecting is REJ_RECEIVED to its
+     * owner. Before it is established (REQ_SENT, REQ_RCVD, REP_SENT) the connection goes IDLE, or into time wait when
+     * the reason is STALE_CONN; once the REP was received (REP_RCVD), established or with its DREQ sent, it enters time
+     * wait whatever the reason. The MAD still waiting (REQ, REP or DREQ) is cancelled. In DREQ_RCVD, TIMEWAIT and IDLE
+     * a REJ is dropped.
      */
     private void onRej(Rej rej) {
-        Conn c = byLocalId.get(rej.remoteCommId());
-        if (rej.remoteCommId() == 0 && rej.reason() == RejectReason.TIMEOUT && rej.ari().length == 8) {
-            long guid = 0;
-            for (byte b : rej.ari()) {
-                guid = guid << 8 | (b & 0xFF);
-            }
-            c = byRemoteId.get(List.of(rej.localCommId(), guid));
-        }
+        Conn c = rejected(rej);
         if (c == null) {
             return;
         }
         switch (c.state) {
-            case REQ_SENT, REQ_RCVD, REP_SENT, REP_RCVD -> {
+            case REQ_SENT, REQ_RCVD, REP_SENT -> {
                 cancelWaiting(c);
                 if (rej.reason() == RejectReason.STALE_CONN) {
                     enterTimewait(c);
                 } else {
-                    c.state = State.IDLE;
-                    forget(c);
+                    resetToIdle(c);
                 }
-                deliver(c, Event.REJ_RECEIVED, rej);
+            }
+            case REP_RCVD, ESTABLISHED, DREQ_SENT -> {
+                cancelWaiting(c);
+                enterTimewait(c);
             }
             default -> {
+                return;
             }
         }
+        deliver(c, Event.REJ_RECEIVED, rej);
     }
 
-    /** {@code cm_dreq_handler}. */
+    /**
+     * {@code cm_dreq_handler}: ESTABLISHED (or REP_SENT, the RTU lost) and DREQ_SENT (both ends disconnect at once,
+     * the own DREQ cancelled) go to DREQ_RCVD with DREQ_RECEIVED; in time wait the DREQ is answered again with a DREP
+     * (the one sent, or a new one when the time wait came another way, as {@code cm_format_drep} builds it from the
+     * connection); in any other state it is dropped, IDLE after time wait included. A DREQ no connection takes gets
+     * the DREP of {@code cm_issue_drep}.
+     */
     private void onDreq(RdmaDevice dev, int port, MadAddress from, Ids dreq) {
         Conn c = byIds(dreq.remoteCommId(), dreq.localCommId());
-        if (c == null) { // cm_issue_drep: nobody knows it, the peer still gets its DREP
+        if (c == null) {
             MadAgent a = agent(dev, port);
             a.send(from, new Ids(CmMessages.ATTR_DREP, dreq.remoteCommId(), dreq.localCommId(), 0, new byte[0])
                     .toMad((long) a.hiTid() << 32), 0, 0);
@@ -539,27 +586,32 @@ final class IbCm {
                 deliver(c, Event.DREQ_RECEIVED, dreq);
             }
             case DREQ_SENT -> { // both ends disconnect at once: answer, and wait for the time wait
+                cancelWaiting(c);
                 c.state = State.DREQ_RCVD;
                 sendDrep(c, null);
                 deliver(c, Event.DREQ_RECEIVED, dreq);
             }
             case TIMEWAIT -> {
-                if (c.lastReply != null && c.lastReply.attrId() == CmMessages.ATTR_DREP) {
-                    c.agent.send(c.peer, c.lastReply, 0, 0); // the DREP was lost
-                }
+                Mad drep = c.lastReply != null && c.lastReply.attrId() == CmMessages.ATTR_DREP ? c.lastReply
+                        : new Ids(CmMessages.ATTR_DREP, c.localId, c.remoteId, 0, new byte[0]).toMad(c.tid());
+                c.agent.send(from, drep, 0, 0);
             }
             default -> {
             }
         }
     }
 
-    /** {@code cm_drep_handler}. */
+    /**
+     * {@code cm_drep_handler}: in DREQ_SENT or DREQ_RCVD the connection enters time wait, its DREQ cancelled, and the
+     * owner gets DREP_RECEIVED.
+     */
     private void onDrep(Ids drep) {
         Conn c = byIds(drep.remoteCommId(), drep.localCommId());
-        if (c == null || c.state != State.DREQ_SENT) {
+        if (c == null || c.state != State.DREQ_SENT && c.state != State.DREQ_RCVD) {
             return;
         }
         enterTimewait(c);
+        cancelWaiting(c);
         deliver(c, Event.DREP_RECEIVED, drep);
     }
 }

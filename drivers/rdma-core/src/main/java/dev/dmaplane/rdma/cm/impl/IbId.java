@@ -210,18 +210,23 @@ final class IbId implements IbCm.Owner {
         conn = null;
     }
 
-    /** {@code cma_ib_handler}: the connection's events as rdma_cm events and QP moves. */
+    /**
+     * {@code cma_ib_handler}: the connection's events as rdma_cm events and QP moves, TIMEWAIT_EXIT only to an id in
+     * DISCONNECT and every other event only to one in CONNECT (a REJ after {@code rdma_disconnect}'s DREQ, the id
+     * still in CONNECT, is REJECTED; one after DISCONNECTED is dropped).
+     */
     @Override
     public void cmEvent(IbCm.Conn c, IbCm.Event e, Object msg) {
-        if (c != conn || id.state == IdImpl.State.DESTROYING) {
+        IdImpl.State wanted = e == IbCm.Event.TIMEWAIT_EXIT ? IdImpl.State.DISCONNECT : IdImpl.State.CONNECT;
+        if (c != conn || id.state != wanted) {
             return;
         }
         switch (e) {
             case REP_RECEIVED -> repReceived((Rep) msg);
             case RTU_RECEIVED -> id.event(CmEventType.ESTABLISHED, 0, null);
             case REJ_RECEIVED -> {
-                // the QP to ERR and REJECTED, the id left in CONNECT with its ib_cm_id (IDLE, or in time wait
-                // after a stale connection's REJ) until rdma_destroy_id
+                // the QP to ERR and REJECTED, the id left in CONNECT with its ib_cm_id (IDLE, or in time wait after
+                // a stale connection's REJ or one once the REP came) until rdma_destroy_id
                 Rej rej = (Rej) msg;
                 id.qpToErr();
                 id.event(CmEventType.REJECTED, rej.reason(), new ConnParam(rej.priv(), 0, 0, 0, 0, 0, false, 0));
@@ -232,18 +237,11 @@ final class IbId implements IbCm.Owner {
                 id.event(CmEventType.UNREACHABLE, -Errno.ETIMEDOUT.number(), null);
             }
             case DREQ_RECEIVED, DREP_RECEIVED, DREQ_ERROR -> {
-                if (id.state == IdImpl.State.CONNECT) {
-                    id.state = IdImpl.State.DISCONNECT;
-                    id.event(CmEventType.DISCONNECTED, e == IbCm.Event.DREQ_ERROR ? -Errno.ETIMEDOUT.number() : 0,
-                            null);
-                }
+                id.state = IdImpl.State.DISCONNECT;
+                id.event(CmEventType.DISCONNECTED, e == IbCm.Event.DREQ_ERROR ? -Errno.ETIMEDOUT.number() : 0, null);
             }
-            case TIMEWAIT_EXIT -> {
-                // cm_timewait_handler leaves the ib_cm_id IDLE; the id keeps it until rdma_destroy_id
-                if (id.state == IdImpl.State.DISCONNECT) { // passed on only in DISCONNECT
-                    id.event(CmEventType.TIMEWAIT_EXIT, 0, null);
-                }
-            }
+            // cm_timewait_handler leaves the ib_cm_id IDLE; the id keeps it until rdma_destroy_id
+            case TIMEWAIT_EXIT -> id.event(CmEventType.TIMEWAIT_EXIT, 0, null);
         }
     }
 
