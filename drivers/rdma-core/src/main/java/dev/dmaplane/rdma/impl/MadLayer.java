@@ -310,6 +310,26 @@ final class MadLayer {
         }
 
         @Override
+        public boolean modify(long tid, int timeoutMs) {
+            if (timeoutMs < 0) {
+                throw new ErrnoException(Errno.EINVAL, "ib_modify_mad: timeout " + timeoutMs + " ms: negative");
+            }
+            if (timeoutMs == 0) {
+                return cancel(tid);
+            }
+            synchronized (MadLayer.this) {
+                Pending p = pending.get(tid);
+                if (p == null || p.agent != this || closed) {
+                    return false;
+                }
+                p.timer[0].cancel(false);
+                pending.put(tid, new Pending(this, p.to, p.mad, timeoutMs, p.retriesLeft, p.timer));
+                p.timer[0] = thread.schedule(() -> timeout(tid), timeoutMs, TimeUnit.MILLISECONDS);
+            }
+            return true;
+        }
+
+        @Override
         public void unregister() {
             synchronized (MadLayer.this) {
                 if (!live) {

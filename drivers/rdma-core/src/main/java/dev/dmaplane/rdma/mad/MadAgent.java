@@ -34,6 +34,15 @@ public interface MadAgent {
      */
     boolean cancel(long tid);
 
+    /**
+     * {@code ib_modify_mad}: the send of transaction {@code tid}, if it still waits, now waits {@code timeoutMs} for
+     * its response, counted from now, and so does each of its retries left (as a CM's MRA asks, {@code cm.c}'s
+     * {@code cm_mra_handler}); 0 cancels it as {@link #cancel} does. False when no send of this agent waits.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a negative timeout
+     */
+    boolean modify(long tid, int timeoutMs);
+
     /** {@code ib_unregister_mad_agent}: cancels its sends; no handler call follows the return. Idempotent. */
     void unregister();
 }

@@ -188,6 +188,32 @@ class GsiTest {
     }
 
     /**
+     * {@code ib_modify_mad}: a send waiting with a 60 s timeout and one retry, given 50 ms instead, is sent again
+     * after 50 ms and then ends in TIMEOUT (its retry waits the new timeout too); a timeout of 0 cancels a send; a
+     * negative one is EINVAL; a transaction nobody waits for is false.
+     */
+    @Test
+    void aModifiedTimeoutCountsFromNowForEachRetryAndZeroCancels() throws InterruptedException {
+        Seen sa = new Seen();
+        Seen sb = new Seen();
+        MadAgent a = dev("rxe0").registerMadAgent(1, CLASS, 2, sa);
+        dev("rxe1").registerMadAgent(1, CLASS, 2, sb);
+        long tid = (long) a.hiTid() << 32 | 11;
+        a.send(MadAddress.gsi(h.a.gid, h.b.gid), Mad.of(CLASS, 2, Mad.METHOD_SEND, tid, 0x0010, data(6)), 60_000, 1);
+        assertNotNull(sb.nextReceived(), "the first copy");
+        assertTrue(a.modify(tid, 50));
+        assertNotNull(sb.nextReceived(), "the retry, 50 ms later rather than 60 s");
+        assertEquals(MadSendStatus.TIMEOUT, sa.nextDone()[1], "and the timeout 50 ms after it");
+        assertFalse(a.modify(tid, 50), "nothing waits any more");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> a.modify(tid, -1)).errno());
+
+        long other = (long) a.hiTid() << 32 | 12;
+        a.send(MadAddress.gsi(h.a.gid, h.b.gid), Mad.of(CLASS, 2, Mad.METHOD_SEND, other, 0x0010, data(7)), 60_000, 0);
+        assertTrue(a.modify(other, 0));
+        assertEquals(MadSendStatus.CANCELED, sa.nextDone()[1]);
+    }
+
+    /**
      * Two threads send MADs at once, rxe0 → rxe1 and rxe1 → rxe0, 2000 each: every one arrives. A sender holding the
      * MAD layer's lock while the provider waited for its engine, against a delivery holding that engine and waiting
      * for the lock, hung this within a few hundred MADs.

@@ -24,6 +24,10 @@ import static dev.dmaplane.testing.Eventually.eventually;
  * the connection it watches, so that it sees the REP with both communication IDs.
  */
 final class RawCm {
+    /** {@code CM_REQ_ATTR_ID}. */
+    static final int REQ = 0x10;
+    /** {@code CM_MRA_ATTR_ID}. */
+    static final int MRA = 0x11;
     /** {@code CM_REJ_ATTR_ID}. */
     static final int REJ = 0x12;
     /** {@code CM_REP_ATTR_ID}. */
@@ -32,8 +36,9 @@ final class RawCm {
     static final int DREQ = 0x15;
     /** {@code CM_DREP_ATTR_ID}. */
     static final int DREP = 0x16;
-    /** REJ's "message rejected": the REQ, the REP, another message. */
+    /** REJ's "message rejected" and MRA's "message MRAed": the REQ, the REP, another message. */
     static final int MSG_REQ = 0;
+    static final int MSG_REP = 1;
     static final int MSG_OTHER = 2;
     /** Communication IDs no connection has: the marker DREQ that {@code cm_issue_drep} answers. */
     private static final int MARK_LOCAL = 0x7EEE_0001;
@@ -106,6 +111,12 @@ final class RawCm {
     void rej(int localCommId, int remoteCommId, int messageRejected, int reason) {
         send(REJ, ByteBuffer.allocate(12).putInt(localCommId).putInt(remoteCommId).put((byte) (messageRejected << 6))
                 .put((byte) 0).putShort((short) reason));
+    }
+
+    /** An MRA ({@code struct cm_mra_msg}) with these IDs, message MRAed and service timeout (an IBA time). */
+    void mra(int localCommId, int remoteCommId, int messageMraed, int serviceTimeout) {
+        send(MRA, ByteBuffer.allocate(10).putInt(localCommId).putInt(remoteCommId).put((byte) (messageMraed << 6))
+                .put((byte) (serviceTimeout << 3)));
     }
 
     /** A DREQ ({@code struct cm_dreq_msg}) with these IDs and the receiver's QPN. */

@@ -43,12 +43,16 @@ import java.util.concurrent.TimeUnit;
 final class IbCm {
     private static final Logger LOG = LoggerFactory.getLogger(IbCm.class);
 
-    /** {@code enum ib_cm_state}, the states a connection of this CM takes. */
-    enum State { IDLE, REQ_SENT, REQ_RCVD, REP_SENT, REP_RCVD, ESTABLISHED, DREQ_SENT, DREQ_RCVD, TIMEWAIT }
+    /**
+     * {@code enum ib_cm_state}, the states a connection of this CM takes: the MRA_*_RCVD ones after the peer's MRA
+     * to the REQ or REP sent; never the MRA_*_SENT ones, as this CM sends no MRA.
+     */
+    enum State { IDLE, REQ_SENT, MRA_REQ_RCVD, REQ_RCVD, REP_SENT, MRA_REP_RCVD, REP_RCVD, ESTABLISHED, DREQ_SENT,
+        DREQ_RCVD, TIMEWAIT }
 
     /** What the CM tells the connection's owner ({@code enum ib_cm_event_type}). */
-    enum Event { REQ_ERROR, REP_RECEIVED, RTU_RECEIVED, REJ_RECEIVED, REP_ERROR, DREQ_RECEIVED, DREP_RECEIVED,
-        DREQ_ERROR, TIMEWAIT_EXIT }
+    enum Event { REQ_ERROR, MRA_RECEIVED, REP_RECEIVED, RTU_RECEIVED, REJ_RECEIVED, REP_ERROR, DREQ_RECEIVED,
+        DREP_RECEIVED, DREQ_ERROR, TIMEWAIT_EXIT }
 
     /** The owner of a connection: the rdma_cm id ({@code cma_ib_handler}). */
     interface Owner {
@@ -208,14 +212,14 @@ final class IbCm {
         int msg = switch (c.state) {
             case REQ_RCVD -> CmMessages.REJ_MSG_REQ;
             case REP_RCVD -> CmMessages.REJ_MSG_REP;
-            case REQ_SENT, REP_SENT -> CmMessages.REJ_MSG_OTHER;
+            case REQ_SENT, MRA_REQ_RCVD, REP_SENT, MRA_REP_RCVD -> CmMessages.REJ_MSG_OTHER;
             default -> throw new ErrnoException(Errno.EINVAL, "ib_send_cm_rej in " + c.state);
         };
         Mad m = new Rej(c.localId, c.remoteId, msg, reason, new byte[0],
                 CmMessages.checkPrivate("REJ", priv, CmMessages.REJ_PRIVATE)).toMad(c.tid());
         send(c, m, false);
         c.lastReply = m;
-        if (c.state == State.REP_SENT) {
+        if (c.state == State.REP_SENT || c.state == State.MRA_REP_RCVD) {
             enterTimewait(c);
         } else {
             resetToIdle(c);
@@ -255,7 +259,7 @@ final class IbCm {
     void destroy(Conn c) {
         try {
             switch (c.state) {
-                case REQ_SENT, REP_RCVD -> {
+                case REQ_SENT, MRA_REQ_RCVD, REP_RCVD -> {
                     cancelWaiting(c);
                     if (c.state == State.REP_RCVD) {
                         sendRej(c, RejectReason.CONSUMER_DEFINED, null);
@@ -264,7 +268,7 @@ final class IbCm {
                                 longBytes(c.dev.nodeGuid()), new byte[0]).toMad(c.tid()), 0, 0);
                     }
                 }
-                case REQ_RCVD, REP_SENT -> sendRej(c, RejectReason.CONSUMER_DEFINED, null);
+                case REQ_RCVD, REP_SENT, MRA_REP_RCVD -> sendRej(c, RejectReason.CONSUMER_DEFINED, null);
                 case ESTABLISHED -> sendDreq(c, null);
                 case DREQ_RCVD -> sendDrep(c, null);
                 default -> {
@@ -308,8 +312,8 @@ final class IbCm {
      */
     static void checkInitQpAttr(Conn c, QpState to) {
         boolean ok = switch (c.state) {
-            case REQ_SENT -> to == QpState.INIT;
-            case REQ_RCVD, REP_SENT, REP_RCVD, ESTABLISHED -> true;
+            case REQ_SENT, MRA_REQ_RCVD -> to == QpState.INIT;
+            case REQ_RCVD, REP_SENT, MRA_REP_RCVD, REP_RCVD, ESTABLISHED -> true;
             default -> false;
         };
         if (!ok) {
@@ -390,6 +394,7 @@ final class IbCm {
                 try {
                     switch (mad.attrId()) {
                         case CmMessages.ATTR_REQ -> onReq(dev, port, from, Req.of(mad));
+                        case CmMessages.ATTR_MRA -> onMra(Ids.of(mad));
                         case CmMessages.ATTR_REP -> onRep(Rep.of(mad));
                         case CmMessages.ATTR_RTU -> onRtu(Ids.of(mad));
                         case CmMessages.ATTR_REJ -> onRej(Rej.of(mad));
@@ -416,11 +421,11 @@ final class IbCm {
                 }
                 c.waiting = null;
                 switch (c.state) { // cm_process_send_error
-                    case REQ_SENT -> {
+                    case REQ_SENT, MRA_REQ_RCVD -> {
                         resetToIdle(c);
                         deliver(c, Event.REQ_ERROR, null);
                     }
-                    case REP_SENT -> {
+                    case REP_SENT, MRA_REP_RCVD -> {
                         resetToIdle(c);
                         deliver(c, Event.REP_ERROR, null);
                     }
@@ -487,7 +492,7 @@ final class IbCm {
             c.agent.send(c.peer, c.lastReply, 0, 0); // cm_dup_rep_handler: the RTU was lost
             return;
         }
-        if (c.state != State.REQ_SENT) {
+        if (c.state != State.REQ_SENT && c.state != State.MRA_REQ_RCVD) {
             return;
         }
         cancelWaiting(c);
@@ -502,7 +507,7 @@ final class IbCm {
     /** {@code cm_rtu_handler}. */
     private void onRtu(Ids rtu) {
         Conn c = byIds(rtu.remoteCommId(), rtu.localCommId());
-        if (c == null || c.state != State.REP_SENT) {
+        if (c == null || c.state != State.REP_SENT && c.state != State.MRA_REP_RCVD) {
             return;
         }
         cancelWaiting(c);
@@ -534,7 +539,7 @@ final class IbCm {
 
     /**
      * {@code cm_rej_handler}: a REJ while the connection is set up, connected or disconnecting is REJ_RECEIVED to its
-     * owner. Before it is established (REQ_SENT, REQ_RCVD, REP_SENT) the connection goes IDLE, or into time wait when
+     * owner. Before the REP came (REQ_SENT, REQ_RCVD, REP_SENT, or an MRA_*_RCVD) it goes IDLE, or into time wait when
      * the reason is STALE_CONN; once the REP was received (REP_RCVD), established or with its DREQ sent, it enters time
      * wait whatever the reason. The MAD still waiting (REQ, REP or DREQ) is cancelled. In DREQ_RCVD, TIMEWAIT and IDLE
      * a REJ is dropped.
@@ -545,7 +550,7 @@ final class IbCm {
             return;
         }
         switch (c.state) {
-            case REQ_SENT, REQ_RCVD, REP_SENT -> {
+            case REQ_SENT, MRA_REQ_RCVD, REQ_RCVD, REP_SENT, MRA_REP_RCVD -> {
                 cancelWaiting(c);
                 if (rej.reason() == RejectReason.STALE_CONN) {
                     enterTimewait(c);
@@ -565,11 +570,38 @@ final class IbCm {
     }
 
     /**
-     * {@code cm_dreq_handler}: ESTABLISHED (or REP_SENT, the RTU lost) and DREQ_SENT (both ends disconnect at once,
-     * the own DREQ cancelled) go to DREQ_RCVD with DREQ_RECEIVED; in time wait the DREQ is answered again with a DREP
-     * (the one sent, or a new one when the time wait came another way, as {@code cm_format_drep} builds it from the
-     * connection); in any other state it is dropped, IDLE after time wait included. A DREQ no connection takes gets
-     * the DREP of {@code cm_issue_drep}.
+     * {@code cm_mra_handler}: the peer's MRA ("message received acknowledgement", IBTA 12.6.6) to the REQ in REQ_SENT
+     * or to the REP in REP_SENT gives that MAD its service timeout plus the path's ack timeout to wait, for the try
+     * now and each retry ({@code ib_modify_mad}), and moves the connection to MRA_REQ_RCVD or MRA_REP_RCVD; it is
+     * found as {@code cm_acquire_mraed_id} finds it. Any other MRA is dropped (one in ESTABLISHED answers a LAP, which
+     * RoCE has none of), a repeated one too. Its owner gets MRA_RECEIVED.
+     */
+    private void onMra(Ids mra) {
+        int mraed = mra.word() >>> 14; // message MRAed: the REJ's codes (CM_MSG_RESPONSE_*)
+        int serviceTimeout = (mra.word() >>> 3) & 0x1F;
+        Conn c = byLocalId.get(mra.remoteCommId());
+        int remote = mraed == CmMessages.REJ_MSG_REQ ? 0 : mra.localCommId();
+        if (c == null || c.remoteId != remote || c.waiting == null) {
+            return;
+        }
+        State next = switch (c.state) {
+            case REQ_SENT -> mraed == CmMessages.REJ_MSG_REQ ? State.MRA_REQ_RCVD : null;
+            case REP_SENT -> mraed == CmMessages.REJ_MSG_REP ? State.MRA_REP_RCVD : null;
+            default -> null;
+        };
+        if (next == null || !c.agent.modify(c.waiting.tid(), toMs(serviceTimeout) + c.timewaitMs)) {
+            return;
+        }
+        c.state = next;
+        deliver(c, Event.MRA_RECEIVED, mra);
+    }
+
+    /**
+     * {@code cm_dreq_handler}: ESTABLISHED (or REP_SENT or MRA_REP_RCVD, the RTU lost) and DREQ_SENT (both ends
+     * disconnect at once, the own DREQ cancelled) go to DREQ_RCVD with DREQ_RECEIVED; in time wait the DREQ is
+     * answered again with a DREP (the one sent, or a new one when the time wait came another way, as
+     * {@code cm_format_drep} builds it from the connection); in any other state it is dropped, IDLE after time wait
+     * included. A DREQ no connection takes gets the DREP of {@code cm_issue_drep}.
      */
     private void onDreq(RdmaDevice dev, int port, MadAddress from, Ids dreq) {
         Conn c = byIds(dreq.remoteCommId(), dreq.localCommId());
@@ -580,8 +612,10 @@ final class IbCm {
             return;
         }
         switch (c.state) {
-            case ESTABLISHED, REP_SENT -> {
-                cancelWaiting(c);
+            case ESTABLISHED, REP_SENT, MRA_REP_RCVD -> {
+                if (c.state == State.REP_SENT) {
+                    cancelWaiting(c); // cm_dreq_handler cancels the REP in REP_SENT, and leaves it in MRA_REP_RCVD
+                }
                 c.state = State.DREQ_RCVD;
                 deliver(c, Event.DREQ_RECEIVED, dreq);
             }

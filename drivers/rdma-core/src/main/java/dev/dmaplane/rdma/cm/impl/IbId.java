@@ -224,6 +224,9 @@ final class IbId implements IbCm.Owner {
         switch (e) {
             case REP_RECEIVED -> repReceived((Rep) msg);
             case RTU_RECEIVED -> id.event(CmEventType.ESTABLISHED, 0, null);
+            case MRA_RECEIVED -> {
+                // ignored: the CM waits longer for the REP or RTU, the id sees nothing
+            }
             case REJ_RECEIVED -> {
                 // the QP to ERR and REJECTED, the id left in CONNECT with its ib_cm_id (IDLE, or in time wait after
                 // a stale connection's REJ or one once the REP came) until rdma_destroy_id
