@@ -85,8 +85,9 @@ class OrderedWorkqueueTest {
     }
 
     /**
-     * A caller interrupted while {@code destroy} waits gets EINTR with its interrupt status set again, as CmaImpl and
-     * MadLayer pass it on; the queue is shut down all the same and ends once its running work returns. A negative
+     * A caller interrupted while {@code destroy} waits (for work that ignores the interrupt and runs on) gets EINTR with
+     * its interrupt status set again, as CmaImpl and MadLayer pass it on; the queue is shut down all the same and ends
+     * once its running work returns. A negative
      * timeout is EINVAL before anything is shut down.
      */
     @Test
@@ -100,10 +101,14 @@ class OrderedWorkqueueTest {
         CountDownLatch release = new CountDownLatch(1);
         wq.execute(() -> {
             running.countDown();
-            try {
-                release.await(); // shutdownNow interrupts it: the work ends at once
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
+            boolean waiting = true;
+            while (waiting) { // deaf to shutdownNow's interrupt: the worker lives on while destroy waits for it
+                try {
+                    release.await();
+                    waiting = false;
+                } catch (InterruptedException e) {
+                    // wait on
+                }
             }
         });
         assertTrue(running.await(10, TimeUnit.SECONDS));
@@ -113,6 +118,7 @@ class OrderedWorkqueueTest {
         assertTrue(e.getMessage().contains("wq-eintr"), e.getMessage());
         assertTrue(Thread.interrupted(), "the interrupt status is set again (and cleared here)");
         assertTrue(wq.isShutdown());
+        release.countDown();
         assertTrue(wq.destroy(Duration.ofSeconds(10)));
         assertEquals(0, alive("wq-eintr"));
     }

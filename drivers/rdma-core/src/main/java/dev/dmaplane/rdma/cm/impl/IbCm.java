@@ -205,8 +205,8 @@ final class IbCm {
      * time wait, the REP left to the MAD layer as {@code cm_send_rej_locked} leaves it (resent until its retries run
      * out, its timeout then ignored); EINVAL in any other state. The message rejected is as {@code cm_format_rej}
      * names it: the REQ, the REP, or another (a REQ_SENT connection's REJ names no remote ID, as it knows none, so the
-     * peer finds nothing it belongs to). A REQ still waiting for its answer is not cancelled: the MAD layer resends it until its retries
-     * run out, and the IDLE connection then ignores the timeout ({@code cm_process_send_error}).
+     * peer finds nothing it belongs to). A REQ still waiting for its answer is not cancelled: the MAD layer resends
+     * it until its retries run out, and the IDLE connection then ignores the timeout ({@code cm_process_send_error}).
      */
     void sendRej(Conn c, int reason, byte[] priv) {
         int msg = switch (c.state) {
