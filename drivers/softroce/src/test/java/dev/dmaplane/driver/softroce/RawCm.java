@@ -139,6 +139,11 @@ final class RawCm {
         return answer >= 0 && answer < indexOfDrep(from, MARK_REMOTE, MARK_LOCAL);
     }
 
+    /** Whether a DREP with these local and remote communication IDs went over the wire so far. */
+    boolean drepSeen(int localCommId, int remoteCommId) {
+        return indexOfDrep(0, localCommId, remoteCommId) >= 0;
+    }
+
     private int indexOfDrep(int from, int localCommId, int remoteCommId) {
         for (int i = from; i < seen.size(); i++) {
             Mad m = seen.get(i).mad();

@@ -77,6 +77,8 @@ final class IbCm {
         int remoteId;
         long remoteCaGuid;
         int remoteQpn;
+        /** The QPN of this end's QP, as its REQ or REP named it ({@code cm_id_priv->local_qpn}). */
+        int localQpn;
         /** The MAD waiting for its answer (REQ, REP, DREQ), or null. */
         Mad waiting;
         /** The last RTU, REJ or DREP sent, resent when the peer repeats the message it answered. */
@@ -173,6 +175,7 @@ final class IbCm {
         c.retries = retries;
         c.timewaitMs = toMs(req.localAckTimeout());
         send(c, req.toMad(c.tid()), true);
+        c.localQpn = req.localQpn();
         c.state = State.REQ_SENT;
     }
 
@@ -183,6 +186,7 @@ final class IbCm {
         }
         CmMessages.checkPrivate("REP", rep.priv(), CmMessages.REP_PRIVATE);
         send(c, rep.toMad(c.tid()), true);
+        c.localQpn = rep.localQpn();
         c.state = State.REP_SENT;
     }
 
@@ -597,11 +601,13 @@ final class IbCm {
     }
 
     /**
-     * {@code cm_dreq_handler}: ESTABLISHED (or REP_SENT or MRA_REP_RCVD, the RTU lost) and DREQ_SENT (both ends
-     * disconnect at once, the own DREQ cancelled) go to DREQ_RCVD with DREQ_RECEIVED; in time wait the DREQ is
-     * answered again with a DREP (the one sent, or a new one when the time wait came another way, as
-     * {@code cm_format_drep} builds it from the connection); in any other state it is dropped, IDLE after time wait
-     * included. A DREQ no connection takes gets the DREP of {@code cm_issue_drep}.
+     * {@code cm_dreq_handler}: a DREQ whose remote QPN is not this end's QP is dropped, whatever the state. ESTABLISHED
+     * (or REP_SENT or MRA_REP_RCVD, the RTU lost) and DREQ_SENT (both ends disconnect at once) go to DREQ_RCVD with
+     * DREQ_RECEIVED, the REP in REP_SENT and the own DREQ in DREQ_SENT cancelled; the DREP is then the owner's to send
+     * ({@link #sendDrep}, or {@link #destroy}). In time wait the DREQ is answered again with a DREP (the one sent, or
+     * a new one when the time wait came another way, as {@code cm_format_drep} builds it from the connection); in any
+     * other state it is dropped, DREQ_RCVD and IDLE after time wait included. A DREQ no connection takes gets the
+     * DREP of {@code cm_issue_drep}.
      */
     private void onDreq(RdmaDevice dev, int port, MadAddress from, Ids dreq) {
         Conn c = byIds(dreq.remoteCommId(), dreq.localCommId());
@@ -611,18 +617,17 @@ final class IbCm {
                     .toMad((long) a.hiTid() << 32), 0, 0);
             return;
         }
+        if (dreq.word() != c.localQpn) {
+            LOG.debug("DREQ for QPN 0x{} dropped: connection {} has QP 0x{}", Integer.toHexString(dreq.word()),
+                    c.localId, Integer.toHexString(c.localQpn));
+            return;
+        }
         switch (c.state) {
-            case ESTABLISHED, REP_SENT, MRA_REP_RCVD -> {
-                if (c.state == State.REP_SENT) {
-                    cancelWaiting(c); // cm_dreq_handler cancels the REP in REP_SENT, and leaves it in MRA_REP_RCVD
+            case ESTABLISHED, REP_SENT, MRA_REP_RCVD, DREQ_SENT -> {
+                if (c.state == State.REP_SENT || c.state == State.DREQ_SENT) {
+                    cancelWaiting(c); // the REP or the own DREQ; in MRA_REP_RCVD the REP is left to its retries
                 }
                 c.state = State.DREQ_RCVD;
-                deliver(c, Event.DREQ_RECEIVED, dreq);
-            }
-            case DREQ_SENT -> { // both ends disconnect at once: answer, and wait for the time wait
-                cancelWaiting(c);
-                c.state = State.DREQ_RCVD;
-                sendDrep(c, null);
                 deliver(c, Event.DREQ_RECEIVED, dreq);
             }
             case TIMEWAIT -> {
