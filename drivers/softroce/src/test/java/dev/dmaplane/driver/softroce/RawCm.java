@@ -94,6 +94,16 @@ final class RawCm {
         return new int[]{b.getInt(), b.getInt()};
     }
 
+    /**
+     * The last REJ on the wire ({@code struct cm_rej_msg}): its local and remote communication IDs, message rejected
+     * and reason.
+     */
+    int[] lastRej() {
+        Mad m = seen.reversed().stream().map(Seen::mad).filter(x -> x.attrId() == REJ).findFirst().orElseThrow();
+        ByteBuffer b = ByteBuffer.wrap(m.data());
+        return new int[]{b.getInt(0), b.getInt(4), (b.get(8) & 0xFF) >>> 6, b.getShort(10) & 0xFFFF};
+    }
+
     /** How many CM messages of attribute {@code attr} went to rxe1 (the server's CM) so far. */
     long countToRxe1(int attr) {
         return seen.stream().filter(x -> x.mad().attrId() == attr && x.dgid().equals(rxe1)).count();

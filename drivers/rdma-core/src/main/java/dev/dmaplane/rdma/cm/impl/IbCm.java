@@ -209,7 +209,9 @@ final class IbCm {
      * time wait, the REP left to the MAD layer as {@code cm_send_rej_locked} leaves it (resent until its retries run
      * out, its timeout then ignored); EINVAL in any other state. The message rejected is as {@code cm_format_rej}
      * names it: the REQ, the REP, or another (a REQ_SENT connection's REJ names no remote ID, as it knows none, so the
-     * peer finds nothing it belongs to). A REQ still waiting for its answer is not cancelled: the MAD layer resends
+     * peer finds nothing it belongs to); a REJ of a REQ received names no local ID either (0, as {@code cm_format_rej}
+     * writes it in REQ_RCVD), the peer's {@code cm_acquire_rejected_id} finding its connection by the remote ID alone.
+     * A REQ still waiting for its answer is not cancelled: the MAD layer resends
      * it until its retries run out, and the IDLE connection then ignores the timeout ({@code cm_process_send_error}).
      */
     void sendRej(Conn c, int reason, byte[] priv) {
@@ -219,7 +221,7 @@ final class IbCm {
             case REQ_SENT, MRA_REQ_RCVD, REP_SENT, MRA_REP_RCVD -> CmMessages.REJ_MSG_OTHER;
             default -> throw new ErrnoException(Errno.EINVAL, "ib_send_cm_rej in " + c.state);
         };
-        Mad m = new Rej(c.localId, c.remoteId, msg, reason, new byte[0],
+        Mad m = new Rej(c.state == State.REQ_RCVD ? 0 : c.localId, c.remoteId, msg, reason, new byte[0],
                 CmMessages.checkPrivate("REJ", priv, CmMessages.REJ_PRIVATE)).toMad(c.tid());
         send(c, m, false);
         c.lastReply = m;
