@@ -123,6 +123,15 @@ final class RawCm {
                 .put((byte) 0).putShort((short) reason));
     }
 
+    /**
+     * A REQ ({@code struct cm_req_msg}) with this local communication ID, service ID, CA GUID and local QPN; every
+     * other field 0 (no path, no private data), as the CM looks at no more before it matches the REQ.
+     */
+    void req(int localCommId, long serviceId, long caGuid, int localQpn) {
+        send(REQ, ByteBuffer.allocate(140).putInt(localCommId).putInt(0).putLong(serviceId).putLong(caGuid).putInt(0)
+                .putInt(0).putInt(localQpn << 8).position(140));
+    }
+
     /** An MRA ({@code struct cm_mra_msg}) with these IDs, message MRAed and service timeout (an IBA time). */
     void mra(int localCommId, int remoteCommId, int messageMraed, int serviceTimeout) {
         send(MRA, ByteBuffer.allocate(10).putInt(localCommId).putInt(remoteCommId).put((byte) (messageMraed << 6))

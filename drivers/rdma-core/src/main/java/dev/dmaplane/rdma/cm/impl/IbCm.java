@@ -31,10 +31,10 @@ import java.util.concurrent.TimeUnit;
  * remote communication IDs and the state of {@code enum ib_cm_state}; REQ, REP and DREQ sent with the CM's
  * timeout and retries (the MAD layer resends them) and cancelled by the answer; RTU, REJ and DREP sent once and
  * resent when the peer repeats what they answer; duplicates dropped; a REQ nobody listens for rejected with
- * INVALID_SERVICE_ID, one from a QP still connected with STALE_CONN. A connection is known by its local ID from
- * {@link #create} to {@link #destroy} ({@code cm.c}'s local ID table), whatever state it reaches; by its remote ID
- * and remote QP only while it is being set up or connected ({@code cm_remove_remote} takes it out of those tables when
- * it goes IDLE or enters time wait). Every method runs under the rdma_cm's lock, which {@link CmaImpl} holds around
+ * INVALID_SERVICE_ID, one from a QP still connected with STALE_CONN and a DREQ on the old connection. A connection
+ * is known by its local ID from {@link #create} to {@link #destroy} ({@code cm.c}'s local ID table), whatever state
+ * it reaches; by its remote ID and remote QP only while it is being set up or connected ({@code cm_remove_remote}
+ * takes it out of those tables when it goes IDLE or enters time wait). Every method runs under the rdma_cm's lock, which {@link CmaImpl} holds around
  * calls in and takes for MADs and timers.
  *
  * <p>Over 600 lines as {@code cm.c} is one file: the senders and the handlers of one state machine and its three
@@ -446,7 +446,13 @@ final class IbCm {
         }
     }
 
-    /** {@code cm_req_handler}. */
+    /**
+     * {@code cm_req_handler} ({@code cm_match_req}): a REQ of a peer and ID a connection here already has is a
+     * duplicate and dropped; one from a remote QP a connection here is still connected to is stale: it is rejected with
+     * STALE_CONN ({@code cm_issue_rej}, naming no local ID), and that old connection is disconnected with a DREQ
+     * ({@code ib_send_cm_dreq}, which sends one only when ESTABLISHED), its owner told when the DREP or the DREQ's
+     * timeout comes; any other REQ goes to the listeners.
+     */
     private void onReq(RdmaDevice dev, int port, MadAddress from, Req req) {
         List<Object> rkey = List.of(req.localCommId(), req.localCaGuid());
         Conn dup = byRemoteId.get(rkey);
@@ -460,6 +466,7 @@ final class IbCm {
         if (stale != null) { // cm_insert_remote_qpn found a connection of that QP
             a.send(from, new Rej(0, req.localCommId(), CmMessages.REJ_MSG_REQ, RejectReason.STALE_CONN, new byte[0],
                     new byte[0]).toMad((long) a.hiTid() << 32), 0, 0);
+            sendDreq(stale, null);
             return;
         }
         Conn c = create(dev, port, null);
