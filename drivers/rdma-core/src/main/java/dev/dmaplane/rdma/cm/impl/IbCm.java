@@ -34,8 +34,8 @@ import java.util.concurrent.TimeUnit;
  * INVALID_SERVICE_ID, one from a QP still connected with STALE_CONN and a DREQ on the old connection. A connection
  * is known by its local ID from {@link #create} to {@link #destroy} ({@code cm.c}'s local ID table), whatever state
  * it reaches; by its remote ID and remote QP only while it is being set up or connected ({@code cm_remove_remote}
- * takes it out of those tables when it goes IDLE or enters time wait). Every method runs under the rdma_cm's lock, which {@link CmaImpl} holds around
- * calls in and takes for MADs and timers.
+ * takes it out of those tables when it goes IDLE or enters time wait). Every method runs under the rdma_cm's lock,
+ * which {@link CmaImpl} holds around calls in and takes for MADs and timers.
  *
  * <p>Over 600 lines as {@code cm.c} is one file: the senders and the handlers of one state machine and its three
  * tables, each state's rule in the one place that changes it.
@@ -211,8 +211,8 @@ final class IbCm {
      * names it: the REQ, the REP, or another (a REQ_SENT connection's REJ names no remote ID, as it knows none, so the
      * peer finds nothing it belongs to); a REJ of a REQ received names no local ID either (0, as {@code cm_format_rej}
      * writes it in REQ_RCVD), the peer's {@code cm_acquire_rejected_id} finding its connection by the remote ID alone.
-     * A REQ still waiting for its answer is not cancelled: the MAD layer resends
-     * it until its retries run out, and the IDLE connection then ignores the timeout ({@code cm_process_send_error}).
+     * A REQ still waiting for its answer is not cancelled: the MAD layer resends it until its retries run out, and the
+     * IDLE connection then ignores the timeout ({@code cm_process_send_error}).
      */
     void sendRej(Conn c, int reason, byte[] priv) {
         int msg = switch (c.state) {
