@@ -4,6 +4,7 @@ import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.rdma.cm.CmEventType;
 import dev.dmaplane.rdma.cm.CmId;
 import dev.dmaplane.rdma.cm.ConnParam;
+import dev.dmaplane.rdma.cm.PortSpace;
 import org.junit.jupiter.api.AfterEach;
 
 import java.net.InetSocketAddress;
@@ -51,6 +52,26 @@ abstract class RdmaCmTestBase {
         CmFlows.resolve(client, CLIENT, SERVER);
         client.id.connect(p);
         return server.expect(CmEventType.CONNECT_REQUEST).id();
+    }
+
+    /**
+     * A listener on {@link #SERVER}, the client's id with no QP connecting from {@link #CLIENT}, and the server's
+     * accept with its resources: the server's id (REP_SENT, its QP in RTS); the client's CONNECT_RESPONSE (REP_RCVD)
+     * is the caller's to take.
+     */
+    CmId acceptedByServerForClientWithoutQp() {
+        CmFlows.listen(server, SERVER, 4);
+        CmId id = client.ch.createId(PortSpace.TCP);
+        client.id = id;
+        id.resolveAddr(CLIENT, SERVER, 2000);
+        client.expect(CmEventType.ADDR_RESOLVED);
+        id.resolveRoute(2000);
+        client.expect(CmEventType.ROUTE_RESOLVED);
+        id.connect(new ConnParam(null, 1, 1, 1, 7, 7, false, 0x77));
+        CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
+        server.resources(conn);
+        conn.accept(ConnParam.of(null, 1, 1));
+        return conn;
     }
 
     /** A listener on {@link #SERVER} and the client connected to it ({@link CmFlows#connect}): the server's id. */

@@ -4,8 +4,6 @@ import dev.dmaplane.errno.Errno;
 import dev.dmaplane.rdma.cm.CmEvent;
 import dev.dmaplane.rdma.cm.CmEventType;
 import dev.dmaplane.rdma.cm.CmId;
-import dev.dmaplane.rdma.cm.ConnParam;
-import dev.dmaplane.rdma.cm.PortSpace;
 import dev.dmaplane.rdma.cm.RejectReason;
 import dev.dmaplane.rdma.verbs.QpState;
 import org.junit.jupiter.api.Test;
@@ -47,17 +45,8 @@ class RdmaCmTimewaitTest extends RdmaCmTestBase {
     @Test
     void aRejOnceTheRepCameEntersTimewait() {
         RawCm raw = new RawCm(h);
-        CmFlows.listen(server, SERVER, 4);
-        CmId id = client.ch.createId(PortSpace.TCP);
-        client.id = id;
-        id.resolveAddr(CLIENT, SERVER, 2000);
-        client.expect(CmEventType.ADDR_RESOLVED);
-        id.resolveRoute(2000);
-        client.expect(CmEventType.ROUTE_RESOLVED);
-        id.connect(new ConnParam(null, 1, 1, 1, 7, 7, false, 0x77));
-        CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
-        server.resources(conn);
-        conn.accept(ConnParam.of(null, 1, 1));
+        CmId conn = acceptedByServerForClientWithoutQp();
+        CmId id = client.id;
         client.expect(CmEventType.CONNECT_RESPONSE);
         int[] rep = raw.lastIds(RawCm.REP);
         int serverId = rep[0];
