@@ -71,6 +71,26 @@ class SiwRxStagCheckTest {
         assertEquals(0, SiwHosts.siwThreads(), "no TX, receive or listener thread left");
     }
 
+    /** How a test makes segment {@code i} of a message, {@code last} for the final one. */
+    private interface Segment {
+        byte[] make(boolean last, int i, byte[] payload);
+    }
+
+    /** {@code data} cut into {@link #SEGS} FPDUs of {@link #SEG} payload bytes each, as {@code fpdu} makes them. */
+    private static byte[][] segments(byte[] data, Segment fpdu) {
+        byte[][] segs = new byte[SEGS][];
+        for (int i = 0; i < SEGS; i++) {
+            segs[i] = fpdu.make(i == SEGS - 1, i, Arrays.copyOfRange(data, i * SEG, (i + 1) * SEG));
+        }
+        return segs;
+    }
+
+    /** The first two segments' bytes of {@code data} placed at {@link #TARGET}, nothing of the third or fourth. */
+    private void placedUpToTheThirdSegment(byte[] data) {
+        assertArrayEquals(Arrays.copyOf(data, 2 * SEG), h.b.read(TARGET, 2 * SEG), "the segments before placed");
+        assertArrayEquals(new byte[2 * SEG], h.b.read(TARGET + 2 * SEG, 2 * SEG), "nothing from the third on");
+    }
+
     /** Holds b's receive thread after the {@code n}th FPDU it processed until the test lets it {@link #go}. */
     private void holdAfter(int n) {
         AtomicInteger fpdus = new AtomicInteger();
@@ -132,11 +152,8 @@ class SiwRxStagCheckTest {
         QueuePair qb = h.b.rc();
         MemoryRegion target = h.b.pd.regMr(h.b.buf + TARGET, TARGET_LEN, SiwHosts.ALL);
         byte[] data = SiwHosts.random(SEGS * SEG, 21);
-        byte[][] segs = new byte[SEGS][];
-        for (int i = 0; i < SEGS; i++) {
-            segs[i] = SiwRxPlacementTest.write(i == SEGS - 1, target.rkey(), h.b.buf + TARGET + (long) i * SEG,
-                    Arrays.copyOfRange(data, i * SEG, (i + 1) * SEG));
-        }
+        byte[][] segs = segments(data, (last, i, payload) -> SiwRxPlacementTest.write(last, target.rkey(),
+                h.b.buf + TARGET + (long) i * SEG, payload));
         byte[] sent = SiwRxPlacementTest.concat(segs);
         byte[] reply = new byte[Mpa.RR_HDR];
         holdAfter(2);
@@ -160,8 +177,7 @@ class SiwRxStagCheckTest {
         }
         assertEquals(EventType.QP_ACCESS_ERR, h.b.asyncEvent().type());
         SiwTerminateTest.closedAfterItsTerminate(h.b, qb);
-        assertArrayEquals(Arrays.copyOf(data, 2 * SEG), h.b.read(TARGET, 2 * SEG), "the segments before placed");
-        assertArrayEquals(new byte[2 * SEG], h.b.read(TARGET + 2 * SEG, 2 * SEG), "nothing from the third on");
+        placedUpToTheThirdSegment(data);
         assertEquals(List.of(), h.b.cq.poll(1), "a WRITE completes nothing at its responder");
     }
 
@@ -176,11 +192,8 @@ class SiwRxStagCheckTest {
         QueuePair qb = h.b.rc();
         MemoryRegion target = h.b.pd.regMr(h.b.buf + TARGET, TARGET_LEN, SiwHosts.ALL);
         byte[] data = SiwHosts.random(SEGS * SEG, 23);
-        byte[][] segs = new byte[SEGS][];
-        for (int i = 0; i < SEGS; i++) {
-            segs[i] = SiwRxPlacementTest.write(i == SEGS - 1, target.rkey(), h.b.buf + TARGET + (long) i * SEG,
-                    Arrays.copyOfRange(data, i * SEG, (i + 1) * SEG));
-        }
+        byte[][] segs = segments(data, (last, i, payload) -> SiwRxPlacementTest.write(last, target.rkey(),
+                h.b.buf + TARGET + (long) i * SEG, payload));
         holdAfter(2);
         try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
              Socket s = SiwRxPlacementTest.connect(h.b, qb, l)) {
@@ -195,8 +208,7 @@ class SiwRxStagCheckTest {
         }
         assertEquals(EventType.QP_ACCESS_ERR, h.b.asyncEvent().type());
         SiwTerminateTest.closedAfterItsTerminate(h.b, qb);
-        assertArrayEquals(Arrays.copyOf(data, 2 * SEG), h.b.read(TARGET, 2 * SEG), "the segments before placed");
-        assertArrayEquals(new byte[2 * SEG], h.b.read(TARGET + 2 * SEG, 2 * SEG), "nothing from the third on");
+        placedUpToTheThirdSegment(data);
     }
 
     /**
@@ -211,11 +223,7 @@ class SiwRxStagCheckTest {
         MemoryRegion target = h.b.pd.regMr(h.b.buf + TARGET, TARGET_LEN, SiwHosts.ALL);
         qb.postRecv(List.of(RecvWr.of(8, new Sge(h.b.buf + TARGET, SEGS * SEG, target.lkey()))));
         byte[] data = SiwHosts.random(SEGS * SEG, 22);
-        byte[][] segs = new byte[SEGS][];
-        for (int i = 0; i < SEGS; i++) {
-            segs[i] = SiwRxPlacementTest.send(i == SEGS - 1, 1, i * SEG, Arrays.copyOfRange(data, i * SEG,
-                    (i + 1) * SEG));
-        }
+        byte[][] segs = segments(data, (last, i, payload) -> SiwRxPlacementTest.send(last, 1, i * SEG, payload));
         holdAfter(2);
         try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
              Socket s = SiwRxPlacementTest.connect(h.b, qb, l)) {
@@ -230,8 +238,7 @@ class SiwRxStagCheckTest {
                 r.toString());
         assertEquals(EventType.QP_ACCESS_ERR, h.b.asyncEvent().type());
         SiwTerminateTest.closedAfterItsTerminate(h.b, qb);
-        assertArrayEquals(Arrays.copyOf(data, 2 * SEG), h.b.read(TARGET, 2 * SEG), "the segments before placed");
-        assertArrayEquals(new byte[2 * SEG], h.b.read(TARGET + 2 * SEG, 2 * SEG), "nothing from the third on");
+        placedUpToTheThirdSegment(data);
     }
 
     /**
@@ -254,11 +261,8 @@ class SiwRxStagCheckTest {
             assertEquals(Iwarp.OP_READ_REQUEST, req.get(3) & 0x0f, "siw's READ request");
             int sinkStag = req.getInt(2 + Iwarp.UNTAGGED_HDR);
             long sinkTo = req.getLong(2 + Iwarp.UNTAGGED_HDR + 4);
-            byte[][] segs = new byte[SEGS][];
-            for (int i = 0; i < SEGS; i++) {
-                segs[i] = readResponse(i == SEGS - 1, sinkStag, sinkTo + (long) i * SEG,
-                        Arrays.copyOfRange(data, i * SEG, (i + 1) * SEG));
-            }
+            byte[][] segs = segments(data, (last, i, payload) -> readResponse(last, sinkStag, sinkTo + (long) i * SEG,
+                    payload));
             s.getOutputStream().write(SiwRxPlacementTest.concat(segs));
             assertTrue(held.await(SiwHosts.WAIT.toMillis(), TimeUnit.MILLISECONDS), "the receive thread never got there");
             qb.postSend(new SendWr.LocalInv(9, List.of(), SIGNALED, target.lkey()));
