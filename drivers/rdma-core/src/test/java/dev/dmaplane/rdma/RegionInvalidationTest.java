@@ -1,5 +1,7 @@
 package dev.dmaplane.rdma;
 
+import dev.dmaplane.errno.Errno;
+import dev.dmaplane.errno.ErrnoException;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.pci.PciFunction;
 import dev.dmaplane.rdma.spi.AccessFault;
@@ -189,6 +191,60 @@ class RegionInvalidationTest {
         AccessFault e = assertThrows(AccessFault.class, () -> mem.local((HwPd) pd, mr.lkey(), buf, 64, 0));
         assertEquals(WcStatus.LOC_PROT_ERR, e.status());
         assertTrue(e.getMessage().contains("invalidated"), e.getMessage());
+    }
+
+    /**
+     * A retained lease ({@code DmaLease.retain}) is siw's memory reference kept from a READ's first response segment
+     * to its end ({@code siw_proc_rresp} keeps {@code wqe->mem[0]}; {@code siw_mr_drop_mem} clears {@code stag_valid}
+     * and drops only the region's reference; {@code siw_mem_put} frees the memory at the last): the STag invalidated
+     * and the region deregistered, the deregistration returns at once, the bytes still reach the pages, which stay
+     * pinned and mapped until the lease closes; then everything is given back.
+     */
+    @Test
+    void aRetainedLeaseKeepsTheMemoryOfADeregisteredRegionUntilItCloses() {
+        f.provider().regionInvalidation = true;
+        PciFunction hca = f.machine.pci().function("04:00.0");
+        long pins = f.machine.memory().pinsOutstanding();
+        long pinned = f.mm.pinnedPages();
+        int mappings = f.machine.activeDmaMappings(hca);
+        MemoryAccess mem = f.provider().handle().memory();
+        long b = f.alloc(4 * PAGE);
+        MemoryRegion r = pd.regMr(b, 4 * PAGE, RW);
+        DmaLease first = mem.local((HwPd) pd, r.lkey(), b, 4 * PAGE, Access.LOCAL_WRITE);
+        DmaLease kept = first.retain();
+        try {
+            assertTrue(kept.stable());
+            assertEquals(4 * PAGE, kept.length());
+            assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
+                    () -> first.write(0, MemorySegment.ofArray(MARK))).errno(), "the lease retained is closed");
+            assertEquals(WcStatus.SUCCESS, localInv(r.lkey()));
+            r.destroy(); // waits for no retained lease
+            assertEquals(pins + 4, f.machine.memory().pinsOutstanding(), "the pages stay pinned");
+            assertEquals(mappings + 1, f.machine.activeDmaMappings(hca), "and mapped");
+            kept.write(PAGE + 8, MemorySegment.ofArray(MARK));
+            assertArrayEquals(MARK, f.read(b + PAGE + 8, MARK.length), "the bytes reach the pages");
+        } finally {
+            kept.close();
+        }
+        assertEquals(pins, f.machine.memory().pinsOutstanding(), "unpinned once the lease closed");
+        assertEquals(pinned, f.mm.pinnedPages());
+        assertEquals(mappings, f.machine.activeDmaMappings(hca), "unmapped");
+        kept.close();
+        assertEquals(pins, f.machine.memory().pinsOutstanding(), "a second close drops nothing more");
+    }
+
+    /** Only a stable lease can be retained: not an empty one, not a closed one. */
+    @Test
+    void aLeaseThatIsNotStableOrIsClosedCannotBeRetained() {
+        MemoryAccess mem = f.provider().handle().memory();
+        DmaLease empty = mem.local((HwPd) pd, mr.lkey(), buf, 0, 0);
+        assertFalse(empty.stable());
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, empty::retain).errno());
+        DmaLease l = mem.local((HwPd) pd, mr.lkey(), buf, 64, 0);
+        l.close();
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, l::retain).errno());
+        mem.local((HwPd) pd, mr.lkey(), buf, 64, 0).close(); // nothing left held
+        mr.destroy();
     }
 
     @Test

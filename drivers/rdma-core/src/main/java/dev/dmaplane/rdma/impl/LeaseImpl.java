@@ -8,6 +8,7 @@ import dev.dmaplane.rdma.spi.DmaLease;
 
 import java.lang.foreign.MemorySegment;
 import java.util.List;
+import java.util.function.Supplier;
 
 /** A lease over bus ranges; every byte moves through the device's bus master, so the IOMMU checks it. */
 final class LeaseImpl implements DmaLease {
@@ -20,11 +21,27 @@ final class LeaseImpl implements DmaLease {
     private final long length;
     private final Runnable onClose;
     private final boolean stable;
+    /**
+     * Takes a reference to the leased memory and returns what drops it ({@link #retain}); null when the lease cannot
+     * be retained.
+     */
+    private final Supplier<Runnable> reference;
     /** Leases are closed on the thread that took them (see {@link DmaLease}). */
     private boolean closed;
 
     LeaseImpl(List<DmaSegment> segments, BusMaster bus, Runnable onClose, boolean stable) {
+        this(segments, bus, onClose, stable, null);
+    }
+
+    /** A lease whose memory {@code reference} keeps for a {@link #retain retained} lease; stable when it is given. */
+    LeaseImpl(List<DmaSegment> segments, BusMaster bus, Runnable onClose, Supplier<Runnable> reference) {
+        this(segments, bus, onClose, true, reference);
+    }
+
+    private LeaseImpl(List<DmaSegment> segments, BusMaster bus, Runnable onClose, boolean stable,
+                      Supplier<Runnable> reference) {
         this.stable = stable;
+        this.reference = reference;
         this.segments = List.copyOf(segments); // no copy for an immutable list
         this.bus = bus;
         this.onClose = onClose;
@@ -184,6 +201,24 @@ final class LeaseImpl implements DmaLease {
             }
             pos = segEnd;
         }
+    }
+
+    /**
+     * The reference is taken while this lease still holds off deregistration (the memory cannot be released under
+     * it), then this lease lets go; the new one drops the reference when closed and cannot be retained again.
+     */
+    @Override
+    public DmaLease retain() {
+        if (closed) {
+            throw new ErrnoException(Errno.EINVAL, "lease is closed");
+        }
+        if (reference == null) {
+            throw new ErrnoException(Errno.EINVAL, "a lease of " + length + " bytes that is not stable (on-demand,"
+                    + " dma-buf, window or empty) cannot be retained");
+        }
+        LeaseImpl kept = new LeaseImpl(segments, bus, reference.get(), true, null);
+        close();
+        return kept;
     }
 
     @Override

@@ -39,7 +39,9 @@ import java.util.function.Function;
  * registration, free once a LOCAL_INV or SEND_WITH_INV invalidated it on a provider that lets invalidations reach
  * regions ({@code RdmaProvider.invalidatesRegions}, siw's {@code siw_invalidate_stag}), invalid from deregistration.
  * Every keyed access reads it once, in the check it already makes; a lease handed out before an invalidation stays
- * usable until it is closed, as Linux lets a message whose memory it resolved before go on.
+ * usable until it is closed, as Linux lets a message whose memory it resolved before go on. A lease of pinned memory
+ * through the region's key may be retained ({@link DmaLease#retain}): it then holds a reference to the memory instead
+ * of the read lock, so deregistration and re-registration go on at once and the pages are released when it closes.
  * <p>
  * Why one class of about 620 lines: registration, re-registration, deregistration, invalidation and the data path's
  * leases all turn on {@link #rw}, {@link #lifecycle}, the STag's {@link State} and the region's key-table entry, as
@@ -486,7 +488,10 @@ final class MrImpl extends ObjectImpl implements MemoryRegion, HwMr {
             throw new AccessFault(fail, e.errno(), "translation of 0x" + Long.toHexString(a) + "+0x" + Long.toHexString(len)
                     + " refused: " + e.getMessage(), e);
         }
-        return new LeaseImpl(segs, dev.bus, unlockRead, keyed && u instanceof PinnedUserMemory);
+        if (keyed && u instanceof PinnedUserMemory p) {
+            return new LeaseImpl(segs, dev.bus, unlockRead, p::reference);
+        }
+        return new LeaseImpl(segs, dev.bus, unlockRead, false);
     }
 
     int index() {

@@ -16,13 +16,17 @@ import org.slf4j.LoggerFactory;
 
 import java.util.EnumSet;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * {@code ib_umem_get}: the range is pinned with {@code FOLL_LONGTERM} (plus {@code FOLL_WRITE} when the access
  * is writable, {@code ib_access_writable}), the pages become one scatter-gather table mapped
  * {@code DMA_BIDIRECTIONAL} through the HCA's DMA API, and the HCA's page size is chosen with
  * {@code ib_umem_find_best_pgsz}. Release unmaps, then unpins (marking the pages dirty when the HCA could write
- * them, as {@code __ib_umem_release} does).
+ * them, as {@code __ib_umem_release} does). The region holds one reference and a retained lease one more
+ * ({@link #reference}), as siw counts the users of its {@code siw_mem} ({@code siw_mem_put}): the memory is released
+ * when the last of them lets go.
  */
 final class PinnedUserMemory extends UserMemory {
     private static final Logger LOG = LoggerFactory.getLogger(PinnedUserMemory.class);
@@ -34,6 +38,8 @@ final class PinnedUserMemory extends UserMemory {
     private final long pageSize;
     private final long[] blocks;
     private final int shift;
+    /** The region's reference and one per retained lease; the memory is released when it drops to 0. */
+    private final AtomicInteger refs = new AtomicInteger(1);
 
     private PinnedUserMemory(long addr, long length, long iova, DmaApi dma, PinnedPages pinned, MappedSg mapped,
                              boolean writable, long pageSize, long[] blocks) {
@@ -119,8 +125,33 @@ final class PinnedUserMemory extends UserMemory {
         return List.copyOf(out.toList());
     }
 
+    /**
+     * One more reference to this memory ({@code siw_mem_get}), taken while a lease holds off its release; the returned
+     * action drops it, once however often it runs.
+     */
+    Runnable reference() {
+        refs.incrementAndGet();
+        AtomicBoolean dropped = new AtomicBoolean();
+        return () -> {
+            if (dropped.compareAndSet(false, true)) {
+                drop();
+            }
+        };
+    }
+
+    /** Drops the region's reference: unmapped and unpinned now, or when the last retained lease closes. */
     @Override
     void release() {
+        drop();
+    }
+
+    private void drop() {
+        if (refs.decrementAndGet() == 0) {
+            unmapAndUnpin();
+        }
+    }
+
+    private void unmapAndUnpin() {
         try {
             dma.unmapSg(mapped, DmaDirection.BIDIRECTIONAL);
         } catch (RuntimeException e) {

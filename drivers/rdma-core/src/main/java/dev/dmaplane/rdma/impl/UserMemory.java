@@ -71,6 +71,6 @@ abstract class UserMemory {
     void detach() {
     }
 
-    /** Unmaps and unpins. Must succeed. */
+    /** Unmaps and unpins (pinned memory: once the last retained lease of it closed too). Must succeed. */
     abstract void release();
 }

@@ -65,6 +65,16 @@ public interface DmaLease extends AutoCloseable {
     /** Device 8-byte fetch-and-add at {@code offset}; returns the old value. */
     long fetchAndAdd(long offset, long add);
 
+    /**
+     * This {@link #stable stable} lease turned into a reference to the memory it translates, as siw keeps
+     * {@code wqe->mem[0]} from a READ's first response segment to its end ({@code siw_mem_put}): the returned lease
+     * reaches the same bytes but no longer holds off deregistration or re-registration, which go on at once while the
+     * pages stay pinned and mapped until it is closed, so it may be kept while its thread waits. This lease is closed.
+     *
+     * @throws dev.dmaplane.errno.ErrnoException {@code EINVAL} for a closed lease or one that is not stable
+     */
+    DmaLease retain();
+
     /** Ends the lease. Idempotent. */
     @Override
     void close();

@@ -31,14 +31,15 @@
  * <h2>Threads and locks</h2>
  * Every core method a provider calls is thread-safe and never calls back into the provider. Hooks are called
  * without core locks held. A lease must be closed before the provider touches the address space or waits for
- * anything that may deregister a region. Hold one lease at a time, except that a {@link
- * dev.dmaplane.rdma.spi.DmaLease#stable() stable} lease may stay open while others are taken (a cut-through
- * transfer): a lease of an on-demand region may fault pages in, and one of a dma-buf region may take the buffer's
+ * anything that may deregister a region, but for a {@link dev.dmaplane.rdma.spi.DmaLease#retain() retained} one,
+ * which holds off nothing (siw's memory reference kept across a READ's response segments). Hold one lease at a
+ * time, except that a {@link dev.dmaplane.rdma.spi.DmaLease#stable() stable} lease may stay open while others are
+ * taken (a cut-through transfer): a lease of an on-demand region may fault pages in, and one of a dma-buf region may take the buffer's
  * reservation lock to map it again after a move, while the exporter's {@code move_notify} (holding that lock)
  * waits for the leases of the buffer's regions to close.
  */
 @Export
-@Version("1.3.0")
+@Version("1.4.0")
 package dev.dmaplane.rdma.spi;
 
 import org.osgi.annotation.bundle.Export;
