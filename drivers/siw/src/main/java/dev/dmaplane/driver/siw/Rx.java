@@ -1,6 +1,7 @@
 package dev.dmaplane.driver.siw;
 
 import dev.dmaplane.rdma.spi.AccessFault;
+import dev.dmaplane.rdma.spi.DmaLease;
 import dev.dmaplane.rdma.spi.MemoryAccess;
 import dev.dmaplane.rdma.spi.RecvResult;
 import dev.dmaplane.rdma.spi.RecvWqe;
@@ -31,7 +32,9 @@ import java.util.function.LongConsumer;
  * read off the stream ({@link SgeLeases}, as {@code siw_proc_send} and {@code siw_proc_write} resolve the memory on
  * the first segment and keep it for the message) and let go when it ends, when the stream fails or is terminated,
  * and before the thread waits for more bytes; a WRITE's or SEND's STag is checked at every segment placed through
- * such a lease, as {@code siw_check_mem} looks at {@code stag_valid} for every segment. An error the peer caused is
+ * such a lease, as {@code siw_check_mem} looks at {@code stag_valid} for every segment. A READ's sink is checked
+ * and leased whole on its response's first segment and the lease retained to the READ's end, across waits, as
+ * {@code siw_proc_rresp} keeps {@code wqe->mem[0]} ({@link #sink}). An error the peer caused is
  * answered as {@code siw_qp_rx.c} answers it: the TERMINATE it sets up (RFC 5040 section 7), if any, the async event
  * it raises, if any, the message it was found in completed in error, and the QP to ERR; the stream is then only
  * drained.
@@ -66,11 +69,23 @@ final class Rx {
      * receive or a READ completes with GENERAL_ERR, a READ request is not answered.
      */
     private boolean crcBad;
-    /** The leases of the tagged message being placed and the STag it names, or null between messages. */
+    /** The leases of the WRITE being placed and the STag it names, or null between messages. */
     private SgeLeases tagged;
     private int taggedStag;
-    /** {@link #tagged} serves a Read Response, whose sink is checked once, not a WRITE, checked at every segment. */
-    private boolean taggedRresp;
+    /**
+     * The sink of the READ whose response is being placed ({@code wqe->mem[0]}): leased whole when its first segment
+     * with data came ({@code siw_check_sge} over {@code wqe->bytes}) and retained ({@link DmaLease#retain}), so that
+     * it serves every later segment whatever happened to the STag meanwhile, across waits for the stream, and holds
+     * off no deregistration (the pages stay pinned until it closes, as {@code siw_mem_put} frees the memory at the
+     * last reference); closed when the READ completes or fails and when it is flushed (the stream dropped or taken
+     * over). Null between READs, and when the sink's lease is not stable (then leased per FPDU).
+     */
+    private DmaLease sink;
+    /** The tagged offset and STag {@link #sink} starts at ({@code sge->laddr}, {@code sge->lkey}). */
+    private long sinkTo;
+    private int sinkStag;
+    /** The sink of the READ whose response is being placed was checked ({@code wqe->mem[0]} set). */
+    private boolean sinkChecked;
     /**
      * {@code rx_tagged} and {@code rx_untagged}: whether the last segment of each kind did not end its message
      * ({@code more_ddp_segs}) and that message's opcode ({@code prev_rdmap_op}).
@@ -140,6 +155,7 @@ final class Rx {
             fpdus();
         } finally {
             letGo();
+            closeSink(); // the stream is over: the READ is flushed
             readable.close();
         }
     }
@@ -159,6 +175,7 @@ final class Rx {
             start += total;
             cep.received += total;
             if (draining || cep.isDisassociated()) {
+                closeSink(); // the READ was flushed (siw_rq_flush puts wqe->mem[0])
                 continue; // rx_suspend: the QP drops the connection, nothing more is read from it
             }
             SiwQp q = cep.qp;
@@ -254,7 +271,7 @@ final class Rx {
             case Iwarp.OP_SEND, Iwarp.OP_SEND_INV, Iwarp.OP_SEND_SE, Iwarp.OP_SEND_SE_INV ->
                     endRecv(q, WcStatus.GENERAL_ERR);
             case Iwarp.OP_READ_RESPONSE -> {
-                closeTagged();
+                closeSink();
                 q.readDone(WcStatus.GENERAL_ERR);
             }
             case Iwarp.OP_WRITE -> closeTagged();
@@ -303,8 +320,8 @@ final class Rx {
     private void dispatch(SiwQp q, Iwarp.Segment s) {
         MemorySegment payload = inSeg.asSlice(s.payloadAt(), s.payloadLength());
         switch (s.opcode()) {
-            case Iwarp.OP_WRITE -> placeTagged(q, s, payload, false);
-            case Iwarp.OP_READ_RESPONSE -> placeTagged(q, s, payload, true);
+            case Iwarp.OP_WRITE -> write(q, s, payload);
+            case Iwarp.OP_READ_RESPONSE -> readResponse(q, s, payload);
             case Iwarp.OP_READ_REQUEST -> readRequest(q, s);
             case Iwarp.OP_TERMINATE -> terminated(q, s);
             default -> send(q, s, payload);
@@ -312,23 +329,15 @@ final class Rx {
     }
 
     /**
-     * {@code siw_proc_write}, {@code siw_proc_rresp}: a tagged segment into the STag it names. A WRITE's later
-     * segment must name the STag and the tagged offset its message reached ({@code siw_write_check_ntoh}: DDP Tagged
-     * Buffer Error, Invalid STag or Base or Bounds, and QP_FATAL); a zero-length WRITE is not checked at all. A Read
-     * Response's first segment needs a READ waiting for it (else DDP Catastrophic Error, no async event, nothing
-     * completed: {@code siw_orqe_start_rx}) and must name that READ's sink STag and offset and, as the only segment,
-     * its length ({@code siw_rresp_check_ntoh}: Invalid STag, Base or Bounds, QP_FATAL, the READ completed with
-     * GENERAL_ERR). A refused WRITE raises QP_ACCESS_ERR only where {@code siw_check_mem} refuses a region siw found:
-     * an STag that names no region on the message's first segment ({@code siw_mem_id2obj} finds nothing, or the key
-     * differs) is answered with the TERMINATE alone. A refused Read Response fails its READ with LOC_PROT_ERR and
-     * raises QP_ACCESS_ERR ({@code siw_check_sge} in {@code siw_proc_rresp}).
+     * {@code siw_proc_write}: a tagged segment into the STag it names. A later segment must name the STag and the
+     * tagged offset its message reached ({@code siw_write_check_ntoh}: DDP Tagged Buffer Error, Invalid STag or Base
+     * or Bounds, and QP_FATAL); a zero-length WRITE is not checked at all. A refused WRITE raises QP_ACCESS_ERR only
+     * where {@code siw_check_mem} refuses a region siw found: an STag that names no region on the message's first
+     * segment ({@code siw_mem_id2obj} finds nothing, or the key differs) is answered with the TERMINATE alone.
      */
-    private void placeTagged(SiwQp q, Iwarp.Segment s, MemorySegment payload, boolean readResponse) {
+    private void write(SiwQp q, Iwarp.Segment s, MemorySegment payload) {
         long n = payload.byteSize();
-        if (readResponse && first && !readResponseMatches(q, s, n)) {
-            return;
-        }
-        if (!readResponse && n > 0) {
+        if (n > 0) {
             if (first) {
                 writeStag = s.stag();
                 writeTo = s.to();
@@ -340,25 +349,17 @@ final class Rx {
                                 + Long.toHexString(s.to()));
                 return;
             }
-        }
-        if (n > 0) {
-            if (tagged == null || taggedStag != s.stag() || taggedRresp != readResponse) {
+            if (tagged == null || taggedStag != s.stag()) {
                 closeTagged();
-                // siw_proc_write checks the STag at every segment, siw_proc_rresp the sink on the first only
-                tagged = readResponse ? new SgeLeases(1)
-                        : new SgeLeases(1, dev.regions, WcStatus.REM_ACCESS_ERR);
+                tagged = new SgeLeases(1, dev.regions, WcStatus.REM_ACCESS_ERR); // siw_check_mem at every segment
                 taggedStag = s.stag();
-                taggedRresp = readResponse;
             }
             try {
                 tagged.write(0, s.stag(), s.to(), () -> n + Iwarp.following(in, start, end, s), payload,
                         len -> mem.remote(q.hw, s.stag(), s.to(), len, Access.REMOTE_WRITE));
             } catch (AccessFault e) {
                 LOG.debug("siw: qp {} tagged placement refused", q.hw.qpNum(), e);
-                if (readResponse) {
-                    q.readDone(WcStatus.LOC_PROT_ERR);
-                }
-                boolean unknown = !readResponse && first && !dev.regions.hasRegion(s.stag());
+                boolean unknown = first && !dev.regions.hasRegion(s.stag());
                 fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_TAGGED_BUFFER,
                         dev.regions.taggedError(q, s.stag(), s.to(), n)), unknown ? null : EventType.QP_ACCESS_ERR,
                         e.getMessage());
@@ -366,21 +367,112 @@ final class Rx {
             }
             writeTo = s.to() + n;
         }
-        if (crcBad) {
-            // siw_rdmap_complete(qp, -EINVAL) after the trailer: the bytes are placed, a READ fails with GENERAL_ERR
+        if (crcBad || s.last()) {
+            // siw_rdmap_complete after the trailer: the bytes are placed, the WRITE lets go of its memory
             closeTagged();
-            if (readResponse) {
-                q.readDone(WcStatus.GENERAL_ERR);
+        }
+    }
+
+    /**
+     * {@code siw_proc_rresp}: a Read Response segment into the sink of the oldest READ outstanding. Its first segment
+     * needs a READ waiting for it (else DDP Catastrophic Error, no async event, nothing completed:
+     * {@code siw_orqe_start_rx}) and must name that READ's sink STag and offset and, as the only segment, its length
+     * ({@code siw_rresp_check_ntoh}: Invalid STag, Base or Bounds, QP_FATAL, the READ completed with GENERAL_ERR).
+     * The sink is checked once, whole, at the first segment with data ({@code siw_check_sge} only while
+     * {@code wqe->mem[0]} is unset), and its memory kept to the READ's end ({@link #sink}): a later segment is placed
+     * whatever happened to the STag meanwhile (an invalidation, a deregistration), also one read after the thread
+     * waited for the stream. A refused sink fails the READ with LOC_PROT_ERR, a DDP Tagged Buffer Error and
+     * QP_ACCESS_ERR.
+     */
+    private void readResponse(SiwQp q, Iwarp.Segment s, MemorySegment payload) {
+        long n = payload.byteSize();
+        if (first) {
+            closeSink();
+            sinkChecked = false;
+            if (!readResponseMatches(q, s, n)) {
+                return;
             }
+        }
+        if (n > 0) {
+            Sge target = q.readSink();
+            if (target == null) {
+                return; // flushed under the response by a modify to ERR: nothing is placed
+            }
+            if (!sinkChecked && !checkSink(q, target)) {
+                return;
+            }
+            try {
+                placeIntoSink(q, s, payload);
+            } catch (AccessFault e) {
+                refused(q, e, dev.regions.taggedError(q, s.stag(), s.to(), n));
+                return;
+            }
+        }
+        if (crcBad) {
+            // siw_rdmap_complete(qp, -EINVAL) after the trailer: the bytes are placed, the READ fails with GENERAL_ERR
+            closeSink();
+            q.readDone(WcStatus.GENERAL_ERR);
             return;
         }
         if (s.last()) {
-            closeTagged();
-        }
-        if (readResponse && s.last()) {
+            closeSink(); // siw_wqe_put_mem(wqe, SIW_OP_READ)
             q.readDone(WcStatus.SUCCESS);
             dev.tx.kick(q); // a fenced request or one waiting for ORD room may go now
         }
+    }
+
+    /**
+     * {@code siw_check_sge} over the whole sink {@code target} ({@code wqe->bytes} from offset 0): its lease retained
+     * as {@link #sink} when stable; refused, the READ fails ({@link #refused}).
+     *
+     * @return whether the sink was granted
+     */
+    private boolean checkSink(SiwQp q, Sge target) {
+        sinkChecked = true;
+        DmaLease whole;
+        try {
+            whole = mem.remote(q.hw, target.lkey(), target.addr(), target.length(), Access.REMOTE_WRITE);
+        } catch (AccessFault e) {
+            refused(q, e, dev.regions.taggedError(q, target.lkey(), target.addr(), target.length()));
+            return false;
+        }
+        if (whole.stable()) {
+            sink = whole.retain();
+            sinkTo = target.addr();
+            sinkStag = target.lkey();
+        } else {
+            whole.close(); // checked; the bytes go through a lease per FPDU
+        }
+        return true;
+    }
+
+    /**
+     * Places a Read Response segment through {@link #sink} when it lies inside it, else through a lease of its own
+     * bytes (a sink leased per FPDU, or a segment beyond the sink).
+     *
+     * @throws AccessFault when that lease is refused
+     */
+    private void placeIntoSink(SiwQp q, Iwarp.Segment s, MemorySegment payload) {
+        long n = payload.byteSize();
+        DmaLease l = sink;
+        long off = s.to() - sinkTo;
+        if (l != null && s.stag() == sinkStag && Long.compareUnsigned(off, l.length()) <= 0
+                && Long.compareUnsigned(n, l.length() - off) <= 0) {
+            l.write(off, payload);
+            return;
+        }
+        try (DmaLease piece = mem.remote(q.hw, s.stag(), s.to(), n, Access.REMOTE_WRITE)) {
+            piece.write(0, payload);
+        }
+    }
+
+    /** {@code siw_proc_rresp} refused the sink: the READ fails with LOC_PROT_ERR, DDP {@code code}, QP_ACCESS_ERR. */
+    private void refused(SiwQp q, AccessFault e, int code) {
+        LOG.debug("siw: qp {} Read Response placement refused", q.hw.qpNum(), e);
+        closeSink();
+        q.readDone(WcStatus.LOC_PROT_ERR);
+        fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_TAGGED_BUFFER, code), EventType.QP_ACCESS_ERR,
+                e.getMessage());
     }
 
     /**
@@ -634,13 +726,28 @@ final class Rx {
         dev.tx.kick(q);
     }
 
-    /** Closes the leases of the messages being placed; a message that goes on takes new ones. */
+    /**
+     * Closes the leases of the messages being placed; a message that goes on takes new ones. A READ's retained sink
+     * stays, unless the stream is being dropped (the READ failed or was flushed).
+     */
     private void letGo() {
         if (tagged != null) {
             tagged.close();
         }
         if (untagged != null) {
             untagged.close();
+        }
+        if (draining || cep.isDisassociated()) {
+            closeSink();
+        }
+    }
+
+    /** Drops the memory reference of the READ's sink ({@code siw_wqe_put_mem}), if one is kept. */
+    private void closeSink() {
+        DmaLease l = sink;
+        if (l != null) {
+            sink = null;
+            l.close();
         }
     }
 

@@ -25,8 +25,9 @@ import java.util.function.Supplier;
  * A lease stays usable when its STag is invalidated. The receive side of a WRITE or a SEND therefore checks the
  * region's {@code stag_valid} before each piece it places through a kept lease, as {@code siw_proc_write} and
  * {@code siw_proc_send} call {@code siw_check_mem} for every segment with the memory kept from the first: one
- * volatile read of the region's state, the region looked up once per kept lease. The send side and a Read
- * Response do not ({@code siw_check_sgl_tx} checks once per request, {@code siw_proc_rresp} on the first segment).
+ * volatile read of the region's state, the region looked up once per kept lease. The send side does not
+ * ({@code siw_check_sgl_tx} checks once per request). A Read Response's sink is not leased here: the receive path
+ * keeps it retained for the whole READ ({@link Rx}), as {@code siw_proc_rresp} keeps {@code wqe->mem[0]}.
  */
 final class SgeLeases implements AutoCloseable {
     private final DmaLease[] held;
@@ -40,7 +41,7 @@ final class SgeLeases implements AutoCloseable {
     /** The region each kept lease reaches, when {@link #checked}: its STag is checked before each write. */
     private final HwMr[] region;
 
-    /** Leases whose STags are checked when they are taken only (the send side, Read Responses). */
+    /** Leases whose STags are checked when they are taken only (the send side). */
     SgeLeases(int n) {
         this(n, null, null);
     }

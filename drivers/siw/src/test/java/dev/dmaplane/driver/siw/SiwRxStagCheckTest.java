@@ -4,6 +4,7 @@ import dev.dmaplane.rdma.spi.HwMr;
 import dev.dmaplane.rdma.spi.IwListen;
 import dev.dmaplane.rdma.verbs.EventType;
 import dev.dmaplane.rdma.verbs.MemoryRegion;
+import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpState;
 import dev.dmaplane.rdma.verbs.QueuePair;
 import dev.dmaplane.rdma.verbs.RecvWr;
@@ -17,6 +18,8 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import java.io.DataInputStream;
 import java.io.IOException;
@@ -29,6 +32,7 @@ import java.util.List;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
 import static dev.dmaplane.testing.Eventually.eventually;
@@ -276,6 +280,165 @@ class SiwRxStagCheckTest {
             assertEquals(0, SiwHosts.counter(h.db, "dmaplane_terminate_sent"));
             assertEquals(QpState.RTS, qb.query().qpState(), "a Read Response placed whole fails nothing");
         }
+    }
+
+    /**
+     * A Read Response whose sink its requester invalidates (LOCAL_INV behind the READ) after two of its four segments
+     * landed and the receive thread went to wait for more of the stream; the peer sends the other two only then.
+     * {@code siw_proc_rresp} resolved the sink on the first segment and keeps its memory in {@code wqe->mem[0]} to the
+     * READ's end, checking nothing more, however long the segments take: the rest is placed, the READ completes with
+     * SUCCESS and all its bytes, then the LOCAL_INV with SUCCESS; no TERMINATE, the QP in RTS.
+     */
+    @Test
+    void aReadResponseSegmentSentAfterTheReceiveThreadWaitedIsPlacedIntoItsInvalidatedSink() throws Exception {
+        QueuePair qb = h.b.rc();
+        MemoryRegion target = h.b.pd.regMr(h.b.buf + TARGET, TARGET_LEN, SiwHosts.ALL);
+        byte[] data = SiwHosts.random(SEGS * SEG, 25);
+        AtomicReference<Thread> rx = noteAfter(2);
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = SiwRxPlacementTest.connect(h.b, qb, l)) {
+            byte[][] segs = readFirstHalf(qb, target, s, data, rx);
+            qb.postSend(new SendWr.LocalInv(9, List.of(), SIGNALED, target.lkey()));
+            eventually(() -> !((HwMr) target).isStagValid(), SiwHosts.WAIT, "the LOCAL_INV behind the READ executed");
+            s.getOutputStream().write(SiwRxPlacementTest.concat(segs[2], segs[3]));
+            List<WorkCompletion> wc = SiwHosts.poll(h.b.cq, 2);
+            assertEquals(List.of(5L, WcStatus.SUCCESS, (long) SEGS * SEG, 9L, WcStatus.SUCCESS),
+                    List.of(wc.get(0).wrId(), wc.get(0).status(), wc.get(0).byteLen(), wc.get(1).wrId(),
+                            wc.get(1).status()), wc.toString());
+            assertArrayEquals(data, h.b.read(TARGET, SEGS * SEG), "every segment placed");
+            assertEquals(0, SiwHosts.counter(h.db, "dmaplane_terminate_sent"));
+            assertEquals(QpState.RTS, qb.query().qpState(), "a Read Response placed whole fails nothing");
+        }
+    }
+
+    /**
+     * The sink deregistered while its Read Response waits for its last two segments: {@code siw_dereg_mr} returns at
+     * once ({@code siw_mr_drop_mem} clears {@code stag_valid}, takes the STag off the device and drops the region's
+     * reference), the READ's reference ({@code wqe->mem[0]}) keeps the pages pinned, the rest is placed into them and
+     * the READ completes with SUCCESS; its end drops the last reference ({@code siw_wqe_put_mem}, {@code siw_mem_put}):
+     * the pages are unpinned.
+     */
+    @Test
+    void aSinkDeregisteredWhileItsReadResponseWaitsStaysPinnedUntilTheReadEnds() throws Exception {
+        QueuePair qb = h.b.rc();
+        long pinned = h.b.mm.pinnedPages();
+        MemoryRegion target = h.b.pd.regMr(h.b.buf + TARGET, TARGET_LEN, SiwHosts.ALL);
+        byte[] data = SiwHosts.random(SEGS * SEG, 26);
+        AtomicReference<Thread> rx = noteAfter(2);
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = SiwRxPlacementTest.connect(h.b, qb, l)) {
+            byte[][] segs = readFirstHalf(qb, target, s, data, rx);
+            deregistersAtOnce(target);
+            assertEquals(pinned + TARGET_LEN / 4096, h.b.mm.pinnedPages(), "the READ keeps the sink's pages pinned");
+            s.getOutputStream().write(SiwRxPlacementTest.concat(segs[2], segs[3]));
+            WorkCompletion wc = SiwHosts.one(h.b.cq);
+            assertEquals(List.of(5L, WcStatus.SUCCESS, (long) SEGS * SEG), List.of(wc.wrId(), wc.status(),
+                    wc.byteLen()), wc.toString());
+            assertArrayEquals(data, h.b.read(TARGET, SEGS * SEG), "every segment placed");
+            assertEquals(pinned, h.b.mm.pinnedPages(), "unpinned once the READ completed");
+            assertEquals(QpState.RTS, qb.query().qpState());
+        }
+    }
+
+    /**
+     * A READ flushed while its response waits for its last two segments, by a modify to ERR
+     * ({@code siw_qp_modify}: {@code siw_sq_flush}, {@code siw_rq_flush} putting {@code wqe->mem[0]}) or by the QP's
+     * destruction: WR_FLUSH_ERR, and the sink's memory let go: it deregisters at once and unpins.
+     */
+    @ParameterizedTest(name = "flushed by {0}")
+    @ValueSource(strings = {"modify to ERR", "destroy"})
+    void aReadFlushedWhileItsResponseWaitsLetsGoOfItsSink(String flush) throws Exception {
+        QueuePair qb = h.b.rc();
+        long pinned = h.b.mm.pinnedPages();
+        MemoryRegion target = h.b.pd.regMr(h.b.buf + TARGET, TARGET_LEN, SiwHosts.ALL);
+        byte[] data = SiwHosts.random(SEGS * SEG, 27);
+        AtomicReference<Thread> rx = noteAfter(2);
+        try (IwListen l = h.b.cm.listen(new InetSocketAddress(h.b.address, 0), 1, h.b.events::add);
+             Socket s = SiwRxPlacementTest.connect(h.b, qb, l)) {
+            readFirstHalf(qb, target, s, data, rx);
+            if (flush.startsWith("modify")) {
+                qb.modify(QpAttr.builder().state(QpState.ERR).build());
+                WorkCompletion wc = SiwHosts.one(h.b.cq);
+                assertEquals(List.of(5L, WcStatus.WR_FLUSH_ERR), List.of(wc.wrId(), wc.status()), wc.toString());
+            } else {
+                qb.destroy();
+            }
+            assertEquals(-1, s.getInputStream().read(), "the stream closed, no TERMINATE");
+        }
+        deregistersAtOnce(target);
+        eventually(() -> h.b.mm.pinnedPages() == pinned, SiwHosts.WAIT, "the sink's pages unpinned");
+    }
+
+    /**
+     * A READ of {@link #SEGS} segments into {@code target}, posted on {@code qb}; the raw peer {@code s} answers with
+     * the first two, which b's receive thread places before it waits for more of the stream ({@code rx}, noted
+     * after the second FPDU).
+     *
+     * @return the segments of the response, {@code data} cut
+     */
+    private byte[][] readFirstHalf(QueuePair qb, MemoryRegion target, Socket s, byte[] data, AtomicReference<Thread> rx)
+            throws IOException, InterruptedException {
+        qb.postSend(new SendWr.RdmaRead(5, List.of(new Sge(h.b.buf + TARGET, SEGS * SEG, target.lkey())), SIGNALED,
+                0x1000, 0x77));
+        ByteBuffer req = ByteBuffer.wrap(nextFpdu(new DataInputStream(s.getInputStream())));
+        assertEquals(Iwarp.OP_READ_REQUEST, req.get(3) & 0x0f, "siw's READ request");
+        int sinkStag = req.getInt(2 + Iwarp.UNTAGGED_HDR);
+        long sinkTo = req.getLong(2 + Iwarp.UNTAGGED_HDR + 4);
+        byte[][] segs = segments(data, (last, i, payload) -> readResponse(last, sinkStag, sinkTo + (long) i * SEG,
+                payload));
+        s.getOutputStream().write(SiwRxPlacementTest.concat(segs[0], segs[1]));
+        assertTrue(held.await(SiwHosts.WAIT.toMillis(), TimeUnit.MILLISECONDS), "the receive thread never got there");
+        awaitWaitingForTheStream(rx.get());
+        assertArrayEquals(Arrays.copyOf(data, 2 * SEG), h.b.read(TARGET, 2 * SEG), "the first two placed");
+        return segs;
+    }
+
+    /** Notes b's receive thread after the {@code n}th FPDU it processed, and lets it go on. */
+    private AtomicReference<Thread> noteAfter(int n) {
+        AtomicInteger fpdus = new AtomicInteger();
+        AtomicReference<Thread> rx = new AtomicReference<>();
+        h.db.providers.get("siw0").afterFpdu = () -> {
+            if (fpdus.incrementAndGet() == n) {
+                rx.set(Thread.currentThread());
+                held.countDown();
+            }
+        };
+        return rx;
+    }
+
+    /**
+     * Waits at most {@link SiwHosts#WAIT} until {@code rx} waits in its selector for more of the stream
+     * ({@code Rx.fill}), seen so in two samples of its stack in a row.
+     */
+    private static void awaitWaitingForTheStream(Thread rx) {
+        long deadline = System.nanoTime() + SiwHosts.WAIT.toNanos();
+        while (!(selecting(rx.getStackTrace()) && selecting(rx.getStackTrace()))) {
+            if (System.nanoTime() - deadline > 0) {
+                throw new AssertionError("the receive thread did not wait for the stream within " + SiwHosts.WAIT
+                        + ": " + Arrays.toString(rx.getStackTrace()));
+            }
+            Thread.yield();
+        }
+    }
+
+    /** Whether {@code stack} is in a selector's {@code select}, called from {@code Rx.fill}. */
+    private static boolean selecting(StackTraceElement[] stack) {
+        boolean select = false;
+        for (StackTraceElement f : stack) {
+            String c = f.getClassName();
+            if (c.startsWith("sun.nio.ch.") && f.getMethodName().equals("select")) {
+                select = true;
+            } else if (!c.startsWith("sun.") && !c.startsWith("java.") && !c.startsWith("jdk.")) {
+                return select && c.equals(Rx.class.getName()) && f.getMethodName().equals("fill");
+            }
+        }
+        return false;
+    }
+
+    /** {@code ibv_dereg_mr} of {@code mr} returns without waiting for the receive path. */
+    private static void deregistersAtOnce(MemoryRegion mr) throws InterruptedException {
+        Thread dereg = Thread.ofPlatform().name("dereg").start(mr::destroy);
+        assertTrue(dereg.join(SiwHosts.WAIT), "ibv_dereg_mr waits for the receive path");
     }
 
     /** A Read Response segment into {@code stag} at {@code to}. */
