@@ -94,6 +94,11 @@ final class SiwProvider implements RdmaProvider, IwCm {
      * two segments of a message read off the stream together. Read once, when the receive path takes the stream.
      */
     volatile Runnable afterFpdu;
+    /**
+     * Runs when a connection went away under its QP ({@link SiwQp#connectionGone}), after the QP left it and before
+     * the QP moves to ERR, with the QP's state lock held, or null: how a test puts a modify between the two.
+     */
+    volatile Runnable afterDetach;
 
     SiwProvider(Device device, DeviceAttr attr, NetdevInfo netdev, InetAddress address) {
         this.device = device;
@@ -346,7 +351,7 @@ final class SiwProvider implements RdmaProvider, IwCm {
         }
         if (q.cep == null) {
             try {
-                return change.get();
+                return q.modifying(change); // a connection's loss may have taken it off and not yet moved it to ERR
             } finally {
                 q.dropConnection(); // a CLOSING without a connection flushes its receives once in it
                 q.sqFlushed();

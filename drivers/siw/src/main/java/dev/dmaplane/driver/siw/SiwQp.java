@@ -482,6 +482,10 @@ final class SiwQp {
         stateLock.lock();
         try {
             if (detach(c)) {
+                Runnable hook = c.dev.afterDetach;
+                if (hook != null) {
+                    hook.run();
+                }
                 llpClose();
             }
         } finally {

@@ -11,6 +11,7 @@ import dev.dmaplane.rdma.cm.ConnParam;
 import dev.dmaplane.rdma.cm.PortSpace;
 import dev.dmaplane.rdma.verbs.CompletionQueue;
 import dev.dmaplane.rdma.verbs.ProtectionDomain;
+import dev.dmaplane.rdma.verbs.QpAttr;
 import dev.dmaplane.rdma.verbs.QpCap;
 import dev.dmaplane.rdma.verbs.QpInitAttr;
 import dev.dmaplane.rdma.verbs.QpState;
@@ -32,11 +33,13 @@ import java.net.Socket;
 import java.nio.ByteBuffer;
 import java.util.List;
 import java.util.Set;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 
 import static dev.dmaplane.rdma.verbs.SendFlags.SIGNALED;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -285,6 +288,70 @@ class SiwRdmaCmDisconnectTest {
         recvFlushed(server, 2);
         CmEnds.noEvent(client);
         CmEnds.noEvent(server);
+    }
+
+    /**
+     * A modify that comes while the peer's close is taking the QP off its connection waits for the QP to be in ERR,
+     * as {@code siw_qp_llp_close} and {@code siw_verbs_modify_qp} both hold {@code qp->state_lock} for writing: the
+     * server's receive thread is held after the QP left its connection and before {@code siw_qp_llp_close} moved it
+     * (the state lock held), and the server's modify to ERR made then waits on that lock; once let go, the QP is in
+     * ERR, its receive flushed once, and the modify returns without error (it used to run without the lock and could
+     * find the QP moved from RTS to ERR under it: EINVAL).
+     */
+    @Test
+    void aModifyWaitsForTheConnectionLossUnderWay() throws Exception {
+        connected();
+        CountDownLatch held = new CountDownLatch(1);
+        CountDownLatch go = new CountDownLatch(1);
+        ends.h.db.providers.get("siw0").afterDetach = () -> {
+            held.countDown();
+            try {
+                go.await(SiwHosts.WAIT.toMillis(), TimeUnit.MILLISECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        };
+        ExecutorService one = Executors.newSingleThreadExecutor();
+        try {
+            client.id.disconnect();
+            assertTrue(held.await(SiwHosts.WAIT.toMillis(), TimeUnit.MILLISECONDS), "the server never read the end");
+            AtomicReference<Thread> modifier = new AtomicReference<>();
+            Future<?> modify = one.submit(() -> {
+                modifier.set(Thread.currentThread());
+                server.qp.modify(QpAttr.builder().state(QpState.ERR).build());
+                return null;
+            });
+            long deadline = System.nanoTime() + SiwHosts.WAIT.toNanos();
+            while (!modify.isDone() && !waitsInModifying(modifier.get()) && System.nanoTime() < deadline) {
+                Thread.onSpinWait();
+            }
+            assertTrue(!modify.isDone() && waitsInModifying(modifier.get()),
+                    "the modify went through while the connection's loss was half done");
+            go.countDown();
+            modify.get(SiwHosts.WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        } finally {
+            go.countDown();
+            one.shutdownNow();
+            assertTrue(one.awaitTermination(10, TimeUnit.SECONDS));
+        }
+        serverDisconnected();
+        client.expect(CmEventType.DISCONNECTED);
+        recvFlushed(client, 1);
+        CmEnds.noEvent(client);
+        CmEnds.noEvent(server);
+    }
+
+    /** Whether {@code t} is parked in {@code SiwQp.modifying}, waiting for the QP's state lock. */
+    private static boolean waitsInModifying(Thread t) {
+        if (t == null || t.getState() != Thread.State.WAITING) {
+            return false;
+        }
+        for (StackTraceElement f : t.getStackTrace()) {
+            if (f.getClassName().equals(SiwQp.class.getName()) && f.getMethodName().equals("modifying")) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /**
