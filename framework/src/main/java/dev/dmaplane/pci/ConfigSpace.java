@@ -3,8 +3,6 @@ package dev.dmaplane.pci;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
 
-import java.util.ArrayList;
-import java.util.BitSet;
 import java.util.List;
 import java.util.Optional;
 import java.util.OptionalInt;
@@ -21,15 +19,14 @@ import static dev.dmaplane.pci.PciRegs.*;
  * Status error bits are write-one-to-clear. A BAR's mask covers only the address bits at or above its size, so
  * writing all-ones and reading back yields the size mask, the sizing protocol {@code __pci_read_base} uses.
  * Accesses are 1, 2 or 4 bytes, naturally aligned, little-endian, and atomic with respect to each other.
- * <p>Size: about 680 lines, because the exported API fixes {@link Builder} as a nested type of this class: its
- * setters (about 150 lines, with the AER, serial and link settings) stay beside the register file (about 530),
- * and {@link ConfigLayout} lays out the power-on values they describe.
+ * <p>Size: about 700 lines, because the exported API fixes {@link Builder} as a nested type of this class: its
+ * setters (about 150 lines, with the AER, serial and link settings) stay beside the register file (about 500),
+ * {@link ConfigLayout} lays out the power-on values they describe and {@link CapabilityList} walks the capability
+ * lists.
  */
 public final class ConfigSpace {
     /** Bytes of PCI Express config space ({@code PCI_CFG_SPACE_EXP_SIZE}). */
     public static final int SIZE = CFG_SPACE_EXP_SIZE;
-    /** The PCI Find Capability loop bound the kernel uses ({@code PCI_FIND_CAP_TTL}). */
-    private static final int CAP_TTL = 48;
 
     private final byte[] data = new byte[SIZE];
     private final byte[] wmask = new byte[SIZE];
@@ -468,40 +465,17 @@ public final class ConfigSpace {
 
     /** The capabilities in list order: the standard list from {@code 0x34}, then the extended list from {@code 0x100}. */
     public List<Capability> capabilities() {
-        List<Capability> out = new ArrayList<>();
-        if ((status() & STATUS_CAP_LIST) != 0) {
-            int pos = read(CAPABILITY_LIST, 1) & ~3;
-            BitSet seen = new BitSet(CFG_SPACE_SIZE);
-            for (int ttl = CAP_TTL; pos >= 0x40 && ttl > 0 && !seen.get(pos); ttl--) {
-                seen.set(pos);
-                out.add(new Capability(read(pos + CAP_LIST_ID, 1), pos, false, 0));
-                pos = read(pos + CAP_LIST_NEXT, 1) & ~3;
-            }
-        }
-        int pos = CFG_SPACE_SIZE;
-        BitSet seen = new BitSet(SIZE);
-        for (int ttl = (SIZE - CFG_SPACE_SIZE) / 8; pos >= CFG_SPACE_SIZE && ttl > 0 && !seen.get(pos); ttl--) {
-            int header = read(pos, 4);
-            if (header == 0 || header == -1) {
-                break;
-            }
-            seen.set(pos);
-            out.add(new Capability(header & 0xFFFF, pos, true, (header >>> 16) & 0xF));
-            pos = (header >>> 20) & ~3;
-        }
-        return List.copyOf(out);
+        return CapabilityList.walk(this);
     }
 
     /** The offset of standard capability {@code id} ({@code pci_find_capability}). */
     public OptionalInt findCapability(int id) {
-        return capabilities().stream().filter(c -> !c.extended() && c.id() == id)
-                .mapToInt(Capability::offset).findFirst();
+        return CapabilityList.find(this, id, false);
     }
 
     /** The offset of extended capability {@code id} ({@code pci_find_ext_capability}). */
     public OptionalInt findExtCapability(int id) {
-        return capabilities().stream().filter(c -> c.extended() && c.id() == id)
-                .mapToInt(Capability::offset).findFirst();
+        return CapabilityList.find(this, id, true);
     }
 
     /** The device/port type from the PCI Express capability; empty for a conventional PCI function. */
