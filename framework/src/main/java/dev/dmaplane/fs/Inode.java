@@ -9,11 +9,8 @@ import dev.dmaplane.mem.HostMemory;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Collection;
-import java.util.Collections;
-import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.OptionalLong;
-import java.util.Set;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import java.util.function.LongConsumer;
 
@@ -30,11 +27,11 @@ import static dev.dmaplane.mem.HostMemory.PAGE_SIZE;
  * dmaplane has no file descriptors: an unlinked inode lives on while some VMA maps it, and is evicted (its pages
  * and blocks freed) when it is neither linked nor mapped; calls on an evicted inode fail with {@code ENOENT}.
  * <p>
- * Why one class of about 650 lines: the page cache, the {@code i_mmap} set and the size are guarded together by the
- * lock order above, and read, write, truncate, hole punching, faults and pins each take several of those locks in
- * one call; cut apart, the pieces would have to hand each other the locks. The kernel spreads these paths over
- * {@code mm/filemap.c} and {@code mm/truncate.c} but over one {@code struct address_space}; the namespace is
- * {@link MemFs}'s.
+ * Size: about 660 lines, over the project's 600, because read, write, truncate, hole punching, faults and pins each
+ * take {@code i_rwsem}, the invalidate lock and the size together in one call; cut apart, the pieces would have to
+ * hand each other the locks. The kernel spreads these paths over {@code mm/filemap.c} and {@code mm/truncate.c} but
+ * over one {@code struct address_space}. The {@code i_mmap} set with its lock is {@link Immap}'s, the data the
+ * {@link FileStore}'s, the namespace {@link MemFs}'s.
  */
 public final class Inode {
     /** The largest file size ({@code s_maxbytes}); larger sizes fail with {@code EFBIG}. */
@@ -98,14 +95,9 @@ public final class Inode {
     private final FileStore store;
     private final ReentrantReadWriteLock iRwsem = new ReentrantReadWriteLock();
     private final ReentrantReadWriteLock invalidateLock = new ReentrantReadWriteLock();
-    private final ReentrantReadWriteLock immapLock = new ReentrantReadWriteLock();
-    /** {@code i_mmap}: the VMAs mapping this file (identity set); guarded by {@link #immapLock}. */
-    private final Set<FileMapper> mappers = Collections.newSetFromMap(new IdentityHashMap<>());
+    /** {@code i_mmap} with {@code i_mmap_rwsem}, and whether the file still has a name. */
+    private final Immap immap;
     private volatile long size;
-    /** Guarded by {@link #immapLock}. */
-    private boolean linked = true;
-    /** Guarded by {@link #immapLock}: set once eviction is decided; no mapping may be added after. */
-    private boolean evicting;
     private volatile boolean evicted;
     /** {@code info->seals}; written under {@link #iRwsem} held exclusively. */
     private volatile int seals;
@@ -115,6 +107,7 @@ public final class Inode {
         this.ino = ino;
         this.path = path;
         this.store = store;
+        this.immap = new Immap("inode " + ino + " (" + path + ")");
     }
 
     /** The inode number. */
@@ -176,17 +169,15 @@ public final class Inode {
         try {
             checkAlive();
             ErrnoException.check((seals & F_SEAL_SEAL) == 0, Errno.EPERM, path + " is sealed against new seals (F_SEAL_SEAL)");
-            immapLock.readLock().lock(); // no mapping comes or goes while the seals change (addMapper checks them)
-            try {
+            // no mapping comes or goes while the seals change (adding a mapping checks them)
+            immap.whileStable(mappers -> {
                 if ((newSeals & F_SEAL_WRITE) != 0 && (seals & F_SEAL_WRITE) == 0) {
                     long writable = mappers.stream().filter(FileMapper::sharedMayWrite).count();
                     ErrnoException.check(writable == 0, Errno.EBUSY, "F_SEAL_WRITE on " + path + ": " + writable
                             + " shared mapping(s) that may write it exist");
                 }
                 seals |= newSeals;
-            } finally {
-                immapLock.readLock().unlock();
-            }
+            });
         } finally {
             iRwsem.writeLock().unlock();
         }
@@ -198,12 +189,7 @@ public final class Inode {
 
     /** Whether the inode still has a name in its file system. */
     public boolean isLinked() {
-        immapLock.readLock().lock();
-        try {
-            return linked;
-        } finally {
-            immapLock.readLock().unlock();
-        }
+        return immap.isLinked();
     }
 
     /** Whether the inode was evicted (unlinked and unmapped); every further call fails with {@code ENOENT}. */
@@ -364,7 +350,7 @@ public final class Inode {
             invalidateLock.writeLock().lock();
             try {
                 refuseBusyDax(firstGone, ALL, "truncate to " + newSize);
-                unmapMappings(firstGone, ALL, true);
+                immap.unmap(firstGone, ALL, true);
                 refuseBusyDax(firstGone, ALL, "truncate to " + newSize);
                 size = newSize;
                 store.removePages(firstGone, ALL);
@@ -408,7 +394,7 @@ public final class Inode {
                 if (firstWhole < endWhole) {
                     String what = "hole punch at " + offset + "+" + length;
                     refuseBusyDax(firstWhole, endWhole, what);
-                    unmapMappings(firstWhole, endWhole, false);
+                    immap.unmap(firstWhole, endWhole, false);
                     refuseBusyDax(firstWhole, endWhole, what);
                     store.removePages(firstWhole, endWhole);
                 }
@@ -586,57 +572,29 @@ public final class Inode {
      */
     private void replaceMappers(Collection<? extends FileMapper> remove, Collection<? extends FileMapper> add,
                                 boolean fresh) {
-        boolean evictNow = false;
-        immapLock.writeLock().lock();
-        try {
-            if (!add.isEmpty() && evicting) {
-                throw new ErrnoException(Errno.ENOENT, "inode " + ino + " (" + path + ") was unlinked and evicted");
-            }
-            if (fresh && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) != 0
-                    && add.stream().anyMatch(FileMapper::sharedMayWrite)) {
-                throw new ErrnoException(Errno.EPERM, "shared mapping of " + path + " that may write it, while it is "
-                        + "sealed against writes (seals 0x" + Integer.toHexString(seals) + ")");
-            }
-            mappers.removeAll(remove);
-            mappers.addAll(add);
-            if (!linked && mappers.isEmpty() && !evicting) {
-                evicting = true;
-                evictNow = true;
-            }
-        } finally {
-            immapLock.writeLock().unlock();
-        }
-        if (evictNow) {
+        if (immap.replace(remove, add, fresh ? this::refuseWritableWhileSealed : mappings -> { })) {
             evict();
+        }
+    }
+
+    /** {@code mapping_map_writable}: a new shared mapping that may write fails while a write seal is set. */
+    private void refuseWritableWhileSealed(Collection<? extends FileMapper> add) {
+        if ((seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) != 0 && add.stream().anyMatch(FileMapper::sharedMayWrite)) {
+            throw new ErrnoException(Errno.EPERM, "shared mapping of " + path + " that may write it, while it is "
+                    + "sealed against writes (seals 0x" + Integer.toHexString(seals) + ")");
         }
     }
 
     /** How many VMAs map this file. */
     public int mapperCount() {
-        immapLock.readLock().lock();
-        try {
-            return mappers.size();
-        } finally {
-            immapLock.readLock().unlock();
-        }
+        return immap.count();
     }
 
     // life cycle, driven by MemFs
 
     /** The name went away ({@code drop_nlink}); evicts at once when nothing maps the inode. */
     void unlinked() {
-        boolean evictNow = false;
-        immapLock.writeLock().lock();
-        try {
-            linked = false;
-            if (mappers.isEmpty() && !evicting) {
-                evicting = true;
-                evictNow = true;
-            }
-        } finally {
-            immapLock.writeLock().unlock();
-        }
-        if (evictNow) {
+        if (immap.unlink()) {
             evict();
         }
     }
@@ -656,18 +614,6 @@ public final class Inode {
             iRwsem.writeLock().unlock();
         }
         fs.forget(this);
-    }
-
-    /** {@code unmap_mapping_range}: every VMA in {@code i_mmap} drops its view of the pages. */
-    private void unmapMappings(long firstIndex, long endIndex, boolean evenCows) {
-        immapLock.readLock().lock();
-        try {
-            for (FileMapper m : mappers) {
-                m.unmapFilePages(firstIndex, endIndex, evenCows);
-            }
-        } finally {
-            immapLock.readLock().unlock();
-        }
     }
 
     private void refuseBusyDax(long firstIndex, long endIndex, String what) {
