@@ -35,9 +35,10 @@ import java.util.function.Consumer;
  * {@link #start} are the reset sequence the kernel documents. {@link #fini} stops and joins the worker and cancels
  * every job left with {@code ECANCELED}; every fence signals. Events go to the tracer as {@link TraceKind#SCHED}.
  * Fences are never signalled with the scheduler's lock held.
- * <p>Size: about 730 lines, over the project's 500, as {@code sched_main.c} is one file: the run queues, the pending
- * list, the credits, the timeout and the reset sequence are one state under one lock, read by the worker on every
- * pass; the entity and job sides already live in {@link SchedEntity} and {@link SchedJob}.
+ * <p>Size: about 730 lines, over the project's 600, as {@code sched_main.c} is one file: the pending list, the
+ * credits, the timeout and the reset sequence are one state under one lock, read by the worker on every pass; the
+ * entity and job sides live in {@link SchedEntity} and {@link SchedJob}, a run queue's choice of entity in
+ * {@link RunQueue}.
  */
 public final class Scheduler {
     private static final Logger LOG = LoggerFactory.getLogger(Scheduler.class);
@@ -50,7 +51,7 @@ public final class Scheduler {
     private final Tracer tracer;
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition wake = lock.newCondition();
-    private final Map<SchedPriority, List<SchedEntity>> runQueues = new EnumMap<>(SchedPriority.class);
+    private final Map<SchedPriority, RunQueue> runQueues = new EnumMap<>(SchedPriority.class);
     /** Jobs on the hardware, oldest first ({@code pending_list}). */
     private final LinkedList<SchedJob> pending = new LinkedList<>();
     /** Finished jobs waiting for {@link SchedBackend#freeJob}. */
@@ -75,7 +76,7 @@ public final class Scheduler {
         this.backend = backend;
         this.tracer = tracer;
         for (SchedPriority p : SchedPriority.values()) {
-            runQueues.put(p, new ArrayList<>());
+            runQueues.put(p, new RunQueue());
         }
         this.worker = Thread.ofPlatform().name("drm_sched-" + name).daemon().unstarted(this::workerLoop);
     }
@@ -406,7 +407,7 @@ public final class Scheduler {
         List<SchedJob> onHardware;
         lock.lock();
         try {
-            runQueues.values().forEach(entities::addAll);
+            runQueues.values().forEach(q -> q.addAllTo(entities));
             onHardware = pending.stream().filter(j -> !j.isCompleted()).toList();
         } finally {
             lock.unlock();
@@ -508,14 +509,7 @@ public final class Scheduler {
     /** {@code drm_sched_select_entity} and {@code drm_sched_entity_pop_job}, lock held: the next job to run, taken. */
     private SchedJob selectJob() {
         for (SchedPriority p : SchedPriority.values()) {
-            SchedEntity best = null;
-            for (SchedEntity e : runQueues.get(p)) {
-                SchedJob head = e.queue.peekFirst();
-                if (head != null && isReady(head)
-                        && (best == null || head.submitOrder < best.queue.peekFirst().submitOrder)) {
-                    best = e;
-                }
-            }
+            SchedEntity best = runQueues.get(p).selectFifo(this::isReady);
             if (best != null) {
                 SchedJob job = best.queue.peekFirst();
                 int credits = Math.min(job.credits(), creditLimit);
