@@ -12,11 +12,9 @@ import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.EnumMap;
-import java.util.LinkedList;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
@@ -35,10 +33,12 @@ import java.util.function.Consumer;
  * {@link #start} are the reset sequence the kernel documents. {@link #fini} stops and joins the worker and cancels
  * every job left with {@code ECANCELED}; every fence signals. Events go to the tracer as {@link TraceKind#SCHED}.
  * Fences are never signalled with the scheduler's lock held.
- * <p>Size: about 730 lines, over the project's 600, as {@code sched_main.c} is one file: the pending list, the
- * credits, the timeout and the reset sequence are one state under one lock, read by the worker on every pass; the
- * entity and job sides live in {@link SchedEntity} and {@link SchedJob}, a run queue's choice of entity in
- * {@link RunQueue}.
+ * <p>Size: about 690 lines, over the project's 600, as {@code sched_main.c} is one file: the worker's pass, the
+ * completion of a job and the reset sequence ({@code stop}, {@code resubmitJobs}, {@code start}, {@code fini}) each
+ * change the run queues, the pending list and the worker's state together under one lock, and each signals fences
+ * and calls the backend outside it; cut apart, the pieces would hand each other the lock. What holds state of its
+ * own lives apart: the entity and job sides in {@link SchedEntity} and {@link SchedJob}, a run queue's choice of
+ * entity in {@link RunQueue}, the jobs on the hardware with their credits and the job timer in {@link PendingList}.
  */
 public final class Scheduler {
     private static final Logger LOG = LoggerFactory.getLogger(Scheduler.class);
@@ -52,13 +52,12 @@ public final class Scheduler {
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition wake = lock.newCondition();
     private final Map<SchedPriority, RunQueue> runQueues = new EnumMap<>(SchedPriority.class);
-    /** Jobs on the hardware, oldest first ({@code pending_list}). */
-    private final LinkedList<SchedJob> pending = new LinkedList<>();
+    /** Jobs on the hardware with their credits and the job timer. */
+    private final PendingList pending;
     /** Finished jobs waiting for {@link SchedBackend#freeJob}. */
     private final ArrayDeque<SchedJob> toFree = new ArrayDeque<>();
     private final AtomicLong submitOrder = new AtomicLong();
     private final Thread worker;
-    private int creditCount;
     private int entityCount;
     private boolean stopped;
     private boolean finishing;
@@ -66,8 +65,6 @@ public final class Scheduler {
     private boolean workerBusy;
     /** Completions between claiming a job and queueing it for freeing, in any thread. */
     private int completing;
-    /** When the job timer fires, on the nanoTime clock; {@code Long.MAX_VALUE} when not armed. */
-    private long deadline = Long.MAX_VALUE;
 
     private Scheduler(SchedulerConfig config, SchedBackend backend, Tracer tracer) {
         this.name = config.name();
@@ -75,6 +72,7 @@ public final class Scheduler {
         this.timeoutNanos = config.timeout().toNanos();
         this.backend = backend;
         this.tracer = tracer;
+        this.pending = new PendingList(creditLimit, timeoutNanos);
         for (SchedPriority p : SchedPriority.values()) {
             runQueues.put(p, new RunQueue());
         }
@@ -122,7 +120,7 @@ public final class Scheduler {
     public int creditCount() {
         lock.lock();
         try {
-            return creditCount;
+            return pending.creditCount();
         } finally {
             lock.unlock();
         }
@@ -132,7 +130,7 @@ public final class Scheduler {
     public int pendingJobs() {
         lock.lock();
         try {
-            return (int) pending.stream().filter(j -> !j.isCompleted()).count();
+            return pending.unfinished().size();
         } finally {
             lock.unlock();
         }
@@ -280,16 +278,15 @@ public final class Scheduler {
             if (bad != null && bad.entity().scheduler() == this) {
                 bad.guilty = true;
             }
-            for (var it = pending.descendingIterator(); it.hasNext(); ) {
-                SchedJob job = it.next();
+            for (SchedJob job : pending.jobs().reversed()) {
                 if (job.parent != null && job.parent.removeCallback(job.parentCallback)) {
                     job.parent = null;
                     job.parentCallback = null;
-                    releaseCredits(job);
+                    pending.releaseCredits(job);
                     detached.add(job);
                 }
             }
-            deadline = Long.MAX_VALUE;
+            pending.disarmTimer();
         } finally {
             lock.unlock();
         }
@@ -308,7 +305,7 @@ public final class Scheduler {
         lock.lock();
         try {
             ErrnoException.check(stopped, Errno.EINVAL, "drm_sched_resubmit_jobs on " + name + ", not stopped");
-            again = pending.stream().filter(j -> !j.guilty && !j.isCompleted() && j.parent == null).toList();
+            again = pending.unfinished().stream().filter(j -> !j.guilty && j.parent == null).toList();
         } finally {
             lock.unlock();
         }
@@ -334,12 +331,12 @@ public final class Scheduler {
         lock.lock();
         try {
             ErrnoException.check(stopped, Errno.EINVAL, "drm_sched_start on " + name + ", not stopped");
-            for (SchedJob job : pending) {
+            for (SchedJob job : pending.jobs()) {
                 if (job.isCompleted() || job.parentCallback != null) {
                     continue;
                 }
                 if (job.parent != null) {
-                    takeCredits(job);
+                    pending.takeCredits(job);
                     rearm.add(job);
                 } else {
                     lost.add(job);
@@ -357,7 +354,7 @@ public final class Scheduler {
         lock.lock();
         try {
             stopped = false;
-            armTimer(System.nanoTime());
+            pending.armTimer(System.nanoTime());
             wake.signalAll();
         } finally {
             lock.unlock();
@@ -368,8 +365,7 @@ public final class Scheduler {
     public void fault() {
         lock.lock();
         try {
-            if (!pending.isEmpty()) {
-                deadline = System.nanoTime();
+            if (pending.fireTimer(System.nanoTime())) {
                 wake.signalAll();
             }
         } finally {
@@ -408,7 +404,7 @@ public final class Scheduler {
         lock.lock();
         try {
             runQueues.values().forEach(q -> q.addAllTo(entities));
-            onHardware = pending.stream().filter(j -> !j.isCompleted()).toList();
+            onHardware = pending.unfinished();
         } finally {
             lock.unlock();
         }
@@ -475,16 +471,13 @@ public final class Scheduler {
                             workerBusy = true;
                             break;
                         }
-                        if (System.nanoTime() >= deadline) {
-                            timedOut = pending.stream().filter(j -> !j.isCompleted()).findFirst().orElse(null);
-                            deadline = Long.MAX_VALUE;
-                            if (timedOut != null) {
-                                workerBusy = true;
-                                break;
-                            }
+                        timedOut = pending.expired(System.nanoTime());
+                        if (timedOut != null) {
+                            workerBusy = true;
+                            break;
                         }
                     }
-                    long wait = stopped ? Long.MAX_VALUE : deadline - System.nanoTime();
+                    long wait = stopped ? Long.MAX_VALUE : pending.deadline() - System.nanoTime();
                     if (wait == Long.MAX_VALUE) {
                         wake.awaitUninterruptibly();
                     } else if (wait > 0) {
@@ -512,8 +505,7 @@ public final class Scheduler {
             SchedEntity best = runQueues.get(p).selectFifo(this::isReady);
             if (best != null) {
                 SchedJob job = best.queue.peekFirst();
-                int credits = Math.min(job.credits(), creditLimit);
-                if (credits > creditLimit - creditCount) {
+                if (!pending.canQueue(job)) {
                     return null;
                 }
                 if (job.credits() > creditLimit) {
@@ -522,9 +514,7 @@ public final class Scheduler {
                 }
                 best.queue.removeFirst();
                 best.lastScheduled = job.finished();
-                takeCredits(job);
-                pending.addLast(job);
-                armTimer(System.nanoTime());
+                pending.begin(job, System.nanoTime());
                 wake.signalAll();
                 return job;
             }
@@ -553,26 +543,6 @@ public final class Scheduler {
             wake.signalAll();
         } finally {
             lock.unlock();
-        }
-    }
-
-    private void takeCredits(SchedJob job) {
-        if (!job.holdsCredits) {
-            job.holdsCredits = true;
-            creditCount += Math.min(job.credits(), creditLimit);
-        }
-    }
-
-    private void releaseCredits(SchedJob job) {
-        if (job.holdsCredits) {
-            job.holdsCredits = false;
-            creditCount -= Math.min(job.credits(), creditLimit);
-        }
-    }
-
-    private void armTimer(long now) {
-        if (deadline == Long.MAX_VALUE && pending.stream().anyMatch(j -> !j.isCompleted())) {
-            deadline = now + timeoutNanos;
         }
     }
 
@@ -640,7 +610,7 @@ public final class Scheduler {
             if (!job.claim()) {
                 return;
             }
-            releaseCredits(job);
+            pending.releaseCredits(job);
             job.parent = null;
             job.parentCallback = null;
             completing++;
@@ -654,16 +624,9 @@ public final class Scheduler {
         } finally {
             lock.lock();
             try {
-                boolean head = !pending.isEmpty() && pending.getFirst() == job;
-                pending.remove(job);
+                pending.remove(job, !stopped, System.nanoTime());
                 toFree.addLast(job);
                 completing--;
-                if (head) {
-                    deadline = Long.MAX_VALUE;
-                    if (!stopped) {
-                        armTimer(System.nanoTime());
-                    }
-                }
                 wake.signalAll();
             } finally {
                 lock.unlock();
@@ -683,9 +646,9 @@ public final class Scheduler {
         lock.lock();
         try {
             workerBusy = false;
-            deadline = Long.MAX_VALUE;
+            pending.disarmTimer();
             if (status != TimeoutStatus.ENODEV && !stopped) {
-                armTimer(System.nanoTime());
+                pending.armTimer(System.nanoTime());
             }
             wake.signalAll();
         } finally {
