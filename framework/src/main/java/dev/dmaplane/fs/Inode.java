@@ -27,11 +27,11 @@ import static dev.dmaplane.mem.HostMemory.PAGE_SIZE;
  * dmaplane has no file descriptors: an unlinked inode lives on while some VMA maps it, and is evicted (its pages
  * and blocks freed) when it is neither linked nor mapped; calls on an evicted inode fail with {@code ENOENT}.
  * <p>
- * Size: about 660 lines, over the project's 600, because read, write, truncate, hole punching, faults and pins each
+ * Size: about 630 lines, over the project's 600, because read, write, truncate, hole punching, faults and pins each
  * take {@code i_rwsem}, the invalidate lock and the size together in one call; cut apart, the pieces would have to
  * hand each other the locks. The kernel spreads these paths over {@code mm/filemap.c} and {@code mm/truncate.c} but
- * over one {@code struct address_space}. The {@code i_mmap} set with its lock is {@link Immap}'s, the data the
- * {@link FileStore}'s, the namespace {@link MemFs}'s.
+ * over one {@code struct address_space}. The {@code i_mmap} set with its lock is {@link Immap}'s, the seals and
+ * their checks {@link MemfdSeals}', the data the {@link FileStore}'s, the namespace {@link MemFs}'s.
  */
 public final class Inode {
     /** The largest file size ({@code s_maxbytes}); larger sizes fail with {@code EFBIG}. */
@@ -52,7 +52,6 @@ public final class Inode {
      * mappings that were writable before keep writing.
      */
     public static final int F_SEAL_FUTURE_WRITE = 0x0010;
-    private static final int ALL_SEALS = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE;
 
     static {
         InodePages.install(new InodePages.Ops() {
@@ -99,8 +98,8 @@ public final class Inode {
     private final Immap immap;
     private volatile long size;
     private volatile boolean evicted;
-    /** {@code info->seals}; written under {@link #iRwsem} held exclusively. */
-    private volatile int seals;
+    /** {@code info->seals}; added under {@link #iRwsem} held exclusively. */
+    private final MemfdSeals seals;
 
     Inode(MemFs fs, long ino, String path, FileStore store) {
         this.fs = fs;
@@ -108,6 +107,7 @@ public final class Inode {
         this.path = path;
         this.store = store;
         this.immap = new Immap("inode " + ino + " (" + path + ")");
+        this.seals = new MemfdSeals(path);
     }
 
     /** The inode number. */
@@ -144,7 +144,7 @@ public final class Inode {
      */
     public int seals() {
         checkSealable();
-        return seals;
+        return seals.get();
     }
 
     /**
@@ -163,21 +163,12 @@ public final class Inode {
      */
     public void addSeals(int newSeals) {
         checkSealable();
-        ErrnoException.check((newSeals & ~ALL_SEALS) == 0, Errno.EINVAL,
-                "unknown seal bits 0x" + Integer.toHexString(newSeals & ~ALL_SEALS) + " for " + path);
+        seals.checkKnown(newSeals);
         iRwsem.writeLock().lock();
         try {
             checkAlive();
-            ErrnoException.check((seals & F_SEAL_SEAL) == 0, Errno.EPERM, path + " is sealed against new seals (F_SEAL_SEAL)");
             // no mapping comes or goes while the seals change (adding a mapping checks them)
-            immap.whileStable(mappers -> {
-                if ((newSeals & F_SEAL_WRITE) != 0 && (seals & F_SEAL_WRITE) == 0) {
-                    long writable = mappers.stream().filter(FileMapper::sharedMayWrite).count();
-                    ErrnoException.check(writable == 0, Errno.EBUSY, "F_SEAL_WRITE on " + path + ": " + writable
-                            + " shared mapping(s) that may write it exist");
-                }
-                seals |= newSeals;
-            });
+            immap.whileStable(mappers -> seals.add(newSeals, mappers));
         } finally {
             iRwsem.writeLock().unlock();
         }
@@ -290,14 +281,7 @@ public final class Inode {
         iRwsem.writeLock().lock();
         try {
             checkAlive();
-            int sealed = seals;
-            if ((sealed & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) != 0) {
-                throw new ErrnoException(Errno.EPERM, "write to " + path + ", which is sealed against writes");
-            }
-            if ((sealed & F_SEAL_GROW) != 0 && offset + len > size) {
-                throw new ErrnoException(Errno.EPERM, "write of " + len + " bytes at " + offset + " would grow " + path
-                        + ", which is sealed (F_SEAL_GROW)");
-            }
+            seals.checkWrite(offset, len, size);
             if (len == 0) {
                 return 0;
             }
@@ -337,10 +321,7 @@ public final class Inode {
         try {
             checkAlive();
             long oldSize = size;
-            ErrnoException.check(newSize >= oldSize || (seals & F_SEAL_SHRINK) == 0, Errno.EPERM,
-                    "truncate of " + path + " from " + oldSize + " to " + newSize + ": the file is sealed against shrinking");
-            ErrnoException.check(newSize <= oldSize || (seals & F_SEAL_GROW) == 0, Errno.EPERM,
-                    "truncate of " + path + " from " + oldSize + " to " + newSize + ": the file is sealed against growing");
+            seals.checkResize(oldSize, newSize);
             if (newSize >= oldSize) {
                 zeroPastEof();
                 size = newSize;
@@ -381,8 +362,7 @@ public final class Inode {
         iRwsem.writeLock().lock();
         try {
             checkAlive();
-            ErrnoException.check((seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) == 0, Errno.EPERM,
-                    "hole punch in " + path + ", which is sealed against writes");
+            seals.checkPunchHole();
             long end = Math.min(size, offset > MAX_FILE_SIZE - length ? MAX_FILE_SIZE : offset + length);
             if (offset >= end) {
                 return;
@@ -572,16 +552,8 @@ public final class Inode {
      */
     private void replaceMappers(Collection<? extends FileMapper> remove, Collection<? extends FileMapper> add,
                                 boolean fresh) {
-        if (immap.replace(remove, add, fresh ? this::refuseWritableWhileSealed : mappings -> { })) {
+        if (immap.replace(remove, add, fresh ? seals::checkNewMappings : mappings -> { })) {
             evict();
-        }
-    }
-
-    /** {@code mapping_map_writable}: a new shared mapping that may write fails while a write seal is set. */
-    private void refuseWritableWhileSealed(Collection<? extends FileMapper> add) {
-        if ((seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) != 0 && add.stream().anyMatch(FileMapper::sharedMayWrite)) {
-            throw new ErrnoException(Errno.EPERM, "shared mapping of " + path + " that may write it, while it is "
-                    + "sealed against writes (seals 0x" + Integer.toHexString(seals) + ")");
         }
     }
 
