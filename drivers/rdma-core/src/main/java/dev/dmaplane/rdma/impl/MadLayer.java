@@ -6,6 +6,7 @@ import dev.dmaplane.rdma.mad.Mad;
 import dev.dmaplane.rdma.mad.MadAddress;
 import dev.dmaplane.rdma.mad.MadAgent;
 import dev.dmaplane.rdma.mad.MadHandler;
+import dev.dmaplane.rdma.mad.MadSendBuf;
 import dev.dmaplane.rdma.mad.MadSendStatus;
 import dev.dmaplane.rdma.spi.MadDatagram;
 import dev.dmaplane.rdma.spi.OrderedWorkqueue;
@@ -13,10 +14,11 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
@@ -26,8 +28,11 @@ import java.util.concurrent.TimeUnit;
  * the core owns: agents registered per port, management class and class version; sends leave through the provider
  * ({@link dev.dmaplane.rdma.spi.RdmaProvider#sendMad}) from QP1 with {@link MadAddress#GSI_QKEY} and the P_Key of
  * index 0; a send that waits for a response is retried after each timeout ({@code wait_for_response},
- * {@code ib_mad_complete_send_wr} with {@code retries}) and completed by the response whose transaction ID it
- * carries ({@code find_send_wr}), or by a timeout. Received MADs and completions go to the agents' handlers on the
+ * {@code ib_mad_complete_send_wr} with {@code retries}) and completed by a response ({@code ib_mad_complete_recv}):
+ * one goes to the agent its TID's upper 32 bits name ({@code find_mad_agent}) and answers the first send of that
+ * agent still waiting with its TID and class, sent to the GID it comes from ({@code ib_find_send_mad}); or the send
+ * ends by a timeout. Each send is its own {@link MadSendBuf}, so sends of one TID (a CM's REP carries its REQ's) wait
+ * side by side. Received MADs and completions go to the agents' handlers on the
  * device's MAD thread ({@code ib_mad_completion_handler}'s work queue), started with the first agent and stopped
  * when the device leaves.
  */
@@ -38,17 +43,14 @@ final class MadLayer {
 
     private final DeviceImpl dev;
     private final Map<List<Integer>, AgentImpl> agents = new HashMap<>();
-    private final Map<Long, Pending> pending = new HashMap<>();
+    /** The agents by {@code hi_tid}, where responses go ({@code ib_mad_clients}). */
+    private final Map<Integer, AgentImpl> byHiTid = new HashMap<>();
     private int nextHiTid = 1;
     private volatile OrderedWorkqueue thread;
     private volatile boolean closed;
 
     MadLayer(DeviceImpl dev) {
         this.dev = dev;
-    }
-
-    private record Pending(AgentImpl agent, MadAddress to, Mad mad, int timeoutMs, int[] retriesLeft,
-                           ScheduledFuture<?>[] timer) {
     }
 
     synchronized MadAgent register(int port, int mgmtClass, int classVersion, MadHandler handler) {
@@ -71,6 +73,7 @@ final class MadLayer {
         }
         AgentImpl a = new AgentImpl(port, mgmtClass, classVersion, nextHiTid++, handler);
         agents.put(key, a);
+        byHiTid.put(a.hiTid, a);
         return a;
     }
 
@@ -107,16 +110,16 @@ final class MadLayer {
             return;
         }
         if (mad.isResponse()) {
-            Pending p;
+            SendBuf sent;
             synchronized (this) {
-                p = pending.get(mad.tid());
-                if (p == null || p.agent.port != port || p.agent.mgmtClass != mad.mgmtClass()) {
+                AgentImpl a = byHiTid.get((int) (mad.tid() >>> 32));
+                sent = a == null || a.port != port ? null : a.answeredBy(from, mad);
+                if (sent == null) {
                     return; // no send waits for it (late or duplicate response)
                 }
-                pending.remove(mad.tid());
-                p.timer[0].cancel(false);
+                sent.stopWaiting();
             }
-            call(p.agent, () -> p.agent.handler.sendDone(p.mad, MadSendStatus.SUCCESS, mad));
+            call(sent.agent, () -> sent.agent.handler.sendDone(sent, MadSendStatus.SUCCESS, mad));
             return;
         }
         AgentImpl a;
@@ -163,32 +166,34 @@ final class MadLayer {
                 DEFAULT_PKEY, to.trafficClass(), to.hopLimit(), mad.encode()));
     }
 
-    /** The send's timer fired: sent again while retries are left, else ended with TIMEOUT. */
-    private void timeout(long tid) {
-        Pending p;
+    /**
+     * The timer {@code generation} of the send fired: sent again while retries are left, else ended with TIMEOUT. A
+     * timer that {@link SendBuf#schedule} replaced meanwhile (an {@code ib_modify_mad}) does nothing.
+     */
+    private void timeout(SendBuf s, int generation) {
+        boolean resend;
         synchronized (this) {
-            p = pending.get(tid);
-            if (p == null) {
+            if (!s.agent.waiting.contains(s) || s.generation != generation) {
                 return;
             }
-            if (p.retriesLeft[0] > 0) {
-                p.retriesLeft[0]--;
-                p.timer[0] = thread.schedule(() -> timeout(tid), p.timeoutMs, TimeUnit.MILLISECONDS);
+            resend = s.retriesLeft > 0;
+            if (resend) {
+                s.retriesLeft--;
+                s.schedule();
             } else {
-                pending.remove(tid);
-                p = new Pending(p.agent, p.to, p.mad, -1, p.retriesLeft, p.timer);
+                s.stopWaiting();
             }
         }
-        if (p.timeoutMs >= 0) {
+        if (resend) {
             try {
-                transmit(p.agent.port, p.to, p.mad); // outside the lock: the provider may wait for its engine
+                transmit(s.agent.port, s.to, s.mad); // outside the lock: the provider may wait for its engine
             } catch (ErrnoException e) {
-                LOG.debug("{}: MAD resend of tid 0x{} failed: {}", dev.name(), Long.toHexString(tid), e.getMessage());
+                LOG.debug("{}: MAD resend of tid 0x{} failed: {}", dev.name(), Long.toHexString(s.mad.tid()),
+                        e.getMessage());
             }
             return;
         }
-        Pending done = p;
-        call(p.agent, () -> done.agent.handler.sendDone(done.mad, MadSendStatus.TIMEOUT, null));
+        call(s.agent, () -> s.agent.handler.sendDone(s, MadSendStatus.TIMEOUT, null));
     }
 
     /** The device leaves: every send ends CANCELED, no handler runs afterwards, the MAD thread ends. */
@@ -201,16 +206,79 @@ final class MadLayer {
             closed = true;
             for (AgentImpl a : agents.values()) {
                 a.live = false;
+                a.stopAll();
             }
             agents.clear();
-            for (Pending p : pending.values()) {
-                p.timer[0].cancel(false);
-            }
-            pending.clear();
+            byHiTid.clear();
             t = thread;
         }
         if (t != null) {
             t.destroy(Duration.ofSeconds(10)); // from the MAD thread itself: it ends when this task returns
+        }
+    }
+
+    /**
+     * One send ({@code struct ib_mad_send_wr_private} with its {@code ib_mad_send_buf}): its timeout, retries left
+     * and timer are guarded by the layer's lock, and it waits while it is in its agent's {@code waiting} set.
+     */
+    private final class SendBuf implements MadSendBuf {
+        final AgentImpl agent;
+        final MadAddress to;
+        final Mad mad;
+        final Object context;
+        int timeoutMs;
+        int retriesLeft;
+        int generation;
+        ScheduledFuture<?> timer;
+
+        SendBuf(AgentImpl agent, MadAddress to, Mad mad, Object context, int timeoutMs, int retries) {
+            this.agent = agent;
+            this.to = to;
+            this.mad = mad;
+            this.context = context;
+            this.timeoutMs = timeoutMs;
+            this.retriesLeft = retries;
+        }
+
+        @Override
+        public MadAgent agent() {
+            return agent;
+        }
+
+        @Override
+        public MadAddress to() {
+            return to;
+        }
+
+        @Override
+        public Mad mad() {
+            return mad;
+        }
+
+        @Override
+        public Object context() {
+            return context;
+        }
+
+        /** Its timer, {@code timeoutMs} from now, in place of the one before. Under the layer's lock. */
+        void schedule() {
+            if (timer != null) {
+                timer.cancel(false);
+            }
+            int g = ++generation;
+            timer = thread.schedule(() -> timeout(this, g), timeoutMs, TimeUnit.MILLISECONDS);
+        }
+
+        /** It waits no more: out of its agent's set, its timer stopped. Under the layer's lock. */
+        void stopWaiting() {
+            agent.waiting.remove(this);
+            generation++;
+            timer.cancel(false);
+        }
+
+        @Override
+        public String toString() {
+            return "MAD send of " + mad + " to " + to.remoteGid();
         }
     }
 
@@ -220,6 +288,8 @@ final class MadLayer {
         final int classVersion;
         final int hiTid;
         final MadHandler handler;
+        /** The sends waiting for a response, in the order they were sent ({@code wait_list}). */
+        final Set<SendBuf> waiting = new LinkedHashSet<>();
         volatile boolean live = true;
 
         AgentImpl(int port, int mgmtClass, int classVersion, int hiTid, MadHandler handler) {
@@ -228,6 +298,29 @@ final class MadLayer {
             this.classVersion = classVersion;
             this.hiTid = hiTid;
             this.handler = handler;
+        }
+
+        /**
+         * {@code ib_find_send_mad}: the first send waiting with the response's TID and class, sent to the GID the
+         * response comes from ({@code rcv_has_same_class}, {@code rcv_has_same_gid}), or null. Under the layer's lock.
+         */
+        SendBuf answeredBy(MadAddress from, Mad response) {
+            for (SendBuf s : waiting) {
+                if (s.mad.tid() == response.tid() && s.mad.mgmtClass() == response.mgmtClass()
+                        && s.to.remoteGid().equals(from.remoteGid())) {
+                    return s;
+                }
+            }
+            return null;
+        }
+
+        /** Every send stops waiting, no completion follows ({@code cancel_mads} of an agent going away). */
+        void stopAll() {
+            for (SendBuf s : waiting) {
+                s.generation++;
+                s.timer.cancel(false);
+            }
+            waiting.clear();
         }
 
         @Override
@@ -241,45 +334,30 @@ final class MadLayer {
         }
 
         @Override
-        public void send(MadAddress to, Mad mad, int timeoutMs, int retries) {
+        public MadSendBuf send(MadAddress to, Mad mad, int timeoutMs, int retries, Object context) {
             ErrnoException.requireNonNull(to, "MAD address");
             ErrnoException.requireNonNull(mad, "MAD");
             if (timeoutMs < 0 || retries < 0) {
                 throw new ErrnoException(Errno.EINVAL, "ib_post_send_mad: timeout " + timeoutMs + " ms, retries "
                         + retries + ": negative");
             }
-            if (mad.mgmtClass() != mgmtClass) {
-                throw new ErrnoException(Errno.EINVAL, "ib_post_send_mad: class 0x"
-                        + Integer.toHexString(mad.mgmtClass()) + " through an agent of class 0x"
-                        + Integer.toHexString(mgmtClass));
-            }
-            if (!mad.isResponse() && (int) (mad.tid() >>> 32) != hiTid) {
-                throw new ErrnoException(Errno.EINVAL, String.format(
-                        "ib_post_send_mad: tid 0x%016x does not carry the agent's hi_tid 0x%08x", mad.tid(), hiTid));
-            }
+            SendBuf s = new SendBuf(this, to, mad, context, timeoutMs, retries);
             synchronized (MadLayer.this) {
                 if (!live || closed) {
                     throw new ErrnoException(Errno.ENODEV, "MAD agent 0x" + Integer.toHexString(hiTid) + " on "
                             + dev.name() + " is unregistered");
                 }
-                if (timeoutMs > 0 && pending.containsKey(mad.tid())) {
-                    throw new ErrnoException(Errno.EINVAL, String.format("ib_post_send_mad: tid 0x%016x is waiting "
-                            + "for its response already", mad.tid()));
-                }
                 if (timeoutMs > 0) {
-                    long tid = mad.tid();
-                    ScheduledFuture<?>[] timer = new ScheduledFuture<?>[1];
-                    pending.put(tid, new Pending(this, to, mad, timeoutMs, new int[]{retries}, timer));
-                    timer[0] = thread.schedule(() -> timeout(tid), timeoutMs, TimeUnit.MILLISECONDS);
+                    waiting.add(s);
+                    s.schedule();
                 }
             }
             try {
                 transmit(port, to, mad); // outside the lock: the provider may wait for its engine
             } catch (ErrnoException e) {
                 synchronized (MadLayer.this) {
-                    Pending p = pending.remove(mad.tid());
-                    if (p != null) {
-                        p.timer[0].cancel(false);
+                    if (waiting.contains(s)) {
+                        s.stopWaiting();
                     }
                 }
                 throw e;
@@ -287,44 +365,48 @@ final class MadLayer {
             if (timeoutMs == 0) {
                 OrderedWorkqueue t = thread;
                 try {
-                    t.execute(() -> call(this, () -> handler.sendDone(mad, MadSendStatus.SUCCESS, null)));
+                    t.execute(() -> call(this, () -> handler.sendDone(s, MadSendStatus.SUCCESS, null)));
                 } catch (RejectedExecutionException e) {
                     LOG.debug("{}: MAD send completion dropped, the device is leaving", dev.name());
                 }
             }
+            return s;
+        }
+
+        /** The send, when it is one of this agent's still waiting; under the layer's lock. */
+        private SendBuf waitingOf(MadSendBuf send) {
+            ErrnoException.requireNonNull(send, "MAD send");
+            return !closed && send instanceof SendBuf s && s.agent == this && waiting.contains(s) ? s : null;
         }
 
         @Override
-        public boolean cancel(long tid) {
-            Pending p;
+        public boolean cancel(MadSendBuf send) {
             synchronized (MadLayer.this) {
-                p = pending.get(tid);
-                if (p == null || p.agent != this || closed) {
+                SendBuf s = waitingOf(send);
+                if (s == null) {
                     return false;
                 }
-                pending.remove(tid);
-                p.timer[0].cancel(false);
-                thread.execute(() -> call(this, () -> handler.sendDone(p.mad, MadSendStatus.CANCELED, null)));
+                s.stopWaiting();
+                thread.execute(() -> call(this, () -> handler.sendDone(s, MadSendStatus.CANCELED, null)));
             }
             return true;
         }
 
         @Override
-        public boolean modify(long tid, int timeoutMs) {
+        public boolean modify(MadSendBuf send, int timeoutMs) {
             if (timeoutMs < 0) {
                 throw new ErrnoException(Errno.EINVAL, "ib_modify_mad: timeout " + timeoutMs + " ms: negative");
             }
             if (timeoutMs == 0) {
-                return cancel(tid);
+                return cancel(send);
             }
             synchronized (MadLayer.this) {
-                Pending p = pending.get(tid);
-                if (p == null || p.agent != this || closed) {
+                SendBuf s = waitingOf(send);
+                if (s == null) {
                     return false;
                 }
-                p.timer[0].cancel(false);
-                pending.put(tid, new Pending(this, p.to, p.mad, timeoutMs, p.retriesLeft, p.timer));
-                p.timer[0] = thread.schedule(() -> timeout(tid), timeoutMs, TimeUnit.MILLISECONDS);
+                s.timeoutMs = timeoutMs;
+                s.schedule();
             }
             return true;
         }
@@ -337,14 +419,8 @@ final class MadLayer {
                 }
                 live = false;
                 agents.remove(List.of(port, mgmtClass, classVersion), this);
-                List<Long> mine = new ArrayList<>();
-                pending.forEach((tid, p) -> {
-                    if (p.agent == this) {
-                        mine.add(tid);
-                        p.timer[0].cancel(false);
-                    }
-                });
-                mine.forEach(pending::remove);
+                byHiTid.remove(hiTid, this);
+                stopAll();
             }
         }
     }

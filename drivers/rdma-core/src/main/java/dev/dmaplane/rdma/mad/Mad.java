@@ -16,7 +16,7 @@ import java.util.Arrays;
  * @param method        method; bit 0x80 marks a response
  * @param status        status field
  * @param classSpecific class-specific field
- * @param tid           transaction ID; its upper 32 bits name the sending agent
+ * @param tid           transaction ID; a response's upper 32 bits name the agent it goes to
  * @param attrId        attribute ID (the CM message type)
  * @param attrMod       attribute modifier
  * @param data          the {@value #DATA} bytes after the header

@@ -12,8 +12,8 @@ public interface MadHandler {
     void received(MadAddress from, Mad mad);
 
     /**
-     * A send ended ({@code send_handler}): {@code response} is the MAD that answered it (same transaction ID, a
-     * response method), or null.
+     * A send ended ({@code send_handler} with {@code ib_mad_send_wc.send_buf}): {@code send} is the handle
+     * {@link MadAgent#send} returned, with its context; {@code response} is the MAD that answered it, or null.
      */
-    void sendDone(Mad sent, MadSendStatus status, Mad response);
+    void sendDone(MadSendBuf send, MadSendStatus status, Mad response);
 }

@@ -7,6 +7,7 @@ import dev.dmaplane.rdma.mad.Mad;
 import dev.dmaplane.rdma.mad.MadAddress;
 import dev.dmaplane.rdma.mad.MadAgent;
 import dev.dmaplane.rdma.mad.MadHandler;
+import dev.dmaplane.rdma.mad.MadSendBuf;
 import dev.dmaplane.rdma.mad.MadSendStatus;
 import dev.dmaplane.rdma.verbs.AhAttr;
 import dev.dmaplane.rdma.verbs.AddressHandle;
@@ -32,6 +33,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -66,8 +68,8 @@ class GsiTest {
         }
 
         @Override
-        public void sendDone(Mad sent, MadSendStatus status, Mad response) {
-            done.add(new Object[]{sent, status, response});
+        public void sendDone(MadSendBuf send, MadSendStatus status, Mad response) {
+            done.add(new Object[]{send, status, response});
         }
 
         Object[] nextReceived() throws InterruptedException {
@@ -99,7 +101,7 @@ class GsiTest {
         MadAgent b = dev("rxe1").registerMadAgent(1, CLASS, 2, sb);
         long tid = (long) a.hiTid() << 32 | 0x1234;
         Mad req = Mad.of(CLASS, 2, Mad.METHOD_GET, tid, 0x0010, data(1));
-        a.send(MadAddress.gsi(h.a.gid, h.b.gid), req, 5000, 3);
+        a.send(MadAddress.gsi(h.a.gid, h.b.gid), req, 5000, 3, null);
 
         Object[] r = sb.nextReceived();
         assertNotNull(r, "the request reached rxe1's agent");
@@ -111,7 +113,7 @@ class GsiTest {
         assertEquals(MadAddress.GSI_QKEY, from.qkey());
 
         Mad resp = Mad.of(CLASS, 2, Mad.METHOD_GET | Mad.METHOD_RESP, tid, 0x0010, data(2));
-        b.send(from, resp, 0, 0);
+        b.send(from, resp, 0, 0, null);
         Object[] d = sa.nextDone();
         assertEquals(MadSendStatus.SUCCESS, d[1]);
         assertEquals(resp, d[2], "the response with the request's TID completes it");
@@ -137,20 +139,20 @@ class GsiTest {
         MadAddress to = MadAddress.gsi(h.a.gid, h.b.gid);
 
         long tid = (long) a.hiTid() << 32 | 0x42;
-        a.send(to, new Mad(1, perf, 1, Mad.METHOD_GET, 0, 0, tid, 0x0012, 5, data(6)), 5000, 0);
+        a.send(to, new Mad(1, perf, 1, Mad.METHOD_GET, 0, 0, tid, 0x0012, 5, data(6)), 5000, 0, null);
         Object[] d = sa.nextDone();
         assertEquals(MadSendStatus.SUCCESS, d[1]);
         assertEquals(new Mad(1, perf, 1, Mad.METHOD_GET_RESP, Mad.STATUS_UNSUPPORTED_METHOD_ATTRIB, 0, tid, 0x0012, 5,
                 data(6)), d[2]);
 
         long set = (long) v1.hiTid() << 32 | 0x43;
-        v1.send(to, new Mad(1, CLASS, 1, Mad.METHOD_SET, 0, 0, set, 0x0010, 0, data(7)), 5000, 0);
+        v1.send(to, new Mad(1, CLASS, 1, Mad.METHOD_SET, 0, 0, set, 0x0010, 0, data(7)), 5000, 0, null);
         Object[] dv = sv.nextDone();
         assertEquals(MadSendStatus.SUCCESS, dv[1], "class version 1 has no agent on rxe1");
         assertEquals(Mad.STATUS_UNSUPPORTED_METHOD_ATTRIB, ((Mad) dv[2]).status());
         assertEquals(Mad.METHOD_GET_RESP, ((Mad) dv[2]).method());
 
-        a.send(to, new Mad(1, perf, 1, Mad.METHOD_SEND, 0, 0, tid + 1, 0x0012, 0, data(8)), 50, 0);
+        a.send(to, new Mad(1, perf, 1, Mad.METHOD_SEND, 0, 0, tid + 1, 0x0012, 0, data(8)), 50, 0, null);
         assertEquals(MadSendStatus.TIMEOUT, sa.nextDone()[1], "a Send nobody takes gets no answer");
     }
 
@@ -161,7 +163,7 @@ class GsiTest {
         MadAgent a = dev("rxe0").registerMadAgent(1, CLASS, 2, sa);
         dev("rxe1").registerMadAgent(1, CLASS, 2, sb);
         long tid = (long) a.hiTid() << 32 | 7;
-        a.send(MadAddress.gsi(h.a.gid, h.b.gid), Mad.of(CLASS, 2, Mad.METHOD_SEND, tid, 0x0010, data(3)), 20, 3);
+        a.send(MadAddress.gsi(h.a.gid, h.b.gid), Mad.of(CLASS, 2, Mad.METHOD_SEND, tid, 0x0010, data(3)), 20, 3, null);
         Object[] d = sa.nextDone();
         assertEquals(MadSendStatus.TIMEOUT, d[1]);
         for (int i = 0; i < 4; i++) {
@@ -177,12 +179,15 @@ class GsiTest {
         MadAgent a = dev("rxe0").registerMadAgent(1, CLASS, 2, sa);
         MadAgent b = dev("rxe1").registerMadAgent(1, CLASS, 2, sb);
         long tid = (long) a.hiTid() << 32 | 9;
-        a.send(MadAddress.gsi(h.a.gid, h.b.gid), Mad.of(CLASS, 2, Mad.METHOD_GET, tid, 1, data(4)), 60_000, 0);
+        MadSendBuf sent = a.send(MadAddress.gsi(h.a.gid, h.b.gid), Mad.of(CLASS, 2, Mad.METHOD_GET, tid, 1, data(4)),
+                60_000, 0, null);
         MadAddress from = (MadAddress) sb.nextReceived()[0];
-        assertTrue(a.cancel(tid));
-        assertEquals(MadSendStatus.CANCELED, sa.nextDone()[1]);
-        assertFalse(a.cancel(tid), "nothing left to cancel");
-        b.send(from, Mad.of(CLASS, 2, Mad.METHOD_GET | Mad.METHOD_RESP, tid, 1, data(5)), 0, 0);
+        assertTrue(a.cancel(sent));
+        Object[] d = sa.nextDone();
+        assertEquals(MadSendStatus.CANCELED, d[1]);
+        assertSame(sent, d[0], "the handle send returned");
+        assertFalse(a.cancel(sent), "nothing left to cancel");
+        b.send(from, Mad.of(CLASS, 2, Mad.METHOD_GET | Mad.METHOD_RESP, tid, 1, data(5)), 0, 0, null);
         assertEquals(MadSendStatus.SUCCESS, sb.nextDone()[1]);
         assertNull(sa.done.poll(200, TimeUnit.MILLISECONDS), "the late response completes nothing");
     }
@@ -199,18 +204,70 @@ class GsiTest {
         MadAgent a = dev("rxe0").registerMadAgent(1, CLASS, 2, sa);
         dev("rxe1").registerMadAgent(1, CLASS, 2, sb);
         long tid = (long) a.hiTid() << 32 | 11;
-        a.send(MadAddress.gsi(h.a.gid, h.b.gid), Mad.of(CLASS, 2, Mad.METHOD_SEND, tid, 0x0010, data(6)), 60_000, 1);
+        MadSendBuf sent = a.send(MadAddress.gsi(h.a.gid, h.b.gid),
+                Mad.of(CLASS, 2, Mad.METHOD_SEND, tid, 0x0010, data(6)), 60_000, 1, null);
         assertNotNull(sb.nextReceived(), "the first copy");
-        assertTrue(a.modify(tid, 50));
+        assertTrue(a.modify(sent, 50));
         assertNotNull(sb.nextReceived(), "the retry, 50 ms later rather than 60 s");
         assertEquals(MadSendStatus.TIMEOUT, sa.nextDone()[1], "and the timeout 50 ms after it");
-        assertFalse(a.modify(tid, 50), "nothing waits any more");
-        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> a.modify(tid, -1)).errno());
+        assertFalse(a.modify(sent, 50), "nothing waits any more");
+        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> a.modify(sent, -1)).errno());
 
         long other = (long) a.hiTid() << 32 | 12;
-        a.send(MadAddress.gsi(h.a.gid, h.b.gid), Mad.of(CLASS, 2, Mad.METHOD_SEND, other, 0x0010, data(7)), 60_000, 0);
-        assertTrue(a.modify(other, 0));
+        MadSendBuf second = a.send(MadAddress.gsi(h.a.gid, h.b.gid),
+                Mad.of(CLASS, 2, Mad.METHOD_SEND, other, 0x0010, data(7)), 60_000, 0, null);
+        assertTrue(a.modify(second, 0));
         assertEquals(MadSendStatus.CANCELED, sa.nextDone()[1]);
+    }
+
+    /**
+     * {@code ib_post_send_mad} checks no transaction ID, and sends of one TID wait side by side, each its own
+     * {@code ib_mad_send_buf}: on rxe0, agent {@code a} (class CM) sends a Get with TID T (its own hi_tid) and then a
+     * Send with T (as a CM's REP carries its REQ's TID), both waiting; agent {@code p} (class 0x04) sends a Get
+     * with that same T, a TID of {@code a}'s. rxe1's GetResp to T goes to {@code a} ({@code find_mad_agent} routes a
+     * response by its upper 32 bits) and completes the first of its sends with T and the response's class
+     * ({@code ib_find_send_mad}), with the context it was sent with; the second still waits until it is cancelled.
+     * rxe1's MAD layer answers {@code p}'s Get (no agent of class 0x04 there) with a GetResp of T, which also goes
+     * to {@code a}, where no send of class 0x04 waits: dropped, and {@code p}'s Get times out.
+     */
+    @Test
+    void sendsOfOneTidWaitApartAndAResponseGoesToTheAgentItsTidNames() throws InterruptedException {
+        int perf = 0x04;
+        Seen sa = new Seen();
+        Seen sp = new Seen();
+        Seen sb = new Seen();
+        MadAgent a = dev("rxe0").registerMadAgent(1, CLASS, 2, sa);
+        MadAgent p = dev("rxe0").registerMadAgent(1, perf, 1, sp);
+        MadAgent b = dev("rxe1").registerMadAgent(1, CLASS, 2, sb);
+        MadAddress to = MadAddress.gsi(h.a.gid, h.b.gid);
+        long tid = (long) a.hiTid() << 32 | 0x77;
+        MadSendBuf get = a.send(to, Mad.of(CLASS, 2, Mad.METHOD_GET, tid, 0x0010, data(1)), 30_000, 0, "get");
+        MadSendBuf send = a.send(to, Mad.of(CLASS, 2, Mad.METHOD_SEND, tid, 0x0013, data(2)), 60_000, 0, "send");
+        MadSendBuf other = p.send(to, new Mad(1, perf, 1, Mad.METHOD_GET, 0, 0, tid, 0x0012, 0, data(3)), 200, 0,
+                "perf");
+        assertEquals("send", send.context());
+        assertSame(a, send.agent());
+
+        MadAddress from = (MadAddress) sb.nextReceived()[0];
+        assertNotNull(sb.nextReceived(), "the Send with the same TID");
+        Mad resp = Mad.of(CLASS, 2, Mad.METHOD_GET_RESP, tid, 0x0010, data(4));
+        b.send(from, resp, 0, 0, null);
+        Object[] d = sa.nextDone();
+        assertSame(get, d[0], "the Get, sent first");
+        assertEquals("get", ((MadSendBuf) d[0]).context());
+        assertEquals(MadSendStatus.SUCCESS, d[1]);
+        assertEquals(resp, d[2]);
+
+        Object[] dp = sp.nextDone();
+        assertSame(other, dp[0]);
+        assertEquals(MadSendStatus.TIMEOUT, dp[1], "its answer went to the agent of its TID's hi_tid");
+        assertNull(sa.done.poll(), "and completed nothing there");
+        assertTrue(a.cancel(send), "the Send with the Get's TID still waits");
+        Object[] ds = sa.nextDone();
+        assertSame(send, ds[0]);
+        assertEquals(MadSendStatus.CANCELED, ds[1]);
+        assertFalse(p.cancel(get), "another agent's send");
+        assertFalse(a.cancel(get), "answered");
     }
 
     /**
@@ -228,13 +285,13 @@ class GsiTest {
         Thread ta = Thread.ofPlatform().start(() -> {
             for (int i = 0; i < n; i++) {
                 a.send(MadAddress.gsi(h.a.gid, h.b.gid), Mad.of(CLASS, 2, Mad.METHOD_SEND, (long) a.hiTid() << 32 | i,
-                        1, data(i)), 0, 0);
+                        1, data(i)), 0, 0, null);
             }
         });
         Thread tb = Thread.ofPlatform().start(() -> {
             for (int i = 0; i < n; i++) {
                 b.send(MadAddress.gsi(h.b.gid, h.a.gid), Mad.of(CLASS, 2, Mad.METHOD_SEND, (long) b.hiTid() << 32 | i,
-                        1, data(i)), 0, 0);
+                        1, data(i)), 0, 0, null);
             }
         });
         ta.join(20_000);
@@ -258,18 +315,13 @@ class GsiTest {
                 () -> dev("rxe0").registerMadAgent(1, 0, 2, s)).errno(), "class 0");
         MadAddress to = MadAddress.gsi(h.a.gid, h.b.gid);
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> a.send(to,
-                Mad.of(CLASS, 2, Mad.METHOD_SEND, 5, 1, data(6)), 10, 1)).errno(), "a TID without the agent's hi_tid");
-        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> a.send(to,
-                Mad.of(0x03, 2, Mad.METHOD_SEND, (long) a.hiTid() << 32, 1, data(6)), 10, 1)).errno(),
-                "another class");
-        assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class, () -> a.send(to,
-                Mad.of(CLASS, 2, Mad.METHOD_SEND, (long) a.hiTid() << 32, 1, data(6)), -1, 1)).errno(),
+                Mad.of(CLASS, 2, Mad.METHOD_SEND, (long) a.hiTid() << 32, 1, data(6)), -1, 1, null)).errno(),
                 "negative timeout");
         assertEquals(Errno.EINVAL, assertThrows(ErrnoException.class,
                 () -> Mad.decode(new byte[255])).errno(), "a MAD has 256 bytes");
         a.unregister();
         assertEquals(Errno.ENODEV, assertThrows(ErrnoException.class, () -> a.send(to,
-                Mad.of(CLASS, 2, Mad.METHOD_SEND, (long) a.hiTid() << 32, 1, data(6)), 0, 0)).errno());
+                Mad.of(CLASS, 2, Mad.METHOD_SEND, (long) a.hiTid() << 32, 1, data(6)), 0, 0, null)).errno());
         dev("rxe0").registerMadAgent(1, CLASS, 2, s); // free again
     }
 

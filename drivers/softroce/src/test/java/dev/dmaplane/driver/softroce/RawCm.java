@@ -4,6 +4,7 @@ import dev.dmaplane.rdma.mad.Mad;
 import dev.dmaplane.rdma.mad.MadAddress;
 import dev.dmaplane.rdma.mad.MadAgent;
 import dev.dmaplane.rdma.mad.MadHandler;
+import dev.dmaplane.rdma.mad.MadSendBuf;
 import dev.dmaplane.rdma.mad.MadSendStatus;
 import dev.dmaplane.rdma.verbs.Gid;
 
@@ -32,6 +33,8 @@ final class RawCm {
     static final int REJ = 0x12;
     /** {@code CM_REP_ATTR_ID}. */
     static final int REP = 0x13;
+    /** {@code CM_RTU_ATTR_ID}. */
+    static final int RTU = 0x14;
     /** {@code CM_DREQ_ATTR_ID}. */
     static final int DREQ = 0x15;
     /** {@code CM_DREP_ATTR_ID}. */
@@ -63,7 +66,7 @@ final class RawCm {
             }
 
             @Override
-            public void sendDone(Mad sent, MadSendStatus status, Mad response) {
+            public void sendDone(MadSendBuf send, MadSendStatus status, Mad response) {
             }
         });
         toRxe0 = MadAddress.gsi(rxe1, Gid.of(CmEnd.at("10.0.0.4", 0).getAddress()));
@@ -94,6 +97,11 @@ final class RawCm {
         return new int[]{b.getInt(), b.getInt()};
     }
 
+    /** The transaction ID of the last CM message of attribute {@code attr} on the wire. */
+    long lastTid(int attr) {
+        return seen.reversed().stream().map(Seen::mad).filter(x -> x.attrId() == attr).findFirst().orElseThrow().tid();
+    }
+
     /**
      * The last REJ on the wire ({@code struct cm_rej_msg}): its local and remote communication IDs, message rejected
      * and reason.
@@ -114,7 +122,7 @@ final class RawCm {
         data.flip();
         data.get(d, 0, data.limit());
         agent.send(toRxe0, Mad.of(Mad.CLASS_CM, Mad.CM_CLASS_VERSION, Mad.METHOD_SEND,
-                (long) agent.hiTid() << 32 | ++nextTid, attr, d), 0, 0);
+                (long) agent.hiTid() << 32 | ++nextTid, attr, d), 0, 0, null);
     }
 
     /** A REJ ({@code struct cm_rej_msg}) with these IDs, message rejected and reason; no ARI, no private data. */

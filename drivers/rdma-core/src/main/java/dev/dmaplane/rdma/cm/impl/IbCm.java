@@ -12,6 +12,7 @@ import dev.dmaplane.rdma.mad.Mad;
 import dev.dmaplane.rdma.mad.MadAddress;
 import dev.dmaplane.rdma.mad.MadAgent;
 import dev.dmaplane.rdma.mad.MadHandler;
+import dev.dmaplane.rdma.mad.MadSendBuf;
 import dev.dmaplane.rdma.mad.MadSendStatus;
 import dev.dmaplane.rdma.verbs.Gid;
 import dev.dmaplane.rdma.verbs.QpState;
@@ -79,8 +80,8 @@ final class IbCm {
         int remoteQpn;
         /** The QPN of this end's QP, as its REQ or REP named it ({@code cm_id_priv->local_qpn}). */
         int localQpn;
-        /** The MAD waiting for its answer (REQ, REP, DREQ), or null. */
-        Mad waiting;
+        /** The send waiting for its answer (REQ, REP, DREQ: {@code cm_id_priv->msg}), or null. */
+        MadSendBuf msg;
         /** The last RTU, REJ or DREP sent, resent when the peer repeats the message it answered. */
         Mad lastReply;
         int timeoutMs;
@@ -148,19 +149,19 @@ final class IbCm {
         return c;
     }
 
+    /** {@code ib_post_send_mad} of a MAD of the connection, which its send carries as context. */
     private void send(Conn c, Mad m, boolean waits) {
         if (waits) {
-            c.waiting = m;
-            c.agent.send(c.peer, m, c.timeoutMs, c.retries);
+            c.msg = c.agent.send(c.peer, m, c.timeoutMs, c.retries, c);
         } else {
-            c.agent.send(c.peer, m, 0, 0);
+            c.agent.send(c.peer, m, 0, 0, c);
         }
     }
 
     private void cancelWaiting(Conn c) {
-        if (c.waiting != null) {
-            c.agent.cancel(c.waiting.tid());
-            c.waiting = null;
+        if (c.msg != null) {
+            c.agent.cancel(c.msg);
+            c.msg = null;
         }
     }
 
@@ -271,7 +272,7 @@ final class IbCm {
                         sendRej(c, RejectReason.CONSUMER_DEFINED, null);
                     } else {
                         c.agent.send(c.peer, new Rej(c.localId, 0, CmMessages.REJ_MSG_REQ, RejectReason.TIMEOUT,
-                                longBytes(c.dev.nodeGuid()), new byte[0]).toMad(c.tid()), 0, 0);
+                                longBytes(c.dev.nodeGuid()), new byte[0]).toMad(c.tid()), 0, 0, c);
                     }
                 }
                 case REQ_RCVD, REP_SENT, MRA_REP_RCVD -> sendRej(c, RejectReason.CONSUMER_DEFINED, null);
@@ -368,7 +369,7 @@ final class IbCm {
     void removeDevice(RdmaDevice dev) {
         for (Conn c : new ArrayList<>(byLocalId.values())) {
             if (c.dev == dev) {
-                c.waiting = null;
+                c.msg = null;
                 c.owner = null;
                 forget(c);
             }
@@ -415,17 +416,16 @@ final class IbCm {
         }
 
         @Override
-        public void sendDone(Mad sent, MadSendStatus status, Mad response) {
+        public void sendDone(MadSendBuf send, MadSendStatus status, Mad response) {
             if (status != MadSendStatus.TIMEOUT) {
                 return;
             }
             synchronized (lock) {
-                Conn c = byLocalId.get((int) sent.tid());
-                if (c == null || c.waiting == null || c.waiting.tid() != sent.tid()
-                        || c.waiting.attrId() != sent.attrId()) {
+                // cm_process_send_error: the connection from send_buf->context, the send still the one it waits on
+                if (!(send.context() instanceof Conn c) || c.msg != send) {
                     return;
                 }
-                c.waiting = null;
+                c.msg = null;
                 switch (c.state) { // cm_process_send_error
                     case REQ_SENT, MRA_REQ_RCVD -> {
                         resetToIdle(c);
@@ -465,7 +465,7 @@ final class IbCm {
         Conn stale = byRemoteQpn.get(List.of(from.remoteGid(), req.localQpn()));
         if (stale != null) { // cm_insert_remote_qpn found a connection of that QP
             a.send(from, new Rej(0, req.localCommId(), CmMessages.REJ_MSG_REQ, RejectReason.STALE_CONN, new byte[0],
-                    new byte[0]).toMad((long) a.hiTid() << 32), 0, 0);
+                    new byte[0]).toMad((long) a.hiTid() << 32), 0, 0, null);
             sendDreq(stale, null);
             return;
         }
@@ -502,7 +502,7 @@ final class IbCm {
             return;
         }
         if (c.state == State.ESTABLISHED && c.lastReply != null && c.remoteId == rep.localCommId()) {
-            c.agent.send(c.peer, c.lastReply, 0, 0); // cm_dup_rep_handler: the RTU was lost
+            c.agent.send(c.peer, c.lastReply, 0, 0, c); // cm_dup_rep_handler: the RTU was lost
             return;
         }
         if (c.state != State.REQ_SENT && c.state != State.MRA_REQ_RCVD) {
@@ -594,7 +594,7 @@ final class IbCm {
         int serviceTimeout = (mra.word() >>> 3) & 0x1F;
         Conn c = byLocalId.get(mra.remoteCommId());
         int remote = mraed == CmMessages.REJ_MSG_REQ ? 0 : mra.localCommId();
-        if (c == null || c.remoteId != remote || c.waiting == null) {
+        if (c == null || c.remoteId != remote || c.msg == null) {
             return;
         }
         State next = switch (c.state) {
@@ -602,7 +602,7 @@ final class IbCm {
             case REP_SENT -> mraed == CmMessages.REJ_MSG_REP ? State.MRA_REP_RCVD : null;
             default -> null;
         };
-        if (next == null || !c.agent.modify(c.waiting.tid(), toMs(serviceTimeout) + c.timewaitMs)) {
+        if (next == null || !c.agent.modify(c.msg, toMs(serviceTimeout) + c.timewaitMs)) {
             return;
         }
         c.state = next;
@@ -623,7 +623,7 @@ final class IbCm {
         if (c == null) {
             MadAgent a = agent(dev, port);
             a.send(from, new Ids(CmMessages.ATTR_DREP, dreq.remoteCommId(), dreq.localCommId(), 0, new byte[0])
-                    .toMad((long) a.hiTid() << 32), 0, 0);
+                    .toMad((long) a.hiTid() << 32), 0, 0, null);
             return;
         }
         if (dreq.word() != c.localQpn) {
@@ -642,7 +642,7 @@ final class IbCm {
             case TIMEWAIT -> {
                 Mad drep = c.lastReply != null && c.lastReply.attrId() == CmMessages.ATTR_DREP ? c.lastReply
                         : new Ids(CmMessages.ATTR_DREP, c.localId, c.remoteId, 0, new byte[0]).toMad(c.tid());
-                c.agent.send(from, drep, 0, 0);
+                c.agent.send(from, drep, 0, 0, c);
             }
             default -> {
             }
