@@ -21,7 +21,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * the CM messages of IBTA 12.6 and the RDMA IP CM header of annex A11): no malformed frame, every MAD a UD SEND
  * from QP 1 to QP 1 with the GSI Q_Key, class 0x07 version 2 method SEND, and the fields each message carries equal
  * to what the two ends set up (QPNs, starting PSNs, service ID, resources, retry counts, MTU, GIDs, hop limit,
- * communication IDs that pair up, the rdma_cm header's port and addresses, the private data). Skipped without
+ * communication IDs that pair up, the rdma_cm header's port and addresses, the private data), the REP and RTU with
+ * the REQ's transaction ID and the DREP with the DREQ's ({@code cm.c}'s {@code cm_id_priv->tid}). Skipped without
  * tshark unless {@code -Ddmaplane.require.tools} names it.
  */
 @Timeout(120)
@@ -124,5 +125,10 @@ class CmCaptureTest extends RdmaCmTestBase {
         assertEquals((long) server.qp.qpNum(), dreq.get("infiniband.cm.req.remoteqpneecn"));
         assertEquals(serverComm, drep.get("infiniband.cm.drsp.localcommid"));
         assertEquals(clientComm, drep.get("infiniband.cm.drsp.remotecommid"));
+        Object reqTid = req.get("infiniband.mad.transactionid");
+        assertEquals(reqTid, rep.get("infiniband.mad.transactionid"), "cm_format_rep: the REQ's TID");
+        assertEquals(reqTid, rtu.get("infiniband.mad.transactionid"), "cm_format_rtu: the REQ's TID");
+        assertEquals(dreq.get("infiniband.mad.transactionid"), drep.get("infiniband.mad.transactionid"),
+                "cm_format_drep: the DREQ's TID");
     }
 }

@@ -32,11 +32,14 @@ import java.util.concurrent.TimeUnit;
  * remote communication IDs and the state of {@code enum ib_cm_state}; REQ, REP and DREQ sent with the CM's
  * timeout and retries (the MAD layer resends them) and cancelled by the answer; RTU, REJ and DREP sent once and
  * resent when the peer repeats what they answer; duplicates dropped; a REQ nobody listens for rejected with
- * INVALID_SERVICE_ID, one from a QP still connected with STALE_CONN and a DREQ on the old connection. A connection
- * is known by its local ID from {@link #create} to {@link #destroy} ({@code cm.c}'s local ID table), whatever state
- * it reaches; by its remote ID and remote QP only while it is being set up or connected ({@code cm_remove_remote}
- * takes it out of those tables when it goes IDLE or enters time wait). Every method runs under the rdma_cm's lock,
- * which {@link CmaImpl} holds around calls in and takes for MADs and timers.
+ * INVALID_SERVICE_ID, one from a QP still connected with STALE_CONN and a DREQ on the old connection. Transaction
+ * IDs as {@code cm.c} gives them: a REQ and a DREQ a new one ({@code cm_form_tid}); the REP, RTU, REJ and DREP of a
+ * connection its {@link Conn#tid} (the REQ's, the DREQ's once one came); {@code cm_issue_rej} and
+ * {@code cm_issue_drep} the TID of the message they answer. A connection is known by its local ID from
+ * {@link #create} to {@link #destroy} ({@code cm.c}'s local ID table), whatever state it reaches; by its remote ID
+ * and remote QP only while it is being set up or connected ({@code cm_remove_remote} takes it out of those tables
+ * when it goes IDLE or enters time wait). Every method runs under the rdma_cm's lock, which {@link CmaImpl} holds
+ * around calls in and takes for MADs and timers.
  *
  * <p>Over 600 lines as {@code cm.c} is one file: the senders and the handlers of one state machine and its three
  * tables, each state's rule in the one place that changes it.
@@ -80,6 +83,11 @@ final class IbCm {
         int remoteQpn;
         /** The QPN of this end's QP, as its REQ or REP named it ({@code cm_id_priv->local_qpn}). */
         int localQpn;
+        /**
+         * The transaction ID of this end's answers ({@code cm_id_priv->tid}): its own REQ's ({@code ib_send_cm_req}),
+         * the REQ's it received ({@code cm_req_handler}), then the DREQ's it received ({@code cm_dreq_handler}).
+         */
+        long tid;
         /** The send waiting for its answer (REQ, REP, DREQ: {@code cm_id_priv->msg}), or null. */
         MadSendBuf msg;
         /** The last RTU, REJ or DREP sent, resent when the peer repeats the message it answered. */
@@ -96,7 +104,8 @@ final class IbCm {
             this.localId = localId;
         }
 
-        long tid() {
+        /** {@code cm_form_tid}: the agent's {@code hi_tid} over the local communication ID, for a REQ or DREQ. */
+        long formTid() {
             return (long) agent.hiTid() << 32 | (localId & 0xFFFF_FFFFL);
         }
     }
@@ -175,7 +184,9 @@ final class IbCm {
         c.timeoutMs = timeoutMs;
         c.retries = retries;
         c.timewaitMs = toMs(req.localAckTimeout());
-        send(c, req.toMad(c.tid()), true);
+        Mad m = req.toMad(c.formTid());
+        c.tid = m.tid();
+        send(c, m, true);
         c.localQpn = req.localQpn();
         c.state = State.REQ_SENT;
     }
@@ -186,7 +197,7 @@ final class IbCm {
             throw new ErrnoException(Errno.EINVAL, "ib_send_cm_rep in " + c.state);
         }
         CmMessages.checkPrivate("REP", rep.priv(), CmMessages.REP_PRIVATE);
-        send(c, rep.toMad(c.tid()), true);
+        send(c, rep.toMad(c.tid), true);
         c.localQpn = rep.localQpn();
         c.state = State.REP_SENT;
     }
@@ -197,7 +208,7 @@ final class IbCm {
             throw new ErrnoException(Errno.EINVAL, "ib_send_cm_rtu in " + c.state);
         }
         Mad m = new Ids(CmMessages.ATTR_RTU, c.localId, c.remoteId, 0,
-                CmMessages.checkPrivate("RTU", priv, CmMessages.RTU_PRIVATE)).toMad(c.tid());
+                CmMessages.checkPrivate("RTU", priv, CmMessages.RTU_PRIVATE)).toMad(c.tid);
         c.lastReply = m;
         send(c, m, false);
         c.state = State.ESTABLISHED;
@@ -223,7 +234,7 @@ final class IbCm {
             default -> throw new ErrnoException(Errno.EINVAL, "ib_send_cm_rej in " + c.state);
         };
         Mad m = new Rej(c.state == State.REQ_RCVD ? 0 : c.localId, c.remoteId, msg, reason, new byte[0],
-                CmMessages.checkPrivate("REJ", priv, CmMessages.REJ_PRIVATE)).toMad(c.tid());
+                CmMessages.checkPrivate("REJ", priv, CmMessages.REJ_PRIVATE)).toMad(c.tid);
         send(c, m, false);
         c.lastReply = m;
         if (c.state == State.REP_SENT || c.state == State.MRA_REP_RCVD) {
@@ -239,7 +250,7 @@ final class IbCm {
             return false;
         }
         Mad m = new Ids(CmMessages.ATTR_DREQ, c.localId, c.remoteId, c.remoteQpn,
-                CmMessages.checkPrivate("DREQ", priv, CmMessages.DREQ_PRIVATE)).toMad(c.tid());
+                CmMessages.checkPrivate("DREQ", priv, CmMessages.DREQ_PRIVATE)).toMad(c.formTid());
         send(c, m, true);
         c.state = State.DREQ_SENT;
         return true;
@@ -251,7 +262,7 @@ final class IbCm {
             return false;
         }
         Mad m = new Ids(CmMessages.ATTR_DREP, c.localId, c.remoteId, 0,
-                CmMessages.checkPrivate("DREP", priv, CmMessages.DREP_PRIVATE)).toMad(c.tid());
+                CmMessages.checkPrivate("DREP", priv, CmMessages.DREP_PRIVATE)).toMad(c.tid);
         c.lastReply = m;
         send(c, m, false);
         enterTimewait(c);
@@ -272,7 +283,7 @@ final class IbCm {
                         sendRej(c, RejectReason.CONSUMER_DEFINED, null);
                     } else {
                         c.agent.send(c.peer, new Rej(c.localId, 0, CmMessages.REJ_MSG_REQ, RejectReason.TIMEOUT,
-                                longBytes(c.dev.nodeGuid()), new byte[0]).toMad(c.tid()), 0, 0, c);
+                                longBytes(c.dev.nodeGuid()), new byte[0]).toMad(c.tid), 0, 0, c);
                     }
                 }
                 case REQ_RCVD, REP_SENT, MRA_REP_RCVD -> sendRej(c, RejectReason.CONSUMER_DEFINED, null);
@@ -400,12 +411,12 @@ final class IbCm {
             synchronized (lock) {
                 try {
                     switch (mad.attrId()) {
-                        case CmMessages.ATTR_REQ -> onReq(dev, port, from, Req.of(mad));
+                        case CmMessages.ATTR_REQ -> onReq(dev, port, from, mad.tid(), Req.of(mad));
                         case CmMessages.ATTR_MRA -> onMra(Ids.of(mad));
                         case CmMessages.ATTR_REP -> onRep(Rep.of(mad));
                         case CmMessages.ATTR_RTU -> onRtu(Ids.of(mad));
                         case CmMessages.ATTR_REJ -> onRej(Rej.of(mad));
-                        case CmMessages.ATTR_DREQ -> onDreq(dev, port, from, Ids.of(mad));
+                        case CmMessages.ATTR_DREQ -> onDreq(dev, port, from, mad.tid(), Ids.of(mad));
                         case CmMessages.ATTR_DREP -> onDrep(Ids.of(mad));
                         default -> LOG.debug("CM attribute 0x{} ignored", Integer.toHexString(mad.attrId()));
                     }
@@ -453,7 +464,7 @@ final class IbCm {
      * ({@code ib_send_cm_dreq}, which sends one only when ESTABLISHED), its owner told when the DREP or the DREQ's
      * timeout comes; any other REQ goes to the listeners.
      */
-    private void onReq(RdmaDevice dev, int port, MadAddress from, Req req) {
+    private void onReq(RdmaDevice dev, int port, MadAddress from, long tid, Req req) {
         List<Object> rkey = List.of(req.localCommId(), req.localCaGuid());
         Conn dup = byRemoteId.get(rkey);
         MadAgent a = agent(dev, port);
@@ -465,13 +476,14 @@ final class IbCm {
         Conn stale = byRemoteQpn.get(List.of(from.remoteGid(), req.localQpn()));
         if (stale != null) { // cm_insert_remote_qpn found a connection of that QP
             a.send(from, new Rej(0, req.localCommId(), CmMessages.REJ_MSG_REQ, RejectReason.STALE_CONN, new byte[0],
-                    new byte[0]).toMad((long) a.hiTid() << 32), 0, 0, null);
+                    new byte[0]).toMad(tid), 0, 0, null);
             sendDreq(stale, null);
             return;
         }
         Conn c = create(dev, port, null);
         c.peer = new MadAddress(from.localGid(), from.remoteGid(), from.remoteQpn(), MadAddress.GSI_QKEY, 0,
                 req.trafficClass(), req.hopLimit());
+        c.tid = tid;
         c.remoteId = req.localCommId();
         c.remoteCaGuid = req.localCaGuid();
         c.remoteQpn = req.localQpn();
@@ -618,12 +630,11 @@ final class IbCm {
      * other state it is dropped, DREQ_RCVD and IDLE after time wait included. A DREQ no connection takes gets the
      * DREP of {@code cm_issue_drep}.
      */
-    private void onDreq(RdmaDevice dev, int port, MadAddress from, Ids dreq) {
+    private void onDreq(RdmaDevice dev, int port, MadAddress from, long tid, Ids dreq) {
         Conn c = byIds(dreq.remoteCommId(), dreq.localCommId());
         if (c == null) {
-            MadAgent a = agent(dev, port);
-            a.send(from, new Ids(CmMessages.ATTR_DREP, dreq.remoteCommId(), dreq.localCommId(), 0, new byte[0])
-                    .toMad((long) a.hiTid() << 32), 0, 0, null);
+            agent(dev, port).send(from, new Ids(CmMessages.ATTR_DREP, dreq.remoteCommId(), dreq.localCommId(), 0,
+                    new byte[0]).toMad(tid), 0, 0, null);
             return;
         }
         if (dreq.word() != c.localQpn) {
@@ -637,11 +648,12 @@ final class IbCm {
                     cancelWaiting(c); // the REP or the own DREQ; in MRA_REP_RCVD the REP is left to its retries
                 }
                 c.state = State.DREQ_RCVD;
+                c.tid = tid;
                 deliver(c, Event.DREQ_RECEIVED, dreq);
             }
             case TIMEWAIT -> {
                 Mad drep = c.lastReply != null && c.lastReply.attrId() == CmMessages.ATTR_DREP ? c.lastReply
-                        : new Ids(CmMessages.ATTR_DREP, c.localId, c.remoteId, 0, new byte[0]).toMad(c.tid());
+                        : new Ids(CmMessages.ATTR_DREP, c.localId, c.remoteId, 0, new byte[0]).toMad(c.tid);
                 c.agent.send(from, drep, 0, 0, c);
             }
             default -> {
