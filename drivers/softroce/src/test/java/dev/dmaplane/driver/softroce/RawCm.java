@@ -140,6 +140,15 @@ final class RawCm {
                 .putInt(0).putInt(localQpn << 8).position(140));
     }
 
+    /**
+     * A REP ({@code struct cm_rep_msg}) with these IDs, local QPN and CA GUID; every other field 0 (no private data),
+     * as the CM looks at no more before it matches the REP.
+     */
+    void rep(int localCommId, int remoteCommId, int localQpn, long caGuid) {
+        send(REP, ByteBuffer.allocate(36).putInt(localCommId).putInt(remoteCommId).putInt(0).putInt(localQpn << 8)
+                .putInt(0).putInt(0).putInt(0).putLong(caGuid));
+    }
+
     /** An MRA ({@code struct cm_mra_msg}) with these IDs, message MRAed and service timeout (an IBA time). */
     void mra(int localCommId, int remoteCommId, int messageMraed, int serviceTimeout) {
         send(MRA, ByteBuffer.allocate(10).putInt(localCommId).putInt(remoteCommId).put((byte) (messageMraed << 6))

@@ -212,7 +212,6 @@ final class IbCm {
         c.lastReply = m;
         send(c, m, false);
         c.state = State.ESTABLISHED;
-        byRemoteQpn.put(List.of(c.peer.remoteGid(), c.remoteQpn), c);
     }
 
     /**
@@ -313,7 +312,7 @@ final class IbCm {
     private void removeRemote(Conn c) {
         if (c.peer != null) {
             byRemoteId.remove(List.of(c.remoteId, c.remoteCaGuid), c);
-            byRemoteQpn.remove(List.of(c.peer.remoteGid(), c.remoteQpn), c);
+            byRemoteQpn.remove(List.of(c.remoteCaGuid, c.remoteQpn), c);
         }
     }
 
@@ -413,7 +412,7 @@ final class IbCm {
                     switch (mad.attrId()) {
                         case CmMessages.ATTR_REQ -> onReq(dev, port, from, mad.tid(), Req.of(mad));
                         case CmMessages.ATTR_MRA -> onMra(Ids.of(mad));
-                        case CmMessages.ATTR_REP -> onRep(Rep.of(mad));
+                        case CmMessages.ATTR_REP -> onRep(mad.tid(), Rep.of(mad));
                         case CmMessages.ATTR_RTU -> onRtu(Ids.of(mad));
                         case CmMessages.ATTR_REJ -> onRej(Rej.of(mad));
                         case CmMessages.ATTR_DREQ -> onDreq(dev, port, from, mad.tid(), Ids.of(mad));
@@ -459,10 +458,11 @@ final class IbCm {
 
     /**
      * {@code cm_req_handler} ({@code cm_match_req}): a REQ of a peer and ID a connection here already has is a
-     * duplicate and dropped; one from a remote QP a connection here is still connected to is stale: it is rejected with
-     * STALE_CONN ({@code cm_issue_rej}, naming no local ID), and that old connection is disconnected with a DREQ
-     * ({@code ib_send_cm_dreq}, which sends one only when ESTABLISHED), its owner told when the DREP or the DREQ's
-     * timeout comes; any other REQ goes to the listeners.
+     * duplicate and dropped; one from a remote QP (the REQ's CA GUID and QPN: {@code cm_insert_remote_qpn}) a
+     * connection here is being set up or connected with is stale: it is rejected with STALE_CONN ({@code cm_issue_rej},
+     * naming no local ID), and that old connection is disconnected with a DREQ ({@code ib_send_cm_dreq}, which sends
+     * one only when ESTABLISHED), its owner told when the DREP or the DREQ's timeout comes; any other REQ makes a
+     * connection in REQ_RCVD, in both remote tables, and goes to the listeners.
      */
     private void onReq(RdmaDevice dev, int port, MadAddress from, long tid, Req req) {
         List<Object> rkey = List.of(req.localCommId(), req.localCaGuid());
@@ -473,7 +473,8 @@ final class IbCm {
             // of those only one in MRA_REQ_SENT, a state this CM never takes, would answer
             return;
         }
-        Conn stale = byRemoteQpn.get(List.of(from.remoteGid(), req.localQpn()));
+        List<Object> qkey = List.of(req.localCaGuid(), req.localQpn());
+        Conn stale = byRemoteQpn.get(qkey);
         if (stale != null) { // cm_insert_remote_qpn found a connection of that QP
             a.send(from, new Rej(0, req.localCommId(), CmMessages.REJ_MSG_REQ, RejectReason.STALE_CONN, new byte[0],
                     new byte[0]).toMad(tid), 0, 0, null);
@@ -492,6 +493,7 @@ final class IbCm {
         c.timewaitMs = toMs(req.localAckTimeout());
         c.state = State.REQ_RCVD;
         byRemoteId.put(rkey, c);
+        byRemoteQpn.put(qkey, c);
         int[] reason = {RejectReason.INVALID_SERVICE_ID};
         Owner o = listeners.request(c, req, reason);
         if (o == null) {
@@ -507,8 +509,15 @@ final class IbCm {
         return c != null && (c.remoteId == remoteId || c.remoteId == 0) ? c : null;
     }
 
-    /** {@code cm_rep_handler}. */
-    private void onRep(Rep rep) {
+    /**
+     * {@code cm_rep_handler}: a REP to a connection in REQ_SENT or MRA_REQ_RCVD puts it in the remote ID table (a
+     * REP of a peer and ID another connection has there is a duplicate, dropped) and the remote QP table, by the
+     * REP's CA GUID and QPN ({@code cm_insert_remote_qpn}). A REP from a QP a connection here is already set up or
+     * connected with is stale: {@code cm_issue_rej} rejects it with STALE_CONN, naming the REP, and that old
+     * connection is disconnected with a DREQ ({@code ib_send_cm_dreq}: only when ESTABLISHED); the connection the
+     * REP was for stays in REQ_SENT, its REQ left to its retries and timeout.
+     */
+    private void onRep(long tid, Rep rep) {
         Conn c = byLocalId.get(rep.remoteCommId());
         if (c == null) {
             return;
@@ -520,12 +529,24 @@ final class IbCm {
         if (c.state != State.REQ_SENT && c.state != State.MRA_REQ_RCVD) {
             return;
         }
+        List<Object> rkey = List.of(rep.localCommId(), rep.localCaGuid());
+        if (byRemoteId.containsKey(rkey)) {
+            return;
+        }
+        Conn stale = byRemoteQpn.get(List.of(rep.localCaGuid(), rep.localQpn()));
+        if (stale != null) {
+            c.agent.send(c.peer, new Rej(rep.remoteCommId(), rep.localCommId(), CmMessages.REJ_MSG_REP,
+                    RejectReason.STALE_CONN, new byte[0], new byte[0]).toMad(tid), 0, 0, null);
+            sendDreq(stale, null);
+            return;
+        }
         cancelWaiting(c);
         c.remoteId = rep.localCommId();
         c.remoteCaGuid = rep.localCaGuid();
         c.remoteQpn = rep.localQpn();
         c.state = State.REP_RCVD;
-        byRemoteId.put(List.of(c.remoteId, c.remoteCaGuid), c);
+        byRemoteId.put(rkey, c);
+        byRemoteQpn.put(List.of(c.remoteCaGuid, c.remoteQpn), c);
         deliver(c, Event.REP_RECEIVED, rep);
     }
 
@@ -537,7 +558,6 @@ final class IbCm {
         }
         cancelWaiting(c);
         c.state = State.ESTABLISHED;
-        byRemoteQpn.put(List.of(c.peer.remoteGid(), c.remoteQpn), c);
         deliver(c, Event.RTU_RECEIVED, rtu);
     }
 
