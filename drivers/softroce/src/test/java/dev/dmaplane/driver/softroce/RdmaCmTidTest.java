@@ -45,6 +45,18 @@ class RdmaCmTidTest extends RdmaCmTestBase {
         assertEquals(dreq, raw.lastTid(RawCm.DREP), "cm_format_drep: the received DREQ's TID");
     }
 
+    /**
+     * Both ends on rxe0, so one CM agent: the server's REP waits for the RTU with the REQ's TID while the client's
+     * REQ, with that TID, still waits for the REP, two sends of one TID in one agent ({@code mad.c} keeps each its own
+     * {@code ib_mad_send_buf}); the connection is established and taken down as any other.
+     */
+    @Test
+    void aConnectionWithinOneDeviceWaitsWithOneTidTwice() {
+        CmId l = CmFlows.listen(server, at("10.0.0.4", 7471), 4);
+        CmFlows.connect(client, server, l, CLIENT, at("10.0.0.4", 7471));
+        CmFlows.disconnect(client, server);
+    }
+
     /** {@code rdma_reject} of a request (REQ_RCVD): the REJ carries the REQ's TID. */
     @Test
     void aRejOfARequestCarriesItsTid() {
