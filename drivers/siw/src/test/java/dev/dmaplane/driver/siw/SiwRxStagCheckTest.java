@@ -89,6 +89,20 @@ class SiwRxStagCheckTest {
         return segs;
     }
 
+    /**
+     * The READ (wr 5) completed with SUCCESS and all of {@code data} placed at {@link #TARGET}, then the LOCAL_INV
+     * (wr 9) with SUCCESS; no TERMINATE sent and {@code qb} still in RTS.
+     */
+    private void readPlacedWholeThenInvalidated(QueuePair qb, byte[] data) {
+        List<WorkCompletion> wc = SiwHosts.poll(h.b.cq, 2);
+        assertEquals(List.of(5L, WcStatus.SUCCESS, (long) SEGS * SEG, 9L, WcStatus.SUCCESS),
+                List.of(wc.get(0).wrId(), wc.get(0).status(), wc.get(0).byteLen(), wc.get(1).wrId(),
+                        wc.get(1).status()), wc.toString());
+        assertArrayEquals(data, h.b.read(TARGET, SEGS * SEG), "every segment placed");
+        assertEquals(0, SiwHosts.counter(h.db, "dmaplane_terminate_sent"));
+        assertEquals(QpState.RTS, qb.query().qpState(), "a Read Response placed whole fails nothing");
+    }
+
     /** The first two segments' bytes of {@code data} placed at {@link #TARGET}, nothing of the third or fourth. */
     private void placedUpToTheThirdSegment(byte[] data) {
         assertArrayEquals(Arrays.copyOf(data, 2 * SEG), h.b.read(TARGET, 2 * SEG), "the segments before placed");
@@ -272,13 +286,7 @@ class SiwRxStagCheckTest {
             qb.postSend(new SendWr.LocalInv(9, List.of(), SIGNALED, target.lkey()));
             eventually(() -> !((HwMr) target).isStagValid(), SiwHosts.WAIT, "the LOCAL_INV behind the READ executed");
             go.countDown();
-            List<WorkCompletion> wc = SiwHosts.poll(h.b.cq, 2);
-            assertEquals(List.of(5L, WcStatus.SUCCESS, (long) SEGS * SEG, 9L, WcStatus.SUCCESS),
-                    List.of(wc.get(0).wrId(), wc.get(0).status(), wc.get(0).byteLen(), wc.get(1).wrId(),
-                            wc.get(1).status()), wc.toString());
-            assertArrayEquals(data, h.b.read(TARGET, SEGS * SEG), "every segment placed");
-            assertEquals(0, SiwHosts.counter(h.db, "dmaplane_terminate_sent"));
-            assertEquals(QpState.RTS, qb.query().qpState(), "a Read Response placed whole fails nothing");
+            readPlacedWholeThenInvalidated(qb, data);
         }
     }
 
@@ -301,13 +309,7 @@ class SiwRxStagCheckTest {
             qb.postSend(new SendWr.LocalInv(9, List.of(), SIGNALED, target.lkey()));
             eventually(() -> !((HwMr) target).isStagValid(), SiwHosts.WAIT, "the LOCAL_INV behind the READ executed");
             s.getOutputStream().write(SiwRxPlacementTest.concat(segs[2], segs[3]));
-            List<WorkCompletion> wc = SiwHosts.poll(h.b.cq, 2);
-            assertEquals(List.of(5L, WcStatus.SUCCESS, (long) SEGS * SEG, 9L, WcStatus.SUCCESS),
-                    List.of(wc.get(0).wrId(), wc.get(0).status(), wc.get(0).byteLen(), wc.get(1).wrId(),
-                            wc.get(1).status()), wc.toString());
-            assertArrayEquals(data, h.b.read(TARGET, SEGS * SEG), "every segment placed");
-            assertEquals(0, SiwHosts.counter(h.db, "dmaplane_terminate_sent"));
-            assertEquals(QpState.RTS, qb.query().qpState(), "a Read Response placed whole fails nothing");
+            readPlacedWholeThenInvalidated(qb, data);
         }
     }
 
