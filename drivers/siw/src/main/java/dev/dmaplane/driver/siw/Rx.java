@@ -1,7 +1,6 @@
 package dev.dmaplane.driver.siw;
 
 import dev.dmaplane.rdma.spi.AccessFault;
-import dev.dmaplane.rdma.spi.DmaLease;
 import dev.dmaplane.rdma.spi.MemoryAccess;
 import dev.dmaplane.rdma.spi.RecvResult;
 import dev.dmaplane.rdma.spi.RecvWqe;
@@ -34,13 +33,15 @@ import java.util.function.LongConsumer;
  * and before the thread waits for more bytes; a WRITE's or SEND's STag is checked at every segment placed through
  * such a lease, as {@code siw_check_mem} looks at {@code stag_valid} for every segment. A READ's sink is checked
  * and leased whole on its response's first segment and the lease retained to the READ's end, across waits, as
- * {@code siw_proc_rresp} keeps {@code wqe->mem[0]} ({@link #sink}). An error the peer caused is
+ * {@code siw_proc_rresp} keeps {@code wqe->mem[0]} ({@link RxReadResponse}). An error the peer caused is
  * answered as {@code siw_qp_rx.c} answers it: the TERMINATE it sets up (RFC 5040 section 7), if any, the async event
  * it raises, if any, the message it was found in completed in error, and the QP to ERR; the stream is then only
  * drained.
  *
- * <p>Over 600 lines: it follows {@code siw_qp_rx.c} one step of the receive path per method (header, placement by
- * opcode, completion, the error's end), which read best side by side as they do there.
+ * <p>Just over 600 lines: it follows {@code siw_qp_rx.c} one step of the receive path per method (header, placement
+ * by opcode, completion, the error's end); the Read Responses' placement is {@link RxReadResponse}
+ * ({@code siw_proc_rresp}), and the SEND's placement into its receive ({@code siw_proc_send}) is the part to move
+ * out next.
  */
 final class Rx {
     private static final Logger LOG = LoggerFactory.getLogger(Rx.class);
@@ -48,6 +49,8 @@ final class Rx {
     private final Cep cep;
     private final SiwProvider dev;
     private final MemoryAccess mem;
+    /** {@code siw_proc_rresp}: the Read Responses' placement and the READ's sink kept across waits. */
+    private final RxReadResponse rresp;
     /**
      * What was read off the stream: FPDUs from {@link #start} to {@link #end}, read as much as is there; direct, so
      * that the stream's read puts the bytes here (into a heap buffer NIO reads into a temporary direct one and
@@ -72,20 +75,6 @@ final class Rx {
     /** The leases of the WRITE being placed and the STag it names, or null between messages. */
     private SgeLeases tagged;
     private int taggedStag;
-    /**
-     * The sink of the READ whose response is being placed ({@code wqe->mem[0]}): leased whole when its first segment
-     * with data came ({@code siw_check_sge} over {@code wqe->bytes}) and retained ({@link DmaLease#retain}), so that
-     * it serves every later segment whatever happened to the STag meanwhile, across waits for the stream, and holds
-     * off no deregistration (the pages stay pinned until it closes, as {@code siw_mem_put} frees the memory at the
-     * last reference); closed when the READ completes or fails and when it is flushed (the stream dropped or taken
-     * over). Null between READs, and when the sink's lease is not stable (then leased per FPDU).
-     */
-    private DmaLease sink;
-    /** The tagged offset and STag {@link #sink} starts at ({@code sge->laddr}, {@code sge->lkey}). */
-    private long sinkTo;
-    private int sinkStag;
-    /** The sink of the READ whose response is being placed was checked ({@code wqe->mem[0]} set). */
-    private boolean sinkChecked;
     /**
      * {@code rx_tagged} and {@code rx_untagged}: whether the last segment of each kind did not end its message
      * ({@code more_ddp_segs}) and that message's opcode ({@code prev_rdmap_op}).
@@ -124,6 +113,7 @@ final class Rx {
         this.dev = cep.dev;
         this.mem = dev.memory();
         this.afterFpdu = dev.afterFpdu;
+        this.rresp = new RxReadResponse(this, dev, mem);
         // siw_tcp_nagle is false: siw_cm.c sets TCP_NODELAY on every connection, so that the tail of a message
         // (the segment after the last full MSS) leaves at once instead of waiting for the peer's ACK
         cep.ch.setOption(StandardSocketOptions.TCP_NODELAY, true);
@@ -155,7 +145,7 @@ final class Rx {
             fpdus();
         } finally {
             letGo();
-            closeSink(); // the stream is over: the READ is flushed
+            rresp.close(); // the stream is over: the READ is flushed
             readable.close();
         }
     }
@@ -175,7 +165,7 @@ final class Rx {
             start += total;
             cep.received += total;
             if (draining || cep.isDisassociated()) {
-                closeSink(); // the READ was flushed (siw_rq_flush puts wqe->mem[0])
+                rresp.close(); // the READ was flushed (siw_rq_flush puts wqe->mem[0])
                 continue; // rx_suspend: the QP drops the connection, nothing more is read from it
             }
             SiwQp q = cep.qp;
@@ -270,10 +260,7 @@ final class Rx {
         switch (q == null ? -1 : prev) {
             case Iwarp.OP_SEND, Iwarp.OP_SEND_INV, Iwarp.OP_SEND_SE, Iwarp.OP_SEND_SE_INV ->
                     endRecv(q, WcStatus.GENERAL_ERR);
-            case Iwarp.OP_READ_RESPONSE -> {
-                closeSink();
-                q.readDone(WcStatus.GENERAL_ERR);
-            }
+            case Iwarp.OP_READ_RESPONSE -> rresp.intersected(q);
             case Iwarp.OP_WRITE -> closeTagged();
             default -> {
             }
@@ -321,7 +308,7 @@ final class Rx {
         MemorySegment payload = inSeg.asSlice(s.payloadAt(), s.payloadLength());
         switch (s.opcode()) {
             case Iwarp.OP_WRITE -> write(q, s, payload);
-            case Iwarp.OP_READ_RESPONSE -> readResponse(q, s, payload);
+            case Iwarp.OP_READ_RESPONSE -> rresp.segment(q, s, payload, first, crcBad);
             case Iwarp.OP_READ_REQUEST -> readRequest(q, s);
             case Iwarp.OP_TERMINATE -> terminated(q, s);
             default -> send(q, s, payload);
@@ -371,131 +358,6 @@ final class Rx {
             // siw_rdmap_complete after the trailer: the bytes are placed, the WRITE lets go of its memory
             closeTagged();
         }
-    }
-
-    /**
-     * {@code siw_proc_rresp}: a Read Response segment into the sink of the oldest READ outstanding. Its first segment
-     * needs a READ waiting for it (else DDP Catastrophic Error, no async event, nothing completed:
-     * {@code siw_orqe_start_rx}) and must name that READ's sink STag and offset and, as the only segment, its length
-     * ({@code siw_rresp_check_ntoh}: Invalid STag, Base or Bounds, QP_FATAL, the READ completed with GENERAL_ERR).
-     * The sink is checked once, whole, at the first segment with data ({@code siw_check_sge} only while
-     * {@code wqe->mem[0]} is unset), and its memory kept to the READ's end ({@link #sink}): a later segment is placed
-     * whatever happened to the STag meanwhile (an invalidation, a deregistration), also one read after the thread
-     * waited for the stream. A refused sink fails the READ with LOC_PROT_ERR, a DDP Tagged Buffer Error and
-     * QP_ACCESS_ERR.
-     */
-    private void readResponse(SiwQp q, Iwarp.Segment s, MemorySegment payload) {
-        long n = payload.byteSize();
-        if (first) {
-            closeSink();
-            sinkChecked = false;
-            if (!readResponseMatches(q, s, n)) {
-                return;
-            }
-        }
-        if (n > 0) {
-            Sge target = q.readSink();
-            if (target == null) {
-                return; // flushed under the response by a modify to ERR: nothing is placed
-            }
-            if (!sinkChecked && !checkSink(q, target)) {
-                return;
-            }
-            try {
-                placeIntoSink(q, s, payload);
-            } catch (AccessFault e) {
-                refused(q, e, dev.regions.taggedError(q, s.stag(), s.to(), n));
-                return;
-            }
-        }
-        if (crcBad) {
-            // siw_rdmap_complete(qp, -EINVAL) after the trailer: the bytes are placed, the READ fails with GENERAL_ERR
-            closeSink();
-            q.readDone(WcStatus.GENERAL_ERR);
-            return;
-        }
-        if (s.last()) {
-            closeSink(); // siw_wqe_put_mem(wqe, SIW_OP_READ)
-            q.readDone(WcStatus.SUCCESS);
-            dev.tx.kick(q); // a fenced request or one waiting for ORD room may go now
-        }
-    }
-
-    /**
-     * {@code siw_check_sge} over the whole sink {@code target} ({@code wqe->bytes} from offset 0): its lease retained
-     * as {@link #sink} when stable; refused, the READ fails ({@link #refused}).
-     *
-     * @return whether the sink was granted
-     */
-    private boolean checkSink(SiwQp q, Sge target) {
-        sinkChecked = true;
-        DmaLease whole;
-        try {
-            whole = mem.remote(q.hw, target.lkey(), target.addr(), target.length(), Access.REMOTE_WRITE);
-        } catch (AccessFault e) {
-            refused(q, e, dev.regions.taggedError(q, target.lkey(), target.addr(), target.length()));
-            return false;
-        }
-        if (whole.stable()) {
-            sink = whole.retain();
-            sinkTo = target.addr();
-            sinkStag = target.lkey();
-        } else {
-            whole.close(); // checked; the bytes go through a lease per FPDU
-        }
-        return true;
-    }
-
-    /**
-     * Places a Read Response segment through {@link #sink} when it lies inside it, else through a lease of its own
-     * bytes (a sink leased per FPDU, or a segment beyond the sink).
-     *
-     * @throws AccessFault when that lease is refused
-     */
-    private void placeIntoSink(SiwQp q, Iwarp.Segment s, MemorySegment payload) {
-        long n = payload.byteSize();
-        DmaLease l = sink;
-        long off = s.to() - sinkTo;
-        if (l != null && s.stag() == sinkStag && Long.compareUnsigned(off, l.length()) <= 0
-                && Long.compareUnsigned(n, l.length() - off) <= 0) {
-            l.write(off, payload);
-            return;
-        }
-        try (DmaLease piece = mem.remote(q.hw, s.stag(), s.to(), n, Access.REMOTE_WRITE)) {
-            piece.write(0, payload);
-        }
-    }
-
-    /** {@code siw_proc_rresp} refused the sink: the READ fails with LOC_PROT_ERR, DDP {@code code}, QP_ACCESS_ERR. */
-    private void refused(SiwQp q, AccessFault e, int code) {
-        LOG.debug("siw: qp {} Read Response placement refused", q.hw.qpNum(), e);
-        closeSink();
-        q.readDone(WcStatus.LOC_PROT_ERR);
-        fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_TAGGED_BUFFER, code), EventType.QP_ACCESS_ERR,
-                e.getMessage());
-    }
-
-    /**
-     * {@code siw_orqe_start_rx} and {@code siw_rresp_check_ntoh} on a Read Response's first segment of {@code n}
-     * bytes; refused, the TERMINATE is set up and the READ completed as siw does.
-     */
-    private boolean readResponseMatches(SiwQp q, Iwarp.Segment s, long n) {
-        Sge sink = q.readSink();
-        if (sink == null) {
-            fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_CATASTROPHIC, Terminate.DDP_C_UNSPECIFIED), null,
-                    "a Read Response with no READ outstanding");
-            return false;
-        }
-        int code = s.stag() != sink.lkey() ? Terminate.DDP_T_INVALID_STAG
-                : s.to() != sink.addr() || (s.last() && n != sink.length()) ? Terminate.DDP_T_BASE_BOUNDS : -1;
-        if (code < 0) {
-            return true;
-        }
-        q.readDone(WcStatus.GENERAL_ERR);
-        fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_TAGGED_BUFFER, code), EventType.QP_FATAL,
-                "Read Response of " + n + " bytes at STag 0x" + Integer.toHexString(s.stag()) + " offset 0x"
-                        + Long.toHexString(s.to()) + " for a READ into " + sink);
-        return false;
     }
 
     /**
@@ -703,7 +565,7 @@ final class Rx {
      * @param t     the TERMINATE, or null for none
      * @param event the async event, or null for none
      */
-    private void fail(SiwQp q, Terminate t, EventType event, String why) {
+    void fail(SiwQp q, Terminate t, EventType event, String why) {
         LOG.debug("siw: qp {} drops the stream: {} ({})", q == null ? 0 : q.hw.qpNum(), t, why);
         draining = true;
         letGo();
@@ -738,16 +600,7 @@ final class Rx {
             untagged.close();
         }
         if (draining || cep.isDisassociated()) {
-            closeSink();
-        }
-    }
-
-    /** Drops the memory reference of the READ's sink ({@code siw_wqe_put_mem}), if one is kept. */
-    private void closeSink() {
-        DmaLease l = sink;
-        if (l != null) {
-            sink = null;
-            l.close();
+            rresp.close();
         }
     }
 
