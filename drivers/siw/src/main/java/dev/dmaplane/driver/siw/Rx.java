@@ -2,12 +2,8 @@ package dev.dmaplane.driver.siw;
 
 import dev.dmaplane.rdma.spi.AccessFault;
 import dev.dmaplane.rdma.spi.MemoryAccess;
-import dev.dmaplane.rdma.spi.RecvResult;
-import dev.dmaplane.rdma.spi.RecvWqe;
 import dev.dmaplane.rdma.verbs.Access;
 import dev.dmaplane.rdma.verbs.EventType;
-import dev.dmaplane.rdma.verbs.Sge;
-import dev.dmaplane.rdma.verbs.WcOpcode;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -19,8 +15,6 @@ import java.net.StandardSocketOptions;
 import java.nio.ByteBuffer;
 import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
-import java.util.List;
-import java.util.function.LongConsumer;
 
 /**
  * The receive path of one connection ({@code siw_qp_rx.c}: {@code siw_tcp_rx_data}, {@code siw_proc_send},
@@ -33,15 +27,15 @@ import java.util.function.LongConsumer;
  * and before the thread waits for more bytes; a WRITE's or SEND's STag is checked at every segment placed through
  * such a lease, as {@code siw_check_mem} looks at {@code stag_valid} for every segment. A READ's sink is checked
  * and leased whole on its response's first segment and the lease retained to the READ's end, across waits, as
- * {@code siw_proc_rresp} keeps {@code wqe->mem[0]} ({@link RxReadResponse}). An error the peer caused is
- * answered as {@code siw_qp_rx.c} answers it: the TERMINATE it sets up (RFC 5040 section 7), if any, the async event
- * it raises, if any, the message it was found in completed in error, and the QP to ERR; the stream is then only
- * drained.
+ * {@code siw_proc_rresp} keeps {@code wqe->mem[0]}. An error the peer caused is answered as {@code siw_qp_rx.c}
+ * answers it: the TERMINATE it sets up (RFC 5040 section 7), if any, the async event it raises, if any, the message
+ * it was found in completed in error, and the QP to ERR; the stream is then only drained.
  *
- * <p>Just over 600 lines: it follows {@code siw_qp_rx.c} one step of the receive path per method (header, placement
- * by opcode, completion, the error's end); the Read Responses' placement is {@link RxReadResponse}
- * ({@code siw_proc_rresp}), and the SEND's placement into its receive ({@code siw_proc_send}) is the part to move
- * out next.
+ * <p>This class reads the stream and follows {@code siw_qp_rx.c}'s steps around the placement: the FPDU and its CRC,
+ * the header ({@code siw_get_hdr}), the dispatch by opcode, the WRITE ({@code siw_proc_write}), the READ request
+ * ({@code siw_proc_rreq}), the TERMINATE ({@code siw_proc_terminate}) and the error's end. A SEND's segments go to
+ * {@link RxSend} ({@code siw_proc_send}), a Read Response's to {@link RxReadResponse} ({@code siw_proc_rresp}),
+ * each with the state it keeps across segments.
  */
 final class Rx {
     private static final Logger LOG = LoggerFactory.getLogger(Rx.class);
@@ -51,6 +45,8 @@ final class Rx {
     private final MemoryAccess mem;
     /** {@code siw_proc_rresp}: the Read Responses' placement and the READ's sink kept across waits. */
     private final RxReadResponse rresp;
+    /** {@code siw_proc_send}: the SENDs' placement into their receives and the receives' completion. */
+    private final RxSend send;
     /**
      * What was read off the stream: FPDUs from {@link #start} to {@link #end}, read as much as is there; direct, so
      * that the stream's read puts the bytes here (into a heap buffer NIO reads into a temporary direct one and
@@ -88,16 +84,6 @@ final class Rx {
     /** The STag and tagged offset the WRITE in progress has reached ({@code srx->ddp_stag}, {@code ddp_to}). */
     private int writeStag;
     private long writeTo;
-    /** The STag the SEND with Invalidate in progress names ({@code srx->inval_stag}, read on its first segment). */
-    private int invStag;
-    /** The leases of the receive the SEND being placed fills, or null between messages. */
-    private SgeLeases untagged;
-    /**
-     * The bytes of the SEND segment being placed that went into its receive's SGEs so far ({@code rcvd_bytes} of
-     * {@code siw_proc_send}), counted through {@link #placedPiece}, made once.
-     */
-    private long segmentPlaced;
-    private final LongConsumer placedPiece = n -> segmentPlaced += n;
     /** Where the thread waits for the stream to have bytes: the stream is non-blocking, for the sender's sake. */
     private final Selector readable;
     /** {@link SiwProvider#afterFpdu} as it was when the stream was taken over: null but in tests. */
@@ -114,6 +100,7 @@ final class Rx {
         this.mem = dev.memory();
         this.afterFpdu = dev.afterFpdu;
         this.rresp = new RxReadResponse(this, dev, mem);
+        this.send = new RxSend(this, dev, mem);
         // siw_tcp_nagle is false: siw_cm.c sets TCP_NODELAY on every connection, so that the tail of a message
         // (the segment after the last full MSS) leaves at once instead of waiting for the peer's ACK
         cep.ch.setOption(StandardSocketOptions.TCP_NODELAY, true);
@@ -259,7 +246,7 @@ final class Rx {
     private void intersected(SiwQp q, int prev, int op) {
         switch (q == null ? -1 : prev) {
             case Iwarp.OP_SEND, Iwarp.OP_SEND_INV, Iwarp.OP_SEND_SE, Iwarp.OP_SEND_SE_INV ->
-                    endRecv(q, WcStatus.GENERAL_ERR);
+                    send.intersected(q);
             case Iwarp.OP_READ_RESPONSE -> rresp.intersected(q);
             case Iwarp.OP_WRITE -> closeTagged();
             default -> {
@@ -311,7 +298,7 @@ final class Rx {
             case Iwarp.OP_READ_RESPONSE -> rresp.segment(q, s, payload, first, crcBad);
             case Iwarp.OP_READ_REQUEST -> readRequest(q, s);
             case Iwarp.OP_TERMINATE -> terminated(q, s);
-            default -> send(q, s, payload);
+            default -> send.segment(q, s, payload, first, crcBad);
         }
     }
 
@@ -357,122 +344,6 @@ final class Rx {
         if (crcBad || s.last()) {
             // siw_rdmap_complete after the trailer: the bytes are placed, the WRITE lets go of its memory
             closeTagged();
-        }
-    }
-
-    /**
-     * {@code siw_proc_send}: an untagged segment into the receive its message consumes. A message's first segment
-     * takes the receive ({@code siw_rqe_get}; none: DDP Untagged Buffer Error, no buffer, no async event); then every
-     * segment is checked before anything of it is placed ({@code siw_send_check_ntoh}: queue number 0, the MSN
-     * expected, the message offset reached, room left in the receive; DDP Untagged Buffer Error with Invalid QN,
-     * Invalid MSN, Invalid MO or, for a receive too short, no buffer and LOC_LEN_ERR), each raising QP_FATAL; the
-     * receive's memory refused is a DDP Catastrophic Error with QP_ACCESS_ERR ({@code siw_check_sge}). Whatever
-     * fails, {@code siw_rdmap_complete} completes the receive with its status (GENERAL_ERR unless LOC_LEN_ERR) and
-     * the bytes of the segments placed before, and for a refused SGE those of the SGEs this segment filled before
-     * it ({@code wqe->processed += rcvd_bytes} when the loop stops).
-     */
-    private void send(SiwQp q, Iwarp.Segment s, MemorySegment payload) {
-        if (first) {
-            RecvWqe taken = q.hw.takeRecv();
-            closeUntagged();
-            if (taken == null) {
-                // siw_proc_send: siw_rqe_get finds none; the TERMINATE alone, no async event
-                fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER,
-                        Terminate.DDP_UT_NO_BUFFER), null, "no receive posted");
-                return;
-            }
-            q.startRecv(taken);
-            invStag = s.invStag();
-        }
-        RecvWqe r = q.recv;
-        if (r == null) {
-            return; // flushed under the message by a modify to ERR: nothing is placed
-        }
-        long n = payload.byteSize();
-        int code = s.qn() != Iwarp.QN_SEND ? Terminate.DDP_UT_INVALID_QN
-                : s.msn() != q.rxMsn[Iwarp.QN_SEND] + 1 ? Terminate.DDP_UT_INVALID_MSN
-                : Integer.toUnsignedLong(s.mo()) != q.recvBytes ? Terminate.DDP_UT_INVALID_MO
-                : r.length() < q.recvBytes + n ? Terminate.DDP_UT_NO_BUFFER : -1;
-        if (code >= 0) {
-            endRecv(q, code == Terminate.DDP_UT_NO_BUFFER ? WcStatus.LOC_LEN_ERR : WcStatus.GENERAL_ERR);
-            fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_UNTAGGED_BUFFER, code), EventType.QP_FATAL,
-                    "SEND segment QN " + s.qn() + " MSN " + s.msn() + " MO " + Integer.toUnsignedLong(s.mo())
-                            + " of " + n + " bytes into a receive of " + r.length() + " with " + q.recvBytes
-                            + " placed");
-            return;
-        }
-        if (n > 0) {
-            List<Sge> sgl = r.wr().sgList();
-            if (untagged == null) {
-                untagged = new SgeLeases(sgl.size(), dev.regions, WcStatus.LOC_PROT_ERR); // siw_check_sge each time
-            }
-            try {
-                long upTo = q.recvBytes + n;
-                segmentPlaced = 0;
-                Sgl.write(mem, q.hw, sgl, s.mo(), payload, untagged, () -> upTo + Iwarp.following(in, start, end, s),
-                        placedPiece);
-            } catch (AccessFault e) {
-                LOG.debug("siw: qp {} receive placement refused", q.hw.qpNum(), e);
-                q.recvBytes += segmentPlaced; // siw_proc_send: wqe->processed += rcvd_bytes, the SGEs placed before
-                endRecv(q, WcStatus.GENERAL_ERR);
-                fail(q, new Terminate(Terminate.LAYER_DDP, Terminate.DDP_CATASTROPHIC, Terminate.DDP_C_UNSPECIFIED),
-                        EventType.QP_ACCESS_ERR, e.getMessage());
-                return;
-            }
-        }
-        q.recvBytes += n;
-        if (crcBad) {
-            // siw_rdmap_complete(qp, -EINVAL) after the trailer: the receive ends with GENERAL_ERR and the bytes
-            // placed so far
-            endRecv(q, WcStatus.GENERAL_ERR);
-            return;
-        }
-        if (s.last()) {
-            complete(q, s.opcode());
-        }
-    }
-
-    /**
-     * {@code siw_rdmap_complete(qp, 0)} for a SEND: the receive completes with the bytes placed, after the
-     * invalidation a SEND with Invalidate asks for. An STag {@code siw_invalidate_stag} refuses sets up a TERMINATE
-     * of the RDMAP layer, Remote Protection Error (a region of another PD) or Remote Operation Error (no region),
-     * code Cannot Invalidate, and the receive completes with REM_INV_REQ_ERR and the bytes placed, no async event.
-     * The QP stays in RTS on its connection (a completion's error does not move a siw QP), and the TERMINATE waits
-     * for the connection's drop ({@link SiwQp#termInfo}): a modify to ERR, CLOSING or TERMINATE, or an error of
-     * either side, sends it in place of its own.
-     */
-    private void complete(SiwQp q, int op) {
-        closeUntagged();
-        q.rxMsn[Iwarp.QN_SEND]++;
-        RecvWqe r = q.takeRecvInProgress();
-        if (r == null) {
-            return;
-        }
-        boolean se = op == Iwarp.OP_SEND_SE || op == Iwarp.OP_SEND_SE_INV;
-        if (op != Iwarp.OP_SEND_INV && op != Iwarp.OP_SEND_SE_INV) {
-            q.hw.completeRecv(r, RecvResult.send(q.recvBytes, 0, se));
-        } else if (mem.invalidateRemote(q.hw, invStag)) {
-            q.hw.completeRecv(r, RecvResult.sendWithInv(q.recvBytes, 0, invStag, se));
-        } else {
-            LOG.debug("siw: qp {} cannot invalidate STag 0x{}", q.hw.qpNum(), Integer.toHexString(invStag));
-            q.termInfo = q.initTerminate(new Terminate(Terminate.LAYER_RDMAP,
-                    dev.regions.invalidateErrorType(q, invStag), Terminate.RDMAP_CANNOT_INVALIDATE)
-                    .copying(in, fpduAt));
-            q.hw.completeRecv(r, new RecvResult(WcStatus.REM_INV_REQ_ERR, WcOpcode.RECV, q.recvBytes, 0, 0, 0, 0, 0,
-                    se));
-        }
-    }
-
-    /**
-     * {@code siw_rdmap_complete(qp, error)} for a SEND: the receive in progress completes with {@code status} and the
-     * bytes placed before; the queue's MSN moves on.
-     */
-    private void endRecv(SiwQp q, WcStatus status) {
-        closeUntagged();
-        q.rxMsn[Iwarp.QN_SEND]++;
-        RecvWqe r = q.takeRecvInProgress();
-        if (r != null) {
-            q.hw.completeRecv(r, new RecvResult(status, WcOpcode.RECV, q.recvBytes, 0, 0, 0, 0, 0, true));
         }
     }
 
@@ -551,6 +422,16 @@ final class Rx {
         cep.lost(t + " from the peer", false);
     }
 
+    /** The bytes of {@code s}'s message read off the stream in the FPDUs behind it ({@link Iwarp#following}). */
+    long following(Iwarp.Segment s) {
+        return Iwarp.following(in, start, end, s);
+    }
+
+    /** {@code t} with the headers of the FPDU being processed copied in ({@code srx->hdr}). */
+    Terminate copyingHeaders(Terminate t) {
+        return t.copying(in, fpduAt);
+    }
+
     /**
      * {@code siw_init_terminate}, then {@code siw_tcp_rx_data}'s error path: {@code siw_qp_cm_drop(qp, 1)} stops the
      * receive ({@code rx_suspend}: what follows is drained) and the endpoint's {@code SIW_CM_WORK_CLOSE_LLP} sends
@@ -574,7 +455,7 @@ final class Rx {
             return;
         }
         // SIW_CM_WORK_CLOSE_LLP sends a TERMINATE set up before, if any; else this one, with the failed headers
-        t = q.initTerminate(t == null ? null : t.copying(in, fpduAt));
+        t = q.initTerminate(t == null ? null : copyingHeaders(t));
         cep.disassociate(); // the peer's end of the stream, once it reads the TERMINATE, is reported by nobody
         q.terminate = t;
         q.apartFromTx(q::rxFailed); // the TX thread still sends the TERMINATE: it looks at q.terminate, not the state
@@ -596,9 +477,7 @@ final class Rx {
         if (tagged != null) {
             tagged.close();
         }
-        if (untagged != null) {
-            untagged.close();
-        }
+        send.letGo();
         if (draining || cep.isDisassociated()) {
             rresp.close();
         }
@@ -611,10 +490,4 @@ final class Rx {
         }
     }
 
-    private void closeUntagged() {
-        if (untagged != null) {
-            untagged.close();
-            untagged = null;
-        }
-    }
 }
