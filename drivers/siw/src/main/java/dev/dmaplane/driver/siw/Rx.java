@@ -355,9 +355,9 @@ final class Rx {
      * once; the IRQ is sized from the IRD) a catastrophic error of the stream, a TERMINATE of the RDMAP layer,
      * Remote Operation Error, code 0x07 (RFC 5040 section 7), neither with an async event; else the response is
      * queued for the TX thread as it came: its source is checked when the response is built
-     * ({@code siw_qp_sq_proc_tx}, {@link Tx}). A READ counts as outstanding from its request until the last segment
-     * of its response was handed to the stream, so a requester within its ORD never trips this: it sends the next
-     * request only after that last segment arrived. An IRD of 0 counts as 1, as the requester's ORD does
+     * ({@code siw_qp_sq_proc_tx}, {@link TxEngine}). A READ counts as outstanding from its request until the last
+     * segment of its response was handed to the stream, so a requester within its ORD never trips this: it sends the
+     * next request only after that last segment arrived. An IRD of 0 counts as 1, as the requester's ORD does
      * ({@link Cep#ord}); siw's IRQ of size 0 takes none. The queue number and message offset are not looked at.
      */
     private void readRequest(SiwQp q, Iwarp.Segment s) {

@@ -281,7 +281,7 @@ final class SiwProvider implements RdmaProvider, IwCm {
      * {@code siw_sqe_complete} and {@code siw_rqe_complete} write the CQE and nothing else: a siw QP goes to ERR when
      * its connection is released ({@code siw_qp_llp_close}, {@link SiwQp#connectionGone}, {@link SiwQp#rxFailed}) or
      * by a modify, and stays in RTS after an error of its transmit side ({@code siw_qp_sq_process},
-     * {@link Tx}) or a SEND with Invalidate whose STag cannot be invalidated ({@code siw_rdmap_complete}).
+     * {@link TxEngine}) or a SEND with Invalidate whose STag cannot be invalidated ({@code siw_rdmap_complete}).
      */
     @Override
     public boolean completionErrorMovesQp(HwQp qp, boolean send, WcStatus status) {
