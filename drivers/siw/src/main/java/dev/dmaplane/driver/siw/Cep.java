@@ -140,13 +140,13 @@ final class Cep implements IwConnection, IwConnRequest {
      */
     synchronized void start() {
         if (gone.get()) {
-            dev.forget(this);
+            dev.cm.forget(this);
             return;
         }
         if (!active) {
             mpaReq.armTimer();
         }
-        thread = Thread.ofPlatform().name("siw-rx-" + dev.name() + "-" + (active ? "a" : "p") + dev.nextCepId())
+        thread = Thread.ofPlatform().name("siw-rx-" + dev.name() + "-" + (active ? "a" : "p") + dev.cm.nextCepId())
                 .daemon().start(this::run);
     }
 
@@ -174,7 +174,7 @@ final class Cep implements IwConnection, IwConnRequest {
         try {
             runConnection();
         } finally {
-            dev.forget(this);
+            dev.cm.forget(this);
         }
     }
 
@@ -301,7 +301,7 @@ final class Cep implements IwConnection, IwConnRequest {
         }
         SiwQp q;
         try {
-            q = dev.bindQp(qpn, this);
+            q = dev.cm.bindQp(qpn, this);
         } catch (ErrnoException e) {
             throw refuseAccept(e.getMessage()); // past RTR or connected: siw_accept's state check, its error path
         }
@@ -322,7 +322,7 @@ final class Cep implements IwConnection, IwConnRequest {
             q.hw.establish();
         } catch (IOException | RuntimeException e) {
             answer.answered(false);
-            dev.unbindQp(q, this);
+            dev.cm.unbindQp(q, this);
             throw new ErrnoException(e instanceof ErrnoException x ? x.errno() : Errno.ECONNRESET,
                     "siw: accept of " + remote + " failed: " + e.getMessage(), e);
         }
@@ -471,7 +471,7 @@ final class Cep implements IwConnection, IwConnRequest {
             if (was) {
                 q.connectionGone(this);
             } else {
-                dev.unbindQp(q, this); // a failed connect frees the QP: in ERR when rejected or refused
+                dev.cm.unbindQp(q, this); // a failed connect frees the QP: in ERR when rejected or refused
                 if (active && mpaRep.leavesQpInError() && !q.destroyed) {
                     q.hw.enterError(); // before CONNECT_REPLY: a query after the event sees ERR
                 }

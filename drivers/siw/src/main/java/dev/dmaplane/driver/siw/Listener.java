@@ -57,7 +57,7 @@ final class Listener implements IwListen {
             }
             try {
                 Cep c = Cep.accepted(dev, ch, handler);
-                if (dev.track(c)) {
+                if (dev.cm.track(c)) {
                     c.start();
                 }
             } catch (IOException e) {
@@ -83,7 +83,7 @@ final class Listener implements IwListen {
         } catch (IOException e) {
             LOG.error("siw: closing the listener on {} failed", local, e);
         }
-        dev.forget(this);
+        dev.cm.forget(this);
         if (thread.isAlive() && thread != Thread.currentThread()) {
             try {
                 if (!thread.join(JOIN)) {

@@ -7,10 +7,6 @@ import dev.dmaplane.rdma.spi.HwMr;
 import dev.dmaplane.rdma.spi.HwMw;
 import dev.dmaplane.rdma.spi.HwQp;
 import dev.dmaplane.rdma.spi.IwCm;
-import dev.dmaplane.rdma.spi.IwCmHandler;
-import dev.dmaplane.rdma.spi.IwConnParam;
-import dev.dmaplane.rdma.spi.IwConnection;
-import dev.dmaplane.rdma.spi.IwListen;
 import dev.dmaplane.rdma.spi.MemoryAccess;
 import dev.dmaplane.rdma.spi.NetdevInfo;
 import dev.dmaplane.rdma.spi.QpStateMachine;
@@ -28,42 +24,27 @@ import dev.dmaplane.rdma.verbs.QpType;
 import dev.dmaplane.rdma.verbs.SendWr;
 import dev.dmaplane.rdma.verbs.WcStatus;
 import dev.dmaplane.rdma.verbs.WrOpcode;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
-import java.io.IOException;
-import java.net.BindException;
-import java.net.Inet4Address;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
-import java.nio.channels.ServerSocketChannel;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.SequencedMap;
-import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Supplier;
 
 /**
- * One siw device ({@code struct siw_device}) with its verbs ({@code siw_verbs.c}) and its connection manager
- * ({@code siw_cm.c}, the {@code iw_cm_verbs}): an RNIC on an Ethernet netdev whose IPv4 address its TCP
- * connections use, RC QPs only, no atomics, one SGE per READ, connections only through {@link IwCm}. The TX thread
- * ({@link Tx}) sends for every QP of the device; each connection's thread ({@link Cep}) receives.
- *
- * <p>Just over 600 lines: it is the device's verbs and its {@link IwCm} at once, as {@code siw_verbs.c} and
- * {@code siw_cm.c} share {@code struct siw_device}; the regions and their STag checks are {@link SiwRegions}
- * ({@code siw_mem.c}); the CM half (listeners, connect, the endpoints' set) is the part to move out next.
+ * One siw device ({@code struct siw_device}) with its verbs ({@code siw_verbs.c}): an RNIC on an Ethernet netdev
+ * whose IPv4 address its TCP connections use, RC QPs only, no atomics, one SGE per READ, connections only through
+ * its connection manager ({@link SiwCm}, {@code siw_cm.c}, offered as {@link IwCm}), whose MPA revision and
+ * peer-to-peer mode it holds. The regions and their STag checks are {@link SiwRegions} ({@code siw_mem.c}). The TX
+ * thread ({@link Tx}) sends for every QP of the device; each connection's thread ({@link Cep}) receives.
  */
-final class SiwProvider implements RdmaProvider, IwCm {
-    private static final Logger LOG = LoggerFactory.getLogger(SiwProvider.class);
-
+final class SiwProvider implements RdmaProvider {
     private final Device device;
     private final DeviceAttr attr;
     private final NetdevInfo netdev;
@@ -71,18 +52,16 @@ final class SiwProvider implements RdmaProvider, IwCm {
     private final PortAttr port;
     private volatile RdmaDeviceHandle handle;
     final Tx tx;
+    /** The connection manager ({@code siw_cm.c}): listeners, connects, the device's endpoints. */
+    final SiwCm cm = new SiwCm(this);
     /** {@code siw_cm_wq}'s MPA timers of the device's endpoints. */
     final MpaTimers mpaTimers = new MpaTimers();
     private final Map<Integer, SiwQp> qps = new ConcurrentHashMap<>();
     private final SiwQpStates states = new SiwQpStates(this::txBusy);
     /** The device's registered regions and the checks of their STags ({@code siw_mem.c}). */
     final SiwRegions regions = new SiwRegions();
-    private final Set<Cep> ceps = ConcurrentHashMap.newKeySet();
-    private final Set<Listener> listeners = ConcurrentHashMap.newKeySet();
-    private final AtomicInteger cepIds = new AtomicInteger();
     private final AtomicLong terminatesSent = new AtomicLong();
     private final AtomicLong terminatesReceived = new AtomicLong();
-    private boolean stopping;
     /** siw's {@code mpa_version}: the MPA revision this device asks for and answers up to (1 or 2). */
     private volatile int mpaRevision = Mpa.REVISION_2;
     /** siw's {@code peer_to_peer}: whether a connect asks for an RTR message (MPA v2 only). */
@@ -122,20 +101,7 @@ final class SiwProvider implements RdmaProvider, IwCm {
      * MPA timers and the TX thread: no thread of the device stays.
      */
     void stop() {
-        List<Listener> ls;
-        List<Cep> cs;
-        synchronized (this) {
-            stopping = true;
-            ls = new ArrayList<>(listeners);
-            cs = new ArrayList<>(ceps);
-        }
-        for (Listener l : ls) {
-            l.close();
-        }
-        for (Cep c : cs) {
-            c.lost("device removed", false);
-            c.join();
-        }
+        cm.stop();
         mpaTimers.stop();
         tx.stop();
     }
@@ -194,11 +160,6 @@ final class SiwProvider implements RdmaProvider, IwCm {
         return handle.memory();
     }
 
-    int nextCepId() {
-        return cepIds.incrementAndGet();
-    }
-
-
     @Override
     public String driverName() {
         return SiwDriver.NAME;
@@ -231,7 +192,7 @@ final class SiwProvider implements RdmaProvider, IwCm {
 
     @Override
     public Optional<IwCm> iwCm() {
-        return Optional.of(this);
+        return Optional.of(cm);
     }
 
     @Override
@@ -465,146 +426,10 @@ final class SiwProvider implements RdmaProvider, IwCm {
         terminatesReceived.incrementAndGet();
     }
 
-
-    @Override
-    public IwListen listen(InetSocketAddress local, int backlog, IwCmHandler handler) {
-        ErrnoException.requireNonNull(handler, "siw: listen handler");
-        if (local == null || !(local.getAddress() instanceof Inet4Address)) {
-            throw new ErrnoException(Errno.EINVAL, "siw: listen needs an IPv4 address, not " + local);
-        }
-        if (backlog < 1) {
-            throw new ErrnoException(Errno.EINVAL, "siw: listen backlog " + backlog + " is below 1");
-        }
-        ServerSocketChannel s = null;
-        try {
-            s = ServerSocketChannel.open();
-            s.bind(local, backlog);
-            Listener l = new Listener(this, s, handler);
-            synchronized (this) {
-                if (stopping) {
-                    s.close();
-                    throw new ErrnoException(Errno.ENODEV, "siw: " + name() + " is going away");
-                }
-                listeners.add(l);
-            }
-            l.start();
-            return l;
-        } catch (BindException e) {
-            closeQuietly(s);
-            boolean inUse = String.valueOf(e.getMessage()).contains("in use");
-            throw new ErrnoException(inUse ? Errno.EADDRINUSE : Errno.EADDRNOTAVAIL, "siw: cannot listen on " + local
-                    + ": " + e.getMessage(), e);
-        } catch (IOException e) {
-            closeQuietly(s);
-            throw new ErrnoException(Errno.EIO, "siw: cannot listen on " + local + ": " + e.getMessage(), e);
-        }
-    }
-
-    private static void closeQuietly(ServerSocketChannel s) {
-        if (s == null) {
-            return;
-        }
-        try {
-            s.close();
-        } catch (IOException x) {
-            LOG.error("siw: closing a listener that failed to bind failed", x);
-        }
-    }
-
-    @Override
-    public IwConnection connect(int qpn, InetSocketAddress remote, IwConnParam param, IwCmHandler handler) {
-        ErrnoException.requireNonNull(param, "siw: connect parameters");
-        ErrnoException.requireNonNull(handler, "siw: connect handler");
-        if (remote == null || !(remote.getAddress() instanceof Inet4Address)) {
-            throw new ErrnoException(Errno.EINVAL, "siw: connect needs an IPv4 address, not " + remote);
-        }
-        int pd = param.privateData().length;
-        if (mpaRevision == Mpa.REVISION_2 && pd > Mpa.MAX_PRIVATE_DATA - Mpa.V2_DATA) {
-            throw new ErrnoException(Errno.EINVAL, "siw: connect private data of " + pd + " bytes exceeds "
-                    + (Mpa.MAX_PRIVATE_DATA - Mpa.V2_DATA) + " under MPA v2 (its IRD/ORD take 4 of 512)");
-        }
-        if (param.ird() > maxReadDepth() || param.ord() > maxReadDepth()) {
-            // siw_connect: depths beyond sdev->attrs.max_ird/max_ord are ENOMEM, before any socket exists
-            throw new ErrnoException(Errno.ENOMEM, "siw: connect of qp " + qpn + " with ird " + param.ird() + ", ord "
-                    + param.ord() + ": the device's max_ird and max_ord are " + maxReadDepth());
-        }
-        Cep c;
-        try {
-            c = Cep.connecting(this, null, remote, param, handler);
-        } catch (IOException e) {
-            throw new ErrnoException(Errno.EIO, "siw: no socket for qp " + qpn + ": " + e.getMessage(), e);
-        }
-        try {
-            bindQp(qpn, c);
-        } catch (ErrnoException e) {
-            c.abandon("refused: " + e.getMessage());
-            throw e;
-        }
-        try {
-            c.bindConnect();
-        } catch (IOException e) {
-            // siw_connect returns kernel_bindconnect's error: no event, the QP as it was
-            c.abandon("connect failed: " + e.getMessage());
-            throw new ErrnoException(Cep.connectErrno(e), "siw: connect of qp " + qpn + " to " + remote + " failed: "
-                    + e.getMessage(), e);
-        }
-        if (track(c)) {
-            c.start();
-        }
-        return c;
-    }
-
     /** {@code siw_qp_id2obj}: QP {@code qpn} of this device, or null. */
     SiwQp qp(int qpn) {
         return qps.get(qpn);
     }
-
-    /** Puts QP {@code qpn} on connection {@code c}: an RC QP of this device in INIT or RTR without one. */
-    SiwQp bindQp(int qpn, Cep c) {
-        SiwQp q = qps.get(qpn);
-        if (q == null) {
-            throw new ErrnoException(Errno.EINVAL, "siw: no qp " + qpn + " on " + name());
-        }
-        synchronized (q) {
-            QpState s = q.hw.state();
-            if (s != QpState.INIT && s != QpState.RTR) {
-                throw new ErrnoException(Errno.EINVAL, "siw: qp " + qpn + " is in " + s + ": a connection needs INIT "
-                        + "or RTR");
-            }
-            if (q.cep != null) {
-                throw new ErrnoException(Errno.EINVAL, "siw: qp " + qpn + " has a connection already");
-            }
-            q.fresh();
-            q.cep = c;
-            c.qp = q;
-        }
-        return q;
-    }
-
-    void unbindQp(SiwQp q, Cep c) {
-        q.detach(c);
-    }
-
-    /** Tracks a new connection; false (and the connection closed) when the device is going away. */
-    boolean track(Cep c) {
-        synchronized (this) {
-            if (!stopping) {
-                ceps.add(c);
-                return true;
-            }
-        }
-        c.lost("device removed", false);
-        return false;
-    }
-
-    void forget(Cep c) {
-        ceps.remove(c);
-    }
-
-    void forget(Listener l) {
-        listeners.remove(l);
-    }
-
 
     /** The active side saw the three-way handshake. */
     void captureHandshake(Cep c) {
