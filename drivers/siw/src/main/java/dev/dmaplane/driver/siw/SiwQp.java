@@ -65,8 +65,9 @@ final class SiwQp {
     /** Inbound READs to answer, in arrival order. */
     final ConcurrentLinkedQueue<ReadResponse> irq = new ConcurrentLinkedQueue<>();
     /**
-     * Inbound READs outstanding: accepted by the receive path and not yet answered in full by the TX thread; at most
-     * the connection's IRD ({@link Rx}).
+     * Inbound READs waiting in the IRQ: accepted by the receive path and not yet taken up by the TX thread, which
+     * frees an entry as its response starts ({@code siw_activate_tx}: {@code irq_get++}); at most the connection's
+     * IRD ({@link Rx}, {@code siw_init_rresp}).
      */
     final AtomicInteger inboundReads = new AtomicInteger();
     /** A TERMINATE the TX thread sends before it closes the stream. */

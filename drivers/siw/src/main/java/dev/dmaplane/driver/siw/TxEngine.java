@@ -123,6 +123,8 @@ final class TxEngine {
             }
             ReadResponse r = q.irq.poll();
             if (r != null) {
+                // siw_activate_tx: the response taken off the IRQ (irq_get++) frees its entry as it starts
+                q.inboundReads.decrementAndGet();
                 x.msg = TxMessage.response(r);
                 continue;
             }
@@ -228,11 +230,7 @@ final class TxEngine {
             m.off += n;
             if (last) {
                 x.endMessage();
-                if (m.response != null) {
-                    // its IRD slot frees now, before TCP has the last byte: once the requester has it, it may
-                    // send the next request, which must find the slot free, however late this thread runs again
-                    q.inboundReads.decrementAndGet();
-                } else {
+                if (m.response == null) {
                     x.owed = m.pending;
                 }
                 return;

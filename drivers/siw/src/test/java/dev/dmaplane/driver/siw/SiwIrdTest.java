@@ -207,4 +207,27 @@ class SiwIrdTest {
         assertEquals(0, SiwHosts.counter(h.db, "dmaplane_terminate_sent"));
         assertEquals(QpState.RTS, p[1].query().qpState());
     }
+
+    /**
+     * A requester of ORD 1 to a responder of IRD 1 (MPA v2): eight READs posted at once go one at a time, each request
+     * sent when the last one's response ended, and the responder frees its one IRQ entry as each response starts
+     * ({@code siw_activate_tx}: {@code irq_get++}), so none of them finds the IRQ full: all served, every byte, no
+     * TERMINATE (it fails when the entry is never freed).
+     */
+    @Test
+    void aResponderOfIrdOneServesReadsOneAfterAnother() {
+        QueuePair[] p = connect(new IwConnParam(null, 1, 1), new IwConnParam(null, 1, 1));
+        h.b.write(0, SiwHosts.random(MIB, 11));
+        for (int i = 0; i < 8; i++) {
+            p[0].postSend(new SendWr.RdmaRead(i, List.of(h.a.sge((i % 4L) * MIB, MIB)), SIGNALED, h.b.buf,
+                    h.b.mr.rkey()));
+        }
+        List<WorkCompletion> wc = SiwHosts.poll(h.a.cq, 8);
+        assertTrue(wc.stream().allMatch(c -> c.status() == WcStatus.SUCCESS), wc.toString());
+        for (int i = 0; i < 4; i++) {
+            assertArrayEquals(SiwHosts.random(MIB, 11), h.a.read((long) i * MIB, MIB));
+        }
+        assertEquals(0, SiwHosts.counter(h.db, "dmaplane_terminate_sent"));
+        assertEquals(QpState.RTS, p[1].query().qpState());
+    }
 }
