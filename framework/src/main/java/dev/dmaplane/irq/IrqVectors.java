@@ -2,13 +2,10 @@ package dev.dmaplane.irq;
 
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
-import dev.dmaplane.pci.Bar;
-import dev.dmaplane.pci.ConfigSpace;
 import dev.dmaplane.pci.Intx;
 import dev.dmaplane.pci.Msi;
 import dev.dmaplane.pci.Msix;
 import dev.dmaplane.pci.PciFunction;
-import dev.dmaplane.pci.PciRegs;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -20,8 +17,6 @@ import java.util.Optional;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import java.util.stream.Stream;
-
-import static dev.dmaplane.pci.PciRegs.*;
 
 /**
  * The interrupt vectors a driver allocated on one PCI function ({@code pci_alloc_irq_vectors} in
@@ -38,10 +33,9 @@ import static dev.dmaplane.pci.PciRegs.*;
  * part on the vector's own thread, which {@link #free} stops. Everything is released by {@link #close()} or, failing
  * that, by devres when the driver is removed. Handlers must not request, free or close vectors of this allocation.
  * <p>
- * Why one class of about 600 lines: allocation, request and free, and delivery all work on the per-vector
- * descriptors and their locks, and {@link #free} must wait for a hard handler in flight on the same descriptor;
- * splitting along the kernel's files ({@code msi/api.c}, {@code irq/manage.c}) would open that state to the
- * package. The {@code /proc/interrupts} rendering is the part that could move out first.
+ * The registers each type programs and masks live in {@code MsiChip}. Allocation, request and free, and delivery
+ * stay here: they all work on the per-vector descriptors and their locks, and {@link #free} must wait for a hard
+ * handler in flight on the same descriptor.
  */
 public final class IrqVectors implements AutoCloseable {
     /** Legacy INTx ({@code PCI_IRQ_INTX}): one vector, the function's interrupt pin. */
@@ -101,8 +95,7 @@ public final class IrqVectors implements AutoCloseable {
     private final Msix msix;
     private final Msi msi;
     private final Intx intx;
-    private final Bar.Mmio bar;
-    private final int control;
+    private final MsiChip irqChip;
     private final Desc[] descs;
     private final AtomicLong spurious = new AtomicLong();
     private final VectorSink sink = new VectorSink(this);
@@ -115,12 +108,7 @@ public final class IrqVectors implements AutoCloseable {
         this.msix = type == Type.MSIX ? fn.msix().orElseThrow() : null;
         this.msi = type == Type.MSI ? fn.msi().orElseThrow() : null;
         this.intx = type == Type.INTX ? fn.intx().orElseThrow() : null;
-        this.bar = msix == null ? null : fn.bar(msix.bar()).orElseThrow().mmio();
-        this.control = switch (type) {
-            case MSIX -> fn.configSpace().findCapability(CAP_ID_MSIX).orElseThrow() + MSIX_FLAGS;
-            case MSI -> msi.capability() + MSI_FLAGS;
-            case INTX -> COMMAND;
-        };
+        this.irqChip = new MsiChip(fn, type, count);
         this.descs = new Desc[count];
         for (int v = 0; v < count; v++) {
             descs[v] = new Desc();
@@ -226,7 +214,7 @@ public final class IrqVectors implements AutoCloseable {
             throw new ErrnoException(Errno.EBUSY, "pci_alloc_irq_vectors: " + fn.bdf()
                     + " already has its " + type + " vectors allocated", e);
         }
-        iv.program();
+        iv.irqChip.startup();
         iv.devres = fn.devres().add("pci_free_irq_vectors", iv::release);
         return iv;
     }
@@ -310,7 +298,7 @@ public final class IrqVectors implements AutoCloseable {
                 d.lock.writeLock().unlock();
             }
         }
-        setMasked(vector, false);
+        irqChip.mask(vector, false);
     }
 
     /** Requests {@code vector} to signal {@code trigger}, as VFIO connects a vector to an eventfd. */
@@ -419,18 +407,10 @@ public final class IrqVectors implements AutoCloseable {
             }
         }
         actions.forEach(this::stop);
-        ConfigSpace cs = fn.configSpace();
+        irqChip.shutdown();
         switch (type) {
-            case MSIX -> {
-                cs.write(control, 2, cs.read(control, 2) & ~MSIX_FLAGS_ENABLE);
-                setInterruptDisable(false);
-                msix.detach(sink);
-            }
-            case MSI -> {
-                cs.write(control, 2, cs.read(control, 2) & ~MSI_FLAGS_ENABLE);
-                setInterruptDisable(false);
-                msi.detach(sink);
-            }
+            case MSIX -> msix.detach(sink);
+            case MSI -> msi.detach(sink);
             case INTX -> intx.detach(sink);
         }
     }
@@ -442,7 +422,7 @@ public final class IrqVectors implements AutoCloseable {
         try {
             Action a = d.action;
             if (a != null) {
-                setMasked(vector, true);
+                irqChip.mask(vector, true);
                 d.action = null;
             }
             return a;
@@ -504,74 +484,6 @@ public final class IrqVectors implements AutoCloseable {
         } catch (RuntimeException e) {
             LOG.error("{}: hard handler of vector {} ({}) failed; counted as unhandled", fn.bdf(), vector, a.name(), e);
             return IrqReturn.NONE;
-        }
-    }
-
-    private void program() {
-        switch (type) {
-            case MSIX -> programMsix();
-            case MSI -> programMsi();
-            case INTX -> setInterruptDisable(false);
-        }
-    }
-
-    /**
-     * {@code msi_capability_init}: disabled, every vector masked if it can be, the address and base data written,
-     * Multiple Message Enable set to the count rounded up to a power of two, INTx disabled, then enabled.
-     */
-    private void programMsi() {
-        ConfigSpace cs = fn.configSpace();
-        cs.write(control, 2, cs.read(control, 2) & ~MSI_FLAGS_ENABLE);
-        if (msi.perVectorMask()) {
-            cs.write(msi.maskOffset(), 4, msi.vectors() == 32 ? -1 : (1 << msi.vectors()) - 1);
-        }
-        cs.write(msi.capability() + MSI_ADDRESS_LO, 4, (int) MSI_ADDRESS);
-        if (msi.is64Bit()) {
-            cs.write(msi.capability() + MSI_ADDRESS_HI, 4, (int) (MSI_ADDRESS >>> 32));
-        }
-        cs.write(msi.dataOffset(), 2, 0);
-        int mme = 32 - Integer.numberOfLeadingZeros(descs.length - 1);
-        cs.write(control, 2, (cs.read(control, 2) & ~MSI_FLAGS_QSIZE) | (mme << 4));
-        setInterruptDisable(true);
-        cs.write(control, 2, cs.read(control, 2) | MSI_FLAGS_ENABLE);
-    }
-
-    /** {@code msix_capability_init}: every entry masked, the allocated ones given their message, INTx off, enabled. */
-    private void programMsix() {
-        fn.configSpace().write(control, 2, MSIX_FLAGS_ENABLE | MSIX_FLAGS_MASKALL);
-        for (int v = 0; v < msix.vectors(); v++) {
-            setMasked(v, true);
-        }
-        for (int v = 0; v < descs.length; v++) {
-            long entry = msix.tableOffset() + (long) v * MSIX_ENTRY_SIZE;
-            bar.write(entry + MSIX_ENTRY_LOWER_ADDR, 4, MSI_ADDRESS);
-            bar.write(entry + MSIX_ENTRY_UPPER_ADDR, 4, 0);
-            bar.write(entry + MSIX_ENTRY_DATA, 4, v);
-        }
-        setInterruptDisable(true);
-        fn.configSpace().write(control, 2, MSIX_FLAGS_ENABLE);
-    }
-
-    /** {@code pci_intx}: Command Interrupt Disable set or cleared. */
-    private void setInterruptDisable(boolean disable) {
-        ConfigSpace cs = fn.configSpace();
-        synchronized (cs) {
-            int cmd = cs.command();
-            cs.write(COMMAND, 2, disable ? cmd | COMMAND_INTX_DISABLE : cmd & ~COMMAND_INTX_DISABLE);
-        }
-    }
-
-    /** Masks or unmasks {@code vector} where the type can: an MSI-X entry, an MSI Mask bit; INTx here cannot. */
-    private void setMasked(int vector, boolean masked) {
-        if (msix != null) {
-            bar.write(msix.tableOffset() + (long) vector * MSIX_ENTRY_SIZE + PciRegs.MSIX_ENTRY_VECTOR_CTRL, 4,
-                    masked ? MSIX_ENTRY_CTRL_MASKBIT : 0);
-        } else if (msi != null && msi.perVectorMask()) {
-            ConfigSpace cs = fn.configSpace();
-            synchronized (cs) {
-                int bits = cs.read(msi.maskOffset(), 4);
-                cs.write(msi.maskOffset(), 4, masked ? bits | (1 << vector) : bits & ~(1 << vector));
-            }
         }
     }
 
