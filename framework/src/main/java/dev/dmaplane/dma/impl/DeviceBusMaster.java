@@ -18,7 +18,6 @@ import dev.dmaplane.trace.TraceKind;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
-import java.util.Arrays;
 import java.util.Map;
 
 /**
@@ -30,9 +29,9 @@ import java.util.Map;
  * windows the device was handed, so a stale one is caught although no IOMMU is on the way.
  * <p>Each completed transaction is counted once in the device's {@link TrafficCounters}, by where it landed (RAM, or
  * a peer's BAR whether a switch or the host bridge took it there), with one update per call, not per byte.
- * <p>Size: about 620 lines, over the project's 500, because the translation cache, the transaction paths that
- * read it (plain, probe, cut-through, chained) and the requester checks every path makes first are one data path over
- * one cached state; splitting it would put the hottest loop of the project behind a second class's fields.
+ * <p>Every path looks in the device's {@link TranslationCache} first and fills it from what went upstream.
+ * <p>Size: close to 600 lines, because the transaction paths (plain, probe, cut-through, chained) and the
+ * requester, host-bridge and dma-debug checks every one of them makes before a byte moves are one data path.
  */
 final class DeviceBusMaster implements BusMaster {
     private static final VarHandle LONG = ValueLayout.JAVA_LONG.varHandle();
@@ -41,12 +40,17 @@ final class DeviceBusMaster implements BusMaster {
     /** Bytes a copy from a peer's BAR moves per staging step. */
     private static final int STAGING = 64 * 1024;
 
+    /** Entries the device's translation cache holds. */
+    static final int ATC_ENTRIES = TranslationCache.ENTRIES;
+
     private final DeviceDma dma;
     private final PhysicalAddressMap physical;
+    private final TranslationCache atc;
 
     DeviceBusMaster(DeviceDma dma) {
         this.dma = dma;
         this.physical = dma.sys.physical;
+        this.atc = new TranslationCache(dma.sys, dma.group);
     }
 
     @Override
@@ -59,20 +63,6 @@ final class DeviceBusMaster implements BusMaster {
         transfer(busAddr, src, true);
     }
 
-    /**
-     * One entry of the device's address translation cache (PCIe ATS): the RAM a translated request reached, from
-     * the start of its 4 KiB page to the end of the physically contiguous run of leaves that maps it (within one RAM
-     * section), valid while the domain, its IOTLB generation (every unmap changes it) and the fabric's routes
-     * (every config write changes them) stay as they were when it was filled. It serves the direction whose
-     * permission was checked when it was filled.
-     */
-    private record AtcEntry(IommuDomain domain, long iotlbGeneration, long routeEpoch, long iova, long end,
-                            boolean write, MemorySegment ram) {
-        boolean serves(long addr, boolean write) {
-            return addr >= iova && addr < end && write == this.write;
-        }
-    }
-
     /** Requests that went upstream to the IOMMU for a translation (cache misses; a statistic, racy by design). */
     private long translationRequests;
 
@@ -80,57 +70,18 @@ final class DeviceBusMaster implements BusMaster {
         return translationRequests;
     }
 
-    /** Entries the translation cache holds; the oldest is evicted to make room. */
-    static final int ATC_ENTRIES = 16;
-    /** The entry that served or was filled last, looked at first. */
-    private volatile AtcEntry atc;
-    /** Every entry, newest first (replaced whole on a fill, so a reader never sees it half written). */
-    private volatile AtcEntry[] atcEntries = new AtcEntry[0];
-
     /**
      * RAM for the first bytes of {@code [addr, addr + len)} (up to the end of the cached run) from the translation
      * cache, after the requester checks; null on a miss.
      */
     private MemorySegment cached(long addr, long len, boolean write) {
-        AtcEntry e = atc;
-        if (e == null || !e.serves(addr, write)) {
-            e = null;
-            for (AtcEntry x : atcEntries) {
-                if (x.serves(addr, write)) {
-                    e = x;
-                    atc = x;
-                    break;
-                }
-            }
-        }
-        if (e == null || !current(e)) {
+        TranslationCache.Entry e = atc.lookup(addr, write);
+        if (e == null) {
             return null;
         }
-        long n = Math.min(len, e.end - addr);
+        long n = Math.min(len, e.end() - addr);
         checkRequester(addr, n, write);
-        return e.ram.asSlice(addr - e.iova, n);
-    }
-
-    /** Puts {@code e} in the translation cache, in place of the entries it overlaps and of the oldest if full. */
-    private void fill(AtcEntry e) {
-        AtcEntry[] old = atcEntries;
-        AtcEntry[] next = new AtcEntry[Math.min(ATC_ENTRIES, old.length + 1)];
-        next[0] = e;
-        int n = 1;
-        for (int i = 0; i < old.length && n < next.length; i++) {
-            AtcEntry x = old[i];
-            if (current(x) && (x.write != e.write || x.end <= e.iova || x.iova >= e.end)) {
-                next[n++] = x;
-            }
-        }
-        atcEntries = n == next.length ? next : Arrays.copyOf(next, n);
-        atc = e;
-    }
-
-    /** Whether {@code e} still holds: same domain, no unmap since (IOTLB generation), no route change (config write). */
-    private boolean current(AtcEntry e) {
-        IommuDomain d = domain();
-        return d == e.domain && d.iotlbGeneration() == e.iotlbGeneration && dma.sys.peerRouter.epoch() == e.routeEpoch;
+        return e.ram().asSlice(addr - e.iova(), n);
     }
 
     /**
@@ -151,7 +102,7 @@ final class DeviceBusMaster implements BusMaster {
                 long ahead = Math.max(run.length(), domain.contiguousFrom(addr));
                 MemorySegment ram = ramOf(run.phys() - back, ahead + back);
                 if (ram != null) {
-                    fill(new AtcEntry(domain, generation, epoch, addr - back, addr - back + ram.byteSize(), write, ram));
+                    atc.fill(new TranslationCache.Entry(domain, generation, epoch, addr - back, addr - back + ram.byteSize(), write, ram));
                 }
             }
             return run;
@@ -334,8 +285,8 @@ final class DeviceBusMaster implements BusMaster {
         if (!(target instanceof DeviceBusMaster t) || t.physical != physical) {
             return 1;
         }
-        AtcEntry src = runEntry(false);
-        AtcEntry dst = t.runEntry(true);
+        TranslationCache.Entry src = runEntry(false);
+        TranslationCache.Entry dst = t.runEntry(true);
         if (src == null || dst == null) {
             return 1;
         }
@@ -347,11 +298,11 @@ final class DeviceBusMaster implements BusMaster {
             long n = lengths[i];
             long s = busAddr + offsets[i];
             long d = targetBusAddr + targetOffsets[i];
-            if (n <= 0 || s < src.iova || s > src.end - n || d < dst.iova || d > dst.end - n
+            if (n <= 0 || s < src.iova() || s > src.end() - n || d < dst.iova() || d > dst.end() - n
                     || !fitsWidth(s, n, srcBits) || !fitsWidth(d, n, dstBits)) {
                 break;
             }
-            MemorySegment.copy(src.ram, s - src.iova, dst.ram, d - dst.iova, n);
+            MemorySegment.copy(src.ram(), s - src.iova(), dst.ram(), d - dst.iova(), n);
             moved += n;
         }
         movedRamToRam(t, moved);
@@ -362,9 +313,9 @@ final class DeviceBusMaster implements BusMaster {
      * The translation cache's entry when it serves {@code write}, is current, and the device may put requests on
      * the bus at all (present, bus mastering enabled); else null.
      */
-    private AtcEntry runEntry(boolean write) {
-        AtcEntry e = atc;
-        if (e == null || e.write != write || !current(e) || !dma.device.isPresent() || !dma.device.busMasterEnabled()) {
+    private TranslationCache.Entry runEntry(boolean write) {
+        TranslationCache.Entry e = atc.last(write);
+        if (e == null || !dma.device.isPresent() || !dma.device.busMasterEnabled()) {
             return null;
         }
         return e;
@@ -438,10 +389,6 @@ final class DeviceBusMaster implements BusMaster {
         }
         checkDecoded(busAddr, phys, 8, true, false);
         return physical.atomicView(phys);
-    }
-
-    private IommuDomain domain() {
-        return dma.group == null ? null : dma.group.domain();
     }
 
     /** The domain attached now, which no switch replaces until {@link #translated} ({@code IommuGroup.translating}). */
