@@ -25,9 +25,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.EnumSet;
-import java.util.HashSet;
 import java.util.LinkedHashMap;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -35,18 +33,18 @@ import java.util.function.Supplier;
 
 /**
  * One open context ({@code struct drm_file}) on a {@link UContext}: its GEM handles and their charges
- * ({@link GemHandles}), PRIME ({@link ContextPrime}), the GPU VM with VM_BIND, the sync-object handles
- * ({@link SyncObjTable}) and the submission path ({@link Submitter}). Every call runs inside {@link UContext#enter},
- * then under the device's {@link Ttm} lock where it touches placement.
- * <p>Size: about 650 lines, over the project's 500, because buffer objects, CPU access and VM_BIND share the lock
- * order (the UContext call, then the Ttm lock, then reservations) that only this class holds; the VM's validate and
- * its release are the next to go into a class of their own.
+ * ({@link GemHandles}), PRIME ({@link ContextPrime}), the GPU VM with VM_BIND ({@link VmBind}), the sync-object
+ * handles ({@link SyncObjTable}) and the submission path ({@link Submitter}). Every call runs inside
+ * {@link UContext#enter}, then under the device's {@link Ttm} lock where it touches placement; buffer objects and
+ * their CPU access stay here, where that lock order (the UContext call, then the Ttm lock, then reservations) is
+ * taken.
  */
 final class ContextImpl implements AccelContext {
     private final DeviceImpl device;
     private final Ttm ttm;
     private final UContext uctx;
     private final VmImpl vm;
+    private final VmBind binds;
     private final GemHandles handles;
     private final ContextPrime prime;
     private final SyncObjTable syncobjs;
@@ -60,7 +58,9 @@ final class ContextImpl implements AccelContext {
         this.prime = new ContextPrime(this, device, ttm, uctx, handles);
         this.syncobjs = new SyncObjTable(device.name() + " ctx " + uctx.id());
         this.submitter = new Submitter(this, device, ttm, device.tracer());
-        this.vm = uctx.register(new VmImpl(this, device.provider().createVm(device.name() + " ctx " + uctx.id())));
+        VmImpl created = new VmImpl(this, device.provider().createVm(device.name() + " ctx " + uctx.id()));
+        this.binds = new VmBind(this, ttm, handles, created);
+        this.vm = uctx.register(created);
     }
 
     @Override
@@ -288,7 +288,7 @@ final class ContextImpl implements AccelContext {
                 ttm.lock.lock();
                 try {
                     ttm.reap();
-                    validateLocked(bo, remapped);
+                    binds.validateLocked(bo, remapped);
                 } finally {
                     ttm.lock.unlock();
                 }
@@ -300,146 +300,31 @@ final class ContextImpl implements AccelContext {
         }
     }
 
-    /**
-     * {@code ttm_bo_validate} into the preferred placement, then the VM mappings that no longer match rewritten
-     * (all of them with {@code force}); Ttm lock held.
-     */
-    void validateLocked(BoImpl bo, boolean force) {
-        ttm.moveTo(bo, bo.preferred, true);
-        ttm.touch(bo);
-        remap(bo, force);
-    }
-
     @Override
     public void vmBind(int handle, long boOffset, long va, long length, boolean writable) {
         try (UContext.Call ignored = uctx.enter()) {
-            ttm.lock.lock();
-            try {
-                BoImpl bo = lookup(handle);
-                checkRange(va, length);
-                if (boOffset < 0 || boOffset % HostMemory.PAGE_SIZE != 0 || boOffset > bo.size || length > bo.size - boOffset) {
-                    throw new ErrnoException(Errno.EINVAL, String.format("%s: range %#x+%#x is not page-aligned inside its %#x bytes",
-                            bo.name, boOffset, length, bo.size));
-                }
-                Map.Entry<Long, VmImpl.Mapping> before = vm.mappings.floorEntry(va + length - 1);
-                if (before != null && before.getValue().end() > va) {
-                    throw new ErrnoException(Errno.EEXIST, String.format("%s ctx %d: VA %#x+%#x overlaps the mapping at %#x+%#x",
-                            device.name(), id(), va, length, before.getKey(), before.getValue().length()));
-                }
-                VmImpl.Mapping m = new VmImpl.Mapping(vm, va, length, bo, boOffset, writable);
-                vm.ops.map(va, Backing.slice(bo.backing.runs(), boOffset, length), writable);
-                vm.mappings.put(va, m);
-                bo.mappings.add(m);
-                bo.refs++;
-            } finally {
-                ttm.lock.unlock();
-            }
+            binds.bind(handle, boOffset, va, length, writable);
         }
     }
 
     @Override
     public void vmUnbind(long va, long length) {
         try (UContext.Call ignored = uctx.enter()) {
-            ttm.lock.lock();
-            try {
-                checkRange(va, length);
-                VmImpl.Mapping m = vm.mappings.get(va);
-                if (m == null || m.length() != length) {
-                    throw new ErrnoException(Errno.ENOENT, String.format("%s ctx %d: no mapping at %#x+%#x", device.name(), id(), va, length));
-                }
-                unmap(m);
-            } finally {
-                ttm.lock.unlock();
-            }
-        }
-    }
-
-    private void unmap(VmImpl.Mapping m) {
-        vm.ops.unmap(m.va(), m.length());
-        vm.mappings.remove(m.va());
-        m.bo().mappings.remove(m);
-        if (m.bo().mappings.stream().noneMatch(x -> x.vm() == vm)) {
-            vm.evicted.remove(m.bo());
-        }
-        unref(m.bo());
-    }
-
-    private static void checkRange(long va, long length) {
-        if (va < 0 || length <= 0 || va % HostMemory.PAGE_SIZE != 0 || length % HostMemory.PAGE_SIZE != 0
-                || va > VmImpl.VA_END || length > VmImpl.VA_END - va) {
-            throw new ErrnoException(Errno.EINVAL, String.format("VA range %#x+%#x is not page-aligned, non-empty and below %#x",
-                    va, length, VmImpl.VA_END));
+            binds.unbind(va, length);
         }
     }
 
     @Override
     public void vmValidate() {
         try (UContext.Call ignored = uctx.enter()) {
-            Set<BoImpl> remapped = remapInvalidatedImports();
+            Set<BoImpl> remapped = binds.remapInvalidatedImports();
             ttm.lock.lock();
             try {
                 ttm.reap();
-                vmValidateLocked(remapped);
+                binds.validateVmLocked(remapped);
             } finally {
                 ttm.lock.unlock();
             }
-        }
-    }
-
-    /**
-     * Maps again, outside the device lock (the exporter's locks come first), every foreign import of the VM whose
-     * exporter moved it ({@code move_notify}); returns them with the VM's evicted objects, for {@link #vmValidateLocked}.
-     */
-    Set<BoImpl> remapInvalidatedImports() {
-        Set<BoImpl> evicted = new LinkedHashSet<>();
-        ttm.lock.lock();
-        try {
-            evicted.addAll(vm.evicted);
-            for (VmImpl.Mapping m : vm.mappings.values()) {
-                if (m.bo().backing instanceof ImportedPages ip && ip.isInvalidated()) {
-                    evicted.add(m.bo());
-                }
-            }
-        } finally {
-            ttm.lock.unlock();
-        }
-        evicted.forEach(ContextPrime::remap);
-        return evicted;
-    }
-
-    /**
-     * {@code drm_gpuvm_validate}, device lock held: every evicted object of the VM, and {@code remapped} (from
-     * {@link #remapInvalidatedImports}), moved home if it can be, its mappings rewritten.
-     */
-    void vmValidateLocked(Set<BoImpl> remapped) {
-        Set<BoImpl> evicted = new LinkedHashSet<>(remapped);
-        evicted.addAll(vm.evicted);
-        for (BoImpl bo : evicted) {
-            if (bo.freed) {
-                continue;
-            }
-            ttm.moveTo(bo, bo.preferred, true);
-            remap(bo, true);
-        }
-    }
-
-    /**
-     * Rewrites the page tables of the mappings of {@code bo} in the VMs it is evicted from, or of all of them with
-     * {@code force} (an import whose pages were mapped again) ({@code drm_gpuvm_validate}'s rebind); the object
-     * stays on the evict list while it is not in its preferred placement, so a later validate tries again.
-     */
-    private void remap(BoImpl bo, boolean force) {
-        boolean home = Ttm.in(bo.backing, bo.preferred);
-        Set<VmImpl> rewritten = new HashSet<>();
-        for (VmImpl.Mapping m : bo.mappings) {
-            // a VM whose evict list lacks the object still maps its backing: drm_gpuvm_validate skips it
-            if (force || m.vm().evicted.contains(bo)) {
-                m.vm().ops.map(m.va(), Backing.slice(bo.backing.runs(), m.boOffset(), m.length()), m.writable());
-                rewritten.add(m.vm());
-            }
-        }
-        if (home) {
-            rewritten.forEach(vm -> vm.evicted.remove(bo));
         }
     }
 
@@ -448,17 +333,12 @@ final class ContextImpl implements AccelContext {
      * the hardware awaited (bounded), the sync-object handles dropped, every mapping dropped (freeing closed
      * objects), then the page tables.
      */
-    void vmReleased(VmImpl released) {
+    void vmReleased() {
         submitter.teardown();
         syncobjs.clear();
-        ttm.lock.lock();
         try {
-            for (VmImpl.Mapping m : List.copyOf(released.mappings.values())) {
-                unmap(m);
-            }
-            released.ops.destroy();
+            binds.releaseAll();
         } finally {
-            ttm.lock.unlock();
             device.forget(this);
         }
     }
@@ -631,6 +511,11 @@ final class ContextImpl implements AccelContext {
 
     VmImpl vm() {
         return vm;
+    }
+
+    /** VM_BIND and validation of the context's GPU VM. */
+    VmBind binds() {
+        return binds;
     }
 
     @Override

@@ -119,7 +119,7 @@ final class Submitter {
         GpuJob payload = new GpuJob(ctx.toString(), s.engine(), ctx.vm().ops, s.commands());
         List<SyncObj> monitors = new ArrayList<>(signal.stream().map(Target::obj).toList());
         monitors.sort(Comparator.comparingInt(System::identityHashCode));
-        Set<BoImpl> remapped = ctx.remapInvalidatedImports();
+        Set<BoImpl> remapped = ctx.binds().remapInvalidatedImports();
         ttm.lock.lock();
         try {
             return holding(monitors, 0, () -> armAndPush(s.engine(), payload, objects, dependencies, signal, remapped));
@@ -155,9 +155,9 @@ final class Submitter {
                     + " is not after its last point " + last);
         }
         for (BoImpl bo : objects.keySet()) {
-            ctx.validateLocked(bo, false); // the VM's invalidated imports are rewritten by vmValidateLocked
+            ctx.binds().validateLocked(bo, false); // the VM's invalidated imports are rewritten by validateVmLocked
         }
-        ctx.vmValidateLocked(remapped);
+        ctx.binds().validateVmLocked(remapped);
         SchedJob job = SchedJob.init(entity(engine), 1, payload);
         for (Fence f : dependencies) {
             job.addDependency(f);

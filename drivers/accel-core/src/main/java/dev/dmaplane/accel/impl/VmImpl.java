@@ -39,7 +39,7 @@ final class VmImpl extends UObject {
     /** {@code drm_gpuvm_put} of the last reference: every mapping unmapped, then the page tables freed. */
     @Override
     protected void release(RemoveReason reason) {
-        context.vmReleased(this);
+        context.vmReleased();
     }
 
     @Override
