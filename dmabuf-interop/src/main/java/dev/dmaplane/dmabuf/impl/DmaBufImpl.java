@@ -16,18 +16,14 @@ import dev.dmaplane.dmabuf.Importer;
 import dev.dmaplane.dmabuf.PhysVec;
 import dev.dmaplane.errno.Errno;
 import dev.dmaplane.errno.ErrnoException;
-import dev.dmaplane.fence.Fence;
-import dev.dmaplane.fence.Fences;
 import dev.dmaplane.fence.Reservation;
 import dev.dmaplane.fence.ResvUsage;
 import dev.dmaplane.resource.UContext;
 import dev.dmaplane.trace.TraceKind;
-import dev.dmaplane.trace.Tracer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.lang.foreign.MemorySegment;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicLong;
@@ -38,10 +34,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * before it) guards mapping states so that an exporter can retire mappings from its move path without the
  * reservation lock.
  * <p>
- * Why one class of about 630 lines (physical ranges for IOMMU importers joined it in the seventh session): attach, map, pin, move_notify, retire and revoke all change the same attachment
- * and mapping lists under the reservation lock and then the mapping lock, so the lock order reads in one place as it
- * does in {@code dma-buf.c}; the attachment and mapping states are already their own classes
- * ({@link AttachmentImpl}, {@link MappingImpl}), the exporters and the registry live elsewhere.
+ * The invalidation side (move generation, {@code move_notify}, retire, revoke and reclaim) is {@link MoveNotify};
+ * the attachment and mapping states are {@link AttachmentImpl} and {@link MappingImpl}. Attach, map, pin and CPU
+ * access stay here, where the lock order reads in one place as it does in {@code dma-buf.c}.
  */
 public final class DmaBufImpl implements DmaBuf {
     private static final Logger LOG = LoggerFactory.getLogger(DmaBufImpl.class);
@@ -55,11 +50,10 @@ public final class DmaBufImpl implements DmaBuf {
     private final Object priv;
     private volatile String name;
     private final AtomicLong refs = new AtomicLong(1);
-    private final AtomicLong generation = new AtomicLong();
     private volatile boolean released;
-    private volatile boolean revoked;
     private final List<AttachmentImpl> attachments = new CopyOnWriteArrayList<>();
     final Object mappingLock = new Object();
+    private final MoveNotify invalidation;
 
     public DmaBufImpl(DmaBufs registry, long ino, ExportInfo info) {
         this.registry = registry;
@@ -69,6 +63,7 @@ public final class DmaBufImpl implements DmaBuf {
         this.ops = info.ops();
         this.resv = info.resv() != null ? info.resv() : new Reservation("dmabuf-" + ino);
         this.priv = info.priv();
+        this.invalidation = new MoveNotify(this, registry, attachments);
     }
 
     @Override
@@ -122,7 +117,7 @@ public final class DmaBufImpl implements DmaBuf {
 
     @Override
     public boolean isRevoked() {
-        return revoked;
+        return invalidation.isRevoked();
     }
 
     @Override
@@ -264,7 +259,7 @@ public final class DmaBufImpl implements DmaBuf {
         ErrnoException.check(direction != null && direction != DmaDirection.NONE, Errno.EINVAL,
                 "dma_buf_map_attachment of dma-buf " + ino + " for " + a.device().name() + " with direction " + direction);
         assertHeld("dma_buf_map_attachment");
-        ErrnoException.check(!revoked, Errno.ENODEV, "dma-buf " + ino + " was revoked by " + exporterName);
+        ErrnoException.check(!invalidation.isRevoked(), Errno.ENODEV, "dma-buf " + ino + " was revoked by " + exporterName);
         boolean pinOnMap = isDynamic() && !a.isDynamic();
         if (pinOnMap) {
             ops.pin().apply(a);
@@ -293,7 +288,7 @@ public final class DmaBufImpl implements DmaBuf {
                         + registry.fenceTimeout() + " for static importer " + a.device().name());
             }
         }
-        MappingImpl m = new MappingImpl(a, direction, sg, generation.get(), pinOnMap);
+        MappingImpl m = new MappingImpl(a, direction, sg, invalidation.generation(), pinOnMap);
         synchronized (mappingLock) {
             a.mappings.add(m);
         }
@@ -313,7 +308,7 @@ public final class DmaBufImpl implements DmaBuf {
         ErrnoException.check(a.importer().map(Importer::physical).orElse(false), Errno.EINVAL, "dma-buf " + ino
                 + ": " + a.device().name() + " did not attach as an importer of physical ranges, whose move_notify"
                 + " revokes");
-        ErrnoException.check(!revoked, Errno.ENODEV, "dma-buf " + ino + " was revoked by " + exporterName);
+        ErrnoException.check(!invalidation.isRevoked(), Errno.ENODEV, "dma-buf " + ino + " was revoked by " + exporterName);
         ErrnoException.check(ops.phys() != null, Errno.EOPNOTSUPP, "dma-buf " + ino + ": exporter " + exporterName
                 + " gives no physical address list (only revocable exporters that know their ranges do)");
         List<PhysVec> ranges = List.copyOf(ops.phys().phys(a));
@@ -363,7 +358,8 @@ public final class DmaBufImpl implements DmaBuf {
                 m.sg.length(), "unmap dma-buf " + ino + " " + m.direction);
     }
 
-    private void unmapLocked(MappingImpl m) {
+    /** Unmaps {@code m} at the exporter and drops the core's pin of it; reservation lock held. */
+    void unmapLocked(MappingImpl m) {
         synchronized (mappingLock) {
             ErrnoException.check(m.state != State.UNMAPPED, Errno.EINVAL, "dma_buf_unmap_attachment of a mapping of dma-buf "
                     + ino + " for " + m.attachment.device().name() + " that was already unmapped");
@@ -422,125 +418,27 @@ public final class DmaBufImpl implements DmaBuf {
     public long moveNotify() {
         checkAlive("dma_buf_move_notify");
         assertHeld("dma_buf_move_notify");
-        long gen = generation.incrementAndGet();
-        notifyImporters("move");
-        return gen;
-    }
-
-    private void notifyImporters(String why) {
-        List<AttachmentImpl> all = List.copyOf(attachments);
-        synchronized (mappingLock) {
-            for (AttachmentImpl a : all) {
-                for (MappingImpl m : a.mappings) {
-                    if (m.state == State.LIVE) {
-                        m.state = State.MOVING;
-                    }
-                }
-            }
-        }
-        Tracer tracer = registry.tracer();
-        String event = tracer.isEnabled() ? "move_notify dma-buf " + ino + " (" + why + ")" : null;
-        for (AttachmentImpl a : all) {
-            if (a.isDynamic()) {
-                if (event != null) {
-                    tracer.emit(TraceKind.DMA_BUF, a.device().name(), -1, size, event);
-                }
-                a.importer().orElseThrow().moveNotify(a);
-            }
-        }
+        return invalidation.moveNotify();
     }
 
     @Override
     public int retireMappings(long gen, String reason) {
-        String why = "dma-buf " + ino + " (" + exporterName + "): " + (reason == null ? "backing moved" : reason);
-        List<MappingImpl> retired = new ArrayList<>();
-        synchronized (mappingLock) {
-            for (AttachmentImpl a : attachments) {
-                for (MappingImpl m : a.mappings) {
-                    if (m.generation < gen && (m.state == State.LIVE || m.state == State.MOVING)) {
-                        cutAccess(m, why);
-                        m.state = State.STALE;
-                        retired.add(m);
-                    }
-                }
-            }
-        }
-        for (MappingImpl m : retired) {
-            registry.tracer().emit(TraceKind.DMA_BUF, m.attachment.device().name(), m.sg.segments().getFirst().dmaAddress(),
-                    m.sg.length(), "mapping of dma-buf " + ino + " is stale, device access cut: " + why);
-        }
-        return retired.size();
-    }
-
-    private void cutAccess(MappingImpl m, String why) {
-        try {
-            if (ops.revokeMapping() != null) {
-                ops.revokeMapping().revoke(m.attachment, m.sg, m.direction, why);
-            } else {
-                m.attachment.device().dma().revokeSg(m.sg, m.direction, why);
-            }
-        } catch (ErrnoException e) {
-            // a device that left its bus can no longer reach anything
-            LOG.warn("cutting {}'s access to dma-buf {} failed: {}", m.attachment.device().name(), ino, e.getMessage());
-        }
+        return invalidation.retire(gen, reason);
     }
 
     @Override
     public void revoke(String reason) {
         checkAlive("revoke");
         assertHeld("revoke");
-        if (revoked) {
-            return;
-        }
-        revoked = true;
-        long gen = generation.incrementAndGet();
-        // dma_resv_usage: every fence, BOOKKEEP included, covers DMA that may still run on the mappings
-        Fence idle = Fences.all(resv.fences(ResvUsage.BOOKKEEP));
-        registry.tracer().emit(TraceKind.DMA_BUF, exporterName, -1, size, "revoke dma-buf " + ino + ": " + reason
-                + (idle.isSignaled() ? "" : "; mappings retired when " + idle + " signals"));
-        notifyImporters("revoke");
-        if (!idle.addCallback(f -> retireMappings(gen, "revoked: " + reason))) {
-            retireMappings(gen, "revoked: " + reason);
-        }
+        invalidation.revoke(reason);
     }
 
     @Override
     public int reclaimMappings(String reason) {
         assertHeld("reclaim of mappings");
-        ErrnoException.check(revoked, Errno.EINVAL, "dma-buf " + ino + ": mappings are reclaimed only after revoke,"
-                + " which tells the importers first");
-        String why = reason == null || reason.isBlank() ? "exporter " + exporterName + " stopped" : reason;
-        List<MappingImpl> held = new ArrayList<>();
-        synchronized (mappingLock) {
-            for (AttachmentImpl a : attachments) {
-                held.addAll(a.mappings);
-            }
-        }
-        for (MappingImpl m : held) {
-            AttachmentImpl a = m.attachment;
-            long addr = m.sg.segments().getFirst().dmaAddress();
-            String msg = "exporter " + exporterName + " of dma-buf " + ino + " went away (" + why + ") while "
-                    + (a.isDynamic() ? "dynamic" : "static") + " importer " + a.device().name() + " still held a mapping ("
-                    + m.direction + ", " + m.state + ") at 0x" + Long.toHexString(addr);
-            registry.dmaDebug().report(DmaDebugReport.Kind.LEAK_AT_UNBIND, a.device().name(), addr, m.sg.length(), msg, null);
-            registry.tracer().emit(TraceKind.DMA_BUF, a.device().name(), addr, m.sg.length(), msg + ": tearing it down");
-            try {
-                unmapLocked(m);
-            } catch (ErrnoException e) {
-                // an importer whose device left its bus: the DMA layer reclaimed its mappings then; drop the bookkeeping
-                LOG.warn("dma-buf {}: unmapping {}'s mapping failed ({}); dropping it", ino, a.device().name(), e.getMessage());
-                synchronized (mappingLock) {
-                    m.state = State.UNMAPPED;
-                    a.mappings.remove(m);
-                }
-                if (m.corePinned) {
-                    a.corePins--;
-                    ops.unpin().apply(a);
-                }
-            }
-            m.reclaimed = true;
-        }
-        return held.size();
+        ErrnoException.check(invalidation.isRevoked(), Errno.EINVAL, "dma-buf " + ino + ": mappings are reclaimed only"
+                + " after revoke, which tells the importers first");
+        return invalidation.reclaim(reason == null || reason.isBlank() ? "exporter " + exporterName + " stopped" : reason);
     }
 
     @Override
@@ -587,7 +485,7 @@ public final class DmaBufImpl implements DmaBuf {
         ErrnoException.check(offset >= 0 && offset <= size - data.byteSize(), Errno.EINVAL, what + " of "
                 + data.byteSize() + " bytes at " + offset + " is outside the " + size + "-byte dma-buf " + ino);
         assertHeld(what);
-        ErrnoException.check(!revoked, Errno.ENODEV, "dma-buf " + ino + " was revoked by " + exporterName);
+        ErrnoException.check(!invalidation.isRevoked(), Errno.ENODEV, "dma-buf " + ino + " was revoked by " + exporterName);
         op.copy(this, offset, data);
     }
 
