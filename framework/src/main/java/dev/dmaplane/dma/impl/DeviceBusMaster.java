@@ -1,8 +1,6 @@
 package dev.dmaplane.dma.impl;
 
 import dev.dmaplane.dma.BusMaster;
-import dev.dmaplane.dma.DmaDebugReport.Kind;
-import dev.dmaplane.dma.DmaDirection;
 import dev.dmaplane.dma.DmaFaultException;
 import dev.dmaplane.dma.FaultReason;
 import dev.dmaplane.dma.PeerRouter;
@@ -12,13 +10,10 @@ import dev.dmaplane.iommu.IommuDomain;
 import dev.dmaplane.iommu.IommuDomainType;
 import dev.dmaplane.mem.HostMemory;
 import dev.dmaplane.mem.PhysicalAddressMap;
-import dev.dmaplane.mem.PhysicalRegion;
-import dev.dmaplane.trace.TraceKind;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
-import java.util.Map;
 
 /**
  * A device's memory transactions: each is split at page (or page-table leaf) boundaries, translated by the
@@ -29,14 +24,11 @@ import java.util.Map;
  * windows the device was handed, so a stale one is caught although no IOMMU is on the way.
  * <p>Each completed transaction is counted once in the device's {@link TrafficCounters}, by where it landed (RAM, or
  * a peer's BAR whether a switch or the host bridge took it there), with one update per call, not per byte.
- * <p>Every path looks in the device's {@link TranslationCache} first and fills it from what went upstream.
- * <p>Size: close to 600 lines, because the transaction paths (plain, probe, cut-through, chained) and the
- * requester, host-bridge and dma-debug checks every one of them makes before a byte moves are one data path.
+ * <p>Every path looks in the device's {@link TranslationCache} first and fills it from what went upstream; the
+ * checks that refuse a request before a byte moves, and their reports, are {@link RequestChecks}.
  */
 final class DeviceBusMaster implements BusMaster {
     private static final VarHandle LONG = ValueLayout.JAVA_LONG.varHandle();
-    /** A memory request TLP never crosses a 4 KiB boundary (PCIe Base Spec 2.2.7). */
-    private static final long TLP_BOUNDARY = 4096;
     /** Bytes a copy from a peer's BAR moves per staging step. */
     private static final int STAGING = 64 * 1024;
 
@@ -46,11 +38,13 @@ final class DeviceBusMaster implements BusMaster {
     private final DeviceDma dma;
     private final PhysicalAddressMap physical;
     private final TranslationCache atc;
+    private final RequestChecks checks;
 
     DeviceBusMaster(DeviceDma dma) {
         this.dma = dma;
         this.physical = dma.sys.physical;
         this.atc = new TranslationCache(dma.sys, dma.group);
+        this.checks = new RequestChecks(dma);
     }
 
     @Override
@@ -80,7 +74,7 @@ final class DeviceBusMaster implements BusMaster {
             return null;
         }
         long n = Math.min(len, e.end() - addr);
-        checkRequester(addr, n, write);
+        checks.checkRequester(addr, n, write);
         return e.ram().asSlice(addr - e.iova(), n);
     }
 
@@ -163,7 +157,7 @@ final class DeviceBusMaster implements BusMaster {
                 IommuDomain.Run run = upstream(epoch, addr, len - done, write);
                 long n = run.length();
                 long phys = run.phys();
-                checkDecoded(addr, phys, n, write, write);
+                checks.checkDecoded(addr, phys, n, write, write);
                 if (write) {
                     physical.write(phys, data.asSlice(done, n));
                 } else {
@@ -205,7 +199,7 @@ final class DeviceBusMaster implements BusMaster {
                 continue;
             }
             IommuDomain.Run run = upstream(epoch, addr, length - done, write);
-            checkDecoded(addr, run.phys(), run.length(), write, write);
+            checks.checkDecoded(addr, run.phys(), run.length(), write, write);
             done += run.length();
         }
     }
@@ -299,7 +293,7 @@ final class DeviceBusMaster implements BusMaster {
             long s = busAddr + offsets[i];
             long d = targetBusAddr + targetOffsets[i];
             if (n <= 0 || s < src.iova() || s > src.end() - n || d < dst.iova() || d > dst.end() - n
-                    || !fitsWidth(s, n, srcBits) || !fitsWidth(d, n, dstBits)) {
+                    || !RequestChecks.fitsWidth(s, n, srcBits) || !RequestChecks.fitsWidth(d, n, dstBits)) {
                 break;
             }
             MemorySegment.copy(src.ram(), s - src.iova(), dst.ram(), d - dst.iova(), n);
@@ -368,7 +362,7 @@ final class DeviceBusMaster implements BusMaster {
 
     private MemorySegment atomicTarget(long busAddr) {
         if ((busAddr & 7) != 0) {
-            throw refuse(busAddr, true, FaultReason.MISALIGNED, "AtomicOp address is not 8-byte aligned");
+            throw checks.refuse(busAddr, true, FaultReason.MISALIGNED, "AtomicOp address is not 8-byte aligned");
         }
         PeerRouter.ToPeer peer = peer(busAddr, 8, true, false);
         if (peer != null) {
@@ -387,7 +381,7 @@ final class DeviceBusMaster implements BusMaster {
         } finally {
             translated();
         }
-        checkDecoded(busAddr, phys, 8, true, false);
+        checks.checkDecoded(busAddr, phys, 8, true, false);
         return physical.atomicView(phys);
     }
 
@@ -421,46 +415,17 @@ final class DeviceBusMaster implements BusMaster {
             case PeerRouter.Upstream u -> null;
             case PeerRouter.ToPeer p -> {
                 long n = peerChunk(p, remaining);
-                checkRequester(addr, n, write);
+                checks.checkRequester(addr, n, write);
                 if (dma.sys.debug.enabled()) {
-                    checkPeerWindow(addr, n, write);
+                    checks.checkPeerWindow(addr, n, write);
                 }
                 yield p;
             }
             case PeerRouter.Refused r -> {
-                checkRequester(addr, 1, write);
-                throw unsupported(addr, remaining, write, posted, null, r.reason());
+                checks.checkRequester(addr, 1, write);
+                throw checks.unsupported(addr, remaining, write, posted, null, r.reason());
             }
         };
-    }
-
-    /**
-     * The host bridge's side of a request that went upstream: RAM or a device region must decode {@code [phys, phys +
-     * n)}, else the root complex completes the request at {@code addr} as an Unsupported Request.
-     */
-    private void checkDecoded(long addr, long phys, long n, boolean write, boolean posted) {
-        if (physical.ram().contains(phys, n)) {
-            return;
-        }
-        PhysicalRegion r = physical.regionAt(phys);
-        if (r == null || phys - r.base() > r.size() - n) {
-            throw unsupported(addr, n, write, posted, null, String.format("the host bridge decodes nothing at %#x+%#x", phys, n));
-        }
-        if (!r.decodes()) {
-            throw unsupported(addr, n, write, posted, r, String.format("%s at %#x does not decode memory now", r.name(), phys));
-        }
-    }
-
-    /**
-     * A request the fabric completes as an Unsupported Request: the fabric logs the one TLP at {@code addr} (its
-     * bytes up to {@code remaining}, not crossing 4 KiB) and the region {@code at} that did not decode it, if any;
-     * then it is traced and refused.
-     */
-    private DmaFaultException unsupported(long addr, long remaining, boolean write, boolean posted, PhysicalRegion at,
-                                          String reason) {
-        int tlp = (int) Math.min(remaining, TLP_BOUNDARY - (addr & (TLP_BOUNDARY - 1)));
-        dma.sys.peerRouter.unsupportedRequest(dma.device, addr, Math.max(1, tlp), posted, at);
-        return refuse(addr, write, FaultReason.UNSUPPORTED_REQUEST, reason);
     }
 
     private static long peerChunk(PeerRouter.ToPeer peer, long remaining) {
@@ -476,119 +441,30 @@ final class DeviceBusMaster implements BusMaster {
             long n = Math.min(remaining, chunk(domain, addr));
             return new IommuDomain.Run(translate(domain, addr, n, write), n);
         }
-        checkRequester(addr, 1, write);
+        checks.checkRequester(addr, 1, write);
         IommuDomain.Run r;
         try {
             r = domain.translateRun(dma.deviceName(), addr, remaining, write);
         } catch (DmaFaultException e) {
-            throw debugFault(domain, e, addr, 1, write);
+            throw checks.debugFault(domain, e, addr, 1, write);
         }
-        checkRequester(addr, r.length(), write);
+        checks.checkRequester(addr, r.length(), write);
         return r;
     }
 
     private long translate(IommuDomain domain, long addr, long len, boolean write) {
-        checkRequester(addr, len, write);
+        checks.checkRequester(addr, len, write);
         String dev = dma.deviceName();
         if (domain == null || domain.type() == IommuDomainType.IDENTITY) {
             if (dma.sys.debug.enabled()) {
-                checkPassThrough(addr, len, write);
+                checks.checkPassThrough(addr, len, write);
             }
             return addr;
         }
         try {
             return domain.translate(dev, addr, len, write);
         } catch (DmaFaultException e) {
-            throw debugFault(domain, e, addr, len, write);
-        }
-    }
-
-    /** An IOMMU refusal, reported to dma-debug first (with the revoked mapping it hit, if any). */
-    private DmaFaultException debugFault(IommuDomain domain, DmaFaultException e, long addr, long len, boolean write) {
-        if (dma.sys.debug.enabled() && domain.type() == IommuDomainType.DMA) {
-            Map.Entry<Mapping, String> rv = dma.entries.revokedAt(addr, len);
-            if (rv != null) {
-                reportRevoked(rv, addr, len, write);
-                return e;
-            }
-            dma.sys.debug.report(e.reason() == FaultReason.PERMISSION ? Kind.ACCESS_READ_ONLY : Kind.ACCESS_UNMAPPED,
-                    dma.deviceName(), addr, len, "device " + (write ? "write" : "read") + " at iova 0x"
-                            + Long.toHexString(addr) + " refused by the IOMMU", null);
-        }
-        return e;
-    }
-
-    /**
-     * What the requester itself must satisfy to put a request on the bus at all: presence, Bus Master Enable, and an
-     * address its hardware can drive ({@link dev.dmaplane.device.Device#dmaAddressBits}). The kernel's DMA mask is not
-     * checked here: it bounds what the DMA API hands out ({@code dma_capable} of {@code include/linux/dma-direct.h},
-     * which {@code kernel/dma/direct.c} asks), not what the device can put on the bus, so a VFIO user's IOVA is
-     * bounded by the IOMMU's aperture and this width.
-     */
-    private void checkRequester(long addr, long len, boolean write) {
-        if (!dma.device.isPresent()) {
-            throw refuse(addr, write, FaultReason.DEVICE_GONE, "device has left its bus");
-        }
-        if (!dma.device.busMasterEnabled()) {
-            throw refuse(addr, write, FaultReason.BUS_MASTER_DISABLED, "bus mastering is disabled (command register BME clear)");
-        }
-        int bits = dma.device.dmaAddressBits();
-        if (!fitsWidth(addr, len, bits)) {
-            throw refuse(addr, write, FaultReason.OUT_OF_RANGE, "address beyond the device's " + bits + "-bit address width");
-        }
-    }
-
-    /** Whether {@code [addr, addr + len)} lies below {@code 2^bits} without wrapping past the end of the 64-bit space. */
-    private static boolean fitsWidth(long addr, long len, int bits) {
-        long last = addr + len - 1;
-        return Long.compareUnsigned(last, addr) >= 0 && (bits == 64 || last >>> bits == 0);
-    }
-
-    /** A transaction the bus never carries (no IOMMU involved): traced as a fault, then refused. */
-    private DmaFaultException refuse(long addr, boolean write, FaultReason why, String reason) {
-        dma.sys.tracer.emit(TraceKind.FAULT, dma.deviceName(), addr, 0, (write ? "write" : "read") + ": " + reason);
-        return new DmaFaultException(dma.deviceName(), addr, write, why, reason);
-    }
-
-    private void reportRevoked(Map.Entry<Mapping, String> rv, long addr, long len, boolean write) {
-        dma.sys.debug.report(Kind.ACCESS_REVOKED, dma.deviceName(), addr, len, "device " + (write ? "write" : "read")
-                + " at 0x" + Long.toHexString(addr) + "+" + len + " into a mapping whose access was revoked: "
-                + rv.getValue(), rv.getKey().site());
-    }
-
-    /**
-     * dma-debug on the peer path, which the IOMMU never sees: a request into a bus-address window the device was
-     * handed ({@link dev.dmaplane.dma.DmaApi#mapPeer}) and that was revoked or unmapped since is reported with the
-     * window's mapping site and refused before any byte moves.
-     */
-    private void checkPeerWindow(long addr, long len, boolean write) {
-        DebugEntries.PeerFinding f = dma.entries.checkPeerAccess(addr, len, write);
-        if (f == null) {
-            return;
-        }
-        dma.sys.debug.report(f.kind(), dma.deviceName(), addr, len, "device " + (write ? "write" : "read") + " at peer bus address 0x"
-                + Long.toHexString(addr) + "+" + len + " into " + f.what(), f.window().site());
-        throw refuse(addr, write, f.kind() == Kind.ACCESS_READ_ONLY ? FaultReason.DEBUG_READ_ONLY : FaultReason.DEBUG_UNMAPPED,
-                "dma-debug: " + f.what());
-    }
-
-    private void checkPassThrough(long addr, long len, boolean write) {
-        Map.Entry<Long, DebugEntries.Range> e = dma.entries.ranges.floorEntry(addr);
-        DebugEntries.Range r = e == null ? null : e.getValue();
-        if (r == null || addr + len > r.start() + r.length()) {
-            Map.Entry<Mapping, String> rv = dma.entries.revokedAt(addr, len);
-            if (rv != null) {
-                reportRevoked(rv, addr, len, write);
-                throw refuse(addr, write, FaultReason.DEBUG_UNMAPPED, "dma-debug: mapping was revoked: " + rv.getValue());
-            }
-            dma.sys.debug.report(Kind.ACCESS_UNMAPPED, dma.deviceName(), addr, len, "device " + (write ? "write" : "read")
-                    + " at 0x" + Long.toHexString(addr) + "+" + len + " outside every live DMA mapping", null);
-            throw refuse(addr, write, FaultReason.DEBUG_UNMAPPED, "dma-debug: no live mapping covers it");
-        }
-        if (write && r.direction() == DmaDirection.TO_DEVICE) {
-            dma.sys.debug.report(Kind.ACCESS_READ_ONLY, dma.deviceName(), addr, len, "device write at 0x" + Long.toHexString(addr)
-                    + " into memory mapped TO_DEVICE", r.mapping().site());
-            throw refuse(addr, write, FaultReason.DEBUG_READ_ONLY, "dma-debug: mapping is TO_DEVICE");
+            throw checks.debugFault(domain, e, addr, len, write);
         }
     }
 }
