@@ -78,17 +78,6 @@ class SiwRxErrorTest {
         return untagged(Iwarp.OP_READ_REQUEST, true, 0, Iwarp.QN_READ_REQUEST, msn, 0, body.array());
     }
 
-    /** A Read Response segment into {@code stag} at {@code to}. */
-    private static byte[] readResponse(boolean last, int stag, long to, byte[] payload) {
-        int ulpdu = Iwarp.TAGGED_HDR + payload.length;
-        ByteBuffer f = ByteBuffer.allocate(Mpa.fpduLength(ulpdu));
-        ByteBuffer b = f.slice(2, ulpdu);
-        Iwarp.tagged(b, Iwarp.OP_READ_RESPONSE, last, stag, to);
-        b.put(payload);
-        Mpa.seal(f, 0, ulpdu);
-        return f.array();
-    }
-
     /** The next FPDU siw sends on {@code s}, which must be its TERMINATE. */
     private static Terminate terminateFrom(Socket s) throws IOException {
         return SiwRxPlacementTest.terminate(new DataInputStream(s.getInputStream()));
@@ -332,7 +321,7 @@ class SiwRxErrorTest {
     void aReadResponseWithoutAReadIsCatastrophicAndPlacesNothing() throws Exception {
         QueuePair qb = h.b.rc();
         try (IwListen l = listen(); Socket s = SiwRxPlacementTest.connect(h.b, qb, l)) {
-            s.getOutputStream().write(readResponse(true, h.b.mr.rkey(), h.b.buf, SiwHosts.random(64, 7)));
+            s.getOutputStream().write(SiwRxPlacementTest.readResponse(true, h.b.mr.rkey(), h.b.buf, SiwHosts.random(64, 7)));
             assertEquals(new Terminate(Terminate.LAYER_DDP, Terminate.DDP_CATASTROPHIC, Terminate.DDP_C_UNSPECIFIED),
                     terminateFrom(s));
             assertArrayEquals(new byte[64], h.b.read(0, 64), "nothing placed");
@@ -358,7 +347,7 @@ class SiwRxErrorTest {
             assertEquals(Iwarp.OP_READ_REQUEST, req[3] & 0x0f, "siw's READ request");
             int sinkStag = r.getInt(2 + Iwarp.UNTAGGED_HDR);
             long sinkTo = r.getLong(2 + Iwarp.UNTAGGED_HDR + 4);
-            s.getOutputStream().write(readResponse(true, sinkStag ^ 0x100, sinkTo, SiwHosts.random(64, 8)));
+            s.getOutputStream().write(SiwRxPlacementTest.readResponse(true, sinkStag ^ 0x100, sinkTo, SiwHosts.random(64, 8)));
             assertEquals(new Terminate(Terminate.LAYER_DDP, Terminate.DDP_TAGGED_BUFFER, Terminate.DDP_T_INVALID_STAG),
                     SiwRxPlacementTest.terminate(in));
             WorkCompletion w = SiwHosts.one(h.b.cq);

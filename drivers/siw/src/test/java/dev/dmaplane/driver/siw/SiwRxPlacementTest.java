@@ -78,10 +78,20 @@ class SiwRxPlacementTest {
 
     /** A tagged RDMA WRITE segment of {@code payload} at {@code to} of {@code stag}. */
     static byte[] write(boolean last, int stag, long to, byte[] payload) {
+        return tagged(Iwarp.OP_WRITE, last, stag, to, payload);
+    }
+
+    /** A Read Response segment of {@code payload} into {@code stag} at {@code to}. */
+    static byte[] readResponse(boolean last, int stag, long to, byte[] payload) {
+        return tagged(Iwarp.OP_READ_RESPONSE, last, stag, to, payload);
+    }
+
+    /** A tagged segment of RDMAP {@code opcode} carrying {@code payload} at {@code to} of {@code stag}, as one FPDU. */
+    private static byte[] tagged(int opcode, boolean last, int stag, long to, byte[] payload) {
         int ulpdu = Iwarp.TAGGED_HDR + payload.length;
         ByteBuffer f = ByteBuffer.allocate(Mpa.fpduLength(ulpdu));
         ByteBuffer b = f.slice(2, ulpdu);
-        Iwarp.tagged(b, Iwarp.OP_WRITE, last, stag, to);
+        Iwarp.tagged(b, opcode, last, stag, to);
         b.put(payload);
         Mpa.seal(f, 0, ulpdu);
         return f.array();

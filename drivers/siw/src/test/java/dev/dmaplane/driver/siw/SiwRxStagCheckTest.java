@@ -279,7 +279,7 @@ class SiwRxStagCheckTest {
             assertEquals(Iwarp.OP_READ_REQUEST, req.get(3) & 0x0f, "siw's READ request");
             int sinkStag = req.getInt(2 + Iwarp.UNTAGGED_HDR);
             long sinkTo = req.getLong(2 + Iwarp.UNTAGGED_HDR + 4);
-            byte[][] segs = segments(data, (last, i, payload) -> readResponse(last, sinkStag, sinkTo + (long) i * SEG,
+            byte[][] segs = segments(data, (last, i, payload) -> SiwRxPlacementTest.readResponse(last, sinkStag, sinkTo + (long) i * SEG,
                     payload));
             s.getOutputStream().write(SiwRxPlacementTest.concat(segs));
             assertTrue(held.await(SiwHosts.WAIT.toMillis(), TimeUnit.MILLISECONDS), "the receive thread never got there");
@@ -386,7 +386,7 @@ class SiwRxStagCheckTest {
         assertEquals(Iwarp.OP_READ_REQUEST, req.get(3) & 0x0f, "siw's READ request");
         int sinkStag = req.getInt(2 + Iwarp.UNTAGGED_HDR);
         long sinkTo = req.getLong(2 + Iwarp.UNTAGGED_HDR + 4);
-        byte[][] segs = segments(data, (last, i, payload) -> readResponse(last, sinkStag, sinkTo + (long) i * SEG,
+        byte[][] segs = segments(data, (last, i, payload) -> SiwRxPlacementTest.readResponse(last, sinkStag, sinkTo + (long) i * SEG,
                 payload));
         s.getOutputStream().write(SiwRxPlacementTest.concat(segs[0], segs[1]));
         assertTrue(held.await(SiwHosts.WAIT.toMillis(), TimeUnit.MILLISECONDS), "the receive thread never got there");
@@ -441,16 +441,5 @@ class SiwRxStagCheckTest {
     private static void deregistersAtOnce(MemoryRegion mr) throws InterruptedException {
         Thread dereg = Thread.ofPlatform().name("dereg").start(mr::destroy);
         assertTrue(dereg.join(SiwHosts.WAIT), "ibv_dereg_mr waits for the receive path");
-    }
-
-    /** A Read Response segment into {@code stag} at {@code to}. */
-    private static byte[] readResponse(boolean last, int stag, long to, byte[] payload) {
-        int ulpdu = Iwarp.TAGGED_HDR + payload.length;
-        ByteBuffer f = ByteBuffer.allocate(Mpa.fpduLength(ulpdu));
-        ByteBuffer b = f.slice(2, ulpdu);
-        Iwarp.tagged(b, Iwarp.OP_READ_RESPONSE, last, stag, to);
-        b.put(payload);
-        Mpa.seal(f, 0, ulpdu);
-        return f.array();
     }
 }
