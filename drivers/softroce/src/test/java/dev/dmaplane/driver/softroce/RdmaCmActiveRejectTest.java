@@ -20,21 +20,21 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 /**
  * {@code rdma_reject} on the active side, as {@code drivers/infiniband/core/cma.c} and {@code cm.c} have it:
  * {@code rdma_reject} asks only that the id has an {@code ib_cm_id} and calls {@code ib_send_cm_rej}, whose
- * {@code cm_send_rej_locked} decides by the ib_cm_id's state. An active id sends a REJ in REQ_SENT (before the REP)
- * and in REP_RCVD (an id without a QP, after CONNECT_RESPONSE), each leaving its ib_cm_id IDLE
- * ({@code cm_reset_to_idle}); the REJ carries reason 28 (consumer defined) and the private data
- * ({@code cm_format_rej}). In REP_RCVD it names the REP and both communication IDs, so the passive side's
- * {@code cm_rej_handler} takes it in REP_SENT and {@code cma_ib_handler} moves its QP to ERR and reports REJECTED
- * with the reason. In REQ_SENT it names no remote ID (the active side knows none yet) and the message rejected is
- * "other", so {@code cm_acquire_rejected_id} finds no connection at the passive side: nothing happens there, and the
+ * {@code cm_send_rej_locked} decides by the ib_cm_id's state. An active id sends a REJ in REQ_SENT (before the REP) and
+ * in MRA_REP_SENT (an id without a QP, after CONNECT_RESPONSE: {@code cma_ib_handler}'s {@code ib_prepare_cm_mra}),
+ * each leaving its ib_cm_id IDLE ({@code cm_reset_to_idle}); the REJ carries reason 28 (consumer defined) and the
+ * private data ({@code cm_format_rej}). In MRA_REP_SENT it names the REP and both communication IDs, so the passive
+ * side's {@code cm_rej_handler} takes it in REP_SENT and {@code cma_ib_handler} moves its QP to ERR and reports
+ * REJECTED with the reason. In REQ_SENT it names no remote ID (the active side knows none yet) and the message rejected
+ * is "other", so {@code cm_acquire_rejected_id} finds no connection at the passive side: nothing happens there, and the
  * REP it sends later is dropped by the IDLE ib_cm_id ({@code cm_rep_handler}), so the passive side ends with
- * UNREACHABLE after the REP's retries. No event follows at the rejecting side, its id stays in CONNECT and its QP as
- * it was; later calls answer as the IDLE ib_cm_id makes them: {@code rdma_reject} EINVAL, {@code rdma_init_qp_attr}
+ * UNREACHABLE after the REP's retries. No event follows at the rejecting side, its id stays in CONNECT and its QP as it
+ * was; later calls answer as the IDLE ib_cm_id makes them: {@code rdma_reject} EINVAL, {@code rdma_init_qp_attr}
  * EINVAL, {@code rdma_disconnect} 0.
  */
 @Timeout(60)
 class RdmaCmActiveRejectTest extends RdmaCmTestBase {
-    /** An id without a QP after CONNECT_RESPONSE (REP_RCVD) rejects the REP: REJECTED, reason 28, at the server. */
+    /** An id without a QP after CONNECT_RESPONSE (MRA_REP_SENT) rejects the REP: REJECTED, reason 28, at the server. */
     @Test
     void aClientWithoutQpRejectsTheRep() {
         CmId conn = acceptedByServerForClientWithoutQp();

@@ -61,12 +61,12 @@ class RdmaCmIbCmIdTest extends RdmaCmTestBase {
         client.id.destroy();
     }
 
-    /** A pending request's ib_cm_id (REQ_RCVD) gives every transition's attributes; once rejected (IDLE), none. */
+    /** A pending request's ib_cm_id (MRA_REQ_SENT) gives every transition's attributes; once rejected (IDLE), none. */
     @Test
     void aRejectedRequestHasNoQpAttributes() {
         CmId conn = request(ConnParam.of(null, 1, 1));
         QpAttr rtr = conn.initQpAttr(QpState.RTR);
-        assertEquals(client.qp.qpNum(), rtr.destQpNum(), "cm_init_qp_rtr_attr in REQ_RCVD");
+        assertEquals(client.qp.qpNum(), rtr.destQpNum(), "cm_init_qp_rtr_attr in MRA_REQ_SENT");
         assertEquals(QpState.RTS, conn.initQpAttr(QpState.RTS).qpState());
         conn.reject(null);
         client.expect(CmEventType.REJECTED);
@@ -113,9 +113,9 @@ class RdmaCmIbCmIdTest extends RdmaCmTestBase {
 
     /**
      * A REP whose QP cannot move ({@code cma_rep_recv}, the client's QP put in ERR before the REP came): the QP's
-     * move fails with EINVAL, a REJ goes to the server ({@code ib_send_cm_rej} in REP_RCVD: REJECTED, reason 28, its
-     * QP to ERR) and the client gets CONNECT_ERROR with the error; its id stays in CONNECT with the ib_cm_id the REJ
-     * left IDLE ({@code cma_ib_handler} drops nothing), so {@code rdma_disconnect} returns 0 and
+     * move fails with EINVAL, a REJ goes to the server ({@code ib_send_cm_rej} in MRA_REP_SENT: REJECTED, reason 28,
+     * its QP to ERR) and the client gets CONNECT_ERROR with the error; its id stays in CONNECT with the ib_cm_id the
+     * REJ left IDLE ({@code cma_ib_handler} drops nothing), so {@code rdma_disconnect} returns 0 and
      * {@code rdma_init_qp_attr} is EINVAL.
      */
     @Test

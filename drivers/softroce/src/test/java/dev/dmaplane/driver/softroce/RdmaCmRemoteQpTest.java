@@ -34,7 +34,7 @@ class RdmaCmRemoteQpTest extends RdmaCmTestBase {
 
     /**
      * The client's connection is in the table from the REP on, before its RTU: a client id without a QP after
-     * CONNECT_RESPONSE (REP_RCVD) holds the server's QP, so a REQ from that QP is rejected as stale (not passed to
+     * CONNECT_RESPONSE (MRA_REP_SENT) holds the server's QP, so a REQ from that QP is rejected as stale (not passed to
      * the listeners, of which rxe0 has none: that would be INVALID_SERVICE_ID), and no DREQ goes, as the
      * connection is not ESTABLISHED.
      */

@@ -15,11 +15,13 @@ import static dev.dmaplane.driver.softroce.CmEnd.at;
 import static dev.dmaplane.testing.Eventually.eventually;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 
 /**
  * The REJ of a REQ as {@code drivers/infiniband/core/cm.c} sends it, seen on the wire through a raw CM end
- * ({@link RawCm}): a REJ from REQ_RCVD ({@code cm_format_rej}) names no local communication ID (0), and the active
- * end still finds its connection by the remote ID alone ({@code cm_acquire_rejected_id}); a REQ from a remote QP that
+ * ({@link RawCm}): a REJ from REQ_RCVD ({@code cm_format_rej}) names no local communication ID (0), one from
+ * MRA_REQ_SENT (a request waiting on its owner, {@code ib_prepare_cm_mra}) names it, and the active end finds its
+ * connection by the remote ID alone either way ({@code cm_acquire_rejected_id}); a REQ from a remote QP that
  * still has a connection here is stale ({@code cm_match_req}): it is rejected with STALE_CONN by
  * {@code cm_issue_rej}, and the old connection gets a DREQ ({@code ib_send_cm_dreq}).
  */
@@ -66,18 +68,21 @@ class RdmaCmReqRejTest extends RdmaCmTestBase {
     }
 
     /**
-     * {@code cm_format_rej} in REQ_RCVD: the server's {@code rdma_reject} of a request sends a REJ with local ID 0,
-     * the client's ID as remote ID, message REQ and reason 28, and the client, in REQ_SENT, takes it: REJECTED.
+     * {@code cm_format_rej} in MRA_REQ_SENT, where {@code cma_ib_req_handler}'s {@code ib_prepare_cm_mra} left the
+     * request once the listener queued CONNECT_REQUEST: the server's {@code rdma_reject} sends a REJ with its local
+     * ID, the client's ID as remote ID, message REQ and reason 28, and the client, in REQ_SENT, takes it: REJECTED.
      */
     @Test
-    void aRejOfARequestReceivedNamesNoLocalId() {
+    void aRejOfARequestWaitingOnItsOwnerNamesItsLocalId() {
         RawCm raw = new RawCm(h);
         CmId conn = request(ConnParam.of(null, 1, 1));
         int clientId = raw.lastIds(RawCm.REQ)[0];
         conn.reject(CmFlows.text("no"));
         assertEquals(RejectReason.CONSUMER_DEFINED, client.expect(CmEventType.REJECTED).status());
-        assertArrayEquals(new int[]{0, clientId, RawCm.MSG_REQ, RejectReason.CONSUMER_DEFINED}, raw.lastRej(),
-                "cm_format_rej in REQ_RCVD: local ID 0");
+        int[] rej = raw.lastRej();
+        assertNotEquals(0, rej[0], "cm_format_rej in MRA_REQ_SENT: the local ID");
+        assertArrayEquals(new int[]{clientId, RawCm.MSG_REQ, RejectReason.CONSUMER_DEFINED},
+                new int[]{rej[1], rej[2], rej[3]});
     }
 
     /**

@@ -45,7 +45,7 @@ abstract class RdmaCmTestBase {
 
     /**
      * A listener on {@link #SERVER} and the client's REQ to it from {@link #CLIENT} with {@code p}, its QP in INIT:
-     * the server's new id, taken from CONNECT_REQUEST (in REQ_RCVD, no resources yet).
+     * the server's new id, taken from CONNECT_REQUEST (in MRA_REQ_SENT, no resources yet).
      */
     CmId request(ConnParam p) {
         CmFlows.listen(server, SERVER, 4);

@@ -31,7 +31,9 @@ import java.util.concurrent.TimeUnit;
  * rdma_cm: one MAD agent of class CM, version 2, per device port; a {@link Conn} per connection with its local and
  * remote communication IDs and the state of {@code enum ib_cm_state}; REQ, REP and DREQ sent with the CM's
  * timeout and retries (the MAD layer resends them) and cancelled by the answer; RTU, REJ and DREP sent once and
- * resent when the peer repeats what they answer; duplicates dropped; a REQ nobody listens for rejected with
+ * resent when the peer repeats what they answer; a REQ or REP the owner has prepared an MRA for
+ * ({@link #prepareMra}) answered, when the peer repeats it, with an MRA of service timeout {@link #MRA_SETTING};
+ * other duplicates dropped; a REQ nobody listens for rejected with
  * INVALID_SERVICE_ID, one from a QP still connected with STALE_CONN and a DREQ on the old connection. Transaction
  * IDs as {@code cm.c} gives them: a REQ and a DREQ a new one ({@code cm_form_tid}); the REP, RTU, REJ and DREP of a
  * connection its {@link Conn#tid} (the REQ's, the DREQ's once one came); {@code cm_issue_rej} and
@@ -47,12 +49,16 @@ import java.util.concurrent.TimeUnit;
 final class IbCm {
     private static final Logger LOG = LoggerFactory.getLogger(IbCm.class);
 
+    /** {@code CM_MRA_SETTING}: the service timeout of the MRAs this CM sends, 4.096 us * 2^24 (about 68.7 s). */
+    static final int MRA_SETTING = 24;
+
     /**
      * {@code enum ib_cm_state}, the states a connection of this CM takes: the MRA_*_RCVD ones after the peer's MRA
-     * to the REQ or REP sent; never the MRA_*_SENT ones, as this CM sends no MRA.
+     * to the REQ or REP sent; MRA_REQ_SENT and MRA_REP_SENT once the owner prepared an MRA ({@link #prepareMra}) to
+     * the REQ or REP received, which a repeat of that message then gets.
      */
-    enum State { IDLE, REQ_SENT, MRA_REQ_RCVD, REQ_RCVD, REP_SENT, MRA_REP_RCVD, REP_RCVD, ESTABLISHED, DREQ_SENT,
-        DREQ_RCVD, TIMEWAIT }
+    enum State { IDLE, REQ_SENT, MRA_REQ_RCVD, REQ_RCVD, MRA_REQ_SENT, REP_SENT, MRA_REP_RCVD, REP_RCVD, MRA_REP_SENT,
+        ESTABLISHED, DREQ_SENT, DREQ_RCVD, TIMEWAIT }
 
     /** What the CM tells the connection's owner ({@code enum ib_cm_event_type}). */
     enum Event { REQ_ERROR, MRA_RECEIVED, REP_RECEIVED, RTU_RECEIVED, REJ_RECEIVED, REP_ERROR, DREQ_RECEIVED,
@@ -191,9 +197,32 @@ final class IbCm {
         c.state = State.REQ_SENT;
     }
 
-    /** {@code ib_send_cm_rep}. */
+    /**
+     * {@code ib_prepare_cm_mra}: a REQ received (REQ_RCVD) or a REP received (REP_RCVD) moves to MRA_REQ_SENT or
+     * MRA_REP_SENT, sending nothing; the MRA goes only when the peer repeats that message ({@code cm_dup_req_handler},
+     * {@code cm_dup_rep_handler}). EINVAL in any other state (the LAP's MRA aside, which RoCE has none of).
+     */
+    void prepareMra(Conn c) {
+        c.state = switch (c.state) {
+            case REQ_RCVD -> State.MRA_REQ_SENT;
+            case REP_RCVD -> State.MRA_REP_SENT;
+            default -> throw new ErrnoException(Errno.EINVAL, "ib_prepare_cm_mra in " + c.state);
+        };
+    }
+
+    /**
+     * {@code cm_format_mra}: the MRA of the message received ({@code CM_MSG_RESPONSE_REQ} or {@code _REP}) with the
+     * connection's IDs, service timeout {@link #MRA_SETTING} and the connection's TID, to where the repeat came from
+     * ({@code cm_alloc_response_msg}).
+     */
+    private void sendMra(Conn c, MadAddress to, int mraed) {
+        c.agent.send(to, new Ids(CmMessages.ATTR_MRA, c.localId, c.remoteId, mraed << 14 | MRA_SETTING << 3,
+                new byte[0]).toMad(c.tid), 0, 0, c);
+    }
+
+    /** {@code ib_send_cm_rep}: from REQ_RCVD or MRA_REQ_SENT. */
     void sendRep(Conn c, Rep rep) {
-        if (c.state != State.REQ_RCVD) {
+        if (c.state != State.REQ_RCVD && c.state != State.MRA_REQ_SENT) {
             throw new ErrnoException(Errno.EINVAL, "ib_send_cm_rep in " + c.state);
         }
         CmMessages.checkPrivate("REP", rep.priv(), CmMessages.REP_PRIVATE);
@@ -202,9 +231,9 @@ final class IbCm {
         c.state = State.REP_SENT;
     }
 
-    /** {@code ib_send_cm_rtu}. */
+    /** {@code ib_send_cm_rtu}: from REP_RCVD or MRA_REP_SENT. */
     void sendRtu(Conn c, byte[] priv) {
-        if (c.state != State.REP_RCVD) {
+        if (c.state != State.REP_RCVD && c.state != State.MRA_REP_SENT) {
             throw new ErrnoException(Errno.EINVAL, "ib_send_cm_rtu in " + c.state);
         }
         Mad m = new Ids(CmMessages.ATTR_RTU, c.localId, c.remoteId, 0,
@@ -215,20 +244,21 @@ final class IbCm {
     }
 
     /**
-     * {@code ib_send_cm_rej} ({@code cm_send_rej_locked}): on the passive side from REQ_RCVD, on the active side
-     * from REQ_SENT or REP_RCVD, each leaving the connection IDLE ({@code cm_reset_to_idle}); from REP_SENT it enters
-     * time wait, the REP left to the MAD layer as {@code cm_send_rej_locked} leaves it (resent until its retries run
-     * out, its timeout then ignored); EINVAL in any other state. The message rejected is as {@code cm_format_rej}
-     * names it: the REQ, the REP, or another (a REQ_SENT connection's REJ names no remote ID, as it knows none, so the
-     * peer finds nothing it belongs to); a REJ of a REQ received names no local ID either (0, as {@code cm_format_rej}
-     * writes it in REQ_RCVD), the peer's {@code cm_acquire_rejected_id} finding its connection by the remote ID alone.
-     * A REQ still waiting for its answer is not cancelled: the MAD layer resends it until its retries run out, and the
-     * IDLE connection then ignores the timeout ({@code cm_process_send_error}).
+     * {@code ib_send_cm_rej} ({@code cm_send_rej_locked}): on the passive side from REQ_RCVD or MRA_REQ_SENT, on the
+     * active side from REQ_SENT, REP_RCVD or MRA_REP_SENT, each leaving the connection IDLE ({@code cm_reset_to_idle});
+     * from REP_SENT it enters time wait, the REP left to the MAD layer as {@code cm_send_rej_locked} leaves it (resent
+     * until its retries run out, its timeout then ignored); EINVAL in any other state. The message rejected is as
+     * {@code cm_format_rej} names it: the REQ, the REP, or another (a REQ_SENT connection's REJ names no remote ID, as
+     * it knows none, so the peer finds nothing it belongs to); a REJ of a REQ received names no local ID either (0, as
+     * {@code cm_format_rej} writes it in REQ_RCVD; in MRA_REQ_SENT it names the local ID), the peer's
+     * {@code cm_acquire_rejected_id} finding its connection by the remote ID alone. A REQ still waiting for its answer
+     * is not cancelled: the MAD layer resends it until its retries run out, and the IDLE connection then ignores the
+     * timeout ({@code cm_process_send_error}).
      */
     void sendRej(Conn c, int reason, byte[] priv) {
         int msg = switch (c.state) {
-            case REQ_RCVD -> CmMessages.REJ_MSG_REQ;
-            case REP_RCVD -> CmMessages.REJ_MSG_REP;
+            case REQ_RCVD, MRA_REQ_SENT -> CmMessages.REJ_MSG_REQ;
+            case REP_RCVD, MRA_REP_SENT -> CmMessages.REJ_MSG_REP;
             case REQ_SENT, MRA_REQ_RCVD, REP_SENT, MRA_REP_RCVD -> CmMessages.REJ_MSG_OTHER;
             default -> throw new ErrnoException(Errno.EINVAL, "ib_send_cm_rej in " + c.state);
         };
@@ -285,7 +315,8 @@ final class IbCm {
                                 longBytes(c.dev.nodeGuid()), new byte[0]).toMad(c.tid), 0, 0, c);
                     }
                 }
-                case REQ_RCVD, REP_SENT, MRA_REP_RCVD -> sendRej(c, RejectReason.CONSUMER_DEFINED, null);
+                case REQ_RCVD, MRA_REQ_SENT, REP_SENT, MRA_REP_RCVD, MRA_REP_SENT ->
+                        sendRej(c, RejectReason.CONSUMER_DEFINED, null);
                 case ESTABLISHED -> sendDreq(c, null);
                 case DREQ_RCVD -> sendDrep(c, null);
                 default -> {
@@ -324,13 +355,14 @@ final class IbCm {
 
     /**
      * {@code ib_cm_init_qp_attr}'s state checks: INIT's attributes from REQ_SENT to ESTABLISHED
-     * ({@code cm_init_qp_init_attr}), RTR's and RTS's from REQ_RCVD to ESTABLISHED ({@code cm_init_qp_rtr_attr},
-     * {@code cm_init_qp_rts_attr}); EINVAL in any other state (IDLE after a REJ, an error or time wait).
+     * ({@code cm_init_qp_init_attr}), RTR's and RTS's from REQ_RCVD (or MRA_REQ_SENT) to ESTABLISHED
+     * ({@code cm_init_qp_rtr_attr}, {@code cm_init_qp_rts_attr}); EINVAL in any other state (IDLE after a REJ, an error
+     * or time wait).
      */
     static void checkInitQpAttr(Conn c, QpState to) {
         boolean ok = switch (c.state) {
             case REQ_SENT, MRA_REQ_RCVD -> to == QpState.INIT;
-            case REQ_RCVD, REP_SENT, MRA_REP_RCVD, REP_RCVD, ESTABLISHED -> true;
+            case REQ_RCVD, MRA_REQ_SENT, REP_SENT, MRA_REP_RCVD, REP_RCVD, MRA_REP_SENT, ESTABLISHED -> true;
             default -> false;
         };
         if (!ok) {
@@ -412,7 +444,7 @@ final class IbCm {
                     switch (mad.attrId()) {
                         case CmMessages.ATTR_REQ -> onReq(dev, port, from, mad.tid(), Req.of(mad));
                         case CmMessages.ATTR_MRA -> onMra(Ids.of(mad));
-                        case CmMessages.ATTR_REP -> onRep(mad.tid(), Rep.of(mad));
+                        case CmMessages.ATTR_REP -> onRep(from, mad.tid(), Rep.of(mad));
                         case CmMessages.ATTR_RTU -> onRtu(Ids.of(mad));
                         case CmMessages.ATTR_REJ -> onRej(Rej.of(mad));
                         case CmMessages.ATTR_DREQ -> onDreq(dev, port, from, mad.tid(), Ids.of(mad));
@@ -458,19 +490,22 @@ final class IbCm {
 
     /**
      * {@code cm_req_handler} ({@code cm_match_req}): a REQ of a peer and ID a connection here already has is a
-     * duplicate and dropped; one from a remote QP (the REQ's CA GUID and QPN: {@code cm_insert_remote_qpn}) a
-     * connection here is being set up or connected with is stale: it is rejected with STALE_CONN ({@code cm_issue_rej},
-     * naming no local ID), and that old connection is disconnected with a DREQ ({@code ib_send_cm_dreq}, which sends
-     * one only when ESTABLISHED), its owner told when the DREP or the DREQ's timeout comes; any other REQ makes a
-     * connection in REQ_RCVD, in both remote tables, and goes to the listeners.
+     * duplicate: {@code cm_dup_req_handler} answers it with an MRA in MRA_REQ_SENT and drops it in any other state (a
+     * connection in time wait is no longer in the remote ID table, so its STALE_CONN REJ never comes); one from a
+     * remote QP (the REQ's CA GUID and QPN: {@code cm_insert_remote_qpn}) a connection here is being set up or
+     * connected with is stale: it is rejected with STALE_CONN ({@code cm_issue_rej}, naming no local ID), and that old
+     * connection is disconnected with a DREQ ({@code ib_send_cm_dreq}, which sends one only when ESTABLISHED), its
+     * owner told when the DREP or the DREQ's timeout comes; any other REQ makes a connection in REQ_RCVD, in both
+     * remote tables, and goes to the listeners.
      */
     private void onReq(RdmaDevice dev, int port, MadAddress from, long tid, Req req) {
         List<Object> rkey = List.of(req.localCommId(), req.localCaGuid());
         Conn dup = byRemoteId.get(rkey);
         MadAgent a = agent(dev, port);
         if (dup != null) {
-            // cm_dup_req_handler: only a connection being set up or connected is in this table (cm_remove_remote), and
-            // of those only one in MRA_REQ_SENT, a state this CM never takes, would answer
+            if (dup.state == State.MRA_REQ_SENT) {
+                sendMra(dup, from, CmMessages.REJ_MSG_REQ);
+            }
             return;
         }
         List<Object> qkey = List.of(req.localCaGuid(), req.localQpn());
@@ -510,20 +545,26 @@ final class IbCm {
     }
 
     /**
-     * {@code cm_rep_handler}: a REP to a connection in REQ_SENT or MRA_REQ_RCVD puts it in the remote ID table (a
+     * {@code cm_rep_handler}: a REP repeated to a connection that has its REP ({@code cm_dup_rep_handler}, which finds
+     * it by both IDs) gets the RTU again when ESTABLISHED, an MRA in MRA_REP_SENT, nothing otherwise. A REP to a
+     * connection in REQ_SENT or MRA_REQ_RCVD puts it in the remote ID table (a
      * REP of a peer and ID another connection has there is a duplicate, dropped) and the remote QP table, by the
      * REP's CA GUID and QPN ({@code cm_insert_remote_qpn}). A REP from a QP a connection here is already set up or
      * connected with is stale: {@code cm_issue_rej} rejects it with STALE_CONN, naming the REP, and that old
      * connection is disconnected with a DREQ ({@code ib_send_cm_dreq}: only when ESTABLISHED); the connection the
      * REP was for stays in REQ_SENT, its REQ left to its retries and timeout.
      */
-    private void onRep(long tid, Rep rep) {
+    private void onRep(MadAddress from, long tid, Rep rep) {
         Conn c = byLocalId.get(rep.remoteCommId());
         if (c == null) {
             return;
         }
         if (c.state == State.ESTABLISHED && c.lastReply != null && c.remoteId == rep.localCommId()) {
             c.agent.send(c.peer, c.lastReply, 0, 0, c); // cm_dup_rep_handler: the RTU was lost
+            return;
+        }
+        if (c.state == State.MRA_REP_SENT && c.remoteId == rep.localCommId()) {
+            sendMra(c, from, CmMessages.REJ_MSG_REP); // cm_dup_rep_handler: the owner is slow to send its RTU
             return;
         }
         if (c.state != State.REQ_SENT && c.state != State.MRA_REQ_RCVD) {
@@ -584,10 +625,10 @@ final class IbCm {
 
     /**
      * {@code cm_rej_handler}: a REJ while the connection is set up, connected or disconnecting is REJ_RECEIVED to its
-     * owner. Before the REP came (REQ_SENT, REQ_RCVD, REP_SENT, or an MRA_*_RCVD) it goes IDLE, or into time wait when
-     * the reason is STALE_CONN; once the REP was received (REP_RCVD), established or with its DREQ sent, it enters time
-     * wait whatever the reason. The MAD still waiting (REQ, REP or DREQ) is cancelled. In DREQ_RCVD, TIMEWAIT and IDLE
-     * a REJ is dropped.
+     * owner. Before the REP came (REQ_SENT, REQ_RCVD, MRA_REQ_SENT, REP_SENT, or an MRA_*_RCVD) it goes IDLE, or into
+     * time wait when the reason is STALE_CONN; once the REP was received (REP_RCVD, MRA_REP_SENT), established or with
+     * its DREQ sent, it enters time wait whatever the reason. The MAD still waiting (REQ, REP or DREQ) is cancelled. In
+     * DREQ_RCVD, TIMEWAIT and IDLE a REJ is dropped.
      */
     private void onRej(Rej rej) {
         Conn c = rejected(rej);
@@ -595,7 +636,7 @@ final class IbCm {
             return;
         }
         switch (c.state) {
-            case REQ_SENT, MRA_REQ_RCVD, REQ_RCVD, REP_SENT, MRA_REP_RCVD -> {
+            case REQ_SENT, MRA_REQ_RCVD, REQ_RCVD, MRA_REQ_SENT, REP_SENT, MRA_REP_RCVD -> {
                 cancelWaiting(c);
                 if (rej.reason() == RejectReason.STALE_CONN) {
                     enterTimewait(c);
@@ -603,7 +644,7 @@ final class IbCm {
                     resetToIdle(c);
                 }
             }
-            case REP_RCVD, ESTABLISHED, DREQ_SENT -> {
+            case REP_RCVD, MRA_REP_SENT, ESTABLISHED, DREQ_SENT -> {
                 cancelWaiting(c);
                 enterTimewait(c);
             }

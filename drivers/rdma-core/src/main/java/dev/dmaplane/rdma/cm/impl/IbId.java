@@ -80,7 +80,8 @@ final class IbId implements IbCm.Owner {
 
     /**
      * {@code cma_ib_new_conn_id} for a REQ a listener took: the new id bound and routed as the REQ says, in CONNECT,
-     * with CONNECT_REQUEST queued.
+     * with CONNECT_REQUEST queued; then, as {@code cma_ib_req_handler} does for an id still in CONNECT once the
+     * listener's handler returned, {@code ib_prepare_cm_mra} (MRA_REQ_SENT).
      */
     static IbId requested(CmaImpl cma, IdImpl id, IdImpl listener, IbCm.Conn c, Req req, IpHeader h) {
         IbId ib = new IbId(cma, id);
@@ -111,6 +112,7 @@ final class IbId implements IbCm.Owner {
         cma.enqueue(id, CmEventType.CONNECT_REQUEST, listener, 0, new ConnParam(user, req.initiatorDepth(),
                 req.responderResources(), req.flowControl(), req.retryCount(), req.rnrRetryCount(), req.srq(),
                 req.localQpn()));
+        cma.cm.prepareMra(c); // cma_ib_req_handler: the id waits on its owner, so a repeated REQ gets an MRA
         return ib;
     }
 
@@ -185,9 +187,9 @@ final class IbId implements IbCm.Owner {
                 CmMessages.checkPrivate("rdma_reject: REJ", privateData, CmMessages.REJ_PRIVATE));
     }
 
-    /** {@code rdma_establish} without a QP: the RTU a CONNECT_RESPONSE waits for. */
+    /** {@code rdma_establish} without a QP: the RTU a CONNECT_RESPONSE waits for (REP_RCVD or MRA_REP_SENT). */
     void establish() {
-        if (conn.state != IbCm.State.REP_RCVD || id.qp != null) {
+        if (conn.state != IbCm.State.REP_RCVD && conn.state != IbCm.State.MRA_REP_SENT || id.qp != null) {
             throw new ErrnoException(Errno.EINVAL, "rdma_establish: no CONNECT_RESPONSE waits on the id");
         }
         cma.cm.sendRtu(conn, null);
@@ -213,7 +215,8 @@ final class IbId implements IbCm.Owner {
     /**
      * {@code cma_ib_handler}: the connection's events as rdma_cm events and QP moves, TIMEWAIT_EXIT only to an id in
      * DISCONNECT and every other event only to one in CONNECT (a REJ after {@code rdma_disconnect}'s DREQ, the id
-     * still in CONNECT, is REJECTED; one after DISCONNECTED is dropped).
+     * still in CONNECT, is REJECTED; one after DISCONNECTED is dropped). REP_RECEIVED first prepares the MRA
+     * ({@code ib_prepare_cm_mra}: MRA_REP_SENT), so a REP repeated before the RTU gets one.
      */
     @Override
     public void cmEvent(IbCm.Conn c, IbCm.Event e, Object msg) {
@@ -222,7 +225,10 @@ final class IbId implements IbCm.Owner {
             return;
         }
         switch (e) {
-            case REP_RECEIVED -> repReceived((Rep) msg);
+            case REP_RECEIVED -> {
+                cma.cm.prepareMra(c); // cma_ib_handler: an MRA for a repeated REP while the RTU is not sent
+                repReceived((Rep) msg);
+            }
             case RTU_RECEIVED -> id.event(CmEventType.ESTABLISHED, 0, null);
             case MRA_RECEIVED -> {
                 // ignored: the CM waits longer for the REP or RTU, the id sees nothing
