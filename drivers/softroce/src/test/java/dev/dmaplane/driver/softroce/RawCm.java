@@ -112,6 +112,30 @@ final class RawCm {
         return new int[]{b.getInt(0), b.getInt(4), (b.get(8) & 0xFF) >>> 6, b.getShort(10) & 0xFFFF};
     }
 
+    /**
+     * The last MRA on the wire ({@code struct cm_mra_msg}): its local and remote communication IDs, message MRAed and
+     * service timeout.
+     */
+    int[] lastMra() {
+        Mad m = seen.reversed().stream().map(Seen::mad).filter(x -> x.attrId() == MRA).findFirst().orElseThrow();
+        ByteBuffer b = ByteBuffer.wrap(m.data());
+        return new int[]{b.getInt(0), b.getInt(4), (b.get(8) & 0xFF) >>> 6, (b.get(9) & 0xFF) >>> 3};
+    }
+
+    /** How many CM messages of attribute {@code attr} went over the wire so far, to either end. */
+    long count(int attr) {
+        return seen.stream().filter(x -> x.mad().attrId() == attr).count();
+    }
+
+    /**
+     * The last CM message of attribute {@code attr} on the wire sent again to rxe0, byte for byte (its TID too), as
+     * the MAD layer's retry of it would come.
+     */
+    void repeat(int attr) {
+        Mad m = seen.reversed().stream().map(Seen::mad).filter(x -> x.attrId() == attr).findFirst().orElseThrow();
+        agent.send(toRxe0, m, 0, 0, null);
+    }
+
     /** How many CM messages of attribute {@code attr} went to rxe1 (the server's CM) so far. */
     long countToRxe1(int attr) {
         return seen.stream().filter(x -> x.mad().attrId() == attr && x.dgid().equals(rxe1)).count();
