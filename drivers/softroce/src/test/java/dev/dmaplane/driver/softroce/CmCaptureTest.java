@@ -1,10 +1,15 @@
 package dev.dmaplane.driver.softroce;
 
+import dev.dmaplane.rdma.cm.CmEventType;
+import dev.dmaplane.rdma.cm.CmId;
+import dev.dmaplane.rdma.cm.ConnParam;
+import dev.dmaplane.rdma.cm.RejectReason;
 import dev.dmaplane.testing.ExternalTool;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
+import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -12,11 +17,14 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 
+import static dev.dmaplane.testing.Eventually.eventually;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * The CM MADs of a connection's life (REQ, REP, RTU, DREQ, DREP) captured with {@code rxe:pcap} and decoded by the
+ * The CM MADs of a connection's life (REQ, REP, RTU, DREQ, DREP), and of a request retried, MRAed and rejected
+ * (REQ, MRA, REJ), captured with {@code rxe:pcap} and decoded by the
  * real {@code tshark}'s {@code infiniband} dissector ({@code epan/dissectors/packet-infiniband.c}: the MAD header,
  * the CM messages of IBTA 12.6 and the RDMA IP CM header of annex A11): no malformed frame, every MAD a UD SEND
  * from QP 1 to QP 1 with the GSI Q_Key, class 0x07 version 2 method SEND, and the fields each message carries equal
@@ -39,7 +47,9 @@ class CmCaptureTest extends RdmaCmTestBase {
         "infiniband.cm.rep.localqpn", "infiniband.cm.rep.startpsn", "infiniband.cm.rep.respres",
         "infiniband.cm.rep.initdepth", "infiniband.cm.rep.rnrretrcount", "infiniband.cm.rtu.localcommid",
         "infiniband.cm.rtu.remotecommid", "infiniband.cm.dreq.localcommid", "infiniband.cm.dreq.remotecommid",
-        "infiniband.cm.req.remoteqpneecn", "infiniband.cm.drsp.localcommid", "infiniband.cm.drsp.remotecommid"};
+        "infiniband.cm.req.remoteqpneecn", "infiniband.cm.drsp.localcommid", "infiniband.cm.drsp.remotecommid",
+        "infiniband.cm.rej.localcommid", "infiniband.cm.rej.remotecommid", "infiniband.cm.rej.msgrej",
+        "infiniband.cm.rej.reason"};
 
     @TempDir
     Path dir;
@@ -64,32 +74,9 @@ class CmCaptureTest extends RdmaCmTestBase {
         CmFlows.disconnect(client, server);
         assertTrue(h.driver.pcap("off").contains("closed"));
 
-        List<String> args = new ArrayList<>(List.of("-r", file.toString(), "-Y", "infiniband.mad", "-T", "fields",
-                "-E", "separator=|", "-E", "occurrence=f"));
-        for (String f : FIELDS) {
-            args.add("-e");
-            args.add(f);
-        }
-        String out = tshark.run(Duration.ofSeconds(60), args.toArray(String[]::new));
-        List<Map<String, Object>> mads = new ArrayList<>();
-        for (String line : out.lines().filter(x -> !x.isBlank()).toList()) {
-            String[] got = line.split("\\|", -1);
-            assertEquals(FIELDS.length, got.length, line);
-            Map<String, Object> m = new HashMap<>();
-            for (int i = 0; i < FIELDS.length; i++) {
-                m.put(FIELDS[i], value(got[i]));
-            }
-            assertEquals("", m.get("_ws.malformed"), line);
-            assertEquals(1L, m.get("infiniband.bth.destqp"), line);
-            assertEquals(1L, m.get("infiniband.deth.srcqp"), line);
-            assertEquals(0x80010000L, m.get("infiniband.deth.q_key"), line);
-            assertEquals(7L, m.get("infiniband.mad.mgmtclass"), line);
-            assertEquals(2L, m.get("infiniband.mad.classversion"), line);
-            assertEquals(3L, m.get("infiniband.mad.method"), line);
-            mads.add(m);
-        }
+        List<Map<String, Object>> mads = mads(tshark, file);
         List<Object> attrs = mads.stream().map(m -> m.get("infiniband.mad.attributeid")).toList();
-        assertEquals(List.of(0x10L, 0x13L, 0x14L, 0x15L, 0x16L), attrs, "REQ, REP, RTU, DREQ, DREP:\n" + out);
+        assertEquals(List.of(0x10L, 0x13L, 0x14L, 0x15L, 0x16L), attrs, "REQ, REP, RTU, DREQ, DREP: " + mads);
         Map<String, Object> req = mads.get(0);
         Map<String, Object> rep = mads.get(1);
         Map<String, Object> rtu = mads.get(2);
@@ -130,5 +117,83 @@ class CmCaptureTest extends RdmaCmTestBase {
         assertEquals(reqTid, rtu.get("infiniband.mad.transactionid"), "cm_format_rtu: the REQ's TID");
         assertEquals(dreq.get("infiniband.mad.transactionid"), drep.get("infiniband.mad.transactionid"),
                 "cm_format_drep: the DREQ's TID");
+    }
+
+    /**
+     * A REQ retried to a server that has not accepted yet (CM response timeout 8, one retry), the MRA the server's CM
+     * answers the retry with ({@code cm_dup_req_handler} in MRA_REQ_SENT), then the server's {@code rdma_reject}: the
+     * retry is the REQ byte for byte (its TID too), the MRA a well-formed CM MAD of attribute 0x11 with the REQ's TID
+     * (Wireshark 4.0's dissector decodes the MAD header of an MRA, not its fields), and the REJ names the server's
+     * communication ID (MRA_REQ_SENT: {@code cm_format_rej} writes it), the client's, message REQ, reason 28
+     * (consumer defined), with the REQ's TID.
+     */
+    @Test
+    void tsharkDecodesAnMraToARepeatedReqAndTheRej() throws Exception {
+        ExternalTool tshark = ExternalTool.require("tshark",
+                "apt-get install tshark (Debian, Ubuntu), dnf install wireshark-cli (Fedora)");
+        Path file = dir.resolve("cm-mra-rej.pcap");
+        h.core.cm().setCmResponseTimeout(8);
+        h.core.cm().setMaxCmRetries(1);
+        RawCm raw = new RawCm(h);
+        assertTrue(h.driver.pcap(file.toString()).startsWith("capturing to "));
+        CmFlows.listen(server, SERVER, 4);
+        CmFlows.resolve(client, CLIENT, SERVER);
+        client.id.connect(ConnParam.of(null, 1, 1));
+        CmId conn = server.expect(CmEventType.CONNECT_REQUEST).id();
+        eventually(() -> raw.count(RawCm.MRA) == 1, Duration.ofSeconds(10), "the MRA to the REQ's retry");
+        conn.reject(null);
+        assertEquals(RejectReason.CONSUMER_DEFINED, client.expect(CmEventType.REJECTED).status());
+        assertTrue(h.driver.pcap("off").contains("closed"));
+
+        List<Map<String, Object>> mads = mads(tshark, file);
+        List<Object> attrs = mads.stream().map(m -> m.get("infiniband.mad.attributeid")).toList();
+        assertEquals(List.of(0x10L, 0x10L, 0x11L, 0x12L), attrs, "REQ, its retry, MRA, REJ: " + mads);
+        Map<String, Object> req = mads.get(0);
+        Map<String, Object> mra = mads.get(2);
+        Map<String, Object> rej = mads.get(3);
+        Map<String, Object> retry = new HashMap<>(mads.get(1));
+        retry.put("frame.number", req.get("frame.number"));
+        assertEquals(req, retry, "the retry: the REQ again");
+        Object tid = req.get("infiniband.mad.transactionid");
+        assertEquals(tid, mra.get("infiniband.mad.transactionid"), "cm_format_mra: the REQ's TID");
+        assertEquals(tid, rej.get("infiniband.mad.transactionid"), "cm_format_rej: the REQ's TID");
+        Object clientComm = req.get("infiniband.cm.req");
+        assertEquals(clientComm, rej.get("infiniband.cm.rej.remotecommid"));
+        assertNotEquals(0L, rej.get("infiniband.cm.rej.localcommid"), "MRA_REQ_SENT: the server's ID named");
+        assertEquals(0L, rej.get("infiniband.cm.rej.msgrej"), "message REJected: the REQ");
+        assertEquals((long) RejectReason.CONSUMER_DEFINED, rej.get("infiniband.cm.rej.reason"));
+    }
+
+    /**
+     * The MADs of {@code file} as tshark decodes them, {@link #FIELDS} by name, each checked to be well formed and a
+     * UD SEND of the CM class from QP 1 to QP 1 with the GSI Q_Key.
+     */
+    private static List<Map<String, Object>> mads(ExternalTool tshark, Path file)
+            throws IOException, InterruptedException {
+        List<String> args = new ArrayList<>(List.of("-r", file.toString(), "-Y", "infiniband.mad", "-T", "fields",
+                "-E", "separator=|", "-E", "occurrence=f"));
+        for (String f : FIELDS) {
+            args.add("-e");
+            args.add(f);
+        }
+        String out = tshark.run(Duration.ofSeconds(60), args.toArray(String[]::new));
+        List<Map<String, Object>> mads = new ArrayList<>();
+        for (String line : out.lines().filter(x -> !x.isBlank()).toList()) {
+            String[] got = line.split("\\|", -1);
+            assertEquals(FIELDS.length, got.length, line);
+            Map<String, Object> m = new HashMap<>();
+            for (int i = 0; i < FIELDS.length; i++) {
+                m.put(FIELDS[i], value(got[i]));
+            }
+            assertEquals("", m.get("_ws.malformed"), line);
+            assertEquals(1L, m.get("infiniband.bth.destqp"), line);
+            assertEquals(1L, m.get("infiniband.deth.srcqp"), line);
+            assertEquals(0x80010000L, m.get("infiniband.deth.q_key"), line);
+            assertEquals(7L, m.get("infiniband.mad.mgmtclass"), line);
+            assertEquals(2L, m.get("infiniband.mad.classversion"), line);
+            assertEquals(3L, m.get("infiniband.mad.method"), line);
+            mads.add(m);
+        }
+        return mads;
     }
 }
