@@ -327,11 +327,13 @@ final class Cep implements IwConnection, IwConnRequest {
                     "siw: accept of " + remote + " failed: " + e.getMessage(), e);
         }
         established = true;
-        answer.answered(true);
         if (!rtrPending) {
             dev.tx.kick(q); // always, for a post between establish() and established = true (see AwaitMpaRep.run)
             event(IwCmEvent.Type.ESTABLISHED, null, new byte[0], null, cepOrd, cepIrd);
         }
+        // only now the endpoint's thread reads the stream: siw_accept makes its ESTABLISHED upcall holding the
+        // endpoint (siw_cep_set_inuse), so the work of a peer's close (siw_cm_work_handler) comes after it
+        answer.answered(true);
         return this;
     }
 
